@@ -1,0 +1,109 @@
+/* hps: a parameter server over shared memory.
+ *
+ * A job has S server processes, which own the keys, and W worker processes,
+ * which push values (gradients) to keys and pull them back. `hps launch`
+ * starts a job on one host; each process calls hps_init() and then either
+ * hps_server_run() or hps_worker_open().
+ *
+ *   hps_ctx *ctx;     hps_init(&ctx, &argc, argv);
+ *   hps_worker *w;    hps_worker_open(ctx, 1, &w);      // 1 float per key
+ *   uint64_t keys[] = {1, 3, 5};  float g[] = {.1f, .2f, .3f}, p[3];
+ *   hps_wait(w, hps_push(w, keys, 3, g, NULL));
+ *   hps_wait(w, hps_pull(w, keys, 3, p, NULL));
+ *   hps_worker_close(w);  hps_finalize(ctx);
+ *
+ * Keys of one request are uint64, sorted ascending and unique. Values are
+ * f32: `width` floats per key (fixed width), or per-key lengths (`lens`,
+ * as in ps-lite). All functions return 0 / a non-negative value or a
+ * negative HPS_E* code (see hps/error.h).
+ */
+#ifndef HPS_HPS_H
+#define HPS_HPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hps/error.h"
+#include "hps/server.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct hps_ctx hps_ctx;
+typedef struct hps_worker hps_worker;
+
+enum hps_role { HPS_ROLE_WORKER = 0, HPS_ROLE_SERVER = 1 };
+
+/* Joins the job described by the environment (HPS_ROLE, HPS_RANK,
+ * HPS_JOB_ID, ...; ps-lite's DMLC_* names are accepted too). Arguments
+ * `--hps-name=value` override HPS_NAME and are removed from argv.
+ * argc/argv may be NULL. */
+int hps_init(hps_ctx **ctx, int *argc, char **argv);
+/* Leaves the job; close the worker first. */
+int hps_finalize(hps_ctx *ctx);
+
+int hps_role(const hps_ctx *ctx);
+int hps_rank(const hps_ctx *ctx);
+int hps_num_workers(const hps_ctx *ctx);
+int hps_num_servers(const hps_ctx *ctx);
+
+/* Waits until every worker of the job has called hps_barrier(). Fails
+ * with HPS_EPEERDEAD when a worker died, HPS_ETIMEDOUT after HPS_TIMEOUT_MS
+ * (0, the default for barriers, waits as long as every worker lives). */
+int hps_barrier(hps_ctx *ctx);
+
+/* A worker sends requests; `width` is the floats per key of requests that
+ * pass no lens. One worker per process; thread-safe. */
+int hps_worker_open(hps_ctx *ctx, uint32_t width, hps_worker **w);
+/* Waits for outstanding requests, then tells the servers this worker is
+ * done. A server exits once every worker has closed or died. */
+int hps_worker_close(hps_worker *w);
+
+/* Called once per request, from whichever thread of the worker drives
+ * progress (hps_wait or the progress thread), with the request's status.
+ * A callback may issue new requests but must not wait for them. */
+typedef void (*hps_callback)(hps_worker *w, int64_t ts, int status, void *arg);
+
+/* Optional per-request settings; NULL means fixed width, no callback. */
+typedef struct hps_opts {
+	/* Variable-length values: floats of each key (push and push-then-pull).
+	 * Push values are then sum(lens) floats. */
+	const uint32_t *lens;
+	/* Pull in variable-length mode: receives the floats of each key; vals
+	 * must hold vals_cap floats. */
+	uint32_t *out_lens;
+	size_t vals_cap;
+	hps_callback cb;
+	void *cb_arg;
+} hps_opts;
+
+/* Each returns the request's timestamp (>= 0) or a negative error. The
+ * buffers must stay valid and unchanged until the request completes.
+ * Requests run concurrently; those from one thread to one server are
+ * applied in order. */
+int64_t hps_push(hps_worker *w, const uint64_t *keys, size_t nkeys, const float *vals,
+		 const hps_opts *opts);
+int64_t hps_pull(hps_worker *w, const uint64_t *keys, size_t nkeys, float *vals,
+		 const hps_opts *opts);
+/* Push, then pull the same keys after the push is applied, in one request. */
+int64_t hps_pushpull(hps_worker *w, const uint64_t *keys, size_t nkeys, const float *push_vals,
+		     float *pull_vals, const hps_opts *opts);
+
+/* Waits for request ts to complete and returns its status. Passing a
+ * negative ts returns it, so hps_wait(w, hps_push(...)) reports both kinds
+ * of error. A dead server fails the wait with HPS_EPEERDEAD, no answer
+ * within HPS_TIMEOUT_MS with HPS_ETIMEDOUT. Statuses of the last
+ * HPS_MAX_INFLIGHT requests are kept; an older one reads as 0. */
+int hps_wait(hps_worker *w, int64_t ts);
+
+/* Zero-copy buffers in the job's shared memory. Values passed in them are
+ * read or written by the server in place when one server owns every key
+ * of the request (always with one server or for a single key). */
+void *hps_alloc(hps_worker *w, size_t bytes);
+void hps_free(hps_worker *w, void *p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

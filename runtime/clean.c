@@ -1,0 +1,97 @@
+/* `hps clean`: removes the segments of jobs whose processes all died
+ * (a launcher killed with SIGKILL cannot remove its own). A segment is
+ * kept while its creator or any of its nodes still runs. */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hps/error.h"
+#include "runtime/launch.h"
+#include "runtime/log.h"
+#include "shm/liveness.h"
+#include "shm/segment.h"
+
+static int owners_alive(struct hpsi_seg *seg)
+{
+	struct hpsi_seg_hdr *h = seg->hdr;
+	if (hpsi_proc_alive(h->creator_pid, h->creator_birth))
+		return 1;
+	for (uint32_t i = 0; i < h->nservers + h->nworkers; i++) {
+		struct hpsi_node *n = hpsi_seg_node(seg, i);
+		uint32_t st = atomic_load(&n->state);
+		if (st == HPSI_NODE_ALIVE && hpsi_proc_alive(atomic_load(&n->pid), atomic_load(&n->birth)))
+			return 1;
+	}
+	return 0;
+}
+
+int hpsi_clean_segments(int dry_run, int verbose)
+{
+	const char *dir = getenv("HPS_SHM_DIR");
+	if (!dir || !*dir)
+		dir = "/dev/shm";
+	DIR *d = opendir(dir);
+	if (!d) {
+		hpsi_error("cannot read %s", dir);
+		return HPS_ESYS;
+	}
+	int removed = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (strncmp(e->d_name, "hps.", 4) != 0)
+			continue;
+		char path[512];
+		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+		struct hpsi_seg seg;
+		if (hpsi_seg_attach_path(path, &seg) != 0) {
+			if (verbose)
+				printf("skipped %s: not a readable hps segment\n", path);
+			continue;
+		}
+		int alive = owners_alive(&seg);
+		char job[HPSI_NAME_MAX], host[HPSI_NAME_MAX];
+		snprintf(job, sizeof job, "%s", seg.hdr->job);
+		snprintf(host, sizeof host, "%s", seg.hdr->host);
+		hpsi_seg_detach(&seg);
+		if (alive) {
+			if (verbose)
+				printf("kept %s: job '%s' is running\n", path, job);
+			continue;
+		}
+		if (!dry_run && hpsi_seg_unlink(&seg) != 0) {
+			hpsi_error("cannot remove %s", path);
+			continue;
+		}
+		if (verbose)
+			printf("%s %s (job '%s', host '%s': every process is dead)\n", dry_run ? "would remove" : "removed",
+			       path, job, host);
+		removed++;
+	}
+	closedir(d);
+	return removed;
+}
+
+int hpsi_cmd_clean(int argc, char **argv)
+{
+	int dry = 0;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--dry-run") == 0 || strcmp(argv[i], "-n") == 0) {
+			dry = 1;
+		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			printf("usage: hps clean [--dry-run]\n\n"
+			       "Removes the shared-memory segments (in $HPS_SHM_DIR, default /dev/shm) of hps jobs\n"
+			       "whose launcher and processes are all dead. Segments of running jobs are kept.\n"
+			       "  -n, --dry-run   only list what would be removed\n");
+			return 0;
+		} else {
+			fprintf(stderr, "hps clean: unknown option '%s' (see hps clean --help)\n", argv[i]);
+			return 2;
+		}
+	}
+	int n = hpsi_clean_segments(dry, 1);
+	if (n < 0)
+		return 1;
+	printf("%d segment%s %s\n", n, n == 1 ? "" : "s", dry ? "to remove" : "removed");
+	return 0;
+}

@@ -1,0 +1,186 @@
+#include "runtime/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hps/error.h"
+#include "hps/hps.h"
+#include "runtime/log.h"
+
+/* ps-lite / dmlc-core tracker names accepted for our settings. */
+static const struct {
+	const char *name, *alias;
+} aliases[] = {
+	{"ROLE", "DMLC_ROLE"},
+	{"NUM_SERVERS", "DMLC_NUM_SERVER"},
+	{"NUM_WORKERS", "DMLC_NUM_WORKER"},
+	{"HOST", "DMLC_NODE_HOST"},
+	{"RANK", "DMLC_RANK"},
+	{"JOB_ID", "DMLC_JOB_ID"},
+};
+
+const char *hpsi_setting(const char *name)
+{
+	char key[96];
+	snprintf(key, sizeof key, "HPS_%s", name);
+	const char *v = getenv(key);
+	if (v && *v)
+		return v;
+	for (size_t i = 0; i < sizeof aliases / sizeof aliases[0]; i++)
+		if (strcmp(aliases[i].name, name) == 0 && (v = getenv(aliases[i].alias)) && *v)
+			return v;
+	return NULL;
+}
+
+void hpsi_config_apply_flags(int *argc, char **argv)
+{
+	if (!argc || !argv)
+		return;
+	int out = 1;
+	for (int i = 1; i < *argc; i++) {
+		const char *a = argv[i], *eq;
+		if (strncmp(a, "--hps-", 6) == 0 && (eq = strchr(a, '=')) && eq > a + 6) {
+			char key[96];
+			size_t n = (size_t)(eq - a - 6);
+			if (n + 5 < sizeof key) {
+				memcpy(key, "HPS_", 4);
+				for (size_t j = 0; j < n; j++)
+					key[4 + j] = a[6 + j] == '-' ? '_' : (char)toupper((unsigned char)a[6 + j]);
+				key[4 + n] = 0;
+				setenv(key, eq + 1, 1);
+				continue;
+			}
+		}
+		argv[out++] = argv[i];
+	}
+	argv[out] = NULL;
+	*argc = out;
+}
+
+int hpsi_setting_u64(const char *name, uint64_t min, uint64_t max, uint64_t *out)
+{
+	const char *v = hpsi_setting(name);
+	if (!v)
+		return 0;
+	char *end;
+	errno = 0;
+	unsigned long long x = strtoull(v, &end, 10);
+	if (errno || *end || end == v || v[0] == '-' || x < min || x > max) {
+		hpsi_error("HPS_%s=%s: expected an integer from %llu to %llu", name, v, (unsigned long long)min,
+			   (unsigned long long)max);
+		return HPS_ECONFIG;
+	}
+	*out = x;
+	return 0;
+}
+
+/* "first-last,first-last,..." with one range per server. */
+static int parse_ranges(const char *s, struct hpsi_config *c)
+{
+	uint32_t n = 0;
+	while (*s) {
+		char *end;
+		if (n >= HPSI_MAX_NODES)
+			goto bad;
+		errno = 0;
+		c->ranges[n].first = strtoull(s, &end, 0);
+		if (errno || *end != '-')
+			goto bad;
+		c->ranges[n].last = strtoull(end + 1, &end, 0);
+		if (errno || (*end && *end != ','))
+			goto bad;
+		n++;
+		s = *end ? end + 1 : end;
+	}
+	if (n != c->nservers) {
+		hpsi_error("HPS_KEY_RANGES has %u ranges but the job has %u servers (HPS_NUM_SERVERS)", n, c->nservers);
+		return HPS_ECONFIG;
+	}
+	c->range_mode = HPSI_RANGE_DECLARED;
+	return 0;
+bad:
+	hpsi_error("HPS_KEY_RANGES: expected first-last[,first-last...], one range per server");
+	return HPS_ECONFIG;
+}
+
+int hpsi_config_load(struct hpsi_config *c, int need_role)
+{
+	memset(c, 0, sizeof *c);
+	uint64_t v;
+	int rc = 0;
+	const char *s;
+
+	c->role = -1;
+	if ((s = hpsi_setting("ROLE"))) {
+		if (strcmp(s, "worker") == 0)
+			c->role = HPS_ROLE_WORKER;
+		else if (strcmp(s, "server") == 0)
+			c->role = HPS_ROLE_SERVER;
+		else {
+			hpsi_error("HPS_ROLE=%s: expected worker or server", s);
+			return HPS_ECONFIG;
+		}
+	} else if (need_role) {
+		hpsi_error("HPS_ROLE is not set: start the program with `hps launch` or set HPS_ROLE=worker|server");
+		return HPS_ECONFIG;
+	}
+	v = 0;
+	if ((rc = hpsi_setting_u64("RANK", 0, HPSI_MAX_NODES - 1, &v)))
+		return rc;
+	c->rank = (int)v;
+	v = 1;
+	if ((rc = hpsi_setting_u64("NUM_SERVERS", 1, HPSI_MAX_NODES - 1, &v)))
+		return rc;
+	c->nservers = (uint32_t)v;
+	v = 1;
+	if ((rc = hpsi_setting_u64("NUM_WORKERS", 1, HPSI_MAX_NODES - 1, &v)))
+		return rc;
+	c->nworkers = (uint32_t)v;
+	v = 1024;
+	if ((rc = hpsi_setting_u64("RING_KB", 4, 1u << 20, &v)))
+		return rc;
+	c->ring_bytes = (uint32_t)(v << 10);
+	v = 256;
+	if ((rc = hpsi_setting_u64("HEAP_MB", 8, 1u << 24, &v)))
+		return rc;
+	c->heap_slice = v << 20;
+	v = 30000;
+	if ((rc = hpsi_setting_u64("TIMEOUT_MS", 1, 1ull << 40, &v)))
+		return rc;
+	c->timeout_ms = (int64_t)v;
+	v = 50;
+	if ((rc = hpsi_setting_u64("SPIN_US", 0, 1000000, &v)))
+		return rc;
+	c->spin_ns = (int64_t)v * 1000;
+
+	s = hpsi_setting("JOB_ID");
+	snprintf(c->job, sizeof c->job, "%s", s ? s : "default");
+	if ((s = hpsi_setting("HOST")))
+		snprintf(c->host, sizeof c->host, "%s", s);
+	else if (gethostname(c->host, sizeof c->host) != 0 || !c->host[0])
+		snprintf(c->host, sizeof c->host, "localhost");
+	c->host[sizeof c->host - 1] = 0;
+
+	if ((s = hpsi_setting("KEY_RANGES")) && (rc = parse_ranges(s, c)))
+		return rc;
+	if (need_role && (uint32_t)c->rank >= (c->role == HPS_ROLE_SERVER ? c->nservers : c->nworkers)) {
+		hpsi_error("HPS_RANK=%d is out of range for %s (HPS_NUM_%s=%u)", c->rank,
+			   c->role == HPS_ROLE_SERVER ? "servers" : "workers",
+			   c->role == HPS_ROLE_SERVER ? "SERVERS" : "WORKERS",
+			   c->role == HPS_ROLE_SERVER ? c->nservers : c->nworkers);
+		return HPS_ECONFIG;
+	}
+	return 0;
+}
+
+void hpsi_config_seg_params(const struct hpsi_config *c, struct hpsi_seg_params *p)
+{
+	*p = (struct hpsi_seg_params){.job = c->job, .host = c->host, .nservers = c->nservers,
+				      .nworkers = c->nworkers, .ring_bytes = c->ring_bytes,
+				      .heap_slice = c->heap_slice, .timeout_ms = c->timeout_ms,
+				      .range_mode = c->range_mode, .ranges = c->ranges};
+}

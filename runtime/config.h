@@ -1,0 +1,42 @@
+/* Settings of a job, from the environment (HPS_*, with ps-lite's DMLC_*
+ * names as aliases) and `--hps-name=value` flags, which override. */
+#ifndef HPSI_CONFIG_H
+#define HPSI_CONFIG_H
+
+#include <stdint.h>
+
+#include "shm/segment.h"
+
+struct hpsi_config {
+	int role;  /* HPS_ROLE: worker | server */
+	int rank;  /* HPS_RANK: index among the processes of the role */
+	uint32_t nservers, nworkers; /* HPS_NUM_SERVERS, HPS_NUM_WORKERS */
+	char job[HPSI_NAME_MAX];     /* HPS_JOB_ID */
+	char host[HPSI_NAME_MAX];    /* HPS_HOST, default the host name */
+	uint32_t ring_bytes;         /* HPS_RING_KB, default 1024 */
+	uint64_t heap_slice;         /* HPS_HEAP_MB per worker, default 256 */
+	int64_t timeout_ms;          /* HPS_TIMEOUT_MS for requests, default 30000 */
+	int64_t spin_ns;             /* HPS_SPIN_US before sleeping, default 50 */
+	uint32_t range_mode;         /* HPS_KEY_RANGES: "first-last,..." per server */
+	struct hpsi_range ranges[HPSI_MAX_NODES];
+};
+
+/* Value of HPS_<name>, or of its DMLC_ alias, or NULL. */
+const char *hpsi_setting(const char *name);
+
+/* Moves `--hps-name=value` arguments into the environment (HPS_NAME) and
+ * removes them from argv. */
+void hpsi_config_apply_flags(int *argc, char **argv);
+
+/* Reads every setting; a wrong one is logged naming it and returns
+ * HPS_ECONFIG. need_role: role and rank must be set (a node, not the
+ * launcher). */
+int hpsi_config_load(struct hpsi_config *c, int need_role);
+
+/* Parses a non-negative integer setting into *out; returns 0 if unset. */
+int hpsi_setting_u64(const char *name, uint64_t min, uint64_t max, uint64_t *out);
+
+/* Fills segment parameters from the settings. */
+void hpsi_config_seg_params(const struct hpsi_config *c, struct hpsi_seg_params *p);
+
+#endif

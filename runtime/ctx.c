@@ -1,0 +1,133 @@
+#include "runtime/ctx.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "runtime/log.h"
+#include "shm/liveness.h"
+
+void hpsi_wake_all(struct hpsi_seg *seg)
+{
+	uint32_t n = seg->hdr->nservers + seg->hdr->nworkers;
+	for (uint32_t i = 0; i < n; i++)
+		hpsi_bell_ring_always(&hpsi_seg_node(seg, i)->bell);
+	hpsi_futex_wake(&seg->hdr->barrier_gen);
+}
+
+void hpsi_node_mark_dead(struct hpsi_seg *seg, uint32_t id)
+{
+	struct hpsi_node *n = hpsi_seg_node(seg, id);
+	uint32_t st = atomic_load_explicit(&n->state, memory_order_acquire);
+	while (st != HPSI_NODE_CLOSED && st != HPSI_NODE_DEAD &&
+	       !atomic_compare_exchange_weak_explicit(&n->state, &st, HPSI_NODE_DEAD, memory_order_acq_rel,
+						      memory_order_acquire))
+		;
+	hpsi_wake_all(seg);
+}
+
+uint32_t hpsi_node_check(struct hpsi_seg *seg, uint32_t id)
+{
+	struct hpsi_node *n = hpsi_seg_node(seg, id);
+	uint32_t st = atomic_load_explicit(&n->state, memory_order_acquire);
+	if (st != HPSI_NODE_ALIVE)
+		return st;
+	pid_t pid = atomic_load_explicit(&n->pid, memory_order_relaxed);
+	uint64_t birth = atomic_load_explicit(&n->birth, memory_order_relaxed);
+	if (hpsi_proc_alive(pid, birth))
+		return st;
+	/* Re-read: it may have closed cleanly just before exiting. */
+	st = atomic_load_explicit(&n->state, memory_order_acquire);
+	if (st == HPSI_NODE_ALIVE) {
+		hpsi_warn("node %u (pid %d) died", id, (int)pid);
+		hpsi_node_mark_dead(seg, id);
+		st = atomic_load_explicit(&n->state, memory_order_acquire);
+	}
+	return st;
+}
+
+static int counts_match(const struct hps_ctx *c)
+{
+	const struct hpsi_seg_hdr *h = c->seg.hdr;
+	if (hpsi_setting("NUM_SERVERS") && c->cfg.nservers != h->nservers) {
+		hpsi_error("HPS_NUM_SERVERS=%u but job '%s' has %u servers", c->cfg.nservers, h->job, h->nservers);
+		return 0;
+	}
+	if (hpsi_setting("NUM_WORKERS") && c->cfg.nworkers != h->nworkers) {
+		hpsi_error("HPS_NUM_WORKERS=%u but job '%s' has %u workers", c->cfg.nworkers, h->job, h->nworkers);
+		return 0;
+	}
+	uint32_t limit = c->cfg.role == HPS_ROLE_SERVER ? h->nservers : h->nworkers;
+	if ((uint32_t)c->cfg.rank >= limit) {
+		hpsi_error("HPS_RANK=%d is out of range: job '%s' has %u %ss", c->cfg.rank, h->job, limit,
+			   c->cfg.role == HPS_ROLE_SERVER ? "server" : "worker");
+		return 0;
+	}
+	return 1;
+}
+
+int hps_init(hps_ctx **out, int *argc, char **argv)
+{
+	if (!out)
+		return HPS_EINVAL;
+	*out = NULL;
+	hpsi_config_apply_flags(argc, argv);
+	struct hps_ctx *c = calloc(1, sizeof *c);
+	if (!c)
+		return HPS_ENOMEM;
+	int rc = hpsi_config_load(&c->cfg, 1);
+	if (!rc)
+		rc = hpsi_seg_attach(c->cfg.job, c->cfg.host, &c->seg);
+	if (rc) {
+		free(c);
+		return rc;
+	}
+	if (!counts_match(c)) {
+		hpsi_seg_detach(&c->seg);
+		free(c);
+		return HPS_ECONFIG;
+	}
+	c->node = c->cfg.role == HPS_ROLE_SERVER ? (uint32_t)c->cfg.rank
+						 : hpsi_worker_node(&c->seg, (uint32_t)c->cfg.rank);
+	c->timeout_ns = c->seg.hdr->timeout_ms * 1000000;
+	c->spin_ns = c->cfg.spin_ns;
+
+	/* Claim the node: only if nobody alive holds it. */
+	struct hpsi_node *n = hpsi_seg_node(&c->seg, c->node);
+	uint32_t st = hpsi_node_check(&c->seg, c->node);
+	if (st == HPSI_NODE_ALIVE) {
+		hpsi_error("%s rank %d of job '%s' is already running (pid %d)",
+			   c->cfg.role == HPS_ROLE_SERVER ? "server" : "worker", c->cfg.rank, c->seg.hdr->job,
+			   (int)atomic_load(&n->pid));
+		hpsi_seg_detach(&c->seg);
+		free(c);
+		return HPS_EEXIST;
+	}
+	atomic_store_explicit(&n->pid, (int32_t)getpid(), memory_order_relaxed);
+	atomic_store_explicit(&n->birth, hpsi_proc_birth(getpid()), memory_order_relaxed);
+	atomic_store_explicit(&n->state, HPSI_NODE_ALIVE, memory_order_release);
+	hpsi_wake_all(&c->seg);
+	*out = c;
+	return 0;
+}
+
+int hps_finalize(hps_ctx *c)
+{
+	if (!c)
+		return HPS_EINVAL;
+	if (c->worker)
+		hps_worker_close(c->worker);
+	struct hpsi_node *n = hpsi_seg_node(&c->seg, c->node);
+	uint32_t st = HPSI_NODE_ALIVE;
+	atomic_compare_exchange_strong_explicit(&n->state, &st, HPSI_NODE_CLOSED, memory_order_acq_rel,
+						memory_order_acquire);
+	hpsi_wake_all(&c->seg);
+	hpsi_seg_detach(&c->seg);
+	free(c);
+	return 0;
+}
+
+int hps_role(const hps_ctx *c) { return c->cfg.role; }
+int hps_rank(const hps_ctx *c) { return c->cfg.rank; }
+int hps_num_workers(const hps_ctx *c) { return (int)c->seg.hdr->nworkers; }
+int hps_num_servers(const hps_ctx *c) { return (int)c->seg.hdr->nservers; }

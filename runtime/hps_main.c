@@ -1,0 +1,61 @@
+/* The hps command: launch a job, clean dead segments, run a server. */
+#include <stdio.h>
+#include <string.h>
+
+#include "hps/hps.h"
+#include "runtime/launch.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: hps COMMAND [options]\n\n"
+		   "commands:\n"
+		   "  launch   start a job on this host (hps launch --help)\n"
+		   "  clean    remove shared-memory segments of dead jobs (hps clean --help)\n"
+		   "  server   run one built-in summing server of a job (started by launch)\n"
+		   "  help     this text\n");
+}
+
+static int cmd_server(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			printf("usage: hps server\n\n"
+			       "Runs one server of the job named by the environment (HPS_JOB_ID, HPS_RANK,\n"
+			       "HPS_ROLE=server, ...) with the built-in summing store, until every worker has\n"
+			       "closed. `hps launch` starts these; run it by hand only with a tracker.\n");
+			return 0;
+		}
+	hps_ctx *ctx;
+	int rc = hps_init(&ctx, &argc, argv);
+	if (rc) {
+		fprintf(stderr, "hps server: %s\n", hps_strerror(rc));
+		return 1;
+	}
+	rc = hps_server_run(ctx, NULL, NULL);
+	hps_finalize(ctx);
+	if (rc)
+		fprintf(stderr, "hps server: %s\n", hps_strerror(rc));
+	return rc ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	const char *cmd = argv[1];
+	if (strcmp(cmd, "launch") == 0)
+		return hpsi_cmd_launch(argc - 1, argv + 1);
+	if (strcmp(cmd, "clean") == 0)
+		return hpsi_cmd_clean(argc - 1, argv + 1);
+	if (strcmp(cmd, "server") == 0)
+		return cmd_server(argc - 1, argv + 1);
+	if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	fprintf(stderr, "hps: unknown command '%s'\n", cmd);
+	usage(stderr);
+	return 2;
+}

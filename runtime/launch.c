@@ -1,0 +1,357 @@
+/* `hps launch`: starts a whole job on this host from one command.
+ *
+ * Creates the segment, starts the servers (built-in `hps server`, or the
+ * program itself with --self-serve) and the workers, prefixes every line
+ * they print with its role and rank, and ends the job on the first failure
+ * (unless --keep-going). The segment is removed on every exit path the
+ * launcher survives; children die with it (PR_SET_PDEATHSIG), and
+ * `hps clean` removes what a SIGKILLed launcher leaves. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "hps/hps.h"
+#include "runtime/config.h"
+#include "runtime/ctx.h"
+#include "runtime/launch.h"
+#include "runtime/log.h"
+
+#define GRACE_NS 3000000000ll /* from SIGTERM to SIGKILL when stopping */
+
+struct child {
+	pid_t pid;
+	int role, rank;
+	int fd;          /* its stdout and stderr, or -1 at EOF */
+	int running;
+	int status;      /* wait status once exited */
+	char buf[8192];
+	size_t used;
+};
+
+static volatile sig_atomic_t got_signal;
+
+static void on_signal(int sig)
+{
+	got_signal = sig;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: hps launch [options] -- PROGRAM [ARGS...]\n\n"
+		"Starts a job on this host: S servers and W copies of PROGRAM as workers, sharing one\n"
+		"shared-memory segment. Output lines are prefixed with [server N] / [worker N]. The first\n"
+		"process to fail (non-zero exit or signal) stops the job; the exit status is then non-zero.\n\n"
+		"  -s, --servers N       server processes (default 1; HPS_NUM_SERVERS)\n"
+		"  -w, --workers N       worker processes (default 1; HPS_NUM_WORKERS)\n"
+		"  --job ID              job id (default: hps<pid>; HPS_JOB_ID)\n"
+		"  --self-serve          run PROGRAM as the servers too (HPS_ROLE=server); it calls\n"
+		"                        hps_server_run() with its own handler\n"
+		"  --keep-going          a failed worker does not stop the others\n"
+		"  --heap-mb N           shared heap per worker in MiB (default 256; HPS_HEAP_MB)\n"
+		"  --ring-kb N           bytes of each ring in KiB (default 1024; HPS_RING_KB)\n"
+		"  --timeout-ms N        request timeout (default 30000; HPS_TIMEOUT_MS)\n"
+		"  --key-ranges R        first-last[,...] per server instead of hashing (HPS_KEY_RANGES)\n"
+		"  -h, --help            this text\n\n"
+		"Every process gets HPS_ROLE, HPS_RANK, HPS_JOB_ID, HPS_HOST, HPS_NUM_SERVERS and\n"
+		"HPS_NUM_WORKERS in its environment.\n");
+}
+
+/* Options that map to a setting: --name V becomes HPS_NAME=V. */
+static const struct {
+	const char *opt, *shrt, *env;
+} env_opts[] = {
+	{"--servers", "-s", "HPS_NUM_SERVERS"}, {"--workers", "-w", "HPS_NUM_WORKERS"},
+	{"--job", NULL, "HPS_JOB_ID"},          {"--heap-mb", NULL, "HPS_HEAP_MB"},
+	{"--ring-kb", NULL, "HPS_RING_KB"},     {"--timeout-ms", NULL, "HPS_TIMEOUT_MS"},
+	{"--key-ranges", NULL, "HPS_KEY_RANGES"}, {"--host", NULL, "HPS_HOST"},
+};
+
+static void put_line(struct child *c, const char *s, size_t n)
+{
+	char tag[48];
+	int t = snprintf(tag, sizeof tag, "[%s %d] ", c->role == HPS_ROLE_SERVER ? "server" : "worker", c->rank);
+	char out[sizeof c->buf + 64];
+	memcpy(out, tag, (size_t)t);
+	memcpy(out + t, s, n);
+	out[t + n] = '\n';
+	ssize_t rc = write(STDOUT_FILENO, out, (size_t)t + n + 1);
+	(void)rc;
+}
+
+/* Reads what a child printed and forwards whole lines. */
+static void pump(struct child *c)
+{
+	ssize_t n = read(c->fd, c->buf + c->used, sizeof c->buf - c->used);
+	if (n <= 0) {
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			return;
+		if (c->used)
+			put_line(c, c->buf, c->used);
+		c->used = 0;
+		close(c->fd);
+		c->fd = -1;
+		return;
+	}
+	c->used += (size_t)n;
+	size_t start = 0;
+	for (size_t i = 0; i < c->used; i++)
+		if (c->buf[i] == '\n') {
+			put_line(c, c->buf + start, i - start);
+			start = i + 1;
+		}
+	if (start == 0 && c->used == sizeof c->buf) { /* a line longer than the buffer */
+		put_line(c, c->buf, c->used);
+		start = c->used;
+	}
+	memmove(c->buf, c->buf + start, c->used - start);
+	c->used -= start;
+}
+
+static int spawn(struct child *c, char **argv, const char *self, const struct hpsi_config *cfg)
+{
+	int fds[2];
+	if (pipe2(fds, O_CLOEXEC) != 0)
+		return -1;
+	pid_t launcher = getpid();
+	pid_t pid = fork();
+	if (pid < 0) {
+		close(fds[0]);
+		close(fds[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != launcher)
+			_exit(127);
+		dup2(fds[1], STDOUT_FILENO);
+		dup2(fds[1], STDERR_FILENO);
+		char num[32];
+		setenv("HPS_ROLE", c->role == HPS_ROLE_SERVER ? "server" : "worker", 1);
+		snprintf(num, sizeof num, "%d", c->rank);
+		setenv("HPS_RANK", num, 1);
+		setenv("HPS_JOB_ID", cfg->job, 1);
+		setenv("HPS_HOST", cfg->host, 1);
+		snprintf(num, sizeof num, "%u", cfg->nservers);
+		setenv("HPS_NUM_SERVERS", num, 1);
+		snprintf(num, sizeof num, "%u", cfg->nworkers);
+		setenv("HPS_NUM_WORKERS", num, 1);
+		signal(SIGINT, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
+		if (!argv) {
+			char *srv[] = {(char *)self, "server", NULL};
+			execv(self, srv);
+		} else {
+			execvp(argv[0], argv);
+		}
+		fprintf(stderr, "cannot start %s: %s\n", argv ? argv[0] : self, strerror(errno));
+		_exit(127);
+	}
+	close(fds[1]);
+	fcntl(fds[0], F_SETFL, O_NONBLOCK);
+	c->pid = pid;
+	c->fd = fds[0];
+	c->running = 1;
+	return 0;
+}
+
+static int exit_code(int status)
+{
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static void describe(const struct child *c)
+{
+	const char *role = c->role == HPS_ROLE_SERVER ? "server" : "worker";
+	if (WIFEXITED(c->status))
+		fprintf(stderr, "hps launch: %s %d exited with status %d\n", role, c->rank, WEXITSTATUS(c->status));
+	else
+		fprintf(stderr, "hps launch: %s %d killed by signal %d (%s)\n", role, c->rank, WTERMSIG(c->status),
+			strsignal(WTERMSIG(c->status)));
+}
+
+struct job {
+	struct child *kids;
+	int n;
+	struct hpsi_seg seg;
+	int stopping;
+	int64_t kill_at;
+};
+
+static void stop_job(struct job *j)
+{
+	if (j->stopping)
+		return;
+	j->stopping = 1;
+	atomic_store_explicit(&j->seg.hdr->shutdown, 1, memory_order_release);
+	hpsi_wake_all(&j->seg);
+	for (int i = 0; i < j->n; i++)
+		if (j->kids[i].running)
+			kill(j->kids[i].pid, SIGTERM);
+	j->kill_at = hpsi_now_ns() + GRACE_NS;
+}
+
+static int parse_args(int argc, char **argv, int *self_serve, int *keep_going, int *prog)
+{
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "--") == 0) {
+			*prog = i + 1;
+			return i + 1 < argc ? 0 : -1;
+		}
+		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			usage(stdout);
+			exit(0);
+		}
+		if (strcmp(a, "--self-serve") == 0) {
+			*self_serve = 1;
+			continue;
+		}
+		if (strcmp(a, "--keep-going") == 0) {
+			*keep_going = 1;
+			continue;
+		}
+		size_t k;
+		for (k = 0; k < sizeof env_opts / sizeof env_opts[0]; k++)
+			if (strcmp(a, env_opts[k].opt) == 0 || (env_opts[k].shrt && strcmp(a, env_opts[k].shrt) == 0))
+				break;
+		if (k == sizeof env_opts / sizeof env_opts[0]) {
+			if (a[0] != '-') { /* the program, without "--" */
+				*prog = i;
+				return 0;
+			}
+			fprintf(stderr, "hps launch: unknown option '%s' (see hps launch --help)\n", a);
+			return -2;
+		}
+		if (i + 1 >= argc) {
+			fprintf(stderr, "hps launch: %s needs a value\n", a);
+			return -2;
+		}
+		setenv(env_opts[k].env, argv[++i], 1);
+	}
+	return -1;
+}
+
+int hpsi_cmd_launch(int argc, char **argv)
+{
+	int self_serve = 0, keep_going = 0, prog = 0;
+	int rc = parse_args(argc, argv, &self_serve, &keep_going, &prog);
+	if (rc) {
+		if (rc == -1)
+			fprintf(stderr, "hps launch: no program given (hps launch [options] -- PROGRAM ARGS...)\n");
+		return 2;
+	}
+	if (!hpsi_setting("JOB_ID")) {
+		char id[32];
+		snprintf(id, sizeof id, "hps%d", (int)getpid());
+		setenv("HPS_JOB_ID", id, 1);
+	}
+	struct hpsi_config cfg;
+	if (hpsi_config_load(&cfg, 0))
+		return 2;
+	struct hpsi_seg_params sp;
+	hpsi_config_seg_params(&cfg, &sp);
+	struct job j = {.n = (int)(cfg.nservers + cfg.nworkers)};
+	if ((rc = hpsi_seg_create(&sp, &j.seg))) {
+		fprintf(stderr, "hps launch: %s\n", hps_strerror(rc));
+		return 1;
+	}
+	struct sigaction sa = {.sa_handler = on_signal};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	char self[4096];
+	ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
+	self[sl > 0 ? sl : 0] = 0;
+	j.kids = calloc((size_t)j.n, sizeof *j.kids);
+	int failed = 0, code = 0;
+	for (int i = 0; i < j.n && !failed; i++) {
+		struct child *c = &j.kids[i];
+		c->fd = -1;
+		c->role = (uint32_t)i < cfg.nservers ? HPS_ROLE_SERVER : HPS_ROLE_WORKER;
+		c->rank = c->role == HPS_ROLE_SERVER ? i : i - (int)cfg.nservers;
+		char **cmd = c->role == HPS_ROLE_WORKER || self_serve ? argv + prog : NULL;
+		if (spawn(c, cmd, self, &cfg) != 0) {
+			fprintf(stderr, "hps launch: cannot start a process: %s\n", strerror(errno));
+			failed = 1, code = 1;
+		}
+	}
+	if (failed)
+		stop_job(&j);
+
+	int workers_left = (int)cfg.nworkers;
+	for (;;) {
+		struct pollfd pf[HPSI_MAX_NODES];
+		int np = 0, map[HPSI_MAX_NODES], running = 0;
+		for (int i = 0; i < j.n; i++) {
+			running += j.kids[i].running;
+			if (j.kids[i].fd >= 0) {
+				pf[np] = (struct pollfd){.fd = j.kids[i].fd, .events = POLLIN};
+				map[np++] = i;
+			}
+		}
+		if (!running && np == 0)
+			break;
+		if (poll(pf, (nfds_t)np, 50) > 0)
+			for (int k = 0; k < np; k++)
+				if (pf[k].revents)
+					pump(&j.kids[map[k]]);
+		if (got_signal && !j.stopping) {
+			fprintf(stderr, "hps launch: got signal %d, stopping the job\n", (int)got_signal);
+			code = 128 + got_signal;
+			stop_job(&j);
+		}
+		int status;
+		pid_t pid;
+		while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+			for (int i = 0; i < j.n; i++) {
+				struct child *c = &j.kids[i];
+				if (c->pid != pid || !c->running)
+					continue;
+				c->running = 0;
+				c->status = status;
+				uint32_t node = c->role == HPS_ROLE_SERVER ? (uint32_t)c->rank
+									   : cfg.nservers + (uint32_t)c->rank;
+				int ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+				if (!ok)
+					hpsi_node_mark_dead(&j.seg, node);
+				if (c->role == HPS_ROLE_WORKER)
+					workers_left--;
+				if (!ok && !j.stopping) {
+					describe(c);
+					if (!code)
+						code = exit_code(status);
+					if (!keep_going || c->role == HPS_ROLE_SERVER)
+						stop_job(&j);
+				}
+			}
+		}
+		if (workers_left == 0 && !j.stopping) {
+			/* Every worker is done: servers end once they see it. */
+			atomic_store_explicit(&j.seg.hdr->shutdown, 1, memory_order_release);
+			hpsi_wake_all(&j.seg);
+			j.stopping = 1;
+			j.kill_at = hpsi_now_ns() + GRACE_NS * 3;
+		}
+		if (j.stopping && hpsi_now_ns() > j.kill_at) {
+			for (int i = 0; i < j.n; i++)
+				if (j.kids[i].running)
+					kill(j.kids[i].pid, SIGKILL);
+			j.kill_at = INT64_MAX;
+		}
+	}
+	hpsi_seg_unlink(&j.seg);
+	hpsi_seg_detach(&j.seg);
+	free(j.kids);
+	return code;
+}

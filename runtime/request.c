@@ -1,0 +1,500 @@
+/* Worker: building and sending requests. A request is checked, split by
+ * key owner into parts, and each part goes to its server's ring: inline
+ * when it fits, otherwise with keys, values or the answer in this worker's
+ * shared heap (the caller's own buffer when it came from hps_alloc). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/log.h"
+#include "runtime/route.h"
+#include "runtime/worker.h"
+
+/* What the caller asked for, checked. */
+struct call {
+	int type;
+	const uint64_t *keys;
+	size_t n;
+	const float *push;
+	float *pull;
+	const uint32_t *lens;  /* lens-mode push */
+	uint64_t *lens_off;    /* prefix sums of lens, n + 1 entries */
+	uint32_t width;        /* 0 in lens mode */
+	const hps_opts *opts;
+	uint32_t nparts;
+	struct hpsi_part *parts;
+	uint32_t *idx;
+};
+
+int hps_worker_open(hps_ctx *ctx, uint32_t width, hps_worker **out)
+{
+	if (!ctx || !out || width == 0 || ctx->cfg.role != HPS_ROLE_WORKER)
+		return HPS_EINVAL;
+	if (ctx->worker)
+		return HPS_EEXIST;
+	struct hps_worker *w = calloc(1, sizeof *w);
+	if (!w)
+		return HPS_ENOMEM;
+	struct hpsi_seg *seg = &ctx->seg;
+	w->ctx = ctx;
+	w->seg = seg;
+	w->rank = (uint32_t)ctx->cfg.rank;
+	w->nservers = seg->hdr->nservers;
+	w->width = width;
+	w->bell = &hpsi_seg_node(seg, ctx->node)->bell;
+	w->inline_max = hpsi_ring_max_payload(seg->hdr->ring_bytes) - sizeof(struct hpsi_msg_hdr);
+	uint64_t lo = seg->hdr->heap_off + (uint64_t)w->rank * seg->hdr->heap_slice;
+	w->own = (struct hpsi_msg_bounds){seg->base, lo, lo + seg->hdr->heap_slice};
+	w->req = calloc(w->nservers, sizeof *w->req);
+	w->resp = calloc(w->nservers, sizeof *w->resp);
+	w->slots = calloc(HPSI_MAX_INFLIGHT, sizeof *w->slots);
+	w->cbq = calloc(HPSI_MAX_INFLIGHT, sizeof *w->cbq);
+	int rc = w->req && w->resp && w->slots && w->cbq ? 0 : HPS_ENOMEM;
+	for (uint32_t i = 0; !rc && i < HPSI_MAX_INFLIGHT; i++) {
+		atomic_init(&w->slots[i].ts, -1);
+		if (!(w->slots[i].parts = calloc(w->nservers, sizeof(struct hpsi_part))))
+			rc = HPS_ENOMEM;
+	}
+	if (!rc)
+		rc = hpsi_heap_create(hpsi_seg_heap(seg, w->rank), seg->hdr->heap_slice, &w->heap);
+	if (rc) {
+		for (uint32_t i = 0; w->slots && i < HPSI_MAX_INFLIGHT; i++)
+			free(w->slots[i].parts);
+		free(w->req), free(w->resp), free(w->slots), free(w->cbq), free(w);
+		return rc;
+	}
+	for (uint32_t s = 0; s < w->nservers; s++) {
+		hpsi_ring_prod_attach(&w->req[s], hpsi_seg_ring(seg, w->rank, s, 0), seg->hdr->ring_bytes);
+		hpsi_ring_cons_attach(&w->resp[s], hpsi_seg_ring(seg, w->rank, s, 1), seg->hdr->ring_bytes);
+	}
+	pthread_mutex_init(&w->submit_lock, NULL);
+	pthread_mutex_init(&w->poll_lock, NULL);
+	ctx->worker = w;
+	*out = w;
+	return 0;
+}
+
+static int all_idle(void *p)
+{
+	struct hps_worker *w = p;
+	for (uint32_t i = 0; i < HPSI_MAX_INFLIGHT; i++)
+		if (atomic_load_explicit(&w->slots[i].parts_left, memory_order_acquire))
+			return 0;
+	return 1;
+}
+
+int hps_worker_close(hps_worker *w)
+{
+	if (!w)
+		return HPS_EINVAL;
+	int rc = hpsi_worker_wait_until(w, all_idle, w, hpsi_now_ns() + w->ctx->timeout_ns);
+	atomic_store_explicit(&w->closing, 1, memory_order_release);
+	if (w->progress_started) {
+		hpsi_futex_wake(&w->cb_pending);
+		hpsi_bell_ring_always(w->bell);
+		pthread_join(w->progress_thread, NULL);
+	}
+	struct hpsi_node *n = hpsi_seg_node(w->seg, w->ctx->node);
+	uint32_t st = HPSI_NODE_ALIVE;
+	atomic_compare_exchange_strong_explicit(&n->state, &st, HPSI_NODE_CLOSED, memory_order_acq_rel,
+						memory_order_acquire);
+	hpsi_wake_all(w->seg);
+	/* Buffers of requests that never got an answer stay in the arena: a
+	 * server might still read them until the segment goes away. */
+	if (rc == 0)
+		hpsi_heap_destroy(w->heap);
+	for (uint32_t i = 0; i < HPSI_MAX_INFLIGHT; i++) {
+		free(w->slots[i].parts);
+		free(w->slots[i].idx);
+	}
+	pthread_mutex_destroy(&w->submit_lock);
+	pthread_mutex_destroy(&w->poll_lock);
+	w->ctx->worker = NULL;
+	free(w->req), free(w->resp), free(w->slots), free(w->cbq), free(w);
+	return rc;
+}
+
+void *hps_alloc(hps_worker *w, size_t bytes)
+{
+	if (!w || bytes > hpsi_heap_max_alloc(w->heap))
+		return NULL;
+	return hpsi_heap_alloc(w->heap, bytes);
+}
+
+void hps_free(hps_worker *w, void *p)
+{
+	if (w && p && hpsi_heap_owns(w->heap, p, 1))
+		hpsi_heap_free(w->heap, p);
+}
+
+/* ---- checking and splitting --------------------------------------------- */
+
+static int check_call(hps_worker *w, struct call *c)
+{
+	const hps_opts *o = c->opts;
+	if (!w || !c->keys || c->n == 0) {
+		hpsi_error("request without keys");
+		return HPS_EINVAL;
+	}
+	if (c->n > HPSI_MAX_KEYS)
+		return HPS_ETOOBIG;
+	if ((c->type != HPS_REQ_PULL && !c->push) || (c->type != HPS_REQ_PUSH && !c->pull))
+		return HPS_EINVAL;
+	for (size_t i = 1; i < c->n; i++)
+		if (c->keys[i] <= c->keys[i - 1]) {
+			hpsi_error("keys must be sorted ascending and unique: key[%zu]=%llu after %llu", i,
+				   (unsigned long long)c->keys[i], (unsigned long long)c->keys[i - 1]);
+			return HPS_EKEYORDER;
+		}
+	c->width = w->width;
+	if (o && o->lens) {
+		if (c->type == HPS_REQ_PULL)
+			return HPS_EINVAL; /* a pull's lens come back in out_lens */
+		c->width = 0;
+		c->lens = o->lens;
+	} else if (o && o->out_lens) {
+		if (c->type != HPS_REQ_PULL)
+			return HPS_EINVAL;
+		c->width = 0;
+	}
+	if (c->lens) {
+		if (!(c->lens_off = malloc((c->n + 1) * sizeof *c->lens_off)))
+			return HPS_ENOMEM;
+		c->lens_off[0] = 0;
+		for (size_t i = 0; i < c->n; i++)
+			c->lens_off[i + 1] = c->lens_off[i] + c->lens[i];
+		if (c->type == HPS_REQ_PUSHPULL && o->out_lens)
+			memcpy(o->out_lens, c->lens, c->n * sizeof *c->lens);
+	}
+	/* Everything must fit the heap at once in the worst case. */
+	uint64_t vals = c->lens ? c->lens_off[c->n] : (uint64_t)c->n * c->width;
+	if (c->width == 0 && c->type == HPS_REQ_PULL)
+		vals = o->vals_cap;
+	uint64_t bytes = (uint64_t)c->n * 12 + vals * 4 * (c->type == HPS_REQ_PUSHPULL ? 2 : 1);
+	if (bytes > hpsi_heap_max_alloc(w->heap)) {
+		hpsi_error("request of %llu MiB exceeds the %zu MiB a worker's shared heap can hold; raise HPS_HEAP_MB (now %llu)",
+			   (unsigned long long)(bytes >> 20), hpsi_heap_max_alloc(w->heap) >> 20,
+			   (unsigned long long)(w->seg->hdr->heap_slice >> 20));
+		return HPS_ETOOBIG;
+	}
+	return 0;
+}
+
+/* Splits the keys by owner. Contiguous parts need no index; hash routing
+ * over several servers groups key positions per server in c->idx. */
+static int split_call(hps_worker *w, struct call *c)
+{
+	uint32_t S = w->nservers;
+	const struct hpsi_seg *seg = w->seg;
+	if (S == 1 && seg->hdr->range_mode == HPSI_RANGE_HASH) {
+		c->parts[0] = (struct hpsi_part){.server = 0, .begin = 0, .count = (uint32_t)c->n};
+		c->nparts = 1;
+		return 0;
+	}
+	if (seg->hdr->range_mode == HPSI_RANGE_DECLARED) {
+		c->nparts = 0;
+		for (size_t i = 0; i < c->n; i++) {
+			uint32_t s = hpsi_route_key(seg, c->keys[i]);
+			if (s == HPSI_NO_SERVER) {
+				hpsi_error("key %llu lies outside every server's range (HPS_KEY_RANGES)",
+					   (unsigned long long)c->keys[i]);
+				return HPS_ENOKEY;
+			}
+			if (c->nparts && c->parts[c->nparts - 1].server == s)
+				c->parts[c->nparts - 1].count++;
+			else
+				c->parts[c->nparts++] = (struct hpsi_part){.server = s, .begin = (uint32_t)i, .count = 1};
+		}
+		return 0;
+	}
+	uint32_t *owner = malloc(c->n * sizeof *owner);
+	uint32_t count[HPSI_MAX_NODES] = {0}, start[HPSI_MAX_NODES];
+	if (!owner)
+		return HPS_ENOMEM;
+	for (size_t i = 0; i < c->n; i++)
+		count[owner[i] = hpsi_route_key(seg, c->keys[i])]++;
+	c->nparts = 0;
+	for (uint32_t s = 0, at = 0; s < S; s++) {
+		start[s] = at;
+		if (count[s])
+			c->parts[c->nparts++] = (struct hpsi_part){.server = s, .begin = at, .count = count[s]};
+		at += count[s];
+	}
+	if (c->nparts == 1) { /* one owner: the request stays contiguous */
+		c->parts[0].begin = 0;
+		free(owner);
+		return 0;
+	}
+	if (!(c->idx = malloc(c->n * sizeof *c->idx))) {
+		free(owner);
+		return HPS_ENOMEM;
+	}
+	for (size_t i = 0; i < c->n; i++)
+		c->idx[start[owner[i]]++] = (uint32_t)i;
+	free(owner);
+	return 0;
+}
+
+/* ---- building one part's message ---------------------------------------- */
+
+static size_t pos_of(const struct call *c, const struct hpsi_part *p, uint32_t j)
+{
+	return c->idx ? c->idx[p->begin + j] : p->begin + j;
+}
+
+static void put_keys(const struct call *c, const struct hpsi_part *p, unsigned char *dst)
+{
+	uint64_t *k = (uint64_t *)dst;
+	if (!c->idx)
+		memcpy(k, c->keys + p->begin, (size_t)p->count * 8);
+	else
+		for (uint32_t j = 0; j < p->count; j++)
+			k[j] = c->keys[c->idx[p->begin + j]];
+	if (c->lens) {
+		uint32_t *l = (uint32_t *)(dst + (size_t)p->count * 8);
+		for (uint32_t j = 0; j < p->count; j++)
+			l[j] = c->lens[pos_of(c, p, j)];
+	}
+}
+
+static uint64_t part_vals(const struct call *c, const struct hpsi_part *p)
+{
+	if (c->type == HPS_REQ_PULL)
+		return 0;
+	if (!c->lens)
+		return (uint64_t)p->count * c->width;
+	if (!c->idx)
+		return c->lens_off[p->begin + p->count] - c->lens_off[p->begin];
+	uint64_t n = 0;
+	for (uint32_t j = 0; j < p->count; j++)
+		n += c->lens[pos_of(c, p, j)];
+	return n;
+}
+
+static void put_vals(const struct call *c, const struct hpsi_part *p, float *dst)
+{
+	if (!c->idx) {
+		size_t from = c->lens ? c->lens_off[p->begin] : (size_t)p->begin * c->width;
+		memcpy(dst, c->push + from, part_vals(c, p) * sizeof(float));
+		return;
+	}
+	for (uint32_t j = 0; j < p->count; j++) {
+		size_t i = c->idx[p->begin + j];
+		if (c->width == 1) {
+			*dst++ = c->push[i];
+			continue;
+		}
+		size_t from = c->lens ? c->lens_off[i] : i * c->width;
+		size_t len = c->lens ? c->lens[i] : c->width;
+		memcpy(dst, c->push + from, len * sizeof(float));
+		dst += len;
+	}
+}
+
+struct alloc_arg {
+	hps_worker *w;
+	size_t bytes;
+	void *p;
+};
+
+static int try_alloc(void *a_)
+{
+	struct alloc_arg *a = a_;
+	return (a->p = hpsi_heap_alloc(a->w->heap, a->bytes)) != NULL;
+}
+
+/* Shared-heap buffer; when the heap is full, waits for answers to free
+ * some (bounded by the request's deadline). */
+static void *heap_buf(hps_worker *w, size_t bytes, int64_t deadline)
+{
+	struct alloc_arg a = {w, bytes, NULL};
+	if (try_alloc(&a) || hpsi_worker_wait_until(w, try_alloc, &a, deadline) == 0)
+		return a.p;
+	return NULL;
+}
+
+struct reserve_arg {
+	hps_worker *w;
+	uint32_t srv;
+	size_t len;
+	void *rec;
+	int dead;
+};
+
+static int try_reserve(void *a_)
+{
+	struct reserve_arg *a = a_;
+	uint32_t st = atomic_load_explicit(&hpsi_seg_node(a->w->seg, a->srv)->state, memory_order_acquire);
+	if (st == HPSI_NODE_DEAD || st == HPSI_NODE_CLOSED)
+		return a->dead = 1;
+	return (a->rec = hpsi_ring_reserve(&a->w->req[a->srv], a->len)) != NULL;
+}
+
+static uint64_t seg_off(const hps_worker *w, const void *p)
+{
+	return (uint64_t)((const unsigned char *)p - w->seg->base);
+}
+
+static int send_part(hps_worker *w, const struct call *c, struct hpsi_slot *s, uint32_t pi, int64_t ts)
+{
+	struct hpsi_part *p = &s->parts[pi];
+	uint32_t st = atomic_load_explicit(&hpsi_seg_node(w->seg, p->server)->state, memory_order_acquire);
+	if (st == HPSI_NODE_DEAD)
+		return HPS_EPEERDEAD;
+	if (st == HPSI_NODE_CLOSED)
+		return HPS_ECLOSED;
+
+	int push = c->type != HPS_REQ_PULL, pull = c->type != HPS_REQ_PUSH;
+	size_t keys_bytes = (size_t)p->count * 8 + (c->lens ? hpsi_lens_bytes(p->count) : 0);
+	size_t vals_bytes = part_vals(c, p) * sizeof(float);
+	size_t ans_bytes = pull && c->width ? (size_t)p->count * c->width * sizeof(float) : 0;
+	unsigned flags = c->width ? 0 : HPSI_F_LENS;
+	struct hpsi_msg_hdr h;
+	hpsi_msg_init(&h, c->type, w->rank, ts);
+
+	if (push && c->nparts == 1 && hpsi_heap_owns(w->heap, c->push, vals_bytes)) {
+		flags |= HPSI_F_HEAP_VALS; /* zero copy: the caller's shared buffer */
+		h.vals_off = seg_off(w, c->push);
+	}
+	size_t body = keys_bytes + (flags & HPSI_F_HEAP_VALS ? 0 : vals_bytes);
+	if (body > w->inline_max && vals_bytes && !(flags & HPSI_F_HEAP_VALS)) {
+		if (!(p->vals_buf = heap_buf(w, vals_bytes, s->deadline)))
+			return HPS_ETIMEDOUT;
+		put_vals(c, p, p->vals_buf);
+		flags |= HPSI_F_HEAP_VALS;
+		h.vals_off = seg_off(w, p->vals_buf);
+		body = keys_bytes;
+	}
+	if (body > w->inline_max) {
+		if (!(p->keys_buf = heap_buf(w, keys_bytes, s->deadline)))
+			return HPS_ETIMEDOUT;
+		put_keys(c, p, p->keys_buf);
+		flags |= HPSI_F_HEAP_KEYS;
+		h.keys_off = seg_off(w, p->keys_buf);
+		body = 0;
+	}
+	if (pull && c->width && c->nparts == 1 && hpsi_heap_owns(w->heap, c->pull, ans_bytes)) {
+		flags |= HPSI_F_HEAP_RESP; /* zero copy: the server writes the caller's buffer */
+		h.resp_off = seg_off(w, c->pull);
+		h.resp_cap = ans_bytes;
+		p->resp_in_place = 1;
+	} else if (pull && (c->width == 0 || ans_bytes > w->inline_max)) {
+		size_t cap = c->width ? ans_bytes : hpsi_lens_bytes(p->count) + s->out_cap * sizeof(float);
+		if (!(p->resp_buf = heap_buf(w, cap, s->deadline)))
+			return HPS_ETIMEDOUT;
+		flags |= HPSI_F_HEAP_RESP;
+		h.resp_off = seg_off(w, p->resp_buf);
+		h.resp_cap = cap;
+	}
+	h.flags = (uint16_t)flags;
+	h.part = pi;
+	h.nkeys = p->count;
+	h.nlens = c->lens ? p->count : 0;
+	h.width = c->width;
+	h.val_bytes = vals_bytes;
+
+	struct reserve_arg ra = {w, p->server, sizeof h + body, NULL, 0};
+	if (!try_reserve(&ra) && hpsi_worker_wait_until(w, try_reserve, &ra, s->deadline) != 0)
+		return HPS_ETIMEDOUT;
+	if (ra.dead)
+		return HPS_EPEERDEAD;
+	unsigned char *rec = ra.rec;
+	memcpy(rec, &h, sizeof h);
+	if (!(flags & HPSI_F_HEAP_KEYS))
+		put_keys(c, p, rec + sizeof h);
+	if (vals_bytes && !(flags & HPSI_F_HEAP_VALS))
+		put_vals(c, p, (float *)(rec + sizeof h + keys_bytes));
+	hpsi_ring_commit(&w->req[p->server], sizeof h + body);
+	hpsi_ring_publish(&w->req[p->server]);
+	hpsi_bell_ring(&hpsi_seg_node(w->seg, p->server)->bell);
+	return 0;
+}
+
+/* ---- submitting ----------------------------------------------------------- */
+
+static int slot_free(void *p)
+{
+	return atomic_load_explicit(&((struct hpsi_slot *)p)->parts_left, memory_order_acquire) == 0;
+}
+
+static int64_t submit(hps_worker *w, struct call *c)
+{
+	struct hpsi_part parts[HPSI_MAX_NODES];
+	c->parts = parts;
+	int rc = check_call(w, c);
+	if (!rc)
+		rc = split_call(w, c);
+	if (rc) {
+		free(c->lens_off);
+		free(c->idx);
+		return rc;
+	}
+	pthread_mutex_lock(&w->submit_lock);
+	hpsi_worker_in_submit(1);
+	int64_t ts = atomic_load_explicit(&w->next_ts, memory_order_relaxed);
+	struct hpsi_slot *s = &w->slots[(uint64_t)ts & (HPSI_MAX_INFLIGHT - 1)];
+	int64_t deadline = hpsi_now_ns() + w->ctx->timeout_ns;
+	if (!slot_free(s) && (rc = hpsi_worker_wait_until(w, slot_free, s, deadline))) {
+		hpsi_worker_in_submit(0);
+		pthread_mutex_unlock(&w->submit_lock);
+		free(c->lens_off);
+		free(c->idx);
+		return rc;
+	}
+	s->status = 0;
+	s->type = c->type;
+	s->width = c->width;
+	s->out = c->pull;
+	s->out_lens = c->opts ? c->opts->out_lens : NULL;
+	s->out_cap = c->opts && c->width == 0 ? c->opts->vals_cap : 0;
+	if (c->type == HPS_REQ_PUSHPULL && c->lens)
+		s->out_cap = c->lens_off[c->n];
+	s->nkeys = c->n;
+	s->idx = c->idx;
+	s->nparts = c->nparts;
+	for (uint32_t i = 0; i < c->nparts; i++) {
+		s->parts[i] = parts[i];
+		s->parts[i].pending = 1;
+	}
+	s->deadline = deadline;
+	s->abandoned = 0;
+	s->cb = c->opts ? c->opts->cb : NULL;
+	s->cb_arg = c->opts ? c->opts->cb_arg : NULL;
+	atomic_store_explicit(&s->done, 0, memory_order_relaxed);
+	atomic_store_explicit(&s->parts_left, c->nparts, memory_order_relaxed);
+	atomic_store_explicit(&s->ts, ts, memory_order_release); /* the poller's acquire pairs */
+	atomic_store_explicit(&w->next_ts, ts + 1, memory_order_release);
+	if (s->cb) {
+		atomic_fetch_add_explicit(&w->cb_pending, 1, memory_order_release);
+		hpsi_worker_start_progress(w);
+		hpsi_futex_wake(&w->cb_pending);
+	}
+	for (uint32_t i = 0; i < c->nparts; i++) {
+		rc = send_part(w, c, s, i, ts);
+		if (rc) /* this part never reached its server */
+			hpsi_worker_fail_part(w, s, i, rc);
+	}
+	hpsi_worker_in_submit(0);
+	pthread_mutex_unlock(&w->submit_lock);
+	free(c->lens_off);
+	return ts;
+}
+
+int64_t hps_push(hps_worker *w, const uint64_t *keys, size_t nkeys, const float *vals, const hps_opts *opts)
+{
+	struct call c = {.type = HPS_REQ_PUSH, .keys = keys, .n = nkeys, .push = vals, .opts = opts};
+	return submit(w, &c);
+}
+
+int64_t hps_pull(hps_worker *w, const uint64_t *keys, size_t nkeys, float *vals, const hps_opts *opts)
+{
+	struct call c = {.type = HPS_REQ_PULL, .keys = keys, .n = nkeys, .pull = vals, .opts = opts};
+	return submit(w, &c);
+}
+
+int64_t hps_pushpull(hps_worker *w, const uint64_t *keys, size_t nkeys, const float *push_vals, float *pull_vals,
+		     const hps_opts *opts)
+{
+	struct call c = {.type = HPS_REQ_PUSHPULL, .keys = keys, .n = nkeys, .push = push_vals, .pull = pull_vals,
+			 .opts = opts};
+	return submit(w, &c);
+}

@@ -1,0 +1,222 @@
+/* Server: drains the request ring of every worker, runs the handler, and
+ * answers through the worker's response ring. Single-threaded: the handler
+ * needs no locks. A full response ring only skips that worker for a round,
+ * so one slow or dead worker never stalls the others. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "hps/hps.h"
+#include "net/codec.h"
+#include "runtime/ctx.h"
+#include "runtime/log.h"
+#include "runtime/store.h"
+
+#define BATCH 64                  /* requests per worker per round */
+#define IDLE_SLEEP_NS 100000000   /* liveness checks while idle */
+
+struct peer {
+	struct hpsi_ring_cons req;
+	struct hpsi_ring_prod resp;
+	struct hpsi_msg_bounds heap; /* the worker's heap slice */
+	int finished;
+};
+
+struct server {
+	hps_ctx *ctx;
+	struct hpsi_seg *seg;
+	uint32_t nworkers, me;
+	struct peer *peers;
+	hps_handler handler;
+	void *arg;
+	size_t answer_max; /* largest inline answer */
+};
+
+/* Answers a message that failed validation, when its header is readable
+ * enough to name the request, so the worker gets an error, not a hang. */
+static int answer_bad(struct server *sv, struct peer *p, const void *rec, size_t len)
+{
+	if (len < sizeof(struct hpsi_msg_hdr))
+		return 1;
+	const struct hpsi_msg_hdr *in = rec;
+	if (in->magic != HPSI_MSG_MAGIC || in->type == HPSI_MSG_RESPONSE)
+		return 1;
+	struct hpsi_msg_hdr *out = hpsi_ring_reserve(&p->resp, sizeof *out);
+	if (!out)
+		return 0;
+	hpsi_msg_init(out, HPSI_MSG_RESPONSE, sv->me, in->timestamp);
+	out->part = in->part;
+	out->status = HPS_EPROTO;
+	hpsi_ring_commit(&p->resp, sizeof *out);
+	return 1;
+}
+
+/* Handles one request; returns 0 when the response ring is full (retry
+ * later, the request stays queued), 1 when the request was consumed. */
+static int serve_one(struct server *sv, struct peer *p, uint32_t wk, const void *rec, size_t len)
+{
+	struct hpsi_msg_view v;
+	const char *why;
+	if (hpsi_msg_check(rec, len, &p->heap, &v, &why) || v.hdr->type == HPSI_MSG_RESPONSE ||
+	    v.hdr->sender != wk) {
+		hpsi_msg_count_bad(v.hdr ? "not a request of this worker" : why);
+		return answer_bad(sv, p, rec, len);
+	}
+	const struct hpsi_msg_hdr *h = v.hdr;
+	int pull = h->type != HPSI_MSG_PUSH, lens = (h->flags & HPSI_F_LENS) != 0;
+	int in_buf = (h->flags & HPSI_F_HEAP_RESP) != 0;
+	size_t inline_answer = pull && !in_buf ? (size_t)h->nkeys * h->width * sizeof(float) : 0;
+	if (lens && pull && !in_buf)
+		inline_answer = 0; /* no room to answer: refused below */
+	if (inline_answer > sv->answer_max) {
+		hpsi_msg_count_bad("answer too large to send inline");
+		return answer_bad(sv, p, rec, len);
+	}
+	struct hpsi_msg_hdr *out = hpsi_ring_reserve(&p->resp, sizeof *out + inline_answer);
+	if (!out)
+		return 0;
+
+	hps_request r = {.type = h->type, .sender = (int)h->sender, .timestamp = h->timestamp,
+			 .width = h->width, .nkeys = h->nkeys, .keys = v.keys,
+			 .lens = h->nlens ? v.lens : NULL, .vals = v.vals, .nvals = h->val_bytes / sizeof(float)};
+	int status = 0;
+	if (pull && in_buf && lens) {
+		size_t lb = hpsi_lens_bytes(h->nkeys);
+		if (h->resp_cap < lb) {
+			status = HPS_EPROTO;
+		} else {
+			r.out_lens = (uint32_t *)v.resp;
+			r.out = (float *)(v.resp + lb);
+			r.out_cap = (h->resp_cap - lb) / sizeof(float);
+		}
+	} else if (pull && in_buf) {
+		r.out = (float *)v.resp;
+		r.out_cap = h->resp_cap / sizeof(float);
+	} else if (pull) {
+		r.out = (float *)(out + 1);
+		r.out_cap = inline_answer / sizeof(float);
+		if (lens)
+			status = HPS_EPROTO;
+	}
+	int rc = status ? status : sv->handler(&r, sv->arg);
+	if (rc >= 0 && pull && !lens && (size_t)rc != (size_t)h->nkeys * h->width) {
+		hpsi_warn("handler answered %d floats for %u keys x %u", rc, h->nkeys, h->width);
+		rc = HPS_EHANDLER;
+	}
+	hpsi_msg_init(out, HPSI_MSG_RESPONSE, sv->me, h->timestamp);
+	out->part = h->part;
+	out->flags = (uint16_t)(h->flags & (HPSI_F_LENS | (pull ? HPSI_F_HEAP_RESP : 0)));
+	out->resp_off = out->flags & HPSI_F_HEAP_RESP ? h->resp_off : 0;
+	out->resp_cap = out->flags & HPSI_F_HEAP_RESP ? h->resp_cap : 0;
+	out->status = rc < 0 ? rc : 0;
+	out->val_bytes = rc > 0 && pull ? (uint64_t)rc * sizeof(float) : 0;
+	if (lens && pull && rc >= 0)
+		out->nlens = h->nkeys;
+	if (!in_buf && out->val_bytes != inline_answer) {
+		out->val_bytes = 0; /* an error: no values follow */
+		out->nlens = 0;
+	}
+	hpsi_ring_commit(&p->resp, sizeof *out + (in_buf ? 0 : out->val_bytes));
+	return 1;
+}
+
+/* One pass over the workers; returns requests handled. */
+static int serve_round(struct server *sv)
+{
+	int total = 0;
+	for (uint32_t wk = 0; wk < sv->nworkers; wk++) {
+		struct peer *p = &sv->peers[wk];
+		if (p->finished)
+			continue;
+		int n = 0;
+		size_t len;
+		void *rec;
+		while (n < BATCH && (rec = hpsi_ring_peek(&p->req, &len))) {
+			if (!serve_one(sv, p, wk, rec, len))
+				break;
+			hpsi_ring_consume(&p->req, len);
+			n++;
+		}
+		if (n) {
+			hpsi_ring_cons_publish(&p->req);
+			hpsi_ring_publish(&p->resp);
+			hpsi_bell_ring(&hpsi_seg_node(sv->seg, hpsi_worker_node(sv->seg, wk))->bell);
+			total += n;
+		}
+	}
+	return total;
+}
+
+/* Marks workers that closed or died; returns 1 once all have. */
+static int all_finished(struct server *sv)
+{
+	int all = 1;
+	for (uint32_t wk = 0; wk < sv->nworkers; wk++) {
+		struct peer *p = &sv->peers[wk];
+		if (p->finished)
+			continue;
+		uint32_t st = hpsi_node_check(sv->seg, hpsi_worker_node(sv->seg, wk));
+		/* A closed worker waited for all its answers: its ring is empty. */
+		if (st == HPSI_NODE_DEAD || (st == HPSI_NODE_CLOSED && !hpsi_ring_nonempty(&p->req)))
+			p->finished = 1;
+		else
+			all = 0;
+	}
+	return all;
+}
+
+static int requests_waiting(void *arg)
+{
+	struct server *sv = arg;
+	for (uint32_t wk = 0; wk < sv->nworkers; wk++)
+		if (!sv->peers[wk].finished && hpsi_ring_nonempty(&sv->peers[wk].req))
+			return 1;
+	return atomic_load_explicit(&sv->seg->hdr->shutdown, memory_order_acquire) != 0;
+}
+
+int hps_server_run(hps_ctx *ctx, hps_handler handler, void *arg)
+{
+	if (!ctx || ctx->cfg.role != HPS_ROLE_SERVER)
+		return HPS_EINVAL;
+	struct hpsi_seg *seg = &ctx->seg;
+	struct server sv = {.ctx = ctx, .seg = seg, .nworkers = seg->hdr->nworkers, .me = ctx->node,
+			    .handler = handler, .arg = arg};
+	struct hpsi_store *store = NULL;
+	if (!handler) {
+		if (!(store = hpsi_store_create()))
+			return HPS_ENOMEM;
+		sv.handler = hpsi_store_handle;
+		sv.arg = store;
+	}
+	sv.answer_max = hpsi_ring_max_payload(seg->hdr->ring_bytes) - sizeof(struct hpsi_msg_hdr);
+	if (!(sv.peers = calloc(sv.nworkers, sizeof *sv.peers))) {
+		hpsi_store_destroy(store);
+		return HPS_ENOMEM;
+	}
+	for (uint32_t wk = 0; wk < sv.nworkers; wk++) {
+		struct peer *p = &sv.peers[wk];
+		hpsi_ring_cons_attach(&p->req, hpsi_seg_ring(seg, wk, sv.me, 0), seg->hdr->ring_bytes);
+		hpsi_ring_prod_attach(&p->resp, hpsi_seg_ring(seg, wk, sv.me, 1), seg->hdr->ring_bytes);
+		uint64_t lo = seg->hdr->heap_off + (uint64_t)wk * seg->hdr->heap_slice;
+		p->heap = (struct hpsi_msg_bounds){seg->base, lo, lo + seg->hdr->heap_slice};
+	}
+	struct hpsi_bell *bell = &hpsi_seg_node(seg, ctx->node)->bell;
+	int64_t spin_until = hpsi_now_ns() + ctx->spin_ns;
+	for (;;) {
+		if (serve_round(&sv)) {
+			spin_until = hpsi_now_ns() + ctx->spin_ns;
+			continue;
+		}
+		if (hpsi_now_ns() < spin_until) {
+			for (int i = 0; i < 64; i++)
+				hpsi_cpu_relax();
+			continue;
+		}
+		if (atomic_load_explicit(&seg->hdr->shutdown, memory_order_acquire) || all_finished(&sv))
+			break;
+		hpsi_bell_sleep(bell, requests_waiting, &sv, IDLE_SLEEP_NS);
+		spin_until = hpsi_now_ns() + ctx->spin_ns;
+	}
+	free(sv.peers);
+	hpsi_store_destroy(store);
+	return 0;
+}

@@ -1,0 +1,219 @@
+#include "runtime/store.h"
+
+#include <jemalloc/jemalloc.h>
+#include <string.h>
+
+#include "hps/error.h"
+#include "runtime/log.h"
+#include "runtime/route.h"
+#include "shm/heap.h"
+
+struct entry {
+	uint64_t key;
+	uint64_t off; /* into the pool, in floats */
+	uint32_t len;
+	uint32_t used;
+};
+
+struct hpsi_store {
+	struct entry *tab;
+	size_t cap, count; /* cap a power of two, count <= cap / 2 */
+	float *pool;
+	size_t pool_len, pool_cap;
+	int64_t *found; /* per request key: entry index, or -1 when absent */
+	size_t found_cap;
+	int flags;      /* mallocx flags: the NUMA-local arena */
+};
+
+static void *xalloc(struct hpsi_store *st, size_t bytes)
+{
+	return mallocx(bytes, st->flags);
+}
+
+struct hpsi_store *hpsi_store_create(void)
+{
+	int flags = hpsi_local_arena_flags();
+	struct hpsi_store *st = mallocx(sizeof *st, flags | MALLOCX_ZERO);
+	if (!st)
+		return NULL;
+	st->flags = flags;
+	st->cap = 1024;
+	st->tab = mallocx(st->cap * sizeof *st->tab, flags | MALLOCX_ZERO);
+	if (!st->tab) {
+		dallocx(st, flags);
+		return NULL;
+	}
+	return st;
+}
+
+void hpsi_store_destroy(struct hpsi_store *st)
+{
+	if (!st)
+		return;
+	dallocx(st->tab, st->flags);
+	if (st->pool)
+		dallocx(st->pool, st->flags);
+	if (st->found)
+		dallocx(st->found, st->flags);
+	dallocx(st, st->flags);
+}
+
+size_t hpsi_store_size(const struct hpsi_store *st)
+{
+	return st->count;
+}
+
+static int64_t find(const struct hpsi_store *st, uint64_t key)
+{
+	size_t mask = st->cap - 1;
+	for (size_t i = hpsi_key_mix(key) & mask;; i = (i + 1) & mask) {
+		const struct entry *e = &st->tab[i];
+		if (!e->used)
+			return -1;
+		if (e->key == key)
+			return (int64_t)i;
+	}
+}
+
+static int grow_table(struct hpsi_store *st)
+{
+	size_t ncap = st->cap * 2;
+	struct entry *nt = mallocx(ncap * sizeof *nt, st->flags | MALLOCX_ZERO);
+	if (!nt)
+		return HPS_ENOMEM;
+	for (size_t i = 0; i < st->cap; i++) {
+		if (!st->tab[i].used)
+			continue;
+		size_t j = hpsi_key_mix(st->tab[i].key) & (ncap - 1);
+		while (nt[j].used)
+			j = (j + 1) & (ncap - 1);
+		nt[j] = st->tab[i];
+	}
+	dallocx(st->tab, st->flags);
+	st->tab = nt;
+	st->cap = ncap;
+	return 0;
+}
+
+static int reserve_pool(struct hpsi_store *st, size_t more)
+{
+	if (st->pool_len + more <= st->pool_cap)
+		return 0;
+	size_t ncap = st->pool_cap ? st->pool_cap : 4096;
+	while (ncap < st->pool_len + more)
+		ncap *= 2;
+	float *np = st->pool ? rallocx(st->pool, ncap * sizeof *np, st->flags) : xalloc(st, ncap * sizeof *np);
+	if (!np)
+		return HPS_ENOMEM;
+	st->pool = np;
+	st->pool_cap = ncap;
+	return 0;
+}
+
+/* Adds an absent key with len zeros; room was made by make_room. */
+static int64_t add(struct hpsi_store *st, uint64_t key, uint32_t len)
+{
+	size_t mask = st->cap - 1, i = hpsi_key_mix(key) & mask;
+	while (st->tab[i].used)
+		i = (i + 1) & mask;
+	st->tab[i] = (struct entry){.key = key, .off = st->pool_len, .len = len, .used = 1};
+	memset(st->pool + st->pool_len, 0, len * sizeof(float));
+	st->pool_len += len;
+	st->count++;
+	return (int64_t)i;
+}
+
+/* Room for `keys` new keys of `floats` values in all, so that pass 2
+ * cannot fail half-way. Growing the table moves entries: look up again. */
+static int make_room(struct hpsi_store *st, const hps_request *r, size_t keys, uint64_t floats)
+{
+	if ((st->count + keys) * 2 > st->cap) {
+		while ((st->count + keys) * 2 > st->cap)
+			if (grow_table(st))
+				return HPS_ENOMEM;
+		for (size_t i = 0; i < r->nkeys; i++)
+			st->found[i] = find(st, r->keys[i]);
+	}
+	return reserve_pool(st, floats);
+}
+
+static uint32_t want_len(const hps_request *r, size_t i)
+{
+	return r->width ? r->width : (r->lens ? r->lens[i] : 0);
+}
+
+int hpsi_store_handle(hps_request *r, void *arg)
+{
+	struct hpsi_store *st = arg;
+	int push = r->type != HPS_REQ_PULL, pull = r->type != HPS_REQ_PUSH;
+	if (r->nkeys > st->found_cap) {
+		if (st->found)
+			dallocx(st->found, st->flags);
+		st->found_cap = r->nkeys * 2;
+		if (!(st->found = xalloc(st, st->found_cap * sizeof *st->found))) {
+			st->found_cap = 0;
+			return HPS_ENOMEM;
+		}
+	}
+	/* Pass 1: look every key up and check lengths; nothing changes yet. */
+	uint64_t out_floats = 0, new_floats = 0;
+	size_t new_keys = 0;
+	for (size_t i = 0; i < r->nkeys; i++) {
+		int64_t e = find(st, r->keys[i]);
+		st->found[i] = e;
+		uint32_t have = e >= 0 ? st->tab[e].len : 0;
+		if (e >= 0 && (push || r->width) && have != want_len(r, i)) {
+			hpsi_warn("key %llu holds %u floats, request from worker %d has %u",
+				  (unsigned long long)r->keys[i], have, r->sender, want_len(r, i));
+			return HPS_EVALLEN;
+		}
+		out_floats += push || r->width ? want_len(r, i) : have;
+		if (e < 0 && push) {
+			new_keys++;
+			new_floats += want_len(r, i);
+		}
+	}
+	if (pull && out_floats > r->out_cap) {
+		hpsi_warn("answer of %llu floats does not fit the %zu of the request (vals_cap)",
+			  (unsigned long long)out_floats, r->out_cap);
+		return HPS_EINVAL;
+	}
+	if (new_keys && make_room(st, r, new_keys, new_floats))
+		return HPS_ENOMEM;
+	/* Pass 2: apply the push, then read the answer. */
+	const float *src = r->vals;
+	float *dst = r->out;
+	for (size_t i = 0; i < r->nkeys; i++) {
+		int64_t e = st->found[i];
+		uint32_t len = want_len(r, i);
+		if (push) {
+			if (e < 0)
+				e = add(st, r->keys[i], len);
+			float *v = st->pool + st->tab[e].off;
+			if (len == 1)
+				v[0] += src[0];
+			else
+				for (uint32_t j = 0; j < len; j++)
+					v[j] += src[j];
+			src += len;
+		}
+		if (pull) {
+			if (e < 0) {
+				if (r->out_lens)
+					r->out_lens[i] = 0;
+				memset(dst, 0, (r->width ? len : 0) * sizeof(float));
+				dst += r->width ? len : 0;
+				continue;
+			}
+			uint32_t have = st->tab[e].len;
+			if (r->out_lens)
+				r->out_lens[i] = have;
+			if (have == 1)
+				*dst = st->pool[st->tab[e].off];
+			else
+				memcpy(dst, st->pool + st->tab[e].off, have * sizeof(float));
+			dst += have;
+		}
+	}
+	return pull ? (int)(dst - r->out) : 0;
+}

@@ -1,0 +1,371 @@
+/* Worker: opening and closing, the response path, waiting. Requests are
+ * built in runtime/request.c. */
+#include "runtime/worker.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/log.h"
+
+#define SLEEP_SLICE_NS 10000000 /* liveness and deadline checks while asleep */
+
+static void free_part_buffers(struct hps_worker *w, struct hpsi_part *p)
+{
+	hpsi_heap_free(w->heap, p->keys_buf);
+	hpsi_heap_free(w->heap, p->vals_buf);
+	hpsi_heap_free(w->heap, p->resp_buf);
+	p->keys_buf = p->vals_buf = p->resp_buf = NULL;
+}
+
+static void set_status(struct hpsi_slot *s, int status)
+{
+	if (status && !s->status)
+		s->status = status;
+}
+
+/* Publishes a request's completion to waiters; under poll_lock. */
+static void finish_slot(struct hps_worker *w, struct hpsi_slot *s)
+{
+	if (atomic_load_explicit(&s->done, memory_order_relaxed))
+		return;
+	if (s->cb) {
+		w->cbq[w->ncb++] = (struct hpsi_cb){s->cb, s->cb_arg, atomic_load_explicit(&s->ts, memory_order_relaxed),
+						    s->status};
+	}
+	atomic_store_explicit(&s->done, 1, memory_order_release); /* pairs with hps_wait's acquire */
+}
+
+/* Variable-length pull: every part's answer is in its heap buffer as
+ * lens|values; lay them out in key order. */
+static int assemble_lens(struct hpsi_slot *s)
+{
+	size_t n = s->nkeys;
+	uint64_t *off = malloc((n + 1) * sizeof *off);
+	uint32_t *own_lens = s->out_lens ? NULL : malloc(n * sizeof *own_lens);
+	if (!off || (!s->out_lens && !own_lens)) {
+		free(off);
+		free(own_lens);
+		return HPS_ENOMEM;
+	}
+	if (own_lens)
+		s->out_lens = own_lens;
+	for (uint32_t i = 0; i < s->nparts; i++) {
+		struct hpsi_part *p = &s->parts[i];
+		const uint32_t *lens = p->resp_buf;
+		for (uint32_t j = 0; j < p->count; j++)
+			s->out_lens[s->idx ? s->idx[p->begin + j] : p->begin + j] = lens[j];
+	}
+	off[0] = 0;
+	for (size_t k = 0; k < n; k++)
+		off[k + 1] = off[k] + s->out_lens[k];
+	int rc = 0;
+	if (off[n] > s->out_cap) {
+		hpsi_error("pull answer has %llu floats but vals_cap is %zu", (unsigned long long)off[n], s->out_cap);
+		rc = HPS_EINVAL;
+	}
+	for (uint32_t i = 0; i < s->nparts && !rc; i++) {
+		struct hpsi_part *p = &s->parts[i];
+		const float *src = (const float *)((char *)p->resp_buf + hpsi_lens_bytes(p->count));
+		for (uint32_t j = 0; j < p->count; j++) {
+			size_t k = s->idx ? s->idx[p->begin + j] : p->begin + j;
+			memcpy(s->out + off[k], src, s->out_lens[k] * sizeof(float));
+			src += s->out_lens[k];
+		}
+	}
+	free(off);
+	if (own_lens) {
+		free(own_lens);
+		s->out_lens = NULL;
+	}
+	return rc;
+}
+
+/* Copies a fixed-width answer of one part into the caller's buffer. */
+static void scatter_fixed(struct hpsi_slot *s, struct hpsi_part *p, const float *src)
+{
+	size_t wd = s->width;
+	if (!s->idx) {
+		memcpy(s->out + (size_t)p->begin * wd, src, (size_t)p->count * wd * sizeof(float));
+		return;
+	}
+	const uint32_t *idx = s->idx + p->begin;
+	if (wd == 1) {
+		for (uint32_t j = 0; j < p->count; j++)
+			s->out[idx[j]] = src[j];
+		return;
+	}
+	for (uint32_t j = 0; j < p->count; j++)
+		memcpy(s->out + idx[j] * wd, src + j * wd, wd * sizeof(float));
+}
+
+/* One part is over (answered, or its server is gone). */
+static void part_done(struct hps_worker *w, struct hpsi_slot *s, struct hpsi_part *p, int status)
+{
+	set_status(s, status);
+	if (s->width == 0 && s->type != HPS_REQ_PUSH && !s->status && !s->abandoned &&
+	    atomic_load_explicit(&s->parts_left, memory_order_relaxed) == 1)
+		set_status(s, assemble_lens(s));
+	p->pending = 0;
+	free_part_buffers(w, p);
+	if (atomic_load_explicit(&s->parts_left, memory_order_relaxed) == 1) {
+		free(s->idx);
+		s->idx = NULL;
+		if (!s->abandoned)
+			finish_slot(w, s);
+	}
+	/* Last: a submitter may reuse the slot once this reads 0. */
+	atomic_fetch_sub_explicit(&s->parts_left, 1, memory_order_release);
+}
+
+static void handle_response(struct hps_worker *w, uint32_t server, const void *rec, size_t len)
+{
+	struct hpsi_msg_view v;
+	const char *why;
+	if (hpsi_msg_check(rec, len, &w->own, &v, &why) || v.hdr->type != HPSI_MSG_RESPONSE) {
+		hpsi_msg_count_bad(v.hdr ? "not a response" : why);
+		return;
+	}
+	const struct hpsi_msg_hdr *h = v.hdr;
+	struct hpsi_slot *s = &w->slots[(uint64_t)h->timestamp & (HPSI_MAX_INFLIGHT - 1)];
+	if (h->timestamp < 0 || atomic_load_explicit(&s->ts, memory_order_acquire) != h->timestamp ||
+	    h->part >= s->nparts || !s->parts[h->part].pending || s->parts[h->part].server != server) {
+		hpsi_msg_count_bad("answer to no pending request");
+		return;
+	}
+	struct hpsi_part *p = &s->parts[h->part];
+	int status = h->status;
+	if (!status && !s->abandoned && s->type != HPS_REQ_PUSH && s->width) {
+		size_t want = (size_t)p->count * s->width * sizeof(float);
+		if (h->val_bytes != want)
+			status = HPS_EHANDLER;
+		else if (!p->resp_in_place)
+			scatter_fixed(s, p, (h->flags & HPSI_F_HEAP_RESP) ? (const float *)p->resp_buf : v.vals);
+	}
+	part_done(w, s, p, status);
+}
+
+/* Fails every pending part held by server `srv` (it died). */
+static void fail_server_parts(struct hps_worker *w, uint32_t srv, int status)
+{
+	for (uint32_t i = 0; i < HPSI_MAX_INFLIGHT; i++) {
+		struct hpsi_slot *s = &w->slots[i];
+		if (!atomic_load_explicit(&s->parts_left, memory_order_acquire))
+			continue;
+		for (uint32_t j = 0; j < s->nparts; j++)
+			if (s->parts[j].pending && s->parts[j].server == srv)
+				part_done(w, s, &s->parts[j], status);
+	}
+}
+
+/* Times out requests past their deadline: the caller learns now; answers
+ * that arrive later only free buffers. */
+static void expire_slots(struct hps_worker *w, int64_t now)
+{
+	for (uint32_t i = 0; i < HPSI_MAX_INFLIGHT; i++) {
+		struct hpsi_slot *s = &w->slots[i];
+		if (atomic_load_explicit(&s->parts_left, memory_order_acquire) && !s->abandoned &&
+		    now > s->deadline && !atomic_load_explicit(&s->done, memory_order_relaxed)) {
+			set_status(s, HPS_ETIMEDOUT);
+			s->abandoned = 1;
+			hpsi_warn("request %lld timed out after HPS_TIMEOUT_MS=%lld",
+				  (long long)atomic_load(&s->ts), (long long)w->seg->hdr->timeout_ms);
+			finish_slot(w, s);
+		}
+	}
+}
+
+static void run_callbacks(struct hps_worker *w, struct hpsi_cb *q, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		q[i].cb(w, q[i].ts, q[i].status, q[i].arg);
+		atomic_fetch_sub_explicit(&w->cb_pending, 1, memory_order_relaxed);
+	}
+}
+
+/* Under poll_lock: drains every response ring; returns records seen. */
+static int drain_locked(struct hps_worker *w)
+{
+	int seen = 0;
+	for (uint32_t srv = 0; srv < w->nservers; srv++) {
+		struct hpsi_ring_cons *c = &w->resp[srv];
+		size_t len;
+		void *rec;
+		int n = 0;
+		while ((rec = hpsi_ring_peek(c, &len))) {
+			handle_response(w, srv, rec, len);
+			hpsi_ring_consume(c, len);
+			n++;
+		}
+		if (n)
+			hpsi_ring_cons_publish(c);
+		seen += n;
+	}
+	return seen;
+}
+
+static _Thread_local int in_submit;
+
+void hpsi_worker_in_submit(int on)
+{
+	in_submit = on;
+}
+
+void hpsi_worker_fail_part(struct hps_worker *w, struct hpsi_slot *s, uint32_t part, int status)
+{
+	pthread_mutex_lock(&w->poll_lock);
+	part_done(w, s, &s->parts[part], status);
+	pthread_mutex_unlock(&w->poll_lock);
+}
+
+static int progress_locked_then_unlock(struct hps_worker *w, int (*extra)(struct hps_worker *))
+{
+	int seen = drain_locked(w);
+	if (extra)
+		seen += extra(w);
+	size_t ncb = in_submit ? 0 : w->ncb;
+	struct hpsi_cb local[64], *q = local;
+	if (ncb > 64 && !(q = malloc(ncb * sizeof *q))) {
+		q = local;
+		ncb = 64;
+	}
+	memcpy(q, w->cbq + (w->ncb - ncb), ncb * sizeof *q);
+	w->ncb -= ncb;
+	pthread_mutex_unlock(&w->poll_lock);
+	if (seen)
+		hpsi_bell_ring(w->bell); /* other threads of this process may wait */
+	run_callbacks(w, q, ncb);
+	if (q != local)
+		free(q);
+	return seen > 0 || ncb > 0;
+}
+
+int hpsi_worker_progress(struct hps_worker *w)
+{
+	if (pthread_mutex_trylock(&w->poll_lock) != 0)
+		return 0;
+	return progress_locked_then_unlock(w, NULL);
+}
+
+/* Checks the servers that hold requests and the deadlines. */
+static int check_peers(struct hps_worker *w)
+{
+	int64_t now = hpsi_now_ns();
+	for (uint32_t srv = 0; srv < w->nservers; srv++) {
+		uint32_t st = hpsi_node_check(w->seg, srv);
+		if (st == HPSI_NODE_DEAD || st == HPSI_NODE_CLOSED) {
+			/* An answer may have been written just before the end. */
+			drain_locked(w);
+			fail_server_parts(w, srv, st == HPSI_NODE_DEAD ? HPS_EPEERDEAD : HPS_ECLOSED);
+		}
+	}
+	expire_slots(w, now);
+	return 0;
+}
+
+struct sleep_arg {
+	struct hps_worker *w;
+	int (*pred)(void *);
+	void *arg;
+};
+
+static int ready_to_run(void *p)
+{
+	struct sleep_arg *a = p;
+	if (a->pred(a->arg))
+		return 1;
+	for (uint32_t srv = 0; srv < a->w->nservers; srv++)
+		if (hpsi_ring_nonempty(&a->w->resp[srv]))
+			return 1;
+	return 0;
+}
+
+int hpsi_worker_wait_until(struct hps_worker *w, int (*pred)(void *), void *arg, int64_t deadline)
+{
+	int64_t spin_until = hpsi_now_ns() + w->ctx->spin_ns;
+	for (;;) {
+		if (pred(arg))
+			return 0;
+		if (hpsi_worker_progress(w))
+			continue;
+		int64_t now = hpsi_now_ns();
+		if (now < spin_until) {
+			for (int i = 0; i < 64; i++)
+				hpsi_cpu_relax();
+			continue;
+		}
+		if (now > deadline)
+			return HPS_ETIMEDOUT;
+		if (pthread_mutex_trylock(&w->poll_lock) == 0)
+			progress_locked_then_unlock(w, check_peers);
+		if (pred(arg))
+			return 0;
+		struct sleep_arg sa = {w, pred, arg};
+		int64_t left = deadline - now;
+		hpsi_bell_sleep(w->bell, ready_to_run, &sa, left < SLEEP_SLICE_NS ? left : SLEEP_SLICE_NS);
+		spin_until = hpsi_now_ns() + w->ctx->spin_ns / 4;
+	}
+}
+
+struct wait_arg {
+	struct hpsi_slot *s;
+	int64_t ts;
+};
+
+static int slot_done(void *p)
+{
+	struct wait_arg *a = p;
+	return atomic_load_explicit(&a->s->ts, memory_order_acquire) != a->ts ||
+	       atomic_load_explicit(&a->s->done, memory_order_acquire);
+}
+
+int hps_wait(hps_worker *w, int64_t ts)
+{
+	if (ts < 0)
+		return (int)ts;
+	if (!w || ts >= atomic_load_explicit(&w->next_ts, memory_order_acquire))
+		return HPS_EINVAL;
+	struct wait_arg a = {&w->slots[(uint64_t)ts & (HPSI_MAX_INFLIGHT - 1)], ts};
+	/* Deadlines are enforced per request by expire_slots; this bound only
+	 * guards against a bug leaving a slot forever pending. */
+	int rc = hpsi_worker_wait_until(w, slot_done, &a, INT64_MAX);
+	if (rc)
+		return rc;
+	if (atomic_load_explicit(&a.s->ts, memory_order_acquire) != ts)
+		return 0; /* long done, slot reused */
+	return a.s->status;
+}
+
+static int responses_waiting(void *p)
+{
+	struct hps_worker *w = p;
+	for (uint32_t srv = 0; srv < w->nservers; srv++)
+		if (hpsi_ring_nonempty(&w->resp[srv]))
+			return 1;
+	return 0;
+}
+
+/* Runs callbacks when no thread of the application waits: started with
+ * the first request that has a callback; asleep while none is pending. */
+static void *progress_main(void *p)
+{
+	struct hps_worker *w = p;
+	while (!atomic_load_explicit(&w->closing, memory_order_acquire)) {
+		if (atomic_load_explicit(&w->cb_pending, memory_order_acquire) == 0) {
+			hpsi_futex_wait(&w->cb_pending, 0, SLEEP_SLICE_NS * 10);
+			continue;
+		}
+		if (hpsi_worker_progress(w))
+			continue;
+		if (pthread_mutex_trylock(&w->poll_lock) == 0)
+			progress_locked_then_unlock(w, check_peers);
+		hpsi_bell_sleep(w->bell, responses_waiting, w, SLEEP_SLICE_NS / 10);
+	}
+	return NULL;
+}
+
+void hpsi_worker_start_progress(struct hps_worker *w)
+{
+	if (!w->progress_started && pthread_create(&w->progress_thread, NULL, progress_main, w) == 0)
+		w->progress_started = 1;
+}

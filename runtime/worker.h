@@ -1,0 +1,97 @@
+/* Worker internals shared by the request builder and the response path. */
+#ifndef HPSI_WORKER_H
+#define HPSI_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "hps/hps.h"
+#include "net/codec.h"
+#include "runtime/ctx.h"
+#include "shm/heap.h"
+
+#define HPSI_MAX_INFLIGHT 512 /* power of two: slots indexed by ts */
+
+/* The share of a request sent to one server. Its keys are positions
+ * begin..begin+count-1 of the request, or idx[begin..] when the keys of
+ * several servers interleave (hash routing). */
+struct hpsi_part {
+	uint32_t server;
+	uint32_t begin, count;
+	int pending;
+	void *keys_buf, *vals_buf, *resp_buf; /* heap buffers freed on the answer */
+	int resp_in_place;                    /* server wrote into the caller's buffer */
+};
+
+struct hpsi_slot {
+	/* Submitter stores ts last with release after filling the slot; the
+	 * poller loads it with acquire before touching the slot. */
+	_Atomic int64_t ts;
+	/* Poller stores 1 with release after the status and pulled values;
+	 * waiters load it with acquire. */
+	_Atomic uint32_t done;
+	/* Parts still out; the slot is reused only at 0 (acquire/release
+	 * between poller and submitter). */
+	_Atomic uint32_t parts_left;
+	int status;
+	int type;
+	uint32_t width; /* 0 in lens mode */
+	float *out;
+	uint32_t *out_lens;
+	size_t out_cap, nkeys;
+	uint32_t *idx;
+	uint32_t nparts;
+	struct hpsi_part *parts;
+	int64_t deadline;
+	int abandoned;
+	hps_callback cb;
+	void *cb_arg;
+};
+
+struct hpsi_cb {
+	hps_callback cb;
+	void *arg;
+	int64_t ts;
+	int status;
+};
+
+struct hps_worker {
+	hps_ctx *ctx;
+	struct hpsi_seg *seg;
+	uint32_t rank, nservers, width;
+	struct hpsi_heap *heap;
+	struct hpsi_msg_bounds own; /* this worker's heap slice */
+	struct hpsi_bell *bell;
+	size_t inline_max;
+	struct hpsi_ring_prod *req;  /* per server, under submit_lock */
+	struct hpsi_ring_cons *resp; /* per server, under poll_lock */
+	pthread_mutex_t submit_lock, poll_lock;
+	_Atomic int64_t next_ts;
+	struct hpsi_slot *slots;
+	struct hpsi_cb *cbq; /* under poll_lock */
+	size_t ncb;
+	_Atomic uint32_t cb_pending; /* requests with callbacks not yet run */
+	_Atomic uint32_t closing;
+	pthread_t progress_thread;
+	int progress_started;
+};
+
+/* Drains answers and runs due callbacks; returns 1 if it did work. Takes
+ * poll_lock with trylock, so a busy poller elsewhere makes it return 0. */
+int hpsi_worker_progress(struct hps_worker *w);
+
+/* Polls until pred(arg) holds or the deadline passes (HPS_ETIMEDOUT); a
+ * server that died fails the requests it holds (HPS_EPEERDEAD). */
+int hpsi_worker_wait_until(struct hps_worker *w, int (*pred)(void *), void *arg, int64_t deadline);
+
+/* Starts the thread that runs callbacks nobody waits for; under submit_lock. */
+void hpsi_worker_start_progress(struct hps_worker *w);
+
+/* Ends a part that could not be sent; its callback runs on a later poll. */
+void hpsi_worker_fail_part(struct hps_worker *w, struct hpsi_slot *s, uint32_t part, int status);
+
+/* Marks the calling thread as inside submit (holding submit_lock): it may
+ * drive progress but must not run callbacks, which may submit. */
+void hpsi_worker_in_submit(int on);
+
+#endif

@@ -1,0 +1,241 @@
+#include "shm/heap.h"
+
+#include <jemalloc/jemalloc.h>
+#include <numa.h>
+#include <numaif.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hps/error.h"
+#include "runtime/log.h"
+
+struct hpsi_heap {
+	extent_hooks_t hooks; /* first: jemalloc hands this pointer to the hooks */
+	unsigned arena;
+	unsigned char *base;
+	size_t bytes;
+	_Atomic size_t cursor; /* bytes carved so far; extents are never given back */
+};
+
+/* Carves a fresh extent from the slice. Called by jemalloc with arena locks
+ * held, possibly from several threads: the cursor moves by CAS. No malloc
+ * or printf here. The slice is fresh tmpfs memory, so it reads as zero. */
+static void *shm_extent_alloc(extent_hooks_t *hooks, void *new_addr, size_t size, size_t alignment,
+			      bool *zero, bool *commit, unsigned arena_ind)
+{
+	(void)arena_ind;
+	struct hpsi_heap *h = (struct hpsi_heap *)hooks;
+	if (new_addr != NULL)
+		return NULL; /* cannot grow in place */
+	size_t cur = atomic_load_explicit(&h->cursor, memory_order_relaxed);
+	for (;;) {
+		uintptr_t start = ((uintptr_t)h->base + cur + alignment - 1) & ~(uintptr_t)(alignment - 1);
+		size_t end = (size_t)(start - (uintptr_t)h->base) + size;
+		if (end > h->bytes || end < size)
+			return NULL;
+		if (atomic_compare_exchange_weak_explicit(&h->cursor, &cur, end, memory_order_relaxed,
+							  memory_order_relaxed)) {
+			*zero = true;
+			*commit = true;
+			return (void *)start;
+		}
+	}
+}
+
+/* true = "not deallocated": jemalloc retains the extent and reuses it. */
+static bool shm_extent_dalloc(extent_hooks_t *hooks, void *addr, size_t size, bool committed, unsigned arena_ind)
+{
+	(void)hooks, (void)addr, (void)size, (void)committed, (void)arena_ind;
+	return true;
+}
+
+/* false = allowed: all extents come from one contiguous slice. */
+static bool shm_extent_split(extent_hooks_t *hooks, void *addr, size_t size, size_t size_a, size_t size_b,
+			     bool committed, unsigned arena_ind)
+{
+	(void)hooks, (void)addr, (void)size, (void)size_a, (void)size_b, (void)committed, (void)arena_ind;
+	return false;
+}
+
+static bool shm_extent_merge(extent_hooks_t *hooks, void *addr_a, size_t size_a, void *addr_b, size_t size_b,
+			     bool committed, unsigned arena_ind)
+{
+	(void)hooks, (void)addr_a, (void)size_a, (void)addr_b, (void)size_b, (void)committed, (void)arena_ind;
+	return false;
+}
+
+int hpsi_numa_node(void)
+{
+	if (numa_available() < 0)
+		return 0;
+	int cpu = sched_getcpu();
+	int node = cpu >= 0 ? numa_node_of_cpu(cpu) : 0;
+	return node >= 0 ? node : 0;
+}
+
+void hpsi_numa_bind(void *p, size_t bytes, int node)
+{
+	if (numa_available() < 0 || numa_max_node() == 0)
+		return;
+	/* Preferred, not strict: a full node must not fail the job. */
+	unsigned long mask = 1ul << node;
+	if (mbind(p, bytes, MPOL_PREFERRED, &mask, sizeof mask * 8, 0) != 0)
+		hpsi_debug("mbind to node %d failed", node);
+}
+
+int hpsi_heap_create(void *base, size_t bytes, struct hpsi_heap **out)
+{
+	struct hpsi_heap *h = calloc(1, sizeof *h);
+	if (!h)
+		return HPS_ENOMEM;
+	h->hooks.alloc = shm_extent_alloc;
+	h->hooks.dalloc = shm_extent_dalloc;
+	/* destroy, commit, decommit and both purges stay NULL: extents stay
+	 * committed and are never purged (MADV_DONTNEED would not zero shm). */
+	h->hooks.split = shm_extent_split;
+	h->hooks.merge = shm_extent_merge;
+	h->base = base;
+	h->bytes = bytes;
+	hpsi_numa_bind(base, bytes, hpsi_numa_node());
+
+	extent_hooks_t *hooks = &h->hooks;
+	size_t sz = sizeof h->arena;
+	if (mallctl("arenas.create", &h->arena, &sz, &hooks, sizeof hooks) != 0) {
+		hpsi_error("jemalloc could not create the shared-heap arena");
+		free(h);
+		return HPS_ENOMEM;
+	}
+	/* jemalloc grows retained memory geometrically; bound each step so a
+	 * slice is not asked for more than it can carve. */
+	char name[64];
+	size_t limit = bytes / 8;
+	snprintf(name, sizeof name, "arena.%u.retain_grow_limit", h->arena);
+	if (mallctl(name, NULL, NULL, &limit, sizeof limit) != 0)
+		hpsi_debug("cannot set %s", name);
+	*out = h;
+	return 0;
+}
+
+void hpsi_heap_destroy(struct hpsi_heap *h)
+{
+	if (!h)
+		return;
+	char name[64];
+	snprintf(name, sizeof name, "arena.%u.destroy", h->arena);
+	mallctl(name, NULL, NULL, NULL, 0);
+	free(h);
+}
+
+void *hpsi_heap_alloc(struct hpsi_heap *h, size_t bytes)
+{
+	return mallocx(bytes ? bytes : 1, MALLOCX_ARENA(h->arena) | MALLOCX_TCACHE_NONE | MALLOCX_ALIGN(64));
+}
+
+void hpsi_heap_free(struct hpsi_heap *h, void *p)
+{
+	(void)h;
+	if (p)
+		dallocx(p, MALLOCX_TCACHE_NONE);
+}
+
+int hpsi_heap_owns(const struct hpsi_heap *h, const void *p, size_t bytes)
+{
+	uintptr_t a = (uintptr_t)p, b = (uintptr_t)h->base;
+	return a >= b && a - b <= h->bytes && bytes <= h->bytes - (a - b);
+}
+
+size_t hpsi_heap_carved(const struct hpsi_heap *h)
+{
+	return atomic_load_explicit(&h->cursor, memory_order_relaxed);
+}
+
+size_t hpsi_heap_max_alloc(const struct hpsi_heap *h)
+{
+	/* jemalloc's metadata and size-class rounding need headroom. */
+	return h->bytes / 2;
+}
+
+/* --- NUMA-local process arena: the default hooks, plus a bind ---------- */
+
+static extent_hooks_t *default_hooks;
+static extent_hooks_t local_hooks;
+static int local_flags;
+static pthread_once_t local_once = PTHREAD_ONCE_INIT;
+
+static void *local_extent_alloc(extent_hooks_t *hooks, void *new_addr, size_t size, size_t alignment,
+				bool *zero, bool *commit, unsigned arena_ind)
+{
+	(void)hooks;
+	void *p = default_hooks->alloc(default_hooks, new_addr, size, alignment, zero, commit, arena_ind);
+	if (p)
+		hpsi_numa_bind(p, size, hpsi_numa_node());
+	return p;
+}
+
+
+static bool local_dalloc(extent_hooks_t *k, void *a, size_t s, bool c, unsigned i)
+{
+	(void)k;
+	return default_hooks->dalloc ? default_hooks->dalloc(default_hooks, a, s, c, i) : true;
+}
+static void local_destroy(extent_hooks_t *k, void *a, size_t s, bool c, unsigned i)
+{
+	(void)k;
+	if (default_hooks->destroy)
+		default_hooks->destroy(default_hooks, a, s, c, i);
+}
+static bool local_commit(extent_hooks_t *k, void *a, size_t s, size_t o, size_t l, unsigned i)
+{
+	(void)k;
+	return default_hooks->commit ? default_hooks->commit(default_hooks, a, s, o, l, i) : true;
+}
+static bool local_decommit(extent_hooks_t *k, void *a, size_t s, size_t o, size_t l, unsigned i)
+{
+	(void)k;
+	return default_hooks->decommit ? default_hooks->decommit(default_hooks, a, s, o, l, i) : true;
+}
+static bool local_purge_lazy(extent_hooks_t *k, void *a, size_t s, size_t o, size_t l, unsigned i)
+{
+	(void)k;
+	return default_hooks->purge_lazy ? default_hooks->purge_lazy(default_hooks, a, s, o, l, i) : true;
+}
+static bool local_purge_forced(extent_hooks_t *k, void *a, size_t s, size_t o, size_t l, unsigned i)
+{
+	(void)k;
+	return default_hooks->purge_forced ? default_hooks->purge_forced(default_hooks, a, s, o, l, i) : true;
+}
+static bool local_split(extent_hooks_t *k, void *a, size_t s, size_t sa, size_t sb, bool c, unsigned i)
+{
+	(void)k;
+	return default_hooks->split ? default_hooks->split(default_hooks, a, s, sa, sb, c, i) : true;
+}
+static bool local_merge(extent_hooks_t *k, void *a, size_t sa, void *b, size_t sb, bool c, unsigned i)
+{
+	(void)k;
+	return default_hooks->merge ? default_hooks->merge(default_hooks, a, sa, b, sb, c, i) : true;
+}
+
+static void local_arena_init(void)
+{
+	size_t sz = sizeof default_hooks;
+	unsigned arena;
+	if (mallctl("arena.0.extent_hooks", &default_hooks, &sz, NULL, 0) != 0 || !default_hooks)
+		return;
+	local_hooks = (extent_hooks_t){local_extent_alloc, local_dalloc, local_destroy, local_commit,
+				       local_decommit, local_purge_lazy, local_purge_forced, local_split,
+				       local_merge};
+	extent_hooks_t *hooks = &local_hooks;
+	sz = sizeof arena;
+	if (mallctl("arenas.create", &arena, &sz, &hooks, sizeof hooks) == 0)
+		local_flags = MALLOCX_ARENA(arena) | MALLOCX_TCACHE_NONE;
+}
+
+int hpsi_local_arena_flags(void)
+{
+	pthread_once(&local_once, local_arena_init);
+	return local_flags;
+}

@@ -1,0 +1,37 @@
+/* The shared heap: one jemalloc arena per process, whose extents are carved
+ * from that process's slice of the segment and bound to its NUMA node.
+ *
+ * Only the owner allocates and frees (the arena's bookkeeping holds
+ * process-local pointers); other processes read and write buffers by
+ * offset and hand them back in a response. Allocation bypasses the thread
+ * cache (MALLOCX_TCACHE_NONE), which would mix in objects of other arenas. */
+#ifndef HPSI_HEAP_H
+#define HPSI_HEAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct hpsi_heap;
+
+/* Builds a heap over [base, base+bytes); bytes is a multiple of 2 MiB. */
+int hpsi_heap_create(void *base, size_t bytes, struct hpsi_heap **out);
+void hpsi_heap_destroy(struct hpsi_heap *h);
+void *hpsi_heap_alloc(struct hpsi_heap *h, size_t bytes);
+void hpsi_heap_free(struct hpsi_heap *h, void *p);
+/* 1 if [p, p+bytes) lies in this heap's slice. */
+int hpsi_heap_owns(const struct hpsi_heap *h, const void *p, size_t bytes);
+/* Bytes carved from the slice so far (jemalloc keeps and reuses them). */
+size_t hpsi_heap_carved(const struct hpsi_heap *h);
+/* The largest buffer one can hope to allocate (a limit for messages). */
+size_t hpsi_heap_max_alloc(const struct hpsi_heap *h);
+
+/* NUMA node of the CPU this thread runs on (0 without libnuma support). */
+int hpsi_numa_node(void);
+/* Binds [p, p+bytes) to node when the machine has several nodes. */
+void hpsi_numa_bind(void *p, size_t bytes, int node);
+
+/* A process-local jemalloc arena whose memory is bound to this process's
+ * NUMA node (server tables); returns MALLOCX_ flags to pass to mallocx. */
+int hpsi_local_arena_flags(void);
+
+#endif

@@ -1,0 +1,252 @@
+#include "shm/segment.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "hps/error.h"
+#include "runtime/log.h"
+#include "shm/liveness.h"
+
+#define PAGE 4096u
+
+static size_t align_up(size_t v, size_t a)
+{
+	return (v + a - 1) & ~(a - 1);
+}
+
+static const char *shm_dir(void)
+{
+	const char *d = getenv("HPS_SHM_DIR");
+	return d && *d ? d : "/dev/shm";
+}
+
+static int name_ok(const char *s)
+{
+	if (!s || !*s || strlen(s) >= HPSI_NAME_MAX)
+		return 0;
+	for (; *s; s++)
+		if (*s == '/' || *s <= ' ')
+			return 0;
+	return 1;
+}
+
+int hpsi_seg_path(char *out, size_t cap, const char *job, const char *host)
+{
+	if (!name_ok(job) || !name_ok(host)) {
+		hpsi_error("job id and host name must be 1..%d characters without '/' or spaces (HPS_JOB_ID, HPS_HOST)",
+			   HPSI_NAME_MAX - 1);
+		return HPS_ECONFIG;
+	}
+	int n = snprintf(out, cap, "%s/hps.%s.%s", shm_dir(), job, host);
+	return n > 0 && (size_t)n < cap ? 0 : HPS_ECONFIG;
+}
+
+/* Byte layout of a segment; every multiplication is checked. */
+struct layout {
+	size_t nodes_off, ranges_off, rings_off, ring_stride, heap_off, total;
+};
+
+static int plan_layout(const struct hpsi_seg_params *p, struct layout *l)
+{
+	size_t nnodes = (size_t)p->nservers + p->nworkers;
+	size_t nrings, rings_bytes, heap_bytes;
+	l->nodes_off = PAGE;
+	l->ranges_off = align_up(l->nodes_off + nnodes * sizeof(struct hpsi_node), 128);
+	l->rings_off = align_up(l->ranges_off + p->nservers * sizeof(struct hpsi_range), PAGE);
+	l->ring_stride = align_up((size_t)HPSI_RING_HDR + p->ring_bytes, PAGE);
+	if (__builtin_mul_overflow((size_t)p->nservers * p->nworkers, (size_t)2, &nrings) ||
+	    __builtin_mul_overflow(nrings, l->ring_stride, &rings_bytes) ||
+	    __builtin_mul_overflow((size_t)p->nworkers, (size_t)p->heap_slice, &heap_bytes))
+		return HPS_ECONFIG;
+	l->heap_off = align_up(l->rings_off + rings_bytes, 2u << 20);
+	if (__builtin_add_overflow(l->heap_off, heap_bytes, &l->total))
+		return HPS_ECONFIG;
+	return 0;
+}
+
+static int check_params(const struct hpsi_seg_params *p)
+{
+	if (p->nservers < 1 || p->nworkers < 1 || (size_t)p->nservers + p->nworkers > HPSI_MAX_NODES) {
+		hpsi_error("need 1..%d processes with at least one server (HPS_NUM_SERVERS) and one worker (HPS_NUM_WORKERS); got %u servers, %u workers",
+			   HPSI_MAX_NODES, p->nservers, p->nworkers);
+		return HPS_ECONFIG;
+	}
+	if (p->ring_bytes < 4096 || p->ring_bytes > (1u << 30) || (p->ring_bytes & (p->ring_bytes - 1))) {
+		hpsi_error("ring size %u bytes must be a power of two from 4 KiB to 1 GiB (HPS_RING_KB)", p->ring_bytes);
+		return HPS_ECONFIG;
+	}
+	if (p->heap_slice < (8u << 20) || p->heap_slice % (2u << 20)) {
+		hpsi_error("heap per worker must be a multiple of 2 MiB, at least 8 MiB (HPS_HEAP_MB)");
+		return HPS_ECONFIG;
+	}
+	if (p->range_mode == HPSI_RANGE_DECLARED) {
+		for (uint32_t i = 0; i < p->nservers; i++)
+			if (p->ranges[i].first > p->ranges[i].last ||
+			    (i > 0 && p->ranges[i].first <= p->ranges[i - 1].last)) {
+				hpsi_error("key ranges must be ascending and disjoint (HPS_KEY_RANGES), range %u is not", i);
+				return HPS_ECONFIG;
+			}
+	}
+	return 0;
+}
+
+static int map_fd(int fd, size_t size, struct hpsi_seg *seg)
+{
+	void *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED) {
+		hpsi_error("mmap of %zu bytes for %s failed: %s", size, seg->path, strerror(errno));
+		return HPS_ESYS;
+	}
+	seg->base = m;
+	seg->hdr = m;
+	seg->size = size;
+	return 0;
+}
+
+int hpsi_seg_create(const struct hpsi_seg_params *p, struct hpsi_seg *seg)
+{
+	memset(seg, 0, sizeof *seg);
+	struct layout l;
+	int rc = check_params(p);
+	if (rc)
+		return rc;
+	if (plan_layout(p, &l)) {
+		hpsi_error("segment size overflows (HPS_HEAP_MB x HPS_NUM_WORKERS)");
+		return HPS_ECONFIG;
+	}
+	if ((rc = hpsi_seg_path(seg->path, sizeof seg->path, p->job, p->host)))
+		return rc;
+
+	struct statvfs vfs;
+	if (statvfs(shm_dir(), &vfs) == 0) {
+		unsigned long long avail = (unsigned long long)vfs.f_bavail * vfs.f_frsize;
+		if (avail < l.total) {
+			hpsi_error("%s has %llu MiB free but the job's segment needs %zu MiB (HPS_HEAP_MB=%llu per worker x %u workers); lower HPS_HEAP_MB or enlarge %s",
+				   shm_dir(), avail >> 20, l.total >> 20, (unsigned long long)(p->heap_slice >> 20),
+				   p->nworkers, shm_dir());
+			return HPS_ENOSPC;
+		}
+	}
+
+	int fd = open(seg->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		if (errno == EEXIST) {
+			hpsi_error("job '%s' already runs on host '%s' (%s exists); pick another HPS_JOB_ID, or run `hps clean` if it died",
+				   p->job, p->host, seg->path);
+			return HPS_EEXIST;
+		}
+		hpsi_error("cannot create %s: %s", seg->path, strerror(errno));
+		return HPS_ESYS;
+	}
+	/* Reserve the control part now so a full /dev/shm fails here, not as a
+	 * SIGBUS later; heap pages are taken as workers touch them. */
+	if (ftruncate(fd, (off_t)l.total) != 0 || (rc = posix_fallocate(fd, 0, (off_t)l.heap_off)) != 0) {
+		int e = rc ? rc : errno;
+		hpsi_error("cannot size %s to %zu MiB: %s (enlarge %s or lower HPS_HEAP_MB)", seg->path, l.total >> 20,
+			   strerror(e), shm_dir());
+		close(fd);
+		unlink(seg->path);
+		return e == ENOSPC ? HPS_ENOSPC : HPS_ESYS;
+	}
+	rc = map_fd(fd, l.total, seg);
+	close(fd);
+	if (rc) {
+		unlink(seg->path);
+		return rc;
+	}
+	struct hpsi_seg_hdr *h = seg->hdr;
+	h->hdr_bytes = sizeof *h;
+	h->total_bytes = l.total;
+	h->nservers = p->nservers;
+	h->nworkers = p->nworkers;
+	h->ring_bytes = p->ring_bytes;
+	h->range_mode = p->range_mode;
+	h->nodes_off = l.nodes_off;
+	h->rings_off = l.rings_off;
+	h->ring_stride = l.ring_stride;
+	h->ranges_off = l.ranges_off;
+	h->heap_off = l.heap_off;
+	h->heap_slice = p->heap_slice;
+	h->timeout_ms = p->timeout_ms;
+	h->creator_pid = (int32_t)getpid();
+	h->creator_birth = hpsi_proc_birth(getpid());
+	snprintf(h->job, sizeof h->job, "%s", p->job);
+	snprintf(h->host, sizeof h->host, "%s", p->host);
+	if (p->range_mode == HPSI_RANGE_DECLARED)
+		memcpy(seg->base + l.ranges_off, p->ranges, p->nservers * sizeof(struct hpsi_range));
+	/* Rings and nodes are zero from ftruncate. The magic goes last, with
+	 * release order, so an attacher that sees it sees a whole header. */
+	h->version = HPSI_SEG_VERSION;
+	atomic_thread_fence(memory_order_release);
+	h->magic = HPSI_SEG_MAGIC;
+	return 0;
+}
+
+/* Every offset in the header must lie inside the mapped size. */
+static int header_ok(const struct hpsi_seg_hdr *h, size_t size)
+{
+	if (size < PAGE || h->magic != HPSI_SEG_MAGIC || h->version != HPSI_SEG_VERSION)
+		return 0;
+	struct hpsi_seg_params p = {.nservers = h->nservers, .nworkers = h->nworkers,
+				    .ring_bytes = h->ring_bytes, .heap_slice = h->heap_slice};
+	struct layout l;
+	if (h->nservers < 1 || h->nworkers < 1 || h->nservers + (uint64_t)h->nworkers > HPSI_MAX_NODES ||
+	    h->ring_bytes < 4096 || (h->ring_bytes & (h->ring_bytes - 1)) || plan_layout(&p, &l))
+		return 0;
+	return h->total_bytes == size && l.total == size && h->nodes_off == l.nodes_off &&
+	       h->rings_off == l.rings_off && h->ranges_off == l.ranges_off && h->heap_off == l.heap_off &&
+	       h->ring_stride == l.ring_stride;
+}
+
+int hpsi_seg_attach_path(const char *path, struct hpsi_seg *seg)
+{
+	memset(seg, 0, sizeof *seg);
+	snprintf(seg->path, sizeof seg->path, "%s", path);
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? HPS_ENOJOB : HPS_ESYS;
+	struct stat st;
+	int rc = fstat(fd, &st) == 0 ? map_fd(fd, (size_t)st.st_size, seg) : HPS_ESYS;
+	close(fd);
+	if (rc)
+		return rc;
+	if (!header_ok(seg->hdr, seg->size)) {
+		hpsi_error("%s is not an hps segment of this version, or is damaged", path);
+		hpsi_seg_detach(seg);
+		return HPS_EPROTO;
+	}
+	atomic_thread_fence(memory_order_acquire);
+	return 0;
+}
+
+int hpsi_seg_attach(const char *job, const char *host, struct hpsi_seg *seg)
+{
+	char path[256];
+	int rc = hpsi_seg_path(path, sizeof path, job, host);
+	if (rc)
+		return rc;
+	rc = hpsi_seg_attach_path(path, seg);
+	if (rc == HPS_ENOJOB)
+		hpsi_error("no job '%s' on host '%s' (%s missing); start it with `hps launch`", job, host, path);
+	return rc;
+}
+
+void hpsi_seg_detach(struct hpsi_seg *seg)
+{
+	if (seg->base)
+		munmap(seg->base, seg->size);
+	seg->base = NULL;
+	seg->hdr = NULL;
+}
+
+int hpsi_seg_unlink(struct hpsi_seg *seg)
+{
+	return unlink(seg->path) == 0 || errno == ENOENT ? 0 : HPS_ESYS;
+}

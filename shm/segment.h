@@ -1,0 +1,124 @@
+/* The shared-memory segment of one host group (every process of one job
+ * on one host): a header of sizes and byte offsets (never pointers), the
+ * node table, the rings of every (worker, server) pair and one heap slice
+ * per worker. Each process maps it at its own address and rebuilds its
+ * pointers from the offsets. */
+#ifndef HPSI_SEGMENT_H
+#define HPSI_SEGMENT_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shm/bell.h"
+#include "shm/ring.h"
+
+#define HPSI_SEG_MAGIC 0x31474553535048ull /* "HPSSEG1" */
+#define HPSI_SEG_VERSION 1
+#define HPSI_MAX_NODES 256
+#define HPSI_NAME_MAX 64
+
+enum hpsi_node_state {
+	HPSI_NODE_EMPTY = 0,  /* not started yet */
+	HPSI_NODE_ALIVE = 1,
+	HPSI_NODE_CLOSED = 2, /* finished cleanly */
+	HPSI_NODE_DEAD = 3,   /* died; set by whoever noticed */
+};
+
+enum hpsi_range_mode {
+	HPSI_RANGE_HASH = 0,     /* even split of a mixed key: spreads any key set */
+	HPSI_RANGE_DECLARED = 1, /* [first, last] per server, given by the job */
+};
+
+struct hpsi_node {
+	_Atomic int32_t pid;
+	_Atomic uint32_t state;  /* enum hpsi_node_state */
+	_Atomic uint64_t birth;  /* start time of pid, tells a reused pid apart */
+	struct hpsi_bell bell;   /* rung by whoever has work for this node */
+	char pad[128 - 24];
+};
+
+struct hpsi_range {
+	uint64_t first, last; /* inclusive */
+};
+
+struct hpsi_seg_hdr {
+	uint64_t magic;
+	uint32_t version;
+	uint32_t hdr_bytes;
+	uint64_t total_bytes;
+	uint32_t nservers, nworkers;
+	uint32_t ring_bytes; /* data bytes of each ring, a power of two */
+	uint32_t range_mode;
+	uint64_t nodes_off, rings_off, ring_stride, ranges_off;
+	uint64_t heap_off, heap_slice; /* one slice per worker */
+	int64_t timeout_ms;
+	int32_t creator_pid;
+	uint32_t pad0;
+	uint64_t creator_birth;
+	char job[HPSI_NAME_MAX];
+	char host[HPSI_NAME_MAX];
+	_Atomic uint32_t shutdown; /* set by the launcher: every node ends */
+	_Atomic uint32_t barrier_arrived;
+	_Atomic uint32_t barrier_gen; /* futex word of the barrier */
+};
+
+struct hpsi_seg_params {
+	const char *job, *host;
+	uint32_t nservers, nworkers;
+	uint32_t ring_bytes;
+	uint64_t heap_slice;
+	int64_t timeout_ms;
+	uint32_t range_mode;
+	const struct hpsi_range *ranges; /* nservers entries when DECLARED */
+};
+
+struct hpsi_seg {
+	struct hpsi_seg_hdr *hdr;
+	unsigned char *base;
+	size_t size;
+	char path[256];
+};
+
+/* Path of the segment file: $HPS_SHM_DIR (default /dev/shm)/hps.JOB.HOST. */
+int hpsi_seg_path(char *out, size_t cap, const char *job, const char *host);
+
+/* Creates and maps a new segment (mode 0600). Fails with HPS_EEXIST if the
+ * job already has one on this host, HPS_ENOSPC if the shm file system has
+ * too little room, HPS_ECONFIG for impossible sizes; logs why. */
+int hpsi_seg_create(const struct hpsi_seg_params *p, struct hpsi_seg *seg);
+/* Maps an existing segment and checks its header against its size. */
+int hpsi_seg_attach(const char *job, const char *host, struct hpsi_seg *seg);
+int hpsi_seg_attach_path(const char *path, struct hpsi_seg *seg);
+void hpsi_seg_detach(struct hpsi_seg *seg);
+int hpsi_seg_unlink(struct hpsi_seg *seg);
+
+static inline struct hpsi_node *hpsi_seg_node(const struct hpsi_seg *s, uint32_t id)
+{
+	return (struct hpsi_node *)(s->base + s->hdr->nodes_off) + id;
+}
+
+/* Node ids: servers 0..S-1, then workers S..S+W-1. */
+static inline uint32_t hpsi_worker_node(const struct hpsi_seg *s, uint32_t w)
+{
+	return s->hdr->nservers + w;
+}
+
+/* dir 0: requests worker -> server; dir 1: responses server -> worker. */
+static inline struct hpsi_ring *hpsi_seg_ring(const struct hpsi_seg *s, uint32_t w, uint32_t srv, int dir)
+{
+	size_t idx = ((size_t)w * s->hdr->nservers + srv) * 2 + (size_t)dir;
+	return (struct hpsi_ring *)(s->base + s->hdr->rings_off + idx * s->hdr->ring_stride);
+}
+
+static inline unsigned char *hpsi_seg_heap(const struct hpsi_seg *s, uint32_t w)
+{
+	return s->base + s->hdr->heap_off + (size_t)w * s->hdr->heap_slice;
+}
+
+static inline const struct hpsi_range *hpsi_seg_ranges(const struct hpsi_seg *s)
+{
+	return (const struct hpsi_range *)(s->base + s->hdr->ranges_off);
+}
+
+#endif
