@@ -1,0 +1,149 @@
+#include "tests/harness.h"
+
+#include <CUnit/Basic.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shm/bell.h"
+
+int run_suite(const char *suite, const struct test_case *cases)
+{
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 2;
+	CU_pSuite s = CU_add_suite(suite, NULL, NULL);
+	for (const struct test_case *c = cases; c->name; c++)
+		CU_add_test(s, c->name, c->fn);
+	CU_basic_set_mode(CU_BRM_VERBOSE);
+	CU_basic_run_tests();
+	unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+	CU_cleanup_registry();
+	return failed ? 1 : 0;
+}
+
+static int job_counter;
+
+void job_env(const struct job *j, const char *role, uint32_t rank)
+{
+	char num[32];
+	setenv("HPS_ROLE", role, 1);
+	snprintf(num, sizeof num, "%u", rank);
+	setenv("HPS_RANK", num, 1);
+	setenv("HPS_JOB_ID", j->job, 1);
+	setenv("HPS_HOST", "testhost", 1);
+	unsetenv("HPS_NUM_SERVERS");
+	unsetenv("HPS_NUM_WORKERS");
+	unsetenv("HPS_KEY_RANGES");
+}
+
+pid_t job_fork_server(struct job *j, uint32_t rank, hps_handler h)
+{
+	pid_t pid = fork();
+	if (pid != 0)
+		return pid;
+	job_env(j, "server", rank);
+	hps_ctx *ctx;
+	int rc = hps_init(&ctx, NULL, NULL);
+	if (rc)
+		_exit(100);
+	rc = hps_server_run(ctx, h, NULL);
+	hps_finalize(ctx);
+	_exit(rc ? 101 : 0);
+}
+
+int job_start(struct job *j, uint32_t nservers, uint32_t nworkers, const struct job_opts *o)
+{
+	struct job_opts none = {0};
+	if (!o)
+		o = &none;
+	memset(j, 0, sizeof *j);
+	snprintf(j->job, sizeof j->job, "t%d_%d", (int)getpid(), job_counter++);
+	j->nservers = nservers;
+	j->nworkers = nworkers;
+	struct hpsi_seg_params p = {
+		.job = j->job, .host = "testhost", .nservers = nservers, .nworkers = nworkers,
+		.ring_bytes = o->ring_bytes ? o->ring_bytes : 1u << 16,
+		.heap_slice = (o->heap_mb ? o->heap_mb : 64) << 20,
+		.timeout_ms = o->timeout_ms ? o->timeout_ms : 20000,
+		.range_mode = o->ranges ? HPSI_RANGE_DECLARED : HPSI_RANGE_HASH, .ranges = o->ranges};
+	int rc = hpsi_seg_create(&p, &j->seg);
+	if (rc)
+		return rc;
+	if (!o->no_servers)
+		for (uint32_t s = 0; s < nservers; s++)
+			j->servers[s] = job_fork_server(j, s, o->handler);
+	return 0;
+}
+
+pid_t job_fork_worker(struct job *j, uint32_t rank, uint32_t width, worker_fn fn, void *arg)
+{
+	pid_t pid = fork();
+	if (pid != 0)
+		return pid;
+	job_env(j, "worker", rank);
+	hps_ctx *ctx;
+	hps_worker *w;
+	if (hps_init(&ctx, NULL, NULL))
+		_exit(100);
+	if (hps_worker_open(ctx, width, &w))
+		_exit(101);
+	int rc = fn(ctx, w, arg);
+	hps_worker_close(w);
+	hps_finalize(ctx);
+	_exit(rc);
+}
+
+int wait_exit(pid_t pid, int timeout_ms)
+{
+	for (int t = 0; t <= timeout_ms; t++) {
+		int st;
+		pid_t r = waitpid(pid, &st, WNOHANG);
+		if (r == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		if (r < 0)
+			return -2;
+		usleep(1000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	return -1;
+}
+
+int job_stop(struct job *j)
+{
+	int bad = 0;
+	for (uint32_t s = 0; s < j->nservers; s++)
+		if (j->servers[s] > 0 && wait_exit(j->servers[s], 10000) != 0)
+			bad = 1;
+	hpsi_seg_unlink(&j->seg);
+	hpsi_seg_detach(&j->seg);
+	return bad;
+}
+
+const char *hps_bin(void)
+{
+	const char *b = getenv("HPS_BIN");
+	return b && *b ? b : "bin/hps";
+}
+
+const char *example_bin(const char *name, char *buf, size_t cap)
+{
+	const char *d = getenv("HPS_EXAMPLES");
+	snprintf(buf, cap, "%s/%s", d && *d ? d : "build/examples", name);
+	return buf;
+}
+
+int poll_until(int (*cond)(void *), void *arg, int timeout_ms)
+{
+	int64_t end = hpsi_now_ns() + (int64_t)timeout_ms * 1000000;
+	while (hpsi_now_ns() < end) {
+		if (cond(arg))
+			return 1;
+		usleep(1000);
+	}
+	return cond(arg);
+}

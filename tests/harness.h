@@ -1,0 +1,65 @@
+/* Test helpers: a CUnit main, and small jobs made of forked processes. */
+#ifndef HPS_TEST_HARNESS_H
+#define HPS_TEST_HARNESS_H
+
+#include <CUnit/CUnit.h>
+#include <sys/types.h>
+
+#include "hps/hps.h"
+#include "shm/segment.h"
+
+struct test_case {
+	const char *name;
+	void (*fn)(void);
+};
+
+/* Runs the cases as one suite; returns the process exit status. */
+int run_suite(const char *suite, const struct test_case *cases);
+
+struct job {
+	struct hpsi_seg seg;
+	char job[64];
+	uint32_t nservers, nworkers;
+	pid_t servers[64];
+};
+
+/* Job settings; zero fields take defaults (4 KiB.. see harness.c). */
+struct job_opts {
+	uint32_t ring_bytes;
+	uint64_t heap_mb;
+	int64_t timeout_ms;
+	const struct hpsi_range *ranges; /* declared ranges, one per server */
+	hps_handler handler;             /* servers' handler; NULL: summing store */
+	int no_servers;                  /* create the segment only */
+};
+
+/* Creates a segment for a fresh job id and forks its servers. */
+int job_start(struct job *j, uint32_t nservers, uint32_t nworkers, const struct job_opts *o);
+
+typedef int (*worker_fn)(hps_ctx *ctx, hps_worker *w, void *arg);
+
+/* Forks worker `rank`: it joins the job, opens a worker of `width` and
+ * returns fn's result as its exit status (0 = success). */
+pid_t job_fork_worker(struct job *j, uint32_t rank, uint32_t width, worker_fn fn, void *arg);
+/* Forks a server of rank `rank` (done by job_start unless no_servers). */
+pid_t job_fork_server(struct job *j, uint32_t rank, hps_handler h);
+
+/* Waits for pid up to timeout_ms; returns its exit status, 128+signal, or
+ * -1 if it is still running (then it is killed). */
+int wait_exit(pid_t pid, int timeout_ms);
+
+/* Waits for the servers, kills stragglers, removes the segment. Returns 0
+ * if every server exited 0. */
+int job_stop(struct job *j);
+
+/* Sets the environment a child of this job needs, for role and rank. */
+void job_env(const struct job *j, const char *role, uint32_t rank);
+
+/* Path of a built program: $HPS_BIN (bin/hps) or $HPS_EXAMPLES/name. */
+const char *hps_bin(void);
+const char *example_bin(const char *name, char *buf, size_t cap);
+
+/* Polls cond() every millisecond up to timeout_ms; returns 1 if it held. */
+int poll_until(int (*cond)(void *), void *arg, int timeout_ms);
+
+#endif

@@ -1,0 +1,209 @@
+/* SPSC ring: empty, full, wrap-around of the byte ring and of the u32
+ * indices past 2^32, record padding, and a two-process stress test. */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "shm/ring.h"
+#include "tests/harness.h"
+
+#define SIZE 4096u
+
+static struct hpsi_ring *new_ring(uint32_t size, uint32_t start)
+{
+	struct hpsi_ring *r = mmap(NULL, HPSI_RING_HDR + size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	CU_ASSERT_FATAL(r != MAP_FAILED);
+	hpsi_ring_init(r, start);
+	return r;
+}
+
+static void test_ring_empty(void)
+{
+	struct hpsi_ring *r = new_ring(SIZE, 0);
+	struct hpsi_ring_cons c;
+	hpsi_ring_cons_attach(&c, r, SIZE);
+	size_t len;
+	CU_ASSERT_PTR_NULL(hpsi_ring_peek(&c, &len));
+	CU_ASSERT_FALSE(hpsi_ring_nonempty(&c));
+	munmap(r, HPSI_RING_HDR + SIZE);
+}
+
+static void test_ring_unpublished_invisible(void)
+{
+	struct hpsi_ring *r = new_ring(SIZE, 0);
+	struct hpsi_ring_prod p;
+	struct hpsi_ring_cons c;
+	hpsi_ring_prod_attach(&p, r, SIZE);
+	hpsi_ring_cons_attach(&c, r, SIZE);
+	char *d = hpsi_ring_reserve(&p, 5);
+	memcpy(d, "hello", 5);
+	hpsi_ring_commit(&p, 5);
+	size_t len;
+	CU_ASSERT_PTR_NULL(hpsi_ring_peek(&c, &len));
+	hpsi_ring_publish(&p);
+	d = hpsi_ring_peek(&c, &len);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(d);
+	CU_ASSERT_EQUAL(len, 5);
+	CU_ASSERT_EQUAL(memcmp(d, "hello", 5), 0);
+	munmap(r, HPSI_RING_HDR + SIZE);
+}
+
+static void test_ring_full(void)
+{
+	struct hpsi_ring *r = new_ring(SIZE, 0);
+	struct hpsi_ring_prod p;
+	struct hpsi_ring_cons c;
+	hpsi_ring_prod_attach(&p, r, SIZE);
+	hpsi_ring_cons_attach(&c, r, SIZE);
+	int n = 0;
+	void *d;
+	while ((d = hpsi_ring_reserve(&p, 56))) { /* 64-byte records */
+		memset(d, n, 56);
+		hpsi_ring_commit(&p, 56);
+		n++;
+	}
+	CU_ASSERT_EQUAL(n, SIZE / 64);
+	hpsi_ring_publish(&p);
+	CU_ASSERT_PTR_NULL(hpsi_ring_reserve(&p, 1));
+	size_t len;
+	unsigned char *rec = hpsi_ring_peek(&c, &len);
+	CU_ASSERT_EQUAL(rec[0], 0);
+	hpsi_ring_consume(&c, len);
+	/* Consumed but not published: the producer must still see it full. */
+	CU_ASSERT_PTR_NULL(hpsi_ring_reserve(&p, 56));
+	hpsi_ring_cons_publish(&c);
+	CU_ASSERT_PTR_NOT_NULL(hpsi_ring_reserve(&p, 56));
+	munmap(r, HPSI_RING_HDR + SIZE);
+}
+
+static void test_ring_too_large_refused(void)
+{
+	struct hpsi_ring *r = new_ring(SIZE, 0);
+	struct hpsi_ring_prod p;
+	hpsi_ring_prod_attach(&p, r, SIZE);
+	CU_ASSERT_PTR_NULL(hpsi_ring_reserve(&p, hpsi_ring_max_payload(SIZE) + 1));
+	CU_ASSERT_PTR_NOT_NULL(hpsi_ring_reserve(&p, hpsi_ring_max_payload(SIZE)));
+	munmap(r, HPSI_RING_HDR + SIZE);
+}
+
+/* Varying sizes force padding at the end of the buffer; indices start
+ * just below 2^32 so they wrap during the test. */
+static void run_sequence(uint32_t start)
+{
+	struct hpsi_ring *r = new_ring(SIZE, start);
+	struct hpsi_ring_prod p;
+	struct hpsi_ring_cons c;
+	hpsi_ring_prod_attach(&p, r, SIZE);
+	hpsi_ring_cons_attach(&c, r, SIZE);
+	uint32_t sent = 0, got = 0;
+	for (int round = 0; round < 2000; round++) {
+		for (int k = 0; k < 3; k++) {
+			size_t len = 1 + (sent * 37) % 900;
+			unsigned char *d = hpsi_ring_reserve(&p, len);
+			if (!d)
+				break;
+			for (size_t i = 0; i < len; i++)
+				d[i] = (unsigned char)(sent + i);
+			hpsi_ring_commit(&p, len);
+			sent++;
+		}
+		hpsi_ring_publish(&p);
+		size_t len;
+		unsigned char *d;
+		while ((d = hpsi_ring_peek(&c, &len))) {
+			CU_ASSERT_EQUAL_FATAL(len, 1 + (got * 37) % 900);
+			for (size_t i = 0; i < len; i++)
+				if (d[i] != (unsigned char)(got + i))
+					CU_FAIL_FATAL("record payload corrupted");
+			hpsi_ring_consume(&c, len);
+			got++;
+			if (got % 2)
+				break; /* leave some behind to vary the fill level */
+		}
+		hpsi_ring_cons_publish(&c);
+	}
+	CU_ASSERT(sent > 3000);
+	CU_ASSERT(got > 0 && got <= sent);
+	if (start > 0xF0000000u)
+		CU_ASSERT(atomic_load(&r->tail) < start); /* it wrapped past 2^32 */
+	munmap(r, HPSI_RING_HDR + SIZE);
+}
+
+static void test_ring_wrap_and_padding(void)
+{
+	run_sequence(0);
+}
+
+static void test_ring_index_wrap_past_2_32(void)
+{
+	run_sequence(0xFFFFF000u);
+}
+
+/* Two processes, 2 million records of varying size, a checksum on each
+ * and a running count: nothing lost, duplicated, reordered or torn. */
+static void test_ring_two_process_stress(void)
+{
+	const uint32_t size = 1u << 16, total = 2000000;
+	struct hpsi_ring *r = new_ring(size, 0xFFFF0000u);
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct hpsi_ring_prod p;
+		hpsi_ring_prod_attach(&p, r, size);
+		for (uint32_t i = 0; i < total;) {
+			size_t words = 1 + i % 31;
+			uint64_t *d = hpsi_ring_reserve(&p, words * 8 + 8);
+			if (!d) {
+				hpsi_ring_publish(&p);
+				continue;
+			}
+			uint64_t sum = 0;
+			d[0] = i;
+			for (size_t k = 1; k <= words; k++)
+				sum += d[k] = (uint64_t)i * 2654435761u + k;
+			d[0] = (uint64_t)i | (sum << 32);
+			hpsi_ring_commit(&p, words * 8 + 8);
+			if (++i % 8 == 0)
+				hpsi_ring_publish(&p);
+		}
+		hpsi_ring_publish(&p);
+		_exit(0);
+	}
+	struct hpsi_ring_cons c;
+	hpsi_ring_cons_attach(&c, r, size);
+	uint32_t next = 0, bad = 0;
+	while (next < total) {
+		size_t len;
+		uint64_t *d = hpsi_ring_peek(&c, &len);
+		if (!d)
+			continue;
+		size_t words = 1 + next % 31;
+		uint64_t sum = 0;
+		for (size_t k = 1; k <= words && k * 8 < len; k++)
+			sum += d[k];
+		if (len != words * 8 + 8 || (uint32_t)d[0] != next || (d[0] >> 32) != (sum & 0xFFFFFFFFu))
+			bad++;
+		hpsi_ring_consume(&c, len);
+		if (++next % 16 == 0)
+			hpsi_ring_cons_publish(&c);
+	}
+	CU_ASSERT_EQUAL(bad, 0);
+	CU_ASSERT_EQUAL(wait_exit(pid, 10000), 0);
+	munmap(r, HPSI_RING_HDR + size);
+}
+
+int main(void)
+{
+	static const struct test_case cases[] = {
+		{"test_ring_empty", test_ring_empty},
+		{"test_ring_unpublished_invisible", test_ring_unpublished_invisible},
+		{"test_ring_full", test_ring_full},
+		{"test_ring_too_large_refused", test_ring_too_large_refused},
+		{"test_ring_wrap_and_padding", test_ring_wrap_and_padding},
+		{"test_ring_index_wrap_past_2_32", test_ring_index_wrap_past_2_32},
+		{"test_ring_two_process_stress", test_ring_two_process_stress},
+		{NULL, NULL},
+	};
+	return run_suite("ring", cases);
+}
