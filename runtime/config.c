@@ -167,13 +167,6 @@ int hpsi_config_load(struct hpsi_config *c, int need_role)
 
 	if ((s = hpsi_setting("KEY_RANGES")) && (rc = parse_ranges(s, c)))
 		return rc;
-	if (need_role && (uint32_t)c->rank >= (c->role == HPS_ROLE_SERVER ? c->nservers : c->nworkers)) {
-		hpsi_error("HPS_RANK=%d is out of range for %s (HPS_NUM_%s=%u)", c->rank,
-			   c->role == HPS_ROLE_SERVER ? "servers" : "workers",
-			   c->role == HPS_ROLE_SERVER ? "SERVERS" : "WORKERS",
-			   c->role == HPS_ROLE_SERVER ? c->nservers : c->nworkers);
-		return HPS_ECONFIG;
-	}
 	return 0;
 }
 

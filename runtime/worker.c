@@ -99,16 +99,20 @@ static void scatter_fixed(struct hpsi_slot *s, struct hpsi_part *p, const float 
 		memcpy(s->out + idx[j] * wd, src + j * wd, wd * sizeof(float));
 }
 
-/* One part is over (answered, or its server is gone). */
+/* One part is over (answered, or its server is gone). A variable-length
+ * pull keeps every part's answer buffer until the last part is in. */
 static void part_done(struct hps_worker *w, struct hpsi_slot *s, struct hpsi_part *p, int status)
 {
+	int lens_pull = s->width == 0 && s->type != HPS_REQ_PUSH;
 	set_status(s, status);
-	if (s->width == 0 && s->type != HPS_REQ_PUSH && !s->status && !s->abandoned &&
-	    atomic_load_explicit(&s->parts_left, memory_order_relaxed) == 1)
-		set_status(s, assemble_lens(s));
 	p->pending = 0;
-	free_part_buffers(w, p);
+	if (!lens_pull)
+		free_part_buffers(w, p);
 	if (atomic_load_explicit(&s->parts_left, memory_order_relaxed) == 1) {
+		if (lens_pull && !s->status && !s->abandoned)
+			set_status(s, assemble_lens(s));
+		for (uint32_t i = 0; lens_pull && i < s->nparts; i++)
+			free_part_buffers(w, &s->parts[i]);
 		free(s->idx);
 		s->idx = NULL;
 		if (!s->abandoned)

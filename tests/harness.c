@@ -16,8 +16,10 @@ int run_suite(const char *suite, const struct test_case *cases)
 	if (CU_initialize_registry() != CUE_SUCCESS)
 		return 2;
 	CU_pSuite s = CU_add_suite(suite, NULL, NULL);
+	const char *only = getenv("HPS_TEST"); /* run one case: HPS_TEST=name */
 	for (const struct test_case *c = cases; c->name; c++)
-		CU_add_test(s, c->name, c->fn);
+		if (!only || strcmp(only, c->name) == 0)
+			CU_add_test(s, c->name, c->fn);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
