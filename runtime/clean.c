@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "hps/error.h"
 #include "runtime/launch.h"
@@ -43,6 +44,16 @@ int hpsi_clean_segments(int dry_run, int verbose)
 			continue;
 		char path[512];
 		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+		const char *tmp = strstr(e->d_name, HPSI_SEG_TMP);
+		if (tmp) { /* a creator died while building it */
+			pid_t pid = (pid_t)atoi(tmp + strlen(HPSI_SEG_TMP));
+			if (hpsi_proc_birth(pid) == 0 && (dry_run || unlink(path) == 0)) {
+				if (verbose)
+					printf("%s %s (unfinished, its creator is dead)\n", dry_run ? "would remove" : "removed", path);
+				removed++;
+			}
+			continue;
+		}
 		struct hpsi_seg seg;
 		if (hpsi_seg_attach_path(path, &seg) != 0) {
 			if (verbose)

@@ -128,6 +128,7 @@ static int spawn(struct child *c, char **argv, const char *self, const struct hp
 		return -1;
 	}
 	if (pid == 0) {
+		setpgid(0, 0); /* its own group: stopping it reaches its children too */
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (getppid() != launcher)
 			_exit(127);
@@ -194,7 +195,7 @@ static void stop_job(struct job *j)
 	hpsi_wake_all(&j->seg);
 	for (int i = 0; i < j->n; i++)
 		if (j->kids[i].running)
-			kill(j->kids[i].pid, SIGTERM);
+			kill(-j->kids[i].pid, SIGTERM);
 	j->kill_at = hpsi_now_ns() + GRACE_NS;
 }
 
@@ -258,17 +259,21 @@ int hpsi_cmd_launch(int argc, char **argv)
 		return 2;
 	struct hpsi_seg_params sp;
 	hpsi_config_seg_params(&cfg, &sp);
-	struct job j = {.n = (int)(cfg.nservers + cfg.nworkers)};
-	if ((rc = hpsi_seg_create(&sp, &j.seg))) {
-		fprintf(stderr, "hps launch: %s\n", hps_strerror(rc));
-		return 1;
-	}
 	struct sigaction sa = {.sa_handler = on_signal};
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	struct job j = {.n = (int)(cfg.nservers + cfg.nworkers)};
+	if ((rc = hpsi_seg_create(&sp, &j.seg))) {
+		fprintf(stderr, "hps launch: %s\n", hps_strerror(rc));
+		return 1;
+	}
+	if (got_signal) { /* arrived while the segment was being made */
+		hpsi_seg_unlink(&j.seg);
+		return 128 + got_signal;
+	}
 
 	char self[4096];
 	ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
@@ -290,6 +295,7 @@ int hpsi_cmd_launch(int argc, char **argv)
 		stop_job(&j);
 
 	int workers_left = (int)cfg.nworkers;
+	int64_t drain_until = INT64_MAX; /* output of exited children's leftovers */
 	for (;;) {
 		struct pollfd pf[HPSI_MAX_NODES];
 		int np = 0, map[HPSI_MAX_NODES], running = 0;
@@ -300,8 +306,10 @@ int hpsi_cmd_launch(int argc, char **argv)
 				map[np++] = i;
 			}
 		}
-		if (!running && np == 0)
+		if (!running && (np == 0 || hpsi_now_ns() > drain_until))
 			break;
+		if (!running && drain_until == INT64_MAX)
+			drain_until = hpsi_now_ns() + 1000000000;
 		if (poll(pf, (nfds_t)np, 50) > 0)
 			for (int k = 0; k < np; k++)
 				if (pf[k].revents)
@@ -346,7 +354,7 @@ int hpsi_cmd_launch(int argc, char **argv)
 		if (j.stopping && hpsi_now_ns() > j.kill_at) {
 			for (int i = 0; i < j.n; i++)
 				if (j.kids[i].running)
-					kill(j.kids[i].pid, SIGKILL);
+					kill(-j.kids[i].pid, SIGKILL);
 			j.kill_at = INT64_MAX;
 		}
 	}

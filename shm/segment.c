@@ -135,14 +135,18 @@ int hpsi_seg_create(const struct hpsi_seg_params *p, struct hpsi_seg *seg)
 		}
 	}
 
-	int fd = open(seg->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	/* Built under a temporary name and linked into place when complete, so
+	 * nobody ever sees (or has to clean) a half-written header. */
+	char tmp[sizeof seg->path + 32];
+	snprintf(tmp, sizeof tmp, "%s" HPSI_SEG_TMP "%d", seg->path, (int)getpid());
+	if (access(seg->path, F_OK) == 0) {
+		hpsi_error("job '%s' already runs on host '%s' (%s exists); pick another HPS_JOB_ID, or run `hps clean` if it died",
+			   p->job, p->host, seg->path);
+		return HPS_EEXIST;
+	}
+	int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0) {
-		if (errno == EEXIST) {
-			hpsi_error("job '%s' already runs on host '%s' (%s exists); pick another HPS_JOB_ID, or run `hps clean` if it died",
-				   p->job, p->host, seg->path);
-			return HPS_EEXIST;
-		}
-		hpsi_error("cannot create %s: %s", seg->path, strerror(errno));
+		hpsi_error("cannot create %s: %s", tmp, strerror(errno));
 		return HPS_ESYS;
 	}
 	/* Reserve the control part now so a full /dev/shm fails here, not as a
@@ -152,13 +156,13 @@ int hpsi_seg_create(const struct hpsi_seg_params *p, struct hpsi_seg *seg)
 		hpsi_error("cannot size %s to %zu MiB: %s (enlarge %s or lower HPS_HEAP_MB)", seg->path, l.total >> 20,
 			   strerror(e), shm_dir());
 		close(fd);
-		unlink(seg->path);
+		unlink(tmp);
 		return e == ENOSPC ? HPS_ENOSPC : HPS_ESYS;
 	}
 	rc = map_fd(fd, l.total, seg);
 	close(fd);
 	if (rc) {
-		unlink(seg->path);
+		unlink(tmp);
 		return rc;
 	}
 	struct hpsi_seg_hdr *h = seg->hdr;
@@ -186,7 +190,17 @@ int hpsi_seg_create(const struct hpsi_seg_params *p, struct hpsi_seg *seg)
 	h->version = HPSI_SEG_VERSION;
 	atomic_thread_fence(memory_order_release);
 	h->magic = HPSI_SEG_MAGIC;
-	return 0;
+	/* link fails if the name exists: two launchers of one job cannot both win */
+	rc = link(tmp, seg->path) == 0 ? 0 : errno == EEXIST ? HPS_EEXIST : HPS_ESYS;
+	unlink(tmp);
+	if (rc) {
+		if (rc == HPS_EEXIST)
+			hpsi_error("job '%s' already runs on host '%s' (%s exists)", p->job, p->host, seg->path);
+		else
+			hpsi_error("cannot create %s: %s", seg->path, strerror(errno));
+		hpsi_seg_detach(seg);
+	}
+	return rc;
 }
 
 /* Every offset in the header must lie inside the mapped size. */

@@ -17,6 +17,7 @@
 #define HPSI_SEG_VERSION 1
 #define HPSI_MAX_NODES 256
 #define HPSI_NAME_MAX 64
+#define HPSI_SEG_TMP ".tmp" /* suffix + creator pid while a segment is being built */
 
 enum hpsi_node_state {
 	HPSI_NODE_EMPTY = 0,  /* not started yet */

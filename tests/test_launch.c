@@ -1,0 +1,184 @@
+/* The hps command: launch runs a job end to end, prefixes output, stops the
+ * job on the first failure with a non-zero status, removes its segment on
+ * every exit path it survives; clean removes what a killed launcher left. */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tests/harness.h"
+
+static char out[1 << 16];
+
+/* Starts argv with stdout and stderr into *fd; returns the pid. */
+static pid_t start_cmd(char *const argv[], int *fd)
+{
+	int p[2];
+	if (pipe(p) != 0)
+		return -1;
+	pid_t pid = fork();
+	if (pid == 0) {
+		dup2(p[1], 1);
+		dup2(p[1], 2);
+		close(p[0]);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	close(p[1]);
+	*fd = p[0];
+	return pid;
+}
+
+/* Runs argv to completion; its output lands in `out`. */
+static int run_cmd(char *const argv[])
+{
+	int fd;
+	pid_t pid = start_cmd(argv, &fd);
+	size_t used = 0;
+	ssize_t n;
+	while ((n = read(fd, out + used, sizeof out - 1 - used)) > 0)
+		used += (size_t)n;
+	out[used] = 0;
+	close(fd);
+	return wait_exit(pid, 60000);
+}
+
+static int seg_exists(const char *job)
+{
+	char path[256];
+	hpsi_seg_path(path, sizeof path, job, "testhost");
+	return access(path, F_OK) == 0;
+}
+
+static int seg_exists_cb(void *job)
+{
+	return seg_exists(job);
+}
+
+#define HPS(...) (char *[]){(char *)hps_bin(), __VA_ARGS__, NULL}
+
+static void test_launch_runs_job(void)
+{
+	char ex[256];
+	example_bin("quickstart", ex, sizeof ex);
+	int rc = run_cmd(HPS("launch", "--servers", "2", "--workers", "4", "--job", "lj1", "--host", "testhost",
+			     "--", ex));
+	CU_ASSERT_EQUAL(rc, 0);
+	for (int r = 0; r < 4; r++) {
+		char want[64];
+		snprintf(want, sizeof want, "[worker %d] ok: 100 keys hold 40", r);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, want));
+	}
+	CU_ASSERT_FALSE(seg_exists("lj1"));
+	/* the program serves too, with its own handler */
+	rc = run_cmd(HPS("launch", "-s", "2", "-w", "2", "--self-serve", "--job", "lj2", "--host", "testhost", "--", ex));
+	CU_ASSERT_EQUAL(rc, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "[worker 1] ok: 100 keys hold 20"));
+	CU_ASSERT_FALSE(seg_exists("lj2"));
+}
+
+static void test_launch_failure_stops_job(void)
+{
+	char ex[256];
+	example_bin("quickstart", ex, sizeof ex);
+	int rc = run_cmd(HPS("launch", "-s", "1", "-w", "3", "--job", "lj3", "--host", "testhost", "--", ex, "--fail"));
+	CU_ASSERT_EQUAL(rc, 3);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "[worker 0] failing on purpose"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "worker 0 exited with status 3"));
+	CU_ASSERT_FALSE(seg_exists("lj3"));
+	/* a worker killed by a signal */
+	rc = run_cmd(HPS("launch", "-w", "2", "--job", "lj4", "--host", "testhost", "--", "sh", "-c",
+			 "[ $HPS_RANK = 1 ] && kill -9 $$; sleep 30"));
+	CU_ASSERT_EQUAL(rc, 128 + SIGKILL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "worker 1 killed by signal 9"));
+	CU_ASSERT_FALSE(seg_exists("lj4"));
+	/* a program that does not exist */
+	rc = run_cmd(HPS("launch", "--job", "lj5", "--host", "testhost", "--", "/no/such/program"));
+	CU_ASSERT_NOT_EQUAL(rc, 0);
+	CU_ASSERT_FALSE(seg_exists("lj5"));
+}
+
+static void test_launch_signal_cleans_up(void)
+{
+	int fd;
+	pid_t pid = start_cmd(HPS("launch", "-w", "2", "--job", "lj6", "--host", "testhost", "--", "sleep", "30"), &fd);
+	CU_ASSERT_FATAL(poll_until(seg_exists_cb, "lj6", 5000));
+	kill(pid, SIGTERM);
+	CU_ASSERT_EQUAL(wait_exit(pid, 10000), 128 + SIGTERM);
+	CU_ASSERT_FALSE(seg_exists("lj6"));
+	close(fd);
+}
+
+static void test_launch_same_job_twice(void)
+{
+	int fd;
+	pid_t pid = start_cmd(HPS("launch", "--job", "lj7", "--host", "testhost", "--", "sleep", "30"), &fd);
+	CU_ASSERT_FATAL(poll_until(seg_exists_cb, "lj7", 5000));
+	int rc = run_cmd(HPS("launch", "--job", "lj7", "--host", "testhost", "--", "true"));
+	CU_ASSERT_NOT_EQUAL(rc, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "already runs"));
+	CU_ASSERT(seg_exists("lj7")); /* the running job's segment is untouched */
+	kill(pid, SIGINT);
+	CU_ASSERT_EQUAL(wait_exit(pid, 10000), 128 + SIGINT);
+	CU_ASSERT_FALSE(seg_exists("lj7"));
+	close(fd);
+}
+
+/* SIGKILL leaves the segment; clean removes it and keeps a live job's. */
+static void test_launch_clean_after_kill(void)
+{
+	int fd;
+	pid_t pid = start_cmd(HPS("launch", "-w", "2", "--job", "lj8", "--host", "testhost", "--", "sleep", "30"), &fd);
+	CU_ASSERT_FATAL(poll_until(seg_exists_cb, "lj8", 5000));
+	struct job live;
+	CU_ASSERT_EQUAL_FATAL(job_start(&live, 1, 1, &(struct job_opts){.no_servers = 1}), 0);
+	kill(pid, SIGKILL);
+	CU_ASSERT_EQUAL(wait_exit(pid, 5000), 128 + SIGKILL);
+	CU_ASSERT(seg_exists("lj8"));
+	/* its children die with it (PR_SET_PDEATHSIG); clean waits for them */
+	int rc = -1;
+	for (int i = 0; i < 500 && seg_exists("lj8"); i++) {
+		rc = run_cmd(HPS("clean"));
+		if (seg_exists("lj8"))
+			usleep(10000);
+	}
+	CU_ASSERT_EQUAL(rc, 0);
+	CU_ASSERT_FALSE(seg_exists("lj8"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "removed"));
+	CU_ASSERT(seg_exists(live.job)); /* its creator (this process) lives */
+	CU_ASSERT_EQUAL(job_stop(&live), 0);
+	close(fd);
+}
+
+static void test_launch_help_and_usage_errors(void)
+{
+	CU_ASSERT_EQUAL(run_cmd(HPS("--help")), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "launch"));
+	CU_ASSERT_EQUAL(run_cmd(HPS("launch", "--help")), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "--servers"));
+	CU_ASSERT_EQUAL(run_cmd(HPS("clean", "--help")), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "--dry-run"));
+	CU_ASSERT_EQUAL(run_cmd(HPS("server", "--help")), 0);
+	CU_ASSERT_EQUAL(run_cmd(HPS("launch", "--bogus")), 2);
+	CU_ASSERT_EQUAL(run_cmd(HPS("launch", "--servers", "2")), 2); /* no program */
+	CU_ASSERT_EQUAL(run_cmd(HPS("frobnicate")), 2);
+	CU_ASSERT_NOT_EQUAL(run_cmd(HPS("launch", "--servers", "0", "--", "true")), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "HPS_NUM_SERVERS"));
+}
+
+int main(void)
+{
+	static const struct test_case cases[] = {
+		{"test_launch_runs_job", test_launch_runs_job},
+		{"test_launch_failure_stops_job", test_launch_failure_stops_job},
+		{"test_launch_signal_cleans_up", test_launch_signal_cleans_up},
+		{"test_launch_same_job_twice", test_launch_same_job_twice},
+		{"test_launch_clean_after_kill", test_launch_clean_after_kill},
+		{"test_launch_help_and_usage_errors", test_launch_help_and_usage_errors},
+		{NULL, NULL},
+	};
+	return run_suite("launch", cases);
+}
