@@ -49,6 +49,7 @@ int main(int argc, char **argv)
 	}
 	if (argc > 1 && strcmp(argv[1], "--fail") == 0 && hps_rank(ctx) == 0) {
 		fprintf(stderr, "failing on purpose\n");
+		hps_finalize(ctx);
 		return 3;
 	}
 	hps_worker *w;

@@ -47,8 +47,7 @@ int hps_worker_open(hps_ctx *ctx, uint32_t width, hps_worker **out)
 	w->req = calloc(w->nservers, sizeof *w->req);
 	w->resp = calloc(w->nservers, sizeof *w->resp);
 	w->slots = calloc(HPSI_MAX_INFLIGHT, sizeof *w->slots);
-	w->cbq = calloc(HPSI_MAX_INFLIGHT, sizeof *w->cbq);
-	int rc = w->req && w->resp && w->slots && w->cbq ? 0 : HPS_ENOMEM;
+	int rc = w->req && w->resp && w->slots ? 0 : HPS_ENOMEM;
 	for (uint32_t i = 0; !rc && i < HPSI_MAX_INFLIGHT; i++) {
 		atomic_init(&w->slots[i].ts, -1);
 		if (!(w->slots[i].parts = calloc(w->nservers, sizeof(struct hpsi_part))))
@@ -77,7 +76,7 @@ static int all_idle(void *p)
 {
 	struct hps_worker *w = p;
 	for (uint32_t i = 0; i < HPSI_MAX_INFLIGHT; i++)
-		if (atomic_load_explicit(&w->slots[i].parts_left, memory_order_acquire))
+		if (atomic_load_explicit(&w->slots[i].in_use, memory_order_acquire))
 			return 0;
 	return 1;
 }
@@ -413,7 +412,7 @@ static int send_part(hps_worker *w, const struct call *c, struct hpsi_slot *s, u
 
 static int slot_free(void *p)
 {
-	return atomic_load_explicit(&((struct hpsi_slot *)p)->parts_left, memory_order_acquire) == 0;
+	return atomic_load_explicit(&((struct hpsi_slot *)p)->in_use, memory_order_acquire) == 0;
 }
 
 static int64_t submit(hps_worker *w, struct call *c)
@@ -460,8 +459,11 @@ static int64_t submit(hps_worker *w, struct call *c)
 	s->cb = c->opts ? c->opts->cb : NULL;
 	s->cb_arg = c->opts ? c->opts->cb_arg : NULL;
 	atomic_store_explicit(&s->done, 0, memory_order_relaxed);
-	atomic_store_explicit(&s->parts_left, c->nparts, memory_order_relaxed);
-	atomic_store_explicit(&s->ts, ts, memory_order_release); /* the poller's acquire pairs */
+	/* Release: the poller scans slots by in_use (acquire) and reads the
+	 * fields above; answers find the slot by ts (acquire). */
+	atomic_store_explicit(&s->refs, c->nparts + 1, memory_order_relaxed);
+	atomic_store_explicit(&s->in_use, 1, memory_order_release);
+	atomic_store_explicit(&s->ts, ts, memory_order_release);
 	atomic_store_explicit(&w->next_ts, ts + 1, memory_order_release);
 	if (s->cb) {
 		atomic_fetch_add_explicit(&w->cb_pending, 1, memory_order_release);
@@ -473,6 +475,7 @@ static int64_t submit(hps_worker *w, struct call *c)
 		if (rc) /* this part never reached its server */
 			hpsi_worker_fail_part(w, s, i, rc);
 	}
+	hpsi_worker_sent(w, s);
 	hpsi_worker_in_submit(0);
 	pthread_mutex_unlock(&w->submit_lock);
 	free(c->lens_off);

@@ -30,8 +30,18 @@ static void finish_slot(struct hps_worker *w, struct hpsi_slot *s)
 	if (atomic_load_explicit(&s->done, memory_order_relaxed))
 		return;
 	if (s->cb) {
-		w->cbq[w->ncb++] = (struct hpsi_cb){s->cb, s->cb_arg, atomic_load_explicit(&s->ts, memory_order_relaxed),
-						    s->status};
+		/* Grows: a thread inside submit queues callbacks without running them. */
+		if (w->ncb == w->cb_cap) {
+			size_t cap = w->cb_cap ? w->cb_cap * 2 : 64;
+			struct hpsi_cb *q = realloc(w->cbq, cap * sizeof *q);
+			if (q)
+				w->cbq = q, w->cb_cap = cap;
+		}
+		if (w->ncb < w->cb_cap)
+			w->cbq[w->ncb++] = (struct hpsi_cb){s->cb, s->cb_arg,
+							    atomic_load_explicit(&s->ts, memory_order_relaxed), s->status};
+		else
+			hpsi_error("out of memory: callback of request %lld dropped", (long long)atomic_load(&s->ts));
 	}
 	atomic_store_explicit(&s->done, 1, memory_order_release); /* pairs with hps_wait's acquire */
 }
@@ -99,27 +109,46 @@ static void scatter_fixed(struct hpsi_slot *s, struct hpsi_part *p, const float 
 		memcpy(s->out + idx[j] * wd, src + j * wd, wd * sizeof(float));
 }
 
-/* One part is over (answered, or its server is gone). A variable-length
- * pull keeps every part's answer buffer until the last part is in. */
-static void part_done(struct hps_worker *w, struct hpsi_slot *s, struct hpsi_part *p, int status)
+/* The last reference is gone: answer the caller and free the slot. A
+ * variable-length pull kept every part's answer buffer until now. Under
+ * poll_lock. */
+static void complete_slot(struct hps_worker *w, struct hpsi_slot *s)
 {
 	int lens_pull = s->width == 0 && s->type != HPS_REQ_PUSH;
+	if (lens_pull && !s->status && !s->abandoned)
+		set_status(s, assemble_lens(s));
+	for (uint32_t i = 0; lens_pull && i < s->nparts; i++)
+		free_part_buffers(w, &s->parts[i]);
+	free(s->idx);
+	s->idx = NULL;
+	if (!s->abandoned)
+		finish_slot(w, s);
+	atomic_store_explicit(&s->in_use, 0, memory_order_release); /* pairs with slot_free's acquire */
+}
+
+static void slot_unref(struct hps_worker *w, struct hpsi_slot *s)
+{
+	if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1)
+		complete_slot(w, s);
+}
+
+/* One part is over (answered, or its server is gone). */
+static void part_done(struct hps_worker *w, struct hpsi_slot *s, struct hpsi_part *p, int status)
+{
 	set_status(s, status);
 	p->pending = 0;
-	if (!lens_pull)
+	if (!(s->width == 0 && s->type != HPS_REQ_PUSH))
 		free_part_buffers(w, p);
-	if (atomic_load_explicit(&s->parts_left, memory_order_relaxed) == 1) {
-		if (lens_pull && !s->status && !s->abandoned)
-			set_status(s, assemble_lens(s));
-		for (uint32_t i = 0; lens_pull && i < s->nparts; i++)
-			free_part_buffers(w, &s->parts[i]);
-		free(s->idx);
-		s->idx = NULL;
-		if (!s->abandoned)
-			finish_slot(w, s);
+	slot_unref(w, s);
+}
+
+void hpsi_worker_sent(struct hps_worker *w, struct hpsi_slot *s)
+{
+	if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1) {
+		pthread_mutex_lock(&w->poll_lock);
+		complete_slot(w, s);
+		pthread_mutex_unlock(&w->poll_lock);
 	}
-	/* Last: a submitter may reuse the slot once this reads 0. */
-	atomic_fetch_sub_explicit(&s->parts_left, 1, memory_order_release);
 }
 
 static void handle_response(struct hps_worker *w, uint32_t server, const void *rec, size_t len)
@@ -154,7 +183,7 @@ static void fail_server_parts(struct hps_worker *w, uint32_t srv, int status)
 {
 	for (uint32_t i = 0; i < HPSI_MAX_INFLIGHT; i++) {
 		struct hpsi_slot *s = &w->slots[i];
-		if (!atomic_load_explicit(&s->parts_left, memory_order_acquire))
+		if (!atomic_load_explicit(&s->in_use, memory_order_acquire))
 			continue;
 		for (uint32_t j = 0; j < s->nparts; j++)
 			if (s->parts[j].pending && s->parts[j].server == srv)
@@ -168,7 +197,7 @@ static void expire_slots(struct hps_worker *w, int64_t now)
 {
 	for (uint32_t i = 0; i < HPSI_MAX_INFLIGHT; i++) {
 		struct hpsi_slot *s = &w->slots[i];
-		if (atomic_load_explicit(&s->parts_left, memory_order_acquire) && !s->abandoned &&
+		if (atomic_load_explicit(&s->in_use, memory_order_acquire) && !s->abandoned &&
 		    now > s->deadline && !atomic_load_explicit(&s->done, memory_order_relaxed)) {
 			set_status(s, HPS_ETIMEDOUT);
 			s->abandoned = 1;
@@ -233,7 +262,8 @@ static int progress_locked_then_unlock(struct hps_worker *w, int (*extra)(struct
 		q = local;
 		ncb = 64;
 	}
-	memcpy(q, w->cbq + (w->ncb - ncb), ncb * sizeof *q);
+	if (ncb)
+		memcpy(q, w->cbq + (w->ncb - ncb), ncb * sizeof *q);
 	w->ncb -= ncb;
 	pthread_mutex_unlock(&w->poll_lock);
 	if (seen)
@@ -279,7 +309,7 @@ static int ready_to_run(void *p)
 	if (a->pred(a->arg))
 		return 1;
 	for (uint32_t srv = 0; srv < a->w->nservers; srv++)
-		if (hpsi_ring_nonempty(&a->w->resp[srv]))
+		if (hpsi_ring_pending(a->w->resp[srv].r))
 			return 1;
 	return 0;
 }
@@ -344,7 +374,7 @@ static int responses_waiting(void *p)
 {
 	struct hps_worker *w = p;
 	for (uint32_t srv = 0; srv < w->nservers; srv++)
-		if (hpsi_ring_nonempty(&w->resp[srv]))
+		if (hpsi_ring_pending(w->resp[srv].r))
 			return 1;
 	return 0;
 }

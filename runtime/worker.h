@@ -30,9 +30,13 @@ struct hpsi_slot {
 	/* Poller stores 1 with release after the status and pulled values;
 	 * waiters load it with acquire. */
 	_Atomic uint32_t done;
-	/* Parts still out; the slot is reused only at 0 (acquire/release
-	 * between poller and submitter). */
-	_Atomic uint32_t parts_left;
+	/* References: one per part still out, one held by the submitter until
+	 * every part is sent. Whoever drops the last one completes the request;
+	 * acq_rel on each drop orders every use of the slot before that. */
+	_Atomic uint32_t refs;
+	/* 1 from submission until completion; the slot is reused only at 0.
+	 * Stored 0 with release by the completer, loaded with acquire. */
+	_Atomic uint32_t in_use;
 	int status;
 	int type;
 	uint32_t width; /* 0 in lens mode */
@@ -68,8 +72,8 @@ struct hps_worker {
 	pthread_mutex_t submit_lock, poll_lock;
 	_Atomic int64_t next_ts;
 	struct hpsi_slot *slots;
-	struct hpsi_cb *cbq; /* under poll_lock */
-	size_t ncb;
+	struct hpsi_cb *cbq; /* callbacks due, under poll_lock */
+	size_t ncb, cb_cap;
 	_Atomic uint32_t cb_pending; /* requests with callbacks not yet run */
 	_Atomic uint32_t closing;
 	pthread_t progress_thread;
@@ -89,6 +93,8 @@ void hpsi_worker_start_progress(struct hps_worker *w);
 
 /* Ends a part that could not be sent; its callback runs on a later poll. */
 void hpsi_worker_fail_part(struct hps_worker *w, struct hpsi_slot *s, uint32_t part, int status);
+/* Drops the submitter's reference once every part is sent. */
+void hpsi_worker_sent(struct hps_worker *w, struct hpsi_slot *s);
 
 /* Marks the calling thread as inside submit (holding submit_lock): it may
  * drive progress but must not run callbacks, which may submit. */

@@ -167,6 +167,14 @@ static inline int hpsi_ring_nonempty(struct hpsi_ring_cons *c)
 	return c->head != atomic_load_explicit(&c->r->tail, memory_order_acquire); /* (A) */
 }
 
+/* True when published records await the consumer; any thread may ask
+ * (it reads only the shared indices). */
+static inline int hpsi_ring_pending(struct hpsi_ring *r)
+{
+	return atomic_load_explicit(&r->head, memory_order_relaxed) !=
+	       atomic_load_explicit(&r->tail, memory_order_acquire); /* (A) */
+}
+
 /* Consumes the record returned by the last peek; its bytes stay readable
  * until hpsi_ring_cons_publish. */
 static inline void hpsi_ring_consume(struct hpsi_ring_cons *c, size_t len)

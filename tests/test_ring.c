@@ -67,7 +67,7 @@ static void test_ring_full(void)
 	CU_ASSERT_EQUAL(n, SIZE / 64);
 	hpsi_ring_publish(&p);
 	CU_ASSERT_PTR_NULL(hpsi_ring_reserve(&p, 1));
-	size_t len;
+	size_t len = 0;
 	unsigned char *rec = hpsi_ring_peek(&c, &len);
 	CU_ASSERT_EQUAL(rec[0], 0);
 	hpsi_ring_consume(&c, len);
