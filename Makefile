@@ -3,7 +3,7 @@
 CC ?= cc
 CFLAGS ?= -O2 -g
 override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC -pthread -I. -Iinclude
-LDLIBS = -ljemalloc -lnuma -lzmq -lpthread
+LDLIBS = -lm -ljemalloc -lnuma -lzmq -lpthread
 BUILD ?= build
 # Where libraries and programs go: the tree itself, or the sanitizer build dir.
 OUT ?= .

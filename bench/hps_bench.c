@@ -1,1 +1,502 @@
-int main(void){return 0;}
+/* hps_bench: throughput and latency of a local job, next to the machine's
+ * limits (memcpy bandwidth, a bare shared-memory ring round trip).
+ *
+ *   bench/hps_bench [CASE...]     CASE: lat sparse1k sparse100k dense4M
+ *                                 dense4M_8k memcpy_4M memcpy_64M ring_rtt idle
+ *
+ * One line per (case, config, phase):
+ *   case config phase MB/s keys/s ops/s p50_us p99_us
+ * with '-' where a figure does not apply. Throughputs add up the workers;
+ * latencies are worker 0's. Each figure is the median of REPS runs. The
+ * idle line adds a ninth column: CPU used by the whole job, in percent of
+ * one core, while its workers wait 10 s in a barrier.
+ *
+ * Dense cases pass buffers from hps_alloc (the zero-copy variant); sparse
+ * cases pass ordinary malloc'd arrays, as most applications would. */
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hps/hps.h"
+#include "runtime/config.h"
+#include "shm/bell.h"
+#include "shm/ring.h"
+#include "shm/segment.h"
+
+#define REPS 5
+#define REP_NS 150000000ll /* each repetition runs this long */
+#define MAX_SAMPLES (1 << 20)
+
+struct bench_case {
+	const char *name;
+	uint32_t nkeys, width;
+	int dense; /* zero-copy buffers */
+};
+
+static const struct bench_case cases[] = {
+	{"lat", 1, 1, 0},
+	{"sparse1k", 1000, 1, 0},
+	{"sparse100k", 100000, 1, 0},
+	{"dense4M", 1, 1u << 20, 1},
+	{"dense4M_8k", 8, 1u << 17, 1},
+};
+#define NCASES (sizeof cases / sizeof cases[0])
+
+enum { PH_PUSH, PH_PULL, PH_PUSH_PULL, PH_PUSHPULL, PH_PIPE_PUSH, PH_PIPE_PULL, NPHASES };
+static const char *phase_names[NPHASES] = {"push", "pull", "push+pull", "pushpull", "pipe_push", "pipe_pull"};
+
+struct result {
+	double ops_s, p50_us, p99_us;
+	int valid;
+};
+
+/* Written by the workers (shared mapping), read by the parent. */
+struct shared {
+	struct result r[8][NCASES][NPHASES];
+	int failed;
+};
+
+static struct shared *sh;
+static int selected[NCASES];
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof *v, cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static double now_us(void)
+{
+	return (double)hpsi_now_ns() / 1000.0;
+}
+
+/* Keys spread evenly over the key space, sorted; each case has its own
+ * (a key keeps the width it was first pushed with). */
+static uint64_t *make_keys(uint32_t n, size_t ci)
+{
+	uint64_t *k = malloc(n * sizeof *k), step = UINT64_MAX / n;
+	for (uint32_t i = 0; i < n; i++)
+		k[i] = (uint64_t)i * step + 12345 + ci * 1000;
+	return k;
+}
+
+struct bufs {
+	uint64_t *keys;
+	float *push;
+	float *pull[32];
+	hps_opts opts;
+};
+
+/* One repetition of a phase; returns ops/s and adds latency samples. */
+static double run_rep(hps_worker *w, const struct bench_case *c, int ph, struct bufs *b, double *samples,
+		      int *nsamples)
+{
+	int depth = c->dense ? 4 : 16;
+	int64_t ts[32];
+	long ops = 0;
+	int64_t end = hpsi_now_ns() + REP_NS;
+	double t0 = now_us();
+	const hps_opts *o = &b->opts;
+	if (ph >= PH_PIPE_PUSH) {
+		int head = 0, out = 0;
+		while (hpsi_now_ns() < end) {
+			if (out == depth) {
+				if (hps_wait(w, ts[head % depth]))
+					return -1;
+				out--;
+				head++;
+			}
+			int slot = (head + out) % depth;
+			ts[slot] = ph == PH_PIPE_PUSH ? hps_push(w, b->keys, c->nkeys, b->push, o)
+						      : hps_pull(w, b->keys, c->nkeys, b->pull[slot], o);
+			if (ts[slot] < 0)
+				return -1;
+			out++;
+			ops++;
+		}
+		for (; out > 0; out--, head++)
+			if (hps_wait(w, ts[head % depth]))
+				return -1;
+		return (double)ops / ((now_us() - t0) / 1e6);
+	}
+	while (hpsi_now_ns() < end) {
+		double s = now_us();
+		int rc;
+		switch (ph) {
+		case PH_PUSH: rc = hps_wait(w, hps_push(w, b->keys, c->nkeys, b->push, o)); break;
+		case PH_PULL: rc = hps_wait(w, hps_pull(w, b->keys, c->nkeys, b->pull[0], o)); break;
+		case PH_PUSH_PULL:
+			rc = hps_wait(w, hps_push(w, b->keys, c->nkeys, b->push, o));
+			if (!rc)
+				rc = hps_wait(w, hps_pull(w, b->keys, c->nkeys, b->pull[0], o));
+			break;
+		default: rc = hps_wait(w, hps_pushpull(w, b->keys, c->nkeys, b->push, b->pull[0], o)); break;
+		}
+		if (rc)
+			return -1;
+		if (*nsamples < MAX_SAMPLES)
+			samples[(*nsamples)++] = now_us() - s;
+		ops++;
+	}
+	return (double)ops / ((now_us() - t0) / 1e6);
+}
+
+static int worker_main(hps_ctx *ctx, hps_worker *w)
+{
+	int me = hps_rank(ctx);
+	double *samples = malloc(MAX_SAMPLES * sizeof *samples);
+	for (size_t ci = 0; ci < NCASES; ci++) {
+		if (!selected[ci])
+			continue;
+		const struct bench_case *c = &cases[ci];
+		size_t floats = (size_t)c->nkeys * c->width;
+		struct bufs b = {.keys = make_keys(c->nkeys, ci), .opts = {.width = c->width}};
+		b.push = c->dense ? hps_alloc(w, floats * 4) : malloc(floats * 4);
+		for (int i = 0; i < 32; i++)
+			b.pull[i] = c->dense ? hps_alloc(w, floats * 4) : malloc(floats * 4);
+		for (size_t i = 0; i < floats; i++)
+			b.push[i] = 1e-3f;
+		for (int ph = 0; ph < NPHASES; ph++) {
+			double ops[REPS];
+			int ns = 0;
+			for (int rep = 0; rep < REPS; rep++) {
+				if (hps_barrier(ctx))
+					return 1;
+				ops[rep] = run_rep(w, c, ph, &b, samples, &ns);
+				if (ops[rep] < 0)
+					return 1;
+			}
+			struct result *r = &sh->r[me][ci][ph];
+			r->ops_s = median(ops, REPS);
+			if (ns) {
+				qsort(samples, (size_t)ns, sizeof *samples, cmp_double);
+				r->p50_us = samples[ns / 2];
+				r->p99_us = samples[(size_t)ns * 99 / 100];
+			} else {
+				r->p50_us = r->p99_us = NAN;
+			}
+			r->valid = 1;
+		}
+		for (int i = 0; i < 32; i++)
+			c->dense ? hps_free(w, b.pull[i]) : free(b.pull[i]);
+		c->dense ? hps_free(w, b.push) : free(b.push);
+		free(b.keys);
+	}
+	free(samples);
+	return 0;
+}
+
+static void set_env(const char *job, const char *role, int rank)
+{
+	char num[16];
+	snprintf(num, sizeof num, "%d", rank);
+	setenv("HPS_ROLE", role, 1);
+	setenv("HPS_RANK", num, 1);
+	setenv("HPS_JOB_ID", job, 1);
+	setenv("HPS_HOST", "bench", 1);
+}
+
+/* Forks a job of S servers and W workers; fn runs in each worker. */
+static int run_job(uint32_t S, uint32_t W, int (*fn)(hps_ctx *, hps_worker *), pid_t *pids)
+{
+	char job[32];
+	snprintf(job, sizeof job, "bench%d", (int)getpid());
+	struct hpsi_config cfg;
+	if (hpsi_config_load(&cfg, 0))
+		return -1;
+	struct hpsi_seg_params p;
+	hpsi_config_seg_params(&cfg, &p);
+	p.job = job;
+	p.host = "bench";
+	p.nservers = S;
+	p.nworkers = W;
+	p.range_mode = HPSI_RANGE_HASH;
+	struct hpsi_seg seg;
+	if (hpsi_seg_create(&p, &seg))
+		return -1;
+	uint32_t n = S + W;
+	for (uint32_t i = 0; i < n; i++) {
+		pid_t pid = fork();
+		if (pid == 0) {
+			int srv = i < S;
+			set_env(job, srv ? "server" : "worker", srv ? (int)i : (int)(i - S));
+			hps_ctx *ctx;
+			hps_worker *w;
+			if (hps_init(&ctx, NULL, NULL))
+				_exit(1);
+			if (srv)
+				_exit(hps_server_run(ctx, NULL, NULL) ? 1 : 0);
+			if (hps_worker_open(ctx, 1, &w))
+				_exit(1);
+			int rc = fn(ctx, w);
+			hps_worker_close(w);
+			hps_finalize(ctx);
+			_exit(rc);
+		}
+		pids[i] = pid;
+	}
+	if (pids == NULL)
+		return 0;
+	int bad = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		int st;
+		waitpid(pids[i], &st, 0);
+		bad |= !WIFEXITED(st) || WEXITSTATUS(st);
+	}
+	hpsi_seg_unlink(&seg);
+	hpsi_seg_detach(&seg);
+	return bad ? -1 : 0;
+}
+
+static void print_fig(double v)
+{
+	if (isnan(v))
+		printf(" -");
+	else if (v >= 100)
+		printf(" %.0f", v);
+	else
+		printf(" %.3g", v);
+}
+
+static void report_config(const char *config, uint32_t W)
+{
+	for (size_t ci = 0; ci < NCASES; ci++) {
+		if (!selected[ci])
+			continue;
+		const struct bench_case *c = &cases[ci];
+		for (int ph = 0; ph < NPHASES; ph++) {
+			double ops = 0;
+			for (uint32_t w = 0; w < W; w++)
+				ops += sh->r[w][ci][ph].ops_s;
+			if (!sh->r[0][ci][ph].valid)
+				continue;
+			/* a push+pull op moves the values twice, a pushpull op too */
+			double moves = ph == PH_PUSH_PULL || ph == PH_PUSHPULL ? 2 : 1;
+			double bytes = (double)c->nkeys * c->width * 4 * moves;
+			printf("%s %s %s", c->name, config, phase_names[ph]);
+			print_fig(ops * bytes / 1e6);
+			print_fig(ops * c->nkeys);
+			print_fig(ops);
+			print_fig(sh->r[0][ci][ph].p50_us);
+			print_fig(sh->r[0][ci][ph].p99_us);
+			printf("\n");
+			fflush(stdout);
+		}
+	}
+}
+
+static void bench_memcpy(const char *name, size_t bytes)
+{
+	char *a = malloc(bytes), *b = malloc(bytes);
+	memset(a, 1, bytes), memset(b, 2, bytes);
+	double rates[REPS];
+	for (int rep = 0; rep < REPS; rep++) {
+		long n = 0;
+		int64_t t0 = hpsi_now_ns(), end = t0 + REP_NS;
+		while (hpsi_now_ns() < end) {
+			memcpy(n % 2 ? a : b, n % 2 ? b : a, bytes);
+			n++;
+		}
+		rates[rep] = (double)n * (double)bytes / ((double)(hpsi_now_ns() - t0) / 1e9) / 1e6;
+	}
+	printf("%s host copy", name);
+	print_fig(median(rates, REPS));
+	printf(" - - - -\n");
+	fflush(stdout);
+	free(a), free(b);
+}
+
+/* Two processes bounce an 8-byte record over two bare rings. */
+static void bench_ring_rtt(void)
+{
+	const uint32_t size = 1u << 16;
+	const int rounds = 200000;
+	size_t region = 2 * (HPSI_RING_HDR + size);
+	unsigned char *m = mmap(NULL, region, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	struct hpsi_ring *ping = (void *)m, *pong = (void *)(m + HPSI_RING_HDR + size);
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct hpsi_ring_cons c;
+		struct hpsi_ring_prod p;
+		hpsi_ring_cons_attach(&c, ping, size);
+		hpsi_ring_prod_attach(&p, pong, size);
+		for (int i = 0; i < rounds; i++) {
+			size_t len;
+			uint64_t *v;
+			while (!(v = hpsi_ring_peek(&c, &len)))
+				hpsi_cpu_relax();
+			uint64_t x = *v;
+			hpsi_ring_consume(&c, len);
+			hpsi_ring_cons_publish(&c);
+			uint64_t *o;
+			while (!(o = hpsi_ring_reserve(&p, 8)))
+				hpsi_cpu_relax();
+			*o = x;
+			hpsi_ring_commit(&p, 8);
+			hpsi_ring_publish(&p);
+		}
+		_exit(0);
+	}
+	struct hpsi_ring_prod p;
+	struct hpsi_ring_cons c;
+	hpsi_ring_prod_attach(&p, ping, size);
+	hpsi_ring_cons_attach(&c, pong, size);
+	double *lat = malloc(rounds * sizeof *lat);
+	int64_t t0 = hpsi_now_ns();
+	for (int i = 0; i < rounds; i++) {
+		int64_t s = hpsi_now_ns();
+		uint64_t *o;
+		while (!(o = hpsi_ring_reserve(&p, 8)))
+			hpsi_cpu_relax();
+		*o = (uint64_t)i;
+		hpsi_ring_commit(&p, 8);
+		hpsi_ring_publish(&p);
+		size_t len;
+		while (!hpsi_ring_peek(&c, &len))
+			hpsi_cpu_relax();
+		hpsi_ring_consume(&c, len);
+		hpsi_ring_cons_publish(&c);
+		lat[i] = (double)(hpsi_now_ns() - s) / 1000.0;
+	}
+	double total = (double)(hpsi_now_ns() - t0) / 1e9;
+	waitpid(pid, NULL, 0);
+	qsort(lat, rounds, sizeof *lat, cmp_double);
+	printf("ring_rtt bare spsc - -");
+	print_fig(rounds / total);
+	print_fig(lat[rounds / 2]);
+	print_fig(lat[rounds * 99 / 100]);
+	printf("\n");
+	fflush(stdout);
+	free(lat);
+	munmap(m, region);
+}
+
+static uint64_t cpu_ticks(pid_t pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	char *p = strrchr(buf, ')');
+	unsigned long ut = 0, st = 0;
+	if (p)
+		sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st);
+	return ut + st;
+}
+
+static int idle_worker(hps_ctx *ctx, hps_worker *w)
+{
+	uint64_t k = 1;
+	float v = 1;
+	if (hps_wait(w, hps_push(w, &k, 1, &v, NULL)) || hps_barrier(ctx))
+		return 1;
+	if (hps_rank(ctx) == 1) {
+		sleep(10); /* everyone else waits in the barrier meanwhile */
+	}
+	return hps_barrier(ctx) ? 1 : 0;
+}
+
+/* CPU of a job whose workers wait 10 s in a barrier. */
+static void bench_idle(void)
+{
+	pid_t pids[3];
+	pid_t parent = fork();
+	if (parent == 0) {
+		/* run_job waits for the job; measure from outside it */
+		_exit(run_job(1, 2, idle_worker, pids) ? 1 : 0);
+	}
+	usleep(500000); /* let it start and reach the barrier */
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)parent, (int)parent);
+	pid_t kids[8];
+	int nk = 0;
+	FILE *f = fopen(path, "r");
+	while (f && nk < 8 && fscanf(f, "%d", &kids[nk]) == 1)
+		nk++;
+	if (f)
+		fclose(f);
+	uint64_t before = 0, after = 0;
+	for (int i = 0; i < nk; i++)
+		before += cpu_ticks(kids[i]);
+	int64_t t0 = hpsi_now_ns();
+	usleep(8000000);
+	for (int i = 0; i < nk; i++)
+		after += cpu_ticks(kids[i]);
+	double secs = (double)(hpsi_now_ns() - t0) / 1e9;
+	int st;
+	waitpid(parent, &st, 0);
+	double pct = (double)(after - before) / (double)sysconf(_SC_CLK_TCK) / secs * 100.0;
+	printf("idle 1S2W barrier - - - - - %.2f\n", pct);
+	fflush(stdout);
+}
+
+int main(int argc, char **argv)
+{
+	int want_memcpy4 = argc == 1, want_memcpy64 = argc == 1, want_rtt = argc == 1, want_idle = argc == 1;
+	int any_case = argc == 1;
+	for (size_t ci = 0; ci < NCASES; ci++)
+		selected[ci] = argc == 1;
+	for (int i = 1; i < argc; i++) {
+		int known = 1;
+		if (strcmp(argv[i], "memcpy_4M") == 0)
+			want_memcpy4 = 1;
+		else if (strcmp(argv[i], "memcpy_64M") == 0)
+			want_memcpy64 = 1;
+		else if (strcmp(argv[i], "ring_rtt") == 0)
+			want_rtt = 1;
+		else if (strcmp(argv[i], "idle") == 0)
+			want_idle = 1;
+		else {
+			known = 0;
+			for (size_t ci = 0; ci < NCASES; ci++)
+				if (strcmp(argv[i], cases[ci].name) == 0)
+					selected[ci] = any_case = known = 1;
+		}
+		if (!known) {
+			fprintf(stderr, "hps_bench: unknown case '%s'\n", argv[i]);
+			return 2;
+		}
+	}
+	printf("# case config phase MB/s keys/s ops/s p50_us p99_us [cpu_pct for idle]\n");
+	if (want_memcpy4)
+		bench_memcpy("memcpy_4M", 4u << 20);
+	if (want_memcpy64)
+		bench_memcpy("memcpy_64M", 64u << 20);
+	if (want_rtt)
+		bench_ring_rtt();
+	sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	static const struct {
+		const char *name;
+		uint32_t S, W;
+	} configs[] = {{"1S1W", 1, 1}, {"2S2W", 2, 2}};
+	int rc = 0;
+	for (size_t k = 0; any_case && k < 2; k++) {
+		memset(sh, 0, sizeof *sh);
+		pid_t pids[8];
+		if (run_job(configs[k].S, configs[k].W, worker_main, pids)) {
+			fprintf(stderr, "hps_bench: job %s failed\n", configs[k].name);
+			rc = 1;
+			continue;
+		}
+		report_config(configs[k].name, configs[k].W);
+	}
+	if (want_idle)
+		bench_idle();
+	return rc;
+}

@@ -1,5 +1,6 @@
 #include "runtime/ctx.h"
 
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -91,6 +92,9 @@ int hps_init(hps_ctx **out, int *argc, char **argv)
 						 : hpsi_worker_node(&c->seg, (uint32_t)c->cfg.rank);
 	c->timeout_ns = c->seg.hdr->timeout_ms * 1000000;
 	c->spin_ns = c->cfg.spin_ns;
+	cpu_set_t cpus;
+	long ncpu = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : sysconf(_SC_NPROCESSORS_ONLN);
+	c->spin_yield = (long)(c->seg.hdr->nservers + c->seg.hdr->nworkers) > ncpu;
 
 	/* Claim the node: only if nobody alive holds it. */
 	struct hpsi_node *n = hpsi_seg_node(&c->seg, c->node);

@@ -12,6 +12,7 @@ struct hps_ctx {
 	uint32_t node;     /* this process's node id in the segment */
 	int64_t timeout_ns;
 	int64_t spin_ns;
+	int spin_yield; /* the job has more processes than this host has CPUs */
 	struct hps_worker *worker;
 };
 

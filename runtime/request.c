@@ -144,7 +144,7 @@ static int check_call(hps_worker *w, struct call *c)
 				   (unsigned long long)c->keys[i], (unsigned long long)c->keys[i - 1]);
 			return HPS_EKEYORDER;
 		}
-	c->width = w->width;
+	c->width = o && o->width ? o->width : w->width;
 	if (o && o->lens) {
 		if (c->type == HPS_REQ_PULL)
 			return HPS_EINVAL; /* a pull's lens come back in out_lens */

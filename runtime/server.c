@@ -201,14 +201,14 @@ int hps_server_run(hps_ctx *ctx, hps_handler handler, void *arg)
 	}
 	struct hpsi_bell *bell = &hpsi_seg_node(seg, ctx->node)->bell;
 	int64_t spin_until = hpsi_now_ns() + ctx->spin_ns;
+	uint32_t steps = 0;
 	for (;;) {
 		if (serve_round(&sv)) {
 			spin_until = hpsi_now_ns() + ctx->spin_ns;
 			continue;
 		}
 		if (hpsi_now_ns() < spin_until) {
-			for (int i = 0; i < 64; i++)
-				hpsi_cpu_relax();
+			hpsi_spin_step(&steps, ctx->spin_yield);
 			continue;
 		}
 		if (atomic_load_explicit(&seg->hdr->shutdown, memory_order_acquire) || all_finished(&sv))

@@ -317,6 +317,7 @@ static int ready_to_run(void *p)
 int hpsi_worker_wait_until(struct hps_worker *w, int (*pred)(void *), void *arg, int64_t deadline)
 {
 	int64_t spin_until = hpsi_now_ns() + w->ctx->spin_ns;
+	uint32_t steps = 0;
 	for (;;) {
 		if (pred(arg))
 			return 0;
@@ -324,8 +325,7 @@ int hpsi_worker_wait_until(struct hps_worker *w, int (*pred)(void *), void *arg,
 			continue;
 		int64_t now = hpsi_now_ns();
 		if (now < spin_until) {
-			for (int i = 0; i < 64; i++)
-				hpsi_cpu_relax();
+			hpsi_spin_step(&steps, w->ctx->spin_yield);
 			continue;
 		}
 		if (now > deadline)

@@ -12,6 +12,7 @@
 #define HPSI_BELL_H
 
 #include <stdatomic.h>
+#include <sched.h>
 #include <stdint.h>
 
 struct hpsi_bell {
@@ -42,6 +43,17 @@ static inline void hpsi_cpu_relax(void)
 #elif defined(__aarch64__)
 	__asm__ __volatile__("yield");
 #endif
+}
+
+/* One step of a bounded spin. With `yield`, every few steps give up the
+ * CPU: when a job has more processes than cores (2 vCPUs, servers and
+ * workers all spinning), a waiter must let the process it waits for run. */
+static inline void hpsi_spin_step(uint32_t *steps, int yield)
+{
+	for (int i = 0; i < 64; i++)
+		hpsi_cpu_relax();
+	if (yield && ++*steps % 8 == 0)
+		sched_yield();
 }
 
 #endif

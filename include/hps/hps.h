@@ -67,6 +67,8 @@ typedef void (*hps_callback)(hps_worker *w, int64_t ts, int status, void *arg);
 
 /* Optional per-request settings; NULL means fixed width, no callback. */
 typedef struct hps_opts {
+	/* Floats per key for this request instead of the worker's width. */
+	uint32_t width;
 	/* Variable-length values: floats of each key (push and push-then-pull).
 	 * Push values are then sum(lens) floats. */
 	const uint32_t *lens;
