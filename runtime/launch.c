@@ -22,6 +22,7 @@
 #include "runtime/ctx.h"
 #include "runtime/launch.h"
 #include "runtime/log.h"
+#include "runtime/store.h"
 
 #define GRACE_NS 3000000000ll /* from SIGTERM to SIGKILL when stopping */
 
@@ -59,6 +60,11 @@ static void usage(FILE *f)
 		"  --ring-kb N           bytes of each ring in KiB (default 1024; HPS_RING_KB)\n"
 		"  --timeout-ms N        request timeout (default 30000; HPS_TIMEOUT_MS)\n"
 		"  --key-ranges R        first-last[,...] per server instead of hashing (HPS_KEY_RANGES)\n"
+		"  --updater SPEC        server updater, or SPEC;SPEC;... per server (HPS_UPDATER):\n"
+		"                        sum, assign, sgd:lr=,l2=, adagrad:lr=,eps=,init=,\n"
+		"                        ftrl:alpha=,beta=,l1=,l2=, adam:lr=,beta1=,beta2=,eps=,bias=\n"
+		"  --init SPEC           first-touch values (HPS_INIT): zeros, constant:value=,\n"
+		"                        uniform:low=,high=,seed=, normal:mean=,std=,seed=\n"
 		"  -h, --help            this text\n\n"
 		"Every process gets HPS_ROLE, HPS_RANK, HPS_JOB_ID, HPS_HOST, HPS_NUM_SERVERS and\n"
 		"HPS_NUM_WORKERS in its environment.\n");
@@ -72,6 +78,7 @@ static const struct {
 	{"--job", NULL, "HPS_JOB_ID"},          {"--heap-mb", NULL, "HPS_HEAP_MB"},
 	{"--ring-kb", NULL, "HPS_RING_KB"},     {"--timeout-ms", NULL, "HPS_TIMEOUT_MS"},
 	{"--key-ranges", NULL, "HPS_KEY_RANGES"}, {"--host", NULL, "HPS_HOST"},
+	{"--updater", NULL, "HPS_UPDATER"},       {"--init", NULL, "HPS_INIT"},
 };
 
 static void put_line(struct child *c, const char *s, size_t n)
@@ -257,6 +264,13 @@ int hpsi_cmd_launch(int argc, char **argv)
 	struct hpsi_config cfg;
 	if (hpsi_config_load(&cfg, 0))
 		return 2;
+	/* the built-in servers' updaters: refuse a wrong spec before starting */
+	for (uint32_t r = 0; !self_serve && r < cfg.nservers; r++) {
+		struct hpsi_updater upd;
+		struct hpsi_init init;
+		if (hpsi_server_store_config((int)r, &upd, &init))
+			return 2;
+	}
 	struct hpsi_seg_params sp;
 	hpsi_config_seg_params(&cfg, &sp);
 	struct sigaction sa = {.sa_handler = on_signal};

@@ -173,6 +173,24 @@ static int requests_waiting(void *arg)
 	return atomic_load_explicit(&sv->seg->hdr->shutdown, memory_order_acquire) != 0;
 }
 
+int hpsi_server_store_config(int rank, struct hpsi_updater *upd, struct hpsi_init *init)
+{
+	char buf[256];
+	const char *spec = hpsi_spec_for(hpsi_setting("UPDATER"), rank, buf, sizeof buf);
+	if (!spec) {
+		hpsi_error("HPS_UPDATER lists fewer updaters than there are servers (server %d has none)", rank);
+		return HPS_ECONFIG;
+	}
+	if (hpsi_updater_parse(spec, "HPS_UPDATER", upd))
+		return HPS_ECONFIG;
+	spec = hpsi_spec_for(hpsi_setting("INIT"), rank, buf, sizeof buf);
+	if (!spec) {
+		hpsi_error("HPS_INIT lists fewer initialisers than there are servers (server %d has none)", rank);
+		return HPS_ECONFIG;
+	}
+	return hpsi_init_parse(spec, "HPS_INIT", init) ? HPS_ECONFIG : 0;
+}
+
 int hps_server_run(hps_ctx *ctx, hps_handler handler, void *arg)
 {
 	if (!ctx || ctx->cfg.role != HPS_ROLE_SERVER)
@@ -182,7 +200,12 @@ int hps_server_run(hps_ctx *ctx, hps_handler handler, void *arg)
 			    .handler = handler, .arg = arg};
 	struct hpsi_store *store = NULL;
 	if (!handler) {
-		if (!(store = hpsi_store_create()))
+		struct hpsi_updater upd;
+		struct hpsi_init init;
+		int rc = hpsi_server_store_config(ctx->cfg.rank, &upd, &init);
+		if (rc)
+			return rc;
+		if (!(store = hpsi_store_create(&upd, &init)))
 			return HPS_ENOMEM;
 		sv.handler = hpsi_store_handle;
 		sv.arg = store;

@@ -10,9 +10,11 @@
 
 struct entry {
 	uint64_t key;
-	uint64_t off; /* into the pool, in floats */
+	uint64_t off;   /* into the pool, in floats: len values, then state */
 	uint32_t len;
 	uint32_t used;
+	uint32_t steps; /* pushes applied (Adam's bias correction) */
+	uint32_t pad;
 };
 
 struct hpsi_store {
@@ -23,6 +25,8 @@ struct hpsi_store {
 	int64_t *found; /* per request key: entry index, or -1 when absent */
 	size_t found_cap;
 	int flags;      /* mallocx flags: the NUMA-local arena */
+	struct hpsi_updater upd;
+	struct hpsi_init init;
 };
 
 static void *xalloc(struct hpsi_store *st, size_t bytes)
@@ -30,13 +34,19 @@ static void *xalloc(struct hpsi_store *st, size_t bytes)
 	return mallocx(bytes, st->flags);
 }
 
-struct hpsi_store *hpsi_store_create(void)
+struct hpsi_store *hpsi_store_create(const struct hpsi_updater *u, const struct hpsi_init *in)
 {
 	int flags = hpsi_local_arena_flags();
 	struct hpsi_store *st = mallocx(sizeof *st, flags | MALLOCX_ZERO);
 	if (!st)
 		return NULL;
 	st->flags = flags;
+	if (u)
+		st->upd = *u;
+	else
+		hpsi_updater_parse(NULL, "", &st->upd);
+	if (in)
+		st->init = *in;
 	st->cap = 1024;
 	st->tab = mallocx(st->cap * sizeof *st->tab, flags | MALLOCX_ZERO);
 	if (!st->tab) {
@@ -110,15 +120,22 @@ static int reserve_pool(struct hpsi_store *st, size_t more)
 	return 0;
 }
 
-/* Adds an absent key with len zeros; room was made by make_room. */
+/* Floats a key of len values takes in the pool. */
+static uint64_t footprint(const struct hpsi_store *st, uint32_t len)
+{
+	return (uint64_t)len * (1 + st->upd.state);
+}
+
+/* Adds an absent key with its initial values; room was made by make_room. */
 static int64_t add(struct hpsi_store *st, uint64_t key, uint32_t len)
 {
 	size_t mask = st->cap - 1, i = hpsi_key_mix(key) & mask;
 	while (st->tab[i].used)
 		i = (i + 1) & mask;
 	st->tab[i] = (struct entry){.key = key, .off = st->pool_len, .len = len, .used = 1};
-	memset(st->pool + st->pool_len, 0, len * sizeof(float));
-	st->pool_len += len;
+	float *w = st->pool + st->pool_len;
+	hpsi_init_values(&st->init, &st->upd, key, w, w + len, len);
+	st->pool_len += footprint(st, len);
 	st->count++;
 	return (int64_t)i;
 }
@@ -170,6 +187,8 @@ int hpsi_store_handle(hps_request *r, void *arg)
 	/* Pass 1: look every key up and check lengths; nothing changes yet. */
 	uint64_t out_floats = 0, new_floats = 0;
 	size_t new_keys = 0;
+	/* fixed-width pulls create keys when their initial values are not 0 */
+	int pull_creates = r->width && st->init.kind != HPSI_INIT_ZEROS;
 	for (size_t i = 0; i < r->nkeys; i++) {
 		int64_t e = find(st, r->keys[i]);
 		st->found[i] = e;
@@ -180,9 +199,9 @@ int hpsi_store_handle(hps_request *r, void *arg)
 			return HPS_EVALLEN;
 		}
 		out_floats += push || r->width ? want_len(r, i) : have;
-		if (e < 0 && push) {
+		if (e < 0 && (push || pull_creates)) {
 			new_keys++;
-			new_floats += want_len(r, i);
+			new_floats += footprint(st, want_len(r, i));
 		}
 	}
 	if (pull && out_floats > r->out_cap) {
@@ -198,11 +217,15 @@ int hpsi_store_handle(hps_request *r, void *arg)
 	for (size_t i = 0; i < r->nkeys; i++) {
 		int64_t e = st->found[i];
 		uint32_t len = want_len(r, i);
+		if (e < 0 && (push || pull_creates))
+			e = add(st, r->keys[i], len);
 		if (push) {
-			if (e < 0)
-				e = add(st, r->keys[i], len);
-			float *v = st->pool + st->tab[e].off;
-			if (len == 1)
+			struct entry *en = &st->tab[e];
+			float *v = st->pool + en->off;
+			en->steps++;
+			if (st->upd.kind != HPSI_UPD_SUM)
+				hpsi_updater_apply(&st->upd, v, v + len, src, len, en->steps);
+			else if (len == 1)
 				v[0] += src[0];
 			else
 				add_floats(v, src, len);

@@ -1,7 +1,9 @@
-/* The built-in summing store of a server: a sparse open-addressing hash
- * table from uint64 keys to value vectors kept in one pool. A push adds to
- * the stored values (a new key starts at zero); a pull copies them out (an
- * unknown key reads as zeros in fixed-width mode, as length 0 otherwise).
+/* The built-in store of a server: a sparse open-addressing hash table from
+ * uint64 keys to value vectors kept in one pool, each followed by its
+ * optimizer state. A push runs the updater (default: adds); a pull copies
+ * the values out. A key is created on its first push, or on its first
+ * fixed-width pull when the initialiser is not zeros, with its initial
+ * values; an unknown key otherwise reads as zeros (length 0 in lens mode).
  * A key keeps the length of its first push; a request that disagrees is
  * refused whole (HPS_EVALLEN) before anything is applied. */
 #ifndef HPSI_STORE_H
@@ -11,13 +13,19 @@
 #include <stdint.h>
 
 #include "hps/server.h"
+#include "runtime/updater.h"
 
 struct hpsi_store;
 
-struct hpsi_store *hpsi_store_create(void);
+/* u, in: NULL for sum and zeros. */
+struct hpsi_store *hpsi_store_create(const struct hpsi_updater *u, const struct hpsi_init *in);
 void hpsi_store_destroy(struct hpsi_store *st);
 /* An hps_handler; arg is the store. */
 int hpsi_store_handle(hps_request *req, void *arg);
+/* The updater and initialiser of server `rank` from HPS_UPDATER and
+ * HPS_INIT ("spec" for all servers, or "spec;spec;..." one per server). */
+int hpsi_server_store_config(int rank, struct hpsi_updater *upd, struct hpsi_init *init);
+
 /* Number of keys held (tests). */
 size_t hpsi_store_size(const struct hpsi_store *st);
 

@@ -167,6 +167,8 @@ static void test_launch_help_and_usage_errors(void)
 	CU_ASSERT_EQUAL(run_cmd(HPS("frobnicate")), 2);
 	CU_ASSERT_NOT_EQUAL(run_cmd(HPS("launch", "--servers", "0", "--", "true")), 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "HPS_NUM_SERVERS"));
+	CU_ASSERT_EQUAL(run_cmd(HPS("launch", "--updater", "sgd:rate=1", "--", "true")), 2);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "HPS_UPDATER: sgd has no parameter 'rate'"));
 }
 
 int main(void)
