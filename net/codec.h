@@ -29,6 +29,7 @@ enum hpsi_msg_type {
 	HPSI_MSG_PULL = 2,
 	HPSI_MSG_PUSHPULL = 3,
 	HPSI_MSG_RESPONSE = 4,
+	HPSI_MSG_CLOCK = 5, /* a worker reached `clock`; no body, no answer */
 };
 
 enum hpsi_msg_flags {

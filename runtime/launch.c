@@ -63,6 +63,8 @@ static void usage(FILE *f)
 		"  --updater SPEC        server updater, or SPEC;SPEC;... per server (HPS_UPDATER):\n"
 		"                        sum, assign, sgd:lr=,l2=, adagrad:lr=,eps=,init=,\n"
 		"                        ftrl:alpha=,beta=,l1=,l2=, adam:lr=,beta1=,beta2=,eps=,bias=\n"
+		"  --staleness S         consistency per key range (HPS_STALENESS): bsp, asp, or\n"
+		"                        a number of clocks (SSP); S;S;... per server\n"
 		"  --init SPEC           first-touch values (HPS_INIT): zeros, constant:value=,\n"
 		"                        uniform:low=,high=,seed=, normal:mean=,std=,seed=\n"
 		"  -h, --help            this text\n\n"
@@ -79,6 +81,7 @@ static const struct {
 	{"--ring-kb", NULL, "HPS_RING_KB"},     {"--timeout-ms", NULL, "HPS_TIMEOUT_MS"},
 	{"--key-ranges", NULL, "HPS_KEY_RANGES"}, {"--host", NULL, "HPS_HOST"},
 	{"--updater", NULL, "HPS_UPDATER"},       {"--init", NULL, "HPS_INIT"},
+	{"--staleness", NULL, "HPS_STALENESS"},
 };
 
 static void put_line(struct child *c, const char *s, size_t n)
@@ -264,11 +267,13 @@ int hpsi_cmd_launch(int argc, char **argv)
 	struct hpsi_config cfg;
 	if (hpsi_config_load(&cfg, 0))
 		return 2;
-	/* the built-in servers' updaters: refuse a wrong spec before starting */
-	for (uint32_t r = 0; !self_serve && r < cfg.nservers; r++) {
+	/* refuse a wrong updater or staleness before starting anything */
+	for (uint32_t r = 0; r < cfg.nservers; r++) {
 		struct hpsi_updater upd;
 		struct hpsi_init init;
-		if (hpsi_server_store_config((int)r, &upd, &init))
+		int64_t staleness;
+		if ((!self_serve && hpsi_server_store_config((int)r, &upd, &init)) ||
+		    hpsi_server_staleness((int)r, &staleness))
 			return 2;
 	}
 	struct hpsi_seg_params sp;

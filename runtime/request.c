@@ -385,6 +385,7 @@ static int send_part(hps_worker *w, const struct call *c, struct hpsi_slot *s, u
 		h.resp_cap = cap;
 	}
 	h.flags = (uint16_t)flags;
+	h.clock = w->clock;
 	h.part = pi;
 	h.nkeys = p->count;
 	h.nlens = c->lens ? p->count : 0;
@@ -500,4 +501,54 @@ int64_t hps_pushpull(hps_worker *w, const uint64_t *keys, size_t nkeys, const fl
 	struct call c = {.type = HPS_REQ_PUSHPULL, .keys = keys, .n = nkeys, .push = push_vals, .pull = pull_vals,
 			 .opts = opts};
 	return submit(w, &c);
+}
+
+struct clock_arg {
+	hps_worker *w;
+	uint32_t srv;
+	void *rec;
+	int dead;
+};
+
+static int try_reserve_clock(void *a_)
+{
+	struct clock_arg *a = a_;
+	uint32_t st = atomic_load_explicit(&hpsi_seg_node(a->w->seg, a->srv)->state, memory_order_acquire);
+	if (st == HPSI_NODE_DEAD || st == HPSI_NODE_CLOSED)
+		return a->dead = 1;
+	return (a->rec = hpsi_ring_reserve(&a->w->req[a->srv], sizeof(struct hpsi_msg_hdr))) != NULL;
+}
+
+int hps_clock(hps_worker *w)
+{
+	if (!w)
+		return HPS_EINVAL;
+	pthread_mutex_lock(&w->submit_lock);
+	hpsi_worker_in_submit(1);
+	w->clock++;
+	int rc = 0;
+	int64_t deadline = hpsi_now_ns() + w->ctx->timeout_ns;
+	/* Every server learns the new clock, also those this worker did not
+	 * touch in the iteration: their held pulls may wait for it. */
+	for (uint32_t srv = 0; srv < w->nservers; srv++) {
+		struct clock_arg a = {w, srv, NULL, 0};
+		if (!try_reserve_clock(&a) && hpsi_worker_wait_until(w, try_reserve_clock, &a, deadline) != 0) {
+			rc = HPS_ETIMEDOUT;
+			continue;
+		}
+		if (a.dead) {
+			if (atomic_load(&hpsi_seg_node(w->seg, srv)->state) == HPSI_NODE_DEAD)
+				rc = HPS_EPEERDEAD;
+			continue;
+		}
+		struct hpsi_msg_hdr *h = a.rec;
+		hpsi_msg_init(h, HPSI_MSG_CLOCK, w->rank, -1);
+		h->clock = w->clock;
+		hpsi_ring_commit(&w->req[srv], sizeof *h);
+		hpsi_ring_publish(&w->req[srv]);
+		hpsi_bell_ring(&hpsi_seg_node(w->seg, srv)->bell);
+	}
+	hpsi_worker_in_submit(0);
+	pthread_mutex_unlock(&w->submit_lock);
+	return rc;
 }

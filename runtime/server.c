@@ -7,6 +7,7 @@
 
 #include "hps/hps.h"
 #include "net/codec.h"
+#include "runtime/config.h"
 #include "runtime/ctx.h"
 #include "runtime/log.h"
 #include "runtime/store.h"
@@ -19,6 +20,12 @@ struct peer {
 	struct hpsi_ring_prod resp;
 	struct hpsi_msg_bounds heap; /* the worker's heap slice */
 	int finished;
+	uint32_t clock;      /* the worker's clock as last announced */
+	/* The head request is a pull held back for staleness; it stays in the
+	 * ring (so nothing behind it overtakes it) until the clocks move. */
+	int held;
+	uint32_t held_head;
+	uint64_t held_epoch;
 };
 
 struct server {
@@ -29,7 +36,38 @@ struct server {
 	hps_handler handler;
 	void *arg;
 	size_t answer_max; /* largest inline answer */
+	int64_t staleness; /* HPS_STALENESS of this key range; -1: unbounded (ASP) */
+	uint64_t epoch;    /* bumped whenever a clock moves or a worker finishes */
+	uint64_t min_epoch;
+	uint32_t min_clock; /* smallest clock of the unfinished workers at min_epoch */
 };
+
+enum { SERVE_RETRY = 0, SERVE_DONE = 1, SERVE_HELD = 2 };
+
+static uint32_t min_clock(struct server *sv)
+{
+	if (sv->min_epoch != sv->epoch) {
+		uint32_t m = UINT32_MAX;
+		for (uint32_t wk = 0; wk < sv->nworkers; wk++)
+			if (!sv->peers[wk].finished && sv->peers[wk].clock < m)
+				m = sv->peers[wk].clock;
+		sv->min_clock = m;
+		sv->min_epoch = sv->epoch;
+	}
+	return sv->min_clock;
+}
+
+/* Takes the clock a message carries; a clock never goes backwards. */
+static int take_clock(struct server *sv, struct peer *p, uint32_t clock)
+{
+	if (clock < p->clock)
+		return 0;
+	if (clock > p->clock) {
+		p->clock = clock;
+		sv->epoch++;
+	}
+	return 1;
+}
 
 /* Answers a message that failed validation, when its header is readable
  * enough to name the request, so the worker gets an error, not a hang. */
@@ -62,7 +100,19 @@ static int serve_one(struct server *sv, struct peer *p, uint32_t wk, const void 
 		return answer_bad(sv, p, rec, len);
 	}
 	const struct hpsi_msg_hdr *h = v.hdr;
+	if (!take_clock(sv, p, h->clock)) {
+		hpsi_msg_count_bad("clock went backwards");
+		return h->type == HPSI_MSG_CLOCK ? SERVE_DONE : answer_bad(sv, p, rec, len);
+	}
+	if (h->type == HPSI_MSG_CLOCK)
+		return SERVE_DONE;
 	int pull = h->type != HPSI_MSG_PUSH, lens = (h->flags & HPSI_F_LENS) != 0;
+	/* SSP: a pull at clock c must include every update from clocks below
+	 * c - s of every unfinished worker; FIFO rings mean that worker w has
+	 * delivered them once it announced a clock >= c - s. */
+	if (pull && sv->staleness >= 0 && h->clock > sv->staleness &&
+	    min_clock(sv) < h->clock - (uint32_t)sv->staleness)
+		return SERVE_HELD;
 	int in_buf = (h->flags & HPSI_F_HEAP_RESP) != 0;
 	size_t inline_answer = pull && !in_buf ? (size_t)h->nkeys * h->width * sizeof(float) : 0;
 	if (lens && pull && !in_buf)
@@ -131,8 +181,15 @@ static int serve_round(struct server *sv)
 		size_t len;
 		void *rec;
 		while (n < BATCH && (rec = hpsi_ring_peek(&p->req, &len))) {
-			if (!serve_one(sv, p, wk, rec, len))
+			int r = serve_one(sv, p, wk, rec, len);
+			if (r == SERVE_HELD) {
+				p->held = 1;
+				p->held_head = p->req.head;
+				p->held_epoch = sv->epoch;
+			}
+			if (r != SERVE_DONE)
 				break;
+			p->held = 0;
 			hpsi_ring_consume(&p->req, len);
 			n++;
 		}
@@ -156,9 +213,10 @@ static int all_finished(struct server *sv)
 			continue;
 		uint32_t st = hpsi_node_check(sv->seg, hpsi_worker_node(sv->seg, wk));
 		/* A closed worker waited for all its answers: its ring is empty. */
-		if (st == HPSI_NODE_DEAD || (st == HPSI_NODE_CLOSED && !hpsi_ring_nonempty(&p->req)))
+		if (st == HPSI_NODE_DEAD || (st == HPSI_NODE_CLOSED && !hpsi_ring_nonempty(&p->req))) {
 			p->finished = 1;
-		else
+			sv->epoch++; /* it no longer holds back anyone's pulls */
+		} else
 			all = 0;
 	}
 	return all;
@@ -167,9 +225,12 @@ static int all_finished(struct server *sv)
 static int requests_waiting(void *arg)
 {
 	struct server *sv = arg;
-	for (uint32_t wk = 0; wk < sv->nworkers; wk++)
-		if (!sv->peers[wk].finished && hpsi_ring_nonempty(&sv->peers[wk].req))
+	for (uint32_t wk = 0; wk < sv->nworkers; wk++) {
+		struct peer *p = &sv->peers[wk];
+		int blocked = p->held && p->held_head == p->req.head && p->held_epoch == sv->epoch;
+		if (!p->finished && !blocked && hpsi_ring_nonempty(&p->req))
 			return 1;
+	}
 	return atomic_load_explicit(&sv->seg->hdr->shutdown, memory_order_acquire) != 0;
 }
 
@@ -189,6 +250,31 @@ int hpsi_server_store_config(int rank, struct hpsi_updater *upd, struct hpsi_ini
 		return HPS_ECONFIG;
 	}
 	return hpsi_init_parse(spec, "HPS_INIT", init) ? HPS_ECONFIG : 0;
+}
+
+int hpsi_server_staleness(int rank, int64_t *out)
+{
+	char buf[64];
+	const char *spec = hpsi_spec_for(hpsi_setting("STALENESS"), rank, buf, sizeof buf);
+	*out = -1;
+	if (!spec) {
+		hpsi_error("HPS_STALENESS lists fewer bounds than there are servers (server %d has none)", rank);
+		return HPS_ECONFIG;
+	}
+	if (!*spec || strcmp(spec, "asp") == 0 || strcmp(spec, "inf") == 0)
+		return 0;
+	if (strcmp(spec, "bsp") == 0) {
+		*out = 0;
+		return 0;
+	}
+	char *end;
+	long long v = strtoll(spec, &end, 10);
+	if (*end || end == spec || v < 0 || v > 1000000000) {
+		hpsi_error("HPS_STALENESS: '%s' is not bsp, asp, inf or a number of clocks from 0 to 1e9", spec);
+		return HPS_ECONFIG;
+	}
+	*out = v;
+	return 0;
 }
 
 int hps_server_run(hps_ctx *ctx, hps_handler handler, void *arg)
@@ -211,6 +297,11 @@ int hps_server_run(hps_ctx *ctx, hps_handler handler, void *arg)
 		sv.arg = store;
 	}
 	sv.answer_max = hpsi_ring_max_payload(seg->hdr->ring_bytes) - sizeof(struct hpsi_msg_hdr);
+	if (hpsi_server_staleness(ctx->cfg.rank, &sv.staleness)) {
+		hpsi_store_destroy(store);
+		return HPS_ECONFIG;
+	}
+	sv.min_epoch = UINT64_MAX;
 	if (!(sv.peers = calloc(sv.nworkers, sizeof *sv.peers))) {
 		hpsi_store_destroy(store);
 		return HPS_ENOMEM;

@@ -26,6 +26,10 @@ int hpsi_store_handle(hps_request *req, void *arg);
  * HPS_INIT ("spec" for all servers, or "spec;spec;..." one per server). */
 int hpsi_server_store_config(int rank, struct hpsi_updater *upd, struct hpsi_init *init);
 
+/* Staleness bound of server `rank` from HPS_STALENESS: a number of clocks,
+ * bsp (0), or asp / inf / unset (-1, no bound); "s;s;..." per server. */
+int hpsi_server_staleness(int rank, int64_t *out);
+
 /* Number of keys held (tests). */
 size_t hpsi_store_size(const struct hpsi_store *st);
 

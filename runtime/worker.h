@@ -71,6 +71,7 @@ struct hps_worker {
 	struct hpsi_ring_cons *resp; /* per server, under poll_lock */
 	pthread_mutex_t submit_lock, poll_lock;
 	_Atomic int64_t next_ts;
+	uint32_t clock; /* this worker's iteration, under submit_lock */
 	struct hpsi_slot *slots;
 	struct hpsi_cb *cbq; /* callbacks due, under poll_lock */
 	size_t ncb, cb_cap;

@@ -99,6 +99,13 @@ int64_t hps_pushpull(hps_worker *w, const uint64_t *keys, size_t nkeys, const fl
  * HPS_MAX_INFLIGHT requests are kept; an older one reads as 0. */
 int hps_wait(hps_worker *w, int64_t ts);
 
+/* Ends this worker's iteration: its clock (0 at open) advances by one and
+ * every server learns it. A pull issued at clock c from a key range with
+ * staleness s (HPS_STALENESS) is answered only once it includes every
+ * update pushed by every live worker at clocks below c - s; the server
+ * holds it back until then. Workers that closed or died no longer count. */
+int hps_clock(hps_worker *w);
+
 /* Zero-copy buffers in the job's shared memory. Values passed in them are
  * read or written by the server in place when one server owns every key
  * of the request (always with one server or for a single key). */
