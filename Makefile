@@ -17,8 +17,8 @@ TEST_HELPERS = $(BUILD)/tests/harness.o
 EXAMPLES = $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
 
 .SECONDARY:
-.PHONY: all deps test run bench asan tsan clean check-deps
-all: $(OUT)/lib/libhps.a $(OUT)/lib/libhps.so $(OUT)/bin/hps $(TESTS) $(OUT)/bench/hps_bench $(EXAMPLES)
+.PHONY: all deps test run bench bench-ssp asan tsan clean
+all: $(OUT)/lib/libhps.a $(OUT)/lib/libhps.so $(OUT)/bin/hps $(TESTS) $(OUT)/bench/hps_bench $(OUT)/bench/ssp_bench $(EXAMPLES)
 
 # Installs the Debian packages hps needs, only when one is missing.
 deps:
@@ -52,7 +52,7 @@ $(BUILD)/examples/%: $(BUILD)/examples/%.o $(OUT)/lib/libhps.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
-$(OUT)/bench/hps_bench: $(BUILD)/bench/hps_bench.o $(OUT)/lib/libhps.a
+$(OUT)/bench/%: $(BUILD)/bench/%.o $(OUT)/lib/libhps.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -64,6 +64,11 @@ test: deps
 bench: deps
 	@$(MAKE) --no-print-directory bench/hps_bench bin/hps
 	bench/hps_bench
+
+# Straggler under BSP, SSP and ASP (about 10 s).
+bench-ssp: deps
+	@$(MAKE) --no-print-directory bench/ssp_bench
+	bench/ssp_bench
 
 # The main job: until the learning examples exist, the benchmark on a
 # local job of 1 server + 1 worker and 2 servers + 2 workers.
@@ -78,4 +83,4 @@ tsan:
 	@$(MAKE) --no-print-directory test BUILD=build-tsan OUT=build-tsan CFLAGS="-O1 -g -fsanitize=thread -fno-omit-frame-pointer"
 
 clean:
-	rm -rf build build-asan build-tsan lib bin bench/hps_bench
+	rm -rf build build-asan build-tsan lib bin bench/hps_bench bench/ssp_bench
