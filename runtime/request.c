@@ -503,22 +503,6 @@ int64_t hps_pushpull(hps_worker *w, const uint64_t *keys, size_t nkeys, const fl
 	return submit(w, &c);
 }
 
-struct clock_arg {
-	hps_worker *w;
-	uint32_t srv;
-	void *rec;
-	int dead;
-};
-
-static int try_reserve_clock(void *a_)
-{
-	struct clock_arg *a = a_;
-	uint32_t st = atomic_load_explicit(&hpsi_seg_node(a->w->seg, a->srv)->state, memory_order_acquire);
-	if (st == HPSI_NODE_DEAD || st == HPSI_NODE_CLOSED)
-		return a->dead = 1;
-	return (a->rec = hpsi_ring_reserve(&a->w->req[a->srv], sizeof(struct hpsi_msg_hdr))) != NULL;
-}
-
 int hps_clock(hps_worker *w)
 {
 	if (!w)
@@ -531,8 +515,8 @@ int hps_clock(hps_worker *w)
 	/* Every server learns the new clock, also those this worker did not
 	 * touch in the iteration: their held pulls may wait for it. */
 	for (uint32_t srv = 0; srv < w->nservers; srv++) {
-		struct clock_arg a = {w, srv, NULL, 0};
-		if (!try_reserve_clock(&a) && hpsi_worker_wait_until(w, try_reserve_clock, &a, deadline) != 0) {
+		struct reserve_arg a = {w, srv, sizeof(struct hpsi_msg_hdr), NULL, 0};
+		if (!try_reserve(&a) && hpsi_worker_wait_until(w, try_reserve, &a, deadline) != 0) {
 			rc = HPS_ETIMEDOUT;
 			continue;
 		}
