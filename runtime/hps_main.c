@@ -1,8 +1,11 @@
 /* The hps command: launch a job, clean dead segments, run a server. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "hps/hps.h"
+#include "runtime/checkpoint.h"
+#include "runtime/config.h"
 #include "runtime/launch.h"
 
 static void usage(FILE *f)
@@ -12,6 +15,7 @@ static void usage(FILE *f)
 		   "  launch   start a job on this host (hps launch --help)\n"
 		   "  clean    remove shared-memory segments of dead jobs (hps clean --help)\n"
 		   "  server   run one built-in summing server of a job (started by launch)\n"
+		   "  checkpoint  save (or --load) the tables of a running job (hps checkpoint --help)\n"
 		   "  help     this text\n");
 }
 
@@ -38,6 +42,47 @@ static int cmd_server(int argc, char **argv)
 	return rc ? 1 : 0;
 }
 
+static int cmd_checkpoint(int argc, char **argv)
+{
+	int load = 0;
+	const char *dir = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			printf("usage: hps checkpoint [--load] [--job ID] [--host NAME] DIR\n\n"
+			       "Saves every server's table of the running job (HPS_JOB_ID on this host) into DIR,\n"
+			       "or with --load replaces the tables with the checkpoint in DIR.\n");
+			return 0;
+		} else if (strcmp(argv[i], "--load") == 0) {
+			load = 1;
+		} else if ((strcmp(argv[i], "--job") == 0 || strcmp(argv[i], "--host") == 0) && i + 1 < argc) {
+			setenv(strcmp(argv[i], "--job") == 0 ? "HPS_JOB_ID" : "HPS_HOST", argv[i + 1], 1);
+			i++;
+		} else if (argv[i][0] != '-' && !dir) {
+			dir = argv[i];
+		} else {
+			fprintf(stderr, "hps checkpoint: unexpected '%s' (see hps checkpoint --help)\n", argv[i]);
+			return 2;
+		}
+	}
+	if (!dir) {
+		fprintf(stderr, "hps checkpoint: no directory given\n");
+		return 2;
+	}
+	struct hpsi_config cfg;
+	struct hpsi_seg seg;
+	if (hpsi_config_load(&cfg, 0) || hpsi_seg_attach(cfg.job, cfg.host, &seg))
+		return 1;
+	int rc = hpsi_checkpoint_run(&seg, load ? HPSI_CKPT_LOAD : HPSI_CKPT_SAVE, dir,
+				     seg.hdr->timeout_ms * 1000000);
+	hpsi_seg_detach(&seg);
+	if (rc < 0) {
+		fprintf(stderr, "hps checkpoint: %s\n", hps_strerror(rc));
+		return 1;
+	}
+	printf(load ? "loaded %s (saved at clock %d)\n" : "saved %s\n", dir, rc);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -51,6 +96,8 @@ int main(int argc, char **argv)
 		return hpsi_cmd_clean(argc - 1, argv + 1);
 	if (strcmp(cmd, "server") == 0)
 		return cmd_server(argc - 1, argv + 1);
+	if (strcmp(cmd, "checkpoint") == 0)
+		return cmd_checkpoint(argc - 1, argv + 1);
 	if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
 		usage(stdout);
 		return 0;

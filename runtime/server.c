@@ -10,6 +10,7 @@
 #include "runtime/config.h"
 #include "runtime/ctx.h"
 #include "runtime/log.h"
+#include "runtime/checkpoint.h"
 #include "runtime/store.h"
 
 #define BATCH 64                  /* requests per worker per round */
@@ -40,6 +41,8 @@ struct server {
 	uint64_t epoch;    /* bumped whenever a clock moves or a worker finishes */
 	uint64_t min_epoch;
 	uint32_t min_clock; /* smallest clock of the unfinished workers at min_epoch */
+	struct hpsi_store *store; /* the built-in store, NULL with a user handler */
+	uint32_t ckpt_seen;       /* last checkpoint request served */
 };
 
 enum { SERVE_RETRY = 0, SERVE_DONE = 1, SERVE_HELD = 2 };
@@ -231,7 +234,69 @@ static int requests_waiting(void *arg)
 		if (!p->finished && !blocked && hpsi_ring_nonempty(&p->req))
 			return 1;
 	}
-	return atomic_load_explicit(&sv->seg->hdr->shutdown, memory_order_acquire) != 0;
+	return atomic_load_explicit(&sv->seg->hdr->shutdown, memory_order_acquire) != 0 ||
+	       atomic_load_explicit(&sv->seg->hdr->ckpt_seq, memory_order_acquire) != sv->ckpt_seen;
+}
+
+/* This server's part of a checkpoint (runtime/checkpoint.c): between two
+ * requests, so it sees every request it answered before. A load builds a
+ * new table and swaps it in only when every file was read whole. */
+static int serve_round(struct server *sv);
+
+/* Serves what every worker had published when the checkpoint was asked
+ * for (its last pushes and clocks), so a caller that waited for its
+ * pushes and passed a barrier finds them all in the checkpoint. */
+static void drain_published(struct server *sv)
+{
+	uint32_t *target = malloc(sv->nworkers * sizeof *target);
+	if (!target)
+		return;
+	for (uint32_t wk = 0; wk < sv->nworkers; wk++)
+		target[wk] = atomic_load_explicit(&sv->peers[wk].req.r->tail, memory_order_acquire);
+	for (;;) {
+		int behind = 0;
+		for (uint32_t wk = 0; wk < sv->nworkers; wk++) {
+			struct peer *p = &sv->peers[wk];
+			behind |= !p->finished && !p->held && (int32_t)(target[wk] - p->req.head) > 0;
+		}
+		if (!behind || !serve_round(sv))
+			break; /* done, or no progress (held pull, full answer ring) */
+	}
+	free(target);
+}
+
+static void serve_checkpoint(struct server *sv)
+{
+	struct hpsi_seg_hdr *h = sv->seg->hdr;
+	drain_published(sv);
+	uint32_t me = sv->ctx->node, clock = 0;
+	int rc;
+	if (!sv->store) {
+		hpsi_error("checkpoint: server %u runs a user handler, which keeps its own state", me);
+		rc = HPS_EINVAL;
+	} else if (h->ckpt_op == HPSI_CKPT_SAVE) {
+		clock = sv->nworkers ? min_clock(sv) : 0;
+		if (clock == UINT32_MAX)
+			clock = 0;
+		rc = hpsi_store_save(sv->store, h->ckpt_dir, me, h->nservers, clock);
+	} else {
+		struct hpsi_store *fresh = hpsi_store_create(hpsi_store_updater(sv->store), hpsi_store_init(sv->store));
+		rc = fresh ? hpsi_store_load(fresh, h->ckpt_dir, sv->seg, me, &clock) : HPS_ENOMEM;
+		if (rc) {
+			hpsi_store_destroy(fresh);
+		} else {
+			hpsi_store_destroy(sv->store);
+			sv->store = fresh;
+			sv->arg = fresh;
+		}
+	}
+	int32_t ok = 0;
+	if (rc)
+		atomic_compare_exchange_strong(&h->ckpt_status, &ok, rc);
+	uint32_t cur = atomic_load(&h->ckpt_clock);
+	while (clock < cur && !atomic_compare_exchange_weak(&h->ckpt_clock, &cur, clock))
+		;
+	atomic_fetch_add_explicit(&h->ckpt_done, 1, memory_order_release); /* the requester acquires */
 }
 
 int hpsi_server_store_config(int rank, struct hpsi_updater *upd, struct hpsi_init *init)
@@ -316,7 +381,14 @@ int hps_server_run(hps_ctx *ctx, hps_handler handler, void *arg)
 	struct hpsi_bell *bell = &hpsi_seg_node(seg, ctx->node)->bell;
 	int64_t spin_until = hpsi_now_ns() + ctx->spin_ns;
 	uint32_t steps = 0;
+	sv.store = store;
+	sv.ckpt_seen = 0; /* a request made before this server started still counts */
 	for (;;) {
+		uint32_t ck = atomic_load_explicit(&seg->hdr->ckpt_seq, memory_order_acquire);
+		if (ck != sv.ckpt_seen) {
+			sv.ckpt_seen = ck;
+			serve_checkpoint(&sv);
+		}
 		if (serve_round(&sv)) {
 			spin_until = hpsi_now_ns() + ctx->spin_ns;
 			continue;
@@ -331,6 +403,6 @@ int hps_server_run(hps_ctx *ctx, hps_handler handler, void *arg)
 		spin_until = hpsi_now_ns() + ctx->spin_ns;
 	}
 	free(sv.peers);
-	hpsi_store_destroy(store);
+	hpsi_store_destroy(sv.store);
 	return 0;
 }

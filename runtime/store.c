@@ -251,3 +251,42 @@ int hpsi_store_handle(hps_request *r, void *arg)
 	}
 	return pull ? (int)(dst - r->out) : 0;
 }
+
+int hpsi_store_foreach(const struct hpsi_store *st, hpsi_store_visit fn, void *arg)
+{
+	for (size_t i = 0; i < st->cap; i++) {
+		const struct entry *e = &st->tab[i];
+		if (!e->used)
+			continue;
+		int rc = fn(e->key, e->len, e->steps, st->pool + e->off, arg);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+int hpsi_store_put(struct hpsi_store *st, uint64_t key, uint32_t len, uint32_t steps, const float *vals)
+{
+	if (find(st, key) >= 0)
+		return HPS_EPROTO; /* a key twice in one checkpoint */
+	while ((st->count + 1) * 2 > st->cap)
+		if (grow_table(st))
+			return HPS_ENOMEM;
+	uint64_t n = footprint(st, len);
+	if (reserve_pool(st, n))
+		return HPS_ENOMEM;
+	int64_t e = add(st, key, len);
+	st->tab[e].steps = steps;
+	memcpy(st->pool + st->tab[e].off, vals, n * sizeof(float));
+	return 0;
+}
+
+const struct hpsi_updater *hpsi_store_updater(const struct hpsi_store *st)
+{
+	return &st->upd;
+}
+
+const struct hpsi_init *hpsi_store_init(const struct hpsi_store *st)
+{
+	return &st->init;
+}

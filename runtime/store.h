@@ -30,6 +30,15 @@ int hpsi_server_store_config(int rank, struct hpsi_updater *upd, struct hpsi_ini
  * bsp (0), or asp / inf / unset (-1, no bound); "s;s;..." per server. */
 int hpsi_server_staleness(int rank, int64_t *out);
 
+/* Visits every key: len values followed by len x state floats of
+ * optimizer state; a non-zero return from fn stops and is returned. */
+typedef int (*hpsi_store_visit)(uint64_t key, uint32_t len, uint32_t steps, const float *vals, void *arg);
+int hpsi_store_foreach(const struct hpsi_store *st, hpsi_store_visit fn, void *arg);
+/* Adds an absent key with its values and state (loading a checkpoint). */
+int hpsi_store_put(struct hpsi_store *st, uint64_t key, uint32_t len, uint32_t steps, const float *vals);
+const struct hpsi_updater *hpsi_store_updater(const struct hpsi_store *st);
+const struct hpsi_init *hpsi_store_init(const struct hpsi_store *st);
+
 /* Number of keys held (tests). */
 size_t hpsi_store_size(const struct hpsi_store *st);
 

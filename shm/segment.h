@@ -62,7 +62,20 @@ struct hpsi_seg_hdr {
 	_Atomic uint32_t shutdown; /* set by the launcher: every node ends */
 	_Atomic uint32_t barrier_arrived;
 	_Atomic uint32_t barrier_gen; /* futex word of the barrier */
+	/* Checkpoints: the requester (holding ckpt_lock) writes ckpt_op and
+	 * ckpt_dir, then bumps ckpt_seq with release; each server loads it
+	 * with acquire, does its part, records an error in ckpt_status and
+	 * bumps ckpt_done with release; the requester acquires ckpt_done. */
+	_Atomic int32_t ckpt_lock; /* 0, or the pid running a checkpoint */
+	_Atomic uint32_t ckpt_seq;
+	uint32_t ckpt_op;          /* HPSI_CKPT_SAVE / HPSI_CKPT_LOAD */
+	_Atomic uint32_t ckpt_done;
+	_Atomic int32_t ckpt_status;
+	_Atomic uint32_t ckpt_clock; /* LOAD: smallest saved clock, reported back */
+	char ckpt_dir[512];
 };
+
+enum { HPSI_CKPT_SAVE = 1, HPSI_CKPT_LOAD = 2 };
 
 struct hpsi_seg_params {
 	const char *job, *host;

@@ -106,6 +106,21 @@ int hps_wait(hps_worker *w, int64_t ts);
  * holds it back until then. Workers that closed or died no longer count. */
 int hps_clock(hps_worker *w);
 
+/* Checkpoints (any process of the job may call them; one at a time).
+ * hps_save writes every server's table, with optimizer state and push
+ * counts, and the workers' clocks into directory dir (its parent must
+ * exist; an older checkpoint there is replaced only once the new one is
+ * complete). Each server saves between two requests: wait for your pushes
+ * and pass a barrier first for a consistent snapshot.
+ * hps_load replaces every server's table with the checkpoint in dir, which
+ * may come from a job with another number of servers (the updater must be
+ * the same). Returns the smallest worker clock saved (to resume from), or a
+ * negative error: a damaged or unfinished checkpoint is refused
+ * (HPS_EPROTO) and leaves the tables as they were. Servers running a user
+ * handler refuse both (HPS_EINVAL). */
+int hps_save(hps_ctx *ctx, const char *dir);
+int hps_load(hps_ctx *ctx, const char *dir);
+
 /* Zero-copy buffers in the job's shared memory. Values passed in them are
  * read or written by the server in place when one server owns every key
  * of the request (always with one server or for a single key). */

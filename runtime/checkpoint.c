@@ -1,0 +1,377 @@
+#include "runtime/checkpoint.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "hps/hps.h"
+#include "runtime/ctx.h"
+#include "runtime/log.h"
+#include "runtime/route.h"
+#include "shm/liveness.h"
+
+#define CKPT_MAGIC "HPSCKPT1"
+#define CKPT_VERSION 1
+#define MANIFEST "MANIFEST"
+#define MANIFEST_HEAD "hps-checkpoint 1"
+
+struct ckpt_hdr { /* little-endian, 64 bytes */
+	char magic[8];
+	uint32_t version, hdr_bytes;
+	uint32_t rank, nservers;
+	uint32_t updater, state;
+	uint32_t clock, pad;
+	uint64_t nkeys, body_bytes, checksum;
+};
+_Static_assert(sizeof(struct ckpt_hdr) == 64, "checkpoint header is 64 bytes");
+
+/* FNV-style hash over 4-byte words: every part of a record is a multiple
+ * of 4 bytes, so the body can be hashed as it streams out. */
+static uint64_t hash_words(uint64_t h, const void *p, size_t bytes)
+{
+	const unsigned char *b = p;
+	for (size_t i = 0; i + 4 <= bytes; i += 4) {
+		uint32_t w;
+		memcpy(&w, b + i, 4);
+		h = (h ^ w) * 0x100000001b3ull;
+	}
+	return h;
+}
+
+#define HASH_SEED 0xcbf29ce484222325ull
+
+static int fsync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	int rc = fsync(fd);
+	close(fd);
+	return rc;
+}
+
+/* ---- one server's file ---------------------------------------------------- */
+
+struct writer {
+	FILE *f;
+	uint64_t hash, nkeys, bytes;
+	uint32_t state;
+};
+
+static int put(struct writer *w, const void *p, size_t n)
+{
+	w->hash = hash_words(w->hash, p, n);
+	w->bytes += n;
+	return fwrite(p, 1, n, w->f) == n ? 0 : HPS_ESYS;
+}
+
+static int write_key(uint64_t key, uint32_t len, uint32_t steps, const float *vals, void *arg)
+{
+	struct writer *w = arg;
+	uint32_t meta[2] = {len, steps};
+	w->nkeys++;
+	int rc = put(w, &key, 8);
+	if (!rc)
+		rc = put(w, meta, 8);
+	if (!rc)
+		rc = put(w, vals, (size_t)len * (1 + w->state) * sizeof(float));
+	return rc;
+}
+
+int hpsi_store_save(struct hpsi_store *st, const char *dir, uint32_t rank, uint32_t nservers, uint32_t clock)
+{
+	char path[600], tmp[620];
+	snprintf(path, sizeof path, "%s/server-%u.hpsckpt", dir, rank);
+	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	const struct hpsi_updater *u = hpsi_store_updater(st);
+	struct writer w = {.f = fopen(tmp, "wb"), .hash = HASH_SEED, .state = u->state};
+	if (!w.f) {
+		hpsi_error("checkpoint: cannot create %s: %s", tmp, strerror(errno));
+		return HPS_ESYS;
+	}
+	struct ckpt_hdr h = {.version = CKPT_VERSION, .hdr_bytes = sizeof h, .rank = rank, .nservers = nservers,
+			     .updater = (uint32_t)u->kind, .state = u->state, .clock = clock};
+	memcpy(h.magic, CKPT_MAGIC, 8);
+	int rc = fwrite(&h, sizeof h, 1, w.f) == 1 ? 0 : HPS_ESYS;
+	if (!rc)
+		rc = hpsi_store_foreach(st, write_key, &w);
+	h.nkeys = w.nkeys, h.body_bytes = w.bytes, h.checksum = w.hash;
+	if (!rc && (fseek(w.f, 0, SEEK_SET) || fwrite(&h, sizeof h, 1, w.f) != 1 || fflush(w.f) ||
+		    fsync(fileno(w.f))))
+		rc = HPS_ESYS;
+	if (fclose(w.f) && !rc)
+		rc = HPS_ESYS;
+	if (!rc && rename(tmp, path))
+		rc = HPS_ESYS;
+	if (rc) {
+		hpsi_error("checkpoint: writing %s failed: %s", path, strerror(errno));
+		unlink(tmp);
+		return rc;
+	}
+	fsync_dir(dir);
+	return 0;
+}
+
+static int read_file(const char *path, unsigned char **out, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return HPS_ENOJOB;
+	struct stat sb;
+	if (fstat(fileno(f), &sb) || sb.st_size < 0) {
+		fclose(f);
+		return HPS_ESYS;
+	}
+	*len = (size_t)sb.st_size;
+	*out = malloc(*len ? *len : 1);
+	int ok = *out && fread(*out, 1, *len, f) == *len;
+	fclose(f);
+	if (!ok) {
+		free(*out);
+		return HPS_ESYS;
+	}
+	return 0;
+}
+
+#define BAD_FILE(...)                                                                \
+	do {                                                                         \
+		hpsi_error("checkpoint refused: " __VA_ARGS__);                      \
+		rc = HPS_EPROTO;                                                     \
+		goto out;                                                            \
+	} while (0)
+
+/* Validates one file whole, then adds the keys server `me` owns. */
+static int load_file(struct hpsi_store *into, const char *path, const struct hpsi_seg *seg, uint32_t me,
+		     uint32_t *clock)
+{
+	unsigned char *buf = NULL;
+	size_t len = 0;
+	int rc = read_file(path, &buf, &len);
+	if (rc) {
+		hpsi_error("checkpoint: cannot read %s", path);
+		return rc == HPS_ENOJOB ? HPS_EPROTO : rc;
+	}
+	struct ckpt_hdr h;
+	const struct hpsi_updater *u = hpsi_store_updater(into);
+	if (len < sizeof h)
+		BAD_FILE("%s is truncated (%zu bytes)", path, len);
+	memcpy(&h, buf, sizeof h);
+	if (memcmp(h.magic, CKPT_MAGIC, 8) || h.version != CKPT_VERSION || h.hdr_bytes != sizeof h)
+		BAD_FILE("%s is not a version %d checkpoint file", path, CKPT_VERSION);
+	if (h.body_bytes != len - sizeof h)
+		BAD_FILE("%s has %zu body bytes, its header says %llu", path, len - sizeof h,
+			 (unsigned long long)h.body_bytes);
+	if (hash_words(HASH_SEED, buf + sizeof h, len - sizeof h) != h.checksum)
+		BAD_FILE("%s fails its checksum", path);
+	if (h.updater != (uint32_t)u->kind || h.state != u->state)
+		BAD_FILE("%s was written with another updater (kind %u); start the job with the same HPS_UPDATER",
+			 path, h.updater);
+	size_t at = sizeof h;
+	for (uint64_t k = 0; k < h.nkeys; k++) {
+		uint64_t key;
+		uint32_t meta[2];
+		if (len - at < 16)
+			BAD_FILE("%s: record %llu is cut short", path, (unsigned long long)k);
+		memcpy(&key, buf + at, 8);
+		memcpy(meta, buf + at + 8, 8);
+		at += 16;
+		uint64_t bytes = (uint64_t)meta[0] * (1 + h.state) * sizeof(float);
+		if (bytes > len - at)
+			BAD_FILE("%s: record %llu claims %u floats past the end", path, (unsigned long long)k, meta[0]);
+		if (hpsi_route_key(seg, key) == me) {
+			float *vals = malloc(bytes ? bytes : 1); /* aligned copy */
+			if (!vals) {
+				rc = HPS_ENOMEM;
+				goto out;
+			}
+			memcpy(vals, buf + at, bytes);
+			rc = hpsi_store_put(into, key, meta[0], meta[1], vals);
+			free(vals);
+			if (rc)
+				BAD_FILE("%s: key %llu cannot be loaded (%s)", path, (unsigned long long)key, hps_strerror(rc));
+		}
+		at += bytes;
+	}
+	if (at != len)
+		BAD_FILE("%s has bytes after its last record", path);
+	if (h.clock < *clock)
+		*clock = h.clock;
+out:
+	free(buf);
+	return rc;
+}
+
+/* Reads the MANIFEST: the number of server files. */
+static int read_manifest(const char *dir, uint32_t *nservers)
+{
+	char path[600], line[128];
+	snprintf(path, sizeof path, "%s/" MANIFEST, dir);
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		hpsi_error("checkpoint %s refused: no %s (it was never completed)", dir, MANIFEST);
+		return HPS_EPROTO;
+	}
+	int ok = fgets(line, sizeof line, f) && strncmp(line, MANIFEST_HEAD, strlen(MANIFEST_HEAD)) == 0 &&
+		 fscanf(f, "servers %u", nservers) == 1 && *nservers >= 1 && *nservers <= HPSI_MAX_NODES;
+	fclose(f);
+	if (!ok) {
+		hpsi_error("checkpoint %s refused: its %s is damaged", dir, MANIFEST);
+		return HPS_EPROTO;
+	}
+	return 0;
+}
+
+int hpsi_store_load(struct hpsi_store *into, const char *dir, const struct hpsi_seg *seg, uint32_t me,
+		    uint32_t *clock)
+{
+	uint32_t n;
+	int rc = read_manifest(dir, &n);
+	*clock = UINT32_MAX;
+	for (uint32_t r = 0; !rc && r < n; r++) {
+		char path[600];
+		snprintf(path, sizeof path, "%s/server-%u.hpsckpt", dir, r);
+		rc = load_file(into, path, seg, me, clock);
+	}
+	if (*clock == UINT32_MAX)
+		*clock = 0;
+	return rc;
+}
+
+/* ---- the requester ------------------------------------------------------- */
+
+static void remove_dir(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		char p[700];
+		snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+		unlink(p);
+	}
+	closedir(d);
+	rmdir(dir);
+}
+
+static int write_manifest(const char *dir, uint32_t nservers, uint32_t clock)
+{
+	char path[600], tmp[620];
+	snprintf(path, sizeof path, "%s/" MANIFEST, dir);
+	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	FILE *f = fopen(tmp, "w");
+	if (!f)
+		return HPS_ESYS;
+	fprintf(f, MANIFEST_HEAD "\nservers %u\nclock %u\n", nservers, clock);
+	for (uint32_t r = 0; r < nservers; r++)
+		fprintf(f, "server-%u.hpsckpt\n", r);
+	int rc = fflush(f) || fsync(fileno(f)) ? HPS_ESYS : 0;
+	if (fclose(f) || rc || rename(tmp, path))
+		return HPS_ESYS;
+	return fsync_dir(dir) ? HPS_ESYS : 0;
+}
+
+/* Moves the finished DIR.partial over DIR: the old one is moved aside
+ * first (rename cannot replace a non-empty directory), then removed. */
+static int publish_dir(const char *partial, const char *dir)
+{
+	char old[600];
+	snprintf(old, sizeof old, "%s.old", dir);
+	remove_dir(old);
+	if (rename(dir, old) && errno != ENOENT)
+		return HPS_ESYS;
+	if (rename(partial, dir))
+		return HPS_ESYS;
+	remove_dir(old);
+	char parent[600];
+	snprintf(parent, sizeof parent, "%s", dir);
+	char *slash = strrchr(parent, '/');
+	fsync_dir(slash ? (slash == parent ? "/" : (*slash = 0, parent)) : ".");
+	return 0;
+}
+
+static int take_lock(struct hpsi_seg_hdr *h)
+{
+	int32_t holder = 0, me = (int32_t)getpid();
+	if (atomic_compare_exchange_strong(&h->ckpt_lock, &holder, me))
+		return 0;
+	if (hpsi_proc_birth(holder) == 0 && atomic_compare_exchange_strong(&h->ckpt_lock, &holder, me))
+		return 0; /* its holder died half-way */
+	hpsi_error("a checkpoint of this job is already running (pid %d)", (int)holder);
+	return HPS_EEXIST;
+}
+
+int hpsi_checkpoint_run(struct hpsi_seg *seg, int op, const char *dir, int64_t timeout_ns)
+{
+	struct hpsi_seg_hdr *h = seg->hdr;
+	char work[sizeof h->ckpt_dir];
+	if (!dir || !*dir || strlen(dir) + 16 > sizeof work) {
+		hpsi_error("checkpoint directory name missing or longer than %zu bytes", sizeof work - 16);
+		return HPS_EINVAL;
+	}
+	snprintf(work, sizeof work, op == HPSI_CKPT_SAVE ? "%s.partial" : "%s", dir);
+	uint32_t n;
+	if (op == HPSI_CKPT_LOAD && read_manifest(dir, &n))
+		return HPS_EPROTO;
+	int rc = take_lock(h);
+	if (rc)
+		return rc;
+	if (op == HPSI_CKPT_SAVE) {
+		remove_dir(work);
+		if (mkdir(work, 0755)) {
+			hpsi_error("checkpoint: cannot create %s: %s", work, strerror(errno));
+			atomic_store(&h->ckpt_lock, 0);
+			return HPS_ESYS;
+		}
+	}
+	memcpy(h->ckpt_dir, work, sizeof work);
+	h->ckpt_op = (uint32_t)op;
+	atomic_store_explicit(&h->ckpt_done, 0, memory_order_relaxed);
+	atomic_store_explicit(&h->ckpt_status, 0, memory_order_relaxed);
+	atomic_store_explicit(&h->ckpt_clock, UINT32_MAX, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->ckpt_seq, 1, memory_order_release); /* servers acquire it */
+	hpsi_wake_all(seg);
+	int64_t deadline = hpsi_now_ns() + timeout_ns;
+	while (atomic_load_explicit(&h->ckpt_done, memory_order_acquire) < h->nservers) {
+		for (uint32_t s = 0; s < h->nservers && !rc; s++)
+			if (hpsi_node_check(seg, s) == HPSI_NODE_DEAD)
+				rc = HPS_EPEERDEAD;
+		if (!rc && hpsi_now_ns() > deadline)
+			rc = HPS_ETIMEDOUT;
+		if (rc)
+			break;
+		usleep(1000);
+	}
+	if (!rc)
+		rc = atomic_load_explicit(&h->ckpt_status, memory_order_acquire);
+	uint32_t clock = atomic_load_explicit(&h->ckpt_clock, memory_order_acquire);
+	if (clock == UINT32_MAX)
+		clock = 0;
+	if (op == HPSI_CKPT_SAVE) {
+		if (!rc && (rc = write_manifest(work, h->nservers, clock)) == 0)
+			rc = publish_dir(work, dir);
+		if (rc) {
+			hpsi_error("checkpoint %s not written: %s", dir, hps_strerror(rc));
+			remove_dir(work);
+		}
+	}
+	atomic_store(&h->ckpt_lock, 0);
+	return rc ? rc : op == HPSI_CKPT_LOAD ? (int)clock : 0;
+}
+
+int hps_save(hps_ctx *ctx, const char *dir)
+{
+	return ctx ? hpsi_checkpoint_run(&ctx->seg, HPSI_CKPT_SAVE, dir, ctx->timeout_ns) : HPS_EINVAL;
+}
+
+int hps_load(hps_ctx *ctx, const char *dir)
+{
+	return ctx ? hpsi_checkpoint_run(&ctx->seg, HPSI_CKPT_LOAD, dir, ctx->timeout_ns) : HPS_EINVAL;
+}
