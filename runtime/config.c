@@ -9,6 +9,7 @@
 
 #include "hps/error.h"
 #include "hps/hps.h"
+#include "net/dtype.h"
 #include "runtime/log.h"
 
 /* ps-lite / dmlc-core tracker names accepted for our settings. */
@@ -107,6 +108,48 @@ bad:
 	return HPS_ECONFIG;
 }
 
+/* The name at index `rank` of a "a" or "a;b;c" list, or NULL. */
+static int list_item(const char *list, uint32_t rank, char *buf, size_t cap)
+{
+	const char *s = list;
+	if (strchr(list, ';'))
+		for (uint32_t i = 0; i < rank; i++)
+			if (!(s = strchr(s, ';')) || !*++s)
+				return -1;
+	size_t n = strcspn(s, ";");
+	if (n >= cap)
+		return -1;
+	memcpy(buf, s, n);
+	buf[n] = 0;
+	return 0;
+}
+
+int hpsi_config_value_types(uint32_t nservers, uint32_t *dtypes, uint32_t *wires)
+{
+	const char *dt = hpsi_setting("DTYPE"), *cp = hpsi_setting("COMPRESS");
+	for (uint32_t r = 0; r < nservers; r++) {
+		char a[16] = "f32", b[16] = "none";
+		if ((dt && list_item(dt, r, a, sizeof a)) || (cp && list_item(cp, r, b, sizeof b))) {
+			hpsi_error("HPS_DTYPE / HPS_COMPRESS list fewer entries than there are servers (%u)", nservers);
+			return HPS_ECONFIG;
+		}
+		if (strcmp(a, "f32") && strcmp(a, "f64")) {
+			hpsi_error("HPS_DTYPE: '%s' is not f32 or f64", a);
+			return HPS_ECONFIG;
+		}
+		dtypes[r] = strcmp(a, "f64") == 0 ? HPSI_WIRE_F64 : HPSI_WIRE_F32;
+		if (strcmp(b, "none") == 0)
+			wires[r] = dtypes[r];
+		else if ((strcmp(b, "f16") == 0 || strcmp(b, "bf16") == 0) && dtypes[r] == HPSI_WIRE_F32)
+			wires[r] = strcmp(b, "f16") == 0 ? HPSI_WIRE_F16 : HPSI_WIRE_BF16;
+		else {
+			hpsi_error("HPS_COMPRESS: '%s' is not none, f16 or bf16 (compression applies to f32 key ranges)", b);
+			return HPS_ECONFIG;
+		}
+	}
+	return 0;
+}
+
 int hpsi_config_load(struct hpsi_config *c, int need_role)
 {
 	memset(c, 0, sizeof *c);
@@ -167,6 +210,8 @@ int hpsi_config_load(struct hpsi_config *c, int need_role)
 
 	if ((s = hpsi_setting("KEY_RANGES")) && (rc = parse_ranges(s, c)))
 		return rc;
+	if ((rc = hpsi_config_value_types(c->nservers, c->dtypes, c->wires)))
+		return rc;
 	return 0;
 }
 
@@ -175,5 +220,6 @@ void hpsi_config_seg_params(const struct hpsi_config *c, struct hpsi_seg_params 
 	*p = (struct hpsi_seg_params){.job = c->job, .host = c->host, .nservers = c->nservers,
 				      .nworkers = c->nworkers, .ring_bytes = c->ring_bytes,
 				      .heap_slice = c->heap_slice, .timeout_ms = c->timeout_ms,
-				      .range_mode = c->range_mode, .ranges = c->ranges};
+				      .range_mode = c->range_mode, .ranges = c->ranges,
+				      .dtypes = c->dtypes, .wires = c->wires};
 }

@@ -19,6 +19,8 @@ struct hpsi_config {
 	int64_t spin_ns;             /* HPS_SPIN_US before sleeping, default 50 */
 	uint32_t range_mode;         /* HPS_KEY_RANGES: "first-last,..." per server */
 	struct hpsi_range ranges[HPSI_MAX_NODES];
+	uint32_t dtypes[HPSI_MAX_NODES]; /* HPS_DTYPE: f32 | f64, per server */
+	uint32_t wires[HPSI_MAX_NODES];  /* HPS_COMPRESS: none | f16 | bf16 */
 };
 
 /* Value of HPS_<name>, or of its DMLC_ alias, or NULL. */
@@ -35,6 +37,9 @@ int hpsi_config_load(struct hpsi_config *c, int need_role);
 
 /* Parses a non-negative integer setting into *out; returns 0 if unset. */
 int hpsi_setting_u64(const char *name, uint64_t min, uint64_t max, uint64_t *out);
+
+/* Reads HPS_DTYPE and HPS_COMPRESS ("x" for all servers or "x;y;..."). */
+int hpsi_config_value_types(uint32_t nservers, uint32_t *dtypes, uint32_t *wires);
 
 /* Fills segment parameters from the settings. */
 void hpsi_config_seg_params(const struct hpsi_config *c, struct hpsi_seg_params *p);

@@ -183,8 +183,13 @@ int hpsi_seg_create(const struct hpsi_seg_params *p, struct hpsi_seg *seg)
 	h->creator_birth = hpsi_proc_birth(getpid());
 	snprintf(h->job, sizeof h->job, "%s", p->job);
 	snprintf(h->host, sizeof h->host, "%s", p->host);
-	if (p->range_mode == HPSI_RANGE_DECLARED)
-		memcpy(seg->base + l.ranges_off, p->ranges, p->nservers * sizeof(struct hpsi_range));
+	struct hpsi_range *r = (struct hpsi_range *)(seg->base + l.ranges_off);
+	for (uint32_t i = 0; i < p->nservers; i++) {
+		if (p->range_mode == HPSI_RANGE_DECLARED)
+			r[i].first = p->ranges[i].first, r[i].last = p->ranges[i].last;
+		r[i].dtype = p->dtypes ? p->dtypes[i] : 0;
+		r[i].wire = p->wires ? p->wires[i] : r[i].dtype;
+	}
 	/* Rings and nodes are zero from ftruncate. The magic goes last, with
 	 * release order, so an attacher that sees it sees a whole header. */
 	h->version = HPSI_SEG_VERSION;

@@ -39,8 +39,12 @@ struct hpsi_node {
 	char pad[128 - 24];
 };
 
+/* What each server (key range) holds: its keys when declared, the type
+ * it stores and the type its values travel in (enum hpsi_wire_dtype). */
 struct hpsi_range {
-	uint64_t first, last; /* inclusive */
+	uint64_t first, last; /* inclusive; used with HPSI_RANGE_DECLARED */
+	uint32_t dtype;       /* stored: f32 or f64 */
+	uint32_t wire;        /* on the rings: dtype, or f16/bf16 for f32 */
 };
 
 struct hpsi_seg_hdr {
@@ -85,6 +89,7 @@ struct hpsi_seg_params {
 	int64_t timeout_ms;
 	uint32_t range_mode;
 	const struct hpsi_range *ranges; /* nservers entries when DECLARED */
+	const uint32_t *dtypes, *wires;  /* nservers entries each, or NULL: f32 */
 };
 
 struct hpsi_seg {

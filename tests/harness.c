@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "runtime/config.h"
 #include "shm/bell.h"
 
 int run_suite(const char *suite, const struct test_case *cases)
@@ -72,7 +73,12 @@ int job_start(struct job *j, uint32_t nservers, uint32_t nworkers, const struct 
 		.heap_slice = (o->heap_mb ? o->heap_mb : 64) << 20,
 		.timeout_ms = o->timeout_ms ? o->timeout_ms : 20000,
 		.range_mode = o->ranges ? HPSI_RANGE_DECLARED : HPSI_RANGE_HASH, .ranges = o->ranges};
-	int rc = hpsi_seg_create(&p, &j->seg);
+	uint32_t dtypes[64], wires[64];
+	int rc = hpsi_config_value_types(nservers, dtypes, wires); /* HPS_DTYPE, HPS_COMPRESS */
+	if (rc)
+		return rc;
+	p.dtypes = dtypes, p.wires = wires;
+	rc = hpsi_seg_create(&p, &j->seg);
 	if (rc)
 		return rc;
 	if (!o->no_servers)

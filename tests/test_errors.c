@@ -89,7 +89,7 @@ static int outside_worker(hps_ctx *ctx, hps_worker *w, void *arg)
 
 static void test_errors_key_outside_ranges(void)
 {
-	static const struct hpsi_range r[2] = {{0, 99}, {200, 299}};
+	static const struct hpsi_range r[2] = {{.first = 0, .last = 99}, {.first = 200, .last = 299}};
 	run_one(2, 1, outside_worker, &(struct job_opts){.ranges = r});
 }
 
