@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "hps/error.h"
+#include "net/dtype.h"
 #include "runtime/log.h"
 
 size_t hpsi_msg_inline_bytes(uint64_t nkeys, uint64_t nlens, uint64_t val_bytes, unsigned flags)
@@ -60,9 +61,10 @@ int hpsi_msg_check(const void *buf, size_t len, const struct hpsi_msg_bounds *bo
 	}
 	if (h->flags & ~(HPSI_F_HEAP_KEYS | HPSI_F_HEAP_VALS | HPSI_F_HEAP_RESP | HPSI_F_LENS))
 		BAD("unknown flags");
-	if (h->dtype != HPSI_DTYPE_F32)
+	if (h->dtype > HPSI_WIRE_BF16)
 		BAD("unknown dtype");
-	if (h->val_bytes % 4)
+	size_t esz = hpsi_dtype_size(h->dtype);
+	if (h->val_bytes % esz)
 		BAD("value bytes not a multiple of the dtype");
 	int is_resp = h->type == HPSI_MSG_RESPONSE;
 	int lens = (h->flags & HPSI_F_LENS) != 0;
@@ -73,7 +75,7 @@ int hpsi_msg_check(const void *buf, size_t len, const struct hpsi_msg_bounds *bo
 		if (h->nlens != want_lens || (lens ? h->width != 0 : h->width == 0))
 			BAD("lens count or width inconsistent with the keys");
 		if (!lens && h->type != HPSI_MSG_PULL &&
-		    (uint64_t)h->nkeys * h->width * 4 != h->val_bytes)
+		    (uint64_t)h->nkeys * h->width * esz != h->val_bytes)
 			BAD("value bytes differ from keys x width");
 		if (h->type == HPSI_MSG_PULL && h->val_bytes != 0)
 			BAD("pull carries values");
@@ -120,7 +122,7 @@ int hpsi_msg_check(const void *buf, size_t len, const struct hpsi_msg_bounds *bo
 		uint64_t sum = 0;
 		for (uint32_t i = 0; i < h->nlens; i++)
 			sum += v->lens[i];
-		if (sum * 4 != h->val_bytes)
+		if (sum * esz != h->val_bytes)
 			BAD("value bytes differ from the sum of lens");
 	}
 	return 0;

@@ -39,7 +39,6 @@ enum hpsi_msg_flags {
 	HPSI_F_LENS = 8,      /* variable-length values */
 };
 
-enum hpsi_dtype { HPSI_DTYPE_F32 = 0 };
 
 struct hpsi_msg_hdr {
 	uint32_t magic;
@@ -57,7 +56,7 @@ struct hpsi_msg_hdr {
 	uint32_t nlens;     /* 0, or nkeys with HPSI_F_LENS (requests), or lens answered */
 	uint32_t width;     /* floats per key in fixed-width mode */
 	uint64_t val_bytes;
-	uint8_t dtype;
+	uint8_t dtype;     /* enum hpsi_wire_dtype of the values */
 	uint8_t pad[7];
 	uint64_t keys_off;
 	uint64_t vals_off;

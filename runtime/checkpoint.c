@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "hps/hps.h"
+#include "net/dtype.h"
 #include "runtime/ctx.h"
 #include "runtime/log.h"
 #include "runtime/route.h"
@@ -25,7 +26,7 @@ struct ckpt_hdr { /* little-endian, 64 bytes */
 	uint32_t version, hdr_bytes;
 	uint32_t rank, nservers;
 	uint32_t updater, state;
-	uint32_t clock, pad;
+	uint32_t clock, dtype;
 	uint64_t nkeys, body_bytes, checksum;
 };
 _Static_assert(sizeof(struct ckpt_hdr) == 64, "checkpoint header is 64 bytes");
@@ -61,6 +62,7 @@ struct writer {
 	FILE *f;
 	uint64_t hash, nkeys, bytes;
 	uint32_t state;
+	size_t esz;
 };
 
 static int put(struct writer *w, const void *p, size_t n)
@@ -79,7 +81,7 @@ static int write_key(uint64_t key, uint32_t len, uint32_t steps, const float *va
 	if (!rc)
 		rc = put(w, meta, 8);
 	if (!rc)
-		rc = put(w, vals, (size_t)len * (1 + w->state) * sizeof(float));
+		rc = put(w, vals, (size_t)len * (1 + w->state) * w->esz);
 	return rc;
 }
 
@@ -89,13 +91,15 @@ int hpsi_store_save(struct hpsi_store *st, const char *dir, uint32_t rank, uint3
 	snprintf(path, sizeof path, "%s/server-%u.hpsckpt", dir, rank);
 	snprintf(tmp, sizeof tmp, "%s.tmp", path);
 	const struct hpsi_updater *u = hpsi_store_updater(st);
-	struct writer w = {.f = fopen(tmp, "wb"), .hash = HASH_SEED, .state = u->state};
+	struct writer w = {.f = fopen(tmp, "wb"), .hash = HASH_SEED, .state = u->state,
+			   .esz = hpsi_dtype_size(hpsi_store_dtype(st))};
 	if (!w.f) {
 		hpsi_error("checkpoint: cannot create %s: %s", tmp, strerror(errno));
 		return HPS_ESYS;
 	}
 	struct ckpt_hdr h = {.version = CKPT_VERSION, .hdr_bytes = sizeof h, .rank = rank, .nservers = nservers,
-			     .updater = (uint32_t)u->kind, .state = u->state, .clock = clock};
+			     .updater = (uint32_t)u->kind, .state = u->state, .clock = clock,
+			     .dtype = hpsi_store_dtype(st)};
 	memcpy(h.magic, CKPT_MAGIC, 8);
 	int rc = fwrite(&h, sizeof h, 1, w.f) == 1 ? 0 : HPS_ESYS;
 	if (!rc)
@@ -171,6 +175,9 @@ static int load_file(struct hpsi_store *into, const char *path, const struct hps
 	if (h.updater != (uint32_t)u->kind || h.state != u->state)
 		BAD_FILE("%s was written with another updater (kind %u); start the job with the same HPS_UPDATER",
 			 path, h.updater);
+	if (h.dtype != hpsi_store_dtype(into))
+		BAD_FILE("%s holds %s values; start the job with the same HPS_DTYPE", path,
+			 h.dtype == HPSI_WIRE_F64 ? "f64" : "f32");
 	size_t at = sizeof h;
 	for (uint64_t k = 0; k < h.nkeys; k++) {
 		uint64_t key;
@@ -180,7 +187,7 @@ static int load_file(struct hpsi_store *into, const char *path, const struct hps
 		memcpy(&key, buf + at, 8);
 		memcpy(meta, buf + at + 8, 8);
 		at += 16;
-		uint64_t bytes = (uint64_t)meta[0] * (1 + h.state) * sizeof(float);
+		uint64_t bytes = (uint64_t)meta[0] * (1 + h.state) * hpsi_dtype_size(h.dtype);
 		if (bytes > len - at)
 			BAD_FILE("%s: record %llu claims %u floats past the end", path, (unsigned long long)k, meta[0]);
 		if (hpsi_route_key(seg, key) == me) {

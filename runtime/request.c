@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "net/dtype.h"
 #include "runtime/log.h"
 #include "runtime/route.h"
 #include "runtime/worker.h"
@@ -14,8 +15,10 @@ struct call {
 	int type;
 	const uint64_t *keys;
 	size_t n;
-	const float *push;
-	float *pull;
+	const unsigned char *push;
+	unsigned char *pull;
+	unsigned udt; /* the caller's value type */
+	size_t usz;   /* its bytes per value */
 	const uint32_t *lens;  /* lens-mode push */
 	uint64_t *lens_off;    /* prefix sums of lens, n + 1 entries */
 	uint32_t width;        /* 0 in lens mode */
@@ -145,6 +148,10 @@ static int check_call(hps_worker *w, struct call *c)
 			return HPS_EKEYORDER;
 		}
 	c->width = o && o->width ? o->width : w->width;
+	if (o && o->dtype != HPS_F32 && o->dtype != HPS_F64)
+		return HPS_EINVAL;
+	c->udt = o && o->dtype == HPS_F64 ? HPSI_WIRE_F64 : HPSI_WIRE_F32;
+	c->usz = hpsi_dtype_size(c->udt);
 	if (o && o->lens) {
 		if (c->type == HPS_REQ_PULL)
 			return HPS_EINVAL; /* a pull's lens come back in out_lens */
@@ -168,7 +175,7 @@ static int check_call(hps_worker *w, struct call *c)
 	uint64_t vals = c->lens ? c->lens_off[c->n] : (uint64_t)c->n * c->width;
 	if (c->width == 0 && c->type == HPS_REQ_PULL)
 		vals = o->vals_cap;
-	uint64_t bytes = (uint64_t)c->n * 12 + vals * 4 * (c->type == HPS_REQ_PUSHPULL ? 2 : 1);
+	uint64_t bytes = (uint64_t)c->n * 12 + vals * c->usz * (c->type == HPS_REQ_PUSHPULL ? 2 : 1);
 	if (bytes > hpsi_heap_max_alloc(w->heap)) {
 		hpsi_error("request of %llu MiB exceeds the %zu MiB a worker's shared heap can hold; raise HPS_HEAP_MB (now %llu)",
 			   (unsigned long long)(bytes >> 20), hpsi_heap_max_alloc(w->heap) >> 20,
@@ -269,23 +276,28 @@ static uint64_t part_vals(const struct call *c, const struct hpsi_part *p)
 	return n;
 }
 
-static void put_vals(const struct call *c, const struct hpsi_part *p, float *dst)
+/* Gathers a part's values, converted to its wire type. */
+static void put_vals(const struct call *c, const struct hpsi_part *p, unsigned char *dst)
 {
+	size_t wsz = hpsi_dtype_size(p->wire);
 	if (!c->idx) {
 		size_t from = c->lens ? c->lens_off[p->begin] : (size_t)p->begin * c->width;
-		memcpy(dst, c->push + from, part_vals(c, p) * sizeof(float));
+		hpsi_convert(dst, p->wire, c->push + from * c->usz, c->udt, part_vals(c, p));
+		return;
+	}
+	if (c->width == 1 && p->wire == HPSI_WIRE_F32 && c->udt == HPSI_WIRE_F32) {
+		float *d = (float *)dst;
+		const float *src = (const float *)c->push;
+		for (uint32_t j = 0; j < p->count; j++)
+			d[j] = src[c->idx[p->begin + j]];
 		return;
 	}
 	for (uint32_t j = 0; j < p->count; j++) {
 		size_t i = c->idx[p->begin + j];
-		if (c->width == 1) {
-			*dst++ = c->push[i];
-			continue;
-		}
 		size_t from = c->lens ? c->lens_off[i] : i * c->width;
 		size_t len = c->lens ? c->lens[i] : c->width;
-		memcpy(dst, c->push + from, len * sizeof(float));
-		dst += len;
+		hpsi_convert(dst, p->wire, c->push + from * c->usz, c->udt, len);
+		dst += len * wsz;
 	}
 }
 
@@ -343,14 +355,16 @@ static int send_part(hps_worker *w, const struct call *c, struct hpsi_slot *s, u
 		return HPS_ECLOSED;
 
 	int push = c->type != HPS_REQ_PULL, pull = c->type != HPS_REQ_PUSH;
+	size_t wsz = hpsi_dtype_size(p->wire);
+	int same_type = p->wire == c->udt; /* caller's buffers can be used as they are */
 	size_t keys_bytes = (size_t)p->count * 8 + (c->lens ? hpsi_lens_bytes(p->count) : 0);
-	size_t vals_bytes = part_vals(c, p) * sizeof(float);
-	size_t ans_bytes = pull && c->width ? (size_t)p->count * c->width * sizeof(float) : 0;
+	size_t vals_bytes = part_vals(c, p) * wsz;
+	size_t ans_bytes = pull && c->width ? (size_t)p->count * c->width * wsz : 0;
 	unsigned flags = c->width ? 0 : HPSI_F_LENS;
 	struct hpsi_msg_hdr h;
 	hpsi_msg_init(&h, c->type, w->rank, ts);
 
-	if (push && c->nparts == 1 && hpsi_heap_owns(w->heap, c->push, vals_bytes)) {
+	if (push && same_type && c->nparts == 1 && hpsi_heap_owns(w->heap, c->push, vals_bytes)) {
 		flags |= HPSI_F_HEAP_VALS; /* zero copy: the caller's shared buffer */
 		h.vals_off = seg_off(w, c->push);
 	}
@@ -371,13 +385,13 @@ static int send_part(hps_worker *w, const struct call *c, struct hpsi_slot *s, u
 		h.keys_off = seg_off(w, p->keys_buf);
 		body = 0;
 	}
-	if (pull && c->width && c->nparts == 1 && hpsi_heap_owns(w->heap, c->pull, ans_bytes)) {
+	if (pull && same_type && c->width && c->nparts == 1 && hpsi_heap_owns(w->heap, c->pull, ans_bytes)) {
 		flags |= HPSI_F_HEAP_RESP; /* zero copy: the server writes the caller's buffer */
 		h.resp_off = seg_off(w, c->pull);
 		h.resp_cap = ans_bytes;
 		p->resp_in_place = 1;
 	} else if (pull && (c->width == 0 || ans_bytes > w->inline_max)) {
-		size_t cap = c->width ? ans_bytes : hpsi_lens_bytes(p->count) + s->out_cap * sizeof(float);
+		size_t cap = c->width ? ans_bytes : hpsi_lens_bytes(p->count) + s->out_cap * wsz;
 		if (!(p->resp_buf = heap_buf(w, cap, s->deadline)))
 			return HPS_ETIMEDOUT;
 		flags |= HPSI_F_HEAP_RESP;
@@ -385,6 +399,7 @@ static int send_part(hps_worker *w, const struct call *c, struct hpsi_slot *s, u
 		h.resp_cap = cap;
 	}
 	h.flags = (uint16_t)flags;
+	h.dtype = (uint8_t)p->wire;
 	h.clock = w->clock;
 	h.part = pi;
 	h.nkeys = p->count;
@@ -402,7 +417,7 @@ static int send_part(hps_worker *w, const struct call *c, struct hpsi_slot *s, u
 	if (!(flags & HPSI_F_HEAP_KEYS))
 		put_keys(c, p, rec + sizeof h);
 	if (vals_bytes && !(flags & HPSI_F_HEAP_VALS))
-		put_vals(c, p, (float *)(rec + sizeof h + keys_bytes));
+		put_vals(c, p, rec + sizeof h + keys_bytes);
 	hpsi_ring_commit(&w->req[p->server], sizeof h + body);
 	hpsi_ring_publish(&w->req[p->server]);
 	hpsi_bell_ring(&hpsi_seg_node(w->seg, p->server)->bell);
@@ -423,6 +438,16 @@ static int64_t submit(hps_worker *w, struct call *c)
 	int rc = check_call(w, c);
 	if (!rc)
 		rc = split_call(w, c);
+	for (uint32_t i = 0; !rc && i < c->nparts; i++) {
+		const struct hpsi_range *r = &hpsi_seg_ranges(w->seg)[parts[i].server];
+		parts[i].wire = r->wire;
+		if (r->dtype != c->udt) {
+			hpsi_error("server %u keeps %s values but the request passes %s (hps_opts.dtype, HPS_DTYPE)",
+				   parts[i].server, r->dtype == HPSI_WIRE_F64 ? "f64" : "f32",
+				   c->udt == HPSI_WIRE_F64 ? "f64" : "f32");
+			rc = HPS_EINVAL;
+		}
+	}
 	if (rc) {
 		free(c->lens_off);
 		free(c->idx);
@@ -443,6 +468,7 @@ static int64_t submit(hps_worker *w, struct call *c)
 	s->status = 0;
 	s->type = c->type;
 	s->width = c->width;
+	s->udt = c->udt;
 	s->out = c->pull;
 	s->out_lens = c->opts ? c->opts->out_lens : NULL;
 	s->out_cap = c->opts && c->width == 0 ? c->opts->vals_cap : 0;
@@ -483,19 +509,19 @@ static int64_t submit(hps_worker *w, struct call *c)
 	return ts;
 }
 
-int64_t hps_push(hps_worker *w, const uint64_t *keys, size_t nkeys, const float *vals, const hps_opts *opts)
+int64_t hps_push(hps_worker *w, const uint64_t *keys, size_t nkeys, const void *vals, const hps_opts *opts)
 {
 	struct call c = {.type = HPS_REQ_PUSH, .keys = keys, .n = nkeys, .push = vals, .opts = opts};
 	return submit(w, &c);
 }
 
-int64_t hps_pull(hps_worker *w, const uint64_t *keys, size_t nkeys, float *vals, const hps_opts *opts)
+int64_t hps_pull(hps_worker *w, const uint64_t *keys, size_t nkeys, void *vals, const hps_opts *opts)
 {
 	struct call c = {.type = HPS_REQ_PULL, .keys = keys, .n = nkeys, .pull = vals, .opts = opts};
 	return submit(w, &c);
 }
 
-int64_t hps_pushpull(hps_worker *w, const uint64_t *keys, size_t nkeys, const float *push_vals, float *pull_vals,
+int64_t hps_pushpull(hps_worker *w, const uint64_t *keys, size_t nkeys, const void *push_vals, void *pull_vals,
 		     const hps_opts *opts)
 {
 	struct call c = {.type = HPS_REQ_PUSHPULL, .keys = keys, .n = nkeys, .push = push_vals, .pull = pull_vals,

@@ -7,6 +7,7 @@
 
 #include "hps/hps.h"
 #include "net/codec.h"
+#include "net/dtype.h"
 #include "runtime/config.h"
 #include "runtime/ctx.h"
 #include "runtime/log.h"
@@ -42,6 +43,9 @@ struct server {
 	uint64_t min_epoch;
 	uint32_t min_clock; /* smallest clock of the unfinished workers at min_epoch */
 	struct hpsi_store *store; /* the built-in store, NULL with a user handler */
+	unsigned dtype, wire;     /* this key range's stored and ring value types */
+	float *scratch;           /* f32 values of a compressed request */
+	size_t scratch_len;
 	uint32_t ckpt_seen;       /* last checkpoint request served */
 };
 
@@ -116,8 +120,13 @@ static int serve_one(struct server *sv, struct peer *p, uint32_t wk, const void 
 	if (pull && sv->staleness >= 0 && h->clock > sv->staleness &&
 	    min_clock(sv) < h->clock - (uint32_t)sv->staleness)
 		return SERVE_HELD;
+	if (h->dtype != sv->wire) {
+		hpsi_msg_count_bad("values of another type than this key range's");
+		return answer_bad(sv, p, rec, len);
+	}
+	size_t wsz = hpsi_dtype_size(sv->wire), ssz = hpsi_dtype_size(sv->dtype);
 	int in_buf = (h->flags & HPSI_F_HEAP_RESP) != 0;
-	size_t inline_answer = pull && !in_buf ? (size_t)h->nkeys * h->width * sizeof(float) : 0;
+	size_t inline_answer = pull && !in_buf ? (size_t)h->nkeys * h->width * wsz : 0;
 	if (lens && pull && !in_buf)
 		inline_answer = 0; /* no room to answer: refused below */
 	if (inline_answer > sv->answer_max) {
@@ -129,8 +138,10 @@ static int serve_one(struct server *sv, struct peer *p, uint32_t wk, const void 
 		return 0;
 
 	hps_request r = {.type = h->type, .sender = (int)h->sender, .timestamp = h->timestamp,
-			 .width = h->width, .nkeys = h->nkeys, .keys = v.keys,
-			 .lens = h->nlens ? v.lens : NULL, .vals = v.vals, .nvals = h->val_bytes / sizeof(float)};
+			 .width = h->width, .dtype = sv->dtype == HPSI_WIRE_F64 ? HPS_F64 : HPS_F32,
+			 .nkeys = h->nkeys, .keys = v.keys, .lens = h->nlens ? v.lens : NULL, .vals = v.vals,
+			 .nvals = h->val_bytes / wsz};
+	unsigned char *answer = NULL; /* where the answer goes, in the wire type */
 	int status = 0;
 	if (pull && in_buf && lens) {
 		size_t lb = hpsi_lens_bytes(h->nkeys);
@@ -138,30 +149,52 @@ static int serve_one(struct server *sv, struct peer *p, uint32_t wk, const void 
 			status = HPS_EPROTO;
 		} else {
 			r.out_lens = (uint32_t *)v.resp;
-			r.out = (float *)(v.resp + lb);
-			r.out_cap = (h->resp_cap - lb) / sizeof(float);
+			answer = v.resp + lb;
+			r.out_cap = (h->resp_cap - lb) / wsz;
 		}
 	} else if (pull && in_buf) {
-		r.out = (float *)v.resp;
-		r.out_cap = h->resp_cap / sizeof(float);
+		answer = v.resp;
+		r.out_cap = h->resp_cap / wsz;
 	} else if (pull) {
-		r.out = (float *)(out + 1);
-		r.out_cap = inline_answer / sizeof(float);
+		answer = (unsigned char *)(out + 1);
+		r.out_cap = inline_answer / wsz;
 		if (lens)
 			status = HPS_EPROTO;
 	}
+	r.out = (float *)answer;
+	/* Compressed key ranges: the handler works on f32 in a scratch buffer. */
+	int packed = wsz != ssz;
+	if (packed && !status) {
+		size_t need = (r.nvals > r.out_cap ? r.nvals : r.out_cap) * 2;
+		if (need > sv->scratch_len) {
+			free(sv->scratch);
+			sv->scratch_len = 0;
+			if ((sv->scratch = malloc(need * sizeof(float))))
+				sv->scratch_len = need;
+		}
+		if (!sv->scratch) {
+			status = HPS_ENOMEM;
+		} else {
+			hpsi_convert(sv->scratch, HPSI_WIRE_F32, v.vals, sv->wire, r.nvals);
+			r.vals = sv->scratch;
+			r.out = sv->scratch + r.nvals;
+		}
+	}
 	int rc = status ? status : sv->handler(&r, sv->arg);
 	if (rc >= 0 && pull && !lens && (size_t)rc != (size_t)h->nkeys * h->width) {
-		hpsi_warn("handler answered %d floats for %u keys x %u", rc, h->nkeys, h->width);
+		hpsi_warn("handler answered %d values for %u keys x %u", rc, h->nkeys, h->width);
 		rc = HPS_EHANDLER;
 	}
+	if (rc > 0 && pull && packed)
+		hpsi_convert(answer, sv->wire, r.out, HPSI_WIRE_F32, (size_t)rc);
 	hpsi_msg_init(out, HPSI_MSG_RESPONSE, sv->me, h->timestamp);
 	out->part = h->part;
+	out->dtype = (uint8_t)sv->wire;
 	out->flags = (uint16_t)(h->flags & (HPSI_F_LENS | (pull ? HPSI_F_HEAP_RESP : 0)));
 	out->resp_off = out->flags & HPSI_F_HEAP_RESP ? h->resp_off : 0;
 	out->resp_cap = out->flags & HPSI_F_HEAP_RESP ? h->resp_cap : 0;
 	out->status = rc < 0 ? rc : 0;
-	out->val_bytes = rc > 0 && pull ? (uint64_t)rc * sizeof(float) : 0;
+	out->val_bytes = rc > 0 && pull ? (uint64_t)rc * wsz : 0;
 	if (lens && pull && rc >= 0)
 		out->nlens = h->nkeys;
 	if (!in_buf && out->val_bytes != inline_answer) {
@@ -280,7 +313,8 @@ static void serve_checkpoint(struct server *sv)
 			clock = 0;
 		rc = hpsi_store_save(sv->store, h->ckpt_dir, me, h->nservers, clock);
 	} else {
-		struct hpsi_store *fresh = hpsi_store_create(hpsi_store_updater(sv->store), hpsi_store_init(sv->store));
+		struct hpsi_store *fresh = hpsi_store_create(hpsi_store_updater(sv->store), hpsi_store_init(sv->store),
+							     sv->dtype);
 		rc = fresh ? hpsi_store_load(fresh, h->ckpt_dir, sv->seg, me, &clock) : HPS_ENOMEM;
 		if (rc) {
 			hpsi_store_destroy(fresh);
@@ -356,7 +390,7 @@ int hps_server_run(hps_ctx *ctx, hps_handler handler, void *arg)
 		int rc = hpsi_server_store_config(ctx->cfg.rank, &upd, &init);
 		if (rc)
 			return rc;
-		if (!(store = hpsi_store_create(&upd, &init)))
+		if (!(store = hpsi_store_create(&upd, &init, hpsi_seg_ranges(seg)[ctx->node].dtype)))
 			return HPS_ENOMEM;
 		sv.handler = hpsi_store_handle;
 		sv.arg = store;
@@ -382,6 +416,8 @@ int hps_server_run(hps_ctx *ctx, hps_handler handler, void *arg)
 	int64_t spin_until = hpsi_now_ns() + ctx->spin_ns;
 	uint32_t steps = 0;
 	sv.store = store;
+	sv.dtype = hpsi_seg_ranges(seg)[ctx->node].dtype;
+	sv.wire = hpsi_seg_ranges(seg)[ctx->node].wire;
 	sv.ckpt_seen = 0; /* a request made before this server started still counts */
 	for (;;) {
 		uint32_t ck = atomic_load_explicit(&seg->hdr->ckpt_seq, memory_order_acquire);
@@ -403,6 +439,7 @@ int hps_server_run(hps_ctx *ctx, hps_handler handler, void *arg)
 		spin_until = hpsi_now_ns() + ctx->spin_ns;
 	}
 	free(sv.peers);
+	free(sv.scratch);
 	hpsi_store_destroy(sv.store);
 	return 0;
 }

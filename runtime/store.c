@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "hps/error.h"
+#include "net/dtype.h"
 #include "runtime/log.h"
 #include "runtime/route.h"
 #include "shm/heap.h"
@@ -27,6 +28,8 @@ struct hpsi_store {
 	int flags;      /* mallocx flags: the NUMA-local arena */
 	struct hpsi_updater upd;
 	struct hpsi_init init;
+	unsigned dtype; /* HPSI_WIRE_F32 or HPSI_WIRE_F64 */
+	size_t esz;     /* bytes per value */
 };
 
 static void *xalloc(struct hpsi_store *st, size_t bytes)
@@ -34,13 +37,15 @@ static void *xalloc(struct hpsi_store *st, size_t bytes)
 	return mallocx(bytes, st->flags);
 }
 
-struct hpsi_store *hpsi_store_create(const struct hpsi_updater *u, const struct hpsi_init *in)
+struct hpsi_store *hpsi_store_create(const struct hpsi_updater *u, const struct hpsi_init *in, unsigned dtype)
 {
 	int flags = hpsi_local_arena_flags();
 	struct hpsi_store *st = mallocx(sizeof *st, flags | MALLOCX_ZERO);
 	if (!st)
 		return NULL;
 	st->flags = flags;
+	st->dtype = dtype == HPSI_WIRE_F64 ? HPSI_WIRE_F64 : HPSI_WIRE_F32;
+	st->esz = hpsi_dtype_size(st->dtype);
 	if (u)
 		st->upd = *u;
 	else
@@ -120,10 +125,11 @@ static int reserve_pool(struct hpsi_store *st, size_t more)
 	return 0;
 }
 
-/* Floats a key of len values takes in the pool. */
+/* Floats a key of len values takes in the pool (an f64 value takes two,
+ * so every offset stays even and doubles stay aligned). */
 static uint64_t footprint(const struct hpsi_store *st, uint32_t len)
 {
-	return (uint64_t)len * (1 + st->upd.state);
+	return (uint64_t)len * (1 + st->upd.state) * (st->esz / sizeof(float));
 }
 
 /* Adds an absent key with its initial values; room was made by make_room. */
@@ -134,7 +140,10 @@ static int64_t add(struct hpsi_store *st, uint64_t key, uint32_t len)
 		i = (i + 1) & mask;
 	st->tab[i] = (struct entry){.key = key, .off = st->pool_len, .len = len, .used = 1};
 	float *w = st->pool + st->pool_len;
-	hpsi_init_values(&st->init, &st->upd, key, w, w + len, len);
+	if (st->dtype == HPSI_WIRE_F64)
+		hpsi_init_values64(&st->init, &st->upd, key, (double *)w, (double *)w + len, len);
+	else
+		hpsi_init_values(&st->init, &st->upd, key, w, w + len, len);
 	st->pool_len += footprint(st, len);
 	st->count++;
 	return (int64_t)i;
@@ -212,8 +221,9 @@ int hpsi_store_handle(hps_request *r, void *arg)
 	if (new_keys && make_room(st, r, new_keys, new_floats))
 		return HPS_ENOMEM;
 	/* Pass 2: apply the push, then read the answer. */
-	const float *src = r->vals;
-	float *dst = r->out;
+	const unsigned char *src = (const unsigned char *)r->vals;
+	unsigned char *dst = (unsigned char *)r->out;
+	size_t esz = st->esz;
 	for (size_t i = 0; i < r->nkeys; i++) {
 		int64_t e = st->found[i];
 		uint32_t len = want_len(r, i);
@@ -223,33 +233,36 @@ int hpsi_store_handle(hps_request *r, void *arg)
 			struct entry *en = &st->tab[e];
 			float *v = st->pool + en->off;
 			en->steps++;
-			if (st->upd.kind != HPSI_UPD_SUM)
-				hpsi_updater_apply(&st->upd, v, v + len, src, len, en->steps);
+			if (st->dtype == HPSI_WIRE_F64)
+				hpsi_updater_apply64(&st->upd, (double *)v, (double *)v + len, (const double *)src, len,
+						     en->steps);
+			else if (st->upd.kind != HPSI_UPD_SUM)
+				hpsi_updater_apply(&st->upd, v, v + len, (const float *)src, len, en->steps);
 			else if (len == 1)
-				v[0] += src[0];
+				v[0] += *(const float *)src;
 			else
-				add_floats(v, src, len);
-			src += len;
+				add_floats(v, (const float *)src, len);
+			src += len * esz;
 		}
 		if (pull) {
 			if (e < 0) {
 				if (r->out_lens)
 					r->out_lens[i] = 0;
-				memset(dst, 0, (r->width ? len : 0) * sizeof(float));
-				dst += r->width ? len : 0;
+				memset(dst, 0, (r->width ? len : 0) * esz);
+				dst += r->width ? len * esz : 0;
 				continue;
 			}
 			uint32_t have = st->tab[e].len;
 			if (r->out_lens)
 				r->out_lens[i] = have;
-			if (have == 1)
-				*dst = st->pool[st->tab[e].off];
+			if (have == 1 && esz == sizeof(float))
+				*(float *)dst = st->pool[st->tab[e].off];
 			else
-				memcpy(dst, st->pool + st->tab[e].off, have * sizeof(float));
-			dst += have;
+				memcpy(dst, st->pool + st->tab[e].off, have * esz);
+			dst += have * esz;
 		}
 	}
-	return pull ? (int)(dst - r->out) : 0;
+	return pull ? (int)((size_t)(dst - (unsigned char *)r->out) / esz) : 0;
 }
 
 int hpsi_store_foreach(const struct hpsi_store *st, hpsi_store_visit fn, void *arg)
@@ -289,4 +302,9 @@ const struct hpsi_updater *hpsi_store_updater(const struct hpsi_store *st)
 const struct hpsi_init *hpsi_store_init(const struct hpsi_store *st)
 {
 	return &st->init;
+}
+
+unsigned hpsi_store_dtype(const struct hpsi_store *st)
+{
+	return st->dtype;
 }

@@ -17,8 +17,9 @@
 
 struct hpsi_store;
 
-/* u, in: NULL for sum and zeros. */
-struct hpsi_store *hpsi_store_create(const struct hpsi_updater *u, const struct hpsi_init *in);
+/* u, in: NULL for sum and zeros; dtype: HPSI_WIRE_F32 or HPSI_WIRE_F64. */
+struct hpsi_store *hpsi_store_create(const struct hpsi_updater *u, const struct hpsi_init *in, unsigned dtype);
+unsigned hpsi_store_dtype(const struct hpsi_store *st);
 void hpsi_store_destroy(struct hpsi_store *st);
 /* An hps_handler; arg is the store. */
 int hpsi_store_handle(hps_request *req, void *arg);
@@ -30,8 +31,9 @@ int hpsi_server_store_config(int rank, struct hpsi_updater *upd, struct hpsi_ini
  * bsp (0), or asp / inf / unset (-1, no bound); "s;s;..." per server. */
 int hpsi_server_staleness(int rank, int64_t *out);
 
-/* Visits every key: len values followed by len x state floats of
- * optimizer state; a non-zero return from fn stops and is returned. */
+/* Visits every key: len values followed by len x state values of
+ * optimizer state, in the store's dtype; a non-zero return from fn stops
+ * and is returned. */
 typedef int (*hpsi_store_visit)(uint64_t key, uint32_t len, uint32_t steps, const float *vals, void *arg);
 int hpsi_store_foreach(const struct hpsi_store *st, hpsi_store_visit fn, void *arg);
 /* Adds an absent key with its values and state (loading a checkpoint). */

@@ -171,81 +171,93 @@ static double unit(uint64_t seed, uint64_t key, uint64_t j)
 	return (double)(h >> 11) * (1.0 / 9007199254740992.0);
 }
 
-void hpsi_init_values(const struct hpsi_init *in, const struct hpsi_updater *u, uint64_t key, float *w,
-		      float *state, uint32_t n)
-{
-	for (uint32_t j = 0; j < n; j++) {
-		switch (in->kind) {
-		case HPSI_INIT_ZEROS: w[j] = 0; break;
-		case HPSI_INIT_CONSTANT: w[j] = (float)in->a; break;
-		case HPSI_INIT_UNIFORM: w[j] = (float)(in->a + (in->b - in->a) * unit(in->seed, key, j)); break;
-		default: { /* Box-Muller from two uniforms of this (key, j) */
-			double u1 = unit(in->seed, key, 2 * (uint64_t)j), u2 = unit(in->seed, key, 2 * (uint64_t)j + 1);
-			double r = sqrt(-2.0 * log(1.0 - u1));
-			w[j] = (float)(in->a + in->b * r * cos(2 * M_PI * u2));
-		}
-		}
+/* The initial values and the updaters, once for float and once for double
+ * key ranges: the arithmetic is the same, only the element type differs. */
+#define DEFINE_INIT(NAME, T)                                                                       \
+	void NAME(const struct hpsi_init *in, const struct hpsi_updater *u, uint64_t key, T *w, T *state, \
+		  uint32_t n)                                                                      \
+	{                                                                                          \
+		for (uint32_t j = 0; j < n; j++) {                                                 \
+			double v;                                                                  \
+			switch (in->kind) {                                                        \
+			case HPSI_INIT_ZEROS: v = 0; break;                                        \
+			case HPSI_INIT_CONSTANT: v = in->a; break;                                 \
+			case HPSI_INIT_UNIFORM: v = in->a + (in->b - in->a) * unit(in->seed, key, j); break; \
+			default: { /* Box-Muller from two uniforms of this (key, j) */             \
+				double u1 = unit(in->seed, key, 2 * (uint64_t)j);                  \
+				double u2 = unit(in->seed, key, 2 * (uint64_t)j + 1);              \
+				v = in->a + in->b * sqrt(-2.0 * log(1.0 - u1)) * cos(2 * M_PI * u2); \
+			}                                                                          \
+			}                                                                          \
+			w[j] = (T)v;                                                               \
+		}                                                                                  \
+		uint32_t ns = n * u->state;                                                        \
+		for (uint32_t j = 0; j < ns; j++)                                                  \
+			state[j] = u->kind == HPSI_UPD_ADAGRAD ? (T)u->init_acc : (T)0;            \
+		if (u->kind == HPSI_UPD_FTRL) /* z consistent with w = -z / (beta/alpha + l2) */   \
+			for (uint32_t j = 0; j < n; j++)                                           \
+				state[j] = (T)(-w[j] * (u->beta / u->alpha + u->l2));              \
 	}
-	uint32_t ns = n * u->state;
-	for (uint32_t j = 0; j < ns; j++)
-		state[j] = u->kind == HPSI_UPD_ADAGRAD ? (float)u->init_acc : 0.0f;
-	if (u->kind == HPSI_UPD_FTRL) /* z consistent with the initial weights: w = -z / (beta/alpha + l2) */
-		for (uint32_t j = 0; j < n; j++)
-			state[j] = (float)(-w[j] * (u->beta / u->alpha + u->l2));
-}
 
-void hpsi_updater_apply(const struct hpsi_updater *u, float *restrict w, float *restrict st,
-			const float *restrict g, uint32_t n, uint32_t step)
-{
-	switch (u->kind) {
-	case HPSI_UPD_SUM:
-		for (uint32_t j = 0; j < n; j++)
-			w[j] += g[j];
-		break;
-	case HPSI_UPD_ASSIGN:
-		for (uint32_t j = 0; j < n; j++)
-			w[j] = g[j];
-		break;
-	case HPSI_UPD_SGD: {
-		float lr = (float)u->lr, l2 = (float)u->l2;
-		for (uint32_t j = 0; j < n; j++)
-			w[j] -= lr * (g[j] + l2 * w[j]);
-		break;
+DEFINE_INIT(hpsi_init_values, float)
+DEFINE_INIT(hpsi_init_values64, double)
+
+#define DEFINE_APPLY(NAME, T, SQRT)                                                                \
+	void NAME(const struct hpsi_updater *u, T *restrict w, T *restrict st, const T *restrict g, uint32_t n, \
+		  uint32_t step)                                                                   \
+	{                                                                                          \
+		switch (u->kind) {                                                                 \
+		case HPSI_UPD_SUM:                                                                 \
+			for (uint32_t j = 0; j < n; j++)                                           \
+				w[j] += g[j];                                                      \
+			break;                                                                     \
+		case HPSI_UPD_ASSIGN:                                                              \
+			for (uint32_t j = 0; j < n; j++)                                           \
+				w[j] = g[j];                                                       \
+			break;                                                                     \
+		case HPSI_UPD_SGD: {                                                               \
+			T lr = (T)u->lr, l2 = (T)u->l2;                                            \
+			for (uint32_t j = 0; j < n; j++)                                           \
+				w[j] -= lr * (g[j] + l2 * w[j]);                                   \
+			break;                                                                     \
+		}                                                                                  \
+		case HPSI_UPD_ADAGRAD: {                                                           \
+			T lr = (T)u->lr, eps = (T)u->eps;                                          \
+			for (uint32_t j = 0; j < n; j++) {                                         \
+				st[j] += g[j] * g[j];                                              \
+				w[j] -= lr * g[j] / (SQRT(st[j]) + eps);                           \
+			}                                                                          \
+			break;                                                                     \
+		}                                                                                  \
+		case HPSI_UPD_FTRL: { /* st: z[n], then n[n] (sum of squared gradients) */         \
+			T *z = st, *acc = st + n;                                                  \
+			for (uint32_t j = 0; j < n; j++) {                                         \
+				double gj = g[j], nn = acc[j] + gj * gj;                           \
+				double sigma = (sqrt(nn) - sqrt((double)acc[j])) / u->alpha;       \
+				z[j] += (T)(gj - sigma * w[j]);                                    \
+				acc[j] = (T)nn;                                                    \
+				double zj = z[j];                                                  \
+				w[j] = fabs(zj) <= u->l1 ? (T)0                                    \
+							 : (T)(-(zj - copysign(u->l1, zj)) /       \
+							       ((u->beta + sqrt(nn)) / u->alpha + u->l2)); \
+			}                                                                          \
+			break;                                                                     \
+		}                                                                                  \
+		case HPSI_UPD_ADAM: { /* st: m[n], then v[n] */                                    \
+			T *m = st, *v = st + n;                                                    \
+			double c1 = u->bias_correction ? 1.0 - pow(u->beta1, step) : 1.0;          \
+			double c2 = u->bias_correction ? 1.0 - pow(u->beta2, step) : 1.0;          \
+			T b1 = (T)u->beta1, b2 = (T)u->beta2;                                      \
+			for (uint32_t j = 0; j < n; j++) {                                         \
+				m[j] = b1 * m[j] + (1 - b1) * g[j];                                \
+				v[j] = b2 * v[j] + (1 - b2) * g[j] * g[j];                         \
+				double mh = m[j] / c1, vh = v[j] / c2;                             \
+				w[j] -= (T)(u->lr * mh / (sqrt(vh) + u->eps));                     \
+			}                                                                          \
+			break;                                                                     \
+		}                                                                                  \
+		}                                                                                  \
 	}
-	case HPSI_UPD_ADAGRAD: {
-		float lr = (float)u->lr, eps = (float)u->eps;
-		for (uint32_t j = 0; j < n; j++) {
-			st[j] += g[j] * g[j];
-			w[j] -= lr * g[j] / (sqrtf(st[j]) + eps);
-		}
-		break;
-	}
-	case HPSI_UPD_FTRL: { /* st: z[n], then n[n] (sum of squared gradients) */
-		float *z = st, *acc = st + n;
-		for (uint32_t j = 0; j < n; j++) {
-			double gj = g[j], nn = acc[j] + gj * gj;
-			double sigma = (sqrt(nn) - sqrt((double)acc[j])) / u->alpha;
-			z[j] += (float)(gj - sigma * w[j]);
-			acc[j] = (float)nn;
-			double zj = z[j];
-			w[j] = fabs(zj) <= u->l1 ? 0.0f
-						 : (float)(-(zj - copysign(u->l1, zj)) /
-							   ((u->beta + sqrt(nn)) / u->alpha + u->l2));
-		}
-		break;
-	}
-	case HPSI_UPD_ADAM: { /* st: m[n], then v[n] */
-		float *m = st, *v = st + n;
-		double c1 = u->bias_correction ? 1.0 - pow(u->beta1, step) : 1.0;
-		double c2 = u->bias_correction ? 1.0 - pow(u->beta2, step) : 1.0;
-		float b1 = (float)u->beta1, b2 = (float)u->beta2;
-		for (uint32_t j = 0; j < n; j++) {
-			m[j] = b1 * m[j] + (1 - b1) * g[j];
-			v[j] = b2 * v[j] + (1 - b2) * g[j] * g[j];
-			double mh = m[j] / c1, vh = v[j] / c2;
-			w[j] -= (float)(u->lr * mh / (sqrt(vh) + u->eps));
-		}
-		break;
-	}
-	}
-}
+
+DEFINE_APPLY(hpsi_updater_apply, float, sqrtf)
+DEFINE_APPLY(hpsi_updater_apply64, double, sqrt)

@@ -59,4 +59,10 @@ void hpsi_init_values(const struct hpsi_init *in, const struct hpsi_updater *u, 
 void hpsi_updater_apply(const struct hpsi_updater *u, float *w, float *state, const float *g, uint32_t n,
 			uint32_t step);
 
+/* The same for f64 key ranges. */
+void hpsi_init_values64(const struct hpsi_init *in, const struct hpsi_updater *u, uint64_t key, double *w,
+			double *state, uint32_t n);
+void hpsi_updater_apply64(const struct hpsi_updater *u, double *w, double *state, const double *g, uint32_t n,
+			  uint32_t step);
+
 #endif

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "net/dtype.h"
 #include "runtime/log.h"
 
 #define SLEEP_SLICE_NS 10000000 /* liveness and deadline checks while asleep */
@@ -47,10 +48,10 @@ static void finish_slot(struct hps_worker *w, struct hpsi_slot *s)
 }
 
 /* Variable-length pull: every part's answer is in its heap buffer as
- * lens|values; lay them out in key order. */
+ * lens|values (wire type); lay them out in key order, in the caller's type. */
 static int assemble_lens(struct hpsi_slot *s)
 {
-	size_t n = s->nkeys;
+	size_t n = s->nkeys, usz = hpsi_dtype_size(s->udt);
 	uint64_t *off = malloc((n + 1) * sizeof *off);
 	uint32_t *own_lens = s->out_lens ? NULL : malloc(n * sizeof *own_lens);
 	if (!off || (!s->out_lens && !own_lens)) {
@@ -71,16 +72,17 @@ static int assemble_lens(struct hpsi_slot *s)
 		off[k + 1] = off[k] + s->out_lens[k];
 	int rc = 0;
 	if (off[n] > s->out_cap) {
-		hpsi_error("pull answer has %llu floats but vals_cap is %zu", (unsigned long long)off[n], s->out_cap);
+		hpsi_error("pull answer has %llu values but vals_cap is %zu", (unsigned long long)off[n], s->out_cap);
 		rc = HPS_EINVAL;
 	}
 	for (uint32_t i = 0; i < s->nparts && !rc; i++) {
 		struct hpsi_part *p = &s->parts[i];
-		const float *src = (const float *)((char *)p->resp_buf + hpsi_lens_bytes(p->count));
+		size_t wsz = hpsi_dtype_size(p->wire);
+		const unsigned char *src = (const unsigned char *)p->resp_buf + hpsi_lens_bytes(p->count);
 		for (uint32_t j = 0; j < p->count; j++) {
 			size_t k = s->idx ? s->idx[p->begin + j] : p->begin + j;
-			memcpy(s->out + off[k], src, s->out_lens[k] * sizeof(float));
-			src += s->out_lens[k];
+			hpsi_convert(s->out + off[k] * usz, s->udt, src, p->wire, s->out_lens[k]);
+			src += s->out_lens[k] * wsz;
 		}
 	}
 	free(off);
@@ -91,22 +93,25 @@ static int assemble_lens(struct hpsi_slot *s)
 	return rc;
 }
 
-/* Copies a fixed-width answer of one part into the caller's buffer. */
-static void scatter_fixed(struct hpsi_slot *s, struct hpsi_part *p, const float *src)
+/* Copies a fixed-width answer of one part into the caller's buffer,
+ * converting from the wire type. */
+static void scatter_fixed(struct hpsi_slot *s, struct hpsi_part *p, const unsigned char *src)
 {
-	size_t wd = s->width;
+	size_t wd = s->width, usz = hpsi_dtype_size(s->udt), wsz = hpsi_dtype_size(p->wire);
 	if (!s->idx) {
-		memcpy(s->out + (size_t)p->begin * wd, src, (size_t)p->count * wd * sizeof(float));
+		hpsi_convert(s->out + (size_t)p->begin * wd * usz, s->udt, src, p->wire, (size_t)p->count * wd);
 		return;
 	}
 	const uint32_t *idx = s->idx + p->begin;
-	if (wd == 1) {
+	if (wd == 1 && p->wire == HPSI_WIRE_F32 && s->udt == HPSI_WIRE_F32) {
+		float *out = (float *)s->out;
+		const float *in = (const float *)src;
 		for (uint32_t j = 0; j < p->count; j++)
-			s->out[idx[j]] = src[j];
+			out[idx[j]] = in[j];
 		return;
 	}
 	for (uint32_t j = 0; j < p->count; j++)
-		memcpy(s->out + idx[j] * wd, src + j * wd, wd * sizeof(float));
+		hpsi_convert(s->out + idx[j] * wd * usz, s->udt, src + j * wd * wsz, p->wire, wd);
 }
 
 /* The last reference is gone: answer the caller and free the slot. A
@@ -168,12 +173,14 @@ static void handle_response(struct hps_worker *w, uint32_t server, const void *r
 	}
 	struct hpsi_part *p = &s->parts[h->part];
 	int status = h->status;
+	if (!status && h->dtype != p->wire)
+		status = HPS_EPROTO;
 	if (!status && !s->abandoned && s->type != HPS_REQ_PUSH && s->width) {
-		size_t want = (size_t)p->count * s->width * sizeof(float);
+		size_t want = (size_t)p->count * s->width * hpsi_dtype_size(p->wire);
 		if (h->val_bytes != want)
 			status = HPS_EHANDLER;
 		else if (!p->resp_in_place)
-			scatter_fixed(s, p, (h->flags & HPSI_F_HEAP_RESP) ? (const float *)p->resp_buf : v.vals);
+			scatter_fixed(s, p, (h->flags & HPSI_F_HEAP_RESP) ? p->resp_buf : v.vals);
 	}
 	part_done(w, s, p, status);
 }

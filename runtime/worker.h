@@ -21,6 +21,7 @@ struct hpsi_part {
 	int pending;
 	void *keys_buf, *vals_buf, *resp_buf; /* heap buffers freed on the answer */
 	int resp_in_place;                    /* server wrote into the caller's buffer */
+	unsigned wire;                        /* value type on this server's rings */
 };
 
 struct hpsi_slot {
@@ -40,9 +41,10 @@ struct hpsi_slot {
 	int status;
 	int type;
 	uint32_t width; /* 0 in lens mode */
-	float *out;
+	unsigned udt;   /* the caller's value type (HPSI_WIRE_F32 / F64) */
+	unsigned char *out;
 	uint32_t *out_lens;
-	size_t out_cap, nkeys;
+	size_t out_cap, nkeys; /* out_cap in values */
 	uint32_t *idx;
 	uint32_t nparts;
 	struct hpsi_part *parts;

@@ -13,8 +13,8 @@
  *   hps_worker_close(w);  hps_finalize(ctx);
  *
  * Keys of one request are uint64, sorted ascending and unique. Values are
- * f32: `width` floats per key (fixed width), or per-key lengths (`lens`,
- * as in ps-lite). All functions return 0 / a non-negative value or a
+ * f32 (or f64, see hps_opts.dtype): `width` values per key (fixed width),
+ * or per-key lengths (`lens`, as in ps-lite). All functions return 0 / a non-negative value or a
  * negative HPS_E* code (see hps/error.h).
  */
 #ifndef HPS_HPS_H
@@ -66,9 +66,16 @@ int hps_worker_close(hps_worker *w);
 typedef void (*hps_callback)(hps_worker *w, int64_t ts, int status, void *arg);
 
 /* Optional per-request settings; NULL means fixed width, no callback. */
+/* The caller's value type (hps_opts.dtype); it must match what the key
+ * range stores (HPS_DTYPE). f16/bf16 compression on the rings
+ * (HPS_COMPRESS) is invisible here: callers pass f32. */
+enum hps_dtype { HPS_F32 = 0, HPS_F64 = 1 };
+
 typedef struct hps_opts {
-	/* Floats per key for this request instead of the worker's width. */
+	/* Values per key for this request instead of the worker's width. */
 	uint32_t width;
+	/* HPS_F32 (default: vals are float) or HPS_F64 (vals are double). */
+	int dtype;
 	/* Variable-length values: floats of each key (push and push-then-pull).
 	 * Push values are then sum(lens) floats. */
 	const uint32_t *lens;
@@ -84,13 +91,13 @@ typedef struct hps_opts {
  * buffers must stay valid and unchanged until the request completes.
  * Requests run concurrently; those from one thread to one server are
  * applied in order. */
-int64_t hps_push(hps_worker *w, const uint64_t *keys, size_t nkeys, const float *vals,
+int64_t hps_push(hps_worker *w, const uint64_t *keys, size_t nkeys, const void *vals,
 		 const hps_opts *opts);
-int64_t hps_pull(hps_worker *w, const uint64_t *keys, size_t nkeys, float *vals,
+int64_t hps_pull(hps_worker *w, const uint64_t *keys, size_t nkeys, void *vals,
 		 const hps_opts *opts);
 /* Push, then pull the same keys after the push is applied, in one request. */
-int64_t hps_pushpull(hps_worker *w, const uint64_t *keys, size_t nkeys, const float *push_vals,
-		     float *pull_vals, const hps_opts *opts);
+int64_t hps_pushpull(hps_worker *w, const uint64_t *keys, size_t nkeys, const void *push_vals,
+		     void *pull_vals, const hps_opts *opts);
 
 /* Waits for request ts to complete and returns its status. Passing a
  * negative ts returns it, so hps_wait(w, hps_push(...)) reports both kinds

@@ -19,18 +19,19 @@ typedef struct hps_request {
 	int type;               /* enum hps_req_type */
 	int sender;             /* rank of the worker */
 	int64_t timestamp;      /* the worker's timestamp of the request */
-	uint32_t width;         /* floats per key, or 0 when lens is set */
+	uint32_t width;         /* values per key, or 0 when lens is set */
+	int dtype;              /* HPS_F32, or HPS_F64: vals and out then point to doubles */
 	size_t nkeys;
 	const uint64_t *keys;   /* sorted, unique */
 	const uint32_t *lens;   /* floats per key in variable-length mode, else NULL */
-	const float *vals;      /* pushed values (push, pushpull); nvals floats */
+	const float *vals;      /* pushed values (push, pushpull); nvals of them */
 	size_t nvals;
 	float *out;             /* pull, pushpull: where the answer goes */
-	size_t out_cap;         /* floats that fit in out */
-	uint32_t *out_lens;     /* variable-length pull: floats per key to fill */
+	size_t out_cap;         /* values that fit in out */
+	uint32_t *out_lens;     /* variable-length pull: values per key to fill */
 } hps_request;
 
-/* Handles one request. Returns the floats written to out (0 for a push)
+/* Handles one request. Returns the values written to out (0 for a push)
  * or a negative HPS_E* code, which the worker's hps_wait returns. */
 typedef int (*hps_handler)(hps_request *req, void *arg);
 
