@@ -65,6 +65,9 @@ static void usage(FILE *f)
 		"                        ftrl:alpha=,beta=,l1=,l2=, adam:lr=,beta1=,beta2=,eps=,bias=\n"
 		"  --staleness S         consistency per key range (HPS_STALENESS): bsp, asp, or\n"
 		"                        a number of clocks (SSP); S;S;... per server\n"
+		"  --dtype T             values stored per key range: f32 or f64; T;T;... per server\n"
+		"                        (HPS_DTYPE)\n"
+		"  --compress C          f32 values on the rings as none, f16 or bf16 (HPS_COMPRESS)\n"
 		"  --init SPEC           first-touch values (HPS_INIT): zeros, constant:value=,\n"
 		"                        uniform:low=,high=,seed=, normal:mean=,std=,seed=\n"
 		"  -h, --help            this text\n\n"
@@ -81,7 +84,8 @@ static const struct {
 	{"--ring-kb", NULL, "HPS_RING_KB"},     {"--timeout-ms", NULL, "HPS_TIMEOUT_MS"},
 	{"--key-ranges", NULL, "HPS_KEY_RANGES"}, {"--host", NULL, "HPS_HOST"},
 	{"--updater", NULL, "HPS_UPDATER"},       {"--init", NULL, "HPS_INIT"},
-	{"--staleness", NULL, "HPS_STALENESS"},
+	{"--staleness", NULL, "HPS_STALENESS"},   {"--dtype", NULL, "HPS_DTYPE"},
+	{"--compress", NULL, "HPS_COMPRESS"},
 };
 
 static void put_line(struct child *c, const char *s, size_t n)

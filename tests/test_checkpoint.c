@@ -118,6 +118,12 @@ static int refuse_worker(hps_ctx *ctx, hps_worker *w, void *arg)
 	return 0;
 }
 
+static int load_only_worker(hps_ctx *ctx, hps_worker *w, void *arg)
+{
+	(void)w;
+	return hps_load(ctx, arg) == HPS_EPROTO ? 0 : 1;
+}
+
 static void expect_refused(const char *bad)
 {
 	struct job j;
@@ -184,6 +190,13 @@ static void test_checkpoint_damage_refused(void)
 	setenv("HPS_UPDATER", "adagrad", 1);
 	expect_refused(good);
 	unsetenv("HPS_UPDATER");
+	/* written from f32 key ranges, loaded into f64 ones */
+	setenv("HPS_DTYPE", "f64", 1);
+	struct job j;
+	CU_ASSERT_EQUAL_FATAL(job_start(&j, 1, 1, NULL), 0);
+	unsetenv("HPS_DTYPE");
+	CU_ASSERT_EQUAL(wait_exit(job_fork_worker(&j, 0, 1, load_only_worker, good), 30000), 0);
+	CU_ASSERT_EQUAL(job_stop(&j), 0);
 	/* and the intact one loads */
 	copy_dir(good, bad);
 	char cmd[700];
