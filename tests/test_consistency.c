@@ -76,7 +76,7 @@ static void test_consistency_staleness_property(void)
 {
 	int bounds[] = {0, 1, 3, -1};
 	for (int b = 0; b < 4; b++)
-		for (unsigned seed = 1; seed <= 4; seed++)
+		for (unsigned seed = 1; seed <= 8; seed++)
 			run_property(bounds[b], seed, 0);
 }
 
