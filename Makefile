@@ -65,10 +65,11 @@ bench: deps
 	@$(MAKE) --no-print-directory bench/hps_bench bin/hps
 	bench/hps_bench
 
-# Straggler under BSP, SSP and ASP (about 10 s).
+# Straggler under BSP, SSP and ASP, then moving stragglers (about 20 s).
 bench-ssp: deps
 	@$(MAKE) --no-print-directory bench/ssp_bench
 	bench/ssp_bench
+	bench/ssp_bench --transient
 
 # The main job: until the learning examples exist, the benchmark on a
 # local job of 1 server + 1 worker and 2 servers + 2 workers.

@@ -6,7 +6,12 @@
  *   straggler MODEL fast_iters_per_s job_iters_per_s fast_blocked_fraction max_observed_staleness
  * job_iters_per_s is the rate of the job's slowest clock; the blocked
  * fraction is the fast worker's time inside pulls; the staleness is the
- * most clocks of the straggler's updates a fast worker's pull was missing. */
+ * most clocks of the straggler's updates a fast worker's pull was missing.
+ *
+ * With --transient both workers take 2 ms, and each iteration stalls for
+ * 10 ms with probability 0.2 (seeded per worker): the stragglers move
+ * between workers, the case SSP is for. Lines then start with `transient`;
+ * "fast" is worker 0. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +36,7 @@ struct stats {
 };
 
 static struct stats *st; /* shared: one per worker */
+static int transient;
 
 static int worker(hps_ctx *ctx, hps_worker *w, int64_t deadline)
 {
@@ -47,7 +53,13 @@ static int worker(hps_ctx *ctx, hps_worker *w, int64_t deadline)
 		long missing = c - (long)got[other];
 		if (missing > s.max_stale)
 			s.max_stale = missing;
-		usleep(me == 0 ? FAST_US : SLOW_US);
+		if (transient) {
+			static unsigned rng;
+			rng = rng ? rng * 1103515245u + 12345u : 1u + (unsigned)me * 7919u;
+			usleep(FAST_US + ((rng >> 16) % 5 == 0 ? 5 * FAST_US : 0));
+		} else {
+			usleep(me == 0 ? FAST_US : SLOW_US);
+		}
 		if (hps_wait(w, hps_push(w, &mine, 1, &one, NULL)) || hps_clock(w))
 			return 1;
 		s.iters++;
@@ -107,16 +119,18 @@ static int run_model(const char *name, const char *staleness)
 	if (bad)
 		return 1;
 	long job_iters = st[0].iters < st[1].iters ? st[0].iters : st[1].iters;
-	printf("straggler %s %.1f %.1f %.3f %ld\n", name, st[0].iters / st[0].elapsed_s, job_iters / st[0].elapsed_s,
+	printf("%s %s %.1f %.1f %.3f %ld\n", transient ? "transient" : "straggler", name, st[0].iters / st[0].elapsed_s, job_iters / st[0].elapsed_s,
 	       st[0].blocked_s / st[0].elapsed_s, st[0].max_stale);
 	fflush(stdout);
 	return 0;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	transient = argc > 1 && strcmp(argv[1], "--transient") == 0;
 	st = mmap(NULL, 2 * sizeof *st, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	printf("# straggler MODEL fast_iters_per_s job_iters_per_s fast_blocked_fraction max_observed_staleness\n");
+	printf("# %s MODEL fast_iters_per_s job_iters_per_s fast_blocked_fraction max_observed_staleness\n",
+	       transient ? "transient" : "straggler");
 	int rc = 0;
 	rc |= run_model("bsp", "bsp");
 	rc |= run_model("ssp1", "1");
