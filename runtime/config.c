@@ -108,28 +108,31 @@ bad:
 	return HPS_ECONFIG;
 }
 
-/* The name at index `rank` of a "a" or "a;b;c" list, or NULL. */
-static int list_item(const char *list, uint32_t rank, char *buf, size_t cap)
+const char *hpsi_spec_for(const char *list, int rank, char *buf, size_t cap)
 {
+	if (!list)
+		return "";
 	const char *s = list;
 	if (strchr(list, ';'))
-		for (uint32_t i = 0; i < rank; i++)
+		for (int i = 0; i < rank; i++)
 			if (!(s = strchr(s, ';')) || !*++s)
-				return -1;
+				return NULL;
 	size_t n = strcspn(s, ";");
 	if (n >= cap)
-		return -1;
+		return NULL;
 	memcpy(buf, s, n);
 	buf[n] = 0;
-	return 0;
+	return buf;
 }
 
 int hpsi_config_value_types(uint32_t nservers, uint32_t *dtypes, uint32_t *wires)
 {
 	const char *dt = hpsi_setting("DTYPE"), *cp = hpsi_setting("COMPRESS");
 	for (uint32_t r = 0; r < nservers; r++) {
-		char a[16] = "f32", b[16] = "none";
-		if ((dt && list_item(dt, r, a, sizeof a)) || (cp && list_item(cp, r, b, sizeof b))) {
+		char abuf[16], bbuf[16];
+		const char *a = dt ? hpsi_spec_for(dt, (int)r, abuf, sizeof abuf) : "f32";
+		const char *b = cp ? hpsi_spec_for(cp, (int)r, bbuf, sizeof bbuf) : "none";
+		if (!a || !b) {
 			hpsi_error("HPS_DTYPE / HPS_COMPRESS list fewer entries than there are servers (%u)", nservers);
 			return HPS_ECONFIG;
 		}

@@ -38,6 +38,11 @@ int hpsi_config_load(struct hpsi_config *c, int need_role);
 /* Parses a non-negative integer setting into *out; returns 0 if unset. */
 int hpsi_setting_u64(const char *name, uint64_t min, uint64_t max, uint64_t *out);
 
+/* The entry of server `rank` in a per-server setting: "x" for every server
+ * or "x;y;..." one per server. Copies it into buf; "" when list is NULL,
+ * NULL when the list is too short or the entry does not fit. */
+const char *hpsi_spec_for(const char *list, int rank, char *buf, size_t cap);
+
 /* Reads HPS_DTYPE and HPS_COMPRESS ("x" for all servers or "x;y;..."). */
 int hpsi_config_value_types(uint32_t nservers, uint32_t *dtypes, uint32_t *wires);
 

@@ -338,14 +338,14 @@ int hpsi_server_store_config(int rank, struct hpsi_updater *upd, struct hpsi_ini
 	char buf[256];
 	const char *spec = hpsi_spec_for(hpsi_setting("UPDATER"), rank, buf, sizeof buf);
 	if (!spec) {
-		hpsi_error("HPS_UPDATER lists fewer updaters than there are servers (server %d has none)", rank);
+		hpsi_error("HPS_UPDATER has no usable entry for server %d (too few entries, or one too long)", rank);
 		return HPS_ECONFIG;
 	}
 	if (hpsi_updater_parse(spec, "HPS_UPDATER", upd))
 		return HPS_ECONFIG;
 	spec = hpsi_spec_for(hpsi_setting("INIT"), rank, buf, sizeof buf);
 	if (!spec) {
-		hpsi_error("HPS_INIT lists fewer initialisers than there are servers (server %d has none)", rank);
+		hpsi_error("HPS_INIT has no usable entry for server %d (too few entries, or one too long)", rank);
 		return HPS_ECONFIG;
 	}
 	return hpsi_init_parse(spec, "HPS_INIT", init) ? HPS_ECONFIG : 0;
@@ -357,7 +357,7 @@ int hpsi_server_staleness(int rank, int64_t *out)
 	const char *spec = hpsi_spec_for(hpsi_setting("STALENESS"), rank, buf, sizeof buf);
 	*out = -1;
 	if (!spec) {
-		hpsi_error("HPS_STALENESS lists fewer bounds than there are servers (server %d has none)", rank);
+		hpsi_error("HPS_STALENESS has no usable entry for server %d (too few entries, or one too long)", rank);
 		return HPS_ECONFIG;
 	}
 	if (!*spec || strcmp(spec, "asp") == 0 || strcmp(spec, "inf") == 0)

@@ -138,30 +138,6 @@ int hpsi_init_parse(const char *spec, const char *setting, struct hpsi_init *in)
 	return rc;
 }
 
-const char *hpsi_spec_for(const char *list, int rank, char *buf, size_t cap)
-{
-	if (!list)
-		return "";
-	if (!strchr(list, ';')) {
-		snprintf(buf, cap, "%s", list);
-		return buf;
-	}
-	const char *s = list;
-	for (int i = 0; i < rank; i++) {
-		s = strchr(s, ';');
-		if (!s)
-			return NULL;
-		s++;
-	}
-	const char *end = strchr(s, ';');
-	size_t n = end ? (size_t)(end - s) : strlen(s);
-	if (n >= cap)
-		n = cap - 1;
-	memcpy(buf, s, n);
-	buf[n] = 0;
-	return buf;
-}
-
 /* A uniform double in [0, 1) from (seed, key, index): counter-based, so
  * it needs no state and no order. */
 static double unit(uint64_t seed, uint64_t key, uint64_t j)

@@ -44,11 +44,6 @@ struct hpsi_init {
 int hpsi_updater_parse(const char *spec, const char *setting, struct hpsi_updater *u);
 int hpsi_init_parse(const char *spec, const char *setting, struct hpsi_init *in);
 
-/* The spec of server `rank` from a list "spec;spec;..." (one per server)
- * or a single spec for all; NULL when the list is too short. Copies into
- * buf. */
-const char *hpsi_spec_for(const char *list, int rank, char *buf, size_t cap);
-
 /* Starting state of n value floats: weights w, optimizer state (n * state
  * floats) after them. */
 void hpsi_init_values(const struct hpsi_init *in, const struct hpsi_updater *u, uint64_t key, float *w,

@@ -265,6 +265,35 @@ static void test_checkpoint_command_on_running_job(void)
 	CU_ASSERT_EQUAL(system(cmd), 0);
 }
 
+/* One checkpoint at a time: a live holder of the lock refuses a second
+ * one; the lock of a holder that died is taken over. */
+static void test_checkpoint_one_at_a_time(void)
+{
+	struct job j;
+	CU_ASSERT_EQUAL_FATAL(job_start(&j, 1, 1, NULL), 0);
+	job_env(&j, "worker", 0);
+	hps_ctx *ctx;
+	CU_ASSERT_EQUAL_FATAL(hps_init(&ctx, NULL, NULL), 0);
+	char d[300];
+	snprintf(d, sizeof d, "%s-lock", dir);
+	pid_t holder = fork();
+	if (holder == 0) {
+		pause();
+		_exit(0);
+	}
+	atomic_store(&j.seg.hdr->ckpt_lock, (int32_t)holder);
+	CU_ASSERT_EQUAL(hps_save(ctx, d), HPS_EEXIST);
+	kill(holder, SIGKILL);
+	wait_exit(holder, 5000);
+	CU_ASSERT_EQUAL(hps_save(ctx, d), 0);
+	CU_ASSERT_EQUAL(atomic_load(&j.seg.hdr->ckpt_lock), 0);
+	hps_finalize(ctx);
+	CU_ASSERT_EQUAL(job_stop(&j), 0);
+	char cmd[400];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", d);
+	CU_ASSERT_EQUAL(system(cmd), 0);
+}
+
 static int dense_handler(hps_request *r, void *arg)
 {
 	(void)arg;
@@ -301,6 +330,7 @@ int main(void)
 		{"test_checkpoint_failed_save_keeps_old", test_checkpoint_failed_save_keeps_old},
 		{"test_checkpoint_command_on_running_job", test_checkpoint_command_on_running_job},
 		{"test_checkpoint_user_handler_refuses", test_checkpoint_user_handler_refuses},
+		{"test_checkpoint_one_at_a_time", test_checkpoint_one_at_a_time},
 		{NULL, NULL},
 	};
 	int rc = run_suite("checkpoint", cases);

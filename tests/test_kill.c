@@ -61,6 +61,9 @@ static int stuck_worker(hps_ctx *ctx, hps_worker *w, void *arg)
 	/* a new request to a dead server fails at once, it does not hang */
 	if (expect == HPS_EPEERDEAD && hps_wait(w, hps_push(w, &k, 1, &v, NULL)) != HPS_EPEERDEAD)
 		return 4;
+	/* and so does telling it a new clock */
+	if (expect == HPS_EPEERDEAD && hps_clock(w) != HPS_EPEERDEAD)
+		return 5;
 	return 0;
 }
 

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "runtime/config.h"
 #include "runtime/updater.h"
 #include "tests/harness.h"
 
