@@ -153,6 +153,23 @@ int hpsi_config_value_types(uint32_t nservers, uint32_t *dtypes, uint32_t *wires
 	return 0;
 }
 
+int hpsi_config_direct(uint32_t nservers, uint32_t *widths)
+{
+	const char *list = hpsi_setting("DIRECT");
+	for (uint32_t r = 0; r < nservers; r++) {
+		char buf[16], *end;
+		const char *w = list ? hpsi_spec_for(list, (int)r, buf, sizeof buf) : "0";
+		unsigned long v = w ? strtoul(w, &end, 10) : 0;
+		if (!w || !*w || *end || w[0] == '-' || v > 65536) {
+			hpsi_error("HPS_DIRECT: expected floats per key from 0 to 65536 for each of the %u servers (\"W\" or \"W;W;...\"), got '%s'",
+				   nservers, list);
+			return HPS_ECONFIG;
+		}
+		widths[r] = (uint32_t)v;
+	}
+	return 0;
+}
+
 int hpsi_config_load(struct hpsi_config *c, int need_role)
 {
 	memset(c, 0, sizeof *c);
@@ -215,7 +232,7 @@ int hpsi_config_load(struct hpsi_config *c, int need_role)
 		return rc;
 	if ((rc = hpsi_config_value_types(c->nservers, c->dtypes, c->wires)))
 		return rc;
-	return 0;
+	return hpsi_config_direct(c->nservers, c->direct_widths);
 }
 
 void hpsi_config_seg_params(const struct hpsi_config *c, struct hpsi_seg_params *p)
@@ -224,5 +241,5 @@ void hpsi_config_seg_params(const struct hpsi_config *c, struct hpsi_seg_params 
 				      .nworkers = c->nworkers, .ring_bytes = c->ring_bytes,
 				      .heap_slice = c->heap_slice, .timeout_ms = c->timeout_ms,
 				      .range_mode = c->range_mode, .ranges = c->ranges,
-				      .dtypes = c->dtypes, .wires = c->wires};
+				      .dtypes = c->dtypes, .wires = c->wires, .direct_widths = c->direct_widths};
 }

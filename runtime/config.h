@@ -21,6 +21,7 @@ struct hpsi_config {
 	struct hpsi_range ranges[HPSI_MAX_NODES];
 	uint32_t dtypes[HPSI_MAX_NODES]; /* HPS_DTYPE: f32 | f64, per server */
 	uint32_t wires[HPSI_MAX_NODES];  /* HPS_COMPRESS: none | f16 | bf16 */
+	uint32_t direct_widths[HPSI_MAX_NODES]; /* HPS_DIRECT: floats per key, 0 = off */
 };
 
 /* Value of HPS_<name>, or of its DMLC_ alias, or NULL. */
@@ -45,6 +46,10 @@ const char *hpsi_spec_for(const char *list, int rank, char *buf, size_t cap);
 
 /* Reads HPS_DTYPE and HPS_COMPRESS ("x" for all servers or "x;y;..."). */
 int hpsi_config_value_types(uint32_t nservers, uint32_t *dtypes, uint32_t *wires);
+
+/* Reads HPS_DIRECT: the floats per key of each server's dense direct
+ * range ("W" for all servers or "W;W;...", 0 = an ordinary range). */
+int hpsi_config_direct(uint32_t nservers, uint32_t *widths);
 
 /* Fills segment parameters from the settings. */
 void hpsi_config_seg_params(const struct hpsi_config *c, struct hpsi_seg_params *p);

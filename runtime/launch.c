@@ -68,6 +68,8 @@ static void usage(FILE *f)
 		"  --dtype T             values stored per key range: f32 or f64; T;T;... per server\n"
 		"                        (HPS_DTYPE)\n"
 		"  --compress C          f32 values on the rings as none, f16 or bf16 (HPS_COMPRESS)\n"
+		"  --direct W            HOGWILD direct mode: each server keeps its declared key range\n"
+		"                        as a dense shared array of W floats per key; W;W;... per server\n"
 		"  --init SPEC           first-touch values (HPS_INIT): zeros, constant:value=,\n"
 		"                        uniform:low=,high=,seed=, normal:mean=,std=,seed=\n"
 		"  -h, --help            this text\n\n"
@@ -85,7 +87,7 @@ static const struct {
 	{"--key-ranges", NULL, "HPS_KEY_RANGES"}, {"--host", NULL, "HPS_HOST"},
 	{"--updater", NULL, "HPS_UPDATER"},       {"--init", NULL, "HPS_INIT"},
 	{"--staleness", NULL, "HPS_STALENESS"},   {"--dtype", NULL, "HPS_DTYPE"},
-	{"--compress", NULL, "HPS_COMPRESS"},
+	{"--compress", NULL, "HPS_COMPRESS"},     {"--direct", NULL, "HPS_DIRECT"},
 };
 
 static void put_line(struct child *c, const char *s, size_t n)

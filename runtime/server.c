@@ -313,10 +313,13 @@ static void serve_checkpoint(struct server *sv)
 			clock = 0;
 		rc = hpsi_store_save(sv->store, h->ckpt_dir, me, h->nservers, clock);
 	} else {
-		struct hpsi_store *fresh = hpsi_store_create(hpsi_store_updater(sv->store), hpsi_store_init(sv->store),
-							     sv->dtype);
+		/* loaded aside, so that a bad file leaves the table as it was */
+		struct hpsi_store *fresh = hpsi_store_create_like(sv->store);
 		rc = fresh ? hpsi_store_load(fresh, h->ckpt_dir, sv->seg, me, &clock) : HPS_ENOMEM;
 		if (rc) {
+			hpsi_store_destroy(fresh);
+		} else if (hpsi_store_is_direct(sv->store)) {
+			rc = hpsi_store_direct_commit(sv->store, fresh);
 			hpsi_store_destroy(fresh);
 		} else {
 			hpsi_store_destroy(sv->store);
@@ -390,8 +393,17 @@ int hps_server_run(hps_ctx *ctx, hps_handler handler, void *arg)
 		int rc = hpsi_server_store_config(ctx->cfg.rank, &upd, &init);
 		if (rc)
 			return rc;
-		if (!(store = hpsi_store_create(&upd, &init, hpsi_seg_ranges(seg)[ctx->node].dtype)))
-			return HPS_ENOMEM;
+		const struct hpsi_range *rg = &hpsi_seg_ranges(seg)[ctx->node];
+		if (rg->direct_width)
+			store = hpsi_store_create_direct(&upd, &init, rg->first, rg->last - rg->first + 1,
+							 rg->direct_width, (float *)(seg->base + rg->direct_off));
+		else
+			store = hpsi_store_create(&upd, &init, rg->dtype);
+		if (!store)
+			return rg->direct_width ? HPS_ECONFIG : HPS_ENOMEM;
+		/* workers acquire this before they touch the array (hps_direct_map) */
+		if (rg->direct_width)
+			atomic_store_explicit(&((struct hpsi_range *)rg)->direct_ready, 1, memory_order_release);
 		sv.handler = hpsi_store_handle;
 		sv.arg = store;
 	}

@@ -30,6 +30,14 @@ struct hpsi_store {
 	struct hpsi_init init;
 	unsigned dtype; /* HPSI_WIRE_F32 or HPSI_WIRE_F64 */
 	size_t esz;     /* bytes per value */
+	/* A direct store (HOGWILD mode) holds exactly the keys dfirst ..
+	 * dfirst + dcount - 1, dwidth f32 values each, in the dense array
+	 * dvals and no table. dvals is the segment's array, or a private copy
+	 * (dprivate) while a checkpoint loads. */
+	float *dvals;
+	uint64_t dfirst, dcount;
+	uint32_t dwidth;
+	int dprivate;
 };
 
 static void *xalloc(struct hpsi_store *st, size_t bytes)
@@ -61,10 +69,54 @@ struct hpsi_store *hpsi_store_create(const struct hpsi_updater *u, const struct 
 	return st;
 }
 
+struct hpsi_store *hpsi_store_create_direct(const struct hpsi_updater *u, const struct hpsi_init *in,
+					     uint64_t first, uint64_t count, uint32_t width, float *vals)
+{
+	if (u && u->state) {
+		hpsi_error("HPS_DIRECT: a direct range keeps no optimizer state beside its values; use sum, assign or sgd (HPS_UPDATER)");
+		return NULL;
+	}
+	struct hpsi_store *st = hpsi_store_create(u, in, HPSI_WIRE_F32);
+	if (!st)
+		return NULL;
+	st->dfirst = first, st->dcount = count, st->dwidth = width;
+	st->dprivate = !vals;
+	st->dvals = vals ? vals : mallocx(count * width * sizeof(float), st->flags);
+	if (!st->dvals) {
+		hpsi_store_destroy(st);
+		return NULL;
+	}
+	for (uint64_t i = 0; i < count; i++)
+		hpsi_init_values(&st->init, &st->upd, first + i, st->dvals + i * width, NULL, width);
+	return st;
+}
+
+int hpsi_store_direct_commit(struct hpsi_store *into, const struct hpsi_store *loaded)
+{
+	if (!into->dvals || !loaded->dvals || into->dcount != loaded->dcount || into->dwidth != loaded->dwidth)
+		return HPS_EINVAL;
+	memcpy(into->dvals, loaded->dvals, into->dcount * into->dwidth * sizeof(float));
+	return 0;
+}
+
+struct hpsi_store *hpsi_store_create_like(const struct hpsi_store *st)
+{
+	if (st->dvals)
+		return hpsi_store_create_direct(&st->upd, &st->init, st->dfirst, st->dcount, st->dwidth, NULL);
+	return hpsi_store_create(&st->upd, &st->init, st->dtype);
+}
+
+int hpsi_store_is_direct(const struct hpsi_store *st)
+{
+	return st->dvals != NULL;
+}
+
 void hpsi_store_destroy(struct hpsi_store *st)
 {
 	if (!st)
 		return;
+	if (st->dprivate && st->dvals)
+		dallocx(st->dvals, st->flags);
 	dallocx(st->tab, st->flags);
 	if (st->pool)
 		dallocx(st->pool, st->flags);
@@ -75,7 +127,7 @@ void hpsi_store_destroy(struct hpsi_store *st)
 
 size_t hpsi_store_size(const struct hpsi_store *st)
 {
-	return st->count;
+	return st->dvals ? st->dcount : st->count;
 }
 
 static int64_t find(const struct hpsi_store *st, uint64_t key)
@@ -180,9 +232,54 @@ static uint32_t want_len(const hps_request *r, size_t i)
 	return r->width ? r->width : (r->lens ? r->lens[i] : 0);
 }
 
+/* A request to a direct store: every key lies in the range and has the
+ * range's width; pushes update the shared array like any other writer. */
+static int handle_direct(struct hpsi_store *st, hps_request *r)
+{
+	int push = r->type != HPS_REQ_PULL, pull = r->type != HPS_REQ_PUSH;
+	uint32_t width = st->dwidth;
+	for (size_t i = 0; i < r->nkeys; i++) {
+		if (r->keys[i] - st->dfirst >= st->dcount) {
+			hpsi_warn("key %llu lies outside this server's direct range", (unsigned long long)r->keys[i]);
+			return HPS_ENOKEY;
+		}
+		if ((push || r->width) && want_len(r, i) != width) {
+			hpsi_warn("key %llu holds %u floats, request from worker %d has %u",
+				  (unsigned long long)r->keys[i], width, r->sender, want_len(r, i));
+			return HPS_EVALLEN;
+		}
+	}
+	if (pull && (uint64_t)r->nkeys * width > r->out_cap) {
+		hpsi_warn("answer of %llu floats does not fit the %zu of the request (vals_cap)",
+			  (unsigned long long)r->nkeys * width, r->out_cap);
+		return HPS_EINVAL;
+	}
+	const float *g = r->vals;
+	float *out = r->out;
+	for (size_t i = 0; i < r->nkeys; i++) {
+		float *v = st->dvals + (r->keys[i] - st->dfirst) * width;
+		if (push) {
+			if (st->upd.kind == HPSI_UPD_SUM)
+				add_floats(v, g, width);
+			else
+				hpsi_updater_apply(&st->upd, v, NULL, g, width, 1);
+			g += width;
+		}
+		if (pull) {
+			if (r->out_lens)
+				r->out_lens[i] = width;
+			memcpy(out, v, width * sizeof(float));
+			out += width;
+		}
+	}
+	return pull ? (int)(r->nkeys * width) : 0;
+}
+
 int hpsi_store_handle(hps_request *r, void *arg)
 {
 	struct hpsi_store *st = arg;
+	if (st->dvals)
+		return handle_direct(st, r);
 	int push = r->type != HPS_REQ_PULL, pull = r->type != HPS_REQ_PUSH;
 	if (r->nkeys > st->found_cap) {
 		if (st->found)
@@ -267,6 +364,11 @@ int hpsi_store_handle(hps_request *r, void *arg)
 
 int hpsi_store_foreach(const struct hpsi_store *st, hpsi_store_visit fn, void *arg)
 {
+	for (uint64_t i = 0; st->dvals && i < st->dcount; i++) {
+		int rc = fn(st->dfirst + i, st->dwidth, 0, st->dvals + i * st->dwidth, arg);
+		if (rc)
+			return rc;
+	}
 	for (size_t i = 0; i < st->cap; i++) {
 		const struct entry *e = &st->tab[i];
 		if (!e->used)
@@ -280,6 +382,12 @@ int hpsi_store_foreach(const struct hpsi_store *st, hpsi_store_visit fn, void *a
 
 int hpsi_store_put(struct hpsi_store *st, uint64_t key, uint32_t len, uint32_t steps, const float *vals)
 {
+	if (st->dvals) {
+		if (key - st->dfirst >= st->dcount || len != st->dwidth)
+			return HPS_EVALLEN;
+		memcpy(st->dvals + (key - st->dfirst) * len, vals, len * sizeof(float));
+		return 0;
+	}
 	if (find(st, key) >= 0)
 		return HPS_EPROTO; /* a key twice in one checkpoint */
 	while ((st->count + 1) * 2 > st->cap)

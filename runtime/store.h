@@ -20,6 +20,17 @@ struct hpsi_store;
 /* u, in: NULL for sum and zeros; dtype: HPSI_WIRE_F32 or HPSI_WIRE_F64. */
 struct hpsi_store *hpsi_store_create(const struct hpsi_updater *u, const struct hpsi_init *in, unsigned dtype);
 unsigned hpsi_store_dtype(const struct hpsi_store *st);
+/* A direct store (HOGWILD mode): keys first .. first+count-1 of `width`
+ * f32 values each in the dense array vals (NULL: a private array), set to
+ * their initial values. Only stateless updaters (sum, assign, sgd). */
+struct hpsi_store *hpsi_store_create_direct(const struct hpsi_updater *u, const struct hpsi_init *in,
+					     uint64_t first, uint64_t count, uint32_t width, float *vals);
+/* An empty store of the same kind and settings (a checkpoint loads into
+ * it; a direct one gets a private array). */
+struct hpsi_store *hpsi_store_create_like(const struct hpsi_store *st);
+int hpsi_store_is_direct(const struct hpsi_store *st);
+/* Copies the values of `loaded` (from create_like) into direct store into. */
+int hpsi_store_direct_commit(struct hpsi_store *into, const struct hpsi_store *loaded);
 void hpsi_store_destroy(struct hpsi_store *st);
 /* An hps_handler; arg is the store. */
 int hpsi_store_handle(hps_request *req, void *arg);

@@ -50,8 +50,18 @@ int hpsi_seg_path(char *out, size_t cap, const char *job, const char *host)
 
 /* Byte layout of a segment; every multiplication is checked. */
 struct layout {
-	size_t nodes_off, ranges_off, rings_off, ring_stride, heap_off, total;
+	size_t nodes_off, ranges_off, rings_off, ring_stride, heap_off, direct_off, total;
 };
+
+/* The dense array of server i's direct range, or 0 bytes. */
+static uint64_t direct_bytes_of(const struct hpsi_seg_params *p, uint32_t i)
+{
+	if (!p->direct_widths || p->range_mode != HPSI_RANGE_DECLARED)
+		return 0;
+	struct hpsi_range r = {.first = p->ranges[i].first, .last = p->ranges[i].last,
+			       .direct_width = p->direct_widths[i]};
+	return hpsi_direct_bytes(&r);
+}
 
 static int plan_layout(const struct hpsi_seg_params *p, struct layout *l)
 {
@@ -66,8 +76,14 @@ static int plan_layout(const struct hpsi_seg_params *p, struct layout *l)
 	    __builtin_mul_overflow((size_t)p->nworkers, (size_t)p->heap_slice, &heap_bytes))
 		return HPS_ECONFIG;
 	l->heap_off = align_up(l->rings_off + rings_bytes, 2u << 20);
-	if (__builtin_add_overflow(l->heap_off, heap_bytes, &l->total))
+	if (__builtin_add_overflow(l->heap_off, heap_bytes, &l->direct_off))
 		return HPS_ECONFIG;
+	l->total = l->direct_off;
+	for (uint32_t i = 0; i < p->nservers; i++) {
+		uint64_t b = direct_bytes_of(p, i);
+		if (b > SIZE_MAX / 2 || __builtin_add_overflow(l->total, align_up(b, PAGE), &l->total))
+			return HPS_ECONFIG;
+	}
 	return 0;
 }
 
@@ -93,6 +109,18 @@ static int check_params(const struct hpsi_seg_params *p)
 				hpsi_error("key ranges must be ascending and disjoint (HPS_KEY_RANGES), range %u is not", i);
 				return HPS_ECONFIG;
 			}
+	}
+	for (uint32_t i = 0; p->direct_widths && i < p->nservers; i++) {
+		if (!p->direct_widths[i])
+			continue;
+		if (p->range_mode != HPSI_RANGE_DECLARED) {
+			hpsi_error("HPS_DIRECT needs declared key ranges (HPS_KEY_RANGES): a direct range is dense");
+			return HPS_ECONFIG;
+		}
+		if ((p->dtypes && p->dtypes[i] != 0) || (p->wires && p->wires[i] != 0) || !direct_bytes_of(p, i)) {
+			hpsi_error("HPS_DIRECT: server %u's range must be f32 without compression and at most 2^62 bytes", i);
+			return HPS_ECONFIG;
+		}
 	}
 	return 0;
 }
@@ -151,7 +179,9 @@ int hpsi_seg_create(const struct hpsi_seg_params *p, struct hpsi_seg *seg)
 	}
 	/* Reserve the control part now so a full /dev/shm fails here, not as a
 	 * SIGBUS later; heap pages are taken as workers touch them. */
-	if (ftruncate(fd, (off_t)l.total) != 0 || (rc = posix_fallocate(fd, 0, (off_t)l.heap_off)) != 0) {
+	if (ftruncate(fd, (off_t)l.total) != 0 || (rc = posix_fallocate(fd, 0, (off_t)l.heap_off)) != 0 ||
+	    (l.total > l.direct_off &&
+	     (rc = posix_fallocate(fd, (off_t)l.direct_off, (off_t)(l.total - l.direct_off))) != 0)) {
 		int e = rc ? rc : errno;
 		hpsi_error("cannot size %s to %zu MiB: %s (enlarge %s or lower HPS_HEAP_MB)", seg->path, l.total >> 20,
 			   strerror(e), shm_dir());
@@ -183,12 +213,19 @@ int hpsi_seg_create(const struct hpsi_seg_params *p, struct hpsi_seg *seg)
 	h->creator_birth = hpsi_proc_birth(getpid());
 	snprintf(h->job, sizeof h->job, "%s", p->job);
 	snprintf(h->host, sizeof h->host, "%s", p->host);
+	h->direct_bytes = l.total - l.direct_off;
 	struct hpsi_range *r = (struct hpsi_range *)(seg->base + l.ranges_off);
+	size_t direct_at = l.direct_off;
 	for (uint32_t i = 0; i < p->nservers; i++) {
 		if (p->range_mode == HPSI_RANGE_DECLARED)
 			r[i].first = p->ranges[i].first, r[i].last = p->ranges[i].last;
 		r[i].dtype = p->dtypes ? p->dtypes[i] : 0;
 		r[i].wire = p->wires ? p->wires[i] : r[i].dtype;
+		if (direct_bytes_of(p, i)) {
+			r[i].direct_width = p->direct_widths[i];
+			r[i].direct_off = direct_at;
+			direct_at += align_up(direct_bytes_of(p, i), PAGE);
+		}
 	}
 	/* Rings and nodes are zero from ftruncate. The magic goes last, with
 	 * release order, so an attacher that sees it sees a whole header. */
@@ -219,9 +256,18 @@ static int header_ok(const struct hpsi_seg_hdr *h, size_t size)
 	if (h->nservers < 1 || h->nworkers < 1 || h->nservers + (uint64_t)h->nworkers > HPSI_MAX_NODES ||
 	    h->ring_bytes < 4096 || (h->ring_bytes & (h->ring_bytes - 1)) || plan_layout(&p, &l))
 		return 0;
-	return h->total_bytes == size && l.total == size && h->nodes_off == l.nodes_off &&
-	       h->rings_off == l.rings_off && h->ranges_off == l.ranges_off && h->heap_off == l.heap_off &&
-	       h->ring_stride == l.ring_stride;
+	if (!(h->total_bytes == size && h->direct_bytes <= size && l.total == size - h->direct_bytes &&
+	      h->nodes_off == l.nodes_off && h->rings_off == l.rings_off && h->ranges_off == l.ranges_off &&
+	      h->heap_off == l.heap_off && h->ring_stride == l.ring_stride))
+		return 0;
+	/* every direct array lies inside the direct part */
+	const struct hpsi_range *r = (const struct hpsi_range *)((const unsigned char *)h + h->ranges_off);
+	for (uint32_t i = 0; i < h->nservers; i++) {
+		uint64_t b = hpsi_direct_bytes(&r[i]);
+		if (r[i].direct_width && (!b || r[i].direct_off < l.total || r[i].direct_off > size || b > size - r[i].direct_off))
+			return 0;
+	}
+	return 1;
 }
 
 int hpsi_seg_attach_path(const char *path, struct hpsi_seg *seg)

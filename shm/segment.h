@@ -14,7 +14,7 @@
 #include "shm/ring.h"
 
 #define HPSI_SEG_MAGIC 0x31474553535048ull /* "HPSSEG1" */
-#define HPSI_SEG_VERSION 1
+#define HPSI_SEG_VERSION 2
 #define HPSI_MAX_NODES 256
 #define HPSI_NAME_MAX 64
 #define HPSI_SEG_TMP ".tmp" /* suffix + creator pid while a segment is being built */
@@ -45,6 +45,13 @@ struct hpsi_range {
 	uint64_t first, last; /* inclusive; used with HPSI_RANGE_DECLARED */
 	uint32_t dtype;       /* stored: f32 or f64 */
 	uint32_t wire;        /* on the rings: dtype, or f16/bf16 for f32 */
+	/* HOGWILD direct mode (HPS_DIRECT): the server keeps this whole range
+	 * as a dense f32 array of direct_width floats per key at direct_off in
+	 * the segment. The server sets direct_ready with release once the
+	 * array holds its initial values; a worker acquires it before mapping. */
+	uint32_t direct_width; /* 0: an ordinary (hash table) range */
+	_Atomic uint32_t direct_ready;
+	uint64_t direct_off;
 };
 
 struct hpsi_seg_hdr {
@@ -57,6 +64,7 @@ struct hpsi_seg_hdr {
 	uint32_t range_mode;
 	uint64_t nodes_off, rings_off, ring_stride, ranges_off;
 	uint64_t heap_off, heap_slice; /* one slice per worker */
+	uint64_t direct_bytes;         /* dense arrays of direct ranges, after the heap */
 	int64_t timeout_ms;
 	int32_t creator_pid;
 	uint32_t pad0;
@@ -90,6 +98,7 @@ struct hpsi_seg_params {
 	uint32_t range_mode;
 	const struct hpsi_range *ranges; /* nservers entries when DECLARED */
 	const uint32_t *dtypes, *wires;  /* nservers entries each, or NULL: f32 */
+	const uint32_t *direct_widths;   /* nservers entries (needs DECLARED), or NULL */
 };
 
 struct hpsi_seg {
@@ -138,6 +147,16 @@ static inline unsigned char *hpsi_seg_heap(const struct hpsi_seg *s, uint32_t w)
 static inline const struct hpsi_range *hpsi_seg_ranges(const struct hpsi_seg *s)
 {
 	return (const struct hpsi_range *)(s->base + s->hdr->ranges_off);
+}
+
+/* Bytes of the dense array of a direct range: (last - first + 1) x width
+ * floats; 0 when it overflows or there is none. */
+static inline uint64_t hpsi_direct_bytes(const struct hpsi_range *r)
+{
+	uint64_t keys = r->last - r->first + 1, b;
+	if (!r->direct_width || keys == 0 || __builtin_mul_overflow(keys, (uint64_t)r->direct_width * 4u, &b))
+		return 0;
+	return b;
 }
 
 #endif

@@ -128,6 +128,29 @@ int hps_clock(hps_worker *w);
 int hps_save(hps_ctx *ctx, const char *dir);
 int hps_load(hps_ctx *ctx, const char *dir);
 
+/* HOGWILD direct mode. A server whose key range is dense (HPS_DIRECT=W
+ * with HPS_KEY_RANGES; only f32, and sum/assign/sgd updaters) keeps it as
+ * one array of W floats per key in the job's shared memory. Every process
+ * of the host may map it and read or update values in place, without a
+ * request or a lock, while pulls, pushes and checkpoints through the server
+ * keep working on the same array.
+ * Memory-ordering contract: none. Concurrent writers may lose each other's
+ * updates and readers may see a mix of old and new floats (each aligned
+ * float is read and written whole); that is the HOGWILD bargain
+ * (Recht et al. 2011), fine for sparse SGD. Use requests when every update
+ * must count. */
+typedef struct hps_direct {
+	uint64_t first, count; /* the keys first .. first + count - 1 */
+	uint32_t width;        /* floats per key */
+	float *vals;           /* key k's floats: vals[(k - first) * width ...] */
+} hps_direct;
+
+/* Maps the direct range holding `key`, waiting (up to HPS_TIMEOUT_MS) until
+ * its server has set it up. HPS_ENOKEY: no server owns key; HPS_EINVAL: its
+ * range is not direct; HPS_EPEERDEAD or HPS_ETIMEDOUT: its server died or
+ * never started. The mapping lives as long as ctx. */
+int hps_direct_map(hps_ctx *ctx, uint64_t key, hps_direct *out);
+
 /* Zero-copy buffers in the job's shared memory. Values passed in them are
  * read or written by the server in place when one server owns every key
  * of the request (always with one server or for a single key). */
