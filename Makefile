@@ -15,6 +15,7 @@ TEST_SRC = $(wildcard tests/test_*.c)
 TESTS = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_HELPERS = $(BUILD)/tests/harness.o
 EXAMPLES = $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
+EXAMPLE_LIB = $(patsubst %.c,$(BUILD)/%.o,$(wildcard examples/lib/*.c))
 
 .SECONDARY:
 .PHONY: all deps test run bench bench-ssp asan tsan clean
@@ -29,7 +30,7 @@ deps:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
-$(BUILD)/%.o: %.c $(wildcard include/hps/*.h shm/*.h net/*.h runtime/*.h tests/*.h)
+$(BUILD)/%.o: %.c $(wildcard include/hps/*.h shm/*.h net/*.h runtime/*.h tests/*.h examples/lib/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
@@ -48,7 +49,7 @@ $(OUT)/bin/hps: $(BUILD)/runtime/hps_main.o $(OUT)/lib/libhps.a
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_HELPERS) $(OUT)/lib/libhps.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lcunit $(LDLIBS)
 
-$(BUILD)/examples/%: $(BUILD)/examples/%.o $(OUT)/lib/libhps.a
+$(BUILD)/examples/%: $(BUILD)/examples/%.o $(EXAMPLE_LIB) $(OUT)/lib/libhps.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 

@@ -56,6 +56,7 @@ static void usage(FILE *f)
 		"  --self-serve          run PROGRAM as the servers too (HPS_ROLE=server); it calls\n"
 		"                        hps_server_run() with its own handler\n"
 		"  --keep-going          a failed worker does not stop the others\n"
+		"  --no-prefix           children write straight to this terminal, lines untagged\n"
 		"  --heap-mb N           shared heap per worker in MiB (default 256; HPS_HEAP_MB)\n"
 		"  --ring-kb N           bytes of each ring in KiB (default 1024; HPS_RING_KB)\n"
 		"  --timeout-ms N        request timeout (default 30000; HPS_TIMEOUT_MS)\n"
@@ -131,16 +132,21 @@ static void pump(struct child *c)
 	c->used -= start;
 }
 
+/* --no-prefix: children write to the launcher's own stdout and stderr
+ * (a terminal stays a terminal: progress bars work) instead of through a
+ * pipe that tags each line with its process. */
+static int pass_output;
+
 static int spawn(struct child *c, char **argv, const char *self, const struct hpsi_config *cfg)
 {
-	int fds[2];
-	if (pipe2(fds, O_CLOEXEC) != 0)
+	int fds[2] = {-1, -1};
+	if (!pass_output && pipe2(fds, O_CLOEXEC) != 0)
 		return -1;
 	pid_t launcher = getpid();
 	pid_t pid = fork();
 	if (pid < 0) {
-		close(fds[0]);
-		close(fds[1]);
+		if (fds[0] >= 0)
+			close(fds[0]), close(fds[1]);
 		return -1;
 	}
 	if (pid == 0) {
@@ -148,8 +154,10 @@ static int spawn(struct child *c, char **argv, const char *self, const struct hp
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (getppid() != launcher)
 			_exit(127);
-		dup2(fds[1], STDOUT_FILENO);
-		dup2(fds[1], STDERR_FILENO);
+		if (fds[1] >= 0) {
+			dup2(fds[1], STDOUT_FILENO);
+			dup2(fds[1], STDERR_FILENO);
+		}
 		char num[32];
 		setenv("HPS_ROLE", c->role == HPS_ROLE_SERVER ? "server" : "worker", 1);
 		snprintf(num, sizeof num, "%d", c->rank);
@@ -171,8 +179,10 @@ static int spawn(struct child *c, char **argv, const char *self, const struct hp
 		fprintf(stderr, "cannot start %s: %s\n", argv ? argv[0] : self, strerror(errno));
 		_exit(127);
 	}
-	close(fds[1]);
-	fcntl(fds[0], F_SETFL, O_NONBLOCK);
+	if (fds[0] >= 0) {
+		close(fds[1]);
+		fcntl(fds[0], F_SETFL, O_NONBLOCK);
+	}
 	c->pid = pid;
 	c->fd = fds[0];
 	c->running = 1;
@@ -233,6 +243,10 @@ static int parse_args(int argc, char **argv, int *self_serve, int *keep_going, i
 		}
 		if (strcmp(a, "--keep-going") == 0) {
 			*keep_going = 1;
+			continue;
+		}
+		if (strcmp(a, "--no-prefix") == 0) {
+			pass_output = 1;
 			continue;
 		}
 		size_t k;

@@ -1,0 +1,488 @@
+/* Sparse logistic regression (binary, or multinomial with --classes > 2)
+ * trained by W workers, each on its own shard of a libsvm file.
+ *
+ * Modes:
+ *   server   (BSP, SSP or ASP: the job's HPS_STALENESS) each worker pulls
+ *            the weights of a mini-batch's features, computes the gradient
+ *            and pushes it; the servers' optimizer (HPS_UPDATER: sgd,
+ *            adagrad or ftrl) applies it; one clock per mini-batch.
+ *   hogwild  (--hogwild; the job needs HPS_DIRECT and HPS_KEY_RANGES) every
+ *            worker maps the weights in the shared segment and applies SGD
+ *            per example in place, without locks (Recht et al. 2011).
+ *   local    (--local; no hps job) the same per-example SGD in one process
+ *            on a private array: the baseline without a parameter server.
+ *
+ * Keys: 0 is the bias, feature id f is key f; each key holds one weight
+ * (binary) or one per class. Worker 0 evaluates the test set after every
+ * epoch while the others wait, and prints the report. */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "examples/lib/dataset.h"
+#include "examples/lib/report.h"
+#include "hps/hps.h"
+
+struct opts {
+	const char *train, *test, *csv, *name;
+	double reference, lr, target_loss;
+	int epochs, batch, classes, hogwild, local, cross_bits, log1p, normalize;
+	uint64_t seed;
+};
+
+/* The model as the training loop sees it: width floats per key, keys
+ * 0 .. nkeys-1. */
+struct model {
+	uint32_t width; /* 1 for binary, classes otherwise */
+	uint64_t nkeys;
+};
+
+/* Scores of one row against weights looked up through at(): z[width]. */
+static void row_scores(const struct sparse_set *s, size_t r, const float *bias, const float *(*at)(void *, uint32_t),
+		       void *arg, uint32_t width, double *z)
+{
+	for (uint32_t c = 0; c < width; c++)
+		z[c] = bias[c];
+	for (size_t i = s->start[r]; i < s->start[r + 1]; i++) {
+		const float *w = at(arg, s->idx[i]);
+		double x = s->val[i];
+		for (uint32_t c = 0; c < width; c++)
+			z[c] += x * w[c];
+	}
+}
+
+/* Turns scores into the loss of label y and the error terms d = p - onehot
+ * (what multiplies x in the gradient). Returns the loss. */
+static double loss_and_delta(double *z, uint32_t width, int32_t y, double *d)
+{
+	if (width == 1) {
+		double p = 1.0 / (1.0 + exp(-z[0]));
+		d[0] = p - (y ? 1.0 : 0.0);
+		/* log(1 + e^-|z|) form: no overflow for large scores */
+		double m = y ? z[0] : -z[0];
+		return m > 0 ? log1p(exp(-m)) : -m + log1p(exp(m));
+	}
+	double mx = z[0], sum = 0;
+	for (uint32_t c = 1; c < width; c++)
+		mx = z[c] > mx ? z[c] : mx;
+	for (uint32_t c = 0; c < width; c++)
+		sum += (d[c] = exp(z[c] - mx));
+	for (uint32_t c = 0; c < width; c++)
+		d[c] = d[c] / sum - (c == (uint32_t)y ? 1.0 : 0.0);
+	return -(z[y] - mx - log(sum));
+}
+
+static int32_t argmax(const double *z, uint32_t width)
+{
+	if (width == 1)
+		return z[0] > 0;
+	uint32_t b = 0;
+	for (uint32_t c = 1; c < width; c++)
+		if (z[c] > z[b])
+			b = c;
+	return (int32_t)b;
+}
+
+/* A dense weight array (the full model): HOGWILD's shared one, the local
+ * baseline's, or worker 0's pulled copy for evaluation. */
+static const float *dense_at(void *arg, uint32_t key)
+{
+	const float **p = arg;
+	return p[0] + (size_t)key * (size_t)(uintptr_t)p[1];
+}
+
+static void evaluate(const struct sparse_set *test, const float *w, uint32_t width, double *loss, double *acc)
+{
+	const void *arg[2] = {w, (const void *)(uintptr_t)width};
+	double z[1024], d[1024], l = 0;
+	size_t right = 0;
+	for (size_t r = 0; r < test->rows; r++) {
+		row_scores(test, r, w, dense_at, arg, width, z);
+		right += argmax(z, width) == test->label[r];
+		l += loss_and_delta(z, width, test->label[r], d);
+	}
+	*loss = l / (double)test->rows;
+	*acc = (double)right / (double)test->rows;
+}
+
+/* Per-example SGD in place on dense weights w (HOGWILD and local): the
+ * same code for both, so the comparison measures only where w lives.
+ * Returns the summed loss of the examples before their updates. */
+static double sgd_epoch(const struct sparse_set *s, const size_t *order, float *w, uint32_t width, float lr,
+			struct report *rep, int epoch, int show)
+{
+	const void *arg[2] = {w, (const void *)(uintptr_t)width};
+	double z[1024], d[1024], loss = 0;
+	for (size_t k = 0; k < s->rows; k++) {
+		size_t r = order[k];
+		row_scores(s, r, w, dense_at, arg, width, z);
+		loss += loss_and_delta(z, width, s->label[r], d);
+		for (uint32_t c = 0; c < width; c++)
+			w[c] -= lr * (float)d[c];
+		for (size_t i = s->start[r]; i < s->start[r + 1]; i++) {
+			float *wi = w + (size_t)s->idx[i] * width, g = lr * s->val[i];
+			for (uint32_t c = 0; c < width; c++)
+				wi[c] -= g * (float)d[c];
+		}
+		if (show && (k & 4095) == 0)
+			report_progress(rep, epoch, (double)k / (double)s->rows);
+	}
+	return loss;
+}
+
+/* ---- server mode: mini-batches through the parameter server ---------- */
+
+struct batch {
+	uint64_t *keys;   /* distinct keys of the batch, ascending */
+	uint32_t *pos;    /* key -> index in keys (valid where stamp matches) */
+	uint32_t *stamp;
+	uint32_t gen;
+	float *w, *g;     /* pulled weights and summed gradient, nkeys x width */
+	size_t nkeys;
+	uint32_t width;
+};
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return (x > y) - (x < y);
+}
+
+static const float *batch_at(void *arg, uint32_t key)
+{
+	struct batch *b = arg;
+	return b->w + (size_t)b->pos[key] * b->width;
+}
+
+/* Gathers the distinct keys of rows order[from..to) (plus the bias). */
+static void batch_keys(struct batch *b, const struct sparse_set *s, const size_t *order, size_t from, size_t to)
+{
+	b->gen++;
+	b->nkeys = 0;
+	b->keys[b->nkeys++] = 0;
+	b->stamp[0] = b->gen;
+	for (size_t k = from; k < to; k++)
+		for (size_t i = s->start[order[k]]; i < s->start[order[k] + 1]; i++) {
+			uint32_t f = s->idx[i];
+			if (b->stamp[f] != b->gen) {
+				b->stamp[f] = b->gen;
+				b->keys[b->nkeys++] = f;
+			}
+		}
+	qsort(b->keys, b->nkeys, sizeof *b->keys, cmp_u64);
+	for (size_t i = 0; i < b->nkeys; i++)
+		b->pos[b->keys[i]] = (uint32_t)i;
+}
+
+static double server_epoch(hps_worker *w, struct batch *b, const struct sparse_set *s, const size_t *order,
+			   size_t batches, int batch_size, struct report *rep, int epoch, int show, int *err)
+{
+	double z[1024], d[1024], loss = 0;
+	uint32_t width = b->width;
+	hps_opts o = {.width = width};
+	int64_t last_push = -1;
+	for (size_t t = 0; t < batches; t++) {
+		size_t from = t * (size_t)batch_size, to = from + (size_t)batch_size;
+		from = from < s->rows ? from : s->rows;
+		to = to < s->rows ? to : s->rows;
+		/* every worker runs the same number of batches (and clocks), so
+		 * under BSP nobody waits for a clock that never comes */
+		batch_keys(b, s, order, from, to);
+		int rc = hps_wait(w, hps_pull(w, b->keys, b->nkeys, b->w, &o));
+		/* the previous push was applied before this pull (same ring, in
+		 * order): its status is in, waiting costs nothing */
+		if (!rc && last_push >= 0)
+			rc = hps_wait(w, last_push);
+		if (rc) {
+			*err = rc;
+			return loss;
+		}
+		memset(b->g, 0, b->nkeys * width * sizeof *b->g);
+		for (size_t k = from; k < to; k++) {
+			size_t r = order[k];
+			row_scores(s, r, b->w, batch_at, b, width, z);
+			loss += loss_and_delta(z, width, s->label[r], d);
+			for (uint32_t c = 0; c < width; c++)
+				b->g[c] += (float)d[c];
+			for (size_t i = s->start[r]; i < s->start[r + 1]; i++) {
+				float *gi = b->g + (size_t)b->pos[s->idx[i]] * width, x = s->val[i];
+				for (uint32_t c = 0; c < width; c++)
+					gi[c] += x * (float)d[c];
+			}
+		}
+		if (to > from) {
+			float scale = 1.0f / (float)(to - from);
+			for (size_t i = 0; i < b->nkeys * width; i++)
+				b->g[i] *= scale;
+			/* not waited for: the next pull follows it on the same ring */
+			last_push = hps_push(w, b->keys, b->nkeys, b->g, &o);
+			if (last_push < 0) {
+				*err = (int)last_push;
+				return loss;
+			}
+		}
+		if ((rc = hps_clock(w))) {
+			*err = rc;
+			return loss;
+		}
+		if (show && (t & 63) == 0)
+			report_progress(rep, epoch, (double)t / (double)batches);
+	}
+	*err = last_push >= 0 ? hps_wait(w, last_push) : 0;
+	return loss;
+}
+
+/* Worker 0's copy of the whole model, pulled in pieces. */
+static int pull_model(hps_worker *w, const struct model *m, float *out)
+{
+	const uint64_t chunk = 16384;
+	uint64_t *keys = malloc(chunk * sizeof *keys);
+	if (!keys)
+		return HPS_ENOMEM;
+	int rc = 0;
+	for (uint64_t first = 0; !rc && first < m->nkeys; first += chunk) {
+		uint64_t n = m->nkeys - first < chunk ? m->nkeys - first : chunk;
+		for (uint64_t i = 0; i < n; i++)
+			keys[i] = first + i;
+		rc = hps_wait(w, hps_pull(w, keys, n, out + first * m->width, &(hps_opts){.width = m->width}));
+	}
+	free(keys);
+	return rc;
+}
+
+/* ---- the run ------------------------------------------------------------ */
+
+static const char *mode_name(const struct opts *o)
+{
+	if (o->local)
+		return "local";
+	if (o->hogwild)
+		return "hogwild";
+	const char *s = getenv("HPS_STALENESS");
+	if (!s || !*s || strcmp(s, "asp") == 0 || strcmp(s, "inf") == 0)
+		return "asp";
+	if (strcmp(s, "bsp") == 0 || strcmp(s, "0") == 0)
+		return "bsp";
+	static char name[32];
+	snprintf(name, sizeof name, "ssp%s", s);
+	return name;
+}
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: sparse_lr --train FILE --test FILE [options]   (started by hps launch, or --local)\n"
+		"  --name NAME        data set name for the report (default: data)\n"
+		"  --reference X      published test accuracy to print beside ours\n"
+		"  --classes C        classes (default: from the labels; 2 = binary)\n"
+		"  --epochs E         passes over the data (default 10)\n"
+		"  --batch B          mini-batch of the server modes (default 32)\n"
+		"  --lr LR            SGD step of hogwild and local (default 0.1)\n"
+		"  --cross BITS       add hashed pairwise crosses of 28x28 images into 2^BITS buckets\n"
+		"  --log1p            feature values x become log(1 + x) (word counts)\n"
+		"  --normalize        scale each row to unit L2 norm (after --log1p)\n"
+		"  --hogwild          update the shared weights in place (needs hps launch --direct)\n"
+		"  --local            one process, no parameter server (the baseline)\n"
+		"  --target-loss L    report the time when the test loss first reaches L\n"
+		"  --csv FILE         per-epoch CSV (worker 0)\n"
+		"  --seed S           shuffling seed (default 1)\n");
+}
+
+static int parse(int argc, char **argv, struct opts *o)
+{
+	static const struct option lo[] = {
+		{"train", 1, 0, 't'}, {"test", 1, 0, 'T'},    {"name", 1, 0, 'n'},   {"reference", 1, 0, 'r'},
+		{"classes", 1, 0, 'c'}, {"epochs", 1, 0, 'e'}, {"batch", 1, 0, 'b'}, {"lr", 1, 0, 'l'},
+		{"cross", 1, 0, 'x'}, {"hogwild", 0, 0, 'H'}, {"local", 0, 0, 'L'},  {"target-loss", 1, 0, 'g'},
+		{"csv", 1, 0, 'v'},   {"seed", 1, 0, 's'},    {"help", 0, 0, 'h'},   {"log1p", 0, 0, 'p'},
+		{"normalize", 0, 0, 'N'}, {0, 0, 0, 0}};
+	*o = (struct opts){.name = "data", .epochs = 10, .batch = 32, .lr = 0.1, .seed = 1};
+	int c;
+	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		switch (c) {
+		case 't': o->train = optarg; break;
+		case 'T': o->test = optarg; break;
+		case 'n': o->name = optarg; break;
+		case 'r': o->reference = atof(optarg); break;
+		case 'c': o->classes = atoi(optarg); break;
+		case 'e': o->epochs = atoi(optarg); break;
+		case 'b': o->batch = atoi(optarg); break;
+		case 'l': o->lr = atof(optarg); break;
+		case 'x': o->cross_bits = atoi(optarg); break;
+		case 'H': o->hogwild = 1; break;
+		case 'L': o->local = 1; break;
+		case 'g': o->target_loss = atof(optarg); break;
+		case 'v': o->csv = optarg; break;
+		case 's': o->seed = strtoull(optarg, NULL, 10); break;
+		case 'p': o->log1p = 1; break;
+		case 'N': o->normalize = 1; break;
+		default: usage(); return -1;
+		}
+	}
+	if (!o->train || !o->test || o->epochs < 1 || o->batch < 1 || !(o->lr > 0) || o->classes < 0 ||
+	    o->classes > 1024 || o->cross_bits < 0 || o->cross_bits > 24 || (o->hogwild && o->local)) {
+		usage();
+		return -1;
+	}
+	return 0;
+}
+
+static void transform(const struct opts *o, struct sparse_set *s)
+{
+	for (size_t r = 0; r < s->rows; r++) {
+		double sq = 0;
+		for (size_t i = s->start[r]; i < s->start[r + 1]; i++) {
+			if (o->log1p)
+				s->val[i] = log1pf(s->val[i] > 0 ? s->val[i] : 0);
+			sq += (double)s->val[i] * s->val[i];
+		}
+		if (o->normalize && sq > 0)
+			for (size_t i = s->start[r]; i < s->start[r + 1]; i++)
+				s->val[i] = (float)(s->val[i] / sqrt(sq));
+	}
+}
+
+/* Loads this worker's shard and the test set; adds crosses if asked. */
+static int load(const struct opts *o, int rank, int nworkers, struct sparse_set *tr, struct sparse_set *te,
+		struct model *m)
+{
+	char err[512];
+	if (sparse_read(o->train, (size_t)rank, (size_t)nworkers, tr, err, sizeof err) ||
+	    sparse_read(o->test, 0, 1, te, err, sizeof err)) {
+		fprintf(stderr, "sparse_lr: %s\n", err);
+		return -1;
+	}
+	transform(o, tr);
+	transform(o, te);
+	uint32_t maxf = tr->max_feature > te->max_feature ? tr->max_feature : te->max_feature;
+	if (o->cross_bits) {
+		if (image_add_crosses(tr, 28, 4, 3, (unsigned)o->cross_bits, maxf) ||
+		    image_add_crosses(te, 28, 4, 3, (unsigned)o->cross_bits, maxf)) {
+			fprintf(stderr, "sparse_lr: cannot add crosses (out of memory?)\n");
+			return -1;
+		}
+		maxf = tr->max_feature;
+	}
+	int32_t maxl = tr->max_label > te->max_label ? tr->max_label : te->max_label;
+	int classes = o->classes ? o->classes : (maxl + 1 > 2 ? maxl + 1 : 2);
+	if (maxl >= classes) {
+		fprintf(stderr, "sparse_lr: label %d does not fit --classes %d\n", maxl, classes);
+		return -1;
+	}
+	m->width = classes == 2 ? 1 : (uint32_t)classes;
+	m->nkeys = (uint64_t)maxf + 1;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	hps_ctx *ctx = NULL;
+	hps_worker *w = NULL;
+	struct opts o;
+	int rc = 0;
+	int local = 0;
+	for (int i = 1; i < argc; i++)
+		local |= strcmp(argv[i], "--local") == 0;
+	/* hps_init first: it takes the --hps-name=value flags out of argv */
+	if (!local && (rc = hps_init(&ctx, &argc, argv))) {
+		fprintf(stderr, "sparse_lr: hps_init: %s\n", hps_strerror(rc));
+		return 1;
+	}
+	if (parse(argc, argv, &o))
+		return 2;
+	int rank = ctx ? hps_rank(ctx) : 0, nworkers = ctx ? hps_num_workers(ctx) : 1;
+	struct sparse_set tr, te;
+	struct model m;
+	if (load(&o, rank, nworkers, &tr, &te, &m))
+		return 1;
+	struct report rep = {.dataset = o.name, .mode = mode_name(&o), .metric = "test_accuracy",
+			     .reference = o.reference, .workers = nworkers, .epochs = o.epochs,
+			     .target_loss = o.target_loss};
+	if (rank == 0 && report_open(&rep, o.csv))
+		return 1;
+	if (ctx && (rc = hps_worker_open(ctx, m.width, &w))) {
+		fprintf(stderr, "sparse_lr: hps_worker_open: %s\n", hps_strerror(rc));
+		return 1;
+	}
+	float *dense = NULL;  /* hogwild: the shared weights; local: private ones */
+	float *copy = NULL;   /* server mode, worker 0: the pulled model */
+	struct batch b = {.width = m.width};
+	if (o.hogwild) {
+		hps_direct d;
+		if ((rc = hps_direct_map(ctx, 0, &d)) || d.first != 0 || d.count < m.nkeys || d.width != m.width) {
+			fprintf(stderr, "sparse_lr: --hogwild needs hps launch --direct %u --key-ranges 0-%llu (%s)\n",
+				m.width, (unsigned long long)m.nkeys - 1, rc ? hps_strerror(rc) : "range does not fit");
+			return 1;
+		}
+		dense = d.vals;
+	} else if (o.local) {
+		dense = calloc(m.nkeys * m.width, sizeof *dense);
+	} else {
+		const char *u = getenv("HPS_UPDATER");
+		if (!u || (strncmp(u, "sgd", 3) && strncmp(u, "adagrad", 7) && strncmp(u, "ftrl", 4))) {
+			fprintf(stderr, "sparse_lr: the servers must run an optimizer: hps launch --updater sgd:lr=..|adagrad:lr=..|ftrl:alpha=..\n");
+			return 1;
+		}
+		b.keys = malloc(m.nkeys * sizeof *b.keys);
+		b.pos = malloc(m.nkeys * sizeof *b.pos);
+		b.stamp = calloc(m.nkeys, sizeof *b.stamp);
+		b.w = malloc(m.nkeys * m.width * sizeof *b.w);
+		b.g = malloc(m.nkeys * m.width * sizeof *b.g);
+		if (rank == 0)
+			copy = malloc(m.nkeys * m.width * sizeof *copy);
+		if (!b.keys || !b.pos || !b.stamp || !b.w || !b.g || (rank == 0 && !copy))
+			dense = NULL, rc = HPS_ENOMEM;
+	}
+	if ((o.local && !dense) || rc) {
+		fprintf(stderr, "sparse_lr: out of memory for %llu keys\n", (unsigned long long)m.nkeys);
+		return 1;
+	}
+	size_t *order = malloc((tr.rows ? tr.rows : 1) * sizeof *order);
+	size_t shard_max = (tr.file_rows + (size_t)nworkers - 1) / (size_t)nworkers;
+	size_t batches = (shard_max + (size_t)o.batch - 1) / (size_t)o.batch;
+	double train_s = 0, updates_s = 0, acc = 0, test_loss = 0;
+	rc = ctx ? hps_barrier(ctx) : 0;
+	for (int e = 1; !rc && e <= o.epochs; e++) {
+		ex_shuffle(order, tr.rows, o.seed * 1000003u + (uint64_t)rank * 7919u + (uint64_t)e);
+		double t0 = ex_now(), loss;
+		if (dense)
+			loss = sgd_epoch(&tr, order, dense, m.width, (float)o.lr, &rep, e, rank == 0);
+		else
+			loss = server_epoch(w, &b, &tr, order, batches, o.batch, &rep, e, rank == 0, &rc);
+		if (!rc && ctx)
+			rc = hps_barrier(ctx); /* every update of the epoch is in */
+		double dt = ex_now() - t0;
+		train_s += dt;
+		updates_s = (double)tr.file_rows / dt;
+		if (!rc && rank == 0) {
+			if (!dense)
+				rc = pull_model(w, &m, copy);
+			if (!rc) {
+				evaluate(&te, dense ? dense : copy, m.width, &test_loss, &acc);
+				report_epoch(&rep, e, train_s, tr.rows ? loss / (double)tr.rows : 0, test_loss, acc,
+					     updates_s);
+			}
+		}
+		if (!rc && ctx)
+			rc = hps_barrier(ctx); /* nobody trains while worker 0 evaluates */
+	}
+	if (rc)
+		fprintf(stderr, "sparse_lr: worker %d: %s\n", rank, hps_strerror(rc));
+	else if (rank == 0)
+		report_result(&rep, acc, train_s, (double)tr.file_rows * o.epochs / train_s);
+	report_close(&rep);
+	if (w)
+		hps_worker_close(w);
+	if (ctx)
+		hps_finalize(ctx);
+	if (o.local)
+		free(dense);
+	free(order);
+	free(copy);
+	free(b.keys), free(b.pos), free(b.stamp), free(b.w), free(b.g);
+	sparse_free(&tr);
+	sparse_free(&te);
+	return rc ? 1 : 0;
+}
