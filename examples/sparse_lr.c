@@ -27,7 +27,7 @@
 
 struct opts {
 	const char *train, *test, *csv, *name;
-	double reference, lr, target_loss;
+	double reference, lr, decay, target_loss;
 	int epochs, batch, classes, hogwild, local, cross_bits, log1p, normalize;
 	uint64_t seed;
 };
@@ -254,22 +254,6 @@ static int pull_model(hps_worker *w, const struct model *m, float *out)
 
 /* ---- the run ------------------------------------------------------------ */
 
-static const char *mode_name(const struct opts *o)
-{
-	if (o->local)
-		return "local";
-	if (o->hogwild)
-		return "hogwild";
-	const char *s = getenv("HPS_STALENESS");
-	if (!s || !*s || strcmp(s, "asp") == 0 || strcmp(s, "inf") == 0)
-		return "asp";
-	if (strcmp(s, "bsp") == 0 || strcmp(s, "0") == 0)
-		return "bsp";
-	static char name[32];
-	snprintf(name, sizeof name, "ssp%s", s);
-	return name;
-}
-
 static void usage(void)
 {
 	fprintf(stderr,
@@ -280,6 +264,7 @@ static void usage(void)
 		"  --epochs E         passes over the data (default 10)\n"
 		"  --batch B          mini-batch of the server modes (default 32)\n"
 		"  --lr LR            SGD step of hogwild and local (default 0.1)\n"
+		"  --decay D          step of epoch e is LR / (1 + D (e - 1)) (default 0)\n"
 		"  --cross BITS       add hashed pairwise crosses of 28x28 images into 2^BITS buckets\n"
 		"  --log1p            feature values x become log(1 + x) (word counts)\n"
 		"  --normalize        scale each row to unit L2 norm (after --log1p)\n"
@@ -297,7 +282,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		{"classes", 1, 0, 'c'}, {"epochs", 1, 0, 'e'}, {"batch", 1, 0, 'b'}, {"lr", 1, 0, 'l'},
 		{"cross", 1, 0, 'x'}, {"hogwild", 0, 0, 'H'}, {"local", 0, 0, 'L'},  {"target-loss", 1, 0, 'g'},
 		{"csv", 1, 0, 'v'},   {"seed", 1, 0, 's'},    {"help", 0, 0, 'h'},   {"log1p", 0, 0, 'p'},
-		{"normalize", 0, 0, 'N'}, {0, 0, 0, 0}};
+		{"normalize", 0, 0, 'N'}, {"decay", 1, 0, 'd'}, {0, 0, 0, 0}};
 	*o = (struct opts){.name = "data", .epochs = 10, .batch = 32, .lr = 0.1, .seed = 1};
 	int c;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -318,11 +303,12 @@ static int parse(int argc, char **argv, struct opts *o)
 		case 's': o->seed = strtoull(optarg, NULL, 10); break;
 		case 'p': o->log1p = 1; break;
 		case 'N': o->normalize = 1; break;
+		case 'd': o->decay = atof(optarg); break;
 		default: usage(); return -1;
 		}
 	}
 	if (!o->train || !o->test || o->epochs < 1 || o->batch < 1 || !(o->lr > 0) || o->classes < 0 ||
-	    o->classes > 1024 || o->cross_bits < 0 || o->cross_bits > 24 || (o->hogwild && o->local)) {
+	    o->classes > 1024 || o->decay < 0 || o->cross_bits < 0 || o->cross_bits > 24 || (o->hogwild && o->local)) {
 		usage();
 		return -1;
 	}
@@ -397,7 +383,7 @@ int main(int argc, char **argv)
 	struct model m;
 	if (load(&o, rank, nworkers, &tr, &te, &m))
 		return 1;
-	struct report rep = {.dataset = o.name, .mode = mode_name(&o), .metric = "test_accuracy",
+	struct report rep = {.dataset = o.name, .mode = ex_mode_name(o.hogwild, o.local), .metric = "test_accuracy",
 			     .reference = o.reference, .workers = nworkers, .epochs = o.epochs,
 			     .target_loss = o.target_loss};
 	if (rank == 0 && report_open(&rep, o.csv))
@@ -448,7 +434,8 @@ int main(int argc, char **argv)
 		ex_shuffle(order, tr.rows, o.seed * 1000003u + (uint64_t)rank * 7919u + (uint64_t)e);
 		double t0 = ex_now(), loss;
 		if (dense)
-			loss = sgd_epoch(&tr, order, dense, m.width, (float)o.lr, &rep, e, rank == 0);
+			loss = sgd_epoch(&tr, order, dense, m.width, (float)(o.lr / (1 + o.decay * (e - 1))), &rep, e,
+					 rank == 0);
 		else
 			loss = server_epoch(w, &b, &tr, order, batches, o.batch, &rep, e, rank == 0, &rc);
 		if (!rc && ctx)

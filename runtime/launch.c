@@ -69,6 +69,9 @@ static void usage(FILE *f)
 		"  --dtype T             values stored per key range: f32 or f64; T;T;... per server\n"
 		"                        (HPS_DTYPE)\n"
 		"  --compress C          f32 values on the rings as none, f16 or bf16 (HPS_COMPRESS)\n"
+		"  --deterministic       BSP ranges apply each clock's pushes in worker order, so\n"
+		"                        same-seed runs give the same model bit for bit; every\n"
+		"                        worker must call hps_clock (HPS_DETERMINISTIC=1)\n"
 		"  --direct W            HOGWILD direct mode: each server keeps its declared key range\n"
 		"                        as a dense shared array of W floats per key; W;W;... per server\n"
 		"  --init SPEC           first-touch values (HPS_INIT): zeros, constant:value=,\n"
@@ -243,6 +246,10 @@ static int parse_args(int argc, char **argv, int *self_serve, int *keep_going, i
 		}
 		if (strcmp(a, "--keep-going") == 0) {
 			*keep_going = 1;
+			continue;
+		}
+		if (strcmp(a, "--deterministic") == 0) {
+			setenv("HPS_DETERMINISTIC", "1", 1);
 			continue;
 		}
 		if (strcmp(a, "--no-prefix") == 0) {

@@ -23,6 +23,7 @@ struct peer {
 	struct hpsi_msg_bounds heap; /* the worker's heap slice */
 	int finished;
 	uint32_t clock;      /* the worker's clock as last announced */
+	uint64_t phase;      /* deterministic BSP: see push_must_wait */
 	/* The head request is a pull held back for staleness; it stays in the
 	 * ring (so nothing behind it overtakes it) until the clocks move. */
 	int held;
@@ -39,6 +40,7 @@ struct server {
 	void *arg;
 	size_t answer_max; /* largest inline answer */
 	int64_t staleness; /* HPS_STALENESS of this key range; -1: unbounded (ASP) */
+	int ordered;       /* HPS_DETERMINISTIC under BSP: each clock's pushes in worker order */
 	uint64_t epoch;    /* bumped whenever a clock moves or a worker finishes */
 	uint64_t min_epoch;
 	uint32_t min_clock; /* smallest clock of the unfinished workers at min_epoch */
@@ -62,6 +64,38 @@ static uint32_t min_clock(struct server *sv)
 		sv->min_epoch = sv->epoch;
 	}
 	return sv->min_clock;
+}
+
+/* Deterministic BSP (HPS_DETERMINISTIC): the server applies clock c's
+ * pushes only after every worker has read what it reads in clock c, and in
+ * worker order, so the model does not depend on timing. A worker's
+ * progress is its "phase" 2c (reading in clock c) or 2c+1 (writing in
+ * clock c), from the messages that reached the head of its ring; a push
+ * of worker wk at clock c waits until every other unfinished worker is at
+ * phase >= 2c+1 and every lower-ranked one has moved past clock c. This
+ * assumes the usual pull, compute, push, clock order within a clock. */
+static int push_must_wait(const struct server *sv, uint32_t wk, uint32_t clock)
+{
+	uint64_t writing = 2 * (uint64_t)clock + 1;
+	for (uint32_t o = 0; o < sv->nworkers; o++) {
+		const struct peer *q = &sv->peers[o];
+		if (o == wk || q->finished)
+			continue;
+		if (q->phase < writing || (o < wk && q->phase <= writing))
+			return 1;
+	}
+	return 0;
+}
+
+/* Records the phase of a message at the head of a worker's ring. */
+static void take_phase(struct server *sv, struct peer *p, const struct hpsi_msg_hdr *h)
+{
+	/* a CLOCK message opens clock c: reading again */
+	uint64_t ph = 2 * (uint64_t)h->clock + (h->type != HPSI_MSG_PULL && h->type != HPSI_MSG_CLOCK);
+	if (ph > p->phase) {
+		p->phase = ph;
+		sv->epoch++; /* held pushes look again */
+	}
 }
 
 /* Takes the clock a message carries; a clock never goes backwards. */
@@ -111,6 +145,8 @@ static int serve_one(struct server *sv, struct peer *p, uint32_t wk, const void 
 		hpsi_msg_count_bad("clock went backwards");
 		return h->type == HPSI_MSG_CLOCK ? SERVE_DONE : answer_bad(sv, p, rec, len);
 	}
+	if (sv->ordered)
+		take_phase(sv, p, h);
 	if (h->type == HPSI_MSG_CLOCK)
 		return SERVE_DONE;
 	int pull = h->type != HPSI_MSG_PUSH, lens = (h->flags & HPSI_F_LENS) != 0;
@@ -119,6 +155,8 @@ static int serve_one(struct server *sv, struct peer *p, uint32_t wk, const void 
 	 * delivered them once it announced a clock >= c - s. */
 	if (pull && sv->staleness >= 0 && h->clock > sv->staleness &&
 	    min_clock(sv) < h->clock - (uint32_t)sv->staleness)
+		return SERVE_HELD;
+	if (sv->ordered && h->type != HPSI_MSG_PULL && push_must_wait(sv, wk, h->clock))
 		return SERVE_HELD;
 	if (h->dtype != sv->wire) {
 		hpsi_msg_count_bad("values of another type than this key range's");
@@ -412,6 +450,13 @@ int hps_server_run(hps_ctx *ctx, hps_handler handler, void *arg)
 		hpsi_store_destroy(store);
 		return HPS_ECONFIG;
 	}
+	const char *det = hpsi_setting("DETERMINISTIC");
+	if (det && strcmp(det, "0") && strcmp(det, "1")) {
+		hpsi_error("HPS_DETERMINISTIC=%s: expected 0 or 1", det);
+		hpsi_store_destroy(store);
+		return HPS_ECONFIG;
+	}
+	sv.ordered = sv.staleness == 0 && det && strcmp(det, "1") == 0;
 	sv.min_epoch = UINT64_MAX;
 	if (!(sv.peers = calloc(sv.nworkers, sizeof *sv.peers))) {
 		hpsi_store_destroy(store);

@@ -1,6 +1,7 @@
 /* Consistency: the SSP guarantee as a property over random delays and
  * seeds for s in {0, 1, 3, unbounded}; BSP equals a sequential run bit for
  * bit; workers that leave stop counting; clocks never go backwards. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,6 +150,74 @@ static void test_consistency_bsp_equals_sequential(void)
 	munmap(final, K * sizeof(float));
 }
 
+/* Deterministic BSP: every worker pushes a gradient computed from what it
+ * pulled to every key, AdaGrad applies them (order matters in floats),
+ * random delays change the timing each round; the model must come out
+ * bit-identical. */
+#define TD 12
+static unsigned det_round;
+static int det_worker(hps_ctx *ctx, hps_worker *w, void *arg)
+{
+	float *final = arg;
+	int me = hps_rank(ctx);
+	uint64_t keys[K];
+	float got[K], g[K];
+	unsigned rng = det_round * 7919u + (unsigned)me * 104729u + 1;
+	for (int k = 0; k < K; k++)
+		keys[k] = (uint64_t)k * 1000;
+	for (int t = 0; t < TD; t++) {
+		rng = rng * 1103515245u + 12345u;
+		usleep((rng >> 16) % 700);
+		if (hps_wait(w, hps_pull(w, keys, K, got, NULL)))
+			return 1;
+		for (int k = 0; k < K; k++)
+			g[k] = sinf(3.0f * got[k] + (float)me) + val(me, t, k);
+		rng = rng * 1103515245u + 12345u;
+		usleep((rng >> 16) % 700);
+		if (hps_wait(w, hps_push(w, keys, K, g, NULL)) || hps_clock(w))
+			return 2;
+	}
+	if (hps_barrier(ctx) || hps_wait(w, hps_pull(w, keys, K, got, NULL)))
+		return 3;
+	if (me == 0)
+		memcpy(final, got, sizeof got);
+	return 0;
+}
+
+static void test_consistency_deterministic_bsp_is_bit_identical(void)
+{
+	float *final = mmap(NULL, K * sizeof(float), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	float first[K];
+	setenv("HPS_STALENESS", "bsp", 1);
+	setenv("HPS_DETERMINISTIC", "1", 1);
+	setenv("HPS_UPDATER", "adagrad:lr=0.3", 1);
+	for (det_round = 0; det_round < 4; det_round++) {
+		struct job j;
+		CU_ASSERT_EQUAL_FATAL(job_start(&j, 2, W, NULL), 0);
+		pid_t p[W];
+		for (int r = 0; r < W; r++)
+			p[r] = job_fork_worker(&j, (uint32_t)r, 1, det_worker, final);
+		for (int r = 0; r < W; r++)
+			CU_ASSERT_EQUAL(wait_exit(p[r], 30000), 0);
+		CU_ASSERT_EQUAL(job_stop(&j), 0);
+		if (det_round == 0)
+			memcpy(first, final, sizeof first);
+		else
+			CU_ASSERT_EQUAL(memcmp(final, first, sizeof first), 0);
+	}
+	/* a wrong value is refused: the servers do not start */
+	setenv("HPS_DETERMINISTIC", "yes", 1);
+	struct job j;
+	CU_ASSERT_EQUAL_FATAL(job_start(&j, 1, 1, NULL), 0);
+	CU_ASSERT_NOT_EQUAL(wait_exit(j.servers[0], 10000), 0);
+	j.servers[0] = 0;
+	job_stop(&j);
+	unsetenv("HPS_STALENESS");
+	unsetenv("HPS_DETERMINISTIC");
+	unsetenv("HPS_UPDATER");
+	munmap(final, K * sizeof(float));
+}
+
 /* Written straight into worker 0's ring: clock 5, then clock 3 (dropped),
  * then a pull stamped with clock 2 (answered HPS_EPROTO). */
 static void test_consistency_clock_backwards_refused(void)
@@ -211,6 +280,7 @@ int main(void)
 		{"test_consistency_staleness_property", test_consistency_staleness_property},
 		{"test_consistency_finished_worker_stops_counting", test_consistency_finished_worker_stops_counting},
 		{"test_consistency_bsp_equals_sequential", test_consistency_bsp_equals_sequential},
+		{"test_consistency_deterministic_bsp_is_bit_identical", test_consistency_deterministic_bsp_is_bit_identical},
 		{"test_consistency_clock_backwards_refused", test_consistency_clock_backwards_refused},
 		{"test_consistency_bad_staleness_refused", test_consistency_bad_staleness_refused},
 		{NULL, NULL},

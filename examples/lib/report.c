@@ -1,5 +1,6 @@
 #include "examples/lib/report.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -73,4 +74,20 @@ void report_close(struct report *r)
 	if (r->csv)
 		fclose(r->csv);
 	r->csv = NULL;
+}
+
+const char *ex_mode_name(int hogwild, int local)
+{
+	if (local)
+		return "local";
+	if (hogwild)
+		return "hogwild";
+	const char *s = getenv("HPS_STALENESS");
+	if (!s || !*s || strcmp(s, "asp") == 0 || strcmp(s, "inf") == 0)
+		return "asp";
+	if (strcmp(s, "bsp") == 0 || strcmp(s, "0") == 0)
+		return "bsp";
+	static char name[32];
+	snprintf(name, sizeof name, "ssp%s", s);
+	return name;
 }
