@@ -89,17 +89,11 @@ static double sgd_epoch(const struct rating *t, const size_t *order, size_t n, f
 /* ---- server mode ------------------------------------------------------- */
 
 struct batch {
-	uint64_t *keys;
+	uint64_t *keys, *tmp; /* distinct keys of the batch, ascending; room to sort */
 	uint32_t *pos, *stamp, gen;
 	float *w, *g;
 	size_t nkeys;
 };
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return (x > y) - (x < y);
-}
 
 static void batch_add(struct batch *b, uint64_t key)
 {
@@ -123,7 +117,7 @@ static double server_epoch(hps_worker *w, struct batch *b, const struct rating *
 		b->nkeys = 0;
 		for (size_t k = from; k < to; k++)
 			batch_add(b, user_key(t[order[k]].user)), batch_add(b, item_key(t[order[k]].item));
-		qsort(b->keys, b->nkeys, sizeof *b->keys, cmp_u64);
+		ex_sort_keys(b->keys, b->tmp, b->nkeys);
 		for (size_t i = 0; i < b->nkeys; i++)
 			b->pos[b->keys[i]] = (uint32_t)i;
 		int rc = b->nkeys ? hps_wait(w, hps_pull(w, b->keys, b->nkeys, b->w, &o)) : 0;
@@ -162,7 +156,7 @@ static int rmse_pulled(hps_worker *w, struct batch *b, const struct rating *t, s
 	b->nkeys = 0;
 	for (size_t k = 0; k < n; k++)
 		batch_add(b, user_key(t[k].user)), batch_add(b, item_key(t[k].item));
-	qsort(b->keys, b->nkeys, sizeof *b->keys, cmp_u64);
+	ex_sort_keys(b->keys, b->tmp, b->nkeys);
 	for (size_t i = 0; i < b->nkeys; i++)
 		b->pos[b->keys[i]] = (uint32_t)i;
 	int rc = hps_wait(w, hps_pull(w, b->keys, b->nkeys, b->w, &(hps_opts){.width = width}));
@@ -310,11 +304,12 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		b.keys = malloc(nkeys * sizeof *b.keys);
+		b.tmp = malloc(nkeys * sizeof *b.tmp);
 		b.pos = malloc(nkeys * sizeof *b.pos);
 		b.stamp = calloc(nkeys, sizeof *b.stamp);
 		b.w = malloc(nkeys * width * sizeof *b.w);
 		b.g = malloc(nkeys * width * sizeof *b.g);
-		if (!b.keys || !b.pos || !b.stamp || !b.w || !b.g)
+		if (!b.keys || !b.tmp || !b.pos || !b.stamp || !b.w || !b.g)
 			rc = HPS_ENOMEM;
 	}
 	if ((o.local && !dense) || rc) {
@@ -363,6 +358,6 @@ int main(int argc, char **argv)
 		free(dense);
 	free(order);
 	free(all), free(tr), free(te);
-	free(b.keys), free(b.pos), free(b.stamp), free(b.w), free(b.g);
+	free(b.keys), free(b.tmp), free(b.pos), free(b.stamp), free(b.w), free(b.g);
 	return rc ? 1 : 0;
 }

@@ -136,6 +136,7 @@ static double sgd_epoch(const struct sparse_set *s, const size_t *order, float *
 
 struct batch {
 	uint64_t *keys;   /* distinct keys of the batch, ascending */
+	uint64_t *tmp;    /* room to sort them */
 	uint32_t *pos;    /* key -> index in keys (valid where stamp matches) */
 	uint32_t *stamp;
 	uint32_t gen;
@@ -143,12 +144,6 @@ struct batch {
 	size_t nkeys;
 	uint32_t width;
 };
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return (x > y) - (x < y);
-}
 
 static const float *batch_at(void *arg, uint32_t key)
 {
@@ -171,7 +166,7 @@ static void batch_keys(struct batch *b, const struct sparse_set *s, const size_t
 				b->keys[b->nkeys++] = f;
 			}
 		}
-	qsort(b->keys, b->nkeys, sizeof *b->keys, cmp_u64);
+	ex_sort_keys(b->keys, b->tmp, b->nkeys);
 	for (size_t i = 0; i < b->nkeys; i++)
 		b->pos[b->keys[i]] = (uint32_t)i;
 }
@@ -412,13 +407,14 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		b.keys = malloc(m.nkeys * sizeof *b.keys);
+		b.tmp = malloc(m.nkeys * sizeof *b.tmp);
 		b.pos = malloc(m.nkeys * sizeof *b.pos);
 		b.stamp = calloc(m.nkeys, sizeof *b.stamp);
 		b.w = malloc(m.nkeys * m.width * sizeof *b.w);
 		b.g = malloc(m.nkeys * m.width * sizeof *b.g);
 		if (rank == 0)
 			copy = malloc(m.nkeys * m.width * sizeof *copy);
-		if (!b.keys || !b.pos || !b.stamp || !b.w || !b.g || (rank == 0 && !copy))
+		if (!b.keys || !b.tmp || !b.pos || !b.stamp || !b.w || !b.g || (rank == 0 && !copy))
 			dense = NULL, rc = HPS_ENOMEM;
 	}
 	if ((o.local && !dense) || rc) {
@@ -468,7 +464,7 @@ int main(int argc, char **argv)
 		free(dense);
 	free(order);
 	free(copy);
-	free(b.keys), free(b.pos), free(b.stamp), free(b.w), free(b.g);
+	free(b.keys), free(b.tmp), free(b.pos), free(b.stamp), free(b.w), free(b.g);
 	sparse_free(&tr);
 	sparse_free(&te);
 	return rc ? 1 : 0;

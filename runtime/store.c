@@ -295,7 +295,13 @@ int hpsi_store_handle(hps_request *r, void *arg)
 	size_t new_keys = 0;
 	/* fixed-width pulls create keys when their initial values are not 0 */
 	int pull_creates = r->width && st->init.kind != HPSI_INIT_ZEROS;
+	/* A large table misses the cache on every probe: ask for the slot of
+	 * a key a few places ahead while this one is looked up. */
+	enum { AHEAD = 8 };
+	size_t mask = st->cap - 1;
 	for (size_t i = 0; i < r->nkeys; i++) {
+		if (i + AHEAD < r->nkeys)
+			__builtin_prefetch(&st->tab[hpsi_key_mix(r->keys[i + AHEAD]) & mask]);
 		int64_t e = find(st, r->keys[i]);
 		st->found[i] = e;
 		uint32_t have = e >= 0 ? st->tab[e].len : 0;
@@ -322,6 +328,8 @@ int hpsi_store_handle(hps_request *r, void *arg)
 	unsigned char *dst = (unsigned char *)r->out;
 	size_t esz = st->esz;
 	for (size_t i = 0; i < r->nkeys; i++) {
+		if (i + AHEAD < r->nkeys && st->found[i + AHEAD] >= 0) /* its values, likewise */
+			__builtin_prefetch(st->pool + st->tab[st->found[i + AHEAD]].off);
 		int64_t e = st->found[i];
 		uint32_t len = want_len(r, i);
 		if (e < 0 && (push || pull_creates))

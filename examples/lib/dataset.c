@@ -32,6 +32,33 @@ static int fail(char *err, size_t cap, const char *fmt, ...)
 	return -1;
 }
 
+void ex_sort_keys(uint64_t *keys, uint64_t *tmp, size_t n)
+{
+	uint64_t max = 0;
+	for (size_t i = 0; i < n; i++)
+		max = keys[i] > max ? keys[i] : max;
+	uint64_t *src = keys, *dst = tmp;
+	/* 8 bits a pass, only as many passes as the largest key needs */
+	for (unsigned shift = 0; shift < 64 && (max >> shift); shift += 8) {
+		size_t count[256] = {0};
+		for (size_t i = 0; i < n; i++)
+			count[(src[i] >> shift) & 0xff]++;
+		size_t at = 0;
+		for (size_t d = 0; d < 256; d++) {
+			size_t c = count[d];
+			count[d] = at;
+			at += c;
+		}
+		for (size_t i = 0; i < n; i++)
+			dst[count[(src[i] >> shift) & 0xff]++] = src[i];
+		uint64_t *t = src;
+		src = dst;
+		dst = t;
+	}
+	if (src != keys)
+		memcpy(keys, src, n * sizeof *keys);
+}
+
 void ex_shuffle(size_t *order, size_t n, uint64_t seed)
 {
 	for (size_t i = 0; i < n; i++)

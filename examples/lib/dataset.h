@@ -56,6 +56,10 @@ static inline uint64_t ex_rand(uint64_t *s)
 	return z ^ (z >> 31);
 }
 
+/* Sorts n keys ascending (LSD radix, 8 bits a pass; tmp holds n keys). A mini-batch's keys must go to hps sorted, and qsort's
+ * comparator calls cost more than the training step itself. */
+void ex_sort_keys(uint64_t *keys, uint64_t *tmp, size_t n);
+
 /* A seeded permutation of 0..n-1 into order. */
 void ex_shuffle(size_t *order, size_t n, uint64_t seed);
 
