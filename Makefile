@@ -18,7 +18,7 @@ EXAMPLES = $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
 EXAMPLE_LIB = $(patsubst %.c,$(BUILD)/%.o,$(wildcard examples/lib/*.c))
 
 .SECONDARY:
-.PHONY: all deps test run bench bench-ssp asan tsan clean data fixtures
+.PHONY: all deps test run bench bench-ssp bench-hogwild asan tsan clean data fixtures
 all: $(OUT)/lib/libhps.a $(OUT)/lib/libhps.so $(OUT)/bin/hps $(TESTS) $(OUT)/bench/hps_bench $(OUT)/bench/ssp_bench $(EXAMPLES)
 
 # Installs the Debian packages hps needs, only when one is missing.
@@ -71,6 +71,13 @@ bench-ssp: deps
 	@$(MAKE) --no-print-directory bench/ssp_bench
 	bench/ssp_bench
 	bench/ssp_bench --transient
+
+# HOGWILD direct mode against one process without a parameter server, on
+# the real data sets (about a minute).
+bench-hogwild: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory data
+	bench/hogwild_bench.sh
 
 # The examples' data sets (examples/data.sh): fetched from Debian's and
 # npm's registries once, converted into data/.

@@ -53,6 +53,7 @@ set ylabel '$metric'
 set key bottom right
 plot $(lines 8)
 set datafile separator whitespace
+set key noautotitle
 set xlabel 'workers'
 set ylabel 'speedup in updates/s'
 set xrange [0.8:2.2]
