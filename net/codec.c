@@ -118,6 +118,10 @@ int hpsi_msg_check(const void *buf, size_t len, const struct hpsi_msg_bounds *bo
 	v->keys = (const uint64_t *)k;
 	v->lens = (const uint32_t *)(k + (size_t)h->nkeys * 8);
 	v->vals = vals;
+	if (is_resp && (h->flags & HPSI_F_HEAP_RESP)) { /* the answer: lens|values in the buffer */
+		v->lens = (const uint32_t *)v->resp;
+		v->vals = v->resp + hpsi_lens_bytes(h->nlens);
+	}
 	if (lens && !is_resp && h->type != HPSI_MSG_PULL) {
 		uint64_t sum = 0;
 		for (uint32_t i = 0; i < h->nlens; i++)

@@ -66,7 +66,9 @@ struct hpsi_msg_hdr {
 
 _Static_assert(sizeof(struct hpsi_msg_hdr) == 96, "wire header is 96 bytes");
 
-/* A checked message: pointers into the received bytes or the heap. */
+/* A checked message: pointers into the received bytes or the heap. For a
+ * response whose answer is in the heap (HPSI_F_HEAP_RESP), lens and vals
+ * point into that buffer. */
 struct hpsi_msg_view {
 	const struct hpsi_msg_hdr *hdr;
 	const uint64_t *keys;
