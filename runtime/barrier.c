@@ -3,7 +3,9 @@
  * Ordering: each arrival is an acq_rel RMW on barrier_arrived; the last
  * arriver resets the counter, then bumps barrier_gen with release, which
  * pairs with the acquire load of barrier_gen by the waiters, so everything
- * done before the barrier by any worker is visible after it. Waiters sleep
+ * done before the barrier by any worker is visible after it. In a
+ * multi-host job the bridge resets and bumps them instead (net/bridge.c),
+ * with the same orders. Waiters sleep
  * on the futex of barrier_gen and wake every 50 ms to check that no worker
  * died or left, which would otherwise make them wait forever. */
 #include "hps/hps.h"
@@ -32,7 +34,9 @@ int hps_barrier(hps_ctx *c)
 	struct hpsi_seg_hdr *h = c->seg.hdr;
 	uint32_t gen = atomic_load_explicit(&h->barrier_gen, memory_order_acquire);
 	uint32_t n = atomic_fetch_add_explicit(&h->barrier_arrived, 1, memory_order_acq_rel) + 1;
-	if (n == h->nworkers) {
+	/* With other hosts, the bridge sees every local worker arrived and
+	 * releases the barrier once the scheduler has heard from all hosts. */
+	if (!h->bridged && n == h->nworkers) {
 		atomic_store_explicit(&h->barrier_arrived, 0, memory_order_relaxed);
 		atomic_fetch_add_explicit(&h->barrier_gen, 1, memory_order_release);
 		hpsi_futex_wake(&h->barrier_gen);

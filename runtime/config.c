@@ -22,6 +22,9 @@ static const struct {
 	{"HOST", "DMLC_NODE_HOST"},
 	{"RANK", "DMLC_RANK"},
 	{"JOB_ID", "DMLC_JOB_ID"},
+	{"ROOT_URI", "DMLC_PS_ROOT_URI"},
+	{"ROOT_PORT", "DMLC_PS_ROOT_PORT"},
+	{"INTERFACE", "DMLC_INTERFACE"},
 };
 
 const char *hpsi_setting(const char *name)

@@ -90,6 +90,15 @@ int hps_init(hps_ctx **out, int *argc, char **argv)
 	}
 	c->node = c->cfg.role == HPS_ROLE_SERVER ? (uint32_t)c->cfg.rank
 						 : hpsi_worker_node(&c->seg, (uint32_t)c->cfg.rank);
+	if (!hpsi_node_local(&c->seg, c->node)) {
+		const struct hpsi_seg_hdr *h = c->seg.hdr;
+		hpsi_error("%s rank %d does not run on host %s, which runs servers %u-%u and workers %u-%u (HPS_RANK)",
+			   c->cfg.role == HPS_ROLE_SERVER ? "server" : "worker", c->cfg.rank, h->host, h->srv_lo,
+			   h->srv_hi - 1, h->wrk_lo, h->wrk_hi - 1);
+		hpsi_seg_detach(&c->seg);
+		free(c);
+		return HPS_ECONFIG;
+	}
 	c->timeout_ns = c->seg.hdr->timeout_ms * 1000000;
 	c->spin_ns = c->cfg.spin_ns;
 	cpu_set_t cpus;

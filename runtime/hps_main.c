@@ -16,6 +16,8 @@ static void usage(FILE *f)
 		   "  clean    remove shared-memory segments of dead jobs (hps clean --help)\n"
 		   "  server   run one built-in summing server of a job (started by launch)\n"
 		   "  checkpoint  save (or --load) the tables of a running job (hps checkpoint --help)\n"
+		   "  scheduler   the scheduler of a multi-host job (started by launch --hosts)\n"
+		   "  bridge      this host's bridge in a multi-host job (started by launch)\n"
 		   "  help     this text\n");
 }
 
@@ -98,6 +100,10 @@ int main(int argc, char **argv)
 		return cmd_server(argc - 1, argv + 1);
 	if (strcmp(cmd, "checkpoint") == 0)
 		return cmd_checkpoint(argc - 1, argv + 1);
+	if (strcmp(cmd, "scheduler") == 0)
+		return hpsi_cmd_scheduler(argc - 1, argv + 1);
+	if (strcmp(cmd, "bridge") == 0)
+		return hpsi_cmd_bridge(argc - 1, argv + 1);
 	if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
 		usage(stdout);
 		return 0;

@@ -25,6 +25,7 @@
 #include "runtime/store.h"
 
 #define GRACE_NS 3000000000ll /* from SIGTERM to SIGKILL when stopping */
+#define ROLE_BRIDGE 2         /* a child that is this host's bridge (multi-host) */
 
 struct child {
 	pid_t pid;
@@ -32,6 +33,7 @@ struct child {
 	int fd;          /* its stdout and stderr, or -1 at EOF */
 	int running;
 	int status;      /* wait status once exited */
+	int stop_sent;   /* the bridge was asked to leave */
 	char buf[8192];
 	size_t used;
 };
@@ -56,6 +58,11 @@ static void usage(FILE *f)
 		"  --self-serve          run PROGRAM as the servers too (HPS_ROLE=server); it calls\n"
 		"                        hps_server_run() with its own handler\n"
 		"  --keep-going          a failed worker does not stop the others\n"
+		"  --hosts FILE          a multi-host job: FILE lists `NAME SERVERS WORKERS [ADDRESS]`\n"
+		"                        per host; started there through HPS_RSH (default ssh)\n"
+		"  --root-uri H, --root-port P  where the scheduler listens (HPS_ROOT_URI/PORT)\n"
+		"  --node-addr A, --interface I, --ports P-Q  where this host's bridge listens\n"
+		"  --local-servers N, --local-workers N  this host's part of a multi-host job\n"
 		"  --no-prefix           children write straight to this terminal, lines untagged\n"
 		"  --heap-mb N           shared heap per worker in MiB (default 256; HPS_HEAP_MB)\n"
 		"  --ring-kb N           bytes of each ring in KiB (default 1024; HPS_RING_KB)\n"
@@ -92,12 +99,18 @@ static const struct {
 	{"--updater", NULL, "HPS_UPDATER"},       {"--init", NULL, "HPS_INIT"},
 	{"--staleness", NULL, "HPS_STALENESS"},   {"--dtype", NULL, "HPS_DTYPE"},
 	{"--compress", NULL, "HPS_COMPRESS"},     {"--direct", NULL, "HPS_DIRECT"},
+	{"--local-servers", NULL, "HPS_LOCAL_SERVERS"}, {"--local-workers", NULL, "HPS_LOCAL_WORKERS"},
+	{"--root-uri", NULL, "HPS_ROOT_URI"},     {"--root-port", NULL, "HPS_ROOT_PORT"},
+	{"--node-addr", NULL, "HPS_NODE_ADDR"},   {"--interface", NULL, "HPS_INTERFACE"},
+	{"--ports", NULL, "HPS_PORTS"},
 };
 
 static void put_line(struct child *c, const char *s, size_t n)
 {
 	char tag[48];
-	int t = snprintf(tag, sizeof tag, "[%s %d] ", c->role == HPS_ROLE_SERVER ? "server" : "worker", c->rank);
+	int t = c->role == ROLE_BRIDGE ? snprintf(tag, sizeof tag, "[bridge] ")
+				       : snprintf(tag, sizeof tag, "[%s %d] ", c->role == HPS_ROLE_SERVER ? "server" : "worker",
+						  c->rank);
 	char out[sizeof c->buf + 64];
 	memcpy(out, tag, (size_t)t);
 	memcpy(out + t, s, n);
@@ -162,6 +175,13 @@ static int spawn(struct child *c, char **argv, const char *self, const struct hp
 			dup2(fds[1], STDERR_FILENO);
 		}
 		char num[32];
+		if (c->role == ROLE_BRIDGE) {
+			unsetenv("HPS_ROLE");
+			unsetenv("DMLC_ROLE");
+			char *br[] = {(char *)self, "bridge", NULL};
+			execv(self, br);
+			_exit(127);
+		}
 		setenv("HPS_ROLE", c->role == HPS_ROLE_SERVER ? "server" : "worker", 1);
 		snprintf(num, sizeof num, "%d", c->rank);
 		setenv("HPS_RANK", num, 1);
@@ -199,7 +219,7 @@ static int exit_code(int status)
 
 static void describe(const struct child *c)
 {
-	const char *role = c->role == HPS_ROLE_SERVER ? "server" : "worker";
+	const char *role = c->role == ROLE_BRIDGE ? "bridge" : c->role == HPS_ROLE_SERVER ? "server" : "worker";
 	if (WIFEXITED(c->status))
 		fprintf(stderr, "hps launch: %s %d exited with status %d\n", role, c->rank, WEXITSTATUS(c->status));
 	else
@@ -228,6 +248,8 @@ static void stop_job(struct job *j)
 	j->kill_at = hpsi_now_ns() + GRACE_NS;
 }
 
+static const char *hosts_file; /* --hosts FILE: a multi-host job */
+
 static int parse_args(int argc, char **argv, int *self_serve, int *keep_going, int *prog)
 {
 	for (int i = 1; i < argc; i++) {
@@ -246,6 +268,10 @@ static int parse_args(int argc, char **argv, int *self_serve, int *keep_going, i
 		}
 		if (strcmp(a, "--keep-going") == 0) {
 			*keep_going = 1;
+			continue;
+		}
+		if (strcmp(a, "--hosts") == 0 && i + 1 < argc) {
+			hosts_file = argv[++i];
 			continue;
 		}
 		if (strcmp(a, "--deterministic") == 0) {
@@ -277,6 +303,41 @@ static int parse_args(int argc, char **argv, int *self_serve, int *keep_going, i
 	return -1;
 }
 
+/* Multi-host: waits until this host's bridge has registered and built the
+ * segment (or failed, or the registration time is over). */
+static int wait_for_bridge(struct job *j, struct child *bridge, const struct hpsi_config *cfg)
+{
+	uint64_t reg_ms = 30000;
+	hpsi_setting_u64("REGISTER_MS", 100, 3600000, &reg_ms);
+	int64_t deadline = hpsi_now_ns() + (int64_t)(reg_ms + 5000) * 1000000;
+	char path[256];
+	if (hpsi_seg_path(path, sizeof path, cfg->job, cfg->host))
+		return 2;
+	for (;;) {
+		if (access(path, F_OK) == 0 && hpsi_seg_attach(cfg->job, cfg->host, &j->seg) == 0)
+			return 0;
+		struct pollfd pf = {.fd = bridge->fd, .events = POLLIN};
+		if (bridge->fd >= 0 && poll(&pf, 1, 20) > 0)
+			pump(bridge);
+		else if (bridge->fd < 0)
+			usleep(20000);
+		int status;
+		if (waitpid(bridge->pid, &status, WNOHANG) == bridge->pid) {
+			while (bridge->fd >= 0)
+				pump(bridge);
+			fprintf(stderr, "hps launch: the bridge of host %s ended before the job started\n", cfg->host);
+			return WIFEXITED(status) && WEXITSTATUS(status) ? WEXITSTATUS(status) : 1;
+		}
+		if (got_signal || hpsi_now_ns() > deadline) {
+			kill(-bridge->pid, SIGKILL);
+			waitpid(bridge->pid, &status, 0);
+			if (!got_signal)
+				fprintf(stderr, "hps launch: the bridge of host %s built no segment in time\n", cfg->host);
+			return got_signal ? 128 + got_signal : 1;
+		}
+	}
+}
+
 int hpsi_cmd_launch(int argc, char **argv)
 {
 	int self_serve = 0, keep_going = 0, prog = 0;
@@ -291,6 +352,8 @@ int hpsi_cmd_launch(int argc, char **argv)
 		snprintf(id, sizeof id, "hps%d", (int)getpid());
 		setenv("HPS_JOB_ID", id, 1);
 	}
+	if (hosts_file)
+		return hpsi_launch_hosts(hosts_file, argc, argv, prog);
 	struct hpsi_config cfg;
 	if (hpsi_config_load(&cfg, 0))
 		return 2;
@@ -311,26 +374,48 @@ int hpsi_cmd_launch(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	struct job j = {.n = (int)(cfg.nservers + cfg.nworkers)};
-	if ((rc = hpsi_seg_create(&sp, &j.seg))) {
-		fprintf(stderr, "hps launch: %s\n", hps_strerror(rc));
-		return 1;
-	}
-	if (got_signal) { /* arrived while the segment was being made */
-		hpsi_seg_unlink(&j.seg);
-		return 128 + got_signal;
-	}
-
+	/* Multi-host (HPS_ROOT_URI set): this host's bridge registers with the
+	 * scheduler and builds the segment; the ranks to start come from it. */
+	int multi = hpsi_setting("ROOT_URI") != NULL;
 	char self[4096];
 	ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
 	self[sl > 0 ? sl : 0] = 0;
-	j.kids = calloc((size_t)j.n, sizeof *j.kids);
+	struct job j = {.n = 0};
+	j.kids = calloc(HPSI_MAX_NODES + 1, sizeof *j.kids);
 	int failed = 0, code = 0;
-	for (int i = 0; i < j.n && !failed; i++) {
+	struct child *bridge = NULL;
+	if (multi) {
+		bridge = &j.kids[j.n++];
+		bridge->fd = -1;
+		bridge->role = ROLE_BRIDGE;
+		if (spawn(bridge, NULL, self, &cfg) != 0) {
+			fprintf(stderr, "hps launch: cannot start the bridge: %s\n", strerror(errno));
+			free(j.kids);
+			return 1;
+		}
+		if ((rc = wait_for_bridge(&j, bridge, &cfg))) {
+			free(j.kids);
+			return rc;
+		}
+	} else if ((rc = hpsi_seg_create(&sp, &j.seg))) {
+		fprintf(stderr, "hps launch: %s\n", hps_strerror(rc));
+		free(j.kids);
+		return 1;
+	}
+	if (got_signal) { /* arrived while the segment was being made */
+		if (bridge)
+			kill(-bridge->pid, SIGTERM);
+		hpsi_seg_unlink(&j.seg);
+		return 128 + got_signal;
+	}
+	const struct hpsi_seg_hdr *hdr = j.seg.hdr;
+	int first = j.n;
+	for (uint32_t r = hdr->srv_lo; r < hdr->srv_hi; r++)
+		j.kids[j.n++] = (struct child){.fd = -1, .role = HPS_ROLE_SERVER, .rank = (int)r};
+	for (uint32_t r = hdr->wrk_lo; r < hdr->wrk_hi; r++)
+		j.kids[j.n++] = (struct child){.fd = -1, .role = HPS_ROLE_WORKER, .rank = (int)r};
+	for (int i = first; i < j.n && !failed; i++) {
 		struct child *c = &j.kids[i];
-		c->fd = -1;
-		c->role = (uint32_t)i < cfg.nservers ? HPS_ROLE_SERVER : HPS_ROLE_WORKER;
-		c->rank = c->role == HPS_ROLE_SERVER ? i : i - (int)cfg.nservers;
 		char **cmd = c->role == HPS_ROLE_WORKER || self_serve ? argv + prog : NULL;
 		if (spawn(c, cmd, self, &cfg) != 0) {
 			fprintf(stderr, "hps launch: cannot start a process: %s\n", strerror(errno));
@@ -340,11 +425,11 @@ int hpsi_cmd_launch(int argc, char **argv)
 	if (failed)
 		stop_job(&j);
 
-	int workers_left = (int)cfg.nworkers;
+	int workers_left = (int)(hdr->wrk_hi - hdr->wrk_lo), nodes_left = j.n - first;
 	int64_t drain_until = INT64_MAX; /* output of exited children's leftovers */
 	for (;;) {
-		struct pollfd pf[HPSI_MAX_NODES];
-		int np = 0, map[HPSI_MAX_NODES], running = 0;
+		struct pollfd pf[HPSI_MAX_NODES + 1];
+		int np = 0, map[HPSI_MAX_NODES + 1], running = 0;
 		for (int i = 0; i < j.n; i++) {
 			running += j.kids[i].running;
 			if (j.kids[i].fd >= 0) {
@@ -374,9 +459,19 @@ int hpsi_cmd_launch(int argc, char **argv)
 					continue;
 				c->running = 0;
 				c->status = status;
+				int ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+				if (c->role == ROLE_BRIDGE) {
+					if (nodes_left && !j.stopping) { /* it left while it was needed */
+						describe(c);
+						if (!code)
+							code = ok ? 1 : exit_code(status);
+						stop_job(&j);
+					}
+					continue;
+				}
+				nodes_left--;
 				uint32_t node = c->role == HPS_ROLE_SERVER ? (uint32_t)c->rank
 									   : cfg.nservers + (uint32_t)c->rank;
-				int ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
 				if (!ok)
 					hpsi_node_mark_dead(&j.seg, node);
 				if (c->role == HPS_ROLE_WORKER)
@@ -390,12 +485,20 @@ int hpsi_cmd_launch(int argc, char **argv)
 				}
 			}
 		}
-		if (workers_left == 0 && !j.stopping) {
-			/* Every worker is done: servers end once they see it. */
+		/* Every worker is done: servers end once they see it. With other
+		 * hosts, this host's servers still serve theirs: they end when the
+		 * bridge reports every worker of the job finished. */
+		if (workers_left == 0 && !multi && !j.stopping) {
 			atomic_store_explicit(&j.seg.hdr->shutdown, 1, memory_order_release);
 			hpsi_wake_all(&j.seg);
 			j.stopping = 1;
 			j.kill_at = hpsi_now_ns() + GRACE_NS * 3;
+		}
+		if (bridge && bridge->running && nodes_left == 0 && !bridge->stop_sent) {
+			kill(-bridge->pid, SIGTERM); /* its host's part is over: it says goodbye */
+			bridge->stop_sent = 1;
+			if (!j.stopping)
+				j.kill_at = hpsi_now_ns() + GRACE_NS, j.stopping = 1;
 		}
 		if (j.stopping && hpsi_now_ns() > j.kill_at) {
 			for (int i = 0; i < j.n; i++)

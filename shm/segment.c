@@ -102,6 +102,12 @@ static int check_params(const struct hpsi_seg_params *p)
 		hpsi_error("heap per worker must be a multiple of 2 MiB, at least 8 MiB (HPS_HEAP_MB)");
 		return HPS_ECONFIG;
 	}
+	if (p->bridged && (p->srv_lo > p->srv_hi || p->srv_hi > p->nservers || p->wrk_lo > p->wrk_hi ||
+			   p->wrk_hi > p->nworkers)) {
+		hpsi_error("this host's servers [%u, %u) and workers [%u, %u) do not fit the job's %u and %u",
+			   p->srv_lo, p->srv_hi, p->wrk_lo, p->wrk_hi, p->nservers, p->nworkers);
+		return HPS_ECONFIG;
+	}
 	if (p->range_mode == HPSI_RANGE_DECLARED) {
 		for (uint32_t i = 0; i < p->nservers; i++)
 			if (p->ranges[i].first > p->ranges[i].last ||
@@ -214,6 +220,17 @@ int hpsi_seg_create(const struct hpsi_seg_params *p, struct hpsi_seg *seg)
 	snprintf(h->job, sizeof h->job, "%s", p->job);
 	snprintf(h->host, sizeof h->host, "%s", p->host);
 	h->direct_bytes = l.total - l.direct_off;
+	h->bridged = p->bridged;
+	h->srv_lo = p->bridged ? p->srv_lo : 0, h->srv_hi = p->bridged ? p->srv_hi : p->nservers;
+	h->wrk_lo = p->bridged ? p->wrk_lo : 0, h->wrk_hi = p->bridged ? p->wrk_hi : p->nworkers;
+	if (p->bridged) /* the creator stands for every remote node */
+		for (uint32_t id = 0; id < p->nservers + p->nworkers; id++)
+			if (!hpsi_node_local(seg, id)) {
+				struct hpsi_node *n = hpsi_seg_node(seg, id);
+				atomic_store_explicit(&n->pid, (int32_t)getpid(), memory_order_relaxed);
+				atomic_store_explicit(&n->birth, hpsi_proc_birth(getpid()), memory_order_relaxed);
+				atomic_store_explicit(&n->state, HPSI_NODE_ALIVE, memory_order_relaxed);
+			}
 	struct hpsi_range *r = (struct hpsi_range *)(seg->base + l.ranges_off);
 	size_t direct_at = l.direct_off;
 	for (uint32_t i = 0; i < p->nservers; i++) {
@@ -255,6 +272,9 @@ static int header_ok(const struct hpsi_seg_hdr *h, size_t size)
 	struct layout l;
 	if (h->nservers < 1 || h->nworkers < 1 || h->nservers + (uint64_t)h->nworkers > HPSI_MAX_NODES ||
 	    h->ring_bytes < 4096 || (h->ring_bytes & (h->ring_bytes - 1)) || plan_layout(&p, &l))
+		return 0;
+	if (h->bridged && (h->srv_lo > h->srv_hi || h->srv_hi > h->nservers || h->wrk_lo > h->wrk_hi ||
+			   h->wrk_hi > h->nworkers))
 		return 0;
 	if (!(h->total_bytes == size && h->direct_bytes <= size && l.total == size - h->direct_bytes &&
 	      h->nodes_off == l.nodes_off && h->rings_off == l.rings_off && h->ranges_off == l.ranges_off &&

@@ -65,6 +65,13 @@ struct hpsi_seg_hdr {
 	uint64_t nodes_off, rings_off, ring_stride, ranges_off;
 	uint64_t heap_off, heap_slice; /* one slice per worker */
 	uint64_t direct_bytes;         /* dense arrays of direct ranges, after the heap */
+	/* Multi-host jobs: node ids cover the whole job; the servers
+	 * [srv_lo, srv_hi) and workers [wrk_lo, wrk_hi) run on this host, the
+	 * others are stood for by this host's bridge (their node entries carry
+	 * the bridge's pid, and their rings have the bridge at the far end). */
+	uint32_t bridged;
+	uint32_t srv_lo, srv_hi, wrk_lo, wrk_hi;
+	uint32_t pad1;
 	int64_t timeout_ms;
 	int32_t creator_pid;
 	uint32_t pad0;
@@ -99,6 +106,10 @@ struct hpsi_seg_params {
 	const struct hpsi_range *ranges; /* nservers entries when DECLARED */
 	const uint32_t *dtypes, *wires;  /* nservers entries each, or NULL: f32 */
 	const uint32_t *direct_widths;   /* nservers entries (needs DECLARED), or NULL */
+	/* multi-host: this host's servers and workers; the creator (the
+	 * bridge) stands for every other node */
+	uint32_t bridged;
+	uint32_t srv_lo, srv_hi, wrk_lo, wrk_hi;
 };
 
 struct hpsi_seg {
@@ -137,6 +148,17 @@ static inline struct hpsi_ring *hpsi_seg_ring(const struct hpsi_seg *s, uint32_t
 {
 	size_t idx = ((size_t)w * s->hdr->nservers + srv) * 2 + (size_t)dir;
 	return (struct hpsi_ring *)(s->base + s->hdr->rings_off + idx * s->hdr->ring_stride);
+}
+
+/* Node id `id` runs on this host (always, without a bridge). */
+static inline int hpsi_node_local(const struct hpsi_seg *s, uint32_t id)
+{
+	const struct hpsi_seg_hdr *h = s->hdr;
+	if (!h->bridged)
+		return 1;
+	if (id < h->nservers)
+		return id >= h->srv_lo && id < h->srv_hi;
+	return id - h->nservers >= h->wrk_lo && id - h->nservers < h->wrk_hi;
 }
 
 static inline unsigned char *hpsi_seg_heap(const struct hpsi_seg *s, uint32_t w)

@@ -1,0 +1,158 @@
+#include "net/wire.h"
+
+#include <string.h>
+
+int hpsi_batch_open(struct hpsi_batch_reader *r, const void *buf, size_t len, const char **why)
+{
+	memset(r, 0, sizeof *r);
+	struct hpsi_batch_hdr h;
+	if (len < sizeof h) {
+		*why = "batch frame shorter than its header";
+		return -1;
+	}
+	memcpy(&h, buf, sizeof h);
+	if (h.magic != HPSI_BATCH_MAGIC) {
+		*why = "batch frame with a bad magic";
+		return -1;
+	}
+	if (h.version != HPSI_WIRE_VERSION) {
+		*why = "batch frame of another version";
+		return -1;
+	}
+	if (h.flags & ~(uint16_t)HPSI_REC_VALS_FRAME) {
+		*why = "batch frame with unknown flags";
+		return -1;
+	}
+	/* every record takes at least its header: a count that cannot fit is a lie */
+	if (h.count == 0 || h.count > (len - sizeof h) / sizeof(struct hpsi_rec_hdr)) {
+		*why = "batch count does not fit the frame";
+		return -1;
+	}
+	if ((h.flags & HPSI_REC_VALS_FRAME) && h.count != 1) {
+		*why = "a record with a value frame must be alone in its batch";
+		return -1;
+	}
+	r->buf = buf;
+	r->len = len;
+	r->at = sizeof h;
+	r->left = h.count;
+	r->from = h.from;
+	r->vals_frame = (h.flags & HPSI_REC_VALS_FRAME) != 0;
+	return 0;
+}
+
+int hpsi_batch_next(struct hpsi_batch_reader *r, struct hpsi_rec_hdr *rec, const void **msg, const char **why)
+{
+	if (r->left == 0) {
+		if (r->at != r->len) {
+			*why = "bytes after the last record";
+			return -1;
+		}
+		return 0;
+	}
+	if (r->len - r->at < sizeof *rec) {
+		*why = "record header cut short";
+		return -1;
+	}
+	memcpy(rec, r->buf + r->at, sizeof *rec);
+	if (rec->flags & ~(uint32_t)HPSI_REC_VALS_FRAME || (rec->flags != 0) != (r->vals_frame != 0)) {
+		*why = "record flags disagree with the batch";
+		return -1;
+	}
+	size_t room = r->len - r->at - sizeof *rec;
+	if (rec->len > room || hpsi_batch_rec_bytes(rec->len) - sizeof *rec > room) {
+		*why = "record longer than the rest of the frame";
+		return -1;
+	}
+	*msg = r->buf + r->at + sizeof *rec;
+	r->at += hpsi_batch_rec_bytes(rec->len);
+	r->left--;
+	return 1;
+}
+
+void hpsi_sched_init(struct hpsi_sched_hdr *h, int type, uint32_t host)
+{
+	h->magic = HPSI_SCHED_MAGIC;
+	h->version = HPSI_WIRE_VERSION;
+	h->type = (uint16_t)type;
+	h->host = host;
+	h->gen = 0;
+}
+
+static int terminated(const char *s, size_t cap)
+{
+	return memchr(s, 0, cap) != NULL;
+}
+
+int hpsi_sched_check(const void *buf, size_t len, const char **why)
+{
+	struct hpsi_sched_hdr h;
+	if (len < sizeof h) {
+		*why = "scheduler message shorter than its header";
+		return -1;
+	}
+	memcpy(&h, buf, sizeof h);
+	if (h.magic != HPSI_SCHED_MAGIC || h.version != HPSI_WIRE_VERSION) {
+		*why = "scheduler message with a bad magic or version";
+		return -1;
+	}
+	size_t want;
+	switch (h.type) {
+	case HPSI_SCH_REGISTER: want = sizeof(struct hpsi_sched_register); break;
+	case HPSI_SCH_ASSIGN: want = sizeof(struct hpsi_sched_assign); break;
+	case HPSI_SCH_HEARTBEAT:
+	case HPSI_SCH_STATES: want = sizeof(struct hpsi_sched_states); break;
+	case HPSI_SCH_BARRIER:
+	case HPSI_SCH_RELEASE:
+	case HPSI_SCH_BYE: want = sizeof(struct hpsi_sched_hdr); break;
+	case HPSI_SCH_ABORT: want = sizeof(struct hpsi_sched_abort); break;
+	default: *why = "scheduler message of an unknown type"; return -1;
+	}
+	if (len != want) {
+		*why = "scheduler message of the wrong size for its type";
+		return -1;
+	}
+	if (h.type == HPSI_SCH_REGISTER) {
+		const struct hpsi_sched_register *m = buf;
+		if (!terminated(m->name, sizeof m->name) || !m->name[0] || !terminated(m->endpoint, sizeof m->endpoint) ||
+		    m->nservers > HPSI_MAX_NODES || m->nworkers > HPSI_MAX_NODES ||
+		    m->total_servers > HPSI_MAX_NODES || m->total_workers > HPSI_MAX_NODES) {
+			*why = "registration with a bad name, endpoint or count";
+			return -1;
+		}
+	} else if (h.type == HPSI_SCH_ASSIGN) {
+		const struct hpsi_sched_assign *m = buf;
+		if (m->nhosts == 0 || m->nhosts > HPSI_MAX_HOSTS || h.host >= m->nhosts || m->nservers < 1 ||
+		    m->nworkers < 1 || (uint64_t)m->nservers + m->nworkers > HPSI_MAX_NODES) {
+			*why = "assignment with bad counts";
+			return -1;
+		}
+		for (uint32_t i = 0; i < m->nhosts; i++) {
+			const struct hpsi_host_entry *e = &m->hosts[i];
+			if (!terminated(e->name, sizeof e->name) || !terminated(e->endpoint, sizeof e->endpoint) ||
+			    e->srv_lo > e->srv_hi || e->srv_hi > m->nservers || e->wrk_lo > e->wrk_hi ||
+			    e->wrk_hi > m->nworkers) {
+				*why = "assignment with a bad host entry";
+				return -1;
+			}
+		}
+	} else if (h.type == HPSI_SCH_HEARTBEAT || h.type == HPSI_SCH_STATES) {
+		const struct hpsi_sched_states *m = buf;
+		if (m->nnodes > HPSI_MAX_NODES) {
+			*why = "states of too many nodes";
+			return -1;
+		}
+		for (uint32_t i = 0; i < m->nnodes; i++)
+			if (m->state[i] > HPSI_NODE_DEAD) {
+				*why = "unknown node state";
+				return -1;
+			}
+	} else if (h.type == HPSI_SCH_ABORT) {
+		const struct hpsi_sched_abort *m = buf;
+		if (!terminated(m->reason, sizeof m->reason)) {
+			*why = "abort reason not terminated";
+			return -1;
+		}
+	}
+	return 0;
+}

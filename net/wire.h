@@ -1,0 +1,128 @@
+/* What crosses hosts over ZeroMQ.
+ *
+ * Bridge to bridge: one ZeroMQ message is a batch frame, optionally
+ * followed by one value frame. The batch frame is a 16-byte batch header
+ * then `count` records, each a 16-byte record header and an hps message of
+ * `len` bytes (net/codec.h, inline form: no heap references), padded to 8.
+ * A record flagged HPSI_REC_VALS_FRAME is the only record of its batch;
+ * its values are the whole next frame (sent from the worker's shared heap
+ * without a copy), and its message says so with HPSI_F_HEAP_VALS at
+ * offset 0 of that frame.
+ *
+ * Bridge and scheduler: fixed-size little-endian messages, one per frame.
+ *
+ * Every decoder here checks every length, count and index against the
+ * bytes received before anything is read; a bad frame is refused whole
+ * with a reason. */
+#ifndef HPSI_WIRE_H
+#define HPSI_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shm/segment.h"
+
+#define HPSI_BATCH_MAGIC 0x42535048u /* "HPSB" */
+#define HPSI_SCHED_MAGIC 0x43535048u /* "HPSC" */
+#define HPSI_WIRE_VERSION 1
+#define HPSI_MAX_HOSTS 64
+#define HPSI_ENDPOINT_MAX 128
+
+struct hpsi_batch_hdr {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t flags;
+	uint32_t count;    /* records */
+	uint32_t from;     /* sending host */
+};
+
+enum { HPSI_REC_VALS_FRAME = 1 };
+
+struct hpsi_rec_hdr {
+	uint32_t len;      /* bytes of the message that follows */
+	uint32_t worker;   /* the request's worker rank (requests and responses) */
+	uint32_t server;   /* the server rank */
+	uint32_t flags;    /* HPSI_REC_VALS_FRAME */
+};
+
+/* Bytes a record of a message of len bytes takes in a batch frame. */
+static inline size_t hpsi_batch_rec_bytes(size_t len)
+{
+	return sizeof(struct hpsi_rec_hdr) + ((len + 7) & ~(size_t)7);
+}
+
+/* A cursor over the records of a received batch frame. */
+struct hpsi_batch_reader {
+	const unsigned char *buf;
+	size_t len, at;
+	uint32_t left, from;
+	int vals_frame; /* the batch's one record carries its values in the next frame */
+};
+
+/* Checks the batch header; 0, or -1 with *why. */
+int hpsi_batch_open(struct hpsi_batch_reader *r, const void *buf, size_t len, const char **why);
+/* Next record: 1 and its parts, 0 at the end, -1 with *why when the frame
+ * lies about its sizes. The message bytes are 8-byte aligned. */
+int hpsi_batch_next(struct hpsi_batch_reader *r, struct hpsi_rec_hdr *rec, const void **msg, const char **why);
+
+/* ---- scheduler protocol ---- */
+
+enum hpsi_sched_type {
+	HPSI_SCH_REGISTER = 1,  /* bridge -> scheduler: who I am */
+	HPSI_SCH_ASSIGN = 2,    /* scheduler -> bridge: the job's hosts and ranks */
+	HPSI_SCH_HEARTBEAT = 3, /* bridge -> scheduler: alive, and my nodes' states */
+	HPSI_SCH_STATES = 4,    /* scheduler -> bridges: every node's state */
+	HPSI_SCH_BARRIER = 5,   /* bridge -> scheduler: my workers reached barrier gen */
+	HPSI_SCH_RELEASE = 6,   /* scheduler -> bridges: barrier gen is complete */
+	HPSI_SCH_BYE = 7,       /* bridge -> scheduler: my nodes finished, I leave */
+	HPSI_SCH_ABORT = 8,     /* scheduler -> bridges: the job cannot start (reason) */
+};
+
+struct hpsi_sched_hdr {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t type;
+	uint32_t host; /* sender's host index (bridges), or the receiver's (ASSIGN) */
+	uint32_t gen;  /* barrier generation */
+};
+
+struct hpsi_sched_register {
+	struct hpsi_sched_hdr h;
+	char name[HPSI_NAME_MAX];
+	char endpoint[HPSI_ENDPOINT_MAX]; /* where its bridge listens */
+	uint32_t nservers, nworkers;      /* processes it runs */
+	uint32_t total_servers, total_workers; /* what it believes the job has */
+};
+
+struct hpsi_host_entry {
+	char name[HPSI_NAME_MAX];
+	char endpoint[HPSI_ENDPOINT_MAX];
+	uint32_t srv_lo, srv_hi, wrk_lo, wrk_hi;
+};
+
+struct hpsi_sched_assign {
+	struct hpsi_sched_hdr h;
+	uint32_t nhosts, nservers, nworkers, pad;
+	struct hpsi_host_entry hosts[HPSI_MAX_HOSTS];
+};
+
+/* HEARTBEAT and STATES: one enum hpsi_node_state per node id; a
+ * heartbeat fills only the sender's own nodes. */
+struct hpsi_sched_states {
+	struct hpsi_sched_hdr h;
+	uint32_t nnodes, pad;
+	uint8_t state[HPSI_MAX_NODES];
+};
+
+struct hpsi_sched_abort {
+	struct hpsi_sched_hdr h;
+	char reason[256];
+};
+
+/* Fills a scheduler message header. */
+void hpsi_sched_init(struct hpsi_sched_hdr *h, int type, uint32_t host);
+/* Checks a received scheduler message (size for its type, magic, version,
+ * counts, strings terminated); 0 or -1 with *why. */
+int hpsi_sched_check(const void *buf, size_t len, const char **why);
+
+#endif

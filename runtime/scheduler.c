@@ -1,0 +1,373 @@
+/* `hps scheduler`: the one process of a multi-host job that knows every
+ * host. Bridges register (host name, where they listen, how many servers
+ * and workers they run); once the job's HPS_NUM_SERVERS and
+ * HPS_NUM_WORKERS are all accounted for, hosts are ordered by name and
+ * given contiguous server and worker ranks, and every bridge gets the
+ * whole table. Afterwards it collects heartbeats (each carrying the states
+ * of that host's nodes), broadcasts every node's state when one changes,
+ * declares a host silent for HPS_DEAD_MS dead (its unfinished nodes DEAD),
+ * and runs the cross-host barrier. It ends when every host has left or
+ * died. One thread, one ROUTER socket. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "hps/error.h"
+#include "net/wire.h"
+#include "runtime/cluster.h"
+#include "runtime/config.h"
+#include "runtime/log.h"
+#include "shm/bell.h"
+
+struct host {
+	char id[256]; /* ZeroMQ routing id: the host name */
+	struct hpsi_sched_register reg;
+	int64_t last_seen;
+	int left, dead;
+	uint32_t barrier_gen; /* gen + 1 of its last barrier arrival */
+};
+
+struct sched {
+	void *sock;
+	struct hpsi_cluster_cfg cc;
+	uint32_t nservers, nworkers, nhosts;
+	struct host hosts[HPSI_MAX_HOSTS];
+	struct hpsi_sched_assign assign;
+	uint8_t state[HPSI_MAX_NODES];
+	int states_changed;
+	uint32_t barrier_gen;
+	uint64_t bad;
+};
+
+static volatile sig_atomic_t stop_signal;
+static void on_signal(int sig) { stop_signal = sig; }
+
+static void bad_message(struct sched *s, const char *why)
+{
+	s->bad++;
+	if (s->bad <= 10 || s->bad % 1000 == 0)
+		hpsi_warn("scheduler: dropped a malformed message (%s); %llu so far", why, (unsigned long long)s->bad);
+}
+
+static void send_to(struct sched *s, const char *id, const void *msg, size_t len)
+{
+	zmq_send(s->sock, id, strlen(id), ZMQ_SNDMORE | ZMQ_DONTWAIT);
+	zmq_send(s->sock, msg, len, ZMQ_DONTWAIT);
+}
+
+static void abort_host(struct sched *s, const char *id, const char *reason)
+{
+	struct hpsi_sched_abort a = {0};
+	hpsi_sched_init(&a.h, HPSI_SCH_ABORT, 0);
+	snprintf(a.reason, sizeof a.reason, "%s", reason);
+	send_to(s, id, &a, sizeof a);
+}
+
+/* Receives one [routing id][message] pair; returns its length, or -1 when
+ * nothing is waiting; malformed framing is dropped. */
+static int recv_one(struct sched *s, char *id, size_t idcap, void *buf, size_t cap, int flags)
+{
+	zmq_msg_t part;
+	int nparts = 0, len = -1;
+	int more = 1;
+	id[0] = 0;
+	while (more) {
+		zmq_msg_init(&part);
+		if (zmq_msg_recv(&part, s->sock, nparts ? 0 : flags) < 0) {
+			zmq_msg_close(&part);
+			return nparts ? -2 : -1;
+		}
+		size_t n = zmq_msg_size(&part);
+		if (nparts == 0 && n < idcap) {
+			memcpy(id, zmq_msg_data(&part), n);
+			id[n] = 0;
+		} else if (nparts == 1 && n <= cap) {
+			memcpy(buf, zmq_msg_data(&part), n);
+			len = (int)n;
+		}
+		nparts++;
+		more = zmq_msg_more(&part);
+		zmq_msg_close(&part);
+	}
+	if (nparts != 2 || len < 0 || !id[0]) {
+		bad_message(s, nparts != 2 ? "wrong number of frames" : "frame too large");
+		return -2;
+	}
+	return len;
+}
+
+static struct host *host_by_id(struct sched *s, const char *id)
+{
+	for (uint32_t i = 0; i < s->nhosts; i++)
+		if (strcmp(s->hosts[i].id, id) == 0)
+			return &s->hosts[i];
+	return NULL;
+}
+
+static int by_name(const void *a, const void *b)
+{
+	return strcmp(((const struct host *)a)->reg.name, ((const struct host *)b)->reg.name);
+}
+
+/* Registration: until the job's counts are reached, or the deadline. */
+static int collect_hosts(struct sched *s)
+{
+	uint32_t srv = 0, wrk = 0;
+	int64_t deadline = hpsi_now_ns() + s->cc.register_ms * 1000000;
+	union {
+		struct hpsi_sched_register reg;
+		unsigned char raw[sizeof(struct hpsi_sched_assign)];
+	} m;
+	char id[256];
+	while (srv < s->nservers || wrk < s->nworkers) {
+		if (stop_signal)
+			return HPS_ECLOSED;
+		int64_t left = (deadline - hpsi_now_ns()) / 1000000;
+		if (left <= 0) {
+			hpsi_error("scheduler: only %u of %u servers and %u of %u workers registered within HPS_REGISTER_MS=%lld: a host never showed up",
+				   srv, s->nservers, wrk, s->nworkers, (long long)s->cc.register_ms);
+			for (uint32_t i = 0; i < s->nhosts; i++)
+				abort_host(s, s->hosts[i].id, "a host never showed up (HPS_REGISTER_MS)");
+			return HPS_ETIMEDOUT;
+		}
+		zmq_pollitem_t it = {.socket = s->sock, .events = ZMQ_POLLIN};
+		if (zmq_poll(&it, 1, left < 100 ? left : 100) <= 0)
+			continue;
+		int n = recv_one(s, id, sizeof id, &m, sizeof m, ZMQ_DONTWAIT);
+		const char *why;
+		if (n < 0)
+			continue;
+		if (hpsi_sched_check(&m, (size_t)n, &why)) {
+			bad_message(s, why);
+			continue;
+		}
+		if (m.reg.h.type != HPSI_SCH_REGISTER) {
+			if (m.reg.h.type != HPSI_SCH_HEARTBEAT)
+				bad_message(s, "a message before registration");
+			continue;
+		}
+		char reason[256] = "";
+		if (m.reg.total_servers != s->nservers || m.reg.total_workers != s->nworkers)
+			snprintf(reason, sizeof reason,
+				 "host %s believes the job has %u servers and %u workers, the scheduler %u and %u (HPS_NUM_SERVERS, HPS_NUM_WORKERS)",
+				 m.reg.name, m.reg.total_servers, m.reg.total_workers, s->nservers, s->nworkers);
+		else if (host_by_id(s, id) || s->nhosts == HPSI_MAX_HOSTS)
+			snprintf(reason, sizeof reason, "host %s registered twice (two hosts with one HPS_HOST name?)",
+				 m.reg.name);
+		else if (srv + m.reg.nservers > s->nservers || wrk + m.reg.nworkers > s->nworkers)
+			snprintf(reason, sizeof reason,
+				 "host %s brings %u servers and %u workers: more than the job's %u and %u (HPS_NUM_SERVERS, HPS_NUM_WORKERS)",
+				 m.reg.name, m.reg.nservers, m.reg.nworkers, s->nservers, s->nworkers);
+		if (reason[0]) {
+			hpsi_error("scheduler: %s", reason);
+			abort_host(s, id, reason);
+			for (uint32_t i = 0; i < s->nhosts; i++)
+				abort_host(s, s->hosts[i].id, reason);
+			return HPS_ECONFIG;
+		}
+		struct host *h = &s->hosts[s->nhosts++];
+		snprintf(h->id, sizeof h->id, "%s", id);
+		h->reg = m.reg;
+		h->last_seen = hpsi_now_ns();
+		srv += m.reg.nservers;
+		wrk += m.reg.nworkers;
+		hpsi_info("scheduler: host %s registered (%u servers, %u workers, %s)", m.reg.name, m.reg.nservers,
+			  m.reg.nworkers, m.reg.endpoint);
+	}
+	return 0;
+}
+
+static void send_assignments(struct sched *s)
+{
+	qsort(s->hosts, s->nhosts, sizeof *s->hosts, by_name);
+	struct hpsi_sched_assign *a = &s->assign;
+	memset(a, 0, sizeof *a);
+	a->nhosts = s->nhosts, a->nservers = s->nservers, a->nworkers = s->nworkers;
+	uint32_t srv = 0, wrk = 0;
+	for (uint32_t i = 0; i < s->nhosts; i++) {
+		struct hpsi_host_entry *e = &a->hosts[i];
+		const struct hpsi_sched_register *r = &s->hosts[i].reg;
+		snprintf(e->name, sizeof e->name, "%s", r->name);
+		snprintf(e->endpoint, sizeof e->endpoint, "%s", r->endpoint);
+		e->srv_lo = srv, e->srv_hi = srv += r->nservers;
+		e->wrk_lo = wrk, e->wrk_hi = wrk += r->nworkers;
+		s->hosts[i].last_seen = hpsi_now_ns();
+	}
+	for (uint32_t i = 0; i < s->nhosts; i++) {
+		hpsi_sched_init(&a->h, HPSI_SCH_ASSIGN, i);
+		send_to(s, s->hosts[i].id, a, sizeof *a);
+	}
+	hpsi_info("scheduler: %u hosts, %u servers, %u workers: ranks assigned", s->nhosts, s->nservers, s->nworkers);
+}
+
+static void broadcast_states(struct sched *s)
+{
+	struct hpsi_sched_states m = {0};
+	hpsi_sched_init(&m.h, HPSI_SCH_STATES, 0);
+	m.nnodes = s->nservers + s->nworkers;
+	memcpy(m.state, s->state, m.nnodes);
+	for (uint32_t i = 0; i < s->nhosts; i++)
+		if (!s->hosts[i].left && !s->hosts[i].dead)
+			send_to(s, s->hosts[i].id, &m, sizeof m);
+	s->states_changed = 0;
+}
+
+static void set_state(struct sched *s, uint32_t node, uint8_t st, const char *host)
+{
+	if (s->state[node] == st || s->state[node] == HPSI_NODE_DEAD || s->state[node] == HPSI_NODE_CLOSED)
+		return;
+	if (st == HPSI_NODE_DEAD)
+		hpsi_error("scheduler: %s %u (host %s) died", node < s->nservers ? "server" : "worker",
+			   node < s->nservers ? node : node - s->nservers, host);
+	s->state[node] = st;
+	s->states_changed = 1;
+}
+
+/* The nodes of host i as [first, last) node id ranges. */
+static void host_nodes(const struct sched *s, uint32_t i, void (*fn)(struct sched *, uint32_t, const char *),
+		       struct sched *ms)
+{
+	const struct hpsi_host_entry *e = &s->assign.hosts[i];
+	for (uint32_t n = e->srv_lo; n < e->srv_hi; n++)
+		fn(ms, n, e->name);
+	for (uint32_t n = e->wrk_lo; n < e->wrk_hi; n++)
+		fn(ms, s->nservers + n, e->name);
+}
+
+static void mark_dead(struct sched *s, uint32_t node, const char *host)
+{
+	set_state(s, node, HPSI_NODE_DEAD, host);
+}
+
+static void barrier_check(struct sched *s)
+{
+	for (uint32_t i = 0; i < s->nhosts; i++) {
+		const struct hpsi_host_entry *e = &s->assign.hosts[i];
+		if (e->wrk_hi > e->wrk_lo && !s->hosts[i].dead && s->hosts[i].barrier_gen != s->barrier_gen + 1)
+			return;
+	}
+	struct hpsi_sched_hdr r;
+	hpsi_sched_init(&r, HPSI_SCH_RELEASE, 0);
+	r.gen = s->barrier_gen++;
+	for (uint32_t i = 0; i < s->nhosts; i++)
+		if (!s->hosts[i].left && !s->hosts[i].dead)
+			send_to(s, s->hosts[i].id, &r, sizeof r);
+}
+
+static void handle(struct sched *s, const char *id, const void *buf, size_t len)
+{
+	const char *why;
+	if (hpsi_sched_check(buf, len, &why)) {
+		bad_message(s, why);
+		return;
+	}
+	struct host *h = host_by_id(s, id);
+	const struct hpsi_sched_hdr *m = buf;
+	uint32_t idx = h ? (uint32_t)(h - s->hosts) : UINT32_MAX;
+	if (!h || m->host != idx) {
+		bad_message(s, "a message from an unknown host, or naming another");
+		return;
+	}
+	if (h->dead || h->left)
+		return;
+	h->last_seen = hpsi_now_ns();
+	if (m->type == HPSI_SCH_HEARTBEAT) {
+		const struct hpsi_sched_states *hb = buf;
+		const struct hpsi_host_entry *e = &s->assign.hosts[idx];
+		for (uint32_t n = 0; n < hb->nnodes && n < s->nservers + s->nworkers; n++) {
+			int mine = n < s->nservers ? n >= e->srv_lo && n < e->srv_hi
+						   : n - s->nservers >= e->wrk_lo && n - s->nservers < e->wrk_hi;
+			if (mine && hb->state[n] != HPSI_NODE_EMPTY)
+				set_state(s, n, hb->state[n], e->name);
+		}
+	} else if (m->type == HPSI_SCH_BARRIER) {
+		if (m->gen == s->barrier_gen) {
+			h->barrier_gen = m->gen + 1;
+			barrier_check(s);
+		}
+	} else if (m->type == HPSI_SCH_BYE) {
+		h->left = 1;
+		hpsi_info("scheduler: host %s left", h->reg.name);
+	} else {
+		bad_message(s, "a message a bridge does not send");
+	}
+}
+
+int hpsi_cmd_scheduler(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+			printf("usage: hps scheduler\n\n"
+			       "Runs the scheduler of a multi-host job at HPS_ROOT_URI:HPS_ROOT_PORT\n"
+			       "(DMLC_PS_ROOT_URI, DMLC_PS_ROOT_PORT) for HPS_NUM_SERVERS servers and\n"
+			       "HPS_NUM_WORKERS workers. `hps launch --hosts` starts it.\n");
+			return 0;
+		}
+		fprintf(stderr, "hps scheduler: unexpected '%s'\n", argv[i]);
+		return 2;
+	}
+	struct sched *s = calloc(1, sizeof *s);
+	struct hpsi_config cfg;
+	if (!s || hpsi_config_load(&cfg, 0) || hpsi_cluster_load(&s->cc, 0))
+		return 2;
+	s->nservers = cfg.nservers, s->nworkers = cfg.nworkers;
+	signal(SIGTERM, on_signal);
+	signal(SIGINT, on_signal);
+	void *zctx = zmq_ctx_new();
+	s->sock = zmq_socket(zctx, ZMQ_ROUTER);
+	hpsi_zmq_setup(s->sock, 200);
+	char ep[160];
+	hpsi_tcp_endpoint(ep, sizeof ep, s->cc.root_addr, s->cc.root_ipv6, s->cc.root_port);
+	int code = 0;
+	if (zmq_bind(s->sock, ep) != 0) {
+		hpsi_error("scheduler: cannot listen on %s: %s (HPS_ROOT_URI, HPS_ROOT_PORT)", ep, zmq_strerror(zmq_errno()));
+		code = 1;
+	} else if (collect_hosts(s)) {
+		code = 1;
+	} else {
+		send_assignments(s);
+		for (uint32_t n = 0; n < s->nservers + s->nworkers; n++)
+			s->state[n] = HPSI_NODE_EMPTY;
+		int64_t next_bcast = 0;
+		char id[256];
+		static union {
+			struct hpsi_sched_states st;
+			unsigned char raw[sizeof(struct hpsi_sched_assign)];
+		} m;
+		for (;;) {
+			uint32_t active = 0;
+			for (uint32_t i = 0; i < s->nhosts; i++)
+				active += !s->hosts[i].left && !s->hosts[i].dead;
+			if (!active || stop_signal)
+				break;
+			zmq_pollitem_t it = {.socket = s->sock, .events = ZMQ_POLLIN};
+			zmq_poll(&it, 1, (long)s->cc.heartbeat_ms);
+			int n;
+			while ((n = recv_one(s, id, sizeof id, &m, sizeof m, ZMQ_DONTWAIT)) != -1)
+				if (n >= 0)
+					handle(s, id, &m, (size_t)n);
+			int64_t now = hpsi_now_ns();
+			for (uint32_t i = 0; i < s->nhosts; i++) {
+				struct host *h = &s->hosts[i];
+				if (h->left || h->dead || now - h->last_seen < s->cc.dead_ms * 1000000)
+					continue;
+				h->dead = 1;
+				hpsi_error("scheduler: host %s sent nothing for %lld ms (HPS_DEAD_MS): its unfinished nodes are dead",
+					   h->reg.name, (long long)((now - h->last_seen) / 1000000));
+				host_nodes(s, i, mark_dead, s);
+				barrier_check(s);
+			}
+			if (s->states_changed || now > next_bcast) {
+				broadcast_states(s);
+				next_bcast = now + s->cc.heartbeat_ms * 1000000;
+			}
+		}
+		broadcast_states(s);
+	}
+	zmq_close(s->sock);
+	zmq_ctx_term(zctx);
+	free(s);
+	return code;
+}
