@@ -219,11 +219,15 @@ static int exit_code(int status)
 
 static void describe(const struct child *c)
 {
-	const char *role = c->role == ROLE_BRIDGE ? "bridge" : c->role == HPS_ROLE_SERVER ? "server" : "worker";
-	if (WIFEXITED(c->status))
-		fprintf(stderr, "hps launch: %s %d exited with status %d\n", role, c->rank, WEXITSTATUS(c->status));
+	char who[32];
+	if (c->role == ROLE_BRIDGE)
+		snprintf(who, sizeof who, "the bridge");
 	else
-		fprintf(stderr, "hps launch: %s %d killed by signal %d (%s)\n", role, c->rank, WTERMSIG(c->status),
+		snprintf(who, sizeof who, "%s %d", c->role == HPS_ROLE_SERVER ? "server" : "worker", c->rank);
+	if (WIFEXITED(c->status))
+		fprintf(stderr, "hps launch: %s exited with status %d\n", who, WEXITSTATUS(c->status));
+	else
+		fprintf(stderr, "hps launch: %s killed by signal %d (%s)\n", who, WTERMSIG(c->status),
 			strsignal(WTERMSIG(c->status)));
 }
 

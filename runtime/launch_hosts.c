@@ -269,6 +269,9 @@ int hpsi_launch_hosts(const char *file, int argc, char **argv, int prog)
 			break;
 		}
 	}
+	int keep_going = 0;
+	for (int i = 1; i < prog; i++)
+		keep_going |= strcmp(argv[i], "--keep-going") == 0;
 	int code = 0, left = n, stopping = 0;
 	int64_t kill_at = INT64_MAX;
 	for (;;) {
@@ -299,7 +302,8 @@ int hpsi_launch_hosts(const char *file, int argc, char **argv, int prog)
 					fprintf(stderr, "hps launch: %s%s with status %d\n", i < n ? "host " : "the scheduler ",
 						i < n ? hosts[i].name : "ended", WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
 					code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-					got_signal = got_signal ? got_signal : -1;
+					if (!keep_going || i == n) /* --keep-going: the other hosts go on */
+						got_signal = got_signal ? got_signal : -1;
 				}
 			}
 		if (got_signal && !stopping) {

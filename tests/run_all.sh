@@ -9,8 +9,12 @@ pass=0; fail=0; failed=()
 for t in "$@"; do
 	name=$(basename "$t")
 	start=$(date +%s%N)
-	if timeout 600 "$t" > "$shmdir.log" 2>&1; then
+	timeout 600 "$t" > "$shmdir.log" 2>&1
+	rc=$?
+	if [ $rc -eq 0 ]; then
 		pass=$((pass + 1)); verdict=ok
+	elif [ $rc -eq 77 ]; then
+		verdict="skipped: $(tail -1 "$shmdir.log")"
 	else
 		fail=$((fail + 1)); failed+=("$name"); verdict=FAILED
 		cat "$shmdir.log"

@@ -1,0 +1,549 @@
+/* Multi-host jobs on one machine: network namespaces joined by veth pairs
+ * on a Linux bridge stand for hosts (root is needed; the suite exits 77,
+ * skipped, only where namespaces cannot be made). Everything made is
+ * removed afterwards, on failure too.
+ *
+ * The test binary is also the job's worker program (`--cluster-worker
+ * MODE`), so what a worker checks travels back as its exit status. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "net/wire.h"
+#include "shm/bell.h"
+#include "tests/harness.h"
+
+#define NET "10.78.0"
+#define NET6 "fd78::"
+
+static char pfx[16]; /* namespaces PFX0.., bridge PFXbr */
+static int nhosts;
+static char self_path[4096];
+
+/* ---- the worker program --------------------------------------------------- */
+
+#define SMALL_KEYS 3000
+#define BIG_KEYS 1000
+#define BIG_WIDTH 32 /* 128 KiB of values: travels without a copy */
+
+static int check_sums(hps_worker *w, int nw, int rounds)
+{
+	static uint64_t small[SMALL_KEYS], big[BIG_KEYS];
+	static float got[SMALL_KEYS];
+	for (int k = 0; k < SMALL_KEYS; k++)
+		small[k] = (uint64_t)k;
+	for (int k = 0; k < BIG_KEYS; k++)
+		big[k] = 100000 + (uint64_t)k * 3;
+	float *bg = malloc(sizeof(float) * BIG_KEYS * BIG_WIDTH);
+	if (hps_wait(w, hps_pull(w, small, SMALL_KEYS, got, NULL)) ||
+	    hps_wait(w, hps_pull(w, big, BIG_KEYS, bg, &(hps_opts){.width = BIG_WIDTH}))) {
+		fprintf(stderr, "final pull failed\n");
+		return 1;
+	}
+	/* worker r pushed (r+1)(k%5+1) and (r+1)(j%3+1) each round */
+	double wsum = nw * (nw + 1) / 2.0;
+	for (int k = 0; k < SMALL_KEYS; k++)
+		if (got[k] != (float)(wsum * (k % 5 + 1) * rounds)) {
+			fprintf(stderr, "key %d holds %g, expected %g\n", k, got[k], wsum * (k % 5 + 1) * rounds);
+			return 1;
+		}
+	for (int k = 0; k < BIG_KEYS * BIG_WIDTH; k++)
+		if (bg[k] != (float)(wsum * (k % 3 + 1) * rounds)) {
+			fprintf(stderr, "big value %d holds %g\n", k, bg[k]);
+			return 1;
+		}
+	free(bg);
+	return 0;
+}
+
+static int cluster_worker(const char *mode)
+{
+	hps_ctx *ctx;
+	hps_worker *w;
+	int rc = hps_init(&ctx, NULL, NULL);
+	if (rc || (rc = hps_worker_open(ctx, 1, &w))) {
+		fprintf(stderr, "join: %s\n", hps_strerror(rc));
+		return 2;
+	}
+	int me = hps_rank(ctx), nw = hps_num_workers(ctx);
+	static uint64_t small[SMALL_KEYS], big[BIG_KEYS];
+	static float sv[SMALL_KEYS];
+	for (int k = 0; k < SMALL_KEYS; k++)
+		small[k] = (uint64_t)k, sv[k] = (float)((me + 1) * (k % 5 + 1));
+	for (int k = 0; k < BIG_KEYS; k++)
+		big[k] = 100000 + (uint64_t)k * 3;
+	float *bv = hps_alloc(w, sizeof(float) * BIG_KEYS * BIG_WIDTH); /* zero copy */
+	for (int k = 0; k < BIG_KEYS * BIG_WIDTH; k++)
+		bv[k] = (float)((me + 1) * (k % 3 + 1));
+	if (strcmp(mode, "loop") == 0) {
+		/* pushes and pulls until one fails: prints how long the failure took
+		 * to surface after the last success */
+		printf("loop started\n");
+		fflush(stdout);
+		int64_t last_ok = hpsi_now_ns();
+		for (int i = 0;; i++) {
+			int rc = hps_wait(w, hps_pushpull(w, small, SMALL_KEYS, sv, sv, NULL));
+			if (rc) {
+				printf("request failed: %s after %lld ms\n", hps_strerror(rc),
+				       (long long)((hpsi_now_ns() - last_ok) / 1000000));
+				fflush(stdout);
+				_exit(3);
+			}
+			last_ok = hpsi_now_ns();
+			for (int k = 0; k < SMALL_KEYS; k++)
+				sv[k] = (float)((me + 1) * (k % 5 + 1));
+			usleep(2000);
+		}
+	}
+	int rounds = strcmp(mode, "long") == 0 ? 60 : 4;
+	if (me == 0) {
+		printf("sums started\n");
+		fflush(stdout);
+	}
+	for (int r = 0; r < rounds; r++) {
+		int64_t a = hps_push(w, small, SMALL_KEYS, sv, NULL);
+		int64_t b = hps_push(w, big, BIG_KEYS, bv, &(hps_opts){.width = BIG_WIDTH});
+		if (hps_wait(w, a) || hps_wait(w, b)) {
+			fprintf(stderr, "push failed in round %d\n", r);
+			return 1;
+		}
+		if (rounds > 4)
+			usleep(20000);
+	}
+	if ((rc = hps_barrier(ctx))) {
+		fprintf(stderr, "barrier: %s\n", hps_strerror(rc));
+		return 1;
+	}
+	rc = check_sums(w, nw, rounds);
+	if (!rc)
+		printf("worker %d: sums ok\n", me);
+	hps_free(w, bv);
+	hps_worker_close(w);
+	hps_finalize(ctx);
+	return rc;
+}
+
+/* ---- namespaces ---------------------------------------------------------- */
+
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...)
+{
+	char cmd[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof cmd, fmt, ap);
+	va_end(ap);
+	return system(cmd);
+}
+
+static void ns_down(void)
+{
+	for (int i = 0; i < nhosts; i++) {
+		sh("ip netns pids %s%d 2>/dev/null | xargs -r kill -9 2>/dev/null; ip netns del %s%d 2>/dev/null", pfx, i,
+		   pfx, i);
+		/* a namespace goes once its last process is gone: its veth with it */
+		for (int t = 0; t < 100 && sh("ip link show %sv%d >/dev/null 2>&1", pfx, i) == 0; t++) {
+			sh("ip link del %sv%d 2>/dev/null", pfx, i);
+			usleep(20000);
+		}
+	}
+	if (nhosts)
+		sh("ip link del %sbr 2>/dev/null", pfx);
+	nhosts = 0;
+}
+
+static void on_fatal(int sig)
+{
+	ns_down();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+/* n hosts PFX0..: 10.78.0.(i+1) and fd78::(i+1); the root namespace is .254 */
+static int ns_up(int n)
+{
+	ns_down();
+	if (sh("ip link add %sbr type bridge 2>/dev/null && ip link set %sbr up && ip addr add " NET ".254/24 dev %sbr",
+	       pfx, pfx, pfx))
+		return -1;
+	nhosts = n;
+	for (int i = 0; i < n; i++)
+		if (sh("ip netns add %s%d && ip link add %sv%d type veth peer name eth0 netns %s%d && "
+		       "ip link set %sv%d master %sbr up && "
+		       "ip netns exec %s%d ip addr add " NET ".%d/24 dev eth0 && "
+		       "ip netns exec %s%d ip -6 addr add " NET6 "%d/64 dev eth0 nodad && "
+		       "ip netns exec %s%d ip link set eth0 up && ip netns exec %s%d ip link set lo up",
+		       pfx, i, pfx, i, pfx, i, pfx, i, pfx, pfx, i, i + 1, pfx, i, i + 1, pfx, i, pfx, i))
+			return -1;
+	return 0;
+}
+
+/* ---- running jobs -------------------------------------------------------- */
+
+static char out[1 << 18];
+
+/* Runs a shell command in the background with output to a file. */
+static pid_t start(const char *log, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static pid_t start(const char *log, const char *fmt, ...)
+{
+	char cmd[4096];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof cmd, fmt, ap);
+	va_end(ap);
+	pid_t pid = fork();
+	if (pid == 0) {
+		setpgid(0, 0);
+		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+static const char *slurp(const char *log)
+{
+	FILE *f = fopen(log, "r");
+	size_t n = f ? fread(out, 1, sizeof out - 1, f) : 0;
+	out[n] = 0;
+	if (f)
+		fclose(f);
+	return out;
+}
+
+static int log_has(const char *log, const char *text)
+{
+	return strstr(slurp(log), text) != NULL;
+}
+
+static int wait_log(const char *log, const char *text, int ms)
+{
+	for (int t = 0; t < ms; t += 20) {
+		if (log_has(log, text))
+			return 1;
+		usleep(20000);
+	}
+	return 0;
+}
+
+static int finish(pid_t pid, int ms)
+{
+	int rc = wait_exit(pid, ms);
+	if (rc == -1)
+		kill(-pid, SIGKILL);
+	return rc;
+}
+
+static char job_log[256], hostsf[256];
+
+static void write_hosts(const char *text)
+{
+	FILE *f = fopen(hostsf, "w");
+	fputs(text, f);
+	fclose(f);
+}
+
+/* The common environment of a job on the namespaces. */
+#define ENV(port)                                                                                              \
+	"env HPS_RSH='ip netns exec {host} sh -c' HPS_ROOT_URI=" NET ".1 HPS_ROOT_PORT=" port                      \
+	" HPS_HEAP_MB=16 HPS_RING_KB=256 HPS_HEARTBEAT_MS=100 HPS_DEAD_MS=1000 HPS_TIMEOUT_MS=8000 "
+
+static void test_cluster_mixed_sums_on_three_hosts(void)
+{
+	CU_ASSERT_EQUAL_FATAL(ns_up(3), 0);
+	/* host names are the namespaces' (HPS_RSH gets {host}) */
+	char hosts[512];
+	snprintf(hosts, sizeof hosts, "# name servers workers address\n%s0 1 2 " NET ".1\n%s1 1 2 " NET
+		 ".2\n%s2 1 2 " NET ".3\n", pfx, pfx, pfx);
+	write_hosts(hosts);
+	pid_t p = start(job_log, "ip netns exec %s0 " ENV("9411") "%s launch --hosts %s -- %s --cluster-worker sums", pfx,
+			hps_bin(), hostsf, self_path);
+	int rc = finish(p, 60000);
+	const char *o = slurp(job_log);
+	if (rc != 0)
+		fprintf(stderr, "%s\n", o);
+	CU_ASSERT_EQUAL(rc, 0);
+	int ok = 0;
+	for (const char *s = o; (s = strstr(s, "sums ok")); s++)
+		ok++;
+	CU_ASSERT_EQUAL(ok, 6);
+	/* the same job on one host gives the same sums (checked the same way) */
+	p = start(job_log, "HPS_HEAP_MB=16 HPS_RING_KB=256 %s launch -s 3 -w 6 -- %s --cluster-worker sums", hps_bin(),
+		  self_path);
+	CU_ASSERT_EQUAL(finish(p, 60000), 0);
+	o = slurp(job_log);
+	ok = 0;
+	for (const char *s = o; (s = strstr(s, "sums ok")); s++)
+		ok++;
+	CU_ASSERT_EQUAL(ok, 6);
+	ns_down();
+}
+
+static void test_cluster_ipv6_and_dmlc_names(void)
+{
+	CU_ASSERT_EQUAL_FATAL(ns_up(2), 0);
+	/* host-local launchers as a tracker would start them: ps-lite's names */
+	pid_t sched = start(job_log, "ip netns exec %s0 env DMLC_PS_ROOT_URI=" NET6 "1 DMLC_PS_ROOT_PORT=9421 "
+				  "DMLC_NUM_SERVER=2 DMLC_NUM_WORKER=2 %s scheduler",
+			    pfx, hps_bin());
+	char l0[300], l1[300];
+	snprintf(l0, sizeof l0, "%s.a", job_log);
+	snprintf(l1, sizeof l1, "%s.b", job_log);
+	const char *common = "DMLC_PS_ROOT_URI=" NET6 "1 DMLC_PS_ROOT_PORT=9421 DMLC_NUM_SERVER=2 DMLC_NUM_WORKER=2 "
+			     "HPS_HEAP_MB=16 HPS_RING_KB=256 HPS_JOB_ID=v6";
+	pid_t a = start(l0, "ip netns exec %s0 env %s DMLC_NODE_HOST=" NET6 "1 %s launch --local-servers 1 "
+			    "--local-workers 1 -- %s --cluster-worker sums",
+			pfx, common, hps_bin(), self_path);
+	pid_t b = start(l1, "ip netns exec %s1 env %s DMLC_NODE_HOST=" NET6 "2 %s launch --local-servers 1 "
+			    "--local-workers 1 -- %s --cluster-worker sums",
+			pfx, common, hps_bin(), self_path);
+	int ra = finish(a, 60000), rb = finish(b, 60000);
+	if (ra || rb)
+		fprintf(stderr, "%s\n---\n%s\n", slurp(l0), slurp(l1));
+	CU_ASSERT_EQUAL(ra, 0);
+	CU_ASSERT_EQUAL(rb, 0);
+	CU_ASSERT(log_has(l0, "sums ok"));
+	CU_ASSERT(log_has(l1, "sums ok"));
+	CU_ASSERT_EQUAL(finish(sched, 10000), 0);
+	unlink(l0), unlink(l1);
+	ns_down();
+}
+
+/* Finds the pid of `hps WHAT` run for host HOST of the job. */
+static pid_t find_proc(const char *what, const char *host)
+{
+	char cmd[512], buf[64] = "";
+	snprintf(cmd, sizeof cmd,
+		 "for p in /proc/[0-9]*; do if (tr '\\0' ' ' < $p/cmdline) 2>/dev/null | grep -q 'hps %s' && "
+		 "(tr '\\0' '\\n' < $p/environ) 2>/dev/null | grep -qx 'HPS_HOST=%s'; then basename $p; fi; done | head -1",
+		 what, host);
+	FILE *f = popen(cmd, "r");
+	if (f) {
+		if (!fgets(buf, sizeof buf, f))
+			buf[0] = 0;
+		pclose(f);
+	}
+	return (pid_t)atoi(buf);
+}
+
+static void kill_and_watch(const char *victim)
+{
+	CU_ASSERT_EQUAL_FATAL(ns_up(2), 0);
+	char hosts[256], h1[32];
+	snprintf(hosts, sizeof hosts, "%s0 1 1 " NET ".1\n%s1 1 0 " NET ".2\n", pfx, pfx);
+	snprintf(h1, sizeof h1, "%s1", pfx);
+	write_hosts(hosts);
+	pid_t p = start(job_log, "ip netns exec %s0 " ENV("9431") "%s launch --keep-going --hosts %s -- %s --cluster-worker loop",
+			pfx, hps_bin(), hostsf, self_path);
+	CU_ASSERT_FATAL(wait_log(job_log, "loop started", 20000));
+	usleep(300000);
+	pid_t v = find_proc(victim, h1);
+	CU_ASSERT_FATAL(v > 0);
+	kill(v, SIGKILL);
+	int64_t t0 = hpsi_now_ns();
+	CU_ASSERT(wait_log(job_log, "request failed", 10000));
+	int64_t took = (hpsi_now_ns() - t0) / 1000000;
+	/* HPS_DEAD_MS=1000 and heartbeats every 100 ms: well inside 5 s */
+	CU_ASSERT(took < 5000);
+	finish(p, 20000);
+	const char *o = slurp(job_log);
+	CU_ASSERT(strstr(o, "[scheduler] ") && (strstr(o, " died") || strstr(o, " dead"))); /* it reports the node */
+	if (!strstr(o, "request failed") || took >= 5000)
+		fprintf(stderr, "%s\n", o);
+	ns_down();
+}
+
+static void test_cluster_bridge_killed(void)
+{
+	kill_and_watch("bridge");
+}
+
+static void test_cluster_remote_server_killed(void)
+{
+	kill_and_watch("server");
+}
+
+/* Random bytes, truncated frames and huge declared lengths at the bridges'
+ * and the scheduler's ports while a job runs: it ends with right sums. */
+static void test_cluster_garbage_is_dropped(void)
+{
+	CU_ASSERT_EQUAL_FATAL(ns_up(2), 0);
+	char hosts[256];
+	snprintf(hosts, sizeof hosts, "%s0 1 1 " NET ".1\n%s1 1 1 " NET ".2\n", pfx, pfx);
+	write_hosts(hosts);
+	pid_t p = start(job_log, "ip netns exec %s0 " ENV("9441") "HPS_PORTS=9450-9460 %s launch --hosts %s -- %s --cluster-worker long",
+			pfx, hps_bin(), hostsf, self_path);
+	CU_ASSERT_FATAL(wait_log(job_log, "sums started", 20000));
+	void *z = zmq_ctx_new();
+	unsigned seed = 7;
+	const char *targets[] = {"tcp://" NET ".1:9450", "tcp://" NET ".2:9450", "tcp://" NET ".1:9441"};
+	for (int t = 0; t < 3; t++) {
+		/* a ZeroMQ peer saying nonsense */
+		void *s = zmq_socket(z, ZMQ_DEALER);
+		int linger = 0;
+		zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+		char id[5] = {'b', 1, 0, 0, 0}; /* claims to be host 1 */
+		if (t == 1)
+			id[1] = 0;
+		zmq_setsockopt(s, ZMQ_ROUTING_ID, id, sizeof id);
+		zmq_connect(s, targets[t]);
+		unsigned char junk[4096];
+		for (int i = 0; i < 200; i++) {
+			size_t n = (size_t)(rand_r(&seed) % sizeof junk);
+			for (size_t k = 0; k < n; k++)
+				junk[k] = (unsigned char)rand_r(&seed);
+			if (i % 4 == 1 && n >= sizeof(struct hpsi_batch_hdr)) { /* a valid header, lying counts */
+				struct hpsi_batch_hdr h = {HPSI_BATCH_MAGIC, HPSI_WIRE_VERSION, 0, 1u << 30, 1};
+				memcpy(junk, &h, sizeof h);
+			}
+			if (i % 4 == 2 && n >= sizeof(struct hpsi_batch_hdr) + sizeof(struct hpsi_rec_hdr)) {
+				struct hpsi_batch_hdr h = {HPSI_BATCH_MAGIC, HPSI_WIRE_VERSION, 0, 1, 1};
+				struct hpsi_rec_hdr r = {0xfffffff0u, 0, 0, 0}; /* a huge record */
+				memcpy(junk, &h, sizeof h);
+				memcpy(junk + sizeof h, &r, sizeof r);
+			}
+			if (i % 4 == 3 && n >= sizeof(struct hpsi_sched_hdr)) {
+				struct hpsi_sched_hdr h = {HPSI_SCHED_MAGIC, HPSI_WIRE_VERSION, (uint16_t)(i % 9), 0, 0};
+				memcpy(junk, &h, sizeof h);
+			}
+			zmq_send(s, junk, n, i % 7 == 0 ? ZMQ_SNDMORE : 0);
+		}
+		zmq_send(s, "", 0, 0);
+		usleep(50000);
+		zmq_close(s);
+		/* and a raw TCP peer that never speaks ZeroMQ */
+		sh("ip netns exec %s0 bash -c 'head -c 65536 /dev/urandom > /dev/tcp/%s/%s' 2>/dev/null; true", pfx,
+		   t == 1 ? NET ".2" : NET ".1", t == 2 ? "9441" : "9450");
+	}
+	zmq_ctx_term(z);
+	int rc = finish(p, 60000);
+	const char *o = slurp(job_log);
+	if (rc)
+		fprintf(stderr, "%s\n", o);
+	CU_ASSERT_EQUAL(rc, 0);
+	int ok = 0;
+	for (const char *s = o; (s = strstr(s, "sums ok")); s++)
+		ok++;
+	CU_ASSERT_EQUAL(ok, 2);
+	CU_ASSERT_PTR_NOT_NULL(strstr(o, "dropped a malformed"));
+	ns_down();
+}
+
+/* A host-local launcher in namespace 0 with extra settings; returns its
+ * exit status and how long it took (ms); output in job_log. */
+static int local_launch(const char *settings, int64_t *ms)
+{
+	int64_t t0 = hpsi_now_ns();
+	pid_t p = start(job_log, "ip netns exec %s0 env HPS_HEAP_MB=16 HPS_RING_KB=256 HPS_NUM_SERVERS=1 HPS_NUM_WORKERS=1 "
+			      "HPS_NODE_ADDR=" NET ".1 %s %s launch --local-servers 1 --local-workers 1 -- true",
+			pfx, settings, hps_bin());
+	int rc = finish(p, 20000);
+	*ms = (hpsi_now_ns() - t0) / 1000000;
+	return rc;
+}
+
+static void expect_error(const char *settings, const char *names, int64_t within_ms)
+{
+	int64_t ms;
+	int rc = local_launch(settings, &ms);
+	const char *o = slurp(job_log);
+	if (rc == 0 || !strstr(o, names) || ms > within_ms)
+		fprintf(stderr, "settings [%s]: status %d after %lld ms, wanted '%s':\n%s\n", settings, rc, (long long)ms,
+			names, o);
+	CU_ASSERT_NOT_EQUAL(rc, 0);
+	CU_ASSERT(rc != -1); /* it ended by itself */
+	CU_ASSERT_PTR_NOT_NULL(strstr(o, names));
+	CU_ASSERT(ms <= within_ms);
+}
+
+static void test_cluster_configuration_errors(void)
+{
+	CU_ASSERT_EQUAL_FATAL(ns_up(1), 0);
+	/* an unreachable scheduler: nobody listens there */
+	expect_error("HPS_ROOT_URI=" NET ".99 HPS_ROOT_PORT=9501 HPS_REGISTER_MS=800", "HPS_REGISTER_MS", 8000);
+	/* a scheduler host name that does not resolve */
+	expect_error("HPS_ROOT_URI=no-such-host.invalid HPS_ROOT_PORT=9501", "HPS_ROOT_URI", 8000);
+	expect_error("HPS_ROOT_URI=" NET ".1", "HPS_ROOT_PORT", 8000);
+	expect_error("HPS_ROOT_URI=" NET ".1 HPS_ROOT_PORT=9501 HPS_INTERFACE=nosuch0 HPS_NODE_ADDR=", "HPS_INTERFACE",
+		     8000);
+	expect_error("HPS_ROOT_URI=" NET ".1 HPS_ROOT_PORT=9501 HPS_PORTS=9-3", "HPS_PORTS", 8000);
+	/* counts that differ from the scheduler's */
+	pid_t s = start("/dev/null", "ip netns exec %s0 env HPS_ROOT_URI=" NET ".1 HPS_ROOT_PORT=9502 HPS_NUM_SERVERS=2 "
+				     "HPS_NUM_WORKERS=2 HPS_REGISTER_MS=5000 %s scheduler",
+			pfx, hps_bin());
+	usleep(200000);
+	expect_error("HPS_ROOT_URI=" NET ".1 HPS_ROOT_PORT=9502 HPS_REGISTER_MS=5000", "HPS_NUM_SERVERS", 8000);
+	finish(s, 5000);
+	/* a host that never shows up: the scheduler waits HPS_REGISTER_MS */
+	s = start("/dev/null", "ip netns exec %s0 env HPS_ROOT_URI=" NET ".1 HPS_ROOT_PORT=9503 HPS_NUM_SERVERS=2 "
+			       "HPS_NUM_WORKERS=1 HPS_REGISTER_MS=1000 %s scheduler",
+		  pfx, hps_bin());
+	usleep(200000);
+	expect_error("HPS_ROOT_URI=" NET ".1 HPS_ROOT_PORT=9503 HPS_NUM_SERVERS=2 HPS_REGISTER_MS=5000",
+		     "never showed up", 8000);
+	finish(s, 5000);
+	/* a port in use: the first launcher holds 9510 while it waits */
+	char held[300];
+	snprintf(held, sizeof held, "%s.held", job_log);
+	pid_t first = start(held, "ip netns exec %s0 env HPS_ROOT_URI=" NET ".1 HPS_ROOT_PORT=9504 HPS_NUM_SERVERS=1 "
+				  "HPS_NUM_WORKERS=1 HPS_NODE_ADDR=" NET ".1 HPS_PORTS=9510 HPS_REGISTER_MS=4000 "
+				  "HPS_HOST=first %s launch --local-servers 1 --local-workers 1 -- true",
+			    pfx, hps_bin());
+	usleep(300000);
+	expect_error("HPS_ROOT_URI=" NET ".1 HPS_ROOT_PORT=9504 HPS_PORTS=9510", "HPS_PORTS", 8000);
+	finish(first, 10000);
+	unlink(held);
+	/* a hosts file with a bad line */
+	write_hosts("h0 1 1\nh1 one 1\n");
+	char cmd[600];
+	snprintf(cmd, sizeof cmd, "%s launch --hosts %s -- true > %s 2>&1", hps_bin(), hostsf, job_log);
+	CU_ASSERT_EQUAL(WEXITSTATUS(system(cmd)), 2);
+	char where[300];
+	snprintf(where, sizeof where, "%s:2:", hostsf);
+	CU_ASSERT(log_has(job_log, where));
+	ns_down();
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 3 && strcmp(argv[1], "--cluster-worker") == 0)
+		return cluster_worker(argv[2]);
+	ssize_t n = readlink("/proc/self/exe", self_path, sizeof self_path - 1);
+	self_path[n > 0 ? n : 0] = 0;
+	if (geteuid() != 0 || system("ip netns list >/dev/null 2>&1") != 0) {
+		printf("test_cluster: skipped: network namespaces need root and iproute2\n");
+		return 77;
+	}
+	snprintf(pfx, sizeof pfx, "hc%d", (int)(getpid() % 100000));
+	snprintf(job_log, sizeof job_log, "/tmp/hps-cluster-%d.log", (int)getpid());
+	snprintf(hostsf, sizeof hostsf, "/tmp/hps-cluster-%d.hosts", (int)getpid());
+	signal(SIGINT, on_fatal);
+	signal(SIGTERM, on_fatal);
+	signal(SIGABRT, on_fatal);
+	signal(SIGSEGV, on_fatal);
+	atexit(ns_down);
+	static const struct test_case cases[] = {
+		{"test_cluster_mixed_sums_on_three_hosts", test_cluster_mixed_sums_on_three_hosts},
+		{"test_cluster_ipv6_and_dmlc_names", test_cluster_ipv6_and_dmlc_names},
+		{"test_cluster_bridge_killed", test_cluster_bridge_killed},
+		{"test_cluster_remote_server_killed", test_cluster_remote_server_killed},
+		{"test_cluster_garbage_is_dropped", test_cluster_garbage_is_dropped},
+		{"test_cluster_configuration_errors", test_cluster_configuration_errors},
+		{NULL, NULL},
+	};
+	int rc = run_suite("cluster", cases);
+	ns_down();
+	unlink(job_log);
+	unlink(hostsf);
+	return rc;
+}
