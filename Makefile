@@ -18,8 +18,9 @@ EXAMPLES = $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
 EXAMPLE_LIB = $(patsubst %.c,$(BUILD)/%.o,$(wildcard examples/lib/*.c))
 
 .SECONDARY:
-.PHONY: all deps test run bench bench-ssp bench-hogwild asan tsan clean data fixtures fuzz
-all: $(OUT)/lib/libhps.a $(OUT)/lib/libhps.so $(OUT)/bin/hps $(TESTS) $(OUT)/bench/hps_bench $(OUT)/bench/ssp_bench $(EXAMPLES)
+.PHONY: all deps test run bench bench-ssp bench-net bench-hogwild asan tsan clean data fixtures fuzz
+all: $(OUT)/lib/libhps.a $(OUT)/lib/libhps.so $(OUT)/bin/hps $(TESTS) $(OUT)/bench/hps_bench $(OUT)/bench/ssp_bench \
+	$(OUT)/bench/net_bench $(EXAMPLES)
 
 # Installs the Debian packages hps needs, only when one is missing.
 deps:
@@ -30,7 +31,7 @@ deps:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
-$(BUILD)/%.o: %.c $(wildcard include/hps/*.h shm/*.h net/*.h runtime/*.h tests/*.h examples/lib/*.h)
+$(BUILD)/%.o: %.c $(wildcard include/hps/*.h shm/*.h net/*.h runtime/*.h tests/*.h examples/lib/*.h bench/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
@@ -53,7 +54,7 @@ $(BUILD)/examples/%: $(BUILD)/examples/%.o $(EXAMPLE_LIB) $(OUT)/lib/libhps.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
-$(OUT)/bench/%: $(BUILD)/bench/%.o $(OUT)/lib/libhps.a
+$(OUT)/bench/%: $(BUILD)/bench/%.o $(BUILD)/bench/cases.o $(OUT)/lib/libhps.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -71,6 +72,12 @@ bench-ssp: deps
 	@$(MAKE) --no-print-directory bench/ssp_bench
 	bench/ssp_bench
 	bench/ssp_bench --transient
+
+# The cases of `make bench` across two network-namespace hosts, beside raw
+# ZeroMQ over the same link (root; about a minute).
+bench-net: deps
+	@$(MAKE) --no-print-directory bench/net_bench bin/hps
+	bench/net_bench
 
 # HOGWILD direct mode against one process without a parameter server, on
 # the real data sets (about a minute).
@@ -127,4 +134,4 @@ tsan:
 	@$(MAKE) --no-print-directory test BUILD=build-tsan OUT=build-tsan CFLAGS="-O1 -g -fsanitize=thread -fno-omit-frame-pointer"
 
 clean:
-	rm -rf build build-asan build-tsan build-fuzz lib bin bench/hps_bench bench/ssp_bench
+	rm -rf build build-asan build-tsan build-fuzz lib bin bench/hps_bench bench/ssp_bench bench/net_bench

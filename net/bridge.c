@@ -18,8 +18,10 @@
  * It also relays node states (heartbeats to the scheduler, states back)
  * and the cross-host barrier. One thread owns every ZeroMQ socket; the
  * only other thread is ZeroMQ's, which runs zc_done. */
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <sys/eventfd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,6 +109,14 @@ struct bridge {
 	uint32_t barrier_sent; /* gen + 1 of the barrier reported */
 	uint64_t bad;
 	int sched_lost;
+	/* Waking from ring traffic: rings have no file descriptor, so while the
+	 * main thread sleeps in zmq_poll, a helper thread sleeps on the bridge
+	 * bell (which local processes ring for remote nodes) and turns a ring
+	 * into a write on wake_fd, which zmq_poll watches. idle_gen (release)
+	 * announces each sleep to the helper; main_idle says it lasts. */
+	int wake_fd;
+	_Atomic uint32_t idle_gen;
+	_Atomic int main_idle, helper_stop;
 };
 
 static volatile sig_atomic_t stop_signal;
@@ -714,6 +724,68 @@ static void barrier_check(struct bridge *b)
 	b->barrier_sent = gen + 1;
 }
 
+/* ---- waking up ---------------------------------------------------------- */
+
+/* Any ring the bridge consumes holds a record (any thread may ask). */
+static int rings_pending(void *arg)
+{
+	struct bridge *b = arg;
+	for (size_t i = 0; i < (size_t)b->W * b->S; i++)
+		if (b->pairs[i].used && hpsi_ring_pending(b->pairs[i].cons.r))
+			return 1;
+	return 0;
+}
+
+static int pending_or_awake(void *arg)
+{
+	struct bridge *b = arg;
+	return !atomic_load_explicit(&b->main_idle, memory_order_acquire) || rings_pending(b);
+}
+
+static void *wake_helper(void *arg)
+{
+	struct bridge *b = arg;
+	uint32_t seen = 0;
+	while (!atomic_load_explicit(&b->helper_stop, memory_order_acquire)) {
+		uint32_t g = atomic_load_explicit(&b->idle_gen, memory_order_acquire);
+		if (g == seen) {
+			hpsi_futex_wait(&b->idle_gen, g, 100000000);
+			continue;
+		}
+		seen = g;
+		while (atomic_load_explicit(&b->main_idle, memory_order_acquire) &&
+		       !atomic_load_explicit(&b->helper_stop, memory_order_acquire)) {
+			hpsi_bell_sleep(&b->seg.hdr->bridge_bell, pending_or_awake, b, 50000000);
+			if (atomic_load_explicit(&b->main_idle, memory_order_acquire) && rings_pending(b)) {
+				uint64_t one = 1;
+				ssize_t rc = write(b->wake_fd, &one, sizeof one);
+				(void)rc;
+				break;
+			}
+		}
+	}
+	return NULL;
+}
+
+/* Sleeps until a peer, the scheduler or a ring has something (or 100 ms). */
+static void idle_wait(struct bridge *b)
+{
+	atomic_store_explicit(&b->main_idle, 1, memory_order_release);
+	atomic_fetch_add_explicit(&b->idle_gen, 1, memory_order_release);
+	hpsi_futex_wake(&b->idle_gen);
+	if (!rings_pending(b)) { /* what came before the helper listened */
+		zmq_pollitem_t it[3] = {{.socket = b->router, .events = ZMQ_POLLIN},
+					{.socket = b->sched, .events = ZMQ_POLLIN},
+					{.fd = b->wake_fd, .events = ZMQ_POLLIN}};
+		long ms = b->cc.heartbeat_ms < 100 ? (long)b->cc.heartbeat_ms : 100;
+		zmq_poll(it, 3, ms);
+	}
+	atomic_store_explicit(&b->main_idle, 0, memory_order_release);
+	uint64_t v;
+	ssize_t rc = read(b->wake_fd, &v, sizeof v); /* non-blocking: clears a wake */
+	(void)rc;
+}
+
 /* ---- start -------------------------------------------------------------- */
 
 static int register_host(struct bridge *b, uint32_t nsrv, uint32_t nwrk)
@@ -846,6 +918,17 @@ int hpsi_cmd_bridge(int argc, char **argv)
 		rc = register_host(b, (uint32_t)nsrv, (uint32_t)nwrk);
 	if (!rc)
 		rc = setup(b);
+	pthread_t helper;
+	int helper_up = 0;
+	if (!rc) {
+		b->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (b->wake_fd < 0 || pthread_create(&helper, NULL, wake_helper, b) != 0) {
+			hpsi_error("bridge: cannot start its wake-up thread");
+			rc = HPS_ESYS;
+		} else {
+			helper_up = 1;
+		}
+	}
 	if (!rc) {
 		b->last_sched = hpsi_now_ns();
 		int64_t spin_until = 0;
@@ -868,13 +951,18 @@ int hpsi_cmd_bridge(int argc, char **argv)
 			if (moved) {
 				spin_until = now + b->cfg.spin_ns;
 			} else if (now > spin_until) {
-				/* idle: sleep until a peer or the scheduler sends, at most 1 ms
-				 * (rings have no file descriptor to wait on) */
-				zmq_pollitem_t it[2] = {{.socket = b->router, .events = ZMQ_POLLIN},
-							{.socket = b->sched, .events = ZMQ_POLLIN}};
-				zmq_poll(it, 2, 1);
+				idle_wait(b);
+			} else {
+				sched_yield(); /* spinning: let the host's other processes run */
 			}
 		}
+		atomic_store_explicit(&b->helper_stop, 1, memory_order_release);
+		atomic_store_explicit(&b->main_idle, 0, memory_order_release);
+		hpsi_bell_ring_always(&b->seg.hdr->bridge_bell);
+		atomic_fetch_add_explicit(&b->idle_gen, 1, memory_order_release);
+		hpsi_futex_wake(&b->idle_gen);
+		if (helper_up)
+			pthread_join(helper, NULL);
 		heartbeat(b);
 		struct hpsi_sched_hdr bye;
 		hpsi_sched_init(&bye, HPSI_SCH_BYE, b->me);

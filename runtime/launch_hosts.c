@@ -77,8 +77,8 @@ static int read_hosts(const char *file, struct host_line *h, int *n)
 				return -1;
 			}
 		struct host_line *e = &h[(*n)++];
-		snprintf(e->name, sizeof e->name, "%s", name);
-		snprintf(e->addr, sizeof e->addr, "%s", addr);
+		memcpy(e->name, name, strlen(name) + 1); /* lengths checked above */
+		memcpy(e->addr, addr, strlen(addr) + 1);
 		e->servers = (unsigned)srv, e->workers = (unsigned)wrk;
 	}
 	fclose(f);

@@ -270,7 +270,7 @@ static int serve_round(struct server *sv)
 		if (n) {
 			hpsi_ring_cons_publish(&p->req);
 			hpsi_ring_publish(&p->resp);
-			hpsi_bell_ring(&hpsi_seg_node(sv->seg, hpsi_worker_node(sv->seg, wk))->bell);
+			hpsi_bell_ring(hpsi_node_bell(sv->seg, hpsi_worker_node(sv->seg, wk)));
 			total += n;
 		}
 	}

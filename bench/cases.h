@@ -1,0 +1,50 @@
+/* The cases of the throughput and latency benchmarks, shared by
+ * hps_bench (one host) and net_bench (two namespace hosts): what a worker
+ * runs and how a configuration's results are printed. */
+#ifndef HPS_BENCH_CASES_H
+#define HPS_BENCH_CASES_H
+
+#include <stdint.h>
+
+#include "hps/hps.h"
+
+#define REPS 5
+#define REP_NS 150000000ll /* each repetition runs this long */
+#define MAX_SAMPLES (1 << 20)
+
+struct bench_case {
+	const char *name;
+	uint32_t nkeys, width;
+	int dense; /* zero-copy buffers */
+};
+
+#define NCASES 5
+extern const struct bench_case cases[NCASES];
+
+enum { PH_PUSH, PH_PULL, PH_PUSH_PULL, PH_PUSHPULL, PH_PIPE_PUSH, PH_PIPE_PULL, NPHASES };
+extern const char *const phase_names[NPHASES];
+
+struct result {
+	double ops_s, p50_us, p99_us;
+	int valid;
+};
+
+/* Written by the workers (shared mapping), read by the parent. */
+struct shared {
+	struct result r[8][NCASES][NPHASES];
+	int failed;
+};
+
+extern struct shared *sh;   /* results, in memory every worker shares */
+extern int selected[NCASES];
+
+double median(double *v, int n);
+int cmp_double(const void *a, const void *b);
+/* One figure of a result line: '-' for NaN, 3 significant digits below 100. */
+void print_fig(double v);
+/* Runs every selected case in every phase as worker w of the job. */
+int worker_main(hps_ctx *ctx, hps_worker *w);
+/* Prints the lines of one configuration: case config phase MB/s keys/s ops/s p50_us p99_us */
+void report_config(const char *config, uint32_t W);
+
+#endif

@@ -1,0 +1,326 @@
+/* net_bench: the cases of hps_bench across hosts, next to raw ZeroMQ over
+ * the same link. Two network namespaces joined by a veth pair stand for
+ * two hosts (root needed): servers on one, workers on the other, so every
+ * request goes worker -> bridge -> ZeroMQ -> bridge -> server and back.
+ *
+ *   bench/net_bench [CASE...]     CASE: lat sparse1k sparse100k dense4M
+ *                                 dense4M_8k zmq_rtt zmq_thr (default:
+ *                                 lat sparse1k dense4M zmq_rtt zmq_thr)
+ *
+ * Lines as hps_bench's (case config phase MB/s keys/s ops/s p50_us p99_us)
+ * with configs net1S1W and net2S2W, and the baselines: zmq_rtt (REQ/REP
+ * round trip of 8-byte messages) and zmq_thr (PUSH/PULL of 1 MB messages
+ * sent without a copy), medians of 5 runs. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "bench/cases.h"
+#include "shm/bell.h"
+
+#define ADDR_A "10.79.0.1" /* servers */
+#define ADDR_B "10.79.0.2" /* workers */
+#define THR_MSG (1u << 20)
+
+static char ns[16];
+
+static int sh_cmd(const char *cmd)
+{
+	return system(cmd);
+}
+
+static void ns_down(void)
+{
+	char cmd[512];
+	snprintf(cmd, sizeof cmd,
+		 "for n in %sa %sb; do ip netns pids $n 2>/dev/null | xargs -r kill -9; ip netns del $n 2>/dev/null; done; "
+		 "sleep 0.2; ip link del %sv 2>/dev/null; true",
+		 ns, ns, ns);
+	sh_cmd(cmd);
+}
+
+static int ns_up(void)
+{
+	char cmd[1024];
+	snprintf(cmd, sizeof cmd,
+		 "ip netns add %sa && ip netns add %sb && ip link add %sv netns %sa type veth peer name %sw netns %sb && "
+		 "ip -n %sa addr add " ADDR_A "/24 dev %sv && ip -n %sb addr add " ADDR_B "/24 dev %sw && "
+		 "ip -n %sa link set %sv up && ip -n %sb link set %sw up && ip -n %sa link set lo up && ip -n %sb link set lo up",
+		 ns, ns, ns, ns, ns, ns, ns, ns, ns, ns, ns, ns, ns, ns, ns, ns);
+	return sh_cmd(cmd);
+}
+
+/* ---- raw ZeroMQ baselines (both ends are this program) ---- */
+
+static void zmq_rep(void)
+{
+	void *z = zmq_ctx_new(), *s = zmq_socket(z, ZMQ_REP);
+	zmq_bind(s, "tcp://" ADDR_A ":9601");
+	char buf[8];
+	for (;;) {
+		int n = zmq_recv(s, buf, sizeof buf, 0);
+		if (n < 0 || (n == 1 && buf[0] == 'q'))
+			break;
+		zmq_send(s, buf, (size_t)n, 0);
+	}
+	zmq_send(s, "q", 1, 0);
+	zmq_close(s);
+	zmq_ctx_term(z);
+}
+
+static void zmq_req(void)
+{
+	void *z = zmq_ctx_new(), *s = zmq_socket(z, ZMQ_REQ);
+	zmq_connect(s, "tcp://" ADDR_A ":9601");
+	char buf[8] = "12345678";
+	static double lat[1 << 20];
+	double rate[REPS];
+	int n = 0;
+	for (int i = 0; i < 200; i++) /* warm up the connection */
+		zmq_send(s, buf, 8, 0), zmq_recv(s, buf, 8, 0);
+	for (int rep = 0; rep < REPS; rep++) {
+		int64_t t0 = hpsi_now_ns(), end = t0 + REP_NS;
+		long ops = 0;
+		while (hpsi_now_ns() < end) {
+			int64_t a = hpsi_now_ns();
+			zmq_send(s, buf, 8, 0);
+			zmq_recv(s, buf, 8, 0);
+			if (n < (1 << 20))
+				lat[n++] = (double)(hpsi_now_ns() - a) / 1000.0;
+			ops++;
+		}
+		rate[rep] = (double)ops / ((double)(hpsi_now_ns() - t0) / 1e9);
+	}
+	zmq_send(s, "q", 1, 0);
+	zmq_recv(s, buf, 8, 0);
+	qsort(lat, (size_t)n, sizeof *lat, cmp_double);
+	printf("zmq_rtt net reqrep - -");
+	print_fig(median(rate, REPS));
+	print_fig(lat[n / 2]);
+	print_fig(lat[(size_t)n * 99 / 100]);
+	printf("\n");
+	zmq_close(s);
+	zmq_ctx_term(z);
+}
+
+static void zmq_pull(void)
+{
+	void *z = zmq_ctx_new(), *s = zmq_socket(z, ZMQ_PULL), *ack = zmq_socket(z, ZMQ_PUSH);
+	zmq_bind(s, "tcp://" ADDR_A ":9602");
+	zmq_bind(ack, "tcp://" ADDR_A ":9603");
+	zmq_msg_t m;
+	for (;;) {
+		zmq_msg_init(&m);
+		if (zmq_msg_recv(&m, s, 0) < 0)
+			break;
+		size_t n = zmq_msg_size(&m);
+		zmq_msg_close(&m);
+		if (n == 1) { /* end of a run: acknowledge it, so the sender's clock covers delivery */
+			zmq_send(ack, "a", 1, 0);
+		} else if (n == 2) {
+			zmq_send(ack, "q", 1, 0);
+			break;
+		}
+	}
+	int linger = 1000;
+	zmq_setsockopt(ack, ZMQ_LINGER, &linger, sizeof linger);
+	zmq_close(s);
+	zmq_close(ack);
+	zmq_ctx_term(z);
+}
+
+static void no_free(void *data, void *hint)
+{
+	(void)data, (void)hint;
+}
+
+static void zmq_push(void)
+{
+	void *z = zmq_ctx_new(), *s = zmq_socket(z, ZMQ_PUSH), *ack = zmq_socket(z, ZMQ_PULL);
+	zmq_connect(s, "tcp://" ADDR_A ":9602");
+	zmq_connect(ack, "tcp://" ADDR_A ":9603");
+	char *payload = malloc(THR_MSG), a[2];
+	memset(payload, 1, THR_MSG);
+	double rate[REPS];
+	for (int rep = -1; rep < REPS; rep++) { /* rep -1 warms up */
+		int64_t t0 = hpsi_now_ns(), end = t0 + REP_NS;
+		long msgs = 0;
+		while (hpsi_now_ns() < end) {
+			zmq_msg_t m;
+			zmq_msg_init_data(&m, payload, THR_MSG, no_free, NULL);
+			zmq_msg_send(&m, s, 0);
+			msgs++;
+		}
+		zmq_send(s, "e", 1, 0);
+		zmq_recv(ack, a, 1, 0);
+		if (rep >= 0)
+			rate[rep] = (double)msgs * THR_MSG / ((double)(hpsi_now_ns() - t0) / 1e9);
+	}
+	zmq_send(s, "qq", 2, 0);
+	zmq_recv(ack, a, 1, 0);
+	double r = median(rate, REPS);
+	printf("zmq_thr net push");
+	print_fig(r / 1e6);
+	printf(" -");
+	print_fig(r / THR_MSG);
+	printf(" - -\n");
+	free(payload);
+	zmq_close(s);
+	zmq_close(ack);
+	zmq_ctx_term(z);
+}
+
+/* Runs this program in namespace `which` with args, in the background. */
+static pid_t in_ns(char which, const char *args)
+{
+	char cmd[5200], self[4096];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+	self[n > 0 ? n : 0] = 0;
+	snprintf(cmd, sizeof cmd, "ip netns exec %s%c %s %s", ns, which, self, args);
+	pid_t pid = fork();
+	if (pid == 0) {
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+static void baseline(const char *server, const char *client)
+{
+	pid_t s = in_ns('a', server);
+	usleep(200000);
+	pid_t c = in_ns('b', client);
+	waitpid(c, NULL, 0);
+	waitpid(s, NULL, 0);
+	fflush(stdout);
+}
+
+/* ---- hps across the two hosts ---- */
+
+static int net_worker(const char *file)
+{
+	int fd = open(file, O_RDWR);
+	sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	hps_ctx *ctx;
+	hps_worker *w;
+	if (sh == MAP_FAILED || hps_init(&ctx, NULL, NULL) || hps_worker_open(ctx, 1, &w))
+		return 1;
+	int rc = worker_main(ctx, w);
+	hps_worker_close(w);
+	hps_finalize(ctx);
+	return rc;
+}
+
+static int run_config(const char *name, uint32_t S, uint32_t W, const char *cases_arg)
+{
+	char file[64], hosts[64], cmd[9000], self[4096];
+	snprintf(file, sizeof file, "/tmp/net_bench.%d", (int)getpid());
+	snprintf(hosts, sizeof hosts, "/tmp/net_bench.%d.hosts", (int)getpid());
+	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+	self[n > 0 ? n : 0] = 0;
+	char hps[4200]; /* $HPS_BIN, or bin/hps beside this program's bench/ */
+	if (getenv("HPS_BIN"))
+		snprintf(hps, sizeof hps, "%s", getenv("HPS_BIN"));
+	else
+		snprintf(hps, sizeof hps, "%.*s/../bin/hps", (int)(strrchr(self, '/') - self), self);
+	int fd = open(file, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0 || ftruncate(fd, sizeof *sh))
+		return 1;
+	close(fd);
+	FILE *f = fopen(hosts, "w");
+	fprintf(f, "%sa %u 0 " ADDR_A "\n%sb 0 %u " ADDR_B "\n", ns, S, ns, W);
+	fclose(f);
+	snprintf(cmd, sizeof cmd,
+		 "ip netns exec %sa env HPS_RSH='ip netns exec {host} sh -c' HPS_ROOT_URI=" ADDR_A " HPS_ROOT_PORT=9610 "
+		 "%s launch --hosts %s -- %s --net-worker %s %s > /tmp/net_bench.%d.log 2>&1",
+		 ns, hps, hosts, self, file, cases_arg, (int)getpid());
+	int rc = system(cmd);
+	if (rc) {
+		snprintf(cmd, sizeof cmd, "tail -20 /tmp/net_bench.%d.log >&2", (int)getpid());
+		sh_cmd(cmd);
+	} else {
+		fd = open(file, O_RDONLY);
+		sh = mmap(NULL, sizeof *sh, PROT_READ, MAP_SHARED, fd, 0);
+		close(fd);
+		report_config(name, W);
+		munmap(sh, sizeof *sh);
+	}
+	snprintf(cmd, sizeof cmd, "rm -f %s %s /tmp/net_bench.%d.log", file, hosts, (int)getpid());
+	sh_cmd(cmd);
+	return rc != 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc >= 2 && strcmp(argv[1], "--zmq-rep") == 0)
+		return zmq_rep(), 0;
+	if (argc >= 2 && strcmp(argv[1], "--zmq-req") == 0)
+		return zmq_req(), 0;
+	if (argc >= 2 && strcmp(argv[1], "--zmq-pull") == 0)
+		return zmq_pull(), 0;
+	if (argc >= 2 && strcmp(argv[1], "--zmq-push") == 0)
+		return zmq_push(), 0;
+	int want_rtt = argc == 1, want_thr = argc == 1, any = argc == 1;
+	char cases_arg[256] = "";
+	if (argc == 1) {
+		snprintf(cases_arg, sizeof cases_arg, "lat sparse1k dense4M");
+	}
+	int first = 1;
+	if (argc >= 3 && strcmp(argv[1], "--net-worker") == 0)
+		first = 3;
+	for (int i = first; i < argc; i++) {
+		if (strcmp(argv[i], "zmq_rtt") == 0) {
+			want_rtt = 1;
+			continue;
+		}
+		if (strcmp(argv[i], "zmq_thr") == 0) {
+			want_thr = 1;
+			continue;
+		}
+		size_t ci;
+		for (ci = 0; ci < NCASES && strcmp(argv[i], cases[ci].name); ci++)
+			;
+		if (ci == NCASES) {
+			fprintf(stderr, "net_bench: unknown case '%s'\n", argv[i]);
+			return 2;
+		}
+		selected[ci] = any = 1;
+		strncat(cases_arg, argv[i], sizeof cases_arg - strlen(cases_arg) - 2);
+		strcat(cases_arg, " ");
+	}
+	if (argc == 1)
+		for (size_t ci = 0; ci < NCASES; ci++)
+			selected[ci] = strstr(cases_arg, cases[ci].name) && strcmp(cases[ci].name, "dense4M_8k");
+	if (first == 3)
+		return net_worker(argv[2]);
+	if (geteuid() != 0) {
+		fprintf(stderr, "net_bench: needs root for network namespaces\n");
+		return 2;
+	}
+	snprintf(ns, sizeof ns, "nb%d", (int)(getpid() % 100000));
+	ns_down();
+	if (ns_up()) {
+		ns_down();
+		fprintf(stderr, "net_bench: cannot build the namespaces\n");
+		return 1;
+	}
+	printf("# case config phase MB/s keys/s ops/s p50_us p99_us\n");
+	fflush(stdout);
+	if (want_rtt)
+		baseline("--zmq-rep", "--zmq-req");
+	if (want_thr)
+		baseline("--zmq-pull", "--zmq-push");
+	int rc = 0;
+	if (any) {
+		rc |= run_config("net1S1W", 1, 1, cases_arg);
+		rc |= run_config("net2S2W", 2, 2, cases_arg);
+	}
+	ns_down();
+	return rc;
+}
