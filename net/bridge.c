@@ -796,6 +796,9 @@ static int register_host(struct bridge *b, uint32_t nsrv, uint32_t nwrk)
 	snprintf(r.endpoint, sizeof r.endpoint, "%s", b->endpoint);
 	r.nservers = nsrv, r.nworkers = nwrk;
 	r.total_servers = b->cfg.nservers, r.total_workers = b->cfg.nworkers;
+	static const char *const shared[HPSI_NSHARED] = HPSI_SHARED_SETTINGS;
+	for (int i = 0; i < HPSI_NSHARED; i++)
+		r.settings[i] = hpsi_settings_hash(shared[i]);
 	zmq_send(b->sched, &r, sizeof r, 0);
 	int64_t deadline = hpsi_now_ns() + b->cc.register_ms * 1000000;
 	while (!stop_signal) {

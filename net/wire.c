@@ -2,6 +2,17 @@
 
 #include <string.h>
 
+#include "runtime/config.h"
+
+uint64_t hpsi_settings_hash(const char *name)
+{
+	const char *v = hpsi_setting(name);
+	uint64_t h = 1469598103934665603ull;
+	for (const char *p = v ? v : ""; *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ull;
+	return v ? h : 0;
+}
+
 int hpsi_batch_open(struct hpsi_batch_reader *r, const void *buf, size_t len, const char **why)
 {
 	memset(r, 0, sizeof *r);

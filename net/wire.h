@@ -86,13 +86,24 @@ struct hpsi_sched_hdr {
 	uint32_t gen;  /* barrier generation */
 };
 
+/* Settings every host must agree on (they shape routing and messages);
+ * a registration carries a hash of each, so a host that differs is named. */
+#define HPSI_SHARED_SETTINGS                                                                       \
+	{ "KEY_RANGES", "UPDATER", "INIT", "STALENESS", "DTYPE", "COMPRESS", "DIRECT", "RING_KB", \
+	  "DETERMINISTIC" }
+#define HPSI_NSHARED 9
+
 struct hpsi_sched_register {
 	struct hpsi_sched_hdr h;
 	char name[HPSI_NAME_MAX];
 	char endpoint[HPSI_ENDPOINT_MAX]; /* where its bridge listens */
 	uint32_t nservers, nworkers;      /* processes it runs */
 	uint32_t total_servers, total_workers; /* what it believes the job has */
+	uint64_t settings[HPSI_NSHARED];  /* hpsi_settings_hash of each shared setting */
 };
+
+/* Hash of setting HPS_<name> as this process sees it (unset hashes alike). */
+uint64_t hpsi_settings_hash(const char *name);
 
 struct hpsi_host_entry {
 	char name[HPSI_NAME_MAX];

@@ -60,6 +60,8 @@ static void usage(FILE *f)
 		"  --keep-going          a failed worker does not stop the others\n"
 		"  --hosts FILE          a multi-host job: FILE lists `NAME SERVERS WORKERS [ADDRESS]`\n"
 		"                        per host; started there through HPS_RSH (default ssh)\n"
+		"  --tracker             started by dmlc-core's tracker: DMLC_ROLE=scheduler runs the\n"
+		"                        scheduler, a server or worker runs as a host group of its own\n"
 		"  --root-uri H, --root-port P  where the scheduler listens (HPS_ROOT_URI/PORT)\n"
 		"  --node-addr A, --interface I, --ports P-Q  where this host's bridge listens\n"
 		"  --local-servers N, --local-workers N  this host's part of a multi-host job\n"
@@ -253,6 +255,52 @@ static void stop_job(struct job *j)
 }
 
 static const char *hosts_file; /* --hosts FILE: a multi-host job */
+static int tracker;             /* --tracker: one process of a dmlc-core tracker's job */
+
+/* --tracker: dmlc-core's tracker (and ps-lite's scripts) start every
+ * process alone with DMLC_ROLE=scheduler|server|worker. The scheduler runs
+ * `hps scheduler` (returns -1); a server or worker becomes a host group of
+ * its own (its own segment and bridge), named after its host and pid.
+ * Returns 0 to go on as a host-local launch, or an exit status. */
+static int tracker_role(void)
+{
+	const char *role = getenv("HPS_ROLE");
+	if (!role || !*role)
+		role = getenv("DMLC_ROLE");
+	if (!role || !*role) {
+		fprintf(stderr, "hps launch --tracker: DMLC_ROLE (or HPS_ROLE) is not set: scheduler, server or worker\n");
+		return 2;
+	}
+	if (!hpsi_setting("JOB_ID")) { /* every process of the job must agree: from the port */
+		char id[32];
+		snprintf(id, sizeof id, "hps%s", hpsi_setting("ROOT_PORT") ? hpsi_setting("ROOT_PORT") : "");
+		setenv("HPS_JOB_ID", id, 1);
+	}
+	int server = strcmp(role, "server") == 0, sched = strcmp(role, "scheduler") == 0;
+	if (sched) {
+		unsetenv("HPS_ROLE"); /* the scheduler is no node: its settings must not say so */
+		unsetenv("DMLC_ROLE");
+		return -1;
+	}
+	if (!server && strcmp(role, "worker") != 0) {
+		fprintf(stderr, "hps launch --tracker: DMLC_ROLE=%s: expected scheduler, server or worker\n", role);
+		return 2;
+	}
+	setenv("HPS_LOCAL_SERVERS", server ? "1" : "0", 1);
+	setenv("HPS_LOCAL_WORKERS", server ? "0" : "1", 1);
+	char host[256], name[HPSI_NAME_MAX + 256];
+	const char *node = getenv("DMLC_NODE_HOST");
+	if (node && *node && !getenv("HPS_NODE_ADDR"))
+		setenv("HPS_NODE_ADDR", node, 1);
+	if (gethostname(host, sizeof host) != 0)
+		snprintf(host, sizeof host, "host");
+	host[40] = 0;
+	snprintf(name, sizeof name, "%s-%d", host, (int)getpid());
+	setenv("HPS_HOST", name, 1);
+	unsetenv("HPS_ROLE");
+	unsetenv("DMLC_ROLE");
+	return 0;
+}
 
 static int parse_args(int argc, char **argv, int *self_serve, int *keep_going, int *prog)
 {
@@ -272,6 +320,10 @@ static int parse_args(int argc, char **argv, int *self_serve, int *keep_going, i
 		}
 		if (strcmp(a, "--keep-going") == 0) {
 			*keep_going = 1;
+			continue;
+		}
+		if (strcmp(a, "--tracker") == 0) {
+			tracker = 1;
 			continue;
 		}
 		if (strcmp(a, "--hosts") == 0 && i + 1 < argc) {
@@ -351,6 +403,8 @@ int hpsi_cmd_launch(int argc, char **argv)
 			fprintf(stderr, "hps launch: no program given (hps launch [options] -- PROGRAM ARGS...)\n");
 		return 2;
 	}
+	if (tracker && (rc = tracker_role()))
+		return rc < 0 ? hpsi_cmd_scheduler(1, argv) : rc;
 	if (!hpsi_setting("JOB_ID")) {
 		char id[32];
 		snprintf(id, sizeof id, "hps%d", (int)getpid());

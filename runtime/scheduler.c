@@ -156,7 +156,14 @@ static int collect_hosts(struct sched *s)
 		else if (host_by_id(s, id) || s->nhosts == HPSI_MAX_HOSTS)
 			snprintf(reason, sizeof reason, "host %s registered twice (two hosts with one HPS_HOST name?)",
 				 m.reg.name);
-		else if (srv + m.reg.nservers > s->nservers || wrk + m.reg.nworkers > s->nworkers)
+		else if (s->nhosts && memcmp(m.reg.settings, s->hosts[0].reg.settings, sizeof m.reg.settings)) {
+			static const char *const shared[HPSI_NSHARED] = HPSI_SHARED_SETTINGS;
+			int k = 0;
+			while (k < HPSI_NSHARED - 1 && m.reg.settings[k] == s->hosts[0].reg.settings[k])
+				k++;
+			snprintf(reason, sizeof reason, "hosts %s and %s have different HPS_%s: every host needs the same",
+				 s->hosts[0].reg.name, m.reg.name, shared[k]);
+		} else if (srv + m.reg.nservers > s->nservers || wrk + m.reg.nworkers > s->nworkers)
 			snprintf(reason, sizeof reason,
 				 "host %s brings %u servers and %u workers: more than the job's %u and %u (HPS_NUM_SERVERS, HPS_NUM_WORKERS)",
 				 m.reg.name, m.reg.nservers, m.reg.nworkers, s->nservers, s->nworkers);

@@ -263,10 +263,11 @@ static void test_cluster_mixed_sums_on_three_hosts(void)
 	CU_ASSERT_EQUAL_FATAL(ns_up(3), 0);
 	/* host names are the namespaces' (HPS_RSH gets {host}) */
 	char hosts[512];
-	snprintf(hosts, sizeof hosts, "# name servers workers address\n%s0 1 2 " NET ".1\n%s1 1 2 " NET
+	/* host 0 names no address: its bridge listens on HPS_INTERFACE's */
+	snprintf(hosts, sizeof hosts, "# name servers workers address\n%s0 1 2\n%s1 1 2 " NET
 		 ".2\n%s2 1 2 " NET ".3\n", pfx, pfx, pfx);
 	write_hosts(hosts);
-	pid_t p = start(job_log, "ip netns exec %s0 " ENV("9411") "%s launch --hosts %s -- %s --cluster-worker sums", pfx,
+	pid_t p = start(job_log, "ip netns exec %s0 " ENV("9411") "HPS_INTERFACE=eth0 %s launch --hosts %s -- %s --cluster-worker sums", pfx,
 			hps_bin(), hostsf, self_path);
 	int rc = finish(p, 60000);
 	const char *o = slurp(job_log);
@@ -316,6 +317,39 @@ static void test_cluster_ipv6_and_dmlc_names(void)
 	CU_ASSERT(log_has(l1, "sums ok"));
 	CU_ASSERT_EQUAL(finish(sched, 10000), 0);
 	unlink(l0), unlink(l1);
+	ns_down();
+}
+
+/* As dmlc-core's tracker starts a job: every process alone, with its
+ * DMLC_ROLE, the scheduler too, all running one command. */
+static void test_cluster_dmlc_tracker_processes(void)
+{
+	CU_ASSERT_EQUAL_FATAL(ns_up(2), 0);
+	const char *env = "DMLC_PS_ROOT_URI=" NET ".1 DMLC_PS_ROOT_PORT=9461 DMLC_NUM_SERVER=2 DMLC_NUM_WORKER=2 "
+			  "HPS_HEAP_MB=16 HPS_RING_KB=256";
+	static const struct {
+		int ns;
+		const char *role;
+	} procs[] = {{0, "scheduler"}, {0, "server"}, {0, "worker"}, {1, "server"}, {1, "worker"}};
+	pid_t pid[5];
+	char logs[5][300];
+	for (int i = 0; i < 5; i++) {
+		snprintf(logs[i], sizeof logs[i], "%s.%d", job_log, i);
+		pid[i] = start(logs[i], "ip netns exec %s%d env %s DMLC_ROLE=%s DMLC_NODE_HOST=" NET ".%d %s launch --tracker -- %s --cluster-worker sums",
+			       pfx, procs[i].ns, env, procs[i].role, procs[i].ns + 1, hps_bin(), self_path);
+		if (i == 0)
+			usleep(100000);
+	}
+	int ok = 0;
+	for (int i = 4; i >= 0; i--) {
+		int rc = finish(pid[i], 60000);
+		if (rc)
+			fprintf(stderr, "%s (%s): status %d\n%s\n", procs[i].role, logs[i], rc, slurp(logs[i]));
+		CU_ASSERT_EQUAL(rc, 0);
+		ok += log_has(logs[i], "sums ok");
+		unlink(logs[i]);
+	}
+	CU_ASSERT_EQUAL(ok, 2);
 	ns_down();
 }
 
@@ -484,6 +518,23 @@ static void test_cluster_configuration_errors(void)
 	usleep(200000);
 	expect_error("HPS_ROOT_URI=" NET ".1 HPS_ROOT_PORT=9502 HPS_REGISTER_MS=5000", "HPS_NUM_SERVERS", 8000);
 	finish(s, 5000);
+	/* a host whose routing settings differ from the others' */
+	s = start("/dev/null", "ip netns exec %s0 env HPS_ROOT_URI=" NET ".1 HPS_ROOT_PORT=9505 HPS_NUM_SERVERS=2 "
+			       "HPS_NUM_WORKERS=2 HPS_REGISTER_MS=5000 %s scheduler",
+		  pfx, hps_bin());
+	usleep(200000);
+	char other[300];
+	snprintf(other, sizeof other, "%s.other", job_log);
+	pid_t o1 = start(other, "ip netns exec %s0 env HPS_ROOT_URI=" NET ".1 HPS_ROOT_PORT=9505 HPS_NUM_SERVERS=2 "
+				"HPS_NUM_WORKERS=2 HPS_NODE_ADDR=" NET ".1 HPS_HOST=other HPS_KEY_RANGES=0-99,100-199 "
+				"%s launch --local-servers 1 --local-workers 1 -- true",
+			 pfx, hps_bin());
+	usleep(300000);
+	expect_error("HPS_ROOT_URI=" NET ".1 HPS_ROOT_PORT=9505 HPS_NUM_SERVERS=2 HPS_NUM_WORKERS=2 HPS_REGISTER_MS=5000",
+		     "different HPS_KEY_RANGES", 8000);
+	finish(o1, 5000);
+	finish(s, 5000);
+	unlink(other);
 	/* a host that never shows up: the scheduler waits HPS_REGISTER_MS */
 	s = start("/dev/null", "ip netns exec %s0 env HPS_ROOT_URI=" NET ".1 HPS_ROOT_PORT=9503 HPS_NUM_SERVERS=2 "
 			       "HPS_NUM_WORKERS=1 HPS_REGISTER_MS=1000 %s scheduler",
@@ -535,6 +586,7 @@ int main(int argc, char **argv)
 	static const struct test_case cases[] = {
 		{"test_cluster_mixed_sums_on_three_hosts", test_cluster_mixed_sums_on_three_hosts},
 		{"test_cluster_ipv6_and_dmlc_names", test_cluster_ipv6_and_dmlc_names},
+		{"test_cluster_dmlc_tracker_processes", test_cluster_dmlc_tracker_processes},
 		{"test_cluster_bridge_killed", test_cluster_bridge_killed},
 		{"test_cluster_remote_server_killed", test_cluster_remote_server_killed},
 		{"test_cluster_garbage_is_dropped", test_cluster_garbage_is_dropped},
