@@ -86,10 +86,11 @@ bench-hogwild: deps
 	@$(MAKE) --no-print-directory data
 	bench/hogwild_bench.sh
 
-# libFuzzer on the message decoder (clang), seeded with one valid message
-# of each kind; FUZZ_RUNS executions, so CI runs it in bounded time.
+# libFuzzer on the decoders of ring records, bridge frames and scheduler
+# messages (clang), seeded with one valid message of each kind; FUZZ_RUNS
+# executions, so CI runs it in bounded time.
 FUZZ_RUNS ?= 2000000
-FUZZ_SRC = net/codec.c net/dtype.c runtime/log.c
+FUZZ_SRC = net/codec.c net/dtype.c net/wire.c runtime/log.c runtime/config.c
 fuzz:
 	@command -v clang >/dev/null && [ -n "$$(ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a 2>/dev/null)" ] || { \
 		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; $$SUDO apt-get update -qq && \

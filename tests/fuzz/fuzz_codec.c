@@ -1,8 +1,10 @@
-/* libFuzzer target for the message decoder (`make fuzz`): any bytes given
- * to hpsi_msg_check as a ring record must be refused with a reason or
- * accepted with a view whose every key, length, value and answer byte lies
- * inside the record or the sender's heap (AddressSanitizer checks each
- * read and write below).
+/* libFuzzer target for the decoders of everything hps receives (`make
+ * fuzz`). The first byte picks one: a ring record (hpsi_msg_check), a
+ * bridge batch frame with its records (hpsi_batch_open/next, then each
+ * message checked as the bridge does), or a scheduler message
+ * (hpsi_sched_check). Any bytes must be refused with a reason or accepted
+ * with views that lie inside what was received (AddressSanitizer checks
+ * every read and write below).
  *
  * Built with -DHPS_FUZZ_SEEDS it is instead the seed-corpus writer: one
  * valid message of each type and layout into the directory argv[1]. */
@@ -11,6 +13,7 @@
 #include <string.h>
 
 #include "net/codec.h"
+#include "net/wire.h"
 
 #define HEAP_BYTES 65536
 #define HEAP_LO 4096 /* the sender's slice: [HEAP_LO, HEAP_BYTES) */
@@ -19,30 +22,76 @@ static _Alignas(64) unsigned char heap[HEAP_BYTES];
 #ifndef HPS_FUZZ_SEEDS
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
 
+static void touch(const struct hpsi_msg_view *v)
+{
+	const struct hpsi_msg_hdr *h = v->hdr;
+	volatile uint64_t sink = 0;
+	for (uint32_t i = 0; i < h->nkeys; i++)
+		sink += v->keys[i];
+	for (uint32_t i = 0; i < h->nlens; i++)
+		sink += v->lens[i];
+	const unsigned char *vals = v->vals;
+	for (uint64_t i = 0; vals && i < h->val_bytes; i++)
+		sink += vals[i];
+	(void)sink;
+}
+
+static void fuzz_batch(const unsigned char *rec, size_t size)
+{
+	struct hpsi_batch_reader r;
+	const char *why = NULL;
+	if (hpsi_batch_open(&r, rec, size, &why)) {
+		if (!why)
+			abort();
+		return;
+	}
+	struct hpsi_rec_hdr h;
+	const void *msg;
+	int rc;
+	while ((rc = hpsi_batch_next(&r, &h, &msg, &why)) == 1) {
+		struct hpsi_msg_view v;
+		/* the message is copied as the bridge reads it: aligned, exact */
+		void *m = malloc(h.len ? h.len : 1);
+		memcpy(m, msg, h.len);
+		if (hpsi_msg_check(m, h.len, NULL, &v, &why) == 0)
+			touch(&v);
+		free(m);
+	}
+	if (rc < 0 && !why)
+		abort();
+}
+
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
-	/* ring records are 8-byte aligned: copy to an exact-size heap block so
-	 * that a read past the end is caught */
+	if (size < 1)
+		return 0;
+	int kind = data[0] % 3;
+	data++, size--;
+	/* records are 8-byte aligned: copy to an exact-size heap block so that a
+	 * read past the end is caught */
 	unsigned char *rec = malloc(size ? size : 1);
 	if (!rec)
 		return 0;
 	memcpy(rec, data, size);
+	if (kind == 1) {
+		fuzz_batch(rec, size);
+		free(rec);
+		return 0;
+	}
+	if (kind == 2) {
+		const char *why = NULL;
+		if (hpsi_sched_check(rec, size, &why) && !why)
+			abort();
+		free(rec);
+		return 0;
+	}
 	struct hpsi_msg_bounds b = {heap, HEAP_LO, HEAP_BYTES};
 	struct hpsi_msg_view v;
 	const char *why = NULL;
 	if (hpsi_msg_check(rec, size, &b, &v, &why) == 0) {
-		const struct hpsi_msg_hdr *h = v.hdr;
-		volatile uint64_t sink = 0;
-		for (uint32_t i = 0; i < h->nkeys; i++)
-			sink += v.keys[i];
-		for (uint32_t i = 0; i < h->nlens; i++)
-			sink += v.lens[i];
-		const unsigned char *vals = v.vals;
-		for (uint64_t i = 0; vals && i < h->val_bytes; i++)
-			sink += vals[i];
+		touch(&v);
 		if (v.resp)
-			memset(v.resp, 0, h->resp_cap);
-		(void)sink;
+			memset(v.resp, 0, v.hdr->resp_cap);
 	} else if (!why) {
 		abort(); /* a refusal always names its reason */
 	}
@@ -50,16 +99,22 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 	return 0;
 }
 #else
-static void write_seed(const char *dir, const char *name, const void *p, size_t n)
+static void write_kind(const char *dir, const char *name, int kind, const void *p, size_t n)
 {
 	char path[4096];
 	snprintf(path, sizeof path, "%s/%s", dir, name);
 	FILE *f = fopen(path, "wb");
-	if (!f || fwrite(p, 1, n, f) != n) {
+	unsigned char k = (unsigned char)kind;
+	if (!f || fwrite(&k, 1, 1, f) != 1 || fwrite(p, 1, n, f) != n) {
 		perror(path);
 		exit(1);
 	}
 	fclose(f);
+}
+
+static void write_seed(const char *dir, const char *name, const void *p, size_t n)
+{
+	write_kind(dir, name, 0, p, n);
 }
 
 int main(int argc, char **argv)
@@ -114,6 +169,38 @@ int main(int argc, char **argv)
 	h->dtype = 2, h->nkeys = 1, h->width = 4, h->val_bytes = 8;
 	keys[0] = 99;
 	write_seed(argv[1], "push_f16", buf, sizeof *h + 8 + 8);
+	/* a bridge batch of two records: a push and a clock */
+	static _Alignas(8) unsigned char batch[1024];
+	struct hpsi_batch_hdr bh = {HPSI_BATCH_MAGIC, HPSI_WIRE_VERSION, 0, 2, 1};
+	size_t at = sizeof bh;
+	hpsi_msg_init(h, HPSI_MSG_PUSH, 1, 7);
+	h->nkeys = 2, h->width = 1, h->val_bytes = 8;
+	keys[0] = 1, keys[1] = 2;
+	struct hpsi_rec_hdr rh = {(uint32_t)(sizeof *h + 24), 1, 0, 0};
+	memcpy(batch + at, &rh, sizeof rh);
+	memcpy(batch + at + sizeof rh, buf, rh.len);
+	at += hpsi_batch_rec_bytes(rh.len);
+	hpsi_msg_init(h, HPSI_MSG_CLOCK, 1, -1);
+	rh.len = sizeof *h;
+	memcpy(batch + at, &rh, sizeof rh);
+	memcpy(batch + at + sizeof rh, buf, rh.len);
+	at += hpsi_batch_rec_bytes(rh.len);
+	memcpy(batch, &bh, sizeof bh);
+	write_kind(argv[1], "batch", 1, batch, at);
+	/* scheduler messages: a registration, a heartbeat, a barrier */
+	static struct hpsi_sched_register reg;
+	hpsi_sched_init(&reg.h, HPSI_SCH_REGISTER, 0);
+	snprintf(reg.name, sizeof reg.name, "h0");
+	snprintf(reg.endpoint, sizeof reg.endpoint, "tcp://10.0.0.1:9000");
+	reg.nservers = reg.nworkers = reg.total_servers = reg.total_workers = 1;
+	write_kind(argv[1], "sched_register", 2, &reg, sizeof reg);
+	static struct hpsi_sched_states st;
+	hpsi_sched_init(&st.h, HPSI_SCH_HEARTBEAT, 0);
+	st.nnodes = 2, st.state[0] = 1, st.state[1] = 2;
+	write_kind(argv[1], "sched_heartbeat", 2, &st, sizeof st);
+	struct hpsi_sched_hdr sb;
+	hpsi_sched_init(&sb, HPSI_SCH_BARRIER, 0);
+	write_kind(argv[1], "sched_barrier", 2, &sb, sizeof sb);
 	return 0;
 }
 #endif
