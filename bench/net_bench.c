@@ -8,7 +8,9 @@
  *                                 lat sparse1k dense4M zmq_rtt zmq_thr)
  *
  * Lines as hps_bench's (case config phase MB/s keys/s ops/s p50_us p99_us)
- * with configs net1S1W and net2S2W, and the baselines: zmq_rtt (REQ/REP
+ * with configs net1S1W and net2S2W; mixed_local: a worker whose keys all
+ * live on the server of its own host while the job spans both hosts,
+ * beside host1S1W, the same on a one-host job; and the baselines: zmq_rtt (REQ/REP
  * round trip of 8-byte messages) and zmq_thr (PUSH/PULL of 1 MB messages
  * sent without a copy), medians of 5 runs. */
 #include <fcntl.h>
@@ -217,7 +219,10 @@ static int net_worker(const char *file)
 	return rc;
 }
 
-static int run_config(const char *name, uint32_t S, uint32_t W, const char *cases_arg)
+/* hosts: the hosts file (NULL: a one-host job of S servers and W workers
+ * in namespace b); env: extra settings. */
+static int run_config(const char *name, const char *hosts_text, uint32_t S, uint32_t W, const char *env,
+		      const char *cases_arg)
 {
 	char file[64], hosts[64], cmd[9000], self[4096];
 	snprintf(file, sizeof file, "/tmp/net_bench.%d", (int)getpid());
@@ -233,13 +238,19 @@ static int run_config(const char *name, uint32_t S, uint32_t W, const char *case
 	if (fd < 0 || ftruncate(fd, sizeof *sh))
 		return 1;
 	close(fd);
-	FILE *f = fopen(hosts, "w");
-	fprintf(f, "%sa %u 0 " ADDR_A "\n%sb 0 %u " ADDR_B "\n", ns, S, ns, W);
-	fclose(f);
-	snprintf(cmd, sizeof cmd,
-		 "ip netns exec %sa env HPS_RSH='ip netns exec {host} sh -c' HPS_ROOT_URI=" ADDR_A " HPS_ROOT_PORT=9610 "
-		 "%s launch --hosts %s -- %s --net-worker %s %s > /tmp/net_bench.%d.log 2>&1",
-		 ns, hps, hosts, self, file, cases_arg, (int)getpid());
+	if (hosts_text) {
+		FILE *f = fopen(hosts, "w");
+		fprintf(f, hosts_text, ns, ns);
+		fclose(f);
+		snprintf(cmd, sizeof cmd,
+			 "ip netns exec %sa env HPS_RSH='ip netns exec {host} sh -c' HPS_ROOT_URI=" ADDR_A
+			 " HPS_ROOT_PORT=9610 %s %s launch --hosts %s -- %s --net-worker %s %s > /tmp/net_bench.%d.log 2>&1",
+			 ns, env, hps, hosts, self, file, cases_arg, (int)getpid());
+	} else {
+		snprintf(cmd, sizeof cmd,
+			 "ip netns exec %sb env %s %s launch -s %u -w %u -- %s --net-worker %s %s > /tmp/net_bench.%d.log 2>&1",
+			 ns, env, hps, S, W, self, file, cases_arg, (int)getpid());
+	}
 	int rc = system(cmd);
 	if (rc) {
 		snprintf(cmd, sizeof cmd, "tail -20 /tmp/net_bench.%d.log >&2", (int)getpid());
@@ -318,8 +329,14 @@ int main(int argc, char **argv)
 		baseline("--zmq-pull", "--zmq-push");
 	int rc = 0;
 	if (any) {
-		rc |= run_config("net1S1W", 1, 1, cases_arg);
-		rc |= run_config("net2S2W", 2, 2, cases_arg);
+		rc |= run_config("net1S1W", "%sa 1 0 " ADDR_A "\n%sb 0 1 " ADDR_B "\n", 1, 1, "", cases_arg);
+		rc |= run_config("net2S2W", "%sa 2 0 " ADDR_A "\n%sb 0 2 " ADDR_B "\n", 2, 2, "", cases_arg);
+		/* local traffic of a job that spans hosts: the worker's keys all
+		 * belong to the server beside it (server 0, on the other host,
+		 * owns only key 0), against the same job on one host */
+		rc |= run_config("mixed_local", "%sa 1 0 " ADDR_A "\n%sb 1 1 " ADDR_B "\n", 2, 1,
+				 "HPS_KEY_RANGES=0-0,1-18446744073709551615", cases_arg);
+		rc |= run_config("host1S1W", NULL, 1, 1, "", cases_arg);
 	}
 	ns_down();
 	return rc;
