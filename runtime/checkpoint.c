@@ -323,6 +323,10 @@ int hpsi_checkpoint_run(struct hpsi_seg *seg, int op, const char *dir, int64_t t
 		hpsi_error("checkpoint directory name missing or longer than %zu bytes", sizeof work - 16);
 		return HPS_EINVAL;
 	}
+	if (h->bridged) { /* the servers of other hosts do not see this segment */
+		hpsi_error("checkpoints of jobs that span hosts are not supported yet; save from a one-host job");
+		return HPS_EINVAL;
+	}
 	snprintf(work, sizeof work, op == HPSI_CKPT_SAVE ? "%s.partial" : "%s", dir);
 	uint32_t n;
 	if (op == HPSI_CKPT_LOAD && read_manifest(dir, &n))

@@ -103,7 +103,9 @@ int hps_init(hps_ctx **out, int *argc, char **argv)
 	c->spin_ns = c->cfg.spin_ns;
 	cpu_set_t cpus;
 	long ncpu = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : sysconf(_SC_NPROCESSORS_ONLN);
-	c->spin_yield = (long)(c->seg.hdr->nservers + c->seg.hdr->nworkers) > ncpu;
+	/* the processes of this host (other hosts' nodes do not share its CPUs) */
+	const struct hpsi_seg_hdr *sh = c->seg.hdr;
+	c->spin_yield = (long)(sh->srv_hi - sh->srv_lo + sh->wrk_hi - sh->wrk_lo) > ncpu;
 
 	/* Claim the node: only if nobody alive holds it. */
 	struct hpsi_node *n = hpsi_seg_node(&c->seg, c->node);
