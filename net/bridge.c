@@ -115,6 +115,8 @@ struct bridge {
 	 * into a write on wake_fd, which zmq_poll watches. idle_gen (release)
 	 * announces each sleep to the helper; main_idle says it lasts. */
 	int wake_fd;
+	void *align_buf; /* an aligned copy of a received frame */
+	size_t align_cap;
 	_Atomic uint32_t idle_gen;
 	_Atomic int main_idle, helper_stop;
 };
@@ -610,11 +612,27 @@ static int recv_peers(struct bridge *b)
 			memcpy(&id, (char *)zmq_msg_data(&parts[0]) + 1, 4);
 			from = id < b->nhosts && id != b->me ? id : UINT32_MAX;
 		}
-		if (from == UINT32_MAX || n < 2 || n > 3)
+		if (from == UINT32_MAX || n < 2 || n > 3) {
 			bad(b, from == UINT32_MAX ? "a peer that is no host of the job" : "wrong number of frames");
-		else
-			handle_batch(b, from, zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]),
-				     n == 3 ? zmq_msg_data(&parts[2]) : NULL, n == 3 ? zmq_msg_size(&parts[2]) : 0, n - 1);
+		} else {
+			/* ZeroMQ hands out frames at any address; records are read in place, so
+			 * a frame that is not 8-byte aligned is copied first */
+			const void *batch = zmq_msg_data(&parts[1]);
+			size_t blen = zmq_msg_size(&parts[1]);
+			if ((uintptr_t)batch % 8) {
+				if (blen > b->align_cap) {
+					free(b->align_buf);
+					b->align_cap = blen * 2;
+					b->align_buf = malloc(b->align_cap);
+				}
+				if (b->align_buf)
+					memcpy(b->align_buf, batch, blen);
+				batch = b->align_buf;
+			}
+			if (batch)
+				handle_batch(b, from, batch, blen, n == 3 ? zmq_msg_data(&parts[2]) : NULL,
+					     n == 3 ? zmq_msg_size(&parts[2]) : 0, n - 1);
+		}
 		for (int i = 0; i < kept; i++)
 			zmq_msg_close(&parts[i]);
 	}
@@ -857,7 +875,7 @@ static int setup(struct bridge *b)
 		if (i == b->me)
 			continue;
 		b->dealers[i] = zmq_socket(b->zctx, ZMQ_DEALER);
-		hpsi_zmq_setup(b->dealers[i], 200);
+		hpsi_zmq_setup(b->dealers[i], 200, 1 << 20); /* it only sends */
 		char id[5] = {'b'};
 		memcpy(id + 1, &b->me, 4);
 		zmq_setsockopt(b->dealers[i], ZMQ_ROUTING_ID, id, sizeof id);
@@ -907,8 +925,9 @@ int hpsi_cmd_bridge(int argc, char **argv)
 	b->zctx = zmq_ctx_new();
 	b->router = zmq_socket(b->zctx, ZMQ_ROUTER);
 	b->sched = zmq_socket(b->zctx, ZMQ_DEALER);
-	hpsi_zmq_setup(b->router, 200);
-	hpsi_zmq_setup(b->sched, 200);
+	/* the largest frame: values of one request, at most a heap slice */
+	hpsi_zmq_setup(b->router, 200, (int64_t)b->cfg.heap_slice + (8 << 20));
+	hpsi_zmq_setup(b->sched, 200, 1 << 20);
 	zmq_setsockopt(b->sched, ZMQ_ROUTING_ID, b->cfg.host, strlen(b->cfg.host));
 	int rc = hpsi_zmq_bind_range(b->router, b->cc.node_addr, b->cc.node_ipv6, b->cc.port_lo, b->cc.port_hi,
 				     b->endpoint, sizeof b->endpoint);
@@ -979,5 +998,6 @@ int hpsi_cmd_bridge(int argc, char **argv)
 	zmq_ctx_term(b->zctx);
 	if (b->seg.base)
 		hpsi_seg_detach(&b->seg);
+	free(b->align_buf);
 	return rc ? 1 : 0;
 }

@@ -90,8 +90,8 @@ struct hpsi_sched_hdr {
  * a registration carries a hash of each, so a host that differs is named. */
 #define HPSI_SHARED_SETTINGS                                                                       \
 	{ "KEY_RANGES", "UPDATER", "INIT", "STALENESS", "DTYPE", "COMPRESS", "DIRECT", "RING_KB", \
-	  "DETERMINISTIC" }
-#define HPSI_NSHARED 9
+	  "HEAP_MB", "DETERMINISTIC" }
+#define HPSI_NSHARED 10
 
 struct hpsi_sched_register {
 	struct hpsi_sched_hdr h;

@@ -133,9 +133,10 @@ int hpsi_cluster_load(struct hpsi_cluster_cfg *c, int need_node)
 	return resolve(host, "HPS_HOST", c->node_addr, sizeof c->node_addr, &c->node_ipv6);
 }
 
-void hpsi_zmq_setup(void *sock, int64_t linger_ms)
+void hpsi_zmq_setup(void *sock, int64_t linger_ms, int64_t max_msg)
 {
 	int linger = (int)linger_ms, one = 1, zero = 0;
+	zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &max_msg, sizeof max_msg);
 	zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
 	zmq_setsockopt(sock, ZMQ_IPV6, &one, sizeof one);
 	zmq_setsockopt(sock, ZMQ_SNDHWM, &zero, sizeof zero);

@@ -40,8 +40,10 @@ void hpsi_tcp_endpoint(char *out, size_t cap, const char *addr, int ipv6, unsign
  * every port is taken. */
 int hpsi_zmq_bind_range(void *sock, const char *addr, int ipv6, unsigned lo, unsigned hi, char *ep, size_t cap);
 
-/* LINGER (so closing never hangs), IPv6, and no limit on queued messages
- * between bridges (flow control is the rings'). */
-void hpsi_zmq_setup(void *sock, int64_t linger_ms);
+/* LINGER (so closing never hangs), IPv6, no limit on queued messages
+ * between bridges (flow control is the rings'), and the largest frame a
+ * peer may announce (ZeroMQ would otherwise try to allocate whatever size
+ * a stranger's bytes declare). */
+void hpsi_zmq_setup(void *sock, int64_t linger_ms, int64_t max_msg);
 
 #endif

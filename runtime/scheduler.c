@@ -324,7 +324,7 @@ int hpsi_cmd_scheduler(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	void *zctx = zmq_ctx_new();
 	s->sock = zmq_socket(zctx, ZMQ_ROUTER);
-	hpsi_zmq_setup(s->sock, 200);
+	hpsi_zmq_setup(s->sock, 200, 1 << 20);
 	char ep[160];
 	hpsi_tcp_endpoint(ep, sizeof ep, s->cc.root_addr, s->cc.root_ipv6, s->cc.root_port);
 	int code = 0;

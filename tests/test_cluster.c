@@ -108,21 +108,20 @@ static int cluster_worker(const char *mode)
 		printf("sums started\n");
 		fflush(stdout);
 	}
-	for (int r = 0; r < rounds; r++) {
+	for (int r = 0; r < rounds && !rc; r++) {
 		int64_t a = hps_push(w, small, SMALL_KEYS, sv, NULL);
 		int64_t b = hps_push(w, big, BIG_KEYS, bv, &(hps_opts){.width = BIG_WIDTH});
 		if (hps_wait(w, a) || hps_wait(w, b)) {
 			fprintf(stderr, "push failed in round %d\n", r);
-			return 1;
+			rc = 1;
 		}
 		if (rounds > 4)
 			usleep(20000);
 	}
-	if ((rc = hps_barrier(ctx))) {
+	if (!rc && (rc = hps_barrier(ctx)))
 		fprintf(stderr, "barrier: %s\n", hps_strerror(rc));
-		return 1;
-	}
-	rc = check_sums(w, nw, rounds);
+	if (!rc)
+		rc = check_sums(w, nw, rounds);
 	/* a job that spans hosts refuses checkpoints, rather than wait */
 	if (!rc && me == 0 && (getenv("HPS_ROOT_URI") || getenv("DMLC_PS_ROOT_URI")) &&
 	    hps_save(ctx, "/tmp/hps-cluster-ckpt") != HPS_EINVAL) {
