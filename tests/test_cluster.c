@@ -325,6 +325,32 @@ static void test_cluster_ipv6_and_dmlc_names(void)
 	ns_down();
 }
 
+/* Host names, not only address literals: the scheduler at "localhost",
+ * two host groups in one namespace whose bridges listen on it too. */
+static void test_cluster_host_names(void)
+{
+	CU_ASSERT_EQUAL_FATAL(ns_up(1), 0);
+	const char *env = "HPS_ROOT_URI=localhost HPS_ROOT_PORT=9471 HPS_NUM_SERVERS=2 HPS_NUM_WORKERS=2 "
+			  "HPS_NODE_ADDR=localhost HPS_HEAP_MB=16 HPS_RING_KB=256 HPS_JOB_ID=names";
+	pid_t sched = start("/dev/null", "ip netns exec %s0 env %s %s scheduler", pfx, env, hps_bin());
+	char la[300], lb[300];
+	snprintf(la, sizeof la, "%s.a", job_log);
+	snprintf(lb, sizeof lb, "%s.b", job_log);
+	pid_t a = start(la, "ip netns exec %s0 env %s HPS_HOST=alpha %s launch --local-servers 1 --local-workers 1 -- %s --cluster-worker sums",
+			pfx, env, hps_bin(), self_path);
+	pid_t b = start(lb, "ip netns exec %s0 env %s HPS_HOST=beta %s launch --local-servers 1 --local-workers 1 -- %s --cluster-worker sums",
+			pfx, env, hps_bin(), self_path);
+	int ra = finish(a, 60000), rb = finish(b, 60000);
+	if (ra || rb)
+		fprintf(stderr, "%s\n---\n%s\n", slurp(la), slurp(lb));
+	CU_ASSERT_EQUAL(ra, 0);
+	CU_ASSERT_EQUAL(rb, 0);
+	CU_ASSERT(log_has(la, "sums ok") && log_has(lb, "sums ok"));
+	CU_ASSERT_EQUAL(finish(sched, 10000), 0);
+	unlink(la), unlink(lb);
+	ns_down();
+}
+
 /* As dmlc-core's tracker starts a job: every process alone, with its
  * DMLC_ROLE, the scheduler too, all running one command. */
 static void test_cluster_dmlc_tracker_processes(void)
@@ -592,6 +618,7 @@ int main(int argc, char **argv)
 		{"test_cluster_mixed_sums_on_three_hosts", test_cluster_mixed_sums_on_three_hosts},
 		{"test_cluster_ipv6_and_dmlc_names", test_cluster_ipv6_and_dmlc_names},
 		{"test_cluster_dmlc_tracker_processes", test_cluster_dmlc_tracker_processes},
+		{"test_cluster_host_names", test_cluster_host_names},
 		{"test_cluster_bridge_killed", test_cluster_bridge_killed},
 		{"test_cluster_remote_server_killed", test_cluster_remote_server_killed},
 		{"test_cluster_garbage_is_dropped", test_cluster_garbage_is_dropped},
