@@ -107,7 +107,6 @@ struct bridge {
 	size_t max_payload, answer_max;
 	int64_t last_sched, next_heartbeat;
 	uint32_t barrier_sent; /* gen + 1 of the barrier reported */
-	uint64_t bad;
 	int sched_lost;
 	/* Waking from ring traffic: rings have no file descriptor, so while the
 	 * main thread sleeps in zmq_poll, a helper thread sleeps on the bridge
@@ -124,11 +123,11 @@ struct bridge {
 static volatile sig_atomic_t stop_signal;
 static void on_signal(int sig) { stop_signal = sig; }
 
+/* Counted and logged (rate-limited) by the codec's one counter. */
 static void bad(struct bridge *b, const char *why)
 {
-	b->bad++;
-	if (b->bad <= 10 || b->bad % 1000 == 0)
-		hpsi_warn("bridge: dropped a malformed frame (%s); %llu so far", why, (unsigned long long)b->bad);
+	(void)b;
+	hpsi_msg_count_bad(why);
 }
 
 static struct entry *fifo_push(struct fifo *f)

@@ -22,6 +22,7 @@
 #include "runtime/ctx.h"
 #include "runtime/launch.h"
 #include "runtime/log.h"
+#include "runtime/outpipe.h"
 #include "runtime/store.h"
 
 #define GRACE_NS 3000000000ll /* from SIGTERM to SIGKILL when stopping */
@@ -30,12 +31,10 @@
 struct child {
 	pid_t pid;
 	int role, rank;
-	int fd;          /* its stdout and stderr, or -1 at EOF */
 	int running;
 	int status;      /* wait status once exited */
 	int stop_sent;   /* the bridge was asked to leave */
-	char buf[8192];
-	size_t used;
+	struct hpsi_outpipe out; /* its stdout and stderr */
 };
 
 static volatile sig_atomic_t got_signal;
@@ -107,49 +106,6 @@ static const struct {
 	{"--ports", NULL, "HPS_PORTS"},
 };
 
-static void put_line(struct child *c, const char *s, size_t n)
-{
-	char tag[48];
-	int t = c->role == ROLE_BRIDGE ? snprintf(tag, sizeof tag, "[bridge] ")
-				       : snprintf(tag, sizeof tag, "[%s %d] ", c->role == HPS_ROLE_SERVER ? "server" : "worker",
-						  c->rank);
-	char out[sizeof c->buf + 64];
-	memcpy(out, tag, (size_t)t);
-	memcpy(out + t, s, n);
-	out[t + n] = '\n';
-	ssize_t rc = write(STDOUT_FILENO, out, (size_t)t + n + 1);
-	(void)rc;
-}
-
-/* Reads what a child printed and forwards whole lines. */
-static void pump(struct child *c)
-{
-	ssize_t n = read(c->fd, c->buf + c->used, sizeof c->buf - c->used);
-	if (n <= 0) {
-		if (n < 0 && (errno == EINTR || errno == EAGAIN))
-			return;
-		if (c->used)
-			put_line(c, c->buf, c->used);
-		c->used = 0;
-		close(c->fd);
-		c->fd = -1;
-		return;
-	}
-	c->used += (size_t)n;
-	size_t start = 0;
-	for (size_t i = 0; i < c->used; i++)
-		if (c->buf[i] == '\n') {
-			put_line(c, c->buf + start, i - start);
-			start = i + 1;
-		}
-	if (start == 0 && c->used == sizeof c->buf) { /* a line longer than the buffer */
-		put_line(c, c->buf, c->used);
-		start = c->used;
-	}
-	memmove(c->buf, c->buf + start, c->used - start);
-	c->used -= start;
-}
-
 /* --no-prefix: children write to the launcher's own stdout and stderr
  * (a terminal stays a terminal: progress bars work) instead of through a
  * pipe that tags each line with its process. */
@@ -209,7 +165,11 @@ static int spawn(struct child *c, char **argv, const char *self, const struct hp
 		fcntl(fds[0], F_SETFL, O_NONBLOCK);
 	}
 	c->pid = pid;
-	c->fd = fds[0];
+	c->out.fd = fds[0];
+	if (c->role == ROLE_BRIDGE)
+		snprintf(c->out.tag, sizeof c->out.tag, "[bridge] ");
+	else
+		snprintf(c->out.tag, sizeof c->out.tag, "[%s %d] ", c->role == HPS_ROLE_SERVER ? "server" : "worker", c->rank);
 	c->running = 1;
 	return 0;
 }
@@ -372,15 +332,15 @@ static int wait_for_bridge(struct job *j, struct child *bridge, const struct hps
 	for (;;) {
 		if (access(path, F_OK) == 0 && hpsi_seg_attach(cfg->job, cfg->host, &j->seg) == 0)
 			return 0;
-		struct pollfd pf = {.fd = bridge->fd, .events = POLLIN};
-		if (bridge->fd >= 0 && poll(&pf, 1, 20) > 0)
-			pump(bridge);
-		else if (bridge->fd < 0)
+		struct pollfd pf = {.fd = bridge->out.fd, .events = POLLIN};
+		if (bridge->out.fd >= 0 && poll(&pf, 1, 20) > 0)
+			hpsi_outpipe_pump(&bridge->out);
+		else if (bridge->out.fd < 0)
 			usleep(20000);
 		int status;
 		if (waitpid(bridge->pid, &status, WNOHANG) == bridge->pid) {
-			while (bridge->fd >= 0)
-				pump(bridge);
+			while (bridge->out.fd >= 0)
+				hpsi_outpipe_pump(&bridge->out);
 			fprintf(stderr, "hps launch: the bridge of host %s ended before the job started\n", cfg->host);
 			return WIFEXITED(status) && WEXITSTATUS(status) ? WEXITSTATUS(status) : 1;
 		}
@@ -444,7 +404,7 @@ int hpsi_cmd_launch(int argc, char **argv)
 	struct child *bridge = NULL;
 	if (multi) {
 		bridge = &j.kids[j.n++];
-		bridge->fd = -1;
+		bridge->out.fd = -1;
 		bridge->role = ROLE_BRIDGE;
 		if (spawn(bridge, NULL, self, &cfg) != 0) {
 			fprintf(stderr, "hps launch: cannot start the bridge: %s\n", strerror(errno));
@@ -469,9 +429,9 @@ int hpsi_cmd_launch(int argc, char **argv)
 	const struct hpsi_seg_hdr *hdr = j.seg.hdr;
 	int first = j.n;
 	for (uint32_t r = hdr->srv_lo; r < hdr->srv_hi; r++)
-		j.kids[j.n++] = (struct child){.fd = -1, .role = HPS_ROLE_SERVER, .rank = (int)r};
+		j.kids[j.n++] = (struct child){.out.fd = -1, .role = HPS_ROLE_SERVER, .rank = (int)r};
 	for (uint32_t r = hdr->wrk_lo; r < hdr->wrk_hi; r++)
-		j.kids[j.n++] = (struct child){.fd = -1, .role = HPS_ROLE_WORKER, .rank = (int)r};
+		j.kids[j.n++] = (struct child){.out.fd = -1, .role = HPS_ROLE_WORKER, .rank = (int)r};
 	for (int i = first; i < j.n && !failed; i++) {
 		struct child *c = &j.kids[i];
 		char **cmd = c->role == HPS_ROLE_WORKER || self_serve ? argv + prog : NULL;
@@ -490,8 +450,8 @@ int hpsi_cmd_launch(int argc, char **argv)
 		int np = 0, map[HPSI_MAX_NODES + 1], running = 0;
 		for (int i = 0; i < j.n; i++) {
 			running += j.kids[i].running;
-			if (j.kids[i].fd >= 0) {
-				pf[np] = (struct pollfd){.fd = j.kids[i].fd, .events = POLLIN};
+			if (j.kids[i].out.fd >= 0) {
+				pf[np] = (struct pollfd){.fd = j.kids[i].out.fd, .events = POLLIN};
 				map[np++] = i;
 			}
 		}
@@ -502,7 +462,7 @@ int hpsi_cmd_launch(int argc, char **argv)
 		if (poll(pf, (nfds_t)np, 50) > 0)
 			for (int k = 0; k < np; k++)
 				if (pf[k].revents)
-					pump(&j.kids[map[k]]);
+					hpsi_outpipe_pump(&j.kids[map[k]].out);
 		if (got_signal && !j.stopping) {
 			fprintf(stderr, "hps launch: got signal %d, stopping the job\n", (int)got_signal);
 			code = 128 + got_signal;

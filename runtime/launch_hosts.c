@@ -21,6 +21,7 @@
 #include "hps/error.h"
 #include "runtime/config.h"
 #include "runtime/launch.h"
+#include "runtime/outpipe.h"
 #include "shm/bell.h"
 #include "shm/segment.h"
 
@@ -34,10 +35,8 @@ struct host_line {
 
 struct proc {
 	pid_t pid;
-	int fd, running, status;
-	char tag[HPSI_NAME_MAX + 4];
-	char buf[8192];
-	size_t used;
+	int running, status;
+	struct hpsi_outpipe out;
 };
 
 static volatile sig_atomic_t got_signal;
@@ -129,44 +128,8 @@ static int spawn(struct proc *p, char **argv)
 	}
 	close(fds[1]);
 	fcntl(fds[0], F_SETFL, O_NONBLOCK);
-	p->pid = pid, p->fd = fds[0], p->running = 1;
+	p->pid = pid, p->out.fd = fds[0], p->running = 1;
 	return 0;
-}
-
-static void put(const struct proc *p, const char *s, size_t n)
-{
-	char out[sizeof p->buf + 128];
-	int t = snprintf(out, sizeof out, "%s", p->tag);
-	memcpy(out + t, s, n);
-	out[t + n] = '\n';
-	ssize_t rc = write(STDOUT_FILENO, out, (size_t)t + n + 1);
-	(void)rc;
-}
-
-static void pump(struct proc *p)
-{
-	ssize_t n = read(p->fd, p->buf + p->used, sizeof p->buf - p->used);
-	if (n <= 0) {
-		if (n < 0 && (errno == EINTR || errno == EAGAIN))
-			return;
-		if (p->used)
-			put(p, p->buf, p->used);
-		p->used = 0;
-		close(p->fd);
-		p->fd = -1;
-		return;
-	}
-	p->used += (size_t)n;
-	size_t start = 0;
-	for (size_t i = 0; i < p->used; i++)
-		if (p->buf[i] == '\n') {
-			put(p, p->buf + start, i - start);
-			start = i + 1;
-		}
-	if (start == 0 && p->used == sizeof p->buf)
-		put(p, p->buf, start = p->used);
-	memmove(p->buf, p->buf + start, p->used - start);
-	p->used -= start;
 }
 
 /* The remote command of host h: env SETTINGS hps launch ... -- PROGRAM. */
@@ -243,7 +206,7 @@ int hpsi_launch_hosts(const char *file, int argc, char **argv, int prog)
 	signal(SIGPIPE, SIG_IGN);
 
 	struct proc *sched = &procs[n];
-	snprintf(sched->tag, sizeof sched->tag, "[scheduler] ");
+	snprintf(sched->out.tag, sizeof sched->out.tag, "[scheduler] ");
 	char *sargv[] = {self, "scheduler", NULL};
 	if (spawn(sched, sargv) != 0) {
 		fprintf(stderr, "hps launch: cannot start the scheduler: %s\n", strerror(errno));
@@ -262,7 +225,7 @@ int hpsi_launch_hosts(const char *file, int argc, char **argv, int prog)
 			args[k++] = strcmp(t, "{host}") == 0 ? hosts[i].name : t;
 		args[k++] = cmd;
 		args[k] = NULL;
-		snprintf(procs[i].tag, sizeof procs[i].tag, "[%s] ", hosts[i].name);
+		snprintf(procs[i].out.tag, sizeof procs[i].out.tag, "[%s] ", hosts[i].name);
 		if (spawn(&procs[i], args) != 0) {
 			fprintf(stderr, "hps launch: cannot start host %s: %s\n", hosts[i].name, strerror(errno));
 			got_signal = SIGTERM;
@@ -279,15 +242,15 @@ int hpsi_launch_hosts(const char *file, int argc, char **argv, int prog)
 		int map[MAX_HOSTS + 1], np = 0, running = 0;
 		for (int i = 0; i <= n; i++) {
 			running += procs[i].running;
-			if (procs[i].fd >= 0 && procs[i].pid)
-				pf[np] = (struct pollfd){.fd = procs[i].fd, .events = POLLIN}, map[np++] = i;
+			if (procs[i].out.fd >= 0 && procs[i].pid)
+				pf[np] = (struct pollfd){.fd = procs[i].out.fd, .events = POLLIN}, map[np++] = i;
 		}
 		if (!running && np == 0)
 			break;
 		if (poll(pf, (nfds_t)np, 50) > 0)
 			for (int k = 0; k < np; k++)
 				if (pf[k].revents)
-					pump(&procs[map[k]]);
+					hpsi_outpipe_pump(&procs[map[k]].out);
 		int status;
 		pid_t pid;
 		while ((pid = waitpid(-1, &status, WNOHANG)) > 0)

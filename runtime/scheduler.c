@@ -15,6 +15,7 @@
 #include <zmq.h>
 
 #include "hps/error.h"
+#include "net/codec.h"
 #include "net/wire.h"
 #include "runtime/cluster.h"
 #include "runtime/config.h"
@@ -38,7 +39,6 @@ struct sched {
 	uint8_t state[HPSI_MAX_NODES];
 	int states_changed;
 	uint32_t barrier_gen;
-	uint64_t bad;
 };
 
 static volatile sig_atomic_t stop_signal;
@@ -46,9 +46,8 @@ static void on_signal(int sig) { stop_signal = sig; }
 
 static void bad_message(struct sched *s, const char *why)
 {
-	s->bad++;
-	if (s->bad <= 10 || s->bad % 1000 == 0)
-		hpsi_warn("scheduler: dropped a malformed message (%s); %llu so far", why, (unsigned long long)s->bad);
+	(void)s;
+	hpsi_msg_count_bad(why); /* counted and logged, rate-limited */
 }
 
 static void send_to(struct sched *s, const char *id, const void *msg, size_t len)
