@@ -17,14 +17,14 @@
 #include <string.h>
 
 #include "examples/lib/dataset.h"
+#include "examples/lib/options.h"
 #include "examples/lib/report.h"
 #include "hps/hps.h"
 
 struct opts {
-	const char *train, *test, *csv, *name;
-	double reference, lr, reg, bias_reg, decay, target_loss;
-	int epochs, batch, factors, hogwild, local;
-	uint64_t seed;
+	struct ex_options c;
+	double reg, bias_reg;
+	int factors;
 };
 
 static uint64_t user_key(uint32_t u) { return 2 * (uint64_t)u; }
@@ -179,51 +179,32 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: mf --train FILE --test FILE [options]   (started by hps launch, or --local)\n"
 		"  --factors F        latent factors per user and item (default 10; 0 = biases only)\n"
-		"  --epochs E         passes over the ratings (default 20)\n"
-		"  --batch B          mini-batch of the server modes (default 64)\n"
-		"  --lr LR            SGD step of hogwild and local (default 0.01)\n"
-		"  --decay D          step of epoch e is LR / (1 + D (e - 1)) (default 0)\n"
 		"  --reg R            L2 regularisation of the factors (default 0.05)\n"
 		"  --bias-reg R       L2 regularisation of the biases (default: --reg)\n"
-		"  --hogwild | --local, --name, --reference, --target-loss, --csv, --seed as in sparse_lr\n");
+		EX_COMMON_USAGE
+		"defaults: --epochs 20 --batch 64 --lr 0.01\n");
 }
 
 static int parse(int argc, char **argv, struct opts *o)
 {
-	static const struct option lo[] = {
-		{"train", 1, 0, 't'},   {"test", 1, 0, 'T'},   {"name", 1, 0, 'n'},  {"reference", 1, 0, 'r'},
-		{"factors", 1, 0, 'f'}, {"epochs", 1, 0, 'e'}, {"batch", 1, 0, 'b'}, {"lr", 1, 0, 'l'},
-		{"reg", 1, 0, 'R'},     {"hogwild", 0, 0, 'H'}, {"local", 0, 0, 'L'}, {"target-loss", 1, 0, 'g'},
-		{"csv", 1, 0, 'v'},     {"seed", 1, 0, 's'},   {"decay", 1, 0, 'd'},
-		{"bias-reg", 1, 0, 'B'}, {0, 0, 0, 0}};
-	*o = (struct opts){.name = "ratings", .epochs = 20, .batch = 64, .lr = 0.01, .reg = 0.05, .factors = 10,
-			   .seed = 1, .bias_reg = -1};
+	static const struct option lo[] = {EX_COMMON_LONGOPTS, {"factors", 1, 0, 'f'}, {"reg", 1, 0, 'R'},
+					   {"bias-reg", 1, 0, 'B'}, {0, 0, 0, 0}};
+	*o = (struct opts){.c = {.name = "ratings", .epochs = 20, .batch = 64, .lr = 0.01, .seed = 1},
+			   .reg = 0.05, .bias_reg = -1, .factors = 10};
 	int c;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		if (ex_common_option(c, optarg, &o->c))
+			continue;
 		switch (c) {
-		case 't': o->train = optarg; break;
-		case 'T': o->test = optarg; break;
-		case 'n': o->name = optarg; break;
-		case 'r': o->reference = atof(optarg); break;
 		case 'f': o->factors = atoi(optarg); break;
-		case 'e': o->epochs = atoi(optarg); break;
-		case 'b': o->batch = atoi(optarg); break;
-		case 'l': o->lr = atof(optarg); break;
 		case 'R': o->reg = atof(optarg); break;
-		case 'H': o->hogwild = 1; break;
-		case 'L': o->local = 1; break;
-		case 'g': o->target_loss = atof(optarg); break;
-		case 'v': o->csv = optarg; break;
-		case 's': o->seed = strtoull(optarg, NULL, 10); break;
-		case 'd': o->decay = atof(optarg); break;
 		case 'B': o->bias_reg = atof(optarg); break;
 		default: usage(); return -1;
 		}
 	}
 	if (o->bias_reg < 0)
 		o->bias_reg = o->reg;
-	if (!o->train || !o->test || o->epochs < 1 || o->batch < 1 || !(o->lr > 0) || o->reg < 0 || o->decay < 0 ||
-	    o->factors < 0 || o->factors > 1024 || (o->hogwild && o->local)) {
+	if (ex_common_check(&o->c) || o->reg < 0 || o->factors < 0 || o->factors > 1024) {
 		usage();
 		return -1;
 	}
@@ -250,9 +231,9 @@ int main(int argc, char **argv)
 	char err[512];
 	/* the whole training file once for the global mean and the id range,
 	 * so every worker agrees on them; then this worker's shard */
-	if (ratings_read(o.train, 0, 1, &all, &nall, err, sizeof err) ||
-	    ratings_read(o.train, (size_t)rank, (size_t)nworkers, &tr, &ntr, err, sizeof err) ||
-	    ratings_read(o.test, 0, 1, &te, &nte, err, sizeof err)) {
+	if (ratings_read(o.c.train, 0, 1, &all, &nall, err, sizeof err) ||
+	    ratings_read(o.c.train, (size_t)rank, (size_t)nworkers, &tr, &ntr, err, sizeof err) ||
+	    ratings_read(o.c.test, 0, 1, &te, &nte, err, sizeof err)) {
 		fprintf(stderr, "mf: %s\n", err);
 		return 1;
 	}
@@ -269,10 +250,10 @@ int main(int argc, char **argv)
 	}
 	mu /= (double)nall;
 	uint32_t width = (uint32_t)o.factors + 1;
-	struct report rep = {.dataset = o.name, .mode = ex_mode_name(o.hogwild, o.local), .metric = "test_rmse",
-			     .reference = o.reference, .workers = nworkers, .epochs = o.epochs,
-			     .target_loss = o.target_loss};
-	if (rank == 0 && report_open(&rep, o.csv))
+	struct report rep = {.dataset = o.c.name, .mode = ex_mode_name(o.c.hogwild, o.c.local), .metric = "test_rmse",
+			     .reference = o.c.reference, .workers = nworkers, .epochs = o.c.epochs,
+			     .target_loss = o.c.target_loss};
+	if (rank == 0 && report_open(&rep, o.c.csv))
 		return 1;
 	if (ctx && (rc = hps_worker_open(ctx, width, &w))) {
 		fprintf(stderr, "mf: hps_worker_open: %s\n", hps_strerror(rc));
@@ -280,7 +261,7 @@ int main(int argc, char **argv)
 	}
 	float *dense = NULL;
 	struct batch b = {0};
-	if (o.hogwild) {
+	if (o.c.hogwild) {
 		hps_direct d;
 		if ((rc = hps_direct_map(ctx, 0, &d)) || d.first != 0 || d.count < nkeys || d.width != width) {
 			fprintf(stderr, "mf: --hogwild needs hps launch --direct %u --key-ranges 0-%llu (%s)\n", width,
@@ -288,10 +269,10 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		dense = d.vals;
-	} else if (o.local) {
+	} else if (o.c.local) {
 		/* the job modes start from HPS_INIT; here: normal(0, 0.1) */
 		if ((dense = malloc(nkeys * width * sizeof *dense))) {
-			uint64_t s = o.seed;
+			uint64_t s = o.c.seed;
 			for (uint64_t i = 0; i < nkeys * width; i++) {
 				double u1 = (double)(ex_rand(&s) >> 11) * 0x1p-53, u2 = (double)(ex_rand(&s) >> 11) * 0x1p-53;
 				dense[i] = (float)(0.1 * sqrt(-2 * log(1 - u1)) * cos(2 * M_PI * u2));
@@ -312,23 +293,23 @@ int main(int argc, char **argv)
 		if (!b.keys || !b.tmp || !b.pos || !b.stamp || !b.w || !b.g)
 			rc = HPS_ENOMEM;
 	}
-	if ((o.local && !dense) || rc) {
+	if ((o.c.local && !dense) || rc) {
 		fprintf(stderr, "mf: out of memory for %llu keys\n", (unsigned long long)nkeys);
 		return 1;
 	}
 	size_t *order = malloc((ntr ? ntr : 1) * sizeof *order);
 	size_t shard_max = (nall + (size_t)nworkers - 1) / (size_t)nworkers;
-	size_t batches = (shard_max + (size_t)o.batch - 1) / (size_t)o.batch;
+	size_t batches = (shard_max + (size_t)o.c.batch - 1) / (size_t)o.c.batch;
 	double train_s = 0, rmse = 0;
 	rc = ctx ? hps_barrier(ctx) : 0;
-	for (int e = 1; !rc && e <= o.epochs; e++) {
-		ex_shuffle(order, ntr, o.seed * 1000003u + (uint64_t)rank * 7919u + (uint64_t)e);
+	for (int e = 1; !rc && e <= o.c.epochs; e++) {
+		ex_shuffle(order, ntr, o.c.seed * 1000003u + (uint64_t)rank * 7919u + (uint64_t)e);
 		double t0 = ex_now(), se;
 		if (dense)
-			se = sgd_epoch(tr, order, ntr, dense, width, mu, (float)(o.lr / (1 + o.decay * (e - 1))), o.reg,
+			se = sgd_epoch(tr, order, ntr, dense, width, mu, (float)(o.c.lr / (1 + o.c.decay * (e - 1))), o.reg,
 				       o.bias_reg);
 		else
-			se = server_epoch(w, &b, tr, order, ntr, batches, o.batch, width, mu, o.reg, o.bias_reg, &rc);
+			se = server_epoch(w, &b, tr, order, ntr, batches, o.c.batch, width, mu, o.reg, o.bias_reg, &rc);
 		if (!rc && ctx)
 			rc = hps_barrier(ctx);
 		double dt = ex_now() - t0;
@@ -348,13 +329,13 @@ int main(int argc, char **argv)
 	if (rc)
 		fprintf(stderr, "mf: worker %d: %s\n", rank, hps_strerror(rc));
 	else if (rank == 0)
-		report_result(&rep, rmse, train_s, (double)nall * o.epochs / train_s);
+		report_result(&rep, rmse, train_s, (double)nall * o.c.epochs / train_s);
 	report_close(&rep);
 	if (w)
 		hps_worker_close(w);
 	if (ctx)
 		hps_finalize(ctx);
-	if (o.local)
+	if (o.c.local)
 		free(dense);
 	free(order);
 	free(all), free(tr), free(te);

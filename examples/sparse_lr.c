@@ -22,14 +22,13 @@
 #include <string.h>
 
 #include "examples/lib/dataset.h"
+#include "examples/lib/options.h"
 #include "examples/lib/report.h"
 #include "hps/hps.h"
 
 struct opts {
-	const char *train, *test, *csv, *name;
-	double reference, lr, decay, target_loss;
-	int epochs, batch, classes, hogwild, local, cross_bits, log1p, normalize;
-	uint64_t seed;
+	struct ex_options c;
+	int classes, cross_bits, log1p, normalize;
 };
 
 /* The model as the training loop sees it: width floats per key, keys
@@ -253,57 +252,33 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: sparse_lr --train FILE --test FILE [options]   (started by hps launch, or --local)\n"
-		"  --name NAME        data set name for the report (default: data)\n"
-		"  --reference X      published test accuracy to print beside ours\n"
 		"  --classes C        classes (default: from the labels; 2 = binary)\n"
-		"  --epochs E         passes over the data (default 10)\n"
-		"  --batch B          mini-batch of the server modes (default 32)\n"
-		"  --lr LR            SGD step of hogwild and local (default 0.1)\n"
-		"  --decay D          step of epoch e is LR / (1 + D (e - 1)) (default 0)\n"
 		"  --cross BITS       add hashed pairwise crosses of 28x28 images into 2^BITS buckets\n"
 		"  --log1p            feature values x become log(1 + x) (word counts)\n"
 		"  --normalize        scale each row to unit L2 norm (after --log1p)\n"
-		"  --hogwild          update the shared weights in place (needs hps launch --direct)\n"
-		"  --local            one process, no parameter server (the baseline)\n"
-		"  --target-loss L    report the time when the test loss first reaches L\n"
-		"  --csv FILE         per-epoch CSV (worker 0)\n"
-		"  --seed S           shuffling seed (default 1)\n");
+		EX_COMMON_USAGE
+		"defaults: --epochs 10 --batch 32 --lr 0.1\n");
 }
 
 static int parse(int argc, char **argv, struct opts *o)
 {
-	static const struct option lo[] = {
-		{"train", 1, 0, 't'}, {"test", 1, 0, 'T'},    {"name", 1, 0, 'n'},   {"reference", 1, 0, 'r'},
-		{"classes", 1, 0, 'c'}, {"epochs", 1, 0, 'e'}, {"batch", 1, 0, 'b'}, {"lr", 1, 0, 'l'},
-		{"cross", 1, 0, 'x'}, {"hogwild", 0, 0, 'H'}, {"local", 0, 0, 'L'},  {"target-loss", 1, 0, 'g'},
-		{"csv", 1, 0, 'v'},   {"seed", 1, 0, 's'},    {"help", 0, 0, 'h'},   {"log1p", 0, 0, 'p'},
-		{"normalize", 0, 0, 'N'}, {"decay", 1, 0, 'd'}, {0, 0, 0, 0}};
-	*o = (struct opts){.name = "data", .epochs = 10, .batch = 32, .lr = 0.1, .seed = 1};
+	static const struct option lo[] = {EX_COMMON_LONGOPTS,     {"classes", 1, 0, 'c'}, {"cross", 1, 0, 'x'},
+					   {"log1p", 0, 0, 'p'},   {"normalize", 0, 0, 'N'}, {"help", 0, 0, 'h'},
+					   {0, 0, 0, 0}};
+	*o = (struct opts){.c = {.name = "data", .epochs = 10, .batch = 32, .lr = 0.1, .seed = 1}};
 	int c;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		if (ex_common_option(c, optarg, &o->c))
+			continue;
 		switch (c) {
-		case 't': o->train = optarg; break;
-		case 'T': o->test = optarg; break;
-		case 'n': o->name = optarg; break;
-		case 'r': o->reference = atof(optarg); break;
 		case 'c': o->classes = atoi(optarg); break;
-		case 'e': o->epochs = atoi(optarg); break;
-		case 'b': o->batch = atoi(optarg); break;
-		case 'l': o->lr = atof(optarg); break;
 		case 'x': o->cross_bits = atoi(optarg); break;
-		case 'H': o->hogwild = 1; break;
-		case 'L': o->local = 1; break;
-		case 'g': o->target_loss = atof(optarg); break;
-		case 'v': o->csv = optarg; break;
-		case 's': o->seed = strtoull(optarg, NULL, 10); break;
 		case 'p': o->log1p = 1; break;
 		case 'N': o->normalize = 1; break;
-		case 'd': o->decay = atof(optarg); break;
 		default: usage(); return -1;
 		}
 	}
-	if (!o->train || !o->test || o->epochs < 1 || o->batch < 1 || !(o->lr > 0) || o->classes < 0 ||
-	    o->classes > 1024 || o->decay < 0 || o->cross_bits < 0 || o->cross_bits > 24 || (o->hogwild && o->local)) {
+	if (ex_common_check(&o->c) || o->classes < 0 || o->classes > 1024 || o->cross_bits < 0 || o->cross_bits > 24) {
 		usage();
 		return -1;
 	}
@@ -330,8 +305,8 @@ static int load(const struct opts *o, int rank, int nworkers, struct sparse_set 
 		struct model *m)
 {
 	char err[512];
-	if (sparse_read(o->train, (size_t)rank, (size_t)nworkers, tr, err, sizeof err) ||
-	    sparse_read(o->test, 0, 1, te, err, sizeof err)) {
+	if (sparse_read(o->c.train, (size_t)rank, (size_t)nworkers, tr, err, sizeof err) ||
+	    sparse_read(o->c.test, 0, 1, te, err, sizeof err)) {
 		fprintf(stderr, "sparse_lr: %s\n", err);
 		return -1;
 	}
@@ -378,10 +353,10 @@ int main(int argc, char **argv)
 	struct model m;
 	if (load(&o, rank, nworkers, &tr, &te, &m))
 		return 1;
-	struct report rep = {.dataset = o.name, .mode = ex_mode_name(o.hogwild, o.local), .metric = "test_accuracy",
-			     .reference = o.reference, .workers = nworkers, .epochs = o.epochs,
-			     .target_loss = o.target_loss};
-	if (rank == 0 && report_open(&rep, o.csv))
+	struct report rep = {.dataset = o.c.name, .mode = ex_mode_name(o.c.hogwild, o.c.local), .metric = "test_accuracy",
+			     .reference = o.c.reference, .workers = nworkers, .epochs = o.c.epochs,
+			     .target_loss = o.c.target_loss};
+	if (rank == 0 && report_open(&rep, o.c.csv))
 		return 1;
 	if (ctx && (rc = hps_worker_open(ctx, m.width, &w))) {
 		fprintf(stderr, "sparse_lr: hps_worker_open: %s\n", hps_strerror(rc));
@@ -390,7 +365,7 @@ int main(int argc, char **argv)
 	float *dense = NULL;  /* hogwild: the shared weights; local: private ones */
 	float *copy = NULL;   /* server mode, worker 0: the pulled model */
 	struct batch b = {.width = m.width};
-	if (o.hogwild) {
+	if (o.c.hogwild) {
 		hps_direct d;
 		if ((rc = hps_direct_map(ctx, 0, &d)) || d.first != 0 || d.count < m.nkeys || d.width != m.width) {
 			fprintf(stderr, "sparse_lr: --hogwild needs hps launch --direct %u --key-ranges 0-%llu (%s)\n",
@@ -398,7 +373,7 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		dense = d.vals;
-	} else if (o.local) {
+	} else if (o.c.local) {
 		dense = calloc(m.nkeys * m.width, sizeof *dense);
 	} else {
 		const char *u = getenv("HPS_UPDATER");
@@ -417,23 +392,23 @@ int main(int argc, char **argv)
 		if (!b.keys || !b.tmp || !b.pos || !b.stamp || !b.w || !b.g || (rank == 0 && !copy))
 			dense = NULL, rc = HPS_ENOMEM;
 	}
-	if ((o.local && !dense) || rc) {
+	if ((o.c.local && !dense) || rc) {
 		fprintf(stderr, "sparse_lr: out of memory for %llu keys\n", (unsigned long long)m.nkeys);
 		return 1;
 	}
 	size_t *order = malloc((tr.rows ? tr.rows : 1) * sizeof *order);
 	size_t shard_max = (tr.file_rows + (size_t)nworkers - 1) / (size_t)nworkers;
-	size_t batches = (shard_max + (size_t)o.batch - 1) / (size_t)o.batch;
+	size_t batches = (shard_max + (size_t)o.c.batch - 1) / (size_t)o.c.batch;
 	double train_s = 0, updates_s = 0, acc = 0, test_loss = 0;
 	rc = ctx ? hps_barrier(ctx) : 0;
-	for (int e = 1; !rc && e <= o.epochs; e++) {
-		ex_shuffle(order, tr.rows, o.seed * 1000003u + (uint64_t)rank * 7919u + (uint64_t)e);
+	for (int e = 1; !rc && e <= o.c.epochs; e++) {
+		ex_shuffle(order, tr.rows, o.c.seed * 1000003u + (uint64_t)rank * 7919u + (uint64_t)e);
 		double t0 = ex_now(), loss;
 		if (dense)
-			loss = sgd_epoch(&tr, order, dense, m.width, (float)(o.lr / (1 + o.decay * (e - 1))), &rep, e,
+			loss = sgd_epoch(&tr, order, dense, m.width, (float)(o.c.lr / (1 + o.c.decay * (e - 1))), &rep, e,
 					 rank == 0);
 		else
-			loss = server_epoch(w, &b, &tr, order, batches, o.batch, &rep, e, rank == 0, &rc);
+			loss = server_epoch(w, &b, &tr, order, batches, o.c.batch, &rep, e, rank == 0, &rc);
 		if (!rc && ctx)
 			rc = hps_barrier(ctx); /* every update of the epoch is in */
 		double dt = ex_now() - t0;
@@ -454,13 +429,13 @@ int main(int argc, char **argv)
 	if (rc)
 		fprintf(stderr, "sparse_lr: worker %d: %s\n", rank, hps_strerror(rc));
 	else if (rank == 0)
-		report_result(&rep, acc, train_s, (double)tr.file_rows * o.epochs / train_s);
+		report_result(&rep, acc, train_s, (double)tr.file_rows * o.c.epochs / train_s);
 	report_close(&rep);
 	if (w)
 		hps_worker_close(w);
 	if (ctx)
 		hps_finalize(ctx);
-	if (o.local)
+	if (o.c.local)
 		free(dense);
 	free(order);
 	free(copy);

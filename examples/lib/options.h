@@ -1,0 +1,39 @@
+/* The command-line options every learning example takes. */
+#ifndef HPS_EX_OPTIONS_H
+#define HPS_EX_OPTIONS_H
+
+#include <stdint.h>
+
+struct ex_options {
+	const char *train, *test, *csv, *name;
+	double reference, lr, decay, target_loss;
+	int epochs, batch, hogwild, local;
+	uint64_t seed;
+};
+
+/* getopt_long entries of the common options (codes are their letters). */
+#define EX_COMMON_LONGOPTS                                                                            \
+	{"train", 1, 0, 't'}, {"test", 1, 0, 'T'}, {"name", 1, 0, 'n'}, {"reference", 1, 0, 'r'},       \
+	{"epochs", 1, 0, 'e'}, {"batch", 1, 0, 'b'}, {"lr", 1, 0, 'l'}, {"decay", 1, 0, 'd'},           \
+	{"hogwild", 0, 0, 'H'}, {"local", 0, 0, 'L'}, {"target-loss", 1, 0, 'g'}, {"csv", 1, 0, 'v'},   \
+	{"seed", 1, 0, 's'}
+
+#define EX_COMMON_USAGE                                                                               \
+	"  --name NAME        data set name for the report\n"                                          \
+	"  --reference X      the published figure to print beside ours\n"                             \
+	"  --epochs E         passes over the data\n"                                                  \
+	"  --batch B          mini-batch of the server modes\n"                                        \
+	"  --lr LR            SGD step of hogwild and local\n"                                         \
+	"  --decay D          step of epoch e is LR / (1 + D (e - 1)) (default 0)\n"                   \
+	"  --hogwild          update the shared weights in place (needs hps launch --direct)\n"        \
+	"  --local            one process, no parameter server (the baseline)\n"                       \
+	"  --target-loss L    report the time when the test loss first reaches L\n"                    \
+	"  --csv FILE         per-epoch CSV (worker 0)\n"                                              \
+	"  --seed S           shuffling seed (default 1)\n"
+
+/* Takes option c (a getopt_long code) if it is a common one: 1, else 0. */
+int ex_common_option(int c, const char *arg, struct ex_options *o);
+/* 0 when the common options make sense together, else -1. */
+int ex_common_check(const struct ex_options *o);
+
+#endif
