@@ -217,8 +217,13 @@ int main(int argc, char **argv)
 	hps_worker *w = NULL;
 	struct opts o;
 	int rc = 0, local = 0;
-	for (int i = 1; i < argc; i++)
+	for (int i = 1; i < argc; i++) {
 		local |= strcmp(argv[i], "--local") == 0;
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			usage();
+			return 0;
+		}
+	}
 	if (!local && (rc = hps_init(&ctx, &argc, argv))) {
 		fprintf(stderr, "mf: hps_init: %s\n", hps_strerror(rc));
 		return 1;

@@ -339,8 +339,13 @@ int main(int argc, char **argv)
 	struct opts o;
 	int rc = 0;
 	int local = 0;
-	for (int i = 1; i < argc; i++)
+	for (int i = 1; i < argc; i++) {
 		local |= strcmp(argv[i], "--local") == 0;
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			usage();
+			return 0;
+		}
+	}
 	/* hps_init first: it takes the --hps-name=value flags out of argv */
 	if (!local && (rc = hps_init(&ctx, &argc, argv))) {
 		fprintf(stderr, "sparse_lr: hps_init: %s\n", hps_strerror(rc));
