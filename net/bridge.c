@@ -17,11 +17,11 @@
  *
  * It also relays node states (heartbeats to the scheduler, states back)
  * and the cross-host barrier. One thread owns every ZeroMQ socket; the
- * only other thread is ZeroMQ's, which runs zc_done. */
-#include <pthread.h>
+ * only other thread is ZeroMQ's, which runs zc_done. Local processes wake
+ * it from its sleep in zmq_poll with a datagram (shm/wake.h). */
+#include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
-#include <sys/eventfd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +39,7 @@
 #include "runtime/log.h"
 #include "shm/heap.h"
 #include "shm/liveness.h"
+#include "shm/wake.h"
 
 #define ZC_MIN (64u << 10)    /* values this large go without a copy */
 #define BATCH_FLUSH (1u << 20) /* send a batch once it holds this much */
@@ -108,16 +109,9 @@ struct bridge {
 	int64_t last_sched, next_heartbeat;
 	uint32_t barrier_sent; /* gen + 1 of the barrier reported */
 	int sched_lost;
-	/* Waking from ring traffic: rings have no file descriptor, so while the
-	 * main thread sleeps in zmq_poll, a helper thread sleeps on the bridge
-	 * bell (which local processes ring for remote nodes) and turns a ring
-	 * into a write on wake_fd, which zmq_poll watches. idle_gen (release)
-	 * announces each sleep to the helper; main_idle says it lasts. */
-	int wake_fd;
+	int wake_fd;     /* datagrams of local processes that woke us (shm/wake.h) */
 	void *align_buf; /* an aligned copy of a received frame */
 	size_t align_cap;
-	_Atomic uint32_t idle_gen;
-	_Atomic int main_idle, helper_stop;
 };
 
 static volatile sig_atomic_t stop_signal;
@@ -753,54 +747,21 @@ static int rings_pending(void *arg)
 	return 0;
 }
 
-static int pending_or_awake(void *arg)
-{
-	struct bridge *b = arg;
-	return !atomic_load_explicit(&b->main_idle, memory_order_acquire) || rings_pending(b);
-}
-
-static void *wake_helper(void *arg)
-{
-	struct bridge *b = arg;
-	uint32_t seen = 0;
-	while (!atomic_load_explicit(&b->helper_stop, memory_order_acquire)) {
-		uint32_t g = atomic_load_explicit(&b->idle_gen, memory_order_acquire);
-		if (g == seen) {
-			hpsi_futex_wait(&b->idle_gen, g, 100000000);
-			continue;
-		}
-		seen = g;
-		while (atomic_load_explicit(&b->main_idle, memory_order_acquire) &&
-		       !atomic_load_explicit(&b->helper_stop, memory_order_acquire)) {
-			hpsi_bell_sleep(&b->seg.hdr->bridge_bell, pending_or_awake, b, 50000000);
-			if (atomic_load_explicit(&b->main_idle, memory_order_acquire) && rings_pending(b)) {
-				uint64_t one = 1;
-				ssize_t rc = write(b->wake_fd, &one, sizeof one);
-				(void)rc;
-				break;
-			}
-		}
-	}
-	return NULL;
-}
-
-/* Sleeps until a peer, the scheduler or a ring has something (or 100 ms). */
+/* Sleeps until a peer, the scheduler or a ring has something (or 100 ms):
+ * local processes that publish into our rings while we sleep send a
+ * datagram to wake_fd (shm/wake.h has the ordering). */
 static void idle_wait(struct bridge *b)
 {
-	atomic_store_explicit(&b->main_idle, 1, memory_order_release);
-	atomic_fetch_add_explicit(&b->idle_gen, 1, memory_order_release);
-	hpsi_futex_wake(&b->idle_gen);
-	if (!rings_pending(b)) { /* what came before the helper listened */
+	hpsi_wake_sleeping(&b->seg, 1);
+	if (!rings_pending(b)) { /* what was published before we said so */
 		zmq_pollitem_t it[3] = {{.socket = b->router, .events = ZMQ_POLLIN},
 					{.socket = b->sched, .events = ZMQ_POLLIN},
 					{.fd = b->wake_fd, .events = ZMQ_POLLIN}};
 		long ms = b->cc.heartbeat_ms < 100 ? (long)b->cc.heartbeat_ms : 100;
 		zmq_poll(it, 3, ms);
 	}
-	atomic_store_explicit(&b->main_idle, 0, memory_order_release);
-	uint64_t v;
-	ssize_t rc = read(b->wake_fd, &v, sizeof v); /* non-blocking: clears a wake */
-	(void)rc;
+	hpsi_wake_sleeping(&b->seg, 0);
+	hpsi_wake_drain(b->wake_fd);
 }
 
 /* ---- start -------------------------------------------------------------- */
@@ -939,16 +900,9 @@ int hpsi_cmd_bridge(int argc, char **argv)
 		rc = register_host(b, (uint32_t)nsrv, (uint32_t)nwrk);
 	if (!rc)
 		rc = setup(b);
-	pthread_t helper;
-	int helper_up = 0;
-	if (!rc) {
-		b->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-		if (b->wake_fd < 0 || pthread_create(&helper, NULL, wake_helper, b) != 0) {
-			hpsi_error("bridge: cannot start its wake-up thread");
-			rc = HPS_ESYS;
-		} else {
-			helper_up = 1;
-		}
+	if (!rc && (b->wake_fd = hpsi_wake_bind(&b->seg)) < 0) {
+		hpsi_error("bridge: cannot bind its wake-up socket: %s", strerror(errno));
+		rc = HPS_ESYS;
 	}
 	if (!rc) {
 		b->last_sched = hpsi_now_ns();
@@ -977,13 +931,6 @@ int hpsi_cmd_bridge(int argc, char **argv)
 				sched_yield(); /* spinning: let the host's other processes run */
 			}
 		}
-		atomic_store_explicit(&b->helper_stop, 1, memory_order_release);
-		atomic_store_explicit(&b->main_idle, 0, memory_order_release);
-		hpsi_bell_ring_always(&b->seg.hdr->bridge_bell);
-		atomic_fetch_add_explicit(&b->idle_gen, 1, memory_order_release);
-		hpsi_futex_wake(&b->idle_gen);
-		if (helper_up)
-			pthread_join(helper, NULL);
 		heartbeat(b);
 		struct hpsi_sched_hdr bye;
 		hpsi_sched_init(&bye, HPSI_SCH_BYE, b->me);

@@ -7,6 +7,7 @@
 
 #include "net/dtype.h"
 #include "runtime/log.h"
+#include "shm/wake.h"
 #include "runtime/route.h"
 #include "runtime/worker.h"
 
@@ -420,7 +421,7 @@ static int send_part(hps_worker *w, const struct call *c, struct hpsi_slot *s, u
 		put_vals(c, p, rec + sizeof h + keys_bytes);
 	hpsi_ring_commit(&w->req[p->server], sizeof h + body);
 	hpsi_ring_publish(&w->req[p->server]);
-	hpsi_bell_ring(hpsi_node_bell(w->seg, p->server));
+	hpsi_node_wake(w->seg, p->server);
 	return 0;
 }
 
@@ -556,7 +557,7 @@ int hps_clock(hps_worker *w)
 		h->clock = w->clock;
 		hpsi_ring_commit(&w->req[srv], sizeof *h);
 		hpsi_ring_publish(&w->req[srv]);
-		hpsi_bell_ring(hpsi_node_bell(w->seg, srv));
+		hpsi_node_wake(w->seg, srv);
 	}
 	hpsi_worker_in_submit(0);
 	pthread_mutex_unlock(&w->submit_lock);

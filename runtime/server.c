@@ -11,6 +11,7 @@
 #include "runtime/config.h"
 #include "runtime/ctx.h"
 #include "runtime/log.h"
+#include "shm/wake.h"
 #include "runtime/checkpoint.h"
 #include "runtime/store.h"
 
@@ -270,7 +271,7 @@ static int serve_round(struct server *sv)
 		if (n) {
 			hpsi_ring_cons_publish(&p->req);
 			hpsi_ring_publish(&p->resp);
-			hpsi_bell_ring(hpsi_node_bell(sv->seg, hpsi_worker_node(sv->seg, wk)));
+			hpsi_node_wake(sv->seg, hpsi_worker_node(sv->seg, wk));
 			total += n;
 		}
 	}

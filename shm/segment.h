@@ -72,7 +72,7 @@ struct hpsi_seg_hdr {
 	uint32_t bridged;
 	uint32_t srv_lo, srv_hi, wrk_lo, wrk_hi;
 	uint32_t pad1;
-	/* rung instead of a remote node's bell: the bridge consumes its rings */
+	/* sleepers: the bridge sleeps and wants a datagram (shm/wake.h) */
 	struct hpsi_bell bridge_bell;
 	int64_t timeout_ms;
 	int32_t creator_pid;
@@ -161,15 +161,6 @@ static inline int hpsi_node_local(const struct hpsi_seg *s, uint32_t id)
 	if (id < h->nservers)
 		return id >= h->srv_lo && id < h->srv_hi;
 	return id - h->nservers >= h->wrk_lo && id - h->nservers < h->wrk_hi;
-}
-
-/* The bell to ring after publishing into a ring that node `id` consumes:
- * its own, or for a node on another host the bridge's. */
-static inline struct hpsi_bell *hpsi_node_bell(const struct hpsi_seg *s, uint32_t id)
-{
-	if (!hpsi_node_local(s, id))
-		return &s->hdr->bridge_bell;
-	return &hpsi_seg_node(s, id)->bell;
 }
 
 static inline unsigned char *hpsi_seg_heap(const struct hpsi_seg *s, uint32_t w)
