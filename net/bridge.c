@@ -110,6 +110,7 @@ struct bridge {
 	uint32_t barrier_sent; /* gen + 1 of the barrier reported */
 	int sched_lost;
 	int wake_fd;     /* datagrams of local processes that woke us (shm/wake.h) */
+	uint64_t held_total; /* messages that waited for room in a ring */
 	void *align_buf; /* an aligned copy of a received frame */
 	size_t align_cap;
 };
@@ -474,6 +475,7 @@ static void deliver(struct bridge *b, uint32_t w, uint32_t s, const struct hpsi_
 		return;
 	}
 	/* hold a whole copy: wire form with the values inline */
+	b->held_total++;
 	size_t keys_bytes = answer ? hpsi_lens_bytes(h->nlens) : (size_t)h->nkeys * 8 + hpsi_lens_bytes(h->nlens);
 	if (h->type == HPSI_MSG_CLOCK)
 		keys_bytes = 0;
@@ -932,6 +934,8 @@ int hpsi_cmd_bridge(int argc, char **argv)
 			}
 		}
 		heartbeat(b);
+		hpsi_info("bridge %s: %llu messages waited for room in a ring", b->cfg.host,
+			  (unsigned long long)b->held_total);
 		struct hpsi_sched_hdr bye;
 		hpsi_sched_init(&bye, HPSI_SCH_BYE, b->me);
 		send_sched(b, &bye, sizeof bye);

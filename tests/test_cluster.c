@@ -103,6 +103,34 @@ static int cluster_worker(const char *mode)
 			usleep(2000);
 		}
 	}
+	if (strcmp(mode, "pipe") == 0) {
+		/* many requests in flight at once, far more than tiny rings hold:
+		 * bridges must hold what does not fit and lose nothing */
+		enum { NP = 400, NK = 10 };
+		static int64_t ts[NP];
+		uint64_t k[NK];
+		float one[NK], got[NK];
+		for (int i = 0; i < NK; i++)
+			k[i] = (uint64_t)i * 7919, one[i] = 1.0f;
+		for (int i = 0; i < NP; i++)
+			if ((ts[i] = hps_push(w, k, NK, one, NULL)) < 0)
+				rc = 1;
+		for (int i = 0; i < NP; i++)
+			if (hps_wait(w, ts[i]))
+				rc = 1;
+		if (!rc && (rc = hps_barrier(ctx)) == 0 && (rc = hps_wait(w, hps_pull(w, k, NK, got, NULL))) == 0)
+			for (int i = 0; i < NK; i++)
+				if (got[i] != (float)(NP * nw)) {
+					fprintf(stderr, "key %d holds %g, expected %d\n", i, got[i], NP * nw);
+					rc = 1;
+				}
+		if (!rc)
+			printf("worker %d: sums ok\n", me);
+		hps_free(w, bv);
+		hps_worker_close(w);
+		hps_finalize(ctx);
+		return rc ? 1 : 0;
+	}
 	int rounds = strcmp(mode, "long") == 0 ? 60 : 4;
 	if (me == 0) {
 		printf("sums started\n");
@@ -322,6 +350,28 @@ static void test_cluster_ipv6_and_dmlc_names(void)
 	CU_ASSERT(log_has(l1, "sums ok"));
 	CU_ASSERT_EQUAL(finish(sched, 10000), 0);
 	unlink(l0), unlink(l1);
+	ns_down();
+}
+
+/* Rings of 16 KiB and 400 requests in flight per worker: the bridges'
+ * overflow queues, in both directions, lose and reorder nothing. */
+static void test_cluster_full_rings(void)
+{
+	CU_ASSERT_EQUAL_FATAL(ns_up(2), 0);
+	char hosts[256];
+	snprintf(hosts, sizeof hosts, "%s0 1 2 " NET ".1\n%s1 1 2 " NET ".2\n", pfx, pfx);
+	write_hosts(hosts);
+	pid_t p = start(job_log, "ip netns exec %s0 " ENV("9481") "HPS_RING_KB=16 %s launch --hosts %s -- %s --cluster-worker pipe",
+			pfx, hps_bin(), hostsf, self_path);
+	int rc = finish(p, 60000);
+	const char *o = slurp(job_log);
+	if (rc)
+		fprintf(stderr, "%s\n", o);
+	CU_ASSERT_EQUAL(rc, 0);
+	int ok = 0;
+	for (const char *x = o; (x = strstr(x, "sums ok")); x++)
+		ok++;
+	CU_ASSERT_EQUAL(ok, 4);
 	ns_down();
 }
 
@@ -619,6 +669,7 @@ int main(int argc, char **argv)
 		{"test_cluster_ipv6_and_dmlc_names", test_cluster_ipv6_and_dmlc_names},
 		{"test_cluster_dmlc_tracker_processes", test_cluster_dmlc_tracker_processes},
 		{"test_cluster_host_names", test_cluster_host_names},
+		{"test_cluster_full_rings", test_cluster_full_rings},
 		{"test_cluster_bridge_killed", test_cluster_bridge_killed},
 		{"test_cluster_remote_server_killed", test_cluster_remote_server_killed},
 		{"test_cluster_garbage_is_dropped", test_cluster_garbage_is_dropped},
