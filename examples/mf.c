@@ -216,18 +216,10 @@ int main(int argc, char **argv)
 	hps_ctx *ctx = NULL;
 	hps_worker *w = NULL;
 	struct opts o;
-	int rc = 0, local = 0;
-	for (int i = 1; i < argc; i++) {
-		local |= strcmp(argv[i], "--local") == 0;
-		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-			usage();
-			return 0;
-		}
-	}
-	if (!local && (rc = hps_init(&ctx, &argc, argv))) {
-		fprintf(stderr, "mf: hps_init: %s\n", hps_strerror(rc));
-		return 1;
-	}
+	int rc;
+	if ((rc = ex_start("mf", &argc, argv, usage, &ctx)) >= 0)
+		return rc;
+	rc = 0;
 	if (parse(argc, argv, &o))
 		return 2;
 	int rank = ctx ? hps_rank(ctx) : 0, nworkers = ctx ? hps_num_workers(ctx) : 1;

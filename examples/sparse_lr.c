@@ -337,20 +337,10 @@ int main(int argc, char **argv)
 	hps_ctx *ctx = NULL;
 	hps_worker *w = NULL;
 	struct opts o;
-	int rc = 0;
-	int local = 0;
-	for (int i = 1; i < argc; i++) {
-		local |= strcmp(argv[i], "--local") == 0;
-		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-			usage();
-			return 0;
-		}
-	}
-	/* hps_init first: it takes the --hps-name=value flags out of argv */
-	if (!local && (rc = hps_init(&ctx, &argc, argv))) {
-		fprintf(stderr, "sparse_lr: hps_init: %s\n", hps_strerror(rc));
-		return 1;
-	}
+	int rc;
+	if ((rc = ex_start("sparse_lr", &argc, argv, usage, &ctx)) >= 0)
+		return rc;
+	rc = 0;
 	if (parse(argc, argv, &o))
 		return 2;
 	int rank = ctx ? hps_rank(ctx) : 0, nworkers = ctx ? hps_num_workers(ctx) : 1;

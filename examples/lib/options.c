@@ -1,6 +1,27 @@
 #include "examples/lib/options.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+int ex_start(const char *prog, int *argc, char **argv, void (*usage)(void), hps_ctx **ctx)
+{
+	int local = 0;
+	*ctx = NULL;
+	for (int i = 1; i < *argc; i++) {
+		local |= strcmp(argv[i], "--local") == 0;
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			usage();
+			return 0;
+		}
+	}
+	int rc = local ? 0 : hps_init(ctx, argc, argv);
+	if (rc) {
+		fprintf(stderr, "%s: hps_init: %s\n", prog, hps_strerror(rc));
+		return 1;
+	}
+	return -1;
+}
 
 int ex_common_option(int c, const char *arg, struct ex_options *o)
 {

@@ -4,6 +4,8 @@
 
 #include <stdint.h>
 
+#include "hps/hps.h"
+
 struct ex_options {
 	const char *train, *test, *csv, *name;
 	double reference, lr, decay, target_loss;
@@ -30,6 +32,12 @@ struct ex_options {
 	"  --target-loss L    report the time when the test loss first reaches L\n"                    \
 	"  --csv FILE         per-epoch CSV (worker 0)\n"                                              \
 	"  --seed S           shuffling seed (default 1)\n"
+
+/* Joins the job, unless --local is among the arguments, before the options
+ * are parsed (hps_init takes the --hps-name=value flags out of argv).
+ * Returns -1 to go on, or the exit status: 0 after --help, 1 when joining
+ * failed. */
+int ex_start(const char *prog, int *argc, char **argv, void (*usage)(void), hps_ctx **ctx);
 
 /* Takes option c (a getopt_long code) if it is a common one: 1, else 0. */
 int ex_common_option(int c, const char *arg, struct ex_options *o);
