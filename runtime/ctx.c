@@ -103,9 +103,12 @@ int hps_init(hps_ctx **out, int *argc, char **argv)
 	c->spin_ns = c->cfg.spin_ns;
 	cpu_set_t cpus;
 	long ncpu = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : sysconf(_SC_NPROCESSORS_ONLN);
-	/* the processes of this host (other hosts' nodes do not share its CPUs) */
+	/* the busy threads of this host: its processes (other hosts' nodes do
+	 * not share its CPUs) and, with other hosts, the bridge and ZeroMQ's
+	 * I/O thread, which spinners must leave room for */
 	const struct hpsi_seg_hdr *sh = c->seg.hdr;
-	c->spin_yield = (long)(sh->srv_hi - sh->srv_lo + sh->wrk_hi - sh->wrk_lo) > ncpu;
+	long busy = (long)(sh->srv_hi - sh->srv_lo + sh->wrk_hi - sh->wrk_lo) + (sh->bridged ? 2 : 0);
+	c->spin_yield = busy > ncpu;
 
 	/* Claim the node: only if nobody alive holds it. */
 	struct hpsi_node *n = hpsi_seg_node(&c->seg, c->node);
