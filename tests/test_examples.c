@@ -137,7 +137,7 @@ static void test_examples_sparse_lr_multinomial_in_every_mode(void)
 {
 	static const struct mode modes[] = {
 		{"local", {NULL}, {"--local", "--lr", "0.01", NULL}},
-		SERVER_MODES("adagrad:lr=0.1"),
+		SERVER_MODES("adagrad:lr=0.03"), /* larger steps overshoot now and then under ASP */
 		{"hogwild",
 		 {"-s", "1", "-w", "2", "--key-ranges", "0-784", "--direct", "10", "--updater", "sgd:lr=0.1", NULL},
 		 {"--hogwild", "--lr", "0.01", NULL}},
