@@ -279,6 +279,21 @@ static int finish(pid_t pid, int ms)
 
 static char job_log[256], hostsf[256];
 
+/* Waits for a job started with start(); asserts it ended well and returns
+ * how many workers printed "sums ok" (the whole log is shown on failure). */
+static int job_sums(pid_t p, int ms)
+{
+	int rc = finish(p, ms);
+	const char *o = slurp(job_log);
+	if (rc)
+		fprintf(stderr, "%s\n", o);
+	CU_ASSERT_EQUAL(rc, 0);
+	int ok = 0;
+	for (const char *x = o; (x = strstr(x, "sums ok")); x++)
+		ok++;
+	return ok;
+}
+
 static void write_hosts(const char *text)
 {
 	FILE *f = fopen(hostsf, "w");
@@ -302,24 +317,11 @@ static void test_cluster_mixed_sums_on_three_hosts(void)
 	write_hosts(hosts);
 	pid_t p = start(job_log, "ip netns exec %s0 " ENV("9411") "HPS_INTERFACE=eth0 %s launch --hosts %s -- %s --cluster-worker sums", pfx,
 			hps_bin(), hostsf, self_path);
-	int rc = finish(p, 60000);
-	const char *o = slurp(job_log);
-	if (rc != 0)
-		fprintf(stderr, "%s\n", o);
-	CU_ASSERT_EQUAL(rc, 0);
-	int ok = 0;
-	for (const char *s = o; (s = strstr(s, "sums ok")); s++)
-		ok++;
-	CU_ASSERT_EQUAL(ok, 6);
+	CU_ASSERT_EQUAL(job_sums(p, 60000), 6);
 	/* the same job on one host gives the same sums (checked the same way) */
 	p = start(job_log, "HPS_HEAP_MB=16 HPS_RING_KB=256 %s launch -s 3 -w 6 -- %s --cluster-worker sums", hps_bin(),
 		  self_path);
-	CU_ASSERT_EQUAL(finish(p, 60000), 0);
-	o = slurp(job_log);
-	ok = 0;
-	for (const char *s = o; (s = strstr(s, "sums ok")); s++)
-		ok++;
-	CU_ASSERT_EQUAL(ok, 6);
+	CU_ASSERT_EQUAL(job_sums(p, 60000), 6);
 	ns_down();
 }
 
@@ -363,15 +365,7 @@ static void test_cluster_full_rings(void)
 	write_hosts(hosts);
 	pid_t p = start(job_log, "ip netns exec %s0 " ENV("9481") "HPS_RING_KB=16 %s launch --hosts %s -- %s --cluster-worker pipe",
 			pfx, hps_bin(), hostsf, self_path);
-	int rc = finish(p, 60000);
-	const char *o = slurp(job_log);
-	if (rc)
-		fprintf(stderr, "%s\n", o);
-	CU_ASSERT_EQUAL(rc, 0);
-	int ok = 0;
-	for (const char *x = o; (x = strstr(x, "sums ok")); x++)
-		ok++;
-	CU_ASSERT_EQUAL(ok, 4);
+	CU_ASSERT_EQUAL(job_sums(p, 60000), 4);
 	ns_down();
 }
 
@@ -541,16 +535,8 @@ static void test_cluster_garbage_is_dropped(void)
 		   t == 1 ? NET ".2" : NET ".1", t == 2 ? "9441" : "9450");
 	}
 	zmq_ctx_term(z);
-	int rc = finish(p, 60000);
-	const char *o = slurp(job_log);
-	if (rc)
-		fprintf(stderr, "%s\n", o);
-	CU_ASSERT_EQUAL(rc, 0);
-	int ok = 0;
-	for (const char *s = o; (s = strstr(s, "sums ok")); s++)
-		ok++;
-	CU_ASSERT_EQUAL(ok, 2);
-	CU_ASSERT_PTR_NOT_NULL(strstr(o, "dropped malformed"));
+	CU_ASSERT_EQUAL(job_sums(p, 60000), 2);
+	CU_ASSERT_PTR_NOT_NULL(strstr(slurp(job_log), "dropped malformed"));
 	ns_down();
 }
 

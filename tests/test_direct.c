@@ -144,6 +144,13 @@ static void test_direct_refuses_wrong_requests(void)
 	clear_env();
 }
 
+static int map_without_server(hps_ctx *ctx, hps_worker *w, void *arg)
+{
+	(void)w, (void)arg;
+	hps_direct d;
+	return hps_direct_map(ctx, 0, &d) == HPS_EPEERDEAD ? 0 : 1;
+}
+
 static void test_direct_refuses_wrong_settings(void)
 {
 	struct job j;
@@ -168,6 +175,8 @@ static void test_direct_refuses_wrong_settings(void)
 	CU_ASSERT_EQUAL_FATAL(job_start(&j, 1, 1, &(struct job_opts){.ranges = one_range}), 0);
 	CU_ASSERT_NOT_EQUAL(wait_exit(j.servers[0], 10000), 0);
 	j.servers[0] = 0;
+	/* and a worker waiting to map its range hears that, not a hang */
+	CU_ASSERT_EQUAL(wait_exit(job_fork_worker(&j, 0, WD, map_without_server, NULL), 10000), 0);
 	job_stop(&j);
 	clear_env();
 }
