@@ -1,18 +1,28 @@
 # hps build. `make` builds the libraries, bin/hps, tests and benchmarks;
-# `make test` runs every suite; `make run` starts the main local job.
+# `make test` runs every suite; `make run` starts the main local job;
+# `make install` puts headers, libraries, `hps` and hps.pc under PREFIX.
 CC ?= cc
 CFLAGS ?= -O2 -g
-override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC -pthread -I. -Iinclude
+override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC -pthread -I. -Iinclude -MMD -MP
 LDLIBS = -lm -ljemalloc -lnuma -lzmq -lpthread
 BUILD ?= build
 # Where libraries and programs go: the tree itself, or the sanitizer build dir.
 OUT ?= .
 DEPS_PKGS = libnuma-dev libjemalloc-dev libzmq3-dev libcunit1-dev pkg-config iproute2 procps
 
-LIB_SRC = $(wildcard shm/*.c net/*.c) $(filter-out runtime/hps_main.c,$(wildcard runtime/*.c))
+# Layers, lowest first (docs/ARCHITECTURE.md; tests/check_layers.sh keeps
+# the order): common, shm, net, client, server make libhps; the bridge,
+# the ZeroMQ transport, cluster roles and the command line make `hps`.
+PROG_SRC = $(wildcard net/bridge*.c) net/transport.c $(wildcard runtime/cluster/*.c)
+LIB_SRC = $(filter-out $(PROG_SRC),$(wildcard runtime/common/*.c shm/*.c net/*.c runtime/client/*.c runtime/server/*.c))
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o)
+PROG_OBJ = $(PROG_SRC:%.c=$(BUILD)/%.o)
+# Tests and benchmarks reach internal functions: they link every object.
+INTERNAL_LIB = $(BUILD)/libhps_internal.a
 TEST_SRC = $(wildcard tests/test_*.c)
 TESTS = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+# Checks of the tree and of the built library, run by `make test` first.
+CHECKS = tests/check_layers.sh
 TEST_HELPERS = $(BUILD)/tests/harness.o
 EXAMPLES = $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
 EXAMPLE_LIB = $(patsubst %.c,$(BUILD)/%.o,$(wildcard examples/lib/*.c))
@@ -31,9 +41,15 @@ deps:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
-$(BUILD)/%.o: %.c $(wildcard include/hps/*.h shm/*.h net/*.h runtime/*.h tests/*.h examples/lib/*.h bench/*.h)
+$(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+$(INTERNAL_LIB): $(LIB_OBJ) $(PROG_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
 
 $(OUT)/lib/libhps.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
@@ -43,25 +59,25 @@ $(OUT)/lib/libhps.so: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -shared -o $@ $^ $(LDLIBS)
 
-$(OUT)/bin/hps: $(BUILD)/runtime/hps_main.o $(OUT)/lib/libhps.a
+$(OUT)/bin/hps: $(BUILD)/runtime/cli/hps_main.o $(INTERNAL_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_HELPERS) $(EXAMPLE_LIB) $(OUT)/lib/libhps.a
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_HELPERS) $(EXAMPLE_LIB) $(INTERNAL_LIB)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lcunit $(LDLIBS)
 
 $(BUILD)/examples/%: $(BUILD)/examples/%.o $(EXAMPLE_LIB) $(OUT)/lib/libhps.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(OUT)/bench/%: $(BUILD)/bench/%.o $(BUILD)/bench/cases.o $(OUT)/lib/libhps.a
+$(OUT)/bench/%: $(BUILD)/bench/%.o $(BUILD)/bench/cases.o $(INTERNAL_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 # Every suite runs even when one fails; the exit status says if any did.
 test: deps
 	@$(MAKE) --no-print-directory all
-	@HPS_BIN=$(OUT)/bin/hps HPS_EXAMPLES=$(BUILD)/examples tests/run_all.sh $(TESTS)
+	@HPS_BIN=$(OUT)/bin/hps HPS_EXAMPLES=$(BUILD)/examples tests/run_all.sh $(CHECKS) $(TESTS)
 
 bench: deps
 	@$(MAKE) --no-print-directory bench/hps_bench bin/hps
@@ -90,7 +106,7 @@ bench-hogwild: deps
 # messages (clang), seeded with one valid message of each kind; FUZZ_RUNS
 # executions, so CI runs it in bounded time.
 FUZZ_RUNS ?= 2000000
-FUZZ_SRC = net/codec.c net/dtype.c net/wire.c runtime/log.c runtime/config.c
+FUZZ_SRC = net/codec.c net/wire.c $(wildcard runtime/common/*.c)
 fuzz:
 	@command -v clang >/dev/null && [ -n "$$(ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a 2>/dev/null)" ] || { \
 		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; $$SUDO apt-get update -qq && \

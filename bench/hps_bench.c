@@ -24,7 +24,7 @@
 #include <unistd.h>
 
 #include "hps/hps.h"
-#include "runtime/config.h"
+#include "runtime/common/config.h"
 #include "shm/bell.h"
 #include "shm/ring.h"
 #include "shm/segment.h"

@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #include "hps/hps.h"
-#include "runtime/config.h"
+#include "runtime/common/config.h"
 #include "shm/bell.h"
 #include "shm/segment.h"
 

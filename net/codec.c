@@ -4,8 +4,8 @@
 #include <string.h>
 
 #include "hps/error.h"
-#include "net/dtype.h"
-#include "runtime/log.h"
+#include "runtime/common/dtype.h"
+#include "runtime/common/log.h"
 
 size_t hpsi_msg_inline_bytes(uint64_t nkeys, uint64_t nlens, uint64_t val_bytes, unsigned flags)
 {

@@ -2,7 +2,7 @@
 
 #include <string.h>
 
-#include "runtime/config.h"
+#include "runtime/common/config.h"
 
 uint64_t hpsi_settings_hash(const char *name)
 {

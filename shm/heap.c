@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "hps/error.h"
-#include "runtime/log.h"
+#include "runtime/common/log.h"
 
 struct hpsi_heap {
 	extent_hooks_t hooks; /* first: jemalloc hands this pointer to the hooks */

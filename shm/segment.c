@@ -11,7 +11,8 @@
 #include <unistd.h>
 
 #include "hps/error.h"
-#include "runtime/log.h"
+#include "runtime/common/config.h"
+#include "runtime/common/log.h"
 #include "shm/liveness.h"
 
 #define PAGE 4096u
@@ -334,4 +335,13 @@ void hpsi_seg_detach(struct hpsi_seg *seg)
 int hpsi_seg_unlink(struct hpsi_seg *seg)
 {
 	return unlink(seg->path) == 0 || errno == ENOENT ? 0 : HPS_ESYS;
+}
+
+void hpsi_config_seg_params(const struct hpsi_config *c, struct hpsi_seg_params *p)
+{
+	*p = (struct hpsi_seg_params){.job = c->job, .host = c->host, .nservers = c->nservers,
+				      .nworkers = c->nworkers, .ring_bytes = c->ring_bytes,
+				      .heap_slice = c->heap_slice, .timeout_ms = c->timeout_ms,
+				      .range_mode = c->range_mode, .ranges = c->ranges,
+				      .dtypes = c->dtypes, .wires = c->wires, .direct_widths = c->direct_widths};
 }

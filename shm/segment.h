@@ -10,13 +10,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "runtime/common/limits.h"
 #include "shm/bell.h"
 #include "shm/ring.h"
 
 #define HPSI_SEG_MAGIC 0x31474553535048ull /* "HPSSEG1" */
 #define HPSI_SEG_VERSION 2
-#define HPSI_MAX_NODES 256
-#define HPSI_NAME_MAX 64
 #define HPSI_SEG_TMP ".tmp" /* suffix + creator pid while a segment is being built */
 
 enum hpsi_node_state {
@@ -24,11 +23,6 @@ enum hpsi_node_state {
 	HPSI_NODE_ALIVE = 1,
 	HPSI_NODE_CLOSED = 2, /* finished cleanly */
 	HPSI_NODE_DEAD = 3,   /* died; set by whoever noticed */
-};
-
-enum hpsi_range_mode {
-	HPSI_RANGE_HASH = 0,     /* even split of a mixed key: spreads any key set */
-	HPSI_RANGE_DECLARED = 1, /* [first, last] per server, given by the job */
 };
 
 struct hpsi_node {
@@ -105,7 +99,7 @@ struct hpsi_seg_params {
 	uint64_t heap_slice;
 	int64_t timeout_ms;
 	uint32_t range_mode;
-	const struct hpsi_range *ranges; /* nservers entries when DECLARED */
+	const struct hpsi_key_span *ranges; /* nservers entries when DECLARED */
 	const uint32_t *dtypes, *wires;  /* nservers entries each, or NULL: f32 */
 	const uint32_t *direct_widths;   /* nservers entries (needs DECLARED), or NULL */
 	/* multi-host: this host's servers and workers; the creator (the
@@ -128,6 +122,9 @@ int hpsi_seg_path(char *out, size_t cap, const char *job, const char *host);
  * job already has one on this host, HPS_ENOSPC if the shm file system has
  * too little room, HPS_ECONFIG for impossible sizes; logs why. */
 int hpsi_seg_create(const struct hpsi_seg_params *p, struct hpsi_seg *seg);
+/* Fills segment parameters from a job's settings (runtime/common/config.h). */
+struct hpsi_config;
+void hpsi_config_seg_params(const struct hpsi_config *c, struct hpsi_seg_params *p);
 /* Maps an existing segment and checks its header against its size. */
 int hpsi_seg_attach(const char *job, const char *host, struct hpsi_seg *seg);
 int hpsi_seg_attach_path(const char *path, struct hpsi_seg *seg);

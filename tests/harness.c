@@ -9,7 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "runtime/config.h"
+#include "runtime/common/config.h"
 #include "shm/bell.h"
 
 int run_suite(const char *suite, const struct test_case *cases)

@@ -28,7 +28,7 @@ struct job_opts {
 	uint32_t ring_bytes;
 	uint64_t heap_mb;
 	int64_t timeout_ms;
-	const struct hpsi_range *ranges; /* declared ranges, one per server */
+	const struct hpsi_key_span *ranges; /* declared ranges, one per server */
 	hps_handler handler;             /* servers' handler; NULL: summing store */
 	int no_servers;                  /* create the segment only */
 };

@@ -363,7 +363,7 @@ static int spread_worker(hps_ctx *ctx, hps_worker *w, void *arg)
 static void test_api_key_ranges_and_handler(void)
 {
 	run_job(4, 1, 1, spread_worker, NULL, &(struct job_opts){.handler = rank_handler});
-	static const struct hpsi_range ranges[3] = {{.first = 0, .last = 9}, {.first = 10, .last = 39}, {.first = 40, .last = UINT64_MAX}};
+	static const struct hpsi_key_span ranges[3] = {{.first = 0, .last = 9}, {.first = 10, .last = 39}, {.first = 40, .last = UINT64_MAX}};
 	run_job(3, 1, 1, spread_worker, (void *)1, &(struct job_opts){.handler = rank_handler, .ranges = ranges});
 }
 

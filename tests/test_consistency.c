@@ -9,8 +9,8 @@
 #include <unistd.h>
 
 #include "net/codec.h"
-#include "runtime/ctx.h"
-#include "runtime/store.h"
+#include "runtime/client/ctx.h"
+#include "runtime/server/store.h"
 #include "tests/harness.h"
 
 #define W 3

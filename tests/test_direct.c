@@ -12,8 +12,8 @@
 #define NK 1000 /* keys 0..999 on server 0 */
 #define WD 4
 
-static const struct hpsi_range one_range[] = {{.first = 0, .last = NK - 1}};
-static const struct hpsi_range two_ranges[] = {{.first = 0, .last = NK - 1}, {.first = NK, .last = 2 * NK - 1}};
+static const struct hpsi_key_span one_range[] = {{.first = 0, .last = NK - 1}};
+static const struct hpsi_key_span two_ranges[] = {{.first = 0, .last = NK - 1}, {.first = NK, .last = 2 * NK - 1}};
 
 static void direct_env(const char *direct, const char *updater, const char *init)
 {

@@ -8,8 +8,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "net/dtype.h"
-#include "runtime/config.h"
+#include "runtime/common/dtype.h"
+#include "runtime/common/config.h"
 #include "tests/harness.h"
 
 static void test_dtype_half_patterns_round_trip(void)
@@ -195,7 +195,7 @@ static int packed_worker(hps_ctx *ctx, hps_worker *w, void *arg)
 
 static void test_dtype_compressed_key_ranges(void)
 {
-	static const struct hpsi_range r[2] = {{.first = 0, .last = 999}, {.first = 1000, .last = UINT64_MAX}};
+	static const struct hpsi_key_span r[2] = {{.first = 0, .last = 999}, {.first = 1000, .last = UINT64_MAX}};
 	setenv("HPS_COMPRESS", "f16;bf16", 1);
 	struct job j;
 	CU_ASSERT_EQUAL_FATAL(job_start(&j, 2, 1, &(struct job_opts){.ranges = r}), 0);

@@ -6,7 +6,7 @@
 #include <unistd.h>
 
 #include "net/codec.h"
-#include "runtime/config.h"
+#include "runtime/common/config.h"
 #include "tests/harness.h"
 
 #define EXPECT(expr, code)                                                          \
@@ -89,7 +89,7 @@ static int outside_worker(hps_ctx *ctx, hps_worker *w, void *arg)
 
 static void test_errors_key_outside_ranges(void)
 {
-	static const struct hpsi_range r[2] = {{.first = 0, .last = 99}, {.first = 200, .last = 299}};
+	static const struct hpsi_key_span r[2] = {{.first = 0, .last = 99}, {.first = 200, .last = 299}};
 	run_one(2, 1, outside_worker, &(struct job_opts){.ranges = r});
 }
 

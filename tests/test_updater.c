@@ -6,8 +6,8 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "runtime/config.h"
-#include "runtime/updater.h"
+#include "runtime/common/config.h"
+#include "runtime/server/updater.h"
 #include "tests/harness.h"
 
 #define KEYS 16
@@ -232,7 +232,7 @@ static int per_range_worker(hps_ctx *ctx, hps_worker *w, void *arg)
 
 static void test_updater_chosen_per_key_range(void)
 {
-	static const struct hpsi_range r[2] = {{.first = 0, .last = 99}, {.first = 100, .last = 999}};
+	static const struct hpsi_key_span r[2] = {{.first = 0, .last = 99}, {.first = 100, .last = 999}};
 	setenv("HPS_UPDATER", "sgd:lr=0.1;adagrad:lr=0.5,eps=1e-8", 1);
 	setenv("HPS_INIT", "constant:value=1", 1);
 	struct job j;

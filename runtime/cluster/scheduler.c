@@ -17,9 +17,9 @@
 #include "hps/error.h"
 #include "net/codec.h"
 #include "net/wire.h"
-#include "runtime/cluster.h"
-#include "runtime/config.h"
-#include "runtime/log.h"
+#include "net/transport.h"
+#include "runtime/common/config.h"
+#include "runtime/common/log.h"
 #include "shm/bell.h"
 
 struct host {

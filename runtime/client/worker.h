@@ -7,7 +7,7 @@
 
 #include "hps/hps.h"
 #include "net/codec.h"
-#include "runtime/ctx.h"
+#include "runtime/client/ctx.h"
 #include "shm/heap.h"
 
 #define HPSI_MAX_INFLIGHT 512 /* power of two: slots indexed by ts */

@@ -1,51 +1,13 @@
-#include "runtime/ctx.h"
+#include "runtime/client/ctx.h"
 
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "runtime/log.h"
+#include "runtime/common/log.h"
 #include "shm/liveness.h"
-
-void hpsi_wake_all(struct hpsi_seg *seg)
-{
-	uint32_t n = seg->hdr->nservers + seg->hdr->nworkers;
-	for (uint32_t i = 0; i < n; i++)
-		hpsi_bell_ring_always(&hpsi_seg_node(seg, i)->bell);
-	hpsi_futex_wake(&seg->hdr->barrier_gen);
-}
-
-void hpsi_node_mark_dead(struct hpsi_seg *seg, uint32_t id)
-{
-	struct hpsi_node *n = hpsi_seg_node(seg, id);
-	uint32_t st = atomic_load_explicit(&n->state, memory_order_acquire);
-	while (st != HPSI_NODE_CLOSED && st != HPSI_NODE_DEAD &&
-	       !atomic_compare_exchange_weak_explicit(&n->state, &st, HPSI_NODE_DEAD, memory_order_acq_rel,
-						      memory_order_acquire))
-		;
-	hpsi_wake_all(seg);
-}
-
-uint32_t hpsi_node_check(struct hpsi_seg *seg, uint32_t id)
-{
-	struct hpsi_node *n = hpsi_seg_node(seg, id);
-	uint32_t st = atomic_load_explicit(&n->state, memory_order_acquire);
-	if (st != HPSI_NODE_ALIVE)
-		return st;
-	pid_t pid = atomic_load_explicit(&n->pid, memory_order_relaxed);
-	uint64_t birth = atomic_load_explicit(&n->birth, memory_order_relaxed);
-	if (hpsi_proc_alive(pid, birth))
-		return st;
-	/* Re-read: it may have closed cleanly just before exiting. */
-	st = atomic_load_explicit(&n->state, memory_order_acquire);
-	if (st == HPSI_NODE_ALIVE) {
-		hpsi_warn("node %u (pid %d) died", id, (int)pid);
-		hpsi_node_mark_dead(seg, id);
-		st = atomic_load_explicit(&n->state, memory_order_acquire);
-	}
-	return st;
-}
+#include "shm/node.h"
 
 static int counts_match(const struct hps_ctx *c)
 {

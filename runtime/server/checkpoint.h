@@ -13,7 +13,7 @@
 
 #include <stdint.h>
 
-#include "runtime/store.h"
+#include "runtime/server/store.h"
 #include "shm/segment.h"
 
 /* Asks every server of the segment to save or load (op) and waits, up to

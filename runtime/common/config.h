@@ -3,9 +3,10 @@
 #ifndef HPSI_CONFIG_H
 #define HPSI_CONFIG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
-#include "shm/segment.h"
+#include "runtime/common/limits.h"
 
 struct hpsi_config {
 	int role;  /* HPS_ROLE: worker | server */
@@ -18,7 +19,7 @@ struct hpsi_config {
 	int64_t timeout_ms;          /* HPS_TIMEOUT_MS for requests, default 30000 */
 	int64_t spin_ns;             /* HPS_SPIN_US before sleeping, default 50 */
 	uint32_t range_mode;         /* HPS_KEY_RANGES: "first-last,..." per server */
-	struct hpsi_range ranges[HPSI_MAX_NODES];
+	struct hpsi_key_span ranges[HPSI_MAX_NODES];
 	uint32_t dtypes[HPSI_MAX_NODES]; /* HPS_DTYPE: f32 | f64, per server */
 	uint32_t wires[HPSI_MAX_NODES];  /* HPS_COMPRESS: none | f16 | bf16 */
 	uint32_t direct_widths[HPSI_MAX_NODES]; /* HPS_DIRECT: floats per key, 0 = off */
@@ -50,8 +51,5 @@ int hpsi_config_value_types(uint32_t nservers, uint32_t *dtypes, uint32_t *wires
 /* Reads HPS_DIRECT: the floats per key of each server's dense direct
  * range ("W" for all servers or "W;W;...", 0 = an ordinary range). */
 int hpsi_config_direct(uint32_t nservers, uint32_t *widths);
-
-/* Fills segment parameters from the settings. */
-void hpsi_config_seg_params(const struct hpsi_config *c, struct hpsi_seg_params *p);
 
 #endif

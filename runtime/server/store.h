@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #include "hps/server.h"
-#include "runtime/updater.h"
+#include "runtime/server/updater.h"
 
 struct hpsi_store;
 

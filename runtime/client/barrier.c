@@ -9,8 +9,8 @@
  * on the futex of barrier_gen and wake every 50 ms to check that no worker
  * died or left, which would otherwise make them wait forever. */
 #include "hps/hps.h"
-#include "runtime/ctx.h"
-#include "runtime/log.h"
+#include "runtime/client/ctx.h"
+#include "runtime/common/log.h"
 
 #define BARRIER_CHECK_NS 50000000
 

@@ -1,20 +1,11 @@
-/* Internal state of a process in a job. */
-#ifndef HPSI_CTX_H
-#define HPSI_CTX_H
+/* Liveness of the nodes of a host group: who is alive, closed or dead, as
+ * the node table in the segment says and the processes behind it confirm. */
+#ifndef HPSI_NODE_H
+#define HPSI_NODE_H
 
-#include "hps/hps.h"
-#include "runtime/config.h"
+#include <stdint.h>
+
 #include "shm/segment.h"
-
-struct hps_ctx {
-	struct hpsi_config cfg;
-	struct hpsi_seg seg;
-	uint32_t node;     /* this process's node id in the segment */
-	int64_t timeout_ns;
-	int64_t spin_ns;
-	int spin_yield; /* the job has more processes than this host has CPUs */
-	struct hps_worker *worker;
-};
 
 /* State of node id after checking its process: a node marked ALIVE whose
  * process is gone is marked DEAD here, and every node's bell is rung so

@@ -4,9 +4,9 @@
 #include <string.h>
 
 #include "hps/hps.h"
-#include "runtime/checkpoint.h"
-#include "runtime/config.h"
-#include "runtime/launch.h"
+#include "runtime/server/checkpoint.h"
+#include "runtime/common/config.h"
+#include "runtime/cluster/launch.h"
 
 static void usage(FILE *f)
 {

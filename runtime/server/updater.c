@@ -1,4 +1,4 @@
-#include "runtime/updater.h"
+#include "runtime/server/updater.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -6,8 +6,8 @@
 #include <string.h>
 
 #include "hps/error.h"
-#include "runtime/log.h"
-#include "runtime/route.h"
+#include "runtime/common/log.h"
+#include "net/route.h"
 
 struct param {
 	const char *name;

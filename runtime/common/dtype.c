@@ -1,4 +1,4 @@
-#include "net/dtype.h"
+#include "runtime/common/dtype.h"
 
 uint16_t hpsi_f32_to_f16(float f)
 {

@@ -8,8 +8,8 @@
 #include <unistd.h>
 
 #include "hps/error.h"
-#include "runtime/launch.h"
-#include "runtime/log.h"
+#include "runtime/cluster/launch.h"
+#include "runtime/common/log.h"
 #include "shm/liveness.h"
 #include "shm/segment.h"
 

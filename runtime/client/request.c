@@ -5,11 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "net/dtype.h"
-#include "runtime/log.h"
+#include "runtime/common/dtype.h"
+#include "runtime/common/log.h"
 #include "shm/wake.h"
-#include "runtime/route.h"
-#include "runtime/worker.h"
+#include "net/route.h"
+#include "runtime/client/worker.h"
 
 /* What the caller asked for, checked. */
 struct call {

@@ -19,9 +19,9 @@
 #include <unistd.h>
 
 #include "hps/error.h"
-#include "runtime/config.h"
-#include "runtime/launch.h"
-#include "runtime/outpipe.h"
+#include "runtime/common/config.h"
+#include "runtime/cluster/launch.h"
+#include "runtime/cluster/outpipe.h"
 #include "shm/bell.h"
 #include "shm/segment.h"
 

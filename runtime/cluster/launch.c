@@ -18,12 +18,12 @@
 #include <unistd.h>
 
 #include "hps/hps.h"
-#include "runtime/config.h"
-#include "runtime/ctx.h"
-#include "runtime/launch.h"
-#include "runtime/log.h"
-#include "runtime/outpipe.h"
-#include "runtime/store.h"
+#include "runtime/common/config.h"
+#include "shm/node.h"
+#include "runtime/cluster/launch.h"
+#include "runtime/common/log.h"
+#include "runtime/cluster/outpipe.h"
+#include "runtime/server/store.h"
 
 #define GRACE_NS 3000000000ll /* from SIGTERM to SIGKILL when stopping */
 #define ROLE_BRIDGE 2         /* a child that is this host's bridge (multi-host) */

@@ -7,13 +7,13 @@
 
 #include "hps/hps.h"
 #include "net/codec.h"
-#include "net/dtype.h"
-#include "runtime/config.h"
-#include "runtime/ctx.h"
-#include "runtime/log.h"
+#include "runtime/common/dtype.h"
+#include "runtime/common/config.h"
+#include "runtime/client/ctx.h"
+#include "runtime/common/log.h"
 #include "shm/wake.h"
-#include "runtime/checkpoint.h"
-#include "runtime/store.h"
+#include "runtime/server/checkpoint.h"
+#include "runtime/server/store.h"
 
 #define BATCH 64                  /* requests per worker per round */
 #define IDLE_SLEEP_NS 100000000   /* liveness checks while idle */

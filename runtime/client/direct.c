@@ -4,9 +4,9 @@
 #include <time.h>
 
 #include "hps/hps.h"
-#include "runtime/ctx.h"
-#include "runtime/log.h"
-#include "runtime/route.h"
+#include "runtime/client/ctx.h"
+#include "runtime/common/log.h"
+#include "net/route.h"
 #include "shm/bell.h"
 
 int hps_direct_map(hps_ctx *ctx, uint64_t key, hps_direct *out)

@@ -1,13 +1,13 @@
 /* Worker: opening and closing, the response path, waiting. Requests are
  * built in runtime/request.c. */
-#include "runtime/worker.h"
+#include "runtime/client/worker.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "net/dtype.h"
-#include "runtime/log.h"
+#include "runtime/common/dtype.h"
+#include "runtime/common/log.h"
 
 #define SLEEP_SLICE_NS 10000000 /* liveness and deadline checks while asleep */
 

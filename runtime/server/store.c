@@ -1,12 +1,12 @@
-#include "runtime/store.h"
+#include "runtime/server/store.h"
 
 #include <jemalloc/jemalloc.h>
 #include <string.h>
 
 #include "hps/error.h"
-#include "net/dtype.h"
-#include "runtime/log.h"
-#include "runtime/route.h"
+#include "runtime/common/dtype.h"
+#include "runtime/common/log.h"
+#include "net/route.h"
 #include "shm/heap.h"
 
 struct entry {

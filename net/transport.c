@@ -1,4 +1,4 @@
-#include "runtime/cluster.h"
+#include "net/transport.h"
 
 #include <arpa/inet.h>
 #include <ifaddrs.h>
@@ -12,8 +12,8 @@
 #include <zmq.h>
 
 #include "hps/error.h"
-#include "runtime/config.h"
-#include "runtime/log.h"
+#include "runtime/common/config.h"
+#include "runtime/common/log.h"
 
 /* Host name or literal -> numeric address. */
 static int resolve(const char *name, const char *setting, char *out, size_t cap, int *ipv6)

@@ -1,4 +1,4 @@
-#include "runtime/config.h"
+#include "runtime/common/config.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -9,8 +9,8 @@
 
 #include "hps/error.h"
 #include "hps/hps.h"
-#include "net/dtype.h"
-#include "runtime/log.h"
+#include "runtime/common/dtype.h"
+#include "runtime/common/log.h"
 
 /* ps-lite / dmlc-core tracker names accepted for our settings. */
 static const struct {
@@ -236,13 +236,4 @@ int hpsi_config_load(struct hpsi_config *c, int need_role)
 	if ((rc = hpsi_config_value_types(c->nservers, c->dtypes, c->wires)))
 		return rc;
 	return hpsi_config_direct(c->nservers, c->direct_widths);
-}
-
-void hpsi_config_seg_params(const struct hpsi_config *c, struct hpsi_seg_params *p)
-{
-	*p = (struct hpsi_seg_params){.job = c->job, .host = c->host, .nservers = c->nservers,
-				      .nworkers = c->nworkers, .ring_bytes = c->ring_bytes,
-				      .heap_slice = c->heap_slice, .timeout_ms = c->timeout_ms,
-				      .range_mode = c->range_mode, .ranges = c->ranges,
-				      .dtypes = c->dtypes, .wires = c->wires, .direct_widths = c->direct_widths};
 }

@@ -1,4 +1,4 @@
-#include "runtime/checkpoint.h"
+#include "runtime/server/checkpoint.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -10,10 +10,10 @@
 #include <unistd.h>
 
 #include "hps/hps.h"
-#include "net/dtype.h"
-#include "runtime/ctx.h"
-#include "runtime/log.h"
-#include "runtime/route.h"
+#include "runtime/common/dtype.h"
+#include "runtime/client/ctx.h"
+#include "runtime/common/log.h"
+#include "net/route.h"
 #include "shm/liveness.h"
 
 #define CKPT_MAGIC "HPSCKPT1"

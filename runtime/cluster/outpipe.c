@@ -1,4 +1,4 @@
-#include "runtime/outpipe.h"
+#include "runtime/cluster/outpipe.h"
 
 #include <errno.h>
 #include <string.h>

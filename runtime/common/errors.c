@@ -1,42 +1,5 @@
-#include "runtime/log.h"
-
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-
+/* Names of the HPS_E* codes (include/hps/error.h). */
 #include "hps/error.h"
-
-static int log_threshold(void)
-{
-	static const char *names[] = {"debug", "info", "warn", "error"};
-	const char *v = getenv("HPS_LOG");
-	if (v)
-		for (int i = 0; i < 4; i++)
-			if (strcmp(v, names[i]) == 0)
-				return i;
-	return HPSI_LOG_WARN;
-}
-
-void hpsi_log(int level, const char *fmt, ...)
-{
-	static const char *tags[] = {"debug", "info", "warning", "error"};
-	if (level < log_threshold())
-		return;
-	char line[1024];
-	int n = snprintf(line, sizeof line, "hps[%d] %s: ", (int)getpid(), tags[level]);
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
-	va_end(ap);
-	/* One write per line keeps lines of concurrent processes whole. */
-	size_t len = strlen(line);
-	if (len < sizeof line - 1)
-		line[len++] = '\n';
-	ssize_t rc = write(STDERR_FILENO, line, len);
-	(void)rc;
-}
 
 const char *hps_strerror(int err)
 {
