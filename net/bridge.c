@@ -687,7 +687,7 @@ static void barrier_release(struct bridge *b, uint32_t gen)
 	if (atomic_load_explicit(&h->barrier_gen, memory_order_acquire) != gen)
 		return;
 	atomic_store_explicit(&h->barrier_arrived, 0, memory_order_relaxed);
-	/* release: pairs with the waiting workers' acquire (runtime/barrier.c) */
+	/* release: pairs with the waiting workers' acquire (runtime/client/barrier.c) */
 	atomic_fetch_add_explicit(&h->barrier_gen, 1, memory_order_release);
 	hpsi_futex_wake(&h->barrier_gen);
 }
