@@ -4,7 +4,7 @@
  * arriver resets the counter, then bumps barrier_gen with release, which
  * pairs with the acquire load of barrier_gen by the waiters, so everything
  * done before the barrier by any worker is visible after it. In a
- * multi-host job the bridge resets and bumps them instead (net/bridge.c),
+ * multi-host job the bridge resets and bumps them instead (net/bridge_barrier.c),
  * with the same orders. Waiters sleep
  * on the futex of barrier_gen and wake every 50 ms to check that no worker
  * died or left, which would otherwise make them wait forever. */

@@ -1,0 +1,191 @@
+/* `hps bridge` (net/bridge.h has what the bridge does): setup of this
+ * host's segment, sockets and rings, and the main loop that polls them. */
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "hps/error.h"
+#include "net/bridge.h"
+#include "runtime/common/log.h"
+#include "shm/liveness.h"
+#include "shm/wake.h"
+
+volatile sig_atomic_t hpsi_bridge_stop;
+static void on_signal(int sig) { hpsi_bridge_stop = sig; }
+
+/* Any ring the bridge consumes holds a record (any thread may ask). */
+static int rings_pending(void *arg)
+{
+	struct hpsi_bridge *b = arg;
+	for (size_t i = 0; i < (size_t)b->W * b->S; i++)
+		if (b->pairs[i].used && hpsi_ring_pending(b->pairs[i].cons.r))
+			return 1;
+	return 0;
+}
+
+/* Sleeps until a peer, the scheduler or a ring has something (or 100 ms):
+ * local processes that publish into our rings while we sleep send a
+ * datagram to wake_fd (shm/wake.h has the ordering). */
+static void idle_wait(struct hpsi_bridge *b)
+{
+	hpsi_wake_sleeping(&b->seg, 1);
+	if (!rings_pending(b)) { /* what was published before we said so */
+		zmq_pollitem_t it[3] = {{.socket = b->router, .events = ZMQ_POLLIN},
+					{.socket = b->sched, .events = ZMQ_POLLIN},
+					{.fd = b->wake_fd, .events = ZMQ_POLLIN}};
+		long ms = b->cc.heartbeat_ms < 100 ? (long)b->cc.heartbeat_ms : 100;
+		zmq_poll(it, 3, ms);
+	}
+	hpsi_wake_sleeping(&b->seg, 0);
+	hpsi_wake_drain(b->wake_fd);
+}
+
+static int setup(struct hpsi_bridge *b)
+{
+	struct hpsi_sched_assign *a = &b->assign;
+	b->me = a->h.host, b->nhosts = a->nhosts, b->S = a->nservers, b->W = a->nworkers;
+	const struct hpsi_host_entry *mine = &a->hosts[b->me];
+	struct hpsi_seg_params sp;
+	hpsi_config_seg_params(&b->cfg, &sp);
+	sp.nservers = b->S, sp.nworkers = b->W;
+	sp.bridged = 1;
+	sp.srv_lo = mine->srv_lo, sp.srv_hi = mine->srv_hi, sp.wrk_lo = mine->wrk_lo, sp.wrk_hi = mine->wrk_hi;
+	int rc = hpsi_seg_create(&sp, &b->seg);
+	if (rc)
+		return rc;
+	b->max_payload = hpsi_ring_max_payload(b->seg.hdr->ring_bytes);
+	b->answer_max = b->max_payload - sizeof(struct hpsi_msg_hdr);
+	b->host_of_server = calloc(b->S, sizeof *b->host_of_server);
+	b->host_of_worker = calloc(b->W, sizeof *b->host_of_worker);
+	b->pairs = calloc((size_t)b->W * b->S, sizeof *b->pairs);
+	b->heaps = calloc(b->W, sizeof *b->heaps);
+	b->out = calloc(b->nhosts, sizeof *b->out);
+	b->dealers = calloc(b->nhosts, sizeof *b->dealers);
+	if (!b->host_of_server || !b->host_of_worker || !b->pairs || !b->heaps || !b->out || !b->dealers)
+		return HPS_ENOMEM;
+	for (uint32_t i = 0; i < b->nhosts; i++) {
+		for (uint32_t s = a->hosts[i].srv_lo; s < a->hosts[i].srv_hi; s++)
+			b->host_of_server[s] = i;
+		for (uint32_t w = a->hosts[i].wrk_lo; w < a->hosts[i].wrk_hi; w++)
+			b->host_of_worker[w] = i;
+		if (i == b->me)
+			continue;
+		b->dealers[i] = zmq_socket(b->zctx, ZMQ_DEALER);
+		hpsi_zmq_setup(b->dealers[i], 200, 1 << 20); /* it only sends */
+		char id[5] = {'b'};
+		memcpy(id + 1, &b->me, 4);
+		zmq_setsockopt(b->dealers[i], ZMQ_ROUTING_ID, id, sizeof id);
+		if (zmq_connect(b->dealers[i], a->hosts[i].endpoint) != 0) {
+			hpsi_error("bridge %s: cannot connect to host %s at %s: %s", b->cfg.host, a->hosts[i].name,
+				   a->hosts[i].endpoint, zmq_strerror(zmq_errno()));
+			return HPS_ECONFIG;
+		}
+	}
+	/* attach to the rings that cross hosts, at the end that is ours */
+	uint32_t rb = b->seg.hdr->ring_bytes;
+	for (uint32_t w = 0; w < b->W; w++)
+		for (uint32_t s = 0; s < b->S; s++) {
+			struct hpsi_bridge_pair *p = hpsi_bridge_pair_of(b, w, s);
+			if (hpsi_bridge_local_worker(b, w) && !hpsi_bridge_local_server(b, s)) {
+				hpsi_ring_cons_attach(&p->cons, hpsi_seg_ring(&b->seg, w, s, 0), rb);
+				hpsi_ring_prod_attach(&p->prod, hpsi_seg_ring(&b->seg, w, s, 1), rb);
+				p->used = 1;
+			} else if (!hpsi_bridge_local_worker(b, w) && hpsi_bridge_local_server(b, s)) {
+				hpsi_ring_prod_attach(&p->prod, hpsi_seg_ring(&b->seg, w, s, 0), rb);
+				hpsi_ring_cons_attach(&p->cons, hpsi_seg_ring(&b->seg, w, s, 1), rb);
+				p->used = 1;
+			}
+		}
+	return 0;
+}
+
+int hpsi_cmd_bridge(int argc, char **argv)
+{
+	if (argc > 1) {
+		printf("usage: hps bridge\n\n"
+		       "Runs the bridge of this host in a multi-host job (started by `hps launch`):\n"
+		       "registers with the scheduler (HPS_ROOT_URI, HPS_ROOT_PORT), creates this host's\n"
+		       "segment and forwards traffic for remote key ranges over ZeroMQ.\n"
+		       "HPS_LOCAL_SERVERS and HPS_LOCAL_WORKERS: the processes this host runs.\n");
+		return strcmp(argv[1], "--help") && strcmp(argv[1], "-h") ? 2 : 0;
+	}
+	static struct hpsi_bridge br;
+	struct hpsi_bridge *b = &br;
+	uint64_t nsrv = 0, nwrk = 0;
+	if (hpsi_config_load(&b->cfg, 0) || hpsi_cluster_load(&b->cc, 1) ||
+	    hpsi_setting_u64("LOCAL_SERVERS", 0, HPSI_MAX_NODES, &nsrv) ||
+	    hpsi_setting_u64("LOCAL_WORKERS", 0, HPSI_MAX_NODES, &nwrk))
+		return 2;
+	signal(SIGTERM, on_signal);
+	signal(SIGINT, on_signal);
+	b->zctx = zmq_ctx_new();
+	b->router = zmq_socket(b->zctx, ZMQ_ROUTER);
+	b->sched = zmq_socket(b->zctx, ZMQ_DEALER);
+	/* the largest frame: values of one request, at most a heap slice */
+	hpsi_zmq_setup(b->router, 200, (int64_t)b->cfg.heap_slice + (8 << 20));
+	hpsi_zmq_setup(b->sched, 200, 1 << 20);
+	zmq_setsockopt(b->sched, ZMQ_ROUTING_ID, b->cfg.host, strlen(b->cfg.host));
+	int rc = hpsi_zmq_bind_range(b->router, b->cc.node_addr, b->cc.node_ipv6, b->cc.port_lo, b->cc.port_hi,
+				     b->endpoint, sizeof b->endpoint);
+	if (!rc && zmq_connect(b->sched, b->cc.root_ep) != 0) {
+		hpsi_error("bridge: cannot connect to the scheduler at %s: %s (HPS_ROOT_URI)", b->cc.root_ep,
+			   zmq_strerror(zmq_errno()));
+		rc = HPS_ECONFIG;
+	}
+	if (!rc)
+		rc = hpsi_bridge_register(b, (uint32_t)nsrv, (uint32_t)nwrk);
+	if (!rc)
+		rc = setup(b);
+	if (!rc && (b->wake_fd = hpsi_wake_bind(&b->seg)) < 0) {
+		hpsi_error("bridge: cannot bind its wake-up socket: %s", strerror(errno));
+		rc = HPS_ESYS;
+	}
+	if (!rc) {
+		b->last_sched = hpsi_now_ns();
+		int64_t spin_until = 0;
+		while (!hpsi_bridge_stop) {
+			int moved = hpsi_bridge_retry_held(b);
+			moved |= hpsi_bridge_forward_requests(b);
+			moved |= hpsi_bridge_forward_answers(b);
+			moved |= hpsi_bridge_recv_peers(b);
+			moved |= hpsi_bridge_recv_sched(b);
+			for (uint32_t i = 0; i < b->nhosts; i++)
+				hpsi_bridge_flush(b, i);
+			hpsi_bridge_barrier_check(b);
+			int64_t now = hpsi_now_ns();
+			if (now > b->next_heartbeat) {
+				hpsi_bridge_heartbeat(b);
+				b->next_heartbeat = now + b->cc.heartbeat_ms * 1000000;
+			}
+			if (!b->sched_lost && now - b->last_sched > b->cc.dead_ms * 1000000)
+				hpsi_bridge_lose_scheduler(b);
+			if (moved) {
+				spin_until = now + b->cfg.spin_ns;
+			} else if (now > spin_until) {
+				idle_wait(b);
+			} else {
+				sched_yield(); /* spinning: let the host's other processes run */
+			}
+		}
+		hpsi_bridge_heartbeat(b);
+		hpsi_info("bridge %s: %llu messages waited for room in a ring", b->cfg.host,
+			  (unsigned long long)b->held_total);
+		struct hpsi_sched_hdr bye;
+		hpsi_sched_init(&bye, HPSI_SCH_BYE, b->me);
+		hpsi_bridge_send_sched(b, &bye, sizeof bye);
+	}
+	for (uint32_t i = 0; b->dealers && i < b->nhosts; i++)
+		if (b->dealers[i])
+			zmq_close(b->dealers[i]);
+	zmq_close(b->router);
+	zmq_close(b->sched);
+	zmq_ctx_term(b->zctx);
+	if (b->seg.base)
+		hpsi_seg_detach(&b->seg);
+	free(b->align_buf);
+	return rc ? 1 : 0;
+}

@@ -1,0 +1,125 @@
+/* The bridge as the scheduler's client (net/bridge.h): registration and the
+ * job's layout, heartbeats with the local nodes' states, the states of
+ * remote nodes back, and what happens when the scheduler goes silent. */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <zmq.h>
+
+#include "hps/error.h"
+#include "net/bridge.h"
+#include "runtime/common/log.h"
+#include "shm/liveness.h"
+#include "shm/node.h"
+
+void hpsi_bridge_send_sched(struct hpsi_bridge *b, const void *m, size_t len)
+{
+	zmq_send(b->sched, m, len, ZMQ_DONTWAIT);
+}
+
+void hpsi_bridge_heartbeat(struct hpsi_bridge *b)
+{
+	struct hpsi_sched_states m = {0};
+	hpsi_sched_init(&m.h, HPSI_SCH_HEARTBEAT, b->me);
+	m.nnodes = b->S + b->W;
+	for (uint32_t n = 0; n < m.nnodes; n++)
+		if (hpsi_node_local(&b->seg, n))
+			m.state[n] = (uint8_t)hpsi_node_check(&b->seg, n);
+	hpsi_bridge_send_sched(b, &m, sizeof m);
+}
+
+static void apply_states(struct hpsi_bridge *b, const struct hpsi_sched_states *m)
+{
+	int changed = 0;
+	for (uint32_t n = 0; n < m->nnodes && n < b->S + b->W; n++) {
+		if (hpsi_node_local(&b->seg, n) || (m->state[n] != HPSI_NODE_DEAD && m->state[n] != HPSI_NODE_CLOSED))
+			continue;
+		struct hpsi_node *node = hpsi_seg_node(&b->seg, n);
+		uint32_t cur = HPSI_NODE_ALIVE;
+		/* release: pairs with the acquire of whoever checks the node */
+		if (atomic_compare_exchange_strong_explicit(&node->state, &cur, m->state[n], memory_order_acq_rel,
+							    memory_order_acquire))
+			changed = 1;
+	}
+	if (changed)
+		hpsi_wake_all(&b->seg);
+}
+
+void hpsi_bridge_lose_scheduler(struct hpsi_bridge *b)
+{
+	hpsi_error("bridge %s: no word from the scheduler at %s for %lld ms (HPS_DEAD_MS): remote nodes count as dead",
+		   b->cfg.host, b->cc.root_ep, (long long)b->cc.dead_ms);
+	b->sched_lost = 1;
+	for (uint32_t n = 0; n < b->S + b->W; n++)
+		if (!hpsi_node_local(&b->seg, n)) {
+			uint32_t cur = HPSI_NODE_ALIVE;
+			atomic_compare_exchange_strong(&hpsi_seg_node(&b->seg, n)->state, &cur, HPSI_NODE_DEAD);
+		}
+	hpsi_wake_all(&b->seg);
+}
+
+int hpsi_bridge_recv_sched(struct hpsi_bridge *b)
+{
+	static union {
+		struct hpsi_sched_hdr h;
+		struct hpsi_sched_states st;
+		unsigned char raw[sizeof(struct hpsi_sched_assign)];
+	} m;
+	int moved = 0;
+	for (;;) {
+		int n = zmq_recv(b->sched, &m, sizeof m, ZMQ_DONTWAIT);
+		if (n < 0)
+			return moved;
+		moved = 1;
+		const char *why;
+		if ((size_t)n > sizeof m || hpsi_sched_check(&m, (size_t)n, &why)) {
+			hpsi_msg_count_bad((size_t)n > sizeof m ? "scheduler message too large" : why);
+			continue;
+		}
+		b->last_sched = hpsi_now_ns();
+		if (m.h.type == HPSI_SCH_STATES)
+			apply_states(b, &m.st);
+		else if (m.h.type == HPSI_SCH_RELEASE)
+			hpsi_bridge_barrier_release(b, m.h.gen);
+		else if (m.h.type == HPSI_SCH_ABORT)
+			hpsi_error("bridge %s: the scheduler stopped the job: %s", b->cfg.host,
+				   ((struct hpsi_sched_abort *)&m)->reason);
+	}
+}
+
+int hpsi_bridge_register(struct hpsi_bridge *b, uint32_t nsrv, uint32_t nwrk)
+{
+	struct hpsi_sched_register r = {0};
+	hpsi_sched_init(&r.h, HPSI_SCH_REGISTER, 0);
+	snprintf(r.name, sizeof r.name, "%s", b->cfg.host);
+	snprintf(r.endpoint, sizeof r.endpoint, "%s", b->endpoint);
+	r.nservers = nsrv, r.nworkers = nwrk;
+	r.total_servers = b->cfg.nservers, r.total_workers = b->cfg.nworkers;
+	static const char *const shared[HPSI_NSHARED] = HPSI_SHARED_SETTINGS;
+	for (int i = 0; i < HPSI_NSHARED; i++)
+		r.settings[i] = hpsi_settings_hash(shared[i]);
+	zmq_send(b->sched, &r, sizeof r, 0);
+	int64_t deadline = hpsi_now_ns() + b->cc.register_ms * 1000000;
+	while (!hpsi_bridge_stop) {
+		int64_t left = (deadline - hpsi_now_ns()) / 1000000;
+		if (left <= 0) {
+			hpsi_error("bridge %s: the scheduler at %s did not answer within HPS_REGISTER_MS=%lld (HPS_ROOT_URI, HPS_ROOT_PORT)",
+				   b->cfg.host, b->cc.root_ep, (long long)b->cc.register_ms);
+			return HPS_ETIMEDOUT;
+		}
+		zmq_pollitem_t it = {.socket = b->sched, .events = ZMQ_POLLIN};
+		if (zmq_poll(&it, 1, left < 100 ? left : 100) <= 0)
+			continue;
+		int n = zmq_recv(b->sched, &b->assign, sizeof b->assign, 0);
+		const char *why;
+		if (n < 0 || (size_t)n > sizeof b->assign || hpsi_sched_check(&b->assign, (size_t)n, &why))
+			continue;
+		if (b->assign.h.type == HPSI_SCH_ABORT) {
+			hpsi_error("bridge %s: the scheduler refused the job: %s", b->cfg.host,
+				   ((struct hpsi_sched_abort *)&b->assign)->reason);
+			return HPS_ECONFIG;
+		}
+		if (b->assign.h.type == HPSI_SCH_ASSIGN)
+			return 0;
+	}
+	return HPS_ECLOSED;
+}
