@@ -3,17 +3,29 @@
 # `make install` puts headers, libraries, `hps` and hps.pc under PREFIX.
 CC ?= cc
 CFLAGS ?= -O2 -g
-override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC -pthread -I. -Iinclude -MMD -MP
+# Hidden by default: libhps.so exports only what include/hps/ marks HPS_API.
+override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC -pthread -I. -Iinclude -MMD -MP \
+	-fvisibility=hidden
+# libhps needs no ZeroMQ (only the bridge and the scheduler of `hps` do);
+# LIB_LDLIBS is also Libs.private of hps.pc.
+LIB_LDLIBS = -ljemalloc -lnuma -lpthread -lm
 LDLIBS = -lm -ljemalloc -lnuma -lzmq -lpthread
 BUILD ?= build
 # Where libraries and programs go: the tree itself, or the sanitizer build dir.
 OUT ?= .
-DEPS_PKGS = libnuma-dev libjemalloc-dev libzmq3-dev libcunit1-dev pkg-config iproute2 procps
+DEPS_PKGS = libnuma-dev libjemalloc-dev libzmq3-dev libcunit1-dev pkg-config iproute2 procps g++
+# The version, from the public header; the soname follows the major number.
+VERSION := $(shell sed -n 's/^\#define HPS_VERSION_STRING "\(.*\)"/\1/p' include/hps/version.h)
+SOMAJOR := $(firstword $(subst ., ,$(VERSION)))
+# `make install`: PREFIX/{bin,include/hps,lib,lib/pkgconfig,lib/hps/examples}.
+PREFIX ?= /usr/local
+DESTDIR ?=
 
 # Layers, lowest first (docs/ARCHITECTURE.md; tests/check_layers.sh keeps
 # the order): common, shm, net, client, server make libhps; the bridge,
-# the ZeroMQ transport, cluster roles and the command line make `hps`.
-PROG_SRC = $(wildcard net/bridge*.c) net/transport.c $(wildcard runtime/cluster/*.c)
+# the ZeroMQ transport, the cross-host wire format (bridges and scheduler),
+# cluster roles and the command line make `hps`.
+PROG_SRC = $(wildcard net/bridge*.c) net/transport.c net/wire.c $(wildcard runtime/cluster/*.c)
 LIB_SRC = $(filter-out $(PROG_SRC),$(wildcard runtime/common/*.c shm/*.c net/*.c runtime/client/*.c runtime/server/*.c))
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o)
 PROG_OBJ = $(PROG_SRC:%.c=$(BUILD)/%.o)
@@ -22,13 +34,14 @@ INTERNAL_LIB = $(BUILD)/libhps_internal.a
 TEST_SRC = $(wildcard tests/test_*.c)
 TESTS = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 # Checks of the tree and of the built library, run by `make test` first.
-CHECKS = tests/check_layers.sh
+CHECKS = tests/check_layers.sh tests/check_symbols.sh tests/check_cxx.sh tests/check_install.sh
 TEST_HELPERS = $(BUILD)/tests/harness.o
 EXAMPLES = $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
 EXAMPLE_LIB = $(patsubst %.c,$(BUILD)/%.o,$(wildcard examples/lib/*.c))
 
 .SECONDARY:
-.PHONY: all deps test run bench bench-ssp bench-net bench-hogwild asan tsan clean data fixtures fuzz
+.PHONY: all deps test run bench bench-ssp bench-net bench-hogwild asan tsan clean data fixtures fuzz \
+	install uninstall
 all: $(OUT)/lib/libhps.a $(OUT)/lib/libhps.so $(OUT)/bin/hps $(TESTS) $(OUT)/bench/hps_bench $(OUT)/bench/ssp_bench \
 	$(OUT)/bench/net_bench $(EXAMPLES)
 
@@ -55,9 +68,14 @@ $(OUT)/lib/libhps.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(OUT)/lib/libhps.so: $(LIB_OBJ)
+# libhps.so -> libhps.so.MAJOR (the soname) -> libhps.so.MAJOR.MINOR.PATCH.
+$(OUT)/lib/libhps.so.$(VERSION): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -shared -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-soname,libhps.so.$(SOMAJOR) -o $@ $^ $(LIB_LDLIBS)
+
+$(OUT)/lib/libhps.so: $(OUT)/lib/libhps.so.$(VERSION)
+	ln -sf libhps.so.$(VERSION) $(OUT)/lib/libhps.so.$(SOMAJOR)
+	ln -sf libhps.so.$(SOMAJOR) $@
 
 $(OUT)/bin/hps: $(BUILD)/runtime/cli/hps_main.o $(INTERNAL_LIB)
 	@mkdir -p $(dir $@)
@@ -68,7 +86,7 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_HELPERS) $(EXAMPLE_LIB) $(INTERNAL_L
 
 $(BUILD)/examples/%: $(BUILD)/examples/%.o $(EXAMPLE_LIB) $(OUT)/lib/libhps.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LIB_LDLIBS)
 
 $(OUT)/bench/%: $(BUILD)/bench/%.o $(BUILD)/bench/cases.o $(INTERNAL_LIB)
 	@mkdir -p $(dir $@)
@@ -77,7 +95,8 @@ $(OUT)/bench/%: $(BUILD)/bench/%.o $(BUILD)/bench/cases.o $(INTERNAL_LIB)
 # Every suite runs even when one fails; the exit status says if any did.
 test: deps
 	@$(MAKE) --no-print-directory all
-	@HPS_BIN=$(OUT)/bin/hps HPS_EXAMPLES=$(BUILD)/examples tests/run_all.sh $(CHECKS) $(TESTS)
+	@HPS_BIN=$(OUT)/bin/hps HPS_EXAMPLES=$(BUILD)/examples HPS_OUT=$(OUT) HPS_BUILD=$(BUILD) \
+		HPS_SANITIZE="$(filter -fsanitize=%,$(CFLAGS))" tests/run_all.sh $(CHECKS) $(TESTS)
 
 bench: deps
 	@$(MAKE) --no-print-directory bench/hps_bench bin/hps
@@ -150,6 +169,50 @@ asan:
 tsan:
 	@TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp $$TSAN_OPTIONS" $(MAKE) --no-print-directory test \
 		BUILD=build-tsan OUT=build-tsan CFLAGS="-O1 -g -fsanitize=thread -fno-omit-frame-pointer"
+
+# `make install` records what it puts under PREFIX (paths relative to it)
+# and the directories it had to create in PREFIX/lib/hps/manifest;
+# `make uninstall` removes exactly those, a directory only once empty. A
+# second install keeps the first one's entries. The installed `hps` and
+# examples link libhps statically and run from anywhere; for libhps.so,
+# ldconfig runs when installing for real (no DESTDIR, as root) into /usr
+# or /usr/local, whose lib/ the loader searches; other prefixes need
+# LD_LIBRARY_PATH or -Wl,-rpath (README, Build your own program).
+HEADERS = $(wildcard include/hps/*.h)
+INSTALL_DIRS = bin include include/hps lib lib/pkgconfig lib/hps lib/hps/examples
+INSTALL_FILES = $(HEADERS) bin/hps lib/libhps.a lib/libhps.so lib/libhps.so.$(SOMAJOR) \
+	lib/libhps.so.$(VERSION) lib/pkgconfig/hps.pc $(EXAMPLES:$(BUILD)/examples/%=lib/hps/examples/%)
+MANIFEST = lib/hps/manifest
+LDCONFIG = if [ -z '$(DESTDIR)' ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then \
+	case '$(PREFIX)' in /usr|/usr/|/usr/local|/usr/local/) ldconfig ;; esac; fi
+
+install: $(OUT)/lib/libhps.a $(OUT)/lib/libhps.so $(OUT)/bin/hps $(EXAMPLES) hps.pc.in
+	@set -e; r='$(DESTDIR)$(PREFIX)'; m="$$r/$(MANIFEST)"; \
+	case '$(PREFIX)' in /*) ;; *) echo "make install: PREFIX must be an absolute path" >&2; exit 2 ;; esac; \
+	old=; [ ! -f "$$m" ] || old=$$(cat "$$m"); made=; \
+	for d in $(INSTALL_DIRS); do [ -d "$$r/$$d" ] || { mkdir -p "$$r/$$d"; made="$$made $$d"; }; done; \
+	install -m 644 $(HEADERS) "$$r/include/hps/"; \
+	install -m 644 $(OUT)/lib/libhps.a "$$r/lib/"; \
+	install -m 755 $(OUT)/lib/libhps.so.$(VERSION) "$$r/lib/"; \
+	ln -sfn libhps.so.$(VERSION) "$$r/lib/libhps.so.$(SOMAJOR)"; \
+	ln -sfn libhps.so.$(SOMAJOR) "$$r/lib/libhps.so"; \
+	install -m 755 $(OUT)/bin/hps "$$r/bin/"; \
+	install -m 755 $(EXAMPLES) "$$r/lib/hps/examples/"; \
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@LIBS_PRIVATE@|$(LIB_LDLIBS)|' \
+		hps.pc.in > "$$r/lib/pkgconfig/hps.pc"; \
+	{ [ -z "$$old" ] || echo "$$old"; for f in $(INSTALL_FILES); do echo "file $$f"; done; \
+	  for d in $$made; do echo "dir $$d"; done; } | sort -u > "$$m.new"; mv "$$m.new" "$$m"; \
+	$(LDCONFIG); \
+	echo "installed hps $(VERSION) under $$r ($$(grep -c '^file' "$$m") files, listed in $$m)"
+
+uninstall:
+	@set -e; r='$(DESTDIR)$(PREFIX)'; m="$$r/$(MANIFEST)"; \
+	[ -f "$$m" ] || { echo "make uninstall: no $$m, so nothing of hps is installed under $$r" >&2; exit 1; }; \
+	sed -n 's/^file //p' "$$m" | while IFS= read -r f; do rm -f "$$r/$$f"; done; \
+	dirs=$$(sed -n 's/^dir //p' "$$m" | sort -r); rm -f "$$m"; \
+	for d in $$dirs; do rmdir "$$r/$$d" 2>/dev/null || true; done; \
+	$(LDCONFIG); \
+	echo "removed hps from $$r"
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz lib bin bench/hps_bench bench/ssp_bench bench/net_bench

@@ -19,18 +19,21 @@ static float table[NKEYS];
 static int dense_sum(hps_request *r, void *arg)
 {
 	(void)arg;
-	if (r->width != 1)
+	/* vals and out point to r->dtype values: this table holds floats. */
+	if (r->width != 1 || r->dtype != HPS_F32)
 		return HPS_EINVAL;
+	const float *vals = r->vals;
+	float *out = r->out;
 	for (size_t i = 0; i < r->nkeys; i++)
 		if (r->keys[i] >= NKEYS)
 			return HPS_ENOKEY;
 	if (r->type != HPS_REQ_PULL)
 		for (size_t i = 0; i < r->nkeys; i++)
-			table[r->keys[i]] += r->vals[i];
+			table[r->keys[i]] += vals[i];
 	if (r->type == HPS_REQ_PUSH)
 		return 0;
 	for (size_t i = 0; i < r->nkeys; i++)
-		r->out[i] = table[r->keys[i]];
+		out[i] = table[r->keys[i]];
 	return (int)r->nkeys;
 }
 

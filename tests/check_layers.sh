@@ -2,7 +2,8 @@
 # The layering rule of docs/ARCHITECTURE.md: a file includes only headers
 # of its own layer or of lower ones, and nothing that makes libhps (common,
 # shm, net, client, server) includes a header of the `hps` program (the
-# bridge, the ZeroMQ transport, cluster roles, the command line).
+# bridge, the ZeroMQ transport, the wire format between hosts, cluster
+# roles, the command line).
 #   include/hps < runtime/common < shm < net < runtime/client
 #     < runtime/server < runtime/cluster < runtime/cli
 # Run from the repository root; prints each violation and exits 1 if any.
@@ -26,7 +27,7 @@ rank_of() {
 # Files of the hps program that libhps must not reach.
 program_only() {
 	case $1 in
-	net/bridge*|net/transport.*|runtime/cluster/*|runtime/cli/*) return 0 ;;
+	net/bridge*|net/transport.*|net/wire.*|runtime/cluster/*|runtime/cli/*) return 0 ;;
 	*) return 1 ;;
 	esac
 }

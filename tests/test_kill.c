@@ -19,14 +19,16 @@ static float table[1024];
 static int stuck_handler(hps_request *r, void *arg)
 {
 	(void)arg;
+	const float *vals = r->vals; /* f32 key range */
+	float *out = r->out;
 	for (size_t i = 0; i < r->nkeys; i++)
 		if (r->keys[i] == STUCK_KEY)
 			for (;;)
 				pause();
 	for (size_t i = 0; i < r->nkeys && r->type != HPS_REQ_PULL; i++)
-		table[r->keys[i] % 1024] += r->vals[i];
+		table[r->keys[i] % 1024] += vals[i];
 	for (size_t i = 0; i < r->nkeys && r->type != HPS_REQ_PUSH; i++)
-		r->out[i] = table[r->keys[i] % 1024];
+		out[i] = table[r->keys[i] % 1024];
 	return r->type == HPS_REQ_PUSH ? 0 : (int)r->nkeys;
 }
 

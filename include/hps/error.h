@@ -3,6 +3,12 @@
 #ifndef HPS_ERROR_H
 #define HPS_ERROR_H
 
+#include "hps/version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 enum {
 	HPS_OK = 0,
 	HPS_EINVAL = -1,    /* bad argument: lengths, counts, flags */
@@ -24,6 +30,10 @@ enum {
 };
 
 /* Names an error code; never returns NULL. */
-const char *hps_strerror(int err);
+HPS_API const char *hps_strerror(int err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -25,6 +25,7 @@
 
 #include "hps/error.h"
 #include "hps/server.h"
+#include "hps/version.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -39,26 +40,26 @@ enum hps_role { HPS_ROLE_WORKER = 0, HPS_ROLE_SERVER = 1 };
  * HPS_JOB_ID, ...; ps-lite's DMLC_* names are accepted too). Arguments
  * `--hps-name=value` override HPS_NAME and are removed from argv.
  * argc/argv may be NULL. */
-int hps_init(hps_ctx **ctx, int *argc, char **argv);
+HPS_API int hps_init(hps_ctx **ctx, int *argc, char **argv);
 /* Leaves the job; close the worker first. */
-int hps_finalize(hps_ctx *ctx);
+HPS_API int hps_finalize(hps_ctx *ctx);
 
-int hps_role(const hps_ctx *ctx);
-int hps_rank(const hps_ctx *ctx);
-int hps_num_workers(const hps_ctx *ctx);
-int hps_num_servers(const hps_ctx *ctx);
+HPS_API int hps_role(const hps_ctx *ctx);
+HPS_API int hps_rank(const hps_ctx *ctx);
+HPS_API int hps_num_workers(const hps_ctx *ctx);
+HPS_API int hps_num_servers(const hps_ctx *ctx);
 
 /* Waits until every worker of the job has called hps_barrier(). Fails
  * with HPS_EPEERDEAD when a worker died, HPS_ETIMEDOUT after HPS_TIMEOUT_MS
  * (0, the default for barriers, waits as long as every worker lives). */
-int hps_barrier(hps_ctx *ctx);
+HPS_API int hps_barrier(hps_ctx *ctx);
 
 /* A worker sends requests; `width` is the floats per key of requests that
  * pass no lens. One worker per process; thread-safe. */
-int hps_worker_open(hps_ctx *ctx, uint32_t width, hps_worker **w);
+HPS_API int hps_worker_open(hps_ctx *ctx, uint32_t width, hps_worker **w);
 /* Waits for outstanding requests, then tells the servers this worker is
  * done. A server exits once every worker has closed or died. */
-int hps_worker_close(hps_worker *w);
+HPS_API int hps_worker_close(hps_worker *w);
 
 /* Called once per request, from whichever thread of the worker drives
  * progress (hps_wait or the progress thread), with the request's status.
@@ -91,27 +92,27 @@ typedef struct hps_opts {
  * buffers must stay valid and unchanged until the request completes.
  * Requests run concurrently; those from one thread to one server are
  * applied in order. */
-int64_t hps_push(hps_worker *w, const uint64_t *keys, size_t nkeys, const void *vals,
-		 const hps_opts *opts);
-int64_t hps_pull(hps_worker *w, const uint64_t *keys, size_t nkeys, void *vals,
-		 const hps_opts *opts);
+HPS_API int64_t hps_push(hps_worker *w, const uint64_t *keys, size_t nkeys, const void *vals,
+			 const hps_opts *opts);
+HPS_API int64_t hps_pull(hps_worker *w, const uint64_t *keys, size_t nkeys, void *vals,
+			 const hps_opts *opts);
 /* Push, then pull the same keys after the push is applied, in one request. */
-int64_t hps_pushpull(hps_worker *w, const uint64_t *keys, size_t nkeys, const void *push_vals,
-		     void *pull_vals, const hps_opts *opts);
+HPS_API int64_t hps_pushpull(hps_worker *w, const uint64_t *keys, size_t nkeys,
+			     const void *push_vals, void *pull_vals, const hps_opts *opts);
 
 /* Waits for request ts to complete and returns its status. Passing a
  * negative ts returns it, so hps_wait(w, hps_push(...)) reports both kinds
  * of error. A dead server fails the wait with HPS_EPEERDEAD, no answer
  * within HPS_TIMEOUT_MS with HPS_ETIMEDOUT. Statuses of the last
  * HPS_MAX_INFLIGHT requests are kept; an older one reads as 0. */
-int hps_wait(hps_worker *w, int64_t ts);
+HPS_API int hps_wait(hps_worker *w, int64_t ts);
 
 /* Ends this worker's iteration: its clock (0 at open) advances by one and
  * every server learns it. A pull issued at clock c from a key range with
  * staleness s (HPS_STALENESS) is answered only once it includes every
  * update pushed by every live worker at clocks below c - s; the server
  * holds it back until then. Workers that closed or died no longer count. */
-int hps_clock(hps_worker *w);
+HPS_API int hps_clock(hps_worker *w);
 
 /* Checkpoints (any process of the job may call them; one at a time).
  * hps_save writes every server's table, with optimizer state and push
@@ -125,8 +126,8 @@ int hps_clock(hps_worker *w);
  * negative error: a damaged or unfinished checkpoint is refused
  * (HPS_EPROTO) and leaves the tables as they were. Servers running a user
  * handler refuse both (HPS_EINVAL). */
-int hps_save(hps_ctx *ctx, const char *dir);
-int hps_load(hps_ctx *ctx, const char *dir);
+HPS_API int hps_save(hps_ctx *ctx, const char *dir);
+HPS_API int hps_load(hps_ctx *ctx, const char *dir);
 
 /* HOGWILD direct mode. A server whose key range is dense (HPS_DIRECT=W
  * with HPS_KEY_RANGES; only f32, and sum/assign/sgd updaters) keeps it as
@@ -149,13 +150,13 @@ typedef struct hps_direct {
  * its server has set it up. HPS_ENOKEY: no server owns key; HPS_EINVAL: its
  * range is not direct; HPS_EPEERDEAD or HPS_ETIMEDOUT: its server died or
  * never started. The mapping lives as long as ctx. */
-int hps_direct_map(hps_ctx *ctx, uint64_t key, hps_direct *out);
+HPS_API int hps_direct_map(hps_ctx *ctx, uint64_t key, hps_direct *out);
 
 /* Zero-copy buffers in the job's shared memory. Values passed in them are
  * read or written by the server in place when one server owns every key
  * of the request (always with one server or for a single key). */
-void *hps_alloc(hps_worker *w, size_t bytes);
-void hps_free(hps_worker *w, void *p);
+HPS_API void *hps_alloc(hps_worker *w, size_t bytes);
+HPS_API void hps_free(hps_worker *w, void *p);
 
 #ifdef __cplusplus
 }

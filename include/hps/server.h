@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hps/version.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -20,13 +22,14 @@ typedef struct hps_request {
 	int sender;             /* rank of the worker */
 	int64_t timestamp;      /* the worker's timestamp of the request */
 	uint32_t width;         /* values per key, or 0 when lens is set */
-	int dtype;              /* HPS_F32, or HPS_F64: vals and out then point to doubles */
+	int dtype;              /* type of vals and out: HPS_F32 float, HPS_F64 double
+				 * (enum hps_dtype in hps/hps.h; the key range's HPS_DTYPE) */
 	size_t nkeys;
 	const uint64_t *keys;   /* sorted, unique */
-	const uint32_t *lens;   /* floats per key in variable-length mode, else NULL */
-	const float *vals;      /* pushed values (push, pushpull); nvals of them */
+	const uint32_t *lens;   /* values per key in variable-length mode, else NULL */
+	const void *vals;       /* pushed values (push, pushpull): nvals of dtype */
 	size_t nvals;
-	float *out;             /* pull, pushpull: where the answer goes */
+	void *out;              /* pull, pushpull: where the answer goes, out_cap of dtype */
 	size_t out_cap;         /* values that fit in out */
 	uint32_t *out_lens;     /* variable-length pull: values per key to fill */
 } hps_request;
@@ -39,7 +42,7 @@ typedef int (*hps_handler)(hps_request *req, void *arg);
  * stops. handler NULL selects the built-in summing store: a push adds its
  * values to the stored ones (a new key starts at zero), a pull reads them.
  * Returns 0 on a clean end. */
-int hps_server_run(struct hps_ctx *ctx, hps_handler handler, void *arg);
+HPS_API int hps_server_run(struct hps_ctx *ctx, hps_handler handler, void *arg);
 
 #ifdef __cplusplus
 }

@@ -10,7 +10,8 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: hps COMMAND [options]\n\n"
+	fprintf(f, "hps " HPS_VERSION_STRING "\n"
+		   "usage: hps COMMAND [options]\n\n"
 		   "commands:\n"
 		   "  launch   start a job on this host (hps launch --help)\n"
 		   "  clean    remove shared-memory segments of dead jobs (hps clean --help)\n"
@@ -18,7 +19,8 @@ static void usage(FILE *f)
 		   "  checkpoint  save (or --load) the tables of a running job (hps checkpoint --help)\n"
 		   "  scheduler   the scheduler of a multi-host job (started by launch --hosts)\n"
 		   "  bridge      this host's bridge in a multi-host job (started by launch)\n"
-		   "  help     this text\n");
+		   "  help     this text\n"
+		   "  version  the version of hps (also --version)\n");
 }
 
 static int cmd_server(int argc, char **argv)
@@ -104,6 +106,10 @@ int main(int argc, char **argv)
 		return hpsi_cmd_scheduler(argc - 1, argv + 1);
 	if (strcmp(cmd, "bridge") == 0)
 		return hpsi_cmd_bridge(argc - 1, argv + 1);
+	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
+		printf("hps %s\n", HPS_VERSION_STRING);
+		return 0;
+	}
 	if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
 		usage(stdout);
 		return 0;

@@ -47,6 +47,7 @@ static void on_signal(int sig)
 static void usage(FILE *f)
 {
 	fprintf(f,
+		"hps " HPS_VERSION_STRING "\n"
 		"usage: hps launch [options] -- PROGRAM [ARGS...]\n\n"
 		"Starts a job on this host: S servers and W copies of PROGRAM as workers, sharing one\n"
 		"shared-memory segment. Output lines are prefixed with [server N] / [worker N]. The first\n"

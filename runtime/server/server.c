@@ -200,7 +200,7 @@ static int serve_one(struct server *sv, struct peer *p, uint32_t wk, const void 
 		if (lens)
 			status = HPS_EPROTO;
 	}
-	r.out = (float *)answer;
+	r.out = answer;
 	/* Compressed key ranges: the handler works on f32 in a scratch buffer. */
 	int packed = wsz != ssz;
 	if (packed && !status) {
