@@ -86,4 +86,4 @@ left=$(cd "$stage/opt/hps-test" && find . -mindepth 1)
 mk uninstall PREFIX="$prefix"
 left=$(cd "$prefix" && find . -mindepth 1 | sort | tr '\n' ' ')
 [ "$left" = "./bin ./bin/mytool " ] || fail "make uninstall left (besides bin/mytool): $left"
-echo "check_install: hps $version installed, built against with pkg-config (shared and static), run, uninstalled"
+echo "check_install: hps $version installed; $progs built with pkg-config and run by the installed hps launch; uninstalled"
