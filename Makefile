@@ -208,7 +208,9 @@ install: $(OUT)/lib/libhps.a $(OUT)/lib/libhps.so $(OUT)/bin/hps $(EXAMPLES) hps
 uninstall:
 	@set -e; r='$(DESTDIR)$(PREFIX)'; m="$$r/$(MANIFEST)"; \
 	[ -f "$$m" ] || { echo "make uninstall: no $$m, so nothing of hps is installed under $$r" >&2; exit 1; }; \
-	sed -n 's/^file //p' "$$m" | while IFS= read -r f; do rm -f "$$r/$$f"; done; \
+	sed -n 's/^file //p' "$$m" | while IFS= read -r f; do \
+		case $$f in /*|*..*) echo "make uninstall: skipping '$$f' (outside PREFIX)" >&2 ;; *) rm -f "$$r/$$f" ;; esac; \
+	done; \
 	dirs=$$(sed -n 's/^dir //p' "$$m" | sort -r); rm -f "$$m"; \
 	for d in $$dirs; do rmdir "$$r/$$d" 2>/dev/null || true; done; \
 	$(LDCONFIG); \

@@ -32,6 +32,7 @@ prefix=$tmp/prefix
 mkdir -p "$prefix/bin"
 echo mine > "$prefix/bin/mytool" # the user's: uninstall must leave it
 mk install PREFIX="$prefix"
+mk install PREFIX="$prefix" # again, over the first: uninstall must still undo both
 for f in bin/hps include/hps/hps.h include/hps/error.h include/hps/server.h include/hps/version.h \
 	lib/libhps.a "lib/libhps.so.$version" lib/pkgconfig/hps.pc lib/hps/examples/quickstart; do
 	[ -f "$prefix/$f" ] || fail "make install put no $f under the prefix"
@@ -39,6 +40,7 @@ done
 [ "$(readlink "$prefix/lib/libhps.so")" = libhps.so.0 ] && [ -e "$prefix/lib/libhps.so.0" ] ||
 	fail "libhps.so -> libhps.so.0 links not installed"
 got=$("$prefix/bin/hps" --version) && [ "$got" = "hps $version" ] || fail "installed hps --version: '$got'"
+"$prefix/bin/hps" launch --help | grep -qx "hps $version" || fail "hps launch --help does not show hps $version"
 
 export PKG_CONFIG_PATH=$prefix/lib/pkgconfig
 [ "$(pkg-config --modversion hps)" = "$version" ] || fail "pkg-config --modversion hps: $(pkg-config --modversion hps 2>&1)"
