@@ -15,6 +15,19 @@
  * in order. Every received frame is validated (net/wire.c, net/codec.c);
  * a bad one is dropped and counted with its reason.
  *
+ * Errors: a request the bridge accepted (consumed from a ring, or received
+ * for a local server) is answered, always, in the order of its pair: when
+ * it cannot be sent or delivered, its entry in the pair's FIFO keeps an
+ * error code and the worker gets an answer carrying that code once the
+ * entry reaches the front. A request the bridge cannot take yet (memory,
+ * a peer that reads too slowly) stays in its ring: the worker sees a full
+ * ring and waits. What waits for a peer is bounded: ZeroMQ queues at most
+ * HPSI_BRIDGE_SNDHWM messages per peer, the bridge's own queue holds
+ * HPSI_BRIDGE_QUEUE_MAX bytes before it stops draining the rings of
+ * requests to that peer. Answers are never held back for a peer (they are
+ * bounded by the requests that peer sent), and every bridge always reads
+ * what peers send, so backpressure cannot close a cycle between two hosts.
+ *
  * It also relays node states (heartbeats to the scheduler, states back)
  * and the cross-host barrier. One thread owns every ZeroMQ socket; the
  * only other thread is ZeroMQ's, which runs the zero-copy free callback.
@@ -45,9 +58,12 @@
 #include "shm/ring.h"
 #include "shm/segment.h"
 
-/* A value frame handed to ZeroMQ: it sets done (release) once it no longer
- * reads the worker's buffer; the bridge acquires it before it lets the
- * worker see the answer (and so reuse the buffer). */
+/* A value frame handed to ZeroMQ. Ordering: ZeroMQ's thread stores done = 1
+ * with release once it no longer reads the worker's buffer (zc_done,
+ * net/bridge_forward.c); the bridge loads it with acquire before it lets
+ * the worker see the answer and so reuse the buffer (deliver_answer and
+ * answer_failed, net/bridge_deliver.c). When a send fails before ZeroMQ
+ * took the frame, the bridge thread frees it; no other thread saw it. */
 struct hpsi_bridge_zc {
 	_Atomic int done;
 };
@@ -56,6 +72,7 @@ struct hpsi_bridge_zc {
 struct hpsi_bridge_entry {
 	int64_t ts;
 	uint32_t part;
+	int status;             /* not 0: failed here; answered with this code at the front */
 	int heap_resp;          /* origin: the worker wants the answer in its buffer */
 	uint64_t resp_off, resp_cap;
 	struct hpsi_bridge_zc *zc; /* origin: values still being sent */
@@ -67,10 +84,13 @@ struct hpsi_bridge_fifo {
 	size_t cap, head, n;
 };
 
-/* A message waiting for room in a ring: the wire form, whole. */
+/* A message waiting for room in a ring: the wire form, whole; or, when
+ * there was no memory for a copy, only the header of a request that then
+ * fails with status. */
 struct hpsi_bridge_held {
 	struct hpsi_bridge_held *next;
 	uint32_t len;
+	int status;
 	_Alignas(8) unsigned char msg[];
 };
 
@@ -82,11 +102,23 @@ struct hpsi_bridge_pair {
 	int used;
 };
 
-/* Records on their way to one host, sent as one ZeroMQ message. */
-struct hpsi_bridge_batch {
-	unsigned char *buf;
+#define HPSI_BRIDGE_SNDHWM 16              /* ZeroMQ messages queued per peer */
+#define HPSI_BRIDGE_QUEUE_MAX ((size_t)16 << 20) /* bytes per peer before requests wait */
+
+/* One ZeroMQ message to a peer: a batch header and `count` records. */
+struct hpsi_bridge_frame {
+	struct hpsi_bridge_frame *next;
 	size_t len, cap;
 	uint32_t count;
+	_Alignas(8) unsigned char data[];
+};
+
+/* What goes to one host: the batch being filled, and the batches ZeroMQ
+ * refused for now (its queue to that peer is full), in order. */
+struct hpsi_bridge_out {
+	struct hpsi_bridge_frame *open;
+	struct hpsi_bridge_frame *q, *q_tail;
+	size_t queued; /* bytes in q */
 };
 
 struct hpsi_bridge {
@@ -98,7 +130,8 @@ struct hpsi_bridge {
 	uint32_t *host_of_server, *host_of_worker;
 	struct hpsi_bridge_pair *pairs; /* W x S */
 	struct hpsi_heap **heaps; /* remote workers' slices on this host */
-	struct hpsi_bridge_batch *out;  /* per host */
+	uint32_t *heap_live; /* per remote worker: buffers of ours in its slice */
+	struct hpsi_bridge_out *out;  /* per host */
 	void *zctx, *router, *sched, **dealers;
 	char endpoint[HPSI_ENDPOINT_MAX];
 	size_t max_payload, answer_max;
@@ -107,6 +140,7 @@ struct hpsi_bridge {
 	int sched_lost;
 	int wake_fd;     /* datagrams of local processes that woke us (shm/wake.h) */
 	uint64_t held_total; /* messages that waited for room in a ring */
+	uint64_t failed_total; /* requests answered here with an error */
 	void *align_buf; /* an aligned copy of a received frame */
 	size_t align_cap;
 };
@@ -141,18 +175,34 @@ static inline struct hpsi_msg_bounds hpsi_bridge_slice_of(const struct hpsi_brid
 struct hpsi_bridge_entry *hpsi_bridge_fifo_push(struct hpsi_bridge_fifo *f);
 struct hpsi_bridge_entry *hpsi_bridge_fifo_front(struct hpsi_bridge_fifo *f);
 void hpsi_bridge_fifo_pop(struct hpsi_bridge_fifo *f);
+/* Takes back the entry pushed last (its request was not taken after all). */
+void hpsi_bridge_fifo_unpush(struct hpsi_bridge_fifo *f);
+/* The entry i places behind the front. */
+struct hpsi_bridge_entry *hpsi_bridge_fifo_at(struct hpsi_bridge_fifo *f, size_t i);
+/* Index of the entry of request (ts, part), or -1. */
+long hpsi_bridge_fifo_find(struct hpsi_bridge_fifo *f, int64_t ts, uint32_t part);
+/* Answers of a pair come in the order of its requests: an answer to the
+ * entry at index k means the answers to the k before it were lost. They
+ * fail with HPS_EPROTO, so the pair stays in step. */
+void hpsi_bridge_fifo_lost(struct hpsi_bridge_fifo *f, long k);
 /* Queues a whole copy of a received message (wire form, values inline)
  * behind the pair's held ones. */
 void hpsi_bridge_hold(struct hpsi_bridge *b, struct hpsi_bridge_pair *p, const struct hpsi_msg_hdr *h,
 		      const void *keys, const void *vals);
-/* Delivers held messages whose ring has room now; 1 when any moved. */
+/* Delivers held messages whose ring has room now, and the answers of
+ * failed requests at the front of local workers' pairs; 1 when any moved. */
 int hpsi_bridge_retry_held(struct hpsi_bridge *b);
+/* Logs a request that fails here (rate-limited) and counts it. */
+void hpsi_bridge_count_failed(struct hpsi_bridge *b, uint32_t w, uint32_t s, int status, const char *why);
 
 /* net/bridge_forward.c: local rings to peers. */
 int hpsi_bridge_forward_requests(struct hpsi_bridge *b);
 int hpsi_bridge_forward_answers(struct hpsi_bridge *b);
-/* Sends the batch queued for `host`, if any. */
+/* Sends the batch being filled for `host` and those waiting before it, as
+ * far as ZeroMQ takes them. */
 void hpsi_bridge_flush(struct hpsi_bridge *b, uint32_t host);
+/* Bytes waiting for `host` (the open batch and the refused ones). */
+size_t hpsi_bridge_queued(const struct hpsi_bridge *b, uint32_t host);
 
 /* net/bridge_deliver.c: peers to local rings. Each deliver_* returns 0 when
  * the message is in the ring (not yet published), 1 when it must wait
@@ -162,11 +212,22 @@ int hpsi_bridge_deliver_request(struct hpsi_bridge *b, uint32_t w, uint32_t s, c
 				const void *keys, const void *vals);
 int hpsi_bridge_deliver_answer(struct hpsi_bridge *b, uint32_t w, uint32_t s, const struct hpsi_msg_hdr *in,
 			       const void *body);
+/* Writes the error answers of failed entries at the front of a local
+ * worker's pair into its ring (not yet published). 0 when the front is a
+ * live request (or none), 1 when the ring is full or values of the front
+ * request are still being sent. */
+int hpsi_bridge_answer_failed(struct hpsi_bridge *b, uint32_t w, uint32_t s);
 int hpsi_bridge_recv_peers(struct hpsi_bridge *b);
+
+/* net/bridge_main.c: the tables and rings of the job in b->assign, once
+ * b->seg exists (what setup does after creating the segment, before it
+ * connects to the peers). */
+int hpsi_bridge_layout(struct hpsi_bridge *b);
 
 /* net/bridge_sched.c: the scheduler client. */
 int hpsi_bridge_register(struct hpsi_bridge *b, uint32_t nsrv, uint32_t nwrk);
-void hpsi_bridge_send_sched(struct hpsi_bridge *b, const void *m, size_t len);
+/* 0, or -1 when ZeroMQ did not take the message (the caller says again). */
+int hpsi_bridge_send_sched(struct hpsi_bridge *b, const void *m, size_t len);
 void hpsi_bridge_heartbeat(struct hpsi_bridge *b);
 int hpsi_bridge_recv_sched(struct hpsi_bridge *b);
 /* No word from the scheduler for HPS_DEAD_MS: every remote node is dead. */

@@ -30,6 +30,6 @@ void hpsi_bridge_barrier_check(struct hpsi_bridge *b)
 	struct hpsi_sched_hdr m;
 	hpsi_sched_init(&m, HPSI_SCH_BARRIER, b->me);
 	m.gen = gen;
-	hpsi_bridge_send_sched(b, &m, sizeof m);
-	b->barrier_sent = gen + 1;
+	if (hpsi_bridge_send_sched(b, &m, sizeof m) == 0) /* else: again next round */
+		b->barrier_sent = gen + 1;
 }

@@ -6,50 +6,84 @@
 #include <string.h>
 #include <zmq.h>
 
+#include "hps/error.h"
 #include "net/bridge.h"
 #include "runtime/common/dtype.h"
 #include "shm/node.h"
 
-static void *heap_copy(struct hpsi_bridge *b, uint32_t w, const void *src, size_t n, uint64_t *off)
+/* Room in remote worker w's slice on this host for n bytes (copied from
+ * src unless NULL): 0 and *buf, 1 when the slice is full for now (the
+ * server still holds buffers of ours there, which come back), <0 when it
+ * can never hold them. */
+static int heap_take(struct hpsi_bridge *b, uint32_t w, const void *src, uint64_t n, uint64_t *off, void **buf)
 {
+	if (n > b->seg.hdr->heap_slice)
+		return HPS_ETOOBIG;
 	if (!b->heaps[w] && hpsi_heap_create(hpsi_seg_heap(&b->seg, w), b->seg.hdr->heap_slice, &b->heaps[w]))
-		return NULL;
-	void *p = hpsi_heap_alloc(b->heaps[w], n ? n : 8);
-	if (p && src)
-		memcpy(p, src, n);
-	if (p)
-		*off = (uint64_t)((unsigned char *)p - b->seg.base);
-	return p;
+		return HPS_ESYS;
+	void *p = hpsi_heap_alloc(b->heaps[w], n ? (size_t)n : 8);
+	if (!p)
+		return b->heap_live[w] ? 1 : HPS_ETOOBIG;
+	b->heap_live[w]++;
+	if (src)
+		memcpy(p, src, (size_t)n);
+	*off = (uint64_t)((unsigned char *)p - b->seg.base);
+	*buf = p;
+	return 0;
+}
+
+static void heap_give_back(struct hpsi_bridge *b, uint32_t w, void *bufs[3])
+{
+	for (int i = 0; i < 3; i++)
+		if (bufs[i]) {
+			hpsi_heap_free(b->heaps[w], bufs[i]);
+			b->heap_live[w]--;
+			bufs[i] = NULL;
+		}
 }
 
 /* Writes a remote worker's request (wire form: keys|lens inline, values at
- * vals) into the local server's ring. 0 when it is in, 1 when the ring (or
- * the heap) is full for now, <0 when it can never go in. */
+ * vals) into the local server's ring. 0 when it is in, or when it can never
+ * go in (then it fails in order: its entry keeps the code, the answer
+ * carries it); 1 when the ring, the heap or the FIFO is full for now. */
 int hpsi_bridge_deliver_request(struct hpsi_bridge *b, uint32_t w, uint32_t s, const struct hpsi_msg_hdr *in,
-			   const void *keys, const void *vals)
+				const void *keys, const void *vals)
 {
 	struct hpsi_bridge_pair *p = hpsi_bridge_pair_of(b, w, s);
 	struct hpsi_msg_hdr h = *in;
 	size_t keys_bytes = (size_t)h.nkeys * 8 + hpsi_lens_bytes(h.nlens);
 	size_t esz = hpsi_dtype_size(h.dtype);
 	int pull = h.type == HPSI_MSG_PULL || h.type == HPSI_MSG_PUSHPULL;
-	uint64_t answer = pull && h.width ? (uint64_t)h.nkeys * h.width * esz : 0;
+	uint64_t answer = 0;
 	void *bufs[3] = {0};
+	int rc = 0, heap_full = 0;
+	const char *why = "";
+	if (pull && h.width && __builtin_mul_overflow((uint64_t)h.nkeys * h.width, (uint64_t)esz, &answer))
+		answer = UINT64_MAX; /* nkeys < 2^30 keeps the first product in range */
 	h.flags &= ~(HPSI_F_HEAP_KEYS | HPSI_F_HEAP_VALS | HPSI_F_HEAP_RESP);
 	size_t body = keys_bytes + h.val_bytes;
 	if (h.type == HPSI_MSG_CLOCK)
 		body = 0;
 	if (sizeof h + body > b->max_payload) {
-		if (!(bufs[0] = heap_copy(b, w, keys, keys_bytes, &h.keys_off)) ||
-		    (h.val_bytes && !(bufs[1] = heap_copy(b, w, vals, h.val_bytes, &h.vals_off))))
-			goto full;
+		why = "no room for its keys or values in the worker's heap slice here (HPS_HEAP_MB)";
+		rc = heap_take(b, w, keys, keys_bytes, &h.keys_off, &bufs[0]);
+		if (!rc && h.val_bytes)
+			rc = heap_take(b, w, vals, h.val_bytes, &h.vals_off, &bufs[1]);
+		if (rc) {
+			heap_full = rc > 0;
+			goto out;
+		}
 		h.flags |= HPSI_F_HEAP_KEYS | (h.val_bytes ? HPSI_F_HEAP_VALS : 0);
 		body = 0;
 	}
 	if (pull && (h.resp_cap || answer > b->answer_max)) {
+		/* the room for the answer comes from the wire: it may be anything */
 		uint64_t cap = h.resp_cap > answer ? h.resp_cap : answer;
-		if (!(bufs[2] = heap_copy(b, w, NULL, cap, &h.resp_off)))
-			goto full;
+		why = "no room for its answer in the worker's heap slice here (HPS_HEAP_MB)";
+		if ((rc = heap_take(b, w, NULL, cap, &h.resp_off, &bufs[2]))) {
+			heap_full = rc > 0;
+			goto out;
+		}
 		h.resp_cap = cap;
 		h.flags |= HPSI_F_HEAP_RESP;
 	} else {
@@ -57,8 +91,11 @@ int hpsi_bridge_deliver_request(struct hpsi_bridge *b, uint32_t w, uint32_t s, c
 	}
 	unsigned char *dst = hpsi_ring_reserve(&p->prod, sizeof h + body);
 	struct hpsi_bridge_entry *e = NULL;
-	if (!dst || (h.type != HPSI_MSG_CLOCK && !(e = hpsi_bridge_fifo_push(&p->fifo))))
-		goto full;
+	if (!dst || (h.type != HPSI_MSG_CLOCK && !(e = hpsi_bridge_fifo_push(&p->fifo)))) {
+		heap_full = 0;
+		rc = 1;
+		goto out;
+	}
 	memcpy(dst, &h, sizeof h);
 	if (body) {
 		memcpy(dst + sizeof h, keys, keys_bytes);
@@ -71,33 +108,97 @@ int hpsi_bridge_deliver_request(struct hpsi_bridge *b, uint32_t w, uint32_t s, c
 		memcpy(e->bufs, bufs, sizeof bufs);
 	}
 	return 0;
-full:
-	for (int i = 0; i < 3; i++)
-		if (bufs[i])
-			hpsi_heap_free(b->heaps[w], bufs[i]);
-	return 1;
+out:
+	heap_give_back(b, w, bufs);
+	/* the slice was full of this request's own buffers: with nothing else
+	 * of ours to come back, waiting would be forever */
+	if (rc > 0 && heap_full && !b->heap_live[w])
+		rc = HPS_ETOOBIG;
+	if (rc >= 0)
+		return rc;
+	struct hpsi_bridge_entry *f = hpsi_bridge_fifo_push(&p->fifo);
+	if (!f)
+		return 1;
+	f->ts = h.timestamp, f->part = h.part, f->status = rc;
+	hpsi_bridge_count_failed(b, w, s, rc, why);
+	return 0;
+}
+
+/* Writes an answer without a body into the worker's ring; 1 when it is
+ * full. */
+static int put_answer_hdr(struct hpsi_bridge_pair *p, const struct hpsi_msg_hdr *h)
+{
+	unsigned char *dst = hpsi_ring_reserve(&p->prod, sizeof *h);
+	if (!dst)
+		return 1;
+	memcpy(dst, h, sizeof *h);
+	hpsi_ring_commit(&p->prod, sizeof *h);
+	return 0;
+}
+
+/* The worker may reuse the front request's values once ZeroMQ let go of
+ * them. Acquire: pairs with zc_done's release (struct hpsi_bridge_zc). */
+static int values_sent(const struct hpsi_bridge_entry *e)
+{
+	return !e->zc || atomic_load_explicit(&e->zc->done, memory_order_acquire);
+}
+
+int hpsi_bridge_answer_failed(struct hpsi_bridge *b, uint32_t w, uint32_t s)
+{
+	struct hpsi_bridge_pair *p = hpsi_bridge_pair_of(b, w, s);
+	struct hpsi_bridge_entry *e;
+	while ((e = hpsi_bridge_fifo_front(&p->fifo)) && e->status) {
+		struct hpsi_msg_hdr h;
+		hpsi_msg_init(&h, HPSI_MSG_RESPONSE, s, e->ts);
+		h.part = e->part;
+		h.status = e->status;
+		if (!values_sent(e) || put_answer_hdr(p, &h))
+			return 1;
+		free(e->zc);
+		hpsi_bridge_fifo_pop(&p->fifo);
+	}
+	return 0;
 }
 
 /* Writes an answer from a remote server into the local worker's ring (and
- * its answer buffer). 0 in, 1 not yet (ring full, or the values of its
- * request still being sent), <0 never. */
+ * its answer buffer). 0 in (or, when it cannot fit the worker's buffer or
+ * ring, an answer with HPS_EPROTO in its place), 1 not yet (ring full, or
+ * the values of its request still being sent), <0 when it answers no
+ * request in flight. Failed entries before it are answered first. */
 int hpsi_bridge_deliver_answer(struct hpsi_bridge *b, uint32_t w, uint32_t s, const struct hpsi_msg_hdr *in,
 			       const void *body)
 {
 	struct hpsi_bridge_pair *p = hpsi_bridge_pair_of(b, w, s);
-	struct hpsi_bridge_entry *e = hpsi_bridge_fifo_front(&p->fifo);
-	if (!e || e->ts != in->timestamp || e->part != in->part)
-		return -1;
-	if (e->zc && !atomic_load_explicit(&e->zc->done, memory_order_acquire))
+	struct hpsi_bridge_entry *e;
+	for (;;) {
+		if (hpsi_bridge_answer_failed(b, w, s))
+			return 1;
+		if (!(e = hpsi_bridge_fifo_front(&p->fifo)))
+			return -1;
+		if (e->ts == in->timestamp && e->part == in->part)
+			break;
+		long k = hpsi_bridge_fifo_find(&p->fifo, in->timestamp, in->part);
+		if (k < 0)
+			return -1;
+		hpsi_bridge_fifo_lost(&p->fifo, k);
+	}
+	if (!values_sent(e))
 		return 1;
 	struct hpsi_msg_hdr h = *in;
 	size_t n = hpsi_lens_bytes(h.nlens) + h.val_bytes;
-	unsigned char *dst;
-	if (e->heap_resp) {
-		struct hpsi_msg_bounds heap = hpsi_bridge_slice_of(b, w);
-		if (n > e->resp_cap || e->resp_off < heap.lo || e->resp_cap > heap.hi - e->resp_off)
-			return -1;
-		if (!(dst = hpsi_ring_reserve(&p->prod, sizeof h)))
+	struct hpsi_msg_bounds heap = hpsi_bridge_slice_of(b, w);
+	int fits = e->heap_resp ? n <= e->resp_cap && e->resp_off >= heap.lo && e->resp_cap <= heap.hi - e->resp_off
+				: sizeof h + n <= b->max_payload;
+	if (!fits) {
+		hpsi_msg_init(&h, HPSI_MSG_RESPONSE, s, e->ts);
+		h.part = e->part;
+		h.status = HPS_EPROTO;
+		if (put_answer_hdr(p, &h))
+			return 1;
+		hpsi_bridge_count_failed(b, w, s, HPS_EPROTO, "its answer is larger than the room the worker gave it");
+	} else if (e->heap_resp) {
+		unsigned char *dst = hpsi_ring_reserve(&p->prod, sizeof h);
+		if (!dst)
 			return 1;
 		memcpy(b->seg.base + e->resp_off, body, n);
 		h.flags |= HPSI_F_HEAP_RESP;
@@ -105,8 +206,9 @@ int hpsi_bridge_deliver_answer(struct hpsi_bridge *b, uint32_t w, uint32_t s, co
 		memcpy(dst, &h, sizeof h);
 		hpsi_ring_commit(&p->prod, sizeof h);
 	} else {
-		if (!(dst = hpsi_ring_reserve(&p->prod, sizeof h + n)))
-			return sizeof h + n > b->max_payload ? -1 : 1;
+		unsigned char *dst = hpsi_ring_reserve(&p->prod, sizeof h + n);
+		if (!dst)
+			return 1;
 		memcpy(dst, &h, sizeof h);
 		memcpy(dst + sizeof h, body, n);
 		hpsi_ring_commit(&p->prod, sizeof h + n);

@@ -1,7 +1,13 @@
 /* The bridge's outbound half (net/bridge.h): requests of local workers to
  * remote servers and answers of local servers to remote workers, consumed
  * from the rings and sent to the peer's host in batches, one ZeroMQ message
- * per host (large values go without a copy, in a frame of their own). */
+ * per host (large values go without a copy, in a frame of their own).
+ *
+ * Nothing consumed is lost: room for a record is made before its ring
+ * record is consumed (no memory: it stays in the ring); a batch ZeroMQ
+ * refuses for now waits in the host's queue; a request that cannot be sent
+ * at all fails through its FIFO entry (net/bridge.h, Errors). */
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,55 +15,135 @@
 
 #include "hps/error.h"
 #include "net/bridge.h"
+#include "runtime/common/log.h"
 
 #define ZC_MIN (64u << 10)    /* values this large go without a copy */
 #define BATCH_FLUSH (1u << 20) /* send a batch once it holds this much */
 
-/* ZeroMQ's thread: it no longer reads the values (struct hpsi_bridge_zc). */
+/* ZeroMQ's thread: it no longer reads the values. Release: pairs with the
+ * bridge's acquire of done (struct hpsi_bridge_zc). */
 static void zc_done(void *data, void *hint)
 {
 	(void)data;
 	atomic_store_explicit(&((struct hpsi_bridge_zc *)hint)->done, 1, memory_order_release);
 }
 
-static int batch_room(struct hpsi_bridge_batch *o, size_t more)
+size_t hpsi_bridge_queued(const struct hpsi_bridge *b, uint32_t host)
 {
-	if (o->len + more <= o->cap)
+	const struct hpsi_bridge_out *o = &b->out[host];
+	return o->queued + (o->open ? o->open->len : 0);
+}
+
+/* Makes room for `more` bytes in the open batch of `o`. */
+static int batch_room(struct hpsi_bridge_out *o, size_t more)
+{
+	struct hpsi_bridge_frame *f = o->open;
+	size_t len = f && f->len ? f->len : sizeof(struct hpsi_batch_hdr);
+	if (f && len + more <= f->cap) {
+		f->len = len;
 		return 0;
-	size_t cap = o->cap ? o->cap : 1 << 16;
-	while (cap < o->len + more)
+	}
+	size_t cap = f ? f->cap : 1 << 16;
+	while (cap < len + more)
 		cap *= 2;
-	unsigned char *n = realloc(o->buf, cap);
+	struct hpsi_bridge_frame *n = realloc(f, sizeof *n + cap);
 	if (!n)
 		return HPS_ENOMEM;
-	o->buf = n, o->cap = cap;
+	if (!f)
+		n->count = 0, n->next = NULL;
+	n->len = len, n->cap = cap;
+	o->open = n;
 	return 0;
+}
+
+/* 0 sent, 1 ZeroMQ's queue to the peer is full, <0 failed (errno kept). */
+static int send_frame(void *sock, const void *buf, size_t len, int flags)
+{
+	for (;;) {
+		if (zmq_send(sock, buf, len, flags | ZMQ_DONTWAIT) >= 0)
+			return 0;
+		if (zmq_errno() == EINTR)
+			continue;
+		return zmq_errno() == EAGAIN ? 1 : HPS_ESYS;
+	}
+}
+
+/* A batch that cannot be sent: each request in it fails (its entry keeps
+ * the code, the worker gets it in order); answers and clocks in it are
+ * gone, which the peer's pairs notice (hpsi_bridge_fifo_lost). */
+static void batch_failed(struct hpsi_bridge *b, uint32_t host, const struct hpsi_bridge_frame *f)
+{
+	int err = zmq_errno();
+	struct hpsi_batch_reader r;
+	struct hpsi_rec_hdr rec;
+	const void *msg;
+	const char *why;
+	unsigned failed = 0, lost = 0;
+	if (hpsi_batch_open(&r, f->data, f->len, &why) == 0)
+		while (hpsi_batch_next(&r, &rec, &msg, &why) == 1) {
+			const struct hpsi_msg_hdr *h = msg;
+			struct hpsi_bridge_pair *p = hpsi_bridge_pair_of(b, rec.worker, rec.server);
+			long k = h->type == HPSI_MSG_RESPONSE || h->type == HPSI_MSG_CLOCK
+					 ? -1
+					 : hpsi_bridge_fifo_find(&p->fifo, h->timestamp, h->part);
+			if (k >= 0) {
+				hpsi_bridge_fifo_at(&p->fifo, (size_t)k)->status = HPS_ESYS;
+				hpsi_bridge_count_failed(b, rec.worker, rec.server, HPS_ESYS, "the batch could not be sent");
+				failed++;
+			} else {
+				lost++;
+			}
+		}
+	hpsi_error("bridge %s: cannot send to host %u: %s: %u requests fail, %u answers or clocks lost", b->cfg.host,
+		   host, zmq_strerror(err), failed, lost);
 }
 
 void hpsi_bridge_flush(struct hpsi_bridge *b, uint32_t host)
 {
-	struct hpsi_bridge_batch *o = &b->out[host];
-	if (!o->count)
-		return;
-	struct hpsi_batch_hdr h = {HPSI_BATCH_MAGIC, HPSI_WIRE_VERSION, 0, o->count, b->me};
-	memcpy(o->buf, &h, sizeof h);
-	zmq_send(b->dealers[host], o->buf, o->len, 0);
-	o->len = 0, o->count = 0;
+	struct hpsi_bridge_out *o = &b->out[host];
+	struct hpsi_bridge_frame *f = o->open;
+	if (f && f->count) {
+		struct hpsi_batch_hdr h = {HPSI_BATCH_MAGIC, HPSI_WIRE_VERSION, 0, f->count, b->me};
+		memcpy(f->data, &h, sizeof h);
+		int rc = o->q ? 1 : send_frame(b->dealers[host], f->data, f->len, 0);
+		if (rc < 0)
+			batch_failed(b, host, f);
+		if (rc <= 0) { /* keep the buffer for the next batch */
+			f->len = 0, f->count = 0;
+		} else { /* wait in the queue, after those already there */
+			f->next = NULL;
+			if (o->q_tail)
+				o->q_tail->next = f;
+			else
+				o->q = f;
+			o->q_tail = f;
+			o->queued += f->len;
+			o->open = NULL;
+		}
+	}
+	while ((f = o->q)) {
+		int rc = send_frame(b->dealers[host], f->data, f->len, 0);
+		if (rc > 0)
+			return;
+		if (rc < 0)
+			batch_failed(b, host, f);
+		o->q = f->next;
+		if (!o->q)
+			o->q_tail = NULL;
+		o->queued -= f->len;
+		free(f);
+	}
 }
 
-/* Appends one message in wire form (header, then body parts) to the batch
- * for `host`. */
-static int append(struct hpsi_bridge *b, uint32_t host, uint32_t w, uint32_t s, const struct hpsi_msg_hdr *h,
-		  const void *p1, size_t n1, const void *p2, size_t n2)
+/* Appends one message in wire form (header, then body parts) to the open
+ * batch for `host`, which batch_room made room in. */
+static void append(struct hpsi_bridge *b, uint32_t host, uint32_t w, uint32_t s, const struct hpsi_msg_hdr *h,
+		   const void *p1, size_t n1, const void *p2, size_t n2)
 {
-	struct hpsi_bridge_batch *o = &b->out[host];
+	struct hpsi_bridge_frame *o = b->out[host].open;
 	size_t len = sizeof *h + n1 + n2;
-	if (!o->len)
-		o->len = sizeof(struct hpsi_batch_hdr);
-	if (batch_room(o, hpsi_batch_rec_bytes(len)))
-		return HPS_ENOMEM;
 	struct hpsi_rec_hdr r = {(uint32_t)len, w, s, 0};
-	unsigned char *at = o->buf + o->len;
+	unsigned char *at = o->data + o->len;
 	memcpy(at, &r, sizeof r);
 	memcpy(at + sizeof r, h, sizeof *h);
 	if (n1)
@@ -69,20 +155,20 @@ static int append(struct hpsi_bridge *b, uint32_t host, uint32_t w, uint32_t s, 
 	o->count++;
 	if (o->len >= BATCH_FLUSH)
 		hpsi_bridge_flush(b, host);
-	return 0;
 }
 
 /* A request whose values stay in the worker's heap: its own message, the
- * values as a second frame that ZeroMQ reads in place. */
+ * values as a second frame that ZeroMQ reads in place. The batches before
+ * it must be gone (the order of the pair). 0 sent, 1 not now (nothing
+ * sent), <0 failed. */
 static int send_zero_copy(struct hpsi_bridge *b, uint32_t host, uint32_t w, uint32_t s, struct hpsi_msg_hdr *h,
 			  const void *keys, size_t keys_bytes, const void *vals, struct hpsi_bridge_zc *zc)
 {
-	hpsi_bridge_flush(b, host); /* keep the order of this pair's messages */
 	size_t len = sizeof *h + keys_bytes;
 	size_t total = sizeof(struct hpsi_batch_hdr) + hpsi_batch_rec_bytes(len);
 	unsigned char *buf = calloc(1, total);
 	if (!buf)
-		return HPS_ENOMEM;
+		return 1;
 	struct hpsi_batch_hdr bh = {HPSI_BATCH_MAGIC, HPSI_WIRE_VERSION, HPSI_REC_VALS_FRAME, 1, b->me};
 	struct hpsi_rec_hdr r = {(uint32_t)len, w, s, HPSI_REC_VALS_FRAME};
 	h->flags |= HPSI_F_HEAP_VALS; /* at offset 0 of the next frame */
@@ -90,15 +176,34 @@ static int send_zero_copy(struct hpsi_bridge *b, uint32_t host, uint32_t w, uint
 	memcpy(buf + sizeof bh, &r, sizeof r);
 	memcpy(buf + sizeof bh + sizeof r, h, sizeof *h);
 	memcpy(buf + sizeof bh + sizeof r + sizeof *h, keys, keys_bytes);
-	zmq_send(b->dealers[host], buf, total, ZMQ_SNDMORE);
-	free(buf);
+	/* the values' frame first: once the first part is sent the second must
+	 * follow, and this is the step that may fail for want of memory */
 	zmq_msg_t m;
-	zmq_msg_init_data(&m, (void *)vals, h->val_bytes, zc_done, zc);
-	zmq_msg_send(&m, b->dealers[host], 0);
+	if (zmq_msg_init_data(&m, (void *)vals, h->val_bytes, zc_done, zc) != 0) {
+		free(buf);
+		return 1;
+	}
+	int rc = send_frame(b->dealers[host], buf, total, ZMQ_SNDMORE);
+	free(buf);
+	if (rc) {
+		zmq_msg_close(&m); /* never sent: closing it runs zc_done here */
+		return rc;
+	}
+	/* ZeroMQ counts whole messages against its limit: the second part of
+	 * a message whose first part it took is never refused for room */
+	while (zmq_msg_send(&m, b->dealers[host], 0) < 0) {
+		if (zmq_errno() == EINTR)
+			continue;
+		hpsi_error("bridge %s: cannot send values to host %u: %s", b->cfg.host, host, zmq_strerror(zmq_errno()));
+		zmq_msg_close(&m); /* still ours: closing it runs zc_done */
+		return HPS_ESYS;
+	}
 	return 0;
 }
 
-/* Local workers' requests to remote servers. */
+/* Local workers' requests to remote servers. A pair stops (its requests
+ * stay in the ring, the worker sees it fill) while its host's queue is
+ * full or while memory for a record is short. */
 int hpsi_bridge_forward_requests(struct hpsi_bridge *b)
 {
 	int moved = 0;
@@ -108,6 +213,7 @@ int hpsi_bridge_forward_requests(struct hpsi_bridge *b)
 			if (hpsi_bridge_local_server(b, s))
 				continue;
 			struct hpsi_bridge_pair *p = hpsi_bridge_pair_of(b, w, s);
+			uint32_t host = b->host_of_server[s];
 			size_t len;
 			void *rec;
 			int n = 0;
@@ -119,27 +225,48 @@ int hpsi_bridge_forward_requests(struct hpsi_bridge *b)
 					hpsi_ring_consume(&p->cons, len);
 					continue;
 				}
+				if (hpsi_bridge_queued(b, host) >= HPSI_BRIDGE_QUEUE_MAX)
+					break; /* backpressure: the peer reads too slowly */
 				struct hpsi_msg_hdr h = *v.hdr;
+				int clock = h.type == HPSI_MSG_CLOCK;
+				size_t keys_bytes = (size_t)h.nkeys * 8 + hpsi_lens_bytes(h.nlens);
+				int zero_copy = (h.flags & HPSI_F_HEAP_VALS) && h.val_bytes >= ZC_MIN && !clock;
+				size_t n1 = h.nkeys ? keys_bytes : 0, n2 = zero_copy ? 0 : h.val_bytes;
+				if (zero_copy) {
+					hpsi_bridge_flush(b, host); /* keep the order of this pair's messages */
+					if (b->out[host].q)
+						break;
+				} else if (batch_room(&b->out[host], hpsi_batch_rec_bytes(sizeof h + n1 + n2))) {
+					break;
+				}
 				struct hpsi_bridge_entry *e = NULL;
-				if (h.type != HPSI_MSG_CLOCK && !(e = hpsi_bridge_fifo_push(&p->fifo)))
+				if (!clock && !(e = hpsi_bridge_fifo_push(&p->fifo)))
 					break;
 				if (e) {
 					e->ts = h.timestamp, e->part = h.part;
 					e->heap_resp = (h.flags & HPSI_F_HEAP_RESP) != 0;
 					e->resp_off = h.resp_off, e->resp_cap = h.resp_cap;
 				}
-				size_t keys_bytes = (size_t)h.nkeys * 8 + hpsi_lens_bytes(h.nlens);
-				int zero_copy = (h.flags & HPSI_F_HEAP_VALS) && h.val_bytes >= ZC_MIN && e;
 				/* wire form: everything inline; the answer's room travels as resp_cap */
 				h.resp_cap = (h.flags & HPSI_F_HEAP_RESP) ? h.resp_cap : 0;
 				h.flags &= HPSI_F_LENS;
 				h.keys_off = h.vals_off = h.resp_off = 0;
-				uint32_t host = b->host_of_server[s];
-				if (zero_copy && (e->zc = calloc(1, sizeof *e->zc)))
-					send_zero_copy(b, host, w, s, &h, v.keys, keys_bytes, v.vals, e->zc);
-				else
-					append(b, host, w, s, &h, h.nkeys ? (const void *)v.keys : NULL, h.nkeys ? keys_bytes : 0,
-					       v.vals, h.val_bytes);
+				if (zero_copy) {
+					int rc = (e->zc = calloc(1, sizeof *e->zc))
+							 ? send_zero_copy(b, host, w, s, &h, v.keys, keys_bytes, v.vals, e->zc)
+							 : 1;
+					if (rc > 0) { /* not taken: it stays in the ring */
+						free(e->zc);
+						hpsi_bridge_fifo_unpush(&p->fifo);
+						break;
+					}
+					if (rc < 0) {
+						e->status = rc;
+						hpsi_bridge_count_failed(b, w, s, rc, "its values could not be sent");
+					}
+				} else {
+					append(b, host, w, s, &h, n1 ? (const void *)v.keys : NULL, n1, v.vals, n2);
+				}
 				hpsi_ring_consume(&p->cons, len);
 				moved = 1;
 				if (++n % 64 == 0)
@@ -151,7 +278,40 @@ int hpsi_bridge_forward_requests(struct hpsi_bridge *b)
 	return moved;
 }
 
-/* Local servers' answers to remote workers. */
+/* The heap buffers the bridge gave the server for the request at the front
+ * go back to the worker's slice, and the entry goes. */
+static void answered(struct hpsi_bridge *b, uint32_t w, struct hpsi_bridge_pair *p)
+{
+	struct hpsi_bridge_entry *e = hpsi_bridge_fifo_front(&p->fifo);
+	for (int i = 0; i < 3; i++)
+		if (e->bufs[i]) {
+			hpsi_heap_free(b->heaps[w], e->bufs[i]);
+			b->heap_live[w]--;
+		}
+	hpsi_bridge_fifo_pop(&p->fifo);
+}
+
+/* Sends the error answers of failed entries at the front of a remote
+ * worker's pair; 1 when memory for one is short. */
+static int send_failed(struct hpsi_bridge *b, uint32_t w, uint32_t s, struct hpsi_bridge_pair *p)
+{
+	struct hpsi_bridge_entry *e;
+	uint32_t host = b->host_of_worker[w];
+	while ((e = hpsi_bridge_fifo_front(&p->fifo)) && e->status) {
+		struct hpsi_msg_hdr h;
+		if (batch_room(&b->out[host], hpsi_batch_rec_bytes(sizeof h)))
+			return 1;
+		hpsi_msg_init(&h, HPSI_MSG_RESPONSE, s, e->ts);
+		h.part = e->part;
+		h.status = e->status;
+		append(b, host, w, s, &h, NULL, 0, NULL, 0);
+		answered(b, w, p);
+	}
+	return 0;
+}
+
+/* Local servers' answers to remote workers (never held back for the peer:
+ * they are bounded by the requests it sent). */
 int hpsi_bridge_forward_answers(struct hpsi_bridge *b)
 {
 	int moved = 0;
@@ -159,33 +319,45 @@ int hpsi_bridge_forward_answers(struct hpsi_bridge *b)
 		if (hpsi_bridge_local_worker(b, w))
 			continue;
 		struct hpsi_msg_bounds heap = hpsi_bridge_slice_of(b, w);
+		uint32_t host = b->host_of_worker[w];
 		for (uint32_t s = b->seg.hdr->srv_lo; s < b->seg.hdr->srv_hi; s++) {
 			struct hpsi_bridge_pair *p = hpsi_bridge_pair_of(b, w, s);
+			size_t before = p->fifo.n;
 			size_t len;
 			void *rec;
-			while ((rec = hpsi_ring_peek(&p->cons, &len))) {
+			while (!send_failed(b, w, s, p) && (rec = hpsi_ring_peek(&p->cons, &len))) {
 				struct hpsi_msg_view v;
 				const char *why;
 				struct hpsi_bridge_entry *e = hpsi_bridge_fifo_front(&p->fifo);
-				if (hpsi_msg_check(rec, len, &heap, &v, &why) || v.hdr->type != HPSI_MSG_RESPONSE || !e ||
-				    e->ts != v.hdr->timestamp) {
-					hpsi_msg_count_bad(v.hdr ? "an answer to no request in flight" : why);
+				if (hpsi_msg_check(rec, len, &heap, &v, &why) || v.hdr->type != HPSI_MSG_RESPONSE) {
+					hpsi_msg_count_bad(v.hdr ? "a request in an answer ring" : why);
 					hpsi_ring_consume(&p->cons, len);
+					moved = 1;
+					continue;
+				}
+				if (!e || e->ts != v.hdr->timestamp || e->part != v.hdr->part) {
+					long k = hpsi_bridge_fifo_find(&p->fifo, v.hdr->timestamp, v.hdr->part);
+					if (k > 0) { /* answers before it were lost: they fail first */
+						hpsi_bridge_fifo_lost(&p->fifo, k);
+						continue;
+					}
+					hpsi_msg_count_bad("an answer to no request in flight");
+					hpsi_ring_consume(&p->cons, len);
+					moved = 1;
 					continue;
 				}
 				struct hpsi_msg_hdr h = *v.hdr;
-				size_t lens_bytes = hpsi_lens_bytes(h.nlens);
+				size_t lens_bytes = h.nlens ? hpsi_lens_bytes(h.nlens) : 0;
+				if (batch_room(&b->out[host], hpsi_batch_rec_bytes(sizeof h + lens_bytes + h.val_bytes)))
+					break; /* it stays in the ring until memory is back */
 				h.flags &= HPSI_F_LENS;
 				h.resp_off = h.resp_cap = 0;
-				append(b, b->host_of_worker[w], w, s, &h, h.nlens ? (const void *)v.lens : NULL,
-				       h.nlens ? lens_bytes : 0, v.vals, h.val_bytes);
-				for (int i = 0; i < 3; i++)
-					if (e->bufs[i])
-						hpsi_heap_free(b->heaps[w], e->bufs[i]);
-				hpsi_bridge_fifo_pop(&p->fifo);
+				append(b, host, w, s, &h, h.nlens ? (const void *)v.lens : NULL, lens_bytes, v.vals,
+				       h.val_bytes);
+				answered(b, w, p);
 				hpsi_ring_consume(&p->cons, len);
-				moved = 1;
 			}
+			moved |= p->fifo.n != before;
 			hpsi_ring_cons_publish(&p->cons);
 		}
 	}

@@ -17,73 +17,64 @@
 volatile sig_atomic_t hpsi_bridge_stop;
 static void on_signal(int sig) { hpsi_bridge_stop = sig; }
 
-/* Any ring the bridge consumes holds a record (any thread may ask). */
-static int rings_pending(void *arg)
+/* Any ring the bridge consumes holds a record it can take now: requests
+ * to a host whose queue is full wait for that queue instead. */
+static int rings_pending(struct hpsi_bridge *b)
 {
-	struct hpsi_bridge *b = arg;
-	for (size_t i = 0; i < (size_t)b->W * b->S; i++)
-		if (b->pairs[i].used && hpsi_ring_pending(b->pairs[i].cons.r))
-			return 1;
+	for (uint32_t w = 0; w < b->W; w++)
+		for (uint32_t s = 0; s < b->S; s++) {
+			struct hpsi_bridge_pair *p = hpsi_bridge_pair_of(b, w, s);
+			if (!p->used || (hpsi_bridge_local_worker(b, w) && b->out[b->host_of_server[s]].q))
+				continue;
+			if (hpsi_ring_pending(p->cons.r))
+				return 1;
+		}
 	return 0;
 }
 
-/* Sleeps until a peer, the scheduler or a ring has something (or 100 ms):
- * local processes that publish into our rings while we sleep send a
- * datagram to wake_fd (shm/wake.h has the ordering). */
+/* Sleeps until a peer, the scheduler or a ring has something, or ZeroMQ
+ * has room again for a peer whose batches wait (or 100 ms): local
+ * processes that publish into our rings while we sleep send a datagram to
+ * wake_fd (shm/wake.h has the ordering). */
 static void idle_wait(struct hpsi_bridge *b)
 {
 	hpsi_wake_sleeping(&b->seg, 1);
 	if (!rings_pending(b)) { /* what was published before we said so */
-		zmq_pollitem_t it[3] = {{.socket = b->router, .events = ZMQ_POLLIN},
-					{.socket = b->sched, .events = ZMQ_POLLIN},
-					{.fd = b->wake_fd, .events = ZMQ_POLLIN}};
+		zmq_pollitem_t it[3 + HPSI_MAX_HOSTS] = {{.socket = b->router, .events = ZMQ_POLLIN},
+							 {.socket = b->sched, .events = ZMQ_POLLIN},
+							 {.fd = b->wake_fd, .events = ZMQ_POLLIN}};
+		int n = 3;
+		for (uint32_t i = 0; i < b->nhosts; i++)
+			if (b->out[i].q)
+				it[n++] = (zmq_pollitem_t){.socket = b->dealers[i], .events = ZMQ_POLLOUT};
 		long ms = b->cc.heartbeat_ms < 100 ? (long)b->cc.heartbeat_ms : 100;
-		zmq_poll(it, 3, ms);
+		zmq_poll(it, n, ms);
 	}
 	hpsi_wake_sleeping(&b->seg, 0);
 	hpsi_wake_drain(b->wake_fd);
 }
 
-static int setup(struct hpsi_bridge *b)
+int hpsi_bridge_layout(struct hpsi_bridge *b)
 {
 	struct hpsi_sched_assign *a = &b->assign;
 	b->me = a->h.host, b->nhosts = a->nhosts, b->S = a->nservers, b->W = a->nworkers;
-	const struct hpsi_host_entry *mine = &a->hosts[b->me];
-	struct hpsi_seg_params sp;
-	hpsi_config_seg_params(&b->cfg, &sp);
-	sp.nservers = b->S, sp.nworkers = b->W;
-	sp.bridged = 1;
-	sp.srv_lo = mine->srv_lo, sp.srv_hi = mine->srv_hi, sp.wrk_lo = mine->wrk_lo, sp.wrk_hi = mine->wrk_hi;
-	int rc = hpsi_seg_create(&sp, &b->seg);
-	if (rc)
-		return rc;
 	b->max_payload = hpsi_ring_max_payload(b->seg.hdr->ring_bytes);
 	b->answer_max = b->max_payload - sizeof(struct hpsi_msg_hdr);
 	b->host_of_server = calloc(b->S, sizeof *b->host_of_server);
 	b->host_of_worker = calloc(b->W, sizeof *b->host_of_worker);
 	b->pairs = calloc((size_t)b->W * b->S, sizeof *b->pairs);
 	b->heaps = calloc(b->W, sizeof *b->heaps);
+	b->heap_live = calloc(b->W, sizeof *b->heap_live);
 	b->out = calloc(b->nhosts, sizeof *b->out);
 	b->dealers = calloc(b->nhosts, sizeof *b->dealers);
-	if (!b->host_of_server || !b->host_of_worker || !b->pairs || !b->heaps || !b->out || !b->dealers)
+	if (!b->host_of_server || !b->host_of_worker || !b->pairs || !b->heaps || !b->heap_live || !b->out ||
+	    !b->dealers)
 		return HPS_ENOMEM;
 	for (uint32_t i = 0; i < b->nhosts; i++) {
 		for (uint32_t s = a->hosts[i].srv_lo; s < a->hosts[i].srv_hi; s++)
 			b->host_of_server[s] = i;
 		for (uint32_t w = a->hosts[i].wrk_lo; w < a->hosts[i].wrk_hi; w++)
 			b->host_of_worker[w] = i;
-		if (i == b->me)
-			continue;
-		b->dealers[i] = zmq_socket(b->zctx, ZMQ_DEALER);
-		hpsi_zmq_setup(b->dealers[i], 200, 1 << 20); /* it only sends */
-		char id[5] = {'b'};
-		memcpy(id + 1, &b->me, 4);
-		zmq_setsockopt(b->dealers[i], ZMQ_ROUTING_ID, id, sizeof id);
-		if (zmq_connect(b->dealers[i], a->hosts[i].endpoint) != 0) {
-			hpsi_error("bridge %s: cannot connect to host %s at %s: %s", b->cfg.host, a->hosts[i].name,
-				   a->hosts[i].endpoint, zmq_strerror(zmq_errno()));
-			return HPS_ECONFIG;
-		}
 	}
 	/* attach to the rings that cross hosts, at the end that is ours */
 	uint32_t rb = b->seg.hdr->ring_bytes;
@@ -100,6 +91,40 @@ static int setup(struct hpsi_bridge *b)
 				p->used = 1;
 			}
 		}
+	return 0;
+}
+
+static int setup(struct hpsi_bridge *b)
+{
+	struct hpsi_sched_assign *a = &b->assign;
+	const struct hpsi_host_entry *mine = &a->hosts[a->h.host];
+	struct hpsi_seg_params sp;
+	hpsi_config_seg_params(&b->cfg, &sp);
+	sp.nservers = a->nservers, sp.nworkers = a->nworkers;
+	sp.bridged = 1;
+	sp.srv_lo = mine->srv_lo, sp.srv_hi = mine->srv_hi, sp.wrk_lo = mine->wrk_lo, sp.wrk_hi = mine->wrk_hi;
+	int rc = hpsi_seg_create(&sp, &b->seg);
+	if (!rc)
+		rc = hpsi_bridge_layout(b);
+	if (rc)
+		return rc;
+	for (uint32_t i = 0; i < b->nhosts; i++) {
+		if (i == b->me)
+			continue;
+		b->dealers[i] = zmq_socket(b->zctx, ZMQ_DEALER);
+		hpsi_zmq_setup(b->dealers[i], 200, 1 << 20); /* it only sends */
+		/* what waits for a slow peer is bounded (net/bridge.h, Errors) */
+		int hwm = HPSI_BRIDGE_SNDHWM;
+		zmq_setsockopt(b->dealers[i], ZMQ_SNDHWM, &hwm, sizeof hwm);
+		char id[5] = {'b'};
+		memcpy(id + 1, &b->me, 4);
+		zmq_setsockopt(b->dealers[i], ZMQ_ROUTING_ID, id, sizeof id);
+		if (zmq_connect(b->dealers[i], a->hosts[i].endpoint) != 0) {
+			hpsi_error("bridge %s: cannot connect to host %s at %s: %s", b->cfg.host, a->hosts[i].name,
+				   a->hosts[i].endpoint, zmq_strerror(zmq_errno()));
+			return HPS_ECONFIG;
+		}
+	}
 	return 0;
 }
 
@@ -172,8 +197,8 @@ int hpsi_cmd_bridge(int argc, char **argv)
 			}
 		}
 		hpsi_bridge_heartbeat(b);
-		hpsi_info("bridge %s: %llu messages waited for room in a ring", b->cfg.host,
-			  (unsigned long long)b->held_total);
+		hpsi_info("bridge %s: %llu messages waited for room in a ring; %llu requests failed here", b->cfg.host,
+			  (unsigned long long)b->held_total, (unsigned long long)b->failed_total);
 		struct hpsi_sched_hdr bye;
 		hpsi_sched_init(&bye, HPSI_SCH_BYE, b->me);
 		hpsi_bridge_send_sched(b, &bye, sizeof bye);

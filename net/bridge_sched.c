@@ -1,6 +1,7 @@
 /* The bridge as the scheduler's client (net/bridge.h): registration and the
  * job's layout, heartbeats with the local nodes' states, the states of
  * remote nodes back, and what happens when the scheduler goes silent. */
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <zmq.h>
@@ -11,9 +12,12 @@
 #include "shm/liveness.h"
 #include "shm/node.h"
 
-void hpsi_bridge_send_sched(struct hpsi_bridge *b, const void *m, size_t len)
+int hpsi_bridge_send_sched(struct hpsi_bridge *b, const void *m, size_t len)
 {
-	zmq_send(b->sched, m, len, ZMQ_DONTWAIT);
+	while (zmq_send(b->sched, m, len, ZMQ_DONTWAIT) < 0)
+		if (zmq_errno() != EINTR)
+			return -1;
+	return 0;
 }
 
 void hpsi_bridge_heartbeat(struct hpsi_bridge *b)
@@ -97,7 +101,11 @@ int hpsi_bridge_register(struct hpsi_bridge *b, uint32_t nsrv, uint32_t nwrk)
 	static const char *const shared[HPSI_NSHARED] = HPSI_SHARED_SETTINGS;
 	for (int i = 0; i < HPSI_NSHARED; i++)
 		r.settings[i] = hpsi_settings_hash(shared[i]);
-	zmq_send(b->sched, &r, sizeof r, 0);
+	if (hpsi_bridge_send_sched(b, &r, sizeof r)) {
+		hpsi_error("bridge %s: cannot send its registration to the scheduler at %s: %s", b->cfg.host,
+			   b->cc.root_ep, zmq_strerror(zmq_errno()));
+		return HPS_ESYS;
+	}
 	int64_t deadline = hpsi_now_ns() + b->cc.register_ms * 1000000;
 	while (!hpsi_bridge_stop) {
 		int64_t left = (deadline - hpsi_now_ns()) / 1000000;

@@ -1,0 +1,439 @@
+/* The bridge's error paths, one bridge in this process (net/bridge.h): a
+ * real segment with host 0's rings, ZeroMQ inproc sockets for the wire.
+ * The test plays every other part: local worker 0 and local server 0 at
+ * the far ends of the rings, and host 1 (worker 1, server 1) on the wire:
+ * `peer_out` sends to the bridge's router as host 1's bridge would,
+ * `peer_in` receives what the bridge sends to host 1.
+ *
+ * Each case drives the bridge's steps by hand (no thread), so what it
+ * asserts does not depend on timing. No fault injection: every failure is
+ * a real condition (a capacity no heap can hold, an answer larger than its
+ * buffer, a socket that cannot send, a peer that stops reading). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "hps/error.h"
+#include "net/bridge.h"
+#include "runtime/common/dtype.h"
+#include "tests/harness.h"
+
+#define RING (1u << 14)
+#define SLICE ((uint64_t)8 << 20)
+
+static struct hpsi_bridge b;
+static void *zctx, *peer_out, *peer_in;
+static struct hpsi_ring_prod wreq, sans; /* worker 0 -> server 1; server 0 -> worker 1 */
+static struct hpsi_ring_cons wans, sreq; /* server 1 -> worker 0; worker 1 -> server 0 */
+static int counter;
+
+static void *zsock(int type, const char *id, size_t idlen)
+{
+	void *s = zmq_socket(zctx, type);
+	int zero = 0;
+	zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+	if (id)
+		zmq_setsockopt(s, ZMQ_ROUTING_ID, id, idlen);
+	return s;
+}
+
+/* Host 0 of two: server 0 and worker 0 here, server 1 and worker 1 there. */
+static int bridge_up(int peer_rcvhwm)
+{
+	memset(&b, 0, sizeof b);
+	snprintf(b.cfg.host, sizeof b.cfg.host, "h0");
+	char job[64], ep[96];
+	snprintf(job, sizeof job, "tb%d_%d", (int)getpid(), counter++);
+	struct hpsi_seg_params sp = {.job = job, .host = "h0", .nservers = 2, .nworkers = 2, .ring_bytes = RING,
+				     .heap_slice = SLICE, .timeout_ms = 20000, .range_mode = HPSI_RANGE_HASH,
+				     .bridged = 1, .srv_lo = 0, .srv_hi = 1, .wrk_lo = 0, .wrk_hi = 1};
+	if (hpsi_seg_create(&sp, &b.seg))
+		return -1;
+	struct hpsi_sched_assign *a = &b.assign;
+	a->h.host = 0, a->nhosts = 2, a->nservers = 2, a->nworkers = 2;
+	a->hosts[0].srv_lo = 0, a->hosts[0].srv_hi = 1, a->hosts[0].wrk_lo = 0, a->hosts[0].wrk_hi = 1;
+	a->hosts[1].srv_lo = 1, a->hosts[1].srv_hi = 2, a->hosts[1].wrk_lo = 1, a->hosts[1].wrk_hi = 2;
+	if (hpsi_bridge_layout(&b))
+		return -1;
+	zctx = zmq_ctx_new();
+	char id0[5] = {'b', 0, 0, 0, 0}, id1[5] = {'b', 1, 0, 0, 0};
+	b.router = zsock(ZMQ_ROUTER, NULL, 0);
+	snprintf(ep, sizeof ep, "inproc://router%d", counter);
+	zmq_bind(b.router, ep);
+	peer_out = zsock(ZMQ_DEALER, id1, sizeof id1);
+	zmq_connect(peer_out, ep);
+	peer_in = zsock(ZMQ_ROUTER, NULL, 0);
+	zmq_setsockopt(peer_in, ZMQ_RCVHWM, &peer_rcvhwm, sizeof peer_rcvhwm);
+	snprintf(ep, sizeof ep, "inproc://peer%d", counter);
+	zmq_bind(peer_in, ep);
+	b.dealers[1] = zsock(ZMQ_DEALER, id0, sizeof id0);
+	int hwm = HPSI_BRIDGE_SNDHWM;
+	zmq_setsockopt(b.dealers[1], ZMQ_SNDHWM, &hwm, sizeof hwm);
+	zmq_connect(b.dealers[1], ep);
+	hpsi_ring_prod_attach(&wreq, hpsi_seg_ring(&b.seg, 0, 1, 0), RING);
+	hpsi_ring_cons_attach(&wans, hpsi_seg_ring(&b.seg, 0, 1, 1), RING);
+	hpsi_ring_cons_attach(&sreq, hpsi_seg_ring(&b.seg, 1, 0, 0), RING);
+	hpsi_ring_prod_attach(&sans, hpsi_seg_ring(&b.seg, 1, 0, 1), RING);
+	return 0;
+}
+
+static void bridge_down(void)
+{
+	zmq_close(b.dealers[1]);
+	zmq_close(peer_in);
+	zmq_close(peer_out);
+	zmq_close(b.router);
+	zmq_ctx_term(zctx);
+	for (uint32_t h = 0; h < b.nhosts; h++) {
+		struct hpsi_bridge_frame *f = b.out[h].open, *n;
+		free(f);
+		for (f = b.out[h].q; f; f = n)
+			n = f->next, free(f);
+	}
+	for (size_t i = 0; i < (size_t)b.W * b.S; i++) {
+		struct hpsi_bridge_held *m = b.pairs[i].held, *n;
+		for (; m; m = n)
+			n = m->next, free(m);
+		free(b.pairs[i].fifo.e);
+	}
+	for (uint32_t w = 0; w < b.W; w++)
+		if (b.heaps[w])
+			hpsi_heap_destroy(b.heaps[w]);
+	free(b.host_of_server), free(b.host_of_worker), free(b.pairs), free(b.heaps), free(b.heap_live);
+	free(b.out), free(b.dealers);
+	hpsi_seg_unlink(&b.seg);
+	hpsi_seg_detach(&b.seg);
+}
+
+/* One round of the bridge's main loop, without sleeping. */
+static void step(void)
+{
+	hpsi_bridge_retry_held(&b);
+	hpsi_bridge_forward_requests(&b);
+	hpsi_bridge_forward_answers(&b);
+	hpsi_bridge_recv_peers(&b);
+	hpsi_bridge_flush(&b, 1);
+}
+
+static struct hpsi_msg_hdr msg(int type, uint32_t sender, int64_t ts)
+{
+	struct hpsi_msg_hdr h;
+	hpsi_msg_init(&h, type, sender, ts);
+	h.dtype = HPSI_WIRE_F32;
+	return h;
+}
+
+/* Host 1 sends one record (wire form) of worker w to server s. */
+static void peer_send(uint32_t w, uint32_t s, const struct hpsi_msg_hdr *h, const void *body, size_t n)
+{
+	size_t len = sizeof *h + n, total = sizeof(struct hpsi_batch_hdr) + hpsi_batch_rec_bytes(len);
+	unsigned char *buf = calloc(1, total);
+	struct hpsi_batch_hdr bh = {HPSI_BATCH_MAGIC, HPSI_WIRE_VERSION, 0, 1, 1};
+	struct hpsi_rec_hdr r = {(uint32_t)len, w, s, 0};
+	memcpy(buf, &bh, sizeof bh);
+	memcpy(buf + sizeof bh, &r, sizeof r);
+	memcpy(buf + sizeof bh + sizeof r, h, sizeof *h);
+	if (n)
+		memcpy(buf + sizeof bh + sizeof r + sizeof *h, body, n);
+	CU_ASSERT_EQUAL(zmq_send(peer_out, buf, total, 0), (int)total);
+	free(buf);
+}
+
+/* What host 1 received: the records of every message waiting, headers
+ * copied out in order (values frames skipped). */
+static int peer_recv(struct hpsi_msg_hdr *out, int max)
+{
+	int n = 0;
+	for (;;) {
+		zmq_msg_t id, m;
+		zmq_msg_init(&id);
+		if (zmq_msg_recv(&id, peer_in, ZMQ_DONTWAIT) < 0) {
+			zmq_msg_close(&id);
+			return n;
+		}
+		zmq_msg_init(&m);
+		zmq_msg_recv(&m, peer_in, 0);
+		struct hpsi_batch_reader r;
+		struct hpsi_rec_hdr rec;
+		const void *p;
+		const char *why;
+		void *copy = malloc(zmq_msg_size(&m)); /* records are read 8-byte aligned */
+		memcpy(copy, zmq_msg_data(&m), zmq_msg_size(&m));
+		CU_ASSERT_EQUAL_FATAL(hpsi_batch_open(&r, copy, zmq_msg_size(&m), &why), 0);
+		while (hpsi_batch_next(&r, &rec, &p, &why) == 1)
+			if (n < max)
+				memcpy(&out[n++], p, sizeof *out);
+		free(copy);
+		int more = zmq_msg_more(&m);
+		zmq_msg_close(&m);
+		zmq_msg_close(&id);
+		while (more) { /* a values frame */
+			zmq_msg_init(&m);
+			zmq_msg_recv(&m, peer_in, 0);
+			more = zmq_msg_more(&m);
+			zmq_msg_close(&m);
+		}
+	}
+}
+
+/* Next record a ring holds, header copied to *h; 0 when it is empty. */
+static int ring_take(struct hpsi_ring_cons *c, struct hpsi_msg_hdr *h, void *body, size_t cap)
+{
+	size_t len;
+	void *rec = hpsi_ring_peek(c, &len);
+	if (!rec)
+		return 0;
+	memcpy(h, rec, sizeof *h);
+	if (body && len > sizeof *h)
+		memcpy(body, (unsigned char *)rec + sizeof *h, len - sizeof *h < cap ? len - sizeof *h : cap);
+	hpsi_ring_consume(c, len);
+	hpsi_ring_cons_publish(c);
+	return 1;
+}
+
+/* Worker 0 writes a request to server 1; 0 when the ring is full. */
+static int worker_send(const struct hpsi_msg_hdr *h, const void *body, size_t n)
+{
+	unsigned char *dst = hpsi_ring_reserve(&wreq, sizeof *h + n);
+	if (!dst)
+		return 0;
+	memcpy(dst, h, sizeof *h);
+	if (n)
+		memcpy(dst + sizeof *h, body, n);
+	hpsi_ring_commit(&wreq, sizeof *h + n);
+	hpsi_ring_publish(&wreq);
+	return 1;
+}
+
+static struct hpsi_msg_hdr pull_of(uint32_t sender, int64_t ts, uint32_t nkeys)
+{
+	struct hpsi_msg_hdr h = msg(HPSI_MSG_PULL, sender, ts);
+	h.nkeys = nkeys, h.width = 1;
+	return h;
+}
+
+/* A pull whose answer room, as the wire states it, no heap can hold: it
+ * fails at once with HPS_ETOOBIG instead of waiting forever, and the
+ * pair goes on: the next request is delivered and answered. */
+static void test_bridge_answer_room_never_fits(void)
+{
+	CU_ASSERT_EQUAL_FATAL(bridge_up(1000), 0);
+	uint64_t key = 5;
+	struct hpsi_msg_hdr h = pull_of(1, 7, 1);
+	h.resp_cap = (uint64_t)1 << 40;
+	peer_send(1, 0, &h, &key, sizeof key);
+	step();
+	step();
+	struct hpsi_msg_hdr got[8], in;
+	CU_ASSERT_EQUAL(ring_take(&sreq, &in, NULL, 0), 0); /* never reached the server */
+	CU_ASSERT_PTR_NULL(hpsi_bridge_pair_of(&b, 1, 0)->held);
+	CU_ASSERT_EQUAL_FATAL(peer_recv(got, 8), 1);
+	CU_ASSERT_EQUAL(got[0].type, HPSI_MSG_RESPONSE);
+	CU_ASSERT_EQUAL(got[0].timestamp, 7);
+	CU_ASSERT_EQUAL(got[0].status, HPS_ETOOBIG);
+	CU_ASSERT_EQUAL(got[0].sender, 0);
+
+	h = pull_of(1, 8, 1);
+	peer_send(1, 0, &h, &key, sizeof key);
+	step();
+	CU_ASSERT_EQUAL_FATAL(ring_take(&sreq, &in, NULL, 0), 1);
+	CU_ASSERT_EQUAL(in.timestamp, 8);
+	struct { struct hpsi_msg_hdr h; float v; } ans = {msg(HPSI_MSG_RESPONSE, 0, 8), 2.5f};
+	ans.h.val_bytes = sizeof ans.v;
+	size_t alen = sizeof ans.h + sizeof ans.v;
+	void *dst = hpsi_ring_reserve(&sans, alen);
+	memcpy(dst, &ans, alen);
+	hpsi_ring_commit(&sans, alen);
+	hpsi_ring_publish(&sans);
+	step();
+	CU_ASSERT_EQUAL_FATAL(peer_recv(got, 8), 1);
+	CU_ASSERT_EQUAL(got[0].timestamp, 8);
+	CU_ASSERT_EQUAL(got[0].status, 0);
+	CU_ASSERT_EQUAL(b.failed_total, 1);
+	bridge_down();
+}
+
+/* Pulls that need most of worker 1's heap slice here: the second waits
+ * while the first holds its buffer (it will come back), and goes in once
+ * the first is answered; it does not fail. */
+static void test_bridge_heap_full_waits(void)
+{
+	CU_ASSERT_EQUAL_FATAL(bridge_up(1000), 0);
+	uint64_t key = 5;
+	for (int64_t ts = 1; ts <= 2; ts++) {
+		struct hpsi_msg_hdr h = pull_of(1, ts, 1);
+		h.resp_cap = SLICE * 6 / 10;
+		peer_send(1, 0, &h, &key, sizeof key);
+	}
+	step();
+	step();
+	struct hpsi_msg_hdr in, got[8];
+	CU_ASSERT_EQUAL_FATAL(ring_take(&sreq, &in, NULL, 0), 1);
+	CU_ASSERT_EQUAL(in.timestamp, 1);
+	CU_ASSERT_EQUAL(ring_take(&sreq, &in, NULL, 0), 0);
+	CU_ASSERT_PTR_NOT_NULL(hpsi_bridge_pair_of(&b, 1, 0)->held);
+	CU_ASSERT_EQUAL(peer_recv(got, 8), 0);
+	struct hpsi_msg_hdr ans = msg(HPSI_MSG_RESPONSE, 0, 1); /* the answer is in the buffer */
+	ans.flags = HPSI_F_HEAP_RESP, ans.resp_off = in.resp_off, ans.resp_cap = in.resp_cap;
+	void *dst = hpsi_ring_reserve(&sans, sizeof ans);
+	memcpy(dst, &ans, sizeof ans);
+	hpsi_ring_commit(&sans, sizeof ans);
+	hpsi_ring_publish(&sans);
+	step();
+	step();
+	CU_ASSERT_EQUAL_FATAL(ring_take(&sreq, &in, NULL, 0), 1);
+	CU_ASSERT_EQUAL(in.timestamp, 2);
+	CU_ASSERT_EQUAL(peer_recv(got, 8), 1);
+	CU_ASSERT_EQUAL(got[0].timestamp, 1);
+	CU_ASSERT_EQUAL(got[0].status, 0);
+	CU_ASSERT_EQUAL(b.failed_total, 0);
+	bridge_down();
+}
+
+/* An answer larger than the buffer the worker gave it: the worker gets
+ * HPS_EPROTO for that request, and the answers after it still arrive
+ * (before, the entry stayed at the front and every later answer was
+ * dropped). An answer whose predecessor was lost on the way makes the
+ * predecessor fail, so the pair stays in step. */
+static void test_bridge_answer_too_big_and_lost(void)
+{
+	CU_ASSERT_EQUAL_FATAL(bridge_up(1000), 0);
+	struct hpsi_msg_bounds slice = hpsi_bridge_slice_of(&b, 0);
+	uint64_t key = 9;
+	struct hpsi_msg_hdr h = pull_of(0, 1, 1);
+	h.flags = HPSI_F_HEAP_RESP, h.resp_off = slice.lo, h.resp_cap = 64;
+	CU_ASSERT_FATAL(worker_send(&h, &key, sizeof key));
+	for (int64_t ts = 2; ts <= 4; ts++) {
+		h = pull_of(0, ts, 1);
+		CU_ASSERT_FATAL(worker_send(&h, &key, sizeof key));
+	}
+	step();
+	struct hpsi_msg_hdr got[8];
+	CU_ASSERT_EQUAL_FATAL(peer_recv(got, 8), 4);
+	CU_ASSERT_EQUAL(got[0].resp_cap, 64);
+
+	struct { struct hpsi_msg_hdr h; float v[32]; } big = {msg(HPSI_MSG_RESPONSE, 1, 1), {0}};
+	big.h.val_bytes = sizeof big.v; /* 128 bytes for a 64-byte buffer */
+	peer_send(0, 1, &big.h, big.v, sizeof big.v);
+	struct { struct hpsi_msg_hdr h; float v; } ok = {msg(HPSI_MSG_RESPONSE, 1, 2), 1.5f};
+	ok.h.val_bytes = sizeof ok.v;
+	peer_send(0, 1, &ok.h, &ok.v, sizeof ok.v);
+	ok.h.timestamp = 4, ok.v = 4.5f; /* the answer to 3 is lost */
+	peer_send(0, 1, &ok.h, &ok.v, sizeof ok.v);
+	step();
+	step();
+	struct hpsi_msg_hdr a;
+	float v = 0;
+	CU_ASSERT_EQUAL_FATAL(ring_take(&wans, &a, NULL, 0), 1);
+	CU_ASSERT_EQUAL(a.timestamp, 1);
+	CU_ASSERT_EQUAL(a.status, HPS_EPROTO);
+	CU_ASSERT_EQUAL_FATAL(ring_take(&wans, &a, &v, sizeof v), 1);
+	CU_ASSERT_EQUAL(a.timestamp, 2);
+	CU_ASSERT_EQUAL(a.status, 0);
+	CU_ASSERT_EQUAL(v, 1.5f);
+	CU_ASSERT_EQUAL_FATAL(ring_take(&wans, &a, NULL, 0), 1);
+	CU_ASSERT_EQUAL(a.timestamp, 3);
+	CU_ASSERT_EQUAL(a.status, HPS_EPROTO);
+	CU_ASSERT_EQUAL_FATAL(ring_take(&wans, &a, &v, sizeof v), 1);
+	CU_ASSERT_EQUAL(a.timestamp, 4);
+	CU_ASSERT_EQUAL(a.status, 0);
+	CU_ASSERT_EQUAL(v, 4.5f);
+	CU_ASSERT_EQUAL(hpsi_bridge_pair_of(&b, 0, 1)->fifo.n, 0);
+	bridge_down();
+}
+
+/* A socket that cannot send: the batched request and the zero-copy one
+ * (values from the worker's heap) both fail with HPS_ESYS, in order, and
+ * the zero-copy values are released (the answer waits for that). */
+static void test_bridge_send_fails(void)
+{
+	CU_ASSERT_EQUAL_FATAL(bridge_up(1000), 0);
+	zmq_close(b.dealers[1]);
+	b.dealers[1] = zsock(ZMQ_SUB, NULL, 0); /* zmq_send: ENOTSUP */
+	struct hpsi_msg_bounds slice = hpsi_bridge_slice_of(&b, 0);
+	uint64_t key = 3;
+	float val = 1;
+	struct hpsi_msg_hdr h = msg(HPSI_MSG_PUSH, 0, 5);
+	h.nkeys = 1, h.width = 1, h.val_bytes = sizeof val;
+	unsigned char body[sizeof key + sizeof val];
+	memcpy(body, &key, sizeof key);
+	memcpy(body + sizeof key, &val, sizeof val);
+	CU_ASSERT_FATAL(worker_send(&h, body, sizeof body));
+	uint32_t width = 64 << 10; /* 256 KiB of values: without a copy */
+	h = msg(HPSI_MSG_PUSH, 0, 6);
+	h.nkeys = 1, h.width = width, h.val_bytes = (uint64_t)width * 4;
+	h.flags = HPSI_F_HEAP_VALS, h.vals_off = slice.lo;
+	memset(b.seg.base + slice.lo, 0, h.val_bytes);
+	CU_ASSERT_FATAL(worker_send(&h, &key, sizeof key));
+	for (int i = 0; i < 3; i++)
+		step();
+	struct hpsi_msg_hdr a;
+	CU_ASSERT_EQUAL_FATAL(ring_take(&wans, &a, NULL, 0), 1);
+	CU_ASSERT_EQUAL(a.timestamp, 5);
+	CU_ASSERT_EQUAL(a.status, HPS_ESYS);
+	CU_ASSERT_EQUAL_FATAL(ring_take(&wans, &a, NULL, 0), 1);
+	CU_ASSERT_EQUAL(a.timestamp, 6);
+	CU_ASSERT_EQUAL(a.status, HPS_ESYS);
+	CU_ASSERT_EQUAL(hpsi_bridge_pair_of(&b, 0, 1)->fifo.n, 0);
+	CU_ASSERT_EQUAL(b.failed_total, 2);
+	bridge_down();
+}
+
+/* Host 1 stops reading: the bridge takes requests until ZeroMQ's queue
+ * and its own (HPSI_BRIDGE_QUEUE_MAX) are full, then leaves them in the
+ * worker's ring, which fills; none is dropped. Once host 1 reads again,
+ * every request arrives, in order. */
+static void test_bridge_slow_peer_backpressure(void)
+{
+	CU_ASSERT_EQUAL_FATAL(bridge_up(1), 0);
+	enum { NK = 256 }; /* 2 KiB of keys and 1 KiB of values a request */
+	static unsigned char body[NK * 12];
+	for (int k = 0; k < NK; k++)
+		memcpy(body + k * 8, &(uint64_t){(uint64_t)k}, 8);
+	struct hpsi_msg_hdr h = msg(HPSI_MSG_PUSH, 0, 0);
+	h.nkeys = NK, h.width = 1, h.val_bytes = NK * 4;
+	int64_t sent = 0, limit = 200000;
+	int stuck = 0;
+	size_t most = 0;
+	while (sent < limit && stuck < 50) {
+		int took = 0;
+		while (sent < limit && (h.timestamp = sent, worker_send(&h, body, sizeof body)))
+			sent++, took = 1;
+		step();
+		size_t q = hpsi_bridge_queued(&b, 1);
+		most = q > most ? q : most;
+		stuck = took ? 0 : stuck + 1;
+	}
+	CU_ASSERT(sent < limit); /* the worker's ring stopped taking requests */
+	CU_ASSERT(most <= HPSI_BRIDGE_QUEUE_MAX + (2u << 20));
+	CU_ASSERT(hpsi_ring_pending(wreq.r));
+	/* host 1 reads again */
+	static struct hpsi_msg_hdr got[4096];
+	int64_t next = 0;
+	int bad = 0;
+	for (int round = 0; round < 100000 && next < sent; round++) {
+		int n = peer_recv(got, 4096);
+		for (int i = 0; i < n; i++)
+			bad |= got[i].timestamp != next++;
+		step();
+	}
+	CU_ASSERT_EQUAL(bad, 0);
+	CU_ASSERT_EQUAL(next, sent);
+	CU_ASSERT_EQUAL(b.failed_total, 0);
+	bridge_down();
+}
+
+int main(void)
+{
+	static const struct test_case cases[] = {
+		{"test_bridge_answer_room_never_fits", test_bridge_answer_room_never_fits},
+		{"test_bridge_heap_full_waits", test_bridge_heap_full_waits},
+		{"test_bridge_answer_too_big_and_lost", test_bridge_answer_too_big_and_lost},
+		{"test_bridge_send_fails", test_bridge_send_fails},
+		{"test_bridge_slow_peer_backpressure", test_bridge_slow_peer_backpressure},
+		{NULL, NULL},
+	};
+	return run_suite("bridge", cases);
+}
