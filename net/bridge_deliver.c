@@ -225,20 +225,19 @@ static void deliver(struct hpsi_bridge *b, uint32_t w, uint32_t s, const struct 
 	struct hpsi_bridge_pair *p = hpsi_bridge_pair_of(b, w, s);
 	int answer = h->type == HPSI_MSG_RESPONSE;
 	int rc = 1;
+	size_t before = p->fifo.n;
 	if (!p->held)
 		rc = answer ? hpsi_bridge_deliver_answer(b, w, s, h, keys)
 			    : hpsi_bridge_deliver_request(b, w, s, h, keys, vals);
-	if (rc < 0) {
-		hpsi_msg_count_bad("an answer that matches no request in flight");
-		return;
-	}
-	uint32_t node = answer ? hpsi_worker_node(&b->seg, w) : s;
-	if (rc == 0) {
+	/* answers of failed requests before this one may be in even if it waits */
+	if (rc == 0 || p->fifo.n != before) {
 		hpsi_ring_publish(&p->prod);
-		hpsi_bell_ring(&hpsi_seg_node(&b->seg, node)->bell);
-		return;
+		hpsi_bell_ring(&hpsi_seg_node(&b->seg, answer ? hpsi_worker_node(&b->seg, w) : s)->bell);
 	}
-	hpsi_bridge_hold(b, p, h, keys, vals);
+	if (rc < 0)
+		hpsi_msg_count_bad("an answer that matches no request in flight");
+	else if (rc > 0)
+		hpsi_bridge_hold(b, p, h, keys, vals);
 }
 
 static void handle_batch(struct hpsi_bridge *b, uint32_t from, const void *buf, size_t len, const void *vals_frame,

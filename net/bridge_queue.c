@@ -171,11 +171,10 @@ int hpsi_bridge_retry_held(struct hpsi_bridge *b)
 				any = moved = 1;
 			}
 			/* failed requests of a local worker with nothing held before them */
-			if (origin && !p->held) {
+			if (origin && !p->held)
 				hpsi_bridge_answer_failed(b, w, s);
-				if (p->fifo.n != before)
-					any = moved = 1;
-			}
+			if (p->fifo.n != before) /* records went in, also when a held one waits */
+				any = moved = 1;
 			if (any) {
 				hpsi_ring_publish(&p->prod);
 				uint32_t node = origin ? hpsi_worker_node(&b->seg, w) : s;
