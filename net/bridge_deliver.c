@@ -9,6 +9,7 @@
 #include "hps/error.h"
 #include "net/bridge.h"
 #include "runtime/common/dtype.h"
+#include "runtime/common/log.h"
 #include "shm/node.h"
 
 /* Room in remote worker w's slice on this host for n bytes (copied from
@@ -322,11 +323,14 @@ int hpsi_bridge_recv_peers(struct hpsi_bridge *b)
 			if ((uintptr_t)batch % 8) {
 				if (blen > b->align_cap) {
 					free(b->align_buf);
-					b->align_cap = blen * 2;
-					b->align_buf = malloc(b->align_cap);
+					b->align_buf = malloc(blen * 2);
+					b->align_cap = b->align_buf ? blen * 2 : 0;
 				}
 				if (b->align_buf)
 					memcpy(b->align_buf, batch, blen);
+				else /* its requests fail at their origin when later answers come */
+					hpsi_error("bridge %s: out of memory: a batch of %zu bytes from host %u is lost",
+						   b->cfg.host, blen, from);
 				batch = b->align_buf;
 			}
 			if (batch)
