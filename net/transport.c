@@ -50,7 +50,8 @@ static int interface_addr(const char *ifname, char *out, size_t cap, int *ipv6)
 			best = i;
 	if (!best) {
 		freeifaddrs(ifs);
-		hpsi_error("HPS_INTERFACE=%s: no such interface with an address (see `ip addr`)", ifname);
+		hpsi_error("%s=%s: no such interface with an address (see `ip addr`)",
+			   getenv("HPS_INTERFACE") && *getenv("HPS_INTERFACE") ? "HPS_INTERFACE" : "DMLC_INTERFACE", ifname);
 		return HPS_ECONFIG;
 	}
 	*ipv6 = best->ifa_addr->sa_family == AF_INET6;
@@ -58,6 +59,47 @@ static int interface_addr(const char *ifname, char *out, size_t cap, int *ipv6)
 			      : (const void *)&((struct sockaddr_in *)best->ifa_addr)->sin_addr;
 	inet_ntop(best->ifa_addr->sa_family, a, out, (socklen_t)cap);
 	freeifaddrs(ifs);
+	return 0;
+}
+
+/* The address of this host's interface that routes to the scheduler: a
+ * UDP socket connected there has the source address the kernel would use
+ * (connect() on a datagram socket sends nothing). Unlike the host name,
+ * which Debian maps to 127.0.1.1 and a container may not resolve at all,
+ * this is an address the scheduler's host can reach back (ps-lite's
+ * trick too). */
+static int route_addr(const struct hpsi_cluster_cfg *c, char *out, size_t cap, int *ipv6)
+{
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in in;
+		struct sockaddr_in6 in6;
+	} to = {0}, me = {0};
+	socklen_t len;
+	if (c->root_ipv6) {
+		to.in6.sin6_family = AF_INET6;
+		to.in6.sin6_port = htons((uint16_t)c->root_port);
+		inet_pton(AF_INET6, c->root_addr, &to.in6.sin6_addr);
+		len = sizeof to.in6;
+	} else {
+		to.in.sin_family = AF_INET;
+		to.in.sin_port = htons((uint16_t)c->root_port);
+		inet_pton(AF_INET, c->root_addr, &to.in.sin_addr);
+		len = sizeof to.in;
+	}
+	int fd = socket(to.sa.sa_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	socklen_t mlen = sizeof me;
+	int err = fd < 0 || connect(fd, &to.sa, len) != 0 || getsockname(fd, &me.sa, &mlen) != 0 ? errno : 0;
+	if (fd >= 0)
+		close(fd);
+	if (err) {
+		hpsi_error("no route to the scheduler at %s (HPS_ROOT_URI): %s; say where this host listens with HPS_NODE_ADDR, HPS_INTERFACE or DMLC_NODE_HOST",
+			   c->root_addr, strerror(err));
+		return HPS_ECONFIG;
+	}
+	*ipv6 = me.sa.sa_family == AF_INET6;
+	inet_ntop(me.sa.sa_family, *ipv6 ? (const void *)&me.in6.sin6_addr : (const void *)&me.in.sin_addr, out,
+		  (socklen_t)cap);
 	return 0;
 }
 
@@ -118,19 +160,19 @@ int hpsi_cluster_load(struct hpsi_cluster_cfg *c, int need_node)
 	}
 	if (!need_node)
 		return 0;
-	const char *addr = hpsi_setting("NODE_ADDR"), *ifname = hpsi_setting("INTERFACE");
+	/* Where this host's bridge listens: said outright, an interface's
+	 * address, ps-lite's DMLC_NODE_HOST, else the address that routes to
+	 * the scheduler. HPS_HOST is a name only: a tracker or launcher may
+	 * make it up, so it need not resolve. */
+	const char *addr = hpsi_setting("NODE_ADDR"), *ifname = hpsi_setting("INTERFACE"),
+		   *node = getenv("DMLC_NODE_HOST");
 	if (addr)
 		return resolve(addr, "HPS_NODE_ADDR", c->node_addr, sizeof c->node_addr, &c->node_ipv6);
 	if (ifname)
 		return interface_addr(ifname, c->node_addr, sizeof c->node_addr, &c->node_ipv6);
-	const char *host = hpsi_setting("HOST");
-	char name[256];
-	if (!host) {
-		if (gethostname(name, sizeof name) != 0)
-			snprintf(name, sizeof name, "localhost");
-		host = name;
-	}
-	return resolve(host, "HPS_HOST", c->node_addr, sizeof c->node_addr, &c->node_ipv6);
+	if (node && *node)
+		return resolve(node, "DMLC_NODE_HOST", c->node_addr, sizeof c->node_addr, &c->node_ipv6);
+	return route_addr(c, c->node_addr, sizeof c->node_addr, &c->node_ipv6);
 }
 
 void hpsi_zmq_setup(void *sock, int64_t linger_ms, int64_t max_msg)

@@ -5,7 +5,8 @@
  *   HPS_ROOT_URI / DMLC_PS_ROOT_URI    scheduler host: name, IPv4 or IPv6
  *   HPS_ROOT_PORT / DMLC_PS_ROOT_PORT  scheduler port
  *   HPS_NODE_ADDR     address a bridge listens on (default: HPS_INTERFACE's
- *                     address, else HPS_HOST resolved)
+ *                     address, else DMLC_NODE_HOST resolved, else the
+ *                     address of the interface that routes to the scheduler)
  *   HPS_INTERFACE / DMLC_INTERFACE     network interface to listen on
  *   HPS_PORTS         bridge port, or a range "first-last" (default 0: any)
  *   HPS_HEARTBEAT_MS  bridge heartbeat period (default 200)

@@ -21,6 +21,7 @@
 #include "runtime/common/config.h"
 #include "shm/node.h"
 #include "runtime/cluster/launch.h"
+#include "runtime/cluster/lobby.h"
 #include "runtime/common/log.h"
 #include "runtime/cluster/outpipe.h"
 #include "runtime/server/store.h"
@@ -220,9 +221,9 @@ static int tracker;             /* --tracker: one process of a dmlc-core tracker
 
 /* --tracker: dmlc-core's tracker (and ps-lite's scripts) start every
  * process alone with DMLC_ROLE=scheduler|server|worker. The scheduler runs
- * `hps scheduler` (returns -1); a server or worker becomes a host group of
- * its own (its own segment and bridge), named after its host and pid.
- * Returns 0 to go on as a host-local launch, or an exit status. */
+ * `hps scheduler` (returns -1); a server or worker brings one process to
+ * its machine's host group (runtime/cluster/lobby.h), so the processes of
+ * one machine share a segment. Returns 0 to go on, or an exit status. */
 static int tracker_role(void)
 {
 	const char *role = getenv("HPS_ROLE");
@@ -249,15 +250,6 @@ static int tracker_role(void)
 	}
 	setenv("HPS_LOCAL_SERVERS", server ? "1" : "0", 1);
 	setenv("HPS_LOCAL_WORKERS", server ? "0" : "1", 1);
-	char host[256], name[HPSI_NAME_MAX + 256];
-	const char *node = getenv("DMLC_NODE_HOST");
-	if (node && *node && !getenv("HPS_NODE_ADDR"))
-		setenv("HPS_NODE_ADDR", node, 1);
-	if (gethostname(host, sizeof host) != 0)
-		snprintf(host, sizeof host, "host");
-	host[40] = 0;
-	snprintf(name, sizeof name, "%s-%d", host, (int)getpid());
-	setenv("HPS_HOST", name, 1);
 	unsetenv("HPS_ROLE");
 	unsetenv("DMLC_ROLE");
 	return 0;
@@ -355,6 +347,8 @@ static int wait_for_bridge(struct job *j, struct child *bridge, const struct hps
 	}
 }
 
+static int launch_here(int self_serve, int keep_going, char **argv, int prog);
+
 int hpsi_cmd_launch(int argc, char **argv)
 {
 	int self_serve = 0, keep_going = 0, prog = 0;
@@ -366,6 +360,18 @@ int hpsi_cmd_launch(int argc, char **argv)
 	}
 	if (tracker && (rc = tracker_role()))
 		return rc < 0 ? hpsi_cmd_scheduler(1, argv) : rc;
+	struct hpsi_lobby lobby = {.fd = -1};
+	int grouped = 0;
+	if (!hosts_file && hpsi_setting("ROOT_URI")) { /* one host group per machine */
+		struct sigaction sa = {.sa_handler = on_signal};
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGINT, &sa, NULL);
+		sigaction(SIGTERM, &sa, NULL);
+		sigaction(SIGHUP, &sa, NULL);
+		if ((rc = hpsi_launch_group(tracker, &got_signal, &lobby)) >= 0)
+			return rc;
+		grouped = 1;
+	}
 	if (!hpsi_setting("JOB_ID")) {
 		char id[32];
 		snprintf(id, sizeof id, "hps%d", (int)getpid());
@@ -373,6 +379,16 @@ int hpsi_cmd_launch(int argc, char **argv)
 	}
 	if (hosts_file)
 		return hpsi_launch_hosts(hosts_file, argc, argv, prog);
+	rc = launch_here(self_serve, keep_going, argv, prog);
+	if (grouped)
+		hpsi_lobby_finish(&lobby, rc);
+	return rc;
+}
+
+/* The job's processes of this host (and its bridge, multi-host). */
+static int launch_here(int self_serve, int keep_going, char **argv, int prog)
+{
+	int rc;
 	struct hpsi_config cfg;
 	if (hpsi_config_load(&cfg, 0))
 		return 2;

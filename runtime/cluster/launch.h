@@ -2,6 +2,8 @@
 #ifndef HPSI_LAUNCH_H
 #define HPSI_LAUNCH_H
 
+#include <signal.h>
+
 int hpsi_cmd_launch(int argc, char **argv);
 int hpsi_cmd_clean(int argc, char **argv);
 int hpsi_cmd_scheduler(int argc, char **argv);
@@ -12,5 +14,12 @@ int hpsi_launch_hosts(const char *file, int argc, char **argv, int prog);
 /* Removes segments of this host whose processes are all dead; returns the
  * number removed, or a negative error. dry_run only lists them. */
 int hpsi_clean_segments(int dry_run, int verbose);
+
+/* A multi-host launch joins its machine's host group (lobby.h). Returns -1
+ * to go on as the group's leader (HPS_HOST, HPS_LOCAL_SERVERS and
+ * HPS_LOCAL_WORKERS then say the group's), else the status to exit with (a
+ * member: the leader's). tracker: started by dmlc-core's tracker. */
+struct hpsi_lobby;
+int hpsi_launch_group(int tracker, volatile const sig_atomic_t *stop, struct hpsi_lobby *l);
 
 #endif

@@ -22,8 +22,15 @@
 #include "runtime/common/log.h"
 #include "shm/bell.h"
 
+/* A peer's ZeroMQ routing id: bytes, not a string (a bridge names itself
+ * after its host; a socket that names itself not gets 5 binary bytes). */
+struct peer_id {
+	unsigned char b[255];
+	size_t n;
+};
+
 struct host {
-	char id[256]; /* ZeroMQ routing id: the host name */
+	struct peer_id id;
 	struct hpsi_sched_register reg;
 	int64_t last_seen;
 	int left, dead;
@@ -39,6 +46,8 @@ struct sched {
 	uint8_t state[HPSI_MAX_NODES];
 	int states_changed;
 	uint32_t barrier_gen;
+	uint64_t refused;        /* registrations refused before the job started */
+	char last_refusal[256];  /* the reason of the last one */
 };
 
 static volatile sig_atomic_t stop_signal;
@@ -50,13 +59,13 @@ static void bad_message(struct sched *s, const char *why)
 	hpsi_msg_count_bad(why); /* counted and logged, rate-limited */
 }
 
-static void send_to(struct sched *s, const char *id, const void *msg, size_t len)
+static void send_to(struct sched *s, const struct peer_id *id, const void *msg, size_t len)
 {
-	zmq_send(s->sock, id, strlen(id), ZMQ_SNDMORE | ZMQ_DONTWAIT);
+	zmq_send(s->sock, id->b, id->n, ZMQ_SNDMORE | ZMQ_DONTWAIT);
 	zmq_send(s->sock, msg, len, ZMQ_DONTWAIT);
 }
 
-static void abort_host(struct sched *s, const char *id, const char *reason)
+static void abort_host(struct sched *s, const struct peer_id *id, const char *reason)
 {
 	struct hpsi_sched_abort a = {0};
 	hpsi_sched_init(&a.h, HPSI_SCH_ABORT, 0);
@@ -66,12 +75,12 @@ static void abort_host(struct sched *s, const char *id, const char *reason)
 
 /* Receives one [routing id][message] pair; returns its length, or -1 when
  * nothing is waiting; malformed framing is dropped. */
-static int recv_one(struct sched *s, char *id, size_t idcap, void *buf, size_t cap, int flags)
+static int recv_one(struct sched *s, struct peer_id *id, void *buf, size_t cap, int flags)
 {
 	zmq_msg_t part;
 	int nparts = 0, len = -1;
 	int more = 1;
-	id[0] = 0;
+	id->n = 0;
 	while (more) {
 		zmq_msg_init(&part);
 		if (zmq_msg_recv(&part, s->sock, nparts ? 0 : flags) < 0) {
@@ -79,9 +88,9 @@ static int recv_one(struct sched *s, char *id, size_t idcap, void *buf, size_t c
 			return nparts ? -2 : -1;
 		}
 		size_t n = zmq_msg_size(&part);
-		if (nparts == 0 && n < idcap) {
-			memcpy(id, zmq_msg_data(&part), n);
-			id[n] = 0;
+		if (nparts == 0 && n <= sizeof id->b) {
+			memcpy(id->b, zmq_msg_data(&part), n);
+			id->n = n;
 		} else if (nparts == 1 && n <= cap) {
 			memcpy(buf, zmq_msg_data(&part), n);
 			len = (int)n;
@@ -90,17 +99,25 @@ static int recv_one(struct sched *s, char *id, size_t idcap, void *buf, size_t c
 		more = zmq_msg_more(&part);
 		zmq_msg_close(&part);
 	}
-	if (nparts != 2 || len < 0 || !id[0]) {
+	if (nparts != 2 || len < 0 || !id->n) {
 		bad_message(s, nparts != 2 ? "wrong number of frames" : "frame too large");
 		return -2;
 	}
 	return len;
 }
 
-static struct host *host_by_id(struct sched *s, const char *id)
+static struct host *host_by_id(struct sched *s, const struct peer_id *id)
 {
 	for (uint32_t i = 0; i < s->nhosts; i++)
-		if (strcmp(s->hosts[i].id, id) == 0)
+		if (s->hosts[i].id.n == id->n && memcmp(s->hosts[i].id.b, id->b, id->n) == 0)
+			return &s->hosts[i];
+	return NULL;
+}
+
+static struct host *host_by_name(struct sched *s, const char *name)
+{
+	for (uint32_t i = 0; i < s->nhosts; i++)
+		if (strcmp(s->hosts[i].reg.name, name) == 0)
 			return &s->hosts[i];
 	return NULL;
 }
@@ -110,7 +127,46 @@ static int by_name(const void *a, const void *b)
 	return strcmp(((const struct host *)a)->reg.name, ((const struct host *)b)->reg.name);
 }
 
-/* Registration: until the job's counts are reached, or the deadline. */
+/* Why registration m from peer id cannot join the job, or "" when it can.
+ * srv and wrk: the processes registered so far. */
+static void refusal(struct sched *s, const struct hpsi_sched_register *m, const struct peer_id *id, uint32_t srv,
+		    uint32_t wrk, char *reason, size_t cap)
+{
+	const struct host *twin;
+	reason[0] = 0;
+	if (m->total_servers != s->nservers || m->total_workers != s->nworkers)
+		snprintf(reason, cap,
+			 "host %s believes the job has %u servers and %u workers, the scheduler %u and %u (HPS_NUM_SERVERS, HPS_NUM_WORKERS)",
+			 m->name, m->total_servers, m->total_workers, s->nservers, s->nworkers);
+	else if (m->nservers + m->nworkers == 0)
+		snprintf(reason, cap, "host %s brings no server and no worker (HPS_LOCAL_SERVERS, HPS_LOCAL_WORKERS)",
+			 m->name);
+	else if ((twin = host_by_name(s, m->name)) || host_by_id(s, id))
+		snprintf(reason, cap,
+			 "host name %s is taken: two host groups registered it (set HPS_HOST, or DMLC_NODE_HOST, to a name of its own on each)",
+			 m->name);
+	else if (s->nhosts == HPSI_MAX_HOSTS)
+		snprintf(reason, cap, "host %s is one host too many: at most %d hosts", m->name, HPSI_MAX_HOSTS);
+	else if (s->nhosts && memcmp(m->settings, s->hosts[0].reg.settings, sizeof m->settings)) {
+		static const char *const shared[HPSI_NSHARED] = HPSI_SHARED_SETTINGS;
+		int k = 0;
+		while (k < HPSI_NSHARED - 1 && m->settings[k] == s->hosts[0].reg.settings[k])
+			k++;
+		snprintf(reason, cap, "hosts %s and %s have different HPS_%s: every host needs the same",
+			 s->hosts[0].reg.name, m->name, shared[k]);
+	} else if (srv + m->nservers > s->nservers || wrk + m->nworkers > s->nworkers)
+		snprintf(reason, cap,
+			 "host %s brings %u servers and %u workers: more than the job's %u and %u less the %u and %u registered (HPS_NUM_SERVERS, HPS_NUM_WORKERS)",
+			 m->name, m->nservers, m->nworkers, s->nservers, s->nworkers, srv, wrk);
+}
+
+/* Registration: until the job's counts are reached, or the deadline. A
+ * registration that cannot join (counts or settings that differ, a name
+ * taken, more processes than the job has) is refused alone: that peer gets
+ * the reason, the refusal is logged and counted, and the scheduler goes on
+ * waiting for the real hosts. Nothing a peer sends ends the scheduler: a
+ * stranger's message must not stop the job, and a misconfigured host
+ * learns its reason at once either way. */
 static int collect_hosts(struct sched *s)
 {
 	uint32_t srv = 0, wrk = 0;
@@ -119,22 +175,27 @@ static int collect_hosts(struct sched *s)
 		struct hpsi_sched_register reg;
 		unsigned char raw[sizeof(struct hpsi_sched_assign)];
 	} m;
-	char id[256];
+	struct peer_id id;
 	while (srv < s->nservers || wrk < s->nworkers) {
 		if (stop_signal)
 			return HPS_ECLOSED;
 		int64_t left = (deadline - hpsi_now_ns()) / 1000000;
 		if (left <= 0) {
-			hpsi_error("scheduler: only %u of %u servers and %u of %u workers registered within HPS_REGISTER_MS=%lld: a host never showed up",
-				   srv, s->nservers, wrk, s->nworkers, (long long)s->cc.register_ms);
+			char why[400];
+			int k = snprintf(why, sizeof why, "a host never showed up (HPS_REGISTER_MS)");
+			if (s->refused && k > 0)
+				snprintf(why + k, sizeof why - (size_t)k, "; %llu registration(s) refused, the last: %s",
+					 (unsigned long long)s->refused, s->last_refusal);
+			hpsi_error("scheduler: only %u of %u servers and %u of %u workers registered within HPS_REGISTER_MS=%lld: %s",
+				   srv, s->nservers, wrk, s->nworkers, (long long)s->cc.register_ms, why);
 			for (uint32_t i = 0; i < s->nhosts; i++)
-				abort_host(s, s->hosts[i].id, "a host never showed up (HPS_REGISTER_MS)");
+				abort_host(s, &s->hosts[i].id, why);
 			return HPS_ETIMEDOUT;
 		}
 		zmq_pollitem_t it = {.socket = s->sock, .events = ZMQ_POLLIN};
 		if (zmq_poll(&it, 1, left < 100 ? left : 100) <= 0)
 			continue;
-		int n = recv_one(s, id, sizeof id, &m, sizeof m, ZMQ_DONTWAIT);
+		int n = recv_one(s, &id, &m, sizeof m, ZMQ_DONTWAIT);
 		const char *why;
 		if (n < 0)
 			continue;
@@ -147,34 +208,20 @@ static int collect_hosts(struct sched *s)
 				bad_message(s, "a message before registration");
 			continue;
 		}
-		char reason[256] = "";
-		if (m.reg.total_servers != s->nservers || m.reg.total_workers != s->nworkers)
-			snprintf(reason, sizeof reason,
-				 "host %s believes the job has %u servers and %u workers, the scheduler %u and %u (HPS_NUM_SERVERS, HPS_NUM_WORKERS)",
-				 m.reg.name, m.reg.total_servers, m.reg.total_workers, s->nservers, s->nworkers);
-		else if (host_by_id(s, id) || s->nhosts == HPSI_MAX_HOSTS)
-			snprintf(reason, sizeof reason, "host %s registered twice (two hosts with one HPS_HOST name?)",
-				 m.reg.name);
-		else if (s->nhosts && memcmp(m.reg.settings, s->hosts[0].reg.settings, sizeof m.reg.settings)) {
-			static const char *const shared[HPSI_NSHARED] = HPSI_SHARED_SETTINGS;
-			int k = 0;
-			while (k < HPSI_NSHARED - 1 && m.reg.settings[k] == s->hosts[0].reg.settings[k])
-				k++;
-			snprintf(reason, sizeof reason, "hosts %s and %s have different HPS_%s: every host needs the same",
-				 s->hosts[0].reg.name, m.reg.name, shared[k]);
-		} else if (srv + m.reg.nservers > s->nservers || wrk + m.reg.nworkers > s->nworkers)
-			snprintf(reason, sizeof reason,
-				 "host %s brings %u servers and %u workers: more than the job's %u and %u (HPS_NUM_SERVERS, HPS_NUM_WORKERS)",
-				 m.reg.name, m.reg.nservers, m.reg.nworkers, s->nservers, s->nworkers);
+		char reason[256];
+		refusal(s, &m.reg, &id, srv, wrk, reason, sizeof reason);
 		if (reason[0]) {
-			hpsi_error("scheduler: %s", reason);
-			abort_host(s, id, reason);
-			for (uint32_t i = 0; i < s->nhosts; i++)
-				abort_host(s, s->hosts[i].id, reason);
-			return HPS_ECONFIG;
+			/* a line each for the first few, then every 1000th: a flood
+			 * of forged registrations cannot flood the log */
+			if (++s->refused <= 10 || s->refused % 1000 == 0)
+				hpsi_error("scheduler: registration refused (%llu so far): %s", (unsigned long long)s->refused,
+					   reason);
+			snprintf(s->last_refusal, sizeof s->last_refusal, "%s", reason);
+			abort_host(s, &id, reason);
+			continue;
 		}
 		struct host *h = &s->hosts[s->nhosts++];
-		snprintf(h->id, sizeof h->id, "%s", id);
+		h->id = id;
 		h->reg = m.reg;
 		h->last_seen = hpsi_now_ns();
 		srv += m.reg.nservers;
@@ -203,7 +250,7 @@ static void send_assignments(struct sched *s)
 	}
 	for (uint32_t i = 0; i < s->nhosts; i++) {
 		hpsi_sched_init(&a->h, HPSI_SCH_ASSIGN, i);
-		send_to(s, s->hosts[i].id, a, sizeof *a);
+		send_to(s, &s->hosts[i].id, a, sizeof *a);
 	}
 	hpsi_info("scheduler: %u hosts, %u servers, %u workers: ranks assigned", s->nhosts, s->nservers, s->nworkers);
 }
@@ -216,7 +263,7 @@ static void broadcast_states(struct sched *s)
 	memcpy(m.state, s->state, m.nnodes);
 	for (uint32_t i = 0; i < s->nhosts; i++)
 		if (!s->hosts[i].left && !s->hosts[i].dead)
-			send_to(s, s->hosts[i].id, &m, sizeof m);
+			send_to(s, &s->hosts[i].id, &m, sizeof m);
 	s->states_changed = 0;
 }
 
@@ -259,10 +306,10 @@ static void barrier_check(struct sched *s)
 	r.gen = s->barrier_gen++;
 	for (uint32_t i = 0; i < s->nhosts; i++)
 		if (!s->hosts[i].left && !s->hosts[i].dead)
-			send_to(s, s->hosts[i].id, &r, sizeof r);
+			send_to(s, &s->hosts[i].id, &r, sizeof r);
 }
 
-static void handle(struct sched *s, const char *id, const void *buf, size_t len)
+static void handle(struct sched *s, const struct peer_id *id, const void *buf, size_t len)
 {
 	const char *why;
 	if (hpsi_sched_check(buf, len, &why)) {
@@ -337,7 +384,7 @@ int hpsi_cmd_scheduler(int argc, char **argv)
 		for (uint32_t n = 0; n < s->nservers + s->nworkers; n++)
 			s->state[n] = HPSI_NODE_EMPTY;
 		int64_t next_bcast = 0;
-		char id[256];
+		struct peer_id id;
 		static union {
 			struct hpsi_sched_states st;
 			unsigned char raw[sizeof(struct hpsi_sched_assign)];
@@ -351,9 +398,9 @@ int hpsi_cmd_scheduler(int argc, char **argv)
 			zmq_pollitem_t it = {.socket = s->sock, .events = ZMQ_POLLIN};
 			zmq_poll(&it, 1, (long)s->cc.heartbeat_ms);
 			int n;
-			while ((n = recv_one(s, id, sizeof id, &m, sizeof m, ZMQ_DONTWAIT)) != -1)
+			while ((n = recv_one(s, &id, &m, sizeof m, ZMQ_DONTWAIT)) != -1)
 				if (n >= 0)
-					handle(s, id, &m, (size_t)n);
+					handle(s, &id, &m, (size_t)n);
 			int64_t now = hpsi_now_ns();
 			for (uint32_t i = 0; i < s->nhosts; i++) {
 				struct host *h = &s->hosts[i];
