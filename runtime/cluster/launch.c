@@ -62,7 +62,7 @@ static void usage(FILE *f)
 		"  --hosts FILE          a multi-host job: FILE lists `NAME SERVERS WORKERS [ADDRESS]`\n"
 		"                        per host; started there through HPS_RSH (default ssh)\n"
 		"  --tracker             started by dmlc-core's tracker: DMLC_ROLE=scheduler runs the\n"
-		"                        scheduler, a server or worker runs as a host group of its own\n"
+		"                        scheduler, a server or worker joins its machine's host group\n"
 		"  --root-uri H, --root-port P  where the scheduler listens (HPS_ROOT_URI/PORT)\n"
 		"  --node-addr A, --interface I, --ports P-Q  where this host's bridge listens\n"
 		"  --local-servers N, --local-workers N  this host's part of a multi-host job\n"
