@@ -230,6 +230,69 @@ static void test_recipes_srun_tasks_share_a_host(void)
 	show_if(r0 || r1 || rs || ok != 2, 3);
 }
 
+/* Two launches under one host name started by hand on one machine: the
+ * second is refused at once naming HPS_HOST, and the job goes on with a
+ * launch that has a name of its own. */
+static void test_recipes_same_name_twice_is_refused(void)
+{
+	const char *env = "HPS_ROOT_URI=127.0.0.1 HPS_ROOT_PORT=9726 HPS_NUM_SERVERS=1 HPS_NUM_WORKERS=2 " COMMON;
+	pid_t s = start(logs[0], "env %s %s scheduler", env, hps_bin());
+	pid_t a = start(logs[1], "env %s HPS_HOST=twin %s launch --local-servers 1 --local-workers 1 -- %s --recipe-worker",
+			env, hps_bin(), self_path);
+	int seen = 0;
+	for (int t = 0; t < 300 && !(seen = count(logs[0], "host twin registered")); t++)
+		usleep(20000);
+	CU_ASSERT(seen);
+	int64_t t0 = hpsi_now_ns();
+	pid_t b = start(logs[2], "env %s HPS_HOST=twin %s launch --local-servers 0 --local-workers 1 -- %s --recipe-worker",
+			env, hps_bin(), self_path);
+	int rb = finish(b, 20000);
+	int64_t ms = (hpsi_now_ns() - t0) / 1000000;
+	CU_ASSERT(rb > 0);
+	CU_ASSERT(ms < 5000);
+	CU_ASSERT(count(logs[2], "HPS_HOST") > 0);
+	pid_t c = start(logs[3], "env %s HPS_HOST=other %s launch --local-servers 0 --local-workers 1 -- %s --recipe-worker",
+			env, hps_bin(), self_path);
+	int ra = finish(a, 60000), rc = finish(c, 60000), rs = finish(s, 10000);
+	int ok = count(logs[1], "sums ok") + count(logs[3], "sums ok");
+	CU_ASSERT_EQUAL(ra, 0);
+	CU_ASSERT_EQUAL(rc, 0);
+	CU_ASSERT_EQUAL(rs, 0);
+	CU_ASSERT_EQUAL(ok, 2);
+	show_if(rb <= 0 || ms >= 5000 || ra || rc || rs || ok != 2, 4);
+}
+
+/* The launch that leads a host group is SIGKILLed while it gathers: the
+ * launch that joined it ends by itself, non-zero, saying why. */
+static void test_recipes_leader_death_ends_members(void)
+{
+	const char *env = "DMLC_NUM_WORKER=2 DMLC_NUM_SERVER=2 DMLC_PS_ROOT_URI=127.0.0.1 DMLC_PS_ROOT_PORT=9727 "
+			  "HPS_GATHER_MS=30000 " COMMON;
+	pid_t l = start(logs[0], "exec env %s DMLC_ROLE=worker %s launch --tracker -- true", env, hps_bin());
+	usleep(300000);
+	pid_t m = start(logs[1], "exec env %s DMLC_ROLE=server %s launch --tracker -- true", env, hps_bin());
+	int joined = 0;
+	for (int t = 0; t < 250 && !(joined = count(logs[1], "joined host group")); t++)
+		usleep(20000);
+	CU_ASSERT(joined);
+	char want[64];
+	snprintf(want, sizeof want, "(pid %d)", (int)l);
+	CU_ASSERT(count(logs[1], want) == 1); /* the first launch leads */
+	kill(-l, SIGKILL);
+	finish(l, 5000);
+	int rm = finish(m, 5000);
+	CU_ASSERT(rm > 0);
+	CU_ASSERT(count(logs[1], "ended without telling") == 1);
+	show_if(!joined || rm <= 0, 2);
+	char host[256], path[1024];
+	const char *dir = getenv("HPS_SHM_DIR");
+	if (gethostname(host, sizeof host) == 0) { /* what the dead leader left */
+		host[sizeof host - 1] = 0;
+		snprintf(path, sizeof path, "%s/hps-lobby.hps9727.%s", dir && *dir ? dir : "/dev/shm", host);
+		unlink(path);
+	}
+}
+
 /* ---- forged registrations --------------------------------------------------- */
 
 /* Sends one registration from a socket of its own; returns the scheduler's
@@ -342,6 +405,8 @@ int main(int argc, char **argv)
 		{"test_recipes_tracker_errors_name_the_setting", test_recipes_tracker_errors_name_the_setting},
 		{"test_recipes_mpirun_two_ranks", test_recipes_mpirun_two_ranks},
 		{"test_recipes_srun_tasks_share_a_host", test_recipes_srun_tasks_share_a_host},
+		{"test_recipes_same_name_twice_is_refused", test_recipes_same_name_twice_is_refused},
+		{"test_recipes_leader_death_ends_members", test_recipes_leader_death_ends_members},
 		{"test_recipes_forged_registrations_are_refused", test_recipes_forged_registrations_are_refused},
 		{NULL, NULL},
 	};

@@ -58,10 +58,14 @@ int hpsi_lobby_join(struct hpsi_lobby *l, const char *job, const char *name, uin
 	memset(l, 0, sizeof *l);
 	l->fd = -1;
 	for (int g = 0; g < MAX_GENERATIONS; g++) {
-		if (g == 0)
-			snprintf(l->name, sizeof l->name, "%s", name);
-		else /* keep the suffix when the name is long: it tells the groups apart */
-			snprintf(l->name, sizeof l->name, "%.*s-%d", HPSI_NAME_MAX - 4, name, g);
+		/* NAME, NAME-1, ...: the suffix kept whole when the name is long,
+		 * since it tells the groups apart */
+		char suffix[8] = "";
+		if (g)
+			snprintf(suffix, sizeof suffix, "-%d", g % 100);
+		size_t sl = strlen(suffix), keep = strnlen(name, sizeof l->name - 1 - sl);
+		memcpy(l->name, name, keep);
+		memcpy(l->name + keep, suffix, sl + 1);
 		int n = snprintf(l->path, sizeof l->path, "%s/hps-lobby.%s.%s", lobby_dir(), job, l->name);
 		if (n < 0 || (size_t)n >= sizeof l->path || strchr(job, '/') || strchr(l->name, '/')) {
 			hpsi_error("job id %s and host name %s make no file name in %s (HPS_JOB_ID, HPS_HOST)", job, name,
