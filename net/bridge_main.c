@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "hps/error.h"
@@ -153,7 +154,13 @@ int hpsi_cmd_bridge(int argc, char **argv)
 	/* the largest frame: values of one request, at most a heap slice */
 	hpsi_zmq_setup(b->router, 200, (int64_t)b->cfg.heap_slice + (8 << 20));
 	hpsi_zmq_setup(b->sched, 200, 1 << 20);
-	zmq_setsockopt(b->sched, ZMQ_ROUTING_ID, b->cfg.host, strlen(b->cfg.host));
+	/* An id of this process, not the host name: ZeroMQ silently ignores a
+	 * peer whose id is taken, so a second host group under a name in use
+	 * would never be heard; this way the scheduler hears it and refuses
+	 * it by name, telling both sides. */
+	char rid[HPSI_NAME_MAX + 16];
+	int rl = snprintf(rid, sizeof rid, "%s/%d", b->cfg.host, (int)getpid());
+	zmq_setsockopt(b->sched, ZMQ_ROUTING_ID, rid, (size_t)rl);
 	int rc = hpsi_zmq_bind_range(b->router, b->cc.node_addr, b->cc.node_ipv6, b->cc.port_lo, b->cc.port_hi,
 				     b->endpoint, sizeof b->endpoint);
 	if (!rc && zmq_connect(b->sched, b->cc.root_ep) != 0) {
