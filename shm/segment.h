@@ -79,10 +79,8 @@ struct hpsi_seg_hdr {
 	char job[HPSI_NAME_MAX];
 	char host[HPSI_NAME_MAX];
 	_Atomic uint32_t shutdown; /* set by the launcher: every node ends */
-	_Atomic uint32_t barrier_arrived;
-	_Atomic uint32_t barrier_gen; /* futex word of the multi-host barrier */
-	/* The barrier of one host (shm/barrier.h): completed count and failure,
-	 * a futex word; and, with a bridge, barrier k + 1 when a local worker's
+	/* The barrier (shm/barrier.h): completed count and failure, a futex
+	 * word; and, with a bridge, barrier k + 1 once a local worker's
 	 * deadline passed in barrier k (the bridge asks the scheduler to fail it). */
 	_Atomic uint32_t barrier;
 	_Atomic uint32_t barrier_expired;

@@ -1,5 +1,6 @@
-/* The barrier when workers die, close or come late (one host; the same
- * rule across hosts is in test_cluster_barrier.c).
+/* The barrier when workers die, close or come late, on one host and
+ * across two (host groups on 127.0.0.1, each with its bridge, and a
+ * scheduler; the test binary is also their worker program).
  *
  * The rule (include/hps/hps.h): a barrier waits for every worker that has
  * not closed; it completes for all or fails for all; once a worker died
@@ -9,12 +10,14 @@
  * survives, closes or is killed; with D the fewest barriers any killed
  * worker passed, barrier j must return 0 for every worker that calls it
  * when j < D, and HPS_EPEERDEAD for every one when j >= D. */
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "net/wire.h"
 #include "shm/barrier.h"
 #include "shm/bell.h"
 #include "tests/harness.h"
@@ -26,6 +29,8 @@ enum fate { SURVIVE, CLOSE, DIE };
 
 struct plan {
 	unsigned seed;
+	int code;              /* what barriers fail with from the first death on */
+	uint32_t late_from;    /* the first barrier that fails for another reason */
 	enum fate fate[NW];
 	uint32_t calls[NW];    /* barriers called before the fate (NB for survivors) */
 	uint32_t pause_us[NW][NB + 1]; /* before each call, and before the fate */
@@ -33,7 +38,7 @@ struct plan {
 
 static uint32_t first_death(const struct plan *p)
 {
-	uint32_t d = NB;
+	uint32_t d = p->late_from;
 	for (int w = 0; w < NW; w++)
 		if (p->fate[w] == DIE && p->calls[w] < d)
 			d = p->calls[w];
@@ -49,12 +54,16 @@ static int plan_worker(hps_ctx *ctx, hps_worker *w, void *arg)
 	uint32_t d = first_death(p);
 	for (uint32_t j = 0; j < p->calls[me]; j++) {
 		usleep(p->pause_us[me][j]);
-		int rc = hps_barrier(ctx), want = j < d ? 0 : HPS_EPEERDEAD;
+		int rc = hps_barrier(ctx), want = j < d ? 0 : p->code;
 		if (rc != want) {
 			fprintf(stderr, "seed %u: worker %d barrier %u gave %s, the rule says %s\n", p->seed, me, j,
 				hps_strerror(rc), hps_strerror(want));
 			bad = 3;
 		}
+	}
+	if (!bad && getenv("HPS_ROOT_URI")) { /* across hosts: the test reads the logs */
+		printf("worker %d: barriers ok\n", me);
+		fflush(stdout);
 	}
 	usleep(p->pause_us[me][NB]);
 	if (p->fate[me] == DIE)
@@ -100,7 +109,7 @@ static void run_plan(const struct plan *p)
 static void random_plan(struct plan *p, unsigned seed)
 {
 	memset(p, 0, sizeof *p);
-	p->seed = seed;
+	p->seed = seed, p->code = HPS_EPEERDEAD, p->late_from = NB;
 	srand(seed);
 	int survivors = 0;
 	for (int w = 0; w < NW; w++) {
@@ -129,6 +138,7 @@ static void test_barrier_random_schedules(void)
 static void issue_plan(struct plan *p, enum fate f)
 {
 	memset(p, 0, sizeof *p);
+	p->code = HPS_EPEERDEAD, p->late_from = NB;
 	for (int w = 0; w < NW; w++)
 		p->fate[w] = SURVIVE, p->calls[w] = NB;
 	p->fate[1] = f, p->calls[1] = 0;
@@ -178,6 +188,125 @@ static void test_barrier_timeout(void)
 	CU_ASSERT_EQUAL(job_stop(&j), 0);
 }
 
+/* ---- across hosts ------------------------------------------------------- */
+
+/* A plan by name: a seed, the reviewers' "die" and "close", or "late":
+ * worker 3 comes 2.5 s after the others, with HPS_TIMEOUT_MS below that. */
+static void make_plan(struct plan *p, const char *name)
+{
+	if (strcmp(name, "die") == 0 || strcmp(name, "close") == 0) {
+		issue_plan(p, name[0] == 'd' ? DIE : CLOSE);
+	} else if (strcmp(name, "late") == 0) {
+		issue_plan(p, SURVIVE);
+		p->calls[1] = NB, p->fate[3] = SURVIVE, p->calls[3] = NB;
+		p->code = HPS_ETIMEDOUT, p->late_from = 0;
+		p->pause_us[3][0] = 2500000;
+	} else {
+		random_plan(p, (unsigned)atoi(name));
+	}
+}
+
+/* The worker program of a multi-host job (`--barrier-worker PLAN`). */
+static int plan_process(const char *name)
+{
+	static struct plan p;
+	make_plan(&p, name);
+	hps_ctx *ctx;
+	hps_worker *w;
+	int rc = hps_init(&ctx, NULL, NULL);
+	if (rc || (rc = hps_worker_open(ctx, 1, &w))) {
+		fprintf(stderr, "join: %s\n", hps_strerror(rc));
+		return 2;
+	}
+	rc = plan_worker(ctx, w, &p);
+	hps_worker_close(w);
+	hps_finalize(ctx);
+	return rc;
+}
+
+static char self_path[4096];
+
+/* Starts `hps ARGS` with the settings `env` added; output to log. */
+static pid_t spawn_hps(const char *log, char *const *env, char *const *args)
+{
+	pid_t pid = fork();
+	if (pid != 0)
+		return pid;
+	setpgid(0, 0);
+	int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0)
+		_exit(126);
+	for (int i = 0; env[i]; i++)
+		putenv(env[i]);
+	execv(hps_bin(), args);
+	_exit(127);
+}
+
+static int count_in(const char *log, const char *text, char *buf, size_t cap)
+{
+	FILE *f = fopen(log, "r");
+	size_t n = f ? fread(buf, 1, cap - 1, f) : 0;
+	buf[n] = 0;
+	if (f)
+		fclose(f);
+	int c = 0;
+	for (const char *x = buf; (x = strstr(x, text)); x++)
+		c++;
+	return c;
+}
+
+/* One job of plan `name` over hosts alpha (workers 0, 1) and beta (2, 3),
+ * one server each: every worker's codes follow the rule (each checks its
+ * own and prints "barriers ok"), so the hosts agree. */
+static void run_on_two_hosts(const char *name, const char *timeout_ms)
+{
+	static int runs;
+	char job[64], tmo[64], logs[3][128], hostv[2][32];
+	snprintf(job, sizeof job, "HPS_JOB_ID=xb%d_%d", (int)getpid(), runs++);
+	snprintf(tmo, sizeof tmo, "HPS_TIMEOUT_MS=%s", timeout_ms);
+	char *env[] = {job, tmo, "HPS_ROOT_URI=127.0.0.1", "HPS_ROOT_PORT=9611", "HPS_NODE_ADDR=127.0.0.1",
+		       "HPS_PORTS=9612-9630", "HPS_NUM_SERVERS=2", "HPS_NUM_WORKERS=4", "HPS_HEAP_MB=16",
+		       "HPS_RING_KB=64", "HPS_HEARTBEAT_MS=100", "HPS_DEAD_MS=1000", NULL, NULL};
+	pid_t pid[3];
+	for (int i = 0; i < 3; i++)
+		snprintf(logs[i], sizeof logs[i], "/tmp/hps-barrier-%d.%d.log", (int)getpid(), i);
+	pid[0] = spawn_hps(logs[0], env, (char *[]){"hps", "scheduler", NULL});
+	for (int h = 0; h < 2; h++) {
+		snprintf(hostv[h], sizeof hostv[h], "HPS_HOST=%s", h ? "beta" : "alpha");
+		env[12] = hostv[h];
+		pid[h + 1] = spawn_hps(logs[h + 1], env,
+				       (char *[]){"hps", "launch", "--keep-going", "--local-servers", "1", "--local-workers",
+						  "2", "--", self_path, "--barrier-worker", (char *)name, NULL});
+	}
+	int ok = 0, broken = 0, stuck = 0;
+	static char buf[1 << 17];
+	for (int i = 2; i >= 0; i--) {
+		int st = wait_exit(pid[i], 40000);
+		if (st == -1)
+			kill(-pid[i], SIGKILL), stuck = 1;
+		ok += count_in(logs[i], "barriers ok", buf, sizeof buf);
+		broken += count_in(logs[i], "the rule says", buf, sizeof buf);
+	}
+	if (ok != NW || broken || stuck)
+		for (int i = 0; i < 3; i++)
+			fprintf(stderr, "plan %s, %s:\n%s\n", name, logs[i], (count_in(logs[i], "", buf, sizeof buf), buf));
+	CU_ASSERT_EQUAL(ok, NW);
+	CU_ASSERT_EQUAL(broken, 0);
+	CU_ASSERT_EQUAL(stuck, 0);
+	for (int i = 0; i < 3; i++)
+		unlink(logs[i]);
+}
+
+static void test_barrier_across_hosts(void)
+{
+	run_on_two_hosts("die", "20000");
+	run_on_two_hosts("close", "20000");
+	run_on_two_hosts("late", "800");
+	const char *seeds[] = {"1", "5", "9", "12"};
+	for (int i = 0; i < 4; i++)
+		run_on_two_hosts(seeds[i], "20000");
+}
+
 static void test_barrier_misuse(void)
 {
 	CU_ASSERT_EQUAL(hps_barrier(NULL), HPS_EINVAL);
@@ -194,14 +323,42 @@ static void test_barrier_misuse(void)
 	CU_ASSERT_EQUAL(hpsi_barrier_outcome(hpsi_barrier_word(0, 0), HPSI_BARRIER_SEQ_MASK), 0);
 }
 
-int main(void)
+/* The scheduler's word on a failed barrier, as a bridge checks it: a
+ * code other than the three a barrier fails with, or a wrong size, is
+ * refused with a reason. */
+static void test_barrier_wire_checked(void)
 {
+	struct hpsi_sched_broken m = {.code = HPS_ETIMEDOUT};
+	hpsi_sched_init(&m.h, HPSI_SCH_BROKEN, 0);
+	const char *why = NULL;
+	CU_ASSERT_EQUAL(hpsi_sched_check(&m, sizeof m, &why), 0);
+	CU_ASSERT_NOT_EQUAL(hpsi_sched_check(&m, sizeof m.h, &why), 0);
+	const int32_t bad[] = {0, 1, HPS_EINVAL, INT32_MIN};
+	for (int i = 0; i < 4; i++) {
+		m.code = bad[i], why = NULL;
+		CU_ASSERT_NOT_EQUAL(hpsi_sched_check(&m, sizeof m, &why), 0);
+		CU_ASSERT_PTR_NOT_NULL(why);
+	}
+	struct hpsi_sched_hdr e;
+	hpsi_sched_init(&e, HPSI_SCH_EXPIRED, 1);
+	CU_ASSERT_EQUAL(hpsi_sched_check(&e, sizeof e, &why), 0);
+	CU_ASSERT_NOT_EQUAL(hpsi_sched_check(&e, sizeof m, &why), 0);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 3 && strcmp(argv[1], "--barrier-worker") == 0)
+		return plan_process(argv[2]);
+	ssize_t n = readlink("/proc/self/exe", self_path, sizeof self_path - 1);
+	self_path[n > 0 ? n : 0] = 0;
 	static const struct test_case cases[] = {
 		{"test_barrier_misuse", test_barrier_misuse},
+		{"test_barrier_wire_checked", test_barrier_wire_checked},
 		{"test_barrier_death_fails_all", test_barrier_death_fails_all},
 		{"test_barrier_close_leaves", test_barrier_close_leaves},
 		{"test_barrier_random_schedules", test_barrier_random_schedules},
 		{"test_barrier_timeout", test_barrier_timeout},
+		{"test_barrier_across_hosts", test_barrier_across_hosts},
 		{NULL, NULL},
 	};
 	return run_suite("barrier", cases);

@@ -8,6 +8,7 @@
  * a worker that had not closed is dead, HPS_ETIMEDOUT once its own
  * deadline (HPS_TIMEOUT_MS after it arrived) passed, HPS_ECLOSED when the
  * job shuts down. One compare-and-swap decides, so all read one outcome.
+ * With other hosts the scheduler decides instead (barrier_bridged).
  *
  * Waiters sleep on the futex of the word; state changes of nodes wake them
  * (shm/node.c), and they wake every 50 ms anyway to check the processes
@@ -16,6 +17,8 @@
 #include "runtime/client/ctx.h"
 #include "runtime/common/log.h"
 #include "shm/barrier.h"
+#include "shm/liveness.h"
+#include "shm/wake.h"
 
 #define BARRIER_CHECK_NS 50000000
 
@@ -44,26 +47,33 @@ static int barrier_scan(hps_ctx *c, uint32_t k, int probe)
 	return complete;
 }
 
-/* The barrier of a multi-host job before the bridge decides with the
- * barrier word: a counter of local arrivals and a generation the bridge
- * bumps once the scheduler heard from every host. */
-static int barrier_bridged(hps_ctx *c)
+/* Wakes the bridge (it also looks every 100 ms): the bell of any node
+ * it stands for. */
+static void bridge_wake(hps_ctx *c)
+{
+	uint32_t n = c->seg.hdr->nservers + c->seg.hdr->nworkers;
+	for (uint32_t id = 0; id < n; id++)
+		if (!hpsi_node_local(&c->seg, id)) {
+			hpsi_node_wake(&c->seg, id);
+			return;
+		}
+}
+
+/* Barrier k with other hosts: only the scheduler decides, through the
+ * bridge, so that every host reads one outcome. A worker here only says
+ * that its deadline passed (the bridge asks the scheduler to fail the
+ * barrier), and decides alone only when no decision can come: the job
+ * shuts down, or the bridge is gone. */
+static int barrier_bridged(hps_ctx *c, uint32_t k, int probe, int expired)
 {
 	struct hpsi_seg_hdr *h = c->seg.hdr;
-	uint32_t gen = atomic_load_explicit(&h->barrier_gen, memory_order_acquire);
-	atomic_fetch_add_explicit(&h->barrier_arrived, 1, memory_order_acq_rel);
-	while (atomic_load_explicit(&h->barrier_gen, memory_order_acquire) == gen) {
-		hpsi_futex_wait(&h->barrier_gen, gen, BARRIER_CHECK_NS);
-		if (atomic_load_explicit(&h->barrier_gen, memory_order_acquire) != gen)
-			break;
-		for (uint32_t w = 0; w < h->nworkers; w++) {
-			uint32_t st = hpsi_node_check(&c->seg, hpsi_worker_node(&c->seg, w));
-			if (st == HPSI_NODE_DEAD || st == HPSI_NODE_CLOSED)
-				return st == HPSI_NODE_DEAD ? HPS_EPEERDEAD : HPS_ECLOSED;
-		}
-		if (atomic_load_explicit(&h->shutdown, memory_order_acquire))
-			return HPS_ECLOSED;
-	}
+	if (atomic_load_explicit(&h->shutdown, memory_order_acquire))
+		return HPS_ECLOSED;
+	if (probe && !hpsi_proc_alive(h->creator_pid, h->creator_birth))
+		return HPS_EPEERDEAD; /* the bridge that created the segment */
+	if (expired && atomic_exchange_explicit(&h->barrier_expired, hpsi_barrier_seq(k + 1), memory_order_relaxed) !=
+			       hpsi_barrier_seq(k + 1))
+		bridge_wake(c);
 	return 0;
 }
 
@@ -82,17 +92,18 @@ int hps_barrier(hps_ctx *c)
 	struct hpsi_node *me = hpsi_seg_node(s, c->node);
 	if (atomic_load_explicit(&me->state, memory_order_acquire) != HPSI_NODE_ALIVE)
 		return HPS_ECLOSED; /* its worker closed: it is no longer a member */
-	if (s->hdr->bridged)
-		return barrier_bridged(c);
 	/* only this process writes its arrival word */
 	uint32_t k = atomic_load_explicit(&me->barrier_arrived, memory_order_relaxed);
-	/* release: pairs with the decider's acquire load in barrier_scan */
+	/* release: pairs with the decider's acquire load in barrier_scan (or
+	 * the bridge's, net/bridge_barrier.c) */
 	atomic_store_explicit(&me->barrier_arrived, hpsi_barrier_seq(k + 1), memory_order_release);
 	/* seq_cst fence between storing our arrival and reading the others'
 	 * (a Dekker pair with the same fence of every other arriver): of two
 	 * workers arriving at once, at least one sees both arrivals, so the
 	 * last arrival never goes unnoticed until the next 50 ms check. */
 	atomic_thread_fence(memory_order_seq_cst);
+	if (s->hdr->bridged)
+		bridge_wake(c);
 	int64_t deadline = hpsi_now_ns() + c->timeout_ns;
 	for (int probe = 0;; probe = 1) {
 		/* acquire: pairs with the release CAS of hpsi_barrier_decide */
@@ -104,14 +115,19 @@ int hps_barrier(hps_ctx *c)
 			return rc;
 		}
 		int64_t now = hpsi_now_ns();
-		int scan = barrier_scan(c, k, probe);
-		if (scan == 0 && now >= deadline)
-			scan = HPS_ETIMEDOUT;
+		int scan;
+		if (s->hdr->bridged) {
+			scan = barrier_bridged(c, k, probe, now >= deadline);
+		} else {
+			scan = barrier_scan(c, k, probe);
+			if (scan == 0 && now >= deadline)
+				scan = HPS_ETIMEDOUT;
+		}
 		if (scan != 0) {
 			hpsi_barrier_decide(s, k, scan == 1 ? 0 : scan);
 			continue; /* read the outcome, whoever decided it */
 		}
-		int64_t nap = deadline - now < BARRIER_CHECK_NS ? deadline - now : BARRIER_CHECK_NS;
+		int64_t nap = deadline > now && deadline - now < BARRIER_CHECK_NS ? deadline - now : BARRIER_CHECK_NS;
 		hpsi_futex_wait(&s->hdr->barrier, word, nap);
 	}
 }
