@@ -136,7 +136,8 @@ struct hpsi_bridge {
 	char endpoint[HPSI_ENDPOINT_MAX];
 	size_t max_payload, answer_max;
 	int64_t last_sched, next_heartbeat;
-	uint32_t barrier_sent; /* gen + 1 of the barrier reported */
+	uint32_t barrier_sent; /* gen + 1 of the barrier reported complete here */
+	uint32_t expired_sent; /* gen + 1 of the barrier reported expired here */
 	int sched_lost;
 	int wake_fd;     /* datagrams of local processes that woke us (shm/wake.h) */
 	uint64_t held_total; /* messages that waited for room in a ring */
@@ -234,7 +235,10 @@ int hpsi_bridge_recv_sched(struct hpsi_bridge *b);
 void hpsi_bridge_lose_scheduler(struct hpsi_bridge *b);
 
 /* net/bridge_barrier.c: the cross-host barrier. */
+/* Reports the open barrier to the scheduler when every local worker
+ * arrived or closed, or when a local worker's deadline passed. */
 void hpsi_bridge_barrier_check(struct hpsi_bridge *b);
-void hpsi_bridge_barrier_release(struct hpsi_bridge *b, uint32_t gen);
+/* The scheduler's decision on barrier gen: complete (code 0) or failed. */
+void hpsi_bridge_barrier_decide(struct hpsi_bridge *b, uint32_t gen, int code);
 
 #endif

@@ -1,35 +1,47 @@
-/* The cross-host barrier (net/bridge.h): the bridge tells the scheduler
- * once every local worker has arrived, and releases them when the
- * scheduler says that every host has (runtime/client/barrier.c is the
- * workers' side). */
+/* The cross-host barrier (net/bridge.h; the rule in shm/barrier.h). The
+ * bridge tells the scheduler once every local worker has arrived at the
+ * open barrier or closed, and when a local worker's deadline passed in it;
+ * the scheduler alone decides, and the bridge writes its decision into the
+ * barrier word the local workers wait on (runtime/client/barrier.c), so
+ * every host reads the same outcome. */
 #include <stdatomic.h>
 
 #include "net/bridge.h"
-#include "shm/bell.h"
+#include "shm/barrier.h"
 
-void hpsi_bridge_barrier_release(struct hpsi_bridge *b, uint32_t gen)
+void hpsi_bridge_barrier_decide(struct hpsi_bridge *b, uint32_t gen, int code)
 {
-	struct hpsi_seg_hdr *h = b->seg.hdr;
-	if (atomic_load_explicit(&h->barrier_gen, memory_order_acquire) != gen)
-		return;
-	atomic_store_explicit(&h->barrier_arrived, 0, memory_order_relaxed);
-	/* release: pairs with the waiting workers' acquire (runtime/client/barrier.c) */
-	atomic_fetch_add_explicit(&h->barrier_gen, 1, memory_order_release);
-	hpsi_futex_wake(&h->barrier_gen);
+	hpsi_barrier_decide(&b->seg, gen, code); /* a stale or repeated decision changes nothing */
 }
 
-/* The local workers all reached the barrier: tell the scheduler once. */
 void hpsi_bridge_barrier_check(struct hpsi_bridge *b)
 {
-	struct hpsi_seg_hdr *h = b->seg.hdr;
-	uint32_t local = h->wrk_hi - h->wrk_lo;
-	uint32_t gen = atomic_load_explicit(&h->barrier_gen, memory_order_acquire);
-	if (!local || b->barrier_sent == gen + 1 ||
-	    atomic_load_explicit(&h->barrier_arrived, memory_order_acquire) != local)
+	struct hpsi_seg *s = &b->seg;
+	struct hpsi_seg_hdr *h = s->hdr;
+	int failed;
+	uint32_t gen = hpsi_barrier_open(s, &failed), next = hpsi_barrier_seq(gen + 1);
+	if (failed || h->wrk_hi == h->wrk_lo)
 		return;
 	struct hpsi_sched_hdr m;
+	/* relaxed: only a request to fail, nothing is read after it */
+	if (b->expired_sent != next && atomic_load_explicit(&h->barrier_expired, memory_order_relaxed) == next) {
+		hpsi_sched_init(&m, HPSI_SCH_EXPIRED, b->me);
+		m.gen = gen;
+		if (hpsi_bridge_send_sched(b, &m, sizeof m) == 0) /* else: again next round */
+			b->expired_sent = next;
+	}
+	if (b->barrier_sent == next)
+		return;
+	for (uint32_t w = h->wrk_lo; w < h->wrk_hi; w++) {
+		struct hpsi_node *n = hpsi_seg_node(s, hpsi_worker_node(s, w));
+		if (atomic_load_explicit(&n->state, memory_order_acquire) == HPSI_NODE_CLOSED)
+			continue; /* no longer a member */
+		/* acquire: pairs with the worker's release store of its arrival */
+		if (atomic_load_explicit(&n->barrier_arrived, memory_order_acquire) != next)
+			return;
+	}
 	hpsi_sched_init(&m, HPSI_SCH_BARRIER, b->me);
 	m.gen = gen;
 	if (hpsi_bridge_send_sched(b, &m, sizeof m) == 0) /* else: again next round */
-		b->barrier_sent = gen + 1;
+		b->barrier_sent = next;
 }

@@ -9,6 +9,7 @@
 #include "hps/error.h"
 #include "net/bridge.h"
 #include "runtime/common/log.h"
+#include "shm/barrier.h"
 #include "shm/liveness.h"
 #include "shm/node.h"
 
@@ -58,6 +59,8 @@ void hpsi_bridge_lose_scheduler(struct hpsi_bridge *b)
 			uint32_t cur = HPSI_NODE_ALIVE;
 			atomic_compare_exchange_strong(&hpsi_seg_node(&b->seg, n)->state, &cur, HPSI_NODE_DEAD);
 		}
+	/* no decision can come any more: the open barrier fails here */
+	hpsi_bridge_barrier_decide(b, hpsi_barrier_open(&b->seg, NULL), HPS_EPEERDEAD);
 	hpsi_wake_all(&b->seg);
 }
 
@@ -83,7 +86,9 @@ int hpsi_bridge_recv_sched(struct hpsi_bridge *b)
 		if (m.h.type == HPSI_SCH_STATES)
 			apply_states(b, &m.st);
 		else if (m.h.type == HPSI_SCH_RELEASE)
-			hpsi_bridge_barrier_release(b, m.h.gen);
+			hpsi_bridge_barrier_decide(b, m.h.gen, 0);
+		else if (m.h.type == HPSI_SCH_BROKEN)
+			hpsi_bridge_barrier_decide(b, m.h.gen, ((struct hpsi_sched_broken *)&m)->code);
 		else if (m.h.type == HPSI_SCH_ABORT)
 			hpsi_error("bridge %s: the scheduler stopped the job: %s", b->cfg.host,
 				   ((struct hpsi_sched_abort *)&m)->reason);

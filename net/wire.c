@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "hps/error.h"
 #include "runtime/common/config.h"
 
 uint64_t hpsi_settings_hash(const char *name)
@@ -115,7 +116,9 @@ int hpsi_sched_check(const void *buf, size_t len, const char **why)
 	case HPSI_SCH_STATES: want = sizeof(struct hpsi_sched_states); break;
 	case HPSI_SCH_BARRIER:
 	case HPSI_SCH_RELEASE:
+	case HPSI_SCH_EXPIRED:
 	case HPSI_SCH_BYE: want = sizeof(struct hpsi_sched_hdr); break;
+	case HPSI_SCH_BROKEN: want = sizeof(struct hpsi_sched_broken); break;
 	case HPSI_SCH_ABORT: want = sizeof(struct hpsi_sched_abort); break;
 	default: *why = "scheduler message of an unknown type"; return -1;
 	}
@@ -158,6 +161,12 @@ int hpsi_sched_check(const void *buf, size_t len, const char **why)
 				*why = "unknown node state";
 				return -1;
 			}
+	} else if (h.type == HPSI_SCH_BROKEN) {
+		const struct hpsi_sched_broken *m = buf;
+		if (m->code != HPS_EPEERDEAD && m->code != HPS_ETIMEDOUT && m->code != HPS_ECLOSED) {
+			*why = "barrier failure with an unknown code";
+			return -1;
+		}
 	} else if (h.type == HPSI_SCH_ABORT) {
 		const struct hpsi_sched_abort *m = buf;
 		if (!terminated(m->reason, sizeof m->reason)) {

@@ -76,6 +76,8 @@ enum hpsi_sched_type {
 	HPSI_SCH_RELEASE = 6,   /* scheduler -> bridges: barrier gen is complete */
 	HPSI_SCH_BYE = 7,       /* bridge -> scheduler: my nodes finished, I leave */
 	HPSI_SCH_ABORT = 8,     /* scheduler -> bridges: the job cannot start (reason) */
+	HPSI_SCH_EXPIRED = 9,   /* bridge -> scheduler: a worker's deadline passed in barrier gen */
+	HPSI_SCH_BROKEN = 10,   /* scheduler -> bridges: barrier gen failed (code), and all later */
 };
 
 struct hpsi_sched_hdr {
@@ -123,6 +125,13 @@ struct hpsi_sched_states {
 	struct hpsi_sched_hdr h;
 	uint32_t nnodes, pad;
 	uint8_t state[HPSI_MAX_NODES];
+};
+
+/* BROKEN: the outcome of barrier gen (shm/barrier.h) for every host. */
+struct hpsi_sched_broken {
+	struct hpsi_sched_hdr h;
+	int32_t code; /* HPS_EPEERDEAD, HPS_ETIMEDOUT or HPS_ECLOSED */
+	uint32_t pad;
 };
 
 struct hpsi_sched_abort {

@@ -8,7 +8,7 @@ void hpsi_wake_all(struct hpsi_seg *seg)
 	uint32_t n = seg->hdr->nservers + seg->hdr->nworkers;
 	for (uint32_t i = 0; i < n; i++)
 		hpsi_bell_ring_always(&hpsi_seg_node(seg, i)->bell);
-	hpsi_futex_wake(&seg->hdr->barrier_gen);
+	hpsi_futex_wake(&seg->hdr->barrier); /* waiters re-check who is left */
 }
 
 void hpsi_node_mark_dead(struct hpsi_seg *seg, uint32_t id)

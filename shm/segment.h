@@ -15,7 +15,7 @@
 #include "shm/ring.h"
 
 #define HPSI_SEG_MAGIC 0x31474553535048ull /* "HPSSEG1" */
-#define HPSI_SEG_VERSION 2
+#define HPSI_SEG_VERSION 3
 #define HPSI_SEG_TMP ".tmp" /* suffix + creator pid while a segment is being built */
 
 enum hpsi_node_state {
@@ -30,8 +30,12 @@ struct hpsi_node {
 	_Atomic uint32_t state;  /* enum hpsi_node_state */
 	_Atomic uint64_t birth;  /* start time of pid, tells a reused pid apart */
 	struct hpsi_bell bell;   /* rung by whoever has work for this node */
-	char pad[128 - 24];
+	/* Workers: barriers arrived at (mod 2^30, shm/barrier.h); stored with
+	 * release by the worker, loaded with acquire by whoever decides. */
+	_Atomic uint32_t barrier_arrived;
+	char pad[128 - 28];
 };
+_Static_assert(sizeof(struct hpsi_node) == 128, "a node entry is two cache lines");
 
 /* What each server (key range) holds: its keys when declared, the type
  * it stores and the type its values travel in (enum hpsi_wire_dtype). */
@@ -75,8 +79,11 @@ struct hpsi_seg_hdr {
 	char job[HPSI_NAME_MAX];
 	char host[HPSI_NAME_MAX];
 	_Atomic uint32_t shutdown; /* set by the launcher: every node ends */
-	_Atomic uint32_t barrier_arrived;
-	_Atomic uint32_t barrier_gen; /* futex word of the barrier */
+	/* The barrier (shm/barrier.h): completed count and failure, a futex
+	 * word; and, with a bridge, barrier k + 1 once a local worker's
+	 * deadline passed in barrier k (the bridge asks the scheduler to fail it). */
+	_Atomic uint32_t barrier;
+	_Atomic uint32_t barrier_expired;
 	/* Checkpoints: the requester (holding ckpt_lock) writes ckpt_op and
 	 * ckpt_dir, then bumps ckpt_seq with release; each server loads it
 	 * with acquire, does its part, records an error in ckpt_status and

@@ -49,9 +49,18 @@ HPS_API int hps_rank(const hps_ctx *ctx);
 HPS_API int hps_num_workers(const hps_ctx *ctx);
 HPS_API int hps_num_servers(const hps_ctx *ctx);
 
-/* Waits until every worker of the job has called hps_barrier(). Fails
- * with HPS_EPEERDEAD when a worker died, HPS_ETIMEDOUT after HPS_TIMEOUT_MS
- * (0, the default for barriers, waits as long as every worker lives). */
+/* Waits until every worker of the job that has not closed has called
+ * hps_barrier() as often as this one (a worker's n-th call meets the
+ * others' n-th). A worker that closes (hps_worker_close or hps_finalize)
+ * is no longer waited for, even by a barrier others already wait in; its
+ * own later calls return HPS_ECLOSED. Every barrier completes (0) or fails
+ * for all its workers alike, on every host:
+ *   HPS_EPEERDEAD  a worker died before the barrier completed;
+ *   HPS_ETIMEDOUT  a worker waited HPS_TIMEOUT_MS (from its own call) and
+ *                  not all had come (a late one gets it too, at once);
+ *   HPS_ECLOSED    the job is shutting down.
+ * A failure is final, as in torch.distributed after a lost rank: every
+ * later barrier of the job fails at once with the same code. */
 HPS_API int hps_barrier(hps_ctx *ctx);
 
 /* A worker sends requests; `width` is the floats per key of requests that

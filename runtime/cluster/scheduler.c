@@ -6,7 +6,9 @@
  * whole table. Afterwards it collects heartbeats (each carrying the states
  * of that host's nodes), broadcasts every node's state when one changes,
  * declares a host silent for HPS_DEAD_MS dead (its unfinished nodes DEAD),
- * and runs the cross-host barrier. It ends when every host has left or
+ * and decides the cross-host barrier (shm/barrier.h): complete once every
+ * host with workers reported that each of them arrived or closed; failed,
+ * for good, once a worker died or a host reported a worker's deadline. It ends when every host has left or
  * died. One thread, one ROUTER socket. */
 #include <signal.h>
 #include <stdio.h>
@@ -20,6 +22,7 @@
 #include "net/transport.h"
 #include "runtime/common/config.h"
 #include "runtime/common/log.h"
+#include "shm/barrier.h"
 #include "shm/bell.h"
 
 /* A peer's ZeroMQ routing id: bytes, not a string (a bridge names itself
@@ -45,7 +48,8 @@ struct sched {
 	struct hpsi_sched_assign assign;
 	uint8_t state[HPSI_MAX_NODES];
 	int states_changed;
-	uint32_t barrier_gen;
+	uint32_t barrier_gen;  /* barriers completed: barrier_gen is open */
+	int32_t barrier_code;  /* 0, or why barrier_gen failed (and all after it) */
 	uint64_t refused;        /* registrations refused before the job started */
 	char last_refusal[256];  /* the reason of the last one */
 };
@@ -69,7 +73,7 @@ static void abort_host(struct sched *s, const struct peer_id *id, const char *re
 {
 	struct hpsi_sched_abort a = {0};
 	hpsi_sched_init(&a.h, HPSI_SCH_ABORT, 0);
-	snprintf(a.reason, sizeof a.reason, "%s", reason);
+	snprintf(a.reason, sizeof a.reason, "%.*s", (int)sizeof a.reason - 1, reason); /* cut to the frame */
 	send_to(s, id, &a, sizeof a);
 }
 
@@ -255,8 +259,34 @@ static void send_assignments(struct sched *s)
 	hpsi_info("scheduler: %u hosts, %u servers, %u workers: ranks assigned", s->nhosts, s->nservers, s->nworkers);
 }
 
+/* Tells every host that the open barrier failed; sent again with each
+ * broadcast of states, in case a host missed it (applying it twice is
+ * harmless). */
+static void barrier_send_broken(struct sched *s)
+{
+	struct hpsi_sched_broken m = {.code = s->barrier_code};
+	hpsi_sched_init(&m.h, HPSI_SCH_BROKEN, 0);
+	m.h.gen = s->barrier_gen;
+	for (uint32_t i = 0; i < s->nhosts; i++)
+		if (!s->hosts[i].left && !s->hosts[i].dead)
+			send_to(s, &s->hosts[i].id, &m, sizeof m);
+}
+
+/* The open barrier fails for every host, and so does every later one. */
+static void barrier_fail(struct sched *s, int code)
+{
+	if (s->barrier_code)
+		return;
+	s->barrier_code = code;
+	hpsi_error("scheduler: barrier %u failed: %s", s->barrier_gen,
+		   code == HPS_EPEERDEAD ? "a worker died" : "a worker waited HPS_TIMEOUT_MS");
+	barrier_send_broken(s);
+}
+
 static void broadcast_states(struct sched *s)
 {
+	if (s->barrier_code)
+		barrier_send_broken(s);
 	struct hpsi_sched_states m = {0};
 	hpsi_sched_init(&m.h, HPSI_SCH_STATES, 0);
 	m.nnodes = s->nservers + s->nworkers;
@@ -274,6 +304,8 @@ static void set_state(struct sched *s, uint32_t node, uint8_t st, const char *ho
 	if (st == HPSI_NODE_DEAD)
 		hpsi_error("scheduler: %s %u (host %s) died", node < s->nservers ? "server" : "worker",
 			   node < s->nservers ? node : node - s->nservers, host);
+	if (st == HPSI_NODE_DEAD && node >= s->nservers)
+		barrier_fail(s, HPS_EPEERDEAD); /* before the states that tell of it */
 	s->state[node] = st;
 	s->states_changed = 1;
 }
@@ -296,14 +328,18 @@ static void mark_dead(struct sched *s, uint32_t node, const char *host)
 
 static void barrier_check(struct sched *s)
 {
+	if (s->barrier_code)
+		return;
 	for (uint32_t i = 0; i < s->nhosts; i++) {
 		const struct hpsi_host_entry *e = &s->assign.hosts[i];
-		if (e->wrk_hi > e->wrk_lo && !s->hosts[i].dead && s->hosts[i].barrier_gen != s->barrier_gen + 1)
+		if (e->wrk_hi > e->wrk_lo && !s->hosts[i].dead && !s->hosts[i].left &&
+		    s->hosts[i].barrier_gen != s->barrier_gen + 1)
 			return;
 	}
 	struct hpsi_sched_hdr r;
 	hpsi_sched_init(&r, HPSI_SCH_RELEASE, 0);
-	r.gen = s->barrier_gen++;
+	r.gen = s->barrier_gen;
+	s->barrier_gen = hpsi_barrier_seq(s->barrier_gen + 1); /* as the bridges count */
 	for (uint32_t i = 0; i < s->nhosts; i++)
 		if (!s->hosts[i].left && !s->hosts[i].dead)
 			send_to(s, &s->hosts[i].id, &r, sizeof r);
@@ -340,6 +376,9 @@ static void handle(struct sched *s, const struct peer_id *id, const void *buf, s
 			h->barrier_gen = m->gen + 1;
 			barrier_check(s);
 		}
+	} else if (m->type == HPSI_SCH_EXPIRED) {
+		if (m->gen == s->barrier_gen)
+			barrier_fail(s, HPS_ETIMEDOUT);
 	} else if (m->type == HPSI_SCH_BYE) {
 		h->left = 1;
 		hpsi_info("scheduler: host %s left", h->reg.name);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hps/error.h"
 #include "net/codec.h"
 #include "net/wire.h"
 
@@ -187,7 +188,7 @@ int main(int argc, char **argv)
 	at += hpsi_batch_rec_bytes(rh.len);
 	memcpy(batch, &bh, sizeof bh);
 	write_kind(argv[1], "batch", 1, batch, at);
-	/* scheduler messages: a registration, a heartbeat, a barrier */
+	/* scheduler messages: a registration, a heartbeat, a barrier and its failure */
 	static struct hpsi_sched_register reg;
 	hpsi_sched_init(&reg.h, HPSI_SCH_REGISTER, 0);
 	snprintf(reg.name, sizeof reg.name, "h0");
@@ -201,6 +202,9 @@ int main(int argc, char **argv)
 	struct hpsi_sched_hdr sb;
 	hpsi_sched_init(&sb, HPSI_SCH_BARRIER, 0);
 	write_kind(argv[1], "sched_barrier", 2, &sb, sizeof sb);
+	struct hpsi_sched_broken bk = {.code = HPS_EPEERDEAD};
+	hpsi_sched_init(&bk.h, HPSI_SCH_BROKEN, 0);
+	write_kind(argv[1], "sched_broken", 2, &bk, sizeof bk);
 	return 0;
 }
 #endif
