@@ -304,23 +304,42 @@ static void put_vals(const struct call *c, const struct hpsi_part *p, unsigned c
 
 struct alloc_arg {
 	hps_worker *w;
+	uint32_t srv;
 	size_t bytes;
 	void *p;
 };
 
+static int server_gone(const hps_worker *w, uint32_t srv)
+{
+	uint32_t st = atomic_load_explicit(&hpsi_seg_node(w->seg, srv)->state, memory_order_acquire);
+	return st == HPSI_NODE_DEAD || st == HPSI_NODE_CLOSED;
+}
+
 static int try_alloc(void *a_)
 {
 	struct alloc_arg *a = a_;
+	/* A part not sent yet is failed by its sender, not by the peer check:
+	 * stop waiting as soon as its server is gone. */
+	if (server_gone(a->w, a->srv))
+		return 1;
 	return (a->p = hpsi_heap_alloc(a->w->heap, a->bytes)) != NULL;
 }
 
-/* Shared-heap buffer; when the heap is full, waits for answers to free
- * some (bounded by the request's deadline). */
-static void *heap_buf(hps_worker *w, size_t bytes, int64_t deadline)
+/* Shared-heap buffer for a part to server srv; when the heap is full,
+ * waits for answers to free some (bounded by the request's deadline).
+ * NULL with *rc set when the wait ends without one. */
+static void *heap_buf(hps_worker *w, uint32_t srv, size_t bytes, int64_t deadline, int *rc)
 {
-	struct alloc_arg a = {w, bytes, NULL};
-	if (try_alloc(&a) || hpsi_worker_wait_until(w, try_alloc, &a, deadline) == 0)
-		return a.p;
+	struct alloc_arg a = {w, srv, bytes, NULL};
+	if (try_alloc(&a) || hpsi_worker_wait_until(w, try_alloc, &a, deadline) == 0) {
+		if (a.p)
+			return a.p;
+		*rc = atomic_load_explicit(&hpsi_seg_node(w->seg, srv)->state, memory_order_acquire) == HPSI_NODE_DEAD
+			      ? HPS_EPEERDEAD
+			      : HPS_ECLOSED;
+		return NULL;
+	}
+	*rc = HPS_ETIMEDOUT;
 	return NULL;
 }
 
@@ -335,8 +354,7 @@ struct reserve_arg {
 static int try_reserve(void *a_)
 {
 	struct reserve_arg *a = a_;
-	uint32_t st = atomic_load_explicit(&hpsi_seg_node(a->w->seg, a->srv)->state, memory_order_acquire);
-	if (st == HPSI_NODE_DEAD || st == HPSI_NODE_CLOSED)
+	if (server_gone(a->w, a->srv))
 		return a->dead = 1;
 	return (a->rec = hpsi_ring_reserve(&a->w->req[a->srv], a->len)) != NULL;
 }
@@ -349,6 +367,7 @@ static uint64_t seg_off(const hps_worker *w, const void *p)
 static int send_part(hps_worker *w, const struct call *c, struct hpsi_slot *s, uint32_t pi, int64_t ts)
 {
 	struct hpsi_part *p = &s->parts[pi];
+	int rc;
 	uint32_t st = atomic_load_explicit(&hpsi_seg_node(w->seg, p->server)->state, memory_order_acquire);
 	if (st == HPSI_NODE_DEAD)
 		return HPS_EPEERDEAD;
@@ -371,16 +390,16 @@ static int send_part(hps_worker *w, const struct call *c, struct hpsi_slot *s, u
 	}
 	size_t body = keys_bytes + (flags & HPSI_F_HEAP_VALS ? 0 : vals_bytes);
 	if (body > w->inline_max && vals_bytes && !(flags & HPSI_F_HEAP_VALS)) {
-		if (!(p->vals_buf = heap_buf(w, vals_bytes, s->deadline)))
-			return HPS_ETIMEDOUT;
+		if (!(p->vals_buf = heap_buf(w, p->server, vals_bytes, s->deadline, &rc)))
+			return rc;
 		put_vals(c, p, p->vals_buf);
 		flags |= HPSI_F_HEAP_VALS;
 		h.vals_off = seg_off(w, p->vals_buf);
 		body = keys_bytes;
 	}
 	if (body > w->inline_max) {
-		if (!(p->keys_buf = heap_buf(w, keys_bytes, s->deadline)))
-			return HPS_ETIMEDOUT;
+		if (!(p->keys_buf = heap_buf(w, p->server, keys_bytes, s->deadline, &rc)))
+			return rc;
 		put_keys(c, p, p->keys_buf);
 		flags |= HPSI_F_HEAP_KEYS;
 		h.keys_off = seg_off(w, p->keys_buf);
@@ -393,8 +412,8 @@ static int send_part(hps_worker *w, const struct call *c, struct hpsi_slot *s, u
 		p->resp_in_place = 1;
 	} else if (pull && (c->width == 0 || ans_bytes > w->inline_max)) {
 		size_t cap = c->width ? ans_bytes : hpsi_lens_bytes(p->count) + s->out_cap * wsz;
-		if (!(p->resp_buf = heap_buf(w, cap, s->deadline)))
-			return HPS_ETIMEDOUT;
+		if (!(p->resp_buf = heap_buf(w, p->server, cap, s->deadline, &rc)))
+			return rc;
 		flags |= HPSI_F_HEAP_RESP;
 		h.resp_off = seg_off(w, p->resp_buf);
 		h.resp_cap = cap;
@@ -420,6 +439,10 @@ static int send_part(hps_worker *w, const struct call *c, struct hpsi_slot *s, u
 	if (vals_bytes && !(flags & HPSI_F_HEAP_VALS))
 		put_vals(c, p, rec + sizeof h + keys_bytes);
 	hpsi_ring_commit(&w->req[p->server], sizeof h + body);
+	/* Release pairs with the poller's acquire of SENT: the buffers above
+	 * are set. From here the poller owns the part (its answer can come as
+	 * soon as the ring is published), so p is not touched again. */
+	atomic_store_explicit(&p->state, HPSI_PART_SENT, memory_order_release);
 	hpsi_ring_publish(&w->req[p->server]);
 	hpsi_node_wake(w->seg, p->server);
 	return 0;
@@ -480,7 +503,8 @@ static int64_t submit(hps_worker *w, struct call *c)
 	s->nparts = c->nparts;
 	for (uint32_t i = 0; i < c->nparts; i++) {
 		s->parts[i] = parts[i];
-		s->parts[i].pending = 1;
+		/* published by the in_use/ts release below */
+		atomic_store_explicit(&s->parts[i].state, HPSI_PART_UNSENT, memory_order_relaxed);
 	}
 	s->deadline = deadline;
 	s->abandoned = 0;

@@ -137,11 +137,15 @@ static void slot_unref(struct hps_worker *w, struct hpsi_slot *s)
 		complete_slot(w, s);
 }
 
-/* One part is over (answered, or its server is gone). */
+/* One part is over (answered, its server is gone, or it could not be
+ * sent). Under poll_lock, which orders every move to DONE: relaxed
+ * suffices for the exchange; a second completion finds DONE and does
+ * nothing, so the slot's reference is dropped once. */
 static void part_done(struct hps_worker *w, struct hpsi_slot *s, struct hpsi_part *p, int status)
 {
+	if (atomic_exchange_explicit(&p->state, HPSI_PART_DONE, memory_order_relaxed) == HPSI_PART_DONE)
+		return;
 	set_status(s, status);
-	p->pending = 0;
 	if (!(s->width == 0 && s->type != HPS_REQ_PUSH))
 		free_part_buffers(w, p);
 	slot_unref(w, s);
@@ -166,8 +170,12 @@ static void handle_response(struct hps_worker *w, uint32_t server, const void *r
 	}
 	const struct hpsi_msg_hdr *h = v.hdr;
 	struct hpsi_slot *s = &w->slots[(uint64_t)h->timestamp & (HPSI_MAX_INFLIGHT - 1)];
+	/* SENT: acquire pairs with send_part's release, making the part's
+	 * buffers visible; an UNSENT or DONE part takes no answer. */
 	if (h->timestamp < 0 || atomic_load_explicit(&s->ts, memory_order_acquire) != h->timestamp ||
-	    h->part >= s->nparts || !s->parts[h->part].pending || s->parts[h->part].server != server) {
+	    h->part >= s->nparts ||
+	    atomic_load_explicit(&s->parts[h->part].state, memory_order_acquire) != HPSI_PART_SENT ||
+	    s->parts[h->part].server != server) {
 		hpsi_msg_count_bad("answer to no pending request");
 		return;
 	}
@@ -185,7 +193,8 @@ static void handle_response(struct hps_worker *w, uint32_t server, const void *r
 	part_done(w, s, p, status);
 }
 
-/* Fails every pending part held by server `srv` (it died). */
+/* Fails every sent part held by server `srv` (it died or closed). Parts
+ * not sent yet are the submitter's: it fails them when its send fails. */
 static void fail_server_parts(struct hps_worker *w, uint32_t srv, int status)
 {
 	for (uint32_t i = 0; i < HPSI_MAX_INFLIGHT; i++) {
@@ -193,7 +202,9 @@ static void fail_server_parts(struct hps_worker *w, uint32_t srv, int status)
 		if (!atomic_load_explicit(&s->in_use, memory_order_acquire))
 			continue;
 		for (uint32_t j = 0; j < s->nparts; j++)
-			if (s->parts[j].pending && s->parts[j].server == srv)
+			/* acquire pairs with send_part's release of SENT */
+			if (atomic_load_explicit(&s->parts[j].state, memory_order_acquire) == HPSI_PART_SENT &&
+			    s->parts[j].server == srv)
 				part_done(w, s, &s->parts[j], status);
 	}
 }

@@ -12,13 +12,27 @@
 
 #define HPSI_MAX_INFLIGHT 512 /* power of two: slots indexed by ts */
 
+/* A part's life. Only the submitter leaves UNSENT: to SENT once its
+ * record is committed (just before the ring is published), or to DONE
+ * when it cannot be sent. Only the poller leaves SENT, to DONE, on the
+ * answer or when the server died or closed. Every move to DONE happens
+ * under poll_lock and checks that the part was not DONE yet, so a part
+ * completes, and drops its reference on the slot, exactly once: the poller
+ * never fails a part that the submitter may still fail itself (issue 10
+ * item 8), and never frees buffers the submitter is still filling. */
+enum hpsi_part_state { HPSI_PART_UNSENT = 0, HPSI_PART_SENT = 1, HPSI_PART_DONE = 2 };
+
 /* The share of a request sent to one server. Its keys are positions
  * begin..begin+count-1 of the request, or idx[begin..] when the keys of
  * several servers interleave (hash routing). */
 struct hpsi_part {
 	uint32_t server;
 	uint32_t begin, count;
-	int pending;
+	/* enum hpsi_part_state. SENT is stored with release after the fields
+	 * below are final; the poller loads it with acquire before reading
+	 * them (handle_response, fail_server_parts). UNSENT is stored relaxed
+	 * at submission, published by the slot's in_use/ts release. */
+	_Atomic uint32_t state;
 	void *keys_buf, *vals_buf, *resp_buf; /* heap buffers freed on the answer */
 	int resp_in_place;                    /* server wrote into the caller's buffer */
 	unsigned wire;                        /* value type on this server's rings */
