@@ -4,12 +4,13 @@
 #include <string.h>
 
 #include "hps/error.h"
+#include "runtime/common/checked.h"
 #include "runtime/common/dtype.h"
 #include "runtime/common/log.h"
 
 size_t hpsi_msg_inline_bytes(uint64_t nkeys, uint64_t nlens, uint64_t val_bytes, unsigned flags)
 {
-	if (nkeys > HPSI_MAX_KEYS || nlens > HPSI_MAX_KEYS || val_bytes > ((uint64_t)1 << 48))
+	if (nkeys > HPSI_MAX_KEYS || nlens > HPSI_MAX_KEYS || val_bytes > HPSI_MAX_VAL_BYTES)
 		return SIZE_MAX;
 	size_t n = 0;
 	if (!(flags & HPSI_F_HEAP_KEYS))
@@ -74,8 +75,13 @@ int hpsi_msg_check(const void *buf, size_t len, const struct hpsi_msg_bounds *bo
 		uint32_t want_lens = lens && h->type != HPSI_MSG_PULL ? h->nkeys : 0;
 		if (h->nlens != want_lens || (lens ? h->width != 0 : h->width == 0))
 			BAD("lens count or width inconsistent with the keys");
-		if (!lens && h->type != HPSI_MSG_PULL &&
-		    (uint64_t)h->nkeys * h->width * esz != h->val_bytes)
+		/* keys x width x value size: the pushed bytes, or the answer of a
+		 * pull; up to 2^67, so checked, and bounded like val_bytes so that
+		 * receivers may compute it in size_t unchecked. */
+		uint64_t fixed;
+		if (!lens && (hpsi_mul3_u64(h->nkeys, h->width, esz, &fixed) || fixed > HPSI_MAX_VAL_BYTES))
+			BAD("keys x width x value size overflows");
+		if (!lens && h->type != HPSI_MSG_PULL && fixed != h->val_bytes)
 			BAD("value bytes differ from keys x width");
 		if (h->type == HPSI_MSG_PULL && h->val_bytes != 0)
 			BAD("pull carries values");
@@ -114,7 +120,6 @@ int hpsi_msg_check(const void *buf, size_t len, const struct hpsi_msg_bounds *bo
 			BAD("answer buffer outside the sender's heap");
 		v->resp = bounds->base + h->resp_off;
 	}
-	v->hdr = h;
 	v->keys = (const uint64_t *)k;
 	v->lens = (const uint32_t *)(k + (size_t)h->nkeys * 8);
 	v->vals = vals;
@@ -123,12 +128,16 @@ int hpsi_msg_check(const void *buf, size_t len, const struct hpsi_msg_bounds *bo
 		v->vals = v->resp + hpsi_lens_bytes(h->nlens);
 	}
 	if (lens && !is_resp && h->type != HPSI_MSG_PULL) {
-		uint64_t sum = 0;
+		/* at most 2^30 lens of 2^32 - 1: the sum fits; times the size may not */
+		uint64_t sum = 0, bytes;
 		for (uint32_t i = 0; i < h->nlens; i++)
 			sum += v->lens[i];
-		if (sum * esz != h->val_bytes)
+		if (hpsi_mul_u64(sum, esz, &bytes) || bytes != h->val_bytes)
 			BAD("value bytes differ from the sum of lens");
 	}
+	/* Set last: callers read a set hdr as "well formed" and log their own
+	 * reason, so a refusal above must leave it NULL to keep *why. */
+	v->hdr = h;
 	return 0;
 }
 

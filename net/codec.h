@@ -9,7 +9,8 @@
  * server writes lens|values there and its response carries no body.
  *
  * hpsi_msg_check validates every count, length and offset against the bytes
- * received and the bounds the receiver allows before anything is read. */
+ * received and the bounds the receiver allows before anything is read;
+ * products of counts are checked for overflow (runtime/common/checked.h). */
 #ifndef HPSI_CODEC_H
 #define HPSI_CODEC_H
 
@@ -19,6 +20,11 @@
 #define HPSI_MSG_MAGIC 0x4d535048u /* "HPSM" */
 #define HPSI_MSG_VERSION 1
 #define HPSI_MAX_KEYS (1u << 30)
+/* Largest value bytes a message may declare, and the largest answer a
+ * fixed-width pull may ask for (nkeys x width x value size, checked by
+ * hpsi_msg_check): far below 2^64, so sums and size_t products of a
+ * checked message's counts cannot wrap. */
+#define HPSI_MAX_VAL_BYTES ((uint64_t)1 << 48)
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "hps messages are little-endian; this port needs byte swapping in net/codec"

@@ -18,6 +18,14 @@
  *  (B) consumer: store-release head (hpsi_ring_cons_publish) pairs with
  *      producer: load-acquire head (hpsi_ring_reserve): the consumer's
  *      reads of a record happen before the producer overwrites it.
+ *
+ * The producer is another process: the consumer bounds every record header
+ * it reads by the bytes published (tail - head, at most the ring size) and
+ * by the end of the buffer (records never wrap) before it hands out the
+ * payload. A record that breaks those bounds means the rest of the
+ * published bytes cannot be parsed: hpsi_ring_peek then drops them all
+ * (logged and counted, shm/ring.c) and publishes the new head, so the
+ * producer is not left waiting for room forever.
  */
 #ifndef HPSI_RING_H
 #define HPSI_RING_H
@@ -141,9 +149,17 @@ static inline void hpsi_ring_publish(struct hpsi_ring_prod *p)
 	atomic_store_explicit(&p->r->tail, p->tail, memory_order_release);
 }
 
-/* Returns the next record's payload and length, or NULL when empty. */
+/* Drops every published byte after a record that breaks its bounds, logs
+ * why and publishes the new head (shm/ring.c). */
+void hpsi_ring_drop_corrupt(struct hpsi_ring_cons *c, uint32_t len, uint32_t kind);
+/* Records dropped that way by this process. */
+uint64_t hpsi_ring_corrupt_count(void);
+
+/* Returns the next record's payload and length, or NULL when empty (or
+ * when the published bytes were dropped as corrupt). */
 static inline void *hpsi_ring_peek(struct hpsi_ring_cons *c, size_t *len)
 {
+	uint32_t size = c->mask + 1;
 	for (;;) {
 		if (c->head == c->tail_cache) {
 			/* (A): acquire the producer's tail, and so its payloads. */
@@ -151,12 +167,31 @@ static inline void *hpsi_ring_peek(struct hpsi_ring_cons *c, size_t *len)
 			if (c->head == c->tail_cache)
 				return NULL;
 		}
-		uint32_t *hdr = (uint32_t *)(c->data + (c->head & c->mask));
-		if (hdr[1] == HPSI_REC_PAD) {
-			c->head += HPSI_REC_HDR + hdr[0];
+		uint32_t pos = c->head & c->mask;
+		uint32_t avail = c->tail_cache - c->head; /* published, not consumed */
+		uint32_t to_end = size - pos;
+		uint32_t *hdr = (uint32_t *)(c->data + pos);
+		/* read once: the producer's process could still change them */
+		uint32_t rlen = hdr[0], kind = hdr[1];
+		if (avail > size || avail < HPSI_REC_HDR) {
+			hpsi_ring_drop_corrupt(c, rlen, kind);
+			return NULL;
+		}
+		if (kind == HPSI_REC_PAD) {
+			/* a pad fills exactly the rest of the buffer */
+			if (rlen != to_end - HPSI_REC_HDR || to_end > avail) {
+				hpsi_ring_drop_corrupt(c, rlen, kind);
+				return NULL;
+			}
+			c->head += to_end;
 			continue;
 		}
-		*len = hdr[0];
+		if (kind != 0 || rlen > hpsi_ring_max_payload(size) || hpsi_rec_bytes(rlen) > avail ||
+		    hpsi_rec_bytes(rlen) > to_end) {
+			hpsi_ring_drop_corrupt(c, rlen, kind);
+			return NULL;
+		}
+		*len = rlen;
 		return hdr + 2;
 	}
 }

@@ -5,6 +5,7 @@
 
 #include "hps/error.h"
 #include "net/codec.h"
+#include "runtime/common/dtype.h"
 #include "tests/harness.h"
 
 static unsigned char buf[4096];
@@ -112,6 +113,63 @@ static void test_codec_huge_counts_refused(void)
 	expect_bad(len, NULL);
 }
 
+/* Counts whose product passes 2^64: keys x width x value size of a push
+ * that wraps to the value bytes it declares, and a pull asking for such an
+ * answer. The keys sit in a (never read) heap range so that the message
+ * itself stays short. */
+static void test_codec_product_overflow_refused(void)
+{
+	static unsigned char seg[64];
+	struct hpsi_msg_bounds b = {seg, 0, (uint64_t)1 << 40};
+	struct hpsi_msg_hdr *h = (struct hpsi_msg_hdr *)buf;
+	struct hpsi_msg_view v;
+	const char *why = NULL;
+	for (int type = HPSI_MSG_PUSH; type <= HPSI_MSG_PULL; type++) {
+		hpsi_msg_init(h, type, 0, 1);
+		h->flags = HPSI_F_HEAP_KEYS;
+		h->dtype = HPSI_WIRE_F64;
+		h->nkeys = 1u << 30;
+		h->width = 1u << 31; /* 2^30 x 2^31 x 8 = 2^64: wraps to 0 */
+		h->val_bytes = 0;
+		CU_ASSERT_EQUAL(hpsi_msg_check(buf, sizeof *h, &b, &v, &why), HPS_EPROTO);
+		CU_ASSERT_PTR_NULL(v.hdr);
+		CU_ASSERT_STRING_EQUAL(why, "keys x width x value size overflows");
+	}
+	/* a pull whose answer fits 64 bits but no receiver's memory */
+	hpsi_msg_init(h, HPSI_MSG_PULL, 0, 1);
+	h->flags = HPSI_F_HEAP_KEYS;
+	h->nkeys = 1u << 20;
+	h->width = 1u << 30;
+	CU_ASSERT_EQUAL(hpsi_msg_check(buf, sizeof *h, &b, &v, &why), HPS_EPROTO);
+	CU_ASSERT_STRING_EQUAL(why, "keys x width x value size overflows");
+	/* the largest allowed answer is still accepted */
+	h->width = 1u << 8; /* 2^20 x 2^8 x 4 = 2^30 */
+	CU_ASSERT_EQUAL(hpsi_msg_check(buf, sizeof *h, &b, &v, &why), 0);
+}
+
+/* A refusal leaves the view's header unset, so callers that log their own
+ * reason for a well-formed message keep the codec's reason here. */
+static void test_codec_refusal_keeps_reason(void)
+{
+	struct hpsi_msg_hdr h;
+	hpsi_msg_init(&h, HPSI_MSG_PUSH, 1, 3);
+	h.flags = HPSI_F_LENS;
+	h.nkeys = h.nlens = 2;
+	h.val_bytes = 2 * 4; /* the lens below say 3 values */
+	uint64_t keys[2] = {2, 3};
+	uint32_t lens[2] = {1, 2};
+	size_t off = 0;
+	memcpy(buf, &h, sizeof h), off += sizeof h;
+	memcpy(buf + off, keys, sizeof keys), off += sizeof keys;
+	memcpy(buf + off, lens, sizeof lens), off += hpsi_lens_bytes(2);
+	memset(buf + off, 0, 8), off += 8;
+	struct hpsi_msg_view v;
+	const char *why = NULL;
+	CU_ASSERT_EQUAL(hpsi_msg_check(buf, off, NULL, &v, &why), HPS_EPROTO);
+	CU_ASSERT_PTR_NULL(v.hdr);
+	CU_ASSERT_STRING_EQUAL(why, "value bytes differ from the sum of lens");
+}
+
 static void test_codec_heap_offsets_checked(void)
 {
 	static unsigned char seg[1 << 16];
@@ -181,6 +239,8 @@ int main(void)
 		{"test_codec_truncated_refused", test_codec_truncated_refused},
 		{"test_codec_bad_fields_refused", test_codec_bad_fields_refused},
 		{"test_codec_huge_counts_refused", test_codec_huge_counts_refused},
+		{"test_codec_product_overflow_refused", test_codec_product_overflow_refused},
+		{"test_codec_refusal_keeps_reason", test_codec_refusal_keeps_reason},
 		{"test_codec_heap_offsets_checked", test_codec_heap_offsets_checked},
 		{"test_codec_response_rules", test_codec_response_rules},
 		{"test_codec_random_garbage", test_codec_random_garbage},

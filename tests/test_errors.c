@@ -110,6 +110,30 @@ static void test_errors_value_too_big_for_heap(void)
 	run_one(1, 4u << 20, too_big_worker, &(struct job_opts){.heap_mb = 8});
 }
 
+/* An answer capacity whose size in bytes passes 2^64 (vals_cap x 4 wraps
+ * to 4) is refused like any request too big for the heap, not sent with a
+ * wrapped size; the job goes on. */
+static int overflow_worker(hps_ctx *ctx, hps_worker *w, void *arg)
+{
+	(void)ctx, (void)arg;
+	uint64_t k[2] = {1, 2};
+	uint32_t out_lens[2];
+	float got[2] = {0, 0};
+	hps_opts wraps = {.out_lens = out_lens, .vals_cap = ((size_t)1 << 62) + 1};
+	EXPECT(hps_pull(w, k, 2, got, &wraps), HPS_ETOOBIG);
+	hps_opts wraps_f64 = {.dtype = HPS_F64, .out_lens = out_lens, .vals_cap = ((size_t)1 << 61) + 1};
+	EXPECT(hps_pull(w, k, 2, got, &wraps_f64), HPS_ETOOBIG);
+	float v[2] = {1, 2};
+	EXPECT(hps_wait(w, hps_push(w, k, 2, v, NULL)), 0);
+	EXPECT(hps_wait(w, hps_pull(w, k, 2, got, NULL)), 0);
+	return got[0] == 1 && got[1] == 2 ? 0 : 1;
+}
+
+static void test_errors_size_overflow_refused(void)
+{
+	run_one(1, 1, overflow_worker, NULL);
+}
+
 static void test_errors_job_started_twice(void)
 {
 	struct job j;
@@ -263,6 +287,7 @@ int main(void)
 		{"test_errors_value_length_mismatch", test_errors_value_length_mismatch},
 		{"test_errors_key_outside_ranges", test_errors_key_outside_ranges},
 		{"test_errors_value_too_big_for_heap", test_errors_value_too_big_for_heap},
+		{"test_errors_size_overflow_refused", test_errors_size_overflow_refused},
 		{"test_errors_job_started_twice", test_errors_job_started_twice},
 		{"test_errors_shm_too_small", test_errors_shm_too_small},
 		{"test_errors_bad_configuration", test_errors_bad_configuration},

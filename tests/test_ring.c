@@ -141,6 +141,71 @@ static void test_ring_index_wrap_past_2_32(void)
 	run_sequence(0xFFFFF000u);
 }
 
+/* A record header written at pos, published up to head + published. */
+static void put_raw(struct hpsi_ring *r, uint32_t start, uint32_t len, uint32_t kind, uint32_t published)
+{
+	uint32_t *hdr = (uint32_t *)((unsigned char *)r + HPSI_RING_HDR + (start & (SIZE - 1)));
+	hdr[0] = len;
+	hdr[1] = kind;
+	atomic_store_explicit(&r->tail, start + published, memory_order_release);
+}
+
+/* The consumer refuses the header at `start`: nothing handed out, every
+ * published byte dropped and handed back, the drop counted. */
+static void expect_dropped(struct hpsi_ring *r, uint32_t start)
+{
+	struct hpsi_ring_cons c;
+	hpsi_ring_cons_attach(&c, r, SIZE);
+	uint64_t before = hpsi_ring_corrupt_count();
+	size_t len;
+	CU_ASSERT_PTR_NULL(hpsi_ring_peek(&c, &len));
+	CU_ASSERT_EQUAL(hpsi_ring_corrupt_count(), before + 1);
+	CU_ASSERT_EQUAL(atomic_load_explicit(&r->head, memory_order_acquire),
+			atomic_load_explicit(&r->tail, memory_order_acquire));
+	hpsi_ring_init(r, start);
+}
+
+/* Record lengths and kinds written by another process are bounded by what
+ * it published and by the ring before any payload is handed out. */
+static void test_ring_lying_records_dropped(void)
+{
+	const uint32_t near_end = SIZE - 64; /* 64 bytes before the buffer's end */
+	struct hpsi_ring *r = new_ring(SIZE, 0);
+	put_raw(r, 0, 1000, 0, 24);         /* longer than the 24 bytes published */
+	expect_dropped(r, 0);
+	put_raw(r, 0, 0xFFFFFFF0u, 0, 64);  /* far past the ring */
+	expect_dropped(r, 0);
+	put_raw(r, 0, 8, 7, 16);            /* unknown kind */
+	expect_dropped(r, 0);
+	put_raw(r, 0, 8, 0, 2 * SIZE);      /* a tail beyond the ring's size */
+	expect_dropped(r, 0);
+	put_raw(r, 0, 0, 0, 4);             /* less than a record header */
+	expect_dropped(r, near_end);
+	put_raw(r, near_end, 100, 0, 200);  /* would run past the buffer's end */
+	expect_dropped(r, near_end);
+	put_raw(r, near_end, 8, HPSI_REC_PAD, 200); /* a pad that does not reach the end */
+	expect_dropped(r, near_end);
+	put_raw(r, near_end, 56, HPSI_REC_PAD, 32); /* a pad past the published bytes */
+	expect_dropped(r, 0);
+
+	/* after a drop the ring works on: a proper record goes through */
+	put_raw(r, 0, 1000, 0, 24);
+	expect_dropped(r, 0);
+	struct hpsi_ring_prod p;
+	struct hpsi_ring_cons c;
+	hpsi_ring_prod_attach(&p, r, SIZE);
+	hpsi_ring_cons_attach(&c, r, SIZE);
+	memcpy(hpsi_ring_reserve(&p, 5), "hello", 5);
+	hpsi_ring_commit(&p, 5);
+	hpsi_ring_publish(&p);
+	size_t len;
+	char *d = hpsi_ring_peek(&c, &len);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(d);
+	CU_ASSERT_EQUAL(len, 5);
+	CU_ASSERT_EQUAL(memcmp(d, "hello", 5), 0);
+	munmap(r, HPSI_RING_HDR + SIZE);
+}
+
 /* Two processes, 2 million records of varying size, a checksum on each
  * and a running count: nothing lost, duplicated, reordered or torn. */
 static void test_ring_two_process_stress(void)
@@ -198,6 +263,7 @@ int main(void)
 	static const struct test_case cases[] = {
 		{"test_ring_empty", test_ring_empty},
 		{"test_ring_unpublished_invisible", test_ring_unpublished_invisible},
+		{"test_ring_lying_records_dropped", test_ring_lying_records_dropped},
 		{"test_ring_full", test_ring_full},
 		{"test_ring_too_large_refused", test_ring_too_large_refused},
 		{"test_ring_wrap_and_padding", test_ring_wrap_and_padding},

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime/common/checked.h"
 #include "runtime/common/dtype.h"
 #include "runtime/common/log.h"
 #include "shm/wake.h"
@@ -176,7 +177,15 @@ static int check_call(hps_worker *w, struct call *c)
 	uint64_t vals = c->lens ? c->lens_off[c->n] : (uint64_t)c->n * c->width;
 	if (c->width == 0 && c->type == HPS_REQ_PULL)
 		vals = o->vals_cap;
-	uint64_t bytes = (uint64_t)c->n * 12 + vals * c->usz * (c->type == HPS_REQ_PUSHPULL ? 2 : 1);
+	/* vals can reach 2^62 (keys x width, sum of lens) and vals_cap any
+	 * size_t: a wrapped product would pass the bound below. */
+	uint64_t vbytes, bytes;
+	if (hpsi_mul3_u64(vals, c->usz, c->type == HPS_REQ_PUSHPULL ? 2 : 1, &vbytes) ||
+	    hpsi_add_u64((uint64_t)c->n * 12, vbytes, &bytes)) {
+		hpsi_error("request of %llu values (width, lens or vals_cap) does not fit 64 bits of bytes",
+			   (unsigned long long)vals);
+		return HPS_ETOOBIG;
+	}
 	if (bytes > hpsi_heap_max_alloc(w->heap)) {
 		hpsi_error("request of %llu MiB exceeds the %zu MiB a worker's shared heap can hold; raise HPS_HEAP_MB (now %llu)",
 			   (unsigned long long)(bytes >> 20), hpsi_heap_max_alloc(w->heap) >> 20,
