@@ -122,10 +122,11 @@ bench-hogwild: deps
 	bench/hogwild_bench.sh
 
 # libFuzzer on the decoders of ring records, bridge frames and scheduler
-# messages (clang), seeded with one valid message of each kind; FUZZ_RUNS
+# messages and on the ring consumer's bounds (clang), seeded with one valid
+# message of each kind; FUZZ_RUNS
 # executions, so CI runs it in bounded time.
 FUZZ_RUNS ?= 2000000
-FUZZ_SRC = net/codec.c net/wire.c $(wildcard runtime/common/*.c)
+FUZZ_SRC = net/codec.c net/wire.c shm/ring.c $(wildcard runtime/common/*.c)
 fuzz:
 	@command -v clang >/dev/null && [ -n "$$(ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a 2>/dev/null)" ] || { \
 		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; $$SUDO apt-get update -qq && \

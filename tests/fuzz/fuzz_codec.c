@@ -1,8 +1,9 @@
 /* libFuzzer target for the decoders of everything hps receives (`make
  * fuzz`). The first byte picks one: a ring record (hpsi_msg_check), a
  * bridge batch frame with its records (hpsi_batch_open/next, then each
- * message checked as the bridge does), or a scheduler message
- * (hpsi_sched_check). Any bytes must be refused with a reason or accepted
+ * message checked as the bridge does), a scheduler message
+ * (hpsi_sched_check), or the bytes of a ring and its published tail as a
+ * producer in another process could leave them (hpsi_ring_peek). Any bytes must be refused with a reason or accepted
  * with views that lie inside what was received (AddressSanitizer checks
  * every read and write below).
  *
@@ -15,6 +16,7 @@
 #include "hps/error.h"
 #include "net/codec.h"
 #include "net/wire.h"
+#include "shm/ring.h"
 
 #define HEAP_BYTES 65536
 #define HEAP_LO 4096 /* the sender's slice: [HEAP_LO, HEAP_BYTES) */
@@ -62,11 +64,50 @@ static void fuzz_batch(const unsigned char *rec, size_t size)
 		abort();
 }
 
+#define FUZZ_RING 4096
+
+/* A ring whose data are the input (zero-filled) and whose tail the input's
+ * first 4 bytes publish: the consumer must hand out only payloads inside
+ * the ring and the published bytes. The ring is an exact-size heap block,
+ * so a read past its end is caught. */
+static void fuzz_ring(const unsigned char *in, size_t size)
+{
+	uint32_t tail = 0;
+	if (size >= 4)
+		memcpy(&tail, in, 4), in += 4, size -= 4;
+	struct hpsi_ring *r = aligned_alloc(128, HPSI_RING_HDR + FUZZ_RING);
+	if (!r)
+		return;
+	memset(r, 0, HPSI_RING_HDR + FUZZ_RING);
+	memcpy((unsigned char *)r + HPSI_RING_HDR, in, size < FUZZ_RING ? size : FUZZ_RING);
+	hpsi_ring_init(r, 0);
+	atomic_store_explicit(&r->tail, tail, memory_order_release);
+	struct hpsi_ring_cons c;
+	hpsi_ring_cons_attach(&c, r, FUZZ_RING);
+	volatile unsigned char sink = 0;
+	size_t len;
+	const unsigned char *p;
+	for (int n = 0; n < FUZZ_RING / HPSI_REC_HDR && (p = hpsi_ring_peek(&c, &len)); n++) {
+		if (p < (unsigned char *)r + HPSI_RING_HDR || p + len > (unsigned char *)r + HPSI_RING_HDR + FUZZ_RING ||
+		    hpsi_rec_bytes(len) > (uint32_t)(tail - c.head))
+			abort(); /* a payload outside the ring or the published bytes */
+		for (size_t i = 0; i < len; i++)
+			sink += p[i];
+		hpsi_ring_consume(&c, len);
+	}
+	(void)sink;
+	free(r);
+}
+
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
 	if (size < 1)
 		return 0;
-	int kind = data[0] % 3;
+	int kind = data[0] % 4;
+	if (kind == 3) {
+		fuzz_ring(data + 1, size - 1);
+		return 0;
+	}
 	data++, size--;
 	/* records are 8-byte aligned: copy to an exact-size heap block so that a
 	 * read past the end is caught */
@@ -165,6 +206,12 @@ int main(int argc, char **argv)
 	hpsi_msg_init(h, HPSI_MSG_CLOCK, 3, -1);
 	h->clock = 5;
 	write_seed(argv[1], "clock", buf, sizeof *h);
+	/* a pull of many keys (in the heap) x a wide width: the answer's size
+	 * is a product of counts near overflow */
+	hpsi_msg_init(h, HPSI_MSG_PULL, 0, 13);
+	h->flags = HPSI_F_HEAP_KEYS, h->dtype = 1;
+	h->nkeys = 4, h->width = 1u << 20, h->keys_off = HEAP_LO;
+	write_seed(argv[1], "pull_heap_keys_wide", buf, sizeof *h);
 	/* f16 values */
 	hpsi_msg_init(h, HPSI_MSG_PUSH, 1, 12);
 	h->dtype = 2, h->nkeys = 1, h->width = 4, h->val_bytes = 8;
@@ -205,6 +252,13 @@ int main(int argc, char **argv)
 	struct hpsi_sched_broken bk = {.code = HPS_EPEERDEAD};
 	hpsi_sched_init(&bk.h, HPSI_SCH_BROKEN, 0);
 	write_kind(argv[1], "sched_broken", 2, &bk, sizeof bk);
+	/* a ring holding a record, a pad to the end and none after: tail, data */
+	static _Alignas(8) unsigned char ring[4 + 4096];
+	uint32_t rtail = 4096 + 16, *w = (uint32_t *)(ring + 4);
+	memcpy(ring, &rtail, 4);
+	w[0] = 8, w[1] = 0;                       /* record of 8 bytes at 0 */
+	w[4] = 4096 - 16 - 8, w[5] = HPSI_REC_PAD; /* pad from 16 to the end */
+	write_kind(argv[1], "ring", 3, ring, sizeof ring);
 	return 0;
 }
 #endif
