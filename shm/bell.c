@@ -37,13 +37,17 @@ void hpsi_bell_ring(struct hpsi_bell *b)
 
 void hpsi_bell_ring_always(struct hpsi_bell *b)
 {
+	/* seq_cst: rung without hpsi_bell_ring's fence too (state changes,
+	 * hpsi_wake_all), so the increment itself takes part in the Dekker
+	 * pair of shm/bell.h; the sleeper acquires seq below */
 	atomic_fetch_add_explicit(&b->seq, 1, memory_order_seq_cst);
 	hpsi_futex_wake(&b->seq);
 }
 
 int hpsi_bell_sleep(struct hpsi_bell *b, int (*ready)(void *), void *arg, int64_t timeout_ns)
 {
-	uint32_t v = atomic_load_explicit(&b->seq, memory_order_acquire);
+	uint32_t v = atomic_load_explicit(&b->seq, memory_order_acquire); /* pairs with ring_always */
+	/* seq_cst: the sleeper's half of the Dekker pair (shm/bell.h) */
 	atomic_fetch_add_explicit(&b->sleepers, 1, memory_order_seq_cst);
 	atomic_thread_fence(memory_order_seq_cst); /* pairs with the fence in hpsi_bell_ring */
 	int r = ready(arg);

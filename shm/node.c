@@ -11,6 +11,7 @@ void hpsi_wake_all(struct hpsi_seg *seg)
 	hpsi_futex_wake(&seg->hdr->barrier); /* waiters re-check who is left */
 }
 
+/* Node state orderings: see struct hpsi_node (shm/segment.h). */
 void hpsi_node_mark_dead(struct hpsi_seg *seg, uint32_t id)
 {
 	struct hpsi_node *n = hpsi_seg_node(seg, id);

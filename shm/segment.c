@@ -245,11 +245,11 @@ int hpsi_seg_create(const struct hpsi_seg_params *p, struct hpsi_seg *seg)
 			direct_at += align_up(direct_bytes_of(p, i), PAGE);
 		}
 	}
-	/* Rings and nodes are zero from ftruncate. The magic goes last, with
-	 * release order, so an attacher that sees it sees a whole header. */
+	/* Rings and nodes are zero from ftruncate. The magic goes last: its
+	 * release store pairs with the acquire load in header_ok, so an
+	 * attacher that sees it sees a whole header. */
 	h->version = HPSI_SEG_VERSION;
-	atomic_thread_fence(memory_order_release);
-	h->magic = HPSI_SEG_MAGIC;
+	atomic_store_explicit(&h->magic, HPSI_SEG_MAGIC, memory_order_release);
 	/* link fails if the name exists: two launchers of one job cannot both win */
 	rc = link(tmp, seg->path) == 0 ? 0 : errno == EEXIST ? HPS_EEXIST : HPS_ESYS;
 	unlink(tmp);
@@ -266,7 +266,10 @@ int hpsi_seg_create(const struct hpsi_seg_params *p, struct hpsi_seg *seg)
 /* Every offset in the header must lie inside the mapped size. */
 static int header_ok(const struct hpsi_seg_hdr *h, size_t size)
 {
-	if (size < PAGE || h->magic != HPSI_SEG_MAGIC || h->version != HPSI_SEG_VERSION)
+	/* acquire pairs with hpsi_seg_create's release of the magic: read
+	 * first, it orders every read of the header after it */
+	if (size < PAGE || atomic_load_explicit(&h->magic, memory_order_acquire) != HPSI_SEG_MAGIC ||
+	    h->version != HPSI_SEG_VERSION)
 		return 0;
 	struct hpsi_seg_params p = {.nservers = h->nservers, .nworkers = h->nworkers,
 				    .ring_bytes = h->ring_bytes, .heap_slice = h->heap_slice};
@@ -308,7 +311,6 @@ int hpsi_seg_attach_path(const char *path, struct hpsi_seg *seg)
 		hpsi_seg_detach(seg);
 		return HPS_EPROTO;
 	}
-	atomic_thread_fence(memory_order_acquire);
 	return 0;
 }
 

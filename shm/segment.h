@@ -25,6 +25,11 @@ enum hpsi_node_state {
 	HPSI_NODE_DEAD = 3,   /* died; set by whoever noticed */
 };
 
+/* state: the owner stores ALIVE with release after pid and birth
+ * (relaxed) in hps_init; it moves to CLOSED by the owner's compare-exchange
+ * (acq_rel) when it closes, or to DEAD by anyone's (hpsi_node_mark_dead,
+ * acq_rel). Readers load it with acquire, pairing with those, so seeing a
+ * state they see the pid and birth and what the node did before it. */
 struct hpsi_node {
 	_Atomic int32_t pid;
 	_Atomic uint32_t state;  /* enum hpsi_node_state */
@@ -53,7 +58,9 @@ struct hpsi_range {
 };
 
 struct hpsi_seg_hdr {
-	uint64_t magic;
+	/* Stored last by the creator with release once the header is whole;
+	 * attachers load it with acquire before reading the rest. */
+	_Atomic uint64_t magic;
 	uint32_t version;
 	uint32_t hdr_bytes;
 	uint64_t total_bytes;

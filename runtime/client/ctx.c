@@ -78,7 +78,7 @@ int hps_init(hps_ctx **out, int *argc, char **argv)
 	if (st == HPSI_NODE_ALIVE) {
 		hpsi_error("%s rank %d of job '%s' is already running (pid %d)",
 			   c->cfg.role == HPS_ROLE_SERVER ? "server" : "worker", c->cfg.rank, c->seg.hdr->job,
-			   (int)atomic_load(&n->pid));
+			   (int)atomic_load_explicit(&n->pid, memory_order_relaxed)); /* only printed */
 		hpsi_seg_detach(&c->seg);
 		free(c);
 		return HPS_EEXIST;

@@ -581,7 +581,8 @@ int hps_clock(hps_worker *w)
 			continue;
 		}
 		if (a.dead) {
-			if (atomic_load(&hpsi_seg_node(w->seg, srv)->state) == HPSI_NODE_DEAD)
+			/* acquire pairs with the CAS in hpsi_node_mark_dead; only picks the code */
+			if (atomic_load_explicit(&hpsi_seg_node(w->seg, srv)->state, memory_order_acquire) == HPSI_NODE_DEAD)
 				rc = HPS_EPEERDEAD;
 			continue;
 		}

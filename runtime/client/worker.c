@@ -42,7 +42,8 @@ static void finish_slot(struct hps_worker *w, struct hpsi_slot *s)
 			w->cbq[w->ncb++] = (struct hpsi_cb){s->cb, s->cb_arg,
 							    atomic_load_explicit(&s->ts, memory_order_relaxed), s->status};
 		else
-			hpsi_error("out of memory: callback of request %lld dropped", (long long)atomic_load(&s->ts));
+			hpsi_error("out of memory: callback of request %lld dropped",
+				   (long long)atomic_load_explicit(&s->ts, memory_order_relaxed)); /* only printed */
 	}
 	atomic_store_explicit(&s->done, 1, memory_order_release); /* pairs with hps_wait's acquire */
 }
@@ -220,7 +221,8 @@ static void expire_slots(struct hps_worker *w, int64_t now)
 			set_status(s, HPS_ETIMEDOUT);
 			s->abandoned = 1;
 			hpsi_warn("request %lld timed out after HPS_TIMEOUT_MS=%lld",
-				  (long long)atomic_load(&s->ts), (long long)w->seg->hdr->timeout_ms);
+				  (long long)atomic_load_explicit(&s->ts, memory_order_relaxed), /* only printed */
+				  (long long)w->seg->hdr->timeout_ms);
 			finish_slot(w, s);
 		}
 	}

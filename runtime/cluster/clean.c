@@ -20,8 +20,11 @@ static int owners_alive(struct hpsi_seg *seg)
 		return 1;
 	for (uint32_t i = 0; i < h->nservers + h->nworkers; i++) {
 		struct hpsi_node *n = hpsi_seg_node(seg, i);
-		uint32_t st = atomic_load(&n->state);
-		if (st == HPSI_NODE_ALIVE && hpsi_proc_alive(atomic_load(&n->pid), atomic_load(&n->birth)))
+		/* acquire pairs with hps_init's release of ALIVE, stored after
+		 * pid and birth (relaxed): seeing ALIVE, we see its pid */
+		uint32_t st = atomic_load_explicit(&n->state, memory_order_acquire);
+		if (st == HPSI_NODE_ALIVE && hpsi_proc_alive(atomic_load_explicit(&n->pid, memory_order_relaxed),
+							     atomic_load_explicit(&n->birth, memory_order_relaxed)))
 			return 1;
 	}
 	return 0;

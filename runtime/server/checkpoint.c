@@ -304,15 +304,28 @@ static int publish_dir(const char *partial, const char *dir)
 	return 0;
 }
 
+/* ckpt_lock is a lock between processes: taking it acquires (pairs with
+ * release_lock's release), so the last holder's writes to the checkpoint
+ * fields happen before ours; a failed attempt only reads the holder. */
 static int take_lock(struct hpsi_seg_hdr *h)
 {
 	int32_t holder = 0, me = (int32_t)getpid();
-	if (atomic_compare_exchange_strong(&h->ckpt_lock, &holder, me))
+	if (atomic_compare_exchange_strong_explicit(&h->ckpt_lock, &holder, me, memory_order_acquire,
+						    memory_order_relaxed))
 		return 0;
-	if (hpsi_proc_birth(holder) == 0 && atomic_compare_exchange_strong(&h->ckpt_lock, &holder, me))
+	if (hpsi_proc_birth(holder) == 0 &&
+	    atomic_compare_exchange_strong_explicit(&h->ckpt_lock, &holder, me, memory_order_acquire,
+						    memory_order_relaxed))
 		return 0; /* its holder died half-way */
 	hpsi_error("a checkpoint of this job is already running (pid %d)", (int)holder);
 	return HPS_EEXIST;
+}
+
+/* Release pairs with take_lock's acquire: our checkpoint fields are
+ * written before the next holder takes the lock. */
+static void release_lock(struct hpsi_seg_hdr *h)
+{
+	atomic_store_explicit(&h->ckpt_lock, 0, memory_order_release);
 }
 
 int hpsi_checkpoint_run(struct hpsi_seg *seg, int op, const char *dir, int64_t timeout_ns)
@@ -338,7 +351,7 @@ int hpsi_checkpoint_run(struct hpsi_seg *seg, int op, const char *dir, int64_t t
 		remove_dir(work);
 		if (mkdir(work, 0755)) {
 			hpsi_error("checkpoint: cannot create %s: %s", work, strerror(errno));
-			atomic_store(&h->ckpt_lock, 0);
+			release_lock(h);
 			return HPS_ESYS;
 		}
 	}
@@ -350,6 +363,8 @@ int hpsi_checkpoint_run(struct hpsi_seg *seg, int op, const char *dir, int64_t t
 	atomic_fetch_add_explicit(&h->ckpt_seq, 1, memory_order_release); /* servers acquire it */
 	hpsi_wake_all(seg);
 	int64_t deadline = hpsi_now_ns() + timeout_ns;
+	/* pairs with each server's release of ckpt_done (serve_checkpoint):
+	 * its files, ckpt_status and ckpt_clock are then visible */
 	while (atomic_load_explicit(&h->ckpt_done, memory_order_acquire) < h->nservers) {
 		for (uint32_t s = 0; s < h->nservers && !rc; s++)
 			if (hpsi_node_check(seg, s) == HPSI_NODE_DEAD)
@@ -373,7 +388,7 @@ int hpsi_checkpoint_run(struct hpsi_seg *seg, int op, const char *dir, int64_t t
 			remove_dir(work);
 		}
 	}
-	atomic_store(&h->ckpt_lock, 0);
+	release_lock(h);
 	return rc ? rc : op == HPSI_CKPT_LOAD ? (int)clock : 0;
 }
 

@@ -306,6 +306,8 @@ static int requests_waiting(void *arg)
 		if (!p->finished && !blocked && hpsi_ring_nonempty(&p->req))
 			return 1;
 	}
+	/* acquires pair with the launcher's release of shutdown and
+	 * hpsi_checkpoint_run's release of ckpt_seq */
 	return atomic_load_explicit(&sv->seg->hdr->shutdown, memory_order_acquire) != 0 ||
 	       atomic_load_explicit(&sv->seg->hdr->ckpt_seq, memory_order_acquire) != sv->ckpt_seen;
 }
@@ -324,7 +326,7 @@ static void drain_published(struct server *sv)
 	if (!target)
 		return;
 	for (uint32_t wk = 0; wk < sv->nworkers; wk++)
-		target[wk] = atomic_load_explicit(&sv->peers[wk].req.r->tail, memory_order_acquire);
+		target[wk] = atomic_load_explicit(&sv->peers[wk].req.r->tail, memory_order_acquire); /* ring (A) */
 	for (;;) {
 		int behind = 0;
 		for (uint32_t wk = 0; wk < sv->nworkers; wk++) {
@@ -366,11 +368,17 @@ static void serve_checkpoint(struct server *sv)
 			sv->arg = fresh;
 		}
 	}
+	/* ckpt_status and ckpt_clock are relaxed: the ckpt_done release below
+	 * publishes them to the requester, which acquires ckpt_done before it
+	 * reads them (hpsi_checkpoint_run); the servers only race each other
+	 * on the values, which the compare-exchanges settle. */
 	int32_t ok = 0;
 	if (rc)
-		atomic_compare_exchange_strong(&h->ckpt_status, &ok, rc);
-	uint32_t cur = atomic_load(&h->ckpt_clock);
-	while (clock < cur && !atomic_compare_exchange_weak(&h->ckpt_clock, &cur, clock))
+		atomic_compare_exchange_strong_explicit(&h->ckpt_status, &ok, rc, memory_order_relaxed,
+							memory_order_relaxed);
+	uint32_t cur = atomic_load_explicit(&h->ckpt_clock, memory_order_relaxed);
+	while (clock < cur && !atomic_compare_exchange_weak_explicit(&h->ckpt_clock, &cur, clock, memory_order_relaxed,
+								     memory_order_relaxed))
 		;
 	atomic_fetch_add_explicit(&h->ckpt_done, 1, memory_order_release); /* the requester acquires */
 }
@@ -478,6 +486,7 @@ int hps_server_run(hps_ctx *ctx, hps_handler handler, void *arg)
 	sv.wire = hpsi_seg_ranges(seg)[ctx->node].wire;
 	sv.ckpt_seen = 0; /* a request made before this server started still counts */
 	for (;;) {
+		/* pairs with hpsi_checkpoint_run's release: ckpt_op and ckpt_dir are set */
 		uint32_t ck = atomic_load_explicit(&seg->hdr->ckpt_seq, memory_order_acquire);
 		if (ck != sv.ckpt_seen) {
 			sv.ckpt_seen = ck;
@@ -491,6 +500,7 @@ int hps_server_run(hps_ctx *ctx, hps_handler handler, void *arg)
 			hpsi_spin_step(&steps, ctx->spin_yield);
 			continue;
 		}
+		/* pairs with the launcher's release of shutdown */
 		if (atomic_load_explicit(&seg->hdr->shutdown, memory_order_acquire) || all_finished(&sv))
 			break;
 		hpsi_bell_sleep(bell, requests_waiting, &sv, IDLE_SLEEP_NS);
