@@ -56,8 +56,12 @@ void hpsi_bridge_lose_scheduler(struct hpsi_bridge *b)
 	b->sched_lost = 1;
 	for (uint32_t n = 0; n < b->S + b->W; n++)
 		if (!hpsi_node_local(&b->seg, n)) {
+			/* only ALIVE -> DEAD: a node that closed stays closed. acq_rel
+			 * pairs like every state change (shm/segment.h, struct
+			 * hpsi_node): the waiters woken below acquire the state */
 			uint32_t cur = HPSI_NODE_ALIVE;
-			atomic_compare_exchange_strong(&hpsi_seg_node(&b->seg, n)->state, &cur, HPSI_NODE_DEAD);
+			atomic_compare_exchange_strong_explicit(&hpsi_seg_node(&b->seg, n)->state, &cur, HPSI_NODE_DEAD,
+								memory_order_acq_rel, memory_order_acquire);
 		}
 	/* no decision can come any more: the open barrier fails here */
 	hpsi_bridge_barrier_decide(b, hpsi_barrier_open(&b->seg, NULL), HPS_EPEERDEAD);
