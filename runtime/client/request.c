@@ -306,22 +306,84 @@ struct alloc_arg {
 	hps_worker *w;
 	size_t bytes;
 	void *p;
+	int why;
 };
 
+/* Done when allocated, or when the file system behind the heap is full:
+ * answers coming back free slice space, not file-system space. */
 static int try_alloc(void *a_)
 {
 	struct alloc_arg *a = a_;
-	return (a->p = hpsi_heap_alloc(a->w->heap, a->bytes)) != NULL;
+	a->p = hpsi_heap_alloc_why(a->w->heap, a->bytes, &a->why);
+	return a->p != NULL || a->why == HPS_ENOSPC;
 }
 
-/* Shared-heap buffer; when the heap is full, waits for answers to free
- * some (bounded by the request's deadline). */
-static void *heap_buf(hps_worker *w, size_t bytes, int64_t deadline)
+/* Shared-heap buffer into *out; when the slice is used up, waits for
+ * answers to free some (bounded by the request's deadline). */
+static int heap_buf(hps_worker *w, size_t bytes, int64_t deadline, void **out)
 {
-	struct alloc_arg a = {w, bytes, NULL};
-	if (try_alloc(&a) || hpsi_worker_wait_until(w, try_alloc, &a, deadline) == 0)
-		return a.p;
-	return NULL;
+	struct alloc_arg a = {w, bytes, NULL, 0};
+	int rc = try_alloc(&a) ? 0 : hpsi_worker_wait_until(w, try_alloc, &a, deadline);
+	*out = a.p;
+	return a.p ? 0 : a.why == HPS_ENOSPC ? HPS_ENOSPC : rc ? rc : HPS_ETIMEDOUT;
+}
+
+/* Bytes of answer space a variable-length pull asks for. */
+static size_t call_out_cap(const struct call *c)
+{
+	if (c->type == HPS_REQ_PUSHPULL && c->lens)
+		return c->lens_off[c->n];
+	return c->opts && c->width == 0 ? c->opts->vals_cap : 0;
+}
+
+static int zero_copy_push(const hps_worker *w, const struct call *c, const struct hpsi_part *p, size_t vals_bytes)
+{
+	return c->type != HPS_REQ_PULL && p->wire == c->udt && c->nparts == 1 &&
+	       hpsi_heap_owns(w->heap, c->push, vals_bytes);
+}
+
+static int zero_copy_pull(const hps_worker *w, const struct call *c, const struct hpsi_part *p, size_t ans_bytes)
+{
+	return c->type != HPS_REQ_PUSH && p->wire == c->udt && c->width && c->nparts == 1 &&
+	       hpsi_heap_owns(w->heap, c->pull, ans_bytes);
+}
+
+/* The heap buffers part p needs (values and keys too large for a ring
+ * record, answer space), allocated before anything of the request is sent:
+ * a request that cannot have all of them fails whole, nothing applied. */
+static int part_buffers(hps_worker *w, const struct call *c, struct hpsi_part *p, size_t out_cap, int64_t deadline)
+{
+	int push = c->type != HPS_REQ_PULL, pull = c->type != HPS_REQ_PUSH;
+	size_t wsz = hpsi_dtype_size(p->wire);
+	size_t keys_bytes = (size_t)p->count * 8 + (c->lens ? hpsi_lens_bytes(p->count) : 0);
+	size_t vals_bytes = push ? part_vals(c, p) * wsz : 0;
+	size_t ans_bytes = pull && c->width ? (size_t)p->count * c->width * wsz : 0;
+	int rc = 0;
+	size_t body = keys_bytes + (zero_copy_push(w, c, p, vals_bytes) ? 0 : vals_bytes);
+	if (body > w->inline_max && vals_bytes && !zero_copy_push(w, c, p, vals_bytes)) {
+		rc = heap_buf(w, vals_bytes, deadline, &p->vals_buf);
+		body = keys_bytes;
+	}
+	if (!rc && body > w->inline_max)
+		rc = heap_buf(w, keys_bytes, deadline, &p->keys_buf);
+	if (!rc && !zero_copy_pull(w, c, p, ans_bytes) && pull && (c->width == 0 || ans_bytes > w->inline_max))
+		rc = heap_buf(w, c->width ? ans_bytes : hpsi_lens_bytes(p->count) + out_cap * wsz, deadline,
+			      &p->resp_buf);
+	return rc;
+}
+
+static int alloc_parts(hps_worker *w, const struct call *c, struct hpsi_part *parts, size_t out_cap, int64_t deadline)
+{
+	int rc = 0;
+	for (uint32_t i = 0; !rc && i < c->nparts; i++)
+		rc = part_buffers(w, c, &parts[i], out_cap, deadline);
+	for (uint32_t i = 0; rc && i < c->nparts; i++) {
+		hpsi_heap_free(w->heap, parts[i].vals_buf);
+		hpsi_heap_free(w->heap, parts[i].keys_buf);
+		hpsi_heap_free(w->heap, parts[i].resp_buf);
+		parts[i].vals_buf = parts[i].keys_buf = parts[i].resp_buf = NULL;
+	}
+	return rc;
 }
 
 struct reserve_arg {
@@ -355,9 +417,8 @@ static int send_part(hps_worker *w, const struct call *c, struct hpsi_slot *s, u
 	if (st == HPSI_NODE_CLOSED)
 		return HPS_ECLOSED;
 
-	int push = c->type != HPS_REQ_PULL, pull = c->type != HPS_REQ_PUSH;
+	int pull = c->type != HPS_REQ_PUSH;
 	size_t wsz = hpsi_dtype_size(p->wire);
-	int same_type = p->wire == c->udt; /* caller's buffers can be used as they are */
 	size_t keys_bytes = (size_t)p->count * 8 + (c->lens ? hpsi_lens_bytes(p->count) : 0);
 	size_t vals_bytes = part_vals(c, p) * wsz;
 	size_t ans_bytes = pull && c->width ? (size_t)p->count * c->width * wsz : 0;
@@ -365,36 +426,30 @@ static int send_part(hps_worker *w, const struct call *c, struct hpsi_slot *s, u
 	struct hpsi_msg_hdr h;
 	hpsi_msg_init(&h, c->type, w->rank, ts);
 
-	if (push && same_type && c->nparts == 1 && hpsi_heap_owns(w->heap, c->push, vals_bytes)) {
+	if (zero_copy_push(w, c, p, vals_bytes)) {
 		flags |= HPSI_F_HEAP_VALS; /* zero copy: the caller's shared buffer */
 		h.vals_off = seg_off(w, c->push);
 	}
 	size_t body = keys_bytes + (flags & HPSI_F_HEAP_VALS ? 0 : vals_bytes);
-	if (body > w->inline_max && vals_bytes && !(flags & HPSI_F_HEAP_VALS)) {
-		if (!(p->vals_buf = heap_buf(w, vals_bytes, s->deadline)))
-			return HPS_ETIMEDOUT;
+	if (p->vals_buf) { /* part_buffers decided what goes in the heap */
 		put_vals(c, p, p->vals_buf);
 		flags |= HPSI_F_HEAP_VALS;
 		h.vals_off = seg_off(w, p->vals_buf);
 		body = keys_bytes;
 	}
-	if (body > w->inline_max) {
-		if (!(p->keys_buf = heap_buf(w, keys_bytes, s->deadline)))
-			return HPS_ETIMEDOUT;
+	if (p->keys_buf) {
 		put_keys(c, p, p->keys_buf);
 		flags |= HPSI_F_HEAP_KEYS;
 		h.keys_off = seg_off(w, p->keys_buf);
 		body = 0;
 	}
-	if (pull && same_type && c->width && c->nparts == 1 && hpsi_heap_owns(w->heap, c->pull, ans_bytes)) {
+	if (zero_copy_pull(w, c, p, ans_bytes)) {
 		flags |= HPSI_F_HEAP_RESP; /* zero copy: the server writes the caller's buffer */
 		h.resp_off = seg_off(w, c->pull);
 		h.resp_cap = ans_bytes;
 		p->resp_in_place = 1;
-	} else if (pull && (c->width == 0 || ans_bytes > w->inline_max)) {
+	} else if (p->resp_buf) {
 		size_t cap = c->width ? ans_bytes : hpsi_lens_bytes(p->count) + s->out_cap * wsz;
-		if (!(p->resp_buf = heap_buf(w, cap, s->deadline)))
-			return HPS_ETIMEDOUT;
 		flags |= HPSI_F_HEAP_RESP;
 		h.resp_off = seg_off(w, p->resp_buf);
 		h.resp_cap = cap;
@@ -466,15 +521,21 @@ static int64_t submit(hps_worker *w, struct call *c)
 		free(c->idx);
 		return rc;
 	}
+	size_t out_cap = call_out_cap(c);
+	if ((rc = alloc_parts(w, c, parts, out_cap, deadline))) { /* nothing is sent */
+		hpsi_worker_in_submit(0);
+		pthread_mutex_unlock(&w->submit_lock);
+		free(c->lens_off);
+		free(c->idx);
+		return rc;
+	}
 	s->status = 0;
 	s->type = c->type;
 	s->width = c->width;
 	s->udt = c->udt;
 	s->out = c->pull;
 	s->out_lens = c->opts ? c->opts->out_lens : NULL;
-	s->out_cap = c->opts && c->width == 0 ? c->opts->vals_cap : 0;
-	if (c->type == HPS_REQ_PUSHPULL && c->lens)
-		s->out_cap = c->lens_off[c->n];
+	s->out_cap = out_cap;
 	s->nkeys = c->n;
 	s->idx = c->idx;
 	s->nparts = c->nparts;
