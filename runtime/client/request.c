@@ -431,16 +431,20 @@ static int send_part(hps_worker *w, const struct call *c, struct hpsi_slot *s, u
 		h.vals_off = seg_off(w, c->push);
 	}
 	size_t body = keys_bytes + (flags & HPSI_F_HEAP_VALS ? 0 : vals_bytes);
-	if (p->vals_buf) { /* part_buffers decided what goes in the heap */
-		put_vals(c, p, p->vals_buf);
+	/* part_buffers decided what goes in the heap. Its copy in c->parts is
+	 * read, not s->parts: once a part is out, its answer may free the
+	 * slot's buffer fields at any time (the poller). */
+	const struct hpsi_part *b = &c->parts[pi];
+	if (b->vals_buf) {
+		put_vals(c, p, b->vals_buf);
 		flags |= HPSI_F_HEAP_VALS;
-		h.vals_off = seg_off(w, p->vals_buf);
+		h.vals_off = seg_off(w, b->vals_buf);
 		body = keys_bytes;
 	}
-	if (p->keys_buf) {
-		put_keys(c, p, p->keys_buf);
+	if (b->keys_buf) {
+		put_keys(c, p, b->keys_buf);
 		flags |= HPSI_F_HEAP_KEYS;
-		h.keys_off = seg_off(w, p->keys_buf);
+		h.keys_off = seg_off(w, b->keys_buf);
 		body = 0;
 	}
 	if (zero_copy_pull(w, c, p, ans_bytes)) {
@@ -448,10 +452,10 @@ static int send_part(hps_worker *w, const struct call *c, struct hpsi_slot *s, u
 		h.resp_off = seg_off(w, c->pull);
 		h.resp_cap = ans_bytes;
 		p->resp_in_place = 1;
-	} else if (p->resp_buf) {
+	} else if (b->resp_buf) {
 		size_t cap = c->width ? ans_bytes : hpsi_lens_bytes(p->count) + s->out_cap * wsz;
 		flags |= HPSI_F_HEAP_RESP;
-		h.resp_off = seg_off(w, p->resp_buf);
+		h.resp_off = seg_off(w, b->resp_buf);
 		h.resp_cap = cap;
 	}
 	h.flags = (uint16_t)flags;
