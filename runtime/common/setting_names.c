@@ -12,7 +12,7 @@
 
 extern char **environ;
 
-/* Names without the HPS_ prefix. The last four are read by the test and
+/* Names without the HPS_ prefix. The last line's are read by the test and
  * example scripts, not by hps itself, but are HPS_ variables all the same. */
 static const char *const known[] = {
 	"ROLE", "RANK", "NUM_SERVERS", "NUM_WORKERS", "JOB_ID", "HOST",
@@ -21,7 +21,7 @@ static const char *const known[] = {
 	"LOG", "SHM_DIR", "ROOT_URI", "ROOT_PORT", "HEARTBEAT_MS", "DEAD_MS",
 	"REGISTER_MS", "PORTS", "NODE_ADDR", "INTERFACE", "LOCAL_SERVERS",
 	"LOCAL_WORKERS", "RSH",
-	"BIN", "EXAMPLES", "TEST", "PREPARE",
+	"BIN", "EXAMPLES", "TEST", "PREPARE", "OUT", "BUILD", "SANITIZE",
 };
 #define NKNOWN (sizeof known / sizeof known[0])
 
