@@ -20,7 +20,7 @@ static const char *const known[] = {
 	"COMPRESS", "DIRECT", "UPDATER", "INIT", "STALENESS", "DETERMINISTIC",
 	"LOG", "SHM_DIR", "ROOT_URI", "ROOT_PORT", "HEARTBEAT_MS", "DEAD_MS",
 	"REGISTER_MS", "PORTS", "NODE_ADDR", "INTERFACE", "LOCAL_SERVERS",
-	"LOCAL_WORKERS", "RSH",
+	"LOCAL_WORKERS", "RSH", "GATHER_MS",
 	"BIN", "EXAMPLES", "TEST", "PREPARE", "OUT", "BUILD", "SANITIZE",
 };
 #define NKNOWN (sizeof known / sizeof known[0])
