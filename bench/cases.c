@@ -1,9 +1,12 @@
 #include "bench/cases.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
 
 #include "shm/bell.h"
 
@@ -189,3 +192,37 @@ void report_config(const char *config, uint32_t W)
 	}
 }
 
+
+/* ---- cleanup on signals ------------------------------------------------- */
+
+static char seg_path[256]; /* the running job's segment, or "" */
+
+static void on_fatal(int sig)
+{
+	if (seg_path[0])
+		unlink(seg_path); /* async-signal-safe, as are the calls below */
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+void bench_cleanup_on_signals(void)
+{
+	struct sigaction sa = {.sa_handler = on_fatal};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+}
+
+void bench_job_segment(const char *path)
+{
+	seg_path[0] = 0;
+	if (path)
+		snprintf(seg_path, sizeof seg_path, "%s", path);
+}
+
+void bench_child(int deathsig)
+{
+	seg_path[0] = 0;
+	prctl(PR_SET_PDEATHSIG, deathsig);
+}

@@ -47,4 +47,12 @@ int worker_main(hps_ctx *ctx, hps_worker *w);
 /* Prints the lines of one configuration: case config phase MB/s keys/s ops/s p50_us p99_us */
 void report_config(const char *config, uint32_t W);
 
+/* A benchmark stopped by SIGTERM, SIGINT or SIGHUP leaves nothing behind:
+ * the handler removes the segment named by bench_job_segment (NULL: none)
+ * and dies of the signal; bench_child (in each forked process) forgets the
+ * segment and makes the process die with its parent (deathsig). */
+void bench_cleanup_on_signals(void);
+void bench_job_segment(const char *path);
+void bench_child(int deathsig);
+
 #endif

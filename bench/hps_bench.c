@@ -59,10 +59,12 @@ static int run_job(uint32_t S, uint32_t W, int (*fn)(hps_ctx *, hps_worker *), p
 	struct hpsi_seg seg;
 	if (hpsi_seg_create(&p, &seg))
 		return -1;
+	bench_job_segment(seg.path);
 	uint32_t n = S + W;
 	for (uint32_t i = 0; i < n; i++) {
 		pid_t pid = fork();
 		if (pid == 0) {
+			bench_child(SIGKILL);
 			int srv = i < S;
 			set_env(job, srv ? "server" : "worker", srv ? (int)i : (int)(i - S));
 			hps_ctx *ctx;
@@ -89,6 +91,7 @@ static int run_job(uint32_t S, uint32_t W, int (*fn)(hps_ctx *, hps_worker *), p
 		bad |= !WIFEXITED(st) || WEXITSTATUS(st);
 	}
 	hpsi_seg_unlink(&seg);
+	bench_job_segment(NULL);
 	hpsi_seg_detach(&seg);
 	return bad ? -1 : 0;
 }
@@ -215,6 +218,7 @@ static void bench_idle(void)
 	pid_t parent = fork();
 	if (parent == 0) {
 		/* run_job waits for the job; measure from outside it */
+		bench_child(SIGTERM); /* its handler removes the job's segment */
 		_exit(run_job(1, 2, idle_worker, pids) ? 1 : 0);
 	}
 	usleep(500000); /* let it start and reach the barrier */
@@ -269,6 +273,7 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	bench_cleanup_on_signals();
 	printf("# case config phase MB/s keys/s ops/s p50_us p99_us [cpu_pct for idle]\n");
 	if (want_memcpy4)
 		bench_memcpy("memcpy_4M", 4u << 20);

@@ -13,8 +13,16 @@
  * beside host_local, the same job (2 servers, same key ranges) on one
  * host; and the baselines: zmq_rtt (REQ/REP
  * round trip of 8-byte messages) and zmq_thr (PUSH/PULL of 1 MB messages
- * sent without a copy), medians of 5 runs. */
+ * sent without a copy), medians of 5 runs.
+ *
+ *   bench/net_bench --namespaces-only   builds the namespaces, says so and
+ *                                       waits for a signal (tests the cleanup)
+ *
+ * SIGTERM, SIGINT or SIGHUP (a `timeout`, a Ctrl-C, a closed terminal)
+ * removes the namespaces, the processes in them and the temporary files
+ * before the program dies of the signal. */
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,14 +45,49 @@ static int sh_cmd(const char *cmd)
 	return system(cmd);
 }
 
+/* What ns_down runs, made once before any namespace exists, so that a
+ * signal handler can run it without formatting anything. */
+static char down_cmd[512];
+
 static void ns_down(void)
 {
-	char cmd[512];
-	snprintf(cmd, sizeof cmd,
+	sh_cmd(down_cmd);
+}
+
+/* fork, exec and waitpid are async-signal-safe (system() is not). The
+ * cleanup runs in a process group of its own, deaf to the same signals:
+ * `timeout` sends its signal to the whole group, right after this one. */
+static void on_fatal(int sig)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		setpgid(0, 0);
+		signal(SIGTERM, SIG_IGN);
+		signal(SIGINT, SIG_IGN);
+		signal(SIGHUP, SIG_IGN);
+		execl("/bin/sh", "sh", "-c", down_cmd, (char *)NULL);
+		_exit(127);
+	}
+	if (pid > 0)
+		waitpid(pid, NULL, 0);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static void cleanup_on_signals(void)
+{
+	snprintf(down_cmd, sizeof down_cmd,
 		 "for n in %sa %sb; do ip netns pids $n 2>/dev/null | xargs -r kill -9 2>/dev/null; "
-		 "ip netns del $n 2>/dev/null; done; true",
-		 ns, ns);
-	sh_cmd(cmd);
+		 "ip netns del $n 2>/dev/null; done; rm -f /tmp/net_bench.%d /tmp/net_bench.%d.hosts /tmp/net_bench.%d.log; true",
+		 ns, ns, (int)getpid(), (int)getpid(), (int)getpid());
+	struct sigaction sa = {.sa_handler = on_fatal};
+	sigemptyset(&sa.sa_mask);
+	sigaddset(&sa.sa_mask, SIGTERM); /* one cleanup at a time */
+	sigaddset(&sa.sa_mask, SIGINT);
+	sigaddset(&sa.sa_mask, SIGHUP);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
 }
 
 static int ns_up(void)
@@ -278,6 +321,7 @@ int main(int argc, char **argv)
 		return zmq_pull(), 0;
 	if (argc >= 2 && strcmp(argv[1], "--zmq-push") == 0)
 		return zmq_push(), 0;
+	int ns_only = argc == 2 && strcmp(argv[1], "--namespaces-only") == 0;
 	int want_rtt = argc == 1, want_thr = argc == 1, any = argc == 1;
 	char cases_arg[256] = "";
 	if (argc == 1) {
@@ -286,6 +330,8 @@ int main(int argc, char **argv)
 	int first = 1;
 	if (argc >= 3 && strcmp(argv[1], "--net-worker") == 0)
 		first = 3;
+	if (ns_only)
+		first = argc;
 	for (int i = first; i < argc; i++) {
 		if (strcmp(argv[i], "zmq_rtt") == 0) {
 			want_rtt = 1;
@@ -316,11 +362,18 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	snprintf(ns, sizeof ns, "nb%d", (int)(getpid() % 100000));
+	cleanup_on_signals();
 	ns_down();
 	if (ns_up()) {
 		ns_down();
 		fprintf(stderr, "net_bench: cannot build the namespaces\n");
 		return 1;
+	}
+	if (ns_only) {
+		printf("namespaces %sa %sb up\n", ns, ns);
+		fflush(stdout);
+		for (;;)
+			pause(); /* until a signal: on_fatal removes them */
 	}
 	printf("# case config phase MB/s keys/s ops/s p50_us p99_us\n");
 	fflush(stdout);

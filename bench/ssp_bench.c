@@ -12,6 +12,7 @@
  * 10 ms with probability 0.2 (seeded per worker): the stragglers move
  * between workers, the case SSP is for. Lines then start with `transient`;
  * "fast" is worker 0. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bench/cases.h"
 #include "hps/hps.h"
 #include "runtime/common/config.h"
 #include "shm/bell.h"
@@ -84,11 +86,13 @@ static int run_model(const char *name, const char *staleness)
 	struct hpsi_seg seg;
 	if (hpsi_seg_create(&p, &seg))
 		return 1;
+	bench_job_segment(seg.path);
 	int64_t deadline = hpsi_now_ns() + RUN_NS + 200000000;
 	pid_t pids[3];
 	for (int i = 0; i < 3; i++) {
 		if ((pids[i] = fork()) != 0)
 			continue;
+		bench_child(SIGKILL);
 		char rank[8];
 		snprintf(rank, sizeof rank, "%d", i == 0 ? 0 : i - 1);
 		setenv("HPS_ROLE", i == 0 ? "server" : "worker", 1);
@@ -115,6 +119,7 @@ static int run_model(const char *name, const char *staleness)
 		bad |= !WIFEXITED(s) || WEXITSTATUS(s);
 	}
 	hpsi_seg_unlink(&seg);
+	bench_job_segment(NULL);
 	hpsi_seg_detach(&seg);
 	if (bad)
 		return 1;
@@ -128,6 +133,7 @@ static int run_model(const char *name, const char *staleness)
 int main(int argc, char **argv)
 {
 	transient = argc > 1 && strcmp(argv[1], "--transient") == 0;
+	bench_cleanup_on_signals();
 	st = mmap(NULL, 2 * sizeof *st, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	printf("# %s MODEL fast_iters_per_s job_iters_per_s fast_blocked_fraction max_observed_staleness\n",
 	       transient ? "transient" : "straggler");

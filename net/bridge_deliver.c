@@ -15,16 +15,18 @@
 /* Room in remote worker w's slice on this host for n bytes (copied from
  * src unless NULL): 0 and *buf, 1 when the slice is full for now (the
  * server still holds buffers of ours there, which come back), <0 when it
- * can never hold them. */
+ * can never hold them, or HPS_ENOSPC when the shared-memory file system
+ * is full (space there does not come back with our buffers). */
 static int heap_take(struct hpsi_bridge *b, uint32_t w, const void *src, uint64_t n, uint64_t *off, void **buf)
 {
 	if (n > b->seg.hdr->heap_slice)
 		return HPS_ETOOBIG;
 	if (!b->heaps[w] && hpsi_heap_create(hpsi_seg_heap(&b->seg, w), b->seg.hdr->heap_slice, &b->heaps[w]))
 		return HPS_ESYS;
-	void *p = hpsi_heap_alloc(b->heaps[w], n ? (size_t)n : 8);
+	int why;
+	void *p = hpsi_heap_alloc_why(b->heaps[w], n ? (size_t)n : 8, &why);
 	if (!p)
-		return b->heap_live[w] ? 1 : HPS_ETOOBIG;
+		return why == HPS_ENOSPC ? HPS_ENOSPC : b->heap_live[w] ? 1 : HPS_ETOOBIG;
 	b->heap_live[w]++;
 	if (src)
 		memcpy(p, src, (size_t)n);

@@ -1,5 +1,6 @@
 #include "shm/heap.h"
 
+#include <errno.h>
 #include <jemalloc/jemalloc.h>
 #include <numa.h>
 #include <numaif.h>
@@ -9,9 +10,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "hps/error.h"
 #include "runtime/common/log.h"
+#include "shm/bell.h"
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14; older C libraries lack the name */
+#endif
 
 struct hpsi_heap {
 	extent_hooks_t hooks; /* first: jemalloc hands this pointer to the hooks */
@@ -19,11 +26,39 @@ struct hpsi_heap {
 	unsigned char *base;
 	size_t bytes;
 	_Atomic size_t cursor; /* bytes carved so far; extents are never given back */
+	/* Extents the shared-memory file system could not back (it was full):
+	 * counted by the hook, reported by the allocating call (relaxed: a
+	 * diagnosis, it orders nothing). */
+	_Atomic uint32_t reserve_failed;
+	_Atomic int no_populate;   /* the kernel cannot reserve (before 5.14) */
+	_Atomic int64_t logged_at; /* last "file system full" message */
 };
 
+/* Takes the pages of [p, p+size) from the file system behind the mapping
+ * now, so that nobody's first touch of them can raise SIGBUS when /dev/shm
+ * (HPS_SHM_DIR) fills up later: MADV_POPULATE_WRITE fails with EFAULT
+ * exactly where such a touch would fault, and leaves the contents alone. A
+ * syscall, so allowed inside an extent hook (no malloc, no printf). */
+static int reserve(struct hpsi_heap *h, void *p, size_t size)
+{
+	if (atomic_load_explicit(&h->no_populate, memory_order_relaxed))
+		return 0;
+	if (madvise(p, size, MADV_POPULATE_WRITE) == 0)
+		return 0;
+	if (errno == EINVAL) { /* an older kernel: pages are taken when touched, as before */
+		atomic_store_explicit(&h->no_populate, 1, memory_order_relaxed);
+		return 0;
+	}
+	atomic_fetch_add_explicit(&h->reserve_failed, 1, memory_order_relaxed);
+	return -1;
+}
+
 /* Carves a fresh extent from the slice. Called by jemalloc with arena locks
- * held, possibly from several threads: the cursor moves by CAS. No malloc
- * or printf here. The slice is fresh tmpfs memory, so it reads as zero. */
+ * held, possibly from several threads: the cursor moves by CAS, after the
+ * extent's pages are reserved, so a failed reservation carves nothing
+ * (pages reserved ahead of a lost race are used by the next extents). No
+ * malloc or printf here. The slice is fresh tmpfs memory, so it reads as
+ * zero. */
 static void *shm_extent_alloc(extent_hooks_t *hooks, void *new_addr, size_t size, size_t alignment,
 			      bool *zero, bool *commit, unsigned arena_ind)
 {
@@ -36,6 +71,8 @@ static void *shm_extent_alloc(extent_hooks_t *hooks, void *new_addr, size_t size
 		uintptr_t start = ((uintptr_t)h->base + cur + alignment - 1) & ~(uintptr_t)(alignment - 1);
 		size_t end = (size_t)(start - (uintptr_t)h->base) + size;
 		if (end > h->bytes || end < size)
+			return NULL;
+		if (reserve(h, (void *)start, size) != 0)
 			return NULL;
 		if (atomic_compare_exchange_weak_explicit(&h->cursor, &cur, end, memory_order_relaxed,
 							  memory_order_relaxed)) {
@@ -130,9 +167,33 @@ void hpsi_heap_destroy(struct hpsi_heap *h)
 	free(h);
 }
 
+void *hpsi_heap_alloc_why(struct hpsi_heap *h, size_t bytes, int *why)
+{
+	uint32_t failed = atomic_load_explicit(&h->reserve_failed, memory_order_relaxed);
+	void *p = mallocx(bytes ? bytes : 1, MALLOCX_ARENA(h->arena) | MALLOCX_TCACHE_NONE | MALLOCX_ALIGN(64));
+	*why = 0;
+	if (p)
+		return p;
+	*why = HPS_ENOMEM;
+	if (atomic_load_explicit(&h->reserve_failed, memory_order_relaxed) == failed)
+		return NULL;
+	*why = HPS_ENOSPC;
+	/* callers retry while they wait for answers: one line a second */
+	int64_t now = hpsi_now_ns(), last = atomic_load_explicit(&h->logged_at, memory_order_relaxed);
+	if ((last == 0 || now - last > 1000000000) &&
+	    atomic_compare_exchange_strong_explicit(&h->logged_at, &last, now, memory_order_relaxed,
+						    memory_order_relaxed)) {
+		const char *dir = getenv("HPS_SHM_DIR");
+		hpsi_error("the shared-memory file system (HPS_SHM_DIR=%s) is full: no room for %zu KiB of the shared heap; free space there, enlarge it or lower HPS_HEAP_MB",
+			   dir && *dir ? dir : "/dev/shm", (bytes + 1023) >> 10);
+	}
+	return NULL;
+}
+
 void *hpsi_heap_alloc(struct hpsi_heap *h, size_t bytes)
 {
-	return mallocx(bytes ? bytes : 1, MALLOCX_ARENA(h->arena) | MALLOCX_TCACHE_NONE | MALLOCX_ALIGN(64));
+	int why;
+	return hpsi_heap_alloc_why(h, bytes, &why);
 }
 
 void hpsi_heap_free(struct hpsi_heap *h, void *p)

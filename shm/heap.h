@@ -16,7 +16,14 @@ struct hpsi_heap;
 /* Builds a heap over [base, base+bytes); bytes is a multiple of 2 MiB. */
 int hpsi_heap_create(void *base, size_t bytes, struct hpsi_heap **out);
 void hpsi_heap_destroy(struct hpsi_heap *h);
+/* Every buffer's pages are reserved in the file system behind the slice
+ * before it is handed out (no SIGBUS on first touch). NULL when the slice
+ * is used up or the file system is full. */
 void *hpsi_heap_alloc(struct hpsi_heap *h, size_t bytes);
+/* The same; *why: 0, HPS_ENOMEM (the slice is used up: wait for buffers to
+ * come back) or HPS_ENOSPC (the shared-memory file system is full; logged,
+ * naming HPS_SHM_DIR and HPS_HEAP_MB). */
+void *hpsi_heap_alloc_why(struct hpsi_heap *h, size_t bytes, int *why);
 void hpsi_heap_free(struct hpsi_heap *h, void *p);
 /* 1 if [p, p+bytes) lies in this heap's slice. */
 int hpsi_heap_owns(const struct hpsi_heap *h, const void *p, size_t bytes);

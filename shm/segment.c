@@ -181,7 +181,7 @@ int hpsi_seg_create(const struct hpsi_seg_params *p, struct hpsi_seg *seg)
 	}
 	int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0) {
-		hpsi_error("cannot create %s: %s", tmp, strerror(errno));
+		hpsi_error("cannot create %s: %s (HPS_SHM_DIR=%s)", tmp, strerror(errno), shm_dir());
 		return HPS_ESYS;
 	}
 	/* Reserve the control part now so a full /dev/shm fails here, not as a

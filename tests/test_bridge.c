@@ -9,7 +9,10 @@
  * asserts does not depend on timing. No fault injection: every failure is
  * a real condition (a capacity no heap can hold, an answer larger than its
  * buffer, a socket that cannot send, a peer that stops reading). */
+#include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
@@ -489,6 +492,78 @@ static void test_bridge_slow_peer_backpressure(void)
 	bridge_down();
 }
 
+/* The shared-memory file system fills up while the bridge runs: a request
+ * of a remote worker that needs a new heap extent fails at once with
+ * HPS_ENOSPC (no SIGBUS, no wait), and once there is room again the same
+ * request goes in. In a private mount namespace over a small tmpfs at
+ * HPS_SHM_DIR: the mount goes with this child on every exit path. */
+static int shm_full_child(void)
+{
+	const char *dir = getenv("HPS_SHM_DIR");
+	if (!dir || !*dir)
+		dir = "/dev/shm";
+	if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+	    mount("hps-test", dir, "tmpfs", 0, "size=32m,mode=0700") != 0)
+		return 77;
+	setenv("HPS_SHM_DIR", dir, 1);
+	if (bridge_up(1000))
+		return 10;
+	uint64_t key = 5;
+	struct hpsi_msg_hdr h = pull_of(1, 1, 1), in, got[8];
+	h.resp_cap = 4096; /* a small first buffer: the heap exists before the fill */
+	peer_send(1, 0, &h, &key, sizeof key);
+	step();
+	if (ring_take(&sreq, &in, NULL, 0) != 1)
+		return 11;
+	struct hpsi_msg_hdr ans = msg(HPSI_MSG_RESPONSE, 0, 1);
+	ans.flags = HPSI_F_HEAP_RESP, ans.resp_off = in.resp_off, ans.resp_cap = in.resp_cap;
+	void *dst = hpsi_ring_reserve(&sans, sizeof ans);
+	memcpy(dst, &ans, sizeof ans);
+	hpsi_ring_commit(&sans, sizeof ans);
+	hpsi_ring_publish(&sans);
+	step();
+	if (peer_recv(got, 8) != 1 || got[0].status != 0)
+		return 12;
+	char filler[512];
+	snprintf(filler, sizeof filler, "%s/filler", dir);
+	int fd = open(filler, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	off_t at = 0;
+	for (off_t chunk = (off_t)16 << 20; fd >= 0 && chunk >= 4096; chunk /= 2)
+		while (posix_fallocate(fd, at, chunk) == 0)
+			at += chunk;
+	h = pull_of(1, 2, 1);
+	h.resp_cap = SLICE * 3 / 8; /* a new extent: the slice has room for it */
+	peer_send(1, 0, &h, &key, sizeof key);
+	step();
+	step();
+	if (ring_take(&sreq, &in, NULL, 0) != 0) /* never reached the server */
+		return 13;
+	if (peer_recv(got, 8) != 1 || got[0].timestamp != 2 || got[0].status != HPS_ENOSPC)
+		return 14;
+	unlink(filler);
+	close(fd);
+	h = pull_of(1, 3, 1);
+	h.resp_cap = SLICE * 3 / 8; /* a new extent: the slice has room for it */
+	peer_send(1, 0, &h, &key, sizeof key);
+	step();
+	if (ring_take(&sreq, &in, NULL, 0) != 1 || in.timestamp != 3)
+		return 15;
+	bridge_down();
+	return 0;
+}
+
+static void test_bridge_shm_full_fails_request(void)
+{
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(shm_full_child());
+	int rc = wait_exit(pid, 30000);
+	if (rc == 77)
+		fprintf(stderr, "skipped: needs CAP_SYS_ADMIN for a private tmpfs\n");
+	else
+		CU_ASSERT_EQUAL(rc, 0);
+}
+
 int main(void)
 {
 	static const struct test_case cases[] = {
@@ -498,6 +573,7 @@ int main(void)
 		{"test_bridge_answer_too_big_and_lost", test_bridge_answer_too_big_and_lost},
 		{"test_bridge_send_fails", test_bridge_send_fails},
 		{"test_bridge_slow_peer_backpressure", test_bridge_slow_peer_backpressure},
+		{"test_bridge_shm_full_fails_request", test_bridge_shm_full_fails_request},
 		{NULL, NULL},
 	};
 	return run_suite("bridge", cases);

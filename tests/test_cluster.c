@@ -195,6 +195,11 @@ static void ns_down(void)
 
 static void on_fatal(int sig)
 {
+	/* the shells of ns_down inherit these: `timeout` signals the whole
+	 * process group right after this process, which must not cut them off */
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
 	ns_down();
 	signal(sig, SIG_DFL);
 	raise(sig);
@@ -647,6 +652,7 @@ int main(int argc, char **argv)
 	snprintf(hostsf, sizeof hostsf, "/tmp/hps-cluster-%d.hosts", (int)getpid());
 	signal(SIGINT, on_fatal);
 	signal(SIGTERM, on_fatal);
+	signal(SIGHUP, on_fatal);
 	signal(SIGABRT, on_fatal);
 	signal(SIGSEGV, on_fatal);
 	atexit(ns_down);

@@ -222,6 +222,80 @@ static void test_errors_bad_configuration(void)
 	CU_ASSERT_EQUAL(job_stop(&j), 0);
 }
 
+/* Settings that used to be accepted: each is refused naming it, by the
+ * launcher's parser (hpsi_config_load) and by a node joining a job. */
+static void test_errors_settings_refused(void)
+{
+	struct hpsi_config cfg;
+	unsetenv("HPS_ROLE");
+	setenv("HPS_NUM_SERVERS", "2", 1);
+	setenv("HPS_KEY_RANGES", "0-10,20-30,", 1); /* trailing comma */
+	CU_ASSERT_EQUAL(hpsi_config_load(&cfg, 0), HPS_ECONFIG);
+	setenv("HPS_KEY_RANGES", "0-10,20-30", 1);
+	CU_ASSERT_EQUAL(hpsi_config_load(&cfg, 0), 0);
+	unsetenv("HPS_KEY_RANGES");
+	/* every per-server list: one entry, or exactly one per server */
+	static const char *lists[][2] = {{"HPS_STALENESS", "bsp;asp;bsp"}, {"HPS_UPDATER", "sum;sum;"},
+					 {"HPS_DTYPE", "f32;f32;f64"},      {"HPS_COMPRESS", "none;none;none"},
+					 {"HPS_DIRECT", "0;0;0"},           {"HPS_INIT", "zeros;zeros;zeros"}};
+	for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
+		setenv(lists[i][0], lists[i][1], 1);
+		CU_ASSERT_EQUAL(hpsi_config_check_lists(2), HPS_ECONFIG);
+		CU_ASSERT_EQUAL(hpsi_config_load(&cfg, 0), HPS_ECONFIG);
+		unsetenv(lists[i][0]);
+	}
+	setenv("HPS_STALENESS", "bsp;3", 1);
+	CU_ASSERT_EQUAL(hpsi_config_load(&cfg, 0), 0);
+	setenv("HPS_NUM_SERVERS", "3", 1);
+	CU_ASSERT_EQUAL(hpsi_config_load(&cfg, 0), HPS_ECONFIG); /* too few */
+	unsetenv("HPS_STALENESS");
+	unsetenv("HPS_NUM_SERVERS");
+	setenv("HPS_LOG", "loud", 1);
+	CU_ASSERT_EQUAL(hpsi_config_load(&cfg, 0), HPS_ECONFIG);
+	setenv("HPS_LOG", "info", 1);
+	CU_ASSERT_EQUAL(hpsi_config_load(&cfg, 0), 0);
+	unsetenv("HPS_LOG");
+	setenv("HPS_DETERMINISTIC", "yes", 1);
+	CU_ASSERT_EQUAL(hpsi_config_load(&cfg, 0), HPS_ECONFIG);
+	unsetenv("HPS_DETERMINISTIC");
+	const char *dir = getenv("HPS_SHM_DIR");
+	char keep[256];
+	snprintf(keep, sizeof keep, "%s", dir ? dir : "");
+	setenv("HPS_SHM_DIR", "/nonexistent", 1);
+	CU_ASSERT_EQUAL(hpsi_config_load(&cfg, 0), HPS_ECONFIG);
+	setenv("HPS_SHM_DIR", "/etc/hostname", 1); /* not a directory */
+	CU_ASSERT_EQUAL(hpsi_config_load(&cfg, 0), HPS_ECONFIG);
+	if (dir)
+		setenv("HPS_SHM_DIR", keep, 1);
+	else
+		unsetenv("HPS_SHM_DIR");
+
+	/* a node checks the lists against the servers its job has */
+	struct job j;
+	CU_ASSERT_EQUAL_FATAL(job_start(&j, 2, 1, &(struct job_opts){.no_servers = 1}), 0);
+	hps_ctx *c;
+	job_env(&j, "worker", 0);
+	setenv("HPS_STALENESS", "bsp;bsp;bsp", 1);
+	CU_ASSERT_EQUAL(hps_init(&c, NULL, NULL), HPS_ECONFIG);
+	unsetenv("HPS_STALENESS");
+
+	/* unknown names: the closest is named; an unknown flag is dropped */
+	CU_ASSERT(hpsi_setting_known("STALENESS", 9));
+	CU_ASSERT_FALSE(hpsi_setting_known("STALENES", 8));
+	CU_ASSERT_STRING_EQUAL(hpsi_setting_closest("STALENES", 8), "STALENESS");
+	CU_ASSERT_STRING_EQUAL(hpsi_setting_closest("heap-mbs", 8), "HEAP_MB");
+	CU_ASSERT_PTR_NULL(hpsi_setting_closest("FROBNICATE_ALL", 14));
+	char a0[] = "prog", a1[] = "--hps-stalenes=bsp", a2[] = "--hps-staleness=asp";
+	char *argv[] = {a0, a1, a2, NULL};
+	int argc = 3;
+	hpsi_config_apply_flags(&argc, argv);
+	CU_ASSERT_EQUAL(argc, 1);
+	CU_ASSERT_PTR_NULL(getenv("HPS_STALENES"));
+	CU_ASSERT_STRING_EQUAL(getenv("HPS_STALENESS"), "asp");
+	unsetenv("HPS_STALENESS");
+	CU_ASSERT_EQUAL(job_stop(&j), 0);
+}
+
 /* Garbage written into a worker's request ring: the server drops it,
  * answers what it can with HPS_EPROTO, and serves the real worker after. */
 static int after_garbage_worker(hps_ctx *ctx, hps_worker *w, void *arg)
@@ -291,6 +365,7 @@ int main(void)
 		{"test_errors_job_started_twice", test_errors_job_started_twice},
 		{"test_errors_shm_too_small", test_errors_shm_too_small},
 		{"test_errors_bad_configuration", test_errors_bad_configuration},
+		{"test_errors_settings_refused", test_errors_settings_refused},
 		{"test_errors_corrupt_messages_dropped", test_errors_corrupt_messages_dropped},
 		{NULL, NULL},
 	};

@@ -1,9 +1,15 @@
 /* Shared heap: allocations stay in the slice, are reused after free, fail
  * cleanly when the slice is exhausted, and are readable by offset from
- * another process while only the owner allocates and frees. */
+ * another process while only the owner allocates and frees; a shared-memory
+ * file system that fills up after start-up gives errors, never SIGBUS. */
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <unistd.h>
 
 #include "shm/heap.h"
@@ -117,6 +123,126 @@ static void test_heap_cross_process(void)
 	munmap(base, SLICE);
 }
 
+/* ---- the shared-memory file system fills up after a job started ------ */
+
+#define FULL_KEYS 4096u
+#define FULL_WIDTH 256u /* 4 MiB of values per push: heap buffers, not ring records */
+
+/* Takes every free page of the file system holding dir; returns the fd of
+ * the filler file (unlink and close it to give the room back). */
+static int fill_fs(const char *dir, char *path, size_t cap)
+{
+	snprintf(path, cap, "%s/filler", dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	off_t at = 0;
+	for (off_t chunk = (off_t)64 << 20; fd >= 0 && chunk >= 4096; chunk /= 2)
+		while (posix_fallocate(fd, at, chunk) == 0)
+			at += chunk;
+	return fd;
+}
+
+static void full_vals(float *v, float scale)
+{
+	for (uint32_t k = 0; k < FULL_KEYS; k++)
+		for (uint32_t j = 0; j < FULL_WIDTH; j++)
+			v[(size_t)k * FULL_WIDTH + j] = scale * (float)(k % 97 + j);
+}
+
+/* In the worker: a full file system makes hps_alloc return NULL and large
+ * requests fail with HPS_ENOSPC, without a signal and without applying
+ * anything; a buffer handed out before is writable whole; once the room is
+ * back the same requests succeed with exact sums. */
+static int full_fs_worker(hps_ctx *ctx, hps_worker *w, void *arg)
+{
+	(void)ctx;
+	const char *dir = arg;
+	uint64_t *keys = malloc(FULL_KEYS * sizeof *keys);
+	size_t nv = (size_t)FULL_KEYS * FULL_WIDTH;
+	float *v = malloc(nv * sizeof *v), *got = malloc(nv * sizeof *got);
+	if (!keys || !v || !got)
+		return 2;
+	for (uint32_t k = 0; k < FULL_KEYS; k++)
+		keys[k] = k * 3 + 1;
+	full_vals(v, 1);
+	if (hps_wait(w, hps_push(w, keys, 8, v, NULL)) != 0) /* small: travels in the ring */
+		return 3;
+	unsigned char *early = hps_alloc(w, 1u << 20); /* handed out before the fill */
+	char filler[512];
+	int fd = fill_fs(dir, filler, sizeof filler);
+	if (!early || fd < 0)
+		return 4;
+	memset(early, 7, 1u << 20); /* reserved when handed out: no SIGBUS */
+	if (hps_alloc(w, 4u << 20) != NULL)
+		return 5;
+	int64_t rc = hps_push(w, keys, FULL_KEYS, v, NULL);
+	if (rc >= 0)
+		rc = hps_wait(w, rc);
+	if (rc != HPS_ENOSPC)
+		return fprintf(stderr, "push on a full file system gave %lld\n", (long long)rc), 6;
+	rc = hps_pull(w, keys, FULL_KEYS, got, NULL);
+	if (rc >= 0)
+		rc = hps_wait(w, rc);
+	if (rc != HPS_ENOSPC)
+		return fprintf(stderr, "pull on a full file system gave %lld\n", (long long)rc), 7;
+	unlink(filler);
+	close(fd);
+	/* the room is back: the same push once, then every sum is exact */
+	if (hps_wait(w, hps_push(w, keys, FULL_KEYS, v, NULL)) != 0)
+		return 8;
+	float *shared = hps_alloc(w, nv * sizeof *shared);
+	if (!shared)
+		return 9;
+	full_vals(shared, 2);
+	if (hps_wait(w, hps_push(w, keys, FULL_KEYS, shared, NULL)) != 0)
+		return 10;
+	hps_free(w, shared);
+	hps_free(w, early);
+	if (hps_wait(w, hps_pull(w, keys, FULL_KEYS, got, NULL)) != 0)
+		return 11;
+	for (size_t i = 0; i < nv; i++) {
+		/* 1x and 2x pushed after the fill; the first 8 keys once before */
+		float want = (i < 8 * FULL_WIDTH ? 4 : 3) * v[i];
+		if (got[i] != want)
+			return fprintf(stderr, "value %zu is %g, expected %g\n", i, got[i], want), 12;
+	}
+	free(keys), free(v), free(got);
+	return 0;
+}
+
+/* Runs in a private mount namespace over a small tmpfs at HPS_SHM_DIR, so
+ * the mount goes with the last process of the test, on every exit path. */
+static int full_fs_job(void)
+{
+	const char *dir = getenv("HPS_SHM_DIR");
+	if (!dir || !*dir)
+		dir = "/dev/shm";
+	if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+	    mount("hps-test", dir, "tmpfs", 0, "size=40m,mode=0700") != 0) {
+		fprintf(stderr, "cannot mount a private tmpfs at %s: %s\n", dir, strerror(errno));
+		return 77;
+	}
+	setenv("HPS_SHM_DIR", dir, 1);
+	struct job j;
+	if (job_start(&j, 2, 1, &(struct job_opts){.heap_mb = 16}) != 0)
+		return 20;
+	int rc = wait_exit(job_fork_worker(&j, 0, FULL_WIDTH, full_fs_worker, (void *)dir), 60000);
+	if (job_stop(&j) != 0 && rc == 0)
+		rc = 21;
+	return rc;
+}
+
+static void test_heap_shm_fills_after_start(void)
+{
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(full_fs_job());
+	int rc = wait_exit(pid, 90000);
+	if (rc == 77)
+		fprintf(stderr, "skipped: needs CAP_SYS_ADMIN for a private tmpfs\n");
+	else
+		CU_ASSERT_EQUAL(rc, 0);
+}
+
 int main(void)
 {
 	static const struct test_case cases[] = {
@@ -124,6 +250,7 @@ int main(void)
 		{"test_heap_reuses_freed", test_heap_reuses_freed},
 		{"test_heap_exhaustion_returns_null", test_heap_exhaustion_returns_null},
 		{"test_heap_cross_process", test_heap_cross_process},
+		{"test_heap_shm_fills_after_start", test_heap_shm_fills_after_start},
 		{NULL, NULL},
 	};
 	return run_suite("heap", cases);

@@ -171,6 +171,78 @@ static void test_launch_help_and_usage_errors(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "HPS_UPDATER: sgd has no parameter 'rate'"));
 }
 
+/* A wrong setting is refused by the launcher before anything starts: the
+ * program never runs, no segment is made, the message names the setting. */
+static void test_launch_settings_checked_before_start(void)
+{
+	static const struct {
+		const char *env, *servers, *says;
+	} bad[] = {
+		{"HPS_KEY_RANGES=0-10,", "1", "HPS_KEY_RANGES"},
+		{"HPS_STALENESS=bsp;asp", "1", "HPS_STALENESS=bsp;asp lists 2 entries"},
+		{"HPS_UPDATER=sum;sum;sum", "2", "HPS_UPDATER=sum;sum;sum lists 3 entries"},
+		{"HPS_DTYPE=f32;", "1", "HPS_DTYPE"},
+		{"HPS_LOG=loud", "1", "HPS_LOG=loud"},
+		{"HPS_SHM_DIR=/nonexistent", "1", "HPS_SHM_DIR=/nonexistent: no such directory"},
+		{"HPS_DETERMINISTIC=yes", "1", "HPS_DETERMINISTIC=yes: expected 0 or 1"},
+	};
+	char marker[64];
+	snprintf(marker, sizeof marker, "/tmp/hps-lj9.%d", (int)getpid());
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		char touch[128];
+		snprintf(touch, sizeof touch, "touch %s", marker);
+		int rc = run_cmd((char *[]){"env", (char *)bad[i].env, (char *)hps_bin(), "launch", "-s", (char *)bad[i].servers,
+					    "--job", "lj9", "--host", "testhost", "--", "sh", "-c", touch, NULL});
+		CU_ASSERT_EQUAL(rc, 2);
+		if (!strstr(out, bad[i].says))
+			fprintf(stderr, "%s: expected '%s' in: %s\n", bad[i].env, bad[i].says, out);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, bad[i].says));
+		CU_ASSERT_NOT_EQUAL(access(marker, F_OK), 0); /* nothing was started */
+		CU_ASSERT_FALSE(seg_exists("lj9"));
+		unlink(marker);
+	}
+	/* one entry per server is fine */
+	CU_ASSERT_EQUAL(run_cmd((char *[]){"env", "HPS_STALENESS=bsp;asp", (char *)hps_bin(), "launch", "-s", "2", "--job",
+					   "lj9", "--host", "testhost", "--", "true", NULL}),
+			0);
+}
+
+/* A misspelt setting is no error but is named, with the closest real name. */
+static void test_launch_unknown_setting_warns(void)
+{
+	char ex[256];
+	example_bin("quickstart", ex, sizeof ex);
+	int rc = run_cmd((char *[]){"env", "HPS_STALENES=bsp", (char *)hps_bin(), "launch", "--job", "lj10", "--host",
+				    "testhost", "--", ex, "--hps-heap-mbs=64", NULL});
+	CU_ASSERT_EQUAL(rc, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "HPS_STALENES is no hps setting and is ignored; did you mean HPS_STALENESS?"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "--hps-heap-mbs is no hps setting and is ignored; did you mean --hps-heap-mb?"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "[worker 0] ok:"));
+}
+
+/* A server that fails after every worker has finished (the launcher is
+ * already ending the job) still fails it, exit code or signal alike. */
+static void test_launch_server_failing_last_fails_job(void)
+{
+	char marker[64], script[512];
+	snprintf(marker, sizeof marker, "/tmp/hps-lj11.%d", (int)getpid());
+	static const char *ends[] = {"exit 1", "kill -SEGV $$"};
+	static const int codes[] = {1, 128 + SIGSEGV};
+	for (int i = 0; i < 2; i++) {
+		unlink(marker);
+		/* the server waits until the worker has finished, then fails */
+		snprintf(script, sizeof script,
+			 "if [ \"$HPS_ROLE\" = server ]; then n=0; while [ ! -e %s ] && [ $n -lt 200 ]; do sleep 0.05; n=$((n+1)); done; "
+			 "sleep 0.3; %s; fi; touch %s",
+			 marker, ends[i], marker);
+		int rc = run_cmd(HPS("launch", "--self-serve", "--job", "lj11", "--host", "testhost", "--", "sh", "-c", script));
+		CU_ASSERT_EQUAL(rc, codes[i]);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, i ? "server 0 killed by signal 11" : "server 0 exited with status 1"));
+		CU_ASSERT_FALSE(seg_exists("lj11"));
+	}
+	unlink(marker);
+}
+
 int main(void)
 {
 	static const struct test_case cases[] = {
@@ -180,6 +252,9 @@ int main(void)
 		{"test_launch_same_job_twice", test_launch_same_job_twice},
 		{"test_launch_clean_after_kill", test_launch_clean_after_kill},
 		{"test_launch_help_and_usage_errors", test_launch_help_and_usage_errors},
+		{"test_launch_settings_checked_before_start", test_launch_settings_checked_before_start},
+		{"test_launch_unknown_setting_warns", test_launch_unknown_setting_warns},
+		{"test_launch_server_failing_last_fails_job", test_launch_server_failing_last_fails_job},
 		{NULL, NULL},
 	};
 	return run_suite("launch", cases);

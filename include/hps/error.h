@@ -17,7 +17,7 @@ enum {
 	HPS_ETOOBIG = -4,   /* request larger than the segment allows (HPS_HEAP_MB) */
 	HPS_ENOMEM = -5,    /* out of process memory */
 	HPS_EEXIST = -6,    /* a job with this id already runs on this host */
-	HPS_ENOSPC = -7,    /* /dev/shm lacks room for the segment */
+	HPS_ENOSPC = -7,    /* HPS_SHM_DIR (/dev/shm) lacks room for the segment or heap */
 	HPS_ENOJOB = -8,    /* no segment for this job (not started by hps launch?) */
 	HPS_EPEERDEAD = -9, /* a peer process died before answering */
 	HPS_ETIMEDOUT = -10,/* no answer within HPS_TIMEOUT_MS */

@@ -100,7 +100,9 @@ typedef struct hps_opts {
 /* Each returns the request's timestamp (>= 0) or a negative error. The
  * buffers must stay valid and unchanged until the request completes.
  * Requests run concurrently; those from one thread to one server are
- * applied in order. */
+ * applied in order. A request whose heap buffers cannot be had because the
+ * shared-memory file system (HPS_SHM_DIR) is full fails whole with
+ * HPS_ENOSPC before any of it is sent. */
 HPS_API int64_t hps_push(hps_worker *w, const uint64_t *keys, size_t nkeys, const void *vals,
 			 const hps_opts *opts);
 HPS_API int64_t hps_pull(hps_worker *w, const uint64_t *keys, size_t nkeys, void *vals,
@@ -163,7 +165,9 @@ HPS_API int hps_direct_map(hps_ctx *ctx, uint64_t key, hps_direct *out);
 
 /* Zero-copy buffers in the job's shared memory. Values passed in them are
  * read or written by the server in place when one server owns every key
- * of the request (always with one server or for a single key). */
+ * of the request (always with one server or for a single key). NULL when
+ * the worker's heap (HPS_HEAP_MB) is used up or HPS_SHM_DIR is full; the
+ * pages are reserved when handed out, so writing them never raises SIGBUS. */
 HPS_API void *hps_alloc(hps_worker *w, size_t bytes);
 HPS_API void hps_free(hps_worker *w, void *p);
 

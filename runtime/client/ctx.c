@@ -20,6 +20,8 @@ static int counts_match(const struct hps_ctx *c)
 		hpsi_error("HPS_NUM_WORKERS=%u but job '%s' has %u workers", c->cfg.nworkers, h->job, h->nworkers);
 		return 0;
 	}
+	if (hpsi_config_check_lists(h->nservers))
+		return 0;
 	uint32_t limit = c->cfg.role == HPS_ROLE_SERVER ? h->nservers : h->nworkers;
 	if ((uint32_t)c->cfg.rank >= limit) {
 		hpsi_error("HPS_RANK=%d is out of range: job '%s' has %u %ss", c->cfg.rank, h->job, limit,

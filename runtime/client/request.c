@@ -316,6 +316,7 @@ struct alloc_arg {
 	uint32_t srv;
 	size_t bytes;
 	void *p;
+	int why;
 };
 
 static int server_gone(const hps_worker *w, uint32_t srv)
@@ -324,32 +325,96 @@ static int server_gone(const hps_worker *w, uint32_t srv)
 	return st == HPSI_NODE_DEAD || st == HPSI_NODE_CLOSED;
 }
 
+/* Done when allocated, when the file system behind the heap is full
+ * (answers coming back free slice space, not file-system space), or when
+ * the part's server is gone: a part not sent yet is failed by its sender,
+ * not by the peer check, so stop waiting as soon as nobody can answer. */
 static int try_alloc(void *a_)
 {
 	struct alloc_arg *a = a_;
-	/* A part not sent yet is failed by its sender, not by the peer check:
-	 * stop waiting as soon as its server is gone. */
-	if (server_gone(a->w, a->srv))
+	if (server_gone(a->w, a->srv)) {
+		/* acquire pairs with the CAS in hpsi_node_mark_dead; only picks the code */
+		a->why = atomic_load_explicit(&hpsi_seg_node(a->w->seg, a->srv)->state, memory_order_acquire) ==
+				 HPSI_NODE_DEAD
+			     ? HPS_EPEERDEAD
+			     : HPS_ECLOSED;
 		return 1;
-	return (a->p = hpsi_heap_alloc(a->w->heap, a->bytes)) != NULL;
+	}
+	a->p = hpsi_heap_alloc_why(a->w->heap, a->bytes, &a->why);
+	return a->p != NULL || a->why == HPS_ENOSPC;
 }
 
-/* Shared-heap buffer for a part to server srv; when the heap is full,
- * waits for answers to free some (bounded by the request's deadline).
- * NULL with *rc set when the wait ends without one. */
-static void *heap_buf(hps_worker *w, uint32_t srv, size_t bytes, int64_t deadline, int *rc)
+/* Shared-heap buffer for a part to server srv into *out; when the slice is
+ * used up, waits for answers to free some (bounded by the request's
+ * deadline). */
+static int heap_buf(hps_worker *w, uint32_t srv, size_t bytes, int64_t deadline, void **out)
 {
-	struct alloc_arg a = {w, srv, bytes, NULL};
-	if (try_alloc(&a) || hpsi_worker_wait_until(w, try_alloc, &a, deadline) == 0) {
-		if (a.p)
-			return a.p;
-		*rc = atomic_load_explicit(&hpsi_seg_node(w->seg, srv)->state, memory_order_acquire) == HPSI_NODE_DEAD
-			      ? HPS_EPEERDEAD
-			      : HPS_ECLOSED;
-		return NULL;
+	struct alloc_arg a = {.w = w, .srv = srv, .bytes = bytes};
+	int rc = try_alloc(&a) ? 0 : hpsi_worker_wait_until(w, try_alloc, &a, deadline);
+	*out = a.p;
+	if (a.p)
+		return 0;
+	if (a.why == HPS_ENOSPC || a.why == HPS_EPEERDEAD || a.why == HPS_ECLOSED)
+		return a.why;
+	return rc ? rc : HPS_ETIMEDOUT;
+}
+
+/* Bytes of answer space a variable-length pull asks for. */
+static size_t call_out_cap(const struct call *c)
+{
+	if (c->type == HPS_REQ_PUSHPULL && c->lens)
+		return c->lens_off[c->n];
+	return c->opts && c->width == 0 ? c->opts->vals_cap : 0;
+}
+
+static int zero_copy_push(const hps_worker *w, const struct call *c, const struct hpsi_part *p, size_t vals_bytes)
+{
+	return c->type != HPS_REQ_PULL && p->wire == c->udt && c->nparts == 1 &&
+	       hpsi_heap_owns(w->heap, c->push, vals_bytes);
+}
+
+static int zero_copy_pull(const hps_worker *w, const struct call *c, const struct hpsi_part *p, size_t ans_bytes)
+{
+	return c->type != HPS_REQ_PUSH && p->wire == c->udt && c->width && c->nparts == 1 &&
+	       hpsi_heap_owns(w->heap, c->pull, ans_bytes);
+}
+
+/* The heap buffers part p needs (values and keys too large for a ring
+ * record, answer space), allocated before anything of the request is sent:
+ * a request that cannot have all of them fails whole, nothing applied. */
+static int part_buffers(hps_worker *w, const struct call *c, struct hpsi_part *p, size_t out_cap, int64_t deadline)
+{
+	int push = c->type != HPS_REQ_PULL, pull = c->type != HPS_REQ_PUSH;
+	size_t wsz = hpsi_dtype_size(p->wire);
+	size_t keys_bytes = (size_t)p->count * 8 + (c->lens ? hpsi_lens_bytes(p->count) : 0);
+	size_t vals_bytes = push ? part_vals(c, p) * wsz : 0;
+	size_t ans_bytes = pull && c->width ? (size_t)p->count * c->width * wsz : 0;
+	int rc = 0;
+	size_t body = keys_bytes + (zero_copy_push(w, c, p, vals_bytes) ? 0 : vals_bytes);
+	if (body > w->inline_max && vals_bytes && !zero_copy_push(w, c, p, vals_bytes)) {
+		rc = heap_buf(w, p->server, vals_bytes, deadline, &p->vals_buf);
+		body = keys_bytes;
 	}
-	*rc = HPS_ETIMEDOUT;
-	return NULL;
+	if (!rc && body > w->inline_max)
+		rc = heap_buf(w, p->server, keys_bytes, deadline, &p->keys_buf);
+	if (!rc && !zero_copy_pull(w, c, p, ans_bytes) && pull && (c->width == 0 || ans_bytes > w->inline_max))
+		rc = heap_buf(w, p->server, c->width ? ans_bytes : hpsi_lens_bytes(p->count) + out_cap * wsz, deadline,
+			      &p->resp_buf);
+	return rc;
+}
+
+static int alloc_parts(hps_worker *w, const struct call *c, struct hpsi_part *parts, size_t out_cap, int64_t deadline)
+{
+	int rc = 0;
+	for (uint32_t i = 0; !rc && i < c->nparts; i++)
+		rc = part_buffers(w, c, &parts[i], out_cap, deadline);
+	for (uint32_t i = 0; rc && i < c->nparts; i++) {
+		hpsi_heap_free(w->heap, parts[i].vals_buf);
+		hpsi_heap_free(w->heap, parts[i].keys_buf);
+		hpsi_heap_free(w->heap, parts[i].resp_buf);
+		parts[i].vals_buf = parts[i].keys_buf = parts[i].resp_buf = NULL;
+	}
+	return rc;
 }
 
 struct reserve_arg {
@@ -376,16 +441,14 @@ static uint64_t seg_off(const hps_worker *w, const void *p)
 static int send_part(hps_worker *w, const struct call *c, struct hpsi_slot *s, uint32_t pi, int64_t ts)
 {
 	struct hpsi_part *p = &s->parts[pi];
-	int rc;
 	uint32_t st = atomic_load_explicit(&hpsi_seg_node(w->seg, p->server)->state, memory_order_acquire);
 	if (st == HPSI_NODE_DEAD)
 		return HPS_EPEERDEAD;
 	if (st == HPSI_NODE_CLOSED)
 		return HPS_ECLOSED;
 
-	int push = c->type != HPS_REQ_PULL, pull = c->type != HPS_REQ_PUSH;
+	int pull = c->type != HPS_REQ_PUSH;
 	size_t wsz = hpsi_dtype_size(p->wire);
-	int same_type = p->wire == c->udt; /* caller's buffers can be used as they are */
 	size_t keys_bytes = (size_t)p->count * 8 + (c->lens ? hpsi_lens_bytes(p->count) : 0);
 	size_t vals_bytes = part_vals(c, p) * wsz;
 	size_t ans_bytes = pull && c->width ? (size_t)p->count * c->width * wsz : 0;
@@ -393,38 +456,36 @@ static int send_part(hps_worker *w, const struct call *c, struct hpsi_slot *s, u
 	struct hpsi_msg_hdr h;
 	hpsi_msg_init(&h, c->type, w->rank, ts);
 
-	if (push && same_type && c->nparts == 1 && hpsi_heap_owns(w->heap, c->push, vals_bytes)) {
+	if (zero_copy_push(w, c, p, vals_bytes)) {
 		flags |= HPSI_F_HEAP_VALS; /* zero copy: the caller's shared buffer */
 		h.vals_off = seg_off(w, c->push);
 	}
 	size_t body = keys_bytes + (flags & HPSI_F_HEAP_VALS ? 0 : vals_bytes);
-	if (body > w->inline_max && vals_bytes && !(flags & HPSI_F_HEAP_VALS)) {
-		if (!(p->vals_buf = heap_buf(w, p->server, vals_bytes, s->deadline, &rc)))
-			return rc;
-		put_vals(c, p, p->vals_buf);
+	/* part_buffers decided what goes in the heap. Its copy in c->parts is
+	 * read, not s->parts: once a part is out, its answer may free the
+	 * slot's buffer fields at any time (the poller). */
+	const struct hpsi_part *b = &c->parts[pi];
+	if (b->vals_buf) {
+		put_vals(c, p, b->vals_buf);
 		flags |= HPSI_F_HEAP_VALS;
-		h.vals_off = seg_off(w, p->vals_buf);
+		h.vals_off = seg_off(w, b->vals_buf);
 		body = keys_bytes;
 	}
-	if (body > w->inline_max) {
-		if (!(p->keys_buf = heap_buf(w, p->server, keys_bytes, s->deadline, &rc)))
-			return rc;
-		put_keys(c, p, p->keys_buf);
+	if (b->keys_buf) {
+		put_keys(c, p, b->keys_buf);
 		flags |= HPSI_F_HEAP_KEYS;
-		h.keys_off = seg_off(w, p->keys_buf);
+		h.keys_off = seg_off(w, b->keys_buf);
 		body = 0;
 	}
-	if (pull && same_type && c->width && c->nparts == 1 && hpsi_heap_owns(w->heap, c->pull, ans_bytes)) {
+	if (zero_copy_pull(w, c, p, ans_bytes)) {
 		flags |= HPSI_F_HEAP_RESP; /* zero copy: the server writes the caller's buffer */
 		h.resp_off = seg_off(w, c->pull);
 		h.resp_cap = ans_bytes;
 		p->resp_in_place = 1;
-	} else if (pull && (c->width == 0 || ans_bytes > w->inline_max)) {
+	} else if (b->resp_buf) {
 		size_t cap = c->width ? ans_bytes : hpsi_lens_bytes(p->count) + s->out_cap * wsz;
-		if (!(p->resp_buf = heap_buf(w, p->server, cap, s->deadline, &rc)))
-			return rc;
 		flags |= HPSI_F_HEAP_RESP;
-		h.resp_off = seg_off(w, p->resp_buf);
+		h.resp_off = seg_off(w, b->resp_buf);
 		h.resp_cap = cap;
 	}
 	h.flags = (uint16_t)flags;
@@ -498,15 +559,21 @@ static int64_t submit(hps_worker *w, struct call *c)
 		free(c->idx);
 		return rc;
 	}
+	size_t out_cap = call_out_cap(c);
+	if ((rc = alloc_parts(w, c, parts, out_cap, deadline))) { /* nothing is sent */
+		hpsi_worker_in_submit(0);
+		pthread_mutex_unlock(&w->submit_lock);
+		free(c->lens_off);
+		free(c->idx);
+		return rc;
+	}
 	s->status = 0;
 	s->type = c->type;
 	s->width = c->width;
 	s->udt = c->udt;
 	s->out = c->pull;
 	s->out_lens = c->opts ? c->opts->out_lens : NULL;
-	s->out_cap = c->opts && c->width == 0 ? c->opts->vals_cap : 0;
-	if (c->type == HPS_REQ_PUSHPULL && c->lens)
-		s->out_cap = c->lens_off[c->n];
+	s->out_cap = out_cap;
 	s->nkeys = c->n;
 	s->idx = c->idx;
 	s->nparts = c->nparts;

@@ -24,6 +24,7 @@
 #include "runtime/cluster/lobby.h"
 #include "runtime/common/log.h"
 #include "runtime/cluster/outpipe.h"
+#include "net/transport.h"
 #include "runtime/server/store.h"
 
 #define GRACE_NS 3000000000ll /* from SIGTERM to SIGKILL when stopping */
@@ -312,6 +313,37 @@ static int parse_args(int argc, char **argv, int *self_serve, int *keep_going, i
 	return -1;
 }
 
+int hpsi_launch_check_settings(struct hpsi_config *cfg, int self_serve, int need_node)
+{
+	if (hpsi_config_load(cfg, 0) || hpsi_config_check_lists(cfg->nservers))
+		return HPS_ECONFIG;
+	for (uint32_t r = 0; r < cfg->nservers; r++) {
+		struct hpsi_updater upd;
+		struct hpsi_init init;
+		int64_t staleness;
+		if ((!self_serve && hpsi_server_store_config((int)r, &upd, &init)) ||
+		    hpsi_server_staleness((int)r, &staleness))
+			return HPS_ECONFIG;
+	}
+	uint64_t n;
+	struct hpsi_cluster_cfg cc;
+	if (hpsi_setting("ROOT_URI") &&
+	    (hpsi_cluster_load(&cc, need_node) || hpsi_setting_u64("LOCAL_SERVERS", 0, HPSI_MAX_NODES, &n) ||
+	     hpsi_setting_u64("LOCAL_WORKERS", 0, HPSI_MAX_NODES, &n)))
+		return HPS_ECONFIG;
+	return 0;
+}
+
+/* The exit of a node (not the bridge) fails the job unless it is 0 or the
+ * job was already failing: a signal this launcher sent to stop a failed job
+ * is no new failure, but a node that fails after every worker finished
+ * (the servers being asked to end) still makes the job fail. */
+static int node_exit_fails_job(const struct job *j, int status, int code)
+{
+	int ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+	return !ok && (!j->stopping || code == 0);
+}
+
 /* Multi-host: waits until this host's bridge has registered and built the
  * segment (or failed, or the registration time is over). */
 static int wait_for_bridge(struct job *j, struct child *bridge, const struct hpsi_config *cfg)
@@ -390,17 +422,8 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 {
 	int rc;
 	struct hpsi_config cfg;
-	if (hpsi_config_load(&cfg, 0))
+	if (hpsi_launch_check_settings(&cfg, self_serve, 1)) /* before anything starts */
 		return 2;
-	/* refuse a wrong updater or staleness before starting anything */
-	for (uint32_t r = 0; r < cfg.nservers; r++) {
-		struct hpsi_updater upd;
-		struct hpsi_init init;
-		int64_t staleness;
-		if ((!self_serve && hpsi_server_store_config((int)r, &upd, &init)) ||
-		    hpsi_server_staleness((int)r, &staleness))
-			return 2;
-	}
 	struct hpsi_seg_params sp;
 	hpsi_config_seg_params(&cfg, &sp);
 	struct sigaction sa = {.sa_handler = on_signal};
@@ -511,7 +534,7 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 					hpsi_node_mark_dead(&j.seg, node);
 				if (c->role == HPS_ROLE_WORKER)
 					workers_left--;
-				if (!ok && !j.stopping) {
+				if (node_exit_fails_job(&j, status, code)) {
 					describe(c);
 					if (!code)
 						code = exit_code(status);

@@ -11,6 +11,12 @@ int hpsi_cmd_bridge(int argc, char **argv);
 /* `hps launch --hosts FILE`: the scheduler here, and `hps launch` on every
  * host of FILE through HPS_RSH. prog: index of the program in argv. */
 int hpsi_launch_hosts(const char *file, int argc, char **argv, int prog);
+/* Checks every setting of a job with the parsers its processes use, before
+ * anything starts; logs what is wrong (naming the setting) and returns
+ * HPS_ECONFIG. self_serve: the program serves (no built-in updater);
+ * need_node: this host's bridge address must resolve (not the --hosts root). */
+struct hpsi_config;
+int hpsi_launch_check_settings(struct hpsi_config *cfg, int self_serve, int need_node);
 /* Removes segments of this host whose processes are all dead; returns the
  * number removed, or a negative error. dry_run only lists them. */
 int hpsi_clean_segments(int dry_run, int verbose);

@@ -168,6 +168,16 @@ static void remote_command(char *cmd, size_t cap, const char *self, const struct
 		quote(cmd, cap, argv[i]);
 }
 
+/* Settings are checked here, before the scheduler or any host starts. */
+static int check_settings(char **argv, int prog)
+{
+	int self_serve = 0;
+	for (int i = 1; i < prog; i++)
+		self_serve |= strcmp(argv[i], "--self-serve") == 0;
+	struct hpsi_config cfg;
+	return hpsi_launch_check_settings(&cfg, self_serve, 0);
+}
+
 int hpsi_launch_hosts(const char *file, int argc, char **argv, int prog)
 {
 	static struct host_line hosts[MAX_HOSTS];
@@ -196,6 +206,8 @@ int hpsi_launch_hosts(const char *file, int argc, char **argv, int prog)
 	}
 	if (!hpsi_setting("ROOT_PORT"))
 		setenv("HPS_ROOT_PORT", "9091", 1);
+	if (check_settings(argv, prog))
+		return 2;
 	char self[4096];
 	ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
 	self[sl > 0 ? sl : 0] = 0;

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "hps/error.h"
@@ -55,7 +56,10 @@ void hpsi_config_apply_flags(int *argc, char **argv)
 				for (size_t j = 0; j < n; j++)
 					key[4 + j] = a[6 + j] == '-' ? '_' : (char)toupper((unsigned char)a[6 + j]);
 				key[4 + n] = 0;
-				setenv(key, eq + 1, 1);
+				if (hpsi_setting_known(key + 4, n))
+					setenv(key, eq + 1, 1);
+				else
+					hpsi_setting_warn_unknown("--hps-", a + 6, n);
 				continue;
 			}
 		}
@@ -95,7 +99,7 @@ static int parse_ranges(const char *s, struct hpsi_config *c)
 		if (errno || *end != '-')
 			goto bad;
 		c->ranges[n].last = strtoull(end + 1, &end, 0);
-		if (errno || (*end && *end != ','))
+		if (errno || (*end && *end != ',') || (*end == ',' && !end[1])) /* "0-9," names no range */
 			goto bad;
 		n++;
 		s = *end ? end + 1 : end;
@@ -173,12 +177,71 @@ int hpsi_config_direct(uint32_t nservers, uint32_t *widths)
 	return 0;
 }
 
+int hpsi_config_check_lists(uint32_t nservers)
+{
+	static const char *const lists[] = {"DTYPE", "COMPRESS", "DIRECT", "UPDATER", "INIT", "STALENESS"};
+	for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
+		const char *v = hpsi_setting(lists[i]);
+		if (!v || !strchr(v, ';'))
+			continue; /* one entry for every server */
+		uint32_t n = 1;
+		for (const char *p = v; (p = strchr(p, ';')); p++)
+			n++;
+		if (n != nservers) {
+			hpsi_error("HPS_%s=%s lists %u entries but the job has %u server%s (HPS_NUM_SERVERS): give one entry for all servers or one per server",
+				   lists[i], v, n, nservers, nservers == 1 ? "" : "s");
+			return HPS_ECONFIG;
+		}
+	}
+	return 0;
+}
+
+int hpsi_config_deterministic(int *on)
+{
+	const char *det = hpsi_setting("DETERMINISTIC");
+	if (det && strcmp(det, "0") && strcmp(det, "1")) {
+		hpsi_error("HPS_DETERMINISTIC=%s: expected 0 or 1", det);
+		return HPS_ECONFIG;
+	}
+	*on = det && strcmp(det, "1") == 0;
+	return 0;
+}
+
+/* Settings read outside this file whose mistakes must still be caught
+ * before a job starts: the log level and the shared-memory directory. */
+static int check_environment(void)
+{
+	const char *v = getenv("HPS_LOG");
+	if (v && *v && hpsi_log_parse(v) < 0) {
+		hpsi_error("HPS_LOG=%s: expected debug, info, warn or error", v);
+		return HPS_ECONFIG;
+	}
+	struct stat st;
+	int bad = 0;
+	if ((v = getenv("HPS_SHM_DIR")) && *v)
+		bad = stat(v, &st) != 0 ? errno : !S_ISDIR(st.st_mode) ? ENOTDIR : 0;
+	if (bad) {
+		hpsi_error("HPS_SHM_DIR=%s: %s; point it to a directory on a shared-memory file system (default /dev/shm)",
+			   v, bad == ENOENT ? "no such directory" : strerror(bad));
+		return HPS_ECONFIG;
+	}
+	int det;
+	return hpsi_config_deterministic(&det);
+}
+
 int hpsi_config_load(struct hpsi_config *c, int need_role)
 {
 	memset(c, 0, sizeof *c);
 	uint64_t v;
 	int rc = 0;
 	const char *s;
+
+	/* the launcher (and the other tools) warn; the nodes it starts would
+	 * repeat the same lines once per process */
+	if (!need_role)
+		hpsi_config_check_names();
+	if ((rc = check_environment()))
+		return rc;
 
 	c->role = -1;
 	if ((s = hpsi_setting("ROLE"))) {
@@ -232,6 +295,10 @@ int hpsi_config_load(struct hpsi_config *c, int need_role)
 	c->host[sizeof c->host - 1] = 0;
 
 	if ((s = hpsi_setting("KEY_RANGES")) && (rc = parse_ranges(s, c)))
+		return rc;
+	/* without HPS_NUM_SERVERS the count comes from the segment: hps_init
+	 * checks the lists against it */
+	if (hpsi_setting("NUM_SERVERS") && (rc = hpsi_config_check_lists(c->nservers)))
 		return rc;
 	if ((rc = hpsi_config_value_types(c->nservers, c->dtypes, c->wires)))
 		return rc;

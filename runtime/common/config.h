@@ -32,6 +32,16 @@ const char *hpsi_setting(const char *name);
  * removes them from argv. */
 void hpsi_config_apply_flags(int *argc, char **argv);
 
+/* The table of setting names (runtime/common/setting_names.c): 1 if
+ * HPS_<name> (len bytes of name) is a setting hps or its scripts read. */
+int hpsi_setting_known(const char *name, size_t len);
+/* The known name nearest to name, or NULL when none is close. */
+const char *hpsi_setting_closest(const char *name, size_t len);
+/* Warns that prefix+name (HPS_ or --hps-) is no setting, naming the closest. */
+void hpsi_setting_warn_unknown(const char *prefix, const char *name, size_t len);
+/* Warns once per process about each HPS_* variable that is no setting. */
+void hpsi_config_check_names(void);
+
 /* Reads every setting; a wrong one is logged naming it and returns
  * HPS_ECONFIG. need_role: role and rank must be set (a node, not the
  * launcher). */
@@ -44,6 +54,13 @@ int hpsi_setting_u64(const char *name, uint64_t min, uint64_t max, uint64_t *out
  * or "x;y;..." one per server. Copies it into buf; "" when list is NULL,
  * NULL when the list is too short or the entry does not fit. */
 const char *hpsi_spec_for(const char *list, int rank, char *buf, size_t cap);
+
+/* Every per-server list (HPS_DTYPE, HPS_COMPRESS, HPS_DIRECT, HPS_UPDATER,
+ * HPS_INIT, HPS_STALENESS) holds one entry, or exactly one per server. */
+int hpsi_config_check_lists(uint32_t nservers);
+
+/* HPS_DETERMINISTIC: 0 or 1 (unset: 0) into *on. */
+int hpsi_config_deterministic(int *on);
 
 /* Reads HPS_DTYPE and HPS_COMPRESS ("x" for all servers or "x;y;..."). */
 int hpsi_config_value_types(uint32_t nservers, uint32_t *dtypes, uint32_t *wires);

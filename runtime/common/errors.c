@@ -11,7 +11,7 @@ const char *hps_strerror(int err)
 	case HPS_ETOOBIG: return "request too large for the shared heap (raise HPS_HEAP_MB)";
 	case HPS_ENOMEM: return "out of memory";
 	case HPS_EEXIST: return "a job with this id already runs on this host";
-	case HPS_ENOSPC: return "not enough room in /dev/shm for the job's segment";
+	case HPS_ENOSPC: return "no room left in the shared-memory file system (HPS_SHM_DIR) for the job's segment or heap";
 	case HPS_ENOJOB: return "no such job on this host";
 	case HPS_EPEERDEAD: return "a peer process died";
 	case HPS_ETIMEDOUT: return "timed out (HPS_TIMEOUT_MS)";

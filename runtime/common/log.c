@@ -8,15 +8,20 @@
 
 #include "hps/error.h"
 
-static int log_threshold(void)
+int hpsi_log_parse(const char *v)
 {
 	static const char *names[] = {"debug", "info", "warn", "error"};
-	const char *v = getenv("HPS_LOG");
-	if (v)
-		for (int i = 0; i < 4; i++)
-			if (strcmp(v, names[i]) == 0)
-				return i;
-	return HPSI_LOG_WARN;
+	for (int i = 0; v && i < 4; i++)
+		if (strcmp(v, names[i]) == 0)
+			return i;
+	return -1;
+}
+
+static int log_threshold(void)
+{
+	/* an unknown level is refused by hpsi_config_load; until then, warn */
+	int level = hpsi_log_parse(getenv("HPS_LOG"));
+	return level < 0 ? HPSI_LOG_WARN : level;
 }
 
 void hpsi_log(int level, const char *fmt, ...)

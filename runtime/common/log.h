@@ -5,6 +5,9 @@
 
 enum { HPSI_LOG_DEBUG, HPSI_LOG_INFO, HPSI_LOG_WARN, HPSI_LOG_ERROR };
 
+/* The level named by v (debug, info, warn, error), or -1. */
+int hpsi_log_parse(const char *v);
+
 void hpsi_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define hpsi_debug(...) hpsi_log(HPSI_LOG_DEBUG, __VA_ARGS__)

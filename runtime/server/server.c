@@ -459,13 +459,12 @@ int hps_server_run(hps_ctx *ctx, hps_handler handler, void *arg)
 		hpsi_store_destroy(store);
 		return HPS_ECONFIG;
 	}
-	const char *det = hpsi_setting("DETERMINISTIC");
-	if (det && strcmp(det, "0") && strcmp(det, "1")) {
-		hpsi_error("HPS_DETERMINISTIC=%s: expected 0 or 1", det);
+	int det;
+	if (hpsi_config_deterministic(&det)) {
 		hpsi_store_destroy(store);
 		return HPS_ECONFIG;
 	}
-	sv.ordered = sv.staleness == 0 && det && strcmp(det, "1") == 0;
+	sv.ordered = sv.staleness == 0 && det;
 	sv.min_epoch = UINT64_MAX;
 	if (!(sv.peers = calloc(sv.nworkers, sizeof *sv.peers))) {
 		hpsi_store_destroy(store);
