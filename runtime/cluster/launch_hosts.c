@@ -1,12 +1,14 @@
 /* `hps launch --hosts FILE`: a whole multi-host job from one command.
  *
  * FILE has one line per host: `NAME SERVERS WORKERS [ADDRESS]` (blank
- * lines and # comments allowed). This process runs the scheduler, and on
- * every host runs `hps launch` through the remote shell HPS_RSH (default
- * "ssh -o BatchMode=yes {host}"; {host} is replaced by NAME and the
- * command follows as one shell-quoted argument, so "ip netns exec {host}
- * sh -c" works as well), with the job's settings passed along. Lines are
- * prefixed with the host's name; the first host to fail stops the job. */
+ * lines and # comments allowed). This process runs the scheduler (ranking
+ * hosts in the file's order), and on every host runs `hps launch` through
+ * the remote shell HPS_RSH (default "ssh -o BatchMode=yes {host}"; {host}
+ * is ADDRESS, {name} NAME; remote.c makes the command: it starts in the
+ * launch directory, with the job's settings). Lines are prefixed with the
+ * host's name; the first host to fail stops the job: each host is asked
+ * through its standard input, so that it stops its processes and passes on
+ * what they printed, and is killed only if it does not end in time. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
