@@ -236,14 +236,25 @@ static int read_until(int fd, const char *until, int ms)
 	return 0;
 }
 
+static const char *env_pass = ""; /* --env options for the sanitizers' settings */
+
 /* The settings of every job here: ssh to 127.0.0.1 on the test's port. */
 static void job_env_ssh(char *env, size_t cap, int root_port)
 {
+	/* a sanitizer build's settings (suppressions) reach the hosts as a
+	 * user's own variables would: ssh starts them with a fresh environment */
+	static char pass[128];
+	static const char *const san[] = {"ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", "TSAN_OPTIONS"};
+	pass[0] = 0;
+	for (int i = 0; i < 4; i++)
+		if (getenv(san[i]))
+			snprintf(pass + strlen(pass), sizeof pass - strlen(pass), " --env %s", san[i]);
 	snprintf(env, cap,
 		 "HPS_RSH='ssh -p %d -i %s/client_key -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
 		 "-o BatchMode=yes -o LogLevel=ERROR {host}' HPS_ROOT_URI=127.0.0.1 HPS_ROOT_PORT=%d HPS_HEAP_MB=16 "
 		 "HPS_RING_KB=256 HPS_HEARTBEAT_MS=100 HPS_DEAD_MS=2000",
 		 ssh_port, dir, root_port);
+	env_pass = pass;
 }
 
 static int count(const char *s, const char *what)
@@ -264,8 +275,8 @@ static void test_ssh_two_hosts_sums(void)
 	int fd;
 	used = 0, out[0] = 0;
 	pid_t p = start(&fd, "cd %s/work && SSH_TEST_VAR='a b $HOME \"q\"' SSH_TEST_HIDDEN=1 %s %s launch --hosts hosts "
-			     "--env SSH_TEST_VAR -- ./worker --ssh-worker sums \"two words 'x'\"",
-			dir, env, hps_path);
+			     "--env SSH_TEST_VAR%s -- ./worker --ssh-worker sums \"two words 'x'\"",
+			dir, env, hps_path, env_pass);
 	read_until(fd, NULL, 60000);
 	int rc = wait_exit(p, 5000);
 	if (rc == -1)
@@ -297,8 +308,8 @@ static void test_ssh_interrupt_stops_hosts(void)
 	job_env_ssh(env, sizeof env, free_port());
 	int fd;
 	used = 0, out[0] = 0;
-	pid_t p = start(&fd, "cd %s/work && exec env %s %s launch --job sshstop --hosts hosts -- ./worker --ssh-worker wait x",
-			dir, env, hps_path);
+	pid_t p = start(&fd, "cd %s/work && exec env %s %s launch --job sshstop --hosts hosts%s -- ./worker --ssh-worker wait x",
+			dir, env, hps_path, env_pass);
 	int ok = 1;
 	for (int t = 0; t < 300 && count(out, "] waiting") < 2; t++)
 		read_until(fd, "never printed", 100);
