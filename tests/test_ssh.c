@@ -68,9 +68,9 @@ static int ssh_worker(const char *mode, const char *arg)
 			return 1;
 		}
 	char cwd[4096];
-	const char *var = getenv("SSH_TEST_VAR"), *hidden = getenv("SSH_TEST_HIDDEN");
-	printf("rank %d on %s: sums ok, var=[%s] hidden=[%s] arg=[%s] cwd=[%s]\n", me, getenv("HPS_HOST"),
-	       var ? var : "", hidden ? hidden : "", arg, getcwd(cwd, sizeof cwd) ? cwd : "?");
+	const char *var = getenv("SSH_TEST_VAR"), *hidden = getenv("SSH_TEST_HIDDEN"), *set = getenv("SSH_TEST_SET");
+	printf("rank %d on %s: sums ok, var=[%s] set=[%s] hidden=[%s] arg=[%s] cwd=[%s]\n", me, getenv("HPS_HOST"),
+	       var ? var : "", set ? set : "", hidden ? hidden : "", arg, getcwd(cwd, sizeof cwd) ? cwd : "?");
 	hps_worker_close(w);
 	hps_finalize(ctx);
 	return 0;
@@ -267,7 +267,8 @@ static int count(const char *s, const char *what)
 
 /* Two hosts on 127.0.0.1 whose names resolve nowhere, listed zeta before
  * alpha; the program by a path relative to the launch directory, a
- * variable passed with --env, an argument with a space and quotes. */
+ * variable passed with --env NAME and one set with --env NAME=VALUE (and
+ * one not passed), an argument with a space and quotes. */
 static void test_ssh_two_hosts_sums(void)
 {
 	char env[1024], want[1024];
@@ -275,7 +276,7 @@ static void test_ssh_two_hosts_sums(void)
 	int fd;
 	used = 0, out[0] = 0;
 	pid_t p = start(&fd, "cd %s/work && SSH_TEST_VAR='a b $HOME \"q\"' SSH_TEST_HIDDEN=1 %s %s launch --hosts hosts "
-			     "--env SSH_TEST_VAR%s -- ./worker --ssh-worker sums \"two words 'x'\"",
+			     "--env SSH_TEST_VAR --env SSH_TEST_SET='set here'%s -- ./worker --ssh-worker sums \"two words 'x'\"",
 			dir, env, hps_path, env_pass);
 	read_until(fd, NULL, 60000);
 	int rc = wait_exit(p, 5000);
@@ -289,7 +290,7 @@ static void test_ssh_two_hosts_sums(void)
 	static const char *const names[] = {"zeta", "alpha"};
 	for (int r = 0; r < 2; r++) {
 		snprintf(want, sizeof want,
-			 "[%s] [worker %d] rank %d on %s: sums ok, var=[a b $HOME \"q\"] hidden=[] arg=[two words 'x'] "
+			 "[%s] [worker %d] rank %d on %s: sums ok, var=[a b $HOME \"q\"] set=[set here] hidden=[] arg=[two words 'x'] "
 			 "cwd=[%s/work]\n",
 			 names[r], r, r, names[r], dir);
 		CU_ASSERT_PTR_NOT_NULL(strstr(out, want));

@@ -191,7 +191,7 @@ int hpsi_remote_passes(const char *entry, char *const *extra, int nextra)
 			return 1;
 	size_t n = strcspn(entry, "=");
 	for (int i = 0; i < nextra; i++)
-		if (strlen(extra[i]) == n && strncmp(entry, extra[i], n) == 0)
+		if (strcspn(extra[i], "=") == n && strncmp(entry, extra[i], n) == 0) /* NAME or NAME=VALUE */
 			return 1;
 	return 0;
 }

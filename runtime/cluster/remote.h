@@ -30,7 +30,7 @@ void hpsi_rsh_free(char **argv);
 /* Whether the variable NAME=VALUE of this environment goes to every
  * host: HPS_* and DMLC_* settings except those that differ per host,
  * LD_LIBRARY_PATH, OMP_NUM_THREADS and KMP_AFFINITY (what dmlc-core's ssh
- * tracker passes), and the names given with --env. */
+ * tracker passes), and the names given with --env (NAME or NAME=VALUE). */
 int hpsi_remote_passes(const char *entry, char *const *extra, int nextra);
 
 /* The launch directory, as the user sees it ($PWD when it is this
