@@ -13,7 +13,7 @@ LDLIBS = -lm -ljemalloc -lnuma -lzmq -lpthread
 BUILD ?= build
 # Where libraries and programs go: the tree itself, or the sanitizer build dir.
 OUT ?= .
-DEPS_PKGS = libnuma-dev libjemalloc-dev libzmq3-dev libcunit1-dev pkg-config iproute2 procps g++ openmpi-bin
+DEPS_PKGS = libnuma-dev libjemalloc-dev libzmq3-dev libcunit1-dev pkg-config iproute2 procps g++ openmpi-bin openssh-server openssh-client
 # The version, from the public header; the soname follows the major number.
 VERSION := $(shell sed -n 's/^\#define HPS_VERSION_STRING "\(.*\)"/\1/p' include/hps/version.h)
 SOMAJOR := $(firstword $(subst ., ,$(VERSION)))

@@ -287,7 +287,7 @@ static int run_config(const char *name, const char *hosts_text, uint32_t S, uint
 		fprintf(f, hosts_text, ns, ns);
 		fclose(f);
 		snprintf(cmd, sizeof cmd,
-			 "ip netns exec %sa env HPS_RSH='ip netns exec {host} sh -c' HPS_ROOT_URI=" ADDR_A
+			 "ip netns exec %sa env HPS_RSH='ip netns exec {name} sh -c' HPS_ROOT_URI=" ADDR_A
 			 " HPS_ROOT_PORT=9610 %s %s launch --hosts %s -- %s --net-worker %s %s > /tmp/net_bench.%d.log 2>&1",
 			 ns, env, hps, hosts, self, file, cases_arg, (int)getpid());
 	} else {

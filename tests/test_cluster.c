@@ -308,13 +308,13 @@ static void write_hosts(const char *text)
 
 /* The common environment of a job on the namespaces. */
 #define ENV(port)                                                                                              \
-	"env HPS_RSH='ip netns exec {host} sh -c' HPS_ROOT_URI=" NET ".1 HPS_ROOT_PORT=" port                      \
+	"env HPS_RSH='ip netns exec {name} sh -c' HPS_ROOT_URI=" NET ".1 HPS_ROOT_PORT=" port                      \
 	" HPS_HEAP_MB=16 HPS_RING_KB=256 HPS_HEARTBEAT_MS=100 HPS_DEAD_MS=1000 HPS_TIMEOUT_MS=8000 "
 
 static void test_cluster_mixed_sums_on_three_hosts(void)
 {
 	CU_ASSERT_EQUAL_FATAL(ns_up(3), 0);
-	/* host names are the namespaces' (HPS_RSH gets {host}) */
+	/* host names are the namespaces' (HPS_RSH gets {name}) */
 	char hosts[512];
 	/* host 0 names no address: its bridge listens on HPS_INTERFACE's */
 	snprintf(hosts, sizeof hosts, "# name servers workers address\n%s0 1 2\n%s1 1 2 " NET

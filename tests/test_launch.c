@@ -243,8 +243,152 @@ static void test_launch_server_failing_last_fails_job(void)
 	unlink(marker);
 }
 
-int main(void)
+/* A worker that prints through stdio without flushing: "first", then
+ * waits for the file named by argv to exist, then "second". */
+static int print_worker(const char *file)
 {
+	printf("first\n");
+	while (access(file, F_OK) != 0)
+		usleep(2000);
+	printf("second\n");
+	return 0;
+}
+
+/* Prints numbered lines through stdio without flushing, and after each
+ * one appends its number to the file, until it is stopped. */
+static int count_worker(const char *file)
+{
+	int fd = open(file, O_WRONLY | O_CREAT | O_APPEND, 0600);
+	for (int i = 0; i < 1000000; i++) {
+		printf("line %d\n", i);
+		dprintf(fd, "%d\n", i);
+		usleep(1000);
+	}
+	return 1;
+}
+
+static char self_path[4096];
+
+/* Reads fd into `out` until `until` appears or ms pass. */
+static int read_until(int fd, size_t *used, const char *until, int ms)
+{
+	fcntl(fd, F_SETFL, O_NONBLOCK);
+	for (int t = 0; t < ms; t++) {
+		ssize_t n;
+		while ((n = read(fd, out + *used, sizeof out - 1 - *used)) > 0)
+			*used += (size_t)n;
+		out[*used] = 0;
+		if (until && strstr(out, until))
+			return 1;
+		if (n == 0)
+			return 0;
+		usleep(1000);
+	}
+	return 0;
+}
+
+/* A line reaches the launcher's output when written, not when the
+ * child's stdio buffer fills or the child exits: "first" is seen while the
+ * worker still waits for the file, so before "second" is written. */
+static void test_launch_lines_arrive_as_written(void)
+{
+	char file[64];
+	snprintf(file, sizeof file, "/tmp/hps-launch-%d.go", (int)getpid());
+	unlink(file);
+	int fd;
+	size_t used = 0;
+	pid_t pid = start_cmd(HPS("launch", "--job", "lj10", "--host", "testhost", "--", self_path, "--print-worker", file),
+			      &fd);
+	CU_ASSERT(read_until(fd, &used, "[worker 0] first\n", 10000));
+	CU_ASSERT_PTR_NULL(strstr(out, "second"));
+	close(open(file, O_WRONLY | O_CREAT, 0600));
+	CU_ASSERT(read_until(fd, &used, "[worker 0] second\n", 10000));
+	CU_ASSERT_EQUAL(wait_exit(pid, 10000), 0);
+	close(fd);
+	unlink(file);
+}
+
+/* SIGINT to the launcher loses no line its worker had written: every
+ * number the worker recorded as printed is in the launcher's output. */
+static void test_launch_interrupt_loses_no_line(void)
+{
+	char file[64];
+	snprintf(file, sizeof file, "/tmp/hps-launch-%d.count", (int)getpid());
+	unlink(file);
+	int fd;
+	size_t used = 0;
+	pid_t pid = start_cmd(HPS("launch", "--job", "lj11", "--host", "testhost", "--", self_path, "--count-worker", file),
+			      &fd);
+	CU_ASSERT(read_until(fd, &used, "[worker 0] line 20\n", 10000));
+	kill(pid, SIGINT);
+	read_until(fd, &used, NULL, 10000);
+	CU_ASSERT_EQUAL(wait_exit(pid, 10000), 128 + SIGINT);
+	close(fd);
+	FILE *f = fopen(file, "r");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	int last = -1, n;
+	while (fscanf(f, "%d", &n) == 1)
+		last = n;
+	fclose(f);
+	unlink(file);
+	CU_ASSERT(last >= 20);
+	for (int i = 0; i <= last; i++) {
+		char want[48];
+		snprintf(want, sizeof want, "[worker 0] line %d\n", i);
+		if (!strstr(out, want)) {
+			fprintf(stderr, "line %d of %d lost\n", i, last);
+			CU_FAIL("a written line was lost");
+			break;
+		}
+	}
+}
+
+/* The launcher names its job on stderr, and `hps checkpoint` without
+ * --job finds the one running job; none, or two, is an error that says so
+ * (listing the two). */
+static void test_launch_job_id_found_without_job(void)
+{
+	char dir[64], dir2[64];
+	snprintf(dir, sizeof dir, "/tmp/hps-launch-%d.ckpt", (int)getpid());
+	snprintf(dir2, sizeof dir2, "/tmp/hps-launch-%d.ckpt2", (int)getpid());
+	CU_ASSERT_EQUAL(run_cmd(HPS("checkpoint", dir)), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps checkpoint: no running job on this host"));
+	int fd, fd2;
+	size_t used = 0;
+	pid_t a = start_cmd(HPS("launch", "-w", "2", "--host", "testhost", "--", "sleep", "30"), &fd);
+	char line[128];
+	snprintf(line, sizeof line, "hps: job hps%d on host testhost: 1 server, 2 workers\n", (int)a);
+	CU_ASSERT_FATAL(read_until(fd, &used, line, 10000));
+	CU_ASSERT_EQUAL(run_cmd(HPS("checkpoint", dir)), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "saved"));
+	pid_t b = start_cmd(HPS("launch", "--job", "lj12", "--host", "testhost", "--", "sleep", "30"), &fd2);
+	CU_ASSERT_FATAL(poll_until(seg_exists_cb, "lj12", 5000));
+	CU_ASSERT_EQUAL(run_cmd(HPS("checkpoint", dir)), 1);
+	char ida[32];
+	snprintf(ida, sizeof ida, "hps%d (host testhost)", (int)a);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps checkpoint: 2 jobs run on this host, give --job ID:"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, ida));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "lj12 (host testhost)"));
+	CU_ASSERT_EQUAL(run_cmd(HPS("checkpoint", "--job", "lj12", dir2)), 0);
+	kill(a, SIGINT);
+	kill(b, SIGINT);
+	CU_ASSERT_EQUAL(wait_exit(a, 10000), 128 + SIGINT);
+	CU_ASSERT_EQUAL(wait_exit(b, 10000), 128 + SIGINT);
+	close(fd);
+	close(fd2);
+	char cmd[200];
+	snprintf(cmd, sizeof cmd, "rm -rf %s %s", dir, dir2);
+	CU_ASSERT_EQUAL(system(cmd), 0);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 3 && strcmp(argv[1], "--print-worker") == 0)
+		return print_worker(argv[2]);
+	if (argc == 3 && strcmp(argv[1], "--count-worker") == 0)
+		return count_worker(argv[2]);
+	ssize_t sl = readlink("/proc/self/exe", self_path, sizeof self_path - 1);
+	self_path[sl > 0 ? sl : 0] = 0;
 	static const struct test_case cases[] = {
 		{"test_launch_runs_job", test_launch_runs_job},
 		{"test_launch_failure_stops_job", test_launch_failure_stops_job},
@@ -255,6 +399,9 @@ int main(void)
 		{"test_launch_settings_checked_before_start", test_launch_settings_checked_before_start},
 		{"test_launch_unknown_setting_warns", test_launch_unknown_setting_warns},
 		{"test_launch_server_failing_last_fails_job", test_launch_server_failing_last_fails_job},
+		{"test_launch_lines_arrive_as_written", test_launch_lines_arrive_as_written},
+		{"test_launch_interrupt_loses_no_line", test_launch_interrupt_loses_no_line},
+		{"test_launch_job_id_found_without_job", test_launch_job_id_found_without_job},
 		{NULL, NULL},
 	};
 	return run_suite("launch", cases);

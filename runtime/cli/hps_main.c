@@ -54,7 +54,8 @@ static int cmd_checkpoint(int argc, char **argv)
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			printf("usage: hps checkpoint [--load] [--job ID] [--host NAME] DIR\n\n"
 			       "Saves every server's table of the running job (HPS_JOB_ID on this host) into DIR,\n"
-			       "or with --load replaces the tables with the checkpoint in DIR.\n");
+			       "or with --load replaces the tables with the checkpoint in DIR. Without --job, the\n"
+			       "one job running on this host (it is an error when none or several run).\n");
 			return 0;
 		} else if (strcmp(argv[i], "--load") == 0) {
 			load = 1;
@@ -74,7 +75,7 @@ static int cmd_checkpoint(int argc, char **argv)
 	}
 	struct hpsi_config cfg;
 	struct hpsi_seg seg;
-	if (hpsi_config_load(&cfg, 0) || hpsi_seg_attach(cfg.job, cfg.host, &seg))
+	if (hpsi_pick_job("hps checkpoint") || hpsi_config_load(&cfg, 0) || hpsi_seg_attach(cfg.job, cfg.host, &seg))
 		return 1;
 	int rc = hpsi_checkpoint_run(&seg, load ? HPSI_CKPT_LOAD : HPSI_CKPT_SAVE, dir,
 				     seg.hdr->timeout_ms * 1000000);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "hps/error.h"
+#include "runtime/common/config.h"
 #include "runtime/cluster/launch.h"
 #include "runtime/common/log.h"
 #include "shm/liveness.h"
@@ -84,6 +85,65 @@ int hpsi_clean_segments(int dry_run, int verbose)
 	}
 	closedir(d);
 	return removed;
+}
+
+int hpsi_find_jobs(const char *job, const char *host, struct hpsi_job_ref *out, int cap)
+{
+	const char *dir = getenv("HPS_SHM_DIR");
+	if (!dir || !*dir)
+		dir = "/dev/shm";
+	DIR *d = opendir(dir);
+	if (!d) {
+		hpsi_error("cannot read %s (HPS_SHM_DIR)", dir);
+		return HPS_ESYS;
+	}
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (strncmp(e->d_name, "hps.", 4) != 0 || strstr(e->d_name, HPSI_SEG_TMP))
+			continue;
+		char path[512];
+		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+		struct hpsi_seg seg;
+		if (hpsi_seg_attach_path(path, &seg) != 0)
+			continue;
+		int match = (!job || strcmp(job, seg.hdr->job) == 0) && (!host || strcmp(host, seg.hdr->host) == 0) &&
+			    owners_alive(&seg);
+		if (match && n < cap) {
+			snprintf(out[n].job, sizeof out[n].job, "%s", seg.hdr->job);
+			snprintf(out[n].host, sizeof out[n].host, "%s", seg.hdr->host);
+		}
+		n += match;
+		hpsi_seg_detach(&seg);
+	}
+	closedir(d);
+	return n;
+}
+
+int hpsi_pick_job(const char *cmd)
+{
+	const char *job = hpsi_setting("JOB_ID"), *host = hpsi_setting("HOST");
+	if (job && host)
+		return 0; /* both named: attaching says whether it runs */
+	struct hpsi_job_ref found[16];
+	int n = hpsi_find_jobs(job, host, found, 16);
+	if (n < 0)
+		return n;
+	if (n == 1) {
+		setenv("HPS_JOB_ID", found[0].job, 1);
+		setenv("HPS_HOST", found[0].host, 1);
+		return 0;
+	}
+	if (n == 0) {
+		fprintf(stderr, "%s: no running job%s%s%s%s on this host%s\n", cmd, job ? " " : "", job ? job : "",
+			host ? " of host " : "", host ? host : "", job ? "" : " (start one, or give --job ID)");
+		return HPS_ENOJOB;
+	}
+	fprintf(stderr, "%s: %d jobs run on this host, give --job ID%s:", cmd, n, job ? " and --host NAME" : "");
+	for (int i = 0; i < n && i < 16; i++)
+		fprintf(stderr, "%s %s (host %s)", i ? "," : "", found[i].job, found[i].host);
+	fprintf(stderr, "%s\n", n > 16 ? ", ..." : "");
+	return HPS_EINVAL;
 }
 
 int hpsi_cmd_clean(int argc, char **argv)

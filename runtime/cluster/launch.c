@@ -61,7 +61,10 @@ static void usage(FILE *f)
 		"                        hps_server_run() with its own handler\n"
 		"  --keep-going          a failed worker does not stop the others\n"
 		"  --hosts FILE          a multi-host job: FILE lists `NAME SERVERS WORKERS [ADDRESS]`\n"
-		"                        per host; started there through HPS_RSH (default ssh)\n"
+		"                        per host; started there through HPS_RSH (default ssh), in\n"
+		"                        this directory, ranked in the file's order\n"
+		"  --env NAME[=VALUE]    pass NAME to every host of --hosts too (repeatable; HPS_*,\n"
+		"                        DMLC_*, LD_LIBRARY_PATH, OMP_NUM_THREADS, KMP_AFFINITY go anyway)\n"
 		"  --tracker             started by dmlc-core's tracker: DMLC_ROLE=scheduler runs the\n"
 		"                        scheduler, a server or worker joins its machine's host group\n"
 		"  --root-uri H, --root-port P  where the scheduler listens (HPS_ROOT_URI/PORT)\n"
@@ -117,7 +120,7 @@ static int pass_output;
 static int spawn(struct child *c, char **argv, const char *self, const struct hpsi_config *cfg)
 {
 	int fds[2] = {-1, -1};
-	if (!pass_output && pipe2(fds, O_CLOEXEC) != 0)
+	if (!pass_output && hpsi_outpipe_open(&fds[0], &fds[1], 1) != 0)
 		return -1;
 	pid_t launcher = getpid();
 	pid_t pid = fork();
@@ -163,10 +166,8 @@ static int spawn(struct child *c, char **argv, const char *self, const struct hp
 		fprintf(stderr, "cannot start %s: %s\n", argv ? argv[0] : self, strerror(errno));
 		_exit(127);
 	}
-	if (fds[0] >= 0) {
+	if (fds[0] >= 0)
 		close(fds[1]);
-		fcntl(fds[0], F_SETFL, O_NONBLOCK);
-	}
 	c->pid = pid;
 	c->out.fd = fds[0];
 	if (c->role == ROLE_BRIDGE)
@@ -256,6 +257,37 @@ static int tracker_role(void)
 	return 0;
 }
 
+/* --env NAME passes this variable to every host of a --hosts job (every
+ * local process gets the whole environment anyway); --env NAME=VALUE sets
+ * it for every process of the job first. */
+static int env_option(const char *v)
+{
+	size_t n = strcspn(v, "=");
+	int ok = n > 0 && !(v[0] >= '0' && v[0] <= '9');
+	for (size_t k = 0; k < n; k++)
+		ok &= v[k] == '_' || (v[k] >= 'A' && v[k] <= 'Z') || (v[k] >= 'a' && v[k] <= 'z') ||
+		      (v[k] >= '0' && v[k] <= '9');
+	if (!ok) {
+		fprintf(stderr, "hps launch: --env '%s': expected NAME or NAME=VALUE, NAME of letters, digits and _\n", v);
+		return -1;
+	}
+	if (v[n] == '=') {
+		char name[256];
+		if (n >= sizeof name) {
+			fprintf(stderr, "hps launch: --env '%.40s...': the name is too long\n", v);
+			return -1;
+		}
+		memcpy(name, v, n);
+		name[n] = 0;
+		return setenv(name, v + n + 1, 1);
+	}
+	if (!getenv(v)) {
+		fprintf(stderr, "hps launch: --env %s: %s is not set here (use --env %s=VALUE)\n", v, v, v);
+		return -1;
+	}
+	return 0;
+}
+
 static int parse_args(int argc, char **argv, int *self_serve, int *keep_going, int *prog)
 {
 	for (int i = 1; i < argc; i++) {
@@ -282,6 +314,11 @@ static int parse_args(int argc, char **argv, int *self_serve, int *keep_going, i
 		}
 		if (strcmp(a, "--hosts") == 0 && i + 1 < argc) {
 			hosts_file = argv[++i];
+			continue;
+		}
+		if (strcmp(a, "--env") == 0 && i + 1 < argc) { /* launch_hosts.c passes the names on */
+			if (env_option(argv[++i]))
+				return -2;
 			continue;
 		}
 		if (strcmp(a, "--deterministic") == 0) {
@@ -459,6 +496,9 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 		fprintf(stderr, "hps launch: %s\n", hps_strerror(rc));
 		free(j.kids);
 		return 1;
+	} else { /* its name for `hps checkpoint --job` (a host's part of a bigger job says nothing) */
+		fprintf(stderr, "hps: job %s on host %s: %u server%s, %u worker%s\n", cfg.job, cfg.host, cfg.nservers,
+			cfg.nservers == 1 ? "" : "s", cfg.nworkers, cfg.nworkers == 1 ? "" : "s");
 	}
 	if (got_signal) { /* arrived while the segment was being made */
 		if (bridge)

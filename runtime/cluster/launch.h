@@ -3,6 +3,7 @@
 #define HPSI_LAUNCH_H
 
 #include <signal.h>
+#include "runtime/common/limits.h"
 
 int hpsi_cmd_launch(int argc, char **argv);
 int hpsi_cmd_clean(int argc, char **argv);
@@ -27,5 +28,18 @@ int hpsi_clean_segments(int dry_run, int verbose);
  * member: the leader's). tracker: started by dmlc-core's tracker. */
 struct hpsi_lobby;
 int hpsi_launch_group(int tracker, volatile const sig_atomic_t *stop, struct hpsi_lobby *l);
+
+/* A running job's host group on this host (a live segment). */
+struct hpsi_job_ref {
+	char job[HPSI_NAME_MAX], host[HPSI_NAME_MAX];
+};
+/* The live segments of this host whose job and host match (NULL: any);
+ * fills up to cap and returns how many match, or a negative error. */
+int hpsi_find_jobs(const char *job, const char *host, struct hpsi_job_ref *out, int cap);
+/* For a command that acts on a running job (cmd names it in messages):
+ * unless HPS_JOB_ID and HPS_HOST are both set, finds the one running job
+ * that fits what is set and sets both. None, or several (listed), is an
+ * error with a line on stderr. */
+int hpsi_pick_job(const char *cmd);
 
 #endif

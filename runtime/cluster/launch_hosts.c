@@ -1,12 +1,14 @@
 /* `hps launch --hosts FILE`: a whole multi-host job from one command.
  *
  * FILE has one line per host: `NAME SERVERS WORKERS [ADDRESS]` (blank
- * lines and # comments allowed). This process runs the scheduler, and on
- * every host runs `hps launch` through the remote shell HPS_RSH (default
- * "ssh -o BatchMode=yes {host}"; {host} is replaced by NAME and the
- * command follows as one shell-quoted argument, so "ip netns exec {host}
- * sh -c" works as well), with the job's settings passed along. Lines are
- * prefixed with the host's name; the first host to fail stops the job. */
+ * lines and # comments allowed). This process runs the scheduler (ranking
+ * hosts in the file's order), and on every host runs `hps launch` through
+ * the remote shell HPS_RSH (default "ssh -o BatchMode=yes {host}"; {host}
+ * is ADDRESS, {name} NAME; remote.c makes the command: it starts in the
+ * launch directory, with the job's settings). Lines are prefixed with the
+ * host's name; the first host to fail stops the job: each host is asked
+ * through its standard input, so that it stops its processes and passes on
+ * what they printed, and is killed only if it does not end in time. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -22,6 +24,7 @@
 #include "runtime/common/config.h"
 #include "runtime/cluster/launch.h"
 #include "runtime/cluster/outpipe.h"
+#include "runtime/cluster/remote.h"
 #include "shm/bell.h"
 #include "shm/segment.h"
 
@@ -36,6 +39,7 @@ struct host_line {
 struct proc {
 	pid_t pid;
 	int running, status;
+	int in; /* the write end of its standard input, or -1 */
 	struct hpsi_outpipe out;
 };
 
@@ -88,84 +92,95 @@ static int read_hosts(const char *file, struct host_line *h, int *n)
 	return 0;
 }
 
-/* Appends s to the command line, single-quoted for a POSIX shell. */
-static void quote(char *out, size_t cap, const char *s)
+static int spawn(struct proc *p, char **argv, int with_stdin)
 {
-	size_t n = strlen(out);
-	if (n + 1 < cap)
-		out[n++] = '\'';
-	for (; *s && n + 5 < cap; s++) {
-		if (*s == '\'') {
-			memcpy(out + n, "'\\''", 4);
-			n += 4;
-		} else {
-			out[n++] = *s;
-		}
+	int out[2], in[2] = {-1, -1};
+	if (hpsi_outpipe_open(&out[0], &out[1], 0) != 0)
+		return -1;
+	if (with_stdin && pipe2(in, O_CLOEXEC) != 0) {
+		close(out[0]), close(out[1]);
+		return -1;
 	}
-	if (n + 2 < cap)
-		out[n++] = '\'', out[n++] = ' ';
-	out[n] = 0;
-}
-
-static int spawn(struct proc *p, char **argv)
-{
-	int fds[2];
-	if (pipe2(fds, O_CLOEXEC) != 0)
-		return -1;
 	pid_t pid = fork();
-	if (pid < 0)
+	if (pid < 0) {
+		close(out[0]), close(out[1]);
+		if (in[0] >= 0)
+			close(in[0]), close(in[1]);
 		return -1;
+	}
 	if (pid == 0) {
 		setpgid(0, 0);
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
-		dup2(fds[1], STDOUT_FILENO);
-		dup2(fds[1], STDERR_FILENO);
+		dup2(out[1], STDOUT_FILENO);
+		dup2(out[1], STDERR_FILENO);
+		if (in[0] >= 0)
+			dup2(in[0], STDIN_FILENO);
 		signal(SIGINT, SIG_DFL);
 		signal(SIGTERM, SIG_DFL);
+		signal(SIGPIPE, SIG_DFL);
 		execvp(argv[0], argv);
 		fprintf(stderr, "cannot start %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
 	}
-	close(fds[1]);
-	fcntl(fds[0], F_SETFL, O_NONBLOCK);
-	p->pid = pid, p->out.fd = fds[0], p->running = 1;
+	close(out[1]);
+	if (in[0] >= 0)
+		close(in[0]);
+	p->pid = pid, p->out.fd = out[0], p->in = in[1], p->running = 1;
 	return 0;
 }
 
-/* The remote command of host h: env SETTINGS hps launch ... -- PROGRAM. */
-static void remote_command(char *cmd, size_t cap, const char *self, const struct host_line *h, int argc, char **argv,
-			   int prog)
+/* Asks a host to stop its part: the remote script reads "stop" (or the
+ * end of its input) and sends SIGTERM to that host's `hps launch`, which
+ * stops its processes and passes on all they printed before it exits. */
+static void stop_host(struct proc *p)
+{
+	if (p->in < 0)
+		return;
+	ssize_t rc = write(p->in, "stop\n", 5); /* a full pipe cannot be: nothing else is written */
+	(void)rc;
+	close(p->in);
+	p->in = -1;
+}
+
+/* The command run on host h: sh -c SCRIPT hps DIR NAME env SETTINGS hps
+ * launch --local-servers S --local-workers W OPTIONS -- PROGRAM ARGS. */
+static void remote_command(struct hpsi_cmdline *cmd, const char *self, const char *dir, const struct host_line *h,
+			   int argc, char **argv, int prog, char *const *extra, int nextra)
 {
 	extern char **environ;
-	cmd[0] = 0;
-	quote(cmd, cap, "env");
+	hpsi_cmdline_word(cmd, "sh");
+	hpsi_cmdline_word(cmd, "-c");
+	hpsi_cmdline_word(cmd, hpsi_remote_script);
+	hpsi_cmdline_word(cmd, "hps");
+	hpsi_cmdline_word(cmd, dir);
+	hpsi_cmdline_word(cmd, h->name);
+	hpsi_cmdline_word(cmd, "env");
 	for (char **e = environ; *e; e++)
-		if ((strncmp(*e, "HPS_", 4) == 0 || strncmp(*e, "DMLC_", 5) == 0) && strncmp(*e, "HPS_HOST=", 9) &&
-		    strncmp(*e, "HPS_NODE_ADDR=", 14) && strncmp(*e, "HPS_LOCAL_", 10))
-			quote(cmd, cap, *e);
+		if (hpsi_remote_passes(*e, extra, nextra))
+			hpsi_cmdline_word(cmd, *e);
 	char kv[256];
 	snprintf(kv, sizeof kv, "HPS_HOST=%s", h->name);
-	quote(cmd, cap, kv);
+	hpsi_cmdline_word(cmd, kv);
 	if (h->addr[0]) {
 		snprintf(kv, sizeof kv, "HPS_NODE_ADDR=%s", h->addr);
-		quote(cmd, cap, kv);
+		hpsi_cmdline_word(cmd, kv);
 	}
-	quote(cmd, cap, self);
-	quote(cmd, cap, "launch");
+	hpsi_cmdline_word(cmd, self);
+	hpsi_cmdline_word(cmd, "launch");
 	snprintf(kv, sizeof kv, "%u", h->servers);
-	quote(cmd, cap, "--local-servers");
-	quote(cmd, cap, kv);
+	hpsi_cmdline_word(cmd, "--local-servers");
+	hpsi_cmdline_word(cmd, kv);
 	snprintf(kv, sizeof kv, "%u", h->workers);
-	quote(cmd, cap, "--local-workers");
-	quote(cmd, cap, kv);
-	for (int i = 1; i < prog; i++) /* the launch options, minus --hosts FILE */
-		if (strcmp(argv[i], "--hosts") == 0)
+	hpsi_cmdline_word(cmd, "--local-workers");
+	hpsi_cmdline_word(cmd, kv);
+	for (int i = 1; i < prog; i++) /* the launch options, minus --hosts FILE and --env NAME */
+		if (strcmp(argv[i], "--hosts") == 0 || strcmp(argv[i], "--env") == 0)
 			i++;
 		else if (strcmp(argv[i], "--"))
-			quote(cmd, cap, argv[i]);
-	quote(cmd, cap, "--");
+			hpsi_cmdline_word(cmd, argv[i]);
+	hpsi_cmdline_word(cmd, "--");
 	for (int i = prog; i < argc; i++)
-		quote(cmd, cap, argv[i]);
+		hpsi_cmdline_word(cmd, argv[i]);
 }
 
 /* Settings are checked here, before the scheduler or any host starts. */
@@ -177,6 +192,39 @@ static int check_settings(char **argv, int prog)
 	struct hpsi_config cfg;
 	return hpsi_launch_check_settings(&cfg, self_serve, 0);
 }
+
+/* --env NAME (or NAME=VALUE, set by parse_args already) in the launch
+ * options: the names to pass besides the documented set. */
+static int env_names(int prog, char **argv, char **names, int cap)
+{
+	int n = 0;
+	for (int i = 1; i + 1 < prog; i++)
+		if (strcmp(argv[i], "--hosts") == 0)
+			i++;
+		else if (strcmp(argv[i], "--env") == 0 && n < cap)
+			names[n++] = argv[++i];
+	return n;
+}
+
+/* The scheduler ranks hosts in the order of its --order list: the file's. */
+static char *host_order(const struct host_line *h, int n)
+{
+	char *o = malloc((size_t)n * HPSI_NAME_MAX + 1);
+	if (!o)
+		return NULL;
+	size_t w = 0;
+	for (int i = 0; i < n; i++) {
+		size_t l = strlen(h[i].name); /* < HPSI_NAME_MAX (read_hosts) */
+		if (i)
+			o[w++] = ',';
+		memcpy(o + w, h[i].name, l);
+		w += l;
+	}
+	o[w] = 0;
+	return o;
+}
+
+#define GRACE_NS 5000000000ll /* from "stop" to SIGTERM, and SIGTERM to SIGKILL */
 
 int hpsi_launch_hosts(const char *file, int argc, char **argv, int prog)
 {
@@ -208,57 +256,88 @@ int hpsi_launch_hosts(const char *file, int argc, char **argv, int prog)
 		setenv("HPS_ROOT_PORT", "9091", 1);
 	if (check_settings(argv, prog))
 		return 2;
-	char self[4096];
+	char self[4096], dir[4096];
 	ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
 	self[sl > 0 ? sl : 0] = 0;
+	if (hpsi_launch_dir(dir, sizeof dir) != 0) {
+		fprintf(stderr, "hps launch: cannot tell the launch directory: %s\n", strerror(errno));
+		return 2;
+	}
+	char *extra[64];
+	int nextra = env_names(prog, argv, extra, 64);
+	const char *rsh = getenv("HPS_RSH");
+	if (!rsh || !*rsh)
+		rsh = "ssh -o BatchMode=yes {host}";
+	static char **rargv[MAX_HOSTS];
+	int built = 0;
+	for (; built < n; built++) {
+		struct hpsi_cmdline cmd = {0};
+		remote_command(&cmd, self, dir, &hosts[built], argc, argv, prog, extra, nextra);
+		rargv[built] = cmd.failed ? NULL : hpsi_rsh_argv(rsh, hosts[built].name, hosts[built].addr, cmd.p);
+		hpsi_cmdline_free(&cmd);
+		if (!rargv[built])
+			break;
+	}
+	char *order = host_order(hosts, n);
+	if (built < n || !order) {
+		for (int i = 0; i < built; i++)
+			hpsi_rsh_free(rargv[i]);
+		free(order);
+		return 2;
+	}
 	struct sigaction sa = {.sa_handler = on_signal};
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	for (int i = 0; i <= n; i++)
+		procs[i].in = -1, procs[i].out.fd = -1;
 	struct proc *sched = &procs[n];
 	snprintf(sched->out.tag, sizeof sched->out.tag, "[scheduler] ");
-	char *sargv[] = {self, "scheduler", NULL};
-	if (spawn(sched, sargv) != 0) {
+	char *sargv[] = {self, "scheduler", "--order", order, NULL};
+	if (spawn(sched, sargv, 0) != 0) {
 		fprintf(stderr, "hps launch: cannot start the scheduler: %s\n", strerror(errno));
+		for (int i = 0; i < n; i++)
+			hpsi_rsh_free(rargv[i]);
+		free(order);
 		return 1;
 	}
-	const char *rsh = getenv("HPS_RSH");
-	if (!rsh || !*rsh)
-		rsh = "ssh -o BatchMode=yes {host}";
-	for (int i = 0; i < n; i++) {
-		static char cmd[65536];
-		remote_command(cmd, sizeof cmd, self, &hosts[i], argc, argv, prog);
-		char words[1024], *args[64];
-		int k = 0;
-		snprintf(words, sizeof words, "%s", rsh);
-		for (char *t = strtok(words, " "); t && k < 62; t = strtok(NULL, " "))
-			args[k++] = strcmp(t, "{host}") == 0 ? hosts[i].name : t;
-		args[k++] = cmd;
-		args[k] = NULL;
-		snprintf(procs[i].out.tag, sizeof procs[i].out.tag, "[%s] ", hosts[i].name);
-		if (spawn(&procs[i], args) != 0) {
-			fprintf(stderr, "hps launch: cannot start host %s: %s\n", hosts[i].name, strerror(errno));
-			got_signal = SIGTERM;
+	fprintf(stderr, "hps: job %s on %d host%s (%s): %u server%s, %u worker%s\n", hpsi_setting("JOB_ID"), n,
+		n == 1 ? "" : "s", order, srv, srv == 1 ? "" : "s", wrk, wrk == 1 ? "" : "s");
+	int started = 0;
+	for (; started < n && !got_signal; started++) {
+		snprintf(procs[started].out.tag, sizeof procs[started].out.tag, "[%.*s] ", HPSI_NAME_MAX, hosts[started].name);
+		if (spawn(&procs[started], rargv[started], 1) != 0) {
+			fprintf(stderr, "hps launch: cannot start host %s (%s): %s\n", hosts[started].name, rargv[started][0],
+				strerror(errno));
+			got_signal = -1;
 			break;
 		}
 	}
+	for (int i = 0; i < n; i++)
+		hpsi_rsh_free(rargv[i]);
+	free(order);
 	int keep_going = 0;
 	for (int i = 1; i < prog; i++)
 		keep_going |= strcmp(argv[i], "--keep-going") == 0;
-	int code = 0, left = n, stopping = 0;
-	int64_t kill_at = INT64_MAX;
+	int code = got_signal < 0 ? 1 : 0, left = started, stopping = 0;
+	int64_t term_at = INT64_MAX, kill_at = INT64_MAX, drain_until = INT64_MAX;
 	for (;;) {
 		struct pollfd pf[MAX_HOSTS + 1];
 		int map[MAX_HOSTS + 1], np = 0, running = 0;
 		for (int i = 0; i <= n; i++) {
 			running += procs[i].running;
-			if (procs[i].out.fd >= 0 && procs[i].pid)
+			if (procs[i].out.fd >= 0)
 				pf[np] = (struct pollfd){.fd = procs[i].out.fd, .events = POLLIN}, map[np++] = i;
 		}
-		if (!running && np == 0)
+		/* what the exited processes left unread (a remote shell that kept
+		 * the output open would otherwise hold the launcher) */
+		if (!running && (np == 0 || hpsi_now_ns() > drain_until))
 			break;
+		if (!running && drain_until == INT64_MAX)
+			drain_until = hpsi_now_ns() + 2000000000ll;
 		if (poll(pf, (nfds_t)np, 50) > 0)
 			for (int k = 0; k < np; k++)
 				if (pf[k].revents)
@@ -270,6 +349,7 @@ int hpsi_launch_hosts(const char *file, int argc, char **argv, int prog)
 				if (procs[i].pid != pid || !procs[i].running)
 					continue;
 				procs[i].running = 0;
+				stop_host(&procs[i]); /* its input is no longer needed */
 				int ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
 				if (i < n)
 					left--;
@@ -281,27 +361,33 @@ int hpsi_launch_hosts(const char *file, int argc, char **argv, int prog)
 						got_signal = got_signal ? got_signal : -1;
 				}
 			}
+		int64_t now = hpsi_now_ns();
 		if (got_signal && !stopping) {
 			if (got_signal > 0) {
 				fprintf(stderr, "hps launch: got signal %d, stopping the job\n", (int)got_signal);
 				code = 128 + got_signal;
 			}
+			for (int i = 0; i < n; i++)
+				stop_host(&procs[i]);
+			stopping = 1;
+			term_at = now + GRACE_NS;
+		}
+		if (left == 0 && sched->running && term_at > now) { /* every host is done */
+			kill(-sched->pid, SIGTERM);
+			stopping = 1;
+			term_at = now, kill_at = now + GRACE_NS;
+		}
+		if (now > term_at && kill_at == INT64_MAX) { /* a host that did not stop when asked */
 			for (int i = 0; i <= n; i++)
 				if (procs[i].running)
 					kill(-procs[i].pid, SIGTERM);
-			stopping = 1;
-			kill_at = hpsi_now_ns() + 5000000000ll;
+			kill_at = now + GRACE_NS;
 		}
-		if (left == 0 && sched->running && !stopping) { /* every host is done */
-			kill(-sched->pid, SIGTERM);
-			stopping = 1;
-			kill_at = hpsi_now_ns() + 5000000000ll;
-		}
-		if (stopping && hpsi_now_ns() > kill_at) {
+		if (now > kill_at) {
 			for (int i = 0; i <= n; i++)
 				if (procs[i].running)
 					kill(-procs[i].pid, SIGKILL);
-			kill_at = INT64_MAX;
+			kill_at = INT64_MAX - 1;
 		}
 	}
 	return code;

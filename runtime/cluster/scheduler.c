@@ -1,8 +1,8 @@
 /* `hps scheduler`: the one process of a multi-host job that knows every
  * host. Bridges register (host name, where they listen, how many servers
  * and workers they run); once the job's HPS_NUM_SERVERS and
- * HPS_NUM_WORKERS are all accounted for, hosts are ordered by name and
- * given contiguous server and worker ranks, and every bridge gets the
+ * HPS_NUM_WORKERS are all accounted for, hosts are ordered (--order, else
+ * by name) and given contiguous server and worker ranks, and every bridge gets the
  * whole table. Afterwards it collects heartbeats (each carrying the states
  * of that host's nodes), broadcasts every node's state when one changes,
  * declares a host silent for HPS_DEAD_MS dead (its unfinished nodes DEAD),
@@ -126,9 +126,27 @@ static struct host *host_by_name(struct sched *s, const char *name)
 	return NULL;
 }
 
-static int by_name(const void *a, const void *b)
+/* --order NAME,NAME,...: hosts named there first, in that order (`hps
+ * launch --hosts` gives its file's), the others after them by name. */
+static const char *order;
+
+static size_t order_of(const char *name)
 {
-	return strcmp(((const struct host *)a)->reg.name, ((const struct host *)b)->reg.name);
+	size_t idx = 0, len = strlen(name);
+	for (const char *p = order; p && *p; idx++) {
+		size_t n = strcspn(p, ",");
+		if (n == len && strncmp(p, name, n) == 0)
+			return idx;
+		p += n + (p[n] == ',');
+	}
+	return (size_t)-1;
+}
+
+static int by_order(const void *a, const void *b)
+{
+	const char *x = ((const struct host *)a)->reg.name, *y = ((const struct host *)b)->reg.name;
+	size_t i = order_of(x), j = order_of(y);
+	return i != j ? (i < j ? -1 : 1) : strcmp(x, y);
 }
 
 /* Why registration m from peer id cannot join the job, or "" when it can.
@@ -238,7 +256,7 @@ static int collect_hosts(struct sched *s)
 
 static void send_assignments(struct sched *s)
 {
-	qsort(s->hosts, s->nhosts, sizeof *s->hosts, by_name);
+	qsort(s->hosts, s->nhosts, sizeof *s->hosts, by_order);
 	struct hpsi_sched_assign *a = &s->assign;
 	memset(a, 0, sizeof *a);
 	a->nhosts = s->nhosts, a->nservers = s->nservers, a->nworkers = s->nworkers;
@@ -391,11 +409,17 @@ int hpsi_cmd_scheduler(int argc, char **argv)
 {
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-			printf("usage: hps scheduler\n\n"
+			printf("usage: hps scheduler [--order NAME,NAME,...]\n\n"
 			       "Runs the scheduler of a multi-host job at HPS_ROOT_URI:HPS_ROOT_PORT\n"
 			       "(DMLC_PS_ROOT_URI, DMLC_PS_ROOT_PORT) for HPS_NUM_SERVERS servers and\n"
-			       "HPS_NUM_WORKERS workers. `hps launch --hosts` starts it.\n");
+			       "HPS_NUM_WORKERS workers. `hps launch --hosts` starts it.\n"
+			       "Hosts get contiguous ranks in the order of --order (host names, HPS_HOST),\n"
+			       "hosts not named there after them by name; without it, by name.\n");
 			return 0;
+		}
+		if (strcmp(argv[i], "--order") == 0 && i + 1 < argc) {
+			order = argv[++i];
+			continue;
 		}
 		fprintf(stderr, "hps scheduler: unexpected '%s'\n", argv[i]);
 		return 2;
