@@ -496,9 +496,12 @@ static int64_t submit(hps_worker *w, struct call *c)
 		free(c->idx);
 		return rc;
 	}
+	/* relaxed: only submitters store ts, under submit_lock; the old
+	 * request's failure is kept before the release of the new ts below,
+	 * which hps_wait acquires before it looks among the kept ones */
 	int64_t old_ts = atomic_load_explicit(&s->ts, memory_order_relaxed);
 	if (old_ts >= 0 && s->status)
-		hpsi_failed_keep(w, old_ts, s->status); /* before ts changes: hps_wait looks there then */
+		hpsi_failed_keep(w, old_ts, s->status);
 	s->status = 0;
 	s->type = c->type;
 	s->width = c->width;
