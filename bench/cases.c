@@ -147,8 +147,8 @@ int worker_main(hps_ctx *ctx, hps_worker *w)
 			r->valid = 1;
 		}
 		for (int i = 0; i < 32; i++)
-			c->dense ? hps_free(w, b.pull[i]) : free(b.pull[i]);
-		c->dense ? hps_free(w, b.push) : free(b.push);
+			c->dense ? (void)hps_free(w, b.pull[i]) : free(b.pull[i]);
+		c->dense ? (void)hps_free(w, b.push) : free(b.push);
 		free(b.keys);
 	}
 	free(samples);

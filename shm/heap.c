@@ -32,6 +32,7 @@ struct hpsi_heap {
 	_Atomic uint32_t reserve_failed;
 	_Atomic int no_populate;   /* the kernel cannot reserve (before 5.14) */
 	_Atomic int64_t logged_at; /* last "file system full" message */
+	_Atomic uint64_t *user; /* live hps_alloc buffers, a bit per USER_UNIT (hpsi_heap_alloc_user) */
 };
 
 /* Takes the pages of [p, p+size) from the file system behind the mapping
@@ -52,6 +53,8 @@ static int reserve(struct hpsi_heap *h, void *p, size_t size)
 	atomic_fetch_add_explicit(&h->reserve_failed, 1, memory_order_relaxed);
 	return -1;
 }
+
+#define USER_UNIT 64 /* the alignment of every buffer */
 
 /* Carves a fresh extent from the slice. Called by jemalloc with arena locks
  * held, possibly from several threads: the cursor moves by CAS, after the
@@ -137,12 +140,19 @@ int hpsi_heap_create(void *base, size_t bytes, struct hpsi_heap **out)
 	h->hooks.merge = shm_extent_merge;
 	h->base = base;
 	h->bytes = bytes;
+	/* calloc: only the pages of the map where buffers start get touched */
+	h->user = calloc(bytes / USER_UNIT / 64 + 1, sizeof *h->user);
+	if (!h->user) {
+		free(h);
+		return HPS_ENOMEM;
+	}
 	hpsi_numa_bind(base, bytes, hpsi_numa_node());
 
 	extent_hooks_t *hooks = &h->hooks;
 	size_t sz = sizeof h->arena;
 	if (mallctl("arenas.create", &h->arena, &sz, &hooks, sizeof hooks) != 0) {
 		hpsi_error("jemalloc could not create the shared-heap arena");
+		free(h->user);
 		free(h);
 		return HPS_ENOMEM;
 	}
@@ -164,6 +174,7 @@ void hpsi_heap_destroy(struct hpsi_heap *h)
 	char name[64];
 	snprintf(name, sizeof name, "arena.%u.destroy", h->arena);
 	mallctl(name, NULL, NULL, NULL, 0);
+	free(h->user);
 	free(h);
 }
 
@@ -201,6 +212,39 @@ void hpsi_heap_free(struct hpsi_heap *h, void *p)
 	(void)h;
 	if (p)
 		dallocx(p, MALLOCX_TCACHE_NONE);
+}
+
+/* Buffers handed to the application are marked in h->user, so that
+ * hps_free can refuse a pointer it never handed out, or one freed already,
+ * instead of passing it to jemalloc, whose arena it would corrupt (the
+ * crash would come at a later allocation). A buffer freed and handed out
+ * again by a later hps_alloc is live again: freeing it through an old
+ * pointer frees the new buffer, as free() would. */
+void *hpsi_heap_alloc_user(struct hpsi_heap *h, size_t bytes)
+{
+	unsigned char *p = hpsi_heap_alloc(h, bytes);
+	if (p) {
+		size_t unit = (size_t)(p - h->base) / USER_UNIT;
+		/* release: pairs with the acq_rel clear in hpsi_heap_free_user,
+		 * which may run in another thread */
+		atomic_fetch_or_explicit(&h->user[unit / 64], 1ull << (unit % 64), memory_order_release);
+	}
+	return p;
+}
+
+int hpsi_heap_free_user(struct hpsi_heap *h, void *p)
+{
+	uintptr_t off = (uintptr_t)p - (uintptr_t)h->base;
+	if (!hpsi_heap_owns(h, p, 1) || off % USER_UNIT)
+		return HPS_EINVAL;
+	size_t unit = off / USER_UNIT;
+	uint64_t bit = 1ull << (unit % 64);
+	/* acq_rel: pairs with the release of hpsi_heap_alloc_user; of two
+	 * threads freeing the same buffer only one sees the bit */
+	if (!(atomic_fetch_and_explicit(&h->user[unit / 64], ~bit, memory_order_acq_rel) & bit))
+		return HPS_EINVAL;
+	hpsi_heap_free(h, p);
+	return 0;
 }
 
 int hpsi_heap_owns(const struct hpsi_heap *h, const void *p, size_t bytes)

@@ -25,6 +25,11 @@ void *hpsi_heap_alloc(struct hpsi_heap *h, size_t bytes);
  * naming HPS_SHM_DIR and HPS_HEAP_MB). */
 void *hpsi_heap_alloc_why(struct hpsi_heap *h, size_t bytes, int *why);
 void hpsi_heap_free(struct hpsi_heap *h, void *p);
+/* Buffers for the application (hps_alloc, hps_free): the heap remembers
+ * which are live, so freeing any other pointer, or one twice, returns
+ * HPS_EINVAL and leaves the arena intact. */
+void *hpsi_heap_alloc_user(struct hpsi_heap *h, size_t bytes);
+int hpsi_heap_free_user(struct hpsi_heap *h, void *p);
 /* 1 if [p, p+bytes) lies in this heap's slice. */
 int hpsi_heap_owns(const struct hpsi_heap *h, const void *p, size_t bytes);
 /* Bytes carved from the slice so far (jemalloc keeps and reuses them). */

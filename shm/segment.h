@@ -102,6 +102,9 @@ struct hpsi_seg_hdr {
 	_Atomic int32_t ckpt_status;
 	_Atomic uint32_t ckpt_clock; /* LOAD: smallest saved clock, reported back */
 	char ckpt_dir[512];
+	/* Why it failed: written by the server whose error won ckpt_status,
+	 * before its release on ckpt_done; the requester reads it after. */
+	char ckpt_why[256];
 };
 
 enum { HPSI_CKPT_SAVE = 1, HPSI_CKPT_LOAD = 2 };

@@ -99,18 +99,24 @@ static void test_checkpoint_resume_with_other_server_count(void)
 	unsetenv("HPS_INIT");
 }
 
-/* Loads a bad checkpoint into a job holding known values: refused, and the
- * values are still there. */
+/* Loads a bad checkpoint into a job holding known values: refused with
+ * its code (HPS_EPROTO: damaged; HPS_ECONFIG: another updater or type),
+ * and the values are still there. */
+struct refusal {
+	const char *dir;
+	int code;
+};
+
 static int refuse_worker(hps_ctx *ctx, hps_worker *w, void *arg)
 {
-	const char *bad = arg;
+	const struct refusal *r = arg;
 	uint64_t k = 42;
 	float v = 3, before = 0, after = 1;
 	if (hps_wait(w, hps_push(w, &k, 1, &v, NULL)) || hps_wait(w, hps_pull(w, &k, 1, &before, NULL)))
 		return 1;
-	int rc = hps_load(ctx, bad);
-	if (rc != HPS_EPROTO) {
-		fprintf(stderr, "loading %s gave %d\n", bad, rc);
+	int rc = hps_load(ctx, r->dir);
+	if (rc != r->code) {
+		fprintf(stderr, "loading %s gave %d\n", r->dir, rc);
 		return 2;
 	}
 	if (hps_wait(w, hps_pull(w, &k, 1, &after, NULL)) || after != before)
@@ -121,14 +127,15 @@ static int refuse_worker(hps_ctx *ctx, hps_worker *w, void *arg)
 static int load_only_worker(hps_ctx *ctx, hps_worker *w, void *arg)
 {
 	(void)w;
-	return hps_load(ctx, arg) == HPS_EPROTO ? 0 : 1;
+	return hps_load(ctx, arg) == HPS_ECONFIG ? 0 : 1;
 }
 
-static void expect_refused(const char *bad)
+static void expect_refused(const char *bad, int code)
 {
 	struct job j;
+	struct refusal r = {bad, code};
 	CU_ASSERT_EQUAL_FATAL(job_start(&j, 2, 1, NULL), 0);
-	CU_ASSERT_EQUAL(wait_exit(job_fork_worker(&j, 0, 1, refuse_worker, (void *)bad), 30000), 0);
+	CU_ASSERT_EQUAL(wait_exit(job_fork_worker(&j, 0, 1, refuse_worker, &r), 30000), 0);
 	CU_ASSERT_EQUAL(job_stop(&j), 0);
 }
 
@@ -172,24 +179,27 @@ static void test_checkpoint_damage_refused(void)
 	fseek(f, -2, SEEK_END);
 	fputc(c ^ 0x10, f);
 	fclose(f);
-	expect_refused(bad);
+	expect_refused(bad, HPS_EPROTO);
 	/* a truncated file */
 	copy_dir(good, bad);
 	CU_ASSERT_EQUAL(truncate(path, 70), 0);
-	expect_refused(bad);
+	expect_refused(bad, HPS_EPROTO);
 	/* a file missing */
 	copy_dir(good, bad);
 	unlink(path);
-	expect_refused(bad);
+	expect_refused(bad, HPS_EPROTO);
 	/* unfinished: no MANIFEST (what a crash during a save leaves) */
 	copy_dir(good, bad);
 	snprintf(path, sizeof path, "%s/MANIFEST", bad);
 	unlink(path);
-	expect_refused(bad);
+	expect_refused(bad, HPS_EPROTO);
 	/* written with another updater */
 	setenv("HPS_UPDATER", "adagrad", 1);
-	expect_refused(good);
+	expect_refused(good, HPS_ECONFIG);
 	unsetenv("HPS_UPDATER");
+	/* a directory that is not there */
+	snprintf(path, sizeof path, "%s-missing", dir);
+	expect_refused(path, HPS_EINVAL);
 	/* written from f32 key ranges, loaded into f64 ones */
 	setenv("HPS_DTYPE", "f64", 1);
 	struct job j;
@@ -265,6 +275,58 @@ static void test_checkpoint_command_on_running_job(void)
 	CU_ASSERT_EQUAL(system(cmd), 0);
 }
 
+/* Runs `hps checkpoint --load` on job j and returns its exit status; its
+ * stderr is read into out. */
+static int load_command(const struct job *j, const char *from, char *out, size_t cap)
+{
+	char cmd[900], log[300];
+	snprintf(log, sizeof log, "%s-cli.log", dir);
+	snprintf(cmd, sizeof cmd, "%s checkpoint --load --job %s --host testhost '%s' 2> '%s'", hps_bin(), j->job,
+		 from, log);
+	int rc = system(cmd);
+	out[0] = 0;
+	FILE *f = fopen(log, "r");
+	if (f) {
+		out[fread(out, 1, cap - 1, f)] = 0;
+		fclose(f);
+	}
+	unlink(log);
+	return rc;
+}
+
+/* `hps checkpoint --load` says why it refused, also when the reason was
+ * found by a server: a missing directory, another updater. */
+static void test_checkpoint_command_says_why(void)
+{
+	char good[300], missing[300], out[2048];
+	snprintf(good, sizeof good, "%s-why", dir);
+	snprintf(missing, sizeof missing, "%s-none", dir);
+	save_small(good); /* the default updater: sum */
+	setenv("HPS_UPDATER", "adagrad", 1);
+	struct job j;
+	CU_ASSERT_EQUAL_FATAL(job_start(&j, 2, 1, NULL), 0);
+	unsetenv("HPS_UPDATER");
+	job_env(&j, "worker", 0); /* a live worker keeps the servers up */
+	hps_ctx *ctx;
+	CU_ASSERT_EQUAL_FATAL(hps_init(&ctx, NULL, NULL), 0);
+	CU_ASSERT_NOT_EQUAL(load_command(&j, missing, out, sizeof out), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "No such file or directory"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, missing));
+	CU_ASSERT_PTR_NULL(strstr(out, "malformed"));
+	CU_ASSERT_NOT_EQUAL(load_command(&j, good, out, sizeof out), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps checkpoint: load failed"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "HPS_UPDATER=sum"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "adagrad"));
+	CU_ASSERT_PTR_NULL(strstr(out, "malformed"));
+	if (!strstr(out, "HPS_UPDATER=sum"))
+		fprintf(stderr, "hps checkpoint said: %s\n", out);
+	hps_finalize(ctx);
+	CU_ASSERT_EQUAL(job_stop(&j), 0);
+	char cmd[400];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", good);
+	CU_ASSERT_EQUAL(system(cmd), 0);
+}
+
 /* One checkpoint at a time: a live holder of the lock refuses a second
  * one; the lock of a holder that died is taken over. */
 static void test_checkpoint_one_at_a_time(void)
@@ -328,6 +390,7 @@ int main(void)
 	static const struct test_case cases[] = {
 		{"test_checkpoint_resume_with_other_server_count", test_checkpoint_resume_with_other_server_count},
 		{"test_checkpoint_damage_refused", test_checkpoint_damage_refused},
+		{"test_checkpoint_command_says_why", test_checkpoint_command_says_why},
 		{"test_checkpoint_failed_save_keeps_old", test_checkpoint_failed_save_keeps_old},
 		{"test_checkpoint_command_on_running_job", test_checkpoint_command_on_running_job},
 		{"test_checkpoint_user_handler_refuses", test_checkpoint_user_handler_refuses},

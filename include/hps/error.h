@@ -16,7 +16,7 @@ enum {
 	HPS_ENOKEY = -3,    /* a key lies outside every server's key range */
 	HPS_ETOOBIG = -4,   /* request larger than the segment allows (HPS_HEAP_MB) */
 	HPS_ENOMEM = -5,    /* out of process memory */
-	HPS_EEXIST = -6,    /* a job with this id already runs on this host */
+	HPS_EEXIST = -6,    /* already exists or runs (the job, this rank, the worker, a checkpoint) */
 	HPS_ENOSPC = -7,    /* HPS_SHM_DIR (/dev/shm) lacks room for the segment or heap */
 	HPS_ENOJOB = -8,    /* no segment for this job (not started by hps launch?) */
 	HPS_EPEERDEAD = -9, /* a peer process died before answering */
@@ -27,6 +27,7 @@ enum {
 	HPS_ESYS = -14,     /* a system call failed (see errno / the log) */
 	HPS_EHANDLER = -15, /* the server's handler rejected the request */
 	HPS_EVALLEN = -16,  /* value length differs from the one stored for a key */
+	HPS_EUNTRACKED = -17, /* hps_wait: the request's status is no longer kept */
 };
 
 /* Names an error code; never returns NULL. */

@@ -16,6 +16,17 @@
  * f32 (or f64, see hps_opts.dtype): `width` values per key (fixed width),
  * or per-key lengths (`lens`, as in ps-lite). All functions return 0 / a non-negative value or a
  * negative HPS_E* code (see hps/error.h).
+ *
+ * Released handles: a call through a ctx after hps_finalize or a worker
+ * after hps_worker_close (closing or finalizing twice included) returns
+ * HPS_ECLOSED, and NULL gives HPS_EINVAL. The library keeps the last few
+ * released handles as small tombstones to tell this (runtime/client/
+ * handle.h); a handle released long before (more than 8 releases ago),
+ * a pointer hps never returned, or releasing a handle while another
+ * thread still uses it is undefined, as any use of freed memory in C.
+ * A process that ends with exit status 0 without hps_finalize counts as
+ * closed (an on_exit handler marks it), not as died; a non-zero status or
+ * a signal counts as died.
  */
 #ifndef HPS_HPS_H
 #define HPS_HPS_H
@@ -44,6 +55,7 @@ HPS_API int hps_init(hps_ctx **ctx, int *argc, char **argv);
 /* Leaves the job; close the worker first. */
 HPS_API int hps_finalize(hps_ctx *ctx);
 
+/* Getters return a negative HPS_E* for a NULL or finalized ctx. */
 HPS_API int hps_role(const hps_ctx *ctx);
 HPS_API int hps_rank(const hps_ctx *ctx);
 HPS_API int hps_num_workers(const hps_ctx *ctx);
@@ -64,7 +76,9 @@ HPS_API int hps_num_servers(const hps_ctx *ctx);
 HPS_API int hps_barrier(hps_ctx *ctx);
 
 /* A worker sends requests; `width` is the floats per key of requests that
- * pass no lens. One worker per process; thread-safe. */
+ * pass no lens. One worker per process; thread-safe. A second open while
+ * one is open fails with HPS_EEXIST, an open after the worker closed with
+ * HPS_ECLOSED (the servers no longer serve this process). */
 HPS_API int hps_worker_open(hps_ctx *ctx, uint32_t width, hps_worker **w);
 /* Waits for outstanding requests, then tells the servers this worker is
  * done. A server exits once every worker has closed or died. */
@@ -114,8 +128,10 @@ HPS_API int64_t hps_pushpull(hps_worker *w, const uint64_t *keys, size_t nkeys,
 /* Waits for request ts to complete and returns its status. Passing a
  * negative ts returns it, so hps_wait(w, hps_push(...)) reports both kinds
  * of error. A dead server fails the wait with HPS_EPEERDEAD, no answer
- * within HPS_TIMEOUT_MS with HPS_ETIMEDOUT. Statuses of the last
- * HPS_MAX_INFLIGHT requests are kept; an older one reads as 0. */
+ * within HPS_TIMEOUT_MS with HPS_ETIMEDOUT. A failure is never reported
+ * as success: statuses of the last 512 requests are kept, and of older
+ * ones their failures, up to 4096 of them; past that the oldest failures
+ * are forgotten and waits on requests up to them return HPS_EUNTRACKED. */
 HPS_API int hps_wait(hps_worker *w, int64_t ts);
 
 /* Ends this worker's iteration: its clock (0 at open) advances by one and
@@ -134,8 +150,10 @@ HPS_API int hps_clock(hps_worker *w);
  * hps_load replaces every server's table with the checkpoint in dir, which
  * may come from a job with another number of servers (the updater must be
  * the same). Returns the smallest worker clock saved (to resume from), or a
- * negative error: a damaged or unfinished checkpoint is refused
- * (HPS_EPROTO) and leaves the tables as they were. Servers running a user
+ * negative error, and leaves the tables as they were: a damaged or
+ * unfinished checkpoint is refused with HPS_EPROTO, one written with
+ * another updater or value type with HPS_ECONFIG, a missing directory with
+ * HPS_EINVAL; the caller's log names the reason. Servers running a user
  * handler refuse both (HPS_EINVAL). */
 HPS_API int hps_save(hps_ctx *ctx, const char *dir);
 HPS_API int hps_load(hps_ctx *ctx, const char *dir);
@@ -167,9 +185,12 @@ HPS_API int hps_direct_map(hps_ctx *ctx, uint64_t key, hps_direct *out);
  * read or written by the server in place when one server owns every key
  * of the request (always with one server or for a single key). NULL when
  * the worker's heap (HPS_HEAP_MB) is used up or HPS_SHM_DIR is full; the
- * pages are reserved when handed out, so writing them never raises SIGBUS. */
+ * pages are reserved when handed out, so writing them never raises SIGBUS.
+ * hps_free returns 0 (also for NULL), or HPS_EINVAL for a pointer that is
+ * not a live buffer of this worker's hps_alloc (freed already, from
+ * elsewhere, or inside a buffer); the shared heap stays intact. */
 HPS_API void *hps_alloc(hps_worker *w, size_t bytes);
-HPS_API void hps_free(hps_worker *w, void *p);
+HPS_API int hps_free(hps_worker *w, void *p);
 
 #ifdef __cplusplus
 }

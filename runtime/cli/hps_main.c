@@ -77,11 +77,13 @@ static int cmd_checkpoint(int argc, char **argv)
 	struct hpsi_seg seg;
 	if (hpsi_pick_job("hps checkpoint") || hpsi_config_load(&cfg, 0) || hpsi_seg_attach(cfg.job, cfg.host, &seg))
 		return 1;
+	char why[HPSI_CKPT_WHY];
 	int rc = hpsi_checkpoint_run(&seg, load ? HPSI_CKPT_LOAD : HPSI_CKPT_SAVE, dir,
-				     seg.hdr->timeout_ms * 1000000);
+				     seg.hdr->timeout_ms * 1000000, why);
 	hpsi_seg_detach(&seg);
 	if (rc < 0) {
-		fprintf(stderr, "hps checkpoint: %s\n", hps_strerror(rc));
+		/* the reason, also when a server found it (its log has it too) */
+		fprintf(stderr, "hps checkpoint: %s failed: %s\n", load ? "load" : "save", why[0] ? why : hps_strerror(rc));
 		return 1;
 	}
 	printf(load ? "loaded %s (saved at clock %d)\n" : "saved %s\n", dir, rc);

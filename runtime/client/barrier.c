@@ -86,7 +86,10 @@ static const char *why(int rc)
 
 int hps_barrier(hps_ctx *c)
 {
-	if (!c || c->cfg.role != HPS_ROLE_WORKER)
+	int rc0 = hpsi_ctx_check(c);
+	if (rc0)
+		return rc0;
+	if (c->cfg.role != HPS_ROLE_WORKER)
 		return HPS_EINVAL;
 	struct hpsi_seg *s = &c->seg;
 	struct hpsi_node *me = hpsi_seg_node(s, c->node);

@@ -1,10 +1,12 @@
 #include "runtime/client/ctx.h"
 
+#include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "runtime/client/handle.h"
 #include "runtime/common/log.h"
 #include "shm/liveness.h"
 #include "shm/node.h"
@@ -29,6 +31,54 @@ static int counts_match(const struct hps_ctx *c)
 		return 0;
 	}
 	return 1;
+}
+
+/* A process that ends with exit status 0 (returning from main, exit(0))
+ * without hps_finalize has finished, not failed: its nodes are marked
+ * CLOSED before the process goes, so servers and other workers treat it
+ * as a clean end and nobody reports it as died. A non-zero status, a
+ * signal or _exit leaves the node ALIVE, and whoever checks finds the
+ * process gone and marks it DEAD. on_exit (glibc) rather than atexit or a
+ * destructor, because only it passes the exit status; the launcher knows
+ * the status too, but only under `hps launch` and only after the others
+ * may already have judged the node. */
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct hps_ctx *live_ctxs;
+static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
+
+static void mark_closed(struct hps_ctx *c)
+{
+	struct hpsi_node *n = hpsi_seg_node(&c->seg, c->node);
+	uint32_t st = HPSI_NODE_ALIVE;
+	/* acq_rel: pairs with the acquire loads of the state by node checks
+	 * (shm/node.c), so what this node published before is seen first */
+	atomic_compare_exchange_strong_explicit(&n->state, &st, HPSI_NODE_CLOSED, memory_order_acq_rel,
+						memory_order_acquire);
+	hpsi_wake_all(&c->seg);
+}
+
+static void close_at_exit(int status, void *arg)
+{
+	(void)arg;
+	/* trylock: a thread stopped inside hps_init or hps_finalize holds the
+	 * lock; waiting for it at exit would never end */
+	if (status != 0 || pthread_mutex_trylock(&live_lock) != 0)
+		return;
+	for (struct hps_ctx *c = live_ctxs; c; c = c->next_live)
+		if (c->pid == getpid())
+			mark_closed(c);
+	pthread_mutex_unlock(&live_lock);
+}
+
+static void register_exit(void)
+{
+	if (on_exit(close_at_exit, NULL) != 0)
+		hpsi_warn("cannot register the exit handler: a process that ends without hps_finalize is reported as died");
+}
+
+int hpsi_ctx_check(const struct hps_ctx *c)
+{
+	return hpsi_handle_check(c ? &c->magic : NULL, HPSI_MAGIC_CTX);
 }
 
 int hps_init(hps_ctx **out, int *argc, char **argv)
@@ -89,27 +139,57 @@ int hps_init(hps_ctx **out, int *argc, char **argv)
 	atomic_store_explicit(&n->birth, hpsi_proc_birth(getpid()), memory_order_relaxed);
 	atomic_store_explicit(&n->state, HPSI_NODE_ALIVE, memory_order_release);
 	hpsi_wake_all(&c->seg);
+	atomic_init(&c->magic, HPSI_MAGIC_CTX);
+	c->pid = getpid();
+	pthread_once(&exit_once, register_exit);
+	pthread_mutex_lock(&live_lock);
+	c->next_live = live_ctxs;
+	live_ctxs = c;
+	pthread_mutex_unlock(&live_lock);
 	*out = c;
 	return 0;
 }
 
 int hps_finalize(hps_ctx *c)
 {
-	if (!c)
-		return HPS_EINVAL;
+	int rc = hpsi_ctx_check(c);
+	if (rc)
+		return rc;
 	if (c->worker)
 		hps_worker_close(c->worker);
-	struct hpsi_node *n = hpsi_seg_node(&c->seg, c->node);
-	uint32_t st = HPSI_NODE_ALIVE;
-	atomic_compare_exchange_strong_explicit(&n->state, &st, HPSI_NODE_CLOSED, memory_order_acq_rel,
-						memory_order_acquire);
-	hpsi_wake_all(&c->seg);
+	pthread_mutex_lock(&live_lock);
+	for (struct hps_ctx **p = &live_ctxs; *p; p = &(*p)->next_live)
+		if (*p == c) {
+			*p = c->next_live;
+			break;
+		}
+	pthread_mutex_unlock(&live_lock);
+	mark_closed(c);
 	hpsi_seg_detach(&c->seg);
-	free(c);
+	hpsi_handle_retire(c, &c->magic);
 	return 0;
 }
 
-int hps_role(const hps_ctx *c) { return c->cfg.role; }
-int hps_rank(const hps_ctx *c) { return c->cfg.rank; }
-int hps_num_workers(const hps_ctx *c) { return (int)c->seg.hdr->nworkers; }
-int hps_num_servers(const hps_ctx *c) { return (int)c->seg.hdr->nservers; }
+int hps_role(const hps_ctx *c)
+{
+	int rc = hpsi_ctx_check(c);
+	return rc ? rc : c->cfg.role;
+}
+
+int hps_rank(const hps_ctx *c)
+{
+	int rc = hpsi_ctx_check(c);
+	return rc ? rc : c->cfg.rank;
+}
+
+int hps_num_workers(const hps_ctx *c)
+{
+	int rc = hpsi_ctx_check(c);
+	return rc ? rc : (int)c->seg.hdr->nworkers;
+}
+
+int hps_num_servers(const hps_ctx *c)
+{
+	int rc = hpsi_ctx_check(c);
+	return rc ? rc : (int)c->seg.hdr->nservers;
+}

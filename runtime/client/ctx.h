@@ -2,12 +2,16 @@
 #ifndef HPSI_CTX_H
 #define HPSI_CTX_H
 
+#include <stdatomic.h>
+#include <sys/types.h>
+
 #include "hps/hps.h"
 #include "runtime/common/config.h"
 #include "shm/node.h"
 #include "shm/segment.h"
 
 struct hps_ctx {
+	_Atomic uint32_t magic; /* HPSI_MAGIC_CTX; a tombstone once finalized */
 	struct hpsi_config cfg;
 	struct hpsi_seg seg;
 	uint32_t node;     /* this process's node id in the segment */
@@ -15,6 +19,11 @@ struct hps_ctx {
 	int64_t spin_ns;
 	int spin_yield; /* the job has more processes than this host has CPUs */
 	struct hps_worker *worker;
+	pid_t pid;                 /* the process that joined (fork copies ctx) */
+	struct hps_ctx *next_live; /* contexts the exit handler closes, under its lock */
 };
+
+/* 0 if c is a live context, else HPS_EINVAL / HPS_ECLOSED (handle.h). */
+int hpsi_ctx_check(const struct hps_ctx *c);
 
 #endif

@@ -11,8 +11,9 @@
 
 int hps_direct_map(hps_ctx *ctx, uint64_t key, hps_direct *out)
 {
-	if (!ctx || !out)
-		return HPS_EINVAL;
+	int rc = hpsi_ctx_check(ctx);
+	if (rc || !out)
+		return rc ? rc : HPS_EINVAL;
 	struct hpsi_seg *seg = &ctx->seg;
 	uint32_t srv = hpsi_route_key(seg, key);
 	if (srv == HPSI_NO_SERVER)

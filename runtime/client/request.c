@@ -10,6 +10,7 @@
 #include "runtime/common/log.h"
 #include "shm/wake.h"
 #include "net/route.h"
+#include "runtime/client/handle.h"
 #include "runtime/client/worker.h"
 
 /* What the caller asked for, checked. */
@@ -32,10 +33,20 @@ struct call {
 
 int hps_worker_open(hps_ctx *ctx, uint32_t width, hps_worker **out)
 {
-	if (!ctx || !out || width == 0 || ctx->cfg.role != HPS_ROLE_WORKER)
+	int rc = hpsi_ctx_check(ctx);
+	if (rc)
+		return rc;
+	if (!out || width == 0 || ctx->cfg.role != HPS_ROLE_WORKER)
 		return HPS_EINVAL;
-	if (ctx->worker)
+	if (ctx->worker) {
+		hpsi_error("this process already has an open worker (one per process: use it from every thread)");
 		return HPS_EEXIST;
+	}
+	/* Acquire: pairs with the release of a close (mark_closed, hps_worker_close). */
+	if (atomic_load_explicit(&hpsi_seg_node(&ctx->seg, ctx->node)->state, memory_order_acquire) != HPSI_NODE_ALIVE) {
+		hpsi_error("this process's worker has closed: the servers no longer serve it, a new one cannot open");
+		return HPS_ECLOSED;
+	}
 	struct hps_worker *w = calloc(1, sizeof *w);
 	if (!w)
 		return HPS_ENOMEM;
@@ -52,7 +63,7 @@ int hps_worker_open(hps_ctx *ctx, uint32_t width, hps_worker **out)
 	w->req = calloc(w->nservers, sizeof *w->req);
 	w->resp = calloc(w->nservers, sizeof *w->resp);
 	w->slots = calloc(HPSI_MAX_INFLIGHT, sizeof *w->slots);
-	int rc = w->req && w->resp && w->slots ? 0 : HPS_ENOMEM;
+	rc = w->req && w->resp && w->slots ? 0 : HPS_ENOMEM;
 	for (uint32_t i = 0; !rc && i < HPSI_MAX_INFLIGHT; i++) {
 		atomic_init(&w->slots[i].ts, -1);
 		if (!(w->slots[i].parts = calloc(w->nservers, sizeof(struct hpsi_part))))
@@ -72,6 +83,9 @@ int hps_worker_open(hps_ctx *ctx, uint32_t width, hps_worker **out)
 	}
 	pthread_mutex_init(&w->submit_lock, NULL);
 	pthread_mutex_init(&w->poll_lock, NULL);
+	pthread_mutex_init(&w->fail_lock, NULL);
+	w->forgot_upto = -1;
+	atomic_init(&w->magic, HPSI_MAGIC_WORKER);
 	ctx->worker = w;
 	*out = w;
 	return 0;
@@ -86,11 +100,17 @@ static int all_idle(void *p)
 	return 1;
 }
 
+int hpsi_worker_check(const hps_worker *w)
+{
+	return hpsi_handle_check(w ? &w->magic : NULL, HPSI_MAGIC_WORKER);
+}
+
 int hps_worker_close(hps_worker *w)
 {
-	if (!w)
-		return HPS_EINVAL;
-	int rc = hpsi_worker_wait_until(w, all_idle, w, hpsi_now_ns() + w->ctx->timeout_ns);
+	int rc = hpsi_worker_check(w);
+	if (rc)
+		return rc;
+	rc = hpsi_worker_wait_until(w, all_idle, w, hpsi_now_ns() + w->ctx->timeout_ns);
 	atomic_store_explicit(&w->closing, 1, memory_order_release);
 	if (w->progress_started) {
 		hpsi_futex_wake(&w->cb_pending);
@@ -112,22 +132,29 @@ int hps_worker_close(hps_worker *w)
 	}
 	pthread_mutex_destroy(&w->submit_lock);
 	pthread_mutex_destroy(&w->poll_lock);
+	pthread_mutex_destroy(&w->fail_lock);
 	w->ctx->worker = NULL;
-	free(w->req), free(w->resp), free(w->slots), free(w->cbq), free(w);
+	free(w->req), free(w->resp), free(w->slots), free(w->cbq), free(w->failed);
+	hpsi_handle_retire(w, &w->magic);
 	return rc;
 }
 
 void *hps_alloc(hps_worker *w, size_t bytes)
 {
-	if (!w || bytes > hpsi_heap_max_alloc(w->heap))
+	if (hpsi_worker_check(w) || bytes > hpsi_heap_max_alloc(w->heap))
 		return NULL;
-	return hpsi_heap_alloc(w->heap, bytes);
+	return hpsi_heap_alloc_user(w->heap, bytes);
 }
 
-void hps_free(hps_worker *w, void *p)
+int hps_free(hps_worker *w, void *p)
 {
-	if (w && p && hpsi_heap_owns(w->heap, p, 1))
-		hpsi_heap_free(w->heap, p);
+	int rc = hpsi_worker_check(w);
+	if (rc || !p)
+		return rc;
+	rc = hpsi_heap_free_user(w->heap, p);
+	if (rc)
+		hpsi_error("hps_free: %p is not a buffer of this worker's hps_alloc, or was freed already", p);
+	return rc;
 }
 
 /* ---- checking and splitting --------------------------------------------- */
@@ -529,7 +556,10 @@ static int64_t submit(hps_worker *w, struct call *c)
 {
 	struct hpsi_part parts[HPSI_MAX_NODES];
 	c->parts = parts;
-	int rc = check_call(w, c);
+	int rc = hpsi_worker_check(w);
+	if (rc)
+		return rc;
+	rc = check_call(w, c);
 	if (!rc)
 		rc = split_call(w, c);
 	for (uint32_t i = 0; !rc && i < c->nparts; i++) {
@@ -567,6 +597,12 @@ static int64_t submit(hps_worker *w, struct call *c)
 		free(c->idx);
 		return rc;
 	}
+	/* relaxed: only submitters store ts, under submit_lock; the old
+	 * request's failure is kept before the release of the new ts below,
+	 * which hps_wait acquires before it looks among the kept ones */
+	int64_t old_ts = atomic_load_explicit(&s->ts, memory_order_relaxed);
+	if (old_ts >= 0 && s->status)
+		hpsi_failed_keep(w, old_ts, s->status);
 	s->status = 0;
 	s->type = c->type;
 	s->width = c->width;
@@ -632,12 +668,12 @@ int64_t hps_pushpull(hps_worker *w, const uint64_t *keys, size_t nkeys, const vo
 
 int hps_clock(hps_worker *w)
 {
-	if (!w)
-		return HPS_EINVAL;
+	int rc = hpsi_worker_check(w);
+	if (rc)
+		return rc;
 	pthread_mutex_lock(&w->submit_lock);
 	hpsi_worker_in_submit(1);
 	w->clock++;
-	int rc = 0;
 	int64_t deadline = hpsi_now_ns() + w->ctx->timeout_ns;
 	/* Every server learns the new clock, also those this worker did not
 	 * touch in the iteration: their held pulls may wait for it. */

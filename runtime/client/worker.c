@@ -377,16 +377,21 @@ int hps_wait(hps_worker *w, int64_t ts)
 {
 	if (ts < 0)
 		return (int)ts;
-	if (!w || ts >= atomic_load_explicit(&w->next_ts, memory_order_acquire))
+	int rc = hpsi_worker_check(w);
+	if (rc)
+		return rc;
+	if (ts >= atomic_load_explicit(&w->next_ts, memory_order_acquire))
 		return HPS_EINVAL;
 	struct wait_arg a = {&w->slots[(uint64_t)ts & (HPSI_MAX_INFLIGHT - 1)], ts};
 	/* Deadlines are enforced per request by expire_slots; this bound only
 	 * guards against a bug leaving a slot forever pending. */
-	int rc = hpsi_worker_wait_until(w, slot_done, &a, INT64_MAX);
+	rc = hpsi_worker_wait_until(w, slot_done, &a, INT64_MAX);
 	if (rc)
 		return rc;
+	/* Acquire: pairs with submit's release of the slot's new ts, stored
+	 * after the old request's failure was kept (hpsi_failed_keep). */
 	if (atomic_load_explicit(&a.s->ts, memory_order_acquire) != ts)
-		return 0; /* long done, slot reused */
+		return hpsi_failed_status(w, ts); /* long done, slot reused */
 	return a.s->status;
 }
 

@@ -75,7 +75,16 @@ struct hpsi_cb {
 	int status;
 };
 
+/* A failed request whose slot was reused: hps_wait still reports it. */
+struct hpsi_failed {
+	int64_t ts;
+	int status;
+};
+
+#define HPSI_MAX_FAILED 4096 /* failures kept past their slot; older ones are forgotten */
+
 struct hps_worker {
+	_Atomic uint32_t magic; /* HPSI_MAGIC_WORKER; a tombstone once closed */
 	hps_ctx *ctx;
 	struct hpsi_seg *seg;
 	uint32_t rank, nservers, width;
@@ -95,7 +104,25 @@ struct hps_worker {
 	_Atomic uint32_t closing;
 	pthread_t progress_thread;
 	int progress_started;
+	/* Failures of requests whose slot was reused, oldest first in a ring
+	 * of HPSI_MAX_FAILED; forgot_upto: the newest ts dropped from it (-1
+	 * none), whose status and older ones' can no longer be told. Under
+	 * fail_lock (runtime/client/failed.c). */
+	pthread_mutex_t fail_lock;
+	struct hpsi_failed *failed;
+	size_t failed_head, nfailed;
+	int64_t forgot_upto;
 };
+
+/* 0 if w is a live worker, else HPS_EINVAL / HPS_ECLOSED (handle.h). */
+int hpsi_worker_check(const struct hps_worker *w);
+
+/* Keeps the failure `status` of request ts whose slot is being reused;
+ * called in timestamp order by the submitter. */
+void hpsi_failed_keep(struct hps_worker *w, int64_t ts, int status);
+/* Status of request ts whose slot was reused: its kept failure, 0 if it
+ * succeeded, HPS_EUNTRACKED if that can no longer be told. */
+int hpsi_failed_status(struct hps_worker *w, int64_t ts);
 
 /* Drains answers and runs due callbacks; returns 1 if it did work. Takes
  * poll_lock with trylock, so a busy poller elsewhere makes it return 0. */

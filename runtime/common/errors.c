@@ -10,7 +10,7 @@ const char *hps_strerror(int err)
 	case HPS_ENOKEY: return "key outside every server's key range";
 	case HPS_ETOOBIG: return "request too large for the shared heap (raise HPS_HEAP_MB)";
 	case HPS_ENOMEM: return "out of memory";
-	case HPS_EEXIST: return "a job with this id already runs on this host";
+	case HPS_EEXIST: return "already exists or already running (the log says what)";
 	case HPS_ENOSPC: return "no room left in the shared-memory file system (HPS_SHM_DIR) for the job's segment or heap";
 	case HPS_ENOJOB: return "no such job on this host";
 	case HPS_EPEERDEAD: return "a peer process died";
@@ -21,6 +21,7 @@ const char *hps_strerror(int err)
 	case HPS_ESYS: return "system call failed";
 	case HPS_EHANDLER: return "server handler failed";
 	case HPS_EVALLEN: return "value length differs from the stored one";
+	case HPS_EUNTRACKED: return "request too old: its status is no longer kept";
 	default: return "unknown error";
 	}
 }

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include "runtime/common/dtype.h"
 #include "runtime/client/ctx.h"
 #include "runtime/common/log.h"
+#include "runtime/server/updater.h"
 #include "net/route.h"
 #include "shm/liveness.h"
 
@@ -45,6 +47,16 @@ static uint64_t hash_words(uint64_t h, const void *p, size_t bytes)
 }
 
 #define HASH_SEED 0xcbf29ce484222325ull
+
+/* Writes a failure's reason into why (HPSI_CKPT_WHY bytes); returns rc. */
+__attribute__((format(printf, 3, 4))) static int say(char *why, int rc, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why, HPSI_CKPT_WHY, fmt, ap);
+	va_end(ap);
+	return rc;
+}
 
 static int fsync_dir(const char *dir)
 {
@@ -85,7 +97,8 @@ static int write_key(uint64_t key, uint32_t len, uint32_t steps, const float *va
 	return rc;
 }
 
-int hpsi_store_save(struct hpsi_store *st, const char *dir, uint32_t rank, uint32_t nservers, uint32_t clock)
+int hpsi_store_save(struct hpsi_store *st, const char *dir, uint32_t rank, uint32_t nservers, uint32_t clock,
+		    char *why)
 {
 	char path[600], tmp[620];
 	snprintf(path, sizeof path, "%s/server-%u.hpsckpt", dir, rank);
@@ -93,10 +106,8 @@ int hpsi_store_save(struct hpsi_store *st, const char *dir, uint32_t rank, uint3
 	const struct hpsi_updater *u = hpsi_store_updater(st);
 	struct writer w = {.f = fopen(tmp, "wb"), .hash = HASH_SEED, .state = u->state,
 			   .esz = hpsi_dtype_size(hpsi_store_dtype(st))};
-	if (!w.f) {
-		hpsi_error("checkpoint: cannot create %s: %s", tmp, strerror(errno));
-		return HPS_ESYS;
-	}
+	if (!w.f)
+		return say(why, HPS_ESYS, "cannot create %s: %s", tmp, strerror(errno));
 	struct ckpt_hdr h = {.version = CKPT_VERSION, .hdr_bytes = sizeof h, .rank = rank, .nservers = nservers,
 			     .updater = (uint32_t)u->kind, .state = u->state, .clock = clock,
 			     .dtype = hpsi_store_dtype(st)};
@@ -113,7 +124,7 @@ int hpsi_store_save(struct hpsi_store *st, const char *dir, uint32_t rank, uint3
 	if (!rc && rename(tmp, path))
 		rc = HPS_ESYS;
 	if (rc) {
-		hpsi_error("checkpoint: writing %s failed: %s", path, strerror(errno));
+		say(why, rc, "writing %s failed: %s", path, strerror(errno));
 		unlink(tmp);
 		return rc;
 	}
@@ -142,24 +153,22 @@ static int read_file(const char *path, unsigned char **out, size_t *len)
 	return 0;
 }
 
-#define BAD_FILE(...)                                                                \
+#define REFUSE(code, ...)                                                            \
 	do {                                                                         \
-		hpsi_error("checkpoint refused: " __VA_ARGS__);                      \
-		rc = HPS_EPROTO;                                                     \
+		rc = say(why, code, __VA_ARGS__);                                    \
 		goto out;                                                            \
 	} while (0)
+#define BAD_FILE(...) REFUSE(HPS_EPROTO, __VA_ARGS__)
 
 /* Validates one file whole, then adds the keys server `me` owns. */
 static int load_file(struct hpsi_store *into, const char *path, const struct hpsi_seg *seg, uint32_t me,
-		     uint32_t *clock)
+		     uint32_t *clock, char *why)
 {
 	unsigned char *buf = NULL;
 	size_t len = 0;
 	int rc = read_file(path, &buf, &len);
-	if (rc) {
-		hpsi_error("checkpoint: cannot read %s", path);
-		return rc == HPS_ENOJOB ? HPS_EPROTO : rc;
-	}
+	if (rc)
+		return say(why, rc == HPS_ENOJOB ? HPS_EPROTO : rc, "cannot read %s: %s", path, strerror(errno));
 	struct ckpt_hdr h;
 	const struct hpsi_updater *u = hpsi_store_updater(into);
 	if (len < sizeof h)
@@ -173,11 +182,13 @@ static int load_file(struct hpsi_store *into, const char *path, const struct hps
 	if (hash_words(HASH_SEED, buf + sizeof h, len - sizeof h) != h.checksum)
 		BAD_FILE("%s fails its checksum", path);
 	if (h.updater != (uint32_t)u->kind || h.state != u->state)
-		BAD_FILE("%s was written with another updater (kind %u); start the job with the same HPS_UPDATER",
-			 path, h.updater);
+		REFUSE(HPS_ECONFIG, "%s was written by the %s updater but this job's servers run %s; start the job with HPS_UPDATER=%s",
+		       path, hpsi_updater_name((int)h.updater), hpsi_updater_name(u->kind),
+		       hpsi_updater_name((int)h.updater));
 	if (h.dtype != hpsi_store_dtype(into))
-		BAD_FILE("%s holds %s values; start the job with the same HPS_DTYPE", path,
-			 h.dtype == HPSI_WIRE_F64 ? "f64" : "f32");
+		REFUSE(HPS_ECONFIG, "%s holds %s values but this job's servers keep %s; start the job with HPS_DTYPE=%s",
+		       path, h.dtype == HPSI_WIRE_F64 ? "f64" : "f32",
+		       hpsi_store_dtype(into) == HPSI_WIRE_F64 ? "f64" : "f32", h.dtype == HPSI_WIRE_F64 ? "f64" : "f32");
 	size_t at = sizeof h;
 	for (uint64_t k = 0; k < h.nkeys; k++) {
 		uint64_t key;
@@ -192,10 +203,8 @@ static int load_file(struct hpsi_store *into, const char *path, const struct hps
 			BAD_FILE("%s: record %llu claims %u floats past the end", path, (unsigned long long)k, meta[0]);
 		if (hpsi_route_key(seg, key) == me) {
 			float *vals = malloc(bytes ? bytes : 1); /* aligned copy */
-			if (!vals) {
-				rc = HPS_ENOMEM;
-				goto out;
-			}
+			if (!vals)
+				REFUSE(HPS_ENOMEM, "out of memory loading %s", path);
 			memcpy(vals, buf + at, bytes);
 			rc = hpsi_store_put(into, key, meta[0], meta[1], vals);
 			free(vals);
@@ -214,35 +223,36 @@ out:
 }
 
 /* Reads the MANIFEST: the number of server files. */
-static int read_manifest(const char *dir, uint32_t *nservers)
+static int read_manifest(const char *dir, uint32_t *nservers, char *why)
 {
 	char path[600], line[128];
+	struct stat sb;
+	if (stat(dir, &sb) != 0)
+		return say(why, HPS_EINVAL, "checkpoint directory %s: %s", dir, strerror(errno));
+	if (!S_ISDIR(sb.st_mode))
+		return say(why, HPS_EINVAL, "checkpoint %s is not a directory", dir);
 	snprintf(path, sizeof path, "%s/" MANIFEST, dir);
 	FILE *f = fopen(path, "r");
-	if (!f) {
-		hpsi_error("checkpoint %s refused: no %s (it was never completed)", dir, MANIFEST);
-		return HPS_EPROTO;
-	}
+	if (!f)
+		return say(why, HPS_EPROTO, "checkpoint %s refused: no %s (it was never completed)", dir, MANIFEST);
 	int ok = fgets(line, sizeof line, f) && strncmp(line, MANIFEST_HEAD, strlen(MANIFEST_HEAD)) == 0 &&
 		 fscanf(f, "servers %u", nservers) == 1 && *nservers >= 1 && *nservers <= HPSI_MAX_NODES;
 	fclose(f);
-	if (!ok) {
-		hpsi_error("checkpoint %s refused: its %s is damaged", dir, MANIFEST);
-		return HPS_EPROTO;
-	}
+	if (!ok)
+		return say(why, HPS_EPROTO, "checkpoint %s refused: its %s is damaged", dir, MANIFEST);
 	return 0;
 }
 
 int hpsi_store_load(struct hpsi_store *into, const char *dir, const struct hpsi_seg *seg, uint32_t me,
-		    uint32_t *clock)
+		    uint32_t *clock, char *why)
 {
 	uint32_t n;
-	int rc = read_manifest(dir, &n);
+	int rc = read_manifest(dir, &n, why);
 	*clock = UINT32_MAX;
 	for (uint32_t r = 0; !rc && r < n; r++) {
 		char path[600];
 		snprintf(path, sizeof path, "%s/server-%u.hpsckpt", dir, r);
-		rc = load_file(into, path, seg, me, clock);
+		rc = load_file(into, path, seg, me, clock, why);
 	}
 	if (*clock == UINT32_MAX)
 		*clock = 0;
@@ -307,7 +317,7 @@ static int publish_dir(const char *partial, const char *dir)
 /* ckpt_lock is a lock between processes: taking it acquires (pairs with
  * release_lock's release), so the last holder's writes to the checkpoint
  * fields happen before ours; a failed attempt only reads the holder. */
-static int take_lock(struct hpsi_seg_hdr *h)
+static int take_lock(struct hpsi_seg_hdr *h, char *why)
 {
 	int32_t holder = 0, me = (int32_t)getpid();
 	if (atomic_compare_exchange_strong_explicit(&h->ckpt_lock, &holder, me, memory_order_acquire,
@@ -317,8 +327,7 @@ static int take_lock(struct hpsi_seg_hdr *h)
 	    atomic_compare_exchange_strong_explicit(&h->ckpt_lock, &holder, me, memory_order_acquire,
 						    memory_order_relaxed))
 		return 0; /* its holder died half-way */
-	hpsi_error("a checkpoint of this job is already running (pid %d)", (int)holder);
-	return HPS_EEXIST;
+	return say(why, HPS_EEXIST, "a checkpoint of this job is already running (pid %d)", (int)holder);
 }
 
 /* Release pairs with take_lock's acquire: our checkpoint fields are
@@ -328,35 +337,35 @@ static void release_lock(struct hpsi_seg_hdr *h)
 	atomic_store_explicit(&h->ckpt_lock, 0, memory_order_release);
 }
 
-int hpsi_checkpoint_run(struct hpsi_seg *seg, int op, const char *dir, int64_t timeout_ns)
+int hpsi_checkpoint_run(struct hpsi_seg *seg, int op, const char *dir, int64_t timeout_ns, char *why)
 {
 	struct hpsi_seg_hdr *h = seg->hdr;
 	char work[sizeof h->ckpt_dir];
-	if (!dir || !*dir || strlen(dir) + 16 > sizeof work) {
-		hpsi_error("checkpoint directory name missing or longer than %zu bytes", sizeof work - 16);
-		return HPS_EINVAL;
-	}
-	if (h->bridged) { /* the servers of other hosts do not see this segment */
-		hpsi_error("checkpoints of jobs that span hosts are not supported yet; save from a one-host job");
-		return HPS_EINVAL;
-	}
+	why[0] = 0;
+	if (!dir || !*dir || strlen(dir) + 16 > sizeof work)
+		return say(why, HPS_EINVAL, "checkpoint directory name missing or longer than %zu bytes",
+			   sizeof work - 16);
+	if (h->bridged) /* the servers of other hosts do not see this segment */
+		return say(why, HPS_EINVAL,
+			   "checkpoints of jobs that span hosts are not supported yet; save from a one-host job");
 	snprintf(work, sizeof work, op == HPSI_CKPT_SAVE ? "%s.partial" : "%s", dir);
 	uint32_t n;
-	if (op == HPSI_CKPT_LOAD && read_manifest(dir, &n))
-		return HPS_EPROTO;
-	int rc = take_lock(h);
+	int rc = op == HPSI_CKPT_LOAD ? read_manifest(dir, &n, why) : 0;
+	if (!rc)
+		rc = take_lock(h, why);
 	if (rc)
 		return rc;
 	if (op == HPSI_CKPT_SAVE) {
 		remove_dir(work);
 		if (mkdir(work, 0755)) {
-			hpsi_error("checkpoint: cannot create %s: %s", work, strerror(errno));
+			say(why, HPS_ESYS, "cannot create %s: %s", work, strerror(errno));
 			release_lock(h);
 			return HPS_ESYS;
 		}
 	}
 	memcpy(h->ckpt_dir, work, sizeof work);
 	h->ckpt_op = (uint32_t)op;
+	h->ckpt_why[0] = 0;
 	atomic_store_explicit(&h->ckpt_done, 0, memory_order_relaxed);
 	atomic_store_explicit(&h->ckpt_status, 0, memory_order_relaxed);
 	atomic_store_explicit(&h->ckpt_clock, UINT32_MAX, memory_order_relaxed);
@@ -368,36 +377,72 @@ int hpsi_checkpoint_run(struct hpsi_seg *seg, int op, const char *dir, int64_t t
 	while (atomic_load_explicit(&h->ckpt_done, memory_order_acquire) < h->nservers) {
 		for (uint32_t s = 0; s < h->nservers && !rc; s++)
 			if (hpsi_node_check(seg, s) == HPSI_NODE_DEAD)
-				rc = HPS_EPEERDEAD;
+				rc = say(why, HPS_EPEERDEAD, "server %u died during the checkpoint", s);
 		if (!rc && hpsi_now_ns() > deadline)
-			rc = HPS_ETIMEDOUT;
+			rc = say(why, HPS_ETIMEDOUT, "the servers did not finish within HPS_TIMEOUT_MS=%lld",
+				 (long long)h->timeout_ms);
 		if (rc)
 			break;
 		usleep(1000);
 	}
-	if (!rc)
-		rc = atomic_load_explicit(&h->ckpt_status, memory_order_acquire);
+	if (!rc && (rc = atomic_load_explicit(&h->ckpt_status, memory_order_acquire)) != 0)
+		snprintf(why, HPSI_CKPT_WHY, "%s", h->ckpt_why[0] ? h->ckpt_why : hps_strerror(rc));
 	uint32_t clock = atomic_load_explicit(&h->ckpt_clock, memory_order_acquire);
 	if (clock == UINT32_MAX)
 		clock = 0;
 	if (op == HPSI_CKPT_SAVE) {
 		if (!rc && (rc = write_manifest(work, h->nservers, clock)) == 0)
 			rc = publish_dir(work, dir);
-		if (rc) {
-			hpsi_error("checkpoint %s not written: %s", dir, hps_strerror(rc));
+		if (rc && !why[0])
+			say(why, rc, "checkpoint %s not written: %s", dir, strerror(errno));
+		if (rc)
 			remove_dir(work);
-		}
 	}
 	release_lock(h);
 	return rc ? rc : op == HPSI_CKPT_LOAD ? (int)clock : 0;
 }
 
+void hpsi_checkpoint_served(struct hpsi_seg *seg, int rc, const char *why, uint32_t clock)
+{
+	struct hpsi_seg_hdr *h = seg->hdr;
+	int32_t ok = 0;
+	if (rc) {
+		hpsi_error("checkpoint: %s", why[0] ? why : hps_strerror(rc));
+		/* the first error wins and leaves its reason. ckpt_status,
+		 * ckpt_why and ckpt_clock are relaxed: the ckpt_done release below
+		 * publishes them to the requester, which acquires ckpt_done before
+		 * it reads them (hpsi_checkpoint_run); the servers only race each
+		 * other on the values, which the compare-exchanges settle. */
+		if (atomic_compare_exchange_strong_explicit(&h->ckpt_status, &ok, rc, memory_order_relaxed,
+							    memory_order_relaxed))
+			snprintf(h->ckpt_why, sizeof h->ckpt_why, "%s", why);
+	}
+	uint32_t cur = atomic_load_explicit(&h->ckpt_clock, memory_order_relaxed);
+	while (clock < cur && !atomic_compare_exchange_weak_explicit(&h->ckpt_clock, &cur, clock, memory_order_relaxed,
+								     memory_order_relaxed))
+		;
+	atomic_fetch_add_explicit(&h->ckpt_done, 1, memory_order_release); /* the requester acquires */
+}
+
+/* The calling process's own log gets the reason; the caller the code. */
+static int run_logged(hps_ctx *ctx, int op, const char *dir)
+{
+	int rc = hpsi_ctx_check(ctx);
+	if (rc)
+		return rc;
+	char why[HPSI_CKPT_WHY];
+	rc = hpsi_checkpoint_run(&ctx->seg, op, dir, ctx->timeout_ns, why);
+	if (rc < 0)
+		hpsi_error("%s failed: %s", op == HPSI_CKPT_SAVE ? "hps_save" : "hps_load", why);
+	return rc;
+}
+
 int hps_save(hps_ctx *ctx, const char *dir)
 {
-	return ctx ? hpsi_checkpoint_run(&ctx->seg, HPSI_CKPT_SAVE, dir, ctx->timeout_ns) : HPS_EINVAL;
+	return run_logged(ctx, HPSI_CKPT_SAVE, dir);
 }
 
 int hps_load(hps_ctx *ctx, const char *dir)
 {
-	return ctx ? hpsi_checkpoint_run(&ctx->seg, HPSI_CKPT_LOAD, dir, ctx->timeout_ns) : HPS_EINVAL;
+	return run_logged(ctx, HPSI_CKPT_LOAD, dir);
 }

@@ -16,17 +16,27 @@
 #include "runtime/server/store.h"
 #include "shm/segment.h"
 
+/* A failure's reason, one line naming the file or setting at fault. */
+#define HPSI_CKPT_WHY 256
+
 /* Asks every server of the segment to save or load (op) and waits, up to
  * timeout_ns; for SAVE also writes the MANIFEST and renames the directory
  * into place. Returns 0 (SAVE), the smallest saved clock (LOAD), or a
- * negative error. */
-int hpsi_checkpoint_run(struct hpsi_seg *seg, int op, const char *dir, int64_t timeout_ns);
+ * negative error whose reason (its own, or the failing server's) is in
+ * why: HPS_EINVAL for a directory that is missing or not one, HPS_EPROTO
+ * for a damaged or unfinished checkpoint, HPS_ECONFIG for one written
+ * with another updater or value type. */
+int hpsi_checkpoint_run(struct hpsi_seg *seg, int op, const char *dir, int64_t timeout_ns, char *why);
 
-/* Server side. */
-int hpsi_store_save(struct hpsi_store *st, const char *dir, uint32_t rank, uint32_t nservers, uint32_t clock);
+/* Server side; each fills why on failure. */
+int hpsi_store_save(struct hpsi_store *st, const char *dir, uint32_t rank, uint32_t nservers, uint32_t clock,
+		    char *why);
 /* Fills `into` (an empty store with the job's updater) with the keys of
  * every file in dir that server `me` owns under the segment's routing. */
 int hpsi_store_load(struct hpsi_store *into, const char *dir, const struct hpsi_seg *seg, uint32_t me,
-		    uint32_t *clock);
+		    uint32_t *clock, char *why);
+/* Reports this server's part as done: its status, reason and (LOAD) the
+ * smallest clock it read. */
+void hpsi_checkpoint_served(struct hpsi_seg *seg, int rc, const char *why, uint32_t clock);
 
 #endif

@@ -2,6 +2,7 @@
  * answers through the worker's response ring. Single-threaded: the handler
  * needs no locks. A full response ring only skips that worker for a round,
  * so one slow or dead worker never stalls the others. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -344,19 +345,20 @@ static void serve_checkpoint(struct server *sv)
 	struct hpsi_seg_hdr *h = sv->seg->hdr;
 	drain_published(sv);
 	uint32_t me = sv->ctx->node, clock = 0;
+	char why[HPSI_CKPT_WHY] = "";
 	int rc;
 	if (!sv->store) {
-		hpsi_error("checkpoint: server %u runs a user handler, which keeps its own state", me);
+		snprintf(why, sizeof why, "server %u runs a user handler, which keeps its own state", me);
 		rc = HPS_EINVAL;
 	} else if (h->ckpt_op == HPSI_CKPT_SAVE) {
 		clock = sv->nworkers ? min_clock(sv) : 0;
 		if (clock == UINT32_MAX)
 			clock = 0;
-		rc = hpsi_store_save(sv->store, h->ckpt_dir, me, h->nservers, clock);
+		rc = hpsi_store_save(sv->store, h->ckpt_dir, me, h->nservers, clock, why);
 	} else {
 		/* loaded aside, so that a bad file leaves the table as it was */
 		struct hpsi_store *fresh = hpsi_store_create_like(sv->store);
-		rc = fresh ? hpsi_store_load(fresh, h->ckpt_dir, sv->seg, me, &clock) : HPS_ENOMEM;
+		rc = fresh ? hpsi_store_load(fresh, h->ckpt_dir, sv->seg, me, &clock, why) : HPS_ENOMEM;
 		if (rc) {
 			hpsi_store_destroy(fresh);
 		} else if (hpsi_store_is_direct(sv->store)) {
@@ -368,19 +370,7 @@ static void serve_checkpoint(struct server *sv)
 			sv->arg = fresh;
 		}
 	}
-	/* ckpt_status and ckpt_clock are relaxed: the ckpt_done release below
-	 * publishes them to the requester, which acquires ckpt_done before it
-	 * reads them (hpsi_checkpoint_run); the servers only race each other
-	 * on the values, which the compare-exchanges settle. */
-	int32_t ok = 0;
-	if (rc)
-		atomic_compare_exchange_strong_explicit(&h->ckpt_status, &ok, rc, memory_order_relaxed,
-							memory_order_relaxed);
-	uint32_t cur = atomic_load_explicit(&h->ckpt_clock, memory_order_relaxed);
-	while (clock < cur && !atomic_compare_exchange_weak_explicit(&h->ckpt_clock, &cur, clock, memory_order_relaxed,
-								     memory_order_relaxed))
-		;
-	atomic_fetch_add_explicit(&h->ckpt_done, 1, memory_order_release); /* the requester acquires */
+	hpsi_checkpoint_served(sv->seg, rc, why, clock);
 }
 
 int hpsi_server_store_config(int rank, struct hpsi_updater *upd, struct hpsi_init *init)
@@ -428,7 +418,10 @@ int hpsi_server_staleness(int rank, int64_t *out)
 
 int hps_server_run(hps_ctx *ctx, hps_handler handler, void *arg)
 {
-	if (!ctx || ctx->cfg.role != HPS_ROLE_SERVER)
+	int rc0 = hpsi_ctx_check(ctx);
+	if (rc0)
+		return rc0;
+	if (ctx->cfg.role != HPS_ROLE_SERVER)
 		return HPS_EINVAL;
 	struct hpsi_seg *seg = &ctx->seg;
 	struct server sv = {.ctx = ctx, .seg = seg, .nworkers = seg->hdr->nworkers, .me = ctx->node,

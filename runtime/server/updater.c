@@ -58,6 +58,12 @@ static const char *split_name(const char *spec, char *name, size_t cap)
 	return colon ? colon + 1 : NULL;
 }
 
+const char *hpsi_updater_name(int kind)
+{
+	static const char *names[] = {"sum", "assign", "sgd", "adagrad", "ftrl", "adam"}; /* enum order */
+	return kind >= 0 && (size_t)kind < sizeof names / sizeof names[0] ? names[kind] : "unknown";
+}
+
 int hpsi_updater_parse(const char *spec, const char *setting, struct hpsi_updater *u)
 {
 	memset(u, 0, sizeof *u);

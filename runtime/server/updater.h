@@ -39,6 +39,9 @@ struct hpsi_init {
 	uint64_t seed;
 };
 
+/* The spec name of an updater kind ("sum", "adagrad", ...; "unknown"). */
+const char *hpsi_updater_name(int kind);
+
 /* Parse a spec; NULL or "" gives the default. Errors are logged naming
  * `setting` and return HPS_ECONFIG. */
 int hpsi_updater_parse(const char *spec, const char *setting, struct hpsi_updater *u);
