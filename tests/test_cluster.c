@@ -4,7 +4,13 @@
  * removed afterwards, on failure too.
  *
  * The test binary is also the job's worker program (`--cluster-worker
- * MODE`), so what a worker checks travels back as its exit status. */
+ * MODE`), so what a worker checks travels back as its exit status.
+ *
+ * Longer than the project's ~600 lines on purpose: every case shares the
+ * namespace set-up, the signal-safe clean-up and the job helpers below,
+ * which hold state of this process (prefix, logs) that a second file would
+ * have to share through globals. Suites of their own took what did not
+ * need them (test_recipes.c, test_ssh.c, test_barrier.c, test_bridge.c). */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
