@@ -1,6 +1,7 @@
 #include "tests/harness.h"
 
 #include <CUnit/Basic.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,4 +155,46 @@ int poll_until(int (*cond)(void *), void *arg, int timeout_ms)
 		usleep(1000);
 	}
 	return cond(arg);
+}
+
+int join_as_worker(hps_ctx **ctx, hps_worker **w)
+{
+	int rc = hps_init(ctx, NULL, NULL);
+	if (rc || (rc = hps_worker_open(*ctx, 1, w))) {
+		fprintf(stderr, "join: %s\n", hps_strerror(rc));
+		return 2;
+	}
+	return 0;
+}
+
+pid_t spawn_logged(const char *log, const char *shell, const char *cmd)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		setpgid(0, 0);
+		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+		execl(shell, shell, "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+const char *slurp_into(const char *path, char *buf, size_t cap)
+{
+	FILE *f = fopen(path, "r");
+	size_t n = f ? fread(buf, 1, cap - 1, f) : 0;
+	buf[n] = 0;
+	if (f)
+		fclose(f);
+	return buf;
+}
+
+int finish_group(pid_t pid, int timeout_ms)
+{
+	int rc = wait_exit(pid, timeout_ms);
+	if (rc == -1)
+		kill(-pid, SIGKILL);
+	return rc;
 }

@@ -59,6 +59,21 @@ void job_env(const struct job *j, const char *role, uint32_t rank);
 const char *hps_bin(void);
 const char *example_bin(const char *name, char *buf, size_t cap);
 
+/* Joins the job this process was started for as a worker of width 1;
+ * 0, or 2 with the reason on stderr (the exit status of a worker program
+ * that could not join). */
+int join_as_worker(hps_ctx **ctx, hps_worker **w);
+
+/* Runs cmd with `shell -c` in a new process group, stdout and stderr into
+ * log (truncated). */
+pid_t spawn_logged(const char *log, const char *shell, const char *cmd);
+
+/* The file's first cap-1 bytes in buf, NUL-terminated ("" if unreadable). */
+const char *slurp_into(const char *path, char *buf, size_t cap);
+
+/* wait_exit, and on a timeout the whole process group is killed. */
+int finish_group(pid_t pid, int timeout_ms);
+
 /* Polls cond() every millisecond up to timeout_ms; returns 1 if it held. */
 int poll_until(int (*cond)(void *), void *arg, int timeout_ms);
 

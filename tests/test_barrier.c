@@ -213,11 +213,9 @@ static int plan_process(const char *name)
 	make_plan(&p, name);
 	hps_ctx *ctx;
 	hps_worker *w;
-	int rc = hps_init(&ctx, NULL, NULL);
-	if (rc || (rc = hps_worker_open(ctx, 1, &w))) {
-		fprintf(stderr, "join: %s\n", hps_strerror(rc));
-		return 2;
-	}
+	int rc = join_as_worker(&ctx, &w);
+	if (rc)
+		return rc;
 	rc = plan_worker(ctx, w, &p);
 	hps_worker_close(w);
 	hps_finalize(ctx);

@@ -74,11 +74,9 @@ static int cluster_worker(const char *mode)
 {
 	hps_ctx *ctx;
 	hps_worker *w;
-	int rc = hps_init(&ctx, NULL, NULL);
-	if (rc || (rc = hps_worker_open(ctx, 1, &w))) {
-		fprintf(stderr, "join: %s\n", hps_strerror(rc));
-		return 2;
-	}
+	int rc = join_as_worker(&ctx, &w);
+	if (rc)
+		return rc;
 	int me = hps_rank(ctx), nw = hps_num_workers(ctx);
 	static uint64_t small[SMALL_KEYS], big[BIG_KEYS];
 	static float sv[SMALL_KEYS];
@@ -243,26 +241,12 @@ static pid_t start(const char *log, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(cmd, sizeof cmd, fmt, ap);
 	va_end(ap);
-	pid_t pid = fork();
-	if (pid == 0) {
-		setpgid(0, 0);
-		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		dup2(fd, STDOUT_FILENO);
-		dup2(fd, STDERR_FILENO);
-		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-		_exit(127);
-	}
-	return pid;
+	return spawn_logged(log, "/bin/sh", cmd);
 }
 
 static const char *slurp(const char *log)
 {
-	FILE *f = fopen(log, "r");
-	size_t n = f ? fread(out, 1, sizeof out - 1, f) : 0;
-	out[n] = 0;
-	if (f)
-		fclose(f);
-	return out;
+	return slurp_into(log, out, sizeof out);
 }
 
 static int log_has(const char *log, const char *text)
@@ -282,10 +266,7 @@ static int wait_log(const char *log, const char *text, int ms)
 
 static int finish(pid_t pid, int ms)
 {
-	int rc = wait_exit(pid, ms);
-	if (rc == -1)
-		kill(-pid, SIGKILL);
-	return rc;
+	return finish_group(pid, ms);
 }
 
 static char job_log[256], hostsf[256];

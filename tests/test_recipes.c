@@ -33,11 +33,9 @@ static int recipe_worker(void)
 {
 	hps_ctx *ctx;
 	hps_worker *w;
-	int rc = hps_init(&ctx, NULL, NULL);
-	if (rc || (rc = hps_worker_open(ctx, 1, &w))) {
-		fprintf(stderr, "join: %s\n", hps_strerror(rc));
-		return 2;
-	}
+	int rc = join_as_worker(&ctx, &w);
+	if (rc)
+		return rc;
 	int me = hps_rank(ctx), nw = hps_num_workers(ctx);
 	static uint64_t keys[NKEYS];
 	static float v[NKEYS], got[NKEYS];
@@ -74,29 +72,15 @@ static pid_t start(const char *log, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(cmd, sizeof cmd, fmt, ap);
 	va_end(ap);
-	pid_t pid = fork();
-	if (pid == 0) {
-		setpgid(0, 0);
-		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		dup2(fd, STDOUT_FILENO);
-		dup2(fd, STDERR_FILENO);
-		/* as local.py runs the command: bash -c, in a fresh process */
-		execl("/bin/bash", "bash", "-c", cmd, (char *)NULL);
-		_exit(127);
-	}
-	return pid;
+	/* as local.py runs the command: bash -c, in a fresh process */
+	return spawn_logged(log, "/bin/bash", cmd);
 }
 
 static char text[1 << 17];
 
 static const char *slurp(const char *log)
 {
-	FILE *f = fopen(log, "r");
-	size_t n = f ? fread(text, 1, sizeof text - 1, f) : 0;
-	text[n] = 0;
-	if (f)
-		fclose(f);
-	return text;
+	return slurp_into(log, text, sizeof text);
 }
 
 static int count(const char *log, const char *what)
@@ -110,10 +94,7 @@ static int count(const char *log, const char *what)
 /* Exit status within ms, else the process group is killed and -1. */
 static int finish(pid_t pid, int ms)
 {
-	int rc = wait_exit(pid, ms);
-	if (rc == -1)
-		kill(-pid, SIGKILL);
-	return rc;
+	return finish_group(pid, ms);
 }
 
 static void show_if(int bad, int n)

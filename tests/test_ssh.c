@@ -47,11 +47,9 @@ static int ssh_worker(const char *mode, const char *arg)
 	}
 	hps_ctx *ctx;
 	hps_worker *w;
-	int rc = hps_init(&ctx, NULL, NULL);
-	if (rc || (rc = hps_worker_open(ctx, 1, &w))) {
-		fprintf(stderr, "join: %s\n", hps_strerror(rc));
-		return 2;
-	}
+	int rc = join_as_worker(&ctx, &w);
+	if (rc)
+		return rc;
 	int me = hps_rank(ctx), nw = hps_num_workers(ctx);
 	static uint64_t keys[NKEYS];
 	static float vals[NKEYS], got[NKEYS];
