@@ -13,7 +13,8 @@ LDLIBS = -lm -ljemalloc -lnuma -lzmq -lpthread
 BUILD ?= build
 # Where libraries and programs go: the tree itself, or the sanitizer build dir.
 OUT ?= .
-DEPS_PKGS = libnuma-dev libjemalloc-dev libzmq3-dev libcunit1-dev pkg-config iproute2 procps g++ openmpi-bin openssh-server openssh-client
+DEPS_PKGS = libnuma-dev libjemalloc-dev libzmq3-dev libcunit1-dev pkg-config iproute2 procps g++ openmpi-bin openssh-server openssh-client \
+	python3-dev python3-numpy python3-pytest
 # The version, from the public header; the soname follows the major number.
 VERSION := $(shell sed -n 's/^\#define HPS_VERSION_STRING "\(.*\)"/\1/p' include/hps/version.h)
 SOMAJOR := $(firstword $(subst ., ,$(VERSION)))
@@ -39,11 +40,26 @@ TEST_HELPERS = $(BUILD)/tests/harness.o
 EXAMPLES = $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
 EXAMPLE_LIB = $(patsubst %.c,$(BUILD)/%.o,$(wildcard examples/lib/*.c))
 
+# The Python package (python/hps): the _hps extension module, built for
+# Debian's interpreter. It links libhps.a (objects built with -fPIC, hidden
+# symbols) so that the module is self-contained: it loads from any
+# site-packages with no rpath and no libhps.so to find, and libhps's
+# internals stay private to it. Only the tree's own build (OUT=.) makes it;
+# the sanitizer builds do not (their runtimes would have to be preloaded
+# into python3).
+PYTHON ?= /usr/bin/python3
+PY_SUFFIX := $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))' 2>/dev/null)
+PY_INCLUDE := $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null)
+PY_EXT = python/hps/_hps$(PY_SUFFIX)
+PY_OBJ = $(patsubst %.c,$(BUILD)/%.o,$(wildcard python/src/*.c))
+PY_FILES = $(wildcard python/hps/*.py)
+PY_BUILD = $(if $(filter .,$(OUT)),$(PY_EXT))
+
 .SECONDARY:
 .PHONY: all deps test run bench bench-ssp bench-net bench-hogwild asan tsan clean data fixtures fuzz \
 	install uninstall
 all: $(OUT)/lib/libhps.a $(OUT)/lib/libhps.so $(OUT)/bin/hps $(TESTS) $(OUT)/bench/hps_bench $(OUT)/bench/ssp_bench \
-	$(OUT)/bench/net_bench $(EXAMPLES)
+	$(OUT)/bench/net_bench $(EXAMPLES) $(PY_BUILD)
 
 # Installs the Debian packages hps needs, only when one is missing.
 deps:
@@ -76,6 +92,11 @@ $(OUT)/lib/libhps.so.$(VERSION): $(LIB_OBJ)
 $(OUT)/lib/libhps.so: $(OUT)/lib/libhps.so.$(VERSION)
 	ln -sf libhps.so.$(VERSION) $(OUT)/lib/libhps.so.$(SOMAJOR)
 	ln -sf libhps.so.$(SOMAJOR) $@
+
+$(PY_OBJ): override CFLAGS += -I$(PY_INCLUDE)
+
+$(PY_EXT): $(PY_OBJ) $(OUT)/lib/libhps.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -shared -o $@ $^ $(LIB_LDLIBS)
 
 $(OUT)/bin/hps: $(BUILD)/runtime/cli/hps_main.o $(INTERNAL_LIB)
 	@mkdir -p $(dir $@)
@@ -183,11 +204,18 @@ HEADERS = $(wildcard include/hps/*.h)
 INSTALL_DIRS = bin include include/hps lib lib/pkgconfig lib/hps lib/hps/examples
 INSTALL_FILES = $(HEADERS) bin/hps lib/libhps.a lib/libhps.so lib/libhps.so.$(SOMAJOR) \
 	lib/libhps.so.$(VERSION) lib/pkgconfig/hps.pc $(EXAMPLES:$(BUILD)/examples/%=lib/hps/examples/%)
+# The Python package, where Debian's python3 looks for PREFIX /usr/local
+# and /usr (other prefixes: PYTHONPATH=PREFIX/lib/python3/dist-packages).
+PY_DEST = lib/python3/dist-packages/hps
+ifneq ($(PY_BUILD),)
+INSTALL_DIRS += lib/python3 lib/python3/dist-packages $(PY_DEST)
+INSTALL_FILES += $(PY_FILES:python/hps/%=$(PY_DEST)/%) $(PY_DEST)/$(notdir $(PY_EXT))
+endif
 MANIFEST = lib/hps/manifest
 LDCONFIG = if [ -z '$(DESTDIR)' ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then \
 	case '$(PREFIX)' in /usr|/usr/|/usr/local|/usr/local/) ldconfig ;; esac; fi
 
-install: $(OUT)/lib/libhps.a $(OUT)/lib/libhps.so $(OUT)/bin/hps $(EXAMPLES) hps.pc.in
+install: $(OUT)/lib/libhps.a $(OUT)/lib/libhps.so $(OUT)/bin/hps $(EXAMPLES) hps.pc.in $(PY_BUILD)
 	@set -e; r='$(DESTDIR)$(PREFIX)'; m="$$r/$(MANIFEST)"; \
 	case '$(PREFIX)' in /*) ;; *) echo "make install: PREFIX must be an absolute path" >&2; exit 2 ;; esac; \
 	old=; [ ! -f "$$m" ] || old=$$(cat "$$m"); made=; \
@@ -199,6 +227,8 @@ install: $(OUT)/lib/libhps.a $(OUT)/lib/libhps.so $(OUT)/bin/hps $(EXAMPLES) hps
 	ln -sfn libhps.so.$(SOMAJOR) "$$r/lib/libhps.so"; \
 	install -m 755 $(OUT)/bin/hps "$$r/bin/"; \
 	install -m 755 $(EXAMPLES) "$$r/lib/hps/examples/"; \
+	if [ -n '$(PY_BUILD)' ]; then install -m 644 $(PY_FILES) "$$r/$(PY_DEST)/"; \
+		install -m 755 $(PY_EXT) "$$r/$(PY_DEST)/"; fi; \
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@LIBS_PRIVATE@|$(LIB_LDLIBS)|' \
 		hps.pc.in > "$$r/lib/pkgconfig/hps.pc"; \
 	{ [ -z "$$old" ] || echo "$$old"; for f in $(INSTALL_FILES); do echo "file $$f"; done; \
@@ -212,6 +242,7 @@ uninstall:
 	sed -n 's/^file //p' "$$m" | while IFS= read -r f; do \
 		case $$f in /*|*..*) echo "make uninstall: skipping '$$f' (outside PREFIX)" >&2 ;; *) rm -f "$$r/$$f" ;; esac; \
 	done; \
+	! grep -qx 'dir $(PY_DEST)' "$$m" || rm -rf "$$r/$(PY_DEST)/__pycache__"; \
 	dirs=$$(sed -n 's/^dir //p' "$$m" | sort -r); rm -f "$$m"; \
 	for d in $$dirs; do rmdir "$$r/$$d" 2>/dev/null || true; done; \
 	$(LDCONFIG); \
