@@ -17,6 +17,7 @@ Dropping a Request that has not completed waits for it. Errors are
 exceptions: :class:`Error` with ``.code`` (an HPS_E* number) and subclasses.
 """
 import atexit
+import operator as _operator
 import os
 import sys
 import weakref
@@ -114,7 +115,7 @@ class Context(_hps.Context):
         """(first, array): the HOGWILD direct range holding key as a
         writable float32 array of shape (count, width) in the shared
         segment; row i is key first + i. No locks: see hps_direct_map."""
-        block, first, count, width = self._direct(int(key))
+        block, first, count, width = self._direct(_operator.index(key))
         return first, _np.frombuffer(block, dtype=_np.float32).reshape(count, width)
 
     def direct(self, key):

@@ -6,15 +6,20 @@ class Error(Exception):
     """An hps call failed: ``code`` is the HPS_E* number (negative),
     ``strerror`` hps_strerror's text, ``what`` the call."""
 
-    def __init__(self, code, what="", strerror=None):
-        self.code = int(code)
+    _code = _hps.EINVAL
+
+    def __init__(self, code=None, what="", strerror=None):
+        # A subclass knows its code: hps.NoKey() or hps.NoKey("why") will do.
+        if isinstance(code, str):
+            code, what = None, code
+        self.code = int(code) if code is not None else type(self)._code
         self.what = what
         self.strerror = strerror if strerror is not None else _hps.strerror(self.code)
         super().__init__("%s: %s" % (what, self.strerror) if what else self.strerror)
 
 
 def _sub(name, code, doc):
-    cls = type(name, (Error,), {"__doc__": doc, "__module__": "hps"})
+    cls = type(name, (Error,), {"__doc__": doc, "__module__": "hps", "_code": code})
     _codes[code] = cls
     return cls
 
