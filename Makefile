@@ -35,7 +35,7 @@ INTERNAL_LIB = $(BUILD)/libhps_internal.a
 TEST_SRC = $(wildcard tests/test_*.c)
 TESTS = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 # Checks of the tree and of the built library, run by `make test` first.
-CHECKS = tests/check_layers.sh tests/check_symbols.sh tests/check_cxx.sh tests/check_install.sh tests/check_settings.sh tests/check_bench_cleanup.sh
+CHECKS = tests/check_layers.sh tests/check_symbols.sh tests/check_cxx.sh tests/check_install.sh tests/check_settings.sh tests/check_bench_cleanup.sh tests/check_python.sh
 TEST_HELPERS = $(BUILD)/tests/harness.o
 EXAMPLES = $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
 EXAMPLE_LIB = $(patsubst %.c,$(BUILD)/%.o,$(wildcard examples/lib/*.c))

@@ -42,6 +42,14 @@ done
 got=$("$prefix/bin/hps" --version) && [ "$got" = "hps $version" ] || fail "installed hps --version: '$got'"
 "$prefix/bin/hps" launch --help | grep -qx "hps $version" || fail "hps launch --help does not show hps $version"
 
+# The Python package (built by the plain build only) imports from the prefix.
+if [ "$outdir" = . ]; then
+	got=$(cd "$tmp" && PYTHONPATH=$prefix/lib/python3/dist-packages /usr/bin/python3 -c \
+		'import hps; print(hps.version, hps.__file__)' 2>&1) &&
+		[ "$got" = "$version $prefix/lib/python3/dist-packages/hps/__init__.py" ] ||
+		fail "the installed Python package does not import: $got"
+fi
+
 export PKG_CONFIG_PATH=$prefix/lib/pkgconfig
 [ "$(pkg-config --modversion hps)" = "$version" ] || fail "pkg-config --modversion hps: $(pkg-config --modversion hps 2>&1)"
 # Outside the tree: only the program's source and what pkg-config says.
