@@ -14,7 +14,7 @@ BUILD ?= build
 # Where libraries and programs go: the tree itself, or the sanitizer build dir.
 OUT ?= .
 DEPS_PKGS = libnuma-dev libjemalloc-dev libzmq3-dev libcunit1-dev pkg-config iproute2 procps g++ openmpi-bin openssh-server openssh-client \
-	python3-dev python3-numpy python3-pytest
+	python3-dev python3-numpy python3-pytest python3-torch
 # The version, from the public header; the soname follows the major number.
 VERSION := $(shell sed -n 's/^\#define HPS_VERSION_STRING "\(.*\)"/\1/p' include/hps/version.h)
 SOMAJOR := $(firstword $(subst ., ,$(VERSION)))
@@ -95,8 +95,13 @@ $(OUT)/lib/libhps.so: $(OUT)/lib/libhps.so.$(VERSION)
 
 $(PY_OBJ): override CFLAGS += -I$(PY_INCLUDE)
 
+# libstdc++ comes first among the module's libraries: libjemalloc.so
+# depends on it and defines operator new/delete; loaded after jemalloc in
+# the module's lookup scope, libstdc++ would bind its own deletes to
+# jemalloc's, and a C++ library imported later (torch) would free glibc
+# memory into jemalloc and abort.
 $(PY_EXT): $(PY_OBJ) $(OUT)/lib/libhps.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -shared -o $@ $^ $(LIB_LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -shared -o $@ $^ -Wl,--no-as-needed -lstdc++ -Wl,--as-needed $(LIB_LDLIBS)
 
 $(OUT)/bin/hps: $(BUILD)/runtime/cli/hps_main.o $(INTERNAL_LIB)
 	@mkdir -p $(dir $@)
