@@ -38,3 +38,14 @@ def test_sparse_lr_matches_the_c_example(mode, launch):
     # the same rows in the same order: BSP (deterministic) agrees up to
     # float rounding; ASP's interleaving varies from run to run
     assert abs(py_acc - c_acc) <= (0.01 if mode == "bsp" else 0.05), (py_acc, c_acc)
+
+
+def test_torch_ctr_matches_the_c_example():
+    pytest.importorskip("torch")
+    launch = ["--deterministic", "--staleness", "bsp"]
+    c_prog = os.path.join(os.environ.get("HPS_EXAMPLES", os.path.join(ROOT, "build", "examples")), "sparse_lr")
+    if not os.path.isabs(c_prog):
+        c_prog = os.path.join(ROOT, c_prog)
+    _, py_acc = result(launch, ["/usr/bin/python3", os.path.join(ROOT, "examples", "python", "torch_ctr.py")])
+    _, c_acc = result(launch, [c_prog])
+    assert py_acc >= 0.88 and abs(py_acc - c_acc) <= 0.01, (py_acc, c_acc)
