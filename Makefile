@@ -56,7 +56,7 @@ PY_FILES = $(wildcard python/hps/*.py)
 PY_BUILD = $(if $(filter .,$(OUT)),$(PY_EXT))
 
 .SECONDARY:
-.PHONY: all deps test run bench bench-ssp bench-net bench-hogwild asan tsan clean data fixtures fuzz \
+.PHONY: all deps test run bench bench-python bench-ssp bench-net bench-hogwild asan tsan clean data fixtures fuzz \
 	install uninstall
 all: $(OUT)/lib/libhps.a $(OUT)/lib/libhps.so $(OUT)/bin/hps $(TESTS) $(OUT)/bench/hps_bench $(OUT)/bench/ssp_bench \
 	$(OUT)/bench/net_bench $(EXAMPLES) $(PY_BUILD)
@@ -127,6 +127,15 @@ test: deps
 bench: deps
 	@$(MAKE) --no-print-directory bench/hps_bench bin/hps
 	bench/hps_bench
+
+# The Python package's figures beside C's, in one run: hps_bench's lat,
+# sparse1k and dense4M (1S1W, 2S2W), then the same cases from Python
+# (bench/python_bench.py, config py1S1W).
+bench-python: deps
+	@$(MAKE) --no-print-directory bench/hps_bench bin/hps $(PY_EXT)
+	bench/hps_bench lat sparse1k dense4M
+	GLIBC_TUNABLES=glibc.rtld.optional_static_tls=16384 bin/hps launch --no-prefix -s 1 -w 1 -- \
+		$(PYTHON) bench/python_bench.py lat sparse1k dense4M | grep -v '^#'
 
 # Straggler under BSP, SSP and ASP, then moving stragglers (about 20 s).
 bench-ssp: deps
