@@ -184,3 +184,29 @@ def test_init_consumes_hps_arguments(job):
         with hps.init(argv) as ctx:
             assert argv == ["prog", "--other", "x"], argv
     """)
+
+
+def test_close_while_other_threads_submit(job):
+    job.run("""
+        import threading
+        ctx = hps.init()
+        w = ctx.worker()
+        seen, stop = [], threading.Event()
+        def run(t):
+            k = np.arange(t * 1000, t * 1000 + 3000, dtype=np.uint64)
+            while not stop.is_set():
+                try:
+                    w.push(k, np.ones(3000, np.float32)).wait()
+                except hps.Closed:
+                    seen.append(t)
+                    return
+        ts = [threading.Thread(target=run, args=(t,)) for t in range(3)]
+        for t in ts: t.start()
+        import time; time.sleep(0.3)
+        w.close()          # waits for the requests in flight, then refuses new ones
+        for t in ts: t.join(10)
+        stop.set()
+        assert sorted(seen) == [0, 1, 2], seen
+        ctx.close()
+        print("close ok")
+    """)
