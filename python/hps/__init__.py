@@ -41,11 +41,11 @@ except ImportError as _e:
     os.execve(sys.executable, sys.orig_argv, _env)
 from ._errors import (Error, InvalidArgument, KeyOrder, NoKey, TooBig, OutOfMemory, Exists, NoSpace,
                       NoJob, PeerDead, Timeout, Closed, ConfigError, ProtocolError, SystemError_,
-                      HandlerError, ValueLength)
+                      HandlerError, ValueLength, Untracked)
 
 __all__ = ["init", "serve", "Context", "Worker", "Request", "Error", "InvalidArgument", "KeyOrder", "NoKey",
            "TooBig", "OutOfMemory", "Exists", "NoSpace", "NoJob", "PeerDead", "Timeout", "Closed",
-           "ConfigError", "ProtocolError", "SystemError_", "HandlerError", "ValueLength", "strerror",
+           "ConfigError", "ProtocolError", "SystemError_", "HandlerError", "ValueLength", "Untracked", "strerror",
            "version", "ROLE_WORKER", "ROLE_SERVER", "PUSH", "PULL", "PUSHPULL"]
 
 version = _hps.version

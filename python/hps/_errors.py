@@ -41,5 +41,6 @@ ProtocolError = _sub("ProtocolError", _hps.EPROTO, "HPS_EPROTO: a malformed mess
 SystemError_ = _sub("SystemError_", _hps.ESYS, "HPS_ESYS: a system call failed.")
 HandlerError = _sub("HandlerError", _hps.EHANDLER, "HPS_EHANDLER: the server's handler rejected it.")
 ValueLength = _sub("ValueLength", _hps.EVALLEN, "HPS_EVALLEN: value length differs from the stored one.")
+Untracked = _sub("Untracked", _hps.EUNTRACKED, "HPS_EUNTRACKED: the request's status is no longer kept.")
 
 _hps._set_errors(Error, _codes)

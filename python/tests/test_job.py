@@ -56,7 +56,7 @@ def test_alloc_arrays_live_in_the_shared_heap(job):
 
 
 def test_barrier_clock_save_load(job):
-    out = job.run("""
+    job.run("""
         ckpt = os.path.join(OUT, "ckpt")
         with hps.init() as ctx, ctx.worker() as w:
             k = np.arange(10, dtype=np.uint64)
@@ -78,9 +78,7 @@ def test_barrier_clock_save_load(job):
                     ctx.load(OUT)            # not a checkpoint
             ctx.barrier()
             assert (w.pull(k).wait() == ctx.num_workers).all()
-            print("rank", ctx.rank, "ok")
     """, servers=2, workers=2)
-    assert out.count(" ok") == 2, out
 
 
 def test_direct_range_is_a_writable_view(job):
