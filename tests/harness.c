@@ -1,6 +1,9 @@
 #include "tests/harness.h"
 
 #include <CUnit/Basic.h>
+#include <errno.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -196,5 +199,28 @@ int finish_group(pid_t pid, int timeout_ms)
 	int rc = wait_exit(pid, timeout_ms);
 	if (rc == -1)
 		kill(-pid, SIGKILL);
+	return rc;
+}
+
+int run_on_small_shm(unsigned size_mb, int (*fn)(const char *dir), int timeout_ms)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		const char *dir = getenv("HPS_SHM_DIR");
+		if (!dir || !*dir)
+			dir = "/dev/shm";
+		char opts[64];
+		snprintf(opts, sizeof opts, "size=%um,mode=0700", size_mb);
+		if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+		    mount("hps-test", dir, "tmpfs", 0, opts) != 0) {
+			fprintf(stderr, "cannot mount a private tmpfs at %s: %s\n", dir, strerror(errno));
+			_exit(77);
+		}
+		setenv("HPS_SHM_DIR", dir, 1);
+		_exit(fn(dir));
+	}
+	int rc = wait_exit(pid, timeout_ms);
+	if (rc == 77)
+		fprintf(stderr, "skipped: needs CAP_SYS_ADMIN for a private tmpfs\n");
 	return rc;
 }

@@ -74,6 +74,13 @@ const char *slurp_into(const char *path, char *buf, size_t cap);
 /* wait_exit, and on a timeout the whole process group is killed. */
 int finish_group(pid_t pid, int timeout_ms);
 
+/* Runs fn in a child process inside a private mount namespace over a
+ * tmpfs of size_mb at HPS_SHM_DIR (so a test can fill the shared-memory
+ * file system; the mount goes with the child on every exit path). Returns
+ * the child's exit status, or 77 (printed: skipped) when no tmpfs could be
+ * mounted (needs CAP_SYS_ADMIN). */
+int run_on_small_shm(unsigned size_mb, int (*fn)(const char *dir), int timeout_ms);
+
 /* Polls cond() every millisecond up to timeout_ms; returns 1 if it held. */
 int poll_until(int (*cond)(void *), void *arg, int timeout_ms);
 

@@ -4,12 +4,10 @@
  * file system that fills up after start-up gives errors, never SIGBUS. */
 #include <errno.h>
 #include <fcntl.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/mount.h>
 #include <unistd.h>
 
 #include "shm/heap.h"
@@ -211,17 +209,8 @@ static int full_fs_worker(hps_ctx *ctx, hps_worker *w, void *arg)
 
 /* Runs in a private mount namespace over a small tmpfs at HPS_SHM_DIR, so
  * the mount goes with the last process of the test, on every exit path. */
-static int full_fs_job(void)
+static int full_fs_job(const char *dir)
 {
-	const char *dir = getenv("HPS_SHM_DIR");
-	if (!dir || !*dir)
-		dir = "/dev/shm";
-	if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
-	    mount("hps-test", dir, "tmpfs", 0, "size=40m,mode=0700") != 0) {
-		fprintf(stderr, "cannot mount a private tmpfs at %s: %s\n", dir, strerror(errno));
-		return 77;
-	}
-	setenv("HPS_SHM_DIR", dir, 1);
 	struct job j;
 	if (job_start(&j, 2, 1, &(struct job_opts){.heap_mb = 16}) != 0)
 		return 20;
@@ -233,13 +222,8 @@ static int full_fs_job(void)
 
 static void test_heap_shm_fills_after_start(void)
 {
-	pid_t pid = fork();
-	if (pid == 0)
-		_exit(full_fs_job());
-	int rc = wait_exit(pid, 90000);
-	if (rc == 77)
-		fprintf(stderr, "skipped: needs CAP_SYS_ADMIN for a private tmpfs\n");
-	else
+	int rc = run_on_small_shm(40, full_fs_job, 90000);
+	if (rc != 77)
 		CU_ASSERT_EQUAL(rc, 0);
 }
 
