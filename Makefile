@@ -11,6 +11,7 @@ override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC -pthread -
 LIB_LDLIBS = -ljemalloc -lnuma -lpthread -lm
 LDLIBS = -lm -ljemalloc -lnuma -lzmq -lpthread
 BUILD ?= build
+FLAGS_STAMP = $(BUILD)/.cflags
 # Where libraries and programs go: the tree itself, or the sanitizer build dir.
 OUT ?= .
 DEPS_PKGS = libnuma-dev libjemalloc-dev libzmq3-dev libcunit1-dev pkg-config iproute2 procps g++ openmpi-bin openssh-server openssh-client \
@@ -58,7 +59,7 @@ PY_BUILD = $(if $(filter .,$(OUT)),$(PY_EXT))
 .SECONDARY:
 .PHONY: all deps test run bench bench-python bench-ssp bench-net bench-hogwild asan tsan clean data fixtures fuzz \
 	install uninstall
-all: $(OUT)/lib/libhps.a $(OUT)/lib/libhps.so $(OUT)/bin/hps $(TESTS) $(OUT)/bench/hps_bench $(OUT)/bench/ssp_bench \
+all: $(FLAGS_STAMP) $(OUT)/lib/libhps.a $(OUT)/lib/libhps.so $(OUT)/bin/hps $(TESTS) $(OUT)/bench/hps_bench $(OUT)/bench/ssp_bench \
 	$(OUT)/bench/net_bench $(EXAMPLES) $(PY_BUILD)
 
 # Installs the Debian packages hps needs, only when one is missing.
@@ -70,7 +71,14 @@ deps:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
-$(BUILD)/%.o: %.c
+# Objects are rebuilt when the compile flags change (say -fvisibility or a
+# sanitizer), not only when sources do: the stamp holds the last flags and
+# is rewritten only when they differ.
+$(FLAGS_STAMP): FORCE
+	@mkdir -p $(BUILD); echo '$(CC) $(CFLAGS)' | cmp -s - $@ || echo '$(CC) $(CFLAGS)' > $@
+FORCE:
+
+$(BUILD)/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
