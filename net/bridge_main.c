@@ -139,6 +139,7 @@ int hpsi_cmd_bridge(int argc, char **argv)
 		       "HPS_LOCAL_SERVERS and HPS_LOCAL_WORKERS: the processes this host runs.\n");
 		return strcmp(argv[1], "--help") && strcmp(argv[1], "-h") ? 2 : 0;
 	}
+	hpsi_log_identity("bridge", -1, NULL);
 	static struct hpsi_bridge br;
 	struct hpsi_bridge *b = &br;
 	uint64_t nsrv = 0, nwrk = 0;

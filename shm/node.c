@@ -36,7 +36,9 @@ uint32_t hpsi_node_check(struct hpsi_seg *seg, uint32_t id)
 	/* Re-read: it may have closed cleanly just before exiting. */
 	st = atomic_load_explicit(&n->state, memory_order_acquire);
 	if (st == HPSI_NODE_ALIVE) {
-		hpsi_warn("node %u (pid %d) died", id, (int)pid);
+		uint32_t ns = seg->hdr->nservers;
+		hpsi_warn("%s %u (node %u, pid %d) died: marked dead; requests waiting for it fail", id < ns ? "server" : "worker",
+			  id < ns ? id : id - ns, id, (int)pid);
 		hpsi_node_mark_dead(seg, id);
 		st = atomic_load_explicit(&n->state, memory_order_acquire);
 	}

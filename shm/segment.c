@@ -145,6 +145,29 @@ static int map_fd(int fd, size_t size, struct hpsi_seg *seg)
 	return 0;
 }
 
+/* HPS_LOG=info: what the segment holds and which server owns which keys. */
+static void log_layout(const struct hpsi_seg *seg)
+{
+	const struct hpsi_seg_hdr *h = seg->hdr;
+	hpsi_info("segment %s created: %llu MiB (%u server%s, %u worker%s; heap %llu MiB per worker, rings %u KiB)",
+		  seg->path, (unsigned long long)(h->total_bytes >> 20), h->nservers, h->nservers == 1 ? "" : "s",
+		  h->nworkers, h->nworkers == 1 ? "" : "s",
+		  (unsigned long long)(h->heap_slice >> 20), h->ring_bytes >> 10);
+	const struct hpsi_range *r = hpsi_seg_ranges(seg);
+	for (uint32_t i = 0; i < h->nservers; i++) {
+		const char *where = !h->bridged ? "" : hpsi_node_local(seg, i) ? ", on this host" : ", on another host";
+		if (h->range_mode == HPSI_RANGE_DECLARED) {
+			hpsi_info("server %u owns keys %llu-%llu%s%s", i, (unsigned long long)r[i].first,
+				  (unsigned long long)r[i].last, r[i].direct_width ? " (direct)" : "", where);
+		} else { /* route.h: server = mix(key) * S >> 64; these are the mixes that give i */
+			unsigned __int128 lo = ((unsigned __int128)i << 64) + h->nservers - 1;
+			unsigned __int128 hi = ((unsigned __int128)(i + 1) << 64) + h->nservers - 1;
+			hpsi_info("server %u owns the keys whose mix(key) lies in [0x%016llx, 0x%016llx]%s", i,
+				  (unsigned long long)(lo / h->nservers), (unsigned long long)(hi / h->nservers - 1), where);
+		}
+	}
+}
+
 int hpsi_seg_create(const struct hpsi_seg_params *p, struct hpsi_seg *seg)
 {
 	memset(seg, 0, sizeof *seg);
@@ -259,6 +282,8 @@ int hpsi_seg_create(const struct hpsi_seg_params *p, struct hpsi_seg *seg)
 		else
 			hpsi_error("cannot create %s: %s", seg->path, strerror(errno));
 		hpsi_seg_detach(seg);
+	} else if (hpsi_log_on(HPSI_LOG_INFO)) {
+		log_layout(seg);
 	}
 	return rc;
 }

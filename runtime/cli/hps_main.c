@@ -6,6 +6,7 @@
 #include "hps/hps.h"
 #include "runtime/server/checkpoint.h"
 #include "runtime/common/config.h"
+#include "runtime/common/log.h"
 #include "runtime/cluster/launch.h"
 
 static void usage(FILE *f)
@@ -97,6 +98,11 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	const char *cmd = argv[1];
+	/* the prefix of this process's log lines (hps server: hps_init says it) */
+	static const char *const roles[][2] = {{"launch", "launcher"}, {"clean", "clean"}, {"checkpoint", "checkpoint"}};
+	for (size_t i = 0; i < sizeof roles / sizeof roles[0]; i++)
+		if (strcmp(cmd, roles[i][0]) == 0)
+			hpsi_log_identity(roles[i][1], -1, NULL);
 	if (strcmp(cmd, "launch") == 0)
 		return hpsi_cmd_launch(argc - 1, argv + 1);
 	if (strcmp(cmd, "clean") == 0)

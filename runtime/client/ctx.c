@@ -65,8 +65,12 @@ static void close_at_exit(int status, void *arg)
 	if (status != 0 || pthread_mutex_trylock(&live_lock) != 0)
 		return;
 	for (struct hps_ctx *c = live_ctxs; c; c = c->next_live)
-		if (c->pid == getpid())
+		if (c->pid == getpid()) {
 			mark_closed(c);
+			hpsi_info("left job %s: %s %d, pid %d (exit status 0 without hps_finalize)", c->seg.hdr->job,
+				  c->cfg.role == HPS_ROLE_SERVER ? "server" : "worker", c->cfg.rank, (int)c->pid);
+		}
+	hpsi_log_flush();
 	pthread_mutex_unlock(&live_lock);
 }
 
@@ -91,6 +95,8 @@ int hps_init(hps_ctx **out, int *argc, char **argv)
 	if (!c)
 		return HPS_ENOMEM;
 	int rc = hpsi_config_load(&c->cfg, 1);
+	if (!rc) /* the lines of this process say who wrote them */
+		hpsi_log_identity(c->cfg.role == HPS_ROLE_SERVER ? "server" : "worker", c->cfg.rank, c->cfg.host);
 	if (!rc)
 		rc = hpsi_seg_attach(c->cfg.job, c->cfg.host, &c->seg);
 	if (rc) {
@@ -146,6 +152,8 @@ int hps_init(hps_ctx **out, int *argc, char **argv)
 	c->next_live = live_ctxs;
 	live_ctxs = c;
 	pthread_mutex_unlock(&live_lock);
+	hpsi_info("joined job %s on host %s: %s %d, node %u, pid %d", c->seg.hdr->job, c->seg.hdr->host,
+		  c->cfg.role == HPS_ROLE_SERVER ? "server" : "worker", c->cfg.rank, c->node, (int)c->pid);
 	*out = c;
 	return 0;
 }
@@ -165,6 +173,9 @@ int hps_finalize(hps_ctx *c)
 		}
 	pthread_mutex_unlock(&live_lock);
 	mark_closed(c);
+	hpsi_info("left job %s: %s %d, pid %d (hps_finalize)", c->seg.hdr->job,
+		  c->cfg.role == HPS_ROLE_SERVER ? "server" : "worker", c->cfg.rank, (int)c->pid);
+	hpsi_log_flush();
 	hpsi_seg_detach(&c->seg);
 	hpsi_handle_retire(c, &c->magic);
 	return 0;

@@ -514,6 +514,9 @@ static int64_t submit(hps_worker *w, struct call *c)
 		if (rc) /* this part never reached its server */
 			hpsi_worker_fail_part(w, s, i, rc);
 	}
+	hpsi_debug("request %lld: %s of %zu keys to %u server%s, clock %u", (long long)ts,
+		   c->type == HPS_REQ_PUSH ? "push" : c->type == HPS_REQ_PULL ? "pull" : "pushpull", c->n, c->nparts,
+		   c->nparts == 1 ? "" : "s", w->clock);
 	hpsi_worker_sent(w, s);
 	hpsi_worker_in_submit(0);
 	pthread_mutex_unlock(&w->submit_lock);
@@ -571,6 +574,7 @@ int hps_clock(hps_worker *w)
 		hpsi_ring_publish(&w->req[srv]);
 		hpsi_node_wake(w->seg, srv);
 	}
+	hpsi_debug("clock %u announced to %u server%s", w->clock, w->nservers, w->nservers == 1 ? "" : "s");
 	hpsi_worker_in_submit(0);
 	pthread_mutex_unlock(&w->submit_lock);
 	return rc;

@@ -46,6 +46,8 @@ static void finish_slot(struct hps_worker *w, struct hpsi_slot *s)
 				   (long long)atomic_load_explicit(&s->ts, memory_order_relaxed)); /* only printed */
 	}
 	atomic_store_explicit(&s->done, 1, memory_order_release); /* pairs with hps_wait's acquire */
+	hpsi_debug("request %lld done: %s", (long long)atomic_load_explicit(&s->ts, memory_order_relaxed), /* only printed */
+		   s->status ? hps_strerror(s->status) : "ok");
 }
 
 /* Variable-length pull: every part's answer is in its heap buffer as
@@ -198,6 +200,7 @@ static void handle_response(struct hps_worker *w, uint32_t server, const void *r
  * not sent yet are the submitter's: it fails them when its send fails. */
 static void fail_server_parts(struct hps_worker *w, uint32_t srv, int status)
 {
+	uint32_t failed = 0; /* for the log only */
 	for (uint32_t i = 0; i < HPSI_MAX_INFLIGHT; i++) {
 		struct hpsi_slot *s = &w->slots[i];
 		if (!atomic_load_explicit(&s->in_use, memory_order_acquire))
@@ -205,9 +208,14 @@ static void fail_server_parts(struct hps_worker *w, uint32_t srv, int status)
 		for (uint32_t j = 0; j < s->nparts; j++)
 			/* acquire pairs with send_part's release of SENT */
 			if (atomic_load_explicit(&s->parts[j].state, memory_order_acquire) == HPSI_PART_SENT &&
-			    s->parts[j].server == srv)
+			    s->parts[j].server == srv) {
 				part_done(w, s, &s->parts[j], status);
+				failed++;
+			}
 	}
+	if (failed)
+		hpsi_info("server %u is gone: %u request part%s sent to it fail with %s", srv, failed,
+			  failed == 1 ? "" : "s", hps_strerror(status));
 }
 
 /* Times out requests past their deadline: the caller learns now; answers

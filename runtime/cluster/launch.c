@@ -175,6 +175,10 @@ static int spawn(struct child *c, char **argv, const char *self, const struct hp
 	else
 		snprintf(c->out.tag, sizeof c->out.tag, "[%s %d] ", c->role == HPS_ROLE_SERVER ? "server" : "worker", c->rank);
 	c->running = 1;
+	if (c->role == ROLE_BRIDGE)
+		hpsi_info("started the bridge: pid %d", (int)pid);
+	else
+		hpsi_info("started %s %d: pid %d", c->role == HPS_ROLE_SERVER ? "server" : "worker", c->rank, (int)pid);
 	return 0;
 }
 
@@ -209,6 +213,11 @@ static void stop_job(struct job *j)
 {
 	if (j->stopping)
 		return;
+	int n = 0;
+	for (int i = 0; i < j->n; i++)
+		n += j->kids[i].running;
+	hpsi_info("stopping the job: shutdown flag set, SIGTERM to %d running process%s, SIGKILL after %lld s", n,
+		  n == 1 ? "" : "es", GRACE_NS / 1000000000);
 	j->stopping = 1;
 	atomic_store_explicit(&j->seg.hdr->shutdown, 1, memory_order_release);
 	hpsi_wake_all(&j->seg);
@@ -427,6 +436,7 @@ int hpsi_cmd_launch(int argc, char **argv)
 			fprintf(stderr, "hps launch: no program given (hps launch [options] -- PROGRAM ARGS...)\n");
 		return 2;
 	}
+	hpsi_log_identity("launcher", -1, hpsi_setting("HOST")); /* --host may have named it */
 	if (tracker && (rc = tracker_role()))
 		return rc < 0 ? hpsi_cmd_scheduler(1, argv) : rc;
 	struct hpsi_lobby lobby = {.fd = -1};
@@ -461,6 +471,7 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 	struct hpsi_config cfg;
 	if (hpsi_launch_check_settings(&cfg, self_serve, 1)) /* before anything starts */
 		return 2;
+	hpsi_log_identity("launcher", -1, cfg.host);
 	struct hpsi_seg_params sp;
 	hpsi_config_seg_params(&cfg, &sp);
 	struct sigaction sa = {.sa_handler = on_signal};
@@ -570,6 +581,13 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 				nodes_left--;
 				uint32_t node = c->role == HPS_ROLE_SERVER ? (uint32_t)c->rank
 									   : cfg.nservers + (uint32_t)c->rank;
+				const char *role = c->role == HPS_ROLE_SERVER ? "server" : "worker";
+				if (ok)
+					hpsi_info("%s %d (pid %d) exited with status 0", role, c->rank, (int)c->pid);
+				else
+					hpsi_info("%s %d (pid %d) %s %d: marked dead, so that requests waiting for it fail", role,
+						  c->rank, (int)c->pid, WIFEXITED(status) ? "exited with status" : "killed by signal",
+						  WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
 				if (!ok)
 					hpsi_node_mark_dead(&j.seg, node);
 				if (c->role == HPS_ROLE_WORKER)
@@ -580,6 +598,8 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 						code = exit_code(status);
 					if (!keep_going || c->role == HPS_ROLE_SERVER)
 						stop_job(&j);
+					else
+						hpsi_info("--keep-going: the other workers go on");
 				}
 			}
 		}
@@ -587,6 +607,7 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 		 * hosts, this host's servers still serve theirs: they end when the
 		 * bridge reports every worker of the job finished. */
 		if (workers_left == 0 && !multi && !j.stopping) {
+			hpsi_info("every worker has ended: the servers are asked to finish");
 			atomic_store_explicit(&j.seg.hdr->shutdown, 1, memory_order_release);
 			hpsi_wake_all(&j.seg);
 			j.stopping = 1;
@@ -606,6 +627,7 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 		}
 	}
 	hpsi_seg_unlink(&j.seg);
+	hpsi_info("job %s ended with status %d; segment %s removed", cfg.job, code, j.seg.path);
 	hpsi_seg_detach(&j.seg);
 	free(j.kids);
 	return code;

@@ -407,6 +407,7 @@ static void handle(struct sched *s, const struct peer_id *id, const void *buf, s
 
 int hpsi_cmd_scheduler(int argc, char **argv)
 {
+	hpsi_log_identity("scheduler", -1, NULL);
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
 			printf("usage: hps scheduler [--order NAME,NAME,...]\n\n"

@@ -211,11 +211,15 @@ int hpsi_config_deterministic(int *on)
  * before a job starts: the log level and the shared-memory directory. */
 static int check_environment(void)
 {
+	hpsi_log_reload(); /* a test or tool may have changed them since the last line */
 	const char *v = getenv("HPS_LOG");
 	if (v && *v && hpsi_log_parse(v) < 0) {
 		hpsi_error("HPS_LOG=%s: expected debug, info, warn or error", v);
 		return HPS_ECONFIG;
 	}
+	uint64_t rate;
+	if (hpsi_setting_u64("LOG_RATE", 1, 1000000, &rate))
+		return HPS_ECONFIG;
 	struct stat st;
 	int bad = 0;
 	if ((v = getenv("HPS_SHM_DIR")) && *v)

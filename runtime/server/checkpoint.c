@@ -398,6 +398,9 @@ int hpsi_checkpoint_run(struct hpsi_seg *seg, int op, const char *dir, int64_t t
 		if (rc)
 			remove_dir(work);
 	}
+	if (!rc)
+		hpsi_info("checkpoint %s: %s %u server table%s (clock %u)", dir, op == HPSI_CKPT_SAVE ? "saved" : "loaded",
+			  h->nservers, h->nservers == 1 ? "" : "s", clock);
 	release_lock(h);
 	return rc ? rc : op == HPSI_CKPT_LOAD ? (int)clock : 0;
 }

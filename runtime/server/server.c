@@ -160,6 +160,8 @@ static int serve_one(struct server *sv, struct peer *p, uint32_t wk, const void 
 		return SERVE_HELD;
 	if (sv->ordered && h->type != HPSI_MSG_PULL && push_must_wait(sv, wk, h->clock))
 		return SERVE_HELD;
+	hpsi_debug("%s of worker %u: request %lld, %u keys, clock %u", pull ? (h->type == HPSI_MSG_PULL ? "pull" : "pushpull") : "push",
+		   wk, (long long)h->timestamp, h->nkeys, h->clock);
 	if (h->dtype != sv->wire) {
 		hpsi_msg_count_bad("values of another type than this key range's");
 		return answer_bad(sv, p, rec, len);
@@ -259,6 +261,10 @@ static int serve_round(struct server *sv)
 		while (n < BATCH && (rec = hpsi_ring_peek(&p->req, &len))) {
 			int r = serve_one(sv, p, wk, rec, len);
 			if (r == SERVE_HELD) {
+				if (!p->held)
+					hpsi_debug("request %lld of worker %u held: clock %u waits for slower workers",
+						   (long long)((const struct hpsi_msg_hdr *)rec)->timestamp, wk,
+						   ((const struct hpsi_msg_hdr *)rec)->clock);
 				p->held = 1;
 				p->held_head = p->req.head;
 				p->held_epoch = sv->epoch;
@@ -290,6 +296,9 @@ static int all_finished(struct server *sv)
 		uint32_t st = hpsi_node_check(sv->seg, hpsi_worker_node(sv->seg, wk));
 		/* A closed worker waited for all its answers: its ring is empty. */
 		if (st == HPSI_NODE_DEAD || (st == HPSI_NODE_CLOSED && !hpsi_ring_nonempty(&p->req))) {
+			hpsi_info(st == HPSI_NODE_DEAD ? "worker %u died: its requests are dropped, its clock holds back no pull"
+						       : "worker %u closed: it holds back no pull",
+				  wk);
 			p->finished = 1;
 			sv->epoch++; /* it no longer holds back anyone's pulls */
 		} else
@@ -370,6 +379,9 @@ static void serve_checkpoint(struct server *sv)
 			sv->arg = fresh;
 		}
 	}
+	if (!rc) /* before it is served: the next request may rewrite ckpt_dir */
+		hpsi_info("checkpoint: server %u %s %s (clock %u)", me,
+			  h->ckpt_op == HPSI_CKPT_SAVE ? "saved its table into" : "loaded its table from", h->ckpt_dir, clock);
 	hpsi_checkpoint_served(sv->seg, rc, why, clock);
 }
 
@@ -477,6 +489,9 @@ int hps_server_run(hps_ctx *ctx, hps_handler handler, void *arg)
 	sv.dtype = hpsi_seg_ranges(seg)[ctx->node].dtype;
 	sv.wire = hpsi_seg_ranges(seg)[ctx->node].wire;
 	sv.ckpt_seen = 0; /* a request made before this server started still counts */
+	hpsi_info("server %d serves %u workers with %s; staleness %s%s", ctx->cfg.rank, sv.nworkers,
+		  handler ? "a user handler" : "the built-in store", sv.staleness < 0 ? "asp" : sv.staleness == 0 ? "bsp" : "ssp",
+		  sv.ordered ? " (deterministic)" : "");
 	for (;;) {
 		/* pairs with hpsi_checkpoint_run's release: ckpt_op and ckpt_dir are set */
 		uint32_t ck = atomic_load_explicit(&seg->hdr->ckpt_seq, memory_order_acquire);
@@ -498,6 +513,7 @@ int hps_server_run(hps_ctx *ctx, hps_handler handler, void *arg)
 		hpsi_bell_sleep(bell, requests_waiting, &sv, IDLE_SLEEP_NS);
 		spin_until = hpsi_now_ns() + ctx->spin_ns;
 	}
+	hpsi_info("server %d stops serving: every worker has finished, or the job shuts down", ctx->cfg.rank);
 	free(sv.peers);
 	free(sv.scratch);
 	hpsi_store_destroy(sv.store);
