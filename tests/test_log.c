@@ -87,9 +87,9 @@ static int check_every_line(const char *host)
 }
 
 /* The worker of the life-of-a-job test: pushes, then rank 1 kills itself
- * with SIGKILL; rank 0 waits at a barrier, which fails once rank 1 is dead,
- * and finishes cleanly. */
-static int life_worker(void)
+ * with SIGKILL; rank 0 saves a checkpoint into dir, waits at a barrier,
+ * which fails once rank 1 is dead, and finishes cleanly. */
+static int life_worker(const char *dir)
 {
 	hps_ctx *ctx;
 	hps_worker *w;
@@ -101,6 +101,8 @@ static int life_worker(void)
 		return 3;
 	if (hps_rank(ctx) == 1)
 		raise(SIGKILL);
+	if (hps_save(ctx, dir))
+		return 5;
 	int rc = hps_barrier(ctx);
 	hps_worker_close(w);
 	hps_finalize(ctx);
@@ -109,9 +111,11 @@ static int life_worker(void)
 
 static void test_log_info_tells_the_life_of_a_job(void)
 {
-	char cmd[8192];
-	snprintf(cmd, sizeof cmd, "HPS_LOG=info %s launch -s 2 -w 2 --keep-going --job lg1 --host logh -- %s --life-worker",
-		 hps_bin(), self_path);
+	char cmd[8192], dir[64];
+	snprintf(dir, sizeof dir, "/tmp/hps-log-%d.ckpt", (int)getpid());
+	snprintf(cmd, sizeof cmd,
+		 "HPS_LOG=info %s launch -s 2 -w 2 --keep-going --job lg1 --host logh -- %s --life-worker %s; s=$?; rm -rf %s; exit $s",
+		 hps_bin(), self_path, dir, dir);
 	int rc = run_logged(cmd, NULL);
 	CU_ASSERT_EQUAL(rc, 128 + SIGKILL); /* worker 1's end is the job's status */
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps: job lg1 on host logh: 2 servers, 2 workers"));
@@ -142,6 +146,12 @@ static void test_log_info_tells_the_life_of_a_job(void)
 	CU_ASSERT_EQUAL(count("info: worker 1 died: its requests are dropped"), 2); /* by each server */
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "role=worker rank=0 pid=") && strstr(out, " error: barrier 0 failed: a worker died"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "info: job lg1 ended with status 137; segment "));
+	/* the checkpoint worker 0 saved: each server's part, then the whole */
+	CU_ASSERT_EQUAL(count("info: checkpoint: server 0 saved its table into "), 1);
+	CU_ASSERT_EQUAL(count("info: checkpoint: server 1 saved its table into "), 1);
+	char saved[128];
+	snprintf(saved, sizeof saved, " info: checkpoint %s: saved 2 server tables (clock 0)", dir);
+	CU_ASSERT_EQUAL(count(saved), 1);
 	if (!CU_get_number_of_failures())
 		return;
 	fprintf(stderr, "%s\n", out);
@@ -313,8 +323,8 @@ static void test_log_level_follows_the_setting(void)
 
 int main(int argc, char **argv)
 {
-	if (argc == 2 && strcmp(argv[1], "--life-worker") == 0)
-		return life_worker();
+	if (argc == 3 && strcmp(argv[1], "--life-worker") == 0)
+		return life_worker(argv[2]);
 	if (argc == 3 && strcmp(argv[1], "--busy-worker") == 0)
 		return busy_worker(atoi(argv[2]));
 	ssize_t sl = readlink("/proc/self/exe", self_path, sizeof self_path - 1);
