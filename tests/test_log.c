@@ -143,7 +143,10 @@ static void test_log_info_tells_the_life_of_a_job(void)
 	/* the failure and what was done about it */
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, ") killed by signal 9: marked dead, so that requests waiting for it fail"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "info: --keep-going: the other workers go on"));
-	CU_ASSERT_EQUAL(count("info: worker 1 died: its requests are dropped"), 2); /* by each server */
+	/* by each server that looked before the launcher's shutdown flag (the
+	 * launcher wakes them when it marks the worker dead, so at least one) */
+	int seen = count("info: worker 1 died: its requests are dropped");
+	CU_ASSERT_TRUE(seen >= 1 && seen <= 2);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "role=worker rank=0 pid=") && strstr(out, " error: barrier 0 failed: a worker died"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "info: job lg1 ended with status 137; segment "));
 	/* the checkpoint worker 0 saved: each server's part, then the whole */
