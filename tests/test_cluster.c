@@ -448,7 +448,11 @@ static void kill_and_watch(const char *victim)
 			pfx, hps_bin(), hostsf, self_path);
 	CU_ASSERT_FATAL(wait_log(job_log, "loop started", 20000));
 	usleep(300000);
-	pid_t v = find_proc(victim, h1);
+	/* the victim may not have started yet: the worker's loop runs before
+	 * the other host's processes exist (slow to start under TSan) */
+	pid_t v = 0;
+	for (int t = 0; t < 100 && (v = find_proc(victim, h1)) <= 0; t++)
+		usleep(100000);
 	CU_ASSERT_FATAL(v > 0);
 	kill(v, SIGKILL);
 	int64_t t0 = hpsi_now_ns();
