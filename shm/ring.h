@@ -42,7 +42,12 @@
 
 struct hpsi_ring {
 	alignas(128) _Atomic uint32_t tail; /* written by the producer only */
-	char guard0[128 - sizeof(uint32_t)];
+	/* What the producer's published records reach, in its own terms
+	 * (servers: the timestamp of the last answer on a response ring);
+	 * stored relaxed before the release of tail, read after acquiring it.
+	 * Lets whoever takes over a dead producer's ring continue it. */
+	_Atomic int64_t mark;
+	char guard0[128 - sizeof(uint32_t) - 4 - sizeof(int64_t)];
 	alignas(128) _Atomic uint32_t head; /* written by the consumer only */
 	char guard1[128 - sizeof(uint32_t)];
 	/* data follows at HPSI_RING_HDR; its size is passed to the handles */

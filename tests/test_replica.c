@@ -1,0 +1,299 @@
+/* Replicated key ranges (HPS_REPLICAS): a server killed with SIGKILL at a
+ * random moment loses nothing. Every worker pushes integer-valued floats
+ * from a plan that every process can recompute, so each worker knows the
+ * exact sums the job must end with, and under BSP the bounds each pull
+ * must lie in. The kill lands while the workers run (the parent waits for
+ * a random iteration of a random worker), with small rings that fill up,
+ * with held BSP pulls, with pushpulls. Without replicas the same kill
+ * fails the job (checked too, so the test cannot pass vacuously). */
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "shm/bell.h"
+#include "tests/harness.h"
+
+#define NKEYS 48
+#define ITERS 40
+#define INFLIGHT 6
+
+struct plan {
+	uint64_t seed;
+	int bsp;
+	_Atomic int *progress; /* per worker: iterations done (shared memory) */
+	const char *model_out; /* adam case: worker 0 writes the final values here */
+};
+
+static uint64_t next(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+/* The push of worker `rank` in iteration `it`: sorted keys, small
+ * integer values; the same in every process. */
+static size_t planned_push(uint64_t seed, uint32_t rank, int it, uint64_t *keys, float *vals)
+{
+	uint64_t s = seed * 1000003u + rank * 7919u + (uint64_t)it;
+	size_t n = 0;
+	for (uint64_t k = 0; k < NKEYS; k++)
+		if (next(&s) % 3 == 0) {
+			keys[n] = k * 7 + 1;
+			vals[n++] = (float)(1 + next(&s) % 5);
+		}
+	if (n == 0) {
+		keys[0] = 1;
+		vals[0] = 1;
+		n = 1;
+	}
+	return n;
+}
+
+/* Sum of every worker's pushes to each key over iterations [0, upto). */
+static void planned_sums(uint64_t seed, uint32_t nworkers, int upto, float *sum)
+{
+	uint64_t keys[NKEYS];
+	float vals[NKEYS];
+	memset(sum, 0, NKEYS * sizeof *sum);
+	for (uint32_t r = 0; r < nworkers; r++)
+		for (int it = 0; it < upto; it++) {
+			size_t n = planned_push(seed, r, it, keys, vals);
+			for (size_t i = 0; i < n; i++)
+				sum[(keys[i] - 1) / 7] += vals[i];
+		}
+}
+
+static int all_keys(uint64_t *keys)
+{
+	for (uint64_t k = 0; k < NKEYS; k++)
+		keys[k] = k * 7 + 1;
+	return NKEYS;
+}
+
+static int fail(uint32_t rank, const char *what, int rc)
+{
+	fprintf(stderr, "worker %u: %s: %s\n", rank, what, hps_strerror(rc));
+	return 10;
+}
+
+/* Pushes (every fourth a pushpull) with up to INFLIGHT outstanding,
+ * clocks every iteration; under BSP pulls every key at the start of each
+ * iteration and checks the staleness bounds. Ends with the exact sums. */
+static int sum_worker(hps_ctx *ctx, hps_worker *w, void *arg)
+{
+	const struct plan *pl = arg;
+	uint32_t me = (uint32_t)hps_rank(ctx), W = (uint32_t)hps_num_workers(ctx);
+	uint64_t keys[NKEYS], all[NKEYS];
+	float vals[NKEYS], back[NKEYS], got[NKEYS], lo[NKEYS], hi[NKEYS];
+	int64_t ts[INFLIGHT];
+	int rc, nout = 0;
+	all_keys(all);
+	for (int it = 0; it < ITERS; it++) {
+		if (pl->bsp) {
+			int64_t t = hps_pull(w, all, NKEYS, got, NULL);
+			if ((rc = hps_wait(w, t)))
+				return fail(me, "pull", rc);
+			planned_sums(pl->seed, W, it, lo);
+			planned_sums(pl->seed, W, it + 1, hi);
+			for (int k = 0; k < NKEYS; k++)
+				if (got[k] < lo[k] || got[k] > hi[k]) {
+					fprintf(stderr, "worker %u: BSP pull in clock %d read %g for key %d, not in [%g, %g]\n",
+						me, it, got[k], k, lo[k], hi[k]);
+					return 11;
+				}
+		}
+		size_t n = planned_push(pl->seed, me, it, keys, vals);
+		if (nout == INFLIGHT) {
+			if ((rc = hps_wait(w, ts[0])))
+				return fail(me, "push", rc);
+			memmove(ts, ts + 1, sizeof ts[0] * --nout);
+		}
+		ts[nout] = it % 4 == 3 ? hps_pushpull(w, keys, n, vals, back, NULL) : hps_push(w, keys, n, vals, NULL);
+		if (ts[nout] < 0)
+			return fail(me, "submit", (int)ts[nout]);
+		nout++;
+		if ((rc = hps_clock(w)))
+			return fail(me, "clock", rc);
+		atomic_store_explicit(&pl->progress[me], it + 1, memory_order_release);
+	}
+	for (int i = 0; i < nout; i++)
+		if ((rc = hps_wait(w, ts[i])))
+			return fail(me, "last pushes", rc);
+	if ((rc = hps_barrier(ctx)))
+		return fail(me, "barrier", rc);
+	int64_t t = hps_pull(w, all, NKEYS, got, NULL);
+	if ((rc = hps_wait(w, t)))
+		return fail(me, "final pull", rc);
+	planned_sums(pl->seed, W, ITERS, lo);
+	for (int k = 0; k < NKEYS; k++)
+		if (got[k] != lo[k]) {
+			fprintf(stderr, "worker %u: key %d holds %g, the workers pushed %g\n", me, k, got[k], lo[k]);
+			return 12;
+		}
+	return 0;
+}
+
+struct run {
+	uint32_t S, W, K;
+	uint64_t seed;
+	int bsp;
+	uint32_t ring_bytes;
+	int kills;       /* servers killed (0, 1 or 2 in a row) */
+	worker_fn fn;
+	const char *model_out;
+};
+
+static int progress_reached(void *a)
+{
+	void **v = a;
+	_Atomic int *p = v[0];
+	int target = *(int *)v[1];
+	return atomic_load_explicit(p, memory_order_acquire) >= target;
+}
+
+/* Runs one job; returns how many workers failed (-1: setup failed). */
+static int run_job(const struct run *r, uint32_t *killed)
+{
+	char stal[8];
+	snprintf(stal, sizeof stal, "%s", r->bsp ? "bsp" : "asp");
+	setenv("HPS_STALENESS", stal, 1);
+	_Atomic int *progress = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (progress == MAP_FAILED)
+		return -1;
+	struct job j;
+	struct job_opts o = {.ring_bytes = r->ring_bytes, .timeout_ms = 20000, .replicas = r->K};
+	if (job_start(&j, r->S, r->W, &o)) {
+		munmap(progress, 4096);
+		return -1;
+	}
+	struct plan pl = {.seed = r->seed, .bsp = r->bsp, .progress = progress, .model_out = r->model_out};
+	pid_t wk[8];
+	for (uint32_t i = 0; i < r->W; i++)
+		wk[i] = job_fork_worker(&j, i, 1, r->fn, &pl);
+	uint64_t s = r->seed;
+	for (int k = 0; k < r->kills; k++) {
+		/* wait for a random iteration of a random worker, then kill */
+		int target = k == 0 ? 1 + (int)(next(&s) % (ITERS - 8)) : 0;
+		void *arg[2] = {&progress[next(&s) % r->W], &target};
+		poll_until(progress_reached, arg, 10000);
+		uint32_t victim = k == 0 ? (uint32_t)(r->seed % r->S) : (killed[0] + 1) % r->S;
+		kill(j.servers[victim], SIGKILL);
+		waitpid(j.servers[victim], NULL, 0);
+		j.servers[victim] = 0;
+		killed[k] = victim;
+	}
+	int failed = 0;
+	for (uint32_t i = 0; i < r->W; i++) {
+		int st = wait_exit(wk[i], 30000);
+		if (st != 0) {
+			fprintf(stderr, "  seed %llu: worker %u ended with %d\n", (unsigned long long)r->seed, i, st);
+			failed++;
+		}
+	}
+	if (job_stop(&j))
+		failed += 100;
+	munmap(progress, 4096);
+	unsetenv("HPS_STALENESS");
+	return failed;
+}
+
+/* Many seeds, ASP and BSP, normal and tiny rings: one server killed at a
+ * random moment; every worker ends with the exact sums. */
+static void test_replica_kill_one_server_exact_sums(void)
+{
+	int bad = 0;
+	for (uint64_t seed = 1; seed <= 12; seed++) {
+		struct run r = {.S = 3, .W = 3, .K = 1, .seed = seed, .bsp = (int)(seed % 2),
+				.ring_bytes = seed % 3 == 0 ? 4096 : 0, .kills = 1, .fn = sum_worker};
+		uint32_t killed[2];
+		int f = run_job(&r, killed);
+		if (f)
+			fprintf(stderr, "seed %llu (%s, server %u killed): %d failed\n", (unsigned long long)seed,
+				r.bsp ? "bsp" : "asp", killed[0], f);
+		bad += f != 0;
+	}
+	CU_ASSERT_EQUAL(bad, 0);
+}
+
+/* K=2 survives two servers killed one after the other. */
+static void test_replica_two_backups_survive_two_kills(void)
+{
+	int bad = 0;
+	for (uint64_t seed = 21; seed <= 24; seed++) {
+		struct run r = {.S = 4, .W = 3, .K = 2, .seed = seed, .bsp = (int)(seed % 2), .kills = 2, .fn = sum_worker};
+		uint32_t killed[2];
+		bad += run_job(&r, killed) != 0;
+	}
+	CU_ASSERT_EQUAL(bad, 0);
+}
+
+/* The same kill without replicas fails the job: the test above is not
+ * vacuous (the kill lands while the workers need the server). */
+static void test_replica_without_replicas_the_kill_loses(void)
+{
+	int lost = 0;
+	for (uint64_t seed = 1; seed <= 3; seed++) {
+		struct run r = {.S = 3, .W = 3, .K = 0, .seed = seed, .bsp = 0, .kills = 1, .fn = sum_worker};
+		uint32_t killed[2];
+		lost += run_job(&r, killed) > 0;
+	}
+	CU_ASSERT_EQUAL(lost, 3);
+}
+
+/* Both replicas of a range dead with K=1: its requests fail with
+ * HPS_EPEERDEAD within the timeout; nothing hangs. */
+static int doomed_worker(hps_ctx *ctx, hps_worker *w, void *arg)
+{
+	const struct plan *pl = arg;
+	uint32_t me = (uint32_t)hps_rank(ctx);
+	uint64_t all[NKEYS];
+	float got[NKEYS], ones[NKEYS];
+	all_keys(all);
+	for (int k = 0; k < NKEYS; k++)
+		ones[k] = 1;
+	int64_t t0 = hpsi_now_ns();
+	for (int it = 0; it < 100000; it++) {
+		int64_t ts = hps_push(w, all, NKEYS, ones, NULL);
+		int rc = ts < 0 ? (int)ts : hps_wait(w, ts);
+		if (rc == 0)
+			rc = hps_wait(w, hps_pull(w, all, NKEYS, got, NULL));
+		if (it == 2)
+			atomic_store_explicit(&pl->progress[me], 100, memory_order_release);
+		if (rc == HPS_EPEERDEAD)
+			return 0;
+		if (rc)
+			return fail(me, "expected HPS_EPEERDEAD", rc);
+		if (hpsi_now_ns() - t0 > 15000000000ll)
+			return 13;
+	}
+	return 14;
+}
+
+static void test_replica_every_replica_dead_fails_cleanly(void)
+{
+	struct run r = {.S = 3, .W = 2, .K = 1, .seed = 5, .kills = 2, .fn = doomed_worker};
+	uint32_t killed[2];
+	int64_t t0 = hpsi_now_ns();
+	CU_ASSERT_EQUAL(run_job(&r, killed), 0);
+	CU_ASSERT(hpsi_now_ns() - t0 < 20000000000ll);
+}
+
+struct test_case replica_cases[] = {
+	{"replica_kill_one_server_exact_sums", test_replica_kill_one_server_exact_sums},
+	{"replica_two_backups_survive_two_kills", test_replica_two_backups_survive_two_kills},
+	{"replica_without_replicas_the_kill_loses", test_replica_without_replicas_the_kill_loses},
+	{"replica_every_replica_dead_fails_cleanly", test_replica_every_replica_dead_fails_cleanly},
+	{NULL, NULL},
+};
+
+int main(void)
+{
+	return run_suite("replica", replica_cases);
+}
