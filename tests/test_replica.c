@@ -285,11 +285,84 @@ static void test_replica_every_replica_dead_fails_cleanly(void)
 	CU_ASSERT(hpsi_now_ns() - t0 < 20000000000ll);
 }
 
+/* Deterministic BSP with Adam on the servers: pull, a gradient from the
+ * pulled values, push, clock. Worker 0 writes the final model. */
+static int adam_worker(hps_ctx *ctx, hps_worker *w, void *arg)
+{
+	const struct plan *pl = arg;
+	uint32_t me = (uint32_t)hps_rank(ctx);
+	uint64_t all[NKEYS];
+	float got[NKEYS], grad[NKEYS];
+	int rc;
+	all_keys(all);
+	for (int it = 0; it < ITERS; it++) {
+		if ((rc = hps_wait(w, hps_pull(w, all, NKEYS, got, NULL))))
+			return fail(me, "pull", rc);
+		for (int k = 0; k < NKEYS; k++)
+			grad[k] = 0.25f * (got[k] - (float)(k % 5)) + 0.01f * (float)me;
+		if ((rc = hps_wait(w, hps_push(w, all, NKEYS, grad, NULL))))
+			return fail(me, "push", rc);
+		if ((rc = hps_clock(w)))
+			return fail(me, "clock", rc);
+		atomic_store_explicit(&pl->progress[me], it + 1, memory_order_release);
+	}
+	if ((rc = hps_barrier(ctx)) || (rc = hps_wait(w, hps_pull(w, all, NKEYS, got, NULL))))
+		return fail(me, "final pull", rc);
+	if (me == 0) {
+		FILE *f = fopen(pl->model_out, "wb");
+		if (!f || fwrite(got, sizeof got, 1, f) != 1)
+			return 15;
+		fclose(f);
+	}
+	return 0;
+}
+
+static int read_model(const char *path, float *m)
+{
+	FILE *f = fopen(path, "rb");
+	int ok = f && fread(m, sizeof(float) * NKEYS, 1, f) == 1;
+	if (f)
+		fclose(f);
+	unlink(path);
+	return ok;
+}
+
+/* Adam under deterministic BSP: a run with a server killed mid-run ends
+ * with the model of a run without the kill, bit for bit (the backup holds
+ * the same optimizer state and continues the same order). */
+static void test_replica_deterministic_adam_bit_identical(void)
+{
+	char clean[64], killed_path[64];
+	snprintf(clean, sizeof clean, "/tmp/hps_adam_%d_a", (int)getpid());
+	snprintf(killed_path, sizeof killed_path, "/tmp/hps_adam_%d_b", (int)getpid());
+	setenv("HPS_UPDATER", "adam:lr=0.05", 1);
+	setenv("HPS_DETERMINISTIC", "1", 1);
+	int bad = 0;
+	for (uint64_t seed = 31; seed <= 34; seed++) {
+		uint32_t killed[2];
+		struct run r = {.S = 3, .W = 3, .K = 1, .seed = seed, .bsp = 1, .kills = 0, .fn = adam_worker,
+				.model_out = clean};
+		float a[NKEYS], b[NKEYS];
+		int f0 = run_job(&r, killed);
+		r.kills = 1;
+		r.model_out = killed_path;
+		int f1 = run_job(&r, killed);
+		if (f0 || f1 || !read_model(clean, a) || !read_model(killed_path, b) || memcmp(a, b, sizeof a)) {
+			fprintf(stderr, "seed %llu: runs failed (%d, %d) or models differ\n", (unsigned long long)seed, f0, f1);
+			bad++;
+		}
+	}
+	unsetenv("HPS_UPDATER");
+	unsetenv("HPS_DETERMINISTIC");
+	CU_ASSERT_EQUAL(bad, 0);
+}
+
 struct test_case replica_cases[] = {
 	{"replica_kill_one_server_exact_sums", test_replica_kill_one_server_exact_sums},
 	{"replica_two_backups_survive_two_kills", test_replica_two_backups_survive_two_kills},
 	{"replica_without_replicas_the_kill_loses", test_replica_without_replicas_the_kill_loses},
 	{"replica_every_replica_dead_fails_cleanly", test_replica_every_replica_dead_fails_cleanly},
+	{"replica_deterministic_adam_bit_identical", test_replica_deterministic_adam_bit_identical},
 	{NULL, NULL},
 };
 

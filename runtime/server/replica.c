@@ -127,7 +127,7 @@ static void publish_acks(struct server *sv)
 	for (uint32_t wk = 0; wk < sv->nworkers; wk++)
 		if (sv->ack_dirty[wk]) {
 			sv->ack_dirty[wk] = 0;
-			hpsi_ring_publish(&sv->ranges[0].peers[wk].resp);
+			hpsi_serve_publish_answers(&sv->ranges[0].peers[wk]);
 			hpsi_node_wake(sv->seg, hpsi_worker_node(sv->seg, wk));
 		}
 }
@@ -153,10 +153,14 @@ static int drain_from(struct server *sv, uint32_t from, int *stuck)
 	return n;
 }
 
+/* The servers furthest before this one first, and nothing after a ring
+ * that could not be emptied: a range's forwards from a dead primary come
+ * before those of the backup that took it over (which forwards only what
+ * it serves itself), and a push is applied once, by its highest sequence. */
 int hpsi_replica_drain(struct server *sv)
 {
 	int n = 0, stuck = 0;
-	for (uint32_t j = 1; j <= sv->replicas; j++)
+	for (uint32_t j = sv->replicas; j >= 1 && !stuck; j--)
 		n += drain_from(sv, hpsi_replica(sv->seg, sv->me, sv->nservers - j), &stuck);
 	if (n)
 		publish_acks(sv);
@@ -197,9 +201,19 @@ int hpsi_replica_takeover(struct server *sv)
 			struct peer *p = &rs->peers[wk];
 			struct hpsi_ring *resp = hpsi_seg_ring(sv->seg, wk, rs->id, 1);
 			/* acquire pairs with the dead primary's last release of its
-			 * tail (pair A): the mark stored before it is visible */
-			(void)atomic_load_explicit(&resp->tail, memory_order_acquire);
-			p->answered_upto = atomic_load_explicit(&resp->mark, memory_order_relaxed) - 1;
+			 * tail (pair A): the mark word stored before it is visible */
+			uint32_t tail = atomic_load_explicit(&resp->tail, memory_order_acquire);
+			p->answered = 0;
+			for (unsigned k = 0; k < 2; k++) {
+				uint64_t m = atomic_load_explicit(&resp->mark[k], memory_order_relaxed);
+				if ((uint32_t)(m >> 32) == tail) {
+					p->answered = (uint32_t)m;
+					p->mark_word = k ^ 1; /* keep the word that holds */
+				}
+			}
+			/* 0: nothing answered yet (or exactly 2^32 answers ago, when
+			 * the last few might be answered twice) */
+			p->adopted = p->answered != 0;
 			hpsi_ring_cons_attach(&p->req, hpsi_seg_ring(sv->seg, wk, rs->id, 0), sv->seg->hdr->ring_bytes);
 			hpsi_ring_prod_attach(&p->resp, resp, sv->seg->hdr->ring_bytes);
 			p->held = 0;

@@ -159,8 +159,8 @@ static int serve_one(struct server *sv, struct range_state *rs, struct peer *p, 
 		return forward_clock(sv, rs, rec, len);
 	/* Answered by the primary before this one: its pushes reached this
 	 * server through the forwards it drained before taking over. */
-	if (h->timestamp <= p->answered_upto)
-		return SERVE_DONE;
+	if (p->adopted && (int32_t)((uint32_t)(h->timestamp + 1) - p->answered) <= 0)
+		return SERVE_DONE; /* (wraps: a ring holds far fewer than 2^31 requests) */
 	int pull = h->type != HPSI_MSG_PUSH, lens = (h->flags & HPSI_F_LENS) != 0;
 	/* SSP: a pull at clock c must include every update from clocks below
 	 * c - s of every unfinished worker; FIFO rings mean that worker w has
@@ -246,10 +246,19 @@ static int serve_one(struct server *sv, struct range_state *rs, struct peer *p, 
 		out->nlens = 0;
 	}
 	hpsi_ring_commit(&p->resp, sizeof *out + (in_buf ? 0 : out->val_bytes));
-	/* timestamp + 1 (0: nothing answered yet); relaxed: published with
-	 * the ring's tail (release, pair A), read by a takeover (replica.c) */
-	atomic_store_explicit(&p->resp.r->mark, h->timestamp + 1, memory_order_relaxed);
+	p->answered = (uint32_t)(h->timestamp + 1);
 	return SERVE_DONE;
+}
+
+void hpsi_serve_publish_answers(struct peer *p)
+{
+	/* relaxed: published by the release of the tail just below (pair A);
+	 * alternate words, so that the one for the tail last published stays
+	 * whole if this process dies between the two stores */
+	uint64_t v = (uint64_t)p->resp.tail << 32 | p->answered;
+	atomic_store_explicit(&p->resp.r->mark[p->mark_word], v, memory_order_relaxed);
+	p->mark_word ^= 1;
+	hpsi_ring_publish(&p->resp);
 }
 
 int hpsi_serve_round(struct server *sv, struct range_state *rs)
@@ -280,7 +289,7 @@ int hpsi_serve_round(struct server *sv, struct range_state *rs)
 			 * released: a backup taking the ring over re-reads exactly
 			 * those whose forwards and answers may be lost. */
 			hpsi_replica_publish(sv);
-			hpsi_ring_publish(&p->resp);
+			hpsi_serve_publish_answers(p);
 			hpsi_ring_cons_publish(&p->req);
 			hpsi_node_wake(sv->seg, hpsi_worker_node(sv->seg, wk));
 			total += n;

@@ -36,7 +36,12 @@ struct peer {
 	 * on a ring taken over, the last request the previous primary had
 	 * answered (it is not answered twice). */
 	int64_t last_seq;
-	int64_t answered_upto;
+	/* (timestamp + 1) mod 2^32 of the last request answered on the answer
+	 * ring, published with it (struct hpsi_ring's mark); on a ring taken
+	 * over (adopted), requests at or below it were answered already. */
+	uint32_t answered;
+	int adopted;
+	unsigned mark_word; /* which mark word the next publication uses */
 };
 
 struct range_state {
@@ -80,6 +85,8 @@ enum { SERVE_RETRY = 0, SERVE_DONE = 1, SERVE_HELD = 2 };
 uint32_t hpsi_serve_min_clock(struct server *sv, struct range_state *rs);
 void hpsi_serve_take_phase(struct range_state *rs, struct peer *p, const struct hpsi_msg_hdr *h);
 int hpsi_serve_take_clock(struct range_state *rs, struct peer *p, uint32_t clock);
+/* Publishes a worker's answer ring with its mark (answers, then acks). */
+void hpsi_serve_publish_answers(struct peer *p);
 /* One pass over the workers' rings of a served range; returns requests handled. */
 int hpsi_serve_round(struct server *sv, struct range_state *rs);
 /* Runs the range's handler on a checked request whose answer space is

@@ -206,7 +206,7 @@ static int range_setup(struct server *sv, uint32_t i, hps_handler handler, void 
 		return HPS_ENOMEM;
 	for (uint32_t wk = 0; wk < sv->nworkers; wk++) {
 		struct peer *p = &rs->peers[wk];
-		p->last_seq = p->answered_upto = -1;
+		p->last_seq = -1;
 		/* a backup attaches the rings when it takes the range over */
 		hpsi_ring_cons_attach(&p->req, hpsi_seg_ring(seg, wk, rs->id, 0), seg->hdr->ring_bytes);
 		if (rs->serving)
