@@ -27,6 +27,8 @@ struct plan {
 	int bsp;
 	_Atomic int *progress; /* per worker: iterations done (shared memory) */
 	const char *model_out; /* adam case: worker 0 writes the final values here */
+	const char *ckpt_dir;  /* worker 0 saves a checkpoint every 8 iterations */
+	const char *started;   /* launched: worker 0 creates this file at iteration 5 */
 };
 
 static uint64_t next(uint64_t *s)
@@ -121,7 +123,18 @@ static int sum_worker(hps_ctx *ctx, hps_worker *w, void *arg)
 		nout++;
 		if ((rc = hps_clock(w)))
 			return fail(me, "clock", rc);
-		atomic_store_explicit(&pl->progress[me], it + 1, memory_order_release);
+		/* a server may die during it: then the save fails, and is tried again */
+		if (pl->ckpt_dir && me == 0 && it % 8 == 4)
+			for (int tries = 0; (rc = hps_save(ctx, pl->ckpt_dir)) != 0; tries++)
+				if (rc != HPS_EPEERDEAD || tries == 3)
+					return fail(me, "checkpoint", rc);
+		if (pl->progress)
+			atomic_store_explicit(&pl->progress[me], it + 1, memory_order_release);
+		if (pl->started) { /* under hps launch: slow enough to be killed midway */
+			usleep(20000);
+			if (me == 0 && it == 5)
+				fclose(fopen(pl->started, "w"));
+		}
 	}
 	for (int i = 0; i < nout; i++)
 		if ((rc = hps_wait(w, ts[i])))
@@ -148,6 +161,7 @@ struct run {
 	int kills;       /* servers killed (0, 1 or 2 in a row) */
 	worker_fn fn;
 	const char *model_out;
+	const char *ckpt_dir;
 };
 
 static int progress_reached(void *a)
@@ -173,7 +187,8 @@ static int run_job(const struct run *r, uint32_t *killed)
 		munmap(progress, 4096);
 		return -1;
 	}
-	struct plan pl = {.seed = r->seed, .bsp = r->bsp, .progress = progress, .model_out = r->model_out};
+	struct plan pl = {.seed = r->seed, .bsp = r->bsp, .progress = progress, .model_out = r->model_out,
+			  .ckpt_dir = r->ckpt_dir};
 	pid_t wk[8];
 	for (uint32_t i = 0; i < r->W; i++)
 		wk[i] = job_fork_worker(&j, i, 1, r->fn, &pl);
@@ -219,6 +234,24 @@ static void test_replica_kill_one_server_exact_sums(void)
 				r.bsp ? "bsp" : "asp", killed[0], f);
 		bad += f != 0;
 	}
+	CU_ASSERT_EQUAL(bad, 0);
+}
+
+/* Checkpoints while a server is killed: each one is whole or refused
+ * (and saved again); the job still ends with the exact sums. */
+static void test_replica_kill_during_checkpoints(void)
+{
+	char dir[64], cmd[256];
+	snprintf(dir, sizeof dir, "/tmp/hps_replica_ckpt_%d", (int)getpid());
+	int bad = 0;
+	for (uint64_t seed = 41; seed <= 44; seed++) {
+		struct run r = {.S = 3, .W = 3, .K = 1, .seed = seed, .bsp = (int)(seed % 2), .kills = 1,
+				.fn = sum_worker, .ckpt_dir = dir};
+		uint32_t killed[2];
+		bad += run_job(&r, killed) != 0;
+	}
+	snprintf(cmd, sizeof cmd, "rm -rf %s %s.old %s.partial", dir, dir, dir);
+	CU_ASSERT_EQUAL(system(cmd), 0);
 	CU_ASSERT_EQUAL(bad, 0);
 }
 
@@ -357,16 +390,92 @@ static void test_replica_deterministic_adam_bit_identical(void)
 	CU_ASSERT_EQUAL(bad, 0);
 }
 
+/* The pid of server `rank` of job `job`: an `hps server` process whose
+ * environment names the job and the rank; 0 if none. */
+static pid_t find_server(const char *job, int rank)
+{
+	char want_job[96], want_rank[32];
+	snprintf(want_job, sizeof want_job, "HPS_JOB_ID=%s", job);
+	snprintf(want_rank, sizeof want_rank, "HPS_RANK=%d", rank);
+	for (pid_t pid = 2; pid < 4194304; pid++) {
+		char path[64], env[8192];
+		snprintf(path, sizeof path, "/proc/%d/environ", (int)pid);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			continue;
+		size_t n = fread(env, 1, sizeof env - 1, f);
+		fclose(f);
+		int job_ok = 0, rank_ok = 0, server = 0;
+		for (size_t at = 0; at < n; at += strlen(env + at) + 1) {
+			env[n] = 0;
+			job_ok |= strcmp(env + at, want_job) == 0;
+			rank_ok |= strcmp(env + at, want_rank) == 0;
+			server |= strcmp(env + at, "HPS_ROLE=server") == 0;
+		}
+		if (job_ok && rank_ok && server)
+			return pid;
+	}
+	return 0;
+}
+
+static int file_exists(void *path)
+{
+	return access(path, F_OK) == 0;
+}
+
+/* The user's story: `hps launch -s 3 -w 2 --replicas 1`, kill -9 a server
+ * midway; the launcher says so, the job goes on and exits 0 with exact sums. */
+static void test_replica_launch_survives_kill(void)
+{
+	char job[32], flag[64], log[64], cmd[512], out[8192], self[256];
+	snprintf(job, sizeof job, "rl%d", (int)getpid());
+	snprintf(flag, sizeof flag, "/tmp/hps_%s_started", job);
+	snprintf(log, sizeof log, "/tmp/hps_%s.log", job);
+	ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
+	CU_ASSERT_FATAL(sl > 0);
+	self[sl] = 0;
+	unlink(flag);
+	snprintf(cmd, sizeof cmd, "exec %s launch -s 3 -w 2 --replicas 1 --job %s -- %s --launched-worker 7 %s", hps_bin(),
+		 job, self, flag);
+	pid_t pid = spawn_logged(log, "/bin/sh", cmd);
+	CU_ASSERT_FATAL(poll_until(file_exists, flag, 20000));
+	pid_t victim = find_server(job, 1);
+	CU_ASSERT(victim > 0);
+	if (victim > 0)
+		kill(victim, SIGKILL);
+	CU_ASSERT_EQUAL(finish_group(pid, 30000), 0);
+	slurp_into(log, out, sizeof out);
+	CU_ASSERT(strstr(out, "served by their backups") != NULL);
+	if (!strstr(out, "served by their backups"))
+		fprintf(stderr, "%s\n", out);
+	unlink(flag);
+	unlink(log);
+}
+
 struct test_case replica_cases[] = {
 	{"replica_kill_one_server_exact_sums", test_replica_kill_one_server_exact_sums},
+	{"replica_kill_during_checkpoints", test_replica_kill_during_checkpoints},
 	{"replica_two_backups_survive_two_kills", test_replica_two_backups_survive_two_kills},
 	{"replica_without_replicas_the_kill_loses", test_replica_without_replicas_the_kill_loses},
 	{"replica_every_replica_dead_fails_cleanly", test_replica_every_replica_dead_fails_cleanly},
 	{"replica_deterministic_adam_bit_identical", test_replica_deterministic_adam_bit_identical},
+	{"replica_launch_survives_kill", test_replica_launch_survives_kill},
 	{NULL, NULL},
 };
 
-int main(void)
+int main(int argc, char **argv)
 {
+	if (argc == 4 && strcmp(argv[1], "--launched-worker") == 0) {
+		hps_ctx *ctx;
+		hps_worker *w;
+		int rc = join_as_worker(&ctx, &w);
+		if (rc)
+			return rc;
+		struct plan pl = {.seed = strtoull(argv[2], NULL, 10), .started = argv[3]};
+		rc = sum_worker(ctx, w, &pl);
+		hps_worker_close(w);
+		hps_finalize(ctx);
+		return rc;
+	}
 	return run_suite("replica", replica_cases);
 }
