@@ -57,9 +57,9 @@ PY_FILES = $(wildcard python/hps/*.py)
 PY_BUILD = $(if $(filter .,$(OUT)),$(PY_EXT))
 
 .SECONDARY:
-.PHONY: all deps test run bench bench-python bench-ssp bench-net bench-hogwild asan tsan clean data fixtures fuzz \
+.PHONY: all deps test run bench bench-ft bench-python bench-ssp bench-net bench-hogwild asan tsan clean data fixtures fuzz \
 	install uninstall
-all: $(FLAGS_STAMP) $(OUT)/lib/libhps.a $(OUT)/lib/libhps.so $(OUT)/bin/hps $(TESTS) $(OUT)/bench/hps_bench $(OUT)/bench/ssp_bench \
+all: $(FLAGS_STAMP) $(OUT)/lib/libhps.a $(OUT)/lib/libhps.so $(OUT)/bin/hps $(TESTS) $(OUT)/bench/hps_bench $(OUT)/bench/ssp_bench $(OUT)/bench/ft_bench \
 	$(OUT)/bench/net_bench $(EXAMPLES) $(PY_BUILD)
 
 # Installs the Debian packages hps needs, only when one is missing.
@@ -144,6 +144,14 @@ bench-python: deps
 	bench/hps_bench lat sparse1k dense4M
 	GLIBC_TUNABLES=glibc.rtld.optional_static_tls=16384 bin/hps launch --no-prefix -s 1 -w 1 -- \
 		$(PYTHON) bench/python_bench.py lat sparse1k dense4M | grep -v '^#'
+
+# Replicated key ranges: lat, sparse1k and dense4M without replicas
+# (2S2W), with one backup (2S2WK1) and two (3S2WK2), then the failover time
+# after a primary is killed (about a minute).
+bench-ft: deps
+	@$(MAKE) --no-print-directory bench/hps_bench bench/ft_bench bin/hps
+	bench/hps_bench --ft lat sparse1k dense4M
+	bench/ft_bench | grep -v '^#'
 
 # Straggler under BSP, SSP and ASP, then moving stragglers (about 20 s).
 bench-ssp: deps

@@ -1,8 +1,11 @@
 /* hps_bench: throughput and latency of a local job, next to the machine's
  * limits (memcpy bandwidth, a bare shared-memory ring round trip).
  *
- *   bench/hps_bench [CASE...]     CASE: lat sparse1k sparse100k dense4M
+ *   bench/hps_bench [--ft] [CASE...]  CASE: lat sparse1k sparse100k dense4M
  *                                 dense4M_8k memcpy_4M memcpy_64M ring_rtt idle
+ *
+ * --ft: the configurations of replicated key ranges instead (make bench-ft):
+ * 2S2W without replicas, 2S2WK1 (HPS_REPLICAS=1), 3S2WK2 (HPS_REPLICAS=2).
  *
  * One line per (case, config, phase):
  *   case config phase MB/s keys/s ops/s p50_us p99_us
@@ -248,7 +251,10 @@ static void bench_idle(void)
 
 int main(int argc, char **argv)
 {
-	int want_memcpy4 = argc == 1, want_memcpy64 = argc == 1, want_rtt = argc == 1, want_idle = argc == 1;
+	int ft = argc > 1 && strcmp(argv[1], "--ft") == 0;
+	if (ft)
+		argv++, argc--;
+	int want_memcpy4 = argc == 1, want_memcpy64 = argc == 1, want_rtt = argc == 1, want_idle = argc == 1 && !ft;
 	int any_case = argc == 1;
 	for (size_t ci = 0; ci < NCASES; ci++)
 		selected[ci] = argc == 1;
@@ -282,12 +288,17 @@ int main(int argc, char **argv)
 	if (want_rtt)
 		bench_ring_rtt();
 	sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	static const struct {
+	static const struct config {
 		const char *name;
 		uint32_t S, W;
-	} configs[] = {{"1S1W", 1, 1}, {"2S2W", 2, 2}};
+		const char *replicas;
+	} plain[] = {{"1S1W", 1, 1, "0"}, {"2S2W", 2, 2, "0"}},
+	  replicated[] = {{"2S2W", 2, 2, "0"}, {"2S2WK1", 2, 2, "1"}, {"3S2WK2", 3, 2, "2"}};
+	const struct config *configs = ft ? replicated : plain;
+	size_t nconfigs = ft ? 3 : 2;
 	int rc = 0;
-	for (size_t k = 0; any_case && k < 2; k++) {
+	for (size_t k = 0; any_case && k < nconfigs; k++) {
+		setenv("HPS_REPLICAS", configs[k].replicas, 1);
 		memset(sh, 0, sizeof *sh);
 		pid_t pids[8];
 		if (run_job(configs[k].S, configs[k].W, worker_main, pids)) {

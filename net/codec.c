@@ -55,12 +55,12 @@ int hpsi_msg_check(const void *buf, size_t len, const struct hpsi_msg_bounds *bo
 	if (h->type < HPSI_MSG_PUSH || h->type > HPSI_MSG_CLOCK)
 		BAD("unknown type");
 	if (h->type == HPSI_MSG_CLOCK) {
-		if (len != sizeof *h || h->nkeys || h->nlens || h->val_bytes || h->flags || h->width)
+		if (len != sizeof *h || h->nkeys || h->nlens || h->val_bytes || (h->flags & ~HPSI_F_REPLICA) || h->width)
 			BAD("clock message with a body");
 		v->hdr = h;
 		return 0;
 	}
-	if (h->flags & ~(HPSI_F_HEAP_KEYS | HPSI_F_HEAP_VALS | HPSI_F_HEAP_RESP | HPSI_F_LENS))
+	if (h->flags & ~(HPSI_F_HEAP_KEYS | HPSI_F_HEAP_VALS | HPSI_F_HEAP_RESP | HPSI_F_LENS | HPSI_F_REPLICA))
 		BAD("unknown flags");
 	if (h->dtype > HPSI_WIRE_BF16)
 		BAD("unknown dtype");

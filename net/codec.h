@@ -18,7 +18,7 @@
 #include <stdint.h>
 
 #define HPSI_MSG_MAGIC 0x4d535048u /* "HPSM" */
-#define HPSI_MSG_VERSION 1
+#define HPSI_MSG_VERSION 2
 #define HPSI_MAX_KEYS (1u << 30)
 /* Largest value bytes a message may declare, and the largest answer a
  * fixed-width pull may ask for (nkeys x width x value size, checked by
@@ -43,6 +43,10 @@ enum hpsi_msg_flags {
 	HPSI_F_HEAP_VALS = 2, /* values at vals_off in the sender's heap */
 	HPSI_F_HEAP_RESP = 4, /* answer goes to resp_off (resp_cap bytes) */
 	HPSI_F_LENS = 8,      /* variable-length values */
+	/* Replication (HPS_REPLICAS): on a request, a primary forwards it to
+	 * a backup of its key range; on a response, a backup says it applied
+	 * the push (runtime/server/replica.c). */
+	HPSI_F_REPLICA = 16,
 };
 
 
@@ -63,7 +67,9 @@ struct hpsi_msg_hdr {
 	uint32_t width;     /* floats per key in fixed-width mode */
 	uint64_t val_bytes;
 	uint8_t dtype;     /* enum hpsi_wire_dtype of the values */
-	uint8_t pad[7];
+	uint8_t pad0;
+	uint16_t range;    /* the key range (its first server's index) */
+	uint32_t pad1;
 	uint64_t keys_off;
 	uint64_t vals_off;
 	uint64_t resp_off;

@@ -38,4 +38,41 @@ static inline uint32_t hpsi_route_key(const struct hpsi_seg *s, uint64_t key)
 	return lo < n && r[lo].first <= key ? lo : HPSI_NO_SERVER;
 }
 
+/* Server i (0 = primary, 1..K = backups) of key range r: replicas are
+ * placed on the servers that follow the range's own one. */
+static inline uint32_t hpsi_replica(const struct hpsi_seg *s, uint32_t r, uint32_t i)
+{
+	uint32_t id = r + i;
+	return id >= s->hdr->nservers ? id - s->hdr->nservers : id;
+}
+
+/* Which replica of range r this server is, or HPSI_NO_SERVER. */
+static inline uint32_t hpsi_replica_index(const struct hpsi_seg *s, uint32_t r, uint32_t srv)
+{
+	uint32_t i = srv >= r ? srv - r : srv + s->hdr->nservers - r;
+	return i <= s->hdr->replicas ? i : HPSI_NO_SERVER;
+}
+
+static inline int hpsi_server_gone(const struct hpsi_seg *s, uint32_t srv)
+{
+	/* acquire pairs with the state's release (struct hpsi_node) */
+	uint32_t st = atomic_load_explicit(&hpsi_seg_node(s, srv)->state, memory_order_acquire);
+	return st == HPSI_NODE_DEAD || st == HPSI_NODE_CLOSED;
+}
+
+/* The server serving range r now: its first replica still running, or
+ * HPSI_NO_SERVER when every replica is gone. Node states only move
+ * forward (ALIVE to CLOSED or DEAD), so once a worker sees a replica gone
+ * the replica after it sees the same and takes the range over
+ * (runtime/server/replica.c). */
+static inline uint32_t hpsi_range_primary(const struct hpsi_seg *s, uint32_t r)
+{
+	for (uint32_t i = 0; i <= s->hdr->replicas; i++) {
+		uint32_t srv = hpsi_replica(s, r, i);
+		if (!hpsi_server_gone(s, srv))
+			return srv;
+	}
+	return HPSI_NO_SERVER;
+}
+
 #endif

@@ -42,7 +42,14 @@
 
 struct hpsi_ring {
 	alignas(128) _Atomic uint32_t tail; /* written by the producer only */
-	char guard0[128 - sizeof(uint32_t)];
+	/* What the producer's records reach, in its own terms (servers: the
+	 * last request answered on a response ring), for whoever takes over a
+	 * dead producer's ring: (tail << 32 | value), in the two words
+	 * alternately, each stored relaxed before the release of that tail.
+	 * The word whose tail equals the published one is the one that holds
+	 * (runtime/server/serve.c, hpsi_serve_publish_answers). */
+	_Atomic uint64_t mark[2];
+	char guard0[128 - sizeof(uint32_t) - 4 - 2 * sizeof(uint64_t)];
 	alignas(128) _Atomic uint32_t head; /* written by the consumer only */
 	char guard1[128 - sizeof(uint32_t)];
 	/* data follows at HPSI_RING_HDR; its size is passed to the handles */

@@ -72,7 +72,9 @@ static int plan_layout(const struct hpsi_seg_params *p, struct layout *l)
 	l->ranges_off = align_up(l->nodes_off + nnodes * sizeof(struct hpsi_node), 128);
 	l->rings_off = align_up(l->ranges_off + p->nservers * sizeof(struct hpsi_range), PAGE);
 	l->ring_stride = align_up((size_t)HPSI_RING_HDR + p->ring_bytes, PAGE);
+	size_t fwd = p->replicas ? (size_t)p->nservers * p->nservers : 0;
 	if (__builtin_mul_overflow((size_t)p->nservers * p->nworkers, (size_t)2, &nrings) ||
+	    __builtin_add_overflow(nrings, fwd, &nrings) ||
 	    __builtin_mul_overflow(nrings, l->ring_stride, &rings_bytes) ||
 	    __builtin_mul_overflow((size_t)p->nworkers, (size_t)p->heap_slice, &heap_bytes))
 		return HPS_ECONFIG;
@@ -109,6 +111,15 @@ static int check_params(const struct hpsi_seg_params *p)
 			   p->srv_lo, p->srv_hi, p->wrk_lo, p->wrk_hi, p->nservers, p->nworkers);
 		return HPS_ECONFIG;
 	}
+	if (p->replicas > HPSI_MAX_REPLICAS || (p->replicas && p->replicas >= p->nservers)) {
+		hpsi_error("HPS_REPLICAS=%u: each key range needs its primary and the backups on distinct servers, so at most %u with %u servers (and at most %d)",
+			   p->replicas, p->nservers - 1, p->nservers, HPSI_MAX_REPLICAS);
+		return HPS_ECONFIG;
+	}
+	if (p->replicas && p->bridged) {
+		hpsi_error("HPS_REPLICAS: replication across hosts is not supported yet; run replicated jobs on one host");
+		return HPS_ECONFIG;
+	}
 	if (p->range_mode == HPSI_RANGE_DECLARED) {
 		for (uint32_t i = 0; i < p->nservers; i++)
 			if (p->ranges[i].first > p->ranges[i].last ||
@@ -120,6 +131,10 @@ static int check_params(const struct hpsi_seg_params *p)
 	for (uint32_t i = 0; p->direct_widths && i < p->nservers; i++) {
 		if (!p->direct_widths[i])
 			continue;
+		if (p->replicas) {
+			hpsi_error("HPS_DIRECT with HPS_REPLICAS: a direct range is written in place by workers, so it cannot be replicated; drop one of them");
+			return HPS_ECONFIG;
+		}
 		if (p->range_mode != HPSI_RANGE_DECLARED) {
 			hpsi_error("HPS_DIRECT needs declared key ranges (HPS_KEY_RANGES): a direct range is dense");
 			return HPS_ECONFIG;
@@ -232,6 +247,7 @@ int hpsi_seg_create(const struct hpsi_seg_params *p, struct hpsi_seg *seg)
 	h->nworkers = p->nworkers;
 	h->ring_bytes = p->ring_bytes;
 	h->range_mode = p->range_mode;
+	h->replicas = p->replicas;
 	h->nodes_off = l.nodes_off;
 	h->rings_off = l.rings_off;
 	h->ring_stride = l.ring_stride;
@@ -297,10 +313,11 @@ static int header_ok(const struct hpsi_seg_hdr *h, size_t size)
 	    h->version != HPSI_SEG_VERSION)
 		return 0;
 	struct hpsi_seg_params p = {.nservers = h->nservers, .nworkers = h->nworkers,
-				    .ring_bytes = h->ring_bytes, .heap_slice = h->heap_slice};
+				    .ring_bytes = h->ring_bytes, .heap_slice = h->heap_slice, .replicas = h->replicas};
 	struct layout l;
 	if (h->nservers < 1 || h->nworkers < 1 || h->nservers + (uint64_t)h->nworkers > HPSI_MAX_NODES ||
-	    h->ring_bytes < 4096 || (h->ring_bytes & (h->ring_bytes - 1)) || plan_layout(&p, &l))
+	    h->ring_bytes < 4096 || (h->ring_bytes & (h->ring_bytes - 1)) || h->replicas > HPSI_MAX_REPLICAS ||
+	    h->replicas >= h->nservers || plan_layout(&p, &l))
 		return 0;
 	if (h->bridged && (h->srv_lo > h->srv_hi || h->srv_hi > h->nservers || h->wrk_lo > h->wrk_hi ||
 			   h->wrk_hi > h->nworkers))
@@ -369,6 +386,6 @@ void hpsi_config_seg_params(const struct hpsi_config *c, struct hpsi_seg_params 
 	*p = (struct hpsi_seg_params){.job = c->job, .host = c->host, .nservers = c->nservers,
 				      .nworkers = c->nworkers, .ring_bytes = c->ring_bytes,
 				      .heap_slice = c->heap_slice, .timeout_ms = c->timeout_ms,
-				      .range_mode = c->range_mode, .ranges = c->ranges,
+				      .range_mode = c->range_mode, .ranges = c->ranges, .replicas = c->replicas,
 				      .dtypes = c->dtypes, .wires = c->wires, .direct_widths = c->direct_widths};
 }

@@ -15,7 +15,7 @@
 #include "shm/ring.h"
 
 #define HPSI_SEG_MAGIC 0x31474553535048ull /* "HPSSEG1" */
-#define HPSI_SEG_VERSION 3
+#define HPSI_SEG_VERSION 4
 #define HPSI_SEG_TMP ".tmp" /* suffix + creator pid while a segment is being built */
 
 enum hpsi_node_state {
@@ -76,7 +76,9 @@ struct hpsi_seg_hdr {
 	 * the bridge's pid, and their rings have the bridge at the far end). */
 	uint32_t bridged;
 	uint32_t srv_lo, srv_hi, wrk_lo, wrk_hi;
-	uint32_t pad1;
+	/* HPS_REPLICAS: backups per key range; with any, the S x S rings of
+	 * server pairs follow the worker rings (hpsi_seg_fwd_ring) */
+	uint32_t replicas;
 	/* sleepers: the bridge sleeps and wants a datagram (shm/wake.h) */
 	struct hpsi_bell bridge_bell;
 	int64_t timeout_ms;
@@ -123,6 +125,7 @@ struct hpsi_seg_params {
 	 * bridge) stands for every other node */
 	uint32_t bridged;
 	uint32_t srv_lo, srv_hi, wrk_lo, wrk_hi;
+	uint32_t replicas; /* HPS_REPLICAS */
 };
 
 struct hpsi_seg {
@@ -163,6 +166,14 @@ static inline uint32_t hpsi_worker_node(const struct hpsi_seg *s, uint32_t w)
 static inline struct hpsi_ring *hpsi_seg_ring(const struct hpsi_seg *s, uint32_t w, uint32_t srv, int dir)
 {
 	size_t idx = ((size_t)w * s->hdr->nservers + srv) * 2 + (size_t)dir;
+	return (struct hpsi_ring *)(s->base + s->hdr->rings_off + idx * s->hdr->ring_stride);
+}
+
+/* The ring of forwarded pushes from server `from` (a primary) to server
+ * `to` (a backup of one of its key ranges); only with replicas. */
+static inline struct hpsi_ring *hpsi_seg_fwd_ring(const struct hpsi_seg *s, uint32_t from, uint32_t to)
+{
+	size_t idx = (size_t)s->hdr->nworkers * s->hdr->nservers * 2 + (size_t)from * s->hdr->nservers + to;
 	return (struct hpsi_ring *)(s->base + s->hdr->rings_off + idx * s->hdr->ring_stride);
 }
 

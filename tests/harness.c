@@ -76,7 +76,8 @@ int job_start(struct job *j, uint32_t nservers, uint32_t nworkers, const struct 
 		.ring_bytes = o->ring_bytes ? o->ring_bytes : 1u << 16,
 		.heap_slice = (o->heap_mb ? o->heap_mb : 64) << 20,
 		.timeout_ms = o->timeout_ms ? o->timeout_ms : 20000,
-		.range_mode = o->ranges ? HPSI_RANGE_DECLARED : HPSI_RANGE_HASH, .ranges = o->ranges};
+		.range_mode = o->ranges ? HPSI_RANGE_DECLARED : HPSI_RANGE_HASH, .ranges = o->ranges,
+		.replicas = o->replicas};
 	uint32_t dtypes[64], wires[64], directs[64];
 	int rc = hpsi_config_value_types(nservers, dtypes, wires); /* HPS_DTYPE, HPS_COMPRESS */
 	if (rc || (rc = hpsi_config_direct(nservers, directs)))   /* HPS_DIRECT */

@@ -31,6 +31,7 @@ struct job_opts {
 	const struct hpsi_key_span *ranges; /* declared ranges, one per server */
 	hps_handler handler;             /* servers' handler; NULL: summing store */
 	int no_servers;                  /* create the segment only */
+	uint32_t replicas;               /* HPS_REPLICAS */
 };
 
 /* Creates a segment for a fresh job id and forks its servers. */

@@ -221,10 +221,18 @@ struct alloc_arg {
 	int why;
 };
 
-static int server_gone(const hps_worker *w, uint32_t srv)
+/* 0 while key range r has a server, else why not: HPS_EPEERDEAD when
+ * one of its replicas died, HPS_ECLOSED when they all closed. */
+static int range_gone(const hps_worker *w, uint32_t r)
 {
-	uint32_t st = atomic_load_explicit(&hpsi_seg_node(w->seg, srv)->state, memory_order_acquire);
-	return st == HPSI_NODE_DEAD || st == HPSI_NODE_CLOSED;
+	if (hpsi_range_primary(w->seg, r) != HPSI_NO_SERVER)
+		return 0;
+	for (uint32_t i = 0; i <= w->seg->hdr->replicas; i++)
+		/* acquire pairs with the CAS in hpsi_node_mark_dead; only picks the code */
+		if (atomic_load_explicit(&hpsi_seg_node(w->seg, hpsi_replica(w->seg, r, i))->state,
+					 memory_order_acquire) == HPSI_NODE_DEAD)
+			return HPS_EPEERDEAD;
+	return HPS_ECLOSED;
 }
 
 /* Done when allocated, when the file system behind the heap is full
@@ -234,14 +242,8 @@ static int server_gone(const hps_worker *w, uint32_t srv)
 static int try_alloc(void *a_)
 {
 	struct alloc_arg *a = a_;
-	if (server_gone(a->w, a->srv)) {
-		/* acquire pairs with the CAS in hpsi_node_mark_dead; only picks the code */
-		a->why = atomic_load_explicit(&hpsi_seg_node(a->w->seg, a->srv)->state, memory_order_acquire) ==
-				 HPSI_NODE_DEAD
-			     ? HPS_EPEERDEAD
-			     : HPS_ECLOSED;
+	if ((a->why = range_gone(a->w, a->srv)))
 		return 1;
-	}
 	a->p = hpsi_heap_alloc_why(a->w->heap, a->bytes, &a->why);
 	return a->p != NULL || a->why == HPS_ENOSPC;
 }
@@ -319,6 +321,14 @@ static int alloc_parts(hps_worker *w, const struct call *c, struct hpsi_part *pa
 	return rc;
 }
 
+/* Rings the bell of whoever serves range r now. */
+static void wake_range(const hps_worker *w, uint32_t r)
+{
+	uint32_t srv = w->seg->hdr->replicas ? hpsi_range_primary(w->seg, r) : r;
+	if (srv != HPSI_NO_SERVER)
+		hpsi_node_wake(w->seg, srv);
+}
+
 struct reserve_arg {
 	hps_worker *w;
 	uint32_t srv;
@@ -330,8 +340,8 @@ struct reserve_arg {
 static int try_reserve(void *a_)
 {
 	struct reserve_arg *a = a_;
-	if (server_gone(a->w, a->srv))
-		return a->dead = 1;
+	if ((a->dead = range_gone(a->w, a->srv)))
+		return 1;
 	return (a->rec = hpsi_ring_reserve(&a->w->req[a->srv], a->len)) != NULL;
 }
 
@@ -343,11 +353,9 @@ static uint64_t seg_off(const hps_worker *w, const void *p)
 static int send_part(hps_worker *w, const struct call *c, struct hpsi_slot *s, uint32_t pi, int64_t ts)
 {
 	struct hpsi_part *p = &s->parts[pi];
-	uint32_t st = atomic_load_explicit(&hpsi_seg_node(w->seg, p->server)->state, memory_order_acquire);
-	if (st == HPSI_NODE_DEAD)
-		return HPS_EPEERDEAD;
-	if (st == HPSI_NODE_CLOSED)
-		return HPS_ECLOSED;
+	int gone = range_gone(w, p->server);
+	if (gone)
+		return gone;
 
 	int pull = c->type != HPS_REQ_PUSH;
 	size_t wsz = hpsi_dtype_size(p->wire);
@@ -394,6 +402,7 @@ static int send_part(hps_worker *w, const struct call *c, struct hpsi_slot *s, u
 	h.dtype = (uint8_t)p->wire;
 	h.clock = w->clock;
 	h.part = pi;
+	h.range = (uint16_t)p->server;
 	h.nkeys = p->count;
 	h.nlens = c->lens ? p->count : 0;
 	h.width = c->width;
@@ -403,7 +412,7 @@ static int send_part(hps_worker *w, const struct call *c, struct hpsi_slot *s, u
 	if (!try_reserve(&ra) && hpsi_worker_wait_until(w, try_reserve, &ra, s->deadline) != 0)
 		return HPS_ETIMEDOUT;
 	if (ra.dead)
-		return HPS_EPEERDEAD;
+		return ra.dead;
 	unsigned char *rec = ra.rec;
 	memcpy(rec, &h, sizeof h);
 	if (!(flags & HPSI_F_HEAP_KEYS))
@@ -416,7 +425,7 @@ static int send_part(hps_worker *w, const struct call *c, struct hpsi_slot *s, u
 	 * soon as the ring is published), so p is not touched again. */
 	atomic_store_explicit(&p->state, HPSI_PART_SENT, memory_order_release);
 	hpsi_ring_publish(&w->req[p->server]);
-	hpsi_node_wake(w->seg, p->server);
+	wake_range(w, p->server);
 	return 0;
 }
 
@@ -562,17 +571,17 @@ int hps_clock(hps_worker *w)
 			continue;
 		}
 		if (a.dead) {
-			/* acquire pairs with the CAS in hpsi_node_mark_dead; only picks the code */
-			if (atomic_load_explicit(&hpsi_seg_node(w->seg, srv)->state, memory_order_acquire) == HPSI_NODE_DEAD)
+			if (a.dead == HPS_EPEERDEAD)
 				rc = HPS_EPEERDEAD;
 			continue;
 		}
 		struct hpsi_msg_hdr *h = a.rec;
 		hpsi_msg_init(h, HPSI_MSG_CLOCK, w->rank, -1);
 		h->clock = w->clock;
+		h->range = (uint16_t)srv;
 		hpsi_ring_commit(&w->req[srv], sizeof *h);
 		hpsi_ring_publish(&w->req[srv]);
-		hpsi_node_wake(w->seg, srv);
+		wake_range(w, srv);
 	}
 	hpsi_debug("clock %u announced to %u server%s", w->clock, w->nservers, w->nservers == 1 ? "" : "s");
 	hpsi_worker_in_submit(0);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "net/route.h"
 #include "runtime/common/dtype.h"
 #include "runtime/common/log.h"
 
@@ -163,6 +164,41 @@ void hpsi_worker_sent(struct hps_worker *w, struct hpsi_slot *s)
 	}
 }
 
+/* Replication: a push part is done once its primary answered and every
+ * replica of its range that is still running applied it (a dead one no
+ * longer counts; every replica dead fails the part in check_peers). */
+static void part_maybe_done(struct hps_worker *w, struct hpsi_slot *s, struct hpsi_part *p)
+{
+	if (!p->answered)
+		return;
+	if (s->type != HPS_REQ_PULL)
+		for (uint32_t i = 0; i <= w->seg->hdr->replicas; i++)
+			if (!(p->applied & (1u << i)) && !hpsi_server_gone(w->seg, hpsi_replica(w->seg, p->server, i)))
+				return;
+	part_done(w, s, p, 0);
+}
+
+/* A backup applied a push (HPSI_F_REPLICA): it answers on its own ring. */
+static void handle_replica_ack(struct hps_worker *w, uint32_t ring, const struct hpsi_msg_hdr *h)
+{
+	struct hpsi_slot *s = &w->slots[(uint64_t)h->timestamp & (HPSI_MAX_INFLIGHT - 1)];
+	uint32_t i = h->range < w->nservers ? hpsi_replica_index(w->seg, h->range, h->sender) : HPSI_NO_SERVER;
+	/* acquire pairs with send_part's release of SENT; a part done since
+	 * (a late ack after a takeover) takes nothing */
+	if (h->timestamp < 0 || atomic_load_explicit(&s->ts, memory_order_acquire) != h->timestamp ||
+	    h->part >= s->nparts ||
+	    atomic_load_explicit(&s->parts[h->part].state, memory_order_acquire) != HPSI_PART_SENT)
+		return;
+	struct hpsi_part *p = &s->parts[h->part];
+	if (i == HPSI_NO_SERVER || i == 0 || ring != h->sender || p->server != h->range) {
+		hpsi_msg_count_bad("replica answer from no replica of the range");
+		return;
+	}
+	set_status(s, h->status);
+	p->applied |= (uint8_t)(1u << i);
+	part_maybe_done(w, s, p);
+}
+
 static void handle_response(struct hps_worker *w, uint32_t server, const void *rec, size_t len)
 {
 	struct hpsi_msg_view v;
@@ -172,6 +208,10 @@ static void handle_response(struct hps_worker *w, uint32_t server, const void *r
 		return;
 	}
 	const struct hpsi_msg_hdr *h = v.hdr;
+	if (h->flags & HPSI_F_REPLICA) {
+		handle_replica_ack(w, server, h);
+		return;
+	}
 	struct hpsi_slot *s = &w->slots[(uint64_t)h->timestamp & (HPSI_MAX_INFLIGHT - 1)];
 	/* SENT: acquire pairs with send_part's release, making the part's
 	 * buffers visible; an UNSENT or DONE part takes no answer. */
@@ -183,6 +223,8 @@ static void handle_response(struct hps_worker *w, uint32_t server, const void *r
 		return;
 	}
 	struct hpsi_part *p = &s->parts[h->part];
+	if (p->answered)
+		return; /* answered again by a backup that took the range over */
 	int status = h->status;
 	if (!status && h->dtype != p->wire)
 		status = HPS_EPROTO;
@@ -193,7 +235,16 @@ static void handle_response(struct hps_worker *w, uint32_t server, const void *r
 		else if (!p->resp_in_place)
 			scatter_fixed(s, p, (h->flags & HPSI_F_HEAP_RESP) ? p->resp_buf : v.vals);
 	}
-	part_done(w, s, p, status);
+	if (!w->seg->hdr->replicas) {
+		part_done(w, s, p, status);
+		return;
+	}
+	set_status(s, status);
+	uint32_t i = hpsi_replica_index(w->seg, server, h->sender);
+	if (i != HPSI_NO_SERVER)
+		p->applied |= (uint8_t)(1u << i);
+	p->answered = 1;
+	part_maybe_done(w, s, p);
 }
 
 /* Fails every sent part held by server `srv` (it died or closed). Parts
@@ -214,7 +265,7 @@ static void fail_server_parts(struct hps_worker *w, uint32_t srv, int status)
 			}
 	}
 	if (failed)
-		hpsi_info("server %u is gone: %u request part%s sent to it fail with %s", srv, failed,
+		hpsi_info("key range %u has no server left: %u request part%s sent to it fail with %s", srv, failed,
 			  failed == 1 ? "" : "s", hps_strerror(status));
 }
 
@@ -309,17 +360,45 @@ int hpsi_worker_progress(struct hps_worker *w)
 	return progress_locked_then_unlock(w, NULL);
 }
 
-/* Checks the servers that hold requests and the deadlines. */
+/* Replication: pushes waiting only for backups that died are done. */
+static void recheck_range_parts(struct hps_worker *w, uint32_t r)
+{
+	for (uint32_t i = 0; i < HPSI_MAX_INFLIGHT; i++) {
+		struct hpsi_slot *s = &w->slots[i];
+		if (!atomic_load_explicit(&s->in_use, memory_order_acquire))
+			continue;
+		for (uint32_t j = 0; j < s->nparts; j++)
+			/* acquire pairs with send_part's release of SENT */
+			if (atomic_load_explicit(&s->parts[j].state, memory_order_acquire) == HPSI_PART_SENT &&
+			    s->parts[j].server == r)
+				part_maybe_done(w, s, &s->parts[j]);
+	}
+}
+
+/* Checks the servers that hold requests and the deadlines. A key range
+ * fails its requests only when every replica of it is gone. */
 static int check_peers(struct hps_worker *w)
 {
 	int64_t now = hpsi_now_ns();
+	uint32_t K = w->seg->hdr->replicas, died = 0;
 	for (uint32_t srv = 0; srv < w->nservers; srv++) {
 		uint32_t st = hpsi_node_check(w->seg, srv);
-		if (st == HPSI_NODE_DEAD || st == HPSI_NODE_CLOSED) {
-			/* An answer may have been written just before the end. */
-			drain_locked(w);
-			fail_server_parts(w, srv, st == HPSI_NODE_DEAD ? HPS_EPEERDEAD : HPS_ECLOSED);
+		died |= st == HPSI_NODE_DEAD || st == HPSI_NODE_CLOSED;
+	}
+	if (died)
+		drain_locked(w); /* an answer may have been written just before the end */
+	for (uint32_t r = 0; died && r < w->nservers; r++) {
+		if (hpsi_range_primary(w->seg, r) != HPSI_NO_SERVER) {
+			if (K)
+				recheck_range_parts(w, r);
+			continue;
 		}
+		int dead = 0;
+		for (uint32_t i = 0; i <= K; i++)
+			/* acquire pairs with the CAS in hpsi_node_mark_dead; only picks the code */
+			dead |= atomic_load_explicit(&hpsi_seg_node(w->seg, hpsi_replica(w->seg, r, i))->state,
+						     memory_order_acquire) == HPSI_NODE_DEAD;
+		fail_server_parts(w, r, dead ? HPS_EPEERDEAD : HPS_ECLOSED);
 	}
 	expire_slots(w, now);
 	return 0;

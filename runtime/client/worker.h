@@ -36,6 +36,10 @@ struct hpsi_part {
 	void *keys_buf, *vals_buf, *resp_buf; /* heap buffers freed on the answer */
 	int resp_in_place;                    /* server wrote into the caller's buffer */
 	unsigned wire;                        /* value type on this server's rings */
+	/* Replication (HPS_REPLICAS), under poll_lock: the primary answered;
+	 * bit i: replica i of the range applied the push (a push is done
+	 * once every live replica has). */
+	uint8_t answered, applied;
 };
 
 struct hpsi_slot {

@@ -20,6 +20,7 @@
 #include "hps/hps.h"
 #include "runtime/common/config.h"
 #include "shm/node.h"
+#include "net/route.h"
 #include "runtime/cluster/launch.h"
 #include "runtime/cluster/lobby.h"
 #include "runtime/common/log.h"
@@ -83,6 +84,8 @@ static void usage(FILE *f)
 		"  --dtype T             values stored per key range: f32 or f64; T;T;... per server\n"
 		"                        (HPS_DTYPE)\n"
 		"  --compress C          f32 values on the rings as none, f16 or bf16 (HPS_COMPRESS)\n"
+		"  --replicas K          every key range on K backup servers too: a server may die\n"
+		"                        and the job goes on (HPS_REPLICAS, default 0)\n"
 		"  --deterministic       BSP ranges apply each clock's pushes in worker order, so\n"
 		"                        same-seed runs give the same model bit for bit; every\n"
 		"                        worker must call hps_clock (HPS_DETERMINISTIC=1)\n"
@@ -101,6 +104,7 @@ static const struct {
 } env_opts[] = {
 	{"--servers", "-s", "HPS_NUM_SERVERS"}, {"--workers", "-w", "HPS_NUM_WORKERS"},
 	{"--job", NULL, "HPS_JOB_ID"},          {"--heap-mb", NULL, "HPS_HEAP_MB"},
+	{"--replicas", NULL, "HPS_REPLICAS"},
 	{"--ring-kb", NULL, "HPS_RING_KB"},     {"--timeout-ms", NULL, "HPS_TIMEOUT_MS"},
 	{"--key-ranges", NULL, "HPS_KEY_RANGES"}, {"--host", NULL, "HPS_HOST"},
 	{"--updater", NULL, "HPS_UPDATER"},       {"--init", NULL, "HPS_INIT"},
@@ -384,6 +388,19 @@ int hpsi_launch_check_settings(struct hpsi_config *cfg, int self_serve, int need
  * job was already failing: a signal this launcher sent to stop a failed job
  * is no new failure, but a node that fails after every worker finished
  * (the servers being asked to end) still makes the job fail. */
+/* With replicas, a dead server costs nothing while each key range still
+ * has a replica running. */
+static int every_range_served(const struct job *j)
+{
+	const struct hpsi_seg *s = &j->seg;
+	if (!s->hdr->replicas)
+		return 0;
+	for (uint32_t r = 0; r < s->hdr->nservers; r++)
+		if (hpsi_range_primary(s, r) == HPSI_NO_SERVER)
+			return 0;
+	return 1;
+}
+
 static int node_exit_fails_job(const struct job *j, int status, int code)
 {
 	int ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
@@ -592,6 +609,12 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 					hpsi_node_mark_dead(&j.seg, node);
 				if (c->role == HPS_ROLE_WORKER)
 					workers_left--;
+				if (!ok && c->role == HPS_ROLE_SERVER && every_range_served(&j)) {
+					describe(c);
+					fprintf(stderr, "hps launch: its key ranges are served by their backups (HPS_REPLICAS=%u); the job goes on\n",
+						j.seg.hdr->replicas);
+					continue;
+				}
 				if (node_exit_fails_job(&j, status, code)) {
 					describe(c);
 					if (!code)

@@ -289,6 +289,15 @@ int hpsi_config_load(struct hpsi_config *c, int need_role)
 	if ((rc = hpsi_setting_u64("SPIN_US", 0, 1000000, &v)))
 		return rc;
 	c->spin_ns = (int64_t)v * 1000;
+	v = 0;
+	if ((rc = hpsi_setting_u64("REPLICAS", 0, HPSI_MAX_REPLICAS, &v)))
+		return rc;
+	c->replicas = (uint32_t)v;
+	if (hpsi_setting("NUM_SERVERS") && c->replicas >= c->nservers) {
+		hpsi_error("HPS_REPLICAS=%u needs more servers: a key range and its %u backups live on distinct servers, and HPS_NUM_SERVERS=%u",
+			   c->replicas, c->replicas, c->nservers);
+		return HPS_ECONFIG;
+	}
 
 	s = hpsi_setting("JOB_ID");
 	snprintf(c->job, sizeof c->job, "%s", s ? s : "default");

@@ -23,6 +23,7 @@ struct hpsi_config {
 	uint32_t dtypes[HPSI_MAX_NODES]; /* HPS_DTYPE: f32 | f64, per server */
 	uint32_t wires[HPSI_MAX_NODES];  /* HPS_COMPRESS: none | f16 | bf16 */
 	uint32_t direct_widths[HPSI_MAX_NODES]; /* HPS_DIRECT: floats per key, 0 = off */
+	uint32_t replicas;           /* HPS_REPLICAS: backups per key range, default 0 */
 };
 
 /* Value of HPS_<name>, or of its DMLC_ alias, or NULL. */

@@ -8,6 +8,7 @@
 
 #define HPSI_MAX_NODES 256
 #define HPSI_NAME_MAX 64
+#define HPSI_MAX_REPLICAS 3 /* backups per key range (HPS_REPLICAS) */
 
 enum hpsi_range_mode {
 	HPSI_RANGE_HASH = 0,     /* even split of a mixed key: spreads any key set */

@@ -261,6 +261,33 @@ int hpsi_store_load(struct hpsi_store *into, const char *dir, const struct hpsi_
 
 /* ---- the requester ------------------------------------------------------- */
 
+/* Servers that do their part: with replicas, the dead ones' ranges are
+ * saved by the backups that serve them now. */
+static uint32_t live_servers(struct hpsi_seg *seg)
+{
+	uint32_t n = 0;
+	for (uint32_t s = 0; s < seg->hdr->nservers; s++) {
+		/* acquire pairs with the state's release (struct hpsi_node) */
+		uint32_t st = atomic_load_explicit(&hpsi_seg_node(seg, s)->state, memory_order_acquire);
+		n += st != HPSI_NODE_DEAD && st != HPSI_NODE_CLOSED;
+	}
+	return seg->hdr->replicas ? n : seg->hdr->nservers;
+}
+
+/* With replicas, a range whose primary died during the save may have
+ * been saved by nobody: refused, so that the caller tries again. */
+static int check_every_range(const char *dir, uint32_t nservers, char *why)
+{
+	for (uint32_t r = 0; r < nservers; r++) {
+		char path[600];
+		snprintf(path, sizeof path, "%s/server-%u.hpsckpt", dir, r);
+		if (access(path, F_OK) != 0)
+			return say(why, HPS_EPEERDEAD,
+				   "key range %u was not saved: a server died during the checkpoint; try again", r);
+	}
+	return 0;
+}
+
 static void remove_dir(const char *dir)
 {
 	DIR *d = opendir(dir);
@@ -374,9 +401,9 @@ int hpsi_checkpoint_run(struct hpsi_seg *seg, int op, const char *dir, int64_t t
 	int64_t deadline = hpsi_now_ns() + timeout_ns;
 	/* pairs with each server's release of ckpt_done (serve_checkpoint):
 	 * its files, ckpt_status and ckpt_clock are then visible */
-	while (atomic_load_explicit(&h->ckpt_done, memory_order_acquire) < h->nservers) {
+	while (atomic_load_explicit(&h->ckpt_done, memory_order_acquire) < live_servers(seg)) {
 		for (uint32_t s = 0; s < h->nservers && !rc; s++)
-			if (hpsi_node_check(seg, s) == HPSI_NODE_DEAD)
+			if (hpsi_node_check(seg, s) == HPSI_NODE_DEAD && !h->replicas)
 				rc = say(why, HPS_EPEERDEAD, "server %u died during the checkpoint", s);
 		if (!rc && hpsi_now_ns() > deadline)
 			rc = say(why, HPS_ETIMEDOUT, "the servers did not finish within HPS_TIMEOUT_MS=%lld",
@@ -391,6 +418,8 @@ int hpsi_checkpoint_run(struct hpsi_seg *seg, int op, const char *dir, int64_t t
 	if (clock == UINT32_MAX)
 		clock = 0;
 	if (op == HPSI_CKPT_SAVE) {
+		if (!rc && h->replicas)
+			rc = check_every_range(work, h->nservers, why);
 		if (!rc && (rc = write_manifest(work, h->nservers, clock)) == 0)
 			rc = publish_dir(work, dir);
 		if (rc && !why[0])

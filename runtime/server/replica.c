@@ -1,0 +1,244 @@
+/* Replication of key ranges (HPS_REPLICAS=K) on one host.
+ *
+ * The primary of a range applies each push, then forwards the request as
+ * it received it, in the order it applied them, to each live backup
+ * (HPSI_F_REPLICA on the server-pair ring hpsi_seg_fwd_ring); clocks are
+ * forwarded too. A backup applies the forwarded pushes in that order with
+ * the same updater code, so values, optimizer state and push counts stay
+ * identical bit for bit, and acknowledges each push to its worker directly
+ * (a response with HPSI_F_REPLICA on the backup's own answer ring). The
+ * worker completes a push once the primary and every live backup have
+ * answered (runtime/client/worker.c).
+ *
+ * When every replica before a backup is gone, the backup drains what they
+ * forwarded, then serves the range from the rings the dead primary left:
+ * requests it had not released are read again. Whatever it released was
+ * forwarded and answered first (serve.c publishes in that order); what it
+ * answered is skipped by the ring's mark, and a push seen twice is applied
+ * once (the per-worker last sequence, a push's timestamp). */
+#include <string.h>
+
+#include "net/route.h"
+#include "runtime/common/dtype.h"
+#include "runtime/common/log.h"
+#include "runtime/server/serve.h"
+#include "shm/node.h"
+#include "shm/wake.h"
+
+int hpsi_replica_reserve(struct server *sv, const struct range_state *rs, size_t len, struct fwd_slots *f)
+{
+	f->n = 0;
+	for (uint32_t i = 1; i <= sv->replicas; i++) {
+		uint32_t b = hpsi_replica(sv->seg, rs->id, i);
+		if (b == sv->me || hpsi_server_gone(sv->seg, b))
+			continue;
+		/* the replicas before this server are gone: b comes after it */
+		if (!(f->at[f->n] = hpsi_ring_reserve(&sv->fwd_out[b], len)))
+			return 0;
+		f->to[f->n++] = b;
+	}
+	return 1;
+}
+
+void hpsi_replica_forward(struct server *sv, const struct fwd_slots *f, const void *rec, size_t len)
+{
+	for (uint32_t k = 0; k < f->n; k++) {
+		memcpy(f->at[k], rec, len);
+		struct hpsi_msg_hdr *h = f->at[k];
+		h->flags |= HPSI_F_REPLICA;
+		if (h->type == HPSI_MSG_PUSHPULL) { /* a backup applies the push only */
+			h->type = HPSI_MSG_PUSH;
+			h->flags &= (uint16_t)~HPSI_F_HEAP_RESP;
+			h->resp_off = h->resp_cap = 0;
+		}
+		hpsi_ring_commit(&sv->fwd_out[f->to[k]], len);
+		sv->fwd_dirty[f->to[k]] = 1;
+	}
+}
+
+void hpsi_replica_publish(struct server *sv)
+{
+	for (uint32_t b = 0; sv->replicas && b < sv->nservers; b++)
+		if (sv->fwd_dirty[b]) {
+			sv->fwd_dirty[b] = 0;
+			hpsi_ring_publish(&sv->fwd_out[b]);
+			hpsi_node_wake(sv->seg, b);
+		}
+}
+
+/* The range this server backs up as its replica index i >= 1, or NULL. */
+static struct range_state *backed_range(struct server *sv, uint32_t range)
+{
+	if (range >= sv->nservers)
+		return NULL;
+	uint32_t i = hpsi_replica_index(sv->seg, range, sv->me);
+	return i != HPSI_NO_SERVER && i >= 1 ? &sv->ranges[i] : NULL;
+}
+
+/* One forwarded record; 0 when the worker's answer ring is full (retry). */
+static int apply_forward(struct server *sv, const void *rec, size_t len)
+{
+	const struct hpsi_msg_hdr *h = rec;
+	struct hpsi_msg_view v;
+	const char *why = "forward from an unknown worker";
+	struct range_state *rs;
+	if (len < sizeof *h || h->sender >= sv->nworkers ||
+	    hpsi_msg_check(rec, len, &sv->heaps[h->sender], &v, &why) || !(h->flags & HPSI_F_REPLICA) ||
+	    (h->type != HPSI_MSG_PUSH && h->type != HPSI_MSG_CLOCK) || !(rs = backed_range(sv, h->range))) {
+		hpsi_msg_count_bad(len >= sizeof *h && h->sender < sv->nworkers ? "not a forward of a backed-up range" : why);
+		return 1;
+	}
+	uint32_t wk = h->sender;
+	struct peer *p = &rs->peers[wk];
+	hpsi_serve_take_clock(rs, p, h->clock);
+	if (rs->ordered)
+		hpsi_serve_take_phase(rs, p, h);
+	if (h->type == HPSI_MSG_CLOCK)
+		return 1;
+	struct peer *own = &sv->ranges[0].peers[wk]; /* this server's answer ring to wk */
+	struct hpsi_msg_hdr *ack = NULL;
+	if (!sv->finished[wk] && !(ack = hpsi_ring_reserve(&own->resp, sizeof *ack)))
+		return 0;
+	int rc = 0;
+	if (h->timestamp > p->last_seq) {
+		size_t wsz = hpsi_dtype_size(rs->wire);
+		hps_request r = {.type = HPS_REQ_PUSH, .sender = (int)wk, .timestamp = h->timestamp,
+				 .width = h->width, .dtype = rs->dtype == HPSI_WIRE_F64 ? HPS_F64 : HPS_F32,
+				 .nkeys = h->nkeys, .keys = v.keys, .lens = h->nlens ? v.lens : NULL,
+				 .vals = v.vals, .nvals = h->val_bytes / wsz};
+		rc = h->dtype == rs->wire ? hpsi_serve_apply(sv, rs, &r, NULL) : HPS_EPROTO;
+		p->last_seq = h->timestamp;
+	}
+	if (ack) {
+		hpsi_msg_init(ack, HPSI_MSG_RESPONSE, sv->me, h->timestamp);
+		ack->part = h->part;
+		ack->range = h->range;
+		ack->flags = HPSI_F_REPLICA;
+		ack->dtype = (uint8_t)rs->wire;
+		ack->status = rc < 0 ? rc : 0;
+		hpsi_ring_commit(&own->resp, sizeof *ack);
+		sv->ack_dirty[wk] = 1;
+	}
+	return 1;
+}
+
+static void publish_acks(struct server *sv)
+{
+	for (uint32_t wk = 0; wk < sv->nworkers; wk++)
+		if (sv->ack_dirty[wk]) {
+			sv->ack_dirty[wk] = 0;
+			hpsi_serve_publish_answers(&sv->ranges[0].peers[wk]);
+			hpsi_node_wake(sv->seg, hpsi_worker_node(sv->seg, wk));
+		}
+}
+
+/* Applies what server `from` forwarded; *stuck set when an answer ring was
+ * full before the ring was empty. */
+static int drain_from(struct server *sv, uint32_t from, int *stuck)
+{
+	struct hpsi_ring_cons *c = &sv->fwd_in[from];
+	int n = 0;
+	size_t len;
+	void *rec;
+	while ((rec = hpsi_ring_peek(c, &len))) {
+		if (!apply_forward(sv, rec, len)) {
+			*stuck = 1;
+			break;
+		}
+		hpsi_ring_consume(c, len);
+		n++;
+	}
+	if (n)
+		hpsi_ring_cons_publish(c);
+	return n;
+}
+
+/* The servers furthest before this one first, and nothing after a ring
+ * that could not be emptied: a range's forwards from a dead primary come
+ * before those of the backup that took it over (which forwards only what
+ * it serves itself), and a push is applied once, by its highest sequence. */
+int hpsi_replica_drain(struct server *sv)
+{
+	int n = 0, stuck = 0;
+	for (uint32_t j = sv->replicas; j >= 1 && !stuck; j--)
+		n += drain_from(sv, hpsi_replica(sv->seg, sv->me, sv->nservers - j), &stuck);
+	if (n)
+		publish_acks(sv);
+	return n;
+}
+
+/* Every replica before replica i is gone and one of them died (servers
+ * that all closed cleanly ended with the job: nothing to take over). */
+static int earlier_replicas_gone(struct server *sv, uint32_t i)
+{
+	int died = 0;
+	for (uint32_t j = 0; j < i; j++) {
+		struct hpsi_node *n = hpsi_seg_node(sv->seg, hpsi_replica(sv->seg, sv->ranges[i].id, j));
+		/* acquire pairs with the state's release (struct hpsi_node) */
+		uint32_t st = atomic_load_explicit(&n->state, memory_order_acquire);
+		if (st != HPSI_NODE_DEAD && st != HPSI_NODE_CLOSED)
+			return 0;
+		died |= st == HPSI_NODE_DEAD;
+	}
+	return died;
+}
+
+int hpsi_replica_takeover(struct server *sv)
+{
+	int taken = 0;
+	for (uint32_t i = 1; i < sv->nranges; i++) {
+		struct range_state *rs = &sv->ranges[i];
+		if (rs->serving || !earlier_replicas_gone(sv, i))
+			continue;
+		/* Their forwards are final: every one of them first. */
+		int stuck = 0;
+		for (uint32_t j = 0; j < i; j++)
+			drain_from(sv, hpsi_replica(sv->seg, rs->id, j), &stuck);
+		publish_acks(sv);
+		if (stuck)
+			continue; /* an answer ring is full: next round */
+		for (uint32_t wk = 0; wk < sv->nworkers; wk++) {
+			struct peer *p = &rs->peers[wk];
+			struct hpsi_ring *resp = hpsi_seg_ring(sv->seg, wk, rs->id, 1);
+			/* acquire pairs with the dead primary's last release of its
+			 * tail (pair A): the mark word stored before it is visible */
+			uint32_t tail = atomic_load_explicit(&resp->tail, memory_order_acquire);
+			p->answered = 0;
+			for (unsigned k = 0; k < 2; k++) {
+				uint64_t m = atomic_load_explicit(&resp->mark[k], memory_order_relaxed);
+				if ((uint32_t)(m >> 32) == tail) {
+					p->answered = (uint32_t)m;
+					p->mark_word = k ^ 1; /* keep the word that holds */
+				}
+			}
+			/* 0: nothing answered yet (or exactly 2^32 answers ago, when
+			 * the last few might be answered twice) */
+			p->adopted = p->answered != 0;
+			hpsi_ring_cons_attach(&p->req, hpsi_seg_ring(sv->seg, wk, rs->id, 0), sv->seg->hdr->ring_bytes);
+			hpsi_ring_prod_attach(&p->resp, resp, sv->seg->hdr->ring_bytes);
+			p->held = 0;
+		}
+		rs->serving = 1;
+		rs->epoch++;
+		hpsi_warn("server %u now serves key range %u: every replica before it is gone", sv->me, rs->id);
+		taken++;
+	}
+	return taken;
+}
+
+int hpsi_replica_pending(struct server *sv)
+{
+	for (uint32_t j = 1; j <= sv->replicas; j++)
+		if (hpsi_ring_pending(sv->fwd_in[hpsi_replica(sv->seg, sv->me, sv->nservers - j)].r))
+			return 1;
+	for (uint32_t i = 1; i < sv->nranges; i++)
+		if (!sv->ranges[i].serving && earlier_replicas_gone(sv, i))
+			return 1;
+	return 0;
+}
+
+void hpsi_replica_check_earlier(struct server *sv)
+{
+	for (uint32_t j = 1; j <= sv->replicas; j++)
+		hpsi_node_check(sv->seg, hpsi_replica(sv->seg, sv->me, sv->nservers - j));
+}

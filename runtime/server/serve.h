@@ -1,0 +1,120 @@
+/* Server internals shared by the serving loop (server.c), the request
+ * path (serve.c) and replication (replica.c).
+ *
+ * A server holds key ranges: its own one, and with HPS_REPLICAS=K the K
+ * ranges before it, as a backup (net/route.h, hpsi_replica). It serves a
+ * range (answers its requests) while it is the range's primary: its own
+ * range always, another one once every replica before it is gone. The
+ * rings of worker w for range r (hpsi_seg_ring(w, r)) belong to the range,
+ * not to a process: whoever serves r consumes them, so a backup that takes
+ * a range over continues its request stream where the dead primary left
+ * it, with the order of every worker's requests kept. */
+#ifndef HPSI_SERVE_H
+#define HPSI_SERVE_H
+
+#include <stdint.h>
+
+#include "hps/server.h"
+#include "net/codec.h"
+#include "runtime/client/ctx.h"
+#include "runtime/server/store.h"
+#include "shm/ring.h"
+
+/* One worker as seen by one key range. */
+struct peer {
+	struct hpsi_ring_cons req;  /* attached while the range is served */
+	struct hpsi_ring_prod resp;
+	uint32_t clock;  /* the worker's clock as last announced to this range */
+	uint64_t phase;  /* deterministic BSP: see push_must_wait (serve.c) */
+	/* The head request is a pull held back for staleness; it stays in the
+	 * ring (so nothing behind it overtakes it) until the clocks move. */
+	int held;
+	uint32_t held_head;
+	uint64_t held_epoch;
+	/* Replication: the timestamp of the last push applied to this range
+	 * (a resent or re-read push at or below it is not applied again), and,
+	 * on a ring taken over, the last request the previous primary had
+	 * answered (it is not answered twice). */
+	int64_t last_seq;
+	/* (timestamp + 1) mod 2^32 of the last request answered on the answer
+	 * ring, published with it (struct hpsi_ring's mark); on a ring taken
+	 * over (adopted), requests at or below it were answered already. */
+	uint32_t answered;
+	int adopted;
+	unsigned mark_word; /* which mark word the next publication uses */
+};
+
+struct range_state {
+	uint32_t id;          /* the range: index of its first server */
+	int serving;          /* this server is its primary now */
+	hps_handler handler;  /* the store's, or the user's */
+	void *arg;
+	struct hpsi_store *store; /* NULL with a user handler */
+	unsigned dtype, wire;     /* stored and ring value types */
+	int64_t staleness;        /* HPS_STALENESS of this range; -1: ASP */
+	int ordered;              /* HPS_DETERMINISTIC under BSP */
+	uint64_t epoch;           /* bumped whenever a clock moves or a worker finishes */
+	uint64_t min_epoch;
+	uint32_t min_clock;       /* smallest clock of the unfinished workers at min_epoch */
+	struct peer *peers;       /* one per worker */
+};
+
+struct server {
+	hps_ctx *ctx;
+	struct hpsi_seg *seg;
+	uint32_t nworkers, nservers, me, replicas;
+	struct range_state *ranges; /* replicas + 1: [0] its own, [i] range me - i */
+	uint32_t nranges;
+	struct hpsi_msg_bounds *heaps; /* each worker's heap slice */
+	unsigned char *finished;       /* per worker: closed or dead */
+	/* forwarded pushes: in from the servers before this one (ranges it
+	 * backs up), out to the servers after it; indexed by server */
+	struct hpsi_ring_cons *fwd_in;
+	struct hpsi_ring_prod *fwd_out;
+	unsigned char *fwd_dirty; /* out ring has records to publish */
+	unsigned char *ack_dirty; /* own answer ring of a worker has acks to publish */
+	size_t answer_max;        /* largest inline answer */
+	float *scratch;           /* f32 values of a compressed request */
+	size_t scratch_len;
+	uint32_t ckpt_seen;       /* last checkpoint request served */
+};
+
+enum { SERVE_RETRY = 0, SERVE_DONE = 1, SERVE_HELD = 2 };
+
+/* serve.c */
+uint32_t hpsi_serve_min_clock(struct server *sv, struct range_state *rs);
+void hpsi_serve_take_phase(struct range_state *rs, struct peer *p, const struct hpsi_msg_hdr *h);
+int hpsi_serve_take_clock(struct range_state *rs, struct peer *p, uint32_t clock);
+/* Publishes a worker's answer ring with its mark (answers, then acks). */
+void hpsi_serve_publish_answers(struct peer *p);
+/* One pass over the workers' rings of a served range; returns requests handled. */
+int hpsi_serve_round(struct server *sv, struct range_state *rs);
+/* Runs the range's handler on a checked request whose answer space is
+ * answer (wire type, r->out_cap values); a compressed range's handler
+ * works on f32 in scratch. Returns the handler's result. */
+int hpsi_serve_apply(struct server *sv, struct range_state *rs, hps_request *r, unsigned char *answer);
+
+/* replica.c */
+/* Room reserved on the forward rings of a range's live backups. */
+struct fwd_slots {
+	uint32_t n;
+	uint32_t to[HPSI_MAX_REPLICAS];
+	void *at[HPSI_MAX_REPLICAS];
+};
+/* Reserves room for forwarding a request of len bytes to every live
+ * backup of rs; 0 when a ring is full (nothing is written then). */
+int hpsi_replica_reserve(struct server *sv, const struct range_state *rs, size_t len, struct fwd_slots *f);
+/* Writes the forwarded copies of rec into the reserved room. */
+void hpsi_replica_forward(struct server *sv, const struct fwd_slots *f, const void *rec, size_t len);
+/* Publishes forwarded records and wakes their backups. */
+void hpsi_replica_publish(struct server *sv);
+/* Applies the pushes forwarded to this server; returns records handled. */
+int hpsi_replica_drain(struct server *sv);
+/* Takes over the ranges whose earlier replicas are all gone; returns how many. */
+int hpsi_replica_takeover(struct server *sv);
+/* 1 if forwarded records wait, or a range waits to be taken over. */
+int hpsi_replica_pending(struct server *sv);
+/* Notices dead servers before this one (a syscall each: only when idle). */
+void hpsi_replica_check_earlier(struct server *sv);
+
+#endif

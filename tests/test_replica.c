@@ -1,0 +1,481 @@
+/* Replicated key ranges (HPS_REPLICAS): a server killed with SIGKILL at a
+ * random moment loses nothing. Every worker pushes integer-valued floats
+ * from a plan that every process can recompute, so each worker knows the
+ * exact sums the job must end with, and under BSP the bounds each pull
+ * must lie in. The kill lands while the workers run (the parent waits for
+ * a random iteration of a random worker), with small rings that fill up,
+ * with held BSP pulls, with pushpulls. Without replicas the same kill
+ * fails the job (checked too, so the test cannot pass vacuously). */
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "shm/bell.h"
+#include "tests/harness.h"
+
+#define NKEYS 48
+#define ITERS 40
+#define INFLIGHT 6
+
+struct plan {
+	uint64_t seed;
+	int bsp;
+	_Atomic int *progress; /* per worker: iterations done (shared memory) */
+	const char *model_out; /* adam case: worker 0 writes the final values here */
+	const char *ckpt_dir;  /* worker 0 saves a checkpoint every 8 iterations */
+	const char *started;   /* launched: worker 0 creates this file at iteration 5 */
+};
+
+static uint64_t next(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+/* The push of worker `rank` in iteration `it`: sorted keys, small
+ * integer values; the same in every process. */
+static size_t planned_push(uint64_t seed, uint32_t rank, int it, uint64_t *keys, float *vals)
+{
+	uint64_t s = seed * 1000003u + rank * 7919u + (uint64_t)it;
+	size_t n = 0;
+	for (uint64_t k = 0; k < NKEYS; k++)
+		if (next(&s) % 3 == 0) {
+			keys[n] = k * 7 + 1;
+			vals[n++] = (float)(1 + next(&s) % 5);
+		}
+	if (n == 0) {
+		keys[0] = 1;
+		vals[0] = 1;
+		n = 1;
+	}
+	return n;
+}
+
+/* Sum of every worker's pushes to each key over iterations [0, upto). */
+static void planned_sums(uint64_t seed, uint32_t nworkers, int upto, float *sum)
+{
+	uint64_t keys[NKEYS];
+	float vals[NKEYS];
+	memset(sum, 0, NKEYS * sizeof *sum);
+	for (uint32_t r = 0; r < nworkers; r++)
+		for (int it = 0; it < upto; it++) {
+			size_t n = planned_push(seed, r, it, keys, vals);
+			for (size_t i = 0; i < n; i++)
+				sum[(keys[i] - 1) / 7] += vals[i];
+		}
+}
+
+static int all_keys(uint64_t *keys)
+{
+	for (uint64_t k = 0; k < NKEYS; k++)
+		keys[k] = k * 7 + 1;
+	return NKEYS;
+}
+
+static int fail(uint32_t rank, const char *what, int rc)
+{
+	fprintf(stderr, "worker %u: %s: %s\n", rank, what, hps_strerror(rc));
+	return 10;
+}
+
+/* Pushes (every fourth a pushpull) with up to INFLIGHT outstanding,
+ * clocks every iteration; under BSP pulls every key at the start of each
+ * iteration and checks the staleness bounds. Ends with the exact sums. */
+static int sum_worker(hps_ctx *ctx, hps_worker *w, void *arg)
+{
+	const struct plan *pl = arg;
+	uint32_t me = (uint32_t)hps_rank(ctx), W = (uint32_t)hps_num_workers(ctx);
+	uint64_t keys[NKEYS], all[NKEYS];
+	float vals[NKEYS], back[NKEYS], got[NKEYS], lo[NKEYS], hi[NKEYS];
+	int64_t ts[INFLIGHT];
+	int rc, nout = 0;
+	all_keys(all);
+	for (int it = 0; it < ITERS; it++) {
+		if (pl->bsp) {
+			int64_t t = hps_pull(w, all, NKEYS, got, NULL);
+			if ((rc = hps_wait(w, t)))
+				return fail(me, "pull", rc);
+			planned_sums(pl->seed, W, it, lo);
+			planned_sums(pl->seed, W, it + 1, hi);
+			for (int k = 0; k < NKEYS; k++)
+				if (got[k] < lo[k] || got[k] > hi[k]) {
+					fprintf(stderr, "worker %u: BSP pull in clock %d read %g for key %d, not in [%g, %g]\n",
+						me, it, got[k], k, lo[k], hi[k]);
+					return 11;
+				}
+		}
+		size_t n = planned_push(pl->seed, me, it, keys, vals);
+		if (nout == INFLIGHT) {
+			if ((rc = hps_wait(w, ts[0])))
+				return fail(me, "push", rc);
+			memmove(ts, ts + 1, sizeof ts[0] * --nout);
+		}
+		ts[nout] = it % 4 == 3 ? hps_pushpull(w, keys, n, vals, back, NULL) : hps_push(w, keys, n, vals, NULL);
+		if (ts[nout] < 0)
+			return fail(me, "submit", (int)ts[nout]);
+		nout++;
+		if ((rc = hps_clock(w)))
+			return fail(me, "clock", rc);
+		/* a server may die during it: then the save fails, and is tried again */
+		if (pl->ckpt_dir && me == 0 && it % 8 == 4)
+			for (int tries = 0; (rc = hps_save(ctx, pl->ckpt_dir)) != 0; tries++)
+				if (rc != HPS_EPEERDEAD || tries == 3)
+					return fail(me, "checkpoint", rc);
+		if (pl->progress)
+			atomic_store_explicit(&pl->progress[me], it + 1, memory_order_release);
+		if (pl->started) { /* under hps launch: slow enough to be killed midway */
+			usleep(20000);
+			if (me == 0 && it == 5)
+				fclose(fopen(pl->started, "w"));
+		}
+	}
+	for (int i = 0; i < nout; i++)
+		if ((rc = hps_wait(w, ts[i])))
+			return fail(me, "last pushes", rc);
+	if ((rc = hps_barrier(ctx)))
+		return fail(me, "barrier", rc);
+	int64_t t = hps_pull(w, all, NKEYS, got, NULL);
+	if ((rc = hps_wait(w, t)))
+		return fail(me, "final pull", rc);
+	planned_sums(pl->seed, W, ITERS, lo);
+	for (int k = 0; k < NKEYS; k++)
+		if (got[k] != lo[k]) {
+			fprintf(stderr, "worker %u: key %d holds %g, the workers pushed %g\n", me, k, got[k], lo[k]);
+			return 12;
+		}
+	return 0;
+}
+
+struct run {
+	uint32_t S, W, K;
+	uint64_t seed;
+	int bsp;
+	uint32_t ring_bytes;
+	int kills;       /* servers killed (0, 1 or 2 in a row) */
+	worker_fn fn;
+	const char *model_out;
+	const char *ckpt_dir;
+};
+
+static int progress_reached(void *a)
+{
+	void **v = a;
+	_Atomic int *p = v[0];
+	int target = *(int *)v[1];
+	return atomic_load_explicit(p, memory_order_acquire) >= target;
+}
+
+/* Runs one job; returns how many workers failed (-1: setup failed). */
+static int run_job(const struct run *r, uint32_t *killed)
+{
+	char stal[8];
+	snprintf(stal, sizeof stal, "%s", r->bsp ? "bsp" : "asp");
+	setenv("HPS_STALENESS", stal, 1);
+	_Atomic int *progress = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (progress == MAP_FAILED)
+		return -1;
+	struct job j;
+	struct job_opts o = {.ring_bytes = r->ring_bytes, .timeout_ms = 20000, .replicas = r->K};
+	if (job_start(&j, r->S, r->W, &o)) {
+		munmap(progress, 4096);
+		return -1;
+	}
+	struct plan pl = {.seed = r->seed, .bsp = r->bsp, .progress = progress, .model_out = r->model_out,
+			  .ckpt_dir = r->ckpt_dir};
+	pid_t wk[8];
+	for (uint32_t i = 0; i < r->W; i++)
+		wk[i] = job_fork_worker(&j, i, 1, r->fn, &pl);
+	uint64_t s = r->seed;
+	for (int k = 0; k < r->kills; k++) {
+		/* wait for a random iteration of a random worker, then kill */
+		int target = k == 0 ? 1 + (int)(next(&s) % (ITERS - 8)) : 0;
+		void *arg[2] = {&progress[next(&s) % r->W], &target};
+		poll_until(progress_reached, arg, 10000);
+		uint32_t victim = k == 0 ? (uint32_t)(r->seed % r->S) : (killed[0] + 1) % r->S;
+		kill(j.servers[victim], SIGKILL);
+		waitpid(j.servers[victim], NULL, 0);
+		j.servers[victim] = 0;
+		killed[k] = victim;
+	}
+	int failed = 0;
+	for (uint32_t i = 0; i < r->W; i++) {
+		int st = wait_exit(wk[i], 30000);
+		if (st != 0) {
+			fprintf(stderr, "  seed %llu: worker %u ended with %d\n", (unsigned long long)r->seed, i, st);
+			failed++;
+		}
+	}
+	if (job_stop(&j))
+		failed += 100;
+	munmap(progress, 4096);
+	unsetenv("HPS_STALENESS");
+	return failed;
+}
+
+/* Many seeds, ASP and BSP, normal and tiny rings: one server killed at a
+ * random moment; every worker ends with the exact sums. */
+static void test_replica_kill_one_server_exact_sums(void)
+{
+	int bad = 0;
+	for (uint64_t seed = 1; seed <= 12; seed++) {
+		struct run r = {.S = 3, .W = 3, .K = 1, .seed = seed, .bsp = (int)(seed % 2),
+				.ring_bytes = seed % 3 == 0 ? 4096 : 0, .kills = 1, .fn = sum_worker};
+		uint32_t killed[2];
+		int f = run_job(&r, killed);
+		if (f)
+			fprintf(stderr, "seed %llu (%s, server %u killed): %d failed\n", (unsigned long long)seed,
+				r.bsp ? "bsp" : "asp", killed[0], f);
+		bad += f != 0;
+	}
+	CU_ASSERT_EQUAL(bad, 0);
+}
+
+/* Checkpoints while a server is killed: each one is whole or refused
+ * (and saved again); the job still ends with the exact sums. */
+static void test_replica_kill_during_checkpoints(void)
+{
+	char dir[64], cmd[256];
+	snprintf(dir, sizeof dir, "/tmp/hps_replica_ckpt_%d", (int)getpid());
+	int bad = 0;
+	for (uint64_t seed = 41; seed <= 44; seed++) {
+		struct run r = {.S = 3, .W = 3, .K = 1, .seed = seed, .bsp = (int)(seed % 2), .kills = 1,
+				.fn = sum_worker, .ckpt_dir = dir};
+		uint32_t killed[2];
+		bad += run_job(&r, killed) != 0;
+	}
+	snprintf(cmd, sizeof cmd, "rm -rf %s %s.old %s.partial", dir, dir, dir);
+	CU_ASSERT_EQUAL(system(cmd), 0);
+	CU_ASSERT_EQUAL(bad, 0);
+}
+
+/* K=2 survives two servers killed one after the other. */
+static void test_replica_two_backups_survive_two_kills(void)
+{
+	int bad = 0;
+	for (uint64_t seed = 21; seed <= 24; seed++) {
+		struct run r = {.S = 4, .W = 3, .K = 2, .seed = seed, .bsp = (int)(seed % 2), .kills = 2, .fn = sum_worker};
+		uint32_t killed[2];
+		bad += run_job(&r, killed) != 0;
+	}
+	CU_ASSERT_EQUAL(bad, 0);
+}
+
+/* The same kill without replicas fails the job: the test above is not
+ * vacuous (the kill lands while the workers need the server). */
+static void test_replica_without_replicas_the_kill_loses(void)
+{
+	int lost = 0;
+	for (uint64_t seed = 1; seed <= 3; seed++) {
+		struct run r = {.S = 3, .W = 3, .K = 0, .seed = seed, .bsp = 0, .kills = 1, .fn = sum_worker};
+		uint32_t killed[2];
+		lost += run_job(&r, killed) > 0;
+	}
+	CU_ASSERT_EQUAL(lost, 3);
+}
+
+/* Both replicas of a range dead with K=1: its requests fail with
+ * HPS_EPEERDEAD within the timeout; nothing hangs. */
+static int doomed_worker(hps_ctx *ctx, hps_worker *w, void *arg)
+{
+	const struct plan *pl = arg;
+	uint32_t me = (uint32_t)hps_rank(ctx);
+	uint64_t all[NKEYS];
+	float got[NKEYS], ones[NKEYS];
+	all_keys(all);
+	for (int k = 0; k < NKEYS; k++)
+		ones[k] = 1;
+	int64_t t0 = hpsi_now_ns();
+	for (int it = 0; it < 100000; it++) {
+		int64_t ts = hps_push(w, all, NKEYS, ones, NULL);
+		int rc = ts < 0 ? (int)ts : hps_wait(w, ts);
+		if (rc == 0)
+			rc = hps_wait(w, hps_pull(w, all, NKEYS, got, NULL));
+		if (it == 2)
+			atomic_store_explicit(&pl->progress[me], 100, memory_order_release);
+		if (rc == HPS_EPEERDEAD)
+			return 0;
+		if (rc)
+			return fail(me, "expected HPS_EPEERDEAD", rc);
+		if (hpsi_now_ns() - t0 > 15000000000ll)
+			return 13;
+	}
+	return 14;
+}
+
+static void test_replica_every_replica_dead_fails_cleanly(void)
+{
+	struct run r = {.S = 3, .W = 2, .K = 1, .seed = 5, .kills = 2, .fn = doomed_worker};
+	uint32_t killed[2];
+	int64_t t0 = hpsi_now_ns();
+	CU_ASSERT_EQUAL(run_job(&r, killed), 0);
+	CU_ASSERT(hpsi_now_ns() - t0 < 20000000000ll);
+}
+
+/* Deterministic BSP with Adam on the servers: pull, a gradient from the
+ * pulled values, push, clock. Worker 0 writes the final model. */
+static int adam_worker(hps_ctx *ctx, hps_worker *w, void *arg)
+{
+	const struct plan *pl = arg;
+	uint32_t me = (uint32_t)hps_rank(ctx);
+	uint64_t all[NKEYS];
+	float got[NKEYS], grad[NKEYS];
+	int rc;
+	all_keys(all);
+	for (int it = 0; it < ITERS; it++) {
+		if ((rc = hps_wait(w, hps_pull(w, all, NKEYS, got, NULL))))
+			return fail(me, "pull", rc);
+		for (int k = 0; k < NKEYS; k++)
+			grad[k] = 0.25f * (got[k] - (float)(k % 5)) + 0.01f * (float)me;
+		if ((rc = hps_wait(w, hps_push(w, all, NKEYS, grad, NULL))))
+			return fail(me, "push", rc);
+		if ((rc = hps_clock(w)))
+			return fail(me, "clock", rc);
+		atomic_store_explicit(&pl->progress[me], it + 1, memory_order_release);
+	}
+	if ((rc = hps_barrier(ctx)) || (rc = hps_wait(w, hps_pull(w, all, NKEYS, got, NULL))))
+		return fail(me, "final pull", rc);
+	if (me == 0) {
+		FILE *f = fopen(pl->model_out, "wb");
+		if (!f || fwrite(got, sizeof got, 1, f) != 1)
+			return 15;
+		fclose(f);
+	}
+	return 0;
+}
+
+static int read_model(const char *path, float *m)
+{
+	FILE *f = fopen(path, "rb");
+	int ok = f && fread(m, sizeof(float) * NKEYS, 1, f) == 1;
+	if (f)
+		fclose(f);
+	unlink(path);
+	return ok;
+}
+
+/* Adam under deterministic BSP: a run with a server killed mid-run ends
+ * with the model of a run without the kill, bit for bit (the backup holds
+ * the same optimizer state and continues the same order). */
+static void test_replica_deterministic_adam_bit_identical(void)
+{
+	char clean[64], killed_path[64];
+	snprintf(clean, sizeof clean, "/tmp/hps_adam_%d_a", (int)getpid());
+	snprintf(killed_path, sizeof killed_path, "/tmp/hps_adam_%d_b", (int)getpid());
+	setenv("HPS_UPDATER", "adam:lr=0.05", 1);
+	setenv("HPS_DETERMINISTIC", "1", 1);
+	int bad = 0;
+	for (uint64_t seed = 31; seed <= 34; seed++) {
+		uint32_t killed[2];
+		struct run r = {.S = 3, .W = 3, .K = 1, .seed = seed, .bsp = 1, .kills = 0, .fn = adam_worker,
+				.model_out = clean};
+		float a[NKEYS], b[NKEYS];
+		int f0 = run_job(&r, killed);
+		r.kills = 1;
+		r.model_out = killed_path;
+		int f1 = run_job(&r, killed);
+		if (f0 || f1 || !read_model(clean, a) || !read_model(killed_path, b) || memcmp(a, b, sizeof a)) {
+			fprintf(stderr, "seed %llu: runs failed (%d, %d) or models differ\n", (unsigned long long)seed, f0, f1);
+			bad++;
+		}
+	}
+	unsetenv("HPS_UPDATER");
+	unsetenv("HPS_DETERMINISTIC");
+	CU_ASSERT_EQUAL(bad, 0);
+}
+
+/* The pid of server `rank` of job `job`: an `hps server` process whose
+ * environment names the job and the rank; 0 if none. */
+static pid_t find_server(const char *job, int rank)
+{
+	char want_job[96], want_rank[32];
+	snprintf(want_job, sizeof want_job, "HPS_JOB_ID=%s", job);
+	snprintf(want_rank, sizeof want_rank, "HPS_RANK=%d", rank);
+	for (pid_t pid = 2; pid < 4194304; pid++) {
+		char path[64], env[8192];
+		snprintf(path, sizeof path, "/proc/%d/environ", (int)pid);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			continue;
+		size_t n = fread(env, 1, sizeof env - 1, f);
+		fclose(f);
+		int job_ok = 0, rank_ok = 0, server = 0;
+		for (size_t at = 0; at < n; at += strlen(env + at) + 1) {
+			env[n] = 0;
+			job_ok |= strcmp(env + at, want_job) == 0;
+			rank_ok |= strcmp(env + at, want_rank) == 0;
+			server |= strcmp(env + at, "HPS_ROLE=server") == 0;
+		}
+		if (job_ok && rank_ok && server)
+			return pid;
+	}
+	return 0;
+}
+
+static int file_exists(void *path)
+{
+	return access(path, F_OK) == 0;
+}
+
+/* The user's story: `hps launch -s 3 -w 2 --replicas 1`, kill -9 a server
+ * midway; the launcher says so, the job goes on and exits 0 with exact sums. */
+static void test_replica_launch_survives_kill(void)
+{
+	char job[32], flag[64], log[64], cmd[512], out[8192], self[256];
+	snprintf(job, sizeof job, "rl%d", (int)getpid());
+	snprintf(flag, sizeof flag, "/tmp/hps_%s_started", job);
+	snprintf(log, sizeof log, "/tmp/hps_%s.log", job);
+	ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
+	CU_ASSERT_FATAL(sl > 0);
+	self[sl] = 0;
+	unlink(flag);
+	snprintf(cmd, sizeof cmd, "exec %s launch -s 3 -w 2 --replicas 1 --job %s -- %s --launched-worker 7 %s", hps_bin(),
+		 job, self, flag);
+	pid_t pid = spawn_logged(log, "/bin/sh", cmd);
+	CU_ASSERT_FATAL(poll_until(file_exists, flag, 20000));
+	pid_t victim = find_server(job, 1);
+	CU_ASSERT(victim > 0);
+	if (victim > 0)
+		kill(victim, SIGKILL);
+	CU_ASSERT_EQUAL(finish_group(pid, 30000), 0);
+	slurp_into(log, out, sizeof out);
+	CU_ASSERT(strstr(out, "served by their backups") != NULL);
+	if (!strstr(out, "served by their backups"))
+		fprintf(stderr, "%s\n", out);
+	unlink(flag);
+	unlink(log);
+}
+
+struct test_case replica_cases[] = {
+	{"replica_kill_one_server_exact_sums", test_replica_kill_one_server_exact_sums},
+	{"replica_kill_during_checkpoints", test_replica_kill_during_checkpoints},
+	{"replica_two_backups_survive_two_kills", test_replica_two_backups_survive_two_kills},
+	{"replica_without_replicas_the_kill_loses", test_replica_without_replicas_the_kill_loses},
+	{"replica_every_replica_dead_fails_cleanly", test_replica_every_replica_dead_fails_cleanly},
+	{"replica_deterministic_adam_bit_identical", test_replica_deterministic_adam_bit_identical},
+	{"replica_launch_survives_kill", test_replica_launch_survives_kill},
+	{NULL, NULL},
+};
+
+int main(int argc, char **argv)
+{
+	if (argc == 4 && strcmp(argv[1], "--launched-worker") == 0) {
+		hps_ctx *ctx;
+		hps_worker *w;
+		int rc = join_as_worker(&ctx, &w);
+		if (rc)
+			return rc;
+		struct plan pl = {.seed = strtoull(argv[2], NULL, 10), .started = argv[3]};
+		rc = sum_worker(ctx, w, &pl);
+		hps_worker_close(w);
+		hps_finalize(ctx);
+		return rc;
+	}
+	return run_suite("replica", replica_cases);
+}
