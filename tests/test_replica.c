@@ -452,6 +452,42 @@ static void test_replica_launch_survives_kill(void)
 	unlink(log);
 }
 
+/* What replication does not support is refused in one line, before
+ * anything starts: too few servers, too many replicas, direct ranges, a
+ * user handler, a job across hosts. */
+static void test_replica_refusals(void)
+{
+	static const struct {
+		const char *args, *says;
+	} cases[] = {
+		{"-s 2 -w 1 --replicas 2 -- /bin/true", "HPS_REPLICAS=2 needs more servers"},
+		{"-s 5 -w 1 --replicas 4 -- /bin/true", "HPS_REPLICAS=4: expected an integer from 0 to 3"},
+		{"-s 2 -w 1 --replicas 1 --key-ranges 0-99,100-199 --direct 4 -- /bin/true", "HPS_DIRECT with HPS_REPLICAS"},
+		{"--self-serve -s 2 -w 1 --replicas 1 -- ", "HPS_REPLICAS with a user handler"},
+	};
+	char log[64], cmd[512], out[8192], quick[256];
+	example_bin("quickstart", quick, sizeof quick);
+	snprintf(log, sizeof log, "/tmp/hps_refuse_%d.log", (int)getpid());
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		int self_serve = strstr(cases[i].args, "--self-serve") != NULL;
+		snprintf(cmd, sizeof cmd, "exec %s launch %s%s", hps_bin(), cases[i].args, self_serve ? quick : "");
+		pid_t pid = spawn_logged(log, "/bin/sh", cmd);
+		int st = finish_group(pid, 20000);
+		slurp_into(log, out, sizeof out);
+		CU_ASSERT(st != 0);
+		CU_ASSERT(strstr(out, cases[i].says) != NULL);
+		if (!strstr(out, cases[i].says))
+			fprintf(stderr, "%s: %s\n", cases[i].args, out);
+	}
+	unlink(log);
+	/* across hosts: the segment of a bridged host group refuses it */
+	struct hpsi_seg seg;
+	struct hpsi_seg_params p = {.job = "replrefuse", .host = "h", .nservers = 2, .nworkers = 1,
+				    .ring_bytes = 4096, .heap_slice = 8u << 20, .timeout_ms = 1000, .replicas = 1,
+				    .bridged = 1, .srv_lo = 0, .srv_hi = 1, .wrk_lo = 0, .wrk_hi = 1};
+	CU_ASSERT_EQUAL(hpsi_seg_create(&p, &seg), HPS_ECONFIG);
+}
+
 struct test_case replica_cases[] = {
 	{"replica_kill_one_server_exact_sums", test_replica_kill_one_server_exact_sums},
 	{"replica_kill_during_checkpoints", test_replica_kill_during_checkpoints},
@@ -460,6 +496,7 @@ struct test_case replica_cases[] = {
 	{"replica_every_replica_dead_fails_cleanly", test_replica_every_replica_dead_fails_cleanly},
 	{"replica_deterministic_adam_bit_identical", test_replica_deterministic_adam_bit_identical},
 	{"replica_launch_survives_kill", test_replica_launch_survives_kill},
+	{"replica_refusals", test_replica_refusals},
 	{NULL, NULL},
 };
 
