@@ -226,3 +226,13 @@ void bench_child(int deathsig)
 	seg_path[0] = 0;
 	prctl(PR_SET_PDEATHSIG, deathsig);
 }
+
+void bench_env(const char *job, const char *role, int rank)
+{
+	char num[16];
+	snprintf(num, sizeof num, "%d", rank);
+	setenv("HPS_ROLE", role, 1);
+	setenv("HPS_RANK", num, 1);
+	setenv("HPS_JOB_ID", job, 1);
+	setenv("HPS_HOST", "bench", 1);
+}

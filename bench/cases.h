@@ -54,5 +54,7 @@ void report_config(const char *config, uint32_t W);
 void bench_cleanup_on_signals(void);
 void bench_job_segment(const char *path);
 void bench_child(int deathsig);
+/* The settings a forked process of a benchmark's job needs (host "bench"). */
+void bench_env(const char *job, const char *role, int rank);
 
 #endif

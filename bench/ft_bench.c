@@ -55,16 +55,6 @@ static int ft_worker(hps_worker *w)
 	return 0;
 }
 
-static void child_env(const char *job, const char *role, int rank)
-{
-	char num[16];
-	snprintf(num, sizeof num, "%d", rank);
-	setenv("HPS_ROLE", role, 1);
-	setenv("HPS_RANK", num, 1);
-	setenv("HPS_JOB_ID", job, 1);
-	setenv("HPS_HOST", "bench", 1);
-}
-
 /* One job, one kill; the failover time in ns, or -1. */
 static int64_t one_failover(int rep)
 {
@@ -89,7 +79,7 @@ static int64_t one_failover(int rep)
 			continue;
 		bench_child(SIGKILL);
 		int srv = i < 3;
-		child_env(job, srv ? "server" : "worker", srv ? i : 0);
+		bench_env(job, srv ? "server" : "worker", srv ? i : 0);
 		hps_ctx *ctx;
 		hps_worker *w;
 		if (hps_init(&ctx, NULL, NULL))

@@ -34,16 +34,6 @@
 
 #include "bench/cases.h"
 
-static void set_env(const char *job, const char *role, int rank)
-{
-	char num[16];
-	snprintf(num, sizeof num, "%d", rank);
-	setenv("HPS_ROLE", role, 1);
-	setenv("HPS_RANK", num, 1);
-	setenv("HPS_JOB_ID", job, 1);
-	setenv("HPS_HOST", "bench", 1);
-}
-
 /* Forks a job of S servers and W workers; fn runs in each worker. */
 static int run_job(uint32_t S, uint32_t W, int (*fn)(hps_ctx *, hps_worker *), pid_t *pids)
 {
@@ -69,7 +59,7 @@ static int run_job(uint32_t S, uint32_t W, int (*fn)(hps_ctx *, hps_worker *), p
 		if (pid == 0) {
 			bench_child(SIGKILL);
 			int srv = i < S;
-			set_env(job, srv ? "server" : "worker", srv ? (int)i : (int)(i - S));
+			bench_env(job, srv ? "server" : "worker", srv ? (int)i : (int)(i - S));
 			hps_ctx *ctx;
 			hps_worker *w;
 			if (hps_init(&ctx, NULL, NULL))

@@ -249,9 +249,12 @@ static void handle_response(struct hps_worker *w, uint32_t server, const void *r
 
 /* Fails every sent part held by server `srv` (it died or closed). Parts
  * not sent yet are the submitter's: it fails them when its send fails. */
-static void fail_server_parts(struct hps_worker *w, uint32_t srv, int status)
+/* Calls fn(w, s, part, status) on every sent part of key range r;
+ * returns how many. */
+static uint32_t each_sent_part(struct hps_worker *w, uint32_t r,
+			       void (*fn)(struct hps_worker *, struct hpsi_slot *, struct hpsi_part *, int), int status)
 {
-	uint32_t failed = 0; /* for the log only */
+	uint32_t n = 0;
 	for (uint32_t i = 0; i < HPSI_MAX_INFLIGHT; i++) {
 		struct hpsi_slot *s = &w->slots[i];
 		if (!atomic_load_explicit(&s->in_use, memory_order_acquire))
@@ -259,11 +262,17 @@ static void fail_server_parts(struct hps_worker *w, uint32_t srv, int status)
 		for (uint32_t j = 0; j < s->nparts; j++)
 			/* acquire pairs with send_part's release of SENT */
 			if (atomic_load_explicit(&s->parts[j].state, memory_order_acquire) == HPSI_PART_SENT &&
-			    s->parts[j].server == srv) {
-				part_done(w, s, &s->parts[j], status);
-				failed++;
+			    s->parts[j].server == r) {
+				fn(w, s, &s->parts[j], status);
+				n++;
 			}
 	}
+	return n;
+}
+
+static void fail_server_parts(struct hps_worker *w, uint32_t srv, int status)
+{
+	uint32_t failed = each_sent_part(w, srv, part_done, status); /* the count: for the log only */
 	if (failed)
 		hpsi_info("key range %u has no server left: %u request part%s sent to it fail with %s", srv, failed,
 			  failed == 1 ? "" : "s", hps_strerror(status));
@@ -361,18 +370,10 @@ int hpsi_worker_progress(struct hps_worker *w)
 }
 
 /* Replication: pushes waiting only for backups that died are done. */
-static void recheck_range_parts(struct hps_worker *w, uint32_t r)
+static void recheck_part(struct hps_worker *w, struct hpsi_slot *s, struct hpsi_part *p, int unused)
 {
-	for (uint32_t i = 0; i < HPSI_MAX_INFLIGHT; i++) {
-		struct hpsi_slot *s = &w->slots[i];
-		if (!atomic_load_explicit(&s->in_use, memory_order_acquire))
-			continue;
-		for (uint32_t j = 0; j < s->nparts; j++)
-			/* acquire pairs with send_part's release of SENT */
-			if (atomic_load_explicit(&s->parts[j].state, memory_order_acquire) == HPSI_PART_SENT &&
-			    s->parts[j].server == r)
-				part_maybe_done(w, s, &s->parts[j]);
-	}
+	(void)unused;
+	part_maybe_done(w, s, p);
 }
 
 /* Checks the servers that hold requests and the deadlines. A key range
@@ -390,7 +391,7 @@ static int check_peers(struct hps_worker *w)
 	for (uint32_t r = 0; died && r < w->nservers; r++) {
 		if (hpsi_range_primary(w->seg, r) != HPSI_NO_SERVER) {
 			if (K)
-				recheck_range_parts(w, r);
+				each_sent_part(w, r, recheck_part, 0);
 			continue;
 		}
 		int dead = 0;
