@@ -37,7 +37,7 @@ uint32_t hpsi_node_check(struct hpsi_seg *seg, uint32_t id)
 	st = atomic_load_explicit(&n->state, memory_order_acquire);
 	if (st == HPSI_NODE_ALIVE) {
 		uint32_t ns = seg->hdr->nservers;
-		hpsi_warn("%s %u (node %u, pid %d) died: marked dead; requests waiting for it fail", id < ns ? "server" : "worker",
+		hpsi_warn("%s %u (node %u, pid %d) died: marked dead; what waits only for it fails", id < ns ? "server" : "worker",
 			  id < ns ? id : id - ns, id, (int)pid);
 		hpsi_node_mark_dead(seg, id);
 		st = atomic_load_explicit(&n->state, memory_order_acquire);

@@ -141,7 +141,7 @@ static void test_log_info_tells_the_life_of_a_job(void)
 	CU_ASSERT_EQUAL(count("info: left job lg1: worker 1"), 0);
 	CU_ASSERT_EQUAL(count(") exited with status 0"), 3);
 	/* the failure and what was done about it */
-	CU_ASSERT_PTR_NOT_NULL(strstr(out, ") killed by signal 9: marked dead, so that requests waiting for it fail"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, ") killed by signal 9: marked dead, so that what waits only for it fails"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "info: --keep-going: the other workers go on"));
 	/* by each server that looked before the launcher's shutdown flag (the
 	 * launcher wakes them when it marks the worker dead, so at least one) */

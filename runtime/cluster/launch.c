@@ -602,7 +602,7 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 				if (ok)
 					hpsi_info("%s %d (pid %d) exited with status 0", role, c->rank, (int)c->pid);
 				else
-					hpsi_info("%s %d (pid %d) %s %d: marked dead, so that requests waiting for it fail", role,
+					hpsi_info("%s %d (pid %d) %s %d: marked dead, so that what waits only for it fails", role,
 						  c->rank, (int)c->pid, WIFEXITED(status) ? "exited with status" : "killed by signal",
 						  WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
 				if (!ok)
