@@ -16,7 +16,7 @@
 #include "shm/wake.h"
 
 #define IDLE_SLEEP_NS 100000000   /* liveness checks while idle */
-#define IDLE_SLEEP_REPLICA_NS 5000000 /* with backups: notice a dead primary soon */
+#define IDLE_SLEEP_REPLICA_NS 20000000 /* with backups: notice a dead primary soon */
 
 /* Marks workers that closed or died; returns 1 once all have. */
 static int all_finished(struct server *sv)
