@@ -20,7 +20,8 @@
 
 #define NKEYS 48
 #define ITERS 40
-#define INFLIGHT 6
+#define INFLIGHT 6  /* requests a worker keeps outstanding */
+#define PIPELINED 48 /* ... in the pipelined case */
 
 struct plan {
 	uint64_t seed;
@@ -29,6 +30,7 @@ struct plan {
 	const char *model_out; /* adam case: worker 0 writes the final values here */
 	const char *ckpt_dir;  /* worker 0 saves a checkpoint every 8 iterations */
 	const char *started;   /* launched: worker 0 creates this file at iteration 5 */
+	int inflight;          /* 0: INFLIGHT */
 };
 
 static uint64_t next(uint64_t *s)
@@ -85,7 +87,7 @@ static int fail(uint32_t rank, const char *what, int rc)
 	return 10;
 }
 
-/* Pushes (every fourth a pushpull) with up to INFLIGHT outstanding,
+/* Pushes (every fourth a pushpull) with up to pl->inflight outstanding,
  * clocks every iteration; under BSP pulls every key at the start of each
  * iteration and checks the staleness bounds. Ends with the exact sums. */
 static int sum_worker(hps_ctx *ctx, hps_worker *w, void *arg)
@@ -94,7 +96,8 @@ static int sum_worker(hps_ctx *ctx, hps_worker *w, void *arg)
 	uint32_t me = (uint32_t)hps_rank(ctx), W = (uint32_t)hps_num_workers(ctx);
 	uint64_t keys[NKEYS], all[NKEYS];
 	float vals[NKEYS], back[NKEYS], got[NKEYS], lo[NKEYS], hi[NKEYS];
-	int64_t ts[INFLIGHT];
+	int64_t ts[PIPELINED];
+	int inflight = pl->inflight ? pl->inflight : INFLIGHT;
 	int rc, nout = 0;
 	all_keys(all);
 	for (int it = 0; it < ITERS; it++) {
@@ -112,7 +115,7 @@ static int sum_worker(hps_ctx *ctx, hps_worker *w, void *arg)
 				}
 		}
 		size_t n = planned_push(pl->seed, me, it, keys, vals);
-		if (nout == INFLIGHT) {
+		if (nout == inflight) {
 			if ((rc = hps_wait(w, ts[0])))
 				return fail(me, "push", rc);
 			memmove(ts, ts + 1, sizeof ts[0] * --nout);
@@ -162,6 +165,7 @@ struct run {
 	worker_fn fn;
 	const char *model_out;
 	const char *ckpt_dir;
+	int inflight;
 };
 
 static int progress_reached(void *a)
@@ -188,7 +192,7 @@ static int run_job(const struct run *r, uint32_t *killed)
 		return -1;
 	}
 	struct plan pl = {.seed = r->seed, .bsp = r->bsp, .progress = progress, .model_out = r->model_out,
-			  .ckpt_dir = r->ckpt_dir};
+			  .ckpt_dir = r->ckpt_dir, .inflight = r->inflight};
 	pid_t wk[8];
 	for (uint32_t i = 0; i < r->W; i++)
 		wk[i] = job_fork_worker(&j, i, 1, r->fn, &pl);
@@ -252,6 +256,21 @@ static void test_replica_kill_during_checkpoints(void)
 	}
 	snprintf(cmd, sizeof cmd, "rm -rf %s %s.old %s.partial", dir, dir, dir);
 	CU_ASSERT_EQUAL(system(cmd), 0);
+	CU_ASSERT_EQUAL(bad, 0);
+}
+
+/* Many pushes in flight (ASP): the killed primary is more often in the
+ * middle of a batch it has applied and forwarded but not yet released, so
+ * the backup reads those pushes again and must not apply them twice. */
+static void test_replica_kill_pipelined_pushes(void)
+{
+	int bad = 0;
+	for (uint64_t seed = 51; seed <= 62; seed++) {
+		struct run r = {.S = 3, .W = 3, .K = 1, .seed = seed, .bsp = 0, .kills = 1, .fn = sum_worker,
+				.inflight = PIPELINED};
+		uint32_t killed[2];
+		bad += run_job(&r, killed) != 0;
+	}
 	CU_ASSERT_EQUAL(bad, 0);
 }
 
@@ -491,6 +510,7 @@ static void test_replica_refusals(void)
 struct test_case replica_cases[] = {
 	{"replica_kill_one_server_exact_sums", test_replica_kill_one_server_exact_sums},
 	{"replica_kill_during_checkpoints", test_replica_kill_during_checkpoints},
+	{"replica_kill_pipelined_pushes", test_replica_kill_pipelined_pushes},
 	{"replica_two_backups_survive_two_kills", test_replica_two_backups_survive_two_kills},
 	{"replica_without_replicas_the_kill_loses", test_replica_without_replicas_the_kill_loses},
 	{"replica_every_replica_dead_fails_cleanly", test_replica_every_replica_dead_fails_cleanly},
