@@ -182,6 +182,14 @@ static void test_store_lens_and_large_records(void)
 	hps_request u = {.type = HPS_REQ_PULL, .nkeys = 1, .keys = &unknown, .out = out, .out_cap = total, .out_lens = out_lens};
 	CU_ASSERT_EQUAL(hpsi_store_handle(&u, st), 0);
 	CU_ASSERT_EQUAL(out_lens[0], 0);
+	/* a fixed-width pull with lengths: a known key has its width, an
+	 * unknown one length 0 and zeros */
+	uint64_t two[2] = {5, 8};
+	out[1] = 1;
+	hps_request fw = {.type = HPS_REQ_PULL, .width = 1, .nkeys = 2, .keys = two, .out = out, .out_cap = 2,
+			  .out_lens = out_lens};
+	CU_ASSERT_EQUAL(hpsi_store_handle(&fw, st), 2);
+	CU_ASSERT(out_lens[0] == 1 && out_lens[1] == 0 && out[0] == 2 * v[0] && out[1] == 0);
 	hpsi_store_destroy(st);
 	free(v), free(out);
 }

@@ -219,7 +219,8 @@ static void sum_fixed(struct hpsi_rec *const *found, size_t n, const float *rest
 	}
 }
 
-/* The common pull: f32 values of a fixed width; absent keys read zeros. */
+/* The common pull: f32 values of a fixed width; absent keys read zeros
+ * (and length 0). */
 #if defined(__GNUC__) && !defined(__clang__)
 __attribute__((optimize("O3")))
 #endif
@@ -229,7 +230,7 @@ static void pull_fixed(struct hpsi_rec *const *found, size_t n, float *restrict 
 	for (size_t i = 0; i < n; i++, out += width) {
 		const float *restrict v = found[i] ? hpsi_rec_vals(found[i]) : NULL;
 		if (out_lens)
-			out_lens[i] = width;
+			out_lens[i] = v ? width : 0;
 		if (!v)
 			memset(out, 0, width * sizeof(float));
 		else if (width == 1)
