@@ -140,6 +140,14 @@ static void test_store_grows_past_many_keys(void)
 	free(k), free(v), free(out);
 }
 
+static int count_one(uint64_t key, uint32_t len, uint32_t steps, const float *vals, void *arg)
+{
+	(void)key, (void)steps, (void)vals;
+	uint64_t *c = arg;
+	c[0]++, c[1] += len;
+	return 0;
+}
+
 /* Variable lengths, one of them larger than a pool window (2 MiB): values
  * and lengths come back; a request with one wrong length is refused whole
  * and changes nothing. */
@@ -177,6 +185,10 @@ static void test_store_lens_and_large_records(void)
 	for (size_t i = 0; i < total; i++)
 		bad += out[i] != 2 * v[i];
 	CU_ASSERT_EQUAL(bad, 0);
+	/* a checkpoint's walk steps over the window tail the large record left */
+	uint64_t counted[2] = {0, 0};
+	CU_ASSERT_EQUAL(hpsi_store_foreach(st, count_one, counted), 0);
+	CU_ASSERT(counted[0] == 4 && counted[1] == total);
 	/* an unknown key pulls as length 0 in lens mode */
 	uint64_t unknown = 7;
 	hps_request u = {.type = HPS_REQ_PULL, .nkeys = 1, .keys = &unknown, .out = out, .out_cap = total, .out_lens = out_lens};
