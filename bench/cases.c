@@ -8,19 +8,32 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include "net/route.h"
 #include "shm/bell.h"
 
+/* The zipf cases: a table of ZIPF_KEYS keys, requests of 1,000 unique
+ * keys whose ranks are drawn from Zipf(ZIPF_S); ZIPF_REQS requests drawn
+ * before timing (32 MiB of keys per worker), sent in turn. */
+#define ZIPF_KEYS 10000000ull
+#define ZIPF_S 1.1
+#define ZIPF_REQS 4096
+#define ZIPF_SEED 15u /* the worker's rank is added: workers draw different requests */
+
 const struct bench_case cases[NCASES] = {
-	{"lat", 1, 1, 0},
-	{"sparse1k", 1000, 1, 0},
-	{"sparse100k", 100000, 1, 0},
-	{"dense4M", 1, 1u << 20, 1},
-	{"dense4M_8k", 8, 1u << 17, 1},
+	{"lat", 1, 1, 0, 0},
+	{"sparse1k", 1000, 1, 0, 0},
+	{"sparse100k", 100000, 1, 0, 0},
+	{"dense4M", 1, 1u << 20, 1, 0},
+	{"dense4M_8k", 8, 1u << 17, 1, 0},
+	{"zipf1k", 1000, 8, 0, ZIPF_KEYS},
+	{"zipf1k_w1", 1000, 1, 0, ZIPF_KEYS},
 };
 const char *const phase_names[NPHASES] = {"push", "pull", "push+pull", "pushpull", "pipe_push", "pipe_pull"};
 
 struct shared *sh;
 int selected[NCASES];
+int bench_nservers;
+int bench_server_pid[8];
 
 int cmp_double(const void *a, const void *b)
 {
@@ -49,8 +62,156 @@ static uint64_t *make_keys(uint32_t n, size_t ci)
 	return k;
 }
 
+/* The key of rank r (1 = most frequent) in case ci: a bijective mix, so
+ * that frequent keys lie anywhere in the key space, like hashed feature
+ * ids, and each case has its own keys. */
+static uint64_t zipf_key(uint64_t rank, size_t ci)
+{
+	return hpsi_key_mix(rank + ((uint64_t)ci << 40));
+}
+
+/* splitmix64: the uniform source of the Zipf draws. */
+static double uniform01(uint64_t *state)
+{
+	uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	z ^= z >> 31;
+	return (double)(z >> 11) * 0x1.0p-53;
+}
+
+/* Zipf(s) over ranks 1..n by rejection-inversion (Hörmann and Derflinger,
+ * "Rejection-inversion to generate variates from monotone discrete
+ * distributions", 1996): invert the integral H of x^-s over a continuous
+ * range, round to the nearest rank, accept unless the rank's bar lies
+ * below the curve; exact, O(1) per draw and no table. */
+struct zipf {
+	double s, n, h_lo, h_hi, squeeze;
+};
+
+static double zipf_h(double s, double x)
+{
+	return (pow(x, 1 - s) - 1) / (1 - s);
+}
+
+static double zipf_h_inv(double s, double y)
+{
+	return pow(1 + y * (1 - s), 1 / (1 - s));
+}
+
+static void zipf_init(struct zipf *z, double s, double n)
+{
+	z->s = s, z->n = n;
+	z->h_lo = zipf_h(s, 1.5) - 1; /* rank 1's bar is 1 high, from 0.5 */
+	z->h_hi = zipf_h(s, n + 0.5);
+	z->squeeze = 2 - zipf_h_inv(s, zipf_h(s, 2.5) - pow(2, -s));
+}
+
+static uint64_t zipf_draw(const struct zipf *z, uint64_t *state)
+{
+	for (;;) {
+		double u = z->h_hi + uniform01(state) * (z->h_lo - z->h_hi);
+		double x = zipf_h_inv(z->s, u), k = floor(x + 0.5);
+		if (k < 1)
+			k = 1;
+		else if (k > z->n)
+			k = z->n;
+		if (k - x <= z->squeeze || u >= zipf_h(z->s, k + 0.5) - pow(k, -z->s))
+			return (uint64_t)k;
+	}
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* ZIPF_REQS requests of nkeys unique keys each, sorted within a request. */
+static uint64_t *make_zipf_requests(uint32_t nkeys, size_t ci, int rank)
+{
+	struct zipf z;
+	zipf_init(&z, ZIPF_S, (double)ZIPF_KEYS);
+	uint64_t state = ZIPF_SEED + (uint64_t)rank;
+	uint64_t *all = malloc((size_t)ZIPF_REQS * nkeys * sizeof *all);
+	size_t set_cap = 4;
+	while (set_cap < 2 * (size_t)nkeys)
+		set_cap *= 2;
+	uint64_t *set = malloc(set_cap * sizeof *set); /* ranks drawn for this request, 0: empty */
+	for (size_t q = 0; q < ZIPF_REQS; q++) {
+		uint64_t *k = all + q * nkeys;
+		memset(set, 0, set_cap * sizeof *set);
+		for (uint32_t n = 0; n < nkeys;) {
+			uint64_t r = zipf_draw(&z, &state);
+			size_t i = hpsi_key_mix(r) & (set_cap - 1);
+			while (set[i] && set[i] != r)
+				i = (i + 1) & (set_cap - 1);
+			if (set[i])
+				continue; /* drawn already: unique keys per request */
+			set[i] = r;
+			k[n++] = zipf_key(r, ci);
+		}
+		qsort(k, nkeys, sizeof *k, cmp_u64);
+	}
+	free(set);
+	return all;
+}
+
+static long rss_bytes(int pid)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/statm", pid);
+	FILE *f = fopen(path, "r");
+	long pages = 0, rss = 0;
+	if (f) {
+		if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
+			rss = 0;
+		fclose(f);
+	}
+	return rss * sysconf(_SC_PAGESIZE);
+}
+
+static long servers_rss(void)
+{
+	long sum = 0;
+	for (int i = 0; i < bench_nservers; i++)
+		sum += rss_bytes(bench_server_pid[i]);
+	return sum;
+}
+
+/* Pushes every key of a zipf case's table once (worker w of W takes every
+ * W-th block of ranks), then waits for all workers; worker 0 notes how
+ * much the servers' resident memory grew per key. */
+static int fill_table(hps_ctx *ctx, hps_worker *w, const struct bench_case *c, size_t ci)
+{
+	enum { BLOCK = 100000 };
+	int me = hps_rank(ctx), nw = hps_num_workers(ctx);
+	uint64_t *k = malloc(BLOCK * sizeof *k);
+	float *v = calloc((size_t)BLOCK * c->width, sizeof *v);
+	hps_opts o = {.width = c->width};
+	if (hps_barrier(ctx))
+		return 1;
+	long before = me == 0 ? servers_rss() : 0;
+	int rc = 0;
+	for (uint64_t first = 1 + (uint64_t)me * BLOCK; !rc && first <= c->universe; first += (uint64_t)nw * BLOCK) {
+		uint32_t n = 0;
+		for (uint64_t r = first; r < first + BLOCK && r <= c->universe; r++)
+			k[n++] = zipf_key(r, ci);
+		qsort(k, n, sizeof *k, cmp_u64);
+		rc = hps_wait(w, hps_push(w, k, n, v, &o));
+	}
+	free(k);
+	free(v);
+	if (rc || hps_barrier(ctx))
+		return 1;
+	if (me == 0 && bench_nservers)
+		sh->rss_per_key[ci] = (double)(servers_rss() - before) / (double)c->universe;
+	return 0;
+}
+
 struct bufs {
 	uint64_t *keys;
+	size_t nreq; /* requests in keys, sent in turn */
 	float *push;
 	float *pull[32];
 	hps_opts opts;
@@ -66,6 +227,8 @@ static double run_rep(hps_worker *w, const struct bench_case *c, int ph, struct 
 	int64_t end = hpsi_now_ns() + REP_NS;
 	double t0 = now_us();
 	const hps_opts *o = &b->opts;
+	const uint64_t *keys = b->keys;
+#define NEXT_KEYS() (keys = b->keys + (size_t)(ops % (long)b->nreq) * c->nkeys)
 	if (ph >= PH_PIPE_PUSH) {
 		int head = 0, out = 0;
 		while (hpsi_now_ns() < end) {
@@ -76,8 +239,9 @@ static double run_rep(hps_worker *w, const struct bench_case *c, int ph, struct 
 				head++;
 			}
 			int slot = (head + out) % depth;
-			ts[slot] = ph == PH_PIPE_PUSH ? hps_push(w, b->keys, c->nkeys, b->push, o)
-						      : hps_pull(w, b->keys, c->nkeys, b->pull[slot], o);
+			NEXT_KEYS();
+			ts[slot] = ph == PH_PIPE_PUSH ? hps_push(w, keys, c->nkeys, b->push, o)
+						      : hps_pull(w, keys, c->nkeys, b->pull[slot], o);
 			if (ts[slot] < 0)
 				return -1;
 			out++;
@@ -91,15 +255,16 @@ static double run_rep(hps_worker *w, const struct bench_case *c, int ph, struct 
 	while (hpsi_now_ns() < end) {
 		double s = now_us();
 		int rc;
+		NEXT_KEYS();
 		switch (ph) {
-		case PH_PUSH: rc = hps_wait(w, hps_push(w, b->keys, c->nkeys, b->push, o)); break;
-		case PH_PULL: rc = hps_wait(w, hps_pull(w, b->keys, c->nkeys, b->pull[0], o)); break;
+		case PH_PUSH: rc = hps_wait(w, hps_push(w, keys, c->nkeys, b->push, o)); break;
+		case PH_PULL: rc = hps_wait(w, hps_pull(w, keys, c->nkeys, b->pull[0], o)); break;
 		case PH_PUSH_PULL:
-			rc = hps_wait(w, hps_push(w, b->keys, c->nkeys, b->push, o));
+			rc = hps_wait(w, hps_push(w, keys, c->nkeys, b->push, o));
 			if (!rc)
-				rc = hps_wait(w, hps_pull(w, b->keys, c->nkeys, b->pull[0], o));
+				rc = hps_wait(w, hps_pull(w, keys, c->nkeys, b->pull[0], o));
 			break;
-		default: rc = hps_wait(w, hps_pushpull(w, b->keys, c->nkeys, b->push, b->pull[0], o)); break;
+		default: rc = hps_wait(w, hps_pushpull(w, keys, c->nkeys, b->push, b->pull[0], o)); break;
 		}
 		if (rc)
 			return -1;
@@ -108,6 +273,7 @@ static double run_rep(hps_worker *w, const struct bench_case *c, int ph, struct 
 		ops++;
 	}
 	return (double)ops / ((now_us() - t0) / 1e6);
+#undef NEXT_KEYS
 }
 
 int worker_main(hps_ctx *ctx, hps_worker *w)
@@ -119,7 +285,11 @@ int worker_main(hps_ctx *ctx, hps_worker *w)
 			continue;
 		const struct bench_case *c = &cases[ci];
 		size_t floats = (size_t)c->nkeys * c->width;
-		struct bufs b = {.keys = make_keys(c->nkeys, ci), .opts = {.width = c->width}};
+		struct bufs b = {.keys = c->universe ? make_zipf_requests(c->nkeys, ci, me) : make_keys(c->nkeys, ci),
+				 .nreq = c->universe ? ZIPF_REQS : 1,
+				 .opts = {.width = c->width}};
+		if (c->universe && fill_table(ctx, w, c, ci))
+			return 1;
 		b.push = c->dense ? hps_alloc(w, floats * 4) : malloc(floats * 4);
 		for (int i = 0; i < 32; i++)
 			b.pull[i] = c->dense ? hps_alloc(w, floats * 4) : malloc(floats * 4);
@@ -189,6 +359,9 @@ void report_config(const char *config, uint32_t W)
 			printf("\n");
 			fflush(stdout);
 		}
+		if (sh->rss_per_key[ci] > 0)
+			printf("# %s %s memory: servers' resident memory grew %.1f bytes per key filled (key and values: %u bytes)\n",
+			       c->name, config, sh->rss_per_key[ci], 8 + 4 * c->width);
 	}
 }
 

@@ -15,10 +15,11 @@
 struct bench_case {
 	const char *name;
 	uint32_t nkeys, width;
-	int dense; /* zero-copy buffers */
+	int dense;         /* zero-copy buffers */
+	uint64_t universe; /* zipf cases: keys of the table, filled before timing; 0: none */
 };
 
-#define NCASES 5
+#define NCASES 7
 extern const struct bench_case cases[NCASES];
 
 enum { PH_PUSH, PH_PULL, PH_PUSH_PULL, PH_PUSHPULL, PH_PIPE_PUSH, PH_PIPE_PULL, NPHASES };
@@ -32,8 +33,14 @@ struct result {
 /* Written by the workers (shared mapping), read by the parent. */
 struct shared {
 	struct result r[8][NCASES][NPHASES];
+	double rss_per_key[NCASES]; /* servers' resident bytes per key the fill added; 0: not measured */
 	int failed;
 };
+
+/* The local servers' processes, whose resident memory the zipf cases
+ * measure (hps_bench sets them before it starts the workers; none: 0). */
+extern int bench_nservers;
+extern int bench_server_pid[8];
 
 extern struct shared *sh;   /* results, in memory every worker shares */
 extern int selected[NCASES];

@@ -2,7 +2,8 @@
  * limits (memcpy bandwidth, a bare shared-memory ring round trip).
  *
  *   bench/hps_bench [--ft] [CASE...]  CASE: lat sparse1k sparse100k dense4M
- *                                 dense4M_8k memcpy_4M memcpy_64M ring_rtt idle
+ *                                 dense4M_8k zipf1k zipf1k_w1 memcpy_4M
+ *                                 memcpy_64M ring_rtt idle
  *
  * --ft: the configurations of replicated key ranges instead (make bench-ft):
  * 2S2W without replicas, 2S2WK1 (HPS_REPLICAS=1), 3S2WK2 (HPS_REPLICAS=2).
@@ -15,7 +16,10 @@
  * one core, while its workers wait 10 s in a barrier.
  *
  * Dense cases pass buffers from hps_alloc (the zero-copy variant); sparse
- * cases pass ordinary malloc'd arrays, as most applications would. */
+ * cases pass ordinary malloc'd arrays, as most applications would. The
+ * zipf cases fill a table of 10 M keys first and add a line
+ * "# CASE CONFIG memory: ..." with the servers' resident memory per key
+ * (bench/cases.c says how their keys are drawn). */
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -54,6 +58,7 @@ static int run_job(uint32_t S, uint32_t W, int (*fn)(hps_ctx *, hps_worker *), p
 		return -1;
 	bench_job_segment(seg.path);
 	uint32_t n = S + W;
+	bench_nservers = 0;
 	for (uint32_t i = 0; i < n; i++) {
 		pid_t pid = fork();
 		if (pid == 0) {
@@ -74,6 +79,8 @@ static int run_job(uint32_t S, uint32_t W, int (*fn)(hps_ctx *, hps_worker *), p
 			_exit(rc);
 		}
 		pids[i] = pid;
+		if (i < S && i < 8) /* the workers, forked next, measure the servers' memory */
+			bench_server_pid[bench_nservers++] = pid;
 	}
 	if (pids == NULL)
 		return 0;

@@ -6,24 +6,12 @@
 #include "hps/error.h"
 #include "runtime/common/dtype.h"
 #include "runtime/common/log.h"
-#include "net/route.h"
+#include "runtime/server/table.h"
 #include "shm/heap.h"
 
-struct entry {
-	uint64_t key;
-	uint64_t off;   /* into the pool, in floats: len values, then state */
-	uint32_t len;
-	uint32_t used;
-	uint32_t steps; /* pushes applied (Adam's bias correction) */
-	uint32_t pad;
-};
-
 struct hpsi_store {
-	struct entry *tab;
-	size_t cap, count; /* cap a power of two, count <= cap / 2 */
-	float *pool;
-	size_t pool_len, pool_cap;
-	int64_t *found; /* per request key: entry index, or -1 when absent */
+	struct hpsi_table tab;
+	struct hpsi_rec **found; /* per request key: its record, or NULL when absent */
 	size_t found_cap;
 	int flags;      /* mallocx flags: the NUMA-local arena */
 	struct hpsi_updater upd;
@@ -60,9 +48,7 @@ struct hpsi_store *hpsi_store_create(const struct hpsi_updater *u, const struct 
 		hpsi_updater_parse(NULL, "", &st->upd);
 	if (in)
 		st->init = *in;
-	st->cap = 1024;
-	st->tab = mallocx(st->cap * sizeof *st->tab, flags | MALLOCX_ZERO);
-	if (!st->tab) {
+	if (hpsi_table_init(&st->tab, flags, (uint32_t)(st->esz * (1 + st->upd.state)))) {
 		dallocx(st, flags);
 		return NULL;
 	}
@@ -117,9 +103,7 @@ void hpsi_store_destroy(struct hpsi_store *st)
 		return;
 	if (st->dprivate && st->dvals)
 		dallocx(st->dvals, st->flags);
-	dallocx(st->tab, st->flags);
-	if (st->pool)
-		dallocx(st->pool, st->flags);
+	hpsi_table_free(&st->tab);
 	if (st->found)
 		dallocx(st->found, st->flags);
 	dallocx(st, st->flags);
@@ -127,92 +111,7 @@ void hpsi_store_destroy(struct hpsi_store *st)
 
 size_t hpsi_store_size(const struct hpsi_store *st)
 {
-	return st->dvals ? st->dcount : st->count;
-}
-
-static int64_t find(const struct hpsi_store *st, uint64_t key)
-{
-	size_t mask = st->cap - 1;
-	for (size_t i = hpsi_key_mix(key) & mask;; i = (i + 1) & mask) {
-		const struct entry *e = &st->tab[i];
-		if (!e->used)
-			return -1;
-		if (e->key == key)
-			return (int64_t)i;
-	}
-}
-
-static int grow_table(struct hpsi_store *st)
-{
-	size_t ncap = st->cap * 2;
-	struct entry *nt = mallocx(ncap * sizeof *nt, st->flags | MALLOCX_ZERO);
-	if (!nt)
-		return HPS_ENOMEM;
-	for (size_t i = 0; i < st->cap; i++) {
-		if (!st->tab[i].used)
-			continue;
-		size_t j = hpsi_key_mix(st->tab[i].key) & (ncap - 1);
-		while (nt[j].used)
-			j = (j + 1) & (ncap - 1);
-		nt[j] = st->tab[i];
-	}
-	dallocx(st->tab, st->flags);
-	st->tab = nt;
-	st->cap = ncap;
-	return 0;
-}
-
-static int reserve_pool(struct hpsi_store *st, size_t more)
-{
-	if (st->pool_len + more <= st->pool_cap)
-		return 0;
-	size_t ncap = st->pool_cap ? st->pool_cap : 4096;
-	while (ncap < st->pool_len + more)
-		ncap *= 2;
-	float *np = st->pool ? rallocx(st->pool, ncap * sizeof *np, st->flags) : xalloc(st, ncap * sizeof *np);
-	if (!np)
-		return HPS_ENOMEM;
-	st->pool = np;
-	st->pool_cap = ncap;
-	return 0;
-}
-
-/* Floats a key of len values takes in the pool (an f64 value takes two,
- * so every offset stays even and doubles stay aligned). */
-static uint64_t footprint(const struct hpsi_store *st, uint32_t len)
-{
-	return (uint64_t)len * (1 + st->upd.state) * (st->esz / sizeof(float));
-}
-
-/* Adds an absent key with its initial values; room was made by make_room. */
-static int64_t add(struct hpsi_store *st, uint64_t key, uint32_t len)
-{
-	size_t mask = st->cap - 1, i = hpsi_key_mix(key) & mask;
-	while (st->tab[i].used)
-		i = (i + 1) & mask;
-	st->tab[i] = (struct entry){.key = key, .off = st->pool_len, .len = len, .used = 1};
-	float *w = st->pool + st->pool_len;
-	if (st->dtype == HPSI_WIRE_F64)
-		hpsi_init_values64(&st->init, &st->upd, key, (double *)w, (double *)w + len, len);
-	else
-		hpsi_init_values(&st->init, &st->upd, key, w, w + len, len);
-	st->pool_len += footprint(st, len);
-	st->count++;
-	return (int64_t)i;
-}
-
-/* Room for `keys` new keys of `floats` values in all, so that pass 2
- * cannot fail half-way. Growing the table moves entries: look up again. */
-static int make_room(struct hpsi_store *st, const hps_request *r, size_t keys, uint64_t floats)
-{
-	if ((st->count + keys) * 2 > st->cap) {
-		while ((st->count + keys) * 2 > st->cap)
-			if (grow_table(st))
-				return HPS_ENOMEM;
-		for (size_t i = 0; i < r->nkeys; i++)
-			st->found[i] = find(st, r->keys[i]);
-	}
-	return reserve_pool(st, floats);
+	return st->dvals ? st->dcount : st->tab.count;
 }
 
 /* The hot loop of a dense push: restrict lets the compiler vectorize it
@@ -275,6 +174,114 @@ static int handle_direct(struct hpsi_store *st, hps_request *r)
 	return pull ? (int)(r->nkeys * width) : 0;
 }
 
+/* Starting values and state of a key just added. */
+static void init_rec(struct hpsi_store *st, struct hpsi_rec *e)
+{
+	void *w = hpsi_rec_vals(e);
+	if (st->dtype == HPSI_WIRE_F64)
+		hpsi_init_values64(&st->init, &st->upd, e->key, w, (double *)w + e->len, e->len);
+	else
+		hpsi_init_values(&st->init, &st->upd, e->key, w, (float *)w + e->len, e->len);
+}
+
+/* Room for the keys pass 1 found absent, so that pass 2 cannot fail
+ * half-way; records found stay where they are. */
+static int make_room(struct hpsi_store *st, const hps_request *r, size_t new_keys)
+{
+	if (hpsi_table_reserve_keys(&st->tab, new_keys))
+		return HPS_ENOMEM;
+	struct hpsi_table_plan p;
+	hpsi_table_plan_begin(&st->tab, &p);
+	for (size_t i = 0; i < r->nkeys; i++)
+		if (!st->found[i] && hpsi_table_plan_rec(&st->tab, &p, want_len(r, i)))
+			return HPS_ENOMEM;
+	return 0;
+}
+
+/* The common push: f32 sums of a fixed width onto keys that all exist. */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("O3")))
+#endif
+static void sum_fixed(struct hpsi_rec *const *found, size_t n, const float *restrict g, uint32_t width)
+{
+	if (width == 1) {
+		for (size_t i = 0; i < n; i++) {
+			*(float *)hpsi_rec_vals(found[i]) += g[i];
+			found[i]->steps++;
+		}
+		return;
+	}
+	for (size_t i = 0; i < n; i++, g += width) {
+		float *restrict v = hpsi_rec_vals(found[i]);
+		for (uint32_t j = 0; j < width; j++)
+			v[j] += g[j];
+		found[i]->steps++;
+	}
+}
+
+/* The common pull: f32 values of a fixed width; absent keys read zeros
+ * (and length 0). */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("O3")))
+#endif
+static void pull_fixed(struct hpsi_rec *const *found, size_t n, float *restrict out, uint32_t width,
+		       uint32_t *out_lens)
+{
+	for (size_t i = 0; i < n; i++, out += width) {
+		const float *restrict v = found[i] ? hpsi_rec_vals(found[i]) : NULL;
+		if (out_lens)
+			out_lens[i] = v ? width : 0;
+		if (!v)
+			memset(out, 0, width * sizeof(float));
+		else if (width == 1)
+			out[0] = v[0];
+		else
+			for (uint32_t j = 0; j < width; j++)
+				out[j] = v[j];
+	}
+}
+
+/* Pass 2 of any other request: adds the absent keys it creates, applies
+ * the push, then reads the answer; returns the values written. */
+static size_t apply_general(struct hpsi_store *st, hps_request *r, int push, int pull, int creates)
+{
+	const unsigned char *src = (const unsigned char *)r->vals;
+	unsigned char *dst = (unsigned char *)r->out;
+	size_t esz = st->esz;
+	for (size_t i = 0; i < r->nkeys; i++) {
+		struct hpsi_rec *e = st->found[i];
+		uint32_t len = want_len(r, i);
+		if (!e && creates) {
+			e = hpsi_table_add(&st->tab, r->keys[i], len);
+			init_rec(st, e);
+		}
+		if (push) {
+			void *v = hpsi_rec_vals(e);
+			e->steps++;
+			if (st->dtype == HPSI_WIRE_F64)
+				hpsi_updater_apply64(&st->upd, v, (double *)v + len, (const double *)src, len, e->steps);
+			else if (st->upd.kind != HPSI_UPD_SUM)
+				hpsi_updater_apply(&st->upd, v, (float *)v + len, (const float *)src, len, e->steps);
+			else
+				add_floats(v, (const float *)src, len);
+			src += len * esz;
+		}
+		if (pull) {
+			uint32_t have = e ? e->len : 0;
+			if (r->out_lens)
+				r->out_lens[i] = have;
+			if (!e) {
+				memset(dst, 0, (r->width ? len : 0) * esz);
+				dst += r->width ? len * esz : 0;
+				continue;
+			}
+			memcpy(dst, hpsi_rec_vals(e), have * esz);
+			dst += have * esz;
+		}
+	}
+	return (size_t)(dst - (unsigned char *)r->out) / esz;
+}
+
 int hpsi_store_handle(hps_request *r, void *arg)
 {
 	struct hpsi_store *st = arg;
@@ -291,83 +298,66 @@ int hpsi_store_handle(hps_request *r, void *arg)
 		}
 	}
 	/* Pass 1: look every key up and check lengths; nothing changes yet. */
-	uint64_t out_floats = 0, new_floats = 0;
-	size_t new_keys = 0;
+	uint64_t out_floats = 0;
+	size_t new_keys = 0, n = r->nkeys;
+	const uint64_t *keys = r->keys;
 	/* fixed-width pulls create keys when their initial values are not 0 */
-	int pull_creates = r->width && st->init.kind != HPSI_INIT_ZEROS;
-	/* A large table misses the cache on every probe: ask for the slot of
-	 * a key a few places ahead while this one is looked up. */
-	enum { AHEAD = 8 };
-	size_t mask = st->cap - 1;
-	for (size_t i = 0; i < r->nkeys; i++) {
-		if (i + AHEAD < r->nkeys)
-			__builtin_prefetch(&st->tab[hpsi_key_mix(r->keys[i + AHEAD]) & mask]);
-		int64_t e = find(st, r->keys[i]);
+	int creates = push || (r->width && st->init.kind != HPSI_INIT_ZEROS);
+	/* A table larger than the cache misses twice per key (slot, record):
+	 * ask for the slot of a key SLOT_AHEAD places ahead and, once that
+	 * slot is in, for the record of the key REC_AHEAD places ahead, so
+	 * that the misses of several keys overlap. A small table skips it. */
+	enum { SLOT_AHEAD = 16, REC_AHEAD = 8 };
+	int ahead = st->tab.cap >= (1u << 15);
+	size_t rec_bytes = sizeof(struct hpsi_rec) + (r->width ? r->width : 1) * (push ? st->tab.vbytes : st->esz);
+	for (size_t i = 0; i < n; i++) {
+		if (ahead && i + SLOT_AHEAD < n)
+			hpsi_table_prefetch_slot(&st->tab, keys[i + SLOT_AHEAD]);
+		if (ahead && i + REC_AHEAD < n)
+			hpsi_table_prefetch_rec(&st->tab, keys[i + REC_AHEAD], rec_bytes, push);
+		struct hpsi_rec *e = hpsi_table_find(&st->tab, keys[i]);
 		st->found[i] = e;
-		uint32_t have = e >= 0 ? st->tab[e].len : 0;
-		if (e >= 0 && (push || r->width) && have != want_len(r, i)) {
+		uint32_t have = e ? e->len : 0;
+		if (e && (push || r->width) && have != want_len(r, i)) {
 			hpsi_warn("key %llu holds %u floats, request from worker %d has %u",
-				  (unsigned long long)r->keys[i], have, r->sender, want_len(r, i));
+				  (unsigned long long)keys[i], have, r->sender, want_len(r, i));
 			return HPS_EVALLEN;
 		}
 		out_floats += push || r->width ? want_len(r, i) : have;
-		if (e < 0 && (push || pull_creates)) {
-			new_keys++;
-			new_floats += footprint(st, want_len(r, i));
-		}
+		new_keys += !e;
 	}
 	if (pull && out_floats > r->out_cap) {
 		hpsi_warn("answer of %llu floats does not fit the %zu of the request (vals_cap)",
 			  (unsigned long long)out_floats, r->out_cap);
 		return HPS_EINVAL;
 	}
-	if (new_keys && make_room(st, r, new_keys, new_floats))
+	if (!creates)
+		new_keys = 0;
+	if (new_keys && make_room(st, r, new_keys))
 		return HPS_ENOMEM;
 	/* Pass 2: apply the push, then read the answer. */
-	const unsigned char *src = (const unsigned char *)r->vals;
-	unsigned char *dst = (unsigned char *)r->out;
-	size_t esz = st->esz;
-	for (size_t i = 0; i < r->nkeys; i++) {
-		if (i + AHEAD < r->nkeys && st->found[i + AHEAD] >= 0) /* its values, likewise */
-			__builtin_prefetch(st->pool + st->tab[st->found[i + AHEAD]].off);
-		int64_t e = st->found[i];
-		uint32_t len = want_len(r, i);
-		if (e < 0 && (push || pull_creates))
-			e = add(st, r->keys[i], len);
-		if (push) {
-			struct entry *en = &st->tab[e];
-			float *v = st->pool + en->off;
-			en->steps++;
-			if (st->dtype == HPSI_WIRE_F64)
-				hpsi_updater_apply64(&st->upd, (double *)v, (double *)v + len, (const double *)src, len,
-						     en->steps);
-			else if (st->upd.kind != HPSI_UPD_SUM)
-				hpsi_updater_apply(&st->upd, v, v + len, (const float *)src, len, en->steps);
-			else if (len == 1)
-				v[0] += *(const float *)src;
-			else
-				add_floats(v, (const float *)src, len);
-			src += len * esz;
-		}
-		if (pull) {
-			if (e < 0) {
-				if (r->out_lens)
-					r->out_lens[i] = 0;
-				memset(dst, 0, (r->width ? len : 0) * esz);
-				dst += r->width ? len * esz : 0;
-				continue;
-			}
-			uint32_t have = st->tab[e].len;
-			if (r->out_lens)
-				r->out_lens[i] = have;
-			if (have == 1 && esz == sizeof(float))
-				*(float *)dst = st->pool[st->tab[e].off];
-			else
-				memcpy(dst, st->pool + st->tab[e].off, have * esz);
-			dst += have * esz;
-		}
+	int f32 = st->dtype == HPSI_WIRE_F32;
+	if (!new_keys && f32 && r->width && push && !pull && st->upd.kind == HPSI_UPD_SUM) {
+		sum_fixed(st->found, n, r->vals, r->width);
+		return 0;
 	}
-	return pull ? (int)((size_t)(dst - (unsigned char *)r->out) / esz) : 0;
+	if (!new_keys && f32 && r->width && pull && !push) {
+		pull_fixed(st->found, n, r->out, r->width, r->out_lens);
+		return (int)(n * r->width);
+	}
+	size_t wrote = apply_general(st, r, push, pull, creates);
+	return pull ? (int)wrote : 0;
+}
+
+struct visit {
+	hpsi_store_visit fn;
+	void *arg;
+};
+
+static int visit_rec(struct hpsi_rec *e, void *arg)
+{
+	struct visit *v = arg;
+	return v->fn(e->key, e->len, e->steps, hpsi_rec_vals(e), v->arg);
 }
 
 int hpsi_store_foreach(const struct hpsi_store *st, hpsi_store_visit fn, void *arg)
@@ -377,15 +367,8 @@ int hpsi_store_foreach(const struct hpsi_store *st, hpsi_store_visit fn, void *a
 		if (rc)
 			return rc;
 	}
-	for (size_t i = 0; i < st->cap; i++) {
-		const struct entry *e = &st->tab[i];
-		if (!e->used)
-			continue;
-		int rc = fn(e->key, e->len, e->steps, st->pool + e->off, arg);
-		if (rc)
-			return rc;
-	}
-	return 0;
+	struct visit v = {fn, arg};
+	return hpsi_table_walk(&st->tab, visit_rec, &v);
 }
 
 int hpsi_store_put(struct hpsi_store *st, uint64_t key, uint32_t len, uint32_t steps, const float *vals)
@@ -396,17 +379,17 @@ int hpsi_store_put(struct hpsi_store *st, uint64_t key, uint32_t len, uint32_t s
 		memcpy(st->dvals + (key - st->dfirst) * len, vals, len * sizeof(float));
 		return 0;
 	}
-	if (find(st, key) >= 0)
+	if (hpsi_table_find(&st->tab, key))
 		return HPS_EPROTO; /* a key twice in one checkpoint */
-	while ((st->count + 1) * 2 > st->cap)
-		if (grow_table(st))
-			return HPS_ENOMEM;
-	uint64_t n = footprint(st, len);
-	if (reserve_pool(st, n))
+	struct hpsi_table_plan p;
+	if (hpsi_table_reserve_keys(&st->tab, 1))
 		return HPS_ENOMEM;
-	int64_t e = add(st, key, len);
-	st->tab[e].steps = steps;
-	memcpy(st->pool + st->tab[e].off, vals, n * sizeof(float));
+	hpsi_table_plan_begin(&st->tab, &p);
+	if (hpsi_table_plan_rec(&st->tab, &p, len))
+		return HPS_ENOMEM;
+	struct hpsi_rec *e = hpsi_table_add(&st->tab, key, len);
+	e->steps = steps;
+	memcpy(hpsi_rec_vals(e), vals, (size_t)len * st->tab.vbytes);
 	return 0;
 }
 

@@ -1,11 +1,12 @@
-/* The built-in store of a server: a sparse open-addressing hash table from
- * uint64 keys to value vectors kept in one pool, each followed by its
- * optimizer state. A push runs the updater (default: adds); a pull copies
- * the values out. A key is created on its first push, or on its first
- * fixed-width pull when the initialiser is not zeros, with its initial
- * values; an unknown key otherwise reads as zeros (length 0 in lens mode).
- * A key keeps the length of its first push; a request that disagrees is
- * refused whole (HPS_EVALLEN) before anything is applied. */
+/* The built-in store of a server: a sparse hash table (table.h) from
+ * uint64 keys to records of values, each followed by its optimizer
+ * state, in a pool whose records never move. A push runs the updater
+ * (default: adds); a pull copies the values out. A key is created on its
+ * first push, or on its first fixed-width pull when the initialiser is
+ * not zeros, with its initial values; an unknown key otherwise reads as
+ * zeros (length 0 in lens mode). A key keeps the length of its first
+ * push; a request that disagrees is refused whole (HPS_EVALLEN) before
+ * anything is applied. */
 #ifndef HPSI_STORE_H
 #define HPSI_STORE_H
 

@@ -1,0 +1,244 @@
+#include "runtime/server/table.h"
+
+#include <jemalloc/jemalloc.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "hps/error.h"
+
+/* Where a window's unused tail starts, when a record did not fit in it
+ * (at least a header's room left; less is skipped without a mark). */
+#define END_MARK UINT32_MAX
+
+static uint64_t rec_units(const struct hpsi_table *t, uint32_t len)
+{
+	return 2 + ((uint64_t)len * t->vbytes + 7) / 8;
+}
+
+static uint64_t window_rest(uint64_t off)
+{
+	return HPSI_WIN_UNITS - (off & (HPSI_WIN_UNITS - 1));
+}
+
+/* Large parts of the table in 2 MiB pages where the kernel has them
+ * (transparent huge pages on madvise): a lookup in a table of hundreds of
+ * MiB otherwise misses the TLB on both its accesses, and a miss of a
+ * virtual machine's TLB walks two page tables. A table's first window
+ * stays in small pages: a server with few keys keeps a few KiB resident. */
+static void *alloc_big(const struct hpsi_table *t, size_t bytes, int zero)
+{
+	const size_t huge = (size_t)2 << 20;
+	if (bytes < huge || t->nwin == 0)
+		return mallocx(bytes, t->flags | (zero ? MALLOCX_ZERO : 0));
+	bytes = (bytes + huge - 1) & ~(huge - 1);
+	void *p = mallocx(bytes, t->flags | MALLOCX_ALIGN(huge));
+	if (p) {
+		madvise(p, bytes, MADV_HUGEPAGE); /* a hint: refused, the table works in small pages */
+		if (zero)
+			memset(p, 0, bytes);
+	}
+	return p;
+}
+
+/* Windows get allocated in order, one allocation per record that needs a
+ * fresh window (several windows for a record larger than one). */
+static int add_windows(struct hpsi_table *t, size_t k)
+{
+	if (t->nwin + k > t->win_cap) {
+		size_t ncap = t->win_cap ? t->win_cap : 16;
+		while (ncap < t->nwin + k)
+			ncap *= 2;
+		uint64_t **nw = t->win ? rallocx(t->win, ncap * sizeof *nw, t->flags) : mallocx(ncap * sizeof *nw, t->flags);
+		if (!nw)
+			return HPS_ENOMEM;
+		t->win = nw;
+		uint32_t *ns = t->span ? rallocx(t->span, ncap * sizeof *ns, t->flags) : mallocx(ncap * sizeof *ns, t->flags);
+		if (!ns)
+			return HPS_ENOMEM;
+		t->span = ns;
+		t->win_cap = ncap;
+	}
+	uint64_t *base = alloc_big(t, k * HPSI_WIN_UNITS * 8, 0);
+	if (!base)
+		return HPS_ENOMEM;
+	for (size_t j = 0; j < k; j++) {
+		t->win[t->nwin + j] = base + j * HPSI_WIN_UNITS;
+		t->span[t->nwin + j] = j ? 0 : (uint32_t)k;
+	}
+	t->nwin += k;
+	return 0;
+}
+
+static void drop_windows(struct hpsi_table *t, size_t keep)
+{
+	for (size_t j = keep; j < t->nwin; j++)
+		if (t->span[j])
+			dallocx(t->win[j], t->flags);
+	t->nwin = keep;
+}
+
+/* Where a record of n units goes when the pool ends at *cursor: after the
+ * last record if it fits in that window, else at the start of the next
+ * window (the tail left behind marked), taking as many windows as it
+ * needs. *fresh tells that the record starts new windows. The one rule
+ * both the plan and the adding follow, so that they agree. */
+static uint64_t place(uint64_t *cursor, uint64_t n, int *fresh)
+{
+	uint64_t c = *cursor, in = c & (HPSI_WIN_UNITS - 1);
+	*fresh = in == 0 || in + n > HPSI_WIN_UNITS;
+	if (*fresh && in)
+		c += window_rest(c);
+	*cursor = c + n;
+	return c;
+}
+
+int hpsi_table_init(struct hpsi_table *t, int flags, uint32_t vbytes)
+{
+	memset(t, 0, sizeof *t);
+	t->flags = flags;
+	t->vbytes = vbytes;
+	t->cap = 1024;
+	t->shift = 64 - 10;
+	t->used = 2;
+	t->slots = mallocx(t->cap * sizeof *t->slots, flags | MALLOCX_ZERO);
+	if (!t->slots || add_windows(t, 1)) {
+		hpsi_table_free(t);
+		return HPS_ENOMEM;
+	}
+	return 0;
+}
+
+void hpsi_table_free(struct hpsi_table *t)
+{
+	if (t->win)
+		drop_windows(t, 0);
+	if (t->win)
+		dallocx(t->win, t->flags);
+	if (t->span)
+		dallocx(t->span, t->flags);
+	if (t->slots)
+		dallocx(t->slots, t->flags);
+	memset(t, 0, sizeof *t);
+}
+
+static void put_slot(uint64_t *slots, size_t mask, unsigned shift, uint64_t key, uint64_t off)
+{
+	uint64_t h = hpsi_table_hash(key);
+	size_t i = (size_t)(h >> shift);
+	while (slots[i])
+		i = (i + 1) & mask;
+	slots[i] = off << 16 | ((h >> 16) & 0xffff);
+}
+
+/* Calls fn with each record's offset, in the order of the pool. */
+static int walk_offsets(const struct hpsi_table *t, int (*fn)(const struct hpsi_table *t, uint64_t off, void *arg),
+			void *arg)
+{
+	uint64_t off = 2;
+	while (off < t->used) {
+		if (window_rest(off) < 2) {
+			off += window_rest(off);
+			continue;
+		}
+		struct hpsi_rec *r = hpsi_table_rec(t, off);
+		if (r->len == END_MARK && r->steps == END_MARK) {
+			off += window_rest(off);
+			continue;
+		}
+		int rc = fn(t, off, arg);
+		if (rc)
+			return rc;
+		off += rec_units(t, r->len);
+	}
+	return 0;
+}
+
+struct rehash {
+	uint64_t *slots;
+	size_t mask;
+	unsigned shift;
+};
+
+static int rehash_one(const struct hpsi_table *t, uint64_t off, void *arg)
+{
+	struct rehash *h = arg;
+	put_slot(h->slots, h->mask, h->shift, hpsi_table_rec(t, off)->key, off);
+	return 0;
+}
+
+/* Doubles the slots, reading the keys in the pool's order (a stream)
+ * rather than through the old slots (a miss per key). */
+int hpsi_table_reserve_keys(struct hpsi_table *t, size_t keys)
+{
+	size_t ncap = t->cap;
+	unsigned nshift = t->shift;
+	while ((t->count + keys) * 4 > ncap * 3)
+		ncap *= 2, nshift--;
+	if (ncap == t->cap)
+		return 0;
+	uint64_t *ns = alloc_big(t, ncap * sizeof *ns, 1);
+	if (!ns)
+		return HPS_ENOMEM;
+	struct rehash h = {ns, ncap - 1, nshift};
+	walk_offsets(t, rehash_one, &h);
+	dallocx(t->slots, t->flags);
+	t->slots = ns;
+	t->cap = ncap;
+	t->shift = nshift;
+	return 0;
+}
+
+void hpsi_table_plan_begin(const struct hpsi_table *t, struct hpsi_table_plan *p)
+{
+	p->cursor = t->used;
+	p->nwin0 = t->nwin;
+}
+
+int hpsi_table_plan_rec(struct hpsi_table *t, struct hpsi_table_plan *p, uint32_t len)
+{
+	int fresh;
+	uint64_t n = rec_units(t, len);
+	place(&p->cursor, n, &fresh);
+	if (fresh && add_windows(t, (size_t)((n + HPSI_WIN_UNITS - 1) >> HPSI_WIN_BITS))) {
+		drop_windows(t, p->nwin0);
+		return HPS_ENOMEM;
+	}
+	return 0;
+}
+
+struct hpsi_rec *hpsi_table_add(struct hpsi_table *t, uint64_t key, uint32_t len)
+{
+	int fresh;
+	uint64_t was = t->used, off = place(&t->used, rec_units(t, len), &fresh);
+	if (fresh && off != was && window_rest(was) >= 2) {
+		struct hpsi_rec *mark = hpsi_table_rec(t, was);
+		mark->len = mark->steps = END_MARK;
+	}
+	put_slot(t->slots, t->cap - 1, t->shift, key, off);
+	t->count++;
+	struct hpsi_rec *r = hpsi_table_rec(t, off);
+	*r = (struct hpsi_rec){.key = key, .len = len};
+	return r;
+}
+
+struct visit {
+	int (*fn)(struct hpsi_rec *r, void *arg);
+	void *arg;
+};
+
+static int visit_one(const struct hpsi_table *t, uint64_t off, void *arg)
+{
+	struct visit *v = arg;
+	return v->fn(hpsi_table_rec(t, off), v->arg);
+}
+
+int hpsi_table_walk(const struct hpsi_table *t, int (*fn)(struct hpsi_rec *r, void *arg), void *arg)
+{
+	struct visit v = {fn, arg};
+	return walk_offsets(t, visit_one, &v);
+}
+
+size_t hpsi_table_bytes(const struct hpsi_table *t)
+{
+	return t->cap * sizeof *t->slots + t->nwin * HPSI_WIN_UNITS * 8;
+}

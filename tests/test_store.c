@@ -1,0 +1,291 @@
+/* The server's store called directly: random requests against a plain
+ * reference array, table growth past many keys and pool windows, records
+ * larger than a window, refused requests that change nothing, and
+ * checkpoint visits (foreach/put) that give back what was stored. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hps/error.h"
+#include "runtime/common/dtype.h"
+#include "runtime/server/store.h"
+#include "tests/harness.h"
+
+static uint64_t rng_state = 0x2545f4914f6cdd1dull;
+
+static uint64_t rnd(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return rng_state;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* The keys of the property test: random ones, small consecutive ones,
+ * ones that differ only in their high bits, and the extremes. Sorted
+ * unique, so that a sorted subset of indices is a valid request. */
+static uint64_t *make_universe(size_t n)
+{
+	uint64_t *k = malloc(n * sizeof *k);
+	for (size_t i = 0; i < n; i++) {
+		switch (i % 4) {
+		case 0: k[i] = rnd(); break;
+		case 1: k[i] = i; break;
+		case 2: k[i] = (uint64_t)i << 40; break;
+		default: k[i] = rnd() & 0xffffffff00000000ull; break;
+		}
+	}
+	k[0] = 0, k[1] = UINT64_MAX;
+	qsort(k, n, sizeof *k, cmp_u64);
+	size_t u = 0;
+	for (size_t i = 0; i < n; i++)
+		if (!u || k[i] != k[u - 1])
+			k[u++] = k[i];
+	for (; u < n; u++) /* replace the few duplicates by fresh keys past the end */
+		k[u] = k[u - 1] + 1 == 0 ? 2 : k[u - 1] + 1;
+	qsort(k, n, sizeof *k, cmp_u64);
+	return k;
+}
+
+#define WIDTH 3
+
+/* Random pushes, pulls and pushpulls on subsets of a universe of keys,
+ * each checked against a reference array; keys are added throughout, so
+ * the table grows many times while requests find earlier keys. */
+static void test_store_matches_reference(void)
+{
+	enum { UNIVERSE = 60000, ROUNDS = 400, MAXKEYS = 2000 };
+	uint64_t *uni = make_universe(UNIVERSE);
+	float *ref = calloc((size_t)UNIVERSE * WIDTH, sizeof *ref);
+	char *present = calloc(UNIVERSE, 1);
+	size_t *idx = malloc(MAXKEYS * sizeof *idx);
+	uint64_t *keys = malloc(MAXKEYS * sizeof *keys);
+	float *vals = malloc((size_t)MAXKEYS * WIDTH * sizeof *vals), *out = malloc((size_t)MAXKEYS * WIDTH * sizeof *out);
+	struct hpsi_store *st = hpsi_store_create(NULL, NULL, HPSI_WIRE_F32);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+	size_t bad = 0;
+	for (int round = 0; round < ROUNDS; round++) {
+		/* a sorted subset: a random stride through a window of the universe */
+		size_t n = 1 + rnd() % MAXKEYS, at = rnd() % UNIVERSE, step = 1 + rnd() % 29, m = 0;
+		for (size_t i = 0; i < n && at < UNIVERSE; i++, at += 1 + rnd() % step)
+			idx[m++] = at;
+		for (size_t i = 0; i < m; i++)
+			keys[i] = uni[idx[i]];
+		int type = round < 40 ? HPS_REQ_PUSH : 1 + (int)(rnd() % 3);
+		for (size_t i = 0; i < m * WIDTH; i++)
+			vals[i] = (float)(rnd() % 64) / 8.0f - 4.0f; /* exact in float sums */
+		hps_request r = {.type = type, .width = WIDTH, .nkeys = m, .keys = keys, .vals = vals,
+				 .nvals = m * WIDTH, .out = out, .out_cap = m * WIDTH};
+		int rc = hpsi_store_handle(&r, st);
+		CU_ASSERT_EQUAL(rc, type == HPS_REQ_PUSH ? 0 : (int)(m * WIDTH));
+		for (size_t i = 0; i < m; i++) {
+			float *v = ref + idx[i] * WIDTH;
+			for (int j = 0; j < WIDTH; j++) {
+				if (type != HPS_REQ_PULL)
+					v[j] += vals[i * WIDTH + j];
+				if (type != HPS_REQ_PUSH)
+					bad += out[i * WIDTH + j] != v[j];
+			}
+			present[idx[i]] |= type != HPS_REQ_PULL;
+		}
+	}
+	CU_ASSERT_EQUAL(bad, 0);
+	size_t held = 0;
+	for (size_t i = 0; i < UNIVERSE; i++)
+		held += present[i];
+	CU_ASSERT_EQUAL(hpsi_store_size(st), held);
+	/* every key at the end, in one pull: absent ones read zeros */
+	float *all = malloc((size_t)UNIVERSE * WIDTH * sizeof *all);
+	hps_request r = {.type = HPS_REQ_PULL, .width = WIDTH, .nkeys = UNIVERSE, .keys = uni, .out = all,
+			 .out_cap = (size_t)UNIVERSE * WIDTH};
+	CU_ASSERT_EQUAL(hpsi_store_handle(&r, st), UNIVERSE * WIDTH);
+	CU_ASSERT_EQUAL(memcmp(all, ref, (size_t)UNIVERSE * WIDTH * sizeof *all), 0);
+	hpsi_store_destroy(st);
+	free(all), free(uni), free(ref), free(present), free(idx), free(keys), free(vals), free(out);
+}
+
+/* A million keys of width 1 in requests of 50,000: many doublings of the
+ * slots and many pool windows; every key keeps its own value. */
+static void test_store_grows_past_many_keys(void)
+{
+	enum { KEYS = 1000000, BATCH = 50000 };
+	struct hpsi_store *st = hpsi_store_create(NULL, NULL, HPSI_WIRE_F32);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+	uint64_t *k = malloc(BATCH * sizeof *k);
+	float *v = malloc(BATCH * sizeof *v), *out = malloc(BATCH * sizeof *out);
+	for (uint64_t first = 0; first < KEYS; first += BATCH) {
+		for (uint64_t i = 0; i < BATCH; i++)
+			k[i] = (first + i) * 7919, v[i] = (float)(first + i);
+		hps_request r = {.type = HPS_REQ_PUSH, .width = 1, .nkeys = BATCH, .keys = k, .vals = v, .nvals = BATCH};
+		CU_ASSERT_EQUAL_FATAL(hpsi_store_handle(&r, st), 0);
+	}
+	CU_ASSERT_EQUAL(hpsi_store_size(st), KEYS);
+	size_t bad = 0;
+	for (uint64_t first = 0; first < KEYS; first += BATCH) {
+		for (uint64_t i = 0; i < BATCH; i++)
+			k[i] = (first + i) * 7919;
+		hps_request r = {.type = HPS_REQ_PULL, .width = 1, .nkeys = BATCH, .keys = k, .out = out, .out_cap = BATCH};
+		CU_ASSERT_EQUAL(hpsi_store_handle(&r, st), BATCH);
+		for (uint64_t i = 0; i < BATCH; i++)
+			bad += out[i] != (float)(first + i);
+	}
+	CU_ASSERT_EQUAL(bad, 0);
+	hpsi_store_destroy(st);
+	free(k), free(v), free(out);
+}
+
+static int count_one(uint64_t key, uint32_t len, uint32_t steps, const float *vals, void *arg)
+{
+	(void)key, (void)steps, (void)vals;
+	uint64_t *c = arg;
+	c[0]++, c[1] += len;
+	return 0;
+}
+
+/* Variable lengths, one of them larger than a pool window (2 MiB): values
+ * and lengths come back; a request with one wrong length is refused whole
+ * and changes nothing. */
+static void test_store_lens_and_large_records(void)
+{
+	enum { BIG = 700000 };
+	struct hpsi_store *st = hpsi_store_create(NULL, NULL, HPSI_WIRE_F32);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+	uint64_t keys[4] = {5, 6, 1u << 20, UINT64_MAX};
+	uint32_t lens[4] = {1, 3, BIG, 2};
+	size_t total = 1 + 3 + BIG + 2;
+	float *v = malloc(total * sizeof *v), *out = malloc(total * sizeof *out);
+	for (size_t i = 0; i < total; i++)
+		v[i] = (float)(i % 1000);
+	uint32_t out_lens[4];
+	for (int twice = 0; twice < 2; twice++) {
+		hps_request r = {.type = HPS_REQ_PUSH, .nkeys = 4, .keys = keys, .lens = lens, .vals = v, .nvals = total};
+		CU_ASSERT_EQUAL(hpsi_store_handle(&r, st), 0);
+	}
+	hps_request p = {.type = HPS_REQ_PULL, .nkeys = 4, .keys = keys, .out = out, .out_cap = total, .out_lens = out_lens};
+	CU_ASSERT_EQUAL(hpsi_store_handle(&p, st), (int)total);
+	CU_ASSERT_EQUAL(memcmp(out_lens, lens, sizeof lens), 0);
+	size_t bad = 0;
+	for (size_t i = 0; i < total; i++)
+		bad += out[i] != 2 * v[i];
+	CU_ASSERT_EQUAL(bad, 0);
+	/* a new key and a known key with a wrong length: refused, no key added */
+	uint64_t k2[2] = {4, 6};
+	uint32_t l2[2] = {2, 4};
+	hps_request w = {.type = HPS_REQ_PUSH, .nkeys = 2, .keys = k2, .lens = l2, .vals = v, .nvals = 6};
+	CU_ASSERT_EQUAL(hpsi_store_handle(&w, st), HPS_EVALLEN);
+	CU_ASSERT_EQUAL(hpsi_store_size(st), 4);
+	CU_ASSERT_EQUAL(hpsi_store_handle(&p, st), (int)total);
+	bad = 0;
+	for (size_t i = 0; i < total; i++)
+		bad += out[i] != 2 * v[i];
+	CU_ASSERT_EQUAL(bad, 0);
+	/* a checkpoint's walk steps over the window tail the large record left */
+	uint64_t counted[2] = {0, 0};
+	CU_ASSERT_EQUAL(hpsi_store_foreach(st, count_one, counted), 0);
+	CU_ASSERT(counted[0] == 4 && counted[1] == total);
+	/* an unknown key pulls as length 0 in lens mode */
+	uint64_t unknown = 7;
+	hps_request u = {.type = HPS_REQ_PULL, .nkeys = 1, .keys = &unknown, .out = out, .out_cap = total, .out_lens = out_lens};
+	CU_ASSERT_EQUAL(hpsi_store_handle(&u, st), 0);
+	CU_ASSERT_EQUAL(out_lens[0], 0);
+	/* a fixed-width pull with lengths: a known key has its width, an
+	 * unknown one length 0 and zeros */
+	uint64_t two[2] = {5, 8};
+	out[1] = 1;
+	hps_request fw = {.type = HPS_REQ_PULL, .width = 1, .nkeys = 2, .keys = two, .out = out, .out_cap = 2,
+			  .out_lens = out_lens};
+	CU_ASSERT_EQUAL(hpsi_store_handle(&fw, st), 2);
+	CU_ASSERT(out_lens[0] == 1 && out_lens[1] == 0 && out[0] == 2 * v[0] && out[1] == 0);
+	hpsi_store_destroy(st);
+	free(v), free(out);
+}
+
+struct dump {
+	size_t n;
+	uint64_t keys[64];
+	uint32_t lens[64], steps[64];
+	double vals[64][8]; /* values and state, as doubles */
+	unsigned dtype;
+	uint32_t state;
+};
+
+static int dump_one(uint64_t key, uint32_t len, uint32_t steps, const float *vals, void *arg)
+{
+	struct dump *d = arg;
+	if (d->n == 64 || len * (1 + d->state) > 8)
+		return -1;
+	d->keys[d->n] = key, d->lens[d->n] = len, d->steps[d->n] = steps;
+	for (uint32_t j = 0; j < len * (1 + d->state); j++)
+		d->vals[d->n][j] = d->dtype == HPSI_WIRE_F64 ? ((const double *)vals)[j] : vals[j];
+	d->n++;
+	return 0;
+}
+
+struct refill {
+	struct hpsi_store *into;
+	int rc;
+};
+
+static int put_one(uint64_t key, uint32_t len, uint32_t steps, const float *vals, void *arg)
+{
+	struct refill *f = arg;
+	f->rc |= hpsi_store_put(f->into, key, len, steps, vals);
+	return 0;
+}
+
+/* Adam (two state values per value) in f32 and f64: what foreach visits
+ * goes back into an empty store through put and visits the same; a key
+ * put twice is refused. */
+static void test_store_foreach_put_round_trip(void)
+{
+	for (int f64 = 0; f64 < 2; f64++) {
+		struct hpsi_updater u;
+		CU_ASSERT_EQUAL_FATAL(hpsi_updater_parse("adam:lr=0.1", "t", &u), 0);
+		unsigned dtype = f64 ? HPSI_WIRE_F64 : HPSI_WIRE_F32;
+		struct hpsi_store *st = hpsi_store_create(&u, NULL, dtype);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+		uint64_t keys[3] = {1, 99, 1ull << 50};
+		double g64[6] = {0.5, -1, 2, 0.25, -0.5, 1};
+		float g32[6] = {0.5f, -1, 2, 0.25f, -0.5f, 1};
+		for (int step = 0; step < 3; step++) {
+			size_t n = step == 2 ? 2 : 3; /* the last key gets two pushes */
+			hps_request r = {.type = HPS_REQ_PUSH, .width = 2, .nkeys = n, .keys = keys,
+					 .vals = f64 ? (const void *)g64 : (const void *)g32, .nvals = n * 2};
+			CU_ASSERT_EQUAL(hpsi_store_handle(&r, st), 0);
+		}
+		static struct dump a, b;
+		memset(&a, 0, sizeof a), memset(&b, 0, sizeof b);
+		a.dtype = b.dtype = dtype, a.state = b.state = u.state;
+		CU_ASSERT_EQUAL(hpsi_store_foreach(st, dump_one, &a), 0);
+		CU_ASSERT_EQUAL(a.n, 3);
+		CU_ASSERT_EQUAL(a.steps[0] + a.steps[1] + a.steps[2], 8);
+		struct refill f = {hpsi_store_create_like(st), 0};
+		CU_ASSERT_PTR_NOT_NULL_FATAL(f.into);
+		CU_ASSERT_EQUAL(hpsi_store_foreach(st, put_one, &f), 0);
+		CU_ASSERT_EQUAL(f.rc, 0);
+		CU_ASSERT_EQUAL(hpsi_store_foreach(f.into, dump_one, &b), 0);
+		CU_ASSERT_EQUAL(memcmp(&a, &b, sizeof a), 0);
+		float zero[8] = {0};
+		CU_ASSERT_EQUAL(hpsi_store_put(f.into, 99, 2, 0, zero), HPS_EPROTO);
+		hpsi_store_destroy(f.into);
+		hpsi_store_destroy(st);
+	}
+}
+
+int main(void)
+{
+	static const struct test_case cases[] = {
+		{"test_store_matches_reference", test_store_matches_reference},
+		{"test_store_grows_past_many_keys", test_store_grows_past_many_keys},
+		{"test_store_lens_and_large_records", test_store_lens_and_large_records},
+		{"test_store_foreach_put_round_trip", test_store_foreach_put_round_trip},
+		{NULL, NULL},
+	};
+	return run_suite("store", cases);
+}
