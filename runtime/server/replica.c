@@ -215,6 +215,8 @@ int hpsi_replica_takeover(struct server *sv)
 			 * the last few might be answered twice) */
 			p->adopted = p->answered != 0;
 			hpsi_ring_cons_attach(&p->req, hpsi_seg_ring(sv->seg, wk, rs->id, 0), sv->seg->hdr->ring_bytes);
+			p->reread_end = p->req.tail_cache; /* the tail, acquired by the attach (pair A) */
+			p->rereading = 1;
 			hpsi_ring_prod_attach(&p->resp, resp, sv->seg->hdr->ring_bytes);
 			p->held = 0;
 		}

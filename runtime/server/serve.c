@@ -7,6 +7,7 @@
  * others. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "runtime/common/dtype.h"
 #include "runtime/common/log.h"
@@ -149,7 +150,9 @@ static int serve_one(struct server *sv, struct range_state *rs, struct peer *p, 
 		return answer_bad(p, sv->me, rec, len);
 	}
 	const struct hpsi_msg_hdr *h = v.hdr;
-	if (!hpsi_serve_take_clock(rs, p, h->clock)) {
+	if (p->rereading && (int32_t)(p->reread_end - p->req.head) <= 0)
+		p->rereading = 0;
+	if (!hpsi_serve_take_clock(rs, p, h->clock) && !p->rereading) {
 		hpsi_msg_count_bad("clock went backwards");
 		return h->type == HPSI_MSG_CLOCK ? SERVE_DONE : answer_bad(p, sv->me, rec, len);
 	}
@@ -297,6 +300,8 @@ int hpsi_serve_round(struct server *sv, struct range_state *rs)
 			 * those whose forwards and answers may be lost. */
 			hpsi_replica_publish(sv);
 			hpsi_serve_publish_answers(p);
+			if (sv->die_in_batch && --sv->die_in_batch == 0)
+				_exit(99);
 			hpsi_ring_cons_publish(&p->req);
 			hpsi_node_wake(sv->seg, hpsi_worker_node(sv->seg, wk));
 			total += n;

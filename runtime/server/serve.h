@@ -41,6 +41,10 @@ struct peer {
 	 * over (adopted), requests at or below it were answered already. */
 	uint32_t answered;
 	int adopted;
+	/* A ring taken over is read again up to reread_end (its tail then):
+	 * those requests may carry clocks below what the forwards said. */
+	int rereading;
+	uint32_t reread_end;
 	unsigned mark_word; /* which mark word the next publication uses */
 };
 
@@ -77,6 +81,11 @@ struct server {
 	float *scratch;           /* f32 values of a compressed request */
 	size_t scratch_len;
 	uint32_t ckpt_seen;       /* last checkpoint request served */
+	/* Tests (HPS_FAILPOINT=released:RANK:N): this server exits at once
+	 * in its Nth batch, after publishing its forwards and answers but
+	 * before releasing the requests: the moment whose requests a backup
+	 * reads again. 0: never. */
+	uint64_t die_in_batch;
 };
 
 enum { SERVE_RETRY = 0, SERVE_DONE = 1, SERVE_HELD = 2 };

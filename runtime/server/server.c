@@ -250,6 +250,23 @@ static int range_setup(struct server *sv, uint32_t i, hps_handler handler, void 
 	return 0;
 }
 
+/* HPS_FAILPOINT=released:RANK:N (tests only; see struct server). */
+static int failpoint(struct server *sv)
+{
+	const char *fp = hpsi_setting("FAILPOINT");
+	unsigned rank;
+	unsigned long long n;
+	if (!fp || !*fp)
+		return 0;
+	if (sscanf(fp, "released:%u:%llu", &rank, &n) != 2 || n == 0) {
+		hpsi_error("HPS_FAILPOINT=%s: expected released:RANK:N (N >= 1), a fault injected by tests", fp);
+		return HPS_ECONFIG;
+	}
+	if (rank == sv->me)
+		sv->die_in_batch = n;
+	return 0;
+}
+
 static int server_setup(struct server *sv, hps_handler handler, void *arg)
 {
 	struct hpsi_seg *seg = sv->seg;
@@ -258,6 +275,8 @@ static int server_setup(struct server *sv, hps_handler handler, void *arg)
 		hpsi_error("HPS_REPLICAS with a user handler: hps cannot copy a handler's own state to the backups; run it without replicas");
 		return HPS_EINVAL;
 	}
+	if (failpoint(sv))
+		return HPS_ECONFIG;
 	sv->nranges = sv->replicas + 1;
 	sv->answer_max = hpsi_ring_max_payload(seg->hdr->ring_bytes) - sizeof(struct hpsi_msg_hdr);
 	if (!(sv->ranges = calloc(sv->nranges, sizeof *sv->ranges)) || !(sv->heaps = calloc(W, sizeof *sv->heaps)) ||
