@@ -282,10 +282,10 @@ static void test_replica_kill_pipelined_pushes(void)
 	CU_ASSERT_EQUAL(bad, 0);
 }
 
-/* A primary that dies exactly after publishing its forwards and answers,
- * before releasing the requests (HPS_FAILPOINT): the backup reads those
- * requests again, and their pushes, which it already applied from the
- * forwards, must not be applied twice. With K=2 the next backup also sees
+/* A primary that dies exactly after publishing its forwards, before its
+ * answers and the release of the requests (HPS_FAILPOINT): the backup
+ * reads those requests again, and their pushes, which it already applied
+ * from the forwards, must not be applied twice. With K=2 the next backup also sees
  * them twice, from the dead primary and from its successor. */
 static void test_replica_primary_dies_between_forward_and_release(void)
 {
@@ -293,7 +293,7 @@ static void test_replica_primary_dies_between_forward_and_release(void)
 	for (uint64_t seed = 71; seed <= 82; seed++) {
 		char fp[64];
 		uint32_t K = 1 + (uint32_t)(seed % 2);
-		snprintf(fp, sizeof fp, "released:%u:%u", (unsigned)(seed % 3), 2 + (unsigned)(seed * 7 % 12));
+		snprintf(fp, sizeof fp, "forwarded:%u:%u", (unsigned)(seed % 3), 2 + (unsigned)(seed * 7 % 12));
 		setenv("HPS_FAILPOINT", fp, 1);
 		struct run r = {.S = 3 + (K == 2), .W = 3, .K = K, .seed = seed, .bsp = (int)(seed / 2 % 2), .kills = 0,
 				.fn = sum_worker, .inflight = PIPELINED, .self_exit = (int)(seed % 3) + 1, .fired = &fired};

@@ -81,10 +81,10 @@ struct server {
 	float *scratch;           /* f32 values of a compressed request */
 	size_t scratch_len;
 	uint32_t ckpt_seen;       /* last checkpoint request served */
-	/* Tests (HPS_FAILPOINT=released:RANK:N): this server exits at once
-	 * in its Nth batch, after publishing its forwards and answers but
-	 * before releasing the requests: the moment whose requests a backup
-	 * reads again. 0: never. */
+	/* Tests (HPS_FAILPOINT=forwarded:RANK:N): this server exits at once
+	 * in its Nth batch, after publishing its forwards, before its answers
+	 * and the release of the requests: a backup then reads requests again
+	 * that it applied already. 0: never. */
 	uint64_t die_in_batch;
 };
 

@@ -250,7 +250,7 @@ static int range_setup(struct server *sv, uint32_t i, hps_handler handler, void 
 	return 0;
 }
 
-/* HPS_FAILPOINT=released:RANK:N (tests only; see struct server). */
+/* HPS_FAILPOINT=forwarded:RANK:N (tests only; see struct server). */
 static int failpoint(struct server *sv)
 {
 	const char *fp = hpsi_setting("FAILPOINT");
@@ -258,8 +258,8 @@ static int failpoint(struct server *sv)
 	unsigned long long n;
 	if (!fp || !*fp)
 		return 0;
-	if (sscanf(fp, "released:%u:%llu", &rank, &n) != 2 || n == 0) {
-		hpsi_error("HPS_FAILPOINT=%s: expected released:RANK:N (N >= 1), a fault injected by tests", fp);
+	if (sscanf(fp, "forwarded:%u:%llu", &rank, &n) != 2 || n == 0) {
+		hpsi_error("HPS_FAILPOINT=%s: expected forwarded:RANK:N (N >= 1), a fault injected by tests", fp);
 		return HPS_ECONFIG;
 	}
 	if (rank == sv->me)
