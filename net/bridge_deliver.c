@@ -8,6 +8,7 @@
 
 #include "hps/error.h"
 #include "net/bridge.h"
+#include "net/bridge_stats.h"
 #include "runtime/common/dtype.h"
 #include "runtime/common/log.h"
 #include "shm/node.h"
@@ -335,6 +336,7 @@ int hpsi_bridge_recv_peers(struct hpsi_bridge *b)
 						   b->cfg.host, blen, from);
 				batch = b->align_buf;
 			}
+			hpsi_bstat_received(b, from, blen + (n == 3 ? zmq_msg_size(&parts[2]) : 0));
 			if (batch)
 				handle_batch(b, from, batch, blen, n == 3 ? zmq_msg_data(&parts[2]) : NULL,
 					     n == 3 ? zmq_msg_size(&parts[2]) : 0, n - 1);

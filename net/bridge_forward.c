@@ -15,6 +15,7 @@
 
 #include "hps/error.h"
 #include "net/bridge.h"
+#include "net/bridge_stats.h"
 #include "runtime/common/log.h"
 
 #define ZC_MIN (64u << 10)    /* values this large go without a copy */
@@ -106,6 +107,8 @@ void hpsi_bridge_flush(struct hpsi_bridge *b, uint32_t host)
 		struct hpsi_batch_hdr h = {HPSI_BATCH_MAGIC, HPSI_WIRE_VERSION, 0, f->count, b->me};
 		memcpy(f->data, &h, sizeof h);
 		int rc = o->q ? 1 : send_frame(b->dealers[host], f->data, f->len, 0);
+		if (rc == 0)
+			hpsi_bstat_sent(b, host, f->len);
 		if (rc < 0)
 			batch_failed(b, host, f);
 		if (rc <= 0) { /* keep the buffer for the next batch */
@@ -124,7 +127,9 @@ void hpsi_bridge_flush(struct hpsi_bridge *b, uint32_t host)
 	while ((f = o->q)) {
 		int rc = send_frame(b->dealers[host], f->data, f->len, 0);
 		if (rc > 0)
-			return;
+			break;
+		if (rc == 0)
+			hpsi_bstat_sent(b, host, f->len);
 		if (rc < 0)
 			batch_failed(b, host, f);
 		o->q = f->next;
@@ -133,6 +138,7 @@ void hpsi_bridge_flush(struct hpsi_bridge *b, uint32_t host)
 		o->queued -= f->len;
 		free(f);
 	}
+	hpsi_bstat_queue(b, host);
 }
 
 /* Appends one message in wire form (header, then body parts) to the open
@@ -198,6 +204,7 @@ static int send_zero_copy(struct hpsi_bridge *b, uint32_t host, uint32_t w, uint
 		zmq_msg_close(&m); /* still ours: closing it runs zc_done */
 		return HPS_ESYS;
 	}
+	hpsi_bstat_sent(b, host, total + h->val_bytes);
 	return 0;
 }
 

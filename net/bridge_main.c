@@ -109,6 +109,9 @@ static int setup(struct hpsi_bridge *b)
 		rc = hpsi_bridge_layout(b);
 	if (rc)
 		return rc;
+	/* read by hps top and hps metrics: which peers there are, and which is us */
+	atomic_store_explicit(&hpsi_seg_bridge_counters(&b->seg)->nhosts, b->nhosts, memory_order_relaxed);
+	atomic_store_explicit(&hpsi_seg_bridge_counters(&b->seg)->me, b->me, memory_order_relaxed);
 	for (uint32_t i = 0; i < b->nhosts; i++) {
 		if (i == b->me)
 			continue;

@@ -8,6 +8,7 @@
 
 #include "hps/error.h"
 #include "net/bridge.h"
+#include "net/bridge_stats.h"
 #include "runtime/common/log.h"
 #include "shm/barrier.h"
 #include "shm/liveness.h"
@@ -29,6 +30,7 @@ void hpsi_bridge_heartbeat(struct hpsi_bridge *b)
 	for (uint32_t n = 0; n < m.nnodes; n++)
 		if (hpsi_node_local(&b->seg, n))
 			m.state[n] = (uint8_t)hpsi_node_check(&b->seg, n);
+	hpsi_bstat_totals(b, &m.totals);
 	hpsi_bridge_send_sched(b, &m, sizeof m);
 }
 

@@ -24,7 +24,7 @@
 
 #define HPSI_BATCH_MAGIC 0x42535048u /* "HPSB" */
 #define HPSI_SCHED_MAGIC 0x43535048u /* "HPSC" */
-#define HPSI_WIRE_VERSION 1
+#define HPSI_WIRE_VERSION 2 /* 2: heartbeats carry the host's totals */
 #define HPSI_MAX_HOSTS 64
 #define HPSI_ENDPOINT_MAX 128
 
@@ -119,12 +119,23 @@ struct hpsi_sched_assign {
 	struct hpsi_host_entry hosts[HPSI_MAX_HOSTS];
 };
 
+/* What a host's processes did so far (shm/counters.h, summed by role),
+ * sent with each heartbeat so that the scheduler's host can show every
+ * host (hps top, hps metrics). Counts only: a forged or stale one changes
+ * nothing but what is shown. */
+struct hpsi_host_totals {
+	uint64_t requests, push_keys, pull_keys, push_bytes, pull_bytes; /* its workers' */
+	uint64_t in_flight, held, errors;  /* requests in flight, held by its servers, failed */
+	uint64_t bridge_out, bridge_in;    /* bytes its bridge sent to and received from peers */
+};
+
 /* HEARTBEAT and STATES: one enum hpsi_node_state per node id; a
- * heartbeat fills only the sender's own nodes. */
+ * heartbeat fills only the sender's own nodes, and its totals. */
 struct hpsi_sched_states {
 	struct hpsi_sched_hdr h;
 	uint32_t nnodes, pad;
 	uint8_t state[HPSI_MAX_NODES];
+	struct hpsi_host_totals totals; /* HEARTBEAT only */
 };
 
 /* BROKEN: the outcome of barrier gen (shm/barrier.h) for every host. */

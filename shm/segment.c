@@ -51,7 +51,7 @@ int hpsi_seg_path(char *out, size_t cap, const char *job, const char *host)
 
 /* Byte layout of a segment; every multiplication is checked. */
 struct layout {
-	size_t nodes_off, ranges_off, rings_off, ring_stride, heap_off, direct_off, total;
+	size_t nodes_off, ranges_off, counters_off, bridge_counters_off, stale_off, stale_row, rings_off, ring_stride, heap_off, direct_off, total;
 };
 
 /* The dense array of server i's direct range, or 0 bytes. */
@@ -70,7 +70,11 @@ static int plan_layout(const struct hpsi_seg_params *p, struct layout *l)
 	size_t nrings, rings_bytes, heap_bytes;
 	l->nodes_off = PAGE;
 	l->ranges_off = align_up(l->nodes_off + nnodes * sizeof(struct hpsi_node), 128);
-	l->rings_off = align_up(l->ranges_off + p->nservers * sizeof(struct hpsi_range), PAGE);
+	l->counters_off = align_up(l->ranges_off + p->nservers * sizeof(struct hpsi_range), 64);
+	l->bridge_counters_off = l->counters_off + nnodes * sizeof(struct hpsi_counters);
+	l->stale_off = l->bridge_counters_off + sizeof(struct hpsi_bridge_counters);
+	l->stale_row = align_up((size_t)p->nworkers * sizeof(struct hpsi_stale_cell), 64);
+	l->rings_off = align_up(l->stale_off + (size_t)p->nservers * l->stale_row, PAGE);
 	l->ring_stride = align_up((size_t)HPSI_RING_HDR + p->ring_bytes, PAGE);
 	size_t fwd = p->replicas ? (size_t)p->nservers * p->nservers : 0;
 	if (__builtin_mul_overflow((size_t)p->nservers * p->nworkers, (size_t)2, &nrings) ||
@@ -252,6 +256,10 @@ int hpsi_seg_create(const struct hpsi_seg_params *p, struct hpsi_seg *seg)
 	h->rings_off = l.rings_off;
 	h->ring_stride = l.ring_stride;
 	h->ranges_off = l.ranges_off;
+	h->counters_off = l.counters_off;
+	h->bridge_counters_off = l.bridge_counters_off;
+	h->stale_off = l.stale_off;
+	h->stale_row = l.stale_row;
 	h->heap_off = l.heap_off;
 	h->heap_slice = p->heap_slice;
 	h->timeout_ms = p->timeout_ms;
@@ -324,6 +332,8 @@ static int header_ok(const struct hpsi_seg_hdr *h, size_t size)
 		return 0;
 	if (!(h->total_bytes == size && h->direct_bytes <= size && l.total == size - h->direct_bytes &&
 	      h->nodes_off == l.nodes_off && h->rings_off == l.rings_off && h->ranges_off == l.ranges_off &&
+	      h->counters_off == l.counters_off && h->bridge_counters_off == l.bridge_counters_off &&
+	      h->stale_off == l.stale_off && h->stale_row == l.stale_row &&
 	      h->heap_off == l.heap_off && h->ring_stride == l.ring_stride))
 		return 0;
 	/* every direct array lies inside the direct part */

@@ -12,10 +12,11 @@
 
 #include "runtime/common/limits.h"
 #include "shm/bell.h"
+#include "shm/counters.h"
 #include "shm/ring.h"
 
 #define HPSI_SEG_MAGIC 0x31474553535048ull /* "HPSSEG1" */
-#define HPSI_SEG_VERSION 4
+#define HPSI_SEG_VERSION 5 /* 5: counters (shm/counters.h) */
 #define HPSI_SEG_TMP ".tmp" /* suffix + creator pid while a segment is being built */
 
 enum hpsi_node_state {
@@ -70,6 +71,9 @@ struct hpsi_seg_hdr {
 	uint64_t nodes_off, rings_off, ring_stride, ranges_off;
 	uint64_t heap_off, heap_slice; /* one slice per worker */
 	uint64_t direct_bytes;         /* dense arrays of direct ranges, after the heap */
+	/* one struct hpsi_counters per node, then the bridge's (shm/counters.h) */
+	uint64_t counters_off, bridge_counters_off;
+	uint64_t stale_off, stale_row; /* nservers rows of nworkers struct hpsi_stale_cell */
 	/* Multi-host jobs: node ids cover the whole job; the servers
 	 * [srv_lo, srv_hi) and workers [wrk_lo, wrk_hi) run on this host, the
 	 * others are stood for by this host's bridge (their node entries carry
@@ -191,6 +195,23 @@ static inline int hpsi_node_local(const struct hpsi_seg *s, uint32_t id)
 static inline unsigned char *hpsi_seg_heap(const struct hpsi_seg *s, uint32_t w)
 {
 	return s->base + s->hdr->heap_off + (size_t)w * s->hdr->heap_slice;
+}
+
+/* The counters of node `id`; each process writes only its own block
+ * (and servers the staleness line of the workers they answer). */
+static inline struct hpsi_counters *hpsi_seg_counters(const struct hpsi_seg *s, uint32_t id)
+{
+	return (struct hpsi_counters *)(s->base + s->hdr->counters_off) + id;
+}
+
+static inline struct hpsi_bridge_counters *hpsi_seg_bridge_counters(const struct hpsi_seg *s)
+{
+	return (struct hpsi_bridge_counters *)(s->base + s->hdr->bridge_counters_off);
+}
+
+static inline struct hpsi_stale_cell *hpsi_seg_stale(const struct hpsi_seg *s, uint32_t server, uint32_t worker)
+{
+	return (struct hpsi_stale_cell *)(s->base + s->hdr->stale_off + server * s->hdr->stale_row) + worker;
 }
 
 static inline const struct hpsi_range *hpsi_seg_ranges(const struct hpsi_seg *s)

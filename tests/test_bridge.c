@@ -550,6 +550,39 @@ static void test_bridge_shm_full_fails_request(void)
 		CU_ASSERT_EQUAL(rc, 0);
 }
 
+/* The bridge counts per peer host what it sent and received (for hps top
+ * and hps metrics): one pull from host 1 in, its answer out, each a
+ * ZeroMQ message of the bytes that crossed. */
+static void test_bridge_counts_peer_traffic(void)
+{
+	CU_ASSERT_EQUAL_FATAL(bridge_up(1000), 0);
+	const struct hpsi_peer_counters *c = &hpsi_seg_bridge_counters(&b.seg)->peer[1];
+	uint64_t key = 5;
+	struct hpsi_msg_hdr h = pull_of(1, 3, 1), in, got[8];
+	peer_send(1, 0, &h, &key, sizeof key);
+	step();
+	CU_ASSERT_EQUAL(hpsi_stat_get(&c->msgs_in), 1);
+	CU_ASSERT_EQUAL(hpsi_stat_get(&c->bytes_in),
+			sizeof(struct hpsi_batch_hdr) + hpsi_batch_rec_bytes(sizeof h + sizeof key));
+	CU_ASSERT_EQUAL(hpsi_stat_get(&c->msgs_out), 0);
+	CU_ASSERT_EQUAL_FATAL(ring_take(&sreq, &in, NULL, 0), 1);
+	struct { struct hpsi_msg_hdr h; float v; } ans = {msg(HPSI_MSG_RESPONSE, 0, 3), 2.5f};
+	ans.h.val_bytes = sizeof ans.v;
+	size_t alen = sizeof ans.h + sizeof ans.v;
+	void *dst = hpsi_ring_reserve(&sans, alen);
+	memcpy(dst, &ans, alen);
+	hpsi_ring_commit(&sans, alen);
+	hpsi_ring_publish(&sans);
+	step();
+	CU_ASSERT_EQUAL_FATAL(peer_recv(got, 8), 1);
+	CU_ASSERT_EQUAL(hpsi_stat_get(&c->msgs_out), 1);
+	CU_ASSERT_EQUAL(hpsi_stat_get(&c->bytes_out), sizeof(struct hpsi_batch_hdr) + hpsi_batch_rec_bytes(alen));
+	CU_ASSERT_EQUAL(hpsi_stat_get(&c->queue_bytes), 0);
+	/* host 0 is this host: nothing is counted against it */
+	CU_ASSERT_EQUAL(hpsi_stat_get(&hpsi_seg_bridge_counters(&b.seg)->peer[0].msgs_out), 0);
+	bridge_down();
+}
+
 int main(void)
 {
 	static const struct test_case cases[] = {
@@ -560,6 +593,7 @@ int main(void)
 		{"test_bridge_send_fails", test_bridge_send_fails},
 		{"test_bridge_slow_peer_backpressure", test_bridge_slow_peer_backpressure},
 		{"test_bridge_shm_full_fails_request", test_bridge_shm_full_fails_request},
+		{"test_bridge_counts_peer_traffic", test_bridge_counts_peer_traffic},
 		{NULL, NULL},
 	};
 	return run_suite("bridge", cases);

@@ -24,6 +24,7 @@
 #include <zmq.h>
 
 #include "net/wire.h"
+#include "runtime/cluster/hosts_stats.h"
 #include "shm/bell.h"
 #include "tests/harness.h"
 
@@ -628,6 +629,45 @@ static void test_cluster_configuration_errors(void)
 	ns_down();
 }
 
+/* The scheduler's host shows every host: heartbeats carry each host's
+ * totals, the scheduler keeps them in hps-hosts.JOB beside the segments,
+ * `hps metrics` there lists both hosts, and the file goes with the job. */
+static int both_hosts_busy(void *job)
+{
+	struct hpsi_host_row rows[4];
+	uint32_t n = hpsi_hosts_stats_read(job, rows, 4);
+	return n == 2 && rows[0].t.requests > 0 && rows[1].t.requests > 0 && rows[0].t.bridge_out > 0 &&
+	       rows[1].t.bridge_out > 0;
+}
+
+static void test_cluster_scheduler_shows_every_host(void)
+{
+	CU_ASSERT_EQUAL_FATAL(ns_up(2), 0);
+	char hosts[256], job[64], path[512];
+	snprintf(job, sizeof job, "obs%d", (int)getpid());
+	snprintf(hosts, sizeof hosts, "%s0 1 1 " NET ".1\n%s1 1 1 " NET ".2\n", pfx, pfx);
+	write_hosts(hosts);
+	pid_t p = start(job_log, "ip netns exec %s0 " ENV("9491") "%s launch --job %s --hosts %s -- %s --cluster-worker long",
+			pfx, hps_bin(), job, hostsf, self_path);
+	CU_ASSERT(poll_until(both_hosts_busy, job, 20000));
+	char cmd[512], log[300], want[256];
+	snprintf(log, sizeof log, "%s.metrics", job_log);
+	snprintf(cmd, sizeof cmd, "%s metrics --job %s --host %s0", hps_bin(), job, pfx);
+	CU_ASSERT_EQUAL(finish(start(log, "%s", cmd), 10000), 0);
+	const char *m = slurp(log);
+	for (int i = 0; i < 2; i++) {
+		snprintf(want, sizeof want, "hps_host_requests_total{job=\"%s\",host=\"%s%d\"} ", job, pfx, i);
+		CU_ASSERT_PTR_NOT_NULL(strstr(m, want));
+		snprintf(want, sizeof want, "hps_host_up{job=\"%s\",host=\"%s%d\"} 1", job, pfx, i);
+		CU_ASSERT_PTR_NOT_NULL(strstr(m, want));
+	}
+	unlink(log);
+	CU_ASSERT_EQUAL(job_sums(p, 60000), 2);
+	hpsi_hosts_stats_path(path, sizeof path, job);
+	CU_ASSERT_NOT_EQUAL(access(path, F_OK), 0);
+	ns_down();
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 3 && strcmp(argv[1], "--cluster-worker") == 0)
@@ -653,6 +693,7 @@ int main(int argc, char **argv)
 		{"test_cluster_dmlc_tracker_processes", test_cluster_dmlc_tracker_processes},
 		{"test_cluster_host_names", test_cluster_host_names},
 		{"test_cluster_full_rings", test_cluster_full_rings},
+		{"test_cluster_scheduler_shows_every_host", test_cluster_scheduler_shows_every_host},
 		{"test_cluster_bridge_killed", test_cluster_bridge_killed},
 		{"test_cluster_remote_server_killed", test_cluster_remote_server_killed},
 		{"test_cluster_garbage_is_dropped", test_cluster_garbage_is_dropped},

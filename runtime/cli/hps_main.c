@@ -17,6 +17,8 @@ static void usage(FILE *f)
 		   "  launch   start a job on this host (hps launch --help)\n"
 		   "  clean    remove shared-memory segments of dead jobs (hps clean --help)\n"
 		   "  server   run one built-in summing server of a job (started by launch)\n"
+		   "  top      a live view of a running job (hps top --help)\n"
+		   "  metrics  its counters for Prometheus (hps metrics --help)\n"
 		   "  checkpoint  save (or --load) the tables of a running job (hps checkpoint --help)\n"
 		   "  scheduler   the scheduler of a multi-host job (started by launch --hosts)\n"
 		   "  bridge      this host's bridge in a multi-host job (started by launch)\n"
@@ -111,6 +113,10 @@ int main(int argc, char **argv)
 		return cmd_server(argc - 1, argv + 1);
 	if (strcmp(cmd, "checkpoint") == 0)
 		return cmd_checkpoint(argc - 1, argv + 1);
+	if (strcmp(cmd, "top") == 0)
+		return hpsi_cmd_top(argc - 1, argv + 1);
+	if (strcmp(cmd, "metrics") == 0)
+		return hpsi_cmd_metrics(argc - 1, argv + 1);
 	if (strcmp(cmd, "scheduler") == 0)
 		return hpsi_cmd_scheduler(argc - 1, argv + 1);
 	if (strcmp(cmd, "bridge") == 0)

@@ -13,6 +13,7 @@
 #include "net/route.h"
 #include "runtime/client/handle.h"
 #include "runtime/client/worker.h"
+#include "runtime/client/worker_stats.h"
 
 /* What the caller asked for, checked. */
 struct call {
@@ -420,6 +421,7 @@ static int send_part(hps_worker *w, const struct call *c, struct hpsi_slot *s, u
 	if (vals_bytes && !(flags & HPSI_F_HEAP_VALS))
 		put_vals(c, p, rec + sizeof h + keys_bytes);
 	hpsi_ring_commit(&w->req[p->server], sizeof h + body);
+	hpsi_wstat_pushed(w, vals_bytes);
 	/* Release pairs with the poller's acquire of SENT: the buffers above
 	 * are set. From here the poller owns the part (its answer can come as
 	 * soon as the ring is published), so p is not touched again. */
@@ -513,6 +515,7 @@ static int64_t submit(hps_worker *w, struct call *c)
 	atomic_store_explicit(&s->in_use, 1, memory_order_release);
 	atomic_store_explicit(&s->ts, ts, memory_order_release);
 	atomic_store_explicit(&w->next_ts, ts + 1, memory_order_release);
+	hpsi_wstat_submit(w, c->type, c->n);
 	if (s->cb) {
 		atomic_fetch_add_explicit(&w->cb_pending, 1, memory_order_release);
 		hpsi_worker_start_progress(w);
@@ -561,6 +564,7 @@ int hps_clock(hps_worker *w)
 	pthread_mutex_lock(&w->submit_lock);
 	hpsi_worker_in_submit(1);
 	w->clock++;
+	hpsi_wstat_clock(w);
 	int64_t deadline = hpsi_now_ns() + w->ctx->timeout_ns;
 	/* Every server learns the new clock, also those this worker did not
 	 * touch in the iteration: their held pulls may wait for it. */

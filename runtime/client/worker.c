@@ -1,6 +1,7 @@
 /* Worker: opening and closing, the response path, waiting. Requests are
  * built in runtime/request.c. */
 #include "runtime/client/worker.h"
+#include "runtime/client/worker_stats.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -46,6 +47,7 @@ static void finish_slot(struct hps_worker *w, struct hpsi_slot *s)
 			hpsi_error("out of memory: callback of request %lld dropped",
 				   (long long)atomic_load_explicit(&s->ts, memory_order_relaxed)); /* only printed */
 	}
+	hpsi_wstat_done(w, s->status);
 	atomic_store_explicit(&s->done, 1, memory_order_release); /* pairs with hps_wait's acquire */
 	hpsi_debug("request %lld done: %s", (long long)atomic_load_explicit(&s->ts, memory_order_relaxed), /* only printed */
 		   s->status ? hps_strerror(s->status) : "ok");
@@ -235,6 +237,7 @@ static void handle_response(struct hps_worker *w, uint32_t server, const void *r
 		else if (!p->resp_in_place)
 			scatter_fixed(s, p, (h->flags & HPSI_F_HEAP_RESP) ? p->resp_buf : v.vals);
 	}
+	hpsi_wstat_answer(w, s->type != HPS_REQ_PUSH ? h->val_bytes : 0);
 	if (!w->seg->hdr->replicas) {
 		part_done(w, s, p, status);
 		return;
@@ -314,6 +317,8 @@ static int drain_locked(struct hps_worker *w)
 		void *rec;
 		int n = 0;
 		while ((rec = hpsi_ring_peek(c, &len))) {
+			if (!n)
+				hpsi_wstat_resp_ring(w, c->tail_cache - c->head);
 			handle_response(w, srv, rec, len);
 			hpsi_ring_consume(c, len);
 			n++;
@@ -473,7 +478,9 @@ int hps_wait(hps_worker *w, int64_t ts)
 	struct wait_arg a = {&w->slots[(uint64_t)ts & (HPSI_MAX_INFLIGHT - 1)], ts};
 	/* Deadlines are enforced per request by expire_slots; this bound only
 	 * guards against a bug leaving a slot forever pending. */
+	int64_t timed = hpsi_wstat_wait_begin(w, !slot_done(&a));
 	rc = hpsi_worker_wait_until(w, slot_done, &a, INT64_MAX);
+	hpsi_wstat_wait_end(w, timed);
 	if (rc)
 		return rc;
 	/* Acquire: pairs with submit's release of the slot's new ts, stored

@@ -95,6 +95,7 @@ struct hps_worker {
 	struct hpsi_heap *heap;
 	struct hpsi_msg_bounds own; /* this worker's heap slice */
 	struct hpsi_bell *bell;
+	struct hpsi_counters *stats; /* this worker's block (worker_stats.h) */
 	size_t inline_max;
 	struct hpsi_ring_prod *req;  /* per server, under submit_lock */
 	struct hpsi_ring_cons *resp; /* per server, under poll_lock */

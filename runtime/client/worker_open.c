@@ -30,6 +30,7 @@ int hps_worker_open(hps_ctx *ctx, uint32_t width, hps_worker **out)
 	struct hpsi_seg *seg = &ctx->seg;
 	w->ctx = ctx;
 	w->seg = seg;
+	w->stats = hpsi_seg_counters(seg, ctx->node);
 	w->rank = (uint32_t)ctx->cfg.rank;
 	w->nservers = seg->hdr->nservers;
 	w->width = width;

@@ -9,6 +9,7 @@
 
 #include "hps/error.h"
 #include "runtime/common/config.h"
+#include "runtime/cluster/hosts_stats.h"
 #include "runtime/cluster/launch.h"
 #include "runtime/common/log.h"
 #include "shm/liveness.h"
@@ -44,10 +45,18 @@ int hpsi_clean_segments(int dry_run, int verbose)
 	int removed = 0;
 	struct dirent *e;
 	while ((e = readdir(d))) {
-		if (strncmp(e->d_name, "hps.", 4) != 0)
-			continue;
 		char path[512];
 		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+		if (strncmp(e->d_name, "hps-hosts.", 10) == 0) { /* a scheduler's view of the hosts */
+			if (hpsi_hosts_stats_orphan(path) && (dry_run || unlink(path) == 0)) {
+				if (verbose)
+					printf("%s %s (its scheduler is dead)\n", dry_run ? "would remove" : "removed", path);
+				removed++;
+			}
+			continue;
+		}
+		if (strncmp(e->d_name, "hps.", 4) != 0)
+			continue;
 		const char *tmp = strstr(e->d_name, HPSI_SEG_TMP);
 		if (tmp) { /* a creator died while building it */
 			pid_t pid = (pid_t)atoi(tmp + strlen(HPSI_SEG_TMP));

@@ -21,6 +21,7 @@
 #include "runtime/common/config.h"
 #include "shm/node.h"
 #include "net/route.h"
+#include "runtime/cluster/jobstats.h"
 #include "runtime/cluster/launch.h"
 #include "runtime/cluster/lobby.h"
 #include "runtime/common/log.h"
@@ -72,6 +73,7 @@ static void usage(FILE *f)
 		"  --node-addr A, --interface I, --ports P-Q  where this host's bridge listens\n"
 		"  --local-servers N, --local-workers N  this host's part of a multi-host job\n"
 		"  --no-prefix           children write straight to this terminal, lines untagged\n"
+		"  --summary             at the end, a screen of what each server and worker did\n"
 		"  --heap-mb N           shared heap per worker in MiB (default 256; HPS_HEAP_MB)\n"
 		"  --ring-kb N           bytes of each ring in KiB (default 1024; HPS_RING_KB)\n"
 		"  --timeout-ms N        request timeout (default 30000; HPS_TIMEOUT_MS)\n"
@@ -120,6 +122,7 @@ static const struct {
  * (a terminal stays a terminal: progress bars work) instead of through a
  * pipe that tags each line with its process. */
 static int pass_output;
+static int want_summary; /* --summary */
 
 static int spawn(struct child *c, char **argv, const char *self, const struct hpsi_config *cfg)
 {
@@ -342,6 +345,10 @@ static int parse_args(int argc, char **argv, int *self_serve, int *keep_going, i
 			pass_output = 1;
 			continue;
 		}
+		if (strcmp(a, "--summary") == 0) {
+			want_summary = 1;
+			continue;
+		}
 		size_t k;
 		for (k = 0; k < sizeof env_opts / sizeof env_opts[0]; k++)
 			if (strcmp(a, env_opts[k].opt) == 0 || (env_opts[k].shrt && strcmp(a, env_opts[k].shrt) == 0))
@@ -444,6 +451,21 @@ static int wait_for_bridge(struct job *j, struct child *bridge, const struct hps
 
 static int launch_here(int self_serve, int keep_going, char **argv, int prog);
 
+/* --summary: the job's counters, printed before its segment goes. */
+static void print_summary(const struct hpsi_seg *seg, int64_t started)
+{
+	struct hpsi_job_stats *st = malloc(sizeof *st);
+	if (!st || !seg->hdr) {
+		free(st);
+		return;
+	}
+	hpsi_jobstats_read(seg, st);
+	fflush(stdout);
+	hpsi_jobstats_summary(stdout, st, (double)(hpsi_now_ns() - started) / 1e9);
+	fflush(stdout);
+	free(st);
+}
+
 int hpsi_cmd_launch(int argc, char **argv)
 {
 	int self_serve = 0, keep_going = 0, prog = 0;
@@ -504,6 +526,7 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 	ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
 	self[sl > 0 ? sl : 0] = 0;
 	struct job j = {.n = 0};
+	int64_t started = hpsi_now_ns();
 	j.kids = calloc(HPSI_MAX_NODES + 1, sizeof *j.kids);
 	int failed = 0, code = 0;
 	struct child *bridge = NULL;
@@ -649,6 +672,8 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 			j.kill_at = INT64_MAX;
 		}
 	}
+	if (want_summary)
+		print_summary(&j.seg, started);
 	hpsi_seg_unlink(&j.seg);
 	hpsi_info("job %s ended with status %d; segment %s removed", cfg.job, code, j.seg.path);
 	hpsi_seg_detach(&j.seg);

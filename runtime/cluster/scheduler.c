@@ -14,12 +14,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "hps/error.h"
 #include "net/codec.h"
 #include "net/wire.h"
 #include "net/transport.h"
+#include "runtime/cluster/hosts_stats.h"
 #include "runtime/common/config.h"
 #include "runtime/common/log.h"
 #include "shm/barrier.h"
@@ -38,6 +40,7 @@ struct host {
 	int64_t last_seen;
 	int left, dead;
 	uint32_t barrier_gen; /* gen + 1 of its last barrier arrival */
+	struct hpsi_host_totals totals; /* from its last heartbeat */
 };
 
 struct sched {
@@ -389,6 +392,7 @@ static void handle(struct sched *s, const struct peer_id *id, const void *buf, s
 			if (mine && hb->state[n] != HPSI_NODE_EMPTY)
 				set_state(s, n, hb->state[n], e->name);
 		}
+		h->totals = hb->totals;
 	} else if (m->type == HPSI_SCH_BARRIER) {
 		if (m->gen == s->barrier_gen) {
 			h->barrier_gen = m->gen + 1;
@@ -403,6 +407,19 @@ static void handle(struct sched *s, const struct peer_id *id, const void *buf, s
 	} else {
 		bad_message(s, "a message a bridge does not send");
 	}
+}
+
+/* Every host's totals for hps top and hps metrics on this host. */
+static void write_hosts_stats(const struct sched *s, const char *job)
+{
+	static struct hpsi_host_row rows[HPSI_MAX_HOSTS];
+	for (uint32_t i = 0; i < s->nhosts; i++) {
+		const struct host *h = &s->hosts[i];
+		snprintf(rows[i].name, sizeof rows[i].name, "%s", h->reg.name);
+		snprintf(rows[i].state, sizeof rows[i].state, "%s", h->dead ? "dead" : h->left ? "left" : "alive");
+		rows[i].t = h->totals;
+	}
+	hpsi_hosts_stats_write(job, rows, s->nhosts);
 }
 
 int hpsi_cmd_scheduler(int argc, char **argv)
@@ -477,11 +494,16 @@ int hpsi_cmd_scheduler(int argc, char **argv)
 				barrier_check(s);
 			}
 			if (s->states_changed || now > next_bcast) {
+				if (now > next_bcast)
+					write_hosts_stats(s, cfg.job);
 				broadcast_states(s);
 				next_bcast = now + s->cc.heartbeat_ms * 1000000;
 			}
 		}
 		broadcast_states(s);
+		char path[512];
+		if (hpsi_hosts_stats_path(path, sizeof path, cfg.job) == 0)
+			unlink(path);
 	}
 	zmq_close(s->sock);
 	zmq_ctx_term(zctx);

@@ -12,6 +12,7 @@
 #include "runtime/common/dtype.h"
 #include "runtime/common/log.h"
 #include "runtime/server/serve.h"
+#include "runtime/server/server_stats.h"
 #include "shm/wake.h"
 
 #define BATCH 64 /* requests per worker per round */
@@ -114,7 +115,9 @@ int hpsi_serve_apply(struct server *sv, struct range_state *rs, hps_request *r, 
 		r->vals = sv->scratch;
 		r->out = sv->scratch + r->nvals;
 	}
+	int64_t timed = hpsi_sstat_handler_begin(sv->stats);
 	int rc = rs->handler(r, rs->arg);
+	hpsi_sstat_handler_end(sv->stats, timed);
 	if (rc >= 0 && pull && r->width && (size_t)rc != r->nkeys * r->width) {
 		hpsi_warn("handler answered %d values for %zu keys x %u", rc, r->nkeys, r->width);
 		rc = HPS_EHANDLER;
@@ -147,6 +150,7 @@ static int serve_one(struct server *sv, struct range_state *rs, struct peer *p, 
 	if (hpsi_msg_check(rec, len, &sv->heaps[wk], &v, &why) || v.hdr->type == HPSI_MSG_RESPONSE ||
 	    v.hdr->sender != wk || v.hdr->range != rs->id || (v.hdr->flags & HPSI_F_REPLICA)) {
 		hpsi_msg_count_bad(v.hdr ? "not a request of this worker for this key range" : why);
+		hpsi_stat_error(sv->stats, HPS_EPROTO);
 		return answer_bad(p, sv->me, rec, len);
 	}
 	const struct hpsi_msg_hdr *h = v.hdr;
@@ -229,6 +233,8 @@ static int serve_one(struct server *sv, struct range_state *rs, struct peer *p, 
 		if (lens)
 			status = HPS_EPROTO;
 	}
+	if (pull)
+		hpsi_sstat_stale(sv->seg, sv->me, wk, h->clock, hpsi_serve_min_clock(sv, rs));
 	int rc = status;
 	if (!rc && !(seen && h->type == HPSI_MSG_PUSH))
 		rc = hpsi_serve_apply(sv, rs, &r, answer);
@@ -253,6 +259,7 @@ static int serve_one(struct server *sv, struct range_state *rs, struct peer *p, 
 	}
 	hpsi_ring_commit(&p->resp, sizeof *out + (in_buf ? 0 : out->val_bytes));
 	p->answered = (uint32_t)(h->timestamp + 1);
+	hpsi_sstat_answered(sv->stats, h, out);
 	return SERVE_DONE;
 }
 
@@ -278,7 +285,13 @@ int hpsi_serve_round(struct server *sv, struct range_state *rs)
 		size_t len;
 		void *rec;
 		while (n < BATCH && (rec = hpsi_ring_peek(&p->req, &len))) {
+			if (!n)
+				hpsi_stat_max(&sv->stats->ring_hwm, p->req.tail_cache - p->req.head);
 			int r = serve_one(sv, rs, p, wk, rec, len);
+			if (r == SERVE_HELD && !p->held)
+				p->held_since = hpsi_sstat_hold(sv->stats);
+			if (r == SERVE_DONE && p->held)
+				hpsi_sstat_unhold(sv->stats, p->held_since);
 			if (r == SERVE_HELD) {
 				if (!p->held)
 					hpsi_debug("request %lld of worker %u held: clock %u waits for slower workers",

@@ -31,6 +31,7 @@ struct peer {
 	int held;
 	uint32_t held_head;
 	uint64_t held_epoch;
+	int64_t held_since; /* when the head was first held (counters) */
 	/* Replication: the timestamp of the last push applied to this range
 	 * (a resent or re-read push at or below it is not applied again), and,
 	 * on a ring taken over, the last request the previous primary had
@@ -86,6 +87,7 @@ struct server {
 	 * and the release of the requests: a backup then reads requests again
 	 * that it applied already. 0: never. */
 	uint64_t die_in_batch;
+	struct hpsi_counters *stats; /* this server's block (server_stats.h) */
 };
 
 enum { SERVE_RETRY = 0, SERVE_DONE = 1, SERVE_HELD = 2 };

@@ -12,6 +12,7 @@
 #include "runtime/common/log.h"
 #include "runtime/server/checkpoint.h"
 #include "runtime/server/serve.h"
+#include "runtime/server/server_stats.h"
 #include "shm/node.h"
 #include "shm/wake.h"
 
@@ -36,8 +37,13 @@ static int all_finished(struct server *sv)
 						       : "worker %u closed: it holds back no pull",
 				  wk);
 			sv->finished[wk] = 1;
-			for (uint32_t i = 0; i < sv->nranges; i++)
+			for (uint32_t i = 0; i < sv->nranges; i++) {
+				struct peer *p = &sv->ranges[i].peers[wk];
+				if (p->held)
+					hpsi_sstat_unhold(sv->stats, p->held_since);
+				p->held = 0;
 				sv->ranges[i].epoch++; /* it no longer holds back anyone's pulls */
+			}
 		} else
 			all = 0;
 	}
@@ -147,6 +153,8 @@ static void serve_checkpoint(struct server *sv)
 				loaded = clock;
 		}
 	}
+	if (!rc)
+		hpsi_stat_add(&sv->stats->checkpoints, 1);
 	if (!rc) /* before it is served: the next request may rewrite ckpt_dir */
 		hpsi_info("checkpoint: server %u %s %s (clock %u; its key ranges)", sv->me,
 			  h->ckpt_op == HPSI_CKPT_SAVE ? "saved its table into" : "loaded its table from",
@@ -327,7 +335,8 @@ int hps_server_run(hps_ctx *ctx, hps_handler handler, void *arg)
 		return HPS_EINVAL;
 	struct hpsi_seg *seg = &ctx->seg;
 	struct server sv = {.ctx = ctx, .seg = seg, .nworkers = seg->hdr->nworkers, .nservers = seg->hdr->nservers,
-			    .me = ctx->node, .replicas = seg->hdr->replicas};
+			    .me = ctx->node, .replicas = seg->hdr->replicas,
+			    .stats = hpsi_seg_counters(seg, ctx->node)};
 	if ((rc = server_setup(&sv, handler, arg))) {
 		server_free(&sv);
 		return rc;
@@ -350,6 +359,7 @@ int hps_server_run(hps_ctx *ctx, hps_handler handler, void *arg)
 			serve_checkpoint(&sv);
 		}
 		if (serve_all(&sv)) {
+			hpsi_sstat_stores(&sv);
 			spin_until = hpsi_now_ns() + ctx->spin_ns;
 			continue;
 		}

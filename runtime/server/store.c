@@ -114,6 +114,14 @@ size_t hpsi_store_size(const struct hpsi_store *st)
 	return st->dvals ? st->dcount : st->tab.count;
 }
 
+size_t hpsi_store_bytes(const struct hpsi_store *st)
+{
+	if (st->dvals)
+		return (size_t)st->dcount * st->dwidth * sizeof(float);
+	/* the records (keys, values, optimizer state) and the slot array */
+	return (size_t)st->tab.used * 8 + st->tab.cap * sizeof *st->tab.slots;
+}
+
 /* The hot loop of a dense push: restrict lets the compiler vectorize it
  * without a runtime overlap check (a key's values never alias the
  * request's). */

@@ -55,5 +55,7 @@ const struct hpsi_init *hpsi_store_init(const struct hpsi_store *st);
 
 /* Number of keys held (tests). */
 size_t hpsi_store_size(const struct hpsi_store *st);
+/* Bytes the store holds: values, optimizer state and the table. */
+size_t hpsi_store_bytes(const struct hpsi_store *st);
 
 #endif
