@@ -27,7 +27,7 @@ DESTDIR ?=
 # the order): common, shm, net, client, server make libhps; the bridge,
 # the ZeroMQ transport, the cross-host wire format (bridges and scheduler),
 # cluster roles and the command line make `hps`.
-PROG_SRC = $(wildcard net/bridge*.c) net/transport.c net/wire.c $(wildcard runtime/cluster/*.c)
+PROG_SRC = $(wildcard net/bridge*.c) net/transport.c net/wire.c net/curve.c $(wildcard runtime/cluster/*.c)
 LIB_SRC = $(filter-out $(PROG_SRC),$(wildcard runtime/common/*.c shm/*.c net/*.c runtime/client/*.c runtime/server/*.c))
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o)
 PROG_OBJ = $(PROG_SRC:%.c=$(BUILD)/%.o)
@@ -37,7 +37,7 @@ TEST_SRC = $(wildcard tests/test_*.c)
 TESTS = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 # Checks of the tree and of the built library, run by `make test` first.
 CHECKS = tests/check_layers.sh tests/check_symbols.sh tests/check_cxx.sh tests/check_install.sh tests/check_settings.sh tests/check_bench_cleanup.sh tests/check_python.sh
-TEST_HELPERS = $(BUILD)/tests/harness.o
+TEST_HELPERS = $(BUILD)/tests/harness.o $(BUILD)/tests/netns.o
 EXAMPLES = $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
 EXAMPLE_LIB = $(patsubst %.c,$(BUILD)/%.o,$(wildcard examples/lib/*.c))
 

@@ -20,7 +20,7 @@ static const char *const known[] = {
 	"COMPRESS", "DIRECT", "UPDATER", "INIT", "STALENESS", "DETERMINISTIC", "REPLICAS",
 	"LOG", "LOG_RATE", "SHM_DIR", "ROOT_URI", "ROOT_PORT", "HEARTBEAT_MS", "DEAD_MS",
 	"REGISTER_MS", "PORTS", "NODE_ADDR", "INTERFACE", "LOCAL_SERVERS",
-	"LOCAL_WORKERS", "RSH", "GATHER_MS",
+	"LOCAL_WORKERS", "RSH", "GATHER_MS", "CURVE", "JOB_TOKEN",
 	"BIN", "EXAMPLES", "TEST", "PREPARE", "OUT", "BUILD", "SANITIZE",
 };
 #define NKNOWN (sizeof known / sizeof known[0])
