@@ -15,7 +15,7 @@ FLAGS_STAMP = $(BUILD)/.cflags
 # Where libraries and programs go: the tree itself, or the sanitizer build dir.
 OUT ?= .
 DEPS_PKGS = libnuma-dev libjemalloc-dev libzmq3-dev libcunit1-dev pkg-config iproute2 procps g++ openmpi-bin openssh-server openssh-client \
-	python3-dev python3-numpy python3-pytest python3-torch gnuplot-nox
+	python3-dev python3-numpy python3-pytest python3-torch gnuplot-nox tcpdump
 # The version, from the public header; the soname follows the major number.
 VERSION := $(shell sed -n 's/^\#define HPS_VERSION_STRING "\(.*\)"/\1/p' include/hps/version.h)
 SOMAJOR := $(firstword $(subst ., ,$(VERSION)))
