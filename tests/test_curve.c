@@ -82,9 +82,7 @@ static void test_curve_zap_decisions(void)
 		CU_ASSERT_EQUAL(hpsi_zap_decide(&c, g, 7, &why), -1);
 		CU_ASSERT_PTR_NOT_NULL(why);
 	}
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf %s", d);
-	CU_ASSERT_EQUAL(system(cmd), 0);
+	CU_ASSERT_EQUAL(sh("rm -rf %s", d), 0);
 	unsetenv("HPS_CURVE");
 }
 
@@ -118,7 +116,7 @@ static void test_curve_key_errors(void)
 	expect_load_error(dir, "hps keygen");
 	CU_ASSERT_EQUAL_FATAL(keygen_into(dir), 0);
 	/* a second keygen keeps the key */
-	CU_ASSERT_NOT_EQUAL(system((snprintf(cmd, sizeof cmd, "%s keygen %s 2>/dev/null", hps_bin(), dir), cmd)), 0);
+	CU_ASSERT_NOT_EQUAL(sh("%s keygen %s 2>/dev/null", hps_bin(), dir), 0);
 	struct stat st;
 	snprintf(cmd, sizeof cmd, "%s/hps.key", dir);
 	CU_ASSERT(stat(cmd, &st) == 0 && (st.st_mode & 0777) == 0600);
@@ -130,15 +128,13 @@ static void test_curve_key_errors(void)
 	fclose(f);
 	expect_load_error(dir, "not a Z85 secret key");
 	/* a new pair whose public key authorized_keys lacks */
-	CU_ASSERT_EQUAL(system((snprintf(cmd, sizeof cmd, "cp %s/authorized_keys %s/old && %s keygen --force %s >/dev/null && "
-						     "mv %s/old %s/authorized_keys",
-					 dir, d, hps_bin(), dir, d, dir),
-				cmd)),
+	CU_ASSERT_EQUAL(sh("cp %s/authorized_keys %s/old && %s keygen --force %s >/dev/null && mv %s/old %s/authorized_keys",
+			   dir, d, hps_bin(), dir, d, dir),
 			0);
 	expect_load_error(dir, "is not in");
-	CU_ASSERT_EQUAL(system((snprintf(cmd, sizeof cmd, "echo 'short' >> %s/authorized_keys", dir), cmd)), 0);
+	CU_ASSERT_EQUAL(sh("echo 'short' >> %s/authorized_keys", dir), 0);
 	expect_load_error(dir, "authorized_keys:3");
-	CU_ASSERT_EQUAL(system((snprintf(cmd, sizeof cmd, "rm -rf %s", d), cmd)), 0);
+	CU_ASSERT_EQUAL(sh("rm -rf %s", d), 0);
 }
 
 /* ---- on namespace hosts -------------------------------------------------- */
