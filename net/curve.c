@@ -232,8 +232,10 @@ static void serve_zap(struct hpsi_curve *c)
 		zmq_msg_close(&m[i]);
 }
 
-/* One monitor event: a failed handshake is a refused peer. */
-static void serve_monitor(struct hpsi_curve *c, void *mon)
+/* One monitor event: a failed handshake at a listening socket is a
+ * refused peer; at a connecting one, a peer that is not of this job (or
+ * does not admit our key). */
+static void serve_monitor(struct hpsi_curve *c, void *mon, int listens)
 {
 	zmq_msg_t ev, ep;
 	zmq_msg_init(&ev);
@@ -249,16 +251,19 @@ static void serve_monitor(struct hpsi_curve *c, void *mon)
 		memcpy(&event, zmq_msg_data(&ev), 2);
 	if (event & (ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
 		     ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)) {
-		uint64_t k = atomic_fetch_add_explicit(&c->refused, 1, memory_order_relaxed) + 1;
-		if (worth_a_line(k)) {
-			char where[256] = "";
-			if (two && zmq_msg_size(&ep) < sizeof where)
-				memcpy(where, zmq_msg_data(&ep), zmq_msg_size(&ep)), where[zmq_msg_size(&ep)] = 0;
+		uint64_t k = atomic_fetch_add_explicit(listens ? &c->refused : &c->failed, 1, memory_order_relaxed) + 1;
+		char where[256] = "";
+		if (two && zmq_msg_size(&ep) < sizeof where)
+			memcpy(where, zmq_msg_data(&ep), zmq_msg_size(&ep)), where[zmq_msg_size(&ep)] = 0;
+		if (worth_a_line(k) && listens)
 			hpsi_error("%s: refused a peer on %s: %s; %llu refused so far", c->who, where,
 				   event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? "key not admitted"
 									    : "no CURVE handshake (no key, or not ZeroMQ)",
 				   (unsigned long long)k);
-		}
+		else if (worth_a_line(k))
+			hpsi_error("%s: the CURVE handshake with %s failed (%llu so far): it does not hold the job's key "
+				   "(HPS_CURVE=%s), or does not admit ours",
+				   c->who, where, (unsigned long long)k, c->dir);
 	}
 	zmq_msg_close(&ev);
 	zmq_msg_close(&ep);
@@ -269,10 +274,13 @@ static void *curve_thread(void *arg)
 	struct hpsi_curve *c = arg;
 	while (!atomic_load_explicit(&c->stop, memory_order_relaxed)) {
 		zmq_pollitem_t it[1 + HPSI_CURVE_MAX_SOCKETS] = {{.socket = c->zap, .events = ZMQ_POLLIN}};
+		int listens[HPSI_CURVE_MAX_SOCKETS];
 		pthread_mutex_lock(&c->lock); /* the monitors handed over so far */
 		unsigned n = c->nmonitors;
-		for (unsigned i = 0; i < n; i++)
+		for (unsigned i = 0; i < n; i++) {
 			it[1 + i] = (zmq_pollitem_t){.socket = c->monitors[i], .events = ZMQ_POLLIN};
+			listens[i] = c->listens[i];
+		}
 		pthread_mutex_unlock(&c->lock);
 		if (zmq_poll(it, (int)n + 1, 50) <= 0)
 			continue;
@@ -280,7 +288,7 @@ static void *curve_thread(void *arg)
 			serve_zap(c);
 		for (unsigned i = 0; i < n; i++)
 			if (it[1 + i].revents & ZMQ_POLLIN)
-				serve_monitor(c, it[1 + i].socket);
+				serve_monitor(c, it[1 + i].socket, listens[i]);
 	}
 	return NULL;
 }
@@ -306,7 +314,7 @@ int hpsi_curve_start(struct hpsi_curve *c, void *zctx)
 }
 
 /* Watches sock's handshakes from the thread. */
-static int watch(struct hpsi_curve *c, void *sock)
+static int watch(struct hpsi_curve *c, void *sock, int listens)
 {
 	char ep[64];
 	snprintf(ep, sizeof ep, "inproc://hps-curve-monitor-%u", c->nmonitors);
@@ -323,6 +331,7 @@ static int watch(struct hpsi_curve *c, void *sock)
 	/* the mutex is the full fence ZeroMQ asks for when a socket moves to
 	 * another thread */
 	pthread_mutex_lock(&c->lock);
+	c->listens[c->nmonitors] = listens;
 	c->monitors[c->nmonitors++] = mon;
 	pthread_mutex_unlock(&c->lock);
 	return 0;
@@ -348,7 +357,7 @@ static int secure(struct hpsi_curve *c, void *sock, int server)
 {
 	if (!c->on)
 		return 0;
-	if (set_keys(c, sock, server) || watch(c, sock)) {
+	if (set_keys(c, sock, server) || watch(c, sock, server)) {
 		hpsi_error("HPS_CURVE=%s: cannot set up CURVE on a socket: %s", c->dir, zmq_strerror(zmq_errno()));
 		return HPS_ESYS;
 	}

@@ -36,12 +36,14 @@ struct hpsi_curve {
 	/* the ZAP and monitor thread */
 	void *zctx, *zap;
 	void *monitors[HPSI_CURVE_MAX_SOCKETS];
+	int listens[HPSI_CURVE_MAX_SOCKETS]; /* the monitored socket listens (else it connects) */
 	unsigned nmonitors;
 	pthread_mutex_t lock; /* monitors and nmonitors, between the caller and the thread */
 	pthread_t thread;
 	int running;
 	_Atomic int stop;
-	_Atomic uint64_t refused; /* handshakes that failed on our sockets */
+	_Atomic uint64_t refused; /* peers whose handshake failed at a listening socket */
+	_Atomic uint64_t failed;  /* handshakes of our connecting sockets that failed */
 	_Atomic uint64_t bad_zap; /* malformed ZAP requests */
 };
 

@@ -8,8 +8,9 @@
  * CURVE job; strangers (no key, a wrong key, a replayed capture of a real
  * registration) are refused, counted and logged while the job completes;
  * forged, malformed and repeated registrations cannot take a plain job's
- * place; and a process of another uid cannot attach to a job's segment
- * (0600), with an error that says so. */
+ * place; a host holding other keys is refused and says why; and a process
+ * of another uid cannot attach to a job's segment (0600), with an error
+ * that says so. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pwd.h>
@@ -409,6 +410,37 @@ static void test_curve_forged_registration_plain(void)
 	ns_down();
 }
 
+/* A host whose keys are not the job's: the scheduler refuses it, and its
+ * bridge says why and gives up within HPS_REGISTER_MS. */
+static void test_curve_host_with_other_keys(void)
+{
+	CU_ASSERT_EQUAL_FATAL(ns_up(2), 0);
+	char other[400];
+	snprintf(other, sizeof other, "%s.other", keys);
+	CU_ASSERT_EQUAL_FATAL(keygen_into(other), 0);
+	const char *env = "HPS_ROOT_URI=" NET ".1 HPS_ROOT_PORT=9651 HPS_NUM_SERVERS=2 HPS_NUM_WORKERS=2 "
+			  "HPS_HEAP_MB=16 HPS_RING_KB=256 HPS_JOB_ID=otherkeys HPS_REGISTER_MS=2500";
+	char slog[300], lb[300];
+	snprintf(slog, sizeof slog, "%s.sched", job_log);
+	snprintf(lb, sizeof lb, "%s.b", job_log);
+	pid_t sched = start(slog, "ip netns exec %s0 env %s HPS_CURVE=%s %s scheduler", pfx, env, keys, hps_bin());
+	usleep(200000);
+	pid_t b = start(lb, "ip netns exec %s1 env %s HPS_CURVE=%s HPS_HOST=%s1 HPS_NODE_ADDR=" NET ".2 %s launch "
+			    "--local-servers 1 --local-workers 1 -- %s --cluster-worker sums",
+			pfx, env, other, pfx, hps_bin(), self_path);
+	int rb = finish(b, 20000), rs = finish(sched, 20000);
+	CU_ASSERT(rb != 0 && rb != -1);
+	CU_ASSERT(rs != 0 && rs != -1);
+	CU_ASSERT(log_has(lb, "does not hold the job's key"));
+	CU_ASSERT(log_has(lb, "HPS_REGISTER_MS"));
+	CU_ASSERT(log_has(slog, "scheduler: refused a peer"));
+	if (!log_has(lb, "does not hold the job's key") || !log_has(slog, "scheduler: refused a peer"))
+		fprintf(stderr, "%s\n---\n%s\n", slurp(lb), slurp(slog));
+	sh("rm -rf %s", other);
+	unlink(slog), unlink(lb);
+	ns_down();
+}
+
 /* A job's segment is 0600, and a process of another uid cannot attach. */
 static void test_curve_segment_other_uid(void)
 {
@@ -486,6 +518,7 @@ int main(int argc, char **argv)
 		{"test_curve_sums_and_capture", test_curve_sums_and_capture},
 		{"test_curve_strangers_refused", test_curve_strangers_refused},
 		{"test_curve_forged_registration_plain", test_curve_forged_registration_plain},
+		{"test_curve_host_with_other_keys", test_curve_host_with_other_keys},
 		{"test_curve_segment_other_uid", test_curve_segment_other_uid},
 		{NULL, NULL},
 	};
