@@ -147,6 +147,7 @@ static pid_t capture(int i)
 {
 	char log[300];
 	snprintf(log, sizeof log, "%s.tcpdump", job_log);
+	unlink(log); /* the last capture's "listening on" must not count */
 	pid_t t = start(log, "exec tcpdump -i %sv%d -s 0 -U -n -w %s tcp", pfx, i, pcap);
 	CU_ASSERT(wait_log(log, "listening on", 10000));
 	return t;
@@ -157,6 +158,9 @@ static void capture_end(pid_t t)
 	usleep(200000);
 	kill(-t, SIGINT);
 	finish(t, 5000);
+	char log[300];
+	snprintf(log, sizeof log, "%s.tcpdump", job_log);
+	unlink(log);
 }
 
 /* The whole capture file in memory. */
