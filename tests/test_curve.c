@@ -142,13 +142,14 @@ static void test_curve_key_errors(void)
 
 static char pcap[300];
 
-/* tcpdump on host i's veth (root namespace side) into pcap. */
+/* tcpdump on host i's end of its veth pair into pcap; immediate mode, or
+ * what the kernel holds in a block of its ring is lost on SIGINT. */
 static pid_t capture(int i)
 {
 	char log[300];
 	snprintf(log, sizeof log, "%s.tcpdump", job_log);
 	unlink(log); /* the last capture's "listening on" must not count */
-	pid_t t = start(log, "exec tcpdump -i %sv%d -s 0 -U -n -w %s tcp", pfx, i, pcap);
+	pid_t t = start(log, "exec ip netns exec %s%d tcpdump --immediate-mode -i eth0 -s 0 -U -n -w %s tcp", pfx, i, pcap);
 	CU_ASSERT(wait_log(log, "listening on", 10000));
 	return t;
 }
