@@ -220,6 +220,10 @@ pid_t start(const char *log, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(cmd, sizeof cmd, fmt, ap);
 	va_end(ap);
+	/* the child truncates the log: until it runs, a wait_log of the
+	 * caller would still read the last job's lines */
+	if (strcmp(log, "/dev/null") != 0)
+		unlink(log);
 	return spawn_logged(log, "/bin/sh", cmd);
 }
 

@@ -40,7 +40,8 @@ int ns_up(int n);
 void ns_down(void);
 void ns_on_fatal(int sig);
 
-/* Runs a shell command in the background with output to a file. */
+/* Runs a shell command in the background with output to a file (a new
+ * one: what the file held is gone before this returns). */
 pid_t start(const char *log, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 const char *slurp(const char *log);
 int log_has(const char *log, const char *text);
