@@ -15,7 +15,7 @@ FLAGS_STAMP = $(BUILD)/.cflags
 # Where libraries and programs go: the tree itself, or the sanitizer build dir.
 OUT ?= .
 DEPS_PKGS = libnuma-dev libjemalloc-dev libzmq3-dev libcunit1-dev pkg-config iproute2 procps g++ openmpi-bin openssh-server openssh-client \
-	python3-dev python3-numpy python3-pytest python3-torch gnuplot-nox libmicrohttpd-dev prometheus tmux
+	python3-dev python3-numpy python3-pytest python3-torch gnuplot-nox libmicrohttpd-dev prometheus tmux tcpdump
 # The version, from the public header; the soname follows the major number.
 VERSION := $(shell sed -n 's/^\#define HPS_VERSION_STRING "\(.*\)"/\1/p' include/hps/version.h)
 SOMAJOR := $(firstword $(subst ., ,$(VERSION)))
@@ -27,7 +27,7 @@ DESTDIR ?=
 # the order): common, shm, net, client, server make libhps; the bridge,
 # the ZeroMQ transport, the cross-host wire format (bridges and scheduler),
 # cluster roles and the command line make `hps`.
-PROG_SRC = $(wildcard net/bridge*.c) net/transport.c net/wire.c $(wildcard runtime/cluster/*.c)
+PROG_SRC = $(wildcard net/bridge*.c) net/transport.c net/wire.c net/curve.c $(wildcard runtime/cluster/*.c)
 LIB_SRC = $(filter-out $(PROG_SRC),$(wildcard runtime/common/*.c shm/*.c net/*.c runtime/client/*.c runtime/server/*.c))
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o)
 PROG_OBJ = $(PROG_SRC:%.c=$(BUILD)/%.o)
@@ -37,7 +37,7 @@ TEST_SRC = $(wildcard tests/test_*.c)
 TESTS = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 # Checks of the tree and of the built library, run by `make test` first.
 CHECKS = tests/check_layers.sh tests/check_symbols.sh tests/check_cxx.sh tests/check_install.sh tests/check_settings.sh tests/check_bench_cleanup.sh tests/check_python.sh
-TEST_HELPERS = $(BUILD)/tests/harness.o
+TEST_HELPERS = $(BUILD)/tests/harness.o $(BUILD)/tests/netns.o
 EXAMPLES = $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
 EXAMPLE_LIB = $(patsubst %.c,$(BUILD)/%.o,$(wildcard examples/lib/*.c))
 

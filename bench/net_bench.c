@@ -8,7 +8,9 @@
  *                                 lat sparse1k dense4M zmq_rtt zmq_thr)
  *
  * Lines as hps_bench's (case config phase MB/s keys/s ops/s p50_us p99_us)
- * with configs net1S1W and net2S2W; mixed_local: a worker whose keys all
+ * with configs net1S1W and net2S2W; netcurve1S1W: net1S1W with every
+ * TCP link under CURVE (HPS_CURVE, keys from `hps keygen`; by default only
+ * lat and dense4M); mixed_local: a worker whose keys all
  * live on the server of its own host while the job spans both hosts,
  * beside host_local, the same job (2 servers, same key ranges) on one
  * host; and the baselines: zmq_rtt (REQ/REP
@@ -78,8 +80,9 @@ static void cleanup_on_signals(void)
 {
 	snprintf(down_cmd, sizeof down_cmd,
 		 "for n in %sa %sb; do ip netns pids $n 2>/dev/null | xargs -r kill -9 2>/dev/null; "
-		 "ip netns del $n 2>/dev/null; done; rm -f /tmp/net_bench.%d /tmp/net_bench.%d.hosts /tmp/net_bench.%d.log; true",
-		 ns, ns, (int)getpid(), (int)getpid(), (int)getpid());
+		 "ip netns del $n 2>/dev/null; done; rm -rf /tmp/net_bench.%d /tmp/net_bench.%d.hosts /tmp/net_bench.%d.log "
+		 "/tmp/net_bench.%d.keys; true",
+		 ns, ns, (int)getpid(), (int)getpid(), (int)getpid(), (int)getpid());
 	struct sigaction sa = {.sa_handler = on_fatal};
 	sigemptyset(&sa.sa_mask);
 	sigaddset(&sa.sa_mask, SIGTERM); /* one cleanup at a time */
@@ -263,6 +266,18 @@ static int net_worker(const char *file)
 	return rc;
 }
 
+/* $HPS_BIN, or bin/hps beside this program's bench/ */
+static void hps_path(char *hps, size_t cap)
+{
+	char self[4096];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+	self[n > 0 ? n : 0] = 0;
+	if (getenv("HPS_BIN"))
+		snprintf(hps, cap, "%s", getenv("HPS_BIN"));
+	else
+		snprintf(hps, cap, "%.*s/../bin/hps", (int)(strrchr(self, '/') - self), self);
+}
+
 /* hosts: the hosts file (NULL: a one-host job of S servers and W workers
  * in namespace b); env: extra settings. */
 static int run_config(const char *name, const char *hosts_text, uint32_t S, uint32_t W, const char *env,
@@ -273,11 +288,8 @@ static int run_config(const char *name, const char *hosts_text, uint32_t S, uint
 	snprintf(hosts, sizeof hosts, "/tmp/net_bench.%d.hosts", (int)getpid());
 	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
 	self[n > 0 ? n : 0] = 0;
-	char hps[4200]; /* $HPS_BIN, or bin/hps beside this program's bench/ */
-	if (getenv("HPS_BIN"))
-		snprintf(hps, sizeof hps, "%s", getenv("HPS_BIN"));
-	else
-		snprintf(hps, sizeof hps, "%.*s/../bin/hps", (int)(strrchr(self, '/') - self), self);
+	char hps[4200];
+	hps_path(hps, sizeof hps);
 	int fd = open(file, O_RDWR | O_CREAT | O_TRUNC, 0600);
 	if (fd < 0 || ftruncate(fd, sizeof *sh))
 		return 1;
@@ -384,6 +396,17 @@ int main(int argc, char **argv)
 	int rc = 0;
 	if (any) {
 		rc |= run_config("net1S1W", "%sa 1 0 " ADDR_A "\n%sb 0 1 " ADDR_B "\n", 1, 1, "", cases_arg);
+		/* the same under CURVE, right after it: the cost of encryption */
+		char hps[4200], keys[64], cmd[4400], env[128];
+		hps_path(hps, sizeof hps);
+		snprintf(keys, sizeof keys, "/tmp/net_bench.%d.keys", (int)getpid());
+		snprintf(cmd, sizeof cmd, "%s keygen %s > /dev/null", hps, keys);
+		snprintf(env, sizeof env, "HPS_CURVE=%s", keys);
+		if (sh_cmd(cmd) == 0)
+			rc |= run_config("netcurve1S1W", "%sa 1 0 " ADDR_A "\n%sb 0 1 " ADDR_B "\n", 1, 1, env,
+					 argc == 1 ? "lat dense4M" : cases_arg);
+		else
+			rc = 1;
 		rc |= run_config("net2S2W", "%sa 2 0 " ADDR_A "\n%sb 0 2 " ADDR_B "\n", 2, 2, "", cases_arg);
 		/* local traffic of a job that spans hosts: the worker's keys all
 		 * belong to the server beside it (server 0, on the other host,

@@ -51,6 +51,7 @@
 #include <stdint.h>
 
 #include "net/codec.h"
+#include "net/curve.h"
 #include "net/transport.h"
 #include "net/wire.h"
 #include "runtime/common/config.h"
@@ -133,6 +134,7 @@ struct hpsi_bridge {
 	uint32_t *heap_live; /* per remote worker: buffers of ours in its slice */
 	struct hpsi_bridge_out *out;  /* per host */
 	void *zctx, *router, *sched, **dealers;
+	struct hpsi_curve curve; /* HPS_CURVE: keys and the ZAP handler */
 	char endpoint[HPSI_ENDPOINT_MAX];
 	size_t max_payload, answer_max;
 	int64_t last_sched, next_heartbeat;

@@ -123,6 +123,8 @@ static int setup(struct hpsi_bridge *b)
 		char id[5] = {'b'};
 		memcpy(id + 1, &b->me, 4);
 		zmq_setsockopt(b->dealers[i], ZMQ_ROUTING_ID, id, sizeof id);
+		if (hpsi_curve_client(&b->curve, b->dealers[i]))
+			return HPS_ESYS;
 		if (zmq_connect(b->dealers[i], a->hosts[i].endpoint) != 0) {
 			hpsi_error("bridge %s: cannot connect to host %s at %s: %s", b->cfg.host, a->hosts[i].name,
 				   a->hosts[i].endpoint, zmq_strerror(zmq_errno()));
@@ -148,8 +150,9 @@ int hpsi_cmd_bridge(int argc, char **argv)
 	uint64_t nsrv = 0, nwrk = 0;
 	if (hpsi_config_load(&b->cfg, 0) || hpsi_cluster_load(&b->cc, 1) ||
 	    hpsi_setting_u64("LOCAL_SERVERS", 0, HPSI_MAX_NODES, &nsrv) ||
-	    hpsi_setting_u64("LOCAL_WORKERS", 0, HPSI_MAX_NODES, &nwrk))
+	    hpsi_setting_u64("LOCAL_WORKERS", 0, HPSI_MAX_NODES, &nwrk) || hpsi_curve_load(&b->curve))
 		return 2;
+	snprintf(b->curve.who, sizeof b->curve.who, "bridge %.80s", b->cfg.host);
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
 	b->zctx = zmq_ctx_new();
@@ -165,7 +168,14 @@ int hpsi_cmd_bridge(int argc, char **argv)
 	char rid[HPSI_NAME_MAX + 16];
 	int rl = snprintf(rid, sizeof rid, "%s/%d", b->cfg.host, (int)getpid());
 	zmq_setsockopt(b->sched, ZMQ_ROUTING_ID, rid, (size_t)rl);
-	int rc = hpsi_zmq_bind_range(b->router, b->cc.node_addr, b->cc.node_ipv6, b->cc.port_lo, b->cc.port_hi,
+	/* the ZAP handler before any socket listens (net/curve.h) */
+	int rc = hpsi_curve_start(&b->curve, b->zctx);
+	if (!rc)
+		rc = hpsi_curve_server(&b->curve, b->router);
+	if (!rc)
+		rc = hpsi_curve_client(&b->curve, b->sched);
+	if (!rc)
+		rc = hpsi_zmq_bind_range(b->router, b->cc.node_addr, b->cc.node_ipv6, b->cc.port_lo, b->cc.port_hi,
 				     b->endpoint, sizeof b->endpoint);
 	if (!rc && zmq_connect(b->sched, b->cc.root_ep) != 0) {
 		hpsi_error("bridge: cannot connect to the scheduler at %s: %s (HPS_ROOT_URI)", b->cc.root_ep,
@@ -217,8 +227,12 @@ int hpsi_cmd_bridge(int argc, char **argv)
 	for (uint32_t i = 0; b->dealers && i < b->nhosts; i++)
 		if (b->dealers[i])
 			zmq_close(b->dealers[i]);
+	if (hpsi_curve_refused(&b->curve))
+		hpsi_warn("bridge %s: refused %llu peer(s) without an admitted key (HPS_CURVE)", b->cfg.host,
+			  (unsigned long long)hpsi_curve_refused(&b->curve));
 	zmq_close(b->router);
 	zmq_close(b->sched);
+	hpsi_curve_stop(&b->curve);
 	zmq_ctx_term(b->zctx);
 	if (b->seg.base)
 		hpsi_seg_detach(&b->seg);

@@ -112,6 +112,7 @@ int hpsi_bridge_register(struct hpsi_bridge *b, uint32_t nsrv, uint32_t nwrk)
 	static const char *const shared[HPSI_NSHARED] = HPSI_SHARED_SETTINGS;
 	for (int i = 0; i < HPSI_NSHARED; i++)
 		r.settings[i] = hpsi_settings_hash(shared[i]);
+	r.token = hpsi_settings_hash("JOB_TOKEN");
 	if (hpsi_bridge_send_sched(b, &r, sizeof r)) {
 		hpsi_error("bridge %s: cannot send its registration to the scheduler at %s: %s", b->cfg.host,
 			   b->cc.root_ep, zmq_strerror(zmq_errno()));

@@ -96,6 +96,37 @@ static int terminated(const char *s, size_t cap)
 	return memchr(s, 0, cap) != NULL;
 }
 
+/* A host name goes into log lines and file names: printable, no '/'. */
+static int name_ok(const char *s, size_t cap)
+{
+	if (!terminated(s, cap) || !s[0])
+		return 0;
+	for (const char *p = s; *p; p++)
+		if (*p <= ' ' || *p > '~' || *p == '/')
+			return 0;
+	return 1;
+}
+
+/* tcp://ADDRESS:PORT, as a bridge binds it: every bridge connects there,
+ * and ZeroMQ refusing an endpoint would stop the bridge. */
+static int endpoint_ok(const char *s, size_t cap)
+{
+	if (!terminated(s, cap) || strncmp(s, "tcp://", 6) != 0)
+		return 0;
+	const char *colon = strrchr(s, ':'), *p;
+	if (colon <= s + 6 || !colon[1] || strlen(colon + 1) > 5)
+		return 0;
+	unsigned long port = 0;
+	for (p = colon + 1; *p >= '0' && *p <= '9'; p++)
+		port = port * 10 + (unsigned long)(*p - '0');
+	if (*p || port == 0 || port > 65535)
+		return 0;
+	for (p = s + 6; p < colon; p++)
+		if (*p <= ' ' || *p > '~')
+			return 0;
+	return 1;
+}
+
 int hpsi_sched_check(const void *buf, size_t len, const char **why)
 {
 	struct hpsi_sched_hdr h;
@@ -128,7 +159,7 @@ int hpsi_sched_check(const void *buf, size_t len, const char **why)
 	}
 	if (h.type == HPSI_SCH_REGISTER) {
 		const struct hpsi_sched_register *m = buf;
-		if (!terminated(m->name, sizeof m->name) || !m->name[0] || !terminated(m->endpoint, sizeof m->endpoint) ||
+		if (!name_ok(m->name, sizeof m->name) || !endpoint_ok(m->endpoint, sizeof m->endpoint) ||
 		    m->nservers > HPSI_MAX_NODES || m->nworkers > HPSI_MAX_NODES ||
 		    m->total_servers > HPSI_MAX_NODES || m->total_workers > HPSI_MAX_NODES) {
 			*why = "registration with a bad name, endpoint or count";
@@ -143,7 +174,7 @@ int hpsi_sched_check(const void *buf, size_t len, const char **why)
 		}
 		for (uint32_t i = 0; i < m->nhosts; i++) {
 			const struct hpsi_host_entry *e = &m->hosts[i];
-			if (!terminated(e->name, sizeof e->name) || !terminated(e->endpoint, sizeof e->endpoint) ||
+			if (!name_ok(e->name, sizeof e->name) || !endpoint_ok(e->endpoint, sizeof e->endpoint) ||
 			    e->srv_lo > e->srv_hi || e->srv_hi > m->nservers || e->wrk_lo > e->wrk_hi ||
 			    e->wrk_hi > m->nworkers) {
 				*why = "assignment with a bad host entry";

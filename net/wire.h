@@ -102,6 +102,7 @@ struct hpsi_sched_register {
 	uint32_t nservers, nworkers;      /* processes it runs */
 	uint32_t total_servers, total_workers; /* what it believes the job has */
 	uint64_t settings[HPSI_NSHARED];  /* hpsi_settings_hash of each shared setting */
+	uint64_t token;                   /* hpsi_settings_hash("JOB_TOKEN"): the job's own hosts know it */
 };
 
 /* Hash of setting HPS_<name> as this process sees it (unset hashes alike). */
@@ -153,7 +154,8 @@ struct hpsi_sched_abort {
 /* Fills a scheduler message header. */
 void hpsi_sched_init(struct hpsi_sched_hdr *h, int type, uint32_t host);
 /* Checks a received scheduler message (size for its type, magic, version,
- * counts, strings terminated); 0 or -1 with *why. */
+ * counts, strings terminated, host names printable, endpoints of the form
+ * tcp://ADDRESS:PORT); 0 or -1 with *why. */
 int hpsi_sched_check(const void *buf, size_t len, const char **why);
 
 #endif

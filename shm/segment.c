@@ -351,6 +351,16 @@ int hpsi_seg_attach_path(const char *path, struct hpsi_seg *seg)
 	memset(seg, 0, sizeof *seg);
 	snprintf(seg->path, sizeof seg->path, "%s", path);
 	int fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0 && (errno == EACCES || errno == EPERM)) {
+		/* segments are 0600: only the job's own user may attach */
+		struct stat own;
+		int known = stat(path, &own) == 0;
+		hpsi_error("cannot attach %s: permission denied: the job's segment is mode %04o and belongs to uid %ld, "
+			   "this process runs as uid %ld (run it as the job's user)",
+			   path, known ? (unsigned)(own.st_mode & 07777) : 0600u, known ? (long)own.st_uid : -1L,
+			   (long)geteuid());
+		return HPS_ESYS;
+	}
 	if (fd < 0)
 		return errno == ENOENT ? HPS_ENOJOB : HPS_ESYS;
 	struct stat st;

@@ -3,14 +3,8 @@
  * skipped, only where namespaces cannot be made). Everything made is
  * removed afterwards, on failure too.
  *
- * The test binary is also the job's worker program (`--cluster-worker
- * MODE`), so what a worker checks travels back as its exit status.
- *
- * Longer than the project's ~600 lines on purpose: every case shares the
- * namespace set-up, the signal-safe clean-up and the job helpers below,
- * which hold state of this process (prefix, logs) that a second file would
- * have to share through globals. Suites of their own took what did not
- * need them (test_recipes.c, test_ssh.c, test_barrier.c, test_bridge.c). */
+ * The namespaces, the jobs on them and the worker program are in
+ * tests/netns.c (shared with test_curve.c). */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -26,278 +20,7 @@
 #include "net/wire.h"
 #include "runtime/cluster/hosts_stats.h"
 #include "shm/bell.h"
-#include "tests/harness.h"
-
-#define NET "10.78.0"
-#define NET6 "fd78::"
-
-static char pfx[16]; /* namespaces PFX0.., bridge PFXbr */
-static int nhosts;
-static char self_path[4096];
-
-/* ---- the worker program --------------------------------------------------- */
-
-#define SMALL_KEYS 3000
-#define BIG_KEYS 1000
-#define BIG_WIDTH 32 /* 128 KiB of values: travels without a copy */
-
-static int check_sums(hps_worker *w, int nw, int rounds)
-{
-	static uint64_t small[SMALL_KEYS], big[BIG_KEYS];
-	static float got[SMALL_KEYS];
-	for (int k = 0; k < SMALL_KEYS; k++)
-		small[k] = (uint64_t)k;
-	for (int k = 0; k < BIG_KEYS; k++)
-		big[k] = 100000 + (uint64_t)k * 3;
-	float *bg = malloc(sizeof(float) * BIG_KEYS * BIG_WIDTH);
-	if (hps_wait(w, hps_pull(w, small, SMALL_KEYS, got, NULL)) ||
-	    hps_wait(w, hps_pull(w, big, BIG_KEYS, bg, &(hps_opts){.width = BIG_WIDTH}))) {
-		fprintf(stderr, "final pull failed\n");
-		return 1;
-	}
-	/* worker r pushed (r+1)(k%5+1) and (r+1)(j%3+1) each round */
-	double wsum = nw * (nw + 1) / 2.0;
-	for (int k = 0; k < SMALL_KEYS; k++)
-		if (got[k] != (float)(wsum * (k % 5 + 1) * rounds)) {
-			fprintf(stderr, "key %d holds %g, expected %g\n", k, got[k], wsum * (k % 5 + 1) * rounds);
-			return 1;
-		}
-	for (int k = 0; k < BIG_KEYS * BIG_WIDTH; k++)
-		if (bg[k] != (float)(wsum * (k % 3 + 1) * rounds)) {
-			fprintf(stderr, "big value %d holds %g\n", k, bg[k]);
-			return 1;
-		}
-	free(bg);
-	return 0;
-}
-
-static int cluster_worker(const char *mode)
-{
-	hps_ctx *ctx;
-	hps_worker *w;
-	int rc = join_as_worker(&ctx, &w);
-	if (rc)
-		return rc;
-	int me = hps_rank(ctx), nw = hps_num_workers(ctx);
-	static uint64_t small[SMALL_KEYS], big[BIG_KEYS];
-	static float sv[SMALL_KEYS];
-	for (int k = 0; k < SMALL_KEYS; k++)
-		small[k] = (uint64_t)k, sv[k] = (float)((me + 1) * (k % 5 + 1));
-	for (int k = 0; k < BIG_KEYS; k++)
-		big[k] = 100000 + (uint64_t)k * 3;
-	float *bv = hps_alloc(w, sizeof(float) * BIG_KEYS * BIG_WIDTH); /* zero copy */
-	for (int k = 0; k < BIG_KEYS * BIG_WIDTH; k++)
-		bv[k] = (float)((me + 1) * (k % 3 + 1));
-	if (strcmp(mode, "loop") == 0) {
-		/* pushes and pulls until one fails: prints how long the failure took
-		 * to surface after the last success */
-		printf("loop started\n");
-		fflush(stdout);
-		int64_t last_ok = hpsi_now_ns();
-		for (int i = 0;; i++) {
-			int rc = hps_wait(w, hps_pushpull(w, small, SMALL_KEYS, sv, sv, NULL));
-			if (rc) {
-				printf("request failed: %s after %lld ms\n", hps_strerror(rc),
-				       (long long)((hpsi_now_ns() - last_ok) / 1000000));
-				fflush(stdout);
-				_exit(3);
-			}
-			last_ok = hpsi_now_ns();
-			for (int k = 0; k < SMALL_KEYS; k++)
-				sv[k] = (float)((me + 1) * (k % 5 + 1));
-			usleep(2000);
-		}
-	}
-	if (strcmp(mode, "pipe") == 0) {
-		/* many requests in flight at once, far more than tiny rings hold:
-		 * bridges must hold what does not fit and lose nothing */
-		enum { NP = 400, NK = 10 };
-		static int64_t ts[NP];
-		uint64_t k[NK];
-		float one[NK], got[NK];
-		for (int i = 0; i < NK; i++)
-			k[i] = (uint64_t)i * 7919, one[i] = 1.0f;
-		for (int i = 0; i < NP; i++)
-			if ((ts[i] = hps_push(w, k, NK, one, NULL)) < 0)
-				rc = 1;
-		for (int i = 0; i < NP; i++)
-			if (hps_wait(w, ts[i]))
-				rc = 1;
-		if (!rc && (rc = hps_barrier(ctx)) == 0 && (rc = hps_wait(w, hps_pull(w, k, NK, got, NULL))) == 0)
-			for (int i = 0; i < NK; i++)
-				if (got[i] != (float)(NP * nw)) {
-					fprintf(stderr, "key %d holds %g, expected %d\n", i, got[i], NP * nw);
-					rc = 1;
-				}
-		if (!rc)
-			printf("worker %d: sums ok\n", me);
-		hps_free(w, bv);
-		hps_worker_close(w);
-		hps_finalize(ctx);
-		return rc ? 1 : 0;
-	}
-	int rounds = strcmp(mode, "long") == 0 ? 60 : 4;
-	if (me == 0) {
-		printf("sums started\n");
-		fflush(stdout);
-	}
-	for (int r = 0; r < rounds && !rc; r++) {
-		int64_t a = hps_push(w, small, SMALL_KEYS, sv, NULL);
-		int64_t b = hps_push(w, big, BIG_KEYS, bv, &(hps_opts){.width = BIG_WIDTH});
-		if (hps_wait(w, a) || hps_wait(w, b)) {
-			fprintf(stderr, "push failed in round %d\n", r);
-			rc = 1;
-		}
-		if (rounds > 4)
-			usleep(20000);
-	}
-	if (!rc && (rc = hps_barrier(ctx)))
-		fprintf(stderr, "barrier: %s\n", hps_strerror(rc));
-	if (!rc)
-		rc = check_sums(w, nw, rounds);
-	/* a job that spans hosts refuses checkpoints, rather than wait */
-	if (!rc && me == 0 && (getenv("HPS_ROOT_URI") || getenv("DMLC_PS_ROOT_URI")) &&
-	    hps_save(ctx, "/tmp/hps-cluster-ckpt") != HPS_EINVAL) {
-		fprintf(stderr, "a checkpoint of a multi-host job was not refused\n");
-		rc = 1;
-	}
-	if (!rc)
-		printf("worker %d: sums ok\n", me);
-	hps_free(w, bv);
-	hps_worker_close(w);
-	hps_finalize(ctx);
-	return rc;
-}
-
-/* ---- namespaces ---------------------------------------------------------- */
-
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char cmd[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof cmd, fmt, ap);
-	va_end(ap);
-	return system(cmd);
-}
-
-static void ns_down(void)
-{
-	for (int i = 0; i < nhosts; i++) {
-		sh("ip netns pids %s%d 2>/dev/null | xargs -r kill -9 2>/dev/null; ip netns del %s%d 2>/dev/null", pfx, i,
-		   pfx, i);
-		/* a namespace goes once its last process is gone: its veth with it */
-		for (int t = 0; t < 100 && sh("ip link show %sv%d >/dev/null 2>&1", pfx, i) == 0; t++) {
-			sh("ip link del %sv%d 2>/dev/null", pfx, i);
-			usleep(20000);
-		}
-	}
-	if (nhosts)
-		sh("ip link del %sbr 2>/dev/null", pfx);
-	nhosts = 0;
-}
-
-static void on_fatal(int sig)
-{
-	/* the shells of ns_down inherit these: `timeout` signals the whole
-	 * process group right after this process, which must not cut them off */
-	signal(SIGTERM, SIG_IGN);
-	signal(SIGINT, SIG_IGN);
-	signal(SIGHUP, SIG_IGN);
-	ns_down();
-	signal(sig, SIG_DFL);
-	raise(sig);
-}
-
-/* n hosts PFX0..: 10.78.0.(i+1) and fd78::(i+1); the root namespace is .254 */
-static int ns_up(int n)
-{
-	ns_down();
-	if (sh("ip link add %sbr type bridge 2>/dev/null && ip link set %sbr up && ip addr add " NET ".254/24 dev %sbr",
-	       pfx, pfx, pfx))
-		return -1;
-	nhosts = n;
-	for (int i = 0; i < n; i++)
-		if (sh("ip netns add %s%d && ip link add %sv%d type veth peer name eth0 netns %s%d && "
-		       "ip link set %sv%d master %sbr up && "
-		       "ip netns exec %s%d ip addr add " NET ".%d/24 dev eth0 && "
-		       "ip netns exec %s%d ip -6 addr add " NET6 "%d/64 dev eth0 nodad && "
-		       "ip netns exec %s%d ip link set eth0 up && ip netns exec %s%d ip link set lo up",
-		       pfx, i, pfx, i, pfx, i, pfx, i, pfx, pfx, i, i + 1, pfx, i, i + 1, pfx, i, pfx, i))
-			return -1;
-	return 0;
-}
-
-/* ---- running jobs -------------------------------------------------------- */
-
-static char out[1 << 18];
-
-/* Runs a shell command in the background with output to a file. */
-static pid_t start(const char *log, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static pid_t start(const char *log, const char *fmt, ...)
-{
-	char cmd[4096];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof cmd, fmt, ap);
-	va_end(ap);
-	return spawn_logged(log, "/bin/sh", cmd);
-}
-
-static const char *slurp(const char *log)
-{
-	return slurp_into(log, out, sizeof out);
-}
-
-static int log_has(const char *log, const char *text)
-{
-	return strstr(slurp(log), text) != NULL;
-}
-
-static int wait_log(const char *log, const char *text, int ms)
-{
-	for (int t = 0; t < ms; t += 20) {
-		if (log_has(log, text))
-			return 1;
-		usleep(20000);
-	}
-	return 0;
-}
-
-static int finish(pid_t pid, int ms)
-{
-	return finish_group(pid, ms);
-}
-
-static char job_log[256], hostsf[256];
-
-/* Waits for a job started with start(); asserts it ended well and returns
- * how many workers printed "sums ok" (the whole log is shown on failure). */
-static int job_sums(pid_t p, int ms)
-{
-	int rc = finish(p, ms);
-	const char *o = slurp(job_log);
-	if (rc)
-		fprintf(stderr, "%s\n", o);
-	CU_ASSERT_EQUAL(rc, 0);
-	int ok = 0;
-	for (const char *x = o; (x = strstr(x, "sums ok")); x++)
-		ok++;
-	return ok;
-}
-
-static void write_hosts(const char *text)
-{
-	FILE *f = fopen(hostsf, "w");
-	fputs(text, f);
-	fclose(f);
-}
-
-/* The common environment of a job on the namespaces. */
-#define ENV(port)                                                                                              \
-	"env HPS_RSH='ip netns exec {name} sh -c' HPS_ROOT_URI=" NET ".1 HPS_ROOT_PORT=" port                      \
-	" HPS_HEAP_MB=16 HPS_RING_KB=256 HPS_HEARTBEAT_MS=100 HPS_DEAD_MS=1000 HPS_TIMEOUT_MS=8000 "
+#include "tests/netns.h"
 
 static void test_cluster_mixed_sums_on_three_hosts(void)
 {
@@ -419,23 +142,6 @@ static void test_cluster_dmlc_tracker_processes(void)
 	}
 	CU_ASSERT_EQUAL(ok, 2);
 	ns_down();
-}
-
-/* Finds the pid of `hps WHAT` run for host HOST of the job. */
-static pid_t find_proc(const char *what, const char *host)
-{
-	char cmd[512], buf[64] = "";
-	snprintf(cmd, sizeof cmd,
-		 "for p in /proc/[0-9]*; do if (tr '\\0' ' ' < $p/cmdline) 2>/dev/null | grep -q 'hps %s' && "
-		 "(tr '\\0' '\\n' < $p/environ) 2>/dev/null | grep -qx 'HPS_HOST=%s'; then basename $p; fi; done | head -1",
-		 what, host);
-	FILE *f = popen(cmd, "r");
-	if (f) {
-		if (!fgets(buf, sizeof buf, f))
-			buf[0] = 0;
-		pclose(f);
-	}
-	return (pid_t)atoi(buf);
 }
 
 static void kill_and_watch(const char *victim)
@@ -672,21 +378,9 @@ int main(int argc, char **argv)
 {
 	if (argc == 3 && strcmp(argv[1], "--cluster-worker") == 0)
 		return cluster_worker(argv[2]);
-	ssize_t n = readlink("/proc/self/exe", self_path, sizeof self_path - 1);
-	self_path[n > 0 ? n : 0] = 0;
-	if (geteuid() != 0 || system("ip netns list >/dev/null 2>&1") != 0) {
-		printf("test_cluster: skipped: network namespaces need root and iproute2\n");
-		return 77;
-	}
-	snprintf(pfx, sizeof pfx, "hc%d", (int)(getpid() % 100000));
-	snprintf(job_log, sizeof job_log, "/tmp/hps-cluster-%d.log", (int)getpid());
-	snprintf(hostsf, sizeof hostsf, "/tmp/hps-cluster-%d.hosts", (int)getpid());
-	signal(SIGINT, on_fatal);
-	signal(SIGTERM, on_fatal);
-	signal(SIGHUP, on_fatal);
-	signal(SIGABRT, on_fatal);
-	signal(SIGSEGV, on_fatal);
-	atexit(ns_down);
+	int skip = netns_suite_start("test_cluster");
+	if (skip)
+		return skip;
 	static const struct test_case cases[] = {
 		{"test_cluster_mixed_sums_on_three_hosts", test_cluster_mixed_sums_on_three_hosts},
 		{"test_cluster_ipv6_and_dmlc_names", test_cluster_ipv6_and_dmlc_names},
@@ -701,8 +395,6 @@ int main(int argc, char **argv)
 		{NULL, NULL},
 	};
 	int rc = run_suite("cluster", cases);
-	ns_down();
-	unlink(job_log);
-	unlink(hostsf);
+	netns_suite_end();
 	return rc;
 }

@@ -22,6 +22,7 @@ static void usage(FILE *f)
 		   "  checkpoint  save (or --load) the tables of a running job (hps checkpoint --help)\n"
 		   "  scheduler   the scheduler of a multi-host job (started by launch --hosts)\n"
 		   "  bridge      this host's bridge in a multi-host job (started by launch)\n"
+		   "  keygen DIR  the CURVE keys of a job across hosts (HPS_CURVE=DIR; hps keygen --help)\n"
 		   "  help     this text\n"
 		   "  version  the version of hps (also --version)\n");
 }
@@ -121,6 +122,8 @@ int main(int argc, char **argv)
 		return hpsi_cmd_scheduler(argc - 1, argv + 1);
 	if (strcmp(cmd, "bridge") == 0)
 		return hpsi_cmd_bridge(argc - 1, argv + 1);
+	if (strcmp(cmd, "keygen") == 0)
+		return hpsi_cmd_keygen(argc - 1, argv + 1);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
 		printf("hps %s\n", HPS_VERSION_STRING);
 		return 0;

@@ -26,6 +26,7 @@
 #include "runtime/cluster/lobby.h"
 #include "runtime/common/log.h"
 #include "runtime/cluster/outpipe.h"
+#include "net/curve.h"
 #include "net/transport.h"
 #include "runtime/server/store.h"
 
@@ -72,6 +73,8 @@ static void usage(FILE *f)
 		"  --root-uri H, --root-port P  where the scheduler listens (HPS_ROOT_URI/PORT)\n"
 		"  --node-addr A, --interface I, --ports P-Q  where this host's bridge listens\n"
 		"  --local-servers N, --local-workers N  this host's part of a multi-host job\n"
+		"  --curve DIR           encrypt and authenticate every TCP link with the keys of\n"
+		"                        `hps keygen DIR`, present on every host (HPS_CURVE)\n"
 		"  --no-prefix           children write straight to this terminal, lines untagged\n"
 		"  --summary             at the end, a screen of what each server and worker did\n"
 		"  --heap-mb N           shared heap per worker in MiB (default 256; HPS_HEAP_MB)\n"
@@ -115,7 +118,7 @@ static const struct {
 	{"--local-servers", NULL, "HPS_LOCAL_SERVERS"}, {"--local-workers", NULL, "HPS_LOCAL_WORKERS"},
 	{"--root-uri", NULL, "HPS_ROOT_URI"},     {"--root-port", NULL, "HPS_ROOT_PORT"},
 	{"--node-addr", NULL, "HPS_NODE_ADDR"},   {"--interface", NULL, "HPS_INTERFACE"},
-	{"--ports", NULL, "HPS_PORTS"},
+	{"--ports", NULL, "HPS_PORTS"},           {"--curve", NULL, "HPS_CURVE"},
 };
 
 /* --no-prefix: children write to the launcher's own stdout and stderr
@@ -384,6 +387,9 @@ int hpsi_launch_check_settings(struct hpsi_config *cfg, int self_serve, int need
 	}
 	uint64_t n;
 	struct hpsi_cluster_cfg cc;
+	struct hpsi_curve curve;
+	if (hpsi_curve_load(&curve))
+		return HPS_ECONFIG;
 	if (hpsi_setting("ROOT_URI") &&
 	    (hpsi_cluster_load(&cc, need_node) || hpsi_setting_u64("LOCAL_SERVERS", 0, HPSI_MAX_NODES, &n) ||
 	     hpsi_setting_u64("LOCAL_WORKERS", 0, HPSI_MAX_NODES, &n)))

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -224,6 +225,25 @@ static char *host_order(const struct host_line *h, int n)
 	return o;
 }
 
+/* HPS_JOB_TOKEN: 128 random bits every host of this job gets (through
+ * the remote command's environment) and the scheduler asks of each
+ * registration, so that a stranger cannot take a host's place by guessing
+ * its name and counts. It crosses the network in clear text: a job whose
+ * network others can read needs HPS_CURVE. */
+static int set_job_token(void)
+{
+	unsigned char r[16];
+	char hex[33];
+	if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r) {
+		fprintf(stderr, "hps launch: cannot make the job's token: %s\n", strerror(errno));
+		return -1;
+	}
+	for (int i = 0; i < 16; i++)
+		snprintf(hex + 2 * i, 3, "%02x", r[i]);
+	setenv("HPS_JOB_TOKEN", hex, 1);
+	return 0;
+}
+
 #define GRACE_NS 5000000000ll /* from "stop" to SIGTERM, and SIGTERM to SIGKILL */
 
 int hpsi_launch_hosts(const char *file, int argc, char **argv, int prog)
@@ -254,6 +274,8 @@ int hpsi_launch_hosts(const char *file, int argc, char **argv, int prog)
 	}
 	if (!hpsi_setting("ROOT_PORT"))
 		setenv("HPS_ROOT_PORT", "9091", 1);
+	if (!hpsi_setting("JOB_TOKEN") && set_job_token())
+		return 2;
 	if (check_settings(argv, prog))
 		return 2;
 	char self[4096], dir[4096];

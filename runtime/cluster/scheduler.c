@@ -19,6 +19,7 @@
 
 #include "hps/error.h"
 #include "net/codec.h"
+#include "net/curve.h"
 #include "net/wire.h"
 #include "net/transport.h"
 #include "runtime/cluster/hosts_stats.h"
@@ -46,6 +47,7 @@ struct host {
 struct sched {
 	void *sock;
 	struct hpsi_cluster_cfg cc;
+	struct hpsi_curve curve; /* HPS_CURVE: who may talk to us */
 	uint32_t nservers, nworkers, nhosts;
 	struct host hosts[HPSI_MAX_HOSTS];
 	struct hpsi_sched_assign assign;
@@ -53,6 +55,7 @@ struct sched {
 	int states_changed;
 	uint32_t barrier_gen;  /* barriers completed: barrier_gen is open */
 	int32_t barrier_code;  /* 0, or why barrier_gen failed (and all after it) */
+	uint64_t token;          /* hash of HPS_JOB_TOKEN, 0 when unset */
 	uint64_t refused;        /* registrations refused before the job started */
 	char last_refusal[256];  /* the reason of the last one */
 };
@@ -153,13 +156,22 @@ static int by_order(const void *a, const void *b)
 }
 
 /* Why registration m from peer id cannot join the job, or "" when it can.
- * srv and wrk: the processes registered so far. */
+ * srv and wrk: the processes registered so far. *answer: whether to tell
+ * the peer (not when it does not know the job's token: a stranger learns
+ * nothing). */
 static void refusal(struct sched *s, const struct hpsi_sched_register *m, const struct peer_id *id, uint32_t srv,
-		    uint32_t wrk, char *reason, size_t cap)
+		    uint32_t wrk, char *reason, size_t cap, int *answer)
 {
 	const struct host *twin;
 	reason[0] = 0;
-	if (m->total_servers != s->nservers || m->total_workers != s->nworkers)
+	*answer = 1;
+	if (s->token && m->token != s->token) {
+		snprintf(reason, cap, "a registration as host %s without the job's token (HPS_JOB_TOKEN): not a host of this job",
+			 m->name);
+		*answer = 0;
+	} else if (order && order_of(m->name) == (size_t)-1)
+		snprintf(reason, cap, "host %s is not one of the job's hosts (%s)", m->name, order);
+	else if (m->total_servers != s->nservers || m->total_workers != s->nworkers)
 		snprintf(reason, cap,
 			 "host %s believes the job has %u servers and %u workers, the scheduler %u and %u (HPS_NUM_SERVERS, HPS_NUM_WORKERS)",
 			 m->name, m->total_servers, m->total_workers, s->nservers, s->nworkers);
@@ -233,16 +245,23 @@ static int collect_hosts(struct sched *s)
 				bad_message(s, "a message before registration");
 			continue;
 		}
-		char reason[256];
-		refusal(s, &m.reg, &id, srv, wrk, reason, sizeof reason);
+		struct host *same = host_by_id(s, &id);
+		if (same && memcmp(&same->reg, &m.reg, sizeof m.reg) == 0) {
+			bad_message(s, "a registration sent twice"); /* the first one stands */
+			continue;
+		}
+		char reason[512];
+		int answer;
+		refusal(s, &m.reg, &id, srv, wrk, reason, sizeof reason, &answer);
 		if (reason[0]) {
 			/* a line each for the first few, then every 1000th: a flood
 			 * of forged registrations cannot flood the log */
 			if (++s->refused <= 10 || s->refused % 1000 == 0)
 				hpsi_error("scheduler: registration refused (%llu so far): %s", (unsigned long long)s->refused,
 					   reason);
-			snprintf(s->last_refusal, sizeof s->last_refusal, "%s", reason);
-			abort_host(s, &id, reason);
+			snprintf(s->last_refusal, sizeof s->last_refusal, "%.*s", (int)sizeof s->last_refusal - 1, reason);
+			if (answer)
+				abort_host(s, &id, reason);
 			continue;
 		}
 		struct host *h = &s->hosts[s->nhosts++];
@@ -444,9 +463,11 @@ int hpsi_cmd_scheduler(int argc, char **argv)
 	}
 	struct sched *s = calloc(1, sizeof *s);
 	struct hpsi_config cfg;
-	if (!s || hpsi_config_load(&cfg, 0) || hpsi_cluster_load(&s->cc, 0))
+	if (!s || hpsi_config_load(&cfg, 0) || hpsi_cluster_load(&s->cc, 0) || hpsi_curve_load(&s->curve))
 		return 2;
+	snprintf(s->curve.who, sizeof s->curve.who, "scheduler");
 	s->nservers = cfg.nservers, s->nworkers = cfg.nworkers;
+	s->token = hpsi_settings_hash("JOB_TOKEN");
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
 	void *zctx = zmq_ctx_new();
@@ -455,7 +476,11 @@ int hpsi_cmd_scheduler(int argc, char **argv)
 	char ep[160];
 	hpsi_tcp_endpoint(ep, sizeof ep, s->cc.root_addr, s->cc.root_ipv6, s->cc.root_port);
 	int code = 0;
-	if (zmq_bind(s->sock, ep) != 0) {
+	/* the ZAP handler first: a CURVE socket listening without one would
+	 * admit any key */
+	if (hpsi_curve_start(&s->curve, zctx) || hpsi_curve_server(&s->curve, s->sock)) {
+		code = 1;
+	} else if (zmq_bind(s->sock, ep) != 0) {
 		hpsi_error("scheduler: cannot listen on %s: %s (HPS_ROOT_URI, HPS_ROOT_PORT)", ep, zmq_strerror(zmq_errno()));
 		code = 1;
 	} else if (collect_hosts(s)) {
@@ -505,7 +530,11 @@ int hpsi_cmd_scheduler(int argc, char **argv)
 		if (hpsi_hosts_stats_path(path, sizeof path, cfg.job) == 0)
 			unlink(path);
 	}
+	if (hpsi_curve_refused(&s->curve))
+		hpsi_warn("scheduler: refused %llu peer(s) without an admitted key (HPS_CURVE)",
+			  (unsigned long long)hpsi_curve_refused(&s->curve));
 	zmq_close(s->sock);
+	hpsi_curve_stop(&s->curve);
 	zmq_ctx_term(zctx);
 	free(s);
 	return code;

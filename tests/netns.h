@@ -1,0 +1,62 @@
+/* Multi-host jobs on one machine, shared by tests/test_cluster.c and
+ * tests/test_curve.c: network namespaces joined by veth pairs on a Linux
+ * bridge stand for hosts (root is needed). Everything made is removed
+ * afterwards, on failure and on signals too.
+ *
+ * A suite's binary is also its jobs' worker program (`--cluster-worker
+ * MODE`, cluster_worker), so what a worker checks travels back as its exit
+ * status: "sums" (4 rounds of pushes, then the sums checked), "long" (60),
+ * "loop" (until a request fails), "pipe" (400 requests in flight). Worker
+ * r pushes (r+1)(k%5+1) to small key k and (r+1)(j%3+1) to the j-th float
+ * of the big keys' values. */
+#ifndef HPS_TESTS_NETNS_H
+#define HPS_TESTS_NETNS_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "tests/harness.h"
+
+#define NET "10.78.0"
+#define NET6 "fd78::"
+
+#define SMALL_KEYS 3000
+#define BIG_KEYS 1000
+#define BIG_WIDTH 32 /* 128 KiB of values: travels without a copy */
+
+extern char pfx[16];          /* namespaces PFX0.., bridge PFXbr, host veths PFXv0.. */
+extern char self_path[4096];  /* this test binary */
+extern char job_log[256], hostsf[256];
+
+/* Root check (77: skip), names, clean-up on exit and signals. */
+int netns_suite_start(const char *suite);
+void netns_suite_end(void);
+
+int cluster_worker(const char *mode);
+
+int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* n hosts PFX0..: NET.(i+1) and NET6(i+1); the root namespace is NET.254 */
+int ns_up(int n);
+void ns_down(void);
+void ns_on_fatal(int sig);
+
+/* Runs a shell command in the background with output to a file (a new
+ * one: what the file held is gone before this returns). */
+pid_t start(const char *log, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+const char *slurp(const char *log);
+int log_has(const char *log, const char *text);
+int wait_log(const char *log, const char *text, int ms);
+int finish(pid_t pid, int ms);
+/* Waits for a job started with start(); asserts it ended well and returns
+ * how many workers printed "sums ok" (the whole log is shown on failure). */
+int job_sums(pid_t p, int ms);
+void write_hosts(const char *text);
+/* The pid of `hps WHAT` run for host HOST of the job. */
+pid_t find_proc(const char *what, const char *host);
+
+/* The common environment of a job on the namespaces. */
+#define ENV(port)                                                                                              \
+	"env HPS_RSH='ip netns exec {name} sh -c' HPS_ROOT_URI=" NET ".1 HPS_ROOT_PORT=" port                      \
+	" HPS_HEAP_MB=16 HPS_RING_KB=256 HPS_HEARTBEAT_MS=100 HPS_DEAD_MS=1000 HPS_TIMEOUT_MS=8000 "
+
+#endif
