@@ -409,3 +409,21 @@ void bench_env(const char *job, const char *role, int rank)
 	setenv("HPS_JOB_ID", job, 1);
 	setenv("HPS_HOST", "bench", 1);
 }
+
+void bench_run_node(const char *job, int server, int rank, int (*fn)(hps_ctx *, hps_worker *))
+{
+	bench_child(SIGKILL);
+	bench_env(job, server ? "server" : "worker", rank);
+	hps_ctx *ctx;
+	hps_worker *w;
+	if (hps_init(&ctx, NULL, NULL))
+		_exit(1);
+	if (server)
+		_exit(hps_server_run(ctx, NULL, NULL) ? 1 : 0);
+	if (hps_worker_open(ctx, 1, &w))
+		_exit(1);
+	int rc = fn(ctx, w);
+	hps_worker_close(w);
+	hps_finalize(ctx);
+	_exit(rc);
+}

@@ -63,5 +63,8 @@ void bench_job_segment(const char *path);
 void bench_child(int deathsig);
 /* The settings a forked process of a benchmark's job needs (host "bench"). */
 void bench_env(const char *job, const char *role, int rank);
+/* In a forked process: joins job as server `rank` (serving until the job
+ * ends) or as worker `rank` running fn; exits with the outcome. */
+_Noreturn void bench_run_node(const char *job, int server, int rank, int (*fn)(hps_ctx *, hps_worker *));
 
 #endif

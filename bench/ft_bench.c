@@ -36,8 +36,9 @@ struct ft_shared {
 
 static struct ft_shared *fs;
 
-static int ft_worker(hps_worker *w)
+static int ft_worker(hps_ctx *ctx, hps_worker *w)
 {
+	(void)ctx;
 	uint64_t keys[NK];
 	float push[NK], pull[NK];
 	for (int k = 0; k < NK; k++)
@@ -75,23 +76,8 @@ static int64_t one_failover(int rep)
 	memset(fs, 0, sizeof *fs);
 	pid_t pids[4];
 	for (int i = 0; i < 4; i++) {
-		if ((pids[i] = fork()) != 0)
-			continue;
-		bench_child(SIGKILL);
-		int srv = i < 3;
-		bench_env(job, srv ? "server" : "worker", srv ? i : 0);
-		hps_ctx *ctx;
-		hps_worker *w;
-		if (hps_init(&ctx, NULL, NULL))
-			_exit(1);
-		if (srv)
-			_exit(hps_server_run(ctx, NULL, NULL) ? 1 : 0);
-		if (hps_worker_open(ctx, 1, &w))
-			_exit(1);
-		int rc = ft_worker(w);
-		hps_worker_close(w);
-		hps_finalize(ctx);
-		_exit(rc);
+		if ((pids[i] = fork()) == 0)
+			bench_run_node(job, i < 3, i < 3 ? i : 0, ft_worker);
 	}
 	int64_t end = hpsi_now_ns() + 10000000000ll, got = -1;
 	while (atomic_load_explicit(&fs->requests, memory_order_acquire) < 200 && hpsi_now_ns() < end)

@@ -61,23 +61,8 @@ static int run_job(uint32_t S, uint32_t W, int (*fn)(hps_ctx *, hps_worker *), p
 	bench_nservers = 0;
 	for (uint32_t i = 0; i < n; i++) {
 		pid_t pid = fork();
-		if (pid == 0) {
-			bench_child(SIGKILL);
-			int srv = i < S;
-			bench_env(job, srv ? "server" : "worker", srv ? (int)i : (int)(i - S));
-			hps_ctx *ctx;
-			hps_worker *w;
-			if (hps_init(&ctx, NULL, NULL))
-				_exit(1);
-			if (srv)
-				_exit(hps_server_run(ctx, NULL, NULL) ? 1 : 0);
-			if (hps_worker_open(ctx, 1, &w))
-				_exit(1);
-			int rc = fn(ctx, w);
-			hps_worker_close(w);
-			hps_finalize(ctx);
-			_exit(rc);
-		}
+		if (pid == 0)
+			bench_run_node(job, i < S, i < S ? (int)i : (int)(i - S), fn);
 		pids[i] = pid;
 		if (i < S && i < 8) /* the workers, forked next, measure the servers' memory */
 			bench_server_pid[bench_nservers++] = pid;
