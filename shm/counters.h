@@ -48,11 +48,15 @@ struct hpsi_counters {
 	_Atomic uint64_t store_keys, store_bytes; /* server: the built-in store's size */
 	/* Line 2: waits, from any thread of the worker (one shared add per
 	 * wait: waits_done when the request was already done, waits_blocked
-	 * when it was not); the server's sampled updater time (its loop). */
+	 * when it was not); the server's sampled updater time and replication
+	 * counts (its loop). */
 	alignas(64) _Atomic uint64_t waits_done;
 	_Atomic uint64_t waits_blocked;
 	_Atomic uint64_t wait_ns_sampled, wait_samples;  /* every HPSI_STAT_SAMPLE-th blocking wait */
 	_Atomic uint64_t updater_ns_sampled, updater_samples;
+	/* server, its loop: replication (HPS_REPLICAS) */
+	_Atomic uint64_t forwarded;       /* pushes and clocks copied to backups */
+	_Atomic uint64_t replica_applied; /* forwarded pushes applied as a backup */
 	/* Lines 3-5: errors by code (-HPS_E*), shared adds: any thread. */
 	alignas(64) _Atomic uint64_t errors[HPSI_STAT_ERRORS];
 };

@@ -492,6 +492,15 @@ static void test_replica_launch_survives_kill(void)
 		 job, self, flag);
 	pid_t pid = spawn_logged(log, "/bin/sh", cmd);
 	CU_ASSERT_FATAL(poll_until(file_exists, flag, 20000));
+	/* the backups count what they applied (hps metrics) */
+	char mlog[80];
+	snprintf(mlog, sizeof mlog, "%s.metrics", log);
+	snprintf(cmd, sizeof cmd, "exec %s metrics --job %s", hps_bin(), job);
+	CU_ASSERT_EQUAL(finish_group(spawn_logged(mlog, "/bin/sh", cmd), 10000), 0);
+	slurp_into(mlog, out, sizeof out);
+	const char *applied = strstr(out, "hps_replica_applied_total{");
+	CU_ASSERT(applied && strtoull(strchr(applied, '}') + 1, NULL, 10) > 0);
+	unlink(mlog);
 	pid_t victim = find_server(job, 1);
 	CU_ASSERT(victim > 0);
 	if (victim > 0)

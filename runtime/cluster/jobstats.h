@@ -28,6 +28,9 @@ enum { HPSI_R_SERVER = 1, HPSI_R_WORKER = 2, HPSI_R_BRIDGE = 4 };
 	X(store_keys, "store_keys", "gauge", 1, "Keys in the server's built-in store.")                         \
 	X(store_bytes, "store_bytes", "gauge", 1, "Bytes of values, optimizer state and table in the store.")   \
 	X(checkpoints, "checkpoints_total", "counter", 1, "Checkpoint parts this server saved or loaded.")       \
+	X(forwarded, "replica_forwards_total", "counter", 1,                                                    \
+	  "Pushes and clocks this server copied to the backups of the key ranges it serves (HPS_REPLICAS).")    \
+	X(replica_applied, "replica_applied_total", "counter", 1, "Forwarded pushes this server applied as a backup.") \
 	X(waits_done, "waits_done_total", "counter", 2, "hps_wait calls whose request was already done.")      \
 	X(waits_blocked, "waits_blocked_total", "counter", 2, "hps_wait calls whose request was not done yet.")
 

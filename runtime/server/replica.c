@@ -54,6 +54,7 @@ void hpsi_replica_forward(struct server *sv, const struct fwd_slots *f, const vo
 		hpsi_ring_commit(&sv->fwd_out[f->to[k]], len);
 		sv->fwd_dirty[f->to[k]] = 1;
 	}
+	hpsi_stat_add(&sv->stats->forwarded, f->n);
 }
 
 void hpsi_replica_publish(struct server *sv)
@@ -108,6 +109,7 @@ static int apply_forward(struct server *sv, const void *rec, size_t len)
 				 .vals = v.vals, .nvals = h->val_bytes / wsz};
 		rc = h->dtype == rs->wire ? hpsi_serve_apply(sv, rs, &r, NULL) : HPS_EPROTO;
 		p->last_seq = h->timestamp;
+		hpsi_stat_add(&sv->stats->replica_applied, 1);
 	}
 	if (ack) {
 		hpsi_msg_init(ack, HPSI_MSG_RESPONSE, sv->me, h->timestamp);
