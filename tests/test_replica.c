@@ -6,6 +6,7 @@
  * a random iteration of a random worker), with small rings that fill up,
  * with held BSP pulls, with pushpulls. Without replicas the same kill
  * fails the job (checked too, so the test cannot pass vacuously). */
+#include <dirent.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -450,10 +451,14 @@ static pid_t find_server(const char *job, int rank)
 	char want_job[96], want_rank[32];
 	snprintf(want_job, sizeof want_job, "HPS_JOB_ID=%s", job);
 	snprintf(want_rank, sizeof want_rank, "HPS_RANK=%d", rank);
-	for (pid_t pid = 2; pid < 4194304; pid++) {
-		char path[64], env[8192];
-		snprintf(path, sizeof path, "/proc/%d/environ", (int)pid);
-		FILE *f = fopen(path, "r");
+	DIR *proc = opendir("/proc");
+	struct dirent *e;
+	pid_t found = 0;
+	while (proc && !found && (e = readdir(proc))) {
+		pid_t pid = (pid_t)atoi(e->d_name);
+		char path[300], env[8192];
+		snprintf(path, sizeof path, "/proc/%s/environ", e->d_name);
+		FILE *f = pid > 0 ? fopen(path, "r") : NULL;
 		if (!f)
 			continue;
 		size_t n = fread(env, 1, sizeof env - 1, f);
@@ -466,9 +471,11 @@ static pid_t find_server(const char *job, int rank)
 			server |= strcmp(env + at, "HPS_ROLE=server") == 0;
 		}
 		if (job_ok && rank_ok && server)
-			return pid;
+			found = pid;
 	}
-	return 0;
+	if (proc)
+		closedir(proc);
+	return found;
 }
 
 static int file_exists(void *path)
