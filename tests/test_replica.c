@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "shm/bell.h"
+#include "shm/node.h"
 #include "tests/harness.h"
 
 #define NKEYS 48
@@ -208,6 +209,9 @@ static int run_job(const struct run *r, uint32_t *killed)
 		uint32_t victim = k == 0 ? (uint32_t)(r->seed % r->S) : (killed[0] + 1) % r->S;
 		kill(j.servers[victim], SIGKILL);
 		waitpid(j.servers[victim], NULL, 0);
+		/* as hps launch does on waitpid: also a server killed before its
+		 * hps_init (a slow start, with pushes still in flight) is dead */
+		hpsi_node_mark_dead(&j.seg, victim);
 		j.servers[victim] = 0;
 		killed[k] = victim;
 	}
