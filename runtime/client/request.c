@@ -400,6 +400,7 @@ static int send_part(hps_worker *w, const struct call *c, struct hpsi_slot *s, u
 		h.resp_cap = cap;
 	}
 	h.flags = (uint16_t)flags;
+	p->heap_body = c->type != HPS_REQ_PULL && (flags & (HPSI_F_HEAP_KEYS | HPSI_F_HEAP_VALS));
 	h.dtype = (uint8_t)p->wire;
 	h.clock = w->clock;
 	h.part = pi;

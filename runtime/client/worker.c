@@ -173,7 +173,7 @@ static void part_maybe_done(struct hps_worker *w, struct hpsi_slot *s, struct hp
 {
 	if (!p->answered)
 		return;
-	if (s->type != HPS_REQ_PULL)
+	if (p->heap_body)
 		for (uint32_t i = 0; i <= w->seg->hdr->replicas; i++)
 			if (!(p->applied & (1u << i)) && !hpsi_server_gone(w->seg, hpsi_replica(w->seg, p->server, i)))
 				return;

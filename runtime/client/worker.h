@@ -37,9 +37,13 @@ struct hpsi_part {
 	int resp_in_place;                    /* server wrote into the caller's buffer */
 	unsigned wire;                        /* value type on this server's rings */
 	/* Replication (HPS_REPLICAS), under poll_lock: the primary answered;
-	 * bit i: replica i of the range applied the push (a push is done
-	 * once every live replica has). */
-	uint8_t answered, applied;
+	 * bit i: replica i of the range applied the push. heap_body: set by
+	 * the submitter before SENT, the push's keys or values are in this
+	 * worker's heap, which the backups read: it is done only once every
+	 * live replica has applied it. An inline push is done on the primary's
+	 * answer: the primary publishes it to its backups' rings first, and
+	 * they apply all of it before they take the range over. */
+	uint8_t answered, applied, heap_body;
 };
 
 struct hpsi_slot {

@@ -5,10 +5,13 @@
  * (HPSI_F_REPLICA on the server-pair ring hpsi_seg_fwd_ring); clocks are
  * forwarded too. A backup applies the forwarded pushes in that order with
  * the same updater code, so values, optimizer state and push counts stay
- * identical bit for bit, and acknowledges each push to its worker directly
- * (a response with HPSI_F_REPLICA on the backup's own answer ring). The
- * worker completes a push once the primary and every live backup have
- * answered (runtime/client/worker.c).
+ * identical bit for bit. A push whose keys or values are in the worker's
+ * heap (which the backup reads there) is acknowledged by each backup to
+ * its worker directly (a response with HPSI_F_REPLICA on the backup's own
+ * answer ring), and the worker completes it once every live backup has;
+ * an inline push is complete on the primary's answer, which is published
+ * after the forwards: every live backup holds it in its ring and applies
+ * all of it before it can take the range over (runtime/client/worker.c).
  *
  * When every replica before a backup is gone, the backup drains what they
  * forwarded, then serves the range from the rings the dead primary left:
@@ -33,8 +36,10 @@ int hpsi_replica_reserve(struct server *sv, const struct range_state *rs, size_t
 		if (b == sv->me || hpsi_server_gone(sv->seg, b))
 			continue;
 		/* the replicas before this server are gone: b comes after it */
-		if (!(f->at[f->n] = hpsi_ring_reserve(&sv->fwd_out[b], len)))
+		if (!(f->at[f->n] = hpsi_ring_reserve(&sv->fwd_out[b], len))) {
+			hpsi_node_wake(sv->seg, b); /* full: it must drain now */
 			return 0;
+		}
 		f->to[f->n++] = b;
 	}
 	return 1;
@@ -53,6 +58,8 @@ void hpsi_replica_forward(struct server *sv, const struct fwd_slots *f, const vo
 		}
 		hpsi_ring_commit(&sv->fwd_out[f->to[k]], len);
 		sv->fwd_dirty[f->to[k]] = 1;
+		if (h->flags & (HPSI_F_HEAP_KEYS | HPSI_F_HEAP_VALS))
+			sv->fwd_urgent[f->to[k]] = 1; /* its worker waits for the backup */
 	}
 	hpsi_stat_add(&sv->stats->forwarded, f->n);
 }
@@ -60,11 +67,29 @@ void hpsi_replica_forward(struct server *sv, const struct fwd_slots *f, const vo
 void hpsi_replica_publish(struct server *sv)
 {
 	for (uint32_t b = 0; sv->replicas && b < sv->nservers; b++)
-		if (sv->fwd_dirty[b]) {
-			sv->fwd_dirty[b] = 0;
+		if (sv->fwd_dirty[b] == 1) {
+			sv->fwd_dirty[b] = 2; /* published, its backup not woken yet */
 			hpsi_ring_publish(&sv->fwd_out[b]);
-			hpsi_node_wake(sv->seg, b);
 		}
+}
+
+/* A backup is woken only when a worker waits for it (a push whose body is
+ * in the worker's heap) or its ring is half full; otherwise it applies the
+ * forwards in batches when it wakes for its own work or its idle check:
+ * on a machine with fewer cores than busy processes, a backup woken for
+ * every push takes the core of the worker or the primary. */
+void hpsi_replica_wake(struct server *sv)
+{
+	for (uint32_t b = 0; sv->replicas && b < sv->nservers; b++) {
+		if (sv->fwd_dirty[b] != 2)
+			continue;
+		struct hpsi_ring_prod *r = &sv->fwd_out[b];
+		int half_full = r->tail - r->head_cache > (r->mask + 1) / 2;
+		if (sv->fwd_urgent[b] || half_full)
+			hpsi_node_wake(sv->seg, b);
+		sv->fwd_dirty[b] = 0;
+		sv->fwd_urgent[b] = 0;
+	}
 }
 
 /* The range this server backs up as its replica index i >= 1, or NULL. */
@@ -96,9 +121,12 @@ static int apply_forward(struct server *sv, const void *rec, size_t len)
 		hpsi_serve_take_phase(rs, p, h);
 	if (h->type == HPSI_MSG_CLOCK)
 		return 1;
+	/* A push whose body is in the worker's heap is acknowledged: the
+	 * worker keeps the buffer until every backup has read it. */
+	int heap_body = (h->flags & (HPSI_F_HEAP_KEYS | HPSI_F_HEAP_VALS)) != 0;
 	struct peer *own = &sv->ranges[0].peers[wk]; /* this server's answer ring to wk */
 	struct hpsi_msg_hdr *ack = NULL;
-	if (!sv->finished[wk] && !(ack = hpsi_ring_reserve(&own->resp, sizeof *ack)))
+	if (heap_body && !sv->finished[wk] && !(ack = hpsi_ring_reserve(&own->resp, sizeof *ack)))
 		return 0;
 	int rc = 0;
 	if (h->timestamp > p->last_seq) {

@@ -317,6 +317,7 @@ int hpsi_serve_round(struct server *sv, struct range_state *rs)
 				_exit(99);
 			hpsi_ring_cons_publish(&p->req);
 			hpsi_node_wake(sv->seg, hpsi_worker_node(sv->seg, wk));
+			hpsi_replica_wake(sv);
 			total += n;
 		}
 	}

@@ -76,7 +76,8 @@ struct server {
 	 * backs up), out to the servers after it; indexed by server */
 	struct hpsi_ring_cons *fwd_in;
 	struct hpsi_ring_prod *fwd_out;
-	unsigned char *fwd_dirty; /* out ring has records to publish */
+	unsigned char *fwd_dirty;  /* out ring: 1 records to publish, 2 published */
+	unsigned char *fwd_urgent; /* out ring: a worker waits for that backup */
 	unsigned char *ack_dirty; /* own answer ring of a worker has acks to publish */
 	size_t answer_max;        /* largest inline answer */
 	float *scratch;           /* f32 values of a compressed request */
@@ -117,8 +118,10 @@ struct fwd_slots {
 int hpsi_replica_reserve(struct server *sv, const struct range_state *rs, size_t len, struct fwd_slots *f);
 /* Writes the forwarded copies of rec into the reserved room. */
 void hpsi_replica_forward(struct server *sv, const struct fwd_slots *f, const void *rec, size_t len);
-/* Publishes forwarded records and wakes their backups. */
+/* Publishes forwarded records; hpsi_replica_wake then rings their
+ * backups' bells (after the answers: a backup is off the answer's path). */
 void hpsi_replica_publish(struct server *sv);
+void hpsi_replica_wake(struct server *sv);
 /* Applies the pushes forwarded to this server; returns records handled. */
 int hpsi_replica_drain(struct server *sv);
 /* Takes over the ranges whose earlier replicas are all gone; returns how many. */

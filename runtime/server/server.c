@@ -290,7 +290,8 @@ static int server_setup(struct server *sv, hps_handler handler, void *arg)
 	if (!(sv->ranges = calloc(sv->nranges, sizeof *sv->ranges)) || !(sv->heaps = calloc(W, sizeof *sv->heaps)) ||
 	    !(sv->finished = calloc(W, 1)) || !(sv->ack_dirty = calloc(W, 1)) ||
 	    (sv->replicas && (!(sv->fwd_in = calloc(S, sizeof *sv->fwd_in)) ||
-			      !(sv->fwd_out = calloc(S, sizeof *sv->fwd_out)) || !(sv->fwd_dirty = calloc(S, 1)))))
+			      !(sv->fwd_out = calloc(S, sizeof *sv->fwd_out)) || !(sv->fwd_dirty = calloc(S, 1)) ||
+			      !(sv->fwd_urgent = calloc(S, 1)))))
 		return HPS_ENOMEM;
 	for (uint32_t wk = 0; wk < W; wk++) {
 		uint64_t lo = seg->hdr->heap_off + (uint64_t)wk * seg->hdr->heap_slice;
@@ -323,6 +324,7 @@ static void server_free(struct server *sv)
 	free(sv->fwd_in);
 	free(sv->fwd_out);
 	free(sv->fwd_dirty);
+	free(sv->fwd_urgent);
 	free(sv->scratch);
 }
 
