@@ -313,6 +313,57 @@ static void test_replica_primary_dies_between_forward_and_release(void)
 	CU_ASSERT(fired >= 9); /* the path was taken, not skipped by a short job */
 }
 
+/* Pushes too large for a ring record travel through the worker's heap,
+ * which backups read there: those wait for every live backup's
+ * acknowledgement. 3000 keys of value 1 per push, every key ends at
+ * workers x iterations. */
+#define BIG_KEYS 3000
+static int big_worker(hps_ctx *ctx, hps_worker *w, void *arg)
+{
+	const struct plan *pl = arg;
+	uint32_t me = (uint32_t)hps_rank(ctx), W = (uint32_t)hps_num_workers(ctx);
+	static uint64_t keys[BIG_KEYS];
+	static float ones[BIG_KEYS], got[BIG_KEYS];
+	int64_t ts[4];
+	int rc, nout = 0;
+	for (int k = 0; k < BIG_KEYS; k++)
+		keys[k] = (uint64_t)k, ones[k] = 1;
+	for (int it = 0; it < ITERS; it++) {
+		if (nout == 4) {
+			if ((rc = hps_wait(w, ts[0])))
+				return fail(me, "push", rc);
+			memmove(ts, ts + 1, sizeof ts[0] * --nout);
+		}
+		if ((ts[nout++] = hps_push(w, keys, BIG_KEYS, ones, NULL)) < 0)
+			return fail(me, "submit", (int)ts[nout - 1]);
+		atomic_store_explicit(&pl->progress[me], it + 1, memory_order_release);
+	}
+	for (int i = 0; i < nout; i++)
+		if ((rc = hps_wait(w, ts[i])))
+			return fail(me, "last pushes", rc);
+	if ((rc = hps_barrier(ctx)) || (rc = hps_wait(w, hps_pull(w, keys, BIG_KEYS, got, NULL))))
+		return fail(me, "final pull", rc);
+	for (int k = 0; k < BIG_KEYS; k++)
+		if (got[k] != (float)(W * ITERS)) {
+			fprintf(stderr, "worker %u: key %d holds %g, the workers pushed %u\n", me, k, got[k], W * ITERS);
+			return 12;
+		}
+	return 0;
+}
+
+static void test_replica_kill_with_heap_pushes(void)
+{
+	int bad = 0;
+	for (uint64_t seed = 91; seed <= 96; seed++) {
+		struct run r = {.S = 3, .W = 3, .K = 1 + (uint32_t)(seed % 2), .seed = seed, .kills = 1,
+				.ring_bytes = 4096, .fn = big_worker};
+		r.S = r.K == 2 ? 4 : 3;
+		uint32_t killed[2];
+		bad += run_job(&r, killed) != 0;
+	}
+	CU_ASSERT_EQUAL(bad, 0);
+}
+
 /* K=2 survives two servers killed one after the other. */
 static void test_replica_two_backups_survive_two_kills(void)
 {
@@ -566,6 +617,7 @@ struct test_case replica_cases[] = {
 	{"replica_kill_during_checkpoints", test_replica_kill_during_checkpoints},
 	{"replica_kill_pipelined_pushes", test_replica_kill_pipelined_pushes},
 	{"replica_primary_dies_between_forward_and_release", test_replica_primary_dies_between_forward_and_release},
+	{"replica_kill_with_heap_pushes", test_replica_kill_with_heap_pushes},
 	{"replica_two_backups_survive_two_kills", test_replica_two_backups_survive_two_kills},
 	{"replica_without_replicas_the_kill_loses", test_replica_without_replicas_the_kill_loses},
 	{"replica_every_replica_dead_fails_cleanly", test_replica_every_replica_dead_fails_cleanly},
