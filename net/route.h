@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "hps/error.h"
 #include "shm/segment.h"
 
 #define HPSI_NO_SERVER UINT32_MAX
@@ -73,6 +74,20 @@ static inline uint32_t hpsi_range_primary(const struct hpsi_seg *s, uint32_t r)
 			return srv;
 	}
 	return HPSI_NO_SERVER;
+}
+
+/* 0 while key range r has a server, else why not: HPS_EPEERDEAD when one
+ * of its replicas died, HPS_ECLOSED when they all closed. */
+static inline int hpsi_range_gone(const struct hpsi_seg *s, uint32_t r)
+{
+	if (hpsi_range_primary(s, r) != HPSI_NO_SERVER)
+		return 0;
+	for (uint32_t i = 0; i <= s->hdr->replicas; i++)
+		/* acquire pairs with the CAS in hpsi_node_mark_dead; only picks the code */
+		if (atomic_load_explicit(&hpsi_seg_node(s, hpsi_replica(s, r, i))->state, memory_order_acquire) ==
+		    HPSI_NODE_DEAD)
+			return HPS_EPEERDEAD;
+	return HPS_ECLOSED;
 }
 
 #endif

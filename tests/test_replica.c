@@ -603,6 +603,11 @@ static void test_replica_refusals(void)
 		if (!strstr(out, cases[i].says))
 			fprintf(stderr, "%s: %s\n", cases[i].args, out);
 	}
+	/* a fault injection the servers cannot read stops the job, named */
+	snprintf(cmd, sizeof cmd, "HPS_FAILPOINT=soon exec %s launch -s 2 -w 1 --replicas 1 -- %s", hps_bin(), quick);
+	CU_ASSERT(finish_group(spawn_logged(log, "/bin/sh", cmd), 20000) != 0);
+	slurp_into(log, out, sizeof out);
+	CU_ASSERT(strstr(out, "HPS_FAILPOINT=soon: expected forwarded:RANK:N") != NULL);
 	unlink(log);
 	/* across hosts: the segment of a bridged host group refuses it */
 	struct hpsi_seg seg;

@@ -222,20 +222,6 @@ struct alloc_arg {
 	int why;
 };
 
-/* 0 while key range r has a server, else why not: HPS_EPEERDEAD when
- * one of its replicas died, HPS_ECLOSED when they all closed. */
-static int range_gone(const hps_worker *w, uint32_t r)
-{
-	if (hpsi_range_primary(w->seg, r) != HPSI_NO_SERVER)
-		return 0;
-	for (uint32_t i = 0; i <= w->seg->hdr->replicas; i++)
-		/* acquire pairs with the CAS in hpsi_node_mark_dead; only picks the code */
-		if (atomic_load_explicit(&hpsi_seg_node(w->seg, hpsi_replica(w->seg, r, i))->state,
-					 memory_order_acquire) == HPSI_NODE_DEAD)
-			return HPS_EPEERDEAD;
-	return HPS_ECLOSED;
-}
-
 /* Done when allocated, when the file system behind the heap is full
  * (answers coming back free slice space, not file-system space), or when
  * the part's server is gone: a part not sent yet is failed by its sender,
@@ -243,7 +229,7 @@ static int range_gone(const hps_worker *w, uint32_t r)
 static int try_alloc(void *a_)
 {
 	struct alloc_arg *a = a_;
-	if ((a->why = range_gone(a->w, a->srv)))
+	if ((a->why = hpsi_range_gone(a->w->seg, a->srv)))
 		return 1;
 	a->p = hpsi_heap_alloc_why(a->w->heap, a->bytes, &a->why);
 	return a->p != NULL || a->why == HPS_ENOSPC;
@@ -341,7 +327,7 @@ struct reserve_arg {
 static int try_reserve(void *a_)
 {
 	struct reserve_arg *a = a_;
-	if ((a->dead = range_gone(a->w, a->srv)))
+	if ((a->dead = hpsi_range_gone(a->w->seg, a->srv)))
 		return 1;
 	return (a->rec = hpsi_ring_reserve(&a->w->req[a->srv], a->len)) != NULL;
 }
@@ -354,7 +340,7 @@ static uint64_t seg_off(const hps_worker *w, const void *p)
 static int send_part(hps_worker *w, const struct call *c, struct hpsi_slot *s, uint32_t pi, int64_t ts)
 {
 	struct hpsi_part *p = &s->parts[pi];
-	int gone = range_gone(w, p->server);
+	int gone = hpsi_range_gone(w->seg, p->server);
 	if (gone)
 		return gone;
 

@@ -250,8 +250,6 @@ static void handle_response(struct hps_worker *w, uint32_t server, const void *r
 	part_maybe_done(w, s, p);
 }
 
-/* Fails every sent part held by server `srv` (it died or closed). Parts
- * not sent yet are the submitter's: it fails them when its send fails. */
 /* Calls fn(w, s, part, status) on every sent part of key range r;
  * returns how many. */
 static uint32_t each_sent_part(struct hps_worker *w, uint32_t r,
@@ -273,6 +271,8 @@ static uint32_t each_sent_part(struct hps_worker *w, uint32_t r,
 	return n;
 }
 
+/* Fails every sent part of a key range that has no server left. Parts not
+ * sent yet are the submitter's: it fails them when its send fails. */
 static void fail_server_parts(struct hps_worker *w, uint32_t srv, int status)
 {
 	uint32_t failed = each_sent_part(w, srv, part_done, status); /* the count: for the log only */
@@ -394,17 +394,11 @@ static int check_peers(struct hps_worker *w)
 	if (died)
 		drain_locked(w); /* an answer may have been written just before the end */
 	for (uint32_t r = 0; died && r < w->nservers; r++) {
-		if (hpsi_range_primary(w->seg, r) != HPSI_NO_SERVER) {
-			if (K)
-				each_sent_part(w, r, recheck_part, 0);
-			continue;
-		}
-		int dead = 0;
-		for (uint32_t i = 0; i <= K; i++)
-			/* acquire pairs with the CAS in hpsi_node_mark_dead; only picks the code */
-			dead |= atomic_load_explicit(&hpsi_seg_node(w->seg, hpsi_replica(w->seg, r, i))->state,
-						     memory_order_acquire) == HPSI_NODE_DEAD;
-		fail_server_parts(w, r, dead ? HPS_EPEERDEAD : HPS_ECLOSED);
+		int gone = hpsi_range_gone(w->seg, r);
+		if (gone)
+			fail_server_parts(w, r, gone);
+		else if (K)
+			each_sent_part(w, r, recheck_part, 0);
 	}
 	expire_slots(w, now);
 	return 0;

@@ -266,11 +266,8 @@ int hpsi_store_load(struct hpsi_store *into, const char *dir, const struct hpsi_
 static uint32_t live_servers(struct hpsi_seg *seg)
 {
 	uint32_t n = 0;
-	for (uint32_t s = 0; s < seg->hdr->nservers; s++) {
-		/* acquire pairs with the state's release (struct hpsi_node) */
-		uint32_t st = atomic_load_explicit(&hpsi_seg_node(seg, s)->state, memory_order_acquire);
-		n += st != HPSI_NODE_DEAD && st != HPSI_NODE_CLOSED;
-	}
+	for (uint32_t s = 0; s < seg->hdr->nservers; s++)
+		n += !hpsi_server_gone(seg, s);
 	return seg->hdr->replicas ? n : seg->hdr->nservers;
 }
 
