@@ -36,6 +36,10 @@ enum hpsi_msg_type {
 	HPSI_MSG_PUSHPULL = 3,
 	HPSI_MSG_RESPONSE = 4,
 	HPSI_MSG_CLOCK = 5, /* a worker reached `clock`; no body, no answer */
+	/* Server to server only, on the forward rings: a key range's copy for
+	 * a replacement server (runtime/server/recover.c checks it;
+	 * hpsi_msg_check refuses it). */
+	HPSI_MSG_SYNC = 6,
 };
 
 enum hpsi_msg_flags {
@@ -67,7 +71,9 @@ struct hpsi_msg_hdr {
 	uint32_t width;     /* floats per key in fixed-width mode */
 	uint64_t val_bytes;
 	uint8_t dtype;     /* enum hpsi_wire_dtype of the values */
-	uint8_t pad0;
+	/* A push's response with replicas: bit i, replica i of the range was
+	 * forwarded the push (the worker waits for the acks of those only). */
+	uint8_t fwd_mask;
 	uint16_t range;    /* the key range (its first server's index) */
 	uint32_t pad1;
 	uint64_t keys_off;

@@ -58,10 +58,11 @@ static inline int hpsi_server_gone(const struct hpsi_seg *s, uint32_t srv)
 {
 	/* acquire pairs with the state's release (struct hpsi_node) */
 	uint32_t st = atomic_load_explicit(&hpsi_seg_node(s, srv)->state, memory_order_acquire);
-	return st == HPSI_NODE_DEAD || st == HPSI_NODE_CLOSED;
+	return st == HPSI_NODE_DEAD || st == HPSI_NODE_CLOSED || st == HPSI_NODE_JOINING;
 }
 
-/* The server serving range r now: its first replica still running, or
+/* The server serving range r now: its first replica still running (a
+ * replacement counts once it serves again: runtime/server/recover.c), or
  * HPSI_NO_SERVER when every replica is gone. Node states only move
  * forward (ALIVE to CLOSED or DEAD), so once a worker sees a replica gone
  * the replica after it sees the same and takes the range over
@@ -82,11 +83,13 @@ static inline int hpsi_range_gone(const struct hpsi_seg *s, uint32_t r)
 {
 	if (hpsi_range_primary(s, r) != HPSI_NO_SERVER)
 		return 0;
-	for (uint32_t i = 0; i <= s->hdr->replicas; i++)
-		/* acquire pairs with the CAS in hpsi_node_mark_dead; only picks the code */
-		if (atomic_load_explicit(&hpsi_seg_node(s, hpsi_replica(s, r, i))->state, memory_order_acquire) ==
-		    HPSI_NODE_DEAD)
+	for (uint32_t i = 0; i <= s->hdr->replicas; i++) {
+		/* acquire pairs with the CAS in hpsi_node_mark_dead; only picks the
+		 * code (a replacement still joining stands for a dead server) */
+		uint32_t st = atomic_load_explicit(&hpsi_seg_node(s, hpsi_replica(s, r, i))->state, memory_order_acquire);
+		if (st == HPSI_NODE_DEAD || st == HPSI_NODE_JOINING)
 			return HPS_EPEERDEAD;
+	}
 	return HPS_ECLOSED;
 }
 

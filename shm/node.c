@@ -27,7 +27,7 @@ uint32_t hpsi_node_check(struct hpsi_seg *seg, uint32_t id)
 {
 	struct hpsi_node *n = hpsi_seg_node(seg, id);
 	uint32_t st = atomic_load_explicit(&n->state, memory_order_acquire);
-	if (st != HPSI_NODE_ALIVE)
+	if (st != HPSI_NODE_ALIVE && st != HPSI_NODE_JOINING)
 		return st;
 	pid_t pid = atomic_load_explicit(&n->pid, memory_order_relaxed);
 	uint64_t birth = atomic_load_explicit(&n->birth, memory_order_relaxed);
@@ -35,7 +35,7 @@ uint32_t hpsi_node_check(struct hpsi_seg *seg, uint32_t id)
 		return st;
 	/* Re-read: it may have closed cleanly just before exiting. */
 	st = atomic_load_explicit(&n->state, memory_order_acquire);
-	if (st == HPSI_NODE_ALIVE) {
+	if (st == HPSI_NODE_ALIVE || st == HPSI_NODE_JOINING) {
 		uint32_t ns = seg->hdr->nservers;
 		hpsi_warn("%s %u (node %u, pid %d) died: marked dead; what waits only for it fails", id < ns ? "server" : "worker",
 			  id < ns ? id : id - ns, id, (int)pid);

@@ -16,7 +16,7 @@
 #include "shm/ring.h"
 
 #define HPSI_SEG_MAGIC 0x31474553535048ull /* "HPSSEG1" */
-#define HPSI_SEG_VERSION 5 /* 5: counters (shm/counters.h) */
+#define HPSI_SEG_VERSION 6 /* 5: counters (shm/counters.h); 6: JOINING, incarnation */
 #define HPSI_SEG_TMP ".tmp" /* suffix + creator pid while a segment is being built */
 
 enum hpsi_node_state {
@@ -24,13 +24,22 @@ enum hpsi_node_state {
 	HPSI_NODE_ALIVE = 1,
 	HPSI_NODE_CLOSED = 2, /* finished cleanly */
 	HPSI_NODE_DEAD = 3,   /* died; set by whoever noticed */
+	/* A replacement of a dead server (HPS_REPLICAS) copying the key
+	 * ranges it holds: gone to workers and to routing, alive to its
+	 * liveness checks; it becomes ALIVE when it serves its own range
+	 * again (runtime/server/recover.c). */
+	HPSI_NODE_JOINING = 4,
 };
 
 /* state: the owner stores ALIVE with release after pid and birth
  * (relaxed) in hps_init; it moves to CLOSED by the owner's compare-exchange
  * (acq_rel) when it closes, or to DEAD by anyone's (hpsi_node_mark_dead,
  * acq_rel). Readers load it with acquire, pairing with those, so seeing a
- * state they see the pid and birth and what the node did before it. */
+ * state they see the pid and birth and what the node did before it.
+ * With replicas a server may come back: its replacement stores a new
+ * incarnation (relaxed), then JOINING over DEAD with release; the
+ * replacement itself stores ALIVE with release once it serves again
+ * (runtime/server/recover.c), the only move back from DEAD. */
 struct hpsi_node {
 	_Atomic int32_t pid;
 	_Atomic uint32_t state;  /* enum hpsi_node_state */
@@ -39,7 +48,10 @@ struct hpsi_node {
 	/* Workers: barriers arrived at (mod 2^30, shm/barrier.h); stored with
 	 * release by the worker, loaded with acquire by whoever decides. */
 	_Atomic uint32_t barrier_arrived;
-	char pad[128 - 28];
+	/* Servers: 0 for the first process of this rank, +1 per replacement
+	 * (published by the release of JOINING). */
+	_Atomic uint32_t incarnation;
+	char pad[128 - 32];
 };
 _Static_assert(sizeof(struct hpsi_node) == 128, "a node entry is two cache lines");
 

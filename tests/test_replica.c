@@ -33,7 +33,31 @@ struct plan {
 	const char *ckpt_dir;  /* worker 0 saves a checkpoint every 8 iterations */
 	const char *started;   /* launched: worker 0 creates this file at iteration 5 */
 	int inflight;          /* 0: INFLIGHT */
+	int pace_us;           /* sleep per iteration: time for a replacement to join */
+	uint32_t prefill;      /* worker 0 first pushes 1 to this many other keys */
 };
+
+#define PREFILL_BASE 1000000
+
+/* Pushes (check == 0) or checks (check == 1) the prefilled keys: ones. */
+static int prefill(hps_worker *w, uint32_t n, int check)
+{
+	uint64_t *keys = malloc(n * sizeof *keys);
+	float *vals = malloc(n * sizeof *vals);
+	int rc = keys && vals ? 0 : HPS_ENOMEM;
+	for (uint32_t i = 0; !rc && i < n; i++)
+		keys[i] = PREFILL_BASE + i, vals[i] = check ? 0 : 1;
+	if (!rc)
+		rc = hps_wait(w, check ? hps_pull(w, keys, n, vals, NULL) : hps_push(w, keys, n, vals, NULL));
+	for (uint32_t i = 0; !rc && check && i < n; i++)
+		if (vals[i] != 1) {
+			fprintf(stderr, "prefilled key %llu holds %g, not 1\n", (unsigned long long)keys[i], vals[i]);
+			rc = 16;
+		}
+	free(keys);
+	free(vals);
+	return rc;
+}
 
 static uint64_t next(uint64_t *s)
 {
@@ -102,6 +126,8 @@ static int sum_worker(hps_ctx *ctx, hps_worker *w, void *arg)
 	int inflight = pl->inflight ? pl->inflight : INFLIGHT;
 	int rc, nout = 0;
 	all_keys(all);
+	if (pl->prefill && me == 0 && (rc = prefill(w, pl->prefill, 0)))
+		return fail(me, "prefill", rc);
 	for (int it = 0; it < ITERS; it++) {
 		if (pl->bsp) {
 			int64_t t = hps_pull(w, all, NKEYS, got, NULL);
@@ -135,8 +161,10 @@ static int sum_worker(hps_ctx *ctx, hps_worker *w, void *arg)
 					return fail(me, "checkpoint", rc);
 		if (pl->progress)
 			atomic_store_explicit(&pl->progress[me], it + 1, memory_order_release);
-		if (pl->started) { /* under hps launch: slow enough to be killed midway */
-			usleep(20000);
+		if (pl->pace_us)
+			usleep((useconds_t)pl->pace_us);
+		if (pl->started) { /* under hps launch: slow enough to be killed midway, twice */
+			usleep(40000);
 			if (me == 0 && it == 5)
 				fclose(fopen(pl->started, "w"));
 		}
@@ -155,6 +183,8 @@ static int sum_worker(hps_ctx *ctx, hps_worker *w, void *arg)
 			fprintf(stderr, "worker %u: key %d holds %g, the workers pushed %g\n", me, k, got[k], lo[k]);
 			return 12;
 		}
+	if (pl->prefill && me == 0 && (rc = prefill(w, pl->prefill, 1)))
+		return fail(me, "prefilled keys", rc);
 	return 0;
 }
 
@@ -170,7 +200,56 @@ struct run {
 	int inflight;
 	int self_exit; /* server self_exit - 1 exits by itself (HPS_FAILPOINT); 0: none */
 	int *fired;    /* counts the runs where it did (status 99) */
+	/* Recovery: a replacement of the first server killed is started and
+	 * waited for (it serves again and backs up its ranges) before the
+	 * second kill, which then hits another replica of its ranges.
+	 * kill_replacement: the first replacement is killed while it copies. */
+	int replace, kill_replacement;
+	int pace_us;
+	uint32_t prefill;
 };
+
+struct back_arg {
+	struct job *j;
+	uint32_t srv;
+	uint64_t applied; /* the rank's count before the replacement started */
+};
+
+static uint64_t applied_count(const struct job *j, uint32_t srv)
+{
+	return atomic_load_explicit(&hpsi_seg_counters(&j->seg, srv)->replica_applied, memory_order_relaxed);
+}
+
+/* The replacement serves its range again and applies forwards of the
+ * range it backs up (so its copy of that range is whole). The counters of
+ * a rank go on across its replacements. */
+static int replacement_back(void *a_)
+{
+	struct back_arg *a = a_;
+	struct hpsi_node *n = hpsi_seg_node(&a->j->seg, a->srv);
+	return atomic_load_explicit(&n->state, memory_order_acquire) == HPSI_NODE_ALIVE &&
+	       applied_count(a->j, a->srv) > a->applied;
+}
+
+/* Starts a replacement of server v (as hps launch does); 0 once it is
+ * back, else -1. */
+static int replace_server(struct job *j, uint32_t v, uint64_t *s, int kill_first)
+{
+	if (kill_first) { /* killed at a random moment of its copy, and replaced again */
+		j->servers[v] = job_fork_server(j, v, NULL);
+		usleep((useconds_t)(next(s) % 20000));
+		kill(j->servers[v], SIGKILL);
+		waitpid(j->servers[v], NULL, 0);
+		hpsi_node_mark_dead(&j->seg, v);
+	}
+	struct back_arg a = {j, v, applied_count(j, v)};
+	j->servers[v] = job_fork_server(j, v, NULL);
+	if (!poll_until(replacement_back, &a, 20000)) {
+		fprintf(stderr, "  the replacement of server %u did not come back\n", v);
+		return -1;
+	}
+	return 0;
+}
 
 static int progress_reached(void *a)
 {
@@ -196,17 +275,21 @@ static int run_job(const struct run *r, uint32_t *killed)
 		return -1;
 	}
 	struct plan pl = {.seed = r->seed, .bsp = r->bsp, .progress = progress, .model_out = r->model_out,
-			  .ckpt_dir = r->ckpt_dir, .inflight = r->inflight};
+			  .ckpt_dir = r->ckpt_dir, .inflight = r->inflight, .pace_us = r->pace_us,
+			  .prefill = r->prefill};
+	int failed = 0;
 	pid_t wk[8];
 	for (uint32_t i = 0; i < r->W; i++)
 		wk[i] = job_fork_worker(&j, i, 1, r->fn, &pl);
 	uint64_t s = r->seed;
 	for (int k = 0; k < r->kills; k++) {
 		/* wait for a random iteration of a random worker, then kill */
-		int target = k == 0 ? 1 + (int)(next(&s) % (ITERS - 8)) : 0;
+		int target = k == 0 ? 1 + (int)(next(&s) % (r->replace ? 12 : ITERS - 8)) : 0;
 		void *arg[2] = {&progress[next(&s) % r->W], &target};
 		poll_until(progress_reached, arg, 10000);
 		uint32_t victim = k == 0 ? (uint32_t)(r->seed % r->S) : (killed[0] + 1) % r->S;
+		if (k == 1 && r->replace) /* the replica after it, or the one before */
+			victim = (killed[0] + (next(&s) % 2 ? 1 : r->S - 1)) % r->S;
 		kill(j.servers[victim], SIGKILL);
 		waitpid(j.servers[victim], NULL, 0);
 		/* as hps launch does on waitpid: also a server killed before its
@@ -214,8 +297,9 @@ static int run_job(const struct run *r, uint32_t *killed)
 		hpsi_node_mark_dead(&j.seg, victim);
 		j.servers[victim] = 0;
 		killed[k] = victim;
+		if (k == 0 && r->replace && replace_server(&j, victim, &s, r->kill_replacement))
+			failed++;
 	}
-	int failed = 0;
 	for (uint32_t i = 0; i < r->W; i++) {
 		int st = wait_exit(wk[i], 30000);
 		if (st != 0) {
@@ -364,6 +448,49 @@ static void test_replica_kill_with_heap_pushes(void)
 	CU_ASSERT_EQUAL(bad, 0);
 }
 
+/* Recovery: a replacement of a killed server copies its key ranges while
+ * the workers push (normal and tiny rings, small and large tables), serves
+ * its range again and backs up the one before it; then another replica of
+ * those ranges is killed, and nothing is lost: the sums are exact. */
+static void test_replica_replacement_then_second_kill(void)
+{
+	int bad = 0;
+	for (uint64_t seed = 91; seed <= 98; seed++) {
+		struct run r = {.S = 3, .W = 3, .K = 1, .seed = seed, .bsp = (int)(seed % 2), .kills = 2,
+				.fn = sum_worker, .replace = 1, .pace_us = 15000,
+				.ring_bytes = seed % 4 == 0 ? 4096 : 0, .inflight = seed % 3 == 0 ? PIPELINED : 0,
+				/* a table the copy takes many turns of the loop for: pushes
+				 * land on keys it copied already, which go again */
+				.prefill = seed % 2 ? 60000 : 0};
+		uint32_t killed[2];
+		int f = run_job(&r, killed);
+		if (f)
+			fprintf(stderr, "seed %llu (%s, server %u replaced, then server %u killed): %d failed\n",
+				(unsigned long long)seed, r.bsp ? "bsp" : "asp", killed[0], killed[1], f);
+		bad += f != 0;
+	}
+	CU_ASSERT_EQUAL(bad, 0);
+}
+
+/* A replacement killed at a random moment of its copy is replaced again;
+ * K=2 with four servers too. */
+static void test_replica_replacement_killed_while_copying(void)
+{
+	int bad = 0;
+	for (uint64_t seed = 101; seed <= 106; seed++) {
+		int k2 = seed % 2 == 0;
+		struct run r = {.S = k2 ? 4 : 3, .W = 3, .K = k2 ? 2 : 1, .seed = seed, .bsp = (int)(seed % 3 == 0),
+				.kills = 2, .fn = sum_worker, .replace = 1, .kill_replacement = 1, .pace_us = 15000};
+		uint32_t killed[2];
+		int f = run_job(&r, killed);
+		if (f)
+			fprintf(stderr, "seed %llu (K=%u, server %u replaced twice, then server %u killed): %d failed\n",
+				(unsigned long long)seed, r.K, killed[0], killed[1], f);
+		bad += f != 0;
+	}
+	CU_ASSERT_EQUAL(bad, 0);
+}
+
 /* K=2 survives two servers killed one after the other. */
 static void test_replica_two_backups_survive_two_kills(void)
 {
@@ -447,6 +574,8 @@ static int adam_worker(hps_ctx *ctx, hps_worker *w, void *arg)
 		if ((rc = hps_clock(w)))
 			return fail(me, "clock", rc);
 		atomic_store_explicit(&pl->progress[me], it + 1, memory_order_release);
+		if (pl->pace_us)
+			usleep((useconds_t)pl->pace_us);
 	}
 	if ((rc = hps_barrier(ctx)) || (rc = hps_wait(w, hps_pull(w, all, NKEYS, got, NULL))))
 		return fail(me, "final pull", rc);
@@ -471,7 +600,9 @@ static int read_model(const char *path, float *m)
 
 /* Adam under deterministic BSP: a run with a server killed mid-run ends
  * with the model of a run without the kill, bit for bit (the backup holds
- * the same optimizer state and continues the same order). */
+ * the same optimizer state and continues the same order). Every other
+ * seed, a replacement copies the ranges back and then another replica of
+ * them dies: the copy holds the optimizer state bit for bit too. */
 static void test_replica_deterministic_adam_bit_identical(void)
 {
 	char clean[64], killed_path[64];
@@ -488,6 +619,11 @@ static void test_replica_deterministic_adam_bit_identical(void)
 		int f0 = run_job(&r, killed);
 		r.kills = 1;
 		r.model_out = killed_path;
+		if (seed % 2 == 0) { /* a replacement copies Adam's state, then the other replica dies */
+			r.kills = 2;
+			r.replace = 1;
+			r.pace_us = 10000;
+		}
 		int f1 = run_job(&r, killed);
 		if (f0 || f1 || !read_model(clean, a) || !read_model(killed_path, b) || memcmp(a, b, sizeof a)) {
 			fprintf(stderr, "seed %llu: runs failed (%d, %d) or models differ\n", (unsigned long long)seed, f0, f1);
@@ -538,8 +674,21 @@ static int file_exists(void *path)
 	return access(path, F_OK) == 0;
 }
 
+struct log_says {
+	const char *path, *text;
+};
+
+static int log_says(void *a_)
+{
+	struct log_says *a = a_;
+	char buf[16384];
+	return strstr(slurp_into(a->path, buf, sizeof buf), a->text) != NULL;
+}
+
 /* The user's story: `hps launch -s 3 -w 2 --replicas 1`, kill -9 a server
- * midway; the launcher says so, the job goes on and exits 0 with exact sums. */
+ * midway; the launcher says so and starts a replacement, which copies its
+ * key ranges and serves again; then the other replica of its range is
+ * killed too; the job goes on and exits 0 with exact sums. */
 static void test_replica_launch_survives_kill(void)
 {
 	char job[32], flag[64], log[64], cmd[512], out[8192], self[256];
@@ -567,10 +716,17 @@ static void test_replica_launch_survives_kill(void)
 	CU_ASSERT(victim > 0);
 	if (victim > 0)
 		kill(victim, SIGKILL);
+	struct log_says back = {log, "server 1 is back"};
+	CU_ASSERT(poll_until(log_says, &back, 20000));
+	pid_t second = find_server(job, 2);
+	CU_ASSERT(second > 0);
+	if (second > 0)
+		kill(second, SIGKILL);
 	CU_ASSERT_EQUAL(finish_group(pid, 30000), 0);
 	slurp_into(log, out, sizeof out);
 	CU_ASSERT(strstr(out, "served by their backups") != NULL);
-	if (!strstr(out, "served by their backups"))
+	CU_ASSERT(strstr(out, "started a replacement for server 1") != NULL);
+	if (!strstr(out, "served by their backups") || !strstr(out, "started a replacement for server 1"))
 		fprintf(stderr, "%s\n", out);
 	unlink(flag);
 	unlink(log);
@@ -624,6 +780,8 @@ struct test_case replica_cases[] = {
 	{"replica_primary_dies_between_forward_and_release", test_replica_primary_dies_between_forward_and_release},
 	{"replica_kill_with_heap_pushes", test_replica_kill_with_heap_pushes},
 	{"replica_two_backups_survive_two_kills", test_replica_two_backups_survive_two_kills},
+	{"replica_replacement_then_second_kill", test_replica_replacement_then_second_kill},
+	{"replica_replacement_killed_while_copying", test_replica_replacement_killed_while_copying},
 	{"replica_without_replicas_the_kill_loses", test_replica_without_replicas_the_kill_loses},
 	{"replica_every_replica_dead_fails_cleanly", test_replica_every_replica_dead_fails_cleanly},
 	{"replica_deterministic_adam_bit_identical", test_replica_deterministic_adam_bit_identical},

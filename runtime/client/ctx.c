@@ -49,11 +49,14 @@ static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
 static void mark_closed(struct hps_ctx *c)
 {
 	struct hpsi_node *n = hpsi_seg_node(&c->seg, c->node);
-	uint32_t st = HPSI_NODE_ALIVE;
 	/* acq_rel: pairs with the acquire loads of the state by node checks
-	 * (shm/node.c), so what this node published before is seen first */
-	atomic_compare_exchange_strong_explicit(&n->state, &st, HPSI_NODE_CLOSED, memory_order_acq_rel,
-						memory_order_acquire);
+	 * (shm/node.c), so what this node published before is seen first; a
+	 * replacement server may close while still JOINING */
+	uint32_t st = atomic_load_explicit(&n->state, memory_order_acquire);
+	while ((st == HPSI_NODE_ALIVE || st == HPSI_NODE_JOINING) &&
+	       !atomic_compare_exchange_weak_explicit(&n->state, &st, HPSI_NODE_CLOSED, memory_order_acq_rel,
+						      memory_order_acquire))
+		;
 	hpsi_wake_all(&c->seg);
 }
 
@@ -133,7 +136,7 @@ int hps_init(hps_ctx **out, int *argc, char **argv)
 	/* Claim the node: only if nobody alive holds it. */
 	struct hpsi_node *n = hpsi_seg_node(&c->seg, c->node);
 	uint32_t st = hpsi_node_check(&c->seg, c->node);
-	if (st == HPSI_NODE_ALIVE) {
+	if (st == HPSI_NODE_ALIVE || st == HPSI_NODE_JOINING) {
 		hpsi_error("%s rank %d of job '%s' is already running (pid %d)",
 			   c->cfg.role == HPS_ROLE_SERVER ? "server" : "worker", c->cfg.rank, c->seg.hdr->job,
 			   (int)atomic_load_explicit(&n->pid, memory_order_relaxed)); /* only printed */
@@ -143,7 +146,14 @@ int hps_init(hps_ctx **out, int *argc, char **argv)
 	}
 	atomic_store_explicit(&n->pid, (int32_t)getpid(), memory_order_relaxed);
 	atomic_store_explicit(&n->birth, hpsi_proc_birth(getpid()), memory_order_relaxed);
-	atomic_store_explicit(&n->state, HPSI_NODE_ALIVE, memory_order_release);
+	/* A server replacing a dead one of a replicated job joins: it copies
+	 * its key ranges before anyone routes to it (runtime/server/recover.c). */
+	uint32_t claimed = HPSI_NODE_ALIVE;
+	if (c->cfg.role == HPS_ROLE_SERVER && c->seg.hdr->replicas && st == HPSI_NODE_DEAD) {
+		atomic_fetch_add_explicit(&n->incarnation, 1, memory_order_relaxed); /* published just below */
+		claimed = HPSI_NODE_JOINING;
+	}
+	atomic_store_explicit(&n->state, claimed, memory_order_release);
 	hpsi_wake_all(&c->seg);
 	atomic_init(&c->magic, HPSI_MAGIC_CTX);
 	c->pid = getpid();

@@ -167,15 +167,17 @@ void hpsi_worker_sent(struct hps_worker *w, struct hpsi_slot *s)
 }
 
 /* Replication: a push part is done once its primary answered and every
- * replica of its range that is still running applied it (a dead one no
- * longer counts; every replica dead fails the part in check_peers). */
+ * replica it forwarded the push to applied it, unless that one is gone
+ * (every replica dead fails the part in check_peers). Only those the
+ * primary names: a replacement joining meanwhile was not forwarded it. */
 static void part_maybe_done(struct hps_worker *w, struct hpsi_slot *s, struct hpsi_part *p)
 {
 	if (!p->answered)
 		return;
 	if (p->heap_body)
-		for (uint32_t i = 0; i <= w->seg->hdr->replicas; i++)
-			if (!(p->applied & (1u << i)) && !hpsi_server_gone(w->seg, hpsi_replica(w->seg, p->server, i)))
+		for (uint32_t i = 1; i <= w->seg->hdr->replicas; i++)
+			if ((p->forwarded & (1u << i)) && !(p->applied & (1u << i)) &&
+			    !hpsi_server_gone(w->seg, hpsi_replica(w->seg, p->server, i)))
 				return;
 	part_done(w, s, p, 0);
 }
@@ -246,6 +248,7 @@ static void handle_response(struct hps_worker *w, uint32_t server, const void *r
 	uint32_t i = hpsi_replica_index(w->seg, server, h->sender);
 	if (i != HPSI_NO_SERVER)
 		p->applied |= (uint8_t)(1u << i);
+	p->forwarded = h->fwd_mask;
 	p->answered = 1;
 	part_maybe_done(w, s, p);
 }

@@ -40,10 +40,11 @@ struct hpsi_part {
 	 * bit i: replica i of the range applied the push. heap_body: set by
 	 * the submitter before SENT, the push's keys or values are in this
 	 * worker's heap, which the backups read: it is done only once every
-	 * live replica has applied it. An inline push is done on the primary's
-	 * answer: the primary publishes it to its backups' rings first, and
-	 * they apply all of it before they take the range over. */
-	uint8_t answered, applied, heap_body;
+	 * live replica it was forwarded to (forwarded: the answer's fwd_mask)
+	 * has applied it. An inline push is done on the primary's answer: the
+	 * primary publishes it to its backups' rings first, and they apply all
+	 * of it before they take the range over. */
+	uint8_t answered, applied, heap_body, forwarded;
 };
 
 struct hpsi_slot {

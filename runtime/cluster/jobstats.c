@@ -69,6 +69,8 @@ static const char *state_of(const struct hpsi_node *n, int32_t *pid)
 	switch (st) {
 	case HPSI_NODE_ALIVE:
 		return hpsi_proc_alive(*pid, birth) ? "alive" : "dead";
+	case HPSI_NODE_JOINING:
+		return hpsi_proc_alive(*pid, birth) ? "joining" : "dead";
 	case HPSI_NODE_CLOSED:
 		return "closed";
 	case HPSI_NODE_DEAD:

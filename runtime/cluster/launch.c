@@ -91,6 +91,9 @@ static void usage(FILE *f)
 		"  --compress C          f32 values on the rings as none, f16 or bf16 (HPS_COMPRESS)\n"
 		"  --replicas K          every key range on K backup servers too: a server may die\n"
 		"                        and the job goes on (HPS_REPLICAS, default 0)\n"
+		"  --restart-servers N   with --replicas: start a replacement for a dead server, which\n"
+		"                        copies its key ranges and serves again, up to N times in all\n"
+		"                        (default 2 per server; 0: never)\n"
 		"  --deterministic       BSP ranges apply each clock's pushes in worker order, so\n"
 		"                        same-seed runs give the same model bit for bit; every\n"
 		"                        worker must call hps_clock (HPS_DETERMINISTIC=1)\n"
@@ -239,6 +242,10 @@ static void stop_job(struct job *j)
 
 static const char *hosts_file; /* --hosts FILE: a multi-host job */
 static int tracker;             /* --tracker: one process of a dmlc-core tracker's job */
+/* --restart-servers N: replacements for dead servers of a replicated job,
+ * in all (-1: the default, 2 per server with replicas, none without). */
+static long restart_servers = -1;
+#define MAX_RESTARTS 64
 
 /* --tracker: dmlc-core's tracker (and ps-lite's scripts) start every
  * process alone with DMLC_ROLE=scheduler|server|worker. The scheduler runs
@@ -350,6 +357,15 @@ static int parse_args(int argc, char **argv, int *self_serve, int *keep_going, i
 		}
 		if (strcmp(a, "--summary") == 0) {
 			want_summary = 1;
+			continue;
+		}
+		if (strcmp(a, "--restart-servers") == 0) {
+			char *end = NULL;
+			restart_servers = i + 1 < argc ? strtol(argv[++i], &end, 10) : -1;
+			if (!end || *end || end == argv[i] || restart_servers < 0 || restart_servers > MAX_RESTARTS) {
+				fprintf(stderr, "hps launch: --restart-servers needs a number from 0 to %d\n", MAX_RESTARTS);
+				return -2;
+			}
 			continue;
 		}
 		size_t k;
@@ -533,7 +549,7 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 	self[sl > 0 ? sl : 0] = 0;
 	struct job j = {.n = 0};
 	int64_t started = hpsi_now_ns();
-	j.kids = calloc(HPSI_MAX_NODES + 1, sizeof *j.kids);
+	j.kids = calloc(HPSI_MAX_NODES + 1 + MAX_RESTARTS, sizeof *j.kids);
 	int failed = 0, code = 0;
 	struct child *bridge = NULL;
 	if (multi) {
@@ -581,10 +597,15 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 		stop_job(&j);
 
 	int workers_left = (int)(hdr->wrk_hi - hdr->wrk_lo), nodes_left = j.n - first;
+	long restarts_left = !hdr->replicas ? 0
+			     : restart_servers >= 0 ? restart_servers
+						    : 2 * (long)(hdr->srv_hi - hdr->srv_lo);
+	if (restarts_left > MAX_RESTARTS)
+		restarts_left = MAX_RESTARTS;
 	int64_t drain_until = INT64_MAX; /* output of exited children's leftovers */
 	for (;;) {
-		struct pollfd pf[HPSI_MAX_NODES + 1];
-		int np = 0, map[HPSI_MAX_NODES + 1], running = 0;
+		struct pollfd pf[HPSI_MAX_NODES + 1 + MAX_RESTARTS];
+		int np = 0, map[HPSI_MAX_NODES + 1 + MAX_RESTARTS], running = 0;
 		for (int i = 0; i < j.n; i++) {
 			running += j.kids[i].running;
 			if (j.kids[i].out.fd >= 0) {
@@ -642,6 +663,17 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 					describe(c);
 					fprintf(stderr, "hps launch: its key ranges are served by their backups (HPS_REPLICAS=%u); the job goes on\n",
 						j.seg.hdr->replicas);
+					if (!j.stopping && restarts_left > 0 && j.n < HPSI_MAX_NODES + 1 + MAX_RESTARTS) {
+						struct child *r = &j.kids[j.n];
+						*r = (struct child){.out.fd = -1, .role = HPS_ROLE_SERVER, .rank = c->rank};
+						if (spawn(r, self_serve ? argv + prog : NULL, self, &cfg) == 0) {
+							j.n++;
+							nodes_left++;
+							restarts_left--;
+							fprintf(stderr, "hps launch: started a replacement for server %d (pid %d; %ld more allowed): it copies its key ranges, then serves\n",
+								c->rank, (int)r->pid, restarts_left);
+						}
+					}
 					continue;
 				}
 				if (node_exit_fails_job(&j, status, code)) {

@@ -28,12 +28,25 @@
 #include "shm/node.h"
 #include "shm/wake.h"
 
+/* Whether backup i of rs gets rs's pushes: running, and not a replacement
+ * still waiting for the range's copy (recover.c). */
+static int forwarded_to(struct server *sv, const struct range_state *rs, uint32_t i, uint32_t b)
+{
+	if (b == sv->me || hpsi_server_gone(sv->seg, b))
+		return 0;
+	/* relaxed: the incarnation was published with the state acquired
+	 * just above (struct hpsi_node) */
+	return atomic_load_explicit(&hpsi_seg_node(sv->seg, b)->incarnation, memory_order_relaxed) ==
+	       rs->fwd_incarnation[i];
+}
+
 int hpsi_replica_reserve(struct server *sv, const struct range_state *rs, size_t len, struct fwd_slots *f)
 {
 	f->n = 0;
+	f->mask = 0;
 	for (uint32_t i = 1; i <= sv->replicas; i++) {
 		uint32_t b = hpsi_replica(sv->seg, rs->id, i);
-		if (b == sv->me || hpsi_server_gone(sv->seg, b))
+		if (!forwarded_to(sv, rs, i, b))
 			continue;
 		/* the replicas before this server are gone: b comes after it */
 		if (!(f->at[f->n] = hpsi_ring_reserve(&sv->fwd_out[b], len))) {
@@ -41,6 +54,7 @@ int hpsi_replica_reserve(struct server *sv, const struct range_state *rs, size_t
 			return 0;
 		}
 		f->to[f->n++] = b;
+		f->mask |= (uint8_t)(1u << i);
 	}
 	return 1;
 }
@@ -114,6 +128,8 @@ static int apply_forward(struct server *sv, const void *rec, size_t len)
 		hpsi_msg_count_bad(len >= sizeof *h && h->sender < sv->nworkers ? "not a forward of a backed-up range" : why);
 		return 1;
 	}
+	if (!rs->synced)
+		return 1; /* a replacement: what the dead server left unread; the copy follows */
 	uint32_t wk = h->sender;
 	struct peer *p = &rs->peers[wk];
 	hpsi_serve_take_clock(rs, p, h->clock);
@@ -167,48 +183,59 @@ static void publish_acks(struct server *sv)
 static int drain_from(struct server *sv, uint32_t from, int *stuck)
 {
 	struct hpsi_ring_cons *c = &sv->fwd_in[from];
-	int n = 0;
+	int n = 0, synced_some = 0;
 	size_t len;
 	void *rec;
 	while ((rec = hpsi_ring_peek(c, &len))) {
-		if (!apply_forward(sv, rec, len)) {
+		int sync = len >= sizeof(struct hpsi_msg_hdr) && ((const struct hpsi_msg_hdr *)rec)->type == HPSI_MSG_SYNC;
+		synced_some |= sync;
+		if (!(sync ? hpsi_recover_apply(sv, from, rec, len) : apply_forward(sv, rec, len))) {
 			*stuck = 1;
 			break;
 		}
 		hpsi_ring_consume(c, len);
 		n++;
 	}
-	if (n)
+	if (n) {
 		hpsi_ring_cons_publish(c);
+		if (sv->joining || synced_some)
+			hpsi_node_wake(sv->seg, from); /* a copy's source waits for room */
+	}
 	return n;
+}
+
+/* The server `j` places after this one (j < 0: before). */
+static uint32_t neighbour(const struct server *sv, int j)
+{
+	return (uint32_t)(((int64_t)sv->me + j + sv->nservers) % sv->nservers);
 }
 
 /* The servers furthest before this one first, and nothing after a ring
  * that could not be emptied: a range's forwards from a dead primary come
  * before those of the backup that took it over (which forwards only what
- * it serves itself), and a push is applied once, by its highest sequence. */
+ * it serves itself), and a push is applied once, by its highest sequence.
+ * Servers after this one send only copies of ranges (recover.c). */
 int hpsi_replica_drain(struct server *sv)
 {
 	int n = 0, stuck = 0;
-	for (uint32_t j = sv->replicas; j >= 1 && !stuck; j--)
-		n += drain_from(sv, hpsi_replica(sv->seg, sv->me, sv->nservers - j), &stuck);
+	for (int j = -(int)sv->replicas; j <= (int)sv->replicas && !stuck; j++)
+		if (j) /* (a ring met twice, with few servers, is read twice: harmless) */
+			n += drain_from(sv, neighbour(sv, j), &stuck);
 	if (n)
 		publish_acks(sv);
 	return n;
 }
 
-/* Every replica before replica i is gone and one of them died (servers
- * that all closed cleanly ended with the job: nothing to take over). */
-static int earlier_replicas_gone(struct server *sv, uint32_t i)
+int hpsi_replica_earlier_gone(struct server *sv, const struct range_state *rs, uint32_t i)
 {
 	int died = 0;
 	for (uint32_t j = 0; j < i; j++) {
-		struct hpsi_node *n = hpsi_seg_node(sv->seg, hpsi_replica(sv->seg, sv->ranges[i].id, j));
+		struct hpsi_node *n = hpsi_seg_node(sv->seg, hpsi_replica(sv->seg, rs->id, j));
 		/* acquire pairs with the state's release (struct hpsi_node) */
 		uint32_t st = atomic_load_explicit(&n->state, memory_order_acquire);
-		if (st != HPSI_NODE_DEAD && st != HPSI_NODE_CLOSED)
+		if (st != HPSI_NODE_DEAD && st != HPSI_NODE_CLOSED && st != HPSI_NODE_JOINING)
 			return 0;
-		died |= st == HPSI_NODE_DEAD;
+		died |= st != HPSI_NODE_CLOSED; /* servers that all closed ended with the job */
 	}
 	return died;
 }
@@ -218,7 +245,9 @@ int hpsi_replica_takeover(struct server *sv)
 	int taken = 0;
 	for (uint32_t i = 1; i < sv->nranges; i++) {
 		struct range_state *rs = &sv->ranges[i];
-		if (rs->serving || !earlier_replicas_gone(sv, i))
+		/* a range not copied whole yet stays without a server */
+		if (rs->serving || !rs->synced || !hpsi_replica_earlier_gone(sv, rs, i) ||
+		    hpsi_recover_handed_back(sv, rs))
 			continue;
 		/* Their forwards are final: every one of them first. */
 		int stuck = 0;
@@ -260,13 +289,14 @@ int hpsi_replica_takeover(struct server *sv)
 
 int hpsi_replica_pending(struct server *sv)
 {
-	for (uint32_t j = 1; j <= sv->replicas; j++)
-		if (hpsi_ring_pending(sv->fwd_in[hpsi_replica(sv->seg, sv->me, sv->nservers - j)].r))
+	for (int j = -(int)sv->replicas; j <= (int)sv->replicas; j++)
+		if (j && hpsi_ring_pending(sv->fwd_in[neighbour(sv, j)].r))
 			return 1;
 	for (uint32_t i = 1; i < sv->nranges; i++)
-		if (!sv->ranges[i].serving && earlier_replicas_gone(sv, i))
+		if (!sv->ranges[i].serving && sv->ranges[i].synced && hpsi_replica_earlier_gone(sv, &sv->ranges[i], i) &&
+		    !hpsi_recover_handed_back(sv, &sv->ranges[i]))
 			return 1;
-	return 0;
+	return hpsi_recover_pending(sv);
 }
 
 void hpsi_replica_check_earlier(struct server *sv)

@@ -49,9 +49,22 @@ struct peer {
 	unsigned mark_word; /* which mark word the next publication uses */
 };
 
+struct range_sync; /* recover.c */
+
 struct range_state {
 	uint32_t id;          /* the range: index of its first server */
 	int serving;          /* this server is its primary now */
+	/* This server holds a whole copy (always, but in a replacement
+	 * until the range's copy ended): it may serve the range. */
+	int synced;
+	/* Per replica index: the incarnation of that server this range's
+	 * pushes are forwarded to; a replacement (another incarnation) gets
+	 * them once it has the range's copy (recover.c). */
+	uint32_t fwd_incarnation[HPSI_MAX_REPLICAS + 1];
+	struct range_sync *sync; /* this server copies the range to a replacement */
+	/* The range was handed back to this server + 1 (0: none) of that
+	 * incarnation: not taken over again while that one still joins. */
+	uint32_t handed_to, handed_incarnation;
 	hps_handler handler;  /* the store's, or the user's */
 	void *arg;
 	struct hpsi_store *store; /* NULL with a user handler */
@@ -83,6 +96,8 @@ struct server {
 	float *scratch;           /* f32 values of a compressed request */
 	size_t scratch_len;
 	uint32_t ckpt_seen;       /* last checkpoint request served */
+	/* A replacement server (JOINING) until it serves its own range again. */
+	int joining;
 	/* Tests (HPS_FAILPOINT=forwarded:RANK:N): this server exits at once
 	 * in its Nth batch, after publishing its forwards, before its answers
 	 * and the release of the requests: a backup then reads requests again
@@ -110,6 +125,7 @@ int hpsi_serve_apply(struct server *sv, struct range_state *rs, hps_request *r, 
 /* Room reserved on the forward rings of a range's live backups. */
 struct fwd_slots {
 	uint32_t n;
+	uint8_t mask; /* bit i: replica i of the range (the answer's fwd_mask) */
 	uint32_t to[HPSI_MAX_REPLICAS];
 	void *at[HPSI_MAX_REPLICAS];
 };
@@ -130,5 +146,28 @@ int hpsi_replica_takeover(struct server *sv);
 int hpsi_replica_pending(struct server *sv);
 /* Notices dead servers before this one (a syscall each: only when idle). */
 void hpsi_replica_check_earlier(struct server *sv);
+/* Every replica of rs before replica i is gone and one of them died (a
+ * replacement still joining stands for a dead one). */
+int hpsi_replica_earlier_gone(struct server *sv, const struct range_state *rs, uint32_t i);
+
+/* recover.c: copying key ranges to a replacement server. */
+/* A replacement's start: nothing held, its own range not served. */
+void hpsi_recover_setup(struct server *sv);
+/* Starts and advances the copies this server sends; returns work done. */
+int hpsi_recover_step(struct server *sv);
+/* Applies one HPSI_MSG_SYNC record from server `from`; 0 when it must be
+ * tried again (never: kept for the drain's contract), 1 when consumed. */
+int hpsi_recover_apply(struct server *sv, uint32_t from, const void *rec, size_t len);
+/* A push applied to rs while it is copied: its keys go again. */
+void hpsi_recover_dirty(struct range_state *rs, const uint64_t *keys, uint32_t n);
+/* 1 while rs must not be served (the last part of its copy). */
+int hpsi_recover_frozen(const struct range_state *rs);
+/* 1 if a copy waits for room or a start (the idle sleep's check). */
+int hpsi_recover_pending(struct server *sv);
+/* 1 while rs, handed back to a replacement, waits for it to serve. */
+int hpsi_recover_handed_back(const struct server *sv, const struct range_state *rs);
+/* Drops rs's copy under way (its store was replaced): it starts again. */
+void hpsi_recover_cancel(struct range_state *rs);
+void hpsi_recover_free(struct server *sv);
 
 #endif

@@ -55,7 +55,7 @@ static int requests_waiting(void *arg)
 	struct server *sv = arg;
 	for (uint32_t i = 0; i < sv->nranges; i++) {
 		struct range_state *rs = &sv->ranges[i];
-		for (uint32_t wk = 0; rs->serving && wk < sv->nworkers; wk++) {
+		for (uint32_t wk = 0; rs->serving && !hpsi_recover_frozen(rs) && wk < sv->nworkers; wk++) {
 			struct peer *p = &rs->peers[wk];
 			int blocked = p->held && p->held_head == p->req.head && p->held_epoch == rs->epoch;
 			if (!sv->finished[wk] && !blocked && hpsi_ring_nonempty(&p->req))
@@ -76,9 +76,10 @@ static int serve_all(struct server *sv)
 	if (sv->replicas) {
 		n += hpsi_replica_drain(sv);
 		n += hpsi_replica_takeover(sv);
+		n += hpsi_recover_step(sv);
 	}
 	for (uint32_t i = 0; i < sv->nranges; i++)
-		if (sv->ranges[i].serving)
+		if (sv->ranges[i].serving && !hpsi_recover_frozen(&sv->ranges[i]))
 			n += hpsi_serve_round(sv, &sv->ranges[i]);
 	return n;
 }
@@ -148,6 +149,7 @@ static void serve_checkpoint(struct server *sv)
 				hpsi_store_destroy(rs->store);
 				rs->store = fresh;
 				rs->arg = fresh;
+				hpsi_recover_cancel(rs); /* a copy under way starts again */
 			}
 			if (clock < loaded)
 				loaded = clock;
@@ -308,11 +310,14 @@ static int server_setup(struct server *sv, hps_handler handler, void *arg)
 		if (rc)
 			return rc;
 	}
+	if (sv->replicas)
+		hpsi_recover_setup(sv);
 	return 0;
 }
 
 static void server_free(struct server *sv)
 {
+	hpsi_recover_free(sv);
 	for (uint32_t i = 0; sv->ranges && i < sv->nranges; i++) {
 		free(sv->ranges[i].peers);
 		hpsi_store_destroy(sv->ranges[i].store);

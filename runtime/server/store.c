@@ -401,6 +401,54 @@ int hpsi_store_put(struct hpsi_store *st, uint64_t key, uint32_t len, uint32_t s
 	return 0;
 }
 
+static void item_of(const struct hpsi_store *st, const struct hpsi_rec *e, struct hpsi_store_item *it)
+{
+	*it = (struct hpsi_store_item){.key = e->key, .len = e->len, .steps = e->steps,
+				       .bytes = hpsi_rec_vals((struct hpsi_rec *)e),
+				       .nbytes = (size_t)e->len * st->tab.vbytes};
+}
+
+int hpsi_store_next(const struct hpsi_store *st, uint64_t *cursor, struct hpsi_store_item *it)
+{
+	const struct hpsi_rec *e = hpsi_table_next(&st->tab, cursor);
+	if (!e)
+		return 1;
+	item_of(st, e, it);
+	return 0;
+}
+
+int hpsi_store_item(const struct hpsi_store *st, uint64_t key, struct hpsi_store_item *it)
+{
+	const struct hpsi_rec *e = hpsi_table_find(&st->tab, key);
+	if (!e)
+		return HPS_ENOKEY;
+	item_of(st, e, it);
+	return 0;
+}
+
+int hpsi_store_write(struct hpsi_store *st, uint64_t key, uint32_t len, uint32_t steps, size_t off,
+		     const void *bytes, size_t n)
+{
+	struct hpsi_rec *e = hpsi_table_find(&st->tab, key);
+	if (!e) {
+		struct hpsi_table_plan p;
+		if (hpsi_table_reserve_keys(&st->tab, 1))
+			return HPS_ENOMEM;
+		hpsi_table_plan_begin(&st->tab, &p);
+		if (hpsi_table_plan_rec(&st->tab, &p, len))
+			return HPS_ENOMEM;
+		e = hpsi_table_add(&st->tab, key, len);
+		memset(hpsi_rec_vals(e), 0, (size_t)len * st->tab.vbytes);
+	}
+	size_t have = (size_t)e->len * st->tab.vbytes;
+	if (e->len != len || off > have || n > have - off)
+		return HPS_EVALLEN;
+	if (off == 0)
+		e->steps = steps;
+	memcpy((unsigned char *)hpsi_rec_vals(e) + off, bytes, n);
+	return 0;
+}
+
 const struct hpsi_updater *hpsi_store_updater(const struct hpsi_store *st)
 {
 	return &st->upd;

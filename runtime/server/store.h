@@ -50,6 +50,27 @@ typedef int (*hpsi_store_visit)(uint64_t key, uint32_t len, uint32_t steps, cons
 int hpsi_store_foreach(const struct hpsi_store *st, hpsi_store_visit fn, void *arg);
 /* Adds an absent key with its values and state (loading a checkpoint). */
 int hpsi_store_put(struct hpsi_store *st, uint64_t key, uint32_t len, uint32_t steps, const float *vals);
+/* A key's record as raw bytes (values then optimizer state, len x the
+ * store's bytes per value), for copying a store to a replacement server
+ * (runtime/server/recover.c). */
+struct hpsi_store_item {
+	uint64_t key;
+	uint32_t len, steps;
+	const unsigned char *bytes;
+	size_t nbytes;
+};
+/* The record at or after *cursor (start at 0) in the order keys were
+ * added; keys added meanwhile come after every cursor. 0, or 1 at the end.
+ * Not for direct stores. */
+int hpsi_store_next(const struct hpsi_store *st, uint64_t *cursor, struct hpsi_store_item *it);
+/* The record of key; 0, or HPS_ENOKEY when absent. */
+int hpsi_store_item(const struct hpsi_store *st, uint64_t key, struct hpsi_store_item *it);
+/* Writes n bytes at byte off of key's record, creating it with len values
+ * (zeros) when absent; steps is set when off is 0. HPS_EVALLEN when the
+ * key holds another length or the bytes fall outside, HPS_ENOMEM. */
+int hpsi_store_write(struct hpsi_store *st, uint64_t key, uint32_t len, uint32_t steps, size_t off,
+		     const void *bytes, size_t n);
+
 const struct hpsi_updater *hpsi_store_updater(const struct hpsi_store *st);
 const struct hpsi_init *hpsi_store_init(const struct hpsi_store *st);
 

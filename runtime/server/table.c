@@ -99,7 +99,7 @@ int hpsi_table_init(struct hpsi_table *t, int flags, uint32_t vbytes)
 	t->vbytes = vbytes;
 	t->cap = 1024;
 	t->shift = 64 - 10;
-	t->used = 2;
+	t->used = HPSI_TABLE_FIRST;
 	t->slots = mallocx(t->cap * sizeof *t->slots, flags | MALLOCX_ZERO);
 	if (!t->slots || add_windows(t, 1)) {
 		hpsi_table_free(t);
@@ -131,24 +131,41 @@ static void put_slot(uint64_t *slots, size_t mask, unsigned shift, uint64_t key,
 }
 
 /* Calls fn with each record's offset, in the order of the pool. */
-static int walk_offsets(const struct hpsi_table *t, int (*fn)(const struct hpsi_table *t, uint64_t off, void *arg),
-			void *arg)
+/* The first record at or after off (past window tails), or t->used. */
+static uint64_t skip_to_rec(const struct hpsi_table *t, uint64_t off)
 {
-	uint64_t off = 2;
 	while (off < t->used) {
 		if (window_rest(off) < 2) {
 			off += window_rest(off);
 			continue;
 		}
 		struct hpsi_rec *r = hpsi_table_rec(t, off);
-		if (r->len == END_MARK && r->steps == END_MARK) {
-			off += window_rest(off);
-			continue;
-		}
+		if (r->len != END_MARK || r->steps != END_MARK)
+			return off;
+		off += window_rest(off);
+	}
+	return off;
+}
+
+struct hpsi_rec *hpsi_table_next(const struct hpsi_table *t, uint64_t *cursor)
+{
+	uint64_t off = skip_to_rec(t, *cursor < HPSI_TABLE_FIRST ? HPSI_TABLE_FIRST : *cursor);
+	*cursor = off;
+	if (off >= t->used)
+		return NULL;
+	struct hpsi_rec *r = hpsi_table_rec(t, off);
+	*cursor = off + rec_units(t, r->len);
+	return r;
+}
+
+static int walk_offsets(const struct hpsi_table *t, int (*fn)(const struct hpsi_table *t, uint64_t off, void *arg),
+			void *arg)
+{
+	for (uint64_t off = skip_to_rec(t, HPSI_TABLE_FIRST); off < t->used;
+	     off = skip_to_rec(t, off + rec_units(t, hpsi_table_rec(t, off)->len))) {
 		int rc = fn(t, off, arg);
 		if (rc)
 			return rc;
-		off += rec_units(t, r->len);
 	}
 	return 0;
 }

@@ -120,6 +120,13 @@ int hpsi_table_plan_rec(struct hpsi_table *t, struct hpsi_table_plan *p, uint32_
  * reserved); steps is 0, the values are left to the caller. */
 struct hpsi_rec *hpsi_table_add(struct hpsi_table *t, uint64_t key, uint32_t len);
 
+/* The record at or after *cursor (start with HPSI_TABLE_FIRST) in the
+ * order keys were added, moving *cursor past it; NULL at the end. Records
+ * never move, so a cursor stays valid while keys are added (they come
+ * after it). */
+#define HPSI_TABLE_FIRST 2
+struct hpsi_rec *hpsi_table_next(const struct hpsi_table *t, uint64_t *cursor);
+
 /* Visits every record in the order the keys were added; a non-zero
  * return from fn stops and is returned. */
 int hpsi_table_walk(const struct hpsi_table *t, int (*fn)(struct hpsi_rec *r, void *arg), void *arg);

@@ -1,0 +1,591 @@
+/* Recovery (HPS_REPLICAS): a replacement server copies the key ranges it
+ * holds while the job goes on, and the replication factor is restored.
+ *
+ * A replacement claims the dead server's rank (hps_init: JOINING, a new
+ * incarnation); routing and the workers treat it as gone. Every server
+ * that serves one of its ranges copies that range to it over their forward
+ * ring, as the paper's section 4.5 does: first every record in the order
+ * keys were added (the pool never moves records, so a cursor survives
+ * inserts), while the range is served; the keys pushed meanwhile are
+ * copied again, in rounds, until few are left; then the range is frozen
+ * (not served) for the last of them and a FINAL record with the workers'
+ * clocks, phases and last sequences. Records apply in ring order, so the
+ * copy ends identical to the source, optimizer state and push counts
+ * included.
+ *
+ * - Its own range (and any other whose replicas before it are all gone)
+ *   is handed back: the server that took it over stops serving it at the
+ *   FINAL, and the replacement continues its rings where it stopped (all
+ *   it consumed was answered and published; nothing is read twice). Once
+ *   it serves every such range it stores ALIVE: the workers route to it.
+ *   The source waits, before the FINAL, until its other backups applied
+ *   what it forwarded them, so that they apply the range's pushes in order
+ *   when the replacement forwards after it.
+ * - A range it backs up is copied once it is ALIVE; after the FINAL its
+ *   primary forwards it every push (rs->fwd_incarnation), and the answers
+ *   name the backups forwarded to (fwd_mask), so that a worker never
+ *   waits for a backup that was not sent its push.
+ *
+ * Ordering: the source publishes its last answers and ring heads before
+ * the FINAL; the replacement acquires the forward ring's tail (pair A)
+ * before it reads the FINAL, so it attaches to rings whose state it sees
+ * whole. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "net/route.h"
+#include "runtime/common/log.h"
+#include "runtime/server/serve.h"
+#include "runtime/server/server_stats.h"
+#include "shm/node.h"
+#include "shm/wake.h"
+
+#define SYNC_CHUNK (64u << 10)  /* record bytes per SYNC message at most */
+#define STEP_BYTES (1u << 20)   /* bytes copied per turn of the serving loop */
+#define FREEZE_KEYS 4096        /* few enough pushed keys to copy frozen */
+#define MAX_ROUNDS 4            /* copy rounds of pushed keys before freezing anyway */
+
+enum sync_kind { SYNC_BEGIN = 0, SYNC_RECORDS = 1, SYNC_FINAL = 2 }; /* hdr->part */
+enum sync_phase { PH_BEGIN, PH_COPY, PH_DELTA, PH_FREEZE };
+
+/* One piece of a record in a SYNC_RECORDS body, followed by n bytes
+ * (padded to 8). */
+struct sync_chunk {
+	uint64_t key;
+	uint32_t len, steps;
+	uint64_t off, n;
+};
+
+/* A worker as the range saw it, in a SYNC_FINAL body. */
+struct sync_peer {
+	uint32_t clock, pad;
+	uint64_t phase;
+	int64_t last_seq;
+};
+
+struct range_sync {
+	uint32_t to, to_index, incarnation;
+	int handback; /* the range goes to the replacement at the FINAL */
+	int phase;
+	uint64_t cursor, next_cursor; /* PH_COPY: the record being sent, the one after */
+	size_t rec_off;               /* bytes of the current record sent */
+	uint64_t *dirty;              /* keys pushed since the copy began */
+	size_t ndirty, dirty_cap;
+	int dirty_lost;               /* too many: copy everything again */
+	uint64_t *list;               /* PH_DELTA, PH_FREEZE: the keys being sent */
+	size_t nlist, list_i;
+	unsigned rounds;
+	uint32_t *wait_tail; /* handback: per server, the forwards it must apply first */
+	int64_t started;
+	uint64_t bytes;
+	/* the SYNC message being filled */
+	struct hpsi_msg_hdr *msg;
+	size_t msg_used, msg_cap;
+};
+
+static uint32_t incarnation_of(const struct server *sv, uint32_t srv)
+{
+	/* relaxed: published by the release of the state read before it */
+	return atomic_load_explicit(&hpsi_seg_node(sv->seg, srv)->incarnation, memory_order_relaxed);
+}
+
+static uint32_t state_of(const struct server *sv, uint32_t srv)
+{
+	/* acquire pairs with the state's release (struct hpsi_node) */
+	return atomic_load_explicit(&hpsi_seg_node(sv->seg, srv)->state, memory_order_acquire);
+}
+
+void hpsi_recover_setup(struct server *sv)
+{
+	sv->joining = state_of(sv, sv->me) == HPSI_NODE_JOINING;
+	for (uint32_t i = 0; i < sv->nranges; i++) {
+		struct range_state *rs = &sv->ranges[i];
+		rs->synced = !sv->joining;
+		if (sv->joining)
+			rs->serving = 0;
+		for (uint32_t k = 0; k <= sv->replicas; k++)
+			rs->fwd_incarnation[k] = incarnation_of(sv, hpsi_replica(sv->seg, rs->id, k));
+	}
+	if (sv->joining)
+		hpsi_warn("server %u replaces a dead one: it copies its %u key range%s before it serves", sv->me,
+			  sv->nranges, sv->nranges == 1 ? "" : "s");
+}
+
+/* ---- the source: a served range copied to a replacement ---- */
+
+static void sync_free(struct range_state *rs)
+{
+	struct range_sync *y = rs->sync;
+	if (!y)
+		return;
+	free(y->dirty);
+	free(y->list);
+	free(y->wait_tail);
+	free(y);
+	rs->sync = NULL;
+}
+
+/* Which replica of rs, if any, needs a copy from this server now. */
+static int find_target(struct server *sv, struct range_state *rs, uint32_t *to, uint32_t *idx, int *handback)
+{
+	uint32_t mine = hpsi_replica_index(sv->seg, rs->id, sv->me);
+	int before_gone = 1; /* every replica before index i is gone */
+	for (uint32_t i = 0; i <= sv->replicas; i++) {
+		uint32_t b = hpsi_replica(sv->seg, rs->id, i), st = state_of(sv, b);
+		if (i < mine && st == HPSI_NODE_JOINING && before_gone) {
+			*to = b, *idx = i, *handback = 1;
+			return 1;
+		}
+		if (i > mine && st == HPSI_NODE_ALIVE && incarnation_of(sv, b) != rs->fwd_incarnation[i]) {
+			*to = b, *idx = i, *handback = 0;
+			return 1;
+		}
+		before_gone &= hpsi_server_gone(sv->seg, b);
+	}
+	return 0;
+}
+
+static int msg_open(struct server *sv, struct range_state *rs, int kind, size_t body)
+{
+	struct range_sync *y = rs->sync;
+	struct hpsi_msg_hdr *h = hpsi_ring_reserve(&sv->fwd_out[y->to], sizeof *h + body);
+	if (!h)
+		return 0;
+	hpsi_msg_init(h, HPSI_MSG_SYNC, sv->me, 0);
+	h->flags = HPSI_F_REPLICA;
+	h->range = (uint16_t)rs->id;
+	h->part = (uint32_t)kind;
+	h->width = (uint32_t)y->handback;
+	h->clock = y->incarnation; /* a copy for an earlier replacement is not for it */
+	y->msg = h;
+	y->msg_used = 0;
+	y->msg_cap = body;
+	return 1;
+}
+
+static void msg_close(struct server *sv, struct range_sync *y)
+{
+	if (!y->msg)
+		return;
+	y->msg->val_bytes = y->msg_used;
+	hpsi_ring_commit(&sv->fwd_out[y->to], sizeof *y->msg + y->msg_used);
+	sv->fwd_dirty[y->to] = 1;
+	sv->fwd_urgent[y->to] = 1; /* the replacement waits for it */
+	y->bytes += y->msg_used;
+	y->msg = NULL;
+}
+
+static size_t chunk_room(const struct server *sv)
+{
+	size_t max = hpsi_ring_max_payload(sv->seg->hdr->ring_bytes) / 2;
+	return (max < SYNC_CHUNK ? max : SYNC_CHUNK) & ~(size_t)7;
+}
+
+/* Sends what is left of a record from y->rec_off; 0 when the ring is full
+ * (resume at rec_off), 1 when all of it went. *budget counts bytes. */
+static int send_item(struct server *sv, struct range_state *rs, const struct hpsi_store_item *it, size_t *budget)
+{
+	struct range_sync *y = rs->sync;
+	do {
+		if (y->msg && y->msg_cap - y->msg_used < sizeof(struct sync_chunk) + 8)
+			msg_close(sv, y);
+		if (!y->msg) {
+			size_t cap = chunk_room(sv);
+			if (cap < sizeof(struct hpsi_msg_hdr) + sizeof(struct sync_chunk) + 8)
+				return 0; /* rings too small to copy through (refused at setup) */
+			if (!msg_open(sv, rs, SYNC_RECORDS, cap - sizeof(struct hpsi_msg_hdr)))
+				return 0;
+		}
+		size_t left = it->nbytes - y->rec_off, room = y->msg_cap - y->msg_used - sizeof(struct sync_chunk);
+		size_t n = left < (room & ~(size_t)7) ? left : (room & ~(size_t)7);
+		unsigned char *at = (unsigned char *)(y->msg + 1) + y->msg_used;
+		struct sync_chunk c = {.key = it->key, .len = it->len, .steps = it->steps, .off = y->rec_off, .n = n};
+		memcpy(at, &c, sizeof c);
+		memcpy(at + sizeof c, it->bytes + y->rec_off, n);
+		y->msg_used += sizeof c + ((n + 7) & ~(size_t)7);
+		y->rec_off += n;
+		*budget = *budget > n + sizeof c ? *budget - n - sizeof c : 0;
+	} while (y->rec_off < it->nbytes);
+	y->rec_off = 0;
+	return 1;
+}
+
+/* Sends the keys of y->list from list_i; 1 when all went. */
+static int send_list(struct server *sv, struct range_state *rs, size_t *budget)
+{
+	struct range_sync *y = rs->sync;
+	while (y->list_i < y->nlist && *budget) {
+		struct hpsi_store_item it;
+		if (hpsi_store_item(rs->store, y->list[y->list_i], &it) == 0 && !send_item(sv, rs, &it, budget))
+			return 0;
+		y->list_i++;
+	}
+	return y->list_i == y->nlist;
+}
+
+static int cmp_key(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* The pushed keys become the list to send (sorted, each once). */
+static void take_dirty(struct range_sync *y)
+{
+	free(y->list);
+	y->list = y->dirty;
+	y->nlist = y->ndirty;
+	y->list_i = 0;
+	y->dirty = NULL;
+	y->ndirty = y->dirty_cap = 0;
+	qsort(y->list, y->nlist, sizeof *y->list, cmp_key);
+	size_t n = 0;
+	for (size_t i = 0; i < y->nlist; i++)
+		if (!n || y->list[n - 1] != y->list[i])
+			y->list[n++] = y->list[i];
+	y->nlist = n;
+}
+
+void hpsi_recover_dirty(struct range_state *rs, const uint64_t *keys, uint32_t n)
+{
+	struct range_sync *y = rs->sync;
+	if (y->phase == PH_BEGIN || y->dirty_lost)
+		return; /* nothing sent yet, or everything goes again */
+	if (y->ndirty + n > y->dirty_cap) {
+		size_t cap = y->dirty_cap ? y->dirty_cap * 2 : 4096;
+		while (cap < y->ndirty + n)
+			cap *= 2;
+		/* more pushed keys than the range holds: copying it all again is cheaper */
+		uint64_t *d = cap / 2 > hpsi_store_size(rs->store) + 65536 ? NULL : realloc(y->dirty, cap * sizeof *d);
+		if (!d) {
+			y->dirty_lost = 1;
+			return;
+		}
+		y->dirty = d;
+		y->dirty_cap = cap;
+	}
+	memcpy(y->dirty + y->ndirty, keys, (size_t)n * sizeof *keys);
+	y->ndirty += n;
+}
+
+int hpsi_recover_frozen(const struct range_state *rs)
+{
+	return rs->sync && rs->sync->phase == PH_FREEZE;
+}
+
+/* Handback: the other backups have applied what this server forwarded
+ * them up to the freeze. */
+static int others_caught_up(struct server *sv, struct range_sync *y)
+{
+	for (uint32_t b = 0; y->wait_tail && b < sv->nservers; b++) {
+		if (b == sv->me || b == y->to || hpsi_server_gone(sv->seg, b))
+			continue;
+		/* acquire pairs with the backup's release of its head (ring pair B) */
+		uint32_t head = atomic_load_explicit(&sv->fwd_out[b].r->head, memory_order_acquire);
+		if ((int32_t)(y->wait_tail[b] - head) > 0) {
+			hpsi_node_wake(sv->seg, b);
+			return 0;
+		}
+	}
+	return 1;
+}
+
+static int send_final(struct server *sv, struct range_state *rs)
+{
+	struct range_sync *y = rs->sync;
+	size_t body = (size_t)sv->nworkers * sizeof(struct sync_peer);
+	if (!msg_open(sv, rs, SYNC_FINAL, body))
+		return 0;
+	struct sync_peer *out = (struct sync_peer *)(y->msg + 1);
+	for (uint32_t wk = 0; wk < sv->nworkers; wk++) {
+		const struct peer *p = &rs->peers[wk];
+		out[wk] = (struct sync_peer){.clock = p->clock, .phase = p->phase, .last_seq = p->last_seq};
+	}
+	y->msg_used = body;
+	msg_close(sv, y);
+	hpsi_replica_publish(sv);
+	hpsi_node_wake(sv->seg, y->to);
+	double ms = (double)(hpsi_now_ns() - y->started) / 1e6;
+	hpsi_warn("server %u copied key range %u to server %u (incarnation %u): %.1f MB in %.1f ms%s", sv->me, rs->id,
+		  y->to, y->incarnation, (double)y->bytes / 1e6, ms, y->handback ? "; it serves the range again" : "");
+	if (y->handback) {
+		rs->serving = 0;
+		rs->handed_to = y->to + 1;
+		rs->handed_incarnation = y->incarnation;
+		for (uint32_t wk = 0; wk < sv->nworkers; wk++) {
+			struct peer *p = &rs->peers[wk];
+			if (p->held)
+				hpsi_sstat_unhold(sv->stats, p->held_since);
+			p->held = 0;
+		}
+	} else {
+		rs->fwd_incarnation[y->to_index] = y->incarnation; /* its pushes go there from now */
+	}
+	sync_free(rs);
+	return 1;
+}
+
+/* Advances rs's copy; returns 1 if it did something. */
+static int sync_range(struct server *sv, struct range_state *rs)
+{
+	struct range_sync *y = rs->sync;
+	uint32_t st = state_of(sv, y->to);
+	if ((st != HPSI_NODE_JOINING && st != HPSI_NODE_ALIVE) || incarnation_of(sv, y->to) != y->incarnation) {
+		hpsi_warn("server %u stops copying key range %u: server %u is gone", sv->me, rs->id, y->to);
+		sync_free(rs);
+		return 1;
+	}
+	size_t budget = STEP_BYTES;
+	int did = 0;
+	if (y->phase == PH_BEGIN) {
+		if (!msg_open(sv, rs, SYNC_BEGIN, 0))
+			return 0;
+		msg_close(sv, y);
+		y->phase = PH_COPY;
+		y->cursor = y->next_cursor = 0;
+		did = 1;
+	}
+	if (y->dirty_lost && y->phase != PH_FREEZE) { /* everything again */
+		y->dirty_lost = 0;
+		y->ndirty = 0;
+		y->phase = PH_COPY;
+		y->cursor = 0;
+		y->rec_off = 0;
+	}
+	while (y->phase == PH_COPY && budget) {
+		struct hpsi_store_item it;
+		y->next_cursor = y->cursor;
+		if (hpsi_store_next(rs->store, &y->next_cursor, &it)) {
+			y->phase = PH_DELTA;
+			break;
+		}
+		if (!send_item(sv, rs, &it, &budget))
+			break;
+		y->cursor = y->next_cursor;
+		did = 1;
+	}
+	if (y->phase == PH_DELTA && send_list(sv, rs, &budget)) {
+		did = 1;
+		if (y->ndirty <= FREEZE_KEYS || y->rounds >= MAX_ROUNDS) {
+			y->phase = PH_FREEZE; /* no push reaches the range from here */
+			if (y->handback && !y->wait_tail && (y->wait_tail = calloc(sv->nservers, sizeof *y->wait_tail)))
+				for (uint32_t b = 0; b < sv->nservers; b++)
+					y->wait_tail[b] = b == sv->me ? 0 : sv->fwd_out[b].tail;
+		} else {
+			y->rounds++;
+		}
+		take_dirty(y);
+	}
+	if (y->phase == PH_FREEZE && send_list(sv, rs, &budget)) {
+		msg_close(sv, y);
+		hpsi_replica_publish(sv);
+		if (others_caught_up(sv, y))
+			return send_final(sv, rs);
+	}
+	msg_close(sv, y);
+	return did;
+}
+
+int hpsi_recover_step(struct server *sv)
+{
+	int n = 0;
+	for (uint32_t i = 0; i < sv->nranges; i++) {
+		struct range_state *rs = &sv->ranges[i];
+		if (!rs->serving || !rs->store)
+			continue;
+		uint32_t to, idx;
+		int handback;
+		if (!rs->sync && find_target(sv, rs, &to, &idx, &handback)) {
+			if (!(rs->sync = calloc(1, sizeof *rs->sync)))
+				continue;
+			*rs->sync = (struct range_sync){.to = to, .to_index = idx, .incarnation = incarnation_of(sv, to),
+							.handback = handback, .phase = PH_BEGIN, .started = hpsi_now_ns()};
+			hpsi_info("server %u copies key range %u to server %u (%zu keys)", sv->me, rs->id, to,
+				  hpsi_store_size(rs->store));
+		}
+		if (rs->sync)
+			n += sync_range(sv, rs);
+	}
+	if (n) {
+		hpsi_replica_publish(sv);
+		hpsi_replica_wake(sv);
+	}
+	return n;
+}
+
+/* Room for a whole SYNC message on the ring to `to` (no reservation: that
+ * would write into the ring). */
+static int room_for_chunk(struct server *sv, uint32_t to)
+{
+	struct hpsi_ring_prod *p = &sv->fwd_out[to];
+	/* acquire pairs with the consumer's release of its head (ring pair B) */
+	uint32_t head = atomic_load_explicit(&p->r->head, memory_order_acquire);
+	return (p->mask + 1) - (p->tail - head) >= 2 * chunk_room(sv) + 64;
+}
+
+int hpsi_recover_handed_back(const struct server *sv, const struct range_state *rs)
+{
+	if (!rs->handed_to)
+		return 0;
+	uint32_t to = rs->handed_to - 1;
+	return state_of(sv, to) == HPSI_NODE_JOINING && incarnation_of(sv, to) == rs->handed_incarnation;
+}
+
+int hpsi_recover_pending(struct server *sv)
+{
+	for (uint32_t i = 0; i < sv->nranges; i++) {
+		struct range_state *rs = &sv->ranges[i];
+		if (!rs->serving || !rs->store)
+			continue;
+		if (!rs->sync) {
+			uint32_t to, idx;
+			int handback;
+			if (find_target(sv, rs, &to, &idx, &handback))
+				return 1;
+			continue;
+		}
+		/* room for a message again (the replacement wakes this server as it
+		 * reads); a frozen range waiting for other backups polls at the
+		 * idle check's pace */
+		if (room_for_chunk(sv, rs->sync->to))
+			return 1;
+	}
+	return 0;
+}
+
+void hpsi_recover_cancel(struct range_state *rs)
+{
+	sync_free(rs);
+}
+
+void hpsi_recover_free(struct server *sv)
+{
+	for (uint32_t i = 0; sv->ranges && i < sv->nranges; i++)
+		sync_free(&sv->ranges[i]);
+}
+
+/* ---- the replacement: applying a copy ---- */
+
+/* Continues the rings of a range handed back, where its last server
+ * stopped: it consumed only what it answered and published. */
+static void attach_range(struct server *sv, struct range_state *rs)
+{
+	for (uint32_t wk = 0; wk < sv->nworkers; wk++) {
+		struct peer *p = &rs->peers[wk];
+		struct hpsi_ring *resp = hpsi_seg_ring(sv->seg, wk, rs->id, 1);
+		/* acquire pairs with the last server's release of its tail (pair A) */
+		uint32_t tail = atomic_load_explicit(&resp->tail, memory_order_acquire);
+		p->answered = 0;
+		p->mark_word = 0;
+		for (unsigned k = 0; k < 2; k++) {
+			uint64_t m = atomic_load_explicit(&resp->mark[k], memory_order_relaxed);
+			if ((uint32_t)(m >> 32) == tail) {
+				p->answered = (uint32_t)m; /* kept for a takeover of this server */
+				p->mark_word = k ^ 1;
+			}
+		}
+		p->adopted = p->rereading = p->held = 0;
+		hpsi_ring_cons_attach(&p->req, hpsi_seg_ring(sv->seg, wk, rs->id, 0), sv->seg->hdr->ring_bytes);
+		hpsi_ring_prod_attach(&p->resp, resp, sv->seg->hdr->ring_bytes);
+	}
+	rs->serving = 1;
+	rs->epoch++;
+}
+
+/* A replacement serves again once it serves every range whose replicas
+ * before it are all gone (its own one first of all). */
+static void maybe_alive(struct server *sv)
+{
+	if (!sv->joining)
+		return;
+	for (uint32_t i = 0; i < sv->nranges; i++) {
+		const struct range_state *rs = &sv->ranges[i];
+		int first = 1;
+		for (uint32_t j = 0; j < i; j++)
+			first &= hpsi_server_gone(sv->seg, hpsi_replica(sv->seg, rs->id, j));
+		if (first && !rs->serving)
+			return;
+	}
+	sv->joining = 0;
+	/* release pairs with the acquire of the state by routing (net/route.h):
+	 * whoever routes to this server sees it serve */
+	atomic_store_explicit(&hpsi_seg_node(sv->seg, sv->me)->state, HPSI_NODE_ALIVE, memory_order_release);
+	hpsi_wake_all(sv->seg);
+	hpsi_warn("server %u is back: it serves key range %u again and backs up the others", sv->me, sv->me);
+}
+
+static int bad_sync(const char *why)
+{
+	hpsi_msg_count_bad(why);
+	return 1;
+}
+
+static int apply_records(struct range_state *rs, const unsigned char *at, size_t left)
+{
+	while (left) {
+		struct sync_chunk c;
+		if (left < sizeof c)
+			return bad_sync("copy of a key range: a piece shorter than its header");
+		memcpy(&c, at, sizeof c);
+		size_t padded = (size_t)((c.n + 7) & ~(uint64_t)7);
+		if (c.n > left - sizeof c || padded > left - sizeof c)
+			return bad_sync("copy of a key range: a piece longer than its message");
+		int rc = hpsi_store_write(rs->store, c.key, c.len, c.steps, (size_t)c.off, at + sizeof c, (size_t)c.n);
+		if (rc) {
+			hpsi_error("copy of key range %u: key %llu not stored: %s", rs->id, (unsigned long long)c.key,
+				   hps_strerror(rc));
+			return 1;
+		}
+		at += sizeof c + padded;
+		left -= sizeof c + padded;
+	}
+	return 1;
+}
+
+int hpsi_recover_apply(struct server *sv, uint32_t from, const void *rec, size_t len)
+{
+	const struct hpsi_msg_hdr *h = rec;
+	if (len < sizeof *h || h->magic != HPSI_MSG_MAGIC || h->version != HPSI_MSG_VERSION ||
+	    h->flags != HPSI_F_REPLICA || h->val_bytes != len - sizeof *h || h->range >= sv->nservers ||
+	    h->part > SYNC_FINAL || h->sender != from)
+		return bad_sync("copy of a key range: a malformed message");
+	if (h->clock != incarnation_of(sv, sv->me))
+		return 1; /* left in the ring for a replacement that died before this one */
+	uint32_t i = hpsi_replica_index(sv->seg, h->range, sv->me);
+	if (i == HPSI_NO_SERVER || hpsi_replica_index(sv->seg, h->range, from) == HPSI_NO_SERVER)
+		return bad_sync("copy of a key range this server does not hold");
+	struct range_state *rs = &sv->ranges[i];
+	if (!rs->store || rs->serving)
+		return bad_sync("copy of a key range this server serves");
+	const unsigned char *body = (const unsigned char *)(h + 1);
+	if (h->part == SYNC_BEGIN) {
+		struct hpsi_store *fresh = hpsi_store_create_like(rs->store);
+		if (!fresh) {
+			hpsi_error("copy of key range %u: out of memory", rs->id);
+			return 1;
+		}
+		hpsi_store_destroy(rs->store);
+		rs->store = rs->arg = fresh;
+		rs->synced = 0;
+		return 1;
+	}
+	if (h->part == SYNC_RECORDS)
+		return apply_records(rs, body, h->val_bytes);
+	if (h->val_bytes != (uint64_t)sv->nworkers * sizeof(struct sync_peer))
+		return bad_sync("copy of a key range: a FINAL of another number of workers");
+	for (uint32_t wk = 0; wk < sv->nworkers; wk++) {
+		struct sync_peer q;
+		memcpy(&q, body + (size_t)wk * sizeof q, sizeof q);
+		struct peer *p = &rs->peers[wk];
+		p->clock = q.clock;
+		p->phase = q.phase;
+		p->last_seq = q.last_seq;
+	}
+	rs->epoch++;
+	rs->synced = 1;
+	hpsi_info("server %u holds a whole copy of key range %u (%zu keys)", sv->me, rs->id, hpsi_store_size(rs->store));
+	if (h->width)
+		attach_range(sv, rs);
+	maybe_alive(sv);
+	return 1;
+}
