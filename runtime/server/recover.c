@@ -238,7 +238,8 @@ static void take_dirty(struct range_sync *y)
 	y->list_i = 0;
 	y->dirty = NULL;
 	y->ndirty = y->dirty_cap = 0;
-	qsort(y->list, y->nlist, sizeof *y->list, cmp_key);
+	if (y->nlist)
+		qsort(y->list, y->nlist, sizeof *y->list, cmp_key);
 	size_t n = 0;
 	for (size_t i = 0; i < y->nlist; i++)
 		if (!n || y->list[n - 1] != y->list[i])
