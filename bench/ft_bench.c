@@ -7,7 +7,16 @@
  * it (only the backup that took the range over can have answered it).
  * Repeated over REPEATS jobs; one line in hps_bench's format:
  *   failover 3S1WK1 kill - - - p50_us max_us
- * (the last column is the maximum, not a 99th percentile). */
+ * (the last column is the maximum, not a 99th percentile).
+ *
+ * Then recovery: the worker fills FILL_KEYS keys (width 1) and goes on
+ * pushing; server 1 is killed, and once the backup serves its range a
+ * replacement is started; the time runs from its start until it serves its
+ * own range again and applies forwards of the range it backs up (both
+ * copied whole, about 2/3 of the table):
+ *   recover 3S1WK1 catchup MB/s keys/s - p50_us max_us
+ * MB/s counts the copied records (key, length, push count, values: 20
+ * bytes per key at width 1), keys/s the keys of the two ranges. */
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -19,19 +28,26 @@
 
 #include "hps/hps.h"
 #include "runtime/common/config.h"
+#include "net/route.h"
 #include "shm/bell.h"
+#include "shm/node.h"
 #include "shm/segment.h"
 
 #include "bench/cases.h"
 
 #define REPEATS 15
 #define NK 64
+#define RECOVER_REPEATS 5
+#define FILL_KEYS 2000000
+#define FILL_BATCH 200000
 
 struct ft_shared {
 	_Atomic int64_t kill_ns;  /* 0 until the kill */
 	_Atomic int64_t failover_ns;
 	_Atomic int requests;
 	_Atomic int stop;
+	int fill;             /* recovery: fill the table first */
+	_Atomic int filled;
 };
 
 static struct ft_shared *fs;
@@ -43,6 +59,20 @@ static int ft_worker(hps_ctx *ctx, hps_worker *w)
 	float push[NK], pull[NK];
 	for (int k = 0; k < NK; k++)
 		keys[k] = (uint64_t)k, push[k] = 1;
+	if (fs->fill) {
+		uint64_t *fk = malloc(FILL_BATCH * sizeof *fk);
+		float *fv = malloc(FILL_BATCH * sizeof *fv);
+		for (uint64_t b = 0; fk && fv && b < FILL_KEYS; b += FILL_BATCH) {
+			for (uint64_t i = 0; i < FILL_BATCH; i++)
+				fk[i] = NK + b + i, fv[i] = 1;
+			int64_t ts = hps_push(w, fk, FILL_BATCH, fv, NULL);
+			if (ts < 0 || hps_wait(w, ts))
+				return 1;
+		}
+		free(fk);
+		free(fv);
+		atomic_store_explicit(&fs->filled, 1, memory_order_release);
+	}
 	while (!atomic_load_explicit(&fs->stop, memory_order_acquire)) {
 		int64_t sent = hpsi_now_ns();
 		int64_t ts = hps_pushpull(w, keys, NK, push, pull, NULL);
@@ -99,6 +129,70 @@ static int64_t one_failover(int rep)
 	return bad || !got ? -1 : got;
 }
 
+static int node_state(const struct hpsi_seg *seg, uint32_t id)
+{
+	return (int)atomic_load_explicit(&hpsi_seg_node(seg, id)->state, memory_order_acquire);
+}
+
+/* One job: fill, kill server 1, start its replacement; the catch-up time
+ * in ns (-1: failed) and the keys of ranges 0 and 1. */
+static int64_t one_recover(int rep, uint64_t *keys)
+{
+	char job[48];
+	snprintf(job, sizeof job, "rcbench%d_%d", (int)getpid(), rep);
+	struct hpsi_config cfg;
+	if (hpsi_config_load(&cfg, 0))
+		return -1;
+	struct hpsi_seg_params p;
+	hpsi_config_seg_params(&cfg, &p);
+	p.job = job, p.host = "bench", p.nservers = 3, p.nworkers = 1, p.range_mode = HPSI_RANGE_HASH;
+	p.replicas = 1;
+	struct hpsi_seg seg;
+	if (hpsi_seg_create(&p, &seg))
+		return -1;
+	bench_job_segment(seg.path);
+	memset(fs, 0, sizeof *fs);
+	fs->fill = 1;
+	*keys = 0;
+	for (uint64_t k = 0; k < NK + FILL_KEYS; k++)
+		*keys += hpsi_route_key(&seg, k) <= 1;
+	pid_t pids[5];
+	for (int i = 0; i < 4; i++)
+		if ((pids[i] = fork()) == 0)
+			bench_run_node(job, i < 3, i < 3 ? i : 0, ft_worker);
+	int64_t end = hpsi_now_ns() + 60000000000ll, got = -1;
+	while (!atomic_load_explicit(&fs->filled, memory_order_acquire) && hpsi_now_ns() < end)
+		usleep(1000);
+	kill(pids[1], SIGKILL);
+	waitpid(pids[1], NULL, 0);
+	hpsi_node_mark_dead(&seg, 1);
+	uint64_t applied = atomic_load_explicit(&hpsi_seg_counters(&seg, 1)->replica_applied, memory_order_relaxed);
+	int64_t start = hpsi_now_ns();
+	if ((pids[4] = fork()) == 0)
+		bench_run_node(job, 1, 1, ft_worker);
+	while (hpsi_now_ns() < end) {
+		if (node_state(&seg, 1) == HPSI_NODE_ALIVE &&
+		    atomic_load_explicit(&hpsi_seg_counters(&seg, 1)->replica_applied, memory_order_relaxed) > applied) {
+			got = hpsi_now_ns() - start;
+			break;
+		}
+		usleep(100);
+	}
+	atomic_store_explicit(&fs->stop, 1, memory_order_release);
+	int bad = 0;
+	for (int i = 0; i < 5; i++) {
+		int st;
+		if (i == 1)
+			continue;
+		waitpid(pids[i], &st, 0);
+		bad |= !WIFEXITED(st) || WEXITSTATUS(st);
+	}
+	hpsi_seg_unlink(&seg);
+	bench_job_segment(NULL);
+	hpsi_seg_detach(&seg);
+	return bad ? -1 : got;
+}
+
 int main(void)
 {
 	bench_cleanup_on_signals();
@@ -118,6 +212,26 @@ int main(void)
 	qsort(us, (size_t)n, sizeof *us, cmp_double);
 	printf("# case config phase MB/s keys/s ops/s p50_us max_us\n");
 	printf("failover 3S1WK1 kill - - -");
+	print_fig(us[n / 2]);
+	print_fig(us[n - 1]);
+	printf("\n");
+	fflush(stdout);
+	uint64_t keys = 0;
+	n = 0;
+	for (int rep = 0; rep < RECOVER_REPEATS; rep++) {
+		int64_t ns = one_recover(rep, &keys);
+		if (ns < 0) {
+			fprintf(stderr, "ft_bench: recovery run %d failed\n", rep);
+			return 1;
+		}
+		us[n++] = (double)ns / 1000.0;
+	}
+	qsort(us, (size_t)n, sizeof *us, cmp_double);
+	double s50 = us[n / 2] / 1e6;
+	printf("recover 3S1WK1 catchup");
+	print_fig((double)keys * 20 / 1e6 / s50);
+	print_fig((double)keys / s50);
+	printf(" -");
 	print_fig(us[n / 2]);
 	print_fig(us[n - 1]);
 	printf("\n");

@@ -491,6 +491,26 @@ static void test_replica_replacement_killed_while_copying(void)
 	CU_ASSERT_EQUAL(bad, 0);
 }
 
+/* Checkpoints every few clocks while a server is killed, replaced, and
+ * another replica killed: each checkpoint is whole or refused (and saved
+ * again), and the sums are exact. */
+static void test_replica_checkpoints_during_recovery(void)
+{
+	char dir[64], cmd[256];
+	snprintf(dir, sizeof dir, "/tmp/hps_replica_rckpt_%d", (int)getpid());
+	int bad = 0;
+	for (uint64_t seed = 111; seed <= 114; seed++) {
+		struct run r = {.S = 3, .W = 3, .K = 1, .seed = seed, .bsp = (int)(seed % 2), .kills = 2,
+				.fn = sum_worker, .ckpt_dir = dir, .replace = 1, .pace_us = 15000,
+				.prefill = seed % 2 ? 0 : 30000};
+		uint32_t killed[2];
+		bad += run_job(&r, killed) != 0;
+	}
+	snprintf(cmd, sizeof cmd, "rm -rf %s %s.old %s.partial", dir, dir, dir);
+	CU_ASSERT_EQUAL(system(cmd), 0);
+	CU_ASSERT_EQUAL(bad, 0);
+}
+
 /* K=2 survives two servers killed one after the other. */
 static void test_replica_two_backups_survive_two_kills(void)
 {
@@ -782,6 +802,7 @@ struct test_case replica_cases[] = {
 	{"replica_two_backups_survive_two_kills", test_replica_two_backups_survive_two_kills},
 	{"replica_replacement_then_second_kill", test_replica_replacement_then_second_kill},
 	{"replica_replacement_killed_while_copying", test_replica_replacement_killed_while_copying},
+	{"replica_checkpoints_during_recovery", test_replica_checkpoints_during_recovery},
 	{"replica_without_replicas_the_kill_loses", test_replica_without_replicas_the_kill_loses},
 	{"replica_every_replica_dead_fails_cleanly", test_replica_every_replica_dead_fails_cleanly},
 	{"replica_deterministic_adam_bit_identical", test_replica_deterministic_adam_bit_identical},

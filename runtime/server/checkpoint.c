@@ -280,7 +280,7 @@ static int check_every_range(const char *dir, uint32_t nservers, char *why)
 		snprintf(path, sizeof path, "%s/server-%u.hpsckpt", dir, r);
 		if (access(path, F_OK) != 0)
 			return say(why, HPS_EPEERDEAD,
-				   "key range %u was not saved: a server died during the checkpoint; try again", r);
+				   "key range %u was not saved: a server died, or handed the range to its replacement, during the checkpoint; try again", r);
 	}
 	return 0;
 }

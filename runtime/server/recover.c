@@ -8,7 +8,7 @@
  * keys were added (the pool never moves records, so a cursor survives
  * inserts), while the range is served; the keys pushed meanwhile are
  * copied again, in rounds, until few are left; then the range is frozen
- * (not served) for the last of them and a FINAL record with the workers'
+ * (not served) for the last of them and FINAL records with the workers'
  * clocks, phases and last sequences. Records apply in ring order, so the
  * copy ends identical to the source, optimizer state and push counts
  * included.
@@ -75,6 +75,8 @@ struct range_sync {
 	uint64_t *list;               /* PH_DELTA, PH_FREEZE: the keys being sent */
 	size_t nlist, list_i;
 	unsigned rounds;
+	uint32_t final_sent; /* workers whose state went in FINAL pieces */
+	int waiting;         /* handback: for other backups (polled at the idle pace) */
 	uint32_t *wait_tail; /* handback: per server, the forwards it must apply first */
 	int64_t started;
 	uint64_t bytes;
@@ -291,19 +293,29 @@ static int others_caught_up(struct server *sv, struct range_sync *y)
 	return 1;
 }
 
+/* The workers' state in pieces that fit the ring (nkeys: the first
+ * worker of the piece); the piece that reaches the last worker ends the
+ * copy. 1 once all went. */
 static int send_final(struct server *sv, struct range_state *rs)
 {
 	struct range_sync *y = rs->sync;
-	size_t body = (size_t)sv->nworkers * sizeof(struct sync_peer);
-	if (!msg_open(sv, rs, SYNC_FINAL, body))
-		return 0;
-	struct sync_peer *out = (struct sync_peer *)(y->msg + 1);
-	for (uint32_t wk = 0; wk < sv->nworkers; wk++) {
-		const struct peer *p = &rs->peers[wk];
-		out[wk] = (struct sync_peer){.clock = p->clock, .phase = p->phase, .last_seq = p->last_seq};
+	size_t per = (chunk_room(sv) - sizeof(struct hpsi_msg_hdr)) / sizeof(struct sync_peer);
+	while (y->final_sent < sv->nworkers) {
+		uint32_t n = sv->nworkers - y->final_sent;
+		if (n > per)
+			n = (uint32_t)per;
+		if (!msg_open(sv, rs, SYNC_FINAL, (size_t)n * sizeof(struct sync_peer)))
+			return 0;
+		y->msg->nkeys = y->final_sent;
+		struct sync_peer *out = (struct sync_peer *)(y->msg + 1);
+		for (uint32_t k = 0; k < n; k++) {
+			const struct peer *p = &rs->peers[y->final_sent + k];
+			out[k] = (struct sync_peer){.clock = p->clock, .phase = p->phase, .last_seq = p->last_seq};
+		}
+		y->msg_used = (size_t)n * sizeof(struct sync_peer);
+		msg_close(sv, y);
+		y->final_sent += n;
 	}
-	y->msg_used = body;
-	msg_close(sv, y);
 	hpsi_replica_publish(sv);
 	hpsi_node_wake(sv->seg, y->to);
 	double ms = (double)(hpsi_now_ns() - y->started) / 1e6;
@@ -380,8 +392,13 @@ static int sync_range(struct server *sv, struct range_state *rs)
 	if (y->phase == PH_FREEZE && send_list(sv, rs, &budget)) {
 		msg_close(sv, y);
 		hpsi_replica_publish(sv);
-		if (others_caught_up(sv, y))
-			return send_final(sv, rs);
+		y->waiting = !y->final_sent && !others_caught_up(sv, y);
+		if (!y->waiting) {
+			uint32_t before = y->final_sent;
+			if (send_final(sv, rs))
+				return 1; /* (rs->sync is gone) */
+			return did || y->final_sent != before;
+		}
 	}
 	msg_close(sv, y);
 	return did;
@@ -448,7 +465,7 @@ int hpsi_recover_pending(struct server *sv)
 		/* room for a message again (the replacement wakes this server as it
 		 * reads); a frozen range waiting for other backups polls at the
 		 * idle check's pace */
-		if (room_for_chunk(sv, rs->sync->to))
+		if (!rs->sync->waiting && room_for_chunk(sv, rs->sync->to))
 			return 1;
 	}
 	return 0;
@@ -572,16 +589,19 @@ int hpsi_recover_apply(struct server *sv, uint32_t from, const void *rec, size_t
 	}
 	if (h->part == SYNC_RECORDS)
 		return apply_records(rs, body, h->val_bytes);
-	if (h->val_bytes != (uint64_t)sv->nworkers * sizeof(struct sync_peer))
-		return bad_sync("copy of a key range: a FINAL of another number of workers");
-	for (uint32_t wk = 0; wk < sv->nworkers; wk++) {
+	uint64_t n = h->val_bytes / sizeof(struct sync_peer);
+	if (h->val_bytes % sizeof(struct sync_peer) || h->nkeys > sv->nworkers || n > sv->nworkers - h->nkeys)
+		return bad_sync("copy of a key range: a FINAL piece of other workers");
+	for (uint32_t k = 0; k < n; k++) {
 		struct sync_peer q;
-		memcpy(&q, body + (size_t)wk * sizeof q, sizeof q);
-		struct peer *p = &rs->peers[wk];
+		memcpy(&q, body + (size_t)k * sizeof q, sizeof q);
+		struct peer *p = &rs->peers[h->nkeys + k];
 		p->clock = q.clock;
 		p->phase = q.phase;
 		p->last_seq = q.last_seq;
 	}
+	if (h->nkeys + n < sv->nworkers)
+		return 1; /* more pieces follow */
 	rs->epoch++;
 	rs->synced = 1;
 	hpsi_info("server %u holds a whole copy of key range %u (%zu keys)", sv->me, rs->id, hpsi_store_size(rs->store));

@@ -363,7 +363,10 @@ int hps_server_run(hps_ctx *ctx, hps_handler handler, void *arg)
 		uint32_t ck = atomic_load_explicit(&seg->hdr->ckpt_seq, memory_order_acquire);
 		if (ck != sv.ckpt_seen) {
 			sv.ckpt_seen = ck;
-			serve_checkpoint(&sv);
+			/* a replacement still copying is not counted (it is gone to
+			 * the requester); the copies restart after a load */
+			if (!sv.joining)
+				serve_checkpoint(&sv);
 		}
 		if (serve_all(&sv)) {
 			hpsi_sstat_stores(&sv);
