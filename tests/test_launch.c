@@ -9,6 +9,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "runtime/cluster/lobby.h"
+#include "shm/segment.h"
 #include "tests/harness.h"
 
 static char out[1 << 16];
@@ -151,6 +153,53 @@ static void test_launch_clean_after_kill(void)
 	CU_ASSERT(seg_exists(live.job)); /* its creator (this process) lives */
 	CU_ASSERT_EQUAL(job_stop(&live), 0);
 	close(fd);
+}
+
+/* A segment of another hps version (its layout unreadable here) is
+ * removed when no process uses it and kept while one holds it open; a
+ * lobby whose leader died is removed. */
+static void test_launch_clean_other_versions_and_lobbies(void)
+{
+	const char *dir = getenv("HPS_SHM_DIR");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(dir);
+	char old[512], busy[512];
+	snprintf(old, sizeof old, "%s/hps.oldversion.testhost", dir);
+	snprintf(busy, sizeof busy, "%s/hps.busyversion.testhost", dir);
+	struct {
+		uint64_t magic;
+		uint32_t version, pad;
+	} hdr = {HPSI_SEG_MAGIC, HPSI_SEG_VERSION + 100, 0};
+	int fds[2];
+	const char *paths[2] = {old, busy};
+	for (int i = 0; i < 2; i++) {
+		fds[i] = open(paths[i], O_RDWR | O_CREAT | O_TRUNC, 0600);
+		CU_ASSERT_FATAL(fds[i] >= 0);
+		CU_ASSERT_EQUAL(pwrite(fds[i], &hdr, sizeof hdr, 0), (ssize_t)sizeof hdr);
+		CU_ASSERT_EQUAL(ftruncate(fds[i], 65536), 0);
+	}
+	close(fds[0]); /* nobody uses the old one; this process keeps the busy one open */
+	/* a lobby whose leader is killed before it finishes */
+	pid_t leader = fork();
+	if (leader == 0) {
+		struct hpsi_lobby l;
+		_exit(hpsi_lobby_join(&l, "lobbyjob", "grp", 1, 1, 0) == 0 ? 0 : 1);
+	}
+	CU_ASSERT_EQUAL(wait_exit(leader, 5000), 0);
+	char lobby[512];
+	snprintf(lobby, sizeof lobby, "%s/hps-lobby.lobbyjob.grp", dir);
+	CU_ASSERT_EQUAL(access(lobby, F_OK), 0);
+	CU_ASSERT_EQUAL(run_cmd(HPS("clean")), 0);
+	CU_ASSERT_NOT_EQUAL(access(old, F_OK), 0);
+	CU_ASSERT_EQUAL(access(busy, F_OK), 0);
+	CU_ASSERT_NOT_EQUAL(access(lobby, F_OK), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "another hps version"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "leader is dead"));
+	close(fds[1]);
+	CU_ASSERT_EQUAL(run_cmd(HPS("clean")), 0);
+	CU_ASSERT_NOT_EQUAL(access(busy, F_OK), 0);
+	unlink(old);
+	unlink(busy);
+	unlink(lobby);
 }
 
 static void test_launch_help_and_usage_errors(void)
@@ -395,6 +444,7 @@ int main(int argc, char **argv)
 		{"test_launch_signal_cleans_up", test_launch_signal_cleans_up},
 		{"test_launch_same_job_twice", test_launch_same_job_twice},
 		{"test_launch_clean_after_kill", test_launch_clean_after_kill},
+		{"test_launch_clean_other_versions_and_lobbies", test_launch_clean_other_versions_and_lobbies},
 		{"test_launch_help_and_usage_errors", test_launch_help_and_usage_errors},
 		{"test_launch_settings_checked_before_start", test_launch_settings_checked_before_start},
 		{"test_launch_unknown_setting_warns", test_launch_unknown_setting_warns},

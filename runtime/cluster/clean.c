@@ -1,7 +1,10 @@
 /* `hps clean`: removes the segments of jobs whose processes all died
  * (a launcher killed with SIGKILL cannot remove its own). A segment is
- * kept while its creator or any of its nodes still runs. */
+ * kept while its creator or any of its nodes still runs. A segment of
+ * another hps version (its node table unreadable here) is removed when no
+ * process maps or holds it open; so are lobby files whose leader died. */
 #include <dirent.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +14,7 @@
 #include "runtime/common/config.h"
 #include "runtime/cluster/hosts_stats.h"
 #include "runtime/cluster/launch.h"
+#include "runtime/cluster/lobby.h"
 #include "runtime/common/log.h"
 #include "shm/liveness.h"
 #include "shm/segment.h"
@@ -30,6 +34,58 @@ static int owners_alive(struct hpsi_seg *seg)
 			return 1;
 	}
 	return 0;
+}
+
+/* Whether the file starts like an hps segment of any version. */
+static int any_version_segment(const char *path)
+{
+	uint64_t magic = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = pread(fd, &magic, sizeof magic, 0);
+	close(fd);
+	return n == (ssize_t)sizeof magic && magic == HPSI_SEG_MAGIC;
+}
+
+/* Whether a process maps path or holds it open (/proc). Processes this one
+ * cannot inspect are passed over: a segment is mode 0600, so only its
+ * owner's processes (which the owner can inspect) or root's map it. */
+static int in_use(const char *path)
+{
+	DIR *d = opendir("/proc");
+	if (!d)
+		return 1;
+	size_t plen = strlen(path);
+	int used = 0;
+	struct dirent *e;
+	while (!used && (e = readdir(d))) {
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		char f[300], line[1024];
+		snprintf(f, sizeof f, "/proc/%s/maps", e->d_name);
+		FILE *m = fopen(f, "r");
+		if (!m)
+			continue;
+		while (!used && fgets(line, sizeof line, m)) {
+			size_t n = strcspn(line, "\n");
+			used = n >= plen && memcmp(line + n - plen, path, plen) == 0;
+		}
+		fclose(m);
+		snprintf(f, sizeof f, "/proc/%s/fd", e->d_name);
+		DIR *fds = opendir(f);
+		struct dirent *fe;
+		while (!used && fds && (fe = readdir(fds))) {
+			char link[600], target[600];
+			snprintf(link, sizeof link, "%s/%s", f, fe->d_name);
+			ssize_t k = readlink(link, target, sizeof target - 1);
+			used = k == (ssize_t)plen && memcmp(target, path, plen) == 0;
+		}
+		if (fds)
+			closedir(fds);
+	}
+	closedir(d);
+	return used;
 }
 
 int hpsi_clean_segments(int dry_run, int verbose)
@@ -55,6 +111,14 @@ int hpsi_clean_segments(int dry_run, int verbose)
 			}
 			continue;
 		}
+		if (strncmp(e->d_name, "hps-lobby.", 10) == 0) { /* a host group's lobby */
+			if (hpsi_lobby_remove_orphan(path, dry_run)) {
+				if (verbose)
+					printf("%s %s (its leader is dead)\n", dry_run ? "would remove" : "removed", path);
+				removed++;
+			}
+			continue;
+		}
 		if (strncmp(e->d_name, "hps.", 4) != 0)
 			continue;
 		const char *tmp = strstr(e->d_name, HPSI_SEG_TMP);
@@ -68,9 +132,21 @@ int hpsi_clean_segments(int dry_run, int verbose)
 			continue;
 		}
 		struct hpsi_seg seg;
-		if (hpsi_seg_attach_path(path, &seg) != 0) {
+		if (!any_version_segment(path)) {
 			if (verbose)
-				printf("skipped %s: not a readable hps segment\n", path);
+				printf("skipped %s: not an hps segment\n", path);
+			continue;
+		}
+		if (hpsi_seg_attach_path(path, &seg) != 0) { /* another version's layout */
+			if (in_use(path)) {
+				if (verbose)
+					printf("kept %s: a segment of another hps version, in use\n", path);
+			} else if (dry_run || unlink(path) == 0) {
+				if (verbose)
+					printf("%s %s (a segment of another hps version; no process uses it)\n",
+					       dry_run ? "would remove" : "removed", path);
+				removed++;
+			}
 			continue;
 		}
 		int alive = owners_alive(&seg);

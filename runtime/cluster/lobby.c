@@ -150,6 +150,24 @@ void hpsi_lobby_finish(struct hpsi_lobby *l, int code)
 	l->fd = -1;
 }
 
+int hpsi_lobby_remove_orphan(const char *path, int dry_run)
+{
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	int gone = 0;
+	if (flock(fd, LOCK_EX | LOCK_NB) == 0) { /* busy: someone is joining it now */
+		struct rec r;
+		load(fd, &r);
+		gone = r.magic == LOBBY_MAGIC && !alive(r.leader);
+		if (gone && !dry_run && unlink(path) != 0)
+			gone = 0;
+		flock(fd, LOCK_UN);
+	}
+	close(fd);
+	return gone;
+}
+
 int hpsi_lobby_follow(struct hpsi_lobby *l, volatile const sig_atomic_t *stop)
 {
 	int code = 1;

@@ -44,6 +44,10 @@ int hpsi_lobby_join(struct hpsi_lobby *l, const char *job, const char *name, uin
 int hpsi_lobby_gather(struct hpsi_lobby *l, uint32_t expect, uint32_t job_total, int64_t quiet_ms,
 		      volatile const sig_atomic_t *stop, uint32_t *nsrv, uint32_t *nwrk, uint32_t *members);
 
+/* `hps clean`: removes (unless dry_run) the lobby file at path if its
+ * leader is dead (a launcher killed with SIGKILL leaves it); 1 if so. */
+int hpsi_lobby_remove_orphan(const char *path, int dry_run);
+
 /* Leader: publishes the group's exit status and removes the lobby. */
 void hpsi_lobby_finish(struct hpsi_lobby *l, int code);
 
