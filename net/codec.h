@@ -75,7 +75,10 @@ struct hpsi_msg_hdr {
 	 * forwarded the push (the worker waits for the acks of those only). */
 	uint8_t fwd_mask;
 	uint16_t range;    /* the key range (its first server's index) */
-	uint32_t pad1;
+	/* A push's response with replicas: byte i, the low 8 bits of the
+	 * incarnation of replica i the push was forwarded to (a replacement
+	 * of it since did not get it). */
+	uint32_t fwd_incarnations;
 	uint64_t keys_off;
 	uint64_t vals_off;
 	uint64_t resp_off;

@@ -61,8 +61,16 @@ static inline int hpsi_server_gone(const struct hpsi_seg *s, uint32_t srv)
 	return st == HPSI_NODE_DEAD || st == HPSI_NODE_CLOSED || st == HPSI_NODE_JOINING;
 }
 
-/* The server serving range r now: its first replica still running (a
- * replacement counts once it serves again: runtime/server/recover.c), or
+/* Whether server srv, replica i of its range, lacks a whole copy of it
+ * (a replacement still copying it: runtime/server/recover.c). */
+static inline int hpsi_replica_lacks(const struct hpsi_seg *s, uint32_t srv, uint32_t i)
+{
+	/* acquire pairs with the release that clears the bit at the copy's end */
+	return (atomic_load_explicit(&hpsi_seg_node(s, srv)->lacking, memory_order_acquire) >> i) & 1;
+}
+
+/* The server serving range r now: its first replica still running and
+ * holding it whole (a replacement counts once it has its copy), or
  * HPSI_NO_SERVER when every replica is gone. Node states only move
  * forward (ALIVE to CLOSED or DEAD), so once a worker sees a replica gone
  * the replica after it sees the same and takes the range over
@@ -71,7 +79,7 @@ static inline uint32_t hpsi_range_primary(const struct hpsi_seg *s, uint32_t r)
 {
 	for (uint32_t i = 0; i <= s->hdr->replicas; i++) {
 		uint32_t srv = hpsi_replica(s, r, i);
-		if (!hpsi_server_gone(s, srv))
+		if (!hpsi_server_gone(s, srv) && !hpsi_replica_lacks(s, srv, i))
 			return srv;
 	}
 	return HPSI_NO_SERVER;

@@ -51,7 +51,16 @@ struct hpsi_node {
 	/* Servers: 0 for the first process of this rank, +1 per replacement
 	 * (published by the release of JOINING). */
 	_Atomic uint32_t incarnation;
-	char pad[128 - 32];
+	/* Servers: copies of key ranges to replacements this node started
+	 * and ended (runtime/server/recover.c; relaxed, only counted: a
+	 * checkpoint load refuses to run beside one). */
+	_Atomic uint32_t copies_started, copies_ended;
+	/* Servers: bit i, this server lacks a whole copy of its i-th key range
+	 * (range id - i): a replacement until that range's copy ended. Set
+	 * (relaxed) before the release of JOINING, cleared with release at
+	 * the copy's end; routing acquires it (net/route.h). */
+	_Atomic uint32_t lacking;
+	char pad[128 - 44];
 };
 _Static_assert(sizeof(struct hpsi_node) == 128, "a node entry is two cache lines");
 

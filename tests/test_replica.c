@@ -16,8 +16,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "net/codec.h"
 #include "shm/bell.h"
 #include "shm/node.h"
+#include "shm/wake.h"
 #include "tests/harness.h"
 
 #define NKEYS 48
@@ -421,6 +423,8 @@ static int big_worker(hps_ctx *ctx, hps_worker *w, void *arg)
 		if ((ts[nout++] = hps_push(w, keys, BIG_KEYS, ones, NULL)) < 0)
 			return fail(me, "submit", (int)ts[nout - 1]);
 		atomic_store_explicit(&pl->progress[me], it + 1, memory_order_release);
+		if (pl->pace_us)
+			usleep((useconds_t)pl->pace_us);
 	}
 	for (int i = 0; i < nout; i++)
 		if ((rc = hps_wait(w, ts[i])))
@@ -509,6 +513,81 @@ static void test_replica_checkpoints_during_recovery(void)
 	snprintf(cmd, sizeof cmd, "rm -rf %s %s.old %s.partial", dir, dir, dir);
 	CU_ASSERT_EQUAL(system(cmd), 0);
 	CU_ASSERT_EQUAL(bad, 0);
+}
+
+/* Copies of key ranges travel between servers of one job, but their
+ * reader checks them like any message: bad records written where server 2
+ * (never started here: this test plays it) would copy range 0 to server 1
+ * are dropped, the reader stays up and reads on. K=2, S=3: server 1 holds
+ * range 0 as its second replica, server 2 is its third. */
+static int ring_read(void *r_)
+{
+	struct hpsi_ring *r = r_;
+	return atomic_load_explicit(&r->head, memory_order_acquire) == atomic_load_explicit(&r->tail, memory_order_acquire);
+}
+
+static void put_sync(struct hpsi_ring_prod *p, uint32_t part, uint16_t range, uint32_t width, uint32_t nkeys,
+		     const void *body, size_t n, uint32_t magic)
+{
+	struct hpsi_msg_hdr *h = hpsi_ring_reserve(p, sizeof *h + n);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+	hpsi_msg_init(h, HPSI_MSG_SYNC, 2, 0);
+	h->magic = magic;
+	h->flags = HPSI_F_REPLICA;
+	h->range = range;
+	h->part = part;
+	h->width = width;
+	h->nkeys = nkeys;
+	h->clock = 0; /* server 1's incarnation */
+	h->val_bytes = n;
+	if (n)
+		memcpy(h + 1, body, n);
+	hpsi_ring_commit(p, sizeof *h + n);
+}
+
+static void test_replica_bad_copies_are_dropped(void)
+{
+	struct job j;
+	struct job_opts o = {.timeout_ms = 20000, .replicas = 2, .no_servers = 1};
+	CU_ASSERT_EQUAL_FATAL(job_start(&j, 3, 1, &o), 0);
+	j.servers[0] = job_fork_server(&j, 0, NULL);
+	j.servers[1] = job_fork_server(&j, 1, NULL);
+	struct hpsi_ring *r = hpsi_seg_fwd_ring(&j.seg, 2, 1);
+	struct hpsi_ring_prod p;
+	hpsi_ring_prod_attach(&p, r, j.seg.hdr->ring_bytes);
+	struct {
+		uint64_t key;
+		uint32_t len, steps;
+		uint64_t off, n;
+		float v[2];
+	} rec = {.key = 5, .len = 2, .steps = 1, .off = 0, .n = 8, .v = {1, 2}};
+	uint64_t peers[3] = {0, 0, 0};
+	put_sync(&p, 1, 0, 0, 0, &rec, sizeof rec, 0xdeadbeef);     /* bad magic */
+	put_sync(&p, 1, 0, 0, 0, &rec, sizeof rec, HPSI_MSG_MAGIC); /* records before any BEGIN */
+	put_sync(&p, 9, 0, 0, 0, NULL, 0, HPSI_MSG_MAGIC);          /* no such part */
+	put_sync(&p, 0, 2, 1, 0, NULL, 0, HPSI_MSG_MAGIC);          /* range 2 "handed back" by its primary */
+	put_sync(&p, 0, 1, 1, 0, NULL, 0, HPSI_MSG_MAGIC);          /* a range server 1 serves */
+	put_sync(&p, 0, 0, 0, 0, NULL, 0, HPSI_MSG_MAGIC);          /* BEGIN of range 0: fine */
+	rec.len = 0;
+	put_sync(&p, 1, 0, 0, 0, &rec, sizeof rec, HPSI_MSG_MAGIC); /* a record of no values */
+	rec.len = UINT32_MAX;
+	put_sync(&p, 1, 0, 0, 0, &rec, sizeof rec, HPSI_MSG_MAGIC); /* of 2^32 - 1 values */
+	rec.len = 2;
+	rec.off = 8;
+	put_sync(&p, 1, 0, 0, 0, &rec, sizeof rec, HPSI_MSG_MAGIC); /* bytes past its end */
+	rec.off = 0;
+	rec.n = 4096;
+	put_sync(&p, 1, 0, 0, 0, &rec, sizeof rec, HPSI_MSG_MAGIC); /* longer than its message */
+	put_sync(&p, 2, 0, 0, 1, peers, 24, HPSI_MSG_MAGIC);         /* FINAL piece out of order */
+	put_sync(&p, 2, 0, 0, 0, peers, 20, HPSI_MSG_MAGIC);         /* FINAL of a partial worker */
+	hpsi_ring_publish(&p);
+	hpsi_node_wake(&j.seg, 1);
+	CU_ASSERT(poll_until(ring_read, r, 10000));
+	CU_ASSERT_EQUAL(kill(j.servers[1], 0), 0); /* still running */
+	CU_ASSERT_EQUAL(hpsi_node_check(&j.seg, 1), HPSI_NODE_ALIVE);
+	atomic_store_explicit(&j.seg.hdr->shutdown, 1, memory_order_release);
+	hpsi_wake_all(&j.seg);
+	CU_ASSERT_EQUAL(job_stop(&j), 0);
 }
 
 /* K=2 survives two servers killed one after the other. */
@@ -793,7 +872,153 @@ static void test_replica_refusals(void)
 	CU_ASSERT_EQUAL(hpsi_seg_create(&p, &seg), HPS_ECONFIG);
 }
 
+
+static int state_is_alive(void *a_)
+{
+	struct back_arg *a = a_;
+	return atomic_load_explicit(&hpsi_seg_node(&a->j->seg, a->srv)->state, memory_order_acquire) == HPSI_NODE_ALIVE;
+}
+
+/* K=2, S=4: server 1 is killed and replaced; as soon as the replacement
+ * serves again (range 0's copy to it just starting), range 0's primary
+ * (server 0) dies. Server 2 holds range 0 whole and takes it over (the
+ * replacement, without its copy, is no replica yet); exact sums. */
+static void test_replica_primary_dies_while_copying(void)
+{
+	int bad = 0;
+	for (uint64_t seed = 201; seed <= 202; seed++) {
+		setenv("HPS_STALENESS", "asp", 1);
+		_Atomic int *progress = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		struct job j;
+		struct job_opts o = {.timeout_ms = 20000, .replicas = 2};
+		CU_ASSERT_FATAL(job_start(&j, 4, 3, &o) == 0);
+		struct plan pl = {.seed = seed, .progress = progress, .pace_us = 15000, .prefill = 1500000};
+		pid_t wk[3];
+		for (uint32_t i = 0; i < 3; i++)
+			wk[i] = job_fork_worker(&j, i, 1, sum_worker, &pl);
+		int target = 3;
+		void *arg[2] = {&progress[0], &target};
+		poll_until(progress_reached, arg, 60000);
+		kill(j.servers[1], SIGKILL);
+		waitpid(j.servers[1], NULL, 0);
+		hpsi_node_mark_dead(&j.seg, 1);
+		j.servers[1] = job_fork_server(&j, 1, NULL);
+		struct back_arg a = {&j, 1, 0};
+		int64_t end = hpsi_now_ns() + 20000000000ll;
+		while (!state_is_alive(&a) && hpsi_now_ns() < end)
+			;
+		kill(j.servers[0], SIGKILL);
+		waitpid(j.servers[0], NULL, 0);
+		hpsi_node_mark_dead(&j.seg, 0);
+		j.servers[0] = 0;
+		fprintf(stderr, "  seed %llu: server 0 killed right after replacement 1 became ALIVE\n", (unsigned long long)seed);
+		int failed = 0;
+		for (uint32_t i = 0; i < 3; i++) {
+			int st = wait_exit(wk[i], 40000);
+			if (st != 0) {
+				fprintf(stderr, "  worker %u ended with %d\n", i, st);
+				failed++;
+			}
+		}
+		if (job_stop(&j))
+			failed += 100;
+		munmap(progress, 4096);
+		bad += failed != 0;
+	}
+	CU_ASSERT_EQUAL(bad, 0);
+}
+
+/* Pushes through the worker's heap wait for backup 1's ack; backup 1 is
+ * stopped, killed and replaced while the worker sleeps (4 KiB rings): the
+ * replacement never got those pushes, and the worker, seeing a new
+ * incarnation, stops waiting for it; exact sums. */
+static void test_replica_backup_replaced_before_its_ack(void)
+{
+	int bad = 0;
+	for (uint64_t seed = 301; seed <= 302; seed++) {
+		_Atomic int *progress = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		struct job j;
+		struct job_opts o = {.ring_bytes = 4096, .timeout_ms = 20000, .replicas = 1};
+		CU_ASSERT_FATAL(job_start(&j, 3, 1, &o) == 0);
+		struct plan pl = {.seed = seed, .progress = progress, .pace_us = 20000};
+		pid_t wk = job_fork_worker(&j, 0, 1, big_worker, &pl);
+		int target = 2;
+		void *arg[2] = {&progress[0], &target};
+		poll_until(progress_reached, arg, 60000);
+		kill(j.servers[1], SIGSTOP);
+		usleep(100000);
+		kill(wk, SIGSTOP); /* the worker descheduled for a while */
+		kill(j.servers[1], SIGKILL);
+		waitpid(j.servers[1], NULL, 0);
+		j.servers[1] = job_fork_server(&j, 1, NULL); /* it marks the old one dead itself */
+		/* back while the worker sleeps, unless a full answer ring of the
+		 * stopped worker holds the takeover up */
+		struct back_arg a = {&j, 1, 0};
+		poll_until(state_is_alive, &a, 2000);
+		kill(wk, SIGCONT);
+		int st = wait_exit(wk, 40000);
+		fprintf(stderr, "  seed %llu: worker ended with %d\n", (unsigned long long)seed, st);
+		int failed = st != 0;
+		if (job_stop(&j))
+			failed += 100;
+		munmap(progress, 4096);
+		bad += failed != 0;
+	}
+	CU_ASSERT_EQUAL(bad, 0);
+}
+
+/* K=2, S=4: servers 1 and 2 die together and are replaced together: each
+ * gets its ranges copied (none assumes the other holds one it does not),
+ * both serve again; exact sums. */
+static void test_replica_two_adjacent_servers_replaced(void)
+{
+	int bad = 0;
+	for (uint64_t seed = 401; seed <= 402; seed++) {
+		setenv("HPS_STALENESS", "asp", 1);
+		_Atomic int *progress = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		struct job j;
+		struct job_opts o = {.timeout_ms = 20000, .replicas = 2};
+		CU_ASSERT_FATAL(job_start(&j, 4, 3, &o) == 0);
+		struct plan pl = {.seed = seed, .progress = progress, .pace_us = 15000, .prefill = 200000};
+		pid_t wk[3];
+		for (uint32_t i = 0; i < 3; i++)
+			wk[i] = job_fork_worker(&j, i, 1, sum_worker, &pl);
+		int target = 3;
+		void *arg[2] = {&progress[0], &target};
+		poll_until(progress_reached, arg, 60000);
+		for (uint32_t v = 1; v <= 2; v++) {
+			kill(j.servers[v], SIGKILL);
+			waitpid(j.servers[v], NULL, 0);
+			hpsi_node_mark_dead(&j.seg, v);
+		}
+		usleep(50000);
+		j.servers[1] = job_fork_server(&j, 1, NULL);
+		j.servers[2] = job_fork_server(&j, 2, NULL);
+		struct back_arg a1 = {&j, 1, 0}, a2 = {&j, 2, 0};
+		int ok1 = poll_until(state_is_alive, &a1, 10000), ok2 = poll_until(state_is_alive, &a2, 10000);
+		fprintf(stderr, "  seed %llu: replacement 1 ALIVE %d, replacement 2 ALIVE %d (state %u)\n",
+			(unsigned long long)seed, ok1, ok2,
+			atomic_load_explicit(&hpsi_seg_node(&j.seg, 2)->state, memory_order_acquire));
+		int failed = !ok1 || !ok2;
+		for (uint32_t i = 0; i < 3; i++) {
+			int st = wait_exit(wk[i], 40000);
+			if (st != 0) {
+				fprintf(stderr, "  worker %u ended with %d\n", i, st);
+				failed++;
+			}
+		}
+		if (job_stop(&j))
+			failed += 100;
+		munmap(progress, 4096);
+		bad += failed != 0;
+	}
+	CU_ASSERT_EQUAL(bad, 0);
+}
+
 struct test_case replica_cases[] = {
+	{"replica_two_adjacent_servers_replaced", test_replica_two_adjacent_servers_replaced},
+	{"replica_backup_replaced_before_its_ack", test_replica_backup_replaced_before_its_ack},
+	{"replica_primary_dies_while_copying", test_replica_primary_dies_while_copying},
 	{"replica_kill_one_server_exact_sums", test_replica_kill_one_server_exact_sums},
 	{"replica_kill_during_checkpoints", test_replica_kill_during_checkpoints},
 	{"replica_kill_pipelined_pushes", test_replica_kill_pipelined_pushes},
@@ -803,6 +1028,7 @@ struct test_case replica_cases[] = {
 	{"replica_replacement_then_second_kill", test_replica_replacement_then_second_kill},
 	{"replica_replacement_killed_while_copying", test_replica_replacement_killed_while_copying},
 	{"replica_checkpoints_during_recovery", test_replica_checkpoints_during_recovery},
+	{"replica_bad_copies_are_dropped", test_replica_bad_copies_are_dropped},
 	{"replica_without_replicas_the_kill_loses", test_replica_without_replicas_the_kill_loses},
 	{"replica_every_replica_dead_fails_cleanly", test_replica_every_replica_dead_fails_cleanly},
 	{"replica_deterministic_adam_bit_identical", test_replica_deterministic_adam_bit_identical},

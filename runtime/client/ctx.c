@@ -151,6 +151,7 @@ int hps_init(hps_ctx **out, int *argc, char **argv)
 	uint32_t claimed = HPSI_NODE_ALIVE;
 	if (c->cfg.role == HPS_ROLE_SERVER && c->seg.hdr->replicas && st == HPSI_NODE_DEAD) {
 		atomic_fetch_add_explicit(&n->incarnation, 1, memory_order_relaxed); /* published just below */
+		atomic_store_explicit(&n->lacking, (2u << c->seg.hdr->replicas) - 1, memory_order_relaxed); /* all */
 		claimed = HPSI_NODE_JOINING;
 	}
 	atomic_store_explicit(&n->state, claimed, memory_order_release);

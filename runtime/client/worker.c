@@ -166,18 +166,29 @@ void hpsi_worker_sent(struct hps_worker *w, struct hpsi_slot *s)
 	}
 }
 
+/* Whether replica i of part p's range still is the process its primary
+ * forwarded the push to: running, and not replaced since. */
+static int forwarded_replica_runs(const struct hps_worker *w, const struct hpsi_part *p, uint32_t i)
+{
+	uint32_t b = hpsi_replica(w->seg, p->server, i);
+	if (hpsi_server_gone(w->seg, b)) /* acquires the state: the incarnation below is its */
+		return 0;
+	uint32_t inc = atomic_load_explicit(&hpsi_seg_node(w->seg, b)->incarnation, memory_order_relaxed);
+	return (inc & 0xffu) == ((p->forwarded_incarnations >> (8 * i)) & 0xffu);
+}
+
 /* Replication: a push part is done once its primary answered and every
- * replica it forwarded the push to applied it, unless that one is gone
- * (every replica dead fails the part in check_peers). Only those the
- * primary names: a replacement joining meanwhile was not forwarded it. */
+ * replica it forwarded the push to applied it, unless that one is gone or
+ * was replaced (every replica dead fails the part in check_peers). Only
+ * those the primary names: a replacement joining meanwhile was not
+ * forwarded it. */
 static void part_maybe_done(struct hps_worker *w, struct hpsi_slot *s, struct hpsi_part *p)
 {
 	if (!p->answered)
 		return;
 	if (p->heap_body)
 		for (uint32_t i = 1; i <= w->seg->hdr->replicas; i++)
-			if ((p->forwarded & (1u << i)) && !(p->applied & (1u << i)) &&
-			    !hpsi_server_gone(w->seg, hpsi_replica(w->seg, p->server, i)))
+			if ((p->forwarded & (1u << i)) && !(p->applied & (1u << i)) && forwarded_replica_runs(w, p, i))
 				return;
 	part_done(w, s, p, 0);
 }
@@ -249,6 +260,7 @@ static void handle_response(struct hps_worker *w, uint32_t server, const void *r
 	if (i != HPSI_NO_SERVER)
 		p->applied |= (uint8_t)(1u << i);
 	p->forwarded = h->fwd_mask;
+	p->forwarded_incarnations = h->fwd_incarnations;
 	p->answered = 1;
 	part_maybe_done(w, s, p);
 }
@@ -390,9 +402,19 @@ static int check_peers(struct hps_worker *w)
 {
 	int64_t now = hpsi_now_ns();
 	uint32_t K = w->seg->hdr->replicas, died = 0;
+	uint64_t incs = 0;
 	for (uint32_t srv = 0; srv < w->nservers; srv++) {
 		uint32_t st = hpsi_node_check(w->seg, srv);
-		died |= st == HPSI_NODE_DEAD || st == HPSI_NODE_CLOSED;
+		/* relaxed: a change is all that counts (a server replaced since
+		 * the last check, perhaps dead and back in between) */
+		incs = incs * 31 + atomic_load_explicit(&hpsi_seg_node(w->seg, srv)->incarnation, memory_order_relaxed);
+		/* JOINING: a replacement, so the one it replaced died (perhaps
+		 * between two checks) */
+		died |= st == HPSI_NODE_DEAD || st == HPSI_NODE_CLOSED || st == HPSI_NODE_JOINING;
+	}
+	if (K && incs != w->incarnations_seen) {
+		w->incarnations_seen = incs;
+		died = 1; /* its acks will not come: the parts waiting for them look again */
 	}
 	if (died)
 		drain_locked(w); /* an answer may have been written just before the end */

@@ -45,6 +45,7 @@ struct hpsi_part {
 	 * primary publishes it to its backups' rings first, and they apply all
 	 * of it before they take the range over. */
 	uint8_t answered, applied, heap_body, forwarded;
+	uint32_t forwarded_incarnations; /* the answer's fwd_incarnations */
 };
 
 struct hpsi_slot {
@@ -107,6 +108,7 @@ struct hps_worker {
 	pthread_mutex_t submit_lock, poll_lock;
 	_Atomic int64_t next_ts;
 	uint32_t clock; /* this worker's iteration, under submit_lock */
+	uint64_t incarnations_seen; /* of the servers at the last liveness check, under poll_lock */
 	struct hpsi_slot *slots;
 	struct hpsi_cb *cbq; /* callbacks due, under poll_lock */
 	size_t ncb, cb_cap;

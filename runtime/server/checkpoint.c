@@ -271,6 +271,27 @@ static uint32_t live_servers(struct hpsi_seg *seg)
 	return seg->hdr->replicas ? n : seg->hdr->nservers;
 }
 
+/* With replicas: a sum that changes whenever a server is replaced or a
+ * copy of a key range to a replacement starts or ends, and whether one
+ * is under way (a replacement joining, or a copy started and not ended).
+ * A load beside one could leave the copy older than its source. */
+static uint64_t recovery_state(const struct hpsi_seg *seg, int *busy)
+{
+	uint64_t sum = 0;
+	*busy = 0;
+	for (uint32_t s = 0; s < seg->hdr->nservers; s++) {
+		struct hpsi_node *n = hpsi_seg_node(seg, s);
+		/* relaxed: only compared, before and after the load */
+		uint32_t inc = atomic_load_explicit(&n->incarnation, memory_order_relaxed);
+		uint32_t st = atomic_load_explicit(&n->copies_started, memory_order_relaxed);
+		uint32_t en = atomic_load_explicit(&n->copies_ended, memory_order_relaxed);
+		*busy |= st != en ||
+			 atomic_load_explicit(&n->state, memory_order_acquire) == HPSI_NODE_JOINING;
+		sum = sum * 1000003u + inc * 31u + st + en * 7u;
+	}
+	return sum;
+}
+
 /* With replicas, a range whose primary died during the save may have
  * been saved by nobody: refused, so that the caller tries again. */
 static int check_every_range(const char *dir, uint32_t nservers, char *why)
@@ -375,6 +396,10 @@ int hpsi_checkpoint_run(struct hpsi_seg *seg, int op, const char *dir, int64_t t
 	snprintf(work, sizeof work, op == HPSI_CKPT_SAVE ? "%s.partial" : "%s", dir);
 	uint32_t n;
 	int rc = op == HPSI_CKPT_LOAD ? read_manifest(dir, &n, why) : 0;
+	int busy = 0;
+	uint64_t recovery = h->replicas ? recovery_state(seg, &busy) : 0;
+	if (!rc && op == HPSI_CKPT_LOAD && busy)
+		rc = say(why, HPS_EPEERDEAD, "a replacement server is copying key ranges; load again once it serves");
 	if (!rc)
 		rc = take_lock(h, why);
 	if (rc)
@@ -411,6 +436,9 @@ int hpsi_checkpoint_run(struct hpsi_seg *seg, int op, const char *dir, int64_t t
 	}
 	if (!rc && (rc = atomic_load_explicit(&h->ckpt_status, memory_order_acquire)) != 0)
 		snprintf(why, HPSI_CKPT_WHY, "%s", h->ckpt_why[0] ? h->ckpt_why : hps_strerror(rc));
+	if (!rc && op == HPSI_CKPT_LOAD && h->replicas && (recovery_state(seg, &busy) != recovery || busy))
+		rc = say(why, HPS_EPEERDEAD,
+			 "a server was replaced or a key range copied during the load: the replicas may differ; load again");
 	uint32_t clock = atomic_load_explicit(&h->ckpt_clock, memory_order_acquire);
 	if (clock == UINT32_MAX)
 		clock = 0;

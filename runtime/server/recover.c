@@ -32,6 +32,7 @@
  * whole. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "net/route.h"
 #include "runtime/common/log.h"
@@ -74,7 +75,8 @@ struct range_sync {
 	int dirty_lost;               /* too many: copy everything again */
 	uint64_t *list;               /* PH_DELTA, PH_FREEZE: the keys being sent */
 	size_t nlist, list_i;
-	unsigned rounds;
+	unsigned rounds, full_copies;
+	int frozen_copy;     /* a full copy with the range frozen (pushes outran the others) */
 	uint32_t final_sent; /* workers whose state went in FINAL pieces */
 	int waiting;         /* handback: for other backups (polled at the idle pace) */
 	uint32_t *wait_tail; /* handback: per server, the forwards it must apply first */
@@ -85,9 +87,14 @@ struct range_sync {
 	size_t msg_used, msg_cap;
 };
 
+#define NO_INCARNATION UINT32_MAX /* forwards to nobody until a copy */
+#define MAX_FULL_COPIES 3            /* then the last full copy runs frozen */
+
 static uint32_t incarnation_of(const struct server *sv, uint32_t srv)
 {
-	/* relaxed: published by the release of the state read before it */
+	/* relaxed: published by the release of the state a caller acquires
+	 * around it; a newer incarnation than that state's only starts a copy
+	 * that the state's next change stops */
 	return atomic_load_explicit(&hpsi_seg_node(sv->seg, srv)->incarnation, memory_order_relaxed);
 }
 
@@ -105,8 +112,12 @@ void hpsi_recover_setup(struct server *sv)
 		rs->synced = !sv->joining;
 		if (sv->joining)
 			rs->serving = 0;
-		for (uint32_t k = 0; k <= sv->replicas; k++)
-			rs->fwd_incarnation[k] = incarnation_of(sv, hpsi_replica(sv->seg, rs->id, k));
+		/* a replica joining now holds nothing yet: it gets a copy first */
+		for (uint32_t k = 0; k <= sv->replicas; k++) {
+			uint32_t b = hpsi_replica(sv->seg, rs->id, k);
+			rs->fwd_incarnation[k] = state_of(sv, b) == HPSI_NODE_JOINING && b != sv->me ? NO_INCARNATION
+												 : incarnation_of(sv, b);
+		}
 	}
 	if (sv->joining)
 		hpsi_warn("server %u replaces a dead one: it copies its %u key range%s before it serves", sv->me,
@@ -115,11 +126,12 @@ void hpsi_recover_setup(struct server *sv)
 
 /* ---- the source: a served range copied to a replacement ---- */
 
-static void sync_free(struct range_state *rs)
+static void sync_free(struct server *sv, struct range_state *rs)
 {
 	struct range_sync *y = rs->sync;
 	if (!y)
 		return;
+	atomic_fetch_add_explicit(&hpsi_seg_node(sv->seg, sv->me)->copies_ended, 1, memory_order_relaxed);
 	free(y->dirty);
 	free(y->list);
 	free(y->wait_tail);
@@ -134,7 +146,8 @@ static int find_target(struct server *sv, struct range_state *rs, uint32_t *to, 
 	int before_gone = 1; /* every replica before index i is gone */
 	for (uint32_t i = 0; i <= sv->replicas; i++) {
 		uint32_t b = hpsi_replica(sv->seg, rs->id, i), st = state_of(sv, b);
-		if (i < mine && st == HPSI_NODE_JOINING && before_gone) {
+		int lacks = hpsi_replica_lacks(sv->seg, b, i);
+		if (i < mine && before_gone && (st == HPSI_NODE_JOINING || (st == HPSI_NODE_ALIVE && lacks))) {
 			*to = b, *idx = i, *handback = 1;
 			return 1;
 		}
@@ -142,7 +155,7 @@ static int find_target(struct server *sv, struct range_state *rs, uint32_t *to, 
 			*to = b, *idx = i, *handback = 0;
 			return 1;
 		}
-		before_gone &= hpsi_server_gone(sv->seg, b);
+		before_gone &= hpsi_server_gone(sv->seg, b) || lacks;
 	}
 	return 0;
 }
@@ -193,8 +206,9 @@ static int send_item(struct server *sv, struct range_state *rs, const struct hps
 			msg_close(sv, y);
 		if (!y->msg) {
 			size_t cap = chunk_room(sv);
+			/* (the smallest rings, HPS_RING_KB=4, leave about 2 KiB) */
 			if (cap < sizeof(struct hpsi_msg_hdr) + sizeof(struct sync_chunk) + 8)
-				return 0; /* rings too small to copy through (refused at setup) */
+				return 0;
 			if (!msg_open(sv, rs, SYNC_RECORDS, cap - sizeof(struct hpsi_msg_hdr)))
 				return 0;
 		}
@@ -225,10 +239,28 @@ static int send_list(struct server *sv, struct range_state *rs, size_t *budget)
 	return y->list_i == y->nlist;
 }
 
+
 static int cmp_key(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
 	return x < y ? -1 : x > y;
+}
+
+static size_t sort_unique(uint64_t *v, size_t n)
+{
+	if (n)
+		qsort(v, n, sizeof *v, cmp_key);
+	size_t m = 0;
+	for (size_t i = 0; i < n; i++)
+		if (!m || v[m - 1] != v[i])
+			v[m++] = v[i];
+	return m;
+}
+
+/* Sorts the pushed keys and keeps each once; returns how many. */
+static size_t dedup_dirty(struct range_sync *y)
+{
+	return y->ndirty = sort_unique(y->dirty, y->ndirty);
 }
 
 /* The pushed keys become the list to send (sorted, each once). */
@@ -240,13 +272,7 @@ static void take_dirty(struct range_sync *y)
 	y->list_i = 0;
 	y->dirty = NULL;
 	y->ndirty = y->dirty_cap = 0;
-	if (y->nlist)
-		qsort(y->list, y->nlist, sizeof *y->list, cmp_key);
-	size_t n = 0;
-	for (size_t i = 0; i < y->nlist; i++)
-		if (!n || y->list[n - 1] != y->list[i])
-			y->list[n++] = y->list[i];
-	y->nlist = n;
+	y->nlist = sort_unique(y->list, y->nlist);
 }
 
 void hpsi_recover_dirty(struct range_state *rs, const uint64_t *keys, uint32_t n)
@@ -260,6 +286,8 @@ void hpsi_recover_dirty(struct range_state *rs, const uint64_t *keys, uint32_t n
 			cap *= 2;
 		/* more pushed keys than the range holds: copying it all again is cheaper */
 		uint64_t *d = cap / 2 > hpsi_store_size(rs->store) + 65536 ? NULL : realloc(y->dirty, cap * sizeof *d);
+		if (!d && y->ndirty && dedup_dirty(y) + n <= y->dirty_cap)
+			goto add; /* the same hot keys again and again */
 		if (!d) {
 			y->dirty_lost = 1;
 			return;
@@ -267,19 +295,37 @@ void hpsi_recover_dirty(struct range_state *rs, const uint64_t *keys, uint32_t n
 		y->dirty = d;
 		y->dirty_cap = cap;
 	}
+add:
 	memcpy(y->dirty + y->ndirty, keys, (size_t)n * sizeof *keys);
 	y->ndirty += n;
 }
 
 int hpsi_recover_frozen(const struct range_state *rs)
 {
-	return rs->sync && rs->sync->phase == PH_FREEZE;
+	return rs->sync && (rs->sync->phase == PH_FREEZE || rs->sync->frozen_copy);
+}
+
+/* A range taken over is read again up to where its dead server stopped;
+ * it is handed back only after that (the replacement reads nothing twice). */
+static int rereading(const struct server *sv, const struct range_state *rs)
+{
+	for (uint32_t wk = 0; wk < sv->nworkers; wk++)
+		if (rs->peers[wk].rereading && !sv->finished[wk] &&
+		    (int32_t)(rs->peers[wk].reread_end - rs->peers[wk].req.head) > 0)
+			return 1; /* (the flag itself drops only at the next request) */
+	return 0;
 }
 
 /* Handback: the other backups have applied what this server forwarded
  * them up to the freeze. */
 static int others_caught_up(struct server *sv, struct range_sync *y)
 {
+	if (y->handback && !y->wait_tail &&
+	    (y->wait_tail = calloc(sv->nservers, sizeof *y->wait_tail))) /* (set at the freeze; memory ran out then) */
+		for (uint32_t b = 0; b < sv->nservers; b++)
+			y->wait_tail[b] = b == sv->me ? 0 : sv->fwd_out[b].tail;
+	if (y->handback && !y->wait_tail)
+		return 0;
 	for (uint32_t b = 0; y->wait_tail && b < sv->nservers; b++) {
 		if (b == sv->me || b == y->to || hpsi_server_gone(sv->seg, b))
 			continue;
@@ -307,6 +353,9 @@ static int send_final(struct server *sv, struct range_state *rs)
 		if (!msg_open(sv, rs, SYNC_FINAL, (size_t)n * sizeof(struct sync_peer)))
 			return 0;
 		y->msg->nkeys = y->final_sent;
+		/* which incarnation of each replica holds the range whole */
+		y->msg->keys_off = rs->fwd_incarnation[0] | (uint64_t)rs->fwd_incarnation[1] << 32;
+		y->msg->vals_off = rs->fwd_incarnation[2] | (uint64_t)rs->fwd_incarnation[3] << 32;
 		struct sync_peer *out = (struct sync_peer *)(y->msg + 1);
 		for (uint32_t k = 0; k < n; k++) {
 			const struct peer *p = &rs->peers[y->final_sent + k];
@@ -325,6 +374,7 @@ static int send_final(struct server *sv, struct range_state *rs)
 		rs->serving = 0;
 		rs->handed_to = y->to + 1;
 		rs->handed_incarnation = y->incarnation;
+		rs->handed_index = y->to_index;
 		for (uint32_t wk = 0; wk < sv->nworkers; wk++) {
 			struct peer *p = &rs->peers[wk];
 			if (p->held)
@@ -334,7 +384,7 @@ static int send_final(struct server *sv, struct range_state *rs)
 	} else {
 		rs->fwd_incarnation[y->to_index] = y->incarnation; /* its pushes go there from now */
 	}
-	sync_free(rs);
+	sync_free(sv, rs);
 	return 1;
 }
 
@@ -345,7 +395,7 @@ static int sync_range(struct server *sv, struct range_state *rs)
 	uint32_t st = state_of(sv, y->to);
 	if ((st != HPSI_NODE_JOINING && st != HPSI_NODE_ALIVE) || incarnation_of(sv, y->to) != y->incarnation) {
 		hpsi_warn("server %u stops copying key range %u: server %u is gone", sv->me, rs->id, y->to);
-		sync_free(rs);
+		sync_free(sv, rs);
 		return 1;
 	}
 	size_t budget = STEP_BYTES;
@@ -364,6 +414,8 @@ static int sync_range(struct server *sv, struct range_state *rs)
 		y->phase = PH_COPY;
 		y->cursor = 0;
 		y->rec_off = 0;
+		/* pushes outrun the copy: the last full one runs frozen */
+		y->frozen_copy = ++y->full_copies >= MAX_FULL_COPIES;
 	}
 	while (y->phase == PH_COPY && budget) {
 		struct hpsi_store_item it;
@@ -379,7 +431,7 @@ static int sync_range(struct server *sv, struct range_state *rs)
 	}
 	if (y->phase == PH_DELTA && send_list(sv, rs, &budget)) {
 		did = 1;
-		if (y->ndirty <= FREEZE_KEYS || y->rounds >= MAX_ROUNDS) {
+		if ((y->ndirty <= FREEZE_KEYS || y->rounds >= MAX_ROUNDS) && !(y->handback && rereading(sv, rs))) {
 			y->phase = PH_FREEZE; /* no push reaches the range from here */
 			if (y->handback && !y->wait_tail && (y->wait_tail = calloc(sv->nservers, sizeof *y->wait_tail)))
 				for (uint32_t b = 0; b < sv->nservers; b++)
@@ -418,16 +470,17 @@ int hpsi_recover_step(struct server *sv)
 				continue;
 			*rs->sync = (struct range_sync){.to = to, .to_index = idx, .incarnation = incarnation_of(sv, to),
 							.handback = handback, .phase = PH_BEGIN, .started = hpsi_now_ns()};
+			atomic_fetch_add_explicit(&hpsi_seg_node(sv->seg, sv->me)->copies_started, 1, memory_order_relaxed);
 			hpsi_info("server %u copies key range %u to server %u (%zu keys)", sv->me, rs->id, to,
 				  hpsi_store_size(rs->store));
 		}
 		if (rs->sync)
 			n += sync_range(sv, rs);
 	}
-	if (n) {
-		hpsi_replica_publish(sv);
-		hpsi_replica_wake(sv);
-	}
+	/* always: a copy may have committed records and still report no
+	 * progress (its ring filled up) */
+	hpsi_replica_publish(sv);
+	hpsi_replica_wake(sv);
 	return n;
 }
 
@@ -438,15 +491,17 @@ static int room_for_chunk(struct server *sv, uint32_t to)
 	struct hpsi_ring_prod *p = &sv->fwd_out[to];
 	/* acquire pairs with the consumer's release of its head (ring pair B) */
 	uint32_t head = atomic_load_explicit(&p->r->head, memory_order_acquire);
-	return (p->mask + 1) - (p->tail - head) >= 2 * chunk_room(sv) + 64;
+	return (p->mask + 1) - (p->tail - head) >= chunk_room(sv) + 2 * HPSI_CACHELINE; /* + headers, padding */
 }
 
 int hpsi_recover_handed_back(const struct server *sv, const struct range_state *rs)
 {
 	if (!rs->handed_to)
 		return 0;
-	uint32_t to = rs->handed_to - 1;
-	return state_of(sv, to) == HPSI_NODE_JOINING && incarnation_of(sv, to) == rs->handed_incarnation;
+	uint32_t to = rs->handed_to - 1, st = state_of(sv, to);
+	/* until it read the FINAL: JOINING, or ALIVE still lacking the range */
+	return (st == HPSI_NODE_JOINING || (st == HPSI_NODE_ALIVE && hpsi_replica_lacks(sv->seg, to, rs->handed_index))) &&
+	       incarnation_of(sv, to) == rs->handed_incarnation;
 }
 
 int hpsi_recover_pending(struct server *sv)
@@ -471,15 +526,15 @@ int hpsi_recover_pending(struct server *sv)
 	return 0;
 }
 
-void hpsi_recover_cancel(struct range_state *rs)
+void hpsi_recover_cancel(struct server *sv, struct range_state *rs)
 {
-	sync_free(rs);
+	sync_free(sv, rs);
 }
 
 void hpsi_recover_free(struct server *sv)
 {
 	for (uint32_t i = 0; sv->ranges && i < sv->nranges; i++)
-		sync_free(&sv->ranges[i]);
+		sync_free(sv, &sv->ranges[i]);
 }
 
 /* ---- the replacement: applying a copy ---- */
@@ -510,24 +565,23 @@ static void attach_range(struct server *sv, struct range_state *rs)
 	rs->epoch++;
 }
 
-/* A replacement serves again once it serves every range whose replicas
- * before it are all gone (its own one first of all). */
+/* A replacement serves again once it serves its own range: it stores
+ * ALIVE, and then serves the other ranges handed back to it meanwhile
+ * (never before: while it is JOINING another replica may take them over,
+ * and one ring would have two readers). */
 static void maybe_alive(struct server *sv)
 {
-	if (!sv->joining)
+	if (!sv->joining || !sv->ranges[0].serving)
 		return;
-	for (uint32_t i = 0; i < sv->nranges; i++) {
-		const struct range_state *rs = &sv->ranges[i];
-		int first = 1;
-		for (uint32_t j = 0; j < i; j++)
-			first &= hpsi_server_gone(sv->seg, hpsi_replica(sv->seg, rs->id, j));
-		if (first && !rs->serving)
-			return;
-	}
 	sv->joining = 0;
 	/* release pairs with the acquire of the state by routing (net/route.h):
 	 * whoever routes to this server sees it serve */
 	atomic_store_explicit(&hpsi_seg_node(sv->seg, sv->me)->state, HPSI_NODE_ALIVE, memory_order_release);
+	for (uint32_t i = 1; i < sv->nranges; i++)
+		if (sv->ranges[i].attach_pending) {
+			sv->ranges[i].attach_pending = 0;
+			attach_range(sv, &sv->ranges[i]);
+		}
 	hpsi_wake_all(sv->seg);
 	hpsi_warn("server %u is back: it serves key range %u again and backs up the others", sv->me, sv->me);
 }
@@ -538,8 +592,21 @@ static int bad_sync(const char *why)
 	return 1;
 }
 
-static int apply_records(struct range_state *rs, const unsigned char *at, size_t left)
+/* A copy this server cannot hold whole (memory): it stops with a clear
+ * error rather than serve a range with keys missing; the launcher starts
+ * another replacement, and the sources see this one dead. */
+_Noreturn static void copy_failed(struct server *sv, const struct range_state *rs, uint64_t key, int rc)
 {
+	hpsi_error("server %u cannot hold its copy of key range %u (key %llu): %s; it stops, a replacement may follow",
+		   sv->me, rs->id, (unsigned long long)key, hps_strerror(rc));
+	hpsi_log_flush();
+	_exit(3);
+}
+
+static int apply_records(struct server *sv, struct range_state *rs, const unsigned char *at, size_t left)
+{
+	/* no value is larger than a worker's heap slice, which it came from */
+	uint64_t max_len = sv->seg->hdr->heap_slice / sizeof(float);
 	while (left) {
 		struct sync_chunk c;
 		if (left < sizeof c)
@@ -548,16 +615,33 @@ static int apply_records(struct range_state *rs, const unsigned char *at, size_t
 		size_t padded = (size_t)((c.n + 7) & ~(uint64_t)7);
 		if (c.n > left - sizeof c || padded > left - sizeof c)
 			return bad_sync("copy of a key range: a piece longer than its message");
+		if (c.len == 0 || c.len > max_len)
+			return bad_sync("copy of a key range: a record of no or too many values");
 		int rc = hpsi_store_write(rs->store, c.key, c.len, c.steps, (size_t)c.off, at + sizeof c, (size_t)c.n);
-		if (rc) {
-			hpsi_error("copy of key range %u: key %llu not stored: %s", rs->id, (unsigned long long)c.key,
-				   hps_strerror(rc));
-			return 1;
-		}
+		if (rc == HPS_EVALLEN)
+			return bad_sync("copy of a key range: a piece outside its record");
+		if (rc)
+			copy_failed(sv, rs, c.key, rc);
 		at += sizeof c + padded;
 		left -= sizeof c + padded;
 	}
 	return 1;
+}
+
+/* The source's view of which incarnation of each replica holds the range
+ * whole (a FINAL's keys_off, vals_off), taken by the replacement it hands
+ * the range to: the source itself holds it whole. */
+static void take_forwarding(struct server *sv, struct range_state *rs, const struct hpsi_msg_hdr *h, uint32_t from)
+{
+	uint32_t inc[4] = {(uint32_t)h->keys_off, (uint32_t)(h->keys_off >> 32), (uint32_t)h->vals_off,
+			   (uint32_t)(h->vals_off >> 32)};
+	for (uint32_t k = 0; k <= sv->replicas; k++) {
+		uint32_t b = hpsi_replica(sv->seg, rs->id, k);
+		if (b == from)
+			rs->fwd_incarnation[k] = incarnation_of(sv, from);
+		else if (b != sv->me)
+			rs->fwd_incarnation[k] = inc[k];
+	}
 }
 
 int hpsi_recover_apply(struct server *sv, uint32_t from, const void *rec, size_t len)
@@ -565,33 +649,40 @@ int hpsi_recover_apply(struct server *sv, uint32_t from, const void *rec, size_t
 	const struct hpsi_msg_hdr *h = rec;
 	if (len < sizeof *h || h->magic != HPSI_MSG_MAGIC || h->version != HPSI_MSG_VERSION ||
 	    h->flags != HPSI_F_REPLICA || h->val_bytes != len - sizeof *h || h->range >= sv->nservers ||
-	    h->part > SYNC_FINAL || h->sender != from)
+	    h->part > SYNC_FINAL || h->sender != from || h->width > 1)
 		return bad_sync("copy of a key range: a malformed message");
 	if (h->clock != incarnation_of(sv, sv->me))
 		return 1; /* left in the ring for a replacement that died before this one */
-	uint32_t i = hpsi_replica_index(sv->seg, h->range, sv->me);
-	if (i == HPSI_NO_SERVER || hpsi_replica_index(sv->seg, h->range, from) == HPSI_NO_SERVER)
+	uint32_t i = hpsi_replica_index(sv->seg, h->range, sv->me), fi = hpsi_replica_index(sv->seg, h->range, from);
+	if (i == HPSI_NO_SERVER || fi == HPSI_NO_SERVER)
 		return bad_sync("copy of a key range this server does not hold");
+	if (h->width && fi < i)
+		return bad_sync("copy of a key range: handed back by a replica before this one");
 	struct range_state *rs = &sv->ranges[i];
-	if (!rs->store || rs->serving)
+	if (!rs->store || rs->serving || rs->attach_pending)
 		return bad_sync("copy of a key range this server serves");
 	const unsigned char *body = (const unsigned char *)(h + 1);
 	if (h->part == SYNC_BEGIN) {
 		struct hpsi_store *fresh = hpsi_store_create_like(rs->store);
-		if (!fresh) {
-			hpsi_error("copy of key range %u: out of memory", rs->id);
-			return 1;
-		}
+		if (!fresh)
+			copy_failed(sv, rs, 0, HPS_ENOMEM);
 		hpsi_store_destroy(rs->store);
 		rs->store = rs->arg = fresh;
 		rs->synced = 0;
+		/* relaxed: whoever routes here stops at the state or this bit;
+		 * a copy begins again only for a range not served here */
+		atomic_fetch_or_explicit(&hpsi_seg_node(sv->seg, sv->me)->lacking, 1u << i, memory_order_relaxed);
+		rs->copy_begun = 1;
+		rs->copy_next_worker = 0;
 		return 1;
 	}
+	if (!rs->copy_begun)
+		return bad_sync("copy of a key range: a piece before its BEGIN");
 	if (h->part == SYNC_RECORDS)
-		return apply_records(rs, body, h->val_bytes);
+		return apply_records(sv, rs, body, h->val_bytes);
 	uint64_t n = h->val_bytes / sizeof(struct sync_peer);
-	if (h->val_bytes % sizeof(struct sync_peer) || h->nkeys > sv->nworkers || n > sv->nworkers - h->nkeys)
-		return bad_sync("copy of a key range: a FINAL piece of other workers");
+	if (h->val_bytes % sizeof(struct sync_peer) || h->nkeys != rs->copy_next_worker || n > sv->nworkers - h->nkeys)
+		return bad_sync("copy of a key range: a FINAL piece out of order");
 	for (uint32_t k = 0; k < n; k++) {
 		struct sync_peer q;
 		memcpy(&q, body + (size_t)k * sizeof q, sizeof q);
@@ -600,13 +691,23 @@ int hpsi_recover_apply(struct server *sv, uint32_t from, const void *rec, size_t
 		p->phase = q.phase;
 		p->last_seq = q.last_seq;
 	}
-	if (h->nkeys + n < sv->nworkers)
+	rs->copy_next_worker += (uint32_t)n;
+	if (rs->copy_next_worker < sv->nworkers)
 		return 1; /* more pieces follow */
+	rs->copy_begun = 0;
 	rs->epoch++;
 	rs->synced = 1;
+	/* release pairs with routing's acquire (net/route.h): who routes to
+	 * this server for the range finds it whole */
+	atomic_fetch_and_explicit(&hpsi_seg_node(sv->seg, sv->me)->lacking, ~(1u << i), memory_order_release);
 	hpsi_info("server %u holds a whole copy of key range %u (%zu keys)", sv->me, rs->id, hpsi_store_size(rs->store));
-	if (h->width)
-		attach_range(sv, rs);
+	if (h->width) {
+		take_forwarding(sv, rs, h, from);
+		if (i == 0 || !sv->joining)
+			attach_range(sv, rs);
+		else
+			rs->attach_pending = 1; /* after its own range (maybe_alive) */
+	}
 	maybe_alive(sv);
 	return 1;
 }

@@ -44,6 +44,7 @@ int hpsi_replica_reserve(struct server *sv, const struct range_state *rs, size_t
 {
 	f->n = 0;
 	f->mask = 0;
+	f->incarnations = 0;
 	for (uint32_t i = 1; i <= sv->replicas; i++) {
 		uint32_t b = hpsi_replica(sv->seg, rs->id, i);
 		if (!forwarded_to(sv, rs, i, b))
@@ -55,6 +56,7 @@ int hpsi_replica_reserve(struct server *sv, const struct range_state *rs, size_t
 		}
 		f->to[f->n++] = b;
 		f->mask |= (uint8_t)(1u << i);
+		f->incarnations |= (rs->fwd_incarnation[i] & 0xffu) << (8 * i);
 	}
 	return 1;
 }
@@ -233,8 +235,9 @@ int hpsi_replica_earlier_gone(struct server *sv, const struct range_state *rs, u
 		struct hpsi_node *n = hpsi_seg_node(sv->seg, hpsi_replica(sv->seg, rs->id, j));
 		/* acquire pairs with the state's release (struct hpsi_node) */
 		uint32_t st = atomic_load_explicit(&n->state, memory_order_acquire);
-		if (st != HPSI_NODE_DEAD && st != HPSI_NODE_CLOSED && st != HPSI_NODE_JOINING)
-			return 0;
+		if (st != HPSI_NODE_DEAD && st != HPSI_NODE_CLOSED && st != HPSI_NODE_JOINING &&
+		    !hpsi_replica_lacks(sv->seg, hpsi_replica(sv->seg, rs->id, j), j))
+			return 0; /* (a replacement without its copy is no replica yet) */
 		died |= st != HPSI_NODE_CLOSED; /* servers that all closed ended with the job */
 	}
 	return died;

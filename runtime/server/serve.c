@@ -196,7 +196,7 @@ static int serve_one(struct server *sv, struct range_state *rs, struct peer *p, 
 	struct hpsi_msg_hdr *out = hpsi_ring_reserve(&p->resp, sizeof *out + inline_answer);
 	if (!out)
 		return SERVE_RETRY;
-	struct fwd_slots f = {.n = 0, .mask = 0};
+	struct fwd_slots f = {.n = 0, .mask = 0, .incarnations = 0};
 	int pushes = h->type != HPSI_MSG_PULL;
 	if (pushes && sv->replicas && !hpsi_replica_reserve(sv, rs, len, &f))
 		return SERVE_RETRY;
@@ -248,6 +248,7 @@ static int serve_one(struct server *sv, struct range_state *rs, struct peer *p, 
 	out->part = h->part;
 	out->range = (uint16_t)rs->id;
 	out->fwd_mask = f.mask;
+	out->fwd_incarnations = f.incarnations;
 	out->dtype = (uint8_t)rs->wire;
 	out->flags = (uint16_t)(h->flags & (HPSI_F_LENS | (pull ? HPSI_F_HEAP_RESP : 0)));
 	out->resp_off = out->flags & HPSI_F_HEAP_RESP ? h->resp_off : 0;

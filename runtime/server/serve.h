@@ -64,7 +64,12 @@ struct range_state {
 	struct range_sync *sync; /* this server copies the range to a replacement */
 	/* The range was handed back to this server + 1 (0: none) of that
 	 * incarnation: not taken over again while that one still joins. */
-	uint32_t handed_to, handed_incarnation;
+	uint32_t handed_to, handed_incarnation, handed_index;
+	/* A copy this server receives: BEGIN seen, the next FINAL piece
+	 * expected (by worker), and a FINAL of a range handed back that
+	 * waits for this replacement to serve its own range first. */
+	int copy_begun, attach_pending;
+	uint32_t copy_next_worker;
 	hps_handler handler;  /* the store's, or the user's */
 	void *arg;
 	struct hpsi_store *store; /* NULL with a user handler */
@@ -126,6 +131,7 @@ int hpsi_serve_apply(struct server *sv, struct range_state *rs, hps_request *r, 
 struct fwd_slots {
 	uint32_t n;
 	uint8_t mask; /* bit i: replica i of the range (the answer's fwd_mask) */
+	uint32_t incarnations; /* byte i: its incarnation (fwd_incarnations) */
 	uint32_t to[HPSI_MAX_REPLICAS];
 	void *at[HPSI_MAX_REPLICAS];
 };
@@ -167,7 +173,7 @@ int hpsi_recover_pending(struct server *sv);
 /* 1 while rs, handed back to a replacement, waits for it to serve. */
 int hpsi_recover_handed_back(const struct server *sv, const struct range_state *rs);
 /* Drops rs's copy under way (its store was replaced): it starts again. */
-void hpsi_recover_cancel(struct range_state *rs);
+void hpsi_recover_cancel(struct server *sv, struct range_state *rs);
 void hpsi_recover_free(struct server *sv);
 
 #endif

@@ -149,7 +149,7 @@ static void serve_checkpoint(struct server *sv)
 				hpsi_store_destroy(rs->store);
 				rs->store = fresh;
 				rs->arg = fresh;
-				hpsi_recover_cancel(rs); /* a copy under way starts again */
+				hpsi_recover_cancel(sv, rs); /* a copy under way starts again */
 			}
 			if (clock < loaded)
 				loaded = clock;
