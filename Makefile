@@ -57,7 +57,7 @@ PY_FILES = $(wildcard python/hps/*.py)
 PY_BUILD = $(if $(filter .,$(OUT)),$(PY_EXT))
 
 .SECONDARY:
-.PHONY: all deps test run bench bench-ft bench-python bench-ssp bench-net bench-hogwild asan tsan clean data fixtures fuzz \
+.PHONY: all deps test run bench bench-ft bench-python bench-ssp bench-net bench-hogwild bench-overhead asan tsan clean data fixtures fuzz \
 	install uninstall
 all: $(FLAGS_STAMP) $(OUT)/lib/libhps.a $(OUT)/lib/libhps.so $(OUT)/bin/hps $(TESTS) $(OUT)/bench/hps_bench $(OUT)/bench/ssp_bench $(OUT)/bench/ft_bench \
 	$(OUT)/bench/net_bench $(EXAMPLES) $(PY_BUILD)
@@ -171,6 +171,14 @@ bench-hogwild: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory data
 	bench/hogwild_bench.sh
+
+# The server modes of the learning examples against the same mini-batch
+# algorithm in one process without a parameter server (--local-batch), on
+# the real data sets (about two minutes).
+bench-overhead: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory data
+	bench/overhead_bench.sh
 
 # libFuzzer on the decoders of ring records, bridge frames and scheduler
 # messages and on the ring consumer's bounds (clang), seeded with one valid

@@ -7,9 +7,13 @@
  * then its factors (width factors + 1). Modes as in sparse_lr: server
  * (mini-batches; the job's HPS_UPDATER applies the summed gradients, the
  * job's HPS_STALENESS chooses BSP/SSP/ASP), --hogwild (per-rating SGD in
- * place on the shared array; needs hps launch --direct --key-ranges) and
- * --local (one process, no parameter server). Random starting factors come
- * from HPS_INIT in the job modes (hps launch --init normal:std=0.1). */
+ * place on the shared array; needs hps launch --direct --key-ranges),
+ * --local (the same per-rating SGD in one process, no parameter server)
+ * and --local-batch --updater SPEC [--init SPEC] (the server modes'
+ * mini-batches, order and optimizer in one process: their baseline
+ * without a parameter server). Random starting factors come from
+ * HPS_INIT in the job modes (hps launch --init normal:std=0.1), from
+ * --init with --local-batch. */
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -17,6 +21,8 @@
 #include <string.h>
 
 #include "examples/lib/dataset.h"
+#include "examples/lib/local_model.h"
+#include "examples/lib/minibatch.h"
 #include "examples/lib/options.h"
 #include "examples/lib/report.h"
 #include "hps/hps.h"
@@ -86,40 +92,51 @@ static double sgd_epoch(const struct rating *t, const size_t *order, size_t n, f
 	return se;
 }
 
-/* ---- server mode ------------------------------------------------------- */
+/* ---- mini-batches: the server modes and the in-process baseline ------ */
 
-struct batch {
-	uint64_t *keys, *tmp; /* distinct keys of the batch, ascending; room to sort */
-	uint32_t *pos, *stamp, gen;
-	float *w, *g;
-	size_t nkeys;
-};
-
-static void batch_add(struct batch *b, uint64_t key)
+/* Gathers the users and items of ratings order[from..to). */
+static void batch_keys(struct ex_batch *b, const struct rating *t, const size_t *order, size_t from, size_t to)
 {
-	if (b->stamp[key] != b->gen) {
-		b->stamp[key] = b->gen;
-		b->keys[b->nkeys++] = key;
-	}
+	ex_batch_begin(b);
+	for (size_t k = from; k < to; k++)
+		ex_batch_add(b, user_key(t[order[k]].user)), ex_batch_add(b, item_key(t[order[k]].item));
 }
 
-static double server_epoch(hps_worker *w, struct batch *b, const struct rating *t, const size_t *order, size_t n,
-			   size_t batches, int bs, uint32_t width, double mu, double reg, double breg, int *err)
+/* The summed gradient of ratings order[from..to) into b->g (by position
+ * in the batch) from the weights w (by position, stride pos_w; the
+ * baseline passes the model's array and key positions). Returns the
+ * summed squared error. The same code for the server modes and the
+ * baseline. */
+static double batch_gradient(struct ex_batch *b, const struct rating *t, const size_t *order, size_t from,
+			     size_t to, const float *w, int pulled, double mu, double reg, double breg)
 {
-	hps_opts o = {.width = width};
+	uint32_t width = b->width;
+	double se = 0;
+	memset(b->g, 0, b->nkeys * width * sizeof *b->g);
+	for (size_t k = from; k < to; k++) {
+		const struct rating *r = &t[order[k]];
+		uint64_t uk = user_key(r->user), ik = item_key(r->item);
+		size_t u = ex_batch_pos(b, uk), i = ex_batch_pos(b, ik);
+		const float *pu = w + (pulled ? u : uk) * width, *qi = w + (pulled ? i : ik) * width;
+		double e = rating_grad(mu, pu, qi, (int)width - 1, r->value, reg, breg, b->g + u * width,
+				       b->g + i * width);
+		se += e * e;
+	}
+	return se;
+}
+
+static double server_epoch(hps_worker *w, struct ex_batch *b, const struct rating *t, const size_t *order, size_t n,
+			   size_t batches, int bs, double mu, double reg, double breg, int *err)
+{
+	hps_opts o = {.width = b->width};
 	double se = 0;
 	int64_t last_push = -1;
 	for (size_t s = 0; s < batches; s++) {
 		size_t from = s * (size_t)bs, to = from + (size_t)bs;
 		from = from < n ? from : n;
 		to = to < n ? to : n;
-		b->gen++;
-		b->nkeys = 0;
-		for (size_t k = from; k < to; k++)
-			batch_add(b, user_key(t[order[k]].user)), batch_add(b, item_key(t[order[k]].item));
-		ex_sort_keys(b->keys, b->tmp, b->nkeys);
-		for (size_t i = 0; i < b->nkeys; i++)
-			b->pos[b->keys[i]] = (uint32_t)i;
+		batch_keys(b, t, order, from, to);
+		ex_batch_sort(b);
 		int rc = b->nkeys ? hps_wait(w, hps_pull(w, b->keys, b->nkeys, b->w, &o)) : 0;
 		if (!rc && last_push >= 0) /* applied before the pull: costs nothing */
 			rc = hps_wait(w, last_push);
@@ -127,14 +144,7 @@ static double server_epoch(hps_worker *w, struct batch *b, const struct rating *
 			*err = rc;
 			return se;
 		}
-		memset(b->g, 0, b->nkeys * width * sizeof *b->g);
-		for (size_t k = from; k < to; k++) {
-			const struct rating *r = &t[order[k]];
-			size_t u = b->pos[user_key(r->user)], i = b->pos[item_key(r->item)];
-			double e = rating_grad(mu, b->w + u * width, b->w + i * width, (int)width - 1, r->value, reg,
-					       breg, b->g + u * width, b->g + i * width);
-			se += e * e;
-		}
+		se += batch_gradient(b, t, order, from, to, b->w, 1, mu, reg, breg);
 		if (b->nkeys && (last_push = hps_push(w, b->keys, b->nkeys, b->g, &o)) < 0) {
 			*err = (int)last_push;
 			return se;
@@ -148,28 +158,51 @@ static double server_epoch(hps_worker *w, struct batch *b, const struct rating *
 	return se;
 }
 
-/* Test RMSE from pulled vectors of the test set's users and items. */
-static int rmse_pulled(hps_worker *w, struct batch *b, const struct rating *t, size_t n, uint32_t width, double mu,
-		       double *out)
+/* The baseline of the server modes (--local-batch): the same batches,
+ * gradient and server optimizer in this process on the model's own
+ * array, no sorting, copies or requests. */
+static double local_batch_epoch(struct ex_local_model *m, struct ex_batch *b, const struct rating *t,
+				const size_t *order, size_t n, size_t batches, int bs, double mu, double reg, double breg)
 {
-	b->gen++;
-	b->nkeys = 0;
+	double se = 0;
+	for (size_t s = 0; s < batches; s++) {
+		size_t from = s * (size_t)bs, to = from + (size_t)bs;
+		from = from < n ? from : n;
+		to = to < n ? to : n;
+		batch_keys(b, t, order, from, to);
+		se += batch_gradient(b, t, order, from, to, m->w, 0, mu, reg, breg);
+		for (size_t i = 0; i < b->nkeys; i++)
+			ex_local_model_apply(m, b->keys[i], b->g + i * m->width);
+	}
+	return se;
+}
+
+/* Test RMSE from pulled vectors of the test set's users and items (b has
+ * room for all of them). */
+static int rmse_pulled(hps_worker *w, struct ex_batch *b, const struct rating *t, size_t n, double mu, double *out)
+{
+	uint32_t width = b->width;
+	ex_batch_begin(b);
 	for (size_t k = 0; k < n; k++)
-		batch_add(b, user_key(t[k].user)), batch_add(b, item_key(t[k].item));
-	ex_sort_keys(b->keys, b->tmp, b->nkeys);
-	for (size_t i = 0; i < b->nkeys; i++)
-		b->pos[b->keys[i]] = (uint32_t)i;
+		ex_batch_add(b, user_key(t[k].user)), ex_batch_add(b, item_key(t[k].item));
+	ex_batch_sort(b);
 	int rc = hps_wait(w, hps_pull(w, b->keys, b->nkeys, b->w, &(hps_opts){.width = width}));
 	if (rc)
 		return rc;
 	double se = 0;
 	for (size_t k = 0; k < n; k++) {
-		double e = t[k].value - predict(mu, b->w + (size_t)b->pos[user_key(t[k].user)] * width,
-						b->w + (size_t)b->pos[item_key(t[k].item)] * width, (int)width - 1);
+		double e = t[k].value - predict(mu, b->w + ex_batch_pos(b, user_key(t[k].user)) * width,
+						b->w + ex_batch_pos(b, item_key(t[k].item)) * width, (int)width - 1);
 		se += e * e;
 	}
 	*out = sqrt(se / (double)n);
 	return 0;
+}
+
+/* The optimizers that make sense for matrix factorisation. */
+static int optimizer_ok(const char *spec)
+{
+	return spec && (!strncmp(spec, "sgd", 3) || !strncmp(spec, "adagrad", 7) || !strncmp(spec, "adam", 4));
 }
 
 /* ---- the run ----------------------------------------------------------- */
@@ -177,7 +210,7 @@ static int rmse_pulled(hps_worker *w, struct batch *b, const struct rating *t, s
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: mf --train FILE --test FILE [options]   (started by hps launch, or --local)\n"
+		"usage: mf --train FILE --test FILE [options]   (started by hps launch, or --local, --local-batch)\n"
 		"  --factors F        latent factors per user and item (default 10; 0 = biases only)\n"
 		"  --reg R            L2 regularisation of the factors (default 0.05)\n"
 		"  --bias-reg R       L2 regularisation of the biases (default: --reg)\n"
@@ -247,17 +280,19 @@ int main(int argc, char **argv)
 	}
 	mu /= (double)nall;
 	uint32_t width = (uint32_t)o.factors + 1;
-	struct report rep = {.dataset = o.c.name, .mode = ex_mode_name(o.c.hogwild, o.c.local), .metric = "test_rmse",
-			     .reference = o.c.reference, .workers = nworkers, .epochs = o.c.epochs,
-			     .target_loss = o.c.target_loss};
+	struct report rep = {.dataset = o.c.name, .mode = ex_mode_name(o.c.hogwild, o.c.local, o.c.local_batch),
+			     .metric = "test_rmse", .reference = o.c.reference, .workers = nworkers,
+			     .epochs = o.c.epochs, .target_loss = o.c.target_loss};
 	if (rank == 0 && report_open(&rep, o.c.csv))
 		return 1;
 	if (ctx && (rc = hps_worker_open(ctx, width, &w))) {
 		fprintf(stderr, "mf: hps_worker_open: %s\n", hps_strerror(rc));
 		return 1;
 	}
-	float *dense = NULL;
-	struct batch b = {0};
+	float *dense = NULL; /* hogwild: the shared array; local: a private one; local-batch: the model's */
+	struct ex_batch b = {0}, eb = {0}; /* a mini-batch; worker 0's test set */
+	struct ex_local_model lm = {0};
+	size_t cap = 2 * (size_t)o.c.batch < nkeys ? 2 * (size_t)o.c.batch : (size_t)nkeys;
 	if (o.c.hogwild) {
 		hps_direct d;
 		if ((rc = hps_direct_map(ctx, 0, &d)) || d.first != 0 || d.count < nkeys || d.width != width) {
@@ -274,23 +309,33 @@ int main(int argc, char **argv)
 				double u1 = (double)(ex_rand(&s) >> 11) * 0x1p-53, u2 = (double)(ex_rand(&s) >> 11) * 0x1p-53;
 				dense[i] = (float)(0.1 * sqrt(-2 * log(1 - u1)) * cos(2 * M_PI * u2));
 			}
+		} else {
+			rc = HPS_ENOMEM;
 		}
+	} else if (o.c.local_batch) {
+		if (!optimizer_ok(o.c.updater)) {
+			fprintf(stderr, "mf: --local-batch needs an optimizer: --updater sgd:lr=..|adagrad:lr=..|adam:lr=..\n");
+			return 2;
+		}
+		/* the same starting model as a job with hps launch --init */
+		if (ex_local_model_init(&lm, o.c.updater, o.c.init, nkeys, width, err, sizeof err)) {
+			fprintf(stderr, "mf: %s\n", err);
+			return 1;
+		}
+		dense = lm.w;
+		if (ex_batch_alloc(&b, nkeys, cap, width, 0, NULL))
+			rc = HPS_ENOMEM;
 	} else {
-		const char *u = getenv("HPS_UPDATER");
-		if (!u || (strncmp(u, "sgd", 3) && strncmp(u, "adagrad", 7) && strncmp(u, "adam", 4))) {
+		if (!optimizer_ok(getenv("HPS_UPDATER"))) {
 			fprintf(stderr, "mf: the servers must run an optimizer: hps launch --updater sgd:lr=..|adagrad:lr=..|adam:lr=..\n");
 			return 1;
 		}
-		b.keys = malloc(nkeys * sizeof *b.keys);
-		b.tmp = malloc(nkeys * sizeof *b.tmp);
-		b.pos = malloc(nkeys * sizeof *b.pos);
-		b.stamp = calloc(nkeys, sizeof *b.stamp);
-		b.w = malloc(nkeys * width * sizeof *b.w);
-		b.g = malloc(nkeys * width * sizeof *b.g);
-		if (!b.keys || !b.tmp || !b.pos || !b.stamp || !b.w || !b.g)
+		size_t test_keys = 2 * nte < nkeys ? 2 * nte : (size_t)nkeys;
+		if (ex_batch_alloc(&b, nkeys, cap, width, 1, NULL) ||
+		    (rank == 0 && ex_batch_alloc(&eb, nkeys, test_keys, width, 1, NULL)))
 			rc = HPS_ENOMEM;
 	}
-	if ((o.c.local && !dense) || rc) {
+	if (rc) {
 		fprintf(stderr, "mf: out of memory for %llu keys\n", (unsigned long long)nkeys);
 		return 1;
 	}
@@ -302,11 +347,13 @@ int main(int argc, char **argv)
 	for (int e = 1; !rc && e <= o.c.epochs; e++) {
 		ex_shuffle(order, ntr, o.c.seed * 1000003u + (uint64_t)rank * 7919u + (uint64_t)e);
 		double t0 = ex_now(), se;
-		if (dense)
+		if (o.c.local_batch)
+			se = local_batch_epoch(&lm, &b, tr, order, ntr, batches, o.c.batch, mu, o.reg, o.bias_reg);
+		else if (dense)
 			se = sgd_epoch(tr, order, ntr, dense, width, mu, (float)(o.c.lr / (1 + o.c.decay * (e - 1))), o.reg,
 				       o.bias_reg);
 		else
-			se = server_epoch(w, &b, tr, order, ntr, batches, o.c.batch, width, mu, o.reg, o.bias_reg, &rc);
+			se = server_epoch(w, &b, tr, order, ntr, batches, o.c.batch, mu, o.reg, o.bias_reg, &rc);
 		if (!rc && ctx)
 			rc = hps_barrier(ctx);
 		double dt = ex_now() - t0;
@@ -315,7 +362,7 @@ int main(int argc, char **argv)
 			if (dense)
 				rmse = rmse_dense(te, nte, dense, width, mu);
 			else
-				rc = rmse_pulled(w, &b, te, nte, width, mu, &rmse);
+				rc = rmse_pulled(w, &eb, te, nte, mu, &rmse);
 			if (!rc)
 				report_epoch(&rep, e, train_s, ntr ? sqrt(se / (double)ntr) : 0, rmse, rmse,
 					     (double)nall / dt);
@@ -328,14 +375,16 @@ int main(int argc, char **argv)
 	else if (rank == 0)
 		report_result(&rep, rmse, train_s, (double)nall * o.c.epochs / train_s);
 	report_close(&rep);
+	ex_batch_free(&b); /* before the worker closes: its buffers may be in the worker's heap */
+	ex_batch_free(&eb);
 	if (w)
 		hps_worker_close(w);
 	if (ctx)
 		hps_finalize(ctx);
 	if (o.c.local)
 		free(dense);
+	ex_local_model_free(&lm);
 	free(order);
 	free(all), free(tr), free(te);
-	free(b.keys), free(b.tmp), free(b.pos), free(b.stamp), free(b.w), free(b.g);
 	return rc ? 1 : 0;
 }

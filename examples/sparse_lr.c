@@ -10,7 +10,13 @@
  *            worker maps the weights in the shared segment and applies SGD
  *            per example in place, without locks (Recht et al. 2011).
  *   local    (--local; no hps job) the same per-example SGD in one process
- *            on a private array: the baseline without a parameter server.
+ *            on a private array: HOGWILD's baseline without a parameter
+ *            server.
+ *   local-batch (--local-batch --updater SPEC; no hps job) the server
+ *            modes' mini-batches, order, gradient and optimizer in one
+ *            process on a private model: their baseline without a
+ *            parameter server (one worker in a server mode computes the
+ *            very same model).
  *
  * Keys: 0 is the bias, feature id f is key f; each key holds one weight
  * (binary) or one per class. Worker 0 evaluates the test set after every
@@ -22,6 +28,8 @@
 #include <string.h>
 
 #include "examples/lib/dataset.h"
+#include "examples/lib/local_model.h"
+#include "examples/lib/minibatch.h"
 #include "examples/lib/options.h"
 #include "examples/lib/report.h"
 #include "hps/hps.h"
@@ -131,59 +139,76 @@ static double sgd_epoch(const struct sparse_set *s, const size_t *order, float *
 	return loss;
 }
 
-/* ---- server mode: mini-batches through the parameter server ---------- */
-
-struct batch {
-	uint64_t *keys;   /* distinct keys of the batch, ascending */
-	uint64_t *tmp;    /* room to sort them */
-	uint32_t *pos;    /* key -> index in keys (valid where stamp matches) */
-	uint32_t *stamp;
-	uint32_t gen;
-	float *w, *g;     /* pulled weights and summed gradient, nkeys x width */
-	size_t nkeys;
-	uint32_t width;
-};
-
-static const float *batch_at(void *arg, uint32_t key)
-{
-	struct batch *b = arg;
-	return b->w + (size_t)b->pos[key] * b->width;
-}
+/* ---- mini-batches: the server modes and the in-process baseline ------- */
 
 /* Gathers the distinct keys of rows order[from..to) (plus the bias). */
-static void batch_keys(struct batch *b, const struct sparse_set *s, const size_t *order, size_t from, size_t to)
+static void batch_keys(struct ex_batch *b, const struct sparse_set *s, const size_t *order, size_t from, size_t to)
 {
-	b->gen++;
-	b->nkeys = 0;
-	b->keys[b->nkeys++] = 0;
-	b->stamp[0] = b->gen;
+	ex_batch_begin(b);
+	ex_batch_add(b, 0);
 	for (size_t k = from; k < to; k++)
-		for (size_t i = s->start[order[k]]; i < s->start[order[k] + 1]; i++) {
-			uint32_t f = s->idx[i];
-			if (b->stamp[f] != b->gen) {
-				b->stamp[f] = b->gen;
-				b->keys[b->nkeys++] = f;
-			}
-		}
-	ex_sort_keys(b->keys, b->tmp, b->nkeys);
-	for (size_t i = 0; i < b->nkeys; i++)
-		b->pos[b->keys[i]] = (uint32_t)i;
+		for (size_t i = s->start[order[k]]; i < s->start[order[k] + 1]; i++)
+			ex_batch_add(b, s->idx[i]);
 }
 
-static double server_epoch(hps_worker *w, struct batch *b, const struct sparse_set *s, const size_t *order,
-			   size_t batches, int batch_size, struct report *rep, int epoch, int show, int *err)
+/* Weights pulled into the batch, by position. */
+static const float *batch_at(void *arg, uint32_t key)
+{
+	const struct ex_batch *b = arg;
+	return b->w + ex_batch_pos(b, key) * b->width;
+}
+
+/* The mean gradient of rows order[from..to) into b->g (by position in the
+ * batch), their weights looked up through at(). Returns the summed loss
+ * of the rows. The same code for the server modes and the baseline. */
+static double batch_gradient(struct ex_batch *b, const struct sparse_set *s, const size_t *order, size_t from,
+			     size_t to, const float *(*at)(void *, uint32_t), void *arg)
 {
 	double z[1024], d[1024], loss = 0;
 	uint32_t width = b->width;
-	hps_opts o = {.width = width};
+	float *bias = b->g + ex_batch_pos(b, 0) * width;
+	memset(b->g, 0, b->nkeys * width * sizeof *b->g);
+	for (size_t k = from; k < to; k++) {
+		size_t r = order[k];
+		row_scores(s, r, at(arg, 0), at, arg, width, z);
+		loss += loss_and_delta(z, width, s->label[r], d);
+		for (uint32_t c = 0; c < width; c++)
+			bias[c] += (float)d[c];
+		for (size_t i = s->start[r]; i < s->start[r + 1]; i++) {
+			float *gi = b->g + ex_batch_pos(b, s->idx[i]) * width, x = s->val[i];
+			for (uint32_t c = 0; c < width; c++)
+				gi[c] += x * (float)d[c];
+		}
+	}
+	if (to > from) {
+		float scale = 1.0f / (float)(to - from);
+		for (size_t i = 0; i < b->nkeys * width; i++)
+			b->g[i] *= scale;
+	}
+	return loss;
+}
+
+/* Rows of batch t: [*from, *to) of the shard's order. Every worker runs
+ * the same number of batches (and clocks), so under BSP nobody waits for a
+ * clock that never comes; the last ones of a short shard are empty. */
+static void batch_rows(size_t t, int batch_size, size_t rows, size_t *from, size_t *to)
+{
+	size_t f = t * (size_t)batch_size, e = f + (size_t)batch_size;
+	*from = f < rows ? f : rows;
+	*to = e < rows ? e : rows;
+}
+
+static double server_epoch(hps_worker *w, struct ex_batch *b, const struct sparse_set *s, const size_t *order,
+			   size_t batches, int batch_size, struct report *rep, int epoch, int show, int *err)
+{
+	double loss = 0;
+	hps_opts o = {.width = b->width};
 	int64_t last_push = -1;
 	for (size_t t = 0; t < batches; t++) {
-		size_t from = t * (size_t)batch_size, to = from + (size_t)batch_size;
-		from = from < s->rows ? from : s->rows;
-		to = to < s->rows ? to : s->rows;
-		/* every worker runs the same number of batches (and clocks), so
-		 * under BSP nobody waits for a clock that never comes */
+		size_t from, to;
+		batch_rows(t, batch_size, s->rows, &from, &to);
 		batch_keys(b, s, order, from, to);
+		ex_batch_sort(b);
 		int rc = hps_wait(w, hps_pull(w, b->keys, b->nkeys, b->w, &o));
 		/* the previous push was applied before this pull (same ring, in
 		 * order): its status is in, waiting costs nothing */
@@ -193,23 +218,8 @@ static double server_epoch(hps_worker *w, struct batch *b, const struct sparse_s
 			*err = rc;
 			return loss;
 		}
-		memset(b->g, 0, b->nkeys * width * sizeof *b->g);
-		for (size_t k = from; k < to; k++) {
-			size_t r = order[k];
-			row_scores(s, r, b->w, batch_at, b, width, z);
-			loss += loss_and_delta(z, width, s->label[r], d);
-			for (uint32_t c = 0; c < width; c++)
-				b->g[c] += (float)d[c];
-			for (size_t i = s->start[r]; i < s->start[r + 1]; i++) {
-				float *gi = b->g + (size_t)b->pos[s->idx[i]] * width, x = s->val[i];
-				for (uint32_t c = 0; c < width; c++)
-					gi[c] += x * (float)d[c];
-			}
-		}
+		loss += batch_gradient(b, s, order, from, to, batch_at, b);
 		if (to > from) {
-			float scale = 1.0f / (float)(to - from);
-			for (size_t i = 0; i < b->nkeys * width; i++)
-				b->g[i] *= scale;
 			/* not waited for: the next pull follows it on the same ring */
 			last_push = hps_push(w, b->keys, b->nkeys, b->g, &o);
 			if (last_push < 0) {
@@ -225,6 +235,28 @@ static double server_epoch(hps_worker *w, struct batch *b, const struct sparse_s
 			report_progress(rep, epoch, (double)t / (double)batches);
 	}
 	*err = last_push >= 0 ? hps_wait(w, last_push) : 0;
+	return loss;
+}
+
+/* The baseline of the server modes (--local-batch): the same batches in
+ * the same order, the same gradient, and the servers' optimizer applied
+ * to each key of the batch, all in this process on the model's own
+ * array: no sorting, no copies, no requests. */
+static double local_batch_epoch(struct ex_local_model *m, struct ex_batch *b, const struct sparse_set *s,
+				const size_t *order, size_t batches, int batch_size, struct report *rep, int epoch)
+{
+	const void *arg[2] = {m->w, (const void *)(uintptr_t)m->width};
+	double loss = 0;
+	for (size_t t = 0; t < batches; t++) {
+		size_t from, to;
+		batch_rows(t, batch_size, s->rows, &from, &to);
+		batch_keys(b, s, order, from, to);
+		loss += batch_gradient(b, s, order, from, to, dense_at, arg);
+		for (size_t i = 0; to > from && i < b->nkeys; i++)
+			ex_local_model_apply(m, b->keys[i], b->g + i * m->width);
+		if ((t & 63) == 0)
+			report_progress(rep, epoch, (double)t / (double)batches);
+	}
 	return loss;
 }
 
@@ -251,7 +283,7 @@ static int pull_model(hps_worker *w, const struct model *m, float *out)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: sparse_lr --train FILE --test FILE [options]   (started by hps launch, or --local)\n"
+		"usage: sparse_lr --train FILE --test FILE [options]   (started by hps launch, or --local, --local-batch)\n"
 		"  --classes C        classes (default: from the labels; 2 = binary)\n"
 		"  --cross BITS       add hashed pairwise crosses of 28x28 images into 2^BITS buckets\n"
 		"  --log1p            feature values x become log(1 + x) (word counts)\n"
@@ -332,6 +364,12 @@ static int load(const struct opts *o, int rank, int nworkers, struct sparse_set 
 	return 0;
 }
 
+/* The optimizers that make sense for logistic regression. */
+static int optimizer_ok(const char *spec)
+{
+	return spec && (!strncmp(spec, "sgd", 3) || !strncmp(spec, "adagrad", 7) || !strncmp(spec, "ftrl", 4));
+}
+
 int main(int argc, char **argv)
 {
 	hps_ctx *ctx = NULL;
@@ -348,18 +386,20 @@ int main(int argc, char **argv)
 	struct model m;
 	if (load(&o, rank, nworkers, &tr, &te, &m))
 		return 1;
-	struct report rep = {.dataset = o.c.name, .mode = ex_mode_name(o.c.hogwild, o.c.local), .metric = "test_accuracy",
-			     .reference = o.c.reference, .workers = nworkers, .epochs = o.c.epochs,
-			     .target_loss = o.c.target_loss};
+	struct report rep = {.dataset = o.c.name, .mode = ex_mode_name(o.c.hogwild, o.c.local, o.c.local_batch),
+			     .metric = "test_accuracy", .reference = o.c.reference, .workers = nworkers,
+			     .epochs = o.c.epochs, .target_loss = o.c.target_loss};
 	if (rank == 0 && report_open(&rep, o.c.csv))
 		return 1;
 	if (ctx && (rc = hps_worker_open(ctx, m.width, &w))) {
 		fprintf(stderr, "sparse_lr: hps_worker_open: %s\n", hps_strerror(rc));
 		return 1;
 	}
-	float *dense = NULL;  /* hogwild: the shared weights; local: private ones */
+	float *dense = NULL;  /* hogwild: the shared weights; local: private ones; local-batch: the model's */
 	float *copy = NULL;   /* server mode, worker 0: the pulled model */
-	struct batch b = {.width = m.width};
+	struct ex_batch b = {0};
+	struct ex_local_model lm = {0};
+	size_t cap = ex_batch_cap_rows(&tr, o.c.batch, m.nkeys);
 	if (o.c.hogwild) {
 		hps_direct d;
 		if ((rc = hps_direct_map(ctx, 0, &d)) || d.first != 0 || d.count < m.nkeys || d.width != m.width) {
@@ -369,25 +409,31 @@ int main(int argc, char **argv)
 		}
 		dense = d.vals;
 	} else if (o.c.local) {
-		dense = calloc(m.nkeys * m.width, sizeof *dense);
+		if (!(dense = calloc(m.nkeys * m.width, sizeof *dense)))
+			rc = HPS_ENOMEM;
+	} else if (o.c.local_batch) {
+		char err[512];
+		if (!optimizer_ok(o.c.updater)) {
+			fprintf(stderr, "sparse_lr: --local-batch needs an optimizer: --updater sgd:lr=..|adagrad:lr=..|ftrl:alpha=..\n");
+			return 2;
+		}
+		if (ex_local_model_init(&lm, o.c.updater, o.c.init, m.nkeys, m.width, err, sizeof err)) {
+			fprintf(stderr, "sparse_lr: %s\n", err);
+			return 1;
+		}
+		dense = lm.w;
+		if (ex_batch_alloc(&b, m.nkeys, cap, m.width, 0, NULL))
+			rc = HPS_ENOMEM;
 	} else {
-		const char *u = getenv("HPS_UPDATER");
-		if (!u || (strncmp(u, "sgd", 3) && strncmp(u, "adagrad", 7) && strncmp(u, "ftrl", 4))) {
+		if (!optimizer_ok(getenv("HPS_UPDATER"))) {
 			fprintf(stderr, "sparse_lr: the servers must run an optimizer: hps launch --updater sgd:lr=..|adagrad:lr=..|ftrl:alpha=..\n");
 			return 1;
 		}
-		b.keys = malloc(m.nkeys * sizeof *b.keys);
-		b.tmp = malloc(m.nkeys * sizeof *b.tmp);
-		b.pos = malloc(m.nkeys * sizeof *b.pos);
-		b.stamp = calloc(m.nkeys, sizeof *b.stamp);
-		b.w = malloc(m.nkeys * m.width * sizeof *b.w);
-		b.g = malloc(m.nkeys * m.width * sizeof *b.g);
-		if (rank == 0)
-			copy = malloc(m.nkeys * m.width * sizeof *copy);
-		if (!b.keys || !b.tmp || !b.pos || !b.stamp || !b.w || !b.g || (rank == 0 && !copy))
-			dense = NULL, rc = HPS_ENOMEM;
+		if (ex_batch_alloc(&b, m.nkeys, cap, m.width, 1, NULL) ||
+		    (rank == 0 && !(copy = malloc(m.nkeys * m.width * sizeof *copy))))
+			rc = HPS_ENOMEM;
 	}
-	if ((o.c.local && !dense) || rc) {
+	if (rc) {
 		fprintf(stderr, "sparse_lr: out of memory for %llu keys\n", (unsigned long long)m.nkeys);
 		return 1;
 	}
@@ -399,7 +445,9 @@ int main(int argc, char **argv)
 	for (int e = 1; !rc && e <= o.c.epochs; e++) {
 		ex_shuffle(order, tr.rows, o.c.seed * 1000003u + (uint64_t)rank * 7919u + (uint64_t)e);
 		double t0 = ex_now(), loss;
-		if (dense)
+		if (o.c.local_batch)
+			loss = local_batch_epoch(&lm, &b, &tr, order, batches, o.c.batch, &rep, e);
+		else if (dense)
 			loss = sgd_epoch(&tr, order, dense, m.width, (float)(o.c.lr / (1 + o.c.decay * (e - 1))), &rep, e,
 					 rank == 0);
 		else
@@ -426,15 +474,16 @@ int main(int argc, char **argv)
 	else if (rank == 0)
 		report_result(&rep, acc, train_s, (double)tr.file_rows * o.c.epochs / train_s);
 	report_close(&rep);
+	ex_batch_free(&b); /* before the worker closes: its buffers may be in the worker's heap */
 	if (w)
 		hps_worker_close(w);
 	if (ctx)
 		hps_finalize(ctx);
 	if (o.c.local)
 		free(dense);
+	ex_local_model_free(&lm);
 	free(order);
 	free(copy);
-	free(b.keys), free(b.tmp), free(b.pos), free(b.stamp), free(b.w), free(b.g);
 	sparse_free(&tr);
 	sparse_free(&te);
 	return rc ? 1 : 0;

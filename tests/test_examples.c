@@ -1,8 +1,10 @@
 /* The learning examples on small fixed subsets of the real data sets
  * (tests/fixtures/, made by examples/fixtures.sh): every mode converges
  * below a stated training loss, HOGWILD direct mode reaches the accuracy
- * of the server mode, deterministic BSP repeats itself, and the readers
- * refuse malformed input naming the file and line. */
+ * of the server mode, the in-process mini-batch baseline computes the
+ * model of one worker with the servers, deterministic BSP repeats itself,
+ * and the readers and the option parser refuse bad input with a clear
+ * message. */
 #include <fcntl.h>
 #include <math.h>
 #include <poll.h>
@@ -71,7 +73,7 @@ static double field(const char *out, const char *prefix, const char *key)
 struct mode {
 	const char *name;
 	const char *launch[16]; /* hps launch options, NULL-terminated; local: none */
-	const char *extra[4];   /* program options of the mode */
+	const char *extra[8];   /* program options of the mode */
 };
 
 /* Runs one example in one mode; returns its output in out. */
@@ -115,11 +117,12 @@ static void test_examples_sparse_lr_binary_in_every_mode(void)
 		{"hogwild",
 		 {"-s", "1", "-w", "2", "--key-ranges", "0-262144", "--direct", "1", "--updater", "sgd:lr=0.1", NULL},
 		 {"--hogwild", "--lr", "1", NULL}},
+		{"local-batch", {NULL}, {"--local-batch", "--updater", "adagrad:lr=0.5", NULL}},
 	};
 	const char *args[] = {"--train", FIX "spam_train.svm", "--test", FIX "spam_test.svm", "--log1p",
 			      "--normalize", "--epochs", "10", NULL};
-	double acc[5];
-	for (int i = 0; i < 5; i++) {
+	double acc[6];
+	for (int i = 0; i < 6; i++) {
 		CU_ASSERT_EQUAL_FATAL(run_mode("sparse_lr", &modes[i], args, out, sizeof out), 0);
 		double loss = field(out, "epoch 10/10", "train_loss");
 		acc[i] = field(out, "result", "test_accuracy");
@@ -141,11 +144,12 @@ static void test_examples_sparse_lr_multinomial_in_every_mode(void)
 		{"hogwild",
 		 {"-s", "1", "-w", "2", "--key-ranges", "0-784", "--direct", "10", "--updater", "sgd:lr=0.1", NULL},
 		 {"--hogwild", "--lr", "0.01", NULL}},
+		{"local-batch", {NULL}, {"--local-batch", "--updater", "adagrad:lr=0.03", NULL}},
 	};
 	const char *args[] = {"--train", FIX "fashion_train.svm", "--test", FIX "fashion_test.svm", "--epochs", "10",
 			      NULL};
-	double acc[5];
-	for (int i = 0; i < 5; i++) {
+	double acc[6];
+	for (int i = 0; i < 6; i++) {
 		CU_ASSERT_EQUAL_FATAL(run_mode("sparse_lr", &modes[i], args, out, sizeof out), 0);
 		double loss = field(out, "epoch 10/10", "train_loss");
 		acc[i] = field(out, "result", "test_accuracy");
@@ -168,10 +172,11 @@ static void test_examples_mf_in_every_mode(void)
 		 {"-s", "1", "-w", "2", "--key-ranges", "0-400000", "--direct", "6", "--updater", "sgd:lr=0.01",
 		  "--init", "normal:std=0.1,seed=1", NULL},
 		 {"--hogwild", NULL}},
+		{"local-batch", {NULL}, {"--local-batch", "--updater", "sgd:lr=0.01", "--init", "normal:std=0.1,seed=1", NULL}},
 	};
 	const char *args[] = {"--train", FIX "movielens_train.csv", "--test", FIX "movielens_test.csv", "--epochs",
 			      "20", "--factors", "5", "--batch", "16", NULL};
-	for (int i = 0; i < 5; i++) {
+	for (int i = 0; i < 6; i++) {
 		CU_ASSERT_EQUAL_FATAL(run_mode("mf", &modes[i], args, out, sizeof out), 0);
 		double train = field(out, "epoch 20/20", "train_loss"), test = field(out, "result", "test_rmse");
 		/* the first epoch's training RMSE is about 1.05 */
@@ -204,6 +209,93 @@ static void test_examples_bsp_runs_repeat(void)
 			else
 				CU_ASSERT_STRING_EQUAL(now, first[e]);
 		}
+	}
+}
+
+/* Every epoch's figures of a run, as printed (the losses with 4 digits). */
+static void epoch_lines(const char *out, int epochs, const char *metric, char lines[][160])
+{
+	for (int e = 0; e < epochs; e++) {
+		char prefix[32];
+		snprintf(prefix, sizeof prefix, "epoch %d/%d", e + 1, epochs);
+		snprintf(lines[e], 160, "%.4f %.4f %.4f", field(out, prefix, "train_loss"), field(out, prefix, "test_loss"),
+			 field(out, prefix, metric));
+	}
+}
+
+/* The baseline of the server modes (--local-batch) runs their algorithm
+ * without the server: it must print the very figures of one worker with
+ * the servers (any staleness: one worker's pull follows its push), for
+ * each example and optimizer, from the same starting values. */
+static void test_examples_local_batch_is_one_worker_without_servers(void)
+{
+	static const struct {
+		const char *example, *updater, *init, *metric, *args[12];
+	} cases[] = {
+		{"sparse_lr", "adagrad:lr=0.5", NULL, "test_accuracy",
+		 {"--train", FIX "spam_train.svm", "--test", FIX "spam_test.svm", "--log1p", "--normalize", "--batch", "8", NULL}},
+		{"sparse_lr", "ftrl:alpha=1,l1=0.0001", NULL, "test_accuracy",
+		 {"--train", FIX "fashion_train.svm", "--test", FIX "fashion_test.svm", NULL}},
+		{"mf", "adam:lr=0.01", "normal:std=0.1,seed=1", "test_rmse",
+		 {"--train", FIX "movielens_train.csv", "--test", FIX "movielens_test.csv", "--factors", "5", "--batch",
+		  "16", NULL}},
+	};
+	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+		struct mode job = {"asp", {"-s", "2", "-w", "1", "--staleness", "asp", "--updater", cases[c].updater, NULL},
+				   {"--epochs", "3", NULL}};
+		struct mode local = {"local-batch", {NULL}, {"--local-batch", "--updater", cases[c].updater, "--epochs", "3", NULL}};
+		if (cases[c].init) {
+			job.launch[8] = "--init", job.launch[9] = cases[c].init, job.launch[10] = NULL;
+			local.extra[5] = "--init", local.extra[6] = cases[c].init, local.extra[7] = NULL;
+		}
+		char want[3][160], got[3][160];
+		CU_ASSERT_EQUAL_FATAL(run_mode(cases[c].example, &job, cases[c].args, out, sizeof out), 0);
+		epoch_lines(out, 3, cases[c].metric, want);
+		CU_ASSERT_EQUAL_FATAL(run_mode(cases[c].example, &local, cases[c].args, out, sizeof out), 0);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "mode=local-batch"));
+		epoch_lines(out, 3, cases[c].metric, got);
+		for (int e = 0; e < 3; e++) {
+			CU_ASSERT_STRING_EQUAL(got[e], want[e]);
+			CU_ASSERT_PTR_NULL(strstr(got[e], "nan"));
+		}
+	}
+}
+
+/* Options that do not go together are refused with a message, before any
+ * data is read. */
+static void test_examples_refuse_bad_mode_options(void)
+{
+	static const struct {
+		const char *example;
+		const char *args[6];
+		int status;
+		const char *words;
+	} cases[] = {
+		{"sparse_lr", {"--local-batch", NULL}, 2, "--updater"},
+		{"sparse_lr", {"--local-batch", "--updater", "sum", NULL}, 2, "optimizer"},
+		{"mf", {"--local-batch", "--updater", "ftrl", NULL}, 2, "optimizer"},
+		{"sparse_lr", {"--local-batch", "--updater", "adagrad:lr=x", NULL}, 1, "--updater"},
+		{"mf", {"--local-batch", "--updater", "sgd", "--init", "normal:sd=1", NULL}, 1, "--init"},
+		{"sparse_lr", {"--local", "--updater", "sgd", NULL}, 2, "belong to --local-batch"},
+		{"mf", {"--local", "--local-batch", "--updater", "sgd", NULL}, 2, "choose one"},
+	};
+	char prog[256];
+	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+		const char *argv[16];
+		int n = 0;
+		argv[n++] = example_bin(cases[c].example, prog, sizeof prog);
+		int svm = strcmp(cases[c].example, "sparse_lr") == 0;
+		argv[n++] = "--train", argv[n++] = svm ? FIX "spam_train.svm" : FIX "movielens_train.csv";
+		argv[n++] = "--test", argv[n++] = svm ? FIX "spam_test.svm" : FIX "movielens_test.csv";
+		for (int i = 0; cases[c].args[i]; i++)
+			argv[n++] = cases[c].args[i];
+		argv[n] = NULL;
+		int rc = run_capture((char *const *)argv, out, sizeof out);
+		if (rc != cases[c].status || !strstr(out, cases[c].words))
+			fprintf(stderr, "case %zu: exit %d (want %d), output: %s\n", c, rc, cases[c].status, out);
+		CU_ASSERT_EQUAL(rc, cases[c].status);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, cases[c].words));
+		CU_ASSERT_PTR_NULL(strstr(out, "result "));
 	}
 }
 
@@ -311,6 +403,9 @@ int main(void)
 		{"test_examples_sparse_lr_multinomial_in_every_mode", test_examples_sparse_lr_multinomial_in_every_mode},
 		{"test_examples_mf_in_every_mode", test_examples_mf_in_every_mode},
 		{"test_examples_bsp_runs_repeat", test_examples_bsp_runs_repeat},
+		{"test_examples_local_batch_is_one_worker_without_servers",
+		 test_examples_local_batch_is_one_worker_without_servers},
+		{"test_examples_refuse_bad_mode_options", test_examples_refuse_bad_mode_options},
 		{NULL, NULL},
 	};
 	return run_suite("examples", cases);

@@ -9,7 +9,7 @@ int ex_start(const char *prog, int *argc, char **argv, void (*usage)(void), hps_
 	int local = 0;
 	*ctx = NULL;
 	for (int i = 1; i < *argc; i++) {
-		local |= strcmp(argv[i], "--local") == 0;
+		local |= strcmp(argv[i], "--local") == 0 || strcmp(argv[i], "--local-batch") == 0;
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			usage();
 			return 0;
@@ -39,14 +39,26 @@ int ex_common_option(int c, const char *arg, struct ex_options *o)
 	case 'g': o->target_loss = atof(arg); return 1;
 	case 'v': o->csv = arg; return 1;
 	case 's': o->seed = strtoull(arg, NULL, 10); return 1;
+	case 'M': o->local_batch = 1; return 1;
+	case 'u': o->updater = arg; return 1;
+	case 'i': o->init = arg; return 1;
 	default: return 0;
 	}
 }
 
 int ex_common_check(const struct ex_options *o)
 {
-	return o->train && o->test && o->epochs >= 1 && o->batch >= 1 && o->lr > 0 && o->decay >= 0 &&
-			       !(o->hogwild && o->local)
-		       ? 0
-		       : -1;
+	if (o->hogwild + o->local + o->local_batch > 1) {
+		fprintf(stderr, "--hogwild, --local and --local-batch are modes: choose one\n");
+		return -1;
+	}
+	if (o->local_batch && !o->updater) {
+		fprintf(stderr, "--local-batch needs the servers' optimizer: --updater SPEC (as hps launch --updater)\n");
+		return -1;
+	}
+	if (!o->local_batch && (o->updater || o->init)) {
+		fprintf(stderr, "--updater and --init belong to --local-batch; a job takes them from hps launch\n");
+		return -1;
+	}
+	return o->train && o->test && o->epochs >= 1 && o->batch >= 1 && o->lr > 0 && o->decay >= 0 ? 0 : -1;
 }

@@ -8,8 +8,9 @@
 
 struct ex_options {
 	const char *train, *test, *csv, *name;
+	const char *updater, *init; /* --local-batch: the optimizer and starting values */
 	double reference, lr, decay, target_loss;
-	int epochs, batch, hogwild, local;
+	int epochs, batch, hogwild, local, local_batch;
 	uint64_t seed;
 };
 
@@ -18,7 +19,7 @@ struct ex_options {
 	{"train", 1, 0, 't'}, {"test", 1, 0, 'T'}, {"name", 1, 0, 'n'}, {"reference", 1, 0, 'r'},       \
 	{"epochs", 1, 0, 'e'}, {"batch", 1, 0, 'b'}, {"lr", 1, 0, 'l'}, {"decay", 1, 0, 'd'},           \
 	{"hogwild", 0, 0, 'H'}, {"local", 0, 0, 'L'}, {"target-loss", 1, 0, 'g'}, {"csv", 1, 0, 'v'},   \
-	{"seed", 1, 0, 's'}
+	{"seed", 1, 0, 's'}, {"local-batch", 0, 0, 'M'}, {"updater", 1, 0, 'u'}, {"init", 1, 0, 'i'}
 
 #define EX_COMMON_USAGE                                                                               \
 	"  --name NAME        data set name for the report\n"                                          \
@@ -28,12 +29,16 @@ struct ex_options {
 	"  --lr LR            SGD step of hogwild and local\n"                                         \
 	"  --decay D          step of epoch e is LR / (1 + D (e - 1)) (default 0)\n"                   \
 	"  --hogwild          update the shared weights in place (needs hps launch --direct)\n"        \
-	"  --local            one process, no parameter server (the baseline)\n"                       \
+	"  --local            one process, no parameter server: per-example SGD\n"                      \
+	"  --local-batch      one process, no parameter server: the server modes' mini-batches,\n"     \
+	"                     order and optimizer (the baseline of the parameter server's overhead)\n" \
+	"  --updater SPEC     --local-batch: the optimizer, as hps launch --updater takes it\n"         \
+	"  --init SPEC        --local-batch: starting values, as hps launch --init (default zeros)\n"   \
 	"  --target-loss L    report the time when the test loss first reaches L\n"                    \
 	"  --csv FILE         per-epoch CSV (worker 0)\n"                                              \
 	"  --seed S           shuffling seed (default 1)\n"
 
-/* Joins the job, unless --local is among the arguments, before the options
+/* Joins the job, unless --local or --local-batch is among the arguments, before the options
  * are parsed (hps_init takes the --hps-name=value flags out of argv).
  * Returns -1 to go on, or the exit status: 0 after --help, 1 when joining
  * failed. */
@@ -41,7 +46,8 @@ int ex_start(const char *prog, int *argc, char **argv, void (*usage)(void), hps_
 
 /* Takes option c (a getopt_long code) if it is a common one: 1, else 0. */
 int ex_common_option(int c, const char *arg, struct ex_options *o);
-/* 0 when the common options make sense together, else -1. */
+/* 0 when the common options make sense together, else -1 (with a message
+ * for each combination the usage does not make plain). */
 int ex_common_check(const struct ex_options *o);
 
 #endif

@@ -76,10 +76,12 @@ void report_close(struct report *r)
 	r->csv = NULL;
 }
 
-const char *ex_mode_name(int hogwild, int local)
+const char *ex_mode_name(int hogwild, int local, int local_batch)
 {
 	if (local)
 		return "local";
+	if (local_batch)
+		return "local-batch";
 	if (hogwild)
 		return "hogwild";
 	const char *s = getenv("HPS_STALENESS");

@@ -26,9 +26,9 @@ void report_epoch(struct report *r, int epoch, double seconds, double train_loss
 void report_result(struct report *r, double metric, double seconds, double updates_per_s);
 void report_close(struct report *r);
 
-/* The mode a run reports: local, hogwild, or for server modes the job's
- * HPS_STALENESS as bsp, sspN or asp. */
-const char *ex_mode_name(int hogwild, int local);
+/* The mode a run reports: local, local-batch, hogwild, or for server
+ * modes the job's HPS_STALENESS as bsp, sspN or asp. */
+const char *ex_mode_name(int hogwild, int local, int local_batch);
 
 /* Monotonic seconds. */
 double ex_now(void);
