@@ -125,25 +125,47 @@ static double batch_gradient(struct ex_batch *b, const struct rating *t, const s
 	return se;
 }
 
-static double server_epoch(hps_worker *w, struct ex_batch *b, const struct rating *t, const size_t *order, size_t n,
-			   size_t batches, int bs, double mu, double reg, double breg, int *err)
+/* Ratings of batch t: [*from, *to) of the shard's order; every worker
+ * runs the same number of batches (and clocks), the last ones of a short
+ * shard empty. */
+static void batch_rows(size_t t, int bs, size_t n, size_t *from, size_t *to)
 {
-	hps_opts o = {.width = b->width};
+	size_t f = t * (size_t)bs, e = f + (size_t)bs;
+	*from = f < n ? f : n;
+	*to = e < n ? e : n;
+}
+
+/* As in sparse_lr: batch t in bs[t % EX_BATCH_RING], the keys of batch
+ * t + 1 gathered and sorted while the pull of batch t is out. */
+static double server_epoch(hps_worker *w, struct ex_batch *bs, const struct rating *t, const size_t *order, size_t n,
+			   size_t batches, int bsize, double mu, double reg, double breg, int *err)
+{
+	hps_opts o = {.width = bs[0].width};
 	double se = 0;
 	int64_t last_push = -1;
+	size_t from, to;
+	if (batches) {
+		batch_rows(0, bsize, n, &from, &to);
+		batch_keys(&bs[0], t, order, from, to);
+		ex_batch_sort(&bs[0]);
+	}
 	for (size_t s = 0; s < batches; s++) {
-		size_t from = s * (size_t)bs, to = from + (size_t)bs;
-		from = from < n ? from : n;
-		to = to < n ? to : n;
-		batch_keys(b, t, order, from, to);
-		ex_batch_sort(b);
-		int rc = b->nkeys ? hps_wait(w, hps_pull(w, b->keys, b->nkeys, b->w, &o)) : 0;
+		struct ex_batch *b = &bs[s % EX_BATCH_RING], *next = &bs[(s + 1) % EX_BATCH_RING];
+		int64_t pull = b->nkeys ? hps_pull(w, b->keys, b->nkeys, b->w, &o) : 0;
+		if (pull >= 0 && s + 1 < batches) {
+			size_t nfrom, nto;
+			batch_rows(s + 1, bsize, n, &nfrom, &nto);
+			batch_keys(next, t, order, nfrom, nto);
+			ex_batch_sort(next);
+		}
+		int rc = b->nkeys ? hps_wait(w, pull) : 0;
 		if (!rc && last_push >= 0) /* applied before the pull: costs nothing */
 			rc = hps_wait(w, last_push);
 		if (rc) {
 			*err = rc;
 			return se;
 		}
+		batch_rows(s, bsize, n, &from, &to);
 		se += batch_gradient(b, t, order, from, to, b->w, 1, mu, reg, breg);
 		if (b->nkeys && (last_push = hps_push(w, b->keys, b->nkeys, b->g, &o)) < 0) {
 			*err = (int)last_push;
@@ -166,9 +188,8 @@ static double local_batch_epoch(struct ex_local_model *m, struct ex_batch *b, co
 {
 	double se = 0;
 	for (size_t s = 0; s < batches; s++) {
-		size_t from = s * (size_t)bs, to = from + (size_t)bs;
-		from = from < n ? from : n;
-		to = to < n ? to : n;
+		size_t from, to;
+		batch_rows(s, bs, n, &from, &to);
 		batch_keys(b, t, order, from, to);
 		se += batch_gradient(b, t, order, from, to, m->w, 0, mu, reg, breg);
 		for (size_t i = 0; i < b->nkeys; i++)
@@ -290,7 +311,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	float *dense = NULL; /* hogwild: the shared array; local: a private one; local-batch: the model's */
-	struct ex_batch b = {0}, eb = {0}; /* a mini-batch; worker 0's test set */
+	struct ex_batch b[EX_BATCH_RING] = {{0}}, eb = {0}; /* server modes: a ring of batches (local-batch: b[0]); worker 0's test set */
 	struct ex_local_model lm = {0};
 	size_t cap = 2 * (size_t)o.c.batch < nkeys ? 2 * (size_t)o.c.batch : (size_t)nkeys;
 	if (o.c.hogwild) {
@@ -323,7 +344,7 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		dense = lm.w;
-		if (ex_batch_alloc(&b, nkeys, cap, width, 0, NULL))
+		if (ex_batch_alloc(&b[0], nkeys, cap, width, 0, NULL))
 			rc = HPS_ENOMEM;
 	} else {
 		if (!optimizer_ok(getenv("HPS_UPDATER"))) {
@@ -331,8 +352,10 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		size_t test_keys = 2 * nte < nkeys ? 2 * nte : (size_t)nkeys;
-		if (ex_batch_alloc(&b, nkeys, cap, width, 1, NULL) ||
-		    (rank == 0 && ex_batch_alloc(&eb, nkeys, test_keys, width, 1, NULL)))
+		for (int i = 0; i < EX_BATCH_RING; i++)
+			if (ex_batch_alloc(&b[i], nkeys, cap, width, 1, w))
+				rc = HPS_ENOMEM;
+		if (rank == 0 && ex_batch_alloc(&eb, nkeys, test_keys, width, 1, NULL))
 			rc = HPS_ENOMEM;
 	}
 	if (rc) {
@@ -348,12 +371,12 @@ int main(int argc, char **argv)
 		ex_shuffle(order, ntr, o.c.seed * 1000003u + (uint64_t)rank * 7919u + (uint64_t)e);
 		double t0 = ex_now(), se;
 		if (o.c.local_batch)
-			se = local_batch_epoch(&lm, &b, tr, order, ntr, batches, o.c.batch, mu, o.reg, o.bias_reg);
+			se = local_batch_epoch(&lm, &b[0], tr, order, ntr, batches, o.c.batch, mu, o.reg, o.bias_reg);
 		else if (dense)
 			se = sgd_epoch(tr, order, ntr, dense, width, mu, (float)(o.c.lr / (1 + o.c.decay * (e - 1))), o.reg,
 				       o.bias_reg);
 		else
-			se = server_epoch(w, &b, tr, order, ntr, batches, o.c.batch, mu, o.reg, o.bias_reg, &rc);
+			se = server_epoch(w, b, tr, order, ntr, batches, o.c.batch, mu, o.reg, o.bias_reg, &rc);
 		if (!rc && ctx)
 			rc = hps_barrier(ctx);
 		double dt = ex_now() - t0;
@@ -375,7 +398,8 @@ int main(int argc, char **argv)
 	else if (rank == 0)
 		report_result(&rep, rmse, train_s, (double)nall * o.c.epochs / train_s);
 	report_close(&rep);
-	ex_batch_free(&b); /* before the worker closes: its buffers may be in the worker's heap */
+	for (int i = 0; i < EX_BATCH_RING; i++)
+		ex_batch_free(&b[i]); /* before the worker closes: the buffers may be in its heap */
 	ex_batch_free(&eb);
 	if (w)
 		hps_worker_close(w);

@@ -198,18 +198,36 @@ static void batch_rows(size_t t, int batch_size, size_t rows, size_t *from, size
 	*to = e < rows ? e : rows;
 }
 
-static double server_epoch(hps_worker *w, struct ex_batch *b, const struct sparse_set *s, const size_t *order,
+/* Batch t of the server modes lives in bs[t % EX_BATCH_RING]: while the
+ * servers answer the pull of batch t, the worker gathers and sorts the
+ * keys of batch t + 1 into the buffers of batch t - 2, whose push it has
+ * waited for (the pull of batch t - 1 followed it on the ring), so that
+ * key gathering and sorting leave the path a batch waits on. The requests
+ * and their order are those of gathering each batch just before its pull. */
+static double server_epoch(hps_worker *w, struct ex_batch *bs, const struct sparse_set *s, const size_t *order,
 			   size_t batches, int batch_size, struct report *rep, int epoch, int show, int *err)
 {
 	double loss = 0;
-	hps_opts o = {.width = b->width};
+	hps_opts o = {.width = bs[0].width};
 	int64_t last_push = -1;
+	size_t from, to;
+	if (batches) {
+		batch_rows(0, batch_size, s->rows, &from, &to);
+		batch_keys(&bs[0], s, order, from, to);
+		ex_batch_sort(&bs[0]);
+	}
 	for (size_t t = 0; t < batches; t++) {
-		size_t from, to;
-		batch_rows(t, batch_size, s->rows, &from, &to);
-		batch_keys(b, s, order, from, to);
-		ex_batch_sort(b);
-		int rc = hps_wait(w, hps_pull(w, b->keys, b->nkeys, b->w, &o));
+		struct ex_batch *b = &bs[t % EX_BATCH_RING], *next = &bs[(t + 1) % EX_BATCH_RING];
+		/* every worker runs the same number of batches (and clocks), so
+		 * under BSP nobody waits for a clock that never comes */
+		int64_t pull = hps_pull(w, b->keys, b->nkeys, b->w, &o);
+		if (pull >= 0 && t + 1 < batches) {
+			size_t nfrom, nto;
+			batch_rows(t + 1, batch_size, s->rows, &nfrom, &nto);
+			batch_keys(next, s, order, nfrom, nto);
+			ex_batch_sort(next);
+		}
+		int rc = hps_wait(w, pull);
 		/* the previous push was applied before this pull (same ring, in
 		 * order): its status is in, waiting costs nothing */
 		if (!rc && last_push >= 0)
@@ -218,6 +236,7 @@ static double server_epoch(hps_worker *w, struct ex_batch *b, const struct spars
 			*err = rc;
 			return loss;
 		}
+		batch_rows(t, batch_size, s->rows, &from, &to);
 		loss += batch_gradient(b, s, order, from, to, batch_at, b);
 		if (to > from) {
 			/* not waited for: the next pull follows it on the same ring */
@@ -397,7 +416,7 @@ int main(int argc, char **argv)
 	}
 	float *dense = NULL;  /* hogwild: the shared weights; local: private ones; local-batch: the model's */
 	float *copy = NULL;   /* server mode, worker 0: the pulled model */
-	struct ex_batch b = {0};
+	struct ex_batch b[EX_BATCH_RING] = {{0}}; /* server modes: a ring of batches; local-batch: b[0] */
 	struct ex_local_model lm = {0};
 	size_t cap = ex_batch_cap_rows(&tr, o.c.batch, m.nkeys);
 	if (o.c.hogwild) {
@@ -422,15 +441,17 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		dense = lm.w;
-		if (ex_batch_alloc(&b, m.nkeys, cap, m.width, 0, NULL))
+		if (ex_batch_alloc(&b[0], m.nkeys, cap, m.width, 0, NULL))
 			rc = HPS_ENOMEM;
 	} else {
 		if (!optimizer_ok(getenv("HPS_UPDATER"))) {
 			fprintf(stderr, "sparse_lr: the servers must run an optimizer: hps launch --updater sgd:lr=..|adagrad:lr=..|ftrl:alpha=..\n");
 			return 1;
 		}
-		if (ex_batch_alloc(&b, m.nkeys, cap, m.width, 1, NULL) ||
-		    (rank == 0 && !(copy = malloc(m.nkeys * m.width * sizeof *copy))))
+		for (int i = 0; i < EX_BATCH_RING; i++)
+			if (ex_batch_alloc(&b[i], m.nkeys, cap, m.width, 1, w))
+				rc = HPS_ENOMEM;
+		if (rank == 0 && !(copy = malloc(m.nkeys * m.width * sizeof *copy)))
 			rc = HPS_ENOMEM;
 	}
 	if (rc) {
@@ -446,12 +467,12 @@ int main(int argc, char **argv)
 		ex_shuffle(order, tr.rows, o.c.seed * 1000003u + (uint64_t)rank * 7919u + (uint64_t)e);
 		double t0 = ex_now(), loss;
 		if (o.c.local_batch)
-			loss = local_batch_epoch(&lm, &b, &tr, order, batches, o.c.batch, &rep, e);
+			loss = local_batch_epoch(&lm, &b[0], &tr, order, batches, o.c.batch, &rep, e);
 		else if (dense)
 			loss = sgd_epoch(&tr, order, dense, m.width, (float)(o.c.lr / (1 + o.c.decay * (e - 1))), &rep, e,
 					 rank == 0);
 		else
-			loss = server_epoch(w, &b, &tr, order, batches, o.c.batch, &rep, e, rank == 0, &rc);
+			loss = server_epoch(w, b, &tr, order, batches, o.c.batch, &rep, e, rank == 0, &rc);
 		if (!rc && ctx)
 			rc = hps_barrier(ctx); /* every update of the epoch is in */
 		double dt = ex_now() - t0;
@@ -474,7 +495,8 @@ int main(int argc, char **argv)
 	else if (rank == 0)
 		report_result(&rep, acc, train_s, (double)tr.file_rows * o.c.epochs / train_s);
 	report_close(&rep);
-	ex_batch_free(&b); /* before the worker closes: its buffers may be in the worker's heap */
+	for (int i = 0; i < EX_BATCH_RING; i++)
+		ex_batch_free(&b[i]); /* before the worker closes: the buffers may be in its heap */
 	if (w)
 		hps_worker_close(w);
 	if (ctx)

@@ -226,22 +226,24 @@ static void epoch_lines(const char *out, int epochs, const char *metric, char li
 /* The baseline of the server modes (--local-batch) runs their algorithm
  * without the server: it must print the very figures of one worker with
  * the servers (any staleness: one worker's pull follows its push), for
- * each example and optimizer, from the same starting values. */
+ * each example and optimizer, from the same starting values, with one
+ * server (the worker's buffers are read and written in place) and two. */
 static void test_examples_local_batch_is_one_worker_without_servers(void)
 {
 	static const struct {
-		const char *example, *updater, *init, *metric, *args[12];
+		const char *example, *servers, *updater, *init, *metric, *args[12];
 	} cases[] = {
-		{"sparse_lr", "adagrad:lr=0.5", NULL, "test_accuracy",
+		{"sparse_lr", "1", "adagrad:lr=0.5", NULL, "test_accuracy",
 		 {"--train", FIX "spam_train.svm", "--test", FIX "spam_test.svm", "--log1p", "--normalize", "--batch", "8", NULL}},
-		{"sparse_lr", "ftrl:alpha=1,l1=0.0001", NULL, "test_accuracy",
+		{"sparse_lr", "2", "ftrl:alpha=1,l1=0.0001", NULL, "test_accuracy",
 		 {"--train", FIX "fashion_train.svm", "--test", FIX "fashion_test.svm", NULL}},
-		{"mf", "adam:lr=0.01", "normal:std=0.1,seed=1", "test_rmse",
+		{"mf", "1", "adam:lr=0.01", "normal:std=0.1,seed=1", "test_rmse",
 		 {"--train", FIX "movielens_train.csv", "--test", FIX "movielens_test.csv", "--factors", "5", "--batch",
 		  "16", NULL}},
 	};
 	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-		struct mode job = {"asp", {"-s", "2", "-w", "1", "--staleness", "asp", "--updater", cases[c].updater, NULL},
+		struct mode job = {"asp",
+				   {"-s", cases[c].servers, "-w", "1", "--staleness", "asp", "--updater", cases[c].updater, NULL},
 				   {"--epochs", "3", NULL}};
 		struct mode local = {"local-batch", {NULL}, {"--local-batch", "--updater", cases[c].updater, "--epochs", "3", NULL}};
 		if (cases[c].init) {

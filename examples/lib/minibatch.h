@@ -22,6 +22,10 @@ struct ex_batch {
 	hps_worker *shared; /* w and g came from its hps_alloc (zero-copy), or NULL */
 };
 
+/* Batches a worker keeps at once: the one it pulls, the one whose push
+ * may be in flight, and the next one it gathers meanwhile. */
+#define EX_BATCH_RING 3
+
 /* Room for batches of up to cap distinct keys out of 0 .. key_space - 1:
  * a gradient, and with pulls room for the pulled weights too. With heap
  * (a worker), both come from its shared heap where it has room, so that
