@@ -94,30 +94,45 @@ static double sgd_epoch(const struct rating *t, const size_t *order, size_t n, f
 
 /* ---- mini-batches: the server modes and the in-process baseline ------ */
 
-/* Gathers the users and items of ratings order[from..to). */
-static void batch_keys(struct ex_batch *b, const struct rating *t, const size_t *order, size_t from, size_t to)
+/* Gathers the users and items of ratings order[from..to) and where each
+ * lies among them: b->at[2k] the user, b->at[2k + 1] the item of the
+ * batch's k-th rating. sorted: keys ascending, as hps wants them (the
+ * positions are then taken again after the sort). */
+static void batch_keys(struct ex_batch *b, const struct rating *t, const size_t *order, size_t from, size_t to,
+		       int sorted)
 {
+	uint32_t *at = b->at;
 	ex_batch_begin(b);
-	for (size_t k = from; k < to; k++)
-		ex_batch_add(b, user_key(t[order[k]].user)), ex_batch_add(b, item_key(t[order[k]].item));
+	for (size_t k = from; k < to; k++) {
+		*at++ = ex_batch_add(b, user_key(t[order[k]].user));
+		*at++ = ex_batch_add(b, item_key(t[order[k]].item));
+	}
+	if (!sorted)
+		return;
+	ex_batch_sort(b);
+	at = b->at;
+	for (size_t k = from; k < to; k++) {
+		*at++ = ex_batch_pos(b, user_key(t[order[k]].user));
+		*at++ = ex_batch_pos(b, item_key(t[order[k]].item));
+	}
 }
 
 /* The summed gradient of ratings order[from..to) into b->g (by position
- * in the batch) from the weights w (by position, stride pos_w; the
- * baseline passes the model's array and key positions). Returns the
- * summed squared error. The same code for the server modes and the
- * baseline. */
+ * in the batch) from the weights w: the batch's pulled ones by position
+ * (pulled), or the whole model's by key. Returns the summed squared
+ * error. The same code for the server modes and the baseline. */
 static double batch_gradient(struct ex_batch *b, const struct rating *t, const size_t *order, size_t from,
 			     size_t to, const float *w, int pulled, double mu, double reg, double breg)
 {
 	uint32_t width = b->width;
+	const uint32_t *at = b->at;
 	double se = 0;
 	memset(b->g, 0, b->nkeys * width * sizeof *b->g);
-	for (size_t k = from; k < to; k++) {
+	for (size_t k = from; k < to; k++, at += 2) {
 		const struct rating *r = &t[order[k]];
-		uint64_t uk = user_key(r->user), ik = item_key(r->item);
-		size_t u = ex_batch_pos(b, uk), i = ex_batch_pos(b, ik);
-		const float *pu = w + (pulled ? u : uk) * width, *qi = w + (pulled ? i : ik) * width;
+		size_t u = at[0], i = at[1];
+		const float *pu = w + (pulled ? u : user_key(r->user)) * width;
+		const float *qi = w + (pulled ? i : item_key(r->item)) * width;
 		double e = rating_grad(mu, pu, qi, (int)width - 1, r->value, reg, breg, b->g + u * width,
 				       b->g + i * width);
 		se += e * e;
@@ -146,8 +161,7 @@ static double server_epoch(hps_worker *w, struct ex_batch *bs, const struct rati
 	size_t from, to;
 	if (batches) {
 		batch_rows(0, bsize, n, &from, &to);
-		batch_keys(&bs[0], t, order, from, to);
-		ex_batch_sort(&bs[0]);
+		batch_keys(&bs[0], t, order, from, to, 1);
 	}
 	for (size_t s = 0; s < batches; s++) {
 		struct ex_batch *b = &bs[s % EX_BATCH_RING], *next = &bs[(s + 1) % EX_BATCH_RING];
@@ -155,8 +169,7 @@ static double server_epoch(hps_worker *w, struct ex_batch *bs, const struct rati
 		if (pull >= 0 && s + 1 < batches) {
 			size_t nfrom, nto;
 			batch_rows(s + 1, bsize, n, &nfrom, &nto);
-			batch_keys(next, t, order, nfrom, nto);
-			ex_batch_sort(next);
+			batch_keys(next, t, order, nfrom, nto, 1);
 		}
 		int rc = b->nkeys ? hps_wait(w, pull) : 0;
 		if (!rc && last_push >= 0) /* applied before the pull: costs nothing */
@@ -190,7 +203,7 @@ static double local_batch_epoch(struct ex_local_model *m, struct ex_batch *b, co
 	for (size_t s = 0; s < batches; s++) {
 		size_t from, to;
 		batch_rows(s, bs, n, &from, &to);
-		batch_keys(b, t, order, from, to);
+		batch_keys(b, t, order, from, to, 0);
 		se += batch_gradient(b, t, order, from, to, m->w, 0, mu, reg, breg);
 		for (size_t i = 0; i < b->nkeys; i++)
 			ex_local_model_apply(m, b->keys[i], b->g + i * m->width);
@@ -312,8 +325,9 @@ int main(int argc, char **argv)
 	}
 	float *dense = NULL; /* hogwild: the shared array; local: a private one; local-batch: the model's */
 	struct ex_batch b[EX_BATCH_RING] = {{0}}, eb = {0}; /* server modes: a ring of batches (local-batch: b[0]); worker 0's test set */
+	struct ex_keymap map = {0};
 	struct ex_local_model lm = {0};
-	size_t cap = 2 * (size_t)o.c.batch < nkeys ? 2 * (size_t)o.c.batch : (size_t)nkeys;
+	size_t occ_cap = 2 * (size_t)o.c.batch, cap = occ_cap < nkeys ? occ_cap : (size_t)nkeys;
 	if (o.c.hogwild) {
 		hps_direct d;
 		if ((rc = hps_direct_map(ctx, 0, &d)) || d.first != 0 || d.count < nkeys || d.width != width) {
@@ -344,7 +358,7 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		dense = lm.w;
-		if (ex_batch_alloc(&b[0], nkeys, cap, width, 0, NULL))
+		if (ex_keymap_alloc(&map, nkeys) || ex_batch_alloc(&b[0], &map, cap, occ_cap, width, 0, NULL))
 			rc = HPS_ENOMEM;
 	} else {
 		if (!optimizer_ok(getenv("HPS_UPDATER"))) {
@@ -352,10 +366,12 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		size_t test_keys = 2 * nte < nkeys ? 2 * nte : (size_t)nkeys;
-		for (int i = 0; i < EX_BATCH_RING; i++)
-			if (ex_batch_alloc(&b[i], nkeys, cap, width, 1, w))
+		if (ex_keymap_alloc(&map, nkeys))
+			rc = HPS_ENOMEM;
+		for (int i = 0; !rc && i < EX_BATCH_RING; i++)
+			if (ex_batch_alloc(&b[i], &map, cap, occ_cap, width, 1, w))
 				rc = HPS_ENOMEM;
-		if (rank == 0 && ex_batch_alloc(&eb, nkeys, test_keys, width, 1, NULL))
+		if (!rc && rank == 0 && ex_batch_alloc(&eb, &map, test_keys, 1, width, 1, NULL))
 			rc = HPS_ENOMEM;
 	}
 	if (rc) {
@@ -401,6 +417,7 @@ int main(int argc, char **argv)
 	for (int i = 0; i < EX_BATCH_RING; i++)
 		ex_batch_free(&b[i]); /* before the worker closes: the buffers may be in its heap */
 	ex_batch_free(&eb);
+	ex_keymap_free(&map);
 	if (w)
 		hps_worker_close(w);
 	if (ctx)

@@ -141,44 +141,65 @@ static double sgd_epoch(const struct sparse_set *s, const size_t *order, float *
 
 /* ---- mini-batches: the server modes and the in-process baseline ------- */
 
-/* Gathers the distinct keys of rows order[from..to) (plus the bias). */
-static void batch_keys(struct ex_batch *b, const struct sparse_set *s, const size_t *order, size_t from, size_t to)
+/* Gathers the distinct keys of rows order[from..to) (plus the bias) and
+ * the position of each occurrence: b->at[0] the bias, then every
+ * nonzero of the rows in order. sorted: keys ascending, as hps wants
+ * them (the positions are then taken again after the sort). */
+static void batch_keys(struct ex_batch *b, const struct sparse_set *s, const size_t *order, size_t from, size_t to,
+		       int sorted)
 {
+	uint32_t *at = b->at;
 	ex_batch_begin(b);
-	ex_batch_add(b, 0);
+	*at++ = ex_batch_add(b, 0);
 	for (size_t k = from; k < to; k++)
 		for (size_t i = s->start[order[k]]; i < s->start[order[k] + 1]; i++)
-			ex_batch_add(b, s->idx[i]);
-}
-
-/* Weights pulled into the batch, by position. */
-static const float *batch_at(void *arg, uint32_t key)
-{
-	const struct ex_batch *b = arg;
-	return b->w + ex_batch_pos(b, key) * b->width;
+			*at++ = ex_batch_add(b, s->idx[i]);
+	if (!sorted)
+		return;
+	ex_batch_sort(b);
+	at = b->at;
+	*at++ = ex_batch_pos(b, 0);
+	for (size_t k = from; k < to; k++)
+		for (size_t i = s->start[order[k]]; i < s->start[order[k] + 1]; i++)
+			*at++ = ex_batch_pos(b, s->idx[i]);
 }
 
 /* The mean gradient of rows order[from..to) into b->g (by position in the
- * batch), their weights looked up through at(). Returns the summed loss
- * of the rows. The same code for the server modes and the baseline. */
+ * batch). The weights are w: the batch's pulled ones by position (pulled),
+ * or the whole model's by key. Returns the summed loss of the rows. The
+ * same arithmetic as row_scores and sgd_epoch, for the server modes and
+ * the baseline alike. */
 static double batch_gradient(struct ex_batch *b, const struct sparse_set *s, const size_t *order, size_t from,
-			     size_t to, const float *(*at)(void *, uint32_t), void *arg)
+			     size_t to, const float *w, int pulled)
 {
 	double z[1024], d[1024], loss = 0;
 	uint32_t width = b->width;
-	float *bias = b->g + ex_batch_pos(b, 0) * width;
+	const uint32_t *at = b->at;
+	const float *wb = w + (size_t)(pulled ? at[0] : 0) * width;
+	float *gb = b->g + (size_t)at[0] * width;
+	at++;
 	memset(b->g, 0, b->nkeys * width * sizeof *b->g);
 	for (size_t k = from; k < to; k++) {
-		size_t r = order[k];
-		row_scores(s, r, at(arg, 0), at, arg, width, z);
+		size_t r = order[k], first = s->start[r], n = s->start[r + 1] - first;
+		const uint32_t *idx = s->idx + first;
+		const float *val = s->val + first;
+		for (uint32_t c = 0; c < width; c++)
+			z[c] = wb[c];
+		for (size_t i = 0; i < n; i++) {
+			const float *wi = w + (size_t)(pulled ? at[i] : idx[i]) * width;
+			double x = val[i];
+			for (uint32_t c = 0; c < width; c++)
+				z[c] += x * wi[c];
+		}
 		loss += loss_and_delta(z, width, s->label[r], d);
 		for (uint32_t c = 0; c < width; c++)
-			bias[c] += (float)d[c];
-		for (size_t i = s->start[r]; i < s->start[r + 1]; i++) {
-			float *gi = b->g + ex_batch_pos(b, s->idx[i]) * width, x = s->val[i];
+			gb[c] += (float)d[c];
+		for (size_t i = 0; i < n; i++) {
+			float *gi = b->g + (size_t)at[i] * width, x = val[i];
 			for (uint32_t c = 0; c < width; c++)
 				gi[c] += x * (float)d[c];
 		}
+		at += n;
 	}
 	if (to > from) {
 		float scale = 1.0f / (float)(to - from);
@@ -213,8 +234,7 @@ static double server_epoch(hps_worker *w, struct ex_batch *bs, const struct spar
 	size_t from, to;
 	if (batches) {
 		batch_rows(0, batch_size, s->rows, &from, &to);
-		batch_keys(&bs[0], s, order, from, to);
-		ex_batch_sort(&bs[0]);
+		batch_keys(&bs[0], s, order, from, to, 1);
 	}
 	for (size_t t = 0; t < batches; t++) {
 		struct ex_batch *b = &bs[t % EX_BATCH_RING], *next = &bs[(t + 1) % EX_BATCH_RING];
@@ -224,8 +244,7 @@ static double server_epoch(hps_worker *w, struct ex_batch *bs, const struct spar
 		if (pull >= 0 && t + 1 < batches) {
 			size_t nfrom, nto;
 			batch_rows(t + 1, batch_size, s->rows, &nfrom, &nto);
-			batch_keys(next, s, order, nfrom, nto);
-			ex_batch_sort(next);
+			batch_keys(next, s, order, nfrom, nto, 1);
 		}
 		int rc = hps_wait(w, pull);
 		/* the previous push was applied before this pull (same ring, in
@@ -237,7 +256,7 @@ static double server_epoch(hps_worker *w, struct ex_batch *bs, const struct spar
 			return loss;
 		}
 		batch_rows(t, batch_size, s->rows, &from, &to);
-		loss += batch_gradient(b, s, order, from, to, batch_at, b);
+		loss += batch_gradient(b, s, order, from, to, b->w, 1);
 		if (to > from) {
 			/* not waited for: the next pull follows it on the same ring */
 			last_push = hps_push(w, b->keys, b->nkeys, b->g, &o);
@@ -264,13 +283,12 @@ static double server_epoch(hps_worker *w, struct ex_batch *bs, const struct spar
 static double local_batch_epoch(struct ex_local_model *m, struct ex_batch *b, const struct sparse_set *s,
 				const size_t *order, size_t batches, int batch_size, struct report *rep, int epoch)
 {
-	const void *arg[2] = {m->w, (const void *)(uintptr_t)m->width};
 	double loss = 0;
 	for (size_t t = 0; t < batches; t++) {
 		size_t from, to;
 		batch_rows(t, batch_size, s->rows, &from, &to);
-		batch_keys(b, s, order, from, to);
-		loss += batch_gradient(b, s, order, from, to, dense_at, arg);
+		batch_keys(b, s, order, from, to, 0);
+		loss += batch_gradient(b, s, order, from, to, m->w, 0);
 		for (size_t i = 0; to > from && i < b->nkeys; i++)
 			ex_local_model_apply(m, b->keys[i], b->g + i * m->width);
 		if ((t & 63) == 0)
@@ -417,8 +435,10 @@ int main(int argc, char **argv)
 	float *dense = NULL;  /* hogwild: the shared weights; local: private ones; local-batch: the model's */
 	float *copy = NULL;   /* server mode, worker 0: the pulled model */
 	struct ex_batch b[EX_BATCH_RING] = {{0}}; /* server modes: a ring of batches; local-batch: b[0] */
+	struct ex_keymap map = {0};
 	struct ex_local_model lm = {0};
-	size_t cap = ex_batch_cap_rows(&tr, o.c.batch, m.nkeys);
+	size_t cap, occ_cap;
+	ex_batch_caps_rows(&tr, o.c.batch, m.nkeys, &cap, &occ_cap);
 	if (o.c.hogwild) {
 		hps_direct d;
 		if ((rc = hps_direct_map(ctx, 0, &d)) || d.first != 0 || d.count < m.nkeys || d.width != m.width) {
@@ -441,15 +461,17 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		dense = lm.w;
-		if (ex_batch_alloc(&b[0], m.nkeys, cap, m.width, 0, NULL))
+		if (ex_keymap_alloc(&map, m.nkeys) || ex_batch_alloc(&b[0], &map, cap, occ_cap, m.width, 0, NULL))
 			rc = HPS_ENOMEM;
 	} else {
 		if (!optimizer_ok(getenv("HPS_UPDATER"))) {
 			fprintf(stderr, "sparse_lr: the servers must run an optimizer: hps launch --updater sgd:lr=..|adagrad:lr=..|ftrl:alpha=..\n");
 			return 1;
 		}
-		for (int i = 0; i < EX_BATCH_RING; i++)
-			if (ex_batch_alloc(&b[i], m.nkeys, cap, m.width, 1, w))
+		if (ex_keymap_alloc(&map, m.nkeys))
+			rc = HPS_ENOMEM;
+		for (int i = 0; !rc && i < EX_BATCH_RING; i++)
+			if (ex_batch_alloc(&b[i], &map, cap, occ_cap, m.width, 1, w))
 				rc = HPS_ENOMEM;
 		if (rank == 0 && !(copy = malloc(m.nkeys * m.width * sizeof *copy)))
 			rc = HPS_ENOMEM;
@@ -497,6 +519,7 @@ int main(int argc, char **argv)
 	report_close(&rep);
 	for (int i = 0; i < EX_BATCH_RING; i++)
 		ex_batch_free(&b[i]); /* before the worker closes: the buffers may be in its heap */
+	ex_keymap_free(&map);
 	if (w)
 		hps_worker_close(w);
 	if (ctx)
