@@ -289,6 +289,17 @@ int main(int argc, char **argv)
 	rc = 0;
 	if (parse(argc, argv, &o))
 		return 2;
+	if (o.c.local_batch) { /* before the data is read */
+		char err[512];
+		if (!optimizer_ok(o.c.updater)) {
+			fprintf(stderr, "mf: --local-batch needs an optimizer: --updater sgd:lr=..|adagrad:lr=..|adam:lr=..\n");
+			return 2;
+		}
+		if (ex_local_model_check(o.c.updater, o.c.init, err, sizeof err)) {
+			fprintf(stderr, "mf: %s\n", err);
+			return 2;
+		}
+	}
 	int rank = ctx ? hps_rank(ctx) : 0, nworkers = ctx ? hps_num_workers(ctx) : 1;
 	struct rating *all, *tr, *te;
 	size_t nall, ntr, nte;
@@ -348,18 +359,12 @@ int main(int argc, char **argv)
 			rc = HPS_ENOMEM;
 		}
 	} else if (o.c.local_batch) {
-		if (!optimizer_ok(o.c.updater)) {
-			fprintf(stderr, "mf: --local-batch needs an optimizer: --updater sgd:lr=..|adagrad:lr=..|adam:lr=..\n");
-			return 2;
-		}
-		/* the same starting model as a job with hps launch --init */
-		if (ex_local_model_init(&lm, o.c.updater, o.c.init, nkeys, width, err, sizeof err)) {
-			fprintf(stderr, "mf: %s\n", err);
-			return 1;
-		}
-		dense = lm.w;
-		if (ex_keymap_alloc(&map, nkeys) || ex_batch_alloc(&b[0], &map, cap, occ_cap, width, 0, NULL))
+		/* the same starting model as a job with hps launch --init; the
+		 * specs were checked: a failure is out of memory */
+		if (ex_local_model_init(&lm, o.c.updater, o.c.init, nkeys, width, err, sizeof err) ||
+		    ex_keymap_alloc(&map, nkeys) || ex_batch_alloc(&b[0], &map, cap, occ_cap, width, 0, NULL))
 			rc = HPS_ENOMEM;
+		dense = lm.w;
 	} else {
 		if (!optimizer_ok(getenv("HPS_UPDATER"))) {
 			fprintf(stderr, "mf: the servers must run an optimizer: hps launch --updater sgd:lr=..|adagrad:lr=..|adam:lr=..\n");

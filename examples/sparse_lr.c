@@ -418,6 +418,17 @@ int main(int argc, char **argv)
 	rc = 0;
 	if (parse(argc, argv, &o))
 		return 2;
+	if (o.c.local_batch) { /* before the data is read */
+		char err[512];
+		if (!optimizer_ok(o.c.updater)) {
+			fprintf(stderr, "sparse_lr: --local-batch needs an optimizer: --updater sgd:lr=..|adagrad:lr=..|ftrl:alpha=..\n");
+			return 2;
+		}
+		if (ex_local_model_check(o.c.updater, o.c.init, err, sizeof err)) {
+			fprintf(stderr, "sparse_lr: %s\n", err);
+			return 2;
+		}
+	}
 	int rank = ctx ? hps_rank(ctx) : 0, nworkers = ctx ? hps_num_workers(ctx) : 1;
 	struct sparse_set tr, te;
 	struct model m;
@@ -451,18 +462,11 @@ int main(int argc, char **argv)
 		if (!(dense = calloc(m.nkeys * m.width, sizeof *dense)))
 			rc = HPS_ENOMEM;
 	} else if (o.c.local_batch) {
-		char err[512];
-		if (!optimizer_ok(o.c.updater)) {
-			fprintf(stderr, "sparse_lr: --local-batch needs an optimizer: --updater sgd:lr=..|adagrad:lr=..|ftrl:alpha=..\n");
-			return 2;
-		}
-		if (ex_local_model_init(&lm, o.c.updater, o.c.init, m.nkeys, m.width, err, sizeof err)) {
-			fprintf(stderr, "sparse_lr: %s\n", err);
-			return 1;
-		}
-		dense = lm.w;
-		if (ex_keymap_alloc(&map, m.nkeys) || ex_batch_alloc(&b[0], &map, cap, occ_cap, m.width, 0, NULL))
+		char err[512]; /* the specs were checked: out of memory */
+		if (ex_local_model_init(&lm, o.c.updater, o.c.init, m.nkeys, m.width, err, sizeof err) ||
+		    ex_keymap_alloc(&map, m.nkeys) || ex_batch_alloc(&b[0], &map, cap, occ_cap, m.width, 0, NULL))
 			rc = HPS_ENOMEM;
+		dense = lm.w;
 	} else {
 		if (!optimizer_ok(getenv("HPS_UPDATER"))) {
 			fprintf(stderr, "sparse_lr: the servers must run an optimizer: hps launch --updater sgd:lr=..|adagrad:lr=..|ftrl:alpha=..\n");

@@ -263,8 +263,8 @@ static void test_examples_local_batch_is_one_worker_without_servers(void)
 	}
 }
 
-/* Options that do not go together are refused with a message, before any
- * data is read. */
+/* Options that do not go together, and specs that do not parse, are
+ * refused with a message (exit status 2) before any data is read. */
 static void test_examples_refuse_bad_mode_options(void)
 {
 	static const struct {
@@ -276,8 +276,8 @@ static void test_examples_refuse_bad_mode_options(void)
 		{"sparse_lr", {"--local-batch", NULL}, 2, "--updater"},
 		{"sparse_lr", {"--local-batch", "--updater", "sum", NULL}, 2, "optimizer"},
 		{"mf", {"--local-batch", "--updater", "ftrl", NULL}, 2, "optimizer"},
-		{"sparse_lr", {"--local-batch", "--updater", "adagrad:lr=x", NULL}, 1, "--updater"},
-		{"mf", {"--local-batch", "--updater", "sgd", "--init", "normal:sd=1", NULL}, 1, "--init"},
+		{"sparse_lr", {"--local-batch", "--updater", "adagrad:lr=x", NULL}, 2, "lr=x must be a number"},
+		{"mf", {"--local-batch", "--updater", "sgd", "--init", "normal:sd=1", NULL}, 2, "no parameter 'sd'"},
 		{"sparse_lr", {"--local", "--updater", "sgd", NULL}, 2, "belong to --local-batch"},
 		{"mf", {"--local", "--local-batch", "--updater", "sgd", NULL}, 2, "choose one"},
 	};

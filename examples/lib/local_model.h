@@ -23,9 +23,13 @@ struct ex_local_model {
 	uint32_t width;
 };
 
-/* updater and init are the specs of hps launch --updater and --init
- * (init NULL: zeros). On a bad spec or no memory writes a message into err
- * and returns -1. */
+/* 0 when updater and init are specs as hps launch --updater and --init
+ * take them (init NULL: zeros); else -1 with a message in err (the
+ * parsers log the reason). */
+int ex_local_model_check(const char *updater, const char *init, char *err, size_t errcap);
+
+/* A model of nkeys x width weights from checked specs. Out of memory:
+ * writes a message into err and returns -1. */
 int ex_local_model_init(struct ex_local_model *m, const char *updater, const char *init, uint64_t nkeys,
 			uint32_t width, char *err, size_t errcap);
 void ex_local_model_free(struct ex_local_model *m);
