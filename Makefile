@@ -174,7 +174,7 @@ bench-hogwild: deps
 
 # The server modes of the learning examples against the same mini-batch
 # algorithm in one process without a parameter server (--local-batch), on
-# the real data sets (about two minutes).
+# the real data sets (a few minutes: each run first waits for idle CPUs).
 bench-overhead: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory data

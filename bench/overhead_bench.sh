@@ -9,6 +9,10 @@
 # the speedup over 1 worker of the same mode ("-" otherwise):
 #   overhead DATASET CONFIG updates_per_s ratio_to_baseline min max speedup_1w
 # CONFIG: local-batch (the baseline), ssp-1w, asp-1w, ssp-2w, asp-2w.
+# A server mode needs two CPUs at once, so a busy machine slows it far
+# more than the one-process baseline: each run waits (up to QUIET_WAIT_S
+# seconds, default 60; 0 skips) until the CPUs were 85% idle for half a
+# second, and the min and max show what is left of the noise.
 #   bench/overhead_bench.sh [spamassassin] [fashion-mnist] [movielens]
 set -euo pipefail
 REPEATS=${REPEATS:-5}
@@ -17,6 +21,25 @@ EX=${HPS_EXAMPLES:-build/examples}
 SETS=${*:-spamassassin fashion-mnist movielens}
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
+
+QUIET_WAIT_S=${QUIET_WAIT_S:-60}
+
+# true when the CPUs were at least 85% idle over the last half second
+idle() {
+	local a b
+	read -ra a < /proc/stat
+	sleep 0.5
+	read -ra b < /proc/stat
+	local busy=0 all=0 i
+	for i in 1 2 3 4 5 6 7 8; do all=$((all + b[i] - a[i])); done
+	busy=$((all - (b[4] - a[4]) - (b[5] - a[5])))
+	[ "$all" -gt 0 ] && [ $((100 * busy)) -le $((15 * all)) ]
+}
+quiet() {
+	local end=$((SECONDS + QUIET_WAIT_S))
+	while [ "$SECONDS" -lt "$end" ]; do idle && return 0; done
+	[ "$QUIET_WAIT_S" = 0 ] || echo "# overhead_bench: the CPUs stayed busy for ${QUIET_WAIT_S} s; measuring anyway" >&2
+}
 
 # median, min, max of one number per line
 stats() { sort -n | awk '{ v[NR] = $1 } END { print ((NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2), v[1], v[NR] }'; }
@@ -33,6 +56,7 @@ measure() {
 		*) mode=${cfg%-*} workers=${cfg##*-} workers=${workers%w} ;;
 		esac
 		for _ in $(seq "$REPEATS"); do
+			quiet
 			# shellcheck disable=SC2086
 			case $mode in
 			local) "$EX/$prog" --local-batch --updater "$updater" --init "$init" $args ;;
