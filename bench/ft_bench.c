@@ -86,11 +86,9 @@ static int ft_worker(hps_ctx *ctx, hps_worker *w)
 	return 0;
 }
 
-/* One job, one kill; the failover time in ns, or -1. */
-static int64_t one_failover(int rep)
+/* The segment of a job of 3 servers (K=1) and one worker; 0 or -1. */
+static int make_job(const char *job, struct hpsi_seg *seg)
 {
-	char job[48];
-	snprintf(job, sizeof job, "ftbench%d_%d", (int)getpid(), rep);
 	setenv("HPS_REPLICAS", "1", 1);
 	struct hpsi_config cfg;
 	if (hpsi_config_load(&cfg, 0))
@@ -99,11 +97,21 @@ static int64_t one_failover(int rep)
 	hpsi_config_seg_params(&cfg, &p);
 	p.job = job, p.host = "bench", p.nservers = 3, p.nworkers = 1, p.range_mode = HPSI_RANGE_HASH;
 	p.replicas = 1;
-	struct hpsi_seg seg;
-	if (hpsi_seg_create(&p, &seg))
+	if (hpsi_seg_create(&p, seg))
 		return -1;
-	bench_job_segment(seg.path);
+	bench_job_segment(seg->path);
 	memset(fs, 0, sizeof *fs);
+	return 0;
+}
+
+/* One job, one kill; the failover time in ns, or -1. */
+static int64_t one_failover(int rep)
+{
+	char job[48];
+	snprintf(job, sizeof job, "ftbench%d_%d", (int)getpid(), rep);
+	struct hpsi_seg seg;
+	if (make_job(job, &seg))
+		return -1;
 	pid_t pids[4];
 	for (int i = 0; i < 4; i++) {
 		if ((pids[i] = fork()) == 0)
@@ -140,18 +148,9 @@ static int64_t one_recover(int rep, uint64_t *keys)
 {
 	char job[48];
 	snprintf(job, sizeof job, "rcbench%d_%d", (int)getpid(), rep);
-	struct hpsi_config cfg;
-	if (hpsi_config_load(&cfg, 0))
-		return -1;
-	struct hpsi_seg_params p;
-	hpsi_config_seg_params(&cfg, &p);
-	p.job = job, p.host = "bench", p.nservers = 3, p.nworkers = 1, p.range_mode = HPSI_RANGE_HASH;
-	p.replicas = 1;
 	struct hpsi_seg seg;
-	if (hpsi_seg_create(&p, &seg))
+	if (make_job(job, &seg))
 		return -1;
-	bench_job_segment(seg.path);
-	memset(fs, 0, sizeof *fs);
 	fs->fill = 1;
 	*keys = 0;
 	for (uint64_t k = 0; k < NK + FILL_KEYS; k++)

@@ -379,6 +379,18 @@ int hpsi_store_foreach(const struct hpsi_store *st, hpsi_store_visit fn, void *a
 	return hpsi_table_walk(&st->tab, visit_rec, &v);
 }
 
+/* Adds an absent key with room for len values (NULL: out of memory). */
+static struct hpsi_rec *add_one(struct hpsi_store *st, uint64_t key, uint32_t len)
+{
+	struct hpsi_table_plan p;
+	if (hpsi_table_reserve_keys(&st->tab, 1))
+		return NULL;
+	hpsi_table_plan_begin(&st->tab, &p);
+	if (hpsi_table_plan_rec(&st->tab, &p, len))
+		return NULL;
+	return hpsi_table_add(&st->tab, key, len);
+}
+
 int hpsi_store_put(struct hpsi_store *st, uint64_t key, uint32_t len, uint32_t steps, const float *vals)
 {
 	if (st->dvals) {
@@ -389,13 +401,9 @@ int hpsi_store_put(struct hpsi_store *st, uint64_t key, uint32_t len, uint32_t s
 	}
 	if (hpsi_table_find(&st->tab, key))
 		return HPS_EPROTO; /* a key twice in one checkpoint */
-	struct hpsi_table_plan p;
-	if (hpsi_table_reserve_keys(&st->tab, 1))
+	struct hpsi_rec *e = add_one(st, key, len);
+	if (!e)
 		return HPS_ENOMEM;
-	hpsi_table_plan_begin(&st->tab, &p);
-	if (hpsi_table_plan_rec(&st->tab, &p, len))
-		return HPS_ENOMEM;
-	struct hpsi_rec *e = hpsi_table_add(&st->tab, key, len);
 	e->steps = steps;
 	memcpy(hpsi_rec_vals(e), vals, (size_t)len * st->tab.vbytes);
 	return 0;
@@ -431,13 +439,8 @@ int hpsi_store_write(struct hpsi_store *st, uint64_t key, uint32_t len, uint32_t
 {
 	struct hpsi_rec *e = hpsi_table_find(&st->tab, key);
 	if (!e) {
-		struct hpsi_table_plan p;
-		if (hpsi_table_reserve_keys(&st->tab, 1))
+		if (!(e = add_one(st, key, len)))
 			return HPS_ENOMEM;
-		hpsi_table_plan_begin(&st->tab, &p);
-		if (hpsi_table_plan_rec(&st->tab, &p, len))
-			return HPS_ENOMEM;
-		e = hpsi_table_add(&st->tab, key, len);
 		memset(hpsi_rec_vals(e), 0, (size_t)len * st->tab.vbytes);
 	}
 	size_t have = (size_t)e->len * st->tab.vbytes;
