@@ -22,24 +22,9 @@ SETS=${*:-spamassassin fashion-mnist movielens}
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
 
-QUIET_WAIT_S=${QUIET_WAIT_S:-60}
-
-# true when the CPUs were at least 85% idle over the last half second
-idle() {
-	local a b
-	read -ra a < /proc/stat
-	sleep 0.5
-	read -ra b < /proc/stat
-	local busy=0 all=0 i
-	for i in 1 2 3 4 5 6 7 8; do all=$((all + b[i] - a[i])); done
-	busy=$((all - (b[4] - a[4]) - (b[5] - a[5])))
-	[ "$all" -gt 0 ] && [ $((100 * busy)) -le $((15 * all)) ]
-}
-quiet() {
-	local end=$((SECONDS + QUIET_WAIT_S))
-	while [ "$SECONDS" -lt "$end" ]; do idle && return 0; done
-	[ "$QUIET_WAIT_S" = 0 ] || echo "# overhead_bench: the CPUs stayed busy for ${QUIET_WAIT_S} s; measuring anyway" >&2
-}
+# quiet: waits for idle CPUs (QUIET_WAIT_S)
+# shellcheck source=bench/quiet.sh
+. "$(dirname "$0")/quiet.sh"
 
 # median, min, max of one number per line
 stats() { sort -n | awk '{ v[NR] = $1 } END { print ((NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2), v[1], v[NR] }'; }

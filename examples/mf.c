@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "examples/lib/dataset.h"
+#include "examples/lib/hot.h"
 #include "examples/lib/local_model.h"
 #include "examples/lib/minibatch.h"
 #include "examples/lib/options.h"
@@ -70,26 +71,61 @@ static double rmse_dense(const struct rating *t, size_t n, const float *w, uint3
 	return sqrt(se / (double)n);
 }
 
-/* Per-rating SGD in place (HOGWILD and local). Returns the summed squared
- * error before each update. */
-static double sgd_epoch(const struct rating *t, const size_t *order, size_t n, float *w, uint32_t width, double mu,
-			float lr, double reg, double breg)
+/* Per-rating SGD in place (HOGWILD and local), the same code for both:
+ * rating t[k]'s user and item rows have the handles hu[k] and hi[k]
+ * (hps_direct_row): rows in the shared array, in this worker's copies of
+ * its keys (--merge), or in the local baseline's private array. Returns the
+ * summed squared error before each update. */
+static double sgd_epoch(const struct rating *t, const uint32_t *hu, const uint32_t *hi, const size_t *order, size_t n,
+			const hps_direct_rows *rows, hps_direct_cache *cache, double mu, float lr, double reg,
+			double breg)
 {
+	uint32_t width = rows->width;
 	float gu[1025], gi[1025];
 	double se = 0;
 	for (size_t k = 0; k < n; k++) {
-		const struct rating *r = &t[order[k]];
-		float *pu = w + user_key(r->user) * width, *qi = w + item_key(r->item) * width;
+		size_t o = order[k];
+		float *pu = hps_direct_row(rows, hu[o]), *qi = hps_direct_row(rows, hi[o]);
 		memset(gu, 0, width * sizeof *gu);
 		memset(gi, 0, width * sizeof *gi);
-		double e = rating_grad(mu, pu, qi, (int)width - 1, r->value, reg, breg, gu, gi);
+		double e = rating_grad(mu, pu, qi, (int)width - 1, t[o].value, reg, breg, gu, gi);
 		se += e * e;
 		for (uint32_t j = 0; j < width; j++) {
 			pu[j] -= lr * gu[j];
 			qi[j] -= lr * gi[j];
 		}
+		hps_direct_cache_step(cache);
 	}
 	return se;
+}
+
+/* HOGWILD's rows: d's array, with this worker's own copies of the users
+ * and items its shard rates, each merged after about `merge` of its uses
+ * (ex_copy_keys); none with merge 0. The ratings' handles go to hu and
+ * hi. */
+static int open_rows(const hps_direct *d, const struct rating *t, size_t n, uint64_t nkeys, int merge,
+		     hps_direct_cache **out, uint32_t *hu, uint32_t *hi)
+{
+	uint32_t *count = calloc(nkeys, sizeof *count);
+	uint64_t *keys = NULL;
+	uint32_t *every = NULL;
+	size_t ncopy = 0;
+	int rc = HPS_ENOMEM;
+	if (count) {
+		for (size_t k = 0; k < n; k++)
+			count[user_key(t[k].user)]++, count[item_key(t[k].item)]++;
+		if (!ex_copy_keys(count, nkeys, n, (uint32_t)merge, &keys, &every, &ncopy))
+			rc = hps_direct_cache_open(d, keys, every, ncopy, out);
+		for (size_t k = 0; !rc && k < n; k++)
+			rc = hps_direct_cache_handle(*out, user_key(t[k].user), &hu[k]) ||
+					     hps_direct_cache_handle(*out, item_key(t[k].item), &hi[k])
+				     ? HPS_ENOKEY
+				     : 0;
+	}
+	free(count);
+	free(keys);
+	free(every);
+	return rc;
 }
 
 /* ---- mini-batches: the server modes and the in-process baseline ------ */
@@ -256,7 +292,7 @@ static int parse(int argc, char **argv, struct opts *o)
 {
 	static const struct option lo[] = {EX_COMMON_LONGOPTS, {"factors", 1, 0, 'f'}, {"reg", 1, 0, 'R'},
 					   {"bias-reg", 1, 0, 'B'}, {0, 0, 0, 0}};
-	*o = (struct opts){.c = {.name = "ratings", .epochs = 20, .batch = 64, .lr = 0.01, .seed = 1},
+	*o = (struct opts){.c = {.name = "ratings", .epochs = 20, .batch = 64, .lr = 0.01, .seed = 1, .merge = 16},
 			   .reg = 0.05, .bias_reg = -1, .factors = 10};
 	int c;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -338,6 +374,13 @@ int main(int argc, char **argv)
 	struct ex_batch b[EX_BATCH_RING] = {{0}}, eb = {0}; /* server modes: a ring of batches (local-batch: b[0]); worker 0's test set */
 	struct ex_keymap map = {0};
 	struct ex_local_model lm = {0};
+	hps_direct_cache *cache = NULL; /* hogwild: this worker's copies of its keys */
+	hps_direct_rows rows = {.width = width}; /* hogwild and local: where sgd_epoch's rows are */
+	uint32_t *hu = malloc((ntr ? ntr : 1) * sizeof *hu), *hi = malloc((ntr ? ntr : 1) * sizeof *hi);
+	if (!hu || !hi) {
+		fprintf(stderr, "mf: out of memory for %zu ratings\n", ntr);
+		return 1;
+	}
 	size_t occ_cap = 2 * (size_t)o.c.batch, cap = occ_cap < nkeys ? occ_cap : (size_t)nkeys;
 	if (o.c.hogwild) {
 		hps_direct d;
@@ -347,7 +390,13 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		dense = d.vals;
+		if (!(rc = open_rows(&d, tr, ntr, nkeys, o.c.merge, &cache, hu, hi)))
+			rows = hps_direct_cache_rows(cache);
 	} else if (o.c.local) {
+		if (nkeys > 0x80000000u) { /* handles are the keys */
+			fprintf(stderr, "mf: --local takes user and item ids below 2^30\n");
+			return 1;
+		}
 		/* the job modes start from HPS_INIT; here: normal(0, 0.1) */
 		if ((dense = malloc(nkeys * width * sizeof *dense))) {
 			uint64_t s = o.c.seed;
@@ -355,6 +404,10 @@ int main(int argc, char **argv)
 				double u1 = (double)(ex_rand(&s) >> 11) * 0x1p-53, u2 = (double)(ex_rand(&s) >> 11) * 0x1p-53;
 				dense[i] = (float)(0.1 * sqrt(-2 * log(1 - u1)) * cos(2 * M_PI * u2));
 			}
+			/* handles are the keys: one process shares no rows to copy */
+			rows.base[0] = dense;
+			for (size_t k = 0; k < ntr; k++)
+				hu[k] = (uint32_t)user_key(tr[k].user), hi[k] = (uint32_t)item_key(tr[k].item);
 		} else {
 			rc = HPS_ENOMEM;
 		}
@@ -393,10 +446,11 @@ int main(int argc, char **argv)
 		double t0 = ex_now(), se;
 		if (o.c.local_batch)
 			se = local_batch_epoch(&lm, &b[0], tr, order, ntr, batches, o.c.batch, mu, o.reg, o.bias_reg);
-		else if (dense)
-			se = sgd_epoch(tr, order, ntr, dense, width, mu, (float)(o.c.lr / (1 + o.c.decay * (e - 1))), o.reg,
-				       o.bias_reg);
-		else
+		else if (dense) {
+			se = sgd_epoch(tr, hu, hi, order, ntr, &rows, cache, mu, (float)(o.c.lr / (1 + o.c.decay * (e - 1))),
+				       o.reg, o.bias_reg);
+			hps_direct_cache_merge(cache); /* worker 0 evaluates the shared array */
+		} else
 			se = server_epoch(w, b, tr, order, ntr, batches, o.c.batch, mu, o.reg, o.bias_reg, &rc);
 		if (!rc && ctx)
 			rc = hps_barrier(ctx);
@@ -419,6 +473,7 @@ int main(int argc, char **argv)
 	else if (rank == 0)
 		report_result(&rep, rmse, train_s, (double)nall * o.c.epochs / train_s);
 	report_close(&rep);
+	hps_direct_cache_close(cache);
 	for (int i = 0; i < EX_BATCH_RING; i++)
 		ex_batch_free(&b[i]); /* before the worker closes: the buffers may be in its heap */
 	ex_batch_free(&eb);
@@ -431,6 +486,6 @@ int main(int argc, char **argv)
 		free(dense);
 	ex_local_model_free(&lm);
 	free(order);
-	free(all), free(tr), free(te);
+	free(all), free(tr), free(te), free(hu), free(hi);
 	return rc ? 1 : 0;
 }

@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "examples/lib/dataset.h"
+#include "examples/lib/hot.h"
 #include "examples/lib/local_model.h"
 #include "examples/lib/minibatch.h"
 #include "examples/lib/options.h"
@@ -114,29 +115,73 @@ static void evaluate(const struct sparse_set *test, const float *w, uint32_t wid
 	*acc = (double)right / (double)test->rows;
 }
 
-/* Per-example SGD in place on dense weights w (HOGWILD and local): the
- * same code for both, so the comparison measures only where w lives.
- * Returns the summed loss of the examples before their updates. */
-static double sgd_epoch(const struct sparse_set *s, const size_t *order, float *w, uint32_t width, float lr,
-			struct report *rep, int epoch, int show)
+/* Per-example SGD in place (HOGWILD and local): the same code for both,
+ * so the comparison measures only where the weights live. s->idx holds
+ * row handles (hps_direct_row), bias the bias's: rows in the shared array,
+ * this worker's copies of its keys (--merge), or the local baseline's
+ * private array. Returns the summed loss of the examples before their
+ * updates. */
+static double sgd_epoch(const struct sparse_set *s, const size_t *order, const hps_direct_rows *rows, uint32_t bias,
+			hps_direct_cache *cache, float lr, struct report *rep, int epoch, int show)
 {
-	const void *arg[2] = {w, (const void *)(uintptr_t)width};
+	uint32_t width = rows->width;
 	double z[1024], d[1024], loss = 0;
 	for (size_t k = 0; k < s->rows; k++) {
 		size_t r = order[k];
-		row_scores(s, r, w, dense_at, arg, width, z);
+		float *b = hps_direct_row(rows, bias);
+		for (uint32_t c = 0; c < width; c++)
+			z[c] = b[c];
+		for (size_t i = s->start[r]; i < s->start[r + 1]; i++) {
+			const float *wi = hps_direct_row(rows, s->idx[i]);
+			double x = s->val[i];
+			for (uint32_t c = 0; c < width; c++)
+				z[c] += x * wi[c];
+		}
 		loss += loss_and_delta(z, width, s->label[r], d);
 		for (uint32_t c = 0; c < width; c++)
-			w[c] -= lr * (float)d[c];
+			b[c] -= lr * (float)d[c];
 		for (size_t i = s->start[r]; i < s->start[r + 1]; i++) {
-			float *wi = w + (size_t)s->idx[i] * width, g = lr * s->val[i];
+			float *wi = hps_direct_row(rows, s->idx[i]), g = lr * s->val[i];
 			for (uint32_t c = 0; c < width; c++)
 				wi[c] -= g * (float)d[c];
 		}
+		hps_direct_cache_step(cache);
 		if (show && (k & 4095) == 0)
 			report_progress(rep, epoch, (double)k / (double)s->rows);
 	}
 	return loss;
+}
+
+/* HOGWILD's rows: d's array, with this worker's own copies of the keys its
+ * shard uses, each merged after about `merge` of its uses (ex_copy_keys;
+ * the bias is in every example); none with merge 0. Turns the shard's
+ * feature ids into row handles and gives the bias's in *bias. */
+static int open_rows(const hps_direct *d, struct sparse_set *s, const struct model *m, int merge,
+		     hps_direct_cache **out, uint32_t *bias)
+{
+	uint32_t *count = calloc(m->nkeys, sizeof *count);
+	uint64_t *keys = NULL;
+	uint32_t *every = NULL;
+	size_t ncopy = 0;
+	int rc = HPS_ENOMEM;
+	if (count) {
+		count[0] = (uint32_t)s->rows;
+		for (size_t i = 0; i < s->nnz; i++)
+			count[s->idx[i]]++;
+		if (!ex_copy_keys(count, m->nkeys, s->rows, (uint32_t)merge, &keys, &every, &ncopy))
+			rc = hps_direct_cache_open(d, keys, every, ncopy, out);
+		/* count becomes key -> handle */
+		for (uint64_t k = 0; !rc && k < m->nkeys; k++)
+			rc = hps_direct_cache_handle(*out, k, &count[k]);
+		for (size_t i = 0; !rc && i < s->nnz; i++)
+			s->idx[i] = count[s->idx[i]];
+		if (!rc)
+			*bias = count[0];
+	}
+	free(count);
+	free(keys);
+	free(every);
+	return rc;
 }
 
 /* ---- mini-batches: the server modes and the in-process baseline ------- */
@@ -334,7 +379,7 @@ static int parse(int argc, char **argv, struct opts *o)
 	static const struct option lo[] = {EX_COMMON_LONGOPTS,     {"classes", 1, 0, 'c'}, {"cross", 1, 0, 'x'},
 					   {"log1p", 0, 0, 'p'},   {"normalize", 0, 0, 'N'}, {"help", 0, 0, 'h'},
 					   {0, 0, 0, 0}};
-	*o = (struct opts){.c = {.name = "data", .epochs = 10, .batch = 32, .lr = 0.1, .seed = 1}};
+	*o = (struct opts){.c = {.name = "data", .epochs = 10, .batch = 32, .lr = 0.1, .seed = 1, .merge = 16}};
 	int c;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		if (ex_common_option(c, optarg, &o->c))
@@ -448,6 +493,9 @@ int main(int argc, char **argv)
 	struct ex_batch b[EX_BATCH_RING] = {{0}}; /* server modes: a ring of batches; local-batch: b[0] */
 	struct ex_keymap map = {0};
 	struct ex_local_model lm = {0};
+	hps_direct_cache *cache = NULL; /* hogwild: this worker's copies of its keys */
+	hps_direct_rows rows = {.width = m.width}; /* hogwild and local: where sgd_epoch's rows are */
+	uint32_t bias = 0;
 	size_t cap, occ_cap;
 	ex_batch_caps_rows(&tr, o.c.batch, m.nkeys, &cap, &occ_cap);
 	if (o.c.hogwild) {
@@ -458,8 +506,15 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		dense = d.vals;
+		if (!(rc = open_rows(&d, &tr, &m, o.c.merge, &cache, &bias)))
+			rows = hps_direct_cache_rows(cache);
 	} else if (o.c.local) {
-		if (!(dense = calloc(m.nkeys * m.width, sizeof *dense)))
+		/* handles are the keys: one process shares no rows to copy */
+		if (m.nkeys > 0x80000000u) {
+			fprintf(stderr, "sparse_lr: --local takes feature ids below 2^31\n");
+			return 1;
+		}
+		if (!(dense = rows.base[0] = calloc(m.nkeys * m.width, sizeof *dense)))
 			rc = HPS_ENOMEM;
 	} else if (o.c.local_batch) {
 		char err[512]; /* the specs were checked: out of memory */
@@ -494,10 +549,11 @@ int main(int argc, char **argv)
 		double t0 = ex_now(), loss;
 		if (o.c.local_batch)
 			loss = local_batch_epoch(&lm, &b[0], &tr, order, batches, o.c.batch, &rep, e);
-		else if (dense)
-			loss = sgd_epoch(&tr, order, dense, m.width, (float)(o.c.lr / (1 + o.c.decay * (e - 1))), &rep, e,
-					 rank == 0);
-		else
+		else if (dense) {
+			loss = sgd_epoch(&tr, order, &rows, bias, cache, (float)(o.c.lr / (1 + o.c.decay * (e - 1))), &rep,
+					 e, rank == 0);
+			hps_direct_cache_merge(cache); /* worker 0 evaluates the shared array */
+		} else
 			loss = server_epoch(w, b, &tr, order, batches, o.c.batch, &rep, e, rank == 0, &rc);
 		if (!rc && ctx)
 			rc = hps_barrier(ctx); /* every update of the epoch is in */
@@ -521,6 +577,7 @@ int main(int argc, char **argv)
 	else if (rank == 0)
 		report_result(&rep, acc, train_s, (double)tr.file_rows * o.c.epochs / train_s);
 	report_close(&rep);
+	hps_direct_cache_close(cache);
 	for (int i = 0; i < EX_BATCH_RING; i++)
 		ex_batch_free(&b[i]); /* before the worker closes: the buffers may be in its heap */
 	ex_keymap_free(&map);

@@ -118,11 +118,15 @@ static void test_examples_sparse_lr_binary_in_every_mode(void)
 		 {"-s", "1", "-w", "2", "--key-ranges", "0-262144", "--direct", "1", "--updater", "sgd:lr=0.1", NULL},
 		 {"--hogwild", "--lr", "1", NULL}},
 		{"local-batch", {NULL}, {"--local-batch", "--updater", "adagrad:lr=0.5", NULL}},
+		/* every key in place, no copies */
+		{"hogwild-plain",
+		 {"-s", "1", "-w", "2", "--key-ranges", "0-262144", "--direct", "1", "--updater", "sgd:lr=0.1", NULL},
+		 {"--hogwild", "--lr", "1", "--merge", "0", NULL}},
 	};
 	const char *args[] = {"--train", FIX "spam_train.svm", "--test", FIX "spam_test.svm", "--log1p",
 			      "--normalize", "--epochs", "10", NULL};
-	double acc[6];
-	for (int i = 0; i < 6; i++) {
+	double acc[7];
+	for (int i = 0; i < 7; i++) {
 		CU_ASSERT_EQUAL_FATAL(run_mode("sparse_lr", &modes[i], args, out, sizeof out), 0);
 		double loss = field(out, "epoch 10/10", "train_loss");
 		acc[i] = field(out, "result", "test_accuracy");
@@ -132,8 +136,10 @@ static void test_examples_sparse_lr_binary_in_every_mode(void)
 		CU_ASSERT(loss < 0.25);
 		CU_ASSERT(acc[i] >= 0.88);
 	}
-	/* HOGWILD direct mode against the BSP server mode */
+	/* HOGWILD direct mode (with and without copies of the keys) against
+	 * the BSP server mode */
 	CU_ASSERT(fabs(acc[4] - acc[1]) <= 0.05);
+	CU_ASSERT(fabs(acc[6] - acc[1]) <= 0.05);
 }
 
 static void test_examples_sparse_lr_multinomial_in_every_mode(void)
@@ -145,11 +151,14 @@ static void test_examples_sparse_lr_multinomial_in_every_mode(void)
 		 {"-s", "1", "-w", "2", "--key-ranges", "0-784", "--direct", "10", "--updater", "sgd:lr=0.1", NULL},
 		 {"--hogwild", "--lr", "0.01", NULL}},
 		{"local-batch", {NULL}, {"--local-batch", "--updater", "adagrad:lr=0.03", NULL}},
+		{"hogwild-plain",
+		 {"-s", "1", "-w", "2", "--key-ranges", "0-784", "--direct", "10", "--updater", "sgd:lr=0.1", NULL},
+		 {"--hogwild", "--lr", "0.01", "--merge", "0", NULL}},
 	};
 	const char *args[] = {"--train", FIX "fashion_train.svm", "--test", FIX "fashion_test.svm", "--epochs", "10",
 			      NULL};
-	double acc[6];
-	for (int i = 0; i < 6; i++) {
+	double acc[7];
+	for (int i = 0; i < 7; i++) {
 		CU_ASSERT_EQUAL_FATAL(run_mode("sparse_lr", &modes[i], args, out, sizeof out), 0);
 		double loss = field(out, "epoch 10/10", "train_loss");
 		acc[i] = field(out, "result", "test_accuracy");
@@ -161,6 +170,7 @@ static void test_examples_sparse_lr_multinomial_in_every_mode(void)
 		CU_ASSERT(acc[i] >= 0.4); /* 10 classes, 150 images: chance is 0.1 */
 	}
 	CU_ASSERT(fabs(acc[4] - acc[1]) <= 0.1);
+	CU_ASSERT(fabs(acc[6] - acc[1]) <= 0.1);
 }
 
 static void test_examples_mf_in_every_mode(void)
@@ -173,10 +183,15 @@ static void test_examples_mf_in_every_mode(void)
 		  "--init", "normal:std=0.1,seed=1", NULL},
 		 {"--hogwild", NULL}},
 		{"local-batch", {NULL}, {"--local-batch", "--updater", "sgd:lr=0.01", "--init", "normal:std=0.1,seed=1", NULL}},
+		{"hogwild-plain",
+		 {"-s", "1", "-w", "2", "--key-ranges", "0-400000", "--direct", "6", "--updater", "sgd:lr=0.01",
+		  "--init", "normal:std=0.1,seed=1", NULL},
+		 {"--hogwild", "--merge", "0", NULL}},
 	};
 	const char *args[] = {"--train", FIX "movielens_train.csv", "--test", FIX "movielens_test.csv", "--epochs",
 			      "20", "--factors", "5", "--batch", "16", NULL};
-	for (int i = 0; i < 6; i++) {
+	double rmse[7];
+	for (int i = 0; i < 7; i++) {
 		CU_ASSERT_EQUAL_FATAL(run_mode("mf", &modes[i], args, out, sizeof out), 0);
 		double train = field(out, "epoch 20/20", "train_loss"), test = field(out, "result", "test_rmse");
 		/* the first epoch's training RMSE is about 1.05 */
@@ -184,7 +199,11 @@ static void test_examples_mf_in_every_mode(void)
 			fprintf(stderr, "mf %s: train rmse %g, test rmse %g\n", modes[i].name, train, test);
 		CU_ASSERT(train < 0.9);
 		CU_ASSERT(test < 1.1);
+		rmse[i] = test;
 	}
+	/* HOGWILD, with and without copies, against BSP */
+	CU_ASSERT(fabs(rmse[4] - rmse[1]) <= 0.05);
+	CU_ASSERT(fabs(rmse[6] - rmse[1]) <= 0.05);
 }
 
 /* Deterministic BSP: two runs print the same losses and accuracies. */
@@ -280,6 +299,12 @@ static void test_examples_refuse_bad_mode_options(void)
 		{"mf", {"--local-batch", "--updater", "sgd", "--init", "normal:sd=1", NULL}, 2, "no parameter 'sd'"},
 		{"sparse_lr", {"--local", "--updater", "sgd", NULL}, 2, "belong to --local-batch"},
 		{"mf", {"--local", "--local-batch", "--updater", "sgd", NULL}, 2, "choose one"},
+		/* --merge takes a whole number 0 .. 2^30 */
+		{"sparse_lr", {"--local", "--merge", "-1", NULL}, 2, "--merge N"},
+		{"sparse_lr", {"--local", "--merge", "x", NULL}, 2, "--merge N"},
+		{"sparse_lr", {"--local", "--merge", "12x", NULL}, 2, "--merge N"},
+		{"sparse_lr", {"--local", "--merge", "", NULL}, 2, "--merge N"},
+		{"mf", {"--local", "--merge", "2000000000", NULL}, 2, "--merge N"},
 	};
 	char prog[256];
 	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {

@@ -23,6 +23,14 @@ int ex_start(const char *prog, int *argc, char **argv, void (*usage)(void), hps_
 	return -1;
 }
 
+/* A whole number 0 .. 2^30, or -1 (refused by ex_common_check). */
+static int whole(const char *arg)
+{
+	char *end;
+	long v = strtol(arg, &end, 10);
+	return end != arg && !*end && v >= 0 && v <= 1 << 30 ? (int)v : -1;
+}
+
 int ex_common_option(int c, const char *arg, struct ex_options *o)
 {
 	switch (c) {
@@ -42,6 +50,7 @@ int ex_common_option(int c, const char *arg, struct ex_options *o)
 	case 'M': o->local_batch = 1; return 1;
 	case 'u': o->updater = arg; return 1;
 	case 'i': o->init = arg; return 1;
+	case 'm': o->merge = whole(arg); return 1;
 	default: return 0;
 	}
 }
@@ -60,5 +69,7 @@ int ex_common_check(const struct ex_options *o)
 		fprintf(stderr, "--updater and --init belong to --local-batch; a job takes them from hps launch\n");
 		return -1;
 	}
-	return o->train && o->test && o->epochs >= 1 && o->batch >= 1 && o->lr > 0 && o->decay >= 0 ? 0 : -1;
+	return o->train && o->test && o->epochs >= 1 && o->batch >= 1 && o->lr > 0 && o->decay >= 0 && o->merge >= 0
+		       ? 0
+		       : -1;
 }

@@ -11,6 +11,7 @@ struct ex_options {
 	const char *updater, *init; /* --local-batch: the optimizer and starting values */
 	double reference, lr, decay, target_loss;
 	int epochs, batch, hogwild, local, local_batch;
+	int merge; /* hogwild: a key's own uses between merges of its copy; 0: no copies */
 	uint64_t seed;
 };
 
@@ -19,7 +20,8 @@ struct ex_options {
 	{"train", 1, 0, 't'}, {"test", 1, 0, 'T'}, {"name", 1, 0, 'n'}, {"reference", 1, 0, 'r'},       \
 	{"epochs", 1, 0, 'e'}, {"batch", 1, 0, 'b'}, {"lr", 1, 0, 'l'}, {"decay", 1, 0, 'd'},           \
 	{"hogwild", 0, 0, 'H'}, {"local", 0, 0, 'L'}, {"target-loss", 1, 0, 'g'}, {"csv", 1, 0, 'v'},   \
-	{"seed", 1, 0, 's'}, {"local-batch", 0, 0, 'M'}, {"updater", 1, 0, 'u'}, {"init", 1, 0, 'i'}
+	{"seed", 1, 0, 's'}, {"local-batch", 0, 0, 'M'}, {"updater", 1, 0, 'u'}, {"init", 1, 0, 'i'}, \
+	{"merge", 1, 0, 'm'}
 
 #define EX_COMMON_USAGE                                                                               \
 	"  --name NAME        data set name for the report\n"                                          \
@@ -29,6 +31,9 @@ struct ex_options {
 	"  --lr LR            SGD step of hogwild and local\n"                                         \
 	"  --decay D          step of epoch e is LR / (1 + D (e - 1)) (default 0)\n"                   \
 	"  --hogwild          update the shared weights in place (needs hps launch --direct)\n"        \
+	"  --merge N          hogwild: update own copies of the keys and add each one's change into\n"  \
+	"                     the shared array after about N of this worker's uses of it\n"           \
+	"                     (default 16; 0: update every key in place)\n"                          \
 	"  --local            one process, no parameter server: per-example SGD\n"                      \
 	"  --local-batch      one process, no parameter server: the server modes' mini-batches,\n"     \
 	"                     order and optimizer (the baseline of the parameter server's overhead)\n" \

@@ -181,6 +181,55 @@ typedef struct hps_direct {
  * never started. The mapping lives as long as ctx. */
 HPS_API int hps_direct_map(hps_ctx *ctx, uint64_t key, hps_direct *out);
 
+/* Per-worker copies of a direct range's keys, for HOGWILD writers that
+ * share frequent rows (a bias, common features, popular items, a small
+ * dense model): updating one shared row from several cores moves its cache
+ * lines between them at nearly every update. With a cache the worker
+ * updates its own copy of each key it names and adds what it changed since
+ * the key's last merge into the shared array every every[i] calls of
+ * hps_direct_cache_step (rounded up to a power of two; 0: only in
+ * hps_direct_cache_merge), reloading the copy from the sum. Other workers
+ * thus see its changes to key i up to every[i] updates late (HOGWILD++,
+ * Zhang, Hsieh and Akella 2016, merges a whole replica at once; here each
+ * key has its own period: short for frequent keys, whose staleness costs
+ * accuracy, long for rare ones, whose merges would cost more time than they
+ * save). No lock: the adds are plain read-add-writes, so a merge may lose a
+ * float that another process writes in the same instant, as any HOGWILD
+ * write may. Keys not named stay shared, updated in place as before.
+ *
+ * keys: ascending, inside the range d (HPS_EKEYORDER, HPS_ENOKEY); the
+ * range may hold up to 2^31 keys (HPS_EINVAL beyond). The copies cost 8
+ * bytes per float of the named keys. A handle names where key k's row is
+ * for this worker (hps_direct_cache_handle, a binary search: look handles up
+ * once, say when the data is loaded); hps_direct_row turns it into the
+ * row's address in the hot loop, with no table in between. One thread uses
+ * a cache; hps_direct_cache_merge merges every key now (before others must
+ * see every change, for example before a barrier); hps_direct_cache_close
+ * merges a last time and frees it. */
+typedef struct hps_direct_cache hps_direct_cache;
+
+/* Where handles point: base[0] the shared array, base[1] the copies. */
+typedef struct hps_direct_rows {
+	float *base[2];
+	uint32_t width;
+} hps_direct_rows;
+
+/* Bit 31 of a handle picks the base, the rest is the row within it: with
+ * base[0] = d.vals and no copies, key k - d.first is its own handle. */
+static inline float *hps_direct_row(const hps_direct_rows *r, uint32_t handle)
+{
+	return r->base[handle >> 31] + (size_t)(handle & 0x7fffffffu) * r->width;
+}
+
+HPS_API int hps_direct_cache_open(const hps_direct *d, const uint64_t *keys, const uint32_t *every, size_t nkeys,
+				  hps_direct_cache **out);
+/* HPS_ENOKEY for a key outside the range. */
+HPS_API int hps_direct_cache_handle(const hps_direct_cache *c, uint64_t key, uint32_t *handle);
+HPS_API hps_direct_rows hps_direct_cache_rows(const hps_direct_cache *c);
+HPS_API void hps_direct_cache_step(hps_direct_cache *c);
+HPS_API void hps_direct_cache_merge(hps_direct_cache *c);
+HPS_API void hps_direct_cache_close(hps_direct_cache *c);
+
 /* Zero-copy buffers in the job's shared memory. Values passed in them are
  * read or written by the server in place when one server owns every key
  * of the request (always with one server or for a single key). NULL when
