@@ -74,10 +74,11 @@ static void merge_slots(hps_direct_cache *c, size_t lo, size_t hi)
 	for (size_t done = 0; done < n; done++, i = i + 1 < hi ? i + 1 : lo) {
 		/* the shared rows are mostly in another core's cache: asking for
 		 * a row PREFETCH slots ahead overlaps those transfers instead of
-		 * waiting for each in turn */
+		 * waiting for each in turn (a read prefetch: GCC drops a write
+		 * one on x86-64 without -mprfchw) */
 		size_t ahead = i + PREFETCH < hi ? i + PREFETCH : i + PREFETCH - n;
 		if (ahead >= lo && ahead < hi)
-			__builtin_prefetch(c->shared + c->off[ahead] * w, 1);
+			__builtin_prefetch(c->shared + c->off[ahead] * w);
 		float *restrict s = c->shared + c->off[i] * w, *restrict cp = c->copy + i * w,
 				*restrict b = c->base + i * w;
 		for (uint32_t j = 0; j < w; j++) {
