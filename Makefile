@@ -125,6 +125,7 @@ $(BUILD)/examples/%: $(BUILD)/examples/%.o $(EXAMPLE_LIB) $(OUT)/lib/libhps.a
 $(OUT)/bench/%: $(BUILD)/bench/%.o $(BUILD)/bench/cases.o $(INTERNAL_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+$(OUT)/bench/net_bench: $(BUILD)/bench/proc_cpu.o
 
 # Every suite runs even when one fails; the exit status says if any did.
 test: deps

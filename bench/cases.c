@@ -34,6 +34,7 @@ struct shared *sh;
 int selected[NCASES];
 int bench_nservers;
 int bench_server_pid[8];
+void (*bench_rep_hook)(size_t ci, int ph, long ops);
 
 int cmp_double(const void *a, const void *b)
 {
@@ -217,9 +218,10 @@ struct bufs {
 	hps_opts opts;
 };
 
-/* One repetition of a phase; returns ops/s and adds latency samples. */
+/* One repetition of a phase; returns ops/s, sets *done to the operations
+ * it did and adds latency samples. */
 static double run_rep(hps_worker *w, const struct bench_case *c, int ph, struct bufs *b, double *samples,
-		      int *nsamples)
+		      int *nsamples, long *done)
 {
 	int depth = c->dense ? 4 : 16;
 	int64_t ts[32];
@@ -250,6 +252,7 @@ static double run_rep(hps_worker *w, const struct bench_case *c, int ph, struct 
 		for (; out > 0; out--, head++)
 			if (hps_wait(w, ts[head % depth]))
 				return -1;
+		*done = ops;
 		return (double)ops / ((now_us() - t0) / 1e6);
 	}
 	while (hpsi_now_ns() < end) {
@@ -272,6 +275,7 @@ static double run_rep(hps_worker *w, const struct bench_case *c, int ph, struct 
 			samples[(*nsamples)++] = now_us() - s;
 		ops++;
 	}
+	*done = ops;
 	return (double)ops / ((now_us() - t0) / 1e6);
 #undef NEXT_KEYS
 }
@@ -299,11 +303,16 @@ int worker_main(hps_ctx *ctx, hps_worker *w)
 			double ops[REPS];
 			int ns = 0;
 			for (int rep = 0; rep < REPS; rep++) {
+				long done = 0;
 				if (hps_barrier(ctx))
 					return 1;
-				ops[rep] = run_rep(w, c, ph, &b, samples, &ns);
+				if (bench_rep_hook)
+					bench_rep_hook(ci, ph, -1);
+				ops[rep] = run_rep(w, c, ph, &b, samples, &ns, &done);
 				if (ops[rep] < 0)
 					return 1;
+				if (bench_rep_hook)
+					bench_rep_hook(ci, ph, done);
 			}
 			struct result *r = &sh->r[me][ci][ph];
 			r->ops_s = median(ops, REPS);

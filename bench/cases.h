@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "bench/proc_cpu.h"
 #include "hps/hps.h"
 
 #define REPS 5
@@ -34,6 +35,10 @@ struct result {
 struct shared {
 	struct result r[8][NCASES][NPHASES];
 	double rss_per_key[NCASES]; /* servers' resident bytes per key the fill added; 0: not measured */
+	/* net_bench: CPU time of the job's processes in a phase's timed
+	 * repetitions (read by worker 0), and the bytes each worker moved */
+	struct cpu_use cpu[NCASES][NPHASES];
+	double cpu_bytes[8][NCASES][NPHASES];
 	int failed;
 };
 
@@ -43,6 +48,10 @@ extern int bench_nservers;
 extern int bench_server_pid[8];
 
 extern struct shared *sh;   /* results, in memory every worker shares */
+/* When set, worker_main calls it in each worker right before (ops -1) and
+ * right after each timed repetition of case ci, phase ph, with the
+ * operations the repetition did (net_bench reads CPU times there). */
+extern void (*bench_rep_hook)(size_t ci, int ph, long ops);
 extern int selected[NCASES];
 
 double median(double *v, int n);

@@ -17,6 +17,13 @@
  * round trip of 8-byte messages) and zmq_thr (PUSH/PULL of 1 MB messages
  * sent without a copy), medians of 5 runs.
  *
+ * After the lines of a configuration, `# cpu CASE CONFIG PHASE: ...` says
+ * for the pipelined phases of dense cases how much CPU time each process
+ * of both hosts spent per byte moved (bridges with ZeroMQ's threads,
+ * servers, workers; `_a` the servers' host, `_b` the workers'), the share
+ * of it in the kernel, and how busy the machine's CPUs were; `# cpu
+ * zmq_thr ...` the same for the zmq_thr baseline (bench/proc_cpu.h).
+ *
  *   bench/net_bench --namespaces-only   builds the namespaces, says so and
  *                                       waits for a signal (tests the cleanup)
  *
@@ -34,6 +41,7 @@
 #include <zmq.h>
 
 #include "bench/cases.h"
+#include "bench/proc_cpu.h"
 #include "shm/bell.h"
 
 #define ADDR_A "10.79.0.1" /* servers */
@@ -195,8 +203,11 @@ static void zmq_push(void)
 	zmq_connect(ack, "tcp://" ADDR_A ":9603");
 	char *payload = malloc(THR_MSG), a[2];
 	memset(payload, 1, THR_MSG);
-	double rate[REPS];
+	double rate[REPS], bytes = 0;
+	struct cpu_snap before, after;
+	struct cpu_use cpu = {0};
 	for (int rep = -1; rep < REPS; rep++) { /* rep -1 warms up */
+		int snap = rep >= 0 && cpu_snap_take(&before) == 0;
 		int64_t t0 = hpsi_now_ns(), end = t0 + REP_NS;
 		long msgs = 0;
 		while (hpsi_now_ns() < end) {
@@ -209,6 +220,10 @@ static void zmq_push(void)
 		zmq_recv(ack, a, 1, 0);
 		if (rep >= 0)
 			rate[rep] = (double)msgs * THR_MSG / ((double)(hpsi_now_ns() - t0) / 1e9);
+		if (snap && cpu_snap_take(&after) == 0) {
+			cpu_use_add(&cpu, &before, &after);
+			bytes += (double)msgs * THR_MSG;
+		}
 	}
 	zmq_send(s, "qq", 2, 0);
 	zmq_recv(ack, a, 1, 0);
@@ -218,6 +233,7 @@ static void zmq_push(void)
 	printf(" -");
 	print_fig(r / THR_MSG);
 	printf(" - -\n");
+	cpu_use_print(&cpu, "zmq_thr net push", bytes);
 	free(payload);
 	zmq_close(s);
 	zmq_close(ack);
@@ -251,6 +267,40 @@ static void baseline(const char *server, const char *client)
 
 /* ---- hps across the two hosts ---- */
 
+/* CPU time of the pipelined phases of dense cases (bench/proc_cpu.h):
+ * worker 0 reads it around each timed repetition, every worker counts the
+ * bytes it moved. */
+static int hook_rank, hook_snap;
+static struct cpu_snap hook_before;
+
+static void cpu_hook(size_t ci, int ph, long ops)
+{
+	if (!cases[ci].dense || (ph != PH_PIPE_PUSH && ph != PH_PIPE_PULL) || hook_rank >= 8)
+		return;
+	if (ops < 0) {
+		hook_snap = hook_rank == 0 && cpu_snap_take(&hook_before) == 0;
+		return;
+	}
+	struct cpu_snap after;
+	if (hook_snap && cpu_snap_take(&after) == 0)
+		cpu_use_add(&sh->cpu[ci][ph], &hook_before, &after);
+	sh->cpu_bytes[hook_rank][ci][ph] += (double)ops * cases[ci].nkeys * cases[ci].width * 4;
+}
+
+/* The `# cpu` lines of one configuration: CPU time per byte moved. */
+static void report_cpu(const char *config, uint32_t W)
+{
+	for (size_t ci = 0; ci < NCASES; ci++)
+		for (int ph = 0; ph < NPHASES; ph++) {
+			double bytes = 0;
+			for (uint32_t w = 0; w < W; w++)
+				bytes += sh->cpu_bytes[w][ci][ph];
+			char what[128];
+			snprintf(what, sizeof what, "%s %s %s", cases[ci].name, config, phase_names[ph]);
+			cpu_use_print(&sh->cpu[ci][ph], what, bytes);
+		}
+}
+
 static int net_worker(const char *file)
 {
 	int fd = open(file, O_RDWR);
@@ -260,6 +310,8 @@ static int net_worker(const char *file)
 	hps_worker *w;
 	if (sh == MAP_FAILED || hps_init(&ctx, NULL, NULL) || hps_worker_open(ctx, 1, &w))
 		return 1;
+	hook_rank = hps_rank(ctx);
+	bench_rep_hook = cpu_hook;
 	int rc = worker_main(ctx, w);
 	hps_worker_close(w);
 	hps_finalize(ctx);
@@ -316,6 +368,7 @@ static int run_config(const char *name, const char *hosts_text, uint32_t S, uint
 		sh = mmap(NULL, sizeof *sh, PROT_READ, MAP_SHARED, fd, 0);
 		close(fd);
 		report_config(name, W);
+		report_cpu(name, W);
 		munmap(sh, sizeof *sh);
 	}
 	snprintf(cmd, sizeof cmd, "rm -f %s %s /tmp/net_bench.%d.log", file, hosts, (int)getpid());
