@@ -59,7 +59,7 @@ PY_BUILD = $(if $(filter .,$(OUT)),$(PY_EXT))
 .SECONDARY:
 .PHONY: all deps test run bench bench-ft bench-python bench-ssp bench-net bench-hogwild bench-overhead asan tsan clean data fixtures fuzz \
 	install uninstall
-all: $(FLAGS_STAMP) $(OUT)/lib/libhps.a $(OUT)/lib/libhps.so $(OUT)/bin/hps $(TESTS) $(OUT)/bench/hps_bench $(OUT)/bench/ssp_bench $(OUT)/bench/ft_bench \
+all: $(FLAGS_STAMP) $(OUT)/lib/libhps.a $(OUT)/lib/libhps.so $(OUT)/bin/hps $(TESTS) $(OUT)/bench/hps_bench $(OUT)/bench/ssp_bench $(OUT)/bench/ft_bench $(OUT)/bench/store_bench \
 	$(OUT)/bench/net_bench $(EXAMPLES) $(PY_BUILD)
 
 # Installs the Debian packages hps needs, only when one is missing.
@@ -288,4 +288,4 @@ uninstall:
 	echo "removed hps from $$r"
 
 clean:
-	rm -rf build build-asan build-tsan build-fuzz lib bin bench/hps_bench bench/ssp_bench bench/net_bench
+	rm -rf build build-asan build-tsan build-fuzz lib bin bench/hps_bench bench/ssp_bench bench/net_bench bench/store_bench

@@ -11,12 +11,7 @@
 #include "net/route.h"
 #include "shm/bell.h"
 
-/* The zipf cases: a table of ZIPF_KEYS keys, requests of 1,000 unique
- * keys whose ranks are drawn from Zipf(ZIPF_S); ZIPF_REQS requests drawn
- * before timing (32 MiB of keys per worker), sent in turn. */
-#define ZIPF_KEYS 10000000ull
 #define ZIPF_S 1.1
-#define ZIPF_REQS 4096
 #define ZIPF_SEED 15u /* the worker's rank is added: workers draw different requests */
 
 const struct bench_case cases[NCASES] = {
@@ -66,7 +61,7 @@ static uint64_t *make_keys(uint32_t n, size_t ci)
 /* The key of rank r (1 = most frequent) in case ci: a bijective mix, so
  * that frequent keys lie anywhere in the key space, like hashed feature
  * ids, and each case has its own keys. */
-static uint64_t zipf_key(uint64_t rank, size_t ci)
+uint64_t bench_zipf_key(uint64_t rank, size_t ci)
 {
 	return hpsi_key_mix(rank + ((uint64_t)ci << 40));
 }
@@ -122,14 +117,13 @@ static uint64_t zipf_draw(const struct zipf *z, uint64_t *state)
 	}
 }
 
-static int cmp_u64(const void *a, const void *b)
+int bench_cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
 	return x < y ? -1 : x > y;
 }
 
-/* ZIPF_REQS requests of nkeys unique keys each, sorted within a request. */
-static uint64_t *make_zipf_requests(uint32_t nkeys, size_t ci, int rank)
+uint64_t *bench_zipf_requests(uint32_t nkeys, size_t ci, int rank)
 {
 	struct zipf z;
 	zipf_init(&z, ZIPF_S, (double)ZIPF_KEYS);
@@ -150,9 +144,9 @@ static uint64_t *make_zipf_requests(uint32_t nkeys, size_t ci, int rank)
 			if (set[i])
 				continue; /* drawn already: unique keys per request */
 			set[i] = r;
-			k[n++] = zipf_key(r, ci);
+			k[n++] = bench_zipf_key(r, ci);
 		}
-		qsort(k, nkeys, sizeof *k, cmp_u64);
+		qsort(k, nkeys, sizeof *k, bench_cmp_u64);
 	}
 	free(set);
 	return all;
@@ -197,8 +191,8 @@ static int fill_table(hps_ctx *ctx, hps_worker *w, const struct bench_case *c, s
 	for (uint64_t first = 1 + (uint64_t)me * BLOCK; !rc && first <= c->universe; first += (uint64_t)nw * BLOCK) {
 		uint32_t n = 0;
 		for (uint64_t r = first; r < first + BLOCK && r <= c->universe; r++)
-			k[n++] = zipf_key(r, ci);
-		qsort(k, n, sizeof *k, cmp_u64);
+			k[n++] = bench_zipf_key(r, ci);
+		qsort(k, n, sizeof *k, bench_cmp_u64);
 		rc = hps_wait(w, hps_push(w, k, n, v, &o));
 	}
 	free(k);
@@ -289,7 +283,7 @@ int worker_main(hps_ctx *ctx, hps_worker *w)
 			continue;
 		const struct bench_case *c = &cases[ci];
 		size_t floats = (size_t)c->nkeys * c->width;
-		struct bufs b = {.keys = c->universe ? make_zipf_requests(c->nkeys, ci, me) : make_keys(c->nkeys, ci),
+		struct bufs b = {.keys = c->universe ? bench_zipf_requests(c->nkeys, ci, me) : make_keys(c->nkeys, ci),
 				 .nreq = c->universe ? ZIPF_REQS : 1,
 				 .opts = {.width = c->width}};
 		if (c->universe && fill_table(ctx, w, c, ci))

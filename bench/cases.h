@@ -20,6 +20,12 @@ struct bench_case {
 	uint64_t universe; /* zipf cases: keys of the table, filled before timing; 0: none */
 };
 
+/* The zipf cases: a table of ZIPF_KEYS keys, requests of 1,000 unique
+ * keys whose ranks are drawn from Zipf(1.1); ZIPF_REQS requests drawn
+ * before timing (32 MiB of keys per worker), sent in turn. */
+#define ZIPF_KEYS 10000000ull
+#define ZIPF_REQS 4096
+
 #define NCASES 7
 extern const struct bench_case cases[NCASES];
 
@@ -55,6 +61,12 @@ extern void (*bench_rep_hook)(size_t ci, int ph, long ops);
 extern int selected[NCASES];
 
 double median(double *v, int n);
+int bench_cmp_u64(const void *a, const void *b);
+/* The key of rank r (1 = most frequent) in case ci. */
+uint64_t bench_zipf_key(uint64_t rank, size_t ci);
+/* ZIPF_REQS requests of nkeys unique keys each, sorted within a request,
+ * drawn for worker `rank` (malloc'd). */
+uint64_t *bench_zipf_requests(uint32_t nkeys, size_t ci, int rank);
 int cmp_double(const void *a, const void *b);
 /* One figure of a result line: '-' for NaN, 3 significant digits below 100. */
 void print_fig(double v);
