@@ -269,6 +269,7 @@ size_t hpsi_heap_max_alloc(const struct hpsi_heap *h)
 static extent_hooks_t *default_hooks;
 static extent_hooks_t local_hooks;
 static int local_flags;
+static unsigned local_arena;
 static pthread_once_t local_once = PTHREAD_ONCE_INIT;
 
 static void *local_extent_alloc(extent_hooks_t *hooks, void *new_addr, size_t size, size_t alignment,
@@ -335,12 +336,37 @@ static void local_arena_init(void)
 				       local_merge};
 	extent_hooks_t *hooks = &local_hooks;
 	sz = sizeof arena;
-	if (mallctl("arenas.create", &arena, &sz, &hooks, sizeof hooks) == 0)
+	if (mallctl("arenas.create", &arena, &sz, &hooks, sizeof hooks) == 0) {
 		local_flags = MALLOCX_ARENA(arena) | MALLOCX_TCACHE_NONE;
+		local_arena = arena;
+	}
 }
 
 int hpsi_local_arena_flags(void)
 {
 	pthread_once(&local_once, local_arena_init);
 	return local_flags;
+}
+
+void *hpsi_local_alloc_huge(size_t bytes, int flags, int zero)
+{
+	const size_t huge = (size_t)2 << 20;
+	if (bytes < huge)
+		return mallocx(bytes ? bytes : 1, flags | (zero ? MALLOCX_ZERO : 0));
+	bytes = (bytes + huge - 1) & ~(huge - 1);
+	void *p = mallocx(bytes, flags | MALLOCX_ALIGN(huge));
+	if (p) {
+		madvise(p, bytes, MADV_HUGEPAGE); /* a hint: refused, the pages stay small */
+		if (zero)
+			memset(p, 0, bytes);
+	}
+	return p;
+}
+
+void hpsi_local_arena_purge(void)
+{
+	char name[48];
+	pthread_once(&local_once, local_arena_init);
+	snprintf(name, sizeof name, "arena.%u.purge", local_flags ? local_arena : 0u);
+	mallctl(name, NULL, NULL, NULL, 0); /* best effort: the pages are only kept longer */
 }

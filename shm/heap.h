@@ -45,5 +45,15 @@ void hpsi_numa_bind(void *p, size_t bytes, int node);
 /* A process-local jemalloc arena whose memory is bound to this process's
  * NUMA node (server tables); returns MALLOCX_ flags to pass to mallocx. */
 int hpsi_local_arena_flags(void);
+/* A large array from the arena of flags: from 2 MiB up, 2 MiB-aligned and
+ * in transparent huge pages where the kernel gives them (madvise; refused,
+ * it works in small pages), zeroed when asked. A table of hundreds of MiB
+ * looked up at random otherwise misses the TLB on each access, and a
+ * virtual machine's TLB miss walks two page tables. */
+void *hpsi_local_alloc_huge(size_t bytes, int flags, int zero);
+/* Hands the local arena's free pages back to the kernel now: after a
+ * server table grew and freed its old array, which jemalloc would keep
+ * resident for its decay time (seconds). */
+void hpsi_local_arena_purge(void);
 
 #endif
