@@ -8,7 +8,9 @@
 
 #include "hps/error.h"
 #include "runtime/common/dtype.h"
+#include "runtime/server/cells.h"
 #include "runtime/server/store.h"
+#include "shm/heap.h"
 #include "tests/harness.h"
 
 static uint64_t rng_state = 0x2545f4914f6cdd1dull;
@@ -278,6 +280,117 @@ static void test_store_foreach_put_round_trip(void)
 	}
 }
 
+/* The cells alone: keys crowded into few homes, each promoted again and
+ * again from wherever it sits, stay findable with their own values, and a
+ * key promoted often enough reaches its home; growing keeps them all. */
+static void test_store_cells_promote(void)
+{
+	enum { KEYS = 200, ROUNDS = 20000 };
+	struct hpsi_cells c;
+	hpsi_cells_init(&c, hpsi_local_arena_flags(), 4, 0, 0);
+	CU_ASSERT_EQUAL_FATAL(hpsi_cells_set_len(&c, 1), 0);
+	CU_ASSERT_EQUAL_FATAL(hpsi_cells_reserve(&c, KEYS), 1); /* the first array */
+	CU_ASSERT(c.cap < KEYS * 2);                             /* at 70-80%: long runs */
+	uint64_t h[KEYS];
+	for (int i = 0; i < KEYS; i++) {
+		h[i] = hpsi_cells_hash(rnd());
+		if (!h[i] || hpsi_cells_find(&c, h[i])) {
+			i--; /* the one key without a cell, or drawn twice */
+			continue;
+		}
+		*(float *)hpsi_cells_add(&c, h[i]) = (float)i;
+	}
+	CU_ASSERT_EQUAL(c.count, KEYS);
+	size_t bad = 0;
+	for (int round = 0; round < ROUNDS; round++) {
+		int i = (int)(rnd() % KEYS);
+		unsigned char *cell = hpsi_cells_find(&c, h[i]);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(cell);
+		hpsi_cells_promote(&c, cell, h[i]);
+	}
+	for (int i = 0; i < KEYS; i++) {
+		unsigned char *cell = hpsi_cells_find(&c, h[i]);
+		bad += !cell || *(float *)hpsi_cells_vals(&c, cell) != (float)i;
+	}
+	CU_ASSERT_EQUAL(bad, 0);
+	/* key 0, promoted until it stops moving, sits at its home */
+	for (int round = 0; round < 2 * KEYS; round++)
+		hpsi_cells_promote(&c, hpsi_cells_find(&c, h[0]), h[0]);
+	CU_ASSERT_PTR_EQUAL(hpsi_cells_find(&c, h[0]), hpsi_cells_home(&c, h[0]));
+	/* growing (to more homes) keeps every key and its value */
+	size_t cap = c.cap;
+	CU_ASSERT_EQUAL(hpsi_cells_reserve(&c, 4 * KEYS), 1);
+	CU_ASSERT(c.cap > cap);
+	for (int i = 0; i < KEYS; i++) {
+		unsigned char *cell = hpsi_cells_find(&c, h[i]);
+		bad += !cell || *(float *)hpsi_cells_vals(&c, cell) != (float)i;
+	}
+	CU_ASSERT_EQUAL(bad, 0);
+	CU_ASSERT_EQUAL(hpsi_cells_reserve(&c, 1), 0); /* room already */
+	hpsi_cells_free(&c);
+}
+
+static int sum_one(uint64_t key, uint32_t len, uint32_t steps, const float *vals, void *arg)
+{
+	(void)steps;
+	double *sum = arg;
+	for (uint32_t j = 0; j < len; j++)
+		sum[0] += vals[j];
+	sum[1] += (double)(key % 1000);
+	return 0;
+}
+
+/* Keys of the cells' length go to the cells, others and the one key
+ * whose hash is 0 to the pool; both answer, a pull of many finds each,
+ * a checkpoint's walk visits both, and put brings both back. */
+static void test_store_cells_and_pool(void)
+{
+	struct hpsi_store *st = hpsi_store_create(NULL, NULL, HPSI_WIRE_F32);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+	uint64_t keys[5] = {0, 7, 1000, HPSI_CELLS_SALT, UINT64_MAX}; /* sorted */
+	CU_ASSERT_EQUAL_FATAL(hpsi_cells_hash(HPSI_CELLS_SALT), 0);
+	uint32_t lens[5] = {2, 2, 3, 2, 2};
+	float v[11] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, out[11];
+	uint32_t out_lens[5];
+	for (int twice = 0; twice < 2; twice++) {
+		hps_request r = {.type = HPS_REQ_PUSH, .nkeys = 5, .keys = keys, .lens = lens, .vals = v, .nvals = 11};
+		CU_ASSERT_EQUAL(hpsi_store_handle(&r, st), 0);
+	}
+	CU_ASSERT_EQUAL(hpsi_store_size(st), 5);
+	hps_request p = {.type = HPS_REQ_PULL, .nkeys = 5, .keys = keys, .out = out, .out_cap = 11, .out_lens = out_lens};
+	CU_ASSERT_EQUAL(hpsi_store_handle(&p, st), 11);
+	CU_ASSERT_EQUAL(memcmp(out_lens, lens, sizeof lens), 0);
+	size_t bad = 0;
+	for (int i = 0; i < 11; i++)
+		bad += out[i] != 2 * v[i];
+	CU_ASSERT_EQUAL(bad, 0);
+	/* a fixed-width pull of the width-2 keys, the width-3 one refused */
+	uint64_t two[4] = {0, 7, HPSI_CELLS_SALT, UINT64_MAX};
+	hps_request fw = {.type = HPS_REQ_PULL, .width = 2, .nkeys = 4, .keys = two, .out = out, .out_cap = 8};
+	CU_ASSERT_EQUAL(hpsi_store_handle(&fw, st), 8);
+	CU_ASSERT(out[0] == 2 && out[2] == 6 && out[4] == 16 && out[7] == 22);
+	hps_request bad_width = {.type = HPS_REQ_PULL, .width = 2, .nkeys = 5, .keys = keys, .out = out, .out_cap = 10};
+	CU_ASSERT_EQUAL(hpsi_store_handle(&bad_width, st), HPS_EVALLEN);
+	/* the walk visits all five; put refills another store the same */
+	double a[2] = {0, 0}, b[2] = {0, 0};
+	CU_ASSERT_EQUAL(hpsi_store_foreach(st, sum_one, a), 0);
+	CU_ASSERT_EQUAL(a[0], 2.0 * 66);
+	struct refill f = {hpsi_store_create_like(st), 0};
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f.into);
+	CU_ASSERT_EQUAL(hpsi_store_foreach(st, put_one, &f), 0);
+	CU_ASSERT_EQUAL(f.rc, 0);
+	CU_ASSERT_EQUAL(hpsi_store_size(f.into), 5);
+	CU_ASSERT_EQUAL(hpsi_store_foreach(f.into, sum_one, b), 0);
+	CU_ASSERT(a[0] == b[0] && a[1] == b[1]);
+	CU_ASSERT_EQUAL(hpsi_store_handle(&p, f.into), 11);
+	bad = 0;
+	for (int i = 0; i < 11; i++)
+		bad += out[i] != 2 * v[i];
+	CU_ASSERT_EQUAL(bad, 0);
+	hpsi_store_destroy(f.into);
+	hpsi_store_destroy(st);
+}
+
 int main(void)
 {
 	static const struct test_case cases[] = {
@@ -285,6 +398,8 @@ int main(void)
 		{"test_store_grows_past_many_keys", test_store_grows_past_many_keys},
 		{"test_store_lens_and_large_records", test_store_lens_and_large_records},
 		{"test_store_foreach_put_round_trip", test_store_foreach_put_round_trip},
+		{"test_store_cells_promote", test_store_cells_promote},
+		{"test_store_cells_and_pool", test_store_cells_and_pool},
 		{NULL, NULL},
 	};
 	return run_suite("store", cases);

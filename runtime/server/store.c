@@ -6,14 +6,24 @@
 #include "hps/error.h"
 #include "runtime/common/dtype.h"
 #include "runtime/common/log.h"
+#include "runtime/server/cells.h"
 #include "runtime/server/table.h"
 #include "shm/heap.h"
 
 struct hpsi_store {
-	struct hpsi_table tab;
-	struct hpsi_rec **found; /* per request key: its record, or NULL when absent */
+	struct hpsi_cells cells; /* the keys of the cells' length (cells.h) */
+	struct hpsi_table tab;   /* the keys of other lengths and the key of hash 0 (table.h) */
+	/* per request key: its values (NULL when absent), their count, its
+	 * hpsi_cells_hash; found_cap keys */
+	void **found;
+	uint32_t *flen;
+	uint64_t *hash;
+	size_t *away; /* the request's keys found in the cells past their home */
+	size_t naway;
 	size_t found_cap;
+	uint64_t requests; /* handled: which keys promote takes */
 	int flags;      /* mallocx flags: the NUMA-local arena */
+	int steps;      /* keys keep a push count, 4 bytes before their values (Adam) */
 	struct hpsi_updater upd;
 	struct hpsi_init init;
 	unsigned dtype; /* HPSI_WIRE_F32 or HPSI_WIRE_F64 */
@@ -28,9 +38,37 @@ struct hpsi_store {
 	int dprivate;
 };
 
-static void *xalloc(struct hpsi_store *st, size_t bytes)
+static void free_found(struct hpsi_store *st)
 {
-	return mallocx(bytes, st->flags);
+	if (st->found)
+		dallocx(st->found, st->flags);
+	if (st->flen)
+		dallocx(st->flen, st->flags);
+	if (st->hash)
+		dallocx(st->hash, st->flags);
+	if (st->away)
+		dallocx(st->away, st->flags);
+	st->found = NULL, st->flen = NULL, st->hash = NULL, st->away = NULL;
+	st->found_cap = 0;
+}
+
+/* Room for what pass 1 notes about each key of a request of n keys. */
+static int room_for(struct hpsi_store *st, size_t n)
+{
+	if (n <= st->found_cap)
+		return 0;
+	free_found(st);
+	size_t cap = n * 2;
+	st->found = mallocx(cap * sizeof *st->found, st->flags);
+	st->flen = mallocx(cap * sizeof *st->flen, st->flags);
+	st->hash = mallocx(cap * sizeof *st->hash, st->flags);
+	st->away = mallocx(cap * sizeof *st->away, st->flags);
+	if (!st->found || !st->flen || !st->hash || !st->away) {
+		free_found(st);
+		return HPS_ENOMEM;
+	}
+	st->found_cap = cap;
+	return 0;
 }
 
 struct hpsi_store *hpsi_store_create(const struct hpsi_updater *u, const struct hpsi_init *in, unsigned dtype)
@@ -48,6 +86,8 @@ struct hpsi_store *hpsi_store_create(const struct hpsi_updater *u, const struct 
 		hpsi_updater_parse(NULL, "", &st->upd);
 	if (in)
 		st->init = *in;
+	st->steps = st->upd.kind == HPSI_UPD_ADAM; /* the only updater that reads a key's push count */
+	hpsi_cells_init(&st->cells, flags, (uint32_t)st->esz, st->upd.state, st->steps);
 	if (hpsi_table_init(&st->tab, flags, (uint32_t)(st->esz * (1 + st->upd.state)))) {
 		dallocx(st, flags);
 		return NULL;
@@ -103,23 +143,23 @@ void hpsi_store_destroy(struct hpsi_store *st)
 		return;
 	if (st->dprivate && st->dvals)
 		dallocx(st->dvals, st->flags);
+	hpsi_cells_free(&st->cells);
 	hpsi_table_free(&st->tab);
-	if (st->found)
-		dallocx(st->found, st->flags);
+	free_found(st);
 	dallocx(st, st->flags);
 }
 
 size_t hpsi_store_size(const struct hpsi_store *st)
 {
-	return st->dvals ? st->dcount : st->tab.count;
+	return st->dvals ? st->dcount : st->cells.count + st->tab.count;
 }
 
 size_t hpsi_store_bytes(const struct hpsi_store *st)
 {
 	if (st->dvals)
 		return (size_t)st->dcount * st->dwidth * sizeof(float);
-	/* the records (keys, values, optimizer state) and the slot array */
-	return (size_t)st->tab.used * 8 + st->tab.cap * sizeof *st->tab.slots;
+	/* the cells, and the pool's records and slot array */
+	return hpsi_cells_size(&st->cells) + (size_t)st->tab.used * 8 + st->tab.cap * sizeof *st->tab.slots;
 }
 
 /* The hot loop of a dense push: restrict lets the compiler vectorize it
@@ -183,26 +223,87 @@ static int handle_direct(struct hpsi_store *st, hps_request *r)
 }
 
 /* Starting values and state of a key just added. */
-static void init_rec(struct hpsi_store *st, struct hpsi_rec *e)
+/* A key's values (NULL when absent) and their count; h is its
+ * hpsi_cells_hash. The cells first: they hold every key of their length
+ * but the one of hash 0. */
+static inline void *find_pool(const struct hpsi_store *st, uint64_t key, uint32_t *len)
 {
-	void *w = hpsi_rec_vals(e);
-	if (st->dtype == HPSI_WIRE_F64)
-		hpsi_init_values64(&st->init, &st->upd, e->key, w, (double *)w + e->len, e->len);
-	else
-		hpsi_init_values(&st->init, &st->upd, e->key, w, (float *)w + e->len, e->len);
+	if (st->tab.count) {
+		struct hpsi_rec *e = hpsi_table_find(&st->tab, key);
+		if (e) {
+			*len = e->len;
+			return hpsi_rec_vals(e);
+		}
+	}
+	*len = 0;
+	return NULL;
 }
 
-/* Room for the keys pass 1 found absent, so that pass 2 cannot fail
- * half-way; records found stay where they are. */
-static int make_room(struct hpsi_store *st, const hps_request *r, size_t new_keys)
+static inline void *find(const struct hpsi_store *st, uint64_t key, uint64_t h, uint32_t *len)
 {
-	if (hpsi_table_reserve_keys(&st->tab, new_keys))
+	unsigned char *c = h ? hpsi_cells_find(&st->cells, h) : NULL;
+	if (c) {
+		*len = st->cells.len;
+		return hpsi_cells_vals(&st->cells, c);
+	}
+	return find_pool(st, key, len);
+}
+
+/* Whether a new key of hash h and len values gets a cell. */
+static int in_cells(const struct hpsi_store *st, uint64_t h, uint32_t len)
+{
+	return h && st->cells.csz && len == st->cells.len;
+}
+
+/* Starting values and state of a key just added. */
+static void init_vals(struct hpsi_store *st, uint64_t key, void *w, uint32_t len)
+{
+	if (st->dtype == HPSI_WIRE_F64)
+		hpsi_init_values64(&st->init, &st->upd, key, w, (double *)w + len, len);
+	else
+		hpsi_init_values(&st->init, &st->upd, key, w, (float *)w + len, len);
+}
+
+/* Adds the keys pass 1 found absent, with their initial values. Room
+ * for all of them first, so that a request either adds every key or
+ * changes nothing; when the cells grew for it, every key is found again
+ * (a record found in pass 1 moved). */
+static int add_keys(struct hpsi_store *st, const hps_request *r, size_t new_keys)
+{
+	size_t n = r->nkeys, ncell = 0;
+	int moved = 0;
+	/* While the cells are empty, the first new key that fits in a cell
+	 * chooses their length: most stores have one. */
+	for (size_t i = 0; !st->cells.count && i < n; i++)
+		if (!st->found[i] && !hpsi_cells_set_len(&st->cells, want_len(r, i)))
+			break;
+	for (size_t i = 0; i < n; i++)
+		ncell += !st->found[i] && in_cells(st, st->hash[i], want_len(r, i));
+	if (ncell && (moved = hpsi_cells_reserve(&st->cells, ncell)) < 0)
 		return HPS_ENOMEM;
-	struct hpsi_table_plan p;
-	hpsi_table_plan_begin(&st->tab, &p);
-	for (size_t i = 0; i < r->nkeys; i++)
-		if (!st->found[i] && hpsi_table_plan_rec(&st->tab, &p, want_len(r, i)))
+	if (new_keys > ncell) {
+		if (hpsi_table_reserve_keys(&st->tab, new_keys - ncell))
 			return HPS_ENOMEM;
+		struct hpsi_table_plan p;
+		hpsi_table_plan_begin(&st->tab, &p);
+		for (size_t i = 0; i < n; i++)
+			if (!st->found[i] && !in_cells(st, st->hash[i], want_len(r, i)) &&
+			    hpsi_table_plan_rec(&st->tab, &p, want_len(r, i)))
+				return HPS_ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (st->found[i])
+			continue;
+		uint32_t len = want_len(r, i);
+		void *v = in_cells(st, st->hash[i], len) ? hpsi_cells_add(&st->cells, st->hash[i])
+							  : hpsi_rec_vals(hpsi_table_add(&st->tab, r->keys[i], len));
+		init_vals(st, r->keys[i], v, len);
+		st->found[i] = v, st->flen[i] = len;
+	}
+	for (size_t i = 0; moved && i < n; i++)
+		st->found[i] = find(st, r->keys[i], st->hash[i], &st->flen[i]);
+	if (moved)
+		st->naway = 0;
 	return 0;
 }
 
@@ -210,20 +311,17 @@ static int make_room(struct hpsi_store *st, const hps_request *r, size_t new_key
 #if defined(__GNUC__) && !defined(__clang__)
 __attribute__((optimize("O3")))
 #endif
-static void sum_fixed(struct hpsi_rec *const *found, size_t n, const float *restrict g, uint32_t width)
+static void sum_fixed(void *const *found, size_t n, const float *restrict g, uint32_t width)
 {
 	if (width == 1) {
-		for (size_t i = 0; i < n; i++) {
-			*(float *)hpsi_rec_vals(found[i]) += g[i];
-			found[i]->steps++;
-		}
+		for (size_t i = 0; i < n; i++)
+			*(float *)found[i] += g[i];
 		return;
 	}
 	for (size_t i = 0; i < n; i++, g += width) {
-		float *restrict v = hpsi_rec_vals(found[i]);
+		float *restrict v = found[i];
 		for (uint32_t j = 0; j < width; j++)
 			v[j] += g[j];
-		found[i]->steps++;
 	}
 }
 
@@ -232,11 +330,10 @@ static void sum_fixed(struct hpsi_rec *const *found, size_t n, const float *rest
 #if defined(__GNUC__) && !defined(__clang__)
 __attribute__((optimize("O3")))
 #endif
-static void pull_fixed(struct hpsi_rec *const *found, size_t n, float *restrict out, uint32_t width,
-		       uint32_t *out_lens)
+static void pull_fixed(void *const *found, size_t n, float *restrict out, uint32_t width, uint32_t *out_lens)
 {
 	for (size_t i = 0; i < n; i++, out += width) {
-		const float *restrict v = found[i] ? hpsi_rec_vals(found[i]) : NULL;
+		const float *restrict v = found[i];
 		if (out_lens)
 			out_lens[i] = v ? width : 0;
 		if (!v)
@@ -249,46 +346,72 @@ static void pull_fixed(struct hpsi_rec *const *found, size_t n, float *restrict 
 	}
 }
 
-/* Pass 2 of any other request: adds the absent keys it creates, applies
- * the push, then reads the answer; returns the values written. */
-static size_t apply_general(struct hpsi_store *st, hps_request *r, int push, int pull, int creates)
+/* Pass 2 of any other request: applies the push, then reads the answer;
+ * returns the values written. */
+static size_t apply_general(struct hpsi_store *st, hps_request *r, int push, int pull)
 {
 	const unsigned char *src = (const unsigned char *)r->vals;
 	unsigned char *dst = (unsigned char *)r->out;
 	size_t esz = st->esz;
 	for (size_t i = 0; i < r->nkeys; i++) {
-		struct hpsi_rec *e = st->found[i];
+		void *v = st->found[i];
 		uint32_t len = want_len(r, i);
-		if (!e && creates) {
-			e = hpsi_table_add(&st->tab, r->keys[i], len);
-			init_rec(st, e);
-		}
 		if (push) {
-			void *v = hpsi_rec_vals(e);
-			e->steps++;
+			uint32_t step = 1;
+			if (st->steps) { /* the count sits right before the values, in cells and records */
+				memcpy(&step, (char *)v - 4, 4);
+				step++;
+				memcpy((char *)v - 4, &step, 4);
+			}
 			if (st->dtype == HPSI_WIRE_F64)
-				hpsi_updater_apply64(&st->upd, v, (double *)v + len, (const double *)src, len, e->steps);
+				hpsi_updater_apply64(&st->upd, v, (double *)v + len, (const double *)src, len, step);
 			else if (st->upd.kind != HPSI_UPD_SUM)
-				hpsi_updater_apply(&st->upd, v, (float *)v + len, (const float *)src, len, e->steps);
+				hpsi_updater_apply(&st->upd, v, (float *)v + len, (const float *)src, len, step);
 			else
 				add_floats(v, (const float *)src, len);
 			src += len * esz;
 		}
 		if (pull) {
-			uint32_t have = e ? e->len : 0;
+			uint32_t have = v ? st->flen[i] : 0;
 			if (r->out_lens)
 				r->out_lens[i] = have;
-			if (!e) {
+			if (!v) {
 				memset(dst, 0, (r->width ? len : 0) * esz);
 				dst += r->width ? len * esz : 0;
 				continue;
 			}
-			memcpy(dst, hpsi_rec_vals(e), have * esz);
+			memcpy(dst, v, have * esz);
 			dst += have * esz;
 		}
 	}
 	return (size_t)(dst - (unsigned char *)r->out) / esz;
 }
+
+/* After a request to cells larger than the cache: a quarter of its keys
+ * found past their home move one cell nearer (cells.h), so that the keys
+ * most requests carry end up at their homes (a table in the cache gains
+ * nothing from it). A quarter: a frequent key still walks home
+ * within a few requests, while a rare one (most of a skewed table) rarely
+ * pushes a frequent one back; every other request then pays a quarter of
+ * the swaps. A key whose cell an earlier key of the request took is
+ * skipped (its pointer is stale); none is noted when the cells grew
+ * during the request. */
+static void promote(struct hpsi_store *st)
+{
+	st->requests++;
+	for (size_t k = 0; k < st->naway; k++) {
+		size_t i = st->away[k];
+		if ((i + st->requests) & 3)
+			continue;
+		unsigned char *c = (unsigned char *)st->found[i] - st->cells.hdr;
+		if (hpsi_cells_at(c) == st->hash[i])
+			hpsi_cells_promote(&st->cells, c, st->hash[i]);
+	}
+	st->naway = 0;
+}
+
+/* Cells of a table larger than this are asked for ahead of their lookup. */
+#define PREFETCH_BYTES ((size_t)1 << 20)
 
 int hpsi_store_handle(hps_request *r, void *arg)
 {
@@ -296,76 +419,98 @@ int hpsi_store_handle(hps_request *r, void *arg)
 	if (st->dvals)
 		return handle_direct(st, r);
 	int push = r->type != HPS_REQ_PULL, pull = r->type != HPS_REQ_PUSH;
-	if (r->nkeys > st->found_cap) {
-		if (st->found)
-			dallocx(st->found, st->flags);
-		st->found_cap = r->nkeys * 2;
-		if (!(st->found = xalloc(st, st->found_cap * sizeof *st->found))) {
-			st->found_cap = 0;
-			return HPS_ENOMEM;
-		}
-	}
-	/* Pass 1: look every key up and check lengths; nothing changes yet. */
-	uint64_t out_floats = 0;
-	size_t new_keys = 0, n = r->nkeys;
+	size_t n = r->nkeys;
+	if (room_for(st, n))
+		return HPS_ENOMEM;
 	const uint64_t *keys = r->keys;
-	/* fixed-width pulls create keys when their initial values are not 0 */
-	int creates = push || (r->width && st->init.kind != HPSI_INIT_ZEROS);
-	/* A table larger than the cache misses twice per key (slot, record):
-	 * ask for the slot of a key SLOT_AHEAD places ahead and, once that
-	 * slot is in, for the record of the key REC_AHEAD places ahead, so
-	 * that the misses of several keys overlap. A small table skips it. */
-	enum { SLOT_AHEAD = 16, REC_AHEAD = 8 };
-	int ahead = st->tab.cap >= (1u << 15);
+	void **found = st->found;
+	uint32_t *flen = st->flen;
+	uint64_t *hash = st->hash;
+	for (size_t i = 0; i < n; i++)
+		hash[i] = hpsi_cells_hash(keys[i]);
+	/* Pass 1: look every key up and check lengths; nothing changes yet.
+	 * A table larger than the cache misses once per key (its cell): ask
+	 * for the cell of the key AHEAD places ahead, so that the misses of
+	 * that many keys overlap. Keys in the pool (other lengths) miss twice
+	 * (slot, record): their slots are asked for AHEAD places ahead and
+	 * their records, once the slot is in, AHEAD / 2 places ahead. */
+	enum { AHEAD = 32 };
+	int cells_ahead = hpsi_cells_size(&st->cells) >= PREFETCH_BYTES;
+	int pool_ahead = st->tab.cap >= (1u << 15);
 	size_t rec_bytes = sizeof(struct hpsi_rec) + (r->width ? r->width : 1) * (push ? st->tab.vbytes : st->esz);
+	uint64_t out_floats = 0;
+	size_t new_keys = 0, naway = 0;
+	const struct hpsi_cells *cl = &st->cells;
 	for (size_t i = 0; i < n; i++) {
-		if (ahead && i + SLOT_AHEAD < n)
-			hpsi_table_prefetch_slot(&st->tab, keys[i + SLOT_AHEAD]);
-		if (ahead && i + REC_AHEAD < n)
-			hpsi_table_prefetch_rec(&st->tab, keys[i + REC_AHEAD], rec_bytes, push);
-		struct hpsi_rec *e = hpsi_table_find(&st->tab, keys[i]);
-		st->found[i] = e;
-		uint32_t have = e ? e->len : 0;
-		if (e && (push || r->width) && have != want_len(r, i)) {
+		if (cells_ahead && i + AHEAD < n)
+			hpsi_cells_prefetch(cl, hash[i + AHEAD]);
+		if (pool_ahead && i + AHEAD < n)
+			hpsi_table_prefetch_slot(&st->tab, keys[i + AHEAD]);
+		if (pool_ahead && i + AHEAD / 2 < n)
+			hpsi_table_prefetch_rec(&st->tab, keys[i + AHEAD / 2], rec_bytes, push);
+		uint32_t have;
+		void *v;
+		unsigned char *home = cl->count && hash[i] ? hpsi_cells_home(cl, hash[i]) : NULL;
+		unsigned char *c = home ? hpsi_cells_scan(cl, home, hash[i]) : NULL;
+		if (c) {
+			v = hpsi_cells_vals(cl, c), have = cl->len;
+			if (c != home && cells_ahead) /* promote: only where misses cost */
+				st->away[naway++] = i;
+		} else {
+			v = find_pool(st, keys[i], &have);
+		}
+		found[i] = v, flen[i] = have;
+		if (v && (push || r->width) && have != want_len(r, i)) {
 			hpsi_warn("key %llu holds %u floats, request from worker %d has %u",
 				  (unsigned long long)keys[i], have, r->sender, want_len(r, i));
 			return HPS_EVALLEN;
 		}
 		out_floats += push || r->width ? want_len(r, i) : have;
-		new_keys += !e;
+		new_keys += !v;
 	}
 	if (pull && out_floats > r->out_cap) {
 		hpsi_warn("answer of %llu floats does not fit the %zu of the request (vals_cap)",
 			  (unsigned long long)out_floats, r->out_cap);
 		return HPS_EINVAL;
 	}
-	if (!creates)
-		new_keys = 0;
-	if (new_keys && make_room(st, r, new_keys))
+	st->naway = naway;
+	/* fixed-width pulls create keys when their initial values are not 0 */
+	int creates = push || (r->width && st->init.kind != HPSI_INIT_ZEROS);
+	if (creates && new_keys && add_keys(st, r, new_keys))
 		return HPS_ENOMEM;
 	/* Pass 2: apply the push, then read the answer. */
 	int f32 = st->dtype == HPSI_WIRE_F32;
-	if (!new_keys && f32 && r->width && push && !pull && st->upd.kind == HPSI_UPD_SUM) {
-		sum_fixed(st->found, n, r->vals, r->width);
-		return 0;
+	size_t wrote;
+	if (f32 && r->width && push && !pull && st->upd.kind == HPSI_UPD_SUM) {
+		sum_fixed(found, n, r->vals, r->width);
+		wrote = 0;
+	} else if (f32 && r->width && pull && !push) {
+		pull_fixed(found, n, r->out, r->width, r->out_lens);
+		wrote = n * r->width;
+	} else {
+		wrote = apply_general(st, r, push, pull);
 	}
-	if (!new_keys && f32 && r->width && pull && !push) {
-		pull_fixed(st->found, n, r->out, r->width, r->out_lens);
-		return (int)(n * r->width);
-	}
-	size_t wrote = apply_general(st, r, push, pull, creates);
+	promote(st);
 	return pull ? (int)wrote : 0;
 }
 
 struct visit {
 	hpsi_store_visit fn;
 	void *arg;
+	uint32_t len; /* of the cells */
+	int steps;
 };
+
+static int visit_cell(uint64_t key, uint32_t steps, void *vals, void *arg)
+{
+	struct visit *v = arg;
+	return v->fn(key, v->len, steps, vals, v->arg);
+}
 
 static int visit_rec(struct hpsi_rec *e, void *arg)
 {
 	struct visit *v = arg;
-	return v->fn(e->key, e->len, e->steps, hpsi_rec_vals(e), v->arg);
+	return v->fn(e->key, e->len, v->steps ? e->steps : 0, hpsi_rec_vals(e), v->arg);
 }
 
 int hpsi_store_foreach(const struct hpsi_store *st, hpsi_store_visit fn, void *arg)
@@ -375,8 +520,9 @@ int hpsi_store_foreach(const struct hpsi_store *st, hpsi_store_visit fn, void *a
 		if (rc)
 			return rc;
 	}
-	struct visit v = {fn, arg};
-	return hpsi_table_walk(&st->tab, visit_rec, &v);
+	struct visit v = {fn, arg, st->cells.len, st->steps};
+	int rc = hpsi_cells_walk(&st->cells, visit_cell, &v);
+	return rc ? rc : hpsi_table_walk(&st->tab, visit_rec, &v);
 }
 
 /* Adds an absent key with room for len values (NULL: out of memory). */
@@ -399,13 +545,29 @@ int hpsi_store_put(struct hpsi_store *st, uint64_t key, uint32_t len, uint32_t s
 		memcpy(st->dvals + (key - st->dfirst) * len, vals, len * sizeof(float));
 		return 0;
 	}
-	if (hpsi_table_find(&st->tab, key))
+	uint64_t h = hpsi_cells_hash(key);
+	uint32_t have;
+	if (find(st, key, h, &have))
 		return HPS_EPROTO; /* a key twice in one checkpoint */
-	struct hpsi_rec *e = add_one(st, key, len);
-	if (!e)
-		return HPS_ENOMEM;
-	e->steps = steps;
-	memcpy(hpsi_rec_vals(e), vals, (size_t)len * st->tab.vbytes);
+	if (!st->cells.count)
+		hpsi_cells_set_len(&st->cells, len); /* refused (too large): the key goes to the pool */
+	void *v;
+	if (in_cells(st, h, len)) {
+		if (hpsi_cells_reserve(&st->cells, 1) < 0)
+			return HPS_ENOMEM;
+		v = hpsi_cells_add(&st->cells, h);
+	} else {
+		struct hpsi_table_plan p;
+		if (hpsi_table_reserve_keys(&st->tab, 1))
+			return HPS_ENOMEM;
+		hpsi_table_plan_begin(&st->tab, &p);
+		if (hpsi_table_plan_rec(&st->tab, &p, len))
+			return HPS_ENOMEM;
+		v = hpsi_rec_vals(hpsi_table_add(&st->tab, key, len));
+	}
+	if (st->steps)
+		memcpy((char *)v - 4, &steps, 4);
+	memcpy(v, vals, (size_t)len * st->tab.vbytes);
 	return 0;
 }
 

@@ -2,9 +2,9 @@
 
 #include <jemalloc/jemalloc.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "hps/error.h"
+#include "shm/heap.h"
 
 /* Where a window's unused tail starts, when a record did not fit in it
  * (at least a header's room left; less is skipped without a mark). */
@@ -20,24 +20,14 @@ static uint64_t window_rest(uint64_t off)
 	return HPSI_WIN_UNITS - (off & (HPSI_WIN_UNITS - 1));
 }
 
-/* Large parts of the table in 2 MiB pages where the kernel has them
- * (transparent huge pages on madvise): a lookup in a table of hundreds of
- * MiB otherwise misses the TLB on both its accesses, and a miss of a
- * virtual machine's TLB walks two page tables. A table's first window
- * stays in small pages: a server with few keys keeps a few KiB resident. */
+/* Large parts of the table in huge pages (hpsi_local_alloc_huge); a
+ * table's first window stays in small pages: a server with few keys keeps
+ * a few KiB resident. */
 static void *alloc_big(const struct hpsi_table *t, size_t bytes, int zero)
 {
-	const size_t huge = (size_t)2 << 20;
-	if (bytes < huge || t->nwin == 0)
+	if (t->nwin == 0)
 		return mallocx(bytes, t->flags | (zero ? MALLOCX_ZERO : 0));
-	bytes = (bytes + huge - 1) & ~(huge - 1);
-	void *p = mallocx(bytes, t->flags | MALLOCX_ALIGN(huge));
-	if (p) {
-		madvise(p, bytes, MADV_HUGEPAGE); /* a hint: refused, the table works in small pages */
-		if (zero)
-			memset(p, 0, bytes);
-	}
-	return p;
+	return hpsi_local_alloc_huge(bytes, t->flags, zero);
 }
 
 /* Windows get allocated in order, one allocation per record that needs a

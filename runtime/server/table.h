@@ -77,14 +77,14 @@ static inline struct hpsi_rec *hpsi_table_find(const struct hpsi_table *t, uint6
 }
 
 /* Asks for the home slot of a key that will be looked up soon. */
-static inline void hpsi_table_prefetch_slot(const struct hpsi_table *t, uint64_t key)
+__attribute__((always_inline)) static inline void hpsi_table_prefetch_slot(const struct hpsi_table *t, uint64_t key)
 {
 	__builtin_prefetch(&t->slots[hpsi_table_hash(key) >> t->shift]);
 }
 
 /* Asks for the first `bytes` of a key's record (at most two lines) when
  * its home slot, asked for earlier, holds it; writing: for a push. */
-static inline void hpsi_table_prefetch_rec(const struct hpsi_table *t, uint64_t key, size_t bytes, int writing)
+__attribute__((always_inline)) static inline void hpsi_table_prefetch_rec(const struct hpsi_table *t, uint64_t key, size_t bytes, int writing)
 {
 	uint64_t h = hpsi_table_hash(key), s = t->slots[h >> t->shift];
 	if (!s || (s & 0xffff) != ((h >> 16) & 0xffff))

@@ -1,0 +1,168 @@
+#include "runtime/server/cells.h"
+
+#include <jemalloc/jemalloc.h>
+
+#include "hps/error.h"
+#include "shm/heap.h"
+
+/* Cells past the capacity when the table is (re)built, for the end of the
+ * last run: an add moves the end of the cells in use by one at most, and
+ * reserve makes sure the adds of a request stay inside the array. */
+#define SLACK 64
+
+void hpsi_cells_init(struct hpsi_cells *t, int flags, uint32_t esz, uint32_t state, int steps)
+{
+	memset(t, 0, sizeof *t);
+	t->flags = flags;
+	t->esz = esz;
+	t->vbytes = esz * (1 + state);
+	t->steps = steps;
+	/* the hash, then the push count, then the values at their alignment */
+	t->hdr = steps ? (esz == 8 ? 16 : 12) : 8;
+}
+
+void hpsi_cells_free(struct hpsi_cells *t)
+{
+	if (t->base)
+		dallocx(t->base, t->flags);
+	t->base = NULL;
+	t->cap = t->ncells = t->tail = t->count = 0;
+}
+
+size_t hpsi_cells_bytes_for(const struct hpsi_cells *t, uint32_t len)
+{
+	uint64_t align = t->esz == 8 ? 8 : 4;
+	uint64_t b = t->hdr + (uint64_t)len * t->vbytes;
+	b = (b + align - 1) & ~(align - 1);
+	return b <= HPSI_CELL_MAX ? (size_t)b : 0;
+}
+
+int hpsi_cells_set_len(struct hpsi_cells *t, uint32_t len)
+{
+	size_t b = hpsi_cells_bytes_for(t, len);
+	if (t->count || !b)
+		return HPS_EINVAL;
+	if (b != t->csz)
+		hpsi_cells_free(t); /* empty: an array of another cell size is of no use */
+	t->len = len;
+	t->csz = (uint32_t)b;
+	return 0;
+}
+
+/* The first free cell from home for the key of hash h, in an array of
+ * `cap` homes and `ncells` cells; NULL past the end. */
+static unsigned char *free_cell(unsigned char *base, size_t cap, size_t ncells, uint32_t csz, uint64_t h)
+{
+	size_t i = (size_t)(((unsigned __int128)h * cap) >> 64);
+	while (i < ncells && hpsi_cells_at(base + i * csz))
+		i++;
+	return i < ncells ? base + i * csz : NULL;
+}
+
+/* Re-adds every cell to a new array of `cap` homes, in the order of the
+ * old array: the old homes grow with the hash as the new ones do, so the
+ * writes go nearly in order, and a run keeps the order of its keys. */
+static int rebuild(struct hpsi_cells *t, size_t cap, size_t slack)
+{
+	size_t ncells = cap + slack;
+	if (ncells > SIZE_MAX / t->csz)
+		return HPS_ENOMEM;
+	unsigned char *nb = hpsi_local_alloc_huge(ncells * t->csz, t->flags, 1);
+	if (!nb)
+		return HPS_ENOMEM;
+	size_t tail = 0;
+	for (size_t i = 0; i < t->tail; i++) {
+		const unsigned char *c = t->base + i * t->csz;
+		uint64_t h = hpsi_cells_at(c);
+		if (!h)
+			continue;
+		unsigned char *to = free_cell(nb, cap, ncells, t->csz, h);
+		if (!to) { /* the last run is longer than the slack: more of it */
+			dallocx(nb, t->flags);
+			return rebuild(t, cap, slack * 4 + (t->tail - i));
+		}
+		memcpy(to, c, t->csz);
+		size_t at = (size_t)(to - nb) / t->csz;
+		if (at >= tail)
+			tail = at + 1;
+	}
+	if (t->base) {
+		dallocx(t->base, t->flags);
+		hpsi_local_arena_purge();
+	}
+	t->base = nb, t->cap = cap, t->ncells = ncells, t->tail = tail;
+	return 1;
+}
+
+int hpsi_cells_reserve(struct hpsi_cells *t, size_t keys)
+{
+	if (!t->csz)
+		return HPS_EINVAL;
+	size_t need = t->count + keys, cap = t->cap;
+	if (need > SIZE_MAX / 1024)
+		return HPS_ENOMEM;
+	while (need * 1024 > (uint64_t)cap * HPSI_CELLS_LOAD) {
+		size_t grown = (size_t)((uint64_t)cap * HPSI_CELLS_GROW / 1024);
+		cap = grown > cap + 64 ? grown : cap + 64;
+	}
+	int moved = 0;
+	if (cap != t->cap) {
+		moved = rebuild(t, cap, SLACK + keys);
+		if (moved < 0)
+			return moved;
+	}
+	/* An add takes the first free cell from its home (below cap) or
+	 * after the last cell in use: `keys` adds end below this. */
+	size_t reach = (t->tail > cap ? t->tail : cap) + keys;
+	if (reach > t->ncells)
+		return rebuild(t, cap, reach - cap + SLACK);
+	return moved;
+}
+
+void *hpsi_cells_add(struct hpsi_cells *t, uint64_t h)
+{
+	unsigned char *c = free_cell(t->base, t->cap, t->ncells, t->csz, h); /* reserve made sure of one */
+	size_t at = (size_t)(c - t->base) / t->csz;
+	if (at >= t->tail)
+		t->tail = at + 1;
+	memset(c, 0, t->csz);
+	memcpy(c, &h, 8);
+	t->count++;
+	return c + t->hdr;
+}
+
+void hpsi_cells_promote(struct hpsi_cells *t, unsigned char *c, uint64_t h)
+{
+	if (c <= hpsi_cells_home(t, h))
+		return;
+	/* The cell before c lies between the key's home and c, so the key
+	 * may take it; its own key's home is at or before it, so it may go
+	 * one further (every cell between stays taken). */
+	unsigned char tmp[HPSI_CELL_MAX];
+	memcpy(tmp, c - t->csz, t->csz);
+	memcpy(c - t->csz, c, t->csz);
+	memcpy(c, tmp, t->csz);
+}
+
+int hpsi_cells_walk(const struct hpsi_cells *t, int (*fn)(uint64_t key, uint32_t steps, void *vals, void *arg),
+		    void *arg)
+{
+	for (size_t i = 0; i < t->tail; i++) {
+		unsigned char *c = t->base + i * t->csz;
+		uint64_t h = hpsi_cells_at(c);
+		if (!h)
+			continue;
+		uint32_t steps = 0;
+		if (t->steps)
+			memcpy(&steps, c + t->hdr - 4, 4);
+		int rc = fn(hpsi_cells_key(h), steps, c + t->hdr, arg);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+size_t hpsi_cells_size(const struct hpsi_cells *t)
+{
+	return t->ncells * t->csz;
+}

@@ -1,0 +1,155 @@
+/* The main table of a server's store: every key whose values have the
+ * table's one length, in fixed-size cells that hold the key with its
+ * values inline, so that looking up a key absent from the cache costs one
+ * miss (its cell, one or two lines), not two (a slot, then a record
+ * elsewhere: table.h, which keeps the keys of other lengths).
+ *
+ * A cell: the key's hash (8 bytes, see below), its push count (4 bytes,
+ * only where the updater reads it: Adam), then its values and their
+ * optimizer state, in the store's dtype; a cell of hash 0 is empty.
+ *
+ * Linear probing: a key's home is hash * cap / 2^64 and it sits in the
+ * first cell from there that was free when it came, so adding a key moves
+ * no other. Which key of a run sits nearest its home matters: a lookup
+ * reads every cell from the home to the key's, and in a table far larger
+ * than the cache the few keys most requests carry (embedding tables are
+ * skewed) are the ones worth keeping home. The table learns it: after a
+ * request, each key of it found past its home trades places with the cell
+ * before it (hpsi_cells_promote; any two cells between a key's home and
+ * its cell may swap, both stay reachable), so a frequent key walks home
+ * within a few requests and stays there. Growing keeps the order of each
+ * run (cells are re-added in the order of the old array).
+ *
+ * The hash is a bijection of the key (hpsi_cells_hash, hpsi_cells_key),
+ * so a cell stores the hash alone and the key is computed back for a
+ * checkpoint; the one key whose hash is 0 cannot have a cell (the store
+ * keeps it in table.h). The capacity is not a power of two (the home is a
+ * multiply, not a mask): the table grows by HPSI_CELLS_GROW when more
+ * than HPSI_CELLS_LOAD of it is used, which keeps its load between 70 and
+ * 80%; cells past the capacity (the slack) hold the end of the last run,
+ * so no run wraps around. */
+#ifndef HPSI_CELLS_H
+#define HPSI_CELLS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Cells larger than this go to table.h: probing a run of large cells
+ * reads more than the pool's slot and record would. */
+#define HPSI_CELL_MAX 512
+/* Load and growth factor, in 1/1024 (0.8 and 1.15): cells of a width 8
+ * f32 key (40 bytes) then take 50 to 57.5 bytes per key. */
+#define HPSI_CELLS_LOAD 819
+#define HPSI_CELLS_GROW 1178
+
+struct hpsi_cells {
+	unsigned char *base; /* ncells cells of csz bytes */
+	size_t cap;          /* homes are 0 .. cap - 1 */
+	size_t ncells;       /* cap and the slack */
+	size_t tail;         /* one past the last cell in use */
+	size_t count;        /* keys held */
+	uint32_t len;        /* values of every key (0: not chosen yet) */
+	uint32_t csz;        /* bytes of a cell: a multiple of 4 (f32) or 8 (f64) */
+	uint32_t hdr;        /* bytes before the values: 8, 12 or 16 */
+	uint32_t vbytes;     /* bytes of one value and its optimizer state */
+	uint32_t esz;        /* bytes of one value */
+	int steps;           /* cells keep a push count (4 bytes before the values) */
+	int flags;           /* mallocx flags: the server's NUMA-local arena */
+};
+
+/* A bijection of 64-bit keys: xor a constant (so that key 0 has a
+ * non-zero hash), fold the high half into the low, one odd multiply.
+ * The top bits are the home; sorted, strided or random keys all spread. */
+#define HPSI_CELLS_SALT 0x5bd1e9955bd1e995ull
+#define HPSI_CELLS_MUL 0x9e3779b97f4a7c15ull
+#define HPSI_CELLS_UNMUL 0xf1de83e19937733dull /* HPSI_CELLS_MUL^-1 mod 2^64 */
+
+static inline uint64_t hpsi_cells_hash(uint64_t key)
+{
+	key ^= HPSI_CELLS_SALT;
+	return (key ^ (key >> 32)) * HPSI_CELLS_MUL;
+}
+
+static inline uint64_t hpsi_cells_key(uint64_t h)
+{
+	uint64_t x = h * HPSI_CELLS_UNMUL;
+	return (x ^ (x >> 32)) ^ HPSI_CELLS_SALT;
+}
+
+static inline unsigned char *hpsi_cells_home(const struct hpsi_cells *t, uint64_t h)
+{
+	return t->base + (size_t)(((unsigned __int128)h * t->cap) >> 64) * t->csz;
+}
+
+static inline uint64_t hpsi_cells_at(const unsigned char *c)
+{
+	uint64_t h;
+	memcpy(&h, c, 8); /* f32 cells are 4-byte aligned */
+	return h;
+}
+
+/* The cell of the key of hash h (h != 0) from its home cell on, or NULL
+ * when absent (the run ends first). */
+static inline unsigned char *hpsi_cells_scan(const struct hpsi_cells *t, unsigned char *home, uint64_t h)
+{
+	for (unsigned char *c = home;; c += t->csz) {
+		uint64_t x = hpsi_cells_at(c);
+		if (x == h)
+			return c;
+		if (!x)
+			return NULL;
+	}
+}
+
+static inline unsigned char *hpsi_cells_find(const struct hpsi_cells *t, uint64_t h)
+{
+	return t->count ? hpsi_cells_scan(t, hpsi_cells_home(t, h), h) : NULL;
+}
+
+static inline void *hpsi_cells_vals(const struct hpsi_cells *t, unsigned char *c)
+{
+	return c + t->hdr;
+}
+
+/* Asks for a key's home cell, to be found soon. A read prefetch also for
+ * a push: x86-64 without -mprfchw compiles a write prefetch to nothing,
+ * and a line read by one core alone arrives writable anyway. */
+__attribute__((always_inline)) static inline void hpsi_cells_prefetch(const struct hpsi_cells *t, uint64_t h)
+{
+	const unsigned char *c = hpsi_cells_home(t, h);
+	__builtin_prefetch(c);
+	__builtin_prefetch(c + t->csz - 1);
+}
+
+/* Bytes of a cell for len values, or 0 when too large for a cell. */
+size_t hpsi_cells_bytes_for(const struct hpsi_cells *t, uint32_t len);
+
+/* esz: bytes of a value (4 or 8); state: optimizer values per value;
+ * steps: keep a push count per key. No memory until the first reserve. */
+void hpsi_cells_init(struct hpsi_cells *t, int flags, uint32_t esz, uint32_t state, int steps);
+void hpsi_cells_free(struct hpsi_cells *t);
+/* Chooses the length of every key while the table is empty; HPS_EINVAL
+ * when its cell would be larger than HPSI_CELL_MAX. */
+int hpsi_cells_set_len(struct hpsi_cells *t, uint32_t len);
+
+/* Room for `keys` more keys, so that that many hpsi_cells_add cannot
+ * fail; 1 when the cells grew (every cell moved), 0 when they had room. */
+int hpsi_cells_reserve(struct hpsi_cells *t, size_t keys);
+/* Adds the absent key of hash h (h != 0; room reserved): its values,
+ * with the push count and values zero. Moves no other cell. */
+void *hpsi_cells_add(struct hpsi_cells *t, uint64_t h);
+/* If cell c (of the key of hash h) lies past the key's home, swaps it
+ * with the cell before it: c is the key's cell no longer, nor is the
+ * other cell its key's. */
+void hpsi_cells_promote(struct hpsi_cells *t, unsigned char *c, uint64_t h);
+
+/* Visits every key in the order of the array: its key, its push count
+ * (0 when not kept), its values; a non-zero return stops and is returned. */
+int hpsi_cells_walk(const struct hpsi_cells *t, int (*fn)(uint64_t key, uint32_t steps, void *vals, void *arg),
+		    void *arg);
+
+/* Bytes the cells take. */
+size_t hpsi_cells_size(const struct hpsi_cells *t);
+
+#endif
