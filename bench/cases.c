@@ -50,7 +50,7 @@ static double now_us(void)
 
 /* Keys spread evenly over the key space, sorted; each case has its own
  * (a key keeps the width it was first pushed with). */
-static uint64_t *make_keys(uint32_t n, size_t ci)
+uint64_t *bench_sparse_keys(uint32_t n, size_t ci)
 {
 	uint64_t *k = malloc(n * sizeof *k), step = UINT64_MAX / n;
 	for (uint32_t i = 0; i < n; i++)
@@ -283,7 +283,7 @@ int worker_main(hps_ctx *ctx, hps_worker *w)
 			continue;
 		const struct bench_case *c = &cases[ci];
 		size_t floats = (size_t)c->nkeys * c->width;
-		struct bufs b = {.keys = c->universe ? bench_zipf_requests(c->nkeys, ci, me) : make_keys(c->nkeys, ci),
+		struct bufs b = {.keys = c->universe ? bench_zipf_requests(c->nkeys, ci, me) : bench_sparse_keys(c->nkeys, ci),
 				 .nreq = c->universe ? ZIPF_REQS : 1,
 				 .opts = {.width = c->width}};
 		if (c->universe && fill_table(ctx, w, c, ci))

@@ -62,6 +62,9 @@ extern int selected[NCASES];
 
 double median(double *v, int n);
 int bench_cmp_u64(const void *a, const void *b);
+/* n keys spread evenly over the key space, sorted, of case ci: the one
+ * request of the sparse cases (malloc'd). */
+uint64_t *bench_sparse_keys(uint32_t n, size_t ci);
 /* The key of rank r (1 = most frequent) in case ci. */
 uint64_t bench_zipf_key(uint64_t rank, size_t ci);
 /* ZIPF_REQS requests of nkeys unique keys each, sorted within a request,

@@ -2,12 +2,14 @@
  * cases of hps_bench (the same table of 10 M keys and the same requests),
  * next to what this machine's memory allows.
  *
- *   bench/store_bench [zipf1k] [zipf1k_w1]     (default: both)
+ *   bench/store_bench [sparse1k] [zipf1k] [zipf1k_w1]     (default: all three)
  *
- * For each case: fills a store (sum updater, f32) with every key of the
- * table in blocks of 100,000 sorted keys, as hps_bench's workers do, then
- * sends worker 0's requests to hpsi_store_handle in turn, pushes then
- * pulls, REPS runs of REP_NS each. Lines:
+ * For each zipf case: fills a store (sum updater, f32) with every key of
+ * the table in blocks of 100,000 sorted keys, as hps_bench's workers do,
+ * then sends worker 0's requests to hpsi_store_handle in turn, pushes then
+ * pulls, REPS runs of REP_NS each; sparse1k sends its one request of 1,000
+ * keys again and again (a table in the cache: the store's CPU per key).
+ * Lines:
  *   case store phase MB/s keys/s ops/s ns_per_key -
  * then "# case store memory: ..." (the store's own count of its bytes and
  * the process's resident growth per key) and "# bare ..." : independent
@@ -80,7 +82,7 @@ static int fill(struct hpsi_store *st, const struct bench_case *c, size_t ci)
 }
 
 /* One phase: REPS runs of REP_NS; prints the median. */
-static int run_phase(struct hpsi_store *st, const struct bench_case *c, const uint64_t *keys, int pull)
+static int run_phase(struct hpsi_store *st, const struct bench_case *c, const uint64_t *keys, size_t nreq, int pull)
 {
 	size_t floats = (size_t)c->nkeys * c->width;
 	float *vals = malloc(floats * sizeof *vals), *out = malloc(floats * sizeof *out);
@@ -95,7 +97,7 @@ static int run_phase(struct hpsi_store *st, const struct bench_case *c, const ui
 		long n = 0;
 		do {
 			for (int b = 0; b < 16; b++, n++, q++) {
-				const uint64_t *k = keys + (size_t)(q % ZIPF_REQS) * c->nkeys;
+				const uint64_t *k = keys + (size_t)q % nreq * c->nkeys;
 				hps_request r = {.type = pull ? HPS_REQ_PULL : HPS_REQ_PUSH, .width = c->width,
 						 .dtype = HPS_F32, .nkeys = c->nkeys, .keys = k};
 				if (pull)
@@ -170,23 +172,34 @@ static void bare_reads(size_t bytes)
 	free(p);
 }
 
+enum { SPARSE1K = 1 }; /* cases[SPARSE1K] */
+
 int main(int argc, char **argv)
 {
 	size_t want[NCASES] = {0}, nwant = 0;
 	for (size_t ci = 0; ci < NCASES; ci++)
 		for (int a = 1; a < argc; a++)
-			if (!strcmp(argv[a], cases[ci].name) && cases[ci].universe)
+			if (!strcmp(argv[a], cases[ci].name) && (cases[ci].universe || ci == SPARSE1K))
 				want[nwant++] = ci;
 	if (nwant < (size_t)argc - 1) {
-		fprintf(stderr, "usage: store_bench [zipf1k] [zipf1k_w1]\n");
+		fprintf(stderr, "usage: store_bench [sparse1k] [zipf1k] [zipf1k_w1]\n");
 		return 2;
 	}
 	for (size_t ci = 0; argc == 1 && ci < NCASES; ci++)
-		if (cases[ci].universe)
+		if (cases[ci].universe || ci == SPARSE1K)
 			want[nwant++] = ci;
 	for (size_t w = 0; w < nwant; w++) {
 		size_t ci = want[w];
 		const struct bench_case *c = &cases[ci];
+		if (!c->universe) {
+			uint64_t *keys = bench_sparse_keys(c->nkeys, ci);
+			struct hpsi_store *st = hpsi_store_create(NULL, NULL, HPSI_WIRE_F32);
+			if (!keys || !st || run_phase(st, c, keys, 1, 0) || run_phase(st, c, keys, 1, 1))
+				return 1;
+			hpsi_store_destroy(st);
+			free(keys);
+			continue;
+		}
 		uint64_t *keys = bench_zipf_requests(c->nkeys, ci, 0);
 		long before = rss_now();
 		struct hpsi_store *st = hpsi_store_create(NULL, NULL, HPSI_WIRE_F32);
@@ -196,7 +209,7 @@ int main(int argc, char **argv)
 		}
 		long rss = rss_now(), huge = huge_now();
 		double grew = (double)(rss - before) / (double)c->universe;
-		if (run_phase(st, c, keys, 0) || run_phase(st, c, keys, 1))
+		if (run_phase(st, c, keys, ZIPF_REQS, 0) || run_phase(st, c, keys, ZIPF_REQS, 1))
 			return 1;
 		size_t bytes = hpsi_store_bytes(st);
 		printf("# %s store memory: %.1f bytes per key counted by the store, resident memory grew %.1f "

@@ -280,9 +280,11 @@ static void test_store_foreach_put_round_trip(void)
 	}
 }
 
-/* The cells alone: keys crowded into few homes, each promoted again and
- * again from wherever it sits, stay findable with their own values, and a
- * key promoted often enough reaches its home; growing keeps them all. */
+/* The cells alone: keys crowded into two homes, one in the middle and the
+ * last one (its run goes past the capacity, into the slack), each
+ * promoted again and again from wherever it sits, stay findable with
+ * their own values, and a key promoted often enough reaches its home;
+ * growing keeps them all. */
 static void test_store_cells_promote(void)
 {
 	enum { KEYS = 200, ROUNDS = 20000 };
@@ -290,17 +292,21 @@ static void test_store_cells_promote(void)
 	hpsi_cells_init(&c, hpsi_local_arena_flags(), 4, 0, 0);
 	CU_ASSERT_EQUAL_FATAL(hpsi_cells_set_len(&c, 1), 0);
 	CU_ASSERT_EQUAL_FATAL(hpsi_cells_reserve(&c, KEYS), 1); /* the first array */
-	CU_ASSERT(c.cap < KEYS * 2);                             /* at 70-80%: long runs */
 	uint64_t h[KEYS];
+	size_t away = 0;
 	for (int i = 0; i < KEYS; i++) {
-		h[i] = hpsi_cells_hash(rnd());
-		if (!h[i] || hpsi_cells_find(&c, h[i])) {
-			i--; /* the one key without a cell, or drawn twice */
+		/* hashes this close share their home */
+		h[i] = (i % 2 ? UINT64_MAX - (1ull << 40) : 1ull << 63) + rnd() % (1ull << 40);
+		if (hpsi_cells_find(&c, h[i])) {
+			i--; /* drawn twice */
 			continue;
 		}
 		*(float *)hpsi_cells_add(&c, h[i]) = (float)i;
+		away += hpsi_cells_find(&c, h[i]) != hpsi_cells_home(&c, h[i]);
 	}
 	CU_ASSERT_EQUAL(c.count, KEYS);
+	CU_ASSERT_EQUAL(away, KEYS - 2); /* two runs of KEYS / 2 */
+	CU_ASSERT(c.tail > c.cap);       /* the last run reaches into the slack */
 	size_t bad = 0;
 	for (int round = 0; round < ROUNDS; round++) {
 		int i = (int)(rnd() % KEYS);
@@ -314,9 +320,11 @@ static void test_store_cells_promote(void)
 	}
 	CU_ASSERT_EQUAL(bad, 0);
 	/* key 0, promoted until it stops moving, sits at its home */
-	for (int round = 0; round < 2 * KEYS; round++)
+	for (int round = 0; round < KEYS; round++)
 		hpsi_cells_promote(&c, hpsi_cells_find(&c, h[0]), h[0]);
 	CU_ASSERT_PTR_EQUAL(hpsi_cells_find(&c, h[0]), hpsi_cells_home(&c, h[0]));
+	/* a key absent from a long run is not found */
+	CU_ASSERT_PTR_NULL(hpsi_cells_find(&c, UINT64_MAX - 1));
 	/* growing (to more homes) keeps every key and its value */
 	size_t cap = c.cap;
 	CU_ASSERT_EQUAL(hpsi_cells_reserve(&c, 4 * KEYS), 1);
@@ -340,51 +348,62 @@ static int sum_one(uint64_t key, uint32_t len, uint32_t steps, const float *vals
 	return 0;
 }
 
-/* Keys of the cells' length go to the cells, others and the one key
- * whose hash is 0 to the pool; both answer, a pull of many finds each,
- * a checkpoint's walk visits both, and put brings both back. */
+/* Keys of the first four lengths go to cells of their length; keys of
+ * further lengths and the one key whose hash is 0 go to the pool. All
+ * answer, a request finds each, a wrong width is refused whatever holds
+ * the key, a checkpoint's walk visits all and put brings them back. */
 static void test_store_cells_and_pool(void)
 {
+	enum { N = 9, VALS = 2 + 2 + 3 + 1 + 4 + 2 + 5 + 2 + 6 };
 	struct hpsi_store *st = hpsi_store_create(NULL, NULL, HPSI_WIRE_F32);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(st);
-	uint64_t keys[5] = {0, 7, 1000, HPSI_CELLS_SALT, UINT64_MAX}; /* sorted */
+	uint64_t keys[N] = {0, 7, 1000, 1001, 1002, 1003, 1004, HPSI_CELLS_SALT, UINT64_MAX}; /* sorted */
 	CU_ASSERT_EQUAL_FATAL(hpsi_cells_hash(HPSI_CELLS_SALT), 0);
-	uint32_t lens[5] = {2, 2, 3, 2, 2};
-	float v[11] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, out[11];
-	uint32_t out_lens[5];
+	uint32_t lens[N] = {2, 2, 3, 1, 4, 2, 5, 2, 6};
+	float v[VALS], out[VALS];
+	for (int i = 0; i < VALS; i++)
+		v[i] = (float)(i + 1);
+	uint32_t out_lens[N];
 	for (int twice = 0; twice < 2; twice++) {
-		hps_request r = {.type = HPS_REQ_PUSH, .nkeys = 5, .keys = keys, .lens = lens, .vals = v, .nvals = 11};
+		hps_request r = {.type = HPS_REQ_PUSH, .nkeys = N, .keys = keys, .lens = lens, .vals = v, .nvals = VALS};
 		CU_ASSERT_EQUAL(hpsi_store_handle(&r, st), 0);
 	}
-	CU_ASSERT_EQUAL(hpsi_store_size(st), 5);
-	hps_request p = {.type = HPS_REQ_PULL, .nkeys = 5, .keys = keys, .out = out, .out_cap = 11, .out_lens = out_lens};
-	CU_ASSERT_EQUAL(hpsi_store_handle(&p, st), 11);
+	CU_ASSERT_EQUAL(hpsi_store_size(st), N);
+	hps_request p = {.type = HPS_REQ_PULL, .nkeys = N, .keys = keys, .out = out, .out_cap = VALS, .out_lens = out_lens};
+	CU_ASSERT_EQUAL(hpsi_store_handle(&p, st), VALS);
 	CU_ASSERT_EQUAL(memcmp(out_lens, lens, sizeof lens), 0);
 	size_t bad = 0;
-	for (int i = 0; i < 11; i++)
+	for (int i = 0; i < VALS; i++)
 		bad += out[i] != 2 * v[i];
 	CU_ASSERT_EQUAL(bad, 0);
-	/* a fixed-width pull of the width-2 keys, the width-3 one refused */
-	uint64_t two[4] = {0, 7, HPSI_CELLS_SALT, UINT64_MAX};
+	/* a fixed-width pull of the width-2 keys (cells and pool) */
+	uint64_t two[4] = {0, 7, 1003, HPSI_CELLS_SALT};
 	hps_request fw = {.type = HPS_REQ_PULL, .width = 2, .nkeys = 4, .keys = two, .out = out, .out_cap = 8};
 	CU_ASSERT_EQUAL(hpsi_store_handle(&fw, st), 8);
-	CU_ASSERT(out[0] == 2 && out[2] == 6 && out[4] == 16 && out[7] == 22);
-	hps_request bad_width = {.type = HPS_REQ_PULL, .width = 2, .nkeys = 5, .keys = keys, .out = out, .out_cap = 10};
-	CU_ASSERT_EQUAL(hpsi_store_handle(&bad_width, st), HPS_EVALLEN);
-	/* the walk visits all five; put refills another store the same */
+	CU_ASSERT(out[0] == 2 && out[2] == 6 && out[4] == 26 && out[6] == 40 && out[7] == 42);
+	/* a width-2 push onto keys held with other lengths, in cells (1000)
+	 * or in the pool (1004): refused whole */
+	for (int k = 0; k < 2; k++) {
+		uint64_t mixed[2] = {7, k ? 1004 : 1000};
+		hps_request bw = {.type = HPS_REQ_PUSH, .width = 2, .nkeys = 2, .keys = mixed, .vals = v, .nvals = 4};
+		CU_ASSERT_EQUAL(hpsi_store_handle(&bw, st), HPS_EVALLEN);
+	}
+	CU_ASSERT_EQUAL(hpsi_store_handle(&p, st), VALS);
+	CU_ASSERT_EQUAL(out[2], 2 * v[2]); /* key 7 unchanged */
+	/* the walk visits all; put refills another store the same */
 	double a[2] = {0, 0}, b[2] = {0, 0};
 	CU_ASSERT_EQUAL(hpsi_store_foreach(st, sum_one, a), 0);
-	CU_ASSERT_EQUAL(a[0], 2.0 * 66);
+	CU_ASSERT_EQUAL(a[0], (double)VALS * (VALS + 1));
 	struct refill f = {hpsi_store_create_like(st), 0};
 	CU_ASSERT_PTR_NOT_NULL_FATAL(f.into);
 	CU_ASSERT_EQUAL(hpsi_store_foreach(st, put_one, &f), 0);
 	CU_ASSERT_EQUAL(f.rc, 0);
-	CU_ASSERT_EQUAL(hpsi_store_size(f.into), 5);
+	CU_ASSERT_EQUAL(hpsi_store_size(f.into), N);
 	CU_ASSERT_EQUAL(hpsi_store_foreach(f.into, sum_one, b), 0);
 	CU_ASSERT(a[0] == b[0] && a[1] == b[1]);
-	CU_ASSERT_EQUAL(hpsi_store_handle(&p, f.into), 11);
+	CU_ASSERT_EQUAL(hpsi_store_handle(&p, f.into), VALS);
 	bad = 0;
-	for (int i = 0; i < 11; i++)
+	for (int i = 0; i < VALS; i++)
 		bad += out[i] != 2 * v[i];
 	CU_ASSERT_EQUAL(bad, 0);
 	hpsi_store_destroy(f.into);

@@ -99,10 +99,13 @@ int hpsi_cells_reserve(struct hpsi_cells *t, size_t keys)
 	if (!t->csz)
 		return HPS_EINVAL;
 	size_t need = t->count + keys, cap = t->cap;
-	if (need > SIZE_MAX / 1024)
+	if (need > SIZE_MAX / 2048)
 		return HPS_ENOMEM;
-	while (need * 1024 > (uint64_t)cap * HPSI_CELLS_LOAD) {
-		size_t grown = (size_t)((uint64_t)cap * HPSI_CELLS_GROW / 1024);
+	for (;;) {
+		int small = (uint64_t)cap * t->csz < HPSI_CELLS_SMALL;
+		if (need * 1024 <= (uint64_t)cap * (small ? 256 : HPSI_CELLS_LOAD))
+			break;
+		size_t grown = small ? cap * 2 : (size_t)((uint64_t)cap * HPSI_CELLS_GROW / 1024);
 		cap = grown > cap + 64 ? grown : cap + 64;
 	}
 	int moved = 0;
@@ -112,10 +115,12 @@ int hpsi_cells_reserve(struct hpsi_cells *t, size_t keys)
 			return moved;
 	}
 	/* An add takes the first free cell from its home (below cap) or
-	 * after the last cell in use: `keys` adds end below this. */
+	 * after the last cell in use: `keys` adds end below `reach`, and the
+	 * cell at `reach` stays free, so that every lookup's scan ends inside
+	 * the array. */
 	size_t reach = (t->tail > cap ? t->tail : cap) + keys;
-	if (reach > t->ncells)
-		return rebuild(t, cap, reach - cap + SLACK);
+	if (reach >= t->ncells)
+		return rebuild(t, cap, reach + 1 - cap + SLACK);
 	return moved;
 }
 

@@ -24,9 +24,9 @@
  * so a cell stores the hash alone and the key is computed back for a
  * checkpoint; the one key whose hash is 0 cannot have a cell (the store
  * keeps it in table.h). The capacity is not a power of two (the home is a
- * multiply, not a mask): the table grows by HPSI_CELLS_GROW when more
- * than HPSI_CELLS_LOAD of it is used, which keeps its load between 70 and
- * 80%; cells past the capacity (the slack) hold the end of the last run,
+ * multiply, not a mask): a large table grows by HPSI_CELLS_GROW when
+ * more than HPSI_CELLS_LOAD of it is used, which keeps its load between 70
+ * and 80%; cells past the capacity (the slack) hold the end of the last run,
  * so no run wraps around. */
 #ifndef HPSI_CELLS_H
 #define HPSI_CELLS_H
@@ -39,9 +39,14 @@
  * reads more than the pool's slot and record would. */
 #define HPSI_CELL_MAX 512
 /* Load and growth factor, in 1/1024 (0.8 and 1.15): cells of a width 8
- * f32 key (40 bytes) then take 50 to 57.5 bytes per key. */
+ * f32 key (40 bytes) then take 50 to 57.5 bytes per key. Cells smaller
+ * than HPSI_CELLS_SMALL in all (in the cache: no miss to save, no memory
+ * worth saving) stay at most half full and double, so that most keys sit
+ * at their home and a lookup's loop runs once (a key further on costs a
+ * mispredicted branch, as much as the rest of its lookup). */
 #define HPSI_CELLS_LOAD 819
 #define HPSI_CELLS_GROW 1178
+#define HPSI_CELLS_SMALL ((size_t)1 << 20)
 
 struct hpsi_cells {
 	unsigned char *base; /* ncells cells of csz bytes */
@@ -112,12 +117,14 @@ static inline void *hpsi_cells_vals(const struct hpsi_cells *t, unsigned char *c
 	return c + t->hdr;
 }
 
-/* Asks for a key's home cell, to be found soon. A read prefetch also for
- * a push: x86-64 without -mprfchw compiles a write prefetch to nothing,
- * and a line read by one core alone arrives writable anyway. */
-__attribute__((always_inline)) static inline void hpsi_cells_prefetch(const struct hpsi_cells *t, uint64_t h)
+/* Asks for cell c (a key's home), to be read soon. A read prefetch also
+ * for a push: x86-64 without -mprfchw compiles a write prefetch to
+ * nothing, and a line read by one core alone arrives writable anyway.
+ * Always inlined: GCC drops calls to a function whose only effect is a
+ * prefetch (it finds it "const"). */
+__attribute__((always_inline)) static inline void hpsi_cells_prefetch(const struct hpsi_cells *t,
+								      const unsigned char *c)
 {
-	const unsigned char *c = hpsi_cells_home(t, h);
 	__builtin_prefetch(c);
 	__builtin_prefetch(c + t->csz - 1);
 }

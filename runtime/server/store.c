@@ -10,16 +10,24 @@
 #include "runtime/server/table.h"
 #include "shm/heap.h"
 
+/* Lengths that get cells of their own; keys of further lengths, and the
+ * one key whose hash is 0, go to the pool (table.h). A job has few widths
+ * (often one); a lens-mode store of many lengths keeps its first ones in
+ * cells. */
+#define STORE_CELLS 4
+
 struct hpsi_store {
-	struct hpsi_cells cells; /* the keys of the cells' length (cells.h) */
-	struct hpsi_table tab;   /* the keys of other lengths and the key of hash 0 (table.h) */
+	struct hpsi_cells cells[STORE_CELLS]; /* cells[0 .. ncells - 1]: one length each (cells.h) */
+	unsigned ncells;
+	struct hpsi_table tab; /* the pool: keys of other lengths, and the key of hash 0 (table.h) */
 	/* per request key: its values (NULL when absent), their count, its
 	 * hpsi_cells_hash; found_cap keys */
 	void **found;
 	uint32_t *flen;
 	uint64_t *hash;
-	size_t *away; /* the request's keys found in the cells past their home */
+	size_t *away; /* the request's keys found past their home in the cells `away_in` */
 	size_t naway;
+	struct hpsi_cells *away_in;
 	size_t found_cap;
 	uint64_t requests; /* handled: which keys promote takes */
 	int flags;      /* mallocx flags: the NUMA-local arena */
@@ -87,7 +95,8 @@ struct hpsi_store *hpsi_store_create(const struct hpsi_updater *u, const struct 
 	if (in)
 		st->init = *in;
 	st->steps = st->upd.kind == HPSI_UPD_ADAM; /* the only updater that reads a key's push count */
-	hpsi_cells_init(&st->cells, flags, (uint32_t)st->esz, st->upd.state, st->steps);
+	for (unsigned k = 0; k < STORE_CELLS; k++)
+		hpsi_cells_init(&st->cells[k], flags, (uint32_t)st->esz, st->upd.state, st->steps);
 	if (hpsi_table_init(&st->tab, flags, (uint32_t)(st->esz * (1 + st->upd.state)))) {
 		dallocx(st, flags);
 		return NULL;
@@ -143,7 +152,8 @@ void hpsi_store_destroy(struct hpsi_store *st)
 		return;
 	if (st->dprivate && st->dvals)
 		dallocx(st->dvals, st->flags);
-	hpsi_cells_free(&st->cells);
+	for (unsigned k = 0; k < STORE_CELLS; k++)
+		hpsi_cells_free(&st->cells[k]);
 	hpsi_table_free(&st->tab);
 	free_found(st);
 	dallocx(st, st->flags);
@@ -151,7 +161,10 @@ void hpsi_store_destroy(struct hpsi_store *st)
 
 size_t hpsi_store_size(const struct hpsi_store *st)
 {
-	return st->dvals ? st->dcount : st->cells.count + st->tab.count;
+	size_t n = st->tab.count;
+	for (unsigned k = 0; k < st->ncells; k++)
+		n += st->cells[k].count;
+	return st->dvals ? st->dcount : n;
 }
 
 size_t hpsi_store_bytes(const struct hpsi_store *st)
@@ -159,7 +172,10 @@ size_t hpsi_store_bytes(const struct hpsi_store *st)
 	if (st->dvals)
 		return (size_t)st->dcount * st->dwidth * sizeof(float);
 	/* the cells, and the pool's records and slot array */
-	return hpsi_cells_size(&st->cells) + (size_t)st->tab.used * 8 + st->tab.cap * sizeof *st->tab.slots;
+	size_t b = (size_t)st->tab.used * 8 + st->tab.cap * sizeof *st->tab.slots;
+	for (unsigned k = 0; k < st->ncells; k++)
+		b += hpsi_cells_size(&st->cells[k]);
+	return b;
 }
 
 /* The hot loop of a dense push: restrict lets the compiler vectorize it
@@ -223,9 +239,6 @@ static int handle_direct(struct hpsi_store *st, hps_request *r)
 }
 
 /* Starting values and state of a key just added. */
-/* A key's values (NULL when absent) and their count; h is its
- * hpsi_cells_hash. The cells first: they hold every key of their length
- * but the one of hash 0. */
 static inline void *find_pool(const struct hpsi_store *st, uint64_t key, uint32_t *len)
 {
 	if (st->tab.count) {
@@ -239,20 +252,54 @@ static inline void *find_pool(const struct hpsi_store *st, uint64_t key, uint32_
 	return NULL;
 }
 
-static inline void *find(const struct hpsi_store *st, uint64_t key, uint64_t h, uint32_t *len)
+/* A key's values (NULL when absent) and their count, looking in every
+ * cells but `except` and then in the pool; h is its hpsi_cells_hash. */
+static void *find_except(const struct hpsi_store *st, uint64_t key, uint64_t h, const struct hpsi_cells *except,
+			 uint32_t *len)
 {
-	unsigned char *c = h ? hpsi_cells_find(&st->cells, h) : NULL;
-	if (c) {
-		*len = st->cells.len;
-		return hpsi_cells_vals(&st->cells, c);
+	for (unsigned k = 0; h && k < st->ncells; k++) {
+		const struct hpsi_cells *cl = &st->cells[k];
+		unsigned char *c = cl != except ? hpsi_cells_find(cl, h) : NULL;
+		if (c) {
+			*len = cl->len;
+			return hpsi_cells_vals(cl, c);
+		}
 	}
 	return find_pool(st, key, len);
 }
 
-/* Whether a new key of hash h and len values gets a cell. */
-static int in_cells(const struct hpsi_store *st, uint64_t h, uint32_t len)
+/* The same, in the cells of the length the request expects first
+ * (`first`, NULL: none): a key found elsewhere has another length, one
+ * the request must refuse. */
+static void *find(const struct hpsi_store *st, uint64_t key, uint64_t h, const struct hpsi_cells *first,
+		  uint32_t *len)
 {
-	return h && st->cells.csz && len == st->cells.len;
+	unsigned char *c = first && h ? hpsi_cells_find(first, h) : NULL;
+	if (c) {
+		*len = first->len;
+		return hpsi_cells_vals(first, c);
+	}
+	return find_except(st, key, h, first, len);
+}
+
+/* The cells of keys of len values, or NULL. */
+static struct hpsi_cells *cells_of(struct hpsi_store *st, uint32_t len)
+{
+	for (unsigned k = 0; k < st->ncells; k++)
+		if (st->cells[k].len == len)
+			return &st->cells[k];
+	return NULL;
+}
+
+/* Where a new key of hash h and len values goes: the cells of its length,
+ * new cells for it while fewer than STORE_CELLS lengths have some and its
+ * cell is small enough, else the pool (NULL). */
+static struct hpsi_cells *cells_for_new(struct hpsi_store *st, uint64_t h, uint32_t len)
+{
+	struct hpsi_cells *cl = h ? cells_of(st, len) : NULL;
+	if (cl || !h || st->ncells == STORE_CELLS || hpsi_cells_set_len(&st->cells[st->ncells], len))
+		return cl;
+	return &st->cells[st->ncells++];
 }
 
 /* Starting values and state of a key just added. */
@@ -266,28 +313,30 @@ static void init_vals(struct hpsi_store *st, uint64_t key, void *w, uint32_t len
 
 /* Adds the keys pass 1 found absent, with their initial values. Room
  * for all of them first, so that a request either adds every key or
- * changes nothing; when the cells grew for it, every key is found again
- * (a record found in pass 1 moved). */
+ * changes nothing; when cells grew for it, every key is found again (a
+ * record found in pass 1 moved). */
 static int add_keys(struct hpsi_store *st, const hps_request *r, size_t new_keys)
 {
-	size_t n = r->nkeys, ncell = 0;
+	size_t n = r->nkeys, per[STORE_CELLS] = {0}, in_cells = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct hpsi_cells *cl = st->found[i] ? NULL : cells_for_new(st, st->hash[i], want_len(r, i));
+		if (cl)
+			per[cl - st->cells]++, in_cells++;
+	}
 	int moved = 0;
-	/* While the cells are empty, the first new key that fits in a cell
-	 * chooses their length: most stores have one. */
-	for (size_t i = 0; !st->cells.count && i < n; i++)
-		if (!st->found[i] && !hpsi_cells_set_len(&st->cells, want_len(r, i)))
-			break;
-	for (size_t i = 0; i < n; i++)
-		ncell += !st->found[i] && in_cells(st, st->hash[i], want_len(r, i));
-	if (ncell && (moved = hpsi_cells_reserve(&st->cells, ncell)) < 0)
-		return HPS_ENOMEM;
-	if (new_keys > ncell) {
-		if (hpsi_table_reserve_keys(&st->tab, new_keys - ncell))
+	for (unsigned k = 0; k < st->ncells; k++) {
+		int rc = per[k] ? hpsi_cells_reserve(&st->cells[k], per[k]) : 0;
+		if (rc < 0)
+			return HPS_ENOMEM;
+		moved |= rc;
+	}
+	if (new_keys > in_cells) {
+		if (hpsi_table_reserve_keys(&st->tab, new_keys - in_cells))
 			return HPS_ENOMEM;
 		struct hpsi_table_plan p;
 		hpsi_table_plan_begin(&st->tab, &p);
 		for (size_t i = 0; i < n; i++)
-			if (!st->found[i] && !in_cells(st, st->hash[i], want_len(r, i)) &&
+			if (!st->found[i] && !cells_for_new(st, st->hash[i], want_len(r, i)) &&
 			    hpsi_table_plan_rec(&st->tab, &p, want_len(r, i)))
 				return HPS_ENOMEM;
 	}
@@ -295,13 +344,13 @@ static int add_keys(struct hpsi_store *st, const hps_request *r, size_t new_keys
 		if (st->found[i])
 			continue;
 		uint32_t len = want_len(r, i);
-		void *v = in_cells(st, st->hash[i], len) ? hpsi_cells_add(&st->cells, st->hash[i])
-							  : hpsi_rec_vals(hpsi_table_add(&st->tab, r->keys[i], len));
+		struct hpsi_cells *cl = cells_for_new(st, st->hash[i], len);
+		void *v = cl ? hpsi_cells_add(cl, st->hash[i]) : hpsi_rec_vals(hpsi_table_add(&st->tab, r->keys[i], len));
 		init_vals(st, r->keys[i], v, len);
 		st->found[i] = v, st->flen[i] = len;
 	}
 	for (size_t i = 0; moved && i < n; i++)
-		st->found[i] = find(st, r->keys[i], st->hash[i], &st->flen[i]);
+		st->found[i] = find(st, r->keys[i], st->hash[i], cells_of(st, want_len(r, i)), &st->flen[i]);
 	if (moved)
 		st->naway = 0;
 	return 0;
@@ -403,9 +452,9 @@ static void promote(struct hpsi_store *st)
 		size_t i = st->away[k];
 		if ((i + st->requests) & 3)
 			continue;
-		unsigned char *c = (unsigned char *)st->found[i] - st->cells.hdr;
+		unsigned char *c = (unsigned char *)st->found[i] - st->away_in->hdr;
 		if (hpsi_cells_at(c) == st->hash[i])
-			hpsi_cells_promote(&st->cells, c, st->hash[i]);
+			hpsi_cells_promote(st->away_in, c, st->hash[i]);
 	}
 	st->naway = 0;
 }
@@ -426,54 +475,80 @@ int hpsi_store_handle(hps_request *r, void *arg)
 	void **found = st->found;
 	uint32_t *flen = st->flen;
 	uint64_t *hash = st->hash;
-	for (size_t i = 0; i < n; i++)
-		hash[i] = hpsi_cells_hash(keys[i]);
-	/* Pass 1: look every key up and check lengths; nothing changes yet.
-	 * A table larger than the cache misses once per key (its cell): ask
-	 * for the cell of the key AHEAD places ahead, so that the misses of
-	 * that many keys overlap. Keys in the pool (other lengths) miss twice
-	 * (slot, record): their slots are asked for AHEAD places ahead and
-	 * their records, once the slot is in, AHEAD / 2 places ahead. */
-	enum { AHEAD = 32 };
-	int cells_ahead = hpsi_cells_size(&st->cells) >= PREFETCH_BYTES;
-	int pool_ahead = st->tab.cap >= (1u << 15);
-	size_t rec_bytes = sizeof(struct hpsi_rec) + (r->width ? r->width : 1) * (push ? st->tab.vbytes : st->esz);
+	/* Pass 1: look every key up and check lengths; nothing changes yet. */
 	uint64_t out_floats = 0;
 	size_t new_keys = 0, naway = 0;
-	const struct hpsi_cells *cl = &st->cells;
-	for (size_t i = 0; i < n; i++) {
-		if (cells_ahead && i + AHEAD < n)
-			hpsi_cells_prefetch(cl, hash[i + AHEAD]);
-		if (pool_ahead && i + AHEAD < n)
-			hpsi_table_prefetch_slot(&st->tab, keys[i + AHEAD]);
-		if (pool_ahead && i + AHEAD / 2 < n)
-			hpsi_table_prefetch_rec(&st->tab, keys[i + AHEAD / 2], rec_bytes, push);
-		uint32_t have;
-		void *v;
-		unsigned char *home = cl->count && hash[i] ? hpsi_cells_home(cl, hash[i]) : NULL;
-		unsigned char *c = home ? hpsi_cells_scan(cl, home, hash[i]) : NULL;
-		if (c) {
-			v = hpsi_cells_vals(cl, c), have = cl->len;
-			if (c != home && cells_ahead) /* promote: only where misses cost */
-				st->away[naway++] = i;
-		} else {
-			v = find_pool(st, keys[i], &have);
+	struct hpsi_cells *want = r->width ? cells_of(st, r->width) : NULL;
+	if (want && want->count) {
+		/* A fixed-width request looks in the cells of its width first.
+		 * A table larger than the cache misses once per key (its cell):
+		 * ask for the cell of the key AHEAD places ahead, so that the
+		 * misses of that many keys overlap. The homes go into found[]
+		 * first (a multiply each, none waiting for another); a copy of
+		 * the table's shape stays in registers (stores to found[] could
+		 * alias it). */
+		enum { AHEAD = 32 };
+		const struct hpsi_cells cw = *want;
+		int ahead = hpsi_cells_size(&cw) >= PREFETCH_BYTES;
+		for (size_t i = 0; i < n; i++) {
+			uint64_t h = hpsi_cells_hash(keys[i]);
+			hash[i] = h;
+			found[i] = h ? hpsi_cells_home(&cw, h) : NULL;
 		}
-		found[i] = v, flen[i] = have;
-		if (v && (push || r->width) && have != want_len(r, i)) {
-			hpsi_warn("key %llu holds %u floats, request from worker %d has %u",
-				  (unsigned long long)keys[i], have, r->sender, want_len(r, i));
-			return HPS_EVALLEN;
+		for (size_t i = 0; i < n; i++) {
+			if (ahead && i + AHEAD < n && found[i + AHEAD])
+				hpsi_cells_prefetch(&cw, found[i + AHEAD]);
+			unsigned char *home = found[i], *c = home ? hpsi_cells_scan(&cw, home, hash[i]) : NULL;
+			if (c) {
+				found[i] = hpsi_cells_vals(&cw, c), flen[i] = cw.len;
+				if (c != home && ahead) /* promote: only where misses cost */
+					st->away[naway++] = i;
+				continue;
+			}
+			uint32_t have;
+			void *v = find_except(st, keys[i], hash[i], want, &have);
+			found[i] = v, flen[i] = have;
+			if (v && have != r->width) {
+				hpsi_warn("key %llu holds %u floats, request from worker %d has %u",
+					  (unsigned long long)keys[i], have, r->sender, r->width);
+				return HPS_EVALLEN;
+			}
+			new_keys += !v;
 		}
-		out_floats += push || r->width ? want_len(r, i) : have;
-		new_keys += !v;
+		out_floats = (uint64_t)n * r->width;
+	} else {
+		/* Any other request. Keys in the pool miss twice (slot, record)
+		 * in a large one: their slots are asked for AHEAD places ahead
+		 * and their records, once the slot is in, AHEAD / 2 places ahead. */
+		enum { AHEAD = 16 };
+		int pool_ahead = st->tab.cap >= (1u << 15);
+		size_t rec_bytes =
+			sizeof(struct hpsi_rec) + (r->width ? r->width : 1) * (push ? st->tab.vbytes : st->esz);
+		for (size_t i = 0; i < n; i++)
+			hash[i] = hpsi_cells_hash(keys[i]);
+		for (size_t i = 0; i < n; i++) {
+			if (pool_ahead && i + AHEAD < n)
+				hpsi_table_prefetch_slot(&st->tab, keys[i + AHEAD]);
+			if (pool_ahead && i + AHEAD / 2 < n)
+				hpsi_table_prefetch_rec(&st->tab, keys[i + AHEAD / 2], rec_bytes);
+			uint32_t have, len = want_len(r, i);
+			void *v = find(st, keys[i], hash[i], push ? cells_of(st, len) : NULL, &have);
+			found[i] = v, flen[i] = have;
+			if (v && (push || r->width) && have != len) {
+				hpsi_warn("key %llu holds %u floats, request from worker %d has %u",
+					  (unsigned long long)keys[i], have, r->sender, len);
+				return HPS_EVALLEN;
+			}
+			out_floats += push || r->width ? len : have;
+			new_keys += !v;
+		}
 	}
 	if (pull && out_floats > r->out_cap) {
 		hpsi_warn("answer of %llu floats does not fit the %zu of the request (vals_cap)",
 			  (unsigned long long)out_floats, r->out_cap);
 		return HPS_EINVAL;
 	}
-	st->naway = naway;
+	st->naway = naway, st->away_in = want;
 	/* fixed-width pulls create keys when their initial values are not 0 */
 	int creates = push || (r->width && st->init.kind != HPSI_INIT_ZEROS);
 	if (creates && new_keys && add_keys(st, r, new_keys))
@@ -497,7 +572,7 @@ int hpsi_store_handle(hps_request *r, void *arg)
 struct visit {
 	hpsi_store_visit fn;
 	void *arg;
-	uint32_t len; /* of the cells */
+	uint32_t len; /* of the cells walked */
 	int steps;
 };
 
@@ -520,9 +595,14 @@ int hpsi_store_foreach(const struct hpsi_store *st, hpsi_store_visit fn, void *a
 		if (rc)
 			return rc;
 	}
-	struct visit v = {fn, arg, st->cells.len, st->steps};
-	int rc = hpsi_cells_walk(&st->cells, visit_cell, &v);
-	return rc ? rc : hpsi_table_walk(&st->tab, visit_rec, &v);
+	struct visit v = {fn, arg, 0, st->steps};
+	for (unsigned k = 0; k < st->ncells; k++) {
+		v.len = st->cells[k].len;
+		int rc = hpsi_cells_walk(&st->cells[k], visit_cell, &v);
+		if (rc)
+			return rc;
+	}
+	return hpsi_table_walk(&st->tab, visit_rec, &v);
 }
 
 /* Adds an absent key with room for len values (NULL: out of memory). */
@@ -547,15 +627,14 @@ int hpsi_store_put(struct hpsi_store *st, uint64_t key, uint32_t len, uint32_t s
 	}
 	uint64_t h = hpsi_cells_hash(key);
 	uint32_t have;
-	if (find(st, key, h, &have))
+	if (find(st, key, h, NULL, &have))
 		return HPS_EPROTO; /* a key twice in one checkpoint */
-	if (!st->cells.count)
-		hpsi_cells_set_len(&st->cells, len); /* refused (too large): the key goes to the pool */
+	struct hpsi_cells *cl = cells_for_new(st, h, len);
 	void *v;
-	if (in_cells(st, h, len)) {
-		if (hpsi_cells_reserve(&st->cells, 1) < 0)
+	if (cl) {
+		if (hpsi_cells_reserve(cl, 1) < 0)
 			return HPS_ENOMEM;
-		v = hpsi_cells_add(&st->cells, h);
+		v = hpsi_cells_add(cl, h);
 	} else {
 		struct hpsi_table_plan p;
 		if (hpsi_table_reserve_keys(&st->tab, 1))

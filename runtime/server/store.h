@@ -1,12 +1,13 @@
-/* The built-in store of a server: a sparse hash table (table.h) from
- * uint64 keys to records of values, each followed by its optimizer
- * state, in a pool whose records never move. A push runs the updater
- * (default: adds); a pull copies the values out. A key is created on its
- * first push, or on its first fixed-width pull when the initialiser is
- * not zeros, with its initial values; an unknown key otherwise reads as
- * zeros (length 0 in lens mode). A key keeps the length of its first
- * push; a request that disagrees is refused whole (HPS_EVALLEN) before
- * anything is applied. */
+/* The built-in store of a server: uint64 keys to values, each followed by
+ * its optimizer state. Keys of one length live in cells that hold them
+ * with their values inline (cells.h: one table per length, for the first
+ * few lengths a store sees), others in a pool of records that never move
+ * (table.h). A push runs the updater (default: adds); a pull copies the
+ * values out. A key is created on its first push, or on its first
+ * fixed-width pull when the initialiser is not zeros, with its initial
+ * values; an unknown key otherwise reads as zeros (length 0 in lens
+ * mode). A key keeps the length of its first push; a request that
+ * disagrees is refused whole (HPS_EVALLEN) before anything is applied. */
 #ifndef HPSI_STORE_H
 #define HPSI_STORE_H
 
@@ -44,8 +45,9 @@ int hpsi_server_store_config(int rank, struct hpsi_updater *upd, struct hpsi_ini
 int hpsi_server_staleness(int rank, int64_t *out);
 
 /* Visits every key: len values followed by len x state values of
- * optimizer state, in the store's dtype; a non-zero return from fn stops
- * and is returned. */
+ * optimizer state, in the store's dtype, and its push count (kept by Adam
+ * only: 0 under other updaters); a non-zero return from fn stops and is
+ * returned. */
 typedef int (*hpsi_store_visit)(uint64_t key, uint32_t len, uint32_t steps, const float *vals, void *arg);
 int hpsi_store_foreach(const struct hpsi_store *st, hpsi_store_visit fn, void *arg);
 /* Adds an absent key with its values and state (loading a checkpoint). */

@@ -1,8 +1,10 @@
-/* The hash table under a server's store: uint64 keys to records that hold
- * the key, its value count, its push count and then its values and
- * optimizer state.
+/* The pool of a server's store (store.c): the keys whose length has no
+ * cells (cells.h: lengths past the first few a store sees, cells larger
+ * than HPSI_CELL_MAX, and the one key whose cells hash is 0), as uint64
+ * keys to records that hold the key, its value count, its push count and
+ * then its values and optimizer state.
  *
- * Two parts, laid out for the cache misses of a large table:
+ * Two parts:
  * - slots: an open-addressing (linear probing) array of 8 bytes per slot,
  *   each the record's offset in the pool and 16 bits of the key's hash
  *   (a tag), so that a probe past another key rarely reads its record;
@@ -76,27 +78,26 @@ static inline struct hpsi_rec *hpsi_table_find(const struct hpsi_table *t, uint6
 	}
 }
 
-/* Asks for the home slot of a key that will be looked up soon. */
+/* Asks for the home slot of a key that will be looked up soon. The
+ * prefetch helpers are always inlined: GCC drops calls to a function
+ * whose only effect is a prefetch (it finds it "const"). */
 __attribute__((always_inline)) static inline void hpsi_table_prefetch_slot(const struct hpsi_table *t, uint64_t key)
 {
 	__builtin_prefetch(&t->slots[hpsi_table_hash(key) >> t->shift]);
 }
 
 /* Asks for the first `bytes` of a key's record (at most two lines) when
- * its home slot, asked for earlier, holds it; writing: for a push. */
-__attribute__((always_inline)) static inline void hpsi_table_prefetch_rec(const struct hpsi_table *t, uint64_t key, size_t bytes, int writing)
+ * its home slot, asked for earlier, holds it. A read prefetch also for a
+ * push: x86-64 without -mprfchw compiles a write prefetch to nothing. */
+__attribute__((always_inline)) static inline void hpsi_table_prefetch_rec(const struct hpsi_table *t, uint64_t key,
+									   size_t bytes)
 {
 	uint64_t h = hpsi_table_hash(key), s = t->slots[h >> t->shift];
 	if (!s || (s & 0xffff) != ((h >> 16) & 0xffff))
 		return;
 	const char *r = (const char *)hpsi_table_rec(t, s >> 16);
-	if (writing) {
-		__builtin_prefetch(r, 1);
-		__builtin_prefetch(r + bytes - 1, 1);
-	} else {
-		__builtin_prefetch(r);
-		__builtin_prefetch(r + bytes - 1);
-	}
+	__builtin_prefetch(r);
+	__builtin_prefetch(r + bytes - 1);
 }
 
 /* vbytes: bytes of one value with its optimizer state. */
