@@ -494,6 +494,8 @@ int hpsi_store_handle(hps_request *r, void *arg)
 			uint64_t h = hpsi_cells_hash(keys[i]);
 			hash[i] = h;
 			found[i] = h ? hpsi_cells_home(&cw, h) : NULL;
+			if (ahead && i < AHEAD && h) /* the first keys' cells: the loop below asks for the others */
+				hpsi_cells_prefetch(&cw, found[i]);
 		}
 		for (size_t i = 0; i < n; i++) {
 			if (ahead && i + AHEAD < n && found[i + AHEAD])
