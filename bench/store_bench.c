@@ -11,8 +11,8 @@
  * keys again and again (a table in the cache: the store's CPU per key).
  * Lines:
  *   case store phase MB/s keys/s ops/s ns_per_key -
- * then "# case store memory: ..." (the store's own count of its bytes and
- * the process's resident growth per key) and "# bare ..." : independent
+ * then "# case store memory: ..." (the store's own count of its bytes, the
+ * process's resident growth per key, and how fast the fill went) and "# bare ..." : independent
  * random reads of one 64-byte line each over as many bytes as the table
  * holds, plain and with a prefetch 16 reads ahead, and a chain of
  * dependent reads (the latency of one miss). Without rings or a second
@@ -203,19 +203,21 @@ int main(int argc, char **argv)
 		uint64_t *keys = bench_zipf_requests(c->nkeys, ci, 0);
 		long before = rss_now();
 		struct hpsi_store *st = hpsi_store_create(NULL, NULL, HPSI_WIRE_F32);
+		double t0 = now_ns();
 		if (!keys || !st || fill(st, c, ci)) {
 			fprintf(stderr, "store_bench: cannot fill the table of %s\n", c->name);
 			return 1;
 		}
+		double fill_s = (now_ns() - t0) / 1e9;
 		long rss = rss_now(), huge = huge_now();
 		double grew = (double)(rss - before) / (double)c->universe;
 		if (run_phase(st, c, keys, ZIPF_REQS, 0) || run_phase(st, c, keys, ZIPF_REQS, 1))
 			return 1;
 		size_t bytes = hpsi_store_bytes(st);
 		printf("# %s store memory: %.1f bytes per key counted by the store, resident memory grew %.1f "
-		       "(key and values: %u bytes); %.0f%% of the resident memory in huge pages\n",
+		       "(key and values: %u bytes); %.0f%% of the resident memory in huge pages; filled at %.1f M keys/s\n",
 		       c->name, (double)bytes / (double)c->universe, grew, 8 + 4 * c->width,
-		       100.0 * (double)huge / (double)rss);
+		       100.0 * (double)huge / (double)rss, (double)c->universe / fill_s / 1e6);
 		hpsi_store_destroy(st);
 		free(keys);
 		bare_reads(bytes);

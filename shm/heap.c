@@ -354,12 +354,12 @@ void *hpsi_local_alloc_huge(size_t bytes, int flags, int zero)
 	if (bytes < huge)
 		return mallocx(bytes ? bytes : 1, flags | (zero ? MALLOCX_ZERO : 0));
 	bytes = (bytes + huge - 1) & ~(huge - 1);
-	void *p = mallocx(bytes, flags | MALLOCX_ALIGN(huge));
-	if (p) {
+	/* MALLOCX_ZERO: jemalloc writes zeros only where the pages are not
+	 * fresh from the kernel (already zero, and not touched yet: the
+	 * madvise below comes before their first fault) */
+	void *p = mallocx(bytes, flags | MALLOCX_ALIGN(huge) | (zero ? MALLOCX_ZERO : 0));
+	if (p)
 		madvise(p, bytes, MADV_HUGEPAGE); /* a hint: refused, the pages stay small */
-		if (zero)
-			memset(p, 0, bytes);
-	}
 	return p;
 }
 

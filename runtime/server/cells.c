@@ -124,9 +124,10 @@ int hpsi_cells_reserve(struct hpsi_cells *t, size_t keys)
 	return moved;
 }
 
-void *hpsi_cells_add(struct hpsi_cells *t, uint64_t h)
+void *hpsi_cells_add_from(struct hpsi_cells *t, unsigned char *c, uint64_t h)
 {
-	unsigned char *c = free_cell(t->base, t->cap, t->ncells, t->csz, h); /* reserve made sure of one */
+	while (hpsi_cells_at(c)) /* reserve made sure of a free cell before the end */
+		c += t->csz;
 	size_t at = (size_t)(c - t->base) / t->csz;
 	if (at >= t->tail)
 		t->tail = at + 1;
@@ -134,6 +135,11 @@ void *hpsi_cells_add(struct hpsi_cells *t, uint64_t h)
 	memcpy(c, &h, 8);
 	t->count++;
 	return c + t->hdr;
+}
+
+void *hpsi_cells_add(struct hpsi_cells *t, uint64_t h)
+{
+	return hpsi_cells_add_from(t, hpsi_cells_home(t, h), h);
 }
 
 void hpsi_cells_promote(struct hpsi_cells *t, unsigned char *c, uint64_t h)

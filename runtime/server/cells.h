@@ -94,22 +94,24 @@ static inline uint64_t hpsi_cells_at(const unsigned char *c)
 	return h;
 }
 
-/* The cell of the key of hash h (h != 0) from its home cell on, or NULL
- * when absent (the run ends first). */
+/* From the home cell of the key of hash h (h != 0): its cell, or when
+ * absent the free cell that ends its run (where it would be added now);
+ * hpsi_cells_at tells which. */
 static inline unsigned char *hpsi_cells_scan(const struct hpsi_cells *t, unsigned char *home, uint64_t h)
 {
-	for (unsigned char *c = home;; c += t->csz) {
-		uint64_t x = hpsi_cells_at(c);
-		if (x == h)
-			return c;
-		if (!x)
-			return NULL;
-	}
+	unsigned char *c = home;
+	for (uint64_t x; (x = hpsi_cells_at(c)) != h && x; c += t->csz)
+		;
+	return c;
 }
 
+/* The cell of the key of hash h (h != 0), or NULL when absent. */
 static inline unsigned char *hpsi_cells_find(const struct hpsi_cells *t, uint64_t h)
 {
-	return t->count ? hpsi_cells_scan(t, hpsi_cells_home(t, h), h) : NULL;
+	if (!t->count)
+		return NULL;
+	unsigned char *c = hpsi_cells_scan(t, hpsi_cells_home(t, h), h);
+	return hpsi_cells_at(c) == h ? c : NULL;
 }
 
 static inline void *hpsi_cells_vals(const struct hpsi_cells *t, unsigned char *c)
@@ -117,16 +119,17 @@ static inline void *hpsi_cells_vals(const struct hpsi_cells *t, unsigned char *c
 	return c + t->hdr;
 }
 
-/* Asks for cell c (a key's home), to be read soon. A read prefetch also
- * for a push: x86-64 without -mprfchw compiles a write prefetch to
- * nothing, and a line read by one core alone arrives writable anyway.
- * Always inlined: GCC drops calls to a function whose only effect is a
- * prefetch (it finds it "const"). */
-__attribute__((always_inline)) static inline void hpsi_cells_prefetch(const struct hpsi_cells *t,
-								      const unsigned char *c)
+/* Asks for `bytes` from cell c (a key's home) on, to be read soon: its
+ * cell, or the run a lookup of a new key reads to its end. A read
+ * prefetch also for a push: x86-64 without -mprfchw compiles a write
+ * prefetch to nothing, and a line read by one core alone arrives writable
+ * anyway. Always inlined: GCC drops calls to a function whose only effect
+ * is a prefetch (it finds it "const"). */
+__attribute__((always_inline)) static inline void hpsi_cells_prefetch(const unsigned char *c, size_t bytes)
 {
-	__builtin_prefetch(c);
-	__builtin_prefetch(c + t->csz - 1);
+	for (size_t o = 0; o < bytes; o += 64)
+		__builtin_prefetch(c + o);
+	__builtin_prefetch(c + bytes - 1);
 }
 
 /* Bytes of a cell for len values, or 0 when too large for a cell. */
@@ -146,6 +149,10 @@ int hpsi_cells_reserve(struct hpsi_cells *t, size_t keys);
 /* Adds the absent key of hash h (h != 0; room reserved): its values,
  * with the push count and values zero. Moves no other cell. */
 void *hpsi_cells_add(struct hpsi_cells *t, uint64_t h);
+/* The same from cell c on, a cell of the key's run at or after its home
+ * (a scan's end): the cells between stay taken, since nothing frees a
+ * cell, so the first free one from c is the first from home. */
+void *hpsi_cells_add_from(struct hpsi_cells *t, unsigned char *c, uint64_t h);
 /* If cell c (of the key of hash h) lies past the key's home, swaps it
  * with the cell before it: c is the key's cell no longer, nor is the
  * other cell its key's. */
