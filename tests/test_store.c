@@ -410,6 +410,138 @@ static void test_store_cells_and_pool(void)
 	hpsi_store_destroy(st);
 }
 
+/* What a copy to a replacement server does (runtime/server/recover.c),
+ * on a store that serves meanwhile: a walk with hpsi_store_next, a few
+ * records per turn, some stopped within a record and resumed at it.at;
+ * between turns Adam pushes (of hot keys, which promotion moves home, and
+ * of new keys, which grow the cells several times), pulls of hot keys
+ * (moved too, and not pushed); at the end the pushed keys again. The copy
+ * equals the source: every key, value, optimizer state and push count. */
+static void test_store_copy_while_serving(void)
+{
+	enum { W = 8, FIRST = 20000, ADDS = 400, HOT = 64, TURN = 300 };
+	struct hpsi_updater u;
+	CU_ASSERT_EQUAL_FATAL(hpsi_updater_parse("adam:lr=0.01", "t", &u), 0);
+	struct hpsi_store *src = hpsi_store_create(&u, NULL, HPSI_WIRE_F32);
+	struct hpsi_store *dst = hpsi_store_create_like(src);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(src);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(dst);
+	size_t cap = FIRST + 200 * ADDS, nkeys = 0, ndirty = 0;
+	uint64_t *keys = malloc(cap * sizeof *keys), *dirty = malloc(cap * 4 * sizeof *dirty);
+	float *g = malloc((size_t)ADDS * W * sizeof *g);
+	float *out = malloc((size_t)HOT * W * sizeof *out);
+	for (size_t j = 0; j < (size_t)ADDS * W; j++)
+		g[j] = (float)(j % 13) * 0.125f - 0.5f;
+	/* fixed-width pushes of new keys (cells), then the key of hash 0 and
+	 * keys of another width and of cells too large (the pool) */
+	while (nkeys < FIRST) {
+		hps_request r = {.type = HPS_REQ_PUSH, .width = W, .nkeys = ADDS, .keys = keys + nkeys, .vals = g,
+				 .nvals = (size_t)ADDS * W};
+		for (size_t i = 0; i < ADDS; i++)
+			keys[nkeys + i] = rnd() | 1; /* odd: none is HPSI_CELLS_SALT */
+		CU_ASSERT_EQUAL_FATAL(hpsi_store_handle(&r, src), 0);
+		nkeys += ADDS;
+	}
+	static float big[64 * 3];
+	uint64_t other[3] = {HPSI_CELLS_SALT, 2, 4};
+	uint32_t olens[3] = {W, 3, 64};
+	hps_request ro = {.type = HPS_REQ_PUSH, .nkeys = 3, .keys = other, .lens = olens, .vals = big, .nvals = W + 3 + 64};
+	CU_ASSERT_EQUAL_FATAL(hpsi_store_handle(&ro, src), 0);
+	CU_ASSERT(hpsi_store_bytes(src) > ((size_t)1 << 20)); /* large enough to promote */
+	size_t bytes0 = hpsi_store_bytes(src), sent = 0, resumed = 0;
+	struct hpsi_store_cursor cur = {0, 0};
+	uint64_t pending = 0; /* the key whose first half went, 0: none */
+	int rc = 0;
+	for (int turn = 0; rc == 0; turn++) {
+		for (int k = 0; k < TURN; k++) {
+			struct hpsi_store_item it;
+			if ((rc = hpsi_store_next(src, &cur, &it)) != 0)
+				break;
+			size_t half = it.nbytes / 2 & ~(size_t)3;
+			if (pending) { /* resumed at it.at: the same record, its second half */
+				CU_ASSERT_EQUAL(it.key, pending);
+				CU_ASSERT_EQUAL(hpsi_store_write(dst, it.key, it.len, it.steps, half, it.bytes + half,
+								 it.nbytes - half), 0);
+				pending = 0;
+				resumed++;
+				continue;
+			}
+			if (k == TURN - 1 && turn % 3 == 0) { /* the ring filled within the record */
+				CU_ASSERT_EQUAL(hpsi_store_write(dst, it.key, it.len, it.steps, 0, it.bytes, half), 0);
+				cur = it.at, pending = it.key;
+				break;
+			}
+			CU_ASSERT_EQUAL(hpsi_store_write(dst, it.key, it.len, it.steps, 0, it.bytes, it.nbytes), 0);
+			sent++;
+		}
+		/* the store serves between turns */
+		uint64_t hot[HOT];
+		for (int i = 0; i < HOT; i++)
+			hot[i] = keys[(size_t)(rnd() % 1000) * (FIRST / 1000) + (size_t)i % (FIRST / 1000)];
+		qsort(hot, HOT, sizeof *hot, cmp_u64);
+		size_t nh = 0;
+		for (int i = 0; i < HOT; i++)
+			if (!nh || hot[nh - 1] != hot[i])
+				hot[nh++] = hot[i];
+		hps_request pull = {.type = HPS_REQ_PULL, .width = W, .nkeys = nh, .keys = hot, .out = out,
+				    .out_cap = (size_t)HOT * W};
+		CU_ASSERT_EQUAL(hpsi_store_handle(&pull, src), (int)(nh * W));
+		/* pulls of the keys the walk reaches next: promoted, some move
+		 * to a cell the walk has passed (a walk in the order of the
+		 * array would miss them; they are not pushed) */
+		uint64_t next[HOT];
+		size_t nn = 0;
+		struct hpsi_store_cursor peek = cur;
+		struct hpsi_store_item pi;
+		while (nn < HOT && hpsi_store_next(src, &peek, &pi) == 0)
+			if (pi.len == W)
+				next[nn++] = pi.key;
+		qsort(next, nn, sizeof *next, cmp_u64);
+		hps_request pulln = {.type = HPS_REQ_PULL, .width = W, .nkeys = nn, .keys = next, .out = out,
+				     .out_cap = (size_t)HOT * W};
+		for (int i = 0; i < 4; i++)
+			CU_ASSERT_EQUAL(hpsi_store_handle(&pulln, src), (int)(nn * W));
+		if (turn % 2) {
+			hps_request push = {.type = HPS_REQ_PUSH, .width = W, .nkeys = nh, .keys = hot, .vals = g,
+					    .nvals = nh * W};
+			CU_ASSERT_EQUAL(hpsi_store_handle(&push, src), 0);
+			memcpy(dirty + ndirty, hot, nh * sizeof *hot);
+			ndirty += nh;
+		}
+		if (nkeys + ADDS <= cap) {
+			for (size_t i = 0; i < ADDS; i++)
+				keys[nkeys + i] = rnd() | 1;
+			hps_request add = {.type = HPS_REQ_PUSH, .width = W, .nkeys = ADDS, .keys = keys + nkeys,
+					   .vals = g, .nvals = (size_t)ADDS * W};
+			CU_ASSERT_EQUAL(hpsi_store_handle(&add, src), 0);
+			memcpy(dirty + ndirty, keys + nkeys, ADDS * sizeof *keys);
+			ndirty += ADDS;
+			nkeys += ADDS;
+		}
+	}
+	CU_ASSERT_EQUAL(rc, 1);
+	CU_ASSERT(resumed > 0);
+	CU_ASSERT(hpsi_store_bytes(src) > 2 * bytes0); /* the cells grew during the walk */
+	/* the frozen delta: every pushed key again */
+	for (size_t i = 0; i < ndirty; i++) {
+		struct hpsi_store_item it;
+		CU_ASSERT_EQUAL_FATAL(hpsi_store_item(src, dirty[i], &it), 0);
+		CU_ASSERT_EQUAL(hpsi_store_write(dst, it.key, it.len, it.steps, 0, it.bytes, it.nbytes), 0);
+	}
+	CU_ASSERT_EQUAL(hpsi_store_size(dst), hpsi_store_size(src));
+	size_t bad = 0;
+	struct hpsi_store_cursor all = {0, 0};
+	struct hpsi_store_item a, b;
+	while (hpsi_store_next(src, &all, &a) == 0)
+		bad += hpsi_store_item(dst, a.key, &b) != 0 || a.len != b.len || a.steps != b.steps ||
+		       a.nbytes != b.nbytes || memcmp(a.bytes, b.bytes, a.nbytes) != 0;
+	CU_ASSERT_EQUAL(bad, 0);
+	CU_ASSERT(sent >= FIRST);
+	free(keys), free(dirty), free(g), free(out);
+	hpsi_store_destroy(dst);
+	hpsi_store_destroy(src);
+}
+
 int main(void)
 {
 	static const struct test_case cases[] = {
@@ -419,6 +551,7 @@ int main(void)
 		{"test_store_foreach_put_round_trip", test_store_foreach_put_round_trip},
 		{"test_store_cells_promote", test_store_cells_promote},
 		{"test_store_cells_and_pool", test_store_cells_and_pool},
+		{"test_store_copy_while_serving", test_store_copy_while_serving},
 		{NULL, NULL},
 	};
 	return run_suite("store", cases);

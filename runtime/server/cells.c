@@ -155,6 +155,36 @@ void hpsi_cells_promote(struct hpsi_cells *t, unsigned char *c, uint64_t h)
 	memcpy(c, tmp, t->csz);
 }
 
+static size_t home_index(const struct hpsi_cells *t, uint64_t h)
+{
+	return (size_t)(((unsigned __int128)h * t->cap) >> 64);
+}
+
+unsigned char *hpsi_cells_next(const struct hpsi_cells *t, uint64_t from)
+{
+	if (!t->count)
+		return NULL;
+	if (!from)
+		from = 1;
+	/* homes grow with the hash: the keys of hash >= from have their home
+	 * at or after from's, and each home's keys sit in the run from it */
+	for (size_t home = home_index(t, from); home < t->cap; home++) {
+		unsigned char *best = NULL;
+		uint64_t least = 0;
+		for (size_t i = home; i < t->tail; i++) {
+			unsigned char *c = t->base + i * t->csz;
+			uint64_t h = hpsi_cells_at(c);
+			if (!h)
+				break; /* the run's end: no key of this home further on */
+			if (h >= from && (!best || h < least) && home_index(t, h) == home)
+				best = c, least = h;
+		}
+		if (best)
+			return best;
+	}
+	return NULL;
+}
+
 int hpsi_cells_walk(const struct hpsi_cells *t, int (*fn)(uint64_t key, uint32_t steps, void *vals, void *arg),
 		    void *arg)
 {

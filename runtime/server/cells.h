@@ -158,6 +158,16 @@ void *hpsi_cells_add_from(struct hpsi_cells *t, unsigned char *c, uint64_t h);
  * other cell its key's. */
 void hpsi_cells_promote(struct hpsi_cells *t, unsigned char *c, uint64_t h);
 
+/* The cell of the least hash at or after `from` (0 counts as 1), or NULL
+ * when none: a walk in the order of the hashes, which the moves of cells
+ * do not disturb (growing re-adds every cell elsewhere, promotion swaps
+ * neighbours; a key keeps its hash), for a copy of the table made while
+ * it serves (runtime/server/recover.c). The keys of one home lie in the
+ * run from it to the next free cell: each call reads that run for the
+ * home of `from` and those after until one holds a key, about the run's
+ * length (5 to 13 cells at 70-80% load) per key. */
+unsigned char *hpsi_cells_next(const struct hpsi_cells *t, uint64_t from);
+
 /* Visits every key in the order of the array: its key, its push count
  * (0 when not kept), its values; a non-zero return stops and is returned. */
 int hpsi_cells_walk(const struct hpsi_cells *t, int (*fn)(uint64_t key, uint32_t steps, void *vals, void *arg),

@@ -4,9 +4,10 @@
  * A replacement claims the dead server's rank (hps_init: JOINING, a new
  * incarnation); routing and the workers treat it as gone. Every server
  * that serves one of its ranges copies that range to it over their forward
- * ring, as the paper's section 4.5 does: first every record in the order
- * keys were added (the pool never moves records, so a cursor survives
- * inserts), while the range is served; the keys pushed meanwhile are
+ * ring, as the paper's section 4.5 does: first every record, through a
+ * store cursor that survives inserts and moving cells (hpsi_store_next:
+ * cells in the order of their hashes, the pool in the order keys were
+ * added), while the range is served; the keys pushed meanwhile are
  * copied again, in rounds, until few are left; then the range is frozen
  * (not served) for the last of them and FINAL records with the workers'
  * clocks, phases and last sequences. Records apply in ring order, so the
@@ -68,7 +69,7 @@ struct range_sync {
 	uint32_t to, to_index, incarnation;
 	int handback; /* the range goes to the replacement at the FINAL */
 	int phase;
-	uint64_t cursor, next_cursor; /* PH_COPY: the record being sent, the one after */
+	struct hpsi_store_cursor cursor, next_cursor; /* PH_COPY: at the record being sent, the one after */
 	size_t rec_off;               /* bytes of the current record sent */
 	uint64_t *dirty;              /* keys pushed since the copy began */
 	size_t ndirty, dirty_cap;
@@ -405,14 +406,14 @@ static int sync_range(struct server *sv, struct range_state *rs)
 			return 0;
 		msg_close(sv, y);
 		y->phase = PH_COPY;
-		y->cursor = y->next_cursor = 0;
+		y->cursor = y->next_cursor = (struct hpsi_store_cursor){0, 0};
 		did = 1;
 	}
 	if (y->dirty_lost && y->phase != PH_FREEZE) { /* everything again */
 		y->dirty_lost = 0;
 		y->ndirty = 0;
 		y->phase = PH_COPY;
-		y->cursor = 0;
+		y->cursor = (struct hpsi_store_cursor){0, 0};
 		y->rec_off = 0;
 		/* pushes outrun the copy: the last full one runs frozen */
 		y->frozen_copy = ++y->full_copies >= MAX_FULL_COPIES;
@@ -424,8 +425,10 @@ static int sync_range(struct server *sv, struct range_state *rs)
 			y->phase = PH_DELTA;
 			break;
 		}
-		if (!send_item(sv, rs, &it, &budget))
+		if (!send_item(sv, rs, &it, &budget)) {
+			y->cursor = it.at; /* the rest of this record next time (a key added since may come before it) */
 			break;
+		}
 		y->cursor = y->next_cursor;
 		did = 1;
 	}

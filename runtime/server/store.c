@@ -632,15 +632,76 @@ int hpsi_store_foreach(const struct hpsi_store *st, hpsi_store_visit fn, void *a
 }
 
 /* Adds an absent key with room for len values (NULL: out of memory). */
-static struct hpsi_rec *add_one(struct hpsi_store *st, uint64_t key, uint32_t len)
+/* A key's push count, kept 4 bytes before its values in cells and
+ * records alike (0 where the updater reads none). */
+static uint32_t steps_of(const struct hpsi_store *st, const void *vals)
 {
+	uint32_t steps = 0;
+	if (st->steps)
+		memcpy(&steps, (const char *)vals - 4, 4);
+	return steps;
+}
+
+static void item_of(const struct hpsi_store *st, uint64_t key, uint32_t len, const void *vals,
+		    struct hpsi_store_item *it)
+{
+	*it = (struct hpsi_store_item){.key = key, .len = len, .steps = steps_of(st, vals), .bytes = vals,
+				       .nbytes = (size_t)len * st->tab.vbytes};
+}
+
+int hpsi_store_next(const struct hpsi_store *st, struct hpsi_store_cursor *cursor, struct hpsi_store_item *it)
+{
+	for (; cursor->part < st->ncells; cursor->part++, cursor->at = 0) {
+		const struct hpsi_cells *cl = &st->cells[cursor->part];
+		unsigned char *c = hpsi_cells_next(cl, cursor->at);
+		if (!c)
+			continue;
+		uint64_t h = hpsi_cells_at(c);
+		item_of(st, hpsi_cells_key(h), cl->len, hpsi_cells_vals(cl, c), it);
+		it->at = (struct hpsi_store_cursor){cursor->part, h};
+		if (h == UINT64_MAX) /* the last hash: the next cells */
+			*cursor = (struct hpsi_store_cursor){cursor->part + 1, 0};
+		else
+			cursor->at = h + 1;
+		return 0;
+	}
+	/* the pool; cells made after the walk passed them hold keys added
+	 * meanwhile only */
+	if (cursor->part < STORE_CELLS)
+		*cursor = (struct hpsi_store_cursor){STORE_CELLS, 0};
+	struct hpsi_store_cursor from = *cursor;
+	struct hpsi_rec *e = hpsi_table_next(&st->tab, &cursor->at);
+	if (!e)
+		return 1;
+	item_of(st, e->key, e->len, hpsi_rec_vals(e), it);
+	it->at = from; /* records never move, and new ones go after every cursor */
+	return 0;
+}
+
+int hpsi_store_item(const struct hpsi_store *st, uint64_t key, struct hpsi_store_item *it)
+{
+	uint32_t len;
+	const void *v = find(st, key, hpsi_cells_hash(key), NULL, &len);
+	if (!v)
+		return HPS_ENOKEY;
+	item_of(st, key, len, v, it);
+	return 0;
+}
+
+/* Adds an absent key with room for len values, in cells or the pool as a
+ * request would (NULL: out of memory). */
+static void *add_one(struct hpsi_store *st, uint64_t key, uint64_t h, uint32_t len)
+{
+	struct hpsi_cells *cl = cells_for_new(st, h, len);
+	if (cl)
+		return hpsi_cells_reserve(cl, 1) < 0 ? NULL : hpsi_cells_add(cl, h);
 	struct hpsi_table_plan p;
 	if (hpsi_table_reserve_keys(&st->tab, 1))
 		return NULL;
 	hpsi_table_plan_begin(&st->tab, &p);
 	if (hpsi_table_plan_rec(&st->tab, &p, len))
 		return NULL;
-	return hpsi_table_add(&st->tab, key, len);
+	return hpsi_rec_vals(hpsi_table_add(&st->tab, key, len));
 }
 
 int hpsi_store_put(struct hpsi_store *st, uint64_t key, uint32_t len, uint32_t steps, const float *vals)
@@ -655,67 +716,33 @@ int hpsi_store_put(struct hpsi_store *st, uint64_t key, uint32_t len, uint32_t s
 	uint32_t have;
 	if (find(st, key, h, NULL, &have))
 		return HPS_EPROTO; /* a key twice in one checkpoint */
-	struct hpsi_cells *cl = cells_for_new(st, h, len);
-	void *v;
-	if (cl) {
-		if (hpsi_cells_reserve(cl, 1) < 0)
-			return HPS_ENOMEM;
-		v = hpsi_cells_add(cl, h);
-	} else {
-		struct hpsi_table_plan p;
-		if (hpsi_table_reserve_keys(&st->tab, 1))
-			return HPS_ENOMEM;
-		hpsi_table_plan_begin(&st->tab, &p);
-		if (hpsi_table_plan_rec(&st->tab, &p, len))
-			return HPS_ENOMEM;
-		v = hpsi_rec_vals(hpsi_table_add(&st->tab, key, len));
-	}
+	void *v = add_one(st, key, h, len);
+	if (!v)
+		return HPS_ENOMEM;
 	if (st->steps)
 		memcpy((char *)v - 4, &steps, 4);
 	memcpy(v, vals, (size_t)len * st->tab.vbytes);
 	return 0;
 }
 
-static void item_of(const struct hpsi_store *st, const struct hpsi_rec *e, struct hpsi_store_item *it)
-{
-	*it = (struct hpsi_store_item){.key = e->key, .len = e->len, .steps = e->steps,
-				       .bytes = hpsi_rec_vals((struct hpsi_rec *)e),
-				       .nbytes = (size_t)e->len * st->tab.vbytes};
-}
-
-int hpsi_store_next(const struct hpsi_store *st, uint64_t *cursor, struct hpsi_store_item *it)
-{
-	const struct hpsi_rec *e = hpsi_table_next(&st->tab, cursor);
-	if (!e)
-		return 1;
-	item_of(st, e, it);
-	return 0;
-}
-
-int hpsi_store_item(const struct hpsi_store *st, uint64_t key, struct hpsi_store_item *it)
-{
-	const struct hpsi_rec *e = hpsi_table_find(&st->tab, key);
-	if (!e)
-		return HPS_ENOKEY;
-	item_of(st, e, it);
-	return 0;
-}
-
 int hpsi_store_write(struct hpsi_store *st, uint64_t key, uint32_t len, uint32_t steps, size_t off,
 		     const void *bytes, size_t n)
 {
-	struct hpsi_rec *e = hpsi_table_find(&st->tab, key);
-	if (!e) {
-		if (!(e = add_one(st, key, len)))
+	uint64_t h = hpsi_cells_hash(key);
+	uint32_t have;
+	void *v = find(st, key, h, NULL, &have);
+	if (!v) {
+		if (!(v = add_one(st, key, h, len)))
 			return HPS_ENOMEM;
-		memset(hpsi_rec_vals(e), 0, (size_t)len * st->tab.vbytes);
+		have = len;
+		memset(v, 0, (size_t)len * st->tab.vbytes);
 	}
-	size_t have = (size_t)e->len * st->tab.vbytes;
-	if (e->len != len || off > have || n > have - off)
+	size_t room = (size_t)have * st->tab.vbytes;
+	if (have != len || off > room || n > room - off)
 		return HPS_EVALLEN;
-	if (off == 0)
-		e->steps = steps;
-	memcpy((unsigned char *)hpsi_rec_vals(e) + off, bytes, n);
+	if (off == 0 && st->steps)
+		memcpy((char *)v - 4, &steps, 4);
+	memcpy((unsigned char *)v + off, bytes, n);
 	return 0;
 }
 

@@ -55,16 +55,30 @@ int hpsi_store_put(struct hpsi_store *st, uint64_t key, uint32_t len, uint32_t s
 /* A key's record as raw bytes (values then optimizer state, len x the
  * store's bytes per value), for copying a store to a replacement server
  * (runtime/server/recover.c). */
+/* Where a walk of a store stands: which table (the cells of each length,
+ * then the pool) and where in it. {0} is the start. */
+struct hpsi_store_cursor {
+	uint32_t part; /* cells[part], or STORE_CELLS: the pool (store.c) */
+	uint64_t at;   /* cells: the least hash still to visit; pool: an offset */
+};
 struct hpsi_store_item {
 	uint64_t key;
 	uint32_t len, steps;
 	const unsigned char *bytes;
 	size_t nbytes;
+	struct hpsi_store_cursor at; /* a cursor that finds this very record again */
 };
-/* The record at or after *cursor (start at 0) in the order keys were
- * added; keys added meanwhile come after every cursor. 0, or 1 at the end.
- * Not for direct stores. */
-int hpsi_store_next(const struct hpsi_store *st, uint64_t *cursor, struct hpsi_store_item *it);
+/* The record at or after *cursor, moving *cursor past it; 0, or 1 at the
+ * end. The cells are walked in the order of their keys' hashes, the pool
+ * in the order keys were added, so a cursor stays valid while the store
+ * serves: cells move (they grow, frequent keys move home), a key's hash
+ * does not. Every key held at the start and not moved to another table
+ * (none is) is visited once; a key added meanwhile may be visited or not
+ * (the copy's caller sends pushed keys again, and a key only pulled gets
+ * the same initial values wherever it is added). A walk stopped within a
+ * record resumes at it.at: a key added since may come before it. Not for
+ * direct stores. */
+int hpsi_store_next(const struct hpsi_store *st, struct hpsi_store_cursor *cursor, struct hpsi_store_item *it);
 /* The record of key; 0, or HPS_ENOKEY when absent. */
 int hpsi_store_item(const struct hpsi_store *st, uint64_t key, struct hpsi_store_item *it);
 /* Writes n bytes at byte off of key's record, creating it with len values
