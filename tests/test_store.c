@@ -449,7 +449,7 @@ static void test_store_copy_while_serving(void)
 	CU_ASSERT_EQUAL_FATAL(hpsi_store_handle(&ro, src), 0);
 	CU_ASSERT(hpsi_store_bytes(src) > ((size_t)1 << 20)); /* large enough to promote */
 	size_t bytes0 = hpsi_store_bytes(src), sent = 0, resumed = 0;
-	struct hpsi_store_cursor cur = {0, 0};
+	struct hpsi_store_cursor cur = {0, 0, 0};
 	uint64_t pending = 0; /* the key whose first half went, 0: none */
 	int rc = 0;
 	for (int turn = 0; rc == 0; turn++) {
@@ -530,7 +530,7 @@ static void test_store_copy_while_serving(void)
 	}
 	CU_ASSERT_EQUAL(hpsi_store_size(dst), hpsi_store_size(src));
 	size_t bad = 0;
-	struct hpsi_store_cursor all = {0, 0};
+	struct hpsi_store_cursor all = {0, 0, 0};
 	struct hpsi_store_item a, b;
 	while (hpsi_store_next(src, &all, &a) == 0)
 		bad += hpsi_store_item(dst, a.key, &b) != 0 || a.len != b.len || a.steps != b.steps ||

@@ -155,6 +155,38 @@ void hpsi_cells_promote(struct hpsi_cells *t, unsigned char *c, uint64_t h)
 	memcpy(c, tmp, t->csz);
 }
 
+static size_t home_index(const struct hpsi_cells *t, uint64_t h);
+
+size_t hpsi_cells_gather(const struct hpsi_cells *t, uint64_t from, size_t homes, uint64_t *out, size_t max,
+			 uint64_t *end)
+{
+	*end = 0;
+	if (!t->count)
+		return 0;
+	if (!from)
+		from = 1;
+	size_t h0 = home_index(t, from), h1 = h0 + homes;
+	if (h1 < t->cap) /* the least hash of home h1: ceil(h1 * 2^64 / cap) */
+		*end = (uint64_t)((((unsigned __int128)h1 << 64) + t->cap - 1) / t->cap);
+	else
+		h1 = t->cap;
+	size_t n = 0;
+	for (size_t i = h0; i < t->tail; i++) {
+		uint64_t h = hpsi_cells_at(t->base + i * t->csz);
+		if (!h) {
+			if (i + 1 >= h1)
+				break; /* the end of the last home's run */
+			continue;
+		}
+		if (h < from || (*end && h >= *end))
+			continue; /* a key of an earlier or a later home */
+		if (n == max)
+			return SIZE_MAX;
+		out[n++] = h;
+	}
+	return n;
+}
+
 static size_t home_index(const struct hpsi_cells *t, uint64_t h)
 {
 	return (size_t)(((unsigned __int128)h * t->cap) >> 64);

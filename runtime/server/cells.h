@@ -158,14 +158,21 @@ void *hpsi_cells_add_from(struct hpsi_cells *t, unsigned char *c, uint64_t h);
  * other cell its key's. */
 void hpsi_cells_promote(struct hpsi_cells *t, unsigned char *c, uint64_t h);
 
-/* The cell of the least hash at or after `from` (0 counts as 1), or NULL
- * when none: a walk in the order of the hashes, which the moves of cells
- * do not disturb (growing re-adds every cell elsewhere, promotion swaps
- * neighbours; a key keeps its hash), for a copy of the table made while
- * it serves (runtime/server/recover.c). The keys of one home lie in the
- * run from it to the next free cell: each call reads that run for the
- * home of `from` and those after until one holds a key, about the run's
- * length (5 to 13 cells at 70-80% load) per key. */
+/* For a walk in the order of the hashes, which the moves of cells do not
+ * disturb (growing re-adds every cell elsewhere, promotion swaps
+ * neighbours; a key keeps its hash), as a copy of the table made while it
+ * serves needs (runtime/server/recover.c): the hashes of the keys whose
+ * homes lie in the `homes` homes from that of `from` (0 counts as 1) and
+ * that are at least `from`, in the order of the array, into out (room for
+ * max). Returns their count, or SIZE_MAX when more than max; *end: the
+ * least hash whose home lies past those homes, 0 when they reach the last
+ * home. The keys of a home lie in the run from it to the next free cell:
+ * one pass over those homes and the run after them. */
+size_t hpsi_cells_gather(const struct hpsi_cells *t, uint64_t from, size_t homes, uint64_t *out, size_t max,
+			 uint64_t *end);
+
+/* The same one key at a time, without memory: the cell of the least hash
+ * at or after `from`, or NULL (about a run's length of cells per key). */
 unsigned char *hpsi_cells_next(const struct hpsi_cells *t, uint64_t from);
 
 /* Visits every key in the order of the array: its key, its push count

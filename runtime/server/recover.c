@@ -406,14 +406,14 @@ static int sync_range(struct server *sv, struct range_state *rs)
 			return 0;
 		msg_close(sv, y);
 		y->phase = PH_COPY;
-		y->cursor = y->next_cursor = (struct hpsi_store_cursor){0, 0};
+		y->cursor = y->next_cursor = (struct hpsi_store_cursor){0, 0, 0};
 		did = 1;
 	}
 	if (y->dirty_lost && y->phase != PH_FREEZE) { /* everything again */
 		y->dirty_lost = 0;
 		y->ndirty = 0;
 		y->phase = PH_COPY;
-		y->cursor = (struct hpsi_store_cursor){0, 0};
+		y->cursor = (struct hpsi_store_cursor){0, 0, 0};
 		y->rec_off = 0;
 		/* pushes outrun the copy: the last full one runs frozen */
 		y->frozen_copy = ++y->full_copies >= MAX_FULL_COPIES;

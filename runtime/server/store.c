@@ -32,6 +32,12 @@ struct hpsi_store {
 	struct hpsi_cells *away_in;
 	size_t found_cap;
 	uint64_t requests; /* handled: which keys promote takes */
+	/* hpsi_store_next: the sorted hashes [walk_lo, walk_end) of the cells
+	 * walk_part (walk_end 0: to the last), gathered during walk walk_id */
+	uint64_t *walk;
+	size_t walk_n, walk_cap;
+	uint64_t walk_lo, walk_end, walk_id, walks;
+	uint32_t walk_part;
 	int filling;       /* most keys of the last fixed-width request were new */
 	int flags;      /* mallocx flags: the NUMA-local arena */
 	int steps;      /* keys keep a push count, 4 bytes before their values (Adam) */
@@ -162,6 +168,8 @@ void hpsi_store_destroy(struct hpsi_store *st)
 		hpsi_cells_free(&st->cells[k]);
 	hpsi_table_free(&st->tab);
 	free_found(st);
+	if (st->walk)
+		dallocx(st->walk, st->flags);
 	dallocx(st, st->flags);
 }
 
@@ -649,26 +657,91 @@ static void item_of(const struct hpsi_store *st, uint64_t key, uint32_t len, con
 				       .nbytes = (size_t)len * st->tab.vbytes};
 }
 
-int hpsi_store_next(const struct hpsi_store *st, struct hpsi_store_cursor *cursor, struct hpsi_store_item *it)
+/* Homes per block of a walk: one pass over them and the run after them
+ * gathers their keys (about 200 at 80% load). */
+#define WALK_HOMES 256
+
+/* The hashes of cells cl from `from` to the block's end into st->walk,
+ * sorted (insertion sort: the array's order is nearly the hashes'); 0, or
+ * HPS_ENOMEM. */
+static int walk_gather(struct hpsi_store *st, const struct hpsi_cells *cl, uint32_t part, uint64_t from,
+		       uint64_t walk)
 {
+	size_t n;
+	st->walk_id = 0;
+	while ((n = hpsi_cells_gather(cl, from, WALK_HOMES, st->walk, st->walk_cap, &st->walk_end)) == SIZE_MAX ||
+	       !st->walk) {
+		size_t cap = st->walk_cap ? st->walk_cap * 2 : 1024;
+		uint64_t *w = st->walk ? rallocx(st->walk, cap * sizeof *w, st->flags)
+				       : mallocx(cap * sizeof *w, st->flags);
+		if (!w)
+			return HPS_ENOMEM;
+		st->walk = w, st->walk_cap = cap;
+	}
+	uint64_t *w = st->walk;
+	for (size_t i = 1; i < n; i++) {
+		uint64_t x = w[i];
+		size_t j = i;
+		for (; j && w[j - 1] > x; j--)
+			w[j] = w[j - 1];
+		w[j] = x;
+	}
+	st->walk_n = n, st->walk_lo = from, st->walk_part = part, st->walk_id = walk;
+	return 0;
+}
+
+int hpsi_store_next(struct hpsi_store *st, struct hpsi_store_cursor *cursor, struct hpsi_store_item *it)
+{
+	if (!cursor->walk)
+		cursor->walk = ++st->walks;
 	for (; cursor->part < st->ncells; cursor->part++, cursor->at = 0) {
 		const struct hpsi_cells *cl = &st->cells[cursor->part];
-		unsigned char *c = hpsi_cells_next(cl, cursor->at);
-		if (!c)
-			continue;
-		uint64_t h = hpsi_cells_at(c);
-		item_of(st, hpsi_cells_key(h), cl->len, hpsi_cells_vals(cl, c), it);
-		it->at = (struct hpsi_store_cursor){cursor->part, h};
-		if (h == UINT64_MAX) /* the last hash: the next cells */
-			*cursor = (struct hpsi_store_cursor){cursor->part + 1, 0};
-		else
-			cursor->at = h + 1;
-		return 0;
+		for (;;) {
+			uint64_t from = cursor->at ? cursor->at : 1;
+			/* A block gathered during this walk holds every key of its
+			 * hashes that the walk must visit: keys are never removed,
+			 * and those added since may be skipped. */
+			int have = st->walk_id == cursor->walk && st->walk_part == cursor->part && st->walk_lo <= from &&
+				   (!st->walk_end || from < st->walk_end);
+			unsigned char *c = NULL;
+			if (!have && walk_gather(st, cl, cursor->part, from, cursor->walk)) {
+				c = hpsi_cells_next(cl, from); /* no memory for a block: one key at a time */
+			} else {
+				size_t lo = 0, hi = st->walk_n; /* the first hash >= from */
+				while (lo < hi) {
+					size_t mid = (lo + hi) / 2;
+					if (st->walk[mid] < from)
+						lo = mid + 1;
+					else
+						hi = mid;
+				}
+				if (lo == st->walk_n) {
+					if (!st->walk_end)
+						break; /* the next cells */
+					cursor->at = st->walk_end;
+					continue;
+				}
+				c = hpsi_cells_find(cl, st->walk[lo]); /* (keys are never removed) */
+			}
+			if (!c)
+				break; /* the last of these cells */
+			uint64_t h = hpsi_cells_at(c);
+			item_of(st, hpsi_cells_key(h), cl->len, hpsi_cells_vals(cl, c), it);
+			it->at = *cursor;
+			it->at.at = h;
+			if (h == UINT64_MAX) { /* the last hash: the next cells */
+				cursor->part++;
+				cursor->at = 0;
+			} else {
+				cursor->at = h + 1;
+			}
+			return 0;
+		}
 	}
 	/* the pool; cells made after the walk passed them hold keys added
 	 * meanwhile only */
 	if (cursor->part < STORE_CELLS)
-		*cursor = (struct hpsi_store_cursor){STORE_CELLS, 0};
+		cursor->part = STORE_CELLS, cursor->at = 0;
 	struct hpsi_store_cursor from = *cursor;
 	struct hpsi_rec *e = hpsi_table_next(&st->tab, &cursor->at);
 	if (!e)

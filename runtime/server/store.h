@@ -60,6 +60,7 @@ int hpsi_store_put(struct hpsi_store *st, uint64_t key, uint32_t len, uint32_t s
 struct hpsi_store_cursor {
 	uint32_t part; /* cells[part], or STORE_CELLS: the pool (store.c) */
 	uint64_t at;   /* cells: the least hash still to visit; pool: an offset */
+	uint64_t walk; /* which walk (0: a new one), for the store's block of hashes */
 };
 struct hpsi_store_item {
 	uint64_t key;
@@ -78,7 +79,7 @@ struct hpsi_store_item {
  * the same initial values wherever it is added). A walk stopped within a
  * record resumes at it.at: a key added since may come before it. Not for
  * direct stores. */
-int hpsi_store_next(const struct hpsi_store *st, struct hpsi_store_cursor *cursor, struct hpsi_store_item *it);
+int hpsi_store_next(struct hpsi_store *st, struct hpsi_store_cursor *cursor, struct hpsi_store_item *it);
 /* The record of key; 0, or HPS_ENOKEY when absent. */
 int hpsi_store_item(const struct hpsi_store *st, uint64_t key, struct hpsi_store_item *it);
 /* Writes n bytes at byte off of key's record, creating it with len values
