@@ -37,6 +37,10 @@ struct plan {
 	int inflight;          /* 0: INFLIGHT */
 	int pace_us;           /* sleep per iteration: time for a replacement to join */
 	uint32_t prefill;      /* worker 0 first pushes 1 to this many other keys */
+	/* non-NULL: after its last push a worker waits while *hold is set, so
+	 * that the job still runs when a slow copy (sanitizers) ends; the test
+	 * clears it once the replacement is back, or has given up on it */
+	_Atomic int *hold;
 };
 
 #define PREFILL_BASE 1000000
@@ -174,6 +178,9 @@ static int sum_worker(hps_ctx *ctx, hps_worker *w, void *arg)
 	for (int i = 0; i < nout; i++)
 		if ((rc = hps_wait(w, ts[i])))
 			return fail(me, "last pushes", rc);
+	/* relaxed: the flag only says when to go on, it publishes nothing */
+	for (int waited = 0; pl->hold && atomic_load_explicit(pl->hold, memory_order_relaxed) && waited < 60000; waited++)
+		usleep(1000);
 	if ((rc = hps_barrier(ctx)))
 		return fail(me, "barrier", rc);
 	int64_t t = hps_pull(w, all, NKEYS, got, NULL);
@@ -278,7 +285,9 @@ static int run_job(const struct run *r, uint32_t *killed)
 	}
 	struct plan pl = {.seed = r->seed, .bsp = r->bsp, .progress = progress, .model_out = r->model_out,
 			  .ckpt_dir = r->ckpt_dir, .inflight = r->inflight, .pace_us = r->pace_us,
-			  .prefill = r->prefill};
+			  .prefill = r->prefill, .hold = r->replace ? &progress[64] : NULL};
+	if (pl.hold)
+		atomic_store_explicit(pl.hold, 1, memory_order_relaxed);
 	int failed = 0;
 	pid_t wk[8];
 	for (uint32_t i = 0; i < r->W; i++)
@@ -302,6 +311,8 @@ static int run_job(const struct run *r, uint32_t *killed)
 		if (k == 0 && r->replace && replace_server(&j, victim, &s, r->kill_replacement))
 			failed++;
 	}
+	if (pl.hold)
+		atomic_store_explicit(pl.hold, 0, memory_order_relaxed);
 	for (uint32_t i = 0; i < r->W; i++) {
 		int st = wait_exit(wk[i], 30000);
 		if (st != 0) {
@@ -895,7 +906,9 @@ static void paced_start(struct paced *p, uint32_t S, uint32_t K, uint64_t seed, 
 	CU_ASSERT_FATAL(p->progress != MAP_FAILED);
 	struct job_opts o = {.timeout_ms = 20000, .replicas = K};
 	CU_ASSERT_FATAL(job_start(&p->j, S, 3, &o) == 0);
-	p->pl = (struct plan){.seed = seed, .progress = p->progress, .pace_us = 15000, .prefill = prefill};
+	p->pl = (struct plan){.seed = seed, .progress = p->progress, .pace_us = 15000, .prefill = prefill,
+			      .hold = &p->progress[64]};
+	atomic_store_explicit(p->pl.hold, 1, memory_order_relaxed); /* until paced_finish */
 	for (uint32_t i = 0; i < 3; i++)
 		p->wk[i] = job_fork_worker(&p->j, i, 1, sum_worker, &p->pl);
 	int target = 3;
@@ -907,6 +920,7 @@ static void paced_start(struct paced *p, uint32_t S, uint32_t K, uint64_t seed, 
 static int paced_finish(struct paced *p)
 {
 	int failed = 0;
+	atomic_store_explicit(p->pl.hold, 0, memory_order_relaxed);
 	for (uint32_t i = 0; i < 3; i++) {
 		int st = wait_exit(p->wk[i], 40000);
 		if (st != 0) {
