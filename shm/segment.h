@@ -139,7 +139,7 @@ enum { HPSI_CKPT_SAVE = 1, HPSI_CKPT_LOAD = 2 };
 struct hpsi_seg_params {
 	const char *job, *host;
 	uint32_t nservers, nworkers;
-	uint32_t ring_bytes;
+	uint32_t ring_bytes; /* 0: by the job's shape (hpsi_ring_bytes_for) */
 	uint64_t heap_slice;
 	int64_t timeout_ms;
 	uint32_t range_mode;
@@ -159,6 +159,15 @@ struct hpsi_seg {
 	size_t size;
 	char path[256];
 };
+
+/* Rings of a job whose HPS_RING_KB is unset share HPSI_RING_BUDGET bytes:
+ * each gets the largest power of two that fits, from HPSI_RING_MIN to
+ * HPSI_RING_MAX. Per-pair rings grow with workers x servers; a fixed size
+ * made a 64 x 64 job reserve 8 GiB of rings. Small jobs keep 1 MiB. */
+#define HPSI_RING_BUDGET (256u << 20)
+#define HPSI_RING_MIN (16u << 10)
+#define HPSI_RING_MAX (1u << 20)
+uint32_t hpsi_ring_bytes_for(uint32_t nservers, uint32_t nworkers, uint32_t replicas);
 
 /* Path of the segment file: $HPS_SHM_DIR (default /dev/shm)/hps.JOB.HOST. */
 int hpsi_seg_path(char *out, size_t cap, const char *job, const char *host);
