@@ -60,7 +60,7 @@ PY_BUILD = $(if $(filter .,$(OUT)),$(PY_EXT))
 .PHONY: all deps test run bench bench-ft bench-python bench-ssp bench-net bench-hogwild bench-overhead asan tsan clean data fixtures fuzz \
 	install uninstall
 all: $(FLAGS_STAMP) $(OUT)/lib/libhps.a $(OUT)/lib/libhps.so $(OUT)/bin/hps $(TESTS) $(OUT)/bench/hps_bench $(OUT)/bench/ssp_bench $(OUT)/bench/ft_bench \
-	$(OUT)/bench/net_bench $(EXAMPLES) $(PY_BUILD)
+	$(OUT)/bench/net_bench $(OUT)/bench/startup_worker $(EXAMPLES) $(PY_BUILD)
 
 # Installs the Debian packages hps needs, only when one is missing.
 deps:
@@ -127,6 +127,15 @@ $(OUT)/bench/%: $(BUILD)/bench/%.o $(BUILD)/bench/cases.o $(INTERNAL_LIB)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 $(OUT)/bench/net_bench: $(BUILD)/bench/proc_cpu.o
 
+$(OUT)/bench/hps_bench: $(BUILD)/bench/hps_bench.o $(BUILD)/bench/cases.o $(BUILD)/bench/startup.o $(INTERNAL_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+# The program the startup case launches, linked as a user's program is.
+$(OUT)/bench/startup_worker: $(BUILD)/bench/startup_worker.o $(OUT)/lib/libhps.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LIB_LDLIBS)
+
 # Every suite runs even when one fails; the exit status says if any did.
 test: deps
 	@$(MAKE) --no-print-directory all
@@ -134,7 +143,7 @@ test: deps
 		HPS_SANITIZE="$(filter -fsanitize=%,$(CFLAGS))" tests/run_all.sh $(CHECKS) $(TESTS)
 
 bench: deps
-	@$(MAKE) --no-print-directory bench/hps_bench bin/hps
+	@$(MAKE) --no-print-directory bench/hps_bench bench/startup_worker bin/hps
 	bench/hps_bench
 
 # The Python package's figures beside C's, in one run: hps_bench's lat,
@@ -288,4 +297,5 @@ uninstall:
 	echo "removed hps from $$r"
 
 clean:
-	rm -rf build build-asan build-tsan build-fuzz lib bin bench/hps_bench bench/ssp_bench bench/net_bench
+	rm -rf build build-asan build-tsan build-fuzz lib bin bench/hps_bench bench/ssp_bench bench/net_bench bench/ft_bench \
+		bench/startup_worker
