@@ -16,7 +16,7 @@
 #include "shm/ring.h"
 
 #define HPSI_SEG_MAGIC 0x31474553535048ull /* "HPSSEG1" */
-#define HPSI_SEG_VERSION 6 /* 5: counters (shm/counters.h); 6: JOINING, incarnation */
+#define HPSI_SEG_VERSION 7 /* 5: counters (shm/counters.h); 6: JOINING, incarnation; 7: probed_at */
 #define HPSI_SEG_TMP ".tmp" /* suffix + creator pid while a segment is being built */
 
 enum hpsi_node_state {
@@ -113,6 +113,10 @@ struct hpsi_seg_hdr {
 	char job[HPSI_NAME_MAX];
 	char host[HPSI_NAME_MAX];
 	_Atomic uint32_t shutdown; /* set by the launcher: every node ends */
+	/* When the processes of the workers [0] and of the servers [1] were
+	 * last checked, by whichever process of the host group won the turn
+	 * (hpsi_probe_due, shm/node.c); monotonic ns. */
+	_Atomic int64_t probed_at[2];
 	/* The barrier (shm/barrier.h): completed count and failure, a futex
 	 * word; and, with a bridge, barrier k + 1 once a local worker's
 	 * deadline passed in barrier k (the bridge asks the scheduler to fail it). */
