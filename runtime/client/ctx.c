@@ -178,7 +178,7 @@ int hps_init(hps_ctx **out, int *argc, char **argv)
 	return 0;
 }
 
-int hps_finalize(hps_ctx *c)
+static int finalize(hps_ctx *c, int unmap)
 {
 	int rc = hpsi_ctx_check(c);
 	if (rc)
@@ -196,9 +196,20 @@ int hps_finalize(hps_ctx *c)
 	hpsi_info("left job %s: %s %d, pid %d (hps_finalize)", c->seg.hdr->job,
 		  c->cfg.role == HPS_ROLE_SERVER ? "server" : "worker", c->cfg.rank, (int)c->pid);
 	hpsi_log_flush();
-	hpsi_seg_detach(&c->seg);
+	if (unmap)
+		hpsi_seg_detach(&c->seg);
 	hpsi_handle_retire(c, &c->magic);
 	return 0;
+}
+
+int hps_finalize(hps_ctx *c)
+{
+	return finalize(c, 1);
+}
+
+int hpsi_finalize_exiting(hps_ctx *c)
+{
+	return finalize(c, 0);
 }
 
 int hps_role(const hps_ctx *c)
