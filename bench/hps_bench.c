@@ -118,8 +118,8 @@ static void bench_ring_rtt(void)
 	if (pid == 0) {
 		struct hpsi_ring_cons c;
 		struct hpsi_ring_prod p;
-		hpsi_ring_cons_attach(&c, ping, hpsi_ring_data_after(ping), size);
-		hpsi_ring_prod_attach(&p, pong, hpsi_ring_data_after(pong), size);
+		hpsi_ring_cons_attach(&c, ping, size);
+		hpsi_ring_prod_attach(&p, pong, size);
 		for (int i = 0; i < rounds; i++) {
 			size_t len;
 			uint64_t *v;
@@ -139,8 +139,8 @@ static void bench_ring_rtt(void)
 	}
 	struct hpsi_ring_prod p;
 	struct hpsi_ring_cons c;
-	hpsi_ring_prod_attach(&p, ping, hpsi_ring_data_after(ping), size);
-	hpsi_ring_cons_attach(&c, pong, hpsi_ring_data_after(pong), size);
+	hpsi_ring_prod_attach(&p, ping, size);
+	hpsi_ring_cons_attach(&c, pong, size);
 	double *lat = malloc(rounds * sizeof *lat);
 	int64_t t0 = hpsi_now_ns();
 	for (int i = 0; i < rounds; i++) {

@@ -78,17 +78,17 @@ int hpsi_bridge_layout(struct hpsi_bridge *b)
 			b->host_of_worker[w] = i;
 	}
 	/* attach to the rings that cross hosts, at the end that is ours */
-	hpsi_seg_map_rings(&b->seg);
+	uint32_t rb = b->seg.hdr->ring_bytes;
 	for (uint32_t w = 0; w < b->W; w++)
 		for (uint32_t s = 0; s < b->S; s++) {
 			struct hpsi_bridge_pair *p = hpsi_bridge_pair_of(b, w, s);
 			if (hpsi_bridge_local_worker(b, w) && !hpsi_bridge_local_server(b, s)) {
-				hpsi_seg_cons(&b->seg, &p->cons, hpsi_seg_ring_index(&b->seg, w, s, 0));
-				hpsi_seg_prod(&b->seg, &p->prod, hpsi_seg_ring_index(&b->seg, w, s, 1));
+				hpsi_ring_cons_attach(&p->cons, hpsi_seg_ring(&b->seg, w, s, 0), rb);
+				hpsi_ring_prod_attach(&p->prod, hpsi_seg_ring(&b->seg, w, s, 1), rb);
 				p->used = 1;
 			} else if (!hpsi_bridge_local_worker(b, w) && hpsi_bridge_local_server(b, s)) {
-				hpsi_seg_prod(&b->seg, &p->prod, hpsi_seg_ring_index(&b->seg, w, s, 0));
-				hpsi_seg_cons(&b->seg, &p->cons, hpsi_seg_ring_index(&b->seg, w, s, 1));
+				hpsi_ring_prod_attach(&p->prod, hpsi_seg_ring(&b->seg, w, s, 0), rb);
+				hpsi_ring_cons_attach(&p->cons, hpsi_seg_ring(&b->seg, w, s, 1), rb);
 				p->used = 1;
 			}
 		}

@@ -52,9 +52,7 @@ struct hpsi_ring {
 	char guard0[128 - sizeof(uint32_t) - 4 - 2 * sizeof(uint64_t)];
 	alignas(128) _Atomic uint32_t head; /* written by the consumer only */
 	char guard1[128 - sizeof(uint32_t)];
-	/* The data lies where the handles are told: in a segment, apart from
-	 * the headers (shm/segment.h); elsewhere, right after the header
-	 * (hpsi_ring_data_after). */
+	/* data follows at HPSI_RING_HDR; its size is passed to the handles */
 };
 
 _Static_assert(sizeof(struct hpsi_ring) == HPSI_RING_HDR, "ring header is 256 bytes");
@@ -95,29 +93,19 @@ static inline void hpsi_ring_init(struct hpsi_ring *r, uint32_t start)
 	atomic_store_explicit(&r->head, start, memory_order_relaxed);
 }
 
-/* The data of a ring laid out as its header and then its data. */
-static inline unsigned char *hpsi_ring_data_after(struct hpsi_ring *r)
-{
-	return (unsigned char *)r + HPSI_RING_HDR;
-}
-
-/* Handles on the ring whose shared indices are r and whose size bytes of
- * data are at data. */
-static inline void hpsi_ring_prod_attach(struct hpsi_ring_prod *p, struct hpsi_ring *r, unsigned char *data,
-					 uint32_t size)
+static inline void hpsi_ring_prod_attach(struct hpsi_ring_prod *p, struct hpsi_ring *r, uint32_t size)
 {
 	p->r = r;
-	p->data = data;
+	p->data = (unsigned char *)r + HPSI_RING_HDR;
 	p->mask = size - 1;
 	p->tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
 	p->head_cache = atomic_load_explicit(&r->head, memory_order_acquire); /* pairs with (B) */
 }
 
-static inline void hpsi_ring_cons_attach(struct hpsi_ring_cons *c, struct hpsi_ring *r, unsigned char *data,
-					 uint32_t size)
+static inline void hpsi_ring_cons_attach(struct hpsi_ring_cons *c, struct hpsi_ring *r, uint32_t size)
 {
 	c->r = r;
-	c->data = data;
+	c->data = (unsigned char *)r + HPSI_RING_HDR;
 	c->mask = size - 1;
 	c->head = atomic_load_explicit(&r->head, memory_order_relaxed);
 	c->tail_cache = atomic_load_explicit(&r->tail, memory_order_acquire); /* pairs with (A) */

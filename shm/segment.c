@@ -61,8 +61,7 @@ uint32_t hpsi_ring_bytes_for(uint32_t nservers, uint32_t nworkers, uint32_t repl
 
 /* Byte layout of a segment; every multiplication is checked. */
 struct layout {
-	size_t nodes_off, ranges_off, counters_off, bridge_counters_off, stale_off, stale_row, ring_hdrs_off, rings_off,
-		ring_stride, heap_off, direct_off, total;
+	size_t nodes_off, ranges_off, counters_off, bridge_counters_off, stale_off, stale_row, rings_off, ring_stride, heap_off, direct_off, total;
 };
 
 /* The dense array of server i's direct range, or 0 bytes. */
@@ -85,15 +84,14 @@ static int plan_layout(const struct hpsi_seg_params *p, struct layout *l)
 	l->bridge_counters_off = l->counters_off + nnodes * sizeof(struct hpsi_counters);
 	l->stale_off = l->bridge_counters_off + sizeof(struct hpsi_bridge_counters);
 	l->stale_row = align_up((size_t)p->nworkers * sizeof(struct hpsi_stale_cell), 64);
-	l->ring_hdrs_off = align_up(l->stale_off + (size_t)p->nservers * l->stale_row, PAGE);
-	l->ring_stride = p->ring_bytes; /* a power of two, at least a page */
+	l->rings_off = align_up(l->stale_off + (size_t)p->nservers * l->stale_row, PAGE);
+	l->ring_stride = align_up((size_t)HPSI_RING_HDR + p->ring_bytes, PAGE);
 	size_t fwd = p->replicas ? (size_t)p->nservers * p->nservers : 0;
 	if (__builtin_mul_overflow((size_t)p->nservers * p->nworkers, (size_t)2, &nrings) ||
 	    __builtin_add_overflow(nrings, fwd, &nrings) ||
 	    __builtin_mul_overflow(nrings, l->ring_stride, &rings_bytes) ||
 	    __builtin_mul_overflow((size_t)p->nworkers, (size_t)p->heap_slice, &heap_bytes))
 		return HPS_ECONFIG;
-	l->rings_off = align_up(l->ring_hdrs_off + nrings * HPSI_RING_HDR, PAGE);
 	l->heap_off = align_up(l->rings_off + rings_bytes, 2u << 20);
 	if (__builtin_add_overflow(l->heap_off, heap_bytes, &l->direct_off))
 		return HPS_ECONFIG;
@@ -269,7 +267,6 @@ int hpsi_seg_create(const struct hpsi_seg_params *params, struct hpsi_seg *seg)
 	h->range_mode = p->range_mode;
 	h->replicas = p->replicas;
 	h->nodes_off = l.nodes_off;
-	h->ring_hdrs_off = l.ring_hdrs_off;
 	h->rings_off = l.rings_off;
 	h->ring_stride = l.ring_stride;
 	h->ranges_off = l.ranges_off;
@@ -348,8 +345,7 @@ static int header_ok(const struct hpsi_seg_hdr *h, size_t size)
 			   h->wrk_hi > h->nworkers))
 		return 0;
 	if (!(h->total_bytes == size && h->direct_bytes <= size && l.total == size - h->direct_bytes &&
-	      h->nodes_off == l.nodes_off && h->ring_hdrs_off == l.ring_hdrs_off && h->rings_off == l.rings_off &&
-	      h->ranges_off == l.ranges_off &&
+	      h->nodes_off == l.nodes_off && h->rings_off == l.rings_off && h->ranges_off == l.ranges_off &&
 	      h->counters_off == l.counters_off && h->bridge_counters_off == l.bridge_counters_off &&
 	      h->stale_off == l.stale_off && h->stale_row == l.stale_row &&
 	      h->heap_off == l.heap_off && h->ring_stride == l.ring_stride))
@@ -404,20 +400,6 @@ int hpsi_seg_attach(const char *job, const char *host, struct hpsi_seg *seg)
 	if (rc == HPS_ENOJOB)
 		hpsi_error("no job '%s' on host '%s' (%s missing); start it with `hps launch`", job, host, path);
 	return rc;
-}
-
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23 /* Linux 5.14; older C libraries lack the name */
-#endif
-
-void hpsi_seg_map_rings(const struct hpsi_seg *s)
-{
-	const struct hpsi_seg_hdr *h = s->hdr;
-	size_t len = h->rings_off - h->ring_hdrs_off; /* the header array, to a page */
-	/* the pages are reserved already (hpsi_seg_create): this only maps
-	 * them; an older kernel (EINVAL) maps them as they are touched */
-	if (madvise(s->base + h->ring_hdrs_off, len, MADV_POPULATE_WRITE) != 0)
-		hpsi_debug("madvise(MADV_POPULATE_WRITE) of the ring headers: %s", strerror(errno));
 }
 
 void hpsi_seg_detach(struct hpsi_seg *seg)

@@ -16,7 +16,7 @@
 #include "shm/ring.h"
 
 #define HPSI_SEG_MAGIC 0x31474553535048ull /* "HPSSEG1" */
-#define HPSI_SEG_VERSION 7 /* 5: counters (shm/counters.h); 6: JOINING, incarnation; 7: probed_at, ring headers apart */
+#define HPSI_SEG_VERSION 7 /* 5: counters (shm/counters.h); 6: JOINING, incarnation; 7: probed_at */
 #define HPSI_SEG_TMP ".tmp" /* suffix + creator pid while a segment is being built */
 
 enum hpsi_node_state {
@@ -89,9 +89,7 @@ struct hpsi_seg_hdr {
 	uint32_t nservers, nworkers;
 	uint32_t ring_bytes; /* data bytes of each ring, a power of two */
 	uint32_t range_mode;
-	/* rings: their 256-byte headers (indices) in one array at
-	 * ring_hdrs_off, their data at rings_off + index x ring_stride */
-	uint64_t nodes_off, ring_hdrs_off, rings_off, ring_stride, ranges_off;
+	uint64_t nodes_off, rings_off, ring_stride, ranges_off;
 	uint64_t heap_off, heap_slice; /* one slice per worker */
 	uint64_t direct_bytes;         /* dense arrays of direct ranges, after the heap */
 	/* one struct hpsi_counters per node, then the bridge's (shm/counters.h) */
@@ -202,58 +200,20 @@ static inline uint32_t hpsi_worker_node(const struct hpsi_seg *s, uint32_t w)
 	return s->hdr->nservers + w;
 }
 
-/* Rings by index: the (worker, server) pairs first, dir 0 requests
- * worker -> server, dir 1 responses server -> worker; then, only with
- * replicas, the rings of forwarded pushes from server `from` (a primary)
- * to server `to` (a backup of one of its key ranges). */
-static inline size_t hpsi_seg_ring_index(const struct hpsi_seg *s, uint32_t w, uint32_t srv, int dir)
-{
-	return ((size_t)w * s->hdr->nservers + srv) * 2 + (size_t)dir;
-}
-
-static inline size_t hpsi_seg_fwd_index(const struct hpsi_seg *s, uint32_t from, uint32_t to)
-{
-	return (size_t)s->hdr->nworkers * s->hdr->nservers * 2 + (size_t)from * s->hdr->nservers + to;
-}
-
-/* The headers of all rings lie in one array, apart from their data, so
- * that a process maps them with a few page faults (or one madvise,
- * hpsi_seg_map_rings) instead of one per ring: 128 rings of a 64 x 64 job's
- * process each on a page of its own cost 3.8 ms per process. */
-static inline struct hpsi_ring *hpsi_seg_ring_hdr(const struct hpsi_seg *s, size_t idx)
-{
-	return (struct hpsi_ring *)(s->base + s->hdr->ring_hdrs_off) + idx;
-}
-
-static inline unsigned char *hpsi_seg_ring_data(const struct hpsi_seg *s, size_t idx)
-{
-	return s->base + s->hdr->rings_off + idx * s->hdr->ring_stride;
-}
-
+/* dir 0: requests worker -> server; dir 1: responses server -> worker. */
 static inline struct hpsi_ring *hpsi_seg_ring(const struct hpsi_seg *s, uint32_t w, uint32_t srv, int dir)
 {
-	return hpsi_seg_ring_hdr(s, hpsi_seg_ring_index(s, w, srv, dir));
+	size_t idx = ((size_t)w * s->hdr->nservers + srv) * 2 + (size_t)dir;
+	return (struct hpsi_ring *)(s->base + s->hdr->rings_off + idx * s->hdr->ring_stride);
 }
 
+/* The ring of forwarded pushes from server `from` (a primary) to server
+ * `to` (a backup of one of its key ranges); only with replicas. */
 static inline struct hpsi_ring *hpsi_seg_fwd_ring(const struct hpsi_seg *s, uint32_t from, uint32_t to)
 {
-	return hpsi_seg_ring_hdr(s, hpsi_seg_fwd_index(s, from, to));
+	size_t idx = (size_t)s->hdr->nworkers * s->hdr->nservers * 2 + (size_t)from * s->hdr->nservers + to;
+	return (struct hpsi_ring *)(s->base + s->hdr->rings_off + idx * s->hdr->ring_stride);
 }
-
-/* The producer's or the consumer's handle on ring idx of the segment. */
-static inline void hpsi_seg_prod(const struct hpsi_seg *s, struct hpsi_ring_prod *p, size_t idx)
-{
-	hpsi_ring_prod_attach(p, hpsi_seg_ring_hdr(s, idx), hpsi_seg_ring_data(s, idx), s->hdr->ring_bytes);
-}
-
-static inline void hpsi_seg_cons(const struct hpsi_seg *s, struct hpsi_ring_cons *c, size_t idx)
-{
-	hpsi_ring_cons_attach(c, hpsi_seg_ring_hdr(s, idx), hpsi_seg_ring_data(s, idx), s->hdr->ring_bytes);
-}
-
-/* Maps the ring headers into this process at once (hps_init): one system
- * call instead of two page faults per ring. Harmless when it fails. */
-void hpsi_seg_map_rings(const struct hpsi_seg *s);
 
 /* Node id `id` runs on this host (always, without a bridge). */
 static inline int hpsi_node_local(const struct hpsi_seg *s, uint32_t id)

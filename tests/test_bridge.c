@@ -81,10 +81,10 @@ static int bridge_up(int peer_rcvhwm)
 	int hwm = HPSI_BRIDGE_SNDHWM;
 	zmq_setsockopt(b.dealers[1], ZMQ_SNDHWM, &hwm, sizeof hwm);
 	zmq_connect(b.dealers[1], ep);
-	hpsi_seg_prod(&b.seg, &wreq, hpsi_seg_ring_index(&b.seg, 0, 1, 0));
-	hpsi_seg_cons(&b.seg, &wans, hpsi_seg_ring_index(&b.seg, 0, 1, 1));
-	hpsi_seg_cons(&b.seg, &sreq, hpsi_seg_ring_index(&b.seg, 1, 0, 0));
-	hpsi_seg_prod(&b.seg, &sans, hpsi_seg_ring_index(&b.seg, 1, 0, 1));
+	hpsi_ring_prod_attach(&wreq, hpsi_seg_ring(&b.seg, 0, 1, 0), RING);
+	hpsi_ring_cons_attach(&wans, hpsi_seg_ring(&b.seg, 0, 1, 1), RING);
+	hpsi_ring_cons_attach(&sreq, hpsi_seg_ring(&b.seg, 1, 0, 0), RING);
+	hpsi_ring_prod_attach(&sans, hpsi_seg_ring(&b.seg, 1, 0, 1), RING);
 	return 0;
 }
 

@@ -225,7 +225,7 @@ static void test_consistency_clock_backwards_refused(void)
 	struct job j;
 	CU_ASSERT_EQUAL_FATAL(job_start(&j, 1, 1, NULL), 0);
 	struct hpsi_ring_prod p;
-	hpsi_seg_prod(&j.seg, &p, hpsi_seg_ring_index(&j.seg, 0, 0, 0));
+	hpsi_ring_prod_attach(&p, hpsi_seg_ring(&j.seg, 0, 0, 0), j.seg.hdr->ring_bytes);
 	uint32_t clocks[2] = {5, 3};
 	for (int i = 0; i < 2; i++) {
 		struct hpsi_msg_hdr *h = hpsi_ring_reserve(&p, sizeof *h);
@@ -241,7 +241,7 @@ static void test_consistency_clock_backwards_refused(void)
 	hpsi_ring_publish(&p);
 	hpsi_bell_ring(&hpsi_seg_node(&j.seg, 0)->bell);
 	struct hpsi_ring_cons c;
-	hpsi_seg_cons(&j.seg, &c, hpsi_seg_ring_index(&j.seg, 0, 0, 1));
+	hpsi_ring_cons_attach(&c, hpsi_seg_ring(&j.seg, 0, 0, 1), j.seg.hdr->ring_bytes);
 	size_t len = 0;
 	struct hpsi_msg_hdr *r = NULL;
 	for (int t = 0; t < 5000 && !(r = hpsi_ring_peek(&c, &len)); t++)

@@ -312,7 +312,7 @@ static void test_errors_corrupt_messages_dropped(void)
 	struct job j;
 	CU_ASSERT_EQUAL_FATAL(job_start(&j, 1, 1, NULL), 0);
 	struct hpsi_ring_prod p;
-	hpsi_seg_prod(&j.seg, &p, hpsi_seg_ring_index(&j.seg, 0, 0, 0));
+	hpsi_ring_prod_attach(&p, hpsi_seg_ring(&j.seg, 0, 0, 0), j.seg.hdr->ring_bytes);
 	srand(3);
 	for (int i = 0; i < 300; i++) {
 		size_t len = (size_t)(rand() % 400);
@@ -343,7 +343,7 @@ static void test_errors_corrupt_messages_dropped(void)
 				usleep(1000);
 			/* drop its error answers: there is no worker yet */
 			struct hpsi_ring_cons c;
-			hpsi_seg_cons(&j.seg, &c, hpsi_seg_ring_index(&j.seg, 0, 0, 1));
+			hpsi_ring_cons_attach(&c, hpsi_seg_ring(&j.seg, 0, 0, 1), j.seg.hdr->ring_bytes);
 			size_t l;
 			while (hpsi_ring_peek(&c, &l))
 				hpsi_ring_consume(&c, l);

@@ -554,7 +554,7 @@ static void test_replica_bad_copies_are_dropped(void)
 	j.servers[1] = job_fork_server(&j, 1, NULL);
 	struct hpsi_ring *r = hpsi_seg_fwd_ring(&j.seg, 2, 1);
 	struct hpsi_ring_prod p;
-	hpsi_seg_prod(&j.seg, &p, hpsi_seg_fwd_index(&j.seg, 2, 1));
+	hpsi_ring_prod_attach(&p, r, j.seg.hdr->ring_bytes);
 	struct {
 		uint64_t key;
 		uint32_t len, steps;

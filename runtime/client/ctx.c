@@ -126,7 +126,6 @@ int hps_init(hps_ctx **out, int *argc, char **argv)
 		free(c);
 		return HPS_ECONFIG;
 	}
-	hpsi_seg_map_rings(&c->seg); /* the ring headers, in one system call */
 	c->timeout_ns = c->seg.hdr->timeout_ms * 1000000;
 	c->spin_ns = c->cfg.spin_ns;
 	cpu_set_t cpus;

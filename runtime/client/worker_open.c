@@ -57,8 +57,8 @@ int hps_worker_open(hps_ctx *ctx, uint32_t width, hps_worker **out)
 		return rc;
 	}
 	for (uint32_t s = 0; s < w->nservers; s++) {
-		hpsi_seg_prod(seg, &w->req[s], hpsi_seg_ring_index(seg, w->rank, s, 0));
-		hpsi_seg_cons(seg, &w->resp[s], hpsi_seg_ring_index(seg, w->rank, s, 1));
+		hpsi_ring_prod_attach(&w->req[s], hpsi_seg_ring(seg, w->rank, s, 0), seg->hdr->ring_bytes);
+		hpsi_ring_cons_attach(&w->resp[s], hpsi_seg_ring(seg, w->rank, s, 1), seg->hdr->ring_bytes);
 	}
 	pthread_mutex_init(&w->submit_lock, NULL);
 	pthread_mutex_init(&w->poll_lock, NULL);

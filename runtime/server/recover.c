@@ -558,8 +558,8 @@ static void attach_range(struct server *sv, struct range_state *rs)
 			}
 		}
 		p->adopted = p->rereading = p->held = 0;
-		hpsi_seg_cons(sv->seg, &p->req, hpsi_seg_ring_index(sv->seg, wk, rs->id, 0));
-		hpsi_seg_prod(sv->seg, &p->resp, hpsi_seg_ring_index(sv->seg, wk, rs->id, 1)); /* resp */
+		hpsi_ring_cons_attach(&p->req, hpsi_seg_ring(sv->seg, wk, rs->id, 0), sv->seg->hdr->ring_bytes);
+		hpsi_ring_prod_attach(&p->resp, resp, sv->seg->hdr->ring_bytes);
 	}
 	rs->serving = 1;
 	rs->epoch++;

@@ -276,10 +276,10 @@ int hpsi_replica_takeover(struct server *sv)
 			/* 0: nothing answered yet (or exactly 2^32 answers ago, when
 			 * the last few might be answered twice) */
 			p->adopted = p->answered != 0;
-			hpsi_seg_cons(sv->seg, &p->req, hpsi_seg_ring_index(sv->seg, wk, rs->id, 0));
+			hpsi_ring_cons_attach(&p->req, hpsi_seg_ring(sv->seg, wk, rs->id, 0), sv->seg->hdr->ring_bytes);
 			p->reread_end = p->req.tail_cache; /* the tail, acquired by the attach (pair A) */
 			p->rereading = 1;
-			hpsi_seg_prod(sv->seg, &p->resp, hpsi_seg_ring_index(sv->seg, wk, rs->id, 1)); /* resp */
+			hpsi_ring_prod_attach(&p->resp, resp, sv->seg->hdr->ring_bytes);
 			p->held = 0;
 		}
 		rs->serving = 1;

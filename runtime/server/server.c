@@ -230,9 +230,9 @@ static int range_setup(struct server *sv, uint32_t i, hps_handler handler, void 
 		struct peer *p = &rs->peers[wk];
 		p->last_seq = -1;
 		/* a backup attaches the rings when it takes the range over */
-		hpsi_seg_cons(seg, &p->req, hpsi_seg_ring_index(seg, wk, rs->id, 0));
+		hpsi_ring_cons_attach(&p->req, hpsi_seg_ring(seg, wk, rs->id, 0), seg->hdr->ring_bytes);
 		if (rs->serving)
-			hpsi_seg_prod(seg, &p->resp, hpsi_seg_ring_index(seg, wk, rs->id, 1));
+			hpsi_ring_prod_attach(&p->resp, hpsi_seg_ring(seg, wk, rs->id, 1), seg->hdr->ring_bytes);
 	}
 	if (hpsi_server_staleness((int)rs->id, &rs->staleness))
 		return HPS_ECONFIG;
@@ -307,8 +307,8 @@ static int server_setup(struct server *sv, hps_handler handler, void *arg)
 	for (uint32_t s = 0; sv->replicas && s < S; s++) {
 		if (s == sv->me)
 			continue;
-		hpsi_seg_cons(seg, &sv->fwd_in[s], hpsi_seg_fwd_index(seg, s, sv->me));
-		hpsi_seg_prod(seg, &sv->fwd_out[s], hpsi_seg_fwd_index(seg, sv->me, s));
+		hpsi_ring_cons_attach(&sv->fwd_in[s], hpsi_seg_fwd_ring(seg, s, sv->me), seg->hdr->ring_bytes);
+		hpsi_ring_prod_attach(&sv->fwd_out[s], hpsi_seg_fwd_ring(seg, sv->me, s), seg->hdr->ring_bytes);
 	}
 	for (uint32_t i = 0; i < sv->nranges; i++) {
 		int rc = range_setup(sv, i, handler, arg);

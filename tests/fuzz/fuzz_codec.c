@@ -83,7 +83,7 @@ static void fuzz_ring(const unsigned char *in, size_t size)
 	hpsi_ring_init(r, 0);
 	atomic_store_explicit(&r->tail, tail, memory_order_release);
 	struct hpsi_ring_cons c;
-	hpsi_ring_cons_attach(&c, r, hpsi_ring_data_after(r), FUZZ_RING);
+	hpsi_ring_cons_attach(&c, r, FUZZ_RING);
 	volatile unsigned char sink = 0;
 	size_t len;
 	const unsigned char *p;
