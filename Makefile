@@ -19,7 +19,7 @@ DEPS_PKGS = libnuma-dev libjemalloc-dev libzmq3-dev libcunit1-dev pkg-config ipr
 # The version, from the public header; the soname follows the major number.
 VERSION := $(shell sed -n 's/^\#define HPS_VERSION_STRING "\(.*\)"/\1/p' include/hps/version.h)
 SOMAJOR := $(firstword $(subst ., ,$(VERSION)))
-# `make install`: PREFIX/{bin,include/hps,lib,lib/pkgconfig,lib/hps/examples}.
+# `make install`: PREFIX/{bin,include/hps,lib,lib/pkgconfig,lib/hps,lib/hps/examples}.
 PREFIX ?= /usr/local
 DESTDIR ?=
 
@@ -60,7 +60,7 @@ PY_BUILD = $(if $(filter .,$(OUT)),$(PY_EXT))
 .PHONY: all deps test run bench bench-ft bench-python bench-ssp bench-net bench-hogwild bench-overhead asan tsan clean data fixtures fuzz \
 	install uninstall
 all: $(FLAGS_STAMP) $(OUT)/lib/libhps.a $(OUT)/lib/libhps.so $(OUT)/bin/hps $(TESTS) $(OUT)/bench/hps_bench $(OUT)/bench/ssp_bench $(OUT)/bench/ft_bench $(OUT)/bench/store_bench \
-	$(OUT)/bench/net_bench $(EXAMPLES) $(PY_BUILD)
+	$(OUT)/bench/net_bench $(OUT)/bench/startup_worker $(EXAMPLES) $(PY_BUILD)
 
 # Installs the Debian packages hps needs, only when one is missing.
 deps:
@@ -111,9 +111,21 @@ $(PY_OBJ): override CFLAGS += -I$(PY_INCLUDE)
 $(PY_EXT): $(PY_OBJ) $(OUT)/lib/libhps.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -shared -o $@ $^ -Wl,--no-as-needed -lstdc++ -Wl,--as-needed $(LIB_LDLIBS)
 
-$(OUT)/bin/hps: $(BUILD)/runtime/cli/hps_main.o $(INTERNAL_LIB)
+# hps launch starts lib/hps/hps-server for each built-in server (beside
+# bin/hps: ../lib/hps/ in the tree and under PREFIX), a program linked
+# with libhps only, which starts faster than bin/hps with ZeroMQ.
+$(OUT)/bin/hps: $(BUILD)/runtime/cli/hps_main.o $(BUILD)/runtime/cli/server_cmd.o $(INTERNAL_LIB) | $(OUT)/lib/hps/hps-server
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Static (no dynamic loader: half the start-up CPU again) except under a
+# sanitizer, whose runtimes cannot be linked -static. libnuma's archive
+# names getaddrinfo, which the server never reaches: that warning is dropped.
+SERVER_STATIC = $(if $(filter -fsanitize=%,$(CFLAGS)),,-static)
+$(OUT)/lib/hps/hps-server: $(BUILD)/runtime/cli/server_main.o $(BUILD)/runtime/cli/server_cmd.o $(OUT)/lib/libhps.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) $(SERVER_STATIC) -o $@ $^ $(LIB_LDLIBS) 2> $@.log || { cat $@.log; rm -f $@.log; exit 1; }
+	@grep -v -e getaddrinfo -e 'in function .affinity_ip' $@.log >&2 || true; rm -f $@.log
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_HELPERS) $(EXAMPLE_LIB) $(INTERNAL_LIB)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lcunit $(LDLIBS)
@@ -127,6 +139,15 @@ $(OUT)/bench/%: $(BUILD)/bench/%.o $(BUILD)/bench/cases.o $(INTERNAL_LIB)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 $(OUT)/bench/net_bench: $(BUILD)/bench/proc_cpu.o
 
+$(OUT)/bench/hps_bench: $(BUILD)/bench/hps_bench.o $(BUILD)/bench/cases.o $(BUILD)/bench/startup.o $(INTERNAL_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+# The program the startup case launches, linked as a user's program is.
+$(OUT)/bench/startup_worker: $(BUILD)/bench/startup_worker.o $(OUT)/lib/libhps.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LIB_LDLIBS)
+
 # Every suite runs even when one fails; the exit status says if any did.
 test: deps
 	@$(MAKE) --no-print-directory all
@@ -134,7 +155,7 @@ test: deps
 		HPS_SANITIZE="$(filter -fsanitize=%,$(CFLAGS))" tests/run_all.sh $(CHECKS) $(TESTS)
 
 bench: deps
-	@$(MAKE) --no-print-directory bench/hps_bench bin/hps
+	@$(MAKE) --no-print-directory bench/hps_bench bench/startup_worker bin/hps
 	bench/hps_bench
 
 # The Python package's figures beside C's, in one run: hps_bench's lat,
@@ -241,7 +262,7 @@ tsan:
 # LD_LIBRARY_PATH or -Wl,-rpath (README, Build your own program).
 HEADERS = $(wildcard include/hps/*.h)
 INSTALL_DIRS = bin include include/hps lib lib/pkgconfig lib/hps lib/hps/examples
-INSTALL_FILES = $(HEADERS) bin/hps lib/libhps.a lib/libhps.so lib/libhps.so.$(SOMAJOR) \
+INSTALL_FILES = $(HEADERS) bin/hps lib/hps/hps-server lib/libhps.a lib/libhps.so lib/libhps.so.$(SOMAJOR) \
 	lib/libhps.so.$(VERSION) lib/pkgconfig/hps.pc $(EXAMPLES:$(BUILD)/examples/%=lib/hps/examples/%)
 # The Python package, where Debian's python3 looks for PREFIX /usr/local
 # and /usr (other prefixes: PYTHONPATH=PREFIX/lib/python3/dist-packages).
@@ -254,7 +275,7 @@ MANIFEST = lib/hps/manifest
 LDCONFIG = if [ -z '$(DESTDIR)' ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then \
 	case '$(PREFIX)' in /usr|/usr/|/usr/local|/usr/local/) ldconfig ;; esac; fi
 
-install: $(OUT)/lib/libhps.a $(OUT)/lib/libhps.so $(OUT)/bin/hps $(EXAMPLES) hps.pc.in $(PY_BUILD)
+install: $(OUT)/lib/libhps.a $(OUT)/lib/libhps.so $(OUT)/bin/hps $(OUT)/lib/hps/hps-server $(EXAMPLES) hps.pc.in $(PY_BUILD)
 	@set -e; r='$(DESTDIR)$(PREFIX)'; m="$$r/$(MANIFEST)"; \
 	case '$(PREFIX)' in /*) ;; *) echo "make install: PREFIX must be an absolute path" >&2; exit 2 ;; esac; \
 	old=; [ ! -f "$$m" ] || old=$$(cat "$$m"); made=; \
@@ -265,6 +286,7 @@ install: $(OUT)/lib/libhps.a $(OUT)/lib/libhps.so $(OUT)/bin/hps $(EXAMPLES) hps
 	ln -sfn libhps.so.$(VERSION) "$$r/lib/libhps.so.$(SOMAJOR)"; \
 	ln -sfn libhps.so.$(SOMAJOR) "$$r/lib/libhps.so"; \
 	install -m 755 $(OUT)/bin/hps "$$r/bin/"; \
+	install -m 755 $(OUT)/lib/hps/hps-server "$$r/lib/hps/"; \
 	install -m 755 $(EXAMPLES) "$$r/lib/hps/examples/"; \
 	if [ -n '$(PY_BUILD)' ]; then install -m 644 $(PY_FILES) "$$r/$(PY_DEST)/"; \
 		install -m 755 $(PY_EXT) "$$r/$(PY_DEST)/"; fi; \
@@ -288,4 +310,5 @@ uninstall:
 	echo "removed hps from $$r"
 
 clean:
-	rm -rf build build-asan build-tsan build-fuzz lib bin bench/hps_bench bench/ssp_bench bench/net_bench bench/store_bench
+	rm -rf build build-asan build-tsan build-fuzz lib bin bench/hps_bench bench/ssp_bench bench/net_bench bench/ft_bench \
+		bench/startup_worker bench/store_bench

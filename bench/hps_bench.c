@@ -3,7 +3,7 @@
  *
  *   bench/hps_bench [--ft] [CASE...]  CASE: lat sparse1k sparse100k dense4M
  *                                 dense4M_8k zipf1k zipf1k_w1 memcpy_4M
- *                                 memcpy_64M ring_rtt idle
+ *                                 memcpy_64M ring_rtt idle startup
  *
  * --ft: the configurations of replicated key ranges instead (make bench-ft):
  * 2S2W without replicas, 2S2WK1 (HPS_REPLICAS=1), 3S2WK2 (HPS_REPLICAS=2).
@@ -13,7 +13,10 @@
  * with '-' where a figure does not apply. Throughputs add up the workers;
  * latencies are worker 0's. Each figure is the median of REPS runs. The
  * idle line adds a ninth column: CPU used by the whole job, in percent of
- * one core, while its workers wait 10 s in a barrier.
+ * one core, while its workers wait 10 s in a barrier. The startup lines
+ * (bench/startup.h) time `hps launch` of 16 x 16 and 64 x 64 jobs over 3
+ * runs (p50_us: the median, p99_us: the slowest) and add the shared
+ * memory the job held once started, in MiB.
  *
  * Dense cases pass buffers from hps_alloc (the zero-copy variant); sparse
  * cases pass ordinary malloc'd arrays, as most applications would. The
@@ -37,6 +40,7 @@
 #include "shm/segment.h"
 
 #include "bench/cases.h"
+#include "bench/startup.h"
 
 /* Forks a job of S servers and W workers; fn runs in each worker. */
 static int run_job(uint32_t S, uint32_t W, int (*fn)(hps_ctx *, hps_worker *), pid_t *pids)
@@ -237,6 +241,7 @@ int main(int argc, char **argv)
 	if (ft)
 		argv++, argc--;
 	int want_memcpy4 = argc == 1, want_memcpy64 = argc == 1, want_rtt = argc == 1, want_idle = argc == 1 && !ft;
+	int want_startup = argc == 1 && !ft;
 	int any_case = argc == 1;
 	for (size_t ci = 0; ci < NCASES; ci++)
 		selected[ci] = argc == 1;
@@ -250,6 +255,8 @@ int main(int argc, char **argv)
 			want_rtt = 1;
 		else if (strcmp(argv[i], "idle") == 0)
 			want_idle = 1;
+		else if (strcmp(argv[i], "startup") == 0)
+			want_startup = 1;
 		else {
 			known = 0;
 			for (size_t ci = 0; ci < NCASES; ci++)
@@ -262,7 +269,7 @@ int main(int argc, char **argv)
 		}
 	}
 	bench_cleanup_on_signals();
-	printf("# case config phase MB/s keys/s ops/s p50_us p99_us [cpu_pct for idle]\n");
+	printf("# case config phase MB/s keys/s ops/s p50_us p99_us [cpu_pct for idle, shm_MiB for startup]\n");
 	if (want_memcpy4)
 		bench_memcpy("memcpy_4M", 4u << 20);
 	if (want_memcpy64)
@@ -292,5 +299,7 @@ int main(int argc, char **argv)
 	}
 	if (want_idle)
 		bench_idle();
+	if (want_startup && bench_startup())
+		rc = 1;
 	return rc;
 }

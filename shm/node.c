@@ -23,6 +23,17 @@ void hpsi_node_mark_dead(struct hpsi_seg *seg, uint32_t id)
 	hpsi_wake_all(seg);
 }
 
+int hpsi_probe_due(struct hpsi_seg *seg, int group, int64_t period_ns)
+{
+	_Atomic int64_t *at = &seg->hdr->probed_at[group];
+	int64_t now = hpsi_now_ns();
+	/* relaxed: only whose turn it is; what a check finds travels through
+	 * the node states, with their own release and acquire */
+	int64_t last = atomic_load_explicit(at, memory_order_relaxed);
+	return now - last >= period_ns &&
+	       atomic_compare_exchange_strong_explicit(at, &last, now, memory_order_relaxed, memory_order_relaxed);
+}
+
 uint32_t hpsi_node_check(struct hpsi_seg *seg, uint32_t id)
 {
 	struct hpsi_node *n = hpsi_seg_node(seg, id);

@@ -7,10 +7,31 @@
 
 #include "shm/segment.h"
 
+#include <stdatomic.h>
+
 /* State of node id after checking its process: a node marked ALIVE whose
  * process is gone is marked DEAD here, and every node's bell is rung so
- * that waiters notice. */
+ * that waiters notice. A check reads /proc (three system calls): callers
+ * that wake often check at most once per period, and read the table in
+ * between (hpsi_node_state), so that a job of N processes does not make
+ * N x N checks per wake-up. */
 uint32_t hpsi_node_check(struct hpsi_seg *seg, uint32_t id);
+
+/* Whether the caller should check the processes of the workers
+ * (HPSI_PROBE_WORKERS) or of the servers (HPSI_PROBE_SERVERS) now: at most
+ * once per period_ns for the whole host group, by the first process that
+ * asks after it passed; the others read the node table, where that check
+ * marks the dead (and wakes everyone). Every waiter checking every peer
+ * cost a 64 x 64 job about 100,000 reads of /proc a second. */
+enum { HPSI_PROBE_WORKERS = 0, HPSI_PROBE_SERVERS = 1 };
+int hpsi_probe_due(struct hpsi_seg *seg, int group, int64_t period_ns);
+
+/* State of node id as the node table holds it, without a system call:
+ * acquire pairs with the stores of the state (struct hpsi_node). */
+static inline uint32_t hpsi_node_state(const struct hpsi_seg *seg, uint32_t id)
+{
+	return atomic_load_explicit(&hpsi_seg_node(seg, id)->state, memory_order_acquire);
+}
 
 /* Marks a node DEAD (if it was not CLOSED) and wakes everyone. */
 void hpsi_node_mark_dead(struct hpsi_seg *seg, uint32_t id);

@@ -49,6 +49,16 @@ int hpsi_seg_path(char *out, size_t cap, const char *job, const char *host)
 	return n > 0 && (size_t)n < cap ? 0 : HPS_ECONFIG;
 }
 
+uint32_t hpsi_ring_bytes_for(uint32_t nservers, uint32_t nworkers, uint32_t replicas)
+{
+	/* at most 255 x 255 x 2 + 255 x 255 rings: no overflow in 64 bits */
+	uint64_t rings = (uint64_t)nservers * nworkers * 2 + (replicas ? (uint64_t)nservers * nservers : 0);
+	uint32_t b = HPSI_RING_MAX;
+	while (b > HPSI_RING_MIN && rings * b > HPSI_RING_BUDGET)
+		b /= 2;
+	return b;
+}
+
 /* Byte layout of a segment; every multiplication is checked. */
 struct layout {
 	size_t nodes_off, ranges_off, counters_off, bridge_counters_off, stale_off, stale_row, rings_off, ring_stride, heap_off, direct_off, total;
@@ -187,10 +197,14 @@ static void log_layout(const struct hpsi_seg *seg)
 	}
 }
 
-int hpsi_seg_create(const struct hpsi_seg_params *p, struct hpsi_seg *seg)
+int hpsi_seg_create(const struct hpsi_seg_params *params, struct hpsi_seg *seg)
 {
 	memset(seg, 0, sizeof *seg);
 	struct layout l;
+	struct hpsi_seg_params shaped = *params;
+	const struct hpsi_seg_params *p = &shaped;
+	if (!shaped.ring_bytes && shaped.nservers && shaped.nworkers)
+		shaped.ring_bytes = hpsi_ring_bytes_for(shaped.nservers, shaped.nworkers, shaped.replicas);
 	int rc = check_params(p);
 	if (rc)
 		return rc;

@@ -16,7 +16,7 @@
 #include "shm/ring.h"
 
 #define HPSI_SEG_MAGIC 0x31474553535048ull /* "HPSSEG1" */
-#define HPSI_SEG_VERSION 6 /* 5: counters (shm/counters.h); 6: JOINING, incarnation */
+#define HPSI_SEG_VERSION 7 /* 5: counters (shm/counters.h); 6: JOINING, incarnation; 7: probed_at */
 #define HPSI_SEG_TMP ".tmp" /* suffix + creator pid while a segment is being built */
 
 enum hpsi_node_state {
@@ -113,6 +113,10 @@ struct hpsi_seg_hdr {
 	char job[HPSI_NAME_MAX];
 	char host[HPSI_NAME_MAX];
 	_Atomic uint32_t shutdown; /* set by the launcher: every node ends */
+	/* When the processes of the workers [0] and of the servers [1] were
+	 * last checked, by whichever process of the host group won the turn
+	 * (hpsi_probe_due, shm/node.c); monotonic ns. */
+	_Atomic int64_t probed_at[2];
 	/* The barrier (shm/barrier.h): completed count and failure, a futex
 	 * word; and, with a bridge, barrier k + 1 once a local worker's
 	 * deadline passed in barrier k (the bridge asks the scheduler to fail it). */
@@ -139,7 +143,7 @@ enum { HPSI_CKPT_SAVE = 1, HPSI_CKPT_LOAD = 2 };
 struct hpsi_seg_params {
 	const char *job, *host;
 	uint32_t nservers, nworkers;
-	uint32_t ring_bytes;
+	uint32_t ring_bytes; /* 0: by the job's shape (hpsi_ring_bytes_for) */
 	uint64_t heap_slice;
 	int64_t timeout_ms;
 	uint32_t range_mode;
@@ -159,6 +163,15 @@ struct hpsi_seg {
 	size_t size;
 	char path[256];
 };
+
+/* Rings of a job whose HPS_RING_KB is unset share HPSI_RING_BUDGET bytes:
+ * each gets the largest power of two that fits, from HPSI_RING_MIN to
+ * HPSI_RING_MAX. Per-pair rings grow with workers x servers; a fixed size
+ * made a 64 x 64 job reserve 8 GiB of rings. Small jobs keep 1 MiB. */
+#define HPSI_RING_BUDGET (256u << 20)
+#define HPSI_RING_MIN (16u << 10)
+#define HPSI_RING_MAX (1u << 20)
+uint32_t hpsi_ring_bytes_for(uint32_t nservers, uint32_t nworkers, uint32_t replicas);
 
 /* Path of the segment file: $HPS_SHM_DIR (default /dev/shm)/hps.JOB.HOST. */
 int hpsi_seg_path(char *out, size_t cap, const char *job, const char *host);

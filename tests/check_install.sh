@@ -33,7 +33,7 @@ mkdir -p "$prefix/bin"
 echo mine > "$prefix/bin/mytool" # the user's: uninstall must leave it
 mk install PREFIX="$prefix"
 mk install PREFIX="$prefix" # again, over the first: uninstall must still undo both
-for f in bin/hps include/hps/hps.h include/hps/error.h include/hps/server.h include/hps/version.h \
+for f in bin/hps lib/hps/hps-server include/hps/hps.h include/hps/error.h include/hps/server.h include/hps/version.h \
 	lib/libhps.a "lib/libhps.so.$version" lib/pkgconfig/hps.pc lib/hps/examples/quickstart; do
 	[ -f "$prefix/$f" ] || fail "make install put no $f under the prefix"
 done

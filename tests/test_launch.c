@@ -82,6 +82,54 @@ static void test_launch_runs_job(void)
 	CU_ASSERT_FALSE(seg_exists("lj2"));
 }
 
+/* A many-core job (issue 15): 64 servers and 64 workers, with the default
+ * rings (sized by the job's shape), start, push and pull exact sums, end
+ * with status 0 and leave no segment. Heaps are the smallest allowed, so
+ * that a small /dev/shm holds the segment. */
+static void test_launch_64x64_job(void)
+{
+	char ex[256];
+	example_bin("quickstart", ex, sizeof ex);
+	int rc = run_cmd(HPS("launch", "-s", "64", "-w", "64", "--heap-mb", "8", "--job", "lj64", "--host", "testhost",
+			     "--", ex));
+	CU_ASSERT_EQUAL(rc, 0);
+	int ok = 0;
+	for (int r = 0; r < 64; r++) {
+		char want[64];
+		snprintf(want, sizeof want, "[worker %d] ok: 100 keys hold 640 after 64 workers", r);
+		ok += strstr(out, want) != NULL;
+	}
+	CU_ASSERT_EQUAL(ok, 64);
+	if (ok != 64 || rc != 0)
+		fprintf(stderr, "%s\n", out);
+	CU_ASSERT_FALSE(seg_exists("lj64"));
+}
+
+/* A copy of hps without lib/hps/hps-server beside it runs its built-in
+ * servers as `hps server`, as before that program existed. */
+static void test_launch_server_without_hps_server(void)
+{
+	char dir[] = "/tmp/hps_lonely.XXXXXX", hps[64], ex[256], want[96];
+	CU_ASSERT_FATAL(mkdtemp(dir) != NULL);
+	snprintf(hps, sizeof hps, "%s/hps", dir);
+	CU_ASSERT_EQUAL_FATAL(run_cmd((char *[]){"cp", (char *)hps_bin(), hps, NULL}), 0);
+	example_bin("quickstart", ex, sizeof ex);
+	int rc = run_cmd((char *[]){hps, "launch", "-s", "2", "-w", "2", "--job", "lj65", "--host", "testhost", "--",
+				    "sh", "-c",
+				    "[ $HPS_RANK = 0 ] && for p in $(pgrep -P $PPID -x hps); do echo exe $(readlink /proc/$p/exe); done; "
+				    "exec \"$0\"",
+				    ex, NULL});
+	CU_ASSERT_EQUAL(rc, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "[worker 1] ok: 100 keys hold 20"));
+	snprintf(want, sizeof want, "[worker 0] exe %s\n", hps); /* each server runs the copy */
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, want));
+	if (!strstr(out, want))
+		fprintf(stderr, "%s\n", out);
+	CU_ASSERT_FALSE(seg_exists("lj65"));
+	unlink(hps);
+	rmdir(dir);
+}
+
 static void test_launch_failure_stops_job(void)
 {
 	char ex[256];
@@ -440,6 +488,8 @@ int main(int argc, char **argv)
 	self_path[sl > 0 ? sl : 0] = 0;
 	static const struct test_case cases[] = {
 		{"test_launch_runs_job", test_launch_runs_job},
+		{"test_launch_64x64_job", test_launch_64x64_job},
+		{"test_launch_server_without_hps_server", test_launch_server_without_hps_server},
 		{"test_launch_failure_stops_job", test_launch_failure_stops_job},
 		{"test_launch_signal_cleans_up", test_launch_signal_cleans_up},
 		{"test_launch_same_job_twice", test_launch_same_job_twice},

@@ -1,12 +1,16 @@
 /* SPSC ring: empty, full, wrap-around of the byte ring and of the u32
- * indices past 2^32, record padding, and a two-process stress test. */
+ * indices past 2^32, record padding, a two-process stress test, and the
+ * size of a job's rings by its shape. */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "runtime/common/config.h"
 #include "shm/ring.h"
+#include "shm/segment.h"
 #include "tests/harness.h"
 
 #define SIZE 4096u
@@ -258,6 +262,57 @@ static void test_ring_two_process_stress(void)
 	munmap(r, HPSI_RING_HDR + size);
 }
 
+/* HPS_RING_KB unset: the rings of a job share HPSI_RING_BUDGET, so a 64 x
+ * 64 segment reserves about as much as a 16 x 16 one; small jobs keep 1
+ * MiB rings, and HPS_RING_KB still sets any size. */
+static void test_ring_size_by_job_shape(void)
+{
+	CU_ASSERT_EQUAL(hpsi_ring_bytes_for(1, 1, 0), HPSI_RING_MAX);
+	CU_ASSERT_EQUAL(hpsi_ring_bytes_for(2, 2, 0), HPSI_RING_MAX);
+	CU_ASSERT_EQUAL(hpsi_ring_bytes_for(8, 16, 0), HPSI_RING_MAX); /* 256 rings of 1 MiB: the budget */
+	CU_ASSERT_EQUAL(hpsi_ring_bytes_for(9, 16, 0), HPSI_RING_MAX / 2);
+	CU_ASSERT_EQUAL(hpsi_ring_bytes_for(16, 16, 0), 512u << 10);
+	CU_ASSERT_EQUAL(hpsi_ring_bytes_for(64, 64, 0), 32u << 10);
+	CU_ASSERT_EQUAL(hpsi_ring_bytes_for(64, 64, 1), 16u << 10); /* and 64 x 64 forward rings */
+	CU_ASSERT_EQUAL(hpsi_ring_bytes_for(128, 127, 3), HPSI_RING_MIN);
+	for (uint32_t s = 1; s < 256; s += 17)
+		for (uint32_t w = 1; s + w <= 256; w += 13) {
+			uint32_t b = hpsi_ring_bytes_for(s, w, s > 1);
+			uint64_t rings = (uint64_t)s * w * 2 + (s > 1 ? (uint64_t)s * s : 0);
+			CU_ASSERT((b & (b - 1)) == 0 && b >= HPSI_RING_MIN && b <= HPSI_RING_MAX);
+			CU_ASSERT(b == HPSI_RING_MIN || rings * b <= HPSI_RING_BUDGET);
+		}
+
+	/* a 64 x 64 segment made with the default: what the file system holds */
+	struct hpsi_config cfg;
+	unsetenv("HPS_RING_KB");
+	CU_ASSERT_EQUAL_FATAL(hpsi_config_load(&cfg, 0), 0);
+	CU_ASSERT_EQUAL(cfg.ring_bytes, 0);
+	struct hpsi_seg_params p = {.job = "ringshape", .host = "testhost", .nservers = 64, .nworkers = 64,
+				    .ring_bytes = cfg.ring_bytes, .heap_slice = 8u << 20, .timeout_ms = 1000};
+	struct hpsi_seg seg;
+	CU_ASSERT_EQUAL_FATAL(hpsi_seg_create(&p, &seg), 0);
+	CU_ASSERT_EQUAL(seg.hdr->ring_bytes, 32u << 10);
+	struct stat st;
+	CU_ASSERT_EQUAL(stat(seg.path, &st), 0);
+	/* the rings with a page of header each, and the control part before them */
+	uint64_t rings = 64 * 64 * 2, want = rings * ((32u << 10) + 4096) + seg.hdr->rings_off + (2u << 20);
+	CU_ASSERT((uint64_t)st.st_blocks * 512 <= want);
+	CU_ASSERT((uint64_t)st.st_blocks * 512 >= rings * (32u << 10)); /* reserved: no SIGBUS on a full /dev/shm */
+	CU_ASSERT_EQUAL(hpsi_seg_unlink(&seg), 0);
+	hpsi_seg_detach(&seg);
+
+	/* HPS_RING_KB=1024 keeps the old size whatever the shape */
+	setenv("HPS_RING_KB", "1024", 1);
+	CU_ASSERT_EQUAL_FATAL(hpsi_config_load(&cfg, 0), 0);
+	unsetenv("HPS_RING_KB");
+	p.nservers = p.nworkers = 4, p.ring_bytes = cfg.ring_bytes;
+	CU_ASSERT_EQUAL_FATAL(hpsi_seg_create(&p, &seg), 0);
+	CU_ASSERT_EQUAL(seg.hdr->ring_bytes, 1u << 20);
+	CU_ASSERT_EQUAL(hpsi_seg_unlink(&seg), 0);
+	hpsi_seg_detach(&seg);
+}
+
 int main(void)
 {
 	static const struct test_case cases[] = {
@@ -269,6 +324,7 @@ int main(void)
 		{"test_ring_wrap_and_padding", test_ring_wrap_and_padding},
 		{"test_ring_index_wrap_past_2_32", test_ring_index_wrap_past_2_32},
 		{"test_ring_two_process_stress", test_ring_two_process_stress},
+		{"test_ring_size_by_job_shape", test_ring_size_by_job_shape},
 		{NULL, NULL},
 	};
 	return run_suite("ring", cases);

@@ -8,6 +8,7 @@
 #include "runtime/common/config.h"
 #include "runtime/common/log.h"
 #include "runtime/cluster/launch.h"
+#include "runtime/cli/server_cmd.h"
 
 static void usage(FILE *f)
 {
@@ -25,29 +26,6 @@ static void usage(FILE *f)
 		   "  keygen DIR  the CURVE keys of a job across hosts (HPS_CURVE=DIR; hps keygen --help)\n"
 		   "  help     this text\n"
 		   "  version  the version of hps (also --version)\n");
-}
-
-static int cmd_server(int argc, char **argv)
-{
-	for (int i = 1; i < argc; i++)
-		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-			printf("usage: hps server\n\n"
-			       "Runs one server of the job named by the environment (HPS_JOB_ID, HPS_RANK,\n"
-			       "HPS_ROLE=server, ...) with the built-in summing store, until every worker has\n"
-			       "closed. `hps launch` starts these; run it by hand only with a tracker.\n");
-			return 0;
-		}
-	hps_ctx *ctx;
-	int rc = hps_init(&ctx, &argc, argv);
-	if (rc) {
-		fprintf(stderr, "hps server: %s\n", hps_strerror(rc));
-		return 1;
-	}
-	rc = hps_server_run(ctx, NULL, NULL);
-	hps_finalize(ctx);
-	if (rc)
-		fprintf(stderr, "hps server: %s\n", hps_strerror(rc));
-	return rc ? 1 : 0;
 }
 
 static int cmd_checkpoint(int argc, char **argv)
@@ -111,7 +89,7 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "clean") == 0)
 		return hpsi_cmd_clean(argc - 1, argv + 1);
 	if (strcmp(cmd, "server") == 0)
-		return cmd_server(argc - 1, argv + 1);
+		return hpsi_cmd_server(argc - 1, argv + 1);
 	if (strcmp(cmd, "checkpoint") == 0)
 		return cmd_checkpoint(argc - 1, argv + 1);
 	if (strcmp(cmd, "top") == 0)

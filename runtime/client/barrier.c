@@ -32,7 +32,7 @@ static int barrier_scan(hps_ctx *c, uint32_t k, int probe)
 	for (uint32_t w = 0; w < s->hdr->nworkers; w++) {
 		uint32_t id = hpsi_worker_node(s, w);
 		struct hpsi_node *n = hpsi_seg_node(s, id);
-		uint32_t st = probe ? hpsi_node_check(s, id) : atomic_load_explicit(&n->state, memory_order_acquire);
+		uint32_t st = probe ? hpsi_node_check(s, id) : hpsi_node_state(s, id);
 		if (st == HPSI_NODE_DEAD)
 			return HPS_EPEERDEAD;
 		if (st == HPSI_NODE_CLOSED)
@@ -108,7 +108,12 @@ int hps_barrier(hps_ctx *c)
 	if (s->hdr->bridged)
 		bridge_wake(c);
 	int64_t deadline = hpsi_now_ns() + c->timeout_ns;
-	for (int probe = 0;; probe = 1) {
+	/* The processes are checked from the second look on, once per
+	 * BARRIER_CHECK_NS by one waiter of the host group (hpsi_probe_due):
+	 * every process that leaves wakes every waiter, and each waiter
+	 * checking every worker at each wake-up made a 64 x 64 job read /proc
+	 * about 100,000 times a second. */
+	for (int looked = 0;; looked = 1) {
 		/* acquire: pairs with the release CAS of hpsi_barrier_decide */
 		uint32_t word = atomic_load_explicit(&s->hdr->barrier, memory_order_acquire);
 		int rc = hpsi_barrier_outcome(word, k);
@@ -118,7 +123,7 @@ int hps_barrier(hps_ctx *c)
 			return rc;
 		}
 		int64_t now = hpsi_now_ns();
-		int scan;
+		int scan, probe = looked && hpsi_probe_due(s, HPSI_PROBE_WORKERS, BARRIER_CHECK_NS);
 		if (s->hdr->bridged) {
 			scan = barrier_bridged(c, k, probe, now >= deadline);
 		} else {

@@ -51,13 +51,17 @@ static void mark_closed(struct hps_ctx *c)
 	struct hpsi_node *n = hpsi_seg_node(&c->seg, c->node);
 	/* acq_rel: pairs with the acquire loads of the state by node checks
 	 * (shm/node.c), so what this node published before is seen first; a
-	 * replacement server may close while still JOINING */
+	 * replacement server may close while still JOINING. Only a change
+	 * wakes the others (a worker closed by hps_worker_close has woken them
+	 * already). */
 	uint32_t st = atomic_load_explicit(&n->state, memory_order_acquire);
+	int closed = 0;
 	while ((st == HPSI_NODE_ALIVE || st == HPSI_NODE_JOINING) &&
-	       !atomic_compare_exchange_weak_explicit(&n->state, &st, HPSI_NODE_CLOSED, memory_order_acq_rel,
-						      memory_order_acquire))
+	       !(closed = atomic_compare_exchange_weak_explicit(&n->state, &st, HPSI_NODE_CLOSED, memory_order_acq_rel,
+								memory_order_acquire)))
 		;
-	hpsi_wake_all(&c->seg);
+	if (closed)
+		hpsi_wake_all(&c->seg);
 }
 
 static void close_at_exit(int status, void *arg)
@@ -155,7 +159,12 @@ int hps_init(hps_ctx **out, int *argc, char **argv)
 		claimed = HPSI_NODE_JOINING;
 	}
 	atomic_store_explicit(&n->state, claimed, memory_order_release);
-	hpsi_wake_all(&c->seg);
+	/* Only a replacement wakes everyone (its replicas start copying to it).
+	 * A first join does not: requests wait in its rings, and waking every
+	 * node at each of a 64 x 64 job's joins cost its servers 8,192
+	 * wake-ups while it started. */
+	if (claimed == HPSI_NODE_JOINING)
+		hpsi_wake_all(&c->seg);
 	atomic_init(&c->magic, HPSI_MAGIC_CTX);
 	c->pid = getpid();
 	pthread_once(&exit_once, register_exit);
@@ -169,7 +178,7 @@ int hps_init(hps_ctx **out, int *argc, char **argv)
 	return 0;
 }
 
-int hps_finalize(hps_ctx *c)
+static int finalize(hps_ctx *c, int unmap)
 {
 	int rc = hpsi_ctx_check(c);
 	if (rc)
@@ -187,9 +196,20 @@ int hps_finalize(hps_ctx *c)
 	hpsi_info("left job %s: %s %d, pid %d (hps_finalize)", c->seg.hdr->job,
 		  c->cfg.role == HPS_ROLE_SERVER ? "server" : "worker", c->cfg.rank, (int)c->pid);
 	hpsi_log_flush();
-	hpsi_seg_detach(&c->seg);
+	if (unmap)
+		hpsi_seg_detach(&c->seg);
 	hpsi_handle_retire(c, &c->magic);
 	return 0;
+}
+
+int hps_finalize(hps_ctx *c)
+{
+	return finalize(c, 1);
+}
+
+int hpsi_finalize_exiting(hps_ctx *c)
+{
+	return finalize(c, 0);
 }
 
 int hps_role(const hps_ctx *c)

@@ -403,8 +403,11 @@ static int check_peers(struct hps_worker *w)
 	int64_t now = hpsi_now_ns();
 	uint32_t K = w->seg->hdr->replicas, died = 0;
 	uint64_t incs = 0;
+	/* the servers' processes once per SLEEP_SLICE_NS for the whole host
+	 * group (a wait may wake often), the node table every time */
+	int probe = hpsi_probe_due(w->seg, HPSI_PROBE_SERVERS, SLEEP_SLICE_NS);
 	for (uint32_t srv = 0; srv < w->nservers; srv++) {
-		uint32_t st = hpsi_node_check(w->seg, srv);
+		uint32_t st = probe ? hpsi_node_check(w->seg, srv) : hpsi_node_state(w->seg, srv);
 		/* relaxed: a change is all that counts (a server replaced since
 		 * the last check, perhaps dead and back in between) */
 		incs = incs * 31 + atomic_load_explicit(&hpsi_seg_node(w->seg, srv)->incarnation, memory_order_relaxed);

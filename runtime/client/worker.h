@@ -110,6 +110,7 @@ struct hps_worker {
 	uint32_t clock; /* this worker's iteration, under submit_lock */
 	uint64_t incarnations_seen; /* of the servers at the last liveness check, under poll_lock */
 	struct hpsi_slot *slots;
+	struct hpsi_part *parts; /* every slot's parts, one block (worker_open.c) */
 	struct hpsi_cb *cbq; /* callbacks due, under poll_lock */
 	size_t ncb, cb_cap;
 	_Atomic uint32_t cb_pending; /* requests with callbacks not yet run */

@@ -41,18 +41,19 @@ int hps_worker_open(hps_ctx *ctx, uint32_t width, hps_worker **out)
 	w->req = calloc(w->nservers, sizeof *w->req);
 	w->resp = calloc(w->nservers, sizeof *w->resp);
 	w->slots = calloc(HPSI_MAX_INFLIGHT, sizeof *w->slots);
-	rc = w->req && w->resp && w->slots ? 0 : HPS_ENOMEM;
+	/* One block: large, so it comes zeroed from fresh pages that only the
+	 * slots in use touch (512 small callocs cleared 1.8 MiB per worker of
+	 * a 64-server job at start). */
+	w->parts = calloc((size_t)HPSI_MAX_INFLIGHT * w->nservers, sizeof *w->parts);
+	rc = w->req && w->resp && w->slots && w->parts ? 0 : HPS_ENOMEM;
 	for (uint32_t i = 0; !rc && i < HPSI_MAX_INFLIGHT; i++) {
 		atomic_init(&w->slots[i].ts, -1);
-		if (!(w->slots[i].parts = calloc(w->nservers, sizeof(struct hpsi_part))))
-			rc = HPS_ENOMEM;
+		w->slots[i].parts = w->parts + (size_t)i * w->nservers;
 	}
 	if (!rc)
 		rc = hpsi_heap_create(hpsi_seg_heap(seg, w->rank), seg->hdr->heap_slice, &w->heap);
 	if (rc) {
-		for (uint32_t i = 0; w->slots && i < HPSI_MAX_INFLIGHT; i++)
-			free(w->slots[i].parts);
-		free(w->req), free(w->resp), free(w->slots), free(w->cbq), free(w);
+		free(w->req), free(w->resp), free(w->slots), free(w->parts), free(w->cbq), free(w);
 		return rc;
 	}
 	for (uint32_t s = 0; s < w->nservers; s++) {
@@ -97,17 +98,17 @@ int hps_worker_close(hps_worker *w)
 	}
 	struct hpsi_node *n = hpsi_seg_node(w->seg, w->ctx->node);
 	uint32_t st = HPSI_NODE_ALIVE;
-	atomic_compare_exchange_strong_explicit(&n->state, &st, HPSI_NODE_CLOSED, memory_order_acq_rel,
-						memory_order_acquire);
-	hpsi_wake_all(w->seg);
+	/* acq_rel: pairs with the acquire loads of the state by node checks */
+	if (atomic_compare_exchange_strong_explicit(&n->state, &st, HPSI_NODE_CLOSED, memory_order_acq_rel,
+						    memory_order_acquire))
+		hpsi_wake_all(w->seg);
 	/* Buffers of requests that never got an answer stay in the arena: a
 	 * server might still read them until the segment goes away. */
 	if (rc == 0)
 		hpsi_heap_destroy(w->heap);
-	for (uint32_t i = 0; i < HPSI_MAX_INFLIGHT; i++) {
-		free(w->slots[i].parts);
+	for (uint32_t i = 0; i < HPSI_MAX_INFLIGHT; i++)
 		free(w->slots[i].idx);
-	}
+	free(w->parts);
 	pthread_mutex_destroy(&w->submit_lock);
 	pthread_mutex_destroy(&w->poll_lock);
 	pthread_mutex_destroy(&w->fail_lock);

@@ -78,7 +78,8 @@ static void usage(FILE *f)
 		"  --no-prefix           children write straight to this terminal, lines untagged\n"
 		"  --summary             at the end, a screen of what each server and worker did\n"
 		"  --heap-mb N           shared heap per worker in MiB (default 256; HPS_HEAP_MB)\n"
-		"  --ring-kb N           bytes of each ring in KiB (default 1024; HPS_RING_KB)\n"
+		"  --ring-kb N           bytes of each ring in KiB (default: the job's rings share\n"
+		"                        256 MiB, 1024 KiB each at most; HPS_RING_KB)\n"
 		"  --timeout-ms N        request timeout (default 30000; HPS_TIMEOUT_MS)\n"
 		"  --key-ranges R        first-last[,...] per server instead of hashing (HPS_KEY_RANGES)\n"
 		"  --updater SPEC        server updater, or SPEC;SPEC;... per server (HPS_UPDATER):\n"
@@ -130,54 +131,152 @@ static const struct {
 static int pass_output;
 static int want_summary; /* --summary */
 
+/* The program of the built-in servers: lib/hps/hps-server beside this
+ * hps (bin/../lib/hps/, in the tree and under PREFIX), which loads only
+ * libhps's libraries; "" when there is none: then `hps server`. */
+static char server_prog[4200];
+
+static void find_server_prog(const char *self)
+{
+	const char *slash = strrchr(self, '/');
+	server_prog[0] = 0;
+	if (slash && snprintf(server_prog, sizeof server_prog, "%.*s/../lib/hps/hps-server", (int)(slash - self), self) <
+			     (int)sizeof server_prog &&
+	    access(server_prog, X_OK) == 0)
+		return;
+	server_prog[0] = 0;
+}
+
+/* The environment of a child: the launcher's, less the settings in
+ * `drop`, plus the strings of `add` (NULL-terminated lists). Built before
+ * vfork: the child shares the launcher's memory until it execs, so it
+ * must not setenv. NULL when out of memory; free() it after. */
+extern char **environ;
+
+static char **child_env(const char *const *drop, char *const *add)
+{
+	size_t n = 0, k = 0, m = 0;
+	while (environ[n])
+		n++;
+	while (add[m])
+		m++;
+	char **env = malloc((n + m + 1) * sizeof *env);
+	if (!env)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		int keep = 1;
+		for (size_t d = 0; keep && drop[d]; d++) {
+			size_t len = strlen(drop[d]);
+			keep = !(strncmp(environ[i], drop[d], len) == 0 && environ[i][len] == '=');
+		}
+		if (keep)
+			env[k++] = environ[i];
+	}
+	for (size_t i = 0; i < m; i++)
+		env[k++] = add[i];
+	env[k] = NULL;
+	return env;
+}
+
+/* What a vforked child does before it becomes its program; prepared by
+ * the launcher, since the child shares the launcher's memory until exec. */
+struct exec_plan {
+	int out;          /* its stdout and stderr, or -1 */
+	pid_t launcher;
+	const char *prog; /* first choice */
+	char **args;
+	int search;       /* look prog up in PATH (the user's program) */
+	const char *fallback; /* when prog cannot be run (NULL: none) */
+	char **fallback_args;
+	char **env;
+	sigset_t mask;    /* the launcher's signal mask, restored before exec */
+	const char *name; /* for the error line */
+};
+
+/* The child's side: system calls on its own stack frame, below the
+ * suspended launcher's; never returns. */
+__attribute__((noinline, noreturn)) static void exec_child(const struct exec_plan *p)
+{
+	setpgid(0, 0); /* its own group: stopping it reaches its children too */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != p->launcher)
+		_exit(127);
+	if (p->out >= 0) {
+		dup2(p->out, STDOUT_FILENO);
+		dup2(p->out, STDERR_FILENO);
+	}
+	/* the launcher's handlers back to default before signals are let in
+	 * (exec would reset them, but a signal may come first) */
+	struct sigaction dfl = {.sa_handler = SIG_DFL};
+	for (int sig = 1; sig < NSIG; sig++) {
+		struct sigaction cur;
+		if (sigaction(sig, NULL, &cur) == 0 && cur.sa_handler != SIG_IGN && cur.sa_handler != SIG_DFL)
+			sigaction(sig, &dfl, NULL);
+	}
+	pthread_sigmask(SIG_SETMASK, &p->mask, NULL);
+	if (p->search)
+		execvpe(p->prog, p->args, p->env);
+	else
+		execve(p->prog, p->args, p->env);
+	if (p->fallback)
+		execve(p->fallback, p->fallback_args, p->env);
+	char line[600];
+	int n = snprintf(line, sizeof line, "cannot start %s: %s\n", p->name, strerror(errno));
+	ssize_t wr = write(STDERR_FILENO, line, n > 0 && n < (int)sizeof line ? (size_t)n : 0);
+	(void)wr;
+	_exit(127);
+}
+
+/* Starts a child with vfork: fork copied the launcher's page tables and
+ * took a copy-on-write fault for each page either side then wrote, a
+ * tenth of the start-up CPU of a job of 128 processes. Every signal is
+ * blocked while the child shares the launcher's memory, so that the
+ * launcher's handler never runs in it. */
 static int spawn(struct child *c, char **argv, const char *self, const struct hpsi_config *cfg)
 {
 	int fds[2] = {-1, -1};
 	if (!pass_output && hpsi_outpipe_open(&fds[0], &fds[1], 1) != 0)
 		return -1;
-	pid_t launcher = getpid();
-	pid_t pid = fork();
+	char role[32], rank[32], job[96], host[96], ns[48], nw[48];
+	snprintf(role, sizeof role, "HPS_ROLE=%s", c->role == HPS_ROLE_SERVER ? "server" : "worker");
+	snprintf(rank, sizeof rank, "HPS_RANK=%d", c->rank);
+	snprintf(job, sizeof job, "HPS_JOB_ID=%s", cfg->job);
+	snprintf(host, sizeof host, "HPS_HOST=%s", cfg->host);
+	snprintf(ns, sizeof ns, "HPS_NUM_SERVERS=%u", cfg->nservers);
+	snprintf(nw, sizeof nw, "HPS_NUM_WORKERS=%u", cfg->nworkers);
+	static const char *const bridge_drop[] = {"HPS_ROLE", "DMLC_ROLE", NULL};
+	static const char *const node_drop[] = {"HPS_ROLE", "HPS_RANK", "HPS_JOB_ID", "HPS_HOST",
+						"HPS_NUM_SERVERS", "HPS_NUM_WORKERS", NULL};
+	char *none[] = {NULL}, *node_add[] = {role, rank, job, host, ns, nw, NULL};
+	/* The bridge and the built-in servers are named "hps bridge" and
+	 * "hps server" (as ps shows them), whichever program runs them. */
+	char *br[] = {(char *)self, "bridge", NULL}, *lean[] = {"hps", "server", NULL},
+	     *srv[] = {(char *)self, "server", NULL};
+	struct exec_plan plan = {.out = fds[1], .launcher = getpid(), .name = argv ? argv[0] : self};
+	if (c->role == ROLE_BRIDGE)
+		plan.prog = self, plan.args = br;
+	else if (argv)
+		plan.prog = argv[0], plan.args = argv, plan.search = 1;
+	else if (server_prog[0])
+		plan.prog = server_prog, plan.args = lean, plan.fallback = self, plan.fallback_args = srv;
+	else
+		plan.prog = self, plan.args = srv;
+	plan.env = c->role == ROLE_BRIDGE ? child_env(bridge_drop, none) : child_env(node_drop, node_add);
+	pid_t pid = -1;
+	if (plan.env) {
+		sigset_t all;
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &plan.mask);
+		pid = vfork();
+		if (pid == 0)
+			exec_child(&plan);
+		pthread_sigmask(SIG_SETMASK, &plan.mask, NULL);
+		free(plan.env);
+	}
 	if (pid < 0) {
 		if (fds[0] >= 0)
 			close(fds[0]), close(fds[1]);
 		return -1;
-	}
-	if (pid == 0) {
-		setpgid(0, 0); /* its own group: stopping it reaches its children too */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != launcher)
-			_exit(127);
-		if (fds[1] >= 0) {
-			dup2(fds[1], STDOUT_FILENO);
-			dup2(fds[1], STDERR_FILENO);
-		}
-		char num[32];
-		if (c->role == ROLE_BRIDGE) {
-			unsetenv("HPS_ROLE");
-			unsetenv("DMLC_ROLE");
-			char *br[] = {(char *)self, "bridge", NULL};
-			execv(self, br);
-			_exit(127);
-		}
-		setenv("HPS_ROLE", c->role == HPS_ROLE_SERVER ? "server" : "worker", 1);
-		snprintf(num, sizeof num, "%d", c->rank);
-		setenv("HPS_RANK", num, 1);
-		setenv("HPS_JOB_ID", cfg->job, 1);
-		setenv("HPS_HOST", cfg->host, 1);
-		snprintf(num, sizeof num, "%u", cfg->nservers);
-		setenv("HPS_NUM_SERVERS", num, 1);
-		snprintf(num, sizeof num, "%u", cfg->nworkers);
-		setenv("HPS_NUM_WORKERS", num, 1);
-		signal(SIGINT, SIG_DFL);
-		signal(SIGTERM, SIG_DFL);
-		if (!argv) {
-			char *srv[] = {(char *)self, "server", NULL};
-			execv(self, srv);
-		} else {
-			execvp(argv[0], argv);
-		}
-		fprintf(stderr, "cannot start %s: %s\n", argv ? argv[0] : self, strerror(errno));
-		_exit(127);
 	}
 	if (fds[0] >= 0)
 		close(fds[1]);
@@ -547,6 +646,7 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 	char self[4096];
 	ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
 	self[sl > 0 ? sl : 0] = 0;
+	find_server_prog(self);
 	struct job j = {.n = 0};
 	int64_t started = hpsi_now_ns();
 	j.kids = calloc(HPSI_MAX_NODES + 1 + MAX_RESTARTS, sizeof *j.kids);

@@ -273,7 +273,7 @@ int hpsi_config_load(struct hpsi_config *c, int need_role)
 	if ((rc = hpsi_setting_u64("NUM_WORKERS", 1, HPSI_MAX_NODES - 1, &v)))
 		return rc;
 	c->nworkers = (uint32_t)v;
-	v = 1024;
+	v = 0; /* unset: by the job's shape, when the segment is made */
 	if ((rc = hpsi_setting_u64("RING_KB", 4, 1u << 20, &v)))
 		return rc;
 	c->ring_bytes = (uint32_t)(v << 10);

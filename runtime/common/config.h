@@ -14,7 +14,7 @@ struct hpsi_config {
 	uint32_t nservers, nworkers; /* HPS_NUM_SERVERS, HPS_NUM_WORKERS */
 	char job[HPSI_NAME_MAX];     /* HPS_JOB_ID */
 	char host[HPSI_NAME_MAX];    /* HPS_HOST, default the host name */
-	uint32_t ring_bytes;         /* HPS_RING_KB, default 1024 */
+	uint32_t ring_bytes;         /* HPS_RING_KB; 0 (unset): by the job's shape */
 	uint64_t heap_slice;         /* HPS_HEAP_MB per worker, default 256 */
 	int64_t timeout_ms;          /* HPS_TIMEOUT_MS for requests, default 30000 */
 	int64_t spin_ns;             /* HPS_SPIN_US before sleeping, default 50 */

@@ -90,6 +90,7 @@ struct server {
 	uint32_t nranges;
 	struct hpsi_msg_bounds *heaps; /* each worker's heap slice */
 	unsigned char *finished;       /* per worker: closed or dead */
+	int64_t probe_ns;              /* checks of the workers' processes at most this often */
 	/* forwarded pushes: in from the servers before this one (ranges it
 	 * backs up), out to the servers after it; indexed by server */
 	struct hpsi_ring_cons *fwd_in;

@@ -19,14 +19,19 @@
 #define IDLE_SLEEP_NS 100000000   /* liveness checks while idle */
 #define IDLE_SLEEP_REPLICA_NS 20000000 /* with backups: notice a dead primary soon */
 
-/* Marks workers that closed or died; returns 1 once all have. */
+/* Marks workers that closed or died; returns 1 once all have. The node
+ * table is read every time, the workers' processes checked once per
+ * probe_ns by one process of the host group (hpsi_probe_due): a server is
+ * woken by every process that leaves, and by every request. */
 static int all_finished(struct server *sv)
 {
 	int all = 1;
+	int probe = hpsi_probe_due(sv->seg, HPSI_PROBE_WORKERS, sv->probe_ns);
 	for (uint32_t wk = 0; wk < sv->nworkers; wk++) {
 		if (sv->finished[wk])
 			continue;
-		uint32_t st = hpsi_node_check(sv->seg, hpsi_worker_node(sv->seg, wk));
+		uint32_t node = hpsi_worker_node(sv->seg, wk);
+		uint32_t st = probe ? hpsi_node_check(sv->seg, node) : hpsi_node_state(sv->seg, node);
 		/* A closed worker waited for all its answers: its rings are empty. */
 		int empty = 1;
 		for (uint32_t i = 0; i < sv->nranges; i++)
@@ -351,6 +356,7 @@ int hps_server_run(hps_ctx *ctx, hps_handler handler, void *arg)
 	struct hpsi_bell *bell = &hpsi_seg_node(seg, ctx->node)->bell;
 	int64_t spin_until = hpsi_now_ns() + ctx->spin_ns;
 	int64_t idle_ns = sv.replicas ? IDLE_SLEEP_REPLICA_NS : IDLE_SLEEP_NS;
+	sv.probe_ns = idle_ns;
 	uint32_t steps = 0;
 	sv.ckpt_seen = 0; /* a request made before this server started still counts */
 	const struct range_state *own = &sv.ranges[0];
@@ -383,7 +389,11 @@ int hps_server_run(hps_ctx *ctx, hps_handler handler, void *arg)
 		if (sv.replicas)
 			hpsi_replica_check_earlier(&sv);
 		hpsi_bell_sleep(bell, requests_waiting, &sv, idle_ns);
-		spin_until = hpsi_now_ns() + ctx->spin_ns;
+		/* No spin after a wake-up: a request rings the bell once it is
+		 * published, so serve_all finds it at once; a wake-up that brings
+		 * none (a process left: every server is woken) goes back
+		 * to sleep instead of spinning for HPS_SPIN_US. */
+		spin_until = 0;
 	}
 	hpsi_info("server %d stops serving: every worker has finished, or the job shuts down", ctx->cfg.rank);
 	server_free(&sv);
