@@ -152,7 +152,7 @@ uint64_t *bench_zipf_requests(uint32_t nkeys, size_t ci, int rank)
 	return all;
 }
 
-static long rss_bytes(int pid)
+long bench_rss_bytes(int pid)
 {
 	char path[64];
 	snprintf(path, sizeof path, "/proc/%d/statm", pid);
@@ -170,7 +170,7 @@ static long servers_rss(void)
 {
 	long sum = 0;
 	for (int i = 0; i < bench_nservers; i++)
-		sum += rss_bytes(bench_server_pid[i]);
+		sum += bench_rss_bytes(bench_server_pid[i]);
 	return sum;
 }
 

@@ -66,6 +66,9 @@ int bench_cmp_u64(const void *a, const void *b);
  * request of the sparse cases (malloc'd). */
 uint64_t *bench_sparse_keys(uint32_t n, size_t ci);
 /* The key of rank r (1 = most frequent) in case ci. */
+/* Resident bytes of process pid (/proc/PID/statm); 0 when unreadable. */
+long bench_rss_bytes(int pid);
+
 uint64_t bench_zipf_key(uint64_t rank, size_t ci);
 /* ZIPF_REQS requests of nkeys unique keys each, sorted within a request,
  * drawn for worker `rank` (malloc'd). */

@@ -30,18 +30,6 @@
 #include "runtime/server/store.h"
 #include "shm/bell.h"
 
-static long rss_now(void)
-{
-	FILE *f = fopen("/proc/self/statm", "r");
-	long pages = 0, rss = 0;
-	if (f) {
-		if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
-			rss = 0;
-		fclose(f);
-	}
-	return rss * sysconf(_SC_PAGESIZE);
-}
-
 /* Resident bytes in transparent huge pages (the table asks for them). */
 static long huge_now(void)
 {
@@ -201,7 +189,7 @@ int main(int argc, char **argv)
 			continue;
 		}
 		uint64_t *keys = bench_zipf_requests(c->nkeys, ci, 0);
-		long before = rss_now();
+		long before = bench_rss_bytes(getpid());
 		struct hpsi_store *st = hpsi_store_create(NULL, NULL, HPSI_WIRE_F32);
 		double t0 = now_ns();
 		if (!keys || !st || fill(st, c, ci)) {
@@ -209,7 +197,7 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		double fill_s = (now_ns() - t0) / 1e9;
-		long rss = rss_now(), huge = huge_now();
+		long rss = bench_rss_bytes(getpid()), huge = huge_now();
 		double grew = (double)(rss - before) / (double)c->universe;
 		if (run_phase(st, c, keys, ZIPF_REQS, 0) || run_phase(st, c, keys, ZIPF_REQS, 1))
 			return 1;
