@@ -160,6 +160,42 @@ static void bare_reads(size_t bytes)
 	free(p);
 }
 
+/* Counts the keys a walk visits. */
+static int count_key(uint64_t key, uint32_t len, uint32_t steps, const float *vals, void *arg)
+{
+	(void)key, (void)len, (void)steps, (void)vals;
+	++*(uint64_t *)arg;
+	return 0;
+}
+
+/* The two walks over a whole table: the recovery copy's cursor (in the
+ * order of the hashes, runtime/server/recover.c) and a checkpoint's (in the
+ * order of the arrays), in ns per key. */
+static int walks(struct hpsi_store *st, const char *name, uint64_t nkeys)
+{
+	struct hpsi_store_cursor cur = {0};
+	struct hpsi_store_item it;
+	uint64_t seen = 0;
+	double t0 = now_ns();
+	int rc;
+	while ((rc = hpsi_store_next(st, &cur, &it)) == 0)
+		seen++;
+	double copy_ns = (now_ns() - t0) / (double)nkeys;
+	uint64_t visited = 0;
+	t0 = now_ns();
+	if (rc != 1 || hpsi_store_foreach(st, count_key, &visited))
+		return -1;
+	double ckpt_ns = (now_ns() - t0) / (double)nkeys;
+	if (seen != nkeys || visited != nkeys) {
+		fprintf(stderr, "store_bench: the walks saw %llu and %llu keys of %llu\n", (unsigned long long)seen,
+			(unsigned long long)visited, (unsigned long long)nkeys);
+		return -1;
+	}
+	printf("# %s store walks: the copy cursor %.1f ns per key, a checkpoint's walk %.1f ns per key\n", name,
+	       copy_ns, ckpt_ns);
+	return 0;
+}
+
 enum { SPARSE1K = 1 }; /* cases[SPARSE1K] */
 
 int main(int argc, char **argv)
@@ -206,6 +242,8 @@ int main(int argc, char **argv)
 		       "(key and values: %u bytes); %.0f%% of the resident memory in huge pages; filled at %.1f M keys/s\n",
 		       c->name, (double)bytes / (double)c->universe, grew, 8 + 4 * c->width,
 		       100.0 * (double)huge / (double)rss, (double)c->universe / fill_s / 1e6);
+		if (walks(st, c->name, c->universe))
+			return 1;
 		hpsi_store_destroy(st);
 		free(keys);
 		bare_reads(bytes);
