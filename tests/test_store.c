@@ -419,7 +419,7 @@ static void test_store_cells_and_pool(void)
  * equals the source: every key, value, optimizer state and push count. */
 static void test_store_copy_while_serving(void)
 {
-	enum { W = 8, FIRST = 20000, ADDS = 400, HOT = 64, TURN = 300 };
+	enum { W = 8, FIRST = 6000, ADDS = 400, HOT = 64, TURN = 300 };
 	struct hpsi_updater u;
 	CU_ASSERT_EQUAL_FATAL(hpsi_updater_parse("adam:lr=0.01", "t", &u), 0);
 	struct hpsi_store *src = hpsi_store_create(&u, NULL, HPSI_WIRE_F32);
