@@ -336,6 +336,29 @@ static void test_store_cells_promote(void)
 	CU_ASSERT_EQUAL(bad, 0);
 	CU_ASSERT_EQUAL(hpsi_cells_reserve(&c, 1), 0); /* room already */
 	hpsi_cells_free(&c);
+	/* keys past the last home, one at a time (a copy in hash order at
+	 * its end): the slack after the last home doubles, so the cells are
+	 * rebuilt a few times, not once per few keys */
+	struct hpsi_cells top;
+	hpsi_cells_init(&top, hpsi_local_arena_flags(), 4, 0, 0);
+	CU_ASSERT_EQUAL_FATAL(hpsi_cells_set_len(&top, 1), 0);
+	enum { TOP = 3000 };
+	CU_ASSERT_EQUAL_FATAL(hpsi_cells_reserve(&top, 1), 1);
+	int rebuilt = 0;
+	for (uint64_t i = 0; i < TOP; i++) { /* all at the last home */
+		int rc = hpsi_cells_reserve(&top, 1);
+		CU_ASSERT_FATAL(rc >= 0);
+		rebuilt += rc;
+		*(float *)hpsi_cells_add(&top, UINT64_MAX - i) = (float)i;
+	}
+	CU_ASSERT(rebuilt <= 20); /* growing and the slack: 13; 40 when the slack grew by SLACK each time */
+	bad = 0;
+	for (uint64_t i = 0; i < TOP; i++) {
+		unsigned char *cell = hpsi_cells_find(&top, UINT64_MAX - i);
+		bad += !cell || *(float *)hpsi_cells_vals(&top, cell) != (float)i;
+	}
+	CU_ASSERT_EQUAL(bad, 0);
+	hpsi_cells_free(&top);
 }
 
 static int sum_one(uint64_t key, uint32_t len, uint32_t steps, const float *vals, void *arg)
@@ -542,6 +565,61 @@ static void test_store_copy_while_serving(void)
 	hpsi_store_destroy(src);
 }
 
+/* A copy arrives in hash order: a destination sized for the source's
+ * keys first (hpsi_store_shape, hpsi_store_expect, as a replacement does
+ * at a copy's BEGIN) takes every key without its cells growing or moving,
+ * where cells sized as the keys came would pile them into one run. */
+static void test_store_copy_into_expected_cells(void)
+{
+	enum { N = 60000, FEW = 500 };
+	struct hpsi_updater u;
+	CU_ASSERT_EQUAL_FATAL(hpsi_updater_parse("adagrad:lr=0.1", "t", &u), 0);
+	struct hpsi_store *src = hpsi_store_create(&u, NULL, HPSI_WIRE_F32);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(src);
+	static uint64_t keys[N];
+	static float g[N * 3];
+	for (size_t i = 0; i < N; i++)
+		keys[i] = 2 * i + 1; /* sorted, none is HPSI_CELLS_SALT */
+	for (size_t i = 0; i < (size_t)N * 3; i++)
+		g[i] = (float)(i % 7) - 3.0f;
+	hps_request one = {.type = HPS_REQ_PUSH, .width = 1, .nkeys = N - FEW, .keys = keys, .vals = g, .nvals = N - FEW};
+	hps_request three = {.type = HPS_REQ_PUSH, .width = 3, .nkeys = FEW, .keys = keys + N - FEW, .vals = g,
+			     .nvals = FEW * 3};
+	CU_ASSERT_EQUAL_FATAL(hpsi_store_handle(&one, src), 0);
+	CU_ASSERT_EQUAL_FATAL(hpsi_store_handle(&three, src), 0);
+	uint32_t lens[4];
+	uint64_t counts[4];
+	size_t n = hpsi_store_shape(src, lens, counts, 4);
+	CU_ASSERT_EQUAL_FATAL(n, 2);
+	CU_ASSERT(lens[0] == 1 && counts[0] == N - FEW && lens[1] == 3 && counts[1] == FEW);
+	CU_ASSERT_EQUAL(hpsi_store_shape(src, lens, counts, 1), 1);
+	struct hpsi_store *dst = hpsi_store_create_like(src);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(dst);
+	for (size_t k = 0; k < n; k++)
+		CU_ASSERT_EQUAL(hpsi_store_expect(dst, lens[k], counts[k]), 0);
+	CU_ASSERT_EQUAL(hpsi_store_expect(dst, 1, UINT64_MAX), HPS_ENOMEM); /* refused, nothing changed */
+	size_t bytes0 = hpsi_store_bytes(dst);
+	struct hpsi_store_cursor cur = {0, 0, 0};
+	struct hpsi_store_item it;
+	size_t copied = 0;
+	while (hpsi_store_next(src, &cur, &it) == 0) {
+		CU_ASSERT_EQUAL_FATAL(hpsi_store_write(dst, it.key, it.len, it.steps, 0, it.bytes, it.nbytes), 0);
+		copied++;
+	}
+	CU_ASSERT_EQUAL(copied, N);
+	CU_ASSERT_EQUAL(hpsi_store_bytes(dst), bytes0); /* no cells grew */
+	CU_ASSERT_EQUAL(hpsi_store_size(dst), N);
+	size_t bad = 0;
+	struct hpsi_store_cursor all = {0, 0, 0};
+	struct hpsi_store_item a, b;
+	while (hpsi_store_next(src, &all, &a) == 0)
+		bad += hpsi_store_item(dst, a.key, &b) != 0 || a.len != b.len || a.steps != b.steps ||
+		       a.nbytes != b.nbytes || memcmp(a.bytes, b.bytes, a.nbytes) != 0;
+	CU_ASSERT_EQUAL(bad, 0);
+	hpsi_store_destroy(dst);
+	hpsi_store_destroy(src);
+}
+
 int main(void)
 {
 	static const struct test_case cases[] = {
@@ -552,6 +630,7 @@ int main(void)
 		{"test_store_cells_promote", test_store_cells_promote},
 		{"test_store_cells_and_pool", test_store_cells_and_pool},
 		{"test_store_copy_while_serving", test_store_copy_while_serving},
+		{"test_store_copy_into_expected_cells", test_store_copy_into_expected_cells},
 		{NULL, NULL},
 	};
 	return run_suite("store", cases);

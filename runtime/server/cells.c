@@ -119,8 +119,14 @@ int hpsi_cells_reserve(struct hpsi_cells *t, size_t keys)
 	 * cell at `reach` stays free, so that every lookup's scan ends inside
 	 * the array. */
 	size_t reach = (t->tail > cap ? t->tail : cap) + keys;
-	if (reach >= t->ncells)
-		return rebuild(t, cap, reach + 1 - cap + SLACK);
+	if (reach >= t->ncells) {
+		/* At least twice the slack it had: keys added one by one to
+		 * a run past the last home (a copy in hash order reaching the
+		 * top hashes) would otherwise rebuild the array every SLACK
+		 * adds, quadratic in the keys. */
+		size_t slack = reach + 1 - cap + SLACK, had = t->ncells > cap ? t->ncells - cap : 0;
+		return rebuild(t, cap, slack > 2 * had ? slack : 2 * had);
+	}
 	return moved;
 }
 

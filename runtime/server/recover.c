@@ -58,6 +58,14 @@ struct sync_chunk {
 	uint64_t off, n;
 };
 
+/* The source's cells, in a SYNC_BEGIN body (hpsi_store_shape): the
+ * replacement sizes its cells for them before the keys come in hash order. */
+struct sync_shape {
+	uint32_t len, pad;
+	uint64_t keys;
+};
+enum { SYNC_SHAPES = 4 };
+
 /* A worker as the range saw it, in a SYNC_FINAL body. */
 struct sync_peer {
 	uint32_t clock, pad;
@@ -402,8 +410,16 @@ static int sync_range(struct server *sv, struct range_state *rs)
 	size_t budget = STEP_BYTES;
 	int did = 0;
 	if (y->phase == PH_BEGIN) {
-		if (!msg_open(sv, rs, SYNC_BEGIN, 0))
+		uint32_t lens[SYNC_SHAPES];
+		uint64_t keys[SYNC_SHAPES];
+		size_t n = hpsi_store_shape(rs->store, lens, keys, SYNC_SHAPES);
+		if (!msg_open(sv, rs, SYNC_BEGIN, n * sizeof(struct sync_shape)))
 			return 0;
+		for (size_t k = 0; k < n; k++) {
+			struct sync_shape q = {.len = lens[k], .keys = keys[k]};
+			memcpy((unsigned char *)(y->msg + 1) + k * sizeof q, &q, sizeof q);
+		}
+		y->msg_used = n * sizeof(struct sync_shape);
 		msg_close(sv, y);
 		y->phase = PH_COPY;
 		y->cursor = y->next_cursor = (struct hpsi_store_cursor){0, 0, 0};
@@ -647,6 +663,21 @@ static void take_forwarding(struct server *sv, struct range_state *rs, const str
 	}
 }
 
+/* Room for the keys a BEGIN announces, before they come. A count beyond
+ * this machine's memory (a damaged message) is not taken; a copy that
+ * then does not fit fails as any other (copy_failed). */
+static void expect_shapes(struct server *sv, struct hpsi_store *st, const unsigned char *body, size_t n)
+{
+	uint64_t mem = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
+	for (size_t k = 0; k < n; k++) {
+		struct sync_shape q;
+		memcpy(&q, body + k * sizeof q, sizeof q);
+		if (!q.len || q.keys > mem / 4 / q.len || hpsi_store_expect(st, q.len, q.keys))
+			hpsi_info("server %u: no room set aside for %llu keys of %u values before a copy",
+				  sv->me, (unsigned long long)q.keys, q.len);
+	}
+}
+
 int hpsi_recover_apply(struct server *sv, uint32_t from, const void *rec, size_t len)
 {
 	const struct hpsi_msg_hdr *h = rec;
@@ -666,9 +697,12 @@ int hpsi_recover_apply(struct server *sv, uint32_t from, const void *rec, size_t
 		return bad_sync("copy of a key range this server serves");
 	const unsigned char *body = (const unsigned char *)(h + 1);
 	if (h->part == SYNC_BEGIN) {
+		if (h->val_bytes % sizeof(struct sync_shape) || h->val_bytes > SYNC_SHAPES * sizeof(struct sync_shape))
+			return bad_sync("copy of a key range: a BEGIN of a bad length");
 		struct hpsi_store *fresh = hpsi_store_create_like(rs->store);
 		if (!fresh)
 			copy_failed(sv, rs, 0, HPS_ENOMEM);
+		expect_shapes(sv, fresh, body, (size_t)(h->val_bytes / sizeof(struct sync_shape)));
 		hpsi_store_destroy(rs->store);
 		rs->store = rs->arg = fresh;
 		rs->synced = 0;

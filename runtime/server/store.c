@@ -316,6 +316,23 @@ static struct hpsi_cells *cells_for_new(struct hpsi_store *st, uint64_t h, uint3
 	return &st->cells[st->ncells++];
 }
 
+size_t hpsi_store_shape(const struct hpsi_store *st, uint32_t *lens, uint64_t *counts, size_t max)
+{
+	size_t n = 0;
+	for (unsigned k = 0; k < st->ncells && n < max; k++)
+		if (st->cells[k].count)
+			lens[n] = st->cells[k].len, counts[n++] = st->cells[k].count;
+	return n;
+}
+
+int hpsi_store_expect(struct hpsi_store *st, uint32_t len, uint64_t keys)
+{
+	struct hpsi_cells *cl = st->dvals || !len ? NULL : cells_for_new(st, 1, len); /* any hash but 0 */
+	if (!cl || !keys)
+		return 0;
+	return keys > SIZE_MAX / 2048 || hpsi_cells_reserve(cl, (size_t)keys) < 0 ? HPS_ENOMEM : 0;
+}
+
 /* Starting values and state of a key just added. */
 static void init_vals(struct hpsi_store *st, uint64_t key, void *w, uint32_t len)
 {

@@ -88,6 +88,18 @@ int hpsi_store_item(const struct hpsi_store *st, uint64_t key, struct hpsi_store
 int hpsi_store_write(struct hpsi_store *st, uint64_t key, uint32_t len, uint32_t steps, size_t off,
 		     const void *bytes, size_t n);
 
+/* A copy's sizes: the lengths of the store's cells and how many keys each
+ * holds (at most max pairs; returns how many). The destination of a copy
+ * takes room for them first (hpsi_store_expect): its cells then do not
+ * grow while the keys come, where growing as they came would rebuild the
+ * whole array at each step (1.15 times), with the keys so far, all of low
+ * hashes (a copy comes in hash order), piled into the low homes. */
+size_t hpsi_store_shape(const struct hpsi_store *st, uint32_t *lens, uint64_t *counts, size_t max);
+/* Room in cells for `keys` more keys of len values, before they come: 0,
+ * or HPS_ENOMEM with nothing changed. Lengths that go to the pool are
+ * ignored. */
+int hpsi_store_expect(struct hpsi_store *st, uint32_t len, uint64_t keys);
+
 const struct hpsi_updater *hpsi_store_updater(const struct hpsi_store *st);
 const struct hpsi_init *hpsi_store_init(const struct hpsi_store *st);
 
