@@ -433,6 +433,19 @@ static void test_store_cells_and_pool(void)
 	hpsi_store_destroy(st);
 }
 
+/* Keys of src that dst lacks or holds otherwise (length, push count,
+ * values and optimizer state). */
+static size_t copy_differs(struct hpsi_store *src, const struct hpsi_store *dst)
+{
+	size_t bad = 0;
+	struct hpsi_store_cursor all = {0, 0, 0};
+	struct hpsi_store_item a, b;
+	while (hpsi_store_next(src, &all, &a) == 0)
+		bad += hpsi_store_item(dst, a.key, &b) != 0 || a.len != b.len || a.steps != b.steps ||
+		       a.nbytes != b.nbytes || memcmp(a.bytes, b.bytes, a.nbytes) != 0;
+	return bad;
+}
+
 /* What a copy to a replacement server does (runtime/server/recover.c),
  * on a store that serves meanwhile: a walk with hpsi_store_next, a few
  * records per turn, some stopped within a record and resumed at it.at;
@@ -552,13 +565,7 @@ static void test_store_copy_while_serving(void)
 		CU_ASSERT_EQUAL(hpsi_store_write(dst, it.key, it.len, it.steps, 0, it.bytes, it.nbytes), 0);
 	}
 	CU_ASSERT_EQUAL(hpsi_store_size(dst), hpsi_store_size(src));
-	size_t bad = 0;
-	struct hpsi_store_cursor all = {0, 0, 0};
-	struct hpsi_store_item a, b;
-	while (hpsi_store_next(src, &all, &a) == 0)
-		bad += hpsi_store_item(dst, a.key, &b) != 0 || a.len != b.len || a.steps != b.steps ||
-		       a.nbytes != b.nbytes || memcmp(a.bytes, b.bytes, a.nbytes) != 0;
-	CU_ASSERT_EQUAL(bad, 0);
+	CU_ASSERT_EQUAL(copy_differs(src, dst), 0);
 	CU_ASSERT(sent >= FIRST);
 	free(keys), free(dirty), free(g), free(out);
 	hpsi_store_destroy(dst);
@@ -609,13 +616,7 @@ static void test_store_copy_into_expected_cells(void)
 	CU_ASSERT_EQUAL(copied, N);
 	CU_ASSERT_EQUAL(hpsi_store_bytes(dst), bytes0); /* no cells grew */
 	CU_ASSERT_EQUAL(hpsi_store_size(dst), N);
-	size_t bad = 0;
-	struct hpsi_store_cursor all = {0, 0, 0};
-	struct hpsi_store_item a, b;
-	while (hpsi_store_next(src, &all, &a) == 0)
-		bad += hpsi_store_item(dst, a.key, &b) != 0 || a.len != b.len || a.steps != b.steps ||
-		       a.nbytes != b.nbytes || memcmp(a.bytes, b.bytes, a.nbytes) != 0;
-	CU_ASSERT_EQUAL(bad, 0);
+	CU_ASSERT_EQUAL(copy_differs(src, dst), 0);
 	hpsi_store_destroy(dst);
 	hpsi_store_destroy(src);
 }
