@@ -222,6 +222,19 @@ int hpsi_bridge_deliver_answer(struct hpsi_bridge *b, uint32_t w, uint32_t s, co
 int hpsi_bridge_answer_failed(struct hpsi_bridge *b, uint32_t w, uint32_t s);
 int hpsi_bridge_recv_peers(struct hpsi_bridge *b);
 
+/* The hosts' servers and names a host's segment is laid out for. */
+struct hpsi_bridge_place {
+	uint32_t servers[HPSI_MAX_HOSTS];
+	const char *names[HPSI_MAX_HOSTS];
+};
+
+/* net/bridge_main.c: the parameters of this host's segment, from b->cfg
+ * and the scheduler's assignment b->assign: this host's ranks, and every
+ * host's servers in the assignment's order, the same table on every host,
+ * so that every host lays out the same placement of replicas (shm/place.h).
+ * pl holds what sp points to. */
+void hpsi_bridge_seg_params(const struct hpsi_bridge *b, struct hpsi_bridge_place *pl, struct hpsi_seg_params *sp);
+
 /* net/bridge_main.c: the tables and rings of the job in b->assign, once
  * b->seg exists (what setup does after creating the segment, before it
  * connects to the peers). */

@@ -95,15 +95,31 @@ int hpsi_bridge_layout(struct hpsi_bridge *b)
 	return 0;
 }
 
+void hpsi_bridge_seg_params(const struct hpsi_bridge *b, struct hpsi_bridge_place *pl, struct hpsi_seg_params *sp)
+{
+	const struct hpsi_sched_assign *a = &b->assign;
+	const struct hpsi_host_entry *mine = &a->hosts[a->h.host];
+	hpsi_config_seg_params(&b->cfg, sp);
+	sp->nservers = a->nservers, sp->nworkers = a->nworkers;
+	sp->bridged = 1;
+	sp->srv_lo = mine->srv_lo, sp->srv_hi = mine->srv_hi, sp->wrk_lo = mine->wrk_lo, sp->wrk_hi = mine->wrk_hi;
+	/* the scheduler ranks hosts in this order with contiguous servers
+	 * (hpsi_sched_check checked the entries), as shm/place.h expects */
+	for (uint32_t h = 0; h < a->nhosts; h++) {
+		pl->servers[h] = a->hosts[h].srv_hi - a->hosts[h].srv_lo;
+		pl->names[h] = a->hosts[h].name;
+	}
+	sp->nhosts = a->nhosts;
+	sp->host_servers = pl->servers;
+	sp->host_names = pl->names;
+}
+
 static int setup(struct hpsi_bridge *b)
 {
 	struct hpsi_sched_assign *a = &b->assign;
-	const struct hpsi_host_entry *mine = &a->hosts[a->h.host];
 	struct hpsi_seg_params sp;
-	hpsi_config_seg_params(&b->cfg, &sp);
-	sp.nservers = a->nservers, sp.nworkers = a->nworkers;
-	sp.bridged = 1;
-	sp.srv_lo = mine->srv_lo, sp.srv_hi = mine->srv_hi, sp.wrk_lo = mine->wrk_lo, sp.wrk_hi = mine->wrk_hi;
+	struct hpsi_bridge_place pl;
+	hpsi_bridge_seg_params(b, &pl, &sp);
 	int rc = hpsi_seg_create(&sp, &b->seg);
 	if (!rc)
 		rc = hpsi_bridge_layout(b);

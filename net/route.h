@@ -39,19 +39,42 @@ static inline uint32_t hpsi_route_key(const struct hpsi_seg *s, uint64_t key)
 	return lo < n && r[lo].first <= key ? lo : HPSI_NO_SERVER;
 }
 
-/* Server i (0 = primary, 1..K = backups) of key range r: replicas are
- * placed on the servers that follow the range's own one. */
-static inline uint32_t hpsi_replica(const struct hpsi_seg *s, uint32_t r, uint32_t i)
+/* Replica placement, the one place that maps key ranges and replica
+ * indices to servers (shm/place.h): the server j positions after srv in
+ * the placement order π (j < 0: before; |j| < S). With one host π is the
+ * identity: the servers that follow srv by rank. */
+static inline uint32_t hpsi_place_step(const struct hpsi_seg *s, uint32_t srv, int32_t j)
 {
-	uint32_t id = r + i;
-	return id >= s->hdr->nservers ? id - s->hdr->nservers : id;
+	uint32_t S = s->hdr->nservers;
+	const uint32_t *pi = hpsi_seg_place(s), *pos = pi + S;
+	int64_t at = (int64_t)pos[srv] + j;
+	at += at < 0 ? (int64_t)S : at >= (int64_t)S ? -(int64_t)S : 0;
+	return pi[at];
 }
 
-/* Which replica of range r this server is, or HPSI_NO_SERVER. */
+/* Server i (0 = primary, 1..K = backups) of key range r: replicas are
+ * placed on the servers that follow the range's own one in π. */
+static inline uint32_t hpsi_replica(const struct hpsi_seg *s, uint32_t r, uint32_t i)
+{
+	return hpsi_place_step(s, r, (int32_t)i);
+}
+
+/* Which replica of range r this server is, or HPSI_NO_SERVER (also for
+ * ids out of range: a message's sender is checked here). */
 static inline uint32_t hpsi_replica_index(const struct hpsi_seg *s, uint32_t r, uint32_t srv)
 {
-	uint32_t i = srv >= r ? srv - r : srv + s->hdr->nservers - r;
+	uint32_t S = s->hdr->nservers;
+	const uint32_t *pos = hpsi_seg_place(s) + S;
+	if (r >= S || srv >= S)
+		return HPSI_NO_SERVER;
+	uint32_t i = pos[srv] >= pos[r] ? pos[srv] - pos[r] : pos[srv] + S - pos[r];
 	return i <= s->hdr->replicas ? i : HPSI_NO_SERVER;
+}
+
+/* The key range whose replica i server srv is (i = 0: its own). */
+static inline uint32_t hpsi_replica_range(const struct hpsi_seg *s, uint32_t srv, uint32_t i)
+{
+	return hpsi_place_step(s, srv, -(int32_t)i);
 }
 
 static inline int hpsi_server_gone(const struct hpsi_seg *s, uint32_t srv)

@@ -14,6 +14,7 @@
 #include "runtime/common/config.h"
 #include "runtime/common/log.h"
 #include "shm/liveness.h"
+#include "shm/place.h"
 
 #define PAGE 4096u
 
@@ -61,7 +62,7 @@ uint32_t hpsi_ring_bytes_for(uint32_t nservers, uint32_t nworkers, uint32_t repl
 
 /* Byte layout of a segment; every multiplication is checked. */
 struct layout {
-	size_t nodes_off, ranges_off, counters_off, bridge_counters_off, stale_off, stale_row, rings_off, ring_stride, heap_off, direct_off, total;
+	size_t nodes_off, ranges_off, counters_off, bridge_counters_off, stale_off, stale_row, place_off, rings_off, ring_stride, heap_off, direct_off, total;
 };
 
 /* The dense array of server i's direct range, or 0 bytes. */
@@ -84,7 +85,8 @@ static int plan_layout(const struct hpsi_seg_params *p, struct layout *l)
 	l->bridge_counters_off = l->counters_off + nnodes * sizeof(struct hpsi_counters);
 	l->stale_off = l->bridge_counters_off + sizeof(struct hpsi_bridge_counters);
 	l->stale_row = align_up((size_t)p->nworkers * sizeof(struct hpsi_stale_cell), 64);
-	l->rings_off = align_up(l->stale_off + (size_t)p->nservers * l->stale_row, PAGE);
+	l->place_off = l->stale_off + (size_t)p->nservers * l->stale_row; /* rows are 64-byte multiples */
+	l->rings_off = align_up(l->place_off + (size_t)p->nservers * 2 * sizeof(uint32_t), PAGE);
 	l->ring_stride = align_up((size_t)HPSI_RING_HDR + p->ring_bytes, PAGE);
 	size_t fwd = p->replicas ? (size_t)p->nservers * p->nservers : 0;
 	if (__builtin_mul_overflow((size_t)p->nservers * p->nworkers, (size_t)2, &nrings) ||
@@ -129,6 +131,22 @@ static int check_params(const struct hpsi_seg_params *p)
 		hpsi_error("HPS_REPLICAS=%u: each key range needs its primary and the backups on distinct servers, so at most %u with %u servers (and at most %d)",
 			   p->replicas, p->nservers - 1, p->nservers, HPSI_MAX_REPLICAS);
 		return HPS_ECONFIG;
+	}
+	if (p->nhosts) {
+		uint32_t pi[HPSI_MAX_NODES], host;
+		if (!p->host_servers || hpsi_place_build(p->nservers, p->host_servers, p->nhosts, pi)) {
+			hpsi_error("the servers of the job's %u hosts do not add up to its %u servers (HPS_NUM_SERVERS)",
+				   p->nhosts, p->nservers);
+			return HPS_ECONFIG;
+		}
+		if (hpsi_place_check(p->nservers, p->host_servers, p->nhosts, p->replicas, &host)) {
+			char why[512], name[32];
+			snprintf(name, sizeof name, "#%u", host);
+			hpsi_place_why(why, sizeof why, p->host_names ? p->host_names[host] : name, p->host_servers[host],
+				       p->nservers, p->replicas);
+			hpsi_error("%s", why);
+			return HPS_ECONFIG;
+		}
 	}
 	if (p->replicas && p->bridged) {
 		hpsi_error("HPS_REPLICAS: replication across hosts is not supported yet; run replicated jobs on one host");
@@ -270,6 +288,7 @@ int hpsi_seg_create(const struct hpsi_seg_params *params, struct hpsi_seg *seg)
 	h->rings_off = l.rings_off;
 	h->ring_stride = l.ring_stride;
 	h->ranges_off = l.ranges_off;
+	h->place_off = l.place_off;
 	h->counters_off = l.counters_off;
 	h->bridge_counters_off = l.bridge_counters_off;
 	h->stale_off = l.stale_off;
@@ -293,6 +312,11 @@ int hpsi_seg_create(const struct hpsi_seg_params *params, struct hpsi_seg *seg)
 				atomic_store_explicit(&n->birth, hpsi_proc_birth(getpid()), memory_order_relaxed);
 				atomic_store_explicit(&n->state, HPSI_NODE_ALIVE, memory_order_relaxed);
 			}
+	/* π and pos (shm/place.h); the parameters were checked above */
+	uint32_t *pi = (uint32_t *)(seg->base + l.place_off), *pos = pi + p->nservers;
+	hpsi_place_build(p->nservers, p->host_servers, p->nhosts, pi);
+	for (uint32_t at = 0; at < p->nservers; at++)
+		pos[pi[at]] = at;
 	struct hpsi_range *r = (struct hpsi_range *)(seg->base + l.ranges_off);
 	size_t direct_at = l.direct_off;
 	for (uint32_t i = 0; i < p->nservers; i++) {
@@ -346,10 +370,16 @@ static int header_ok(const struct hpsi_seg_hdr *h, size_t size)
 		return 0;
 	if (!(h->total_bytes == size && h->direct_bytes <= size && l.total == size - h->direct_bytes &&
 	      h->nodes_off == l.nodes_off && h->rings_off == l.rings_off && h->ranges_off == l.ranges_off &&
+	      h->place_off == l.place_off &&
 	      h->counters_off == l.counters_off && h->bridge_counters_off == l.bridge_counters_off &&
 	      h->stale_off == l.stale_off && h->stale_row == l.stale_row &&
 	      h->heap_off == l.heap_off && h->ring_stride == l.ring_stride))
 		return 0;
+	/* π is a permutation and pos its inverse: routing indexes both */
+	const uint32_t *pi = (const uint32_t *)((const unsigned char *)h + h->place_off), *pos = pi + h->nservers;
+	for (uint32_t at = 0; at < h->nservers; at++)
+		if (pi[at] >= h->nservers || pos[pi[at]] != at)
+			return 0;
 	/* every direct array lies inside the direct part */
 	const struct hpsi_range *r = (const struct hpsi_range *)((const unsigned char *)h + h->ranges_off);
 	for (uint32_t i = 0; i < h->nservers; i++) {

@@ -16,7 +16,7 @@
 #include "shm/ring.h"
 
 #define HPSI_SEG_MAGIC 0x31474553535048ull /* "HPSSEG1" */
-#define HPSI_SEG_VERSION 7 /* 5: counters (shm/counters.h); 6: JOINING, incarnation; 7: probed_at */
+#define HPSI_SEG_VERSION 8 /* 5: counters (shm/counters.h); 6: JOINING, incarnation; 7: probed_at; 8: place_off */
 #define HPSI_SEG_TMP ".tmp" /* suffix + creator pid while a segment is being built */
 
 enum hpsi_node_state {
@@ -55,8 +55,9 @@ struct hpsi_node {
 	 * and ended (runtime/server/recover.c; relaxed, only counted: a
 	 * checkpoint load refuses to run beside one). */
 	_Atomic uint32_t copies_started, copies_ended;
-	/* Servers: bit i, this server lacks a whole copy of its i-th key range
-	 * (range id - i): a replacement until that range's copy ended. Set
+	/* Servers: bit i, this server lacks a whole copy of the key range it
+	 * is replica i of (hpsi_place_step(id, -i), net/route.h): a
+	 * replacement until that range's copy ended. Set
 	 * (relaxed) before the release of JOINING, cleared with release at
 	 * the copy's end; routing acquires it (net/route.h). */
 	_Atomic uint32_t lacking;
@@ -90,6 +91,10 @@ struct hpsi_seg_hdr {
 	uint32_t ring_bytes; /* data bytes of each ring, a power of two */
 	uint32_t range_mode;
 	uint64_t nodes_off, rings_off, ring_stride, ranges_off;
+	/* The placement of replicas (shm/place.h): nservers uint32_t of π,
+	 * then nservers of its inverse pos; written by the creator before the
+	 * magic, never changed (hpsi_seg_place) */
+	uint64_t place_off;
 	uint64_t heap_off, heap_slice; /* one slice per worker */
 	uint64_t direct_bytes;         /* dense arrays of direct ranges, after the heap */
 	/* one struct hpsi_counters per node, then the bridge's (shm/counters.h) */
@@ -155,6 +160,13 @@ struct hpsi_seg_params {
 	uint32_t bridged;
 	uint32_t srv_lo, srv_hi, wrk_lo, wrk_hi;
 	uint32_t replicas; /* HPS_REPLICAS */
+	/* Multi-host: the servers each host runs, in the order of the
+	 * scheduler's ranks (host h's follow host h - 1's), and the hosts'
+	 * names (for errors); every host of a job passes the same table, so
+	 * all lay out the same π (shm/place.h). nhosts 0: one host. */
+	uint32_t nhosts;
+	const uint32_t *host_servers;
+	const char *const *host_names;
 };
 
 struct hpsi_seg {
@@ -246,6 +258,13 @@ static inline struct hpsi_bridge_counters *hpsi_seg_bridge_counters(const struct
 static inline struct hpsi_stale_cell *hpsi_seg_stale(const struct hpsi_seg *s, uint32_t server, uint32_t worker)
 {
 	return (struct hpsi_stale_cell *)(s->base + s->hdr->stale_off + server * s->hdr->stale_row) + worker;
+}
+
+/* π, the servers in placement order (shm/place.h), then pos[srv], the
+ * position of each in π; read through net/route.h (hpsi_place_step). */
+static inline const uint32_t *hpsi_seg_place(const struct hpsi_seg *s)
+{
+	return (const uint32_t *)(s->base + s->hdr->place_off);
 }
 
 static inline const struct hpsi_range *hpsi_seg_ranges(const struct hpsi_seg *s)

@@ -77,7 +77,7 @@ int job_start(struct job *j, uint32_t nservers, uint32_t nworkers, const struct 
 		.heap_slice = (o->heap_mb ? o->heap_mb : 64) << 20,
 		.timeout_ms = o->timeout_ms ? o->timeout_ms : 20000,
 		.range_mode = o->ranges ? HPSI_RANGE_DECLARED : HPSI_RANGE_HASH, .ranges = o->ranges,
-		.replicas = o->replicas};
+		.replicas = o->replicas, .nhosts = o->nhosts, .host_servers = o->host_servers};
 	uint32_t dtypes[64], wires[64], directs[64];
 	int rc = hpsi_config_value_types(nservers, dtypes, wires); /* HPS_DTYPE, HPS_COMPRESS */
 	if (rc || (rc = hpsi_config_direct(nservers, directs)))   /* HPS_DIRECT */

@@ -32,6 +32,10 @@ struct job_opts {
 	hps_handler handler;             /* servers' handler; NULL: summing store */
 	int no_servers;                  /* create the segment only */
 	uint32_t replicas;               /* HPS_REPLICAS */
+	/* the placement of replicas as for a job across hosts running
+	 * host_servers[h] servers each (shm/place.h); nhosts 0: one host */
+	uint32_t nhosts;
+	const uint32_t *host_servers;
 };
 
 /* Creates a segment for a fresh job id and forks its servers. */

@@ -27,6 +27,7 @@
 #include "runtime/cluster/outpipe.h"
 #include "runtime/cluster/remote.h"
 #include "shm/bell.h"
+#include "shm/place.h"
 #include "shm/segment.h"
 
 #define MAX_HOSTS 64
@@ -184,14 +185,27 @@ static void remote_command(struct hpsi_cmdline *cmd, const char *self, const cha
 		hpsi_cmdline_word(cmd, argv[i]);
 }
 
-/* Settings are checked here, before the scheduler or any host starts. */
-static int check_settings(char **argv, int prog)
+/* Settings are checked here, before the scheduler or any host starts;
+ * with replicas, that the hosts' servers can hold every key range's
+ * replicas on distinct hosts (shm/place.h). */
+static int check_settings(char **argv, int prog, const char *file, const struct host_line *h, int n)
 {
 	int self_serve = 0;
 	for (int i = 1; i < prog; i++)
 		self_serve |= strcmp(argv[i], "--self-serve") == 0;
 	struct hpsi_config cfg;
-	return hpsi_launch_check_settings(&cfg, self_serve, 0);
+	if (hpsi_launch_check_settings(&cfg, self_serve, 0))
+		return -1;
+	uint32_t servers[MAX_HOSTS], host;
+	for (int i = 0; i < n; i++)
+		servers[i] = h[i].servers;
+	if (hpsi_place_check(cfg.nservers, servers, (uint32_t)n, cfg.replicas, &host)) {
+		char why[512];
+		hpsi_place_why(why, sizeof why, h[host].name, servers[host], cfg.nservers, cfg.replicas);
+		fprintf(stderr, "hps launch: %s: %s\n", file, why);
+		return -1;
+	}
+	return 0;
 }
 
 /* --env NAME (or NAME=VALUE, set by parse_args already) in the launch
@@ -276,7 +290,7 @@ int hpsi_launch_hosts(const char *file, int argc, char **argv, int prog)
 		setenv("HPS_ROOT_PORT", "9091", 1);
 	if (!hpsi_setting("JOB_TOKEN") && set_job_token())
 		return 2;
-	if (check_settings(argv, prog))
+	if (check_settings(argv, prog, file, hosts, n))
 		return 2;
 	char self[4096], dir[4096];
 	ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);

@@ -206,10 +206,10 @@ static int drain_from(struct server *sv, uint32_t from, int *stuck)
 	return n;
 }
 
-/* The server `j` places after this one (j < 0: before). */
+/* The server `j` places after this one in π (j < 0: before). */
 static uint32_t neighbour(const struct server *sv, int j)
 {
-	return (uint32_t)(((int64_t)sv->me + j + sv->nservers) % sv->nservers);
+	return hpsi_place_step(sv->seg, sv->me, j);
 }
 
 /* The servers furthest before this one first, and nothing after a ring
@@ -305,5 +305,5 @@ int hpsi_replica_pending(struct server *sv)
 void hpsi_replica_check_earlier(struct server *sv)
 {
 	for (uint32_t j = 1; j <= sv->replicas; j++)
-		hpsi_node_check(sv->seg, hpsi_replica(sv->seg, sv->me, sv->nservers - j));
+		hpsi_node_check(sv->seg, neighbour(sv, -(int)j));
 }

@@ -2,7 +2,8 @@
  * path (serve.c) and replication (replica.c).
  *
  * A server holds key ranges: its own one, and with HPS_REPLICAS=K the K
- * ranges before it, as a backup (net/route.h, hpsi_replica). It serves a
+ * ranges of the servers before it in the placement order π, as a backup
+ * (net/route.h, hpsi_replica; on one host, the K ranks before it). It serves a
  * range (answers its requests) while it is the range's primary: its own
  * range always, another one once every replica before it is gone. The
  * rings of worker w for range r (hpsi_seg_ring(w, r)) belong to the range,
@@ -86,13 +87,13 @@ struct server {
 	hps_ctx *ctx;
 	struct hpsi_seg *seg;
 	uint32_t nworkers, nservers, me, replicas;
-	struct range_state *ranges; /* replicas + 1: [0] its own, [i] range me - i */
+	struct range_state *ranges; /* replicas + 1: [0] its own, [i] hpsi_replica_range(me, i) */
 	uint32_t nranges;
 	struct hpsi_msg_bounds *heaps; /* each worker's heap slice */
 	unsigned char *finished;       /* per worker: closed or dead */
 	int64_t probe_ns;              /* checks of the workers' processes at most this often */
-	/* forwarded pushes: in from the servers before this one (ranges it
-	 * backs up), out to the servers after it; indexed by server */
+	/* forwarded pushes: in from the servers before this one in π (ranges
+	 * it backs up), out to the servers after it; indexed by server */
 	struct hpsi_ring_cons *fwd_in;
 	struct hpsi_ring_prod *fwd_out;
 	unsigned char *fwd_dirty;  /* out ring: 1 records to publish, 2 published */

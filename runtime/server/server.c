@@ -212,13 +212,14 @@ int hpsi_server_staleness(int rank, int64_t *out)
 	return 0;
 }
 
-/* Sets up range i of this server: range me - i, with its own updater,
- * value types and staleness (the settings of the range's first server). */
+/* Sets up range i of this server: the range it is replica i of (net/route.h),
+ * with its own updater, value types and staleness (the settings of the
+ * range's first server). */
 static int range_setup(struct server *sv, uint32_t i, hps_handler handler, void *arg)
 {
 	struct hpsi_seg *seg = sv->seg;
 	struct range_state *rs = &sv->ranges[i];
-	rs->id = (sv->me + sv->nservers - i) % sv->nservers;
+	rs->id = hpsi_replica_range(seg, sv->me, i);
 	rs->serving = i == 0;
 	rs->min_epoch = UINT64_MAX;
 	const struct hpsi_range *rg = &hpsi_seg_ranges(seg)[rs->id];
