@@ -20,6 +20,7 @@
 #include "net/wire.h"
 #include "runtime/cluster/hosts_stats.h"
 #include "shm/bell.h"
+#include "shm/segment.h"
 #include "tests/netns.h"
 
 static void test_cluster_mixed_sums_on_three_hosts(void)
@@ -101,6 +102,47 @@ static void test_cluster_host_names(void)
 	pid_t b = start(lb, "ip netns exec %s0 env %s HPS_HOST=beta %s launch --local-servers 1 --local-workers 1 -- %s --cluster-worker sums",
 			pfx, env, hps_bin(), self_path);
 	int ra = finish(a, 60000), rb = finish(b, 60000);
+	if (ra || rb)
+		fprintf(stderr, "%s\n---\n%s\n", slurp(la), slurp(lb));
+	CU_ASSERT_EQUAL(ra, 0);
+	CU_ASSERT_EQUAL(rb, 0);
+	CU_ASSERT(log_has(la, "sums ok") && log_has(lb, "sums ok"));
+	CU_ASSERT_EQUAL(finish(sched, 10000), 0);
+	unlink(la), unlink(lb);
+	ns_down();
+}
+
+/* Every host's segment holds the same placement of replicas (shm/place.h),
+ * laid out by its bridge from the scheduler's assignment: hosts of 2 and 1
+ * servers interleave (pi = 0 2 1), on both. */
+static void test_cluster_hosts_share_placement(void)
+{
+	CU_ASSERT_EQUAL_FATAL(ns_up(1), 0);
+	const char *env = "HPS_ROOT_URI=localhost HPS_ROOT_PORT=9598 HPS_NUM_SERVERS=3 HPS_NUM_WORKERS=2 "
+			  "HPS_NODE_ADDR=localhost HPS_HEAP_MB=16 HPS_RING_KB=256 HPS_JOB_ID=place";
+	pid_t sched = start("/dev/null", "ip netns exec %s0 env %s %s scheduler", pfx, env, hps_bin());
+	char la[300], lb[300];
+	snprintf(la, sizeof la, "%s.a", job_log);
+	snprintf(lb, sizeof lb, "%s.b", job_log);
+	/* alpha ranks first (hosts by name): servers 0 and 1, worker 0 */
+	pid_t a = start(la, "ip netns exec %s0 env %s HPS_HOST=alpha %s launch --local-servers 2 --local-workers 1 -- %s --cluster-worker long",
+			pfx, env, hps_bin(), self_path);
+	pid_t b = start(lb, "ip netns exec %s0 env %s HPS_HOST=beta %s launch --local-servers 1 --local-workers 1 -- %s --cluster-worker long",
+			pfx, env, hps_bin(), self_path);
+	CU_ASSERT(wait_log(la, "sums started", 30000));
+	struct hpsi_seg sa, sb;
+	int ra = hpsi_seg_attach("place", "alpha", &sa), rb = hpsi_seg_attach("place", "beta", &sb);
+	CU_ASSERT(ra == 0 && rb == 0);
+	if (ra == 0 && rb == 0) {
+		static const uint32_t want[] = {0, 2, 1};
+		CU_ASSERT_EQUAL(memcmp(hpsi_seg_place(&sa), want, sizeof want), 0);
+		CU_ASSERT_EQUAL(memcmp(hpsi_seg_place(&sb), hpsi_seg_place(&sa), 2 * 3 * sizeof(uint32_t)), 0);
+	}
+	if (ra == 0)
+		hpsi_seg_detach(&sa);
+	if (rb == 0)
+		hpsi_seg_detach(&sb);
+	ra = finish(a, 60000), rb = finish(b, 60000);
 	if (ra || rb)
 		fprintf(stderr, "%s\n---\n%s\n", slurp(la), slurp(lb));
 	CU_ASSERT_EQUAL(ra, 0);
@@ -386,6 +428,7 @@ int main(int argc, char **argv)
 		{"test_cluster_ipv6_and_dmlc_names", test_cluster_ipv6_and_dmlc_names},
 		{"test_cluster_dmlc_tracker_processes", test_cluster_dmlc_tracker_processes},
 		{"test_cluster_host_names", test_cluster_host_names},
+		{"test_cluster_hosts_share_placement", test_cluster_hosts_share_placement},
 		{"test_cluster_full_rings", test_cluster_full_rings},
 		{"test_cluster_scheduler_shows_every_host", test_cluster_scheduler_shows_every_host},
 		{"test_cluster_bridge_killed", test_cluster_bridge_killed},
