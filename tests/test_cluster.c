@@ -586,15 +586,16 @@ static void ck_expect(pid_t p, const char *what)
 }
 
 /* Saved by 2 hosts x 2 servers (through hps_save and `hps checkpoint`),
- * loaded into 3 hosts x 1 server (after five damaged copies were refused,
- * tables unchanged on every host) and into one host of 2 servers: the
+ * loaded into 3 hosts x 1 server and a host of workers only (after five
+ * damaged copies were refused, tables unchanged on every host; and through
+ * `hps checkpoint --load`) and into one host of 2 servers: the
  * same further pushes give bit for bit what continuing the first job
  * gave, and hps_load returns the saved clock. */
 static void test_cluster_checkpoint_across_hosts(void)
 {
 	char dir[256], hosts[256];
 	snprintf(dir, sizeof dir, "/tmp/hps-cluster-ck-%d", (int)getpid());
-	CU_ASSERT_EQUAL_FATAL(ns_up(3), 0);
+	CU_ASSERT_EQUAL_FATAL(ns_up(4), 0);
 	snprintf(hosts, sizeof hosts, "%s0 2 1 " NET ".1\n%s1 2 1 " NET ".2\n", pfx, pfx);
 	write_hosts(hosts);
 	pid_t p = start(job_log, "ip netns exec %s0 " ENV("9521") CK_ENV "%s launch --hosts %s -- %s --ckpt-worker save %s",
@@ -608,12 +609,18 @@ static void test_cluster_checkpoint_across_hosts(void)
 	snprintf(path, sizeof path, "%s.partial", dir);
 	CU_ASSERT_NOT_EQUAL(access(path, F_OK), 0);
 	ck_damage(dir);
-	snprintf(hosts, sizeof hosts, "%s0 1 1 " NET ".1\n%s1 1 1 " NET ".2\n%s2 1 1 " NET ".3\n", pfx, pfx, pfx);
+	/* and a host of workers only: its part is empty, its clock none */
+	snprintf(hosts, sizeof hosts, "%s0 1 1 " NET ".1\n%s1 1 1 " NET ".2\n%s2 1 1 " NET ".3\n%s3 0 1 " NET ".4\n", pfx,
+		 pfx, pfx, pfx);
 	write_hosts(hosts);
 	p = start(job_log, "ip netns exec %s0 " ENV("9531") CK_ENV "%s launch --hosts %s -- %s --ckpt-worker load-all %s",
 		  pfx, hps_bin(), hostsf, self_path, dir);
 	ck_expect(p, "continued bit-identically");
 	CU_ASSERT_PTR_NOT_NULL(strstr(slurp(job_log), "damaged checkpoints refused, tables unchanged"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(slurp(job_log), "on 4 hosts"));
+	char said[64];
+	snprintf(said, sizeof said, "(saved at clock %d)", CK_SAVED); /* hps checkpoint --load */
+	CU_ASSERT_PTR_NOT_NULL(strstr(slurp(job_log), said));
 	p = start(job_log, "env HPS_HEAP_MB=16 HPS_RING_KB=256 " CK_ENV "%s launch -s 2 -w 1 -- %s --ckpt-worker load %s",
 		  hps_bin(), self_path, dir);
 	ck_expect(p, "continued bit-identically");
