@@ -41,6 +41,7 @@
  *   net/bridge_deliver.c  peers -> local rings (validation, delivery)
  *   net/bridge_sched.c    scheduler client: registration, heartbeats, states
  *   net/bridge_barrier.c  the cross-host barrier relay
+ *   net/bridge_ckpt.c     checkpoints across hosts: requests, local steps
  *   net/bridge_main.c     `hps bridge`: setup and the main loop */
 #ifndef HPSI_BRIDGE_H
 #define HPSI_BRIDGE_H
@@ -141,6 +142,20 @@ struct hpsi_bridge {
 	uint32_t barrier_sent; /* gen + 1 of the barrier reported complete here */
 	uint32_t expired_sent; /* gen + 1 of the barrier reported expired here */
 	int sched_lost;
+	/* Checkpoints across hosts (net/bridge_ckpt.c): the local request
+	 * (xck_req) last sent to the scheduler, and whether it awaits its
+	 * END; the step this host's servers run for the scheduler; its
+	 * report while ZeroMQ did not take it. */
+	uint32_t xck_sent;
+	int xck_open;
+	struct {
+		int busy, abort_queued;
+		uint32_t round, op;
+		int64_t deadline, next_probe;
+		char dir[512];
+	} ck;
+	struct hpsi_sched_ckpt ck_done;
+	int ck_done_unsent;
 	int wake_fd;     /* datagrams of local processes that woke us (shm/wake.h) */
 	uint64_t held_total; /* messages that waited for room in a ring */
 	uint64_t failed_total; /* requests answered here with an error */
@@ -255,5 +270,18 @@ void hpsi_bridge_lose_scheduler(struct hpsi_bridge *b);
 void hpsi_bridge_barrier_check(struct hpsi_bridge *b);
 /* The scheduler's decision on barrier gen: complete (code 0) or failed. */
 void hpsi_bridge_barrier_decide(struct hpsi_bridge *b, uint32_t gen, int code);
+
+/* net/bridge_ckpt.c: checkpoints across hosts. */
+/* Sends a local request to the scheduler, and ends the local step when
+ * its servers are done (or one died, or HPS_TIMEOUT_MS passed). */
+void hpsi_bridge_ckpt_check(struct hpsi_bridge *b);
+/* Whether a local request waits to be sent (the bridge must not sleep). */
+int hpsi_bridge_ckpt_asked(const struct hpsi_bridge *b);
+/* The scheduler's RUN (a step for this host's servers) and END (the
+ * answer to a local request). */
+void hpsi_bridge_ckpt_run(struct hpsi_bridge *b, const struct hpsi_sched_ckpt *m);
+void hpsi_bridge_ckpt_end(struct hpsi_bridge *b, const struct hpsi_sched_ckpt *m);
+/* No scheduler: a local request waiting for it fails (HPS_EPEERDEAD). */
+void hpsi_bridge_ckpt_lost(struct hpsi_bridge *b);
 
 #endif

@@ -40,7 +40,7 @@ static int rings_pending(struct hpsi_bridge *b)
 static void idle_wait(struct hpsi_bridge *b)
 {
 	hpsi_wake_sleeping(&b->seg, 1);
-	if (!rings_pending(b)) { /* what was published before we said so */
+	if (!rings_pending(b) && !hpsi_bridge_ckpt_asked(b)) { /* what was published before we said so */
 		zmq_pollitem_t it[3 + HPSI_MAX_HOSTS] = {{.socket = b->router, .events = ZMQ_POLLIN},
 							 {.socket = b->sched, .events = ZMQ_POLLIN},
 							 {.fd = b->wake_fd, .events = ZMQ_POLLIN}};
@@ -49,6 +49,8 @@ static void idle_wait(struct hpsi_bridge *b)
 			if (b->out[i].q)
 				it[n++] = (zmq_pollitem_t){.socket = b->dealers[i], .events = ZMQ_POLLOUT};
 		long ms = b->cc.heartbeat_ms < 100 ? (long)b->cc.heartbeat_ms : 100;
+		if (b->ck.busy)
+			ms = 1; /* servers that end a checkpoint step ring no bell of ours */
 		zmq_poll(it, n, ms);
 	}
 	hpsi_wake_sleeping(&b->seg, 0);
@@ -218,6 +220,7 @@ int hpsi_cmd_bridge(int argc, char **argv)
 			for (uint32_t i = 0; i < b->nhosts; i++)
 				hpsi_bridge_flush(b, i);
 			hpsi_bridge_barrier_check(b);
+			hpsi_bridge_ckpt_check(b);
 			int64_t now = hpsi_now_ns();
 			if (now > b->next_heartbeat) {
 				hpsi_bridge_heartbeat(b);

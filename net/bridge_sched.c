@@ -67,6 +67,7 @@ void hpsi_bridge_lose_scheduler(struct hpsi_bridge *b)
 		}
 	/* no decision can come any more: the open barrier fails here */
 	hpsi_bridge_barrier_decide(b, hpsi_barrier_open(&b->seg, NULL), HPS_EPEERDEAD);
+	hpsi_bridge_ckpt_lost(b);
 	hpsi_wake_all(&b->seg);
 }
 
@@ -95,6 +96,10 @@ int hpsi_bridge_recv_sched(struct hpsi_bridge *b)
 			hpsi_bridge_barrier_decide(b, m.h.gen, 0);
 		else if (m.h.type == HPSI_SCH_BROKEN)
 			hpsi_bridge_barrier_decide(b, m.h.gen, ((struct hpsi_sched_broken *)&m)->code);
+		else if (m.h.type == HPSI_SCH_CKPT_RUN)
+			hpsi_bridge_ckpt_run(b, (const struct hpsi_sched_ckpt *)&m);
+		else if (m.h.type == HPSI_SCH_CKPT_END)
+			hpsi_bridge_ckpt_end(b, (const struct hpsi_sched_ckpt *)&m);
 		else if (m.h.type == HPSI_SCH_ABORT)
 			hpsi_error("bridge %s: the scheduler stopped the job: %s", b->cfg.host,
 				   ((struct hpsi_sched_abort *)&m)->reason);

@@ -127,6 +127,21 @@ static int endpoint_ok(const char *s, size_t cap)
 	return 1;
 }
 
+/* A checkpoint message: a step its type may carry, a known code where one
+ * may be, strings terminated, and a directory named from the root where
+ * the servers are to open it. */
+static int ckpt_ok(const struct hpsi_sched_ckpt *m)
+{
+	int asks = m->h.type == HPSI_SCH_CKPT || m->h.type == HPSI_SCH_CKPT_END;
+	int op_ok = asks ? m->op == HPSI_CKPT_SAVE || m->op == HPSI_CKPT_LOAD
+			 : m->op == HPSI_CKPT_SAVE || (m->op >= HPSI_CKPT_PREPARE && m->op <= HPSI_CKPT_ABORT);
+	int answers = m->h.type == HPSI_SCH_CKPT_DONE || m->h.type == HPSI_SCH_CKPT_END;
+	int status_ok = answers ? m->status <= 0 && m->status >= HPS_EUNTRACKED : m->status == 0;
+	int needs_dir = m->h.type == HPSI_SCH_CKPT || m->h.type == HPSI_SCH_CKPT_RUN;
+	return op_ok && status_ok && terminated(m->dir, sizeof m->dir) && terminated(m->why, sizeof m->why) &&
+	       (!needs_dir || m->dir[0] == '/');
+}
+
 int hpsi_sched_check(const void *buf, size_t len, const char **why)
 {
 	struct hpsi_sched_hdr h;
@@ -151,6 +166,10 @@ int hpsi_sched_check(const void *buf, size_t len, const char **why)
 	case HPSI_SCH_BYE: want = sizeof(struct hpsi_sched_hdr); break;
 	case HPSI_SCH_BROKEN: want = sizeof(struct hpsi_sched_broken); break;
 	case HPSI_SCH_ABORT: want = sizeof(struct hpsi_sched_abort); break;
+	case HPSI_SCH_CKPT:
+	case HPSI_SCH_CKPT_RUN:
+	case HPSI_SCH_CKPT_DONE:
+	case HPSI_SCH_CKPT_END: want = sizeof(struct hpsi_sched_ckpt); break;
 	default: *why = "scheduler message of an unknown type"; return -1;
 	}
 	if (len != want) {
@@ -199,6 +218,12 @@ int hpsi_sched_check(const void *buf, size_t len, const char **why)
 		const struct hpsi_sched_broken *m = buf;
 		if (m->code != HPS_EPEERDEAD && m->code != HPS_ETIMEDOUT && m->code != HPS_ECLOSED) {
 			*why = "barrier failure with an unknown code";
+			return -1;
+		}
+	} else if (h.type >= HPSI_SCH_CKPT && h.type <= HPSI_SCH_CKPT_END) {
+		const struct hpsi_sched_ckpt *m = buf;
+		if (!ckpt_ok(m)) {
+			*why = "checkpoint message with a bad step, code or directory";
 			return -1;
 		}
 	} else if (h.type == HPSI_SCH_ABORT) {

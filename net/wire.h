@@ -78,6 +78,11 @@ enum hpsi_sched_type {
 	HPSI_SCH_ABORT = 8,     /* scheduler -> bridges: the job cannot start (reason) */
 	HPSI_SCH_EXPIRED = 9,   /* bridge -> scheduler: a worker's deadline passed in barrier gen */
 	HPSI_SCH_BROKEN = 10,   /* scheduler -> bridges: barrier gen failed (code), and all later */
+	/* Checkpoints across hosts (struct hpsi_sched_ckpt) */
+	HPSI_SCH_CKPT = 11,      /* bridge -> scheduler: a local process asks for a save or a load */
+	HPSI_SCH_CKPT_RUN = 12,  /* scheduler -> bridges: have your servers do step op of round gen */
+	HPSI_SCH_CKPT_DONE = 13, /* bridge -> scheduler: step op of round gen ended (status) */
+	HPSI_SCH_CKPT_END = 14,  /* scheduler -> the asking bridge: request seq ended (status) */
 };
 
 struct hpsi_sched_hdr {
@@ -144,6 +149,20 @@ struct hpsi_sched_broken {
 	struct hpsi_sched_hdr h;
 	int32_t code; /* HPS_EPEERDEAD, HPS_ETIMEDOUT or HPS_ECLOSED */
 	uint32_t pad;
+};
+
+/* The four checkpoint messages. A save is one step (SAVE: every server
+ * writes its file into dir, DIR.partial); a load two (PREPARE: every
+ * server reads every file into a table aside; then COMMIT: it swaps that
+ * in, or ABORT: it drops it). gen: the scheduler's round (RUN, DONE). */
+struct hpsi_sched_ckpt {
+	struct hpsi_sched_hdr h;
+	uint32_t op;     /* CKPT, END: HPSI_CKPT_SAVE or _LOAD; RUN, DONE: the step */
+	uint32_t seq;    /* CKPT, END: the asking bridge's request number */
+	int32_t status;  /* DONE, END: 0 or an HPS_E* code (CKPT, RUN: 0) */
+	uint32_t clock;  /* DONE (SAVE, PREPARE), END: the smallest saved clock */
+	char dir[512];   /* CKPT, RUN: the directory, absolute */
+	char why[256];   /* DONE, END: the reason of a failure */
 };
 
 struct hpsi_sched_abort {

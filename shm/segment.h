@@ -16,7 +16,7 @@
 #include "shm/ring.h"
 
 #define HPSI_SEG_MAGIC 0x31474553535048ull /* "HPSSEG1" */
-#define HPSI_SEG_VERSION 8 /* 5: counters (shm/counters.h); 6: JOINING, incarnation; 7: probed_at; 8: place_off */
+#define HPSI_SEG_VERSION 9 /* 5: counters (shm/counters.h); 6: JOINING, incarnation; 7: probed_at; 8: place_off; 9: xck_* */
 #define HPSI_SEG_TMP ".tmp" /* suffix + creator pid while a segment is being built */
 
 enum hpsi_node_state {
@@ -141,9 +141,26 @@ struct hpsi_seg_hdr {
 	/* Why it failed: written by the server whose error won ckpt_status,
 	 * before its release on ckpt_done; the requester reads it after. */
 	char ckpt_why[256];
+	/* Checkpoints of a job that spans hosts (net/bridge_ckpt.c): a local
+	 * requester (holding xck_lock) writes xck_op and xck_dir, then stores
+	 * its request number in xck_req with release; the bridge acquires it
+	 * and asks the scheduler, and once every host did its part it writes
+	 * xck_status, xck_clock and xck_why, then stores the request number
+	 * in xck_ans with release; the requester acquires xck_ans. */
+	_Atomic int32_t xck_lock; /* 0, or the pid of the local requester */
+	_Atomic uint32_t xck_req, xck_ans;
+	uint32_t xck_op;           /* HPSI_CKPT_SAVE / HPSI_CKPT_LOAD */
+	int32_t xck_status;
+	uint32_t xck_clock;        /* the smallest saved clock of every host */
+	char xck_dir[512];         /* absolute: every host's servers open it */
+	char xck_why[256];
 };
 
-enum { HPSI_CKPT_SAVE = 1, HPSI_CKPT_LOAD = 2 };
+/* SAVE and LOAD: a one-host checkpoint (and what a requester asks of a
+ * job across hosts). PREPARE, COMMIT and ABORT: the two phases of a load
+ * across hosts, as each host's bridge asks its servers: PREPARE reads
+ * every file whole into a table aside, COMMIT swaps it in, ABORT drops it. */
+enum { HPSI_CKPT_SAVE = 1, HPSI_CKPT_LOAD = 2, HPSI_CKPT_PREPARE = 3, HPSI_CKPT_COMMIT = 4, HPSI_CKPT_ABORT = 5 };
 
 struct hpsi_seg_params {
 	const char *job, *host;

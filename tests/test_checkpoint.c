@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "net/wire.h"
 #include "tests/harness.h"
 
 #define NK 200
@@ -380,6 +381,49 @@ static void test_checkpoint_user_handler_refuses(void)
 	CU_ASSERT_EQUAL(job_stop(&j), 0);
 }
 
+/* The checkpoint messages between bridges and the scheduler, as each side
+ * checks them (net/wire.c): a step its type may not carry, a code that is
+ * no HPS_E*, a directory not named from the root or not terminated, or a
+ * wrong size is refused with a reason. */
+static void test_checkpoint_wire_checked(void)
+{
+	static struct hpsi_sched_ckpt m;
+	const char *why = NULL;
+	hpsi_sched_init(&m.h, HPSI_SCH_CKPT_RUN, 0);
+	m.op = HPSI_CKPT_PREPARE;
+	snprintf(m.dir, sizeof m.dir, "/tmp/ck");
+	CU_ASSERT_EQUAL(hpsi_sched_check(&m, sizeof m, &why), 0);
+	CU_ASSERT_NOT_EQUAL(hpsi_sched_check(&m, sizeof m - 1, &why), 0);
+	m.op = HPSI_CKPT_LOAD; /* a request's op, not a step */
+	CU_ASSERT_NOT_EQUAL(hpsi_sched_check(&m, sizeof m, &why), 0);
+	m.op = HPSI_CKPT_COMMIT;
+	m.status = HPS_EPROTO; /* a RUN carries no code */
+	CU_ASSERT_NOT_EQUAL(hpsi_sched_check(&m, sizeof m, &why), 0);
+	m.status = 0;
+	snprintf(m.dir, sizeof m.dir, "relative/ck");
+	CU_ASSERT_NOT_EQUAL(hpsi_sched_check(&m, sizeof m, &why), 0);
+	memset(m.dir, 'x', sizeof m.dir); /* not terminated */
+	m.dir[0] = '/';
+	CU_ASSERT_NOT_EQUAL(hpsi_sched_check(&m, sizeof m, &why), 0);
+	memset(&m, 0, sizeof m);
+	hpsi_sched_init(&m.h, HPSI_SCH_CKPT_END, 0);
+	m.op = HPSI_CKPT_LOAD, m.status = HPS_EPROTO;
+	snprintf(m.why, sizeof m.why, "host h1: damaged");
+	CU_ASSERT_EQUAL(hpsi_sched_check(&m, sizeof m, &why), 0);
+	const int32_t bad[] = {1, -1000, INT32_MIN};
+	for (int i = 0; i < 3; i++) {
+		m.status = bad[i], why = NULL;
+		CU_ASSERT_NOT_EQUAL(hpsi_sched_check(&m, sizeof m, &why), 0);
+		CU_ASSERT_PTR_NOT_NULL(why);
+	}
+	m.status = 0;
+	m.op = HPSI_CKPT_ABORT; /* an answer names the request's op */
+	CU_ASSERT_NOT_EQUAL(hpsi_sched_check(&m, sizeof m, &why), 0);
+	m.op = HPSI_CKPT_SAVE;
+	memset(m.why, 'y', sizeof m.why);
+	CU_ASSERT_NOT_EQUAL(hpsi_sched_check(&m, sizeof m, &why), 0);
+}
+
 int main(void)
 {
 	char tmpl[] = "/tmp/hps-ckpt-XXXXXX";
@@ -395,6 +439,7 @@ int main(void)
 		{"test_checkpoint_command_on_running_job", test_checkpoint_command_on_running_job},
 		{"test_checkpoint_user_handler_refuses", test_checkpoint_user_handler_refuses},
 		{"test_checkpoint_one_at_a_time", test_checkpoint_one_at_a_time},
+		{"test_checkpoint_wire_checked", test_checkpoint_wire_checked},
 		{NULL, NULL},
 	};
 	int rc = run_suite("checkpoint", cases);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -416,10 +417,305 @@ static void test_cluster_scheduler_shows_every_host(void)
 	ns_down();
 }
 
+/* ---- checkpoints across hosts -------------------------------------------- */
+
+/* The workers of these jobs push integer-valued gradients under Adam
+ * (HPS_UPDATER in CK_ENV): worker w pushes the keys k with k % W == w, so
+ * each key's pushes come in one order and a continued job is
+ * bit-identical whatever the number of servers, hosts or workers. */
+#define CK_KEYS 96
+#define CK_WIDTH 3
+#define CK_SAVED 5 /* rounds before the save: its clock */
+#define CK_AFTER 4 /* rounds after it */
+#define CK_ENV "HPS_UPDATER=adam:lr=0.05 "
+
+static float ck_grad(int r, int k, int j)
+{
+	return (float)((k * 7 + r * 3 + j) % 9 - 4);
+}
+
+static int ck_push_rounds(hps_ctx *ctx, hps_worker *w, int from, int to)
+{
+	int me = hps_rank(ctx), nw = hps_num_workers(ctx);
+	uint64_t keys[CK_KEYS];
+	float vals[CK_KEYS * CK_WIDTH];
+	for (int r = from; r < to; r++) {
+		int n = 0;
+		for (int k = me; k < CK_KEYS; k += nw, n++) {
+			keys[n] = (uint64_t)k;
+			for (int j = 0; j < CK_WIDTH; j++)
+				vals[n * CK_WIDTH + j] = ck_grad(r, k, j);
+		}
+		int rc = n ? hps_wait(w, hps_push(w, keys, (size_t)n, vals, &(hps_opts){.width = CK_WIDTH})) : 0;
+		if (rc || (rc = hps_clock(w)) < 0) {
+			fprintf(stderr, "worker %d: round %d: %s\n", me, r, hps_strerror(rc));
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* Every key: a pull that also reaches every server after the clocks
+ * sent before it (one ring per worker and server, in order). */
+static int ck_pull_all(hps_worker *w, float *out)
+{
+	uint64_t keys[CK_KEYS];
+	for (int k = 0; k < CK_KEYS; k++)
+		keys[k] = (uint64_t)k;
+	int rc = hps_wait(w, hps_pull(w, keys, CK_KEYS, out, &(hps_opts){.width = CK_WIDTH}));
+	if (rc)
+		fprintf(stderr, "pull: %s\n", hps_strerror(rc));
+	return rc;
+}
+
+/* `hps checkpoint [--load] DIR` run by a worker: the command line's path
+ * from a process outside the job, on this worker's host. */
+static int ck_cli(const char *args)
+{
+	char cmd[1200];
+	snprintf(cmd, sizeof cmd, "env -u HPS_ROLE -u HPS_RANK %s checkpoint %s", hps_bin(), args);
+	int rc = system(cmd);
+	return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
+}
+
+/* Worker 0 loads each damaged copy of dir (dir-flip ...) and checks the
+ * code and that every table, on every host, is as it was. */
+static int ck_refusals(hps_ctx *ctx, hps_worker *w, const char *dir)
+{
+	static const struct {
+		const char *sfx;
+		int code;
+	} bad[] = {{"-flip", HPS_EPROTO}, {"-trunc", HPS_EPROTO}, {"-missing", HPS_EPROTO},
+		   {"-nomanifest", HPS_EPROTO}, {"-nosuchdir", HPS_EINVAL}};
+	static float before[CK_KEYS * CK_WIDTH], after[CK_KEYS * CK_WIDTH];
+	int fails = ck_pull_all(w, before);
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0] && !fails; i++) {
+		char path[600];
+		snprintf(path, sizeof path, "%s%s", dir, bad[i].sfx);
+		int rc = hps_load(ctx, path);
+		if (rc != bad[i].code) {
+			fprintf(stderr, "load of %s: %d (%s), expected %s\n", path, rc, rc < 0 ? hps_strerror(rc) : "ok",
+				hps_strerror(bad[i].code));
+			fails++;
+		}
+		if (ck_pull_all(w, after) || memcmp(before, after, sizeof before)) {
+			fprintf(stderr, "the refused load of %s changed the tables\n", path);
+			fails++;
+		}
+	}
+	if (!fails)
+		printf("damaged checkpoints refused, tables unchanged\n");
+	return fails;
+}
+
+static int ck_worker(const char *mode, const char *dir)
+{
+	hps_ctx *ctx;
+	hps_worker *w;
+	int rc = join_as_worker(&ctx, &w);
+	if (rc)
+		return rc;
+	int me = hps_rank(ctx);
+	char ref[600], args[700];
+	static float got[CK_KEYS * CK_WIDTH], want[CK_KEYS * CK_WIDTH];
+	snprintf(ref, sizeof ref, "%s.ref", dir);
+	if (strcmp(mode, "save") == 0) {
+		rc = ck_push_rounds(ctx, w, 0, CK_SAVED) || ck_pull_all(w, got) || hps_barrier(ctx);
+		if (!rc && me == 0 && (rc = hps_save(ctx, dir)) != 0)
+			fprintf(stderr, "hps_save: %s\n", hps_strerror(rc));
+		/* the same tables through `hps checkpoint`, into dir.cli */
+		snprintf(args, sizeof args, "%s.cli", dir);
+		if (!rc && me == 0 && (rc = ck_cli(args)) != 0)
+			fprintf(stderr, "hps checkpoint %s: status %d\n", args, rc);
+		rc = rc || hps_barrier(ctx) || ck_push_rounds(ctx, w, CK_SAVED, CK_SAVED + CK_AFTER) || hps_barrier(ctx);
+		if (!rc && me == 0) { /* what continuing gives: the reference */
+			FILE *f = fopen(ref, "wb");
+			rc = ck_pull_all(w, got) || !f || fwrite(got, sizeof got, 1, f) != 1;
+			if (f)
+				fclose(f);
+		}
+		if (!rc && me == 0)
+			printf("checkpoint saved\n");
+	} else if (strcmp(mode, "dead") == 0) {
+		/* host 1's bridge is killed once we say so: the save fails in bounded time */
+		rc = ck_push_rounds(ctx, w, 0, 1);
+		char go[620];
+		snprintf(go, sizeof go, "%s.go", dir);
+		printf("ready to save\n");
+		fflush(stdout);
+		for (int t = 0; t < 20000 && access(go, F_OK) != 0; t++)
+			usleep(1000);
+		int64_t t0 = hpsi_now_ns();
+		int code = hps_save(ctx, dir);
+		printf("save across a dead host: %s after %lld ms\n", code ? hps_strerror(code) : "success",
+		       (long long)((hpsi_now_ns() - t0) / 1000000));
+		fflush(stdout);
+		_exit(code == HPS_EPEERDEAD ? 0 : 1);
+	} else { /* load DIR (and dir.cli with `hps checkpoint --load`), then continue */
+		/* tables that differ from the checkpoint's, so that a load shows */
+		rc = ck_push_rounds(ctx, w, 100, 101) || hps_barrier(ctx);
+		if (!rc && me == 0 && strcmp(mode, "load-all") == 0) {
+			rc = ck_refusals(ctx, w, dir);
+			snprintf(args, sizeof args, "--load %s.cli", dir);
+			if (!rc && (rc = ck_cli(args)) != 0)
+				fprintf(stderr, "hps checkpoint %s: status %d\n", args, rc);
+		}
+		if (!rc && me == 0) {
+			int clock = hps_load(ctx, dir);
+			if (clock != CK_SAVED) {
+				fprintf(stderr, "hps_load: %d (%s), expected clock %d\n", clock,
+					clock < 0 ? hps_strerror(clock) : "a clock", CK_SAVED);
+				rc = 1;
+			}
+		}
+		rc = rc || hps_barrier(ctx) || ck_push_rounds(ctx, w, CK_SAVED, CK_SAVED + CK_AFTER) || hps_barrier(ctx);
+		if (!rc && me == 0) {
+			FILE *f = fopen(ref, "rb");
+			rc = ck_pull_all(w, got) || !f || fread(want, sizeof want, 1, f) != 1;
+			if (f)
+				fclose(f);
+			if (!rc && memcmp(got, want, sizeof got)) {
+				for (int i = 0; i < CK_KEYS * CK_WIDTH; i++)
+					if (memcmp(&got[i], &want[i], sizeof got[i])) {
+						fprintf(stderr, "key %d [%d]: %a after the load, %a continuing\n", i / CK_WIDTH,
+							i % CK_WIDTH, got[i], want[i]);
+						break;
+					}
+				rc = 1;
+			}
+			if (!rc)
+				printf("continued bit-identically\n");
+		}
+	}
+	hps_worker_close(w);
+	hps_finalize(ctx);
+	return rc ? 1 : 0;
+}
+
+/* The damaged copies of a saved checkpoint that ck_refusals loads. */
+static void ck_damage(const char *dir)
+{
+	CU_ASSERT_EQUAL(sh("for s in flip trunc missing nomanifest; do rm -rf %s-$s; cp -r %s %s-$s; done", dir, dir,
+			   dir),
+			0);
+	char path[700];
+	snprintf(path, sizeof path, "%s-flip/server-1.hpsckpt", dir);
+	FILE *f = fopen(path, "r+b");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	fseek(f, 100, SEEK_SET);
+	int c = fgetc(f);
+	fseek(f, 100, SEEK_SET);
+	fputc(c ^ 0x10, f);
+	fclose(f);
+	struct stat sb;
+	snprintf(path, sizeof path, "%s-trunc/server-3.hpsckpt", dir);
+	CU_ASSERT_EQUAL(stat(path, &sb), 0);
+	CU_ASSERT_EQUAL(truncate(path, sb.st_size - 10), 0);
+	snprintf(path, sizeof path, "%s-missing/server-2.hpsckpt", dir);
+	CU_ASSERT_EQUAL(unlink(path), 0);
+	snprintf(path, sizeof path, "%s-nomanifest/MANIFEST", dir);
+	CU_ASSERT_EQUAL(unlink(path), 0);
+}
+
+static void ck_expect(pid_t p, const char *what)
+{
+	int rc = finish(p, 60000);
+	const char *o = slurp(job_log);
+	if (rc || !strstr(o, what))
+		fprintf(stderr, "status %d, wanted '%s':\n%s\n", rc, what, o);
+	CU_ASSERT_EQUAL(rc, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(o, what));
+}
+
+/* Saved by 2 hosts x 2 servers (through hps_save and `hps checkpoint`),
+ * loaded into 3 hosts x 1 server and a host of workers only (after five
+ * damaged copies were refused, tables unchanged on every host; and through
+ * `hps checkpoint --load`) and into one host of 2 servers: the
+ * same further pushes give bit for bit what continuing the first job
+ * gave, and hps_load returns the saved clock. */
+static void test_cluster_checkpoint_across_hosts(void)
+{
+	char dir[256], hosts[256];
+	snprintf(dir, sizeof dir, "/tmp/hps-cluster-ck-%d", (int)getpid());
+	CU_ASSERT_EQUAL_FATAL(ns_up(4), 0);
+	snprintf(hosts, sizeof hosts, "%s0 2 1 " NET ".1\n%s1 2 1 " NET ".2\n", pfx, pfx);
+	write_hosts(hosts);
+	pid_t p = start(job_log, "ip netns exec %s0 " ENV("9521") CK_ENV "%s launch --hosts %s -- %s --ckpt-worker save %s",
+			pfx, hps_bin(), hostsf, self_path, dir);
+	ck_expect(p, "checkpoint saved");
+	char path[600];
+	snprintf(path, sizeof path, "%s/MANIFEST", dir);
+	CU_ASSERT_EQUAL(access(path, F_OK), 0);
+	snprintf(path, sizeof path, "%s/server-3.hpsckpt", dir);
+	CU_ASSERT_EQUAL(access(path, F_OK), 0);
+	snprintf(path, sizeof path, "%s.partial", dir);
+	CU_ASSERT_NOT_EQUAL(access(path, F_OK), 0);
+	ck_damage(dir);
+	/* and a host of workers only: its part is empty, its clock none */
+	snprintf(hosts, sizeof hosts, "%s0 1 1 " NET ".1\n%s1 1 1 " NET ".2\n%s2 1 1 " NET ".3\n%s3 0 1 " NET ".4\n", pfx,
+		 pfx, pfx, pfx);
+	write_hosts(hosts);
+	p = start(job_log, "ip netns exec %s0 " ENV("9531") CK_ENV "%s launch --hosts %s -- %s --ckpt-worker load-all %s",
+		  pfx, hps_bin(), hostsf, self_path, dir);
+	ck_expect(p, "continued bit-identically");
+	CU_ASSERT_PTR_NOT_NULL(strstr(slurp(job_log), "damaged checkpoints refused, tables unchanged"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(slurp(job_log), "on 4 hosts"));
+	char said[64];
+	snprintf(said, sizeof said, "(saved at clock %d)", CK_SAVED); /* hps checkpoint --load */
+	CU_ASSERT_PTR_NOT_NULL(strstr(slurp(job_log), said));
+	p = start(job_log, "env HPS_HEAP_MB=16 HPS_RING_KB=256 " CK_ENV "%s launch -s 2 -w 1 -- %s --ckpt-worker load %s",
+		  hps_bin(), self_path, dir);
+	ck_expect(p, "continued bit-identically");
+	sh("rm -rf %s %s.cli %s.ref %s-flip %s-trunc %s-missing %s-nomanifest", dir, dir, dir, dir, dir, dir, dir);
+	ns_down();
+}
+
+/* A host whose bridge dies before its part: the save fails with
+ * HPS_EPEERDEAD in bounded time, and leaves no checkpoint behind. */
+static void test_cluster_checkpoint_host_dies(void)
+{
+	char dir[256], hosts[256], go[300], h1[32];
+	snprintf(dir, sizeof dir, "/tmp/hps-cluster-ckdead-%d", (int)getpid());
+	snprintf(go, sizeof go, "%s.go", dir);
+	snprintf(h1, sizeof h1, "%s1", pfx);
+	CU_ASSERT_EQUAL_FATAL(ns_up(2), 0);
+	snprintf(hosts, sizeof hosts, "%s0 1 1 " NET ".1\n%s1 1 0 " NET ".2\n", pfx, pfx);
+	write_hosts(hosts);
+	pid_t p = start(job_log, "ip netns exec %s0 " ENV("9541") "%s launch --keep-going --hosts %s -- %s --ckpt-worker dead %s",
+			pfx, hps_bin(), hostsf, self_path, dir);
+	CU_ASSERT_FATAL(wait_log(job_log, "ready to save", 20000));
+	pid_t v = 0;
+	for (int t = 0; t < 100 && (v = find_proc("bridge", h1)) <= 0; t++)
+		usleep(100000);
+	CU_ASSERT_FATAL(v > 0);
+	kill(v, SIGKILL);
+	sh("touch %s", go);
+	CU_ASSERT(wait_log(job_log, "save across a dead host", 20000));
+	finish(p, 20000);
+	const char *o = slurp(job_log);
+	const char *line = strstr(o, "save across a dead host: ");
+	const char *after = line ? strstr(line, " after ") : NULL;
+	long long ms = -1;
+	if (after && sscanf(after, " after %lld ms", &ms) != 1)
+		ms = -1;
+	if (!line || !strstr(line, hps_strerror(HPS_EPEERDEAD)) || ms < 0 || ms > 10000)
+		fprintf(stderr, "%s\n", o);
+	CU_ASSERT(line && strstr(line, hps_strerror(HPS_EPEERDEAD)) != NULL);
+	CU_ASSERT(ms >= 0 && ms <= 10000); /* HPS_DEAD_MS=1000: well inside */
+	CU_ASSERT_NOT_EQUAL(access(dir, F_OK), 0);
+	char partial[300];
+	snprintf(partial, sizeof partial, "%s.partial", dir);
+	CU_ASSERT_NOT_EQUAL(access(partial, F_OK), 0);
+	unlink(go);
+	ns_down();
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 3 && strcmp(argv[1], "--cluster-worker") == 0)
 		return cluster_worker(argv[2]);
+	if (argc == 4 && strcmp(argv[1], "--ckpt-worker") == 0)
+		return ck_worker(argv[2], argv[3]);
 	int skip = netns_suite_start("test_cluster");
 	if (skip)
 		return skip;
@@ -435,6 +731,8 @@ int main(int argc, char **argv)
 		{"test_cluster_remote_server_killed", test_cluster_remote_server_killed},
 		{"test_cluster_garbage_is_dropped", test_cluster_garbage_is_dropped},
 		{"test_cluster_configuration_errors", test_cluster_configuration_errors},
+		{"test_cluster_checkpoint_across_hosts", test_cluster_checkpoint_across_hosts},
+		{"test_cluster_checkpoint_host_dies", test_cluster_checkpoint_host_dies},
 		{NULL, NULL},
 	};
 	int rc = run_suite("cluster", cases);

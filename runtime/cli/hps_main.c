@@ -37,7 +37,9 @@ static int cmd_checkpoint(int argc, char **argv)
 			printf("usage: hps checkpoint [--load] [--job ID] [--host NAME] DIR\n\n"
 			       "Saves every server's table of the running job (HPS_JOB_ID on this host) into DIR,\n"
 			       "or with --load replaces the tables with the checkpoint in DIR. Without --job, the\n"
-			       "one job running on this host (it is an error when none or several run).\n");
+			       "one job running on this host (it is an error when none or several run).\n"
+			       "A job across hosts is saved or loaded on every host (coordinated by its\n"
+			       "scheduler): DIR must be on a file system every host sees.\n");
 			return 0;
 		} else if (strcmp(argv[i], "--load") == 0) {
 			load = 1;

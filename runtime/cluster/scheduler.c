@@ -8,8 +8,9 @@
  * declares a host silent for HPS_DEAD_MS dead (its unfinished nodes DEAD),
  * and decides the cross-host barrier (shm/barrier.h): complete once every
  * host with workers reported that each of them arrived or closed; failed,
- * for good, once a worker died or a host reported a worker's deadline. It ends when every host has left or
- * died. One thread, one ROUTER socket. */
+ * for good, once a worker died or a host reported a worker's deadline. It
+ * also runs checkpoints across hosts, one at a time (struct ckpt_round). It
+ * ends when every host has left or died. One thread, one ROUTER socket. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,25 @@ struct host {
 	struct hpsi_host_totals totals; /* from its last heartbeat */
 };
 
+/* A checkpoint across hosts, asked for by one host's bridge: a save is
+ * one step (SAVE) on every host, a load two (PREPARE, then COMMIT when
+ * every host read every file, else ABORT). A step ends on a host when its
+ * bridge reports it (DONE), when the host dies or leaves, or after
+ * HPS_TIMEOUT_MS plus HPS_DEAD_MS (each host bounds its own step by
+ * HPS_TIMEOUT_MS); the asking bridge then gets the outcome (END). */
+struct ckpt_round {
+	int active;
+	uint32_t round;   /* gen of its RUN and DONE messages */
+	uint32_t step;    /* HPSI_CKPT_SAVE, _PREPARE or _COMMIT */
+	uint32_t asker, seq, op; /* who asked, its request number, SAVE or LOAD */
+	uint64_t waiting; /* bit i: host i has not reported this step */
+	int32_t status;   /* the first failure */
+	uint32_t clock;   /* the smallest saved clock (SAVE, PREPARE) */
+	int64_t deadline;
+	char dir[512];
+	char why[256];
+};
+
 struct sched {
 	void *sock;
 	struct hpsi_cluster_cfg cc;
@@ -58,6 +78,9 @@ struct sched {
 	uint64_t token;          /* hash of HPS_JOB_TOKEN, 0 when unset */
 	uint64_t refused;        /* registrations refused before the job started */
 	char last_refusal[256];  /* the reason of the last one */
+	int64_t timeout_ms;      /* HPS_TIMEOUT_MS: what one host's checkpoint step may take */
+	struct ckpt_round ck;
+	uint32_t ck_rounds;      /* rounds started */
 };
 
 static volatile sig_atomic_t stop_signal;
@@ -385,6 +408,167 @@ static void barrier_check(struct sched *s)
 			send_to(s, &s->hosts[i].id, &r, sizeof r);
 }
 
+/* ---- checkpoints across hosts --------------------------------------------- */
+
+static int host_gone(const struct sched *s, uint32_t i)
+{
+	return s->hosts[i].dead || s->hosts[i].left;
+}
+
+static int host_serves(const struct sched *s, uint32_t i)
+{
+	return s->assign.hosts[i].srv_hi > s->assign.hosts[i].srv_lo;
+}
+
+static void ckpt_run(struct sched *s, uint32_t host, uint32_t step)
+{
+	static struct hpsi_sched_ckpt m;
+	memset(&m, 0, sizeof m);
+	hpsi_sched_init(&m.h, HPSI_SCH_CKPT_RUN, host);
+	m.h.gen = s->ck.round;
+	m.op = step;
+	snprintf(m.dir, sizeof m.dir, "%s", s->ck.dir);
+	send_to(s, &s->hosts[host].id, &m, sizeof m);
+}
+
+static void ckpt_answer(struct sched *s, uint32_t host, uint32_t seq, uint32_t op, int32_t status, uint32_t clock,
+			const char *why)
+{
+	static struct hpsi_sched_ckpt m;
+	memset(&m, 0, sizeof m);
+	hpsi_sched_init(&m.h, HPSI_SCH_CKPT_END, host);
+	m.op = op, m.seq = seq, m.status = status;
+	m.clock = clock == UINT32_MAX ? 0 : clock;
+	snprintf(m.why, sizeof m.why, "%.*s", (int)sizeof m.why - 1, why); /* cut to the frame */
+	send_to(s, &s->hosts[host].id, &m, sizeof m);
+}
+
+/* Asks every host still in the job for step; their reports are awaited. */
+static void ckpt_step(struct sched *s, uint32_t step)
+{
+	struct ckpt_round *r = &s->ck;
+	r->step = step;
+	r->waiting = 0;
+	r->deadline = hpsi_now_ns() + (s->timeout_ms + s->cc.dead_ms) * 1000000;
+	for (uint32_t i = 0; i < s->nhosts; i++)
+		if (!host_gone(s, i)) {
+			r->waiting |= 1ull << i;
+			ckpt_run(s, i, step);
+		}
+}
+
+static void ckpt_fail(struct sched *s, int32_t code, const char *fmt, const char *host)
+{
+	struct ckpt_round *r = &s->ck;
+	if (r->status)
+		return; /* the first failure is the one reported */
+	r->status = code;
+	snprintf(r->why, sizeof r->why, fmt, host);
+}
+
+static void ckpt_end(struct sched *s)
+{
+	struct ckpt_round *r = &s->ck;
+	if (r->status)
+		hpsi_error("scheduler: checkpoint %s (%s) failed: %s", r->dir, r->op == HPSI_CKPT_SAVE ? "save" : "load",
+			   r->why);
+	else
+		hpsi_info("scheduler: checkpoint %s %s on %u hosts (clock %u)", r->dir,
+			  r->op == HPSI_CKPT_SAVE ? "saved" : "loaded", s->nhosts, r->clock == UINT32_MAX ? 0 : r->clock);
+	if (!host_gone(s, r->asker))
+		ckpt_answer(s, r->asker, r->seq, r->op, r->status, r->clock, r->why);
+	r->active = 0;
+}
+
+/* Every host reported the step (or failed it): the next step, or the end. */
+static void ckpt_advance(struct sched *s)
+{
+	struct ckpt_round *r = &s->ck;
+	if (!r->active || r->waiting)
+		return;
+	if (r->step == HPSI_CKPT_PREPARE && !r->status) {
+		ckpt_step(s, HPSI_CKPT_COMMIT); /* every host read every file whole */
+		return;
+	}
+	if (r->step == HPSI_CKPT_PREPARE) /* the tables read aside go; nobody swapped */
+		for (uint32_t i = 0; i < s->nhosts; i++)
+			if (!host_gone(s, i))
+				ckpt_run(s, i, HPSI_CKPT_ABORT);
+	if (r->step == HPSI_CKPT_COMMIT && r->status) {
+		size_t n = strlen(r->why);
+		snprintf(r->why + n, sizeof r->why - n, "%s",
+			 "; the other hosts swapped the checkpoint in: load it again");
+	}
+	ckpt_end(s);
+}
+
+static void ckpt_ask(struct sched *s, uint32_t from, const struct hpsi_sched_ckpt *m)
+{
+	struct ckpt_round *r = &s->ck;
+	if (r->active) {
+		char why[256];
+		snprintf(why, sizeof why, "a checkpoint of this job is already running (asked from host %.64s for %.120s)",
+			 s->hosts[r->asker].reg.name, r->dir);
+		ckpt_answer(s, from, m->seq, m->op, HPS_EEXIST, 0, why);
+		return;
+	}
+	memset(r, 0, sizeof *r);
+	r->active = 1;
+	r->round = ++s->ck_rounds;
+	r->asker = from, r->seq = m->seq, r->op = m->op;
+	r->clock = UINT32_MAX;
+	snprintf(r->dir, sizeof r->dir, "%s", m->dir);
+	for (uint32_t i = 0; i < s->nhosts; i++)
+		if (host_gone(s, i) && host_serves(s, i))
+			ckpt_fail(s, s->hosts[i].dead ? HPS_EPEERDEAD : HPS_ECLOSED,
+				  "host %s has left the job: its servers cannot take part", s->hosts[i].reg.name);
+	if (r->status) {
+		ckpt_end(s);
+		return;
+	}
+	hpsi_info("scheduler: checkpoint %s: %s asked from host %s", r->dir, m->op == HPSI_CKPT_SAVE ? "save" : "load",
+		  s->hosts[from].reg.name);
+	ckpt_step(s, m->op == HPSI_CKPT_SAVE ? HPSI_CKPT_SAVE : HPSI_CKPT_PREPARE);
+}
+
+static void ckpt_done(struct sched *s, uint32_t from, const struct hpsi_sched_ckpt *m)
+{
+	struct ckpt_round *r = &s->ck;
+	if (!r->active || m->h.gen != r->round || m->op != r->step || !(r->waiting & (1ull << from)))
+		return; /* an ABORT's report, or one the round no longer waits for */
+	r->waiting &= ~(1ull << from);
+	if (m->status)
+		ckpt_fail(s, m->status, "%s", m->why);
+	else if (r->step != HPSI_CKPT_COMMIT && m->clock < r->clock)
+		r->clock = m->clock;
+	ckpt_advance(s);
+}
+
+/* Hosts that died or left, or a step past its deadline, fail the round. */
+static void ckpt_watch(struct sched *s)
+{
+	struct ckpt_round *r = &s->ck;
+	if (!r->active)
+		return;
+	int late = hpsi_now_ns() > r->deadline;
+	for (uint32_t i = 0; i < s->nhosts; i++) {
+		if (!(r->waiting & (1ull << i)))
+			continue;
+		if (host_gone(s, i) && !host_serves(s, i))
+			; /* it had nothing to do */
+		else if (host_gone(s, i))
+			ckpt_fail(s, s->hosts[i].dead ? HPS_EPEERDEAD : HPS_ECLOSED,
+				  "host %s died or left during the checkpoint", s->hosts[i].reg.name);
+		else if (late)
+			ckpt_fail(s, HPS_ETIMEDOUT, "host %s did not report its part within HPS_TIMEOUT_MS + HPS_DEAD_MS",
+				  s->hosts[i].reg.name);
+		else
+			continue;
+		r->waiting &= ~(1ull << i);
+	}
+	ckpt_advance(s);
+}
+
 static void handle(struct sched *s, const struct peer_id *id, const void *buf, size_t len)
 {
 	const char *why;
@@ -420,6 +604,10 @@ static void handle(struct sched *s, const struct peer_id *id, const void *buf, s
 	} else if (m->type == HPSI_SCH_EXPIRED) {
 		if (m->gen == s->barrier_gen)
 			barrier_fail(s, HPS_ETIMEDOUT);
+	} else if (m->type == HPSI_SCH_CKPT) {
+		ckpt_ask(s, idx, buf);
+	} else if (m->type == HPSI_SCH_CKPT_DONE) {
+		ckpt_done(s, idx, buf);
 	} else if (m->type == HPSI_SCH_BYE) {
 		h->left = 1;
 		hpsi_info("scheduler: host %s left", h->reg.name);
@@ -467,6 +655,7 @@ int hpsi_cmd_scheduler(int argc, char **argv)
 		return 2;
 	snprintf(s->curve.who, sizeof s->curve.who, "scheduler");
 	s->nservers = cfg.nservers, s->nworkers = cfg.nworkers;
+	s->timeout_ms = cfg.timeout_ms;
 	s->token = hpsi_settings_hash("JOB_TOKEN");
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
@@ -518,6 +707,7 @@ int hpsi_cmd_scheduler(int argc, char **argv)
 				host_nodes(s, i, mark_dead, s);
 				barrier_check(s);
 			}
+			ckpt_watch(s);
 			if (s->states_changed || now > next_bcast) {
 				if (now > next_bcast)
 					write_hosts_stats(s, cfg.job);

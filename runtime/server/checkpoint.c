@@ -16,7 +16,9 @@
 #include "runtime/common/log.h"
 #include "runtime/server/updater.h"
 #include "net/route.h"
+#include "shm/ckpt.h"
 #include "shm/liveness.h"
+#include "shm/wake.h"
 
 #define CKPT_MAGIC "HPSCKPT1"
 #define CKPT_VERSION 1
@@ -359,27 +361,127 @@ static int publish_dir(const char *partial, const char *dir)
 	return 0;
 }
 
-/* ckpt_lock is a lock between processes: taking it acquires (pairs with
- * release_lock's release), so the last holder's writes to the checkpoint
- * fields happen before ours; a failed attempt only reads the holder. */
 static int take_lock(struct hpsi_seg_hdr *h, char *why)
 {
-	int32_t holder = 0, me = (int32_t)getpid();
-	if (atomic_compare_exchange_strong_explicit(&h->ckpt_lock, &holder, me, memory_order_acquire,
-						    memory_order_relaxed))
+	int32_t holder = 0;
+	if (hpsi_ckpt_lock(&h->ckpt_lock, &holder) == 0)
 		return 0;
-	if (hpsi_proc_birth(holder) == 0 &&
-	    atomic_compare_exchange_strong_explicit(&h->ckpt_lock, &holder, me, memory_order_acquire,
-						    memory_order_relaxed))
-		return 0; /* its holder died half-way */
 	return say(why, HPS_EEXIST, "a checkpoint of this job is already running (pid %d)", (int)holder);
 }
 
-/* Release pairs with take_lock's acquire: our checkpoint fields are
- * written before the next holder takes the lock. */
 static void release_lock(struct hpsi_seg_hdr *h)
 {
-	atomic_store_explicit(&h->ckpt_lock, 0, memory_order_release);
+	hpsi_ckpt_unlock(&h->ckpt_lock);
+}
+
+/* ---- a job across hosts -------------------------------------------------- */
+
+/* DIR as the servers of every host open it: absolute, since `hps
+ * checkpoint` may run in another directory than the job's processes. */
+static int absolute_dir(const char *dir, char *out, size_t cap, char *why)
+{
+	char cwd[4096];
+	int n;
+	if (dir[0] == '/')
+		n = snprintf(out, cap, "%s", dir);
+	else if (getcwd(cwd, sizeof cwd))
+		n = snprintf(out, cap, "%s/%s", cwd, dir);
+	else
+		return say(why, HPS_ESYS, "checkpoint directory %s: cannot name the working directory: %s", dir,
+			   strerror(errno));
+	if (n < 0 || (size_t)n >= cap)
+		return say(why, HPS_EINVAL, "checkpoint directory %s: its absolute name is longer than %zu bytes", dir,
+			   cap - 1);
+	return 0;
+}
+
+/* Wakes this host's bridge: it stands for every node of the other hosts. */
+static void wake_bridge(struct hpsi_seg *seg)
+{
+	for (uint32_t id = 0; id < seg->hdr->nservers + seg->hdr->nworkers; id++)
+		if (!hpsi_node_local(seg, id)) {
+			hpsi_node_wake(seg, id);
+			return;
+		}
+}
+
+/* A checkpoint of a job that spans hosts. Our bridge asks the scheduler,
+ * which has every host's bridge ask its servers (net/bridge_ckpt.c,
+ * runtime/cluster/scheduler.c): a save writes each server's file into
+ * DIR.partial, on a file system every host sees; a load runs in two
+ * phases, every server reading every file whole into a table aside
+ * (PREPARE), and only once every host succeeded swapping it in (COMMIT),
+ * else dropping it (ABORT). The MANIFEST and the rename are ours, as on
+ * one host. Every wait is bounded: each host's part by HPS_TIMEOUT_MS, a
+ * dead host by HPS_DEAD_MS at the scheduler, ours by both phases'. */
+static int cluster_run(struct hpsi_seg *seg, int op, const char *dir, int64_t timeout_ns, char *why)
+{
+	struct hpsi_seg_hdr *h = seg->hdr;
+	char full[sizeof h->xck_dir - 16], work[sizeof h->xck_dir];
+	int rc = absolute_dir(dir, full, sizeof full, why);
+	if (rc)
+		return rc;
+	snprintf(work, sizeof work, op == HPSI_CKPT_SAVE ? "%s.partial" : "%s", full);
+	uint32_t n;
+	if (op == HPSI_CKPT_LOAD && (rc = read_manifest(full, &n, why)) != 0)
+		return rc;
+	int32_t holder = 0;
+	if (hpsi_ckpt_lock(&h->xck_lock, &holder))
+		return say(why, HPS_EEXIST, "a checkpoint of this job is already running (pid %d)", (int)holder);
+	if (op == HPSI_CKPT_SAVE) {
+		remove_dir(work);
+		if (mkdir(work, 0755)) {
+			rc = say(why, HPS_ESYS, "cannot create %s: %s", work, strerror(errno));
+			hpsi_ckpt_unlock(&h->xck_lock);
+			return rc;
+		}
+	}
+	snprintf(h->xck_dir, sizeof h->xck_dir, "%s", work);
+	h->xck_op = (uint32_t)op;
+	/* relaxed load: only the holder of xck_lock writes xck_req */
+	uint32_t req = atomic_load_explicit(&h->xck_req, memory_order_relaxed) + 1;
+	atomic_store_explicit(&h->xck_req, req, memory_order_release); /* the bridge acquires it */
+	wake_bridge(seg);
+	/* two phases of HPS_TIMEOUT_MS each at most, and the scheduler's
+	 * verdict on a silent host; the bridge answers well before */
+	int64_t start = hpsi_now_ns(), deadline = start + 3 * timeout_ns + 5000000000ll, next_probe = start;
+	/* acquire: pairs with the bridge's release of xck_ans, after xck_status, xck_clock, xck_why */
+	while (atomic_load_explicit(&h->xck_ans, memory_order_acquire) != req) {
+		int64_t now = hpsi_now_ns();
+		if (now > deadline) {
+			rc = say(why, HPS_ETIMEDOUT, "the hosts did not finish the checkpoint within 3 x HPS_TIMEOUT_MS=%lld",
+				 (long long)h->timeout_ms);
+			break;
+		}
+		if (now > next_probe) {
+			if (!hpsi_proc_alive(h->creator_pid, h->creator_birth)) {
+				rc = say(why, HPS_EPEERDEAD, "this host's bridge died during the checkpoint");
+				break;
+			}
+			next_probe = now + 100000000;
+		}
+		usleep(1000);
+	}
+	uint32_t clock = 0;
+	if (!rc) {
+		rc = h->xck_status;
+		clock = h->xck_clock;
+		if (rc)
+			snprintf(why, HPSI_CKPT_WHY, "%s", h->xck_why[0] ? h->xck_why : hps_strerror(rc));
+	}
+	if (op == HPSI_CKPT_SAVE) {
+		if (!rc && (rc = write_manifest(work, h->nservers, clock)) == 0)
+			rc = publish_dir(work, full);
+		if (rc && !why[0])
+			say(why, rc, "checkpoint %s not written: %s", dir, strerror(errno));
+		if (rc)
+			remove_dir(work);
+	}
+	if (!rc)
+		hpsi_info("checkpoint %s: %s %u server tables on every host (clock %u)", dir,
+			  op == HPSI_CKPT_SAVE ? "saved" : "loaded", h->nservers, clock);
+	hpsi_ckpt_unlock(&h->xck_lock);
+	return rc ? rc : op == HPSI_CKPT_LOAD ? (int)clock : 0;
 }
 
 int hpsi_checkpoint_run(struct hpsi_seg *seg, int op, const char *dir, int64_t timeout_ns, char *why)
@@ -391,8 +493,7 @@ int hpsi_checkpoint_run(struct hpsi_seg *seg, int op, const char *dir, int64_t t
 		return say(why, HPS_EINVAL, "checkpoint directory name missing or longer than %zu bytes",
 			   sizeof work - 16);
 	if (h->bridged) /* the servers of other hosts do not see this segment */
-		return say(why, HPS_EINVAL,
-			   "checkpoints of jobs that span hosts are not supported yet; save from a one-host job");
+		return cluster_run(seg, op, dir, timeout_ns, why);
 	snprintf(work, sizeof work, op == HPSI_CKPT_SAVE ? "%s.partial" : "%s", dir);
 	uint32_t n;
 	int rc = op == HPSI_CKPT_LOAD ? read_manifest(dir, &n, why) : 0;
@@ -412,14 +513,7 @@ int hpsi_checkpoint_run(struct hpsi_seg *seg, int op, const char *dir, int64_t t
 			return HPS_ESYS;
 		}
 	}
-	memcpy(h->ckpt_dir, work, sizeof work);
-	h->ckpt_op = (uint32_t)op;
-	h->ckpt_why[0] = 0;
-	atomic_store_explicit(&h->ckpt_done, 0, memory_order_relaxed);
-	atomic_store_explicit(&h->ckpt_status, 0, memory_order_relaxed);
-	atomic_store_explicit(&h->ckpt_clock, UINT32_MAX, memory_order_relaxed);
-	atomic_fetch_add_explicit(&h->ckpt_seq, 1, memory_order_release); /* servers acquire it */
-	hpsi_wake_all(seg);
+	hpsi_ckpt_post(seg, op, work);
 	int64_t deadline = hpsi_now_ns() + timeout_ns;
 	/* pairs with each server's release of ckpt_done (serve_checkpoint):
 	 * its files, ckpt_status and ckpt_clock are then visible */

@@ -74,6 +74,9 @@ struct range_state {
 	hps_handler handler;  /* the store's, or the user's */
 	void *arg;
 	struct hpsi_store *store; /* NULL with a user handler */
+	/* A load across hosts (HPSI_CKPT_PREPARE): the table read aside,
+	 * swapped in by COMMIT, dropped by ABORT or any later request. */
+	struct hpsi_store *prepared;
 	unsigned dtype, wire;     /* stored and ring value types */
 	int64_t staleness;        /* HPS_STALENESS of this range; -1: ASP */
 	int ordered;              /* HPS_DETERMINISTIC under BSP */

@@ -116,23 +116,53 @@ static void drain_published(struct server *sv)
 	free(target);
 }
 
+/* Swaps a loaded table in (direct ranges copy it into the segment's array). */
+static int install_loaded(struct server *sv, struct range_state *rs, struct hpsi_store *fresh)
+{
+	int rc = 0;
+	if (hpsi_store_is_direct(rs->store)) {
+		rc = hpsi_store_direct_commit(rs->store, fresh);
+		hpsi_store_destroy(fresh);
+	} else {
+		hpsi_store_destroy(rs->store);
+		rs->store = fresh;
+		rs->arg = fresh;
+		hpsi_recover_cancel(sv, rs); /* a copy under way starts again */
+	}
+	return rc;
+}
+
+static void drop_prepared(struct server *sv)
+{
+	for (uint32_t i = 0; i < sv->nranges; i++) {
+		hpsi_store_destroy(sv->ranges[i].prepared);
+		sv->ranges[i].prepared = NULL;
+	}
+}
+
 /* This server's part of a checkpoint (checkpoint.c): between two
  * requests, so it sees every request it answered before. It saves the
  * ranges it serves and loads every range it holds. A load builds a new
- * table and swaps it in only when every file was read whole. */
+ * table and swaps it in only when every file was read whole; across
+ * hosts in two requests, PREPARE (read aside) and COMMIT (swap in), so
+ * that no host swaps before every host read every file. */
 static void serve_checkpoint(struct server *sv)
 {
 	struct hpsi_seg_hdr *h = sv->seg->hdr;
-	drain_published(sv);
+	uint32_t op = h->ckpt_op;
+	if (op != HPSI_CKPT_COMMIT) /* a table prepared for a load that never committed */
+		drop_prepared(sv);
+	if (op != HPSI_CKPT_ABORT)
+		drain_published(sv);
 	uint32_t clock = 0, loaded = UINT32_MAX; /* the smallest clock of the ranges */
 	char why[HPSI_CKPT_WHY] = "";
 	int rc = 0;
-	for (uint32_t i = 0; i < sv->nranges && !rc; i++) {
+	for (uint32_t i = 0; i < sv->nranges && !rc && op != HPSI_CKPT_ABORT; i++) {
 		struct range_state *rs = &sv->ranges[i];
 		if (!rs->store) {
 			snprintf(why, sizeof why, "server %u runs a user handler, which keeps its own state", sv->me);
 			rc = HPS_EINVAL;
-		} else if (h->ckpt_op == HPSI_CKPT_SAVE) {
+		} else if (op == HPSI_CKPT_SAVE) {
 			if (!rs->serving)
 				continue;
 			clock = sv->nworkers ? hpsi_serve_min_clock(sv, rs) : 0;
@@ -141,31 +171,42 @@ static void serve_checkpoint(struct server *sv)
 			rc = hpsi_store_save(rs->store, h->ckpt_dir, rs->id, h->nservers, clock, why);
 			if (clock < loaded)
 				loaded = clock;
+		} else if (op == HPSI_CKPT_COMMIT) {
+			if (!rs->prepared) {
+				snprintf(why, sizeof why, "server %u has no table read for this load (it restarted?)", sv->me);
+				rc = HPS_EPROTO;
+			}
 		} else {
 			/* loaded aside, so that a bad file leaves the table as it was */
 			struct hpsi_store *fresh = hpsi_store_create_like(rs->store);
 			rc = fresh ? hpsi_store_load(fresh, h->ckpt_dir, sv->seg, rs->id, &clock, why) : HPS_ENOMEM;
-			if (rc) {
+			if (rc)
 				hpsi_store_destroy(fresh);
-			} else if (hpsi_store_is_direct(rs->store)) {
-				rc = hpsi_store_direct_commit(rs->store, fresh);
-				hpsi_store_destroy(fresh);
-			} else {
-				hpsi_store_destroy(rs->store);
-				rs->store = fresh;
-				rs->arg = fresh;
-				hpsi_recover_cancel(sv, rs); /* a copy under way starts again */
-			}
+			else if (op == HPSI_CKPT_PREPARE)
+				rs->prepared = fresh;
+			else
+				rc = install_loaded(sv, rs, fresh);
 			if (clock < loaded)
 				loaded = clock;
 		}
 	}
-	if (!rc)
+	/* COMMIT swaps only once every range has its table: all or none */
+	for (uint32_t i = 0; i < sv->nranges && !rc && op == HPSI_CKPT_COMMIT; i++) {
+		struct range_state *rs = &sv->ranges[i];
+		struct hpsi_store *fresh = rs->prepared;
+		rs->prepared = NULL;
+		rc = install_loaded(sv, rs, fresh);
+	}
+	if (rc || op == HPSI_CKPT_COMMIT)
+		drop_prepared(sv);
+	if (!rc && (op == HPSI_CKPT_SAVE || op == HPSI_CKPT_LOAD || op == HPSI_CKPT_COMMIT))
 		hpsi_stat_add(&sv->stats->checkpoints, 1);
-	if (!rc) /* before it is served: the next request may rewrite ckpt_dir */
-		hpsi_info("checkpoint: server %u %s %s (clock %u; its key ranges)", sv->me,
-			  h->ckpt_op == HPSI_CKPT_SAVE ? "saved its table into" : "loaded its table from",
-			  h->ckpt_dir, loaded == UINT32_MAX ? 0 : loaded);
+	static const char *const done[] = {"", "saved its table into", "loaded its table from",
+					   "read (not yet swapped in) its table from", "swapped in its table read from",
+					   "dropped the table read from"};
+	if (!rc && op <= HPSI_CKPT_ABORT) /* before it is served: the next request may rewrite ckpt_dir */
+		hpsi_info("checkpoint: server %u %s %s (clock %u; its key ranges)", sv->me, done[op], h->ckpt_dir,
+			  loaded == UINT32_MAX ? 0 : loaded);
 	hpsi_checkpoint_served(sv->seg, rc, why, loaded == UINT32_MAX ? 0 : loaded);
 }
 
@@ -327,6 +368,7 @@ static void server_free(struct server *sv)
 	for (uint32_t i = 0; sv->ranges && i < sv->nranges; i++) {
 		free(sv->ranges[i].peers);
 		hpsi_store_destroy(sv->ranges[i].store);
+		hpsi_store_destroy(sv->ranges[i].prepared);
 	}
 	free(sv->ranges);
 	free(sv->heaps);

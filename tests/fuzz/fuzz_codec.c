@@ -252,6 +252,16 @@ int main(int argc, char **argv)
 	struct hpsi_sched_broken bk = {.code = HPS_EPEERDEAD};
 	hpsi_sched_init(&bk.h, HPSI_SCH_BROKEN, 0);
 	write_kind(argv[1], "sched_broken", 2, &bk, sizeof bk);
+	/* a checkpoint across hosts: a step asked of a host, and an answer */
+	static struct hpsi_sched_ckpt ck;
+	hpsi_sched_init(&ck.h, HPSI_SCH_CKPT_RUN, 1);
+	ck.h.gen = 3, ck.op = HPSI_CKPT_PREPARE;
+	snprintf(ck.dir, sizeof ck.dir, "/tmp/model.ckpt");
+	write_kind(argv[1], "sched_ckpt_run", 2, &ck, sizeof ck);
+	hpsi_sched_init(&ck.h, HPSI_SCH_CKPT_END, 0);
+	ck.op = HPSI_CKPT_LOAD, ck.seq = 2, ck.status = HPS_EPROTO, ck.dir[0] = 0;
+	snprintf(ck.why, sizeof ck.why, "host h1: /tmp/model.ckpt/server-1.hpsckpt fails its checksum");
+	write_kind(argv[1], "sched_ckpt_end", 2, &ck, sizeof ck);
 	/* a ring holding a record, a pad to the end and none after: tail, data */
 	static _Alignas(8) unsigned char ring[4 + 4096];
 	uint32_t rtail = 4096 + 16, *w = (uint32_t *)(ring + 4);

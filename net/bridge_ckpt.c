@@ -1,0 +1,182 @@
+/* Checkpoints of a job that spans hosts, the bridge's part (net/bridge.h;
+ * the protocol in runtime/server/checkpoint.c, cluster_run, and
+ * runtime/cluster/scheduler.c). Two roles:
+ *   - a local process (hps_save, hps_load, `hps checkpoint`) asks through
+ *     the segment (xck_*, shm/segment.h): the bridge sends the request to
+ *     the scheduler and writes its answer back;
+ *   - the scheduler asks this host's servers for one step (SAVE, PREPARE,
+ *     COMMIT, ABORT): the bridge posts it as a one-host requester would
+ *     (shm/ckpt.h), watches it without blocking its loop, and reports how
+ *     it ended. A step ends when every local server did its part, when
+ *     one died (HPS_EPEERDEAD) or after HPS_TIMEOUT_MS (HPS_ETIMEDOUT). */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "hps/error.h"
+#include "net/bridge.h"
+#include "runtime/common/log.h"
+#include "shm/bell.h"
+#include "shm/ckpt.h"
+#include "shm/node.h"
+
+/* Writes the answer to local request seq; the requester acquires xck_ans. */
+static void answer_local(struct hpsi_bridge *b, uint32_t seq, int32_t status, uint32_t clock, const char *why)
+{
+	struct hpsi_seg_hdr *h = b->seg.hdr;
+	h->xck_status = status;
+	h->xck_clock = clock;
+	snprintf(h->xck_why, sizeof h->xck_why, "%s", why ? why : "");
+	/* release: pairs with cluster_run's acquire; the fields above first */
+	atomic_store_explicit(&h->xck_ans, seq, memory_order_release);
+	b->xck_open = 0;
+}
+
+static void send_done(struct hpsi_bridge *b)
+{
+	if (hpsi_bridge_send_sched(b, &b->ck_done, sizeof b->ck_done) == 0)
+		b->ck_done_unsent = 0; /* else: again next round of the loop */
+}
+
+static void report(struct hpsi_bridge *b, uint32_t round, uint32_t op, int32_t status, uint32_t clock,
+		   const char *why)
+{
+	struct hpsi_sched_ckpt *m = &b->ck_done;
+	memset(m, 0, sizeof *m);
+	hpsi_sched_init(&m->h, HPSI_SCH_CKPT_DONE, b->me);
+	m->h.gen = round;
+	m->op = op, m->status = status, m->clock = clock;
+	snprintf(m->why, sizeof m->why, "%.*s", (int)sizeof m->why - 1, why ? why : ""); /* cut to the frame */
+	b->ck_done_unsent = 1;
+	send_done(b);
+}
+
+static void start_step(struct hpsi_bridge *b, uint32_t round, uint32_t op, const char *dir)
+{
+	struct hpsi_seg_hdr *h = b->seg.hdr;
+	int32_t holder = 0;
+	if (h->srv_hi == h->srv_lo) { /* no servers here: nothing to do, no clock to add */
+		report(b, round, op, 0, UINT32_MAX, NULL);
+		return;
+	}
+	if (hpsi_ckpt_lock(&h->ckpt_lock, &holder)) {
+		char why[200];
+		snprintf(why, sizeof why, "host %s: process %d holds its checkpoint lock", b->cfg.host, (int)holder);
+		report(b, round, op, HPS_EEXIST, UINT32_MAX, why);
+		return;
+	}
+	hpsi_ckpt_post(&b->seg, (int)op, dir);
+	b->ck.busy = 1, b->ck.round = round, b->ck.op = op;
+	b->ck.deadline = hpsi_now_ns() + h->timeout_ms * 1000000;
+	b->ck.next_probe = 0;
+	snprintf(b->ck.dir, sizeof b->ck.dir, "%s", dir);
+}
+
+void hpsi_bridge_ckpt_run(struct hpsi_bridge *b, const struct hpsi_sched_ckpt *m)
+{
+	if (b->ck.busy) {
+		/* the scheduler gave up on this step (another host failed or
+		 * died): its ABORT comes once our servers finished it */
+		if (m->op == HPSI_CKPT_ABORT && m->h.gen == b->ck.round) {
+			b->ck.abort_queued = 1;
+			return;
+		}
+		char why[200];
+		snprintf(why, sizeof why, "host %s still runs a step of an earlier checkpoint; try again", b->cfg.host);
+		report(b, m->h.gen, m->op, HPS_EEXIST, UINT32_MAX, why);
+		return;
+	}
+	start_step(b, m->h.gen, m->op, m->dir);
+}
+
+void hpsi_bridge_ckpt_end(struct hpsi_bridge *b, const struct hpsi_sched_ckpt *m)
+{
+	if (b->xck_open && m->seq == b->xck_sent)
+		answer_local(b, m->seq, m->status, m->clock, m->why);
+}
+
+void hpsi_bridge_ckpt_lost(struct hpsi_bridge *b)
+{
+	if (b->xck_open)
+		answer_local(b, b->xck_sent, HPS_EPEERDEAD, 0, "the scheduler went silent during the checkpoint");
+}
+
+int hpsi_bridge_ckpt_asked(const struct hpsi_bridge *b)
+{
+	/* relaxed: only whether to look again; hpsi_bridge_ckpt_check acquires */
+	return atomic_load_explicit(&b->seg.hdr->xck_req, memory_order_relaxed) != b->xck_sent;
+}
+
+/* How the local step stands: 1 ended (status, clock, why), 0 running. */
+static int step_ended(struct hpsi_bridge *b, int32_t *status, uint32_t *clock, char *why, size_t cap)
+{
+	struct hpsi_seg *s = &b->seg;
+	struct hpsi_seg_hdr *h = s->hdr;
+	/* acquire: pairs with each server's release of ckpt_done
+	 * (hpsi_checkpoint_served): ckpt_status, ckpt_clock, ckpt_why are then visible */
+	if (atomic_load_explicit(&h->ckpt_done, memory_order_acquire) >= h->srv_hi - h->srv_lo) {
+		*status = atomic_load_explicit(&h->ckpt_status, memory_order_relaxed);
+		*clock = atomic_load_explicit(&h->ckpt_clock, memory_order_relaxed);
+		snprintf(why, cap, "host %s: %s", b->cfg.host, *status ? (h->ckpt_why[0] ? h->ckpt_why : hps_strerror(*status)) : "");
+		return 1;
+	}
+	*clock = UINT32_MAX;
+	int64_t now = hpsi_now_ns();
+	if (now < b->ck.next_probe) /* a check reads /proc: not on every turn of the loop */
+		return 0;
+	b->ck.next_probe = now + 20000000;
+	for (uint32_t srv = h->srv_lo; srv < h->srv_hi; srv++)
+		if (hpsi_node_check(s, srv) == HPSI_NODE_DEAD) {
+			*status = HPS_EPEERDEAD;
+			snprintf(why, cap, "host %s: server %u died during the checkpoint", b->cfg.host, srv);
+			return 1;
+		}
+	if (now > b->ck.deadline) {
+		*status = HPS_ETIMEDOUT;
+		snprintf(why, cap, "host %s: its servers did not finish within HPS_TIMEOUT_MS=%lld", b->cfg.host,
+			 (long long)h->timeout_ms);
+		return 1;
+	}
+	return 0;
+}
+
+void hpsi_bridge_ckpt_check(struct hpsi_bridge *b)
+{
+	struct hpsi_seg_hdr *h = b->seg.hdr;
+	if (b->ck_done_unsent)
+		send_done(b);
+	/* acquire: pairs with cluster_run's release of xck_req, after xck_op and xck_dir */
+	uint32_t req = atomic_load_explicit(&h->xck_req, memory_order_acquire);
+	if (req != b->xck_sent) {
+		if (b->sched_lost) {
+			b->xck_sent = req, b->xck_open = 1;
+			hpsi_bridge_ckpt_lost(b);
+		} else {
+			struct hpsi_sched_ckpt m = {0};
+			hpsi_sched_init(&m.h, HPSI_SCH_CKPT, b->me);
+			m.op = h->xck_op, m.seq = req;
+			snprintf(m.dir, sizeof m.dir, "%s", h->xck_dir);
+			const char *why;
+			if (hpsi_sched_check(&m, sizeof m, &why)) { /* what the scheduler would refuse */
+				b->xck_sent = req, b->xck_open = 1;
+				answer_local(b, req, HPS_EINVAL, 0, "checkpoint request with a bad step or directory");
+			} else if (hpsi_bridge_send_sched(b, &m, sizeof m) == 0) { /* else: again next round */
+				b->xck_sent = req, b->xck_open = 1;
+			}
+		}
+	}
+	if (!b->ck.busy)
+		return;
+	int32_t status;
+	uint32_t clock;
+	char why[sizeof h->ckpt_why + HPSI_NAME_MAX + 16];
+	if (!step_ended(b, &status, &clock, why, sizeof why))
+		return;
+	b->ck.busy = 0;
+	hpsi_ckpt_unlock(&h->ckpt_lock);
+	report(b, b->ck.round, b->ck.op, status, clock, status ? why : NULL);
+	if (b->ck.abort_queued) {
+		b->ck.abort_queued = 0;
+		start_step(b, b->ck.round, HPSI_CKPT_ABORT, b->ck.dir);
+	}
+}
