@@ -87,6 +87,38 @@ static void test_cluster_full_rings(void)
 	ns_down();
 }
 
+/* A job of two host groups, alpha (its servers) and beta (one server),
+ * one worker each running --cluster-worker MODE, in namespace 0 with the
+ * scheduler and both bridges at "localhost" (env names it). */
+struct named_job {
+	pid_t sched, a, b;
+	char la[300], lb[300];
+};
+
+static void named_start(struct named_job *j, const char *env, int alpha_servers, const char *mode)
+{
+	j->sched = start("/dev/null", "ip netns exec %s0 env %s %s scheduler", pfx, env, hps_bin());
+	snprintf(j->la, sizeof j->la, "%s.a", job_log);
+	snprintf(j->lb, sizeof j->lb, "%s.b", job_log);
+	j->a = start(j->la, "ip netns exec %s0 env %s HPS_HOST=alpha %s launch --local-servers %d --local-workers 1 -- %s --cluster-worker %s",
+		     pfx, env, hps_bin(), alpha_servers, self_path, mode);
+	j->b = start(j->lb, "ip netns exec %s0 env %s HPS_HOST=beta %s launch --local-servers 1 --local-workers 1 -- %s --cluster-worker %s",
+		     pfx, env, hps_bin(), self_path, mode);
+}
+
+/* Both host groups end with status 0 and exact sums, then the scheduler. */
+static void named_finish(struct named_job *j)
+{
+	int ra = finish(j->a, 60000), rb = finish(j->b, 60000);
+	if (ra || rb)
+		fprintf(stderr, "%s\n---\n%s\n", slurp(j->la), slurp(j->lb));
+	CU_ASSERT_EQUAL(ra, 0);
+	CU_ASSERT_EQUAL(rb, 0);
+	CU_ASSERT(log_has(j->la, "sums ok") && log_has(j->lb, "sums ok"));
+	CU_ASSERT_EQUAL(finish(j->sched, 10000), 0);
+	unlink(j->la), unlink(j->lb);
+}
+
 /* Host names, not only address literals: the scheduler at "localhost",
  * two host groups in one namespace whose bridges listen on it too. */
 static void test_cluster_host_names(void)
@@ -94,22 +126,9 @@ static void test_cluster_host_names(void)
 	CU_ASSERT_EQUAL_FATAL(ns_up(1), 0);
 	const char *env = "HPS_ROOT_URI=localhost HPS_ROOT_PORT=9471 HPS_NUM_SERVERS=2 HPS_NUM_WORKERS=2 "
 			  "HPS_NODE_ADDR=localhost HPS_HEAP_MB=16 HPS_RING_KB=256 HPS_JOB_ID=names";
-	pid_t sched = start("/dev/null", "ip netns exec %s0 env %s %s scheduler", pfx, env, hps_bin());
-	char la[300], lb[300];
-	snprintf(la, sizeof la, "%s.a", job_log);
-	snprintf(lb, sizeof lb, "%s.b", job_log);
-	pid_t a = start(la, "ip netns exec %s0 env %s HPS_HOST=alpha %s launch --local-servers 1 --local-workers 1 -- %s --cluster-worker sums",
-			pfx, env, hps_bin(), self_path);
-	pid_t b = start(lb, "ip netns exec %s0 env %s HPS_HOST=beta %s launch --local-servers 1 --local-workers 1 -- %s --cluster-worker sums",
-			pfx, env, hps_bin(), self_path);
-	int ra = finish(a, 60000), rb = finish(b, 60000);
-	if (ra || rb)
-		fprintf(stderr, "%s\n---\n%s\n", slurp(la), slurp(lb));
-	CU_ASSERT_EQUAL(ra, 0);
-	CU_ASSERT_EQUAL(rb, 0);
-	CU_ASSERT(log_has(la, "sums ok") && log_has(lb, "sums ok"));
-	CU_ASSERT_EQUAL(finish(sched, 10000), 0);
-	unlink(la), unlink(lb);
+	struct named_job j;
+	named_start(&j, env, 1, "sums");
+	named_finish(&j);
 	ns_down();
 }
 
@@ -121,16 +140,10 @@ static void test_cluster_hosts_share_placement(void)
 	CU_ASSERT_EQUAL_FATAL(ns_up(1), 0);
 	const char *env = "HPS_ROOT_URI=localhost HPS_ROOT_PORT=9598 HPS_NUM_SERVERS=3 HPS_NUM_WORKERS=2 "
 			  "HPS_NODE_ADDR=localhost HPS_HEAP_MB=16 HPS_RING_KB=256 HPS_JOB_ID=place";
-	pid_t sched = start("/dev/null", "ip netns exec %s0 env %s %s scheduler", pfx, env, hps_bin());
-	char la[300], lb[300];
-	snprintf(la, sizeof la, "%s.a", job_log);
-	snprintf(lb, sizeof lb, "%s.b", job_log);
 	/* alpha ranks first (hosts by name): servers 0 and 1, worker 0 */
-	pid_t a = start(la, "ip netns exec %s0 env %s HPS_HOST=alpha %s launch --local-servers 2 --local-workers 1 -- %s --cluster-worker long",
-			pfx, env, hps_bin(), self_path);
-	pid_t b = start(lb, "ip netns exec %s0 env %s HPS_HOST=beta %s launch --local-servers 1 --local-workers 1 -- %s --cluster-worker long",
-			pfx, env, hps_bin(), self_path);
-	CU_ASSERT(wait_log(la, "sums started", 30000));
+	struct named_job j;
+	named_start(&j, env, 2, "long");
+	CU_ASSERT(wait_log(j.la, "sums started", 30000));
 	struct hpsi_seg sa, sb;
 	int ra = hpsi_seg_attach("place", "alpha", &sa), rb = hpsi_seg_attach("place", "beta", &sb);
 	CU_ASSERT(ra == 0 && rb == 0);
@@ -143,14 +156,7 @@ static void test_cluster_hosts_share_placement(void)
 		hpsi_seg_detach(&sa);
 	if (rb == 0)
 		hpsi_seg_detach(&sb);
-	ra = finish(a, 60000), rb = finish(b, 60000);
-	if (ra || rb)
-		fprintf(stderr, "%s\n---\n%s\n", slurp(la), slurp(lb));
-	CU_ASSERT_EQUAL(ra, 0);
-	CU_ASSERT_EQUAL(rb, 0);
-	CU_ASSERT(log_has(la, "sums ok") && log_has(lb, "sums ok"));
-	CU_ASSERT_EQUAL(finish(sched, 10000), 0);
-	unlink(la), unlink(lb);
+	named_finish(&j);
 	ns_down();
 }
 

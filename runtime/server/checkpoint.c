@@ -374,6 +374,20 @@ static void release_lock(struct hpsi_seg_hdr *h)
 	hpsi_ckpt_unlock(&h->ckpt_lock);
 }
 
+/* The end of a save that the servers answered with rc: the MANIFEST,
+ * written last, then DIR.partial (work) renamed over dir; on any failure
+ * DIR.partial goes and the previous checkpoint stays. */
+static int finish_save(const char *work, const char *dir, uint32_t nservers, uint32_t clock, int rc, char *why)
+{
+	if (!rc && (rc = write_manifest(work, nservers, clock)) == 0)
+		rc = publish_dir(work, dir);
+	if (rc && !why[0])
+		say(why, rc, "checkpoint %s not written: %s", dir, strerror(errno));
+	if (rc)
+		remove_dir(work);
+	return rc;
+}
+
 /* ---- a job across hosts -------------------------------------------------- */
 
 /* DIR as the servers of every host open it: absolute, since `hps
@@ -469,14 +483,8 @@ static int cluster_run(struct hpsi_seg *seg, int op, const char *dir, int64_t ti
 		if (rc)
 			snprintf(why, HPSI_CKPT_WHY, "%s", h->xck_why[0] ? h->xck_why : hps_strerror(rc));
 	}
-	if (op == HPSI_CKPT_SAVE) {
-		if (!rc && (rc = write_manifest(work, h->nservers, clock)) == 0)
-			rc = publish_dir(work, full);
-		if (rc && !why[0])
-			say(why, rc, "checkpoint %s not written: %s", dir, strerror(errno));
-		if (rc)
-			remove_dir(work);
-	}
+	if (op == HPSI_CKPT_SAVE)
+		rc = finish_save(work, full, h->nservers, clock, rc, why);
 	if (!rc)
 		hpsi_info("checkpoint %s: %s %u server tables on every host (clock %u)", dir,
 			  op == HPSI_CKPT_SAVE ? "saved" : "loaded", h->nservers, clock);
@@ -539,12 +547,7 @@ int hpsi_checkpoint_run(struct hpsi_seg *seg, int op, const char *dir, int64_t t
 	if (op == HPSI_CKPT_SAVE) {
 		if (!rc && h->replicas)
 			rc = check_every_range(work, h->nservers, why);
-		if (!rc && (rc = write_manifest(work, h->nservers, clock)) == 0)
-			rc = publish_dir(work, dir);
-		if (rc && !why[0])
-			say(why, rc, "checkpoint %s not written: %s", dir, strerror(errno));
-		if (rc)
-			remove_dir(work);
+		rc = finish_save(work, dir, h->nservers, clock, rc, why);
 	}
 	if (!rc)
 		hpsi_info("checkpoint %s: %s %u server table%s (clock %u)", dir, op == HPSI_CKPT_SAVE ? "saved" : "loaded",
