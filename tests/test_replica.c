@@ -578,6 +578,13 @@ static void test_replica_bad_copies_are_dropped(void)
 	put_sync(&p, 9, 0, 0, 0, NULL, 0, HPSI_MSG_MAGIC);          /* no such part */
 	put_sync(&p, 0, 2, 1, 0, NULL, 0, HPSI_MSG_MAGIC);          /* range 2 "handed back" by its primary */
 	put_sync(&p, 0, 1, 1, 0, NULL, 0, HPSI_MSG_MAGIC);          /* a range server 1 serves */
+	struct {
+		uint32_t len, pad;
+		uint64_t keys;
+	} shapes[5] = {{2, 0, UINT64_MAX / 4}, {1, 0, 10}, {3, 0, 10}, {4, 0, 10}, {5, 0, 10}};
+	put_sync(&p, 0, 0, 0, 0, shapes, 5, HPSI_MSG_MAGIC);        /* BEGIN of a cut shape */
+	put_sync(&p, 0, 0, 0, 0, shapes, sizeof shapes, HPSI_MSG_MAGIC); /* of five shapes (four at most) */
+	put_sync(&p, 0, 0, 0, 0, shapes, 16, HPSI_MSG_MAGIC);       /* keys past any memory: no room set aside */
 	put_sync(&p, 0, 0, 0, 0, NULL, 0, HPSI_MSG_MAGIC);          /* BEGIN of range 0: fine */
 	rec.len = 0;
 	put_sync(&p, 1, 0, 0, 0, &rec, sizeof rec, HPSI_MSG_MAGIC); /* a record of no values */
