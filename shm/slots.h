@@ -5,8 +5,9 @@
  * hpsi_key_slot); a table of HPSI_SLOTS entries maps slots to servers.
  * Keys move between servers only as whole slots, so changing the number of
  * servers moves the keys of the slots that change hands and no others
- * (with mix(key) * S >> 64, going from S to S + 1 servers moved S / (S + 1)
- * of all keys).
+ * (with the even split mix(key) * S >> 64 it replaces, going from S to
+ * S + 1 servers moved half of all keys, whatever S, where the new server
+ * needs only 1/(S + 1) of them).
  *
  * The table of a job with S servers is hpsi_slots_build(S): grown from one
  * server, each step from s - 1 to s servers giving the new server its
