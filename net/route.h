@@ -1,6 +1,8 @@
 /* Which server owns a key. With declared ranges, the range holding the key.
- * Otherwise the key space is split evenly after a bijective mix of the key,
- * so that any key set, contiguous ones included, spreads over all servers. */
+ * Otherwise the server the slot table gives the key's slot (shm/slots.h):
+ * slots are the top bits of a bijective mix of the key, so that any key
+ * set, contiguous ones included, spreads over all servers, and a change of
+ * the number of servers moves only the slots that change hands. */
 #ifndef HPSI_ROUTE_H
 #define HPSI_ROUTE_H
 
@@ -8,6 +10,7 @@
 
 #include "hps/error.h"
 #include "shm/segment.h"
+#include "shm/slots.h"
 
 #define HPSI_NO_SERVER UINT32_MAX
 
@@ -22,11 +25,17 @@ static inline uint64_t hpsi_key_mix(uint64_t k)
 	return k;
 }
 
+/* The hash slot of a key: the top bits of its mix. */
+static inline uint32_t hpsi_key_slot(uint64_t key)
+{
+	return (uint32_t)(hpsi_key_mix(key) >> (64 - HPSI_SLOT_BITS));
+}
+
 static inline uint32_t hpsi_route_key(const struct hpsi_seg *s, uint64_t key)
 {
+	if (s->hdr->range_mode == HPSI_RANGE_HASH) /* a shift and one load from an 8 KiB table */
+		return hpsi_seg_slots(s)[hpsi_key_slot(key)];
 	uint32_t n = s->hdr->nservers;
-	if (s->hdr->range_mode == HPSI_RANGE_HASH)
-		return (uint32_t)(((unsigned __int128)hpsi_key_mix(key) * n) >> 64);
 	const struct hpsi_range *r = hpsi_seg_ranges(s);
 	uint32_t lo = 0, hi = n;
 	while (lo < hi) { /* first range whose last >= key */

@@ -15,6 +15,7 @@
 #include "runtime/common/log.h"
 #include "shm/liveness.h"
 #include "shm/place.h"
+#include "shm/slots.h"
 
 #define PAGE 4096u
 
@@ -62,7 +63,7 @@ uint32_t hpsi_ring_bytes_for(uint32_t nservers, uint32_t nworkers, uint32_t repl
 
 /* Byte layout of a segment; every multiplication is checked. */
 struct layout {
-	size_t nodes_off, ranges_off, counters_off, bridge_counters_off, stale_off, stale_row, place_off, rings_off, ring_stride, heap_off, direct_off, total;
+	size_t nodes_off, ranges_off, counters_off, bridge_counters_off, stale_off, stale_row, place_off, slots_off, rings_off, ring_stride, heap_off, direct_off, total;
 };
 
 /* The dense array of server i's direct range, or 0 bytes. */
@@ -86,7 +87,8 @@ static int plan_layout(const struct hpsi_seg_params *p, struct layout *l)
 	l->stale_off = l->bridge_counters_off + sizeof(struct hpsi_bridge_counters);
 	l->stale_row = align_up((size_t)p->nworkers * sizeof(struct hpsi_stale_cell), 64);
 	l->place_off = l->stale_off + (size_t)p->nservers * l->stale_row; /* rows are 64-byte multiples */
-	l->rings_off = align_up(l->place_off + (size_t)p->nservers * 2 * sizeof(uint32_t), PAGE);
+	l->slots_off = align_up(l->place_off + (size_t)p->nservers * 2 * sizeof(uint32_t), 64);
+	l->rings_off = align_up(l->slots_off + HPSI_SLOTS * sizeof(uint16_t), PAGE);
 	l->ring_stride = align_up((size_t)HPSI_RING_HDR + p->ring_bytes, PAGE);
 	size_t fwd = p->replicas ? (size_t)p->nservers * p->nservers : 0;
 	if (__builtin_mul_overflow((size_t)p->nservers * p->nworkers, (size_t)2, &nrings) ||
@@ -206,11 +208,14 @@ static void log_layout(const struct hpsi_seg *seg)
 		if (h->range_mode == HPSI_RANGE_DECLARED) {
 			hpsi_info("server %u owns keys %llu-%llu%s%s", i, (unsigned long long)r[i].first,
 				  (unsigned long long)r[i].last, r[i].direct_width ? " (direct)" : "", where);
-		} else { /* route.h: server = mix(key) * S >> 64; these are the mixes that give i */
-			unsigned __int128 lo = ((unsigned __int128)i << 64) + h->nservers - 1;
-			unsigned __int128 hi = ((unsigned __int128)(i + 1) << 64) + h->nservers - 1;
-			hpsi_info("server %u owns the keys whose mix(key) lies in [0x%016llx, 0x%016llx]%s", i,
-				  (unsigned long long)(lo / h->nservers), (unsigned long long)(hi / h->nservers - 1), where);
+		} else { /* net/route.h: the slot table's server of the key's slot */
+			const uint16_t *t = hpsi_seg_slots(seg);
+			uint32_t n = 0, runs = 0;
+			for (uint32_t j = 0; j < HPSI_SLOTS; j++)
+				if (t[j] == i)
+					n++, runs += j == 0 || t[j - 1] != i;
+			hpsi_info("server %u owns the keys of %u of the %u hash slots (slot = top %u bits of mix(key)), in %u run%s%s",
+				  i, n, HPSI_SLOTS, HPSI_SLOT_BITS, runs, runs == 1 ? "" : "s", where);
 		}
 	}
 }
@@ -289,6 +294,7 @@ int hpsi_seg_create(const struct hpsi_seg_params *params, struct hpsi_seg *seg)
 	h->ring_stride = l.ring_stride;
 	h->ranges_off = l.ranges_off;
 	h->place_off = l.place_off;
+	h->slots_off = l.slots_off;
 	h->counters_off = l.counters_off;
 	h->bridge_counters_off = l.bridge_counters_off;
 	h->stale_off = l.stale_off;
@@ -317,6 +323,9 @@ int hpsi_seg_create(const struct hpsi_seg_params *params, struct hpsi_seg *seg)
 	hpsi_place_build(p->nservers, p->host_servers, p->nhosts, pi);
 	for (uint32_t at = 0; at < p->nservers; at++)
 		pos[pi[at]] = at;
+	/* the slot table (shm/slots.h): a function of S alone, so every host
+	 * of the job and every run of it has the same one */
+	hpsi_slots_build((uint16_t *)(seg->base + l.slots_off), p->nservers);
 	struct hpsi_range *r = (struct hpsi_range *)(seg->base + l.ranges_off);
 	size_t direct_at = l.direct_off;
 	for (uint32_t i = 0; i < p->nservers; i++) {
@@ -370,7 +379,7 @@ static int header_ok(const struct hpsi_seg_hdr *h, size_t size)
 		return 0;
 	if (!(h->total_bytes == size && h->direct_bytes <= size && l.total == size - h->direct_bytes &&
 	      h->nodes_off == l.nodes_off && h->rings_off == l.rings_off && h->ranges_off == l.ranges_off &&
-	      h->place_off == l.place_off &&
+	      h->place_off == l.place_off && h->slots_off == l.slots_off &&
 	      h->counters_off == l.counters_off && h->bridge_counters_off == l.bridge_counters_off &&
 	      h->stale_off == l.stale_off && h->stale_row == l.stale_row &&
 	      h->heap_off == l.heap_off && h->ring_stride == l.ring_stride))
@@ -380,6 +389,9 @@ static int header_ok(const struct hpsi_seg_hdr *h, size_t size)
 	for (uint32_t at = 0; at < h->nservers; at++)
 		if (pi[at] >= h->nservers || pos[pi[at]] != at)
 			return 0;
+	/* routing indexes per-server arrays by the slot table's entries */
+	if (hpsi_slots_check((const uint16_t *)((const unsigned char *)h + h->slots_off), h->nservers))
+		return 0;
 	/* every direct array lies inside the direct part */
 	const struct hpsi_range *r = (const struct hpsi_range *)((const unsigned char *)h + h->ranges_off);
 	for (uint32_t i = 0; i < h->nservers; i++) {

@@ -16,7 +16,7 @@
 #include "shm/ring.h"
 
 #define HPSI_SEG_MAGIC 0x31474553535048ull /* "HPSSEG1" */
-#define HPSI_SEG_VERSION 9 /* 5: counters (shm/counters.h); 6: JOINING, incarnation; 7: probed_at; 8: place_off; 9: xck_* */
+#define HPSI_SEG_VERSION 10 /* 5: counters (shm/counters.h); 6: JOINING, incarnation; 7: probed_at; 8: place_off; 9: xck_*; 10: slots_off */
 #define HPSI_SEG_TMP ".tmp" /* suffix + creator pid while a segment is being built */
 
 enum hpsi_node_state {
@@ -95,6 +95,10 @@ struct hpsi_seg_hdr {
 	 * then nservers of its inverse pos; written by the creator before the
 	 * magic, never changed (hpsi_seg_place) */
 	uint64_t place_off;
+	/* The slot table of hashed keys (shm/slots.h): HPSI_SLOTS uint16_t
+	 * server ids, hpsi_slots_build(nservers); written by the creator
+	 * before the magic, never changed yet (hpsi_seg_slots) */
+	uint64_t slots_off;
 	uint64_t heap_off, heap_slice; /* one slice per worker */
 	uint64_t direct_bytes;         /* dense arrays of direct ranges, after the heap */
 	/* one struct hpsi_counters per node, then the bridge's (shm/counters.h) */
@@ -282,6 +286,13 @@ static inline struct hpsi_stale_cell *hpsi_seg_stale(const struct hpsi_seg *s, u
 static inline const uint32_t *hpsi_seg_place(const struct hpsi_seg *s)
 {
 	return (const uint32_t *)(s->base + s->hdr->place_off);
+}
+
+/* The slot table, slot -> server (shm/slots.h); read through net/route.h
+ * (hpsi_route_key). */
+static inline const uint16_t *hpsi_seg_slots(const struct hpsi_seg *s)
+{
+	return (const uint16_t *)(s->base + s->hdr->slots_off);
 }
 
 static inline const struct hpsi_range *hpsi_seg_ranges(const struct hpsi_seg *s)

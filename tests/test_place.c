@@ -1,8 +1,9 @@
 /* The placement of replicas (shm/place.h, net/route.h): π keeps every
  * K + 1 consecutive positions on K + 1 hosts whenever the job has the
  * servers for it and is refused otherwise; it is the identity on one host;
- * every host of a job lays out the same π; and a replicated job whose π is
- * not the identity fails over, and recovers, along π. */
+ * every host of a job lays out the same π (and slot table, shm/slots.h);
+ * and a replicated job whose π is not the identity fails over, and
+ * recovers, along π. */
 #include <fcntl.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -19,6 +20,7 @@
 #include "net/wire.h"
 #include "shm/node.h"
 #include "shm/place.h"
+#include "shm/slots.h"
 #include "tests/harness.h"
 
 #define MAXH 12
@@ -226,6 +228,12 @@ static void test_place_hosts_agree(void)
 			for (uint32_t i = 0; i < 6; i++)
 				CU_ASSERT_EQUAL(hpsi_replica(&seg[h], r, i), hpsi_replica(&seg[0], r, i));
 	}
+	/* and the same slot table (shm/slots.h): every host routes every
+	 * hashed key to the same server */
+	static uint16_t slots[HPSI_SLOTS];
+	CU_ASSERT_EQUAL(hpsi_slots_build(slots, 6), 0);
+	for (uint32_t h = 0; h < 3; h++)
+		CU_ASSERT_EQUAL(memcmp(hpsi_seg_slots(&seg[h]), slots, sizeof slots), 0);
 	for (uint32_t h = 0; h < 3; h++) {
 		hpsi_seg_unlink(&seg[h]);
 		hpsi_seg_detach(&seg[h]);

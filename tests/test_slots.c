@@ -1,0 +1,295 @@
+/* The placement of hashed keys (shm/slots.h, net/route.h): the slot table
+ * of S servers gives each floor or ceil of SLOTS / S slots, is the same on
+ * every build and every host, and one server more or fewer moves about
+ * 1/S of any key set (within 1.5x of it, the issue's bound), to or from
+ * that server only; a running job routes every key to one server. */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hps/error.h"
+#include "net/route.h"
+#include "shm/slots.h"
+#include "tests/harness.h"
+
+#define MAX_S 64         /* the property range: S = 1..64 */
+#define NKEYS (1u << 17) /* keys per set: ~32 per slot, so shares show */
+
+/* Keys per slot of two key sets: contiguous 0..NKEYS-1 (the common case
+ * of dense ids) and pseudo-random 64-bit ones (xorshift64*, fixed seed). */
+static uint32_t dense_hist[HPSI_SLOTS], sparse_hist[HPSI_SLOTS];
+
+static void fill_hists(void)
+{
+	memset(dense_hist, 0, sizeof dense_hist);
+	memset(sparse_hist, 0, sizeof sparse_hist);
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+	for (uint64_t k = 0; k < NKEYS; k++) {
+		dense_hist[hpsi_key_slot(k)]++;
+		x ^= x >> 12, x ^= x << 25, x ^= x >> 27;
+		sparse_hist[hpsi_key_slot(x * 0x2545f4914f6cdd1dull)]++;
+	}
+}
+
+/* Each server of S holds its target share. */
+static int balanced(const uint16_t *t, uint32_t S)
+{
+	uint32_t count[HPSI_MAX_NODES] = {0};
+	for (uint32_t j = 0; j < HPSI_SLOTS; j++) {
+		if (t[j] >= S)
+			return 0;
+		count[t[j]]++;
+	}
+	for (uint32_t i = 0; i < S; i++)
+		if (count[i] != hpsi_slots_target(i, S) || count[i] < HPSI_SLOTS / S || count[i] > HPSI_SLOTS / S + 1)
+			return 0;
+	return 1;
+}
+
+/* Slots that differ between a and b, checking that each moved to or from
+ * server `only` (a server added or removed); keys of each set moved. */
+static uint32_t diff(const uint16_t *a, const uint16_t *b, uint32_t only, uint64_t moved[2])
+{
+	uint32_t n = 0;
+	moved[0] = moved[1] = 0;
+	for (uint32_t j = 0; j < HPSI_SLOTS; j++) {
+		if (a[j] == b[j])
+			continue;
+		n++;
+		CU_ASSERT(a[j] == only || b[j] == only);
+		moved[0] += dense_hist[j], moved[1] += sparse_hist[j];
+	}
+	return n;
+}
+
+/* The fraction moved is within 1.5x of the ideal 1/S of the keys. */
+static int near_ideal(uint64_t moved, uint32_t S)
+{
+	double ideal = (double)NKEYS / S;
+	return moved <= 1.5 * ideal && moved >= ideal / 1.5;
+}
+
+/* S = 1..MAX_S + 1: every table balanced; build(S) is the same twice and
+ * equal to growing build(S - 1) by one server; the new server takes
+ * exactly its share, only from others, and about 1/S of each key set. */
+static void test_slots_grow_moves_one_share(void)
+{
+	static uint16_t prev[HPSI_SLOTS], cur[HPSI_SLOTS], again[HPSI_SLOTS];
+	fill_hists();
+	CU_ASSERT_EQUAL_FATAL(hpsi_slots_build(prev, 1), 0);
+	CU_ASSERT(balanced(prev, 1));
+	unsigned bad = 0;
+	for (uint32_t S = 2; S <= MAX_S + 1; S++) {
+		CU_ASSERT_EQUAL_FATAL(hpsi_slots_build(cur, S), 0);
+		CU_ASSERT_EQUAL_FATAL(hpsi_slots_build(again, S), 0);
+		CU_ASSERT_EQUAL(memcmp(cur, again, sizeof cur), 0);
+		memcpy(again, prev, sizeof again);
+		uint32_t moved_slots;
+		CU_ASSERT_EQUAL(hpsi_slots_rebalance(again, S - 1, S, &moved_slots), 0);
+		CU_ASSERT_EQUAL(memcmp(cur, again, sizeof cur), 0);
+		uint64_t keys[2];
+		uint32_t n = diff(prev, cur, S - 1, keys);
+		if (!balanced(cur, S) || n != moved_slots || n != hpsi_slots_target(S - 1, S) ||
+		    !near_ideal(keys[0], S) || !near_ideal(keys[1], S))
+			bad++, fprintf(stderr, "growing to S=%u: %u slots, %llu and %llu keys moved\n", S, n,
+				       (unsigned long long)keys[0], (unsigned long long)keys[1]);
+		memcpy(prev, cur, sizeof prev);
+	}
+	CU_ASSERT_EQUAL(bad, 0);
+	/* the largest job: still a share for everyone */
+	CU_ASSERT_EQUAL(hpsi_slots_build(cur, HPSI_MAX_NODES), 0);
+	CU_ASSERT(balanced(cur, HPSI_MAX_NODES));
+}
+
+/* S = 2..MAX_S + 1 down to S - 1: only server S - 1's slots move, the
+ * result is balanced, about 1/S of each key set moves; growing back moves
+ * one share again. */
+static void test_slots_shrink_moves_one_share(void)
+{
+	static uint16_t full[HPSI_SLOTS], less[HPSI_SLOTS], back[HPSI_SLOTS];
+	fill_hists();
+	unsigned bad = 0;
+	for (uint32_t S = 2; S <= MAX_S + 1; S++) {
+		CU_ASSERT_EQUAL_FATAL(hpsi_slots_build(full, S), 0);
+		memcpy(less, full, sizeof less);
+		uint32_t moved_slots, again;
+		CU_ASSERT_EQUAL_FATAL(hpsi_slots_rebalance(less, S, S - 1, &moved_slots), 0);
+		uint64_t keys[2];
+		uint32_t n = diff(full, less, S - 1, keys);
+		if (!balanced(less, S - 1) || n != moved_slots || n != hpsi_slots_target(S - 1, S) ||
+		    !near_ideal(keys[0], S) || !near_ideal(keys[1], S))
+			bad++, fprintf(stderr, "shrinking from S=%u: %u slots, %llu and %llu keys moved\n", S, n,
+				       (unsigned long long)keys[0], (unsigned long long)keys[1]);
+		memcpy(back, less, sizeof back);
+		CU_ASSERT_EQUAL(hpsi_slots_rebalance(back, S - 1, S, &again), 0);
+		bad += !balanced(back, S) || again != hpsi_slots_target(S - 1, S) || diff(less, back, S - 1, keys) != again;
+	}
+	CU_ASSERT_EQUAL(bad, 0);
+	/* two servers fewer at once: both removed servers' slots move, no other */
+	CU_ASSERT_EQUAL(hpsi_slots_build(full, 8), 0);
+	memcpy(less, full, sizeof less);
+	uint32_t moved_slots, want = 0;
+	CU_ASSERT_EQUAL(hpsi_slots_rebalance(less, 8, 6, &moved_slots), 0);
+	CU_ASSERT(balanced(less, 6));
+	for (uint32_t j = 0; j < HPSI_SLOTS; j++) {
+		want += full[j] >= 6;
+		CU_ASSERT(full[j] >= 6 || less[j] == full[j]);
+	}
+	CU_ASSERT_EQUAL(moved_slots, want);
+}
+
+/* Any table (here a lopsided one) rebalances to the target shares with
+ * the fewest moves: the slots above each server's target, plus those of
+ * removed servers. */
+static void test_slots_rebalance_any_table(void)
+{
+	static uint16_t t[HPSI_SLOTS], before[HPSI_SLOTS];
+	static const uint32_t to[] = {3, 7, 10, 1};
+	for (int c = 0; c < 4; c++) {
+		uint32_t count[HPSI_MAX_NODES] = {0}, need = 0, moved;
+		for (uint32_t j = 0; j < HPSI_SLOTS; j++) /* server 0 a third, 1..6 a ninth each */
+			t[j] = (uint16_t)(j % 3 == 0 ? 0 : 1 + j % 6);
+		memcpy(before, t, sizeof t);
+		for (uint32_t j = 0; j < HPSI_SLOTS; j++)
+			count[t[j]]++;
+		for (uint32_t i = 0; i < 7; i++)
+			need += i >= to[c] ? count[i] : count[i] > hpsi_slots_target(i, to[c]) ? count[i] - hpsi_slots_target(i, to[c]) : 0;
+		CU_ASSERT_EQUAL(hpsi_slots_rebalance(t, 7, to[c], &moved), 0);
+		CU_ASSERT(balanced(t, to[c]));
+		CU_ASSERT_EQUAL(moved, need);
+		uint32_t changed = 0;
+		for (uint32_t j = 0; j < HPSI_SLOTS; j++)
+			changed += t[j] != before[j];
+		CU_ASSERT_EQUAL(changed, need);
+	}
+}
+
+/* Bad counts and tables are refused and leave the table as it was. */
+static void test_slots_refuses(void)
+{
+	static uint16_t t[HPSI_SLOTS], before[HPSI_SLOTS];
+	uint32_t moved = 99;
+	CU_ASSERT_EQUAL(hpsi_slots_build(t, 0), HPS_ECONFIG);
+	CU_ASSERT_EQUAL(hpsi_slots_build(t, HPSI_MAX_NODES + 1), HPS_ECONFIG);
+	CU_ASSERT_EQUAL_FATAL(hpsi_slots_build(t, 4), 0);
+	CU_ASSERT_EQUAL(hpsi_slots_check(t, 4), 0);
+	CU_ASSERT_EQUAL(hpsi_slots_check(t, 3), HPS_EPROTO);
+	memcpy(before, t, sizeof t);
+	CU_ASSERT_EQUAL(hpsi_slots_rebalance(t, 0, 4, &moved), HPS_ECONFIG);
+	CU_ASSERT_EQUAL(moved, 0);
+	CU_ASSERT_EQUAL(hpsi_slots_rebalance(t, 4, 0, NULL), HPS_ECONFIG);
+	CU_ASSERT_EQUAL(hpsi_slots_rebalance(t, 4, HPSI_MAX_NODES + 1, NULL), HPS_ECONFIG);
+	CU_ASSERT_EQUAL(hpsi_slots_rebalance(t, 3, 5, NULL), HPS_ECONFIG); /* server 3 is not below 3 */
+	CU_ASSERT_EQUAL(memcmp(t, before, sizeof t), 0);
+}
+
+/* A job's segment holds build(S), and hashed keys route through it; a
+ * segment whose table names a server the job lacks is refused on attach. */
+static void test_slots_segment_routes_by_table(void)
+{
+	static uint16_t want[HPSI_SLOTS];
+	struct job j;
+	struct job_opts o = {.no_servers = 1};
+	CU_ASSERT_EQUAL_FATAL(job_start(&j, 5, 1, &o), 0);
+	CU_ASSERT_EQUAL_FATAL(hpsi_slots_build(want, 5), 0);
+	CU_ASSERT_EQUAL(memcmp(hpsi_seg_slots(&j.seg), want, sizeof want), 0);
+	uint32_t per[5] = {0};
+	for (uint64_t k = 0; k < NKEYS; k++) {
+		uint32_t s = hpsi_route_key(&j.seg, k);
+		CU_ASSERT_FATAL(s < 5);
+		CU_ASSERT_EQUAL(s, want[hpsi_key_slot(k)]);
+		per[s]++;
+	}
+	for (uint32_t s = 0; s < 5; s++) /* a fifth each, give or take the slots' spread */
+		CU_ASSERT(per[s] > NKEYS / 5 * 9 / 10 && per[s] < NKEYS / 5 * 11 / 10);
+	struct hpsi_seg again;
+	CU_ASSERT_EQUAL(hpsi_seg_attach(j.job, "testhost", &again), 0);
+	hpsi_seg_detach(&again);
+	uint16_t *t = (uint16_t *)hpsi_seg_slots(&j.seg);
+	t[HPSI_SLOTS - 1] = 5;
+	CU_ASSERT_EQUAL(hpsi_seg_attach(j.job, "testhost", &again), HPS_EPROTO);
+	t[HPSI_SLOTS - 1] = want[HPSI_SLOTS - 1];
+	CU_ASSERT_EQUAL(job_stop(&j), 0);
+}
+
+/* A running job of 5 servers: two workers push rank + 1 to dense and
+ * sparse keys; every sum is exact, and each server stores exactly the keys
+ * the table routes to it. */
+#define JOB_KEYS 3000
+
+static uint64_t job_key(int k)
+{
+	return k < JOB_KEYS / 2 ? (uint64_t)k : hpsi_key_mix((uint64_t)k) | 1ull << 63;
+}
+
+static int push_worker(hps_ctx *ctx, hps_worker *w, void *arg)
+{
+	(void)arg;
+	static uint64_t keys[JOB_KEYS];
+	static float vals[JOB_KEYS], got[JOB_KEYS];
+	int me = hps_rank(ctx), rc;
+	for (int k = 0; k < JOB_KEYS; k++)
+		keys[k] = job_key(k);
+	/* hps_push needs ascending keys: dense ones first, then sorted sparse */
+	for (int a = JOB_KEYS / 2 + 1; a < JOB_KEYS; a++)
+		for (int b = a; b > JOB_KEYS / 2 && keys[b - 1] > keys[b]; b--) {
+			uint64_t x = keys[b];
+			keys[b] = keys[b - 1], keys[b - 1] = x;
+		}
+	for (int k = 0; k < JOB_KEYS; k++)
+		vals[k] = (float)(me + 1);
+	for (int it = 0; it < 3; it++)
+		if ((rc = hps_wait(w, hps_push(w, keys, JOB_KEYS, vals, NULL))))
+			return fprintf(stderr, "worker %d: push: %s\n", me, hps_strerror(rc)), 21;
+	if ((rc = hps_barrier(ctx)) || (rc = hps_wait(w, hps_pull(w, keys, JOB_KEYS, got, NULL))))
+		return fprintf(stderr, "worker %d: pull: %s\n", me, hps_strerror(rc)), 22;
+	for (int k = 0; k < JOB_KEYS; k++)
+		if (got[k] != 3.0f * (1 + 2))
+			return fprintf(stderr, "worker %d: key %llu holds %g, not 9\n", me, (unsigned long long)keys[k], got[k]), 23;
+	return 0;
+}
+
+struct stored {
+	const struct job *j;
+	uint32_t want[5];
+};
+
+static int stored_as_routed(void *a)
+{
+	const struct stored *st = a;
+	for (uint32_t s = 0; s < 5; s++) /* relaxed: a gauge, polled */
+		if (atomic_load_explicit(&hpsi_seg_counters(&st->j->seg, s)->store_keys, memory_order_relaxed) != st->want[s])
+			return 0;
+	return 1;
+}
+
+static void test_slots_job_exact_sums(void)
+{
+	struct job j;
+	CU_ASSERT_EQUAL_FATAL(job_start(&j, 5, 2, NULL), 0);
+	struct stored st = {.j = &j};
+	for (int k = 0; k < JOB_KEYS; k++)
+		st.want[hpsi_route_key(&j.seg, job_key(k))]++;
+	pid_t wk[2];
+	for (uint32_t i = 0; i < 2; i++)
+		wk[i] = job_fork_worker(&j, i, 1, push_worker, NULL);
+	for (uint32_t i = 0; i < 2; i++)
+		CU_ASSERT_EQUAL(wait_exit(wk[i], 30000), 0);
+	CU_ASSERT(poll_until(stored_as_routed, &st, 10000));
+	CU_ASSERT_EQUAL(job_stop(&j), 0);
+}
+
+int main(void)
+{
+	static const struct test_case cases[] = {
+		{"test_slots_grow_moves_one_share", test_slots_grow_moves_one_share},
+		{"test_slots_shrink_moves_one_share", test_slots_shrink_moves_one_share},
+		{"test_slots_rebalance_any_table", test_slots_rebalance_any_table},
+		{"test_slots_refuses", test_slots_refuses},
+		{"test_slots_segment_routes_by_table", test_slots_segment_routes_by_table},
+		{"test_slots_job_exact_sums", test_slots_job_exact_sums},
+		{NULL, NULL},
+	};
+	return run_suite("slots", cases);
+}
