@@ -5,7 +5,8 @@
  * node's barrier_arrived, then waits until the job's barrier word decides
  * barrier k. On one host any worker in the barrier may decide it: complete
  * once every worker has arrived or closed, failed with HPS_EPEERDEAD once
- * a worker that had not closed is dead, HPS_ETIMEDOUT once its own
+ * a worker that had not closed is dead (and will not be restarted:
+ * hpsi_worker_state), HPS_ETIMEDOUT once its own
  * deadline (HPS_TIMEOUT_MS after it arrived) passed, HPS_ECLOSED when the
  * job shuts down. One compare-and-swap decides, so all read one outcome.
  * With other hosts the scheduler decides instead (barrier_bridged).
@@ -32,7 +33,8 @@ static int barrier_scan(hps_ctx *c, uint32_t k, int probe)
 	for (uint32_t w = 0; w < s->hdr->nworkers; w++) {
 		uint32_t id = hpsi_worker_node(s, w);
 		struct hpsi_node *n = hpsi_seg_node(s, id);
-		uint32_t st = probe ? hpsi_node_check(s, id) : hpsi_node_state(s, id);
+		/* RESTARTING: waited for, as alive (its arrival word persists) */
+		uint32_t st = hpsi_worker_state(s, id, probe);
 		if (st == HPSI_NODE_DEAD)
 			return HPS_EPEERDEAD;
 		if (st == HPSI_NODE_CLOSED)
