@@ -16,7 +16,7 @@
 #include "shm/ring.h"
 
 #define HPSI_SEG_MAGIC 0x31474553535048ull /* "HPSSEG1" */
-#define HPSI_SEG_VERSION 10 /* 5: counters (shm/counters.h); 6: JOINING, incarnation; 7: probed_at; 8: place_off; 9: xck_*; 10: RESTARTING, clock_done, worker_restarts */
+#define HPSI_SEG_VERSION 10 /* 5: counters (shm/counters.h); 6: JOINING, incarnation; 7: probed_at; 8: place_off; 9: xck_*; 10: RESTARTING, clock_done/_bar/_ts, worker_restarts */
 #define HPSI_SEG_TMP ".tmp" /* suffix + creator pid while a segment is being built */
 
 enum hpsi_node_state {
@@ -68,16 +68,18 @@ struct hpsi_node {
 	 * (relaxed) before the release of JOINING, cleared with release at
 	 * the copy's end; routing acquires it (net/route.h). */
 	_Atomic uint32_t lacking;
-	/* Workers: the clock this rank reached and the timestamp of its first
-	 * request in that clock, for a restart (hps_resume_clock). hps_clock
-	 * stores clock_ts[c & 1] (relaxed), then clock_done = c (release),
-	 * before it announces clock c to any server; a restarted process reads
-	 * clock_done (acquire), then clock_ts[clock_done & 1]. The slot of the
-	 * clock before stays whole, so a death between the two stores leaves
-	 * a consistent pair. */
+	/* Workers: the clock this rank reached, the timestamp of its first
+	 * request in that clock and the barriers it had arrived at then
+	 * (barrier_arrived), for a restart (hps_resume_clock). hps_clock
+	 * stores clock_bar and clock_ts [c & 1] (relaxed), then clock_done = c
+	 * (release), before it announces clock c to any server; a restarted
+	 * process reads clock_done (acquire), then the slots [clock_done & 1].
+	 * The slots of the clock before stay whole, so a death between the
+	 * stores leaves a consistent resume point. */
 	_Atomic uint32_t clock_done;
+	_Atomic uint32_t clock_bar[2];
 	_Atomic int64_t clock_ts[2];
-	char pad[128 - 64];
+	char pad[128 - 72];
 };
 _Static_assert(sizeof(struct hpsi_node) == 128, "a node entry is two cache lines");
 

@@ -1,7 +1,8 @@
 /* Restarted workers (hps launch --restart-workers): a worker killed with
  * SIGKILL at a random clock is started again with its rank, resumes from
  * hps_resume_clock, and the job ends with exactly the sums of a run without
- * the kill, the staleness bound holding at every pull (BSP and SSP(2));
+ * the kill, the staleness bound holding at every pull (BSP and SSP(2)),
+ * also when it died in a barrier;
  * the restarts are bounded; bad values and arguments are refused. */
 #include <signal.h>
 #include <stdio.h>
@@ -10,12 +11,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "runtime/client/ctx.h"
 #include "shm/segment.h"
 #include "tests/harness.h"
 
 #define NKEYS 16
 #define CLOCKS 2000 /* long enough for the kill to land before the end */
 #define NWORKERS 3
+#define BARRIER_EVERY 100 /* clocks between barriers, and one at the end */
 
 static char self_path[4096];
 static char out[1 << 17];
@@ -49,7 +52,15 @@ static double pushed_before(int64_t upto, int k)
 /* The worker program: pull, check the staleness bound, push, clock, from
  * the resume clock to CLOCKS; then a barrier, and rank 0 checks the sums.
  * Deterministic from any clock, as a restarted program must be. */
-static int rejoin_worker(int staleness)
+/* Worker 1 was restarted (its node's incarnation moved on). */
+static int worker1_restarted(void *ctx)
+{
+	const struct hps_ctx *c = ctx;
+	return atomic_load_explicit(&hpsi_seg_node(&c->seg, hpsi_worker_node(&c->seg, 1))->incarnation,
+				    memory_order_relaxed) > 0;
+}
+
+static int rejoin_worker(int staleness, uint32_t hold)
 {
 	hps_ctx *ctx;
 	hps_worker *w;
@@ -74,6 +85,16 @@ static int rejoin_worker(int staleness)
 	for (int k = 0; k < NKEYS; k++)
 		keys[k] = (uint64_t)k * 7 + 1;
 	for (uint32_t c = c0; c < CLOCKS; c++) {
+		/* what clock c does comes after its hps_clock: a restart at c
+		 * does it again, barrier included */
+		/* hold: the others come to that barrier only once worker 1 was
+		 * restarted, so that it dies inside it */
+		if (hold && c == hold * BARRIER_EVERY && rank != 1 && !poll_until(worker1_restarted, ctx, 20000))
+			return 11;
+		if (c > 0 && c % BARRIER_EVERY == 0 && (rc = hps_barrier(ctx))) {
+			fprintf(stderr, "barrier at clock %u: %s\n", c, hps_strerror(rc));
+			return 7;
+		}
 		if ((rc = hps_wait(w, hps_pull(w, keys, NKEYS, got, NULL)))) {
 			fprintf(stderr, "pull at clock %u: %s\n", c, hps_strerror(rc));
 			return 4;
@@ -116,7 +137,7 @@ struct watch {
 	const char *job;
 	struct hpsi_seg seg;
 	int attached;
-	uint32_t worker, incarnation, clock; /* wait for these */
+	uint32_t worker, incarnation, clock, barriers; /* wait for these */
 };
 
 /* The job's segment is there, and worker `worker` of incarnation
@@ -132,7 +153,8 @@ static int worker_reached(void *p)
 	struct hpsi_node *n = hpsi_seg_node(&a->seg, hpsi_worker_node(&a->seg, a->worker));
 	return atomic_load_explicit(&n->state, memory_order_acquire) == HPSI_NODE_ALIVE &&
 	       atomic_load_explicit(&n->incarnation, memory_order_relaxed) == a->incarnation &&
-	       atomic_load_explicit(&n->clock_done, memory_order_relaxed) >= a->clock;
+	       atomic_load_explicit(&n->clock_done, memory_order_relaxed) >= a->clock &&
+	       atomic_load_explicit(&n->barrier_arrived, memory_order_relaxed) >= a->barriers;
 }
 
 static void kill_worker(struct watch *a)
@@ -148,16 +170,17 @@ static void kill_worker(struct watch *a)
  * the first time once it reached a random clock, each later one as soon
  * as the restart joined. Returns the launcher's exit status; the output
  * is in `out`. */
-static int run_job(const char *job, const char *staleness, int restarts, int kills, uint32_t *kill_at)
+static int run_job(const char *job, const char *staleness, int restarts, int kills, uint32_t kill_at,
+		   uint32_t kill_barriers, uint32_t hold)
 {
 	char log[128], cmd[8192];
 	snprintf(log, sizeof log, "/tmp/hps-rejoin-%d.log", (int)getpid());
 	snprintf(cmd, sizeof cmd,
 		 "exec %s launch -s 2 -w 3 --job %s --host testhost --heap-mb 16 --timeout-ms 20000 --staleness %s "
-		 "--restart-workers %d -- %s --rejoin-worker %s",
-		 hps_bin(), job, staleness, restarts, self_path, strcmp(staleness, "bsp") ? staleness : "0");
+		 "--restart-workers %d -- %s --rejoin-worker %s %u",
+		 hps_bin(), job, staleness, restarts, self_path, strcmp(staleness, "bsp") ? staleness : "0", hold);
 	pid_t pid = spawn_logged(log, "/bin/sh", cmd);
-	struct watch a = {.job = job, .worker = 1, .clock = *kill_at};
+	struct watch a = {.job = job, .worker = 1, .clock = kill_at, .barriers = kill_barriers};
 	for (int i = 0; i < kills; i++) {
 		a.incarnation = (uint32_t)i;
 		if (!poll_until(worker_reached, &a, 20000)) {
@@ -165,7 +188,7 @@ static int run_job(const char *job, const char *staleness, int restarts, int kil
 			break;
 		}
 		kill_worker(&a);
-		a.clock = 0;
+		a.clock = a.barriers = 0;
 	}
 	int rc = finish_group(pid, 60000);
 	if (a.attached)
@@ -175,10 +198,11 @@ static int run_job(const char *job, const char *staleness, int restarts, int kil
 	return rc;
 }
 
-static void check_restarted_job(const char *job, const char *staleness)
+/* Kills worker 1 once it reached clock `at` and arrived at `barriers`
+ * barriers; checks the restart and the exact sums. */
+static void check_restarted_job(const char *job, const char *staleness, uint32_t at, uint32_t barriers, uint32_t hold)
 {
-	uint32_t at = 5 + (uint32_t)(rand() % 400);
-	int rc = run_job(job, staleness, 1, 1, &at);
+	int rc = run_job(job, staleness, 1, 1, at, barriers, hold);
 	CU_ASSERT_EQUAL(rc, 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "[worker 0] sums exact"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps launch: restarted worker 1"));
@@ -187,29 +211,37 @@ static void check_restarted_job(const char *job, const char *staleness)
 	unsigned resumed = 0;
 	if (r)
 		sscanf(r + strlen("[worker 1] restart 1 resumes from clock "), "%u", &resumed);
-	CU_ASSERT(resumed >= at && resumed < CLOCKS); /* it was killed at that clock or later */
+	CU_ASSERT(resumed >= at && resumed <= CLOCKS); /* it was killed at that clock or later */
 	if (rc || !r || !strstr(out, "sums exact"))
-		fprintf(stderr, "killed at clock %u or later:\n%s\n", at, out);
+		fprintf(stderr, "killed at clock %u (%u barriers) or later:\n%s\n", at, barriers, out);
 }
 
 /* BSP: the others wait in their pulls for the restarted worker; exact sums. */
 static void test_rejoin_bsp_exact(void)
 {
-	check_restarted_job("rj1", "bsp");
+	check_restarted_job("rj1", "bsp", 5 + (uint32_t)(rand() % 400), 0, 0);
 }
 
 /* SSP(2): the same, and no pull reads beyond the bound meanwhile. */
 static void test_rejoin_ssp_exact(void)
 {
-	check_restarted_job("rj2", "2");
+	check_restarted_job("rj2", "2", 5 + (uint32_t)(rand() % 400), 0, 0);
+}
+
+/* Killed inside a barrier (the others come to it only after the restart):
+ * the restart replays that barrier without arriving twice, and the
+ * others' barrier neither fails nor hangs. */
+static void test_rejoin_in_barrier(void)
+{
+	uint32_t b = 1 + (uint32_t)(rand() % 5);
+	check_restarted_job("rj5", "bsp", 0, b, b);
 }
 
 /* --restart-workers 1: a second death of the same worker is final, as
  * without the option: the job stops and fails. */
 static void test_rejoin_bounded(void)
 {
-	uint32_t at = 3;
-	int rc = run_job("rj3", "bsp", 1, 2, &at);
+	int rc = run_job("rj3", "bsp", 1, 2, 3, 0, 0);
 	CU_ASSERT(rc != 0 && rc != -1);
 	const char *first = strstr(out, "hps launch: restarted worker 1");
 	CU_ASSERT_PTR_NOT_NULL(first);
@@ -283,8 +315,8 @@ static void test_rejoin_resume_clock_args(void)
 
 int main(int argc, char **argv)
 {
-	if (argc == 3 && strcmp(argv[1], "--rejoin-worker") == 0)
-		return rejoin_worker(atoi(argv[2]));
+	if (argc == 4 && strcmp(argv[1], "--rejoin-worker") == 0)
+		return rejoin_worker(atoi(argv[2]), (uint32_t)atoi(argv[3]));
 	ssize_t sl = readlink("/proc/self/exe", self_path, sizeof self_path - 1);
 	self_path[sl > 0 ? sl : 0] = 0;
 	unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
@@ -293,6 +325,7 @@ int main(int argc, char **argv)
 	static const struct test_case cases[] = {
 		{"test_rejoin_bsp_exact", test_rejoin_bsp_exact},
 		{"test_rejoin_ssp_exact", test_rejoin_ssp_exact},
+		{"test_rejoin_in_barrier", test_rejoin_in_barrier},
 		{"test_rejoin_bounded", test_rejoin_bounded},
 		{"test_rejoin_bad_values", test_rejoin_bad_values},
 		{"test_rejoin_resume_clock_args", test_rejoin_resume_clock_args},

@@ -153,9 +153,10 @@ HPS_API int hps_clock(hps_worker *w);
  * has each push applied exactly once: the servers skip the pushes they
  * applied already. A program that sends other pushes has those of that
  * clock that reached a server before the death applied, and the rest of
- * its new ones. Barriers count on: the restart's next hps_barrier meets
- * the first barrier the predecessor had not passed. HPS_EINVAL for a NULL
- * clock or a server's ctx. */
+ * its new ones. Barriers are replayed likewise: the restart's calls from
+ * that clock on that its predecessor had made do not arrive again (they
+ * return once those barriers completed). HPS_EINVAL for a NULL clock or a
+ * server's ctx. */
 HPS_API int hps_resume_clock(hps_ctx *ctx, uint32_t *clock);
 
 /* Checkpoints (any process of the job may call them; one at a time).

@@ -97,16 +97,28 @@ int hps_barrier(hps_ctx *c)
 	struct hpsi_node *me = hpsi_seg_node(s, c->node);
 	if (atomic_load_explicit(&me->state, memory_order_acquire) != HPSI_NODE_ALIVE)
 		return HPS_ECLOSED; /* its worker closed: it is no longer a member */
-	/* only this process writes its arrival word */
-	uint32_t k = atomic_load_explicit(&me->barrier_arrived, memory_order_relaxed);
-	/* release: pairs with the decider's acquire load in barrier_scan (or
-	 * the bridge's, net/bridge_barrier.c) */
-	atomic_store_explicit(&me->barrier_arrived, hpsi_barrier_seq(k + 1), memory_order_release);
-	/* seq_cst fence between storing our arrival and reading the others'
-	 * (a Dekker pair with the same fence of every other arriver): of two
-	 * workers arriving at once, at least one sees both arrivals, so the
-	 * last arrival never goes unnoticed until the next 50 ms check. */
-	atomic_thread_fence(memory_order_seq_cst);
+	uint32_t k;
+	if (c->bar_replay != c->bar_replay_end) {
+		/* A restart replaying a barrier its predecessor arrived at
+		 * (runtime/client/rejoin.c): not arrived at again. Only the last
+		 * of them may still be open (the predecessor died in it); the
+		 * others completed before it arrived at the next one. */
+		k = c->bar_replay;
+		c->bar_replay = hpsi_barrier_seq(k + 1);
+		if (c->bar_replay != c->bar_replay_end)
+			return 0;
+	} else {
+		/* only this process writes its arrival word */
+		k = atomic_load_explicit(&me->barrier_arrived, memory_order_relaxed);
+		/* release: pairs with the decider's acquire load in barrier_scan (or
+		 * the bridge's, net/bridge_barrier.c) */
+		atomic_store_explicit(&me->barrier_arrived, hpsi_barrier_seq(k + 1), memory_order_release);
+		/* seq_cst fence between storing our arrival and reading the others'
+		 * (a Dekker pair with the same fence of every other arriver): of two
+		 * workers arriving at once, at least one sees both arrivals, so the
+		 * last arrival never goes unnoticed until the next 50 ms check. */
+		atomic_thread_fence(memory_order_seq_cst);
+	}
 	if (s->hdr->bridged)
 		bridge_wake(c);
 	int64_t deadline = hpsi_now_ns() + c->timeout_ns;

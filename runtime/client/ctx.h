@@ -26,6 +26,10 @@ struct hps_ctx {
 	int rejoined;
 	uint32_t resume_clock;
 	int64_t resume_ts;
+	/* Its barriers from the resume clock on that the predecessor had
+	 * arrived at already: [bar_replay, bar_replay_end) (mod 2^30). Each
+	 * call of hps_barrier takes the next one without arriving again. */
+	uint32_t bar_replay, bar_replay_end;
 	struct hps_ctx *next_live; /* contexts the exit handler closes, under its lock */
 };
 

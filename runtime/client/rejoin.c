@@ -12,7 +12,6 @@
 #include "runtime/client/ctx.h"
 #include "runtime/client/worker.h"
 #include "runtime/common/log.h"
-#include "shm/barrier.h"
 
 #define DRAIN_SLICE_NS 10000000 /* liveness and deadline checks while asleep */
 
@@ -26,14 +25,10 @@ void hpsi_rejoin_claim(struct hps_ctx *c)
 	c->rejoined = 1;
 	c->resume_clock = clock;
 	c->resume_ts = atomic_load_explicit(&n->clock_ts[clock & 1], memory_order_relaxed);
-	/* A predecessor that died inside barrier `done` had arrived at it.
-	 * Withdrawn, so that the new process's call meets that barrier, not
-	 * the next one. If a decider counted the old arrival meanwhile, the
-	 * barrier completed and the new call finds it complete at once. */
-	uint32_t done = hpsi_barrier_open(&c->seg, NULL);
-	uint32_t arrived = atomic_load_explicit(&n->barrier_arrived, memory_order_relaxed);
-	if (arrived == hpsi_barrier_seq(done + 1))
-		atomic_store_explicit(&n->barrier_arrived, hpsi_barrier_seq(done), memory_order_release);
+	/* The barriers the program called from that clock on, which the
+	 * predecessor arrived at: the restart replays those calls too. */
+	c->bar_replay = atomic_load_explicit(&n->clock_bar[clock & 1], memory_order_relaxed);
+	c->bar_replay_end = atomic_load_explicit(&n->barrier_arrived, memory_order_relaxed);
 	hpsi_info("restarted worker %d resumes from clock %u (request %lld on)", c->cfg.rank, clock,
 		  (long long)c->resume_ts);
 }

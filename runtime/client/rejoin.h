@@ -9,8 +9,8 @@ struct hps_ctx;
 struct hps_worker;
 
 /* In hps_init, before the node is claimed ALIVE over RESTARTING: reads the
- * predecessor's resume point into ctx and withdraws its arrival at a
- * barrier that has not completed (the restarted program calls it again). */
+ * predecessor's resume point into ctx: its clock, the timestamp its
+ * requests of that clock began at, and the barriers it arrived at since. */
 void hpsi_rejoin_claim(struct hps_ctx *c);
 
 /* In hps_worker_open of a restarted worker, with the rings attached and

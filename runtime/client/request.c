@@ -559,6 +559,9 @@ int hps_clock(hps_worker *w)
 	struct hpsi_node *me = hpsi_seg_node(w->seg, w->ctx->node);
 	atomic_store_explicit(&me->clock_ts[w->clock & 1], atomic_load_explicit(&w->next_ts, memory_order_relaxed),
 			      memory_order_relaxed);
+	/* only this process stores its arrivals (runtime/client/barrier.c) */
+	atomic_store_explicit(&me->clock_bar[w->clock & 1],
+			      atomic_load_explicit(&me->barrier_arrived, memory_order_relaxed), memory_order_relaxed);
 	atomic_store_explicit(&me->clock_done, w->clock, memory_order_release);
 	int64_t deadline = hpsi_now_ns() + w->ctx->timeout_ns;
 	/* Every server learns the new clock, also those this worker did not
