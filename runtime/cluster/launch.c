@@ -3,7 +3,8 @@
  * Creates the segment, starts the servers (built-in `hps server`, or the
  * program itself with --self-serve) and the workers, prefixes every line
  * they print with its role and rank, and ends the job on the first failure
- * (unless --keep-going). The segment is removed on every exit path the
+ * (unless --keep-going; with --restart-workers a dead worker is started
+ * again instead, restart_worker). The segment is removed on every exit path the
  * launcher survives; children die with it (PR_SET_PDEATHSIG), and
  * `hps clean` removes what a SIGKILLed launcher leaves. */
 #include <errno.h>
