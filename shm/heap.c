@@ -33,6 +33,7 @@ struct hpsi_heap {
 	_Atomic int no_populate;   /* the kernel cannot reserve (before 5.14) */
 	_Atomic int64_t logged_at; /* last "file system full" message */
 	_Atomic uint64_t *user; /* live hps_alloc buffers, a bit per USER_UNIT (hpsi_heap_alloc_user) */
+	int reused; /* the slice is not fresh (hpsi_heap_create_reused) */
 };
 
 /* Takes the pages of [p, p+size) from the file system behind the mapping
@@ -61,7 +62,7 @@ static int reserve(struct hpsi_heap *h, void *p, size_t size)
  * extent's pages are reserved, so a failed reservation carves nothing
  * (pages reserved ahead of a lost race are used by the next extents). No
  * malloc or printf here. The slice is fresh tmpfs memory, so it reads as
- * zero. */
+ * zero, unless a restarted worker's predecessor used it (reused). */
 static void *shm_extent_alloc(extent_hooks_t *hooks, void *new_addr, size_t size, size_t alignment,
 			      bool *zero, bool *commit, unsigned arena_ind)
 {
@@ -79,7 +80,11 @@ static void *shm_extent_alloc(extent_hooks_t *hooks, void *new_addr, size_t size
 			return NULL;
 		if (atomic_compare_exchange_weak_explicit(&h->cursor, &cur, end, memory_order_relaxed,
 							  memory_order_relaxed)) {
-			*zero = true;
+			/* *zero in: jemalloc needs zeroed memory; out: it is zeroed */
+			if (!h->reused)
+				*zero = true;
+			else if (*zero)
+				memset((void *)start, 0, size);
 			*commit = true;
 			return (void *)start;
 		}
@@ -127,11 +132,14 @@ void hpsi_numa_bind(void *p, size_t bytes, int node)
 		hpsi_debug("mbind to node %d failed", node);
 }
 
-int hpsi_heap_create(void *base, size_t bytes, struct hpsi_heap **out)
+/* reused before arenas.create: the arena's own metadata is carved from
+ * the slice too, and jemalloc wants it zeroed. */
+static int heap_create(void *base, size_t bytes, int reused, struct hpsi_heap **out)
 {
 	struct hpsi_heap *h = calloc(1, sizeof *h);
 	if (!h)
 		return HPS_ENOMEM;
+	h->reused = reused;
 	h->hooks.alloc = shm_extent_alloc;
 	h->hooks.dalloc = shm_extent_dalloc;
 	/* destroy, commit, decommit and both purges stay NULL: extents stay
@@ -165,6 +173,16 @@ int hpsi_heap_create(void *base, size_t bytes, struct hpsi_heap **out)
 		hpsi_debug("cannot set %s", name);
 	*out = h;
 	return 0;
+}
+
+int hpsi_heap_create(void *base, size_t bytes, struct hpsi_heap **out)
+{
+	return heap_create(base, bytes, 0, out);
+}
+
+int hpsi_heap_create_reused(void *base, size_t bytes, struct hpsi_heap **out)
+{
+	return heap_create(base, bytes, 1, out);
 }
 
 void hpsi_heap_destroy(struct hpsi_heap *h)

@@ -15,6 +15,10 @@ struct hpsi_heap;
 
 /* Builds a heap over [base, base+bytes); bytes is a multiple of 2 MiB. */
 int hpsi_heap_create(void *base, size_t bytes, struct hpsi_heap **out);
+/* The same over a slice that held an earlier heap (a restarted worker's
+ * predecessor's, whose process-local bookkeeping died with it): its pages
+ * are not zero, so the extents jemalloc wants zeroed are cleared. */
+int hpsi_heap_create_reused(void *base, size_t bytes, struct hpsi_heap **out);
 void hpsi_heap_destroy(struct hpsi_heap *h);
 /* Every buffer's pages are reserved in the file system behind the slice
  * before it is handed out (no SIGBUS on first touch). NULL when the slice

@@ -55,3 +55,12 @@ uint32_t hpsi_node_check(struct hpsi_seg *seg, uint32_t id)
 	}
 	return st;
 }
+
+uint32_t hpsi_worker_state(struct hpsi_seg *seg, uint32_t id, int probe)
+{
+	/* acquire: pairs with the launcher's release of its decrement, made
+	 * after its release of RESTARTING (runtime/cluster/launch.c) */
+	uint32_t left = atomic_load_explicit(&seg->hdr->worker_restarts, memory_order_acquire);
+	uint32_t st = probe ? hpsi_node_check(seg, id) : hpsi_node_state(seg, id);
+	return st == HPSI_NODE_DEAD && left ? HPSI_NODE_RESTARTING : st;
+}

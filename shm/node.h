@@ -33,6 +33,13 @@ static inline uint32_t hpsi_node_state(const struct hpsi_seg *seg, uint32_t id)
 	return atomic_load_explicit(&hpsi_seg_node(seg, id)->state, memory_order_acquire);
 }
 
+/* State of worker node id (hpsi_node_check when probe, else the table),
+ * read as HPSI_NODE_RESTARTING while it is dead but the launcher may still
+ * restart it (hdr worker_restarts above 0). worker_restarts is acquired
+ * before the state: seeing the launcher's decrement means seeing its
+ * RESTARTING (or what the restarted process stored since), so a worker
+ * that comes back is never taken for finished. */
+uint32_t hpsi_worker_state(struct hpsi_seg *seg, uint32_t id, int probe);
 /* Marks a node DEAD (if it was not CLOSED) and wakes everyone. */
 void hpsi_node_mark_dead(struct hpsi_seg *seg, uint32_t id);
 

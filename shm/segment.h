@@ -16,7 +16,7 @@
 #include "shm/ring.h"
 
 #define HPSI_SEG_MAGIC 0x31474553535048ull /* "HPSSEG1" */
-#define HPSI_SEG_VERSION 10 /* 5: counters (shm/counters.h); 6: JOINING, incarnation; 7: probed_at; 8: place_off; 9: xck_*; 10: slots_off */
+#define HPSI_SEG_VERSION 11 /* 5: counters (shm/counters.h); 6: JOINING, incarnation; 7: probed_at; 8: place_off; 9: xck_*; 10: slots_off; 11: RESTARTING, clock_done/_bar/_ts, worker_restarts */
 #define HPSI_SEG_TMP ".tmp" /* suffix + creator pid while a segment is being built */
 
 enum hpsi_node_state {
@@ -29,6 +29,12 @@ enum hpsi_node_state {
 	 * liveness checks; it becomes ALIVE when it serves its own range
 	 * again (runtime/server/recover.c). */
 	HPSI_NODE_JOINING = 4,
+	/* A dead worker that `hps launch --restart-workers` starts again with
+	 * the same rank (shm/node.h, hpsi_worker_state): still a member, whose
+	 * clock and barrier arrival hold the others back until it returns.
+	 * The launcher stores it over DEAD with release before it decrements
+	 * worker_restarts; the new process claims ALIVE over it. */
+	HPSI_NODE_RESTARTING = 5,
 };
 
 /* state: the owner stores ALIVE with release after pid and birth
@@ -49,7 +55,8 @@ struct hpsi_node {
 	 * release by the worker, loaded with acquire by whoever decides. */
 	_Atomic uint32_t barrier_arrived;
 	/* Servers: 0 for the first process of this rank, +1 per replacement
-	 * (published by the release of JOINING). */
+	 * (published by the release of JOINING). Workers: +1 per restart
+	 * (published by the release of ALIVE). */
 	_Atomic uint32_t incarnation;
 	/* Servers: copies of key ranges to replacements this node started
 	 * and ended (runtime/server/recover.c; relaxed, only counted: a
@@ -61,7 +68,18 @@ struct hpsi_node {
 	 * (relaxed) before the release of JOINING, cleared with release at
 	 * the copy's end; routing acquires it (net/route.h). */
 	_Atomic uint32_t lacking;
-	char pad[128 - 44];
+	/* Workers: the clock this rank reached, the timestamp of its first
+	 * request in that clock and the barriers it had arrived at then
+	 * (barrier_arrived), for a restart (hps_resume_clock). hps_clock
+	 * stores clock_bar and clock_ts [c & 1] (relaxed), then clock_done = c
+	 * (release), before it announces clock c to any server; a restarted
+	 * process reads clock_done (acquire), then the slots [clock_done & 1].
+	 * The slots of the clock before stay whole, so a death between the
+	 * stores leaves a consistent resume point. */
+	_Atomic uint32_t clock_done;
+	_Atomic uint32_t clock_bar[2];
+	_Atomic int64_t clock_ts[2];
+	char pad[128 - 72];
 };
 _Static_assert(sizeof(struct hpsi_node) == 128, "a node entry is two cache lines");
 
@@ -122,6 +140,12 @@ struct hpsi_seg_hdr {
 	char job[HPSI_NAME_MAX];
 	char host[HPSI_NAME_MAX];
 	_Atomic uint32_t shutdown; /* set by the launcher: every node ends */
+	/* --restart-workers: worker restarts the launcher may still make. A
+	 * worker found DEAD while it is above 0 is RESTARTING to everyone
+	 * (hpsi_worker_state). Stored with release by the launcher after it
+	 * moved the dead worker to RESTARTING; readers acquire it before the
+	 * node's state. */
+	_Atomic uint32_t worker_restarts;
 	/* When the processes of the workers [0] and of the servers [1] were
 	 * last checked, by whichever process of the host group won the turn
 	 * (hpsi_probe_due, shm/node.c); monotonic ns. */

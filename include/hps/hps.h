@@ -141,6 +141,24 @@ HPS_API int hps_wait(hps_worker *w, int64_t ts);
  * holds it back until then. Workers that closed or died no longer count. */
 HPS_API int hps_clock(hps_worker *w);
 
+/* Restarted workers (`hps launch --restart-workers N`): a worker that
+ * died (killed by a signal, or exited with a non-zero status) is started
+ * again with the same rank and HPS_RESTART=k (its k-th restart of the job)
+ * in its environment. Its hps_worker_open waits until the servers have
+ * consumed what its predecessor had sent, and its clock starts where the
+ * predecessor's stood: hps_resume_clock tells the program that clock (0 for
+ * a worker that is no restart), from which it must run again. Requests are
+ * numbered on from where that clock's requests began, so a program that
+ * sends the same requests from that clock as before (deterministic from it)
+ * has each push applied exactly once: the servers skip the pushes they
+ * applied already. A program that sends other pushes has those of that
+ * clock that reached a server before the death applied, and the rest of
+ * its new ones. Barriers are replayed likewise: the restart's calls from
+ * that clock on that its predecessor had made do not arrive again (they
+ * return once those barriers completed). HPS_EINVAL for a NULL clock or a
+ * server's ctx. */
+HPS_API int hps_resume_clock(hps_ctx *ctx, uint32_t *clock);
+
 /* Checkpoints (any process of the job may call them; one at a time).
  * hps_save writes every server's table, with optimizer state and push
  * counts, and the workers' clocks into directory dir (its parent must

@@ -175,6 +175,17 @@ CTX_INT(role, hps_role)
 CTX_INT(num_workers, hps_num_workers)
 CTX_INT(num_servers, hps_num_servers)
 
+/* hps_resume_clock: the clock a restarted worker resumes from (0 otherwise). */
+static PyObject *ctx_get_resume_clock(hpspy_ctx *self, void *unused)
+{
+	(void)unused;
+	if (ctx_ready(self, "resume_clock") < 0)
+		return NULL;
+	uint32_t clock;
+	int rc = hps_resume_clock(self->ctx, &clock);
+	return rc ? hpspy_raise(rc, "resume_clock") : PyLong_FromUnsignedLong(clock);
+}
+
 static PyObject *ctx_get_closed(hpspy_ctx *self, void *unused)
 {
 	(void)unused;
@@ -186,6 +197,8 @@ static PyGetSetDef ctx_getset[] = {
 	{"role", (getter)ctx_get_role, NULL, "ROLE_WORKER or ROLE_SERVER.", NULL},
 	{"num_workers", (getter)ctx_get_num_workers, NULL, "Workers in the job.", NULL},
 	{"num_servers", (getter)ctx_get_num_servers, NULL, "Servers in the job.", NULL},
+	{"resume_clock", (getter)ctx_get_resume_clock, NULL,
+	 "Workers: the clock to resume from (hps launch --restart-workers); 0 unless restarted.", NULL},
 	{"closed", (getter)ctx_get_closed, NULL, "True once close() ran.", NULL},
 	{NULL, NULL, NULL, NULL, NULL},
 };

@@ -5,7 +5,8 @@
  * node's barrier_arrived, then waits until the job's barrier word decides
  * barrier k. On one host any worker in the barrier may decide it: complete
  * once every worker has arrived or closed, failed with HPS_EPEERDEAD once
- * a worker that had not closed is dead, HPS_ETIMEDOUT once its own
+ * a worker that had not closed is dead (and will not be restarted:
+ * hpsi_worker_state), HPS_ETIMEDOUT once its own
  * deadline (HPS_TIMEOUT_MS after it arrived) passed, HPS_ECLOSED when the
  * job shuts down. One compare-and-swap decides, so all read one outcome.
  * With other hosts the scheduler decides instead (barrier_bridged).
@@ -32,7 +33,8 @@ static int barrier_scan(hps_ctx *c, uint32_t k, int probe)
 	for (uint32_t w = 0; w < s->hdr->nworkers; w++) {
 		uint32_t id = hpsi_worker_node(s, w);
 		struct hpsi_node *n = hpsi_seg_node(s, id);
-		uint32_t st = probe ? hpsi_node_check(s, id) : hpsi_node_state(s, id);
+		/* RESTARTING: waited for, as alive (its arrival word persists) */
+		uint32_t st = hpsi_worker_state(s, id, probe);
 		if (st == HPSI_NODE_DEAD)
 			return HPS_EPEERDEAD;
 		if (st == HPSI_NODE_CLOSED)
@@ -95,16 +97,28 @@ int hps_barrier(hps_ctx *c)
 	struct hpsi_node *me = hpsi_seg_node(s, c->node);
 	if (atomic_load_explicit(&me->state, memory_order_acquire) != HPSI_NODE_ALIVE)
 		return HPS_ECLOSED; /* its worker closed: it is no longer a member */
-	/* only this process writes its arrival word */
-	uint32_t k = atomic_load_explicit(&me->barrier_arrived, memory_order_relaxed);
-	/* release: pairs with the decider's acquire load in barrier_scan (or
-	 * the bridge's, net/bridge_barrier.c) */
-	atomic_store_explicit(&me->barrier_arrived, hpsi_barrier_seq(k + 1), memory_order_release);
-	/* seq_cst fence between storing our arrival and reading the others'
-	 * (a Dekker pair with the same fence of every other arriver): of two
-	 * workers arriving at once, at least one sees both arrivals, so the
-	 * last arrival never goes unnoticed until the next 50 ms check. */
-	atomic_thread_fence(memory_order_seq_cst);
+	uint32_t k;
+	if (c->bar_replay != c->bar_replay_end) {
+		/* A restart replaying a barrier its predecessor arrived at
+		 * (runtime/client/rejoin.c): not arrived at again. Only the last
+		 * of them may still be open (the predecessor died in it); the
+		 * others completed before it arrived at the next one. */
+		k = c->bar_replay;
+		c->bar_replay = hpsi_barrier_seq(k + 1);
+		if (c->bar_replay != c->bar_replay_end)
+			return 0;
+	} else {
+		/* only this process writes its arrival word */
+		k = atomic_load_explicit(&me->barrier_arrived, memory_order_relaxed);
+		/* release: pairs with the decider's acquire load in barrier_scan (or
+		 * the bridge's, net/bridge_barrier.c) */
+		atomic_store_explicit(&me->barrier_arrived, hpsi_barrier_seq(k + 1), memory_order_release);
+		/* seq_cst fence between storing our arrival and reading the others'
+		 * (a Dekker pair with the same fence of every other arriver): of two
+		 * workers arriving at once, at least one sees both arrivals, so the
+		 * last arrival never goes unnoticed until the next 50 ms check. */
+		atomic_thread_fence(memory_order_seq_cst);
+	}
 	if (s->hdr->bridged)
 		bridge_wake(c);
 	int64_t deadline = hpsi_now_ns() + c->timeout_ns;

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "runtime/client/handle.h"
+#include "runtime/client/rejoin.h"
 #include "runtime/common/log.h"
 #include "shm/liveness.h"
 #include "shm/node.h"
@@ -139,7 +140,8 @@ int hps_init(hps_ctx **out, int *argc, char **argv)
 
 	/* Claim the node: only if nobody alive holds it. */
 	struct hpsi_node *n = hpsi_seg_node(&c->seg, c->node);
-	uint32_t st = hpsi_node_check(&c->seg, c->node);
+	uint32_t st = c->cfg.role == HPS_ROLE_WORKER ? hpsi_worker_state(&c->seg, c->node, 1)
+						     : hpsi_node_check(&c->seg, c->node);
 	if (st == HPSI_NODE_ALIVE || st == HPSI_NODE_JOINING) {
 		hpsi_error("%s rank %d of job '%s' is already running (pid %d)",
 			   c->cfg.role == HPS_ROLE_SERVER ? "server" : "worker", c->cfg.rank, c->seg.hdr->job,
@@ -157,6 +159,13 @@ int hps_init(hps_ctx **out, int *argc, char **argv)
 		atomic_fetch_add_explicit(&n->incarnation, 1, memory_order_relaxed); /* published just below */
 		atomic_store_explicit(&n->lacking, (2u << c->seg.hdr->replicas) - 1, memory_order_relaxed); /* all */
 		claimed = HPSI_NODE_JOINING;
+	}
+	/* A worker the launcher restarts takes over its rank's place: its
+	 * clock, its rings and heap slice once the servers drained them
+	 * (runtime/client/rejoin.c). */
+	if (c->cfg.role == HPS_ROLE_WORKER && st == HPSI_NODE_RESTARTING) {
+		atomic_fetch_add_explicit(&n->incarnation, 1, memory_order_relaxed); /* published just below */
+		hpsi_rejoin_claim(c);
 	}
 	atomic_store_explicit(&n->state, claimed, memory_order_release);
 	/* Only a replacement wakes everyone (its replicas start copying to it).

@@ -20,6 +20,16 @@ struct hps_ctx {
 	int spin_yield; /* the job has more processes than this host has CPUs */
 	struct hps_worker *worker;
 	pid_t pid;                 /* the process that joined (fork copies ctx) */
+	/* A worker restarted by `hps launch --restart-workers`: the clock its
+	 * rank had reached and the timestamp its requests of that clock began
+	 * at (hps_resume_clock; runtime/client/rejoin.c). 0, 0 otherwise. */
+	int rejoined;
+	uint32_t resume_clock;
+	int64_t resume_ts;
+	/* Its barriers from the resume clock on that the predecessor had
+	 * arrived at already: [bar_replay, bar_replay_end) (mod 2^30). Each
+	 * call of hps_barrier takes the next one without arriving again. */
+	uint32_t bar_replay, bar_replay_end;
 	struct hps_ctx *next_live; /* contexts the exit handler closes, under its lock */
 };
 

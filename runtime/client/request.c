@@ -552,6 +552,17 @@ int hps_clock(hps_worker *w)
 	hpsi_worker_in_submit(1);
 	w->clock++;
 	hpsi_wstat_clock(w);
+	/* The resume point of a restart (struct hpsi_node, clock_done): stored
+	 * before any server hears of the clock, so a restarted process never
+	 * starts below what a server holds; every request of the clock before
+	 * was published already (submit_lock orders them before this). */
+	struct hpsi_node *me = hpsi_seg_node(w->seg, w->ctx->node);
+	atomic_store_explicit(&me->clock_ts[w->clock & 1], atomic_load_explicit(&w->next_ts, memory_order_relaxed),
+			      memory_order_relaxed);
+	/* only this process stores its arrivals (runtime/client/barrier.c) */
+	atomic_store_explicit(&me->clock_bar[w->clock & 1],
+			      atomic_load_explicit(&me->barrier_arrived, memory_order_relaxed), memory_order_relaxed);
+	atomic_store_explicit(&me->clock_done, w->clock, memory_order_release);
 	int64_t deadline = hpsi_now_ns() + w->ctx->timeout_ns;
 	/* Every server learns the new clock, also those this worker did not
 	 * touch in the iteration: their held pulls may wait for it. */

@@ -6,6 +6,7 @@
 
 #include "runtime/common/log.h"
 #include "runtime/client/handle.h"
+#include "runtime/client/rejoin.h"
 #include "runtime/client/worker.h"
 
 int hps_worker_open(hps_ctx *ctx, uint32_t width, hps_worker **out)
@@ -50,16 +51,24 @@ int hps_worker_open(hps_ctx *ctx, uint32_t width, hps_worker **out)
 		atomic_init(&w->slots[i].ts, -1);
 		w->slots[i].parts = w->parts + (size_t)i * w->nservers;
 	}
+	for (uint32_t s = 0; !rc && s < w->nservers; s++) {
+		hpsi_ring_prod_attach(&w->req[s], hpsi_seg_ring(seg, w->rank, s, 0), seg->hdr->ring_bytes);
+		hpsi_ring_cons_attach(&w->resp[s], hpsi_seg_ring(seg, w->rank, s, 1), seg->hdr->ring_bytes);
+	}
+	/* A restart: its predecessor's requests are consumed before the heap
+	 * slice they point into is carved again (runtime/client/rejoin.c);
+	 * its requests go on at the predecessor's clock and timestamps. */
+	if (!rc && ctx->rejoined)
+		rc = hpsi_rejoin_drain(w);
 	if (!rc)
-		rc = hpsi_heap_create(hpsi_seg_heap(seg, w->rank), seg->hdr->heap_slice, &w->heap);
+		rc = (ctx->rejoined ? hpsi_heap_create_reused : hpsi_heap_create)(hpsi_seg_heap(seg, w->rank),
+										  seg->hdr->heap_slice, &w->heap);
 	if (rc) {
 		free(w->req), free(w->resp), free(w->slots), free(w->parts), free(w->cbq), free(w);
 		return rc;
 	}
-	for (uint32_t s = 0; s < w->nservers; s++) {
-		hpsi_ring_prod_attach(&w->req[s], hpsi_seg_ring(seg, w->rank, s, 0), seg->hdr->ring_bytes);
-		hpsi_ring_cons_attach(&w->resp[s], hpsi_seg_ring(seg, w->rank, s, 1), seg->hdr->ring_bytes);
-	}
+	w->clock = ctx->resume_clock;
+	atomic_init(&w->next_ts, ctx->resume_ts);
 	pthread_mutex_init(&w->submit_lock, NULL);
 	pthread_mutex_init(&w->poll_lock, NULL);
 	pthread_mutex_init(&w->fail_lock, NULL);

@@ -75,6 +75,8 @@ static const char *state_of(const struct hpsi_node *n, int32_t *pid)
 		return "closed";
 	case HPSI_NODE_DEAD:
 		return "dead";
+	case HPSI_NODE_RESTARTING:
+		return "restarting";
 	default:
 		return "starting";
 	}

@@ -3,7 +3,8 @@
  * Creates the segment, starts the servers (built-in `hps server`, or the
  * program itself with --self-serve) and the workers, prefixes every line
  * they print with its role and rank, and ends the job on the first failure
- * (unless --keep-going). The segment is removed on every exit path the
+ * (unless --keep-going; with --restart-workers a dead worker is started
+ * again instead, restart_worker). The segment is removed on every exit path the
  * launcher survives; children die with it (PR_SET_PDEATHSIG), and
  * `hps clean` removes what a SIGKILLed launcher leaves. */
 #include <errno.h>
@@ -39,6 +40,7 @@ struct child {
 	int running;
 	int status;      /* wait status once exited */
 	int stop_sent;   /* the bridge was asked to leave */
+	int restart;     /* a worker restarted (--restart-workers): its number in the job, else 0 */
 	struct hpsi_outpipe out; /* its stdout and stderr */
 };
 
@@ -95,6 +97,9 @@ static void usage(FILE *f)
 		"  --restart-servers N   with --replicas: start a replacement for a dead server, which\n"
 		"                        copies its key ranges and serves again, up to N times in all\n"
 		"                        (default 2 per server; 0: never)\n"
+		"  --restart-workers N   start a worker that died (signal or non-zero exit) again, with\n"
+		"                        the same rank and HPS_RESTART=k, up to N times in all (default\n"
+		"                        0); it resumes from hps_resume_clock and the others wait for it\n"
 		"  --deterministic       BSP ranges apply each clock's pushes in worker order, so\n"
 		"                        same-seed runs give the same model bit for bit; every\n"
 		"                        worker must call hps_clock (HPS_DETERMINISTIC=1)\n"
@@ -237,7 +242,7 @@ static int spawn(struct child *c, char **argv, const char *self, const struct hp
 	int fds[2] = {-1, -1};
 	if (!pass_output && hpsi_outpipe_open(&fds[0], &fds[1], 1) != 0)
 		return -1;
-	char role[32], rank[32], job[96], host[96], ns[48], nw[48];
+	char role[32], rank[32], job[96], host[96], ns[48], nw[48], again[32];
 	snprintf(role, sizeof role, "HPS_ROLE=%s", c->role == HPS_ROLE_SERVER ? "server" : "worker");
 	snprintf(rank, sizeof rank, "HPS_RANK=%d", c->rank);
 	snprintf(job, sizeof job, "HPS_JOB_ID=%s", cfg->job);
@@ -246,8 +251,9 @@ static int spawn(struct child *c, char **argv, const char *self, const struct hp
 	snprintf(nw, sizeof nw, "HPS_NUM_WORKERS=%u", cfg->nworkers);
 	static const char *const bridge_drop[] = {"HPS_ROLE", "DMLC_ROLE", NULL};
 	static const char *const node_drop[] = {"HPS_ROLE", "HPS_RANK", "HPS_JOB_ID", "HPS_HOST",
-						"HPS_NUM_SERVERS", "HPS_NUM_WORKERS", NULL};
-	char *none[] = {NULL}, *node_add[] = {role, rank, job, host, ns, nw, NULL};
+						"HPS_NUM_SERVERS", "HPS_NUM_WORKERS", "HPS_RESTART", NULL};
+	snprintf(again, sizeof again, "HPS_RESTART=%d", c->restart);
+	char *none[] = {NULL}, *node_add[] = {role, rank, job, host, ns, nw, c->restart ? again : NULL, NULL};
 	/* The bridge and the built-in servers are named "hps bridge" and
 	 * "hps server" (as ps shows them), whichever program runs them. */
 	char *br[] = {(char *)self, "bridge", NULL}, *lean[] = {"hps", "server", NULL},
@@ -345,6 +351,10 @@ static int tracker;             /* --tracker: one process of a dmlc-core tracker
  * in all (-1: the default, 2 per server with replicas, none without). */
 static long restart_servers = -1;
 #define MAX_RESTARTS 64
+/* --restart-workers N: restarts of dead workers, in all (0: none). */
+static long restart_workers;
+/* Children of one host: its nodes, the bridge, and the restarts of both. */
+#define MAX_KIDS (HPSI_MAX_NODES + 1 + 2 * MAX_RESTARTS)
 
 /* --tracker: dmlc-core's tracker (and ps-lite's scripts) start every
  * process alone with DMLC_ROLE=scheduler|server|worker. The scheduler runs
@@ -456,6 +466,15 @@ static int parse_args(int argc, char **argv, int *self_serve, int *keep_going, i
 		}
 		if (strcmp(a, "--summary") == 0) {
 			want_summary = 1;
+			continue;
+		}
+		if (strcmp(a, "--restart-workers") == 0) {
+			char *end = NULL;
+			restart_workers = i + 1 < argc ? strtol(argv[++i], &end, 10) : -1;
+			if (!end || *end || end == argv[i] || restart_workers < 0 || restart_workers > MAX_RESTARTS) {
+				fprintf(stderr, "hps launch: --restart-workers needs a number from 0 to %d\n", MAX_RESTARTS);
+				return -2;
+			}
 			continue;
 		}
 		if (strcmp(a, "--restart-servers") == 0) {
@@ -572,6 +591,44 @@ static int wait_for_bridge(struct job *j, struct child *bridge, const struct hps
 
 static int launch_here(int self_serve, int keep_going, char **argv, int prog);
 
+/* --restart-workers: starts dead worker c again with its rank; 1 if it
+ * did. The node goes from DEAD to RESTARTING (release) before the count
+ * left drops (release): whoever reads the count first and then the state
+ * (hpsi_worker_state) never takes a worker that comes back for one that
+ * does not. The new process claims ALIVE over RESTARTING (hps_init). A
+ * worker that closed before it died, or a death while the job stops, is
+ * not restarted; nor once the count is spent: then the count is 0 and a
+ * death is final, as without the option. */
+static int restart_worker(struct job *j, const struct child *c, uint32_t node, long *left, const char *self,
+			  char **argv, const struct hpsi_config *cfg)
+{
+	struct hpsi_node *n = hpsi_seg_node(&j->seg, node);
+	uint32_t st = HPSI_NODE_DEAD;
+	if (j->stopping || *left <= 0 || j->n >= MAX_KIDS)
+		return 0;
+	if (!atomic_compare_exchange_strong_explicit(&n->state, &st, HPSI_NODE_RESTARTING, memory_order_acq_rel,
+						     memory_order_acquire) &&
+	    st != HPSI_NODE_RESTARTING) /* a restart that died before it joined */
+		return 0;
+	--*left;
+	atomic_store_explicit(&j->seg.hdr->worker_restarts, (uint32_t)*left, memory_order_release);
+	struct child *r = &j->kids[j->n];
+	*r = (struct child){.out.fd = -1, .role = HPS_ROLE_WORKER, .rank = c->rank,
+			    .restart = (int)(restart_workers - *left)};
+	if (spawn(r, argv, self, cfg) != 0) {
+		fprintf(stderr, "hps launch: cannot restart worker %d: %s\n", c->rank, strerror(errno));
+		*left = 0;
+		atomic_store_explicit(&j->seg.hdr->worker_restarts, 0, memory_order_release);
+		hpsi_node_mark_dead(&j->seg, node);
+		return 0;
+	}
+	j->n++;
+	fprintf(stderr, "hps launch: restarted worker %d (pid %d, restart %d; %ld more allowed): it resumes from its clock\n",
+		c->rank, (int)r->pid, r->restart, *left);
+	hpsi_wake_all(&j->seg);
+	return 1;
+}
+
 /* --summary: the job's counters, printed before its segment goes. */
 static void print_summary(const struct hpsi_seg *seg, int64_t started)
 {
@@ -597,6 +654,10 @@ int hpsi_cmd_launch(int argc, char **argv)
 		return 2;
 	}
 	hpsi_log_identity("launcher", -1, hpsi_setting("HOST")); /* --host may have named it */
+	if (restart_workers && (hosts_file || tracker || hpsi_setting("ROOT_URI"))) {
+		fprintf(stderr, "hps launch: --restart-workers works within one host only, not with --hosts, --tracker or HPS_ROOT_URI\n");
+		return 2;
+	}
 	if (tracker && (rc = tracker_role()))
 		return rc < 0 ? hpsi_cmd_scheduler(1, argv) : rc;
 	struct hpsi_lobby lobby = {.fd = -1};
@@ -649,7 +710,7 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 	find_server_prog(self);
 	struct job j = {.n = 0};
 	int64_t started = hpsi_now_ns();
-	j.kids = calloc(HPSI_MAX_NODES + 1 + MAX_RESTARTS, sizeof *j.kids);
+	j.kids = calloc(MAX_KIDS, sizeof *j.kids);
 	int failed = 0, code = 0;
 	struct child *bridge = NULL;
 	if (multi) {
@@ -680,6 +741,10 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 		return 128 + got_signal;
 	}
 	const struct hpsi_seg_hdr *hdr = j.seg.hdr;
+	/* relaxed: no process of the job runs yet; starting them orders this
+	 * before everything they do */
+	atomic_store_explicit(&j.seg.hdr->worker_restarts, (uint32_t)restart_workers, memory_order_relaxed);
+	long worker_restarts_left = restart_workers;
 	int first = j.n;
 	for (uint32_t r = hdr->srv_lo; r < hdr->srv_hi; r++)
 		j.kids[j.n++] = (struct child){.out.fd = -1, .role = HPS_ROLE_SERVER, .rank = (int)r};
@@ -704,8 +769,8 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 		restarts_left = MAX_RESTARTS;
 	int64_t drain_until = INT64_MAX; /* output of exited children's leftovers */
 	for (;;) {
-		struct pollfd pf[HPSI_MAX_NODES + 1 + MAX_RESTARTS];
-		int np = 0, map[HPSI_MAX_NODES + 1 + MAX_RESTARTS], running = 0;
+		struct pollfd pf[MAX_KIDS];
+		int np = 0, map[MAX_KIDS], running = 0;
 		for (int i = 0; i < j.n; i++) {
 			running += j.kids[i].running;
 			if (j.kids[i].out.fd >= 0) {
@@ -757,13 +822,18 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 						  WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
 				if (!ok)
 					hpsi_node_mark_dead(&j.seg, node);
+				if (!ok && c->role == HPS_ROLE_WORKER &&
+				    restart_worker(&j, c, node, &worker_restarts_left, self, argv + prog, &cfg)) {
+					nodes_left++;
+					continue;
+				}
 				if (c->role == HPS_ROLE_WORKER)
 					workers_left--;
 				if (!ok && c->role == HPS_ROLE_SERVER && every_range_served(&j)) {
 					describe(c);
 					fprintf(stderr, "hps launch: its key ranges are served by their backups (HPS_REPLICAS=%u); the job goes on\n",
 						j.seg.hdr->replicas);
-					if (!j.stopping && restarts_left > 0 && j.n < HPSI_MAX_NODES + 1 + MAX_RESTARTS) {
+					if (!j.stopping && restarts_left > 0 && j.n < MAX_KIDS) {
 						struct child *r = &j.kids[j.n];
 						*r = (struct child){.out.fd = -1, .role = HPS_ROLE_SERVER, .rank = c->rank};
 						if (spawn(r, self_serve ? argv + prog : NULL, self, &cfg) == 0) {

@@ -31,7 +31,10 @@ static int all_finished(struct server *sv)
 		if (sv->finished[wk])
 			continue;
 		uint32_t node = hpsi_worker_node(sv->seg, wk);
-		uint32_t st = probe ? hpsi_node_check(sv->seg, node) : hpsi_node_state(sv->seg, node);
+		/* A worker being restarted (RESTARTING) stays a member: its clock
+		 * holds pulls back until it returns, and its predecessor's
+		 * requests are served (runtime/client/rejoin.c). */
+		uint32_t st = hpsi_worker_state(sv->seg, node, probe);
 		/* A closed worker waited for all its answers: its rings are empty. */
 		int empty = 1;
 		for (uint32_t i = 0; i < sv->nranges; i++)

@@ -1,0 +1,335 @@
+/* Restarted workers (hps launch --restart-workers): a worker killed with
+ * SIGKILL at a random clock is started again with its rank, resumes from
+ * hps_resume_clock, and the job ends with exactly the sums of a run without
+ * the kill, the staleness bound holding at every pull (BSP and SSP(2)),
+ * also when it died in a barrier;
+ * the restarts are bounded; bad values and arguments are refused. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "runtime/client/ctx.h"
+#include "shm/segment.h"
+#include "tests/harness.h"
+
+#define NKEYS 16
+#define CLOCKS 2000 /* long enough for the kill to land before the end */
+#define NWORKERS 3
+#define BARRIER_EVERY 100 /* clocks between barriers, and one at the end */
+
+static char self_path[4096];
+static char out[1 << 17];
+
+/* What worker r pushes to key index k at clock c: small integers, so that
+ * every sum is exact in f32 and a push applied twice or lost shows. */
+static float value(int r, uint32_t c, int k)
+{
+	return (float)(r + 1 + (int)((c + (uint32_t)k) % 4));
+}
+
+/* sums[c][k]: what every worker pushed to key k at clocks below c */
+static double sums[CLOCKS + 1][NKEYS];
+
+static void fill_sums(void)
+{
+	for (int k = 0; k < NKEYS; k++)
+		for (uint32_t c = 0; c < CLOCKS; c++) {
+			sums[c + 1][k] = sums[c][k];
+			for (int r = 0; r < NWORKERS; r++)
+				sums[c + 1][k] += value(r, c, k);
+		}
+}
+
+/* The sum over every worker of their pushes to key k at clocks [0, upto). */
+static double pushed_before(int64_t upto, int k)
+{
+	return sums[upto < 0 ? 0 : upto > CLOCKS ? CLOCKS : upto][k];
+}
+
+/* The worker program: pull, check the staleness bound, push, clock, from
+ * the resume clock to CLOCKS; then a barrier, and rank 0 checks the sums.
+ * Deterministic from any clock, as a restarted program must be. */
+/* Worker 1 was restarted (its node's incarnation moved on). */
+static int worker1_restarted(void *ctx)
+{
+	const struct hps_ctx *c = ctx;
+	return atomic_load_explicit(&hpsi_seg_node(&c->seg, hpsi_worker_node(&c->seg, 1))->incarnation,
+				    memory_order_relaxed) > 0;
+}
+
+static int rejoin_worker(int staleness, uint32_t hold)
+{
+	hps_ctx *ctx;
+	hps_worker *w;
+	if (join_as_worker(&ctx, &w))
+		return 2;
+	uint32_t c0 = 99;
+	int rc = hps_resume_clock(ctx, &c0);
+	const char *again = getenv("HPS_RESTART");
+	if (rc || (!again && c0 != 0)) {
+		fprintf(stderr, "hps_resume_clock: %s, clock %u without a restart\n", hps_strerror(rc), c0);
+		return 3;
+	}
+	if (again)
+		printf("restart %s resumes from clock %u\n", again, c0);
+	fflush(stdout);
+	int rank = hps_rank(ctx);
+	if (hps_num_workers(ctx) != NWORKERS)
+		return 10;
+	fill_sums();
+	uint64_t keys[NKEYS];
+	float vals[NKEYS], got[NKEYS];
+	for (int k = 0; k < NKEYS; k++)
+		keys[k] = (uint64_t)k * 7 + 1;
+	for (uint32_t c = c0; c < CLOCKS; c++) {
+		/* what clock c does comes after its hps_clock: a restart at c
+		 * does it again, barrier included */
+		/* hold: the others come to that barrier only once worker 1 was
+		 * restarted, so that it dies inside it */
+		if (hold && c == hold * BARRIER_EVERY && rank != 1 && !poll_until(worker1_restarted, ctx, 20000))
+			return 11;
+		if (c > 0 && c % BARRIER_EVERY == 0 && (rc = hps_barrier(ctx))) {
+			fprintf(stderr, "barrier at clock %u: %s\n", c, hps_strerror(rc));
+			return 7;
+		}
+		if ((rc = hps_wait(w, hps_pull(w, keys, NKEYS, got, NULL)))) {
+			fprintf(stderr, "pull at clock %u: %s\n", c, hps_strerror(rc));
+			return 4;
+		}
+		for (int k = 0; k < NKEYS; k++) {
+			/* every push of clocks below c - s is in; none beyond c + s */
+			double lo = pushed_before((int64_t)c - staleness, k);
+			double hi = pushed_before((int64_t)c + staleness + 1, k);
+			if (got[k] < lo || got[k] > hi) {
+				fprintf(stderr, "clock %u key %d: pulled %.0f, outside [%.0f, %.0f]\n", c, k, got[k], lo, hi);
+				return 5;
+			}
+			vals[k] = value(rank, c, k);
+		}
+		if ((rc = hps_wait(w, hps_push(w, keys, NKEYS, vals, NULL))) || (rc = hps_clock(w))) {
+			fprintf(stderr, "push or clock at clock %u: %s\n", c, hps_strerror(rc));
+			return 6;
+		}
+	}
+	if ((rc = hps_barrier(ctx))) {
+		fprintf(stderr, "barrier: %s\n", hps_strerror(rc));
+		return 7;
+	}
+	if (rank == 0) {
+		if ((rc = hps_wait(w, hps_pull(w, keys, NKEYS, got, NULL))))
+			return 8;
+		for (int k = 0; k < NKEYS; k++)
+			if (got[k] != pushed_before(CLOCKS, k)) {
+				fprintf(stderr, "key %d: sum %.0f, want %.0f\n", k, got[k], pushed_before(CLOCKS, k));
+				return 9;
+			}
+		printf("sums exact\n");
+	}
+	hps_worker_close(w);
+	hps_finalize(ctx);
+	return 0;
+}
+
+struct watch {
+	const char *job;
+	struct hpsi_seg seg;
+	int attached;
+	uint32_t worker, incarnation, clock, barriers; /* wait for these */
+};
+
+/* The job's segment is there, and worker `worker` of incarnation
+ * `incarnation` runs at clock `clock` or later. */
+static int worker_reached(void *p)
+{
+	struct watch *a = p;
+	char path[256];
+	if (!a->attached && hpsi_seg_path(path, sizeof path, a->job, "testhost") == 0 && access(path, F_OK) == 0)
+		a->attached = hpsi_seg_attach(a->job, "testhost", &a->seg) == 0;
+	if (!a->attached)
+		return 0;
+	struct hpsi_node *n = hpsi_seg_node(&a->seg, hpsi_worker_node(&a->seg, a->worker));
+	return atomic_load_explicit(&n->state, memory_order_acquire) == HPSI_NODE_ALIVE &&
+	       atomic_load_explicit(&n->incarnation, memory_order_relaxed) == a->incarnation &&
+	       atomic_load_explicit(&n->clock_done, memory_order_relaxed) >= a->clock &&
+	       atomic_load_explicit(&n->barrier_arrived, memory_order_relaxed) >= a->barriers;
+}
+
+static void kill_worker(struct watch *a)
+{
+	pid_t pid = atomic_load_explicit(&hpsi_seg_node(&a->seg, hpsi_worker_node(&a->seg, a->worker))->pid,
+					 memory_order_relaxed);
+	CU_ASSERT(pid > 0);
+	if (pid > 0)
+		kill(pid, SIGKILL);
+}
+
+/* Runs the job of 2 servers and 3 workers; kills worker 1 `kills` times,
+ * the first time once it reached a random clock, each later one as soon
+ * as the restart joined. Returns the launcher's exit status; the output
+ * is in `out`. */
+static int run_job(const char *job, const char *staleness, int restarts, int kills, uint32_t kill_at,
+		   uint32_t kill_barriers, uint32_t hold)
+{
+	char log[128], cmd[8192];
+	snprintf(log, sizeof log, "/tmp/hps-rejoin-%d.log", (int)getpid());
+	snprintf(cmd, sizeof cmd,
+		 "exec %s launch -s 2 -w 3 --job %s --host testhost --heap-mb 16 --timeout-ms 20000 --staleness %s "
+		 "--restart-workers %d -- %s --rejoin-worker %s %u",
+		 hps_bin(), job, staleness, restarts, self_path, strcmp(staleness, "bsp") ? staleness : "0", hold);
+	pid_t pid = spawn_logged(log, "/bin/sh", cmd);
+	struct watch a = {.job = job, .worker = 1, .clock = kill_at, .barriers = kill_barriers};
+	for (int i = 0; i < kills; i++) {
+		a.incarnation = (uint32_t)i;
+		if (!poll_until(worker_reached, &a, 20000)) {
+			CU_FAIL("worker 1 did not reach the clock to kill it at");
+			break;
+		}
+		kill_worker(&a);
+		a.clock = a.barriers = 0;
+	}
+	int rc = finish_group(pid, 60000);
+	if (a.attached)
+		hpsi_seg_detach(&a.seg);
+	slurp_into(log, out, sizeof out);
+	unlink(log);
+	return rc;
+}
+
+/* Kills worker 1 once it reached clock `at` and arrived at `barriers`
+ * barriers; checks the restart and the exact sums. */
+static void check_restarted_job(const char *job, const char *staleness, uint32_t at, uint32_t barriers, uint32_t hold)
+{
+	int rc = run_job(job, staleness, 1, 1, at, barriers, hold);
+	CU_ASSERT_EQUAL(rc, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "[worker 0] sums exact"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps launch: restarted worker 1"));
+	const char *r = strstr(out, "[worker 1] restart 1 resumes from clock ");
+	CU_ASSERT_PTR_NOT_NULL(r);
+	unsigned resumed = 0;
+	if (r)
+		sscanf(r + strlen("[worker 1] restart 1 resumes from clock "), "%u", &resumed);
+	CU_ASSERT(resumed >= at && resumed <= CLOCKS); /* it was killed at that clock or later */
+	if (rc || !r || !strstr(out, "sums exact"))
+		fprintf(stderr, "killed at clock %u (%u barriers) or later:\n%s\n", at, barriers, out);
+}
+
+/* BSP: the others wait in their pulls for the restarted worker; exact sums. */
+static void test_rejoin_bsp_exact(void)
+{
+	check_restarted_job("rj1", "bsp", 5 + (uint32_t)(rand() % 400), 0, 0);
+}
+
+/* SSP(2): the same, and no pull reads beyond the bound meanwhile. */
+static void test_rejoin_ssp_exact(void)
+{
+	check_restarted_job("rj2", "2", 5 + (uint32_t)(rand() % 400), 0, 0);
+}
+
+/* Killed inside a barrier (the others come to it only after the restart):
+ * the restart replays that barrier without arriving twice, and the
+ * others' barrier neither fails nor hangs. */
+static void test_rejoin_in_barrier(void)
+{
+	uint32_t b = 1 + (uint32_t)(rand() % 5);
+	check_restarted_job("rj5", "bsp", 0, b, b);
+}
+
+/* --restart-workers 1: a second death of the same worker is final, as
+ * without the option: the job stops and fails. */
+static void test_rejoin_bounded(void)
+{
+	int rc = run_job("rj3", "bsp", 1, 2, 3, 0, 0);
+	CU_ASSERT(rc != 0 && rc != -1);
+	const char *first = strstr(out, "hps launch: restarted worker 1");
+	CU_ASSERT_PTR_NOT_NULL(first);
+	CU_ASSERT(first && !strstr(first + 1, "hps launch: restarted worker 1"));
+	CU_ASSERT_PTR_NULL(strstr(out, "sums exact"));
+}
+
+static int run_quiet(const char *cmd)
+{
+	char log[128];
+	snprintf(log, sizeof log, "/tmp/hps-rejoin-%d.err", (int)getpid());
+	int rc = finish_group(spawn_logged(log, "/bin/sh", cmd), 20000);
+	slurp_into(log, out, sizeof out);
+	unlink(log);
+	return rc;
+}
+
+/* Values out of range, or not numbers, and restarts across hosts are
+ * refused with one line before anything starts. */
+static void test_rejoin_bad_values(void)
+{
+	static const char *const bad[] = {"-1", "65", "x", "1x", ""};
+	char cmd[512];
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		snprintf(cmd, sizeof cmd, "%s launch --job rj4 --host testhost --restart-workers '%s' -- true", hps_bin(),
+			 bad[i]);
+		CU_ASSERT_EQUAL(run_quiet(cmd), 2);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps launch: --restart-workers needs a number from 0 to 64\n"));
+	}
+	snprintf(cmd, sizeof cmd, "%s launch --job rj4 --host testhost --restart-workers", hps_bin());
+	CU_ASSERT_EQUAL(run_quiet(cmd), 2);
+	snprintf(cmd, sizeof cmd, "%s launch --restart-workers 1 --hosts /nonexistent -- true", hps_bin());
+	CU_ASSERT_EQUAL(run_quiet(cmd), 2);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps launch: --restart-workers works within one host only"));
+	snprintf(cmd, sizeof cmd, "%s launch --help", hps_bin());
+	CU_ASSERT_EQUAL(run_quiet(cmd), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "--restart-workers N"));
+}
+
+static int resume_args(hps_ctx *ctx, hps_worker *w, void *arg)
+{
+	(void)w, (void)arg;
+	uint32_t c = 7;
+	if (hps_resume_clock(NULL, &c) != HPS_EINVAL || hps_resume_clock(ctx, NULL) != HPS_EINVAL)
+		return 1;
+	if (hps_resume_clock(ctx, &c) != 0 || c != 0) /* no restart */
+		return 2;
+	return 0;
+}
+
+/* hps_resume_clock: 0 for a worker that is no restart; a NULL ctx or
+ * clock, a server's ctx and a finalized ctx are refused. */
+static void test_rejoin_resume_clock_args(void)
+{
+	struct job j;
+	CU_ASSERT_EQUAL_FATAL(job_start(&j, 1, 1, NULL), 0);
+	pid_t p = job_fork_worker(&j, 0, 1, resume_args, NULL);
+	CU_ASSERT_EQUAL(wait_exit(p, 20000), 0);
+	CU_ASSERT_EQUAL(job_stop(&j), 0);
+	/* a server's ctx, then the same once finalized */
+	CU_ASSERT_EQUAL_FATAL(job_start(&j, 1, 1, &(struct job_opts){.no_servers = 1}), 0);
+	job_env(&j, "server", 0);
+	hps_ctx *ctx;
+	uint32_t c;
+	CU_ASSERT_EQUAL_FATAL(hps_init(&ctx, NULL, NULL), 0);
+	CU_ASSERT_EQUAL(hps_resume_clock(ctx, &c), HPS_EINVAL);
+	hps_finalize(ctx);
+	CU_ASSERT_EQUAL(hps_resume_clock(ctx, &c), HPS_ECLOSED);
+	CU_ASSERT_EQUAL(job_stop(&j), 0);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 4 && strcmp(argv[1], "--rejoin-worker") == 0)
+		return rejoin_worker(atoi(argv[2]), (uint32_t)atoi(argv[3]));
+	ssize_t sl = readlink("/proc/self/exe", self_path, sizeof self_path - 1);
+	self_path[sl > 0 ? sl : 0] = 0;
+	unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
+	printf("seed %u\n", seed);
+	srand(seed);
+	static const struct test_case cases[] = {
+		{"test_rejoin_bsp_exact", test_rejoin_bsp_exact},
+		{"test_rejoin_ssp_exact", test_rejoin_ssp_exact},
+		{"test_rejoin_in_barrier", test_rejoin_in_barrier},
+		{"test_rejoin_bounded", test_rejoin_bounded},
+		{"test_rejoin_bad_values", test_rejoin_bad_values},
+		{"test_rejoin_resume_clock_args", test_rejoin_resume_clock_args},
+		{NULL, NULL},
+	};
+	return run_suite("rejoin", cases);
+}
