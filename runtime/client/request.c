@@ -129,8 +129,11 @@ static int split_call(hps_worker *w, struct call *c)
 	uint32_t count[HPSI_MAX_NODES] = {0}, start[HPSI_MAX_NODES];
 	if (!owner)
 		return HPS_ENOMEM;
+	/* hpsi_route_key of hashed keys, with the table read once: stores
+	 * to owner[] may alias the header, so the compiler would reload it */
+	const uint16_t *slots = hpsi_seg_slots(seg);
 	for (size_t i = 0; i < c->n; i++)
-		count[owner[i] = hpsi_route_key(seg, c->keys[i])]++;
+		count[owner[i] = slots[hpsi_key_slot(c->keys[i])]]++;
 	c->nparts = 0;
 	for (uint32_t s = 0, at = 0; s < S; s++) {
 		start[s] = at;
