@@ -44,16 +44,26 @@ uint32_t hpsi_node_check(struct hpsi_seg *seg, uint32_t id)
 	uint64_t birth = atomic_load_explicit(&n->birth, memory_order_relaxed);
 	if (hpsi_proc_alive(pid, birth))
 		return st;
-	/* Re-read: it may have closed cleanly just before exiting. */
+	/* Re-read: it may have closed cleanly just before exiting, or have
+	 * been replaced meanwhile: a restarted worker (or a replacement
+	 * server) stores its own pid before its release of ALIVE/JOINING, so
+	 * an acquired ALIVE that still goes with the dead pid is the dead
+	 * process's. Only that state is marked dead (one CAS from it): a
+	 * RESTARTING node, or one a new process claimed since, is not ours to
+	 * mark. (A whole restart between the pid load and the CAS would still
+	 * pass: the state and the pid are two words.) */
 	st = atomic_load_explicit(&n->state, memory_order_acquire);
-	if (st == HPSI_NODE_ALIVE || st == HPSI_NODE_JOINING) {
+	if ((st == HPSI_NODE_ALIVE || st == HPSI_NODE_JOINING) &&
+	    atomic_load_explicit(&n->pid, memory_order_relaxed) == pid) {
 		uint32_t ns = seg->hdr->nservers;
 		hpsi_warn("%s %u (node %u, pid %d) died: marked dead; what waits only for it fails", id < ns ? "server" : "worker",
 			  id < ns ? id : id - ns, id, (int)pid);
-		hpsi_node_mark_dead(seg, id);
-		st = atomic_load_explicit(&n->state, memory_order_acquire);
+		/* acq_rel: as every state change (struct hpsi_node) */
+		atomic_compare_exchange_strong_explicit(&n->state, &st, HPSI_NODE_DEAD, memory_order_acq_rel,
+							memory_order_acquire);
+		hpsi_wake_all(seg);
 	}
-	return st;
+	return atomic_load_explicit(&n->state, memory_order_acquire);
 }
 
 uint32_t hpsi_worker_state(struct hpsi_seg *seg, uint32_t id, int probe)

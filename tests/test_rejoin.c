@@ -2,7 +2,9 @@
  * SIGKILL at a random clock is started again with its rank, resumes from
  * hps_resume_clock, and the job ends with exactly the sums of a run without
  * the kill, the staleness bound holding at every pull (BSP and SSP(2)),
- * also when it died in a barrier;
+ * also when it died in a barrier, with replicated key ranges, and with a
+ * server killed at the same time; under deterministic BSP, Adam's model
+ * is bit for bit that of a run without the kill;
  * the restarts are bounded; bad values and arguments are refused. */
 #include <signal.h>
 #include <stdio.h>
@@ -60,7 +62,16 @@ static int worker1_restarted(void *ctx)
 				    memory_order_relaxed) > 0;
 }
 
-static int rejoin_worker(int staleness, uint32_t hold)
+/* Worker 1's first incarnation kills itself once its push of clock
+ * `die_at` was answered (0: never): the restart replays a push that every
+ * server applied already. */
+static void maybe_die(int rank, uint32_t c, uint32_t die_at)
+{
+	if (die_at && rank == 1 && c == die_at && !getenv("HPS_RESTART"))
+		raise(SIGKILL);
+}
+
+static int rejoin_worker(int staleness, uint32_t hold, uint32_t die_at)
 {
 	hps_ctx *ctx;
 	hps_worker *w;
@@ -109,8 +120,13 @@ static int rejoin_worker(int staleness, uint32_t hold)
 			}
 			vals[k] = value(rank, c, k);
 		}
-		if ((rc = hps_wait(w, hps_push(w, keys, NKEYS, vals, NULL))) || (rc = hps_clock(w))) {
-			fprintf(stderr, "push or clock at clock %u: %s\n", c, hps_strerror(rc));
+		if ((rc = hps_wait(w, hps_push(w, keys, NKEYS, vals, NULL)))) {
+			fprintf(stderr, "push at clock %u: %s\n", c, hps_strerror(rc));
+			return 6;
+		}
+		maybe_die(rank, c, die_at);
+		if ((rc = hps_clock(w))) {
+			fprintf(stderr, "clock %u: %s\n", c, hps_strerror(rc));
 			return 6;
 		}
 	}
@@ -127,6 +143,52 @@ static int rejoin_worker(int staleness, uint32_t hold)
 				return 9;
 			}
 		printf("sums exact\n");
+	}
+	hps_worker_close(w);
+	hps_finalize(ctx);
+	return 0;
+}
+
+/* Deterministic BSP with Adam on the servers (as test_replica.c's
+ * adam_worker): pull, a gradient from the pulled values, push, clock,
+ * from the resume clock; rank 0 writes the final model to `path`. Each
+ * key's gradient depends on that key's pulled value only: a replayed
+ * clock whose push some server had applied already reads that server's
+ * keys one clock ahead, but pushes nothing new to them (ARCHITECTURE.md,
+ * "Restarted workers"). */
+static int adam_worker(const char *path, uint32_t die_at)
+{
+	hps_ctx *ctx;
+	hps_worker *w;
+	uint32_t c0;
+	if (join_as_worker(&ctx, &w) || hps_resume_clock(ctx, &c0))
+		return 2;
+	if (getenv("HPS_RESTART"))
+		printf("restart %s resumes from clock %u\n", getenv("HPS_RESTART"), c0);
+	fflush(stdout);
+	int rank = hps_rank(ctx), rc;
+	uint64_t keys[NKEYS];
+	float got[NKEYS], grad[NKEYS];
+	for (int k = 0; k < NKEYS; k++)
+		keys[k] = (uint64_t)k * 7 + 1;
+	for (uint32_t c = c0; c < CLOCKS; c++) {
+		if ((rc = hps_wait(w, hps_pull(w, keys, NKEYS, got, NULL))))
+			return 4;
+		for (int k = 0; k < NKEYS; k++)
+			grad[k] = 0.25f * (got[k] - (float)(k % 5)) + 0.01f * (float)rank;
+		if ((rc = hps_wait(w, hps_push(w, keys, NKEYS, grad, NULL))))
+			return 6;
+		maybe_die(rank, c, die_at);
+		if ((rc = hps_clock(w)))
+			return 6;
+	}
+	if ((rc = hps_barrier(ctx)) || (rc = hps_wait(w, hps_pull(w, keys, NKEYS, got, NULL))))
+		return 7;
+	if (rank == 0) {
+		FILE *f = fopen(path, "wb");
+		if (!f || fwrite(got, sizeof got, 1, f) != 1)
+			return 8;
+		fclose(f);
 	}
 	hps_worker_close(w);
 	hps_finalize(ctx);
@@ -166,22 +228,33 @@ static void kill_worker(struct watch *a)
 		kill(pid, SIGKILL);
 }
 
-/* Runs the job of 2 servers and 3 workers; kills worker 1 `kills` times,
- * the first time once it reached a random clock, each later one as soon
- * as the restart joined. Returns the launcher's exit status; the output
- * is in `out`. */
-static int run_job(const char *job, const char *staleness, int restarts, int kills, uint32_t kill_at,
-		   uint32_t kill_barriers, uint32_t hold)
+/* A job under hps launch, with 3 workers: `opts` (servers, replicas,
+ * ...) and the worker program's arguments `prog`. */
+struct spec {
+	const char *job, *opts, *prog;
+	int restarts, kills; /* kills of worker 1 */
+	uint32_t kill_at, kill_barriers;
+	/* killed once worker 1's restart (incarnation 1) reached clock
+	 * server_at; -1: none */
+	int kill_server;
+	uint32_t server_at;
+};
+
+/* Runs the job; kills worker 1 `kills` times, the first time once it
+ * reached clock kill_at and kill_barriers barriers, each later one as
+ * soon as the restart joined. Returns the launcher's exit status; the
+ * output is in `out`. */
+static int run_spec(const struct spec *sp)
 {
 	char log[128], cmd[8192];
 	snprintf(log, sizeof log, "/tmp/hps-rejoin-%d.log", (int)getpid());
 	snprintf(cmd, sizeof cmd,
-		 "exec %s launch -s 2 -w 3 --job %s --host testhost --heap-mb 16 --timeout-ms 20000 --staleness %s "
-		 "--restart-workers %d -- %s --rejoin-worker %s %u",
-		 hps_bin(), job, staleness, restarts, self_path, strcmp(staleness, "bsp") ? staleness : "0", hold);
+		 "exec %s launch %s -w 3 --job %s --host testhost --heap-mb 16 --timeout-ms 20000 "
+		 "--restart-workers %d -- %s %s",
+		 hps_bin(), sp->opts, sp->job, sp->restarts, self_path, sp->prog);
 	pid_t pid = spawn_logged(log, "/bin/sh", cmd);
-	struct watch a = {.job = job, .worker = 1, .clock = kill_at, .barriers = kill_barriers};
-	for (int i = 0; i < kills; i++) {
+	struct watch a = {.job = sp->job, .worker = 1, .clock = sp->kill_at, .barriers = sp->kill_barriers};
+	for (int i = 0; i < sp->kills; i++) {
 		a.incarnation = (uint32_t)i;
 		if (!poll_until(worker_reached, &a, 20000)) {
 			CU_FAIL("worker 1 did not reach the clock to kill it at");
@@ -189,6 +262,17 @@ static int run_job(const char *job, const char *staleness, int restarts, int kil
 		}
 		kill_worker(&a);
 		a.clock = a.barriers = 0;
+	}
+	a.incarnation = 1;
+	a.clock = sp->server_at;
+	if (sp->kill_server >= 0 && !poll_until(worker_reached, &a, 20000)) {
+		CU_FAIL("worker 1's restart did not reach the clock to kill the server at");
+	} else if (sp->kill_server >= 0) {
+		pid_t spid = atomic_load_explicit(&hpsi_seg_node(&a.seg, (uint32_t)sp->kill_server)->pid,
+						  memory_order_relaxed);
+		CU_ASSERT(spid > 0);
+		if (spid > 0)
+			kill(spid, SIGKILL);
 	}
 	int rc = finish_group(pid, 60000);
 	if (a.attached)
@@ -198,13 +282,20 @@ static int run_job(const char *job, const char *staleness, int restarts, int kil
 	return rc;
 }
 
-/* Kills worker 1 once it reached clock `at` and arrived at `barriers`
- * barriers; checks the restart and the exact sums. */
-static void check_restarted_job(const char *job, const char *staleness, uint32_t at, uint32_t barriers, uint32_t hold)
+/* The job of 2 servers and 3 workers running rejoin_worker. */
+static int run_job(const char *job, const char *staleness, int restarts, int kills, uint32_t kill_at,
+		   uint32_t kill_barriers, uint32_t hold)
 {
-	int rc = run_job(job, staleness, 1, 1, at, barriers, hold);
-	CU_ASSERT_EQUAL(rc, 0);
-	CU_ASSERT_PTR_NOT_NULL(strstr(out, "[worker 0] sums exact"));
+	char opts[64], prog[64];
+	snprintf(opts, sizeof opts, "-s 2 --staleness %s", staleness);
+	snprintf(prog, sizeof prog, "--rejoin-worker %s %u 0", strcmp(staleness, "bsp") ? staleness : "0", hold);
+	struct spec sp = {job, opts, prog, restarts, kills, kill_at, kill_barriers, -1, 0};
+	return run_spec(&sp);
+}
+
+/* Worker 1 was restarted once, from clock `at` or later. */
+static void check_restart_line(uint32_t at)
+{
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps launch: restarted worker 1"));
 	const char *r = strstr(out, "[worker 1] restart 1 resumes from clock ");
 	CU_ASSERT_PTR_NOT_NULL(r);
@@ -212,7 +303,17 @@ static void check_restarted_job(const char *job, const char *staleness, uint32_t
 	if (r)
 		sscanf(r + strlen("[worker 1] restart 1 resumes from clock "), "%u", &resumed);
 	CU_ASSERT(resumed >= at && resumed <= CLOCKS); /* it was killed at that clock or later */
-	if (rc || !r || !strstr(out, "sums exact"))
+}
+
+/* Kills worker 1 once it reached clock `at` and arrived at `barriers`
+ * barriers; checks the restart and the exact sums. */
+static void check_restarted_job(const char *job, const char *staleness, uint32_t at, uint32_t barriers, uint32_t hold)
+{
+	int rc = run_job(job, staleness, 1, 1, at, barriers, hold);
+	CU_ASSERT_EQUAL(rc, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "[worker 0] sums exact"));
+	check_restart_line(at);
+	if (rc || !strstr(out, "sums exact"))
 		fprintf(stderr, "killed at clock %u (%u barriers) or later:\n%s\n", at, barriers, out);
 }
 
@@ -235,6 +336,79 @@ static void test_rejoin_in_barrier(void)
 {
 	uint32_t b = 1 + (uint32_t)(rand() % 5);
 	check_restarted_job("rj5", "bsp", 0, b, b);
+}
+
+/* Replicated key ranges (3 servers, 1 backup each), BSP: worker 1 killed
+ * at a random clock and restarted: exact sums. */
+static void test_rejoin_replicas_exact(void)
+{
+	uint32_t at = 5 + (uint32_t)(rand() % 400);
+	struct spec sp = {"rj6", "-s 3 --replicas 1 --staleness bsp", "--rejoin-worker 0 0 0", 1, 1, at, 0, -1, 0};
+	int rc = run_spec(&sp);
+	CU_ASSERT_EQUAL(rc, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "[worker 0] sums exact"));
+	check_restart_line(at);
+	if (rc || !strstr(out, "sums exact"))
+		fprintf(stderr, "killed at clock %u or later:\n%s\n", at, out);
+}
+
+/* The same, worker 1 dying just after its push of a random clock was
+ * answered (so that the restart replays a push every primary applied and
+ * forwarded), and server 1 killed once the restart is 20 clocks further:
+ * its backups, which were forwarded the replayed push too and must have
+ * skipped it, take its ranges over. Exact sums. */
+static void test_rejoin_replicas_server_killed_too(void)
+{
+	uint32_t at = 5 + (uint32_t)(rand() % 400);
+	char prog[64];
+	snprintf(prog, sizeof prog, "--rejoin-worker 0 0 %u", at);
+	struct spec sp = {"rj7", "-s 3 --replicas 1 --staleness bsp", prog, 1, 0, 0, 0, 1, at + 20};
+	int rc = run_spec(&sp);
+	CU_ASSERT_EQUAL(rc, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "[worker 0] sums exact"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps launch: started a replacement for server 1"));
+	check_restart_line(at);
+	if (rc || !strstr(out, "sums exact"))
+		fprintf(stderr, "died after its push of clock %u:\n%s\n", at, out);
+}
+
+/* Runs rejoin's Adam job; 1 if it succeeded and its model went to m. */
+static int adam_run(const struct spec *sp0, uint32_t die_at, float *m)
+{
+	char path[64], prog[128];
+	snprintf(path, sizeof path, "/tmp/hps_rj_adam_%d", (int)getpid());
+	snprintf(prog, sizeof prog, "--adam-worker %s %u", path, die_at);
+	struct spec sp = *sp0;
+	sp.prog = prog;
+	int rc = run_spec(&sp);
+	FILE *f = fopen(path, "rb");
+	int ok = !rc && f && fread(m, sizeof(float) * NKEYS, 1, f) == 1;
+	if (f)
+		fclose(f);
+	unlink(path);
+	if (!ok)
+		fprintf(stderr, "adam run (kill at %u, death after push %u) failed (%d):\n%s\n", sp.kill_at, die_at, rc,
+			out);
+	return ok;
+}
+
+/* Adam under --deterministic (with replicas): runs with worker 1 killed at
+ * a random clock, and dying just after its push of a random clock, end
+ * with the model of a run without a death, bit for bit. */
+static void test_rejoin_deterministic_adam_bit_identical(void)
+{
+	const char *opts = "-s 3 --replicas 1 --staleness bsp --deterministic --updater adam:lr=0.05";
+	uint32_t at = 5 + (uint32_t)(rand() % 400), die_at = 5 + (uint32_t)(rand() % 400);
+	float clean[NKEYS], killed[NKEYS], died[NKEYS];
+	struct spec sp = {"rj8", opts, NULL, 1, 0, 0, 0, -1, 0};
+	CU_ASSERT_FATAL(adam_run(&sp, 0, clean));
+	sp.kills = 1;
+	sp.kill_at = at;
+	CU_ASSERT(adam_run(&sp, 0, killed) && memcmp(clean, killed, sizeof clean) == 0);
+	check_restart_line(at);
+	sp.kills = 0;
+	CU_ASSERT(adam_run(&sp, die_at, died) && memcmp(clean, died, sizeof clean) == 0);
+	check_restart_line(die_at);
 }
 
 /* --restart-workers 1: a second death of the same worker is final, as
@@ -315,8 +489,10 @@ static void test_rejoin_resume_clock_args(void)
 
 int main(int argc, char **argv)
 {
-	if (argc == 4 && strcmp(argv[1], "--rejoin-worker") == 0)
-		return rejoin_worker(atoi(argv[2]), (uint32_t)atoi(argv[3]));
+	if (argc == 4 && strcmp(argv[1], "--adam-worker") == 0)
+		return adam_worker(argv[2], (uint32_t)atoi(argv[3]));
+	if (argc == 5 && strcmp(argv[1], "--rejoin-worker") == 0)
+		return rejoin_worker(atoi(argv[2]), (uint32_t)atoi(argv[3]), (uint32_t)atoi(argv[4]));
 	ssize_t sl = readlink("/proc/self/exe", self_path, sizeof self_path - 1);
 	self_path[sl > 0 ? sl : 0] = 0;
 	unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
@@ -326,6 +502,9 @@ int main(int argc, char **argv)
 		{"test_rejoin_bsp_exact", test_rejoin_bsp_exact},
 		{"test_rejoin_ssp_exact", test_rejoin_ssp_exact},
 		{"test_rejoin_in_barrier", test_rejoin_in_barrier},
+		{"test_rejoin_replicas_exact", test_rejoin_replicas_exact},
+		{"test_rejoin_replicas_server_killed_too", test_rejoin_replicas_server_killed_too},
+		{"test_rejoin_deterministic_adam_bit_identical", test_rejoin_deterministic_adam_bit_identical},
 		{"test_rejoin_bounded", test_rejoin_bounded},
 		{"test_rejoin_bad_values", test_rejoin_bad_values},
 		{"test_rejoin_resume_clock_args", test_rejoin_resume_clock_args},

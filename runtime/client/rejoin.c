@@ -8,6 +8,8 @@
  * runtime/server/serve.h). */
 #include "runtime/client/rejoin.h"
 
+#include <stdlib.h>
+
 #include "net/route.h"
 #include "runtime/client/ctx.h"
 #include "runtime/client/worker.h"
@@ -35,6 +37,7 @@ void hpsi_rejoin_claim(struct hps_ctx *c)
 
 struct drain_arg {
 	struct hps_worker *w;
+	uint32_t *fwd_tail; /* per server pair: what a backup must consume */
 };
 
 /* 1 once every request ring of this rank is consumed up to what the
@@ -66,21 +69,76 @@ static int drained(void *p)
 	return all;
 }
 
-int hpsi_rejoin_drain(struct hps_worker *w)
+/* With replicas, a backup reads a forwarded push's keys and values in
+ * the worker's heap slice (replica.c), after the primary released the
+ * request. So once the request rings are consumed, every forward ring
+ * between two local servers must be consumed up to the tail it had then:
+ * the primaries published those forwards before they released the heads
+ * that drained() acquired, so that tail covers every forward of the
+ * predecessor's pushes. (It covers later forwards of other workers too:
+ * a bounded extra wait, not worth telling them apart.) */
+static void fwd_snapshot(struct drain_arg *a)
 {
-	struct drain_arg a = {w};
-	int64_t deadline = hpsi_now_ns() + w->ctx->timeout_ns;
-	while (!drained(&a)) {
+	struct hpsi_seg *seg = a->w->seg;
+	uint32_t n = a->w->nservers;
+	for (uint32_t f = 0; f < n; f++)
+		for (uint32_t b = 0; b < n; b++)
+			/* acquire: pairs with the primary's release of its tail */
+			a->fwd_tail[f * n + b] =
+				f == b ? 0 : atomic_load_explicit(&hpsi_seg_fwd_ring(seg, f, b)->tail, memory_order_acquire);
+}
+
+/* 1 once every live local backup consumed its forward rings up to the
+ * snapshot; drops answers (its acknowledgements) as drained() does. */
+static int fwd_drained(void *p)
+{
+	struct drain_arg *a = p;
+	struct hpsi_seg *seg = a->w->seg;
+	uint32_t n = a->w->nservers;
+	drained(a); /* drops the answers that came meanwhile */
+	for (uint32_t f = 0; f < n; f++)
+		for (uint32_t b = 0; b < n; b++) {
+			if (f == b || !hpsi_node_local(seg, b) || hpsi_server_gone(seg, b))
+				continue; /* a dead backup reads nothing; a replacement copies */
+			/* acquire: pairs with the backup's release of the head,
+			 * made after it applied (read) those forwards */
+			uint32_t head = atomic_load_explicit(&hpsi_seg_fwd_ring(seg, f, b)->head, memory_order_acquire);
+			if ((int32_t)(head - a->fwd_tail[f * n + b]) < 0)
+				return 0;
+		}
+	return 1;
+}
+
+/* Sleeps on the bell until done(a) or the request timeout. */
+static int drain_until(struct hps_worker *w, int (*done)(void *), struct drain_arg *a, int64_t deadline)
+{
+	while (!done(a)) {
 		int64_t left = deadline - hpsi_now_ns();
 		if (left <= 0) {
 			hpsi_error("restarted worker %u: the servers did not consume its predecessor's requests within HPS_TIMEOUT_MS",
 				   w->rank);
 			return HPS_ETIMEDOUT;
 		}
-		/* servers ring this worker's bell after each batch they serve */
-		hpsi_bell_sleep(w->bell, drained, &a, left < DRAIN_SLICE_NS ? left : DRAIN_SLICE_NS);
+		/* servers ring this worker's bell after each batch they serve;
+		 * backups do not: the slice bounds that wait */
+		hpsi_bell_sleep(w->bell, done, a, left < DRAIN_SLICE_NS ? left : DRAIN_SLICE_NS);
 	}
 	return 0;
+}
+
+int hpsi_rejoin_drain(struct hps_worker *w)
+{
+	struct drain_arg a = {w, NULL};
+	int64_t deadline = hpsi_now_ns() + w->ctx->timeout_ns;
+	int rc = drain_until(w, drained, &a, deadline);
+	if (rc || !w->seg->hdr->replicas)
+		return rc;
+	if (!(a.fwd_tail = calloc((size_t)w->nservers * w->nservers, sizeof *a.fwd_tail)))
+		return HPS_ENOMEM;
+	fwd_snapshot(&a);
+	rc = drain_until(w, fwd_drained, &a, deadline);
+	free(a.fwd_tail);
+	return rc;
 }
 
 int hps_resume_clock(hps_ctx *c, uint32_t *clock)

@@ -15,8 +15,10 @@ void hpsi_rejoin_claim(struct hps_ctx *c);
 
 /* In hps_worker_open of a restarted worker, with the rings attached and
  * before the heap is built: waits (up to HPS_TIMEOUT_MS) until the servers
- * consumed every request the predecessor published, dropping the answers
- * meant for it; then nothing reads or writes its heap slice any more.
+ * consumed every request the predecessor published, and with replicas
+ * until the backups consumed what the primaries forwarded of them (they
+ * read pushes' bodies in the heap slice), dropping the answers meant for
+ * it; then nothing reads or writes its heap slice any more.
  * 0, or HPS_ETIMEDOUT. */
 int hpsi_rejoin_drain(struct hps_worker *w);
 
