@@ -27,6 +27,10 @@ static int all_finished(struct server *sv)
 {
 	int all = 1;
 	int probe = hpsi_probe_due(sv->seg, HPSI_PROBE_WORKERS, sv->probe_ns);
+	if (sv->any_vacant) { /* a worker that claimed a rank is waited for */
+		hpsi_members_look(sv);
+		all = !sv->join_pending;
+	}
 	for (uint32_t wk = 0; wk < sv->nworkers; wk++) {
 		if (sv->finished[wk])
 			continue;
