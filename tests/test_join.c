@@ -205,6 +205,15 @@ static int members_at(void *p)
 	return 1;
 }
 
+static const char *launcher_log;
+
+/* The launcher started the scale's worker (it says so in its log). */
+static int scale_started(void *unused)
+{
+	(void)unused;
+	return strstr(slurp_into(launcher_log, out, sizeof out), "hps launch: hps scale: started") != NULL;
+}
+
 static int scale_running(void *p)
 {
 	struct watch *a = p;
@@ -327,6 +336,9 @@ static void test_join_scale_refusals(void)
 	CU_ASSERT(poll_until(scale_running, &a, 30000));
 	CU_ASSERT_EQUAL(run_cmd(cmd + 5, out2, sizeof out2), 1);
 	CU_ASSERT_STRING_EQUAL(out2, "hps scale: a scale of job jr is running\n");
+	/* the members end once go is there: the launcher counts them first */
+	launcher_log = log;
+	CU_ASSERT(poll_until(scale_started, NULL, 30000));
 	int fd = open(go, O_CREAT | O_WRONLY, 0600);
 	CU_ASSERT(fd >= 0);
 	if (fd >= 0)
@@ -343,6 +355,8 @@ static void test_join_scale_refusals(void)
 		hpsi_seg_detach(&a.seg);
 	slurp_into(log, out, sizeof out);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps launch: hps scale: started 1 more worker (2 to 3)"));
+	if (src)
+		fprintf(stderr, "launcher:\n%s\n", out);
 	unlink(log);
 	unlink(go);
 }

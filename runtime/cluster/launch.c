@@ -607,7 +607,8 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog);
  * scale_req, answered from the launcher's loop. A request starts the
  * copies of the worker program that make N members (HPS_JOIN=1: each
  * takes a free rank); it ends, with the release of 0, once each copy
- * joined or ended. Returns the workers started (for workers_left). */
+ * joined or ended (a job that stops starts none). Returns the workers
+ * started (for workers_left). */
 struct scaling {
 	int first, n; /* the copies of the running request: kids [first, first + n) */
 };
@@ -850,7 +851,7 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 	int64_t drain_until = INT64_MAX; /* output of exited children's leftovers */
 	struct scaling scaling = {0, 0};
 	for (;;) {
-		if (!multi && !j.stopping && hdr->launched_workers < hdr->nworkers) {
+		if (!multi && hdr->launched_workers < hdr->nworkers) {
 			int more = serve_scale(&j, &scaling, self, argv + prog, &cfg);
 			workers_left += more, nodes_left += more;
 		}

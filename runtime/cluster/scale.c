@@ -74,6 +74,10 @@ static int scale_workers(struct hpsi_seg *seg, uint32_t want)
 	int64_t deadline = hpsi_now_ns() + h->timeout_ms * 1000000;
 	/* acquire: pairs with the launcher's release of 0, after the copies joined */
 	while (atomic_load_explicit(&seg->hdr->scale_req, memory_order_acquire) != 0) {
+		if (!hpsi_proc_alive(h->creator_pid, h->creator_birth)) {
+			fprintf(stderr, "hps scale: job %s ended before its new workers joined\n", h->job);
+			return 1;
+		}
 		if (hpsi_now_ns() > deadline) {
 			fprintf(stderr, "hps scale: the new workers of job %s did not join within HPS_TIMEOUT_MS\n", h->job);
 			return 1;
