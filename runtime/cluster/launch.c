@@ -322,6 +322,8 @@ static void describe(const struct child *c)
 	char who[32];
 	if (c->role == ROLE_BRIDGE)
 		snprintf(who, sizeof who, "the bridge");
+	else if (c->join && c->rank < 0)
+		snprintf(who, sizeof who, "a joining worker");
 	else
 		snprintf(who, sizeof who, "%s %d", c->role == HPS_ROLE_SERVER ? "server" : "worker", c->rank);
 	if (WIFEXITED(c->status))
