@@ -4,7 +4,8 @@
  * every pull of every worker stays within the staleness bound, the first
  * barrier of the joiner is the members' next one, and the final sums are
  * exact with the joiner's pushes. Then the refusals of hps scale and
- * HPS_JOIN, and a job without --max-workers as before. */
+ * HPS_JOIN, scales whose worker fails or loses its rank, and a job
+ * without --max-workers as before. */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -164,6 +165,8 @@ static int file_there(void *path)
 /* A worker that waits for file `go` (a joiner: before it joins), then ends. */
 static int idle_worker(const char *go, int expect_workers)
 {
+	if (getenv("HPS_JOIN") && getenv("JOIN_TEST_FAIL"))
+		return 1; /* a joiner that fails before it joins */
 	if (getenv("HPS_JOIN") && !poll_until(file_there, (void *)go, 30000))
 		return 20;
 	hps_ctx *ctx;
@@ -361,6 +364,77 @@ static void test_join_scale_refusals(void)
 	unlink(go);
 }
 
+/* The rank a scale's worker would take is taken by hand first: that
+ * worker ends without joining (the launcher names it), the job goes on,
+ * and the scale is done all the same: the job has the workers asked for. */
+static void test_join_scale_loses_rank(void)
+{
+	char log[128], log2[128], cmd[8192], go[128];
+	snprintf(log, sizeof log, "/tmp/hps-join-%d.log", (int)getpid());
+	snprintf(log2, sizeof log2, "/tmp/hps-join-%d.scale", (int)getpid());
+	snprintf(go, sizeof go, "/tmp/hps-join-%d.go", (int)getpid());
+	unlink(go);
+	snprintf(cmd, sizeof cmd,
+		 "exec %s launch -s 1 -w 2 --max-workers 3 --job jl --host testhost --heap-mb 16 --timeout-ms 20000 "
+		 "-- %s --idle-worker %s 2",
+		 hps_bin(), self_path, go);
+	pid_t pid = spawn_logged(log, "/bin/sh", cmd);
+	struct watch a = {.job = "jl", .clock = 0};
+	CU_ASSERT_FATAL(poll_until(members_at, &a, 30000));
+	snprintf(cmd, sizeof cmd, "exec %s scale --job jl --host testhost --workers 3", hps_bin());
+	pid_t scale = spawn_logged(log2, "/bin/sh", cmd);
+	launcher_log = log;
+	CU_ASSERT(poll_until(scale_started, NULL, 30000)); /* its worker waits for go */
+	snprintf(cmd, sizeof cmd, "HPS_ROLE=worker HPS_JOB_ID=jl HPS_HOST=testhost HPS_JOIN=1 exec %s --idle-worker /tmp 2",
+		 self_path);
+	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 0);
+	int fd = open(go, O_CREAT | O_WRONLY, 0600);
+	if (fd >= 0)
+		close(fd);
+	CU_ASSERT_EQUAL(finish_group(scale, 30000), 0);
+	slurp_into(log2, out2, sizeof out2);
+	CU_ASSERT_STRING_EQUAL(out2, "job jl has 3 workers\n");
+	CU_ASSERT_EQUAL(finish_group(pid, 30000), 0);
+	slurp_into(log, out, sizeof out);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "has no free worker rank"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps launch: a joining worker exited with status 2"));
+	if (a.attached)
+		hpsi_seg_detach(&a.seg);
+	unlink(log);
+	unlink(log2);
+	unlink(go);
+}
+
+/* The scale's worker fails before it joins: the scale says so, the job
+ * goes on. */
+static void test_join_scale_worker_fails(void)
+{
+	char log[128], cmd[8192], go[128];
+	snprintf(log, sizeof log, "/tmp/hps-join-%d.log", (int)getpid());
+	snprintf(go, sizeof go, "/tmp/hps-join-%d.go", (int)getpid());
+	unlink(go);
+	snprintf(cmd, sizeof cmd,
+		 "JOIN_TEST_FAIL=1 exec %s launch -s 1 -w 2 --max-workers 3 --job jf --host testhost --heap-mb 16 "
+		 "--timeout-ms 20000 -- %s --idle-worker %s 2",
+		 hps_bin(), self_path, go);
+	pid_t pid = spawn_logged(log, "/bin/sh", cmd);
+	struct watch a = {.job = "jf", .clock = 0};
+	CU_ASSERT_FATAL(poll_until(members_at, &a, 30000));
+	snprintf(cmd, sizeof cmd, "%s scale --job jf --host testhost --workers 3", hps_bin());
+	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 1);
+	CU_ASSERT_STRING_EQUAL(out2, "hps scale: only 0 of the 1 new workers of job jf joined (see the launcher's output)\n");
+	int fd = open(go, O_CREAT | O_WRONLY, 0600);
+	if (fd >= 0)
+		close(fd);
+	CU_ASSERT_EQUAL(finish_group(pid, 30000), 0);
+	slurp_into(log, out, sizeof out);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps launch: a joining worker exited with status 1"));
+	if (a.attached)
+		hpsi_seg_detach(&a.seg);
+	unlink(log);
+	unlink(go);
+}
+
 /* Refusals that need no running job, or no room. */
 static void test_join_refusals(void)
 {
@@ -452,6 +526,8 @@ int main(int argc, char **argv)
 		{"test_join_bsp_by_scale", test_join_bsp_by_scale},
 		{"test_join_ssp_by_scale", test_join_ssp_by_scale},
 		{"test_join_scale_refusals", test_join_scale_refusals},
+		{"test_join_scale_loses_rank", test_join_scale_loses_rank},
+		{"test_join_scale_worker_fails", test_join_scale_worker_fails},
 		{"test_join_refusals", test_join_refusals},
 		{"test_join_scale_across_hosts", test_join_scale_across_hosts},
 		{"test_join_no_room", test_join_no_room},
