@@ -20,6 +20,10 @@ void hpsi_node_mark_dead(struct hpsi_seg *seg, uint32_t id)
 	       !atomic_compare_exchange_weak_explicit(&n->state, &st, HPSI_NODE_DEAD, memory_order_acq_rel,
 						      memory_order_acquire))
 		;
+	/* a worker's death changes the membership (hps_membership_epoch);
+	 * release: whoever sees the new epoch sees DEAD */
+	if (id >= seg->hdr->nservers && st != HPSI_NODE_CLOSED && st != HPSI_NODE_DEAD)
+		atomic_fetch_add_explicit(&seg->hdr->members_seq, 1, memory_order_release);
 	hpsi_wake_all(seg);
 }
 

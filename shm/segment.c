@@ -226,6 +226,12 @@ int hpsi_seg_create(const struct hpsi_seg_params *params, struct hpsi_seg *seg)
 	struct layout l;
 	struct hpsi_seg_params shaped = *params;
 	const struct hpsi_seg_params *p = &shaped;
+	/* --max-workers: the segment holds a slot (node, rings, heap slice)
+	 * for every worker the job may grow to; those past the launched ones
+	 * start VACANT (below) */
+	uint32_t launched = shaped.nworkers;
+	if (shaped.max_workers > shaped.nworkers && !shaped.bridged)
+		shaped.nworkers = shaped.max_workers;
 	if (!shaped.ring_bytes && shaped.nservers && shaped.nworkers)
 		shaped.ring_bytes = hpsi_ring_bytes_for(shaped.nservers, shaped.nworkers, shaped.replicas);
 	int rc = check_params(p);
@@ -286,6 +292,7 @@ int hpsi_seg_create(const struct hpsi_seg_params *params, struct hpsi_seg *seg)
 	h->total_bytes = l.total;
 	h->nservers = p->nservers;
 	h->nworkers = p->nworkers;
+	h->launched_workers = launched;
 	h->ring_bytes = p->ring_bytes;
 	h->range_mode = p->range_mode;
 	h->replicas = p->replicas;
@@ -309,7 +316,10 @@ int hpsi_seg_create(const struct hpsi_seg_params *params, struct hpsi_seg *seg)
 	h->direct_bytes = l.total - l.direct_off;
 	h->bridged = p->bridged;
 	h->srv_lo = p->bridged ? p->srv_lo : 0, h->srv_hi = p->bridged ? p->srv_hi : p->nservers;
-	h->wrk_lo = p->bridged ? p->wrk_lo : 0, h->wrk_hi = p->bridged ? p->wrk_hi : p->nworkers;
+	h->wrk_lo = p->bridged ? p->wrk_lo : 0, h->wrk_hi = p->bridged ? p->wrk_hi : launched;
+	/* relaxed: published with the header by the release of the magic */
+	for (uint32_t w = launched; w < p->nworkers; w++)
+		atomic_store_explicit(&hpsi_seg_node(seg, p->nservers + w)->state, HPSI_NODE_VACANT, memory_order_relaxed);
 	if (p->bridged) /* the creator stands for every remote node */
 		for (uint32_t id = 0; id < p->nservers + p->nworkers; id++)
 			if (!hpsi_node_local(seg, id)) {
@@ -372,7 +382,8 @@ static int header_ok(const struct hpsi_seg_hdr *h, size_t size)
 	struct layout l;
 	if (h->nservers < 1 || h->nworkers < 1 || h->nservers + (uint64_t)h->nworkers > HPSI_MAX_NODES ||
 	    h->ring_bytes < 4096 || (h->ring_bytes & (h->ring_bytes - 1)) || h->replicas > HPSI_MAX_REPLICAS ||
-	    h->replicas >= h->nservers || plan_layout(&p, &l))
+	    h->replicas >= h->nservers || h->launched_workers < 1 || h->launched_workers > h->nworkers ||
+	    plan_layout(&p, &l))
 		return 0;
 	if (h->bridged && (h->srv_lo > h->srv_hi || h->srv_hi > h->nservers || h->wrk_lo > h->wrk_hi ||
 			   h->wrk_hi > h->nworkers))
@@ -460,7 +471,7 @@ int hpsi_seg_unlink(struct hpsi_seg *seg)
 void hpsi_config_seg_params(const struct hpsi_config *c, struct hpsi_seg_params *p)
 {
 	*p = (struct hpsi_seg_params){.job = c->job, .host = c->host, .nservers = c->nservers,
-				      .nworkers = c->nworkers, .ring_bytes = c->ring_bytes,
+				      .nworkers = c->nworkers, .max_workers = c->max_workers, .ring_bytes = c->ring_bytes,
 				      .heap_slice = c->heap_slice, .timeout_ms = c->timeout_ms,
 				      .range_mode = c->range_mode, .ranges = c->ranges, .replicas = c->replicas,
 				      .dtypes = c->dtypes, .wires = c->wires, .direct_widths = c->direct_widths};

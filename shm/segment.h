@@ -16,7 +16,7 @@
 #include "shm/ring.h"
 
 #define HPSI_SEG_MAGIC 0x31474553535048ull /* "HPSSEG1" */
-#define HPSI_SEG_VERSION 11 /* 5: counters (shm/counters.h); 6: JOINING, incarnation; 7: probed_at; 8: place_off; 9: xck_*; 10: slots_off; 11: RESTARTING, clock_done/_bar/_ts, worker_restarts */
+#define HPSI_SEG_VERSION 12 /* 5: counters (shm/counters.h); 6: JOINING, incarnation; 7: probed_at; 8: place_off; 9: xck_*; 10: slots_off; 11: RESTARTING, clock_done/_bar/_ts, worker_restarts; 12: VACANT, launched_workers, members_seq, scale_req */
 #define HPSI_SEG_TMP ".tmp" /* suffix + creator pid while a segment is being built */
 
 enum hpsi_node_state {
@@ -35,6 +35,11 @@ enum hpsi_node_state {
 	 * The launcher stores it over DEAD with release before it decrements
 	 * worker_restarts; the new process claims ALIVE over it. */
 	HPSI_NODE_RESTARTING = 5,
+	/* A worker slot of the room --max-workers made that no process has
+	 * claimed yet (runtime/client/join.c): no member. Clocks, barriers
+	 * and liveness skip it. A joining process moves it to EMPTY by a
+	 * compare-and-swap (its claim), then to ALIVE; never back. */
+	HPSI_NODE_VACANT = 6,
 };
 
 /* state: the owner stores ALIVE with release after pid and birth
@@ -105,9 +110,14 @@ struct hpsi_seg_hdr {
 	uint32_t version;
 	uint32_t hdr_bytes;
 	uint64_t total_bytes;
+	/* nworkers: worker slots (--max-workers; the -w of the launch when
+	 * not given), each with its node, rings and heap slice; those from
+	 * launched_workers on start VACANT (runtime/client/join.c) */
 	uint32_t nservers, nworkers;
 	uint32_t ring_bytes; /* data bytes of each ring, a power of two */
 	uint32_t range_mode;
+	uint32_t launched_workers; /* -w: the workers the launch started */
+	uint32_t pad1;
 	uint64_t nodes_off, rings_off, ring_stride, ranges_off;
 	/* The placement of replicas (shm/place.h): nservers uint32_t of π,
 	 * then nservers of its inverse pos; written by the creator before the
@@ -146,6 +156,18 @@ struct hpsi_seg_hdr {
 	 * moved the dead worker to RESTARTING; readers acquire it before the
 	 * node's state. */
 	_Atomic uint32_t worker_restarts;
+	/* The membership epoch (hps_membership_epoch): bumped by a joining
+	 * worker when it claims its slot and again once it is ALIVE, by a
+	 * worker's close and by a worker's death. A joiner's bump at its
+	 * claim is seq_cst, followed by a seq_cst fence before it reads the
+	 * members' clocks; servers fence (seq_cst) before they read it when
+	 * they compute a min clock (runtime/client/join.c has the argument). */
+	_Atomic uint32_t members_seq;
+	/* `hps scale --workers N`: 0 while no scale runs; the command stores
+	 * N by a compare-and-swap from 0 (acq_rel; a second one fails), the
+	 * launcher loads it with acquire, starts the copies and stores 0 with
+	 * release once each has joined or ended. */
+	_Atomic uint32_t scale_req;
 	/* When the processes of the workers [0] and of the servers [1] were
 	 * last checked, by whichever process of the host group won the turn
 	 * (hpsi_probe_due, shm/node.c); monotonic ns. */
@@ -193,6 +215,7 @@ enum { HPSI_CKPT_SAVE = 1, HPSI_CKPT_LOAD = 2, HPSI_CKPT_PREPARE = 3, HPSI_CKPT_
 struct hpsi_seg_params {
 	const char *job, *host;
 	uint32_t nservers, nworkers;
+	uint32_t max_workers; /* worker slots (--max-workers); 0 or below nworkers: nworkers */
 	uint32_t ring_bytes; /* 0: by the job's shape (hpsi_ring_bytes_for) */
 	uint64_t heap_slice;
 	int64_t timeout_ms;

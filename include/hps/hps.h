@@ -50,7 +50,12 @@ enum hps_role { HPS_ROLE_WORKER = 0, HPS_ROLE_SERVER = 1 };
 /* Joins the job described by the environment (HPS_ROLE, HPS_RANK,
  * HPS_JOB_ID, ...; ps-lite's DMLC_* names are accepted too). Arguments
  * `--hps-name=value` override HPS_NAME and are removed from argv.
- * argc/argv may be NULL. */
+ * argc/argv may be NULL. A worker with HPS_JOIN=1 joins a running job
+ * launched with room for it (hps launch --max-workers): it takes the
+ * lowest free rank (HPS_RANK is ignored; hps_rank tells it) and starts
+ * at the slowest member's clock, which hps_resume_clock returns; its
+ * first hps_barrier meets the first barrier the members have not
+ * completed. HPS_EEXIST when no rank is free. */
 HPS_API int hps_init(hps_ctx **ctx, int *argc, char **argv);
 /* Leaves the job; close the worker first. */
 HPS_API int hps_finalize(hps_ctx *ctx);
@@ -58,8 +63,18 @@ HPS_API int hps_finalize(hps_ctx *ctx);
 /* Getters return a negative HPS_E* for a NULL or finalized ctx. */
 HPS_API int hps_role(const hps_ctx *ctx);
 HPS_API int hps_rank(const hps_ctx *ctx);
+/* The worker ranks given out so far: the workers launched plus those
+ * that joined (HPS_JOIN=1 or `hps scale --workers`), counting those that
+ * closed or died since, so that ranks are 0 .. hps_num_workers - 1. It
+ * grows when a worker joins; a job launched without --max-workers keeps
+ * the launch's count. */
 HPS_API int hps_num_workers(const hps_ctx *ctx);
 HPS_API int hps_num_servers(const hps_ctx *ctx);
+/* A number that grows whenever the job's workers change: a worker joins
+ * (it moves by 2: once when the rank is taken, once when the worker
+ * runs), closes or dies. A program notices a change by comparing it with
+ * the value it saw last (then reads hps_num_workers). */
+HPS_API int hps_membership_epoch(const hps_ctx *ctx);
 
 /* Waits until every worker of the job that has not closed has called
  * hps_barrier() as often as this one (a worker's n-th call meets the
@@ -155,7 +170,8 @@ HPS_API int hps_clock(hps_worker *w);
  * clock that reached a server before the death applied, and the rest of
  * its new ones. Barriers are replayed likewise: the restart's calls from
  * that clock on that its predecessor had made do not arrive again (they
- * return once those barriers completed). HPS_EINVAL for a NULL clock or a
+ * return once those barriers completed). A worker that joined (HPS_JOIN)
+ * gets the clock it starts at. HPS_EINVAL for a NULL clock or a
  * server's ctx. */
 HPS_API int hps_resume_clock(hps_ctx *ctx, uint32_t *clock);
 

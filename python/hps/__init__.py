@@ -104,7 +104,8 @@ class Worker(_hps.Worker):
 class Context(_hps.Context):
     """This process's membership of a job (hps_init); make it with
     :func:`init`. ``rank``, ``role``, ``num_workers``, ``num_servers``,
-    ``resume_clock`` (a worker restarted by ``hps launch --restart-workers``);
+    ``resume_clock`` (a worker restarted by ``hps launch --restart-workers``,
+    or the start clock of one that joined), ``membership_epoch``;
     ``barrier()``; ``save(dir)`` / ``load(dir)`` checkpoints; ``close()``
     (also on leaving a ``with`` block) closes the worker and finalizes."""
 

@@ -174,6 +174,7 @@ CTX_INT(rank, hps_rank)
 CTX_INT(role, hps_role)
 CTX_INT(num_workers, hps_num_workers)
 CTX_INT(num_servers, hps_num_servers)
+CTX_INT(membership_epoch, hps_membership_epoch)
 
 /* hps_resume_clock: the clock a restarted worker resumes from (0 otherwise). */
 static PyObject *ctx_get_resume_clock(hpspy_ctx *self, void *unused)
@@ -195,10 +196,13 @@ static PyObject *ctx_get_closed(hpspy_ctx *self, void *unused)
 static PyGetSetDef ctx_getset[] = {
 	{"rank", (getter)ctx_get_rank, NULL, "This process's rank among the workers (or servers).", NULL},
 	{"role", (getter)ctx_get_role, NULL, "ROLE_WORKER or ROLE_SERVER.", NULL},
-	{"num_workers", (getter)ctx_get_num_workers, NULL, "Workers in the job.", NULL},
+	{"num_workers", (getter)ctx_get_num_workers, NULL,
+	 "Worker ranks given out: launched plus joined (hps scale, HPS_JOIN), closed ones included.", NULL},
+	{"membership_epoch", (getter)ctx_get_membership_epoch, NULL,
+	 "Grows whenever a worker joins, closes or dies (hps_membership_epoch).", NULL},
 	{"num_servers", (getter)ctx_get_num_servers, NULL, "Servers in the job.", NULL},
 	{"resume_clock", (getter)ctx_get_resume_clock, NULL,
-	 "Workers: the clock to resume from (hps launch --restart-workers); 0 unless restarted.", NULL},
+	 "Workers: the clock to resume from (hps launch --restart-workers) or a joiner's start clock; else 0.", NULL},
 	{"closed", (getter)ctx_get_closed, NULL, "True once close() ran.", NULL},
 	{NULL, NULL, NULL, NULL, NULL},
 };

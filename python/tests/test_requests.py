@@ -5,7 +5,7 @@ def test_round_trip_widths_and_default_out(job):
     out = job.run("""
         with hps.init() as ctx, ctx.worker(width=2) as w:
             assert ctx.rank == 0 and ctx.num_workers == 1 and ctx.num_servers == 2
-            assert ctx.resume_clock == 0
+            assert ctx.resume_clock == 0 and ctx.membership_epoch >= 0
             assert ctx.role == hps.ROLE_WORKER and w.width == 2 and w.ctx is ctx
             k = np.array([1, 3, 5, 2**63 + 7], dtype=np.uint64)
             v = np.arange(8, dtype=np.float32)

@@ -20,6 +20,7 @@ static void usage(FILE *f)
 		   "  server   run one built-in summing server of a job (started by launch)\n"
 		   "  top      a live view of a running job (hps top --help)\n"
 		   "  metrics  its counters for Prometheus (hps metrics --help)\n"
+		   "  scale    grow a running job's workers (hps scale --help)\n"
 		   "  checkpoint  save (or --load) the tables of a running job (hps checkpoint --help)\n"
 		   "  scheduler   the scheduler of a multi-host job (started by launch --hosts)\n"
 		   "  bridge      this host's bridge in a multi-host job (started by launch)\n"
@@ -82,7 +83,7 @@ int main(int argc, char **argv)
 	}
 	const char *cmd = argv[1];
 	/* the prefix of this process's log lines (hps server: hps_init says it) */
-	static const char *const roles[][2] = {{"launch", "launcher"}, {"clean", "clean"}, {"checkpoint", "checkpoint"}};
+	static const char *const roles[][2] = {{"launch", "launcher"}, {"clean", "clean"}, {"checkpoint", "checkpoint"}, {"scale", "scale"}};
 	for (size_t i = 0; i < sizeof roles / sizeof roles[0]; i++)
 		if (strcmp(cmd, roles[i][0]) == 0)
 			hpsi_log_identity(roles[i][1], -1, NULL);
@@ -94,6 +95,8 @@ int main(int argc, char **argv)
 		return hpsi_cmd_server(argc - 1, argv + 1);
 	if (strcmp(cmd, "checkpoint") == 0)
 		return cmd_checkpoint(argc - 1, argv + 1);
+	if (strcmp(cmd, "scale") == 0)
+		return hpsi_cmd_scale(argc - 1, argv + 1);
 	if (strcmp(cmd, "top") == 0)
 		return hpsi_cmd_top(argc - 1, argv + 1);
 	if (strcmp(cmd, "metrics") == 0)

@@ -37,8 +37,8 @@ static int barrier_scan(hps_ctx *c, uint32_t k, int probe)
 		uint32_t st = hpsi_worker_state(s, id, probe);
 		if (st == HPSI_NODE_DEAD)
 			return HPS_EPEERDEAD;
-		if (st == HPSI_NODE_CLOSED)
-			continue; /* a worker that closed is no longer waited for */
+		if (st == HPSI_NODE_CLOSED || st == HPSI_NODE_VACANT)
+			continue; /* a worker that closed (or a free rank) is not waited for */
 		/* acquire: pairs with that worker's release store of its arrival,
 		 * so the decider's release CAS passes its writes on to everyone */
 		if (atomic_load_explicit(&n->barrier_arrived, memory_order_acquire) != hpsi_barrier_seq(k + 1))
@@ -110,6 +110,15 @@ int hps_barrier(hps_ctx *c)
 	} else {
 		/* only this process writes its arrival word */
 		k = atomic_load_explicit(&me->barrier_arrived, memory_order_relaxed);
+		if (c->join_barrier) {
+			/* A joiner's first barrier (runtime/client/join.c): the first
+			 * one not completed now. Barriers completed since it joined
+			 * (decided before it was seen) are skipped, not met. */
+			uint32_t open = hpsi_barrier_seq(hpsi_barrier_open(s, NULL));
+			if (hpsi_barrier_seq(open - k) < (HPSI_BARRIER_SEQ_MASK >> 1))
+				k = open;
+			c->join_barrier = 0;
+		}
 		/* release: pairs with the decider's acquire load in barrier_scan (or
 		 * the bridge's, net/bridge_barrier.c) */
 		atomic_store_explicit(&me->barrier_arrived, hpsi_barrier_seq(k + 1), memory_order_release);

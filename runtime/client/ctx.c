@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "runtime/client/handle.h"
+#include "runtime/client/join.h"
 #include "runtime/client/rejoin.h"
 #include "runtime/common/log.h"
 #include "shm/liveness.h"
@@ -19,8 +20,14 @@ static int counts_match(const struct hps_ctx *c)
 		hpsi_error("HPS_NUM_SERVERS=%u but job '%s' has %u servers", c->cfg.nservers, h->job, h->nservers);
 		return 0;
 	}
-	if (hpsi_setting("NUM_WORKERS") && c->cfg.nworkers != h->nworkers) {
-		hpsi_error("HPS_NUM_WORKERS=%u but job '%s' has %u workers", c->cfg.nworkers, h->job, h->nworkers);
+	if (hpsi_setting("NUM_WORKERS") && c->cfg.nworkers != h->launched_workers) {
+		hpsi_error("HPS_NUM_WORKERS=%u but job '%s' was launched with %u workers", c->cfg.nworkers, h->job,
+			   h->launched_workers);
+		return 0;
+	}
+	if (hpsi_setting("MAX_WORKERS") && c->cfg.max_workers != h->nworkers) {
+		hpsi_error("HPS_MAX_WORKERS=%u but job '%s' has room for %u workers", c->cfg.max_workers, h->job,
+			   h->nworkers);
 		return 0;
 	}
 	if (hpsi_config_check_lists(h->nservers))
@@ -61,7 +68,9 @@ static void mark_closed(struct hps_ctx *c)
 	       !(closed = atomic_compare_exchange_weak_explicit(&n->state, &st, HPSI_NODE_CLOSED, memory_order_acq_rel,
 								memory_order_acquire)))
 		;
-	if (closed)
+	if (closed && c->cfg.role == HPS_ROLE_WORKER)
+		hpsi_members_changed(&c->seg); /* the membership epoch moves; wakes all */
+	else if (closed)
 		hpsi_wake_all(&c->seg);
 }
 
@@ -118,6 +127,15 @@ int hps_init(hps_ctx **out, int *argc, char **argv)
 	}
 	c->node = c->cfg.role == HPS_ROLE_SERVER ? (uint32_t)c->cfg.rank
 						 : hpsi_worker_node(&c->seg, (uint32_t)c->cfg.rank);
+	/* HPS_JOIN=1: a free rank, taken now (its slot is EMPTY, ours) */
+	int joined = c->cfg.role == HPS_ROLE_WORKER && c->cfg.join;
+	if (joined && (c->seg.hdr->bridged || (rc = hpsi_join_claim(c)))) {
+		if (c->seg.hdr->bridged)
+			hpsi_error("HPS_JOIN: job '%s' spans hosts; workers join jobs on one host only for now", c->seg.hdr->job);
+		hpsi_seg_detach(&c->seg);
+		free(c);
+		return rc ? rc : HPS_ECONFIG;
+	}
 	if (!hpsi_node_local(&c->seg, c->node)) {
 		const struct hpsi_seg_hdr *h = c->seg.hdr;
 		hpsi_error("%s rank %d does not run on host %s, which runs servers %u-%u and workers %u-%u (HPS_RANK)",
@@ -142,6 +160,13 @@ int hps_init(hps_ctx **out, int *argc, char **argv)
 	struct hpsi_node *n = hpsi_seg_node(&c->seg, c->node);
 	uint32_t st = c->cfg.role == HPS_ROLE_WORKER ? hpsi_worker_state(&c->seg, c->node, 1)
 						     : hpsi_node_check(&c->seg, c->node);
+	if (st == HPSI_NODE_VACANT) {
+		hpsi_error("worker rank %d of job '%s' was not launched: a worker takes a free rank with HPS_JOIN=1 (or hps scale)",
+			   c->cfg.rank, c->seg.hdr->job);
+		hpsi_seg_detach(&c->seg);
+		free(c);
+		return HPS_ECONFIG;
+	}
 	if (st == HPSI_NODE_ALIVE || st == HPSI_NODE_JOINING) {
 		hpsi_error("%s rank %d of job '%s' is already running (pid %d)",
 			   c->cfg.role == HPS_ROLE_SERVER ? "server" : "worker", c->cfg.rank, c->seg.hdr->job,
@@ -174,6 +199,8 @@ int hps_init(hps_ctx **out, int *argc, char **argv)
 	 * wake-ups while it started. */
 	if (claimed == HPSI_NODE_JOINING)
 		hpsi_wake_all(&c->seg);
+	if (joined) /* servers holding pulls for the claimed slot look again */
+		hpsi_members_changed(&c->seg);
 	atomic_init(&c->magic, HPSI_MAGIC_CTX);
 	c->pid = getpid();
 	pthread_once(&exit_once, register_exit);
@@ -236,7 +263,15 @@ int hps_rank(const hps_ctx *c)
 int hps_num_workers(const hps_ctx *c)
 {
 	int rc = hpsi_ctx_check(c);
-	return rc ? rc : (int)c->seg.hdr->nworkers;
+	return rc ? rc : (int)hpsi_workers_given(&c->seg);
+}
+
+int hps_membership_epoch(const hps_ctx *c)
+{
+	int rc = hpsi_ctx_check(c);
+	/* acquire: pairs with hpsi_members_changed's release */
+	return rc ? rc
+		  : (int)(atomic_load_explicit(&c->seg.hdr->members_seq, memory_order_acquire) & 0x7fffffffu);
 }
 
 int hps_num_servers(const hps_ctx *c)

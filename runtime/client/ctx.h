@@ -30,6 +30,9 @@ struct hps_ctx {
 	 * arrived at already: [bar_replay, bar_replay_end) (mod 2^30). Each
 	 * call of hps_barrier takes the next one without arriving again. */
 	uint32_t bar_replay, bar_replay_end;
+	/* A worker that joined (runtime/client/join.c) until its first
+	 * hps_barrier: that call meets the first barrier not completed yet. */
+	int join_barrier;
 	struct hps_ctx *next_live; /* contexts the exit handler closes, under its lock */
 };
 

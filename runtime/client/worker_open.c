@@ -6,6 +6,7 @@
 
 #include "runtime/common/log.h"
 #include "runtime/client/handle.h"
+#include "runtime/client/join.h"
 #include "runtime/client/rejoin.h"
 #include "runtime/client/worker.h"
 
@@ -110,7 +111,7 @@ int hps_worker_close(hps_worker *w)
 	/* acq_rel: pairs with the acquire loads of the state by node checks */
 	if (atomic_compare_exchange_strong_explicit(&n->state, &st, HPSI_NODE_CLOSED, memory_order_acq_rel,
 						    memory_order_acquire))
-		hpsi_wake_all(w->seg);
+		hpsi_members_changed(w->seg); /* a leave: the membership epoch moves; wakes all */
 	/* Buffers of requests that never got an answer stay in the arena: a
 	 * server might still read them until the segment goes away. */
 	if (rc == 0)

@@ -94,6 +94,10 @@ void hpsi_jobstats_read(const struct hpsi_seg *seg, struct hpsi_job_stats *st)
 	for (uint32_t id = 0; id < h->nservers + h->nworkers; id++) {
 		if (!hpsi_node_local(seg, id))
 			continue;
+		/* a free rank of the room --max-workers made: no process (yet).
+		 * acquire: pairs with the claim's CAS (runtime/client/join.c) */
+		if (atomic_load_explicit(&hpsi_seg_node(seg, id)->state, memory_order_acquire) == HPSI_NODE_VACANT)
+			continue;
 		struct hpsi_proc_row *r = &st->rows[st->nrows++];
 		r->node = id;
 		r->role = id < h->nservers ? HPSI_R_SERVER : HPSI_R_WORKER;

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "hps/hps.h"
+#include "runtime/client/join.h"
 #include "runtime/common/config.h"
 #include "shm/node.h"
 #include "net/route.h"
@@ -41,6 +42,7 @@ struct child {
 	int status;      /* wait status once exited */
 	int stop_sent;   /* the bridge was asked to leave */
 	int restart;     /* a worker restarted (--restart-workers): its number in the job, else 0 */
+	int join;        /* a worker started by `hps scale` (HPS_JOIN=1): rank -1 until it took one */
 	struct hpsi_outpipe out; /* its stdout and stderr */
 };
 
@@ -97,6 +99,8 @@ static void usage(FILE *f)
 		"  --restart-servers N   with --replicas: start a replacement for a dead server, which\n"
 		"                        copies its key ranges and serves again, up to N times in all\n"
 		"                        (default 2 per server; 0: never)\n"
+		"  --max-workers N       room for up to N workers (default: -w): more join the running\n"
+		"                        job with `hps scale --workers` or HPS_JOIN=1 (HPS_MAX_WORKERS)\n"
 		"  --restart-workers N   start a worker that died (signal or non-zero exit) again, with\n"
 		"                        the same rank and HPS_RESTART=k, up to N times in all (default\n"
 		"                        0); it resumes from hps_resume_clock and the others wait for it\n"
@@ -117,6 +121,7 @@ static const struct {
 	const char *opt, *shrt, *env;
 } env_opts[] = {
 	{"--servers", "-s", "HPS_NUM_SERVERS"}, {"--workers", "-w", "HPS_NUM_WORKERS"},
+	{"--max-workers", NULL, "HPS_MAX_WORKERS"},
 	{"--job", NULL, "HPS_JOB_ID"},          {"--heap-mb", NULL, "HPS_HEAP_MB"},
 	{"--replicas", NULL, "HPS_REPLICAS"},
 	{"--ring-kb", NULL, "HPS_RING_KB"},     {"--timeout-ms", NULL, "HPS_TIMEOUT_MS"},
@@ -244,14 +249,17 @@ static int spawn(struct child *c, char **argv, const char *self, const struct hp
 		return -1;
 	char role[32], rank[32], job[96], host[96], ns[48], nw[48], again[32];
 	snprintf(role, sizeof role, "HPS_ROLE=%s", c->role == HPS_ROLE_SERVER ? "server" : "worker");
-	snprintf(rank, sizeof rank, "HPS_RANK=%d", c->rank);
+	if (c->join) /* it takes a free rank itself (runtime/client/join.c) */
+		snprintf(rank, sizeof rank, "HPS_JOIN=1");
+	else
+		snprintf(rank, sizeof rank, "HPS_RANK=%d", c->rank);
 	snprintf(job, sizeof job, "HPS_JOB_ID=%s", cfg->job);
 	snprintf(host, sizeof host, "HPS_HOST=%s", cfg->host);
 	snprintf(ns, sizeof ns, "HPS_NUM_SERVERS=%u", cfg->nservers);
 	snprintf(nw, sizeof nw, "HPS_NUM_WORKERS=%u", cfg->nworkers);
 	static const char *const bridge_drop[] = {"HPS_ROLE", "DMLC_ROLE", NULL};
 	static const char *const node_drop[] = {"HPS_ROLE", "HPS_RANK", "HPS_JOB_ID", "HPS_HOST",
-						"HPS_NUM_SERVERS", "HPS_NUM_WORKERS", "HPS_RESTART", NULL};
+						"HPS_NUM_SERVERS", "HPS_NUM_WORKERS", "HPS_RESTART", "HPS_JOIN", NULL};
 	snprintf(again, sizeof again, "HPS_RESTART=%d", c->restart);
 	char *none[] = {NULL}, *node_add[] = {role, rank, job, host, ns, nw, c->restart ? again : NULL, NULL};
 	/* The bridge and the built-in servers are named "hps bridge" and
@@ -290,11 +298,15 @@ static int spawn(struct child *c, char **argv, const char *self, const struct hp
 	c->out.fd = fds[0];
 	if (c->role == ROLE_BRIDGE)
 		snprintf(c->out.tag, sizeof c->out.tag, "[bridge] ");
+	else if (c->join)
+		snprintf(c->out.tag, sizeof c->out.tag, "[worker +] ");
 	else
 		snprintf(c->out.tag, sizeof c->out.tag, "[%s %d] ", c->role == HPS_ROLE_SERVER ? "server" : "worker", c->rank);
 	c->running = 1;
 	if (c->role == ROLE_BRIDGE)
 		hpsi_info("started the bridge: pid %d", (int)pid);
+	else if (c->join)
+		hpsi_info("started a joining worker: pid %d", (int)pid);
 	else
 		hpsi_info("started %s %d: pid %d", c->role == HPS_ROLE_SERVER ? "server" : "worker", c->rank, (int)pid);
 	return 0;
@@ -310,6 +322,8 @@ static void describe(const struct child *c)
 	char who[32];
 	if (c->role == ROLE_BRIDGE)
 		snprintf(who, sizeof who, "the bridge");
+	else if (c->join && c->rank < 0)
+		snprintf(who, sizeof who, "a joining worker");
 	else
 		snprintf(who, sizeof who, "%s %d", c->role == HPS_ROLE_SERVER ? "server" : "worker", c->rank);
 	if (WIFEXITED(c->status))
@@ -591,6 +605,71 @@ static int wait_for_bridge(struct job *j, struct child *bridge, const struct hps
 
 static int launch_here(int self_serve, int keep_going, char **argv, int prog);
 
+/* `hps scale --workers N` (runtime/cluster/scale.c): the request word
+ * scale_req, answered from the launcher's loop. A request starts the
+ * copies of the worker program that make N members (HPS_JOIN=1: each
+ * takes a free rank); it ends, with the release of 0, once each copy
+ * joined or ended (a job that stops starts none). Returns the workers
+ * started (for workers_left). */
+struct scaling {
+	int first, n; /* the copies of the running request: kids [first, first + n) */
+};
+
+static int serve_scale(struct job *j, struct scaling *sc, const char *self, char **argv, const struct hpsi_config *cfg)
+{
+	struct hpsi_seg_hdr *h = j->seg.hdr;
+	int started = 0;
+	if (!sc->n) {
+		/* acquire: pairs with the command's CAS from 0 */
+		uint32_t want = atomic_load_explicit(&h->scale_req, memory_order_acquire);
+		if (!want)
+			return 0;
+		uint32_t now = hpsi_workers_current(&j->seg);
+		sc->first = j->n;
+		for (uint32_t k = now; !j->stopping && k < want && j->n < MAX_KIDS; k++) {
+			struct child *c = &j->kids[j->n];
+			*c = (struct child){.out.fd = -1, .role = HPS_ROLE_WORKER, .rank = -1, .join = 1};
+			if (spawn(c, argv, self, cfg) != 0) {
+				fprintf(stderr, "hps launch: cannot start a worker for hps scale: %s\n", strerror(errno));
+				break;
+			}
+			j->n++;
+			started++;
+		}
+		sc->n = j->n - sc->first;
+		if (started)
+			fprintf(stderr, "hps launch: hps scale: started %d more worker%s (%u to %u)\n", started,
+				started == 1 ? "" : "s", now, now + (uint32_t)started);
+	}
+	int pending = 0;
+	for (int i = sc->first; i < sc->first + sc->n; i++) {
+		struct child *c = &j->kids[i];
+		if (c->rank < 0 && (c->rank = hpsi_worker_slot_of(&j->seg, c->pid)) >= 0) {
+			snprintf(c->out.tag, sizeof c->out.tag, "[worker %d] ", c->rank);
+			hpsi_info("the joining worker of pid %d took rank %d", (int)c->pid, c->rank);
+		}
+		pending += c->rank < 0 && c->running;
+	}
+	if (!pending) {
+		sc->n = 0;
+		atomic_store_explicit(&h->scale_req, 0, memory_order_release); /* the next scale may run */
+	}
+	return started;
+}
+
+/* Workers that joined by hand (HPS_JOIN=1, not this launcher's children)
+ * and still run: the job goes on for them. */
+static int joiners_running(struct job *j)
+{
+	const struct hpsi_seg_hdr *h = j->seg.hdr;
+	for (uint32_t w = h->launched_workers; w < h->nworkers; w++) {
+		uint32_t st = hpsi_node_check(&j->seg, hpsi_worker_node(&j->seg, w));
+		if (st == HPSI_NODE_ALIVE || st == HPSI_NODE_EMPTY)
+			return 1;
+	}
+	return 0;
+}
+
 /* --restart-workers: starts dead worker c again with its rank; 1 if it
  * did. The node goes from DEAD to RESTARTING (release) before the count
  * left drops (release): whoever reads the count first and then the state
@@ -654,6 +733,10 @@ int hpsi_cmd_launch(int argc, char **argv)
 		return 2;
 	}
 	hpsi_log_identity("launcher", -1, hpsi_setting("HOST")); /* --host may have named it */
+	if (hpsi_setting("MAX_WORKERS") && (hosts_file || tracker || hpsi_setting("ROOT_URI"))) {
+		fprintf(stderr, "hps launch: --max-workers works within one host only, not with --hosts, --tracker or HPS_ROOT_URI\n");
+		return 2;
+	}
 	if (restart_workers && (hosts_file || tracker || hpsi_setting("ROOT_URI"))) {
 		fprintf(stderr, "hps launch: --restart-workers works within one host only, not with --hosts, --tracker or HPS_ROOT_URI\n");
 		return 2;
@@ -768,7 +851,12 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 	if (restarts_left > MAX_RESTARTS)
 		restarts_left = MAX_RESTARTS;
 	int64_t drain_until = INT64_MAX; /* output of exited children's leftovers */
+	struct scaling scaling = {0, 0};
 	for (;;) {
+		if (!multi && hdr->launched_workers < hdr->nworkers) {
+			int more = serve_scale(&j, &scaling, self, argv + prog, &cfg);
+			workers_left += more, nodes_left += more;
+		}
 		struct pollfd pf[MAX_KIDS];
 		int np = 0, map[MAX_KIDS], running = 0;
 		for (int i = 0; i < j.n; i++) {
@@ -811,6 +899,14 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 					continue;
 				}
 				nodes_left--;
+				if (c->join && c->rank < 0) /* ended before or as it took its rank */
+					c->rank = hpsi_worker_slot_of(&j.seg, c->pid);
+				if (c->join && c->rank < 0) {
+					workers_left--;
+					if (!ok)
+						describe(c);
+					continue;
+				}
 				uint32_t node = c->role == HPS_ROLE_SERVER ? (uint32_t)c->rank
 									   : cfg.nservers + (uint32_t)c->rank;
 				const char *role = c->role == HPS_ROLE_SERVER ? "server" : "worker";
@@ -822,7 +918,7 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 						  WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
 				if (!ok)
 					hpsi_node_mark_dead(&j.seg, node);
-				if (!ok && c->role == HPS_ROLE_WORKER &&
+				if (!ok && c->role == HPS_ROLE_WORKER && !c->join &&
 				    restart_worker(&j, c, node, &worker_restarts_left, self, argv + prog, &cfg)) {
 					nodes_left++;
 					continue;
@@ -860,7 +956,7 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 		/* Every worker is done: servers end once they see it. With other
 		 * hosts, this host's servers still serve theirs: they end when the
 		 * bridge reports every worker of the job finished. */
-		if (workers_left == 0 && !multi && !j.stopping) {
+		if (workers_left == 0 && !multi && !j.stopping && !joiners_running(&j)) {
 			hpsi_info("every worker has ended: the servers are asked to finish");
 			atomic_store_explicit(&j.seg.hdr->shutdown, 1, memory_order_release);
 			hpsi_wake_all(&j.seg);

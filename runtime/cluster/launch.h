@@ -11,6 +11,7 @@ int hpsi_cmd_scheduler(int argc, char **argv);
 int hpsi_cmd_bridge(int argc, char **argv);
 int hpsi_cmd_metrics(int argc, char **argv); /* metrics.c */
 int hpsi_cmd_top(int argc, char **argv);     /* top.c */
+int hpsi_cmd_scale(int argc, char **argv);   /* scale.c */
 int hpsi_cmd_keygen(int argc, char **argv);
 /* `hps launch --hosts FILE`: the scheduler here, and `hps launch` on every
  * host of FILE through HPS_RSH. prog: index of the program in argv. */

@@ -273,6 +273,19 @@ int hpsi_config_load(struct hpsi_config *c, int need_role)
 	if ((rc = hpsi_setting_u64("NUM_WORKERS", 1, HPSI_MAX_NODES - 1, &v)))
 		return rc;
 	c->nworkers = (uint32_t)v;
+	v = c->nworkers;
+	if ((rc = hpsi_setting_u64("MAX_WORKERS", 1, HPSI_MAX_NODES - 1, &v)))
+		return rc;
+	if (v < c->nworkers) {
+		hpsi_error("HPS_MAX_WORKERS=%llu is below HPS_NUM_WORKERS=%u: it is the most workers the job may grow to",
+			   (unsigned long long)v, c->nworkers);
+		return HPS_ECONFIG;
+	}
+	c->max_workers = (uint32_t)v;
+	v = 0;
+	if ((rc = hpsi_setting_u64("JOIN", 0, 1, &v)))
+		return rc;
+	c->join = (int)v;
 	v = 0; /* unset: by the job's shape, when the segment is made */
 	if ((rc = hpsi_setting_u64("RING_KB", 4, 1u << 20, &v)))
 		return rc;
@@ -296,6 +309,10 @@ int hpsi_config_load(struct hpsi_config *c, int need_role)
 	if (hpsi_setting("NUM_SERVERS") && c->replicas >= c->nservers) {
 		hpsi_error("HPS_REPLICAS=%u needs more servers: a key range and its %u backups live on distinct servers, and HPS_NUM_SERVERS=%u",
 			   c->replicas, c->replicas, c->nservers);
+		return HPS_ECONFIG;
+	}
+	if (c->replicas && c->max_workers > c->nworkers) {
+		hpsi_error("HPS_MAX_WORKERS with HPS_REPLICAS: workers cannot join a replicated job yet; run it without one of them");
 		return HPS_ECONFIG;
 	}
 

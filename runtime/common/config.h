@@ -12,6 +12,8 @@ struct hpsi_config {
 	int role;  /* HPS_ROLE: worker | server */
 	int rank;  /* HPS_RANK: index among the processes of the role */
 	uint32_t nservers, nworkers; /* HPS_NUM_SERVERS, HPS_NUM_WORKERS */
+	uint32_t max_workers;        /* HPS_MAX_WORKERS: worker slots, default nworkers */
+	int join;                    /* HPS_JOIN=1: a worker that takes a free rank (join.c) */
 	char job[HPSI_NAME_MAX];     /* HPS_JOB_ID */
 	char host[HPSI_NAME_MAX];    /* HPS_HOST, default the host name */
 	uint32_t ring_bytes;         /* HPS_RING_KB; 0 (unset): by the job's shape */

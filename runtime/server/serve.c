@@ -20,7 +20,14 @@
 uint32_t hpsi_serve_min_clock(struct server *sv, struct range_state *rs)
 {
 	if (rs->min_epoch != rs->epoch) {
-		uint32_t m = UINT32_MAX;
+		if (sv->any_vacant) {
+			/* the server's half of the Dekker pair with a joiner
+			 * (runtime/client/join.c): clocks consumed so far, then the
+			 * membership epoch */
+			atomic_thread_fence(memory_order_seq_cst);
+			hpsi_members_look(sv);
+		}
+		uint32_t m = sv->join_pending ? 0 : UINT32_MAX;
 		for (uint32_t wk = 0; wk < sv->nworkers; wk++)
 			if (!sv->finished[wk] && rs->peers[wk].clock < m)
 				m = rs->peers[wk].clock;

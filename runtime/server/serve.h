@@ -93,7 +93,14 @@ struct server {
 	struct range_state *ranges; /* replicas + 1: [0] its own, [i] hpsi_replica_range(me, i) */
 	uint32_t nranges;
 	struct hpsi_msg_bounds *heaps; /* each worker's heap slice */
-	unsigned char *finished;       /* per worker: closed or dead */
+	unsigned char *finished;       /* per worker: closed or dead (or VACANT: vacant) */
+	/* Workers that join (members.c): per worker slot, VACANT to this
+	 * server so far; any: the job has such slots; join_pending: one is
+	 * claimed but not yet ALIVE (min clocks are 0 meanwhile); the
+	 * membership epoch last looked at. */
+	unsigned char *vacant;
+	int any_vacant, join_pending;
+	uint32_t members_seen;
 	int64_t probe_ns;              /* checks of the workers' processes at most this often */
 	/* forwarded pushes: in from the servers before this one in π (ranges
 	 * it backs up), out to the servers after it; indexed by server */
@@ -117,6 +124,11 @@ struct server {
 };
 
 enum { SERVE_RETRY = 0, SERVE_DONE = 1, SERVE_HELD = 2 };
+
+/* members.c */
+void hpsi_members_setup(struct server *sv);
+/* Counts the workers that joined since the last look (membership epoch). */
+void hpsi_members_look(struct server *sv);
 
 /* serve.c */
 uint32_t hpsi_serve_min_clock(struct server *sv, struct range_state *rs);

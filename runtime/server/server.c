@@ -27,6 +27,10 @@ static int all_finished(struct server *sv)
 {
 	int all = 1;
 	int probe = hpsi_probe_due(sv->seg, HPSI_PROBE_WORKERS, sv->probe_ns);
+	if (sv->any_vacant) { /* a worker that claimed a rank is waited for */
+		hpsi_members_look(sv);
+		all = !sv->join_pending;
+	}
 	for (uint32_t wk = 0; wk < sv->nworkers; wk++) {
 		if (sv->finished[wk])
 			continue;
@@ -72,6 +76,8 @@ static int requests_waiting(void *arg)
 	}
 	if (sv->replicas && hpsi_replica_pending(sv))
 		return 1;
+	if (sv->any_vacant && atomic_load_explicit(&sv->seg->hdr->members_seq, memory_order_relaxed) != sv->members_seen)
+		return 1; /* a worker joined */
 	/* acquires pair with the launcher's release of shutdown and
 	 * hpsi_checkpoint_run's release of ckpt_seq */
 	return atomic_load_explicit(&sv->seg->hdr->shutdown, memory_order_acquire) != 0 ||
@@ -81,6 +87,8 @@ static int requests_waiting(void *arg)
 static int serve_all(struct server *sv)
 {
 	int n = 0;
+	if (sv->any_vacant)
+		hpsi_members_look(sv); /* one load while nobody joins */
 	if (sv->replicas) {
 		n += hpsi_replica_drain(sv);
 		n += hpsi_replica_takeover(sv);
@@ -340,7 +348,7 @@ static int server_setup(struct server *sv, hps_handler handler, void *arg)
 	sv->nranges = sv->replicas + 1;
 	sv->answer_max = hpsi_ring_max_payload(seg->hdr->ring_bytes) - sizeof(struct hpsi_msg_hdr);
 	if (!(sv->ranges = calloc(sv->nranges, sizeof *sv->ranges)) || !(sv->heaps = calloc(W, sizeof *sv->heaps)) ||
-	    !(sv->finished = calloc(W, 1)) || !(sv->ack_dirty = calloc(W, 1)) ||
+	    !(sv->finished = calloc(W, 1)) || !(sv->vacant = calloc(W, 1)) || !(sv->ack_dirty = calloc(W, 1)) ||
 	    (sv->replicas && (!(sv->fwd_in = calloc(S, sizeof *sv->fwd_in)) ||
 			      !(sv->fwd_out = calloc(S, sizeof *sv->fwd_out)) || !(sv->fwd_dirty = calloc(S, 1)) ||
 			      !(sv->fwd_urgent = calloc(S, 1)))))
@@ -360,6 +368,7 @@ static int server_setup(struct server *sv, hps_handler handler, void *arg)
 		if (rc)
 			return rc;
 	}
+	hpsi_members_setup(sv);
 	if (sv->replicas)
 		hpsi_recover_setup(sv);
 	return 0;
@@ -376,6 +385,7 @@ static void server_free(struct server *sv)
 	free(sv->ranges);
 	free(sv->heaps);
 	free(sv->finished);
+	free(sv->vacant);
 	free(sv->ack_dirty);
 	free(sv->fwd_in);
 	free(sv->fwd_out);

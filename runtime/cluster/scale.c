@@ -1,0 +1,136 @@
+/* `hps scale`: changes the number of workers of a running job. The
+ * launcher owns the processes, so the command only asks it, through the
+ * segment's scale_req word (shm/segment.h): a compare-and-swap from 0, so
+ * that a second scale while one runs is refused; the launcher starts the
+ * copies (HPS_JOIN=1) and stores 0 once each joined or ended
+ * (runtime/cluster/launch.c, serve_scale). Workers leave by closing, so
+ * only growing is asked of it. Servers are not scaled yet (issue 12,
+ * parts 1 and 2). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "hps/hps.h"
+#include "runtime/client/join.h"
+#include "runtime/cluster/launch.h"
+#include "runtime/common/config.h"
+#include "shm/liveness.h"
+#include "shm/node.h"
+
+#define POLL_NS 10000000 /* how often the answer is looked for */
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: hps scale [--job ID] [--host NAME] --workers N\n\n"
+		   "Grows the running job (HPS_JOB_ID on this host) to N workers: its launcher starts\n"
+		   "N minus the current number of copies of the worker program with HPS_JOIN=1; each\n"
+		   "takes a free rank and starts at the slowest worker's clock. The job must have been\n"
+		   "launched with room for them (hps launch --max-workers); a rank is not given twice.\n"
+		   "Workers leave by closing (hps_finalize), so N below the current number is refused.\n"
+		   "Waits until the new workers joined (or ended) and prints the number of workers.\n"
+		   "Without --job, the one job running on this host. Refused: jobs across hosts,\n"
+		   "--servers (not built yet), and a scale while another one of the job runs.\n");
+}
+
+static int scale_workers(struct hpsi_seg *seg, uint32_t want)
+{
+	const struct hpsi_seg_hdr *h = seg->hdr;
+	if (h->bridged) {
+		fprintf(stderr, "hps scale: job %s spans hosts (--hosts); scaling such a job is not built yet\n", h->job);
+		return 1;
+	}
+	if (!hpsi_proc_alive(h->creator_pid, h->creator_birth)) {
+		fprintf(stderr, "hps scale: the launcher of job %s is gone; start workers with HPS_JOIN=1 instead\n", h->job);
+		return 1;
+	}
+	uint32_t now = hpsi_workers_current(seg), vacant = h->nworkers - hpsi_workers_given(seg);
+	if (want > h->nworkers) {
+		fprintf(stderr, "hps scale: job %s has room for at most %u workers (hps launch --max-workers)\n", h->job,
+			h->nworkers);
+		return 1;
+	}
+	if (want < now) {
+		fprintf(stderr, "hps scale: job %s has %u workers; workers leave by closing (hps_finalize), not by hps scale\n",
+			h->job, now);
+		return 1;
+	}
+	if (want == now) {
+		printf("job %s has %u workers already\n", h->job, now);
+		return 0;
+	}
+	if (want - now > vacant) {
+		fprintf(stderr, "hps scale: job %s has %u unused worker rank%s left (a rank is not given twice), not %u\n",
+			h->job, vacant, vacant == 1 ? "" : "s", want - now);
+		return 1;
+	}
+	uint32_t given = hpsi_workers_given(seg), idle = 0;
+	/* acq_rel: the request is whole when the launcher acquires it */
+	if (!atomic_compare_exchange_strong_explicit(&seg->hdr->scale_req, &idle, want, memory_order_acq_rel,
+						     memory_order_acquire)) {
+		fprintf(stderr, "hps scale: a scale of job %s is running\n", h->job);
+		return 1;
+	}
+	int64_t deadline = hpsi_now_ns() + h->timeout_ms * 1000000;
+	/* acquire: pairs with the launcher's release of 0, after the copies joined */
+	while (atomic_load_explicit(&seg->hdr->scale_req, memory_order_acquire) != 0) {
+		if (!hpsi_proc_alive(h->creator_pid, h->creator_birth)) {
+			fprintf(stderr, "hps scale: job %s ended before its new workers joined\n", h->job);
+			return 1;
+		}
+		if (hpsi_now_ns() > deadline) {
+			fprintf(stderr, "hps scale: the new workers of job %s did not join within HPS_TIMEOUT_MS\n", h->job);
+			return 1;
+		}
+		nanosleep(&(struct timespec){0, POLL_NS}, NULL);
+	}
+	/* the ranks taken since: the new workers may have ended already */
+	uint32_t joined = hpsi_workers_given(seg) - given;
+	if (now + joined < want) {
+		fprintf(stderr, "hps scale: only %u of the %u new workers of job %s joined (see the launcher's output)\n",
+			joined, want - now, h->job);
+		return 1;
+	}
+	printf("job %s has %u workers\n", h->job, now + joined);
+	return 0;
+}
+
+int hpsi_cmd_scale(int argc, char **argv)
+{
+	long workers = -1;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			usage(stdout);
+			return 0;
+		} else if ((strcmp(argv[i], "--job") == 0 || strcmp(argv[i], "--host") == 0) && i + 1 < argc) {
+			setenv(strcmp(argv[i], "--job") == 0 ? "HPS_JOB_ID" : "HPS_HOST", argv[i + 1], 1);
+			i++;
+		} else if (strcmp(argv[i], "--servers") == 0) {
+			fprintf(stderr, "hps scale: --servers is not built yet (servers cannot join or leave a running job); only --workers\n");
+			return 2;
+		} else if (strcmp(argv[i], "--workers") == 0 && i + 1 < argc) {
+			char *end;
+			workers = strtol(argv[++i], &end, 10);
+			if (*end || end == argv[i] || workers < 1 || workers >= HPSI_MAX_NODES) {
+				fprintf(stderr, "hps scale: --workers needs a number from 1 to %d\n", HPSI_MAX_NODES - 1);
+				return 2;
+			}
+		} else {
+			fprintf(stderr, "hps scale: unexpected '%s' (see hps scale --help)\n", argv[i]);
+			return 2;
+		}
+	}
+	if (workers < 0) {
+		fprintf(stderr, "hps scale: say how many workers the job should have (--workers N)\n");
+		return 2;
+	}
+	struct hpsi_config cfg;
+	struct hpsi_seg seg;
+	if (hpsi_pick_job("hps scale") || hpsi_config_load(&cfg, 0))
+		return 1;
+	if (hpsi_seg_attach(cfg.job, cfg.host, &seg))
+		return 1; /* it says why: no such job on this host */
+	int rc = scale_workers(&seg, (uint32_t)workers);
+	hpsi_seg_detach(&seg);
+	return rc;
+}

@@ -1,0 +1,537 @@
+/* Workers that join a running job (hps launch --max-workers, HPS_JOIN=1,
+ * hps scale --workers): under BSP and SSP(2) a third worker joins two
+ * that push for many clocks; it starts at the slowest member's clock,
+ * every pull of every worker stays within the staleness bound, the first
+ * barrier of the joiner is the members' next one, and the final sums are
+ * exact with the joiner's pushes. Then the refusals of hps scale and
+ * HPS_JOIN, scales whose worker fails or loses its rank, and a job
+ * without --max-workers as before. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "runtime/client/ctx.h"
+#include "shm/segment.h"
+#include "tests/harness.h"
+
+#define NKEYS 16
+#define CLOCKS 400
+#define JOIN_AT 150      /* the members wait at this clock until the joiner took its rank */
+#define BARRIER_EVERY 100
+#define JOINER 2         /* its rank: the first free one */
+
+static char self_path[4096];
+static char out[1 << 17], out2[1 << 16];
+
+static float value(int r, uint32_t c, int k)
+{
+	return (float)(r + 1 + (int)((c + (uint32_t)k) % 4));
+}
+
+/* pre[r][c][k]: what worker r pushed to key k at clocks below c (from 0) */
+static double pre[3][CLOCKS + 1][NKEYS];
+
+static void fill_sums(void)
+{
+	for (int r = 0; r < 3; r++)
+		for (int k = 0; k < NKEYS; k++)
+			for (uint32_t c = 0; c < CLOCKS; c++)
+				pre[r][c + 1][k] = pre[r][c][k] + value(r, c, k);
+}
+
+static int64_t clamp(int64_t c)
+{
+	return c < 0 ? 0 : c > CLOCKS ? CLOCKS : c;
+}
+
+/* Every worker's pushes to key k at clocks below upto; the joiner's from JOIN_AT. */
+static double pushed_before(int64_t upto, int k)
+{
+	int64_t u = clamp(upto);
+	double s = pre[0][u][k] + pre[1][u][k];
+	if (u > JOIN_AT)
+		s += pre[JOINER][u][k] - pre[JOINER][JOIN_AT][k];
+	return s;
+}
+
+static int three_workers(void *ctx)
+{
+	return hps_num_workers(ctx) == 3;
+}
+
+/* After the barrier at clock c every worker that runs (the joiner too)
+ * had come to it: its clock is c. */
+static int all_at(hps_ctx *ctx, uint32_t c)
+{
+	struct hpsi_seg *s = &ctx->seg;
+	for (uint32_t w = 0; w < s->hdr->nworkers; w++) {
+		struct hpsi_node *n = hpsi_seg_node(s, hpsi_worker_node(s, w));
+		uint32_t st = atomic_load_explicit(&n->state, memory_order_acquire);
+		if (st == HPSI_NODE_ALIVE && atomic_load_explicit(&n->clock_done, memory_order_relaxed) < c) {
+			fprintf(stderr, "after the barrier at clock %u worker %u is at clock %u\n", c, w,
+				atomic_load_explicit(&n->clock_done, memory_order_relaxed));
+			return 0;
+		}
+	}
+	return 1;
+}
+
+static int join_worker(int staleness)
+{
+	hps_ctx *ctx;
+	hps_worker *w;
+	if (join_as_worker(&ctx, &w))
+		return 2;
+	int joined = getenv("HPS_JOIN") != NULL, rank = hps_rank(ctx), rc;
+	uint32_t c0 = 99;
+	if ((rc = hps_resume_clock(ctx, &c0)) || c0 != (joined ? JOIN_AT : 0) || rank != (joined ? JOINER : rank)) {
+		fprintf(stderr, "rank %d starts at clock %u (%s)\n", rank, c0, hps_strerror(rc));
+		return 3;
+	}
+	if (joined) {
+		printf("joined as rank %d at clock %u\n", rank, c0);
+		fflush(stdout);
+	}
+	int epoch = hps_membership_epoch(ctx);
+	fill_sums();
+	uint64_t keys[NKEYS];
+	float vals[NKEYS], got[NKEYS];
+	for (int k = 0; k < NKEYS; k++)
+		keys[k] = (uint64_t)k * 7 + 1;
+	for (uint32_t c = c0; c < CLOCKS; c++) {
+		if (!joined && c == JOIN_AT) {
+			if (hps_num_workers(ctx) != 2 || !poll_until(three_workers, ctx, 30000))
+				return 11;
+			if (hps_membership_epoch(ctx) == epoch) {
+				fprintf(stderr, "the membership epoch did not move\n");
+				return 12;
+			}
+		}
+		if (c > 0 && c % BARRIER_EVERY == 0) {
+			if ((rc = hps_barrier(ctx))) {
+				fprintf(stderr, "barrier at clock %u: %s\n", c, hps_strerror(rc));
+				return 7;
+			}
+			if (!all_at(ctx, c))
+				return 13;
+		}
+		if ((rc = hps_wait(w, hps_pull(w, keys, NKEYS, got, NULL)))) {
+			fprintf(stderr, "pull at clock %u: %s\n", c, hps_strerror(rc));
+			return 4;
+		}
+		for (int k = 0; k < NKEYS; k++) {
+			double lo = pushed_before((int64_t)c - staleness, k);
+			double hi = pushed_before((int64_t)c + staleness + 1, k);
+			if (got[k] < lo || got[k] > hi) {
+				fprintf(stderr, "rank %d clock %u key %d: pulled %.0f, outside [%.0f, %.0f]\n", rank, c, k,
+					got[k], lo, hi);
+				return 5;
+			}
+			vals[k] = value(rank, c, k);
+		}
+		if ((rc = hps_wait(w, hps_push(w, keys, NKEYS, vals, NULL))) || (rc = hps_clock(w))) {
+			fprintf(stderr, "push or clock at clock %u: %s\n", c, hps_strerror(rc));
+			return 6;
+		}
+	}
+	if ((rc = hps_barrier(ctx))) {
+		fprintf(stderr, "last barrier: %s\n", hps_strerror(rc));
+		return 7;
+	}
+	if (hps_num_workers(ctx) != 3)
+		return 10;
+	if (rank == 0) {
+		if ((rc = hps_wait(w, hps_pull(w, keys, NKEYS, got, NULL))))
+			return 8;
+		for (int k = 0; k < NKEYS; k++)
+			if (got[k] != pushed_before(CLOCKS, k)) {
+				fprintf(stderr, "key %d: sum %.0f, want %.0f\n", k, got[k], pushed_before(CLOCKS, k));
+				return 9;
+			}
+		printf("sums exact\n");
+	}
+	hps_worker_close(w);
+	hps_finalize(ctx);
+	return 0;
+}
+
+static int file_there(void *path)
+{
+	return access(path, F_OK) == 0;
+}
+
+/* A worker that waits for file `go` (a joiner: before it joins), then ends. */
+static int idle_worker(const char *go, int expect_workers)
+{
+	if (getenv("HPS_JOIN") && getenv("JOIN_TEST_FAIL"))
+		return 1; /* a joiner that fails before it joins */
+	if (getenv("HPS_JOIN") && !poll_until(file_there, (void *)go, 30000))
+		return 20;
+	hps_ctx *ctx;
+	hps_worker *w;
+	if (join_as_worker(&ctx, &w))
+		return 2;
+	if (!getenv("HPS_JOIN") && hps_num_workers(ctx) != expect_workers) {
+		fprintf(stderr, "hps_num_workers %d, want %d\n", hps_num_workers(ctx), expect_workers);
+		return 21;
+	}
+	if (!poll_until(file_there, (void *)go, 30000))
+		return 20;
+	hps_worker_close(w);
+	hps_finalize(ctx);
+	return 0;
+}
+
+struct watch {
+	const char *job;
+	struct hpsi_seg seg;
+	int attached;
+	uint32_t clock; /* workers 0 and 1 at this clock */
+};
+
+static int members_at(void *p)
+{
+	struct watch *a = p;
+	char path[256];
+	if (!a->attached && hpsi_seg_path(path, sizeof path, a->job, "testhost") == 0 && access(path, F_OK) == 0)
+		a->attached = hpsi_seg_attach(a->job, "testhost", &a->seg) == 0;
+	if (!a->attached)
+		return 0;
+	for (uint32_t w = 0; w < 2; w++) {
+		struct hpsi_node *n = hpsi_seg_node(&a->seg, hpsi_worker_node(&a->seg, w));
+		if (atomic_load_explicit(&n->state, memory_order_acquire) != HPSI_NODE_ALIVE ||
+		    atomic_load_explicit(&n->clock_done, memory_order_relaxed) != a->clock)
+			return 0;
+	}
+	return 1;
+}
+
+static const char *launcher_log;
+
+/* The launcher started the scale's worker (it says so in its log). */
+static int scale_started(void *unused)
+{
+	(void)unused;
+	return strstr(slurp_into(launcher_log, out, sizeof out), "hps launch: hps scale: started") != NULL;
+}
+
+static int scale_running(void *p)
+{
+	struct watch *a = p;
+	return atomic_load_explicit(&a->seg.hdr->scale_req, memory_order_acquire) != 0;
+}
+
+static int run_cmd(const char *cmd, char *buf, size_t cap)
+{
+	char log[128];
+	snprintf(log, sizeof log, "/tmp/hps-join-%d.cmd", (int)getpid());
+	int rc = finish_group(spawn_logged(log, "/bin/sh", cmd), 30000);
+	slurp_into(log, buf, cap);
+	unlink(log);
+	return rc;
+}
+
+/* Two workers launched with room for three; the third joins by hand
+ * (HPS_JOIN=1) or by hps scale once both wait at JOIN_AT. */
+static void run_join(const char *job, const char *staleness, int by_scale)
+{
+	char log[128], cmd[8192];
+	snprintf(log, sizeof log, "/tmp/hps-join-%d.log", (int)getpid());
+	snprintf(cmd, sizeof cmd,
+		 "exec %s launch -s 2 -w 2 --max-workers 3 --job %s --host testhost --heap-mb 16 --timeout-ms 20000 "
+		 "--staleness %s -- %s --join-worker %s",
+		 hps_bin(), job, staleness, self_path, strcmp(staleness, "bsp") ? staleness : "0");
+	pid_t pid = spawn_logged(log, "/bin/sh", cmd);
+	struct watch a = {.job = job, .clock = JOIN_AT};
+	int ready = poll_until(members_at, &a, 30000);
+	CU_ASSERT(ready);
+	if (ready && by_scale) {
+		snprintf(cmd, sizeof cmd, "%s scale --job %s --host testhost --workers 3", hps_bin(), job);
+		int src = run_cmd(cmd, out2, sizeof out2);
+		CU_ASSERT_EQUAL(src, 0);
+		if (src)
+			fprintf(stderr, "hps scale: %d\n%s\n", src, out2);
+		char want[128];
+		snprintf(want, sizeof want, "job %s has 3 workers", job);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out2, want));
+	} else if (ready) {
+		snprintf(cmd, sizeof cmd,
+			 "HPS_ROLE=worker HPS_JOB_ID=%s HPS_HOST=testhost HPS_JOIN=1 exec %s --join-worker %s", job,
+			 self_path, strcmp(staleness, "bsp") ? staleness : "0");
+		CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 0);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out2, "joined as rank 2 at clock 150"));
+	}
+	int rc = finish_group(pid, 60000);
+	if (a.attached)
+		hpsi_seg_detach(&a.seg);
+	slurp_into(log, out, sizeof out);
+	unlink(log);
+	CU_ASSERT_EQUAL(rc, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "[worker 0] sums exact"));
+	if (by_scale)
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "joined as rank 2 at clock 150"));
+	if (rc || !strstr(out, "sums exact"))
+		fprintf(stderr, "launcher:\n%s\njoiner or scale:\n%s\n", out, out2);
+}
+
+static void test_join_bsp_by_hand(void)
+{
+	run_join("jn1", "bsp", 0);
+}
+
+static void test_join_ssp_by_hand(void)
+{
+	run_join("jn2", "2", 0);
+}
+
+static void test_join_bsp_by_scale(void)
+{
+	run_join("jn3", "bsp", 1);
+}
+
+static void test_join_ssp_by_scale(void)
+{
+	run_join("jn4", "2", 1);
+}
+
+/* hps scale against a running job: each refusal one line and a non-zero
+ * exit; a second scale while one runs is refused; a rank above the
+ * launched ones is not taken without HPS_JOIN. */
+static void test_join_scale_refusals(void)
+{
+	char log[128], cmd[8192], go[128];
+	snprintf(log, sizeof log, "/tmp/hps-join-%d.log", (int)getpid());
+	snprintf(go, sizeof go, "/tmp/hps-join-%d.go", (int)getpid());
+	unlink(go);
+	snprintf(cmd, sizeof cmd,
+		 "exec %s launch -s 1 -w 2 --max-workers 3 --job jr --host testhost --heap-mb 16 --timeout-ms 20000 "
+		 "-- %s --idle-worker %s 2",
+		 hps_bin(), self_path, go);
+	pid_t pid = spawn_logged(log, "/bin/sh", cmd);
+	struct watch a = {.job = "jr", .clock = 0};
+	CU_ASSERT_FATAL(poll_until(members_at, &a, 30000));
+	static const struct {
+		int workers;
+		const char *says;
+		int rc;
+	} cases[] = {
+		{4, "hps scale: job jr has room for at most 3 workers (hps launch --max-workers)\n", 1},
+		{1, "hps scale: job jr has 2 workers; workers leave by closing (hps_finalize), not by hps scale\n", 1},
+		{2, "job jr has 2 workers already\n", 0},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		snprintf(cmd, sizeof cmd, "%s scale --job jr --host testhost --workers %d", hps_bin(), cases[i].workers);
+		CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), cases[i].rc);
+		CU_ASSERT_STRING_EQUAL(out2, cases[i].says);
+	}
+	/* HPS_RANK of a free rank, without HPS_JOIN */
+	snprintf(cmd, sizeof cmd, "HPS_ROLE=worker HPS_RANK=2 HPS_JOB_ID=jr HPS_HOST=testhost exec %s --idle-worker %s 2",
+		 self_path, go);
+	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 2);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out2, "worker rank 2 of job 'jr' was not launched: a worker takes a free rank with HPS_JOIN=1"));
+	/* a scale whose worker waits for `go` before it joins: still running */
+	char log2[128];
+	snprintf(log2, sizeof log2, "/tmp/hps-join-%d.scale", (int)getpid());
+	snprintf(cmd, sizeof cmd, "exec %s scale --job jr --host testhost --workers 3", hps_bin());
+	pid_t scale = spawn_logged(log2, "/bin/sh", cmd);
+	CU_ASSERT(poll_until(scale_running, &a, 30000));
+	CU_ASSERT_EQUAL(run_cmd(cmd + 5, out2, sizeof out2), 1);
+	CU_ASSERT_STRING_EQUAL(out2, "hps scale: a scale of job jr is running\n");
+	/* the members end once go is there: the launcher counts them first */
+	launcher_log = log;
+	CU_ASSERT(poll_until(scale_started, NULL, 30000));
+	int fd = open(go, O_CREAT | O_WRONLY, 0600);
+	CU_ASSERT(fd >= 0);
+	if (fd >= 0)
+		close(fd);
+	int src = finish_group(scale, 30000);
+	CU_ASSERT_EQUAL(src, 0);
+	slurp_into(log2, out2, sizeof out2);
+	if (src)
+		fprintf(stderr, "hps scale: %d\n%s\n", src, out2);
+	CU_ASSERT_STRING_EQUAL(out2, "job jr has 3 workers\n");
+	unlink(log2);
+	CU_ASSERT_EQUAL(finish_group(pid, 30000), 0);
+	if (a.attached)
+		hpsi_seg_detach(&a.seg);
+	slurp_into(log, out, sizeof out);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps launch: hps scale: started 1 more worker (2 to 3)"));
+	if (src)
+		fprintf(stderr, "launcher:\n%s\n", out);
+	unlink(log);
+	unlink(go);
+}
+
+/* The rank a scale's worker would take is taken by hand first: that
+ * worker ends without joining (the launcher names it), the job goes on,
+ * and the scale is done all the same: the job has the workers asked for. */
+static void test_join_scale_loses_rank(void)
+{
+	char log[128], log2[128], cmd[8192], go[128];
+	snprintf(log, sizeof log, "/tmp/hps-join-%d.log", (int)getpid());
+	snprintf(log2, sizeof log2, "/tmp/hps-join-%d.scale", (int)getpid());
+	snprintf(go, sizeof go, "/tmp/hps-join-%d.go", (int)getpid());
+	unlink(go);
+	snprintf(cmd, sizeof cmd,
+		 "exec %s launch -s 1 -w 2 --max-workers 3 --job jl --host testhost --heap-mb 16 --timeout-ms 20000 "
+		 "-- %s --idle-worker %s 2",
+		 hps_bin(), self_path, go);
+	pid_t pid = spawn_logged(log, "/bin/sh", cmd);
+	struct watch a = {.job = "jl", .clock = 0};
+	CU_ASSERT_FATAL(poll_until(members_at, &a, 30000));
+	snprintf(cmd, sizeof cmd, "exec %s scale --job jl --host testhost --workers 3", hps_bin());
+	pid_t scale = spawn_logged(log2, "/bin/sh", cmd);
+	launcher_log = log;
+	CU_ASSERT(poll_until(scale_started, NULL, 30000)); /* its worker waits for go */
+	snprintf(cmd, sizeof cmd, "HPS_ROLE=worker HPS_JOB_ID=jl HPS_HOST=testhost HPS_JOIN=1 exec %s --idle-worker /tmp 2",
+		 self_path);
+	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 0);
+	int fd = open(go, O_CREAT | O_WRONLY, 0600);
+	if (fd >= 0)
+		close(fd);
+	CU_ASSERT_EQUAL(finish_group(scale, 30000), 0);
+	slurp_into(log2, out2, sizeof out2);
+	CU_ASSERT_STRING_EQUAL(out2, "job jl has 3 workers\n");
+	CU_ASSERT_EQUAL(finish_group(pid, 30000), 0);
+	slurp_into(log, out, sizeof out);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "has no free worker rank"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps launch: a joining worker exited with status 2"));
+	if (a.attached)
+		hpsi_seg_detach(&a.seg);
+	unlink(log);
+	unlink(log2);
+	unlink(go);
+}
+
+/* The scale's worker fails before it joins: the scale says so, the job
+ * goes on. */
+static void test_join_scale_worker_fails(void)
+{
+	char log[128], cmd[8192], go[128];
+	snprintf(log, sizeof log, "/tmp/hps-join-%d.log", (int)getpid());
+	snprintf(go, sizeof go, "/tmp/hps-join-%d.go", (int)getpid());
+	unlink(go);
+	snprintf(cmd, sizeof cmd,
+		 "JOIN_TEST_FAIL=1 exec %s launch -s 1 -w 2 --max-workers 3 --job jf --host testhost --heap-mb 16 "
+		 "--timeout-ms 20000 -- %s --idle-worker %s 2",
+		 hps_bin(), self_path, go);
+	pid_t pid = spawn_logged(log, "/bin/sh", cmd);
+	struct watch a = {.job = "jf", .clock = 0};
+	CU_ASSERT_FATAL(poll_until(members_at, &a, 30000));
+	snprintf(cmd, sizeof cmd, "%s scale --job jf --host testhost --workers 3", hps_bin());
+	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 1);
+	CU_ASSERT_STRING_EQUAL(out2, "hps scale: only 0 of the 1 new workers of job jf joined (see the launcher's output)\n");
+	int fd = open(go, O_CREAT | O_WRONLY, 0600);
+	if (fd >= 0)
+		close(fd);
+	CU_ASSERT_EQUAL(finish_group(pid, 30000), 0);
+	slurp_into(log, out, sizeof out);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps launch: a joining worker exited with status 1"));
+	if (a.attached)
+		hpsi_seg_detach(&a.seg);
+	unlink(log);
+	unlink(go);
+}
+
+/* Refusals that need no running job, or no room. */
+static void test_join_refusals(void)
+{
+	char cmd[8192];
+	snprintf(cmd, sizeof cmd, "%s scale --job nosuch --host testhost --workers 3", hps_bin());
+	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out2, "error: no job 'nosuch' on host 'testhost'"));
+	snprintf(cmd, sizeof cmd, "%s scale --job nosuch --host testhost --servers 3", hps_bin());
+	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 2);
+	CU_ASSERT_STRING_EQUAL(out2, "hps scale: --servers is not built yet (servers cannot join or leave a running job); only --workers\n");
+	snprintf(cmd, sizeof cmd, "%s scale --job nosuch --host testhost", hps_bin());
+	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 2);
+	snprintf(cmd, sizeof cmd, "%s scale --workers 0", hps_bin());
+	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 2);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out2, "hps scale: --workers needs a number from 1 to"));
+	snprintf(cmd, sizeof cmd, "%s scale --help", hps_bin());
+	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out2, "usage: hps scale"));
+	snprintf(cmd, sizeof cmd, "%s launch --job jb --host testhost -w 2 --max-workers 1 -- true", hps_bin());
+	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 2);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out2, "HPS_MAX_WORKERS=1 is below HPS_NUM_WORKERS=2"));
+	snprintf(cmd, sizeof cmd, "%s launch --job jb --host testhost -s 2 --replicas 1 --max-workers 3 -- true", hps_bin());
+	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 2);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out2, "workers cannot join a replicated job yet"));
+	snprintf(cmd, sizeof cmd, "%s launch --max-workers 3 --hosts /nonexistent -- true", hps_bin());
+	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 2);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out2, "hps launch: --max-workers works within one host only"));
+}
+
+/* A segment of a job across hosts (as a bridge makes it): hps scale refuses. */
+static void test_join_scale_across_hosts(void)
+{
+	struct hpsi_seg seg;
+	struct hpsi_seg_params p = {.job = "jh", .host = "testhost", .nservers = 2, .nworkers = 2, .heap_slice = 8u << 20,
+				    .timeout_ms = 20000, .bridged = 1, .srv_lo = 0, .srv_hi = 1, .wrk_lo = 0, .wrk_hi = 1};
+	CU_ASSERT_EQUAL_FATAL(hpsi_seg_create(&p, &seg), 0);
+	char cmd[8192];
+	snprintf(cmd, sizeof cmd, "%s scale --job jh --host testhost --workers 3", hps_bin());
+	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 1);
+	CU_ASSERT_STRING_EQUAL(out2, "hps scale: job jh spans hosts (--hosts); scaling such a job is not built yet\n");
+	hpsi_seg_unlink(&seg);
+	hpsi_seg_detach(&seg);
+}
+
+/* Without --max-workers nothing changes: hps_num_workers is -w, no rank
+ * is free (HPS_JOIN fails, hps scale has no room). */
+static void test_join_no_room(void)
+{
+	char log[128], cmd[8192], go[128];
+	snprintf(log, sizeof log, "/tmp/hps-join-%d.log", (int)getpid());
+	snprintf(go, sizeof go, "/tmp/hps-join-%d.go", (int)getpid());
+	unlink(go);
+	snprintf(cmd, sizeof cmd,
+		 "exec %s launch -s 1 -w 2 --job jo --host testhost --heap-mb 16 --timeout-ms 20000 -- %s --idle-worker %s 2",
+		 hps_bin(), self_path, go);
+	pid_t pid = spawn_logged(log, "/bin/sh", cmd);
+	struct watch a = {.job = "jo", .clock = 0};
+	CU_ASSERT_FATAL(poll_until(members_at, &a, 30000));
+	CU_ASSERT_EQUAL(a.seg.hdr->nworkers, 2);
+	snprintf(cmd, sizeof cmd, "%s scale --job jo --host testhost --workers 3", hps_bin());
+	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 1);
+	CU_ASSERT_STRING_EQUAL(out2, "hps scale: job jo has room for at most 2 workers (hps launch --max-workers)\n");
+	/* a joiner (it waits for a file that is there: /tmp) */
+	snprintf(cmd, sizeof cmd, "HPS_ROLE=worker HPS_JOB_ID=jo HPS_HOST=testhost HPS_JOIN=1 exec %s --idle-worker /tmp 2",
+		 self_path);
+	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 2);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out2, "job 'jo' has no free worker rank: its 2 were all given out"));
+	int fd = open(go, O_CREAT | O_WRONLY, 0600);
+	if (fd >= 0)
+		close(fd);
+	CU_ASSERT_EQUAL(finish_group(pid, 30000), 0);
+	if (a.attached)
+		hpsi_seg_detach(&a.seg);
+	unlink(log);
+	unlink(go);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 3 && strcmp(argv[1], "--join-worker") == 0)
+		return join_worker(atoi(argv[2]));
+	if (argc == 4 && strcmp(argv[1], "--idle-worker") == 0)
+		return idle_worker(argv[2], atoi(argv[3]));
+	ssize_t sl = readlink("/proc/self/exe", self_path, sizeof self_path - 1);
+	self_path[sl > 0 ? sl : 0] = 0;
+	static const struct test_case cases[] = {
+		{"test_join_bsp_by_hand", test_join_bsp_by_hand},
+		{"test_join_ssp_by_hand", test_join_ssp_by_hand},
+		{"test_join_bsp_by_scale", test_join_bsp_by_scale},
+		{"test_join_ssp_by_scale", test_join_ssp_by_scale},
+		{"test_join_scale_refusals", test_join_scale_refusals},
+		{"test_join_scale_loses_rank", test_join_scale_loses_rank},
+		{"test_join_scale_worker_fails", test_join_scale_worker_fails},
+		{"test_join_refusals", test_join_refusals},
+		{"test_join_scale_across_hosts", test_join_scale_across_hosts},
+		{"test_join_no_room", test_join_no_room},
+		{NULL, NULL},
+	};
+	return run_suite("join", cases);
+}
