@@ -437,6 +437,20 @@ static int env_option(const char *v)
 	return 0;
 }
 
+/* The number after --restart-workers or --restart-servers (argv[*i]),
+ * 0 to MAX_RESTARTS; -1 with a one-line error otherwise. */
+static int parse_restarts(int argc, char **argv, int *i, long *out)
+{
+	const char *opt = argv[*i];
+	char *end = NULL;
+	*out = *i + 1 < argc ? strtol(argv[++*i], &end, 10) : -1;
+	if (!end || *end || end == argv[*i] || *out < 0 || *out > MAX_RESTARTS) {
+		fprintf(stderr, "hps launch: %s needs a number from 0 to %d\n", opt, MAX_RESTARTS);
+		return -1;
+	}
+	return 0;
+}
+
 static int parse_args(int argc, char **argv, int *self_serve, int *keep_going, int *prog)
 {
 	for (int i = 1; i < argc; i++) {
@@ -482,22 +496,9 @@ static int parse_args(int argc, char **argv, int *self_serve, int *keep_going, i
 			want_summary = 1;
 			continue;
 		}
-		if (strcmp(a, "--restart-workers") == 0) {
-			char *end = NULL;
-			restart_workers = i + 1 < argc ? strtol(argv[++i], &end, 10) : -1;
-			if (!end || *end || end == argv[i] || restart_workers < 0 || restart_workers > MAX_RESTARTS) {
-				fprintf(stderr, "hps launch: --restart-workers needs a number from 0 to %d\n", MAX_RESTARTS);
+		if (strcmp(a, "--restart-workers") == 0 || strcmp(a, "--restart-servers") == 0) {
+			if (parse_restarts(argc, argv, &i, strcmp(a, "--restart-workers") == 0 ? &restart_workers : &restart_servers))
 				return -2;
-			}
-			continue;
-		}
-		if (strcmp(a, "--restart-servers") == 0) {
-			char *end = NULL;
-			restart_servers = i + 1 < argc ? strtol(argv[++i], &end, 10) : -1;
-			if (!end || *end || end == argv[i] || restart_servers < 0 || restart_servers > MAX_RESTARTS) {
-				fprintf(stderr, "hps launch: --restart-servers needs a number from 0 to %d\n", MAX_RESTARTS);
-				return -2;
-			}
 			continue;
 		}
 		size_t k;
