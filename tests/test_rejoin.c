@@ -153,6 +153,41 @@ static int rejoin_worker(int staleness, uint32_t hold, uint32_t die_at)
 	return 0;
 }
 
+/* Pull, push and clock up to 200 clocks, then a barrier; worker 1 leaves
+ * with _exit(0) at clock exit_at, without hps_finalize (its rank is not
+ * closed by the exit handler). */
+static int exit_worker(uint32_t exit_at)
+{
+	hps_ctx *ctx;
+	hps_worker *w;
+	if (join_as_worker(&ctx, &w))
+		return 2;
+	int rank = hps_rank(ctx), rc;
+	uint64_t keys[NKEYS];
+	float vals[NKEYS], got[NKEYS];
+	for (int k = 0; k < NKEYS; k++)
+		keys[k] = (uint64_t)k * 7 + 1, vals[k] = 1;
+	for (uint32_t c = 0; c < 200; c++) {
+		if ((rc = hps_wait(w, hps_pull(w, keys, NKEYS, got, NULL))) ||
+		    (rc = hps_wait(w, hps_push(w, keys, NKEYS, vals, NULL)))) {
+			fprintf(stderr, "clock %u: %s\n", c, hps_strerror(rc));
+			return 4;
+		}
+		if (rank == 1 && c == exit_at)
+			_exit(0);
+		if ((rc = hps_clock(w)))
+			return 6;
+	}
+	if ((rc = hps_barrier(ctx))) {
+		fprintf(stderr, "barrier: %s\n", hps_strerror(rc));
+		return 7;
+	}
+	printf("barrier passed\n");
+	hps_worker_close(w);
+	hps_finalize(ctx);
+	return 0;
+}
+
 /* Deterministic BSP with Adam on the servers (as test_replica.c's
  * adam_worker): pull, a gradient from the pulled values, push, clock,
  * from the resume clock; rank 0 writes the final model to `path`. Each
@@ -473,6 +508,25 @@ static void test_rejoin_init_refuses_live_holder(void)
 	munmap(flag, 4096);
 }
 
+/* Worker 1 leaves with _exit(0), its rank not closed, while a restart is
+ * left: the launcher closes the rank (status 0 is finished, not
+ * restarted), and the others' BSP pulls and final barrier go on instead
+ * of waiting for a restart that never comes until they time out. */
+static void test_rejoin_exit_zero_unclosed(void)
+{
+	char prog[64];
+	snprintf(prog, sizeof prog, "--exit-worker %u", 5 + (unsigned)(rand() % 100));
+	struct spec sp = {"rj10", "-s 2 --staleness bsp", prog, 1, 0, 0, 0, -1, 0, 0};
+	int rc = run_spec(&sp);
+	CU_ASSERT_EQUAL(rc, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "[worker 0] barrier passed"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "[worker 2] barrier passed"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps launch: worker 1 exited with status 0 without closing its rank"));
+	CU_ASSERT_PTR_NULL(strstr(out, "restarted worker 1"));
+	if (rc || !strstr(out, "[worker 0] barrier passed"))
+		fprintf(stderr, "%s (%d):\n%s\n", prog, rc, out);
+}
+
 /* Runs rejoin's Adam job; 1 if it succeeded and its model went to m. */
 static int adam_run(const struct spec *sp0, uint32_t die_at, float *m)
 {
@@ -592,6 +646,8 @@ int main(int argc, char **argv)
 {
 	if (argc == 4 && strcmp(argv[1], "--adam-worker") == 0)
 		return adam_worker(argv[2], (uint32_t)atoi(argv[3]));
+	if (argc == 3 && strcmp(argv[1], "--exit-worker") == 0)
+		return exit_worker((uint32_t)atoi(argv[2]));
 	if (argc == 5 && strcmp(argv[1], "--rejoin-worker") == 0)
 		return rejoin_worker(atoi(argv[2]), (uint32_t)atoi(argv[3]), (uint32_t)atoi(argv[4]));
 	ssize_t sl = readlink("/proc/self/exe", self_path, sizeof self_path - 1);
@@ -608,6 +664,7 @@ int main(int argc, char **argv)
 		{"test_rejoin_deterministic_adam_bit_identical", test_rejoin_deterministic_adam_bit_identical},
 		{"test_rejoin_wrapper_killed", test_rejoin_wrapper_killed},
 		{"test_rejoin_init_refuses_live_holder", test_rejoin_init_refuses_live_holder},
+		{"test_rejoin_exit_zero_unclosed", test_rejoin_exit_zero_unclosed},
 		{"test_rejoin_bounded", test_rejoin_bounded},
 		{"test_rejoin_bad_values", test_rejoin_bad_values},
 		{"test_rejoin_resume_clock_args", test_rejoin_resume_clock_args},

@@ -703,6 +703,35 @@ static int end_group(struct job *j, const struct child *c, uint32_t node)
 	return 1;
 }
 
+/* Worker child c exited with status 0, which the launcher takes for
+ * finished; but its rank may not be CLOSED: the program left by _exit,
+ * or a wrapper exited 0 after its program ended otherwise. While restarts
+ * are left, everyone reads such a rank (DEAD once probed) as RESTARTING,
+ * and waits for it (barriers, BSP pulls) until they time out, though no
+ * restart comes. The launcher closes it instead, as hps_init's exit
+ * handler does for exit(0): the others go on without it. (Without
+ * restarts left DEAD is final, and what waits for it fails clearly.) */
+static void close_finished(struct job *j, const struct child *c, uint32_t node, long restarts_left)
+{
+	struct hpsi_node *n = hpsi_seg_node(&j->seg, node);
+	/* acquire pairs with the state's releases; the pid and birth were
+	 * stored before the claim's */
+	uint32_t st = atomic_load_explicit(&n->state, memory_order_acquire);
+	if (restarts_left <= 0 || (st != HPSI_NODE_ALIVE && st != HPSI_NODE_DEAD && st != HPSI_NODE_RESTARTING) ||
+	    hpsi_proc_alive(atomic_load_explicit(&n->pid, memory_order_relaxed),
+			    atomic_load_explicit(&n->birth, memory_order_relaxed)))
+		return; /* closed, or its program still runs (a probe will judge it) */
+	/* acq_rel, as every state change (struct hpsi_node); a probe may mark
+	 * it DEAD meanwhile, read as RESTARTING too: closed all the same */
+	while ((st == HPSI_NODE_ALIVE || st == HPSI_NODE_DEAD || st == HPSI_NODE_RESTARTING) &&
+	       !atomic_compare_exchange_weak_explicit(&n->state, &st, HPSI_NODE_CLOSED, memory_order_acq_rel,
+						      memory_order_acquire))
+		;
+	hpsi_members_changed(&j->seg); /* the membership epoch moves; wakes all */
+	fprintf(stderr, "hps launch: worker %d exited with status 0 without closing its rank (no hps_finalize): taken as finished, the others go on without it\n",
+		c->rank);
+}
+
 /* --restart-workers: starts dead worker c again with its rank; 1 if it
  * did. The node goes from DEAD to RESTARTING (release) before the count
  * left drops (release): whoever reads the count first and then the state
@@ -949,6 +978,8 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 					hpsi_info("%s %d (pid %d) %s %d: marked dead, so that what waits only for it fails", role,
 						  c->rank, (int)c->pid, WIFEXITED(status) ? "exited with status" : "killed by signal",
 						  WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+				if (ok && c->role == HPS_ROLE_WORKER)
+					close_finished(&j, c, node, worker_restarts_left);
 				/* what is left of it ends before anyone takes its rank */
 				int outlived = !ok && end_group(&j, c, node);
 				if (!ok)
