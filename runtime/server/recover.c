@@ -355,6 +355,11 @@ static int send_final(struct server *sv, struct range_state *rs)
 {
 	struct range_sync *y = rs->sync;
 	size_t per = (chunk_room(sv) - sizeof(struct hpsi_msg_hdr)) / sizeof(struct sync_peer);
+	uint32_t ri = (uint32_t)(rs - sv->ranges);
+	if (sv->wait_after_handback && y->handback && !y->final_sent && ri > 0 && hpsi_replica_earlier_gone(sv, rs, ri)) {
+		sv->wait_after_handback = 0; /* HPS_FAILPOINT=handback (struct server) */
+		sv->handback_look = (int)ri + 1;
+	}
 	while (y->final_sent < sv->nworkers) {
 		uint32_t n = sv->nworkers - y->final_sent;
 		if (n > per)

@@ -120,13 +120,15 @@ struct server {
 	 * and the release of the requests: a backup then reads requests again
 	 * that it applied already. 0: never. */
 	uint64_t die_in_batch;
-	/* Tests (HPS_FAILPOINT=handback:RANK): the first time this server
-	 * finds the replicas before it gone for a range it handed back, it
-	 * waits until the replacement it handed the range to is no longer
+	/* Tests (HPS_FAILPOINT=handback:RANK): this server's first hand-back
+	 * takes the takeover's first look (are the replicas before it gone?)
+	 * just before its FINAL goes out, while the replacement surely joins,
+	 * and keeps it in handback_look (range index + 1); its next takeover
+	 * check uses that look and waits until the replacement is no longer
 	 * JOINING (at most HPS_TIMEOUT_MS) before it asks whether the range
-	 * is still handed back: the replacement then serves the range and
-	 * stored ALIVE between the two looks (hpsi_replica_takeover). */
-	int wait_after_handback;
+	 * is still handed back: as a check preempted between its two looks
+	 * while the replacement read the FINAL and stored ALIVE. */
+	int wait_after_handback, handback_look;
 	struct hpsi_counters *stats; /* this server's block (server_stats.h) */
 };
 
