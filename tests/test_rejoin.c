@@ -10,10 +10,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "runtime/client/ctx.h"
+#include "shm/liveness.h"
+#include "shm/node.h"
 #include "shm/segment.h"
 #include "tests/harness.h"
 
@@ -149,6 +153,41 @@ static int rejoin_worker(int staleness, uint32_t hold, uint32_t die_at)
 	return 0;
 }
 
+/* Pull, push and clock up to 200 clocks, then a barrier; worker 1 leaves
+ * with _exit(0) at clock exit_at, without hps_finalize (its rank is not
+ * closed by the exit handler). */
+static int exit_worker(uint32_t exit_at)
+{
+	hps_ctx *ctx;
+	hps_worker *w;
+	if (join_as_worker(&ctx, &w))
+		return 2;
+	int rank = hps_rank(ctx), rc;
+	uint64_t keys[NKEYS];
+	float vals[NKEYS], got[NKEYS];
+	for (int k = 0; k < NKEYS; k++)
+		keys[k] = (uint64_t)k * 7 + 1, vals[k] = 1;
+	for (uint32_t c = 0; c < 200; c++) {
+		if ((rc = hps_wait(w, hps_pull(w, keys, NKEYS, got, NULL))) ||
+		    (rc = hps_wait(w, hps_push(w, keys, NKEYS, vals, NULL)))) {
+			fprintf(stderr, "clock %u: %s\n", c, hps_strerror(rc));
+			return 4;
+		}
+		if (rank == 1 && c == exit_at)
+			_exit(0);
+		if ((rc = hps_clock(w)))
+			return 6;
+	}
+	if ((rc = hps_barrier(ctx))) {
+		fprintf(stderr, "barrier: %s\n", hps_strerror(rc));
+		return 7;
+	}
+	printf("barrier passed\n");
+	hps_worker_close(w);
+	hps_finalize(ctx);
+	return 0;
+}
+
 /* Deterministic BSP with Adam on the servers (as test_replica.c's
  * adam_worker): pull, a gradient from the pulled values, push, clock,
  * from the resume clock; rank 0 writes the final model to `path`. Each
@@ -195,6 +234,17 @@ static int adam_worker(const char *path, uint32_t die_at)
 	return 0;
 }
 
+/* The parent of pid (field 4 of /proc/PID/stat), or -1. */
+static pid_t parent_of(pid_t pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	slurp_into(path, buf, sizeof buf);
+	const char *p = strrchr(buf, ')');
+	int ppid = -1;
+	return p && sscanf(p + 1, " %*c %d", &ppid) == 1 ? (pid_t)ppid : -1;
+}
+
 struct watch {
 	const char *job;
 	struct hpsi_seg seg;
@@ -219,13 +269,17 @@ static int worker_reached(void *p)
 	       atomic_load_explicit(&n->barrier_arrived, memory_order_relaxed) >= a->barriers;
 }
 
-static void kill_worker(struct watch *a)
+/* Kills worker a->worker, or with `wrap` its parent (the wrapper the
+ * launcher started); returns the worker's pid. */
+static pid_t kill_worker(struct watch *a, int wrap)
 {
 	pid_t pid = atomic_load_explicit(&hpsi_seg_node(&a->seg, hpsi_worker_node(&a->seg, a->worker))->pid,
 					 memory_order_relaxed);
-	CU_ASSERT(pid > 0);
-	if (pid > 0)
-		kill(pid, SIGKILL);
+	pid_t victim = wrap && pid > 0 ? parent_of(pid) : pid;
+	CU_ASSERT(victim > 1);
+	if (victim > 1)
+		kill(victim, SIGKILL);
+	return pid;
 }
 
 /* A job under hps launch, with 3 workers: `opts` (servers, replicas,
@@ -238,7 +292,11 @@ struct spec {
 	 * server_at; -1: none */
 	int kill_server;
 	uint32_t server_at;
+	/* the worker command is a wrapper (sh running the worker as its
+	 * child), and the kills hit the wrapper: the worker lives on */
+	int wrap;
 };
+
 
 /* Runs the job; kills worker 1 `kills` times, the first time once it
  * reached clock kill_at and kill_barriers barriers, each later one as
@@ -250,8 +308,10 @@ static int run_spec(const struct spec *sp)
 	snprintf(log, sizeof log, "/tmp/hps-rejoin-%d.log", (int)getpid());
 	snprintf(cmd, sizeof cmd,
 		 "exec %s launch %s -w 3 --job %s --host testhost --heap-mb 16 --timeout-ms 20000 "
-		 "--restart-workers %d -- %s %s",
-		 hps_bin(), sp->opts, sp->job, sp->restarts, self_path, sp->prog);
+		 "--restart-workers %d -- %s%s %s%s",
+		 hps_bin(), sp->opts, sp->job, sp->restarts, sp->wrap ? "/bin/sh -c '" : "", self_path, sp->prog,
+		 sp->wrap ? "; exit $?'" : "");
+	pid_t killed[4] = {0};
 	pid_t pid = spawn_logged(log, "/bin/sh", cmd);
 	struct watch a = {.job = sp->job, .worker = 1, .clock = sp->kill_at, .barriers = sp->kill_barriers};
 	for (int i = 0; i < sp->kills; i++) {
@@ -260,7 +320,7 @@ static int run_spec(const struct spec *sp)
 			CU_FAIL("worker 1 did not reach the clock to kill it at");
 			break;
 		}
-		kill_worker(&a);
+		killed[i < 4 ? i : 3] = kill_worker(&a, sp->wrap);
 		a.clock = a.barriers = 0;
 	}
 	a.incarnation = 1;
@@ -279,6 +339,12 @@ static int run_spec(const struct spec *sp)
 		hpsi_seg_detach(&a.seg);
 	slurp_into(log, out, sizeof out);
 	unlink(log);
+	/* a worker whose wrapper was killed ended with its process group */
+	for (int i = 0; i < 4; i++)
+		if (killed[i] > 0 && hpsi_proc_birth(killed[i]) != 0) { /* (a zombie is gone) */
+			fprintf(stderr, "worker pid %d outlived its killed wrapper\n", (int)killed[i]);
+			rc = 99;
+		}
 	return rc;
 }
 
@@ -289,7 +355,7 @@ static int run_job(const char *job, const char *staleness, int restarts, int kil
 	char opts[64], prog[64];
 	snprintf(opts, sizeof opts, "-s 2 --staleness %s", staleness);
 	snprintf(prog, sizeof prog, "--rejoin-worker %s %u 0", strcmp(staleness, "bsp") ? staleness : "0", hold);
-	struct spec sp = {job, opts, prog, restarts, kills, kill_at, kill_barriers, -1, 0};
+	struct spec sp = {job, opts, prog, restarts, kills, kill_at, kill_barriers, -1, 0, 0};
 	return run_spec(&sp);
 }
 
@@ -343,7 +409,7 @@ static void test_rejoin_in_barrier(void)
 static void test_rejoin_replicas_exact(void)
 {
 	uint32_t at = 5 + (uint32_t)(rand() % 400);
-	struct spec sp = {"rj6", "-s 3 --replicas 1 --staleness bsp", "--rejoin-worker 0 0 0", 1, 1, at, 0, -1, 0};
+	struct spec sp = {"rj6", "-s 3 --replicas 1 --staleness bsp", "--rejoin-worker 0 0 0", 1, 1, at, 0, -1, 0, 0};
 	int rc = run_spec(&sp);
 	CU_ASSERT_EQUAL(rc, 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "[worker 0] sums exact"));
@@ -362,7 +428,7 @@ static void test_rejoin_replicas_server_killed_too(void)
 	uint32_t at = 5 + (uint32_t)(rand() % 400);
 	char prog[64];
 	snprintf(prog, sizeof prog, "--rejoin-worker 0 0 %u", at);
-	struct spec sp = {"rj7", "-s 3 --replicas 1 --staleness bsp", prog, 1, 0, 0, 0, 1, at + 20};
+	struct spec sp = {"rj7", "-s 3 --replicas 1 --staleness bsp", prog, 1, 0, 0, 0, 1, at + 20, 0};
 	int rc = run_spec(&sp);
 	CU_ASSERT_EQUAL(rc, 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "[worker 0] sums exact"));
@@ -370,6 +436,95 @@ static void test_rejoin_replicas_server_killed_too(void)
 	check_restart_line(at);
 	if (rc || !strstr(out, "sums exact"))
 		fprintf(stderr, "died after its push of clock %u:\n%s\n", at, out);
+}
+
+/* The worker command is a wrapper script: the launcher's child is sh,
+ * whose child joins as worker 1. The wrapper is killed: the launcher ends
+ * its process group (the worker) before the restart, which would
+ * otherwise run beside the old worker with the same rank. Exact sums, and
+ * the old worker is gone. */
+static void test_rejoin_wrapper_killed(void)
+{
+	uint32_t at = 5 + (uint32_t)(rand() % 400);
+	struct spec sp = {"rj9", "-s 2 --staleness bsp", "--rejoin-worker 0 0 0", 1, 1, at, 0, -1, 0, 1};
+	int rc = run_spec(&sp);
+	CU_ASSERT_EQUAL(rc, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "[worker 0] sums exact"));
+	check_restart_line(at);
+	if (rc || !strstr(out, "sums exact"))
+		fprintf(stderr, "wrapper killed at clock %u or later (%d):\n%s\n", at, rc, out);
+}
+
+static int flag_set(void *flag)
+{
+	return atomic_load_explicit((_Atomic int *)flag, memory_order_acquire) != 0;
+}
+
+/* Holds its rank until the test kills it (or 20 s). */
+static int hold_rank(hps_ctx *ctx, hps_worker *w, void *flag)
+{
+	(void)ctx, (void)w;
+	poll_until(flag_set, flag, 20000);
+	return 0;
+}
+
+static int worker0_alive(void *seg)
+{
+	return hpsi_node_state(seg, hpsi_worker_node(seg, 0)) == HPSI_NODE_ALIVE;
+}
+
+static int nothing(hps_ctx *ctx, hps_worker *w, void *arg)
+{
+	(void)ctx, (void)w, (void)arg;
+	return 0;
+}
+
+/* hps_init refuses a RESTARTING rank whose last process still runs (the
+ * launcher's child that died was a wrapper it could not end), with
+ * HPS_EEXIST; once that process has ended, the restart joins. */
+static void test_rejoin_init_refuses_live_holder(void)
+{
+	struct job j;
+	CU_ASSERT_EQUAL_FATAL(job_start(&j, 1, 1, NULL), 0);
+	_Atomic int *flag = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	CU_ASSERT_FATAL(flag != MAP_FAILED);
+	pid_t holder = job_fork_worker(&j, 0, 1, hold_rank, flag);
+	CU_ASSERT(poll_until(worker0_alive, &j.seg, 20000));
+	/* as the launcher does when its child dies and it restarts the rank */
+	atomic_store_explicit(&hpsi_seg_node(&j.seg, hpsi_worker_node(&j.seg, 0))->state, HPSI_NODE_RESTARTING,
+			      memory_order_release);
+	atomic_store_explicit(&j.seg.hdr->worker_restarts, 1, memory_order_release);
+	pid_t p = fork();
+	if (p == 0) {
+		job_env(&j, "worker", 0);
+		hps_ctx *ctx;
+		_exit(hps_init(&ctx, NULL, NULL) == HPS_EEXIST ? 0 : 1);
+	}
+	CU_ASSERT_EQUAL(wait_exit(p, 20000), 0);
+	kill(holder, SIGKILL);
+	waitpid(holder, NULL, 0);
+	CU_ASSERT_EQUAL(wait_exit(job_fork_worker(&j, 0, 1, nothing, NULL), 20000), 0);
+	CU_ASSERT_EQUAL(job_stop(&j), 0);
+	munmap(flag, 4096);
+}
+
+/* Worker 1 leaves with _exit(0), its rank not closed, while a restart is
+ * left: the launcher closes the rank (status 0 is finished, not
+ * restarted), and the others' BSP pulls and final barrier go on instead
+ * of waiting for a restart that never comes until they time out. */
+static void test_rejoin_exit_zero_unclosed(void)
+{
+	char prog[64];
+	snprintf(prog, sizeof prog, "--exit-worker %u", 5 + (unsigned)(rand() % 100));
+	struct spec sp = {"rj10", "-s 2 --staleness bsp", prog, 1, 0, 0, 0, -1, 0, 0};
+	int rc = run_spec(&sp);
+	CU_ASSERT_EQUAL(rc, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "[worker 0] barrier passed"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "[worker 2] barrier passed"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps launch: worker 1 exited with status 0 without closing its rank"));
+	CU_ASSERT_PTR_NULL(strstr(out, "restarted worker 1"));
+	if (rc || !strstr(out, "[worker 0] barrier passed"))
+		fprintf(stderr, "%s (%d):\n%s\n", prog, rc, out);
 }
 
 /* Runs rejoin's Adam job; 1 if it succeeded and its model went to m. */
@@ -400,7 +555,7 @@ static void test_rejoin_deterministic_adam_bit_identical(void)
 	const char *opts = "-s 3 --replicas 1 --staleness bsp --deterministic --updater adam:lr=0.05";
 	uint32_t at = 5 + (uint32_t)(rand() % 400), die_at = 5 + (uint32_t)(rand() % 400);
 	float clean[NKEYS], killed[NKEYS], died[NKEYS];
-	struct spec sp = {"rj8", opts, NULL, 1, 0, 0, 0, -1, 0};
+	struct spec sp = {"rj8", opts, NULL, 1, 0, 0, 0, -1, 0, 0};
 	CU_ASSERT_FATAL(adam_run(&sp, 0, clean));
 	sp.kills = 1;
 	sp.kill_at = at;
@@ -491,6 +646,8 @@ int main(int argc, char **argv)
 {
 	if (argc == 4 && strcmp(argv[1], "--adam-worker") == 0)
 		return adam_worker(argv[2], (uint32_t)atoi(argv[3]));
+	if (argc == 3 && strcmp(argv[1], "--exit-worker") == 0)
+		return exit_worker((uint32_t)atoi(argv[2]));
 	if (argc == 5 && strcmp(argv[1], "--rejoin-worker") == 0)
 		return rejoin_worker(atoi(argv[2]), (uint32_t)atoi(argv[3]), (uint32_t)atoi(argv[4]));
 	ssize_t sl = readlink("/proc/self/exe", self_path, sizeof self_path - 1);
@@ -505,6 +662,9 @@ int main(int argc, char **argv)
 		{"test_rejoin_replicas_exact", test_rejoin_replicas_exact},
 		{"test_rejoin_replicas_server_killed_too", test_rejoin_replicas_server_killed_too},
 		{"test_rejoin_deterministic_adam_bit_identical", test_rejoin_deterministic_adam_bit_identical},
+		{"test_rejoin_wrapper_killed", test_rejoin_wrapper_killed},
+		{"test_rejoin_init_refuses_live_holder", test_rejoin_init_refuses_live_holder},
+		{"test_rejoin_exit_zero_unclosed", test_rejoin_exit_zero_unclosed},
 		{"test_rejoin_bounded", test_rejoin_bounded},
 		{"test_rejoin_bad_values", test_rejoin_bad_values},
 		{"test_rejoin_resume_clock_args", test_rejoin_resume_clock_args},

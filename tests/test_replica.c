@@ -1011,6 +1011,55 @@ static void test_replica_backup_replaced_before_its_ack(void)
 	CU_ASSERT_EQUAL(bad, 0);
 }
 
+/* How often needle occurs in hay. */
+static int count_of(const char *hay, const char *needle)
+{
+	int n = 0;
+	for (const char *at = hay; (at = strstr(at, needle)); at += strlen(needle))
+		n++;
+	return n;
+}
+
+/* K=1, S=3: server 1 is killed and replaced; server 2 serves range 1 and
+ * hands it back. HPS_FAILPOINT=handback:2 opens the window between server
+ * 2's two looks at the replacement: it finds range 1's replicas gone (the
+ * replacement JOINING), then waits until the replacement serves range 1
+ * and stored ALIVE, then asks whether it handed the range back. It must
+ * not take range 1 over again: two servers would read one ring (requests
+ * lost, the workers time out). The servers' log says exactly once that
+ * server 2 serves range 1, the failpoint fired, and the sums are exact. */
+static void test_replica_handback_not_taken_again(void)
+{
+	char log[] = "/tmp/hps_handback_XXXXXX";
+	int fd = mkstemp(log), saved = dup(STDERR_FILENO);
+	CU_ASSERT_FATAL(fd >= 0 && saved >= 0);
+	dup2(fd, STDERR_FILENO); /* the servers' lines, forked below */
+	close(fd);
+	setenv("HPS_FAILPOINT", "handback:2", 1);
+	struct paced p;
+	paced_start(&p, 3, 1, 311, 0);
+	unsetenv("HPS_FAILPOINT");
+	kill_server(&p.j, 1);
+	p.j.servers[1] = job_fork_server(&p.j, 1, NULL);
+	struct back_arg a = {&p.j, 1, 0};
+	int back = poll_until(state_is_alive, &a, 20000);
+	int failed = paced_finish(&p);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	static char out[1 << 20];
+	slurp_into(log, out, sizeof out);
+	unlink(log);
+	int fired = count_of(out, "(HPS_FAILPOINT=handback)");
+	int served = count_of(out, "server 2 now serves key range 1:");
+	if (!back || failed || fired != 1 || served != 1)
+		fprintf(stderr, "back %d, failed %d, failpoint fired %d, range 1 taken over %d times; log:\n%s\n", back,
+			failed, fired, served, out);
+	CU_ASSERT(back);
+	CU_ASSERT_EQUAL(failed, 0);
+	CU_ASSERT_EQUAL(fired, 1);
+	CU_ASSERT_EQUAL(served, 1);
+}
+
 /* K=2, S=4: servers 1 and 2 die together and are replaced together: each
  * gets its ranges copied (none assumes the other holds one it does not),
  * both serve again; exact sums. */
@@ -1037,6 +1086,7 @@ static void test_replica_two_adjacent_servers_replaced(void)
 struct test_case replica_cases[] = {
 	{"replica_two_adjacent_servers_replaced", test_replica_two_adjacent_servers_replaced},
 	{"replica_backup_replaced_before_its_ack", test_replica_backup_replaced_before_its_ack},
+	{"replica_handback_not_taken_again", test_replica_handback_not_taken_again},
 	{"replica_primary_dies_while_copying", test_replica_primary_dies_while_copying},
 	{"replica_kill_one_server_exact_sums", test_replica_kill_one_server_exact_sums},
 	{"replica_kill_during_checkpoints", test_replica_kill_during_checkpoints},

@@ -175,6 +175,23 @@ int hps_init(hps_ctx **out, int *argc, char **argv)
 		free(c);
 		return HPS_EEXIST;
 	}
+	/* A rank the launcher marked dead (or RESTARTING) because its child
+	 * died, while the process that joined as it lives on: the child was a
+	 * wrapper (a script) whose own child joined, and the launcher could
+	 * not end it. Claiming the rank would give it two processes. The pid
+	 * and birth were stored before the state the check above acquired. */
+	if (st == HPSI_NODE_DEAD || st == HPSI_NODE_RESTARTING) {
+		pid_t old = atomic_load_explicit(&n->pid, memory_order_relaxed);
+		if (old > 0 && old != getpid() &&
+		    hpsi_proc_alive(old, atomic_load_explicit(&n->birth, memory_order_relaxed))) {
+			hpsi_error("%s rank %d of job '%s': the process that held it (pid %d) still runs; a %s waits until it has ended",
+				   c->cfg.role == HPS_ROLE_SERVER ? "server" : "worker", c->cfg.rank, c->seg.hdr->job,
+				   (int)old, st == HPSI_NODE_RESTARTING ? "restart" : "replacement");
+			hpsi_seg_detach(&c->seg);
+			free(c);
+			return HPS_EEXIST;
+		}
+	}
 	atomic_store_explicit(&n->pid, (int32_t)getpid(), memory_order_relaxed);
 	atomic_store_explicit(&n->birth, hpsi_proc_birth(getpid()), memory_order_relaxed);
 	/* A server replacing a dead one of a replicated job joins: it copies

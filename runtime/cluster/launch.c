@@ -21,6 +21,7 @@
 #include "hps/hps.h"
 #include "runtime/client/join.h"
 #include "runtime/common/config.h"
+#include "shm/liveness.h"
 #include "shm/node.h"
 #include "net/route.h"
 #include "runtime/cluster/jobstats.h"
@@ -103,7 +104,8 @@ static void usage(FILE *f)
 		"                        job with `hps scale --workers` or HPS_JOIN=1 (HPS_MAX_WORKERS)\n"
 		"  --restart-workers N   start a worker that died (signal or non-zero exit) again, with\n"
 		"                        the same rank and HPS_RESTART=k, up to N times in all (default\n"
-		"                        0); it resumes from hps_resume_clock and the others wait for it\n"
+		"                        0); it resumes from hps_resume_clock and the others wait for it;\n"
+		"                        what is left of the dead one's process group is killed first\n"
 		"  --deterministic       BSP ranges apply each clock's pushes in worker order, so\n"
 		"                        same-seed runs give the same model bit for bit; every\n"
 		"                        worker must call hps_clock (HPS_DETERMINISTIC=1)\n"
@@ -671,6 +673,65 @@ static int joiners_running(struct job *j)
 	return 0;
 }
 
+#define HOLDER_END_NS 2000000000ll /* for the process that held a dead child's rank to end */
+
+/* A node's child died (not cleanly): what is left of its process group
+ * goes too. The child may be a wrapper (a script) whose own child joined
+ * as the rank: it would live on, marked dead, beside a restart or a
+ * replacement of the rank. The group is the child's pid (exec_child's
+ * setpgid); the child was reaped just before, with nothing spawned since,
+ * and a pid is not given again while a group of that number has members.
+ * Waits (polling, bounded) until the process the node names has ended;
+ * returns 0 then, else 1 with the reason printed: it left the group, and
+ * the rank is neither restarted nor replaced (hps_init would refuse it). */
+static int end_group(struct job *j, const struct child *c, uint32_t node)
+{
+	kill(-c->pid, SIGKILL); /* (ESRCH: nothing left of the group) */
+	struct hpsi_node *n = hpsi_seg_node(&j->seg, node);
+	/* acquire pairs with hps_init's release of its claim, after its pid
+	 * and birth (a rank nobody claimed since names the last holder) */
+	(void)atomic_load_explicit(&n->state, memory_order_acquire);
+	pid_t holder = atomic_load_explicit(&n->pid, memory_order_relaxed);
+	uint64_t birth = atomic_load_explicit(&n->birth, memory_order_relaxed);
+	int64_t end = hpsi_now_ns() + HOLDER_END_NS;
+	while (holder != c->pid && hpsi_proc_alive(holder, birth) && hpsi_now_ns() < end)
+		usleep(1000);
+	if (holder == c->pid || !hpsi_proc_alive(holder, birth))
+		return 0;
+	fprintf(stderr, "hps launch: %s %d: its process (pid %d) outlived the launched one (pid %d) outside its process group; not started again\n",
+		c->role == HPS_ROLE_SERVER ? "server" : "worker", c->rank, (int)holder, (int)c->pid);
+	return 1;
+}
+
+/* Worker child c exited with status 0, which the launcher takes for
+ * finished; but its rank may not be CLOSED: the program left by _exit,
+ * or a wrapper exited 0 after its program ended otherwise. While restarts
+ * are left, everyone reads such a rank (DEAD once probed) as RESTARTING,
+ * and waits for it (barriers, BSP pulls) until they time out, though no
+ * restart comes. The launcher closes it instead, as hps_init's exit
+ * handler does for exit(0): the others go on without it. (Without
+ * restarts left DEAD is final, and what waits for it fails clearly.) */
+static void close_finished(struct job *j, const struct child *c, uint32_t node, long restarts_left)
+{
+	struct hpsi_node *n = hpsi_seg_node(&j->seg, node);
+	/* acquire pairs with the state's releases; the pid and birth were
+	 * stored before the claim's */
+	uint32_t st = atomic_load_explicit(&n->state, memory_order_acquire);
+	if (restarts_left <= 0 || (st != HPSI_NODE_ALIVE && st != HPSI_NODE_DEAD && st != HPSI_NODE_RESTARTING) ||
+	    hpsi_proc_alive(atomic_load_explicit(&n->pid, memory_order_relaxed),
+			    atomic_load_explicit(&n->birth, memory_order_relaxed)))
+		return; /* closed, or its program still runs (a probe will judge it) */
+	/* acq_rel, as every state change (struct hpsi_node); a probe may mark
+	 * it DEAD meanwhile, read as RESTARTING too: closed all the same */
+	while ((st == HPSI_NODE_ALIVE || st == HPSI_NODE_DEAD || st == HPSI_NODE_RESTARTING) &&
+	       !atomic_compare_exchange_weak_explicit(&n->state, &st, HPSI_NODE_CLOSED, memory_order_acq_rel,
+						      memory_order_acquire))
+		;
+	hpsi_members_changed(&j->seg); /* the membership epoch moves; wakes all */
+	fprintf(stderr, "hps launch: worker %d exited with status 0 without closing its rank (no hps_finalize): taken as finished, the others go on without it\n",
+		c->rank);
+}
+
 /* --restart-workers: starts dead worker c again with its rank; 1 if it
  * did. The node goes from DEAD to RESTARTING (release) before the count
  * left drops (release): whoever reads the count first and then the state
@@ -917,9 +978,13 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 					hpsi_info("%s %d (pid %d) %s %d: marked dead, so that what waits only for it fails", role,
 						  c->rank, (int)c->pid, WIFEXITED(status) ? "exited with status" : "killed by signal",
 						  WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+				if (ok && c->role == HPS_ROLE_WORKER)
+					close_finished(&j, c, node, worker_restarts_left);
+				/* what is left of it ends before anyone takes its rank */
+				int outlived = !ok && end_group(&j, c, node);
 				if (!ok)
 					hpsi_node_mark_dead(&j.seg, node);
-				if (!ok && c->role == HPS_ROLE_WORKER && !c->join &&
+				if (!ok && !outlived && c->role == HPS_ROLE_WORKER && !c->join &&
 				    restart_worker(&j, c, node, &worker_restarts_left, self, argv + prog, &cfg)) {
 					nodes_left++;
 					continue;
@@ -930,7 +995,7 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 					describe(c);
 					fprintf(stderr, "hps launch: its key ranges are served by their backups (HPS_REPLICAS=%u); the job goes on\n",
 						j.seg.hdr->replicas);
-					if (!j.stopping && restarts_left > 0 && j.n < MAX_KIDS) {
+					if (!j.stopping && !outlived && restarts_left > 0 && j.n < MAX_KIDS) {
 						struct child *r = &j.kids[j.n];
 						*r = (struct child){.out.fd = -1, .role = HPS_ROLE_SERVER, .rank = c->rank};
 						if (spawn(r, self_serve ? argv + prog : NULL, self, &cfg) == 0) {

@@ -355,6 +355,11 @@ static int send_final(struct server *sv, struct range_state *rs)
 {
 	struct range_sync *y = rs->sync;
 	size_t per = (chunk_room(sv) - sizeof(struct hpsi_msg_hdr)) / sizeof(struct sync_peer);
+	uint32_t ri = (uint32_t)(rs - sv->ranges);
+	if (sv->wait_after_handback && y->handback && !y->final_sent && ri > 0 && hpsi_replica_earlier_gone(sv, rs, ri)) {
+		sv->wait_after_handback = 0; /* HPS_FAILPOINT=handback (struct server) */
+		sv->handback_look = (int)ri + 1;
+	}
 	while (y->final_sent < sv->nworkers) {
 		uint32_t n = sv->nworkers - y->final_sent;
 		if (n > per)
@@ -383,7 +388,6 @@ static int send_final(struct server *sv, struct range_state *rs)
 		rs->serving = 0;
 		rs->handed_to = y->to + 1;
 		rs->handed_incarnation = y->incarnation;
-		rs->handed_index = y->to_index;
 		for (uint32_t wk = 0; wk < sv->nworkers; wk++) {
 			struct peer *p = &rs->peers[wk];
 			if (p->held)
@@ -513,14 +517,25 @@ static int room_for_chunk(struct server *sv, uint32_t to)
 	return (p->mask + 1) - (p->tail - head) >= chunk_room(sv) + 2 * HPSI_CACHELINE; /* + headers, padding */
 }
 
+/* Handed back for as long as the incarnation it went to runs (JOINING or
+ * ALIVE), not only until that one read the FINAL: a caller reads the
+ * target's state again after hpsi_replica_earlier_gone read it, and in
+ * between the target may read the FINAL, serve the range and store ALIVE.
+ * Had this answer turned to "not handed back" at ALIVE, that caller would
+ * combine "gone" (JOINING, the first read) with "not handed back" (ALIVE,
+ * the second) and take the range over from a replacement serving it: two
+ * readers on one ring. States move only forward (JOINING, ALIVE, then DEAD
+ * or CLOSED) and a new incarnation comes only after DEAD, so "running, the
+ * same incarnation" never turns back on once off; while it holds the
+ * target is not gone, or it is gone only to a replica before it, which then
+ * takes the range over itself. The state is acquired before the
+ * incarnation is read (incarnation_of). */
 int hpsi_recover_handed_back(const struct server *sv, const struct range_state *rs)
 {
 	if (!rs->handed_to)
 		return 0;
 	uint32_t to = rs->handed_to - 1, st = state_of(sv, to);
-	/* until it read the FINAL: JOINING, or ALIVE still lacking the range */
-	return (st == HPSI_NODE_JOINING || (st == HPSI_NODE_ALIVE && hpsi_replica_lacks(sv->seg, to, rs->handed_index))) &&
-	       incarnation_of(sv, to) == rs->handed_incarnation;
+	return (st == HPSI_NODE_JOINING || st == HPSI_NODE_ALIVE) && incarnation_of(sv, to) == rs->handed_incarnation;
 }
 
 int hpsi_recover_pending(struct server *sv)

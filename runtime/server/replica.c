@@ -243,13 +243,33 @@ int hpsi_replica_earlier_gone(struct server *sv, const struct range_state *rs, u
 	return died;
 }
 
+/* HPS_FAILPOINT=handback:RANK (struct server): range i's first look,
+ * taken before its FINAL went out, once; then waits until the replacement
+ * it was handed back to is no longer JOINING, polling its state (bounded
+ * by the job's timeout). Else `gone`, this look. */
+static int failpoint_handback(struct server *sv, const struct range_state *rs, uint32_t i, int gone)
+{
+	if (sv->handback_look != (int)i + 1 || !rs->handed_to)
+		return gone;
+	sv->handback_look = 0;
+	uint32_t to = rs->handed_to - 1;
+	int64_t end = hpsi_now_ns() + (int64_t)sv->seg->hdr->timeout_ms * 1000000;
+	uint32_t steps = 0;
+	while (hpsi_node_state(sv->seg, to) == HPSI_NODE_JOINING && hpsi_now_ns() < end)
+		hpsi_spin_step(&steps, 1);
+	hpsi_warn("server %u (HPS_FAILPOINT=handback): took key range %u's replicas for gone, then waited for server %u",
+		  sv->me, rs->id, to);
+	return 1;
+}
+
 int hpsi_replica_takeover(struct server *sv)
 {
 	int taken = 0;
 	for (uint32_t i = 1; i < sv->nranges; i++) {
 		struct range_state *rs = &sv->ranges[i];
 		/* a range not copied whole yet stays without a server */
-		if (rs->serving || !rs->synced || !hpsi_replica_earlier_gone(sv, rs, i) ||
+		if (rs->serving || !rs->synced ||
+		    !failpoint_handback(sv, rs, i, hpsi_replica_earlier_gone(sv, rs, i)) ||
 		    hpsi_recover_handed_back(sv, rs))
 			continue;
 		/* Their forwards are final: every one of them first. */

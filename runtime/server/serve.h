@@ -64,8 +64,8 @@ struct range_state {
 	uint32_t fwd_incarnation[HPSI_MAX_REPLICAS + 1];
 	struct range_sync *sync; /* this server copies the range to a replacement */
 	/* The range was handed back to this server + 1 (0: none) of that
-	 * incarnation: not taken over again while that one still joins. */
-	uint32_t handed_to, handed_incarnation, handed_index;
+	 * incarnation: not taken over again while that one runs. */
+	uint32_t handed_to, handed_incarnation;
 	/* A copy this server receives: BEGIN seen, the next FINAL piece
 	 * expected (by worker), and a FINAL of a range handed back that
 	 * waits for this replacement to serve its own range first. */
@@ -120,6 +120,15 @@ struct server {
 	 * and the release of the requests: a backup then reads requests again
 	 * that it applied already. 0: never. */
 	uint64_t die_in_batch;
+	/* Tests (HPS_FAILPOINT=handback:RANK): this server's first hand-back
+	 * takes the takeover's first look (are the replicas before it gone?)
+	 * just before its FINAL goes out, while the replacement surely joins,
+	 * and keeps it in handback_look (range index + 1); its next takeover
+	 * check uses that look and waits until the replacement is no longer
+	 * JOINING (at most HPS_TIMEOUT_MS) before it asks whether the range
+	 * is still handed back: as a check preempted between its two looks
+	 * while the replacement read the FINAL and stored ALIVE. */
+	int wait_after_handback, handback_look;
 	struct hpsi_counters *stats; /* this server's block (server_stats.h) */
 };
 
@@ -187,7 +196,8 @@ void hpsi_recover_dirty(struct range_state *rs, const uint64_t *keys, uint32_t n
 int hpsi_recover_frozen(const struct range_state *rs);
 /* 1 if a copy waits for room or a start (the idle sleep's check). */
 int hpsi_recover_pending(struct server *sv);
-/* 1 while rs, handed back to a replacement, waits for it to serve. */
+/* 1 while the incarnation of the replacement rs was handed back to runs
+ * (JOINING or ALIVE): rs is not taken over again meanwhile. */
 int hpsi_recover_handed_back(const struct server *sv, const struct range_state *rs);
 /* Drops rs's copy under way (its store was replaced): it starts again. */
 void hpsi_recover_cancel(struct server *sv, struct range_state *rs);

@@ -318,16 +318,23 @@ static int range_setup(struct server *sv, uint32_t i, hps_handler handler, void 
 	return 0;
 }
 
-/* HPS_FAILPOINT=forwarded:RANK:N (tests only; see struct server). */
+/* HPS_FAILPOINT=forwarded:RANK:N or handback:RANK (tests only; see
+ * struct server). */
 static int failpoint(struct server *sv)
 {
 	const char *fp = hpsi_setting("FAILPOINT");
 	unsigned rank;
 	unsigned long long n;
+	int end = 0;
 	if (!fp || !*fp)
 		return 0;
+	if (sscanf(fp, "handback:%u%n", &rank, &end) == 1 && fp[end] == 0) {
+		sv->wait_after_handback = rank == sv->me;
+		return 0;
+	}
 	if (sscanf(fp, "forwarded:%u:%llu", &rank, &n) != 2 || n == 0) {
-		hpsi_error("HPS_FAILPOINT=%s: expected forwarded:RANK:N (N >= 1), a fault injected by tests", fp);
+		hpsi_error("HPS_FAILPOINT=%s: expected forwarded:RANK:N (N >= 1) or handback:RANK, a fault injected by tests",
+			   fp);
 		return HPS_ECONFIG;
 	}
 	if (rank == sv->me)
