@@ -16,7 +16,7 @@
 #include "shm/ring.h"
 
 #define HPSI_SEG_MAGIC 0x31474553535048ull /* "HPSSEG1" */
-#define HPSI_SEG_VERSION 12 /* 5: counters (shm/counters.h); 6: JOINING, incarnation; 7: probed_at; 8: place_off; 9: xck_*; 10: slots_off; 11: RESTARTING, clock_done/_bar/_ts, worker_restarts; 12: VACANT, launched_workers, members_seq, scale_req */
+#define HPSI_SEG_VERSION 13 /* 5: counters (shm/counters.h); 6: JOINING, incarnation; 7: probed_at; 8: place_off; 9: xck_*; 10: slots_off; 11: RESTARTING, clock_done/_bar/_ts, worker_restarts; 12: VACANT, launched_workers, members_seq, scale_req; 13: launched_servers, owner_off */
 #define HPSI_SEG_TMP ".tmp" /* suffix + creator pid while a segment is being built */
 
 enum hpsi_node_state {
@@ -38,7 +38,10 @@ enum hpsi_node_state {
 	/* A worker slot of the room --max-workers made that no process has
 	 * claimed yet (runtime/client/join.c): no member. Clocks, barriers
 	 * and liveness skip it. A joining process moves it to EMPTY by a
-	 * compare-and-swap (its claim), then to ALIVE; never back. */
+	 * compare-and-swap (its claim), then to ALIVE; never back.
+	 * Also a server rank of the room --max-servers made that runs no
+	 * process: it serves no key range (the owner table names it
+	 * nowhere), nothing waits for it, liveness never probes it. */
 	HPSI_NODE_VACANT = 6,
 };
 
@@ -117,7 +120,10 @@ struct hpsi_seg_hdr {
 	uint32_t ring_bytes; /* data bytes of each ring, a power of two */
 	uint32_t range_mode;
 	uint32_t launched_workers; /* -w: the workers the launch started */
-	uint32_t pad1;
+	/* -s: the server processes the launch started (ranks 0 ..
+	 * launched_servers - 1); nservers is the key ranges and server ranks
+	 * (--max-servers), the ranks from launched_servers on start VACANT */
+	uint32_t launched_servers;
 	uint64_t nodes_off, rings_off, ring_stride, ranges_off;
 	/* The placement of replicas (shm/place.h): nservers uint32_t of π,
 	 * then nservers of its inverse pos; written by the creator before the
@@ -127,6 +133,12 @@ struct hpsi_seg_hdr {
 	 * server ids, hpsi_slots_build(nservers); written by the creator
 	 * before the magic, never changed yet (hpsi_seg_slots) */
 	uint64_t slots_off;
+	/* The owner table (hpsi_seg_owner): nservers _Atomic uint16_t, the
+	 * server rank serving each key range. Written by the creator before
+	 * the magic (hpsi_share_build(nservers ranges, launched_servers):
+	 * the identity without --max-servers); a move of a range stores its
+	 * new owner with release, routing loads it with acquire (net/route.h). */
+	uint64_t owner_off;
 	uint64_t heap_off, heap_slice; /* one slice per worker */
 	uint64_t direct_bytes;         /* dense arrays of direct ranges, after the heap */
 	/* one struct hpsi_counters per node, then the bridge's (shm/counters.h) */
@@ -216,6 +228,7 @@ struct hpsi_seg_params {
 	const char *job, *host;
 	uint32_t nservers, nworkers;
 	uint32_t max_workers; /* worker slots (--max-workers); 0 or below nworkers: nworkers */
+	uint32_t max_servers; /* key ranges and server ranks (--max-servers); 0 or below nservers: nservers */
 	uint32_t ring_bytes; /* 0: by the job's shape (hpsi_ring_bytes_for) */
 	uint64_t heap_slice;
 	int64_t timeout_ms;
@@ -340,6 +353,13 @@ static inline const uint32_t *hpsi_seg_place(const struct hpsi_seg *s)
 static inline const uint16_t *hpsi_seg_slots(const struct hpsi_seg *s)
 {
 	return (const uint16_t *)(s->base + s->hdr->slots_off);
+}
+
+/* The owner table: the server rank serving each of the nservers key
+ * ranges; read through net/route.h (hpsi_range_owner). */
+static inline _Atomic uint16_t *hpsi_seg_owner(const struct hpsi_seg *s)
+{
+	return (_Atomic uint16_t *)(s->base + s->hdr->owner_off);
 }
 
 static inline const struct hpsi_range *hpsi_seg_ranges(const struct hpsi_seg *s)

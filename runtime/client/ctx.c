@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "net/route.h"
 #include "runtime/client/handle.h"
 #include "runtime/client/join.h"
 #include "runtime/client/rejoin.h"
@@ -16,8 +17,14 @@
 static int counts_match(const struct hps_ctx *c)
 {
 	const struct hpsi_seg_hdr *h = c->seg.hdr;
-	if (hpsi_setting("NUM_SERVERS") && c->cfg.nservers != h->nservers) {
-		hpsi_error("HPS_NUM_SERVERS=%u but job '%s' has %u servers", c->cfg.nservers, h->job, h->nservers);
+	if (hpsi_setting("NUM_SERVERS") && c->cfg.nservers != h->launched_servers) {
+		hpsi_error("HPS_NUM_SERVERS=%u but job '%s' was launched with %u servers", c->cfg.nservers, h->job,
+			   h->launched_servers);
+		return 0;
+	}
+	if (hpsi_setting("MAX_SERVERS") && c->cfg.max_servers != h->nservers) {
+		hpsi_error("HPS_MAX_SERVERS=%u but job '%s' has room for %u servers", c->cfg.max_servers, h->job,
+			   h->nservers);
 		return 0;
 	}
 	if (hpsi_setting("NUM_WORKERS") && c->cfg.nworkers != h->launched_workers) {
@@ -277,5 +284,5 @@ int hps_membership_epoch(const hps_ctx *c)
 int hps_num_servers(const hps_ctx *c)
 {
 	int rc = hpsi_ctx_check(c);
-	return rc ? rc : (int)c->seg.hdr->nservers;
+	return rc ? rc : (int)hpsi_servers_current(&c->seg);
 }

@@ -101,6 +101,10 @@ static void usage(FILE *f)
 		"                        (default 2 per server; 0: never)\n"
 		"  --max-workers N       room for up to N workers (default: -w): more join the running\n"
 		"                        job with `hps scale --workers` or HPS_JOIN=1 (HPS_MAX_WORKERS)\n"
+		"  --max-servers N       room for up to N servers (default: -s): the job's keys form N\n"
+		"                        key ranges, spread over the running servers; `hps scale\n"
+		"                        --servers` moves ranges to more or fewer of them while the\n"
+		"                        job trains (HPS_MAX_SERVERS; one host, no --replicas)\n"
 		"  --restart-workers N   start a worker that died (signal or non-zero exit) again, with\n"
 		"                        the same rank and HPS_RESTART=k, up to N times in all (default\n"
 		"                        0); it resumes from hps_resume_clock and the others wait for it\n"
@@ -121,7 +125,7 @@ static const struct {
 	const char *opt, *shrt, *env;
 } env_opts[] = {
 	{"--servers", "-s", "HPS_NUM_SERVERS"}, {"--workers", "-w", "HPS_NUM_WORKERS"},
-	{"--max-workers", NULL, "HPS_MAX_WORKERS"},
+	{"--max-workers", NULL, "HPS_MAX_WORKERS"}, {"--max-servers", NULL, "HPS_MAX_SERVERS"},
 	{"--job", NULL, "HPS_JOB_ID"},          {"--heap-mb", NULL, "HPS_HEAP_MB"},
 	{"--replicas", NULL, "HPS_REPLICAS"},
 	{"--ring-kb", NULL, "HPS_RING_KB"},     {"--timeout-ms", NULL, "HPS_TIMEOUT_MS"},
@@ -738,6 +742,10 @@ int hpsi_cmd_launch(int argc, char **argv)
 		fprintf(stderr, "hps launch: --max-workers works within one host only, not with --hosts, --tracker or HPS_ROOT_URI\n");
 		return 2;
 	}
+	if (hpsi_setting("MAX_SERVERS") && (hosts_file || tracker || hpsi_setting("ROOT_URI"))) {
+		fprintf(stderr, "hps launch: --max-servers works within one host only, not with --hosts, --tracker or HPS_ROOT_URI\n");
+		return 2;
+	}
 	if (restart_workers && (hosts_file || tracker || hpsi_setting("ROOT_URI"))) {
 		fprintf(stderr, "hps launch: --restart-workers works within one host only, not with --hosts, --tracker or HPS_ROOT_URI\n");
 		return 2;
@@ -909,7 +917,7 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 					continue;
 				}
 				uint32_t node = c->role == HPS_ROLE_SERVER ? (uint32_t)c->rank
-									   : cfg.nservers + (uint32_t)c->rank;
+									   : hpsi_worker_node(&j.seg, (uint32_t)c->rank);
 				const char *role = c->role == HPS_ROLE_SERVER ? "server" : "worker";
 				if (ok)
 					hpsi_info("%s %d (pid %d) exited with status 0", role, c->rank, (int)c->pid);

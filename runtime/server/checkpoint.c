@@ -264,13 +264,16 @@ int hpsi_store_load(struct hpsi_store *into, const char *dir, const struct hpsi_
 /* ---- the requester ------------------------------------------------------- */
 
 /* Servers that do their part: with replicas, the dead ones' ranges are
- * saved by the backups that serve them now. */
+ * saved by the backups that serve them now; each saves (and loads) the
+ * key ranges it serves, one file per range. */
 static uint32_t live_servers(struct hpsi_seg *seg)
 {
 	uint32_t n = 0;
 	for (uint32_t s = 0; s < seg->hdr->nservers; s++)
 		n += !hpsi_server_gone(seg, s);
-	return seg->hdr->replicas ? n : seg->hdr->nservers;
+	/* without replicas: every server the owner table names (a rank of the
+	 * room --max-servers made serves nothing and does no part) */
+	return seg->hdr->replicas ? n : hpsi_servers_current(seg);
 }
 
 /* With replicas: a sum that changes whenever a server is replaced or a

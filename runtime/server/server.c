@@ -264,15 +264,16 @@ int hpsi_server_staleness(int rank, int64_t *out)
 	return 0;
 }
 
-/* Sets up range i of this server: the range it is replica i of (net/route.h),
- * with its own updater, value types and staleness (the settings of the
- * range's first server). */
-static int range_setup(struct server *sv, uint32_t i, hps_handler handler, void *arg)
+/* Sets up sv->ranges[i] for key range `id`: with replicas the range it
+ * is replica i of (net/route.h), served when i is 0; without, a range the
+ * owner table gives it. Each with its own updater, value types and
+ * staleness (the settings of the range's first server). */
+static int range_setup(struct server *sv, uint32_t i, uint32_t id, int serving, hps_handler handler, void *arg)
 {
 	struct hpsi_seg *seg = sv->seg;
 	struct range_state *rs = &sv->ranges[i];
-	rs->id = hpsi_replica_range(seg, sv->me, i);
-	rs->serving = i == 0;
+	rs->id = id;
+	rs->serving = serving;
 	rs->min_epoch = UINT64_MAX;
 	const struct hpsi_range *rg = &hpsi_seg_ranges(seg)[rs->id];
 	rs->dtype = rg->dtype;
@@ -345,9 +346,11 @@ static int server_setup(struct server *sv, hps_handler handler, void *arg)
 	}
 	if (failpoint(sv))
 		return HPS_ECONFIG;
-	sv->nranges = sv->replicas + 1;
+	/* room for every range it may serve: with replicas its own and the
+	 * K before it; without, any of the job's ranges may move to it */
+	uint32_t cap = sv->replicas ? sv->replicas + 1 : S;
 	sv->answer_max = hpsi_ring_max_payload(seg->hdr->ring_bytes) - sizeof(struct hpsi_msg_hdr);
-	if (!(sv->ranges = calloc(sv->nranges, sizeof *sv->ranges)) || !(sv->heaps = calloc(W, sizeof *sv->heaps)) ||
+	if (!(sv->ranges = calloc(cap, sizeof *sv->ranges)) || !(sv->heaps = calloc(W, sizeof *sv->heaps)) ||
 	    !(sv->finished = calloc(W, 1)) || !(sv->vacant = calloc(W, 1)) || !(sv->ack_dirty = calloc(W, 1)) ||
 	    (sv->replicas && (!(sv->fwd_in = calloc(S, sizeof *sv->fwd_in)) ||
 			      !(sv->fwd_out = calloc(S, sizeof *sv->fwd_out)) || !(sv->fwd_dirty = calloc(S, 1)) ||
@@ -363,8 +366,12 @@ static int server_setup(struct server *sv, hps_handler handler, void *arg)
 		hpsi_ring_cons_attach(&sv->fwd_in[s], hpsi_seg_fwd_ring(seg, s, sv->me), seg->hdr->ring_bytes);
 		hpsi_ring_prod_attach(&sv->fwd_out[s], hpsi_seg_fwd_ring(seg, sv->me, s), seg->hdr->ring_bytes);
 	}
-	for (uint32_t i = 0; i < sv->nranges; i++) {
-		int rc = range_setup(sv, i, handler, arg);
+	for (uint32_t r = 0; r < (sv->replicas ? sv->replicas + 1 : S); r++) {
+		/* acquire: hpsi_range_owner; at the start nobody moves ranges */
+		if (!sv->replicas && hpsi_range_owner(seg, r) != sv->me)
+			continue;
+		uint32_t id = sv->replicas ? hpsi_replica_range(seg, sv->me, r) : r;
+		int rc = range_setup(sv, sv->nranges++, id, !sv->replicas || r == 0, handler, arg);
 		if (rc)
 			return rc;
 	}
