@@ -112,6 +112,14 @@ static inline uint32_t hpsi_range_owner(const struct hpsi_seg *s, uint32_t r)
 	return atomic_load_explicit(&hpsi_seg_owner(s)[r], memory_order_acquire);
 }
 
+/* The rank the plan of a scale moves key range r to (hpsi_seg_want);
+ * its owner when no move is planned. acquire: read after the plan's
+ * moves_seq was acquired, or polled. */
+static inline uint32_t hpsi_range_want(const struct hpsi_seg *s, uint32_t r)
+{
+	return atomic_load_explicit(&hpsi_seg_want(s)[r], memory_order_acquire);
+}
+
 /* The server processes serving key ranges: the ranks the owner table
  * names (hps_num_servers). A scale changes it at each hand-back. */
 static inline uint32_t hpsi_servers_current(const struct hpsi_seg *s)

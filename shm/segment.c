@@ -76,6 +76,13 @@ static uint64_t direct_bytes_of(const struct hpsi_seg_params *p, uint32_t i)
 	return hpsi_direct_bytes(&r);
 }
 
+/* Rings between servers: forwards to backups (replicas), copies of key
+ * ranges that move (room for servers: fewer launched than ranges). */
+static int has_fwd(const struct hpsi_seg_params *p)
+{
+	return p->replicas || (p->launched_servers && p->launched_servers < p->nservers);
+}
+
 static int plan_layout(const struct hpsi_seg_params *p, struct layout *l)
 {
 	size_t nnodes = (size_t)p->nservers + p->nworkers;
@@ -89,9 +96,9 @@ static int plan_layout(const struct hpsi_seg_params *p, struct layout *l)
 	l->place_off = l->stale_off + (size_t)p->nservers * l->stale_row; /* rows are 64-byte multiples */
 	l->slots_off = align_up(l->place_off + (size_t)p->nservers * 2 * sizeof(uint32_t), 64);
 	l->owner_off = l->slots_off + HPSI_SLOTS * sizeof(uint16_t);
-	l->rings_off = align_up(l->owner_off + (size_t)p->nservers * sizeof(_Atomic uint16_t), PAGE);
+	l->rings_off = align_up(l->owner_off + (size_t)p->nservers * 2 * sizeof(_Atomic uint16_t), PAGE);
 	l->ring_stride = align_up((size_t)HPSI_RING_HDR + p->ring_bytes, PAGE);
-	size_t fwd = p->replicas ? (size_t)p->nservers * p->nservers : 0;
+	size_t fwd = has_fwd(p) ? (size_t)p->nservers * p->nservers : 0;
 	if (__builtin_mul_overflow((size_t)p->nservers * p->nworkers, (size_t)2, &nrings) ||
 	    __builtin_add_overflow(nrings, fwd, &nrings) ||
 	    __builtin_mul_overflow(nrings, l->ring_stride, &rings_bytes) ||
@@ -239,8 +246,9 @@ int hpsi_seg_create(const struct hpsi_seg_params *params, struct hpsi_seg *seg)
 	uint32_t launched_srv = shaped.nservers;
 	if (shaped.max_servers > shaped.nservers && !shaped.bridged)
 		shaped.nservers = shaped.max_servers;
+	shaped.launched_servers = launched_srv;
 	if (!shaped.ring_bytes && shaped.nservers && shaped.nworkers)
-		shaped.ring_bytes = hpsi_ring_bytes_for(shaped.nservers, shaped.nworkers, shaped.replicas);
+		shaped.ring_bytes = hpsi_ring_bytes_for(shaped.nservers, shaped.nworkers, has_fwd(&shaped));
 	int rc = check_params(p);
 	if (rc)
 		return rc;
@@ -340,8 +348,11 @@ int hpsi_seg_create(const struct hpsi_seg_params *params, struct hpsi_seg *seg)
 	for (uint32_t r = 0; r < p->nservers; r++)
 		own[r] = (uint16_t)r;
 	hpsi_share_rebalance(own, p->nservers, p->nservers, launched_srv, NULL);
-	for (uint32_t r = 0; r < p->nservers; r++)
+	for (uint32_t r = 0; r < p->nservers; r++) {
 		atomic_store_explicit(&hpsi_seg_owner(seg)[r], own[r], memory_order_relaxed);
+		atomic_store_explicit(&hpsi_seg_want(seg)[r], own[r], memory_order_relaxed);
+	}
+	atomic_store_explicit(&h->servers_want, launched_srv, memory_order_relaxed);
 	if (p->bridged) /* the creator stands for every remote node */
 		for (uint32_t id = 0; id < p->nservers + p->nworkers; id++)
 			if (!hpsi_node_local(seg, id)) {
@@ -400,7 +411,8 @@ static int header_ok(const struct hpsi_seg_hdr *h, size_t size)
 	    h->version != HPSI_SEG_VERSION)
 		return 0;
 	struct hpsi_seg_params p = {.nservers = h->nservers, .nworkers = h->nworkers,
-				    .ring_bytes = h->ring_bytes, .heap_slice = h->heap_slice, .replicas = h->replicas};
+				    .ring_bytes = h->ring_bytes, .heap_slice = h->heap_slice, .replicas = h->replicas,
+				    .launched_servers = h->launched_servers};
 	struct layout l;
 	if (h->nservers < 1 || h->nworkers < 1 || h->nservers + (uint64_t)h->nworkers > HPSI_MAX_NODES ||
 	    h->ring_bytes < 4096 || (h->ring_bytes & (h->ring_bytes - 1)) || h->replicas > HPSI_MAX_REPLICAS ||
@@ -428,7 +440,7 @@ static int header_ok(const struct hpsi_seg_hdr *h, size_t size)
 		return 0;
 	/* routing wakes the owner table's entries */
 	_Atomic uint16_t *own = (_Atomic uint16_t *)((unsigned char *)h + h->owner_off);
-	for (uint32_t r = 0; r < h->nservers; r++)
+	for (uint32_t r = 0; r < 2 * h->nservers; r++)
 		if (atomic_load_explicit(&own[r], memory_order_relaxed) >= h->nservers)
 			return 0;
 	/* every direct array lies inside the direct part */

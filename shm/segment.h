@@ -134,10 +134,13 @@ struct hpsi_seg_hdr {
 	 * before the magic, never changed yet (hpsi_seg_slots) */
 	uint64_t slots_off;
 	/* The owner table (hpsi_seg_owner): nservers _Atomic uint16_t, the
-	 * server rank serving each key range. Written by the creator before
-	 * the magic (hpsi_share_build(nservers ranges, launched_servers):
-	 * the identity without --max-servers); a move of a range stores its
-	 * new owner with release, routing loads it with acquire (net/route.h). */
+	 * server rank serving each key range, then nservers more, the rank
+	 * each range should move to (the plan of a scale, hpsi_seg_want).
+	 * Written by the creator before the magic (the identity without
+	 * --max-servers; both halves equal). A scale's launcher stores the
+	 * plan (relaxed), then bumps moves_seq with release; the server
+	 * handing a range over stores its new owner with release, routing
+	 * loads it with acquire (net/route.h). */
 	uint64_t owner_off;
 	uint64_t heap_off, heap_slice; /* one slice per worker */
 	uint64_t direct_bytes;         /* dense arrays of direct ranges, after the heap */
@@ -180,6 +183,13 @@ struct hpsi_seg_hdr {
 	 * launcher loads it with acquire, starts the copies and stores 0 with
 	 * release once each has joined or ended. */
 	_Atomic uint32_t scale_req;
+#define HPSI_SCALE_SERVERS 0x80000000u /* scale_req: N | this asks for N servers (hps scale --servers) */
+	/* --max-servers: the server processes the plan in the owner table's
+	 * second half is for (ranks at or above it leave once they handed
+	 * their ranges over), and the plan's number, bumped with release by
+	 * the launcher after it stored the plan and servers_want (servers
+	 * load it with acquire, runtime/server/move.c). */
+	_Atomic uint32_t servers_want, moves_seq;
 	/* When the processes of the workers [0] and of the servers [1] were
 	 * last checked, by whichever process of the host group won the turn
 	 * (hpsi_probe_due, shm/node.c); monotonic ns. */
@@ -229,6 +239,7 @@ struct hpsi_seg_params {
 	uint32_t nservers, nworkers;
 	uint32_t max_workers; /* worker slots (--max-workers); 0 or below nworkers: nworkers */
 	uint32_t max_servers; /* key ranges and server ranks (--max-servers); 0 or below nservers: nservers */
+	uint32_t launched_servers; /* set by hpsi_seg_create (the servers of -s): leave 0 */
 	uint32_t ring_bytes; /* 0: by the job's shape (hpsi_ring_bytes_for) */
 	uint64_t heap_slice;
 	int64_t timeout_ms;
@@ -301,7 +312,8 @@ static inline struct hpsi_ring *hpsi_seg_ring(const struct hpsi_seg *s, uint32_t
 }
 
 /* The ring of forwarded pushes from server `from` (a primary) to server
- * `to` (a backup of one of its key ranges); only with replicas. */
+ * `to` (a backup of one of its key ranges), and of copies of key ranges;
+ * only with replicas, or room for servers (hpsi_seg_movable). */
 static inline struct hpsi_ring *hpsi_seg_fwd_ring(const struct hpsi_seg *s, uint32_t from, uint32_t to)
 {
 	size_t idx = (size_t)s->hdr->nworkers * s->hdr->nservers * 2 + (size_t)from * s->hdr->nservers + to;
@@ -360,6 +372,20 @@ static inline const uint16_t *hpsi_seg_slots(const struct hpsi_seg *s)
 static inline _Atomic uint16_t *hpsi_seg_owner(const struct hpsi_seg *s)
 {
 	return (_Atomic uint16_t *)(s->base + s->hdr->owner_off);
+}
+
+/* The plan of a scale: the rank each key range should move to. */
+static inline _Atomic uint16_t *hpsi_seg_want(const struct hpsi_seg *s)
+{
+	return hpsi_seg_owner(s) + s->hdr->nservers;
+}
+
+/* Key ranges move between server processes (hps scale --servers): a job
+ * launched with room for more servers (--max-servers above -s), without
+ * replicas. Its segment has the forward rings for the copies. */
+static inline int hpsi_seg_movable(const struct hpsi_seg *s)
+{
+	return !s->hdr->replicas && s->hdr->launched_servers < s->hdr->nservers;
 }
 
 static inline const struct hpsi_range *hpsi_seg_ranges(const struct hpsi_seg *s)

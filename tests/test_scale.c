@@ -1,10 +1,15 @@
-/* Room for servers (hps launch --max-servers M): the job's keys form M key
- * ranges from the start, served by the -s running servers through the
- * owner table (shm/segment.h); the ranks not launched are VACANT. Three
- * workers push integer-valued floats under BSP: the sums are exact, each
- * running server stores the keys of the ranges the owner table gives it,
- * hps_num_servers counts the running servers, and a checkpoint writes one
- * file per key range and loads back. Then the launch refusals. */
+/* Servers that come and go (hps launch --max-servers M, hps scale
+ * --servers N). First room alone: the job's keys form M key ranges from
+ * the start, served by the -s running servers through the owner table
+ * (shm/segment.h); the ranks not launched are VACANT; three workers push
+ * integer-valued floats under BSP: the sums are exact, hps_num_servers
+ * counts the running servers, and a checkpoint writes one file per key
+ * range and loads back. Then scales while three workers push and pull
+ * continuously: 2 -> 4 -> 1 servers under SSP(2), 2 -> 4 under BSP (every
+ * pull exact: it sees all pushes of the clocks before and none after);
+ * the final sums are exact and each step moves about the ideal share of
+ * the keys. Then the refusals of hps launch and hps scale. */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,6 +140,144 @@ static int room_worker(const char *dir)
 	return 0;
 }
 
+/* ---- scales while the workers train ---- */
+
+#define SKEYS 512
+#define STOP_KEY 1000000u   /* worker 0 pushes 1 once the stop file is there */
+#define COUNT_KEY 2000000u  /* + rank: the clocks a worker ran */
+
+static uint64_t skey(int k)
+{
+	return (uint64_t)k * 7 + 3;
+}
+
+static float svalue(int r, uint32_t c, int k)
+{
+	return (float)(1 + (r + (int)c + k) % 5);
+}
+
+/* Pushes every clock until worker 0 saw the stop file and every worker saw
+ * its stop key; then worker 0 checks every sum against the clocks each
+ * worker ran. Under BSP (staleness 0) every pull is checked: it holds
+ * every push of the clocks before it and none after its own. */
+static int scale_worker(const char *stop, int staleness)
+{
+	hps_ctx *ctx;
+	hps_worker *w;
+	if (join_as_worker(&ctx, &w))
+		return 2;
+	int rank = hps_rank(ctx), rc;
+	static uint64_t keys[SKEYS + 1];
+	static float vals[SKEYS + 1], got[SKEYS + 1];
+	static double sum[SKEYS];
+	for (int k = 0; k < SKEYS; k++)
+		keys[k] = skey(k);
+	keys[SKEYS] = STOP_KEY;
+	uint32_t c = 0;
+	for (;; c++) {
+		if ((rc = hps_wait(w, hps_pull(w, keys, SKEYS + 1, got, NULL)))) {
+			fprintf(stderr, "pull at clock %u: %s\n", c, hps_strerror(rc));
+			return 3;
+		}
+		/* BSP: every push of the clocks before, and none of the clocks
+		 * after (some of this clock's may be in) */
+		for (int k = 0; staleness == 0 && k < SKEYS; k++) {
+			double hi = sum[k];
+			for (int r = 0; r < WORKERS; r++)
+				hi += svalue(r, c, k);
+			if (got[k] < sum[k] || got[k] > hi) {
+				fprintf(stderr, "rank %d clock %u key %d: pulled %.0f, outside [%.0f, %.0f] under BSP\n", rank, c,
+					k, got[k], sum[k], hi);
+				return 4;
+			}
+		}
+		if (got[SKEYS] > 0) /* worker 0 saw the stop file (all at the same clock under BSP) */
+			break;
+		for (int k = 0; k < SKEYS; k++) {
+			vals[k] = svalue(rank, c, k);
+			for (int r = 0; r < WORKERS; r++)
+				sum[k] += svalue(r, c, k); /* (BSP: every worker pushes at every clock) */
+		}
+		vals[SKEYS] = rank == 0 && access(stop, F_OK) == 0 ? 1.0f : 0.0f;
+		if ((rc = hps_wait(w, hps_push(w, keys, SKEYS + 1, vals, NULL))) || (rc = hps_clock(w))) {
+			fprintf(stderr, "push or clock at clock %u: %s\n", c, hps_strerror(rc));
+			return 5;
+		}
+	}
+	uint64_t ck = COUNT_KEY + (uint64_t)rank;
+	float cv = (float)c;
+	if ((rc = hps_wait(w, hps_push(w, &ck, 1, &cv, NULL))) || (rc = hps_barrier(ctx))) {
+		fprintf(stderr, "count or barrier: %s\n", hps_strerror(rc));
+		return 6;
+	}
+	if (rank == 0) {
+		uint64_t cks[WORKERS];
+		float clocks[WORKERS];
+		for (int r = 0; r < WORKERS; r++)
+			cks[r] = COUNT_KEY + (uint64_t)r;
+		if ((rc = hps_wait(w, hps_pull(w, cks, WORKERS, clocks, NULL))) ||
+		    (rc = hps_wait(w, hps_pull(w, keys, SKEYS, got, NULL)))) {
+			fprintf(stderr, "final pulls: %s\n", hps_strerror(rc));
+			return 7;
+		}
+		for (int k = 0; k < SKEYS; k++) {
+			double want = 0;
+			for (int r = 0; r < WORKERS; r++)
+				for (uint32_t x = 0; x < (uint32_t)clocks[r]; x++)
+					want += svalue(r, x, k);
+			if (got[k] != want) {
+				fprintf(stderr, "key %d: sum %.0f, want %.0f\n", k, got[k], want);
+				return 8;
+			}
+		}
+		printf("sums exact after %.0f, %.0f and %.0f clocks on %d servers\n", clocks[0], clocks[1], clocks[2],
+		       hps_num_servers(ctx));
+		fflush(stdout);
+	}
+	hps_worker_close(w);
+	hps_finalize(ctx);
+	return 0;
+}
+
+struct watch {
+	const char *job;
+	struct hpsi_seg seg;
+	int attached;
+	uint32_t clock;
+};
+
+/* Every worker of the job runs and passed clock a->clock. */
+static int workers_past(void *p)
+{
+	struct watch *a = p;
+	char path[256];
+	if (!a->attached && hpsi_seg_path(path, sizeof path, a->job, "testhost") == 0 && access(path, F_OK) == 0)
+		a->attached = hpsi_seg_attach(a->job, "testhost", &a->seg) == 0;
+	if (!a->attached)
+		return 0;
+	for (uint32_t w = 0; w < WORKERS; w++) {
+		struct hpsi_node *n = hpsi_seg_node(&a->seg, hpsi_worker_node(&a->seg, w));
+		if (atomic_load_explicit(&n->state, memory_order_acquire) != HPSI_NODE_ALIVE ||
+		    atomic_load_explicit(&n->clock_done, memory_order_relaxed) < a->clock)
+			return 0;
+	}
+	return 1;
+}
+
+/* The keys the servers' logs say each move carried, summed over the
+ * lines from `from` on; *lines: how many moves. */
+static unsigned long keys_moved(const char *log, size_t from, int *lines)
+{
+	unsigned long sum = 0;
+	*lines = 0;
+	for (const char *at = log + from; (at = strstr(at, " moved key range ")); at++) {
+		unsigned r, keys;
+		if (sscanf(at, " moved key range %u (%u keys", &r, &keys) == 2)
+			sum += keys, ++*lines;
+	}
+	return sum;
+}
+
 static int run_cmd(const char *cmd, char *buf, size_t cap)
 {
 	char log[128];
@@ -164,6 +307,87 @@ static void test_scale_room_exact_sums(void)
 	CU_ASSERT_EQUAL(system(cmd), 0);
 }
 
+/* Scale steps while three workers train; the keys moved by each step
+ * (from the servers' logs) against the ideal share: the fraction of
+ * ranges that change hands, each holding about a quarter of the keys. */
+static void run_scales(const char *job, const char *staleness, const int *steps, const double *ideal, int nsteps)
+{
+	char log[128], stop[128], cmd[8192];
+	snprintf(log, sizeof log, "/tmp/hps-scale-%d.log", (int)getpid());
+	snprintf(stop, sizeof stop, "/tmp/hps-scale-%d.stop", (int)getpid());
+	unlink(stop);
+	snprintf(cmd, sizeof cmd,
+		 "exec %s launch -s 2 -w 3 --max-servers 4 --job %s --host testhost --heap-mb 16 --timeout-ms 30000 "
+		 "--staleness %s -- %s --scale-worker %s %s",
+		 hps_bin(), job, staleness, self_path, stop, strcmp(staleness, "bsp") ? staleness : "0");
+	pid_t pid = spawn_logged(log, "/bin/sh", cmd);
+	struct watch a = {.job = job, .clock = 10};
+	int ready = poll_until(workers_past, &a, 30000);
+	CU_ASSERT(ready);
+	size_t seen = 0;
+	for (int i = 0; ready && i < nsteps; i++) {
+		a.clock = atomic_load_explicit(&hpsi_seg_node(&a.seg, hpsi_worker_node(&a.seg, 0))->clock_done,
+					       memory_order_relaxed);
+		int epoch = (int)atomic_load_explicit(&a.seg.hdr->members_seq, memory_order_acquire);
+		snprintf(cmd, sizeof cmd, "%s scale --job %s --host testhost --servers %d", hps_bin(), job, steps[i]);
+		int rc = run_cmd(cmd, out2, sizeof out2);
+		char want[128];
+		snprintf(want, sizeof want, "job %s has %d server%s\n", job, steps[i], steps[i] == 1 ? "" : "s");
+		CU_ASSERT_EQUAL(rc, 0);
+		CU_ASSERT_STRING_EQUAL(out2, want);
+		if (rc || strcmp(out2, want))
+			fprintf(stderr, "hps scale --servers %d: %d\n%s\n", steps[i], rc, out2);
+		CU_ASSERT_EQUAL(hpsi_servers_current(&a.seg), (uint32_t)steps[i]);
+		CU_ASSERT_NOT_EQUAL((int)atomic_load_explicit(&a.seg.hdr->members_seq, memory_order_acquire), epoch);
+		for (uint32_t r = 0; r < a.seg.hdr->nservers; r++) /* the leaving ranks closed */
+			CU_ASSERT(r < (uint32_t)steps[i] ||
+				  atomic_load_explicit(&hpsi_seg_node(&a.seg, r)->state, memory_order_acquire) == HPSI_NODE_CLOSED);
+		/* the workers trained meanwhile (they run until the stop file) */
+		CU_ASSERT(poll_until(workers_past, &a, 30000));
+		slurp_into(log, out, sizeof out);
+		int moves;
+		unsigned long moved = keys_moved(out, seen, &moves);
+		seen = strlen(out);
+		double share = (double)moved / (SKEYS + 1); /* the data keys and the stop key */
+		fprintf(stderr, "[step to %d servers: %d ranges moved, %lu keys: %.2f of them, ideal %.2f]\n", steps[i], moves,
+			moved, share, ideal[i]);
+		CU_ASSERT(share <= ideal[i] * 1.5 && share >= ideal[i] / 1.5);
+	}
+	int fd = open(stop, O_CREAT | O_WRONLY, 0600);
+	CU_ASSERT(fd >= 0);
+	if (fd >= 0)
+		close(fd);
+	int rc = finish_group(pid, 60000);
+	if (a.attached)
+		hpsi_seg_detach(&a.seg);
+	slurp_into(log, out, sizeof out);
+	CU_ASSERT_EQUAL(rc, 0);
+	char want[64];
+	snprintf(want, sizeof want, "on %d servers", steps[nsteps - 1]);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "[worker 0] sums exact after"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, want));
+	if (rc || !strstr(out, "sums exact") || !strstr(out, want))
+		fprintf(stderr, "launcher:\n%s\n", out);
+	unlink(log);
+	unlink(stop);
+}
+
+/* 2 -> 4: ranges 2 and 3 go to the new ranks (half the keys, their
+ * share); 4 -> 1: ranges 1, 2, 3 go to rank 0 (three quarters). */
+static void test_scale_out_in_ssp(void)
+{
+	static const int steps[] = {4, 1};
+	static const double ideal[] = {0.5, 0.75};
+	run_scales("sc2", "2", steps, ideal, 2);
+}
+
+static void test_scale_out_bsp(void)
+{
+	static const int steps[] = {4};
+	static const double ideal[] = {0.5};
+	run_scales("sc3", "bsp", steps, ideal, 1);
+}
+
 /* Each refused before anything starts, with one line. */
 static void test_scale_room_refusals(void)
 {
@@ -187,15 +411,68 @@ static void test_scale_room_refusals(void)
 	}
 }
 
+/* hps scale --servers against segments made here (this process stands
+ * for the launcher: its creator): each refusal one line. */
+static void test_scale_servers_refusals(void)
+{
+	char cmd[8192];
+	struct hpsi_seg room, plain, repl, hosts;
+	struct hpsi_seg_params p = {.job = "sq1", .host = "testhost", .nservers = 2, .nworkers = 1, .max_servers = 4,
+				    .heap_slice = 8u << 20, .timeout_ms = 20000};
+	CU_ASSERT_EQUAL_FATAL(hpsi_seg_create(&p, &room), 0);
+	p.job = "sq2", p.max_servers = 0;
+	CU_ASSERT_EQUAL_FATAL(hpsi_seg_create(&p, &plain), 0);
+	p.job = "sq3", p.replicas = 1;
+	CU_ASSERT_EQUAL_FATAL(hpsi_seg_create(&p, &repl), 0);
+	p = (struct hpsi_seg_params){.job = "sq4", .host = "testhost", .nservers = 2, .nworkers = 2, .heap_slice = 8u << 20,
+				     .timeout_ms = 20000, .bridged = 1, .srv_lo = 0, .srv_hi = 1, .wrk_lo = 0, .wrk_hi = 1};
+	CU_ASSERT_EQUAL_FATAL(hpsi_seg_create(&p, &hosts), 0);
+	static const struct {
+		const char *args, *says;
+		int rc;
+	} cases[] = {
+		{"--job sq1 --servers 5", "hps scale: job sq1 has room for at most 4 servers (hps launch --max-servers)\n", 1},
+		{"--job sq1 --servers 2", "job sq1 has 2 servers already\n", 0},
+		{"--job sq2 --servers 3", "hps scale: job sq2 was launched without room for more servers; its key ranges cannot move (hps launch --max-servers)\n", 1},
+		{"--job sq3 --servers 3", "hps scale: job sq3 is replicated (--replicas); scaling the servers of such a job is not built yet\n", 1},
+		{"--job sq4 --servers 3", "hps scale: job sq4 spans hosts (--hosts); scaling such a job is not built yet\n", 1},
+		{"--job sq1 --servers 0", "hps scale: --servers needs a number from 1 to 255\n", 2},
+		{"--job sq1 --servers 3 --workers 2", "hps scale: say how many workers or servers the job should have (--workers N or --servers N, one of them)\n", 2},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		snprintf(cmd, sizeof cmd, "%s scale --host testhost %s", hps_bin(), cases[i].args);
+		CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), cases[i].rc);
+		CU_ASSERT_STRING_EQUAL(out2, cases[i].says);
+	}
+	/* a scale running (its request word taken) */
+	atomic_store(&room.hdr->scale_req, 3u | HPSI_SCALE_SERVERS);
+	snprintf(cmd, sizeof cmd, "%s scale --host testhost --job sq1 --servers 3", hps_bin());
+	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 1);
+	CU_ASSERT_STRING_EQUAL(out2, "hps scale: a scale of job sq1 is running\n");
+	snprintf(cmd, sizeof cmd, "%s scale --host testhost --job nosuch --servers 3", hps_bin());
+	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out2, "error: no job 'nosuch' on host 'testhost'"));
+	struct hpsi_seg *all[] = {&room, &plain, &repl, &hosts};
+	for (int i = 0; i < 4; i++) {
+		hpsi_seg_unlink(all[i]);
+		hpsi_seg_detach(all[i]);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 3 && strcmp(argv[1], "--room-worker") == 0)
 		return room_worker(argv[2]);
+	if (argc == 4 && strcmp(argv[1], "--scale-worker") == 0)
+		return scale_worker(argv[2], atoi(argv[3]));
 	ssize_t sl = readlink("/proc/self/exe", self_path, sizeof self_path - 1);
 	self_path[sl > 0 ? sl : 0] = 0;
 	static const struct test_case cases[] = {
 		{"test_scale_room_exact_sums", test_scale_room_exact_sums},
 		{"test_scale_room_refusals", test_scale_room_refusals},
+		{"test_scale_out_in_ssp", test_scale_out_in_ssp},
+		{"test_scale_out_bsp", test_scale_out_bsp},
+		{"test_scale_servers_refusals", test_scale_servers_refusals},
 		{NULL, NULL},
 	};
 	return run_suite("scale", cases);

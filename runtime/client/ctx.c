@@ -167,7 +167,9 @@ int hps_init(hps_ctx **out, int *argc, char **argv)
 	struct hpsi_node *n = hpsi_seg_node(&c->seg, c->node);
 	uint32_t st = c->cfg.role == HPS_ROLE_WORKER ? hpsi_worker_state(&c->seg, c->node, 1)
 						     : hpsi_node_check(&c->seg, c->node);
-	if (st == HPSI_NODE_VACANT) {
+	/* A VACANT server rank is taken by the server a scale starts
+	 * (runtime/server/move.c); a VACANT worker rank only by HPS_JOIN. */
+	if (st == HPSI_NODE_VACANT && c->cfg.role == HPS_ROLE_WORKER) {
 		hpsi_error("worker rank %d of job '%s' was not launched: a worker takes a free rank with HPS_JOIN=1 (or hps scale)",
 			   c->cfg.rank, c->seg.hdr->job);
 		hpsi_seg_detach(&c->seg);
@@ -192,6 +194,13 @@ int hps_init(hps_ctx **out, int *argc, char **argv)
 		atomic_store_explicit(&n->lacking, (2u << c->seg.hdr->replicas) - 1, memory_order_relaxed); /* all */
 		claimed = HPSI_NODE_JOINING;
 	}
+	/* A server a scale starts (runtime/server/move.c) is a new incarnation
+	 * of its rank: it serves only what is copied to it (a copy for an
+	 * earlier one is not for it), whatever the owner table says when it
+	 * starts (a range may be handed to it before its serving loop runs). */
+	if (c->cfg.role == HPS_ROLE_SERVER && (st == HPSI_NODE_VACANT || st == HPSI_NODE_CLOSED) &&
+	    hpsi_seg_movable(&c->seg))
+		atomic_fetch_add_explicit(&n->incarnation, 1, memory_order_relaxed); /* published just below */
 	/* A worker the launcher restarts takes over its rank's place: its
 	 * clock, its rings and heap slice once the servers drained them
 	 * (runtime/client/rejoin.c). */

@@ -151,6 +151,13 @@ static void sync_free(struct server *sv, struct range_state *rs)
 /* Which replica of rs, if any, needs a copy from this server now. */
 static int find_target(struct server *sv, struct range_state *rs, uint32_t *to, uint32_t *idx, int *handback)
 {
+	if (sv->movable) { /* the plan of a scale names another server (move.c) */
+		uint32_t t = hpsi_range_want(sv->seg, rs->id);
+		if (t == sv->me || t >= sv->nservers || state_of(sv, t) != HPSI_NODE_ALIVE)
+			return 0; /* (a server a scale starts copies once it runs) */
+		*to = t, *idx = 0, *handback = 1;
+		return 1;
+	}
 	uint32_t mine = hpsi_replica_index(sv->seg, rs->id, sv->me);
 	int before_gone = 1; /* every replica before index i is gone */
 	for (uint32_t i = 0; i <= sv->replicas; i++) {
@@ -329,6 +336,8 @@ static int rereading(const struct server *sv, const struct range_state *rs)
  * them up to the freeze. */
 static int others_caught_up(struct server *sv, struct range_sync *y)
 {
+	if (sv->movable)
+		return 1; /* no backups */
 	if (y->handback && !y->wait_tail &&
 	    (y->wait_tail = calloc(sv->nservers, sizeof *y->wait_tail))) /* (set at the freeze; memory ran out then) */
 		for (uint32_t b = 0; b < sv->nservers; b++)
@@ -377,6 +386,11 @@ static int send_final(struct server *sv, struct range_state *rs)
 	hpsi_replica_publish(sv);
 	hpsi_node_wake(sv->seg, y->to);
 	double ms = (double)(hpsi_now_ns() - y->started) / 1e6;
+	if (sv->movable) {
+		hpsi_move_handed(sv, rs, y->to, (double)y->bytes / 1e6, ms);
+		sync_free(sv, rs);
+		return 1;
+	}
 	hpsi_warn("server %u copied key range %u to server %u (incarnation %u): %.1f MB in %.1f ms%s", sv->me, rs->id,
 		  y->to, y->incarnation, (double)y->bytes / 1e6, ms, y->handback ? "; it serves the range again" : "");
 	if (y->handback) {
@@ -678,6 +692,59 @@ static void expect_shapes(struct server *sv, struct hpsi_store *st, const unsign
 	}
 }
 
+/* A copy of a key range that moves to this server (hps scale --servers,
+ * move.c): the same BEGIN, RECORDS and FINAL as a replacement's, of a
+ * range this server holds no part of yet; at the FINAL it continues the
+ * range's rings where the source stopped, as at a hand-back. */
+static int move_apply(struct server *sv, const struct hpsi_msg_hdr *h, size_t len)
+{
+	(void)len;
+	if (!h->width)
+		return bad_sync("copy of a key range: a move that is no hand-over");
+	struct range_state *rs = hpsi_server_range(sv, h->range);
+	if (!rs)
+		copy_failed(sv, &(struct range_state){.id = h->range}, 0, HPS_ENOMEM);
+	if (!rs->store || rs->serving)
+		return bad_sync("copy of a key range this server serves");
+	const unsigned char *body = (const unsigned char *)(h + 1);
+	if (h->part == SYNC_BEGIN) {
+		if (h->val_bytes % sizeof(struct sync_shape) || h->val_bytes > SYNC_SHAPES * sizeof(struct sync_shape))
+			return bad_sync("copy of a key range: a BEGIN of a bad length");
+		struct hpsi_store *fresh = hpsi_store_create_like(rs->store);
+		if (!fresh)
+			copy_failed(sv, rs, 0, HPS_ENOMEM);
+		expect_shapes(sv, fresh, body, (size_t)(h->val_bytes / sizeof(struct sync_shape)));
+		hpsi_store_destroy(rs->store);
+		rs->store = rs->arg = fresh;
+		rs->copy_begun = 1;
+		rs->copy_next_worker = 0;
+		return 1;
+	}
+	if (!rs->copy_begun)
+		return bad_sync("copy of a key range: a piece before its BEGIN");
+	if (h->part == SYNC_RECORDS)
+		return apply_records(sv, rs, body, h->val_bytes);
+	uint64_t n = h->val_bytes / sizeof(struct sync_peer);
+	if (h->val_bytes % sizeof(struct sync_peer) || h->nkeys != rs->copy_next_worker || n > sv->nworkers - h->nkeys)
+		return bad_sync("copy of a key range: a FINAL piece out of order");
+	for (uint32_t k = 0; k < n; k++) {
+		struct sync_peer q;
+		memcpy(&q, body + (size_t)k * sizeof q, sizeof q);
+		struct peer *p = &rs->peers[h->nkeys + k];
+		p->clock = q.clock;
+		p->phase = q.phase;
+		p->last_seq = q.last_seq;
+	}
+	rs->copy_next_worker += (uint32_t)n;
+	if (rs->copy_next_worker < sv->nworkers)
+		return 1; /* more pieces follow */
+	rs->copy_begun = 0;
+	rs->synced = 1;
+	attach_range(sv, rs);
+	hpsi_info("server %u serves key range %u now (%zu keys)", sv->me, rs->id, hpsi_store_size(rs->store));
+	return 1;
+}
+
 int hpsi_recover_apply(struct server *sv, uint32_t from, const void *rec, size_t len)
 {
 	const struct hpsi_msg_hdr *h = rec;
@@ -687,6 +754,8 @@ int hpsi_recover_apply(struct server *sv, uint32_t from, const void *rec, size_t
 		return bad_sync("copy of a key range: a malformed message");
 	if (h->clock != incarnation_of(sv, sv->me))
 		return 1; /* left in the ring for a replacement that died before this one */
+	if (sv->movable)
+		return move_apply(sv, h, len);
 	uint32_t i = hpsi_replica_index(sv->seg, h->range, sv->me), fi = hpsi_replica_index(sv->seg, h->range, from);
 	if (i == HPSI_NO_SERVER || fi == HPSI_NO_SERVER)
 		return bad_sync("copy of a key range this server does not hold");
