@@ -18,6 +18,7 @@
 
 #include "net/route.h"
 #include "runtime/client/ctx.h"
+#include "runtime/server/checkpoint.h"
 #include "shm/segment.h"
 #include "tests/harness.h"
 
@@ -449,6 +450,12 @@ static void test_scale_servers_refusals(void)
 	snprintf(cmd, sizeof cmd, "%s scale --host testhost --job sq1 --servers 3", hps_bin());
 	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 1);
 	CU_ASSERT_STRING_EQUAL(out2, "hps scale: a scale of job sq1 is running\n");
+	/* ... and its launcher (the creator: this process) holding the
+	 * checkpoint lock while it moves ranges: a checkpoint is refused */
+	char why[HPSI_CKPT_WHY];
+	atomic_store(&room.hdr->ckpt_lock, (int32_t)getpid());
+	CU_ASSERT_EQUAL(hpsi_checkpoint_run(&room, HPSI_CKPT_SAVE, "/tmp/hps-scale-never", 1000000000, why), HPS_EEXIST);
+	CU_ASSERT_PTR_NOT_NULL(strstr(why, "hps scale is moving key ranges between the servers of this job"));
 	snprintf(cmd, sizeof cmd, "%s scale --host testhost --job nosuch --servers 3", hps_bin());
 	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 1);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out2, "error: no job 'nosuch' on host 'testhost'"));

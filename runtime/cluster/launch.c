@@ -21,6 +21,7 @@
 #include "hps/hps.h"
 #include "runtime/client/join.h"
 #include "runtime/common/config.h"
+#include "shm/ckpt.h"
 #include "shm/node.h"
 #include "net/route.h"
 #include "runtime/cluster/jobstats.h"
@@ -635,6 +636,7 @@ static void end_server_scale(struct job *j, struct scaling *sc)
 	/* release: servers that acquire the number see the plan above */
 	atomic_fetch_add_explicit(&s->hdr->moves_seq, 1, memory_order_release);
 	sc->servers = 0, sc->n = 0;
+	hpsi_ckpt_unlock(&s->hdr->ckpt_lock);
 	atomic_store_explicit(&s->hdr->scale_req, 0, memory_order_release); /* the next scale may run */
 }
 
@@ -652,6 +654,13 @@ static int serve_scale_servers(struct job *j, struct scaling *sc, uint32_t want,
 	uint32_t M = s->hdr->nservers;
 	int started = 0;
 	if (!sc->servers) {
+		/* No checkpoint meanwhile: the servers that do their part are
+		 * the owner table's, which a scale changes. The launcher holds the
+		 * checkpoint lock for the scale (a checkpoint running: the scale
+		 * starts once it ended). */
+		int32_t holder;
+		if (hpsi_ckpt_lock(&s->hdr->ckpt_lock, &holder))
+			return 0;
 		uint16_t plan[HPSI_MAX_NODES];
 		for (uint32_t r = 0; r < M; r++)
 			plan[r] = (uint16_t)hpsi_range_owner(s, r);

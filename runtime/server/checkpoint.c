@@ -369,6 +369,9 @@ static int take_lock(struct hpsi_seg_hdr *h, char *why)
 	int32_t holder = 0;
 	if (hpsi_ckpt_lock(&h->ckpt_lock, &holder) == 0)
 		return 0;
+	/* acquire: pairs with the command's CAS of the request */
+	if (holder == h->creator_pid && (atomic_load_explicit(&h->scale_req, memory_order_acquire) & HPSI_SCALE_SERVERS))
+		return say(why, HPS_EEXIST, "hps scale is moving key ranges between the servers of this job; checkpoint once it ended");
 	return say(why, HPS_EEXIST, "a checkpoint of this job is already running (pid %d)", (int)holder);
 }
 
