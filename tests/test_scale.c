@@ -412,6 +412,106 @@ static void test_scale_room_refusals(void)
 	}
 }
 
+/* ---- Adam under deterministic BSP: a scale-out changes nothing ---- */
+
+#define ADAM_CLOCKS 300
+#define ADAM_HOLD 150 /* the workers wait here for the go file (a scale runs before) */
+
+/* Pull, a gradient from the pulled values, push, clock; rank 0 writes the
+ * final model to `path`. */
+static int adam_worker(const char *path, const char *go)
+{
+	hps_ctx *ctx;
+	hps_worker *w;
+	if (join_as_worker(&ctx, &w))
+		return 2;
+	int rank = hps_rank(ctx), rc;
+	static uint64_t keys[SKEYS];
+	static float got[SKEYS], grad[SKEYS];
+	for (int k = 0; k < SKEYS; k++)
+		keys[k] = skey(k);
+	for (uint32_t c = 0; c < ADAM_CLOCKS; c++) {
+		if (c == ADAM_HOLD)
+			while (access(go, F_OK) != 0)
+				usleep(1000); /* (bounded by the test's wait for the job) */
+		if ((rc = hps_wait(w, hps_pull(w, keys, SKEYS, got, NULL))))
+			return 4;
+		for (int k = 0; k < SKEYS; k++)
+			grad[k] = 0.25f * (got[k] - (float)(k % 5)) + 0.01f * (float)rank;
+		if ((rc = hps_wait(w, hps_push(w, keys, SKEYS, grad, NULL))) || (rc = hps_clock(w)))
+			return 5;
+	}
+	if ((rc = hps_barrier(ctx)) || (rc = hps_wait(w, hps_pull(w, keys, SKEYS, got, NULL))))
+		return 6;
+	if (rank == 0) {
+		FILE *f = fopen(path, "wb");
+		if (!f || fwrite(got, sizeof got, 1, f) != 1)
+			return 7;
+		fclose(f);
+	}
+	hps_worker_close(w);
+	hps_finalize(ctx);
+	return 0;
+}
+
+/* One Adam job; with `scale`, 2 -> 4 servers while the workers are
+ * between clock 20 and ADAM_HOLD. 1 if it ran and its model is in m. */
+static int adam_run(const char *job, int scale, float *m)
+{
+	char log[128], path[128], go[128], cmd[8192];
+	snprintf(log, sizeof log, "/tmp/hps-scale-%d.adam.log", (int)getpid());
+	snprintf(path, sizeof path, "/tmp/hps-scale-%d.model", (int)getpid());
+	snprintf(go, sizeof go, "/tmp/hps-scale-%d.go", (int)getpid());
+	unlink(path);
+	int fd = scale ? -1 : open(go, O_CREAT | O_WRONLY, 0600);
+	if (fd >= 0)
+		close(fd);
+	snprintf(cmd, sizeof cmd,
+		 "exec %s launch -s 2 -w 3 --max-servers 4 --job %s --host testhost --heap-mb 16 --timeout-ms 30000 "
+		 "--staleness bsp --deterministic --updater adam:lr=0.05 -- %s --adam-worker %s %s",
+		 hps_bin(), job, self_path, path, go);
+	pid_t pid = spawn_logged(log, "/bin/sh", cmd);
+	int ok = 1;
+	if (scale) {
+		struct watch a = {.job = job, .clock = 20};
+		ok = poll_until(workers_past, &a, 30000);
+		snprintf(cmd, sizeof cmd, "%s scale --job %s --host testhost --servers 4", hps_bin(), job);
+		ok = ok && run_cmd(cmd, out2, sizeof out2) == 0;
+		/* the scale ran while they trained: none waits at the hold yet */
+		for (uint32_t w = 0; ok && w < WORKERS; w++)
+			if (atomic_load_explicit(&hpsi_seg_node(&a.seg, hpsi_worker_node(&a.seg, w))->clock_done,
+						 memory_order_relaxed) >= ADAM_HOLD)
+				fprintf(stderr, "(worker %u reached clock %d before the scale ended)\n", w, ADAM_HOLD);
+		if (a.attached)
+			hpsi_seg_detach(&a.seg);
+		fd = open(go, O_CREAT | O_WRONLY, 0600);
+		if (fd >= 0)
+			close(fd);
+	}
+	int rc = finish_group(pid, 60000);
+	slurp_into(log, out, sizeof out);
+	FILE *f = fopen(path, "rb");
+	ok = ok && !rc && f && fread(m, sizeof(float) * SKEYS, 1, f) == 1;
+	if (f)
+		fclose(f);
+	if (!ok)
+		fprintf(stderr, "adam run%s failed (%d):\n%s\n%s\n", scale ? " with a scale" : "", rc, out, out2);
+	if (scale && ok && !strstr(out, "moved key range"))
+		ok = 0, fprintf(stderr, "no key range moved:\n%s\n", out);
+	unlink(path);
+	unlink(go);
+	unlink(log);
+	return ok;
+}
+
+static void test_scale_deterministic_adam_bit_identical(void)
+{
+	static float clean[SKEYS], scaled[SKEYS];
+	CU_ASSERT_FATAL(adam_run("sc4", 0, clean));
+	CU_ASSERT(adam_run("sc5", 1, scaled));
+	CU_ASSERT_EQUAL(memcmp(clean, scaled, sizeof clean), 0);
+}
+
 /* hps scale --servers against segments made here (this process stands
  * for the launcher: its creator): each refusal one line. */
 static void test_scale_servers_refusals(void)
@@ -470,6 +570,8 @@ int main(int argc, char **argv)
 {
 	if (argc == 3 && strcmp(argv[1], "--room-worker") == 0)
 		return room_worker(argv[2]);
+	if (argc == 4 && strcmp(argv[1], "--adam-worker") == 0)
+		return adam_worker(argv[2], argv[3]);
 	if (argc == 4 && strcmp(argv[1], "--scale-worker") == 0)
 		return scale_worker(argv[2], atoi(argv[3]));
 	ssize_t sl = readlink("/proc/self/exe", self_path, sizeof self_path - 1);
@@ -479,6 +581,7 @@ int main(int argc, char **argv)
 		{"test_scale_room_refusals", test_scale_room_refusals},
 		{"test_scale_out_in_ssp", test_scale_out_in_ssp},
 		{"test_scale_out_bsp", test_scale_out_bsp},
+		{"test_scale_deterministic_adam_bit_identical", test_scale_deterministic_adam_bit_identical},
 		{"test_scale_servers_refusals", test_scale_servers_refusals},
 		{NULL, NULL},
 	};
