@@ -374,12 +374,15 @@ static void run_scales(const char *job, const char *staleness, const int *steps,
 }
 
 /* 2 -> 4: ranges 2 and 3 go to the new ranks (half the keys, their
- * share); 4 -> 1: ranges 1, 2, 3 go to rank 0 (three quarters). */
+ * share); 4 -> 1: ranges 1, 2, 3 go to rank 0 (three quarters); 1 -> 3:
+ * ranks 1 and 2, closed before, run again (new incarnations) and take a
+ * range each (half the keys, for an ideal two thirds: shares are whole
+ * ranges). */
 static void test_scale_out_in_ssp(void)
 {
-	static const int steps[] = {4, 1};
-	static const double ideal[] = {0.5, 0.75};
-	run_scales("sc2", "2", steps, ideal, 2);
+	static const int steps[] = {4, 1, 3};
+	static const double ideal[] = {0.5, 0.75, 2.0 / 3};
+	run_scales("sc2", "2", steps, ideal, 3);
 }
 
 static void test_scale_out_bsp(void)
