@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "net/route.h"
+#include "hps/server.h"
 #include "runtime/client/ctx.h"
 #include "runtime/server/checkpoint.h"
 #include "shm/segment.h"
@@ -515,6 +516,12 @@ static void test_scale_deterministic_adam_bit_identical(void)
 	CU_ASSERT_EQUAL(memcmp(clean, scaled, sizeof clean), 0);
 }
 
+static int echo_handler(hps_request *req, void *arg)
+{
+	(void)req, (void)arg;
+	return 0;
+}
+
 /* hps scale --servers against segments made here (this process stands
  * for the launcher: its creator): each refusal one line. */
 static void test_scale_servers_refusals(void)
@@ -562,6 +569,19 @@ static void test_scale_servers_refusals(void)
 	snprintf(cmd, sizeof cmd, "%s scale --host testhost --job nosuch --servers 3", hps_bin());
 	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 1);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out2, "error: no job 'nosuch' on host 'testhost'"));
+	/* a server with a user handler in a job with room: its state could not move */
+	pid_t pid = fork();
+	if (pid == 0) {
+		hps_ctx *ctx;
+		setenv("HPS_ROLE", "server", 1), setenv("HPS_RANK", "0", 1);
+		setenv("HPS_JOB_ID", "sq1", 1), setenv("HPS_HOST", "testhost", 1);
+		int rc = hps_init(&ctx, NULL, NULL);
+		if (!rc)
+			rc = hps_server_run(ctx, echo_handler, NULL);
+		_exit(rc == HPS_EINVAL ? 0 : 1);
+	}
+	CU_ASSERT_EQUAL(wait_exit(pid, 30000), 0);
+	atomic_store(&hpsi_seg_node(&room, 0)->state, HPSI_NODE_CLOSED);
 	struct hpsi_seg *all[] = {&room, &plain, &repl, &hosts};
 	for (int i = 0; i < 4; i++) {
 		hpsi_seg_unlink(all[i]);

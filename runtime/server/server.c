@@ -466,10 +466,14 @@ int hps_server_run(hps_ctx *ctx, hps_handler handler, void *arg)
 	uint32_t steps = 0;
 	sv.ckpt_seen = 0; /* a request made before this server started still counts */
 	const struct range_state *own = &sv.ranges[0];
-	hpsi_info("server %d serves %u workers with %s; staleness %s%s; backs up %u key range%s", ctx->cfg.rank,
-		  sv.nworkers, handler ? "a user handler" : "the built-in store",
-		  own->staleness < 0 ? "asp" : own->staleness == 0 ? "bsp" : "ssp", own->ordered ? " (deterministic)" : "",
-		  sv.replicas, sv.replicas == 1 ? "" : "s");
+	if (sv.nranges) /* (a server a scale started gets its ranges by copies: move.c) */
+		hpsi_info("server %d serves %u workers with %s; staleness %s%s; %u key range%s; backs up %u key range%s",
+			  ctx->cfg.rank, sv.nworkers, handler ? "a user handler" : "the built-in store",
+			  own->staleness < 0 ? "asp" : own->staleness == 0 ? "bsp" : "ssp",
+			  own->ordered ? " (deterministic)" : "", sv.nranges - sv.replicas, sv.nranges - sv.replicas == 1 ? "" : "s",
+			  sv.replicas, sv.replicas == 1 ? "" : "s");
+	else
+		hpsi_info("server %d starts with no key range: hps scale copies some to it", ctx->cfg.rank);
 	for (;;) {
 		/* pairs with hpsi_checkpoint_run's release: ckpt_op and ckpt_dir are set */
 		uint32_t ck = atomic_load_explicit(&seg->hdr->ckpt_seq, memory_order_acquire);
