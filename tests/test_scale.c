@@ -144,7 +144,7 @@ static int room_worker(const char *dir)
 
 /* ---- scales while the workers train ---- */
 
-#define SKEYS 512
+#define SKEYS 8192
 #define STOP_KEY 1000000u   /* worker 0 pushes 1 once the stop file is there */
 #define COUNT_KEY 2000000u  /* + rank: the clocks a worker ran */
 
@@ -374,8 +374,8 @@ static void run_scales(const char *job, const char *staleness, const int *steps,
 	unlink(stop);
 }
 
-/* 2 -> 4: ranges 2 and 3 go to the new ranks (half the keys, their
- * share); 4 -> 1: ranges 1, 2, 3 go to rank 0 (three quarters); 1 -> 3:
+/* 8,192 keys: a range's copy takes more than one message. 2 -> 4: ranges
+ * 2 and 3 go to the new ranks (half the keys, their share); 4 -> 1: ranges 1, 2, 3 go to rank 0 (three quarters); 1 -> 3:
  * ranks 1 and 2, closed before, run again (new incarnations) and take a
  * range each (half the keys, for an ideal two thirds: shares are whole
  * ranges). */
@@ -420,6 +420,7 @@ static void test_scale_room_refusals(void)
 
 #define ADAM_CLOCKS 300
 #define ADAM_HOLD 150 /* the workers wait here for the go file (a scale runs before) */
+#define AKEYS 512
 
 /* Pull, a gradient from the pulled values, push, clock; rank 0 writes the
  * final model to `path`. */
@@ -430,22 +431,22 @@ static int adam_worker(const char *path, const char *go)
 	if (join_as_worker(&ctx, &w))
 		return 2;
 	int rank = hps_rank(ctx), rc;
-	static uint64_t keys[SKEYS];
-	static float got[SKEYS], grad[SKEYS];
-	for (int k = 0; k < SKEYS; k++)
+	static uint64_t keys[AKEYS];
+	static float got[AKEYS], grad[AKEYS];
+	for (int k = 0; k < AKEYS; k++)
 		keys[k] = skey(k);
 	for (uint32_t c = 0; c < ADAM_CLOCKS; c++) {
 		if (c == ADAM_HOLD)
 			while (access(go, F_OK) != 0)
 				usleep(1000); /* (bounded by the test's wait for the job) */
-		if ((rc = hps_wait(w, hps_pull(w, keys, SKEYS, got, NULL))))
+		if ((rc = hps_wait(w, hps_pull(w, keys, AKEYS, got, NULL))))
 			return 4;
-		for (int k = 0; k < SKEYS; k++)
+		for (int k = 0; k < AKEYS; k++)
 			grad[k] = 0.25f * (got[k] - (float)(k % 5)) + 0.01f * (float)rank;
-		if ((rc = hps_wait(w, hps_push(w, keys, SKEYS, grad, NULL))) || (rc = hps_clock(w)))
+		if ((rc = hps_wait(w, hps_push(w, keys, AKEYS, grad, NULL))) || (rc = hps_clock(w)))
 			return 5;
 	}
-	if ((rc = hps_barrier(ctx)) || (rc = hps_wait(w, hps_pull(w, keys, SKEYS, got, NULL))))
+	if ((rc = hps_barrier(ctx)) || (rc = hps_wait(w, hps_pull(w, keys, AKEYS, got, NULL))))
 		return 6;
 	if (rank == 0) {
 		FILE *f = fopen(path, "wb");
@@ -495,7 +496,7 @@ static int adam_run(const char *job, int scale, float *m)
 	int rc = finish_group(pid, 60000);
 	slurp_into(log, out, sizeof out);
 	FILE *f = fopen(path, "rb");
-	ok = ok && !rc && f && fread(m, sizeof(float) * SKEYS, 1, f) == 1;
+	ok = ok && !rc && f && fread(m, sizeof(float) * AKEYS, 1, f) == 1;
 	if (f)
 		fclose(f);
 	if (!ok)
@@ -510,7 +511,7 @@ static int adam_run(const char *job, int scale, float *m)
 
 static void test_scale_deterministic_adam_bit_identical(void)
 {
-	static float clean[SKEYS], scaled[SKEYS];
+	static float clean[AKEYS], scaled[AKEYS];
 	CU_ASSERT_FATAL(adam_run("sc4", 0, clean));
 	CU_ASSERT(adam_run("sc5", 1, scaled));
 	CU_ASSERT_EQUAL(memcmp(clean, scaled, sizeof clean), 0);
