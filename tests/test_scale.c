@@ -517,6 +517,57 @@ static void test_scale_deterministic_adam_bit_identical(void)
 	CU_ASSERT_EQUAL(memcmp(clean, scaled, sizeof clean), 0);
 }
 
+/* --self-serve: the servers run this program too; those a scale starts
+ * (rank 2 and up) fail before they serve. */
+static int failing_new_servers(const char *stop)
+{
+	const char *role = getenv("HPS_ROLE"), *rank = getenv("HPS_RANK");
+	if (!role || strcmp(role, "server"))
+		return scale_worker(stop, 2);
+	if (rank && atoi(rank) >= 2)
+		return 3;
+	hps_ctx *ctx;
+	if (hps_init(&ctx, NULL, NULL))
+		return 2;
+	int rc = hps_server_run(ctx, NULL, NULL);
+	hps_finalize(ctx);
+	return rc ? 1 : 0;
+}
+
+/* A server a scale starts fails: the scale says so, and (a failed server
+ * stops the job, as always) the launcher names it. */
+static void test_scale_new_server_fails(void)
+{
+	char log[128], stop[128], cmd[8192];
+	snprintf(log, sizeof log, "/tmp/hps-scale-%d.log", (int)getpid());
+	snprintf(stop, sizeof stop, "/tmp/hps-scale-%d.stop", (int)getpid());
+	unlink(stop);
+	snprintf(cmd, sizeof cmd,
+		 "exec %s launch --self-serve -s 2 -w 3 --max-servers 4 --job sc6 --host testhost --heap-mb 16 "
+		 "--timeout-ms 30000 --staleness 2 -- %s --failing-servers %s",
+		 hps_bin(), self_path, stop);
+	pid_t pid = spawn_logged(log, "/bin/sh", cmd);
+	struct watch a = {.job = "sc6", .clock = 10};
+	CU_ASSERT(poll_until(workers_past, &a, 30000));
+	snprintf(cmd, sizeof cmd, "%s scale --job sc6 --host testhost --servers 4", hps_bin());
+	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 1);
+	CU_ASSERT(strcmp(out2, "hps scale: job sc6 has 2 servers, not 4 (see the launcher's output)\n") == 0 ||
+		  strcmp(out2, "hps scale: job sc6 ended before its key ranges moved\n") == 0);
+	int fd = open(stop, O_CREAT | O_WRONLY, 0600);
+	if (fd >= 0)
+		close(fd);
+	CU_ASSERT_NOT_EQUAL(finish_group(pid, 60000), 0);
+	if (a.attached)
+		hpsi_seg_detach(&a.seg);
+	slurp_into(log, out, sizeof out);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps launch: server 2 exited with status 3"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps launch: hps scale: a server it started ended; the key ranges stay where they are"));
+	if (!strstr(out, "a server it started ended"))
+		fprintf(stderr, "scale: %s\nlauncher:\n%s\n", out2, out);
+	unlink(log);
+	unlink(stop);
+}
+
 static int echo_handler(hps_request *req, void *arg)
 {
 	(void)req, (void)arg;
@@ -594,6 +645,8 @@ int main(int argc, char **argv)
 {
 	if (argc == 3 && strcmp(argv[1], "--room-worker") == 0)
 		return room_worker(argv[2]);
+	if (argc == 3 && strcmp(argv[1], "--failing-servers") == 0)
+		return failing_new_servers(argv[2]);
 	if (argc == 4 && strcmp(argv[1], "--adam-worker") == 0)
 		return adam_worker(argv[2], argv[3]);
 	if (argc == 4 && strcmp(argv[1], "--scale-worker") == 0)
@@ -606,6 +659,7 @@ int main(int argc, char **argv)
 		{"test_scale_out_in_ssp", test_scale_out_in_ssp},
 		{"test_scale_out_bsp", test_scale_out_bsp},
 		{"test_scale_deterministic_adam_bit_identical", test_scale_deterministic_adam_bit_identical},
+		{"test_scale_new_server_fails", test_scale_new_server_fails},
 		{"test_scale_servers_refusals", test_scale_servers_refusals},
 		{NULL, NULL},
 	};
