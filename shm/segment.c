@@ -222,8 +222,13 @@ static void log_layout(const struct hpsi_seg *seg)
 			for (uint32_t j = 0; j < HPSI_SLOTS; j++)
 				if (t[j] == i)
 					n++, runs += j == 0 || t[j - 1] != i;
-			hpsi_info("server %u owns the keys of %u of the %u hash slots (slot = top %u bits of mix(key)), in %u run%s%s",
-				  i, n, HPSI_SLOTS, HPSI_SLOT_BITS, runs, runs == 1 ? "" : "s", where);
+			if (h->launched_servers < h->nservers) /* --max-servers: ranges, each served by its owner */
+				hpsi_info("key range %u (served by server %u) holds the keys of %u of the %u hash slots (slot = top %u bits of mix(key)), in %u run%s",
+					  i, (unsigned)atomic_load_explicit(&hpsi_seg_owner(seg)[i], memory_order_relaxed), n,
+					  HPSI_SLOTS, HPSI_SLOT_BITS, runs, runs == 1 ? "" : "s");
+			else
+				hpsi_info("server %u owns the keys of %u of the %u hash slots (slot = top %u bits of mix(key)), in %u run%s%s",
+					  i, n, HPSI_SLOTS, HPSI_SLOT_BITS, runs, runs == 1 ? "" : "s", where);
 		}
 	}
 }
