@@ -1,5 +1,8 @@
 /* Recovery (HPS_REPLICAS): a replacement server copies the key ranges it
  * holds while the job goes on, and the replication factor is restored.
+ * The same copy and hand-back move key ranges between the servers of an
+ * unreplicated job (hps scale --servers: move.c has what differs; here
+ * find_target, move_apply and the end of send_final).
  *
  * A replacement claims the dead server's rank (hps_init: JOINING, a new
  * incarnation); routing and the workers treat it as gone. Every server
@@ -692,24 +695,21 @@ static void expect_shapes(struct server *sv, struct hpsi_store *st, const unsign
 	}
 }
 
-/* A copy of a key range that moves to this server (hps scale --servers,
- * move.c): the same BEGIN, RECORDS and FINAL as a replacement's, of a
- * range this server holds no part of yet; at the FINAL it continues the
- * range's rings where the source stopped, as at a hand-back. */
-static int move_apply(struct server *sv, const struct hpsi_msg_hdr *h, size_t len)
+/* What a piece of a copy did to the range it fills (apply_piece). */
+enum { PIECE_BAD, PIECE_BEGUN, PIECE_MORE, PIECE_DONE };
+
+/* Applies one BEGIN, RECORDS or FINAL piece of a copy into rs, the same
+ * for a replacement and for a range that moves (move.c): PIECE_BEGUN, a
+ * BEGIN (rs has a fresh table sized for the source's); PIECE_MORE,
+ * records or a FINAL piece with more to come; PIECE_DONE, the last FINAL
+ * piece (rs holds the copy whole, with every worker's state); PIECE_BAD,
+ * a malformed piece (counted, dropped). */
+static int apply_piece(struct server *sv, struct range_state *rs, const struct hpsi_msg_hdr *h)
 {
-	(void)len;
-	if (!h->width)
-		return bad_sync("copy of a key range: a move that is no hand-over");
-	struct range_state *rs = hpsi_server_range(sv, h->range);
-	if (!rs)
-		copy_failed(sv, &(struct range_state){.id = h->range}, 0, HPS_ENOMEM);
-	if (!rs->store || rs->serving)
-		return bad_sync("copy of a key range this server serves");
 	const unsigned char *body = (const unsigned char *)(h + 1);
 	if (h->part == SYNC_BEGIN) {
 		if (h->val_bytes % sizeof(struct sync_shape) || h->val_bytes > SYNC_SHAPES * sizeof(struct sync_shape))
-			return bad_sync("copy of a key range: a BEGIN of a bad length");
+			return bad_sync("copy of a key range: a BEGIN of a bad length"), PIECE_BAD;
 		struct hpsi_store *fresh = hpsi_store_create_like(rs->store);
 		if (!fresh)
 			copy_failed(sv, rs, 0, HPS_ENOMEM);
@@ -718,15 +718,15 @@ static int move_apply(struct server *sv, const struct hpsi_msg_hdr *h, size_t le
 		rs->store = rs->arg = fresh;
 		rs->copy_begun = 1;
 		rs->copy_next_worker = 0;
-		return 1;
+		return PIECE_BEGUN;
 	}
 	if (!rs->copy_begun)
-		return bad_sync("copy of a key range: a piece before its BEGIN");
+		return bad_sync("copy of a key range: a piece before its BEGIN"), PIECE_BAD;
 	if (h->part == SYNC_RECORDS)
-		return apply_records(sv, rs, body, h->val_bytes);
+		return apply_records(sv, rs, body, h->val_bytes), PIECE_MORE;
 	uint64_t n = h->val_bytes / sizeof(struct sync_peer);
 	if (h->val_bytes % sizeof(struct sync_peer) || h->nkeys != rs->copy_next_worker || n > sv->nworkers - h->nkeys)
-		return bad_sync("copy of a key range: a FINAL piece out of order");
+		return bad_sync("copy of a key range: a FINAL piece out of order"), PIECE_BAD;
 	for (uint32_t k = 0; k < n; k++) {
 		struct sync_peer q;
 		memcpy(&q, body + (size_t)k * sizeof q, sizeof q);
@@ -737,11 +737,30 @@ static int move_apply(struct server *sv, const struct hpsi_msg_hdr *h, size_t le
 	}
 	rs->copy_next_worker += (uint32_t)n;
 	if (rs->copy_next_worker < sv->nworkers)
-		return 1; /* more pieces follow */
+		return PIECE_MORE;
 	rs->copy_begun = 0;
+	rs->epoch++;
 	rs->synced = 1;
-	attach_range(sv, rs);
-	hpsi_info("server %u serves key range %u now (%zu keys)", sv->me, rs->id, hpsi_store_size(rs->store));
+	return PIECE_DONE;
+}
+
+/* A copy of a key range that moves to this server (hps scale --servers,
+ * move.c): a range it holds no part of yet (its range_state is made on
+ * the first piece); at the FINAL it continues the range's rings where the
+ * source stopped, as a replacement does at a hand-back. */
+static int move_apply(struct server *sv, const struct hpsi_msg_hdr *h)
+{
+	if (!h->width)
+		return bad_sync("copy of a key range: a move that is no hand-over");
+	struct range_state *rs = hpsi_server_range(sv, h->range);
+	if (!rs)
+		copy_failed(sv, &(struct range_state){.id = h->range}, 0, HPS_ENOMEM);
+	if (!rs->store || rs->serving)
+		return bad_sync("copy of a key range this server serves");
+	if (apply_piece(sv, rs, h) == PIECE_DONE) {
+		attach_range(sv, rs);
+		hpsi_info("server %u serves key range %u now (%zu keys)", sv->me, rs->id, hpsi_store_size(rs->store));
+	}
 	return 1;
 }
 
@@ -755,7 +774,7 @@ int hpsi_recover_apply(struct server *sv, uint32_t from, const void *rec, size_t
 	if (h->clock != incarnation_of(sv, sv->me))
 		return 1; /* left in the ring for a replacement that died before this one */
 	if (sv->movable)
-		return move_apply(sv, h, len);
+		return move_apply(sv, h);
 	uint32_t i = hpsi_replica_index(sv->seg, h->range, sv->me), fi = hpsi_replica_index(sv->seg, h->range, from);
 	if (i == HPSI_NO_SERVER || fi == HPSI_NO_SERVER)
 		return bad_sync("copy of a key range this server does not hold");
@@ -764,45 +783,15 @@ int hpsi_recover_apply(struct server *sv, uint32_t from, const void *rec, size_t
 	struct range_state *rs = &sv->ranges[i];
 	if (!rs->store || rs->serving || rs->attach_pending)
 		return bad_sync("copy of a key range this server serves");
-	const unsigned char *body = (const unsigned char *)(h + 1);
-	if (h->part == SYNC_BEGIN) {
-		if (h->val_bytes % sizeof(struct sync_shape) || h->val_bytes > SYNC_SHAPES * sizeof(struct sync_shape))
-			return bad_sync("copy of a key range: a BEGIN of a bad length");
-		struct hpsi_store *fresh = hpsi_store_create_like(rs->store);
-		if (!fresh)
-			copy_failed(sv, rs, 0, HPS_ENOMEM);
-		expect_shapes(sv, fresh, body, (size_t)(h->val_bytes / sizeof(struct sync_shape)));
-		hpsi_store_destroy(rs->store);
-		rs->store = rs->arg = fresh;
+	int got = apply_piece(sv, rs, h);
+	if (got == PIECE_BEGUN) {
 		rs->synced = 0;
 		/* relaxed: whoever routes here stops at the state or this bit;
 		 * a copy begins again only for a range not served here */
 		atomic_fetch_or_explicit(&hpsi_seg_node(sv->seg, sv->me)->lacking, 1u << i, memory_order_relaxed);
-		rs->copy_begun = 1;
-		rs->copy_next_worker = 0;
+	}
+	if (got != PIECE_DONE)
 		return 1;
-	}
-	if (!rs->copy_begun)
-		return bad_sync("copy of a key range: a piece before its BEGIN");
-	if (h->part == SYNC_RECORDS)
-		return apply_records(sv, rs, body, h->val_bytes);
-	uint64_t n = h->val_bytes / sizeof(struct sync_peer);
-	if (h->val_bytes % sizeof(struct sync_peer) || h->nkeys != rs->copy_next_worker || n > sv->nworkers - h->nkeys)
-		return bad_sync("copy of a key range: a FINAL piece out of order");
-	for (uint32_t k = 0; k < n; k++) {
-		struct sync_peer q;
-		memcpy(&q, body + (size_t)k * sizeof q, sizeof q);
-		struct peer *p = &rs->peers[h->nkeys + k];
-		p->clock = q.clock;
-		p->phase = q.phase;
-		p->last_seq = q.last_seq;
-	}
-	rs->copy_next_worker += (uint32_t)n;
-	if (rs->copy_next_worker < sv->nworkers)
-		return 1; /* more pieces follow */
-	rs->copy_begun = 0;
-	rs->epoch++;
-	rs->synced = 1;
 	/* release pairs with routing's acquire (net/route.h): who routes to
 	 * this server for the range finds it whole */
 	atomic_fetch_and_explicit(&hpsi_seg_node(sv->seg, sv->me)->lacking, ~(1u << i), memory_order_release);
