@@ -101,6 +101,39 @@ static inline int hpsi_replica_lacks(const struct hpsi_seg *s, uint32_t srv, uin
 	return (atomic_load_explicit(&hpsi_seg_node(s, srv)->lacking, memory_order_acquire) >> i) & 1;
 }
 
+/* The server rank the owner table names for key range r: r itself
+ * unless the job has room for more servers (--max-servers), where ranges
+ * move between server processes (runtime/server/recover.c). acquire pairs
+ * with the release that stores a new owner at a range's hand-back, so a
+ * worker that sees the new owner sees its state (JOINING moved to ALIVE
+ * before it). */
+static inline uint32_t hpsi_range_owner(const struct hpsi_seg *s, uint32_t r)
+{
+	return atomic_load_explicit(&hpsi_seg_owner(s)[r], memory_order_acquire);
+}
+
+/* The rank the plan of a scale moves key range r to (hpsi_seg_want);
+ * its owner when no move is planned. acquire: read after the plan's
+ * moves_seq was acquired, or polled. */
+static inline uint32_t hpsi_range_want(const struct hpsi_seg *s, uint32_t r)
+{
+	return atomic_load_explicit(&hpsi_seg_want(s)[r], memory_order_acquire);
+}
+
+/* The server processes serving key ranges: the ranks the owner table
+ * names (hps_num_servers). A scale changes it at each hand-back. */
+static inline uint32_t hpsi_servers_current(const struct hpsi_seg *s)
+{
+	unsigned char seen[HPSI_MAX_NODES] = {0};
+	uint32_t n = 0;
+	for (uint32_t r = 0; r < s->hdr->nservers; r++) {
+		uint32_t o = hpsi_range_owner(s, r);
+		n += !seen[o];
+		seen[o] = 1;
+	}
+	return n;
+}
+
 /* The server serving range r now: its first replica still running and
  * holding it whole (a replacement counts once it has its copy), or
  * HPSI_NO_SERVER when every replica is gone. Node states only move
@@ -109,6 +142,10 @@ static inline int hpsi_replica_lacks(const struct hpsi_seg *s, uint32_t srv, uin
  * (runtime/server/replica.c). */
 static inline uint32_t hpsi_range_primary(const struct hpsi_seg *s, uint32_t r)
 {
+	if (!s->hdr->replicas) { /* its owner, while it runs */
+		uint32_t srv = hpsi_range_owner(s, r);
+		return hpsi_server_gone(s, srv) ? HPSI_NO_SERVER : srv;
+	}
 	for (uint32_t i = 0; i <= s->hdr->replicas; i++) {
 		uint32_t srv = hpsi_replica(s, r, i);
 		if (!hpsi_server_gone(s, srv) && !hpsi_replica_lacks(s, srv, i))
@@ -123,6 +160,10 @@ static inline int hpsi_range_gone(const struct hpsi_seg *s, uint32_t r)
 {
 	if (hpsi_range_primary(s, r) != HPSI_NO_SERVER)
 		return 0;
+	if (!s->hdr->replicas) {
+		uint32_t st = atomic_load_explicit(&hpsi_seg_node(s, hpsi_range_owner(s, r))->state, memory_order_acquire);
+		return st == HPSI_NODE_DEAD || st == HPSI_NODE_JOINING ? HPS_EPEERDEAD : HPS_ECLOSED;
+	}
 	for (uint32_t i = 0; i <= s->hdr->replicas; i++) {
 		/* acquire pairs with the CAS in hpsi_node_mark_dead; only picks the
 		 * code (a replacement still joining stands for a dead server) */

@@ -63,7 +63,7 @@ uint32_t hpsi_ring_bytes_for(uint32_t nservers, uint32_t nworkers, uint32_t repl
 
 /* Byte layout of a segment; every multiplication is checked. */
 struct layout {
-	size_t nodes_off, ranges_off, counters_off, bridge_counters_off, stale_off, stale_row, place_off, slots_off, rings_off, ring_stride, heap_off, direct_off, total;
+	size_t nodes_off, ranges_off, counters_off, bridge_counters_off, stale_off, stale_row, place_off, slots_off, owner_off, rings_off, ring_stride, heap_off, direct_off, total;
 };
 
 /* The dense array of server i's direct range, or 0 bytes. */
@@ -74,6 +74,13 @@ static uint64_t direct_bytes_of(const struct hpsi_seg_params *p, uint32_t i)
 	struct hpsi_range r = {.first = p->ranges[i].first, .last = p->ranges[i].last,
 			       .direct_width = p->direct_widths[i]};
 	return hpsi_direct_bytes(&r);
+}
+
+/* Rings between servers: forwards to backups (replicas), copies of key
+ * ranges that move (room for servers: fewer launched than ranges). */
+static int has_fwd(const struct hpsi_seg_params *p)
+{
+	return p->replicas || (p->launched_servers && p->launched_servers < p->nservers);
 }
 
 static int plan_layout(const struct hpsi_seg_params *p, struct layout *l)
@@ -88,9 +95,10 @@ static int plan_layout(const struct hpsi_seg_params *p, struct layout *l)
 	l->stale_row = align_up((size_t)p->nworkers * sizeof(struct hpsi_stale_cell), 64);
 	l->place_off = l->stale_off + (size_t)p->nservers * l->stale_row; /* rows are 64-byte multiples */
 	l->slots_off = align_up(l->place_off + (size_t)p->nservers * 2 * sizeof(uint32_t), 64);
-	l->rings_off = align_up(l->slots_off + HPSI_SLOTS * sizeof(uint16_t), PAGE);
+	l->owner_off = l->slots_off + HPSI_SLOTS * sizeof(uint16_t);
+	l->rings_off = align_up(l->owner_off + (size_t)p->nservers * 2 * sizeof(_Atomic uint16_t), PAGE);
 	l->ring_stride = align_up((size_t)HPSI_RING_HDR + p->ring_bytes, PAGE);
-	size_t fwd = p->replicas ? (size_t)p->nservers * p->nservers : 0;
+	size_t fwd = has_fwd(p) ? (size_t)p->nservers * p->nservers : 0;
 	if (__builtin_mul_overflow((size_t)p->nservers * p->nworkers, (size_t)2, &nrings) ||
 	    __builtin_add_overflow(nrings, fwd, &nrings) ||
 	    __builtin_mul_overflow(nrings, l->ring_stride, &rings_bytes) ||
@@ -214,8 +222,13 @@ static void log_layout(const struct hpsi_seg *seg)
 			for (uint32_t j = 0; j < HPSI_SLOTS; j++)
 				if (t[j] == i)
 					n++, runs += j == 0 || t[j - 1] != i;
-			hpsi_info("server %u owns the keys of %u of the %u hash slots (slot = top %u bits of mix(key)), in %u run%s%s",
-				  i, n, HPSI_SLOTS, HPSI_SLOT_BITS, runs, runs == 1 ? "" : "s", where);
+			if (h->launched_servers < h->nservers) /* --max-servers: ranges, each served by its owner */
+				hpsi_info("key range %u (served by server %u) holds the keys of %u of the %u hash slots (slot = top %u bits of mix(key)), in %u run%s",
+					  i, (unsigned)atomic_load_explicit(&hpsi_seg_owner(seg)[i], memory_order_relaxed), n,
+					  HPSI_SLOTS, HPSI_SLOT_BITS, runs, runs == 1 ? "" : "s");
+			else
+				hpsi_info("server %u owns the keys of %u of the %u hash slots (slot = top %u bits of mix(key)), in %u run%s%s",
+					  i, n, HPSI_SLOTS, HPSI_SLOT_BITS, runs, runs == 1 ? "" : "s", where);
 		}
 	}
 }
@@ -232,8 +245,15 @@ int hpsi_seg_create(const struct hpsi_seg_params *params, struct hpsi_seg *seg)
 	uint32_t launched = shaped.nworkers;
 	if (shaped.max_workers > shaped.nworkers && !shaped.bridged)
 		shaped.nworkers = shaped.max_workers;
+	/* --max-servers: a key range, rings and a node for every server rank
+	 * the job may grow to; ranks past the launched ones start VACANT and
+	 * their ranges are served by the launched ones (the owner table) */
+	uint32_t launched_srv = shaped.nservers;
+	if (shaped.max_servers > shaped.nservers && !shaped.bridged)
+		shaped.nservers = shaped.max_servers;
+	shaped.launched_servers = launched_srv;
 	if (!shaped.ring_bytes && shaped.nservers && shaped.nworkers)
-		shaped.ring_bytes = hpsi_ring_bytes_for(shaped.nservers, shaped.nworkers, shaped.replicas);
+		shaped.ring_bytes = hpsi_ring_bytes_for(shaped.nservers, shaped.nworkers, has_fwd(&shaped));
 	int rc = check_params(p);
 	if (rc)
 		return rc;
@@ -293,6 +313,8 @@ int hpsi_seg_create(const struct hpsi_seg_params *params, struct hpsi_seg *seg)
 	h->nservers = p->nservers;
 	h->nworkers = p->nworkers;
 	h->launched_workers = launched;
+	h->launched_servers = launched_srv;
+	h->owner_off = l.owner_off;
 	h->ring_bytes = p->ring_bytes;
 	h->range_mode = p->range_mode;
 	h->replicas = p->replicas;
@@ -315,11 +337,27 @@ int hpsi_seg_create(const struct hpsi_seg_params *params, struct hpsi_seg *seg)
 	snprintf(h->host, sizeof h->host, "%s", p->host);
 	h->direct_bytes = l.total - l.direct_off;
 	h->bridged = p->bridged;
-	h->srv_lo = p->bridged ? p->srv_lo : 0, h->srv_hi = p->bridged ? p->srv_hi : p->nservers;
+	h->srv_lo = p->bridged ? p->srv_lo : 0, h->srv_hi = p->bridged ? p->srv_hi : launched_srv;
 	h->wrk_lo = p->bridged ? p->wrk_lo : 0, h->wrk_hi = p->bridged ? p->wrk_hi : launched;
 	/* relaxed: published with the header by the release of the magic */
 	for (uint32_t w = launched; w < p->nworkers; w++)
 		atomic_store_explicit(&hpsi_seg_node(seg, p->nservers + w)->state, HPSI_NODE_VACANT, memory_order_relaxed);
+	for (uint32_t r = launched_srv; r < p->nservers; r++)
+		atomic_store_explicit(&hpsi_seg_node(seg, r)->state, HPSI_NODE_VACANT, memory_order_relaxed);
+	/* the owner table: server r serves range r, and the ranges of the
+	 * ranks not launched go to the launched ones, ascending, until each
+	 * serves floor or ceil of ranges / servers (hpsi_share_rebalance from
+	 * nservers holders to launched_srv, shm/slots.h): the identity
+	 * without --max-servers, so such a job routes as before */
+	uint16_t own[HPSI_MAX_NODES];
+	for (uint32_t r = 0; r < p->nservers; r++)
+		own[r] = (uint16_t)r;
+	hpsi_share_rebalance(own, p->nservers, p->nservers, launched_srv, NULL);
+	for (uint32_t r = 0; r < p->nservers; r++) {
+		atomic_store_explicit(&hpsi_seg_owner(seg)[r], own[r], memory_order_relaxed);
+		atomic_store_explicit(&hpsi_seg_want(seg)[r], own[r], memory_order_relaxed);
+	}
+	atomic_store_explicit(&h->servers_want, launched_srv, memory_order_relaxed);
 	if (p->bridged) /* the creator stands for every remote node */
 		for (uint32_t id = 0; id < p->nservers + p->nworkers; id++)
 			if (!hpsi_node_local(seg, id)) {
@@ -378,11 +416,13 @@ static int header_ok(const struct hpsi_seg_hdr *h, size_t size)
 	    h->version != HPSI_SEG_VERSION)
 		return 0;
 	struct hpsi_seg_params p = {.nservers = h->nservers, .nworkers = h->nworkers,
-				    .ring_bytes = h->ring_bytes, .heap_slice = h->heap_slice, .replicas = h->replicas};
+				    .ring_bytes = h->ring_bytes, .heap_slice = h->heap_slice, .replicas = h->replicas,
+				    .launched_servers = h->launched_servers};
 	struct layout l;
 	if (h->nservers < 1 || h->nworkers < 1 || h->nservers + (uint64_t)h->nworkers > HPSI_MAX_NODES ||
 	    h->ring_bytes < 4096 || (h->ring_bytes & (h->ring_bytes - 1)) || h->replicas > HPSI_MAX_REPLICAS ||
 	    h->replicas >= h->nservers || h->launched_workers < 1 || h->launched_workers > h->nworkers ||
+	    h->launched_servers < 1 || h->launched_servers > h->nservers ||
 	    plan_layout(&p, &l))
 		return 0;
 	if (h->bridged && (h->srv_lo > h->srv_hi || h->srv_hi > h->nservers || h->wrk_lo > h->wrk_hi ||
@@ -390,7 +430,7 @@ static int header_ok(const struct hpsi_seg_hdr *h, size_t size)
 		return 0;
 	if (!(h->total_bytes == size && h->direct_bytes <= size && l.total == size - h->direct_bytes &&
 	      h->nodes_off == l.nodes_off && h->rings_off == l.rings_off && h->ranges_off == l.ranges_off &&
-	      h->place_off == l.place_off && h->slots_off == l.slots_off &&
+	      h->place_off == l.place_off && h->slots_off == l.slots_off && h->owner_off == l.owner_off &&
 	      h->counters_off == l.counters_off && h->bridge_counters_off == l.bridge_counters_off &&
 	      h->stale_off == l.stale_off && h->stale_row == l.stale_row &&
 	      h->heap_off == l.heap_off && h->ring_stride == l.ring_stride))
@@ -403,6 +443,11 @@ static int header_ok(const struct hpsi_seg_hdr *h, size_t size)
 	/* routing indexes per-server arrays by the slot table's entries */
 	if (hpsi_slots_check((const uint16_t *)((const unsigned char *)h + h->slots_off), h->nservers))
 		return 0;
+	/* routing wakes the owner table's entries */
+	_Atomic uint16_t *own = (_Atomic uint16_t *)((unsigned char *)h + h->owner_off);
+	for (uint32_t r = 0; r < 2 * h->nservers; r++)
+		if (atomic_load_explicit(&own[r], memory_order_relaxed) >= h->nservers)
+			return 0;
 	/* every direct array lies inside the direct part */
 	const struct hpsi_range *r = (const struct hpsi_range *)((const unsigned char *)h + h->ranges_off);
 	for (uint32_t i = 0; i < h->nservers; i++) {
@@ -471,7 +516,8 @@ int hpsi_seg_unlink(struct hpsi_seg *seg)
 void hpsi_config_seg_params(const struct hpsi_config *c, struct hpsi_seg_params *p)
 {
 	*p = (struct hpsi_seg_params){.job = c->job, .host = c->host, .nservers = c->nservers,
-				      .nworkers = c->nworkers, .max_workers = c->max_workers, .ring_bytes = c->ring_bytes,
+				      .nworkers = c->nworkers, .max_workers = c->max_workers,
+				      .max_servers = c->max_servers, .ring_bytes = c->ring_bytes,
 				      .heap_slice = c->heap_slice, .timeout_ms = c->timeout_ms,
 				      .range_mode = c->range_mode, .ranges = c->ranges, .replicas = c->replicas,
 				      .dtypes = c->dtypes, .wires = c->wires, .direct_widths = c->direct_widths};

@@ -16,7 +16,7 @@
 #include "shm/ring.h"
 
 #define HPSI_SEG_MAGIC 0x31474553535048ull /* "HPSSEG1" */
-#define HPSI_SEG_VERSION 12 /* 5: counters (shm/counters.h); 6: JOINING, incarnation; 7: probed_at; 8: place_off; 9: xck_*; 10: slots_off; 11: RESTARTING, clock_done/_bar/_ts, worker_restarts; 12: VACANT, launched_workers, members_seq, scale_req */
+#define HPSI_SEG_VERSION 13 /* 5: counters (shm/counters.h); 6: JOINING, incarnation; 7: probed_at; 8: place_off; 9: xck_*; 10: slots_off; 11: RESTARTING, clock_done/_bar/_ts, worker_restarts; 12: VACANT, launched_workers, members_seq, scale_req; 13: launched_servers, owner_off */
 #define HPSI_SEG_TMP ".tmp" /* suffix + creator pid while a segment is being built */
 
 enum hpsi_node_state {
@@ -38,7 +38,10 @@ enum hpsi_node_state {
 	/* A worker slot of the room --max-workers made that no process has
 	 * claimed yet (runtime/client/join.c): no member. Clocks, barriers
 	 * and liveness skip it. A joining process moves it to EMPTY by a
-	 * compare-and-swap (its claim), then to ALIVE; never back. */
+	 * compare-and-swap (its claim), then to ALIVE; never back.
+	 * Also a server rank of the room --max-servers made that runs no
+	 * process: it serves no key range (the owner table names it
+	 * nowhere), nothing waits for it, liveness never probes it. */
 	HPSI_NODE_VACANT = 6,
 };
 
@@ -117,7 +120,10 @@ struct hpsi_seg_hdr {
 	uint32_t ring_bytes; /* data bytes of each ring, a power of two */
 	uint32_t range_mode;
 	uint32_t launched_workers; /* -w: the workers the launch started */
-	uint32_t pad1;
+	/* -s: the server processes the launch started (ranks 0 ..
+	 * launched_servers - 1); nservers is the key ranges and server ranks
+	 * (--max-servers), the ranks from launched_servers on start VACANT */
+	uint32_t launched_servers;
 	uint64_t nodes_off, rings_off, ring_stride, ranges_off;
 	/* The placement of replicas (shm/place.h): nservers uint32_t of π,
 	 * then nservers of its inverse pos; written by the creator before the
@@ -127,6 +133,15 @@ struct hpsi_seg_hdr {
 	 * server ids, hpsi_slots_build(nservers); written by the creator
 	 * before the magic, never changed yet (hpsi_seg_slots) */
 	uint64_t slots_off;
+	/* The owner table (hpsi_seg_owner): nservers _Atomic uint16_t, the
+	 * server rank serving each key range, then nservers more, the rank
+	 * each range should move to (the plan of a scale, hpsi_seg_want).
+	 * Written by the creator before the magic (the identity without
+	 * --max-servers; both halves equal). A scale's launcher stores the
+	 * plan (relaxed), then bumps moves_seq with release; the server
+	 * handing a range over stores its new owner with release, routing
+	 * loads it with acquire (net/route.h). */
+	uint64_t owner_off;
 	uint64_t heap_off, heap_slice; /* one slice per worker */
 	uint64_t direct_bytes;         /* dense arrays of direct ranges, after the heap */
 	/* one struct hpsi_counters per node, then the bridge's (shm/counters.h) */
@@ -168,6 +183,13 @@ struct hpsi_seg_hdr {
 	 * launcher loads it with acquire, starts the copies and stores 0 with
 	 * release once each has joined or ended. */
 	_Atomic uint32_t scale_req;
+#define HPSI_SCALE_SERVERS 0x80000000u /* scale_req: N | this asks for N servers (hps scale --servers) */
+	/* --max-servers: the server processes the plan in the owner table's
+	 * second half is for (ranks at or above it leave once they handed
+	 * their ranges over), and the plan's number, bumped with release by
+	 * the launcher after it stored the plan and servers_want (servers
+	 * load it with acquire, runtime/server/move.c). */
+	_Atomic uint32_t servers_want, moves_seq;
 	/* When the processes of the workers [0] and of the servers [1] were
 	 * last checked, by whichever process of the host group won the turn
 	 * (hpsi_probe_due, shm/node.c); monotonic ns. */
@@ -216,6 +238,8 @@ struct hpsi_seg_params {
 	const char *job, *host;
 	uint32_t nservers, nworkers;
 	uint32_t max_workers; /* worker slots (--max-workers); 0 or below nworkers: nworkers */
+	uint32_t max_servers; /* key ranges and server ranks (--max-servers); 0 or below nservers: nservers */
+	uint32_t launched_servers; /* set by hpsi_seg_create (the servers of -s): leave 0 */
 	uint32_t ring_bytes; /* 0: by the job's shape (hpsi_ring_bytes_for) */
 	uint64_t heap_slice;
 	int64_t timeout_ms;
@@ -288,7 +312,8 @@ static inline struct hpsi_ring *hpsi_seg_ring(const struct hpsi_seg *s, uint32_t
 }
 
 /* The ring of forwarded pushes from server `from` (a primary) to server
- * `to` (a backup of one of its key ranges); only with replicas. */
+ * `to` (a backup of one of its key ranges), and of copies of key ranges;
+ * only with replicas, or room for servers (hpsi_seg_movable). */
 static inline struct hpsi_ring *hpsi_seg_fwd_ring(const struct hpsi_seg *s, uint32_t from, uint32_t to)
 {
 	size_t idx = (size_t)s->hdr->nworkers * s->hdr->nservers * 2 + (size_t)from * s->hdr->nservers + to;
@@ -340,6 +365,27 @@ static inline const uint32_t *hpsi_seg_place(const struct hpsi_seg *s)
 static inline const uint16_t *hpsi_seg_slots(const struct hpsi_seg *s)
 {
 	return (const uint16_t *)(s->base + s->hdr->slots_off);
+}
+
+/* The owner table: the server rank serving each of the nservers key
+ * ranges; read through net/route.h (hpsi_range_owner). */
+static inline _Atomic uint16_t *hpsi_seg_owner(const struct hpsi_seg *s)
+{
+	return (_Atomic uint16_t *)(s->base + s->hdr->owner_off);
+}
+
+/* The plan of a scale: the rank each key range should move to. */
+static inline _Atomic uint16_t *hpsi_seg_want(const struct hpsi_seg *s)
+{
+	return hpsi_seg_owner(s) + s->hdr->nservers;
+}
+
+/* Key ranges move between server processes (hps scale --servers): a job
+ * launched with room for more servers (--max-servers above -s), without
+ * replicas. Its segment has the forward rings for the copies. */
+static inline int hpsi_seg_movable(const struct hpsi_seg *s)
+{
+	return !s->hdr->replicas && s->hdr->launched_servers < s->hdr->nservers;
 }
 
 static inline const struct hpsi_range *hpsi_seg_ranges(const struct hpsi_seg *s)

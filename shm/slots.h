@@ -58,6 +58,14 @@ int hpsi_slots_build(uint16_t *table, uint32_t S);
  * (the table is then unchanged). */
 int hpsi_slots_rebalance(uint16_t *table, uint32_t from_S, uint32_t to_S, uint32_t *moved);
 
+/* The same two on any table of n entries (1..HPSI_SLOTS) shared among S
+ * holders, holder i's target floor(n / S) plus one for the first n mod S
+ * (hpsi_slots_* is n = HPSI_SLOTS). Used for the owner table of key
+ * ranges (--max-servers, shm/segment.h): ranges move between server
+ * processes as slots move between ranges, only those that must. */
+int hpsi_share_rebalance(uint16_t *table, uint32_t n, uint32_t from_S, uint32_t to_S, uint32_t *moved);
+int hpsi_share_build(uint16_t *table, uint32_t n, uint32_t S);
+
 /* 0 when every entry is below S, else HPS_EPROTO (a damaged segment). */
 int hpsi_slots_check(const uint16_t *table, uint32_t S);
 

@@ -442,9 +442,6 @@ static void test_join_refusals(void)
 	snprintf(cmd, sizeof cmd, "%s scale --job nosuch --host testhost --workers 3", hps_bin());
 	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 1);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out2, "error: no job 'nosuch' on host 'testhost'"));
-	snprintf(cmd, sizeof cmd, "%s scale --job nosuch --host testhost --servers 3", hps_bin());
-	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 2);
-	CU_ASSERT_STRING_EQUAL(out2, "hps scale: --servers is not built yet (servers cannot join or leave a running job); only --workers\n");
 	snprintf(cmd, sizeof cmd, "%s scale --job nosuch --host testhost", hps_bin());
 	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 2);
 	snprintf(cmd, sizeof cmd, "%s scale --workers 0", hps_bin());

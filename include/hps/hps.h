@@ -69,11 +69,15 @@ HPS_API int hps_rank(const hps_ctx *ctx);
  * grows when a worker joins; a job launched without --max-workers keeps
  * the launch's count. */
 HPS_API int hps_num_workers(const hps_ctx *ctx);
+/* The server processes serving the job's key ranges now: -s, until
+ * `hps scale --servers` (a job launched with --max-servers) moves ranges
+ * to more or fewer of them; it changes as each range is handed over. */
 HPS_API int hps_num_servers(const hps_ctx *ctx);
-/* A number that grows whenever the job's workers change: a worker joins
- * (it moves by 2: once when the rank is taken, once when the worker
- * runs), closes or dies. A program notices a change by comparing it with
- * the value it saw last (then reads hps_num_workers). */
+/* A number that grows whenever the job's workers or servers change: a
+ * worker joins (it moves by 2: once when the rank is taken, once when the
+ * worker runs), closes or dies; a key range moves to another server
+ * (hps scale --servers). A program notices a change by comparing it with
+ * the value it saw last (then reads hps_num_workers, hps_num_servers). */
 HPS_API int hps_membership_epoch(const hps_ctx *ctx);
 
 /* Waits until every worker of the job that has not closed has called

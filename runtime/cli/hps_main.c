@@ -20,7 +20,7 @@ static void usage(FILE *f)
 		   "  server   run one built-in summing server of a job (started by launch)\n"
 		   "  top      a live view of a running job (hps top --help)\n"
 		   "  metrics  its counters for Prometheus (hps metrics --help)\n"
-		   "  scale    grow a running job's workers (hps scale --help)\n"
+		   "  scale    grow a running job's workers, grow or shrink its servers (hps scale --help)\n"
 		   "  checkpoint  save (or --load) the tables of a running job (hps checkpoint --help)\n"
 		   "  scheduler   the scheduler of a multi-host job (started by launch --hosts)\n"
 		   "  bridge      this host's bridge in a multi-host job (started by launch)\n"

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "net/route.h"
 #include "runtime/client/handle.h"
 #include "runtime/client/join.h"
 #include "runtime/client/rejoin.h"
@@ -16,8 +17,14 @@
 static int counts_match(const struct hps_ctx *c)
 {
 	const struct hpsi_seg_hdr *h = c->seg.hdr;
-	if (hpsi_setting("NUM_SERVERS") && c->cfg.nservers != h->nservers) {
-		hpsi_error("HPS_NUM_SERVERS=%u but job '%s' has %u servers", c->cfg.nservers, h->job, h->nservers);
+	if (hpsi_setting("NUM_SERVERS") && c->cfg.nservers != h->launched_servers) {
+		hpsi_error("HPS_NUM_SERVERS=%u but job '%s' was launched with %u servers", c->cfg.nservers, h->job,
+			   h->launched_servers);
+		return 0;
+	}
+	if (hpsi_setting("MAX_SERVERS") && c->cfg.max_servers != h->nservers) {
+		hpsi_error("HPS_MAX_SERVERS=%u but job '%s' has room for %u servers", c->cfg.max_servers, h->job,
+			   h->nservers);
 		return 0;
 	}
 	if (hpsi_setting("NUM_WORKERS") && c->cfg.nworkers != h->launched_workers) {
@@ -160,7 +167,9 @@ int hps_init(hps_ctx **out, int *argc, char **argv)
 	struct hpsi_node *n = hpsi_seg_node(&c->seg, c->node);
 	uint32_t st = c->cfg.role == HPS_ROLE_WORKER ? hpsi_worker_state(&c->seg, c->node, 1)
 						     : hpsi_node_check(&c->seg, c->node);
-	if (st == HPSI_NODE_VACANT) {
+	/* A VACANT server rank is taken by the server a scale starts
+	 * (runtime/server/move.c); a VACANT worker rank only by HPS_JOIN. */
+	if (st == HPSI_NODE_VACANT && c->cfg.role == HPS_ROLE_WORKER) {
 		hpsi_error("worker rank %d of job '%s' was not launched: a worker takes a free rank with HPS_JOIN=1 (or hps scale)",
 			   c->cfg.rank, c->seg.hdr->job);
 		hpsi_seg_detach(&c->seg);
@@ -202,6 +211,13 @@ int hps_init(hps_ctx **out, int *argc, char **argv)
 		atomic_store_explicit(&n->lacking, (2u << c->seg.hdr->replicas) - 1, memory_order_relaxed); /* all */
 		claimed = HPSI_NODE_JOINING;
 	}
+	/* A server a scale starts (runtime/server/move.c) is a new incarnation
+	 * of its rank: it serves only what is copied to it (a copy for an
+	 * earlier one is not for it), whatever the owner table says when it
+	 * starts (a range may be handed to it before its serving loop runs). */
+	if (c->cfg.role == HPS_ROLE_SERVER && (st == HPSI_NODE_VACANT || st == HPSI_NODE_CLOSED) &&
+	    hpsi_seg_movable(&c->seg))
+		atomic_fetch_add_explicit(&n->incarnation, 1, memory_order_relaxed); /* published just below */
 	/* A worker the launcher restarts takes over its rank's place: its
 	 * clock, its rings and heap slice once the servers drained them
 	 * (runtime/client/rejoin.c). */
@@ -294,5 +310,5 @@ int hps_membership_epoch(const hps_ctx *c)
 int hps_num_servers(const hps_ctx *c)
 {
 	int rc = hpsi_ctx_check(c);
-	return rc ? rc : (int)c->seg.hdr->nservers;
+	return rc ? rc : (int)hpsi_servers_current(&c->seg);
 }

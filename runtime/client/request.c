@@ -314,7 +314,7 @@ static int alloc_parts(hps_worker *w, const struct call *c, struct hpsi_part *pa
 /* Rings the bell of whoever serves range r now. */
 static void wake_range(const hps_worker *w, uint32_t r)
 {
-	uint32_t srv = w->seg->hdr->replicas ? hpsi_range_primary(w->seg, r) : r;
+	uint32_t srv = w->seg->hdr->replicas ? hpsi_range_primary(w->seg, r) : hpsi_range_owner(w->seg, r);
 	if (srv != HPSI_NO_SERVER)
 		hpsi_node_wake(w->seg, srv);
 }

@@ -21,6 +21,7 @@
 #include "hps/hps.h"
 #include "runtime/client/join.h"
 #include "runtime/common/config.h"
+#include "shm/ckpt.h"
 #include "shm/liveness.h"
 #include "shm/node.h"
 #include "net/route.h"
@@ -102,6 +103,10 @@ static void usage(FILE *f)
 		"                        (default 2 per server; 0: never)\n"
 		"  --max-workers N       room for up to N workers (default: -w): more join the running\n"
 		"                        job with `hps scale --workers` or HPS_JOIN=1 (HPS_MAX_WORKERS)\n"
+		"  --max-servers N       room for up to N servers (default: -s): the job's keys form N\n"
+		"                        key ranges, spread over the running servers; `hps scale\n"
+		"                        --servers` moves ranges to more or fewer of them while the\n"
+		"                        job trains (HPS_MAX_SERVERS; one host, no --replicas)\n"
 		"  --restart-workers N   start a worker that died (signal or non-zero exit) again, with\n"
 		"                        the same rank and HPS_RESTART=k, up to N times in all (default\n"
 		"                        0); it resumes from hps_resume_clock and the others wait for it;\n"
@@ -123,7 +128,7 @@ static const struct {
 	const char *opt, *shrt, *env;
 } env_opts[] = {
 	{"--servers", "-s", "HPS_NUM_SERVERS"}, {"--workers", "-w", "HPS_NUM_WORKERS"},
-	{"--max-workers", NULL, "HPS_MAX_WORKERS"},
+	{"--max-workers", NULL, "HPS_MAX_WORKERS"}, {"--max-servers", NULL, "HPS_MAX_SERVERS"},
 	{"--job", NULL, "HPS_JOB_ID"},          {"--heap-mb", NULL, "HPS_HEAP_MB"},
 	{"--replicas", NULL, "HPS_REPLICAS"},
 	{"--ring-kb", NULL, "HPS_RING_KB"},     {"--timeout-ms", NULL, "HPS_TIMEOUT_MS"},
@@ -616,17 +621,116 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog);
  * started (for workers_left). */
 struct scaling {
 	int first, n; /* the copies of the running request: kids [first, first + n) */
+	int servers;  /* the running request is one of servers (serve_scale_servers) */
+	uint32_t from, to; /* servers: from and to how many */
 };
 
-static int serve_scale(struct job *j, struct scaling *sc, const char *self, char **argv, const struct hpsi_config *cfg)
+/* Ends a scale of servers: the plan becomes the owner table again where
+ * a range did not move (a server it started died), and the command may
+ * look at the result. */
+static void end_server_scale(struct job *j, struct scaling *sc)
+{
+	struct hpsi_seg *s = &j->seg;
+	uint32_t now = hpsi_servers_current(s);
+	for (uint32_t r = 0; r < s->hdr->nservers; r++)
+		atomic_store_explicit(&hpsi_seg_want(s)[r], hpsi_range_owner(s, r), memory_order_relaxed);
+	atomic_store_explicit(&s->hdr->servers_want, now > sc->to ? now : sc->to, memory_order_relaxed);
+	/* release: servers that acquire the number see the plan above */
+	atomic_fetch_add_explicit(&s->hdr->moves_seq, 1, memory_order_release);
+	sc->servers = 0, sc->n = 0;
+	hpsi_ckpt_unlock(&s->hdr->ckpt_lock);
+	atomic_store_explicit(&s->hdr->scale_req, 0, memory_order_release); /* the next scale may run */
+}
+
+/* `hps scale --servers N` (runtime/server/move.c): the plan moves whole
+ * key ranges from the running ranks 0 .. from - 1 to 0 .. N - 1 with the
+ * fewest moves (hpsi_share_rebalance over the owner table: a new rank
+ * gets floor or ceil of ranges / N, taken from the ranks above their
+ * share; a leaving rank's ranges go to those below theirs). The launcher
+ * stores it, starts the new ranks, and ends the request once the owner
+ * table is the plan and the leaving ranks closed. Returns servers started. */
+static int serve_scale_servers(struct job *j, struct scaling *sc, uint32_t want, const char *self, char **srv_argv,
+			       const struct hpsi_config *cfg)
+{
+	struct hpsi_seg *s = &j->seg;
+	uint32_t M = s->hdr->nservers;
+	int started = 0;
+	if (!sc->servers) {
+		/* No checkpoint meanwhile: the servers that do their part are
+		 * the owner table's, which a scale changes. The launcher holds the
+		 * checkpoint lock for the scale (a checkpoint running: the scale
+		 * starts once it ended). */
+		int32_t holder;
+		if (hpsi_ckpt_lock(&s->hdr->ckpt_lock, &holder))
+			return 0;
+		uint16_t plan[HPSI_MAX_NODES];
+		for (uint32_t r = 0; r < M; r++)
+			plan[r] = (uint16_t)hpsi_range_owner(s, r);
+		sc->from = hpsi_servers_current(s), sc->to = want;
+		sc->servers = 1, sc->first = j->n, sc->n = 0;
+		if (hpsi_share_rebalance(plan, M, sc->from, sc->to, NULL)) { /* owners not 0 .. from - 1 */
+			fprintf(stderr, "hps launch: hps scale: the key ranges of job %s are not on servers 0-%u; not scaled\n",
+				s->hdr->job, sc->from - 1);
+			end_server_scale(j, sc);
+			return 0;
+		}
+		for (uint32_t r = 0; r < M; r++)
+			atomic_store_explicit(&hpsi_seg_want(s)[r], plan[r], memory_order_relaxed);
+		atomic_store_explicit(&s->hdr->servers_want, sc->to, memory_order_relaxed);
+		/* release: a server that acquires the number sees the plan */
+		atomic_fetch_add_explicit(&s->hdr->moves_seq, 1, memory_order_release);
+		hpsi_wake_all(s);
+		for (uint32_t r = sc->from; !j->stopping && r < sc->to && j->n < MAX_KIDS; r++) {
+			struct child *c = &j->kids[j->n];
+			*c = (struct child){.out.fd = -1, .role = HPS_ROLE_SERVER, .rank = (int)r};
+			if (spawn(c, srv_argv, self, cfg) != 0) {
+				fprintf(stderr, "hps launch: cannot start server %u for hps scale: %s\n", r, strerror(errno));
+				break;
+			}
+			j->n++;
+			started++;
+		}
+		sc->n = j->n - sc->first;
+		fprintf(stderr, "hps launch: hps scale: servers %u to %u%s\n", sc->from, sc->to,
+			started ? " (new ones started; key ranges move to them)" : " (key ranges move off the leaving ones)");
+		return started;
+	}
+	int done = 1;
+	for (uint32_t r = 0; r < M; r++)
+		done &= hpsi_range_owner(s, r) == hpsi_range_want(s, r);
+	for (uint32_t r = sc->to; done && r < sc->from; r++) {
+		uint32_t st = hpsi_node_check(s, r); /* the leaving ranks closed */
+		done = st == HPSI_NODE_CLOSED || st == HPSI_NODE_DEAD;
+	}
+	int lost = 0; /* a server it started ended */
+	for (int i = sc->first; i < sc->first + sc->n; i++)
+		lost |= !j->kids[i].running;
+	if (done || lost || j->stopping) {
+		if (!done)
+			fprintf(stderr, "hps launch: hps scale: a server it started ended; the key ranges stay where they are\n");
+		end_server_scale(j, sc);
+	}
+	return 0;
+}
+
+static int serve_scale(struct job *j, struct scaling *sc, const char *self, char **argv, char **srv_argv,
+		       const struct hpsi_config *cfg, int *servers_started)
 {
 	struct hpsi_seg_hdr *h = j->seg.hdr;
 	int started = 0;
+	if (sc->servers) {
+		*servers_started = serve_scale_servers(j, sc, 0, self, srv_argv, cfg);
+		return 0;
+	}
 	if (!sc->n) {
 		/* acquire: pairs with the command's CAS from 0 */
 		uint32_t want = atomic_load_explicit(&h->scale_req, memory_order_acquire);
 		if (!want)
 			return 0;
+		if (want & HPSI_SCALE_SERVERS) {
+			*servers_started = serve_scale_servers(j, sc, want & ~HPSI_SCALE_SERVERS, self, srv_argv, cfg);
+			return 0;
+		}
 		uint32_t now = hpsi_workers_current(&j->seg);
 		sc->first = j->n;
 		for (uint32_t k = now; !j->stopping && k < want && j->n < MAX_KIDS; k++) {
@@ -799,6 +903,10 @@ int hpsi_cmd_launch(int argc, char **argv)
 		fprintf(stderr, "hps launch: --max-workers works within one host only, not with --hosts, --tracker or HPS_ROOT_URI\n");
 		return 2;
 	}
+	if (hpsi_setting("MAX_SERVERS") && (hosts_file || tracker || hpsi_setting("ROOT_URI"))) {
+		fprintf(stderr, "hps launch: --max-servers works within one host only, not with --hosts, --tracker or HPS_ROOT_URI\n");
+		return 2;
+	}
 	if (restart_workers && (hosts_file || tracker || hpsi_setting("ROOT_URI"))) {
 		fprintf(stderr, "hps launch: --restart-workers works within one host only, not with --hosts, --tracker or HPS_ROOT_URI\n");
 		return 2;
@@ -913,11 +1021,12 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 	if (restarts_left > MAX_RESTARTS)
 		restarts_left = MAX_RESTARTS;
 	int64_t drain_until = INT64_MAX; /* output of exited children's leftovers */
-	struct scaling scaling = {0, 0};
+	struct scaling scaling = {0};
 	for (;;) {
-		if (!multi && hdr->launched_workers < hdr->nworkers) {
-			int more = serve_scale(&j, &scaling, self, argv + prog, &cfg);
-			workers_left += more, nodes_left += more;
+		if (!multi && (hdr->launched_workers < hdr->nworkers || hpsi_seg_movable(&j.seg))) {
+			int servers = 0;
+			int more = serve_scale(&j, &scaling, self, argv + prog, self_serve ? argv + prog : NULL, &cfg, &servers);
+			workers_left += more, nodes_left += more + servers;
 		}
 		struct pollfd pf[MAX_KIDS];
 		int np = 0, map[MAX_KIDS], running = 0;
@@ -970,7 +1079,7 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 					continue;
 				}
 				uint32_t node = c->role == HPS_ROLE_SERVER ? (uint32_t)c->rank
-									   : cfg.nservers + (uint32_t)c->rank;
+									   : hpsi_worker_node(&j.seg, (uint32_t)c->rank);
 				const char *role = c->role == HPS_ROLE_SERVER ? "server" : "worker";
 				if (ok)
 					hpsi_info("%s %d (pid %d) exited with status 0", role, c->rank, (int)c->pid);

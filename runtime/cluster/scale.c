@@ -1,17 +1,19 @@
-/* `hps scale`: changes the number of workers of a running job. The
- * launcher owns the processes, so the command only asks it, through the
- * segment's scale_req word (shm/segment.h): a compare-and-swap from 0, so
- * that a second scale while one runs is refused; the launcher starts the
- * copies (HPS_JOIN=1) and stores 0 once each joined or ended
+/* `hps scale`: changes the number of workers or servers of a running
+ * job. The launcher owns the processes, so the command only asks it,
+ * through the segment's scale_req word (shm/segment.h): a compare-and-swap
+ * from 0, so that a second scale while one runs is refused; the launcher
+ * starts the copies (HPS_JOIN=1) and stores 0 once each joined or ended
  * (runtime/cluster/launch.c, serve_scale). Workers leave by closing, so
- * only growing is asked of it. Servers are not scaled yet (issue 12,
- * parts 1 and 2). */
+ * only growing is asked of it. Servers grow and shrink: the launcher
+ * plans which key ranges move where, starts new servers, and the servers
+ * move the ranges while the job trains (runtime/server/move.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "hps/hps.h"
+#include "net/route.h"
 #include "runtime/client/join.h"
 #include "runtime/cluster/launch.h"
 #include "runtime/common/config.h"
@@ -22,15 +24,23 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: hps scale [--job ID] [--host NAME] --workers N\n\n"
-		   "Grows the running job (HPS_JOB_ID on this host) to N workers: its launcher starts\n"
-		   "N minus the current number of copies of the worker program with HPS_JOIN=1; each\n"
-		   "takes a free rank and starts at the slowest worker's clock. The job must have been\n"
-		   "launched with room for them (hps launch --max-workers); a rank is not given twice.\n"
-		   "Workers leave by closing (hps_finalize), so N below the current number is refused.\n"
-		   "Waits until the new workers joined (or ended) and prints the number of workers.\n"
+	fprintf(f, "usage: hps scale [--job ID] [--host NAME] --workers N | --servers N\n\n"
+		   "--workers N: grows the running job (HPS_JOB_ID on this host) to N workers: its\n"
+		   "launcher starts N minus the current number of copies of the worker program with\n"
+		   "HPS_JOIN=1; each takes a free rank and starts at the slowest worker's clock. The\n"
+		   "job must have been launched with room for them (hps launch --max-workers); a rank\n"
+		   "is not given twice. Workers leave by closing (hps_finalize), so N below the\n"
+		   "current number is refused. Waits until the new workers joined (or ended) and\n"
+		   "prints the number of workers.\n"
+		   "--servers N: grows or shrinks the job to N server processes while it trains. Its\n"
+		   "keys form the key ranges of hps launch --max-servers, spread over the servers;\n"
+		   "whole ranges move (about 1/N of the keys per server added or removed), copied\n"
+		   "while they are served, then handed over: no push is lost or applied twice and\n"
+		   "workers see no error. New servers are started by the launcher; leaving ones\n"
+		   "close once their ranges serve elsewhere. Waits until the ranges moved.\n"
 		   "Without --job, the one job running on this host. Refused: jobs across hosts,\n"
-		   "--servers (not built yet), and a scale while another one of the job runs.\n");
+		   "servers of a replicated job or one without --max-servers, and a scale while\n"
+		   "another one of the job runs.\n");
 }
 
 static int scale_workers(struct hpsi_seg *seg, uint32_t want)
@@ -95,9 +105,71 @@ static int scale_workers(struct hpsi_seg *seg, uint32_t want)
 	return 0;
 }
 
+/* hps scale --servers N (runtime/server/move.c has the design). */
+static int scale_servers(struct hpsi_seg *seg, uint32_t want)
+{
+	const struct hpsi_seg_hdr *h = seg->hdr;
+	if (h->bridged) {
+		fprintf(stderr, "hps scale: job %s spans hosts (--hosts); scaling such a job is not built yet\n", h->job);
+		return 1;
+	}
+	if (h->replicas) {
+		fprintf(stderr, "hps scale: job %s is replicated (--replicas); scaling the servers of such a job is not built yet\n",
+			h->job);
+		return 1;
+	}
+	if (!hpsi_seg_movable(seg)) {
+		fprintf(stderr, "hps scale: job %s was launched without room for more servers; its key ranges cannot move (hps launch --max-servers)\n",
+			h->job);
+		return 1;
+	}
+	if (want > h->nservers) {
+		fprintf(stderr, "hps scale: job %s has room for at most %u servers (hps launch --max-servers)\n", h->job,
+			h->nservers);
+		return 1;
+	}
+	if (!hpsi_proc_alive(h->creator_pid, h->creator_birth)) {
+		fprintf(stderr, "hps scale: the launcher of job %s is gone\n", h->job);
+		return 1;
+	}
+	uint32_t idle = 0;
+	/* acq_rel: the request is whole when the launcher acquires it */
+	if (!atomic_compare_exchange_strong_explicit(&seg->hdr->scale_req, &idle, want | HPSI_SCALE_SERVERS,
+						     memory_order_acq_rel, memory_order_acquire)) {
+		fprintf(stderr, "hps scale: a scale of job %s is running\n", h->job);
+		return 1;
+	}
+	uint32_t now = hpsi_servers_current(seg);
+	if (want == now) { /* (counted once the request is ours: no scale moves them now) */
+		atomic_store_explicit(&seg->hdr->scale_req, 0, memory_order_release);
+		printf("job %s has %u server%s already\n", h->job, now, now == 1 ? "" : "s");
+		return 0;
+	}
+	int64_t deadline = hpsi_now_ns() + h->timeout_ms * 1000000;
+	/* acquire: pairs with the launcher's release of 0, after the moves */
+	while (atomic_load_explicit(&seg->hdr->scale_req, memory_order_acquire) != 0) {
+		if (!hpsi_proc_alive(h->creator_pid, h->creator_birth)) {
+			fprintf(stderr, "hps scale: job %s ended before its key ranges moved\n", h->job);
+			return 1;
+		}
+		if (hpsi_now_ns() > deadline) {
+			fprintf(stderr, "hps scale: the key ranges of job %s did not move within HPS_TIMEOUT_MS\n", h->job);
+			return 1;
+		}
+		nanosleep(&(struct timespec){0, POLL_NS}, NULL);
+	}
+	now = hpsi_servers_current(seg);
+	if (now != want) {
+		fprintf(stderr, "hps scale: job %s has %u servers, not %u (see the launcher's output)\n", h->job, now, want);
+		return 1;
+	}
+	printf("job %s has %u server%s\n", h->job, now, now == 1 ? "" : "s");
+	return 0;
+}
+
 int hpsi_cmd_scale(int argc, char **argv)
 {
-	long workers = -1;
+	long workers = -1, servers = -1;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			usage(stdout);
@@ -105,9 +177,13 @@ int hpsi_cmd_scale(int argc, char **argv)
 		} else if ((strcmp(argv[i], "--job") == 0 || strcmp(argv[i], "--host") == 0) && i + 1 < argc) {
 			setenv(strcmp(argv[i], "--job") == 0 ? "HPS_JOB_ID" : "HPS_HOST", argv[i + 1], 1);
 			i++;
-		} else if (strcmp(argv[i], "--servers") == 0) {
-			fprintf(stderr, "hps scale: --servers is not built yet (servers cannot join or leave a running job); only --workers\n");
-			return 2;
+		} else if (strcmp(argv[i], "--servers") == 0 && i + 1 < argc) {
+			char *end;
+			servers = strtol(argv[++i], &end, 10);
+			if (*end || end == argv[i] || servers < 1 || servers >= HPSI_MAX_NODES) {
+				fprintf(stderr, "hps scale: --servers needs a number from 1 to %d\n", HPSI_MAX_NODES - 1);
+				return 2;
+			}
 		} else if (strcmp(argv[i], "--workers") == 0 && i + 1 < argc) {
 			char *end;
 			workers = strtol(argv[++i], &end, 10);
@@ -120,8 +196,8 @@ int hpsi_cmd_scale(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (workers < 0) {
-		fprintf(stderr, "hps scale: say how many workers the job should have (--workers N)\n");
+	if ((workers < 0) == (servers < 0)) {
+		fprintf(stderr, "hps scale: say how many workers or servers the job should have (--workers N or --servers N, one of them)\n");
 		return 2;
 	}
 	struct hpsi_config cfg;
@@ -130,7 +206,7 @@ int hpsi_cmd_scale(int argc, char **argv)
 		return 1;
 	if (hpsi_seg_attach(cfg.job, cfg.host, &seg))
 		return 1; /* it says why: no such job on this host */
-	int rc = scale_workers(&seg, (uint32_t)workers);
+	int rc = workers > 0 ? scale_workers(&seg, (uint32_t)workers) : scale_servers(&seg, (uint32_t)servers);
 	hpsi_seg_detach(&seg);
 	return rc;
 }

@@ -233,6 +233,31 @@ static int check_environment(void)
 	return hpsi_config_deterministic(&det);
 }
 
+/* HPS_MAX_SERVERS above HPS_NUM_SERVERS: key ranges move between server
+ * processes (docs/ARCHITECTURE.md, "Elastic servers"); what that does
+ * not handle yet is refused here, before anything starts. */
+static int max_servers_ok(const struct hpsi_config *c)
+{
+	static const char *const lists[] = {"DTYPE", "COMPRESS", "DIRECT", "UPDATER", "INIT", "STALENESS"};
+	if (c->replicas) {
+		hpsi_error("HPS_MAX_SERVERS with HPS_REPLICAS: servers of a replicated job cannot be added yet; run it without one of them");
+		return HPS_ECONFIG;
+	}
+	if (hpsi_setting("KEY_RANGES")) {
+		hpsi_error("HPS_MAX_SERVERS with HPS_KEY_RANGES: declared ranges cannot move between servers yet; use hashed keys");
+		return HPS_ECONFIG;
+	}
+	for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
+		const char *v = hpsi_setting(lists[i]);
+		if (v && strchr(v, ';')) {
+			hpsi_error("HPS_MAX_SERVERS with HPS_%s=%s: a list per server is not built for servers that come and go; give one entry for all",
+				   lists[i], v);
+			return HPS_ECONFIG;
+		}
+	}
+	return 0;
+}
+
 int hpsi_config_load(struct hpsi_config *c, int need_role)
 {
 	memset(c, 0, sizeof *c);
@@ -282,6 +307,15 @@ int hpsi_config_load(struct hpsi_config *c, int need_role)
 		return HPS_ECONFIG;
 	}
 	c->max_workers = (uint32_t)v;
+	v = c->nservers;
+	if ((rc = hpsi_setting_u64("MAX_SERVERS", 1, HPSI_MAX_NODES - 1, &v)))
+		return rc;
+	if (v < c->nservers) {
+		hpsi_error("HPS_MAX_SERVERS=%llu is below HPS_NUM_SERVERS=%u: it is the most servers the job may grow to",
+			   (unsigned long long)v, c->nservers);
+		return HPS_ECONFIG;
+	}
+	c->max_servers = (uint32_t)v;
 	v = 0;
 	if ((rc = hpsi_setting_u64("JOIN", 0, 1, &v)))
 		return rc;
@@ -311,6 +345,8 @@ int hpsi_config_load(struct hpsi_config *c, int need_role)
 			   c->replicas, c->replicas, c->nservers);
 		return HPS_ECONFIG;
 	}
+	if (c->max_servers > c->nservers && (rc = max_servers_ok(c)))
+		return rc;
 	if (c->replicas && c->max_workers > c->nworkers) {
 		hpsi_error("HPS_MAX_WORKERS with HPS_REPLICAS: workers cannot join a replicated job yet; run it without one of them");
 		return HPS_ECONFIG;
@@ -330,7 +366,9 @@ int hpsi_config_load(struct hpsi_config *c, int need_role)
 	 * checks the lists against it */
 	if (hpsi_setting("NUM_SERVERS") && (rc = hpsi_config_check_lists(c->nservers)))
 		return rc;
-	if ((rc = hpsi_config_value_types(c->nservers, c->dtypes, c->wires)))
+	/* one entry per key range: --max-servers lays out max_servers of them */
+	uint32_t nranges = c->max_servers > c->nservers ? c->max_servers : c->nservers;
+	if ((rc = hpsi_config_value_types(nranges, c->dtypes, c->wires)))
 		return rc;
-	return hpsi_config_direct(c->nservers, c->direct_widths);
+	return hpsi_config_direct(nranges, c->direct_widths);
 }

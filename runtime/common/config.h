@@ -13,6 +13,7 @@ struct hpsi_config {
 	int rank;  /* HPS_RANK: index among the processes of the role */
 	uint32_t nservers, nworkers; /* HPS_NUM_SERVERS, HPS_NUM_WORKERS */
 	uint32_t max_workers;        /* HPS_MAX_WORKERS: worker slots, default nworkers */
+	uint32_t max_servers;        /* HPS_MAX_SERVERS: key ranges and server ranks, default nservers */
 	int join;                    /* HPS_JOIN=1: a worker that takes a free rank (join.c) */
 	char job[HPSI_NAME_MAX];     /* HPS_JOB_ID */
 	char host[HPSI_NAME_MAX];    /* HPS_HOST, default the host name */

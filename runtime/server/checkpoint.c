@@ -264,13 +264,16 @@ int hpsi_store_load(struct hpsi_store *into, const char *dir, const struct hpsi_
 /* ---- the requester ------------------------------------------------------- */
 
 /* Servers that do their part: with replicas, the dead ones' ranges are
- * saved by the backups that serve them now. */
+ * saved by the backups that serve them now; each saves (and loads) the
+ * key ranges it serves, one file per range. */
 static uint32_t live_servers(struct hpsi_seg *seg)
 {
 	uint32_t n = 0;
 	for (uint32_t s = 0; s < seg->hdr->nservers; s++)
 		n += !hpsi_server_gone(seg, s);
-	return seg->hdr->replicas ? n : seg->hdr->nservers;
+	/* without replicas: every server the owner table names (a rank of the
+	 * room --max-servers made serves nothing and does no part) */
+	return seg->hdr->replicas ? n : hpsi_servers_current(seg);
 }
 
 /* With replicas: a sum that changes whenever a server is replaced or a
@@ -366,6 +369,9 @@ static int take_lock(struct hpsi_seg_hdr *h, char *why)
 	int32_t holder = 0;
 	if (hpsi_ckpt_lock(&h->ckpt_lock, &holder) == 0)
 		return 0;
+	/* acquire: pairs with the command's CAS of the request */
+	if (holder == h->creator_pid && (atomic_load_explicit(&h->scale_req, memory_order_acquire) & HPSI_SCALE_SERVERS))
+		return say(why, HPS_EEXIST, "hps scale is moving key ranges between the servers of this job; checkpoint once it ended");
 	return say(why, HPS_EEXIST, "a checkpoint of this job is already running (pid %d)", (int)holder);
 }
 

@@ -1,5 +1,8 @@
 /* Recovery (HPS_REPLICAS): a replacement server copies the key ranges it
  * holds while the job goes on, and the replication factor is restored.
+ * The same copy and hand-back move key ranges between the servers of an
+ * unreplicated job (hps scale --servers: move.c has what differs; here
+ * find_target, move_apply and the end of send_final).
  *
  * A replacement claims the dead server's rank (hps_init: JOINING, a new
  * incarnation); routing and the workers treat it as gone. Every server
@@ -151,6 +154,13 @@ static void sync_free(struct server *sv, struct range_state *rs)
 /* Which replica of rs, if any, needs a copy from this server now. */
 static int find_target(struct server *sv, struct range_state *rs, uint32_t *to, uint32_t *idx, int *handback)
 {
+	if (sv->movable) { /* the plan of a scale names another server (move.c) */
+		uint32_t t = hpsi_range_want(sv->seg, rs->id);
+		if (t == sv->me || t >= sv->nservers || state_of(sv, t) != HPSI_NODE_ALIVE)
+			return 0; /* (a server a scale starts copies once it runs) */
+		*to = t, *idx = 0, *handback = 1;
+		return 1;
+	}
 	uint32_t mine = hpsi_replica_index(sv->seg, rs->id, sv->me);
 	int before_gone = 1; /* every replica before index i is gone */
 	for (uint32_t i = 0; i <= sv->replicas; i++) {
@@ -329,6 +339,8 @@ static int rereading(const struct server *sv, const struct range_state *rs)
  * them up to the freeze. */
 static int others_caught_up(struct server *sv, struct range_sync *y)
 {
+	if (sv->movable)
+		return 1; /* no backups */
 	if (y->handback && !y->wait_tail &&
 	    (y->wait_tail = calloc(sv->nservers, sizeof *y->wait_tail))) /* (set at the freeze; memory ran out then) */
 		for (uint32_t b = 0; b < sv->nservers; b++)
@@ -382,6 +394,11 @@ static int send_final(struct server *sv, struct range_state *rs)
 	hpsi_replica_publish(sv);
 	hpsi_node_wake(sv->seg, y->to);
 	double ms = (double)(hpsi_now_ns() - y->started) / 1e6;
+	if (sv->movable) {
+		hpsi_move_handed(sv, rs, y->to, (double)y->bytes / 1e6, ms);
+		sync_free(sv, rs);
+		return 1;
+	}
 	hpsi_warn("server %u copied key range %u to server %u (incarnation %u): %.1f MB in %.1f ms%s", sv->me, rs->id,
 		  y->to, y->incarnation, (double)y->bytes / 1e6, ms, y->handback ? "; it serves the range again" : "");
 	if (y->handback) {
@@ -693,48 +710,38 @@ static void expect_shapes(struct server *sv, struct hpsi_store *st, const unsign
 	}
 }
 
-int hpsi_recover_apply(struct server *sv, uint32_t from, const void *rec, size_t len)
+/* What a piece of a copy did to the range it fills (apply_piece). */
+enum { PIECE_BAD, PIECE_BEGUN, PIECE_MORE, PIECE_DONE };
+
+/* Applies one BEGIN, RECORDS or FINAL piece of a copy into rs, the same
+ * for a replacement and for a range that moves (move.c): PIECE_BEGUN, a
+ * BEGIN (rs has a fresh table sized for the source's); PIECE_MORE,
+ * records or a FINAL piece with more to come; PIECE_DONE, the last FINAL
+ * piece (rs holds the copy whole, with every worker's state); PIECE_BAD,
+ * a malformed piece (counted, dropped). */
+static int apply_piece(struct server *sv, struct range_state *rs, const struct hpsi_msg_hdr *h)
 {
-	const struct hpsi_msg_hdr *h = rec;
-	if (len < sizeof *h || h->magic != HPSI_MSG_MAGIC || h->version != HPSI_MSG_VERSION ||
-	    h->flags != HPSI_F_REPLICA || h->val_bytes != len - sizeof *h || h->range >= sv->nservers ||
-	    h->part > SYNC_FINAL || h->sender != from || h->width > 1)
-		return bad_sync("copy of a key range: a malformed message");
-	if (h->clock != incarnation_of(sv, sv->me))
-		return 1; /* left in the ring for a replacement that died before this one */
-	uint32_t i = hpsi_replica_index(sv->seg, h->range, sv->me), fi = hpsi_replica_index(sv->seg, h->range, from);
-	if (i == HPSI_NO_SERVER || fi == HPSI_NO_SERVER)
-		return bad_sync("copy of a key range this server does not hold");
-	if (h->width && fi < i)
-		return bad_sync("copy of a key range: handed back by a replica before this one");
-	struct range_state *rs = &sv->ranges[i];
-	if (!rs->store || rs->serving || rs->attach_pending)
-		return bad_sync("copy of a key range this server serves");
 	const unsigned char *body = (const unsigned char *)(h + 1);
 	if (h->part == SYNC_BEGIN) {
 		if (h->val_bytes % sizeof(struct sync_shape) || h->val_bytes > SYNC_SHAPES * sizeof(struct sync_shape))
-			return bad_sync("copy of a key range: a BEGIN of a bad length");
+			return bad_sync("copy of a key range: a BEGIN of a bad length"), PIECE_BAD;
 		struct hpsi_store *fresh = hpsi_store_create_like(rs->store);
 		if (!fresh)
 			copy_failed(sv, rs, 0, HPS_ENOMEM);
 		expect_shapes(sv, fresh, body, (size_t)(h->val_bytes / sizeof(struct sync_shape)));
 		hpsi_store_destroy(rs->store);
 		rs->store = rs->arg = fresh;
-		rs->synced = 0;
-		/* relaxed: whoever routes here stops at the state or this bit;
-		 * a copy begins again only for a range not served here */
-		atomic_fetch_or_explicit(&hpsi_seg_node(sv->seg, sv->me)->lacking, 1u << i, memory_order_relaxed);
 		rs->copy_begun = 1;
 		rs->copy_next_worker = 0;
-		return 1;
+		return PIECE_BEGUN;
 	}
 	if (!rs->copy_begun)
-		return bad_sync("copy of a key range: a piece before its BEGIN");
+		return bad_sync("copy of a key range: a piece before its BEGIN"), PIECE_BAD;
 	if (h->part == SYNC_RECORDS)
-		return apply_records(sv, rs, body, h->val_bytes);
+		return apply_records(sv, rs, body, h->val_bytes), PIECE_MORE;
 	uint64_t n = h->val_bytes / sizeof(struct sync_peer);
 	if (h->val_bytes % sizeof(struct sync_peer) || h->nkeys != rs->copy_next_worker || n > sv->nworkers - h->nkeys)
-		return bad_sync("copy of a key range: a FINAL piece out of order");
+		return bad_sync("copy of a key range: a FINAL piece out of order"), PIECE_BAD;
 	for (uint32_t k = 0; k < n; k++) {
 		struct sync_peer q;
 		memcpy(&q, body + (size_t)k * sizeof q, sizeof q);
@@ -745,10 +752,61 @@ int hpsi_recover_apply(struct server *sv, uint32_t from, const void *rec, size_t
 	}
 	rs->copy_next_worker += (uint32_t)n;
 	if (rs->copy_next_worker < sv->nworkers)
-		return 1; /* more pieces follow */
+		return PIECE_MORE;
 	rs->copy_begun = 0;
 	rs->epoch++;
 	rs->synced = 1;
+	return PIECE_DONE;
+}
+
+/* A copy of a key range that moves to this server (hps scale --servers,
+ * move.c): a range it holds no part of yet (its range_state is made on
+ * the first piece); at the FINAL it continues the range's rings where the
+ * source stopped, as a replacement does at a hand-back. */
+static int move_apply(struct server *sv, const struct hpsi_msg_hdr *h)
+{
+	if (!h->width)
+		return bad_sync("copy of a key range: a move that is no hand-over");
+	struct range_state *rs = hpsi_server_range(sv, h->range);
+	if (!rs)
+		copy_failed(sv, &(struct range_state){.id = h->range}, 0, HPS_ENOMEM);
+	if (!rs->store || rs->serving)
+		return bad_sync("copy of a key range this server serves");
+	if (apply_piece(sv, rs, h) == PIECE_DONE) {
+		attach_range(sv, rs);
+		hpsi_info("server %u serves key range %u now (%zu keys)", sv->me, rs->id, hpsi_store_size(rs->store));
+	}
+	return 1;
+}
+
+int hpsi_recover_apply(struct server *sv, uint32_t from, const void *rec, size_t len)
+{
+	const struct hpsi_msg_hdr *h = rec;
+	if (len < sizeof *h || h->magic != HPSI_MSG_MAGIC || h->version != HPSI_MSG_VERSION ||
+	    h->flags != HPSI_F_REPLICA || h->val_bytes != len - sizeof *h || h->range >= sv->nservers ||
+	    h->part > SYNC_FINAL || h->sender != from || h->width > 1)
+		return bad_sync("copy of a key range: a malformed message");
+	if (h->clock != incarnation_of(sv, sv->me))
+		return 1; /* left in the ring for a replacement that died before this one */
+	if (sv->movable)
+		return move_apply(sv, h);
+	uint32_t i = hpsi_replica_index(sv->seg, h->range, sv->me), fi = hpsi_replica_index(sv->seg, h->range, from);
+	if (i == HPSI_NO_SERVER || fi == HPSI_NO_SERVER)
+		return bad_sync("copy of a key range this server does not hold");
+	if (h->width && fi < i)
+		return bad_sync("copy of a key range: handed back by a replica before this one");
+	struct range_state *rs = &sv->ranges[i];
+	if (!rs->store || rs->serving || rs->attach_pending)
+		return bad_sync("copy of a key range this server serves");
+	int got = apply_piece(sv, rs, h);
+	if (got == PIECE_BEGUN) {
+		rs->synced = 0;
+		/* relaxed: whoever routes here stops at the state or this bit;
+		 * a copy begins again only for a range not served here */
+		atomic_fetch_or_explicit(&hpsi_seg_node(sv->seg, sv->me)->lacking, 1u << i, memory_order_relaxed);
+	}
+	if (got != PIECE_DONE)
+		return 1;
 	/* release pairs with routing's acquire (net/route.h): who routes to
 	 * this server for the range finds it whole */
 	atomic_fetch_and_explicit(&hpsi_seg_node(sv->seg, sv->me)->lacking, ~(1u << i), memory_order_release);

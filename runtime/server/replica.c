@@ -82,7 +82,7 @@ void hpsi_replica_forward(struct server *sv, const struct fwd_slots *f, const vo
 
 void hpsi_replica_publish(struct server *sv)
 {
-	for (uint32_t b = 0; sv->replicas && b < sv->nservers; b++)
+	for (uint32_t b = 0; sv->fwd_out && b < sv->nservers; b++) /* (replicas, or moves: move.c) */
 		if (sv->fwd_dirty[b] == 1) {
 			sv->fwd_dirty[b] = 2; /* published, its backup not woken yet */
 			hpsi_ring_publish(&sv->fwd_out[b]);
@@ -96,7 +96,7 @@ void hpsi_replica_publish(struct server *sv)
  * every push takes the core of the worker or the primary. */
 void hpsi_replica_wake(struct server *sv)
 {
-	for (uint32_t b = 0; sv->replicas && b < sv->nservers; b++) {
+	for (uint32_t b = 0; sv->fwd_out && b < sv->nservers; b++) {
 		if (sv->fwd_dirty[b] != 2)
 			continue;
 		struct hpsi_ring_prod *r = &sv->fwd_out[b];
@@ -182,6 +182,13 @@ static void publish_acks(struct server *sv)
 
 /* Applies what server `from` forwarded; *stuck set when an answer ring was
  * full before the ring was empty. */
+static int drain_from(struct server *sv, uint32_t from, int *stuck);
+
+int hpsi_replica_drain_from(struct server *sv, uint32_t from, int *stuck)
+{
+	return drain_from(sv, from, stuck);
+}
+
 static int drain_from(struct server *sv, uint32_t from, int *stuck)
 {
 	struct hpsi_ring_cons *c = &sv->fwd_in[from];

@@ -130,6 +130,13 @@ struct server {
 	 * while the replacement read the FINAL and stored ALIVE. */
 	int wait_after_handback, handback_look;
 	struct hpsi_counters *stats; /* this server's block (server_stats.h) */
+	/* Key ranges move between servers (hpsi_seg_movable, move.c): the
+	 * ranges array has room for every range of the job; the handler
+	 * new ranges get; the plan number (moves_seq) last looked at. */
+	int movable;
+	hps_handler handler;
+	void *handler_arg;
+	uint32_t moves_seen;
 };
 
 enum { SERVE_RETRY = 0, SERVE_DONE = 1, SERVE_HELD = 2 };
@@ -152,7 +159,27 @@ int hpsi_serve_round(struct server *sv, struct range_state *rs);
  * works on f32 in scratch. Returns the handler's result. */
 int hpsi_serve_apply(struct server *sv, struct range_state *rs, hps_request *r, unsigned char *answer);
 
+/* server.c: sets up key range `id` in sv->ranges (found, or added: not
+ * served until a copy of it ends); NULL without memory. */
+struct range_state *hpsi_server_range(struct server *sv, uint32_t id);
+
+/* move.c: key ranges that move between server processes (hps scale
+ * --servers; a job with room for more servers and no replicas). */
+/* Applies copies sent to this server and starts or advances those it
+ * sends; returns work done. */
+int hpsi_move_step(struct server *sv);
+/* 1 if a copy or a new plan waits (the idle sleep's check). */
+int hpsi_move_pending(struct server *sv);
+/* 1 once this server is to leave (its rank is at or above the plan's
+ * servers) and has handed every range over: it closes. */
+int hpsi_move_done_leaving(struct server *sv);
+/* The source's end of a move, after its FINAL: stops serving rs, stores
+ * the new owner, drops the range's table. */
+void hpsi_move_handed(struct server *sv, struct range_state *rs, uint32_t to, double mb, double ms);
+
 /* replica.c */
+/* Applies what server `from` sent on its ring to this one. */
+int hpsi_replica_drain_from(struct server *sv, uint32_t from, int *stuck);
 /* Room reserved on the forward rings of a range's live backups. */
 struct fwd_slots {
 	uint32_t n;

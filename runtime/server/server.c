@@ -76,6 +76,8 @@ static int requests_waiting(void *arg)
 	}
 	if (sv->replicas && hpsi_replica_pending(sv))
 		return 1;
+	if (sv->movable && hpsi_move_pending(sv))
+		return 1;
 	if (sv->any_vacant && atomic_load_explicit(&sv->seg->hdr->members_seq, memory_order_relaxed) != sv->members_seen)
 		return 1; /* a worker joined */
 	/* acquires pair with the launcher's release of shutdown and
@@ -93,6 +95,8 @@ static int serve_all(struct server *sv)
 		n += hpsi_replica_drain(sv);
 		n += hpsi_replica_takeover(sv);
 		n += hpsi_recover_step(sv);
+	} else if (sv->movable) {
+		n += hpsi_move_step(sv);
 	}
 	for (uint32_t i = 0; i < sv->nranges; i++)
 		if (sv->ranges[i].serving && !hpsi_recover_frozen(&sv->ranges[i]))
@@ -173,6 +177,8 @@ static void serve_checkpoint(struct server *sv)
 		if (!rs->store) {
 			snprintf(why, sizeof why, "server %u runs a user handler, which keeps its own state", sv->me);
 			rc = HPS_EINVAL;
+		} else if (!rs->serving && sv->movable) {
+			continue; /* a range handed to another server: it does its part */
 		} else if (op == HPSI_CKPT_SAVE) {
 			if (!rs->serving)
 				continue;
@@ -264,15 +270,16 @@ int hpsi_server_staleness(int rank, int64_t *out)
 	return 0;
 }
 
-/* Sets up range i of this server: the range it is replica i of (net/route.h),
- * with its own updater, value types and staleness (the settings of the
- * range's first server). */
-static int range_setup(struct server *sv, uint32_t i, hps_handler handler, void *arg)
+/* Sets up sv->ranges[i] for key range `id`: with replicas the range it
+ * is replica i of (net/route.h), served when i is 0; without, a range the
+ * owner table gives it. Each with its own updater, value types and
+ * staleness (the settings of the range's first server). */
+static int range_setup(struct server *sv, uint32_t i, uint32_t id, int serving, hps_handler handler, void *arg)
 {
 	struct hpsi_seg *seg = sv->seg;
 	struct range_state *rs = &sv->ranges[i];
-	rs->id = hpsi_replica_range(seg, sv->me, i);
-	rs->serving = i == 0;
+	rs->id = id;
+	rs->serving = serving;
 	rs->min_epoch = UINT64_MAX;
 	const struct hpsi_range *rg = &hpsi_seg_ranges(seg)[rs->id];
 	rs->dtype = rg->dtype;
@@ -352,11 +359,19 @@ static int server_setup(struct server *sv, hps_handler handler, void *arg)
 	}
 	if (failpoint(sv))
 		return HPS_ECONFIG;
-	sv->nranges = sv->replicas + 1;
+	if (handler && sv->movable) {
+		hpsi_error("HPS_MAX_SERVERS with a user handler: hps cannot move a handler's own state between servers; run it without --max-servers");
+		return HPS_EINVAL;
+	}
+	sv->handler = handler;
+	sv->handler_arg = arg;
+	/* room for every range it may serve: with replicas its own and the
+	 * K before it; without, any of the job's ranges may move to it */
+	uint32_t cap = sv->replicas ? sv->replicas + 1 : S;
 	sv->answer_max = hpsi_ring_max_payload(seg->hdr->ring_bytes) - sizeof(struct hpsi_msg_hdr);
-	if (!(sv->ranges = calloc(sv->nranges, sizeof *sv->ranges)) || !(sv->heaps = calloc(W, sizeof *sv->heaps)) ||
+	if (!(sv->ranges = calloc(cap, sizeof *sv->ranges)) || !(sv->heaps = calloc(W, sizeof *sv->heaps)) ||
 	    !(sv->finished = calloc(W, 1)) || !(sv->vacant = calloc(W, 1)) || !(sv->ack_dirty = calloc(W, 1)) ||
-	    (sv->replicas && (!(sv->fwd_in = calloc(S, sizeof *sv->fwd_in)) ||
+	    ((sv->replicas || sv->movable) && (!(sv->fwd_in = calloc(S, sizeof *sv->fwd_in)) ||
 			      !(sv->fwd_out = calloc(S, sizeof *sv->fwd_out)) || !(sv->fwd_dirty = calloc(S, 1)) ||
 			      !(sv->fwd_urgent = calloc(S, 1)))))
 		return HPS_ENOMEM;
@@ -364,21 +379,56 @@ static int server_setup(struct server *sv, hps_handler handler, void *arg)
 		uint64_t lo = seg->hdr->heap_off + (uint64_t)wk * seg->hdr->heap_slice;
 		sv->heaps[wk] = (struct hpsi_msg_bounds){seg->base, lo, lo + seg->hdr->heap_slice};
 	}
-	for (uint32_t s = 0; sv->replicas && s < S; s++) {
+	for (uint32_t s = 0; (sv->replicas || sv->movable) && s < S; s++) {
 		if (s == sv->me)
 			continue;
 		hpsi_ring_cons_attach(&sv->fwd_in[s], hpsi_seg_fwd_ring(seg, s, sv->me), seg->hdr->ring_bytes);
 		hpsi_ring_prod_attach(&sv->fwd_out[s], hpsi_seg_fwd_ring(seg, sv->me, s), seg->hdr->ring_bytes);
 	}
-	for (uint32_t i = 0; i < sv->nranges; i++) {
-		int rc = range_setup(sv, i, handler, arg);
+	/* Without replicas, the ranges the owner table gives it; but a server
+	 * a scale started (a new incarnation: hps_init) gets every range by a
+	 * copy (move.c), and one may be handed to it (the owner table names
+	 * it) before this runs. relaxed: its own node's, stored by hps_init. */
+	int first = atomic_load_explicit(&hpsi_seg_node(seg, sv->me)->incarnation, memory_order_relaxed) == 0;
+	for (uint32_t r = 0; r < (sv->replicas ? sv->replicas + 1 : S); r++) {
+		/* acquire: hpsi_range_owner; nobody moves the ranges of a launched
+		 * server before its serving loop runs */
+		if (!sv->replicas && (!first || hpsi_range_owner(seg, r) != sv->me))
+			continue;
+		uint32_t id = sv->replicas ? hpsi_replica_range(seg, sv->me, r) : r;
+		int rc = range_setup(sv, sv->nranges++, id, !sv->replicas || r == 0, handler, arg);
 		if (rc)
 			return rc;
 	}
 	hpsi_members_setup(sv);
 	if (sv->replicas)
 		hpsi_recover_setup(sv);
+	if (sv->movable) {
+		/* acquire: the plan it pairs with the launcher's release of */
+		sv->moves_seen = atomic_load_explicit(&seg->hdr->moves_seq, memory_order_acquire);
+		for (uint32_t i = 0; i < sv->nranges; i++)
+			sv->ranges[i].synced = 1;
+		hpsi_wake_all(seg); /* a server started by a scale: its sources start copying */
+	}
 	return 0;
+}
+
+struct range_state *hpsi_server_range(struct server *sv, uint32_t id)
+{
+	for (uint32_t i = 0; i < sv->nranges; i++)
+		if (sv->ranges[i].id == id)
+			return &sv->ranges[i];
+	if (sv->nranges >= sv->nservers) /* (room for every range: never) */
+		return NULL;
+	struct range_state *rs = &sv->ranges[sv->nranges];
+	if (range_setup(sv, sv->nranges, id, 0, sv->handler, sv->handler_arg)) {
+		free(rs->peers);
+		hpsi_store_destroy(rs->store);
+		memset(rs, 0, sizeof *rs);
+		return NULL;
+	}
+	sv->nranges++;
+	return rs;
 }
 
 static void server_free(struct server *sv)
@@ -410,7 +460,7 @@ int hps_server_run(hps_ctx *ctx, hps_handler handler, void *arg)
 		return HPS_EINVAL;
 	struct hpsi_seg *seg = &ctx->seg;
 	struct server sv = {.ctx = ctx, .seg = seg, .nworkers = seg->hdr->nworkers, .nservers = seg->hdr->nservers,
-			    .me = ctx->node, .replicas = seg->hdr->replicas,
+			    .me = ctx->node, .replicas = seg->hdr->replicas, .movable = hpsi_seg_movable(seg),
 			    .stats = hpsi_seg_counters(seg, ctx->node)};
 	if ((rc = server_setup(&sv, handler, arg))) {
 		server_free(&sv);
@@ -423,10 +473,14 @@ int hps_server_run(hps_ctx *ctx, hps_handler handler, void *arg)
 	uint32_t steps = 0;
 	sv.ckpt_seen = 0; /* a request made before this server started still counts */
 	const struct range_state *own = &sv.ranges[0];
-	hpsi_info("server %d serves %u workers with %s; staleness %s%s; backs up %u key range%s", ctx->cfg.rank,
-		  sv.nworkers, handler ? "a user handler" : "the built-in store",
-		  own->staleness < 0 ? "asp" : own->staleness == 0 ? "bsp" : "ssp", own->ordered ? " (deterministic)" : "",
-		  sv.replicas, sv.replicas == 1 ? "" : "s");
+	if (sv.nranges) /* (a server a scale started gets its ranges by copies: move.c) */
+		hpsi_info("server %d serves %u workers with %s; staleness %s%s; %u key range%s; backs up %u key range%s",
+			  ctx->cfg.rank, sv.nworkers, handler ? "a user handler" : "the built-in store",
+			  own->staleness < 0 ? "asp" : own->staleness == 0 ? "bsp" : "ssp",
+			  own->ordered ? " (deterministic)" : "", sv.nranges - sv.replicas, sv.nranges - sv.replicas == 1 ? "" : "s",
+			  sv.replicas, sv.replicas == 1 ? "" : "s");
+	else
+		hpsi_info("server %d starts with no key range: hps scale copies some to it", ctx->cfg.rank);
 	for (;;) {
 		/* pairs with hpsi_checkpoint_run's release: ckpt_op and ckpt_dir are set */
 		uint32_t ck = atomic_load_explicit(&seg->hdr->ckpt_seq, memory_order_acquire);
@@ -449,6 +503,8 @@ int hps_server_run(hps_ctx *ctx, hps_handler handler, void *arg)
 		/* pairs with the launcher's release of shutdown */
 		if (atomic_load_explicit(&seg->hdr->shutdown, memory_order_acquire) || all_finished(&sv))
 			break;
+		if (sv.movable && hpsi_move_done_leaving(&sv))
+			break; /* hps scale --servers: its ranges serve elsewhere now */
 		if (sv.replicas)
 			hpsi_replica_check_earlier(&sv);
 		hpsi_bell_sleep(bell, requests_waiting, &sv, idle_ns);

@@ -1,0 +1,96 @@
+/* Key ranges that move between server processes: `hps scale --servers N`
+ * of a job launched with room for more servers (--max-servers M, no
+ * replicas). docs/ARCHITECTURE.md, "Elastic servers", has the design.
+ *
+ * The job has M key ranges from its start; the owner table (shm/segment.h)
+ * names the server process (rank) serving each, and its second half the
+ * rank a scale's plan moves it to. The rings of (worker, range) belong to
+ * the range, so a move is the copy and hand-back of a replacement's
+ * recovery (recover.c): the owner copies the range to the planned rank
+ * over their server ring while it serves it, freezes it for the last
+ * pushed keys, sends the FINAL (every worker's clock, phase and last
+ * sequence), stops serving it and stores the new owner (release); the
+ * target continues the rings where the owner stopped. Nothing is read
+ * twice, held pulls stay at the head of their ring, every worker's order
+ * per range is kept, and workers resend nothing: they route by range and
+ * wake whoever the owner table names.
+ *
+ * Scale out: the launcher starts the new ranks (ALIVE, serving nothing),
+ * then their sources copy to them. Scale in: the planned owners of a
+ * leaving rank's ranges are running servers; once it handed every range
+ * over, the leaving rank closes (CLOSED: nobody routes to it any more). */
+#include "net/route.h"
+#include "runtime/client/join.h"
+#include "runtime/common/log.h"
+#include "runtime/server/serve.h"
+#include "runtime/server/server_stats.h"
+#include "shm/node.h"
+#include "shm/wake.h"
+
+int hpsi_move_step(struct server *sv)
+{
+	int n = 0, stuck = 0;
+	/* acquire pairs with the launcher's release of the plan's number:
+	 * the plan (hpsi_seg_want) and servers_want it stored before */
+	uint32_t seq = atomic_load_explicit(&sv->seg->hdr->moves_seq, memory_order_acquire);
+	if (seq != sv->moves_seen) {
+		sv->moves_seen = seq;
+		n++;
+	}
+	for (uint32_t s = 0; s < sv->nservers; s++)
+		if (s != sv->me)
+			n += hpsi_replica_drain_from(sv, s, &stuck);
+	return n + hpsi_recover_step(sv);
+}
+
+int hpsi_move_pending(struct server *sv)
+{
+	for (uint32_t s = 0; s < sv->nservers; s++)
+		if (s != sv->me && hpsi_ring_pending(sv->fwd_in[s].r))
+			return 1;
+	/* relaxed: only whether to look; hpsi_move_step acquires it */
+	return atomic_load_explicit(&sv->seg->hdr->moves_seq, memory_order_relaxed) != sv->moves_seen ||
+	       hpsi_recover_pending(sv);
+}
+
+/* The source's end of a move (recover.c calls it after the FINAL went):
+ * the range is the target's from here. */
+void hpsi_move_handed(struct server *sv, struct range_state *rs, uint32_t to, double mb, double ms)
+{
+	size_t keys = hpsi_store_size(rs->store);
+	rs->serving = 0;
+	for (uint32_t wk = 0; wk < sv->nworkers; wk++) {
+		struct peer *p = &rs->peers[wk];
+		if (p->held)
+			hpsi_sstat_unhold(sv->stats, p->held_since);
+		p->held = 0;
+	}
+	/* release pairs with routing's acquire (hpsi_range_owner): a worker
+	 * that wakes the new owner finds the FINAL published before it */
+	atomic_store_explicit(&hpsi_seg_owner(sv->seg)[rs->id], (uint16_t)to, memory_order_release);
+	hpsi_members_changed(sv->seg); /* hps_membership_epoch: the servers changed */
+	/* its memory goes: an empty table of the same kind, filled again by a
+	 * copy if the range comes back */
+	struct hpsi_store *empty = hpsi_store_create_like(rs->store);
+	if (empty) {
+		hpsi_store_destroy(rs->store);
+		rs->store = rs->arg = empty;
+	}
+	hpsi_sstat_stores(sv);
+	hpsi_warn("server %u moved key range %u (%zu keys, %.1f MB in %.1f ms) to server %u", sv->me, rs->id, keys, mb,
+		  ms, to);
+}
+
+int hpsi_move_done_leaving(struct server *sv)
+{
+	/* acquire pairs with the launcher's release of moves_seq, stored
+	 * after servers_want: a plan seen has its count */
+	(void)atomic_load_explicit(&sv->seg->hdr->moves_seq, memory_order_acquire);
+	if (sv->me < atomic_load_explicit(&sv->seg->hdr->servers_want, memory_order_relaxed))
+		return 0;
+	for (uint32_t i = 0; i < sv->nranges; i++)
+		if (sv->ranges[i].serving || sv->ranges[i].sync || sv->ranges[i].copy_begun)
+			return 0;
+	hpsi_warn("server %u leaves the job: hps scale handed its key ranges to the other servers", sv->me);
+	return 1;
+}

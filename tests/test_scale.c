@@ -1,0 +1,667 @@
+/* Servers that come and go (hps launch --max-servers M, hps scale
+ * --servers N). First room alone: the job's keys form M key ranges from
+ * the start, served by the -s running servers through the owner table
+ * (shm/segment.h); the ranks not launched are VACANT; three workers push
+ * integer-valued floats under BSP: the sums are exact, hps_num_servers
+ * counts the running servers, and a checkpoint writes one file per key
+ * range and loads back. Then scales while three workers push and pull
+ * continuously: 2 -> 4 -> 1 servers under SSP(2), 2 -> 4 under BSP (every
+ * pull exact: it sees all pushes of the clocks before and none after);
+ * the final sums are exact and each step moves about the ideal share of
+ * the keys. Then the refusals of hps launch and hps scale. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "net/route.h"
+#include "hps/server.h"
+#include "runtime/client/ctx.h"
+#include "runtime/server/checkpoint.h"
+#include "shm/segment.h"
+#include "tests/harness.h"
+
+#define NKEYS 64
+#define CLOCKS 200
+#define WORKERS 3
+
+static char self_path[4096];
+static char out[1 << 17], out2[1 << 16];
+
+static float value(int r, uint32_t c, int k)
+{
+	return (float)(r + 1 + (int)((c + (uint32_t)k) % 4));
+}
+
+static double sum_of(int k)
+{
+	double s = 0;
+	for (int r = 0; r < WORKERS; r++)
+		for (uint32_t c = 0; c < CLOCKS; c++)
+			s += value(r, c, k);
+	return s;
+}
+
+/* The layout the launch made for -s 2 --max-servers 4: four ranges, ranks
+ * 2 and 3 VACANT, ranges 2 and 3 served by ranks 0 and 1. */
+static int room_layout_ok(hps_ctx *ctx)
+{
+	struct hpsi_seg *s = &ctx->seg;
+	static const uint32_t want[4] = {0, 1, 0, 1};
+	if (s->hdr->nservers != 4 || s->hdr->launched_servers != 2 || hps_num_servers(ctx) != 2) {
+		fprintf(stderr, "ranges %u, launched servers %u, hps_num_servers %d\n", s->hdr->nservers,
+			s->hdr->launched_servers, hps_num_servers(ctx));
+		return 0;
+	}
+	for (uint32_t r = 0; r < 4; r++)
+		if (hpsi_range_owner(s, r) != want[r]) {
+			fprintf(stderr, "range %u is served by %u, want %u\n", r, hpsi_range_owner(s, r), want[r]);
+			return 0;
+		}
+	for (uint32_t r = 2; r < 4; r++)
+		if (atomic_load_explicit(&hpsi_seg_node(s, r)->state, memory_order_acquire) != HPSI_NODE_VACANT) {
+			fprintf(stderr, "server rank %u is not VACANT\n", r);
+			return 0;
+		}
+	return 1;
+}
+
+static int check_sums(hps_worker *w, const uint64_t *keys, const char *when)
+{
+	float got[NKEYS];
+	int rc = hps_wait(w, hps_pull(w, keys, NKEYS, got, NULL));
+	if (rc) {
+		fprintf(stderr, "pull %s: %s\n", when, hps_strerror(rc));
+		return 0;
+	}
+	for (int k = 0; k < NKEYS; k++)
+		if (got[k] != sum_of(k)) {
+			fprintf(stderr, "%s: key %d holds %.0f, want %.0f\n", when, k, got[k], sum_of(k));
+			return 0;
+		}
+	return 1;
+}
+
+/* Workers of the room job; worker 0 checks the layout, the sums, and a
+ * checkpoint into dir. */
+static int room_worker(const char *dir)
+{
+	hps_ctx *ctx;
+	hps_worker *w;
+	if (join_as_worker(&ctx, &w))
+		return 2;
+	int rank = hps_rank(ctx), rc;
+	if (!room_layout_ok(ctx))
+		return 3;
+	uint64_t keys[NKEYS];
+	float vals[NKEYS];
+	for (int k = 0; k < NKEYS; k++)
+		keys[k] = (uint64_t)k * 13 + 5;
+	for (uint32_t c = 0; c < CLOCKS; c++) {
+		for (int k = 0; k < NKEYS; k++)
+			vals[k] = value(rank, c, k);
+		if ((rc = hps_wait(w, hps_push(w, keys, NKEYS, vals, NULL))) || (rc = hps_clock(w))) {
+			fprintf(stderr, "push or clock at clock %u: %s\n", c, hps_strerror(rc));
+			return 4;
+		}
+	}
+	if ((rc = hps_barrier(ctx))) {
+		fprintf(stderr, "barrier: %s\n", hps_strerror(rc));
+		return 5;
+	}
+	if (rank == 0) {
+		if (!check_sums(w, keys, "at the end"))
+			return 6;
+		/* one file per key range, written by the server serving it */
+		if ((rc = hps_save(ctx, dir)) < 0) {
+			fprintf(stderr, "hps_save: %s\n", hps_strerror(rc));
+			return 7;
+		}
+		for (int r = 0; r < 4; r++) {
+			char path[600];
+			struct stat st;
+			snprintf(path, sizeof path, "%s/server-%d.hpsckpt", dir, r);
+			if (stat(path, &st) != 0) {
+				fprintf(stderr, "%s is missing\n", path);
+				return 8;
+			}
+		}
+		if ((rc = hps_load(ctx, dir)) < 0 || !check_sums(w, keys, "after the load")) {
+			fprintf(stderr, "hps_load: %s\n", rc < 0 ? hps_strerror(rc) : "loaded");
+			return 9;
+		}
+		printf("sums exact\n");
+		fflush(stdout);
+	}
+	if ((rc = hps_barrier(ctx)))
+		return 10;
+	hps_worker_close(w);
+	hps_finalize(ctx);
+	return 0;
+}
+
+/* ---- scales while the workers train ---- */
+
+#define SKEYS 8192
+#define STOP_KEY 1000000u   /* worker 0 pushes 1 once the stop file is there */
+#define COUNT_KEY 2000000u  /* + rank: the clocks a worker ran */
+
+static uint64_t skey(int k)
+{
+	return (uint64_t)k * 7 + 3;
+}
+
+static float svalue(int r, uint32_t c, int k)
+{
+	return (float)(1 + (r + (int)c + k) % 5);
+}
+
+/* Pushes every clock until worker 0 saw the stop file and every worker saw
+ * its stop key; then worker 0 checks every sum against the clocks each
+ * worker ran. Under BSP (staleness 0) every pull is checked: it holds
+ * every push of the clocks before it and none after its own. */
+static int scale_worker(const char *stop, int staleness)
+{
+	hps_ctx *ctx;
+	hps_worker *w;
+	if (join_as_worker(&ctx, &w))
+		return 2;
+	int rank = hps_rank(ctx), rc;
+	static uint64_t keys[SKEYS + 1];
+	static float vals[SKEYS + 1], got[SKEYS + 1];
+	static double sum[SKEYS];
+	for (int k = 0; k < SKEYS; k++)
+		keys[k] = skey(k);
+	keys[SKEYS] = STOP_KEY;
+	uint32_t c = 0;
+	for (;; c++) {
+		if ((rc = hps_wait(w, hps_pull(w, keys, SKEYS + 1, got, NULL)))) {
+			fprintf(stderr, "pull at clock %u: %s\n", c, hps_strerror(rc));
+			return 3;
+		}
+		/* BSP: every push of the clocks before, and none of the clocks
+		 * after (some of this clock's may be in) */
+		for (int k = 0; staleness == 0 && k < SKEYS; k++) {
+			double hi = sum[k];
+			for (int r = 0; r < WORKERS; r++)
+				hi += svalue(r, c, k);
+			if (got[k] < sum[k] || got[k] > hi) {
+				fprintf(stderr, "rank %d clock %u key %d: pulled %.0f, outside [%.0f, %.0f] under BSP\n", rank, c,
+					k, got[k], sum[k], hi);
+				return 4;
+			}
+		}
+		if (got[SKEYS] > 0) /* worker 0 saw the stop file (all at the same clock under BSP) */
+			break;
+		for (int k = 0; k < SKEYS; k++) {
+			vals[k] = svalue(rank, c, k);
+			for (int r = 0; r < WORKERS; r++)
+				sum[k] += svalue(r, c, k); /* (BSP: every worker pushes at every clock) */
+		}
+		vals[SKEYS] = rank == 0 && access(stop, F_OK) == 0 ? 1.0f : 0.0f;
+		if ((rc = hps_wait(w, hps_push(w, keys, SKEYS + 1, vals, NULL))) || (rc = hps_clock(w))) {
+			fprintf(stderr, "push or clock at clock %u: %s\n", c, hps_strerror(rc));
+			return 5;
+		}
+	}
+	uint64_t ck = COUNT_KEY + (uint64_t)rank;
+	float cv = (float)c;
+	if ((rc = hps_wait(w, hps_push(w, &ck, 1, &cv, NULL))) || (rc = hps_barrier(ctx))) {
+		fprintf(stderr, "count or barrier: %s\n", hps_strerror(rc));
+		return 6;
+	}
+	if (rank == 0) {
+		uint64_t cks[WORKERS];
+		float clocks[WORKERS];
+		for (int r = 0; r < WORKERS; r++)
+			cks[r] = COUNT_KEY + (uint64_t)r;
+		if ((rc = hps_wait(w, hps_pull(w, cks, WORKERS, clocks, NULL))) ||
+		    (rc = hps_wait(w, hps_pull(w, keys, SKEYS, got, NULL)))) {
+			fprintf(stderr, "final pulls: %s\n", hps_strerror(rc));
+			return 7;
+		}
+		for (int k = 0; k < SKEYS; k++) {
+			double want = 0;
+			for (int r = 0; r < WORKERS; r++)
+				for (uint32_t x = 0; x < (uint32_t)clocks[r]; x++)
+					want += svalue(r, x, k);
+			if (got[k] != want) {
+				fprintf(stderr, "key %d: sum %.0f, want %.0f\n", k, got[k], want);
+				return 8;
+			}
+		}
+		printf("sums exact after %.0f, %.0f and %.0f clocks on %d servers\n", clocks[0], clocks[1], clocks[2],
+		       hps_num_servers(ctx));
+		fflush(stdout);
+	}
+	hps_worker_close(w);
+	hps_finalize(ctx);
+	return 0;
+}
+
+struct watch {
+	const char *job;
+	struct hpsi_seg seg;
+	int attached;
+	uint32_t clock;
+};
+
+/* Every worker of the job runs and passed clock a->clock. */
+static int workers_past(void *p)
+{
+	struct watch *a = p;
+	char path[256];
+	if (!a->attached && hpsi_seg_path(path, sizeof path, a->job, "testhost") == 0 && access(path, F_OK) == 0)
+		a->attached = hpsi_seg_attach(a->job, "testhost", &a->seg) == 0;
+	if (!a->attached)
+		return 0;
+	for (uint32_t w = 0; w < WORKERS; w++) {
+		struct hpsi_node *n = hpsi_seg_node(&a->seg, hpsi_worker_node(&a->seg, w));
+		if (atomic_load_explicit(&n->state, memory_order_acquire) != HPSI_NODE_ALIVE ||
+		    atomic_load_explicit(&n->clock_done, memory_order_relaxed) < a->clock)
+			return 0;
+	}
+	return 1;
+}
+
+/* The keys the servers' logs say each move carried, summed over the
+ * lines from `from` on; *lines: how many moves. */
+static unsigned long keys_moved(const char *log, size_t from, int *lines)
+{
+	unsigned long sum = 0;
+	*lines = 0;
+	for (const char *at = log + from; (at = strstr(at, " moved key range ")); at++) {
+		unsigned r, keys;
+		if (sscanf(at, " moved key range %u (%u keys", &r, &keys) == 2)
+			sum += keys, ++*lines;
+	}
+	return sum;
+}
+
+static int run_cmd(const char *cmd, char *buf, size_t cap)
+{
+	char log[128];
+	snprintf(log, sizeof log, "/tmp/hps-scale-%d.cmd", (int)getpid());
+	int rc = finish_group(spawn_logged(log, "/bin/sh", cmd), 60000);
+	slurp_into(log, buf, cap);
+	unlink(log);
+	return rc;
+}
+
+static void test_scale_room_exact_sums(void)
+{
+	char cmd[8192], dir[128];
+	snprintf(dir, sizeof dir, "/tmp/hps-scale-%d.ckpt", (int)getpid());
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	CU_ASSERT_EQUAL(system(cmd), 0);
+	snprintf(cmd, sizeof cmd,
+		 "exec %s launch -s 2 -w 3 --max-servers 4 --job sc1 --host testhost --heap-mb 16 --timeout-ms 20000 "
+		 "--staleness bsp -- %s --room-worker %s",
+		 hps_bin(), self_path, dir);
+	int rc = run_cmd(cmd, out, sizeof out);
+	CU_ASSERT_EQUAL(rc, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "[worker 0] sums exact"));
+	if (rc || !strstr(out, "sums exact"))
+		fprintf(stderr, "launcher:\n%s\n", out);
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	CU_ASSERT_EQUAL(system(cmd), 0);
+}
+
+/* Scale steps while three workers train; the keys moved by each step
+ * (from the servers' logs) against the ideal share: the fraction of
+ * ranges that change hands, each holding about a quarter of the keys. */
+static void run_scales(const char *job, const char *staleness, const int *steps, const double *ideal, int nsteps)
+{
+	char log[128], stop[128], cmd[8192];
+	snprintf(log, sizeof log, "/tmp/hps-scale-%d.log", (int)getpid());
+	snprintf(stop, sizeof stop, "/tmp/hps-scale-%d.stop", (int)getpid());
+	unlink(stop);
+	snprintf(cmd, sizeof cmd,
+		 "exec %s launch -s 2 -w 3 --max-servers 4 --job %s --host testhost --heap-mb 16 --timeout-ms 30000 "
+		 "--staleness %s -- %s --scale-worker %s %s",
+		 hps_bin(), job, staleness, self_path, stop, strcmp(staleness, "bsp") ? staleness : "0");
+	pid_t pid = spawn_logged(log, "/bin/sh", cmd);
+	struct watch a = {.job = job, .clock = 10};
+	int ready = poll_until(workers_past, &a, 30000);
+	CU_ASSERT(ready);
+	size_t seen = 0;
+	for (int i = 0; ready && i < nsteps; i++) {
+		a.clock = atomic_load_explicit(&hpsi_seg_node(&a.seg, hpsi_worker_node(&a.seg, 0))->clock_done,
+					       memory_order_relaxed);
+		int epoch = (int)atomic_load_explicit(&a.seg.hdr->members_seq, memory_order_acquire);
+		snprintf(cmd, sizeof cmd, "%s scale --job %s --host testhost --servers %d", hps_bin(), job, steps[i]);
+		int rc = run_cmd(cmd, out2, sizeof out2);
+		char want[128];
+		snprintf(want, sizeof want, "job %s has %d server%s\n", job, steps[i], steps[i] == 1 ? "" : "s");
+		CU_ASSERT_EQUAL(rc, 0);
+		CU_ASSERT_STRING_EQUAL(out2, want);
+		if (rc || strcmp(out2, want))
+			fprintf(stderr, "hps scale --servers %d: %d\n%s\n", steps[i], rc, out2);
+		CU_ASSERT_EQUAL(hpsi_servers_current(&a.seg), (uint32_t)steps[i]);
+		CU_ASSERT_NOT_EQUAL((int)atomic_load_explicit(&a.seg.hdr->members_seq, memory_order_acquire), epoch);
+		for (uint32_t r = 0; r < a.seg.hdr->nservers; r++) /* the leaving ranks closed */
+			CU_ASSERT(r < (uint32_t)steps[i] ||
+				  atomic_load_explicit(&hpsi_seg_node(&a.seg, r)->state, memory_order_acquire) == HPSI_NODE_CLOSED);
+		/* the workers trained meanwhile (they run until the stop file) */
+		CU_ASSERT(poll_until(workers_past, &a, 30000));
+		slurp_into(log, out, sizeof out);
+		int moves;
+		unsigned long moved = keys_moved(out, seen, &moves);
+		seen = strlen(out);
+		double share = (double)moved / (SKEYS + 1); /* the data keys and the stop key */
+		fprintf(stderr, "[step to %d servers: %d ranges moved, %lu keys: %.2f of them, ideal %.2f]\n", steps[i], moves,
+			moved, share, ideal[i]);
+		CU_ASSERT(share <= ideal[i] * 1.5 && share >= ideal[i] / 1.5);
+	}
+	int fd = open(stop, O_CREAT | O_WRONLY, 0600);
+	CU_ASSERT(fd >= 0);
+	if (fd >= 0)
+		close(fd);
+	int rc = finish_group(pid, 60000);
+	if (a.attached)
+		hpsi_seg_detach(&a.seg);
+	slurp_into(log, out, sizeof out);
+	CU_ASSERT_EQUAL(rc, 0);
+	char want[64];
+	snprintf(want, sizeof want, "on %d servers", steps[nsteps - 1]);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "[worker 0] sums exact after"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, want));
+	if (rc || !strstr(out, "sums exact") || !strstr(out, want))
+		fprintf(stderr, "launcher:\n%s\n", out);
+	unlink(log);
+	unlink(stop);
+}
+
+/* 8,192 keys: a range's copy takes more than one message. 2 -> 4: ranges
+ * 2 and 3 go to the new ranks (half the keys, their share); 4 -> 1: ranges 1, 2, 3 go to rank 0 (three quarters); 1 -> 3:
+ * ranks 1 and 2, closed before, run again (new incarnations) and take a
+ * range each (half the keys, for an ideal two thirds: shares are whole
+ * ranges). */
+static void test_scale_out_in_ssp(void)
+{
+	static const int steps[] = {4, 1, 3};
+	static const double ideal[] = {0.5, 0.75, 2.0 / 3};
+	run_scales("sc2", "2", steps, ideal, 3);
+}
+
+static void test_scale_out_bsp(void)
+{
+	static const int steps[] = {4};
+	static const double ideal[] = {0.5};
+	run_scales("sc3", "bsp", steps, ideal, 1);
+}
+
+/* Each refused before anything starts, with one line. */
+static void test_scale_room_refusals(void)
+{
+	static const struct {
+		const char *args, *says;
+	} cases[] = {
+		{"-s 2 --max-servers 1", "HPS_MAX_SERVERS=1 is below HPS_NUM_SERVERS=2"},
+		{"-s 2 --max-servers 4 --replicas 1", "HPS_MAX_SERVERS with HPS_REPLICAS: servers of a replicated job cannot be added yet"},
+		{"-s 2 --max-servers 4 --key-ranges 0-9,10-19", "HPS_MAX_SERVERS with HPS_KEY_RANGES: declared ranges cannot move between servers yet"},
+		{"-s 2 --max-servers 4 --updater 'sum;sum'", "HPS_MAX_SERVERS with HPS_UPDATER=sum;sum: a list per server is not built"},
+		{"-s 2 --max-servers 4 --hosts /nonexistent", "hps launch: --max-servers works within one host only"},
+		{"-s 2 --max-servers 300", "HPS_MAX_SERVERS"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char cmd[8192];
+		snprintf(cmd, sizeof cmd, "%s launch --job sr --host testhost %s -- true", hps_bin(), cases[i].args);
+		CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 2);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out2, cases[i].says));
+		if (!strstr(out2, cases[i].says))
+			fprintf(stderr, "%s:\n%s\n", cases[i].args, out2);
+	}
+}
+
+/* ---- Adam under deterministic BSP: a scale-out changes nothing ---- */
+
+#define ADAM_CLOCKS 300
+#define ADAM_HOLD 150 /* the workers wait here for the go file (a scale runs before) */
+#define AKEYS 512
+
+/* Pull, a gradient from the pulled values, push, clock; rank 0 writes the
+ * final model to `path`. */
+static int adam_worker(const char *path, const char *go)
+{
+	hps_ctx *ctx;
+	hps_worker *w;
+	if (join_as_worker(&ctx, &w))
+		return 2;
+	int rank = hps_rank(ctx), rc;
+	static uint64_t keys[AKEYS];
+	static float got[AKEYS], grad[AKEYS];
+	for (int k = 0; k < AKEYS; k++)
+		keys[k] = skey(k);
+	for (uint32_t c = 0; c < ADAM_CLOCKS; c++) {
+		if (c == ADAM_HOLD)
+			while (access(go, F_OK) != 0)
+				usleep(1000); /* (bounded by the test's wait for the job) */
+		if ((rc = hps_wait(w, hps_pull(w, keys, AKEYS, got, NULL))))
+			return 4;
+		for (int k = 0; k < AKEYS; k++)
+			grad[k] = 0.25f * (got[k] - (float)(k % 5)) + 0.01f * (float)rank;
+		if ((rc = hps_wait(w, hps_push(w, keys, AKEYS, grad, NULL))) || (rc = hps_clock(w)))
+			return 5;
+	}
+	if ((rc = hps_barrier(ctx)) || (rc = hps_wait(w, hps_pull(w, keys, AKEYS, got, NULL))))
+		return 6;
+	if (rank == 0) {
+		FILE *f = fopen(path, "wb");
+		if (!f || fwrite(got, sizeof got, 1, f) != 1)
+			return 7;
+		fclose(f);
+	}
+	hps_worker_close(w);
+	hps_finalize(ctx);
+	return 0;
+}
+
+/* One Adam job; with `scale`, 2 -> 4 servers while the workers are
+ * between clock 20 and ADAM_HOLD. 1 if it ran and its model is in m. */
+static int adam_run(const char *job, int scale, float *m)
+{
+	char log[128], path[128], go[128], cmd[8192];
+	snprintf(log, sizeof log, "/tmp/hps-scale-%d.adam.log", (int)getpid());
+	snprintf(path, sizeof path, "/tmp/hps-scale-%d.model", (int)getpid());
+	snprintf(go, sizeof go, "/tmp/hps-scale-%d.go", (int)getpid());
+	unlink(path);
+	int fd = scale ? -1 : open(go, O_CREAT | O_WRONLY, 0600);
+	if (fd >= 0)
+		close(fd);
+	snprintf(cmd, sizeof cmd,
+		 "exec %s launch -s 2 -w 3 --max-servers 4 --job %s --host testhost --heap-mb 16 --timeout-ms 30000 "
+		 "--staleness bsp --deterministic --updater adam:lr=0.05 -- %s --adam-worker %s %s",
+		 hps_bin(), job, self_path, path, go);
+	pid_t pid = spawn_logged(log, "/bin/sh", cmd);
+	int ok = 1;
+	if (scale) {
+		struct watch a = {.job = job, .clock = 20};
+		ok = poll_until(workers_past, &a, 30000);
+		snprintf(cmd, sizeof cmd, "%s scale --job %s --host testhost --servers 4", hps_bin(), job);
+		ok = ok && run_cmd(cmd, out2, sizeof out2) == 0;
+		/* the scale ran while they trained: none waits at the hold yet */
+		for (uint32_t w = 0; ok && w < WORKERS; w++)
+			if (atomic_load_explicit(&hpsi_seg_node(&a.seg, hpsi_worker_node(&a.seg, w))->clock_done,
+						 memory_order_relaxed) >= ADAM_HOLD)
+				fprintf(stderr, "(worker %u reached clock %d before the scale ended)\n", w, ADAM_HOLD);
+		if (a.attached)
+			hpsi_seg_detach(&a.seg);
+		fd = open(go, O_CREAT | O_WRONLY, 0600);
+		if (fd >= 0)
+			close(fd);
+	}
+	int rc = finish_group(pid, 60000);
+	slurp_into(log, out, sizeof out);
+	FILE *f = fopen(path, "rb");
+	ok = ok && !rc && f && fread(m, sizeof(float) * AKEYS, 1, f) == 1;
+	if (f)
+		fclose(f);
+	if (!ok)
+		fprintf(stderr, "adam run%s failed (%d):\n%s\n%s\n", scale ? " with a scale" : "", rc, out, out2);
+	if (scale && ok && !strstr(out, "moved key range"))
+		ok = 0, fprintf(stderr, "no key range moved:\n%s\n", out);
+	unlink(path);
+	unlink(go);
+	unlink(log);
+	return ok;
+}
+
+static void test_scale_deterministic_adam_bit_identical(void)
+{
+	static float clean[AKEYS], scaled[AKEYS];
+	CU_ASSERT_FATAL(adam_run("sc4", 0, clean));
+	CU_ASSERT(adam_run("sc5", 1, scaled));
+	CU_ASSERT_EQUAL(memcmp(clean, scaled, sizeof clean), 0);
+}
+
+/* --self-serve: the servers run this program too; those a scale starts
+ * (rank 2 and up) fail before they serve. */
+static int failing_new_servers(const char *stop)
+{
+	const char *role = getenv("HPS_ROLE"), *rank = getenv("HPS_RANK");
+	if (!role || strcmp(role, "server"))
+		return scale_worker(stop, 2);
+	if (rank && atoi(rank) >= 2)
+		return 3;
+	hps_ctx *ctx;
+	if (hps_init(&ctx, NULL, NULL))
+		return 2;
+	int rc = hps_server_run(ctx, NULL, NULL);
+	hps_finalize(ctx);
+	return rc ? 1 : 0;
+}
+
+/* A server a scale starts fails: the scale says so, and (a failed server
+ * stops the job, as always) the launcher names it. */
+static void test_scale_new_server_fails(void)
+{
+	char log[128], stop[128], cmd[8192];
+	snprintf(log, sizeof log, "/tmp/hps-scale-%d.log", (int)getpid());
+	snprintf(stop, sizeof stop, "/tmp/hps-scale-%d.stop", (int)getpid());
+	unlink(stop);
+	snprintf(cmd, sizeof cmd,
+		 "exec %s launch --self-serve -s 2 -w 3 --max-servers 4 --job sc6 --host testhost --heap-mb 16 "
+		 "--timeout-ms 30000 --staleness 2 -- %s --failing-servers %s",
+		 hps_bin(), self_path, stop);
+	pid_t pid = spawn_logged(log, "/bin/sh", cmd);
+	struct watch a = {.job = "sc6", .clock = 10};
+	CU_ASSERT(poll_until(workers_past, &a, 30000));
+	snprintf(cmd, sizeof cmd, "%s scale --job sc6 --host testhost --servers 4", hps_bin());
+	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 1);
+	CU_ASSERT(strcmp(out2, "hps scale: job sc6 has 2 servers, not 4 (see the launcher's output)\n") == 0 ||
+		  strcmp(out2, "hps scale: job sc6 ended before its key ranges moved\n") == 0);
+	int fd = open(stop, O_CREAT | O_WRONLY, 0600);
+	if (fd >= 0)
+		close(fd);
+	CU_ASSERT_NOT_EQUAL(finish_group(pid, 60000), 0);
+	if (a.attached)
+		hpsi_seg_detach(&a.seg);
+	slurp_into(log, out, sizeof out);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps launch: server 2 exited with status 3"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps launch: hps scale: a server it started ended; the key ranges stay where they are"));
+	if (!strstr(out, "a server it started ended"))
+		fprintf(stderr, "scale: %s\nlauncher:\n%s\n", out2, out);
+	unlink(log);
+	unlink(stop);
+}
+
+static int echo_handler(hps_request *req, void *arg)
+{
+	(void)req, (void)arg;
+	return 0;
+}
+
+/* hps scale --servers against segments made here (this process stands
+ * for the launcher: its creator): each refusal one line. */
+static void test_scale_servers_refusals(void)
+{
+	char cmd[8192];
+	struct hpsi_seg room, plain, repl, hosts;
+	struct hpsi_seg_params p = {.job = "sq1", .host = "testhost", .nservers = 2, .nworkers = 1, .max_servers = 4,
+				    .heap_slice = 8u << 20, .timeout_ms = 20000};
+	CU_ASSERT_EQUAL_FATAL(hpsi_seg_create(&p, &room), 0);
+	p.job = "sq2", p.max_servers = 0;
+	CU_ASSERT_EQUAL_FATAL(hpsi_seg_create(&p, &plain), 0);
+	p.job = "sq3", p.replicas = 1;
+	CU_ASSERT_EQUAL_FATAL(hpsi_seg_create(&p, &repl), 0);
+	p = (struct hpsi_seg_params){.job = "sq4", .host = "testhost", .nservers = 2, .nworkers = 2, .heap_slice = 8u << 20,
+				     .timeout_ms = 20000, .bridged = 1, .srv_lo = 0, .srv_hi = 1, .wrk_lo = 0, .wrk_hi = 1};
+	CU_ASSERT_EQUAL_FATAL(hpsi_seg_create(&p, &hosts), 0);
+	static const struct {
+		const char *args, *says;
+		int rc;
+	} cases[] = {
+		{"--job sq1 --servers 5", "hps scale: job sq1 has room for at most 4 servers (hps launch --max-servers)\n", 1},
+		{"--job sq1 --servers 2", "job sq1 has 2 servers already\n", 0},
+		{"--job sq2 --servers 3", "hps scale: job sq2 was launched without room for more servers; its key ranges cannot move (hps launch --max-servers)\n", 1},
+		{"--job sq3 --servers 3", "hps scale: job sq3 is replicated (--replicas); scaling the servers of such a job is not built yet\n", 1},
+		{"--job sq4 --servers 3", "hps scale: job sq4 spans hosts (--hosts); scaling such a job is not built yet\n", 1},
+		{"--job sq1 --servers 0", "hps scale: --servers needs a number from 1 to 255\n", 2},
+		{"--job sq1 --servers 3 --workers 2", "hps scale: say how many workers or servers the job should have (--workers N or --servers N, one of them)\n", 2},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		snprintf(cmd, sizeof cmd, "%s scale --host testhost %s", hps_bin(), cases[i].args);
+		CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), cases[i].rc);
+		CU_ASSERT_STRING_EQUAL(out2, cases[i].says);
+	}
+	/* a scale running (its request word taken) */
+	atomic_store(&room.hdr->scale_req, 3u | HPSI_SCALE_SERVERS);
+	snprintf(cmd, sizeof cmd, "%s scale --host testhost --job sq1 --servers 3", hps_bin());
+	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 1);
+	CU_ASSERT_STRING_EQUAL(out2, "hps scale: a scale of job sq1 is running\n");
+	/* ... and its launcher (the creator: this process) holding the
+	 * checkpoint lock while it moves ranges: a checkpoint is refused */
+	char why[HPSI_CKPT_WHY];
+	atomic_store(&room.hdr->ckpt_lock, (int32_t)getpid());
+	CU_ASSERT_EQUAL(hpsi_checkpoint_run(&room, HPSI_CKPT_SAVE, "/tmp/hps-scale-never", 1000000000, why), HPS_EEXIST);
+	CU_ASSERT_PTR_NOT_NULL(strstr(why, "hps scale is moving key ranges between the servers of this job"));
+	snprintf(cmd, sizeof cmd, "%s scale --host testhost --job nosuch --servers 3", hps_bin());
+	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out2, "error: no job 'nosuch' on host 'testhost'"));
+	/* a server with a user handler in a job with room: its state could not move */
+	pid_t pid = fork();
+	if (pid == 0) {
+		hps_ctx *ctx;
+		setenv("HPS_ROLE", "server", 1), setenv("HPS_RANK", "0", 1);
+		setenv("HPS_JOB_ID", "sq1", 1), setenv("HPS_HOST", "testhost", 1);
+		int rc = hps_init(&ctx, NULL, NULL);
+		if (!rc)
+			rc = hps_server_run(ctx, echo_handler, NULL);
+		_exit(rc == HPS_EINVAL ? 0 : 1);
+	}
+	CU_ASSERT_EQUAL(wait_exit(pid, 30000), 0);
+	atomic_store(&hpsi_seg_node(&room, 0)->state, HPSI_NODE_CLOSED);
+	struct hpsi_seg *all[] = {&room, &plain, &repl, &hosts};
+	for (int i = 0; i < 4; i++) {
+		hpsi_seg_unlink(all[i]);
+		hpsi_seg_detach(all[i]);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 3 && strcmp(argv[1], "--room-worker") == 0)
+		return room_worker(argv[2]);
+	if (argc == 3 && strcmp(argv[1], "--failing-servers") == 0)
+		return failing_new_servers(argv[2]);
+	if (argc == 4 && strcmp(argv[1], "--adam-worker") == 0)
+		return adam_worker(argv[2], argv[3]);
+	if (argc == 4 && strcmp(argv[1], "--scale-worker") == 0)
+		return scale_worker(argv[2], atoi(argv[3]));
+	ssize_t sl = readlink("/proc/self/exe", self_path, sizeof self_path - 1);
+	self_path[sl > 0 ? sl : 0] = 0;
+	static const struct test_case cases[] = {
+		{"test_scale_room_exact_sums", test_scale_room_exact_sums},
+		{"test_scale_room_refusals", test_scale_room_refusals},
+		{"test_scale_out_in_ssp", test_scale_out_in_ssp},
+		{"test_scale_out_bsp", test_scale_out_bsp},
+		{"test_scale_deterministic_adam_bit_identical", test_scale_deterministic_adam_bit_identical},
+		{"test_scale_new_server_fails", test_scale_new_server_fails},
+		{"test_scale_servers_refusals", test_scale_servers_refusals},
+		{NULL, NULL},
+	};
+	return run_suite("scale", cases);
+}
