@@ -59,7 +59,7 @@ PY_BUILD = $(if $(filter .,$(OUT)),$(PY_EXT))
 .SECONDARY:
 .PHONY: all deps test run bench bench-ft bench-python bench-ssp bench-net bench-hogwild bench-overhead asan tsan clean data fixtures fuzz \
 	install uninstall
-all: $(FLAGS_STAMP) $(OUT)/lib/libhps.a $(OUT)/lib/libhps.so $(OUT)/bin/hps $(TESTS) $(OUT)/bench/hps_bench $(OUT)/bench/ssp_bench $(OUT)/bench/ft_bench $(OUT)/bench/store_bench \
+all: $(FLAGS_STAMP) $(OUT)/lib/libhps.a $(OUT)/lib/libhps.so $(OUT)/bin/hps $(TESTS) $(OUT)/bench/hps_bench $(OUT)/bench/ssp_bench $(OUT)/bench/ft_bench $(OUT)/bench/scale_bench $(OUT)/bench/store_bench \
 	$(OUT)/bench/net_bench $(OUT)/bench/startup_worker $(EXAMPLES) $(PY_BUILD)
 
 # Installs the Debian packages hps needs, only when one is missing.
@@ -171,9 +171,10 @@ bench-python: deps
 # (2S2W), with one backup (2S2WK1) and two (3S2WK2), then the failover time
 # after a primary is killed (about a minute).
 bench-ft: deps
-	@$(MAKE) --no-print-directory bench/hps_bench bench/ft_bench bin/hps
+	@$(MAKE) --no-print-directory bench/hps_bench bench/ft_bench bench/scale_bench bin/hps
 	bench/hps_bench --ft lat sparse1k dense4M
 	HPS_LOG=error bench/ft_bench | grep -v '^#'
+	bench/scale_bench | grep -v '^#'
 
 # Straggler under BSP, SSP and ASP, then moving stragglers (about 20 s).
 bench-ssp: deps
@@ -310,5 +311,5 @@ uninstall:
 	echo "removed hps from $$r"
 
 clean:
-	rm -rf build build-asan build-tsan build-fuzz lib bin bench/hps_bench bench/ssp_bench bench/net_bench bench/ft_bench \
+	rm -rf build build-asan build-tsan build-fuzz lib bin bench/hps_bench bench/ssp_bench bench/net_bench bench/ft_bench bench/scale_bench \
 		bench/startup_worker bench/store_bench

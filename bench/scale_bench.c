@@ -1,0 +1,214 @@
+/* scale_bench: what `hps scale --servers` costs a training job (make bench-ft).
+ *
+ * The driver launches `hps launch -s 1 --max-servers 2 -w 1` running this
+ * program as its worker. The worker fills FILL_KEYS keys of WIDTH floats,
+ * then pushes and pulls NK keys (both key ranges) in a loop, timing each
+ * request: first in steady state, then while `hps scale --servers 2`
+ * moves key range 1 to a new server, then while `--servers 1` moves it
+ * back. The servers log each move (size and time, runtime/server/move.c);
+ * the driver reads those lines from the launcher's output. Lines in
+ * hps_bench's format (the last column is the maximum):
+ *   scale 1S1W memcpy MB/s - - - -       (memcpy in this process, same run)
+ *   scale 1S1W steady - - ops/s p50_us max_us
+ *   scale 1S1W out MB/s keys/s ops/s p50_us max_us   (1 -> 2 servers)
+ *   scale 2S1W in MB/s keys/s ops/s p50_us max_us    (2 -> 1)
+ * MB/s and keys/s: the move as its source timed it (copy start to the
+ * FINAL); ops/s, p50_us and max_us: the worker's requests during the whole
+ * scale step, so max_us is the pause of the final handover. The worker
+ * checks the sums at the end: a wrong one fails the benchmark. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bench/cases.h"
+#include "hps/hps.h"
+#include "shm/bell.h"
+
+#define FILL_KEYS 1000000
+#define FILL_BATCH 100000
+#define WIDTH 16
+#define NK 64
+#define STEADY_REQS 20000
+#define MAX_LAT (1 << 20)
+#define MEMCPY_BYTES (64u << 20)
+
+static double lat_us[MAX_LAT];
+
+/* Runs `hps scale --servers n` (or, n == 0, nothing for STEADY_REQS
+ * requests) while pushing and pulling; prints "STEP name ops/s p50 max". */
+static int timed_step(hps_worker *w, const char *hps, const char *name, int n, const uint64_t *keys, float *push,
+		      float *pull, long *rounds)
+{
+	pid_t pid = 0;
+	if (n) {
+		char num[16];
+		snprintf(num, sizeof num, "%d", n);
+		if ((pid = fork()) == 0) {
+			execl(hps, hps, "scale", "--servers", num, (char *)NULL);
+			_exit(127);
+		}
+		if (pid < 0)
+			return 1;
+	}
+	int count = 0, st = 0, done = 0;
+	int64_t t0 = hpsi_now_ns();
+	while (!done) {
+		int64_t sent = hpsi_now_ns();
+		int64_t ts = hps_pushpull(w, keys, NK, push, pull, NULL);
+		if (ts < 0 || hps_wait(w, ts)) {
+			fprintf(stderr, "scale_bench: a request failed during %s\n", name);
+			return 1;
+		}
+		(*rounds)++;
+		if (count < MAX_LAT)
+			lat_us[count++] = (double)(hpsi_now_ns() - sent) / 1000.0;
+		done = n ? waitpid(pid, &st, WNOHANG) == pid : count >= STEADY_REQS;
+	}
+	double secs = (double)(hpsi_now_ns() - t0) / 1e9;
+	if (n && (!WIFEXITED(st) || WEXITSTATUS(st))) {
+		fprintf(stderr, "scale_bench: hps scale --servers %d failed\n", n);
+		return 1;
+	}
+	qsort(lat_us, (size_t)count, sizeof *lat_us, cmp_double);
+	printf("STEP %s %.0f %.1f %.1f\n", name, count / secs, lat_us[count / 2], lat_us[count - 1]);
+	fflush(stdout);
+	return 0;
+}
+
+static int worker(const char *hps)
+{
+	hps_ctx *ctx;
+	hps_worker *w;
+	if (hps_init(&ctx, NULL, NULL) || hps_worker_open(ctx, WIDTH, &w))
+		return 2;
+	uint64_t *fk = malloc(FILL_BATCH * sizeof *fk);
+	float *fv = malloc((size_t)FILL_BATCH * WIDTH * sizeof *fv);
+	if (!fk || !fv)
+		return 2;
+	for (size_t i = 0; i < (size_t)FILL_BATCH * WIDTH; i++)
+		fv[i] = 1;
+	for (uint64_t b = 0; b < FILL_KEYS; b += FILL_BATCH) {
+		for (uint64_t i = 0; i < FILL_BATCH; i++)
+			fk[i] = NK + b + i;
+		if (hps_wait(w, hps_push(w, fk, FILL_BATCH, fv, NULL)))
+			return 3;
+	}
+	uint64_t keys[NK];
+	static float push[NK * WIDTH], pull[NK * WIDTH];
+	for (int k = 0; k < NK; k++)
+		keys[k] = (uint64_t)k;
+	for (int i = 0; i < NK * WIDTH; i++)
+		push[i] = 1;
+	long rounds = 0;
+	if (timed_step(w, hps, "steady", 0, keys, push, pull, &rounds) ||
+	    timed_step(w, hps, "out", 2, keys, push, pull, &rounds) ||
+	    timed_step(w, hps, "in", 1, keys, push, pull, &rounds))
+		return 4;
+	/* exact: every round added 1 to every value of the NK keys */
+	if (hps_wait(w, hps_pull(w, keys, NK, pull, NULL)))
+		return 5;
+	for (int i = 0; i < NK * WIDTH; i++)
+		if (pull[i] != (float)rounds) {
+			fprintf(stderr, "scale_bench: key %d holds %.0f after %ld pushes\n", i / WIDTH, pull[i], rounds);
+			return 6;
+		}
+	hps_worker_close(w);
+	hps_finalize(ctx);
+	return 0;
+}
+
+static double memcpy_mbs(void)
+{
+	char *a = malloc(MEMCPY_BYTES), *b = malloc(MEMCPY_BYTES);
+	if (!a || !b)
+		return -1;
+	memset(a, 1, MEMCPY_BYTES);
+	memset(b, 2, MEMCPY_BYTES);
+	double v[5];
+	for (int i = 0; i < 5; i++) {
+		int64_t t = hpsi_now_ns();
+		memcpy(i & 1 ? a : b, i & 1 ? b : a, MEMCPY_BYTES);
+		v[i] = MEMCPY_BYTES / 1e6 / ((double)(hpsi_now_ns() - t) / 1e9);
+	}
+	free(a);
+	free(b);
+	return median(v, 5);
+}
+
+/* A source's line "moved key range R (K keys, X MB in Y ms)"
+ * (runtime/server/move.c) in the launcher's output: 1 and its figures. */
+static int read_move(const char *line, double *keys, double *mb, double *ms)
+{
+	const char *m = strstr(line, "moved key range");
+	return m && sscanf(m, "moved key range %*u (%lf keys, %lf MB in %lf ms)", keys, mb, ms) == 3;
+}
+
+int main(int argc, char **argv)
+{
+	const char *hps = getenv("HPS_BIN") ? getenv("HPS_BIN") : "bin/hps";
+	if (argc == 3 && strcmp(argv[1], "--worker") == 0)
+		return worker(argv[2]);
+	char outp[] = "/tmp/scale_bench_outXXXXXX", errp[] = "/tmp/scale_bench_errXXXXXX", job[32];
+	int ofd = mkstemp(outp), efd = mkstemp(errp);
+	if (ofd < 0 || efd < 0)
+		return 1;
+	snprintf(job, sizeof job, "scalebench%d", (int)getpid());
+	double copy = memcpy_mbs();
+	pid_t pid = fork();
+	if (pid == 0) {
+		dup2(ofd, 1);
+		dup2(efd, 2);
+		setenv("HPS_LOG", "warn", 1);
+		execl(hps, hps, "launch", "-s", "1", "--max-servers", "2", "-w", "1", "--job", job, "--", argv[0],
+		      "--worker", hps, (char *)NULL);
+		_exit(127);
+	}
+	int st = 1;
+	waitpid(pid, &st, 0);
+	/* the launcher passes its nodes' lines (the servers' log too) to its stdout */
+	FILE *out = fopen(outp, "r"), *err = fopen(errp, "r");
+	unlink(outp);
+	unlink(errp);
+	if (!out || !err || !WIFEXITED(st) || WEXITSTATUS(st)) {
+		fprintf(stderr, "scale_bench: the job failed; its output:\n");
+		char buf[4096];
+		size_t n;
+		while (err && (n = fread(buf, 1, sizeof buf, err)) > 0)
+			fwrite(buf, 1, n, stderr);
+		return 1;
+	}
+	printf("# case config phase MB/s keys/s ops/s p50_us max_us\n");
+	printf("scale 1S1W memcpy");
+	print_fig(copy);
+	printf(" - - - -\n");
+	char line[1024], name[16];
+	double ops, p50, max, keys = 0, mb = 0, ms = 0;
+	int moved = 0;
+	while (fgets(line, sizeof line, out)) {
+		if (read_move(line, &keys, &mb, &ms)) {
+			moved = 1; /* logged before the step's end: its STEP line follows */
+			continue;
+		}
+		const char *at = strstr(line, "STEP "); /* the launcher may prefix the worker's lines */
+		if (!at || sscanf(at, "STEP %15s %lf %lf %lf", name, &ops, &p50, &max) != 4)
+			continue;
+		int steady = strcmp(name, "steady") == 0;
+		if (!steady && !moved) {
+			fprintf(stderr, "scale_bench: no move logged for step %s\n", name);
+			return 1;
+		}
+		printf("scale %s %s", strcmp(name, "in") == 0 ? "2S1W" : "1S1W", name);
+		if (steady)
+			printf(" - -");
+		else
+			print_fig(mb / (ms / 1e3)), print_fig(keys / (ms / 1e3));
+		print_fig(ops);
+		print_fig(p50);
+		print_fig(max);
+		printf("\n");
+		moved = 0;
+	}
+	return 0;
+}
