@@ -560,7 +560,9 @@ static void test_scale_new_server_fails(void)
 	if (a.attached)
 		hpsi_seg_detach(&a.seg);
 	slurp_into(log, out, sizeof out);
-	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps launch: server 2 exited with status 3"));
+	/* both new servers fail; the launcher names the first it sees end */
+	CU_ASSERT(strstr(out, "hps launch: server 2 exited with status 3") ||
+		  strstr(out, "hps launch: server 3 exited with status 3"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps launch: hps scale: a server it started ended; the key ranges stay where they are"));
 	if (!strstr(out, "a server it started ended"))
 		fprintf(stderr, "scale: %s\nlauncher:\n%s\n", out2, out);
