@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -770,7 +771,10 @@ static void check_rejoined(const char *port_env, const char *staleness)
 	/* the scheduler counted it against the job's budget */
 	CU_ASSERT_PTR_NOT_NULL(strstr(o, "restarted a worker: 1 of the job's 1 restarts used"));
 	CU_ASSERT_PTR_NULL(strstr(o, "failed: a worker died")); /* no barrier failed */
-	if (rc || !strstr(o, "sums exact") || !strstr(o, "restarts used"))
+	/* no answer to the predecessor's requests reached the restart (its
+	 * drain waited for them; else: "answer to no pending request") */
+	CU_ASSERT_PTR_NULL(strstr(o, "dropped malformed message"));
+	if (rc || !strstr(o, "sums exact") || !strstr(o, "restarts used") || strstr(o, "dropped malformed"))
 		fprintf(stderr, "worker 3 died at clock %u:\n%s\n", at, o);
 	ns_down();
 }
@@ -778,6 +782,69 @@ static void check_rejoined(const char *port_env, const char *staleness)
 static void test_cluster_rejoin_bsp(void)
 {
 	check_rejoined(ENV("9541"), "bsp");
+}
+
+/* Host 1's segment of job "xrj": worker 3 restarted and waiting in its
+ * drain for requests its predecessor left in the bridge. */
+struct inflight_watch {
+	char host[32];
+	struct hpsi_seg seg;
+	int attached;
+};
+
+static int restart_drains(void *arg)
+{
+	struct inflight_watch *a = arg;
+	char path[512];
+	if (!a->attached && hpsi_seg_path(path, sizeof path, "xrj", a->host) == 0 && access(path, F_OK) == 0)
+		a->attached = hpsi_seg_attach("xrj", a->host, &a->seg) == 0;
+	if (!a->attached)
+		return 0;
+	struct hpsi_node *n = hpsi_seg_node(&a->seg, hpsi_worker_node(&a->seg, 3));
+	return atomic_load_explicit(&n->incarnation, memory_order_relaxed) > 0 &&
+	       atomic_load_explicit(&n->bridge_inflight, memory_order_relaxed) > 0;
+}
+
+/* It dies at the start of a clock with that clock's pull and push sent,
+ * unanswered; the others end the clock before only once the restart
+ * claimed the rank while requests of its predecessor were still in the
+ * bridge (the pull to the other host's server is held there by BSP until
+ * then). So the restart's drain has to wait for their answers before it
+ * drops them and carves the heap slice again; had it not, those answers
+ * would come to the restart ("answer to no pending request"), and the
+ * sums could break. */
+static void test_cluster_rejoin_in_flight(void)
+{
+	char go[300], how[320];
+	snprintf(go, sizeof go, "%s.go", job_log);
+	unlink(go);
+	snprintf(how, sizeof how, " in-flight:%s", go);
+	CU_ASSERT_EQUAL_FATAL(ns_up(2), 0);
+	char hosts[256];
+	snprintf(hosts, sizeof hosts, "%s0 1 2 " NET ".1\n%s1 1 2 " NET ".2\n", pfx, pfx);
+	write_hosts(hosts);
+	uint32_t at = 5 + (uint32_t)(rand() % 400);
+	pid_t p = start(job_log,
+			"ip netns exec %s0 " ENV("9571") "%s launch --job xrj --staleness bsp --restart-workers 1 --hosts %s -- %s --rejoin-worker 0 0 %u 3 1%s",
+			pfx, hps_bin(), hostsf, rejoin_prog(), at, how);
+	struct inflight_watch w = {.attached = 0};
+	snprintf(w.host, sizeof w.host, "%s1", pfx);
+	CU_ASSERT(poll_until(restart_drains, &w, 60000));
+	if (w.attached)
+		hpsi_seg_detach(&w.seg);
+	FILE *f = fopen(go, "w");
+	if (f)
+		fclose(f);
+	int rc = finish(p, 120000);
+	unlink(go);
+	const char *o = slurp(job_log);
+	CU_ASSERT_EQUAL(rc, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(o, "[worker 0] sums exact"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(o, "[worker 3] restart 1 resumes from clock "));
+	CU_ASSERT_PTR_NULL(strstr(o, "dropped malformed message"));
+	if (rc || !strstr(o, "sums exact") || strstr(o, "dropped malformed"))
+		fprintf(stderr, "worker 3 died at clock %u:\n%s\n", at + 1, o);
+	ns_down();
 }
 
 static void test_cluster_rejoin_ssp(void)
@@ -833,6 +900,7 @@ int main(int argc, char **argv)
 		{"test_cluster_checkpoint_host_dies", test_cluster_checkpoint_host_dies},
 		{"test_cluster_rejoin_bsp", test_cluster_rejoin_bsp},
 		{"test_cluster_rejoin_ssp", test_cluster_rejoin_ssp},
+		{"test_cluster_rejoin_in_flight", test_cluster_rejoin_in_flight},
 		{"test_cluster_rejoin_budget_spent", test_cluster_rejoin_budget_spent},
 		{NULL, NULL},
 	};

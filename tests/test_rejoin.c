@@ -75,12 +75,44 @@ static int worker1_restarted(void *ctx)
  * `deaths` incarnations (1 unless named): the restart replays a push
  * that every server applied already. */
 static int die_rank = 1, deaths = 1;
+/* test_cluster.c: it dies instead at the start of clock die_at + 1, with
+ * that clock's pull and push sent and their answers not read (across
+ * hosts: in its bridge's FIFO, the pull held back by BSP). The restart
+ * sends the same two again. */
+static int die_in_flight;
+/* ... and the others wait, before they end clock die_at, until this file
+ * exists (the test made it once the restart waits in its drain): so the
+ * pull stays unanswered in the bridge until then (BSP). */
+static const char *go_file;
+
+static int go_there(void *path)
+{
+	return access(path, F_OK) == 0;
+}
+
+static int dies_now(int rank, uint32_t c, uint32_t die_at)
+{
+	const char *again = getenv("HPS_RESTART");
+	return die_at && rank == die_rank && c == die_at && (again ? atoi(again) : 0) < deaths;
+}
 
 static void maybe_die(int rank, uint32_t c, uint32_t die_at)
 {
-	const char *again = getenv("HPS_RESTART");
-	if (die_at && rank == die_rank && c == die_at && (again ? atoi(again) : 0) < deaths)
+	if (!die_in_flight && dies_now(rank, c, die_at))
 		raise(SIGKILL);
+}
+
+/* After hps_clock began clock c + 1. */
+static void maybe_die_in_flight(hps_worker *w, const uint64_t *keys, float *got, int rank, uint32_t c, uint32_t die_at)
+{
+	if (!die_in_flight || !dies_now(rank, c, die_at))
+		return;
+	float next[NKEYS];
+	for (int k = 0; k < NKEYS; k++)
+		next[k] = value(rank, c + 1, k);
+	(void)hps_pull(w, keys, NKEYS, got, NULL);
+	(void)hps_push(w, keys, NKEYS, next, NULL);
+	raise(SIGKILL);
 }
 
 static int rejoin_worker(int staleness, uint32_t hold, uint32_t die_at)
@@ -138,10 +170,15 @@ static int rejoin_worker(int staleness, uint32_t hold, uint32_t die_at)
 			return 6;
 		}
 		maybe_die(rank, c, die_at);
+		if (go_file && rank != die_rank && c == die_at && !poll_until(go_there, (void *)go_file, 30000)) {
+			fprintf(stderr, "%s never came\n", go_file);
+			return 12;
+		}
 		if ((rc = hps_clock(w))) {
 			fprintf(stderr, "clock %u: %s\n", c, hps_strerror(rc));
 			return 6;
 		}
+		maybe_die_in_flight(w, keys, got, rank, c, die_at);
 	}
 	if ((rc = hps_barrier(ctx))) {
 		fprintf(stderr, "barrier: %s\n", hps_strerror(rc));
@@ -662,9 +699,12 @@ int main(int argc, char **argv)
 		return adam_worker(argv[2], (uint32_t)atoi(argv[3]));
 	if (argc == 3 && strcmp(argv[1], "--exit-worker") == 0)
 		return exit_worker((uint32_t)atoi(argv[2]));
-	if ((argc == 5 || argc == 7) && strcmp(argv[1], "--rejoin-worker") == 0) {
-		if (argc == 7) /* test_cluster.c: the dying rank and its deaths */
+	if ((argc == 5 || argc == 7 || argc == 8) && strcmp(argv[1], "--rejoin-worker") == 0) {
+		if (argc >= 7) /* test_cluster.c: the dying rank and its deaths */
 			die_rank = atoi(argv[5]), deaths = atoi(argv[6]);
+		/* "in-flight:GO" (test_cluster.c) */
+		die_in_flight = argc == 8 && strncmp(argv[7], "in-flight:", 10) == 0;
+		go_file = die_in_flight ? argv[7] + 10 : NULL;
 		return rejoin_worker(atoi(argv[2]), (uint32_t)atoi(argv[3]), (uint32_t)atoi(argv[4]));
 	}
 	ssize_t sl = readlink("/proc/self/exe", self_path, sizeof self_path - 1);
