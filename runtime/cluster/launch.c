@@ -717,6 +717,10 @@ static void close_finished(struct job *j, const struct child *c, uint32_t node, 
 	struct hpsi_node *n = hpsi_seg_node(&j->seg, node);
 	/* acquire pairs with the state's releases; the pid and birth were
 	 * stored before the claim's */
+	/* across hosts the bridge may have lowered the count to the job's
+	 * (restart_worker): 0 there is final too. acquire: as everyone's */
+	if (!atomic_load_explicit(&j->seg.hdr->worker_restarts, memory_order_acquire))
+		restarts_left = 0;
 	uint32_t st = atomic_load_explicit(&n->state, memory_order_acquire);
 	if (restarts_left <= 0 || (st != HPSI_NODE_ALIVE && st != HPSI_NODE_DEAD && st != HPSI_NODE_RESTARTING) ||
 	    hpsi_proc_alive(atomic_load_explicit(&n->pid, memory_order_relaxed),
