@@ -355,7 +355,9 @@ static void broadcast_states(struct sched *s)
 	hpsi_sched_init(&m.h, HPSI_SCH_STATES, 0);
 	m.nnodes = s->nservers + s->nworkers;
 	memcpy(m.state, s->state, m.nnodes);
-	for (uint32_t i = 0; i < s->nhosts; i++) /* the job's restarts: each host's launcher may restart while they are below the budget */
+	/* the job's restarts: each host's launcher may restart while they
+	 * are below the budget (apply_states, net/bridge_sched.c) */
+	for (uint32_t i = 0; i < s->nhosts; i++)
 		m.restarts += s->hosts[i].restarts;
 	for (uint32_t i = 0; i < s->nhosts; i++)
 		if (!s->hosts[i].left && !s->hosts[i].dead)
