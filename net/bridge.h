@@ -210,6 +210,11 @@ void hpsi_bridge_hold(struct hpsi_bridge *b, struct hpsi_bridge_pair *p, const s
 /* Delivers held messages whose ring has room now, and the answers of
  * failed requests at the front of local workers' pairs; 1 when any moved. */
 int hpsi_bridge_retry_held(struct hpsi_bridge *b);
+/* A local worker's requests in flight here (its node's bridge_inflight,
+ * shm/segment.h) change by delta: +1 when one is taken, before the
+ * ring's head is released; minus those answered, after the answers were
+ * published. A restarted worker waits for 0 (runtime/client/rejoin.c). */
+void hpsi_bridge_inflight(struct hpsi_bridge *b, uint32_t w, int64_t delta);
 /* Logs a request that fails here (rate-limited) and counts it. */
 void hpsi_bridge_count_failed(struct hpsi_bridge *b, uint32_t w, uint32_t s, int status, const char *why);
 

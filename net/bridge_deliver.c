@@ -236,6 +236,8 @@ static void deliver(struct hpsi_bridge *b, uint32_t w, uint32_t s, const struct 
 	/* answers of failed requests before this one may be in even if it waits */
 	if (rc == 0 || p->fifo.n != before) {
 		hpsi_ring_publish(&p->prod);
+		if (answer) /* after the publication: a restart's drain (rejoin.c) */
+			hpsi_bridge_inflight(b, w, (int64_t)p->fifo.n - (int64_t)before);
 		hpsi_bell_ring(&hpsi_seg_node(&b->seg, answer ? hpsi_worker_node(&b->seg, w) : s)->bell);
 	}
 	if (rc < 0)

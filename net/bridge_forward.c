@@ -250,6 +250,7 @@ int hpsi_bridge_forward_requests(struct hpsi_bridge *b)
 				if (!clock && !(e = hpsi_bridge_fifo_push(&p->fifo)))
 					break;
 				if (e) {
+					hpsi_bridge_inflight(b, w, 1);
 					e->ts = h.timestamp, e->part = h.part;
 					e->heap_resp = (h.flags & HPSI_F_HEAP_RESP) != 0;
 					e->resp_off = h.resp_off, e->resp_cap = h.resp_cap;
@@ -265,6 +266,7 @@ int hpsi_bridge_forward_requests(struct hpsi_bridge *b)
 					if (rc > 0) { /* not taken: it stays in the ring */
 						free(e->zc);
 						hpsi_bridge_fifo_unpush(&p->fifo);
+						hpsi_bridge_inflight(b, w, -1);
 						break;
 					}
 					if (rc < 0) {

@@ -1,6 +1,7 @@
 /* The bridge's per-pair queues (net/bridge.h): the requests in flight on a
  * pair, in order (answers come back in the order of requests), and the
  * received messages held until their ring has room. */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -177,9 +178,22 @@ int hpsi_bridge_retry_held(struct hpsi_bridge *b)
 				any = moved = 1;
 			if (any) {
 				hpsi_ring_publish(&p->prod);
+				if (origin) /* after the publication: a restart's drain (rejoin.c) */
+					hpsi_bridge_inflight(b, w, (int64_t)p->fifo.n - (int64_t)before);
 				uint32_t node = origin ? hpsi_worker_node(&b->seg, w) : s;
 				hpsi_bell_ring(&hpsi_seg_node(&b->seg, node)->bell);
 			}
 		}
 	return moved;
+}
+
+void hpsi_bridge_inflight(struct hpsi_bridge *b, uint32_t w, int64_t delta)
+{
+	if (!delta)
+		return;
+	_Atomic uint32_t *n = &hpsi_seg_node(&b->seg, hpsi_worker_node(&b->seg, w))->bridge_inflight;
+	if (delta > 0) /* relaxed: the release of the ring's head publishes it */
+		atomic_fetch_add_explicit(n, (uint32_t)delta, memory_order_relaxed);
+	else /* release: the answers published before it */
+		atomic_fetch_sub_explicit(n, (uint32_t)-delta, memory_order_release);
 }

@@ -4,11 +4,13 @@
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <zmq.h>
 
 #include "hps/error.h"
 #include "net/bridge.h"
 #include "net/bridge_stats.h"
+#include "runtime/common/config.h"
 #include "runtime/common/log.h"
 #include "shm/barrier.h"
 #include "shm/liveness.h"
@@ -27,9 +29,29 @@ void hpsi_bridge_heartbeat(struct hpsi_bridge *b)
 	struct hpsi_sched_states m = {0};
 	hpsi_sched_init(&m.h, HPSI_SCH_HEARTBEAT, b->me);
 	m.nnodes = b->S + b->W;
-	for (uint32_t n = 0; n < m.nnodes; n++)
-		if (hpsi_node_local(&b->seg, n))
+	for (uint32_t n = 0; n < m.nnodes; n++) {
+		if (!hpsi_node_local(&b->seg, n))
+			continue;
+		if (n < b->S) {
 			m.state[n] = (uint8_t)hpsi_node_check(&b->seg, n);
+			continue;
+		}
+		/* a dead worker the launcher may restart reads RESTARTING
+		 * (hpsi_worker_state): the scheduler keeps it a member */
+		struct hpsi_node *node = hpsi_seg_node(&b->seg, n);
+		/* This host's restarts: each rank's incarnation (+1 per restart
+		 * that claimed its rank; the new process adds it, relaxed,
+		 * before its release of ALIVE), +1 while RESTARTING. A claim
+		 * between the two state loads may or may not show in inc: the
+		 * +1 is then left out, counting it once or, for one heartbeat,
+		 * not yet (a restart that died before it claimed is counted
+		 * once, though the launcher spent two) */
+		uint32_t before = hpsi_node_state(&b->seg, n);
+		uint32_t inc = atomic_load_explicit(&node->incarnation, memory_order_relaxed);
+		m.state[n] = (uint8_t)hpsi_worker_state(&b->seg, n, 1);
+		uint32_t after = hpsi_node_state(&b->seg, n);
+		m.restarts += inc + (before == HPSI_NODE_RESTARTING && after == HPSI_NODE_RESTARTING);
+	}
 	hpsi_bstat_totals(b, &m.totals);
 	hpsi_bridge_send_sched(b, &m, sizeof m);
 }
@@ -47,6 +69,19 @@ static void apply_states(struct hpsi_bridge *b, const struct hpsi_sched_states *
 							    memory_order_acquire))
 			changed = 1;
 	}
+	/* The job's restart budget is the scheduler's (runtime/cluster/
+	 * scheduler.c): this host's launcher may restart only while the job
+	 * has restarts left. Lowered, never raised (the launcher counts its
+	 * own down from HPS_RESTART_WORKERS); release: as the launcher's own
+	 * decrement, which whoever reads a worker's state acquires. */
+	const char *budget = hpsi_setting("RESTART_WORKERS");
+	uint32_t total = budget ? (uint32_t)strtoul(budget, NULL, 10) : 0;
+	uint32_t left = m->restarts < total ? total - m->restarts : 0;
+	_Atomic uint32_t *own = &b->seg.hdr->worker_restarts;
+	uint32_t cur = atomic_load_explicit(own, memory_order_relaxed);
+	while (cur > left &&
+	       !atomic_compare_exchange_weak_explicit(own, &cur, left, memory_order_release, memory_order_relaxed))
+		;
 	if (changed)
 		hpsi_wake_all(&b->seg);
 }

@@ -210,7 +210,7 @@ int hpsi_sched_check(const void *buf, size_t len, const char **why)
 			return -1;
 		}
 		for (uint32_t i = 0; i < m->nnodes; i++)
-			if (m->state[i] > HPSI_NODE_DEAD) {
+			if (m->state[i] > HPSI_NODE_DEAD && m->state[i] != HPSI_NODE_RESTARTING) {
 				*why = "unknown node state";
 				return -1;
 			}

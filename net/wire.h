@@ -136,10 +136,12 @@ struct hpsi_host_totals {
 };
 
 /* HEARTBEAT and STATES: one enum hpsi_node_state per node id; a
- * heartbeat fills only the sender's own nodes, and its totals. */
+ * heartbeat fills only the sender's own nodes, and its totals.
+ * restarts: HEARTBEAT, the restarts of the sender's workers so far
+ * (--restart-workers); STATES, the whole job's (the scheduler's sum). */
 struct hpsi_sched_states {
 	struct hpsi_sched_hdr h;
-	uint32_t nnodes, pad;
+	uint32_t nnodes, restarts;
 	uint8_t state[HPSI_MAX_NODES];
 	struct hpsi_host_totals totals; /* HEARTBEAT only */
 };

@@ -16,7 +16,7 @@
 #include "shm/ring.h"
 
 #define HPSI_SEG_MAGIC 0x31474553535048ull /* "HPSSEG1" */
-#define HPSI_SEG_VERSION 13 /* 5: counters (shm/counters.h); 6: JOINING, incarnation; 7: probed_at; 8: place_off; 9: xck_*; 10: slots_off; 11: RESTARTING, clock_done/_bar/_ts, worker_restarts; 12: VACANT, launched_workers, members_seq, scale_req; 13: launched_servers, owner_off */
+#define HPSI_SEG_VERSION 15 /* 5: counters (shm/counters.h); 6: JOINING, incarnation; 7: probed_at; 8: place_off; 9: xck_*; 10: slots_off; 11: RESTARTING, clock_done/_bar/_ts, worker_restarts; 12: VACANT, launched_workers, members_seq, scale_req; 13: launched_servers, owner_off; 15: bridge_inflight */
 #define HPSI_SEG_TMP ".tmp" /* suffix + creator pid while a segment is being built */
 
 enum hpsi_node_state {
@@ -87,7 +87,14 @@ struct hpsi_node {
 	_Atomic uint32_t clock_done;
 	_Atomic uint32_t clock_bar[2];
 	_Atomic int64_t clock_ts[2];
-	char pad[128 - 72];
+	/* Workers of a multi-host job: this rank's requests the local bridge
+	 * took from its rings and has not answered into them yet (net/bridge.h).
+	 * The bridge adds (relaxed) before it releases the request ring's head
+	 * and subtracts (release) after it published the answers; a restarted
+	 * process acquires the head, then this, before it drops the answers
+	 * and carves its heap slice again (runtime/client/rejoin.c). */
+	_Atomic uint32_t bridge_inflight;
+	char pad[128 - 76];
 };
 _Static_assert(sizeof(struct hpsi_node) == 128, "a node entry is two cache lines");
 

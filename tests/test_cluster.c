@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -716,6 +717,164 @@ static void test_cluster_checkpoint_host_dies(void)
 	ns_down();
 }
 
+/* ---- restarted workers across hosts ------------------------------------- */
+
+/* tests/test_rejoin.c's worker program (pull, check the staleness bound,
+ * push, clock; worker 0 checks the exact sums), beside this binary. */
+static const char *rejoin_prog(void)
+{
+	static char path[4200];
+	snprintf(path, sizeof path, "%s", self_path);
+	char *slash = strrchr(path, '/');
+	snprintf(slash ? slash + 1 : path, sizeof path - (size_t)(slash ? slash + 1 - path : 0), "test_rejoin");
+	return path;
+}
+
+/* 2 hosts x (1 server, 2 workers), --restart-workers 1 and `opts`: worker 3, on the
+ * host that does not run the scheduler, kills itself after its push of a
+ * random clock was answered, in its first `deaths` incarnations. Returns
+ * the job's exit status; the output is in job_log. */
+static int rejoin_across_hosts_opts(const char *port_env, const char *staleness, int deaths, uint32_t *at,
+				    const char *opts)
+{
+	CU_ASSERT_EQUAL_FATAL(ns_up(2), 0);
+	char hosts[256];
+	snprintf(hosts, sizeof hosts, "%s0 1 2 " NET ".1\n%s1 1 2 " NET ".2\n", pfx, pfx);
+	write_hosts(hosts);
+	*at = 5 + (uint32_t)(rand() % 400);
+	pid_t p = start(job_log,
+			"ip netns exec %s0 %s%s launch %s --staleness %s --restart-workers 1 --hosts %s -- %s --rejoin-worker %s 0 %u 3 %d",
+			pfx, port_env, hps_bin(), opts, staleness, hostsf, rejoin_prog(), strcmp(staleness, "bsp") ? staleness : "0",
+			*at, deaths);
+	return finish(p, 120000);
+}
+
+static int rejoin_across_hosts(const char *port_env, const char *staleness, int deaths, uint32_t *at)
+{
+	return rejoin_across_hosts_opts(port_env, staleness, deaths, at, "");
+}
+
+/* The restart resumes with rank 3 on its host, the others wait for it
+ * (BSP or SSP(2), the bound checked at every pull) and the sums are exact. */
+static void check_rejoined(const char *port_env, const char *staleness)
+{
+	uint32_t at;
+	int rc = rejoin_across_hosts(port_env, staleness, 1, &at);
+	const char *o = slurp(job_log);
+	CU_ASSERT_EQUAL(rc, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(o, "[worker 0] sums exact"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(o, "hps launch: restarted worker 3"));
+	const char *r = strstr(o, "[worker 3] restart 1 resumes from clock ");
+	unsigned resumed = 0;
+	CU_ASSERT(r && sscanf(r + strlen("[worker 3] restart 1 resumes from clock "), "%u", &resumed) == 1);
+	CU_ASSERT(resumed >= at); /* it died after its push of that clock */
+	/* the scheduler counted it against the job's budget */
+	CU_ASSERT_PTR_NOT_NULL(strstr(o, "restarted a worker: 1 of the job's 1 restarts used"));
+	CU_ASSERT_PTR_NULL(strstr(o, "failed: a worker died")); /* no barrier failed */
+	/* no answer to the predecessor's requests reached the restart (its
+	 * drain waited for them; else: "answer to no pending request") */
+	CU_ASSERT_PTR_NULL(strstr(o, "dropped malformed message"));
+	if (rc || !strstr(o, "sums exact") || !strstr(o, "restarts used") || strstr(o, "dropped malformed"))
+		fprintf(stderr, "worker 3 died at clock %u:\n%s\n", at, o);
+	ns_down();
+}
+
+static void test_cluster_rejoin_bsp(void)
+{
+	check_rejoined(ENV("9541"), "bsp");
+}
+
+/* Host 1's segment of job "xrj": worker 3 restarted and waiting in its
+ * drain for requests its predecessor left in the bridge. */
+struct inflight_watch {
+	char host[32];
+	struct hpsi_seg seg;
+	int attached;
+};
+
+static int restart_drains(void *arg)
+{
+	struct inflight_watch *a = arg;
+	char path[512];
+	if (!a->attached && hpsi_seg_path(path, sizeof path, "xrj", a->host) == 0 && access(path, F_OK) == 0)
+		a->attached = hpsi_seg_attach("xrj", a->host, &a->seg) == 0;
+	if (!a->attached)
+		return 0;
+	struct hpsi_node *n = hpsi_seg_node(&a->seg, hpsi_worker_node(&a->seg, 3));
+	return atomic_load_explicit(&n->incarnation, memory_order_relaxed) > 0 &&
+	       atomic_load_explicit(&n->bridge_inflight, memory_order_relaxed) > 0;
+}
+
+/* It dies at the start of a clock with that clock's pull and push sent,
+ * unanswered; the others end the clock before only once the restart
+ * claimed the rank while requests of its predecessor were still in the
+ * bridge (the pull to the other host's server is held there by BSP until
+ * then). So the restart's drain has to wait for their answers before it
+ * drops them and carves the heap slice again; had it not, those answers
+ * would come to the restart ("answer to no pending request"), and the
+ * sums could break. */
+static void test_cluster_rejoin_in_flight(void)
+{
+	char go[300], how[320];
+	snprintf(go, sizeof go, "%s.go", job_log);
+	unlink(go);
+	snprintf(how, sizeof how, " in-flight:%s", go);
+	CU_ASSERT_EQUAL_FATAL(ns_up(2), 0);
+	char hosts[256];
+	snprintf(hosts, sizeof hosts, "%s0 1 2 " NET ".1\n%s1 1 2 " NET ".2\n", pfx, pfx);
+	write_hosts(hosts);
+	uint32_t at = 5 + (uint32_t)(rand() % 400);
+	pid_t p = start(job_log,
+			"ip netns exec %s0 " ENV("9571") "%s launch --job xrj --staleness bsp --restart-workers 1 --hosts %s -- %s --rejoin-worker 0 0 %u 3 1%s",
+			pfx, hps_bin(), hostsf, rejoin_prog(), at, how);
+	struct inflight_watch w = {.attached = 0};
+	snprintf(w.host, sizeof w.host, "%s1", pfx);
+	CU_ASSERT(poll_until(restart_drains, &w, 60000));
+	if (w.attached)
+		hpsi_seg_detach(&w.seg);
+	FILE *f = fopen(go, "w");
+	if (f)
+		fclose(f);
+	int rc = finish(p, 120000);
+	unlink(go);
+	const char *o = slurp(job_log);
+	CU_ASSERT_EQUAL(rc, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(o, "[worker 0] sums exact"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(o, "[worker 3] restart 1 resumes from clock "));
+	CU_ASSERT_PTR_NULL(strstr(o, "dropped malformed message"));
+	if (rc || !strstr(o, "sums exact") || strstr(o, "dropped malformed"))
+		fprintf(stderr, "worker 3 died at clock %u:\n%s\n", at + 1, o);
+	ns_down();
+}
+
+static void test_cluster_rejoin_ssp(void)
+{
+	check_rejoined(ENV("9551"), "2");
+}
+
+/* A second death of worker 3 is beyond --restart-workers 1: final, as
+ * without the option: the scheduler fails the barriers with HPS_EPEERDEAD
+ * (--keep-going, so that the others come to theirs) and the job fails. */
+static void test_cluster_rejoin_budget_spent(void)
+{
+	uint32_t at;
+	int rc = rejoin_across_hosts_opts(ENV("9561"), "bsp", 2, &at, "--keep-going");
+	const char *o = slurp(job_log);
+	CU_ASSERT_NOT_EQUAL(rc, 0);
+	const char *first = strstr(o, "hps launch: restarted worker 3");
+	CU_ASSERT(first && !strstr(first + 1, "hps launch: restarted worker 3")); /* once */
+	CU_ASSERT_PTR_NOT_NULL(strstr(o, "scheduler: worker 3 (host "));
+	char failed[96]; /* the barrier open at its death: the one at the next multiple of 100 */
+	snprintf(failed, sizeof failed, "scheduler: barrier %u failed: a worker died", at / 100);
+	CU_ASSERT_PTR_NOT_NULL(strstr(o, failed));
+	/* the others' pulls miss its pushes from then on (the servers
+	 * finished it), or their barrier fails: no exact sums */
+	CU_ASSERT_PTR_NULL(strstr(o, "sums exact"));
+	if (!rc || !strstr(o, failed))
+		fprintf(stderr, "worker 3 died at clock %u twice (want \"%s\"):\n%s\n", at, failed, o);
+	ns_down();
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 3 && strcmp(argv[1], "--cluster-worker") == 0)
@@ -739,6 +898,10 @@ int main(int argc, char **argv)
 		{"test_cluster_configuration_errors", test_cluster_configuration_errors},
 		{"test_cluster_checkpoint_across_hosts", test_cluster_checkpoint_across_hosts},
 		{"test_cluster_checkpoint_host_dies", test_cluster_checkpoint_host_dies},
+		{"test_cluster_rejoin_bsp", test_cluster_rejoin_bsp},
+		{"test_cluster_rejoin_ssp", test_cluster_rejoin_ssp},
+		{"test_cluster_rejoin_in_flight", test_cluster_rejoin_in_flight},
+		{"test_cluster_rejoin_budget_spent", test_cluster_rejoin_budget_spent},
 		{NULL, NULL},
 	};
 	int rc = run_suite("cluster", cases);

@@ -5,7 +5,8 @@
  * also when it died in a barrier, with replicated key ranges, and with a
  * server killed at the same time; under deterministic BSP, Adam's model
  * is bit for bit that of a run without the kill;
- * the restarts are bounded; bad values and arguments are refused. */
+ * the restarts are bounded; bad values and arguments are refused.
+ * Across hosts: tests/test_cluster.c runs rejoin_worker with a dying rank. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,13 +39,16 @@ static float value(int r, uint32_t c, int k)
 
 /* sums[c][k]: what every worker pushed to key k at clocks below c */
 static double sums[CLOCKS + 1][NKEYS];
+/* The job's workers: NWORKERS here; any number when test_cluster.c runs
+ * this program across hosts (--rejoin-worker with a dying rank). */
+static int nworkers = NWORKERS;
 
 static void fill_sums(void)
 {
 	for (int k = 0; k < NKEYS; k++)
 		for (uint32_t c = 0; c < CLOCKS; c++) {
 			sums[c + 1][k] = sums[c][k];
-			for (int r = 0; r < NWORKERS; r++)
+			for (int r = 0; r < nworkers; r++)
 				sums[c + 1][k] += value(r, c, k);
 		}
 }
@@ -66,13 +70,49 @@ static int worker1_restarted(void *ctx)
 				    memory_order_relaxed) > 0;
 }
 
-/* Worker 1's first incarnation kills itself once its push of clock
- * `die_at` was answered (0: never): the restart replays a push that every
- * server applied already. */
+/* Worker die_rank (1 unless test_cluster.c names another) kills itself
+ * once its push of clock `die_at` was answered (0: never), in its first
+ * `deaths` incarnations (1 unless named): the restart replays a push
+ * that every server applied already. */
+static int die_rank = 1, deaths = 1;
+/* test_cluster.c: it dies instead at the start of clock die_at + 1, with
+ * that clock's pull and push sent and their answers not read (across
+ * hosts: in its bridge's FIFO, the pull held back by BSP). The restart
+ * sends the same two again. */
+static int die_in_flight;
+/* ... and the others wait, before they end clock die_at, until this file
+ * exists (the test made it once the restart waits in its drain): so the
+ * pull stays unanswered in the bridge until then (BSP). */
+static const char *go_file;
+
+static int go_there(void *path)
+{
+	return access(path, F_OK) == 0;
+}
+
+static int dies_now(int rank, uint32_t c, uint32_t die_at)
+{
+	const char *again = getenv("HPS_RESTART");
+	return die_at && rank == die_rank && c == die_at && (again ? atoi(again) : 0) < deaths;
+}
+
 static void maybe_die(int rank, uint32_t c, uint32_t die_at)
 {
-	if (die_at && rank == 1 && c == die_at && !getenv("HPS_RESTART"))
+	if (!die_in_flight && dies_now(rank, c, die_at))
 		raise(SIGKILL);
+}
+
+/* After hps_clock began clock c + 1. */
+static void maybe_die_in_flight(hps_worker *w, const uint64_t *keys, float *got, int rank, uint32_t c, uint32_t die_at)
+{
+	if (!die_in_flight || !dies_now(rank, c, die_at))
+		return;
+	float next[NKEYS];
+	for (int k = 0; k < NKEYS; k++)
+		next[k] = value(rank, c + 1, k);
+	(void)hps_pull(w, keys, NKEYS, got, NULL);
+	(void)hps_push(w, keys, NKEYS, next, NULL);
+	raise(SIGKILL);
 }
 
 static int rejoin_worker(int staleness, uint32_t hold, uint32_t die_at)
@@ -92,8 +132,9 @@ static int rejoin_worker(int staleness, uint32_t hold, uint32_t die_at)
 		printf("restart %s resumes from clock %u\n", again, c0);
 	fflush(stdout);
 	int rank = hps_rank(ctx);
-	if (hps_num_workers(ctx) != NWORKERS)
+	if (die_rank == 1 && hps_num_workers(ctx) != NWORKERS)
 		return 10;
+	nworkers = hps_num_workers(ctx);
 	fill_sums();
 	uint64_t keys[NKEYS];
 	float vals[NKEYS], got[NKEYS];
@@ -129,10 +170,15 @@ static int rejoin_worker(int staleness, uint32_t hold, uint32_t die_at)
 			return 6;
 		}
 		maybe_die(rank, c, die_at);
+		if (go_file && rank != die_rank && c == die_at && !poll_until(go_there, (void *)go_file, 30000)) {
+			fprintf(stderr, "%s never came\n", go_file);
+			return 12;
+		}
 		if ((rc = hps_clock(w))) {
 			fprintf(stderr, "clock %u: %s\n", c, hps_strerror(rc));
 			return 6;
 		}
+		maybe_die_in_flight(w, keys, got, rank, c, die_at);
 	}
 	if ((rc = hps_barrier(ctx))) {
 		fprintf(stderr, "barrier: %s\n", hps_strerror(rc));
@@ -602,9 +648,14 @@ static void test_rejoin_bad_values(void)
 	}
 	snprintf(cmd, sizeof cmd, "%s launch --job rj4 --host testhost --restart-workers", hps_bin());
 	CU_ASSERT_EQUAL(run_quiet(cmd), 2);
-	snprintf(cmd, sizeof cmd, "%s launch --restart-workers 1 --hosts /nonexistent -- true", hps_bin());
+	/* across hosts only with --hosts (test_cluster.c): the scheduler of
+	 * --tracker or of a hand-started HPS_ROOT_URI job does not know it */
+	snprintf(cmd, sizeof cmd, "%s launch --restart-workers 1 --tracker -- true", hps_bin());
 	CU_ASSERT_EQUAL(run_quiet(cmd), 2);
-	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps launch: --restart-workers works within one host only"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps launch: --restart-workers works within one host or with --hosts, not with --tracker or HPS_ROOT_URI\n"));
+	snprintf(cmd, sizeof cmd, "HPS_ROOT_URI=127.0.0.1 %s launch --restart-workers 1 -- true", hps_bin());
+	CU_ASSERT_EQUAL(run_quiet(cmd), 2);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps launch: --restart-workers works within one host or with --hosts, not with --tracker or HPS_ROOT_URI\n"));
 	snprintf(cmd, sizeof cmd, "%s launch --help", hps_bin());
 	CU_ASSERT_EQUAL(run_quiet(cmd), 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "--restart-workers N"));
@@ -648,8 +699,14 @@ int main(int argc, char **argv)
 		return adam_worker(argv[2], (uint32_t)atoi(argv[3]));
 	if (argc == 3 && strcmp(argv[1], "--exit-worker") == 0)
 		return exit_worker((uint32_t)atoi(argv[2]));
-	if (argc == 5 && strcmp(argv[1], "--rejoin-worker") == 0)
+	if ((argc == 5 || argc == 7 || argc == 8) && strcmp(argv[1], "--rejoin-worker") == 0) {
+		if (argc >= 7) /* test_cluster.c: the dying rank and its deaths */
+			die_rank = atoi(argv[5]), deaths = atoi(argv[6]);
+		/* "in-flight:GO" (test_cluster.c) */
+		die_in_flight = argc == 8 && strncmp(argv[7], "in-flight:", 10) == 0;
+		go_file = die_in_flight ? argv[7] + 10 : NULL;
 		return rejoin_worker(atoi(argv[2]), (uint32_t)atoi(argv[3]), (uint32_t)atoi(argv[4]));
+	}
 	ssize_t sl = readlink("/proc/self/exe", self_path, sizeof self_path - 1);
 	self_path[sl > 0 ? sl : 0] = 0;
 	unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();

@@ -56,6 +56,18 @@ static int drained(void *p)
 		uint32_t head = atomic_load_explicit(&w->req[s].r->head, memory_order_acquire);
 		if (head != w->req[s].tail && !hpsi_range_gone(w->seg, s))
 			all = 0;
+	}
+	/* Across hosts the ring of a remote server is consumed by the local
+	 * bridge when it takes a request, and the answer (a pull's into the
+	 * heap slice) comes later. acquire: pairs with the bridge's release
+	 * of its count after it published those answers; it counted each
+	 * request before it released the head acquired above, so 0 here
+	 * means every answer to the predecessor's requests is in the rings,
+	 * dropped just below (net/bridge.h, hpsi_bridge_inflight). */
+	if (atomic_load_explicit(&hpsi_seg_node(w->seg, hpsi_worker_node(w->seg, w->rank))->bridge_inflight,
+				 memory_order_acquire))
+		all = 0;
+	for (uint32_t s = 0; s < w->nservers; s++) {
 		struct hpsi_ring_cons *c = &w->resp[s];
 		size_t len;
 		int n = 0;

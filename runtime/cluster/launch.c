@@ -110,7 +110,8 @@ static void usage(FILE *f)
 		"  --restart-workers N   start a worker that died (signal or non-zero exit) again, with\n"
 		"                        the same rank and HPS_RESTART=k, up to N times in all (default\n"
 		"                        0); it resumes from hps_resume_clock and the others wait for it;\n"
-		"                        what is left of the dead one's process group is killed first\n"
+		"                        what is left of the dead one's process group is killed first;\n"
+		"                        with --hosts on its host, N counted for the whole job\n"
 		"  --deterministic       BSP ranges apply each clock's pushes in worker order, so\n"
 		"                        same-seed runs give the same model bit for bit; every\n"
 		"                        worker must call hps_clock (HPS_DETERMINISTIC=1)\n"
@@ -820,6 +821,10 @@ static void close_finished(struct job *j, const struct child *c, uint32_t node, 
 	struct hpsi_node *n = hpsi_seg_node(&j->seg, node);
 	/* acquire pairs with the state's releases; the pid and birth were
 	 * stored before the claim's */
+	/* across hosts the bridge may have lowered the count to the job's
+	 * (restart_worker): 0 there is final too. acquire: as everyone's */
+	if (!atomic_load_explicit(&j->seg.hdr->worker_restarts, memory_order_acquire))
+		restarts_left = 0;
 	uint32_t st = atomic_load_explicit(&n->state, memory_order_acquire);
 	if (restarts_left <= 0 || (st != HPSI_NODE_ALIVE && st != HPSI_NODE_DEAD && st != HPSI_NODE_RESTARTING) ||
 	    hpsi_proc_alive(atomic_load_explicit(&n->pid, memory_order_relaxed),
@@ -855,8 +860,27 @@ static int restart_worker(struct job *j, const struct child *c, uint32_t node, l
 						     memory_order_acquire) &&
 	    st != HPSI_NODE_RESTARTING) /* a restart that died before it joined */
 		return 0;
-	--*left;
-	atomic_store_explicit(&j->seg.hdr->worker_restarts, (uint32_t)*left, memory_order_release);
+	/* Across hosts the bridge lowers the count to the job's restarts
+	 * left (the scheduler's budget, net/bridge_sched.c): one decrement by
+	 * compare-and-swap, release as before, and none once it is 0; the
+	 * node is then DEAD again, final (nobody acted on RESTARTING as on a
+	 * death, so nobody is contradicted). */
+	_Atomic uint32_t *count = &j->seg.hdr->worker_restarts;
+	uint32_t cur = atomic_load_explicit(count, memory_order_relaxed);
+	while (cur && !atomic_compare_exchange_weak_explicit(count, &cur, cur - 1, memory_order_release,
+							     memory_order_relaxed))
+		;
+	if (!cur) {
+		st = HPSI_NODE_RESTARTING;
+		atomic_compare_exchange_strong_explicit(&n->state, &st, HPSI_NODE_DEAD, memory_order_acq_rel,
+							memory_order_acquire);
+		fprintf(stderr, "hps launch: worker %d is not restarted: the job's --restart-workers budget is spent\n",
+			c->rank);
+		*left = 0;
+		hpsi_wake_all(&j->seg);
+		return 0;
+	}
+	*left = cur - 1;
 	struct child *r = &j->kids[j->n];
 	*r = (struct child){.out.fd = -1, .role = HPS_ROLE_WORKER, .rank = c->rank,
 			    .restart = (int)(restart_workers - *left)};
@@ -907,9 +931,19 @@ int hpsi_cmd_launch(int argc, char **argv)
 		fprintf(stderr, "hps launch: --max-servers works within one host only, not with --hosts, --tracker or HPS_ROOT_URI\n");
 		return 2;
 	}
-	if (restart_workers && (hosts_file || tracker || hpsi_setting("ROOT_URI"))) {
-		fprintf(stderr, "hps launch: --restart-workers works within one host only, not with --hosts, --tracker or HPS_ROOT_URI\n");
+	/* Across hosts only under --hosts (which passes the option to every
+	 * host's launcher, and sets HPS_RESTART_WORKERS, which the scheduler
+	 * and the bridges read as the job's budget). With --tracker or a
+	 * hand-started HPS_ROOT_URI job the scheduler would not know it. */
+	if (restart_workers &&
+	    (tracker || (hpsi_setting("ROOT_URI") && !hosts_file && !hpsi_setting("RESTART_WORKERS")))) {
+		fprintf(stderr, "hps launch: --restart-workers works within one host or with --hosts, not with --tracker or HPS_ROOT_URI\n");
 		return 2;
+	}
+	if (restart_workers) {
+		char num[24];
+		snprintf(num, sizeof num, "%ld", restart_workers);
+		setenv("HPS_RESTART_WORKERS", num, 1);
 	}
 	if (tracker && (rc = tracker_role()))
 		return rc < 0 ? hpsi_cmd_scheduler(1, argv) : rc;

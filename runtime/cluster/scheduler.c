@@ -43,6 +43,7 @@ struct host {
 	int left, dead;
 	uint32_t barrier_gen; /* gen + 1 of its last barrier arrival */
 	struct hpsi_host_totals totals; /* from its last heartbeat */
+	uint32_t restarts; /* its workers' restarts (--restart-workers), from its heartbeats */
 };
 
 /* A checkpoint across hosts, asked for by one host's bridge: a save is
@@ -354,6 +355,10 @@ static void broadcast_states(struct sched *s)
 	hpsi_sched_init(&m.h, HPSI_SCH_STATES, 0);
 	m.nnodes = s->nservers + s->nworkers;
 	memcpy(m.state, s->state, m.nnodes);
+	/* the job's restarts: each host's launcher may restart while they
+	 * are below the budget (apply_states, net/bridge_sched.c) */
+	for (uint32_t i = 0; i < s->nhosts; i++)
+		m.restarts += s->hosts[i].restarts;
 	for (uint32_t i = 0; i < s->nhosts; i++)
 		if (!s->hosts[i].left && !s->hosts[i].dead)
 			send_to(s, &s->hosts[i].id, &m, sizeof m);
@@ -364,6 +369,19 @@ static void set_state(struct sched *s, uint32_t node, uint8_t st, const char *ho
 {
 	if (s->state[node] == st || s->state[node] == HPSI_NODE_DEAD || s->state[node] == HPSI_NODE_CLOSED)
 		return;
+	/* RESTARTING: a dead worker its host's launcher starts again with
+	 * its rank (--restart-workers, within the job's budget: hosts report
+	 * it only while their count, lowered to the job's, is above 0). Still
+	 * a member: no barrier fails, and the other hosts keep it ALIVE
+	 * (apply_states, net/bridge_sched.c), so their servers keep its clock
+	 * and requests. Not final: it goes back to ALIVE when the restart
+	 * claims the rank, and a death beyond the budget comes as DEAD. */
+	if (st == HPSI_NODE_RESTARTING && node < s->nservers)
+		return; /* servers are replaced, not restarted */
+	if (st == HPSI_NODE_RESTARTING)
+		hpsi_info("scheduler: worker %u (host %s) died; its host restarts it", node - s->nservers, host);
+	else if (s->state[node] == HPSI_NODE_RESTARTING && st == HPSI_NODE_ALIVE)
+		hpsi_info("scheduler: worker %u (host %s) restarted and rejoined", node - s->nservers, host);
 	if (st == HPSI_NODE_DEAD)
 		hpsi_error("scheduler: %s %u (host %s) died", node < s->nservers ? "server" : "worker",
 			   node < s->nservers ? node : node - s->nservers, host);
@@ -596,6 +614,16 @@ static void handle(struct sched *s, const struct peer_id *id, const void *buf, s
 				set_state(s, n, hb->state[n], e->name);
 		}
 		h->totals = hb->totals;
+		if (h->restarts != hb->restarts) { /* the other hosts' budgets go down now */
+			s->states_changed = 1;
+			uint32_t all = hb->restarts;
+			for (uint32_t i = 0; i < s->nhosts; i++)
+				all += i == idx ? 0 : s->hosts[i].restarts;
+			const char *budget = hpsi_setting("RESTART_WORKERS");
+			hpsi_warn("scheduler: host %s restarted a worker: %u of the job's %s restarts used (--restart-workers)",
+				  e->name, all, budget ? budget : "0");
+		}
+		h->restarts = hb->restarts;
 	} else if (m->type == HPSI_SCH_BARRIER) {
 		if (m->gen == s->barrier_gen) {
 			h->barrier_gen = m->gen + 1;
