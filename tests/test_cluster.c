@@ -160,6 +160,56 @@ static void test_cluster_hosts_share_placement(void)
 	ns_down();
 }
 
+/* The digest lines of a host group's log (runtime/server/digest.c):
+ * keys and digest of replica i of key range r, in n[r][i] and d[r][i]. */
+static void read_digests(const char *log, unsigned long long n[2][2], unsigned long long d[2][2])
+{
+	const char *o = slurp(log);
+	for (const char *at = o; (at = strstr(at, ": key range ")); at++) {
+		unsigned r, i;
+		unsigned long long keys, dig;
+		if (sscanf(at, ": key range %u (replica %u): %llu keys, digest %llx", &r, &i, &keys, &dig) == 4 &&
+		    r < 2 && i < 2)
+			n[r][i] = keys, d[r][i] = dig;
+	}
+}
+
+/* HPS_REPLICAS=1 across two hosts of one server each (HPS_XREPLICAS=1):
+ * every push reaches the backup on the other host through the bridges,
+ * and the workers' waits return once the backups acked. At the end each
+ * server logs a digest of the records of each key range it holds: the
+ * backup's must equal the primary's (keys, push counts and values bit
+ * for bit), and the sums are exact. */
+static void test_cluster_replicas_across_hosts(void)
+{
+	CU_ASSERT_EQUAL_FATAL(ns_up(1), 0);
+	const char *env = "HPS_ROOT_URI=localhost HPS_ROOT_PORT=9606 HPS_NUM_SERVERS=2 HPS_NUM_WORKERS=2 "
+			  "HPS_NODE_ADDR=localhost HPS_HEAP_MB=16 HPS_RING_KB=1024 HPS_JOB_ID=xrep "
+			  "HPS_REPLICAS=1 HPS_XREPLICAS=1 HPS_LOG=info";
+	struct named_job j;
+	named_start(&j, env, 1, "sums");
+	int ra = finish(j.a, 60000), rb = finish(j.b, 60000);
+	if (ra || rb)
+		fprintf(stderr, "%s\n---\n%s\n", slurp(j.la), slurp(j.lb));
+	CU_ASSERT_EQUAL(ra, 0);
+	CU_ASSERT_EQUAL(rb, 0);
+	CU_ASSERT(log_has(j.la, "sums ok") && log_has(j.lb, "sums ok"));
+	unsigned long long n[2][2] = {{0}}, d[2][2] = {{0}};
+	read_digests(j.la, n, d); /* alpha: server 0, primary of range 0, backup of 1 */
+	read_digests(j.lb, n, d);
+	for (int r = 0; r < 2; r++) {
+		CU_ASSERT(n[r][0] > 0);
+		CU_ASSERT_EQUAL(n[r][1], n[r][0]);
+		CU_ASSERT_EQUAL(d[r][1], d[r][0]);
+		if (!n[r][0] || n[r][1] != n[r][0] || d[r][1] != d[r][0])
+			fprintf(stderr, "range %d: primary %llu keys %016llx, backup %llu keys %016llx\n", r, n[r][0],
+				d[r][0], n[r][1], d[r][1]);
+	}
+	CU_ASSERT_EQUAL(finish(j.sched, 10000), 0);
+	unlink(j.la), unlink(j.lb);
+	ns_down();
+}
+
 /* As dmlc-core's tracker starts a job: every process alone, with its
  * DMLC_ROLE, the scheduler too, all running one command. */
 static void test_cluster_dmlc_tracker_processes(void)
@@ -731,6 +781,7 @@ int main(int argc, char **argv)
 		{"test_cluster_dmlc_tracker_processes", test_cluster_dmlc_tracker_processes},
 		{"test_cluster_host_names", test_cluster_host_names},
 		{"test_cluster_hosts_share_placement", test_cluster_hosts_share_placement},
+		{"test_cluster_replicas_across_hosts", test_cluster_replicas_across_hosts},
 		{"test_cluster_full_rings", test_cluster_full_rings},
 		{"test_cluster_scheduler_shows_every_host", test_cluster_scheduler_shows_every_host},
 		{"test_cluster_bridge_killed", test_cluster_bridge_killed},

@@ -74,8 +74,8 @@ void hpsi_replica_forward(struct server *sv, const struct fwd_slots *f, const vo
 		}
 		hpsi_ring_commit(&sv->fwd_out[f->to[k]], len);
 		sv->fwd_dirty[f->to[k]] = 1;
-		if (h->flags & (HPSI_F_HEAP_KEYS | HPSI_F_HEAP_VALS))
-			sv->fwd_urgent[f->to[k]] = 1; /* its worker waits for the backup */
+		if ((h->flags & (HPSI_F_HEAP_KEYS | HPSI_F_HEAP_VALS)) || sv->seg->hdr->bridged)
+			sv->fwd_urgent[f->to[k]] = 1; /* its worker waits for the backup (its ack) */
 	}
 	hpsi_stat_add(&sv->stats->forwarded, f->n);
 }
@@ -142,6 +142,9 @@ static int apply_forward(struct server *sv, const void *rec, size_t len)
 	/* A push whose body is in the worker's heap is acknowledged: the
 	 * worker keeps the buffer until every backup has read it. */
 	int heap_body = (h->flags & (HPSI_F_HEAP_KEYS | HPSI_F_HEAP_VALS)) != 0;
+	/* Across hosts every forward is acknowledged: the primary's answer
+	 * may reach the worker before the forward reaches this host. */
+	heap_body |= sv->seg->hdr->bridged != 0;
 	struct peer *own = &sv->ranges[0].peers[wk]; /* this server's answer ring to wk */
 	struct hpsi_msg_hdr *ack = NULL;
 	if (heap_body && !sv->finished[wk] && !(ack = hpsi_ring_reserve(&own->resp, sizeof *ack)))
