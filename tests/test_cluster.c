@@ -207,6 +207,21 @@ static void test_cluster_replicas_across_hosts(void)
 	}
 	CU_ASSERT_EQUAL(finish(j.sched, 10000), 0);
 	unlink(j.la), unlink(j.lb);
+	/* A forward crosses hosts inline: a push part larger than a ring
+	 * record (the 128 KiB push over 64 KiB records) fails in one line
+	 * with HPS_ETOOBIG, the job ends, nothing hangs. */
+	env = "HPS_ROOT_URI=localhost HPS_ROOT_PORT=9607 HPS_NUM_SERVERS=2 HPS_NUM_WORKERS=2 "
+	      "HPS_NODE_ADDR=localhost HPS_HEAP_MB=16 HPS_RING_KB=256 HPS_JOB_ID=xrep2 "
+	      "HPS_REPLICAS=1 HPS_XREPLICAS=1";
+	named_start(&j, env, 1, "sums");
+	ra = finish(j.a, 60000), rb = finish(j.b, 60000);
+	CU_ASSERT(ra != 0 && rb != 0);
+	const char *says = "with HPS_REPLICAS across hosts each server's part of a push must fit a ring record";
+	CU_ASSERT(log_has(j.la, says) && log_has(j.lb, says));
+	if (!log_has(j.la, says))
+		fprintf(stderr, "%s\n", slurp(j.la));
+	finish(j.sched, 10000);
+	unlink(j.la), unlink(j.lb);
 	ns_down();
 }
 
