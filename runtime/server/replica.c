@@ -234,6 +234,8 @@ int hpsi_replica_drain(struct server *sv)
 int hpsi_replica_earlier_gone(struct server *sv, const struct range_state *rs, uint32_t i)
 {
 	int died = 0;
+	if (sv->seg->hdr->bridged)
+		return 0; /* no takeover across hosts yet: hpsi_range_primary */
 	for (uint32_t j = 0; j < i; j++) {
 		struct hpsi_node *n = hpsi_seg_node(sv->seg, hpsi_replica(sv->seg, rs->id, j));
 		/* acquire pairs with the state's release (struct hpsi_node) */
