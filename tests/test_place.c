@@ -303,6 +303,19 @@ static void test_place_launch_refuses(void)
 	CU_ASSERT(access(mark, F_OK) != 0);
 	if (st != 2 || !strstr(out, "host big runs"))
 		fprintf(stderr, "%s\n", out);
+	/* a layout that keeps the replicas apart is refused still without
+	 * HPS_XREPLICAS=1: no failover across hosts yet */
+	f = fopen(hosts, "w");
+	CU_ASSERT_FATAL(f != NULL);
+	fprintf(f, "one 1 1\ntwo 1 1\n");
+	fclose(f);
+	st = finish_group(spawn_logged(log, "/bin/sh", cmd), 20000);
+	slurp_into(log, out, sizeof out);
+	CU_ASSERT_EQUAL(st, 2);
+	CU_ASSERT(strstr(out, "HPS_REPLICAS across hosts survives no server loss yet; set HPS_XREPLICAS=1") != NULL);
+	CU_ASSERT(access(mark, F_OK) != 0);
+	if (st != 2 || !strstr(out, "HPS_XREPLICAS=1"))
+		fprintf(stderr, "%s\n", out);
 	unlink(mark);
 	unlink(hosts);
 	unlink(log);
