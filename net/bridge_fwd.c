@@ -27,7 +27,13 @@
  * worker's heap slice is freed when the primary answers, while a local
  * backup may still read it; with replicas across hosts the worker refuses
  * a push part that does not fit a ring record (runtime/client/request.c),
- * so pushes never take that path. */
+ * so pushes never take that path.
+ *
+ * Ordering: the forward rings are ordinary SPSC rings with the bridge at
+ * one end (shm/ring.h, pairs A and B: the primary's release of the tail
+ * before the bridge reads a record; the bridge's release of the tail
+ * before the backup reads one). One thread (the bridge's) does all of
+ * this; nothing here is shared with ZeroMQ's thread. */
 #include <stdlib.h>
 #include <string.h>
 
