@@ -179,7 +179,7 @@ static void read_digests(const char *log, unsigned long long n[2][2], unsigned l
  * logs a digest of the records of each key range it holds, which for the
  * backup must equal the primary's (keys, push counts and values bit for
  * bit). */
-static void replicated_job(const char *settings)
+static void replicated_job(const char *settings, const char *mode)
 {
 	char env[1024];
 	snprintf(env, sizeof env,
@@ -188,7 +188,7 @@ static void replicated_job(const char *settings)
 		 "HPS_REPLICAS=1 HPS_XREPLICAS=1 HPS_LOG=info %s",
 		 settings);
 	struct named_job j;
-	named_start(&j, env, 1, "sums");
+	named_start(&j, env, 1, mode);
 	int ra = finish(j.a, 60000), rb = finish(j.b, 60000);
 	if (ra || rb)
 		fprintf(stderr, "%s\n---\n", slurp(j.la)), fprintf(stderr, "%s\n", slurp(j.lb));
@@ -216,12 +216,15 @@ static void replicated_job(const char *settings)
  * declared ranges, where the 128 KiB push of each worker is one part sent
  * from its shared heap without a copy: the primary on the worker's host
  * forwards it with its values in the worker's heap, which the bridge
- * reads there. */
+ * reads there; then many small pushes over full rings. */
 static void test_cluster_replicas_across_hosts(void)
 {
 	CU_ASSERT_EQUAL_FATAL(ns_up(1), 0);
-	replicated_job("");
-	replicated_job("HPS_KEY_RANGES=0-99999,100000-199999");
+	replicated_job("", "sums");
+	replicated_job("HPS_KEY_RANGES=0-99999,100000-199999", "sums");
+	/* 400 pushes in flight over 16 KiB rings: forwards wait in the
+	 * backups' hosts for room in their rings (hpsi_bridge_fwd_retry) */
+	replicated_job("HPS_RING_KB=16", "pipe");
 	struct named_job j;
 	const char *env;
 	int ra, rb;
