@@ -240,7 +240,8 @@ int hpsi_bridge_forward_requests(struct hpsi_bridge *b)
 					hpsi_bridge_flush(b, host); /* keep the order of this pair's messages */
 					if (b->out[host].q)
 						break;
-				} else if (hpsi_bridge_batch_room(&b->out[host], hpsi_batch_rec_bytes(sizeof h + n1 + n2))) {
+				} else if (hpsi_bridge_batch_room(&b->out[host],
+								  hpsi_batch_rec_bytes(sizeof h + n1 + n2))) {
 					break;
 				}
 				struct hpsi_bridge_entry *e = NULL;
@@ -269,7 +270,8 @@ int hpsi_bridge_forward_requests(struct hpsi_bridge *b)
 						hpsi_bridge_count_failed(b, w, s, rc, "its values could not be sent");
 					}
 				} else {
-					hpsi_bridge_append(b, host, w, s, 0, &h, n1 ? (const void *)v.keys : NULL, n1, v.vals, n2);
+					hpsi_bridge_append(b, host, w, s, 0, &h, n1 ? (const void *)v.keys : NULL, n1,
+							   v.vals, n2);
 				}
 				hpsi_ring_consume(&p->cons, len);
 				moved = 1;
@@ -367,12 +369,13 @@ int hpsi_bridge_forward_answers(struct hpsi_bridge *b)
 				}
 				struct hpsi_msg_hdr h = *v.hdr;
 				size_t lens_bytes = h.nlens ? hpsi_lens_bytes(h.nlens) : 0;
-				if (hpsi_bridge_batch_room(&b->out[host], hpsi_batch_rec_bytes(sizeof h + lens_bytes + h.val_bytes)))
+				size_t bytes = hpsi_batch_rec_bytes(sizeof h + lens_bytes + h.val_bytes);
+				if (hpsi_bridge_batch_room(&b->out[host], bytes))
 					break; /* it stays in the ring until memory is back */
 				h.flags &= HPSI_F_LENS;
 				h.resp_off = h.resp_cap = 0;
-				hpsi_bridge_append(b, host, w, s, 0, &h, h.nlens ? (const void *)v.lens : NULL, lens_bytes, v.vals,
-				       h.val_bytes);
+				const void *lens = h.nlens ? (const void *)v.lens : NULL;
+				hpsi_bridge_append(b, host, w, s, 0, &h, lens, lens_bytes, v.vals, h.val_bytes);
 				answered(b, w, p);
 				hpsi_ring_consume(&p->cons, len);
 			}

@@ -91,7 +91,8 @@ static int send_ring(struct hpsi_bridge *b, uint32_t p, uint32_t q)
 		if (len >= sizeof *h0 && h0->sender < b->W)
 			heap = hpsi_bridge_slice_of(b, h0->sender);
 		if (len < sizeof *h0 || h0->sender >= b->W || hpsi_msg_check(rec, len, &heap, &v, &why) ||
-		    (v.hdr->type != HPSI_MSG_PUSH && v.hdr->type != HPSI_MSG_CLOCK) || !(v.hdr->flags & HPSI_F_REPLICA)) {
+		    (v.hdr->type != HPSI_MSG_PUSH && v.hdr->type != HPSI_MSG_CLOCK) ||
+		    !(v.hdr->flags & HPSI_F_REPLICA)) {
 			/* copies of key ranges (HPSI_MSG_SYNC) do not cross hosts yet */
 			hpsi_msg_count_bad(len >= sizeof *h0 && h0->type == HPSI_MSG_SYNC
 						   ? "a range copy to another host (not supported)"
@@ -108,7 +109,8 @@ static int send_ring(struct hpsi_bridge *b, uint32_t p, uint32_t q)
 			break; /* no memory: it stays in the ring */
 		h.flags &= HPSI_F_LENS | HPSI_F_REPLICA;
 		h.keys_off = h.vals_off = h.resp_off = h.resp_cap = 0;
-		hpsi_bridge_append(b, host, p, q, HPSI_REC_FORWARD, &h, n1 ? (const void *)v.keys : NULL, n1, v.vals, n2);
+		hpsi_bridge_append(b, host, p, q, HPSI_REC_FORWARD, &h, n1 ? (const void *)v.keys : NULL, n1, v.vals,
+				   n2);
 		hpsi_ring_consume(&f->cons, len);
 		moved = 1;
 	}

@@ -140,14 +140,13 @@ static int apply_forward(struct server *sv, const void *rec, size_t len)
 	if (h->type == HPSI_MSG_CLOCK)
 		return 1;
 	/* A push whose body is in the worker's heap is acknowledged: the
-	 * worker keeps the buffer until every backup has read it. */
-	int heap_body = (h->flags & (HPSI_F_HEAP_KEYS | HPSI_F_HEAP_VALS)) != 0;
-	/* Across hosts every forward is acknowledged: the primary's answer
-	 * may reach the worker before the forward reaches this host. */
-	heap_body |= sv->seg->hdr->bridged != 0;
+	 * worker keeps the buffer until every backup has read it. Across
+	 * hosts every push is: the primary's answer may reach the worker
+	 * before the forward reaches this host (net/bridge_fwd.c). */
+	int acked = (h->flags & (HPSI_F_HEAP_KEYS | HPSI_F_HEAP_VALS)) || sv->seg->hdr->bridged;
 	struct peer *own = &sv->ranges[0].peers[wk]; /* this server's answer ring to wk */
 	struct hpsi_msg_hdr *ack = NULL;
-	if (heap_body && !sv->finished[wk] && !(ack = hpsi_ring_reserve(&own->resp, sizeof *ack)))
+	if (acked && !sv->finished[wk] && !(ack = hpsi_ring_reserve(&own->resp, sizeof *ack)))
 		return 0;
 	int rc = 0;
 	if (h->timestamp > p->last_seq) {
