@@ -39,6 +39,7 @@
  *   net/bridge_queue.c    per pair: requests in flight, held messages
  *   net/bridge_forward.c  local rings -> peers (batches, zero-copy values)
  *   net/bridge_deliver.c  peers -> local rings (validation, delivery)
+ *   net/bridge_fwd.c      replicas: forwards between hosts, acks passed on
  *   net/bridge_sched.c    scheduler client: registration, heartbeats, states
  *   net/bridge_barrier.c  the cross-host barrier relay
  *   net/bridge_ckpt.c     checkpoints across hosts: requests, local steps
@@ -131,6 +132,9 @@ struct hpsi_bridge {
 	struct hpsi_sched_assign assign;
 	uint32_t *host_of_server, *host_of_worker;
 	struct hpsi_bridge_pair *pairs; /* W x S */
+	/* HPS_REPLICAS: S x S forward rings [primary][backup] that cross
+	 * hosts (net/bridge_fwd.c; used 1: we consume, 2: we produce) */
+	struct hpsi_bridge_pair *fwd;
 	struct hpsi_heap **heaps; /* remote workers' slices on this host */
 	uint32_t *heap_live; /* per remote worker: buffers of ours in its slice */
 	struct hpsi_bridge_out *out;  /* per host */
@@ -226,6 +230,26 @@ int hpsi_bridge_forward_answers(struct hpsi_bridge *b);
 void hpsi_bridge_flush(struct hpsi_bridge *b, uint32_t host);
 /* Bytes waiting for `host` (the open batch and the refused ones). */
 size_t hpsi_bridge_queued(const struct hpsi_bridge *b, uint32_t host);
+
+/* Makes room for `more` bytes in the open batch of `o`; HPS_ENOMEM. */
+int hpsi_bridge_batch_room(struct hpsi_bridge_out *o, size_t more);
+/* Appends one message in wire form (header, then body parts) to the open
+ * batch for `host`, which hpsi_bridge_batch_room made room in. */
+void hpsi_bridge_append(struct hpsi_bridge *b, uint32_t host, uint32_t w, uint32_t s, uint32_t rec_flags,
+			const struct hpsi_msg_hdr *h, const void *p1, size_t n1, const void *p2, size_t n2);
+
+/* net/bridge_fwd.c: forwards of primaries to backups on other hosts. */
+/* Attaches the forward rings that cross hosts (with replicas only). */
+int hpsi_bridge_fwd_layout(struct hpsi_bridge *b);
+/* Sends what local primaries forwarded to remote backups; 1 when any. */
+int hpsi_bridge_fwd_send(struct hpsi_bridge *b);
+/* A received forward (record flagged HPSI_REC_FORWARD) for a local backup. */
+void hpsi_bridge_fwd_receive(struct hpsi_bridge *b, uint32_t from, const struct hpsi_rec_hdr *rec,
+			     const struct hpsi_msg_hdr *h, const void *keys, const void *vals);
+/* Writes held forwards whose ring has room now; 1 when any moved. */
+int hpsi_bridge_fwd_retry(struct hpsi_bridge *b);
+/* Whether a local primary's forward to a remote backup waits. */
+int hpsi_bridge_fwd_pending(const struct hpsi_bridge *b);
 
 /* net/bridge_deliver.c: peers to local rings. Each deliver_* returns 0 when
  * the message is in the ring (not yet published), 1 when it must wait

@@ -174,6 +174,11 @@ int hpsi_bridge_deliver_answer(struct hpsi_bridge *b, uint32_t w, uint32_t s, co
 {
 	struct hpsi_bridge_pair *p = hpsi_bridge_pair_of(b, w, s);
 	struct hpsi_bridge_entry *e;
+	if (in->flags & HPSI_F_REPLICA) { /* a backup's ack: no request of this pair */
+		struct hpsi_msg_hdr a = *in;
+		a.flags = HPSI_F_REPLICA;
+		return put_answer_hdr(p, &a);
+	}
 	for (;;) {
 		if (hpsi_bridge_answer_failed(b, w, s))
 			return 1;
@@ -271,6 +276,10 @@ static void handle_batch(struct hpsi_bridge *b, uint32_t from, const void *buf, 
 			continue;
 		}
 		const struct hpsi_msg_hdr *h = v.hdr;
+		if (rec.flags & HPSI_REC_FORWARD) {
+			hpsi_bridge_fwd_receive(b, from, &rec, h, v.keys, v.vals);
+			continue;
+		}
 		int answer = h->type == HPSI_MSG_RESPONSE;
 		if (rec.worker >= b->W || rec.server >= b->S || (r.vals_frame && (answer || h->vals_off != 0 ||
 										 h->val_bytes != vals_len))) {

@@ -35,8 +35,7 @@ size_t hpsi_bridge_queued(const struct hpsi_bridge *b, uint32_t host)
 	return o->queued + (o->open ? o->open->len : 0);
 }
 
-/* Makes room for `more` bytes in the open batch of `o`. */
-static int batch_room(struct hpsi_bridge_out *o, size_t more)
+int hpsi_bridge_batch_room(struct hpsi_bridge_out *o, size_t more)
 {
 	struct hpsi_bridge_frame *f = o->open;
 	size_t len = f && f->len ? f->len : sizeof(struct hpsi_batch_hdr);
@@ -141,14 +140,12 @@ void hpsi_bridge_flush(struct hpsi_bridge *b, uint32_t host)
 	hpsi_bstat_queue(b, host);
 }
 
-/* Appends one message in wire form (header, then body parts) to the open
- * batch for `host`, which batch_room made room in. */
-static void append(struct hpsi_bridge *b, uint32_t host, uint32_t w, uint32_t s, const struct hpsi_msg_hdr *h,
-		   const void *p1, size_t n1, const void *p2, size_t n2)
+void hpsi_bridge_append(struct hpsi_bridge *b, uint32_t host, uint32_t w, uint32_t s, uint32_t rec_flags,
+			const struct hpsi_msg_hdr *h, const void *p1, size_t n1, const void *p2, size_t n2)
 {
 	struct hpsi_bridge_frame *o = b->out[host].open;
 	size_t len = sizeof *h + n1 + n2;
-	struct hpsi_rec_hdr r = {(uint32_t)len, w, s, 0};
+	struct hpsi_rec_hdr r = {(uint32_t)len, w, s, rec_flags};
 	unsigned char *at = o->data + o->len;
 	memcpy(at, &r, sizeof r);
 	memcpy(at + sizeof r, h, sizeof *h);
@@ -243,7 +240,8 @@ int hpsi_bridge_forward_requests(struct hpsi_bridge *b)
 					hpsi_bridge_flush(b, host); /* keep the order of this pair's messages */
 					if (b->out[host].q)
 						break;
-				} else if (batch_room(&b->out[host], hpsi_batch_rec_bytes(sizeof h + n1 + n2))) {
+				} else if (hpsi_bridge_batch_room(&b->out[host],
+								  hpsi_batch_rec_bytes(sizeof h + n1 + n2))) {
 					break;
 				}
 				struct hpsi_bridge_entry *e = NULL;
@@ -274,7 +272,8 @@ int hpsi_bridge_forward_requests(struct hpsi_bridge *b)
 						hpsi_bridge_count_failed(b, w, s, rc, "its values could not be sent");
 					}
 				} else {
-					append(b, host, w, s, &h, n1 ? (const void *)v.keys : NULL, n1, v.vals, n2);
+					hpsi_bridge_append(b, host, w, s, 0, &h, n1 ? (const void *)v.keys : NULL, n1,
+							   v.vals, n2);
 				}
 				hpsi_ring_consume(&p->cons, len);
 				moved = 1;
@@ -308,12 +307,12 @@ static int send_failed(struct hpsi_bridge *b, uint32_t w, uint32_t s, struct hps
 	uint32_t host = b->host_of_worker[w];
 	while ((e = hpsi_bridge_fifo_front(&p->fifo)) && e->status) {
 		struct hpsi_msg_hdr h;
-		if (batch_room(&b->out[host], hpsi_batch_rec_bytes(sizeof h)))
+		if (hpsi_bridge_batch_room(&b->out[host], hpsi_batch_rec_bytes(sizeof h)))
 			return 1;
 		hpsi_msg_init(&h, HPSI_MSG_RESPONSE, s, e->ts);
 		h.part = e->part;
 		h.status = e->status;
-		append(b, host, w, s, &h, NULL, 0, NULL, 0);
+		hpsi_bridge_append(b, host, w, s, 0, &h, NULL, 0, NULL, 0);
 		answered(b, w, p);
 	}
 	return 0;
@@ -323,7 +322,8 @@ static int send_failed(struct hpsi_bridge *b, uint32_t w, uint32_t s, struct hps
  * they are bounded by the requests it sent). */
 int hpsi_bridge_forward_answers(struct hpsi_bridge *b)
 {
-	int moved = 0;
+	/* the forwards the servers published before these answers go first */
+	int moved = hpsi_bridge_fwd_send(b);
 	for (uint32_t w = 0; w < b->W; w++) {
 		if (hpsi_bridge_local_worker(b, w))
 			continue;
@@ -344,6 +344,20 @@ int hpsi_bridge_forward_answers(struct hpsi_bridge *b)
 					moved = 1;
 					continue;
 				}
+				if (v.hdr->flags & HPSI_F_REPLICA) {
+					/* a backup's ack answers no request of this pair: it
+					 * goes as it is, past the FIFO (net/bridge_fwd.c) */
+					if (hpsi_bridge_batch_room(&b->out[host], hpsi_batch_rec_bytes(sizeof *v.hdr)))
+						break;
+					struct hpsi_msg_hdr a = *v.hdr;
+					a.flags = HPSI_F_REPLICA;
+					a.nlens = 0, a.val_bytes = 0;
+					a.keys_off = a.vals_off = a.resp_off = a.resp_cap = 0;
+					hpsi_bridge_append(b, host, w, s, 0, &a, NULL, 0, NULL, 0);
+					hpsi_ring_consume(&p->cons, len);
+					moved = 1;
+					continue;
+				}
 				if (!e || e->ts != v.hdr->timestamp || e->part != v.hdr->part) {
 					long k = hpsi_bridge_fifo_find(&p->fifo, v.hdr->timestamp, v.hdr->part);
 					if (k > 0) { /* answers before it were lost: they fail first */
@@ -357,12 +371,13 @@ int hpsi_bridge_forward_answers(struct hpsi_bridge *b)
 				}
 				struct hpsi_msg_hdr h = *v.hdr;
 				size_t lens_bytes = h.nlens ? hpsi_lens_bytes(h.nlens) : 0;
-				if (batch_room(&b->out[host], hpsi_batch_rec_bytes(sizeof h + lens_bytes + h.val_bytes)))
+				size_t bytes = hpsi_batch_rec_bytes(sizeof h + lens_bytes + h.val_bytes);
+				if (hpsi_bridge_batch_room(&b->out[host], bytes))
 					break; /* it stays in the ring until memory is back */
 				h.flags &= HPSI_F_LENS;
 				h.resp_off = h.resp_cap = 0;
-				append(b, host, w, s, &h, h.nlens ? (const void *)v.lens : NULL, lens_bytes, v.vals,
-				       h.val_bytes);
+				const void *lens = h.nlens ? (const void *)v.lens : NULL;
+				hpsi_bridge_append(b, host, w, s, 0, &h, lens, lens_bytes, v.vals, h.val_bytes);
 				answered(b, w, p);
 				hpsi_ring_consume(&p->cons, len);
 			}

@@ -30,7 +30,7 @@ static int rings_pending(struct hpsi_bridge *b)
 			if (hpsi_ring_pending(p->cons.r))
 				return 1;
 		}
-	return 0;
+	return hpsi_bridge_fwd_pending(b);
 }
 
 /* Sleeps until a peer, the scheduler or a ring has something, or ZeroMQ
@@ -94,7 +94,7 @@ int hpsi_bridge_layout(struct hpsi_bridge *b)
 				p->used = 1;
 			}
 		}
-	return 0;
+	return hpsi_bridge_fwd_layout(b);
 }
 
 void hpsi_bridge_seg_params(const struct hpsi_bridge *b, struct hpsi_bridge_place *pl, struct hpsi_seg_params *sp)
@@ -104,6 +104,8 @@ void hpsi_bridge_seg_params(const struct hpsi_bridge *b, struct hpsi_bridge_plac
 	hpsi_config_seg_params(&b->cfg, sp);
 	sp->nservers = a->nservers, sp->nworkers = a->nworkers;
 	sp->bridged = 1;
+	const char *x = hpsi_setting("XREPLICAS");
+	sp->xreplicas = x && strcmp(x, "1") == 0;
 	sp->srv_lo = mine->srv_lo, sp->srv_hi = mine->srv_hi, sp->wrk_lo = mine->wrk_lo, sp->wrk_hi = mine->wrk_hi;
 	/* the scheduler ranks hosts in this order with contiguous servers
 	 * (hpsi_sched_check checked the entries), as shm/place.h expects */
@@ -213,6 +215,7 @@ int hpsi_cmd_bridge(int argc, char **argv)
 		int64_t spin_until = 0;
 		while (!hpsi_bridge_stop) {
 			int moved = hpsi_bridge_retry_held(b);
+			moved |= hpsi_bridge_fwd_retry(b);
 			moved |= hpsi_bridge_forward_requests(b);
 			moved |= hpsi_bridge_forward_answers(b);
 			moved |= hpsi_bridge_recv_peers(b);

@@ -120,7 +120,7 @@ void hpsi_bridge_hold(struct hpsi_bridge *b, struct hpsi_bridge_pair *p, const s
 		memcpy(m->msg + sizeof *h, keys, keys_bytes);
 		memcpy(m->msg + sizeof *h + keys_bytes, vals, vals_bytes);
 	}
-	((struct hpsi_msg_hdr *)m->msg)->flags &= HPSI_F_LENS;
+	((struct hpsi_msg_hdr *)m->msg)->flags &= HPSI_F_LENS | (answer ? HPSI_F_REPLICA : 0); /* acks stay acks */
 	if (p->held_tail)
 		p->held_tail->next = m;
 	else

@@ -146,7 +146,12 @@ static inline uint32_t hpsi_range_primary(const struct hpsi_seg *s, uint32_t r)
 		uint32_t srv = hpsi_range_owner(s, r);
 		return hpsi_server_gone(s, srv) ? HPSI_NO_SERVER : srv;
 	}
-	for (uint32_t i = 0; i <= s->hdr->replicas; i++) {
+	/* Across hosts (HPS_XREPLICAS) no backup takes a range over yet
+	 * (docs/ARCHITECTURE.md, "Across hosts: the plan", steps 3 and 4):
+	 * only the primary serves, and its death fails the range's requests
+	 * as without replicas. */
+	uint32_t last = s->hdr->bridged ? 0 : s->hdr->replicas;
+	for (uint32_t i = 0; i <= last; i++) {
 		uint32_t srv = hpsi_replica(s, r, i);
 		if (!hpsi_server_gone(s, srv) && !hpsi_replica_lacks(s, srv, i))
 			return srv;

@@ -67,7 +67,9 @@ int hpsi_batch_next(struct hpsi_batch_reader *r, struct hpsi_rec_hdr *rec, const
 		return -1;
 	}
 	memcpy(rec, r->buf + r->at, sizeof *rec);
-	if (rec->flags & ~(uint32_t)HPSI_REC_VALS_FRAME || (rec->flags != 0) != (r->vals_frame != 0)) {
+	uint32_t known = HPSI_REC_VALS_FRAME | HPSI_REC_FORWARD;
+	if (rec->flags & ~known || ((rec->flags & HPSI_REC_VALS_FRAME) != 0) != (r->vals_frame != 0) ||
+	    (rec->flags & HPSI_REC_FORWARD && r->vals_frame)) {
 		*why = "record flags disagree with the batch";
 		return -1;
 	}

@@ -36,13 +36,17 @@ struct hpsi_batch_hdr {
 	uint32_t from;     /* sending host */
 };
 
-enum { HPSI_REC_VALS_FRAME = 1 };
+/* HPSI_REC_FORWARD: a primary's forward to a backup (HPS_REPLICAS) read
+ * from the forward ring of server `worker` (the primary) to server
+ * `server` (the backup), to go into that ring on the backup's host
+ * (net/bridge_fwd.c); never in a batch with a value frame. */
+enum { HPSI_REC_VALS_FRAME = 1, HPSI_REC_FORWARD = 2 };
 
 struct hpsi_rec_hdr {
 	uint32_t len;      /* bytes of the message that follows */
-	uint32_t worker;   /* the request's worker rank (requests and responses) */
-	uint32_t server;   /* the server rank */
-	uint32_t flags;    /* HPSI_REC_VALS_FRAME */
+	uint32_t worker;   /* the request's worker rank (requests and responses); forwards: the primary */
+	uint32_t server;   /* the server rank; forwards: the backup */
+	uint32_t flags;    /* HPSI_REC_VALS_FRAME, HPSI_REC_FORWARD */
 };
 
 /* Bytes a record of a message of len bytes takes in a batch frame. */
@@ -97,8 +101,8 @@ struct hpsi_sched_hdr {
  * a registration carries a hash of each, so a host that differs is named. */
 #define HPSI_SHARED_SETTINGS                                                                       \
 	{ "KEY_RANGES", "UPDATER", "INIT", "STALENESS", "DTYPE", "COMPRESS", "DIRECT", "RING_KB", \
-	  "HEAP_MB", "DETERMINISTIC" }
-#define HPSI_NSHARED 10
+	  "HEAP_MB", "DETERMINISTIC", "REPLICAS", "XREPLICAS" }
+#define HPSI_NSHARED 12
 
 struct hpsi_sched_register {
 	struct hpsi_sched_hdr h;

@@ -583,6 +583,39 @@ static void test_bridge_counts_peer_traffic(void)
 	bridge_down();
 }
 
+/* A record flagged HPSI_REC_FORWARD (a primary's forward to a backup on
+ * another host, net/bridge_fwd.c) is read from an ordinary batch; with a
+ * value frame, or with a flag nobody knows, the batch is refused. */
+static int batch_of_one(uint16_t batch_flags, uint32_t rec_flags, struct hpsi_rec_hdr *rec, const char **why)
+{
+	static _Alignas(8) unsigned char buf[256];
+	struct hpsi_msg_hdr h;
+	hpsi_msg_init(&h, HPSI_MSG_CLOCK, 0, 1);
+	struct hpsi_batch_hdr bh = {HPSI_BATCH_MAGIC, HPSI_WIRE_VERSION, batch_flags, 1, 0};
+	struct hpsi_rec_hdr r = {(uint32_t)sizeof h, 1, 0, rec_flags};
+	memcpy(buf, &bh, sizeof bh);
+	memcpy(buf + sizeof bh, &r, sizeof r);
+	memcpy(buf + sizeof bh + sizeof r, &h, sizeof h);
+	struct hpsi_batch_reader rd;
+	const void *msg;
+	if (hpsi_batch_open(&rd, buf, sizeof bh + hpsi_batch_rec_bytes(sizeof h), why))
+		return -2;
+	return hpsi_batch_next(&rd, rec, &msg, why);
+}
+
+static void test_bridge_forward_record_flags(void)
+{
+	struct hpsi_rec_hdr rec;
+	const char *why = "";
+	CU_ASSERT_EQUAL(batch_of_one(0, HPSI_REC_FORWARD, &rec, &why), 1);
+	CU_ASSERT_EQUAL(rec.flags, (uint32_t)HPSI_REC_FORWARD);
+	CU_ASSERT_EQUAL(rec.worker, 1u);
+	CU_ASSERT_EQUAL(batch_of_one(HPSI_REC_VALS_FRAME, HPSI_REC_VALS_FRAME | HPSI_REC_FORWARD, &rec, &why), -1);
+	CU_ASSERT_STRING_EQUAL(why, "record flags disagree with the batch");
+	CU_ASSERT_EQUAL(batch_of_one(0, 4, &rec, &why), -1);
+	CU_ASSERT_STRING_EQUAL(why, "record flags disagree with the batch");
+}
+
 int main(void)
 {
 	static const struct test_case cases[] = {
@@ -594,6 +627,7 @@ int main(void)
 		{"test_bridge_slow_peer_backpressure", test_bridge_slow_peer_backpressure},
 		{"test_bridge_shm_full_fails_request", test_bridge_shm_full_fails_request},
 		{"test_bridge_counts_peer_traffic", test_bridge_counts_peer_traffic},
+		{"test_bridge_forward_record_flags", test_bridge_forward_record_flags},
 		{NULL, NULL},
 	};
 	return run_suite("bridge", cases);

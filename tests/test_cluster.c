@@ -161,6 +161,92 @@ static void test_cluster_hosts_share_placement(void)
 	ns_down();
 }
 
+/* The digest lines of a host group's log (runtime/server/digest.c):
+ * keys and digest of replica i of key range r, in n[r][i] and d[r][i]. */
+static void read_digests(const char *log, unsigned long long n[2][2], unsigned long long d[2][2])
+{
+	const char *o = slurp(log);
+	for (const char *at = o; (at = strstr(at, ": key range ")); at++) {
+		unsigned r, i;
+		unsigned long long keys, dig;
+		if (sscanf(at, ": key range %u (replica %u): %llu keys, digest %llx", &r, &i, &keys, &dig) == 4 &&
+		    r < 2 && i < 2)
+			n[r][i] = keys, d[r][i] = dig;
+	}
+}
+
+/* A job of two hosts of one server each with HPS_REPLICAS=1 (and
+ * HPS_XREPLICAS=1) and settings: exact sums, and at the end each server
+ * logs a digest of the records of each key range it holds, which for the
+ * backup must equal the primary's (keys, push counts and values bit for
+ * bit). */
+static void replicated_job(const char *settings, const char *mode)
+{
+	char env[1024];
+	snprintf(env, sizeof env,
+		 "HPS_ROOT_URI=localhost HPS_ROOT_PORT=9606 HPS_NUM_SERVERS=2 HPS_NUM_WORKERS=2 "
+		 "HPS_NODE_ADDR=localhost HPS_HEAP_MB=16 HPS_RING_KB=1024 HPS_JOB_ID=xrep "
+		 "HPS_REPLICAS=1 HPS_XREPLICAS=1 HPS_LOG=info %s",
+		 settings);
+	struct named_job j;
+	named_start(&j, env, 1, mode);
+	int ra = finish(j.a, 60000), rb = finish(j.b, 60000);
+	if (ra || rb)
+		fprintf(stderr, "%s\n---\n", slurp(j.la)), fprintf(stderr, "%s\n", slurp(j.lb));
+	CU_ASSERT_EQUAL(ra, 0);
+	CU_ASSERT_EQUAL(rb, 0);
+	CU_ASSERT(log_has(j.la, "sums ok") && log_has(j.lb, "sums ok"));
+	unsigned long long n[2][2] = {{0}}, d[2][2] = {{0}};
+	read_digests(j.la, n, d); /* alpha: server 0, primary of range 0, backup of 1 */
+	read_digests(j.lb, n, d);
+	for (int r = 0; r < 2; r++) {
+		CU_ASSERT(n[r][0] > 0);
+		CU_ASSERT_EQUAL(n[r][1], n[r][0]);
+		CU_ASSERT_EQUAL(d[r][1], d[r][0]);
+		if (!n[r][0] || n[r][1] != n[r][0] || d[r][1] != d[r][0])
+			fprintf(stderr, "%s: range %d: primary %llu keys %016llx, backup %llu keys %016llx\n", settings, r,
+				n[r][0], d[r][0], n[r][1], d[r][1]);
+	}
+	CU_ASSERT_EQUAL(finish(j.sched, 10000), 0);
+	unlink(j.la), unlink(j.lb);
+}
+
+/* HPS_REPLICAS=1 across hosts: every push reaches the backup on the
+ * other host through the bridges, and the workers' waits return once
+ * the backups acked. Hashed keys (every push in two parts, inline), then
+ * declared ranges, where the 128 KiB push of each worker is one part sent
+ * from its shared heap without a copy: the primary on the worker's host
+ * forwards it with its values in the worker's heap, which the bridge
+ * reads there; then many small pushes over full rings. */
+static void test_cluster_replicas_across_hosts(void)
+{
+	CU_ASSERT_EQUAL_FATAL(ns_up(1), 0);
+	replicated_job("", "sums");
+	replicated_job("HPS_KEY_RANGES=0-99999,100000-199999", "sums");
+	/* 400 pushes in flight over 16 KiB rings: forwards wait in the
+	 * backups' hosts for room in their rings (hpsi_bridge_fwd_retry) */
+	replicated_job("HPS_RING_KB=16", "pipe");
+	struct named_job j;
+	const char *env;
+	int ra, rb;
+	/* A forward crosses hosts inline: a push part larger than a ring
+	 * record (the 128 KiB push over 64 KiB records) fails in one line
+	 * with HPS_ETOOBIG and the job ends. */
+	env = "HPS_ROOT_URI=localhost HPS_ROOT_PORT=9607 HPS_NUM_SERVERS=2 HPS_NUM_WORKERS=2 "
+	      "HPS_NODE_ADDR=localhost HPS_HEAP_MB=16 HPS_RING_KB=256 HPS_JOB_ID=xrep2 "
+	      "HPS_REPLICAS=1 HPS_XREPLICAS=1";
+	named_start(&j, env, 1, "sums");
+	ra = finish(j.a, 60000), rb = finish(j.b, 60000);
+	CU_ASSERT(ra != 0 && rb != 0);
+	const char *says = "with HPS_REPLICAS across hosts each server's part of a push must fit a ring record";
+	CU_ASSERT(log_has(j.la, says) && log_has(j.lb, says));
+	if (!log_has(j.la, says))
+		fprintf(stderr, "%s\n", slurp(j.la));
+	finish(j.sched, 10000);
+	unlink(j.la), unlink(j.lb);
+	ns_down();
+}
+
 /* As dmlc-core's tracker starts a job: every process alone, with its
  * DMLC_ROLE, the scheduler too, all running one command. */
 static void test_cluster_dmlc_tracker_processes(void)
@@ -194,15 +280,15 @@ static void test_cluster_dmlc_tracker_processes(void)
 	ns_down();
 }
 
-static void kill_and_watch(const char *victim)
+static void kill_and_watch(const char *victim, const char *settings)
 {
 	CU_ASSERT_EQUAL_FATAL(ns_up(2), 0);
 	char hosts[256], h1[32];
 	snprintf(hosts, sizeof hosts, "%s0 1 1 " NET ".1\n%s1 1 0 " NET ".2\n", pfx, pfx);
 	snprintf(h1, sizeof h1, "%s1", pfx);
 	write_hosts(hosts);
-	pid_t p = start(job_log, "ip netns exec %s0 " ENV("9431") "%s launch --keep-going --hosts %s -- %s --cluster-worker loop",
-			pfx, hps_bin(), hostsf, self_path);
+	pid_t p = start(job_log, "ip netns exec %s0 " ENV("9431") "%s %s launch --keep-going --hosts %s -- %s --cluster-worker loop",
+			pfx, settings, hps_bin(), hostsf, self_path);
 	CU_ASSERT_FATAL(wait_log(job_log, "loop started", 20000));
 	usleep(300000);
 	/* the victim may not have started yet: the worker's loop runs before
@@ -227,12 +313,15 @@ static void kill_and_watch(const char *victim)
 
 static void test_cluster_bridge_killed(void)
 {
-	kill_and_watch("bridge");
+	kill_and_watch("bridge", "");
 }
 
 static void test_cluster_remote_server_killed(void)
 {
-	kill_and_watch("server");
+	kill_and_watch("server", "");
+	/* With replicas across hosts no backup takes a range over yet: the
+	 * death fails the requests as without replicas, in the same time. */
+	kill_and_watch("server", "HPS_REPLICAS=1 HPS_XREPLICAS=1");
 }
 
 /* Random bytes, truncated frames and huge declared lengths at the bridges'
@@ -890,6 +979,7 @@ int main(int argc, char **argv)
 		{"test_cluster_dmlc_tracker_processes", test_cluster_dmlc_tracker_processes},
 		{"test_cluster_host_names", test_cluster_host_names},
 		{"test_cluster_hosts_share_placement", test_cluster_hosts_share_placement},
+		{"test_cluster_replicas_across_hosts", test_cluster_replicas_across_hosts},
 		{"test_cluster_full_rings", test_cluster_full_rings},
 		{"test_cluster_scheduler_shows_every_host", test_cluster_scheduler_shows_every_host},
 		{"test_cluster_bridge_killed", test_cluster_bridge_killed},

@@ -241,13 +241,13 @@ static void test_place_hosts_agree(void)
 	/* with replicas, a layout that cannot keep them apart is refused
 	 * when the segment is made, naming the host (jobs a tracker starts;
 	 * hps launch --hosts refuses it before anything starts); one that can
-	 * is refused still: replication across hosts is not built yet */
+	 * is refused still unless HPS_XREPLICAS=1: no failover across hosts yet */
 	static const struct {
 		uint32_t K;
 		const char *says;
 	} refusals[] = {
 		{2, "HPS_REPLICAS=2: host host1 runs 3 of the job's 6 servers"},
-		{1, "replication across hosts is not supported yet"},
+		{1, "replication across hosts survives no server loss yet"},
 	};
 	for (int k = 0; k < 2; k++) {
 		memset(&b, 0, sizeof b);
@@ -302,6 +302,19 @@ static void test_place_launch_refuses(void)
 	CU_ASSERT(strstr(out, "HPS_REPLICAS=1: host big runs 3 of the job's 4 servers") != NULL);
 	CU_ASSERT(access(mark, F_OK) != 0);
 	if (st != 2 || !strstr(out, "host big runs"))
+		fprintf(stderr, "%s\n", out);
+	/* a layout that keeps the replicas apart is refused still without
+	 * HPS_XREPLICAS=1: no failover across hosts yet */
+	f = fopen(hosts, "w");
+	CU_ASSERT_FATAL(f != NULL);
+	fprintf(f, "one 1 1\ntwo 1 1\n");
+	fclose(f);
+	st = finish_group(spawn_logged(log, "/bin/sh", cmd), 20000);
+	slurp_into(log, out, sizeof out);
+	CU_ASSERT_EQUAL(st, 2);
+	CU_ASSERT(strstr(out, "HPS_REPLICAS across hosts survives no server loss yet; set HPS_XREPLICAS=1") != NULL);
+	CU_ASSERT(access(mark, F_OK) != 0);
+	if (st != 2 || !strstr(out, "HPS_XREPLICAS=1"))
 		fprintf(stderr, "%s\n", out);
 	unlink(mark);
 	unlink(hosts);

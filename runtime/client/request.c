@@ -284,6 +284,14 @@ static int part_buffers(hps_worker *w, const struct call *c, struct hpsi_part *p
 	size_t vals_bytes = push ? part_vals(c, p) * wsz : 0;
 	size_t ans_bytes = pull && c->width ? (size_t)p->count * c->width * wsz : 0;
 	int rc = 0;
+	/* Across hosts a forwarded push travels inline (net/bridge_fwd.c): a
+	 * bridge that put its body in a heap slice would free it when the
+	 * primary answers, while a backup on that host may still read it. */
+	if (push && w->seg->hdr->replicas && w->seg->hdr->bridged && keys_bytes + vals_bytes > w->inline_max) {
+		hpsi_error("a push of %zu KiB to server %u: with HPS_REPLICAS across hosts each server's part of a push must fit a ring record (%zu KiB); raise HPS_RING_KB or push fewer keys at once",
+			   (keys_bytes + vals_bytes) >> 10, p->server, w->inline_max >> 10);
+		return HPS_ETOOBIG;
+	}
 	size_t body = keys_bytes + (zero_copy_push(w, c, p, vals_bytes) ? 0 : vals_bytes);
 	if (body > w->inline_max && vals_bytes && !zero_copy_push(w, c, p, vals_bytes)) {
 		rc = heap_buf(w, p->server, vals_bytes, deadline, &p->vals_buf);

@@ -186,7 +186,8 @@ static void part_maybe_done(struct hps_worker *w, struct hpsi_slot *s, struct hp
 {
 	if (!p->answered)
 		return;
-	if (p->heap_body)
+	/* across hosts a forward may arrive after the answer: every ack counts */
+	if (p->heap_body || w->seg->hdr->bridged)
 		for (uint32_t i = 1; i <= w->seg->hdr->replicas; i++)
 			if ((p->forwarded & (1u << i)) && !(p->applied & (1u << i)) && forwarded_replica_runs(w, p, i))
 				return;

@@ -74,8 +74,8 @@ void hpsi_replica_forward(struct server *sv, const struct fwd_slots *f, const vo
 		}
 		hpsi_ring_commit(&sv->fwd_out[f->to[k]], len);
 		sv->fwd_dirty[f->to[k]] = 1;
-		if (h->flags & (HPSI_F_HEAP_KEYS | HPSI_F_HEAP_VALS))
-			sv->fwd_urgent[f->to[k]] = 1; /* its worker waits for the backup */
+		if ((h->flags & (HPSI_F_HEAP_KEYS | HPSI_F_HEAP_VALS)) || sv->seg->hdr->bridged)
+			sv->fwd_urgent[f->to[k]] = 1; /* its worker waits for the backup (its ack) */
 	}
 	hpsi_stat_add(&sv->stats->forwarded, f->n);
 }
@@ -140,11 +140,13 @@ static int apply_forward(struct server *sv, const void *rec, size_t len)
 	if (h->type == HPSI_MSG_CLOCK)
 		return 1;
 	/* A push whose body is in the worker's heap is acknowledged: the
-	 * worker keeps the buffer until every backup has read it. */
-	int heap_body = (h->flags & (HPSI_F_HEAP_KEYS | HPSI_F_HEAP_VALS)) != 0;
+	 * worker keeps the buffer until every backup has read it. Across
+	 * hosts every push is: the primary's answer may reach the worker
+	 * before the forward reaches this host (net/bridge_fwd.c). */
+	int acked = (h->flags & (HPSI_F_HEAP_KEYS | HPSI_F_HEAP_VALS)) || sv->seg->hdr->bridged;
 	struct peer *own = &sv->ranges[0].peers[wk]; /* this server's answer ring to wk */
 	struct hpsi_msg_hdr *ack = NULL;
-	if (heap_body && !sv->finished[wk] && !(ack = hpsi_ring_reserve(&own->resp, sizeof *ack)))
+	if (acked && !sv->finished[wk] && !(ack = hpsi_ring_reserve(&own->resp, sizeof *ack)))
 		return 0;
 	int rc = 0;
 	if (h->timestamp > p->last_seq) {
@@ -238,6 +240,8 @@ int hpsi_replica_drain(struct server *sv)
 int hpsi_replica_earlier_gone(struct server *sv, const struct range_state *rs, uint32_t i)
 {
 	int died = 0;
+	if (sv->seg->hdr->bridged)
+		return 0; /* no takeover across hosts yet: hpsi_range_primary */
 	for (uint32_t j = 0; j < i; j++) {
 		struct hpsi_node *n = hpsi_seg_node(sv->seg, hpsi_replica(sv->seg, rs->id, j));
 		/* acquire pairs with the state's release (struct hpsi_node) */

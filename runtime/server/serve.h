@@ -209,6 +209,10 @@ void hpsi_replica_check_earlier(struct server *sv);
  * replacement still joining stands for a dead one). */
 int hpsi_replica_earlier_gone(struct server *sv, const struct range_state *rs, uint32_t i);
 
+/* digest.c: one line per held key range (keys, a hash of every record)
+ * at HPS_LOG=info; replicas of a range log the same line. */
+void hpsi_digest_log(struct server *sv);
+
 /* recover.c: copying key ranges to a replacement server. */
 /* A replacement's start: nothing held, its own range not served. */
 void hpsi_recover_setup(struct server *sv);

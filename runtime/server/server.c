@@ -515,6 +515,7 @@ int hps_server_run(hps_ctx *ctx, hps_handler handler, void *arg)
 		spin_until = 0;
 	}
 	hpsi_info("server %d stops serving: every worker has finished, or the job shuts down", ctx->cfg.rank);
+	hpsi_digest_log(&sv);
 	server_free(&sv);
 	return 0;
 }

@@ -235,6 +235,15 @@ int main(int argc, char **argv)
 	at += hpsi_batch_rec_bytes(rh.len);
 	memcpy(batch, &bh, sizeof bh);
 	write_kind(argv[1], "batch", 1, batch, at);
+	/* a primary's forward to a backup on another host (net/bridge_fwd.c) */
+	hpsi_msg_init(h, HPSI_MSG_PUSH, 1, 8);
+	h->nkeys = 2, h->width = 1, h->val_bytes = 8, h->flags = HPSI_F_REPLICA;
+	struct hpsi_rec_hdr fh = {(uint32_t)(sizeof *h + 24), 0, 1, HPSI_REC_FORWARD};
+	struct hpsi_batch_hdr fb = {HPSI_BATCH_MAGIC, HPSI_WIRE_VERSION, 0, 1, 1};
+	memcpy(batch, &fb, sizeof fb);
+	memcpy(batch + sizeof fb, &fh, sizeof fh);
+	memcpy(batch + sizeof fb + sizeof fh, buf, fh.len);
+	write_kind(argv[1], "batch_forward", 1, batch, sizeof fb + hpsi_batch_rec_bytes(fh.len));
 	/* scheduler messages: a registration, a heartbeat, a barrier and its failure */
 	static struct hpsi_sched_register reg;
 	hpsi_sched_init(&reg.h, HPSI_SCH_REGISTER, 0);
