@@ -568,6 +568,78 @@ static void test_scale_new_server_fails(void)
 	unlink(stop);
 }
 
+/* --self-serve: server 0 calls hps_init (its rank is ALIVE), then runs
+ * its serving loop only once the owner table names it for every range:
+ * hps scale --servers 1 handed range 1 to it before its loop ran. The
+ * worker pushes 1 to keys of range 1 (served by server 1), asks for the
+ * scale itself, and pulls them back from server 0. */
+#define LKEYS 16
+static int late_target(void)
+{
+	const char *role = getenv("HPS_ROLE");
+	hps_ctx *ctx;
+	if (role && strcmp(role, "server") == 0) {
+		if (hps_init(&ctx, NULL, NULL))
+			return 2;
+		if (hps_rank(ctx) == 0)
+			for (int64_t until = hpsi_now_ns() + 30000000000ll; hpsi_servers_current(&ctx->seg) != 1;) {
+				if (hpsi_now_ns() > until)
+					return 3;
+				usleep(1000);
+			}
+		int rc = hps_server_run(ctx, NULL, NULL);
+		hps_finalize(ctx);
+		return rc ? 1 : 0;
+	}
+	hps_worker *w;
+	if (join_as_worker(&ctx, &w))
+		return 2;
+	uint64_t keys[LKEYS];
+	float ones[LKEYS], got[LKEYS];
+	int n = 0, rc;
+	for (uint64_t k = 1; n < LKEYS; k++)
+		if (hpsi_route_key(&ctx->seg, k) == 1)
+			ones[n] = 1.0f, keys[n++] = k;
+	if ((rc = hps_wait(w, hps_push(w, keys, LKEYS, ones, NULL)))) {
+		fprintf(stderr, "push: %s\n", hps_strerror(rc));
+		return 4;
+	}
+	char cmd[8192];
+	snprintf(cmd, sizeof cmd, "env -u HPS_ROLE -u HPS_RANK %s scale --servers 1", hps_bin());
+	if (system(cmd) != 0)
+		return 5;
+	if ((rc = hps_wait(w, hps_pull(w, keys, LKEYS, got, NULL)))) {
+		fprintf(stderr, "pull: %s\n", hps_strerror(rc));
+		return 6;
+	}
+	for (int k = 0; k < LKEYS; k++)
+		if (got[k] != 1.0f) {
+			fprintf(stderr, "key %llu holds %.0f after the move, want 1\n", (unsigned long long)keys[k], got[k]);
+			return 7;
+		}
+	printf("moved keys intact\n");
+	fflush(stdout);
+	hps_worker_close(w);
+	hps_finalize(ctx);
+	return 0;
+}
+
+/* A range handed to a launched server between its hps_init and its
+ * serving loop: it serves the copy, not an empty table of its own. */
+static void test_scale_in_before_target_serves(void)
+{
+	char cmd[8192];
+	snprintf(cmd, sizeof cmd,
+		 "exec %s launch --self-serve -s 2 -w 1 --max-servers 3 --job sc7 --host testhost --heap-mb 16 "
+		 "--timeout-ms 30000 -- %s --late-target",
+		 hps_bin(), self_path);
+	int rc = run_cmd(cmd, out, sizeof out);
+	CU_ASSERT_EQUAL(rc, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "[worker 0] moved keys intact"));
+	if (rc || !strstr(out, "moved keys intact"))
+		fprintf(stderr, "launcher:\n%s\n", out);
+}
+
 static int echo_handler(hps_request *req, void *arg)
 {
 	(void)req, (void)arg;
@@ -647,6 +719,8 @@ int main(int argc, char **argv)
 		return room_worker(argv[2]);
 	if (argc == 3 && strcmp(argv[1], "--failing-servers") == 0)
 		return failing_new_servers(argv[2]);
+	if (argc == 2 && strcmp(argv[1], "--late-target") == 0)
+		return late_target();
 	if (argc == 4 && strcmp(argv[1], "--adam-worker") == 0)
 		return adam_worker(argv[2], argv[3]);
 	if (argc == 4 && strcmp(argv[1], "--scale-worker") == 0)
@@ -661,6 +735,7 @@ int main(int argc, char **argv)
 		{"test_scale_deterministic_adam_bit_identical", test_scale_deterministic_adam_bit_identical},
 		{"test_scale_new_server_fails", test_scale_new_server_fails},
 		{"test_scale_servers_refusals", test_scale_servers_refusals},
+		{"test_scale_in_before_target_serves", test_scale_in_before_target_serves},
 		{NULL, NULL},
 	};
 	return run_suite("scale", cases);
