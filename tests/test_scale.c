@@ -128,6 +128,13 @@ static int room_worker(const char *dir)
 				return 8;
 			}
 		}
+		/* a push after the save, which the load must undo */
+		for (int k = 0; k < NKEYS; k++)
+			vals[k] = 1.0f;
+		if ((rc = hps_wait(w, hps_push(w, keys, NKEYS, vals, NULL)))) {
+			fprintf(stderr, "push after the save: %s\n", hps_strerror(rc));
+			return 9;
+		}
 		if ((rc = hps_load(ctx, dir)) < 0 || !check_sums(w, keys, "after the load")) {
 			fprintf(stderr, "hps_load: %s\n", rc < 0 ? hps_strerror(rc) : "loaded");
 			return 9;
