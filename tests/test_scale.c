@@ -647,6 +647,50 @@ static void test_scale_in_before_target_serves(void)
 		fprintf(stderr, "launcher:\n%s\n", out);
 }
 
+/* The launcher cannot start a new server (its open files run out: ulimit
+ * -n, other files closed, leaves room for the launch, not for the scale's
+ * servers): the scale ends at once and says so, no range moves, a server
+ * it did start leaves again, and the job trains on to exact sums. */
+static void test_scale_new_server_cannot_start(void)
+{
+	char log[128], stop[128], cmd[8192];
+	snprintf(log, sizeof log, "/tmp/hps-scale-%d.log", (int)getpid());
+	snprintf(stop, sizeof stop, "/tmp/hps-scale-%d.stop", (int)getpid());
+	unlink(stop);
+	snprintf(cmd, sizeof cmd,
+		 "exec 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- && ulimit -n 10 && exec %s launch -s 2 -w 3 --max-servers 4 "
+		 "--job sc8 --host testhost --heap-mb 16 --timeout-ms 30000 --staleness 2 -- %s --scale-worker %s 2",
+		 hps_bin(), self_path, stop);
+	pid_t pid = spawn_logged(log, "/bin/sh", cmd);
+	struct watch a = {.job = "sc8", .clock = 10};
+	CU_ASSERT(poll_until(workers_past, &a, 30000));
+	snprintf(cmd, sizeof cmd, "%s scale --job sc8 --host testhost --servers 4", hps_bin());
+	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 1);
+	CU_ASSERT_STRING_EQUAL(out2, "hps scale: job sc8 has 2 servers, not 4 (see the launcher's output)\n");
+	if (a.attached) {
+		CU_ASSERT_EQUAL(hpsi_servers_current(&a.seg), 2);
+		/* the next scale is not refused as running */
+		CU_ASSERT_EQUAL(atomic_load_explicit(&a.seg.hdr->scale_req, memory_order_acquire), 0);
+	}
+	int fd = open(stop, O_CREAT | O_WRONLY, 0600);
+	if (fd >= 0)
+		close(fd);
+	CU_ASSERT_EQUAL(finish_group(pid, 60000), 0);
+	if (a.attached)
+		hpsi_seg_detach(&a.seg);
+	slurp_into(log, out, sizeof out);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps launch: cannot start server "));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps scale: not every new server started; the key ranges stay where they are"));
+	CU_ASSERT_PTR_NULL(strstr(out, " moved key range "));
+	if (strstr(out, "cannot start server 3")) /* server 2 started */
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "server 2 leaves the job"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "sums exact after"));
+	if (!strstr(out, "not every new server started") || !strstr(out, "sums exact"))
+		fprintf(stderr, "scale: %s\nlauncher:\n%s\n", out2, out);
+	unlink(log);
+	unlink(stop);
+}
+
 static int echo_handler(hps_request *req, void *arg)
 {
 	(void)req, (void)arg;
@@ -743,6 +787,7 @@ int main(int argc, char **argv)
 		{"test_scale_new_server_fails", test_scale_new_server_fails},
 		{"test_scale_servers_refusals", test_scale_servers_refusals},
 		{"test_scale_in_before_target_serves", test_scale_in_before_target_serves},
+		{"test_scale_new_server_cannot_start", test_scale_new_server_cannot_start},
 		{NULL, NULL},
 	};
 	return run_suite("scale", cases);

@@ -674,12 +674,13 @@ static int serve_scale_servers(struct job *j, struct scaling *sc, uint32_t want,
 			end_server_scale(j, sc);
 			return 0;
 		}
-		for (uint32_t r = 0; r < M; r++)
-			atomic_store_explicit(&hpsi_seg_want(s)[r], plan[r], memory_order_relaxed);
-		atomic_store_explicit(&s->hdr->servers_want, sc->to, memory_order_relaxed);
-		/* release: a server that acquires the number sees the plan */
+		/* The new ranks start before the plan names them (servers_want
+		 * first, so that they do not leave at once): when one cannot
+		 * start, no range moves, and those started leave again (they
+		 * serve nothing and their rank is at or above servers_want). */
+		atomic_store_explicit(&s->hdr->servers_want, sc->to > sc->from ? sc->to : sc->from, memory_order_relaxed);
+		/* release: pairs with the servers' acquire (move.c) */
 		atomic_fetch_add_explicit(&s->hdr->moves_seq, 1, memory_order_release);
-		hpsi_wake_all(s);
 		for (uint32_t r = sc->from; !j->stopping && r < sc->to && j->n < MAX_KIDS; r++) {
 			struct child *c = &j->kids[j->n];
 			*c = (struct child){.out.fd = -1, .role = HPS_ROLE_SERVER, .rank = (int)r};
@@ -691,6 +692,19 @@ static int serve_scale_servers(struct job *j, struct scaling *sc, uint32_t want,
 			started++;
 		}
 		sc->n = j->n - sc->first;
+		if (sc->to > sc->from && (uint32_t)started < sc->to - sc->from) {
+			fprintf(stderr, "hps launch: hps scale: not every new server started; the key ranges stay where they are\n");
+			sc->to = sc->from; /* servers_want back to it */
+			end_server_scale(j, sc);
+			hpsi_wake_all(s);
+			return started;
+		}
+		for (uint32_t r = 0; r < M; r++)
+			atomic_store_explicit(&hpsi_seg_want(s)[r], plan[r], memory_order_relaxed);
+		atomic_store_explicit(&s->hdr->servers_want, sc->to, memory_order_relaxed);
+		/* release: a server that acquires the number sees the plan */
+		atomic_fetch_add_explicit(&s->hdr->moves_seq, 1, memory_order_release);
+		hpsi_wake_all(s);
 		fprintf(stderr, "hps launch: hps scale: servers %u to %u%s\n", sc->from, sc->to,
 			started ? " (new ones started; key ranges move to them)" : " (key ranges move off the leaving ones)");
 		return started;
