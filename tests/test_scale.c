@@ -567,7 +567,10 @@ static void test_scale_new_server_fails(void)
 	if (a.attached)
 		hpsi_seg_detach(&a.seg);
 	slurp_into(log, out, sizeof out);
-	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps launch: server 2 exited with status 3"));
+	/* both new servers fail; the first to end stops the job, and the
+	 * other may be ended by that before it exits 3 itself */
+	CU_ASSERT(strstr(out, "hps launch: server 2 exited with status 3") ||
+		  strstr(out, "hps launch: server 3 exited with status 3"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps launch: hps scale: a server it started ended; the key ranges stay where they are"));
 	if (!strstr(out, "a server it started ended"))
 		fprintf(stderr, "scale: %s\nlauncher:\n%s\n", out2, out);
