@@ -412,6 +412,7 @@ static void test_scale_room_refusals(void)
 		{"-s 2 --max-servers 4 --updater 'sum;sum'", "HPS_MAX_SERVERS with HPS_UPDATER=sum;sum: a list per server is not built"},
 		{"-s 2 --max-servers 4 --hosts /nonexistent", "hps launch: --max-servers works within one host only"},
 		{"-s 2 --max-servers 300", "HPS_MAX_SERVERS"},
+		{"-s 2 --max-servers 4 --restart-servers 2", "hps launch: --restart-servers with --max-servers: a dead server"},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		char cmd[8192];
