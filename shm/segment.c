@@ -352,9 +352,7 @@ int hpsi_seg_create(const struct hpsi_seg_params *params, struct hpsi_seg *seg)
 	 * nservers holders to launched_srv, shm/slots.h): the identity
 	 * without --max-servers, so such a job routes as before */
 	uint16_t own[HPSI_MAX_NODES];
-	for (uint32_t r = 0; r < p->nservers; r++)
-		own[r] = (uint16_t)r;
-	hpsi_share_rebalance(own, p->nservers, p->nservers, launched_srv, NULL);
+	hpsi_seg_first_owners(p->nservers, launched_srv, own);
 	for (uint32_t r = 0; r < p->nservers; r++) {
 		atomic_store_explicit(&hpsi_seg_owner(seg)[r], own[r], memory_order_relaxed);
 		atomic_store_explicit(&hpsi_seg_want(seg)[r], own[r], memory_order_relaxed);
@@ -508,6 +506,13 @@ void hpsi_seg_detach(struct hpsi_seg *seg)
 		munmap(seg->base, seg->size);
 	seg->base = NULL;
 	seg->hdr = NULL;
+}
+
+void hpsi_seg_first_owners(uint32_t nranges, uint32_t launched, uint16_t *own)
+{
+	for (uint32_t r = 0; r < nranges; r++)
+		own[r] = (uint16_t)r;
+	hpsi_share_rebalance(own, nranges, nranges, launched, NULL);
 }
 
 int hpsi_seg_unlink(struct hpsi_seg *seg)

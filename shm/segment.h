@@ -390,6 +390,14 @@ static inline _Atomic uint16_t *hpsi_seg_want(const struct hpsi_seg *s)
 	return hpsi_seg_owner(s) + s->hdr->nservers;
 }
 
+/* The owner table a launch starts with (hpsi_seg_create): range r to
+ * rank r, the ranges of the ranks not launched (launched .. nranges - 1)
+ * spread over the launched ones. Into own[nranges]. A launched server
+ * sets up these ranges, not the ones the live table names: a scale may
+ * hand it a range between its hps_init and its serving loop, and that
+ * range comes by a copy (runtime/server/server.c). */
+void hpsi_seg_first_owners(uint32_t nranges, uint32_t launched, uint16_t *own);
+
 /* Key ranges move between server processes (hps scale --servers): a job
  * launched with room for more servers (--max-servers above -s), without
  * replicas. Its segment has the forward rings for the copies. */

@@ -128,6 +128,13 @@ static int room_worker(const char *dir)
 				return 8;
 			}
 		}
+		/* a push after the save, which the load must undo */
+		for (int k = 0; k < NKEYS; k++)
+			vals[k] = 1.0f;
+		if ((rc = hps_wait(w, hps_push(w, keys, NKEYS, vals, NULL)))) {
+			fprintf(stderr, "push after the save: %s\n", hps_strerror(rc));
+			return 9;
+		}
 		if ((rc = hps_load(ctx, dir)) < 0 || !check_sums(w, keys, "after the load")) {
 			fprintf(stderr, "hps_load: %s\n", rc < 0 ? hps_strerror(rc) : "loaded");
 			return 9;
@@ -405,6 +412,7 @@ static void test_scale_room_refusals(void)
 		{"-s 2 --max-servers 4 --updater 'sum;sum'", "HPS_MAX_SERVERS with HPS_UPDATER=sum;sum: a list per server is not built"},
 		{"-s 2 --max-servers 4 --hosts /nonexistent", "hps launch: --max-servers works within one host only"},
 		{"-s 2 --max-servers 300", "HPS_MAX_SERVERS"},
+		{"-s 2 --max-servers 4 --restart-servers 2", "hps launch: --restart-servers with --max-servers: a dead server"},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		char cmd[8192];
@@ -560,11 +568,128 @@ static void test_scale_new_server_fails(void)
 	if (a.attached)
 		hpsi_seg_detach(&a.seg);
 	slurp_into(log, out, sizeof out);
-	/* both new servers fail; the launcher names the first it sees end */
+	/* both new servers fail; the first to end stops the job, and the
+	 * other may be ended by that before it exits 3 itself */
 	CU_ASSERT(strstr(out, "hps launch: server 2 exited with status 3") ||
 		  strstr(out, "hps launch: server 3 exited with status 3"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps launch: hps scale: a server it started ended; the key ranges stay where they are"));
 	if (!strstr(out, "a server it started ended"))
+		fprintf(stderr, "scale: %s\nlauncher:\n%s\n", out2, out);
+	unlink(log);
+	unlink(stop);
+}
+
+/* --self-serve: server 0 calls hps_init (its rank is ALIVE), then runs
+ * its serving loop only once the owner table names it for every range:
+ * hps scale --servers 1 handed range 1 to it before its loop ran. The
+ * worker pushes 1 to keys of range 1 (served by server 1), asks for the
+ * scale itself, and pulls them back from server 0. */
+#define LKEYS 16
+static int late_target(void)
+{
+	const char *role = getenv("HPS_ROLE");
+	hps_ctx *ctx;
+	if (role && strcmp(role, "server") == 0) {
+		if (hps_init(&ctx, NULL, NULL))
+			return 2;
+		if (hps_rank(ctx) == 0)
+			for (int64_t until = hpsi_now_ns() + 30000000000ll; hpsi_servers_current(&ctx->seg) != 1;) {
+				if (hpsi_now_ns() > until)
+					return 3;
+				usleep(1000);
+			}
+		int rc = hps_server_run(ctx, NULL, NULL);
+		hps_finalize(ctx);
+		return rc ? 1 : 0;
+	}
+	hps_worker *w;
+	if (join_as_worker(&ctx, &w))
+		return 2;
+	uint64_t keys[LKEYS];
+	float ones[LKEYS], got[LKEYS];
+	int n = 0, rc;
+	for (uint64_t k = 1; n < LKEYS; k++)
+		if (hpsi_route_key(&ctx->seg, k) == 1)
+			ones[n] = 1.0f, keys[n++] = k;
+	if ((rc = hps_wait(w, hps_push(w, keys, LKEYS, ones, NULL)))) {
+		fprintf(stderr, "push: %s\n", hps_strerror(rc));
+		return 4;
+	}
+	char cmd[8192];
+	snprintf(cmd, sizeof cmd, "env -u HPS_ROLE -u HPS_RANK %s scale --servers 1", hps_bin());
+	if (system(cmd) != 0)
+		return 5;
+	if ((rc = hps_wait(w, hps_pull(w, keys, LKEYS, got, NULL)))) {
+		fprintf(stderr, "pull: %s\n", hps_strerror(rc));
+		return 6;
+	}
+	for (int k = 0; k < LKEYS; k++)
+		if (got[k] != 1.0f) {
+			fprintf(stderr, "key %llu holds %.0f after the move, want 1\n", (unsigned long long)keys[k], got[k]);
+			return 7;
+		}
+	printf("moved keys intact\n");
+	fflush(stdout);
+	hps_worker_close(w);
+	hps_finalize(ctx);
+	return 0;
+}
+
+/* A range handed to a launched server between its hps_init and its
+ * serving loop: it serves the copy, not an empty table of its own. */
+static void test_scale_in_before_target_serves(void)
+{
+	char cmd[8192];
+	snprintf(cmd, sizeof cmd,
+		 "exec %s launch --self-serve -s 2 -w 1 --max-servers 3 --job sc7 --host testhost --heap-mb 16 "
+		 "--timeout-ms 30000 -- %s --late-target",
+		 hps_bin(), self_path);
+	int rc = run_cmd(cmd, out, sizeof out);
+	CU_ASSERT_EQUAL(rc, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "[worker 0] moved keys intact"));
+	if (rc || !strstr(out, "moved keys intact"))
+		fprintf(stderr, "launcher:\n%s\n", out);
+}
+
+/* The launcher cannot start a new server (its open files run out: ulimit
+ * -n, other files closed, leaves room for the launch, not for the scale's
+ * servers): the scale ends at once and says so, no range moves, a server
+ * it did start leaves again, and the job trains on to exact sums. */
+static void test_scale_new_server_cannot_start(void)
+{
+	char log[128], stop[128], cmd[8192];
+	snprintf(log, sizeof log, "/tmp/hps-scale-%d.log", (int)getpid());
+	snprintf(stop, sizeof stop, "/tmp/hps-scale-%d.stop", (int)getpid());
+	unlink(stop);
+	snprintf(cmd, sizeof cmd,
+		 "exec 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- && ulimit -n 10 && exec %s launch -s 2 -w 3 --max-servers 4 "
+		 "--job sc8 --host testhost --heap-mb 16 --timeout-ms 30000 --staleness 2 -- %s --scale-worker %s 2",
+		 hps_bin(), self_path, stop);
+	pid_t pid = spawn_logged(log, "/bin/sh", cmd);
+	struct watch a = {.job = "sc8", .clock = 10};
+	CU_ASSERT(poll_until(workers_past, &a, 30000));
+	snprintf(cmd, sizeof cmd, "%s scale --job sc8 --host testhost --servers 4", hps_bin());
+	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 1);
+	CU_ASSERT_STRING_EQUAL(out2, "hps scale: job sc8 has 2 servers, not 4 (see the launcher's output)\n");
+	if (a.attached) {
+		CU_ASSERT_EQUAL(hpsi_servers_current(&a.seg), 2);
+		/* the next scale is not refused as running */
+		CU_ASSERT_EQUAL(atomic_load_explicit(&a.seg.hdr->scale_req, memory_order_acquire), 0);
+	}
+	int fd = open(stop, O_CREAT | O_WRONLY, 0600);
+	if (fd >= 0)
+		close(fd);
+	CU_ASSERT_EQUAL(finish_group(pid, 60000), 0);
+	if (a.attached)
+		hpsi_seg_detach(&a.seg);
+	slurp_into(log, out, sizeof out);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps launch: cannot start server "));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps scale: not every new server started; the key ranges stay where they are"));
+	CU_ASSERT_PTR_NULL(strstr(out, " moved key range "));
+	if (strstr(out, "cannot start server 3")) /* server 2 started */
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "server 2 leaves the job"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "sums exact after"));
+	if (!strstr(out, "not every new server started") || !strstr(out, "sums exact"))
 		fprintf(stderr, "scale: %s\nlauncher:\n%s\n", out2, out);
 	unlink(log);
 	unlink(stop);
@@ -649,6 +774,8 @@ int main(int argc, char **argv)
 		return room_worker(argv[2]);
 	if (argc == 3 && strcmp(argv[1], "--failing-servers") == 0)
 		return failing_new_servers(argv[2]);
+	if (argc == 2 && strcmp(argv[1], "--late-target") == 0)
+		return late_target();
 	if (argc == 4 && strcmp(argv[1], "--adam-worker") == 0)
 		return adam_worker(argv[2], argv[3]);
 	if (argc == 4 && strcmp(argv[1], "--scale-worker") == 0)
@@ -663,6 +790,8 @@ int main(int argc, char **argv)
 		{"test_scale_deterministic_adam_bit_identical", test_scale_deterministic_adam_bit_identical},
 		{"test_scale_new_server_fails", test_scale_new_server_fails},
 		{"test_scale_servers_refusals", test_scale_servers_refusals},
+		{"test_scale_in_before_target_serves", test_scale_in_before_target_serves},
+		{"test_scale_new_server_cannot_start", test_scale_new_server_cannot_start},
 		{NULL, NULL},
 	};
 	return run_suite("scale", cases);

@@ -107,7 +107,8 @@ static void usage(FILE *f)
 		"  --max-servers N       room for up to N servers (default: -s): the job's keys form N\n"
 		"                        key ranges, spread over the running servers; `hps scale\n"
 		"                        --servers` moves ranges to more or fewer of them while the\n"
-		"                        job trains (HPS_MAX_SERVERS; one host, no --replicas)\n"
+		"                        job trains (HPS_MAX_SERVERS; one host, no --replicas or\n"
+		"                        --restart-servers)\n"
 		"  --restart-workers N   start a worker that died (signal or non-zero exit) again, with\n"
 		"                        the same rank and HPS_RESTART=k, up to N times in all (default\n"
 		"                        0); it resumes from hps_resume_clock and the others wait for it;\n"
@@ -676,12 +677,13 @@ static int serve_scale_servers(struct job *j, struct scaling *sc, uint32_t want,
 			end_server_scale(j, sc);
 			return 0;
 		}
-		for (uint32_t r = 0; r < M; r++)
-			atomic_store_explicit(&hpsi_seg_want(s)[r], plan[r], memory_order_relaxed);
-		atomic_store_explicit(&s->hdr->servers_want, sc->to, memory_order_relaxed);
-		/* release: a server that acquires the number sees the plan */
+		/* The new ranks start before the plan names them (servers_want
+		 * first, so that they do not leave at once): when one cannot
+		 * start, no range moves, and those started leave again (they
+		 * serve nothing and their rank is at or above servers_want). */
+		atomic_store_explicit(&s->hdr->servers_want, sc->to > sc->from ? sc->to : sc->from, memory_order_relaxed);
+		/* release: pairs with the servers' acquire (move.c) */
 		atomic_fetch_add_explicit(&s->hdr->moves_seq, 1, memory_order_release);
-		hpsi_wake_all(s);
 		for (uint32_t r = sc->from; !j->stopping && r < sc->to && j->n < MAX_KIDS; r++) {
 			struct child *c = &j->kids[j->n];
 			*c = (struct child){.out.fd = -1, .role = HPS_ROLE_SERVER, .rank = (int)r};
@@ -693,6 +695,19 @@ static int serve_scale_servers(struct job *j, struct scaling *sc, uint32_t want,
 			started++;
 		}
 		sc->n = j->n - sc->first;
+		if (sc->to > sc->from && (uint32_t)started < sc->to - sc->from) {
+			fprintf(stderr, "hps launch: hps scale: not every new server started; the key ranges stay where they are\n");
+			sc->to = sc->from; /* servers_want back to it */
+			end_server_scale(j, sc);
+			hpsi_wake_all(s);
+			return started;
+		}
+		for (uint32_t r = 0; r < M; r++)
+			atomic_store_explicit(&hpsi_seg_want(s)[r], plan[r], memory_order_relaxed);
+		atomic_store_explicit(&s->hdr->servers_want, sc->to, memory_order_relaxed);
+		/* release: a server that acquires the number sees the plan */
+		atomic_fetch_add_explicit(&s->hdr->moves_seq, 1, memory_order_release);
+		hpsi_wake_all(s);
 		fprintf(stderr, "hps launch: hps scale: servers %u to %u%s\n", sc->from, sc->to,
 			started ? " (new ones started; key ranges move to them)" : " (key ranges move off the leaving ones)");
 		return started;
@@ -980,6 +995,12 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 	struct hpsi_config cfg;
 	if (hpsi_launch_check_settings(&cfg, self_serve, 1)) /* before anything starts */
 		return 2;
+	/* A job whose key ranges move has no backups (--max-servers refuses
+	 * --replicas): a dead server is not replaced. Refused, not ignored. */
+	if (restart_servers >= 0 && cfg.max_servers > cfg.nservers) {
+		fprintf(stderr, "hps launch: --restart-servers with --max-servers: a dead server of a job whose key ranges move is not replaced (that needs --replicas); run it without one of them\n");
+		return 2;
+	}
 	hpsi_log_identity("launcher", -1, cfg.host);
 	struct hpsi_seg_params sp;
 	hpsi_config_seg_params(&cfg, &sp);

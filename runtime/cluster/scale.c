@@ -43,6 +43,30 @@ static void usage(FILE *f)
 		   "another one of the job runs.\n");
 }
 
+/* Waits until the launcher ended the request this command made (it
+ * stores 0 with release once the new workers joined or the ranges
+ * moved), bounded by HPS_TIMEOUT_MS and by the launcher's life; 1 with
+ * one line when it did not: what ("new workers"), verb ("join") and
+ * done ("joined") name what the request waits for. */
+static int wait_launcher(struct hpsi_seg *seg, const char *what, const char *verb, const char *done)
+{
+	const struct hpsi_seg_hdr *h = seg->hdr;
+	int64_t deadline = hpsi_now_ns() + h->timeout_ms * 1000000;
+	/* acquire: pairs with the launcher's release of 0 */
+	while (atomic_load_explicit(&seg->hdr->scale_req, memory_order_acquire) != 0) {
+		if (!hpsi_proc_alive(h->creator_pid, h->creator_birth)) {
+			fprintf(stderr, "hps scale: job %s ended before its %s %s\n", h->job, what, done);
+			return 1;
+		}
+		if (hpsi_now_ns() > deadline) {
+			fprintf(stderr, "hps scale: the %s of job %s did not %s within HPS_TIMEOUT_MS\n", what, h->job, verb);
+			return 1;
+		}
+		nanosleep(&(struct timespec){0, POLL_NS}, NULL);
+	}
+	return 0;
+}
+
 static int scale_workers(struct hpsi_seg *seg, uint32_t want)
 {
 	const struct hpsi_seg_hdr *h = seg->hdr;
@@ -81,19 +105,8 @@ static int scale_workers(struct hpsi_seg *seg, uint32_t want)
 		fprintf(stderr, "hps scale: a scale of job %s is running\n", h->job);
 		return 1;
 	}
-	int64_t deadline = hpsi_now_ns() + h->timeout_ms * 1000000;
-	/* acquire: pairs with the launcher's release of 0, after the copies joined */
-	while (atomic_load_explicit(&seg->hdr->scale_req, memory_order_acquire) != 0) {
-		if (!hpsi_proc_alive(h->creator_pid, h->creator_birth)) {
-			fprintf(stderr, "hps scale: job %s ended before its new workers joined\n", h->job);
-			return 1;
-		}
-		if (hpsi_now_ns() > deadline) {
-			fprintf(stderr, "hps scale: the new workers of job %s did not join within HPS_TIMEOUT_MS\n", h->job);
-			return 1;
-		}
-		nanosleep(&(struct timespec){0, POLL_NS}, NULL);
-	}
+	if (wait_launcher(seg, "new workers", "join", "joined"))
+		return 1;
 	/* the ranks taken since: the new workers may have ended already */
 	uint32_t joined = hpsi_workers_given(seg) - given;
 	if (now + joined < want) {
@@ -145,19 +158,8 @@ static int scale_servers(struct hpsi_seg *seg, uint32_t want)
 		printf("job %s has %u server%s already\n", h->job, now, now == 1 ? "" : "s");
 		return 0;
 	}
-	int64_t deadline = hpsi_now_ns() + h->timeout_ms * 1000000;
-	/* acquire: pairs with the launcher's release of 0, after the moves */
-	while (atomic_load_explicit(&seg->hdr->scale_req, memory_order_acquire) != 0) {
-		if (!hpsi_proc_alive(h->creator_pid, h->creator_birth)) {
-			fprintf(stderr, "hps scale: job %s ended before its key ranges moved\n", h->job);
-			return 1;
-		}
-		if (hpsi_now_ns() > deadline) {
-			fprintf(stderr, "hps scale: the key ranges of job %s did not move within HPS_TIMEOUT_MS\n", h->job);
-			return 1;
-		}
-		nanosleep(&(struct timespec){0, POLL_NS}, NULL);
-	}
+	if (wait_launcher(seg, "key ranges", "move", "moved"))
+		return 1;
 	now = hpsi_servers_current(seg);
 	if (now != want) {
 		fprintf(stderr, "hps scale: job %s has %u servers, not %u (see the launcher's output)\n", h->job, now, want);

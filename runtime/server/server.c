@@ -385,15 +385,19 @@ static int server_setup(struct server *sv, hps_handler handler, void *arg)
 		hpsi_ring_cons_attach(&sv->fwd_in[s], hpsi_seg_fwd_ring(seg, s, sv->me), seg->hdr->ring_bytes);
 		hpsi_ring_prod_attach(&sv->fwd_out[s], hpsi_seg_fwd_ring(seg, sv->me, s), seg->hdr->ring_bytes);
 	}
-	/* Without replicas, the ranges the owner table gives it; but a server
-	 * a scale started (a new incarnation: hps_init) gets every range by a
-	 * copy (move.c), and one may be handed to it (the owner table names
-	 * it) before this runs. relaxed: its own node's, stored by hps_init. */
+	/* Without replicas, the ranges the launch gave it (the first owner
+	 * table, not the live one: a scale may hand it a range between its
+	 * hps_init, which made it ALIVE, and this; that range comes by a
+	 * copy, as every range of a server a scale started (a new
+	 * incarnation: hps_init) does, move.c). Nobody moves a range away
+	 * from a launched server before its serving loop runs. relaxed: its
+	 * own node's, stored by hps_init. */
 	int first = atomic_load_explicit(&hpsi_seg_node(seg, sv->me)->incarnation, memory_order_relaxed) == 0;
+	uint16_t launch_own[HPSI_MAX_NODES];
+	if (!sv->replicas)
+		hpsi_seg_first_owners(S, seg->hdr->launched_servers, launch_own);
 	for (uint32_t r = 0; r < (sv->replicas ? sv->replicas + 1 : S); r++) {
-		/* acquire: hpsi_range_owner; nobody moves the ranges of a launched
-		 * server before its serving loop runs */
-		if (!sv->replicas && (!first || hpsi_range_owner(seg, r) != sv->me))
+		if (!sv->replicas && (!first || launch_own[r] != sv->me))
 			continue;
 		uint32_t id = sv->replicas ? hpsi_replica_range(seg, sv->me, r) : r;
 		int rc = range_setup(sv, sv->nranges++, id, !sv->replicas || r == 0, handler, arg);
