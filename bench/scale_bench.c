@@ -1,17 +1,18 @@
 /* scale_bench: what `hps scale --servers` costs a training job (make bench-ft).
  *
  * The driver launches `hps launch -s 1 --max-servers 2 -w 1` running this
- * program as its worker. The worker fills FILL_KEYS keys of WIDTH floats,
+ * program as its worker, twice: narrow values (1,000,000 keys of 16 floats)
+ * and wide ones (16,384 keys of 1,024 floats). The worker fills the keys,
  * then pushes and pulls NK keys (both key ranges) in a loop, timing each
  * request: first in steady state, then while `hps scale --servers 2`
  * moves key range 1 to a new server, then while `--servers 1` moves it
  * back. The servers log each move (size and time, runtime/server/move.c);
  * the driver reads those lines from the launcher's output. Lines in
  * hps_bench's format (the last column is the maximum):
- *   scale 1S1W memcpy MB/s - - - -       (memcpy in this process, same run)
- *   scale 1S1W steady - - ops/s p50_us max_us
- *   scale 1S1W out MB/s keys/s ops/s p50_us max_us   (1 -> 2 servers)
- *   scale 2S1W in MB/s keys/s ops/s p50_us max_us    (2 -> 1)
+ *   scale 1S memcpy MB/s - - - -             (memcpy in this process, same run)
+ *   scale 1S1WwW steady - - ops/s p50_us max_us  (W: floats per key)
+ *   scale 1S1WwW out MB/s keys/s ops/s p50_us max_us   (1 -> 2 servers)
+ *   scale 2S1WwW in MB/s keys/s ops/s p50_us max_us    (2 -> 1)
  * MB/s and keys/s: the move as its source timed it (copy start to the
  * FINAL); ops/s, p50_us and max_us: the worker's requests during the whole
  * scale step, so max_us is the pause of the final handover. The worker
@@ -26,9 +27,7 @@
 #include "hps/hps.h"
 #include "shm/bell.h"
 
-#define FILL_KEYS 1000000
-#define FILL_BATCH 100000
-#define WIDTH 16
+#define FILL_FLOATS (1u << 21) /* values per fill request (8 MiB) */
 #define NK 64
 #define STEADY_REQS 20000
 #define MAX_LAT (1 << 20)
@@ -77,29 +76,30 @@ static int timed_step(hps_worker *w, const char *hps, const char *name, int n, c
 	return 0;
 }
 
-static int worker(const char *hps)
+static int worker(const char *hps, uint32_t width, uint32_t fill)
 {
+	const uint32_t batch = FILL_FLOATS / width;
 	hps_ctx *ctx;
 	hps_worker *w;
-	if (hps_init(&ctx, NULL, NULL) || hps_worker_open(ctx, WIDTH, &w))
+	if (hps_init(&ctx, NULL, NULL) || hps_worker_open(ctx, width, &w))
 		return 2;
-	uint64_t *fk = malloc(FILL_BATCH * sizeof *fk);
-	float *fv = malloc((size_t)FILL_BATCH * WIDTH * sizeof *fv);
-	if (!fk || !fv)
+	uint64_t *fk = malloc(batch * sizeof *fk);
+	float *fv = malloc((size_t)FILL_FLOATS * sizeof *fv);
+	float *push = malloc((size_t)NK * width * sizeof *push), *pull = malloc((size_t)NK * width * sizeof *pull);
+	if (!fk || !fv || !push || !pull)
 		return 2;
-	for (size_t i = 0; i < (size_t)FILL_BATCH * WIDTH; i++)
+	for (size_t i = 0; i < FILL_FLOATS; i++)
 		fv[i] = 1;
-	for (uint64_t b = 0; b < FILL_KEYS; b += FILL_BATCH) {
-		for (uint64_t i = 0; i < FILL_BATCH; i++)
+	for (uint64_t b = 0; b < fill; b += batch) {
+		for (uint64_t i = 0; i < batch; i++)
 			fk[i] = NK + b + i;
-		if (hps_wait(w, hps_push(w, fk, FILL_BATCH, fv, NULL)))
+		if (hps_wait(w, hps_push(w, fk, batch, fv, NULL)))
 			return 3;
 	}
 	uint64_t keys[NK];
-	static float push[NK * WIDTH], pull[NK * WIDTH];
 	for (int k = 0; k < NK; k++)
 		keys[k] = (uint64_t)k;
-	for (int i = 0; i < NK * WIDTH; i++)
+	for (int i = 0; i < (int)(NK * width); i++)
 		push[i] = 1;
 	long rounds = 0;
 	if (timed_step(w, hps, "steady", 0, keys, push, pull, &rounds) ||
@@ -109,9 +109,9 @@ static int worker(const char *hps)
 	/* exact: every round added 1 to every value of the NK keys */
 	if (hps_wait(w, hps_pull(w, keys, NK, pull, NULL)))
 		return 5;
-	for (int i = 0; i < NK * WIDTH; i++)
+	for (int i = 0; i < (int)(NK * width); i++)
 		if (pull[i] != (float)rounds) {
-			fprintf(stderr, "scale_bench: key %d holds %.0f after %ld pushes\n", i / WIDTH, pull[i], rounds);
+			fprintf(stderr, "scale_bench: key %d holds %.0f after %ld pushes\n", i / (int)width, pull[i], rounds);
 			return 6;
 		}
 	hps_worker_close(w);
@@ -145,61 +145,61 @@ static int read_move(const char *line, double *keys, double *mb, double *ms)
 	return m && sscanf(m, "moved key range %*u (%lf keys, %lf MB in %lf ms)", keys, mb, ms) == 3;
 }
 
-int main(int argc, char **argv)
+/* One job at `width` floats per key and `fill` keys: its lines, 0 or 1. */
+static int one_job(const char *self, const char *hps, uint32_t width, uint32_t fill)
 {
-	const char *hps = getenv("HPS_BIN") ? getenv("HPS_BIN") : "bin/hps";
-	if (argc == 3 && strcmp(argv[1], "--worker") == 0)
-		return worker(argv[2]);
-	char outp[] = "/tmp/scale_bench_outXXXXXX", errp[] = "/tmp/scale_bench_errXXXXXX", job[32];
+	char outp[] = "/tmp/scale_bench_outXXXXXX", errp[] = "/tmp/scale_bench_errXXXXXX", job[48], w[16], f[16];
 	int ofd = mkstemp(outp), efd = mkstemp(errp);
 	if (ofd < 0 || efd < 0)
 		return 1;
-	snprintf(job, sizeof job, "scalebench%d", (int)getpid());
-	double copy = memcpy_mbs();
+	snprintf(job, sizeof job, "scalebench%d_%u", (int)getpid(), width);
+	snprintf(w, sizeof w, "%u", width);
+	snprintf(f, sizeof f, "%u", fill);
 	pid_t pid = fork();
 	if (pid == 0) {
 		dup2(ofd, 1);
 		dup2(efd, 2);
 		setenv("HPS_LOG", "warn", 1);
-		execl(hps, hps, "launch", "-s", "1", "--max-servers", "2", "-w", "1", "--job", job, "--", argv[0],
-		      "--worker", hps, (char *)NULL);
+		execl(hps, hps, "launch", "-s", "1", "--max-servers", "2", "-w", "1", "--job", job, "--", self, "--worker",
+		      hps, w, f, (char *)NULL);
 		_exit(127);
 	}
 	int st = 1;
 	waitpid(pid, &st, 0);
 	/* the launcher passes its nodes' lines (the servers' log too) to its stdout */
-	FILE *out = fopen(outp, "r"), *err = fopen(errp, "r");
+	FILE *out = fdopen(ofd, "r"), *err = fdopen(efd, "r");
 	unlink(outp);
 	unlink(errp);
-	if (!out || !err || !WIFEXITED(st) || WEXITSTATUS(st)) {
+	if (out)
+		rewind(out);
+	if (err)
+		rewind(err);
+	int bad = !out || !err || !WIFEXITED(st) || WEXITSTATUS(st);
+	if (bad) {
 		fprintf(stderr, "scale_bench: the job failed; its output:\n");
 		char buf[4096];
 		size_t n;
 		while (err && (n = fread(buf, 1, sizeof buf, err)) > 0)
 			fwrite(buf, 1, n, stderr);
-		return 1;
 	}
-	printf("# case config phase MB/s keys/s ops/s p50_us max_us\n");
-	printf("scale 1S1W memcpy");
-	print_fig(copy);
-	printf(" - - - -\n");
 	char line[1024], name[16];
 	double ops, p50, max, keys = 0, mb = 0, ms = 0;
 	int moved = 0;
-	while (fgets(line, sizeof line, out)) {
+	while (!bad && fgets(line, sizeof line, out)) {
 		if (read_move(line, &keys, &mb, &ms)) {
 			moved = 1; /* logged before the step's end: its STEP line follows */
 			continue;
 		}
-		const char *at = strstr(line, "STEP "); /* the launcher may prefix the worker's lines */
+		const char *at = strstr(line, "STEP "); /* the launcher prefixes the worker's lines */
 		if (!at || sscanf(at, "STEP %15s %lf %lf %lf", name, &ops, &p50, &max) != 4)
 			continue;
 		int steady = strcmp(name, "steady") == 0;
 		if (!steady && !moved) {
 			fprintf(stderr, "scale_bench: no move logged for step %s\n", name);
-			return 1;
+			bad = 1;
+			break;
 		}
-		printf("scale %s %s", strcmp(name, "in") == 0 ? "2S1W" : "1S1W", name);
+		printf("scale %sS1Ww%u %s", strcmp(name, "in") == 0 ? "2" : "1", width, name);
 		if (steady)
 			printf(" - -");
 		else
@@ -210,5 +210,22 @@ int main(int argc, char **argv)
 		printf("\n");
 		moved = 0;
 	}
-	return 0;
+	if (out)
+		fclose(out);
+	if (err)
+		fclose(err);
+	return bad;
+}
+
+int main(int argc, char **argv)
+{
+	const char *hps = getenv("HPS_BIN") ? getenv("HPS_BIN") : "bin/hps";
+	if (argc == 5 && strcmp(argv[1], "--worker") == 0)
+		return worker(argv[2], (uint32_t)atoi(argv[3]), (uint32_t)atoi(argv[4]));
+	printf("# case config phase MB/s keys/s ops/s p50_us max_us\n");
+	printf("scale 1S memcpy");
+	print_fig(memcpy_mbs());
+	printf(" - - - -\n");
+	fflush(stdout);
+	return one_job(argv[0], hps, 16, 1000000) || one_job(argv[0], hps, 1024, 16384);
 }
