@@ -13,10 +13,13 @@
  *   scale 1S1WwW steady - - ops/s p50_us max_us  (W: floats per key)
  *   scale 1S1WwW out MB/s keys/s ops/s p50_us max_us   (1 -> 2 servers)
  *   scale 2S1WwW in MB/s keys/s ops/s p50_us max_us    (2 -> 1)
+ *   scale 1S1WwW out_idle MB/s keys/s - - -    (1 -> 2, the worker idle)
+ *   scale 2S1WwW in_idle MB/s keys/s - - -     (2 -> 1, the worker idle)
  * MB/s and keys/s: the move as its source timed it (copy start to the
  * FINAL); ops/s, p50_us and max_us: the worker's requests during the whole
  * scale step, so max_us is the pause of the final handover. The worker
  * checks the sums at the end: a wrong one fails the benchmark. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,9 +39,11 @@
 static double lat_us[MAX_LAT];
 
 /* Runs `hps scale --servers n` (or, n == 0, nothing for STEADY_REQS
- * requests) while pushing and pulling; prints "STEP name ops/s p50 max". */
-static int timed_step(hps_worker *w, const char *hps, const char *name, int n, const uint64_t *keys, float *push,
-		      float *pull, long *rounds)
+ * requests) while pushing and pulling; prints "STEP name ops/s p50 max".
+ * idle: the worker sends nothing until the scale ended (the move alone
+ * on the cores; prints "STEP name - - -"). */
+static int timed_step(hps_worker *w, const char *hps, const char *name, int n, int idle, const uint64_t *keys,
+		      float *push, float *pull, long *rounds)
 {
 	pid_t pid = 0;
 	if (n) {
@@ -52,6 +57,15 @@ static int timed_step(hps_worker *w, const char *hps, const char *name, int n, c
 			return 1;
 	}
 	int count = 0, st = 0, done = 0;
+	if (idle) {
+		if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st)) {
+			fprintf(stderr, "scale_bench: hps scale --servers %d failed\n", n);
+			return 1;
+		}
+		printf("STEP %s - - -\n", name);
+		fflush(stdout);
+		return 0;
+	}
 	int64_t t0 = hpsi_now_ns();
 	while (!done) {
 		int64_t sent = hpsi_now_ns();
@@ -102,9 +116,11 @@ static int worker(const char *hps, uint32_t width, uint32_t fill)
 	for (int i = 0; i < (int)(NK * width); i++)
 		push[i] = 1;
 	long rounds = 0;
-	if (timed_step(w, hps, "steady", 0, keys, push, pull, &rounds) ||
-	    timed_step(w, hps, "out", 2, keys, push, pull, &rounds) ||
-	    timed_step(w, hps, "in", 1, keys, push, pull, &rounds))
+	if (timed_step(w, hps, "steady", 0, 0, keys, push, pull, &rounds) ||
+	    timed_step(w, hps, "out", 2, 0, keys, push, pull, &rounds) ||
+	    timed_step(w, hps, "in", 1, 0, keys, push, pull, &rounds) ||
+	    timed_step(w, hps, "out_idle", 2, 1, keys, push, pull, &rounds) ||
+	    timed_step(w, hps, "in_idle", 1, 1, keys, push, pull, &rounds))
 		return 4;
 	/* exact: every round added 1 to every value of the NK keys */
 	if (hps_wait(w, hps_pull(w, keys, NK, pull, NULL)))
@@ -191,15 +207,17 @@ static int one_job(const char *self, const char *hps, uint32_t width, uint32_t f
 			continue;
 		}
 		const char *at = strstr(line, "STEP "); /* the launcher prefixes the worker's lines */
-		if (!at || sscanf(at, "STEP %15s %lf %lf %lf", name, &ops, &p50, &max) != 4)
+		if (!at || sscanf(at, "STEP %15s", name) != 1)
 			continue;
+		if (sscanf(at, "STEP %*s %lf %lf %lf", &ops, &p50, &max) != 3)
+			ops = p50 = max = NAN; /* an idle step: no requests */
 		int steady = strcmp(name, "steady") == 0;
 		if (!steady && !moved) {
 			fprintf(stderr, "scale_bench: no move logged for step %s\n", name);
 			bad = 1;
 			break;
 		}
-		printf("scale %sS1Ww%u %s", strcmp(name, "in") == 0 ? "2" : "1", width, name);
+		printf("scale %sS1Ww%u %s", strncmp(name, "in", 2) == 0 ? "2" : "1", width, name);
 		if (steady)
 			printf(" - -");
 		else
