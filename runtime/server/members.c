@@ -23,6 +23,8 @@ void hpsi_members_setup(struct server *sv)
 
 void hpsi_members_look(struct server *sv)
 {
+	if (sv->skip_looks) /* HPS_FAILPOINT=nolook (struct server) */
+		return;
 	/* acquire: pairs with the joiners' bumps; the states read below are
 	 * at least as new as the bump seen */
 	uint32_t seq = atomic_load_explicit(&sv->seg->hdr->members_seq, memory_order_acquire);

@@ -391,6 +391,7 @@ static int send_final(struct server *sv, struct range_state *rs)
 		msg_close(sv, y);
 		y->final_sent += n;
 	}
+	sv->skip_looks = 0; /* HPS_FAILPOINT=nolook (struct server) */
 	hpsi_replica_publish(sv);
 	hpsi_node_wake(sv->seg, y->to);
 	double ms = (double)(hpsi_now_ns() - y->started) / 1e6;

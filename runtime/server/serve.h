@@ -129,6 +129,10 @@ struct server {
 	 * is still handed back: as a check preempted between its two looks
 	 * while the replacement read the FINAL and stored ALIVE. */
 	int wait_after_handback, handback_look;
+	/* Tests (HPS_FAILPOINT=nolook:RANK): this server does not look at
+	 * the workers that joined (hpsi_members_look) until it sent the FINAL
+	 * of a copy: a move's source that had not seen a join yet. */
+	int skip_looks;
 	struct hpsi_counters *stats; /* this server's block (server_stats.h) */
 	/* Key ranges move between servers (hpsi_seg_movable, move.c): the
 	 * ranges array has room for every range of the job; the handler
