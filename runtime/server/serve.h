@@ -149,6 +149,10 @@ enum { SERVE_RETRY = 0, SERVE_DONE = 1, SERVE_HELD = 2 };
 void hpsi_members_setup(struct server *sv);
 /* Counts the workers that joined since the last look (membership epoch). */
 void hpsi_members_look(struct server *sv);
+/* Raises worker wk's clock and phase at rs to at least the clock it
+ * joined at, when this server counts it (after a copy's FINAL set them:
+ * the source may not have seen the join). */
+void hpsi_members_floor(struct server *sv, struct range_state *rs, uint32_t wk);
 
 /* serve.c */
 uint32_t hpsi_serve_min_clock(struct server *sv, struct range_state *rs);
