@@ -16,7 +16,7 @@
 #include "shm/ring.h"
 
 #define HPSI_SEG_MAGIC 0x31474553535048ull /* "HPSSEG1" */
-#define HPSI_SEG_VERSION 15 /* 5: counters (shm/counters.h); 6: JOINING, incarnation; 7: probed_at; 8: place_off; 9: xck_*; 10: slots_off; 11: RESTARTING, clock_done/_bar/_ts, worker_restarts; 12: VACANT, launched_workers, members_seq, scale_req; 13: launched_servers, owner_off; 15: bridge_inflight */
+#define HPSI_SEG_VERSION 16 /* 5: counters (shm/counters.h); 6: JOINING, incarnation; 7: probed_at; 8: place_off; 9: xck_*; 10: slots_off; 11: RESTARTING, clock_done/_bar/_ts, worker_restarts; 12: VACANT, launched_workers, members_seq, scale_req; 13: launched_servers, owner_off; 15: bridge_inflight; 16: join_clock */
 #define HPSI_SEG_TMP ".tmp" /* suffix + creator pid while a segment is being built */
 
 enum hpsi_node_state {
@@ -94,7 +94,14 @@ struct hpsi_node {
 	 * process acquires the head, then this, before it drops the answers
 	 * and carves its heap slice again (runtime/client/rejoin.c). */
 	_Atomic uint32_t bridge_inflight;
-	char pad[128 - 76];
+	/* Workers: the clock a joiner started at (runtime/client/join.c), 0
+	 * for a launched worker; stored (relaxed) before the release of
+	 * ALIVE and never changed after, restarts included. Servers read it
+	 * after they acquired a state other than VACANT or EMPTY: a joiner
+	 * needs no push below it, so every range may count it at least
+	 * there (runtime/server/members.c). */
+	_Atomic uint32_t join_clock;
+	char pad[128 - 80];
 };
 _Static_assert(sizeof(struct hpsi_node) == 128, "a node entry is two cache lines");
 

@@ -8,7 +8,9 @@
  * continuously: 2 -> 4 -> 1 servers under SSP(2), 2 -> 4 under BSP (every
  * pull exact: it sees all pushes of the clocks before and none after);
  * the final sums are exact and each step moves about the ideal share of
- * the keys. Then the refusals of hps launch and hps scale. */
+ * the keys. Then the refusals of hps launch and hps scale. And a worker
+ * that joins before a range moves from a server that had not seen it
+ * (HPS_FAILPOINT=nolook): no pull held, exact sums. */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -253,6 +255,7 @@ struct watch {
 	struct hpsi_seg seg;
 	int attached;
 	uint32_t clock;
+	uint32_t workers; /* the workers watched (0: WORKERS) */
 };
 
 /* Every worker of the job runs and passed clock a->clock. */
@@ -264,7 +267,7 @@ static int workers_past(void *p)
 		a->attached = hpsi_seg_attach(a->job, "testhost", &a->seg) == 0;
 	if (!a->attached)
 		return 0;
-	for (uint32_t w = 0; w < WORKERS; w++) {
+	for (uint32_t w = 0; w < (a->workers ? a->workers : WORKERS); w++) {
 		struct hpsi_node *n = hpsi_seg_node(&a->seg, hpsi_worker_node(&a->seg, w));
 		if (atomic_load_explicit(&n->state, memory_order_acquire) != HPSI_NODE_ALIVE ||
 		    atomic_load_explicit(&n->clock_done, memory_order_relaxed) < a->clock)
@@ -701,6 +704,143 @@ static int echo_handler(hps_request *req, void *arg)
 	return 0;
 }
 
+/* ---- a worker joins, then a range moves from a server that had not seen it ---- */
+
+#define JKEYS 256
+#define JCLOCKS 60
+#define JHOLD 20          /* the workers wait here for the go file */
+#define START_KEY 3000000u /* worker 2 pushes its start clock here */
+
+/* Under BSP: pull, push 1 to every key, clock, from the resume clock (a
+ * joiner's start clock) to JCLOCKS; every pull must be answered (none
+ * held until HPS_TIMEOUT_MS). The joiner (rank 2) sends nothing until
+ * the others finished its start clock. Worker 0 checks the sums at the
+ * end. */
+static int join_move_worker(const char *go)
+{
+	hps_ctx *ctx;
+	hps_worker *w;
+	if (join_as_worker(&ctx, &w))
+		return 2;
+	int rank = hps_rank(ctx), rc;
+	uint32_t start = 0;
+	if ((rc = hps_resume_clock(ctx, &start)))
+		return 3;
+	static uint64_t keys[JKEYS + 1];
+	static float ones[JKEYS + 1], got[JKEYS + 1];
+	for (int k = 0; k < JKEYS; k++)
+		keys[k] = skey(k), ones[k] = 1.0f;
+	keys[JKEYS] = START_KEY;
+	if (rank == 2) {
+		/* sends nothing until the others finished its start clock: they
+		 * need none of its pushes for that (BSP), so a pull of theirs held
+		 * for it is held until HPS_TIMEOUT_MS */
+		for (uint32_t o = 0; o < 2; o++)
+			for (int64_t until = hpsi_now_ns() + 30000000000ll;
+			     atomic_load_explicit(&hpsi_seg_node(&ctx->seg, hpsi_worker_node(&ctx->seg, o))->clock_done,
+						  memory_order_acquire) <= start;) {
+				if (hpsi_now_ns() > until) {
+					fprintf(stderr, "rank 2: worker %u did not finish clock %u\n", o, start);
+					return 4;
+				}
+				usleep(1000);
+			}
+		float s = (float)start;
+		if ((rc = hps_wait(w, hps_push(w, &keys[JKEYS], 1, &s, NULL)))) {
+			fprintf(stderr, "rank 2: push of its start: %s\n", hps_strerror(rc));
+			return 4;
+		}
+	}
+	for (uint32_t c = start; c < JCLOCKS; c++) {
+		if (c == JHOLD)
+			while (access(go, F_OK) != 0)
+				usleep(1000); /* (bounded by the test's wait for the job) */
+		if ((rc = hps_wait(w, hps_pull(w, keys, JKEYS, got, NULL)))) {
+			fprintf(stderr, "rank %d: pull at clock %u: %s\n", rank, c, hps_strerror(rc));
+			return 5;
+		}
+		if ((rc = hps_wait(w, hps_push(w, keys, JKEYS, ones, NULL))) || (rc = hps_clock(w))) {
+			fprintf(stderr, "rank %d: push or clock at clock %u: %s\n", rank, c, hps_strerror(rc));
+			return 6;
+		}
+	}
+	if ((rc = hps_barrier(ctx))) {
+		fprintf(stderr, "rank %d: barrier: %s\n", rank, hps_strerror(rc));
+		return 7;
+	}
+	if (rank == 0) {
+		if ((rc = hps_wait(w, hps_pull(w, keys, JKEYS + 1, got, NULL)))) {
+			fprintf(stderr, "final pull: %s\n", hps_strerror(rc));
+			return 8;
+		}
+		float want = (float)(2 * JCLOCKS) + (float)JCLOCKS - got[JKEYS];
+		for (int k = 0; k < JKEYS; k++)
+			if (got[k] != want) {
+				fprintf(stderr, "key %d holds %.0f, want %.0f (worker 2 joined at clock %.0f)\n", k, got[k],
+					want, got[JKEYS]);
+				return 9;
+			}
+		printf("sums exact, worker 2 joined at clock %.0f\n", got[JKEYS]);
+		fflush(stdout);
+	}
+	if ((rc = hps_barrier(ctx)))
+		return 10;
+	hps_worker_close(w);
+	hps_finalize(ctx);
+	return 0;
+}
+
+static int worker_alive(void *p)
+{
+	struct watch *a = p;
+	return atomic_load_explicit(&hpsi_seg_node(&a->seg, hpsi_worker_node(&a->seg, a->clock))->state,
+				    memory_order_acquire) == HPSI_NODE_ALIVE;
+}
+
+/* -s 1 --max-servers 2, two workers of --max-workers 3 under BSP, held at
+ * JHOLD; a third joins; then range 1 moves from server 0, which
+ * (HPS_FAILPOINT=nolook:0) has not looked at the join before its FINAL,
+ * to the new server 1, which started after the join. The joiner's clock
+ * at the target must be its start clock, not the source's 0: every pull
+ * is answered (none held until HPS_TIMEOUT_MS) and the sums are exact. */
+static void test_scale_join_then_move(void)
+{
+	char log[128], go[128], cmd[8192];
+	snprintf(log, sizeof log, "/tmp/hps-scale-%d.jm.log", (int)getpid());
+	snprintf(go, sizeof go, "/tmp/hps-scale-%d.jm.go", (int)getpid());
+	unlink(go);
+	snprintf(cmd, sizeof cmd,
+		 "HPS_FAILPOINT=nolook:0 exec %s launch -s 1 --max-servers 2 -w 2 --max-workers 3 --job sc9 --host testhost "
+		 "--heap-mb 16 --timeout-ms 10000 --staleness bsp -- %s --join-move-worker %s",
+		 hps_bin(), self_path, go);
+	pid_t pid = spawn_logged(log, "/bin/sh", cmd);
+	struct watch a = {.job = "sc9", .clock = JHOLD, .workers = 2};
+	int ok = poll_until(workers_past, &a, 30000);
+	CU_ASSERT(ok);
+	snprintf(cmd, sizeof cmd, "%s scale --job sc9 --host testhost --workers 3", hps_bin());
+	ok = ok && run_cmd(cmd, out2, sizeof out2) == 0;
+	CU_ASSERT(ok);
+	a.clock = 2; /* worker 2 */
+	ok = ok && poll_until(worker_alive, &a, 30000);
+	CU_ASSERT(ok);
+	snprintf(cmd, sizeof cmd, "%s scale --job sc9 --host testhost --servers 2", hps_bin());
+	ok = ok && run_cmd(cmd, out2, sizeof out2) == 0;
+	CU_ASSERT(ok);
+	int fd = open(go, O_CREAT | O_WRONLY, 0600);
+	if (fd >= 0)
+		close(fd);
+	CU_ASSERT_EQUAL(finish_group(pid, 60000), 0);
+	if (a.attached)
+		hpsi_seg_detach(&a.seg);
+	slurp_into(log, out, sizeof out);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "moved key range"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "[worker 0] sums exact"));
+	if (!strstr(out, "sums exact") || !strstr(out, "moved key range"))
+		fprintf(stderr, "scale: %s\nlauncher:\n%s\n", out2, out);
+	unlink(log);
+	unlink(go);
+}
+
 /* hps scale --servers against segments made here (this process stands
  * for the launcher: its creator): each refusal one line. */
 static void test_scale_servers_refusals(void)
@@ -778,6 +918,8 @@ int main(int argc, char **argv)
 		return late_target();
 	if (argc == 4 && strcmp(argv[1], "--adam-worker") == 0)
 		return adam_worker(argv[2], argv[3]);
+	if (argc == 3 && strcmp(argv[1], "--join-move-worker") == 0)
+		return join_move_worker(argv[2]);
 	if (argc == 4 && strcmp(argv[1], "--scale-worker") == 0)
 		return scale_worker(argv[2], atoi(argv[3]));
 	ssize_t sl = readlink("/proc/self/exe", self_path, sizeof self_path - 1);
@@ -792,6 +934,7 @@ int main(int argc, char **argv)
 		{"test_scale_servers_refusals", test_scale_servers_refusals},
 		{"test_scale_in_before_target_serves", test_scale_in_before_target_serves},
 		{"test_scale_new_server_cannot_start", test_scale_new_server_cannot_start},
+		{"test_scale_join_then_move", test_scale_join_then_move},
 		{NULL, NULL},
 	};
 	return run_suite("scale", cases);

@@ -24,9 +24,10 @@
  * m <= min + s) needs no push from the joiner, whose pushes are all of
  * clocks >= c >= m - s. Pulls of the joiner are held like anyone's.
  *
- * Publication. clock_done = c and barrier_arrived (the barriers completed
- * so far) are stored before the release of ALIVE (hps_init); a server that
- * acquires ALIVE reads them. Then members_seq is bumped again (release)
+ * Publication. clock_done = join_clock = c and barrier_arrived (the
+ * barriers completed so far) are stored before the release of ALIVE
+ * (hps_init); a server that acquires ALIVE reads them (join_clock: it
+ * stays c while clock_done moves on). Then members_seq is bumped again (release)
  * and every node woken, so servers holding pulls for the EMPTY slot look
  * again. */
 #include "runtime/client/join.h"
@@ -124,6 +125,7 @@ int hpsi_join_claim(struct hps_ctx *c)
 			      memory_order_relaxed);
 	atomic_store_explicit(&n->barrier_arrived, hpsi_barrier_seq(hpsi_barrier_open(seg, NULL)), memory_order_relaxed);
 	atomic_store_explicit(&n->clock_done, clock, memory_order_relaxed);
+	atomic_store_explicit(&n->join_clock, clock, memory_order_relaxed);
 	c->resume_clock = clock;
 	c->resume_ts = 0;
 	c->join_barrier = 1;

@@ -391,6 +391,7 @@ static int send_final(struct server *sv, struct range_state *rs)
 		msg_close(sv, y);
 		y->final_sent += n;
 	}
+	sv->skip_looks = 0; /* HPS_FAILPOINT=nolook (struct server) */
 	hpsi_replica_publish(sv);
 	hpsi_node_wake(sv->seg, y->to);
 	double ms = (double)(hpsi_now_ns() - y->started) / 1e6;
@@ -746,9 +747,14 @@ static int apply_piece(struct server *sv, struct range_state *rs, const struct h
 		struct sync_peer q;
 		memcpy(&q, body + (size_t)k * sizeof q, sizeof q);
 		struct peer *p = &rs->peers[h->nkeys + k];
-		p->clock = q.clock;
-		p->phase = q.phase;
+		/* the larger: clocks only grow, and the source may not have seen
+		 * a join this server counts (members.c) */
+		if (p->clock < q.clock)
+			p->clock = q.clock;
+		if (p->phase < q.phase)
+			p->phase = q.phase;
 		p->last_seq = q.last_seq;
+		hpsi_members_floor(sv, rs, h->nkeys + k);
 	}
 	rs->copy_next_worker += (uint32_t)n;
 	if (rs->copy_next_worker < sv->nworkers)

@@ -129,6 +129,10 @@ struct server {
 	 * is still handed back: as a check preempted between its two looks
 	 * while the replacement read the FINAL and stored ALIVE. */
 	int wait_after_handback, handback_look;
+	/* Tests (HPS_FAILPOINT=nolook:RANK): this server does not look at
+	 * the workers that joined (hpsi_members_look) until it sent the FINAL
+	 * of a copy: a move's source that had not seen a join yet. */
+	int skip_looks;
 	struct hpsi_counters *stats; /* this server's block (server_stats.h) */
 	/* Key ranges move between servers (hpsi_seg_movable, move.c): the
 	 * ranges array has room for every range of the job; the handler
@@ -145,6 +149,10 @@ enum { SERVE_RETRY = 0, SERVE_DONE = 1, SERVE_HELD = 2 };
 void hpsi_members_setup(struct server *sv);
 /* Counts the workers that joined since the last look (membership epoch). */
 void hpsi_members_look(struct server *sv);
+/* Raises worker wk's clock and phase at rs to at least the clock it
+ * joined at, when this server counts it (after a copy's FINAL set them:
+ * the source may not have seen the join). */
+void hpsi_members_floor(struct server *sv, struct range_state *rs, uint32_t wk);
 
 /* serve.c */
 uint32_t hpsi_serve_min_clock(struct server *sv, struct range_state *rs);
