@@ -203,6 +203,31 @@ int finish_group(pid_t pid, int timeout_ms)
 	return rc;
 }
 
+void touch_file(const char *path)
+{
+	int fd = open(path, O_CREAT | O_WRONLY, 0600);
+	if (fd >= 0)
+		close(fd);
+}
+
+void launched_paths(struct launched *l, const char *tag)
+{
+	snprintf(l->log, sizeof l->log, "/tmp/hps-%s-%d.log", tag, (int)getpid());
+	snprintf(l->flag, sizeof l->flag, "/tmp/hps-%s-%d.flag", tag, (int)getpid());
+	unlink(l->flag);
+	l->pid = -1;
+}
+
+int launched_finish(struct launched *l, int timeout_ms, char *out, size_t cap)
+{
+	touch_file(l->flag);
+	int rc = finish_group(l->pid, timeout_ms);
+	slurp_into(l->log, out, cap);
+	unlink(l->log);
+	unlink(l->flag);
+	return rc;
+}
+
 int run_on_small_shm(unsigned size_mb, int (*fn)(const char *dir), int timeout_ms)
 {
 	pid_t pid = fork();

@@ -79,6 +79,23 @@ const char *slurp_into(const char *path, char *buf, size_t cap);
 /* wait_exit, and on a timeout the whole process group is killed. */
 int finish_group(pid_t pid, int timeout_ms);
 
+/* Creates the empty file path: a signal to a test's child processes. */
+void touch_file(const char *path);
+
+/* A job a test starts with `hps launch` in the background: its output
+ * goes to log, and its workers run until the file flag appears. */
+struct launched {
+	char log[128], flag[128];
+	pid_t pid;
+};
+/* Names log and flag after tag and this process, and removes a flag left
+ * from an earlier run; the caller then puts l->flag into its command and
+ * starts it: l->pid = spawn_logged(l->log, "/bin/sh", cmd). */
+void launched_paths(struct launched *l, const char *tag);
+/* Creates the flag, waits up to timeout_ms for the job (finish_group),
+ * reads its log into out, removes log and flag; the job's exit status. */
+int launched_finish(struct launched *l, int timeout_ms, char *out, size_t cap);
+
 /* Runs fn in a child process inside a private mount namespace over a
  * tmpfs of size_mb at HPS_SHM_DIR (so a test can fill the shared-memory
  * file system; the mount goes with the child on every exit path). Returns

@@ -6,7 +6,6 @@
  * exact with the joiner's pushes. Then the refusals of hps scale and
  * HPS_JOIN, scales whose worker fails or loses its rank, and a job
  * without --max-workers as before. */
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -342,10 +341,7 @@ static void test_join_scale_refusals(void)
 	/* the members end once go is there: the launcher counts them first */
 	launcher_log = log;
 	CU_ASSERT(poll_until(scale_started, NULL, 30000));
-	int fd = open(go, O_CREAT | O_WRONLY, 0600);
-	CU_ASSERT(fd >= 0);
-	if (fd >= 0)
-		close(fd);
+	touch_file(go);
 	int src = finish_group(scale, 30000);
 	CU_ASSERT_EQUAL(src, 0);
 	slurp_into(log2, out2, sizeof out2);
@@ -369,70 +365,57 @@ static void test_join_scale_refusals(void)
  * and the scale is done all the same: the job has the workers asked for. */
 static void test_join_scale_loses_rank(void)
 {
-	char log[128], log2[128], cmd[8192], go[128];
-	snprintf(log, sizeof log, "/tmp/hps-join-%d.log", (int)getpid());
+	char log2[128], cmd[8192];
+	struct launched l;
+	launched_paths(&l, "join");
 	snprintf(log2, sizeof log2, "/tmp/hps-join-%d.scale", (int)getpid());
-	snprintf(go, sizeof go, "/tmp/hps-join-%d.go", (int)getpid());
-	unlink(go);
 	snprintf(cmd, sizeof cmd,
 		 "exec %s launch -s 1 -w 2 --max-workers 3 --job jl --host testhost --heap-mb 16 --timeout-ms 20000 "
 		 "-- %s --idle-worker %s 2",
-		 hps_bin(), self_path, go);
-	pid_t pid = spawn_logged(log, "/bin/sh", cmd);
+		 hps_bin(), self_path, l.flag);
+	l.pid = spawn_logged(l.log, "/bin/sh", cmd);
 	struct watch a = {.job = "jl", .clock = 0};
 	CU_ASSERT_FATAL(poll_until(members_at, &a, 30000));
 	snprintf(cmd, sizeof cmd, "exec %s scale --job jl --host testhost --workers 3", hps_bin());
 	pid_t scale = spawn_logged(log2, "/bin/sh", cmd);
-	launcher_log = log;
-	CU_ASSERT(poll_until(scale_started, NULL, 30000)); /* its worker waits for go */
+	launcher_log = l.log;
+	CU_ASSERT(poll_until(scale_started, NULL, 30000)); /* its worker waits for the flag */
 	snprintf(cmd, sizeof cmd, "HPS_ROLE=worker HPS_JOB_ID=jl HPS_HOST=testhost HPS_JOIN=1 exec %s --idle-worker /tmp 2",
 		 self_path);
 	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 0);
-	int fd = open(go, O_CREAT | O_WRONLY, 0600);
-	if (fd >= 0)
-		close(fd);
+	touch_file(l.flag);
 	CU_ASSERT_EQUAL(finish_group(scale, 30000), 0);
 	slurp_into(log2, out2, sizeof out2);
 	CU_ASSERT_STRING_EQUAL(out2, "job jl has 3 workers\n");
-	CU_ASSERT_EQUAL(finish_group(pid, 30000), 0);
-	slurp_into(log, out, sizeof out);
+	CU_ASSERT_EQUAL(launched_finish(&l, 30000, out, sizeof out), 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "has no free worker rank"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps launch: a joining worker exited with status 2"));
 	if (a.attached)
 		hpsi_seg_detach(&a.seg);
-	unlink(log);
 	unlink(log2);
-	unlink(go);
 }
 
 /* The scale's worker fails before it joins: the scale says so, the job
  * goes on. */
 static void test_join_scale_worker_fails(void)
 {
-	char log[128], cmd[8192], go[128];
-	snprintf(log, sizeof log, "/tmp/hps-join-%d.log", (int)getpid());
-	snprintf(go, sizeof go, "/tmp/hps-join-%d.go", (int)getpid());
-	unlink(go);
+	char cmd[8192];
+	struct launched l;
+	launched_paths(&l, "join");
 	snprintf(cmd, sizeof cmd,
 		 "JOIN_TEST_FAIL=1 exec %s launch -s 1 -w 2 --max-workers 3 --job jf --host testhost --heap-mb 16 "
 		 "--timeout-ms 20000 -- %s --idle-worker %s 2",
-		 hps_bin(), self_path, go);
-	pid_t pid = spawn_logged(log, "/bin/sh", cmd);
+		 hps_bin(), self_path, l.flag);
+	l.pid = spawn_logged(l.log, "/bin/sh", cmd);
 	struct watch a = {.job = "jf", .clock = 0};
 	CU_ASSERT_FATAL(poll_until(members_at, &a, 30000));
 	snprintf(cmd, sizeof cmd, "%s scale --job jf --host testhost --workers 3", hps_bin());
 	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 1);
 	CU_ASSERT_STRING_EQUAL(out2, "hps scale: only 0 of the 1 new workers of job jf joined (see the launcher's output)\n");
-	int fd = open(go, O_CREAT | O_WRONLY, 0600);
-	if (fd >= 0)
-		close(fd);
-	CU_ASSERT_EQUAL(finish_group(pid, 30000), 0);
-	slurp_into(log, out, sizeof out);
+	CU_ASSERT_EQUAL(launched_finish(&l, 30000, out, sizeof out), 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps launch: a joining worker exited with status 1"));
 	if (a.attached)
 		hpsi_seg_detach(&a.seg);
-	unlink(log);
-	unlink(go);
 }
 
 /* Refusals that need no running job, or no room. */
@@ -480,14 +463,13 @@ static void test_join_scale_across_hosts(void)
  * is free (HPS_JOIN fails, hps scale has no room). */
 static void test_join_no_room(void)
 {
-	char log[128], cmd[8192], go[128];
-	snprintf(log, sizeof log, "/tmp/hps-join-%d.log", (int)getpid());
-	snprintf(go, sizeof go, "/tmp/hps-join-%d.go", (int)getpid());
-	unlink(go);
+	char cmd[8192];
+	struct launched l;
+	launched_paths(&l, "join");
 	snprintf(cmd, sizeof cmd,
 		 "exec %s launch -s 1 -w 2 --job jo --host testhost --heap-mb 16 --timeout-ms 20000 -- %s --idle-worker %s 2",
-		 hps_bin(), self_path, go);
-	pid_t pid = spawn_logged(log, "/bin/sh", cmd);
+		 hps_bin(), self_path, l.flag);
+	l.pid = spawn_logged(l.log, "/bin/sh", cmd);
 	struct watch a = {.job = "jo", .clock = 0};
 	CU_ASSERT_FATAL(poll_until(members_at, &a, 30000));
 	CU_ASSERT_EQUAL(a.seg.hdr->nworkers, 2);
@@ -499,14 +481,9 @@ static void test_join_no_room(void)
 		 self_path);
 	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 2);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out2, "job 'jo' has no free worker rank: its 2 were all given out"));
-	int fd = open(go, O_CREAT | O_WRONLY, 0600);
-	if (fd >= 0)
-		close(fd);
-	CU_ASSERT_EQUAL(finish_group(pid, 30000), 0);
+	CU_ASSERT_EQUAL(launched_finish(&l, 30000, out, sizeof out), 0);
 	if (a.attached)
 		hpsi_seg_detach(&a.seg);
-	unlink(log);
-	unlink(go);
 }
 
 int main(int argc, char **argv)

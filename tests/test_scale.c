@@ -11,7 +11,6 @@
  * the keys. Then the refusals of hps launch and hps scale. And a worker
  * that joins before a range moves from a server that had not seen it
  * (HPS_FAILPOINT=nolook): no pull held, exact sums. */
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -324,15 +323,14 @@ static void test_scale_room_exact_sums(void)
  * ranges that change hands, each holding about a quarter of the keys. */
 static void run_scales(const char *job, const char *staleness, const int *steps, const double *ideal, int nsteps)
 {
-	char log[128], stop[128], cmd[8192];
-	snprintf(log, sizeof log, "/tmp/hps-scale-%d.log", (int)getpid());
-	snprintf(stop, sizeof stop, "/tmp/hps-scale-%d.stop", (int)getpid());
-	unlink(stop);
+	char cmd[8192];
+	struct launched l;
+	launched_paths(&l, "scale");
 	snprintf(cmd, sizeof cmd,
 		 "exec %s launch -s 2 -w 3 --max-servers 4 --job %s --host testhost --heap-mb 16 --timeout-ms 30000 "
 		 "--staleness %s -- %s --scale-worker %s %s",
-		 hps_bin(), job, staleness, self_path, stop, strcmp(staleness, "bsp") ? staleness : "0");
-	pid_t pid = spawn_logged(log, "/bin/sh", cmd);
+		 hps_bin(), job, staleness, self_path, l.flag, strcmp(staleness, "bsp") ? staleness : "0");
+	l.pid = spawn_logged(l.log, "/bin/sh", cmd);
 	struct watch a = {.job = job, .clock = 10};
 	int ready = poll_until(workers_past, &a, 30000);
 	CU_ASSERT(ready);
@@ -356,7 +354,7 @@ static void run_scales(const char *job, const char *staleness, const int *steps,
 				  atomic_load_explicit(&hpsi_seg_node(&a.seg, r)->state, memory_order_acquire) == HPSI_NODE_CLOSED);
 		/* the workers trained meanwhile (they run until the stop file) */
 		CU_ASSERT(poll_until(workers_past, &a, 30000));
-		slurp_into(log, out, sizeof out);
+		slurp_into(l.log, out, sizeof out);
 		int moves;
 		unsigned long moved = keys_moved(out, seen, &moves);
 		seen = strlen(out);
@@ -365,14 +363,9 @@ static void run_scales(const char *job, const char *staleness, const int *steps,
 			moved, share, ideal[i]);
 		CU_ASSERT(share <= ideal[i] * 1.5 && share >= ideal[i] / 1.5);
 	}
-	int fd = open(stop, O_CREAT | O_WRONLY, 0600);
-	CU_ASSERT(fd >= 0);
-	if (fd >= 0)
-		close(fd);
-	int rc = finish_group(pid, 60000);
+	int rc = launched_finish(&l, 60000, out, sizeof out);
 	if (a.attached)
 		hpsi_seg_detach(&a.seg);
-	slurp_into(log, out, sizeof out);
 	CU_ASSERT_EQUAL(rc, 0);
 	char want[64];
 	snprintf(want, sizeof want, "on %d servers", steps[nsteps - 1]);
@@ -380,8 +373,6 @@ static void run_scales(const char *job, const char *staleness, const int *steps,
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, want));
 	if (rc || !strstr(out, "sums exact") || !strstr(out, want))
 		fprintf(stderr, "launcher:\n%s\n", out);
-	unlink(log);
-	unlink(stop);
 }
 
 /* 8,192 keys: a range's copy takes more than one message. 2 -> 4: ranges
@@ -479,9 +470,8 @@ static int adam_run(const char *job, int scale, float *m)
 	snprintf(path, sizeof path, "/tmp/hps-scale-%d.model", (int)getpid());
 	snprintf(go, sizeof go, "/tmp/hps-scale-%d.go", (int)getpid());
 	unlink(path);
-	int fd = scale ? -1 : open(go, O_CREAT | O_WRONLY, 0600);
-	if (fd >= 0)
-		close(fd);
+	if (!scale)
+		touch_file(go);
 	snprintf(cmd, sizeof cmd,
 		 "exec %s launch -s 2 -w 3 --max-servers 4 --job %s --host testhost --heap-mb 16 --timeout-ms 30000 "
 		 "--staleness bsp --deterministic --updater adam:lr=0.05 -- %s --adam-worker %s %s",
@@ -500,9 +490,7 @@ static int adam_run(const char *job, int scale, float *m)
 				fprintf(stderr, "(worker %u reached clock %d before the scale ended)\n", w, ADAM_HOLD);
 		if (a.attached)
 			hpsi_seg_detach(&a.seg);
-		fd = open(go, O_CREAT | O_WRONLY, 0600);
-		if (fd >= 0)
-			close(fd);
+		touch_file(go);
 	}
 	int rc = finish_group(pid, 60000);
 	slurp_into(log, out, sizeof out);
@@ -549,28 +537,23 @@ static int failing_new_servers(const char *stop)
  * stops the job, as always) the launcher names it. */
 static void test_scale_new_server_fails(void)
 {
-	char log[128], stop[128], cmd[8192];
-	snprintf(log, sizeof log, "/tmp/hps-scale-%d.log", (int)getpid());
-	snprintf(stop, sizeof stop, "/tmp/hps-scale-%d.stop", (int)getpid());
-	unlink(stop);
+	char cmd[8192];
+	struct launched l;
+	launched_paths(&l, "scale");
 	snprintf(cmd, sizeof cmd,
 		 "exec %s launch --self-serve -s 2 -w 3 --max-servers 4 --job sc6 --host testhost --heap-mb 16 "
 		 "--timeout-ms 30000 --staleness 2 -- %s --failing-servers %s",
-		 hps_bin(), self_path, stop);
-	pid_t pid = spawn_logged(log, "/bin/sh", cmd);
+		 hps_bin(), self_path, l.flag);
+	l.pid = spawn_logged(l.log, "/bin/sh", cmd);
 	struct watch a = {.job = "sc6", .clock = 10};
 	CU_ASSERT(poll_until(workers_past, &a, 30000));
 	snprintf(cmd, sizeof cmd, "%s scale --job sc6 --host testhost --servers 4", hps_bin());
 	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 1);
 	CU_ASSERT(strcmp(out2, "hps scale: job sc6 has 2 servers, not 4 (see the launcher's output)\n") == 0 ||
 		  strcmp(out2, "hps scale: job sc6 ended before its key ranges moved\n") == 0);
-	int fd = open(stop, O_CREAT | O_WRONLY, 0600);
-	if (fd >= 0)
-		close(fd);
-	CU_ASSERT_NOT_EQUAL(finish_group(pid, 60000), 0);
+	CU_ASSERT_NOT_EQUAL(launched_finish(&l, 60000, out, sizeof out), 0);
 	if (a.attached)
 		hpsi_seg_detach(&a.seg);
-	slurp_into(log, out, sizeof out);
 	/* both new servers fail; the first to end stops the job, and the
 	 * other may be ended by that before it exits 3 itself */
 	CU_ASSERT(strstr(out, "hps launch: server 2 exited with status 3") ||
@@ -578,8 +561,6 @@ static void test_scale_new_server_fails(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps launch: hps scale: a server it started ended; the key ranges stay where they are"));
 	if (!strstr(out, "a server it started ended"))
 		fprintf(stderr, "scale: %s\nlauncher:\n%s\n", out2, out);
-	unlink(log);
-	unlink(stop);
 }
 
 /* --self-serve: server 0 calls hps_init (its rank is ALIVE), then runs
@@ -668,15 +649,14 @@ static int server2_settled(void *path)
  * it did start leaves again, and the job trains on to exact sums. */
 static void test_scale_new_server_cannot_start(void)
 {
-	char log[128], stop[128], cmd[8192];
-	snprintf(log, sizeof log, "/tmp/hps-scale-%d.log", (int)getpid());
-	snprintf(stop, sizeof stop, "/tmp/hps-scale-%d.stop", (int)getpid());
-	unlink(stop);
+	char cmd[8192];
+	struct launched l;
+	launched_paths(&l, "scale");
 	snprintf(cmd, sizeof cmd,
 		 "exec 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- && ulimit -n 10 && exec %s launch -s 2 -w 3 --max-servers 4 "
 		 "--job sc8 --host testhost --heap-mb 16 --timeout-ms 30000 --staleness 2 -- %s --scale-worker %s 2",
-		 hps_bin(), self_path, stop);
-	pid_t pid = spawn_logged(log, "/bin/sh", cmd);
+		 hps_bin(), self_path, l.flag);
+	l.pid = spawn_logged(l.log, "/bin/sh", cmd);
 	struct watch a = {.job = "sc8", .clock = 10};
 	CU_ASSERT(poll_until(workers_past, &a, 30000));
 	snprintf(cmd, sizeof cmd, "%s scale --job sc8 --host testhost --servers 4", hps_bin());
@@ -689,14 +669,10 @@ static void test_scale_new_server_cannot_start(void)
 	}
 	/* the workers stop only once a server 2 that started has left (a slow
 	 * start, as under TSan, would otherwise meet the job's end instead) */
-	CU_ASSERT(poll_until(server2_settled, log, 30000));
-	int fd = open(stop, O_CREAT | O_WRONLY, 0600);
-	if (fd >= 0)
-		close(fd);
-	CU_ASSERT_EQUAL(finish_group(pid, 60000), 0);
+	CU_ASSERT(poll_until(server2_settled, l.log, 30000));
+	CU_ASSERT_EQUAL(launched_finish(&l, 60000, out, sizeof out), 0);
 	if (a.attached)
 		hpsi_seg_detach(&a.seg);
-	slurp_into(log, out, sizeof out);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps launch: cannot start server "));
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps scale: not every new server started; the key ranges stay where they are"));
 	CU_ASSERT_PTR_NULL(strstr(out, " moved key range "));
@@ -705,8 +681,6 @@ static void test_scale_new_server_cannot_start(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "sums exact after"));
 	if (!strstr(out, "not every new server started") || !strstr(out, "sums exact"))
 		fprintf(stderr, "scale: %s\nlauncher:\n%s\n", out2, out);
-	unlink(log);
-	unlink(stop);
 }
 
 static int echo_handler(hps_request *req, void *arg)
@@ -816,15 +790,14 @@ static int worker_alive(void *p)
  * is answered (none held until HPS_TIMEOUT_MS) and the sums are exact. */
 static void test_scale_join_then_move(void)
 {
-	char log[128], go[128], cmd[8192];
-	snprintf(log, sizeof log, "/tmp/hps-scale-%d.jm.log", (int)getpid());
-	snprintf(go, sizeof go, "/tmp/hps-scale-%d.jm.go", (int)getpid());
-	unlink(go);
+	char cmd[8192];
+	struct launched l;
+	launched_paths(&l, "scale-jm");
 	snprintf(cmd, sizeof cmd,
 		 "HPS_FAILPOINT=nolook:0 exec %s launch -s 1 --max-servers 2 -w 2 --max-workers 3 --job sc9 --host testhost "
 		 "--heap-mb 16 --timeout-ms 10000 --staleness bsp -- %s --join-move-worker %s",
-		 hps_bin(), self_path, go);
-	pid_t pid = spawn_logged(log, "/bin/sh", cmd);
+		 hps_bin(), self_path, l.flag);
+	l.pid = spawn_logged(l.log, "/bin/sh", cmd);
 	struct watch a = {.job = "sc9", .clock = JHOLD, .workers = 2};
 	int ok = poll_until(workers_past, &a, 30000);
 	CU_ASSERT(ok);
@@ -837,19 +810,13 @@ static void test_scale_join_then_move(void)
 	snprintf(cmd, sizeof cmd, "%s scale --job sc9 --host testhost --servers 2", hps_bin());
 	ok = ok && run_cmd(cmd, out2, sizeof out2) == 0;
 	CU_ASSERT(ok);
-	int fd = open(go, O_CREAT | O_WRONLY, 0600);
-	if (fd >= 0)
-		close(fd);
-	CU_ASSERT_EQUAL(finish_group(pid, 60000), 0);
+	CU_ASSERT_EQUAL(launched_finish(&l, 60000, out, sizeof out), 0);
 	if (a.attached)
 		hpsi_seg_detach(&a.seg);
-	slurp_into(log, out, sizeof out);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "moved key range"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "[worker 0] sums exact"));
 	if (!strstr(out, "sums exact") || !strstr(out, "moved key range"))
 		fprintf(stderr, "scale: %s\nlauncher:\n%s\n", out2, out);
-	unlink(log);
-	unlink(go);
 }
 
 /* hps scale --servers against segments made here (this process stands

@@ -628,6 +628,16 @@ struct scaling {
 	uint32_t from, to; /* servers: from and to how many */
 };
 
+/* Tells the servers how many of them the plan is for: servers_want, then
+ * the plan's number with release, which a server that acquires it
+ * (runtime/server/move.c) reads after servers_want and the plan stored
+ * before this call. */
+static void publish_plan(struct hpsi_seg *s, uint32_t servers_want)
+{
+	atomic_store_explicit(&s->hdr->servers_want, servers_want, memory_order_relaxed);
+	atomic_fetch_add_explicit(&s->hdr->moves_seq, 1, memory_order_release);
+}
+
 /* Ends a scale of servers: the plan becomes the owner table again where
  * a range did not move (a server it started died), and the command may
  * look at the result. */
@@ -637,9 +647,7 @@ static void end_server_scale(struct job *j, struct scaling *sc)
 	uint32_t now = hpsi_servers_current(s);
 	for (uint32_t r = 0; r < s->hdr->nservers; r++)
 		atomic_store_explicit(&hpsi_seg_want(s)[r], hpsi_range_owner(s, r), memory_order_relaxed);
-	atomic_store_explicit(&s->hdr->servers_want, now > sc->to ? now : sc->to, memory_order_relaxed);
-	/* release: servers that acquire the number see the plan above */
-	atomic_fetch_add_explicit(&s->hdr->moves_seq, 1, memory_order_release);
+	publish_plan(s, now > sc->to ? now : sc->to);
 	sc->servers = 0, sc->n = 0;
 	hpsi_ckpt_unlock(&s->hdr->ckpt_lock);
 	atomic_store_explicit(&s->hdr->scale_req, 0, memory_order_release); /* the next scale may run */
@@ -681,9 +689,7 @@ static int serve_scale_servers(struct job *j, struct scaling *sc, uint32_t want,
 		 * first, so that they do not leave at once): when one cannot
 		 * start, no range moves, and those started leave again (they
 		 * serve nothing and their rank is at or above servers_want). */
-		atomic_store_explicit(&s->hdr->servers_want, sc->to > sc->from ? sc->to : sc->from, memory_order_relaxed);
-		/* release: pairs with the servers' acquire (move.c) */
-		atomic_fetch_add_explicit(&s->hdr->moves_seq, 1, memory_order_release);
+		publish_plan(s, sc->to > sc->from ? sc->to : sc->from);
 		for (uint32_t r = sc->from; !j->stopping && r < sc->to && j->n < MAX_KIDS; r++) {
 			struct child *c = &j->kids[j->n];
 			*c = (struct child){.out.fd = -1, .role = HPS_ROLE_SERVER, .rank = (int)r};
@@ -704,9 +710,7 @@ static int serve_scale_servers(struct job *j, struct scaling *sc, uint32_t want,
 		}
 		for (uint32_t r = 0; r < M; r++)
 			atomic_store_explicit(&hpsi_seg_want(s)[r], plan[r], memory_order_relaxed);
-		atomic_store_explicit(&s->hdr->servers_want, sc->to, memory_order_relaxed);
-		/* release: a server that acquires the number sees the plan */
-		atomic_fetch_add_explicit(&s->hdr->moves_seq, 1, memory_order_release);
+		publish_plan(s, sc->to);
 		hpsi_wake_all(s);
 		fprintf(stderr, "hps launch: hps scale: servers %u to %u%s\n", sc->from, sc->to,
 			started ? " (new ones started; key ranges move to them)" : " (key ranges move off the leaving ones)");
