@@ -153,7 +153,7 @@ static int room_worker(const char *dir)
 /* ---- scales while the workers train ---- */
 
 #define SKEYS 8192
-#define STOP_KEY 1000000u   /* worker 0 pushes 1 once the stop file is there */
+#define STOP_KEY 1000000u   /* worker 0 pushes the clock every worker stops at */
 #define COUNT_KEY 2000000u  /* + rank: the clocks a worker ran */
 
 static uint64_t skey(int k)
@@ -166,10 +166,19 @@ static float svalue(int r, uint32_t c, int k)
 	return (float)(1 + (r + (int)c + k) % 5);
 }
 
-/* Pushes every clock until worker 0 saw the stop file and every worker saw
- * its stop key; then worker 0 checks every sum against the clocks each
- * worker ran. Under BSP (staleness 0) every pull is checked: it holds
- * every push of the clocks before it and none after its own. */
+/* Pushes every clock until the clock worker 0 names once it saw the stop
+ * file; then worker 0 checks every sum against the clocks each worker ran.
+ * Under BSP (staleness 0) every pull is checked: it holds every push of
+ * the clocks before it and none after its own.
+ *
+ * Why a named clock: a worker must not stop at the first pull that shows
+ * the stop key. A pull may see pushes of its own clock and later ones up
+ * to the bound, so a fast worker could see it a clock before a slower
+ * one, stop clocking, and hold the slower one's next pull for ever.
+ * Worker 0 pushes, at clock c, the stop clock V = c + staleness + 2; every
+ * pull from clock c + staleness + 1 = V - 1 on holds that push, and no
+ * worker passes V - 1 before worker 0 finished clock c, so every worker
+ * knows V before it reaches V, and all stop there. */
 static int scale_worker(const char *stop, int staleness)
 {
 	hps_ctx *ctx;
@@ -184,6 +193,7 @@ static int scale_worker(const char *stop, int staleness)
 		keys[k] = skey(k);
 	keys[SKEYS] = STOP_KEY;
 	uint32_t c = 0;
+	int announced = 0;
 	for (;; c++) {
 		if ((rc = hps_wait(w, hps_pull(w, keys, SKEYS + 1, got, NULL)))) {
 			fprintf(stderr, "pull at clock %u: %s\n", c, hps_strerror(rc));
@@ -201,14 +211,18 @@ static int scale_worker(const char *stop, int staleness)
 				return 4;
 			}
 		}
-		if (got[SKEYS] > 0) /* worker 0 saw the stop file (all at the same clock under BSP) */
+		if (got[SKEYS] > 0 && c >= (uint32_t)got[SKEYS]) /* the stop clock worker 0 named */
 			break;
 		for (int k = 0; k < SKEYS; k++) {
 			vals[k] = svalue(rank, c, k);
 			for (int r = 0; r < WORKERS; r++)
 				sum[k] += svalue(r, c, k); /* (BSP: every worker pushes at every clock) */
 		}
-		vals[SKEYS] = rank == 0 && access(stop, F_OK) == 0 ? 1.0f : 0.0f;
+		vals[SKEYS] = 0;
+		if (rank == 0 && !announced && access(stop, F_OK) == 0) {
+			vals[SKEYS] = (float)(c + (uint32_t)staleness + 2);
+			announced = 1;
+		}
 		if ((rc = hps_wait(w, hps_push(w, keys, SKEYS + 1, vals, NULL))) || (rc = hps_clock(w))) {
 			fprintf(stderr, "push or clock at clock %u: %s\n", c, hps_strerror(rc));
 			return 5;
