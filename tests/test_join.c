@@ -6,6 +6,7 @@
  * exact with the joiner's pushes. Then the refusals of hps scale and
  * HPS_JOIN, scales whose worker fails or loses its rank, and a job
  * without --max-workers as before. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 #define JOIN_AT 150      /* the members wait at this clock until the joiner took its rank */
 #define BARRIER_EVERY 100
 #define JOINER 2         /* its rank: the first free one */
+#define HOLD_AT 250      /* with JOIN_TEST_HOLD=FILE every worker waits here for FILE */
 
 static char self_path[4096];
 static char out[1 << 17], out2[1 << 16];
@@ -77,6 +79,11 @@ static int all_at(hps_ctx *ctx, uint32_t c)
 	return 1;
 }
 
+static int file_there(void *path)
+{
+	return access(path, F_OK) == 0;
+}
+
 static int join_worker(int staleness)
 {
 	hps_ctx *ctx;
@@ -108,6 +115,8 @@ static int join_worker(int staleness)
 				return 12;
 			}
 		}
+		if (c == HOLD_AT && getenv("JOIN_TEST_HOLD") && !poll_until(file_there, getenv("JOIN_TEST_HOLD"), 30000))
+			return 14;
 		if (c > 0 && c % BARRIER_EVERY == 0) {
 			if ((rc = hps_barrier(ctx))) {
 				fprintf(stderr, "barrier at clock %u: %s\n", c, hps_strerror(rc));
@@ -156,11 +165,6 @@ static int join_worker(int staleness)
 	return 0;
 }
 
-static int file_there(void *path)
-{
-	return access(path, F_OK) == 0;
-}
-
 /* A worker that waits for file `go` (a joiner: before it joins), then ends. */
 static int idle_worker(const char *go, int expect_workers)
 {
@@ -188,6 +192,7 @@ struct watch {
 	struct hpsi_seg seg;
 	int attached;
 	uint32_t clock; /* workers 0 and 1 at this clock */
+	uint32_t workers; /* the workers watched (0: the two launched) */
 };
 
 static int members_at(void *p)
@@ -198,7 +203,7 @@ static int members_at(void *p)
 		a->attached = hpsi_seg_attach(a->job, "testhost", &a->seg) == 0;
 	if (!a->attached)
 		return 0;
-	for (uint32_t w = 0; w < 2; w++) {
+	for (uint32_t w = 0; w < (a->workers ? a->workers : 2); w++) {
 		struct hpsi_node *n = hpsi_seg_node(&a->seg, hpsi_worker_node(&a->seg, w));
 		if (atomic_load_explicit(&n->state, memory_order_acquire) != HPSI_NODE_ALIVE ||
 		    atomic_load_explicit(&n->clock_done, memory_order_relaxed) != a->clock)
@@ -233,15 +238,21 @@ static int run_cmd(const char *cmd, char *buf, size_t cap)
 }
 
 /* Two workers launched with room for three; the third joins by hand
- * (HPS_JOIN=1) or by hps scale once both wait at JOIN_AT. */
-static void run_join(const char *job, const char *staleness, int by_scale)
+ * (HPS_JOIN=1) or by hps scale once both wait at JOIN_AT. `servers`: the
+ * launch's server options. With kill_server, once all three wait at
+ * HOLD_AT, that server is killed (-9) and they go on: its key ranges are
+ * served by their backups, which must count the joiner too. */
+static void run_join_with(const char *job, const char *staleness, int by_scale, const char *servers, int kill_server)
 {
-	char log[128], cmd[8192];
+	char log[128], cmd[8192], hold[128];
 	snprintf(log, sizeof log, "/tmp/hps-join-%d.log", (int)getpid());
+	snprintf(hold, sizeof hold, "/tmp/hps-join-%d.hold", (int)getpid());
+	unlink(hold);
 	snprintf(cmd, sizeof cmd,
-		 "exec %s launch -s 2 -w 2 --max-workers 3 --job %s --host testhost --heap-mb 16 --timeout-ms 20000 "
+		 "%s%s exec %s launch %s -w 2 --max-workers 3 --job %s --host testhost --heap-mb 16 --timeout-ms 20000 "
 		 "--staleness %s -- %s --join-worker %s",
-		 hps_bin(), job, staleness, self_path, strcmp(staleness, "bsp") ? staleness : "0");
+		 kill_server >= 0 ? "JOIN_TEST_HOLD=" : "", kill_server >= 0 ? hold : "", hps_bin(), servers, job, staleness,
+		 self_path, strcmp(staleness, "bsp") ? staleness : "0");
 	pid_t pid = spawn_logged(log, "/bin/sh", cmd);
 	struct watch a = {.job = job, .clock = JOIN_AT};
 	int ready = poll_until(members_at, &a, 30000);
@@ -262,7 +273,17 @@ static void run_join(const char *job, const char *staleness, int by_scale)
 		CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 0);
 		CU_ASSERT_PTR_NOT_NULL(strstr(out2, "joined as rank 2 at clock 150"));
 	}
+	if (ready && kill_server >= 0) {
+		a.clock = HOLD_AT;
+		a.workers = 3;
+		int held = poll_until(members_at, &a, 30000);
+		CU_ASSERT(held);
+		pid_t victim = atomic_load_explicit(&hpsi_seg_node(&a.seg, (uint32_t)kill_server)->pid, memory_order_relaxed);
+		CU_ASSERT(held && victim > 0 && kill(victim, SIGKILL) == 0);
+		touch_file(hold);
+	}
 	int rc = finish_group(pid, 60000);
+	unlink(hold);
 	if (a.attached)
 		hpsi_seg_detach(&a.seg);
 	slurp_into(log, out, sizeof out);
@@ -271,8 +292,15 @@ static void run_join(const char *job, const char *staleness, int by_scale)
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "[worker 0] sums exact"));
 	if (by_scale)
 		CU_ASSERT_PTR_NOT_NULL(strstr(out, "joined as rank 2 at clock 150"));
+	if (kill_server >= 0)
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "are served by their backups"));
 	if (rc || !strstr(out, "sums exact"))
 		fprintf(stderr, "launcher:\n%s\njoiner or scale:\n%s\n", out, out2);
+}
+
+static void run_join(const char *job, const char *staleness, int by_scale)
+{
+	run_join_with(job, staleness, by_scale, "-s 2", -1);
 }
 
 static void test_join_bsp_by_hand(void)
@@ -293,6 +321,18 @@ static void test_join_bsp_by_scale(void)
 static void test_join_ssp_by_scale(void)
 {
 	run_join("jn4", "2", 1);
+}
+
+/* A replicated job (3 servers, every key range on 2): the joiner's pushes
+ * and clock reach the backups through the primaries, so after server 0
+ * dies (every worker waiting at HOLD_AT) its range's backup serves it
+ * with the joiner counted: the staleness bound at every pull and exact
+ * sums, under BSP and SSP(2). (The joiner comes by hps scale: one started
+ * by hand would wait at HOLD_AT while the test waits for it.) */
+static void test_join_replicated_then_kill(void)
+{
+	run_join_with("jr1", "bsp", 1, "-s 3 --replicas 1", 0);
+	run_join_with("jr2", "2", 1, "-s 3 --replicas 1", 0);
 }
 
 /* hps scale against a running job: each refusal one line and a non-zero
@@ -436,9 +476,6 @@ static void test_join_refusals(void)
 	snprintf(cmd, sizeof cmd, "%s launch --job jb --host testhost -w 2 --max-workers 1 -- true", hps_bin());
 	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 2);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out2, "HPS_MAX_WORKERS=1 is below HPS_NUM_WORKERS=2"));
-	snprintf(cmd, sizeof cmd, "%s launch --job jb --host testhost -s 2 --replicas 1 --max-workers 3 -- true", hps_bin());
-	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 2);
-	CU_ASSERT_PTR_NOT_NULL(strstr(out2, "workers cannot join a replicated job yet"));
 	snprintf(cmd, sizeof cmd, "%s launch --max-workers 3 --hosts /nonexistent -- true", hps_bin());
 	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 2);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out2, "hps launch: --max-workers works within one host only"));
@@ -499,6 +536,7 @@ int main(int argc, char **argv)
 		{"test_join_ssp_by_hand", test_join_ssp_by_hand},
 		{"test_join_bsp_by_scale", test_join_bsp_by_scale},
 		{"test_join_ssp_by_scale", test_join_ssp_by_scale},
+		{"test_join_replicated_then_kill", test_join_replicated_then_kill},
 		{"test_join_scale_refusals", test_join_scale_refusals},
 		{"test_join_scale_loses_rank", test_join_scale_loses_rank},
 		{"test_join_scale_worker_fails", test_join_scale_worker_fails},

@@ -347,10 +347,6 @@ int hpsi_config_load(struct hpsi_config *c, int need_role)
 	}
 	if (c->max_servers > c->nservers && (rc = max_servers_ok(c)))
 		return rc;
-	if (c->replicas && c->max_workers > c->nworkers) {
-		hpsi_error("HPS_MAX_WORKERS with HPS_REPLICAS: workers cannot join a replicated job yet; run it without one of them");
-		return HPS_ECONFIG;
-	}
 
 	s = hpsi_setting("JOB_ID");
 	snprintf(c->job, sizeof c->job, "%s", s ? s : "default");

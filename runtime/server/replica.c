@@ -133,6 +133,14 @@ static int apply_forward(struct server *sv, const void *rec, size_t len)
 	if (!rs->synced)
 		return 1; /* a replacement: what the dead server left unread; the copy follows */
 	uint32_t wk = h->sender;
+	/* A worker that joined (members.c) may reach this backup through its
+	 * primary before this server looked at the join: look now, so that it
+	 * is counted (its clock, and the ack its heap push waits for). The
+	 * joiner stored ALIVE and bumped members_seq before its first request,
+	 * and the primary acquired that request's ring before it forwarded,
+	 * so the look sees the joiner ALIVE. */
+	if (sv->vacant[wk])
+		hpsi_members_look(sv);
 	struct peer *p = &rs->peers[wk];
 	hpsi_serve_take_clock(rs, p, h->clock);
 	if (rs->ordered)
