@@ -22,6 +22,7 @@
 #define BARRIER_EVERY 100
 #define JOINER 2         /* its rank: the first free one */
 #define HOLD_AT 250      /* with JOIN_TEST_HOLD=FILE every worker waits here for FILE */
+#define DIE_AT 300       /* with JOIN_TEST_DIE=1 the joiner dies here once (SIGKILL) */
 
 static char self_path[4096];
 static char out[1 << 17], out2[1 << 16];
@@ -90,14 +91,17 @@ static int join_worker(int staleness)
 	hps_worker *w;
 	if (join_as_worker(&ctx, &w))
 		return 2;
-	int joined = getenv("HPS_JOIN") != NULL, rank = hps_rank(ctx), rc;
+	int restarted = getenv("HPS_RESTART") != NULL, rank = hps_rank(ctx), rc;
+	int joined = getenv("HPS_JOIN") != NULL || (restarted && rank == JOINER);
 	uint32_t c0 = 99;
-	if ((rc = hps_resume_clock(ctx, &c0)) || c0 != (joined ? JOIN_AT : 0) || rank != (joined ? JOINER : rank)) {
-		fprintf(stderr, "rank %d starts at clock %u (%s)\n", rank, c0, hps_strerror(rc));
+	/* a restart resumes where the joiner died: right after its clock DIE_AT */
+	uint32_t start = restarted ? DIE_AT + 1 : joined ? JOIN_AT : 0;
+	if ((rc = hps_resume_clock(ctx, &c0)) || c0 != start || rank != (joined ? JOINER : rank)) {
+		fprintf(stderr, "rank %d starts at clock %u, not %u (%s)\n", rank, c0, start, hps_strerror(rc));
 		return 3;
 	}
 	if (joined) {
-		printf("joined as rank %d at clock %u\n", rank, c0);
+		printf("%s as rank %d at clock %u\n", restarted ? "restarted" : "joined", rank, c0);
 		fflush(stdout);
 	}
 	int epoch = hps_membership_epoch(ctx);
@@ -143,6 +147,8 @@ static int join_worker(int staleness)
 			fprintf(stderr, "push or clock at clock %u: %s\n", c, hps_strerror(rc));
 			return 6;
 		}
+		if (c == DIE_AT && joined && !restarted && getenv("JOIN_TEST_DIE"))
+			raise(SIGKILL); /* the launcher restarts it (--restart-workers) */
 	}
 	if ((rc = hps_barrier(ctx))) {
 		fprintf(stderr, "last barrier: %s\n", hps_strerror(rc));
@@ -242,17 +248,18 @@ static int run_cmd(const char *cmd, char *buf, size_t cap)
  * launch's server options. With kill_server, once all three wait at
  * HOLD_AT, that server is killed (-9) and they go on: its key ranges are
  * served by their backups, which must count the joiner too. */
-static void run_join_with(const char *job, const char *staleness, int by_scale, const char *servers, int kill_server)
+static void run_join_with(const char *job, const char *staleness, int by_scale, const char *env, const char *servers,
+			  int kill_server)
 {
 	char log[128], cmd[8192], hold[128];
 	snprintf(log, sizeof log, "/tmp/hps-join-%d.log", (int)getpid());
 	snprintf(hold, sizeof hold, "/tmp/hps-join-%d.hold", (int)getpid());
 	unlink(hold);
 	snprintf(cmd, sizeof cmd,
-		 "%s%s exec %s launch %s -w 2 --max-workers 3 --job %s --host testhost --heap-mb 16 --timeout-ms 20000 "
+		 "%s %s%s exec %s launch %s -w 2 --max-workers 3 --job %s --host testhost --heap-mb 16 --timeout-ms 20000 "
 		 "--staleness %s -- %s --join-worker %s",
-		 kill_server >= 0 ? "JOIN_TEST_HOLD=" : "", kill_server >= 0 ? hold : "", hps_bin(), servers, job, staleness,
-		 self_path, strcmp(staleness, "bsp") ? staleness : "0");
+		 env, kill_server >= 0 ? "JOIN_TEST_HOLD=" : "", kill_server >= 0 ? hold : "", hps_bin(), servers, job,
+		 staleness, self_path, strcmp(staleness, "bsp") ? staleness : "0");
 	pid_t pid = spawn_logged(log, "/bin/sh", cmd);
 	struct watch a = {.job = job, .clock = JOIN_AT};
 	int ready = poll_until(members_at, &a, 30000);
@@ -300,7 +307,7 @@ static void run_join_with(const char *job, const char *staleness, int by_scale, 
 
 static void run_join(const char *job, const char *staleness, int by_scale)
 {
-	run_join_with(job, staleness, by_scale, "-s 2", -1);
+	run_join_with(job, staleness, by_scale, "", "-s 2", -1);
 }
 
 static void test_join_bsp_by_hand(void)
@@ -331,8 +338,22 @@ static void test_join_ssp_by_scale(void)
  * by hand would wait at HOLD_AT while the test waits for it.) */
 static void test_join_replicated_then_kill(void)
 {
-	run_join_with("jr1", "bsp", 1, "-s 3 --replicas 1", 0);
-	run_join_with("jr2", "2", 1, "-s 3 --replicas 1", 0);
+	run_join_with("jr1", "bsp", 1, "", "-s 3 --replicas 1", 0);
+	run_join_with("jr2", "2", 1, "", "-s 3 --replicas 1", 0);
+}
+
+/* A worker that joined by hps scale dies (SIGKILL after its clock
+ * DIE_AT): the launcher restarts it with its rank (--restart-workers 1),
+ * it resumes from the clock after, and the job ends with exact sums, the
+ * staleness bound held at every pull, under BSP and SSP(2). */
+static void test_join_then_restart(void)
+{
+	static const char *const staleness[] = {"bsp", "2"};
+	for (int i = 0; i < 2; i++) {
+		run_join_with(i ? "jd2" : "jd1", staleness[i], 1, "JOIN_TEST_DIE=1", "-s 2 --restart-workers 1", -1);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps launch: restarted worker 2"));
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "restarted as rank 2 at clock 301"));
+	}
 }
 
 /* hps scale against a running job: each refusal one line and a non-zero
@@ -537,6 +558,7 @@ int main(int argc, char **argv)
 		{"test_join_bsp_by_scale", test_join_bsp_by_scale},
 		{"test_join_ssp_by_scale", test_join_ssp_by_scale},
 		{"test_join_replicated_then_kill", test_join_replicated_then_kill},
+		{"test_join_then_restart", test_join_then_restart},
 		{"test_join_scale_refusals", test_join_scale_refusals},
 		{"test_join_scale_loses_rank", test_join_scale_loses_rank},
 		{"test_join_scale_worker_fails", test_join_scale_worker_fails},

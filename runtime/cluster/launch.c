@@ -1153,7 +1153,9 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 				int outlived = !ok && end_group(&j, c, node);
 				if (!ok)
 					hpsi_node_mark_dead(&j.seg, node);
-				if (!ok && !outlived && c->role == HPS_ROLE_WORKER && !c->join &&
+				/* a worker a scale started (c->join) once it took its rank
+				 * is restarted like a launched one: with that rank */
+				if (!ok && !outlived && c->role == HPS_ROLE_WORKER &&
 				    restart_worker(&j, c, node, &worker_restarts_left, self, argv + prog, &cfg)) {
 					nodes_left++;
 					continue;
