@@ -99,6 +99,12 @@ int hpsi_join_claim(struct hps_ctx *c)
 {
 	struct hpsi_seg *seg = &c->seg;
 	uint32_t w, id = 0;
+	/* The membership epoch moves before the rank is given, so a program
+	 * that sees hps_num_workers grow (its acquire of the claimed state
+	 * pairs with the CAS below) sees the epoch moved too; the bump after
+	 * the claim is the one the servers' look pairs with. A claim that
+	 * finds no free rank leaves a bump behind, which changes nothing. */
+	atomic_fetch_add_explicit(&seg->hdr->members_seq, 1, memory_order_release);
 	for (w = 0; w < seg->hdr->nworkers; w++) {
 		id = hpsi_worker_node(seg, w);
 		uint32_t st = HPSI_NODE_VACANT;

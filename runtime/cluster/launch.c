@@ -561,15 +561,21 @@ int hpsi_launch_check_settings(struct hpsi_config *cfg, int self_serve, int need
  * is no new failure, but a node that fails after every worker finished
  * (the servers being asked to end) still makes the job fail. */
 /* With replicas, a dead server costs nothing while each key range still
- * has a replica running. */
+ * has a replica running, or one that closed: servers close once every
+ * worker finished, so a replica that closed served its range to the end
+ * (this launcher may reap a death only after the others closed). */
 static int every_range_served(const struct job *j)
 {
 	const struct hpsi_seg *s = &j->seg;
 	if (!s->hdr->replicas)
 		return 0;
-	for (uint32_t r = 0; r < s->hdr->nservers; r++)
-		if (hpsi_range_primary(s, r) == HPSI_NO_SERVER)
+	for (uint32_t r = 0; r < s->hdr->nservers; r++) {
+		int closed = 0;
+		for (uint32_t i = 0; i <= s->hdr->replicas; i++)
+			closed |= hpsi_node_state(s, hpsi_replica(s, r, i)) == HPSI_NODE_CLOSED;
+		if (!closed && hpsi_range_primary(s, r) == HPSI_NO_SERVER)
 			return 0;
+	}
 	return 1;
 }
 
