@@ -917,6 +917,7 @@ static void test_scale_servers_refusals(void)
 		{"--job sq1 --servers 2", "job sq1 has 2 servers already\n", 0},
 		{"--job sq2 --servers 3", "hps scale: job sq2 was launched without room for more servers; its key ranges cannot move (hps launch --max-servers)\n", 1},
 		{"--job sq3 --servers 3", "hps scale: job sq3 is replicated (--replicas); scaling the servers of such a job is not built yet\n", 1},
+		{"--job sq3 --servers 1", "hps scale: job sq3 keeps 1 backup of every key range on other servers (--replicas), so it needs at least 2 servers, not 1\n", 1},
 		{"--job sq4 --servers 3", "hps scale: job sq4 spans hosts (--hosts); scaling such a job is not built yet\n", 1},
 		{"--job sq1 --servers 0", "hps scale: --servers needs a number from 1 to 255\n", 2},
 		{"--job sq1 --servers 3 --workers 2", "hps scale: say how many workers or servers the job should have (--workers N or --servers N, one of them)\n", 2},
