@@ -12,6 +12,7 @@
 
 #include "hps/error.h"
 #include "runtime/common/config.h"
+#include "runtime/common/key_split.h"
 #include "runtime/common/log.h"
 #include "shm/liveness.h"
 #include "shm/place.h"
@@ -215,7 +216,11 @@ static void log_layout(const struct hpsi_seg *seg)
 	const struct hpsi_range *r = hpsi_seg_ranges(seg);
 	for (uint32_t i = 0; i < h->nservers; i++) {
 		const char *where = !h->bridged ? "" : hpsi_node_local(seg, i) ? ", on this host" : ", on another host";
-		if (h->range_mode == HPSI_RANGE_DECLARED) {
+		if (h->range_mode == HPSI_RANGE_DECLARED && h->launched_servers < h->nservers) {
+			hpsi_info("key range %u (served by server %u) holds keys %llu-%llu", i,
+				  (unsigned)atomic_load_explicit(&hpsi_seg_owner(seg)[i], memory_order_relaxed),
+				  (unsigned long long)r[i].first, (unsigned long long)r[i].last);
+		} else if (h->range_mode == HPSI_RANGE_DECLARED) {
 			hpsi_info("server %u owns keys %llu-%llu%s%s", i, (unsigned long long)r[i].first,
 				  (unsigned long long)r[i].last, r[i].direct_width ? " (direct)" : "", where);
 		} else { /* net/route.h: the slot table's server of the key's slot */
@@ -254,6 +259,16 @@ int hpsi_seg_create(const struct hpsi_seg_params *params, struct hpsi_seg *seg)
 	if (shaped.max_servers > shaped.nservers && !shaped.bridged)
 		shaped.nservers = shaped.max_servers;
 	shaped.launched_servers = launched_srv;
+	/* declared ranges with room: each cut into its share of the key
+	 * ranges, declared range i's pieces first served by rank i (below,
+	 * hpsi_seg_first_owners), so the launch places keys as declared */
+	struct hpsi_key_span pieces[HPSI_MAX_NODES];
+	if (shaped.range_mode == HPSI_RANGE_DECLARED && shaped.nservers > launched_srv) {
+		int rc = hpsi_key_split(params->ranges, launched_srv, shaped.nservers, pieces);
+		if (rc)
+			return rc;
+		shaped.ranges = pieces;
+	}
 	if (!shaped.ring_bytes && shaped.nservers && shaped.nworkers)
 		shaped.ring_bytes = hpsi_ring_bytes_for(shaped.nservers, shaped.nworkers, has_fwd(&shaped));
 	int rc = check_params(p);
@@ -352,7 +367,7 @@ int hpsi_seg_create(const struct hpsi_seg_params *params, struct hpsi_seg *seg)
 	 * nservers holders to launched_srv, shm/slots.h): the identity
 	 * without --max-servers, so such a job routes as before */
 	uint16_t own[HPSI_MAX_NODES];
-	hpsi_seg_first_owners(p->nservers, launched_srv, own);
+	hpsi_seg_first_owners(p->nservers, launched_srv, p->range_mode, own);
 	for (uint32_t r = 0; r < p->nservers; r++) {
 		atomic_store_explicit(&hpsi_seg_owner(seg)[r], own[r], memory_order_relaxed);
 		atomic_store_explicit(&hpsi_seg_want(seg)[r], own[r], memory_order_relaxed);
@@ -508,8 +523,14 @@ void hpsi_seg_detach(struct hpsi_seg *seg)
 	seg->hdr = NULL;
 }
 
-void hpsi_seg_first_owners(uint32_t nranges, uint32_t launched, uint16_t *own)
+void hpsi_seg_first_owners(uint32_t nranges, uint32_t launched, uint32_t range_mode, uint16_t *own)
 {
+	if (range_mode == HPSI_RANGE_DECLARED) { /* declared range i's pieces (key_split.h) to rank i */
+		for (uint32_t i = 0, r = 0; i < launched; i++)
+			for (uint32_t j = 0; j < hpsi_key_split_count(i, launched, nranges); j++)
+				own[r++] = (uint16_t)i;
+		return;
+	}
 	for (uint32_t r = 0; r < nranges; r++)
 		own[r] = (uint16_t)r;
 	hpsi_share_rebalance(own, nranges, nranges, launched, NULL);

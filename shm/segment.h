@@ -258,7 +258,7 @@ struct hpsi_seg_params {
 	uint64_t heap_slice;
 	int64_t timeout_ms;
 	uint32_t range_mode;
-	const struct hpsi_key_span *ranges; /* nservers entries when DECLARED */
+	const struct hpsi_key_span *ranges; /* nservers entries when DECLARED (with room: the -s declared ones, cut into max_servers) */
 	const uint32_t *dtypes, *wires;  /* nservers entries each, or NULL: f32 */
 	const uint32_t *direct_widths;   /* nservers entries (needs DECLARED), or NULL */
 	/* multi-host: this host's servers and workers; the creator (the
@@ -399,11 +399,15 @@ static inline _Atomic uint16_t *hpsi_seg_want(const struct hpsi_seg *s)
 
 /* The owner table a launch starts with (hpsi_seg_create): range r to
  * rank r, the ranges of the ranks not launched (launched .. nranges - 1)
- * spread over the launched ones. Into own[nranges]. A launched server
+ * spread over the launched ones; with declared ranges (range_mode), the
+ * pieces of declared range i (runtime/common/key_split.h) to rank i, in
+ * blocks, so each rank serves the keys it was declared. Into
+ * own[nranges]. Either way rank i gets floor or ceil of nranges /
+ * launched ranges (the shares hpsi_share_rebalance keeps). A launched server
  * sets up these ranges, not the ones the live table names: a scale may
  * hand it a range between its hps_init and its serving loop, and that
  * range comes by a copy (runtime/server/server.c). */
-void hpsi_seg_first_owners(uint32_t nranges, uint32_t launched, uint16_t *own);
+void hpsi_seg_first_owners(uint32_t nranges, uint32_t launched, uint32_t range_mode, uint16_t *own);
 
 /* Key ranges move between server processes (hps scale --servers): a job
  * launched with room for more servers (--max-servers above -s), without

@@ -20,6 +20,7 @@
 #include "net/route.h"
 #include "hps/server.h"
 #include "runtime/client/ctx.h"
+#include "runtime/common/key_split.h"
 #include "runtime/server/checkpoint.h"
 #include "shm/segment.h"
 #include "tests/harness.h"
@@ -153,8 +154,10 @@ static int room_worker(const char *dir)
 /* ---- scales while the workers train ---- */
 
 #define SKEYS 8192
-#define STOP_KEY 1000000u   /* worker 0 pushes the clock every worker stops at */
-#define COUNT_KEY 2000000u  /* + rank: the clocks a worker ran */
+/* right after the data keys (7 k + 3), inside the declared ranges of
+ * test_scale_declared_ranges */
+#define STOP_KEY (7u * SKEYS + 3)  /* worker 0 pushes the clock every worker stops at */
+#define COUNT_KEY (7u * SKEYS + 4) /* + rank: the clocks a worker ran (not data keys: 4, 5, 6 mod 7) */
 
 static uint64_t skey(int k)
 {
@@ -335,19 +338,22 @@ static void test_scale_room_exact_sums(void)
 /* Scale steps while three workers train; the keys moved by each step
  * (from the servers' logs) against the ideal share: the fraction of
  * ranges that change hands, each holding about a quarter of the keys. */
-static void run_scales(const char *job, const char *staleness, const int *steps, const double *ideal, int nsteps)
+static void run_scales(const char *job, const char *staleness, const int *steps, const double *ideal, int nsteps,
+		       const char *opts, int (*launch_ok)(const struct hpsi_seg *))
 {
 	char cmd[8192];
 	struct launched l;
 	launched_paths(&l, "scale");
 	snprintf(cmd, sizeof cmd,
 		 "exec %s launch -s 2 -w 3 --max-servers 4 --job %s --host testhost --heap-mb 16 --timeout-ms 30000 "
-		 "--staleness %s -- %s --scale-worker %s %s",
-		 hps_bin(), job, staleness, self_path, l.flag, strcmp(staleness, "bsp") ? staleness : "0");
+		 "--staleness %s %s -- %s --scale-worker %s %s",
+		 hps_bin(), job, staleness, opts, self_path, l.flag, strcmp(staleness, "bsp") ? staleness : "0");
 	l.pid = spawn_logged(l.log, "/bin/sh", cmd);
 	struct watch a = {.job = job, .clock = 10};
 	int ready = poll_until(workers_past, &a, 30000);
 	CU_ASSERT(ready);
+	if (ready && launch_ok)
+		CU_ASSERT(launch_ok(&a.seg));
 	size_t seen = 0;
 	for (int i = 0; ready && i < nsteps; i++) {
 		a.clock = atomic_load_explicit(&hpsi_seg_node(&a.seg, hpsi_worker_node(&a.seg, 0))->clock_done,
@@ -398,14 +404,80 @@ static void test_scale_out_in_ssp(void)
 {
 	static const int steps[] = {4, 1, 3};
 	static const double ideal[] = {0.5, 0.75, 2.0 / 3};
-	run_scales("sc2", "2", steps, ideal, 3);
+	run_scales("sc2", "2", steps, ideal, 3, "", NULL);
 }
 
 static void test_scale_out_bsp(void)
 {
 	static const int steps[] = {4};
 	static const double ideal[] = {0.5};
-	run_scales("sc3", "bsp", steps, ideal, 1);
+	run_scales("sc3", "bsp", steps, ideal, 1, "", NULL);
+}
+
+/* -s 2 --max-servers 4 --key-ranges 0-28674,28675-57350: each declared
+ * range cut in two key ranges (the first piece one key wider where the
+ * keys do not split evenly), the pieces of declared range i served by
+ * rank i, so the launch places keys as declared; no rank 2 or 3 runs. */
+static int declared_layout_ok(const struct hpsi_seg *s)
+{
+	static const struct hpsi_key_span want[4] = {{0, 14337}, {14338, 28674}, {28675, 43012}, {43013, 57350}};
+	const struct hpsi_range *r = hpsi_seg_ranges(s);
+	if (s->hdr->nservers != 4 || s->hdr->range_mode != HPSI_RANGE_DECLARED)
+		return 0;
+	for (uint32_t i = 0; i < 4; i++)
+		if (r[i].first != want[i].first || r[i].last != want[i].last || hpsi_range_owner(s, i) != i / 2 ||
+		    hpsi_route_key(s, want[i].first) != i || hpsi_route_key(s, want[i].last) != i) {
+			fprintf(stderr, "key range %u: keys %llu-%llu served by %u, want %llu-%llu by %u\n", i,
+				(unsigned long long)r[i].first, (unsigned long long)r[i].last, hpsi_range_owner(s, i),
+				(unsigned long long)want[i].first, (unsigned long long)want[i].last, i / 2);
+			return 0;
+		}
+	return hpsi_route_key(s, 57351) == HPSI_NO_SERVER;
+}
+
+/* Declared ranges re-split by scales while three workers push under
+ * SSP(2): the 8,193 keys (7 k + 3 and the stop key) spread evenly over
+ * the declared 0-57350, so each piece holds a quarter of them. 2 -> 4:
+ * rank 0 hands range 1, rank 1 range 3 (half the keys, the new ranks'
+ * share); 4 -> 1: ranges 1, 2 and 3 go to rank 0 (three quarters). */
+static void test_scale_declared_ranges(void)
+{
+	static const int steps[] = {4, 1};
+	static const double ideal[] = {0.5, 0.75};
+	run_scales("sc4", "2", steps, ideal, 2, "--key-ranges 0-28674,28675-57350", declared_layout_ok);
+}
+
+/* The cut itself: the whole key space (its width overflows 64 bits) and
+ * uneven widths; pieces ascending, adjacent, covering each declared range,
+ * widths one apart at most. */
+static void test_scale_key_split(void)
+{
+	static const struct {
+		struct hpsi_key_span d[3];
+		uint32_t S, M;
+	} cases[] = {
+		{{{0, UINT64_MAX}}, 1, 3},
+		{{{0, 9}, {10, 11}, {100, 1000}}, 3, 7},
+		{{{5, 6}, {7, UINT64_MAX}}, 2, 4},
+	};
+	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+		struct hpsi_key_span out[8];
+		CU_ASSERT_EQUAL_FATAL(hpsi_key_split(cases[c].d, cases[c].S, cases[c].M, out), 0);
+		for (uint32_t i = 0, at = 0; i < cases[c].S; i++) {
+			uint32_t k = hpsi_key_split_count(i, cases[c].S, cases[c].M);
+			CU_ASSERT_EQUAL(out[at].first, cases[c].d[i].first);
+			CU_ASSERT_EQUAL(out[at + k - 1].last, cases[c].d[i].last);
+			for (uint32_t j = at; j < at + k; j++) {
+				CU_ASSERT(out[j].first <= out[j].last);
+				CU_ASSERT(j == at || out[j].first == out[j - 1].last + 1);
+				uint64_t wj = out[j].last - out[j].first, w0 = out[at].last - out[at].first;
+				CU_ASSERT(wj == w0 || wj + 1 == w0);
+			}
+			at += k;
+		}
+	}
+	struct hpsi_key_span narrow[2] = {{0, 9}, {10, 10}}, out[4];
+	CU_ASSERT_EQUAL(hpsi_key_split(narrow, 2, 4, out), HPS_ECONFIG); /* 10-10 cannot hold two pieces */
 }
 
 /* Each refused before anything starts, with one line. */
@@ -416,7 +488,9 @@ static void test_scale_room_refusals(void)
 	} cases[] = {
 		{"-s 2 --max-servers 1", "HPS_MAX_SERVERS=1 is below HPS_NUM_SERVERS=2"},
 		{"-s 2 --max-servers 4 --replicas 1", "HPS_MAX_SERVERS with HPS_REPLICAS: servers of a replicated job cannot be added yet"},
-		{"-s 2 --max-servers 4 --key-ranges 0-9,10-19", "HPS_MAX_SERVERS with HPS_KEY_RANGES: declared ranges cannot move between servers yet"},
+		{"-s 2 --max-servers 5 --key-ranges 0-9,10-10", "HPS_KEY_RANGES with HPS_MAX_SERVERS=5: range 1 (10-10) is cut into 2 key ranges that can move between servers but holds fewer keys"},
+		{"-s 2 --max-servers 4 --key-ranges 9-0,10-19", "key ranges must be ascending and disjoint (HPS_KEY_RANGES), range 0 is not"},
+		{"-s 2 --max-servers 4 --key-ranges 0-9,10-19 --direct 4", "HPS_MAX_SERVERS with HPS_DIRECT: a direct range is a dense array"},
 		{"-s 2 --max-servers 4 --updater 'sum;sum'", "HPS_MAX_SERVERS with HPS_UPDATER=sum;sum: a list per server is not built"},
 		{"-s 2 --max-servers 4 --hosts /nonexistent", "hps launch: --max-servers works within one host only"},
 		{"-s 2 --max-servers 300", "HPS_MAX_SERVERS"},
@@ -857,6 +931,7 @@ static void test_scale_servers_refusals(void)
 		{"--job sq1 --servers 2", "job sq1 has 2 servers already\n", 0},
 		{"--job sq2 --servers 3", "hps scale: job sq2 was launched without room for more servers; its key ranges cannot move (hps launch --max-servers)\n", 1},
 		{"--job sq3 --servers 3", "hps scale: job sq3 is replicated (--replicas); scaling the servers of such a job is not built yet\n", 1},
+		{"--job sq3 --servers 1", "hps scale: job sq3 keeps 1 backup of every key range on other servers (--replicas), so it needs at least 2 servers, not 1\n", 1},
 		{"--job sq4 --servers 3", "hps scale: job sq4 spans hosts (--hosts); scaling such a job is not built yet\n", 1},
 		{"--job sq1 --servers 0", "hps scale: --servers needs a number from 1 to 255\n", 2},
 		{"--job sq1 --servers 3 --workers 2", "hps scale: say how many workers or servers the job should have (--workers N or --servers N, one of them)\n", 2},
@@ -921,6 +996,8 @@ int main(int argc, char **argv)
 		{"test_scale_room_refusals", test_scale_room_refusals},
 		{"test_scale_out_in_ssp", test_scale_out_in_ssp},
 		{"test_scale_out_bsp", test_scale_out_bsp},
+		{"test_scale_declared_ranges", test_scale_declared_ranges},
+		{"test_scale_key_split", test_scale_key_split},
 		{"test_scale_deterministic_adam_bit_identical", test_scale_deterministic_adam_bit_identical},
 		{"test_scale_new_server_fails", test_scale_new_server_fails},
 		{"test_scale_servers_refusals", test_scale_servers_refusals},

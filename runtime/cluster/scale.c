@@ -39,8 +39,9 @@ static void usage(FILE *f)
 		   "workers see no error. New servers are started by the launcher; leaving ones\n"
 		   "close once their ranges serve elsewhere. Waits until the ranges moved.\n"
 		   "Without --job, the one job running on this host. Refused: jobs across hosts,\n"
-		   "servers of a replicated job or one without --max-servers, and a scale while\n"
-		   "another one of the job runs.\n");
+		   "servers of a replicated job (below --replicas + 1 servers: never, a range and\n"
+		   "its backups live on distinct servers) or one without --max-servers, and a\n"
+		   "scale while another one of the job runs.\n");
 }
 
 /* Waits until the launcher ended the request this command made (it
@@ -124,6 +125,13 @@ static int scale_servers(struct hpsi_seg *seg, uint32_t want)
 	const struct hpsi_seg_hdr *h = seg->hdr;
 	if (h->bridged) {
 		fprintf(stderr, "hps scale: job %s spans hosts (--hosts); scaling such a job is not built yet\n", h->job);
+		return 1;
+	}
+	/* said before "not built yet": it holds whatever else is built, since
+	 * a range and its backups live on distinct servers (issue 12 part 5) */
+	if (h->replicas && want < h->replicas + 1) {
+		fprintf(stderr, "hps scale: job %s keeps %u backup%s of every key range on other servers (--replicas), so it needs at least %u servers, not %u\n",
+			h->job, h->replicas, h->replicas == 1 ? "" : "s", h->replicas + 1, want);
 		return 1;
 	}
 	if (h->replicas) {

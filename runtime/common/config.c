@@ -11,6 +11,7 @@
 #include "hps/error.h"
 #include "hps/hps.h"
 #include "runtime/common/dtype.h"
+#include "runtime/common/key_split.h"
 #include "runtime/common/log.h"
 
 /* ps-lite / dmlc-core tracker names accepted for our settings. */
@@ -243,8 +244,9 @@ static int max_servers_ok(const struct hpsi_config *c)
 		hpsi_error("HPS_MAX_SERVERS with HPS_REPLICAS: servers of a replicated job cannot be added yet; run it without one of them");
 		return HPS_ECONFIG;
 	}
-	if (hpsi_setting("KEY_RANGES")) {
-		hpsi_error("HPS_MAX_SERVERS with HPS_KEY_RANGES: declared ranges cannot move between servers yet; use hashed keys");
+	const char *d = hpsi_setting("DIRECT");
+	if (d && strcmp(d, "0")) {
+		hpsi_error("HPS_MAX_SERVERS with HPS_DIRECT: a direct range is a dense array workers write in place, so it cannot move between servers; drop one of them");
 		return HPS_ECONFIG;
 	}
 	for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
@@ -357,6 +359,13 @@ int hpsi_config_load(struct hpsi_config *c, int need_role)
 	c->host[sizeof c->host - 1] = 0;
 
 	if ((s = hpsi_setting("KEY_RANGES")) && (rc = parse_ranges(s, c)))
+		return rc;
+	/* room for more servers: the segment cuts each declared range into
+	 * its share of the key ranges (key_split.h); said here, before
+	 * anything starts, when one is too narrow for that */
+	struct hpsi_key_span pieces[HPSI_MAX_NODES];
+	if (c->range_mode == HPSI_RANGE_DECLARED && c->max_servers > c->nservers &&
+	    (rc = hpsi_key_split(c->ranges, c->nservers, c->max_servers, pieces)))
 		return rc;
 	/* without HPS_NUM_SERVERS the count comes from the segment: hps_init
 	 * checks the lists against it */

@@ -399,7 +399,7 @@ static int server_setup(struct server *sv, hps_handler handler, void *arg)
 	int first = atomic_load_explicit(&hpsi_seg_node(seg, sv->me)->incarnation, memory_order_relaxed) == 0;
 	uint16_t launch_own[HPSI_MAX_NODES];
 	if (!sv->replicas)
-		hpsi_seg_first_owners(S, seg->hdr->launched_servers, launch_own);
+		hpsi_seg_first_owners(S, seg->hdr->launched_servers, seg->hdr->range_mode, launch_own);
 	for (uint32_t r = 0; r < (sv->replicas ? sv->replicas + 1 : S); r++) {
 		if (!sv->replicas && (!first || launch_own[r] != sv->me))
 			continue;
