@@ -117,7 +117,10 @@ int cluster_worker(const char *mode)
 		hps_finalize(ctx);
 		return rc ? 1 : 0;
 	}
-	int rounds = strcmp(mode, "long") == 0 ? 60 : 4;
+	/* long=FILE: as long, then each worker waits for FILE before its
+	 * barrier, so the job runs until the test is done with it (bounded) */
+	const char *hold = strncmp(mode, "long=", 5) == 0 ? mode + 5 : NULL;
+	int rounds = hold || strcmp(mode, "long") == 0 ? 60 : 4;
 	if (me == 0) {
 		printf("sums started\n");
 		fflush(stdout);
@@ -132,6 +135,8 @@ int cluster_worker(const char *mode)
 		if (rounds > 4)
 			usleep(20000);
 	}
+	for (int t = 0; hold && access(hold, F_OK) != 0 && t < 6000; t++)
+		usleep(10000);
 	if (!rc && (rc = hps_barrier(ctx)))
 		fprintf(stderr, "barrier: %s\n", hps_strerror(rc));
 	if (!rc)

@@ -322,7 +322,12 @@ static void test_curve_strangers_refused(void)
 {
 	CU_ASSERT_EQUAL_FATAL(ns_up(2), 0);
 	pid_t t = capture(1);
-	pid_t p = two_host_job("963", "long", 1);
+	/* the job runs until the strangers are done (the hold file) */
+	char hold[128], mode[160];
+	snprintf(hold, sizeof hold, "/tmp/hps-curve-hold-%d", (int)getpid());
+	snprintf(mode, sizeof mode, "long=%s", hold);
+	unlink(hold);
+	pid_t p = two_host_job("963", mode, 1);
 	CU_ASSERT_FATAL(wait_log(job_log, "sums started", 20000));
 	capture_end(t);
 	static unsigned char reg[1 << 16];
@@ -349,7 +354,9 @@ static void test_curve_strangers_refused(void)
 	for (int i = 0; i < 6; i++)
 		zmq_close(s[i]);
 	zmq_ctx_term(z);
+	touch_file(hold);
 	CU_ASSERT_EQUAL(job_sums(p, 60000), 2);
+	unlink(hold);
 	const char *o = slurp(job_log);
 	/* a key of its own: ZAP names it; no key and the replay: no handshake */
 	CU_ASSERT_PTR_NOT_NULL(strstr(o, "not in authorized_keys"));
