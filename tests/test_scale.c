@@ -276,15 +276,21 @@ static int workers_past(void *p)
 }
 
 /* The keys the servers' logs say each move carried, summed over the
- * lines from `from` on; *lines: how many moves. */
-static unsigned long keys_moved(const char *log, size_t from, int *lines)
+ * lines from `from` on; *lines: how many moves; *mapped: how many of
+ * those keys went in cells handed over whole (runtime/server/recover.c). */
+static unsigned long keys_moved(const char *log, size_t from, int *lines, unsigned long *mapped)
 {
 	unsigned long sum = 0;
 	*lines = 0;
+	*mapped = 0;
 	for (const char *at = log + from; (at = strstr(at, " moved key range ")); at++) {
-		unsigned r, keys;
+		unsigned r, keys, to;
+		unsigned long m;
 		if (sscanf(at, " moved key range %u (%u keys", &r, &keys) == 2)
 			sum += keys, ++*lines;
+		const char *tail = strstr(at, " ms) to server ");
+		if (tail && sscanf(tail, " ms) to server %u (%lu keys in cells mapped", &to, &m) == 2)
+			*mapped += m;
 	}
 	return sum;
 }
@@ -356,8 +362,10 @@ static void run_scales(const char *job, const char *staleness, const int *steps,
 		CU_ASSERT(poll_until(workers_past, &a, 30000));
 		slurp_into(l.log, out, sizeof out);
 		int moves;
-		unsigned long moved = keys_moved(out, seen, &moves);
+		unsigned long mapped, moved = keys_moved(out, seen, &moves, &mapped);
 		seen = strlen(out);
+		/* every key has one width: in cells, which go whole */
+		CU_ASSERT_EQUAL(mapped, moved);
 		double share = (double)moved / (SKEYS + 1); /* the data keys and the stop key */
 		fprintf(stderr, "[step to %d servers: %d ranges moved, %lu keys: %.2f of them, ideal %.2f]\n", steps[i], moves,
 			moved, share, ideal[i]);
