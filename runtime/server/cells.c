@@ -1,13 +1,9 @@
 #include "runtime/server/cells.h"
 
-#include <fcntl.h>
 #include <jemalloc/jemalloc.h>
-#include <stdio.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "hps/error.h"
+#include "runtime/server/memfd.h"
 #include "shm/heap.h"
 
 /* Cells past the capacity when the table is (re)built, for the end of the
@@ -39,30 +35,18 @@ static unsigned char *array_alloc(const struct hpsi_cells *t, size_t bytes, int 
 	*fd = -1;
 	if (!t->share)
 		return hpsi_local_alloc_huge(bytes, t->flags, 1);
-	int f = memfd_create("hps-cells", MFD_CLOEXEC);
-	if (f < 0)
-		return NULL;
-	/* ftruncate: zeros, allocated as they are touched (as fresh
-	 * anonymous pages are) */
-	void *p = ftruncate(f, (off_t)bytes) ? MAP_FAILED : mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, f, 0);
-	if (p == MAP_FAILED) {
-		close(f);
-		return NULL;
-	}
-	*fd = f;
-	return p;
+	void *p;
+	return hpsi_memfd_new(bytes, &p, fd) ? NULL : p;
 }
 
 static void array_free(const struct hpsi_cells *t, unsigned char *base, size_t bytes, int fd)
 {
 	if (!base)
 		return;
-	if (fd < 0) {
+	if (fd < 0)
 		dallocx(base, t->flags);
-		return;
-	}
-	munmap(base, bytes);
-	close(fd); /* the pages go with the last mapping: another server may hold them */
+	else
+		hpsi_memfd_free(base, bytes, fd); /* another server may map the pages yet */
 }
 
 void hpsi_cells_free(struct hpsi_cells *t)
@@ -306,21 +290,13 @@ int hpsi_cells_adopt(struct hpsi_cells *t, int pid, const struct hpsi_cells_shap
 	    q->ncells <= q->cap || q->ncells > SIZE_MAX / q->csz || q->tail > q->ncells || q->count > q->tail ||
 	    q->tail == q->ncells)
 		return HPS_EINVAL;
-	char path[64];
-	snprintf(path, sizeof path, "/proc/%d/fd/%d", pid, (int)q->fd);
-	/* opening the fd of another process: the same file, not a copy */
-	int f = open(path, O_RDWR | O_CLOEXEC);
-	if (f < 0)
-		return HPS_ESYS;
 	size_t bytes = (size_t)q->ncells * q->csz;
-	struct stat sb;
-	if (fstat(f, &sb) || (uint64_t)sb.st_size < bytes) {
-		close(f);
-		return HPS_EINVAL;
-	}
-	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, f, 0);
-	if (p == MAP_FAILED) {
-		close(f);
+	int f, rc = hpsi_memfd_open(pid, q->fd, bytes, &f);
+	if (rc)
+		return rc;
+	void *p = hpsi_memfd_map(f, 0, bytes);
+	if (!p) {
+		hpsi_memfd_free(NULL, 0, f);
 		return HPS_ESYS;
 	}
 	hpsi_cells_free(t); /* what it held came by records before: the adopted cells hold it too */

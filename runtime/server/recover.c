@@ -70,6 +70,13 @@ struct sync_shape {
 };
 enum { SYNC_SHAPES = 4 };
 
+/* A move's tables, whole (send_whole), in a SYNC_WHOLE body. */
+struct sync_whole {
+	uint32_t pool, ncells; /* the pool's shape is there (0 or 1); cells' shapes there */
+	struct hpsi_table_shape tab;
+	struct hpsi_cells_shape cells[SYNC_SHAPES];
+};
+
 /* A worker as the range saw it, in a SYNC_FINAL body. */
 struct sync_peer {
 	uint32_t clock, pad;
@@ -377,18 +384,21 @@ static int send_whole(struct server *sv, struct range_state *rs)
 	struct range_sync *y = rs->sync;
 	if (y->whole_sent)
 		return 1;
-	struct hpsi_cells_shape q[4];
-	size_t n = hpsi_store_whole(rs->store, q, 4);
-	if (n) {
-		if (!msg_open(sv, rs, SYNC_WHOLE, n * sizeof *q))
+	struct sync_whole w = {0};
+	w.pool = (uint32_t)hpsi_store_whole_pool(rs->store, &w.tab);
+	w.ncells = (uint32_t)hpsi_store_whole(rs->store, w.cells, SYNC_SHAPES);
+	if (w.pool || w.ncells) {
+		if (!msg_open(sv, rs, SYNC_WHOLE, sizeof w))
 			return 0;
-		memcpy(y->msg + 1, q, n * sizeof *q);
-		y->msg_used = n * sizeof *q;
+		memcpy(y->msg + 1, &w, sizeof w);
+		y->msg_used = sizeof w;
 		msg_close(sv, y);
-		for (size_t k = 0; k < n; k++)
-			y->whole_bytes += q[k].ncells * q[k].csz, y->whole_keys += q[k].count;
+		if (w.pool)
+			y->whole_bytes += w.tab.cap * 8 + w.tab.nwin * HPSI_WIN_UNITS * 8, y->whole_keys += w.tab.count;
+		for (size_t k = 0; k < w.ncells; k++)
+			y->whole_bytes += w.cells[k].ncells * w.cells[k].csz, y->whole_keys += w.cells[k].count;
 	}
-	y->whole_sent = n ? 2 : 1;
+	y->whole_sent = w.pool || w.ncells ? 2 : 1;
 	return 1;
 }
 
@@ -791,18 +801,20 @@ static void expect_shapes(struct server *sv, struct hpsi_store *st, const unsign
  * fails as one out of memory does. */
 static int apply_whole(struct server *sv, struct range_state *rs, const struct hpsi_msg_hdr *h)
 {
-	struct hpsi_cells_shape q;
-	if (h->val_bytes % sizeof q || h->val_bytes > 4 * sizeof q)
-		return bad_sync("copy of a key range: cells of a bad length");
+	struct sync_whole w;
+	if (h->val_bytes != sizeof w)
+		return bad_sync("copy of a key range: tables of a bad length");
+	memcpy(&w, h + 1, sizeof w);
+	if (w.pool > 1 || w.ncells > SYNC_SHAPES)
+		return bad_sync("copy of a key range: too many tables");
 	/* relaxed: the source stored its pid before ALIVE (release), which
 	 * this server acquired before it read the source's ring */
 	int pid = atomic_load_explicit(&hpsi_seg_node(sv->seg, h->sender)->pid, memory_order_relaxed);
-	for (size_t k = 0; k < h->val_bytes / sizeof q; k++) {
-		memcpy(&q, (const unsigned char *)(h + 1) + k * sizeof q, sizeof q);
-		int rc = hpsi_store_adopt(rs->store, pid, &q);
-		if (rc)
-			copy_failed(sv, rs, 0, rc);
-	}
+	int rc = w.pool ? hpsi_store_adopt_pool(rs->store, pid, &w.tab) : 0; /* first: cells may add to it */
+	for (uint32_t k = 0; !rc && k < w.ncells; k++)
+		rc = hpsi_store_adopt(rs->store, pid, &w.cells[k]);
+	if (rc)
+		copy_failed(sv, rs, 0, rc);
 	return 1;
 }
 

@@ -313,8 +313,11 @@ static int range_setup(struct server *sv, uint32_t i, uint32_t id, int serving, 
 	if (rg->direct_width)
 		rs->store = hpsi_store_create_direct(&upd, &init, rg->first, rg->last - rg->first + 1, rg->direct_width,
 						     (float *)(seg->base + rg->direct_off));
-	else if ((rs->store = hpsi_store_create(&upd, &init, rg->dtype)) && sv->movable)
-		hpsi_store_share(rs->store); /* a move hands its cells over whole (recover.c) */
+	else if ((rs->store = hpsi_store_create(&upd, &init, rg->dtype)) && sv->movable &&
+		 hpsi_store_share(rs->store)) { /* a move hands its tables over whole (recover.c) */
+		hpsi_store_destroy(rs->store);
+		rs->store = NULL;
+	}
 	if (!rs->store)
 		return rg->direct_width ? HPS_ECONFIG : HPS_ENOMEM;
 	/* workers acquire this before they touch the array (hps_direct_map) */

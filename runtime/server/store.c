@@ -152,18 +152,24 @@ struct hpsi_store *hpsi_store_create_like(const struct hpsi_store *st)
 	if (st->dvals)
 		return hpsi_store_create_direct(&st->upd, &st->init, st->dfirst, st->dcount, st->dwidth, NULL);
 	struct hpsi_store *like = hpsi_store_create(&st->upd, &st->init, st->dtype);
-	if (like && st->share)
-		hpsi_store_share(like);
+	if (like && st->share && hpsi_store_share(like)) {
+		hpsi_store_destroy(like);
+		return NULL;
+	}
 	return like;
 }
 
-void hpsi_store_share(struct hpsi_store *st)
+int hpsi_store_share(struct hpsi_store *st)
 {
 	if (st->dvals)
-		return; /* (a direct store has no cells) */
+		return 0; /* (a direct store has no tables) */
+	int rc = hpsi_table_share(&st->tab);
+	if (rc)
+		return rc;
 	st->share = 1;
 	for (unsigned k = 0; k < STORE_CELLS; k++)
 		hpsi_cells_share(&st->cells[k]);
+	return 0;
 }
 
 int hpsi_store_is_direct(const struct hpsi_store *st)
@@ -345,6 +351,19 @@ size_t hpsi_store_whole(const struct hpsi_store *st, struct hpsi_cells_shape *ou
 		if (st->cells[k].share && st->cells[k].count && st->cells[k].fd >= 0)
 			hpsi_cells_shape_of(&st->cells[k], &out[n++]);
 	return n;
+}
+
+int hpsi_store_whole_pool(const struct hpsi_store *st, struct hpsi_table_shape *out)
+{
+	if (!st->share || !st->tab.count)
+		return 0;
+	hpsi_table_shape_of(&st->tab, out);
+	return 1;
+}
+
+int hpsi_store_adopt_pool(struct hpsi_store *st, int pid, const struct hpsi_table_shape *q)
+{
+	return st->dvals || !st->share ? HPS_EINVAL : hpsi_table_adopt(&st->tab, pid, q);
 }
 
 static int copy_cell(uint64_t key, uint32_t steps, void *vals, void *arg);
@@ -807,6 +826,8 @@ int hpsi_store_next(struct hpsi_store *st, struct hpsi_store_cursor *cursor, str
 			return 0;
 		}
 	}
+	if (st->share)
+		return 1; /* the pool goes whole too (hpsi_store_whole_pool) */
 	/* the pool; cells made after the walk passed them hold keys added
 	 * meanwhile only */
 	if (cursor->part < STORE_CELLS)
@@ -827,10 +848,7 @@ int hpsi_store_item(const struct hpsi_store *st, uint64_t key, struct hpsi_store
 	if (!v)
 		return HPS_ENOKEY;
 	item_of(st, key, len, v, it);
-	/* a key of a length with cells lives in them, but for the key of hash 0 */
-	for (unsigned k = 0; hpsi_cells_hash(key) && k < st->ncells; k++)
-		if (st->cells[k].len == len)
-			it->whole = st->cells[k].share;
+	it->whole = st->share; /* cells and pool */
 	return 0;
 }
 

@@ -16,6 +16,7 @@
 
 #include "hps/server.h"
 #include "runtime/server/cells.h"
+#include "runtime/server/table.h"
 #include "runtime/server/updater.h"
 
 struct hpsi_store;
@@ -90,14 +91,22 @@ int hpsi_store_item(const struct hpsi_store *st, uint64_t key, struct hpsi_store
 int hpsi_store_write(struct hpsi_store *st, uint64_t key, uint32_t len, uint32_t steps, size_t off,
 		     const void *bytes, size_t n);
 
-/* A store whose cells another server may take whole (a job whose key
- * ranges move, runtime/server/move.c): every cells table lives in a memfd
- * (hpsi_cells_share), stores made like it (hpsi_store_create_like) share
- * too. A walk (hpsi_store_next) then visits the pool only, and a copy's
- * shape (hpsi_store_shape) names the cells' lengths with no keys: they go
- * whole (hpsi_store_whole, hpsi_store_adopt), not by records. Call it on
- * a store that holds nothing yet. */
-void hpsi_store_share(struct hpsi_store *st);
+/* A store whose tables another server may take whole (a job whose key
+ * ranges move, runtime/server/move.c): every cells table and the pool
+ * live in memfds (hpsi_cells_share, hpsi_table_share), stores made like
+ * it (hpsi_store_create_like) share too. A walk (hpsi_store_next) then
+ * visits nothing, every key is `whole`, and a copy's shape
+ * (hpsi_store_shape) names the cells' lengths with no keys: the tables
+ * go whole (hpsi_store_whole_pool, hpsi_store_whole; hpsi_store_adopt_pool,
+ * then hpsi_store_adopt), not by records. Call it on a store that holds
+ * nothing yet: 0, or HPS_ENOMEM (the store does not share). */
+int hpsi_store_share(struct hpsi_store *st);
+/* The pool of a store that shares, when it holds keys: 1 and its shape. */
+int hpsi_store_whole_pool(const struct hpsi_store *st, struct hpsi_table_shape *out);
+/* Takes the pool q of process pid as this store's pool, replacing it:
+ * before the cells (hpsi_store_adopt may add keys to the pool). 0, or an
+ * error of hpsi_table_adopt. */
+int hpsi_store_adopt_pool(struct hpsi_store *st, int pid, const struct hpsi_table_shape *q);
 /* The cells a store that shares hands over whole: at most max shapes
  * (cells.h), those that hold keys; returns how many. */
 size_t hpsi_store_whole(const struct hpsi_store *st, struct hpsi_cells_shape *out, size_t max);
