@@ -309,8 +309,8 @@ static void take_dirty(struct range_sync *y)
 void hpsi_recover_dirty(struct range_state *rs, const uint64_t *keys, uint32_t n)
 {
 	struct range_sync *y = rs->sync;
-	if (y->phase == PH_BEGIN || y->dirty_lost)
-		return; /* nothing sent yet, or everything goes again */
+	if (y->phase == PH_BEGIN || y->dirty_lost || hpsi_store_shares(rs->store))
+		return; /* nothing sent yet, everything goes again, or whole at the freeze */
 	if (y->ndirty + n > y->dirty_cap) {
 		size_t cap = y->dirty_cap ? y->dirty_cap * 2 : 4096;
 		while (cap < y->ndirty + n)

@@ -353,6 +353,11 @@ size_t hpsi_store_whole(const struct hpsi_store *st, struct hpsi_cells_shape *ou
 	return n;
 }
 
+int hpsi_store_shares(const struct hpsi_store *st)
+{
+	return st->share;
+}
+
 int hpsi_store_whole_pool(const struct hpsi_store *st, struct hpsi_table_shape *out)
 {
 	if (!st->share || !st->tab.count)

@@ -101,6 +101,8 @@ int hpsi_store_write(struct hpsi_store *st, uint64_t key, uint32_t len, uint32_t
  * then hpsi_store_adopt), not by records. Call it on a store that holds
  * nothing yet: 0, or HPS_ENOMEM (the store does not share). */
 int hpsi_store_share(struct hpsi_store *st);
+/* 1 when st shares (hpsi_store_share). */
+int hpsi_store_shares(const struct hpsi_store *st);
 /* The pool of a store that shares, when it holds keys: 1 and its shape. */
 int hpsi_store_whole_pool(const struct hpsi_store *st, struct hpsi_table_shape *out);
 /* Takes the pool q of process pid as this store's pool, replacing it:
