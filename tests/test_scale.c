@@ -277,7 +277,7 @@ static int workers_past(void *p)
 
 /* The keys the servers' logs say each move carried, summed over the
  * lines from `from` on; *lines: how many moves; *mapped: how many of
- * those keys went in cells handed over whole (runtime/server/recover.c). */
+ * those keys went in tables handed over whole (runtime/server/recover.c). */
 static unsigned long keys_moved(const char *log, size_t from, int *lines, unsigned long *mapped)
 {
 	unsigned long sum = 0;
@@ -289,7 +289,7 @@ static unsigned long keys_moved(const char *log, size_t from, int *lines, unsign
 		if (sscanf(at, " moved key range %u (%u keys", &r, &keys) == 2)
 			sum += keys, ++*lines;
 		const char *tail = strstr(at, " ms) to server ");
-		if (tail && sscanf(tail, " ms) to server %u (%lu keys in cells mapped", &to, &m) == 2)
+		if (tail && sscanf(tail, " ms) to server %u (%lu keys in tables mapped", &to, &m) == 2)
 			*mapped += m;
 	}
 	return sum;
@@ -364,7 +364,7 @@ static void run_scales(const char *job, const char *staleness, const int *steps,
 		int moves;
 		unsigned long mapped, moved = keys_moved(out, seen, &moves, &mapped);
 		seen = strlen(out);
-		/* every key has one width: in cells, which go whole */
+		/* every key went in tables mapped whole, none by records */
 		CU_ASSERT_EQUAL(mapped, moved);
 		double share = (double)moved / (SKEYS + 1); /* the data keys and the stop key */
 		fprintf(stderr, "[step to %d servers: %d ranges moved, %lu keys: %.2f of them, ideal %.2f]\n", steps[i], moves,

@@ -678,13 +678,15 @@ static void test_store_move_whole(void)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ref);
 	CU_ASSERT_EQUAL_FATAL(hpsi_store_share(src), 0);
 	uint64_t *keys = malloc((N + MORE) * sizeof *keys), *wide = malloc((P + MOREWIDE) * sizeof *wide);
-	float *g = malloc((size_t)(N + MORE) * W * sizeof *g), *gw = malloc((size_t)(P + MOREWIDE) * WIDE * sizeof *gw);
+	/* (gradients read from g + r, gw + r for r < 4) */
+	float *g = malloc(((size_t)(N + MORE) * W + 4) * sizeof *g);
+	float *gw = malloc(((size_t)(P + MOREWIDE) * WIDE + 4) * sizeof *gw);
 	CU_ASSERT_FATAL(keys && wide && g && gw);
 	for (size_t i = 0; i < N + MORE; i++)
 		keys[i] = 3 * i + 1;
-	for (size_t i = 0; i < (size_t)(N + MORE) * W; i++)
+	for (size_t i = 0; i < (size_t)(N + MORE) * W + 4; i++)
 		g[i] = (float)(i % 5) - 2.0f;
-	for (size_t i = 0; i < (size_t)(P + MOREWIDE) * WIDE; i++)
+	for (size_t i = 0; i < (size_t)(P + MOREWIDE) * WIDE + 4; i++)
 		gw[i] = (float)(i % 3) + 0.5f;
 	for (int i = 0; i < P + MOREWIDE; i++)
 		wide[i] = 7000000 + (uint64_t)i; /* sorted; their cells would be too large: the pool */

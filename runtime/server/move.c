@@ -77,7 +77,7 @@ void hpsi_move_handed(struct server *sv, struct range_state *rs, uint32_t to, do
 		rs->store = rs->arg = empty;
 	}
 	hpsi_sstat_stores(sv);
-	hpsi_warn("server %u moved key range %u (%zu keys, %.1f MB in %.3f ms) to server %u (%llu keys in cells mapped, not copied)",
+	hpsi_warn("server %u moved key range %u (%zu keys, %.1f MB in %.3f ms) to server %u (%llu keys in tables mapped, not copied)",
 		  sv->me, rs->id, keys, mb, ms, to, (unsigned long long)mapped);
 }
 

@@ -15,7 +15,9 @@
  * (not served) for the last of them and FINAL records with the workers'
  * clocks, phases and last sequences. Records apply in ring order, so the
  * copy ends identical to the source, optimizer state and push counts
- * included.
+ * included. A move (not a replacement) whose store shares its tables
+ * (hpsi_store_share) sends no records: at the freeze its pool and cells
+ * go whole, as memfds the target maps (send_whole, apply_whole).
  *
  * - Its own range (and any other whose replicas before it are all gone)
  *   is handed back: the server that took it over stops serving it at the
@@ -50,7 +52,7 @@
 #define FREEZE_KEYS 4096        /* few enough pushed keys to copy frozen */
 #define MAX_ROUNDS 4            /* copy rounds of pushed keys before freezing anyway */
 
-/* hdr->part; SYNC_WHOLE: a move's cells, mapped, not copied (below) */
+/* hdr->part; SYNC_WHOLE: a move's tables, mapped, not copied (below) */
 enum sync_kind { SYNC_BEGIN = 0, SYNC_RECORDS = 1, SYNC_FINAL = 2, SYNC_WHOLE = 3 };
 enum sync_phase { PH_BEGIN, PH_COPY, PH_DELTA, PH_FREEZE };
 
@@ -99,8 +101,8 @@ struct range_sync {
 	int frozen_copy;     /* a full copy with the range frozen (pushes outran the others) */
 	uint32_t final_sent; /* workers whose state went in FINAL pieces */
 	int waiting;         /* handback: for other backups (polled at the idle pace) */
-	int whole_sent;      /* a move's cells (PH_FREEZE): 1 none to send, 2 their SYNC_WHOLE went */
-	uint64_t whole_bytes, whole_keys; /* the cells it handed over */
+	int whole_sent;      /* a move's tables (PH_FREEZE): 1 none to send, 2 their SYNC_WHOLE went */
+	uint64_t whole_bytes, whole_keys; /* the tables it handed over */
 	uint32_t *wait_tail; /* handback: per server, the forwards it must apply first */
 	int64_t started;
 	uint64_t bytes;
@@ -261,7 +263,7 @@ static int send_list(struct server *sv, struct range_state *rs, size_t *budget)
 	struct range_sync *y = rs->sync;
 	while (y->list_i < y->nlist && *budget) {
 		struct hpsi_store_item it;
-		/* (a key of cells that go whole is not sent: its cells go at the freeze) */
+		/* (a key of tables that go whole is not sent: they go at the freeze) */
 		if (hpsi_store_item(rs->store, y->list[y->list_i], &it) == 0 && !it.whole &&
 		    !send_item(sv, rs, &it, budget))
 			return 0;
@@ -372,13 +374,14 @@ static int others_caught_up(struct server *sv, struct range_sync *y)
 	return 1;
 }
 
-/* A move's cells, handed over whole (the range is frozen: nothing writes
- * them any more): their shapes and fds in one SYNC_WHOLE, just before the
- * FINAL; the target maps the same pages (hpsi_store_adopt) and serves
- * them only after the FINAL, when this server no longer does. This server
- * keeps the table, and with it the fds, until the target read past them
- * (hpsi_recover_keep): it may read them long after (a target whose
- * serving loop has not started yet). 1 once sent (or nothing to send). */
+/* A move's tables (pool and cells), handed over whole (the range is
+ * frozen: nothing writes them any more): their shapes and fds in one
+ * SYNC_WHOLE, just before the FINAL; the target maps the same pages
+ * (apply_whole) and serves them only after the FINAL, when this server no
+ * longer does. This server keeps the store, and with it the fds, until
+ * the target read past them (hpsi_recover_keep): it may read them long
+ * after (a target whose serving loop has not started yet). 1 once sent
+ * (or nothing to send). */
 static int send_whole(struct server *sv, struct range_state *rs)
 {
 	struct range_sync *y = rs->sync;
@@ -656,7 +659,7 @@ int hpsi_recover_pending(struct server *sv)
 void hpsi_recover_cancel(struct server *sv, struct range_state *rs)
 {
 	if (rs->sync && rs->sync->whole_sent == 2) {
-		/* the target may map the cells sent yet: the table is kept, the
+		/* the target may map the tables sent yet: the store is kept, the
 		 * caller's is gone */
 		hpsi_replica_publish(sv);
 		hpsi_recover_keep(sv, rs, rs->sync->to);
@@ -795,10 +798,10 @@ static void expect_shapes(struct server *sv, struct hpsi_store *st, const unsign
 	}
 }
 
-/* A move's cells, whole (send_whole): this server maps the source's
- * pages as its cells (hpsi_store_adopt). Whatever fails (the fd, the
- * mapping, a shape that does not fit) leaves keys missing: the copy
- * fails as one out of memory does. */
+/* A move's tables, whole (send_whole): this server maps the source's
+ * pages as its pool and cells (hpsi_store_adopt_pool, hpsi_store_adopt).
+ * Whatever fails (the fd, the mapping, a shape that does not fit) leaves
+ * keys missing: the copy fails as one out of memory does. */
 static int apply_whole(struct server *sv, struct range_state *rs, const struct hpsi_msg_hdr *h)
 {
 	struct sync_whole w;

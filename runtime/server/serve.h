@@ -189,8 +189,8 @@ int hpsi_move_pending(struct server *sv);
 int hpsi_move_done_leaving(struct server *sv);
 /* The source's end of a move, after its FINAL: stops serving rs, stores
  * the new owner, drops the range's table (kept while the target may map
- * its cells). mb: what moved, records and cells mapped; mapped: the keys
- * of those cells. */
+ * its tables). mb: what moved, records and tables mapped; mapped: the keys
+ * of those tables. */
 void hpsi_move_handed(struct server *sv, struct range_state *rs, uint32_t to, double mb, double ms, uint64_t mapped);
 /* recover.c: keeps rs's table (its cells went whole to `to`) until `to`
  * read its ring up to where it is now (struct range_state: kept). */
