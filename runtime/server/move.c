@@ -73,7 +73,7 @@ void hpsi_move_handed(struct server *sv, struct range_state *rs, uint32_t to, do
 	 * copy if the range comes back */
 	struct hpsi_store *empty = hpsi_store_create_like(rs->store);
 	if (empty) {
-		hpsi_recover_keep(sv, rs, to); /* the target maps its cells yet */
+		hpsi_recover_keep(sv, rs, to); /* the target may map its tables yet */
 		rs->store = rs->arg = empty;
 	}
 	hpsi_sstat_stores(sv);

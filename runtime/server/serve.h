@@ -77,7 +77,7 @@ struct range_state {
 	/* A load across hosts (HPSI_CKPT_PREPARE): the table read aside,
 	 * swapped in by COMMIT, dropped by ABORT or any later request. */
 	struct hpsi_store *prepared;
-	/* A move's table after its cells went whole (recover.c): kept, with
+	/* A move's store after its tables went whole (recover.c): kept, with
 	 * the memfds the target opens when it reads them, until the target's
 	 * head passes kept_tail on the ring to it (kept_to, that incarnation)
 	 * or it is gone. */
@@ -192,7 +192,7 @@ int hpsi_move_done_leaving(struct server *sv);
  * its tables). mb: what moved, records and tables mapped; mapped: the keys
  * of those tables. */
 void hpsi_move_handed(struct server *sv, struct range_state *rs, uint32_t to, double mb, double ms, uint64_t mapped);
-/* recover.c: keeps rs's table (its cells went whole to `to`) until `to`
+/* recover.c: keeps rs's store (its tables went whole to `to`) until `to`
  * read its ring up to where it is now (struct range_state: kept). */
 void hpsi_recover_keep(struct server *sv, struct range_state *rs, uint32_t to);
 
@@ -250,7 +250,7 @@ int hpsi_recover_pending(struct server *sv);
  * (JOINING or ALIVE): rs is not taken over again meanwhile. */
 int hpsi_recover_handed_back(const struct server *sv, const struct range_state *rs);
 /* Drops rs's copy under way before the caller replaces its store: it
- * starts again. When cells of it went whole, the store is kept for the
+ * starts again. When its tables went whole, the store is kept for the
  * target (hpsi_recover_keep) and rs->store is NULL. */
 void hpsi_recover_cancel(struct server *sv, struct range_state *rs);
 void hpsi_recover_free(struct server *sv);
