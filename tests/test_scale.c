@@ -574,9 +574,13 @@ static void test_scale_new_server_fails(void)
 /* --self-serve: server 0 calls hps_init (its rank is ALIVE), then runs
  * its serving loop only once the owner table names it for every range:
  * hps scale --servers 1 handed range 1 to it before its loop ran. The
- * worker pushes 1 to keys of range 1 (served by server 1), asks for the
- * scale itself, and pulls them back from server 0. */
+ * worker pushes 1 to keys of range 1 (served by server 1), narrow ones
+ * (cells) and wide ones (the pool), asks for the scale itself, and pulls
+ * them back from server 0: server 1 kept the tables it handed over until
+ * server 0 mapped them (runtime/server/recover.c). */
 #define LKEYS 16
+#define LWIDE 4    /* keys of LWIDTH floats: in the pool, not in cells */
+#define LWIDTH 200
 static int late_target(void)
 {
 	const char *role = getenv("HPS_ROLE");
@@ -597,13 +601,21 @@ static int late_target(void)
 	hps_worker *w;
 	if (join_as_worker(&ctx, &w))
 		return 2;
-	uint64_t keys[LKEYS];
+	uint64_t keys[LKEYS], wide[LWIDE];
 	float ones[LKEYS], got[LKEYS];
-	int n = 0, rc;
+	static float wones[LWIDE * LWIDTH], wgot[LWIDE * LWIDTH];
+	int n = 0, nw = 0, rc;
 	for (uint64_t k = 1; n < LKEYS; k++)
 		if (hpsi_route_key(&ctx->seg, k) == 1)
 			ones[n] = 1.0f, keys[n++] = k;
-	if ((rc = hps_wait(w, hps_push(w, keys, LKEYS, ones, NULL)))) {
+	for (uint64_t k = 1000000; nw < LWIDE; k++) /* keys of the pool: their cells would be too large */
+		if (hpsi_route_key(&ctx->seg, k) == 1)
+			wide[nw++] = k;
+	for (int i = 0; i < LWIDE * LWIDTH; i++)
+		wones[i] = 1.0f;
+	hps_opts wopt = {.width = LWIDTH};
+	if ((rc = hps_wait(w, hps_push(w, keys, LKEYS, ones, NULL))) ||
+	    (rc = hps_wait(w, hps_push(w, wide, LWIDE, wones, &wopt)))) {
 		fprintf(stderr, "push: %s\n", hps_strerror(rc));
 		return 4;
 	}
@@ -618,6 +630,16 @@ static int late_target(void)
 	for (int k = 0; k < LKEYS; k++)
 		if (got[k] != 1.0f) {
 			fprintf(stderr, "key %llu holds %.0f after the move, want 1\n", (unsigned long long)keys[k], got[k]);
+			return 7;
+		}
+	if ((rc = hps_wait(w, hps_pull(w, wide, LWIDE, wgot, &wopt)))) {
+		fprintf(stderr, "pull of wide keys: %s\n", hps_strerror(rc));
+		return 6;
+	}
+	for (int i = 0; i < LWIDE * LWIDTH; i++)
+		if (wgot[i] != 1.0f) {
+			fprintf(stderr, "wide key %llu holds %.0f after the move, want 1\n",
+				(unsigned long long)wide[i / LWIDTH], wgot[i]);
 			return 7;
 		}
 	printf("moved keys intact\n");
@@ -639,6 +661,8 @@ static void test_scale_in_before_target_serves(void)
 	int rc = run_cmd(cmd, out, sizeof out);
 	CU_ASSERT_EQUAL(rc, 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "[worker 0] moved keys intact"));
+	/* the narrow and the wide keys went in tables mapped, none by records */
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, " to server 0 (20 keys in tables mapped, not copied)"));
 	if (rc || !strstr(out, "moved keys intact"))
 		fprintf(stderr, "launcher:\n%s\n", out);
 }
