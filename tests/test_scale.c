@@ -293,15 +293,21 @@ static int workers_past(void *p)
 }
 
 /* The keys the servers' logs say each move carried, summed over the
- * lines from `from` on; *lines: how many moves. */
-static unsigned long keys_moved(const char *log, size_t from, int *lines)
+ * lines from `from` on; *lines: how many moves; *mapped: how many of
+ * those keys went in tables handed over whole (runtime/server/recover.c). */
+static unsigned long keys_moved(const char *log, size_t from, int *lines, unsigned long *mapped)
 {
 	unsigned long sum = 0;
 	*lines = 0;
+	*mapped = 0;
 	for (const char *at = log + from; (at = strstr(at, " moved key range ")); at++) {
-		unsigned r, keys;
+		unsigned r, keys, to;
+		unsigned long m;
 		if (sscanf(at, " moved key range %u (%u keys", &r, &keys) == 2)
 			sum += keys, ++*lines;
+		const char *tail = strstr(at, " ms) to server ");
+		if (tail && sscanf(tail, " ms) to server %u (%lu keys in tables mapped", &to, &m) == 2)
+			*mapped += m;
 	}
 	return sum;
 }
@@ -376,8 +382,10 @@ static void run_scales(const char *job, const char *staleness, const int *steps,
 		CU_ASSERT(poll_until(workers_past, &a, 30000));
 		slurp_into(l.log, out, sizeof out);
 		int moves;
-		unsigned long moved = keys_moved(out, seen, &moves);
+		unsigned long mapped, moved = keys_moved(out, seen, &moves, &mapped);
 		seen = strlen(out);
+		/* every key went in tables mapped whole, none by records */
+		CU_ASSERT_EQUAL(mapped, moved);
 		double share = (double)moved / (SKEYS + 1); /* the data keys and the stop key */
 		fprintf(stderr, "[step to %d servers: %d ranges moved, %lu keys: %.2f of them, ideal %.2f]\n", steps[i], moves,
 			moved, share, ideal[i]);
@@ -654,9 +662,13 @@ static void test_scale_new_server_fails(void)
 /* --self-serve: server 0 calls hps_init (its rank is ALIVE), then runs
  * its serving loop only once the owner table names it for every range:
  * hps scale --servers 1 handed range 1 to it before its loop ran. The
- * worker pushes 1 to keys of range 1 (served by server 1), asks for the
- * scale itself, and pulls them back from server 0. */
+ * worker pushes 1 to keys of range 1 (served by server 1), narrow ones
+ * (cells) and wide ones (the pool), asks for the scale itself, and pulls
+ * them back from server 0: server 1 kept the tables it handed over until
+ * server 0 mapped them (runtime/server/recover.c). */
 #define LKEYS 16
+#define LWIDE 4    /* keys of LWIDTH floats: in the pool, not in cells */
+#define LWIDTH 200
 static int late_target(void)
 {
 	const char *role = getenv("HPS_ROLE");
@@ -677,13 +689,21 @@ static int late_target(void)
 	hps_worker *w;
 	if (join_as_worker(&ctx, &w))
 		return 2;
-	uint64_t keys[LKEYS];
+	uint64_t keys[LKEYS], wide[LWIDE];
 	float ones[LKEYS], got[LKEYS];
-	int n = 0, rc;
+	static float wones[LWIDE * LWIDTH], wgot[LWIDE * LWIDTH];
+	int n = 0, nw = 0, rc;
 	for (uint64_t k = 1; n < LKEYS; k++)
 		if (hpsi_route_key(&ctx->seg, k) == 1)
 			ones[n] = 1.0f, keys[n++] = k;
-	if ((rc = hps_wait(w, hps_push(w, keys, LKEYS, ones, NULL)))) {
+	for (uint64_t k = 1000000; nw < LWIDE; k++) /* keys of the pool: their cells would be too large */
+		if (hpsi_route_key(&ctx->seg, k) == 1)
+			wide[nw++] = k;
+	for (int i = 0; i < LWIDE * LWIDTH; i++)
+		wones[i] = 1.0f;
+	hps_opts wopt = {.width = LWIDTH};
+	if ((rc = hps_wait(w, hps_push(w, keys, LKEYS, ones, NULL))) ||
+	    (rc = hps_wait(w, hps_push(w, wide, LWIDE, wones, &wopt)))) {
 		fprintf(stderr, "push: %s\n", hps_strerror(rc));
 		return 4;
 	}
@@ -698,6 +718,16 @@ static int late_target(void)
 	for (int k = 0; k < LKEYS; k++)
 		if (got[k] != 1.0f) {
 			fprintf(stderr, "key %llu holds %.0f after the move, want 1\n", (unsigned long long)keys[k], got[k]);
+			return 7;
+		}
+	if ((rc = hps_wait(w, hps_pull(w, wide, LWIDE, wgot, &wopt)))) {
+		fprintf(stderr, "pull of wide keys: %s\n", hps_strerror(rc));
+		return 6;
+	}
+	for (int i = 0; i < LWIDE * LWIDTH; i++)
+		if (wgot[i] != 1.0f) {
+			fprintf(stderr, "wide key %llu holds %.0f after the move, want 1\n",
+				(unsigned long long)wide[i / LWIDTH], wgot[i]);
 			return 7;
 		}
 	printf("moved keys intact\n");
@@ -719,6 +749,8 @@ static void test_scale_in_before_target_serves(void)
 	int rc = run_cmd(cmd, out, sizeof out);
 	CU_ASSERT_EQUAL(rc, 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "[worker 0] moved keys intact"));
+	/* the narrow and the wide keys went in tables mapped, none by records */
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, " to server 0 (20 keys in tables mapped, not copied)"));
 	if (rc || !strstr(out, "moved keys intact"))
 		fprintf(stderr, "launcher:\n%s\n", out);
 }

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "hps/error.h"
 #include "runtime/common/dtype.h"
@@ -621,6 +622,166 @@ static void test_store_copy_into_expected_cells(void)
 	hpsi_store_destroy(src);
 }
 
+
+/* Every key of a equals its key in b (values, state, push count), and
+ * both hold as many: by hpsi_store_foreach, which visits cells that go
+ * whole too (hpsi_store_next does not). */
+struct same_arg {
+	const struct hpsi_store *other;
+	size_t bad, seen;
+};
+
+static int same_key(uint64_t key, uint32_t len, uint32_t steps, const float *vals, void *arg)
+{
+	struct same_arg *a = arg;
+	struct hpsi_store_item it;
+	a->seen++;
+	a->bad += hpsi_store_item(a->other, key, &it) != 0 || it.len != len || it.steps != steps ||
+		  memcmp(it.bytes, vals, it.nbytes) != 0;
+	return 0;
+}
+
+static size_t stores_differ(const struct hpsi_store *a, const struct hpsi_store *b)
+{
+	struct same_arg x = {b, 0, 0};
+	hpsi_store_foreach(a, same_key, &x);
+	return x.bad + (x.seen != hpsi_store_size(b));
+}
+
+/* One push of n keys of width w (gradient g) into each of the stores. */
+static void push_all(struct hpsi_store **st, int nst, const uint64_t *keys, uint32_t n, uint32_t w, const float *g)
+{
+	for (int i = 0; i < nst; i++) {
+		hps_request r = {.type = HPS_REQ_PUSH, .width = w, .nkeys = n, .keys = keys, .vals = g,
+				 .nvals = (size_t)n * w};
+		CU_ASSERT_EQUAL(hpsi_store_handle(&r, st[i]), 0);
+	}
+}
+
+/* A move of a key range as recover.c makes it between two servers, in
+ * one process: the source's tables go whole (hpsi_store_whole_pool and
+ * hpsi_store_whole; hpsi_store_adopt_pool and hpsi_store_adopt map the
+ * same pages), no record is walked or sent. Pushes reach the source
+ * before the freeze: to keys of the cells and of the pool, and new keys
+ * that grow the cells, the pool's slots and its windows into other
+ * memfds. The copy equals a store that got the same pushes, also after
+ * the source is gone and the copy serves and grows on. The refusals
+ * leave the destination as it was. */
+static void test_store_move_whole(void)
+{
+	enum { W = 8, WIDE = 200, N = 20000, P = 40, MORE = 30000, MOREWIDE = 1500 };
+	struct hpsi_updater u;
+	CU_ASSERT_EQUAL_FATAL(hpsi_updater_parse("adam:lr=0.01", "t", &u), 0);
+	struct hpsi_store *src = hpsi_store_create(&u, NULL, HPSI_WIRE_F32);
+	struct hpsi_store *ref = hpsi_store_create(&u, NULL, HPSI_WIRE_F32); /* gets every push, never moves */
+	CU_ASSERT_PTR_NOT_NULL_FATAL(src);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(ref);
+	CU_ASSERT_EQUAL_FATAL(hpsi_store_share(src), 0);
+	uint64_t *keys = malloc((N + MORE) * sizeof *keys), *wide = malloc((P + MOREWIDE) * sizeof *wide);
+	/* (gradients read from g + r, gw + r for r < 4) */
+	float *g = malloc(((size_t)(N + MORE) * W + 4) * sizeof *g);
+	float *gw = malloc(((size_t)(P + MOREWIDE) * WIDE + 4) * sizeof *gw);
+	CU_ASSERT_FATAL(keys && wide && g && gw);
+	for (size_t i = 0; i < N + MORE; i++)
+		keys[i] = 3 * i + 1;
+	for (size_t i = 0; i < (size_t)(N + MORE) * W + 4; i++)
+		g[i] = (float)(i % 5) - 2.0f;
+	for (size_t i = 0; i < (size_t)(P + MOREWIDE) * WIDE + 4; i++)
+		gw[i] = (float)(i % 3) + 0.5f;
+	for (int i = 0; i < P + MOREWIDE; i++)
+		wide[i] = 7000000 + (uint64_t)i; /* sorted; their cells would be too large: the pool */
+	struct hpsi_store *both[] = {src, ref};
+	push_all(both, 2, keys, N, W, g);
+	push_all(both, 2, keys, N, W, g + 1);
+	push_all(both, 2, wide, P, WIDE, gw);
+
+	/* nothing is walked; the shape names the cells, no keys */
+	struct hpsi_store_cursor cur = {0, 0, 0};
+	struct hpsi_store_item it;
+	CU_ASSERT_EQUAL(hpsi_store_next(src, &cur, &it), 1);
+	CU_ASSERT(hpsi_store_item(src, keys[5], &it) == 0 && it.whole);
+	CU_ASSERT(hpsi_store_item(src, wide[5], &it) == 0 && it.whole);
+	uint32_t lens[4];
+	uint64_t counts[4];
+	size_t nshape = hpsi_store_shape(src, lens, counts, 4);
+	CU_ASSERT(nshape == 1 && lens[0] == W && counts[0] == 0);
+	struct hpsi_store *dst = hpsi_store_create_like(src);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(dst);
+	for (size_t k = 0; k < nshape; k++)
+		CU_ASSERT_EQUAL(hpsi_store_expect(dst, lens[k], counts[k]), 0);
+	/* pushes before the freeze: old and new keys of the cells and the pool */
+	push_all(both, 2, keys, N + MORE, W, g + 2);
+	push_all(both, 2, wide, P + MOREWIDE, WIDE, gw + 1);
+
+	/* the freeze: the tables, whole */
+	struct hpsi_cells_shape q[4], bad;
+	struct hpsi_table_shape pq, pbad;
+	CU_ASSERT_EQUAL_FATAL(hpsi_store_whole_pool(src, &pq), 1);
+	CU_ASSERT(pq.count == P + MOREWIDE && pq.nwin > 1 && pq.cap > 1024);
+	CU_ASSERT_EQUAL_FATAL(hpsi_store_whole(src, q, 4), 1);
+	CU_ASSERT(q[0].len == W && q[0].count == N + MORE && q[0].fd >= 0);
+	size_t before = hpsi_store_size(dst);
+	bad = q[0], bad.csz += 4; /* not the cell size of its length here */
+	CU_ASSERT_EQUAL(hpsi_store_adopt(dst, getpid(), &bad), HPS_EINVAL);
+	bad = q[0], bad.ncells *= 2; /* more than the memfd holds */
+	CU_ASSERT_EQUAL(hpsi_store_adopt(dst, getpid(), &bad), HPS_EINVAL);
+	bad = q[0], bad.tail = bad.ncells; /* no free cell ends the last run */
+	CU_ASSERT_EQUAL(hpsi_store_adopt(dst, getpid(), &bad), HPS_EINVAL);
+	bad = q[0], bad.fd = 1000000; /* no such fd */
+	CU_ASSERT_EQUAL(hpsi_store_adopt(dst, getpid(), &bad), HPS_ESYS);
+	pbad = pq, pbad.vbytes += 4; /* not this store's values */
+	CU_ASSERT_EQUAL(hpsi_store_adopt_pool(dst, getpid(), &pbad), HPS_EINVAL);
+	pbad = pq, pbad.cap += 1; /* not a power of two */
+	CU_ASSERT_EQUAL(hpsi_store_adopt_pool(dst, getpid(), &pbad), HPS_EINVAL);
+	pbad = pq, pbad.nwin *= 4; /* more windows than the memfd holds */
+	CU_ASSERT_EQUAL(hpsi_store_adopt_pool(dst, getpid(), &pbad), HPS_EINVAL);
+	pbad = pq, pbad.wfd = 1000000; /* no such fd */
+	CU_ASSERT_EQUAL(hpsi_store_adopt_pool(dst, getpid(), &pbad), HPS_ESYS);
+	CU_ASSERT_EQUAL(hpsi_store_adopt(ref, getpid(), &q[0]), HPS_EINVAL); /* a store that does not share */
+	CU_ASSERT_EQUAL(hpsi_store_adopt_pool(ref, getpid(), &pq), HPS_EINVAL);
+	CU_ASSERT_EQUAL(hpsi_store_size(dst), before);
+
+	/* a store whose cells went to four other lengths first takes the
+	 * keys into its own pool (not the source's, which it would write) */
+	struct hpsi_store *full = hpsi_store_create_like(src);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(full);
+	for (uint32_t len = 1; len <= 4; len++)
+		CU_ASSERT_EQUAL(hpsi_store_expect(full, len, 0), 0);
+	CU_ASSERT_EQUAL(hpsi_store_adopt(full, getpid(), &q[0]), 0);
+	CU_ASSERT_EQUAL(hpsi_store_whole(full, q + 1, 3), 0); /* (they are in its pool) */
+	CU_ASSERT_EQUAL(hpsi_store_size(full), N + MORE);
+	size_t differ = 0;
+	for (size_t i = 0; i < N + MORE; i++) {
+		struct hpsi_store_item a, b;
+		differ += hpsi_store_item(full, keys[i], &a) || hpsi_store_item(ref, keys[i], &b) || a.steps != b.steps ||
+			  a.nbytes != b.nbytes || memcmp(a.bytes, b.bytes, a.nbytes);
+	}
+	CU_ASSERT_EQUAL(differ, 0);
+	hpsi_store_destroy(full);
+
+	CU_ASSERT_EQUAL(hpsi_store_adopt_pool(dst, getpid(), &pq), 0);
+	CU_ASSERT_EQUAL(hpsi_store_adopt(dst, getpid(), &q[0]), 0);
+	hpsi_store_destroy(src); /* the pages stay: dst maps them */
+	CU_ASSERT_EQUAL(hpsi_store_size(dst), N + MORE + P + MOREWIDE);
+	CU_ASSERT_EQUAL(stores_differ(ref, dst), 0);
+	/* the copy serves on: pushes to its keys and new ones (its tables grow) */
+	struct hpsi_store *after[] = {dst, ref};
+	for (int r = 0; r < 3; r++)
+		push_all(after, 2, keys, N + MORE, W, g + r);
+	for (size_t i = 0; i < P + MOREWIDE; i++)
+		wide[i] += 1000000; /* new keys of the pool: its slots and windows grow */
+	push_all(after, 2, wide, P + MOREWIDE, WIDE, gw);
+	uint64_t fresh[1000];
+	for (int i = 0; i < 1000; i++)
+		fresh[i] = 90000000 + (uint64_t)i * 2;
+	push_all(after, 2, fresh, 1000, W, g);
+	CU_ASSERT_EQUAL(stores_differ(ref, dst), 0);
+	CU_ASSERT_EQUAL(stores_differ(dst, ref), 0);
+	free(keys), free(wide), free(g), free(gw);
+	hpsi_store_destroy(dst);
+	hpsi_store_destroy(ref);
+}
+
 int main(void)
 {
 	static const struct test_case cases[] = {
@@ -632,6 +793,7 @@ int main(void)
 		{"test_store_cells_and_pool", test_store_cells_and_pool},
 		{"test_store_copy_while_serving", test_store_copy_while_serving},
 		{"test_store_copy_into_expected_cells", test_store_copy_into_expected_cells},
+		{"test_store_move_whole", test_store_move_whole},
 		{NULL, NULL},
 	};
 	return run_suite("store", cases);

@@ -3,6 +3,7 @@
 #include <jemalloc/jemalloc.h>
 
 #include "hps/error.h"
+#include "runtime/server/memfd.h"
 #include "shm/heap.h"
 
 /* Cells past the capacity when the table is (re)built, for the end of the
@@ -19,13 +20,40 @@ void hpsi_cells_init(struct hpsi_cells *t, int flags, uint32_t esz, uint32_t sta
 	t->steps = steps;
 	/* the hash, then the push count, then the values at their alignment */
 	t->hdr = steps ? (esz == 8 ? 16 : 12) : 8;
+	t->fd = -1;
+}
+
+void hpsi_cells_share(struct hpsi_cells *t)
+{
+	t->share = 1;
+}
+
+/* A zeroed array of `bytes`: from the arena, or (share) a fresh memfd
+ * mapped shared, whose fd goes to *fd. NULL when out of memory. */
+static unsigned char *array_alloc(const struct hpsi_cells *t, size_t bytes, int *fd)
+{
+	*fd = -1;
+	if (!t->share)
+		return hpsi_local_alloc_huge(bytes, t->flags, 1);
+	void *p;
+	return hpsi_memfd_new(bytes, &p, fd) ? NULL : p;
+}
+
+static void array_free(const struct hpsi_cells *t, unsigned char *base, size_t bytes, int fd)
+{
+	if (!base)
+		return;
+	if (fd < 0)
+		dallocx(base, t->flags);
+	else
+		hpsi_memfd_free(base, bytes, fd); /* another server may map the pages yet */
 }
 
 void hpsi_cells_free(struct hpsi_cells *t)
 {
-	if (t->base)
-		dallocx(t->base, t->flags);
+	array_free(t, t->base, t->ncells * t->csz, t->fd);
 	t->base = NULL;
+	t->fd = -1;
 	t->cap = t->ncells = t->tail = t->count = 0;
 }
 
@@ -67,7 +95,8 @@ static int rebuild(struct hpsi_cells *t, size_t cap, size_t slack)
 	size_t ncells = cap + slack;
 	if (ncells > SIZE_MAX / t->csz)
 		return HPS_ENOMEM;
-	unsigned char *nb = hpsi_local_alloc_huge(ncells * t->csz, t->flags, 1);
+	int nfd;
+	unsigned char *nb = array_alloc(t, ncells * t->csz, &nfd);
 	if (!nb)
 		return HPS_ENOMEM;
 	size_t tail = 0;
@@ -78,7 +107,7 @@ static int rebuild(struct hpsi_cells *t, size_t cap, size_t slack)
 			continue;
 		unsigned char *to = free_cell(nb, cap, ncells, t->csz, h);
 		if (!to) { /* the last run is longer than the slack: more of it */
-			dallocx(nb, t->flags);
+			array_free(t, nb, ncells * t->csz, nfd);
 			return rebuild(t, cap, slack * 4 + (t->tail - i));
 		}
 		memcpy(to, c, t->csz);
@@ -87,10 +116,11 @@ static int rebuild(struct hpsi_cells *t, size_t cap, size_t slack)
 			tail = at + 1;
 	}
 	if (t->base) {
-		dallocx(t->base, t->flags);
-		hpsi_local_arena_purge();
+		array_free(t, t->base, t->ncells * t->csz, t->fd);
+		if (t->fd < 0)
+			hpsi_local_arena_purge();
 	}
-	t->base = nb, t->cap = cap, t->ncells = ncells, t->tail = tail;
+	t->base = nb, t->cap = cap, t->ncells = ncells, t->tail = tail, t->fd = nfd;
 	return 1;
 }
 
@@ -244,4 +274,36 @@ int hpsi_cells_walk(const struct hpsi_cells *t, int (*fn)(uint64_t key, uint32_t
 size_t hpsi_cells_size(const struct hpsi_cells *t)
 {
 	return t->ncells * t->csz;
+}
+
+void hpsi_cells_shape_of(const struct hpsi_cells *t, struct hpsi_cells_shape *q)
+{
+	*q = (struct hpsi_cells_shape){.len = t->len, .csz = t->csz, .cap = t->cap, .ncells = t->ncells,
+				       .tail = t->tail, .count = t->count, .fd = t->fd};
+}
+
+int hpsi_cells_adopt(struct hpsi_cells *t, int pid, const struct hpsi_cells_shape *q)
+{
+	/* the shape as any table of these settings has it: a cell size its
+	 * length gives, the slack after the homes, the keys within the tail */
+	if (!t->share || q->fd < 0 || !q->len || hpsi_cells_bytes_for(t, q->len) != q->csz || !q->cap ||
+	    q->ncells <= q->cap || q->ncells > SIZE_MAX / q->csz || q->tail > q->ncells || q->count > q->tail ||
+	    q->tail == q->ncells)
+		return HPS_EINVAL;
+	size_t bytes = (size_t)q->ncells * q->csz;
+	int f, rc = hpsi_memfd_open(pid, q->fd, bytes, &f);
+	if (rc)
+		return rc;
+	void *p = hpsi_memfd_map(f, 0, bytes);
+	if (!p) {
+		hpsi_memfd_free(NULL, 0, f);
+		return HPS_ESYS;
+	}
+	hpsi_cells_free(t); /* what it held came by records before: the adopted cells hold it too */
+	t->len = q->len;
+	t->csz = q->csz;
+	t->base = p;
+	t->fd = f;
+	t->cap = (size_t)q->cap, t->ncells = (size_t)q->ncells, t->tail = (size_t)q->tail, t->count = (size_t)q->count;
+	return 0;
 }

@@ -63,6 +63,8 @@ struct hpsi_cells {
 	uint32_t esz;        /* bytes of one value */
 	int steps;           /* cells keep a push count (4 bytes before the values) */
 	int flags;           /* mallocx flags: the server's NUMA-local arena */
+	int share;           /* the array lives in a memfd another server may map (hpsi_cells_adopt) */
+	int fd;              /* with share: the array's memfd once it has one (else -1) */
 };
 
 /* A bijection of 64-bit keys: xor a constant (so that key 0 has a
@@ -184,5 +186,29 @@ int hpsi_cells_walk(const struct hpsi_cells *t, int (*fn)(uint64_t key, uint32_t
 
 /* Bytes the cells take. */
 size_t hpsi_cells_size(const struct hpsi_cells *t);
+
+/* Cells handed whole to another process (a key range that moves between
+ * servers, runtime/server/recover.c): with share set (before the first
+ * reserve) the array lives in a memfd, mapped shared, instead of the
+ * server's arena; the server it moves to maps the same pages
+ * (hpsi_cells_adopt) and nothing is copied. The price: the pages are the
+ * shmem's, in 4 KiB pages where the arena's get huge ones. Out of memfds
+ * (EMFILE) is out of memory: a shared table never falls back to private
+ * memory, which the other process could not map. */
+void hpsi_cells_share(struct hpsi_cells *t);
+/* What the other process needs to map a shared array (geometry and fd). */
+struct hpsi_cells_shape {
+	uint32_t len, csz;
+	uint64_t cap, ncells, tail, count;
+	int32_t fd, pad;
+};
+void hpsi_cells_shape_of(const struct hpsi_cells *t, struct hpsi_cells_shape *q);
+/* Makes t (share set, of q->len's cell size) the cells of q, mapping fd
+ * q->fd of process pid (/proc/PID/fd/FD: the same pages, shared): what t
+ * held is dropped. 0; HPS_EINVAL when q does not fit t's settings or the
+ * fd's size; HPS_ESYS when the fd cannot be opened or mapped (t keeps
+ * what it held). Reading q before the pages: whoever wrote them must
+ * have released them before q. */
+int hpsi_cells_adopt(struct hpsi_cells *t, int pid, const struct hpsi_cells_shape *q);
 
 #endif

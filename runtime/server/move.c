@@ -55,7 +55,7 @@ int hpsi_move_pending(struct server *sv)
 
 /* The source's end of a move (recover.c calls it after the FINAL went):
  * the range is the target's from here. */
-void hpsi_move_handed(struct server *sv, struct range_state *rs, uint32_t to, double mb, double ms)
+void hpsi_move_handed(struct server *sv, struct range_state *rs, uint32_t to, double mb, double ms, uint64_t mapped)
 {
 	size_t keys = hpsi_store_size(rs->store);
 	rs->serving = 0;
@@ -73,12 +73,12 @@ void hpsi_move_handed(struct server *sv, struct range_state *rs, uint32_t to, do
 	 * copy if the range comes back */
 	struct hpsi_store *empty = hpsi_store_create_like(rs->store);
 	if (empty) {
-		hpsi_store_destroy(rs->store);
+		hpsi_recover_keep(sv, rs, to); /* the target may map its tables yet */
 		rs->store = rs->arg = empty;
 	}
 	hpsi_sstat_stores(sv);
-	hpsi_warn("server %u moved key range %u (%zu keys, %.1f MB in %.1f ms) to server %u", sv->me, rs->id, keys, mb,
-		  ms, to);
+	hpsi_warn("server %u moved key range %u (%zu keys, %.1f MB in %.3f ms) to server %u (%llu keys in tables mapped, not copied)",
+		  sv->me, rs->id, keys, mb, ms, to, (unsigned long long)mapped);
 }
 
 int hpsi_move_done_leaving(struct server *sv)
@@ -89,7 +89,7 @@ int hpsi_move_done_leaving(struct server *sv)
 	if (sv->me < atomic_load_explicit(&sv->seg->hdr->servers_want, memory_order_relaxed))
 		return 0;
 	for (uint32_t i = 0; i < sv->nranges; i++)
-		if (sv->ranges[i].serving || sv->ranges[i].sync || sv->ranges[i].copy_begun)
+		if (sv->ranges[i].serving || sv->ranges[i].sync || sv->ranges[i].copy_begun || sv->ranges[i].kept)
 			return 0;
 	hpsi_warn("server %u leaves the job: hps scale handed its key ranges to the other servers", sv->me);
 	return 1;

@@ -15,7 +15,9 @@
  * (not served) for the last of them and FINAL records with the workers'
  * clocks, phases and last sequences. Records apply in ring order, so the
  * copy ends identical to the source, optimizer state and push counts
- * included.
+ * included. A move (not a replacement) whose store shares its tables
+ * (hpsi_store_share) sends no records: at the freeze its pool and cells
+ * go whole, as memfds the target maps (send_whole, apply_whole).
  *
  * - Its own range (and any other whose replicas before it are all gone)
  *   is handed back: the server that took it over stops serving it at the
@@ -50,7 +52,8 @@
 #define FREEZE_KEYS 4096        /* few enough pushed keys to copy frozen */
 #define MAX_ROUNDS 4            /* copy rounds of pushed keys before freezing anyway */
 
-enum sync_kind { SYNC_BEGIN = 0, SYNC_RECORDS = 1, SYNC_FINAL = 2 }; /* hdr->part */
+/* hdr->part; SYNC_WHOLE: a move's tables, mapped, not copied (below) */
+enum sync_kind { SYNC_BEGIN = 0, SYNC_RECORDS = 1, SYNC_FINAL = 2, SYNC_WHOLE = 3 };
 enum sync_phase { PH_BEGIN, PH_COPY, PH_DELTA, PH_FREEZE };
 
 /* One piece of a record in a SYNC_RECORDS body, followed by n bytes
@@ -68,6 +71,13 @@ struct sync_shape {
 	uint64_t keys;
 };
 enum { SYNC_SHAPES = 4 };
+
+/* A move's tables, whole (send_whole), in a SYNC_WHOLE body. */
+struct sync_whole {
+	uint32_t pool, ncells; /* the pool's shape is there (0 or 1); cells' shapes there */
+	struct hpsi_table_shape tab;
+	struct hpsi_cells_shape cells[SYNC_SHAPES];
+};
 
 /* A worker as the range saw it, in a SYNC_FINAL body. */
 struct sync_peer {
@@ -91,6 +101,8 @@ struct range_sync {
 	int frozen_copy;     /* a full copy with the range frozen (pushes outran the others) */
 	uint32_t final_sent; /* workers whose state went in FINAL pieces */
 	int waiting;         /* handback: for other backups (polled at the idle pace) */
+	int whole_sent;      /* a move's tables (PH_FREEZE): 1 none to send, 2 their SYNC_WHOLE went */
+	uint64_t whole_bytes, whole_keys; /* the tables it handed over */
 	uint32_t *wait_tail; /* handback: per server, the forwards it must apply first */
 	int64_t started;
 	uint64_t bytes;
@@ -251,7 +263,9 @@ static int send_list(struct server *sv, struct range_state *rs, size_t *budget)
 	struct range_sync *y = rs->sync;
 	while (y->list_i < y->nlist && *budget) {
 		struct hpsi_store_item it;
-		if (hpsi_store_item(rs->store, y->list[y->list_i], &it) == 0 && !send_item(sv, rs, &it, budget))
+		/* (a key of tables that go whole is not sent: they go at the freeze) */
+		if (hpsi_store_item(rs->store, y->list[y->list_i], &it) == 0 && !it.whole &&
+		    !send_item(sv, rs, &it, budget))
 			return 0;
 		y->list_i++;
 	}
@@ -297,8 +311,8 @@ static void take_dirty(struct range_sync *y)
 void hpsi_recover_dirty(struct range_state *rs, const uint64_t *keys, uint32_t n)
 {
 	struct range_sync *y = rs->sync;
-	if (y->phase == PH_BEGIN || y->dirty_lost)
-		return; /* nothing sent yet, or everything goes again */
+	if (y->phase == PH_BEGIN || y->dirty_lost || hpsi_store_shares(rs->store))
+		return; /* nothing sent yet, everything goes again, or whole at the freeze */
 	if (y->ndirty + n > y->dirty_cap) {
 		size_t cap = y->dirty_cap ? y->dirty_cap * 2 : 4096;
 		while (cap < y->ndirty + n)
@@ -360,6 +374,67 @@ static int others_caught_up(struct server *sv, struct range_sync *y)
 	return 1;
 }
 
+/* A move's tables (pool and cells), handed over whole (the range is
+ * frozen: nothing writes them any more): their shapes and fds in one
+ * SYNC_WHOLE, just before the FINAL; the target maps the same pages
+ * (apply_whole) and serves them only after the FINAL, when this server no
+ * longer does. This server keeps the store, and with it the fds, until
+ * the target read past them (hpsi_recover_keep): it may read them long
+ * after (a target whose serving loop has not started yet). 1 once sent
+ * (or nothing to send). */
+static int send_whole(struct server *sv, struct range_state *rs)
+{
+	struct range_sync *y = rs->sync;
+	if (y->whole_sent)
+		return 1;
+	struct sync_whole w = {0};
+	w.pool = (uint32_t)hpsi_store_whole_pool(rs->store, &w.tab);
+	w.ncells = (uint32_t)hpsi_store_whole(rs->store, w.cells, SYNC_SHAPES);
+	if (w.pool || w.ncells) {
+		if (!msg_open(sv, rs, SYNC_WHOLE, sizeof w))
+			return 0;
+		memcpy(y->msg + 1, &w, sizeof w);
+		y->msg_used = sizeof w;
+		msg_close(sv, y);
+		if (w.pool)
+			y->whole_bytes += w.tab.cap * 8 + w.tab.nwin * HPSI_WIN_UNITS * 8, y->whole_keys += w.tab.count;
+		for (size_t k = 0; k < w.ncells; k++)
+			y->whole_bytes += w.cells[k].ncells * w.cells[k].csz, y->whole_keys += w.cells[k].count;
+	}
+	y->whole_sent = w.pool || w.ncells ? 2 : 1;
+	return 1;
+}
+
+/* Drops a kept table (struct range_state) once its target read past
+ * kept_tail, or is gone (then nobody maps it any more); force: now (the
+ * server ends). */
+static void drop_kept(struct server *sv, struct range_state *rs, int force)
+{
+	if (!rs->kept)
+		return;
+	if (!force) {
+		uint32_t st = state_of(sv, rs->kept_to);
+		int running = (st == HPSI_NODE_JOINING || st == HPSI_NODE_ALIVE) &&
+			      incarnation_of(sv, rs->kept_to) == rs->kept_incarnation;
+		/* acquire pairs with the target's release of its head (ring
+		 * pair B): it opened the fds before it moved past them */
+		uint32_t head = atomic_load_explicit(&sv->fwd_out[rs->kept_to].r->head, memory_order_acquire);
+		if (running && (int32_t)(rs->kept_tail - head) > 0)
+			return;
+	}
+	hpsi_store_destroy(rs->kept);
+	rs->kept = NULL;
+}
+
+void hpsi_recover_keep(struct server *sv, struct range_state *rs, uint32_t to)
+{
+	drop_kept(sv, rs, 1); /* (an earlier one: the range came back, so that target read it all) */
+	rs->kept = rs->store;
+	rs->kept_to = to;
+	rs->kept_incarnation = incarnation_of(sv, to);
+	rs->kept_tail = sv->fwd_out[to].tail; /* (published: hpsi_replica_publish before) */
+}
+
 /* The workers' state in pieces that fit the ring (nkeys: the first
  * worker of the piece); the piece that reaches the last worker ends the
  * copy. 1 once all went. */
@@ -396,7 +471,7 @@ static int send_final(struct server *sv, struct range_state *rs)
 	hpsi_node_wake(sv->seg, y->to);
 	double ms = (double)(hpsi_now_ns() - y->started) / 1e6;
 	if (sv->movable) {
-		hpsi_move_handed(sv, rs, y->to, (double)y->bytes / 1e6, ms);
+		hpsi_move_handed(sv, rs, y->to, (double)(y->bytes + y->whole_bytes) / 1e6, ms, y->whole_keys);
 		sync_free(sv, rs);
 		return 1;
 	}
@@ -485,6 +560,8 @@ static int sync_range(struct server *sv, struct range_state *rs)
 	if (y->phase == PH_FREEZE && send_list(sv, rs, &budget)) {
 		msg_close(sv, y);
 		hpsi_replica_publish(sv);
+		if (sv->movable && !send_whole(sv, rs))
+			return did; /* (the ring is full: the target frees room as it reads) */
 		y->waiting = !y->final_sent && !others_caught_up(sv, y);
 		if (!y->waiting) {
 			uint32_t before = y->final_sent;
@@ -502,6 +579,7 @@ int hpsi_recover_step(struct server *sv)
 	int n = 0;
 	for (uint32_t i = 0; i < sv->nranges; i++) {
 		struct range_state *rs = &sv->ranges[i];
+		drop_kept(sv, rs, 0);
 		if (!rs->serving || !rs->store)
 			continue;
 		uint32_t to, idx;
@@ -580,13 +658,22 @@ int hpsi_recover_pending(struct server *sv)
 
 void hpsi_recover_cancel(struct server *sv, struct range_state *rs)
 {
+	if (rs->sync && rs->sync->whole_sent == 2) {
+		/* the target may map the tables sent yet: the store is kept, the
+		 * caller's is gone */
+		hpsi_replica_publish(sv);
+		hpsi_recover_keep(sv, rs, rs->sync->to);
+		rs->store = rs->arg = NULL;
+	}
 	sync_free(sv, rs);
 }
 
 void hpsi_recover_free(struct server *sv)
 {
-	for (uint32_t i = 0; sv->ranges && i < sv->nranges; i++)
+	for (uint32_t i = 0; sv->ranges && i < sv->nranges; i++) {
 		sync_free(sv, &sv->ranges[i]);
+		drop_kept(sv, &sv->ranges[i], 1);
+	}
 }
 
 /* ---- the replacement: applying a copy ---- */
@@ -711,6 +798,29 @@ static void expect_shapes(struct server *sv, struct hpsi_store *st, const unsign
 	}
 }
 
+/* A move's tables, whole (send_whole): this server maps the source's
+ * pages as its pool and cells (hpsi_store_adopt_pool, hpsi_store_adopt).
+ * Whatever fails (the fd, the mapping, a shape that does not fit) leaves
+ * keys missing: the copy fails as one out of memory does. */
+static int apply_whole(struct server *sv, struct range_state *rs, const struct hpsi_msg_hdr *h)
+{
+	struct sync_whole w;
+	if (h->val_bytes != sizeof w)
+		return bad_sync("copy of a key range: tables of a bad length");
+	memcpy(&w, h + 1, sizeof w);
+	if (w.pool > 1 || w.ncells > SYNC_SHAPES)
+		return bad_sync("copy of a key range: too many tables");
+	/* relaxed: the source stored its pid before ALIVE (release), which
+	 * this server acquired before it read the source's ring */
+	int pid = atomic_load_explicit(&hpsi_seg_node(sv->seg, h->sender)->pid, memory_order_relaxed);
+	int rc = w.pool ? hpsi_store_adopt_pool(rs->store, pid, &w.tab) : 0; /* first: cells may add to it */
+	for (uint32_t k = 0; !rc && k < w.ncells; k++)
+		rc = hpsi_store_adopt(rs->store, pid, &w.cells[k]);
+	if (rc)
+		copy_failed(sv, rs, 0, rc);
+	return 1;
+}
+
 /* What a piece of a copy did to the range it fills (apply_piece). */
 enum { PIECE_BAD, PIECE_BEGUN, PIECE_MORE, PIECE_DONE };
 
@@ -740,6 +850,8 @@ static int apply_piece(struct server *sv, struct range_state *rs, const struct h
 		return bad_sync("copy of a key range: a piece before its BEGIN"), PIECE_BAD;
 	if (h->part == SYNC_RECORDS)
 		return apply_records(sv, rs, body, h->val_bytes), PIECE_MORE;
+	if (h->part == SYNC_WHOLE)
+		return apply_whole(sv, rs, h), PIECE_MORE;
 	uint64_t n = h->val_bytes / sizeof(struct sync_peer);
 	if (h->val_bytes % sizeof(struct sync_peer) || h->nkeys != rs->copy_next_worker || n > sv->nworkers - h->nkeys)
 		return bad_sync("copy of a key range: a FINAL piece out of order"), PIECE_BAD;
@@ -790,7 +902,7 @@ int hpsi_recover_apply(struct server *sv, uint32_t from, const void *rec, size_t
 	const struct hpsi_msg_hdr *h = rec;
 	if (len < sizeof *h || h->magic != HPSI_MSG_MAGIC || h->version != HPSI_MSG_VERSION ||
 	    h->flags != HPSI_F_REPLICA || h->val_bytes != len - sizeof *h || h->range >= sv->nservers ||
-	    h->part > SYNC_FINAL || h->sender != from || h->width > 1)
+	    h->part > SYNC_WHOLE || h->sender != from || h->width > 1)
 		return bad_sync("copy of a key range: a malformed message");
 	if (h->clock != incarnation_of(sv, sv->me))
 		return 1; /* left in the ring for a replacement that died before this one */

@@ -77,6 +77,12 @@ struct range_state {
 	/* A load across hosts (HPSI_CKPT_PREPARE): the table read aside,
 	 * swapped in by COMMIT, dropped by ABORT or any later request. */
 	struct hpsi_store *prepared;
+	/* A move's store after its tables went whole (recover.c): kept, with
+	 * the memfds the target opens when it reads them, until the target's
+	 * head passes kept_tail on the ring to it (kept_to, that incarnation)
+	 * or it is gone. */
+	struct hpsi_store *kept;
+	uint32_t kept_to, kept_incarnation, kept_tail;
 	unsigned dtype, wire;     /* stored and ring value types */
 	int64_t staleness;        /* HPS_STALENESS of this range; -1: ASP */
 	int ordered;              /* HPS_DETERMINISTIC under BSP */
@@ -182,8 +188,13 @@ int hpsi_move_pending(struct server *sv);
  * servers) and has handed every range over: it closes. */
 int hpsi_move_done_leaving(struct server *sv);
 /* The source's end of a move, after its FINAL: stops serving rs, stores
- * the new owner, drops the range's table. */
-void hpsi_move_handed(struct server *sv, struct range_state *rs, uint32_t to, double mb, double ms);
+ * the new owner, drops the range's table (kept while the target may map
+ * its tables). mb: what moved, records and tables mapped; mapped: the keys
+ * of those tables. */
+void hpsi_move_handed(struct server *sv, struct range_state *rs, uint32_t to, double mb, double ms, uint64_t mapped);
+/* recover.c: keeps rs's store (its tables went whole to `to`) until `to`
+ * read its ring up to where it is now (struct range_state: kept). */
+void hpsi_recover_keep(struct server *sv, struct range_state *rs, uint32_t to);
 
 /* replica.c */
 /* Applies what server `from` sent on its ring to this one. */
@@ -238,7 +249,9 @@ int hpsi_recover_pending(struct server *sv);
 /* 1 while the incarnation of the replacement rs was handed back to runs
  * (JOINING or ALIVE): rs is not taken over again meanwhile. */
 int hpsi_recover_handed_back(const struct server *sv, const struct range_state *rs);
-/* Drops rs's copy under way (its store was replaced): it starts again. */
+/* Drops rs's copy under way before the caller replaces its store: it
+ * starts again. When its tables went whole, the store is kept for the
+ * target (hpsi_recover_keep) and rs->store is NULL. */
 void hpsi_recover_cancel(struct server *sv, struct range_state *rs);
 void hpsi_recover_free(struct server *sv);
 

@@ -139,10 +139,10 @@ static int install_loaded(struct server *sv, struct range_state *rs, struct hpsi
 		rc = hpsi_store_direct_commit(rs->store, fresh);
 		hpsi_store_destroy(fresh);
 	} else {
+		hpsi_recover_cancel(sv, rs); /* a copy under way starts again (it may keep the table) */
 		hpsi_store_destroy(rs->store);
 		rs->store = fresh;
 		rs->arg = fresh;
-		hpsi_recover_cancel(sv, rs); /* a copy under way starts again */
 	}
 	return rc;
 }
@@ -313,8 +313,11 @@ static int range_setup(struct server *sv, uint32_t i, uint32_t id, int serving, 
 	if (rg->direct_width)
 		rs->store = hpsi_store_create_direct(&upd, &init, rg->first, rg->last - rg->first + 1, rg->direct_width,
 						     (float *)(seg->base + rg->direct_off));
-	else
-		rs->store = hpsi_store_create(&upd, &init, rg->dtype);
+	else if ((rs->store = hpsi_store_create(&upd, &init, rg->dtype)) && sv->movable &&
+		 hpsi_store_share(rs->store)) { /* a move hands its tables over whole (recover.c) */
+		hpsi_store_destroy(rs->store);
+		rs->store = NULL;
+	}
 	if (!rs->store)
 		return rg->direct_width ? HPS_ECONFIG : HPS_ENOMEM;
 	/* workers acquire this before they touch the array (hps_direct_map) */

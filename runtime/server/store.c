@@ -41,6 +41,7 @@ struct hpsi_store {
 	int filling;       /* most keys of the last fixed-width request were new */
 	int flags;      /* mallocx flags: the NUMA-local arena */
 	int steps;      /* keys keep a push count, 4 bytes before their values (Adam) */
+	int share;      /* cells go whole to another server (hpsi_store_share) */
 	struct hpsi_updater upd;
 	struct hpsi_init init;
 	unsigned dtype; /* HPSI_WIRE_F32 or HPSI_WIRE_F64 */
@@ -150,7 +151,25 @@ struct hpsi_store *hpsi_store_create_like(const struct hpsi_store *st)
 {
 	if (st->dvals)
 		return hpsi_store_create_direct(&st->upd, &st->init, st->dfirst, st->dcount, st->dwidth, NULL);
-	return hpsi_store_create(&st->upd, &st->init, st->dtype);
+	struct hpsi_store *like = hpsi_store_create(&st->upd, &st->init, st->dtype);
+	if (like && st->share && hpsi_store_share(like)) {
+		hpsi_store_destroy(like);
+		return NULL;
+	}
+	return like;
+}
+
+int hpsi_store_share(struct hpsi_store *st)
+{
+	if (st->dvals)
+		return 0; /* (a direct store has no tables) */
+	int rc = hpsi_table_share(&st->tab);
+	if (rc)
+		return rc;
+	st->share = 1;
+	for (unsigned k = 0; k < STORE_CELLS; k++)
+		hpsi_cells_share(&st->cells[k]);
+	return 0;
 }
 
 int hpsi_store_is_direct(const struct hpsi_store *st)
@@ -320,9 +339,64 @@ size_t hpsi_store_shape(const struct hpsi_store *st, uint32_t *lens, uint64_t *c
 {
 	size_t n = 0;
 	for (unsigned k = 0; k < st->ncells && n < max; k++)
-		if (st->cells[k].count)
-			lens[n] = st->cells[k].len, counts[n++] = st->cells[k].count;
+		if (st->cells[k].count) /* shared cells: the length alone, their keys go whole */
+			lens[n] = st->cells[k].len, counts[n++] = st->cells[k].share ? 0 : st->cells[k].count;
 	return n;
+}
+
+size_t hpsi_store_whole(const struct hpsi_store *st, struct hpsi_cells_shape *out, size_t max)
+{
+	size_t n = 0;
+	for (unsigned k = 0; k < st->ncells && n < max; k++)
+		if (st->cells[k].share && st->cells[k].count && st->cells[k].fd >= 0)
+			hpsi_cells_shape_of(&st->cells[k], &out[n++]);
+	return n;
+}
+
+int hpsi_store_shares(const struct hpsi_store *st)
+{
+	return st->share;
+}
+
+int hpsi_store_whole_pool(const struct hpsi_store *st, struct hpsi_table_shape *out)
+{
+	if (!st->share || !st->tab.count)
+		return 0;
+	hpsi_table_shape_of(&st->tab, out);
+	return 1;
+}
+
+int hpsi_store_adopt_pool(struct hpsi_store *st, int pid, const struct hpsi_table_shape *q)
+{
+	return st->dvals || !st->share ? HPS_EINVAL : hpsi_table_adopt(&st->tab, pid, q);
+}
+
+static int copy_cell(uint64_t key, uint32_t steps, void *vals, void *arg);
+
+struct copy_into {
+	struct hpsi_store *st;
+	uint32_t len;
+};
+
+int hpsi_store_adopt(struct hpsi_store *st, int pid, const struct hpsi_cells_shape *q)
+{
+	if (st->dvals || !st->share)
+		return HPS_EINVAL;
+	struct hpsi_cells *cl = cells_for_new(st, 1, q->len); /* any hash but 0 */
+	if (cl && cl->share)
+		return hpsi_cells_adopt(cl, pid, q);
+	/* no cells of its own for that length: the source's mapped aside,
+	 * their keys added one by one where this store keeps them */
+	struct hpsi_cells aside;
+	hpsi_cells_init(&aside, st->flags, (uint32_t)st->esz, st->upd.state, st->steps);
+	hpsi_cells_share(&aside);
+	int rc = hpsi_cells_set_len(&aside, q->len);
+	if (!rc)
+		rc = hpsi_cells_adopt(&aside, pid, q);
+	if (!rc)
+		rc = hpsi_cells_walk(&aside, copy_cell, &(struct copy_into){st, q->len});
+	hpsi_cells_free(&aside);
+	return rc;
 }
 
 int hpsi_store_expect(struct hpsi_store *st, uint32_t len, uint64_t keys)
@@ -713,6 +787,8 @@ int hpsi_store_next(struct hpsi_store *st, struct hpsi_store_cursor *cursor, str
 		cursor->walk = ++st->walks;
 	for (; cursor->part < st->ncells; cursor->part++, cursor->at = 0) {
 		const struct hpsi_cells *cl = &st->cells[cursor->part];
+		if (cl->share)
+			continue; /* they go whole (hpsi_store_whole) */
 		for (;;) {
 			uint64_t from = cursor->at ? cursor->at : 1;
 			/* A block gathered during this walk holds every key of its
@@ -755,6 +831,8 @@ int hpsi_store_next(struct hpsi_store *st, struct hpsi_store_cursor *cursor, str
 			return 0;
 		}
 	}
+	if (st->share)
+		return 1; /* the pool goes whole too (hpsi_store_whole_pool) */
 	/* the pool; cells made after the walk passed them hold keys added
 	 * meanwhile only */
 	if (cursor->part < STORE_CELLS)
@@ -775,7 +853,15 @@ int hpsi_store_item(const struct hpsi_store *st, uint64_t key, struct hpsi_store
 	if (!v)
 		return HPS_ENOKEY;
 	item_of(st, key, len, v, it);
+	it->whole = st->share; /* cells and pool */
 	return 0;
+}
+
+/* One key of cells mapped aside into the store (hpsi_store_adopt). */
+static int copy_cell(uint64_t key, uint32_t steps, void *vals, void *arg)
+{
+	struct copy_into *c = arg;
+	return hpsi_store_write(c->st, key, c->len, steps, 0, vals, (size_t)c->len * c->st->tab.vbytes);
 }
 
 /* Adds an absent key with room for len values, in cells or the pool as a

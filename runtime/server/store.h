@@ -15,6 +15,8 @@
 #include <stdint.h>
 
 #include "hps/server.h"
+#include "runtime/server/cells.h"
+#include "runtime/server/table.h"
 #include "runtime/server/updater.h"
 
 struct hpsi_store;
@@ -68,6 +70,7 @@ struct hpsi_store_item {
 	const unsigned char *bytes;
 	size_t nbytes;
 	struct hpsi_store_cursor at; /* a cursor that finds this very record again */
+	int whole;                   /* in cells that go whole to another server (hpsi_store_share) */
 };
 /* The record at or after *cursor, moving *cursor past it; 0, or 1 at the
  * end. The cells are walked in the order of their keys' hashes, the pool
@@ -87,6 +90,34 @@ int hpsi_store_item(const struct hpsi_store *st, uint64_t key, struct hpsi_store
  * key holds another length or the bytes fall outside, HPS_ENOMEM. */
 int hpsi_store_write(struct hpsi_store *st, uint64_t key, uint32_t len, uint32_t steps, size_t off,
 		     const void *bytes, size_t n);
+
+/* A store whose tables another server may take whole (a job whose key
+ * ranges move, runtime/server/move.c): every cells table and the pool
+ * live in memfds (hpsi_cells_share, hpsi_table_share), stores made like
+ * it (hpsi_store_create_like) share too. A walk (hpsi_store_next) then
+ * visits nothing, every key is `whole`, and a copy's shape
+ * (hpsi_store_shape) names the cells' lengths with no keys: the tables
+ * go whole (hpsi_store_whole_pool, hpsi_store_whole; hpsi_store_adopt_pool,
+ * then hpsi_store_adopt), not by records. Call it on a store that holds
+ * nothing yet: 0, or HPS_ENOMEM (the store does not share). */
+int hpsi_store_share(struct hpsi_store *st);
+/* 1 when st shares (hpsi_store_share). */
+int hpsi_store_shares(const struct hpsi_store *st);
+/* The pool of a store that shares, when it holds keys: 1 and its shape. */
+int hpsi_store_whole_pool(const struct hpsi_store *st, struct hpsi_table_shape *out);
+/* Takes the pool q of process pid as this store's pool, replacing it:
+ * before the cells (hpsi_store_adopt may add keys to the pool). 0, or an
+ * error of hpsi_table_adopt. */
+int hpsi_store_adopt_pool(struct hpsi_store *st, int pid, const struct hpsi_table_shape *q);
+/* The cells a store that shares hands over whole: at most max shapes
+ * (cells.h), those that hold keys; returns how many. */
+size_t hpsi_store_whole(const struct hpsi_store *st, struct hpsi_cells_shape *out, size_t max);
+/* Takes the cells q of process pid as this store's cells of q->len (they
+ * replace what those cells held, which came from the same source). When
+ * this store has no shared cells of that length to spare (it made its
+ * cells for other lengths first), the keys are copied in one by one
+ * instead. 0, or an error of hpsi_cells_adopt, or HPS_ENOMEM. */
+int hpsi_store_adopt(struct hpsi_store *st, int pid, const struct hpsi_cells_shape *q);
 
 /* A copy's sizes: the lengths of the store's cells and how many keys each
  * holds (at most max pairs; returns how many). The destination of a copy

@@ -4,7 +4,10 @@
 #include <string.h>
 
 #include "hps/error.h"
+#include "runtime/server/memfd.h"
 #include "shm/heap.h"
+
+#define WIN_BYTES ((size_t)HPSI_WIN_UNITS * 8)
 
 /* Where a window's unused tail starts, when a record did not fit in it
  * (at least a header's room left; less is skipped without a mark). */
@@ -30,6 +33,37 @@ static void *alloc_big(const struct hpsi_table *t, size_t bytes, int zero)
 	return hpsi_local_alloc_huge(bytes, t->flags, zero);
 }
 
+/* k more windows in one piece: from the arena, or (share) the next k of
+ * the windows' memfd, grown for them. */
+static uint64_t *windows_alloc(struct hpsi_table *t, size_t k)
+{
+	if (!t->share)
+		return alloc_big(t, k * WIN_BYTES, 0);
+	if (hpsi_memfd_grow(t->wfd, (t->nwin + k) * WIN_BYTES))
+		return NULL;
+	return hpsi_memfd_map(t->wfd, t->nwin * WIN_BYTES, k * WIN_BYTES);
+}
+
+/* Slots for cap keys, zeros: from the arena, or (share) a memfd (*fd). */
+static uint64_t *slots_alloc(struct hpsi_table *t, size_t cap, int *fd)
+{
+	*fd = -1;
+	if (!t->share)
+		return alloc_big(t, cap * sizeof *t->slots, 1);
+	void *p;
+	return hpsi_memfd_new(cap * sizeof *t->slots, &p, fd) ? NULL : p;
+}
+
+static void slots_free(struct hpsi_table *t, uint64_t *slots, size_t cap, int fd)
+{
+	if (!slots)
+		return;
+	if (t->share)
+		hpsi_memfd_free(slots, cap * sizeof *slots, fd);
+	else
+		dallocx(slots, t->flags);
+}
+
 /* Windows get allocated in order, one allocation per record that needs a
  * fresh window (several windows for a record larger than one). */
 static int add_windows(struct hpsi_table *t, size_t k)
@@ -48,7 +82,7 @@ static int add_windows(struct hpsi_table *t, size_t k)
 		t->span = ns;
 		t->win_cap = ncap;
 	}
-	uint64_t *base = alloc_big(t, k * HPSI_WIN_UNITS * 8, 0);
+	uint64_t *base = windows_alloc(t, k);
 	if (!base)
 		return HPS_ENOMEM;
 	for (size_t j = 0; j < k; j++) {
@@ -62,7 +96,9 @@ static int add_windows(struct hpsi_table *t, size_t k)
 static void drop_windows(struct hpsi_table *t, size_t keep)
 {
 	for (size_t j = keep; j < t->nwin; j++)
-		if (t->span[j])
+		if (t->span[j] && t->share)
+			hpsi_memfd_free(t->win[j], t->span[j] * WIN_BYTES, -1); /* (the file stays: grown again later) */
+		else if (t->span[j])
 			dallocx(t->win[j], t->flags);
 	t->nwin = keep;
 }
@@ -82,20 +118,28 @@ static uint64_t place(uint64_t *cursor, uint64_t n, int *fresh)
 	return c;
 }
 
-int hpsi_table_init(struct hpsi_table *t, int flags, uint32_t vbytes)
+/* An empty table's slots and first window (flags, vbytes, share and wfd
+ * set). */
+static int table_start(struct hpsi_table *t)
 {
-	memset(t, 0, sizeof *t);
-	t->flags = flags;
-	t->vbytes = vbytes;
 	t->cap = 1024;
 	t->shift = 64 - 10;
 	t->used = HPSI_TABLE_FIRST;
-	t->slots = mallocx(t->cap * sizeof *t->slots, flags | MALLOCX_ZERO);
+	t->slots = slots_alloc(t, t->cap, &t->sfd);
 	if (!t->slots || add_windows(t, 1)) {
 		hpsi_table_free(t);
 		return HPS_ENOMEM;
 	}
 	return 0;
+}
+
+int hpsi_table_init(struct hpsi_table *t, int flags, uint32_t vbytes)
+{
+	memset(t, 0, sizeof *t);
+	t->flags = flags;
+	t->vbytes = vbytes;
+	t->sfd = t->wfd = -1;
+	return table_start(t);
 }
 
 void hpsi_table_free(struct hpsi_table *t)
@@ -106,9 +150,71 @@ void hpsi_table_free(struct hpsi_table *t)
 		dallocx(t->win, t->flags);
 	if (t->span)
 		dallocx(t->span, t->flags);
-	if (t->slots)
-		dallocx(t->slots, t->flags);
+	slots_free(t, t->slots, t->cap, t->sfd);
+	if (t->share)
+		hpsi_memfd_free(NULL, 0, t->wfd);
 	memset(t, 0, sizeof *t);
+	t->sfd = t->wfd = -1;
+}
+
+int hpsi_table_share(struct hpsi_table *t)
+{
+	int flags = t->flags;
+	uint32_t vbytes = t->vbytes;
+	if (t->count)
+		return HPS_EINVAL;
+	hpsi_table_free(t);
+	t->flags = flags;
+	t->vbytes = vbytes;
+	t->share = 1;
+	if (!hpsi_memfd_new(0, NULL, &t->wfd) && !table_start(t))
+		return 0;
+	hpsi_table_init(t, flags, vbytes); /* (table_start freed it) */
+	return HPS_ENOMEM;
+}
+
+void hpsi_table_shape_of(const struct hpsi_table *t, struct hpsi_table_shape *q)
+{
+	*q = (struct hpsi_table_shape){.cap = t->cap, .count = t->count, .nwin = t->nwin, .used = t->used,
+				       .vbytes = t->vbytes, .sfd = t->sfd, .wfd = t->wfd};
+}
+
+int hpsi_table_adopt(struct hpsi_table *t, int pid, const struct hpsi_table_shape *q)
+{
+	/* as any table has it: slots a power of two at most 3/4 used, the
+	 * records inside the windows */
+	if (!t->share || q->vbytes != t->vbytes || q->cap < 1024 || (q->cap & (q->cap - 1)) ||
+	    q->cap > SIZE_MAX / 64 || q->count * 4 > q->cap * 3 || !q->nwin || q->nwin > SIZE_MAX / WIN_BYTES / 2 ||
+	    q->used < HPSI_TABLE_FIRST || q->used > q->nwin * HPSI_WIN_UNITS)
+		return HPS_EINVAL;
+	size_t cap = (size_t)q->cap, nwin = (size_t)q->nwin;
+	int sfd = -1, wfd = -1, rc = hpsi_memfd_open(pid, q->sfd, cap * 8, &sfd);
+	if (!rc)
+		rc = hpsi_memfd_open(pid, q->wfd, nwin * WIN_BYTES, &wfd);
+	uint64_t *slots = rc ? NULL : hpsi_memfd_map(sfd, 0, cap * 8);
+	uint64_t *base = rc ? NULL : hpsi_memfd_map(wfd, 0, nwin * WIN_BYTES); /* every window in one piece */
+	uint64_t **win = rc ? NULL : mallocx(nwin * sizeof *win, t->flags);
+	uint32_t *span = rc ? NULL : mallocx(nwin * sizeof *span, t->flags | MALLOCX_ZERO);
+	if (!rc && (!slots || !base || !win || !span))
+		rc = HPS_ESYS;
+	if (rc) {
+		hpsi_memfd_free(slots, cap * 8, sfd);
+		hpsi_memfd_free(base, nwin * WIN_BYTES, wfd);
+		if (win)
+			dallocx(win, t->flags);
+		if (span)
+			dallocx(span, t->flags);
+		return rc;
+	}
+	for (size_t j = 0; j < nwin; j++)
+		win[j] = base + j * HPSI_WIN_UNITS;
+	span[0] = (uint32_t)nwin;
+	int flags = t->flags;
+	hpsi_table_free(t);
+	*t = (struct hpsi_table){.slots = slots, .cap = cap, .shift = 64 - (unsigned)__builtin_ctzll(q->cap),
+				 .count = (size_t)q->count, .win = win, .span = span, .nwin = nwin, .win_cap = nwin,
+				 .used = q->used, .vbytes = q->vbytes, .flags = flags, .share = 1, .sfd = sfd, .wfd = wfd};
+	return 0;
 }
 
 static void put_slot(uint64_t *slots, size_t mask, unsigned shift, uint64_t key, uint64_t off)
@@ -183,13 +289,15 @@ int hpsi_table_reserve_keys(struct hpsi_table *t, size_t keys)
 		ncap *= 2, nshift--;
 	if (ncap == t->cap)
 		return 0;
-	uint64_t *ns = alloc_big(t, ncap * sizeof *ns, 1);
+	int nfd;
+	uint64_t *ns = slots_alloc(t, ncap, &nfd);
 	if (!ns)
 		return HPS_ENOMEM;
 	struct rehash h = {ns, ncap - 1, nshift};
 	walk_offsets(t, rehash_one, &h);
-	dallocx(t->slots, t->flags);
+	slots_free(t, t->slots, t->cap, t->sfd);
 	t->slots = ns;
+	t->sfd = nfd;
 	t->cap = ncap;
 	t->shift = nshift;
 	return 0;

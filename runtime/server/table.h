@@ -47,6 +47,9 @@ struct hpsi_table {
 	uint64_t used;    /* units placed; units 0 and 1 stay unused (offset 0 means empty) */
 	uint32_t vbytes;  /* bytes of one value and its optimizer state */
 	int flags;        /* mallocx flags: the server's NUMA-local arena */
+	/* hpsi_table_share: the slots in a memfd of their own (sfd), the
+	 * windows in one memfd (wfd), window j at 2 MiB x j of it */
+	int share, sfd, wfd;
 };
 
 /* One multiply after folding the high half in: sorted, strided or random
@@ -134,5 +137,23 @@ int hpsi_table_walk(const struct hpsi_table *t, int (*fn)(struct hpsi_rec *r, vo
 
 /* Bytes the table holds: slots and pool windows. */
 size_t hpsi_table_bytes(const struct hpsi_table *t);
+
+/* A pool handed whole to another process, as cells are (cells.h,
+ * hpsi_cells_share): its slots and windows in memfds that the other maps
+ * (hpsi_table_adopt); offsets, not addresses, link them, so the same
+ * bytes serve there. An empty table only; 0 or HPS_ENOMEM (t is then
+ * empty and unshared, as after hpsi_table_free). */
+int hpsi_table_share(struct hpsi_table *t);
+struct hpsi_table_shape {
+	uint64_t cap, count, nwin, used;
+	uint32_t vbytes, pad;
+	int32_t sfd, wfd;
+};
+void hpsi_table_shape_of(const struct hpsi_table *t, struct hpsi_table_shape *q);
+/* Makes t (shared) the pool of q, mapping its fds in process pid (the
+ * same pages); what t held is dropped. 0; HPS_EINVAL when q does not fit
+ * t's settings or the files' sizes; HPS_ESYS when an fd cannot be opened
+ * or mapped (t keeps what it held). */
+int hpsi_table_adopt(struct hpsi_table *t, int pid, const struct hpsi_table_shape *q);
 
 #endif

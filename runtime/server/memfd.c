@@ -1,0 +1,64 @@
+#include "runtime/server/memfd.h"
+
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "hps/error.h"
+
+int hpsi_memfd_new(size_t bytes, void **at, int *fd)
+{
+	int f = memfd_create("hps-store", MFD_CLOEXEC);
+	if (f < 0)
+		return HPS_ENOMEM;
+	/* ftruncate: zeros, allocated as they are touched, as fresh
+	 * anonymous pages are */
+	void *p = NULL;
+	if (ftruncate(f, (off_t)bytes) || (at && !(p = hpsi_memfd_map(f, 0, bytes)))) {
+		close(f);
+		return HPS_ENOMEM;
+	}
+	if (at)
+		*at = p;
+	*fd = f;
+	return 0;
+}
+
+int hpsi_memfd_grow(int fd, size_t bytes)
+{
+	return ftruncate(fd, (off_t)bytes) ? HPS_ENOMEM : 0;
+}
+
+void *hpsi_memfd_map(int fd, size_t off, size_t bytes)
+{
+	void *p = mmap(NULL, bytes ? bytes : 1, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)off);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+int hpsi_memfd_open(int pid, int fd, size_t bytes, int *out)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/fd/%d", pid, fd);
+	/* the same file, not a copy: its pages are shared */
+	int f = fd < 0 ? -1 : open(path, O_RDWR | O_CLOEXEC);
+	if (f < 0)
+		return HPS_ESYS;
+	struct stat sb;
+	if (fstat(f, &sb) || (uint64_t)sb.st_size < bytes) {
+		close(f);
+		return HPS_EINVAL;
+	}
+	*out = f;
+	return 0;
+}
+
+void hpsi_memfd_free(void *at, size_t bytes, int fd)
+{
+	if (at)
+		munmap(at, bytes ? bytes : 1);
+	if (fd >= 0)
+		close(fd);
+}

@@ -1,0 +1,29 @@
+/* Memory a server hands to another server process whole: an array in a
+ * memfd, mapped shared, which the other maps through /proc/PID/fd/FD
+ * (the same pages, nothing copied). The store's cells (cells.h) and pool
+ * (table.h) of a job whose key ranges move live in such arrays
+ * (runtime/server/recover.c hands them over). Opening another process's
+ * fd needs the ptrace "read" access of the same user, which Yama's
+ * ptrace_scope does not restrict (it restricts attaching). */
+#ifndef HPSI_MEMFD_H
+#define HPSI_MEMFD_H
+
+#include <stddef.h>
+
+/* A fresh memfd of `bytes` zeros, mapped read-write at *at (at NULL: not
+ * mapped), its fd in *fd: 0, or HPS_ENOMEM (out of memory or of fds:
+ * nothing is left). */
+int hpsi_memfd_new(size_t bytes, void **at, int *fd);
+/* Grows memfd fd to `bytes` (zeros): 0, or HPS_ENOMEM. */
+int hpsi_memfd_grow(int fd, size_t bytes);
+/* Maps `bytes` from byte `off` of memfd fd (shared): NULL when it cannot. */
+void *hpsi_memfd_map(int fd, size_t off, size_t bytes);
+/* Opens fd `fd` of process pid, which must hold at least `bytes`, into
+ * *out: 0; HPS_EINVAL when it is smaller; HPS_ESYS when it cannot be
+ * opened. */
+int hpsi_memfd_open(int pid, int fd, size_t bytes, int *out);
+/* Unmaps at (bytes long) and closes fd (-1: none): the pages go with the
+ * last mapping and fd, in whichever process. */
+void hpsi_memfd_free(void *at, size_t bytes, int fd);
+
+#endif
