@@ -621,12 +621,16 @@ static void test_replica_two_backups_survive_two_kills(void)
 }
 
 /* The same kill without replicas fails the job: the test above is not
- * vacuous (the kill lands while the workers need the server). */
+ * vacuous (the kill lands while the workers need the server). Paced: the
+ * worker the kill waits for has at least 8 iterations left, which must
+ * outlast the test's wake-up on a loaded machine (unpaced they took less
+ * than a time slice, and a late kill found the job done). */
 static void test_replica_without_replicas_the_kill_loses(void)
 {
 	int lost = 0;
 	for (uint64_t seed = 1; seed <= 3; seed++) {
-		struct run r = {.S = 3, .W = 3, .K = 0, .seed = seed, .bsp = 0, .kills = 1, .fn = sum_worker};
+		struct run r = {.S = 3, .W = 3, .K = 0, .seed = seed, .bsp = 0, .kills = 1, .fn = sum_worker,
+				.pace_us = 20000};
 		uint32_t killed[2];
 		lost += run_job(&r, killed) > 0;
 	}
