@@ -71,8 +71,11 @@ static int wait_launcher(struct hpsi_seg *seg, const char *what, const char *ver
 static int scale_workers(struct hpsi_seg *seg, uint32_t want)
 {
 	const struct hpsi_seg_hdr *h = seg->hdr;
-	if (h->bridged) {
-		fprintf(stderr, "hps scale: job %s spans hosts (--hosts); scaling such a job is not built yet\n", h->job);
+	/* across hosts the free ranks are the last host's (net/bridge_join.c),
+	 * whose launcher starts the new workers */
+	if (h->bridged && h->wrk_hi <= h->launched_workers) {
+		fprintf(stderr, "hps scale: job %s spans hosts (--hosts): its free worker ranks are on its last host, not on %s; run hps scale there\n",
+			h->job, h->host);
 		return 1;
 	}
 	if (!hpsi_proc_alive(h->creator_pid, h->creator_birth)) {
