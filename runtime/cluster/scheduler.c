@@ -460,6 +460,8 @@ static void host_nodes(const struct sched *s, uint32_t i, void (*fn)(struct sche
 
 static void mark_dead(struct sched *s, uint32_t node, const char *host)
 {
+	if (node >= s->nservers + s->launched && !s->join_own[node])
+		return; /* a free rank nobody took: no member died */
 	set_state(s, node, HPSI_NODE_DEAD, host);
 }
 
