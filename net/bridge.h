@@ -43,6 +43,7 @@
  *   net/bridge_sched.c    scheduler client: registration, heartbeats, states
  *   net/bridge_barrier.c  the cross-host barrier relay
  *   net/bridge_ckpt.c     checkpoints across hosts: requests, local steps
+ *   net/bridge_join.c     workers that join across hosts (--max-workers)
  *   net/bridge_main.c     `hps bridge`: setup and the main loop */
 #ifndef HPSI_BRIDGE_H
 #define HPSI_BRIDGE_H
@@ -146,6 +147,10 @@ struct hpsi_bridge {
 	uint32_t barrier_sent; /* gen + 1 of the barrier reported complete here */
 	uint32_t expired_sent; /* gen + 1 of the barrier reported expired here */
 	int sched_lost;
+	/* net/bridge_join.c: per worker slot of another host that a joiner
+	 * claimed, HPSI_JOIN_CLOCK + this host's floor of its start clock
+	 * once this host's servers hold pulls for it (0 before) */
+	uint32_t join_note[HPSI_MAX_NODES];
 	/* Checkpoints across hosts (net/bridge_ckpt.c): the local request
 	 * (xck_req) last sent to the scheduler, and whether it awaits its
 	 * END; the step this host's servers run for the scheduler; its
@@ -297,6 +302,16 @@ void hpsi_bridge_lose_scheduler(struct hpsi_bridge *b);
 /* Reports the open barrier to the scheduler when every local worker
  * arrived or closed, or when a local worker's deadline passed. */
 void hpsi_bridge_barrier_check(struct hpsi_bridge *b);
+
+/* Workers that join across hosts (net/bridge_join.c). clock_seen: a
+ * CLOCK message of remote worker w, about to enter a local server's ring
+ * (its release publishes the raise of the node's clock_done). report:
+ * the join words of a heartbeat (and the free slots' states read as
+ * EMPTY). apply: what the scheduler's states say of joins, before their
+ * DEAD and CLOSED are applied. */
+void hpsi_bridge_clock_seen(struct hpsi_bridge *b, uint32_t w, uint32_t clock);
+void hpsi_bridge_join_report(struct hpsi_bridge *b, struct hpsi_sched_states *m);
+int hpsi_bridge_join_apply(struct hpsi_bridge *b, const struct hpsi_sched_states *m);
 /* The scheduler's decision on barrier gen: complete (code 0) or failed. */
 void hpsi_bridge_barrier_decide(struct hpsi_bridge *b, uint32_t gen, int code);
 

@@ -34,8 +34,9 @@ void hpsi_bridge_barrier_check(struct hpsi_bridge *b)
 		return;
 	for (uint32_t w = h->wrk_lo; w < h->wrk_hi; w++) {
 		struct hpsi_node *n = hpsi_seg_node(s, hpsi_worker_node(s, w));
-		if (atomic_load_explicit(&n->state, memory_order_acquire) == HPSI_NODE_CLOSED)
-			continue; /* no longer a member */
+		uint32_t st = atomic_load_explicit(&n->state, memory_order_acquire);
+		if (st == HPSI_NODE_CLOSED || st == HPSI_NODE_VACANT)
+			continue; /* no longer a member, or a free rank */
 		/* acquire: pairs with the worker's release store of its arrival */
 		if (atomic_load_explicit(&n->barrier_arrived, memory_order_acquire) != next)
 			return;

@@ -106,6 +106,8 @@ int hpsi_bridge_deliver_request(struct hpsi_bridge *b, uint32_t w, uint32_t s, c
 		if (h.val_bytes)
 			memcpy(dst + sizeof h + keys_bytes, vals, h.val_bytes);
 	}
+	if (h.type == HPSI_MSG_CLOCK)
+		hpsi_bridge_clock_seen(b, w, h.clock);
 	hpsi_ring_commit(&p->prod, sizeof h + body);
 	if (e) {
 		e->ts = h.timestamp, e->part = h.part;

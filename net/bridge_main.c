@@ -102,7 +102,8 @@ void hpsi_bridge_seg_params(const struct hpsi_bridge *b, struct hpsi_bridge_plac
 	const struct hpsi_sched_assign *a = &b->assign;
 	const struct hpsi_host_entry *mine = &a->hosts[a->h.host];
 	hpsi_config_seg_params(&b->cfg, sp);
-	sp->nservers = a->nservers, sp->nworkers = a->nworkers;
+	sp->nservers = a->nservers, sp->nworkers = a->launched ? a->launched : a->nworkers;
+	sp->max_workers = a->nworkers; /* the room: VACANT slots (net/bridge_join.c) */
 	sp->bridged = 1;
 	const char *x = hpsi_setting("XREPLICAS");
 	sp->xreplicas = x && strcmp(x, "1") == 0;

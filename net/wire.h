@@ -24,7 +24,7 @@
 
 #define HPSI_BATCH_MAGIC 0x42535048u /* "HPSB" */
 #define HPSI_SCHED_MAGIC 0x43535048u /* "HPSC" */
-#define HPSI_WIRE_VERSION 2 /* 2: heartbeats carry the host's totals */
+#define HPSI_WIRE_VERSION 3 /* 2: heartbeats carry the host's totals; 3: join words (states), launched (assignment) */
 #define HPSI_MAX_HOSTS 64
 #define HPSI_ENDPOINT_MAX 128
 
@@ -125,7 +125,10 @@ struct hpsi_host_entry {
 
 struct hpsi_sched_assign {
 	struct hpsi_sched_hdr h;
-	uint32_t nhosts, nservers, nworkers, pad;
+	/* nworkers: worker slots (--max-workers); launched: the -w of the
+	 * launch (0: nworkers); the slots past it (room) are the last host's,
+	 * VACANT until a worker joins (net/bridge_join.c) */
+	uint32_t nhosts, nservers, nworkers, launched;
 	struct hpsi_host_entry hosts[HPSI_MAX_HOSTS];
 };
 
@@ -143,10 +146,23 @@ struct hpsi_host_totals {
  * heartbeat fills only the sender's own nodes, and its totals.
  * restarts: HEARTBEAT, the restarts of the sender's workers so far
  * (--restart-workers); STATES, the whole job's (the scheduler's sum). */
+/* join[n], for a worker slot n of the room (--max-workers; 0 elsewhere),
+ * carries a join across hosts (net/bridge_join.c):
+ *   HEARTBEAT from the slot's host: HPSI_JOIN_CLAIMED (a joiner took it,
+ *     its start clock is not known yet), or HPSI_JOIN_CLOCK + c once it is
+ *     ALIVE (c: its join clock);
+ *   HEARTBEAT from another host: HPSI_JOIN_CLOCK + f once its servers
+ *     hold pulls for the slot (f: that host's floor of the start clock);
+ *   STATES: CLAIMED while some host has not answered, HPSI_JOIN_CLOCK + f
+ *     (f: the largest floor) once all have, and HPSI_JOIN_CLOCK + c while
+ *     the slot's state is ALIVE or later. */
+enum { HPSI_JOIN_CLAIMED = 1, HPSI_JOIN_CLOCK = 2 };
+
 struct hpsi_sched_states {
 	struct hpsi_sched_hdr h;
 	uint32_t nnodes, restarts;
 	uint8_t state[HPSI_MAX_NODES];
+	uint32_t join[HPSI_MAX_NODES];
 	struct hpsi_host_totals totals; /* HEARTBEAT only */
 };
 

@@ -78,3 +78,23 @@ uint32_t hpsi_worker_state(struct hpsi_seg *seg, uint32_t id, int probe)
 	uint32_t st = probe ? hpsi_node_check(seg, id) : hpsi_node_state(seg, id);
 	return st == HPSI_NODE_DEAD && left ? HPSI_NODE_RESTARTING : st;
 }
+
+uint32_t hpsi_members_min_clock(struct hpsi_seg *seg, uint32_t except)
+{
+	const struct hpsi_seg_hdr *h = seg->hdr;
+	uint32_t m = UINT32_MAX;
+	for (uint32_t w = 0; w < h->nworkers; w++) {
+		uint32_t id = hpsi_worker_node(seg, w);
+		if (id == except)
+			continue;
+		uint32_t st = hpsi_worker_state(seg, id, 0);
+		if (st == HPSI_NODE_VACANT || st == HPSI_NODE_CLOSED || st == HPSI_NODE_DEAD ||
+		    (st == HPSI_NODE_EMPTY && w >= h->launched_workers))
+			continue;
+		/* acquire: pairs with hps_clock's release (request.c) */
+		uint32_t c = atomic_load_explicit(&hpsi_seg_node(seg, id)->clock_done, memory_order_acquire);
+		if (c < m)
+			m = c;
+	}
+	return m == UINT32_MAX ? 0 : m;
+}

@@ -46,4 +46,17 @@ void hpsi_node_mark_dead(struct hpsi_seg *seg, uint32_t id);
 /* Rings the bells of every node (a state change all must see). */
 void hpsi_wake_all(struct hpsi_seg *seg);
 
+/* The slowest member's clock: the least clock_done of the worker slots
+ * that are members (not VACANT, CLOSED or DEAD for good, nor a joiner
+ * still claiming: EMPTY above the launched workers), but `except`; 0 when
+ * there is none. Across hosts, the clock_done of
+ * another host's worker is the largest clock its messages brought this
+ * host's servers (net/bridge_deliver.c). */
+uint32_t hpsi_members_min_clock(struct hpsi_seg *seg, uint32_t except);
+
+/* A joiner's join_clock while it waits for the other hosts' floor of its
+ * start clock (a job across hosts): its host's bridge replaces it with
+ * the floor (runtime/client/join.c, net/bridge_join.c). */
+#define HPSI_JOIN_WAIT UINT32_MAX
+
 #endif

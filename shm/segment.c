@@ -248,9 +248,10 @@ int hpsi_seg_create(const struct hpsi_seg_params *params, struct hpsi_seg *seg)
 	const struct hpsi_seg_params *p = &shaped;
 	/* --max-workers: the segment holds a slot (node, rings, heap slice)
 	 * for every worker the job may grow to; those past the launched ones
-	 * start VACANT (below) */
+	 * start VACANT (below). Across hosts too: the bridge passes the job's
+	 * slots, the room being the last host's (net/bridge_join.c) */
 	uint32_t launched = shaped.nworkers;
-	if (shaped.max_workers > shaped.nworkers && !shaped.bridged)
+	if (shaped.max_workers > shaped.nworkers)
 		shaped.nworkers = shaped.max_workers;
 	/* --max-servers: a key range, rings and a node for every server rank
 	 * the job may grow to; ranks past the launched ones start VACANT and
@@ -373,9 +374,10 @@ int hpsi_seg_create(const struct hpsi_seg_params *params, struct hpsi_seg *seg)
 		atomic_store_explicit(&hpsi_seg_want(seg)[r], own[r], memory_order_relaxed);
 	}
 	atomic_store_explicit(&h->servers_want, launched_srv, memory_order_relaxed);
-	if (p->bridged) /* the creator stands for every remote node */
+	if (p->bridged) /* the creator stands for every remote node; a free
+			 * rank of another host stays VACANT until it is taken */
 		for (uint32_t id = 0; id < p->nservers + p->nworkers; id++)
-			if (!hpsi_node_local(seg, id)) {
+			if (!hpsi_node_local(seg, id) && (id < p->nservers || id - p->nservers < launched)) {
 				struct hpsi_node *n = hpsi_seg_node(seg, id);
 				atomic_store_explicit(&n->pid, (int32_t)getpid(), memory_order_relaxed);
 				atomic_store_explicit(&n->birth, hpsi_proc_birth(getpid()), memory_order_relaxed);

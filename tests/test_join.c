@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "runtime/client/ctx.h"
@@ -64,11 +65,15 @@ static int three_workers(void *ctx)
 }
 
 /* After the barrier at clock c every worker that runs (the joiner too)
- * had come to it: its clock is c. */
+ * had come to it: its clock is c. Across hosts (tests/test_xjoin.c) the
+ * workers of this host: another host's clock_done here is what its clock
+ * messages brought, which may come after the barrier's release. */
 static int all_at(hps_ctx *ctx, uint32_t c)
 {
 	struct hpsi_seg *s = &ctx->seg;
 	for (uint32_t w = 0; w < s->hdr->nworkers; w++) {
+		if (!hpsi_node_local(s, hpsi_worker_node(s, w)))
+			continue;
 		struct hpsi_node *n = hpsi_seg_node(s, hpsi_worker_node(s, w));
 		uint32_t st = atomic_load_explicit(&n->state, memory_order_acquire);
 		if (st == HPSI_NODE_ALIVE && atomic_load_explicit(&n->clock_done, memory_order_relaxed) < c) {
@@ -497,12 +502,13 @@ static void test_join_refusals(void)
 	snprintf(cmd, sizeof cmd, "%s launch --job jb --host testhost -w 2 --max-workers 1 -- true", hps_bin());
 	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 2);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out2, "HPS_MAX_WORKERS=1 is below HPS_NUM_WORKERS=2"));
-	snprintf(cmd, sizeof cmd, "%s launch --max-workers 3 --hosts /nonexistent -- true", hps_bin());
+	snprintf(cmd, sizeof cmd, "%s launch --max-workers 3 --tracker -- true", hps_bin());
 	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 2);
-	CU_ASSERT_PTR_NOT_NULL(strstr(out2, "hps launch: --max-workers works within one host only"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out2, "hps launch: --max-workers works within one host or with --hosts, not with --tracker"));
 }
 
-/* A segment of a job across hosts (as a bridge makes it): hps scale refuses. */
+/* A segment of a job across hosts (as a bridge makes it) on a host that
+ * holds no free rank (those are the last host's): hps scale refuses. */
 static void test_join_scale_across_hosts(void)
 {
 	struct hpsi_seg seg;
@@ -512,7 +518,48 @@ static void test_join_scale_across_hosts(void)
 	char cmd[8192];
 	snprintf(cmd, sizeof cmd, "%s scale --job jh --host testhost --workers 3", hps_bin());
 	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 1);
-	CU_ASSERT_STRING_EQUAL(out2, "hps scale: job jh spans hosts (--hosts); scaling such a job is not built yet\n");
+	CU_ASSERT_STRING_EQUAL(out2, "hps scale: job jh spans hosts (--hosts): its free worker ranks are on its last host, not on testhost; run hps scale there\n");
+	hpsi_seg_unlink(&seg);
+	hpsi_seg_detach(&seg);
+}
+
+/* The last host's segment of a job across hosts with room for a third
+ * worker (rank 2, free), made as its bridge makes it: the process that
+ * makes it stands for the bridge (its pid is the header's creator). */
+static int room_segment(const char *job, struct hpsi_seg *seg)
+{
+	struct hpsi_seg_params p = {.job = job, .host = "testhost", .nservers = 2, .nworkers = 2, .max_workers = 3,
+				    .heap_slice = 8u << 20, .timeout_ms = 500, .bridged = 1, .srv_lo = 1, .srv_hi = 2,
+				    .wrk_lo = 1, .wrk_hi = 3};
+	return hpsi_seg_create(&p, seg);
+}
+
+/* A joiner across hosts waits for the other hosts' floor of its start
+ * clock from its bridge: with no answer it fails after HPS_TIMEOUT_MS
+ * (here 500 ms), and at once when the bridge that made the segment is
+ * gone; either way with one line and a non-zero status. */
+static void test_join_across_hosts_no_answer(void)
+{
+	struct hpsi_seg seg;
+	CU_ASSERT_EQUAL_FATAL(room_segment("jw", &seg), 0); /* we stand for the bridge: alive, silent */
+	char cmd[8192];
+	snprintf(cmd, sizeof cmd, "HPS_ROLE=worker HPS_JOB_ID=jw HPS_HOST=testhost HPS_JOIN=1 exec %s --idle-worker /tmp 3",
+		 self_path);
+	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 2);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out2, "HPS_JOIN: the other hosts of job 'jw' did not make room for worker 2 within HPS_TIMEOUT_MS=500"));
+	hpsi_seg_unlink(&seg);
+	hpsi_seg_detach(&seg);
+	/* made by a process that ended since */
+	pid_t kid = fork();
+	if (kid == 0)
+		_exit(room_segment("jg", &seg) ? 1 : 0);
+	int st = -1;
+	CU_ASSERT_FATAL(kid > 0 && waitpid(kid, &st, 0) == kid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	CU_ASSERT_EQUAL_FATAL(hpsi_seg_attach("jg", "testhost", &seg), 0);
+	snprintf(cmd, sizeof cmd, "HPS_ROLE=worker HPS_JOB_ID=jg HPS_HOST=testhost HPS_JOIN=1 exec %s --idle-worker /tmp 3",
+		 self_path);
+	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 2);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out2, "HPS_JOIN: the bridge of host testhost is gone: job 'jg' cannot be joined"));
 	hpsi_seg_unlink(&seg);
 	hpsi_seg_detach(&seg);
 }
@@ -564,6 +611,7 @@ int main(int argc, char **argv)
 		{"test_join_scale_worker_fails", test_join_scale_worker_fails},
 		{"test_join_refusals", test_join_refusals},
 		{"test_join_scale_across_hosts", test_join_scale_across_hosts},
+		{"test_join_across_hosts_no_answer", test_join_across_hosts_no_answer},
 		{"test_join_no_room", test_join_no_room},
 		{NULL, NULL},
 	};

@@ -136,12 +136,10 @@ int hps_init(hps_ctx **out, int *argc, char **argv)
 						 : hpsi_worker_node(&c->seg, (uint32_t)c->cfg.rank);
 	/* HPS_JOIN=1: a free rank, taken now (its slot is EMPTY, ours) */
 	int joined = c->cfg.role == HPS_ROLE_WORKER && c->cfg.join;
-	if (joined && (c->seg.hdr->bridged || (rc = hpsi_join_claim(c)))) {
-		if (c->seg.hdr->bridged)
-			hpsi_error("HPS_JOIN: job '%s' spans hosts; workers join jobs on one host only for now", c->seg.hdr->job);
+	if (joined && (rc = hpsi_join_claim(c))) {
 		hpsi_seg_detach(&c->seg);
 		free(c);
-		return rc ? rc : HPS_ECONFIG;
+		return rc;
 	}
 	if (!hpsi_node_local(&c->seg, c->node)) {
 		const struct hpsi_seg_hdr *h = c->seg.hdr;

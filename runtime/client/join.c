@@ -32,30 +32,14 @@
  * again. */
 #include "runtime/client/join.h"
 
+#include <time.h>
+
 #include "runtime/client/ctx.h"
 #include "runtime/common/log.h"
 #include "shm/barrier.h"
+#include "shm/bell.h"
+#include "shm/liveness.h"
 #include "shm/node.h"
-
-uint32_t hpsi_members_min_clock(struct hpsi_seg *seg, uint32_t except)
-{
-	const struct hpsi_seg_hdr *h = seg->hdr;
-	uint32_t m = UINT32_MAX;
-	for (uint32_t w = 0; w < h->nworkers; w++) {
-		uint32_t id = hpsi_worker_node(seg, w);
-		if (id == except)
-			continue;
-		uint32_t st = hpsi_worker_state(seg, id, 0);
-		if (st == HPSI_NODE_VACANT || st == HPSI_NODE_CLOSED || st == HPSI_NODE_DEAD ||
-		    (st == HPSI_NODE_EMPTY && w >= h->launched_workers))
-			continue;
-		/* acquire: pairs with hps_clock's release (request.c) */
-		uint32_t c = atomic_load_explicit(&hpsi_seg_node(seg, id)->clock_done, memory_order_acquire);
-		if (c < m)
-			m = c;
-	}
-	return m == UINT32_MAX ? 0 : m;
-}
 
 uint32_t hpsi_workers_given(const struct hpsi_seg *seg)
 {
@@ -95,6 +79,37 @@ void hpsi_members_changed(struct hpsi_seg *seg)
 	hpsi_wake_all(seg);
 }
 
+/* Across hosts: the other hosts' servers must hold for this rank before
+ * its start clock is chosen, and that clock must be at least what each of
+ * them may have counted (net/bridge_join.c has the protocol). Asks our
+ * bridge through join_clock (HPSI_JOIN_WAIT, release: the bridge acquires
+ * it with the claim) and polls until it stored the largest floor of the
+ * other hosts (acquire), the bridge died, or HPS_TIMEOUT_MS passed. The
+ * claim stays taken on failure (as a joiner killed before ALIVE). */
+static int other_hosts_floor(struct hps_ctx *c, struct hpsi_node *n, uint32_t *clock)
+{
+	struct hpsi_seg *seg = &c->seg;
+	atomic_store_explicit(&n->join_clock, HPSI_JOIN_WAIT, memory_order_release);
+	int64_t deadline = hpsi_now_ns() + seg->hdr->timeout_ms * 1000000;
+	uint32_t floor;
+	while ((floor = atomic_load_explicit(&n->join_clock, memory_order_acquire)) == HPSI_JOIN_WAIT) {
+		if (!hpsi_proc_alive(seg->hdr->creator_pid, seg->hdr->creator_birth)) {
+			hpsi_error("HPS_JOIN: the bridge of host %s is gone: job '%s' cannot be joined", seg->hdr->host,
+				   seg->hdr->job);
+			return HPS_EPEERDEAD;
+		}
+		if (hpsi_now_ns() > deadline) {
+			hpsi_error("HPS_JOIN: the other hosts of job '%s' did not make room for worker %d within HPS_TIMEOUT_MS=%lld",
+				   seg->hdr->job, c->cfg.rank, (long long)seg->hdr->timeout_ms);
+			return HPS_ETIMEDOUT;
+		}
+		nanosleep(&(struct timespec){0, 1000000}, NULL); /* a heartbeat or two: nothing to wake us */
+	}
+	if (floor > *clock)
+		*clock = floor;
+	return 0;
+}
+
 int hpsi_join_claim(struct hps_ctx *c)
 {
 	struct hpsi_seg *seg = &c->seg;
@@ -107,14 +122,20 @@ int hpsi_join_claim(struct hps_ctx *c)
 	atomic_fetch_add_explicit(&seg->hdr->members_seq, 1, memory_order_release);
 	for (w = 0; w < seg->hdr->nworkers; w++) {
 		id = hpsi_worker_node(seg, w);
+		if (!hpsi_node_local(seg, id))
+			continue; /* across hosts: another host's free rank */
 		uint32_t st = HPSI_NODE_VACANT;
 		if (atomic_compare_exchange_strong_explicit(&hpsi_seg_node(seg, id)->state, &st, HPSI_NODE_EMPTY,
 							    memory_order_acq_rel, memory_order_relaxed))
 			break;
 	}
 	if (w == seg->hdr->nworkers) {
-		hpsi_error("job '%s' has no free worker rank: its %u were all given out (hps launch --max-workers; a rank is not given twice)",
-			   seg->hdr->job, seg->hdr->nworkers);
+		if (seg->hdr->bridged && seg->hdr->wrk_hi <= seg->hdr->launched_workers)
+			hpsi_error("job '%s' has no free worker rank on host %s: across hosts the free ranks (hps launch --max-workers) are the last host's of --hosts; join there",
+				   seg->hdr->job, seg->hdr->host);
+		else
+			hpsi_error("job '%s' has no free worker rank: its %u were all given out (hps launch --max-workers; a rank is not given twice)",
+				   seg->hdr->job, seg->hdr->nworkers);
 		return HPS_EEXIST;
 	}
 	c->cfg.rank = (int)w;
@@ -125,6 +146,9 @@ int hpsi_join_claim(struct hps_ctx *c)
 	atomic_thread_fence(memory_order_seq_cst);
 	uint32_t clock = hpsi_members_min_clock(seg, id);
 	struct hpsi_node *n = hpsi_seg_node(seg, id);
+	int rc;
+	if (seg->hdr->bridged && (rc = other_hosts_floor(c, n, &clock)))
+		return rc;
 	/* relaxed: published by hps_init's release of ALIVE */
 	atomic_store_explicit(&n->clock_ts[clock & 1], 0, memory_order_relaxed);
 	atomic_store_explicit(&n->clock_bar[clock & 1], hpsi_barrier_seq(hpsi_barrier_open(seg, NULL)),

@@ -16,11 +16,7 @@ struct hpsi_seg;
  * when every slot was given out. */
 int hpsi_join_claim(struct hps_ctx *c);
 
-/* The slowest member's clock: the least clock_done of the worker slots
- * that are members (not VACANT, CLOSED or DEAD for good, nor a joiner
- * still claiming: EMPTY above the launched workers), but `except`; 0 when
- * there is none. */
-uint32_t hpsi_members_min_clock(struct hpsi_seg *seg, uint32_t except);
+/* hpsi_members_min_clock: shm/node.h (the bridge's look uses it too) */
 
 /* Worker ranks given out: the slots not VACANT (launched or joined,
  * whether they closed since or not). */

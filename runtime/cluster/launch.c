@@ -103,7 +103,8 @@ static void usage(FILE *f)
 		"                        copies its key ranges and serves again, up to N times in all\n"
 		"                        (default 2 per server; 0: never)\n"
 		"  --max-workers N       room for up to N workers (default: -w): more join the running\n"
-		"                        job with `hps scale --workers` or HPS_JOIN=1 (HPS_MAX_WORKERS)\n"
+		"                        job with `hps scale --workers` or HPS_JOIN=1 (HPS_MAX_WORKERS;\n"
+		"                        with --hosts the free ranks are the last host's: join there)\n"
 		"  --max-servers N       room for up to N servers (default: -s): the job's keys form N\n"
 		"                        key ranges, spread over the running servers; `hps scale\n"
 		"                        --servers` moves ranges to more or fewer of them while the\n"
@@ -798,6 +799,8 @@ static int joiners_running(struct job *j)
 {
 	const struct hpsi_seg_hdr *h = j->seg.hdr;
 	for (uint32_t w = h->launched_workers; w < h->nworkers; w++) {
+		if (!hpsi_node_local(&j->seg, hpsi_worker_node(&j->seg, w)))
+			continue; /* another host's (its bridge's pid) */
 		uint32_t st = hpsi_node_check(&j->seg, hpsi_worker_node(&j->seg, w));
 		if (st == HPSI_NODE_ALIVE || st == HPSI_NODE_EMPTY)
 			return 1;
@@ -950,8 +953,10 @@ int hpsi_cmd_launch(int argc, char **argv)
 		return 2;
 	}
 	hpsi_log_identity("launcher", -1, hpsi_setting("HOST")); /* --host may have named it */
-	if (hpsi_setting("MAX_WORKERS") && (hosts_file || tracker || hpsi_setting("ROOT_URI"))) {
-		fprintf(stderr, "hps launch: --max-workers works within one host only, not with --hosts, --tracker or HPS_ROOT_URI\n");
+	/* Across hosts the scheduler's HPS_MAX_WORKERS makes the room, the
+	 * last host's (net/bridge_join.c); a tracker's scheduler is not ours */
+	if (hpsi_setting("MAX_WORKERS") && tracker) {
+		fprintf(stderr, "hps launch: --max-workers works within one host or with --hosts, not with --tracker\n");
 		return 2;
 	}
 	if (hpsi_setting("MAX_SERVERS") && (hosts_file || tracker || hpsi_setting("ROOT_URI"))) {
@@ -1068,7 +1073,9 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 	int first = j.n;
 	for (uint32_t r = hdr->srv_lo; r < hdr->srv_hi; r++)
 		j.kids[j.n++] = (struct child){.out.fd = -1, .role = HPS_ROLE_SERVER, .rank = (int)r};
-	for (uint32_t r = hdr->wrk_lo; r < hdr->wrk_hi; r++)
+	/* across hosts the last host's range ends with the free ranks */
+	uint32_t wrk_end = hdr->wrk_hi < hdr->launched_workers ? hdr->wrk_hi : hdr->launched_workers;
+	for (uint32_t r = hdr->wrk_lo; r < wrk_end; r++)
 		j.kids[j.n++] = (struct child){.out.fd = -1, .role = HPS_ROLE_WORKER, .rank = (int)r};
 	for (int i = first; i < j.n && !failed; i++) {
 		struct child *c = &j.kids[i];
@@ -1081,7 +1088,7 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 	if (failed)
 		stop_job(&j);
 
-	int workers_left = (int)(hdr->wrk_hi - hdr->wrk_lo), nodes_left = j.n - first;
+	int workers_left = (int)(wrk_end - hdr->wrk_lo), nodes_left = j.n - first;
 	long restarts_left = !hdr->replicas ? 0
 			     : restart_servers >= 0 ? restart_servers
 						    : 2 * (long)(hdr->srv_hi - hdr->srv_lo);
@@ -1090,7 +1097,8 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 	int64_t drain_until = INT64_MAX; /* output of exited children's leftovers */
 	struct scaling scaling = {0};
 	for (;;) {
-		if (!multi && (hdr->launched_workers < hdr->nworkers || hpsi_seg_movable(&j.seg))) {
+		if ((!multi && (hdr->launched_workers < hdr->nworkers || hpsi_seg_movable(&j.seg))) ||
+		    (multi && hdr->wrk_hi > hdr->launched_workers)) { /* across hosts: the host with the room */
 			int servers = 0;
 			int more = serve_scale(&j, &scaling, self, argv + prog, self_serve ? argv + prog : NULL, &cfg, &servers);
 			workers_left += more, nodes_left += more + servers;
@@ -1207,7 +1215,7 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 			j.stopping = 1;
 			j.kill_at = hpsi_now_ns() + GRACE_NS * 3;
 		}
-		if (bridge && bridge->running && nodes_left == 0 && !bridge->stop_sent) {
+		if (bridge && bridge->running && nodes_left == 0 && !bridge->stop_sent && !joiners_running(&j)) {
 			kill(-bridge->pid, SIGTERM); /* its host's part is over: it says goodbye */
 			bridge->stop_sent = 1;
 			if (!j.stopping)

@@ -31,17 +31,18 @@ static void usage(FILE *f)
 		   "job must have been launched with room for them (hps launch --max-workers); a rank\n"
 		   "is not given twice. Workers leave by closing (hps_finalize), so N below the\n"
 		   "current number is refused. Waits until the new workers joined (or ended) and\n"
-		   "prints the number of workers.\n"
+		   "prints the number of workers. Across hosts (hps launch --hosts), run it on the\n"
+		   "last host of the hosts file: the free ranks are its own.\n"
 		   "--servers N: grows or shrinks the job to N server processes while it trains. Its\n"
 		   "keys form the key ranges of hps launch --max-servers, spread over the servers;\n"
 		   "whole ranges move (about 1/N of the keys per server added or removed), their\n"
 		   "tables handed over in shared memory, not copied: no push is lost or applied\n"
 		   "twice and workers see no error. New servers are started by the launcher; leaving\n"
 		   "ones close once their ranges serve elsewhere. Waits until the ranges moved.\n"
-		   "Without --job, the one job running on this host. Refused: jobs across hosts,\n"
-		   "servers of a replicated job (below --replicas + 1 servers: never, a range and\n"
-		   "its backups live on distinct servers) or one without --max-servers, and a\n"
-		   "scale while another one of the job runs.\n");
+		   "Without --job, the one job running on this host. Refused: servers of jobs\n"
+		   "across hosts, servers of a replicated job (below --replicas + 1 servers: never,\n"
+		   "a range and its backups live on distinct servers) or one without --max-servers,\n"
+		   "and a scale while another one of the job runs.\n");
 }
 
 /* Waits until the launcher ended the request this command made (it
@@ -71,8 +72,11 @@ static int wait_launcher(struct hpsi_seg *seg, const char *what, const char *ver
 static int scale_workers(struct hpsi_seg *seg, uint32_t want)
 {
 	const struct hpsi_seg_hdr *h = seg->hdr;
-	if (h->bridged) {
-		fprintf(stderr, "hps scale: job %s spans hosts (--hosts); scaling such a job is not built yet\n", h->job);
+	/* across hosts the free ranks are the last host's (net/bridge_join.c),
+	 * whose launcher starts the new workers */
+	if (h->bridged && h->wrk_hi <= h->launched_workers) {
+		fprintf(stderr, "hps scale: job %s spans hosts (--hosts): its free worker ranks are on its last host, not on %s; run hps scale there\n",
+			h->job, h->host);
 		return 1;
 	}
 	if (!hpsi_proc_alive(h->creator_pid, h->creator_birth)) {

@@ -44,6 +44,7 @@ struct host {
 	uint32_t barrier_gen; /* gen + 1 of its last barrier arrival */
 	struct hpsi_host_totals totals; /* from its last heartbeat */
 	uint32_t restarts; /* its workers' restarts (--restart-workers), from its heartbeats */
+	uint32_t join_ack[HPSI_MAX_NODES]; /* per node: its join word (floor) for another host's joiner */
 };
 
 /* A checkpoint across hosts, asked for by one host's bridge: a save is
@@ -70,7 +71,9 @@ struct sched {
 	struct hpsi_cluster_cfg cc;
 	struct hpsi_curve curve; /* HPS_CURVE: who may talk to us */
 	uint32_t nservers, nworkers, nhosts;
+	uint32_t launched; /* -w: nworkers less the room (--max-workers), the last host's */
 	struct host hosts[HPSI_MAX_HOSTS];
+	uint32_t join_own[HPSI_MAX_NODES]; /* per room slot: its host's join word (claimed, then its clock) */
 	struct hpsi_sched_assign assign;
 	uint8_t state[HPSI_MAX_NODES];
 	int states_changed;
@@ -305,7 +308,7 @@ static void send_assignments(struct sched *s)
 	qsort(s->hosts, s->nhosts, sizeof *s->hosts, by_order);
 	struct hpsi_sched_assign *a = &s->assign;
 	memset(a, 0, sizeof *a);
-	a->nhosts = s->nhosts, a->nservers = s->nservers, a->nworkers = s->nworkers;
+	a->nhosts = s->nhosts, a->nservers = s->nservers, a->nworkers = s->nworkers, a->launched = s->launched;
 	uint32_t srv = 0, wrk = 0;
 	for (uint32_t i = 0; i < s->nhosts; i++) {
 		struct hpsi_host_entry *e = &a->hosts[i];
@@ -316,6 +319,10 @@ static void send_assignments(struct sched *s)
 		e->wrk_lo = wrk, e->wrk_hi = wrk += r->nworkers;
 		s->hosts[i].last_seen = hpsi_now_ns();
 	}
+	/* The free ranks (--max-workers) are the last host's: a claim is one
+	 * host's compare-and-swap, and every bridge knows at layout time which
+	 * end of those ranks' rings it holds (net/bridge_join.c) */
+	a->hosts[s->nhosts - 1].wrk_hi = s->nworkers;
 	for (uint32_t i = 0; i < s->nhosts; i++) {
 		hpsi_sched_init(&a->h, HPSI_SCH_ASSIGN, i);
 		send_to(s, &s->hosts[i].id, a, sizeof *a);
@@ -347,6 +354,54 @@ static void barrier_fail(struct sched *s, int code)
 	barrier_send_broken(s);
 }
 
+/* The join words of the states (struct hpsi_sched_states; net/bridge_join.c):
+ * a claimed slot's, CLAIMED until every other live host sent its floor,
+ * then the largest floor; a joined one's, its join clock. */
+static void join_words(const struct sched *s, struct hpsi_sched_states *m)
+{
+	uint32_t owner = s->nhosts - 1;
+	for (uint32_t n = s->nservers + s->launched; n < s->nservers + s->nworkers; n++) {
+		uint32_t own = s->join_own[n];
+		if (!own || s->state[n] != HPSI_NODE_EMPTY) {
+			m->join[n] = own >= HPSI_JOIN_CLOCK ? own : 0;
+			continue;
+		}
+		uint32_t floor = HPSI_JOIN_CLOCK;
+		for (uint32_t i = 0; i < s->nhosts && floor; i++) {
+			if (i == owner || s->hosts[i].dead || s->hosts[i].left)
+				continue;
+			uint32_t ack = s->hosts[i].join_ack[n];
+			floor = ack < HPSI_JOIN_CLOCK ? 0 : ack > floor ? ack : floor;
+		}
+		m->join[n] = floor ? floor : HPSI_JOIN_CLAIMED;
+	}
+}
+
+/* A heartbeat's join words (net/bridge_join.c): the room slots' host
+ * reports claims and join clocks, every other host its floors. */
+static void join_heard(struct sched *s, uint32_t idx, const struct hpsi_sched_states *hb)
+{
+	for (uint32_t n = s->nservers + s->launched; n < s->nservers + s->nworkers && n < hb->nnodes; n++) {
+		uint32_t j = hb->join[n];
+		if (idx == s->nhosts - 1) {
+			/* kept while the host sends 0 (a claim whose floor it has) */
+			if (j && j != s->join_own[n]) {
+				if (j == HPSI_JOIN_CLAIMED)
+					hpsi_info("scheduler: worker %u is joining (host %s)", n - s->nservers,
+						  s->hosts[idx].reg.name);
+				else
+					hpsi_info("scheduler: worker %u joined at clock %u (host %s)", n - s->nservers,
+						  j - HPSI_JOIN_CLOCK, s->hosts[idx].reg.name);
+				s->join_own[n] = j;
+				s->states_changed = 1;
+			}
+		} else if (j != s->hosts[idx].join_ack[n]) {
+			s->hosts[idx].join_ack[n] = j;
+			s->states_changed = 1;
+		}
+	}
+}
+
 static void broadcast_states(struct sched *s)
 {
 	if (s->barrier_code)
@@ -355,6 +410,7 @@ static void broadcast_states(struct sched *s)
 	hpsi_sched_init(&m.h, HPSI_SCH_STATES, 0);
 	m.nnodes = s->nservers + s->nworkers;
 	memcpy(m.state, s->state, m.nnodes);
+	join_words(s, &m);
 	/* the job's restarts: each host's launcher may restart while they
 	 * are below the budget (apply_states, net/bridge_sched.c) */
 	for (uint32_t i = 0; i < s->nhosts; i++)
@@ -404,6 +460,8 @@ static void host_nodes(const struct sched *s, uint32_t i, void (*fn)(struct sche
 
 static void mark_dead(struct sched *s, uint32_t node, const char *host)
 {
+	if (node >= s->nservers + s->launched && !s->join_own[node])
+		return; /* a free rank nobody took: no member died */
 	set_state(s, node, HPSI_NODE_DEAD, host);
 }
 
@@ -613,6 +671,7 @@ static void handle(struct sched *s, const struct peer_id *id, const void *buf, s
 			if (mine && hb->state[n] != HPSI_NODE_EMPTY)
 				set_state(s, n, hb->state[n], e->name);
 		}
+		join_heard(s, idx, hb);
 		h->totals = hb->totals;
 		if (h->restarts != hb->restarts) { /* the other hosts' budgets go down now */
 			s->states_changed = 1;
@@ -682,7 +741,7 @@ int hpsi_cmd_scheduler(int argc, char **argv)
 	if (!s || hpsi_config_load(&cfg, 0) || hpsi_cluster_load(&s->cc, 0) || hpsi_curve_load(&s->curve))
 		return 2;
 	snprintf(s->curve.who, sizeof s->curve.who, "scheduler");
-	s->nservers = cfg.nservers, s->nworkers = cfg.nworkers;
+	s->nservers = cfg.nservers, s->nworkers = s->launched = cfg.nworkers;
 	s->timeout_ms = cfg.timeout_ms;
 	s->token = hpsi_settings_hash("JOB_TOKEN");
 	signal(SIGTERM, on_signal);
@@ -703,6 +762,9 @@ int hpsi_cmd_scheduler(int argc, char **argv)
 	} else if (collect_hosts(s)) {
 		code = 1;
 	} else {
+		/* the room (--max-workers): slots past the registered workers */
+		if (cfg.max_workers > s->nworkers)
+			s->nworkers = cfg.max_workers;
 		send_assignments(s);
 		for (uint32_t n = 0; n < s->nservers + s->nworkers; n++)
 			s->state[n] = HPSI_NODE_EMPTY;
