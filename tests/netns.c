@@ -117,7 +117,8 @@ int cluster_worker(const char *mode)
 		hps_finalize(ctx);
 		return rc ? 1 : 0;
 	}
-	int rounds = strcmp(mode, "long") == 0 ? 60 : 4;
+	int busy = strcmp(mode, "busy") == 0; /* back to back: requests always in flight */
+	int rounds = busy ? 4000 : strcmp(mode, "long") == 0 ? 60 : 4;
 	if (me == 0) {
 		printf("sums started\n");
 		fflush(stdout);
@@ -129,8 +130,15 @@ int cluster_worker(const char *mode)
 			fprintf(stderr, "push failed in round %d\n", r);
 			rc = 1;
 		}
-		if (rounds > 4)
+		if (rounds > 4 && !busy)
 			usleep(20000);
+		/* the pushes run: a test waiting to kill a server may now */
+		if (busy && r == 100 && me == 0 && getenv("HPS_TEST_MARK"))
+			touch_file(getenv("HPS_TEST_MARK"));
+	}
+	if (busy) {
+		printf("worker %d: rounds done\n", me); /* a test that kills a server sees it came after */
+		fflush(stdout);
 	}
 	if (!rc && (rc = hps_barrier(ctx)))
 		fprintf(stderr, "barrier: %s\n", hps_strerror(rc));

@@ -1075,7 +1075,8 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 		stop_job(&j);
 
 	int workers_left = (int)(hdr->wrk_hi - hdr->wrk_lo), nodes_left = j.n - first;
-	long restarts_left = !hdr->replicas ? 0
+	/* no replacement across hosts: range copies do not cross hosts */
+	long restarts_left = !hdr->replicas || hdr->bridged ? 0
 			     : restart_servers >= 0 ? restart_servers
 						    : 2 * (long)(hdr->srv_hi - hdr->srv_lo);
 	if (restarts_left > MAX_RESTARTS)
