@@ -156,6 +156,7 @@ struct hpsi_bridge {
 	int resend;
 	uint32_t *serving;
 	unsigned char *fence;
+	int64_t *dead_since; /* remote servers: when the scheduler said dead, no FENCE yet */
 	struct hpsi_bridge_zc *zc_dropped;
 	struct hpsi_heap **heaps; /* remote workers' slices on this host */
 	uint32_t *heap_live; /* per remote worker: buffers of ours in its slice */

@@ -44,6 +44,7 @@
 #include "net/bridge.h"
 #include "net/route.h"
 #include "runtime/common/log.h"
+#include "shm/bell.h"
 #include "shm/node.h"
 
 enum { FENCE_NONE = 0, FENCE_WAITING = 1, FENCE_DONE = 2 };
@@ -55,7 +56,8 @@ int hpsi_bridge_failover_layout(struct hpsi_bridge *b)
 	b->resend = 1;
 	b->serving = calloc(b->S, sizeof *b->serving);
 	b->fence = calloc(b->S, 1);
-	if (!b->serving || !b->fence)
+	b->dead_since = calloc(b->S, sizeof *b->dead_since);
+	if (!b->serving || !b->fence || !b->dead_since)
 		return HPS_ENOMEM;
 	for (uint32_t r = 0; r < b->S; r++)
 		b->serving[r] = hpsi_replica(&b->seg, r, 0);
@@ -187,6 +189,32 @@ static int fence_out(struct hpsi_bridge *b, uint32_t dead)
 	return 1;
 }
 
+/* A remote server the scheduler says is dead whose FENCE did not come
+ * within HPS_DEAD_MS after: its host is lost with its bridge (a whole
+ * host's processes killed), so nothing of it can come any more; this
+ * bridge fences it itself. Forwards that would still come after (a host
+ * only slow, not lost) are harmless: they are of requests not answered,
+ * which the workers' hosts send again first, and the backup applies a
+ * push once (last_seq). Not while the scheduler is silent: then every
+ * remote node counts as dead, alive or not (hpsi_bridge_lose_scheduler),
+ * and two hosts must not both take a range over. */
+static void host_lost(struct hpsi_bridge *b, uint32_t s)
+{
+	if (b->sched_lost || hpsi_node_state(&b->seg, s) != HPSI_NODE_DEAD) {
+		b->dead_since[s] = 0;
+		return;
+	}
+	int64_t now = hpsi_now_ns();
+	if (!b->dead_since[s])
+		b->dead_since[s] = now;
+	if (now - b->dead_since[s] < b->cc.dead_ms * 1000000)
+		return;
+	hpsi_warn("bridge %s: no FENCE of dead server %u from host %u within HPS_DEAD_MS: that host counts as lost",
+		  b->cfg.host, s, b->host_of_server[s]);
+	move_ranges(b, s);
+	b->fence[s] = FENCE_WAITING;
+}
+
 int hpsi_bridge_failover_check(struct hpsi_bridge *b)
 {
 	if (!b->serving)
@@ -201,6 +229,8 @@ int hpsi_bridge_failover_check(struct hpsi_bridge *b)
 				b->fence[s] = FENCE_DONE;
 				moved = 1;
 			}
+		} else if (b->fence[s] == FENCE_NONE) {
+			host_lost(b, s);
 		} else if (b->fence[s] == FENCE_WAITING && !hpsi_bridge_fwd_left(b, s)) {
 			/* release: the forwards written before, and the pairs' new
 			 * roles, are seen by whoever acquires it */
@@ -239,6 +269,8 @@ void hpsi_bridge_failover_free(struct hpsi_bridge *b)
 	free_dropped(b, 1);
 	free(b->serving);
 	free(b->fence);
+	free(b->dead_since);
 	b->serving = NULL;
 	b->fence = NULL;
+	b->dead_since = NULL;
 }

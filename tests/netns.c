@@ -133,8 +133,8 @@ int cluster_worker(const char *mode)
 		if (rounds > 4 && !busy)
 			usleep(20000);
 		/* the pushes run: a test waiting to kill a server may now */
-		if (busy && r == 100 && me == 0 && getenv("HPS_TEST_MARK"))
-			touch_file(getenv("HPS_TEST_MARK"));
+		if (busy && r == 100 && me == 0 && getenv("NETNS_TEST_MARK"))
+			touch_file(getenv("NETNS_TEST_MARK"));
 	}
 	if (busy) {
 		printf("worker %d: rounds done\n", me); /* a test that kills a server sees it came after */
