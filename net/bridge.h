@@ -290,8 +290,9 @@ void hpsi_bridge_fence_receive(struct hpsi_bridge *b, uint32_t from, uint32_t p)
 /* Origin pair p: hands back to the worker the ring bytes of the requests
  * answered (all consumed ones without resend). */
 void hpsi_bridge_origin_release(struct hpsi_bridge *b, struct hpsi_bridge_pair *p);
-/* Whether a request of remote worker w for key range s may wait here for
- * the range to come to a local server (its FENCE has not come yet). */
+/* Whether a remote worker's request for key range s may wait here for the
+ * range to come to a local replica (the FENCE of its dead primary has not
+ * come yet). */
 int hpsi_bridge_range_coming(struct hpsi_bridge *b, uint32_t s);
 void hpsi_bridge_failover_free(struct hpsi_bridge *b);
 

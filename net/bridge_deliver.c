@@ -7,9 +7,9 @@
 #include <zmq.h>
 
 #include "hps/error.h"
-#include "net/route.h"
 #include "net/bridge.h"
 #include "net/bridge_stats.h"
+#include "net/route.h"
 #include "runtime/common/dtype.h"
 #include "runtime/common/log.h"
 #include "shm/node.h"

@@ -245,8 +245,12 @@ int hpsi_bridge_failover_check(struct hpsi_bridge *b)
 
 void hpsi_bridge_fence_receive(struct hpsi_bridge *b, uint32_t from, uint32_t p)
 {
-	if (!b->serving || p >= b->S || b->host_of_server[p] != from || b->fence[p] != FENCE_NONE) {
-		hpsi_msg_count_bad("a FENCE naming no live server of the sending host");
+	if (!b->serving || p >= b->S || b->host_of_server[p] != from) {
+		hpsi_msg_count_bad("a FENCE naming no server of the sending host");
+		return;
+	}
+	if (b->fence[p] != FENCE_NONE) {
+		b->stale++; /* fenced here already: its host was slow, not lost (host_lost) */
 		return;
 	}
 	hpsi_node_mark_dead(&b->seg, p); /* its host's bridge saw it dead */
