@@ -133,8 +133,14 @@ int cluster_worker(const char *mode)
 		if (rounds > 4 && !busy)
 			usleep(20000);
 		/* the pushes run: a test waiting to kill a server may now */
-		if (busy && r == 100 && me == 0 && getenv("NETNS_TEST_MARK"))
-			touch_file(getenv("NETNS_TEST_MARK"));
+		if (busy && r == 100 && me == 0 && getenv("NETNS_TEST_MARK")) {
+			const char *mark = getenv("NETNS_TEST_MARK");
+			touch_file(mark);
+			/* NETNS_TEST_HOLD: until the test removed it (what it
+			 * does meanwhile happens in the middle of the rounds) */
+			for (int t = 0; getenv("NETNS_TEST_HOLD") && t < 20000 && access(mark, F_OK) == 0; t++)
+				usleep(1000);
+		}
 	}
 	if (busy) {
 		printf("worker %d: rounds done\n", me); /* a test that kills a server sees it came after */
