@@ -396,7 +396,8 @@ static void test_cluster_host_lost_with_replicas(void)
 	/* the worker holds at round 100 until the mark goes */
 	kill(v, SIGKILL);
 	kill(br, SIGKILL);
-	CU_ASSERT(sh("ip netns pids %s1 | xargs -r kill -9", pfx) == 0);
+	/* (a process listed may end before its kill: no status to check) */
+	sh("ip netns pids %s1 | xargs -r kill -9 2>/dev/null", pfx);
 	CU_ASSERT(access(mark, F_OK) == 0);
 	unlink(mark);
 	CU_ASSERT(!log_has(job_log, "rounds done"));
