@@ -70,6 +70,9 @@
  * took the frame, the bridge thread frees it; no other thread saw it. */
 struct hpsi_bridge_zc {
 	_Atomic int done;
+	/* a frame whose request was dropped at a failover while ZeroMQ still
+	 * held it waits in b->zc_dropped until done (net/bridge_failover.c) */
+	struct hpsi_bridge_zc *next;
 };
 
 /* What the bridge remembers of a request in flight on a pair, in order. */
@@ -81,6 +84,7 @@ struct hpsi_bridge_entry {
 	uint64_t resp_off, resp_cap;
 	struct hpsi_bridge_zc *zc; /* origin: values still being sent */
 	void *bufs[3];          /* inbound: heap buffers given to the server */
+	uint32_t at;            /* origin: where its record starts in the request ring */
 };
 
 struct hpsi_bridge_fifo {
@@ -98,12 +102,21 @@ struct hpsi_bridge_held {
 	_Alignas(8) unsigned char msg[];
 };
 
+/* A pair's role here (used): none, origin (a local worker's requests to a
+ * server of another host: we consume its requests and write its answers),
+ * inbound (a remote worker's requests to a local server: we write the
+ * requests and consume the answers). With replicas across hosts a pair's
+ * role changes when the server of its range dies (net/bridge_failover.c).
+ * The forward rings use 1 (we consume) and 2 (we produce). */
+enum { HPSI_PAIR_NONE = 0, HPSI_PAIR_ORIGIN = 1, HPSI_PAIR_INBOUND = 2 };
+
 struct hpsi_bridge_pair {
 	struct hpsi_ring_cons cons; /* origin: requests; inbound: answers */
 	struct hpsi_ring_prod prod; /* origin: answers; inbound: requests */
 	struct hpsi_bridge_fifo fifo;
 	struct hpsi_bridge_held *held, *held_tail;
 	int used;
+	uint32_t host; /* origin: the host its requests go to, whose answers count */
 };
 
 #define HPSI_BRIDGE_SNDHWM 16              /* ZeroMQ messages queued per peer */
@@ -136,6 +149,16 @@ struct hpsi_bridge {
 	/* HPS_REPLICAS: S x S forward rings [primary][backup] that cross
 	 * hosts (net/bridge_fwd.c; used 1: we consume, 2: we produce) */
 	struct hpsi_bridge_pair *fwd;
+	/* Replicas across hosts (net/bridge_failover.c): origin pairs keep
+	 * their requests in the ring until answered (resend); the server each
+	 * key range's pairs point at here; per server, its death handed on
+	 * (1) and its FENCE sent (2) or received (1: forwards held here still
+	 * to be written; 2: fenced); frames of dropped requests ZeroMQ holds. */
+	int resend;
+	uint32_t *serving;
+	unsigned char *fence;
+	int64_t *dead_since; /* remote servers: when the scheduler said dead, no FENCE yet */
+	struct hpsi_bridge_zc *zc_dropped;
 	struct hpsi_heap **heaps; /* remote workers' slices on this host */
 	uint32_t *heap_live; /* per remote worker: buffers of ours in its slice */
 	struct hpsi_bridge_out *out;  /* per host */
@@ -168,6 +191,7 @@ struct hpsi_bridge {
 	int wake_fd;     /* datagrams of local processes that woke us (shm/wake.h) */
 	uint64_t held_total; /* messages that waited for room in a ring */
 	uint64_t failed_total; /* requests answered here with an error */
+	uint64_t stale; /* answers from a host a key range left, requests for one that left here */
 	void *align_buf; /* an aligned copy of a received frame */
 	size_t align_cap;
 };
@@ -253,8 +277,29 @@ void hpsi_bridge_fwd_receive(struct hpsi_bridge *b, uint32_t from, const struct 
 			     const struct hpsi_msg_hdr *h, const void *keys, const void *vals);
 /* Writes held forwards whose ring has room now; 1 when any moved. */
 int hpsi_bridge_fwd_retry(struct hpsi_bridge *b);
+/* Sends what local server p forwarded to remote backups, and says
+ * whether any of it (or of what remote p forwarded to local backups, held
+ * here for room) is still left. */
+int hpsi_bridge_fwd_left(struct hpsi_bridge *b, uint32_t p);
 /* Whether a local primary's forward to a remote backup waits. */
 int hpsi_bridge_fwd_pending(const struct hpsi_bridge *b);
+
+/* net/bridge_failover.c: key ranges of dead servers go on at their next
+ * replicas across hosts (docs/ARCHITECTURE.md, "Failover across hosts"). */
+int hpsi_bridge_failover_layout(struct hpsi_bridge *b);
+/* Hands on the ranges of local servers found dead (their FENCE goes to
+ * every host) and fences remote ones whose forwards are all written. */
+int hpsi_bridge_failover_check(struct hpsi_bridge *b);
+/* A FENCE of server p from host `from`. */
+void hpsi_bridge_fence_receive(struct hpsi_bridge *b, uint32_t from, uint32_t p);
+/* Origin pair p: hands back to the worker the ring bytes of the requests
+ * answered (all consumed ones without resend). */
+void hpsi_bridge_origin_release(struct hpsi_bridge *b, struct hpsi_bridge_pair *p);
+/* Whether a remote worker's request for key range s may wait here for the
+ * range to come to a local replica (the FENCE of its dead primary has not
+ * come yet). */
+int hpsi_bridge_range_coming(struct hpsi_bridge *b, uint32_t s);
+void hpsi_bridge_failover_free(struct hpsi_bridge *b);
 
 /* net/bridge_deliver.c: peers to local rings. Each deliver_* returns 0 when
  * the message is in the ring (not yet published), 1 when it must wait

@@ -9,6 +9,7 @@
 #include "hps/error.h"
 #include "net/bridge.h"
 #include "net/bridge_stats.h"
+#include "net/route.h"
 #include "runtime/common/dtype.h"
 #include "runtime/common/log.h"
 #include "shm/node.h"
@@ -237,14 +238,17 @@ static void deliver(struct hpsi_bridge *b, uint32_t w, uint32_t s, const struct 
 	int answer = h->type == HPSI_MSG_RESPONSE;
 	int rc = 1;
 	size_t before = p->fifo.n;
-	if (!p->held)
+	/* a request for a range still coming here waits for its FENCE */
+	if (!p->held && (answer || p->used == HPSI_PAIR_INBOUND))
 		rc = answer ? hpsi_bridge_deliver_answer(b, w, s, h, keys)
 			    : hpsi_bridge_deliver_request(b, w, s, h, keys, vals);
 	/* answers of failed requests before this one may be in even if it waits */
 	if (rc == 0 || p->fifo.n != before) {
 		hpsi_ring_publish(&p->prod);
-		if (answer) /* after the publication: a restart's drain (rejoin.c) */
+		if (answer) { /* after the publication: a restart's drain (rejoin.c) */
 			hpsi_bridge_inflight(b, w, (int64_t)p->fifo.n - (int64_t)before);
+			hpsi_bridge_origin_release(b, p); /* before the bell: a worker waiting for room */
+		}
 		hpsi_bell_ring(&hpsi_seg_node(&b->seg, answer ? hpsi_worker_node(&b->seg, w) : s)->bell);
 	}
 	if (rc < 0)
@@ -282,19 +286,35 @@ static void handle_batch(struct hpsi_bridge *b, uint32_t from, const void *buf, 
 			hpsi_bridge_fwd_receive(b, from, &rec, h, v.keys, v.vals);
 			continue;
 		}
+		if (rec.flags & HPSI_REC_FENCE) {
+			hpsi_bridge_fence_receive(b, from, rec.worker);
+			continue;
+		}
 		int answer = h->type == HPSI_MSG_RESPONSE;
 		if (rec.worker >= b->W || rec.server >= b->S || (r.vals_frame && (answer || h->vals_off != 0 ||
 										 h->val_bytes != vals_len))) {
 			hpsi_msg_count_bad("a record naming no such worker or server");
 			continue;
 		}
-		/* requests: a worker of the sending host to a server here;
-		 * answers: a server of the sending host to a worker here */
-		if (answer ? (h->sender != rec.server || b->host_of_server[rec.server] != from ||
+		/* requests: a worker of the sending host to a key range served
+		 * here (or coming here: hpsi_bridge_range_coming); answers: a
+		 * replica of the range, on the host this pair's requests go to,
+		 * to a worker here. Answers from a host the range left at a
+		 * failover are dropped: their requests are sent again. */
+		struct hpsi_bridge_pair *p = hpsi_bridge_pair_of(b, rec.worker, rec.server);
+		if (answer ? (h->sender >= b->S || b->host_of_server[h->sender] != from ||
+			      hpsi_replica_index(&b->seg, rec.server, h->sender) == HPSI_NO_SERVER ||
 			      !hpsi_bridge_local_worker(b, rec.worker))
 			   : (h->sender != rec.worker || b->host_of_worker[rec.worker] != from ||
-			      !hpsi_bridge_local_server(b, rec.server))) {
+			      (p->used != HPSI_PAIR_INBOUND && !b->serving && !hpsi_bridge_local_server(b, rec.server)))) {
 			hpsi_msg_count_bad("a record from or to the wrong host");
+			continue;
+		}
+		/* with replicas: sent before the range left this host or that one
+		 * (net/bridge_failover.c); their requests are sent again */
+		if (answer ? p->used != HPSI_PAIR_ORIGIN || p->host != from
+			   : p->used != HPSI_PAIR_INBOUND && !hpsi_bridge_range_coming(b, rec.server)) {
+			b->stale++;
 			continue;
 		}
 		deliver(b, rec.worker, rec.server, h, answer ? (const void *)v.lens : (const void *)v.keys, v.vals);

@@ -214,10 +214,10 @@ int hpsi_bridge_forward_requests(struct hpsi_bridge *b)
 	for (uint32_t w = b->seg.hdr->wrk_lo; w < b->seg.hdr->wrk_hi; w++) {
 		struct hpsi_msg_bounds heap = hpsi_bridge_slice_of(b, w);
 		for (uint32_t s = 0; s < b->S; s++) {
-			if (hpsi_bridge_local_server(b, s))
-				continue;
 			struct hpsi_bridge_pair *p = hpsi_bridge_pair_of(b, w, s);
-			uint32_t host = b->host_of_server[s];
+			if (p->used != HPSI_PAIR_ORIGIN)
+				continue;
+			uint32_t host = p->host;
 			size_t len;
 			void *rec;
 			int n = 0;
@@ -249,6 +249,7 @@ int hpsi_bridge_forward_requests(struct hpsi_bridge *b)
 					break;
 				if (e) {
 					hpsi_bridge_inflight(b, w, 1);
+					e->at = p->cons.head; /* the record's start: peek skipped any pad */
 					e->ts = h.timestamp, e->part = h.part;
 					e->heap_resp = (h.flags & HPSI_F_HEAP_RESP) != 0;
 					e->resp_off = h.resp_off, e->resp_cap = h.resp_cap;
@@ -278,9 +279,9 @@ int hpsi_bridge_forward_requests(struct hpsi_bridge *b)
 				hpsi_ring_consume(&p->cons, len);
 				moved = 1;
 				if (++n % 64 == 0)
-					hpsi_ring_cons_publish(&p->cons);
+					hpsi_bridge_origin_release(b, p);
 			}
-			hpsi_ring_cons_publish(&p->cons);
+			hpsi_bridge_origin_release(b, p);
 		}
 	}
 	return moved;
@@ -329,8 +330,10 @@ int hpsi_bridge_forward_answers(struct hpsi_bridge *b)
 			continue;
 		struct hpsi_msg_bounds heap = hpsi_bridge_slice_of(b, w);
 		uint32_t host = b->host_of_worker[w];
-		for (uint32_t s = b->seg.hdr->srv_lo; s < b->seg.hdr->srv_hi; s++) {
+		for (uint32_t s = 0; s < b->S; s++) {
 			struct hpsi_bridge_pair *p = hpsi_bridge_pair_of(b, w, s);
+			if (p->used != HPSI_PAIR_INBOUND)
+				continue;
 			size_t before = p->fifo.n;
 			size_t len;
 			void *rec;

@@ -39,6 +39,7 @@
 
 #include "hps/error.h"
 #include "net/bridge.h"
+#include "net/route.h"
 #include "runtime/common/log.h"
 #include "shm/bell.h"
 
@@ -129,6 +130,21 @@ int hpsi_bridge_fwd_send(struct hpsi_bridge *b)
 	return moved;
 }
 
+int hpsi_bridge_fwd_left(struct hpsi_bridge *b, uint32_t p)
+{
+	int left = 0;
+	for (uint32_t q = 0; b->fwd && q < b->S; q++) {
+		struct hpsi_bridge_pair *f = fwd_of(b, p, q);
+		if (f->used == 1) {
+			send_ring(b, p, q);
+			left |= hpsi_ring_nonempty(&f->cons);
+		} else if (f->used == 2) {
+			left |= f->held != NULL;
+		}
+	}
+	return left;
+}
+
 /* Writes a forward into the ring (p, q); 0 in (not yet published), 1 full. */
 static int put(struct hpsi_bridge *b, uint32_t p, uint32_t q, const struct hpsi_msg_hdr *in, const void *keys,
 	       const void *vals)
@@ -161,6 +177,8 @@ void hpsi_bridge_fwd_receive(struct hpsi_bridge *b, uint32_t from, const struct 
 		hpsi_msg_count_bad("a forward naming no remote primary and local backup");
 		return;
 	}
+	if (hpsi_server_gone(&b->seg, q))
+		return; /* a dead backup: nobody will read it (its primary stops forwarding) */
 	struct hpsi_bridge_pair *f = fwd_of(b, p, q);
 	if (f->held) {
 		hpsi_bridge_hold(b, f, h, keys, vals);

@@ -25,9 +25,11 @@ static int rings_pending(struct hpsi_bridge *b)
 	for (uint32_t w = 0; w < b->W; w++)
 		for (uint32_t s = 0; s < b->S; s++) {
 			struct hpsi_bridge_pair *p = hpsi_bridge_pair_of(b, w, s);
-			if (!p->used || (hpsi_bridge_local_worker(b, w) && b->out[b->host_of_server[s]].q))
+			if (!p->used || (p->used == HPSI_PAIR_ORIGIN && b->out[p->host].q))
 				continue;
-			if (hpsi_ring_pending(p->cons.r))
+			/* (an origin pair's published head stays at its oldest
+			 * request in flight with resend: ask its own cursor) */
+			if (p->used == HPSI_PAIR_ORIGIN ? hpsi_ring_nonempty(&p->cons) : hpsi_ring_pending(p->cons.r))
 				return 1;
 		}
 	return hpsi_bridge_fwd_pending(b);
@@ -87,14 +89,16 @@ int hpsi_bridge_layout(struct hpsi_bridge *b)
 			if (hpsi_bridge_local_worker(b, w) && !hpsi_bridge_local_server(b, s)) {
 				hpsi_ring_cons_attach(&p->cons, hpsi_seg_ring(&b->seg, w, s, 0), rb);
 				hpsi_ring_prod_attach(&p->prod, hpsi_seg_ring(&b->seg, w, s, 1), rb);
-				p->used = 1;
+				p->used = HPSI_PAIR_ORIGIN;
+				p->host = b->host_of_server[s];
 			} else if (!hpsi_bridge_local_worker(b, w) && hpsi_bridge_local_server(b, s)) {
 				hpsi_ring_prod_attach(&p->prod, hpsi_seg_ring(&b->seg, w, s, 0), rb);
 				hpsi_ring_cons_attach(&p->cons, hpsi_seg_ring(&b->seg, w, s, 1), rb);
-				p->used = 1;
+				p->used = HPSI_PAIR_INBOUND;
 			}
 		}
-	return hpsi_bridge_fwd_layout(b);
+	int rc = hpsi_bridge_fwd_layout(b);
+	return rc ? rc : hpsi_bridge_failover_layout(b);
 }
 
 void hpsi_bridge_seg_params(const struct hpsi_bridge *b, struct hpsi_bridge_place *pl, struct hpsi_seg_params *sp)
@@ -217,6 +221,7 @@ int hpsi_cmd_bridge(int argc, char **argv)
 		while (!hpsi_bridge_stop) {
 			int moved = hpsi_bridge_retry_held(b);
 			moved |= hpsi_bridge_fwd_retry(b);
+			moved |= hpsi_bridge_failover_check(b);
 			moved |= hpsi_bridge_forward_requests(b);
 			moved |= hpsi_bridge_forward_answers(b);
 			moved |= hpsi_bridge_recv_peers(b);
@@ -243,6 +248,9 @@ int hpsi_cmd_bridge(int argc, char **argv)
 		hpsi_bridge_heartbeat(b);
 		hpsi_info("bridge %s: %llu messages waited for room in a ring; %llu requests failed here", b->cfg.host,
 			  (unsigned long long)b->held_total, (unsigned long long)b->failed_total);
+		if (b->stale) /* requests and answers that crossed a failover (net/bridge_failover.c) */
+			hpsi_info("bridge %s: %llu messages for key ranges that moved were dropped", b->cfg.host,
+				  (unsigned long long)b->stale);
 		struct hpsi_sched_hdr bye;
 		hpsi_sched_init(&bye, HPSI_SCH_BYE, b->me);
 		hpsi_bridge_send_sched(b, &bye, sizeof bye);
@@ -257,6 +265,7 @@ int hpsi_cmd_bridge(int argc, char **argv)
 	zmq_close(b->sched);
 	hpsi_curve_stop(&b->curve);
 	zmq_ctx_term(b->zctx);
+	hpsi_bridge_failover_free(b); /* after ZeroMQ let go of every frame */
 	if (b->seg.base)
 		hpsi_seg_detach(&b->seg);
 	free(b->align_buf);

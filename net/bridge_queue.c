@@ -178,8 +178,10 @@ int hpsi_bridge_retry_held(struct hpsi_bridge *b)
 				any = moved = 1;
 			if (any) {
 				hpsi_ring_publish(&p->prod);
-				if (origin) /* after the publication: a restart's drain (rejoin.c) */
+				if (origin) { /* after the publication: a restart's drain (rejoin.c) */
 					hpsi_bridge_inflight(b, w, (int64_t)p->fifo.n - (int64_t)before);
+					hpsi_bridge_origin_release(b, p); /* before the bell */
+				}
 				uint32_t node = origin ? hpsi_worker_node(&b->seg, w) : s;
 				hpsi_bell_ring(&hpsi_seg_node(&b->seg, node)->bell);
 			}

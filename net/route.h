@@ -134,29 +134,52 @@ static inline uint32_t hpsi_servers_current(const struct hpsi_seg *s)
 	return n;
 }
 
+/* Whether server srv, of another host and dead, still has its key
+ * ranges handed on by that host's bridge: its FENCE has not come, so its
+ * forwards may still be on their way to local backups and the bridge may
+ * still stand at the rings of its ranges (net/bridge_failover.c). */
+static inline int hpsi_server_unfenced(const struct hpsi_seg *s, uint32_t srv)
+{
+	if (!s->hdr->bridged || hpsi_node_local(s, srv))
+		return 0;
+	/* acquire pairs with the bridge's release of fenced (struct hpsi_node) */
+	return atomic_load_explicit(&hpsi_seg_node(s, srv)->state, memory_order_acquire) == HPSI_NODE_DEAD &&
+	       !atomic_load_explicit(&hpsi_seg_node(s, srv)->fenced, memory_order_acquire);
+}
+
+/* The first replica of range r still running and holding it whole (a
+ * replacement counts once it has its copy), or HPSI_NO_SERVER. */
+static inline uint32_t hpsi_range_first_live(const struct hpsi_seg *s, uint32_t r)
+{
+	for (uint32_t i = 0; i <= s->hdr->replicas; i++) {
+		uint32_t srv = hpsi_replica(s, r, i);
+		if (!hpsi_server_gone(s, srv) && !hpsi_replica_lacks(s, srv, i))
+			return srv;
+	}
+	return HPSI_NO_SERVER;
+}
+
 /* The server serving range r now: its first replica still running and
- * holding it whole (a replacement counts once it has its copy), or
- * HPSI_NO_SERVER when every replica is gone. Node states only move
- * forward (ALIVE to CLOSED or DEAD), so once a worker sees a replica gone
- * the replica after it sees the same and takes the range over
- * (runtime/server/replica.c). */
+ * holding it whole, or HPSI_NO_SERVER when every replica is gone. Node
+ * states only move forward (ALIVE to CLOSED or DEAD), so once a worker
+ * sees a replica gone the replica after it sees the same and takes the
+ * range over (runtime/server/replica.c). Across hosts, a dead replica of
+ * another host before it whose FENCE has not come stands for the range
+ * meanwhile (hpsi_server_unfenced): its node is this host's bridge, which
+ * still holds the range's rings, so that is whom to wake. */
 static inline uint32_t hpsi_range_primary(const struct hpsi_seg *s, uint32_t r)
 {
 	if (!s->hdr->replicas) { /* its owner, while it runs */
 		uint32_t srv = hpsi_range_owner(s, r);
 		return hpsi_server_gone(s, srv) ? HPSI_NO_SERVER : srv;
 	}
-	/* Across hosts (HPS_XREPLICAS) no backup takes a range over yet
-	 * (docs/ARCHITECTURE.md, "Across hosts: the plan", steps 3 and 4):
-	 * only the primary serves, and its death fails the range's requests
-	 * as without replicas. */
-	uint32_t last = s->hdr->bridged ? 0 : s->hdr->replicas;
-	for (uint32_t i = 0; i <= last; i++) {
-		uint32_t srv = hpsi_replica(s, r, i);
-		if (!hpsi_server_gone(s, srv) && !hpsi_replica_lacks(s, srv, i))
-			return srv;
-	}
-	return HPSI_NO_SERVER;
+	uint32_t live = hpsi_range_first_live(s, r);
+	if (live == HPSI_NO_SERVER || !s->hdr->bridged)
+		return live;
+	for (uint32_t i = 0; hpsi_replica(s, r, i) != live; i++)
+		if (hpsi_server_unfenced(s, hpsi_replica(s, r, i)))
+			return hpsi_replica(s, r, i);
+	return live;
 }
 
 /* 0 while key range r has a server, else why not: HPS_EPEERDEAD when one

@@ -40,13 +40,17 @@ struct hpsi_batch_hdr {
  * from the forward ring of server `worker` (the primary) to server
  * `server` (the backup), to go into that ring on the backup's host
  * (net/bridge_fwd.c); never in a batch with a value frame. */
-enum { HPSI_REC_VALS_FRAME = 1, HPSI_REC_FORWARD = 2 };
+/* HPSI_REC_FENCE: server `worker` of the sending host died, and every
+ * forward it published came before this record on this stream; its key
+ * ranges go on at their next replicas (net/bridge_failover.c). The
+ * message is a bare header; never in a batch with a value frame. */
+enum { HPSI_REC_VALS_FRAME = 1, HPSI_REC_FORWARD = 2, HPSI_REC_FENCE = 4 };
 
 struct hpsi_rec_hdr {
 	uint32_t len;      /* bytes of the message that follows */
 	uint32_t worker;   /* the request's worker rank (requests and responses); forwards: the primary */
 	uint32_t server;   /* the server rank; forwards: the backup */
-	uint32_t flags;    /* HPSI_REC_VALS_FRAME, HPSI_REC_FORWARD */
+	uint32_t flags;    /* HPSI_REC_VALS_FRAME, HPSI_REC_FORWARD, HPSI_REC_FENCE */
 };
 
 /* Bytes a record of a message of len bytes takes in a batch frame. */

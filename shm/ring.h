@@ -224,6 +224,13 @@ static inline void hpsi_ring_consume(struct hpsi_ring_cons *c, size_t len)
 	c->head += hpsi_rec_bytes(len);
 }
 
+/* Hands the bytes before `pos` back to the producer, which may be fewer
+ * than were consumed (a bridge that keeps requests until they are
+ * answered, to read them again: net/bridge_failover.c): (B) release. */
+static inline void hpsi_ring_cons_publish_at(struct hpsi_ring_cons *c, uint32_t pos)
+{
+	atomic_store_explicit(&c->r->head, pos, memory_order_release);
+}
 /* Hands consumed bytes back to the producer: (B) release. */
 static inline void hpsi_ring_cons_publish(struct hpsi_ring_cons *c)
 {

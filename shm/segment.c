@@ -159,10 +159,11 @@ static int check_params(const struct hpsi_seg_params *p)
 			return HPS_ECONFIG;
 		}
 	}
-	/* Forwards and acks cross hosts (net/bridge_fwd.c), but no failover
-	 * does yet: refused unless asked for (docs/ARCHITECTURE.md). */
+	/* Failover across hosts (net/bridge_failover.c) is tested with two
+	 * hosts only and no replacement starts there: opt-in
+	 * (docs/ARCHITECTURE.md, "Failover across hosts"). */
 	if (p->replicas && p->bridged && !p->xreplicas) {
-		hpsi_error("HPS_REPLICAS: replication across hosts survives no server loss yet (HPS_XREPLICAS=1 runs it anyway); run replicated jobs on one host");
+		hpsi_error("HPS_REPLICAS: replication across hosts is opt-in while its failover is tested on two hosts only (HPS_XREPLICAS=1 runs it); run replicated jobs on one host");
 		return HPS_ECONFIG;
 	}
 	if (p->range_mode == HPSI_RANGE_DECLARED) {

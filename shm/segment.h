@@ -16,7 +16,7 @@
 #include "shm/ring.h"
 
 #define HPSI_SEG_MAGIC 0x31474553535048ull /* "HPSSEG1" */
-#define HPSI_SEG_VERSION 16 /* 5: counters (shm/counters.h); 6: JOINING, incarnation; 7: probed_at; 8: place_off; 9: xck_*; 10: slots_off; 11: RESTARTING, clock_done/_bar/_ts, worker_restarts; 12: VACANT, launched_workers, members_seq, scale_req; 13: launched_servers, owner_off; 15: bridge_inflight; 16: join_clock */
+#define HPSI_SEG_VERSION 17 /* 5: counters (shm/counters.h); 6: JOINING, incarnation; 7: probed_at; 8: place_off; 9: xck_*; 10: slots_off; 11: RESTARTING, clock_done/_bar/_ts, worker_restarts; 12: VACANT, launched_workers, members_seq, scale_req; 13: launched_servers, owner_off; 15: bridge_inflight; 16: join_clock; 17: fenced */
 #define HPSI_SEG_TMP ".tmp" /* suffix + creator pid while a segment is being built */
 
 enum hpsi_node_state {
@@ -101,7 +101,13 @@ struct hpsi_node {
 	 * needs no push below it, so every range may count it at least
 	 * there (runtime/server/members.c). */
 	_Atomic uint32_t join_clock;
-	char pad[128 - 80];
+	/* Servers of another host, with replicas across hosts: 1 once this
+	 * host's bridge wrote into their rings everything this dead server
+	 * forwarded to local backups and handed its key ranges on (its FENCE
+	 * came: net/bridge_failover.c). Stored with release by the bridge;
+	 * routing and takeovers acquire it (net/route.h, replica.c). */
+	_Atomic uint32_t fenced;
+	char pad[128 - 84];
 };
 _Static_assert(sizeof(struct hpsi_node) == 128, "a node entry is two cache lines");
 
@@ -267,7 +273,8 @@ struct hpsi_seg_params {
 	uint32_t srv_lo, srv_hi, wrk_lo, wrk_hi;
 	uint32_t replicas; /* HPS_REPLICAS */
 	/* HPS_XREPLICAS=1: replicas across hosts (forwards and acks through
-	 * the bridges; no failover yet), else refused with bridged */
+	 * the bridges, failover: net/bridge_failover.c), else refused with
+	 * bridged */
 	uint32_t xreplicas;
 	/* Multi-host: the servers each host runs, in the order of the
 	 * scheduler's ranks (host h's follow host h - 1's), and the hosts'

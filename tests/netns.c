@@ -120,7 +120,8 @@ int cluster_worker(const char *mode)
 	/* long=FILE: as long, then each worker waits for FILE before its
 	 * barrier, so the job runs until the test is done with it (bounded) */
 	const char *hold = strncmp(mode, "long=", 5) == 0 ? mode + 5 : NULL;
-	int rounds = hold || strcmp(mode, "long") == 0 ? 60 : 4;
+	int busy = strcmp(mode, "busy") == 0; /* back to back: requests always in flight */
+	int rounds = busy ? 1000 : hold || strcmp(mode, "long") == 0 ? 60 : 4;
 	if (me == 0) {
 		printf("sums started\n");
 		fflush(stdout);
@@ -132,8 +133,21 @@ int cluster_worker(const char *mode)
 			fprintf(stderr, "push failed in round %d\n", r);
 			rc = 1;
 		}
-		if (rounds > 4)
+		if (rounds > 4 && !busy)
 			usleep(20000);
+		/* the pushes run: a test waiting to kill a server may now */
+		if (busy && r == 100 && me == 0 && getenv("NETNS_TEST_MARK")) {
+			const char *mark = getenv("NETNS_TEST_MARK");
+			touch_file(mark);
+			/* NETNS_TEST_HOLD: until the test removed it (what it
+			 * does meanwhile happens in the middle of the rounds) */
+			for (int t = 0; getenv("NETNS_TEST_HOLD") && t < 20000 && access(mark, F_OK) == 0; t++)
+				usleep(1000);
+		}
+	}
+	if (busy) {
+		printf("worker %d: rounds done\n", me); /* a test that kills a server sees it came after */
+		fflush(stdout);
 	}
 	for (int t = 0; hold && access(hold, F_OK) != 0 && t < 6000; t++)
 		usleep(10000);

@@ -584,8 +584,9 @@ static void test_bridge_counts_peer_traffic(void)
 }
 
 /* A record flagged HPSI_REC_FORWARD (a primary's forward to a backup on
- * another host, net/bridge_fwd.c) is read from an ordinary batch; with a
- * value frame, or with a flag nobody knows, the batch is refused. */
+ * another host, net/bridge_fwd.c) or HPSI_REC_FENCE is read from an
+ * ordinary batch; with a value frame, both, or with a flag nobody knows,
+ * the batch is refused. */
 static int batch_of_one(uint16_t batch_flags, uint32_t rec_flags, struct hpsi_rec_hdr *rec, const char **why)
 {
 	static _Alignas(8) unsigned char buf[256];
@@ -612,7 +613,14 @@ static void test_bridge_forward_record_flags(void)
 	CU_ASSERT_EQUAL(rec.worker, 1u);
 	CU_ASSERT_EQUAL(batch_of_one(HPSI_REC_VALS_FRAME, HPSI_REC_VALS_FRAME | HPSI_REC_FORWARD, &rec, &why), -1);
 	CU_ASSERT_STRING_EQUAL(why, "record flags disagree with the batch");
-	CU_ASSERT_EQUAL(batch_of_one(0, 4, &rec, &why), -1);
+	CU_ASSERT_EQUAL(batch_of_one(0, 8, &rec, &why), -1);
+	CU_ASSERT_STRING_EQUAL(why, "record flags disagree with the batch");
+	/* a FENCE (net/bridge_failover.c): alone, never with a value frame
+	 * nor as a forward */
+	CU_ASSERT_EQUAL(batch_of_one(0, HPSI_REC_FENCE, &rec, &why), 1);
+	CU_ASSERT_EQUAL(rec.flags, (uint32_t)HPSI_REC_FENCE);
+	CU_ASSERT_EQUAL(batch_of_one(HPSI_REC_VALS_FRAME, HPSI_REC_VALS_FRAME | HPSI_REC_FENCE, &rec, &why), -1);
+	CU_ASSERT_EQUAL(batch_of_one(0, HPSI_REC_FORWARD | HPSI_REC_FENCE, &rec, &why), -1);
 	CU_ASSERT_STRING_EQUAL(why, "record flags disagree with the batch");
 }
 

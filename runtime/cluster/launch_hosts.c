@@ -208,7 +208,7 @@ static int check_settings(char **argv, int prog, const char *file, const struct 
 	/* the bridges would refuse it too (shm/segment.c), once started */
 	const char *x = hpsi_setting("XREPLICAS");
 	if (cfg.replicas && n > 1 && !(x && strcmp(x, "1") == 0)) {
-		fprintf(stderr, "hps launch: %s: HPS_REPLICAS across hosts survives no server loss yet; set HPS_XREPLICAS=1 to run it anyway, or run replicated jobs on one host\n",
+		fprintf(stderr, "hps launch: %s: HPS_REPLICAS across hosts is opt-in (its failover is tested on two hosts only, and no replacement server starts there); set HPS_XREPLICAS=1 to run it, or run replicated jobs on one host\n",
 			file);
 		return -1;
 	}

@@ -248,15 +248,19 @@ int hpsi_replica_drain(struct server *sv)
 int hpsi_replica_earlier_gone(struct server *sv, const struct range_state *rs, uint32_t i)
 {
 	int died = 0;
-	if (sv->seg->hdr->bridged)
-		return 0; /* no takeover across hosts yet: hpsi_range_primary */
 	for (uint32_t j = 0; j < i; j++) {
-		struct hpsi_node *n = hpsi_seg_node(sv->seg, hpsi_replica(sv->seg, rs->id, j));
+		uint32_t srv = hpsi_replica(sv->seg, rs->id, j);
+		struct hpsi_node *n = hpsi_seg_node(sv->seg, srv);
 		/* acquire pairs with the state's release (struct hpsi_node) */
 		uint32_t st = atomic_load_explicit(&n->state, memory_order_acquire);
 		if (st != HPSI_NODE_DEAD && st != HPSI_NODE_CLOSED && st != HPSI_NODE_JOINING &&
-		    !hpsi_replica_lacks(sv->seg, hpsi_replica(sv->seg, rs->id, j), j))
+		    !hpsi_replica_lacks(sv->seg, srv, j))
 			return 0; /* (a replacement without its copy is no replica yet) */
+		/* Across hosts its forwards are final only once its FENCE came,
+		 * and only then does the bridge no longer stand at the range's
+		 * rings (net/bridge_failover.c) */
+		if (hpsi_server_unfenced(sv->seg, srv))
+			return 0;
 		died |= st != HPSI_NODE_CLOSED; /* servers that all closed ended with the job */
 	}
 	return died;
@@ -322,6 +326,7 @@ int hpsi_replica_takeover(struct server *sv)
 			p->held = 0;
 		}
 		rs->serving = 1;
+		rs->resent = sv->seg->hdr->bridged;
 		rs->epoch++;
 		hpsi_warn("server %u now serves key range %u: every replica before it is gone", sv->me, rs->id);
 		taken++;

@@ -163,7 +163,7 @@ static int serve_one(struct server *sv, struct range_state *rs, struct peer *p, 
 	const struct hpsi_msg_hdr *h = v.hdr;
 	if (p->rereading && (int32_t)(p->reread_end - p->req.head) <= 0)
 		p->rereading = 0;
-	if (!hpsi_serve_take_clock(rs, p, h->clock) && !p->rereading) {
+	if (!hpsi_serve_take_clock(rs, p, h->clock) && !p->rereading && !rs->resent) {
 		hpsi_msg_count_bad("clock went backwards");
 		return h->type == HPSI_MSG_CLOCK ? SERVE_DONE : answer_bad(p, sv->me, rec, len);
 	}

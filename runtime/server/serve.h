@@ -55,6 +55,10 @@ struct range_sync; /* recover.c */
 struct range_state {
 	uint32_t id;          /* the range: index of its first server */
 	int serving;          /* this server is its primary now */
+	/* Taken over across hosts: a bridge resends the requests after the
+	 * last one its host had answered, so a request may come again after
+	 * later clocks were forwarded here (net/bridge_failover.c). */
+	int resent;
 	/* This server holds a whole copy (always, but in a replacement
 	 * until the range's copy ended): it may serve the range. */
 	int synced;

@@ -1,0 +1,280 @@
+/* Failover across hosts (HPS_REPLICAS with HPS_XREPLICAS=1): the key
+ * ranges of a dead server go on at their next replica, on whatever host
+ * (docs/ARCHITECTURE.md, "Failover across hosts").
+ *
+ * Resend: with replicas, the bridge of a worker's host publishes the
+ * consumer head of each origin pair's request ring only up to its oldest
+ * request not answered yet (hpsi_bridge_origin_release; each FIFO entry
+ * remembers where its record starts). So the ring itself is the resend
+ * log: whoever consumes it after a failover starts at that head, and the
+ * per-worker last sequence of the range (runtime/server/serve.c) makes a
+ * push seen twice harmless. Every worker's order per range, clocks
+ * included, stays that of its ring.
+ *
+ * FENCE: when a local server P dies, this bridge sends what P published
+ * to its remote backups' forward rings, then a FENCE record naming P to
+ * every other host, on the same streams, so a FENCE comes after every
+ * forward of P. Then it hands P's ranges on (move_ranges): the request
+ * rings of local workers for a range whose next replica is on another
+ * host become origin pairs read from P's last published head, the
+ * remote workers' pairs of P's ranges are dropped (their hosts send their
+ * requests again). A host receiving the FENCE marks P dead, hands P's
+ * ranges on the same way (a local next replica: the bridge stops reading
+ * the local workers' rings of the range, its head at the oldest request
+ * not answered, and starts writing the remote workers' requests for it;
+ * another host: the origin pairs start again from that head, towards
+ * that host), and once every forward of P held here for room is in its
+ * ring, stores P's node `fenced` (release). A backup takes a range over
+ * only after it acquired `fenced` of every earlier replica of another
+ * host (runtime/server/replica.c), so it drains every forward of P first
+ * and no two consumers ever read one ring; routing waits for the same
+ * (net/route.h, hpsi_server_unfenced).
+ *
+ * Answers of a range come only from the host its pair points at
+ * (pair->host): those of the host the range left are dropped
+ * (net/bridge_deliver.c), and requests for a range still coming here
+ * wait in the pair's held queue until the FENCE came (a worker's host may
+ * learn of the death before this one).
+ *
+ * One thread (the bridge's) does all of this. */
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#include "hps/error.h"
+#include "net/bridge.h"
+#include "net/route.h"
+#include "runtime/common/log.h"
+#include "shm/bell.h"
+#include "shm/node.h"
+
+enum { FENCE_NONE = 0, FENCE_WAITING = 1, FENCE_DONE = 2 };
+
+int hpsi_bridge_failover_layout(struct hpsi_bridge *b)
+{
+	if (!b->seg.hdr->replicas)
+		return 0;
+	b->resend = 1;
+	b->serving = calloc(b->S, sizeof *b->serving);
+	b->fence = calloc(b->S, 1);
+	b->dead_since = calloc(b->S, sizeof *b->dead_since);
+	if (!b->serving || !b->fence || !b->dead_since)
+		return HPS_ENOMEM;
+	for (uint32_t r = 0; r < b->S; r++)
+		b->serving[r] = hpsi_replica(&b->seg, r, 0);
+	return 0;
+}
+
+void hpsi_bridge_origin_release(struct hpsi_bridge *b, struct hpsi_bridge_pair *p)
+{
+	struct hpsi_bridge_entry *e;
+	if (b->resend && (e = hpsi_bridge_fifo_front(&p->fifo)))
+		hpsi_ring_cons_publish_at(&p->cons, e->at);
+	else
+		hpsi_ring_cons_publish(&p->cons);
+}
+
+/* Frees the frames of dropped requests that ZeroMQ let go of; all of
+ * them when `all` (ZeroMQ's context is gone). Acquire: pairs with
+ * zc_done's release (struct hpsi_bridge_zc). */
+static void free_dropped(struct hpsi_bridge *b, int all)
+{
+	struct hpsi_bridge_zc **at = &b->zc_dropped;
+	while (*at) {
+		struct hpsi_bridge_zc *z = *at;
+		if (all || atomic_load_explicit(&z->done, memory_order_acquire)) {
+			*at = z->next;
+			free(z);
+		} else {
+			at = &z->next;
+		}
+	}
+}
+
+/* Forgets a pair's requests in flight and held messages without answering
+ * them: they are read again from the ring, by whoever serves the range. */
+static void drop_pair(struct hpsi_bridge *b, uint32_t w, struct hpsi_bridge_pair *p)
+{
+	struct hpsi_bridge_entry *e;
+	size_t n = p->fifo.n;
+	while ((e = hpsi_bridge_fifo_front(&p->fifo))) {
+		if (e->zc && !atomic_load_explicit(&e->zc->done, memory_order_acquire)) {
+			e->zc->next = b->zc_dropped; /* ZeroMQ still reads the values */
+			b->zc_dropped = e->zc;
+		} else {
+			free(e->zc);
+		}
+		for (int i = 0; i < 3; i++)
+			if (e->bufs[i]) {
+				hpsi_heap_free(b->heaps[w], e->bufs[i]);
+				b->heap_live[w]--;
+			}
+		hpsi_bridge_fifo_pop(&p->fifo);
+	}
+	if (p->used == HPSI_PAIR_ORIGIN) /* after the head went back, as when answered */
+		hpsi_bridge_inflight(b, w, -(int64_t)n);
+	while (p->held) {
+		struct hpsi_bridge_held *m = p->held;
+		p->held = m->next;
+		free(m);
+	}
+	p->held_tail = NULL;
+}
+
+/* Key ranges that `dead` served go on at their next live replica: the
+ * pairs of each change roles here (see the head comment). */
+static void move_ranges(struct hpsi_bridge *b, uint32_t dead)
+{
+	uint32_t rb = b->seg.hdr->ring_bytes;
+	for (uint32_t r = 0; r < b->S; r++) {
+		if (b->serving[r] != dead)
+			continue;
+		uint32_t next = hpsi_range_first_live(&b->seg, r);
+		b->serving[r] = next;
+		if (next == HPSI_NO_SERVER)
+			continue; /* the range is gone: its requests fail at the workers */
+		uint32_t host = b->host_of_server[next];
+		hpsi_warn("bridge %s: server %u died: key range %u goes on at server %u (host %u)", b->cfg.host, dead, r,
+			  next, host);
+		for (uint32_t w = 0; w < b->W; w++) {
+			struct hpsi_bridge_pair *p = hpsi_bridge_pair_of(b, w, r);
+			if (hpsi_bridge_local_worker(b, w)) {
+				if (p->used == HPSI_PAIR_ORIGIN) {
+					/* from the oldest request not answered */
+					struct hpsi_bridge_entry *e = hpsi_bridge_fifo_front(&p->fifo);
+					uint32_t at = e ? e->at : p->cons.head;
+					hpsi_ring_cons_publish_at(&p->cons, at);
+					p->cons.head = at;
+					drop_pair(b, w, p);
+					if (host == b->me)
+						p->used = HPSI_PAIR_NONE; /* the local server reads it now */
+					else
+						p->host = host;
+				} else if (host != b->me) {
+					/* the dead server read it here: we do, from its head */
+					hpsi_ring_cons_attach(&p->cons, hpsi_seg_ring(&b->seg, w, r, 0), rb);
+					hpsi_ring_prod_attach(&p->prod, hpsi_seg_ring(&b->seg, w, r, 1), rb);
+					p->used = HPSI_PAIR_ORIGIN;
+					p->host = host;
+				}
+			} else if (host == b->me) {
+				if (p->used != HPSI_PAIR_INBOUND) { /* its requests come here now */
+					hpsi_ring_prod_attach(&p->prod, hpsi_seg_ring(&b->seg, w, r, 0), rb);
+					hpsi_ring_cons_attach(&p->cons, hpsi_seg_ring(&b->seg, w, r, 1), rb);
+					p->used = HPSI_PAIR_INBOUND;
+				}
+			} else if (p->used == HPSI_PAIR_INBOUND) {
+				drop_pair(b, w, p); /* its host sends them elsewhere */
+				p->used = HPSI_PAIR_NONE;
+			}
+		}
+	}
+}
+
+/* A local server found dead: its forwards, then its FENCE, to every host;
+ * 0 while something of it cannot go yet. */
+static int fence_out(struct hpsi_bridge *b, uint32_t dead)
+{
+	if (hpsi_bridge_fwd_left(b, dead))
+		return 0;
+	struct hpsi_msg_hdr h;
+	size_t need = hpsi_batch_rec_bytes(sizeof h);
+	for (uint32_t i = 0; i < b->nhosts; i++)
+		if (i != b->me && hpsi_bridge_batch_room(&b->out[i], need))
+			return 0;
+	hpsi_msg_init(&h, HPSI_MSG_CLOCK, dead, 0);
+	for (uint32_t i = 0; i < b->nhosts; i++)
+		if (i != b->me)
+			hpsi_bridge_append(b, i, dead, 0, HPSI_REC_FENCE, &h, NULL, 0, NULL, 0);
+	move_ranges(b, dead);
+	return 1;
+}
+
+/* A remote server the scheduler says is dead whose FENCE did not come
+ * within HPS_DEAD_MS after: its host is lost with its bridge (a whole
+ * host's processes killed), so nothing of it can come any more; this
+ * bridge fences it itself. Forwards that would still come after (a host
+ * only slow, not lost) are harmless: they are of requests not answered,
+ * which the workers' hosts send again first, and the backup applies a
+ * push once (last_seq). Not while the scheduler is silent: then every
+ * remote node counts as dead, alive or not (hpsi_bridge_lose_scheduler),
+ * and two hosts must not both take a range over. */
+static void host_lost(struct hpsi_bridge *b, uint32_t s)
+{
+	if (b->sched_lost || hpsi_node_state(&b->seg, s) != HPSI_NODE_DEAD) {
+		b->dead_since[s] = 0;
+		return;
+	}
+	int64_t now = hpsi_now_ns();
+	if (!b->dead_since[s])
+		b->dead_since[s] = now;
+	if (now - b->dead_since[s] < b->cc.dead_ms * 1000000)
+		return;
+	hpsi_warn("bridge %s: no FENCE of dead server %u from host %u within HPS_DEAD_MS: that host counts as lost",
+		  b->cfg.host, s, b->host_of_server[s]);
+	move_ranges(b, s);
+	b->fence[s] = FENCE_WAITING;
+}
+
+int hpsi_bridge_failover_check(struct hpsi_bridge *b)
+{
+	if (!b->serving)
+		return 0;
+	int moved = 0;
+	free_dropped(b, 0);
+	for (uint32_t s = 0; s < b->S; s++) {
+		if (b->fence[s] == FENCE_DONE)
+			continue;
+		if (hpsi_bridge_local_server(b, s)) {
+			if (hpsi_node_state(&b->seg, s) == HPSI_NODE_DEAD && fence_out(b, s)) {
+				b->fence[s] = FENCE_DONE;
+				moved = 1;
+			}
+		} else if (b->fence[s] == FENCE_NONE) {
+			host_lost(b, s);
+		} else if (b->fence[s] == FENCE_WAITING && !hpsi_bridge_fwd_left(b, s)) {
+			/* release: the forwards written before, and the pairs' new
+			 * roles, are seen by whoever acquires it */
+			atomic_store_explicit(&hpsi_seg_node(&b->seg, s)->fenced, 1, memory_order_release);
+			b->fence[s] = FENCE_DONE;
+			hpsi_wake_all(&b->seg);
+			moved = 1;
+		}
+	}
+	return moved;
+}
+
+void hpsi_bridge_fence_receive(struct hpsi_bridge *b, uint32_t from, uint32_t p)
+{
+	if (!b->serving || p >= b->S || b->host_of_server[p] != from) {
+		hpsi_msg_count_bad("a FENCE naming no server of the sending host");
+		return;
+	}
+	if (b->fence[p] != FENCE_NONE) {
+		b->stale++; /* fenced here already: its host was slow, not lost (host_lost) */
+		return;
+	}
+	hpsi_node_mark_dead(&b->seg, p); /* its host's bridge saw it dead */
+	move_ranges(b, p);
+	b->fence[p] = FENCE_WAITING; /* fenced once its held forwards are in */
+}
+
+int hpsi_bridge_range_coming(struct hpsi_bridge *b, uint32_t s)
+{
+	if (!b->serving || s >= b->S)
+		return 0;
+	for (uint32_t q = b->seg.hdr->srv_lo; q < b->seg.hdr->srv_hi; q++)
+		if (hpsi_replica_index(&b->seg, s, q) != HPSI_NO_SERVER && !hpsi_server_gone(&b->seg, q))
+			return 1;
+	return 0;
+}
+
+void hpsi_bridge_failover_free(struct hpsi_bridge *b)
+{
+	free_dropped(b, 1);
+	free(b->serving);
+	free(b->fence);
+	free(b->dead_since);
+	b->serving = NULL;
+	b->fence = NULL;
+	b->dead_since = NULL;
+}
