@@ -86,11 +86,9 @@ static void hold_for(struct hpsi_bridge *b, uint32_t w)
 	if (!atomic_compare_exchange_strong_explicit(&node->state, &cur, HPSI_NODE_EMPTY, memory_order_acq_rel,
 						     memory_order_acquire))
 		return;
-	/* seq_cst, then the fence: the Dekker pair with a server's fence
-	 * before it loads members_seq (runtime/client/join.c) */
-	atomic_fetch_add_explicit(&b->seg.hdr->members_seq, 1, memory_order_seq_cst);
-	atomic_thread_fence(memory_order_seq_cst);
-	uint32_t floor = hpsi_members_min_clock(&b->seg, n);
+	/* the Dekker pair with a server's fence before it loads members_seq
+	 * (runtime/client/join.c): the bridge plays the joiner's part here */
+	uint32_t floor = hpsi_members_claim_floor(&b->seg, n);
 	b->join_note[w] = HPSI_JOIN_CLOCK + floor;
 	hpsi_info("bridge %s: worker %u is joining on another host: this host's servers wait for it (floor %u)",
 		  b->cfg.host, w, floor);

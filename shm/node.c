@@ -98,3 +98,10 @@ uint32_t hpsi_members_min_clock(struct hpsi_seg *seg, uint32_t except)
 	}
 	return m == UINT32_MAX ? 0 : m;
 }
+
+uint32_t hpsi_members_claim_floor(struct hpsi_seg *seg, uint32_t except)
+{
+	atomic_fetch_add_explicit(&seg->hdr->members_seq, 1, memory_order_seq_cst);
+	atomic_thread_fence(memory_order_seq_cst);
+	return hpsi_members_min_clock(seg, except);
+}

@@ -54,6 +54,14 @@ void hpsi_wake_all(struct hpsi_seg *seg);
  * host's servers (net/bridge_deliver.c). */
 uint32_t hpsi_members_min_clock(struct hpsi_seg *seg, uint32_t except);
 
+/* A claimed slot's floor: bumps members_seq (seq_cst), issues a seq_cst
+ * fence, then reads hpsi_members_min_clock(seg, except). The bump and the
+ * fence are the claimer's half of the Dekker pair with a server's fence
+ * before it loads members_seq (runtime/client/join.c has why that keeps
+ * the SSP bound); the joiner plays it on its host, a bridge on the others
+ * (net/bridge_join.c). */
+uint32_t hpsi_members_claim_floor(struct hpsi_seg *seg, uint32_t except);
+
 /* A joiner's join_clock while it waits for the other hosts' floor of its
  * start clock (a job across hosts): its host's bridge replaces it with
  * the floor (runtime/client/join.c, net/bridge_join.c). */

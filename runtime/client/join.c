@@ -140,11 +140,9 @@ int hpsi_join_claim(struct hps_ctx *c)
 	}
 	c->cfg.rank = (int)w;
 	c->node = id;
-	/* seq_cst, then the fence: the Dekker pair with a server's fence
-	 * before it loads members_seq (see the head of this file) */
-	atomic_fetch_add_explicit(&seg->hdr->members_seq, 1, memory_order_seq_cst);
-	atomic_thread_fence(memory_order_seq_cst);
-	uint32_t clock = hpsi_members_min_clock(seg, id);
+	/* the Dekker pair with a server's fence before it loads members_seq
+	 * (see the head of this file) */
+	uint32_t clock = hpsi_members_claim_floor(seg, id);
 	struct hpsi_node *n = hpsi_seg_node(seg, id);
 	int rc;
 	if (seg->hdr->bridged && (rc = other_hosts_floor(c, n, &clock)))
