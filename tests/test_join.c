@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "runtime/client/ctx.h"
+#include "shm/node.h"
 #include "shm/segment.h"
 #include "tests/harness.h"
 
@@ -537,7 +538,9 @@ static int room_segment(const char *job, struct hpsi_seg *seg)
 /* A joiner across hosts waits for the other hosts' floor of its start
  * clock from its bridge: with no answer it fails after HPS_TIMEOUT_MS
  * (here 500 ms), and at once when the bridge that made the segment is
- * gone; either way with one line and a non-zero status. */
+ * gone; either way with one line and a non-zero status, and its claimed
+ * slot DEAD, not EMPTY (an EMPTY slot is a join still coming: servers
+ * would hold min-clock pulls for it and the launcher keep its bridge). */
 static void test_join_across_hosts_no_answer(void)
 {
 	struct hpsi_seg seg;
@@ -547,6 +550,7 @@ static void test_join_across_hosts_no_answer(void)
 		 self_path);
 	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 2);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out2, "HPS_JOIN: the other hosts of job 'jw' did not make room for worker 2 within HPS_TIMEOUT_MS=500"));
+	CU_ASSERT_EQUAL(hpsi_node_state(&seg, hpsi_worker_node(&seg, 2)), HPSI_NODE_DEAD);
 	hpsi_seg_unlink(&seg);
 	hpsi_seg_detach(&seg);
 	/* made by a process that ended since */
@@ -560,6 +564,7 @@ static void test_join_across_hosts_no_answer(void)
 		 self_path);
 	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 2);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out2, "HPS_JOIN: the bridge of host testhost is gone: job 'jg' cannot be joined"));
+	CU_ASSERT_EQUAL(hpsi_node_state(&seg, hpsi_worker_node(&seg, 2)), HPSI_NODE_DEAD);
 	hpsi_seg_unlink(&seg);
 	hpsi_seg_detach(&seg);
 }

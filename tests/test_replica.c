@@ -216,6 +216,10 @@ struct run {
 	int replace, kill_replacement;
 	int pace_us;
 	uint32_t prefill;
+	/* the workers wait after their last pushes until the kills are done
+	 * (plan.hold; sum_worker): the kills land while the final pull needs
+	 * the servers, however late the test wakes */
+	int hold;
 };
 
 struct back_arg {
@@ -285,7 +289,7 @@ static int run_job(const struct run *r, uint32_t *killed)
 	}
 	struct plan pl = {.seed = r->seed, .bsp = r->bsp, .progress = progress, .model_out = r->model_out,
 			  .ckpt_dir = r->ckpt_dir, .inflight = r->inflight, .pace_us = r->pace_us,
-			  .prefill = r->prefill, .hold = r->replace ? &progress[64] : NULL};
+			  .prefill = r->prefill, .hold = r->replace || r->hold ? &progress[64] : NULL};
 	if (pl.hold)
 		atomic_store_explicit(pl.hold, 1, memory_order_relaxed);
 	int failed = 0;
@@ -621,16 +625,17 @@ static void test_replica_two_backups_survive_two_kills(void)
 }
 
 /* The same kill without replicas fails the job: the test above is not
- * vacuous (the kill lands while the workers need the server). Paced: the
- * worker the kill waits for has at least 8 iterations left, which must
- * outlast the test's wake-up on a loaded machine (unpaced they took less
- * than a time slice, and a late kill found the job done). */
+ * vacuous (the kill lands while the workers need the server). Held, not
+ * paced: the workers wait after their last pushes until the kill is done
+ * (run.hold), so their final pull always needs the killed server; a pace
+ * only made a late wake-up of the test (a loaded machine) unlikely to
+ * find the job done. */
 static void test_replica_without_replicas_the_kill_loses(void)
 {
 	int lost = 0;
 	for (uint64_t seed = 1; seed <= 3; seed++) {
 		struct run r = {.S = 3, .W = 3, .K = 0, .seed = seed, .bsp = 0, .kills = 1, .fn = sum_worker,
-				.pace_us = 20000};
+				.hold = 1};
 		uint32_t killed[2];
 		lost += run_job(&r, killed) > 0;
 	}

@@ -84,8 +84,8 @@ void hpsi_members_changed(struct hpsi_seg *seg)
  * them may have counted (net/bridge_join.c has the protocol). Asks our
  * bridge through join_clock (HPSI_JOIN_WAIT, release: the bridge acquires
  * it with the claim) and polls until it stored the largest floor of the
- * other hosts (acquire), the bridge died, or HPS_TIMEOUT_MS passed. The
- * claim stays taken on failure (as a joiner killed before ALIVE). */
+ * other hosts (acquire), the bridge died, or HPS_TIMEOUT_MS passed. On
+ * failure the caller marks the claimed slot DEAD (hpsi_join_claim). */
 static int other_hosts_floor(struct hps_ctx *c, struct hpsi_node *n, uint32_t *clock)
 {
 	struct hpsi_seg *seg = &c->seg;
@@ -145,8 +145,17 @@ int hpsi_join_claim(struct hps_ctx *c)
 	uint32_t clock = hpsi_members_claim_floor(seg, id);
 	struct hpsi_node *n = hpsi_seg_node(seg, id);
 	int rc;
-	if (seg->hdr->bridged && (rc = other_hosts_floor(c, n, &clock)))
+	if (seg->hdr->bridged && (rc = other_hosts_floor(c, n, &clock))) {
+		/* The slot is ours and EMPTY: left so, this host's servers would
+		 * hold min-clock pulls and wait for it to finish, and its
+		 * launcher would keep the bridge, for good (nothing marks an
+		 * EMPTY slot dead). DEAD, as the launcher marks a joiner that
+		 * died before ALIVE: the servers drop it, the bridge reports it,
+		 * the other hosts stop holding for it. (hpsi_node_mark_dead:
+		 * acq_rel CAS, then the release bump of members_seq.) */
+		hpsi_node_mark_dead(seg, id);
 		return rc;
+	}
 	/* relaxed: published by hps_init's release of ALIVE */
 	atomic_store_explicit(&n->clock_ts[clock & 1], 0, memory_order_relaxed);
 	atomic_store_explicit(&n->clock_bar[clock & 1], hpsi_barrier_seq(hpsi_barrier_open(seg, NULL)),
