@@ -135,12 +135,17 @@ static int apply_forward(struct server *sv, const void *rec, size_t len)
 	uint32_t wk = h->sender;
 	/* A worker that joined (members.c) may reach this backup through its
 	 * primary before this server looked at the join: look now, so that it
-	 * is counted (its clock, and the ack its heap push waits for). The
-	 * joiner stored ALIVE and bumped members_seq before its first request,
-	 * and the primary acquired that request's ring before it forwarded,
-	 * so the look sees the joiner ALIVE. */
+	 * is counted (its clock, and the ack its heap push waits for). On one
+	 * host the joiner stored ALIVE and bumped members_seq before its first
+	 * request, and the primary acquired that request's ring before it
+	 * forwarded, so the look sees the joiner ALIVE. Across hosts this
+	 * backup learns ALIVE from the scheduler (net/bridge_join.c), maybe
+	 * after the forward: the forward then waits in the ring, as for a full
+	 * answer ring, until a look counts the joiner. */
 	if (sv->vacant[wk])
 		hpsi_members_look(sv);
+	if (sv->vacant[wk])
+		return 0;
 	struct peer *p = &rs->peers[wk];
 	hpsi_serve_take_clock(rs, p, h->clock);
 	if (rs->ordered)
