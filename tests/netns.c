@@ -331,3 +331,12 @@ void netns_suite_end(void)
 	unlink(job_log);
 	unlink(hostsf);
 }
+
+const char *sibling_prog(const char *name)
+{
+	static char path[4200];
+	snprintf(path, sizeof path, "%s", self_path);
+	char *slash = strrchr(path, '/');
+	snprintf(slash ? slash + 1 : path, sizeof path - (size_t)(slash ? slash + 1 - path : 0), "%s", name);
+	return path;
+}

@@ -55,6 +55,10 @@ void write_hosts(const char *text);
 /* The pid of `hps WHAT` run for host HOST of the job. */
 pid_t find_proc(const char *what, const char *host);
 
+/* The path of another test binary beside this one (e.g. "test_join", whose
+ * worker program a cluster test runs); a static buffer. */
+const char *sibling_prog(const char *name);
+
 /* The common environment of a job on the namespaces. */
 #define ENV(port)                                                                                              \
 	"env HPS_RSH='ip netns exec {name} sh -c' HPS_ROOT_URI=" NET ".1 HPS_ROOT_PORT=" port                      \

@@ -328,20 +328,30 @@ static void test_cluster_remote_server_killed(void)
  * net/bridge_failover.c): the launcher's worker's requests to it are
  * resent from its host's ring, the other worker's by its host's bridge,
  * which reads the ring the dead server left. Exact sums, exit 0. */
+/* Two hosts of one server each (host 1 with host1_workers workers, host 0
+ * with one), --replicas 1, every worker pushing back to back (busy); the
+ * workers touch *mark once they run. env: more settings; flags: more
+ * options of hps launch. Returns the launcher's pid. */
+static pid_t busy_replicated_job(const char *port, int host1_workers, const char *env, const char *flags, char *mark,
+				 size_t cap)
+{
+	char hosts[256];
+	snprintf(hosts, sizeof hosts, "%s0 1 1 " NET ".1\n%s1 1 %d " NET ".2\n", pfx, pfx, host1_workers);
+	write_hosts(hosts);
+	snprintf(mark, cap, "%s.running", job_log);
+	unlink(mark);
+	return start(job_log,
+		     "ip netns exec %s0 " ENV("%s") "HPS_RING_KB=1024 HPS_REPLICAS=1 HPS_XREPLICAS=1 %s "
+		     "NETNS_TEST_MARK=%s %s launch %s --hosts %s -- %s --cluster-worker busy",
+		     pfx, port, env, mark, hps_bin(), flags, hostsf, self_path);
+}
+
 static void test_cluster_replica_takes_over_across_hosts(void)
 {
 	CU_ASSERT_EQUAL_FATAL(ns_up(2), 0);
-	char hosts[256], h1[32];
-	snprintf(hosts, sizeof hosts, "%s0 1 1 " NET ".1\n%s1 1 1 " NET ".2\n", pfx, pfx);
+	char h1[32], mark[300];
 	snprintf(h1, sizeof h1, "%s1", pfx);
-	write_hosts(hosts);
-	char mark[300];
-	snprintf(mark, sizeof mark, "%s.running", job_log);
-	unlink(mark);
-	pid_t p = start(job_log,
-			"ip netns exec %s0 " ENV("9433") "HPS_RING_KB=1024 HPS_REPLICAS=1 HPS_XREPLICAS=1 HPS_TIMEOUT_MS=30000 "
-			"NETNS_TEST_MARK=%s %s launch --hosts %s -- %s --cluster-worker busy",
-			pfx, mark, hps_bin(), hostsf, self_path);
+	pid_t p = busy_replicated_job("9433", 1, "HPS_TIMEOUT_MS=30000", "", mark, sizeof mark);
 	pid_t v = 0;
 	for (int t = 0; t < 200 && (v = find_proc("server", h1)) <= 0; t++)
 		usleep(100000);
@@ -376,17 +386,9 @@ static void test_cluster_replica_takes_over_across_hosts(void)
 static void test_cluster_host_lost_with_replicas(void)
 {
 	CU_ASSERT_EQUAL_FATAL(ns_up(2), 0);
-	char hosts[256], h1[32];
-	snprintf(hosts, sizeof hosts, "%s0 1 1 " NET ".1\n%s1 1 0 " NET ".2\n", pfx, pfx);
+	char h1[32], mark[300];
 	snprintf(h1, sizeof h1, "%s1", pfx);
-	write_hosts(hosts);
-	char mark[300];
-	snprintf(mark, sizeof mark, "%s.running", job_log);
-	unlink(mark);
-	pid_t p = start(job_log,
-			"ip netns exec %s0 " ENV("9434") "HPS_RING_KB=1024 HPS_REPLICAS=1 HPS_XREPLICAS=1 "
-			"NETNS_TEST_HOLD=1 NETNS_TEST_MARK=%s %s launch --keep-going --hosts %s -- %s --cluster-worker busy",
-			pfx, mark, hps_bin(), hostsf, self_path);
+	pid_t p = busy_replicated_job("9434", 0, "NETNS_TEST_HOLD=1", "--keep-going", mark, sizeof mark);
 	pid_t v = 0, br = 0;
 	for (int t = 0; t < 200 && ((v = find_proc("server", h1)) <= 0 || (br = find_proc("bridge", h1)) <= 0); t++)
 		usleep(100000);
@@ -906,11 +908,7 @@ static void test_cluster_checkpoint_host_dies(void)
  * push, clock; worker 0 checks the exact sums), beside this binary. */
 static const char *rejoin_prog(void)
 {
-	static char path[4200];
-	snprintf(path, sizeof path, "%s", self_path);
-	char *slash = strrchr(path, '/');
-	snprintf(slash ? slash + 1 : path, sizeof path - (size_t)(slash ? slash + 1 - path : 0), "test_rejoin");
-	return path;
+	return sibling_prog("test_rejoin");
 }
 
 /* 2 hosts x (1 server, 2 workers), --restart-workers 1 and `opts`: worker 3, on the

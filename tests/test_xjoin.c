@@ -24,11 +24,7 @@
 /* tests/test_join.c, beside this binary. */
 static const char *join_prog(void)
 {
-	static char path[4200];
-	snprintf(path, sizeof path, "%s", self_path);
-	char *slash = strrchr(path, '/');
-	snprintf(slash ? slash + 1 : path, sizeof path - (size_t)(slash ? slash + 1 - path : 0), "test_join");
-	return path;
+	return sibling_prog("test_join");
 }
 
 /* Both hosts' segments of job `job`: workers 0 and 1 ALIVE at JOIN_AT on
