@@ -782,6 +782,59 @@ static void test_store_move_whole(void)
 	hpsi_store_destroy(ref);
 }
 
+/* A move whose target could not map the tables (recover.c) walks the
+ * same sharing store as records (hpsi_store_by_records): every key of the
+ * cells and the pool visited once, none `whole`, no table to hand over,
+ * the shape with its counts; the records written into a store made like
+ * it give the same store. */
+static void test_store_by_records(void)
+{
+	enum { N = 5000, P = 30, W = 4, WIDE = 300 };
+	struct hpsi_store *src = hpsi_store_create(NULL, NULL, HPSI_WIRE_F32);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(src);
+	CU_ASSERT_EQUAL_FATAL(hpsi_store_share(src), 0);
+	static uint64_t keys[N], wide[P];
+	static float g[N * W], gw[P * WIDE];
+	for (int i = 0; i < N; i++)
+		keys[i] = 5 * (uint64_t)i + 2;
+	for (int i = 0; i < P; i++)
+		wide[i] = 8000000 + (uint64_t)i;
+	for (int i = 0; i < N * W; i++)
+		g[i] = (float)(i % 7);
+	for (int i = 0; i < P * WIDE; i++)
+		gw[i] = (float)(i % 3) + 1;
+	push_all(&src, 1, keys, N, W, g);
+	push_all(&src, 1, wide, P, WIDE, gw);
+	struct hpsi_store_cursor cur = {0, 0, 0};
+	struct hpsi_store_item it;
+	CU_ASSERT_EQUAL(hpsi_store_next(src, &cur, &it), 1); /* (sharing: nothing walked) */
+
+	hpsi_store_by_records(src);
+	struct hpsi_table_shape pq;
+	struct hpsi_cells_shape q[4];
+	CU_ASSERT_EQUAL(hpsi_store_whole_pool(src, &pq), 0);
+	CU_ASSERT_EQUAL(hpsi_store_whole(src, q, 4), 0);
+	uint32_t lens[4];
+	uint64_t counts[4];
+	CU_ASSERT(hpsi_store_shape(src, lens, counts, 4) == 1 && lens[0] == W && counts[0] == N);
+	struct hpsi_store *dst = hpsi_store_create_like(src);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(dst);
+	CU_ASSERT(hpsi_store_shares(dst));
+	size_t seen = 0, whole = 0;
+	cur = (struct hpsi_store_cursor){0, 0, 0};
+	while (hpsi_store_next(src, &cur, &it) == 0) {
+		seen++;
+		whole += it.whole != 0;
+		CU_ASSERT_EQUAL(hpsi_store_write(dst, it.key, it.len, it.steps, 0, it.bytes, it.nbytes), 0);
+	}
+	CU_ASSERT_EQUAL(seen, N + P);
+	CU_ASSERT_EQUAL(whole, 0);
+	CU_ASSERT_EQUAL(stores_differ(src, dst), 0);
+	CU_ASSERT_EQUAL(stores_differ(dst, src), 0);
+	hpsi_store_destroy(dst);
+	hpsi_store_destroy(src);
+}
+
 int main(void)
 {
 	static const struct test_case cases[] = {
@@ -794,6 +847,7 @@ int main(void)
 		{"test_store_copy_while_serving", test_store_copy_while_serving},
 		{"test_store_copy_into_expected_cells", test_store_copy_into_expected_cells},
 		{"test_store_move_whole", test_store_move_whole},
+		{"test_store_by_records", test_store_by_records},
 		{NULL, NULL},
 	};
 	return run_suite("store", cases);

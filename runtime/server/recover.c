@@ -52,8 +52,11 @@
 #define FREEZE_KEYS 4096        /* few enough pushed keys to copy frozen */
 #define MAX_ROUNDS 4            /* copy rounds of pushed keys before freezing anyway */
 
-/* hdr->part; SYNC_WHOLE: a move's tables, mapped, not copied (below) */
-enum sync_kind { SYNC_BEGIN = 0, SYNC_RECORDS = 1, SYNC_FINAL = 2, SYNC_WHOLE = 3 };
+/* hdr->part; SYNC_WHOLE: a move's tables, mapped, not copied (below);
+ * SYNC_ADOPTED: the target's answer to a SYNC_WHOLE, on the ring back */
+enum sync_kind { SYNC_BEGIN = 0, SYNC_RECORDS = 1, SYNC_FINAL = 2, SYNC_WHOLE = 3, SYNC_ADOPTED = 4 };
+/* range_sync.adopt: the answer to its SYNC_WHOLE */
+enum { ADOPT_NONE, ADOPT_WAIT, ADOPT_OK, ADOPT_REFUSED };
 enum sync_phase { PH_BEGIN, PH_COPY, PH_DELTA, PH_FREEZE };
 
 /* One piece of a record in a SYNC_RECORDS body, followed by n bytes
@@ -102,6 +105,8 @@ struct range_sync {
 	uint32_t final_sent; /* workers whose state went in FINAL pieces */
 	int waiting;         /* handback: for other backups (polled at the idle pace) */
 	int whole_sent;      /* a move's tables (PH_FREEZE): 1 none to send, 2 their SYNC_WHOLE went */
+	int adopt;           /* ADOPT_*: the target's answer to that SYNC_WHOLE */
+	uint32_t whole_seq;  /* which SYNC_WHOLE of this server (its nkeys), the answer names it */
 	uint64_t whole_bytes, whole_keys; /* the tables it handed over */
 	uint32_t *wait_tail; /* handback: per server, the forwards it must apply first */
 	int64_t started;
@@ -393,6 +398,7 @@ static int send_whole(struct server *sv, struct range_state *rs)
 	if (w.pool || w.ncells) {
 		if (!msg_open(sv, rs, SYNC_WHOLE, sizeof w))
 			return 0;
+		y->msg->nkeys = y->whole_seq = ++sv->whole_seq; /* (a cancelled copy's answer is not this one's) */
 		memcpy(y->msg + 1, &w, sizeof w);
 		y->msg_used = sizeof w;
 		msg_close(sv, y);
@@ -402,8 +408,32 @@ static int send_whole(struct server *sv, struct range_state *rs)
 			y->whole_bytes += w.cells[k].ncells * w.cells[k].csz, y->whole_keys += w.cells[k].count;
 	}
 	y->whole_sent = w.pool || w.ncells ? 2 : 1;
+	y->adopt = y->whole_sent == 2 ? ADOPT_WAIT : ADOPT_NONE;
 	return 1;
 }
+
+/* The target could not map the tables (an fd it cannot open: EMFILE,
+ * /proc mounted hidepid; a mapping refused): the same range, still
+ * frozen, goes again from a BEGIN as records (its store walked as one
+ * that does not share), and the FINAL follows them. Nothing was served
+ * meanwhile, so the records are the tables' contents. */
+static void resend_by_records(struct server *sv, struct range_state *rs)
+{
+	struct range_sync *y = rs->sync;
+	hpsi_warn("server %u sends key range %u to server %u record by record: it could not map the tables", sv->me,
+		  rs->id, y->to);
+	hpsi_store_by_records(rs->store);
+	y->phase = PH_BEGIN;
+	y->frozen_copy = 1; /* frozen through the copy: no push comes in between */
+	y->whole_sent = 0;
+	y->adopt = ADOPT_NONE;
+	y->whole_bytes = y->whole_keys = 0; /* (they moved by records) */
+	y->rec_off = 0;
+	y->ndirty = 0;
+	y->nlist = y->list_i = 0;
+	y->waiting = 0;
+}
+
 
 /* Drops a kept table (struct range_state) once its target read past
  * kept_tail, or is gone (then nobody maps it any more); force: now (the
@@ -562,6 +592,17 @@ static int sync_range(struct server *sv, struct range_state *rs)
 		hpsi_replica_publish(sv);
 		if (sv->movable && !send_whole(sv, rs))
 			return did; /* (the ring is full: the target frees room as it reads) */
+		if (y->adopt == ADOPT_REFUSED) {
+			resend_by_records(sv, rs);
+			return 1;
+		}
+		/* the FINAL only once the target mapped the tables: until then
+		 * the range is still this server's to send another way */
+		if (y->adopt == ADOPT_WAIT) {
+			y->waiting = 1; /* (its answer wakes this server) */
+			msg_close(sv, y);
+			return 1;
+		}
 		y->waiting = !y->final_sent && !others_caught_up(sv, y);
 		if (!y->waiting) {
 			uint32_t before = y->final_sent;
@@ -798,31 +839,61 @@ static void expect_shapes(struct server *sv, struct hpsi_store *st, const unsign
 	}
 }
 
+/* What a piece of a copy did to the range it fills (apply_piece);
+ * PIECE_AGAIN: not applied, read it again later (no room for an answer). */
+enum { PIECE_BAD, PIECE_BEGUN, PIECE_MORE, PIECE_DONE, PIECE_AGAIN };
+
 /* A move's tables, whole (send_whole): this server maps the source's
- * pages as its pool and cells (hpsi_store_adopt_pool, hpsi_store_adopt).
- * Whatever fails (the fd, the mapping, a shape that does not fit) leaves
- * keys missing: the copy fails as one out of memory does. */
+ * pages as its pool and cells (hpsi_store_adopt_pool, hpsi_store_adopt)
+ * and answers on its ring to the source (SYNC_ADOPTED), which sends the
+ * FINAL only after that answer. Whatever fails (the fd: EMFILE, /proc
+ * mounted hidepid, the source gone; the mapping; a shape that does not
+ * fit) is answered "not adopted": the table goes back to an empty one
+ * and the source sends the range again as records, from a BEGIN. Room for
+ * the answer comes first: without it the message is read again later
+ * (PIECE_AGAIN), nothing adopted yet. */
 static int apply_whole(struct server *sv, struct range_state *rs, const struct hpsi_msg_hdr *h)
 {
 	struct sync_whole w;
 	if (h->val_bytes != sizeof w)
-		return bad_sync("copy of a key range: tables of a bad length");
+		return bad_sync("copy of a key range: tables of a bad length"), PIECE_BAD;
 	memcpy(&w, h + 1, sizeof w);
 	if (w.pool > 1 || w.ncells > SYNC_SHAPES)
-		return bad_sync("copy of a key range: too many tables");
+		return bad_sync("copy of a key range: too many tables"), PIECE_BAD;
+	struct hpsi_msg_hdr *a = hpsi_ring_reserve(&sv->fwd_out[h->sender], sizeof *a);
+	if (!a)
+		return PIECE_AGAIN;
 	/* relaxed: the source stored its pid before ALIVE (release), which
 	 * this server acquired before it read the source's ring */
 	int pid = atomic_load_explicit(&hpsi_seg_node(sv->seg, h->sender)->pid, memory_order_relaxed);
 	int rc = w.pool ? hpsi_store_adopt_pool(rs->store, pid, &w.tab) : 0; /* first: cells may add to it */
+	if (!rc && sv->refuse_adopt) /* HPS_FAILPOINT=noadopt (struct server): as cells that cannot be opened */
+		rc = HPS_ESYS;
 	for (uint32_t k = 0; !rc && k < w.ncells; k++)
 		rc = hpsi_store_adopt(rs->store, pid, &w.cells[k]);
-	if (rc)
-		copy_failed(sv, rs, 0, rc);
-	return 1;
+	if (rc) {
+		hpsi_warn("server %u cannot map key range %u's tables from server %u (%s): it asks for records instead",
+			  sv->me, rs->id, h->sender, hps_strerror(rc));
+		struct hpsi_store *fresh = hpsi_store_create_like(rs->store);
+		if (fresh) { /* (else the BEGIN of the records replaces it) */
+			hpsi_store_destroy(rs->store);
+			rs->store = rs->arg = fresh;
+		}
+	}
+	hpsi_msg_init(a, HPSI_MSG_SYNC, sv->me, 0);
+	a->flags = HPSI_F_REPLICA;
+	a->range = h->range;
+	a->part = SYNC_ADOPTED;
+	a->width = rc == 0;
+	a->nkeys = h->nkeys; /* which SYNC_WHOLE */
+	a->clock = incarnation_of(sv, h->sender);
+	a->val_bytes = 0;
+	hpsi_ring_commit(&sv->fwd_out[h->sender], sizeof *a);
+	sv->fwd_dirty[h->sender] = 1;
+	sv->fwd_urgent[h->sender] = 1; /* the source waits for it, frozen (published by hpsi_recover_step) */
+	return PIECE_MORE;
 }
 
-/* What a piece of a copy did to the range it fills (apply_piece). */
-enum { PIECE_BAD, PIECE_BEGUN, PIECE_MORE, PIECE_DONE };
 
 /* Applies one BEGIN, RECORDS or FINAL piece of a copy into rs, the same
  * for a replacement and for a range that moves (move.c): PIECE_BEGUN, a
@@ -851,7 +922,7 @@ static int apply_piece(struct server *sv, struct range_state *rs, const struct h
 	if (h->part == SYNC_RECORDS)
 		return apply_records(sv, rs, body, h->val_bytes), PIECE_MORE;
 	if (h->part == SYNC_WHOLE)
-		return apply_whole(sv, rs, h), PIECE_MORE;
+		return apply_whole(sv, rs, h);
 	uint64_t n = h->val_bytes / sizeof(struct sync_peer);
 	if (h->val_bytes % sizeof(struct sync_peer) || h->nkeys != rs->copy_next_worker || n > sv->nworkers - h->nkeys)
 		return bad_sync("copy of a key range: a FINAL piece out of order"), PIECE_BAD;
@@ -890,11 +961,35 @@ static int move_apply(struct server *sv, const struct hpsi_msg_hdr *h)
 		copy_failed(sv, &(struct range_state){.id = h->range}, 0, HPS_ENOMEM);
 	if (!rs->store || rs->serving)
 		return bad_sync("copy of a key range this server serves");
-	if (apply_piece(sv, rs, h) == PIECE_DONE) {
+	int got = apply_piece(sv, rs, h);
+	if (got == PIECE_AGAIN)
+		return 0; /* (the drain stops at it and comes back) */
+	if (got == PIECE_DONE) {
 		attach_range(sv, rs);
 		hpsi_info("server %u serves key range %u now (%zu keys)", sv->me, rs->id, hpsi_store_size(rs->store));
 	}
 	return 1;
+}
+
+/* The target's answer to a SYNC_WHOLE (apply_whole), on its ring to this
+ * server: it opened and mapped the tables (the FINAL may go), or not
+ * (records go instead). An answer to a SYNC_WHOLE of a copy that was
+ * dropped since (a checkpoint load, hpsi_recover_cancel) names another
+ * number and is ignored. */
+static int take_adopted(struct server *sv, uint32_t from, const struct hpsi_msg_hdr *h)
+{
+	if (h->val_bytes)
+		return bad_sync("copy of a key range: an answer with a body");
+	for (uint32_t i = 0; i < sv->nranges; i++) {
+		struct range_sync *y = sv->ranges[i].sync;
+		if (sv->ranges[i].id != h->range || !y || y->to != from || y->adopt != ADOPT_WAIT ||
+		    y->whole_seq != h->nkeys)
+			continue;
+		y->adopt = h->width ? ADOPT_OK : ADOPT_REFUSED;
+		y->waiting = 0;
+		return 1;
+	}
+	return 1; /* (for a copy dropped since) */
 }
 
 int hpsi_recover_apply(struct server *sv, uint32_t from, const void *rec, size_t len)
@@ -902,10 +997,12 @@ int hpsi_recover_apply(struct server *sv, uint32_t from, const void *rec, size_t
 	const struct hpsi_msg_hdr *h = rec;
 	if (len < sizeof *h || h->magic != HPSI_MSG_MAGIC || h->version != HPSI_MSG_VERSION ||
 	    h->flags != HPSI_F_REPLICA || h->val_bytes != len - sizeof *h || h->range >= sv->nservers ||
-	    h->part > SYNC_WHOLE || h->sender != from || h->width > 1)
+	    h->part > SYNC_ADOPTED || h->sender != from || h->width > 1)
 		return bad_sync("copy of a key range: a malformed message");
 	if (h->clock != incarnation_of(sv, sv->me))
 		return 1; /* left in the ring for a replacement that died before this one */
+	if (h->part == SYNC_ADOPTED)
+		return sv->movable ? take_adopted(sv, from, h) : bad_sync("copy of a key range: an answer to no move");
 	if (sv->movable)
 		return move_apply(sv, h);
 	uint32_t i = hpsi_replica_index(sv->seg, h->range, sv->me), fi = hpsi_replica_index(sv->seg, h->range, from);
@@ -917,6 +1014,8 @@ int hpsi_recover_apply(struct server *sv, uint32_t from, const void *rec, size_t
 	if (!rs->store || rs->serving || rs->attach_pending)
 		return bad_sync("copy of a key range this server serves");
 	int got = apply_piece(sv, rs, h);
+	if (got == PIECE_AGAIN)
+		return 0;
 	if (got == PIECE_BEGUN) {
 		rs->synced = 0;
 		/* relaxed: whoever routes here stops at the state or this bit;

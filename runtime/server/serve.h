@@ -143,6 +143,12 @@ struct server {
 	 * the workers that joined (hpsi_members_look) until it sent the FINAL
 	 * of a copy: a move's source that had not seen a join yet. */
 	int skip_looks;
+	/* Tests (HPS_FAILPOINT=noadopt:RANK): this server cannot map the
+	 * tables of a range moved to it (as an fd it cannot open), after it
+	 * mapped the pool: the source sends records instead (recover.c). */
+	int refuse_adopt;
+	/* The number of the last SYNC_WHOLE this server sent (recover.c). */
+	uint32_t whole_seq;
 	struct hpsi_counters *stats; /* this server's block (server_stats.h) */
 	/* Key ranges move between servers (hpsi_seg_movable, move.c): the
 	 * ranges array has room for every range of the job; the handler
@@ -242,7 +248,8 @@ void hpsi_recover_setup(struct server *sv);
 /* Starts and advances the copies this server sends; returns work done. */
 int hpsi_recover_step(struct server *sv);
 /* Applies one HPSI_MSG_SYNC record from server `from`; 0 when it must be
- * tried again (never: kept for the drain's contract), 1 when consumed. */
+ * tried again (a move's tables whose answer finds no room on the ring
+ * back), 1 when consumed. */
 int hpsi_recover_apply(struct server *sv, uint32_t from, const void *rec, size_t len);
 /* A push applied to rs while it is copied: its keys go again. */
 void hpsi_recover_dirty(struct range_state *rs, const uint64_t *keys, uint32_t n);

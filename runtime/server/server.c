@@ -328,7 +328,7 @@ static int range_setup(struct server *sv, uint32_t i, uint32_t id, int serving, 
 	return 0;
 }
 
-/* HPS_FAILPOINT=forwarded:RANK:N, handback:RANK or nolook:RANK (tests
+/* HPS_FAILPOINT=forwarded:RANK:N, handback:RANK, nolook:RANK or noadopt:RANK (tests
  * only; see struct server). */
 static int failpoint(struct server *sv)
 {
@@ -346,8 +346,12 @@ static int failpoint(struct server *sv)
 		sv->skip_looks = rank == sv->me;
 		return 0;
 	}
+	if (sscanf(fp, "noadopt:%u%n", &rank, &end) == 1 && fp[end] == 0) {
+		sv->refuse_adopt = rank == sv->me;
+		return 0;
+	}
 	if (sscanf(fp, "forwarded:%u:%llu", &rank, &n) != 2 || n == 0) {
-		hpsi_error("HPS_FAILPOINT=%s: expected forwarded:RANK:N (N >= 1), handback:RANK or nolook:RANK, a fault injected by tests",
+		hpsi_error("HPS_FAILPOINT=%s: expected forwarded:RANK:N (N >= 1), handback:RANK, nolook:RANK or noadopt:RANK, a fault injected by tests",
 			   fp);
 		return HPS_ECONFIG;
 	}

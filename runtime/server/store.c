@@ -42,6 +42,7 @@ struct hpsi_store {
 	int flags;      /* mallocx flags: the NUMA-local arena */
 	int steps;      /* keys keep a push count, 4 bytes before their values (Adam) */
 	int share;      /* cells go whole to another server (hpsi_store_share) */
+	int by_records; /* ...but a copy walks them record by record (hpsi_store_by_records) */
 	struct hpsi_updater upd;
 	struct hpsi_init init;
 	unsigned dtype; /* HPSI_WIRE_F32 or HPSI_WIRE_F64 */
@@ -340,14 +341,15 @@ size_t hpsi_store_shape(const struct hpsi_store *st, uint32_t *lens, uint64_t *c
 	size_t n = 0;
 	for (unsigned k = 0; k < st->ncells && n < max; k++)
 		if (st->cells[k].count) /* shared cells: the length alone, their keys go whole */
-			lens[n] = st->cells[k].len, counts[n++] = st->cells[k].share ? 0 : st->cells[k].count;
+			lens[n] = st->cells[k].len,
+			counts[n++] = st->cells[k].share && !st->by_records ? 0 : st->cells[k].count;
 	return n;
 }
 
 size_t hpsi_store_whole(const struct hpsi_store *st, struct hpsi_cells_shape *out, size_t max)
 {
 	size_t n = 0;
-	for (unsigned k = 0; k < st->ncells && n < max; k++)
+	for (unsigned k = 0; !st->by_records && k < st->ncells && n < max; k++)
 		if (st->cells[k].share && st->cells[k].count && st->cells[k].fd >= 0)
 			hpsi_cells_shape_of(&st->cells[k], &out[n++]);
 	return n;
@@ -358,9 +360,20 @@ int hpsi_store_shares(const struct hpsi_store *st)
 	return st->share;
 }
 
+void hpsi_store_by_records(struct hpsi_store *st)
+{
+	st->by_records = 1;
+}
+
+/* The tables go whole to another server (not by records). */
+static int goes_whole(const struct hpsi_store *st)
+{
+	return st->share && !st->by_records;
+}
+
 int hpsi_store_whole_pool(const struct hpsi_store *st, struct hpsi_table_shape *out)
 {
-	if (!st->share || !st->tab.count)
+	if (!goes_whole(st) || !st->tab.count)
 		return 0;
 	hpsi_table_shape_of(&st->tab, out);
 	return 1;
@@ -787,7 +800,7 @@ int hpsi_store_next(struct hpsi_store *st, struct hpsi_store_cursor *cursor, str
 		cursor->walk = ++st->walks;
 	for (; cursor->part < st->ncells; cursor->part++, cursor->at = 0) {
 		const struct hpsi_cells *cl = &st->cells[cursor->part];
-		if (cl->share)
+		if (cl->share && !st->by_records)
 			continue; /* they go whole (hpsi_store_whole) */
 		for (;;) {
 			uint64_t from = cursor->at ? cursor->at : 1;
@@ -831,7 +844,7 @@ int hpsi_store_next(struct hpsi_store *st, struct hpsi_store_cursor *cursor, str
 			return 0;
 		}
 	}
-	if (st->share)
+	if (goes_whole(st))
 		return 1; /* the pool goes whole too (hpsi_store_whole_pool) */
 	/* the pool; cells made after the walk passed them hold keys added
 	 * meanwhile only */
@@ -853,7 +866,7 @@ int hpsi_store_item(const struct hpsi_store *st, uint64_t key, struct hpsi_store
 	if (!v)
 		return HPS_ENOKEY;
 	item_of(st, key, len, v, it);
-	it->whole = st->share; /* cells and pool */
+	it->whole = goes_whole(st); /* cells and pool */
 	return 0;
 }
 

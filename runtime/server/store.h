@@ -103,6 +103,11 @@ int hpsi_store_write(struct hpsi_store *st, uint64_t key, uint32_t len, uint32_t
 int hpsi_store_share(struct hpsi_store *st);
 /* 1 when st shares (hpsi_store_share). */
 int hpsi_store_shares(const struct hpsi_store *st);
+/* A store that shares, walked and shaped as one that does not from here
+ * (hpsi_store_next visits every record, none is `whole`, nothing goes
+ * whole): a move whose target could not map the tables sends records
+ * instead (runtime/server/recover.c). Its tables still live in memfds. */
+void hpsi_store_by_records(struct hpsi_store *st);
 /* The pool of a store that shares, when it holds keys: 1 and its shape. */
 int hpsi_store_whole_pool(const struct hpsi_store *st, struct hpsi_table_shape *out);
 /* Takes the pool q of process pid as this store's pool, replacing it:
