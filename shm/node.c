@@ -38,10 +38,40 @@ int hpsi_probe_due(struct hpsi_seg *seg, int group, int64_t period_ns)
 	       atomic_compare_exchange_strong_explicit(at, &last, now, memory_order_relaxed, memory_order_relaxed);
 }
 
+/* A worker slot a joiner claimed (EMPTY above launched_workers) whose
+ * process died before ALIVE: DEAD, as the launcher marks such a joiner of
+ * its own. The joiner stores birth, then its pid (release) right after
+ * its claim (runtime/client/join.c); pid 0: not stored yet, or a slot
+ * another host's joiner claimed (its bridge stores its own pid with
+ * ALIVE): nothing to probe. The CAS from EMPTY marks only that claim. */
+static uint32_t check_claim(struct hpsi_seg *seg, uint32_t id, struct hpsi_node *n)
+{
+	if (id < seg->hdr->nservers + seg->hdr->launched_workers)
+		return HPSI_NODE_EMPTY; /* a launched worker not started yet */
+	/* acquire: pairs with the joiner's release of its pid, after birth */
+	pid_t pid = atomic_load_explicit(&n->pid, memory_order_acquire);
+	if (pid <= 0 || hpsi_proc_alive(pid, atomic_load_explicit(&n->birth, memory_order_relaxed)))
+		return HPSI_NODE_EMPTY;
+	uint32_t st = HPSI_NODE_EMPTY;
+	/* acq_rel: as every state change (struct hpsi_node) */
+	if (atomic_compare_exchange_strong_explicit(&n->state, &st, HPSI_NODE_DEAD, memory_order_acq_rel,
+						    memory_order_acquire)) {
+		hpsi_warn("worker %u (node %u, pid %d) died after it claimed its rank, before it joined: marked dead",
+			  id - seg->hdr->nservers, id, (int)pid);
+		/* release: whoever sees the new epoch sees DEAD */
+		atomic_fetch_add_explicit(&seg->hdr->members_seq, 1, memory_order_release);
+		hpsi_wake_all(seg);
+		return HPSI_NODE_DEAD;
+	}
+	return st;
+}
+
 uint32_t hpsi_node_check(struct hpsi_seg *seg, uint32_t id)
 {
 	struct hpsi_node *n = hpsi_seg_node(seg, id);
 	uint32_t st = atomic_load_explicit(&n->state, memory_order_acquire);
+	if (st == HPSI_NODE_EMPTY)
+		return check_claim(seg, id, n);
 	if (st != HPSI_NODE_ALIVE && st != HPSI_NODE_JOINING)
 		return st;
 	pid_t pid = atomic_load_explicit(&n->pid, memory_order_relaxed);

@@ -527,12 +527,55 @@ static void test_join_scale_across_hosts(void)
 /* The last host's segment of a job across hosts with room for a third
  * worker (rank 2, free), made as its bridge makes it: the process that
  * makes it stands for the bridge (its pid is the header's creator). */
-static int room_segment(const char *job, struct hpsi_seg *seg)
+static int room_segment_timeout(const char *job, struct hpsi_seg *seg, int64_t timeout_ms)
 {
 	struct hpsi_seg_params p = {.job = job, .host = "testhost", .nservers = 2, .nworkers = 2, .max_workers = 3,
-				    .heap_slice = 8u << 20, .timeout_ms = 500, .bridged = 1, .srv_lo = 1, .srv_hi = 2,
+				    .heap_slice = 8u << 20, .timeout_ms = timeout_ms, .bridged = 1, .srv_lo = 1, .srv_hi = 2,
 				    .wrk_lo = 1, .wrk_hi = 3};
 	return hpsi_seg_create(&p, seg);
+}
+
+static int room_segment(const char *job, struct hpsi_seg *seg)
+{
+	return room_segment_timeout(job, seg, 500);
+}
+
+/* Worker slot 2 of the segment is claimed and its joiner waits for the
+ * other hosts' floor (HPSI_JOIN_WAIT, stored after the claim). */
+static int waits_for_floor(void *p)
+{
+	struct hpsi_node *n = hpsi_seg_node(p, hpsi_worker_node(p, 2));
+	return hpsi_node_state(p, hpsi_worker_node(p, 2)) == HPSI_NODE_EMPTY &&
+	       atomic_load_explicit(&n->join_clock, memory_order_acquire) == HPSI_JOIN_WAIT;
+}
+
+/* A joiner killed while it waits for the other hosts' floor (before
+ * ALIVE): the next probe of its slot finds its pid, stored at the claim,
+ * dead and marks the slot DEAD at once, with the membership epoch moved.
+ * Before, the pid came only with ALIVE: the slot stayed EMPTY (a join
+ * still coming, held for by the servers) until HPS_TIMEOUT_MS, here 60 s. */
+static void test_join_killed_waiting_for_floor(void)
+{
+	struct hpsi_seg seg;
+	CU_ASSERT_EQUAL_FATAL(room_segment_timeout("jz", &seg, 60000), 0); /* we stand for the bridge */
+	char cmd[8192], log[128];
+	snprintf(log, sizeof log, "/tmp/hps-join-%d.kill", (int)getpid());
+	snprintf(cmd, sizeof cmd, "HPS_ROLE=worker HPS_JOB_ID=jz HPS_HOST=testhost HPS_JOIN=1 exec %s --idle-worker /tmp 3",
+		 self_path);
+	pid_t kid = spawn_logged(log, "/bin/sh", cmd);
+	CU_ASSERT_FATAL(kid > 0);
+	CU_ASSERT(poll_until(waits_for_floor, &seg, 30000));
+	uint32_t node = hpsi_worker_node(&seg, 2);
+	CU_ASSERT_EQUAL(hpsi_worker_state(&seg, node, 1), HPSI_NODE_EMPTY); /* alive: still a join coming */
+	uint32_t epoch = atomic_load_explicit(&seg.hdr->members_seq, memory_order_acquire);
+	kill(kid, SIGKILL);
+	int st = 0;
+	CU_ASSERT(waitpid(kid, &st, 0) == kid && WIFSIGNALED(st));
+	CU_ASSERT_EQUAL(hpsi_worker_state(&seg, node, 1), HPSI_NODE_DEAD);
+	CU_ASSERT_NOT_EQUAL(atomic_load_explicit(&seg.hdr->members_seq, memory_order_acquire), epoch);
+	unlink(log);
+	hpsi_seg_unlink(&seg);
+	hpsi_seg_detach(&seg);
 }
 
 /* A joiner across hosts waits for the other hosts' floor of its start
@@ -617,6 +660,7 @@ int main(int argc, char **argv)
 		{"test_join_refusals", test_join_refusals},
 		{"test_join_scale_across_hosts", test_join_scale_across_hosts},
 		{"test_join_across_hosts_no_answer", test_join_across_hosts_no_answer},
+		{"test_join_killed_waiting_for_floor", test_join_killed_waiting_for_floor},
 		{"test_join_no_room", test_join_no_room},
 		{NULL, NULL},
 	};

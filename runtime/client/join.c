@@ -4,7 +4,9 @@
  * (acq_rel) to EMPTY: of two joiners racing for a slot one wins, the other
  * tries the next. EMPTY is how every launched worker starts too: a member
  * not yet running, whose barrier arrival the others wait for, and which
- * liveness checks skip (it has no pid yet).
+ * liveness checks skip (it has no pid yet). A joiner stores its pid at
+ * once after the claim, so liveness checks probe its EMPTY slot
+ * (hpsi_node_check): killed before ALIVE, it is marked DEAD.
  *
  * Start clock, and why SSP holds without stopping anyone. The joiner then
  * bumps hdr->members_seq (seq_cst), issues a seq_cst fence, and only then
@@ -33,6 +35,7 @@
 #include "runtime/client/join.h"
 
 #include <time.h>
+#include <unistd.h>
 
 #include "runtime/client/ctx.h"
 #include "runtime/common/log.h"
@@ -140,6 +143,15 @@ int hpsi_join_claim(struct hps_ctx *c)
 	}
 	c->cfg.rank = (int)w;
 	c->node = id;
+	/* The pid at the claim, not only in hps_init: a joiner killed before
+	 * ALIVE (while it waits for the other hosts' floor, for one) is then
+	 * found dead by whoever probes the slot (hpsi_node_check) and marked
+	 * DEAD, not left EMPTY, a join still coming that servers hold
+	 * min-clock pulls for, until HPS_TIMEOUT_MS. Birth first, then the
+	 * pid (release): a prober that acquires a non-zero pid sees its birth. */
+	struct hpsi_node *me = hpsi_seg_node(seg, id);
+	atomic_store_explicit(&me->birth, hpsi_proc_birth(getpid()), memory_order_relaxed);
+	atomic_store_explicit(&me->pid, (int32_t)getpid(), memory_order_release);
 	/* the Dekker pair with a server's fence before it loads members_seq
 	 * (see the head of this file) */
 	uint32_t clock = hpsi_members_claim_floor(seg, id);
