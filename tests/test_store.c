@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "hps/error.h"
@@ -729,6 +730,21 @@ static void test_store_move_whole(void)
 	CU_ASSERT_EQUAL(hpsi_store_adopt(dst, getpid(), &bad), HPS_EINVAL);
 	bad = q[0], bad.fd = 1000000; /* no such fd */
 	CU_ASSERT_EQUAL(hpsi_store_adopt(dst, getpid(), &bad), HPS_ESYS);
+	/* fds of other files, large enough: not store memfds (another name;
+	 * the store's name but made to allow seals; a file on disk) */
+	off_t big = (off_t)((q[0].ncells + 1) * q[0].csz * 2 + pq.cap * 8 + (1u << 20));
+	char tmpl[] = "/tmp/hps-store-XXXXXX";
+	int others[3] = {memfd_create("not-a-store", MFD_CLOEXEC),
+			 memfd_create("hps-store", MFD_CLOEXEC | MFD_ALLOW_SEALING), mkstemp(tmpl)};
+	unlink(tmpl);
+	for (int i = 0; i < 3; i++) {
+		CU_ASSERT_FATAL(others[i] >= 0 && ftruncate(others[i], big) == 0);
+		bad = q[0], bad.fd = others[i];
+		CU_ASSERT_EQUAL(hpsi_store_adopt(dst, getpid(), &bad), HPS_EINVAL);
+		pbad = pq, pbad.sfd = others[i];
+		CU_ASSERT_EQUAL(hpsi_store_adopt_pool(dst, getpid(), &pbad), HPS_EINVAL);
+		close(others[i]);
+	}
 	pbad = pq, pbad.vbytes += 4; /* not this store's values */
 	CU_ASSERT_EQUAL(hpsi_store_adopt_pool(dst, getpid(), &pbad), HPS_EINVAL);
 	pbad = pq, pbad.cap += 1; /* not a power of two */

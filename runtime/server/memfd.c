@@ -3,15 +3,19 @@
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "hps/error.h"
 
+/* The name of every store memfd (hpsi_memfd_open checks it). */
+#define STORE_NAME "hps-store"
+
 int hpsi_memfd_new(size_t bytes, void **at, int *fd)
 {
-	int f = memfd_create("hps-store", MFD_CLOEXEC);
+	int f = memfd_create(STORE_NAME, MFD_CLOEXEC);
 	if (f < 0)
 		return HPS_ENOMEM;
 	/* ftruncate: zeros, allocated as they are touched, as fresh
@@ -38,6 +42,25 @@ void *hpsi_memfd_map(int fd, size_t off, size_t bytes)
 	return p == MAP_FAILED ? NULL : p;
 }
 
+/* f is a memfd made by hpsi_memfd_new: a memfd (F_GET_SEALS works only
+ * on memfds) without sealing (memfd_create without MFD_ALLOW_SEALING
+ * seals F_SEAL_SEAL at once, and nothing else), named STORE_NAME. An fd
+ * number that a source reused for another file (its store closed, a
+ * damaged message) is not mapped as a table. */
+static int is_store_memfd(int f)
+{
+	char self[64], name[128];
+	if (fcntl(f, F_GET_SEALS) != F_SEAL_SEAL)
+		return 0;
+	snprintf(self, sizeof self, "/proc/self/fd/%d", f);
+	ssize_t n = readlink(self, name, sizeof name - 1);
+	if (n < 0)
+		return 0;
+	name[n] = 0;
+	/* "/memfd:NAME (deleted)" */
+	return strncmp(name, "/memfd:" STORE_NAME " ", strlen("/memfd:" STORE_NAME " ")) == 0;
+}
+
 int hpsi_memfd_open(int pid, int fd, size_t bytes, int *out)
 {
 	char path[64];
@@ -47,7 +70,7 @@ int hpsi_memfd_open(int pid, int fd, size_t bytes, int *out)
 	if (f < 0)
 		return HPS_ESYS;
 	struct stat sb;
-	if (fstat(f, &sb) || (uint64_t)sb.st_size < bytes) {
+	if (fstat(f, &sb) || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size < bytes || !is_store_memfd(f)) {
 		close(f);
 		return HPS_EINVAL;
 	}

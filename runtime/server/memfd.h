@@ -18,9 +18,10 @@ int hpsi_memfd_new(size_t bytes, void **at, int *fd);
 int hpsi_memfd_grow(int fd, size_t bytes);
 /* Maps `bytes` from byte `off` of memfd fd (shared): NULL when it cannot. */
 void *hpsi_memfd_map(int fd, size_t off, size_t bytes);
-/* Opens fd `fd` of process pid, which must hold at least `bytes`, into
- * *out: 0; HPS_EINVAL when it is smaller; HPS_ESYS when it cannot be
- * opened. */
+/* Opens fd `fd` of process pid, which must be a store memfd of
+ * hpsi_memfd_new (its name, no seals but F_SEAL_SEAL) holding at least
+ * `bytes`, into *out: 0; HPS_EINVAL when it is smaller or another file;
+ * HPS_ESYS when it cannot be opened. */
 int hpsi_memfd_open(int pid, int fd, size_t bytes, int *out);
 /* Unmaps at (bytes long) and closes fd (-1: none): the pages go with the
  * last mapping and fd, in whichever process. */
