@@ -11,6 +11,7 @@
  * the keys. Then the refusals of hps launch and hps scale. And a worker
  * that joins before a range moves from a server that had not seen it
  * (HPS_FAILPOINT=nolook): no pull held, exact sums. */
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -312,6 +313,41 @@ static unsigned long keys_moved(const char *log, size_t from, int *lines, unsign
 	return sum;
 }
 
+/* The store memfds process pid holds (its fds named memfd:hps-store). */
+static int store_fds(int pid)
+{
+	char dir[64], path[320], name[128];
+	snprintf(dir, sizeof dir, "/proc/%d/fd", pid);
+	DIR *d = opendir(dir);
+	int n = 0;
+	for (struct dirent *e; d && (e = readdir(d));) {
+		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+		ssize_t k = readlink(path, name, sizeof name - 1);
+		n += k > 0 && (name[k] = 0, strncmp(name, "/memfd:hps-store", 16) == 0);
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/* Each running server holds store memfds only for the ranges it serves:
+ * its pool's two (slots, windows) and one cells array (these keys are one
+ * value wide), none for ranges it handed over or never held (before, an
+ * empty store of two for every range it had held). */
+static void check_store_fds(struct hpsi_seg *s, uint32_t servers)
+{
+	for (uint32_t r = 0; r < servers; r++) {
+		uint32_t served = 0;
+		for (uint32_t g = 0; g < s->hdr->nservers; g++)
+			served += atomic_load_explicit(&hpsi_seg_owner(s)[g], memory_order_acquire) == r;
+		int pid = atomic_load_explicit(&hpsi_seg_node(s, r)->pid, memory_order_relaxed);
+		int fds = store_fds(pid);
+		CU_ASSERT(fds <= 3 * (int)served);
+		if (fds > 3 * (int)served)
+			fprintf(stderr, "server %u (pid %d) holds %d store memfds for %u key ranges\n", r, pid, fds, served);
+	}
+}
+
 static int run_cmd(const char *cmd, char *buf, size_t cap)
 {
 	char log[128];
@@ -407,6 +443,7 @@ static void run_scales_env(const char *job, const char *staleness, const int *st
 		fprintf(stderr, "[step to %d servers: %d ranges moved, %lu keys: %.2f of them, ideal %.2f]\n", steps[i], moves,
 			moved, share, ideal[i]);
 		CU_ASSERT(share <= ideal[i] * 1.5 && share >= ideal[i] / 1.5);
+		check_store_fds(&a.seg, (uint32_t)steps[i]);
 		seen = strlen(out);
 	}
 	int rc = launched_finish(&l, 60000, out, sizeof out);
@@ -837,6 +874,35 @@ static void test_scale_new_server_cannot_start(void)
 		fprintf(stderr, "scale: %s\nlauncher:\n%s\n", out2, out);
 }
 
+/* One server holding 64 key ranges keeps two memfds for each (the pool's
+ * slots and windows): about 128 fds. Under an open-file limit of 80, soft
+ * and hard, it fails with one line naming EMFILE and the limit (before:
+ * "out of memory"); under a soft limit of 80 with a higher hard one it
+ * raises its soft limit and the job runs. */
+static void test_scale_open_file_limit(void)
+{
+	static const char *const limits[] = {"-n 80", "-Sn 80"};
+	for (int i = 0; i < 2; i++) {
+		char cmd[8192];
+		snprintf(cmd, sizeof cmd,
+			 "exec 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- && ulimit %s && HPS_LOG=info exec %s launch -s 1 -w 1 "
+			 "--max-servers 64 --job sc11 --host testhost --heap-mb 16 --timeout-ms 20000 -- true",
+			 limits[i], hps_bin());
+		int rc = run_cmd(cmd, out, sizeof out);
+		if (i == 0) {
+			CU_ASSERT_NOT_EQUAL(rc, 0);
+			CU_ASSERT_PTR_NOT_NULL(strstr(out, "error: server tables: out of file descriptors (EMFILE: the open-file limit, ulimit -n, is 80;"));
+			CU_ASSERT_PTR_NULL(strstr(out, "out of memory"));
+		} else {
+			CU_ASSERT_EQUAL(rc, 0);
+			CU_ASSERT_PTR_NOT_NULL(strstr(out, "server tables: open-file limit raised from 80 to "));
+			CU_ASSERT_PTR_NULL(strstr(out, "out of file descriptors"));
+		}
+		if (i == 0 ? rc == 0 || !strstr(out, "EMFILE") : rc != 0)
+			fprintf(stderr, "ulimit %s: status %d\n%s\n", limits[i], rc, out);
+	}
+}
+
 static int echo_handler(hps_request *req, void *arg)
 {
 	(void)req, (void)arg;
@@ -1071,6 +1137,7 @@ int main(int argc, char **argv)
 		{"test_scale_in_before_target_serves", test_scale_in_before_target_serves},
 		{"test_scale_new_server_cannot_start", test_scale_new_server_cannot_start},
 		{"test_scale_join_then_move", test_scale_join_then_move},
+		{"test_scale_open_file_limit", test_scale_open_file_limit},
 		{NULL, NULL},
 	};
 	return run_suite("scale", cases);

@@ -1,23 +1,59 @@
 #include "runtime/server/memfd.h"
 
+#include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "hps/error.h"
+#include "runtime/common/log.h"
 
 /* The name of every store memfd (hpsi_memfd_open checks it). */
 #define STORE_NAME "hps-store"
+
+/* Out of fds (EMFILE: this process's RLIMIT_NOFILE; ENFILE: the
+ * system's): said once per process, with the limit, since the caller's
+ * own error (a store that cannot grow) would read as out of memory. */
+static int out_of_fds(void)
+{
+	static _Atomic int said;
+	int e = errno;
+	struct rlimit rl = {0, 0};
+	if (!atomic_exchange_explicit(&said, 1, memory_order_relaxed)) {
+		getrlimit(RLIMIT_NOFILE, &rl);
+		if (e == EMFILE)
+			hpsi_error("server tables: out of file descriptors (EMFILE: the open-file limit, ulimit -n, is %llu; "
+				   "a job with --max-servers keeps 2 to 6 per key range a server holds); raise ulimit -n",
+				   (unsigned long long)rl.rlim_cur);
+		else
+			hpsi_error("server tables: the system is out of file descriptors (ENFILE)");
+	}
+	return HPS_ESYS;
+}
+
+void hpsi_memfd_raise_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rlim_t was = rl.rlim_cur;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+		hpsi_info("server tables: open-file limit raised from %llu to %llu (the hard limit)", (unsigned long long)was,
+			  (unsigned long long)rl.rlim_max);
+}
 
 int hpsi_memfd_new(size_t bytes, void **at, int *fd)
 {
 	int f = memfd_create(STORE_NAME, MFD_CLOEXEC);
 	if (f < 0)
-		return HPS_ENOMEM;
+		return errno == EMFILE || errno == ENFILE ? out_of_fds() : HPS_ENOMEM;
 	/* ftruncate: zeros, allocated as they are touched, as fresh
 	 * anonymous pages are */
 	void *p = NULL;

@@ -10,9 +10,15 @@
 
 #include <stddef.h>
 
+/* Raises this process's soft open-file limit (RLIMIT_NOFILE) to its hard
+ * one: a server of a job whose ranges move keeps 2 to 6 memfds per key
+ * range it holds, and with many ranges (--max-servers 256 on one server)
+ * the usual soft limit of 1,024 would run out. Nothing when it cannot. */
+void hpsi_memfd_raise_limit(void);
 /* A fresh memfd of `bytes` zeros, mapped read-write at *at (at NULL: not
- * mapped), its fd in *fd: 0, or HPS_ENOMEM (out of memory or of fds:
- * nothing is left). */
+ * mapped), its fd in *fd: 0, HPS_ESYS when out of fds (EMFILE, ENFILE:
+ * logged once per process, with the limit), or HPS_ENOMEM; nothing is
+ * left either way. */
 int hpsi_memfd_new(size_t bytes, void **at, int *fd);
 /* Grows memfd fd to `bytes` (zeros): 0, or HPS_ENOMEM. */
 int hpsi_memfd_grow(int fd, size_t bytes);

@@ -70,8 +70,10 @@ void hpsi_move_handed(struct server *sv, struct range_state *rs, uint32_t to, do
 	atomic_store_explicit(&hpsi_seg_owner(sv->seg)[rs->id], (uint16_t)to, memory_order_release);
 	hpsi_members_changed(sv->seg); /* hps_membership_epoch: the servers changed */
 	/* its memory goes: an empty table of the same kind, filled again by a
-	 * copy if the range comes back */
-	struct hpsi_store *empty = hpsi_store_create_like(rs->store);
+	 * copy if the range comes back; one without memfds, so that ranges a
+	 * server no longer holds cost it no fds (a copy's BEGIN makes one that
+	 * shares) */
+	struct hpsi_store *empty = hpsi_store_create_idle(rs->store);
 	if (empty) {
 		hpsi_recover_keep(sv, rs, to); /* the target may map its tables yet */
 		rs->store = rs->arg = empty;

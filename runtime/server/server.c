@@ -11,6 +11,7 @@
 #include "runtime/common/config.h"
 #include "runtime/common/log.h"
 #include "runtime/server/checkpoint.h"
+#include "runtime/server/memfd.h"
 #include "runtime/server/serve.h"
 #include "runtime/server/server_stats.h"
 #include "shm/node.h"
@@ -313,10 +314,13 @@ static int range_setup(struct server *sv, uint32_t i, uint32_t id, int serving, 
 	if (rg->direct_width)
 		rs->store = hpsi_store_create_direct(&upd, &init, rg->first, rg->last - rg->first + 1, rg->direct_width,
 						     (float *)(seg->base + rg->direct_off));
-	else if ((rs->store = hpsi_store_create(&upd, &init, rg->dtype)) && sv->movable &&
-		 hpsi_store_share(rs->store)) { /* a move hands its tables over whole (recover.c) */
+	else if ((rs->store = hpsi_store_create(&upd, &init, rg->dtype)) && sv->movable && !serving)
+		hpsi_store_share_later(rs->store); /* not held yet: no memfd until its copy begins */
+	else if (rs->store && sv->movable && (rc = hpsi_store_share(rs->store))) {
+		/* a move hands its tables over whole (recover.c) */
 		hpsi_store_destroy(rs->store);
 		rs->store = NULL;
+		return rc; /* (HPS_ESYS: out of fds, logged by memfd.c) */
 	}
 	if (!rs->store)
 		return rg->direct_width ? HPS_ECONFIG : HPS_ENOMEM;
@@ -376,6 +380,8 @@ static int server_setup(struct server *sv, hps_handler handler, void *arg)
 	}
 	sv->handler = handler;
 	sv->handler_arg = arg;
+	if (sv->movable)
+		hpsi_memfd_raise_limit(); /* its tables live in memfds (memfd.h) */
 	/* room for every range it may serve: with replicas its own and the
 	 * K before it; without, any of the job's ranges may move to it */
 	uint32_t cap = sv->replicas ? sv->replicas + 1 : S;

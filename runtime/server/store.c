@@ -43,6 +43,7 @@ struct hpsi_store {
 	int steps;      /* keys keep a push count, 4 bytes before their values (Adam) */
 	int share;      /* cells go whole to another server (hpsi_store_share) */
 	int by_records; /* ...but a copy walks them record by record (hpsi_store_by_records) */
+	int like_share; /* does not share, but stores made like it do (hpsi_store_create_idle) */
 	struct hpsi_updater upd;
 	struct hpsi_init init;
 	unsigned dtype; /* HPSI_WIRE_F32 or HPSI_WIRE_F64 */
@@ -153,11 +154,26 @@ struct hpsi_store *hpsi_store_create_like(const struct hpsi_store *st)
 	if (st->dvals)
 		return hpsi_store_create_direct(&st->upd, &st->init, st->dfirst, st->dcount, st->dwidth, NULL);
 	struct hpsi_store *like = hpsi_store_create(&st->upd, &st->init, st->dtype);
-	if (like && st->share && hpsi_store_share(like)) {
+	if (like && (st->share || st->like_share) && hpsi_store_share(like)) {
 		hpsi_store_destroy(like);
 		return NULL;
 	}
 	return like;
+}
+
+struct hpsi_store *hpsi_store_create_idle(const struct hpsi_store *st)
+{
+	if (st->dvals)
+		return hpsi_store_create_like(st);
+	struct hpsi_store *idle = hpsi_store_create(&st->upd, &st->init, st->dtype);
+	if (idle && (st->share || st->like_share))
+		hpsi_store_share_later(idle);
+	return idle;
+}
+
+void hpsi_store_share_later(struct hpsi_store *st)
+{
+	st->like_share = !st->dvals;
 }
 
 int hpsi_store_share(struct hpsi_store *st)

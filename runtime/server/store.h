@@ -101,6 +101,15 @@ int hpsi_store_write(struct hpsi_store *st, uint64_t key, uint32_t len, uint32_t
  * then hpsi_store_adopt), not by records. Call it on a store that holds
  * nothing yet: 0, or HPS_ENOMEM (the store does not share). */
 int hpsi_store_share(struct hpsi_store *st);
+/* An empty store of st's kind that holds no memfd (no fd) while it
+ * stands for a range this server does not hold (handed over, or not
+ * copied here yet), where one that shares would hold two: stores made
+ * like it (hpsi_store_create_like, a copy's BEGIN) share when st does.
+ * NULL without memory. */
+struct hpsi_store *hpsi_store_create_idle(const struct hpsi_store *st);
+/* Makes the empty store st such a stand-in: it does not share, stores
+ * made like it do. */
+void hpsi_store_share_later(struct hpsi_store *st);
 /* 1 when st shares (hpsi_store_share). */
 int hpsi_store_shares(const struct hpsi_store *st);
 /* A store that shares, walked and shaped as one that does not from here

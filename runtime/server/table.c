@@ -167,10 +167,11 @@ int hpsi_table_share(struct hpsi_table *t)
 	t->flags = flags;
 	t->vbytes = vbytes;
 	t->share = 1;
-	if (!hpsi_memfd_new(0, NULL, &t->wfd) && !table_start(t))
+	int rc = hpsi_memfd_new(0, NULL, &t->wfd);
+	if (!rc && !(rc = table_start(t)))
 		return 0;
 	hpsi_table_init(t, flags, vbytes); /* (table_start freed it) */
-	return HPS_ENOMEM;
+	return rc;
 }
 
 void hpsi_table_shape_of(const struct hpsi_table *t, struct hpsi_table_shape *q)
