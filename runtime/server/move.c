@@ -75,7 +75,9 @@ void hpsi_move_handed(struct server *sv, struct range_state *rs, uint32_t to, do
 	 * shares) */
 	struct hpsi_store *empty = hpsi_store_create_idle(rs->store);
 	if (empty) {
-		hpsi_recover_keep(sv, rs, to); /* the target may map its tables yet */
+		/* the target answered its SYNC_WHOLE: it opened the memfds (its
+		 * own fds), so the pages stay with it */
+		hpsi_store_destroy(rs->store);
 		rs->store = rs->arg = empty;
 	}
 	hpsi_sstat_stores(sv);

@@ -381,12 +381,13 @@ static int others_caught_up(struct server *sv, struct range_sync *y)
 
 /* A move's tables (pool and cells), handed over whole (the range is
  * frozen: nothing writes them any more): their shapes and fds in one
- * SYNC_WHOLE, just before the FINAL; the target maps the same pages
- * (apply_whole) and serves them only after the FINAL, when this server no
- * longer does. This server keeps the store, and with it the fds, until
- * the target read past them (hpsi_recover_keep): it may read them long
- * after (a target whose serving loop has not started yet). 1 once sent
- * (or nothing to send). */
+ * SYNC_WHOLE; the target maps the same pages (apply_whole), answers, and
+ * serves them only after the FINAL, which goes after its answer, when
+ * this server no longer does. This server keeps the store, and with it
+ * the fds, until that answer (or, for a copy dropped before it, until
+ * the target read past them: keep_store): it may read them long after
+ * (a target whose serving loop has not started yet). 1 once sent (or
+ * nothing to send). */
 static int send_whole(struct server *sv, struct range_state *rs)
 {
 	struct range_sync *y = rs->sync;
@@ -435,34 +436,57 @@ static void resend_by_records(struct server *sv, struct range_state *rs)
 }
 
 
-/* Drops a kept table (struct range_state) once its target read past
- * kept_tail, or is gone (then nobody maps it any more); force: now (the
- * server ends). */
+/* A store kept for a target that may still open its memfds (struct
+ * range_state: kept): until that incarnation of `to` read its ring past
+ * `tail`, or is gone. */
+struct kept_store {
+	struct hpsi_store *store;
+	uint32_t to, incarnation, tail;
+	struct kept_store *next;
+};
+
+/* Drops the kept tables (struct range_state) whose target read past
+ * their tail, or is gone (then nobody maps them any more); force: all
+ * (the server ends). Each is judged alone: a later one's target may have
+ * read its ring further than an earlier one's. */
 static void drop_kept(struct server *sv, struct range_state *rs, int force)
 {
-	if (!rs->kept)
-		return;
-	if (!force) {
-		uint32_t st = state_of(sv, rs->kept_to);
-		int running = (st == HPSI_NODE_JOINING || st == HPSI_NODE_ALIVE) &&
-			      incarnation_of(sv, rs->kept_to) == rs->kept_incarnation;
-		/* acquire pairs with the target's release of its head (ring
-		 * pair B): it opened the fds before it moved past them */
-		uint32_t head = atomic_load_explicit(&sv->fwd_out[rs->kept_to].r->head, memory_order_acquire);
-		if (running && (int32_t)(rs->kept_tail - head) > 0)
-			return;
+	for (struct kept_store **at = &rs->kept, *k; (k = *at);) {
+		if (!force) {
+			uint32_t st = state_of(sv, k->to);
+			int running = (st == HPSI_NODE_JOINING || st == HPSI_NODE_ALIVE) &&
+				      incarnation_of(sv, k->to) == k->incarnation;
+			/* acquire pairs with the target's release of its head
+			 * (ring pair B): it opened the fds before it moved past
+			 * them */
+			uint32_t head = atomic_load_explicit(&sv->fwd_out[k->to].r->head, memory_order_acquire);
+			if (running && (int32_t)(k->tail - head) > 0) {
+				at = &k->next;
+				continue;
+			}
+		}
+		*at = k->next;
+		hpsi_store_destroy(k->store);
+		free(k);
 	}
-	hpsi_store_destroy(rs->kept);
-	rs->kept = NULL;
 }
 
-void hpsi_recover_keep(struct server *sv, struct range_state *rs, uint32_t to)
+/* Keeps rs's store (its tables went whole to `to`, no answer yet) beside
+ * any kept before, which the target may not have read either: dropping
+ * one early would let the target open a closed fd number, maybe reused
+ * by another memfd since. Without memory for the entry the store is
+ * left allocated for the life of the process (never dropped early). */
+static void keep_store(struct server *sv, struct range_state *rs, uint32_t to)
 {
-	drop_kept(sv, rs, 1); /* (an earlier one: the range came back, so that target read it all) */
-	rs->kept = rs->store;
-	rs->kept_to = to;
-	rs->kept_incarnation = incarnation_of(sv, to);
-	rs->kept_tail = sv->fwd_out[to].tail; /* (published: hpsi_replica_publish before) */
+	struct kept_store *k = malloc(sizeof *k);
+	if (!k) {
+		hpsi_warn("server %u keeps key range %u's old tables until it ends (no memory to track them)", sv->me,
+			  rs->id);
+		return;
+	}
+	/* tail: published (hpsi_replica_publish before) */
+	*k = (struct kept_store){rs->store, to, incarnation_of(sv, to), sv->fwd_out[to].tail, rs->kept};
+	rs->kept = k;
 }
 
 /* The workers' state in pieces that fit the ring (nkeys: the first
@@ -699,11 +723,11 @@ int hpsi_recover_pending(struct server *sv)
 
 void hpsi_recover_cancel(struct server *sv, struct range_state *rs)
 {
-	if (rs->sync && rs->sync->whole_sent == 2) {
-		/* the target may map the tables sent yet: the store is kept, the
-		 * caller's is gone */
+	if (rs->sync && rs->sync->whole_sent == 2 && rs->sync->adopt == ADOPT_WAIT) {
+		/* the target may map the tables sent yet (it has not answered):
+		 * the store is kept, the caller's is gone */
 		hpsi_replica_publish(sv);
-		hpsi_recover_keep(sv, rs, rs->sync->to);
+		keep_store(sv, rs, rs->sync->to);
 		rs->store = rs->arg = NULL;
 	}
 	sync_free(sv, rs);

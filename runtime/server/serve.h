@@ -51,6 +51,7 @@ struct peer {
 };
 
 struct range_sync; /* recover.c */
+struct kept_store; /* recover.c */
 
 struct range_state {
 	uint32_t id;          /* the range: index of its first server */
@@ -81,12 +82,13 @@ struct range_state {
 	/* A load across hosts (HPSI_CKPT_PREPARE): the table read aside,
 	 * swapped in by COMMIT, dropped by ABORT or any later request. */
 	struct hpsi_store *prepared;
-	/* A move's store after its tables went whole (recover.c): kept, with
-	 * the memfds the target opens when it reads them, until the target's
-	 * head passes kept_tail on the ring to it (kept_to, that incarnation)
-	 * or it is gone. */
-	struct hpsi_store *kept;
-	uint32_t kept_to, kept_incarnation, kept_tail;
+	/* Stores whose tables went whole in a copy that was dropped before
+	 * the target answered (a checkpoint load, hpsi_recover_cancel): each
+	 * kept, with the memfds the target opens when it reads them, until
+	 * the target read past it on their ring or is gone (recover.c). A
+	 * list: a second load may drop a second copy before the target read
+	 * the first. */
+	struct kept_store *kept;
 	unsigned dtype, wire;     /* stored and ring value types */
 	int64_t staleness;        /* HPS_STALENESS of this range; -1: ASP */
 	int ordered;              /* HPS_DETERMINISTIC under BSP */
@@ -198,13 +200,11 @@ int hpsi_move_pending(struct server *sv);
  * servers) and has handed every range over: it closes. */
 int hpsi_move_done_leaving(struct server *sv);
 /* The source's end of a move, after its FINAL: stops serving rs, stores
- * the new owner, drops the range's table (kept while the target may map
- * its tables). mb: what moved, records and tables mapped; mapped: the keys
- * of those tables. */
+ * the new owner, drops the range's table (the target answered that it
+ * mapped the tables, with fds of its own, before the FINAL went). mb:
+ * what moved, records and tables mapped; mapped: the keys of those
+ * tables. */
 void hpsi_move_handed(struct server *sv, struct range_state *rs, uint32_t to, double mb, double ms, uint64_t mapped);
-/* recover.c: keeps rs's store (its tables went whole to `to`) until `to`
- * read its ring up to where it is now (struct range_state: kept). */
-void hpsi_recover_keep(struct server *sv, struct range_state *rs, uint32_t to);
 
 /* replica.c */
 /* Applies what server `from` sent on its ring to this one. */
@@ -261,8 +261,9 @@ int hpsi_recover_pending(struct server *sv);
  * (JOINING or ALIVE): rs is not taken over again meanwhile. */
 int hpsi_recover_handed_back(const struct server *sv, const struct range_state *rs);
 /* Drops rs's copy under way before the caller replaces its store: it
- * starts again. When its tables went whole, the store is kept for the
- * target (hpsi_recover_keep) and rs->store is NULL. */
+ * starts again. When its tables went whole and the target has not
+ * answered, the store is kept for the target (struct range_state: kept)
+ * and rs->store is NULL. */
 void hpsi_recover_cancel(struct server *sv, struct range_state *rs);
 void hpsi_recover_free(struct server *sv);
 
