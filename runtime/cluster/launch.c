@@ -1089,8 +1089,9 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 		stop_job(&j);
 
 	int workers_left = (int)(wrk_end - hdr->wrk_lo), nodes_left = j.n - first;
-	/* no replacement across hosts: range copies do not cross hosts */
-	long restarts_left = !hdr->replicas || hdr->bridged ? 0
+	/* across hosts too (their copies cross the bridges:
+	 * net/bridge_recover.c); each host's launcher counts its own */
+	long restarts_left = !hdr->replicas ? 0
 			     : restart_servers >= 0 ? restart_servers
 						    : 2 * (long)(hdr->srv_hi - hdr->srv_lo);
 	if (restarts_left > MAX_RESTARTS)
