@@ -159,7 +159,9 @@ struct hpsi_bridge {
 	unsigned char *fence;
 	int64_t *dead_since; /* remote servers: when the scheduler said dead, no FENCE yet */
 	/* per key range: handed back from here to a replacement on another
-	 * host (net/bridge_recover.c); its requests no longer wait here */
+	 * host (net/bridge_recover.c): 1 until this host learns that it holds
+	 * the range (other hosts' requests wait here meanwhile, in case it
+	 * comes back), 2 after (they are stale) */
 	unsigned char *handed;
 	struct hpsi_bridge_zc *zc_dropped;
 	struct hpsi_heap **heaps; /* remote workers' slices on this host */
@@ -314,6 +316,10 @@ void hpsi_bridge_fence_receive(struct hpsi_bridge *b, uint32_t from, uint32_t p)
 /* Key range r's pairs point at server `next` from now: at a death its
  * next live replica, at a hand-back the replacement (bridge_recover.c). */
 void hpsi_bridge_range_to(struct hpsi_bridge *b, uint32_t r, uint32_t next);
+/* Key range r, handed back from here, is held whole by its replacement:
+ * the requests other hosts sent here meanwhile (held in case it came back)
+ * are dropped, and later ones are stale (net/bridge_recover.c). */
+void hpsi_bridge_range_settled(struct hpsi_bridge *b, uint32_t r);
 /* Origin pair p: hands back to the worker the ring bytes of the requests
  * answered (all consumed ones without resend). */
 void hpsi_bridge_origin_release(struct hpsi_bridge *b, struct hpsi_bridge_pair *p);

@@ -175,6 +175,16 @@ void hpsi_bridge_range_to(struct hpsi_bridge *b, uint32_t r, uint32_t next)
 	}
 }
 
+void hpsi_bridge_range_settled(struct hpsi_bridge *b, uint32_t r)
+{
+	for (uint32_t w = 0; w < b->W; w++) {
+		struct hpsi_bridge_pair *p = hpsi_bridge_pair_of(b, w, r);
+		if (!hpsi_bridge_local_worker(b, w) && p->used == HPSI_PAIR_NONE)
+			drop_pair(b, w, p); /* their host reads them again for the replacement */
+	}
+	b->handed[r] = 2;
+}
+
 /* Key ranges that `dead` served go on at their next live replica. */
 static void move_ranges(struct hpsi_bridge *b, uint32_t dead)
 {
@@ -295,8 +305,8 @@ void hpsi_bridge_fence_receive(struct hpsi_bridge *b, uint32_t from, uint32_t p)
 
 int hpsi_bridge_range_coming(struct hpsi_bridge *b, uint32_t s)
 {
-	if (!b->serving || s >= b->S || b->handed[s])
-		return 0; /* (handed back to a replacement elsewhere: it left) */
+	if (!b->serving || s >= b->S || b->handed[s] == 2)
+		return 0; /* (handed back, and the replacement holds it: it left) */
 	for (uint32_t q = b->seg.hdr->srv_lo; q < b->seg.hdr->srv_hi; q++)
 		if (hpsi_replica_index(&b->seg, s, q) != HPSI_NO_SERVER && !hpsi_server_gone(&b->seg, q))
 			return 1;

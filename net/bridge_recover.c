@@ -30,12 +30,16 @@
  *    and answers before the FINAL, which the bridge acquired), before the
  *    requests it sends after it; on the replacement's host before it is
  *    written into the ring, so the replacement attaches only to rings no
- *    bridge reads or writes for another server any more. Local workers'
- *    rings there are read again from the oldest request not answered (the
- *    source's answers still on their way are dropped as stale); the range
- *    is marked resent (runtime/server/recover.c, attach_range), and its
- *    last sequences, copied in the FINAL, answer a push seen twice
- *    without applying it again.
+ *    bridge reads or writes for another server any more. The source's
+ *    host holds the requests the other host still sends until the range's
+ *    lacking bit clears there (then they are stale: that host reads them
+ *    again for the replacement) or the replacement's FENCE brings the
+ *    range back (then they are delivered). On the replacement's host the
+ *    local workers' rings are read again from the oldest request not
+ *    answered (the source's answers still on their way are dropped as
+ *    stale); the range is marked resent (runtime/server/recover.c,
+ *    attach_range), and its last sequences, copied in the FINAL, answer
+ *    a push seen twice without applying it again.
  *
  * One thread (the bridge's) does all of this. */
 #include <stdatomic.h>
@@ -104,6 +108,11 @@ int hpsi_bridge_recover_apply(struct hpsi_bridge *b, const struct hpsi_sched_sta
 			 * replica is counted once it holds the range whole; bits only
 			 * clear (a copy begins again only for a range not served) */
 			atomic_fetch_and_explicit(&node->lacking, lack, memory_order_release);
+			for (uint32_t i = 0; i <= b->seg.hdr->replicas; i++) {
+				uint32_t r = hpsi_replica_range(&b->seg, n, i);
+				if ((had & ~lack) >> i & 1 && b->handed[r] == 1 && b->serving[r] == n)
+					hpsi_bridge_range_settled(b, r);
+			}
 			if (lack & had)
 				hpsi_info("bridge %s: server %u (incarnation %u) holds more key ranges whole (lacking %#x)",
 					  b->cfg.host, n, inc, lack & had);
