@@ -158,6 +158,11 @@ struct hpsi_bridge {
 	uint32_t *serving;
 	unsigned char *fence;
 	int64_t *dead_since; /* remote servers: when the scheduler said dead, no FENCE yet */
+	/* per key range: handed back from here to a replacement on another
+	 * host (net/bridge_recover.c): 1 until this host learns that it holds
+	 * the range (other hosts' requests wait here meanwhile, in case it
+	 * comes back), 2 after (they are stale) */
+	unsigned char *handed;
 	struct hpsi_bridge_zc *zc_dropped;
 	struct hpsi_heap **heaps; /* remote workers' slices on this host */
 	uint32_t *heap_live; /* per remote worker: buffers of ours in its slice */
@@ -275,6 +280,10 @@ int hpsi_bridge_fwd_send(struct hpsi_bridge *b);
 /* A received forward (record flagged HPSI_REC_FORWARD) for a local backup. */
 void hpsi_bridge_fwd_receive(struct hpsi_bridge *b, uint32_t from, const struct hpsi_rec_hdr *rec,
 			     const struct hpsi_msg_hdr *h, const void *keys, const void *vals);
+/* Writes a forward (or a copy) of remote server p into local server q's
+ * ring, or holds it in order while the ring is full. */
+void hpsi_bridge_fwd_write(struct hpsi_bridge *b, uint32_t p, uint32_t q, const struct hpsi_msg_hdr *h,
+			   const void *keys, const void *vals);
 /* Writes held forwards whose ring has room now; 1 when any moved. */
 int hpsi_bridge_fwd_retry(struct hpsi_bridge *b);
 /* Sends what local server p forwarded to remote backups, and says
@@ -284,6 +293,18 @@ int hpsi_bridge_fwd_left(struct hpsi_bridge *b, uint32_t p);
 /* Whether a local primary's forward to a remote backup waits. */
 int hpsi_bridge_fwd_pending(const struct hpsi_bridge *b);
 
+/* net/bridge_recover.c: replacement servers across hosts (with replicas). */
+/* A local server's incarnation and lacking bits, for the scheduler. */
+void hpsi_bridge_recover_report(struct hpsi_bridge *b, struct hpsi_sched_states *m);
+/* Remote replacements (JOINING, lacking, ALIVE) from the scheduler's
+ * states; 1 when a node changed. */
+int hpsi_bridge_recover_apply(struct hpsi_bridge *b, const struct hpsi_sched_states *m);
+/* A copy (HPSI_MSG_SYNC) local server p wrote to remote server q: sent
+ * as it is (0), or 1 when the batch has no room (it stays in the ring). */
+int hpsi_bridge_sync_send(struct hpsi_bridge *b, uint32_t p, uint32_t q, const struct hpsi_msg_hdr *h, size_t len);
+/* A received copy record (HPSI_REC_SYNC) for a local replacement. */
+void hpsi_bridge_sync_receive(struct hpsi_bridge *b, uint32_t from, const struct hpsi_rec_hdr *rec, const void *msg);
+
 /* net/bridge_failover.c: key ranges of dead servers go on at their next
  * replicas across hosts (docs/ARCHITECTURE.md, "Failover across hosts"). */
 int hpsi_bridge_failover_layout(struct hpsi_bridge *b);
@@ -292,6 +313,13 @@ int hpsi_bridge_failover_layout(struct hpsi_bridge *b);
 int hpsi_bridge_failover_check(struct hpsi_bridge *b);
 /* A FENCE of server p from host `from`. */
 void hpsi_bridge_fence_receive(struct hpsi_bridge *b, uint32_t from, uint32_t p);
+/* Key range r's pairs point at server `next` from now: at a death its
+ * next live replica, at a hand-back the replacement (bridge_recover.c). */
+void hpsi_bridge_range_to(struct hpsi_bridge *b, uint32_t r, uint32_t next);
+/* Key range r, handed back from here, is held whole by its replacement:
+ * the requests other hosts sent here meanwhile (held in case it came back)
+ * are dropped, and later ones are stale (net/bridge_recover.c). */
+void hpsi_bridge_range_settled(struct hpsi_bridge *b, uint32_t r);
 /* Origin pair p: hands back to the worker the ring bytes of the requests
  * answered (all consumed ones without resend). */
 void hpsi_bridge_origin_release(struct hpsi_bridge *b, struct hpsi_bridge_pair *p);

@@ -274,6 +274,10 @@ static void handle_batch(struct hpsi_bridge *b, uint32_t from, const void *buf, 
 	const void *msg;
 	int rc;
 	while ((rc = hpsi_batch_next(&r, &rec, &msg, &why)) == 1) {
+		if (rec.flags & HPSI_REC_SYNC) { /* a range copy: no message hpsi_msg_check reads */
+			hpsi_bridge_sync_receive(b, from, &rec, msg);
+			continue;
+		}
 		struct hpsi_msg_view v;
 		/* a value frame is the only heap a message may point into: offset 0 */
 		struct hpsi_msg_bounds vb = {(unsigned char *)vals_frame, 0, vals_len};

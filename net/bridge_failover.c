@@ -57,7 +57,8 @@ int hpsi_bridge_failover_layout(struct hpsi_bridge *b)
 	b->serving = calloc(b->S, sizeof *b->serving);
 	b->fence = calloc(b->S, 1);
 	b->dead_since = calloc(b->S, sizeof *b->dead_since);
-	if (!b->serving || !b->fence || !b->dead_since)
+	b->handed = calloc(b->S, 1);
+	if (!b->serving || !b->fence || !b->dead_since || !b->handed)
 		return HPS_ENOMEM;
 	for (uint32_t r = 0; r < b->S; r++)
 		b->serving[r] = hpsi_replica(&b->seg, r, 0);
@@ -120,53 +121,84 @@ static void drop_pair(struct hpsi_bridge *b, uint32_t w, struct hpsi_bridge_pair
 	p->held_tail = NULL;
 }
 
-/* Key ranges that `dead` served go on at their next live replica: the
- * pairs of each change roles here (see the head comment). */
-static void move_ranges(struct hpsi_bridge *b, uint32_t dead)
+/* Key range r's pairs point at server `next` from now (see the head
+ * comment): at a death, its next live replica; at a hand-back
+ * (net/bridge_recover.c), the replacement it goes back to. */
+void hpsi_bridge_range_to(struct hpsi_bridge *b, uint32_t r, uint32_t next)
 {
 	uint32_t rb = b->seg.hdr->ring_bytes;
+	uint32_t host = b->host_of_server[next];
+	b->serving[r] = next;
+	b->handed[r] = 0;
+	for (uint32_t w = 0; w < b->W; w++) {
+		struct hpsi_bridge_pair *p = hpsi_bridge_pair_of(b, w, r);
+		if (hpsi_bridge_local_worker(b, w)) {
+			if (p->used == HPSI_PAIR_ORIGIN) {
+				/* from the oldest request not answered */
+				struct hpsi_bridge_entry *e = hpsi_bridge_fifo_front(&p->fifo);
+				uint32_t at = e ? e->at : p->cons.head;
+				hpsi_ring_cons_publish_at(&p->cons, at);
+				p->cons.head = at;
+				drop_pair(b, w, p);
+				if (host == b->me)
+					p->used = HPSI_PAIR_NONE; /* the local server reads it now */
+				else
+					p->host = host;
+			} else if (host != b->me) {
+				/* the server that stopped read it here: we do, from its head */
+				hpsi_ring_cons_attach(&p->cons, hpsi_seg_ring(&b->seg, w, r, 0), rb);
+				hpsi_ring_prod_attach(&p->prod, hpsi_seg_ring(&b->seg, w, r, 1), rb);
+				p->used = HPSI_PAIR_ORIGIN;
+				p->host = host;
+			}
+		} else if (host == b->me) {
+			if (p->used != HPSI_PAIR_INBOUND) { /* its requests come here now */
+				hpsi_ring_prod_attach(&p->prod, hpsi_seg_ring(&b->seg, w, r, 0), rb);
+				hpsi_ring_cons_attach(&p->cons, hpsi_seg_ring(&b->seg, w, r, 1), rb);
+				/* What an earlier stay of the range here left in them
+				 * (requests nobody read, answers nobody sent) is stale:
+				 * the worker's host sends every request not answered
+				 * again. Nobody reads the request ring now (the new
+				 * server attaches after a FENCE or a FINAL that this
+				 * bridge writes after this), so its head may move;
+				 * release pairs with that server's acquire at attach. */
+				atomic_store_explicit(&p->prod.r->head, p->prod.tail, memory_order_release);
+				p->prod.head_cache = p->prod.tail;
+				p->cons.head = p->cons.tail_cache;
+				hpsi_ring_cons_publish(&p->cons);
+				p->used = HPSI_PAIR_INBOUND;
+			}
+		} else if (p->used == HPSI_PAIR_INBOUND) {
+			drop_pair(b, w, p); /* its host sends them elsewhere */
+			p->used = HPSI_PAIR_NONE;
+		}
+	}
+}
+
+void hpsi_bridge_range_settled(struct hpsi_bridge *b, uint32_t r)
+{
+	for (uint32_t w = 0; w < b->W; w++) {
+		struct hpsi_bridge_pair *p = hpsi_bridge_pair_of(b, w, r);
+		if (!hpsi_bridge_local_worker(b, w) && p->used == HPSI_PAIR_NONE)
+			drop_pair(b, w, p); /* their host reads them again for the replacement */
+	}
+	b->handed[r] = 2;
+}
+
+/* Key ranges that `dead` served go on at their next live replica. */
+static void move_ranges(struct hpsi_bridge *b, uint32_t dead)
+{
 	for (uint32_t r = 0; r < b->S; r++) {
 		if (b->serving[r] != dead)
 			continue;
 		uint32_t next = hpsi_range_first_live(&b->seg, r);
-		b->serving[r] = next;
-		if (next == HPSI_NO_SERVER)
+		if (next == HPSI_NO_SERVER) {
+			b->serving[r] = next;
 			continue; /* the range is gone: its requests fail at the workers */
-		uint32_t host = b->host_of_server[next];
-		hpsi_warn("bridge %s: server %u died: key range %u goes on at server %u (host %u)", b->cfg.host, dead, r,
-			  next, host);
-		for (uint32_t w = 0; w < b->W; w++) {
-			struct hpsi_bridge_pair *p = hpsi_bridge_pair_of(b, w, r);
-			if (hpsi_bridge_local_worker(b, w)) {
-				if (p->used == HPSI_PAIR_ORIGIN) {
-					/* from the oldest request not answered */
-					struct hpsi_bridge_entry *e = hpsi_bridge_fifo_front(&p->fifo);
-					uint32_t at = e ? e->at : p->cons.head;
-					hpsi_ring_cons_publish_at(&p->cons, at);
-					p->cons.head = at;
-					drop_pair(b, w, p);
-					if (host == b->me)
-						p->used = HPSI_PAIR_NONE; /* the local server reads it now */
-					else
-						p->host = host;
-				} else if (host != b->me) {
-					/* the dead server read it here: we do, from its head */
-					hpsi_ring_cons_attach(&p->cons, hpsi_seg_ring(&b->seg, w, r, 0), rb);
-					hpsi_ring_prod_attach(&p->prod, hpsi_seg_ring(&b->seg, w, r, 1), rb);
-					p->used = HPSI_PAIR_ORIGIN;
-					p->host = host;
-				}
-			} else if (host == b->me) {
-				if (p->used != HPSI_PAIR_INBOUND) { /* its requests come here now */
-					hpsi_ring_prod_attach(&p->prod, hpsi_seg_ring(&b->seg, w, r, 0), rb);
-					hpsi_ring_cons_attach(&p->cons, hpsi_seg_ring(&b->seg, w, r, 1), rb);
-					p->used = HPSI_PAIR_INBOUND;
-				}
-			} else if (p->used == HPSI_PAIR_INBOUND) {
-				drop_pair(b, w, p); /* its host sends them elsewhere */
-				p->used = HPSI_PAIR_NONE;
-			}
 		}
+		hpsi_warn("bridge %s: server %u died: key range %u goes on at server %u (host %u)", b->cfg.host, dead, r,
+			  next, b->host_of_server[next]);
+		hpsi_bridge_range_to(b, r, next);
 	}
 }
 
@@ -222,11 +254,24 @@ int hpsi_bridge_failover_check(struct hpsi_bridge *b)
 	int moved = 0;
 	free_dropped(b, 0);
 	for (uint32_t s = 0; s < b->S; s++) {
+		/* a local replacement claimed the rank (it cleared fenced): its
+		 * own death is fenced again. The state's acquire (JOINING, or a
+		 * later state changed from it) pairs with its release of
+		 * JOINING, stored after it cleared fenced */
+		if (b->fence[s] == FENCE_DONE && hpsi_bridge_local_server(b, s) &&
+		    hpsi_node_state(&b->seg, s) != HPSI_NODE_EMPTY &&
+		    !atomic_load_explicit(&hpsi_seg_node(&b->seg, s)->fenced, memory_order_relaxed))
+			b->fence[s] = FENCE_NONE;
 		if (b->fence[s] == FENCE_DONE)
 			continue;
 		if (hpsi_bridge_local_server(b, s)) {
 			if (hpsi_node_state(&b->seg, s) == HPSI_NODE_DEAD && fence_out(b, s)) {
 				b->fence[s] = FENCE_DONE;
+				/* release: a replacement acquires it before it claims the
+				 * rank (runtime/client/ctx.c), so that the death it
+				 * replaces is fenced first, and clears it */
+				atomic_store_explicit(&hpsi_seg_node(&b->seg, s)->fenced, 1, memory_order_release);
+				hpsi_futex_wake(&hpsi_seg_node(&b->seg, s)->fenced);
 				moved = 1;
 			}
 		} else if (b->fence[s] == FENCE_NONE) {
@@ -260,8 +305,8 @@ void hpsi_bridge_fence_receive(struct hpsi_bridge *b, uint32_t from, uint32_t p)
 
 int hpsi_bridge_range_coming(struct hpsi_bridge *b, uint32_t s)
 {
-	if (!b->serving || s >= b->S)
-		return 0;
+	if (!b->serving || s >= b->S || b->handed[s] == 2)
+		return 0; /* (handed back, and the replacement holds it: it left) */
 	for (uint32_t q = b->seg.hdr->srv_lo; q < b->seg.hdr->srv_hi; q++)
 		if (hpsi_replica_index(&b->seg, s, q) != HPSI_NO_SERVER && !hpsi_server_gone(&b->seg, q))
 			return 1;
@@ -274,6 +319,8 @@ void hpsi_bridge_failover_free(struct hpsi_bridge *b)
 	free(b->serving);
 	free(b->fence);
 	free(b->dead_since);
+	free(b->handed);
+	b->handed = NULL;
 	b->serving = NULL;
 	b->fence = NULL;
 	b->dead_since = NULL;

@@ -76,16 +76,32 @@ int hpsi_bridge_fwd_pending(const struct hpsi_bridge *b)
 	return 0;
 }
 
+/* The two parts of a forward's body: keys (and lens), then values. A
+ * copy (HPSI_MSG_SYNC) is one part: its body as it is. */
+static void body_split(const struct hpsi_msg_hdr *h, size_t *n1, size_t *n2)
+{
+	int clock = h->type == HPSI_MSG_CLOCK, sync = h->type == HPSI_MSG_SYNC;
+	*n1 = clock || sync ? 0 : (size_t)h->nkeys * 8 + hpsi_lens_bytes(h->nlens);
+	*n2 = clock ? 0 : h->val_bytes;
+}
+
 /* Sends what local server p forwarded to remote server q; 1 when any. */
 static int send_ring(struct hpsi_bridge *b, uint32_t p, uint32_t q)
 {
 	struct hpsi_bridge_pair *f = fwd_of(b, p, q);
 	uint32_t host = b->host_of_server[q];
-	int moved = 0;
+	int moved = 0, copied = 0;
 	size_t len;
 	void *rec;
 	while ((rec = hpsi_ring_peek(&f->cons, &len))) {
 		const struct hpsi_msg_hdr *h0 = rec;
+		if (len >= sizeof *h0 && h0->type == HPSI_MSG_SYNC) { /* a copy to a replacement */
+			if (hpsi_bridge_sync_send(b, p, q, h0, len))
+				break; /* no memory: it stays in the ring */
+			hpsi_ring_consume(&f->cons, len);
+			moved = copied = 1;
+			continue;
+		}
 		struct hpsi_msg_view v;
 		const char *why = "a forward from no worker";
 		struct hpsi_msg_bounds heap = {0};
@@ -94,10 +110,7 @@ static int send_ring(struct hpsi_bridge *b, uint32_t p, uint32_t q)
 		if (len < sizeof *h0 || h0->sender >= b->W || hpsi_msg_check(rec, len, &heap, &v, &why) ||
 		    (v.hdr->type != HPSI_MSG_PUSH && v.hdr->type != HPSI_MSG_CLOCK) ||
 		    !(v.hdr->flags & HPSI_F_REPLICA)) {
-			/* copies of key ranges (HPSI_MSG_SYNC) do not cross hosts yet */
-			hpsi_msg_count_bad(len >= sizeof *h0 && h0->type == HPSI_MSG_SYNC
-						   ? "a range copy to another host (not supported)"
-						   : "not a forward in a forward ring");
+			hpsi_msg_count_bad("not a forward in a forward ring");
 			hpsi_ring_consume(&f->cons, len);
 			moved = 1;
 			continue;
@@ -117,6 +130,8 @@ static int send_ring(struct hpsi_bridge *b, uint32_t p, uint32_t q)
 	}
 	if (moved)
 		hpsi_ring_cons_publish(&f->cons);
+	if (copied) /* the copying server waits for room (recover.c, room_for_chunk) */
+		hpsi_bell_ring(&hpsi_seg_node(&b->seg, p)->bell);
 	return moved;
 }
 
@@ -150,9 +165,8 @@ static int put(struct hpsi_bridge *b, uint32_t p, uint32_t q, const struct hpsi_
 	       const void *vals)
 {
 	struct hpsi_bridge_pair *f = fwd_of(b, p, q);
-	int clock = in->type == HPSI_MSG_CLOCK;
-	size_t n1 = clock ? 0 : (size_t)in->nkeys * 8 + hpsi_lens_bytes(in->nlens);
-	size_t n2 = clock ? 0 : in->val_bytes;
+	size_t n1, n2;
+	body_split(in, &n1, &n2);
 	unsigned char *dst = hpsi_ring_reserve(&f->prod, sizeof *in + n1 + n2);
 	if (!dst)
 		return 1;
@@ -179,6 +193,12 @@ void hpsi_bridge_fwd_receive(struct hpsi_bridge *b, uint32_t from, const struct 
 	}
 	if (hpsi_server_gone(&b->seg, q))
 		return; /* a dead backup: nobody will read it (its primary stops forwarding) */
+	hpsi_bridge_fwd_write(b, p, q, h, keys, vals);
+}
+
+void hpsi_bridge_fwd_write(struct hpsi_bridge *b, uint32_t p, uint32_t q, const struct hpsi_msg_hdr *h,
+			   const void *keys, const void *vals)
+{
 	struct hpsi_bridge_pair *f = fwd_of(b, p, q);
 	if (f->held) {
 		hpsi_bridge_hold(b, f, h, keys, vals);
@@ -203,10 +223,12 @@ int hpsi_bridge_fwd_retry(struct hpsi_bridge *b)
 				struct hpsi_bridge_held *m = f->held;
 				const struct hpsi_msg_hdr *h = (const void *)m->msg;
 				const unsigned char *body = m->msg + sizeof *h;
-				size_t kb = (size_t)h->nkeys * 8 + hpsi_lens_bytes(h->nlens);
+				size_t kb, vb;
+				body_split(h, &kb, &vb);
+				(void)vb;
 				if (m->status) /* no memory held its body: the backup misses this push */
-					hpsi_error("bridge %s: a forward of worker %u's push to server %u was lost (out of memory): that backup differs from its primary",
-						   b->cfg.host, h->sender, q);
+					hpsi_error("bridge %s: a forward of %s %u to server %u was lost (out of memory): that backup differs from its primary",
+						   b->cfg.host, h->type == HPSI_MSG_SYNC ? "server" : "worker", h->sender, q);
 				else if (put(b, p, q, h, body, body + kb))
 					break;
 				f->held = m->next;

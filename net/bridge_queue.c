@@ -85,7 +85,7 @@ void hpsi_bridge_hold(struct hpsi_bridge *b, struct hpsi_bridge_pair *p, const s
 	int answer = h->type == HPSI_MSG_RESPONSE;
 	b->held_total++;
 	size_t keys_bytes = answer ? hpsi_lens_bytes(h->nlens) : (size_t)h->nkeys * 8 + hpsi_lens_bytes(h->nlens);
-	if (h->type == HPSI_MSG_CLOCK)
+	if (h->type == HPSI_MSG_CLOCK || h->type == HPSI_MSG_SYNC) /* (a copy: one part, vals) */
 		keys_bytes = 0;
 	size_t vals_bytes = h->type == HPSI_MSG_CLOCK ? 0 : h->val_bytes;
 	struct hpsi_bridge_held *m = malloc(sizeof *m + sizeof *h + keys_bytes + vals_bytes);

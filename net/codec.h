@@ -42,6 +42,13 @@ enum hpsi_msg_type {
 	HPSI_MSG_SYNC = 6,
 };
 
+/* What a bridge reads of a SYNC it carries to another host
+ * (net/bridge_recover.c): `part` HPSI_SYNC_FINAL with `width` 1 is a
+ * hand-back, whose last piece (nkeys + val_bytes / HPSI_SYNC_PEER_BYTES
+ * reaches the job's workers) moves the key range `range`; recover.c
+ * checks that its layout agrees. */
+enum { HPSI_SYNC_FINAL = 2, HPSI_SYNC_WHOLE = 3, HPSI_SYNC_PEER_BYTES = 24 };
+
 enum hpsi_msg_flags {
 	HPSI_F_HEAP_KEYS = 1, /* keys|lens at keys_off in the sender's heap */
 	HPSI_F_HEAP_VALS = 2, /* values at vals_off in the sender's heap */

@@ -67,8 +67,9 @@ int hpsi_batch_next(struct hpsi_batch_reader *r, struct hpsi_rec_hdr *rec, const
 		return -1;
 	}
 	memcpy(rec, r->buf + r->at, sizeof *rec);
-	uint32_t known = HPSI_REC_VALS_FRAME | HPSI_REC_FORWARD | HPSI_REC_FENCE;
+	uint32_t known = HPSI_REC_VALS_FRAME | HPSI_REC_FORWARD | HPSI_REC_FENCE | HPSI_REC_SYNC;
 	if (rec->flags & ~known || ((rec->flags & HPSI_REC_VALS_FRAME) != 0) != (r->vals_frame != 0) ||
+	    (rec->flags & HPSI_REC_SYNC && !(rec->flags & HPSI_REC_FORWARD)) ||
 	    (rec->flags & (HPSI_REC_FORWARD | HPSI_REC_FENCE) && r->vals_frame) ||
 	    (rec->flags & HPSI_REC_FORWARD && rec->flags & HPSI_REC_FENCE)) {
 		*why = "record flags disagree with the batch";
@@ -213,7 +214,8 @@ int hpsi_sched_check(const void *buf, size_t len, const char **why)
 			return -1;
 		}
 		for (uint32_t i = 0; i < m->nnodes; i++)
-			if (m->state[i] > HPSI_NODE_DEAD && m->state[i] != HPSI_NODE_RESTARTING) {
+			if (m->state[i] > HPSI_NODE_DEAD && m->state[i] != HPSI_NODE_RESTARTING &&
+			    m->state[i] != HPSI_NODE_JOINING) { /* a replacement server copying its ranges */
 				*why = "unknown node state";
 				return -1;
 			}

@@ -44,13 +44,17 @@ struct hpsi_batch_hdr {
  * forward it published came before this record on this stream; its key
  * ranges go on at their next replicas (net/bridge_failover.c). The
  * message is a bare header; never in a batch with a value frame. */
-enum { HPSI_REC_VALS_FRAME = 1, HPSI_REC_FORWARD = 2, HPSI_REC_FENCE = 4 };
+/* HPSI_REC_SYNC (with HPSI_REC_FORWARD): a copy of a key range to a
+ * replacement server (HPSI_MSG_SYNC, carried as it is in the forward
+ * ring: header and body, which hpsi_msg_check does not read;
+ * net/bridge_recover.c). */
+enum { HPSI_REC_VALS_FRAME = 1, HPSI_REC_FORWARD = 2, HPSI_REC_FENCE = 4, HPSI_REC_SYNC = 8 };
 
 struct hpsi_rec_hdr {
 	uint32_t len;      /* bytes of the message that follows */
 	uint32_t worker;   /* the request's worker rank (requests and responses); forwards: the primary */
 	uint32_t server;   /* the server rank; forwards: the backup */
-	uint32_t flags;    /* HPSI_REC_VALS_FRAME, HPSI_REC_FORWARD, HPSI_REC_FENCE */
+	uint32_t flags;    /* HPSI_REC_VALS_FRAME, HPSI_REC_FORWARD, HPSI_REC_FENCE, HPSI_REC_SYNC */
 };
 
 /* Bytes a record of a message of len bytes takes in a batch frame. */
@@ -161,6 +165,11 @@ struct hpsi_host_totals {
  *     (f: the largest floor) once all have, and HPSI_JOIN_CLOCK + c while
  *     the slot's state is ALIVE or later. */
 enum { HPSI_JOIN_CLAIMED = 1, HPSI_JOIN_CLOCK = 2 };
+/* join[n] for a server n (replicas across hosts, net/bridge_recover.c):
+ * its incarnation << 8 | its `lacking` bits, from its host's heartbeat,
+ * passed on in STATES; 0 for the first process of the rank. A newer
+ * incarnation brings a dead server back (JOINING). */
+#define HPSI_SRV_WORD(inc, lacking) ((uint32_t)(inc) << 8 | ((uint32_t)(lacking) & 0xffu))
 
 struct hpsi_sched_states {
 	struct hpsi_sched_hdr h;

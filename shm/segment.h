@@ -105,7 +105,12 @@ struct hpsi_node {
 	 * host's bridge wrote into their rings everything this dead server
 	 * forwarded to local backups and handed its key ranges on (its FENCE
 	 * came: net/bridge_failover.c). Stored with release by the bridge;
-	 * routing and takeovers acquire it (net/route.h, replica.c). */
+	 * routing and takeovers acquire it (net/route.h, replica.c). A local
+	 * server, with replicas across hosts: 1 once this host's bridge sent
+	 * the FENCE of its death (release); a replacement acquires it before
+	 * it claims the rank and clears it (relaxed, before its release of
+	 * JOINING: runtime/client/ctx.c); a remote replacement's host clears
+	 * it likewise (net/bridge_recover.c). The layout is unchanged. */
 	_Atomic uint32_t fenced;
 	char pad[128 - 84];
 };

@@ -613,8 +613,17 @@ static void test_bridge_forward_record_flags(void)
 	CU_ASSERT_EQUAL(rec.worker, 1u);
 	CU_ASSERT_EQUAL(batch_of_one(HPSI_REC_VALS_FRAME, HPSI_REC_VALS_FRAME | HPSI_REC_FORWARD, &rec, &why), -1);
 	CU_ASSERT_STRING_EQUAL(why, "record flags disagree with the batch");
-	CU_ASSERT_EQUAL(batch_of_one(0, 8, &rec, &why), -1);
+	CU_ASSERT_EQUAL(batch_of_one(0, 16, &rec, &why), -1);
 	CU_ASSERT_STRING_EQUAL(why, "record flags disagree with the batch");
+	/* a range copy (net/bridge_recover.c): only as a forward, never with
+	 * a value frame */
+	CU_ASSERT_EQUAL(batch_of_one(0, HPSI_REC_FORWARD | HPSI_REC_SYNC, &rec, &why), 1);
+	CU_ASSERT_EQUAL(rec.flags, (uint32_t)(HPSI_REC_FORWARD | HPSI_REC_SYNC));
+	CU_ASSERT_EQUAL(batch_of_one(0, HPSI_REC_SYNC, &rec, &why), -1);
+	CU_ASSERT_STRING_EQUAL(why, "record flags disagree with the batch");
+	CU_ASSERT_EQUAL(batch_of_one(HPSI_REC_VALS_FRAME, HPSI_REC_VALS_FRAME | HPSI_REC_FORWARD | HPSI_REC_SYNC, &rec,
+				     &why),
+			-1);
 	/* a FENCE (net/bridge_failover.c): alone, never with a value frame
 	 * nor as a forward */
 	CU_ASSERT_EQUAL(batch_of_one(0, HPSI_REC_FENCE, &rec, &why), 1);
@@ -624,10 +633,29 @@ static void test_bridge_forward_record_flags(void)
 	CU_ASSERT_STRING_EQUAL(why, "record flags disagree with the batch");
 }
 
+/* The scheduler's states as a bridge checks them: JOINING (a replacement
+ * server copying its key ranges across hosts, net/bridge_recover.c) is a
+ * state they may carry; a state no node takes is refused. */
+static void test_bridge_states_checked(void)
+{
+	static struct hpsi_sched_states m;
+	hpsi_sched_init(&m.h, HPSI_SCH_STATES, 0);
+	m.nnodes = 3;
+	m.state[0] = HPSI_NODE_JOINING, m.state[1] = HPSI_NODE_DEAD, m.state[2] = HPSI_NODE_RESTARTING;
+	m.join[0] = HPSI_SRV_WORD(1, 3);
+	const char *why = NULL;
+	CU_ASSERT_EQUAL(hpsi_sched_check(&m, sizeof m, &why), 0);
+	CU_ASSERT_EQUAL(m.join[0] >> 8, 1u);
+	m.state[1] = HPSI_NODE_VACANT;
+	CU_ASSERT_NOT_EQUAL(hpsi_sched_check(&m, sizeof m, &why), 0);
+	CU_ASSERT_STRING_EQUAL(why, "unknown node state");
+}
+
 int main(void)
 {
 	static const struct test_case cases[] = {
 		{"test_bridge_no_memory_leaves_request_in_ring", test_bridge_no_memory_leaves_request_in_ring},
+		{"test_bridge_states_checked", test_bridge_states_checked},
 		{"test_bridge_answer_room_never_fits", test_bridge_answer_room_never_fits},
 		{"test_bridge_heap_full_waits", test_bridge_heap_full_waits},
 		{"test_bridge_answer_too_big_and_lost", test_bridge_answer_too_big_and_lost},

@@ -376,6 +376,50 @@ static void test_cluster_replica_takes_over_across_hosts(void)
 	ns_down();
 }
 
+/* Recovery across hosts: two hosts of one server and one worker each,
+ * --replicas 1 --restart-servers 1, the workers pushing at a pace. kill -9
+ * of the second host's server: its range fails over to the first host's,
+ * its launcher starts a replacement, which copies both ranges through the
+ * bridges (its own handed back across hosts, then the one it backs up)
+ * while the pushes go on (net/bridge_recover.c). Once the first host knows
+ * it holds both whole, kill -9 of the first host's server (the other
+ * replica of every range): the replacement serves both, exact sums, exit
+ * 0. */
+static void test_cluster_replacement_across_hosts(void)
+{
+	CU_ASSERT_EQUAL_FATAL(ns_up(2), 0);
+	char h0[32], h1[32], mark[300];
+	snprintf(h0, sizeof h0, "%s0", pfx);
+	snprintf(h1, sizeof h1, "%s1", pfx);
+	pid_t p = busy_replicated_job("9436", 1, "HPS_TIMEOUT_MS=30000 NETNS_TEST_PACE_US=15000",
+				      "--restart-servers 1", mark, sizeof mark);
+	pid_t v = 0;
+	for (int t = 0; t < 200 && (v = find_proc("server", h1)) <= 0; t++)
+		usleep(100000);
+	if (v <= 0)
+		fprintf(stderr, "%s\n", slurp(job_log));
+	CU_ASSERT_FATAL(v > 0);
+	for (int t = 0; t < 20000 && access(mark, F_OK) != 0; t++)
+		usleep(1000);
+	kill(v, SIGKILL);
+	CU_ASSERT(access(mark, F_OK) == 0);
+	unlink(mark);
+	/* the first host's bridge learns that the replacement holds both
+	 * ranges whole (through the scheduler) */
+	CU_ASSERT(wait_log(job_log, "server 1 (incarnation 1) holds every key range whole", 60000));
+	CU_ASSERT(!log_has(job_log, "rounds done")); /* it caught up while the pushes ran */
+	pid_t a = find_proc("server", h0);
+	CU_ASSERT_FATAL(a > 0);
+	kill(a, SIGKILL);
+	CU_ASSERT_EQUAL(job_sums(p, 120000), 2);
+	const char *o = slurp(job_log);
+	CU_ASSERT(strstr(o, "handed key range 1 back to server 1") != NULL);
+	CU_ASSERT(strstr(o, "key range 0 goes on at server 1") != NULL);
+	if (getenv("SHOWLOG") || !strstr(o, "key range 0 goes on at server 1"))
+		fprintf(stderr, "%s\n", o);
+	ns_down();
+}
+
 /* HPS_REPLICAS=1 across two hosts, the second of one server and no
  * worker: kill -9 every process of that host (launcher, bridge, server)
  * in the middle of the pushes. No FENCE can come: once the scheduler
@@ -1077,6 +1121,7 @@ int main(int argc, char **argv)
 		{"test_cluster_bridge_killed", test_cluster_bridge_killed},
 		{"test_cluster_remote_server_killed", test_cluster_remote_server_killed},
 		{"test_cluster_replica_takes_over_across_hosts", test_cluster_replica_takes_over_across_hosts},
+		{"test_cluster_replacement_across_hosts", test_cluster_replacement_across_hosts},
 		{"test_cluster_host_lost_with_replicas", test_cluster_host_lost_with_replicas},
 		{"test_cluster_garbage_is_dropped", test_cluster_garbage_is_dropped},
 		{"test_cluster_configuration_errors", test_cluster_configuration_errors},

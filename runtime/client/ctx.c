@@ -109,6 +109,27 @@ int hpsi_ctx_check(const struct hps_ctx *c)
 	return hpsi_handle_check(c ? &c->magic : NULL, HPSI_MAGIC_CTX);
 }
 
+/* A replacement server across hosts claims its rank only once this host's
+ * bridge sent the FENCE of the death it replaces and handed its key ranges
+ * on (net/bridge_failover.c stores `fenced`, release, and wakes the word):
+ * a claim before would hide that death from the bridge, which sees it at
+ * its next liveness check. Bounded by HPS_TIMEOUT_MS. */
+static int wait_fenced(struct hps_ctx *c, struct hpsi_node *n)
+{
+	int64_t end = hpsi_now_ns() + c->timeout_ns;
+	/* acquire pairs with the bridge's release */
+	while (!atomic_load_explicit(&n->fenced, memory_order_acquire)) {
+		int64_t left = end - hpsi_now_ns();
+		if (left <= 0) {
+			hpsi_error("server rank %d of job '%s': this host's bridge did not hand the dead server's key ranges on within HPS_TIMEOUT_MS; no replacement",
+				   c->cfg.rank, c->seg.hdr->job);
+			return 1;
+		}
+		hpsi_futex_wait(&n->fenced, 0, left < 100000000 ? left : 100000000);
+	}
+	return 0;
+}
+
 int hps_init(hps_ctx **out, int *argc, char **argv)
 {
 	if (!out)
@@ -205,6 +226,13 @@ int hps_init(hps_ctx **out, int *argc, char **argv)
 	 * its key ranges before anyone routes to it (runtime/server/recover.c). */
 	uint32_t claimed = HPSI_NODE_ALIVE;
 	if (c->cfg.role == HPS_ROLE_SERVER && c->seg.hdr->replicas && st == HPSI_NODE_DEAD) {
+		if (c->seg.hdr->bridged && wait_fenced(c, n)) {
+			hpsi_seg_detach(&c->seg);
+			free(c);
+			return HPS_ETIMEDOUT;
+		}
+		/* the next death of this rank is fenced again (net/bridge_failover.c) */
+		atomic_store_explicit(&n->fenced, 0, memory_order_relaxed); /* published just below */
 		atomic_fetch_add_explicit(&n->incarnation, 1, memory_order_relaxed); /* published just below */
 		atomic_store_explicit(&n->lacking, (2u << c->seg.hdr->replicas) - 1, memory_order_relaxed); /* all */
 		claimed = HPSI_NODE_JOINING;

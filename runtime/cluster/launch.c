@@ -101,7 +101,8 @@ static void usage(FILE *f)
 		"                        only with HPS_XREPLICAS=1 (failover tested on two hosts)\n"
 		"  --restart-servers N   with --replicas: start a replacement for a dead server, which\n"
 		"                        copies its key ranges and serves again, up to N times in all\n"
-		"                        (default 2 per server; 0: never; none across hosts)\n"
+		"                        (default 2 per server; 0: never; with --hosts: N per host,\n"
+		"                        copies through the bridges)\n"
 		"  --max-workers N       room for up to N workers (default: -w): more join the running\n"
 		"                        job with `hps scale --workers` or HPS_JOIN=1 (HPS_MAX_WORKERS;\n"
 		"                        with --hosts the free ranks are the last host's: join there)\n"
@@ -1089,8 +1090,9 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 		stop_job(&j);
 
 	int workers_left = (int)(wrk_end - hdr->wrk_lo), nodes_left = j.n - first;
-	/* no replacement across hosts: range copies do not cross hosts */
-	long restarts_left = !hdr->replicas || hdr->bridged ? 0
+	/* across hosts too (their copies cross the bridges:
+	 * net/bridge_recover.c); each host's launcher counts its own */
+	long restarts_left = !hdr->replicas ? 0
 			     : restart_servers >= 0 ? restart_servers
 						    : 2 * (long)(hdr->srv_hi - hdr->srv_lo);
 	if (restarts_left > MAX_RESTARTS)

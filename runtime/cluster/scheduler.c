@@ -73,7 +73,9 @@ struct sched {
 	uint32_t nservers, nworkers, nhosts;
 	uint32_t launched; /* -w: nworkers less the room (--max-workers), the last host's */
 	struct host hosts[HPSI_MAX_HOSTS];
-	uint32_t join_own[HPSI_MAX_NODES]; /* per room slot: its host's join word (claimed, then its clock) */
+	/* per room slot: its host's join word (claimed, then its clock); per
+	 * server: its incarnation and lacking bits (HPSI_SRV_WORD) */
+	uint32_t join_own[HPSI_MAX_NODES];
 	struct hpsi_sched_assign assign;
 	uint8_t state[HPSI_MAX_NODES];
 	int states_changed;
@@ -411,6 +413,7 @@ static void broadcast_states(struct sched *s)
 	m.nnodes = s->nservers + s->nworkers;
 	memcpy(m.state, s->state, m.nnodes);
 	join_words(s, &m);
+	memcpy(m.join, s->join_own, (size_t)s->nservers * sizeof *m.join); /* servers' words */
 	/* the job's restarts: each host's launcher may restart while they
 	 * are below the budget (apply_states, net/bridge_sched.c) */
 	for (uint32_t i = 0; i < s->nhosts; i++)
@@ -434,6 +437,8 @@ static void set_state(struct sched *s, uint32_t node, uint8_t st, const char *ho
 	 * claims the rank, and a death beyond the budget comes as DEAD. */
 	if (st == HPSI_NODE_RESTARTING && node < s->nservers)
 		return; /* servers are replaced, not restarted */
+	if (st == HPSI_NODE_JOINING)
+		return; /* only with a new incarnation (server_words) */
 	if (st == HPSI_NODE_RESTARTING)
 		hpsi_info("scheduler: worker %u (host %s) died; its host restarts it", node - s->nservers, host);
 	else if (s->state[node] == HPSI_NODE_RESTARTING && st == HPSI_NODE_ALIVE)
@@ -456,6 +461,36 @@ static void host_nodes(const struct sched *s, uint32_t i, void (*fn)(struct sche
 		fn(ms, n, e->name);
 	for (uint32_t n = e->wrk_lo; n < e->wrk_hi; n++)
 		fn(ms, s->nservers + n, e->name);
+}
+
+/* A heartbeat's words of its host's servers (replicas across hosts:
+ * net/bridge_recover.c). A newer incarnation is a replacement: the one
+ * way back from DEAD, as on one host (the JOINING it reports, then
+ * ALIVE); a death of the one before it that the heartbeats missed is
+ * reported first. */
+static void server_words(struct sched *s, uint32_t idx, const struct hpsi_sched_states *hb)
+{
+	const struct hpsi_host_entry *e = &s->assign.hosts[idx];
+	for (uint32_t n = e->srv_lo; n < e->srv_hi && n < hb->nnodes; n++) {
+		uint32_t w = hb->join[n], old = s->join_own[n];
+		if (w == old)
+			continue;
+		if (w >> 8 > old >> 8) {
+			/* (a claim whose state the heartbeat did not see yet: the
+			 * next one shows it) */
+			if (hb->state[n] != HPSI_NODE_JOINING && hb->state[n] != HPSI_NODE_ALIVE)
+				continue;
+			if (s->state[n] != HPSI_NODE_DEAD)
+				set_state(s, n, HPSI_NODE_DEAD, e->name);
+			hpsi_warn("scheduler: server %u (host %s) is replaced (incarnation %u): it copies its key ranges",
+				  n, e->name, w >> 8);
+			s->state[n] = hb->state[n];
+		} else if (w >> 8 < old >> 8) {
+			continue; /* (a heartbeat older than the one that told of it) */
+		}
+		s->join_own[n] = w;
+		s->states_changed = 1;
+	}
 }
 
 static void mark_dead(struct sched *s, uint32_t node, const char *host)
@@ -665,6 +700,7 @@ static void handle(struct sched *s, const struct peer_id *id, const void *buf, s
 	if (m->type == HPSI_SCH_HEARTBEAT) {
 		const struct hpsi_sched_states *hb = buf;
 		const struct hpsi_host_entry *e = &s->assign.hosts[idx];
+		server_words(s, idx, hb);
 		for (uint32_t n = 0; n < hb->nnodes && n < s->nservers + s->nworkers; n++) {
 			int mine = n < s->nservers ? n >= e->srv_lo && n < e->srv_hi
 						   : n - s->nservers >= e->wrk_lo && n - s->nservers < e->wrk_hi;

@@ -88,6 +88,10 @@ struct sync_peer {
 	uint64_t phase;
 	int64_t last_seq;
 };
+/* what a bridge reads of a hand-back (net/codec.h, net/bridge_recover.c) */
+_Static_assert(sizeof(struct sync_peer) == HPSI_SYNC_PEER_BYTES && (int)SYNC_FINAL == (int)HPSI_SYNC_FINAL &&
+		       (int)SYNC_WHOLE == (int)HPSI_SYNC_WHOLE,
+	       "a bridge reads FINAL pieces");
 
 struct range_sync {
 	uint32_t to, to_index, incarnation;
@@ -765,6 +769,11 @@ static void attach_range(struct server *sv, struct range_state *rs)
 		hpsi_ring_cons_attach(&p->req, hpsi_seg_ring(sv->seg, wk, rs->id, 0), sv->seg->hdr->ring_bytes);
 		hpsi_ring_prod_attach(&p->resp, resp, sv->seg->hdr->ring_bytes);
 	}
+	/* Across hosts a bridge read some of these rings for the source: it
+	 * published their heads only up to the oldest request not answered
+	 * (net/bridge_recover.c), so requests answered there come again, with
+	 * clocks older than the last one copied */
+	rs->resent = sv->seg->hdr->bridged;
 	rs->serving = 1;
 	rs->epoch++;
 }

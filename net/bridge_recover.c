@@ -1,0 +1,188 @@
+/* Replacement servers across hosts (HPS_REPLICAS with HPS_XREPLICAS=1,
+ * hps launch --restart-servers): the bridge's part (docs/ARCHITECTURE.md,
+ * "Across hosts", Recovery).
+ *
+ * On one host a replacement claims its dead rank (a new incarnation,
+ * JOINING, its `lacking` bits), and the servers holding its key ranges
+ * copy them to it over their forward rings (runtime/server/recover.c).
+ * Across hosts three things cross through the bridges:
+ *
+ * 1. Its state. Each heartbeat carries, per local server, its incarnation
+ *    and lacking bits (HPSI_SRV_WORD in join[], net/wire.h); the
+ *    scheduler takes a newer incarnation as the way back from DEAD and
+ *    passes the words on in its states. Another host's bridge applies
+ *    them to its copy of the node: a newer incarnation (only once the
+ *    death before it was fenced here, so that the failover of the old
+ *    one is over) stores the lacking bits and the incarnation, clears
+ *    `fenced`, then JOINING (release); then lacking bits as they clear,
+ *    and ALIVE. So the servers here see the replacement as a server of
+ *    their own host would (find_target in recover.c), and routing skips
+ *    it while it lacks a range.
+ * 2. The copy. A SYNC record in a forward ring to a remote server goes as
+ *    it is (header and body, HPSI_REC_SYNC) in the per-host batch, after
+ *    the forwards before it, and into the same forward ring there: the
+ *    order of the ring is kept end to end, as for forwards
+ *    (net/bridge_fwd.c). SYNC_WHOLE (a move's memfds) never crosses.
+ * 3. The hand-back. The last FINAL piece of a range handed back moves the
+ *    range's pairs on both hosts to the replacement (hpsi_bridge_range_to,
+ *    the other direction of a failover): on the source's host when the
+ *    bridge reads it (the source froze the range and published its heads
+ *    and answers before the FINAL, which the bridge acquired), before the
+ *    requests it sends after it; on the replacement's host before it is
+ *    written into the ring, so the replacement attaches only to rings no
+ *    bridge reads or writes for another server any more. The source's
+ *    host holds the requests the other host still sends until the range's
+ *    lacking bit clears there (then they are stale: that host reads them
+ *    again for the replacement) or the replacement's FENCE brings the
+ *    range back (then they are delivered). On the replacement's host the
+ *    local workers' rings are read again from the oldest request not
+ *    answered (the source's answers still on their way are dropped as
+ *    stale); the range is marked resent (runtime/server/recover.c,
+ *    attach_range), and its last sequences, copied in the FINAL, answer
+ *    a push seen twice without applying it again.
+ *
+ * One thread (the bridge's) does all of this. */
+#include <stdatomic.h>
+
+#include "net/bridge.h"
+#include "net/route.h"
+#include "runtime/common/log.h"
+#include "shm/node.h"
+
+void hpsi_bridge_recover_report(struct hpsi_bridge *b, struct hpsi_sched_states *m)
+{
+	if (!b->serving)
+		return;
+	for (uint32_t n = b->seg.hdr->srv_lo; n < b->seg.hdr->srv_hi && n < m->nnodes; n++) {
+		struct hpsi_node *node = hpsi_seg_node(&b->seg, n);
+		/* After the state the heartbeat acquired: a claim since may show
+		 * its incarnation beside the state before it (DEAD), which the
+		 * scheduler waits out (scheduler.c, server_words) */
+		uint32_t inc = atomic_load_explicit(&node->incarnation, memory_order_relaxed);
+		uint32_t lack = atomic_load_explicit(&node->lacking, memory_order_relaxed);
+		m->join[n] = HPSI_SRV_WORD(inc, inc ? lack : 0);
+	}
+}
+
+/* 1 when the node moved from *cur to st (acq_rel, as every state change). */
+static int move_state(struct hpsi_node *node, uint32_t cur, uint32_t st)
+{
+	return atomic_compare_exchange_strong_explicit(&node->state, &cur, st, memory_order_acq_rel,
+						       memory_order_acquire);
+}
+
+int hpsi_bridge_recover_apply(struct hpsi_bridge *b, const struct hpsi_sched_states *m)
+{
+	if (!b->serving || b->sched_lost)
+		return 0;
+	int changed = 0;
+	for (uint32_t n = 0; n < b->S && n < m->nnodes; n++) {
+		if (hpsi_node_local(&b->seg, n))
+			continue;
+		struct hpsi_node *node = hpsi_seg_node(&b->seg, n);
+		uint32_t inc = m->join[n] >> 8, lack = m->join[n] & 0xffu, st = m->state[n];
+		uint32_t cur = hpsi_node_state(&b->seg, n);
+		uint32_t mine = atomic_load_explicit(&node->incarnation, memory_order_relaxed);
+		if (inc > mine) {
+			/* the death before it first: its FENCE came and its forwards
+			 * are in (or its host was counted lost) */
+			if (cur != HPSI_NODE_DEAD || !atomic_load_explicit(&node->fenced, memory_order_acquire))
+				continue;
+			/* relaxed: published by the release of JOINING below */
+			atomic_store_explicit(&node->lacking, lack, memory_order_relaxed);
+			atomic_store_explicit(&node->incarnation, inc, memory_order_relaxed);
+			atomic_store_explicit(&node->fenced, 0, memory_order_relaxed);
+			b->fence[n] = 0; /* FENCE_NONE: its own death is fenced again */
+			b->dead_since[n] = 0;
+			if (!move_state(node, HPSI_NODE_DEAD, HPSI_NODE_JOINING))
+				continue; /* (only this thread moves a remote node from DEAD) */
+			hpsi_warn("bridge %s: server %u (host %u) is replaced (incarnation %u): this host's servers copy its key ranges to it",
+				  b->cfg.host, n, b->host_of_server[n], inc);
+			cur = HPSI_NODE_JOINING, mine = inc, changed = 1;
+		}
+		if (inc != mine || (cur != HPSI_NODE_JOINING && cur != HPSI_NODE_ALIVE))
+			continue;
+		uint32_t had = atomic_load_explicit(&node->lacking, memory_order_relaxed);
+		if ((had & ~lack) && inc) {
+			/* release pairs with routing's acquire (net/route.h): a
+			 * replica is counted once it holds the range whole; bits only
+			 * clear (a copy begins again only for a range not served) */
+			atomic_fetch_and_explicit(&node->lacking, lack, memory_order_release);
+			for (uint32_t i = 0; i <= b->seg.hdr->replicas; i++) {
+				uint32_t r = hpsi_replica_range(&b->seg, n, i);
+				if ((had & ~lack) >> i & 1 && b->handed[r] == 1 && b->serving[r] == n)
+					hpsi_bridge_range_settled(b, r);
+			}
+			if (lack & had)
+				hpsi_info("bridge %s: server %u (incarnation %u) holds more key ranges whole (lacking %#x)",
+					  b->cfg.host, n, inc, lack & had);
+			else
+				hpsi_warn("bridge %s: server %u (incarnation %u) holds every key range whole", b->cfg.host,
+					  n, inc);
+			changed = 1;
+		}
+		if (cur == HPSI_NODE_JOINING && st == HPSI_NODE_ALIVE && move_state(node, cur, HPSI_NODE_ALIVE)) {
+			hpsi_warn("bridge %s: server %u (incarnation %u) serves again", b->cfg.host, n, inc);
+			changed = 1;
+		} else if (cur == HPSI_NODE_JOINING && (st == HPSI_NODE_DEAD || st == HPSI_NODE_CLOSED) &&
+			   move_state(node, cur, st)) {
+			changed = 1; /* (apply_states moves it from ALIVE) */
+		}
+	}
+	return changed;
+}
+
+/* Whether h is the last FINAL piece of a range handed back. */
+static int last_handback(const struct hpsi_bridge *b, const struct hpsi_msg_hdr *h)
+{
+	return h->part == HPSI_SYNC_FINAL && h->width == 1 &&
+	       (uint64_t)h->nkeys + h->val_bytes / HPSI_SYNC_PEER_BYTES >= b->W;
+}
+
+/* A SYNC's header as recover.c writes it, from server p to server q. */
+static int sync_ok(const struct hpsi_bridge *b, uint32_t p, uint32_t q, const struct hpsi_msg_hdr *h, size_t len)
+{
+	return len >= sizeof *h && h->magic == HPSI_MSG_MAGIC && h->version == HPSI_MSG_VERSION &&
+	       h->type == HPSI_MSG_SYNC && h->flags == HPSI_F_REPLICA && h->sender == p && p < b->S && q < b->S &&
+	       h->val_bytes == len - sizeof *h && h->range < b->S && h->part < HPSI_SYNC_WHOLE && h->width <= 1;
+}
+
+int hpsi_bridge_sync_send(struct hpsi_bridge *b, uint32_t p, uint32_t q, const struct hpsi_msg_hdr *h, size_t len)
+{
+	if (!sync_ok(b, p, q, h, len)) {
+		hpsi_msg_count_bad(len >= sizeof *h && h->part == HPSI_SYNC_WHOLE
+					   ? "a range copy of whole tables to another host (memfds stay on their host)"
+					   : "a malformed range copy in a forward ring");
+		return 0;
+	}
+	uint32_t host = b->host_of_server[q];
+	if (hpsi_bridge_batch_room(&b->out[host], hpsi_batch_rec_bytes(len)))
+		return 1;
+	hpsi_bridge_append(b, host, p, q, HPSI_REC_FORWARD | HPSI_REC_SYNC, h, h + 1, (size_t)h->val_bytes, NULL, 0);
+	if (b->serving && last_handback(b, h)) {
+		hpsi_warn("bridge %s: server %u handed key range %u back to server %u (host %u)", b->cfg.host, p, h->range,
+			  q, host);
+		hpsi_bridge_range_to(b, h->range, q);
+		b->handed[h->range] = 1; /* (cleared when it moves again) */
+	}
+	return 0;
+}
+
+void hpsi_bridge_sync_receive(struct hpsi_bridge *b, uint32_t from, const struct hpsi_rec_hdr *rec, const void *msg)
+{
+	const struct hpsi_msg_hdr *h = msg;
+	uint32_t p = rec->worker, q = rec->server;
+	if (!b->serving || !sync_ok(b, p, q, h, rec->len) || b->host_of_server[p] != from ||
+	    !hpsi_bridge_local_server(b, q) || hpsi_bridge_local_server(b, p)) {
+		hpsi_msg_count_bad("a range copy naming no remote source and local replacement");
+		return;
+	}
+	uint32_t st = hpsi_node_state(&b->seg, q);
+	if (st != HPSI_NODE_JOINING && st != HPSI_NODE_ALIVE)
+		return; /* its target is gone: nobody reads it (the source stops) */
+	if (last_handback(b, h)) {
+		hpsi_warn("bridge %s: server %u hands key range %u back to server %u", b->cfg.host, p, h->range, q);
+		hpsi_bridge_range_to(b, h->range, q);
+	}
+	hpsi_bridge_fwd_write(b, p, q, h, h + 1, h + 1);
+}
