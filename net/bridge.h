@@ -290,6 +290,11 @@ int hpsi_bridge_failover_layout(struct hpsi_bridge *b);
 /* Hands on the ranges of local servers found dead (their FENCE goes to
  * every host) and fences remote ones whose forwards are all written. */
 int hpsi_bridge_failover_check(struct hpsi_bridge *b);
+/* A bridge asked to leave: first the FENCE of each local server found
+ * dead (its host's part may be over because its servers died), so that
+ * the other hosts need not wait HPS_DEAD_MS more to count the host lost;
+ * bounded by HPS_DEAD_MS. */
+void hpsi_bridge_failover_leave(struct hpsi_bridge *b);
 /* A FENCE of server p from host `from`. */
 void hpsi_bridge_fence_receive(struct hpsi_bridge *b, uint32_t from, uint32_t p);
 /* Origin pair p: hands back to the worker the ring bytes of the requests

@@ -37,6 +37,7 @@
  * learn of the death before this one).
  *
  * One thread (the bridge's) does all of this. */
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
@@ -241,6 +242,27 @@ int hpsi_bridge_failover_check(struct hpsi_bridge *b)
 		}
 	}
 	return moved;
+}
+
+void hpsi_bridge_failover_leave(struct hpsi_bridge *b)
+{
+	if (!b->serving)
+		return;
+	int64_t until = hpsi_now_ns() + b->cc.dead_ms * 1000000;
+	for (;;) {
+		hpsi_bridge_failover_check(b);
+		for (uint32_t i = 0; i < b->nhosts; i++)
+			hpsi_bridge_flush(b, i);
+		int left = 0;
+		for (uint32_t s = b->seg.hdr->srv_lo; s < b->seg.hdr->srv_hi; s++)
+			left |= hpsi_node_state(&b->seg, s) == HPSI_NODE_DEAD && b->fence[s] != FENCE_DONE;
+		if (!left || hpsi_now_ns() > until)
+			return;
+		/* what holds a FENCE back is room: batches to send, forwards
+		 * still in a ring; the peers' traffic is read meanwhile */
+		if (!hpsi_bridge_recv_peers(b))
+			sched_yield();
+	}
 }
 
 void hpsi_bridge_fence_receive(struct hpsi_bridge *b, uint32_t from, uint32_t p)
