@@ -185,7 +185,8 @@ static void test_xfail_bridge_dies_alone(void)
 	CU_ASSERT(rc != 0); /* a bridge lost while needed fails its host */
 	const char *o = slurp(job_log);
 	int ok = strstr(o, "worker 0: sums ok") && strstr(o, "worker 1: sums ok") &&
-		 strstr(o, "key range 1 goes on at server 2 (host 2)");
+		 strstr(o, "key range 1 goes on at server 2 (host 2)") &&
+		 strstr(o, "its 1 node killed at once");
 	CU_ASSERT(ok);
 	show_log_if(!ok || !gone || rc == 0);
 	const char *shm = getenv("HPS_SHM_DIR");
