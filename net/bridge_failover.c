@@ -39,11 +39,14 @@
  * One thread (the bridge's) does all of this. */
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "hps/error.h"
 #include "net/bridge.h"
 #include "net/route.h"
+#include "runtime/common/config.h"
 #include "runtime/common/log.h"
 #include "shm/bell.h"
 #include "shm/node.h"
@@ -55,6 +58,12 @@ int hpsi_bridge_failover_layout(struct hpsi_bridge *b)
 	if (!b->seg.hdr->replicas)
 		return 0;
 	b->resend = 1;
+	b->fwd_failpoint = -1;
+	const char *fp = hpsi_setting("FAILPOINT");
+	char host[HPSI_NAME_MAX + 1];
+	unsigned long long n;
+	if (fp && sscanf(fp, "holdfwd:%64[^:]:%llu", host, &n) == 2 && strcmp(host, b->cfg.host) == 0)
+		b->fwd_failpoint = (int64_t)n;
 	b->serving = calloc(b->S, sizeof *b->serving);
 	b->fence = calloc(b->S, 1);
 	b->dead_since = calloc(b->S, sizeof *b->dead_since);
@@ -65,11 +74,25 @@ int hpsi_bridge_failover_layout(struct hpsi_bridge *b)
 	return 0;
 }
 
+int hpsi_bridge_fwd_failpoint(struct hpsi_bridge *b)
+{
+	if (!b->serving || b->fwd_failpoint == -1) /* none */
+		return 0;
+	if (b->fwd_failpoint > 0) {
+		b->fwd_failpoint--;
+		return 0;
+	}
+	if (b->fwd_failpoint == 0) {
+		b->fwd_failpoint = -2; /* holding, logged */
+		hpsi_warn("bridge %s: HPS_FAILPOINT=holdfwd: forwards to other hosts are held from now on", b->cfg.host);
+	}
+	return 1;
+}
+
 void hpsi_bridge_origin_release(struct hpsi_bridge *b, struct hpsi_bridge_pair *p)
 {
-	struct hpsi_bridge_entry *e;
-	if (b->resend && (e = hpsi_bridge_fifo_front(&p->fifo)))
-		hpsi_ring_cons_publish_at(&p->cons, e->at);
+	if (b->resend && (p->nunacked || hpsi_bridge_fifo_front(&p->fifo)))
+		hpsi_ring_cons_publish_at(&p->cons, hpsi_bridge_acks_resend_at(p));
 	else
 		hpsi_ring_cons_publish(&p->cons);
 }
@@ -119,6 +142,7 @@ static void drop_pair(struct hpsi_bridge *b, uint32_t w, struct hpsi_bridge_pair
 		free(m);
 	}
 	p->held_tail = NULL;
+	p->nunacked = 0;
 }
 
 /* Key ranges that `dead` served go on at their next live replica: the
@@ -126,6 +150,7 @@ static void drop_pair(struct hpsi_bridge *b, uint32_t w, struct hpsi_bridge_pair
 static void move_ranges(struct hpsi_bridge *b, uint32_t dead)
 {
 	uint32_t rb = b->seg.hdr->ring_bytes;
+	hpsi_bridge_acks_dead(b, dead); /* as a backup: no push waits for its ack */
 	for (uint32_t r = 0; r < b->S; r++) {
 		if (b->serving[r] != dead)
 			continue;
@@ -140,9 +165,9 @@ static void move_ranges(struct hpsi_bridge *b, uint32_t dead)
 			struct hpsi_bridge_pair *p = hpsi_bridge_pair_of(b, w, r);
 			if (hpsi_bridge_local_worker(b, w)) {
 				if (p->used == HPSI_PAIR_ORIGIN) {
-					/* from the oldest request not answered */
-					struct hpsi_bridge_entry *e = hpsi_bridge_fifo_front(&p->fifo);
-					uint32_t at = e ? e->at : p->cons.head;
+					/* from the oldest push not acked by a remote
+					 * backup, else request not answered */
+					uint32_t at = hpsi_bridge_acks_resend_at(p);
 					hpsi_ring_cons_publish_at(&p->cons, at);
 					p->cons.head = at;
 					drop_pair(b, w, p);
@@ -293,6 +318,8 @@ int hpsi_bridge_range_coming(struct hpsi_bridge *b, uint32_t s)
 void hpsi_bridge_failover_free(struct hpsi_bridge *b)
 {
 	free_dropped(b, 1);
+	for (size_t i = 0; b->serving && b->pairs && i < (size_t)b->W * b->S; i++)
+		free(b->pairs[i].unacked);
 	free(b->serving);
 	free(b->fence);
 	free(b->dead_since);

@@ -100,13 +100,16 @@ static void test_xfail_new_primary_on_third_host(void)
  * dead (host_lost), and range 1 goes on at server 2. A push of host 0's
  * worker that server 1 answered but whose forward to server 2 was still
  * in host 1's bridge when it died is not complete: host 0's bridge
- * keeps it in the ring until server 2 acked it, and resends it. Host 1
+ * keeps it in the ring until server 2 acked it, and resends it
+ * (test_xfail_host_lost_with_forwards_in_it makes that moment). Host 1
  * runs no worker: a dead worker fails the others' barrier. */
 static void test_xfail_host_lost_of_three(void)
 {
 	CU_ASSERT_EQUAL_FATAL(ns_up(3), 0);
 	char mark[300];
-	pid_t p = three_host_job("9472", (const int[3]){1, 0, 1}, "HPS_REPLICAS=1 NETNS_TEST_HOLD=1", "--keep-going",
+	/* one worker, which holds (NETNS_TEST_HOLD): the kill comes in the
+	 * middle of its pushes, however slow the test is to get there */
+	pid_t p = three_host_job("9472", (const int[3]){1, 0, 0}, "HPS_REPLICAS=1 NETNS_TEST_HOLD=1", "--keep-going",
 				 mark, sizeof mark);
 	pid_t v = proc_of("server", 1), br = proc_of("bridge", 1);
 	CU_ASSERT_FATAL(v > 0 && br > 0);
@@ -122,12 +125,52 @@ static void test_xfail_host_lost_of_three(void)
 	int rc = finish(p, 120000);
 	CU_ASSERT(rc == 137 || rc == 0);
 	const char *o = slurp(job_log);
-	int ok = strstr(o, "worker 0: sums ok") && strstr(o, "worker 1: sums ok") && strstr(o, "that host counts as lost");
+	int ok = strstr(o, "worker 0: sums ok") && strstr(o, "that host counts as lost");
 	CU_ASSERT(ok);
 	show_log_if(!ok || (rc != 137 && rc != 0));
 	/* what the lost host's launcher would have removed is this machine's */
 	const char *shm = getenv("HPS_SHM_DIR");
 	sh("rm -f %s/hps.*.%s1 %s/hps-lobby.*.%s1", shm ? shm : "/dev/shm", pfx, shm ? shm : "/dev/shm", pfx);
+	ns_down();
+}
+
+/* The moment the note in ARCHITECTURE predicted: host 1 lost while
+ * server 1 had answered pushes whose forwards to server 2 (host 2) were
+ * still in host 1 (HPS_FAILPOINT=holdfwd: host 1's bridge holds its
+ * forwards to other hosts after its 400th, about round 100, while its
+ * answers go out). The workers wait for server 2's acks of those
+ * pushes, which never come: server 2 never got them. Their hosts'
+ * bridges keep each push in the worker's ring until every remote backup
+ * acked it, so after the failover server 2 reads them again and applies
+ * them once. Exact sums (without that: HPS_ETIMEDOUT). */
+static void test_xfail_host_lost_with_forwards_in_it(void)
+{
+	CU_ASSERT_EQUAL_FATAL(ns_up(3), 0);
+	char mark[300], env[200];
+	snprintf(env, sizeof env, "HPS_REPLICAS=1 HPS_FAILPOINT=holdfwd:%s1:400", pfx);
+	/* both workers on host 0: for a worker on host 2, the answer and the
+	 * forward would take one stream (host 1 to host 2, forwards first),
+	 * which the failpoint, holding every forward, does not model */
+	pid_t p = three_host_job("9475", (const int[3]){2, 0, 0}, env, "--keep-going", mark, sizeof mark);
+	pid_t v = proc_of("server", 1), br = proc_of("bridge", 1);
+	CU_ASSERT_FATAL(v > 0 && br > 0);
+	CU_ASSERT(wait_log(job_log, "forwards to other hosts are held from now on", 30000));
+	/* the answers of the pushes held leave host 1 at once, but nothing
+	 * outside the workers' rings tells they arrived: a pause instead */
+	usleep(300000);
+	kill(br, SIGKILL);
+	kill(v, SIGKILL);
+	sh("ip netns pids %s1 | xargs -r kill -9 2>/dev/null", pfx);
+	CU_ASSERT(!log_has(job_log, "rounds done"));
+	int rc = finish(p, 120000);
+	CU_ASSERT(rc == 137 || rc == 0);
+	const char *o = slurp(job_log);
+	int ok = strstr(o, "worker 0: sums ok") && strstr(o, "worker 1: sums ok");
+	CU_ASSERT(ok);
+	show_log_if(!ok || (rc != 137 && rc != 0));
+	const char *shm = getenv("HPS_SHM_DIR");
+	sh("rm -f %s/hps.*.%s1 %s/hps-lobby.*.%s1", shm ? shm : "/dev/shm", pfx, shm ? shm : "/dev/shm", pfx);
+	unlink(mark);
 	ns_down();
 }
 
@@ -204,6 +247,7 @@ int main(int argc, char **argv)
 	static const struct test_case cases[] = {
 		{"test_xfail_new_primary_on_third_host", test_xfail_new_primary_on_third_host},
 		{"test_xfail_host_lost_of_three", test_xfail_host_lost_of_three},
+		{"test_xfail_host_lost_with_forwards_in_it", test_xfail_host_lost_with_forwards_in_it},
 		{"test_xfail_two_replicas_die", test_xfail_two_replicas_die},
 		{"test_xfail_bridge_dies_alone", test_xfail_bridge_dies_alone},
 		{NULL, NULL},
