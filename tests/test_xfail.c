@@ -16,23 +16,30 @@
 #include "shm/bell.h"
 #include "tests/netns.h"
 
-/* A job of three hosts of one server each; host i runs workers[i]
- * workers (worker 0, on host 0, touches *mark once the pushes run).
- * env: more settings; flags: more options of hps launch. Returns the
- * launcher's pid (it runs on host 0). */
-static pid_t three_host_job(const char *port, const int workers[3], const char *env, const char *flags, char *mark,
-			    size_t cap)
+/* A job of n hosts of one server each; host i runs workers[i] workers
+ * of `mode` (tests/netns.h; worker 0, on host 0, touches *mark once the
+ * pushes run). env: more settings; flags: more options of hps launch.
+ * Returns the launcher's pid (it runs on host 0). */
+static pid_t hosts_job(const char *port, int n, const int *workers, const char *env, const char *flags,
+		       const char *mode, char *mark, size_t cap)
 {
-	char hosts[256];
-	snprintf(hosts, sizeof hosts, "%s0 1 %d " NET ".1\n%s1 1 %d " NET ".2\n%s2 1 %d " NET ".3\n", pfx, workers[0],
-		 pfx, workers[1], pfx, workers[2]);
+	char hosts[512];
+	size_t at = 0;
+	for (int i = 0; i < n; i++)
+		at += (size_t)snprintf(hosts + at, sizeof hosts - at, "%s%d 1 %d " NET ".%d\n", pfx, i, workers[i], i + 1);
 	write_hosts(hosts);
 	snprintf(mark, cap, "%s.running", job_log);
 	unlink(mark);
 	return start(job_log,
 		     "ip netns exec %s0 " ENV("%s") "HPS_RING_KB=1024 HPS_XREPLICAS=1 %s "
-		     "NETNS_TEST_MARK=%s %s launch %s --hosts %s -- %s --cluster-worker busy",
-		     pfx, port, env, mark, hps_bin(), flags, hostsf, self_path);
+		     "NETNS_TEST_MARK=%s %s launch %s --hosts %s -- %s --cluster-worker %s",
+		     pfx, port, env, mark, hps_bin(), flags, hostsf, self_path, mode);
+}
+
+static pid_t three_host_job(const char *port, const int workers[3], const char *env, const char *flags, char *mark,
+			    size_t cap)
+{
+	return hosts_job(port, 3, workers, env, flags, "busy", mark, cap);
 }
 
 /* The pid of `hps WHAT` of host i, waiting for it to start (bounded). */
@@ -237,6 +244,56 @@ static void test_xfail_bridge_dies_alone(void)
 	ns_down();
 }
 
+/* Random moments (a property over seeds; HPS_TEST_SEED=N runs seed N
+ * alone): 2 or 3 hosts of one server and one worker each, --replicas 1;
+ * a random server killed at a random moment (after a random round of
+ * worker 0; the others are within a round or two under BSP): with
+ * workers pushing back to back (busy), or under BSP, where the fastest
+ * worker's pull is mostly held at its server for the others' clocks
+ * (bsp: every pull is checked against BSP's bound too). Exact sums, exit
+ * 0, whichever host the server was on (the launcher's too). */
+static void random_kill(unsigned seed)
+{
+	unsigned st = seed * 2654435761u + 1;
+	st = st * 1103515245u + 12345u;
+	int n = 2 + (int)((st >> 16) % 2);
+	st = st * 1103515245u + 12345u;
+	int victim = (int)((st >> 16) % (unsigned)n);
+	st = st * 1103515245u + 12345u;
+	const char *mode = seed % 2 ? "busy" : "bsp";
+	int round = 5 + (int)((st >> 16) % (seed % 2 ? 600 : 300)); /* of 1000 busy, 600 bsp */
+	char port[16], mark[300], env[200];
+	snprintf(port, sizeof port, "%u", 9480 + seed % 16);
+	CU_ASSERT_EQUAL_FATAL(ns_up(n), 0);
+	const int workers[3] = {1, 1, 1};
+	snprintf(env, sizeof env, "HPS_REPLICAS=1 HPS_STALENESS=bsp HPS_TIMEOUT_MS=30000 NETNS_TEST_MARK_ROUND=%d", round);
+	pid_t p = hosts_job(port, n, workers, env, "", mode, mark, sizeof mark);
+	pid_t v = proc_of("server", victim);
+	CU_ASSERT_FATAL(v > 0);
+	CU_ASSERT(wait_mark(mark));
+	kill(v, SIGKILL); /* the random moment: after worker 0's round `round` */
+	unlink(mark);
+	int late = log_has(job_log, "rounds done");
+	int ok = job_sums(p, 120000) == n;
+	CU_ASSERT(ok);
+	CU_ASSERT(!late); /* the workers were still at it */
+	if (!ok || late || getenv("SHOWLOG"))
+		fprintf(stderr, "seed %u: %d hosts, %s, server %d killed after round %d%s\n%s\n", seed, n, mode, victim,
+			round, late ? " (too late: the rounds were done)" : "", slurp(job_log));
+	ns_down();
+}
+
+static void test_xfail_random_moments(void)
+{
+	const char *one = getenv("HPS_TEST_SEED");
+	if (one) {
+		random_kill((unsigned)atoi(one));
+		return;
+	}
+	for (unsigned seed = 1; seed <= 4; seed++)
+		random_kill(seed);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 3 && strcmp(argv[1], "--cluster-worker") == 0)
@@ -250,6 +307,7 @@ int main(int argc, char **argv)
 		{"test_xfail_host_lost_with_forwards_in_it", test_xfail_host_lost_with_forwards_in_it},
 		{"test_xfail_two_replicas_die", test_xfail_two_replicas_die},
 		{"test_xfail_bridge_dies_alone", test_xfail_bridge_dies_alone},
+		{"test_xfail_random_moments", test_xfail_random_moments},
 		{NULL, NULL},
 	};
 	int rc = run_suite("xfail", cases);
