@@ -224,6 +224,21 @@ static int fence_out(struct hpsi_bridge *b, uint32_t dead)
  * push once (last_seq). Not while the scheduler is silent: then every
  * remote node counts as dead, alive or not (hpsi_bridge_lose_scheduler),
  * and two hosts must not both take a range over. */
+/* Whether no node of host h runs any more (every one DEAD or CLOSED). */
+static int host_ended(struct hpsi_bridge *b, uint32_t h)
+{
+	for (uint32_t s = 0; s < b->S; s++)
+		if (b->host_of_server[s] == h && !hpsi_server_gone(&b->seg, s))
+			return 0;
+	for (uint32_t w = 0; w < b->W; w++)
+		if (b->host_of_worker[w] == h) {
+			uint32_t st = hpsi_node_state(&b->seg, hpsi_worker_node(&b->seg, w));
+			if (st != HPSI_NODE_DEAD && st != HPSI_NODE_CLOSED)
+				return 0;
+		}
+	return 1;
+}
+
 static void host_lost(struct hpsi_bridge *b, uint32_t s)
 {
 	if (b->sched_lost || hpsi_node_state(&b->seg, s) != HPSI_NODE_DEAD) {
@@ -233,7 +248,17 @@ static void host_lost(struct hpsi_bridge *b, uint32_t s)
 	int64_t now = hpsi_now_ns();
 	if (!b->dead_since[s])
 		b->dead_since[s] = now;
-	if (now - b->dead_since[s] < b->cc.dead_ms * 1000000)
+	/* The wait lets the FENCE of a host whose bridge lives come first.
+	 * When no node of that host runs any more (what the scheduler
+	 * declares of a host silent for HPS_DEAD_MS, its bridge too), one
+	 * heartbeat is enough: a live bridge sends the FENCE as soon as its
+	 * launcher marks the server dead, before its next heartbeat tells the
+	 * scheduler, and a FENCE coming later still is harmless (below); no
+	 * worker of that host runs to be served by a server of its own. */
+	int64_t wait_ms = host_ended(b, b->host_of_server[s]) && b->cc.heartbeat_ms < b->cc.dead_ms
+				  ? b->cc.heartbeat_ms
+				  : b->cc.dead_ms;
+	if (now - b->dead_since[s] < wait_ms * 1000000)
 		return;
 	hpsi_warn("bridge %s: no FENCE of dead server %u from host %u within HPS_DEAD_MS: that host counts as lost",
 		  b->cfg.host, s, b->host_of_server[s]);
