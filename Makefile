@@ -138,6 +138,7 @@ $(OUT)/bench/%: $(BUILD)/bench/%.o $(BUILD)/bench/cases.o $(INTERNAL_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 $(OUT)/bench/net_bench: $(BUILD)/bench/proc_cpu.o
+$(OUT)/bench/ft_bench: $(BUILD)/bench/ft_xhosts.o
 
 $(OUT)/bench/hps_bench: $(BUILD)/bench/hps_bench.o $(BUILD)/bench/cases.o $(BUILD)/bench/startup.o $(INTERNAL_LIB)
 	@mkdir -p $(dir $@)

@@ -9,6 +9,10 @@
  *   failover 3S1WK1 kill - - - p50_us max_us
  * (the last column is the maximum, not a 99th percentile).
  *
+ * Then the same across hosts (bench/ft_xhosts.c): a server of the other
+ * host killed, then every process of that host, XREPEATS jobs each:
+ *   failover 2H2S1WK1 kill|host - - - p50_us max_us
+ *
  * Then recovery: the worker fills FILL_KEYS keys (width 1) and goes on
  * pushing; server 1 is killed, and once the backup serves its range a
  * replacement is started; the time runs from its start until it serves its
@@ -34,10 +38,12 @@
 #include "shm/segment.h"
 
 #include "bench/cases.h"
+#include "bench/ft_xhosts.h"
 
 #define REPEATS 15
 #define NK 64
 #define RECOVER_REPEATS 5
+#define XREPEATS 5
 #define FILL_KEYS 2000000
 #define FILL_BATCH 200000
 
@@ -192,8 +198,12 @@ static int64_t one_recover(int rep, uint64_t *keys)
 	return bad ? -1 : got;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	if (argc == 3 && strcmp(argv[1], "--xworker") == 0)
+		return ft_xworker(argv[2]);
+	if (argc == 2 && strcmp(argv[1], "--xhosts") == 0) /* the lines across hosts alone */
+		return ft_xhosts(XREPEATS, 0) || ft_xhosts(XREPEATS, 1);
 	bench_cleanup_on_signals();
 	fs = mmap(NULL, sizeof *fs, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (fs == MAP_FAILED)
@@ -215,6 +225,9 @@ int main(void)
 	print_fig(us[n - 1]);
 	printf("\n");
 	fflush(stdout);
+	/* across hosts (bench/ft_xhosts.c): a server killed, then a host */
+	if (ft_xhosts(XREPEATS, 0) || ft_xhosts(XREPEATS, 1))
+		return 1;
 	uint64_t keys = 0;
 	n = 0;
 	for (int rep = 0; rep < RECOVER_REPEATS; rep++) {

@@ -85,6 +85,16 @@ struct hpsi_bridge_entry {
 	struct hpsi_bridge_zc *zc; /* origin: values still being sent */
 	void *bufs[3];          /* inbound: heap buffers given to the server */
 	uint32_t at;            /* origin: where its record starts in the request ring */
+	uint8_t acked;          /* origin: replicas (bit i: replica i) whose ack came before the answer */
+};
+
+/* Origin, with replicas across hosts: a push answered whose forwards to
+ * remote backups (bits: replica indices) are not all acked yet; its ring
+ * bytes stay unreleased from `at` (net/bridge_acks.c). */
+struct hpsi_bridge_unacked {
+	int64_t ts;
+	uint32_t part, at;
+	uint8_t wait;
 };
 
 struct hpsi_bridge_fifo {
@@ -117,6 +127,8 @@ struct hpsi_bridge_pair {
 	struct hpsi_bridge_held *held, *held_tail;
 	int used;
 	uint32_t host; /* origin: the host its requests go to, whose answers count */
+	struct hpsi_bridge_unacked *unacked; /* oldest first; wait 0: acked, not popped yet */
+	size_t nunacked, unacked_cap;
 };
 
 #define HPSI_BRIDGE_SNDHWM 16              /* ZeroMQ messages queued per peer */
@@ -163,6 +175,9 @@ struct hpsi_bridge {
 	 * the range (other hosts' requests wait here meanwhile, in case it
 	 * comes back), 2 after (they are stale) */
 	unsigned char *handed;
+	/* HPS_FAILPOINT=holdfwd:HOST:N (tests): forwards to other hosts this
+	 * bridge still sends before it holds them all; -1: no failpoint */
+	int64_t fwd_failpoint;
 	struct hpsi_bridge_zc *zc_dropped;
 	struct hpsi_heap **heaps; /* remote workers' slices on this host */
 	uint32_t *heap_live; /* per remote worker: buffers of ours in its slice */
@@ -311,6 +326,16 @@ int hpsi_bridge_failover_layout(struct hpsi_bridge *b);
 /* Hands on the ranges of local servers found dead (their FENCE goes to
  * every host) and fences remote ones whose forwards are all written. */
 int hpsi_bridge_failover_check(struct hpsi_bridge *b);
+/* A bridge asked to leave: first the FENCE of each local server found
+ * dead (its host's part may be over because its servers died), so that
+ * the other hosts need not wait HPS_DEAD_MS more to count the host lost;
+ * bounded by HPS_DEAD_MS. */
+void hpsi_bridge_failover_leave(struct hpsi_bridge *b);
+/* HPS_FAILPOINT=holdfwd:HOST:N: 1 when the bridge of HOST sent its N
+ * forwards to other hosts, so this one and every later one stay in their
+ * rings while answers still go out (the moment a lost host's answers left
+ * and its forwards did not, tests/test_xfail.c). */
+int hpsi_bridge_fwd_failpoint(struct hpsi_bridge *b);
 /* A FENCE of server p from host `from`. */
 void hpsi_bridge_fence_receive(struct hpsi_bridge *b, uint32_t from, uint32_t p);
 /* Key range r's pairs point at server `next` from now: at a death its
@@ -328,6 +353,21 @@ void hpsi_bridge_origin_release(struct hpsi_bridge *b, struct hpsi_bridge_pair *
  * come yet). */
 int hpsi_bridge_range_coming(struct hpsi_bridge *b, uint32_t s);
 void hpsi_bridge_failover_free(struct hpsi_bridge *b);
+
+/* net/bridge_acks.c: a push answered by a remote primary stays in the
+ * worker's ring until each remote backup it was forwarded to acked it
+ * (docs/ARCHITECTURE.md, "Failover across hosts"). An answer of pair
+ * (w, s) for entry e (before e leaves the FIFO): */
+void hpsi_bridge_acks_answered(struct hpsi_bridge *b, uint32_t s, struct hpsi_bridge_pair *p,
+			       const struct hpsi_bridge_entry *e, const struct hpsi_msg_hdr *in);
+/* A backup's ack (HPSI_F_REPLICA) to local worker w. */
+void hpsi_bridge_acks_receive(struct hpsi_bridge *b, uint32_t w, const struct hpsi_msg_hdr *in);
+/* Server `dead` acks nothing any more: no push waits for it. */
+void hpsi_bridge_acks_dead(struct hpsi_bridge *b, uint32_t dead);
+/* Where origin pair p's ring is read again from after a failover: its
+ * oldest push not acked, else its oldest request not answered, else its
+ * head. */
+uint32_t hpsi_bridge_acks_resend_at(struct hpsi_bridge_pair *p);
 
 /* net/bridge_deliver.c: peers to local rings. Each deliver_* returns 0 when
  * the message is in the ring (not yet published), 1 when it must wait

@@ -225,6 +225,7 @@ int hpsi_bridge_deliver_answer(struct hpsi_bridge *b, uint32_t w, uint32_t s, co
 		memcpy(dst + sizeof h, body, n);
 		hpsi_ring_commit(&p->prod, sizeof h + n);
 	}
+	hpsi_bridge_acks_answered(b, s, p, e, in); /* kept in the ring until its remote backups acked */
 	free(e->zc);
 	hpsi_bridge_fifo_pop(&p->fifo);
 	return 0;
@@ -238,6 +239,8 @@ static void deliver(struct hpsi_bridge *b, uint32_t w, uint32_t s, const struct 
 	int answer = h->type == HPSI_MSG_RESPONSE;
 	int rc = 1;
 	size_t before = p->fifo.n;
+	if (answer && (h->flags & HPSI_F_REPLICA)) /* proves the push is in that backup, held or not */
+		hpsi_bridge_acks_receive(b, w, h);
 	/* a request for a range still coming here waits for its FENCE */
 	if (!p->held && (answer || p->used == HPSI_PAIR_INBOUND))
 		rc = answer ? hpsi_bridge_deliver_answer(b, w, s, h, keys)

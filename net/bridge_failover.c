@@ -37,12 +37,16 @@
  * learn of the death before this one).
  *
  * One thread (the bridge's) does all of this. */
+#include <sched.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "hps/error.h"
 #include "net/bridge.h"
 #include "net/route.h"
+#include "runtime/common/config.h"
 #include "runtime/common/log.h"
 #include "shm/bell.h"
 #include "shm/node.h"
@@ -54,6 +58,12 @@ int hpsi_bridge_failover_layout(struct hpsi_bridge *b)
 	if (!b->seg.hdr->replicas)
 		return 0;
 	b->resend = 1;
+	b->fwd_failpoint = -1;
+	const char *fp = hpsi_setting("FAILPOINT");
+	char host[HPSI_NAME_MAX + 1];
+	unsigned long long n;
+	if (fp && sscanf(fp, "holdfwd:%64[^:]:%llu", host, &n) == 2 && strcmp(host, b->cfg.host) == 0)
+		b->fwd_failpoint = (int64_t)n;
 	b->serving = calloc(b->S, sizeof *b->serving);
 	b->fence = calloc(b->S, 1);
 	b->dead_since = calloc(b->S, sizeof *b->dead_since);
@@ -65,11 +75,25 @@ int hpsi_bridge_failover_layout(struct hpsi_bridge *b)
 	return 0;
 }
 
+int hpsi_bridge_fwd_failpoint(struct hpsi_bridge *b)
+{
+	if (!b->serving || b->fwd_failpoint == -1) /* none */
+		return 0;
+	if (b->fwd_failpoint > 0) {
+		b->fwd_failpoint--;
+		return 0;
+	}
+	if (b->fwd_failpoint == 0) {
+		b->fwd_failpoint = -2; /* holding, logged */
+		hpsi_warn("bridge %s: HPS_FAILPOINT=holdfwd: forwards to other hosts are held from now on", b->cfg.host);
+	}
+	return 1;
+}
+
 void hpsi_bridge_origin_release(struct hpsi_bridge *b, struct hpsi_bridge_pair *p)
 {
-	struct hpsi_bridge_entry *e;
-	if (b->resend && (e = hpsi_bridge_fifo_front(&p->fifo)))
-		hpsi_ring_cons_publish_at(&p->cons, e->at);
+	if (b->resend && (p->nunacked || hpsi_bridge_fifo_front(&p->fifo)))
+		hpsi_ring_cons_publish_at(&p->cons, hpsi_bridge_acks_resend_at(p));
 	else
 		hpsi_ring_cons_publish(&p->cons);
 }
@@ -119,6 +143,7 @@ static void drop_pair(struct hpsi_bridge *b, uint32_t w, struct hpsi_bridge_pair
 		free(m);
 	}
 	p->held_tail = NULL;
+	p->nunacked = 0;
 }
 
 /* Key range r's pairs point at server `next` from now (see the head
@@ -134,9 +159,9 @@ void hpsi_bridge_range_to(struct hpsi_bridge *b, uint32_t r, uint32_t next)
 		struct hpsi_bridge_pair *p = hpsi_bridge_pair_of(b, w, r);
 		if (hpsi_bridge_local_worker(b, w)) {
 			if (p->used == HPSI_PAIR_ORIGIN) {
-				/* from the oldest request not answered */
-				struct hpsi_bridge_entry *e = hpsi_bridge_fifo_front(&p->fifo);
-				uint32_t at = e ? e->at : p->cons.head;
+				/* from the oldest push not acked by a remote
+				 * backup, else request not answered */
+				uint32_t at = hpsi_bridge_acks_resend_at(p);
 				hpsi_ring_cons_publish_at(&p->cons, at);
 				p->cons.head = at;
 				drop_pair(b, w, p);
@@ -188,6 +213,7 @@ void hpsi_bridge_range_settled(struct hpsi_bridge *b, uint32_t r)
 /* Key ranges that `dead` served go on at their next live replica. */
 static void move_ranges(struct hpsi_bridge *b, uint32_t dead)
 {
+	hpsi_bridge_acks_dead(b, dead); /* as a backup: no push waits for its ack */
 	for (uint32_t r = 0; r < b->S; r++) {
 		if (b->serving[r] != dead)
 			continue;
@@ -230,6 +256,21 @@ static int fence_out(struct hpsi_bridge *b, uint32_t dead)
  * push once (last_seq). Not while the scheduler is silent: then every
  * remote node counts as dead, alive or not (hpsi_bridge_lose_scheduler),
  * and two hosts must not both take a range over. */
+/* Whether no node of host h runs any more (every one DEAD or CLOSED). */
+static int host_ended(struct hpsi_bridge *b, uint32_t h)
+{
+	for (uint32_t s = 0; s < b->S; s++)
+		if (b->host_of_server[s] == h && !hpsi_server_gone(&b->seg, s))
+			return 0;
+	for (uint32_t w = 0; w < b->W; w++)
+		if (b->host_of_worker[w] == h) {
+			uint32_t st = hpsi_node_state(&b->seg, hpsi_worker_node(&b->seg, w));
+			if (st != HPSI_NODE_DEAD && st != HPSI_NODE_CLOSED)
+				return 0;
+		}
+	return 1;
+}
+
 static void host_lost(struct hpsi_bridge *b, uint32_t s)
 {
 	if (b->sched_lost || hpsi_node_state(&b->seg, s) != HPSI_NODE_DEAD) {
@@ -239,7 +280,17 @@ static void host_lost(struct hpsi_bridge *b, uint32_t s)
 	int64_t now = hpsi_now_ns();
 	if (!b->dead_since[s])
 		b->dead_since[s] = now;
-	if (now - b->dead_since[s] < b->cc.dead_ms * 1000000)
+	/* The wait lets the FENCE of a host whose bridge lives come first.
+	 * When no node of that host runs any more (what the scheduler
+	 * declares of a host silent for HPS_DEAD_MS, its bridge too), one
+	 * heartbeat is enough: a live bridge sends the FENCE as soon as its
+	 * launcher marks the server dead, before its next heartbeat tells the
+	 * scheduler, and a FENCE coming later still is harmless (below); no
+	 * worker of that host runs to be served by a server of its own. */
+	int64_t wait_ms = host_ended(b, b->host_of_server[s]) && b->cc.heartbeat_ms < b->cc.dead_ms
+				  ? b->cc.heartbeat_ms
+				  : b->cc.dead_ms;
+	if (now - b->dead_since[s] < wait_ms * 1000000)
 		return;
 	hpsi_warn("bridge %s: no FENCE of dead server %u from host %u within HPS_DEAD_MS: that host counts as lost",
 		  b->cfg.host, s, b->host_of_server[s]);
@@ -288,6 +339,27 @@ int hpsi_bridge_failover_check(struct hpsi_bridge *b)
 	return moved;
 }
 
+void hpsi_bridge_failover_leave(struct hpsi_bridge *b)
+{
+	if (!b->serving)
+		return;
+	int64_t until = hpsi_now_ns() + b->cc.dead_ms * 1000000;
+	for (;;) {
+		hpsi_bridge_failover_check(b);
+		for (uint32_t i = 0; i < b->nhosts; i++)
+			hpsi_bridge_flush(b, i);
+		int left = 0;
+		for (uint32_t s = b->seg.hdr->srv_lo; s < b->seg.hdr->srv_hi; s++)
+			left |= hpsi_node_state(&b->seg, s) == HPSI_NODE_DEAD && b->fence[s] != FENCE_DONE;
+		if (!left || hpsi_now_ns() > until)
+			return;
+		/* what holds a FENCE back is room: batches to send, forwards
+		 * still in a ring; the peers' traffic is read meanwhile */
+		if (!hpsi_bridge_recv_peers(b))
+			sched_yield();
+	}
+}
+
 void hpsi_bridge_fence_receive(struct hpsi_bridge *b, uint32_t from, uint32_t p)
 {
 	if (!b->serving || p >= b->S || b->host_of_server[p] != from) {
@@ -316,6 +388,8 @@ int hpsi_bridge_range_coming(struct hpsi_bridge *b, uint32_t s)
 void hpsi_bridge_failover_free(struct hpsi_bridge *b)
 {
 	free_dropped(b, 1);
+	for (size_t i = 0; b->serving && b->pairs && i < (size_t)b->W * b->S; i++)
+		free(b->pairs[i].unacked);
 	free(b->serving);
 	free(b->fence);
 	free(b->dead_since);

@@ -119,8 +119,9 @@ static int send_ring(struct hpsi_bridge *b, uint32_t p, uint32_t q)
 		int clock = h.type == HPSI_MSG_CLOCK;
 		size_t n1 = clock ? 0 : (size_t)h.nkeys * 8 + hpsi_lens_bytes(h.nlens);
 		size_t n2 = clock ? 0 : h.val_bytes;
-		if (hpsi_bridge_batch_room(&b->out[host], hpsi_batch_rec_bytes(sizeof h + n1 + n2)))
-			break; /* no memory: it stays in the ring */
+		if (hpsi_bridge_batch_room(&b->out[host], hpsi_batch_rec_bytes(sizeof h + n1 + n2)) ||
+		    hpsi_bridge_fwd_failpoint(b))
+			break; /* no memory (or a test's failpoint): it stays in the ring */
 		h.flags &= HPSI_F_LENS | HPSI_F_REPLICA;
 		h.keys_off = h.vals_off = h.resp_off = h.resp_cap = 0;
 		hpsi_bridge_append(b, host, p, q, HPSI_REC_FORWARD, &h, n1 ? (const void *)v.keys : NULL, n1, v.vals,

@@ -245,6 +245,7 @@ int hpsi_cmd_bridge(int argc, char **argv)
 				sched_yield(); /* spinning: let the host's other processes run */
 			}
 		}
+		hpsi_bridge_failover_leave(b);
 		hpsi_bridge_heartbeat(b);
 		hpsi_info("bridge %s: %llu messages waited for room in a ring; %llu requests failed here", b->cfg.host,
 			  (unsigned long long)b->held_total, (unsigned long long)b->failed_total);

@@ -52,6 +52,68 @@ static int check_sums(hps_worker *w, int nw, int rounds)
 	return 0;
 }
 
+/* The round after which worker 0 creates $NETNS_TEST_MARK:
+ * $NETNS_TEST_MARK_ROUND, 100 by default (a test's random moment). */
+static int mark_round(void)
+{
+	const char *r = getenv("NETNS_TEST_MARK_ROUND");
+	return r ? atoi(r) : 100;
+}
+
+/* Mode bsp (HPS_STALENESS=bsp): 600 rounds of push, hps_clock, pull of
+ * the small keys, so that the fastest worker's pull is mostly held at
+ * its server for the others' clocks. Each pulled value is checked
+ * against the guarantee: every worker's pushes of the earlier clocks are
+ * in it, and no worker's pushes of more than one clock later. Worker 0
+ * creates $NETNS_TEST_MARK after round mark_round(). Then the final sums. */
+static int bsp_worker(hps_ctx *ctx, hps_worker *w)
+{
+	enum { ROUNDS = 600 };
+	int me = hps_rank(ctx), nw = hps_num_workers(ctx), rc = 0;
+	static uint64_t small[SMALL_KEYS], big[BIG_KEYS];
+	static float sv[SMALL_KEYS], got[SMALL_KEYS];
+	for (int k = 0; k < SMALL_KEYS; k++)
+		small[k] = (uint64_t)k, sv[k] = (float)((me + 1) * (k % 5 + 1));
+	for (int k = 0; k < BIG_KEYS; k++)
+		big[k] = 100000 + (uint64_t)k * 3;
+	float *bv = hps_alloc(w, sizeof(float) * BIG_KEYS * BIG_WIDTH);
+	for (int k = 0; k < BIG_KEYS * BIG_WIDTH; k++)
+		bv[k] = (float)((me + 1) * (k % 3 + 1));
+	double wsum = nw * (nw + 1) / 2.0;
+	for (int r = 0; r < ROUNDS && !rc; r++) {
+		int64_t a = hps_push(w, small, SMALL_KEYS, sv, NULL);
+		int64_t b = hps_push(w, big, BIG_KEYS, bv, &(hps_opts){.width = BIG_WIDTH});
+		if (hps_wait(w, a) || hps_wait(w, b) || hps_clock(w) ||
+		    hps_wait(w, hps_pull(w, small, SMALL_KEYS, got, NULL))) {
+			fprintf(stderr, "worker %d: a request failed in round %d\n", me, r);
+			rc = 1;
+		}
+		/* at clock r + 1: rounds 0..r of everyone, at most round r + 1 too */
+		for (int k = 0; k < SMALL_KEYS && !rc; k++) {
+			double unit = wsum * (k % 5 + 1);
+			if (got[k] < (float)(unit * (r + 1)) || got[k] > (float)(unit * (r + 2))) {
+				fprintf(stderr, "worker %d: round %d: key %d holds %g, outside the BSP bound\n", me, r, k,
+					got[k]);
+				rc = 1;
+			}
+		}
+		if (r == mark_round() && me == 0 && getenv("NETNS_TEST_MARK"))
+			touch_file(getenv("NETNS_TEST_MARK"));
+	}
+	printf("worker %d: rounds done\n", me);
+	fflush(stdout);
+	if (!rc && (rc = hps_barrier(ctx)))
+		fprintf(stderr, "barrier: %s\n", hps_strerror(rc));
+	if (!rc)
+		rc = check_sums(w, nw, ROUNDS);
+	if (!rc)
+		printf("worker %d: sums ok\n", me);
+	hps_free(w, bv);
+	hps_worker_close(w);
+	hps_finalize(ctx);
+	return rc;
+}
+
 int cluster_worker(const char *mode)
 {
 	hps_ctx *ctx;
@@ -59,6 +121,8 @@ int cluster_worker(const char *mode)
 	int rc = join_as_worker(&ctx, &w);
 	if (rc)
 		return rc;
+	if (strcmp(mode, "bsp") == 0)
+		return bsp_worker(ctx, w);
 	int me = hps_rank(ctx), nw = hps_num_workers(ctx);
 	static uint64_t small[SMALL_KEYS], big[BIG_KEYS];
 	static float sv[SMALL_KEYS];
@@ -140,7 +204,7 @@ int cluster_worker(const char *mode)
 		if (busy && getenv("NETNS_TEST_PACE_US"))
 			usleep((useconds_t)atoi(getenv("NETNS_TEST_PACE_US")));
 		/* the pushes run: a test waiting to kill a server may now */
-		if (busy && r == 100 && me == 0 && getenv("NETNS_TEST_MARK")) {
+		if (busy && r == mark_round() && me == 0 && getenv("NETNS_TEST_MARK")) {
 			const char *mark = getenv("NETNS_TEST_MARK");
 			touch_file(mark);
 			/* NETNS_TEST_HOLD: until the test removed it (what it

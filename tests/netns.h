@@ -7,7 +7,7 @@
  * MODE`, cluster_worker), so what a worker checks travels back as its exit
  * status: "sums" (4 rounds of pushes, then the sums checked), "long" (60),
  * "busy" (1000, back to back; worker 0 creates $NETNS_TEST_MARK
- * after 100, and with NETNS_TEST_HOLD set waits until it is removed, and every worker prints "rounds done" after them), "loop" (until a request fails), "pipe" (400 requests in flight). Worker
+ * after 100 ($NETNS_TEST_MARK_ROUND if set), and with NETNS_TEST_HOLD set waits until it is removed, and every worker prints "rounds done" after them), "loop" (until a request fails), "pipe" (400 requests in flight), "bsp" (600 rounds of push, clock and pull, each pull checked against BSP's bound; the mark as for busy). Worker
  * r pushes (r+1)(k%5+1) to small key k and (r+1)(j%3+1) to the j-th float
  * of the big keys' values. */
 #ifndef HPS_TESTS_NETNS_H

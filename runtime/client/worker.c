@@ -239,8 +239,18 @@ static void handle_response(struct hps_worker *w, uint32_t server, const void *r
 		return;
 	}
 	struct hpsi_part *p = &s->parts[h->part];
-	if (p->answered)
-		return; /* answered again by a backup that took the range over */
+	if (p->answered) {
+		/* answered again by a backup that took the range over: it holds
+		 * the push now, as its ack would say (across hosts its ack may
+		 * never come: the forward was lost with the primary's host, and
+		 * the worker's host's bridge sent the push again, net/bridge_acks.c) */
+		uint32_t i = w->seg->hdr->replicas ? hpsi_replica_index(w->seg, server, h->sender) : HPSI_NO_SERVER;
+		if (i != HPSI_NO_SERVER && i < 8 && !h->status) {
+			p->applied |= (uint8_t)(1u << i);
+			part_maybe_done(w, s, p);
+		}
+		return;
+	}
 	int status = h->status;
 	if (!status && h->dtype != p->wire)
 		status = HPS_EPROTO;

@@ -372,6 +372,20 @@ static void stop_job(struct job *j)
 	j->kill_at = hpsi_now_ns() + GRACE_NS;
 }
 
+/* This host's bridge died with replicas across hosts (docs/ARCHITECTURE.md,
+ * "Across hosts", step 5): SIGKILL to every node of the host at once. */
+static void kill_nodes_now(struct job *j)
+{
+	int n = 0;
+	for (int i = 0; i < j->n; i++)
+		if (j->kids[i].running && j->kids[i].role != ROLE_BRIDGE) {
+			kill(-j->kids[i].pid, SIGKILL);
+			n++;
+		}
+	fprintf(stderr, "hps launch: the other hosts take this host's key ranges over (HPS_REPLICAS=%u): its %d node%s killed at once\n",
+		j->seg.hdr->replicas, n, n == 1 ? "" : "s");
+}
+
 static const char *hosts_file; /* --hosts FILE: a multi-host job */
 static int tracker;             /* --tracker: one process of a dmlc-core tracker's job */
 /* --restart-servers N: replacements for dead servers of a replicated job,
@@ -1143,6 +1157,11 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 						describe(c);
 						if (!code)
 							code = ok ? 1 : exit_code(status);
+						/* with replicas the other hosts count this one lost and
+						 * take its key ranges over after HPS_DEAD_MS: its servers
+						 * must not serve them meanwhile, not even for a grace */
+						if (j.seg.hdr->replicas)
+							kill_nodes_now(&j);
 						stop_job(&j);
 					}
 					continue;
