@@ -102,7 +102,7 @@ static void usage(FILE *f)
 		"  --restart-servers N   with --replicas: start a replacement for a dead server, which\n"
 		"                        copies its key ranges and serves again, up to N times in all\n"
 		"                        (default 2 per server; 0: never; with --hosts: N per host,\n"
-		"                        copies through the bridges)\n"
+		"                        default 0, two hosts only, copies through the bridges)\n"
 		"  --max-workers N       room for up to N workers (default: -w): more join the running\n"
 		"                        job with `hps scale --workers` or HPS_JOIN=1 (HPS_MAX_WORKERS;\n"
 		"                        with --hosts the free ranks are the last host's: join there)\n"
@@ -1105,10 +1105,13 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 
 	int workers_left = (int)(wrk_end - hdr->wrk_lo), nodes_left = j.n - first;
 	/* across hosts too (their copies cross the bridges:
-	 * net/bridge_recover.c); each host's launcher counts its own */
+	 * net/bridge_recover.c), each host's launcher counting its own; there
+	 * only when asked: they work with two hosts only (launch_hosts.c
+	 * refuses more, a tracker's job cannot tell) */
 	long restarts_left = !hdr->replicas ? 0
 			     : restart_servers >= 0 ? restart_servers
-						    : 2 * (long)(hdr->srv_hi - hdr->srv_lo);
+			     : hdr->bridged ? 0
+					    : 2 * (long)(hdr->srv_hi - hdr->srv_lo);
 	if (restarts_left > MAX_RESTARTS)
 		restarts_left = MAX_RESTARTS;
 	int64_t drain_until = INT64_MAX; /* output of exited children's leftovers */
