@@ -359,6 +359,8 @@ static void test_replica_kill_one_server_exact_sums(void)
 
 /* Checkpoints while a server is killed: each one is whole or refused
  * (and saved again); the job still ends with the exact sums. */
+static int big_worker(hps_ctx *ctx, hps_worker *w, void *arg);
+
 /* Replicated jobs with room for servers (--max-servers 4 with -s 2,
  * --replicas 1): four key ranges, ranks 0 and 1 each primary of two and
  * backup of the other two (the owner and backup tables, shm/backups.h).
@@ -390,6 +392,15 @@ static void test_replica_room_kill_exact_sums(void)
 		if (failed)
 			fprintf(stderr, "  seed %llu: killed server %u, %d failed\n", (unsigned long long)seed, killed[0], failed);
 		bad += failed != 0;
+	}
+	/* pushes whose bodies stay in the worker's heap: each waits for the
+	 * backup's ack, which comes on the answer ring of the backup's own
+	 * range (replica.c) */
+	for (uint64_t seed = 91; seed <= 94; seed++) {
+		struct run r = {.S = 2, .M = 4, .W = 3, .K = 1, .seed = seed, .kills = 1, .ring_bytes = 4096,
+				.fn = big_worker};
+		uint32_t killed[2];
+		bad += run_job(&r, killed) != 0;
 	}
 	CU_ASSERT_EQUAL(bad, 0);
 }

@@ -612,6 +612,7 @@ static void test_scale_room_refusals(void)
 		const char *args, *says;
 	} cases[] = {
 		{"-s 2 --max-servers 1", "HPS_MAX_SERVERS=1 is below HPS_NUM_SERVERS=2"},
+		{"-s 2 --max-servers 4 --replicas 1 --key-ranges 0-99,100-199", "HPS_MAX_SERVERS with HPS_REPLICAS and HPS_KEY_RANGES: declared ranges of a replicated job with room for servers are not built"},
 		{"-s 3 --max-servers 4 --replicas 2", "HPS_MAX_SERVERS with HPS_REPLICAS=2: a job with room for servers keeps one backup of each key range, not more"},
 		{"-s 2 --max-servers 5 --key-ranges 0-9,10-10", "HPS_KEY_RANGES with HPS_MAX_SERVERS=5: range 1 (10-10) is cut into 2 key ranges that can move between servers but holds fewer keys"},
 		{"-s 2 --max-servers 4 --key-ranges 9-0,10-19", "key ranges must be ascending and disjoint (HPS_KEY_RANGES), range 0 is not"},
