@@ -62,9 +62,16 @@ static inline uint32_t hpsi_place_step(const struct hpsi_seg *s, uint32_t srv, i
 }
 
 /* Server i (0 = primary, 1..K = backups) of key range r: replicas are
- * placed on the servers that follow the range's own one in π. */
+ * placed on the servers that follow the range's own one in π; in a job
+ * with room for servers (hpsi_seg_room) by its owner table (i = 0) and
+ * its backup table (shm/backups.h), written at launch and unchanged while
+ * the job runs (acquire all the same: a scale will store them with
+ * release before it moves anything). */
 static inline uint32_t hpsi_replica(const struct hpsi_seg *s, uint32_t r, uint32_t i)
 {
+	if (hpsi_seg_room(s))
+		return i ? atomic_load_explicit(&hpsi_seg_backups(s)[r * s->hdr->replicas + i - 1], memory_order_acquire)
+			 : atomic_load_explicit(&hpsi_seg_owner(s)[r], memory_order_acquire);
 	return hpsi_place_step(s, r, (int32_t)i);
 }
 
@@ -76,6 +83,12 @@ static inline uint32_t hpsi_replica_index(const struct hpsi_seg *s, uint32_t r, 
 	const uint32_t *pos = hpsi_seg_place(s) + S;
 	if (r >= S || srv >= S)
 		return HPSI_NO_SERVER;
+	if (hpsi_seg_room(s)) { /* the K + 1 replicas are distinct ranks */
+		for (uint32_t i = 0; i <= s->hdr->replicas; i++)
+			if (hpsi_replica(s, r, i) == srv)
+				return i;
+		return HPSI_NO_SERVER;
+	}
 	uint32_t i = pos[srv] >= pos[r] ? pos[srv] - pos[r] : pos[srv] + S - pos[r];
 	return i <= s->hdr->replicas ? i : HPSI_NO_SERVER;
 }

@@ -16,6 +16,7 @@
 #include "runtime/common/log.h"
 #include "shm/liveness.h"
 #include "shm/place.h"
+#include "shm/backups.h"
 #include "shm/slots.h"
 
 #define PAGE 4096u
@@ -97,7 +98,8 @@ static int plan_layout(const struct hpsi_seg_params *p, struct layout *l)
 	l->place_off = l->stale_off + (size_t)p->nservers * l->stale_row; /* rows are 64-byte multiples */
 	l->slots_off = align_up(l->place_off + (size_t)p->nservers * 2 * sizeof(uint32_t), 64);
 	l->owner_off = l->slots_off + HPSI_SLOTS * sizeof(uint16_t);
-	l->rings_off = align_up(l->owner_off + (size_t)p->nservers * 2 * sizeof(_Atomic uint16_t), PAGE);
+	/* the owner table and its plan, then the backup table and its plan */
+	l->rings_off = align_up(l->owner_off + (size_t)p->nservers * 2 * (1 + p->replicas) * sizeof(_Atomic uint16_t), PAGE);
 	l->ring_stride = align_up((size_t)HPSI_RING_HDR + p->ring_bytes, PAGE);
 	size_t fwd = has_fwd(p) ? (size_t)p->nservers * p->nservers : 0;
 	if (__builtin_mul_overflow((size_t)p->nservers * p->nworkers, (size_t)2, &nrings) ||
@@ -276,6 +278,19 @@ int hpsi_seg_create(const struct hpsi_seg_params *params, struct hpsi_seg *seg)
 	int rc = check_params(p);
 	if (rc)
 		return rc;
+	/* with replicas and room, backups by a table (shm/backups.h), built
+	 * before anything exists: too few servers for it is refused here */
+	uint16_t bk[HPSI_MAX_NODES * HPSI_MAX_REPLICAS];
+	if (p->replicas && launched_srv < p->nservers) {
+		uint16_t first[HPSI_MAX_NODES];
+		hpsi_seg_first_owners(p->nservers, launched_srv, p->range_mode, first);
+		if ((rc = hpsi_backup_build(first, bk, p->nservers, p->replicas, launched_srv))) {
+			hpsi_error("%u server%s cannot hold %u backup%s of every key range on other servers: launch at least %u",
+				   launched_srv, launched_srv == 1 ? "" : "s", p->replicas, p->replicas == 1 ? "" : "s",
+				   p->replicas + 1);
+			return rc;
+		}
+	}
 	if (plan_layout(p, &l)) {
 		hpsi_error("segment size overflows (HPS_HEAP_MB x HPS_NUM_WORKERS)");
 		return HPS_ECONFIG;
@@ -375,6 +390,10 @@ int hpsi_seg_create(const struct hpsi_seg_params *params, struct hpsi_seg *seg)
 		atomic_store_explicit(&hpsi_seg_want(seg)[r], own[r], memory_order_relaxed);
 	}
 	atomic_store_explicit(&h->servers_want, launched_srv, memory_order_relaxed);
+	for (uint32_t j = 0; p->replicas && launched_srv < p->nservers && j < p->nservers * p->replicas; j++) {
+		atomic_store_explicit(&hpsi_seg_backups(seg)[j], bk[j], memory_order_relaxed);
+		atomic_store_explicit(&hpsi_seg_backups(seg)[p->nservers * p->replicas + j], bk[j], memory_order_relaxed);
+	}
 	if (p->bridged) /* the creator stands for every remote node; a free
 			 * rank of another host stays VACANT until it is taken */
 		for (uint32_t id = 0; id < p->nservers + p->nworkers; id++)
@@ -465,6 +484,10 @@ static int header_ok(const struct hpsi_seg_hdr *h, size_t size)
 	_Atomic uint16_t *own = (_Atomic uint16_t *)((unsigned char *)h + h->owner_off);
 	for (uint32_t r = 0; r < 2 * h->nservers; r++)
 		if (atomic_load_explicit(&own[r], memory_order_relaxed) >= h->nservers)
+			return 0;
+	/* and, with room, the backup table's (hpsi_replica) */
+	for (uint32_t j = 0; h->launched_servers < h->nservers && j < 2 * h->nservers * h->replicas; j++)
+		if (atomic_load_explicit(&own[2 * h->nservers + j], memory_order_relaxed) >= h->nservers)
 			return 0;
 	/* every direct array lies inside the direct part */
 	const struct hpsi_range *r = (const struct hpsi_range *)((const unsigned char *)h + h->ranges_off);

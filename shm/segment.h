@@ -16,7 +16,7 @@
 #include "shm/ring.h"
 
 #define HPSI_SEG_MAGIC 0x31474553535048ull /* "HPSSEG1" */
-#define HPSI_SEG_VERSION 17 /* 5: counters (shm/counters.h); 6: JOINING, incarnation; 7: probed_at; 8: place_off; 9: xck_*; 10: slots_off; 11: RESTARTING, clock_done/_bar/_ts, worker_restarts; 12: VACANT, launched_workers, members_seq, scale_req; 13: launched_servers, owner_off; 15: bridge_inflight; 16: join_clock; 17: fenced */
+#define HPSI_SEG_VERSION 19 /* 5: counters (shm/counters.h); 6: JOINING, incarnation; 7: probed_at; 8: place_off; 9: xck_*; 10: slots_off; 11: RESTARTING, clock_done/_bar/_ts, worker_restarts; 12: VACANT, launched_workers, members_seq, scale_req; 13: launched_servers, owner_off; 15: bridge_inflight; 16: join_clock; 17: fenced; 19: the backup table after the owner table (18 was set aside for other work) */
 #define HPSI_SEG_TMP ".tmp" /* suffix + creator pid while a segment is being built */
 
 enum hpsi_node_state {
@@ -165,7 +165,13 @@ struct hpsi_seg_hdr {
 	 * --max-servers; both halves equal). A scale's launcher stores the
 	 * plan (relaxed), then bumps moves_seq with release; the server
 	 * handing a range over stores its new owner with release, routing
-	 * loads it with acquire (net/route.h). */
+	 * loads it with acquire (net/route.h). After them, with replicas,
+	 * the backup table (hpsi_seg_backups): nservers x replicas _Atomic
+	 * uint16_t, entry r * replicas + i - 1 the rank of replica i of key
+	 * range r, then as many more for a scale's plan; written by the
+	 * creator before the magic (shm/backups.h) and read by routing only
+	 * in a job with room for servers (hpsi_seg_room): other replicated
+	 * jobs place backups by π. */
 	uint64_t owner_off;
 	uint64_t heap_off, heap_slice; /* one slice per worker */
 	uint64_t direct_bytes;         /* dense arrays of direct ranges, after the heap */
@@ -407,6 +413,22 @@ static inline _Atomic uint16_t *hpsi_seg_owner(const struct hpsi_seg *s)
 static inline _Atomic uint16_t *hpsi_seg_want(const struct hpsi_seg *s)
 {
 	return hpsi_seg_owner(s) + s->hdr->nservers;
+}
+
+/* The backup table (replicas only; struct hpsi_seg_hdr, owner_off):
+ * replica i >= 1 of key range r at [r * replicas + i - 1]; the plan's
+ * half after it. Read through net/route.h (hpsi_replica). */
+static inline _Atomic uint16_t *hpsi_seg_backups(const struct hpsi_seg *s)
+{
+	return hpsi_seg_owner(s) + 2 * (size_t)s->hdr->nservers;
+}
+
+/* A job launched with room for more servers (--max-servers above -s),
+ * replicated or not: its ranges are placed by the owner table, and with
+ * replicas their backups by the backup table, not by π. */
+static inline int hpsi_seg_room(const struct hpsi_seg *s)
+{
+	return s->hdr->launched_servers < s->hdr->nservers;
 }
 
 /* The owner table a launch starts with (hpsi_seg_create): range r to

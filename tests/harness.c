@@ -77,10 +77,12 @@ int job_start(struct job *j, uint32_t nservers, uint32_t nworkers, const struct 
 		.heap_slice = (o->heap_mb ? o->heap_mb : 64) << 20,
 		.timeout_ms = o->timeout_ms ? o->timeout_ms : 20000,
 		.range_mode = o->ranges ? HPSI_RANGE_DECLARED : HPSI_RANGE_HASH, .ranges = o->ranges,
-		.replicas = o->replicas, .nhosts = o->nhosts, .host_servers = o->host_servers};
+		.replicas = o->replicas, .nhosts = o->nhosts, .host_servers = o->host_servers,
+		.max_servers = o->max_servers};
 	uint32_t dtypes[64], wires[64], directs[64];
-	int rc = hpsi_config_value_types(nservers, dtypes, wires); /* HPS_DTYPE, HPS_COMPRESS */
-	if (rc || (rc = hpsi_config_direct(nservers, directs)))   /* HPS_DIRECT */
+	uint32_t nranges = o->max_servers > nservers ? o->max_servers : nservers; /* one entry per key range */
+	int rc = hpsi_config_value_types(nranges, dtypes, wires); /* HPS_DTYPE, HPS_COMPRESS */
+	if (rc || (rc = hpsi_config_direct(nranges, directs)))    /* HPS_DIRECT */
 		return rc;
 	p.dtypes = dtypes, p.wires = wires, p.direct_widths = directs;
 	rc = hpsi_seg_create(&p, &j->seg);

@@ -32,6 +32,7 @@ struct job_opts {
 	hps_handler handler;             /* servers' handler; NULL: summing store */
 	int no_servers;                  /* create the segment only */
 	uint32_t replicas;               /* HPS_REPLICAS */
+	uint32_t max_servers;            /* HPS_MAX_SERVERS: key ranges for this many (nservers run) */
 	/* the placement of replicas as for a job across hosts running
 	 * host_servers[h] servers each (shm/place.h); nhosts 0: one host */
 	uint32_t nhosts;

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "net/codec.h"
+#include "net/route.h"
 #include "shm/bell.h"
 #include "shm/node.h"
 #include "shm/wake.h"
@@ -199,6 +200,7 @@ static int sum_worker(hps_ctx *ctx, hps_worker *w, void *arg)
 
 struct run {
 	uint32_t S, W, K;
+	uint32_t M; /* --max-servers: key ranges for M servers, S run (0: S) */
 	uint64_t seed;
 	int bsp;
 	uint32_t ring_bytes;
@@ -282,7 +284,7 @@ static int run_job(const struct run *r, uint32_t *killed)
 	if (progress == MAP_FAILED)
 		return -1;
 	struct job j;
-	struct job_opts o = {.ring_bytes = r->ring_bytes, .timeout_ms = 20000, .replicas = r->K};
+	struct job_opts o = {.ring_bytes = r->ring_bytes, .timeout_ms = 20000, .replicas = r->K, .max_servers = r->M};
 	if (job_start(&j, r->S, r->W, &o)) {
 		munmap(progress, 4096);
 		return -1;
@@ -357,6 +359,52 @@ static void test_replica_kill_one_server_exact_sums(void)
 
 /* Checkpoints while a server is killed: each one is whole or refused
  * (and saved again); the job still ends with the exact sums. */
+static int big_worker(hps_ctx *ctx, hps_worker *w, void *arg);
+
+/* Replicated jobs with room for servers (--max-servers 4 with -s 2,
+ * --replicas 1): four key ranges, ranks 0 and 1 each primary of two and
+ * backup of the other two (the owner and backup tables, shm/backups.h).
+ * One server killed at a random moment, many seeds, ASP and BSP, normal
+ * and tiny rings: its backups take its two ranges over, exact sums. */
+static void test_replica_room_kill_exact_sums(void)
+{
+	struct job j;
+	struct job_opts o = {.replicas = 1, .max_servers = 4, .no_servers = 1};
+	CU_ASSERT_EQUAL_FATAL(job_start(&j, 2, 3, &o), 0);
+	static const uint32_t own[4] = {0, 1, 0, 1}, backup[4] = {1, 0, 1, 0};
+	for (uint32_t r = 0; r < 4; r++) {
+		CU_ASSERT_EQUAL(hpsi_replica(&j.seg, r, 0), own[r]);
+		CU_ASSERT_EQUAL(hpsi_replica(&j.seg, r, 1), backup[r]);
+		CU_ASSERT_EQUAL(hpsi_replica_index(&j.seg, r, backup[r]), 1);
+		CU_ASSERT_EQUAL(hpsi_replica_index(&j.seg, r, 2), HPSI_NO_SERVER); /* VACANT: no replica */
+	}
+	CU_ASSERT_EQUAL(job_stop(&j), 0);
+	/* one launched server cannot hold a range and its backup: refused
+	 * before anything is made (shm/segment.c) */
+	struct job_opts one = {.replicas = 1, .max_servers = 4, .no_servers = 1};
+	CU_ASSERT_EQUAL(job_start(&j, 1, 1, &one), HPS_ECONFIG);
+	int bad = 0;
+	for (uint64_t seed = 1; seed <= 8; seed++) {
+		struct run r = {.S = 2, .M = 4, .W = 3, .K = 1, .seed = seed, .bsp = (int)(seed % 2), .kills = 1,
+				.ring_bytes = seed % 3 == 0 ? 4096 : 0, .fn = sum_worker};
+		uint32_t killed[2];
+		int failed = run_job(&r, killed);
+		if (failed)
+			fprintf(stderr, "  seed %llu: killed server %u, %d failed\n", (unsigned long long)seed, killed[0], failed);
+		bad += failed != 0;
+	}
+	/* pushes whose bodies stay in the worker's heap: each waits for the
+	 * backup's ack, which comes on the answer ring of the backup's own
+	 * range (replica.c) */
+	for (uint64_t seed = 91; seed <= 94; seed++) {
+		struct run r = {.S = 2, .M = 4, .W = 3, .K = 1, .seed = seed, .kills = 1, .ring_bytes = 4096,
+				.fn = big_worker};
+		uint32_t killed[2];
+		bad += run_job(&r, killed) != 0;
+	}
+	CU_ASSERT_EQUAL(bad, 0);
+}
+
 static void test_replica_kill_during_checkpoints(void)
 {
 	char dir[64], cmd[256];
@@ -1098,6 +1146,7 @@ struct test_case replica_cases[] = {
 	{"replica_handback_not_taken_again", test_replica_handback_not_taken_again},
 	{"replica_primary_dies_while_copying", test_replica_primary_dies_while_copying},
 	{"replica_kill_one_server_exact_sums", test_replica_kill_one_server_exact_sums},
+	{"replica_room_kill_exact_sums", test_replica_room_kill_exact_sums},
 	{"replica_kill_during_checkpoints", test_replica_kill_during_checkpoints},
 	{"replica_kill_pipelined_pushes", test_replica_kill_pipelined_pushes},
 	{"replica_primary_dies_between_forward_and_release", test_replica_primary_dies_between_forward_and_release},

@@ -63,6 +63,12 @@ static int room_layout_ok(hps_ctx *ctx)
 			fprintf(stderr, "range %u is served by %u, want %u\n", r, hpsi_range_owner(s, r), want[r]);
 			return 0;
 		}
+	/* with --replicas 1: each range backed up by the other launched rank */
+	for (uint32_t r = 0; s->hdr->replicas && r < 4; r++)
+		if (hpsi_replica(s, r, 1) != 1 - want[r] || hpsi_replica_index(s, r, 1 - want[r]) != 1) {
+			fprintf(stderr, "range %u is backed up by %u, want %u\n", r, hpsi_replica(s, r, 1), 1 - want[r]);
+			return 0;
+		}
 	for (uint32_t r = 2; r < 4; r++)
 		if (atomic_load_explicit(&hpsi_seg_node(s, r)->state, memory_order_acquire) != HPSI_NODE_VACANT) {
 			fprintf(stderr, "server rank %u is not VACANT\n", r);
@@ -377,6 +383,50 @@ static void test_scale_room_exact_sums(void)
 	CU_ASSERT_EQUAL(system(cmd), 0);
 }
 
+/* The same job replicated (--replicas 1 with room: the backup table,
+ * shm/backups.h): exact sums, a checkpoint saved by the primaries and
+ * loaded by every replica, and at the end each of the four ranges held by
+ * its primary and its backup with the same keys and digest (the servers'
+ * digest lines, runtime/server/digest.c). */
+static void test_scale_replicated_room_digests(void)
+{
+	char cmd[8192], dir[128];
+	snprintf(dir, sizeof dir, "/tmp/hps-scale-%d.rckpt", (int)getpid());
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	CU_ASSERT_EQUAL(system(cmd), 0);
+	snprintf(cmd, sizeof cmd,
+		 "HPS_LOG=info exec %s launch -s 2 -w 3 --max-servers 4 --replicas 1 --job sc10 --host testhost --heap-mb 16 "
+		 "--timeout-ms 20000 --staleness bsp -- %s --room-worker %s",
+		 hps_bin(), self_path, dir);
+	int rc = run_cmd(cmd, out, sizeof out);
+	CU_ASSERT_EQUAL(rc, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "[worker 0] sums exact"));
+	unsigned long long keys[4][2] = {{0}}, dig[4][2] = {{0}};
+	int seen[4][2] = {{0}}, lines = 0;
+	for (const char *at = out; (at = strstr(at, ": key range ")); at++) {
+		unsigned r, i;
+		unsigned long long n, d;
+		if (sscanf(at, ": key range %u (replica %u): %llu keys, digest %llx", &r, &i, &n, &d) == 4 && r < 4 && i < 2) {
+			keys[r][i] = n, dig[r][i] = d, seen[r][i]++;
+			lines++;
+		}
+	}
+	CU_ASSERT_EQUAL(lines, 8);
+	for (int r = 0; r < 4; r++) {
+		CU_ASSERT(seen[r][0] == 1 && seen[r][1] == 1);
+		CU_ASSERT(keys[r][0] > 0);
+		CU_ASSERT_EQUAL(keys[r][0], keys[r][1]);
+		CU_ASSERT_EQUAL(dig[r][0], dig[r][1]);
+	}
+	int same = 1;
+	for (int r = 0; r < 4; r++)
+		same &= dig[r][0] == dig[r][1];
+	if (rc || lines != 8 || !same || !strstr(out, "sums exact"))
+		fprintf(stderr, "launcher:\n%s\n", out);
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	CU_ASSERT_EQUAL(system(cmd), 0);
+}
+
 /* Scale steps while three workers train; the keys moved by each step
  * (from the servers' logs) against the ideal share: the fraction of
  * ranges that change hands, each holding about a quarter of the keys. */
@@ -562,7 +612,8 @@ static void test_scale_room_refusals(void)
 		const char *args, *says;
 	} cases[] = {
 		{"-s 2 --max-servers 1", "HPS_MAX_SERVERS=1 is below HPS_NUM_SERVERS=2"},
-		{"-s 2 --max-servers 4 --replicas 1", "HPS_MAX_SERVERS with HPS_REPLICAS: servers of a replicated job cannot be added yet"},
+		{"-s 2 --max-servers 4 --replicas 1 --key-ranges 0-99,100-199", "HPS_MAX_SERVERS with HPS_REPLICAS and HPS_KEY_RANGES: declared ranges of a replicated job with room for servers are not built"},
+		{"-s 3 --max-servers 4 --replicas 2", "HPS_MAX_SERVERS with HPS_REPLICAS=2: a job with room for servers keeps one backup of each key range, not more"},
 		{"-s 2 --max-servers 5 --key-ranges 0-9,10-10", "HPS_KEY_RANGES with HPS_MAX_SERVERS=5: range 1 (10-10) is cut into 2 key ranges that can move between servers but holds fewer keys"},
 		{"-s 2 --max-servers 4 --key-ranges 9-0,10-19", "key ranges must be ascending and disjoint (HPS_KEY_RANGES), range 0 is not"},
 		{"-s 2 --max-servers 4 --key-ranges 0-9,10-19 --direct 4", "HPS_MAX_SERVERS with HPS_DIRECT: a direct range is a dense array"},
@@ -1125,6 +1176,7 @@ int main(int argc, char **argv)
 	self_path[sl > 0 ? sl : 0] = 0;
 	static const struct test_case cases[] = {
 		{"test_scale_room_exact_sums", test_scale_room_exact_sums},
+		{"test_scale_replicated_room_digests", test_scale_replicated_room_digests},
 		{"test_scale_room_refusals", test_scale_room_refusals},
 		{"test_scale_out_in_ssp", test_scale_out_in_ssp},
 		{"test_scale_out_bsp", test_scale_out_bsp},

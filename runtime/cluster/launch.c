@@ -109,9 +109,11 @@ static void usage(FILE *f)
 		"  --max-servers N       room for up to N servers (default: -s): the job's keys form N\n"
 		"                        key ranges, spread over the running servers; `hps scale\n"
 		"                        --servers` moves ranges to more or fewer of them while the\n"
-		"                        job trains (HPS_MAX_SERVERS; one host, no --replicas,\n"
-		"                        --restart-servers or --direct); with --key-ranges each\n"
-		"                        declared range is cut into its share of the N ranges\n"
+		"                        job trains (HPS_MAX_SERVERS; one host, no --restart-servers\n"
+		"                        or --direct; with --replicas 1 each range is also on a\n"
+		"                        backup, but such a job cannot scale yet); with\n"
+		"                        --key-ranges each declared range is cut into its share of\n"
+		"                        the N ranges\n"
 		"  --restart-workers N   start a worker that died (signal or non-zero exit) again, with\n"
 		"                        the same rank and HPS_RESTART=k, up to N times in all (default\n"
 		"                        0); it resumes from hps_resume_clock and the others wait for it;\n"
@@ -1026,8 +1028,10 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 	struct hpsi_config cfg;
 	if (hpsi_launch_check_settings(&cfg, self_serve, 1)) /* before anything starts */
 		return 2;
-	/* A job whose key ranges move has no backups (--max-servers refuses
-	 * --replicas): a dead server is not replaced. Refused, not ignored. */
+	/* A dead server of a job with room is not replaced (with --replicas 1
+	 * its backups take its ranges over, and nothing copies them back: a
+	 * replacement's copy is not built there, recover.c). Refused, not
+	 * ignored. */
 	if (restart_servers >= 0 && cfg.max_servers > cfg.nservers) {
 		fprintf(stderr, "hps launch: --restart-servers with --max-servers: a dead server of a job whose key ranges move is not replaced (that needs --replicas); run it without one of them\n");
 		return 2;

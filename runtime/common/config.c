@@ -240,8 +240,22 @@ static int check_environment(void)
 static int max_servers_ok(const struct hpsi_config *c)
 {
 	static const char *const lists[] = {"DTYPE", "COMPRESS", "DIRECT", "UPDATER", "INIT", "STALENESS"};
-	if (c->replicas) {
-		hpsi_error("HPS_MAX_SERVERS with HPS_REPLICAS: servers of a replicated job cannot be added yet; run it without one of them");
+	/* One backup only: a backup drains the forward rings of every other
+	 * rank, so with two a range's forwards from a dead primary and from
+	 * the backup that took it over could be applied out of order (π's
+	 * order, furthest first, keeps them in order without room). */
+	/* A backup acknowledges on the answer ring of the range numbered as
+	 * its rank (replica.c), which a launched rank serves only when hashed
+	 * keys give it that range; declared ranges give rank i the pieces of
+	 * its own declared range instead (hpsi_seg_first_owners). */
+	const char *kr = hpsi_setting("KEY_RANGES");
+	if (c->replicas && kr && *kr) {
+		hpsi_error("HPS_MAX_SERVERS with HPS_REPLICAS and HPS_KEY_RANGES: declared ranges of a replicated job with room for servers are not built; drop one of them");
+		return HPS_ECONFIG;
+	}
+	if (c->replicas > 1) {
+		hpsi_error("HPS_MAX_SERVERS with HPS_REPLICAS=%u: a job with room for servers keeps one backup of each key range, not more; use HPS_REPLICAS=1",
+			   c->replicas);
 		return HPS_ECONFIG;
 	}
 	const char *d = hpsi_setting("DIRECT");

@@ -18,6 +18,7 @@
 #include "net/route.h"
 #include "shm/ckpt.h"
 #include "shm/liveness.h"
+#include "shm/node.h"
 #include "shm/wake.h"
 
 #define CKPT_MAGIC "HPSCKPT1"
@@ -269,8 +270,8 @@ int hpsi_store_load(struct hpsi_store *into, const char *dir, const struct hpsi_
 static uint32_t live_servers(struct hpsi_seg *seg)
 {
 	uint32_t n = 0;
-	for (uint32_t s = 0; s < seg->hdr->nservers; s++)
-		n += !hpsi_server_gone(seg, s);
+	for (uint32_t s = 0; s < seg->hdr->nservers; s++) /* (a VACANT rank of the room --max-servers made: none) */
+		n += !hpsi_server_gone(seg, s) && hpsi_node_state(seg, s) != HPSI_NODE_VACANT;
 	/* without replicas: every server the owner table names (a rank of the
 	 * room --max-servers made serves nothing and does no part) */
 	return seg->hdr->replicas ? n : hpsi_servers_current(seg);

@@ -38,7 +38,9 @@ void hpsi_digest_log(struct server *sv)
 		uint64_t keys = 0, sum = 0;
 		while (hpsi_store_next(rs->store, &cur, &it) == 0)
 			keys++, sum += record_hash(&it);
-		hpsi_info("server %u: key range %u (replica %u): %llu keys, digest %016llx", sv->me, rs->id, i,
+		/* (ranges[i] is replica i of its range, except with room: server.c) */
+		uint32_t idx = hpsi_seg_room(sv->seg) ? hpsi_replica_index(sv->seg, rs->id, sv->me) : i;
+		hpsi_info("server %u: key range %u (replica %u): %llu keys, digest %016llx", sv->me, rs->id, idx,
 			  (unsigned long long)keys, (unsigned long long)sum);
 	}
 }

@@ -1038,6 +1038,8 @@ int hpsi_recover_apply(struct server *sv, uint32_t from, const void *rec, size_t
 		return sv->movable ? take_adopted(sv, from, h) : bad_sync("copy of a key range: an answer to no move");
 	if (sv->movable)
 		return move_apply(sv, h);
+	if (hpsi_seg_room(sv->seg)) /* (no replacements there: launch.c refuses --restart-servers) */
+		return bad_sync("copy of a key range to a replicated job with room for servers: not built");
 	uint32_t i = hpsi_replica_index(sv->seg, h->range, sv->me), fi = hpsi_replica_index(sv->seg, h->range, from);
 	if (i == HPSI_NO_SERVER || fi == HPSI_NO_SERVER)
 		return bad_sync("copy of a key range this server does not hold");

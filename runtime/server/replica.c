@@ -108,13 +108,28 @@ void hpsi_replica_wake(struct server *sv)
 	}
 }
 
+/* Which replica this server is of the range it holds at sv->ranges[k]:
+ * k itself without room (ranges[i] is the range it is replica i of);
+ * with room (several ranges per index, server.c) the tables say. */
+static uint32_t held_index(const struct server *sv, uint32_t k)
+{
+	return hpsi_seg_room(sv->seg) ? hpsi_replica_index(sv->seg, sv->ranges[k].id, sv->me) : k;
+}
+
 /* The range this server backs up as its replica index i >= 1, or NULL. */
 static struct range_state *backed_range(struct server *sv, uint32_t range)
 {
 	if (range >= sv->nservers)
 		return NULL;
 	uint32_t i = hpsi_replica_index(sv->seg, range, sv->me);
-	return i != HPSI_NO_SERVER && i >= 1 ? &sv->ranges[i] : NULL;
+	if (i == HPSI_NO_SERVER || i == 0)
+		return NULL;
+	if (!hpsi_seg_room(sv->seg))
+		return &sv->ranges[i];
+	for (uint32_t k = 0; k < sv->nranges; k++)
+		if (sv->ranges[k].id == range)
+			return &sv->ranges[k];
+	return NULL;
 }
 
 /* One forwarded record; 0 when the worker's answer ring is full (retry). */
@@ -242,7 +257,10 @@ static uint32_t neighbour(const struct server *sv, int j)
 int hpsi_replica_drain(struct server *sv)
 {
 	int n = 0, stuck = 0;
-	for (int j = -(int)sv->replicas; j <= (int)sv->replicas && !stuck; j++)
+	if (hpsi_seg_room(sv->seg)) /* any rank may forward to it; one backup (config.c), so no order among them */
+		for (uint32_t from = 0; from < sv->nservers && !stuck; from++)
+			n += from != sv->me ? drain_from(sv, from, &stuck) : 0;
+	for (int j = -(int)sv->replicas; !hpsi_seg_room(sv->seg) && j <= (int)sv->replicas && !stuck; j++)
 		if (j) /* (a ring met twice, with few servers, is read twice: harmless) */
 			n += drain_from(sv, neighbour(sv, j), &stuck);
 	if (n)
@@ -293,8 +311,11 @@ static int failpoint_handback(struct server *sv, const struct range_state *rs, u
 int hpsi_replica_takeover(struct server *sv)
 {
 	int taken = 0;
-	for (uint32_t i = 1; i < sv->nranges; i++) {
-		struct range_state *rs = &sv->ranges[i];
+	for (uint32_t k = 0; k < sv->nranges; k++) {
+		struct range_state *rs = &sv->ranges[k];
+		uint32_t i = held_index(sv, k);
+		if (i == 0 || i == HPSI_NO_SERVER)
+			continue;
 		/* a range not copied whole yet stays without a server */
 		if (rs->serving || !rs->synced ||
 		    !failpoint_handback(sv, rs, i, hpsi_replica_earlier_gone(sv, rs, i)) ||
@@ -341,18 +362,30 @@ int hpsi_replica_takeover(struct server *sv)
 
 int hpsi_replica_pending(struct server *sv)
 {
-	for (int j = -(int)sv->replicas; j <= (int)sv->replicas; j++)
+	int room = hpsi_seg_room(sv->seg);
+	for (uint32_t from = 0; room && from < sv->nservers; from++)
+		if (from != sv->me && hpsi_ring_pending(sv->fwd_in[from].r))
+			return 1;
+	for (int j = -(int)sv->replicas; !room && j <= (int)sv->replicas; j++)
 		if (j && hpsi_ring_pending(sv->fwd_in[neighbour(sv, j)].r))
 			return 1;
-	for (uint32_t i = 1; i < sv->nranges; i++)
-		if (!sv->ranges[i].serving && sv->ranges[i].synced && hpsi_replica_earlier_gone(sv, &sv->ranges[i], i) &&
-		    !hpsi_recover_handed_back(sv, &sv->ranges[i]))
+	for (uint32_t k = 0; k < sv->nranges; k++) {
+		uint32_t i = held_index(sv, k);
+		if (i && i != HPSI_NO_SERVER && !sv->ranges[k].serving && sv->ranges[k].synced &&
+		    hpsi_replica_earlier_gone(sv, &sv->ranges[k], i) && !hpsi_recover_handed_back(sv, &sv->ranges[k]))
 			return 1;
+	}
 	return hpsi_recover_pending(sv);
 }
 
 void hpsi_replica_check_earlier(struct server *sv)
 {
+	if (hpsi_seg_room(sv->seg)) { /* the replicas before it of each range it backs up */
+		for (uint32_t k = 0; k < sv->nranges; k++)
+			for (uint32_t i = held_index(sv, k), j = 0; i != HPSI_NO_SERVER && j < i; j++)
+				hpsi_node_check(sv->seg, hpsi_replica(sv->seg, sv->ranges[k].id, j));
+		return;
+	}
 	for (uint32_t j = 1; j <= sv->replicas; j++)
 		hpsi_node_check(sv->seg, neighbour(sv, -(int)j));
 }

@@ -110,6 +110,14 @@ static int serve_all(struct server *sv)
  * pushes and passed a barrier finds them all in the checkpoint. */
 static void drain_published(struct server *sv)
 {
+	/* A backup first applies what its primaries forwarded: a push
+	 * acknowledged before the request was forwarded before its answer
+	 * (replica.c), so it is in the forward ring now; applied after a load
+	 * it would survive on the backup only (the primary loaded after
+	 * applying it). Stops when nothing more can be applied (an empty ring,
+	 * or an answer ring full). */
+	while (sv->replicas && hpsi_replica_drain(sv) > 0)
+		;
 	size_t n = (size_t)sv->nranges * sv->nworkers;
 	uint32_t *target = malloc(n * sizeof *target);
 	if (!target)
@@ -386,7 +394,7 @@ static int server_setup(struct server *sv, hps_handler handler, void *arg)
 		hpsi_memfd_raise_limit(); /* its tables live in memfds (memfd.h) */
 	/* room for every range it may serve: with replicas its own and the
 	 * K before it; without, any of the job's ranges may move to it */
-	uint32_t cap = sv->replicas ? sv->replicas + 1 : S;
+	uint32_t cap = sv->replicas && !hpsi_seg_room(seg) ? sv->replicas + 1 : S;
 	sv->answer_max = hpsi_ring_max_payload(seg->hdr->ring_bytes) - sizeof(struct hpsi_msg_hdr);
 	if (!(sv->ranges = calloc(cap, sizeof *sv->ranges)) || !(sv->heaps = calloc(W, sizeof *sv->heaps)) ||
 	    !(sv->finished = calloc(W, 1)) || !(sv->vacant = calloc(W, 1)) || !(sv->ack_dirty = calloc(W, 1)) ||
@@ -415,7 +423,23 @@ static int server_setup(struct server *sv, hps_handler handler, void *arg)
 	uint16_t launch_own[HPSI_MAX_NODES];
 	if (!sv->replicas)
 		hpsi_seg_first_owners(S, seg->hdr->launched_servers, seg->hdr->range_mode, launch_own);
-	for (uint32_t r = 0; r < (sv->replicas ? sv->replicas + 1 : S); r++) {
+	if (sv->replicas && hpsi_seg_room(seg)) {
+		/* With replicas and room: every range the owner and backup tables
+		 * name it for, its own range first (ranges[0]: the answer ring a
+		 * backup acknowledges on, replica.c; rank r < launched owns range r
+		 * from the launch on, hpsi_seg_first_owners), then the others it
+		 * serves, then those it backs up. */
+		for (uint32_t pass = 0; pass < 3; pass++)
+			for (uint32_t r = 0; r < S; r++) {
+				uint32_t i = hpsi_replica_index(seg, r, sv->me);
+				if (i == HPSI_NO_SERVER || (pass == 0) != (r == sv->me) || (pass == 2) != (i > 0))
+					continue;
+				int rc = range_setup(sv, sv->nranges++, r, i == 0, handler, arg);
+				if (rc)
+					return rc;
+			}
+	}
+	for (uint32_t r = 0; !(sv->replicas && hpsi_seg_room(seg)) && r < (sv->replicas ? sv->replicas + 1 : S); r++) {
 		if (!sv->replicas && (!first || launch_own[r] != sv->me))
 			continue;
 		uint32_t id = sv->replicas ? hpsi_replica_range(seg, sv->me, r) : r;
@@ -496,12 +520,15 @@ int hps_server_run(hps_ctx *ctx, hps_handler handler, void *arg)
 	uint32_t steps = 0;
 	sv.ckpt_seen = 0; /* a request made before this server started still counts */
 	const struct range_state *own = &sv.ranges[0];
+	uint32_t served = 0;
+	for (uint32_t i = 0; i < sv.nranges; i++)
+		served += sv.ranges[i].serving != 0;
 	if (sv.nranges) /* (a server a scale started gets its ranges by copies: move.c) */
 		hpsi_info("server %d serves %u workers with %s; staleness %s%s; %u key range%s; backs up %u key range%s",
 			  ctx->cfg.rank, sv.nworkers, handler ? "a user handler" : "the built-in store",
 			  own->staleness < 0 ? "asp" : own->staleness == 0 ? "bsp" : "ssp",
-			  own->ordered ? " (deterministic)" : "", sv.nranges - sv.replicas, sv.nranges - sv.replicas == 1 ? "" : "s",
-			  sv.replicas, sv.replicas == 1 ? "" : "s");
+			  own->ordered ? " (deterministic)" : "", served, served == 1 ? "" : "s",
+			  sv.nranges - served, sv.nranges - served == 1 ? "" : "s");
 	else
 		hpsi_info("server %d starts with no key range: hps scale copies some to it", ctx->cfg.rank);
 	for (;;) {

@@ -1,0 +1,138 @@
+#include "shm/backups.h"
+
+#include <stddef.h>
+
+#include "hps/error.h"
+#include "runtime/common/limits.h"
+
+#define FREED UINT16_MAX /* an entry taken from its rank, not given yet */
+
+_Static_assert(HPSI_MAX_NODES < FREED, "ranks and the freed mark fit an entry");
+
+static int bounds_ok(uint32_t n, uint32_t K, uint32_t S)
+{
+	return K && K <= HPSI_MAX_REPLICAS && S >= K + 1 && S <= HPSI_MAX_NODES && n && n <= HPSI_MAX_NODES;
+}
+
+static int owners_ok(const uint16_t *owner, uint32_t n, uint32_t S)
+{
+	for (uint32_t r = 0; r < n; r++)
+		if (owner[r] >= S)
+			return 0;
+	return 1;
+}
+
+/* Whether row r (its owner and its entries other than column skip) names
+ * rank b. */
+static int row_names(const uint16_t *owner, const uint16_t *table, uint32_t K, uint32_t r, uint32_t skip, uint32_t b)
+{
+	if (owner[r] == b)
+		return 1;
+	for (uint32_t i = 0; i < K; i++)
+		if (i != skip && table[r * K + i] == b)
+			return 1;
+	return 0;
+}
+
+/* The share of rank b among S of the total backups: floor(total / S),
+ * plus one for the first total mod S ranks. */
+static int64_t share(uint32_t b, uint32_t total, uint32_t S)
+{
+	return total / S + (b < total % S);
+}
+
+/* Gives each FREED entry, ascending, the rank the row does not name that
+ * is furthest below its share (the lowest of those), and counts it. One
+ * exists: a row names its owner and at most K - 1 other ranks, and S >=
+ * K + 1. Then, since the rows that come last may find only ranks at or
+ * above their share left (owner tables come in blocks: a late block's
+ * owner cannot back itself up), entries given here move from a rank above
+ * its share to one below whose row does not name it, until none can: each
+ * such move brings both nearer their share, so this ends. Entries kept
+ * from before are never moved again (a rank above its share got there by
+ * entries given here, kept ones are within it). */
+static void fill(const uint16_t *owner, uint16_t *table, uint32_t n, uint32_t K, uint32_t S, uint32_t *count)
+{
+	uint32_t total = n * K;
+	unsigned char given[HPSI_MAX_NODES * HPSI_MAX_REPLICAS] = {0};
+	for (uint32_t j = 0; j < total; j++) {
+		if (table[j] != FREED)
+			continue;
+		uint32_t r = j / K, best = UINT32_MAX;
+		for (uint32_t b = 0; b < S; b++)
+			if (!row_names(owner, table, K, r, j % K, b) &&
+			    (best == UINT32_MAX ||
+			     share(b, total, S) - count[b] > share(best, total, S) - count[best]))
+				best = b;
+		table[j] = (uint16_t)best;
+		count[best]++;
+		given[j] = 1;
+	}
+	/* given entries first (a move they make costs nothing more), then any */
+	for (int any = 0; any < 2; any++)
+		for (int again = 1; again;) {
+			again = 0;
+			for (uint32_t j = 0; j < total; j++) {
+				uint32_t o = table[j];
+				if ((!any && !given[j]) || count[o] <= share(o, total, S))
+					continue;
+				for (uint32_t u = 0; u < S; u++)
+					if (count[u] < share(u, total, S) && !row_names(owner, table, K, j / K, j % K, u)) {
+						table[j] = (uint16_t)u;
+						count[o]--, count[u]++;
+						again = 1;
+						break;
+					}
+			}
+		}
+}
+
+int hpsi_backup_build(const uint16_t *owner, uint16_t *table, uint32_t n, uint32_t K, uint32_t S)
+{
+	if (!bounds_ok(n, K, S) || !owners_ok(owner, n, S))
+		return HPS_ECONFIG;
+	uint32_t count[HPSI_MAX_NODES] = {0};
+	for (uint32_t j = 0; j < n * K; j++)
+		table[j] = FREED;
+	fill(owner, table, n, K, S, count);
+	return 0;
+}
+
+int hpsi_backup_rebalance(const uint16_t *owner, uint16_t *table, uint32_t n, uint32_t K, uint32_t from_S,
+			  uint32_t to_S, uint32_t *moved)
+{
+	if (moved)
+		*moved = 0;
+	if (!bounds_ok(n, K, from_S) || !bounds_ok(n, K, to_S) || !owners_ok(owner, n, to_S))
+		return HPS_ECONFIG;
+	for (uint32_t j = 0; j < n * K; j++)
+		if (table[j] >= from_S)
+			return HPS_ECONFIG;
+	uint32_t total = n * K, count[HPSI_MAX_NODES] = {0};
+	uint16_t before[HPSI_MAX_NODES * HPSI_MAX_REPLICAS];
+	for (uint32_t j = 0; j < total; j++)
+		before[j] = table[j];
+	/* Entries that cannot stay: a leaving rank, the row's primary, or a
+	 * rank named earlier in the row (the first one stays). */
+	for (uint32_t r = 0; r < n; r++)
+		for (uint32_t i = 0; i < K; i++) {
+			uint16_t *e = &table[r * K + i];
+			int dup = 0;
+			for (uint32_t k = 0; k < i; k++)
+				dup |= table[r * K + k] == *e;
+			if (*e >= to_S || *e == owner[r] || dup)
+				*e = FREED;
+			else
+				count[*e]++;
+		}
+	/* The highest entries of ranks above their share of all backups. */
+	for (uint32_t j = total; j-- > 0;) {
+		uint16_t b = table[j];
+		if (b != FREED && count[b] > share(b, total, to_S))
+			count[b]--, table[j] = FREED;
+	}
+	fill(owner, table, n, K, to_S, count);
+	for (uint32_t j = 0; moved && j < total; j++) /* a freed entry may get its rank back */
+		*moved += table[j] != before[j];
+	return 0;
+}
