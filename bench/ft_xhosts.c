@@ -5,9 +5,9 @@
  * keys (both key ranges) in a loop. After its 200th request the benchmark
  * kills beta's server alone (phase "kill": beta's bridge sees it dead at
  * its next liveness check and sends the FENCE), or every process of beta
- * (phase "host": no FENCE can come; alpha's bridge counts beta lost
- * HPS_DEAD_MS after the scheduler declared its nodes dead, itself
- * HPS_DEAD_MS after beta's last message: about 2 x HPS_DEAD_MS). The time
+ * (phase "host": no FENCE can come; alpha's bridge counts beta lost one
+ * heartbeat after the scheduler declared its nodes dead, itself
+ * HPS_DEAD_MS after beta's last message: about HPS_DEAD_MS + 100 ms). The time
  * runs from the kill to the completion of the first request the worker
  * submitted after it, which only alpha's server, the new primary of beta's
  * range, can have answered. HPS_DEAD_MS=1000, heartbeats every 100 ms.

@@ -292,8 +292,8 @@ static void host_lost(struct hpsi_bridge *b, uint32_t s)
 				  : b->cc.dead_ms;
 	if (now - b->dead_since[s] < wait_ms * 1000000)
 		return;
-	hpsi_warn("bridge %s: no FENCE of dead server %u from host %u within HPS_DEAD_MS: that host counts as lost",
-		  b->cfg.host, s, b->host_of_server[s]);
+	hpsi_warn("bridge %s: no FENCE of dead server %u from host %u within %lld ms: that host counts as lost",
+		  b->cfg.host, s, b->host_of_server[s], (long long)wait_ms);
 	move_ranges(b, s);
 	b->fence[s] = FENCE_WAITING;
 }
@@ -308,9 +308,16 @@ int hpsi_bridge_failover_check(struct hpsi_bridge *b)
 		/* a local replacement claimed the rank (it cleared fenced): its
 		 * own death is fenced again. The state's acquire (JOINING, or a
 		 * later state changed from it) pairs with its release of
-		 * JOINING, stored after it cleared fenced */
+		 * JOINING, stored after it cleared fenced. Not on DEAD: between
+		 * its clear and its JOINING the old death still reads DEAD with
+		 * fenced 0, and a second fence_out then would store fenced 1 over
+		 * the claim's 0, so that the replacement's own death would never
+		 * be fenced here. (A replacement that dies before this loop saw
+		 * it JOINING is not fenced by this host: the others count it
+		 * lost after HPS_DEAD_MS, and its successor's claim times out.) */
+		uint32_t st = hpsi_node_state(&b->seg, s);
 		if (b->fence[s] == FENCE_DONE && hpsi_bridge_local_server(b, s) &&
-		    hpsi_node_state(&b->seg, s) != HPSI_NODE_EMPTY &&
+		    (st == HPSI_NODE_JOINING || st == HPSI_NODE_ALIVE || st == HPSI_NODE_CLOSED) &&
 		    !atomic_load_explicit(&hpsi_seg_node(&b->seg, s)->fenced, memory_order_relaxed))
 			b->fence[s] = FENCE_NONE;
 		if (b->fence[s] == FENCE_DONE)

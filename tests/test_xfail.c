@@ -103,8 +103,8 @@ static void test_xfail_new_primary_on_third_host(void)
 
 /* Every process of host 1 (launcher, bridge, server) killed during the
  * pushes, with three hosts: no FENCE comes, hosts 0 and 2 fence server 1
- * themselves once HPS_DEAD_MS passed after the scheduler declared it
- * dead (host_lost), and range 1 goes on at server 2. A push of host 0's
+ * themselves one heartbeat after the scheduler declared it dead
+ * (host_lost: no node of host 1 runs), and range 1 goes on at server 2. A push of host 0's
  * worker that server 1 answered but whose forward to server 2 was still
  * in host 1's bridge when it died is not complete: host 0's bridge
  * keeps it in the ring until server 2 acked it, and resends it
