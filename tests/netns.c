@@ -52,6 +52,23 @@ static int check_sums(hps_worker *w, int nw, int rounds)
 	return 0;
 }
 
+/* The end of every test worker: the barrier, the sums of `rounds` rounds
+ * when nothing failed before, then the worker's resources. */
+static int finish_worker(hps_ctx *ctx, hps_worker *w, float *bv, int rounds, int rc)
+{
+	int me = hps_rank(ctx), nw = hps_num_workers(ctx);
+	if (!rc && (rc = hps_barrier(ctx)))
+		fprintf(stderr, "barrier: %s\n", hps_strerror(rc));
+	if (!rc)
+		rc = check_sums(w, nw, rounds);
+	if (!rc)
+		printf("worker %d: sums ok\n", me);
+	hps_free(w, bv);
+	hps_worker_close(w);
+	hps_finalize(ctx);
+	return rc;
+}
+
 /* The round after which worker 0 creates $NETNS_TEST_MARK:
  * $NETNS_TEST_MARK_ROUND, 100 by default (a test's random moment). */
 static int mark_round(void)
@@ -102,16 +119,7 @@ static int bsp_worker(hps_ctx *ctx, hps_worker *w)
 	}
 	printf("worker %d: rounds done\n", me);
 	fflush(stdout);
-	if (!rc && (rc = hps_barrier(ctx)))
-		fprintf(stderr, "barrier: %s\n", hps_strerror(rc));
-	if (!rc)
-		rc = check_sums(w, nw, ROUNDS);
-	if (!rc)
-		printf("worker %d: sums ok\n", me);
-	hps_free(w, bv);
-	hps_worker_close(w);
-	hps_finalize(ctx);
-	return rc;
+	return finish_worker(ctx, w, bv, ROUNDS, rc);
 }
 
 int cluster_worker(const char *mode)
@@ -219,16 +227,7 @@ int cluster_worker(const char *mode)
 	}
 	for (int t = 0; hold && access(hold, F_OK) != 0 && t < 6000; t++)
 		usleep(10000);
-	if (!rc && (rc = hps_barrier(ctx)))
-		fprintf(stderr, "barrier: %s\n", hps_strerror(rc));
-	if (!rc)
-		rc = check_sums(w, nw, rounds);
-	if (!rc)
-		printf("worker %d: sums ok\n", me);
-	hps_free(w, bv);
-	hps_worker_close(w);
-	hps_finalize(ctx);
-	return rc;
+	return finish_worker(ctx, w, bv, rounds, rc);
 }
 /* ---- namespaces ---------------------------------------------------------- */
 
@@ -371,6 +370,28 @@ pid_t find_proc(const char *what, const char *host)
 		pclose(f);
 	}
 	return (pid_t)atoi(buf);
+}
+
+/* The pid of `hps WHAT` of host i, waiting for it to start (bounded). */
+pid_t proc_of(const char *what, int i)
+{
+	char h[32];
+	snprintf(h, sizeof h, "%s%d", pfx, i);
+	pid_t v = 0;
+	for (int t = 0; t < 200 && (v = find_proc(what, h)) <= 0; t++)
+		usleep(100000);
+	return v;
+}
+
+/* Waits (bounded) until worker 0 created the mark: the pushes run. */
+int wait_mark(const char *mark)
+{
+	for (int t = 0; t < 20000; t++) {
+		if (access(mark, F_OK) == 0)
+			return 1;
+		usleep(1000);
+	}
+	return 0;
 }
 
 int netns_suite_start(const char *suite)

@@ -54,6 +54,10 @@ int job_sums(pid_t p, int ms);
 void write_hosts(const char *text);
 /* The pid of `hps WHAT` run for host HOST of the job. */
 pid_t find_proc(const char *what, const char *host);
+/* find_proc for namespace host PFXi, waiting (bounded) for it to start. */
+pid_t proc_of(const char *what, int i);
+/* Waits (bounded, 20 s) until worker 0 created the mark file; 0 if not. */
+int wait_mark(const char *mark);
 
 /* The path of another test binary beside this one (e.g. "test_join", whose
  * worker program a cluster test runs); a static buffer. */

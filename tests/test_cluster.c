@@ -349,19 +349,15 @@ static pid_t busy_replicated_job(const char *port, int host1_workers, const char
 static void test_cluster_replica_takes_over_across_hosts(void)
 {
 	CU_ASSERT_EQUAL_FATAL(ns_up(2), 0);
-	char h1[32], mark[300];
-	snprintf(h1, sizeof h1, "%s1", pfx);
+	char mark[300];
 	pid_t p = busy_replicated_job("9433", 1, "HPS_TIMEOUT_MS=30000", "", mark, sizeof mark);
-	pid_t v = 0;
-	for (int t = 0; t < 200 && (v = find_proc("server", h1)) <= 0; t++)
-		usleep(100000);
+	pid_t v = proc_of("server", 1);
 	CU_ASSERT_FATAL(v > 0);
 	/* early in the 1000 rounds of pushes, back to back: requests in
 	 * flight on both hosts when it dies (checked once: without the resend
 	 * from the oldest request not answered, a push is lost and the job
 	 * fails with HPS_ETIMEDOUT) */
-	for (int t = 0; t < 20000 && access(mark, F_OK) != 0; t++)
-		usleep(1000);
+	wait_mark(mark);
 	kill(v, SIGKILL);
 	CU_ASSERT(access(mark, F_OK) == 0);
 	unlink(mark);
@@ -388,19 +384,14 @@ static void test_cluster_replica_takes_over_across_hosts(void)
 static void test_cluster_replacement_across_hosts(void)
 {
 	CU_ASSERT_EQUAL_FATAL(ns_up(2), 0);
-	char h0[32], h1[32], mark[300];
-	snprintf(h0, sizeof h0, "%s0", pfx);
-	snprintf(h1, sizeof h1, "%s1", pfx);
+	char mark[300];
 	pid_t p = busy_replicated_job("9436", 1, "HPS_TIMEOUT_MS=30000 NETNS_TEST_PACE_US=15000",
 				      "--restart-servers 1", mark, sizeof mark);
-	pid_t v = 0;
-	for (int t = 0; t < 200 && (v = find_proc("server", h1)) <= 0; t++)
-		usleep(100000);
+	pid_t v = proc_of("server", 1);
 	if (v <= 0)
 		fprintf(stderr, "%s\n", slurp(job_log));
 	CU_ASSERT_FATAL(v > 0);
-	for (int t = 0; t < 20000 && access(mark, F_OK) != 0; t++)
-		usleep(1000);
+	wait_mark(mark);
 	kill(v, SIGKILL);
 	CU_ASSERT(access(mark, F_OK) == 0);
 	unlink(mark);
@@ -408,7 +399,7 @@ static void test_cluster_replacement_across_hosts(void)
 	 * ranges whole (through the scheduler) */
 	CU_ASSERT(wait_log(job_log, "server 1 (incarnation 1) holds every key range whole", 60000));
 	CU_ASSERT(!log_has(job_log, "rounds done")); /* it caught up while the pushes ran */
-	pid_t a = find_proc("server", h0);
+	pid_t a = proc_of("server", 0);
 	CU_ASSERT_FATAL(a > 0);
 	kill(a, SIGKILL);
 	CU_ASSERT_EQUAL(job_sums(p, 120000), 2);
@@ -430,15 +421,11 @@ static void test_cluster_replacement_across_hosts(void)
 static void test_cluster_host_lost_with_replicas(void)
 {
 	CU_ASSERT_EQUAL_FATAL(ns_up(2), 0);
-	char h1[32], mark[300];
-	snprintf(h1, sizeof h1, "%s1", pfx);
+	char mark[300];
 	pid_t p = busy_replicated_job("9434", 0, "NETNS_TEST_HOLD=1", "--keep-going", mark, sizeof mark);
-	pid_t v = 0, br = 0;
-	for (int t = 0; t < 200 && ((v = find_proc("server", h1)) <= 0 || (br = find_proc("bridge", h1)) <= 0); t++)
-		usleep(100000);
+	pid_t v = proc_of("server", 1), br = proc_of("bridge", 1);
 	CU_ASSERT_FATAL(v > 0 && br > 0);
-	for (int t = 0; t < 20000 && access(mark, F_OK) != 0; t++)
-		usleep(1000);
+	wait_mark(mark);
 	/* the worker holds at round 100 until the mark goes */
 	kill(v, SIGKILL);
 	kill(br, SIGKILL);

@@ -42,28 +42,6 @@ static pid_t three_host_job(const char *port, const int workers[3], const char *
 	return hosts_job(port, 3, workers, env, flags, "busy", mark, cap);
 }
 
-/* The pid of `hps WHAT` of host i, waiting for it to start (bounded). */
-static pid_t proc_of(const char *what, int i)
-{
-	char h[32];
-	snprintf(h, sizeof h, "%s%d", pfx, i);
-	pid_t v = 0;
-	for (int t = 0; t < 200 && (v = find_proc(what, h)) <= 0; t++)
-		usleep(100000);
-	return v;
-}
-
-/* Waits (bounded) until worker 0 created the mark: the pushes run. */
-static int wait_mark(const char *mark)
-{
-	for (int t = 0; t < 20000; t++) {
-		if (access(mark, F_OK) == 0)
-			return 1;
-		usleep(1000);
-	}
-	return 0;
-}
-
 static void show_log_if(int bad)
 {
 	if (bad || getenv("SHOWLOG"))
