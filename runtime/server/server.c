@@ -115,8 +115,11 @@ static void drain_published(struct server *sv)
 	 * (replica.c), so it is in the forward ring now; applied after a load
 	 * it would survive on the backup only (the primary loaded after
 	 * applying it). Stops when nothing more can be applied (an empty ring,
-	 * or an answer ring full). */
-	while (sv->replicas && hpsi_replica_drain(sv) > 0)
+	 * or an answer ring full), or after a bounded number of passes: the
+	 * first pass reads everything forwarded before the request, and
+	 * primaries on other hosts (nothing pauses them for this host's
+	 * checkpoint) or a replacement's copy could feed it for ever. */
+	for (int pass = 0; sv->replicas && pass < 64 && hpsi_replica_drain(sv) > 0; pass++)
 		;
 	size_t n = (size_t)sv->nranges * sv->nworkers;
 	uint32_t *target = malloc(n * sizeof *target);
