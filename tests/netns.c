@@ -372,6 +372,26 @@ pid_t find_proc(const char *what, const char *host)
 	return (pid_t)atoi(buf);
 }
 
+/* A job of n hosts of one server each; host i runs workers[i] workers
+ * of `mode` (tests/netns.h; worker 0, on host 0, touches *mark once the
+ * pushes run). env: more settings; flags: more options of hps launch.
+ * Returns the launcher's pid (it runs on host 0). */
+pid_t hosts_job(const char *port, int n, const int *workers, const char *env, const char *flags,
+		       const char *mode, char *mark, size_t cap)
+{
+	char hosts[512];
+	size_t at = 0;
+	for (int i = 0; i < n; i++)
+		at += (size_t)snprintf(hosts + at, sizeof hosts - at, "%s%d 1 %d " NET ".%d\n", pfx, i, workers[i], i + 1);
+	write_hosts(hosts);
+	snprintf(mark, cap, "%s.running", job_log);
+	unlink(mark);
+	return start(job_log,
+		     "ip netns exec %s0 " ENV("%s") "HPS_RING_KB=1024 HPS_XREPLICAS=1 %s "
+		     "NETNS_TEST_MARK=%s %s launch %s --hosts %s -- %s --cluster-worker %s",
+		     pfx, port, env, mark, hps_bin(), flags, hostsf, self_path, mode);
+}
+
 /* The pid of `hps WHAT` of host i, waiting for it to start (bounded). */
 pid_t proc_of(const char *what, int i)
 {

@@ -335,15 +335,9 @@ static void test_cluster_remote_server_killed(void)
 static pid_t busy_replicated_job(const char *port, int host1_workers, const char *env, const char *flags, char *mark,
 				 size_t cap)
 {
-	char hosts[256];
-	snprintf(hosts, sizeof hosts, "%s0 1 1 " NET ".1\n%s1 1 %d " NET ".2\n", pfx, pfx, host1_workers);
-	write_hosts(hosts);
-	snprintf(mark, cap, "%s.running", job_log);
-	unlink(mark);
-	return start(job_log,
-		     "ip netns exec %s0 " ENV("%s") "HPS_RING_KB=1024 HPS_REPLICAS=1 HPS_XREPLICAS=1 %s "
-		     "NETNS_TEST_MARK=%s %s launch %s --hosts %s -- %s --cluster-worker busy",
-		     pfx, port, env, mark, hps_bin(), flags, hostsf, self_path);
+	char settings[512];
+	snprintf(settings, sizeof settings, "HPS_REPLICAS=1 %s", env);
+	return hosts_job(port, 2, (const int[2]){1, host1_workers}, settings, flags, "busy", mark, cap);
 }
 
 static void test_cluster_replica_takes_over_across_hosts(void)
