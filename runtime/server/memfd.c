@@ -20,9 +20,10 @@
 /* Out of fds (EMFILE: this process's RLIMIT_NOFILE; ENFILE: the
  * system's): said once per process, with the limit, since the caller's
  * own error (a store that cannot grow) would read as out of memory. */
+static _Atomic int said;
+
 static int out_of_fds(void)
 {
-	static _Atomic int said;
 	int e = errno;
 	struct rlimit rl = {0, 0};
 	if (!atomic_exchange_explicit(&said, 1, memory_order_relaxed)) {
@@ -35,6 +36,11 @@ static int out_of_fds(void)
 			hpsi_error("server tables: the system is out of file descriptors (ENFILE)");
 	}
 	return HPS_ESYS;
+}
+
+int hpsi_memfd_ran_out(void)
+{
+	return atomic_load_explicit(&said, memory_order_relaxed);
 }
 
 void hpsi_memfd_raise_limit(void)

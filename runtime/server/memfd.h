@@ -20,6 +20,10 @@ void hpsi_memfd_raise_limit(void);
  * logged once per process, with the limit), or HPS_ENOMEM; nothing is
  * left either way. */
 int hpsi_memfd_new(size_t bytes, void **at, int *fd);
+/* 1 once hpsi_memfd_new ran out of fds in this process: a caller that
+ * turned that NULL into HPS_ENOMEM (a store that cannot grow) learns the
+ * cause was the fds, not the memory. */
+int hpsi_memfd_ran_out(void);
 /* Grows memfd fd to `bytes` (zeros): 0, or HPS_ENOMEM. */
 int hpsi_memfd_grow(int fd, size_t bytes);
 /* Maps `bytes` from byte `off` of memfd fd (shared): NULL when it cannot. */

@@ -514,7 +514,8 @@ int hps_server_run(hps_ctx *ctx, hps_handler handler, void *arg)
 			    .stats = hpsi_seg_counters(seg, ctx->node)};
 	if ((rc = server_setup(&sv, handler, arg))) {
 		server_free(&sv);
-		return rc;
+		/* out of fds (logged with the limit) is no memory shortage */
+		return rc == HPS_ENOMEM && hpsi_memfd_ran_out() ? HPS_ESYS : rc;
 	}
 	struct hpsi_bell *bell = &hpsi_seg_node(seg, ctx->node)->bell;
 	int64_t spin_until = hpsi_now_ns() + ctx->spin_ns;
