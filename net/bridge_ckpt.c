@@ -15,6 +15,7 @@
 
 #include "hps/error.h"
 #include "net/bridge.h"
+#include "net/route.h"
 #include "runtime/common/log.h"
 #include "shm/bell.h"
 #include "shm/ckpt.h"
@@ -107,6 +108,24 @@ int hpsi_bridge_ckpt_asked(const struct hpsi_bridge *b)
 	return atomic_load_explicit(&b->seg.hdr->xck_req, memory_order_relaxed) != b->xck_sent;
 }
 
+/* The local servers whose part a step waits for. Without replicas,
+ * every one (a dead one fails the step, below). With replicas, as on one
+ * host (live_servers in runtime/server/checkpoint.c), those not gone: a
+ * dead server's ranges are saved and loaded by the replicas that serve
+ * them now, and the caller checks that every range was saved
+ * (check_every_range). Counting a dead one failed every checkpoint of the
+ * job after a server's death (tests/test_xfault.c). */
+static uint32_t step_servers(const struct hpsi_seg *s)
+{
+	const struct hpsi_seg_hdr *h = s->hdr;
+	if (!h->replicas)
+		return h->srv_hi - h->srv_lo;
+	uint32_t n = 0;
+	for (uint32_t srv = h->srv_lo; srv < h->srv_hi; srv++)
+		n += !hpsi_server_gone(s, srv);
+	return n;
+}
+
 /* How the local step stands: 1 ended (status, clock, why), 0 running. */
 static int step_ended(struct hpsi_bridge *b, int32_t *status, uint32_t *clock, char *why, size_t cap)
 {
@@ -114,7 +133,7 @@ static int step_ended(struct hpsi_bridge *b, int32_t *status, uint32_t *clock, c
 	struct hpsi_seg_hdr *h = s->hdr;
 	/* acquire: pairs with each server's release of ckpt_done
 	 * (hpsi_checkpoint_served): ckpt_status, ckpt_clock, ckpt_why are then visible */
-	if (atomic_load_explicit(&h->ckpt_done, memory_order_acquire) >= h->srv_hi - h->srv_lo) {
+	if (atomic_load_explicit(&h->ckpt_done, memory_order_acquire) >= step_servers(s)) {
 		*status = atomic_load_explicit(&h->ckpt_status, memory_order_relaxed);
 		*clock = atomic_load_explicit(&h->ckpt_clock, memory_order_relaxed);
 		snprintf(why, cap, "host %s: %s", b->cfg.host, *status ? (h->ckpt_why[0] ? h->ckpt_why : hps_strerror(*status)) : "");
@@ -126,7 +145,7 @@ static int step_ended(struct hpsi_bridge *b, int32_t *status, uint32_t *clock, c
 		return 0;
 	b->ck.next_probe = now + 20000000;
 	for (uint32_t srv = h->srv_lo; srv < h->srv_hi; srv++)
-		if (hpsi_node_check(s, srv) == HPSI_NODE_DEAD) {
+		if (hpsi_node_check(s, srv) == HPSI_NODE_DEAD && !h->replicas) {
 			*status = HPS_EPEERDEAD;
 			snprintf(why, cap, "host %s: server %u died during the checkpoint", b->cfg.host, srv);
 			return 1;

@@ -392,6 +392,20 @@ pid_t hosts_job(const char *port, int n, const int *workers, const char *env, co
 		     pfx, port, env, mark, hps_bin(), flags, hostsf, self_path, mode);
 }
 
+/* The digest lines of a log (runtime/server/digest.c, HPS_LOG=info):
+ * keys and digest of replica i of key range r, in n[r][i] and d[r][i]. */
+void read_digests(const char *log, unsigned long long n[2][2], unsigned long long d[2][2])
+{
+	const char *o = slurp(log);
+	for (const char *at = o; (at = strstr(at, ": key range ")); at++) {
+		unsigned r, i;
+		unsigned long long keys, dig;
+		if (sscanf(at, ": key range %u (replica %u): %llu keys, digest %llx", &r, &i, &keys, &dig) == 4 &&
+		    r < 2 && i < 2)
+			n[r][i] = keys, d[r][i] = dig;
+	}
+}
+
 /* The pid of `hps WHAT` of host i, waiting for it to start (bounded). */
 pid_t proc_of(const char *what, int i)
 {

@@ -61,6 +61,9 @@ pid_t hosts_job(const char *port, int n, const int *workers, const char *env, co
 		char *mark, size_t cap);
 /* find_proc for namespace host PFXi, waiting (bounded) for it to start. */
 pid_t proc_of(const char *what, int i);
+/* The digest lines of a log (HPS_LOG=info; runtime/server/digest.c):
+ * keys and digest of replica i of key range r < 2, in n[r][i], d[r][i]. */
+void read_digests(const char *log, unsigned long long n[2][2], unsigned long long d[2][2]);
 /* Waits (bounded, 20 s) until worker 0 created the mark file; 0 if not. */
 int wait_mark(const char *mark);
 

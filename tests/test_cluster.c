@@ -161,20 +161,6 @@ static void test_cluster_hosts_share_placement(void)
 	ns_down();
 }
 
-/* The digest lines of a host group's log (runtime/server/digest.c):
- * keys and digest of replica i of key range r, in n[r][i] and d[r][i]. */
-static void read_digests(const char *log, unsigned long long n[2][2], unsigned long long d[2][2])
-{
-	const char *o = slurp(log);
-	for (const char *at = o; (at = strstr(at, ": key range ")); at++) {
-		unsigned r, i;
-		unsigned long long keys, dig;
-		if (sscanf(at, ": key range %u (replica %u): %llu keys, digest %llx", &r, &i, &keys, &dig) == 4 &&
-		    r < 2 && i < 2)
-			n[r][i] = keys, d[r][i] = dig;
-	}
-}
-
 /* A job of two hosts of one server each with HPS_REPLICAS=1 (and
  * HPS_XREPLICAS=1) and settings: exact sums, and at the end each server
  * logs a digest of the records of each key range it holds, which for the

@@ -490,8 +490,12 @@ static int cluster_run(struct hpsi_seg *seg, int op, const char *dir, int64_t ti
 		if (rc)
 			snprintf(why, HPSI_CKPT_WHY, "%s", h->xck_why[0] ? h->xck_why : hps_strerror(rc));
 	}
-	if (op == HPSI_CKPT_SAVE)
+	if (op == HPSI_CKPT_SAVE) {
+		/* with replicas the hosts' steps skip dead servers (net/bridge_ckpt.c) */
+		if (!rc && h->replicas)
+			rc = check_every_range(work, h->nservers, why);
 		rc = finish_save(work, full, h->nservers, clock, rc, why);
+	}
 	if (!rc)
 		hpsi_info("checkpoint %s: %s %u server tables on every host (clock %u)", dir,
 			  op == HPSI_CKPT_SAVE ? "saved" : "loaded", h->nservers, clock);
