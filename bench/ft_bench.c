@@ -20,7 +20,14 @@
  * copied whole, about 2/3 of the table):
  *   recover 3S1WK1 catchup MB/s keys/s - p50_us max_us
  * MB/s counts the copied records (key, length, push count, values: 20
- * bytes per key at width 1), keys/s the keys of the two ranges. */
+ * bytes per key at width 1), keys/s the keys of the two ranges.
+ *
+ * Then the same across hosts (bench/ft_xhosts.c, ft_xrecover): two hosts
+ * of one server, the second's server killed and replaced; its
+ * replacement copies the whole table through the bridges:
+ *   recover 2H2S1WK1 catchup MB/s keys/s - p50_us max_us
+ * (`ft_bench --xhosts` runs the lines across hosts alone, `--xrecover`
+ * this one). */
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -44,6 +51,7 @@
 #define NK 64
 #define RECOVER_REPEATS 5
 #define XREPEATS 5
+#define XRECOVER_REPEATS 3
 #define FILL_KEYS 2000000
 #define FILL_BATCH 200000
 
@@ -203,7 +211,9 @@ int main(int argc, char **argv)
 	if (argc == 3 && strcmp(argv[1], "--xworker") == 0)
 		return ft_xworker(argv[2]);
 	if (argc == 2 && strcmp(argv[1], "--xhosts") == 0) /* the lines across hosts alone */
-		return ft_xhosts(XREPEATS, 0) || ft_xhosts(XREPEATS, 1);
+		return ft_xhosts(XREPEATS, 0) || ft_xhosts(XREPEATS, 1) || ft_xrecover(XRECOVER_REPEATS);
+	if (argc == 2 && strcmp(argv[1], "--xrecover") == 0) /* the recovery line across hosts alone */
+		return ft_xrecover(XRECOVER_REPEATS);
 	bench_cleanup_on_signals();
 	fs = mmap(NULL, sizeof *fs, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (fs == MAP_FAILED)
@@ -247,5 +257,6 @@ int main(int argc, char **argv)
 	print_fig(us[n / 2]);
 	print_fig(us[n - 1]);
 	printf("\n");
-	return 0;
+	fflush(stdout);
+	return ft_xrecover(XRECOVER_REPEATS); /* across hosts (bench/ft_xhosts.c) */
 }

@@ -40,7 +40,8 @@ static int env_int(const char *name, int dflt)
  * submitted before the first is waited for, far more than a ring of
  * HPS_RING_KB=16 holds, so that the worker waits for room in its rings
  * most of the time (a push part that does not fit waits in hps_push).
- * Worker 0 creates $NETNS_TEST_MARK after round $NETNS_TEST_MARK_ROUND.
+ * The rounds start once $XF_GO exists (the test is ready to kill);
+ * worker 0 creates $NETNS_TEST_MARK after round $NETNS_TEST_MARK_ROUND.
  * Then the barrier and the exact sums: worker r pushed r+1 to every key
  * XF_ROUNDS x XF_INFLIGHT times. */
 static int ring_worker(hps_ctx *ctx, hps_worker *w)
@@ -53,6 +54,9 @@ static int ring_worker(hps_ctx *ctx, hps_worker *w)
 	int64_t *ts = calloc((size_t)inflight, sizeof *ts);
 	for (int k = 0; k < XF_NK; k++)
 		keys[k] = xf_key(0, k), one[k] = (float)(me + 1);
+	/* the pushes start once the test found the server it kills */
+	for (int t = 0; getenv("XF_GO") && t < 30000 && access(getenv("XF_GO"), F_OK) != 0; t++)
+		usleep(1000);
 	for (int r = 0; r < rounds && !rc; r++) {
 		for (int i = 0; i < inflight; i++)
 			ts[i] = hps_push(w, keys, XF_NK, one, NULL);
@@ -303,15 +307,19 @@ static void ring_kill(unsigned seed)
 {
 	unsigned st = seed * 2654435761u + 7;
 	int victim = (int)(next_rand(&st) % 2), round = 2 + (int)(next_rand(&st) % 200);
-	char port[16], mark[300], env[256];
+	char port[16], mark[300], env[512], go[300];
 	snprintf(port, sizeof port, "%u", 9700 + seed % 16);
+	snprintf(go, sizeof go, "%s.go", job_log);
+	unlink(go);
 	CU_ASSERT_EQUAL_FATAL(ns_up(2), 0);
 	snprintf(env, sizeof env,
-		 "HPS_REPLICAS=1 HPS_RING_KB=16 HPS_TIMEOUT_MS=30000 XF_ROUNDS=300 XF_INFLIGHT=64 NETNS_TEST_MARK_ROUND=%d",
-		 round);
+		 "HPS_REPLICAS=1 HPS_RING_KB=16 HPS_TIMEOUT_MS=30000 XF_ROUNDS=300 XF_INFLIGHT=64 NETNS_TEST_MARK_ROUND=%d "
+		 "XF_GO=%s",
+		 round, go);
 	pid_t p = hosts_job(port, 2, (const int[2]){1, 1}, env, "", "xring", mark, sizeof mark);
 	pid_t v = proc_of("server", victim);
 	CU_ASSERT_FATAL(v > 0);
+	touch_file(go);
 	CU_ASSERT(wait_mark(mark));
 	kill(v, SIGKILL);
 	unlink(mark);
@@ -323,6 +331,7 @@ static void ring_kill(unsigned seed)
 	snprintf(what, sizeof what, "seed %u: server %d killed after round %d%s", seed, victim, round,
 		 late ? " (too late)" : "");
 	show_log_if(!ok || late, what);
+	unlink(go);
 	ns_down();
 }
 
