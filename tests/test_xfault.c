@@ -465,43 +465,48 @@ static void test_xfault_restart_worker_with_replicas(void)
 	ns_down();
 }
 
-/* Host 1's segment of job "xfr": server 1's incarnation and state. */
+/* Host 1's segment of job "xfr": server 1's replacement of incarnation
+ * `incarnation`, and the part of its copy to kill it in. */
 struct srv_watch {
 	char host[32];
 	struct hpsi_seg seg;
 	int attached;
 	uint32_t incarnation;
+	int own_range; /* 1: JOINING (its own range not handed back yet); 0: ALIVE, still lacking a range */
 };
 
-/* Server 1's replacement of the incarnation watched copies: JOINING
- * (its own range not handed back yet), or ALIVE still lacking a range it
- * backs up. */
-static int in_copy_now(struct srv_watch *a)
+static int in_phase(struct srv_watch *a)
 {
 	struct hpsi_node *n = hpsi_seg_node(&a->seg, 1);
+	/* acquire: pairs with the replacement's releases of its claim, state
+	 * and lacking bits (runtime/server/recover.c) */
 	uint32_t st = atomic_load_explicit(&n->state, memory_order_acquire);
-	return atomic_load_explicit(&n->incarnation, memory_order_acquire) == a->incarnation &&
-	       (st == HPSI_NODE_JOINING || (st == HPSI_NODE_ALIVE && atomic_load_explicit(&n->lacking, memory_order_acquire)));
+	if (atomic_load_explicit(&n->incarnation, memory_order_acquire) != a->incarnation)
+		return 0;
+	return a->own_range ? st == HPSI_NODE_JOINING
+			    : st == HPSI_NODE_ALIVE && atomic_load_explicit(&n->lacking, memory_order_acquire) != 0;
 }
 
-static int replacement_copies(void *arg)
+static int replacement_in_phase(void *arg)
 {
 	struct srv_watch *a = arg;
 	char path[512];
 	if (!a->attached && hpsi_seg_path(path, sizeof path, "xfr", a->host) == 0 && access(path, F_OK) == 0)
 		a->attached = hpsi_seg_attach("xfr", a->host, &a->seg) == 0;
-	return a->attached && in_copy_now(a);
+	return a->attached && in_phase(a);
 }
 
 /* 5. A replacement dying during its copy across hosts: 2 hosts of one
  * server and one worker each, --replicas 1 --restart-servers 2, the
- * workers pushing at a pace. kill -9 of server 1; once its replacement
- * (incarnation 1) copies (host 1's segment: JOINING, or ALIVE lacking a
- * range), after a random delay of up to 60 ms, kill -9 of the
- * replacement, checked to be still in its copy; the second replacement
- * (incarnation 2) catches up, host 0's bridge learns it holds every range
- * whole, and the job ends with exit 0 and exact sums. */
-static void test_xfault_replacement_dies_in_copy(void)
+ * workers pushing at a pace. kill -9 of server 1; its replacement
+ * (incarnation 1) is killed in a part of its copy (host 1's segment):
+ * own_range, while JOINING (its own range copied from server 0, not
+ * handed back yet: the first moment seen), else once ALIVE but still
+ * lacking range 0 (the range it backs up, copied after the hand-back).
+ * The second replacement (incarnation 2) catches up, host 0's bridge
+ * learns it holds every range whole, and the job ends with exit 0 and
+ * exact sums. */
+static void replacement_dies(int own_range)
 {
 	CU_ASSERT_EQUAL_FATAL(ns_up(2), 0);
 	char mark[300];
@@ -512,22 +517,27 @@ static void test_xfault_replacement_dies_in_copy(void)
 	CU_ASSERT(wait_mark(mark));
 	kill(v, SIGKILL);
 	unlink(mark);
-	struct srv_watch w = {.attached = 0, .incarnation = 1};
+	struct srv_watch w = {.attached = 0, .incarnation = 1, .own_range = own_range};
 	snprintf(w.host, sizeof w.host, "%s1", pfx);
-	int copying = poll_until(replacement_copies, &w, 30000), in_copy = 0;
-	CU_ASSERT_FATAL(copying);
-	usleep((useconds_t)(rand() % 60000));
-	/* the node's pid: a shell's scan of /proc would take longer than the copy */
-	pid_t r = atomic_load_explicit(&hpsi_seg_node(&w.seg, 1)->pid, memory_order_acquire);
-	if ((in_copy = in_copy_now(&w)) && r > 0 && r != v)
+	int seen = poll_until(replacement_in_phase, &w, 30000), in_copy = 0;
+	/* the node's pid: a shell's scan of /proc takes longer than the copy */
+	pid_t r = w.attached ? atomic_load_explicit(&hpsi_seg_node(&w.seg, 1)->pid, memory_order_acquire) : 0;
+	if (seen && (in_copy = in_phase(&w)) && r > 0 && r != v)
 		kill(r, SIGKILL);
-	hpsi_seg_detach(&w.seg);
+	if (w.attached)
+		hpsi_seg_detach(&w.seg);
 	CU_ASSERT(in_copy && r > 0 && r != v);
 	CU_ASSERT(wait_log(job_log, "server 1 (incarnation 2) holds every key range whole", 60000));
 	CU_ASSERT(!log_has(job_log, "rounds done")); /* the pushes went on throughout */
 	CU_ASSERT_EQUAL(job_sums(p, 120000), 2);
-	show_log_if(!in_copy || getenv("SHOWLOG"), in_copy ? "replacement killed in its copy" : "its copy ended first");
+	show_log_if(!in_copy || getenv("SHOWLOG"), own_range ? "replacement killed while JOINING" : "replacement killed lacking a range");
 	ns_down();
+}
+
+static void test_xfault_replacement_dies_in_copy(void)
+{
+	replacement_dies(1);
+	replacement_dies(0);
 }
 
 int main(int argc, char **argv)
