@@ -269,6 +269,74 @@ static int own_worker(hps_ctx *ctx, hps_worker *w)
 	return rc ? 1 : 0;
 }
 
+/* Mode xfill: worker 0 first pushes 1 to XF_FILL keys of their own (a
+ * table whose copy to a replacement lasts long enough to be caught in
+ * it), then every worker pushes r+1 to the shared keys, XF_ROUNDS rounds
+ * at a pace of $NETNS_TEST_PACE_US, worker 0 creating $NETNS_TEST_MARK
+ * after round 20. Then the barrier, the shared keys exact and every
+ * filled key 1. */
+#define XF_FILL_BATCH 20000 /* 2 parts of about 120 KB: under a ring record of HPS_RING_KB=1024 */
+
+static uint64_t fill_key(int k)
+{
+	return ((uint64_t)1 << 40) + (uint64_t)k;
+}
+
+static int fill_worker(hps_ctx *ctx, hps_worker *w)
+{
+	int me = hps_rank(ctx), nw = hps_num_workers(ctx), rc = 0;
+	int fill = env_int("XF_FILL", 0), rounds = env_int("XF_ROUNDS", 1000), pace = env_int("NETNS_TEST_PACE_US", 0);
+	static uint64_t fk[XF_FILL_BATCH];
+	static float fv[XF_FILL_BATCH];
+	for (int at = 0; me == 0 && !rc && at < fill; at += XF_FILL_BATCH) {
+		int n = fill - at < XF_FILL_BATCH ? fill - at : XF_FILL_BATCH;
+		for (int i = 0; i < n; i++)
+			fk[i] = fill_key(at + i), fv[i] = 1;
+		if ((rc = hps_wait(w, hps_push(w, fk, (size_t)n, fv, NULL))) != 0)
+			fprintf(stderr, "worker 0: fill push: %s\n", hps_strerror(rc));
+	}
+	uint64_t keys[XF_NK];
+	float vals[XF_NK], got[XF_NK];
+	for (int k = 0; k < XF_NK; k++)
+		keys[k] = xf_key(0, k), vals[k] = (float)(me + 1);
+	for (int r = 0; r < rounds && !rc; r++) {
+		if ((rc = hps_wait(w, hps_push(w, keys, XF_NK, vals, NULL))) != 0)
+			fprintf(stderr, "worker %d: push of round %d: %s\n", me, r, hps_strerror(rc));
+		usleep((useconds_t)pace);
+		if (r == 20 && me == 0 && getenv("NETNS_TEST_MARK"))
+			touch_file(getenv("NETNS_TEST_MARK"));
+	}
+	printf("worker %d: rounds done\n", me);
+	fflush(stdout);
+	if (!rc && (rc = hps_barrier(ctx)) != 0)
+		fprintf(stderr, "worker %d: barrier: %s\n", me, hps_strerror(rc));
+	if (!rc && (rc = hps_wait(w, hps_pull(w, keys, XF_NK, got, NULL))) != 0)
+		fprintf(stderr, "worker %d: pull: %s\n", me, hps_strerror(rc));
+	double want = (double)nw * (nw + 1) / 2 * rounds;
+	for (int k = 0; k < XF_NK && !rc; k++)
+		if (got[k] != (float)want) {
+			fprintf(stderr, "worker %d: key %d holds %.0f, expected %.0f\n", me, k, got[k], want);
+			rc = 1;
+		}
+	for (int at = 0; me == 0 && !rc && at < fill; at += XF_FILL_BATCH) {
+		int n = fill - at < XF_FILL_BATCH ? fill - at : XF_FILL_BATCH;
+		for (int i = 0; i < n; i++)
+			fk[i] = fill_key(at + i);
+		if ((rc = hps_wait(w, hps_pull(w, fk, (size_t)n, fv, NULL))) != 0)
+			fprintf(stderr, "worker 0: pull of the filled keys: %s\n", hps_strerror(rc));
+		for (int i = 0; i < n && !rc; i++)
+			if (fv[i] != 1) {
+				fprintf(stderr, "worker 0: filled key %d holds %g\n", at + i, fv[i]);
+				rc = 1;
+			}
+	}
+	if (!rc)
+		printf("worker %d: sums ok\n", me);
+	hps_worker_close(w);
+	hps_finalize(ctx);
+	return rc ? 1 : 0;
+}
+
 static int xf_worker(const char *mode)
 {
 	hps_ctx *ctx;
@@ -280,6 +348,8 @@ static int xf_worker(const char *mode)
 		return ring_worker(ctx, w);
 	if (strcmp(mode, "xckpt") == 0)
 		return ck_worker(ctx, w);
+	if (strcmp(mode, "xfill") == 0)
+		return fill_worker(ctx, w);
 	return own_worker(ctx, w);
 }
 
@@ -465,23 +535,28 @@ static void test_xfault_restart_worker_with_replicas(void)
 	ns_down();
 }
 
-/* Host 1's segment of job "xfr": server 1's replacement of incarnation
- * `incarnation`, and the part of its copy to kill it in. */
+/* Server 1's replacement of incarnation `incarnation` (host 1's segment
+ * of job "xfr"), the part of its catch-up to kill it in, and server 0
+ * (host 0's segment), its source. */
 struct srv_watch {
-	char host[32];
-	struct hpsi_seg seg;
-	int attached;
+	char host[2][32];
+	struct hpsi_seg seg[2];
+	int attached[2];
 	uint32_t incarnation;
 	int own_range; /* 1: JOINING (its own range not handed back yet); 0: ALIVE, still lacking a range */
 };
 
+/* In the part watched, with a copy from server 0 under way. */
 static int in_phase(struct srv_watch *a)
 {
-	struct hpsi_node *n = hpsi_seg_node(&a->seg, 1);
+	struct hpsi_node *n = hpsi_seg_node(&a->seg[1], 1), *src = hpsi_seg_node(&a->seg[0], 0);
 	/* acquire: pairs with the replacement's releases of its claim, state
-	 * and lacking bits (runtime/server/recover.c) */
+	 * and lacking bits (runtime/server/recover.c); the copy counters are
+	 * only counted (relaxed) */
 	uint32_t st = atomic_load_explicit(&n->state, memory_order_acquire);
-	if (atomic_load_explicit(&n->incarnation, memory_order_acquire) != a->incarnation)
+	if (atomic_load_explicit(&n->incarnation, memory_order_acquire) != a->incarnation ||
+	    atomic_load_explicit(&src->copies_started, memory_order_relaxed) ==
+		    atomic_load_explicit(&src->copies_ended, memory_order_relaxed))
 		return 0;
 	return a->own_range ? st == HPSI_NODE_JOINING
 			    : st == HPSI_NODE_ALIVE && atomic_load_explicit(&n->lacking, memory_order_acquire) != 0;
@@ -491,41 +566,46 @@ static int replacement_in_phase(void *arg)
 {
 	struct srv_watch *a = arg;
 	char path[512];
-	if (!a->attached && hpsi_seg_path(path, sizeof path, "xfr", a->host) == 0 && access(path, F_OK) == 0)
-		a->attached = hpsi_seg_attach("xfr", a->host, &a->seg) == 0;
-	return a->attached && in_phase(a);
+	for (int i = 0; i < 2; i++)
+		if (!a->attached[i] && hpsi_seg_path(path, sizeof path, "xfr", a->host[i]) == 0 &&
+		    access(path, F_OK) == 0)
+			a->attached[i] = hpsi_seg_attach("xfr", a->host[i], &a->seg[i]) == 0;
+	return a->attached[0] && a->attached[1] && in_phase(a);
 }
 
 /* 5. A replacement dying during its copy across hosts: 2 hosts of one
- * server and one worker each, --replicas 1 --restart-servers 2, the
- * workers pushing at a pace. kill -9 of server 1; its replacement
- * (incarnation 1) is killed in a part of its copy (host 1's segment):
- * own_range, while JOINING (its own range copied from server 0, not
- * handed back yet: the first moment seen), else once ALIVE but still
- * lacking range 0 (the range it backs up, copied after the hand-back).
- * The second replacement (incarnation 2) catches up, host 0's bridge
- * learns it holds every range whole, and the job ends with exit 0 and
- * exact sums. */
+ * server and one worker each, --replicas 1 --restart-servers 2; worker 0
+ * fills 600 000 keys, then both push at a pace (mode xfill). kill -9 of
+ * server 1; its replacement (incarnation 1) is killed while server 0
+ * copies a range to it (server 0's copies_started above copies_ended),
+ * own_range: while JOINING (its own range, not handed back yet), else
+ * once ALIVE, still lacking range 0 (the range it backs up, copied after
+ * the hand-back). The second replacement (incarnation 2) catches up,
+ * host 0's bridge learns it holds every range whole, and the job ends
+ * with exit 0 and exact sums. */
 static void replacement_dies(int own_range)
 {
 	CU_ASSERT_EQUAL_FATAL(ns_up(2), 0);
 	char mark[300];
-	pid_t p = hosts_job("9750", 2, (const int[2]){1, 1}, "HPS_REPLICAS=1 HPS_TIMEOUT_MS=30000 NETNS_TEST_PACE_US=15000",
-			    "--job xfr --restart-servers 2", "busy", mark, sizeof mark);
+	pid_t p = hosts_job("9750", 2, (const int[2]){1, 1},
+			    "HPS_REPLICAS=1 HPS_TIMEOUT_MS=30000 NETNS_TEST_PACE_US=15000 XF_FILL=600000 XF_ROUNDS=1000",
+			    "--job xfr --restart-servers 2", "xfill", mark, sizeof mark);
 	pid_t v = proc_of("server", 1);
 	CU_ASSERT_FATAL(v > 0);
 	CU_ASSERT(wait_mark(mark));
 	kill(v, SIGKILL);
 	unlink(mark);
-	struct srv_watch w = {.attached = 0, .incarnation = 1, .own_range = own_range};
-	snprintf(w.host, sizeof w.host, "%s1", pfx);
+	struct srv_watch w = {.incarnation = 1, .own_range = own_range};
+	snprintf(w.host[0], sizeof w.host[0], "%s0", pfx);
+	snprintf(w.host[1], sizeof w.host[1], "%s1", pfx);
 	int seen = poll_until(replacement_in_phase, &w, 30000), in_copy = 0;
 	/* the node's pid: a shell's scan of /proc takes longer than the copy */
-	pid_t r = w.attached ? atomic_load_explicit(&hpsi_seg_node(&w.seg, 1)->pid, memory_order_acquire) : 0;
+	pid_t r = w.attached[1] ? atomic_load_explicit(&hpsi_seg_node(&w.seg[1], 1)->pid, memory_order_acquire) : 0;
 	if (seen && (in_copy = in_phase(&w)) && r > 0 && r != v)
 		kill(r, SIGKILL);
-	if (w.attached)
-		hpsi_seg_detach(&w.seg);
+	for (int i = 0; i < 2; i++)
+		if (w.attached[i])
+			hpsi_seg_detach(&w.seg[i]);
 	CU_ASSERT(in_copy && r > 0 && r != v);
 	CU_ASSERT(wait_log(job_log, "server 1 (incarnation 2) holds every key range whole", 60000));
 	CU_ASSERT(!log_has(job_log, "rounds done")); /* the pushes went on throughout */
