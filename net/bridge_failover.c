@@ -384,8 +384,15 @@ void hpsi_bridge_fence_receive(struct hpsi_bridge *b, uint32_t from, uint32_t p)
 
 int hpsi_bridge_range_coming(struct hpsi_bridge *b, uint32_t s)
 {
-	if (!b->serving || s >= b->S || b->handed[s] == 2)
-		return 0; /* (handed back, and the replacement holds it: it left) */
+	/* Also for a range handed back whose replacement holds it (handed 2):
+	 * a third host may learn of the replacement's death (its FENCE)
+	 * before this one and send the range's requests here again; dropped,
+	 * they would never be sent a third time. What comes meanwhile from a
+	 * host that had not learned of the hand-back yet waits too (a worker's
+	 * ring window at most): it is delivered only if the range comes back
+	 * here, where a push seen twice is answered, not applied again. */
+	if (!b->serving || s >= b->S)
+		return 0;
 	for (uint32_t q = b->seg.hdr->srv_lo; q < b->seg.hdr->srv_hi; q++)
 		if (hpsi_replica_index(&b->seg, s, q) != HPSI_NO_SERVER && !hpsi_server_gone(&b->seg, q))
 			return 1;

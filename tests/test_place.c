@@ -316,21 +316,6 @@ static void test_place_launch_refuses(void)
 	CU_ASSERT(access(mark, F_OK) != 0);
 	if (st != 2 || !strstr(out, "HPS_XREPLICAS=1"))
 		fprintf(stderr, "%s\n", out);
-	/* replacements across more than two hosts: not built, refused */
-	f = fopen(hosts, "w");
-	CU_ASSERT_FATAL(f != NULL);
-	fprintf(f, "one 1 1\ntwo 1 1\nthree 1 1\n");
-	fclose(f);
-	snprintf(cmd, sizeof cmd,
-		 "HPS_XREPLICAS=1 HPS_RSH='touch %s' HPS_ROOT_PORT=9597 exec %s launch --hosts %s --replicas 1 --restart-servers 1 -- /bin/true",
-		 mark, hps_bin(), hosts);
-	st = finish_group(spawn_logged(log, "/bin/sh", cmd), 20000);
-	slurp_into(log, out, sizeof out);
-	CU_ASSERT_EQUAL(st, 2);
-	CU_ASSERT(strstr(out, "--restart-servers across more than two hosts is not built") != NULL);
-	CU_ASSERT(access(mark, F_OK) != 0);
-	if (st != 2 || !strstr(out, "more than two hosts"))
-		fprintf(stderr, "%s\n", out);
 	unlink(mark);
 	unlink(hosts);
 	unlink(log);

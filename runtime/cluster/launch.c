@@ -1110,8 +1110,8 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 	int workers_left = (int)(wrk_end - hdr->wrk_lo), nodes_left = j.n - first;
 	/* across hosts too (their copies cross the bridges:
 	 * net/bridge_recover.c), each host's launcher counting its own; there
-	 * only when asked: they work with two hosts only (launch_hosts.c
-	 * refuses more, a tracker's job cannot tell) */
+	 * only when asked: a replacement copies whole key ranges across the
+	 * network, which a job across hosts asks for */
 	long restarts_left = !hdr->replicas ? 0
 			     : restart_servers >= 0 ? restart_servers
 			     : hdr->bridged ? 0
