@@ -1,4 +1,4 @@
-/* Failover across hosts (HPS_REPLICAS with HPS_XREPLICAS=1): the key
+/* Failover across hosts (HPS_REPLICAS across hosts): the key
  * ranges of a dead server go on at their next replica, on whatever host
  * (docs/ARCHITECTURE.md, "Failover across hosts").
  *

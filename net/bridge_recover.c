@@ -1,4 +1,4 @@
-/* Replacement servers across hosts (HPS_REPLICAS with HPS_XREPLICAS=1,
+/* Replacement servers across hosts (HPS_REPLICAS with --hosts,
  * hps launch --restart-servers): the bridge's part (docs/ARCHITECTURE.md,
  * "Across hosts", Recovery).
  *

@@ -114,8 +114,8 @@ struct hpsi_sched_hdr {
  * a registration carries a hash of each, so a host that differs is named. */
 #define HPSI_SHARED_SETTINGS                                                                       \
 	{ "KEY_RANGES", "UPDATER", "INIT", "STALENESS", "DTYPE", "COMPRESS", "DIRECT", "RING_KB", \
-	  "HEAP_MB", "DETERMINISTIC", "REPLICAS", "XREPLICAS" }
-#define HPSI_NSHARED 12
+	  "HEAP_MB", "DETERMINISTIC", "REPLICAS" }
+#define HPSI_NSHARED 11
 
 struct hpsi_sched_register {
 	struct hpsi_sched_hdr h;

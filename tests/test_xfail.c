@@ -1,5 +1,5 @@
 /* Failover across hosts beyond two hosts and K = 1 (HPS_REPLICAS with
- * HPS_XREPLICAS=1; docs/ARCHITECTURE.md, "Failover across hosts"): three
+ * --hosts; docs/ARCHITECTURE.md, "Failover across hosts"): three
  * network-namespace hosts of one server each, workers pushing back to
  * back (tests/netns.c, mode busy), and servers, bridges or whole hosts
  * killed with -9 in the middle. Every case ends with exact sums.

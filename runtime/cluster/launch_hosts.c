@@ -205,13 +205,6 @@ static int check_settings(char **argv, int prog, const char *file, const struct 
 		fprintf(stderr, "hps launch: %s: %s\n", file, why);
 		return -1;
 	}
-	/* the bridges would refuse it too (shm/segment.c), once started */
-	const char *x = hpsi_setting("XREPLICAS");
-	if (cfg.replicas && n > 1 && !(x && strcmp(x, "1") == 0)) {
-		fprintf(stderr, "hps launch: %s: HPS_REPLICAS across hosts is opt-in (its replacement servers are tested on two hosts only); set HPS_XREPLICAS=1 to run it, or run replicated jobs on one host\n",
-			file);
-		return -1;
-	}
 	return 0;
 }
 
