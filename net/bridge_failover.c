@@ -49,6 +49,7 @@
 #include "runtime/common/config.h"
 #include "runtime/common/log.h"
 #include "shm/bell.h"
+#include "shm/liveness.h"
 #include "shm/node.h"
 
 enum { FENCE_NONE = 0, FENCE_WAITING = 1, FENCE_DONE = 2 };
@@ -298,6 +299,20 @@ static void host_lost(struct hpsi_bridge *b, uint32_t s)
 	b->fence[s] = FENCE_WAITING;
 }
 
+/* Local server s reads DEAD after its death was fenced: 1 when a
+ * replacement claimed it since (fenced 0) and its process is gone. The
+ * acquire pairs with the claim's release of fenced 0 (runtime/client/ctx.c),
+ * stored after its pid and birth, so a claimer still in its claim reads
+ * alive. */
+static int claimer_gone(struct hpsi_bridge *b, uint32_t s)
+{
+	struct hpsi_node *n = hpsi_seg_node(&b->seg, s);
+	if (atomic_load_explicit(&n->fenced, memory_order_acquire))
+		return 0;
+	pid_t pid = atomic_load_explicit(&n->pid, memory_order_relaxed);
+	return !hpsi_proc_alive(pid, atomic_load_explicit(&n->birth, memory_order_relaxed));
+}
+
 int hpsi_bridge_failover_check(struct hpsi_bridge *b)
 {
 	if (!b->serving)
@@ -312,13 +327,16 @@ int hpsi_bridge_failover_check(struct hpsi_bridge *b)
 		 * its clear and its JOINING the old death still reads DEAD with
 		 * fenced 0, and a second fence_out then would store fenced 1 over
 		 * the claim's 0, so that the replacement's own death would never
-		 * be fenced here. (A replacement that dies before this loop saw
-		 * it JOINING is not fenced by this host: the others count it
-		 * lost after HPS_DEAD_MS, and its successor's claim times out.) */
+		 * be fenced here. A replacement that dies before this loop saw
+		 * it JOINING (even before it stored JOINING) leaves DEAD with
+		 * fenced 0 too: then its process is gone (claimer_gone), and its
+		 * death is fenced again, else its successor's claim would wait
+		 * for `fenced` until HPS_TIMEOUT_MS. */
 		uint32_t st = hpsi_node_state(&b->seg, s);
 		if (b->fence[s] == FENCE_DONE && hpsi_bridge_local_server(b, s) &&
-		    (st == HPSI_NODE_JOINING || st == HPSI_NODE_ALIVE || st == HPSI_NODE_CLOSED) &&
-		    !atomic_load_explicit(&hpsi_seg_node(&b->seg, s)->fenced, memory_order_relaxed))
+		    (((st == HPSI_NODE_JOINING || st == HPSI_NODE_ALIVE || st == HPSI_NODE_CLOSED) &&
+		      !atomic_load_explicit(&hpsi_seg_node(&b->seg, s)->fenced, memory_order_relaxed)) ||
+		     (st == HPSI_NODE_DEAD && claimer_gone(b, s))))
 			b->fence[s] = FENCE_NONE;
 		if (b->fence[s] == FENCE_DONE)
 			continue;
