@@ -411,9 +411,15 @@ int hpsi_bridge_range_coming(struct hpsi_bridge *b, uint32_t s)
 	 * here, where a push seen twice is answered, not applied again. */
 	if (!b->serving || s >= b->S)
 		return 0;
-	for (uint32_t q = b->seg.hdr->srv_lo; q < b->seg.hdr->srv_hi; q++)
-		if (hpsi_replica_index(&b->seg, s, q) != HPSI_NO_SERVER && !hpsi_server_gone(&b->seg, q))
+	/* A JOINING replica counts: a third host sends a range handed back
+	 * to a replacement here as soon as it read the source's HANDBACK,
+	 * which may come before the FINAL that makes the pairs here inbound
+	 * (another stream); those requests wait for it. */
+	for (uint32_t q = b->seg.hdr->srv_lo; q < b->seg.hdr->srv_hi; q++) {
+		uint32_t st = hpsi_node_state(&b->seg, q);
+		if (hpsi_replica_index(&b->seg, s, q) != HPSI_NO_SERVER && st != HPSI_NODE_DEAD && st != HPSI_NODE_CLOSED)
 			return 1;
+	}
 	return 0;
 }
 
