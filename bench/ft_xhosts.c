@@ -1,7 +1,7 @@
 /* Failover and recovery across hosts (make bench-ft): two host groups on this machine,
  * alpha and beta (HPS_HOST; the scheduler and both bridges at localhost,
  * as tests/test_cluster.c's named jobs), one server each, HPS_REPLICAS=1
- * with HPS_XREPLICAS=1, and one worker on alpha that pushes and pulls NK
+ * and one worker on alpha that pushes and pulls NK
  * keys (both key ranges) in a loop. After its 200th request the benchmark
  * kills beta's server alone (phase "kill": beta's bridge sees it dead at
  * its next liveness check and sends the FENCE), or every process of beta
@@ -220,7 +220,7 @@ static int64_t one(int rep, int whole_host, int recover, const char *self, const
 		return -1;
 	snprintf(env, sizeof env,
 		 "HPS_SHM_DIR=%s HPS_ROOT_URI=localhost HPS_ROOT_PORT=%d HPS_NUM_SERVERS=2 HPS_NUM_WORKERS=1 "
-		 "HPS_NODE_ADDR=localhost HPS_HEAP_MB=16 HPS_RING_KB=256 HPS_JOB_ID=%s HPS_REPLICAS=1 HPS_XREPLICAS=1 "
+		 "HPS_NODE_ADDR=localhost HPS_HEAP_MB=16 HPS_RING_KB=256 HPS_JOB_ID=%s HPS_REPLICAS=1 "
 		 "HPS_HEARTBEAT_MS=100 HPS_DEAD_MS=1000 HPS_TIMEOUT_MS=20000 HPS_LOG=error%s",
 		 shm, 9660 + rep % 20, job, recover ? " HPS_RING_KB=1024 HPS_HEAP_MB=64" : "");
 	x->fill = recover;

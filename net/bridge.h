@@ -173,7 +173,8 @@ struct hpsi_bridge {
 	/* per key range: handed back from here to a replacement on another
 	 * host (net/bridge_recover.c): 1 until this host learns that it holds
 	 * the range (other hosts' requests wait here meanwhile, in case it
-	 * comes back), 2 after (they are stale) */
+	 * comes back), 2 after (those held then are dropped: their hosts send
+	 * them to the replacement) */
 	unsigned char *handed;
 	/* HPS_FAILPOINT=holdfwd:HOST:N (tests): forwards to other hosts this
 	 * bridge still sends before it holds them all; -1: no failpoint */
@@ -319,6 +320,10 @@ int hpsi_bridge_recover_apply(struct hpsi_bridge *b, const struct hpsi_sched_sta
 int hpsi_bridge_sync_send(struct hpsi_bridge *b, uint32_t p, uint32_t q, const struct hpsi_msg_hdr *h, size_t len);
 /* A received copy record (HPSI_REC_SYNC) for a local replacement. */
 void hpsi_bridge_sync_receive(struct hpsi_bridge *b, uint32_t from, const struct hpsi_rec_hdr *rec, const void *msg);
+/* A HPSI_REC_HANDBACK from host `from`: its server rec->worker handed key
+ * range h->range back to server rec->server of a third host. */
+void hpsi_bridge_handback_receive(struct hpsi_bridge *b, uint32_t from, const struct hpsi_rec_hdr *rec,
+				  const struct hpsi_msg_hdr *h);
 
 /* net/bridge_failover.c: key ranges of dead servers go on at their next
  * replicas across hosts (docs/ARCHITECTURE.md, "Failover across hosts"). */

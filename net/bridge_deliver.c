@@ -297,6 +297,10 @@ static void handle_batch(struct hpsi_bridge *b, uint32_t from, const void *buf, 
 			hpsi_bridge_fence_receive(b, from, rec.worker);
 			continue;
 		}
+		if (rec.flags & HPSI_REC_HANDBACK) {
+			hpsi_bridge_handback_receive(b, from, &rec, h);
+			continue;
+		}
 		int answer = h->type == HPSI_MSG_RESPONSE;
 		if (rec.worker >= b->W || rec.server >= b->S || (r.vals_frame && (answer || h->vals_off != 0 ||
 										 h->val_bytes != vals_len))) {

@@ -1,4 +1,4 @@
-/* Failover across hosts (HPS_REPLICAS with HPS_XREPLICAS=1): the key
+/* Failover across hosts (HPS_REPLICAS across hosts): the key
  * ranges of a dead server go on at their next replica, on whatever host
  * (docs/ARCHITECTURE.md, "Failover across hosts").
  *
@@ -49,6 +49,7 @@
 #include "runtime/common/config.h"
 #include "runtime/common/log.h"
 #include "shm/bell.h"
+#include "shm/liveness.h"
 #include "shm/node.h"
 
 enum { FENCE_NONE = 0, FENCE_WAITING = 1, FENCE_DONE = 2 };
@@ -298,6 +299,20 @@ static void host_lost(struct hpsi_bridge *b, uint32_t s)
 	b->fence[s] = FENCE_WAITING;
 }
 
+/* Local server s reads DEAD after its death was fenced: 1 when a
+ * replacement claimed it since (fenced 0) and its process is gone. The
+ * acquire pairs with the claim's release of fenced 0 (runtime/client/ctx.c),
+ * stored after its pid and birth, so a claimer still in its claim reads
+ * alive. */
+static int claimer_gone(struct hpsi_bridge *b, uint32_t s)
+{
+	struct hpsi_node *n = hpsi_seg_node(&b->seg, s);
+	if (atomic_load_explicit(&n->fenced, memory_order_acquire))
+		return 0;
+	pid_t pid = atomic_load_explicit(&n->pid, memory_order_relaxed);
+	return !hpsi_proc_alive(pid, atomic_load_explicit(&n->birth, memory_order_relaxed));
+}
+
 int hpsi_bridge_failover_check(struct hpsi_bridge *b)
 {
 	if (!b->serving)
@@ -312,13 +327,16 @@ int hpsi_bridge_failover_check(struct hpsi_bridge *b)
 		 * its clear and its JOINING the old death still reads DEAD with
 		 * fenced 0, and a second fence_out then would store fenced 1 over
 		 * the claim's 0, so that the replacement's own death would never
-		 * be fenced here. (A replacement that dies before this loop saw
-		 * it JOINING is not fenced by this host: the others count it
-		 * lost after HPS_DEAD_MS, and its successor's claim times out.) */
+		 * be fenced here. A replacement that dies before this loop saw
+		 * it JOINING (even before it stored JOINING) leaves DEAD with
+		 * fenced 0 too: then its process is gone (claimer_gone), and its
+		 * death is fenced again, else its successor's claim would wait
+		 * for `fenced` until HPS_TIMEOUT_MS. */
 		uint32_t st = hpsi_node_state(&b->seg, s);
 		if (b->fence[s] == FENCE_DONE && hpsi_bridge_local_server(b, s) &&
-		    (st == HPSI_NODE_JOINING || st == HPSI_NODE_ALIVE || st == HPSI_NODE_CLOSED) &&
-		    !atomic_load_explicit(&hpsi_seg_node(&b->seg, s)->fenced, memory_order_relaxed))
+		    (((st == HPSI_NODE_JOINING || st == HPSI_NODE_ALIVE || st == HPSI_NODE_CLOSED) &&
+		      !atomic_load_explicit(&hpsi_seg_node(&b->seg, s)->fenced, memory_order_relaxed)) ||
+		     (st == HPSI_NODE_DEAD && claimer_gone(b, s))))
 			b->fence[s] = FENCE_NONE;
 		if (b->fence[s] == FENCE_DONE)
 			continue;
@@ -384,11 +402,24 @@ void hpsi_bridge_fence_receive(struct hpsi_bridge *b, uint32_t from, uint32_t p)
 
 int hpsi_bridge_range_coming(struct hpsi_bridge *b, uint32_t s)
 {
-	if (!b->serving || s >= b->S || b->handed[s] == 2)
-		return 0; /* (handed back, and the replacement holds it: it left) */
-	for (uint32_t q = b->seg.hdr->srv_lo; q < b->seg.hdr->srv_hi; q++)
-		if (hpsi_replica_index(&b->seg, s, q) != HPSI_NO_SERVER && !hpsi_server_gone(&b->seg, q))
+	/* Also for a range handed back whose replacement holds it (handed 2):
+	 * a third host may learn of the replacement's death (its FENCE)
+	 * before this one and send the range's requests here again; dropped,
+	 * they would never be sent a third time. What comes meanwhile from a
+	 * host that had not learned of the hand-back yet waits too (a worker's
+	 * ring window at most): it is delivered only if the range comes back
+	 * here, where a push seen twice is answered, not applied again. */
+	if (!b->serving || s >= b->S)
+		return 0;
+	/* A JOINING replica counts: a third host sends a range handed back
+	 * to a replacement here as soon as it read the source's HANDBACK,
+	 * which may come before the FINAL that makes the pairs here inbound
+	 * (another stream); those requests wait for it. */
+	for (uint32_t q = b->seg.hdr->srv_lo; q < b->seg.hdr->srv_hi; q++) {
+		uint32_t st = hpsi_node_state(&b->seg, q);
+		if (hpsi_replica_index(&b->seg, s, q) != HPSI_NO_SERVER && st != HPSI_NODE_DEAD && st != HPSI_NODE_CLOSED)
 			return 1;
+	}
 	return 0;
 }
 

@@ -1,4 +1,4 @@
-/* Replication across hosts (HPS_REPLICAS with HPS_XREPLICAS=1): the
+/* Replication across hosts (HPS_REPLICAS with --hosts): the
  * bridge carries forwards between a primary and its backups on other
  * hosts (docs/ARCHITECTURE.md, "Across hosts: the plan", step 2).
  *

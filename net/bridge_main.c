@@ -109,8 +109,6 @@ void hpsi_bridge_seg_params(const struct hpsi_bridge *b, struct hpsi_bridge_plac
 	sp->nservers = a->nservers, sp->nworkers = a->launched ? a->launched : a->nworkers;
 	sp->max_workers = a->nworkers; /* the room: VACANT slots (net/bridge_join.c) */
 	sp->bridged = 1;
-	const char *x = hpsi_setting("XREPLICAS");
-	sp->xreplicas = x && strcmp(x, "1") == 0;
 	sp->srv_lo = mine->srv_lo, sp->srv_hi = mine->srv_hi, sp->wrk_lo = mine->wrk_lo, sp->wrk_hi = mine->wrk_hi;
 	/* the scheduler ranks hosts in this order with contiguous servers
 	 * (hpsi_sched_check checked the entries), as shm/place.h expects */

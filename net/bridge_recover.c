@@ -1,4 +1,4 @@
-/* Replacement servers across hosts (HPS_REPLICAS with HPS_XREPLICAS=1,
+/* Replacement servers across hosts (HPS_REPLICAS with --hosts,
  * hps launch --restart-servers): the bridge's part (docs/ARCHITECTURE.md,
  * "Across hosts", Recovery).
  *
@@ -24,7 +24,7 @@
  *    order of the ring is kept end to end, as for forwards
  *    (net/bridge_fwd.c). SYNC_WHOLE (a move's memfds) never crosses.
  * 3. The hand-back. The last FINAL piece of a range handed back moves the
- *    range's pairs on both hosts to the replacement (hpsi_bridge_range_to,
+ *    range's pairs on every host to the replacement (hpsi_bridge_range_to,
  *    the other direction of a failover): on the source's host when the
  *    bridge reads it (the source froze the range and published its heads
  *    and answers before the FINAL, which the bridge acquired), before the
@@ -39,7 +39,15 @@
  *    answered (the source's answers still on their way are dropped as
  *    stale); the range is marked resent (runtime/server/recover.c,
  *    attach_range), and its last sequences, copied in the FINAL, answer
- *    a push seen twice without applying it again.
+ *    a push seen twice without applying it again. Every third host
+ *    learns it from a HANDBACK record the source's host sends it when it
+ *    reads the FINAL (as a FENCE goes to every host), and moves its pairs
+ *    as the replacement's host does for its own workers: origin pairs read
+ *    again from the oldest request not answered, towards the
+ *    replacement's host, where they wait in the held queue if they come
+ *    before the FINAL (hpsi_bridge_range_coming); the source's answers
+ *    still on their way are stale, and the requests it sent the source
+ *    meanwhile are held there and dropped once the range settles.
  *
  * One thread (the bridge's) does all of this. */
 #include <stdatomic.h>
@@ -156,16 +164,60 @@ int hpsi_bridge_sync_send(struct hpsi_bridge *b, uint32_t p, uint32_t q, const s
 		return 0;
 	}
 	uint32_t host = b->host_of_server[q];
+	int back = b->serving && last_handback(b, h);
 	if (hpsi_bridge_batch_room(&b->out[host], hpsi_batch_rec_bytes(len)))
 		return 1;
+	/* the FINAL and the HANDBACK records go in one pass or not at all */
+	for (uint32_t i = 0; back && i < b->nhosts; i++)
+		if (i != b->me && i != host && hpsi_bridge_batch_room(&b->out[i], hpsi_batch_rec_bytes(sizeof *h)))
+			return 1;
 	hpsi_bridge_append(b, host, p, q, HPSI_REC_FORWARD | HPSI_REC_SYNC, h, h + 1, (size_t)h->val_bytes, NULL, 0);
-	if (b->serving && last_handback(b, h)) {
+	if (back) {
 		hpsi_warn("bridge %s: server %u handed key range %u back to server %u (host %u)", b->cfg.host, p, h->range,
 			  q, host);
+		/* every other host moves its pairs too (hpsi_bridge_handback_receive);
+		 * the replacement's incarnation, as this host knows it, tells them
+		 * which one (clock) */
+		struct hpsi_msg_hdr hb;
+		hpsi_msg_init(&hb, HPSI_MSG_CLOCK, p, 0);
+		hb.range = h->range;
+		hb.clock = atomic_load_explicit(&hpsi_seg_node(&b->seg, q)->incarnation, memory_order_relaxed);
+		for (uint32_t i = 0; i < b->nhosts; i++)
+			if (i != b->me && i != host)
+				hpsi_bridge_append(b, i, p, q, HPSI_REC_HANDBACK, &hb, NULL, 0, NULL, 0);
 		hpsi_bridge_range_to(b, h->range, q);
 		b->handed[h->range] = 1; /* (cleared when it moves again) */
 	}
 	return 0;
+}
+
+void hpsi_bridge_handback_receive(struct hpsi_bridge *b, uint32_t from, const struct hpsi_rec_hdr *rec,
+				  const struct hpsi_msg_hdr *h)
+{
+	uint32_t p = rec->worker, q = rec->server, r = h->range;
+	if (!b->serving || p >= b->S || q >= b->S || r >= b->S || b->host_of_server[p] != from ||
+	    b->host_of_server[q] == from || hpsi_bridge_local_server(b, q) ||
+	    hpsi_replica_index(&b->seg, r, p) == HPSI_NO_SERVER || hpsi_replica_index(&b->seg, r, q) == HPSI_NO_SERVER) {
+		hpsi_msg_count_bad("a hand-back naming no source of the sending host and replacement on a third host");
+		return;
+	}
+	struct hpsi_node *node = hpsi_seg_node(&b->seg, q);
+	uint32_t mine = atomic_load_explicit(&node->incarnation, memory_order_relaxed);
+	uint32_t st = hpsi_node_state(&b->seg, q);
+	/* Ignored (the range stays at p's host, which takes it back at the
+	 * replacement's FENCE, or already did) when the range left p here
+	 * meanwhile, or the replacement's death came here first: its
+	 * incarnation here is newer, or the same one and dead. A replacement
+	 * this host has not heard of yet (older incarnation here) is the one
+	 * the range goes to. */
+	if (b->serving[r] != p || mine > h->clock ||
+	    (mine == h->clock && st != HPSI_NODE_JOINING && st != HPSI_NODE_ALIVE)) {
+		b->stale++;
+		return;
+	}
+	hpsi_warn("bridge %s: server %u (host %u) handed key range %u back to server %u (host %u)", b->cfg.host, p, from,
+		  r, q, b->host_of_server[q]);
+	hpsi_bridge_range_to(b, r, q);
 }
 
 void hpsi_bridge_sync_receive(struct hpsi_bridge *b, uint32_t from, const struct hpsi_rec_hdr *rec, const void *msg)

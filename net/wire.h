@@ -48,13 +48,18 @@ struct hpsi_batch_hdr {
  * replacement server (HPSI_MSG_SYNC, carried as it is in the forward
  * ring: header and body, which hpsi_msg_check does not read;
  * net/bridge_recover.c). */
-enum { HPSI_REC_VALS_FRAME = 1, HPSI_REC_FORWARD = 2, HPSI_REC_FENCE = 4, HPSI_REC_SYNC = 8 };
+/* HPSI_REC_HANDBACK: server `worker` of the sending host handed key range
+ * `range` (in the bare header) back to the replacement server `server` on
+ * another host: the range's pairs of this host go to it (sent to every
+ * host but the replacement's, which learns it from the FINAL itself;
+ * net/bridge_recover.c). Alone, never with a value frame. */
+enum { HPSI_REC_VALS_FRAME = 1, HPSI_REC_FORWARD = 2, HPSI_REC_FENCE = 4, HPSI_REC_SYNC = 8, HPSI_REC_HANDBACK = 16 };
 
 struct hpsi_rec_hdr {
 	uint32_t len;      /* bytes of the message that follows */
 	uint32_t worker;   /* the request's worker rank (requests and responses); forwards: the primary */
 	uint32_t server;   /* the server rank; forwards: the backup */
-	uint32_t flags;    /* HPSI_REC_VALS_FRAME, HPSI_REC_FORWARD, HPSI_REC_FENCE, HPSI_REC_SYNC */
+	uint32_t flags;    /* HPSI_REC_VALS_FRAME, HPSI_REC_FORWARD, HPSI_REC_FENCE, HPSI_REC_SYNC, HPSI_REC_HANDBACK */
 };
 
 /* Bytes a record of a message of len bytes takes in a batch frame. */
@@ -109,8 +114,8 @@ struct hpsi_sched_hdr {
  * a registration carries a hash of each, so a host that differs is named. */
 #define HPSI_SHARED_SETTINGS                                                                       \
 	{ "KEY_RANGES", "UPDATER", "INIT", "STALENESS", "DTYPE", "COMPRESS", "DIRECT", "RING_KB", \
-	  "HEAP_MB", "DETERMINISTIC", "REPLICAS", "XREPLICAS" }
-#define HPSI_NSHARED 12
+	  "HEAP_MB", "DETERMINISTIC", "REPLICAS" }
+#define HPSI_NSHARED 11
 
 struct hpsi_sched_register {
 	struct hpsi_sched_hdr h;

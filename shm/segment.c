@@ -161,13 +161,6 @@ static int check_params(const struct hpsi_seg_params *p)
 			return HPS_ECONFIG;
 		}
 	}
-	/* Failover across hosts (net/bridge_failover.c) is tested with two
-	 * hosts only and no replacement starts there: opt-in
-	 * (docs/ARCHITECTURE.md, "Failover across hosts"). */
-	if (p->replicas && p->bridged && !p->xreplicas) {
-		hpsi_error("HPS_REPLICAS: replication across hosts is opt-in while its failover is tested on two hosts only (HPS_XREPLICAS=1 runs it); run replicated jobs on one host");
-		return HPS_ECONFIG;
-	}
 	if (p->range_mode == HPSI_RANGE_DECLARED) {
 		for (uint32_t i = 0; i < p->nservers; i++)
 			if (p->ranges[i].first > p->ranges[i].last ||

@@ -283,10 +283,6 @@ struct hpsi_seg_params {
 	uint32_t bridged;
 	uint32_t srv_lo, srv_hi, wrk_lo, wrk_hi;
 	uint32_t replicas; /* HPS_REPLICAS */
-	/* HPS_XREPLICAS=1: replicas across hosts (forwards and acks through
-	 * the bridges, failover: net/bridge_failover.c), else refused with
-	 * bridged */
-	uint32_t xreplicas;
 	/* Multi-host: the servers each host runs, in the order of the
 	 * scheduler's ranks (host h's follow host h - 1's), and the hosts'
 	 * names (for errors); every host of a job passes the same table, so

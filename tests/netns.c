@@ -387,7 +387,7 @@ pid_t hosts_job(const char *port, int n, const int *workers, const char *env, co
 	snprintf(mark, cap, "%s.running", job_log);
 	unlink(mark);
 	return start(job_log,
-		     "ip netns exec %s0 " ENV("%s") "HPS_RING_KB=1024 HPS_XREPLICAS=1 %s "
+		     "ip netns exec %s0 " ENV("%s") "HPS_RING_KB=1024 %s "
 		     "NETNS_TEST_MARK=%s %s launch %s --hosts %s -- %s --cluster-worker %s",
 		     pfx, port, env, mark, hps_bin(), flags, hostsf, self_path, mode);
 }

@@ -55,7 +55,7 @@ void write_hosts(const char *text);
 /* The pid of `hps WHAT` run for host HOST of the job. */
 pid_t find_proc(const char *what, const char *host);
 /* A job of n hosts of one server each, host i with workers[i] workers
- * of `mode`, HPS_XREPLICAS=1; worker 0 touches *mark (a path under
+ * of `mode`; worker 0 touches *mark (a path under
  * job_log) once the pushes run. Returns the launcher's pid. */
 pid_t hosts_job(const char *port, int n, const int *workers, const char *env, const char *flags, const char *mode,
 		char *mark, size_t cap);

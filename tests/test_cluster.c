@@ -161,8 +161,8 @@ static void test_cluster_hosts_share_placement(void)
 	ns_down();
 }
 
-/* A job of two hosts of one server each with HPS_REPLICAS=1 (and
- * HPS_XREPLICAS=1) and settings: exact sums, and at the end each server
+/* A job of two hosts of one server each with HPS_REPLICAS=1 and
+ * settings: exact sums, and at the end each server
  * logs a digest of the records of each key range it holds, which for the
  * backup must equal the primary's (keys, push counts and values bit for
  * bit). */
@@ -172,7 +172,7 @@ static void replicated_job(const char *settings, const char *mode)
 	snprintf(env, sizeof env,
 		 "HPS_ROOT_URI=localhost HPS_ROOT_PORT=9606 HPS_NUM_SERVERS=2 HPS_NUM_WORKERS=2 "
 		 "HPS_NODE_ADDR=localhost HPS_HEAP_MB=16 HPS_RING_KB=1024 HPS_JOB_ID=xrep "
-		 "HPS_REPLICAS=1 HPS_XREPLICAS=1 HPS_LOG=info %s",
+		 "HPS_REPLICAS=1 HPS_LOG=info %s",
 		 settings);
 	struct named_job j;
 	named_start(&j, env, 1, mode);
@@ -220,7 +220,7 @@ static void test_cluster_replicas_across_hosts(void)
 	 * with HPS_ETOOBIG and the job ends. */
 	env = "HPS_ROOT_URI=localhost HPS_ROOT_PORT=9607 HPS_NUM_SERVERS=2 HPS_NUM_WORKERS=2 "
 	      "HPS_NODE_ADDR=localhost HPS_HEAP_MB=16 HPS_RING_KB=256 HPS_JOB_ID=xrep2 "
-	      "HPS_REPLICAS=1 HPS_XREPLICAS=1";
+	      "HPS_REPLICAS=1";
 	named_start(&j, env, 1, "sums");
 	ra = finish(j.a, 60000), rb = finish(j.b, 60000);
 	CU_ASSERT(ra != 0 && rb != 0);

@@ -1,5 +1,5 @@
 /* Failover across hosts beyond two hosts and K = 1 (HPS_REPLICAS with
- * HPS_XREPLICAS=1; docs/ARCHITECTURE.md, "Failover across hosts"): three
+ * --hosts; docs/ARCHITECTURE.md, "Failover across hosts"): three
  * network-namespace hosts of one server each, workers pushing back to
  * back (tests/netns.c, mode busy), and servers, bridges or whole hosts
  * killed with -9 in the middle. Every case ends with exact sums.
@@ -205,6 +205,78 @@ static void test_xfail_bridge_dies_alone(void)
 	ns_down();
 }
 
+/* Replacement servers across three hosts (--replicas 1 --restart-servers
+ * 1; net/bridge_recover.c): a worker on every host, pushing at a pace.
+ * kill -9 of server 1: range 1 goes on at server 2 (host 2), host 1's
+ * launcher starts a replacement, which copies range 0 from server 0 and
+ * takes range 1 back from server 2 while the pushes go on. Host 0 is the
+ * third host of that hand-back: it learns it from host 2's HANDBACK
+ * record and sends range 1's requests to host 1 from then on (without
+ * it, host 2 holds them and never answers: the workers time out). Once
+ * the other hosts know the replacement holds both ranges whole, kill -9
+ * of server 0, the other replica of range 0: range 0 goes on at the
+ * replacement, a replacement of server 0 takes it back (host 2 the third
+ * host this time). Exact sums, exit 0. */
+static void test_xfail_replacement_on_three_hosts(void)
+{
+	CU_ASSERT_EQUAL_FATAL(ns_up(3), 0);
+	char mark[300];
+	pid_t p = three_host_job("9476", (const int[3]){1, 1, 1},
+				 "HPS_REPLICAS=1 HPS_TIMEOUT_MS=30000 NETNS_TEST_PACE_US=15000", "--restart-servers 1",
+				 mark, sizeof mark);
+	pid_t v = proc_of("server", 1);
+	CU_ASSERT_FATAL(v > 0);
+	CU_ASSERT(wait_mark(mark));
+	kill(v, SIGKILL);
+	unlink(mark);
+	/* hosts 0 and 2 learn (through the scheduler) that the replacement
+	 * holds both ranges whole */
+	int whole = wait_log(job_log, "server 1 (incarnation 1) holds every key range whole", 60000);
+	CU_ASSERT(whole);
+	CU_ASSERT(!log_has(job_log, "rounds done")); /* it caught up while the pushes ran */
+	pid_t a = proc_of("server", 0);
+	CU_ASSERT_FATAL(a > 0);
+	kill(a, SIGKILL);
+	CU_ASSERT_EQUAL(job_sums(p, 120000), 3);
+	const char *o = slurp(job_log);
+	int ok = strstr(o, "server 2 handed key range 1 back to server 1 (host 1)") &&
+		 strstr(o, "server 2 (host 2) handed key range 1 back to server 1 (host 1)") &&
+		 strstr(o, "key range 0 goes on at server 1");
+	CU_ASSERT(ok);
+	show_log_if(!ok || !whole);
+	ns_down();
+}
+
+/* A replacement that dies in its claim (HPS_FAILPOINT=claimdie:1: after
+ * it cleared `fenced`, before it stored JOINING), two hosts: host 1's
+ * bridge never sees it JOINING, so it fences the rank again once that
+ * process is gone (claimer_gone in net/bridge_failover.c), and the next
+ * replacement's claim, which waits for `fenced`, goes on: it catches up
+ * (host 0 learns that incarnation 2 holds every range whole). Exact
+ * sums, exit 0. Without the second fence the next claim waits until
+ * HPS_TIMEOUT_MS and fails (checked once). */
+static void test_xfail_replacement_dies_in_its_claim(void)
+{
+	CU_ASSERT_EQUAL_FATAL(ns_up(2), 0);
+	char mark[300];
+	pid_t p = hosts_job("9477", 2, (const int[2]){1, 1},
+			    "HPS_REPLICAS=1 HPS_TIMEOUT_MS=30000 NETNS_TEST_PACE_US=15000 HPS_FAILPOINT=claimdie:1",
+			    "--restart-servers 2", "busy", mark, sizeof mark);
+	pid_t v = proc_of("server", 1);
+	CU_ASSERT_FATAL(v > 0);
+	CU_ASSERT(wait_mark(mark));
+	kill(v, SIGKILL);
+	unlink(mark);
+	int whole = wait_log(job_log, "server 1 (incarnation 2) holds every key range whole", 60000);
+	CU_ASSERT(whole);
+	CU_ASSERT(!log_has(job_log, "rounds done")); /* it caught up while the pushes ran */
+	CU_ASSERT_EQUAL(job_sums(p, 120000), 2);
+	int died = log_has(job_log, "HPS_FAILPOINT=claimdie: server 1 dies in its claim");
+	CU_ASSERT(died);
+	show_log_if(!whole || !died);
+	ns_down();
+}
+
 /* Random moments (a property over seeds; XFAIL_SEED=N runs seed N
  * alone): 2 or 3 hosts of one server and one worker each, --replicas 1;
  * a random server killed at a random moment (after a random round of
@@ -269,6 +341,8 @@ int main(int argc, char **argv)
 		{"test_xfail_two_replicas_die", test_xfail_two_replicas_die},
 		{"test_xfail_bridge_dies_alone", test_xfail_bridge_dies_alone},
 		{"test_xfail_random_moments", test_xfail_random_moments},
+		{"test_xfail_replacement_on_three_hosts", test_xfail_replacement_on_three_hosts},
+		{"test_xfail_replacement_dies_in_its_claim", test_xfail_replacement_dies_in_its_claim},
 		{NULL, NULL},
 	};
 	int rc = run_suite("xfail", cases);

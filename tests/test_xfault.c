@@ -1,5 +1,5 @@
 /* Failover across hosts at the moments tests/test_xfail.c does not make
- * (HPS_REPLICAS with HPS_XREPLICAS=1; docs/ARCHITECTURE.md, "Failover
+ * (HPS_REPLICAS across hosts; docs/ARCHITECTURE.md, "Failover
  * across hosts" and "Recovery across hosts"): a worker blocked on a full
  * ring, a checkpoint running, a lost host that ran workers, a restarted
  * worker, and a replacement that dies during its copy. Hosts are network
@@ -506,7 +506,7 @@ static void test_xfault_restart_worker_with_replicas(void)
 	write_hosts(hosts);
 	unsigned at = 5 + (unsigned)(rand() % 400);
 	pid_t p = start(job_log,
-			"ip netns exec %s0 " ENV("9740") "HPS_XREPLICAS=1 HPS_LOG=info %s launch --replicas 1 --staleness bsp "
+			"ip netns exec %s0 " ENV("9740") "HPS_LOG=info %s launch --replicas 1 --staleness bsp "
 			"--restart-workers 1 --hosts %s -- %s --rejoin-worker 0 0 %u 3 1",
 			pfx, hps_bin(), hostsf, sibling_prog("test_rejoin"), at);
 	int rc = finish(p, 120000);

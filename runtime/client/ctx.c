@@ -1,7 +1,9 @@
 #include "runtime/client/ctx.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -10,6 +12,7 @@
 #include "runtime/client/handle.h"
 #include "runtime/client/join.h"
 #include "runtime/client/rejoin.h"
+#include "runtime/common/config.h"
 #include "runtime/common/log.h"
 #include "shm/liveness.h"
 #include "shm/node.h"
@@ -114,6 +117,22 @@ int hpsi_ctx_check(const struct hps_ctx *c)
  * on (net/bridge_failover.c stores `fenced`, release, and wakes the word):
  * a claim before would hide that death from the bridge, which sees it at
  * its next liveness check. Bounded by HPS_TIMEOUT_MS. */
+/* HPS_FAILPOINT=claimdie:RANK (tests): the first replacement of server
+ * RANK dies (SIGKILL) in its claim, after it cleared fenced, before it
+ * stored JOINING: its bridge never sees it JOINING and must fence the
+ * rank again for the next one (net/bridge_failover.c, claimer_gone). */
+static void claim_failpoint(struct hps_ctx *c, struct hpsi_node *n)
+{
+	const char *fp = hpsi_setting("FAILPOINT");
+	unsigned rank;
+	int end = 0;
+	if (fp && sscanf(fp, "claimdie:%u%n", &rank, &end) == 1 && fp[end] == 0 && rank == (unsigned)c->cfg.rank &&
+	    atomic_load_explicit(&n->incarnation, memory_order_relaxed) == 1) {
+		hpsi_warn("HPS_FAILPOINT=claimdie: server %u dies in its claim", rank);
+		raise(SIGKILL);
+	}
+}
+
 static int wait_fenced(struct hps_ctx *c, struct hpsi_node *n)
 {
 	int64_t end = hpsi_now_ns() + c->timeout_ns;
@@ -220,22 +239,29 @@ int hps_init(hps_ctx **out, int *argc, char **argv)
 			return HPS_EEXIST;
 		}
 	}
-	atomic_store_explicit(&n->pid, (int32_t)getpid(), memory_order_relaxed);
-	atomic_store_explicit(&n->birth, hpsi_proc_birth(getpid()), memory_order_relaxed);
 	/* A server replacing a dead one of a replicated job joins: it copies
 	 * its key ranges before anyone routes to it (runtime/server/recover.c). */
+	int replacing = c->cfg.role == HPS_ROLE_SERVER && c->seg.hdr->replicas && st == HPSI_NODE_DEAD;
+	/* before it stores its pid: while it waits, the pid is that of the
+	 * claimer before it, which the bridge checks (claimer_gone) */
+	if (replacing && c->seg.hdr->bridged && wait_fenced(c, n)) {
+		hpsi_seg_detach(&c->seg);
+		free(c);
+		return HPS_ETIMEDOUT;
+	}
+	atomic_store_explicit(&n->pid, (int32_t)getpid(), memory_order_relaxed);
+	atomic_store_explicit(&n->birth, hpsi_proc_birth(getpid()), memory_order_relaxed);
 	uint32_t claimed = HPSI_NODE_ALIVE;
-	if (c->cfg.role == HPS_ROLE_SERVER && c->seg.hdr->replicas && st == HPSI_NODE_DEAD) {
-		if (c->seg.hdr->bridged && wait_fenced(c, n)) {
-			hpsi_seg_detach(&c->seg);
-			free(c);
-			return HPS_ETIMEDOUT;
-		}
-		/* the next death of this rank is fenced again (net/bridge_failover.c) */
-		atomic_store_explicit(&n->fenced, 0, memory_order_relaxed); /* published just below */
+	if (replacing) {
+		/* the next death of this rank is fenced again (net/bridge_failover.c);
+		 * release: a bridge reading 0 on a DEAD node sees this pid and
+		 * birth (claimer_gone there), so it fences again only once this
+		 * claimer is gone */
+		atomic_store_explicit(&n->fenced, 0, memory_order_release);
 		atomic_fetch_add_explicit(&n->incarnation, 1, memory_order_relaxed); /* published just below */
 		atomic_store_explicit(&n->lacking, (2u << c->seg.hdr->replicas) - 1, memory_order_relaxed); /* all */
 		claimed = HPSI_NODE_JOINING;
+		claim_failpoint(c, n);
 	}
 	/* A server a scale starts (runtime/server/move.c) is a new incarnation
 	 * of its rank: it serves only what is copied to it (a copy for an

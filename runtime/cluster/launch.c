@@ -98,11 +98,11 @@ static void usage(FILE *f)
 		"  --compress C          f32 values on the rings as none, f16 or bf16 (HPS_COMPRESS)\n"
 		"  --replicas K          every key range on K backup servers too: a server may die\n"
 		"                        and the job goes on (HPS_REPLICAS, default 0); with --hosts\n"
-		"                        only with HPS_XREPLICAS=1 (failover tested on two hosts)\n"
+		"                        the replicas of a range are on different hosts\n"
 		"  --restart-servers N   with --replicas: start a replacement for a dead server, which\n"
 		"                        copies its key ranges and serves again, up to N times in all\n"
 		"                        (default 2 per server; 0: never; with --hosts: N per host,\n"
-		"                        default 0, two hosts only, copies through the bridges)\n"
+		"                        default 0, copies through the bridges)\n"
 		"  --max-workers N       room for up to N workers (default: -w): more join the running\n"
 		"                        job with `hps scale --workers` or HPS_JOIN=1 (HPS_MAX_WORKERS;\n"
 		"                        with --hosts the free ranks are the last host's: join there)\n"
@@ -1110,8 +1110,8 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 	int workers_left = (int)(wrk_end - hdr->wrk_lo), nodes_left = j.n - first;
 	/* across hosts too (their copies cross the bridges:
 	 * net/bridge_recover.c), each host's launcher counting its own; there
-	 * only when asked: they work with two hosts only (launch_hosts.c
-	 * refuses more, a tracker's job cannot tell) */
+	 * only when asked: a replacement copies whole key ranges across the
+	 * network, which a job across hosts asks for */
 	long restarts_left = !hdr->replicas ? 0
 			     : restart_servers >= 0 ? restart_servers
 			     : hdr->bridged ? 0

@@ -205,24 +205,6 @@ static int check_settings(char **argv, int prog, const char *file, const struct 
 		fprintf(stderr, "hps launch: %s: %s\n", file, why);
 		return -1;
 	}
-	/* the bridges would refuse it too (shm/segment.c), once started */
-	const char *x = hpsi_setting("XREPLICAS");
-	if (cfg.replicas && n > 1 && !(x && strcmp(x, "1") == 0)) {
-		fprintf(stderr, "hps launch: %s: HPS_REPLICAS across hosts is opt-in (its replacement servers are tested on two hosts only); set HPS_XREPLICAS=1 to run it, or run replicated jobs on one host\n",
-			file);
-		return -1;
-	}
-	/* A replacement's hand-back moves its range's pairs on the two hosts
-	 * its FINAL passes only (net/bridge_recover.c): a third host's workers
-	 * would go on sending that range's requests to the old host. So
-	 * replacements across hosts are for jobs of two hosts (the default
-	 * there is none: launch.c). */
-	for (int i = 1; i + 1 < prog; i++)
-		if (cfg.replicas && n > 2 && strcmp(argv[i], "--restart-servers") == 0 && strcmp(argv[i + 1], "0") != 0) {
-			fprintf(stderr, "hps launch: %s: --restart-servers across more than two hosts is not built (a replacement's key range would come back to it on two hosts only); use --restart-servers 0 or two hosts\n",
-				file);
-			return -1;
-		}
 	return 0;
 }
 

@@ -359,6 +359,8 @@ static int failpoint(struct server *sv)
 	}
 	if (strncmp(fp, "holdfwd:", 8) == 0) /* a bridge's (net/bridge_failover.c) */
 		return 0;
+	if (sscanf(fp, "claimdie:%u%n", &rank, &end) == 1 && fp[end] == 0) /* its claim's (runtime/client/ctx.c) */
+		return 0;
 	if (sscanf(fp, "nolook:%u%n", &rank, &end) == 1 && fp[end] == 0) {
 		sv->skip_looks = rank == sv->me;
 		return 0;
@@ -368,7 +370,7 @@ static int failpoint(struct server *sv)
 		return 0;
 	}
 	if (sscanf(fp, "forwarded:%u:%llu", &rank, &n) != 2 || n == 0) {
-		hpsi_error("HPS_FAILPOINT=%s: expected forwarded:RANK:N (N >= 1), handback:RANK, nolook:RANK or noadopt:RANK, a fault injected by tests",
+		hpsi_error("HPS_FAILPOINT=%s: expected forwarded:RANK:N (N >= 1), handback:RANK, nolook:RANK, noadopt:RANK or claimdie:RANK, a fault injected by tests",
 			   fp);
 		return HPS_ECONFIG;
 	}
