@@ -75,6 +75,15 @@ static inline uint32_t hpsi_replica(const struct hpsi_seg *s, uint32_t r, uint32
 	return hpsi_place_step(s, r, (int32_t)i);
 }
 
+/* The rank a scale's plan makes replica i >= 1 of key range r (the
+ * backup table's plan half); acquire as hpsi_range_want. */
+static inline uint32_t hpsi_backup_want(const struct hpsi_seg *s, uint32_t r, uint32_t i)
+{
+	return atomic_load_explicit(&hpsi_seg_backups(s)[(size_t)s->hdr->nservers * s->hdr->replicas +
+							 r * s->hdr->replicas + i - 1],
+				    memory_order_acquire);
+}
+
 /* Which replica of range r this server is, or HPSI_NO_SERVER (also for
  * ids out of range: a message's sender is checked here). */
 static inline uint32_t hpsi_replica_index(const struct hpsi_seg *s, uint32_t r, uint32_t srv)
