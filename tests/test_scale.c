@@ -580,6 +580,45 @@ static void test_scale_replicated_out_in_kill(void)
 	run_scales_kill("sc11", "2", steps, ideal, 2, "--replicas 1", NULL, "", 1);
 }
 
+/* A replicated job with a dead server: its backups serve its ranges,
+ * and a scale ends at once (the tables change only while every replica
+ * of a range runs): the launcher says why, hps scale reports the count it
+ * did not reach, the new server it started leaves, no replacement starts
+ * (none with room), and the job finishes with exact sums. */
+static void test_scale_replicated_dead_server_ends_scale(void)
+{
+	char cmd[8192];
+	struct launched l;
+	launched_paths(&l, "scale");
+	snprintf(cmd, sizeof cmd,
+		 "exec %s launch -s 2 -w 3 --max-servers 4 --replicas 1 --job sc15 --host testhost --heap-mb 16 "
+		 "--timeout-ms 30000 --staleness 2 -- %s --scale-worker %s 2",
+		 hps_bin(), self_path, l.flag);
+	l.pid = spawn_logged(l.log, "/bin/sh", cmd);
+	struct watch a = {.job = "sc15", .clock = 10};
+	int ready = poll_until(workers_past, &a, 30000);
+	CU_ASSERT_FATAL(ready);
+	int pid = atomic_load_explicit(&hpsi_seg_node(&a.seg, 1)->pid, memory_order_relaxed);
+	CU_ASSERT(pid > 0 && kill(pid, SIGKILL) == 0);
+	a.clock += 10;
+	CU_ASSERT(poll_until(workers_past, &a, 30000)); /* its backup serves its ranges */
+	snprintf(cmd, sizeof cmd, "%s scale --job sc15 --host testhost --servers 3", hps_bin());
+	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 1);
+	CU_ASSERT_STRING_EQUAL(out2, "hps scale: job sc15 has 2 servers, not 3 (see the launcher's output)\n");
+	a.clock += 10;
+	CU_ASSERT(poll_until(workers_past, &a, 30000)); /* they train on */
+	int rc = launched_finish(&l, 60000, out, sizeof out);
+	if (a.attached)
+		hpsi_seg_detach(&a.seg);
+	CU_ASSERT_EQUAL(rc, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps launch: hps scale: a server died during the scale; its backups serve its key ranges, and the scale ends there\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "server 2 leaves the job"));
+	CU_ASSERT_PTR_NULL(strstr(out, "started a replacement"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "[worker 0] sums exact after"));
+	if (rc || !strstr(out, "sums exact") || !strstr(out, "server 2 leaves"))
+		fprintf(stderr, "launcher:\n%s\nhps scale:\n%s\n", out, out2);
+}
+
 /* The step that copies nothing (find_room): with six ranges, 3 -> 2
  * hands one of the leaving server's two ranges to its backup, which
  * holds it whole (the leaving server backs it up until the new primary
@@ -1278,6 +1317,7 @@ int main(int argc, char **argv)
 		{"test_scale_out_adopt_refused", test_scale_out_adopt_refused},
 		{"test_scale_replicated_out_in_kill", test_scale_replicated_out_in_kill},
 		{"test_scale_replicated_swap", test_scale_replicated_swap},
+		{"test_scale_replicated_dead_server_ends_scale", test_scale_replicated_dead_server_ends_scale},
 		{"test_scale_declared_ranges", test_scale_declared_ranges},
 		{"test_scale_key_split", test_scale_key_split},
 		{"test_scale_deterministic_adam_bit_identical", test_scale_deterministic_adam_bit_identical},

@@ -788,8 +788,10 @@ static int serve_scale_servers(struct job *j, struct scaling *sc, uint32_t want,
 	for (uint32_t r = 0; s->hdr->replicas && !done && r < (sc->from > sc->to ? sc->from : sc->to); r++)
 		died |= hpsi_node_state(s, r) == HPSI_NODE_DEAD;
 	if (done || lost || died || j->stopping) {
-		if (died && !done)
+		if (died && !done) {
 			fprintf(stderr, "hps launch: hps scale: a server died during the scale; its backups serve its key ranges, and the scale ends there\n");
+			sc->to = sc->from; /* servers_want: new ranks that hold nothing leave */
+		}
 		else if (!done)
 			fprintf(stderr, "hps launch: hps scale: a server it started ended; the key ranges stay where they are\n");
 		end_server_scale(j, sc);
