@@ -220,9 +220,16 @@ static int find_room(struct server *sv, struct range_state *rs, uint32_t *to, in
 	uint32_t wo = hpsi_range_want(sv->seg, r), wb = hpsi_backup_want(sv->seg, r, 1);
 	if (wo >= sv->nservers || wb >= sv->nservers || wo == wb || (wo == sv->me && wb == cb) || !running(sv, cb))
 		return 0;
-	uint32_t others = 0; /* ranges it serves besides r */
-	for (uint32_t k = 0; k < sv->nranges; k++)
-		others += sv->ranges[k].serving && &sv->ranges[k] != rs;
+	/* ranges it serves besides r and keeps: not those it hands on now
+	 * (two hand-overs decided at once must not leave it a backup that
+	 * serves nothing, whose acks would wait in front of the copy that
+	 * brings it a range on the same ring) */
+	uint32_t others = 0;
+	for (uint32_t k = 0; k < sv->nranges; k++) {
+		const struct range_state *o = &sv->ranges[k];
+		others += o != rs && o->serving &&
+			  !(o->sync && (o->sync->room == ROOM_HANDBACK || o->sync->room == ROOM_SWAP));
+	}
 	int may_back_up = others > 0;
 	int backup_move = wb != cb && wb != sv->me && running(sv, wb) && table_names(sv, wb, 0);
 	if (wo != sv->me && wo == cb) {
