@@ -64,15 +64,24 @@ static inline uint32_t hpsi_place_step(const struct hpsi_seg *s, uint32_t srv, i
 /* Server i (0 = primary, 1..K = backups) of key range r: replicas are
  * placed on the servers that follow the range's own one in π; in a job
  * with room for servers (hpsi_seg_room) by its owner table (i = 0) and
- * its backup table (shm/backups.h), written at launch and unchanged while
- * the job runs (acquire all the same: a scale will store them with
- * release before it moves anything). */
+ * its backup table (shm/backups.h), written at launch; a scale stores
+ * an entry with release once the copy that makes it true was published
+ * (runtime/server/recover.c, room_handed): acquire pairs with it. */
 static inline uint32_t hpsi_replica(const struct hpsi_seg *s, uint32_t r, uint32_t i)
 {
 	if (hpsi_seg_room(s))
 		return i ? atomic_load_explicit(&hpsi_seg_backups(s)[r * s->hdr->replicas + i - 1], memory_order_acquire)
 			 : atomic_load_explicit(&hpsi_seg_owner(s)[r], memory_order_acquire);
 	return hpsi_place_step(s, r, (int32_t)i);
+}
+
+/* The rank a scale's plan makes replica i >= 1 of key range r (the
+ * backup table's plan half); acquire as hpsi_range_want. */
+static inline uint32_t hpsi_backup_want(const struct hpsi_seg *s, uint32_t r, uint32_t i)
+{
+	return atomic_load_explicit(&hpsi_seg_backups(s)[(size_t)s->hdr->nservers * s->hdr->replicas +
+							 r * s->hdr->replicas + i - 1],
+				    memory_order_acquire);
 }
 
 /* Which replica of range r this server is, or HPSI_NO_SERVER (also for

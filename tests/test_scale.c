@@ -12,6 +12,7 @@
  * that joins before a range moves from a server that had not seen it
  * (HPS_FAILPOINT=nolook): no pull held, exact sums. */
 #include <dirent.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -388,6 +389,33 @@ static void test_scale_room_exact_sums(void)
  * loaded by every replica, and at the end each of the four ranges held by
  * its primary and its backup with the same keys and digest (the servers'
  * digest lines, runtime/server/digest.c). */
+/* The servers' last lines (HPS_LOG=info, runtime/server/digest.c) of a
+ * replicated job with room of M ranges (one backup): every range's
+ * primary and backup logged once, with keys, the same keys and digest.
+ * 1 if so. */
+static int replicas_agree(const char *log, uint32_t M)
+{
+	unsigned long long keys[HPSI_MAX_NODES][2] = {{0}}, dig[HPSI_MAX_NODES][2] = {{0}};
+	int seen[HPSI_MAX_NODES][2] = {{0}}, lines = 0, ok = 1;
+	for (const char *at = log; (at = strstr(at, ": key range ")); at++) {
+		unsigned r, i;
+		unsigned long long n, d;
+		if (sscanf(at, ": key range %u (replica %u): %llu keys, digest %llx", &r, &i, &n, &d) == 4 && r < M && i < 2) {
+			keys[r][i] = n, dig[r][i] = d, seen[r][i]++;
+			lines++;
+		}
+	}
+	CU_ASSERT_EQUAL(lines, (int)(2 * M));
+	ok &= lines == (int)(2 * M);
+	for (uint32_t r = 0; r < M; r++) {
+		int agree = seen[r][0] == 1 && seen[r][1] == 1 && keys[r][0] > 0 && keys[r][0] == keys[r][1] &&
+			    dig[r][0] == dig[r][1];
+		CU_ASSERT(agree);
+		ok &= agree;
+	}
+	return ok;
+}
+
 static void test_scale_replicated_room_digests(void)
 {
 	char cmd[8192], dir[128];
@@ -401,27 +429,8 @@ static void test_scale_replicated_room_digests(void)
 	int rc = run_cmd(cmd, out, sizeof out);
 	CU_ASSERT_EQUAL(rc, 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "[worker 0] sums exact"));
-	unsigned long long keys[4][2] = {{0}}, dig[4][2] = {{0}};
-	int seen[4][2] = {{0}}, lines = 0;
-	for (const char *at = out; (at = strstr(at, ": key range ")); at++) {
-		unsigned r, i;
-		unsigned long long n, d;
-		if (sscanf(at, ": key range %u (replica %u): %llu keys, digest %llx", &r, &i, &n, &d) == 4 && r < 4 && i < 2) {
-			keys[r][i] = n, dig[r][i] = d, seen[r][i]++;
-			lines++;
-		}
-	}
-	CU_ASSERT_EQUAL(lines, 8);
-	for (int r = 0; r < 4; r++) {
-		CU_ASSERT(seen[r][0] == 1 && seen[r][1] == 1);
-		CU_ASSERT(keys[r][0] > 0);
-		CU_ASSERT_EQUAL(keys[r][0], keys[r][1]);
-		CU_ASSERT_EQUAL(dig[r][0], dig[r][1]);
-	}
-	int same = 1;
-	for (int r = 0; r < 4; r++)
-		same &= dig[r][0] == dig[r][1];
-	if (rc || lines != 8 || !same || !strstr(out, "sums exact"))
+	int same = replicas_agree(out, 4);
+	if (rc || !same || !strstr(out, "sums exact"))
 		fprintf(stderr, "launcher:\n%s\n", out);
 	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
 	CU_ASSERT_EQUAL(system(cmd), 0);
@@ -432,6 +441,8 @@ static void test_scale_replicated_room_digests(void)
  * ranges that change hands, each holding about a quarter of the keys. */
 static void run_scales_env(const char *job, const char *staleness, const int *steps, const double *ideal, int nsteps,
 			   const char *opts, int (*launch_ok)(const struct hpsi_seg *), const char *env);
+static void run_scales_kill(const char *job, const char *staleness, const int *steps, const double *ideal, int nsteps,
+			    const char *opts, int (*launch_ok)(const struct hpsi_seg *), const char *env, int victim);
 static void run_scales(const char *job, const char *staleness, const int *steps, const double *ideal, int nsteps,
 		       const char *opts, int (*launch_ok)(const struct hpsi_seg *))
 {
@@ -443,6 +454,29 @@ static void run_scales(const char *job, const char *staleness, const int *steps,
 static void run_scales_env(const char *job, const char *staleness, const int *steps, const double *ideal, int nsteps,
 			   const char *opts, int (*launch_ok)(const struct hpsi_seg *), const char *env)
 {
+	run_scales_kill(job, staleness, steps, ideal, nsteps, opts, launch_ok, env, -1);
+}
+
+/* The tables of a replicated job with room (one backup): every range's
+ * primary and backup are distinct running ranks below `servers`. */
+static void check_replica_tables(struct hpsi_seg *s, uint32_t servers)
+{
+	for (uint32_t r = 0; r < s->hdr->nservers; r++) {
+		uint32_t p = hpsi_replica(s, r, 0), b = hpsi_replica(s, r, 1);
+		CU_ASSERT(p < servers && b < servers && p != b);
+		if (!(p < servers && b < servers && p != b))
+			fprintf(stderr, "key range %u: primary %u, backup %u with %u servers\n", r, p, b, servers);
+	}
+}
+
+/* run_scales_env, then with victim >= 0 a kill -9 of that server after the
+ * last step: the workers train on past it (its backups serve its ranges)
+ * and the sums stay exact. A replicated job (--replicas in opts) moves
+ * its ranges by records, not tables mapped. */
+static void run_scales_kill(const char *job, const char *staleness, const int *steps, const double *ideal, int nsteps,
+			    const char *opts, int (*launch_ok)(const struct hpsi_seg *), const char *env, int victim)
+{
+	int replicated = strstr(opts, "--replicas") != NULL;
 	char cmd[8192];
 	struct launched l;
 	launched_paths(&l, "scale");
@@ -472,9 +506,10 @@ static void run_scales_env(const char *job, const char *staleness, const int *st
 			fprintf(stderr, "hps scale --servers %d: %d\n%s\n", steps[i], rc, out2);
 		CU_ASSERT_EQUAL(hpsi_servers_current(&a.seg), (uint32_t)steps[i]);
 		CU_ASSERT_NOT_EQUAL((int)atomic_load_explicit(&a.seg.hdr->members_seq, memory_order_acquire), epoch);
-		for (uint32_t r = 0; r < a.seg.hdr->nservers; r++) /* the leaving ranks closed */
-			CU_ASSERT(r < (uint32_t)steps[i] ||
-				  atomic_load_explicit(&hpsi_seg_node(&a.seg, r)->state, memory_order_acquire) == HPSI_NODE_CLOSED);
+		for (uint32_t r = 0; r < a.seg.hdr->nservers; r++) { /* the leaving ranks closed (or never ran) */
+			uint32_t st = atomic_load_explicit(&hpsi_seg_node(&a.seg, r)->state, memory_order_acquire);
+			CU_ASSERT(r < (uint32_t)steps[i] || st == HPSI_NODE_CLOSED || st == HPSI_NODE_VACANT);
+		}
 		/* the workers trained meanwhile (they run until the stop file) */
 		CU_ASSERT(poll_until(workers_past, &a, 30000));
 		slurp_into(l.log, out, sizeof out);
@@ -486,6 +521,9 @@ static void run_scales_env(const char *job, const char *staleness, const int *st
 		if (by_records) {
 			CU_ASSERT(mapped > 0 && mapped < moved);
 			CU_ASSERT_PTR_NOT_NULL(strstr(out + seen, "it could not map the tables"));
+		} else if (replicated) { /* (replicated stores are copied: a backup keeps its own) */
+			CU_ASSERT_EQUAL(mapped, 0);
+			check_replica_tables(&a.seg, (uint32_t)steps[i]);
 		} else {
 			CU_ASSERT_EQUAL(mapped, moved);
 		}
@@ -496,10 +534,19 @@ static void run_scales_env(const char *job, const char *staleness, const int *st
 		check_store_fds(&a.seg, (uint32_t)steps[i]);
 		seen = strlen(out);
 	}
+	if (ready && victim >= 0) {
+		int pid = atomic_load_explicit(&hpsi_seg_node(&a.seg, (uint32_t)victim)->pid, memory_order_relaxed);
+		a.clock = atomic_load_explicit(&hpsi_seg_node(&a.seg, hpsi_worker_node(&a.seg, 0))->clock_done,
+					       memory_order_relaxed) + 10;
+		CU_ASSERT(pid > 0 && kill(pid, SIGKILL) == 0);
+		CU_ASSERT(poll_until(workers_past, &a, 30000)); /* they train on */
+	}
 	int rc = launched_finish(&l, 60000, out, sizeof out);
 	if (a.attached)
 		hpsi_seg_detach(&a.seg);
 	CU_ASSERT_EQUAL(rc, 0);
+	if (victim >= 0)
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "now serves key range"));
 	char want[64];
 	snprintf(want, sizeof want, "on %d servers", steps[nsteps - 1]);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "[worker 0] sums exact after"));
@@ -525,6 +572,78 @@ static void test_scale_out_bsp(void)
 	static const int steps[] = {4};
 	static const double ideal[] = {0.5};
 	run_scales("sc3", "bsp", steps, ideal, 1, "", NULL);
+}
+
+/* A replicated job (one backup per range) scaled 2 -> 4 -> 2 under
+ * SSP(2): primaries and backups move by copies (runtime/server/recover.c,
+ * find_room), every range keeps a primary and a backup on distinct running
+ * servers after each step, the keys whose primary moved are its share
+ * (2 -> 4: ranges 2 and 3, half the keys; 4 -> 2: the same two back),
+ * then a kill -9 of server 1: its backups take its ranges over, the job
+ * trains on and the sums stay exact. */
+static void test_scale_replicated_out_in_kill(void)
+{
+	static const int steps[] = {4, 2};
+	static const double ideal[] = {0.5, 0.5};
+	run_scales_kill("sc11", "2", steps, ideal, 2, "--replicas 1", NULL, "", 1);
+}
+
+/* A replicated job with a dead server: its backups serve its ranges,
+ * and a scale ends at once (the tables change only while every replica
+ * of a range runs): the launcher says why, hps scale reports the count it
+ * did not reach, the new server it started leaves, no replacement starts
+ * (none with room), and the job finishes with exact sums. */
+static void test_scale_replicated_dead_server_ends_scale(void)
+{
+	char cmd[8192];
+	struct launched l;
+	launched_paths(&l, "scale");
+	snprintf(cmd, sizeof cmd,
+		 "exec %s launch -s 2 -w 3 --max-servers 4 --replicas 1 --job sc15 --host testhost --heap-mb 16 "
+		 "--timeout-ms 30000 --staleness 2 -- %s --scale-worker %s 2",
+		 hps_bin(), self_path, l.flag);
+	l.pid = spawn_logged(l.log, "/bin/sh", cmd);
+	struct watch a = {.job = "sc15", .clock = 10};
+	int ready = poll_until(workers_past, &a, 30000);
+	CU_ASSERT_FATAL(ready);
+	int pid = atomic_load_explicit(&hpsi_seg_node(&a.seg, 1)->pid, memory_order_relaxed);
+	CU_ASSERT(pid > 0 && kill(pid, SIGKILL) == 0);
+	a.clock += 10;
+	CU_ASSERT(poll_until(workers_past, &a, 30000)); /* its backup serves its ranges */
+	snprintf(cmd, sizeof cmd, "%s scale --job sc15 --host testhost --servers 3", hps_bin());
+	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 1);
+	CU_ASSERT_STRING_EQUAL(out2, "hps scale: job sc15 has 2 servers, not 3 (see the launcher's output)\n");
+	a.clock += 10;
+	CU_ASSERT(poll_until(workers_past, &a, 30000)); /* they train on */
+	int rc = launched_finish(&l, 60000, out, sizeof out);
+	if (a.attached)
+		hpsi_seg_detach(&a.seg);
+	CU_ASSERT_EQUAL(rc, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps launch: hps scale: a server died during the scale; its backups serve its key ranges, and the scale ends there\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "server 2 leaves the job"));
+	CU_ASSERT_PTR_NULL(strstr(out, "started a replacement"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "[worker 0] sums exact after"));
+	if (rc || !strstr(out, "sums exact") || !strstr(out, "server 2 leaves"))
+		fprintf(stderr, "launcher:\n%s\nhps scale:\n%s\n", out, out2);
+}
+
+/* The step that copies nothing (find_room): with six ranges, 3 -> 2
+ * hands one of the leaving server's two ranges to its backup, which
+ * holds it whole (the leaving server backs it up until the new primary
+ * moves its backup, then hands its other range on by a copy). Under BSP,
+ * every pull checked; at the end every range's replicas log the same
+ * digest. */
+static void test_scale_replicated_swap(void)
+{
+	static const int steps[] = {3, 2};
+	static const double ideal[] = {1.0 / 3, 1.0 / 3};
+	run_scales_kill("sc14", "bsp", steps, ideal, 2, "--replicas 1 --max-servers 6", NULL, "HPS_LOG=info", -1);
+	/* every range's primary and backup hold the same keys and values */
+	if (!replicas_agree(out, 6))
+		fprintf(stderr, "launcher:\n%s\n", out);
+	/* both kinds ran (out: the launcher's output) */
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "; this server backs it up now"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "; it held it as the backup, and this server backs it up now"));
 }
 
 /* A target that cannot map the tables handed to it (HPS_FAILPOINT=
@@ -677,7 +796,14 @@ static int adam_worker(const char *path, const char *go)
 
 /* One Adam job; with `scale`, 2 -> 4 servers while the workers are
  * between clock 20 and ADAM_HOLD. 1 if it ran and its model is in m. */
+static int adam_run_opts(const char *job, int scale, float *m, const char *opts);
 static int adam_run(const char *job, int scale, float *m)
+{
+	return adam_run_opts(job, scale, m, "");
+}
+
+/* adam_run with more options for hps launch (--replicas 1). */
+static int adam_run_opts(const char *job, int scale, float *m, const char *opts)
 {
 	char log[128], path[128], go[128], cmd[8192];
 	snprintf(log, sizeof log, "/tmp/hps-scale-%d.adam.log", (int)getpid());
@@ -688,8 +814,8 @@ static int adam_run(const char *job, int scale, float *m)
 		touch_file(go);
 	snprintf(cmd, sizeof cmd,
 		 "exec %s launch -s 2 -w 3 --max-servers 4 --job %s --host testhost --heap-mb 16 --timeout-ms 30000 "
-		 "--staleness bsp --deterministic --updater adam:lr=0.05 -- %s --adam-worker %s %s",
-		 hps_bin(), job, self_path, path, go);
+		 "--staleness bsp --deterministic --updater adam:lr=0.05 %s -- %s --adam-worker %s %s",
+		 hps_bin(), job, opts, self_path, path, go);
 	pid_t pid = spawn_logged(log, "/bin/sh", cmd);
 	int ok = 1;
 	if (scale) {
@@ -727,6 +853,18 @@ static void test_scale_deterministic_adam_bit_identical(void)
 	static float clean[AKEYS], scaled[AKEYS];
 	CU_ASSERT_FATAL(adam_run("sc4", 0, clean));
 	CU_ASSERT(adam_run("sc5", 1, scaled));
+	CU_ASSERT_EQUAL(memcmp(clean, scaled, sizeof clean), 0);
+}
+
+/* The same with one backup per range (--replicas 1): a replicated
+ * scale-out (primaries and backups copied, recover.c) in the middle of
+ * deterministic BSP gives the model of a replicated run without, bit for
+ * bit. */
+static void test_scale_replicated_adam_bit_identical(void)
+{
+	static float clean[AKEYS], scaled[AKEYS];
+	CU_ASSERT_FATAL(adam_run_opts("sc12", 0, clean, "--replicas 1"));
+	CU_ASSERT(adam_run_opts("sc13", 1, scaled, "--replicas 1"));
 	CU_ASSERT_EQUAL(memcmp(clean, scaled, sizeof clean), 0);
 }
 
@@ -1109,7 +1247,7 @@ static void test_scale_servers_refusals(void)
 	CU_ASSERT_EQUAL_FATAL(hpsi_seg_create(&p, &room), 0);
 	p.job = "sq2", p.max_servers = 0;
 	CU_ASSERT_EQUAL_FATAL(hpsi_seg_create(&p, &plain), 0);
-	p.job = "sq3", p.replicas = 1;
+	p.job = "sq3", p.replicas = 1, p.max_servers = 4; /* replicated, with room: it scales */
 	CU_ASSERT_EQUAL_FATAL(hpsi_seg_create(&p, &repl), 0);
 	p = (struct hpsi_seg_params){.job = "sq4", .host = "testhost", .nservers = 2, .nworkers = 2, .heap_slice = 8u << 20,
 				     .timeout_ms = 20000, .bridged = 1, .srv_lo = 0, .srv_hi = 1, .wrk_lo = 0, .wrk_hi = 1};
@@ -1121,7 +1259,7 @@ static void test_scale_servers_refusals(void)
 		{"--job sq1 --servers 5", "hps scale: job sq1 has room for at most 4 servers (hps launch --max-servers)\n", 1},
 		{"--job sq1 --servers 2", "job sq1 has 2 servers already\n", 0},
 		{"--job sq2 --servers 3", "hps scale: job sq2 was launched without room for more servers; its key ranges cannot move (hps launch --max-servers)\n", 1},
-		{"--job sq3 --servers 3", "hps scale: job sq3 is replicated (--replicas); scaling the servers of such a job is not built yet\n", 1},
+		{"--job sq3 --servers 2", "job sq3 has 2 servers already\n", 0}, /* (a replicated job scales: no refusal) */
 		{"--job sq3 --servers 1", "hps scale: job sq3 keeps 1 backup of every key range on other servers (--replicas), so it needs at least 2 servers, not 1\n", 1},
 		{"--job sq4 --servers 3", "hps scale: job sq4 spans hosts (--hosts); scaling such a job is not built yet\n", 1},
 		{"--job sq1 --servers 0", "hps scale: --servers needs a number from 1 to 255\n", 2},
@@ -1189,9 +1327,13 @@ int main(int argc, char **argv)
 		{"test_scale_out_in_ssp", test_scale_out_in_ssp},
 		{"test_scale_out_bsp", test_scale_out_bsp},
 		{"test_scale_out_adopt_refused", test_scale_out_adopt_refused},
+		{"test_scale_replicated_out_in_kill", test_scale_replicated_out_in_kill},
+		{"test_scale_replicated_swap", test_scale_replicated_swap},
+		{"test_scale_replicated_dead_server_ends_scale", test_scale_replicated_dead_server_ends_scale},
 		{"test_scale_declared_ranges", test_scale_declared_ranges},
 		{"test_scale_key_split", test_scale_key_split},
 		{"test_scale_deterministic_adam_bit_identical", test_scale_deterministic_adam_bit_identical},
+		{"test_scale_replicated_adam_bit_identical", test_scale_replicated_adam_bit_identical},
 		{"test_scale_new_server_fails", test_scale_new_server_fails},
 		{"test_scale_servers_refusals", test_scale_servers_refusals},
 		{"test_scale_in_before_target_serves", test_scale_in_before_target_serves},

@@ -268,7 +268,7 @@ int hps_init(hps_ctx **out, int *argc, char **argv)
 	 * earlier one is not for it), whatever the owner table says when it
 	 * starts (a range may be handed to it before its serving loop runs). */
 	if (c->cfg.role == HPS_ROLE_SERVER && (st == HPSI_NODE_VACANT || st == HPSI_NODE_CLOSED) &&
-	    hpsi_seg_movable(&c->seg))
+	    hpsi_seg_room(&c->seg)) /* (replicated or not) */
 		atomic_fetch_add_explicit(&n->incarnation, 1, memory_order_relaxed); /* published just below */
 	/* A worker the launcher restarts takes over its rank's place: its
 	 * clock, its rings and heap slice once the servers drained them

@@ -170,7 +170,11 @@ void hpsi_worker_sent(struct hps_worker *w, struct hpsi_slot *s)
  * forwarded the push to: running, and not replaced since. */
 static int forwarded_replica_runs(const struct hps_worker *w, const struct hpsi_part *p, uint32_t i)
 {
-	uint32_t b = hpsi_replica(w->seg, p->server, i);
+	/* with room the answer names the rank (one backup: the high half),
+	 * since a scale may move the backup after the forward */
+	uint32_t b = hpsi_seg_room(w->seg) ? p->forwarded_incarnations >> 16 : hpsi_replica(w->seg, p->server, i);
+	if (b >= w->nservers)
+		return 0;
 	if (hpsi_server_gone(w->seg, b)) /* acquires the state: the incarnation below is its */
 		return 0;
 	uint32_t inc = atomic_load_explicit(&hpsi_seg_node(w->seg, b)->incarnation, memory_order_relaxed);
@@ -199,6 +203,12 @@ static void handle_replica_ack(struct hps_worker *w, uint32_t ring, const struct
 {
 	struct hpsi_slot *s = &w->slots[(uint64_t)h->timestamp & (HPSI_MAX_INFLIGHT - 1)];
 	uint32_t i = h->range < w->nservers ? hpsi_replica_index(w->seg, h->range, h->sender) : HPSI_NO_SERVER;
+	/* With room there is one backup, and it acknowledges on the ring of a
+	 * range it serves (runtime/server/replica.c); the table may name
+	 * another backup by now: the part's answer says which one it waits for */
+	int room = hpsi_seg_room(w->seg) && h->range < w->nservers && h->sender < w->nservers;
+	if (room)
+		i = 1;
 	/* acquire pairs with send_part's release of SENT; a part done since
 	 * (a late ack after a takeover) takes nothing */
 	if (h->timestamp < 0 || atomic_load_explicit(&s->ts, memory_order_acquire) != h->timestamp ||
@@ -206,7 +216,7 @@ static void handle_replica_ack(struct hps_worker *w, uint32_t ring, const struct
 	    atomic_load_explicit(&s->parts[h->part].state, memory_order_acquire) != HPSI_PART_SENT)
 		return;
 	struct hpsi_part *p = &s->parts[h->part];
-	if (i == HPSI_NO_SERVER || i == 0 || ring != h->sender || p->server != h->range) {
+	if (i == HPSI_NO_SERVER || i == 0 || (!room && ring != h->sender) || p->server != h->range) {
 		hpsi_msg_count_bad("replica answer from no replica of the range");
 		return;
 	}
@@ -267,7 +277,9 @@ static void handle_response(struct hps_worker *w, uint32_t server, const void *r
 		return;
 	}
 	set_status(s, status);
-	uint32_t i = hpsi_replica_index(w->seg, server, h->sender);
+	/* with room the answer is its primary's, whatever the table says
+	 * while a scale moves the range */
+	uint32_t i = hpsi_seg_room(w->seg) ? 0 : hpsi_replica_index(w->seg, server, h->sender);
 	if (i != HPSI_NO_SERVER)
 		p->applied |= (uint8_t)(1u << i);
 	p->forwarded = h->fwd_mask;

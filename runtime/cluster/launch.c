@@ -21,6 +21,7 @@
 #include "hps/hps.h"
 #include "runtime/client/join.h"
 #include "runtime/common/config.h"
+#include "shm/backups.h"
 #include "shm/ckpt.h"
 #include "shm/liveness.h"
 #include "shm/node.h"
@@ -663,6 +664,21 @@ static void publish_plan(struct hpsi_seg *s, uint32_t servers_want)
 	atomic_fetch_add_explicit(&s->hdr->moves_seq, 1, memory_order_release);
 }
 
+/* A replicated job with room: the backup table's plan half, entry i of
+ * range r (net/route.h, hpsi_backup_want). */
+static _Atomic uint16_t *backup_want_entry(struct hpsi_seg *s, uint32_t r, uint32_t i)
+{
+	return &hpsi_seg_backups(s)[(size_t)s->hdr->nservers * s->hdr->replicas + (size_t)r * s->hdr->replicas + i];
+}
+
+/* The backup plan becomes the backup table (no backup moves). */
+static void scale_backup_plan_is_table(struct hpsi_seg *s)
+{
+	for (uint32_t r = 0; s->hdr->replicas && r < s->hdr->nservers; r++)
+		for (uint32_t i = 0; i < s->hdr->replicas; i++)
+			atomic_store_explicit(backup_want_entry(s, r, i), hpsi_replica(s, r, i + 1), memory_order_relaxed);
+}
+
 /* Ends a scale of servers: the plan becomes the owner table again where
  * a range did not move (a server it started died), and the command may
  * look at the result. */
@@ -672,6 +688,7 @@ static void end_server_scale(struct job *j, struct scaling *sc)
 	uint32_t now = hpsi_servers_current(s);
 	for (uint32_t r = 0; r < s->hdr->nservers; r++)
 		atomic_store_explicit(&hpsi_seg_want(s)[r], hpsi_range_owner(s, r), memory_order_relaxed);
+	scale_backup_plan_is_table(s);
 	publish_plan(s, now > sc->to ? now : sc->to);
 	sc->servers = 0, sc->n = 0;
 	hpsi_ckpt_unlock(&s->hdr->ckpt_lock);
@@ -699,12 +716,18 @@ static int serve_scale_servers(struct job *j, struct scaling *sc, uint32_t want,
 		int32_t holder;
 		if (hpsi_ckpt_lock(&s->hdr->ckpt_lock, &holder))
 			return 0;
-		uint16_t plan[HPSI_MAX_NODES];
-		for (uint32_t r = 0; r < M; r++)
+		uint16_t plan[HPSI_MAX_NODES], bplan[HPSI_MAX_NODES * HPSI_MAX_REPLICAS];
+		uint32_t K = s->hdr->replicas;
+		for (uint32_t r = 0; r < M; r++) {
 			plan[r] = (uint16_t)hpsi_range_owner(s, r);
+			for (uint32_t i = 0; i < K; i++)
+				bplan[r * K + i] = (uint16_t)hpsi_replica(s, r, i + 1);
+		}
 		sc->from = hpsi_servers_current(s), sc->to = want;
 		sc->servers = 1, sc->first = j->n, sc->n = 0;
-		if (hpsi_share_rebalance(plan, M, sc->from, sc->to, NULL)) { /* owners not 0 .. from - 1 */
+		/* with replicas, then the backups with the fewest moves (shm/backups.h) */
+		if (hpsi_share_rebalance(plan, M, sc->from, sc->to, NULL) ||
+		    (K && hpsi_backup_rebalance(plan, bplan, M, K, sc->from, sc->to, NULL))) { /* not on 0 .. from - 1 */
 			fprintf(stderr, "hps launch: hps scale: the key ranges of job %s are not on servers 0-%u; not scaled\n",
 				s->hdr->job, sc->from - 1);
 			end_server_scale(j, sc);
@@ -733,8 +756,11 @@ static int serve_scale_servers(struct job *j, struct scaling *sc, uint32_t want,
 			hpsi_wake_all(s);
 			return started;
 		}
-		for (uint32_t r = 0; r < M; r++)
+		for (uint32_t r = 0; r < M; r++) {
 			atomic_store_explicit(&hpsi_seg_want(s)[r], plan[r], memory_order_relaxed);
+			for (uint32_t i = 0; i < K; i++)
+				atomic_store_explicit(backup_want_entry(s, r, i), bplan[r * K + i], memory_order_relaxed);
+		}
 		publish_plan(s, sc->to);
 		hpsi_wake_all(s);
 		fprintf(stderr, "hps launch: hps scale: servers %u to %u%s\n", sc->from, sc->to,
@@ -742,8 +768,11 @@ static int serve_scale_servers(struct job *j, struct scaling *sc, uint32_t want,
 		return started;
 	}
 	int done = 1;
-	for (uint32_t r = 0; r < M; r++)
+	for (uint32_t r = 0; r < M; r++) {
 		done &= hpsi_range_owner(s, r) == hpsi_range_want(s, r);
+		for (uint32_t i = 1; i <= s->hdr->replicas; i++)
+			done &= hpsi_replica(s, r, i) == hpsi_backup_want(s, r, i);
+	}
 	for (uint32_t r = sc->to; done && r < sc->from; r++) {
 		uint32_t st = hpsi_node_check(s, r); /* the leaving ranks closed */
 		done = st == HPSI_NODE_CLOSED || st == HPSI_NODE_DEAD;
@@ -751,8 +780,19 @@ static int serve_scale_servers(struct job *j, struct scaling *sc, uint32_t want,
 	int lost = 0; /* a server it started ended */
 	for (int i = sc->first; i < sc->first + sc->n; i++)
 		lost |= !j->kids[i].running;
-	if (done || lost || j->stopping) {
-		if (!done)
+	/* With replicas, a server that dies during the scale ends it: its
+	 * backups take its ranges over by the tables as they are, which
+	 * change only while every replica of a range runs (recover.c,
+	 * find_room); what moved stays moved. */
+	int died = 0;
+	for (uint32_t r = 0; s->hdr->replicas && !done && r < (sc->from > sc->to ? sc->from : sc->to); r++)
+		died |= hpsi_node_state(s, r) == HPSI_NODE_DEAD;
+	if (done || lost || died || j->stopping) {
+		if (died && !done) {
+			fprintf(stderr, "hps launch: hps scale: a server died during the scale; its backups serve its key ranges, and the scale ends there\n");
+			sc->to = sc->from; /* servers_want: new ranks that hold nothing leave */
+		}
+		else if (!done)
 			fprintf(stderr, "hps launch: hps scale: a server it started ended; the key ranges stay where they are\n");
 		end_server_scale(j, sc);
 	}
@@ -1111,8 +1151,9 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 	/* across hosts too (their copies cross the bridges:
 	 * net/bridge_recover.c), each host's launcher counting its own; there
 	 * only when asked: a replacement copies whole key ranges across the
-	 * network, which a job across hosts asks for */
-	long restarts_left = !hdr->replicas ? 0
+	 * network, which a job across hosts asks for; a job with room: not
+	 * replaced, see --restart-servers above */
+	long restarts_left = !hdr->replicas || hpsi_seg_room(&j.seg) ? 0
 			     : restart_servers >= 0 ? restart_servers
 			     : hdr->bridged ? 0
 					    : 2 * (long)(hdr->srv_hi - hdr->srv_lo);
@@ -1121,7 +1162,7 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 	int64_t drain_until = INT64_MAX; /* output of exited children's leftovers */
 	struct scaling scaling = {0};
 	for (;;) {
-		if ((!multi && (hdr->launched_workers < hdr->nworkers || hpsi_seg_movable(&j.seg))) ||
+		if ((!multi && (hdr->launched_workers < hdr->nworkers || hpsi_seg_room(&j.seg))) ||
 		    (multi && hdr->wrk_hi > hdr->launched_workers)) { /* across hosts: the host with the room */
 			int servers = 0;
 			int more = serve_scale(&j, &scaling, self, argv + prog, self_serve ? argv + prog : NULL, &cfg, &servers);

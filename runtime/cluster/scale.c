@@ -39,10 +39,11 @@ static void usage(FILE *f)
 		   "tables handed over in shared memory, not copied: no push is lost or applied\n"
 		   "twice and workers see no error. New servers are started by the launcher; leaving\n"
 		   "ones close once their ranges serve elsewhere. Waits until the ranges moved.\n"
+		   "A replicated job's backups move too (copied, with one backup per range).\n"
 		   "Without --job, the one job running on this host. Refused: servers of jobs\n"
-		   "across hosts, servers of a replicated job (below --replicas + 1 servers: never,\n"
-		   "a range and its backups live on distinct servers) or one without --max-servers,\n"
-		   "and a scale while another one of the job runs.\n");
+		   "across hosts, a replicated job below --replicas + 1 servers (a range and its\n"
+		   "backups live on distinct servers), one without --max-servers, and a scale\n"
+		   "while another one of the job runs.\n");
 }
 
 /* Waits until the launcher ended the request this command made (it
@@ -131,19 +132,13 @@ static int scale_servers(struct hpsi_seg *seg, uint32_t want)
 		fprintf(stderr, "hps scale: job %s spans hosts (--hosts); scaling such a job is not built yet\n", h->job);
 		return 1;
 	}
-	/* said before "not built yet": it holds whatever else is built, since
-	 * a range and its backups live on distinct servers (issue 12 part 5) */
+	/* a range and its backups live on distinct servers (issue 12 part 5) */
 	if (h->replicas && want < h->replicas + 1) {
 		fprintf(stderr, "hps scale: job %s keeps %u backup%s of every key range on other servers (--replicas), so it needs at least %u servers, not %u\n",
 			h->job, h->replicas, h->replicas == 1 ? "" : "s", h->replicas + 1, want);
 		return 1;
 	}
-	if (h->replicas) {
-		fprintf(stderr, "hps scale: job %s is replicated (--replicas); scaling the servers of such a job is not built yet\n",
-			h->job);
-		return 1;
-	}
-	if (!hpsi_seg_movable(seg)) {
+	if (!hpsi_seg_room(seg)) {
 		fprintf(stderr, "hps scale: job %s was launched without room for more servers; its key ranges cannot move (hps launch --max-servers)\n",
 			h->job);
 		return 1;

@@ -40,6 +40,8 @@ void hpsi_digest_log(struct server *sv)
 			keys++, sum += record_hash(&it);
 		/* (ranges[i] is replica i of its range, except with room: server.c) */
 		uint32_t idx = hpsi_seg_room(sv->seg) ? hpsi_replica_index(sv->seg, rs->id, sv->me) : i;
+		if (idx == HPSI_NO_SERVER)
+			continue; /* a copy a scale moved away, not dropped yet (move.c) */
 		hpsi_info("server %u: key range %u (replica %u): %llu keys, digest %016llx", sv->me, rs->id, idx,
 			  (unsigned long long)keys, (unsigned long long)sum);
 	}

@@ -85,6 +85,41 @@ void hpsi_move_handed(struct server *sv, struct range_state *rs, uint32_t to, do
 		  sv->me, rs->id, keys, mb, ms, to, (unsigned long long)mapped);
 }
 
+struct range_state *hpsi_move_ack_range(struct server *sv)
+{
+	/* kept while it serves: acks committed on its ring are published
+	 * by the same pass (replica.c), whatever ranges came meanwhile */
+	if (sv->ack_rs && sv->ack_rs->serving)
+		return sv->ack_rs;
+	sv->ack_rs = NULL;
+	for (uint32_t i = 0; i < sv->nranges && !sv->ack_rs; i++)
+		if (sv->ranges[i].serving)
+			sv->ack_rs = &sv->ranges[i];
+	return sv->ack_rs;
+}
+
+void hpsi_move_drop_unnamed(struct server *sv)
+{
+	for (uint32_t i = 0; i < sv->nranges; i++) {
+		struct range_state *rs = &sv->ranges[i];
+		/* only this server's copies name it anew (recover.c, room_apply,
+		 * and the primary's swap, which it does itself), so a range the
+		 * tables do not name it for stays so while nothing copies it here */
+		if (rs->serving || !rs->synced || rs->copy_begun || rs->sync ||
+		    hpsi_replica_index(sv->seg, rs->id, sv->me) != HPSI_NO_SERVER)
+			continue;
+		struct hpsi_store *empty = hpsi_store_create_idle(rs->store);
+		if (!empty)
+			continue;
+		hpsi_store_destroy(rs->store);
+		rs->store = rs->arg = empty;
+		rs->synced = 0;
+		hpsi_sstat_stores(sv);
+		hpsi_info("server %u drops its copy of key range %u: hps scale moved its backup to server %u", sv->me,
+			  rs->id, hpsi_replica(sv->seg, rs->id, 1));
+	}
+}
+
 int hpsi_move_done_leaving(struct server *sv)
 {
 	/* acquire pairs with the launcher's release of moves_seq, stored
@@ -94,6 +129,10 @@ int hpsi_move_done_leaving(struct server *sv)
 		return 0;
 	for (uint32_t i = 0; i < sv->nranges; i++)
 		if (sv->ranges[i].serving || sv->ranges[i].sync || sv->ranges[i].copy_begun || sv->ranges[i].kept)
+			return 0;
+	/* a replicated job's: no table names it (its backups moved too) */
+	for (uint32_t r = 0; sv->replicated_room && r < sv->nservers; r++)
+		if (hpsi_replica_index(sv->seg, r, sv->me) != HPSI_NO_SERVER)
 			return 0;
 	hpsi_warn("server %u leaves the job: hps scale handed its key ranges to the other servers", sv->me);
 	return 1;

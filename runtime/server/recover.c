@@ -41,6 +41,7 @@
 #include <unistd.h>
 
 #include "net/route.h"
+#include "runtime/client/join.h"
 #include "runtime/common/log.h"
 #include "runtime/server/serve.h"
 #include "runtime/server/server_stats.h"
@@ -93,9 +94,16 @@ _Static_assert(sizeof(struct sync_peer) == HPSI_SYNC_PEER_BYTES && (int)SYNC_FIN
 		       (int)SYNC_WHOLE == (int)HPSI_SYNC_WHOLE,
 	       "a bridge reads FINAL pieces");
 
+/* range_sync.room: what a copy of a replicated job with room does to
+ * the tables (find_room): a new backup, a new primary by a copy, or the
+ * backup made primary with no copy (it holds the range whole). */
+enum { ROOM_NONE, ROOM_BACKUP, ROOM_HANDBACK, ROOM_SWAP };
+
 struct range_sync {
 	uint32_t to, to_index, incarnation;
 	int handback; /* the range goes to the replacement at the FINAL */
+	int room;            /* ROOM_*: a scale of a replicated job with room */
+	uint32_t new_backup; /* ROOM_HANDBACK, ROOM_SWAP: the range's backup after it */
 	int phase;
 	struct hpsi_store_cursor cursor, next_cursor; /* PH_COPY: at the record being sent, the one after */
 	size_t rec_off;               /* bytes of the current record sent */
@@ -148,6 +156,7 @@ void hpsi_recover_setup(struct server *sv)
 		/* a replica joining now holds nothing yet: it gets a copy first */
 		for (uint32_t k = 0; k <= sv->replicas; k++) {
 			uint32_t b = hpsi_replica(sv->seg, rs->id, k);
+			rs->fwd_rank[k] = b; /* (with room server.c sets the launch's) */
 			rs->fwd_incarnation[k] = state_of(sv, b) == HPSI_NODE_JOINING && b != sv->me ? NO_INCARNATION
 												 : incarnation_of(sv, b);
 		}
@@ -172,9 +181,88 @@ static void sync_free(struct server *sv, struct range_state *rs)
 	rs->sync = NULL;
 }
 
-/* Which replica of rs, if any, needs a copy from this server now. */
-static int find_target(struct server *sv, struct range_state *rs, uint32_t *to, uint32_t *idx, int *handback)
+/* Whether some range's entry in the owner table (backups: the backup
+ * table) names rank b. */
+static int table_names(const struct server *sv, uint32_t b, int backups)
 {
+	for (uint32_t r = 0; r < sv->nservers; r++)
+		if (hpsi_replica(sv->seg, r, backups ? 1 : 0) == b)
+			return 1;
+	return 0;
+}
+
+static int running(const struct server *sv, uint32_t b)
+{
+	return b < sv->nservers && state_of(sv, b) == HPSI_NODE_ALIVE && !hpsi_replica_lacks(sv->seg, b, 0) &&
+	       !hpsi_replica_lacks(sv->seg, b, 1);
+}
+
+/* A replicated job with room (one backup: config.c): the step of a
+ * scale's plan that the primary of rs (this server) takes next, if any.
+ * One table entry changes per copy, so every moment has a primary and a
+ * backup that hold the range whole, on distinct ranks:
+ * - the plan's primary is the backup: ROOM_SWAP, no copy (it holds the
+ *   range); this server becomes its backup;
+ * - another primary: ROOM_HANDBACK, a copy; the backup stays, or this
+ *   server becomes it where the plan says so (it keeps its table);
+ * - another backup: ROOM_BACKUP, a copy; the old backup drops the range.
+ * Only while the range's primary and backup and the target run (a range
+ * with a dead replica waits for its takeover; the launcher ends the
+ * scale). A backup acknowledges heap pushes on the answer ring of a range
+ * it serves (replica.c), so a copy makes a backup only of a server that
+ * serves a range, and a server gives up its last range only when no
+ * table names it as a backup. */
+static int find_room(struct server *sv, struct range_state *rs, uint32_t *to, int *kind, uint32_t *new_b)
+{
+	uint32_t r = rs->id, cb = hpsi_replica(sv->seg, r, 1);
+	if (hpsi_replica(sv->seg, r, 0) != sv->me)
+		return 0; /* a range taken over: its primary died, the tables stay (the launcher ends the scale) */
+	uint32_t wo = hpsi_range_want(sv->seg, r), wb = hpsi_backup_want(sv->seg, r, 1);
+	if (wo >= sv->nservers || wb >= sv->nservers || wo == wb || (wo == sv->me && wb == cb) || !running(sv, cb))
+		return 0;
+	/* ranges it serves besides r and keeps: not those it hands on now
+	 * (two hand-overs decided at once must not leave it a backup that
+	 * serves nothing, whose acks would wait in front of the copy that
+	 * brings it a range on the same ring) */
+	uint32_t others = 0;
+	for (uint32_t k = 0; k < sv->nranges; k++) {
+		const struct range_state *o = &sv->ranges[k];
+		others += o != rs && o->serving &&
+			  !(o->sync && (o->sync->room == ROOM_HANDBACK || o->sync->room == ROOM_SWAP));
+	}
+	int may_back_up = others > 0;
+	int backup_move = wb != cb && wb != sv->me && running(sv, wb) && table_names(sv, wb, 0);
+	if (wo != sv->me && wo == cb) {
+		if (may_back_up) {
+			*to = cb, *kind = ROOM_SWAP, *new_b = sv->me;
+			return 1;
+		}
+	} else if (wo != sv->me && running(sv, wo)) {
+		uint32_t nb = wb == sv->me ? sv->me : cb;
+		if (nb == sv->me ? may_back_up : others > 0 || !table_names(sv, sv->me, 1)) {
+			*to = wo, *kind = ROOM_HANDBACK, *new_b = nb;
+			return 1;
+		}
+	}
+	if (backup_move) {
+		*to = wb, *kind = ROOM_BACKUP, *new_b = wb;
+		return 1;
+	}
+	return 0;
+}
+
+/* Which replica of rs, if any, needs a copy from this server now. */
+static int find_target(struct server *sv, struct range_state *rs, uint32_t *to, uint32_t *idx, int *handback,
+		       int *room, uint32_t *new_b)
+{
+	*room = ROOM_NONE;
+	if (sv->replicated_room) {
+		if (!find_room(sv, rs, to, room, new_b))
+			return 0;
+		*idx = *room == ROOM_BACKUP ? 1 : 0;
+		*handback = *room != ROOM_BACKUP;
+		return 1;
+	}
 	if (sv->movable) { /* the plan of a scale names another server (move.c) */
 		uint32_t t = hpsi_range_want(sv->seg, rs->id);
 		if (t == sv->me || t >= sv->nservers || state_of(sv, t) != HPSI_NODE_ALIVE)
@@ -210,7 +298,7 @@ static int msg_open(struct server *sv, struct range_state *rs, int kind, size_t 
 	h->flags = HPSI_F_REPLICA;
 	h->range = (uint16_t)rs->id;
 	h->part = (uint32_t)kind;
-	h->width = (uint32_t)y->handback;
+	h->width = y->room == ROOM_SWAP ? 2u : (uint32_t)y->handback; /* 2: no BEGIN, the target holds it */
 	h->clock = y->incarnation; /* a copy for an earlier replacement is not for it */
 	y->msg = h;
 	y->msg_used = 0;
@@ -493,6 +581,53 @@ static void keep_store(struct server *sv, struct range_state *rs, uint32_t to)
 	rs->kept = k;
 }
 
+/* The source's end of a copy of a scale of a replicated job with room
+ * (find_room), once its FINAL is published: the tables name the target.
+ * Stored with release after the FINAL went, so that whoever reads the new
+ * entry (routing, a takeover, which first drains this server's ring to
+ * the target) finds the copy whole. */
+static void room_handed(struct server *sv, struct range_state *rs, double mb, double ms)
+{
+	struct range_sync *y = rs->sync;
+	_Atomic uint16_t *backup = &hpsi_seg_backups(sv->seg)[(size_t)rs->id * sv->replicas];
+	size_t keys = hpsi_store_size(rs->store);
+	if (y->room == ROOM_BACKUP) {
+		uint32_t old = hpsi_replica(sv->seg, rs->id, 1);
+		rs->fwd_rank[1] = y->to; /* its pushes go there from now */
+		rs->fwd_incarnation[1] = y->incarnation;
+		atomic_store_explicit(backup, (uint16_t)y->to, memory_order_release);
+		hpsi_warn("server %u copied the backup of key range %u (%zu keys, %.1f MB in %.3f ms) from server %u to server %u",
+			  sv->me, rs->id, keys, mb, ms, old, y->to);
+		return;
+	}
+	rs->serving = 0;
+	for (uint32_t wk = 0; wk < sv->nworkers; wk++) {
+		struct peer *p = &rs->peers[wk];
+		if (p->held)
+			hpsi_sstat_unhold(sv->stats, p->held_since);
+		p->held = 0;
+	}
+	/* release pairs with routing's acquire (hpsi_range_owner): the owner
+	 * first, so that the two entries never name one rank twice as the
+	 * backup (a swap passes through the target named as both) */
+	atomic_store_explicit(&hpsi_seg_owner(sv->seg)[rs->id], (uint16_t)y->to, memory_order_release);
+	atomic_store_explicit(backup, (uint16_t)y->new_backup, memory_order_release);
+	hpsi_members_changed(sv->seg); /* hps_membership_epoch: the servers changed */
+	if (y->new_backup != sv->me) { /* its memory goes (a copy brings it back) */
+		struct hpsi_store *empty = hpsi_store_create_idle(rs->store);
+		if (empty) {
+			hpsi_store_destroy(rs->store);
+			rs->store = rs->arg = empty;
+		}
+		rs->synced = 0;
+	}
+	hpsi_sstat_stores(sv);
+	hpsi_warn("server %u moved key range %u (%zu keys, %.1f MB in %.3f ms) to server %u (0 keys in tables mapped, not copied)%s",
+		  sv->me, rs->id, keys, mb, ms, y->to,
+		  y->room == ROOM_SWAP ? "; it held it as the backup, and this server backs it up now"
+		  : y->new_backup == sv->me ? "; this server backs it up now" : "");
+}
+
 /* The workers' state in pieces that fit the ring (nkeys: the first
  * worker of the piece); the piece that reaches the last worker ends the
  * copy. 1 once all went. */
@@ -512,9 +647,14 @@ static int send_final(struct server *sv, struct range_state *rs)
 		if (!msg_open(sv, rs, SYNC_FINAL, (size_t)n * sizeof(struct sync_peer)))
 			return 0;
 		y->msg->nkeys = y->final_sent;
-		/* which incarnation of each replica holds the range whole */
+		/* which incarnation of each replica holds the range whole; with
+		 * room, the rank and incarnation of its backup from here */
 		y->msg->keys_off = rs->fwd_incarnation[0] | (uint64_t)rs->fwd_incarnation[1] << 32;
 		y->msg->vals_off = rs->fwd_incarnation[2] | (uint64_t)rs->fwd_incarnation[3] << 32;
+		if (y->room == ROOM_HANDBACK || y->room == ROOM_SWAP) {
+			uint32_t inc = y->new_backup == sv->me ? incarnation_of(sv, sv->me) : rs->fwd_incarnation[1];
+			y->msg->keys_off = y->new_backup | (uint64_t)inc << 32;
+		}
 		struct sync_peer *out = (struct sync_peer *)(y->msg + 1);
 		for (uint32_t k = 0; k < n; k++) {
 			const struct peer *p = &rs->peers[y->final_sent + k];
@@ -530,6 +670,11 @@ static int send_final(struct server *sv, struct range_state *rs)
 	double ms = (double)(hpsi_now_ns() - y->started) / 1e6;
 	if (sv->movable) {
 		hpsi_move_handed(sv, rs, y->to, (double)(y->bytes + y->whole_bytes) / 1e6, ms, y->whole_keys);
+		sync_free(sv, rs);
+		return 1;
+	}
+	if (y->room) {
+		room_handed(sv, rs, (double)y->bytes / 1e6, ms);
 		sync_free(sv, rs);
 		return 1;
 	}
@@ -564,6 +709,10 @@ static int sync_range(struct server *sv, struct range_state *rs)
 	}
 	size_t budget = STEP_BYTES;
 	int did = 0;
+	if (y->phase == PH_BEGIN && y->room == ROOM_SWAP) {
+		y->phase = PH_FREEZE; /* nothing to copy: the target applied every forward before the FINAL */
+		did = 1;
+	}
 	if (y->phase == PH_BEGIN) {
 		uint32_t lens[SYNC_SHAPES];
 		uint64_t keys[SYNC_SHAPES];
@@ -651,13 +800,14 @@ int hpsi_recover_step(struct server *sv)
 		drop_kept(sv, rs, 0);
 		if (!rs->serving || !rs->store)
 			continue;
-		uint32_t to, idx;
-		int handback;
-		if (!rs->sync && find_target(sv, rs, &to, &idx, &handback)) {
+		uint32_t to, idx, new_b = 0;
+		int handback, room;
+		if (!rs->sync && find_target(sv, rs, &to, &idx, &handback, &room, &new_b)) {
 			if (!(rs->sync = calloc(1, sizeof *rs->sync)))
 				continue;
 			*rs->sync = (struct range_sync){.to = to, .to_index = idx, .incarnation = incarnation_of(sv, to),
-							.handback = handback, .phase = PH_BEGIN, .started = hpsi_now_ns()};
+							.handback = handback, .room = room, .new_backup = new_b,
+							.phase = PH_BEGIN, .started = hpsi_now_ns()};
 			atomic_fetch_add_explicit(&hpsi_seg_node(sv->seg, sv->me)->copies_started, 1, memory_order_relaxed);
 			hpsi_info("server %u copies key range %u to server %u (%zu keys)", sv->me, rs->id, to,
 				  hpsi_store_size(rs->store));
@@ -710,9 +860,9 @@ int hpsi_recover_pending(struct server *sv)
 		if (!rs->serving || !rs->store)
 			continue;
 		if (!rs->sync) {
-			uint32_t to, idx;
-			int handback;
-			if (find_target(sv, rs, &to, &idx, &handback))
+			uint32_t to, idx, new_b;
+			int handback, room;
+			if (find_target(sv, rs, &to, &idx, &handback, &room, &new_b))
 				return 1;
 			continue;
 		}
@@ -1004,6 +1154,53 @@ static int move_apply(struct server *sv, const struct hpsi_msg_hdr *h)
 	return 1;
 }
 
+/* A copy of a scale of a replicated job with room (find_room): width 0,
+ * this server becomes the range's backup (the source names it in the
+ * backup table after the FINAL); 1, its primary, from a copy; 2, its
+ * primary with no copy: it is the range's backup and holds it whole (the
+ * source's forwards came before the FINAL on this ring). At the FINAL of
+ * 1 and 2 it takes from the source the rank and incarnation it forwards
+ * to and continues the range's rings where the source stopped. */
+static int room_apply(struct server *sv, uint32_t from, const struct hpsi_msg_hdr *h)
+{
+	struct range_state *rs = hpsi_server_range(sv, h->range);
+	if (!rs)
+		copy_failed(sv, &(struct range_state){.id = h->range}, 0, HPS_ENOMEM);
+	if (!rs->store || rs->serving)
+		return bad_sync("copy of a key range this server serves");
+	if (h->width == 2 && !rs->copy_begun) {
+		if (!rs->synced || h->part != SYNC_FINAL || h->nkeys)
+			return bad_sync("copy of a key range: handed to a server without a whole copy");
+		rs->copy_begun = 1; /* its FINAL pieces only */
+		rs->copy_next_worker = 0;
+	} else if (h->width == 2) {
+		if (h->part != SYNC_FINAL)
+			return bad_sync("copy of a key range: records for a server with a whole copy");
+	}
+	int got = apply_piece(sv, rs, h);
+	if (got == PIECE_AGAIN)
+		return 0;
+	if (got == PIECE_BEGUN)
+		rs->synced = 0; /* forwards of it are acknowledged, not applied, until the FINAL */
+	if (got != PIECE_DONE)
+		return 1;
+	if (!h->width) {
+		hpsi_info("server %u holds a whole copy of key range %u (%zu keys) as its backup", sv->me, rs->id,
+			  hpsi_store_size(rs->store));
+		return 1;
+	}
+	rs->fwd_rank[0] = sv->me;
+	rs->fwd_incarnation[0] = incarnation_of(sv, sv->me);
+	rs->fwd_rank[1] = (uint32_t)h->keys_off;
+	rs->fwd_incarnation[1] = (uint32_t)(h->keys_off >> 32);
+	if (rs->fwd_rank[1] == from) /* (the source's own word: it holds the range whole) */
+		rs->fwd_incarnation[1] = incarnation_of(sv, from);
+	attach_range(sv, rs);
+	hpsi_info("server %u serves key range %u now (%zu keys); server %u backs it up", sv->me, rs->id,
+		  hpsi_store_size(rs->store), rs->fwd_rank[1]);
+	return 1;
+}
+
 /* The target's answer to a SYNC_WHOLE (apply_whole), on its ring to this
  * server: it opened and mapped the tables (the FINAL may go), or not
  * (records go instead). An answer to a SYNC_WHOLE of a copy that was
@@ -1030,7 +1227,7 @@ int hpsi_recover_apply(struct server *sv, uint32_t from, const void *rec, size_t
 	const struct hpsi_msg_hdr *h = rec;
 	if (len < sizeof *h || h->magic != HPSI_MSG_MAGIC || h->version != HPSI_MSG_VERSION ||
 	    h->flags != HPSI_F_REPLICA || h->val_bytes != len - sizeof *h || h->range >= sv->nservers ||
-	    h->part > SYNC_ADOPTED || h->sender != from || h->width > 1)
+	    h->part > SYNC_ADOPTED || h->sender != from || h->width > (sv->replicated_room ? 2u : 1u))
 		return bad_sync("copy of a key range: a malformed message");
 	if (h->clock != incarnation_of(sv, sv->me))
 		return 1; /* left in the ring for a replacement that died before this one */
@@ -1038,8 +1235,8 @@ int hpsi_recover_apply(struct server *sv, uint32_t from, const void *rec, size_t
 		return sv->movable ? take_adopted(sv, from, h) : bad_sync("copy of a key range: an answer to no move");
 	if (sv->movable)
 		return move_apply(sv, h);
-	if (hpsi_seg_room(sv->seg)) /* (no replacements there: launch.c refuses --restart-servers) */
-		return bad_sync("copy of a key range to a replicated job with room for servers: not built");
+	if (sv->replicated_room) /* (no replacements there: launch.c refuses --restart-servers) */
+		return room_apply(sv, from, h);
 	uint32_t i = hpsi_replica_index(sv->seg, h->range, sv->me), fi = hpsi_replica_index(sv->seg, h->range, from);
 	if (i == HPSI_NO_SERVER || fi == HPSI_NO_SERVER)
 		return bad_sync("copy of a key range this server does not hold");

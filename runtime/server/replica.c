@@ -46,8 +46,10 @@ int hpsi_replica_reserve(struct server *sv, const struct range_state *rs, size_t
 	f->mask = 0;
 	f->incarnations = 0;
 	for (uint32_t i = 1; i <= sv->replicas; i++) {
-		uint32_t b = hpsi_replica(sv->seg, rs->id, i);
-		if (!forwarded_to(sv, rs, i, b))
+		/* with room, the rank its copy went to (the table may name the
+		 * next one before that copy ended) */
+		uint32_t b = sv->replicated_room ? rs->fwd_rank[i] : hpsi_replica(sv->seg, rs->id, i);
+		if (b >= sv->nservers || !forwarded_to(sv, rs, i, b))
 			continue;
 		/* the replicas before this server are gone: b comes after it */
 		if (!(f->at[f->n] = hpsi_ring_reserve(&sv->fwd_out[b], len))) {
@@ -57,6 +59,8 @@ int hpsi_replica_reserve(struct server *sv, const struct range_state *rs, size_t
 		f->to[f->n++] = b;
 		f->mask |= (uint8_t)(1u << i);
 		f->incarnations |= (rs->fwd_incarnation[i] & 0xffu) << (8 * i);
+		if (sv->replicated_room) /* one backup (config.c): its rank in the high half */
+			f->incarnations |= b << 16;
 	}
 	return 1;
 }
@@ -116,11 +120,21 @@ static uint32_t held_index(const struct server *sv, uint32_t k)
 	return hpsi_seg_room(sv->seg) ? hpsi_replica_index(sv->seg, sv->ranges[k].id, sv->me) : k;
 }
 
-/* The range this server backs up as its replica index i >= 1, or NULL. */
+/* The range this server backs up as its replica index i >= 1, or NULL.
+ * With room, any range it holds and does not serve: a scale may have
+ * moved its backup away while forwards were on their way, and those are
+ * still acknowledged (apply_forward). */
 static struct range_state *backed_range(struct server *sv, uint32_t range)
 {
 	if (range >= sv->nservers)
 		return NULL;
+	if (sv->replicated_room) {
+		struct range_state *rs = NULL;
+		for (uint32_t k = 0; k < sv->nranges && !rs; k++)
+			if (sv->ranges[k].id == range && !sv->ranges[k].serving)
+				rs = &sv->ranges[k];
+		return rs;
+	}
 	uint32_t i = hpsi_replica_index(sv->seg, range, sv->me);
 	if (i == HPSI_NO_SERVER || i == 0)
 		return NULL;
@@ -145,7 +159,7 @@ static int apply_forward(struct server *sv, const void *rec, size_t len)
 		hpsi_msg_count_bad(len >= sizeof *h && h->sender < sv->nworkers ? "not a forward of a backed-up range" : why);
 		return 1;
 	}
-	if (!rs->synced)
+	if (!rs->synced && !sv->replicated_room)
 		return 1; /* a replacement: what the dead server left unread; the copy follows */
 	uint32_t wk = h->sender;
 	/* A worker that joined (members.c) may reach this backup through its
@@ -172,12 +186,22 @@ static int apply_forward(struct server *sv, const void *rec, size_t len)
 	 * hosts every push is: the primary's answer may reach the worker
 	 * before the forward reaches this host (net/bridge_fwd.c). */
 	int acked = (h->flags & (HPSI_F_HEAP_KEYS | HPSI_F_HEAP_VALS)) || sv->seg->hdr->bridged;
-	struct peer *own = &sv->ranges[0].peers[wk]; /* this server's answer ring to wk */
+	/* this server's answer ring to wk: with room, that of a range it
+	 * serves (find_room keeps one while it backs any up; none: the ack
+	 * waits, a server that leaves closes with it) */
+	struct range_state *ackr = sv->replicated_room ? hpsi_move_ack_range(sv) : &sv->ranges[0];
 	struct hpsi_msg_hdr *ack = NULL;
-	if (acked && !sv->finished[wk] && !(ack = hpsi_ring_reserve(&own->resp, sizeof *ack)))
+	if (acked && !sv->finished[wk] && (!ackr || !(ack = hpsi_ring_reserve(&ackr->peers[wk].resp, sizeof *ack))))
 		return 0;
 	int rc = 0;
-	if (h->timestamp > p->last_seq) {
+	/* With room, a range it no longer holds a replica of (a scale moved
+	 * its backup away) or has no whole copy of yet (its copy's records
+	 * come after) is acknowledged, not applied. Any index: a backup that
+	 * a swap makes primary (recover.c, ROOM_SWAP) may read the forwards
+	 * before the FINAL after the source named it the owner. */
+	int applies = !sv->replicated_room ||
+		      (rs->synced && hpsi_replica_index(sv->seg, rs->id, sv->me) != HPSI_NO_SERVER);
+	if (applies && h->timestamp > p->last_seq) {
 		size_t wsz = hpsi_dtype_size(rs->wire);
 		hps_request r = {.type = HPS_REQ_PUSH, .sender = (int)wk, .timestamp = h->timestamp,
 				 .width = h->width, .dtype = rs->dtype == HPSI_WIRE_F64 ? HPS_F64 : HPS_F32,
@@ -194,7 +218,7 @@ static int apply_forward(struct server *sv, const void *rec, size_t len)
 		ack->flags = HPSI_F_REPLICA;
 		ack->dtype = (uint8_t)rs->wire;
 		ack->status = rc < 0 ? rc : 0;
-		hpsi_ring_commit(&own->resp, sizeof *ack);
+		hpsi_ring_commit(&ackr->peers[wk].resp, sizeof *ack);
 		sv->ack_dirty[wk] = 1;
 	}
 	return 1;
@@ -205,7 +229,13 @@ static void publish_acks(struct server *sv)
 	for (uint32_t wk = 0; wk < sv->nworkers; wk++)
 		if (sv->ack_dirty[wk]) {
 			sv->ack_dirty[wk] = 0;
-			hpsi_serve_publish_answers(&sv->ranges[0].peers[wk]);
+			if (sv->replicated_room) { /* (the one acks went on: they go before any hand-over) */
+				struct range_state *ackr = hpsi_move_ack_range(sv);
+				if (ackr)
+					hpsi_serve_publish_answers(&ackr->peers[wk]);
+			} else {
+				hpsi_serve_publish_answers(&sv->ranges[0].peers[wk]);
+			}
 			hpsi_node_wake(sv->seg, hpsi_worker_node(sv->seg, wk));
 		}
 }
@@ -257,8 +287,12 @@ static uint32_t neighbour(const struct server *sv, int j)
 int hpsi_replica_drain(struct server *sv)
 {
 	int n = 0, stuck = 0;
-	if (hpsi_seg_room(sv->seg)) /* any rank may forward to it; one backup (config.c), so no order among them */
-		for (uint32_t from = 0; from < sv->nservers && !stuck; from++)
+	/* With room any rank may forward to it; one backup (config.c), so no
+	 * order among them, and a ring stuck on an ack (no range served yet
+	 * to answer on, replica.c) does not hold up the others: one of them
+	 * may bring the range it will answer on. */
+	if (hpsi_seg_room(sv->seg))
+		for (uint32_t from = 0; from < sv->nservers; from++)
 			n += from != sv->me ? drain_from(sv, from, &stuck) : 0;
 	for (int j = -(int)sv->replicas; !hpsi_seg_room(sv->seg) && j <= (int)sv->replicas && !stuck; j++)
 		if (j) /* (a ring met twice, with few servers, is read twice: harmless) */

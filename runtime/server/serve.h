@@ -67,6 +67,12 @@ struct range_state {
 	 * pushes are forwarded to; a replacement (another incarnation) gets
 	 * them once it has the range's copy (recover.c). */
 	uint32_t fwd_incarnation[HPSI_MAX_REPLICAS + 1];
+	/* With room (replicated_room): the rank its pushes are forwarded to,
+	 * per index, with that incarnation. Set by the copy that made it a
+	 * backup, not read from the backup table, which a scale changes while
+	 * forwards are on their way (a new backup has incarnation 0 like the
+	 * one it replaces). */
+	uint32_t fwd_rank[HPSI_MAX_REPLICAS + 1];
 	struct range_sync *sync; /* this server copies the range to a replacement */
 	/* The range was handed back to this server + 1 (0: none) of that
 	 * incarnation: not taken over again while that one runs. */
@@ -156,6 +162,10 @@ struct server {
 	 * ranges array has room for every range of the job; the handler
 	 * new ranges get; the plan number (moves_seq) last looked at. */
 	int movable;
+	/* A replicated job with room (hpsi_seg_room with replicas): a scale
+	 * moves primaries and backups by copies (recover.c, find_room). */
+	int replicated_room;
+	struct range_state *ack_rs; /* hpsi_move_ack_range's, kept while it serves */
 	hps_handler handler;
 	void *handler_arg;
 	uint32_t moves_seen;
@@ -199,6 +209,12 @@ int hpsi_move_pending(struct server *sv);
 /* 1 once this server is to leave (its rank is at or above the plan's
  * servers) and has handed every range over: it closes. */
 int hpsi_move_done_leaving(struct server *sv);
+/* A replicated job with room: drops the tables of ranges no table names
+ * this server for any more (a scale moved their backup away). */
+void hpsi_move_drop_unnamed(struct server *sv);
+/* The range this server serves first (its answer ring carries its acks
+ * as a backup: replica.c), or NULL. */
+struct range_state *hpsi_move_ack_range(struct server *sv);
 /* The source's end of a move, after its FINAL: stops serving rs, stores
  * the new owner, drops the range's table (the target answered that it
  * mapped the tables, with fds of its own, before the FINAL went). mb:

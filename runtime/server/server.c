@@ -13,6 +13,7 @@
 #include "runtime/server/checkpoint.h"
 #include "runtime/server/memfd.h"
 #include "runtime/server/serve.h"
+#include "shm/backups.h"
 #include "runtime/server/server_stats.h"
 #include "shm/node.h"
 #include "shm/wake.h"
@@ -191,6 +192,9 @@ static void serve_checkpoint(struct server *sv)
 			rc = HPS_EINVAL;
 		} else if (!rs->serving && sv->movable) {
 			continue; /* a range handed to another server: it does its part */
+		} else if (!rs->serving && sv->replicated_room &&
+			   hpsi_replica_index(sv->seg, rs->id, sv->me) == HPSI_NO_SERVER) {
+			continue; /* a scale moved its backup away (the tables name its replicas) */
 		} else if (op == HPSI_CKPT_SAVE) {
 			if (!rs->serving)
 				continue;
@@ -426,17 +430,22 @@ static int server_setup(struct server *sv, hps_handler handler, void *arg)
 	 * own node's, stored by hps_init. */
 	int first = atomic_load_explicit(&hpsi_seg_node(seg, sv->me)->incarnation, memory_order_relaxed) == 0;
 	uint16_t launch_own[HPSI_MAX_NODES];
-	if (!sv->replicas)
+	if (!sv->replicas || hpsi_seg_room(seg))
 		hpsi_seg_first_owners(S, seg->hdr->launched_servers, seg->hdr->range_mode, launch_own);
-	if (sv->replicas && hpsi_seg_room(seg)) {
-		/* With replicas and room: every range the owner and backup tables
-		 * name it for, its own range first (ranges[0]: the answer ring a
-		 * backup acknowledges on, replica.c; rank r < launched owns range r
-		 * from the launch on, hpsi_seg_first_owners), then the others it
-		 * serves, then those it backs up. */
+	uint16_t launch_bk[HPSI_MAX_NODES];
+	if (sv->replicas && hpsi_seg_room(seg) && first &&
+	    hpsi_backup_build(launch_own, launch_bk, S, 1, seg->hdr->launched_servers))
+		return HPS_ECONFIG; /* (hpsi_seg_create built the same) */
+	if (sv->replicas && hpsi_seg_room(seg) && first) {
+		/* With replicas and room: every range the launch's owner and
+		 * backup tables name it for (not the live ones: as without
+		 * replicas, a scale may move a range to or from it before this
+		 * runs, and such a range comes by a copy), its own range first,
+		 * then the others it serves, then those it backs up. A server a
+		 * scale started holds nothing until copies come (recover.c). */
 		for (uint32_t pass = 0; pass < 3; pass++)
 			for (uint32_t r = 0; r < S; r++) {
-				uint32_t i = hpsi_replica_index(seg, r, sv->me);
+				uint32_t i = launch_own[r] == sv->me ? 0 : launch_bk[r] == sv->me ? 1 : HPSI_NO_SERVER;
 				if (i == HPSI_NO_SERVER || (pass == 0) != (r == sv->me) || (pass == 2) != (i > 0))
 					continue;
 				int rc = range_setup(sv, sv->nranges++, r, i == 0, handler, arg);
@@ -455,6 +464,14 @@ static int server_setup(struct server *sv, hps_handler handler, void *arg)
 	hpsi_members_setup(sv);
 	if (sv->replicas)
 		hpsi_recover_setup(sv);
+	for (uint32_t i = 0; sv->replicated_room && i < sv->nranges; i++) {
+		struct range_state *rs = &sv->ranges[i]; /* the launch's backups, incarnation 0 */
+		rs->fwd_rank[0] = launch_own[rs->id];
+		rs->fwd_rank[1] = launch_bk[rs->id];
+		rs->fwd_incarnation[0] = rs->fwd_incarnation[1] = 0;
+	}
+	if (sv->replicated_room)
+		hpsi_wake_all(seg); /* a server started by a scale: its sources start copying */
 	if (sv->movable) {
 		/* acquire: the plan it pairs with the launcher's release of */
 		sv->moves_seen = atomic_load_explicit(&seg->hdr->moves_seq, memory_order_acquire);
@@ -513,6 +530,7 @@ int hps_server_run(hps_ctx *ctx, hps_handler handler, void *arg)
 	struct hpsi_seg *seg = &ctx->seg;
 	struct server sv = {.ctx = ctx, .seg = seg, .nworkers = seg->hdr->nworkers, .nservers = seg->hdr->nservers,
 			    .me = ctx->node, .replicas = seg->hdr->replicas, .movable = hpsi_seg_movable(seg),
+			    .replicated_room = seg->hdr->replicas && hpsi_seg_room(seg),
 			    .stats = hpsi_seg_counters(seg, ctx->node)};
 	if ((rc = server_setup(&sv, handler, arg))) {
 		server_free(&sv);
@@ -559,8 +577,10 @@ int hps_server_run(hps_ctx *ctx, hps_handler handler, void *arg)
 		/* pairs with the launcher's release of shutdown */
 		if (atomic_load_explicit(&seg->hdr->shutdown, memory_order_acquire) || all_finished(&sv))
 			break;
-		if (sv.movable && hpsi_move_done_leaving(&sv))
+		if ((sv.movable || sv.replicated_room) && hpsi_move_done_leaving(&sv))
 			break; /* hps scale --servers: its ranges serve elsewhere now */
+		if (sv.replicated_room)
+			hpsi_move_drop_unnamed(&sv);
 		if (sv.replicas)
 			hpsi_replica_check_earlier(&sv);
 		hpsi_bell_sleep(bell, requests_waiting, &sv, idle_ns);
