@@ -652,6 +652,10 @@ struct scaling {
 	int first, n; /* the copies of the running request: kids [first, first + n) */
 	int servers;  /* the running request is one of servers (serve_scale_servers) */
 	uint32_t from, to; /* servers: from and to how many */
+	/* servers, with replicas: a server died, the plan is the tables, and
+	 * the scale ends once no copy runs and the tables are still the plan
+	 * (a copy under way when it died changes them after; end_server_scale) */
+	int ending;
 };
 
 /* Tells the servers how many of them the plan is for: servers_want, then
@@ -682,15 +686,45 @@ static void scale_backup_plan_is_table(struct hpsi_seg *s)
 /* Ends a scale of servers: the plan becomes the owner table again where
  * a range did not move (a server it started died), and the command may
  * look at the result. */
-static void end_server_scale(struct job *j, struct scaling *sc)
+static void plan_is_tables(struct hpsi_seg *s, struct scaling *sc)
 {
-	struct hpsi_seg *s = &j->seg;
 	uint32_t now = hpsi_servers_current(s);
 	for (uint32_t r = 0; r < s->hdr->nservers; r++)
 		atomic_store_explicit(&hpsi_seg_want(s)[r], hpsi_range_owner(s, r), memory_order_relaxed);
 	scale_backup_plan_is_table(s);
 	publish_plan(s, now > sc->to ? now : sc->to);
-	sc->servers = 0, sc->n = 0;
+}
+
+/* With replicas, after plan_is_tables: no server that runs has a copy
+ * under way, and the tables are the plan, so none starts one. Acquire
+ * pairs with the release of copies_ended (recover.c sync_free), after
+ * the copy's table writes. A copy decided on the old plan whose
+ * copies_started is not visible yet is missed: the launcher asks twice,
+ * a poll apart (scale_settled_polls). */
+static int scale_settled(struct hpsi_seg *s)
+{
+	for (uint32_t r = 0; r < s->hdr->nservers; r++) {
+		struct hpsi_node *n = hpsi_seg_node(s, r);
+		if (hpsi_node_state(s, r) != HPSI_NODE_DEAD &&
+		    atomic_load_explicit(&n->copies_ended, memory_order_acquire) !=
+			    atomic_load_explicit(&n->copies_started, memory_order_relaxed))
+			return 0;
+	}
+	for (uint32_t r = 0; r < s->hdr->nservers; r++) {
+		if (hpsi_range_owner(s, r) != hpsi_range_want(s, r))
+			return 0;
+		for (uint32_t i = 1; i <= s->hdr->replicas; i++)
+			if (hpsi_replica(s, r, i) != hpsi_backup_want(s, r, i))
+				return 0;
+	}
+	return 1;
+}
+
+static void end_server_scale(struct job *j, struct scaling *sc)
+{
+	struct hpsi_seg *s = &j->seg;
+	plan_is_tables(s, sc);
+	sc->servers = 0, sc->n = 0, sc->ending = 0;
 	hpsi_ckpt_unlock(&s->hdr->ckpt_lock);
 	atomic_store_explicit(&s->hdr->scale_req, 0, memory_order_release); /* the next scale may run */
 }
@@ -767,6 +801,17 @@ static int serve_scale_servers(struct job *j, struct scaling *sc, uint32_t want,
 			started ? " (new ones started; key ranges move to them)" : " (key ranges move off the leaving ones)");
 		return started;
 	}
+	if (sc->ending) { /* a server died: wait for the copies under way */
+		if (!j->stopping && !scale_settled(s)) {
+			plan_is_tables(s, sc); /* a copy that ended changed them */
+			sc->ending = 1;
+			return 0;
+		}
+		if (!j->stopping && sc->ending++ < 2) /* settled twice, a poll apart */
+			return 0;
+		end_server_scale(j, sc);
+		return 0;
+	}
 	int done = 1;
 	for (uint32_t r = 0; r < M; r++) {
 		done &= hpsi_range_owner(s, r) == hpsi_range_want(s, r);
@@ -788,9 +833,12 @@ static int serve_scale_servers(struct job *j, struct scaling *sc, uint32_t want,
 	for (uint32_t r = 0; s->hdr->replicas && !done && r < (sc->from > sc->to ? sc->from : sc->to); r++)
 		died |= hpsi_node_state(s, r) == HPSI_NODE_DEAD;
 	if (done || lost || died || j->stopping) {
-		if (died && !done) {
+		if (died && !done && !j->stopping) {
 			fprintf(stderr, "hps launch: hps scale: a server died during the scale; its backups serve its key ranges, and the scale ends there\n");
 			sc->to = sc->from; /* servers_want: new ranks that hold nothing leave */
+			plan_is_tables(s, sc);
+			sc->ending = 1; /* ends once the copies under way ended */
+			return 0;
 		}
 		else if (!done)
 			fprintf(stderr, "hps launch: hps scale: a server it started ended; the key ranges stay where they are\n");

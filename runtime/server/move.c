@@ -102,18 +102,24 @@ void hpsi_move_drop_unnamed(struct server *sv)
 {
 	for (uint32_t i = 0; i < sv->nranges; i++) {
 		struct range_state *rs = &sv->ranges[i];
-		/* only this server's copies name it anew (recover.c, room_apply,
-		 * and the primary's swap, which it does itself), so a range the
-		 * tables do not name it for stays so while nothing copies it here */
-		if (rs->serving || !rs->synced || rs->copy_begun || rs->sync ||
-		    hpsi_replica_index(sv->seg, rs->id, sv->me) != HPSI_NO_SERVER)
+		/* a range the tables named this server for and no longer do
+		 * stays so while nothing copies it here; a copy that just
+		 * arrived is not named yet (its primary writes the table after
+		 * the FINAL: recover.c room_handed) and is kept until it is */
+		if (rs->serving || !rs->synced || rs->copy_begun || rs->sync)
+			continue;
+		if (hpsi_replica_index(sv->seg, rs->id, sv->me) != HPSI_NO_SERVER) {
+			rs->named = 1;
+			continue;
+		}
+		if (!rs->named) /* a fresh copy, not named yet */
 			continue;
 		struct hpsi_store *empty = hpsi_store_create_idle(rs->store);
 		if (!empty)
 			continue;
 		hpsi_store_destroy(rs->store);
 		rs->store = rs->arg = empty;
-		rs->synced = 0;
+		rs->synced = rs->named = 0;
 		hpsi_sstat_stores(sv);
 		hpsi_info("server %u drops its copy of key range %u: hps scale moved its backup to server %u", sv->me,
 			  rs->id, hpsi_replica(sv->seg, rs->id, 1));

@@ -173,7 +173,10 @@ static void sync_free(struct server *sv, struct range_state *rs)
 	struct range_sync *y = rs->sync;
 	if (!y)
 		return;
-	atomic_fetch_add_explicit(&hpsi_seg_node(sv->seg, sv->me)->copies_ended, 1, memory_order_relaxed);
+	/* release: the copy's table writes (room_handed) before it, for a
+	 * launcher that ends a scale once no copy runs (launch.c
+	 * scale_settled) */
+	atomic_fetch_add_explicit(&hpsi_seg_node(sv->seg, sv->me)->copies_ended, 1, memory_order_release);
 	free(y->dirty);
 	free(y->list);
 	free(y->wait_tail);
@@ -1128,6 +1131,7 @@ static int apply_piece(struct server *sv, struct range_state *rs, const struct h
 	rs->copy_begun = 0;
 	rs->epoch++;
 	rs->synced = 1;
+	rs->named = 0; /* until a table names it (struct range_state) */
 	return PIECE_DONE;
 }
 

@@ -81,6 +81,12 @@ struct range_state {
 	 * expected (by worker), and a FINAL of a range handed back that
 	 * waits for this replacement to serve its own range first. */
 	int copy_begun, attach_pending;
+	/* With room (replicated_room): a table named this server for the
+	 * range since its copy arrived. A copy's FINAL is published before its
+	 * primary names the target in the backup table (recover.c
+	 * room_handed), so a fresh copy is not named yet: only a named one is
+	 * dropped once no table names it (move.c hpsi_move_drop_unnamed). */
+	int named;
 	uint32_t copy_next_worker;
 	hps_handler handler;  /* the store's, or the user's */
 	void *arg;

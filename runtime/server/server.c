@@ -475,8 +475,8 @@ static int server_setup(struct server *sv, hps_handler handler, void *arg)
 	if (sv->movable) {
 		/* acquire: the plan it pairs with the launcher's release of */
 		sv->moves_seen = atomic_load_explicit(&seg->hdr->moves_seq, memory_order_acquire);
-		for (uint32_t i = 0; i < sv->nranges; i++)
-			sv->ranges[i].synced = 1;
+		for (uint32_t i = 0; i < sv->nranges; i++) /* the launch's tables name each */
+			sv->ranges[i].synced = sv->ranges[i].named = 1;
 		hpsi_wake_all(seg); /* a server started by a scale: its sources start copying */
 	}
 	return 0;
