@@ -112,7 +112,7 @@ static void usage(FILE *f)
 		"                        --servers` moves ranges to more or fewer of them while the\n"
 		"                        job trains (HPS_MAX_SERVERS; one host, no --restart-servers\n"
 		"                        or --direct; with --replicas 1 each range is also on a\n"
-		"                        backup, but such a job cannot scale yet); with\n"
+		"                        backup, and both move); with\n"
 		"                        --key-ranges each declared range is cut into its share of\n"
 		"                        the N ranges\n"
 		"  --restart-workers N   start a worker that died (signal or non-zero exit) again, with\n"
