@@ -58,13 +58,7 @@ int hpsi_move_pending(struct server *sv)
 void hpsi_move_handed(struct server *sv, struct range_state *rs, uint32_t to, double mb, double ms, uint64_t mapped)
 {
 	size_t keys = hpsi_store_size(rs->store);
-	rs->serving = 0;
-	for (uint32_t wk = 0; wk < sv->nworkers; wk++) {
-		struct peer *p = &rs->peers[wk];
-		if (p->held)
-			hpsi_sstat_unhold(sv->stats, p->held_since);
-		p->held = 0;
-	}
+	hpsi_serve_stop(sv, rs);
 	/* release pairs with routing's acquire (hpsi_range_owner): a worker
 	 * that wakes the new owner finds the FINAL published before it */
 	atomic_store_explicit(&hpsi_seg_owner(sv->seg)[rs->id], (uint16_t)to, memory_order_release);

@@ -603,13 +603,7 @@ static void room_handed(struct server *sv, struct range_state *rs, double mb, do
 			  sv->me, rs->id, keys, mb, ms, old, y->to);
 		return;
 	}
-	rs->serving = 0;
-	for (uint32_t wk = 0; wk < sv->nworkers; wk++) {
-		struct peer *p = &rs->peers[wk];
-		if (p->held)
-			hpsi_sstat_unhold(sv->stats, p->held_since);
-		p->held = 0;
-	}
+	hpsi_serve_stop(sv, rs);
 	/* release pairs with routing's acquire (hpsi_range_owner): the owner
 	 * first, so that the two entries never name one rank twice as the
 	 * backup (a swap passes through the target named as both) */
@@ -684,15 +678,9 @@ static int send_final(struct server *sv, struct range_state *rs)
 	hpsi_warn("server %u copied key range %u to server %u (incarnation %u): %.1f MB in %.1f ms%s", sv->me, rs->id,
 		  y->to, y->incarnation, (double)y->bytes / 1e6, ms, y->handback ? "; it serves the range again" : "");
 	if (y->handback) {
-		rs->serving = 0;
+		hpsi_serve_stop(sv, rs);
 		rs->handed_to = y->to + 1;
 		rs->handed_incarnation = y->incarnation;
-		for (uint32_t wk = 0; wk < sv->nworkers; wk++) {
-			struct peer *p = &rs->peers[wk];
-			if (p->held)
-				hpsi_sstat_unhold(sv->stats, p->held_since);
-			p->held = 0;
-		}
 	} else {
 		rs->fwd_incarnation[y->to_index] = y->incarnation; /* its pushes go there from now */
 	}

@@ -274,6 +274,17 @@ static int serve_one(struct server *sv, struct range_state *rs, struct peer *p, 
 	return SERVE_DONE;
 }
 
+void hpsi_serve_stop(struct server *sv, struct range_state *rs)
+{
+	rs->serving = 0;
+	for (uint32_t wk = 0; wk < sv->nworkers; wk++) {
+		struct peer *p = &rs->peers[wk];
+		if (p->held)
+			hpsi_sstat_unhold(sv->stats, p->held_since);
+		p->held = 0;
+	}
+}
+
 void hpsi_serve_publish_answers(struct peer *p)
 {
 	/* relaxed: published by the release of the tail just below (pair A);

@@ -194,6 +194,9 @@ void hpsi_serve_take_phase(struct range_state *rs, struct peer *p, const struct 
 int hpsi_serve_take_clock(struct range_state *rs, struct peer *p, uint32_t clock);
 /* Publishes a worker's answer ring with its mark (answers, then acks). */
 void hpsi_serve_publish_answers(struct peer *p);
+/* rs is served elsewhere from now (handed back, moved, or made a backup):
+ * this server stops serving it and holds no pull of it any more. */
+void hpsi_serve_stop(struct server *sv, struct range_state *rs);
 /* One pass over the workers' rings of a served range; returns requests handled. */
 int hpsi_serve_round(struct server *sv, struct range_state *rs);
 /* Runs the range's handler on a checked request whose answer space is
