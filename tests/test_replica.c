@@ -933,11 +933,19 @@ static void test_replica_refusals(void)
 		if (!strstr(out, cases[i].says))
 			fprintf(stderr, "%s: %s\n", cases[i].args, out);
 	}
-	/* a fault injection the servers cannot read stops the job, named */
-	snprintf(cmd, sizeof cmd, "HPS_FAILPOINT=soon exec %s launch -s 2 -w 1 --replicas 1 -- %s", hps_bin(), quick);
-	CU_ASSERT(finish_group(spawn_logged(log, "/bin/sh", cmd), 20000) != 0);
-	slurp_into(log, out, sizeof out);
-	CU_ASSERT(strstr(out, "HPS_FAILPOINT=soon: expected forwarded:RANK:N") != NULL);
+	/* a fault injection the servers cannot read stops the job, named
+	 * (clockdie's count starts at 1, as forwarded's) */
+	const char *bad_fp[] = {"soon", "clockdie:1:0:0"};
+	for (size_t i = 0; i < 2; i++) {
+		snprintf(cmd, sizeof cmd, "HPS_FAILPOINT=%s exec %s launch -s 2 -w 1 --replicas 1 -- %s", bad_fp[i],
+			 hps_bin(), quick);
+		CU_ASSERT(finish_group(spawn_logged(log, "/bin/sh", cmd), 20000) != 0);
+		slurp_into(log, out, sizeof out);
+		char says[80];
+		snprintf(says, sizeof says, "HPS_FAILPOINT=%s: expected forwarded:RANK:N", bad_fp[i]);
+		CU_ASSERT(strstr(out, says) != NULL);
+		CU_ASSERT(strstr(out, "clockdie:RANK:WORKER:N (N >= 1)") != NULL);
+	}
 	unlink(log);
 	/* across hosts: the segment of a bridged host group is made (it was
 	 * refused without HPS_XREPLICAS=1, an opt-in that is gone) */

@@ -247,6 +247,53 @@ static void test_xfail_replacement_on_three_hosts(void)
 	ns_down();
 }
 
+/* K = 2 with replacement servers across three hosts (--replicas 2
+ * --restart-servers 1): every server holds every key range (range r on
+ * servers r, r+1, r+2). kill -9 of server 1: its replacement copies
+ * ranges 0 and 2, which it backs up, and takes range 1 back from server
+ * 2, while the workers of all three hosts push. Once the other hosts know
+ * it holds every range whole, kill -9 of server 0 and, once every host
+ * moved range 0 on, of server 2: two servers dead at once, the
+ * replacement the live replica of every range (and the source of the
+ * other replacements' copies). Exact sums, exit 0. */
+static void test_xfail_replacements_with_two_replicas(void)
+{
+	CU_ASSERT_EQUAL_FATAL(ns_up(3), 0);
+	char mark[300];
+	pid_t p = three_host_job("9478", (const int[3]){1, 1, 1},
+				 "HPS_REPLICAS=2 HPS_TIMEOUT_MS=30000 NETNS_TEST_PACE_US=15000", "--restart-servers 1",
+				 mark, sizeof mark);
+	pid_t v = proc_of("server", 1);
+	CU_ASSERT_FATAL(v > 0);
+	CU_ASSERT(wait_mark(mark));
+	kill(v, SIGKILL);
+	unlink(mark);
+	int whole = wait_log(job_log, "server 1 (incarnation 1) holds every key range whole", 60000);
+	CU_ASSERT(whole);
+	CU_ASSERT(!log_has(job_log, "rounds done")); /* it caught up while the pushes ran */
+	pid_t a = proc_of("server", 0), c = proc_of("server", 2);
+	CU_ASSERT_FATAL(a > 0 && c > 0);
+	kill(a, SIGKILL);
+	/* every host's bridge moved range 0 on: the second death finds the
+	 * first handed on everywhere */
+	int moved = 1;
+	for (int h = 0; h < 3; h++) {
+		char line[120];
+		snprintf(line, sizeof line, "bridge %s%d: server 0 died: key range 0 goes on at server 1", pfx, h);
+		moved &= wait_log(job_log, line, 20000);
+	}
+	CU_ASSERT(moved);
+	kill(c, SIGKILL);
+	CU_ASSERT(!log_has(job_log, "rounds done"));
+	CU_ASSERT_EQUAL(job_sums(p, 120000), 3);
+	const char *o = slurp(job_log);
+	int ok = strstr(o, "server 2 (host 2) handed key range 1 back to server 1 (host 1)") &&
+		 strstr(o, "key range 0 goes on at server 1") && strstr(o, "key range 2 goes on at server 1");
+	CU_ASSERT(ok);
+	show_log_if(!ok || !whole || !moved);
+	ns_down();
+}
+
 /* A replacement that dies in its claim (HPS_FAILPOINT=claimdie:1: after
  * it cleared `fenced`, before it stored JOINING), two hosts: host 1's
  * bridge never sees it JOINING, so it fences the rank again once that
@@ -275,6 +322,43 @@ static void test_xfail_replacement_dies_in_its_claim(void)
 	CU_ASSERT(died);
 	show_log_if(!whole || !died);
 	ns_down();
+}
+
+/* A clock message lost with its primary, under BSP (HPS_FAILPOINT=
+ * clockdie:1:0:50: server 1, primary of key range 1, exits when it took
+ * worker 0's 50th clock, before it forwarded it to its backup). Worker 0
+ * runs on host 0, so the clock crossed the bridges; clocks are not
+ * answered, so neither worker 0's ring nor a bridge keeps it for a
+ * resend: range 1's next primary (server 2 on a third host with three
+ * hosts, server 0 on worker 0's own host with two) never gets it. The
+ * other workers' pulls of that clock wait at the new primary for worker
+ * 0's clock until worker 0's next request to range 1, its pull, which
+ * carries the clock (hpsi_serve_take_clock): no pull is held past
+ * HPS_TIMEOUT_MS (a request failed: the worker's status), each pull is
+ * within BSP's bound (mode bsp), exact sums, exit 0. */
+static void clock_lost(int n, const char *port)
+{
+	CU_ASSERT_EQUAL_FATAL(ns_up(n), 0);
+	char mark[300], moved[80];
+	const int workers[3] = {1, 1, 1};
+	pid_t p = hosts_job(port, n, workers, "HPS_REPLICAS=1 HPS_STALENESS=bsp HPS_FAILPOINT=clockdie:1:0:50", "",
+			    "bsp", mark, sizeof mark);
+	CU_ASSERT_EQUAL(job_sums(p, 120000), n);
+	const char *o = slurp(job_log);
+	snprintf(moved, sizeof moved, "server 1 died: key range 1 goes on at server %d", n == 3 ? 2 : 0);
+	int ok = strstr(o, moved) && strstr(o, "clockdie: server 1 exits with clock 50 of worker 0 not forwarded") &&
+		 !strstr(o, "outside the BSP bound") && !strstr(o, "a request failed");
+	CU_ASSERT(ok);
+	if (!ok || getenv("SHOWLOG"))
+		fprintf(stderr, "%d hosts:\n%s\n", n, o);
+	unlink(mark);
+	ns_down();
+}
+
+static void test_xfail_clock_lost_with_its_primary(void)
+{
+	clock_lost(3, "9479");
+	clock_lost(2, "9479");
 }
 
 /* Random moments (a property over seeds; XFAIL_SEED=N runs seed N
@@ -343,6 +427,8 @@ int main(int argc, char **argv)
 		{"test_xfail_random_moments", test_xfail_random_moments},
 		{"test_xfail_replacement_on_three_hosts", test_xfail_replacement_on_three_hosts},
 		{"test_xfail_replacement_dies_in_its_claim", test_xfail_replacement_dies_in_its_claim},
+		{"test_xfail_replacements_with_two_replicas", test_xfail_replacements_with_two_replicas},
+		{"test_xfail_clock_lost_with_its_primary", test_xfail_clock_lost_with_its_primary},
 		{NULL, NULL},
 	};
 	int rc = run_suite("xfail", cases);

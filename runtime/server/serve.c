@@ -169,8 +169,14 @@ static int serve_one(struct server *sv, struct range_state *rs, struct peer *p, 
 	}
 	if (rs->ordered)
 		hpsi_serve_take_phase(rs, p, h);
-	if (h->type == HPSI_MSG_CLOCK)
+	if (h->type == HPSI_MSG_CLOCK) {
+		if (sv->die_at_clock && wk == sv->die_clock_worker && --sv->die_at_clock == 0) {
+			hpsi_warn("HPS_FAILPOINT=clockdie: server %u exits with clock %u of worker %u not forwarded",
+				  sv->me, h->clock, wk);
+			_exit(99); /* (struct server) */
+		}
 		return forward_clock(sv, rs, rec, len);
+	}
 	/* Answered by the primary before this one: its pushes reached this
 	 * server through the forwards it drained before taking over. */
 	if (p->adopted && (int32_t)((uint32_t)(h->timestamp + 1) - p->answered) <= 0)

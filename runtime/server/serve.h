@@ -144,6 +144,12 @@ struct server {
 	 * and the release of the requests: a backup then reads requests again
 	 * that it applied already. 0: never. */
 	uint64_t die_in_batch;
+	/* Tests (HPS_FAILPOINT=clockdie:RANK:WORKER:N): this server exits at
+	 * once when it took worker WORKER's Nth clock message, before it
+	 * forwarded it to the backups: the clock is lost with it (clocks are
+	 * not answered, so no ring or bridge keeps them). 0: never. */
+	uint64_t die_at_clock;
+	uint32_t die_clock_worker;
 	/* Tests (HPS_FAILPOINT=handback:RANK): this server's first hand-back
 	 * takes the takeover's first look (are the replicas before it gone?)
 	 * just before its FINAL goes out, while the replacement surely joins,

@@ -347,8 +347,8 @@ static int range_setup(struct server *sv, uint32_t i, uint32_t id, int serving, 
 	return 0;
 }
 
-/* HPS_FAILPOINT=forwarded:RANK:N, handback:RANK, nolook:RANK or noadopt:RANK (tests
- * only; see struct server). */
+/* HPS_FAILPOINT=forwarded:RANK:N, handback:RANK, nolook:RANK, noadopt:RANK or
+ * clockdie:RANK:WORKER:N (tests only; see struct server). */
 static int failpoint(struct server *sv)
 {
 	const char *fp = hpsi_setting("FAILPOINT");
@@ -369,12 +369,20 @@ static int failpoint(struct server *sv)
 		sv->skip_looks = rank == sv->me;
 		return 0;
 	}
+	unsigned worker;
+	if (sscanf(fp, "clockdie:%u:%u:%llu%n", &rank, &worker, &n, &end) == 3 && fp[end] == 0 && n > 0) {
+		if (rank == sv->me) {
+			sv->die_at_clock = n;
+			sv->die_clock_worker = worker;
+		}
+		return 0;
+	}
 	if (sscanf(fp, "noadopt:%u%n", &rank, &end) == 1 && fp[end] == 0) {
 		sv->refuse_adopt = rank == sv->me;
 		return 0;
 	}
 	if (sscanf(fp, "forwarded:%u:%llu", &rank, &n) != 2 || n == 0) {
-		hpsi_error("HPS_FAILPOINT=%s: expected forwarded:RANK:N (N >= 1), handback:RANK, nolook:RANK, noadopt:RANK or claimdie:RANK, a fault injected by tests",
+		hpsi_error("HPS_FAILPOINT=%s: expected forwarded:RANK:N (N >= 1), handback:RANK, nolook:RANK, noadopt:RANK, claimdie:RANK or clockdie:RANK:WORKER:N (N >= 1), a fault injected by tests",
 			   fp);
 		return HPS_ECONFIG;
 	}
