@@ -33,7 +33,9 @@ void hpsi_bridge_heartbeat(struct hpsi_bridge *b)
 		if (!hpsi_node_local(&b->seg, n))
 			continue;
 		if (n < b->S) {
-			m.state[n] = (uint8_t)hpsi_node_check(&b->seg, n);
+			uint32_t st = hpsi_node_check(&b->seg, n);
+			/* a free rank of the room (--max-servers): the scheduler knows no VACANT */
+			m.state[n] = (uint8_t)(st == HPSI_NODE_VACANT ? HPSI_NODE_EMPTY : st);
 			continue;
 		}
 		/* a dead worker the launcher may restart reads RESTARTING

@@ -24,7 +24,7 @@
 
 #define HPSI_BATCH_MAGIC 0x42535048u /* "HPSB" */
 #define HPSI_SCHED_MAGIC 0x43535048u /* "HPSC" */
-#define HPSI_WIRE_VERSION 3 /* 2: heartbeats carry the host's totals; 3: join words (states), launched (assignment) */
+#define HPSI_WIRE_VERSION 4 /* 2: heartbeats carry the host's totals; 3: join words (states), launched (assignment); 4: launched_servers (assignment) */
 #define HPSI_MAX_HOSTS 64
 #define HPSI_ENDPOINT_MAX 128
 
@@ -140,8 +140,12 @@ struct hpsi_sched_assign {
 	struct hpsi_sched_hdr h;
 	/* nworkers: worker slots (--max-workers); launched: the -w of the
 	 * launch (0: nworkers); the slots past it (room) are the last host's,
-	 * VACANT until a worker joins (net/bridge_join.c) */
+	 * VACANT until a worker joins (net/bridge_join.c). nservers: server
+	 * ranks and key ranges (--max-servers); launched_servers: the -s of
+	 * the launch (0: nservers); the ranks past it (room) are the last
+	 * host's, VACANT until a scale starts them */
 	uint32_t nhosts, nservers, nworkers, launched;
+	uint32_t launched_servers, pad;
 	struct hpsi_host_entry hosts[HPSI_MAX_HOSTS];
 };
 

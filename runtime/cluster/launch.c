@@ -976,7 +976,15 @@ int hpsi_cmd_launch(int argc, char **argv)
 		fprintf(stderr, "hps launch: --max-workers works within one host or with --hosts, not with --tracker\n");
 		return 2;
 	}
-	if (hpsi_setting("MAX_SERVERS") && (hosts_file || tracker || hpsi_setting("ROOT_URI"))) {
+	/* Across hosts the room's layout is built (the last host's ranks,
+	 * bridges following the owner table: docs/ARCHITECTURE.md, "Elastic
+	 * servers across hosts", steps 1-2) but hps scale is not, so users
+	 * are refused; HPS_FAILPOINT=xroom lets the tests launch such a job
+	 * unreplicated under --hosts (which passes it to every host's
+	 * launcher; a tracker's scheduler is not ours) */
+	const char *fp = hpsi_setting("FAILPOINT"), *reps = hpsi_setting("REPLICAS");
+	int xroom = fp && strcmp(fp, "xroom") == 0 && !tracker && (!reps || strcmp(reps, "0") == 0);
+	if (hpsi_setting("MAX_SERVERS") && (hosts_file || tracker || hpsi_setting("ROOT_URI")) && !xroom) {
 		fprintf(stderr, "hps launch: --max-servers works within one host only, not with --hosts, --tracker or HPS_ROOT_URI\n");
 		return 2;
 	}
@@ -1090,7 +1098,9 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 	atomic_store_explicit(&j.seg.hdr->worker_restarts, (uint32_t)restart_workers, memory_order_relaxed);
 	long worker_restarts_left = restart_workers;
 	int first = j.n;
-	for (uint32_t r = hdr->srv_lo; r < hdr->srv_hi; r++)
+	/* across hosts the last host's servers end with the free ranks */
+	uint32_t srv_end = hdr->srv_hi < hdr->launched_servers ? hdr->srv_hi : hdr->launched_servers;
+	for (uint32_t r = hdr->srv_lo; r < srv_end; r++)
 		j.kids[j.n++] = (struct child){.out.fd = -1, .role = HPS_ROLE_SERVER, .rank = (int)r};
 	/* across hosts the last host's range ends with the free ranks */
 	uint32_t wrk_end = hdr->wrk_hi < hdr->launched_workers ? hdr->wrk_hi : hdr->launched_workers;
