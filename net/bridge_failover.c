@@ -55,7 +55,11 @@ enum { FENCE_NONE = 0, FENCE_WAITING = 1, FENCE_DONE = 2 };
 
 int hpsi_bridge_failover_layout(struct hpsi_bridge *b)
 {
-	if (!b->seg.hdr->replicas)
+	/* a movable job (--max-servers) too: its key ranges move between
+	 * hosts, each read again from the oldest request not answered
+	 * (docs/ARCHITECTURE.md, "Elastic servers across hosts", step 2);
+	 * serving[r] is then its owner (hpsi_replica with room) */
+	if (!b->seg.hdr->replicas && !hpsi_seg_movable(&b->seg))
 		return 0;
 	b->resend = 1;
 	b->fwd_failpoint = -1;
