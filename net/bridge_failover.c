@@ -395,7 +395,9 @@ int hpsi_bridge_range_coming(struct hpsi_bridge *b, uint32_t s)
 	 * host that had not learned of the hand-back yet waits too (a worker's
 	 * ring window at most): it is delivered only if the range comes back
 	 * here, where a push seen twice is answered, not applied again. */
-	if (!b->serving || s >= b->S)
+	/* A move (hps scale) comes nowhere before its FINAL, and every
+	 * request for it is sent after that (net/bridge_recover.c) */
+	if (!b->serving || s >= b->S || hpsi_seg_movable(&b->seg))
 		return 0;
 	for (uint32_t q = b->seg.hdr->srv_lo; q < b->seg.hdr->srv_hi; q++)
 		if (hpsi_replica_index(&b->seg, s, q) != HPSI_NO_SERVER && !hpsi_server_gone(&b->seg, q))

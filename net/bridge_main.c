@@ -227,6 +227,7 @@ int hpsi_cmd_bridge(int argc, char **argv)
 			int moved = hpsi_bridge_retry_held(b);
 			moved |= hpsi_bridge_fwd_retry(b);
 			moved |= hpsi_bridge_failover_check(b);
+			moved |= hpsi_bridge_scale_owners(b);
 			moved |= hpsi_bridge_forward_requests(b);
 			moved |= hpsi_bridge_forward_answers(b);
 			moved |= hpsi_bridge_recv_peers(b);

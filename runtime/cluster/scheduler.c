@@ -88,6 +88,9 @@ struct sched {
 	int64_t timeout_ms;      /* HPS_TIMEOUT_MS: what one host's checkpoint step may take */
 	struct ckpt_round ck;
 	uint32_t ck_rounds;      /* rounds started */
+	/* hps scale --servers: the last host's plan (struct hpsi_sched_states) */
+	uint32_t plan_seq, plan_servers;
+	uint16_t plan[HPSI_MAX_NODES];
 };
 
 static volatile sig_atomic_t stop_signal;
@@ -421,6 +424,8 @@ static void broadcast_states(struct sched *s)
 	memcpy(m.state, s->state, m.nnodes);
 	join_words(s, &m);
 	memcpy(m.join, s->join_own, (size_t)s->nservers * sizeof *m.join); /* servers' words */
+	m.plan_seq = s->plan_seq, m.plan_servers = s->plan_servers;
+	memcpy(m.plan, s->plan, sizeof m.plan);
 	/* the job's restarts: each host's launcher may restart while they
 	 * are below the budget (apply_states, net/bridge_sched.c) */
 	for (uint32_t i = 0; i < s->nhosts; i++)
@@ -487,10 +492,15 @@ static void server_words(struct sched *s, uint32_t idx, const struct hpsi_sched_
 			 * next one shows it) */
 			if (hb->state[n] != HPSI_NODE_JOINING && hb->state[n] != HPSI_NODE_ALIVE)
 				continue;
-			if (s->state[n] != HPSI_NODE_DEAD)
-				set_state(s, n, HPSI_NODE_DEAD, e->name);
-			hpsi_warn("scheduler: server %u (host %s) is replaced (incarnation %u): it copies its key ranges",
-				  n, e->name, w >> 8);
+			if (n >= s->launched_srv && n < s->nservers && s->state[n] == HPSI_NODE_EMPTY && !old) {
+				/* a free rank's first process: hps scale --servers started it */
+				hpsi_info("scheduler: server %u (host %s) started (hps scale)", n, e->name);
+			} else {
+				if (s->state[n] != HPSI_NODE_DEAD)
+					set_state(s, n, HPSI_NODE_DEAD, e->name);
+				hpsi_warn("scheduler: server %u (host %s) is replaced (incarnation %u): it copies its key ranges",
+					  n, e->name, w >> 8);
+			}
 			s->state[n] = hb->state[n];
 		} else if (w >> 8 < old >> 8) {
 			continue; /* (a heartbeat older than the one that told of it) */
@@ -717,6 +727,13 @@ static void handle(struct sched *s, const struct peer_id *id, const void *buf, s
 				set_state(s, n, hb->state[n], e->name);
 		}
 		join_heard(s, idx, hb);
+		/* the plan of a scale of servers: the last host's (its launcher
+		 * owns the free server ranks), passed on to every host */
+		if (idx == s->nhosts - 1 && s->launched_srv < s->nservers && hb->plan_seq != s->plan_seq) {
+			s->plan_seq = hb->plan_seq, s->plan_servers = hb->plan_servers;
+			memcpy(s->plan, hb->plan, sizeof s->plan);
+			s->states_changed = 1;
+		}
 		h->totals = hb->totals;
 		if (h->restarts != hb->restarts) { /* the other hosts' budgets go down now */
 			s->states_changed = 1;

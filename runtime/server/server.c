@@ -359,8 +359,6 @@ static int failpoint(struct server *sv)
 	}
 	if (strncmp(fp, "holdfwd:", 8) == 0) /* a bridge's (net/bridge_failover.c) */
 		return 0;
-	if (strcmp(fp, "xroom") == 0) /* the launcher's (runtime/cluster/launch.c) */
-		return 0;
 	if (sscanf(fp, "nolook:%u%n", &rank, &end) == 1 && fp[end] == 0) {
 		sv->skip_looks = rank == sv->me;
 		return 0;
