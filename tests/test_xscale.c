@@ -12,6 +12,8 @@
  *     and range 3 within the last host; 4 -> 1 moves ranges 1, 2 and 3
  *     across hosts to rank 0. Exact sums, and the keys moved per step
  *     within 1.5x of the ideal share.
+ *   scale_three_hosts: the same on three hosts of one server each,
+ *     3 -> 4 -> 1: every move has a third host (the HANDBACK record).
  * Such a launch is still refused to users (test_scale_room_refusals) and
  * lets it in. */
 #include <stdio.h>
@@ -77,25 +79,25 @@ static int file_exists(void *path)
 	return access(path, F_OK) == 0;
 }
 
-static void test_xscale_scale(void)
+/* n hosts of one server each, workers[i] on host i, --max-servers 4:
+ * hps scale on the last host to steps[0], then steps[1], while the
+ * workers push; ideal[i]: the share of the keys step i moves. */
+static void scale_hosts(const char *port, int n, const int *workers, const int *steps, const double *ideal)
 {
 	static char out[1 << 16], cmd[4096];
-	CU_ASSERT_EQUAL_FATAL(ns_up(2), 0);
-	static const int workers[2] = {2, 1};
+	CU_ASSERT_EQUAL_FATAL(ns_up(n), 0);
 	char mark[300], job[32];
 	snprintf(job, sizeof job, "xs%d", (int)getpid() % 100000);
 	snprintf(cmd, sizeof cmd, "--max-servers 4 --job %s", job);
 	/* the rounds paced so that they outlast both scales */
-	pid_t p = hosts_job(ENV("9731"), 2, workers, "HPS_LOG=info NETNS_TEST_PACE_US=20000", cmd,
-			    "busy", mark, sizeof mark);
+	pid_t p = hosts_job(port, n, workers, "HPS_LOG=info NETNS_TEST_PACE_US=20000", cmd, "busy", mark, sizeof mark);
 	int ready = poll_until(file_exists, mark, 60000);
 	CU_ASSERT(ready);
-	static const int steps[] = {4, 1};
-	static const double ideal[] = {0.5, 0.75}; /* 2 of 4 ranges, then 3 of 4 */
 	size_t seen = strlen(slurp(job_log));
 	for (int i = 0; ready && i < 2; i++) {
-		snprintf(cmd, sizeof cmd, "%s scale --job %s --host %s1 --servers %d", hps_bin(), job, pfx, steps[i]);
-		int rc = on_host(1, out, sizeof out, cmd);
+		snprintf(cmd, sizeof cmd, "%s scale --job %s --host %s%d --servers %d", hps_bin(), job, pfx, n - 1,
+			 steps[i]);
+		int rc = on_host(n - 1, out, sizeof out, cmd);
 		char want[64];
 		snprintf(want, sizeof want, "job %s has %d server%s\n", job, steps[i], steps[i] == 1 ? "" : "s");
 		CU_ASSERT_EQUAL(rc, 0);
@@ -118,6 +120,23 @@ static void test_xscale_scale(void)
 	ns_down();
 }
 
+static void test_xscale_scale(void)
+{
+	static const int workers[2] = {2, 1}, steps[] = {4, 1};
+	static const double ideal[] = {0.5, 0.75}; /* 2 of 4 ranges, then 3 of 4 */
+	scale_hosts(ENV("9731"), 2, workers, steps, ideal);
+}
+
+/* Three hosts: 3 -> 4 moves range 3 from rank 0 (first host) to rank 3
+ * (last host), which the second host learns from the HANDBACK record;
+ * 4 -> 1 moves ranges 1, 2 and 3 to rank 0, each with a third host. */
+static void test_xscale_scale_three_hosts(void)
+{
+	static const int workers[3] = {1, 1, 1}, steps[] = {4, 1};
+	static const double ideal[] = {0.25, 0.75}; /* 1 of 4 ranges, then 3 of 4 */
+	scale_hosts(ENV("9741"), 3, workers, steps, ideal);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 3 && strcmp(argv[1], "--cluster-worker") == 0)
@@ -129,6 +148,7 @@ int main(int argc, char **argv)
 		{"test_xscale_room_no_scale", test_xscale_room_no_scale},
 		{"test_xscale_room_no_scale_bsp", test_xscale_room_no_scale_bsp},
 		{"test_xscale_scale", test_xscale_scale},
+		{"test_xscale_scale_three_hosts", test_xscale_scale_three_hosts},
 		{NULL, NULL},
 	};
 	int rc = run_suite("xscale", cases);
