@@ -4,7 +4,7 @@
  * request goes worker -> bridge -> ZeroMQ -> bridge -> server and back.
  *
  *   bench/net_bench [CASE...]     CASE: lat sparse1k sparse100k dense4M
- *                                 dense4M_8k zmq_rtt zmq_thr (default:
+ *                                 dense4M_8k zmq_rtt zmq_thr scale (default:
  *                                 lat sparse1k dense4M zmq_rtt zmq_thr)
  *
  * Lines as hps_bench's (case config phase MB/s keys/s ops/s p50_us p99_us)
@@ -16,6 +16,15 @@
  * host; and the baselines: zmq_rtt (REQ/REP
  * round trip of 8-byte messages) and zmq_thr (PUSH/PULL of 1 MB messages
  * sent without a copy), medians of 5 runs.
+ *
+ * scale: hps scale --servers across the hosts (docs/ARCHITECTURE.md,
+ * "Elastic servers across hosts"): a job of one server on the first host
+ * and one worker on the other, --max-servers 2; the worker pushes
+ * SCALE_MB of values (keys of 1024 floats), then `hps scale --servers 2`
+ * on the second host moves key range 1 to a new server there, record by
+ * record through the bridges. The line gives MB of that range moved per
+ * second, from the source's BEGIN to its FINAL (its "moved key range"
+ * line), next to zmq_thr of the same run ("# scale: ... of zmq_thr").
  *
  * After the lines of a configuration, `# cpu CASE CONFIG PHASE: ...` says
  * for the pipelined phases of dense cases how much CPU time each process
@@ -47,6 +56,8 @@
 #define ADDR_A "10.79.0.1" /* servers */
 #define ADDR_B "10.79.0.2" /* workers */
 #define THR_MSG (1u << 20)
+#define SCALE_MB 64     /* the scale case's values */
+#define SCALE_WIDTH 1024 /* floats per key: 4 KiB */
 
 static char ns[16];
 
@@ -230,6 +241,11 @@ static void zmq_push(void)
 	double r = median(rate, REPS);
 	printf("zmq_thr net push");
 	print_fig(r / 1e6);
+	FILE *f = fopen(getenv("NET_BENCH_THR") ? getenv("NET_BENCH_THR") : "/dev/null", "w");
+	if (f) { /* for the scale case's share of it */
+		fprintf(f, "%.3f\n", r / 1e6);
+		fclose(f);
+	}
 	printf(" -");
 	print_fig(r / THR_MSG);
 	printf(" - -\n");
@@ -330,6 +346,106 @@ static void hps_path(char *hps, size_t cap)
 		snprintf(hps, cap, "%.*s/../bin/hps", (int)(strrchr(self, '/') - self), self);
 }
 
+/* The scale case's worker: SCALE_MB of values in keys of SCALE_WIDTH
+ * floats, 1 MB per push; then it touches DIR/ready and waits (bounded)
+ * for DIR/go before it closes. */
+static int scale_worker(const char *dir)
+{
+	hps_ctx *ctx;
+	hps_worker *w;
+	if (hps_init(&ctx, NULL, NULL) || hps_worker_open(ctx, 1, &w))
+		return 1;
+	enum { PER = (1 << 20) / (SCALE_WIDTH * 4) };
+	static uint64_t keys[PER];
+	float *vals = hps_alloc(w, sizeof(float) * PER * SCALE_WIDTH);
+	int rc = vals ? 0 : 1;
+	for (size_t i = 0; vals && i < (size_t)PER * SCALE_WIDTH; i++)
+		vals[i] = 1.0f;
+	for (uint64_t k0 = 0; !rc && k0 < (uint64_t)SCALE_MB * PER; k0 += PER) {
+		for (uint64_t k = 0; k < PER; k++)
+			keys[k] = k0 + k;
+		rc = hps_wait(w, hps_push(w, keys, PER, vals, &(hps_opts){.width = SCALE_WIDTH}));
+	}
+	char path[4200];
+	snprintf(path, sizeof path, "%s/ready", dir);
+	close(open(path, O_WRONLY | O_CREAT, 0600));
+	snprintf(path, sizeof path, "%s/go", dir);
+	for (int t = 0; t < 120000 && access(path, F_OK) != 0; t++)
+		usleep(1000);
+	if (vals)
+		hps_free(w, vals);
+	hps_worker_close(w);
+	hps_finalize(ctx);
+	return rc;
+}
+
+/* The scale case (see the head comment); thr: zmq_thr's MB/s of this run. */
+static int run_scale(double thr)
+{
+	char dir[64], cmd[9000], self[4096], hps[4200], log[96];
+	snprintf(dir, sizeof dir, "/tmp/net_bench.%d.scale", (int)getpid());
+	snprintf(log, sizeof log, "/tmp/net_bench.%d.log", (int)getpid());
+	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+	self[n > 0 ? n : 0] = 0;
+	hps_path(hps, sizeof hps);
+	snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir %s && printf '%sa 1 0 " ADDR_A "\n%sb 0 1 " ADDR_B "\n' > %s/hosts",
+		 dir, dir, ns, ns, dir);
+	if (sh_cmd(cmd))
+		return 1;
+	snprintf(cmd, sizeof cmd,
+		 "ip netns exec %sa env HPS_RSH='ip netns exec {name} sh -c' HPS_ROOT_URI=" ADDR_A
+		 " HPS_ROOT_PORT=9610 HPS_HEAP_MB=64 %s launch --job nbs%d --max-servers 2 --hosts %s/hosts -- %s --scale-worker %s > %s 2>&1",
+		 ns, hps, (int)getpid(), dir, self, dir, log);
+	pid_t job = fork();
+	if (job == 0) {
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	char ready[128];
+	snprintf(ready, sizeof ready, "%s/ready", dir);
+	for (int t = 0; t < 120000 && access(ready, F_OK) != 0; t++)
+		usleep(1000);
+	snprintf(cmd, sizeof cmd, "ip netns exec %sb %s scale --job nbs%d --host %sb --servers 2 > %s/scale.out 2>&1", ns,
+		 hps, (int)getpid(), ns, dir);
+	int rc = access(ready, F_OK) != 0 || sh_cmd(cmd);
+	snprintf(cmd, sizeof cmd, "touch %s/go", dir);
+	sh_cmd(cmd);
+	int st = 0;
+	waitpid(job, &st, 0);
+	rc |= !WIFEXITED(st) || WEXITSTATUS(st) != 0;
+	/* server 0 moved key range 1 (K keys, X MB in Y ms) to server 1 */
+	FILE *f = fopen(log, "r");
+	double mb = 0, ms = 0;
+	char line[2048];
+	while (f && fgets(line, sizeof line, f)) {
+		const char *at = strstr(line, " moved key range ");
+		unsigned r, keys;
+		double x, y;
+		if (at && sscanf(at, " moved key range %u (%u keys, %lf MB in %lf ms)", &r, &keys, &x, &y) == 4)
+			mb += x, ms += y;
+	}
+	if (f)
+		fclose(f);
+	if (rc || ms <= 0) {
+		fprintf(stderr, "net_bench: the scale case failed\n");
+		snprintf(cmd, sizeof cmd, "tail -20 %s >&2; cat %s/scale.out >&2", log, dir);
+		sh_cmd(cmd);
+		rc = 1;
+	} else {
+		double rate = mb / (ms / 1e3);
+		printf("scale net2H move");
+		print_fig(rate);
+		printf(" - - - -\n");
+		if (thr > 0)
+			printf("# scale: %.1f MB in %.1f ms across hosts, %.0f%% of zmq_thr (%.1f MB/s)\n", mb, ms,
+			       100 * rate / thr, thr);
+	}
+	fflush(stdout);
+	snprintf(cmd, sizeof cmd, "rm -rf %s %s", dir, log);
+	sh_cmd(cmd);
+	return rc;
+}
+
 /* hosts: the hosts file (NULL: a one-host job of S servers and W workers
  * in namespace b); env: extra settings. */
 static int run_config(const char *name, const char *hosts_text, uint32_t S, uint32_t W, const char *env,
@@ -386,8 +502,10 @@ int main(int argc, char **argv)
 		return zmq_pull(), 0;
 	if (argc >= 2 && strcmp(argv[1], "--zmq-push") == 0)
 		return zmq_push(), 0;
+	if (argc >= 3 && strcmp(argv[1], "--scale-worker") == 0)
+		return scale_worker(argv[2]);
 	int ns_only = argc == 2 && strcmp(argv[1], "--namespaces-only") == 0;
-	int want_rtt = argc == 1, want_thr = argc == 1, any = argc == 1;
+	int want_rtt = argc == 1, want_thr = argc == 1, any = argc == 1, want_scale = 0;
 	char cases_arg[256] = "";
 	if (argc == 1) {
 		snprintf(cases_arg, sizeof cases_arg, "lat sparse1k dense4M");
@@ -404,6 +522,10 @@ int main(int argc, char **argv)
 		}
 		if (strcmp(argv[i], "zmq_thr") == 0) {
 			want_thr = 1;
+			continue;
+		}
+		if (strcmp(argv[i], "scale") == 0) { /* with zmq_thr of the same run */
+			want_scale = want_thr = 1;
 			continue;
 		}
 		size_t ci;
@@ -444,9 +566,22 @@ int main(int argc, char **argv)
 	fflush(stdout);
 	if (want_rtt)
 		baseline("--zmq-rep", "--zmq-req");
+	char thr_file[64];
+	snprintf(thr_file, sizeof thr_file, "/tmp/net_bench.%d.thr", (int)getpid());
+	setenv("NET_BENCH_THR", thr_file, 1);
 	if (want_thr)
 		baseline("--zmq-pull", "--zmq-push");
 	int rc = 0;
+	if (want_scale) {
+		double thr = 0;
+		FILE *f = fopen(thr_file, "r");
+		if (!f || fscanf(f, "%lf", &thr) != 1)
+			thr = 0;
+		if (f)
+			fclose(f);
+		rc |= run_scale(thr);
+	}
+	unlink(thr_file);
 	if (any) {
 		rc |= run_config("net1S1W", "%sa 1 0 " ADDR_A "\n%sb 0 1 " ADDR_B "\n", 1, 1, "", cases_arg);
 		/* the same under CURVE, right after it: the cost of encryption */

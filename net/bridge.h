@@ -176,6 +176,10 @@ struct hpsi_bridge {
 	 * comes back), 2 after (those held then are dropped: their hosts send
 	 * them to the replacement) */
 	unsigned char *handed;
+	/* net/bridge_scale.c: the plan of a scale last reported (the last
+	 * host) or stored here (the others), by its number */
+	uint32_t plan_seq, plan_servers;
+	uint16_t plan[HPSI_MAX_NODES];
 	/* HPS_FAILPOINT=holdfwd:HOST:N (tests): forwards to other hosts this
 	 * bridge still sends before it holds them all; -1: no failpoint */
 	int64_t fwd_failpoint;
@@ -324,6 +328,17 @@ void hpsi_bridge_sync_receive(struct hpsi_bridge *b, uint32_t from, const struct
  * range h->range back to server rec->server of a third host. */
 void hpsi_bridge_handback_receive(struct hpsi_bridge *b, uint32_t from, const struct hpsi_rec_hdr *rec,
 				  const struct hpsi_msg_hdr *h);
+/* A move of hps scale: key range r's owner here is q from now. */
+void hpsi_bridge_owner_to(struct hpsi_bridge *b, uint32_t r, uint32_t q);
+
+/* net/bridge_scale.c: hps scale --servers across hosts. */
+/* The last host's plan, into its heartbeat. */
+void hpsi_bridge_scale_report(struct hpsi_bridge *b, struct hpsi_sched_states *m);
+/* Free ranks of other hosts started by a scale (ALIVE here), then a new
+ * plan from the scheduler's states; 1 when something changed. */
+int hpsi_bridge_scale_apply(struct hpsi_bridge *b, const struct hpsi_sched_states *m);
+/* Moves between two local servers, told to every other host; 1 if any. */
+int hpsi_bridge_scale_owners(struct hpsi_bridge *b);
 
 /* net/bridge_failover.c: key ranges of dead servers go on at their next
  * replicas across hosts (docs/ARCHITECTURE.md, "Failover across hosts"). */

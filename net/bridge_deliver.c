@@ -252,7 +252,10 @@ static void deliver(struct hpsi_bridge *b, uint32_t w, uint32_t s, const struct 
 			hpsi_bridge_inflight(b, w, (int64_t)p->fifo.n - (int64_t)before);
 			hpsi_bridge_origin_release(b, p); /* before the bell: a worker waiting for room */
 		}
-		hpsi_bell_ring(&hpsi_seg_node(&b->seg, answer ? hpsi_worker_node(&b->seg, w) : s)->bell);
+		/* a request wakes the server of key range s: its owner (with
+		 * --max-servers not s itself; the identity without) */
+		hpsi_bell_ring(&hpsi_seg_node(&b->seg, answer ? hpsi_worker_node(&b->seg, w) : hpsi_range_owner(&b->seg, s))
+					->bell);
 	}
 	if (rc < 0)
 		hpsi_msg_count_bad("an answer that matches no request in flight");

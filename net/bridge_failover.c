@@ -56,7 +56,11 @@ enum { FENCE_NONE = 0, FENCE_WAITING = 1, FENCE_DONE = 2 };
 
 int hpsi_bridge_failover_layout(struct hpsi_bridge *b)
 {
-	if (!b->seg.hdr->replicas)
+	/* a movable job (--max-servers) too: its key ranges move between
+	 * hosts, each read again from the oldest request not answered
+	 * (docs/ARCHITECTURE.md, "Elastic servers across hosts", step 2);
+	 * serving[r] is then its owner (hpsi_replica with room) */
+	if (!b->seg.hdr->replicas && !hpsi_seg_movable(&b->seg))
 		return 0;
 	b->resend = 1;
 	b->fwd_failpoint = -1;
@@ -409,7 +413,9 @@ int hpsi_bridge_range_coming(struct hpsi_bridge *b, uint32_t s)
 	 * host that had not learned of the hand-back yet waits too (a worker's
 	 * ring window at most): it is delivered only if the range comes back
 	 * here, where a push seen twice is answered, not applied again. */
-	if (!b->serving || s >= b->S)
+	/* A move (hps scale) comes nowhere before its FINAL, and every
+	 * request for it is sent after that (net/bridge_recover.c) */
+	if (!b->serving || s >= b->S || hpsi_seg_movable(&b->seg))
 		return 0;
 	/* A JOINING replica counts: a third host sends a range handed back
 	 * to a replacement here as soon as it read the source's HANDBACK,

@@ -50,7 +50,9 @@ static struct hpsi_bridge_pair *fwd_of(struct hpsi_bridge *b, uint32_t from, uin
 
 int hpsi_bridge_fwd_layout(struct hpsi_bridge *b)
 {
-	if (!b->seg.hdr->replicas)
+	/* with replicas, and in a movable job (--max-servers), whose moves
+	 * copy key ranges over these rings (net/bridge_recover.c) */
+	if (!b->seg.hdr->replicas && !hpsi_seg_movable(&b->seg))
 		return 0;
 	if (!(b->fwd = calloc((size_t)b->S * b->S, sizeof *b->fwd)))
 		return HPS_ENOMEM;

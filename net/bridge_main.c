@@ -11,6 +11,7 @@
 
 #include "hps/error.h"
 #include "net/bridge.h"
+#include "net/route.h"
 #include "runtime/common/log.h"
 #include "shm/liveness.h"
 #include "shm/wake.h"
@@ -81,17 +82,21 @@ int hpsi_bridge_layout(struct hpsi_bridge *b)
 		for (uint32_t w = a->hosts[i].wrk_lo; w < a->hosts[i].wrk_hi; w++)
 			b->host_of_worker[w] = i;
 	}
-	/* attach to the rings that cross hosts, at the end that is ours */
+	/* attach to the rings that cross hosts, at the end that is ours.
+	 * Ring (w, s) belongs to key range s, served by its owner (the
+	 * identity without --max-servers; with room the launch's owner table,
+	 * which every host computes alike from the same header) */
 	uint32_t rb = b->seg.hdr->ring_bytes;
 	for (uint32_t w = 0; w < b->W; w++)
 		for (uint32_t s = 0; s < b->S; s++) {
 			struct hpsi_bridge_pair *p = hpsi_bridge_pair_of(b, w, s);
-			if (hpsi_bridge_local_worker(b, w) && !hpsi_bridge_local_server(b, s)) {
+			uint32_t owner = hpsi_range_owner(&b->seg, s);
+			if (hpsi_bridge_local_worker(b, w) && !hpsi_bridge_local_server(b, owner)) {
 				hpsi_ring_cons_attach(&p->cons, hpsi_seg_ring(&b->seg, w, s, 0), rb);
 				hpsi_ring_prod_attach(&p->prod, hpsi_seg_ring(&b->seg, w, s, 1), rb);
 				p->used = HPSI_PAIR_ORIGIN;
-				p->host = b->host_of_server[s];
-			} else if (!hpsi_bridge_local_worker(b, w) && hpsi_bridge_local_server(b, s)) {
+				p->host = b->host_of_server[owner];
+			} else if (!hpsi_bridge_local_worker(b, w) && hpsi_bridge_local_server(b, owner)) {
 				hpsi_ring_prod_attach(&p->prod, hpsi_seg_ring(&b->seg, w, s, 0), rb);
 				hpsi_ring_cons_attach(&p->cons, hpsi_seg_ring(&b->seg, w, s, 1), rb);
 				p->used = HPSI_PAIR_INBOUND;
@@ -106,8 +111,10 @@ void hpsi_bridge_seg_params(const struct hpsi_bridge *b, struct hpsi_bridge_plac
 	const struct hpsi_sched_assign *a = &b->assign;
 	const struct hpsi_host_entry *mine = &a->hosts[a->h.host];
 	hpsi_config_seg_params(&b->cfg, sp);
-	sp->nservers = a->nservers, sp->nworkers = a->launched ? a->launched : a->nworkers;
+	sp->nworkers = a->launched ? a->launched : a->nworkers;
 	sp->max_workers = a->nworkers; /* the room: VACANT slots (net/bridge_join.c) */
+	/* and the server ranks' room (--max-servers), the last host's */
+	sp->nservers = a->launched_servers ? a->launched_servers : a->nservers, sp->max_servers = a->nservers;
 	sp->bridged = 1;
 	sp->srv_lo = mine->srv_lo, sp->srv_hi = mine->srv_hi, sp->wrk_lo = mine->wrk_lo, sp->wrk_hi = mine->wrk_hi;
 	/* the scheduler ranks hosts in this order with contiguous servers
@@ -220,6 +227,7 @@ int hpsi_cmd_bridge(int argc, char **argv)
 			int moved = hpsi_bridge_retry_held(b);
 			moved |= hpsi_bridge_fwd_retry(b);
 			moved |= hpsi_bridge_failover_check(b);
+			moved |= hpsi_bridge_scale_owners(b);
 			moved |= hpsi_bridge_forward_requests(b);
 			moved |= hpsi_bridge_forward_answers(b);
 			moved |= hpsi_bridge_recv_peers(b);

@@ -56,6 +56,7 @@
 #include "net/route.h"
 #include "runtime/common/log.h"
 #include "shm/node.h"
+#include "shm/wake.h"
 
 void hpsi_bridge_recover_report(struct hpsi_bridge *b, struct hpsi_sched_states *m)
 {
@@ -185,16 +186,72 @@ int hpsi_bridge_sync_send(struct hpsi_bridge *b, uint32_t p, uint32_t q, const s
 		for (uint32_t i = 0; i < b->nhosts; i++)
 			if (i != b->me && i != host)
 				hpsi_bridge_append(b, i, p, q, HPSI_REC_HANDBACK, &hb, NULL, 0, NULL, 0);
+		if (hpsi_seg_movable(&b->seg)) /* (the source stores it too, after the FINAL: move.c) */
+			hpsi_bridge_owner_to(b, h->range, q);
 		hpsi_bridge_range_to(b, h->range, q);
 		b->handed[h->range] = 1; /* (cleared when it moves again) */
+		/* A move (hps scale) has no replica to come back to: what the
+		 * other hosts send here for the range from now on they read again
+		 * for the target once they took it (its FINAL or this HANDBACK
+		 * came there before any request they send it), so it is stale */
+		if (hpsi_seg_movable(&b->seg))
+			hpsi_bridge_range_settled(b, h->range);
 	}
 	return 0;
+}
+
+/* A move of hps scale told by a HANDBACK record (net/bridge_scale.c):
+ * from p of host `from` to q of that host (its bridge saw the owner table
+ * change) or of a third host (its bridge read the FINAL). */
+static void move_receive(struct hpsi_bridge *b, uint32_t from, uint32_t p, uint32_t q, uint32_t r)
+{
+	if (p >= b->S || q >= b->S || r >= b->S || b->host_of_server[p] != from || hpsi_bridge_local_server(b, q)) {
+		hpsi_msg_count_bad("a hand-over naming no source of the sending host and target of another");
+		return;
+	}
+	if (b->serving[r] != p) { /* (it moved on since, as told by a later FINAL here) */
+		b->stale++;
+		return;
+	}
+	hpsi_bridge_owner_to(b, r, q);
+	if (b->host_of_server[q] == from) {
+		b->serving[r] = q; /* the same host: the same pairs */
+		return;
+	}
+	hpsi_warn("bridge %s: server %u (host %u) moved key range %u to server %u (host %u)", b->cfg.host, p, from, r,
+		  q, b->host_of_server[q]);
+	hpsi_bridge_range_to(b, r, q);
+	hpsi_bridge_range_settled(b, r);
+}
+
+void hpsi_bridge_owner_to(struct hpsi_bridge *b, uint32_t r, uint32_t q)
+{
+	/* The plan too, but on the last host (its launcher makes the plans):
+	 * another host may not have the plan of this move yet, and its
+	 * servers must not move the range back by the plan before it
+	 * (relaxed: the target reads it after it acquired the FINAL, which
+	 * this thread writes into its ring after this) */
+	if (b->me != b->nhosts - 1)
+		atomic_store_explicit(&hpsi_seg_want(&b->seg)[r], (uint16_t)q, memory_order_relaxed);
+	/* release pairs with routing's acquire (hpsi_range_owner): a worker
+	 * here that sees q as the owner finds the pairs moved (this thread
+	 * moves them right after, before it reads any worker's ring again) */
+	atomic_store_explicit(&hpsi_seg_owner(&b->seg)[r], (uint16_t)q, memory_order_release);
+	/* hps_membership_epoch: the servers changed (as hpsi_members_changed,
+	 * runtime/client/join.c; release: whoever sees the new epoch sees the
+	 * owner before it) */
+	atomic_fetch_add_explicit(&b->seg.hdr->members_seq, 1, memory_order_release);
+	hpsi_wake_all(&b->seg);
 }
 
 void hpsi_bridge_handback_receive(struct hpsi_bridge *b, uint32_t from, const struct hpsi_rec_hdr *rec,
 				  const struct hpsi_msg_hdr *h)
 {
 	uint32_t p = rec->worker, q = rec->server, r = h->range;
+	if (b->serving && hpsi_seg_movable(&b->seg)) {
+		move_receive(b, from, p, q, r);
+		return;
+	}
 	if (!b->serving || p >= b->S || q >= b->S || r >= b->S || b->host_of_server[p] != from ||
 	    b->host_of_server[q] == from || hpsi_bridge_local_server(b, q) ||
 	    hpsi_replica_index(&b->seg, r, p) == HPSI_NO_SERVER || hpsi_replica_index(&b->seg, r, q) == HPSI_NO_SERVER) {
@@ -234,6 +291,11 @@ void hpsi_bridge_sync_receive(struct hpsi_bridge *b, uint32_t from, const struct
 		return; /* its target is gone: nobody reads it (the source stops) */
 	if (last_handback(b, h)) {
 		hpsi_warn("bridge %s: server %u hands key range %u back to server %u", b->cfg.host, p, h->range, q);
+		/* a move (hps scale): the target's host stores the new owner
+		 * before the FINAL goes into the ring (the target serves the
+		 * range from it), as the source stores it on its own host */
+		if (hpsi_seg_movable(&b->seg))
+			hpsi_bridge_owner_to(b, h->range, q);
 		hpsi_bridge_range_to(b, h->range, q);
 	}
 	hpsi_bridge_fwd_write(b, p, q, h, h + 1, h + 1);

@@ -33,7 +33,9 @@ void hpsi_bridge_heartbeat(struct hpsi_bridge *b)
 		if (!hpsi_node_local(&b->seg, n))
 			continue;
 		if (n < b->S) {
-			m.state[n] = (uint8_t)hpsi_node_check(&b->seg, n);
+			uint32_t st = hpsi_node_check(&b->seg, n);
+			/* a free rank of the room (--max-servers): the scheduler knows no VACANT */
+			m.state[n] = (uint8_t)(st == HPSI_NODE_VACANT ? HPSI_NODE_EMPTY : st);
 			continue;
 		}
 		/* a dead worker the launcher may restart reads RESTARTING
@@ -54,6 +56,7 @@ void hpsi_bridge_heartbeat(struct hpsi_bridge *b)
 	}
 	hpsi_bridge_join_report(b, &m);
 	hpsi_bridge_recover_report(b, &m);
+	hpsi_bridge_scale_report(b, &m);
 	hpsi_bstat_totals(b, &m.totals);
 	hpsi_bridge_send_sched(b, &m, sizeof m);
 }
@@ -62,6 +65,7 @@ static void apply_states(struct hpsi_bridge *b, const struct hpsi_sched_states *
 {
 	int changed = hpsi_bridge_join_apply(b, m); /* a joiner ALIVE before its DEAD or CLOSED */
 	changed |= hpsi_bridge_recover_apply(b, m); /* replacement servers: JOINING, lacking, ALIVE */
+	changed |= hpsi_bridge_scale_apply(b, m); /* a scale's new servers, then its plan */
 	for (uint32_t n = 0; n < m->nnodes && n < b->S + b->W; n++) {
 		if (hpsi_node_local(&b->seg, n) || (m->state[n] != HPSI_NODE_DEAD && m->state[n] != HPSI_NODE_CLOSED))
 			continue;

@@ -192,7 +192,8 @@ int hpsi_sched_check(const void *buf, size_t len, const char **why)
 	} else if (h.type == HPSI_SCH_ASSIGN) {
 		const struct hpsi_sched_assign *m = buf;
 		if (m->nhosts == 0 || m->nhosts > HPSI_MAX_HOSTS || h.host >= m->nhosts || m->nservers < 1 ||
-		    m->nworkers < 1 || (uint64_t)m->nservers + m->nworkers > HPSI_MAX_NODES || m->launched > m->nworkers) {
+		    m->nworkers < 1 || (uint64_t)m->nservers + m->nworkers > HPSI_MAX_NODES || m->launched > m->nworkers ||
+		    m->launched_servers > m->nservers) {
 			*why = "assignment with bad counts";
 			return -1;
 		}

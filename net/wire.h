@@ -24,7 +24,7 @@
 
 #define HPSI_BATCH_MAGIC 0x42535048u /* "HPSB" */
 #define HPSI_SCHED_MAGIC 0x43535048u /* "HPSC" */
-#define HPSI_WIRE_VERSION 3 /* 2: heartbeats carry the host's totals; 3: join words (states), launched (assignment) */
+#define HPSI_WIRE_VERSION 4 /* 2: heartbeats carry the host's totals; 3: join words (states), launched (assignment); 4: launched_servers (assignment), the plan of a scale (states) */
 #define HPSI_MAX_HOSTS 64
 #define HPSI_ENDPOINT_MAX 128
 
@@ -140,8 +140,12 @@ struct hpsi_sched_assign {
 	struct hpsi_sched_hdr h;
 	/* nworkers: worker slots (--max-workers); launched: the -w of the
 	 * launch (0: nworkers); the slots past it (room) are the last host's,
-	 * VACANT until a worker joins (net/bridge_join.c) */
+	 * VACANT until a worker joins (net/bridge_join.c). nservers: server
+	 * ranks and key ranges (--max-servers); launched_servers: the -s of
+	 * the launch (0: nservers); the ranks past it (room) are the last
+	 * host's, VACANT until a scale starts them */
 	uint32_t nhosts, nservers, nworkers, launched;
+	uint32_t launched_servers, pad;
 	struct hpsi_host_entry hosts[HPSI_MAX_HOSTS];
 };
 
@@ -182,6 +186,13 @@ struct hpsi_sched_states {
 	uint8_t state[HPSI_MAX_NODES];
 	uint32_t join[HPSI_MAX_NODES];
 	struct hpsi_host_totals totals; /* HEARTBEAT only */
+	/* The plan of hps scale --servers across hosts (docs/ARCHITECTURE.md,
+	 * "Elastic servers across hosts", step 5): from the last host's
+	 * heartbeat (its launcher's plan, numbered by its moves_seq), passed
+	 * on in STATES; every other host stores it and bumps its own
+	 * moves_seq when plan_seq moves on. 0: no plan yet. */
+	uint32_t plan_seq, plan_servers;
+	uint16_t plan[HPSI_MAX_NODES];
 };
 
 /* BROKEN: the outcome of barrier gen (shm/barrier.h) for every host. */

@@ -253,7 +253,7 @@ int hpsi_seg_create(const struct hpsi_seg_params *params, struct hpsi_seg *seg)
 	 * the job may grow to; ranks past the launched ones start VACANT and
 	 * their ranges are served by the launched ones (the owner table) */
 	uint32_t launched_srv = shaped.nservers;
-	if (shaped.max_servers > shaped.nservers && !shaped.bridged)
+	if (shaped.max_servers > shaped.nservers)
 		shaped.nservers = shaped.max_servers;
 	shaped.launched_servers = launched_srv;
 	/* declared ranges with room: each cut into its share of the key
@@ -390,7 +390,7 @@ int hpsi_seg_create(const struct hpsi_seg_params *params, struct hpsi_seg *seg)
 	if (p->bridged) /* the creator stands for every remote node; a free
 			 * rank of another host stays VACANT until it is taken */
 		for (uint32_t id = 0; id < p->nservers + p->nworkers; id++)
-			if (!hpsi_node_local(seg, id) && (id < p->nservers || id - p->nservers < launched)) {
+			if (!hpsi_node_local(seg, id) && (id < p->nservers ? id < launched_srv : id - p->nservers < launched)) {
 				struct hpsi_node *n = hpsi_seg_node(seg, id);
 				atomic_store_explicit(&n->pid, (int32_t)getpid(), memory_order_relaxed);
 				atomic_store_explicit(&n->birth, hpsi_proc_birth(getpid()), memory_order_relaxed);

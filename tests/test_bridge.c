@@ -19,7 +19,9 @@
 
 #include "hps/error.h"
 #include "net/bridge.h"
+#include "net/route.h"
 #include "runtime/common/dtype.h"
+#include "shm/node.h"
 #include "tests/harness.h"
 
 #define RING (1u << 14)
@@ -658,6 +660,77 @@ static void test_bridge_states_checked(void)
 	CU_ASSERT_STRING_EQUAL(why, "unknown node state");
 }
 
+/* hps scale --servers across hosts (net/bridge_scale.c), as host 0 of
+ * two sees it, -s 2 --max-servers 4 (server 0 here, servers 1 to 3 on
+ * host 1): a plan naming too many servers or no server is counted bad and
+ * changes nothing, a good one is stored with moves_seq bumped; a free rank
+ * of host 1 the states say ALIVE becomes ALIVE here with its incarnation;
+ * a hand-over naming a target here, or a source of another host, is bad;
+ * one within host 1 moves the owner only. */
+static void test_bridge_scale_checks(void)
+{
+	static struct hpsi_bridge m;
+	memset(&m, 0, sizeof m);
+	char job[64];
+	snprintf(job, sizeof job, "tbs%d", (int)getpid());
+	struct hpsi_seg_params sp = {.job = job, .host = "h0", .nservers = 2, .max_servers = 4, .nworkers = 2,
+				     .ring_bytes = RING, .heap_slice = SLICE, .timeout_ms = 20000,
+				     .range_mode = HPSI_RANGE_HASH, .bridged = 1, .srv_lo = 0, .srv_hi = 1, .wrk_lo = 0,
+				     .wrk_hi = 1};
+	CU_ASSERT_EQUAL_FATAL(hpsi_seg_create(&sp, &m.seg), 0);
+	struct hpsi_sched_assign *a = &m.assign;
+	a->h.host = 0, a->nhosts = 2, a->nservers = 4, a->nworkers = 2, a->launched_servers = 2;
+	a->hosts[0].srv_lo = 0, a->hosts[0].srv_hi = 1, a->hosts[0].wrk_lo = 0, a->hosts[0].wrk_hi = 1;
+	a->hosts[1].srv_lo = 1, a->hosts[1].srv_hi = 4, a->hosts[1].wrk_lo = 1, a->hosts[1].wrk_hi = 2;
+	CU_ASSERT_EQUAL_FATAL(hpsi_bridge_layout(&m), 0);
+	CU_ASSERT_EQUAL(hpsi_node_state(&m.seg, 2), HPSI_NODE_VACANT); /* another host's free rank */
+	CU_ASSERT_EQUAL(hpsi_node_state(&m.seg, 1), HPSI_NODE_ALIVE);
+	static struct hpsi_sched_states st;
+	hpsi_sched_init(&st.h, HPSI_SCH_STATES, 0);
+	st.nnodes = 6;
+	st.state[2] = HPSI_NODE_ALIVE, st.join[2] = HPSI_SRV_WORD(1, 0);
+	uint32_t seq = atomic_load(&m.seg.hdr->moves_seq);
+	uint64_t bad = hpsi_msg_bad_count();
+	st.plan_seq = 7, st.plan_servers = 5; /* more servers than ranks */
+	CU_ASSERT_EQUAL(hpsi_bridge_scale_apply(&m, &st), 1); /* (rank 2 ALIVE here) */
+	CU_ASSERT_EQUAL(hpsi_node_state(&m.seg, 2), HPSI_NODE_ALIVE);
+	CU_ASSERT_EQUAL(atomic_load(&hpsi_seg_node(&m.seg, 2)->incarnation), 1u);
+	st.plan_servers = 3, st.plan[0] = 0, st.plan[1] = 1, st.plan[2] = 9, st.plan[3] = 1; /* no server 9 */
+	CU_ASSERT_EQUAL(hpsi_bridge_scale_apply(&m, &st), 0);
+	CU_ASSERT_EQUAL(hpsi_msg_bad_count(), bad + 2);
+	CU_ASSERT_EQUAL(atomic_load(&m.seg.hdr->moves_seq), seq);
+	st.plan[2] = 2;
+	CU_ASSERT_EQUAL(hpsi_bridge_scale_apply(&m, &st), 1);
+	CU_ASSERT_EQUAL(atomic_load(&m.seg.hdr->moves_seq), seq + 1);
+	CU_ASSERT_EQUAL(atomic_load(&m.seg.hdr->servers_want), 3u);
+	CU_ASSERT_EQUAL(atomic_load(&hpsi_seg_want(&m.seg)[2]), 2u);
+	CU_ASSERT_EQUAL(hpsi_bridge_scale_apply(&m, &st), 0); /* the same plan again: nothing */
+	/* hand-overs: range 3 is rank 1's at launch (hpsi_seg_first_owners) */
+	CU_ASSERT_EQUAL(hpsi_range_owner(&m.seg, 3), 1u);
+	struct hpsi_msg_hdr h;
+	hpsi_msg_init(&h, HPSI_MSG_CLOCK, 1, 0);
+	h.range = 3;
+	struct hpsi_rec_hdr rec = {.len = sizeof h, .worker = 1, .server = 0, .flags = HPSI_REC_HANDBACK};
+	bad = hpsi_msg_bad_count();
+	hpsi_bridge_handback_receive(&m, 1, &rec, &h); /* a target on this host */
+	rec.server = 3;
+	hpsi_bridge_handback_receive(&m, 0, &rec, &h); /* a source not of the sender */
+	CU_ASSERT_EQUAL(hpsi_msg_bad_count(), bad + 2);
+	CU_ASSERT_EQUAL(hpsi_range_owner(&m.seg, 3), 1u);
+	hpsi_bridge_handback_receive(&m, 1, &rec, &h); /* 1 to 3, both on host 1 */
+	CU_ASSERT_EQUAL(hpsi_msg_bad_count(), bad + 2);
+	CU_ASSERT_EQUAL(hpsi_range_owner(&m.seg, 3), 3u);
+	CU_ASSERT_EQUAL(m.serving[3], 3u);
+	hpsi_bridge_failover_free(&m);
+	free(m.fwd);
+	for (size_t i = 0; i < (size_t)m.W * m.S; i++)
+		free(m.pairs[i].fifo.e);
+	free(m.host_of_server), free(m.host_of_worker), free(m.pairs), free(m.heaps), free(m.heap_live);
+	free(m.out), free(m.dealers);
+	hpsi_seg_unlink(&m.seg);
+	hpsi_seg_detach(&m.seg);
+}
+
 int main(void)
 {
 	static const struct test_case cases[] = {
@@ -671,6 +744,7 @@ int main(void)
 		{"test_bridge_shm_full_fails_request", test_bridge_shm_full_fails_request},
 		{"test_bridge_counts_peer_traffic", test_bridge_counts_peer_traffic},
 		{"test_bridge_forward_record_flags", test_bridge_forward_record_flags},
+		{"test_bridge_scale_checks", test_bridge_scale_checks},
 		{NULL, NULL},
 	};
 	return run_suite("bridge", cases);

@@ -737,7 +737,8 @@ static void test_scale_room_refusals(void)
 		{"-s 2 --max-servers 4 --key-ranges 9-0,10-19", "key ranges must be ascending and disjoint (HPS_KEY_RANGES), range 0 is not"},
 		{"-s 2 --max-servers 4 --key-ranges 0-9,10-19 --direct 4", "HPS_MAX_SERVERS with HPS_DIRECT: a direct range is a dense array"},
 		{"-s 2 --max-servers 4 --updater 'sum;sum'", "HPS_MAX_SERVERS with HPS_UPDATER=sum;sum: a list per server is not built"},
-		{"-s 2 --max-servers 4 --hosts /nonexistent", "hps launch: --max-servers works within one host only"},
+		{"-s 2 --max-servers 4 --replicas 1 --hosts /nonexistent", "hps launch: --max-servers with --replicas works within one host only, not with --hosts or HPS_ROOT_URI"},
+		{"-s 2 --max-servers 4 --tracker", "hps launch: --max-servers works within one host or with --hosts, not with --tracker"},
 		{"-s 2 --max-servers 300", "HPS_MAX_SERVERS"},
 		{"-s 2 --max-servers 4 --restart-servers 2", "hps launch: --restart-servers with --max-servers: a dead server"},
 	};
@@ -1241,7 +1242,7 @@ static void test_scale_join_then_move(void)
 static void test_scale_servers_refusals(void)
 {
 	char cmd[8192];
-	struct hpsi_seg room, plain, repl, hosts;
+	struct hpsi_seg room, plain, repl, hosts, hroom;
 	struct hpsi_seg_params p = {.job = "sq1", .host = "testhost", .nservers = 2, .nworkers = 1, .max_servers = 4,
 				    .heap_slice = 8u << 20, .timeout_ms = 20000};
 	CU_ASSERT_EQUAL_FATAL(hpsi_seg_create(&p, &room), 0);
@@ -1252,6 +1253,8 @@ static void test_scale_servers_refusals(void)
 	p = (struct hpsi_seg_params){.job = "sq4", .host = "testhost", .nservers = 2, .nworkers = 2, .heap_slice = 8u << 20,
 				     .timeout_ms = 20000, .bridged = 1, .srv_lo = 0, .srv_hi = 1, .wrk_lo = 0, .wrk_hi = 1};
 	CU_ASSERT_EQUAL_FATAL(hpsi_seg_create(&p, &hosts), 0);
+	p.job = "sq5", p.max_servers = 4; /* room, but on the last host, not this one */
+	CU_ASSERT_EQUAL_FATAL(hpsi_seg_create(&p, &hroom), 0);
 	static const struct {
 		const char *args, *says;
 		int rc;
@@ -1261,7 +1264,8 @@ static void test_scale_servers_refusals(void)
 		{"--job sq2 --servers 3", "hps scale: job sq2 was launched without room for more servers; its key ranges cannot move (hps launch --max-servers)\n", 1},
 		{"--job sq3 --servers 2", "job sq3 has 2 servers already\n", 0}, /* (a replicated job scales: no refusal) */
 		{"--job sq3 --servers 1", "hps scale: job sq3 keeps 1 backup of every key range on other servers (--replicas), so it needs at least 2 servers, not 1\n", 1},
-		{"--job sq4 --servers 3", "hps scale: job sq4 spans hosts (--hosts); scaling such a job is not built yet\n", 1},
+		{"--job sq4 --servers 3", "hps scale: job sq4 was launched without room for more servers; its key ranges cannot move (hps launch --max-servers)\n", 1},
+		{"--job sq5 --servers 3", "hps scale: job sq5 spans hosts (--hosts): its free server ranks are on its last host, not on testhost; run hps scale there\n", 1},
 		{"--job sq1 --servers 0", "hps scale: --servers needs a number from 1 to 255\n", 2},
 		{"--job sq1 --servers 3 --workers 2", "hps scale: say how many workers or servers the job should have (--workers N or --servers N, one of them)\n", 2},
 	};
@@ -1297,8 +1301,8 @@ static void test_scale_servers_refusals(void)
 	}
 	CU_ASSERT_EQUAL(wait_exit(pid, 30000), 0);
 	atomic_store(&hpsi_seg_node(&room, 0)->state, HPSI_NODE_CLOSED);
-	struct hpsi_seg *all[] = {&room, &plain, &repl, &hosts};
-	for (int i = 0; i < 4; i++) {
+	struct hpsi_seg *all[] = {&room, &plain, &repl, &hosts, &hroom};
+	for (int i = 0; i < 5; i++) {
 		hpsi_seg_unlink(all[i]);
 		hpsi_seg_detach(all[i]);
 	}

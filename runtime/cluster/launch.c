@@ -1064,8 +1064,17 @@ int hpsi_cmd_launch(int argc, char **argv)
 		fprintf(stderr, "hps launch: --max-workers works within one host or with --hosts, not with --tracker\n");
 		return 2;
 	}
-	if (hpsi_setting("MAX_SERVERS") && (hosts_file || tracker || hpsi_setting("ROOT_URI"))) {
-		fprintf(stderr, "hps launch: --max-servers works within one host only, not with --hosts, --tracker or HPS_ROOT_URI\n");
+	/* Across hosts the scheduler's HPS_MAX_SERVERS makes the room of
+	 * servers, the last host's (docs/ARCHITECTURE.md, "Elastic servers
+	 * across hosts"); a tracker's scheduler is not ours, and moving the
+	 * ranges of a replicated job across hosts is not built */
+	const char *reps = hpsi_setting("REPLICAS");
+	if (hpsi_setting("MAX_SERVERS") && tracker) {
+		fprintf(stderr, "hps launch: --max-servers works within one host or with --hosts, not with --tracker\n");
+		return 2;
+	}
+	if (hpsi_setting("MAX_SERVERS") && reps && strcmp(reps, "0") && (hosts_file || hpsi_setting("ROOT_URI"))) {
+		fprintf(stderr, "hps launch: --max-servers with --replicas works within one host only, not with --hosts or HPS_ROOT_URI (moving the key ranges of a replicated job across hosts is not built)\n");
 		return 2;
 	}
 	/* Across hosts only under --hosts (which passes the option to every
@@ -1178,7 +1187,9 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 	atomic_store_explicit(&j.seg.hdr->worker_restarts, (uint32_t)restart_workers, memory_order_relaxed);
 	long worker_restarts_left = restart_workers;
 	int first = j.n;
-	for (uint32_t r = hdr->srv_lo; r < hdr->srv_hi; r++)
+	/* across hosts the last host's servers end with the free ranks */
+	uint32_t srv_end = hdr->srv_hi < hdr->launched_servers ? hdr->srv_hi : hdr->launched_servers;
+	for (uint32_t r = hdr->srv_lo; r < srv_end; r++)
 		j.kids[j.n++] = (struct child){.out.fd = -1, .role = HPS_ROLE_SERVER, .rank = (int)r};
 	/* across hosts the last host's range ends with the free ranks */
 	uint32_t wrk_end = hdr->wrk_hi < hdr->launched_workers ? hdr->wrk_hi : hdr->launched_workers;
@@ -1211,7 +1222,8 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 	struct scaling scaling = {0};
 	for (;;) {
 		if ((!multi && (hdr->launched_workers < hdr->nworkers || hpsi_seg_room(&j.seg))) ||
-		    (multi && hdr->wrk_hi > hdr->launched_workers)) { /* across hosts: the host with the room */
+		    (multi && (hdr->wrk_hi > hdr->launched_workers ||
+			       (hpsi_seg_movable(&j.seg) && hdr->srv_hi == hdr->nservers)))) { /* across hosts: the host with the room */
 			int servers = 0;
 			int more = serve_scale(&j, &scaling, self, argv + prog, self_serve ? argv + prog : NULL, &cfg, &servers);
 			workers_left += more, nodes_left += more + servers;

@@ -128,11 +128,8 @@ static int scale_workers(struct hpsi_seg *seg, uint32_t want)
 static int scale_servers(struct hpsi_seg *seg, uint32_t want)
 {
 	const struct hpsi_seg_hdr *h = seg->hdr;
-	if (h->bridged) {
-		fprintf(stderr, "hps scale: job %s spans hosts (--hosts); scaling such a job is not built yet\n", h->job);
-		return 1;
-	}
-	/* a range and its backups live on distinct servers (issue 12 part 5) */
+	/* said before "not built yet": it holds whatever else is built, since
+	 * a range and its backups live on distinct servers (issue 12 part 5) */
 	if (h->replicas && want < h->replicas + 1) {
 		fprintf(stderr, "hps scale: job %s keeps %u backup%s of every key range on other servers (--replicas), so it needs at least %u servers, not %u\n",
 			h->job, h->replicas, h->replicas == 1 ? "" : "s", h->replicas + 1, want);
@@ -146,6 +143,14 @@ static int scale_servers(struct hpsi_seg *seg, uint32_t want)
 	if (want > h->nservers) {
 		fprintf(stderr, "hps scale: job %s has room for at most %u servers (hps launch --max-servers)\n", h->job,
 			h->nservers);
+		return 1;
+	}
+	/* across hosts the free server ranks are the last host's, whose
+	 * launcher starts the new servers and makes the plan (docs/
+	 * ARCHITECTURE.md, "Elastic servers across hosts") */
+	if (h->bridged && h->srv_hi != h->nservers) {
+		fprintf(stderr, "hps scale: job %s spans hosts (--hosts): its free server ranks are on its last host, not on %s; run hps scale there\n",
+			h->job, h->host);
 		return 1;
 	}
 	if (!hpsi_proc_alive(h->creator_pid, h->creator_birth)) {

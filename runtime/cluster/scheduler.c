@@ -72,6 +72,7 @@ struct sched {
 	struct hpsi_curve curve; /* HPS_CURVE: who may talk to us */
 	uint32_t nservers, nworkers, nhosts;
 	uint32_t launched; /* -w: nworkers less the room (--max-workers), the last host's */
+	uint32_t launched_srv; /* -s: nservers less the room (--max-servers), the last host's */
 	struct host hosts[HPSI_MAX_HOSTS];
 	/* per room slot: its host's join word (claimed, then its clock); per
 	 * server: its incarnation and lacking bits (HPSI_SRV_WORD) */
@@ -87,6 +88,9 @@ struct sched {
 	int64_t timeout_ms;      /* HPS_TIMEOUT_MS: what one host's checkpoint step may take */
 	struct ckpt_round ck;
 	uint32_t ck_rounds;      /* rounds started */
+	/* hps scale --servers: the last host's plan (struct hpsi_sched_states) */
+	uint32_t plan_seq, plan_servers;
+	uint16_t plan[HPSI_MAX_NODES];
 };
 
 static volatile sig_atomic_t stop_signal;
@@ -311,6 +315,7 @@ static void send_assignments(struct sched *s)
 	struct hpsi_sched_assign *a = &s->assign;
 	memset(a, 0, sizeof *a);
 	a->nhosts = s->nhosts, a->nservers = s->nservers, a->nworkers = s->nworkers, a->launched = s->launched;
+	a->launched_servers = s->launched_srv;
 	uint32_t srv = 0, wrk = 0;
 	for (uint32_t i = 0; i < s->nhosts; i++) {
 		struct hpsi_host_entry *e = &a->hosts[i];
@@ -325,6 +330,11 @@ static void send_assignments(struct sched *s)
 	 * host's compare-and-swap, and every bridge knows at layout time which
 	 * end of those ranks' rings it holds (net/bridge_join.c) */
 	a->hosts[s->nhosts - 1].wrk_hi = s->nworkers;
+	/* The free server ranks (--max-servers) too: one host's launcher
+	 * starts them at a scale, and every bridge knows at layout time on
+	 * which host each rank runs (docs/ARCHITECTURE.md, "Elastic servers
+	 * across hosts", step 1) */
+	a->hosts[s->nhosts - 1].srv_hi = s->nservers;
 	for (uint32_t i = 0; i < s->nhosts; i++) {
 		hpsi_sched_init(&a->h, HPSI_SCH_ASSIGN, i);
 		send_to(s, &s->hosts[i].id, a, sizeof *a);
@@ -414,6 +424,8 @@ static void broadcast_states(struct sched *s)
 	memcpy(m.state, s->state, m.nnodes);
 	join_words(s, &m);
 	memcpy(m.join, s->join_own, (size_t)s->nservers * sizeof *m.join); /* servers' words */
+	m.plan_seq = s->plan_seq, m.plan_servers = s->plan_servers;
+	memcpy(m.plan, s->plan, sizeof m.plan);
 	/* the job's restarts: each host's launcher may restart while they
 	 * are below the budget (apply_states, net/bridge_sched.c) */
 	for (uint32_t i = 0; i < s->nhosts; i++)
@@ -480,10 +492,15 @@ static void server_words(struct sched *s, uint32_t idx, const struct hpsi_sched_
 			 * next one shows it) */
 			if (hb->state[n] != HPSI_NODE_JOINING && hb->state[n] != HPSI_NODE_ALIVE)
 				continue;
-			if (s->state[n] != HPSI_NODE_DEAD)
-				set_state(s, n, HPSI_NODE_DEAD, e->name);
-			hpsi_warn("scheduler: server %u (host %s) is replaced (incarnation %u): it copies its key ranges",
-				  n, e->name, w >> 8);
+			if (n >= s->launched_srv && n < s->nservers && s->state[n] == HPSI_NODE_EMPTY && !old) {
+				/* a free rank's first process: hps scale --servers started it */
+				hpsi_info("scheduler: server %u (host %s) started (hps scale)", n, e->name);
+			} else {
+				if (s->state[n] != HPSI_NODE_DEAD)
+					set_state(s, n, HPSI_NODE_DEAD, e->name);
+				hpsi_warn("scheduler: server %u (host %s) is replaced (incarnation %u): it copies its key ranges",
+					  n, e->name, w >> 8);
+			}
 			s->state[n] = hb->state[n];
 		} else if (w >> 8 < old >> 8) {
 			continue; /* (a heartbeat older than the one that told of it) */
@@ -495,6 +512,8 @@ static void server_words(struct sched *s, uint32_t idx, const struct hpsi_sched_
 
 static void mark_dead(struct sched *s, uint32_t node, const char *host)
 {
+	if (node >= s->launched_srv && node < s->nservers && s->state[node] == HPSI_NODE_EMPTY)
+		return; /* a free server rank no scale started: no member died */
 	if (node >= s->nservers + s->launched && !s->join_own[node])
 		return; /* a free rank nobody took: no member died */
 	set_state(s, node, HPSI_NODE_DEAD, host);
@@ -708,6 +727,13 @@ static void handle(struct sched *s, const struct peer_id *id, const void *buf, s
 				set_state(s, n, hb->state[n], e->name);
 		}
 		join_heard(s, idx, hb);
+		/* the plan of a scale of servers: the last host's (its launcher
+		 * owns the free server ranks), passed on to every host */
+		if (idx == s->nhosts - 1 && s->launched_srv < s->nservers && hb->plan_seq != s->plan_seq) {
+			s->plan_seq = hb->plan_seq, s->plan_servers = hb->plan_servers;
+			memcpy(s->plan, hb->plan, sizeof s->plan);
+			s->states_changed = 1;
+		}
 		h->totals = hb->totals;
 		if (h->restarts != hb->restarts) { /* the other hosts' budgets go down now */
 			s->states_changed = 1;
@@ -777,7 +803,7 @@ int hpsi_cmd_scheduler(int argc, char **argv)
 	if (!s || hpsi_config_load(&cfg, 0) || hpsi_cluster_load(&s->cc, 0) || hpsi_curve_load(&s->curve))
 		return 2;
 	snprintf(s->curve.who, sizeof s->curve.who, "scheduler");
-	s->nservers = cfg.nservers, s->nworkers = s->launched = cfg.nworkers;
+	s->nservers = s->launched_srv = cfg.nservers, s->nworkers = s->launched = cfg.nworkers;
 	s->timeout_ms = cfg.timeout_ms;
 	s->token = hpsi_settings_hash("JOB_TOKEN");
 	signal(SIGTERM, on_signal);
@@ -801,6 +827,10 @@ int hpsi_cmd_scheduler(int argc, char **argv)
 		/* the room (--max-workers): slots past the registered workers */
 		if (cfg.max_workers > s->nworkers)
 			s->nworkers = cfg.max_workers;
+		/* and for servers (--max-servers): ranks and key ranges past
+		 * the registered servers; worker node ids follow them */
+		if (cfg.max_servers > s->nservers)
+			s->nservers = cfg.max_servers;
 		send_assignments(s);
 		for (uint32_t n = 0; n < s->nservers + s->nworkers; n++)
 			s->state[n] = HPSI_NODE_EMPTY;

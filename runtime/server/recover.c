@@ -411,7 +411,7 @@ static void take_dirty(struct range_sync *y)
 void hpsi_recover_dirty(struct range_state *rs, const uint64_t *keys, uint32_t n)
 {
 	struct range_sync *y = rs->sync;
-	if (y->phase == PH_BEGIN || y->dirty_lost || hpsi_store_shares(rs->store))
+	if (y->phase == PH_BEGIN || y->dirty_lost || hpsi_store_goes_whole(rs->store))
 		return; /* nothing sent yet, everything goes again, or whole at the freeze */
 	if (y->ndirty + n > y->dirty_cap) {
 		size_t cap = y->dirty_cap ? y->dirty_cap * 2 : 4096;
@@ -705,6 +705,13 @@ static int sync_range(struct server *sv, struct range_state *rs)
 		did = 1;
 	}
 	if (y->phase == PH_BEGIN) {
+		/* A move to another host's server goes by records: memfds stay
+		 * on their host (the bridge drops a SYNC_WHOLE to another host
+		 * as malformed), so the store is walked as one that does not
+		 * share, pushed keys tracked as without room (docs/
+		 * ARCHITECTURE.md, "Elastic servers across hosts", step 3) */
+		if (sv->movable && !hpsi_node_local(sv->seg, y->to))
+			hpsi_store_by_records(rs->store);
 		uint32_t lens[SYNC_SHAPES];
 		uint64_t keys[SYNC_SHAPES];
 		size_t n = hpsi_store_shape(rs->store, lens, keys, SYNC_SHAPES);

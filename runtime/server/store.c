@@ -387,6 +387,11 @@ static int goes_whole(const struct hpsi_store *st)
 	return st->share && !st->by_records;
 }
 
+int hpsi_store_goes_whole(const struct hpsi_store *st)
+{
+	return goes_whole(st);
+}
+
 int hpsi_store_whole_pool(const struct hpsi_store *st, struct hpsi_table_shape *out)
 {
 	if (!goes_whole(st) || !st->tab.count)

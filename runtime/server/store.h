@@ -117,6 +117,9 @@ int hpsi_store_shares(const struct hpsi_store *st);
  * whole): a move whose target could not map the tables sends records
  * instead (runtime/server/recover.c). Its tables still live in memfds. */
 void hpsi_store_by_records(struct hpsi_store *st);
+/* 1 when a copy of st sends its tables whole (it shares and is not
+ * walked by records): pushed keys need no tracking during the copy. */
+int hpsi_store_goes_whole(const struct hpsi_store *st);
 /* The pool of a store that shares, when it holds keys: 1 and its shape. */
 int hpsi_store_whole_pool(const struct hpsi_store *st, struct hpsi_table_shape *out);
 /* Takes the pool q of process pid as this store's pool, replacing it:

@@ -1,0 +1,134 @@
+/* hps scale --servers of a job across hosts (docs/ARCHITECTURE.md,
+ * "Elastic servers across hosts"): the bridge's part beside the copies
+ * and hand-overs of net/bridge_recover.c.
+ *
+ * 1. The plan (step 5). The last host's launcher (it owns the free server
+ *    ranks) starts the new ranks, stores the plan and servers_want and
+ *    bumps its moves_seq (release). Its bridge reports the plan in each
+ *    heartbeat, numbered by that moves_seq; the scheduler passes it on in
+ *    its states, and every other bridge stores the plan and servers_want,
+ *    then bumps its own moves_seq (release) and wakes its servers, which
+ *    copy as on one host (runtime/server/move.c).
+ * 2. New ranks. A free rank of another host the states say ALIVE (a
+ *    scale started it there) becomes ALIVE here with this bridge's pid,
+ *    as the other remote nodes are at start, before the plan that names it
+ *    (same states message, applied first): a source copies only to an
+ *    ALIVE target.
+ * 3. Moves between two servers of one host cross no bridge, so no FINAL
+ *    tells the other hosts: the bridge of that host sees the owner table
+ *    change from one local server to another and sends a HANDBACK record
+ *    naming (range, from, to) to every other host, which stores the new
+ *    owner (hpsi_bridge_handback_receive). Without it another host would
+ *    route to a server that closed once it handed its ranges over.
+ *
+ * One thread (the bridge's) does all of this. */
+#include <stdatomic.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "net/bridge.h"
+#include "net/route.h"
+#include "runtime/common/log.h"
+#include "shm/liveness.h"
+#include "shm/node.h"
+
+/* The host whose launcher owns the free server ranks: the last one. */
+static int room_host(const struct hpsi_bridge *b)
+{
+	return b->me == b->nhosts - 1;
+}
+
+void hpsi_bridge_scale_report(struct hpsi_bridge *b, struct hpsi_sched_states *m)
+{
+	if (!hpsi_seg_movable(&b->seg) || !room_host(b))
+		return;
+	/* acquire pairs with the launcher's release of moves_seq (publish_plan,
+	 * runtime/cluster/launch.c): the plan and servers_want stored before
+	 * it are read after. A plan stored meanwhile (moves_seq moved on while
+	 * we read) goes in the next heartbeat; this one repeats the last. */
+	uint32_t seq = atomic_load_explicit(&b->seg.hdr->moves_seq, memory_order_acquire);
+	if (seq != b->plan_seq) {
+		uint16_t plan[HPSI_MAX_NODES];
+		for (uint32_t r = 0; r < b->S; r++)
+			plan[r] = (uint16_t)hpsi_range_want(&b->seg, r);
+		uint32_t want = atomic_load_explicit(&b->seg.hdr->servers_want, memory_order_relaxed);
+		if (atomic_load_explicit(&b->seg.hdr->moves_seq, memory_order_acquire) == seq) {
+			memcpy(b->plan, plan, b->S * sizeof *plan);
+			b->plan_seq = seq, b->plan_servers = want;
+		}
+	}
+	m->plan_seq = b->plan_seq, m->plan_servers = b->plan_servers;
+	memcpy(m->plan, b->plan, b->S * sizeof *b->plan);
+}
+
+int hpsi_bridge_scale_apply(struct hpsi_bridge *b, const struct hpsi_sched_states *m)
+{
+	if (!hpsi_seg_movable(&b->seg) || b->sched_lost)
+		return 0;
+	int changed = 0;
+	for (uint32_t n = b->seg.hdr->launched_servers; n < b->S && n < m->nnodes; n++) {
+		struct hpsi_node *node = hpsi_seg_node(&b->seg, n);
+		uint32_t cur = HPSI_NODE_VACANT;
+		if (hpsi_node_local(&b->seg, n) || m->state[n] != HPSI_NODE_ALIVE ||
+		    hpsi_node_state(&b->seg, n) != HPSI_NODE_VACANT)
+			continue;
+		/* relaxed: published by the release of ALIVE below. Its
+		 * incarnation as its host counts it (HPSI_SRV_WORD in the states):
+		 * a source here names it in its copy, which the target checks */
+		atomic_store_explicit(&node->incarnation, m->join[n] >> 8, memory_order_relaxed);
+		atomic_store_explicit(&node->pid, (int32_t)getpid(), memory_order_relaxed);
+		atomic_store_explicit(&node->birth, hpsi_proc_birth(getpid()), memory_order_relaxed);
+		/* release: pairs with the acquire of whoever checks the node */
+		if (atomic_compare_exchange_strong_explicit(&node->state, &cur, HPSI_NODE_ALIVE, memory_order_acq_rel,
+							    memory_order_acquire)) {
+			hpsi_info("bridge %s: server %u runs on host %u (hps scale)", b->cfg.host, n, b->host_of_server[n]);
+			changed = 1;
+		}
+	}
+	if (room_host(b) || !m->plan_seq || m->plan_seq == b->plan_seq)
+		return changed;
+	if (m->plan_servers < 1 || m->plan_servers > b->S) {
+		hpsi_msg_count_bad("a plan of a scale with a bad count of servers");
+		return changed;
+	}
+	for (uint32_t r = 0; r < b->S; r++)
+		if (m->plan[r] >= b->S) {
+			hpsi_msg_count_bad("a plan of a scale naming no server");
+			return changed;
+		}
+	b->plan_seq = m->plan_seq;
+	/* relaxed: published by the release of moves_seq, as the launcher's
+	 * own plan is on its host (move.c acquires it) */
+	for (uint32_t r = 0; r < b->S; r++)
+		atomic_store_explicit(&hpsi_seg_want(&b->seg)[r], m->plan[r], memory_order_relaxed);
+	atomic_store_explicit(&b->seg.hdr->servers_want, m->plan_servers, memory_order_relaxed);
+	atomic_fetch_add_explicit(&b->seg.hdr->moves_seq, 1, memory_order_release);
+	return 1;
+}
+
+int hpsi_bridge_scale_owners(struct hpsi_bridge *b)
+{
+	if (!hpsi_seg_movable(&b->seg) || !b->serving)
+		return 0;
+	int moved = 0;
+	for (uint32_t r = 0; r < b->S; r++) {
+		uint32_t was = b->serving[r], now = hpsi_range_owner(&b->seg, r);
+		if (now == was || was >= b->S || !hpsi_bridge_local_server(b, was) || !hpsi_bridge_local_server(b, now))
+			continue; /* (a move to another host: its FINAL tells, bridge_recover.c) */
+		struct hpsi_msg_hdr h;
+		int room = 1;
+		for (uint32_t i = 0; i < b->nhosts; i++)
+			if (i != b->me && hpsi_bridge_batch_room(&b->out[i], hpsi_batch_rec_bytes(sizeof h)))
+				room = 0;
+		if (!room)
+			return moved; /* next pass */
+		hpsi_msg_init(&h, HPSI_MSG_CLOCK, was, 0);
+		h.range = r;
+		for (uint32_t i = 0; i < b->nhosts; i++)
+			if (i != b->me)
+				hpsi_bridge_append(b, i, was, now, HPSI_REC_HANDBACK, &h, NULL, 0, NULL, 0);
+		b->serving[r] = now;
+		moved = 1;
+	}
+	return moved;
+}

@@ -1,0 +1,157 @@
+/* Elastic servers across hosts (issue 12; docs/ARCHITECTURE.md, "Elastic
+ * servers across hosts"). Two network namespace hosts of one server each,
+ * -s 2 --max-servers 4: ranks 2 and 3 are the last host's (VACANT), while
+ * the launch's owner table gives key range 2 to rank 0 on the first host
+ * and range 3 to rank 1 on the last, so range 2's rings cross hosts the
+ * other way round from its rank. Three workers (two on the first host)
+ * push and check exact sums.
+ *   room_no_scale: the layout alone; the scheduler lays out 4 server
+ *     ranks, and the free ones count as no member that died.
+ *   scale: hps scale --servers 2 -> 4 -> 1 on the last host while the
+ *     workers push: 2 -> 4 moves range 2 across hosts (rank 0 to rank 2)
+ *     and range 3 within the last host; 4 -> 1 moves ranges 1, 2 and 3
+ *     across hosts to rank 0. Exact sums, and the keys moved per step
+ *     within 1.5x of the ideal share.
+ *   scale_three_hosts: the same on three hosts of one server each,
+ *     3 -> 4 -> 1: every move has a third host (the HANDBACK record).
+ * Such a launch is still refused to users (test_scale_room_refusals) and
+ * lets it in. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tests/netns.h"
+
+static void room_no_scale(const char *port, const char *mode, const char *flags)
+{
+	CU_ASSERT_EQUAL_FATAL(ns_up(2), 0);
+	static const int workers[2] = {2, 1};
+	char mark[300];
+	pid_t p = hosts_job(port, 2, workers, "HPS_LOG=info", flags, mode, mark,
+			    sizeof mark);
+	CU_ASSERT_EQUAL(job_sums(p, 120000), 3);
+	const char *o = slurp(job_log);
+	CU_ASSERT_PTR_NOT_NULL(strstr(o, "scheduler: 2 hosts, 4 servers, 3 workers: ranks assigned"));
+	CU_ASSERT_PTR_NULL(strstr(o, "died")); /* the free ranks 2 and 3 are no dead members */
+	ns_down();
+}
+
+static void test_xscale_room_no_scale(void)
+{
+	room_no_scale(ENV("9711"), "sums", "--max-servers 4");
+}
+
+/* BSP with clocks: the servers' min clock counts only the ranks that run */
+static void test_xscale_room_no_scale_bsp(void)
+{
+	room_no_scale(ENV("9721"), "bsp", "--max-servers 4 --staleness bsp");
+}
+
+/* The keys the servers' "moved key range R (K keys" lines of log[from..]
+ * moved, and how many such lines (runtime/server/move.c). */
+static unsigned long keys_moved(const char *log, size_t from, int *moves)
+{
+	unsigned long sum = 0;
+	*moves = 0;
+	for (const char *at = log + from; (at = strstr(at, " moved key range ")); at++) {
+		unsigned r, keys;
+		if (sscanf(at, " moved key range %u (%u keys", &r, &keys) == 2)
+			sum += keys, ++*moves;
+	}
+	return sum;
+}
+
+/* Runs cmd in host h's namespace to the end; its status, its output in out. */
+static int on_host(int h, char *out, size_t cap, const char *cmd)
+{
+	char log[300];
+	snprintf(log, sizeof log, "%s.cmd", job_log);
+	pid_t p = start(log, "ip netns exec %s%d %s", pfx, h, cmd);
+	int rc = finish(p, 120000);
+	snprintf(out, cap, "%s", slurp(log));
+	unlink(log);
+	return rc;
+}
+
+static int file_exists(void *path)
+{
+	return access(path, F_OK) == 0;
+}
+
+/* n hosts of one server each, workers[i] on host i, --max-servers 4:
+ * hps scale on the last host to steps[0], then steps[1], while the
+ * workers push; ideal[i]: the share of the keys step i moves. */
+static void scale_hosts(const char *port, int n, const int *workers, const int *steps, const double *ideal)
+{
+	static char out[1 << 16], cmd[4096];
+	CU_ASSERT_EQUAL_FATAL(ns_up(n), 0);
+	char mark[300], job[32];
+	snprintf(job, sizeof job, "xs%d", (int)getpid() % 100000);
+	snprintf(cmd, sizeof cmd, "--max-servers 4 --job %s", job);
+	/* the rounds paced so that they outlast both scales */
+	pid_t p = hosts_job(port, n, workers, "HPS_LOG=info NETNS_TEST_PACE_US=20000", cmd, "busy", mark, sizeof mark);
+	int ready = poll_until(file_exists, mark, 60000);
+	CU_ASSERT(ready);
+	size_t seen = strlen(slurp(job_log));
+	for (int i = 0; ready && i < 2; i++) {
+		snprintf(cmd, sizeof cmd, "%s scale --job %s --host %s%d --servers %d", hps_bin(), job, pfx, n - 1,
+			 steps[i]);
+		int rc = on_host(n - 1, out, sizeof out, cmd);
+		char want[64];
+		snprintf(want, sizeof want, "job %s has %d server%s\n", job, steps[i], steps[i] == 1 ? "" : "s");
+		CU_ASSERT_EQUAL(rc, 0);
+		CU_ASSERT_STRING_EQUAL(out, want);
+		if (rc || strcmp(out, want))
+			fprintf(stderr, "hps scale --servers %d: %d\n%s\n", steps[i], rc, out);
+		const char *o = slurp(job_log);
+		int moves;
+		double share = (double)keys_moved(o, seen, &moves) / (SMALL_KEYS + BIG_KEYS);
+		fprintf(stderr, "[step to %d servers: %d ranges moved, %.2f of the keys, ideal %.2f]\n", steps[i], moves,
+			share, ideal[i]);
+		CU_ASSERT(share <= ideal[i] * 1.5 && share >= ideal[i] / 1.5);
+		seen = strlen(o);
+	}
+	CU_ASSERT_EQUAL(job_sums(p, 180000), 3);
+	const char *o = slurp(job_log);
+	CU_ASSERT_PTR_NOT_NULL(strstr(o, "rounds done"));
+	if (!strstr(o, "sums ok"))
+		fprintf(stderr, "job:\n%s\n", o);
+	ns_down();
+}
+
+static void test_xscale_scale(void)
+{
+	static const int workers[2] = {2, 1}, steps[] = {4, 1};
+	static const double ideal[] = {0.5, 0.75}; /* 2 of 4 ranges, then 3 of 4 */
+	scale_hosts(ENV("9731"), 2, workers, steps, ideal);
+}
+
+/* Three hosts: 3 -> 4 moves range 3 from rank 0 (first host) to rank 3
+ * (last host), which the second host learns from the HANDBACK record;
+ * 4 -> 1 moves ranges 1, 2 and 3 to rank 0, each with a third host. */
+static void test_xscale_scale_three_hosts(void)
+{
+	static const int workers[3] = {1, 1, 1}, steps[] = {4, 1};
+	static const double ideal[] = {0.25, 0.75}; /* 1 of 4 ranges, then 3 of 4 */
+	scale_hosts(ENV("9741"), 3, workers, steps, ideal);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 3 && strcmp(argv[1], "--cluster-worker") == 0)
+		return cluster_worker(argv[2]);
+	int skip = netns_suite_start("test_xscale");
+	if (skip)
+		return skip;
+	static const struct test_case cases[] = {
+		{"test_xscale_room_no_scale", test_xscale_room_no_scale},
+		{"test_xscale_room_no_scale_bsp", test_xscale_room_no_scale_bsp},
+		{"test_xscale_scale", test_xscale_scale},
+		{"test_xscale_scale_three_hosts", test_xscale_scale_three_hosts},
+		{NULL, NULL},
+	};
+	int rc = run_suite("xscale", cases);
+	netns_suite_end();
+	return rc;
+}
