@@ -128,7 +128,7 @@ static int scale_workers(struct hpsi_seg *seg, uint32_t want)
 static int scale_servers(struct hpsi_seg *seg, uint32_t want)
 {
 	const struct hpsi_seg_hdr *h = seg->hdr;
-	/* said before "not built yet": it holds whatever else is built, since
+	/* said first: it holds whatever else is built, since
 	 * a range and its backups live on distinct servers (issue 12 part 5) */
 	if (h->replicas && want < h->replicas + 1) {
 		fprintf(stderr, "hps scale: job %s keeps %u backup%s of every key range on other servers (--replicas), so it needs at least %u servers, not %u\n",
