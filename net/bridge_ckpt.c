@@ -109,7 +109,7 @@ int hpsi_bridge_ckpt_asked(const struct hpsi_bridge *b)
 }
 
 /* The local servers whose part a step waits for. Without replicas,
- * every one (a dead one fails the step, below). With replicas, as on one
+ * every one that serves a range (a dead one fails the step, below). With replicas, as on one
  * host (live_servers in runtime/server/checkpoint.c), those not gone: a
  * dead server's ranges are saved and loaded by the replicas that serve
  * them now, and the caller checks that every range was saved
@@ -118,8 +118,21 @@ int hpsi_bridge_ckpt_asked(const struct hpsi_bridge *b)
 static uint32_t step_servers(const struct hpsi_seg *s)
 {
 	const struct hpsi_seg_hdr *h = s->hdr;
-	if (!h->replicas)
+	if (!h->replicas && !hpsi_seg_room(s))
 		return h->srv_hi - h->srv_lo;
+	if (!h->replicas) {
+		/* with room (--max-servers): the ranks the owner table names, as
+		 * on one host (hpsi_servers_current); a VACANT rank of the room,
+		 * or one a scale closed, serves nothing and does no part */
+		uint32_t n = 0;
+		for (uint32_t srv = h->srv_lo; srv < h->srv_hi; srv++)
+			for (uint32_t r = 0; r < h->nservers; r++)
+				if (hpsi_range_owner(s, r) == srv) {
+					n++;
+					break;
+				}
+		return n;
+	}
 	uint32_t n = 0;
 	for (uint32_t srv = h->srv_lo; srv < h->srv_hi; srv++)
 		n += !hpsi_server_gone(s, srv);

@@ -413,10 +413,18 @@ int hpsi_bridge_range_coming(struct hpsi_bridge *b, uint32_t s)
 	 * host that had not learned of the hand-back yet waits too (a worker's
 	 * ring window at most): it is delivered only if the range comes back
 	 * here, where a push seen twice is answered, not applied again. */
-	/* A move (hps scale) comes nowhere before its FINAL, and every
-	 * request for it is sent after that (net/bridge_recover.c) */
-	if (!b->serving || s >= b->S || hpsi_seg_movable(&b->seg))
+	if (!b->serving || s >= b->S)
 		return 0;
+	/* A move (hps scale) to a server here: a third host sends the range
+	 * here once it read the source's HANDBACK record, which may overtake
+	 * the FINAL (another stream); its requests wait for the FINAL that
+	 * makes the pairs inbound (review: dropped as stale, they were never
+	 * sent again). The plan names the target here before its copy. */
+	if (hpsi_seg_movable(&b->seg)) {
+		uint32_t q = hpsi_range_want(&b->seg, s);
+		uint32_t st = q < b->S ? hpsi_node_state(&b->seg, q) : HPSI_NODE_DEAD;
+		return q >= b->seg.hdr->srv_lo && q < b->seg.hdr->srv_hi && st != HPSI_NODE_DEAD && st != HPSI_NODE_CLOSED;
+	}
 	/* A JOINING replica counts: a third host sends a range handed back
 	 * to a replacement here as soon as it read the source's HANDBACK,
 	 * which may come before the FINAL that makes the pairs here inbound

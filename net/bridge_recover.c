@@ -192,8 +192,9 @@ int hpsi_bridge_sync_send(struct hpsi_bridge *b, uint32_t p, uint32_t q, const s
 		b->handed[h->range] = 1; /* (cleared when it moves again) */
 		/* A move (hps scale) has no replica to come back to: what the
 		 * other hosts send here for the range from now on they read again
-		 * for the target once they took it (its FINAL or this HANDBACK
-		 * came there before any request they send it), so it is stale */
+		 * for the target once they took it (this HANDBACK), so it is
+		 * stale; what they send the target before its FINAL waits there
+		 * (hpsi_bridge_range_coming) */
 		if (hpsi_seg_movable(&b->seg))
 			hpsi_bridge_range_settled(b, h->range);
 	}

@@ -14,8 +14,9 @@
  *     within 1.5x of the ideal share.
  *   scale_three_hosts: the same on three hosts of one server each,
  *     3 -> 4 -> 1: every move has a third host (the HANDBACK record).
- * Such a launch is still refused to users (test_scale_room_refusals) and
- * lets it in. */
+ * Both scale cases save a checkpoint before and after each step (the
+ * VACANT ranks of the room do no part), and then find a scale back up
+ * refused. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +80,24 @@ static int file_exists(void *path)
 	return access(path, F_OK) == 0;
 }
 
+/* hps checkpoint of the running job from the last host (n hosts) into a
+ * fresh directory: it must save (the free ranks of the room, VACANT or
+ * closed by a scale, do no part) */
+static void save_on(int n, const char *job, int step)
+{
+	static char out[1 << 14], cmd[1024];
+	char dir[256];
+	snprintf(dir, sizeof dir, "/tmp/hps-xscale-ck-%d-%d", (int)getpid(), step);
+	sh("rm -rf %s", dir);
+	snprintf(cmd, sizeof cmd, "%s checkpoint --job %s --host %s%d %s", hps_bin(), job, pfx, n - 1, dir);
+	int rc = on_host(n - 1, out, sizeof out, cmd);
+	CU_ASSERT_EQUAL(rc, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "saved "));
+	if (rc || !strstr(out, "saved "))
+		fprintf(stderr, "checkpoint at step %d: %d\n%s\n", step, rc, out);
+	sh("rm -rf %s", dir);
+}
+
 /* n hosts of one server each, workers[i] on host i, --max-servers 4:
  * hps scale on the last host to steps[0], then steps[1], while the
  * workers push; ideal[i]: the share of the keys step i moves. */
@@ -93,6 +112,8 @@ static void scale_hosts(const char *port, int n, const int *workers, const int *
 	pid_t p = hosts_job(port, n, workers, "HPS_LOG=info NETNS_TEST_PACE_US=20000", cmd, "busy", mark, sizeof mark);
 	int ready = poll_until(file_exists, mark, 60000);
 	CU_ASSERT(ready);
+	if (ready)
+		save_on(n, job, 0);
 	size_t seen = strlen(slurp(job_log));
 	for (int i = 0; ready && i < 2; i++) {
 		snprintf(cmd, sizeof cmd, "%s scale --job %s --host %s%d --servers %d", hps_bin(), job, pfx, n - 1,
@@ -110,7 +131,14 @@ static void scale_hosts(const char *port, int n, const int *workers, const int *
 		fprintf(stderr, "[step to %d servers: %d ranges moved, %.2f of the keys, ideal %.2f]\n", steps[i], moves,
 			share, ideal[i]);
 		CU_ASSERT(share <= ideal[i] * 1.5 && share >= ideal[i] / 1.5);
-		seen = strlen(o);
+		save_on(n, job, i + 1);
+		seen = strlen(slurp(job_log));
+	}
+	if (ready) { /* back up after down: refused, nothing changes */
+		snprintf(cmd, sizeof cmd, "%s scale --job %s --host %s%d --servers %d", hps_bin(), job, pfx, n - 1,
+			 steps[1] + 1);
+		CU_ASSERT_EQUAL(on_host(n - 1, out, sizeof out, cmd), 1);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "is not a free rank of this host (a scale back up after a scale down"));
 	}
 	CU_ASSERT_EQUAL(job_sums(p, 180000), 3);
 	const char *o = slurp(job_log);

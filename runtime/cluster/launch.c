@@ -110,7 +110,7 @@ static void usage(FILE *f)
 		"  --max-servers N       room for up to N servers (default: -s): the job's keys form N\n"
 		"                        key ranges, spread over the running servers; `hps scale\n"
 		"                        --servers` moves ranges to more or fewer of them while the\n"
-		"                        job trains (HPS_MAX_SERVERS; one host, no --restart-servers\n"
+		"                        job trains (HPS_MAX_SERVERS; no --restart-servers\n"
 		"                        or --direct; with --replicas 1 each range is also on a\n"
 		"                        backup, and both move); with\n"
 		"                        --key-ranges each declared range is cut into its share of\n"

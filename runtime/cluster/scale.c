@@ -153,6 +153,22 @@ static int scale_servers(struct hpsi_seg *seg, uint32_t want)
 			h->job, h->host);
 		return 1;
 	}
+	if (h->bridged && h->replicas) { /* (the launch refuses it: a hand-started host) */
+		fprintf(stderr, "hps scale: job %s spans hosts and keeps backups (--replicas); scaling its servers is not built yet\n",
+			h->job);
+		return 1;
+	}
+	/* Across hosts the new servers take ranks now .. want - 1, which the
+	 * other hosts know as free (VACANT) ranks of this one: a rank a scale
+	 * closed (a scale up after a scale down) would not come back ALIVE
+	 * there, and another host's rank cannot start here */
+	for (uint32_t r = hpsi_servers_current(seg); h->bridged && r < want; r++)
+		if (r < h->srv_lo || hpsi_node_state(seg, r) != HPSI_NODE_VACANT) {
+			fprintf(stderr, "hps scale: job %s spans hosts (--hosts): server rank %u is not a free rank of this host "
+					"(a scale back up after a scale down is not built yet across hosts)\n",
+				h->job, r);
+			return 1;
+		}
 	if (!hpsi_proc_alive(h->creator_pid, h->creator_birth)) {
 		fprintf(stderr, "hps scale: the launcher of job %s is gone\n", h->job);
 		return 1;
