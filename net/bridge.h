@@ -176,6 +176,11 @@ struct hpsi_bridge {
 	 * comes back), 2 after (those held then are dropped: their hosts send
 	 * them to the replacement) */
 	unsigned char *handed;
+	/* per key range, a movable job (hps scale): a copy of it to a server
+	 * here has begun (its first SYNC record came), until its FINAL moves
+	 * the pairs here (hpsi_bridge_range_to): other hosts' requests for it
+	 * wait (hpsi_bridge_range_coming) */
+	unsigned char *coming;
 	/* net/bridge_scale.c: the plan of a scale last reported (the last
 	 * host) or stored here (the others), by its number */
 	uint32_t plan_seq, plan_servers;

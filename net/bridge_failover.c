@@ -73,7 +73,8 @@ int hpsi_bridge_failover_layout(struct hpsi_bridge *b)
 	b->fence = calloc(b->S, 1);
 	b->dead_since = calloc(b->S, sizeof *b->dead_since);
 	b->handed = calloc(b->S, 1);
-	if (!b->serving || !b->fence || !b->dead_since || !b->handed)
+	b->coming = calloc(b->S, 1);
+	if (!b->serving || !b->fence || !b->dead_since || !b->handed || !b->coming)
 		return HPS_ENOMEM;
 	for (uint32_t r = 0; r < b->S; r++)
 		b->serving[r] = hpsi_replica(&b->seg, r, 0);
@@ -160,6 +161,7 @@ void hpsi_bridge_range_to(struct hpsi_bridge *b, uint32_t r, uint32_t next)
 	uint32_t host = b->host_of_server[next];
 	b->serving[r] = next;
 	b->handed[r] = 0;
+	b->coming[r] = 0;
 	for (uint32_t w = 0; w < b->W; w++) {
 		struct hpsi_bridge_pair *p = hpsi_bridge_pair_of(b, w, r);
 		if (hpsi_bridge_local_worker(b, w)) {
@@ -419,8 +421,12 @@ int hpsi_bridge_range_coming(struct hpsi_bridge *b, uint32_t s)
 	 * here once it read the source's HANDBACK record, which may overtake
 	 * the FINAL (another stream); its requests wait for the FINAL that
 	 * makes the pairs inbound (review: dropped as stale, they were never
-	 * sent again). The plan names the target here before its copy. */
+	 * sent again). The copy's first record (coming), or the plan, names
+	 * the target here; the plan reaches a host that is not the last
+	 * through the scheduler, often after a short copy. */
 	if (hpsi_seg_movable(&b->seg)) {
+		if (b->coming[s]) /* its copy here began: the plan may come later */
+			return 1;
 		uint32_t q = hpsi_range_want(&b->seg, s);
 		uint32_t st = q < b->S ? hpsi_node_state(&b->seg, q) : HPSI_NODE_DEAD;
 		return q >= b->seg.hdr->srv_lo && q < b->seg.hdr->srv_hi && st != HPSI_NODE_DEAD && st != HPSI_NODE_CLOSED;
@@ -447,6 +453,8 @@ void hpsi_bridge_failover_free(struct hpsi_bridge *b)
 	free(b->dead_since);
 	free(b->handed);
 	b->handed = NULL;
+	free(b->coming);
+	b->coming = NULL;
 	b->serving = NULL;
 	b->fence = NULL;
 	b->dead_since = NULL;

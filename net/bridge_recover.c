@@ -290,6 +290,8 @@ void hpsi_bridge_sync_receive(struct hpsi_bridge *b, uint32_t from, const struct
 	uint32_t st = hpsi_node_state(&b->seg, q);
 	if (st != HPSI_NODE_JOINING && st != HPSI_NODE_ALIVE)
 		return; /* its target is gone: nobody reads it (the source stops) */
+	if (hpsi_seg_movable(&b->seg) && h->range < b->S)
+		b->coming[h->range] = 1; /* until the FINAL (hpsi_bridge_range_coming) */
 	if (last_handback(b, h)) {
 		hpsi_warn("bridge %s: server %u hands key range %u back to server %u", b->cfg.host, p, h->range, q);
 		/* a move (hps scale): the target's host stores the new owner
