@@ -428,6 +428,16 @@ int wait_mark(const char *mark)
 	return 0;
 }
 
+pid_t kill_server_at_mark(int rank, const char *mark)
+{
+	pid_t v = proc_of("server", rank);
+	CU_ASSERT_FATAL(v > 0);
+	CU_ASSERT(wait_mark(mark));
+	kill(v, SIGKILL);
+	unlink(mark);
+	return v;
+}
+
 int netns_suite_start(const char *suite)
 {
 	ssize_t n = readlink("/proc/self/exe", self_path, sizeof self_path - 1);

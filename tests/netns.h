@@ -66,6 +66,11 @@ pid_t proc_of(const char *what, int i);
 void read_digests(const char *log, unsigned long long n[2][2], unsigned long long d[2][2]);
 /* Waits (bounded, 20 s) until worker 0 created the mark file; 0 if not. */
 int wait_mark(const char *mark);
+/* kill -9 of server `rank` (namespace host PFXrank) once worker 0 created
+ * the mark, which it then removes (the worker goes on): the test's
+ * failure (CUnit) if the server or the mark does not come. Returns its
+ * pid. */
+pid_t kill_server_at_mark(int rank, const char *mark);
 
 /* The path of another test binary beside this one (e.g. "test_join", whose
  * worker program a cluster test runs); a static buffer. */

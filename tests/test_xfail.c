@@ -40,11 +40,7 @@ static void test_xfail_new_primary_on_third_host(void)
 	char mark[300];
 	pid_t p = three_host_job("9471", (const int[3]){1, 0, 1}, "HPS_REPLICAS=1 HPS_TIMEOUT_MS=30000", "", mark,
 				 sizeof mark);
-	pid_t v = proc_of("server", 1);
-	CU_ASSERT_FATAL(v > 0);
-	CU_ASSERT(wait_mark(mark));
-	kill(v, SIGKILL);
-	unlink(mark);
+	kill_server_at_mark(1, mark);
 	CU_ASSERT(!log_has(job_log, "rounds done")); /* the workers were still pushing */
 	CU_ASSERT_EQUAL(job_sums(p, 120000), 2);
 	const char *o = slurp(job_log);
@@ -224,11 +220,7 @@ static void test_xfail_replacement_on_three_hosts(void)
 	pid_t p = three_host_job("9476", (const int[3]){1, 1, 1},
 				 "HPS_REPLICAS=1 HPS_TIMEOUT_MS=30000 NETNS_TEST_PACE_US=15000", "--restart-servers 1",
 				 mark, sizeof mark);
-	pid_t v = proc_of("server", 1);
-	CU_ASSERT_FATAL(v > 0);
-	CU_ASSERT(wait_mark(mark));
-	kill(v, SIGKILL);
-	unlink(mark);
+	kill_server_at_mark(1, mark);
 	/* hosts 0 and 2 learn (through the scheduler) that the replacement
 	 * holds both ranges whole */
 	int whole = wait_log(job_log, "server 1 (incarnation 1) holds every key range whole", 60000);
@@ -263,11 +255,7 @@ static void test_xfail_replacements_with_two_replicas(void)
 	pid_t p = three_host_job("9478", (const int[3]){1, 1, 1},
 				 "HPS_REPLICAS=2 HPS_TIMEOUT_MS=30000 NETNS_TEST_PACE_US=15000", "--restart-servers 1",
 				 mark, sizeof mark);
-	pid_t v = proc_of("server", 1);
-	CU_ASSERT_FATAL(v > 0);
-	CU_ASSERT(wait_mark(mark));
-	kill(v, SIGKILL);
-	unlink(mark);
+	kill_server_at_mark(1, mark);
 	int whole = wait_log(job_log, "server 1 (incarnation 1) holds every key range whole", 60000);
 	CU_ASSERT(whole);
 	CU_ASSERT(!log_has(job_log, "rounds done")); /* it caught up while the pushes ran */
@@ -309,11 +297,7 @@ static void test_xfail_replacement_dies_in_its_claim(void)
 	pid_t p = hosts_job("9477", 2, (const int[2]){1, 1},
 			    "HPS_REPLICAS=1 HPS_TIMEOUT_MS=30000 NETNS_TEST_PACE_US=15000 HPS_FAILPOINT=claimdie:1",
 			    "--restart-servers 2", "busy", mark, sizeof mark);
-	pid_t v = proc_of("server", 1);
-	CU_ASSERT_FATAL(v > 0);
-	CU_ASSERT(wait_mark(mark));
-	kill(v, SIGKILL);
-	unlink(mark);
+	kill_server_at_mark(1, mark);
 	int whole = wait_log(job_log, "server 1 (incarnation 2) holds every key range whole", 60000);
 	CU_ASSERT(whole);
 	CU_ASSERT(!log_has(job_log, "rounds done")); /* it caught up while the pushes ran */
@@ -385,11 +369,7 @@ static void random_kill(unsigned seed)
 	const int workers[3] = {1, 1, 1};
 	snprintf(env, sizeof env, "HPS_REPLICAS=1 HPS_STALENESS=bsp HPS_TIMEOUT_MS=30000 NETNS_TEST_MARK_ROUND=%d", round);
 	pid_t p = hosts_job(port, n, workers, env, "", mode, mark, sizeof mark);
-	pid_t v = proc_of("server", victim);
-	CU_ASSERT_FATAL(v > 0);
-	CU_ASSERT(wait_mark(mark));
-	kill(v, SIGKILL); /* the random moment: after worker 0's round `round` */
-	unlink(mark);
+	kill_server_at_mark(victim, mark); /* the random moment: after worker 0's round `round` */
 	int late = log_has(job_log, "rounds done");
 	int ok = job_sums(p, 120000) == n;
 	CU_ASSERT(ok);

@@ -590,11 +590,7 @@ static void replacement_dies(int own_range)
 	pid_t p = hosts_job("9750", 2, (const int[2]){1, 1},
 			    "HPS_REPLICAS=1 HPS_TIMEOUT_MS=30000 NETNS_TEST_PACE_US=15000 XF_FILL=600000 XF_ROUNDS=1000",
 			    "--job xfr --restart-servers 2", "xfill", mark, sizeof mark);
-	pid_t v = proc_of("server", 1);
-	CU_ASSERT_FATAL(v > 0);
-	CU_ASSERT(wait_mark(mark));
-	kill(v, SIGKILL);
-	unlink(mark);
+	pid_t v = kill_server_at_mark(1, mark);
 	struct srv_watch w = {.incarnation = 1, .own_range = own_range};
 	snprintf(w.host[0], sizeof w.host[0], "%s0", pfx);
 	snprintf(w.host[1], sizeof w.host[1], "%s1", pfx);
