@@ -208,7 +208,8 @@ int cluster_worker(const char *mode)
 		if (rounds > 4 && !busy)
 			usleep(20000);
 		/* NETNS_TEST_PACE_US: busy rounds that last while a test does
-		 * something slow in the middle of them (a replacement's copy) */
+		 * something slow in the middle of them (a replacement's copy);
+		 * a --hosts job passes it on only with --env NETNS_TEST_PACE_US */
 		if (busy && getenv("NETNS_TEST_PACE_US"))
 			usleep((useconds_t)atoi(getenv("NETNS_TEST_PACE_US")));
 		/* the pushes run: a test waiting to kill a server may now */

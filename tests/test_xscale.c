@@ -107,9 +107,16 @@ static void scale_hosts(const char *port, int n, const int *workers, const int *
 	CU_ASSERT_EQUAL_FATAL(ns_up(n), 0);
 	char mark[300], job[32];
 	snprintf(job, sizeof job, "xs%d", (int)getpid() % 100000);
-	snprintf(cmd, sizeof cmd, "--max-servers 4 --job %s", job);
-	/* the rounds paced so that they outlast both scales */
-	pid_t p = hosts_job(port, n, workers, "HPS_LOG=info NETNS_TEST_PACE_US=20000", cmd, "busy", mark, sizeof mark);
+	/* The rounds paced so that they outlast both scales: the pace reaches
+	 * the workers of every host only through --env (hps launch passes a
+	 * host the HPS_ settings and what --env names). After the scale down
+	 * worker 0's requests stay on its host and the others' cross hosts: a
+	 * round of theirs took ~50 ms under TSan, 7 ms of worker 0's, so
+	 * worker 0 waits in its last barrier for them longer than the default
+	 * HPS_TIMEOUT_MS (30 s; CI failed so, once). */
+	snprintf(cmd, sizeof cmd, "--max-servers 4 --job %s --env NETNS_TEST_PACE_US", job);
+	pid_t p = hosts_job(port, n, workers, "HPS_LOG=info HPS_TIMEOUT_MS=150000 NETNS_TEST_PACE_US=10000", cmd, "busy",
+			    mark, sizeof mark);
 	int ready = poll_until(file_exists, mark, 60000);
 	CU_ASSERT(ready);
 	if (ready)
