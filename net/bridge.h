@@ -176,6 +176,11 @@ struct hpsi_bridge {
 	 * comes back), 2 after (those held then are dropped: their hosts send
 	 * them to the replacement) */
 	unsigned char *handed;
+	/* per key range handed back from here: the local server that handed
+	 * it (the source a HANDBACK told again names), and the hosts (bits)
+	 * told again since it last moved (hpsi_bridge_handback_again) */
+	uint32_t *handed_by;
+	uint64_t *retold;
 	/* per key range, a movable job (hps scale): a copy of it to a server
 	 * here has begun (its first SYNC record came), until its FINAL moves
 	 * the pairs here (hpsi_bridge_range_to): other hosts' requests for it
@@ -188,6 +193,11 @@ struct hpsi_bridge {
 	/* HPS_FAILPOINT=holdfwd:HOST:N (tests): forwards to other hosts this
 	 * bridge still sends before it holds them all; -1: no failpoint */
 	int64_t fwd_failpoint;
+	/* HPS_FAILPOINT=latefence:HOST (tests): the bridge of HOST keeps the
+	 * first FENCE it receives (late_fence 1: armed, 2: one kept) until the
+	 * next HANDBACK record came, which it then reads first; 0: none */
+	int late_fence;
+	uint32_t late_fence_from, late_fence_server;
 	struct hpsi_bridge_zc *zc_dropped;
 	struct hpsi_heap **heaps; /* remote workers' slices on this host */
 	uint32_t *heap_live; /* per remote worker: buffers of ours in its slice */
@@ -333,6 +343,11 @@ void hpsi_bridge_sync_receive(struct hpsi_bridge *b, uint32_t from, const struct
  * range h->range back to server rec->server of a third host. */
 void hpsi_bridge_handback_receive(struct hpsi_bridge *b, uint32_t from, const struct hpsi_rec_hdr *rec,
 				  const struct hpsi_msg_hdr *h);
+/* A request of host `from` for key range r, held here because the range
+ * was handed back from here: that host may have ignored the HANDBACK
+ * (the FENCE of the death the replacement replaces came to it later), so
+ * it is told again, once per host until the range moves again. */
+void hpsi_bridge_handback_again(struct hpsi_bridge *b, uint32_t from, uint32_t r);
 /* A move of hps scale: key range r's owner here is q from now. */
 void hpsi_bridge_owner_to(struct hpsi_bridge *b, uint32_t r, uint32_t q);
 
@@ -363,6 +378,13 @@ void hpsi_bridge_failover_leave(struct hpsi_bridge *b);
 int hpsi_bridge_fwd_failpoint(struct hpsi_bridge *b);
 /* A FENCE of server p from host `from`. */
 void hpsi_bridge_fence_receive(struct hpsi_bridge *b, uint32_t from, uint32_t p);
+/* HPS_FAILPOINT=latefence:HOST: 1 when this FENCE is kept until the next
+ * HANDBACK record (hpsi_bridge_late_fence_release reads it then). */
+int hpsi_bridge_late_fence_keep(struct hpsi_bridge *b, uint32_t from, uint32_t p);
+void hpsi_bridge_late_fence_release(struct hpsi_bridge *b);
+/* A RESET record from host `from` (net/wire.h): pair (rec->worker,
+ * rec->server)'s requests held here are dropped. */
+void hpsi_bridge_reset_receive(struct hpsi_bridge *b, uint32_t from, const struct hpsi_rec_hdr *rec);
 /* Key range r's pairs point at server `next` from now: at a death its
  * next live replica, at a hand-back the replacement (bridge_recover.c). */
 void hpsi_bridge_range_to(struct hpsi_bridge *b, uint32_t r, uint32_t next);

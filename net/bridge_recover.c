@@ -190,6 +190,7 @@ int hpsi_bridge_sync_send(struct hpsi_bridge *b, uint32_t p, uint32_t q, const s
 			hpsi_bridge_owner_to(b, h->range, q);
 		hpsi_bridge_range_to(b, h->range, q);
 		b->handed[h->range] = 1; /* (cleared when it moves again) */
+		b->handed_by[h->range] = p;
 		/* A move (hps scale) has no replica to come back to: what the
 		 * other hosts send here for the range from now on they read again
 		 * for the target once they took it (this HANDBACK), so it is
@@ -243,6 +244,30 @@ void hpsi_bridge_owner_to(struct hpsi_bridge *b, uint32_t r, uint32_t q)
 	 * owner before it) */
 	atomic_fetch_add_explicit(&b->seg.hdr->members_seq, 1, memory_order_release);
 	hpsi_wake_all(&b->seg);
+}
+
+void hpsi_bridge_handback_again(struct hpsi_bridge *b, uint32_t from, uint32_t r)
+{
+	/* A move (hps scale) has its own HANDBACK (move_receive): its target
+	 * does not die and bring the range back */
+	if (!b->serving || r >= b->S || !b->handed[r] || hpsi_seg_movable(&b->seg) || from >= HPSI_MAX_HOSTS)
+		return;
+	uint32_t q = b->serving[r], p = b->handed_by[r];
+	if (q >= b->S || b->host_of_server[q] == b->me || b->host_of_server[q] == from ||
+	    b->retold[r] >> from & 1)
+		return;
+	struct hpsi_msg_hdr hb;
+	if (hpsi_bridge_batch_room(&b->out[from], hpsi_batch_rec_bytes(sizeof hb)))
+		return; /* (no memory: told at its next request) */
+	b->retold[r] |= 1ull << from;
+	hpsi_warn("bridge %s: host %u still sends key range %u here: it is told again that server %u handed it back to server %u (host %u)",
+		  b->cfg.host, from, r, p, q, b->host_of_server[q]);
+	/* the same record as at the hand-back: the incarnation the range went
+	 * to, as this host knows it, makes it idempotent there */
+	hpsi_msg_init(&hb, HPSI_MSG_CLOCK, p, 0);
+	hb.range = (uint16_t)r;
+	hb.clock = atomic_load_explicit(&hpsi_seg_node(&b->seg, q)->incarnation, memory_order_relaxed);
+	hpsi_bridge_append(b, from, p, q, HPSI_REC_HANDBACK, &hb, NULL, 0, NULL, 0);
 }
 
 void hpsi_bridge_handback_receive(struct hpsi_bridge *b, uint32_t from, const struct hpsi_rec_hdr *rec,

@@ -616,6 +616,67 @@ static void test_xfault_replacement_dies_in_copy(void)
 	replacement_dies(0);
 }
 
+/* 6. Held requests after a hand-back, three hosts of one server and one
+ * worker each (--replicas 1 --restart-servers 1), pushes at a pace.
+ * kill -9 of server 1: range 1 goes on at server 2 (host 2); host 1's
+ * replacement takes it back from server 2 and exits at once when it read
+ * the FINAL (HPS_FAILPOINT=handbackdie:1: before it serves a request or
+ * clears its lacking bit), so range 1 comes back to host 2 while host 2
+ * still holds what host 0 (the third host) sent it after the hand-back.
+ * Host 0 moved its pair at the HANDBACK and sent host 2 a RESET behind
+ * those requests, which drops them (net/bridge_failover.c); delivered
+ * before host 0's requests sent again from its oldest not answered, a
+ * push of the gap would be taken as seen twice. Exact sums, exit 0. */
+static void test_xfault_replacement_dies_at_handback(void)
+{
+	CU_ASSERT_EQUAL_FATAL(ns_up(3), 0);
+	char mark[300];
+	pid_t p = hosts_job("9493", 3, (const int[3]){1, 1, 1},
+			    "HPS_REPLICAS=1 HPS_TIMEOUT_MS=30000 NETNS_TEST_PACE_US=2000 HPS_FAILPOINT=handbackdie:1",
+			    "--restart-servers 1", "busy", mark, sizeof mark);
+	kill_server_at_mark(1, mark);
+	int died = wait_log(job_log, "HPS_FAILPOINT=handbackdie: server 1 exits at the hand-back of key range 1", 60000);
+	CU_ASSERT(died);
+	CU_ASSERT(!log_has(job_log, "rounds done")); /* the pushes went on throughout */
+	int ok = job_sums(p, 120000) == 3;
+	CU_ASSERT(ok);
+	const char *o = slurp(job_log);
+	int back = strstr(o, "server 2 handed key range 1 back to server 1 (host 1)") != NULL;
+	CU_ASSERT(back);
+	show_log_if(!ok || !died || !back || getenv("SHOWLOG"), "replacement dies at the hand-back");
+	ns_down();
+}
+
+/* 7. A third host that learns the hand-back before the death it mends:
+ * as 6, but host 0's bridge keeps the FENCE of server 1 until the
+ * HANDBACK record came (HPS_FAILPOINT=latefence:HOST0), so it ignores
+ * the HANDBACK (range 1 is not at server 2 there yet) and then moves
+ * range 1 to server 2, whose host handed it back. Host 2 holds those
+ * requests and tells host 0 the hand-back again (net/bridge_recover.c,
+ * hpsi_bridge_handback_again); host 0 sends them to the replacement.
+ * Without that, they waited at host 2 until HPS_TIMEOUT_MS. Exact sums,
+ * exit 0. */
+static void test_xfault_handback_before_fence(void)
+{
+	CU_ASSERT_EQUAL_FATAL(ns_up(3), 0);
+	char mark[300], env[200];
+	snprintf(env, sizeof env, "HPS_REPLICAS=1 HPS_TIMEOUT_MS=20000 NETNS_TEST_PACE_US=15000 HPS_FAILPOINT=latefence:%s0",
+		 pfx);
+	pid_t p = hosts_job("9494", 3, (const int[3]){1, 1, 1}, env, "--restart-servers 1", "busy", mark, sizeof mark);
+	kill_server_at_mark(1, mark);
+	int whole = wait_log(job_log, "server 1 (incarnation 1) holds every key range whole", 60000);
+	CU_ASSERT(whole);
+	int ok = job_sums(p, 120000) == 3;
+	CU_ASSERT(ok);
+	const char *o = slurp(job_log);
+	int kept = strstr(o, "HPS_FAILPOINT=latefence: the FENCE of server 1 waits") != NULL;
+	int again = strstr(o, "it is told again that server 2 handed it back to server 1 (host 1)") != NULL;
+	CU_ASSERT(kept);
+	CU_ASSERT(again);
+	show_log_if(!ok || !whole || !kept || !again || getenv("SHOWLOG"), "hand-back before the fence");
+	ns_down();
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 3 && strcmp(argv[1], "--cluster-worker") == 0)
@@ -630,6 +691,8 @@ int main(int argc, char **argv)
 		{"test_xfault_lost_host_with_workers", test_xfault_lost_host_with_workers},
 		{"test_xfault_restart_worker_with_replicas", test_xfault_restart_worker_with_replicas},
 		{"test_xfault_replacement_dies_in_copy", test_xfault_replacement_dies_in_copy},
+		{"test_xfault_replacement_dies_at_handback", test_xfault_replacement_dies_at_handback},
+		{"test_xfault_handback_before_fence", test_xfault_handback_before_fence},
 		{NULL, NULL},
 	};
 	int rc = run_suite("xfault", cases);
