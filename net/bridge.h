@@ -198,6 +198,21 @@ struct hpsi_bridge {
 	 * next HANDBACK record came, which it then reads first; 0: none */
 	int late_fence;
 	uint32_t late_fence_from, late_fence_server;
+	/* HPS_FAILPOINT=handbackdie:RANK (tests): the last FINAL of a
+	 * hand-back to RANK stays in its ring here for HPSI_HOLD_HANDBACK_MS
+	 * from final_hold_until's start (0: not seen yet), so that other
+	 * hosts' requests reach the frozen range's rings unread; a third
+	 * host keeps the HANDBACK record that long (late_handback: 1 kept, 2
+	 * read), so that its workers' requests sent meanwhile wait at the
+	 * source's host (net/bridge_recover.c). final_hold_rank is RANK + 1,
+	 * 0 without the failpoint. */
+	uint32_t final_hold_rank;
+	int64_t final_hold_until;
+	int late_handback;
+	int64_t late_handback_at;
+	uint32_t late_handback_from;
+	struct hpsi_rec_hdr late_handback_rec;
+	struct hpsi_msg_hdr late_handback_hdr;
 	struct hpsi_bridge_zc *zc_dropped;
 	struct hpsi_heap **heaps; /* remote workers' slices on this host */
 	uint32_t *heap_live; /* per remote worker: buffers of ours in its slice */
@@ -343,6 +358,13 @@ void hpsi_bridge_sync_receive(struct hpsi_bridge *b, uint32_t from, const struct
  * range h->range back to server rec->server of a third host. */
 void hpsi_bridge_handback_receive(struct hpsi_bridge *b, uint32_t from, const struct hpsi_rec_hdr *rec,
 				  const struct hpsi_msg_hdr *h);
+/* HPS_FAILPOINT=handbackdie:RANK (struct hpsi_bridge): 1 when this
+ * HANDBACK is kept for a while; hpsi_bridge_late_handback_check reads it
+ * once the time passed (1 then). */
+#define HPSI_HOLD_HANDBACK_MS 20
+int hpsi_bridge_late_handback_keep(struct hpsi_bridge *b, uint32_t from, const struct hpsi_rec_hdr *rec,
+				   const struct hpsi_msg_hdr *h);
+int hpsi_bridge_late_handback_check(struct hpsi_bridge *b);
 /* A request of host `from` for key range r, held here because the range
  * was handed back from here: that host may have ignored the HANDBACK
  * (the FENCE of the death the replacement replaces came to it later), so

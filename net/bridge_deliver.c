@@ -302,7 +302,8 @@ static void handle_batch(struct hpsi_bridge *b, uint32_t from, const void *buf, 
 			continue;
 		}
 		if (rec.flags & HPSI_REC_HANDBACK) {
-			hpsi_bridge_handback_receive(b, from, &rec, h);
+			if (!hpsi_bridge_late_handback_keep(b, from, &rec, h))
+				hpsi_bridge_handback_receive(b, from, &rec, h);
 			hpsi_bridge_late_fence_release(b); /* (tests: HPS_FAILPOINT=latefence) */
 			continue;
 		}

@@ -72,6 +72,9 @@ int hpsi_bridge_failover_layout(struct hpsi_bridge *b)
 	int end = 0;
 	if (fp && sscanf(fp, "latefence:%64[^:]%n", host, &end) == 1 && fp[end] == 0 && strcmp(host, b->cfg.host) == 0)
 		b->late_fence = 1;
+	unsigned rank;
+	if (fp && sscanf(fp, "handbackdie:%u%n", &rank, &end) == 1 && fp[end] == 0 && rank < b->S)
+		b->final_hold_rank = rank + 1;
 	b->serving = calloc(b->S, sizeof *b->serving);
 	b->fence = calloc(b->S, 1);
 	b->dead_since = calloc(b->S, sizeof *b->dead_since);
@@ -376,7 +379,7 @@ int hpsi_bridge_failover_check(struct hpsi_bridge *b)
 {
 	if (!b->serving)
 		return 0;
-	int moved = 0;
+	int moved = hpsi_bridge_late_handback_check(b); /* (tests: HPS_FAILPOINT=handbackdie) */
 	free_dropped(b, 0);
 	for (uint32_t s = 0; s < b->S; s++) {
 		/* a local replacement claimed the rank (it cleared fenced): its

@@ -55,6 +55,7 @@
 #include "net/bridge.h"
 #include "net/route.h"
 #include "runtime/common/log.h"
+#include "shm/bell.h"
 #include "shm/node.h"
 #include "shm/wake.h"
 
@@ -166,6 +167,17 @@ int hpsi_bridge_sync_send(struct hpsi_bridge *b, uint32_t p, uint32_t q, const s
 	}
 	uint32_t host = b->host_of_server[q];
 	int back = b->serving && last_handback(b, h);
+	if (back && b->final_hold_rank == q + 1) { /* HPS_FAILPOINT=handbackdie (struct hpsi_bridge) */
+		int64_t now = hpsi_now_ns();
+		if (!b->final_hold_until) {
+			hpsi_warn("bridge %s: HPS_FAILPOINT=handbackdie: the FINAL of key range %u to server %u waits %d ms",
+				  b->cfg.host, h->range, q, HPSI_HOLD_HANDBACK_MS);
+			b->final_hold_until = now + HPSI_HOLD_HANDBACK_MS * 1000000ll;
+		}
+		if (now < b->final_hold_until)
+			return 1;
+		b->final_hold_rank = 0;
+	}
 	if (hpsi_bridge_batch_room(&b->out[host], hpsi_batch_rec_bytes(len)))
 		return 1;
 	/* the FINAL and the HANDBACK records go in one pass or not at all */
@@ -244,6 +256,30 @@ void hpsi_bridge_owner_to(struct hpsi_bridge *b, uint32_t r, uint32_t q)
 	 * owner before it) */
 	atomic_fetch_add_explicit(&b->seg.hdr->members_seq, 1, memory_order_release);
 	hpsi_wake_all(&b->seg);
+}
+
+int hpsi_bridge_late_handback_keep(struct hpsi_bridge *b, uint32_t from, const struct hpsi_rec_hdr *rec,
+				   const struct hpsi_msg_hdr *h)
+{
+	if (!b->final_hold_rank || b->final_hold_rank != rec->server + 1 || b->late_handback)
+		return 0;
+	hpsi_warn("bridge %s: HPS_FAILPOINT=handbackdie: the HANDBACK of key range %u waits %d ms", b->cfg.host, h->range,
+		  HPSI_HOLD_HANDBACK_MS);
+	b->late_handback = 1;
+	b->late_handback_at = hpsi_now_ns() + HPSI_HOLD_HANDBACK_MS * 1000000ll;
+	b->late_handback_from = from;
+	b->late_handback_rec = *rec;
+	b->late_handback_hdr = *h;
+	return 1;
+}
+
+int hpsi_bridge_late_handback_check(struct hpsi_bridge *b)
+{
+	if (b->late_handback != 1 || hpsi_now_ns() < b->late_handback_at)
+		return 0;
+	b->late_handback = 2;
+	hpsi_bridge_handback_receive(b, b->late_handback_from, &b->late_handback_rec, &b->late_handback_hdr);
+	return 1;
 }
 
 void hpsi_bridge_handback_again(struct hpsi_bridge *b, uint32_t from, uint32_t r)

@@ -168,8 +168,9 @@ struct server {
 	 * mapped the pool: the source sends records instead (recover.c). */
 	int refuse_adopt;
 	/* Tests (HPS_FAILPOINT=handbackdie:RANK): this server, a replacement,
-	 * exits at once when it read the last FINAL piece of a range handed
-	 * back to it, before it clears its lacking bit or serves a request:
+	 * exits (60 ms later) when it read the last FINAL piece of a range
+	 * handed back to it, before it clears its lacking bit or serves a
+	 * request:
 	 * the range goes back to its source's host, whose bridge still holds
 	 * what a third host sent it after the hand-back (net/bridge_failover.c,
 	 * the RESET record). */
