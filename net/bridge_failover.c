@@ -30,6 +30,12 @@
  * and no two consumers ever read one ring; routing waits for the same
  * (net/route.h, hpsi_server_unfenced).
  *
+ * RESET: a local worker's origin pair that leaves a host sends it a
+ * RESET record behind its requests there; that host drops the pair's
+ * requests it still holds (they are read again from the ring for where
+ * the range went), so that requests held there never overtake the ones
+ * sent again after a later move back (reset_out).
+ *
  * Answers of a range come only from the host its pair points at
  * (pair->host): those of the host the range left are dropped
  * (net/bridge_deliver.c), and requests for a range still coming here

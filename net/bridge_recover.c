@@ -47,7 +47,11 @@
  *    replacement's host, where they wait in the held queue if they come
  *    before the FINAL (hpsi_bridge_range_coming); the source's answers
  *    still on their way are stale, and the requests it sent the source
- *    meanwhile are held there and dropped once the range settles.
+ *    meanwhile are held there and dropped once the range settles or the
+ *    pair's RESET comes (net/bridge_failover.c). A third host that
+ *    ignored the HANDBACK (the FENCE of the death before came to it
+ *    later) and then sends the range to the source's host is told again
+ *    (hpsi_bridge_handback_again).
  *
  * One thread (the bridge's) does all of this. */
 #include <stdatomic.h>
