@@ -676,8 +676,9 @@ static void test_xfault_replacement_dies_in_copy(void)
  * comes back to host 2. The failpoint also widens the moments: host 2's
  * bridge keeps the FINAL 20 ms (host 0's requests reach the frozen
  * range's ring unread: the requests host 0 sends again start there),
- * host 0's keeps the HANDBACK 20 ms (the requests it sends meanwhile
- * wait at host 2, which handed the range away). Host 0 moved its pair at
+ * host 0's keeps the HANDBACK 20 ms, or until host 2 tells it again
+ * (the requests it sends meanwhile wait at host 2, which handed the
+ * range away). Host 0 moved its pair at
  * the HANDBACK and sent host 2 a RESET behind those requests, which
  * drops them (net/bridge_failover.c); delivered when the range came
  * back, before host 0's requests sent again from its oldest not

@@ -52,6 +52,7 @@ struct hpsi_part {
 	 * (handle_replica_ack); two: the backup of a first send and of a
 	 * resend after a move */
 	uint16_t early_acks[2];
+	int early_status[2]; /* their status (a backup's apply that failed) */
 };
 
 struct hpsi_slot {
