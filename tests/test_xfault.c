@@ -700,7 +700,10 @@ static void test_xfault_replacement_dies_at_handback(void)
 	const char *o = slurp(job_log);
 	int back = strstr(o, "server 2 handed key range 1 back to server 1 (host 1)") != NULL;
 	CU_ASSERT(back);
-	show_log_if(!ok || !died || !back || getenv("SHOWLOG"), "replacement dies at the hand-back");
+	/* the moment came: requests waited at host 2 when a RESET came */
+	int reset = strstr(o, "'s key range 1 away: ") && strstr(o, "of its requests held here dropped");
+	CU_ASSERT(reset);
+	show_log_if(!ok || !died || !back || !reset || getenv("SHOWLOG"), "replacement dies at the hand-back");
 	ns_down();
 }
 
