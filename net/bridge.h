@@ -176,6 +176,11 @@ struct hpsi_bridge {
 	 * comes back), 2 after (those held then are dropped: their hosts send
 	 * them to the replacement) */
 	unsigned char *handed;
+	/* per key range handed back from here: the local server that handed
+	 * it (the source a HANDBACK told again names), and the hosts (bits)
+	 * told again since it last moved (hpsi_bridge_handback_again) */
+	uint32_t *handed_by;
+	uint64_t *retold;
 	/* per key range, a movable job (hps scale): a copy of it to a server
 	 * here has begun (its first SYNC record came), until its FINAL moves
 	 * the pairs here (hpsi_bridge_range_to): other hosts' requests for it
@@ -188,6 +193,26 @@ struct hpsi_bridge {
 	/* HPS_FAILPOINT=holdfwd:HOST:N (tests): forwards to other hosts this
 	 * bridge still sends before it holds them all; -1: no failpoint */
 	int64_t fwd_failpoint;
+	/* HPS_FAILPOINT=latefence:HOST (tests): the bridge of HOST keeps the
+	 * first FENCE it receives (late_fence 1: armed, 2: one kept) until the
+	 * next HANDBACK record came, which it then reads first; 0: none */
+	int late_fence;
+	uint32_t late_fence_from, late_fence_server;
+	/* HPS_FAILPOINT=handbackdie:RANK (tests): the last FINAL of a
+	 * hand-back to RANK stays in its ring here for HPSI_HOLD_HANDBACK_MS
+	 * from final_hold_until's start (0: not seen yet), so that other
+	 * hosts' requests reach the frozen range's rings unread; a third
+	 * host keeps the HANDBACK record that long (late_handback: 1 kept, 2
+	 * read), so that its workers' requests sent meanwhile wait at the
+	 * source's host (net/bridge_recover.c). final_hold_rank is RANK + 1,
+	 * 0 without the failpoint. */
+	uint32_t final_hold_rank;
+	int64_t final_hold_until;
+	int late_handback;
+	int64_t late_handback_at;
+	uint32_t late_handback_from;
+	struct hpsi_rec_hdr late_handback_rec;
+	struct hpsi_msg_hdr late_handback_hdr;
 	struct hpsi_bridge_zc *zc_dropped;
 	struct hpsi_heap **heaps; /* remote workers' slices on this host */
 	uint32_t *heap_live; /* per remote worker: buffers of ours in its slice */
@@ -333,6 +358,18 @@ void hpsi_bridge_sync_receive(struct hpsi_bridge *b, uint32_t from, const struct
  * range h->range back to server rec->server of a third host. */
 void hpsi_bridge_handback_receive(struct hpsi_bridge *b, uint32_t from, const struct hpsi_rec_hdr *rec,
 				  const struct hpsi_msg_hdr *h);
+/* HPS_FAILPOINT=handbackdie:RANK (struct hpsi_bridge): 1 when this
+ * HANDBACK is kept for a while; hpsi_bridge_late_handback_check reads it
+ * once the time passed (1 then). */
+#define HPSI_HOLD_HANDBACK_MS 20
+int hpsi_bridge_late_handback_keep(struct hpsi_bridge *b, uint32_t from, const struct hpsi_rec_hdr *rec,
+				   const struct hpsi_msg_hdr *h);
+int hpsi_bridge_late_handback_check(struct hpsi_bridge *b);
+/* A request of host `from` for key range r, held here because the range
+ * was handed back from here: that host may have ignored the HANDBACK
+ * (the FENCE of the death the replacement replaces came to it later), so
+ * it is told again, once per host until the range moves again. */
+void hpsi_bridge_handback_again(struct hpsi_bridge *b, uint32_t from, uint32_t r);
 /* A move of hps scale: key range r's owner here is q from now. */
 void hpsi_bridge_owner_to(struct hpsi_bridge *b, uint32_t r, uint32_t q);
 
@@ -363,6 +400,13 @@ void hpsi_bridge_failover_leave(struct hpsi_bridge *b);
 int hpsi_bridge_fwd_failpoint(struct hpsi_bridge *b);
 /* A FENCE of server p from host `from`. */
 void hpsi_bridge_fence_receive(struct hpsi_bridge *b, uint32_t from, uint32_t p);
+/* HPS_FAILPOINT=latefence:HOST: 1 when this FENCE is kept until the next
+ * HANDBACK record (hpsi_bridge_late_fence_release reads it then). */
+int hpsi_bridge_late_fence_keep(struct hpsi_bridge *b, uint32_t from, uint32_t p);
+void hpsi_bridge_late_fence_release(struct hpsi_bridge *b);
+/* A RESET record from host `from` (net/wire.h): pair (rec->worker,
+ * rec->server)'s requests held here are dropped. */
+void hpsi_bridge_reset_receive(struct hpsi_bridge *b, uint32_t from, const struct hpsi_rec_hdr *rec);
 /* Key range r's pairs point at server `next` from now: at a death its
  * next live replica, at a hand-back the replacement (bridge_recover.c). */
 void hpsi_bridge_range_to(struct hpsi_bridge *b, uint32_t r, uint32_t next);

@@ -297,11 +297,18 @@ static void handle_batch(struct hpsi_bridge *b, uint32_t from, const void *buf, 
 			continue;
 		}
 		if (rec.flags & HPSI_REC_FENCE) {
-			hpsi_bridge_fence_receive(b, from, rec.worker);
+			if (!hpsi_bridge_late_fence_keep(b, from, rec.worker))
+				hpsi_bridge_fence_receive(b, from, rec.worker);
 			continue;
 		}
 		if (rec.flags & HPSI_REC_HANDBACK) {
-			hpsi_bridge_handback_receive(b, from, &rec, h);
+			if (!hpsi_bridge_late_handback_keep(b, from, &rec, h))
+				hpsi_bridge_handback_receive(b, from, &rec, h);
+			hpsi_bridge_late_fence_release(b); /* (tests: HPS_FAILPOINT=latefence) */
+			continue;
+		}
+		if (rec.flags & HPSI_REC_RESET) {
+			hpsi_bridge_reset_receive(b, from, &rec);
 			continue;
 		}
 		int answer = h->type == HPSI_MSG_RESPONSE;
@@ -331,6 +338,10 @@ static void handle_batch(struct hpsi_bridge *b, uint32_t from, const void *buf, 
 			b->stale++;
 			continue;
 		}
+		/* held here for a range handed back from here: its host may have
+		 * ignored the HANDBACK (net/bridge_recover.c) */
+		if (!answer && p->used != HPSI_PAIR_INBOUND && b->handed && b->handed[rec.server])
+			hpsi_bridge_handback_again(b, from, rec.server);
 		deliver(b, rec.worker, rec.server, h, answer ? (const void *)v.lens : (const void *)v.keys, v.vals);
 	}
 	if (rc < 0)

@@ -30,6 +30,12 @@
  * and no two consumers ever read one ring; routing waits for the same
  * (net/route.h, hpsi_server_unfenced).
  *
+ * RESET: a local worker's origin pair that leaves a host sends it a
+ * RESET record behind its requests there; that host drops the pair's
+ * requests it still holds (they are read again from the ring for where
+ * the range went), so that requests held there never overtake the ones
+ * sent again after a later move back (reset_out).
+ *
  * Answers of a range come only from the host its pair points at
  * (pair->host): those of the host the range left are dropped
  * (net/bridge_deliver.c), and requests for a range still coming here
@@ -69,12 +75,20 @@ int hpsi_bridge_failover_layout(struct hpsi_bridge *b)
 	unsigned long long n;
 	if (fp && sscanf(fp, "holdfwd:%64[^:]:%llu", host, &n) == 2 && strcmp(host, b->cfg.host) == 0)
 		b->fwd_failpoint = (int64_t)n;
+	int end = 0;
+	if (fp && sscanf(fp, "latefence:%64[^:]%n", host, &end) == 1 && fp[end] == 0 && strcmp(host, b->cfg.host) == 0)
+		b->late_fence = 1;
+	unsigned rank;
+	if (fp && sscanf(fp, "handbackdie:%u%n", &rank, &end) == 1 && fp[end] == 0 && rank < b->S)
+		b->final_hold_rank = rank + 1;
 	b->serving = calloc(b->S, sizeof *b->serving);
 	b->fence = calloc(b->S, 1);
 	b->dead_since = calloc(b->S, sizeof *b->dead_since);
 	b->handed = calloc(b->S, 1);
 	b->coming = calloc(b->S, 1);
-	if (!b->serving || !b->fence || !b->dead_since || !b->handed || !b->coming)
+	b->handed_by = calloc(b->S, sizeof *b->handed_by);
+	b->retold = calloc(b->S, sizeof *b->retold);
+	if (!b->serving || !b->fence || !b->dead_since || !b->handed || !b->coming || !b->handed_by || !b->retold)
 		return HPS_ENOMEM;
 	for (uint32_t r = 0; r < b->S; r++)
 		b->serving[r] = hpsi_replica(&b->seg, r, 0);
@@ -152,6 +166,51 @@ static void drop_pair(struct hpsi_bridge *b, uint32_t w, struct hpsi_bridge_pair
 	p->nunacked = 0;
 }
 
+/* Origin pair (w, r) leaves host `from`: a RESET record to it, behind
+ * every request of the pair sent there (the same stream), so that what
+ * of them waits there is dropped (hpsi_bridge_reset_receive). Else a
+ * host that takes the range back (the FENCE of a replacement that died
+ * soon after a hand-back) delivered those held requests, a later part
+ * of the pair's stream, before the ones this host sends again from its
+ * oldest not answered: a push of the gap then read as seen twice (its
+ * sequence below the last applied), not applied, and its wait failed
+ * with HPS_EPROTO (answers out of order). */
+static void reset_out(struct hpsi_bridge *b, uint32_t from, uint32_t w, uint32_t r)
+{
+	struct hpsi_msg_hdr h;
+	if (hpsi_bridge_batch_room(&b->out[from], hpsi_batch_rec_bytes(sizeof h))) {
+		hpsi_error("bridge %s: no memory for the reset of worker %u's requests for key range %u to host %u",
+			   b->cfg.host, w, r, from);
+		return;
+	}
+	hpsi_msg_init(&h, HPSI_MSG_CLOCK, w, 0);
+	h.range = (uint16_t)r;
+	hpsi_bridge_append(b, from, w, r, HPSI_REC_RESET, &h, NULL, 0, NULL, 0);
+}
+
+void hpsi_bridge_reset_receive(struct hpsi_bridge *b, uint32_t from, const struct hpsi_rec_hdr *rec)
+{
+	if (!b->serving || rec->worker >= b->W || rec->server >= b->S || b->host_of_worker[rec->worker] != from) {
+		hpsi_msg_count_bad("a reset naming no worker of the sending host or no key range");
+		return;
+	}
+	/* Held requests only: one written into a server's ring is served
+	 * (its answer is stale at the sender, or matches a request sent
+	 * again: the same push, answered once more) */
+	struct hpsi_bridge_pair *p = hpsi_bridge_pair_of(b, rec->worker, rec->server);
+	unsigned n = 0;
+	for (; p->held; n++) {
+		struct hpsi_bridge_held *m = p->held;
+		p->held = m->next;
+		free(m);
+		b->stale++;
+	}
+	p->held_tail = NULL;
+	if (n)
+		hpsi_warn("bridge %s: host %u moved worker %u's key range %u away: %u of its requests held here dropped",
+			  b->cfg.host, from, rec->worker, rec->server, n);
+}
+
 /* Key range r's pairs point at server `next` from now (see the head
  * comment): at a death, its next live replica; at a hand-back
  * (net/bridge_recover.c), the replacement it goes back to. */
@@ -162,6 +221,7 @@ void hpsi_bridge_range_to(struct hpsi_bridge *b, uint32_t r, uint32_t next)
 	b->serving[r] = next;
 	b->handed[r] = 0;
 	b->coming[r] = 0;
+	b->retold[r] = 0;
 	for (uint32_t w = 0; w < b->W; w++) {
 		struct hpsi_bridge_pair *p = hpsi_bridge_pair_of(b, w, r);
 		if (hpsi_bridge_local_worker(b, w)) {
@@ -172,6 +232,8 @@ void hpsi_bridge_range_to(struct hpsi_bridge *b, uint32_t r, uint32_t next)
 				hpsi_ring_cons_publish_at(&p->cons, at);
 				p->cons.head = at;
 				drop_pair(b, w, p);
+				if (p->host != host)
+					reset_out(b, p->host, w, r);
 				if (host == b->me)
 					p->used = HPSI_PAIR_NONE; /* the local server reads it now */
 				else
@@ -323,7 +385,7 @@ int hpsi_bridge_failover_check(struct hpsi_bridge *b)
 {
 	if (!b->serving)
 		return 0;
-	int moved = 0;
+	int moved = hpsi_bridge_late_handback_check(b); /* (tests: HPS_FAILPOINT=handbackdie) */
 	free_dropped(b, 0);
 	for (uint32_t s = 0; s < b->S; s++) {
 		/* a local replacement claimed the rank (it cleared fenced): its
@@ -406,6 +468,26 @@ void hpsi_bridge_fence_receive(struct hpsi_bridge *b, uint32_t from, uint32_t p)
 	b->fence[p] = FENCE_WAITING; /* fenced once its held forwards are in */
 }
 
+int hpsi_bridge_late_fence_keep(struct hpsi_bridge *b, uint32_t from, uint32_t p)
+{
+	if (b->late_fence != 1)
+		return 0;
+	hpsi_warn("bridge %s: HPS_FAILPOINT=latefence: the FENCE of server %u waits for the next hand-back record",
+		  b->cfg.host, p);
+	b->late_fence = 2;
+	b->late_fence_from = from;
+	b->late_fence_server = p;
+	return 1;
+}
+
+void hpsi_bridge_late_fence_release(struct hpsi_bridge *b)
+{
+	if (b->late_fence != 2)
+		return;
+	b->late_fence = 3; /* fired */
+	hpsi_bridge_fence_receive(b, b->late_fence_from, b->late_fence_server);
+}
+
 int hpsi_bridge_range_coming(struct hpsi_bridge *b, uint32_t s)
 {
 	/* Also for a range handed back whose replacement holds it (handed 2):
@@ -455,6 +537,10 @@ void hpsi_bridge_failover_free(struct hpsi_bridge *b)
 	b->handed = NULL;
 	free(b->coming);
 	b->coming = NULL;
+	free(b->handed_by);
+	b->handed_by = NULL;
+	free(b->retold);
+	b->retold = NULL;
 	b->serving = NULL;
 	b->fence = NULL;
 	b->dead_since = NULL;

@@ -47,7 +47,11 @@
  *    replacement's host, where they wait in the held queue if they come
  *    before the FINAL (hpsi_bridge_range_coming); the source's answers
  *    still on their way are stale, and the requests it sent the source
- *    meanwhile are held there and dropped once the range settles.
+ *    meanwhile are held there and dropped once the range settles or the
+ *    pair's RESET comes (net/bridge_failover.c). A third host that
+ *    ignored the HANDBACK (the FENCE of the death before came to it
+ *    later) and then sends the range to the source's host is told again
+ *    (hpsi_bridge_handback_again).
  *
  * One thread (the bridge's) does all of this. */
 #include <stdatomic.h>
@@ -55,6 +59,7 @@
 #include "net/bridge.h"
 #include "net/route.h"
 #include "runtime/common/log.h"
+#include "shm/bell.h"
 #include "shm/node.h"
 #include "shm/wake.h"
 
@@ -166,6 +171,17 @@ int hpsi_bridge_sync_send(struct hpsi_bridge *b, uint32_t p, uint32_t q, const s
 	}
 	uint32_t host = b->host_of_server[q];
 	int back = b->serving && last_handback(b, h);
+	if (back && b->final_hold_rank == q + 1) { /* HPS_FAILPOINT=handbackdie (struct hpsi_bridge) */
+		int64_t now = hpsi_now_ns();
+		if (!b->final_hold_until) {
+			hpsi_warn("bridge %s: HPS_FAILPOINT=handbackdie: the FINAL of key range %u to server %u waits %d ms",
+				  b->cfg.host, h->range, q, HPSI_HOLD_HANDBACK_MS);
+			b->final_hold_until = now + HPSI_HOLD_HANDBACK_MS * 1000000ll;
+		}
+		if (now < b->final_hold_until)
+			return 1;
+		b->final_hold_rank = 0;
+	}
 	if (hpsi_bridge_batch_room(&b->out[host], hpsi_batch_rec_bytes(len)))
 		return 1;
 	/* the FINAL and the HANDBACK records go in one pass or not at all */
@@ -190,6 +206,7 @@ int hpsi_bridge_sync_send(struct hpsi_bridge *b, uint32_t p, uint32_t q, const s
 			hpsi_bridge_owner_to(b, h->range, q);
 		hpsi_bridge_range_to(b, h->range, q);
 		b->handed[h->range] = 1; /* (cleared when it moves again) */
+		b->handed_by[h->range] = p;
 		/* A move (hps scale) has no replica to come back to: what the
 		 * other hosts send here for the range from now on they read again
 		 * for the target once they took it (this HANDBACK), so it is
@@ -243,6 +260,54 @@ void hpsi_bridge_owner_to(struct hpsi_bridge *b, uint32_t r, uint32_t q)
 	 * owner before it) */
 	atomic_fetch_add_explicit(&b->seg.hdr->members_seq, 1, memory_order_release);
 	hpsi_wake_all(&b->seg);
+}
+
+int hpsi_bridge_late_handback_keep(struct hpsi_bridge *b, uint32_t from, const struct hpsi_rec_hdr *rec,
+				   const struct hpsi_msg_hdr *h)
+{
+	if (!b->final_hold_rank || b->final_hold_rank != rec->server + 1 || b->late_handback)
+		return 0;
+	hpsi_warn("bridge %s: HPS_FAILPOINT=handbackdie: the HANDBACK of key range %u waits %d ms", b->cfg.host, h->range,
+		  HPSI_HOLD_HANDBACK_MS);
+	b->late_handback = 1;
+	b->late_handback_at = hpsi_now_ns() + HPSI_HOLD_HANDBACK_MS * 1000000ll;
+	b->late_handback_from = from;
+	b->late_handback_rec = *rec;
+	b->late_handback_hdr = *h;
+	return 1;
+}
+
+int hpsi_bridge_late_handback_check(struct hpsi_bridge *b)
+{
+	if (b->late_handback != 1 || hpsi_now_ns() < b->late_handback_at)
+		return 0;
+	b->late_handback = 2;
+	hpsi_bridge_handback_receive(b, b->late_handback_from, &b->late_handback_rec, &b->late_handback_hdr);
+	return 1;
+}
+
+void hpsi_bridge_handback_again(struct hpsi_bridge *b, uint32_t from, uint32_t r)
+{
+	/* A move (hps scale) has its own HANDBACK (move_receive): its target
+	 * does not die and bring the range back */
+	if (!b->serving || r >= b->S || !b->handed[r] || hpsi_seg_movable(&b->seg) || from >= HPSI_MAX_HOSTS)
+		return;
+	uint32_t q = b->serving[r], p = b->handed_by[r];
+	if (q >= b->S || b->host_of_server[q] == b->me || b->host_of_server[q] == from ||
+	    b->retold[r] >> from & 1)
+		return;
+	struct hpsi_msg_hdr hb;
+	if (hpsi_bridge_batch_room(&b->out[from], hpsi_batch_rec_bytes(sizeof hb)))
+		return; /* (no memory: told at its next request) */
+	b->retold[r] |= 1ull << from;
+	hpsi_warn("bridge %s: host %u still sends key range %u here: it is told again that server %u handed it back to server %u (host %u)",
+		  b->cfg.host, from, r, p, q, b->host_of_server[q]);
+	/* the same record as at the hand-back: the incarnation the range went
+	 * to, as this host knows it, makes it idempotent there */
+	hpsi_msg_init(&hb, HPSI_MSG_CLOCK, p, 0);
+	hb.range = (uint16_t)r;
+	hb.clock = atomic_load_explicit(&hpsi_seg_node(&b->seg, q)->incarnation, memory_order_relaxed);
+	hpsi_bridge_append(b, from, p, q, HPSI_REC_HANDBACK, &hb, NULL, 0, NULL, 0);
 }
 
 void hpsi_bridge_handback_receive(struct hpsi_bridge *b, uint32_t from, const struct hpsi_rec_hdr *rec,

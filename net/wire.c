@@ -67,12 +67,14 @@ int hpsi_batch_next(struct hpsi_batch_reader *r, struct hpsi_rec_hdr *rec, const
 		return -1;
 	}
 	memcpy(rec, r->buf + r->at, sizeof *rec);
-	uint32_t known = HPSI_REC_VALS_FRAME | HPSI_REC_FORWARD | HPSI_REC_FENCE | HPSI_REC_SYNC | HPSI_REC_HANDBACK;
+	uint32_t known = HPSI_REC_VALS_FRAME | HPSI_REC_FORWARD | HPSI_REC_FENCE | HPSI_REC_SYNC | HPSI_REC_HANDBACK |
+			 HPSI_REC_RESET;
 	if (rec->flags & ~known || ((rec->flags & HPSI_REC_VALS_FRAME) != 0) != (r->vals_frame != 0) ||
 	    (rec->flags & HPSI_REC_SYNC && !(rec->flags & HPSI_REC_FORWARD)) ||
 	    (rec->flags & (HPSI_REC_FORWARD | HPSI_REC_FENCE | HPSI_REC_HANDBACK) && r->vals_frame) ||
 	    (rec->flags & HPSI_REC_FORWARD && rec->flags & HPSI_REC_FENCE) ||
-	    (rec->flags & HPSI_REC_HANDBACK && rec->flags != HPSI_REC_HANDBACK)) {
+	    (rec->flags & HPSI_REC_HANDBACK && rec->flags != HPSI_REC_HANDBACK) ||
+	    (rec->flags & HPSI_REC_RESET && (rec->flags != HPSI_REC_RESET || r->vals_frame))) {
 		*why = "record flags disagree with the batch";
 		return -1;
 	}

@@ -24,7 +24,7 @@
 
 #define HPSI_BATCH_MAGIC 0x42535048u /* "HPSB" */
 #define HPSI_SCHED_MAGIC 0x43535048u /* "HPSC" */
-#define HPSI_WIRE_VERSION 4 /* 2: heartbeats carry the host's totals; 3: join words (states), launched (assignment); 4: launched_servers (assignment), the plan of a scale (states) */
+#define HPSI_WIRE_VERSION 5 /* 2: heartbeats carry the host's totals; 3: join words (states), launched (assignment); 4: launched_servers (assignment), the plan of a scale (states); 5: the RESET record */
 #define HPSI_MAX_HOSTS 64
 #define HPSI_ENDPOINT_MAX 128
 
@@ -53,13 +53,26 @@ struct hpsi_batch_hdr {
  * another host: the range's pairs of this host go to it (sent to every
  * host but the replacement's, which learns it from the FINAL itself;
  * net/bridge_recover.c). Alone, never with a value frame. */
-enum { HPSI_REC_VALS_FRAME = 1, HPSI_REC_FORWARD = 2, HPSI_REC_FENCE = 4, HPSI_REC_SYNC = 8, HPSI_REC_HANDBACK = 16 };
+/* HPSI_REC_RESET: the sending host moved the pair of its worker `worker`
+ * and key range `server` away from this host: requests of that pair it
+ * sent here before this record and that still wait here (held) are
+ * dropped, the sender reads them again for wherever the range went
+ * (net/bridge_failover.c). A bare header, alone, never with a value
+ * frame. */
+enum {
+	HPSI_REC_VALS_FRAME = 1,
+	HPSI_REC_FORWARD = 2,
+	HPSI_REC_FENCE = 4,
+	HPSI_REC_SYNC = 8,
+	HPSI_REC_HANDBACK = 16,
+	HPSI_REC_RESET = 32
+};
 
 struct hpsi_rec_hdr {
 	uint32_t len;      /* bytes of the message that follows */
 	uint32_t worker;   /* the request's worker rank (requests and responses); forwards: the primary */
 	uint32_t server;   /* the server rank; forwards: the backup */
-	uint32_t flags;    /* HPSI_REC_VALS_FRAME, HPSI_REC_FORWARD, HPSI_REC_FENCE, HPSI_REC_SYNC, HPSI_REC_HANDBACK */
+	uint32_t flags;    /* HPSI_REC_VALS_FRAME, HPSI_REC_FORWARD, HPSI_REC_FENCE, HPSI_REC_SYNC, HPSI_REC_HANDBACK, HPSI_REC_RESET */
 };
 
 /* Bytes a record of a message of len bytes takes in a batch frame. */

@@ -615,7 +615,7 @@ static void test_bridge_forward_record_flags(void)
 	CU_ASSERT_EQUAL(rec.worker, 1u);
 	CU_ASSERT_EQUAL(batch_of_one(HPSI_REC_VALS_FRAME, HPSI_REC_VALS_FRAME | HPSI_REC_FORWARD, &rec, &why), -1);
 	CU_ASSERT_STRING_EQUAL(why, "record flags disagree with the batch");
-	CU_ASSERT_EQUAL(batch_of_one(0, 32, &rec, &why), -1);
+	CU_ASSERT_EQUAL(batch_of_one(0, 64, &rec, &why), -1);
 	CU_ASSERT_STRING_EQUAL(why, "record flags disagree with the batch");
 	/* a range copy (net/bridge_recover.c): only as a forward, never with
 	 * a value frame */
@@ -639,6 +639,14 @@ static void test_bridge_forward_record_flags(void)
 	CU_ASSERT_EQUAL(batch_of_one(HPSI_REC_VALS_FRAME, HPSI_REC_VALS_FRAME | HPSI_REC_HANDBACK, &rec, &why), -1);
 	CU_ASSERT_EQUAL(batch_of_one(0, HPSI_REC_FENCE | HPSI_REC_HANDBACK, &rec, &why), -1);
 	CU_ASSERT_EQUAL(batch_of_one(0, HPSI_REC_FORWARD | HPSI_REC_HANDBACK, &rec, &why), -1);
+	CU_ASSERT_STRING_EQUAL(why, "record flags disagree with the batch");
+	/* a pair's reset (net/bridge_failover.c): alone, never with a value
+	 * frame */
+	CU_ASSERT_EQUAL(batch_of_one(0, HPSI_REC_RESET, &rec, &why), 1);
+	CU_ASSERT_EQUAL(rec.flags, (uint32_t)HPSI_REC_RESET);
+	CU_ASSERT_EQUAL(batch_of_one(HPSI_REC_VALS_FRAME, HPSI_REC_VALS_FRAME | HPSI_REC_RESET, &rec, &why), -1);
+	CU_ASSERT_EQUAL(batch_of_one(0, HPSI_REC_FENCE | HPSI_REC_RESET, &rec, &why), -1);
+	CU_ASSERT_EQUAL(batch_of_one(0, HPSI_REC_HANDBACK | HPSI_REC_RESET, &rec, &why), -1);
 	CU_ASSERT_STRING_EQUAL(why, "record flags disagree with the batch");
 }
 

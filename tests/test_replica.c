@@ -19,6 +19,7 @@
 #include "net/codec.h"
 #include "net/route.h"
 #include "shm/bell.h"
+#include "shm/liveness.h"
 #include "shm/node.h"
 #include "shm/wake.h"
 #include "tests/harness.h"
@@ -1154,6 +1155,107 @@ static void test_replica_two_adjacent_servers_replaced(void)
 	CU_ASSERT_EQUAL(bad, 0);
 }
 
+/* With room (one backup, named by rank in the primary's answer), a
+ * backup's ack counts only from the rank the primary forwarded the push
+ * to (runtime/client/worker.c, room_ack_counts). The test plays both
+ * servers of a job with room (S = 2, M = 4): it reads worker 0's pushes
+ * (through its heap: they wait for the backup's ack) and answers them
+ * itself. First an ack from rank 0, then the answer naming backup 1:
+ * the push is not done (it times out; before the check it returned 0).
+ * Then the answer, the ack of rank 0, the ack of rank 1: done. */
+#define ACK_WIDTH 1024
+
+struct ack_plan {
+	uint64_t key;
+};
+
+static int ack_rank_worker(hps_ctx *ctx, hps_worker *w, void *arg)
+{
+	(void)ctx;
+	const struct ack_plan *pl = arg;
+	static float vals[ACK_WIDTH];
+	int rc = hps_wait(w, hps_push(w, &pl->key, 1, vals, NULL));
+	if (rc != HPS_ETIMEDOUT) {
+		fprintf(stderr, "push acked by rank 0 only ended with %s, not a timeout\n", hps_strerror(rc));
+		return 1;
+	}
+	if ((rc = hps_wait(w, hps_push(w, &pl->key, 1, vals, NULL)))) {
+		fprintf(stderr, "push acked by rank 1 ended with %s\n", hps_strerror(rc));
+		return 2;
+	}
+	return 0;
+}
+
+static int ring_has(void *c_)
+{
+	size_t len;
+	return hpsi_ring_peek(c_, &len) != NULL;
+}
+
+/* Writes a bare answer (or, flags HPSI_F_REPLICA, an ack) of `sender` to
+ * the request h into p. */
+static void put_answer(struct hpsi_ring_prod *p, const struct hpsi_msg_hdr *h, uint32_t sender, uint16_t flags,
+		       uint32_t named_backup)
+{
+	struct hpsi_msg_hdr *a = hpsi_ring_reserve(p, sizeof *a);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+	hpsi_msg_init(a, HPSI_MSG_RESPONSE, sender, h->timestamp);
+	a->part = h->part;
+	a->range = h->range;
+	a->dtype = h->dtype;
+	a->flags = flags;
+	if (!flags) {
+		a->fwd_mask = 2; /* forwarded to backup 1 ... */
+		a->fwd_incarnations = named_backup << 16; /* ... rank named_backup, incarnation 0 */
+	}
+	hpsi_ring_commit(p, sizeof *a);
+}
+
+static void test_replica_room_ack_of_another_rank(void)
+{
+	struct job j;
+	struct job_opts o = {.replicas = 1, .max_servers = 4, .no_servers = 1, .ring_bytes = 4096, .timeout_ms = 1500};
+	CU_ASSERT_EQUAL_FATAL(job_start(&j, 2, 1, &o), 0);
+	CU_ASSERT_EQUAL_FATAL(hpsi_replica(&j.seg, 0, 1), 1);
+	for (uint32_t s = 0; s < 2; s++) { /* this process is both servers */
+		struct hpsi_node *n = hpsi_seg_node(&j.seg, s);
+		atomic_store(&n->birth, hpsi_proc_birth(getpid()));
+		atomic_store(&n->pid, getpid());
+		atomic_store(&n->state, HPSI_NODE_ALIVE);
+	}
+	struct ack_plan pl = {0};
+	while (hpsi_route_key(&j.seg, pl.key) != 0)
+		pl.key++;
+	struct hpsi_ring_cons req;
+	struct hpsi_ring_prod resp;
+	hpsi_ring_cons_attach(&req, hpsi_seg_ring(&j.seg, 0, 0, 0), j.seg.hdr->ring_bytes);
+	hpsi_ring_prod_attach(&resp, hpsi_seg_ring(&j.seg, 0, 0, 1), j.seg.hdr->ring_bytes);
+	pid_t wk = job_fork_worker(&j, 0, ACK_WIDTH, ack_rank_worker, &pl);
+	for (int round = 0; round < 2; round++) {
+		CU_ASSERT_FATAL(poll_until(ring_has, &req, 20000));
+		size_t len;
+		struct hpsi_msg_hdr h = *(const struct hpsi_msg_hdr *)hpsi_ring_peek(&req, &len);
+		CU_ASSERT_EQUAL(h.type, HPSI_MSG_PUSH);
+		CU_ASSERT(h.flags & HPSI_F_HEAP_VALS); /* it waits for its backup's ack */
+		hpsi_ring_consume(&req, len);
+		hpsi_ring_cons_publish(&req);
+		if (round == 0) { /* rank 0 acks before the answer that names rank 1 */
+			put_answer(&resp, &h, 0, HPSI_F_REPLICA, 0);
+			put_answer(&resp, &h, 0, 0, 1);
+		} else { /* the answer, then acks of rank 0 and of rank 1 */
+			put_answer(&resp, &h, 0, 0, 1);
+			put_answer(&resp, &h, 0, HPSI_F_REPLICA, 0);
+			put_answer(&resp, &h, 1, HPSI_F_REPLICA, 0);
+		}
+		hpsi_ring_publish(&resp);
+		hpsi_bell_ring(&hpsi_seg_node(&j.seg, hpsi_worker_node(&j.seg, 0))->bell);
+	}
+	CU_ASSERT_EQUAL(wait_exit(wk, 20000), 0);
+	for (uint32_t s = 0; s < 2; s++)
+		atomic_store(&hpsi_seg_node(&j.seg, s)->state, HPSI_NODE_CLOSED);
+	CU_ASSERT_EQUAL(job_stop(&j), 0);
+}
+
 struct test_case replica_cases[] = {
 	{"replica_two_adjacent_servers_replaced", test_replica_two_adjacent_servers_replaced},
 	{"replica_backup_replaced_before_its_ack", test_replica_backup_replaced_before_its_ack},
@@ -1161,6 +1263,7 @@ struct test_case replica_cases[] = {
 	{"replica_primary_dies_while_copying", test_replica_primary_dies_while_copying},
 	{"replica_kill_one_server_exact_sums", test_replica_kill_one_server_exact_sums},
 	{"replica_room_kill_exact_sums", test_replica_room_kill_exact_sums},
+	{"replica_room_ack_of_another_rank", test_replica_room_ack_of_another_rank},
 	{"replica_kill_during_checkpoints", test_replica_kill_during_checkpoints},
 	{"replica_kill_pipelined_pushes", test_replica_kill_pipelined_pushes},
 	{"replica_primary_dies_between_forward_and_release", test_replica_primary_dies_between_forward_and_release},

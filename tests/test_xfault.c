@@ -337,6 +337,55 @@ static int fill_worker(hps_ctx *ctx, hps_worker *w)
 	return rc ? 1 : 0;
 }
 
+/* Mode xtrickle: XF_PUSHES pushes of the shared keys, one every
+ * XF_PACE_US, up to XF_WINDOW in flight (the oldest is waited for only
+ * then): a pair's requests go out one by one while the answers of a key
+ * range are late, so its stream goes on through a hand-back's moments.
+ * Worker 0 creates $NETNS_TEST_MARK after 200 pushes. Exact sums: worker
+ * r pushed r+1 to every key XF_PUSHES times. */
+static int trickle_worker(hps_ctx *ctx, hps_worker *w)
+{
+	int me = hps_rank(ctx), nw = hps_num_workers(ctx), rc = 0;
+	int n = env_int("XF_PUSHES", 20000), pace = env_int("XF_PACE_US", 100), win = env_int("XF_WINDOW", 400);
+	if (win < 1 || win > 500) /* (HPSI_MAX_INFLIGHT slots) */
+		win = 400;
+	uint64_t keys[XF_NK];
+	float one[XF_NK], got[XF_NK];
+	int64_t *ts = calloc((size_t)win, sizeof *ts);
+	for (int k = 0; k < XF_NK; k++)
+		keys[k] = xf_key(0, k), one[k] = (float)(me + 1);
+	for (int i = 0; i < n + win && !rc; i++) {
+		if (i >= win && (ts[i % win] < 0 || hps_wait(w, ts[i % win]))) {
+			fprintf(stderr, "worker %d: push %d failed\n", me, i - win);
+			rc = 1;
+		}
+		if (i >= n)
+			continue;
+		ts[i % win] = hps_push(w, keys, XF_NK, one, NULL);
+		if (i == 200 && me == 0 && getenv("NETNS_TEST_MARK"))
+			touch_file(getenv("NETNS_TEST_MARK"));
+		usleep((useconds_t)pace);
+	}
+	free(ts);
+	printf("worker %d: rounds done\n", me);
+	fflush(stdout);
+	if (!rc && (rc = hps_barrier(ctx)) != 0)
+		fprintf(stderr, "worker %d: barrier: %s\n", me, hps_strerror(rc));
+	if (!rc && (rc = hps_wait(w, hps_pull(w, keys, XF_NK, got, NULL))) != 0)
+		fprintf(stderr, "worker %d: final pull: %s\n", me, hps_strerror(rc));
+	double want = (double)nw * (nw + 1) / 2 * n;
+	for (int k = 0; k < XF_NK && !rc; k++)
+		if (got[k] != (float)want) {
+			fprintf(stderr, "worker %d: key %d holds %.0f, expected %.0f\n", me, k, got[k], want);
+			rc = 1;
+		}
+	if (!rc)
+		printf("worker %d: sums ok\n", me);
+	hps_worker_close(w);
+	hps_finalize(ctx);
+	return rc ? 1 : 0;
+}
+
 static int xf_worker(const char *mode)
 {
 	hps_ctx *ctx;
@@ -350,6 +399,8 @@ static int xf_worker(const char *mode)
 		return ck_worker(ctx, w);
 	if (strcmp(mode, "xfill") == 0)
 		return fill_worker(ctx, w);
+	if (strcmp(mode, "xtrickle") == 0)
+		return trickle_worker(ctx, w);
 	return own_worker(ctx, w);
 }
 
@@ -616,6 +667,76 @@ static void test_xfault_replacement_dies_in_copy(void)
 	replacement_dies(0);
 }
 
+/* 6. Held requests after a hand-back, three hosts of one server and one
+ * worker each (--replicas 1 --restart-servers 1), each worker's pushes
+ * going out one by one (mode xtrickle). kill -9 of server 1: range 1
+ * goes on at server 2 (host 2); host 1's replacement takes it back and
+ * exits 60 ms after it read the FINAL (HPS_FAILPOINT=handbackdie:1:
+ * before it serves a request or clears its lacking bit), so range 1
+ * comes back to host 2. The failpoint also widens the moments: host 2's
+ * bridge keeps the FINAL 20 ms (host 0's requests reach the frozen
+ * range's ring unread: the requests host 0 sends again start there),
+ * host 0's keeps the HANDBACK 20 ms, or until host 2 tells it again
+ * (the requests it sends meanwhile wait at host 2, which handed the
+ * range away). Host 0 moved its pair at
+ * the HANDBACK and sent host 2 a RESET behind those requests, which
+ * drops them (net/bridge_failover.c); delivered when the range came
+ * back, before host 0's requests sent again from its oldest not
+ * answered, the pushes in the gap were taken as seen twice (not applied;
+ * the waits ended in HPS_EPROTO). Exact sums, exit 0. */
+static void test_xfault_replacement_dies_at_handback(void)
+{
+	CU_ASSERT_EQUAL_FATAL(ns_up(3), 0);
+	char mark[300];
+	pid_t p = hosts_job("9493", 3, (const int[3]){1, 1, 1},
+			    "HPS_REPLICAS=1 HPS_TIMEOUT_MS=30000 HPS_FAILPOINT=handbackdie:1", "--restart-servers 1",
+			    "xtrickle", mark, sizeof mark);
+	kill_server_at_mark(1, mark);
+	int died = wait_log(job_log, "HPS_FAILPOINT=handbackdie: server 1 exits at the hand-back of key range 1", 60000);
+	CU_ASSERT(died);
+	CU_ASSERT(!log_has(job_log, "rounds done")); /* the pushes went on throughout */
+	int ok = job_sums(p, 120000) == 3;
+	CU_ASSERT(ok);
+	const char *o = slurp(job_log);
+	int back = strstr(o, "server 2 handed key range 1 back to server 1 (host 1)") != NULL;
+	CU_ASSERT(back);
+	/* the moment came: requests waited at host 2 when a RESET came */
+	int reset = strstr(o, "'s key range 1 away: ") && strstr(o, "of its requests held here dropped");
+	CU_ASSERT(reset);
+	show_log_if(!ok || !died || !back || !reset || getenv("SHOWLOG"), "replacement dies at the hand-back");
+	ns_down();
+}
+
+/* 7. A third host that learns the hand-back before the death it mends:
+ * as 6, but host 0's bridge keeps the FENCE of server 1 until the
+ * HANDBACK record came (HPS_FAILPOINT=latefence:HOST0), so it ignores
+ * the HANDBACK (range 1 is not at server 2 there yet) and then moves
+ * range 1 to server 2, whose host handed it back. Host 2 holds those
+ * requests and tells host 0 the hand-back again (net/bridge_recover.c,
+ * hpsi_bridge_handback_again); host 0 sends them to the replacement.
+ * Without that, they waited at host 2 until HPS_TIMEOUT_MS. Exact sums,
+ * exit 0. */
+static void test_xfault_handback_before_fence(void)
+{
+	CU_ASSERT_EQUAL_FATAL(ns_up(3), 0);
+	char mark[300], env[200];
+	snprintf(env, sizeof env, "HPS_REPLICAS=1 HPS_TIMEOUT_MS=20000 NETNS_TEST_PACE_US=15000 HPS_FAILPOINT=latefence:%s0",
+		 pfx);
+	pid_t p = hosts_job("9494", 3, (const int[3]){1, 1, 1}, env, "--restart-servers 1", "busy", mark, sizeof mark);
+	kill_server_at_mark(1, mark);
+	int whole = wait_log(job_log, "server 1 (incarnation 1) holds every key range whole", 60000);
+	CU_ASSERT(whole);
+	int ok = job_sums(p, 120000) == 3;
+	CU_ASSERT(ok);
+	const char *o = slurp(job_log);
+	int kept = strstr(o, "HPS_FAILPOINT=latefence: the FENCE of server 1 waits") != NULL;
+	int again = strstr(o, "it is told again that server 2 handed it back to server 1 (host 1)") != NULL;
+	CU_ASSERT(kept);
+	CU_ASSERT(again);
+	show_log_if(!ok || !whole || !kept || !again || getenv("SHOWLOG"), "hand-back before the fence");
+	ns_down();
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 3 && strcmp(argv[1], "--cluster-worker") == 0)
@@ -630,6 +751,8 @@ int main(int argc, char **argv)
 		{"test_xfault_lost_host_with_workers", test_xfault_lost_host_with_workers},
 		{"test_xfault_restart_worker_with_replicas", test_xfault_restart_worker_with_replicas},
 		{"test_xfault_replacement_dies_in_copy", test_xfault_replacement_dies_in_copy},
+		{"test_xfault_replacement_dies_at_handback", test_xfault_replacement_dies_at_handback},
+		{"test_xfault_handback_before_fence", test_xfault_handback_before_fence},
 		{NULL, NULL},
 	};
 	int rc = run_suite("xfault", cases);

@@ -198,6 +198,43 @@ static void part_maybe_done(struct hps_worker *w, struct hpsi_slot *s, struct hp
 	part_done(w, s, p, 0);
 }
 
+/* With room, whether a backup's ack of part p counts: only the rank the
+ * primary forwarded the push to (its answer names it) counts. An ack
+ * before the answer is remembered by rank (early_acks) and counted once
+ * the answer names that rank (room_answer_acks). Under poll_lock. */
+static int room_ack_counts(struct hpsi_part *p, uint32_t sender, int status)
+{
+	if (p->answered) {
+		if ((p->forwarded & 2u) && sender == p->forwarded_incarnations >> 16)
+			return 1;
+		hpsi_msg_count_bad("replica answer from a backup the primary did not forward the push to");
+		return 0;
+	}
+	for (int k = 0; k < 2; k++) {
+		if (p->early_acks[k] == sender + 1)
+			return 0;
+		if (!p->early_acks[k]) {
+			p->early_acks[k] = (uint16_t)(sender + 1);
+			p->early_status[k] = status;
+			return 0;
+		}
+	}
+	hpsi_msg_count_bad("replica answers of a push from more than two backups");
+	return 0;
+}
+
+/* With room, the primary's answer names the one backup it forwarded the
+ * push to: an ack of that rank that came before counts now. */
+static void room_answer_acks(struct hpsi_slot *s, struct hpsi_part *p)
+{
+	uint32_t named = p->forwarded_incarnations >> 16;
+	for (int k = 0; k < 2; k++)
+		if ((p->forwarded & 2u) && p->early_acks[k] == named + 1) {
+			set_status(s, p->early_status[k]);
+			p->applied |= 2u;
+		}
+}
+
 /* A backup applied a push (HPSI_F_REPLICA): it answers on its own ring. */
 static void handle_replica_ack(struct hps_worker *w, uint32_t ring, const struct hpsi_msg_hdr *h)
 {
@@ -220,6 +257,8 @@ static void handle_replica_ack(struct hps_worker *w, uint32_t ring, const struct
 		hpsi_msg_count_bad("replica answer from no replica of the range");
 		return;
 	}
+	if (room && !room_ack_counts(p, h->sender, h->status))
+		return;
 	set_status(s, h->status);
 	p->applied |= (uint8_t)(1u << i);
 	part_maybe_done(w, s, p);
@@ -285,6 +324,8 @@ static void handle_response(struct hps_worker *w, uint32_t server, const void *r
 	p->forwarded = h->fwd_mask;
 	p->forwarded_incarnations = h->fwd_incarnations;
 	p->answered = 1;
+	if (hpsi_seg_room(w->seg))
+		room_answer_acks(s, p);
 	part_maybe_done(w, s, p);
 }
 

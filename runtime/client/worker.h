@@ -46,6 +46,13 @@ struct hpsi_part {
 	 * of it before they take the range over. */
 	uint8_t answered, applied, heap_body, forwarded;
 	uint32_t forwarded_incarnations; /* the answer's fwd_incarnations */
+	/* With room (one backup, named by rank in the answer's high half):
+	 * rank + 1 of each backup whose ack came before the answer (0: none),
+	 * so that the answer counts only the one its primary forwarded to
+	 * (handle_replica_ack); two: the backup of a first send and of a
+	 * resend after a move */
+	uint16_t early_acks[2];
+	int early_status[2]; /* their status (a backup's apply that failed) */
 };
 
 struct hpsi_slot {

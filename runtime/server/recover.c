@@ -1255,6 +1255,14 @@ int hpsi_recover_apply(struct server *sv, uint32_t from, const void *rec, size_t
 	}
 	if (got != PIECE_DONE)
 		return 1;
+	if (h->width && sv->die_at_handback) { /* HPS_FAILPOINT=handbackdie (struct server) */
+		hpsi_warn("HPS_FAILPOINT=handbackdie: server %u exits at the hand-back of key range %u", sv->me, h->range);
+		/* after a third host took the HANDBACK its bridge keeps 20 ms
+		 * (HPSI_HOLD_HANDBACK_MS, net/bridge.h): its requests go here,
+		 * then back to the source's host at this death's FENCE */
+		usleep(60 * 1000);
+		_exit(99);
+	}
 	/* release pairs with routing's acquire (net/route.h): who routes to
 	 * this server for the range finds it whole */
 	atomic_fetch_and_explicit(&hpsi_seg_node(sv->seg, sv->me)->lacking, ~(1u << i), memory_order_release);

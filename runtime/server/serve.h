@@ -167,6 +167,14 @@ struct server {
 	 * tables of a range moved to it (as an fd it cannot open), after it
 	 * mapped the pool: the source sends records instead (recover.c). */
 	int refuse_adopt;
+	/* Tests (HPS_FAILPOINT=handbackdie:RANK): this server, a replacement,
+	 * exits (60 ms later) when it read the last FINAL piece of a range
+	 * handed back to it, before it clears its lacking bit or serves a
+	 * request:
+	 * the range goes back to its source's host, whose bridge still holds
+	 * what a third host sent it after the hand-back (net/bridge_failover.c,
+	 * the RESET record). */
+	int die_at_handback;
 	/* The number of the last SYNC_WHOLE this server sent (recover.c). */
 	uint32_t whole_seq;
 	struct hpsi_counters *stats; /* this server's block (server_stats.h) */

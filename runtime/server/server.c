@@ -347,8 +347,9 @@ static int range_setup(struct server *sv, uint32_t i, uint32_t id, int serving, 
 	return 0;
 }
 
-/* HPS_FAILPOINT=forwarded:RANK:N, handback:RANK, nolook:RANK, noadopt:RANK or
- * clockdie:RANK:WORKER:N (tests only; see struct server). */
+/* HPS_FAILPOINT=forwarded:RANK:N, handback:RANK, nolook:RANK, noadopt:RANK,
+ * handbackdie:RANK or clockdie:RANK:WORKER:N (tests only; see struct
+ * server). */
 static int failpoint(struct server *sv)
 {
 	const char *fp = hpsi_setting("FAILPOINT");
@@ -361,8 +362,12 @@ static int failpoint(struct server *sv)
 		sv->wait_after_handback = rank == sv->me;
 		return 0;
 	}
-	if (strncmp(fp, "holdfwd:", 8) == 0) /* a bridge's (net/bridge_failover.c) */
+	if (strncmp(fp, "holdfwd:", 8) == 0 || strncmp(fp, "latefence:", 10) == 0) /* a bridge's (net/bridge_failover.c) */
 		return 0;
+	if (sscanf(fp, "handbackdie:%u%n", &rank, &end) == 1 && fp[end] == 0) {
+		sv->die_at_handback = rank == sv->me;
+		return 0;
+	}
 	if (sscanf(fp, "claimdie:%u%n", &rank, &end) == 1 && fp[end] == 0) /* its claim's (runtime/client/ctx.c) */
 		return 0;
 	if (sscanf(fp, "nolook:%u%n", &rank, &end) == 1 && fp[end] == 0) {
@@ -382,7 +387,7 @@ static int failpoint(struct server *sv)
 		return 0;
 	}
 	if (sscanf(fp, "forwarded:%u:%llu", &rank, &n) != 2 || n == 0) {
-		hpsi_error("HPS_FAILPOINT=%s: expected forwarded:RANK:N (N >= 1), handback:RANK, nolook:RANK, noadopt:RANK, claimdie:RANK or clockdie:RANK:WORKER:N (N >= 1), a fault injected by tests",
+		hpsi_error("HPS_FAILPOINT=%s: expected forwarded:RANK:N (N >= 1), handback:RANK, handbackdie:RANK, nolook:RANK, noadopt:RANK, claimdie:RANK or clockdie:RANK:WORKER:N (N >= 1), a fault injected by tests",
 			   fp);
 		return HPS_ECONFIG;
 	}
