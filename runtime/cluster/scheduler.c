@@ -478,8 +478,8 @@ static void host_nodes(const struct sched *s, uint32_t i, void (*fn)(struct sche
 /* A heartbeat's words of its host's servers (replicas across hosts:
  * net/bridge_recover.c). A newer incarnation is a replacement: the one
  * way back from DEAD, as on one host (the JOINING it reports, then
- * ALIVE); a death of the one before it that the heartbeats missed is
- * reported first. */
+ * ALIVE), and from CLOSED for a rank a scale starts again; a death of the
+ * one before it that the heartbeats missed is reported first. */
 static void server_words(struct sched *s, uint32_t idx, const struct hpsi_sched_states *hb)
 {
 	const struct hpsi_host_entry *e = &s->assign.hosts[idx];
@@ -495,6 +495,11 @@ static void server_words(struct sched *s, uint32_t idx, const struct hpsi_sched_
 			if (n >= s->launched_srv && n < s->nservers && s->state[n] == HPSI_NODE_EMPTY && !old) {
 				/* a free rank's first process: hps scale --servers started it */
 				hpsi_info("scheduler: server %u (host %s) started (hps scale)", n, e->name);
+			} else if (s->state[n] == HPSI_NODE_CLOSED) {
+				/* a rank an earlier scale closed, started again by a later
+				 * one (a scale back up after a scale down): no death */
+				hpsi_info("scheduler: server %u (host %s) started again (hps scale, incarnation %u)", n,
+					  e->name, w >> 8);
 			} else {
 				if (s->state[n] != HPSI_NODE_DEAD)
 					set_state(s, n, HPSI_NODE_DEAD, e->name);
