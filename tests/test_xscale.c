@@ -140,7 +140,17 @@ static void scale_hosts(const char *port, int n, const int *workers, const int *
 	CU_ASSERT_EQUAL(job_sums(p, 180000), 3);
 	const char *o = slurp(job_log);
 	CU_ASSERT_PTR_NOT_NULL(strstr(o, "rounds done"));
-	if (!strstr(o, "sums ok"))
+	/* the old owner's answers still on their way after a move across
+	 * hosts are stale at the worker's bridge, not malformed */
+	unsigned long stale = 0;
+	for (const char *at = o; (at = strstr(at, ": ")); at++) {
+		unsigned long k;
+		if (sscanf(at, ": %lu messages for key ranges that moved were dropped", &k) == 1)
+			stale += k;
+	}
+	fprintf(stderr, "[%lu stale messages dropped]\n", stale);
+	CU_ASSERT_PTR_NULL(strstr(o, "dropped malformed message"));
+	if (!strstr(o, "sums ok") || strstr(o, "dropped malformed message"))
 		fprintf(stderr, "job:\n%s\n", o);
 	ns_down();
 }
