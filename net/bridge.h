@@ -215,6 +215,12 @@ struct hpsi_bridge {
 		uint32_t round, op;
 		int64_t deadline, next_probe;
 		char dir[512];
+		/* the host with the room for servers: the checkpoint lock held
+		 * through round held_round (held), until the scheduler's UNLOCK
+		 * (after the step running: unlock_queued) or held_until */
+		int held, unlock_queued;
+		uint32_t held_round;
+		int64_t held_until;
 	} ck;
 	struct hpsi_sched_ckpt ck_done;
 	int ck_done_unsent;

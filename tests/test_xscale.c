@@ -25,6 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "shm/segment.h"
 #include "tests/netns.h"
 
 static void room_no_scale(const char *port, const char *mode, const char *flags)
@@ -173,6 +174,58 @@ static void test_xscale_scale_three_hosts(void)
 	scale_hosts(ENV("9741"), 3, workers, steps, ideal);
 }
 
+/* A checkpoint across hosts while a scale runs (net/bridge_ckpt.c): the
+ * last host's launcher holds that host's checkpoint lock while key
+ * ranges move, which this test stands for by storing its pid there. A
+ * checkpoint asked from the first host is refused with one line naming
+ * the scale (the last host runs a round's first step before the others),
+ * the last host's bridge logs it; once the lock is free a checkpoint
+ * saves, the lock the last host's bridge held through the round is free
+ * again at its end, and a scale runs. */
+static void test_xscale_checkpoint_during_scale(void)
+{
+	static char out[1 << 14], cmd[1024];
+	CU_ASSERT_EQUAL_FATAL(ns_up(2), 0);
+	static const int workers[2] = {2, 1};
+	char mark[300], job[32], host[32], dir[256];
+	snprintf(job, sizeof job, "xk%d", (int)getpid() % 100000);
+	snprintf(host, sizeof host, "%s1", pfx);
+	snprintf(dir, sizeof dir, "/tmp/hps-xscale-ck-%d-during", (int)getpid());
+	snprintf(cmd, sizeof cmd, "--max-servers 4 --job %s", job);
+	pid_t p = hosts_job(ENV("9791"), 2, workers, "HPS_LOG=info NETNS_TEST_PACE_US=20000", cmd, "busy", mark,
+			    sizeof mark);
+	int ready = poll_until(file_exists, mark, 60000);
+	CU_ASSERT(ready);
+	struct hpsi_seg seg;
+	if (ready && hpsi_seg_attach(job, host, &seg) == 0) {
+		int32_t idle = 0, launcher = seg.hdr->creator_pid;
+		CU_ASSERT(atomic_compare_exchange_strong(&seg.hdr->ckpt_lock, &idle, launcher));
+		snprintf(cmd, sizeof cmd, "%s checkpoint --job %s --host %s0 %s", hps_bin(), job, pfx, dir);
+		CU_ASSERT_EQUAL(on_host(0, out, sizeof out, cmd), 1);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps scale is moving key ranges of this job"));
+		if (!strstr(out, "hps scale is moving key ranges"))
+			fprintf(stderr, "checkpoint during a scale:\n%s\n", out);
+		CU_ASSERT(atomic_compare_exchange_strong(&seg.hdr->ckpt_lock, &launcher, 0));
+		CU_ASSERT_EQUAL(on_host(0, out, sizeof out, cmd), 0);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "saved "));
+		sh("rm -rf %s", dir);
+		/* the scale after it: the round's lock is gone (or it would wait
+		 * until HPS_TIMEOUT_MS and fail) */
+		snprintf(cmd, sizeof cmd, "%s scale --job %s --host %s --servers 3", hps_bin(), job, host);
+		CU_ASSERT_EQUAL(on_host(1, out, sizeof out, cmd), 0);
+		snprintf(cmd, sizeof cmd, "job %s has 3 servers\n", job);
+		CU_ASSERT_STRING_EQUAL(out, cmd);
+		hpsi_seg_detach(&seg);
+	} else {
+		CU_FAIL("the last host's segment");
+	}
+	CU_ASSERT_EQUAL(job_sums(p, 180000), 3);
+	const char *o = slurp(job_log);
+	snprintf(cmd, sizeof cmd, "bridge %s: checkpoint refused: host %s: hps scale is moving key ranges", host, host);
+	CU_ASSERT_PTR_NOT_NULL(strstr(o, cmd));
+	ns_down();
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 3 && strcmp(argv[1], "--cluster-worker") == 0)
@@ -185,6 +238,7 @@ int main(int argc, char **argv)
 		{"test_xscale_room_no_scale_bsp", test_xscale_room_no_scale_bsp},
 		{"test_xscale_scale", test_xscale_scale},
 		{"test_xscale_scale_three_hosts", test_xscale_scale_three_hosts},
+		{"test_xscale_checkpoint_during_scale", test_xscale_checkpoint_during_scale},
 		{NULL, NULL},
 	};
 	int rc = run_suite("xscale", cases);
