@@ -104,8 +104,10 @@ static void save_on(int n, const char *job, int step)
 
 /* n hosts of one server each, workers[i] on host i, --max-servers 4:
  * hps scale on the last host to steps[0], steps[1] and steps[2] while
- * the workers push; ideal[i]: the share of the keys step i moves. */
-static void scale_hosts(const char *port, int n, const int *workers, const int *steps, const double *ideal)
+ * the workers push; ideal[i]: the share of the keys step i moves; again:
+ * how many closed ranks of the other hosts their launchers start again
+ * (once each, and none at the job's end, when every server closes). */
+static void scale_hosts(const char *port, int n, const int *workers, const int *steps, const double *ideal, int again)
 {
 	static char out[1 << 16], cmd[4096];
 	CU_ASSERT_EQUAL_FATAL(ns_up(n), 0);
@@ -150,8 +152,12 @@ static void scale_hosts(const char *port, int n, const int *workers, const int *
 			stale += k;
 	}
 	fprintf(stderr, "[%lu stale messages dropped]\n", stale);
+	int started_again = 0;
+	for (const char *at = o; (at = strstr(at, "hps launch: hps scale: server ")); at++)
+		started_again += strncmp(strchr(at + 30, ' '), " starts again", 13) == 0;
+	CU_ASSERT_EQUAL(started_again, again);
 	CU_ASSERT_PTR_NULL(strstr(o, "dropped malformed message"));
-	if (!strstr(o, "sums ok") || strstr(o, "dropped malformed message"))
+	if (!strstr(o, "sums ok") || strstr(o, "dropped malformed message") || started_again != again)
 		fprintf(stderr, "job:\n%s\n", o);
 	ns_down();
 }
@@ -160,7 +166,7 @@ static void test_xscale_scale(void)
 {
 	static const int workers[2] = {2, 1}, steps[] = {4, 1, 3};
 	static const double ideal[] = {0.5, 0.75, 0.5}; /* 2 of 4 ranges, 3 of 4, 2 of 4 */
-	scale_hosts(ENV("9731"), 2, workers, steps, ideal);
+	scale_hosts(ENV("9731"), 2, workers, steps, ideal, 0);
 }
 
 /* Three hosts: 3 -> 4 moves range 3 from rank 0 (first host) to rank 3
@@ -171,7 +177,7 @@ static void test_xscale_scale_three_hosts(void)
 {
 	static const int workers[3] = {1, 1, 1}, steps[] = {4, 1, 4};
 	static const double ideal[] = {0.25, 0.75, 0.75}; /* 1 of 4 ranges, 3 of 4, 3 of 4 */
-	scale_hosts(ENV("9741"), 3, workers, steps, ideal);
+	scale_hosts(ENV("9741"), 3, workers, steps, ideal, 1); /* rank 1, on the middle host */
 }
 
 /* A checkpoint across hosts while a scale runs (net/bridge_ckpt.c): the

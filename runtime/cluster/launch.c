@@ -866,16 +866,24 @@ static int serve_scale_servers(struct job *j, struct scaling *sc, uint32_t want,
 /* Across hosts, on a host that is not the last (whose launcher serves
  * hps scale): a scale back up after a scale down names again ranks an
  * earlier scale closed, some of them this host's. The plan reaches this
- * host through its bridge (net/bridge_scale.c); this launcher starts such
- * a rank again once the plan names it for a range and servers_want keeps
- * it (so that it does not leave at once), and its process is gone. The
- * new process claims the rank from CLOSED with a newer incarnation
- * (runtime/client/ctx.c), which the scheduler and the other hosts take as
- * the way back to ALIVE; the sources copy to it once it is ALIVE on their
- * host. A rank closes only after its host's plan stopped naming it, so a
- * plan that names a CLOSED rank is a later scale's. Returns the servers
- * started. */
-static int restart_closed_servers(struct job *j, const char *self, char **srv_argv, const struct hpsi_config *cfg)
+ * host through its bridge (net/bridge_scale.c), which bumps moves_seq;
+ * each new plan marks the local ranks it names (below servers_want, so
+ * that they do not leave at once) as due, and this launcher starts a due
+ * rank again once it is CLOSED and its process is gone; a due rank that
+ * runs, died, or that a later plan no longer names is no longer due. Only
+ * a new plan starts anything: the servers that close at the job's end
+ * stay closed. The new process claims the rank from CLOSED with a newer
+ * incarnation (runtime/client/ctx.c), which the scheduler and the other
+ * hosts take as the way back to ALIVE; the sources copy to it once it is
+ * ALIVE on their host. Returns the servers started. */
+struct restarts {
+	uint32_t plan_seen; /* the moves_seq of the last plan looked at */
+	unsigned char due[HPSI_MAX_NODES];
+	unsigned char failed[HPSI_MAX_NODES]; /* a start that failed is not tried again */
+};
+
+static int restart_closed_servers(struct job *j, struct restarts *rs, const char *self, char **srv_argv,
+				  const struct hpsi_config *cfg)
 {
 	struct hpsi_seg *s = &j->seg;
 	const struct hpsi_seg_hdr *h = s->hdr;
@@ -883,26 +891,37 @@ static int restart_closed_servers(struct job *j, const char *self, char **srv_ar
 		return 0;
 	/* acquire pairs with the bridge's release of moves_seq: the plan and
 	 * servers_want it stored before are read after */
-	(void)atomic_load_explicit(&h->moves_seq, memory_order_acquire);
+	uint32_t seq = atomic_load_explicit(&h->moves_seq, memory_order_acquire);
 	uint32_t want = atomic_load_explicit(&h->servers_want, memory_order_relaxed);
+	int fresh = seq != rs->plan_seen;
+	rs->plan_seen = seq;
 	int started = 0;
-	for (uint32_t r = h->srv_lo; r < h->srv_hi && r < want && j->n < MAX_KIDS; r++) {
-		if (hpsi_node_state(s, r) != HPSI_NODE_CLOSED)
-			continue;
+	for (uint32_t r = h->srv_lo; r < h->srv_hi && j->n < MAX_KIDS; r++) {
 		int named = 0, running = 0;
 		for (uint32_t k = 0; k < h->nservers; k++)
 			named |= hpsi_range_want(s, k) == r;
+		if (fresh)
+			rs->due[r] = named && r < want && !rs->failed[r];
+		if (!rs->due[r])
+			continue;
+		uint32_t st = hpsi_node_state(s, r);
 		for (int i = 0; i < j->n; i++)
 			running |= j->kids[i].running && j->kids[i].role == HPS_ROLE_SERVER && j->kids[i].rank == (int)r;
-		if (!named || running)
+		if (!named || st != HPSI_NODE_CLOSED) {
+			rs->due[r] = 0; /* it runs, or died, or a later plan leaves it */
 			continue;
+		}
+		if (running) /* closed, its process still going */
+			continue;
+		rs->due[r] = 0;
 		struct child *c = &j->kids[j->n];
 		*c = (struct child){.out.fd = -1, .role = HPS_ROLE_SERVER, .rank = (int)r};
 		if (spawn(c, srv_argv, self, cfg) != 0) {
 			/* its ranges stay where they are: hps scale says so when it
 			 * times out (HPS_TIMEOUT_MS) */
+			rs->failed[r] = 1;
 			fprintf(stderr, "hps launch: cannot start server %u again for hps scale: %s\n", r, strerror(errno));
-			break;
+			continue;
 		}
 		j->n++;
 		started++;
@@ -1285,6 +1304,7 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 		restarts_left = MAX_RESTARTS;
 	int64_t drain_until = INT64_MAX; /* output of exited children's leftovers */
 	struct scaling scaling = {0};
+	static struct restarts restarts; /* (zero: no plan looked at yet) */
 	for (;;) {
 		if ((!multi && (hdr->launched_workers < hdr->nworkers || hpsi_seg_room(&j.seg))) ||
 		    (multi && (hdr->wrk_hi > hdr->launched_workers ||
@@ -1294,7 +1314,7 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 			workers_left += more, nodes_left += more + servers;
 		}
 		if (multi)
-			nodes_left += restart_closed_servers(&j, self, self_serve ? argv + prog : NULL, &cfg);
+			nodes_left += restart_closed_servers(&j, &restarts, self, self_serve ? argv + prog : NULL, &cfg);
 		struct pollfd pf[MAX_KIDS];
 		int np = 0, map[MAX_KIDS], running = 0;
 		for (int i = 0; i < j.n; i++) {
