@@ -84,9 +84,13 @@ static void start_step(struct hpsi_bridge *b, uint32_t round, uint32_t op, const
 		release_round(b);
 	if (!b->ck.held && hpsi_ckpt_lock(&h->ckpt_lock, &holder)) {
 		char why[200];
-		if (holds_rounds(b) && holder == h->creator_pid)
+		/* the launcher (not the segment's creator here: this bridge made
+		 * it) holds the lock while a scale of servers runs; acquire pairs
+		 * with the command's CAS of the request */
+		if (holds_rounds(b) &&
+		    (atomic_load_explicit(&h->scale_req, memory_order_acquire) & HPSI_SCALE_SERVERS))
 			snprintf(why, sizeof why,
-				 "host %s: hps scale is moving key ranges of this job (its launcher, process %d, holds the checkpoint lock); checkpoint again once it ended",
+				 "host %s: hps scale is moving key ranges of this job (process %d holds the checkpoint lock); checkpoint again once it ended",
 				 b->cfg.host, (int)holder);
 		else
 			snprintf(why, sizeof why, "host %s: process %d holds its checkpoint lock", b->cfg.host, (int)holder);

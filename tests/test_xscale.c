@@ -182,7 +182,10 @@ static void test_xscale_scale_three_hosts(void)
 
 /* A checkpoint across hosts while a scale runs (net/bridge_ckpt.c): the
  * last host's launcher holds that host's checkpoint lock while key
- * ranges move, which this test stands for by storing its pid there. A
+ * ranges move, with a scale of servers asked (scale_req), which this test
+ * stands for: its pid in the lock, then the request (the launcher does
+ * nothing for it while it cannot take the lock), taken back in the
+ * other order. A
  * checkpoint asked from the first host is refused with one line naming
  * the scale (the last host runs a round's first step before the others),
  * the last host's bridge logs it; once the lock is free a checkpoint
@@ -204,14 +207,17 @@ static void test_xscale_checkpoint_during_scale(void)
 	CU_ASSERT(ready);
 	struct hpsi_seg seg;
 	if (ready && hpsi_seg_attach(job, host, &seg) == 0) {
-		int32_t idle = 0, launcher = seg.hdr->creator_pid;
-		CU_ASSERT(atomic_compare_exchange_strong(&seg.hdr->ckpt_lock, &idle, launcher));
+		int32_t idle = 0, me = (int32_t)getpid();
+		uint32_t none = 0, asked = 3u | HPSI_SCALE_SERVERS;
+		CU_ASSERT(atomic_compare_exchange_strong(&seg.hdr->ckpt_lock, &idle, me));
+		CU_ASSERT(atomic_compare_exchange_strong(&seg.hdr->scale_req, &none, asked));
 		snprintf(cmd, sizeof cmd, "%s checkpoint --job %s --host %s0 %s", hps_bin(), job, pfx, dir);
 		CU_ASSERT_EQUAL(on_host(0, out, sizeof out, cmd), 1);
 		CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps scale is moving key ranges of this job"));
 		if (!strstr(out, "hps scale is moving key ranges"))
 			fprintf(stderr, "checkpoint during a scale:\n%s\n", out);
-		CU_ASSERT(atomic_compare_exchange_strong(&seg.hdr->ckpt_lock, &launcher, 0));
+		CU_ASSERT(atomic_compare_exchange_strong(&seg.hdr->scale_req, &asked, 0));
+		CU_ASSERT(atomic_compare_exchange_strong(&seg.hdr->ckpt_lock, &me, 0));
 		CU_ASSERT_EQUAL(on_host(0, out, sizeof out, cmd), 0);
 		CU_ASSERT_PTR_NOT_NULL(strstr(out, "saved "));
 		sh("rm -rf %s", dir);
