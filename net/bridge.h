@@ -240,6 +240,12 @@ struct hpsi_bridge {
 		uint32_t round, op;
 		int64_t deadline, next_probe;
 		char dir[512];
+		/* the host with the room for servers: the checkpoint lock held
+		 * through round held_round (held), until the scheduler's UNLOCK
+		 * (after the step running: unlock_queued) or held_until */
+		int held, unlock_queued;
+		uint32_t held_round;
+		int64_t held_until;
 	} ck;
 	struct hpsi_sched_ckpt ck_done;
 	int ck_done_unsent;
@@ -442,6 +448,14 @@ uint32_t hpsi_bridge_acks_resend_at(struct hpsi_bridge_pair *p);
  * the message is in the ring (not yet published), 1 when it must wait
  * (ring or heap full, or values of its request still being sent), <0 when
  * it can never go in. */
+/* Whether a received request or answer record (not a copy, forward,
+ * FENCE or HANDBACK; its worker and key range in bounds) may be
+ * delivered: 0 yes, 1 stale (it crossed a move or a failover of its key
+ * range: the caller counts it in b->stale and drops it; its request is
+ * sent again), -1 from or to the wrong host (*why says which; the caller
+ * counts it malformed). */
+int hpsi_bridge_record_origin(struct hpsi_bridge *b, uint32_t from, const struct hpsi_rec_hdr *rec,
+			      const struct hpsi_msg_hdr *h, const char **why);
 int hpsi_bridge_deliver_request(struct hpsi_bridge *b, uint32_t w, uint32_t s, const struct hpsi_msg_hdr *in,
 				const void *keys, const void *vals);
 int hpsi_bridge_deliver_answer(struct hpsi_bridge *b, uint32_t w, uint32_t s, const struct hpsi_msg_hdr *in,

@@ -8,7 +8,14 @@
  *     COMMIT, ABORT): the bridge posts it as a one-host requester would
  *     (shm/ckpt.h), watches it without blocking its loop, and reports how
  *     it ended. A step ends when every local server did its part, when
- *     one died (HPS_EPEERDEAD) or after HPS_TIMEOUT_MS (HPS_ETIMEDOUT). */
+ *     one died (HPS_EPEERDEAD) or after HPS_TIMEOUT_MS (HPS_ETIMEDOUT).
+ * The host with the room of a job with --max-servers (the last: its
+ * launcher serves hps scale and holds the checkpoint lock while key ranges
+ * move) runs a round's first step before the other hosts and keeps the
+ * lock through the round, until the scheduler's UNLOCK (or a bound, or
+ * the scheduler's loss): no scale starts in the middle of a checkpoint,
+ * and a checkpoint asked while one runs is refused (runtime/cluster/
+ * scheduler.c, room_host_first). */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -52,6 +59,19 @@ static void report(struct hpsi_bridge *b, uint32_t round, uint32_t op, int32_t s
 	send_done(b);
 }
 
+/* Whether this host holds its checkpoint lock through a round (the host
+ * with the room; as the scheduler's room_host_first). */
+static int holds_rounds(const struct hpsi_bridge *b)
+{
+	return b->nhosts > 1 && b->me == b->nhosts - 1 && hpsi_seg_room(&b->seg) && !b->seg.hdr->replicas;
+}
+
+static void release_round(struct hpsi_bridge *b)
+{
+	b->ck.held = 0, b->ck.unlock_queued = 0;
+	hpsi_ckpt_unlock(&b->seg.hdr->ckpt_lock);
+}
+
 static void start_step(struct hpsi_bridge *b, uint32_t round, uint32_t op, const char *dir)
 {
 	struct hpsi_seg_hdr *h = b->seg.hdr;
@@ -60,11 +80,29 @@ static void start_step(struct hpsi_bridge *b, uint32_t round, uint32_t op, const
 		report(b, round, op, 0, UINT32_MAX, NULL);
 		return;
 	}
-	if (hpsi_ckpt_lock(&h->ckpt_lock, &holder)) {
+	if (b->ck.held && b->ck.held_round != round) /* (an UNLOCK lost with its round) */
+		release_round(b);
+	if (!b->ck.held && hpsi_ckpt_lock(&h->ckpt_lock, &holder)) {
 		char why[200];
-		snprintf(why, sizeof why, "host %s: process %d holds its checkpoint lock", b->cfg.host, (int)holder);
+		/* the launcher (not the segment's creator here: this bridge made
+		 * it) holds the lock while a scale of servers runs; acquire pairs
+		 * with the command's CAS of the request */
+		if (holds_rounds(b) &&
+		    (atomic_load_explicit(&h->scale_req, memory_order_acquire) & HPSI_SCALE_SERVERS))
+			snprintf(why, sizeof why,
+				 "host %s: hps scale is moving key ranges of this job (process %d holds the checkpoint lock); checkpoint again once it ended",
+				 b->cfg.host, (int)holder);
+		else
+			snprintf(why, sizeof why, "host %s: process %d holds its checkpoint lock", b->cfg.host, (int)holder);
+		hpsi_warn("bridge %s: checkpoint refused: %s", b->cfg.host, why);
 		report(b, round, op, HPS_EEXIST, UINT32_MAX, why);
 		return;
+	}
+	if (holds_rounds(b) && !b->ck.held) {
+		/* bounded: every step of the round bounded by the scheduler
+		 * (HPS_TIMEOUT_MS + HPS_DEAD_MS each; a load has three here) */
+		b->ck.held = 1, b->ck.held_round = round;
+		b->ck.held_until = hpsi_now_ns() + 4 * (h->timeout_ms + b->cc.dead_ms) * 1000000;
 	}
 	hpsi_ckpt_post(&b->seg, (int)op, dir);
 	b->ck.busy = 1, b->ck.round = round, b->ck.op = op;
@@ -75,6 +113,15 @@ static void start_step(struct hpsi_bridge *b, uint32_t round, uint32_t op, const
 
 void hpsi_bridge_ckpt_run(struct hpsi_bridge *b, const struct hpsi_sched_ckpt *m)
 {
+	if (m->op == HPSI_CKPT_UNLOCK) { /* the round ended: the lock held through it goes */
+		if (b->ck.held && b->ck.held_round == m->h.gen) {
+			if (b->ck.busy)
+				b->ck.unlock_queued = 1; /* once its step ended */
+			else
+				release_round(b);
+		}
+		return;
+	}
 	if (b->ck.busy) {
 		/* the scheduler gave up on this step (another host failed or
 		 * died): its ABORT comes once our servers finished it */
@@ -98,6 +145,8 @@ void hpsi_bridge_ckpt_end(struct hpsi_bridge *b, const struct hpsi_sched_ckpt *m
 
 void hpsi_bridge_ckpt_lost(struct hpsi_bridge *b)
 {
+	if (b->ck.held && !b->ck.busy) /* no UNLOCK can come (a step running: at its end) */
+		release_round(b);
 	if (b->xck_open)
 		answer_local(b, b->xck_sent, HPS_EPEERDEAD, 0, "the scheduler went silent during the checkpoint");
 }
@@ -197,6 +246,11 @@ void hpsi_bridge_ckpt_check(struct hpsi_bridge *b)
 			}
 		}
 	}
+	if (b->ck.held && !b->ck.busy && hpsi_now_ns() > b->ck.held_until) {
+		hpsi_warn("bridge %s: checkpoint round %u did not end in time: its checkpoint lock goes", b->cfg.host,
+			  b->ck.held_round);
+		release_round(b);
+	}
 	if (!b->ck.busy)
 		return;
 	int32_t status;
@@ -205,7 +259,10 @@ void hpsi_bridge_ckpt_check(struct hpsi_bridge *b)
 	if (!step_ended(b, &status, &clock, why, sizeof why))
 		return;
 	b->ck.busy = 0;
-	hpsi_ckpt_unlock(&h->ckpt_lock);
+	if (!b->ck.held)
+		hpsi_ckpt_unlock(&h->ckpt_lock);
+	else if ((b->ck.unlock_queued && !b->ck.abort_queued) || b->sched_lost)
+		release_round(b); /* (with an ABORT queued: once it ended) */
 	report(b, b->ck.round, b->ck.op, status, clock, status ? why : NULL);
 	if (b->ck.abort_queued) {
 		b->ck.abort_queued = 0;

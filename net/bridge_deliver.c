@@ -231,6 +231,38 @@ int hpsi_bridge_deliver_answer(struct hpsi_bridge *b, uint32_t w, uint32_t s, co
 	return 0;
 }
 
+int hpsi_bridge_record_origin(struct hpsi_bridge *b, uint32_t from, const struct hpsi_rec_hdr *rec,
+			      const struct hpsi_msg_hdr *h, const char **why)
+{
+	struct hpsi_bridge_pair *p = hpsi_bridge_pair_of(b, rec->worker, rec->server);
+	*why = "a record from or to the wrong host";
+	if (h->type != HPSI_MSG_RESPONSE) {
+		/* a worker of the sending host to a key range served here (or
+		 * coming here: hpsi_bridge_range_coming) */
+		if (h->sender != rec->worker || b->host_of_worker[rec->worker] != from ||
+		    (p->used != HPSI_PAIR_INBOUND && !b->serving && !hpsi_bridge_local_server(b, rec->server)))
+			return -1;
+		/* sent before the range left this host (a failover or a move):
+		 * the worker's host sends it again to where the range went */
+		return p->used != HPSI_PAIR_INBOUND && !hpsi_bridge_range_coming(b, rec->server);
+	}
+	/* an answer: a server of the sending host, to a worker here */
+	if (h->sender >= b->S || b->host_of_server[h->sender] != from || !hpsi_bridge_local_worker(b, rec->worker))
+		return -1;
+	/* A replica of the range. In a job whose key ranges move (hps scale,
+	 * --max-servers) the owner table here may already name the server a
+	 * move handed the range to while its old owner's answers are still on
+	 * their way: within the sending host (a HANDBACK record here; the
+	 * pairs stay, and the answers are of requests still in flight: the
+	 * pair's queue matches them) or to another host (the pair moved on:
+	 * stale, below). */
+	if (!hpsi_seg_room(&b->seg) && hpsi_replica_index(&b->seg, rec->server, h->sender) == HPSI_NO_SERVER)
+		return -1;
+	/* sent before the range left that host (a failover, or a move of hps
+	 * scale): its request is sent again to where the range went */
+	return p->used != HPSI_PAIR_ORIGIN || p->host != from;
+}
+
 /* Delivers a received message, or queues it behind the pair's held ones. */
 static void deliver(struct hpsi_bridge *b, uint32_t w, uint32_t s, const struct hpsi_msg_hdr *h, const void *keys,
 		    const void *vals)
@@ -317,24 +349,12 @@ static void handle_batch(struct hpsi_bridge *b, uint32_t from, const void *buf, 
 			hpsi_msg_count_bad("a record naming no such worker or server");
 			continue;
 		}
-		/* requests: a worker of the sending host to a key range served
-		 * here (or coming here: hpsi_bridge_range_coming); answers: a
-		 * replica of the range, on the host this pair's requests go to,
-		 * to a worker here. Answers from a host the range left at a
-		 * failover are dropped: their requests are sent again. */
-		struct hpsi_bridge_pair *p = hpsi_bridge_pair_of(b, rec.worker, rec.server);
-		if (answer ? (h->sender >= b->S || b->host_of_server[h->sender] != from ||
-			      hpsi_replica_index(&b->seg, rec.server, h->sender) == HPSI_NO_SERVER ||
-			      !hpsi_bridge_local_worker(b, rec.worker))
-			   : (h->sender != rec.worker || b->host_of_worker[rec.worker] != from ||
-			      (p->used != HPSI_PAIR_INBOUND && !b->serving && !hpsi_bridge_local_server(b, rec.server)))) {
-			hpsi_msg_count_bad("a record from or to the wrong host");
+		int origin = hpsi_bridge_record_origin(b, from, &rec, h, &why);
+		if (origin < 0) {
+			hpsi_msg_count_bad(why);
 			continue;
 		}
-		/* with replicas: sent before the range left this host or that one
-		 * (net/bridge_failover.c); their requests are sent again */
-		if (answer ? p->used != HPSI_PAIR_ORIGIN || p->host != from
-			   : p->used != HPSI_PAIR_INBOUND && !hpsi_bridge_range_coming(b, rec.server)) {
+		if (origin > 0) {
 			b->stale++;
 			continue;
 		}

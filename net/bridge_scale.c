@@ -10,7 +10,9 @@
  *    then bumps its own moves_seq (release) and wakes its servers, which
  *    copy as on one host (runtime/server/move.c).
  * 2. New ranks. A free rank of another host the states say ALIVE (a
- *    scale started it there) becomes ALIVE here with this bridge's pid,
+ *    scale started it there), or a rank an earlier scale closed that the
+ *    states say ALIVE with a newer incarnation (a scale back up after a
+ *    scale down started it again), becomes ALIVE here with this bridge's pid,
  *    as the other remote nodes are at start, before the plan that names it
  *    (same states message, applied first): a source copies only to an
  *    ALIVE target.
@@ -66,22 +68,31 @@ int hpsi_bridge_scale_apply(struct hpsi_bridge *b, const struct hpsi_sched_state
 	if (!hpsi_seg_movable(&b->seg) || b->sched_lost)
 		return 0;
 	int changed = 0;
-	for (uint32_t n = b->seg.hdr->launched_servers; n < b->S && n < m->nnodes; n++) {
+	for (uint32_t n = 0; n < b->S && n < m->nnodes; n++) {
 		struct hpsi_node *node = hpsi_seg_node(&b->seg, n);
-		uint32_t cur = HPSI_NODE_VACANT;
-		if (hpsi_node_local(&b->seg, n) || m->state[n] != HPSI_NODE_ALIVE ||
-		    hpsi_node_state(&b->seg, n) != HPSI_NODE_VACANT)
+		uint32_t cur = hpsi_node_state(&b->seg, n), inc = m->join[n] >> 8;
+		if (hpsi_node_local(&b->seg, n) || m->state[n] != HPSI_NODE_ALIVE)
+			continue;
+		/* A free rank's first start, or a rank an earlier scale closed
+		 * started again by a later one (a scale back up after a scale
+		 * down): the scheduler takes only a newer incarnation back from
+		 * CLOSED (scheduler.c, server_words), and so does this host */
+		if (!(cur == HPSI_NODE_VACANT && n >= b->seg.hdr->launched_servers) &&
+		    !(cur == HPSI_NODE_CLOSED &&
+		      inc > atomic_load_explicit(&node->incarnation, memory_order_relaxed)))
 			continue;
 		/* relaxed: published by the release of ALIVE below. Its
 		 * incarnation as its host counts it (HPSI_SRV_WORD in the states):
 		 * a source here names it in its copy, which the target checks */
-		atomic_store_explicit(&node->incarnation, m->join[n] >> 8, memory_order_relaxed);
+		atomic_store_explicit(&node->incarnation, inc, memory_order_relaxed);
 		atomic_store_explicit(&node->pid, (int32_t)getpid(), memory_order_relaxed);
 		atomic_store_explicit(&node->birth, hpsi_proc_birth(getpid()), memory_order_relaxed);
 		/* release: pairs with the acquire of whoever checks the node */
+		uint32_t was = cur;
 		if (atomic_compare_exchange_strong_explicit(&node->state, &cur, HPSI_NODE_ALIVE, memory_order_acq_rel,
 							    memory_order_acquire)) {
-			hpsi_info("bridge %s: server %u runs on host %u (hps scale)", b->cfg.host, n, b->host_of_server[n]);
+			hpsi_info("bridge %s: server %u runs on host %u%s (hps scale)", b->cfg.host, n, b->host_of_server[n],
+				  was == HPSI_NODE_CLOSED ? " again" : "");
 			changed = 1;
 		}
 	}

@@ -141,7 +141,8 @@ static int ckpt_ok(const struct hpsi_sched_ckpt *m)
 {
 	int asks = m->h.type == HPSI_SCH_CKPT || m->h.type == HPSI_SCH_CKPT_END;
 	int op_ok = asks ? m->op == HPSI_CKPT_SAVE || m->op == HPSI_CKPT_LOAD
-			 : m->op == HPSI_CKPT_SAVE || (m->op >= HPSI_CKPT_PREPARE && m->op <= HPSI_CKPT_ABORT);
+			 : m->op == HPSI_CKPT_SAVE || (m->op >= HPSI_CKPT_PREPARE && m->op <= HPSI_CKPT_ABORT) ||
+				   (m->h.type == HPSI_SCH_CKPT_RUN && m->op == HPSI_CKPT_UNLOCK);
 	int answers = m->h.type == HPSI_SCH_CKPT_DONE || m->h.type == HPSI_SCH_CKPT_END;
 	int status_ok = answers ? m->status <= 0 && m->status >= HPS_EUNTRACKED : m->status == 0;
 	int needs_dir = m->h.type == HPSI_SCH_CKPT || m->h.type == HPSI_SCH_CKPT_RUN;

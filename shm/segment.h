@@ -262,8 +262,18 @@ struct hpsi_seg_hdr {
 /* SAVE and LOAD: a one-host checkpoint (and what a requester asks of a
  * job across hosts). PREPARE, COMMIT and ABORT: the two phases of a load
  * across hosts, as each host's bridge asks its servers: PREPARE reads
- * every file whole into a table aside, COMMIT swaps it in, ABORT drops it. */
-enum { HPSI_CKPT_SAVE = 1, HPSI_CKPT_LOAD = 2, HPSI_CKPT_PREPARE = 3, HPSI_CKPT_COMMIT = 4, HPSI_CKPT_ABORT = 5 };
+ * every file whole into a table aside, COMMIT swaps it in, ABORT drops it.
+ * UNLOCK: the end of a round, to the bridge of the host with the room for
+ * servers, which held its checkpoint lock through it (net/bridge_ckpt.c);
+ * no server sees it. */
+enum {
+	HPSI_CKPT_SAVE = 1,
+	HPSI_CKPT_LOAD = 2,
+	HPSI_CKPT_PREPARE = 3,
+	HPSI_CKPT_COMMIT = 4,
+	HPSI_CKPT_ABORT = 5,
+	HPSI_CKPT_UNLOCK = 6
+};
 
 struct hpsi_seg_params {
 	const char *job, *host;

@@ -674,7 +674,9 @@ static void test_bridge_states_checked(void)
  * changes nothing, a good one is stored with moves_seq bumped; a free rank
  * of host 1 the states say ALIVE becomes ALIVE here with its incarnation;
  * a hand-over naming a target here, or a source of another host, is bad;
- * one within host 1 moves the owner only. */
+ * one within host 1 moves the owner only; a rank closed here comes back
+ * ALIVE with a newer incarnation only; the old owner's answers after a
+ * move are delivered (within its host) or stale (to another host). */
 static void test_bridge_scale_checks(void)
 {
 	static struct hpsi_bridge m;
@@ -713,6 +715,15 @@ static void test_bridge_scale_checks(void)
 	CU_ASSERT_EQUAL(atomic_load(&m.seg.hdr->servers_want), 3u);
 	CU_ASSERT_EQUAL(atomic_load(&hpsi_seg_want(&m.seg)[2]), 2u);
 	CU_ASSERT_EQUAL(hpsi_bridge_scale_apply(&m, &st), 0); /* the same plan again: nothing */
+	/* rank 2 closed by a scale down; a scale back up starts it again:
+	 * ALIVE here only with a newer incarnation */
+	atomic_store(&hpsi_seg_node(&m.seg, 2)->state, HPSI_NODE_CLOSED);
+	CU_ASSERT_EQUAL(hpsi_bridge_scale_apply(&m, &st), 0); /* (states of before it closed) */
+	CU_ASSERT_EQUAL(hpsi_node_state(&m.seg, 2), HPSI_NODE_CLOSED);
+	st.join[2] = HPSI_SRV_WORD(2, 0);
+	CU_ASSERT_EQUAL(hpsi_bridge_scale_apply(&m, &st), 1);
+	CU_ASSERT_EQUAL(hpsi_node_state(&m.seg, 2), HPSI_NODE_ALIVE);
+	CU_ASSERT_EQUAL(atomic_load(&hpsi_seg_node(&m.seg, 2)->incarnation), 2u);
 	/* hand-overs: range 3 is rank 1's at launch (hpsi_seg_first_owners) */
 	CU_ASSERT_EQUAL(hpsi_range_owner(&m.seg, 3), 1u);
 	struct hpsi_msg_hdr h;
@@ -729,6 +740,23 @@ static void test_bridge_scale_checks(void)
 	CU_ASSERT_EQUAL(hpsi_msg_bad_count(), bad + 2);
 	CU_ASSERT_EQUAL(hpsi_range_owner(&m.seg, 3), 3u);
 	CU_ASSERT_EQUAL(m.serving[3], 3u);
+	/* answers to worker 0 here (net/bridge_deliver.c): the old owner's,
+	 * still on their way after that move within host 1, answer requests
+	 * in flight (the pairs stay); after a move to another host they are
+	 * stale; neither is malformed */
+	struct hpsi_msg_hdr ans;
+	hpsi_msg_init(&ans, HPSI_MSG_RESPONSE, 1, 0);
+	struct hpsi_rec_hdr arec = {.len = sizeof ans, .worker = 0, .server = 3};
+	const char *why = NULL;
+	CU_ASSERT_EQUAL(hpsi_bridge_record_origin(&m, 1, &arec, &ans, &why), 0);
+	CU_ASSERT_EQUAL(hpsi_bridge_record_origin(&m, 0, &arec, &ans, &why), -1); /* not its host */
+	CU_ASSERT_STRING_EQUAL(why, "a record from or to the wrong host");
+	hpsi_bridge_owner_to(&m, 3, 0); /* range 3 moves to server 0, here */
+	hpsi_bridge_range_to(&m, 3, 0);
+	ans.sender = 3;
+	CU_ASSERT_EQUAL(hpsi_bridge_record_origin(&m, 1, &arec, &ans, &why), 1);
+	ans.sender = 1;
+	CU_ASSERT_EQUAL(hpsi_bridge_record_origin(&m, 1, &arec, &ans, &why), 1);
 	hpsi_bridge_failover_free(&m);
 	free(m.fwd);
 	for (size_t i = 0; i < (size_t)m.W * m.S; i++)

@@ -382,7 +382,8 @@ static void test_checkpoint_user_handler_refuses(void)
 }
 
 /* The checkpoint messages between bridges and the scheduler, as each side
- * checks them (net/wire.c): a step its type may not carry, a code that is
+ * checks them (net/wire.c): a step its type may not carry (UNLOCK only in
+ * a RUN), a code that is
  * no HPS_E*, a directory not named from the root or not terminated, or a
  * wrong size is refused with a reason. */
 static void test_checkpoint_wire_checked(void)
@@ -396,6 +397,11 @@ static void test_checkpoint_wire_checked(void)
 	CU_ASSERT_NOT_EQUAL(hpsi_sched_check(&m, sizeof m - 1, &why), 0);
 	m.op = HPSI_CKPT_LOAD; /* a request's op, not a step */
 	CU_ASSERT_NOT_EQUAL(hpsi_sched_check(&m, sizeof m, &why), 0);
+	m.op = HPSI_CKPT_UNLOCK; /* a round's end, to the host with the room */
+	CU_ASSERT_EQUAL(hpsi_sched_check(&m, sizeof m, &why), 0);
+	m.h.type = HPSI_SCH_CKPT_DONE; /* which no host reports */
+	CU_ASSERT_NOT_EQUAL(hpsi_sched_check(&m, sizeof m, &why), 0);
+	m.h.type = HPSI_SCH_CKPT_RUN;
 	m.op = HPSI_CKPT_COMMIT;
 	m.status = HPS_EPROTO; /* a RUN carries no code */
 	CU_ASSERT_NOT_EQUAL(hpsi_sched_check(&m, sizeof m, &why), 0);

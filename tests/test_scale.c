@@ -1242,7 +1242,7 @@ static void test_scale_join_then_move(void)
 static void test_scale_servers_refusals(void)
 {
 	char cmd[8192];
-	struct hpsi_seg room, plain, repl, hosts, hroom;
+	struct hpsi_seg room, plain, repl, hosts, hroom, hlast;
 	struct hpsi_seg_params p = {.job = "sq1", .host = "testhost", .nservers = 2, .nworkers = 1, .max_servers = 4,
 				    .heap_slice = 8u << 20, .timeout_ms = 20000};
 	CU_ASSERT_EQUAL_FATAL(hpsi_seg_create(&p, &room), 0);
@@ -1255,6 +1255,11 @@ static void test_scale_servers_refusals(void)
 	CU_ASSERT_EQUAL_FATAL(hpsi_seg_create(&p, &hosts), 0);
 	p.job = "sq5", p.max_servers = 4; /* room, but on the last host, not this one */
 	CU_ASSERT_EQUAL_FATAL(hpsi_seg_create(&p, &hroom), 0);
+	/* the last host (its room ranks 2 and 3), where rank 2 of an earlier
+	 * scale died: it is neither free nor closed, and is not started again */
+	p.job = "sq6", p.srv_lo = 1, p.srv_hi = 4, p.wrk_lo = 1, p.wrk_hi = 2;
+	CU_ASSERT_EQUAL_FATAL(hpsi_seg_create(&p, &hlast), 0);
+	atomic_store(&hpsi_seg_node(&hlast, 2)->state, HPSI_NODE_DEAD);
 	static const struct {
 		const char *args, *says;
 		int rc;
@@ -1266,6 +1271,7 @@ static void test_scale_servers_refusals(void)
 		{"--job sq3 --servers 1", "hps scale: job sq3 keeps 1 backup of every key range on other servers (--replicas), so it needs at least 2 servers, not 1\n", 1},
 		{"--job sq4 --servers 3", "hps scale: job sq4 was launched without room for more servers; its key ranges cannot move (hps launch --max-servers)\n", 1},
 		{"--job sq5 --servers 3", "hps scale: job sq5 spans hosts (--hosts): its free server ranks are on its last host, not on testhost; run hps scale there\n", 1},
+		{"--job sq6 --servers 3", "hps scale: job sq6 spans hosts (--hosts): server rank 2 is neither free nor closed by a scale (it died); it cannot start again\n", 1},
 		{"--job sq1 --servers 0", "hps scale: --servers needs a number from 1 to 255\n", 2},
 		{"--job sq1 --servers 3 --workers 2", "hps scale: say how many workers or servers the job should have (--workers N or --servers N, one of them)\n", 2},
 	};
@@ -1301,8 +1307,8 @@ static void test_scale_servers_refusals(void)
 	}
 	CU_ASSERT_EQUAL(wait_exit(pid, 30000), 0);
 	atomic_store(&hpsi_seg_node(&room, 0)->state, HPSI_NODE_CLOSED);
-	struct hpsi_seg *all[] = {&room, &plain, &repl, &hosts, &hroom};
-	for (int i = 0; i < 5; i++) {
+	struct hpsi_seg *all[] = {&room, &plain, &repl, &hosts, &hroom, &hlast};
+	for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
 		hpsi_seg_unlink(all[i]);
 		hpsi_seg_detach(all[i]);
 	}

@@ -729,6 +729,13 @@ static void end_server_scale(struct job *j, struct scaling *sc)
 	atomic_store_explicit(&s->hdr->scale_req, 0, memory_order_release); /* the next scale may run */
 }
 
+/* Whether this launcher starts server rank r: on one host every rank
+ * (srv_hi there is the launched ones' end), across hosts its host's. */
+static int own_server_rank(const struct hpsi_seg *s, uint32_t r)
+{
+	return !s->hdr->bridged || (r >= s->hdr->srv_lo && r < s->hdr->srv_hi);
+}
+
 /* `hps scale --servers N` (runtime/server/move.c): the plan moves whole
  * key ranges from the running ranks 0 .. from - 1 to 0 .. N - 1 with the
  * fewest moves (hpsi_share_rebalance over the owner table: a new rank
@@ -772,7 +779,16 @@ static int serve_scale_servers(struct job *j, struct scaling *sc, uint32_t want,
 		 * start, no range moves, and those started leave again (they
 		 * serve nothing and their rank is at or above servers_want). */
 		publish_plan(s, sc->to > sc->from ? sc->to : sc->from);
+		/* Across hosts a rank of another host (one an earlier scale
+		 * closed) is started again by its own host's launcher once the
+		 * plan reaches it (restart_closed_servers); this one starts its
+		 * own host's */
+		uint32_t mine = 0;
+		for (uint32_t r = sc->from; r < sc->to; r++)
+			mine += own_server_rank(s, r);
 		for (uint32_t r = sc->from; !j->stopping && r < sc->to && j->n < MAX_KIDS; r++) {
+			if (!own_server_rank(s, r))
+				continue;
 			struct child *c = &j->kids[j->n];
 			*c = (struct child){.out.fd = -1, .role = HPS_ROLE_SERVER, .rank = (int)r};
 			if (spawn(c, srv_argv, self, cfg) != 0) {
@@ -783,7 +799,7 @@ static int serve_scale_servers(struct job *j, struct scaling *sc, uint32_t want,
 			started++;
 		}
 		sc->n = j->n - sc->first;
-		if (sc->to > sc->from && (uint32_t)started < sc->to - sc->from) {
+		if (sc->to > sc->from && (uint32_t)started < mine) {
 			fprintf(stderr, "hps launch: hps scale: not every new server started; the key ranges stay where they are\n");
 			sc->to = sc->from; /* servers_want back to it */
 			end_server_scale(j, sc);
@@ -845,6 +861,74 @@ static int serve_scale_servers(struct job *j, struct scaling *sc, uint32_t want,
 		end_server_scale(j, sc);
 	}
 	return 0;
+}
+
+/* Across hosts, on a host that is not the last (whose launcher serves
+ * hps scale): a scale back up after a scale down names again ranks an
+ * earlier scale closed, some of them this host's. The plan reaches this
+ * host through its bridge (net/bridge_scale.c), which bumps moves_seq;
+ * each new plan marks the local ranks it names (below servers_want, so
+ * that they do not leave at once) as due, and this launcher starts a due
+ * rank again once it is CLOSED and its process is gone; a due rank that
+ * runs, died, or that a later plan no longer names is no longer due. Only
+ * a new plan starts anything: the servers that close at the job's end
+ * stay closed. The new process claims the rank from CLOSED with a newer
+ * incarnation (runtime/client/ctx.c), which the scheduler and the other
+ * hosts take as the way back to ALIVE; the sources copy to it once it is
+ * ALIVE on their host. Returns the servers started. */
+struct restarts {
+	uint32_t plan_seen; /* the moves_seq of the last plan looked at */
+	unsigned char due[HPSI_MAX_NODES];
+	unsigned char failed[HPSI_MAX_NODES]; /* a start that failed is not tried again */
+};
+
+static int restart_closed_servers(struct job *j, struct restarts *rs, const char *self, char **srv_argv,
+				  const struct hpsi_config *cfg)
+{
+	struct hpsi_seg *s = &j->seg;
+	const struct hpsi_seg_hdr *h = s->hdr;
+	if (j->stopping || !h->bridged || !hpsi_seg_movable(s) || h->replicas || h->srv_hi == h->nservers)
+		return 0;
+	/* acquire pairs with the bridge's release of moves_seq: the plan and
+	 * servers_want it stored before are read after */
+	uint32_t seq = atomic_load_explicit(&h->moves_seq, memory_order_acquire);
+	uint32_t want = atomic_load_explicit(&h->servers_want, memory_order_relaxed);
+	int fresh = seq != rs->plan_seen;
+	rs->plan_seen = seq;
+	int started = 0;
+	for (uint32_t r = h->srv_lo; r < h->srv_hi && j->n < MAX_KIDS; r++) {
+		int named = 0, running = 0;
+		for (uint32_t k = 0; k < h->nservers; k++)
+			named |= hpsi_range_want(s, k) == r;
+		if (fresh)
+			rs->due[r] = named && r < want && !rs->failed[r];
+		if (!rs->due[r])
+			continue;
+		uint32_t st = hpsi_node_state(s, r);
+		for (int i = 0; i < j->n; i++)
+			running |= j->kids[i].running && j->kids[i].role == HPS_ROLE_SERVER && j->kids[i].rank == (int)r;
+		if (!named || st != HPSI_NODE_CLOSED) {
+			rs->due[r] = 0; /* it runs, or died, or a later plan leaves it */
+			continue;
+		}
+		if (running) /* closed, its process still going */
+			continue;
+		rs->due[r] = 0;
+		struct child *c = &j->kids[j->n];
+		*c = (struct child){.out.fd = -1, .role = HPS_ROLE_SERVER, .rank = (int)r};
+		if (spawn(c, srv_argv, self, cfg) != 0) {
+			/* its ranges stay where they are: hps scale says so when it
+			 * times out (HPS_TIMEOUT_MS) */
+			rs->failed[r] = 1;
+			fprintf(stderr, "hps launch: cannot start server %u again for hps scale: %s\n", r, strerror(errno));
+			continue;
+		}
+		j->n++;
+		started++;
+		fprintf(stderr, "hps launch: hps scale: server %u starts again (pid %d): key ranges move to it\n", r,
+			(int)c->pid);
+	}
+	return started;
 }
 
 static int serve_scale(struct job *j, struct scaling *sc, const char *self, char **argv, char **srv_argv,
@@ -1220,6 +1304,7 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 		restarts_left = MAX_RESTARTS;
 	int64_t drain_until = INT64_MAX; /* output of exited children's leftovers */
 	struct scaling scaling = {0};
+	static struct restarts restarts; /* (zero: no plan looked at yet) */
 	for (;;) {
 		if ((!multi && (hdr->launched_workers < hdr->nworkers || hpsi_seg_room(&j.seg))) ||
 		    (multi && (hdr->wrk_hi > hdr->launched_workers ||
@@ -1228,6 +1313,8 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 			int more = serve_scale(&j, &scaling, self, argv + prog, self_serve ? argv + prog : NULL, &cfg, &servers);
 			workers_left += more, nodes_left += more + servers;
 		}
+		if (multi)
+			nodes_left += restart_closed_servers(&j, &restarts, self, self_serve ? argv + prog : NULL, &cfg);
 		struct pollfd pf[MAX_KIDS];
 		int np = 0, map[MAX_KIDS], running = 0;
 		for (int i = 0; i < j.n; i++) {

@@ -40,10 +40,12 @@ static void usage(FILE *f)
 		   "twice and workers see no error. New servers are started by the launcher; leaving\n"
 		   "ones close once their ranges serve elsewhere. Waits until the ranges moved.\n"
 		   "A replicated job's backups move too (copied, with one backup per range).\n"
-		   "Without --job, the one job running on this host. Refused: servers of jobs\n"
-		   "across hosts, a replicated job below --replicas + 1 servers (a range and its\n"
-		   "backups live on distinct servers), one without --max-servers, and a scale\n"
-		   "while another one of the job runs.\n");
+		   "Without --job, the one job running on this host. Across hosts (hps launch\n"
+		   "--hosts), run it on the last host; closed ranks of other hosts are started\n"
+		   "again by their own launcher. Refused: a replicated job below --replicas + 1\n"
+		   "servers (a range and its backups live on distinct servers), a replicated job\n"
+		   "across hosts, one without --max-servers, a rank that died, and a scale while\n"
+		   "another one of the job runs.\n");
 }
 
 /* Waits until the launcher ended the request this command made (it
@@ -158,17 +160,21 @@ static int scale_servers(struct hpsi_seg *seg, uint32_t want)
 			h->job);
 		return 1;
 	}
-	/* Across hosts the new servers take ranks now .. want - 1, which the
-	 * other hosts know as free (VACANT) ranks of this one: a rank a scale
-	 * closed (a scale up after a scale down) would not come back ALIVE
-	 * there, and another host's rank cannot start here */
-	for (uint32_t r = hpsi_servers_current(seg); h->bridged && r < want; r++)
-		if (r < h->srv_lo || hpsi_node_state(seg, r) != HPSI_NODE_VACANT) {
-			fprintf(stderr, "hps scale: job %s spans hosts (--hosts): server rank %u is not a free rank of this host "
-					"(a scale back up after a scale down is not built yet across hosts)\n",
-				h->job, r);
+	/* Across hosts the new servers take ranks now .. want - 1: free
+	 * (VACANT) ranks of this host, which the other hosts know as free, or
+	 * ranks an earlier scale closed (a scale back up after a scale down),
+	 * which their own host's launcher starts again once the plan names
+	 * them (launch.c, restart_closed_servers) and the other hosts take
+	 * back from CLOSED by their newer incarnation (net/bridge_scale.c).
+	 * A rank in any other state (it died, or still leaves) is refused. */
+	for (uint32_t r = hpsi_servers_current(seg); h->bridged && r < want; r++) {
+		uint32_t st = hpsi_node_state(seg, r);
+		if (!(st == HPSI_NODE_VACANT && r >= h->srv_lo) && st != HPSI_NODE_CLOSED) {
+			fprintf(stderr, "hps scale: job %s spans hosts (--hosts): server rank %u is neither free nor closed by a scale (%s); it cannot start again\n",
+				h->job, r, st == HPSI_NODE_DEAD ? "it died" : "it has not closed");
 			return 1;
 		}
+	}
 	if (!hpsi_proc_alive(h->creator_pid, h->creator_birth)) {
 		fprintf(stderr, "hps scale: the launcher of job %s is gone\n", h->job);
 		return 1;

@@ -59,6 +59,8 @@ struct ckpt_round {
 	uint32_t step;    /* HPSI_CKPT_SAVE, _PREPARE or _COMMIT */
 	uint32_t asker, seq, op; /* who asked, its request number, SAVE or LOAD */
 	uint64_t waiting; /* bit i: host i has not reported this step */
+	uint64_t ran;     /* bit i: host i was asked for the round's first step */
+	int staged;       /* the first step went to the host with the room only, so far */
 	int32_t status;   /* the first failure */
 	uint32_t clock;   /* the smallest saved clock (SAVE, PREPARE) */
 	int64_t deadline;
@@ -478,8 +480,8 @@ static void host_nodes(const struct sched *s, uint32_t i, void (*fn)(struct sche
 /* A heartbeat's words of its host's servers (replicas across hosts:
  * net/bridge_recover.c). A newer incarnation is a replacement: the one
  * way back from DEAD, as on one host (the JOINING it reports, then
- * ALIVE); a death of the one before it that the heartbeats missed is
- * reported first. */
+ * ALIVE), and from CLOSED for a rank a scale starts again; a death of the
+ * one before it that the heartbeats missed is reported first. */
 static void server_words(struct sched *s, uint32_t idx, const struct hpsi_sched_states *hb)
 {
 	const struct hpsi_host_entry *e = &s->assign.hosts[idx];
@@ -495,6 +497,11 @@ static void server_words(struct sched *s, uint32_t idx, const struct hpsi_sched_
 			if (n >= s->launched_srv && n < s->nservers && s->state[n] == HPSI_NODE_EMPTY && !old) {
 				/* a free rank's first process: hps scale --servers started it */
 				hpsi_info("scheduler: server %u (host %s) started (hps scale)", n, e->name);
+			} else if (s->state[n] == HPSI_NODE_CLOSED) {
+				/* a rank an earlier scale closed, started again by a later
+				 * one (a scale back up after a scale down): no death */
+				hpsi_info("scheduler: server %u (host %s) started again (hps scale, incarnation %u)", n,
+					  e->name, w >> 8);
 			} else {
 				if (s->state[n] != HPSI_NODE_DEAD)
 					set_state(s, n, HPSI_NODE_DEAD, e->name);
@@ -573,16 +580,35 @@ static void ckpt_answer(struct sched *s, uint32_t host, uint32_t seq, uint32_t o
 	send_to(s, &s->hosts[host].id, &m, sizeof m);
 }
 
-/* Asks every host still in the job for step; their reports are awaited. */
+/* A job across hosts with room for servers (--max-servers): hps scale
+ * runs on its last host, whose launcher holds that host's checkpoint lock
+ * while key ranges move (runtime/cluster/launch.c), but moves change the
+ * owner tables of every host. So a round starts there alone: that host's
+ * bridge takes its lock for the whole round, until the UNLOCK at its end
+ * (net/bridge_ckpt.c): a scale running refuses the checkpoint there with
+ * one line, and a scale asked meanwhile waits for the round's end; the
+ * other hosts run the first step once it reported. */
+static int room_host_first(const struct sched *s)
+{
+	return s->nhosts > 1 && s->launched_srv < s->nservers;
+}
+
+/* Asks the hosts still in the job for step (the first step of a round
+ * with room: the last host alone, the others in ckpt_advance); their
+ * reports are awaited. */
 static void ckpt_step(struct sched *s, uint32_t step)
 {
 	struct ckpt_round *r = &s->ck;
+	uint32_t last = s->nhosts - 1;
+	int first = step == HPSI_CKPT_SAVE || step == HPSI_CKPT_PREPARE;
 	r->step = step;
 	r->waiting = 0;
+	r->staged = first && room_host_first(s) && !host_gone(s, last);
 	r->deadline = hpsi_now_ns() + (s->timeout_ms + s->cc.dead_ms) * 1000000;
 	for (uint32_t i = 0; i < s->nhosts; i++)
-		if (!host_gone(s, i)) {
+		if (!host_gone(s, i) && (!r->staged || i == last)) {
 			r->waiting |= 1ull << i;
+			r->ran |= first ? 1ull << i : 0;
 			ckpt_run(s, i, step);
 		}
 }
@@ -607,6 +633,10 @@ static void ckpt_end(struct sched *s)
 			  r->op == HPSI_CKPT_SAVE ? "saved" : "loaded", s->nhosts, r->clock == UINT32_MAX ? 0 : r->clock);
 	if (!host_gone(s, r->asker))
 		ckpt_answer(s, r->asker, r->seq, r->op, r->status, r->clock, r->why);
+	/* the lock the host with the room held through the round (after its
+	 * ABORT, if any: one stream) */
+	if (room_host_first(s) && !host_gone(s, s->nhosts - 1))
+		ckpt_run(s, s->nhosts - 1, HPSI_CKPT_UNLOCK);
 	r->active = 0;
 }
 
@@ -616,13 +646,25 @@ static void ckpt_advance(struct sched *s)
 	struct ckpt_round *r = &s->ck;
 	if (!r->active || r->waiting)
 		return;
+	if (r->staged && !r->status) { /* the host with the room did its part, and holds its lock */
+		r->staged = 0;
+		r->deadline = hpsi_now_ns() + (s->timeout_ms + s->cc.dead_ms) * 1000000;
+		for (uint32_t i = 0; i + 1 < s->nhosts; i++)
+			if (!host_gone(s, i)) {
+				r->waiting |= 1ull << i;
+				r->ran |= 1ull << i;
+				ckpt_run(s, i, r->step);
+			}
+		if (r->waiting)
+			return;
+	}
 	if (r->step == HPSI_CKPT_PREPARE && !r->status) {
 		ckpt_step(s, HPSI_CKPT_COMMIT); /* every host read every file whole */
 		return;
 	}
 	if (r->step == HPSI_CKPT_PREPARE) /* the tables read aside go; nobody swapped */
 		for (uint32_t i = 0; i < s->nhosts; i++)
-			if (!host_gone(s, i))
+			if (!host_gone(s, i) && (r->ran >> i & 1))
 				ckpt_run(s, i, HPSI_CKPT_ABORT);
 	if (r->step == HPSI_CKPT_COMMIT && r->status) {
 		size_t n = strlen(r->why);
