@@ -199,10 +199,49 @@ void hpsi_bridge_fwd_receive(struct hpsi_bridge *b, uint32_t from, const struct 
 	hpsi_bridge_fwd_write(b, p, q, h, keys, vals);
 }
 
+/* Writes what waits for the ring (p, q) into it, in order, as far as it
+ * has room; 1 when any went. */
+static int retry_pair(struct hpsi_bridge *b, uint32_t p, uint32_t q)
+{
+	struct hpsi_bridge_pair *f = fwd_of(b, p, q);
+	int any = 0;
+	while (f->used == 2 && f->held) {
+		struct hpsi_bridge_held *m = f->held;
+		const struct hpsi_msg_hdr *h = (const void *)m->msg;
+		const unsigned char *body = m->msg + sizeof *h;
+		size_t kb, vb;
+		body_split(h, &kb, &vb);
+		(void)vb;
+		if (m->status) /* no memory held its body: the backup misses this push */
+			hpsi_error("bridge %s: a forward of %s %u to server %u was lost (out of memory): that backup differs from its primary",
+				   b->cfg.host, h->type == HPSI_MSG_SYNC ? "server" : "worker", h->sender, q);
+		else if (put(b, p, q, h, body, body + kb))
+			break;
+		f->held = m->next;
+		if (!f->held)
+			f->held_tail = NULL;
+		free(m);
+		any = 1;
+	}
+	if (any) {
+		hpsi_ring_publish(&f->prod);
+		hpsi_bell_ring(&hpsi_seg_node(&b->seg, q)->bell);
+	}
+	return any;
+}
+
 void hpsi_bridge_fwd_write(struct hpsi_bridge *b, uint32_t p, uint32_t q, const struct hpsi_msg_hdr *h,
 			   const void *keys, const void *vals)
 {
 	struct hpsi_bridge_pair *f = fwd_of(b, p, q);
+	/* Those held first, as far as the ring has room again: a stream of
+	 * batches keeps hpsi_bridge_recv_peers from returning to the main
+	 * loop's hpsi_bridge_fwd_retry until it ends, and a copy (a range's
+	 * records, back to back) would otherwise wait here whole while its
+	 * server has emptied the ring (the order is kept: held ones go first,
+	 * and this one is held behind any left) */
+	if (f->held)
+		retry_pair(b, p, q);
 	if (f->held) {
 		hpsi_bridge_hold(b, f, h, keys, vals);
 		return;
@@ -219,31 +258,7 @@ int hpsi_bridge_fwd_retry(struct hpsi_bridge *b)
 {
 	int moved = 0;
 	for (uint32_t p = 0; b->fwd && p < b->S; p++)
-		for (uint32_t q = b->seg.hdr->srv_lo; q < b->seg.hdr->srv_hi; q++) {
-			struct hpsi_bridge_pair *f = fwd_of(b, p, q);
-			int any = 0;
-			while (f->used == 2 && f->held) {
-				struct hpsi_bridge_held *m = f->held;
-				const struct hpsi_msg_hdr *h = (const void *)m->msg;
-				const unsigned char *body = m->msg + sizeof *h;
-				size_t kb, vb;
-				body_split(h, &kb, &vb);
-				(void)vb;
-				if (m->status) /* no memory held its body: the backup misses this push */
-					hpsi_error("bridge %s: a forward of %s %u to server %u was lost (out of memory): that backup differs from its primary",
-						   b->cfg.host, h->type == HPSI_MSG_SYNC ? "server" : "worker", h->sender, q);
-				else if (put(b, p, q, h, body, body + kb))
-					break;
-				f->held = m->next;
-				if (!f->held)
-					f->held_tail = NULL;
-				free(m);
-				any = moved = 1;
-			}
-			if (any) {
-				hpsi_ring_publish(&f->prod);
-				hpsi_bell_ring(&hpsi_seg_node(&b->seg, q)->bell);
-			}
-		}
+		for (uint32_t q = b->seg.hdr->srv_lo; q < b->seg.hdr->srv_hi; q++)
+			moved |= retry_pair(b, p, q);
 	return moved;
 }

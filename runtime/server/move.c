@@ -63,6 +63,10 @@ void hpsi_move_handed(struct server *sv, struct range_state *rs, uint32_t to, do
 	 * that wakes the new owner finds the FINAL published before it */
 	atomic_store_explicit(&hpsi_seg_owner(sv->seg)[rs->id], (uint16_t)to, memory_order_release);
 	hpsi_members_changed(sv->seg); /* hps_membership_epoch: the servers changed */
+	/* before its memory goes (which takes a while for a large range): the
+	 * line's time is the FINAL's (bench/net_bench scale reads it) */
+	hpsi_warn("server %u moved key range %u (%zu keys, %.1f MB in %.3f ms) to server %u (%llu keys in tables mapped, not copied)",
+		  sv->me, rs->id, keys, mb, ms, to, (unsigned long long)mapped);
 	/* its memory goes: an empty table of the same kind, filled again by a
 	 * copy if the range comes back; one without memfds, so that ranges a
 	 * server no longer holds cost it no fds (a copy's BEGIN makes one that
@@ -75,8 +79,6 @@ void hpsi_move_handed(struct server *sv, struct range_state *rs, uint32_t to, do
 		rs->store = rs->arg = empty;
 	}
 	hpsi_sstat_stores(sv);
-	hpsi_warn("server %u moved key range %u (%zu keys, %.1f MB in %.3f ms) to server %u (%llu keys in tables mapped, not copied)",
-		  sv->me, rs->id, keys, mb, ms, to, (unsigned long long)mapped);
 }
 
 struct range_state *hpsi_move_ack_range(struct server *sv)

@@ -1088,7 +1088,15 @@ static int apply_piece(struct server *sv, struct range_state *rs, const struct h
 	if (h->part == SYNC_BEGIN) {
 		if (h->val_bytes % sizeof(struct sync_shape) || h->val_bytes > SYNC_SHAPES * sizeof(struct sync_shape))
 			return bad_sync("copy of a key range: a BEGIN of a bad length"), PIECE_BAD;
-		struct hpsi_store *fresh = hpsi_store_create_like(rs->store);
+		/* Records from another host go into tables of this process's
+		 * arena (huge pages), not into memfds, whose small pages cost a
+		 * fault each as the records fill them: that was the slowest step
+		 * of a move across hosts (docs/ARCHITECTURE.md, "Elastic servers
+		 * across hosts", step 7). Such a range moves on by records if it
+		 * moves again on this host (its store does not share; stores
+		 * made like it do, hpsi_store_create_idle). */
+		struct hpsi_store *fresh = hpsi_node_local(sv->seg, h->sender) ? hpsi_store_create_like(rs->store)
+										: hpsi_store_create_idle(rs->store);
 		if (!fresh)
 			copy_failed(sv, rs, 0, HPS_ENOMEM);
 		expect_shapes(sv, fresh, body, (size_t)(h->val_bytes / sizeof(struct sync_shape)));
@@ -1096,12 +1104,16 @@ static int apply_piece(struct server *sv, struct range_state *rs, const struct h
 		rs->store = rs->arg = fresh;
 		rs->copy_begun = 1;
 		rs->copy_next_worker = 0;
+		rs->copy_began = hpsi_now_ns();
+		rs->copy_bytes = 0;
 		return PIECE_BEGUN;
 	}
 	if (!rs->copy_begun)
 		return bad_sync("copy of a key range: a piece before its BEGIN"), PIECE_BAD;
-	if (h->part == SYNC_RECORDS)
+	if (h->part == SYNC_RECORDS) {
+		rs->copy_bytes += h->val_bytes;
 		return apply_records(sv, rs, body, h->val_bytes), PIECE_MORE;
+	}
 	if (h->part == SYNC_WHOLE)
 		return apply_whole(sv, rs, h);
 	uint64_t n = h->val_bytes / sizeof(struct sync_peer);
@@ -1148,7 +1160,12 @@ static int move_apply(struct server *sv, const struct hpsi_msg_hdr *h)
 		return 0; /* (the drain stops at it and comes back) */
 	if (got == PIECE_DONE) {
 		attach_range(sv, rs);
-		hpsi_info("server %u serves key range %u now (%zu keys)", sv->me, rs->id, hpsi_store_size(rs->store));
+		if (hpsi_node_local(sv->seg, h->sender))
+			hpsi_info("server %u serves key range %u now (%zu keys)", sv->me, rs->id, hpsi_store_size(rs->store));
+		else /* (bench/net_bench scale: the end of a move across hosts) */
+			hpsi_warn("server %u serves key range %u now: it took it from server %u on another host (%zu keys, %.1f MB of records in %.3f ms from their BEGIN)",
+				  sv->me, rs->id, h->sender, hpsi_store_size(rs->store), (double)rs->copy_bytes / 1e6,
+				  (double)(hpsi_now_ns() - rs->copy_began) / 1e6);
 	}
 	return 1;
 }

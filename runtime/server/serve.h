@@ -88,6 +88,10 @@ struct range_state {
 	 * dropped once no table names it (move.c hpsi_move_drop_unnamed). */
 	int named;
 	uint32_t copy_next_worker;
+	/* The copy it receives: when its BEGIN came, the record bytes since
+	 * (the log line of a move across hosts, move_apply in recover.c) */
+	int64_t copy_began;
+	uint64_t copy_bytes;
 	hps_handler handler;  /* the store's, or the user's */
 	void *arg;
 	struct hpsi_store *store; /* NULL with a user handler */
