@@ -545,9 +545,17 @@ static int host_gone(const struct sched *s, uint32_t i)
 	return s->hosts[i].dead || s->hosts[i].left;
 }
 
+/* Whether host i's servers take part in a checkpoint: one of them did
+ * not close. Not its layout: a host whose servers closed after a scale
+ * moved their key ranges away may have left (a free rank no scale
+ * started reads EMPTY; a dead host's servers read DEAD). */
 static int host_serves(const struct sched *s, uint32_t i)
 {
-	return s->assign.hosts[i].srv_hi > s->assign.hosts[i].srv_lo;
+	const struct hpsi_host_entry *e = &s->assign.hosts[i];
+	for (uint32_t n = e->srv_lo; n < e->srv_hi; n++)
+		if (s->state[n] != HPSI_NODE_CLOSED && s->state[n] != HPSI_NODE_EMPTY)
+			return 1;
+	return 0;
 }
 
 static void ckpt_run(struct sched *s, uint32_t host, uint32_t step)
@@ -699,6 +707,55 @@ static void ckpt_watch(struct sched *s)
 	ckpt_advance(s);
 }
 
+/* ---- hosts that leave ----------------------------------------------------- */
+
+/* Whether node n, as the scheduler last heard of it, still takes part:
+ * not finished (CLOSED, DEAD) and not a free rank nobody took (EMPTY). */
+static int node_unfinished(const struct sched *s, uint32_t n)
+{
+	return s->state[n] != HPSI_NODE_EMPTY && s->state[n] != HPSI_NODE_CLOSED && s->state[n] != HPSI_NODE_DEAD;
+}
+
+static void mark_unfinished_dead(struct sched *s, uint32_t node, const char *host)
+{
+	if (node_unfinished(s, node))
+		set_state(s, node, HPSI_NODE_DEAD, host);
+}
+
+/* Host idx said goodbye (its bridge's BYE, after its last heartbeat).
+ * A clean leave (docs/ARCHITECTURE.md, "Hosts that leave"): every
+ * server of it closed, its key ranges served elsewhere (a scale moved
+ * them, or it never had any), and every worker of it ended; the other
+ * hosts then lose nothing, and the scheduler only stops talking to it.
+ * Anything else is a host stopped in the middle of the job (its bridge
+ * or launcher asked to end, a stop racing its processes' deaths): not a
+ * leave. Its unfinished nodes count as dead, as if it had gone silent,
+ * so that what waits for them fails at once (HPS_EPEERDEAD, or their
+ * backups take over) instead of waiting HPS_TIMEOUT_MS for answers
+ * that cannot come. */
+static void host_bye(struct sched *s, uint32_t idx)
+{
+	struct host *h = &s->hosts[idx];
+	const struct hpsi_host_entry *e = &s->assign.hosts[idx];
+	char what[256] = "";
+	size_t k = 0;
+	for (uint32_t n = e->srv_lo; n < e->srv_hi && k < sizeof what - 40; n++)
+		if (node_unfinished(s, n))
+			k += (size_t)snprintf(what + k, sizeof what - k, "%sserver %u served key ranges", k ? ", " : "", n);
+	for (uint32_t w = e->wrk_lo; w < e->wrk_hi && k < sizeof what - 40; w++)
+		if (node_unfinished(s, s->nservers + w))
+			k += (size_t)snprintf(what + k, sizeof what - k, "%sworker %u ran", k ? ", " : "", w);
+	h->left = 1;
+	if (!what[0]) {
+		hpsi_info("scheduler: host %s left", h->reg.name);
+		return;
+	}
+	hpsi_error("scheduler: host %s left while %s: not a leave (a host leaves once its servers' key ranges serve elsewhere and its workers ended); they count as dead",
+		   h->reg.name, what);
+	host_nodes(s, idx, mark_unfinished_dead, s);
+	barrier_check(s);
+}
+
 static void handle(struct sched *s, const struct peer_id *id, const void *buf, size_t len)
 {
 	const char *why;
@@ -758,8 +815,7 @@ static void handle(struct sched *s, const struct peer_id *id, const void *buf, s
 	} else if (m->type == HPSI_SCH_CKPT_DONE) {
 		ckpt_done(s, idx, buf);
 	} else if (m->type == HPSI_SCH_BYE) {
-		h->left = 1;
-		hpsi_info("scheduler: host %s left", h->reg.name);
+		host_bye(s, idx);
 	} else {
 		bad_message(s, "a message a bridge does not send");
 	}
