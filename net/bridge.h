@@ -484,6 +484,12 @@ void hpsi_bridge_seg_params(const struct hpsi_bridge *b, struct hpsi_bridge_plac
  * b->seg exists (what setup does after creating the segment, before it
  * connects to the peers). */
 int hpsi_bridge_layout(struct hpsi_bridge *b);
+/* Connects this bridge's DEALER to host i (b->assign's endpoint). Hosts
+ * whose entry has no endpoint join later (`later` in the hosts file;
+ * docs/ARCHITECTURE.md, "Hosts that leave and join"): they get a
+ * DEALER once the scheduler sends the assignment again with it, and
+ * nothing is appended or flushed to them before (dealers[i] NULL). */
+int hpsi_bridge_connect(struct hpsi_bridge *b, uint32_t i);
 
 /* net/bridge_sched.c: the scheduler client. */
 int hpsi_bridge_register(struct hpsi_bridge *b, uint32_t nsrv, uint32_t nwrk);

@@ -100,6 +100,8 @@ static void batch_failed(struct hpsi_bridge *b, uint32_t host, const struct hpsi
 
 void hpsi_bridge_flush(struct hpsi_bridge *b, uint32_t host)
 {
+	if (!b->dealers[host])
+		return; /* this host, or one that joins later (hpsi_bridge_connect) */
 	struct hpsi_bridge_out *o = &b->out[host];
 	struct hpsi_bridge_frame *f = o->open;
 	if (f && f->count) {
@@ -143,6 +145,8 @@ void hpsi_bridge_flush(struct hpsi_bridge *b, uint32_t host)
 void hpsi_bridge_append(struct hpsi_bridge *b, uint32_t host, uint32_t w, uint32_t s, uint32_t rec_flags,
 			const struct hpsi_msg_hdr *h, const void *p1, size_t n1, const void *p2, size_t n2)
 {
+	if (!b->dealers[host])
+		return; /* a host that joins later and did not yet: nothing of the job is there (hpsi_bridge_connect) */
 	struct hpsi_bridge_frame *o = b->out[host].open;
 	size_t len = sizeof *h + n1 + n2;
 	struct hpsi_rec_hdr r = {(uint32_t)len, w, s, rec_flags};

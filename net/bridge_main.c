@@ -13,6 +13,7 @@
 #include "net/bridge.h"
 #include "net/route.h"
 #include "runtime/common/log.h"
+#include "shm/barrier.h"
 #include "shm/liveness.h"
 #include "shm/wake.h"
 
@@ -142,24 +143,34 @@ static int setup(struct hpsi_bridge *b)
 	/* read by hps top and hps metrics: which peers there are, and which is us */
 	atomic_store_explicit(&hpsi_seg_bridge_counters(&b->seg)->nhosts, b->nhosts, memory_order_relaxed);
 	atomic_store_explicit(&hpsi_seg_bridge_counters(&b->seg)->me, b->me, memory_order_relaxed);
-	for (uint32_t i = 0; i < b->nhosts; i++) {
-		if (i == b->me)
-			continue;
-		b->dealers[i] = zmq_socket(b->zctx, ZMQ_DEALER);
-		hpsi_zmq_setup(b->dealers[i], 200, 1 << 20); /* it only sends */
-		/* what waits for a slow peer is bounded (net/bridge.h, Errors) */
-		int hwm = HPSI_BRIDGE_SNDHWM;
-		zmq_setsockopt(b->dealers[i], ZMQ_SNDHWM, &hwm, sizeof hwm);
-		char id[5] = {'b'};
-		memcpy(id + 1, &b->me, 4);
-		zmq_setsockopt(b->dealers[i], ZMQ_ROUTING_ID, id, sizeof id);
-		if (hpsi_curve_client(&b->curve, b->dealers[i]))
-			return HPS_ESYS;
-		if (zmq_connect(b->dealers[i], a->hosts[i].endpoint) != 0) {
-			hpsi_error("bridge %s: cannot connect to host %s at %s: %s", b->cfg.host, a->hosts[i].name,
-				   a->hosts[i].endpoint, zmq_strerror(zmq_errno()));
-			return HPS_ECONFIG;
-		}
+	for (uint32_t i = 0; i < b->nhosts; i++)
+		if (i != b->me && a->hosts[i].endpoint[0] && (rc = hpsi_bridge_connect(b, i)))
+			return rc;
+	/* a host that joins a running job starts at the job's open barrier
+	 * (the scheduler's, in the assignment's gen): the ones before it
+	 * completed without it */
+	for (uint32_t k = 0; k != a->h.gen; k = hpsi_barrier_seq(k + 1))
+		hpsi_barrier_decide(&b->seg, k, 0);
+	return 0;
+}
+
+int hpsi_bridge_connect(struct hpsi_bridge *b, uint32_t i)
+{
+	const struct hpsi_host_entry *e = &b->assign.hosts[i];
+	b->dealers[i] = zmq_socket(b->zctx, ZMQ_DEALER);
+	hpsi_zmq_setup(b->dealers[i], 200, 1 << 20); /* it only sends */
+	/* what waits for a slow peer is bounded (net/bridge.h, Errors) */
+	int hwm = HPSI_BRIDGE_SNDHWM;
+	zmq_setsockopt(b->dealers[i], ZMQ_SNDHWM, &hwm, sizeof hwm);
+	char id[5] = {'b'};
+	memcpy(id + 1, &b->me, 4);
+	zmq_setsockopt(b->dealers[i], ZMQ_ROUTING_ID, id, sizeof id);
+	if (hpsi_curve_client(&b->curve, b->dealers[i]))
+		return HPS_ESYS;
+	if (zmq_connect(b->dealers[i], e->endpoint) != 0) {
+		hpsi_error("bridge %s: cannot connect to host %s at %s: %s", b->cfg.host, e->name, e->endpoint,
+			   zmq_strerror(zmq_errno()));
+		return HPS_ECONFIG;
 	}
 	return 0;
 }

@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <zmq.h>
 
 #include "hps/error.h"
@@ -113,6 +114,36 @@ void hpsi_bridge_lose_scheduler(struct hpsi_bridge *b)
 	hpsi_wake_all(&b->seg);
 }
 
+/* The assignment again, after the start: a host that joins later
+ * registered (its entry has its endpoint now); connect to it. Any other
+ * difference from the assignment this bridge was built from is dropped
+ * as malformed: the layout cannot change while the job runs. */
+static void peers_joined(struct hpsi_bridge *b, const struct hpsi_sched_assign *m)
+{
+	const struct hpsi_sched_assign *a = &b->assign;
+	if (m->h.host != b->me || m->nhosts != a->nhosts || m->nservers != a->nservers || m->nworkers != a->nworkers ||
+	    m->launched != a->launched || m->launched_servers != a->launched_servers) {
+		hpsi_msg_count_bad("an assignment that differs from the job's");
+		return;
+	}
+	for (uint32_t i = 0; i < a->nhosts; i++) {
+		const struct hpsi_host_entry *e = &m->hosts[i], *mine = &a->hosts[i];
+		if (strcmp(e->name, mine->name) || e->srv_lo != mine->srv_lo || e->srv_hi != mine->srv_hi ||
+		    e->wrk_lo != mine->wrk_lo || e->wrk_hi != mine->wrk_hi || (mine->endpoint[0] && strcmp(e->endpoint, mine->endpoint))) {
+			hpsi_msg_count_bad("an assignment that differs from the job's");
+			return;
+		}
+	}
+	for (uint32_t i = 0; i < a->nhosts; i++) {
+		if (i == b->me || b->dealers[i] || !m->hosts[i].endpoint[0])
+			continue;
+		memcpy(b->assign.hosts[i].endpoint, m->hosts[i].endpoint, sizeof m->hosts[i].endpoint);
+		if (hpsi_bridge_connect(b, i) == 0)
+			hpsi_info("bridge %s: host %s joined the job (%s)", b->cfg.host, m->hosts[i].name,
+				  m->hosts[i].endpoint);
+	}
+}
+
 int hpsi_bridge_recv_sched(struct hpsi_bridge *b)
 {
 	static union {
@@ -142,6 +173,8 @@ int hpsi_bridge_recv_sched(struct hpsi_bridge *b)
 			hpsi_bridge_ckpt_run(b, (const struct hpsi_sched_ckpt *)&m);
 		else if (m.h.type == HPSI_SCH_CKPT_END)
 			hpsi_bridge_ckpt_end(b, (const struct hpsi_sched_ckpt *)&m);
+		else if (m.h.type == HPSI_SCH_ASSIGN)
+			peers_joined(b, (const struct hpsi_sched_assign *)&m);
 		else if (m.h.type == HPSI_SCH_ABORT)
 			hpsi_error("bridge %s: the scheduler stopped the job: %s", b->cfg.host,
 				   ((struct hpsi_sched_abort *)&m)->reason);

@@ -204,7 +204,9 @@ int hpsi_sched_check(const void *buf, size_t len, const char **why)
 			const struct hpsi_host_entry *e = &m->hosts[i];
 			/* servers host after host, all of them: the placement of
 			 * replicas is laid out from that table (shm/place.h) */
-			if (!name_ok(e->name, sizeof e->name) || !endpoint_ok(e->endpoint, sizeof e->endpoint) ||
+			/* (no endpoint: a host that joins later, not yet there) */
+			if (!name_ok(e->name, sizeof e->name) ||
+			    (e->endpoint[0] ? !endpoint_ok(e->endpoint, sizeof e->endpoint) : i + 1 != m->nhosts) ||
 			    e->srv_lo > e->srv_hi || e->srv_hi > m->nservers || e->wrk_lo > e->wrk_hi ||
 			    e->wrk_hi > m->nworkers || e->srv_lo != (i ? m->hosts[i - 1].srv_hi : 0) ||
 			    (i + 1 == m->nhosts && e->srv_hi != m->nservers)) {

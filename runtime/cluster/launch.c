@@ -72,7 +72,9 @@ static void usage(FILE *f)
 		"  --keep-going          a failed worker does not stop the others\n"
 		"  --hosts FILE          a multi-host job: FILE lists `NAME SERVERS WORKERS [ADDRESS]`\n"
 		"                        per host; started there through HPS_RSH (default ssh), in\n"
-		"                        this directory, ranked in the file's order\n"
+		"                        this directory, ranked in the file's order; the last line\n"
+		"                        may be `NAME 0 0 ADDRESS later`: a host that joins the running\n"
+		"                        job (on SIGUSR1 to this launcher) with the job's room\n"
 		"  --env NAME[=VALUE]    pass NAME to every host of --hosts too (repeatable; HPS_*,\n"
 		"                        DMLC_*, LD_LIBRARY_PATH, OMP_NUM_THREADS, KMP_AFFINITY go anyway)\n"
 		"  --tracker             started by dmlc-core's tracker: DMLC_ROLE=scheduler runs the\n"
@@ -997,6 +999,46 @@ static int joiners_running(struct job *j)
 	return 0;
 }
 
+/* Across hosts: some worker of the whole job still runs, as this host's
+ * segment tells (the bridge stores other hosts' CLOSED and DEAD there,
+ * acquire: pairs with its release; a free rank nobody took is VACANT). */
+static int job_workers_running(struct job *j)
+{
+	const struct hpsi_seg_hdr *h = j->seg.hdr;
+	for (uint32_t w = 0; w < h->nworkers; w++) {
+		uint32_t st = hpsi_node_state(&j->seg, hpsi_worker_node(&j->seg, w));
+		if (st != HPSI_NODE_CLOSED && st != HPSI_NODE_DEAD && st != HPSI_NODE_VACANT)
+			return 1;
+	}
+	return 0;
+}
+
+/* Across hosts: this host holds the job's free ranks, the last host's
+ * (--max-workers, or --max-servers of a job whose ranges move): its
+ * launcher starts what hps scale asks for. */
+static int holds_room(struct job *j, int multi)
+{
+	const struct hpsi_seg_hdr *h = j->seg.hdr;
+	return multi && (h->wrk_hi > h->launched_workers || (hpsi_seg_movable(&j->seg) && h->srv_hi == h->nservers));
+}
+
+/* Across hosts: whether this host's part is over once its processes
+ * ended (docs/ARCHITECTURE.md, "Hosts that leave"). A host leaves
+ * then: its servers closed only after their key ranges served
+ * elsewhere, so nothing of the job is on it any more. Not the host of
+ * the free ranks while the job runs: hps scale still needs its
+ * launcher (said once). */
+static int host_part_over(struct job *j, int multi, const char *host, int *said)
+{
+	if (!holds_room(j, multi) || !job_workers_running(j))
+		return 1;
+	if (!*said)
+		hpsi_info("host %s holds the job's free ranks (--max-workers, --max-servers): it stays in the job until every worker of the job ended, for hps scale",
+			  host);
+	*said = 1;
+	return 0;
+}
+
 #define HOLDER_END_NS 2000000000ll /* for the process that held a dead child's rank to end */
 
 /* A node's child died (not cleanly): what is left of its process group
@@ -1305,6 +1347,7 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 	int64_t drain_until = INT64_MAX; /* output of exited children's leftovers */
 	struct scaling scaling = {0};
 	static struct restarts restarts; /* (zero: no plan looked at yet) */
+	int room_said = 0; /* host_part_over said why this host stays */
 	for (;;) {
 		if ((!multi && (hdr->launched_workers < hdr->nworkers || hpsi_seg_room(&j.seg))) ||
 		    (multi && (hdr->wrk_hi > hdr->launched_workers ||
@@ -1432,7 +1475,8 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 			j.stopping = 1;
 			j.kill_at = hpsi_now_ns() + GRACE_NS * 3;
 		}
-		if (bridge && bridge->running && nodes_left == 0 && !bridge->stop_sent && !joiners_running(&j)) {
+		if (bridge && bridge->running && nodes_left == 0 && !bridge->stop_sent && !joiners_running(&j) &&
+		    (j.stopping || host_part_over(&j, multi, cfg.host, &room_said))) {
 			kill(-bridge->pid, SIGTERM); /* its host's part is over: it says goodbye */
 			bridge->stop_sent = 1;
 			if (!j.stopping)

@@ -36,6 +36,7 @@ struct host_line {
 	char name[HPSI_NAME_MAX];
 	char addr[96];
 	unsigned servers, workers;
+	int later; /* `later`: joins the running job (the last line, 0 0) */
 };
 
 struct proc {
@@ -45,8 +46,9 @@ struct proc {
 	struct hpsi_outpipe out;
 };
 
-static volatile sig_atomic_t got_signal;
+static volatile sig_atomic_t got_signal, got_join;
 static void on_signal(int sig) { got_signal = sig; }
+static void on_join(int sig) { (void)sig; got_join = 1; }
 
 static int read_hosts(const char *file, struct host_line *h, int *n)
 {
@@ -63,15 +65,29 @@ static int read_hosts(const char *file, struct host_line *h, int *n)
 		char *hash = strchr(line, '#');
 		if (hash)
 			*hash = 0;
-		char name[256], addr[256] = "", extra[8];
+		char name[256], addr[256] = "", extra[8] = "", more[8];
 		int srv, wrk;
-		int k = sscanf(line, "%255s %d %d %255s %7s", name, &srv, &wrk, addr, extra);
+		int k = sscanf(line, "%255s %d %d %255s %7s %7s", name, &srv, &wrk, addr, extra, more);
 		if (k <= 0)
 			continue;
-		if (k < 3 || k > 4 || srv < 0 || wrk < 0 || srv + wrk == 0 || strlen(name) >= HPSI_NAME_MAX ||
-		    strlen(addr) >= sizeof h->addr || strchr(name, '/') || *n == MAX_HOSTS) {
-			fprintf(stderr, "hps launch: %s:%d: expected `NAME SERVERS WORKERS [ADDRESS]` with counts >= 0, not both 0 (at most %d hosts)\n",
+		int later = k == 5 && strcmp(extra, "later") == 0;
+		if (k < 3 || k > 5 || (k == 5 && !later) || srv < 0 || wrk < 0 || (srv + wrk == 0 && !later) ||
+		    strlen(name) >= HPSI_NAME_MAX || strlen(addr) >= sizeof h->addr || strchr(name, '/') ||
+		    *n == MAX_HOSTS) {
+			fprintf(stderr, "hps launch: %s:%d: expected `NAME SERVERS WORKERS [ADDRESS [later]]` with counts >= 0, not both 0 (at most %d hosts)\n",
 				file, lineno, MAX_HOSTS);
+			fclose(f);
+			return -1;
+		}
+		if (later && srv + wrk) {
+			fprintf(stderr, "hps launch: %s:%d: host %s joins later: it brings 0 servers and 0 workers, its part is the job's room (--max-workers, --max-servers)\n",
+				file, lineno, name);
+			fclose(f);
+			return -1;
+		}
+		if (*n && h[*n - 1].later) {
+			fprintf(stderr, "hps launch: %s:%d: only the last host joins later (the host of the job's room), not %s\n",
+				file, lineno - 1, h[*n - 1].name);
 			fclose(f);
 			return -1;
 		}
@@ -85,6 +101,7 @@ static int read_hosts(const char *file, struct host_line *h, int *n)
 		memcpy(e->name, name, strlen(name) + 1); /* lengths checked above */
 		memcpy(e->addr, addr, strlen(addr) + 1);
 		e->servers = (unsigned)srv, e->workers = (unsigned)wrk;
+		e->later = later;
 	}
 	fclose(f);
 	if (*n == 0) {
@@ -196,6 +213,18 @@ static int check_settings(char **argv, int prog, const char *file, const struct 
 	struct hpsi_config cfg;
 	if (hpsi_launch_check_settings(&cfg, self_serve, 0))
 		return -1;
+	/* a host that joins later: its part is the room, which it must have
+	 * (docs/ARCHITECTURE.md, "Hosts that leave and join") */
+	if (h[n - 1].later && cfg.max_workers <= cfg.nworkers && cfg.max_servers <= cfg.nservers) {
+		fprintf(stderr, "hps launch: %s: host %s joins later, but the job has no room for it (--max-workers, --max-servers)\n",
+			file, h[n - 1].name);
+		return -1;
+	}
+	if (h[n - 1].later && cfg.replicas) {
+		fprintf(stderr, "hps launch: %s: host %s joins later, with --replicas: not built (its bridge would not know the failovers before it came)\n",
+			file, h[n - 1].name);
+		return -1;
+	}
 	uint32_t servers[MAX_HOSTS], host;
 	for (int i = 0; i < n; i++)
 		servers[i] = h[i].servers;
@@ -326,13 +355,17 @@ int hpsi_launch_hosts(const char *file, int argc, char **argv, int prog)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
+	struct sigaction sj = {.sa_handler = on_join};
+	sigemptyset(&sj.sa_mask);
+	sigaction(SIGUSR1, &sj, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
 	for (int i = 0; i <= n; i++)
 		procs[i].in = -1, procs[i].out.fd = -1;
 	struct proc *sched = &procs[n];
 	snprintf(sched->out.tag, sizeof sched->out.tag, "[scheduler] ");
-	char *sargv[] = {self, "scheduler", "--order", order, NULL};
+	int late = hosts[n - 1].later; /* started on SIGUSR1, not now */
+	char *sargv[] = {self, "scheduler", "--order", order, late ? "--later" : NULL, hosts[n - 1].name, NULL};
 	if (spawn(sched, sargv, 0) != 0) {
 		fprintf(stderr, "hps launch: cannot start the scheduler: %s\n", strerror(errno));
 		for (int i = 0; i < n; i++)
@@ -342,8 +375,11 @@ int hpsi_launch_hosts(const char *file, int argc, char **argv, int prog)
 	}
 	fprintf(stderr, "hps: job %s on %d host%s (%s): %u server%s, %u worker%s\n", hpsi_setting("JOB_ID"), n,
 		n == 1 ? "" : "s", order, srv, srv == 1 ? "" : "s", wrk, wrk == 1 ? "" : "s");
+	if (late)
+		fprintf(stderr, "hps launch: host %s joins later: `kill -USR1 %d` starts it\n", hosts[n - 1].name,
+			(int)getpid());
 	int started = 0;
-	for (; started < n && !got_signal; started++) {
+	for (; started < n - late && !got_signal; started++) {
 		snprintf(procs[started].out.tag, sizeof procs[started].out.tag, "[%.*s] ", HPSI_NAME_MAX, hosts[started].name);
 		if (spawn(&procs[started], rargv[started], 1) != 0) {
 			fprintf(stderr, "hps launch: cannot start host %s (%s): %s\n", hosts[started].name, rargv[started][0],
@@ -352,7 +388,7 @@ int hpsi_launch_hosts(const char *file, int argc, char **argv, int prog)
 			break;
 		}
 	}
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < n - late; i++)
 		hpsi_rsh_free(rargv[i]);
 	free(order);
 	int keep_going = 0;
@@ -397,6 +433,20 @@ int hpsi_launch_hosts(const char *file, int argc, char **argv, int prog)
 						got_signal = got_signal ? got_signal : -1;
 				}
 			}
+		if (got_join && late && started == n - 1 && !stopping && !got_signal) {
+			snprintf(procs[started].out.tag, sizeof procs[started].out.tag, "[%.*s] ", HPSI_NAME_MAX,
+				 hosts[started].name);
+			if (spawn(&procs[started], rargv[started], 1) != 0) {
+				fprintf(stderr, "hps launch: cannot start host %s (%s): %s\n", hosts[started].name,
+					rargv[started][0], strerror(errno));
+			} else {
+				fprintf(stderr, "hps launch: host %s joins the job\n", hosts[started].name);
+				started++, left++;
+			}
+			hpsi_rsh_free(rargv[n - 1]);
+			rargv[n - 1] = NULL;
+		}
+		got_join = 0;
 		int64_t now = hpsi_now_ns();
 		if (got_signal && !stopping) {
 			if (got_signal > 0) {
@@ -426,5 +476,7 @@ int hpsi_launch_hosts(const char *file, int argc, char **argv, int prog)
 			kill_at = INT64_MAX - 1;
 		}
 	}
+	if (late && rargv[n - 1]) /* it never joined */
+		hpsi_rsh_free(rargv[n - 1]);
 	return code;
 }

@@ -41,6 +41,7 @@ struct host {
 	struct hpsi_sched_register reg;
 	int64_t last_seen;
 	int left, dead;
+	int absent; /* the host the hosts file marks later, before it registered (no routing id) */
 	uint32_t barrier_gen; /* gen + 1 of its last barrier arrival */
 	struct hpsi_host_totals totals; /* from its last heartbeat */
 	uint32_t restarts; /* its workers' restarts (--restart-workers), from its heartbeats */
@@ -167,9 +168,19 @@ static struct host *host_by_name(struct sched *s, const char *name)
 	return NULL;
 }
 
+/* A host the scheduler talks to: registered, and not left or dead. */
+static int host_here(const struct host *h)
+{
+	return !h->left && !h->dead && !h->absent;
+}
+
 /* --order NAME,NAME,...: hosts named there first, in that order (`hps
  * launch --hosts` gives its file's), the others after them by name. */
 static const char *order;
+/* --later NAME: the host that joins the running job (the last of --order;
+ * its part is the job's room, the last host's): the job starts without
+ * it, and its registration is taken while the job runs (late_register) */
+static const char *later;
 
 static size_t order_of(const char *name)
 {
@@ -188,6 +199,21 @@ static int by_order(const void *a, const void *b)
 	const char *x = ((const struct host *)a)->reg.name, *y = ((const struct host *)b)->reg.name;
 	size_t i = order_of(x), j = order_of(y);
 	return i != j ? (i < j ? -1 : 1) : strcmp(x, y);
+}
+
+/* 1 with the reason when m's routing settings differ from the first
+ * host's (hosts must agree on what shapes routing and messages). */
+static int settings_differ(const struct sched *s, const struct hpsi_sched_register *m, char *reason, size_t cap)
+{
+	if (!memcmp(m->settings, s->hosts[0].reg.settings, sizeof m->settings))
+		return 0;
+	static const char *const shared[HPSI_NSHARED] = HPSI_SHARED_SETTINGS;
+	int k = 0;
+	while (k < HPSI_NSHARED - 1 && m->settings[k] == s->hosts[0].reg.settings[k])
+		k++;
+	snprintf(reason, cap, "hosts %s and %s have different HPS_%s: every host needs the same", s->hosts[0].reg.name,
+		 m->name, shared[k]);
+	return 1;
 }
 
 /* Why registration m from peer id cannot join the job, or "" when it can.
@@ -210,7 +236,7 @@ static void refusal(struct sched *s, const struct hpsi_sched_register *m, const 
 		snprintf(reason, cap,
 			 "host %s believes the job has %u servers and %u workers, the scheduler %u and %u (HPS_NUM_SERVERS, HPS_NUM_WORKERS)",
 			 m->name, m->total_servers, m->total_workers, s->nservers, s->nworkers);
-	else if (m->nservers + m->nworkers == 0)
+	else if (m->nservers + m->nworkers == 0 && !(later && strcmp(m->name, later) == 0))
 		snprintf(reason, cap, "host %s brings no server and no worker (HPS_LOCAL_SERVERS, HPS_LOCAL_WORKERS)",
 			 m->name);
 	else if ((twin = host_by_name(s, m->name)) || host_by_id(s, id))
@@ -219,14 +245,9 @@ static void refusal(struct sched *s, const struct hpsi_sched_register *m, const 
 			 m->name);
 	else if (s->nhosts == HPSI_MAX_HOSTS)
 		snprintf(reason, cap, "host %s is one host too many: at most %d hosts", m->name, HPSI_MAX_HOSTS);
-	else if (s->nhosts && memcmp(m->settings, s->hosts[0].reg.settings, sizeof m->settings)) {
-		static const char *const shared[HPSI_NSHARED] = HPSI_SHARED_SETTINGS;
-		int k = 0;
-		while (k < HPSI_NSHARED - 1 && m->settings[k] == s->hosts[0].reg.settings[k])
-			k++;
-		snprintf(reason, cap, "hosts %s and %s have different HPS_%s: every host needs the same",
-			 s->hosts[0].reg.name, m->name, shared[k]);
-	} else if (srv + m->nservers > s->nservers || wrk + m->nworkers > s->nworkers)
+	else if (s->nhosts && settings_differ(s, m, reason, cap))
+		;
+	else if (srv + m->nservers > s->nservers || wrk + m->nworkers > s->nworkers)
 		snprintf(reason, cap,
 			 "host %s brings %u servers and %u workers: more than the job's %u and %u less the %u and %u registered (HPS_NUM_SERVERS, HPS_NUM_WORKERS)",
 			 m->name, m->nservers, m->nworkers, s->nservers, s->nworkers, srv, wrk);
@@ -338,10 +359,15 @@ static void send_assignments(struct sched *s)
 	 * across hosts", step 1) */
 	a->hosts[s->nhosts - 1].srv_hi = s->nservers;
 	for (uint32_t i = 0; i < s->nhosts; i++) {
+		if (s->hosts[i].absent)
+			continue; /* (it gets this once it registered: late_register) */
 		hpsi_sched_init(&a->h, HPSI_SCH_ASSIGN, i);
 		send_to(s, &s->hosts[i].id, a, sizeof *a);
 	}
 	hpsi_info("scheduler: %u hosts, %u servers, %u workers: ranks assigned", s->nhosts, s->nservers, s->nworkers);
+	if (s->hosts[s->nhosts - 1].absent)
+		hpsi_info("scheduler: host %s joins later: the job runs without it until it registers",
+			  s->hosts[s->nhosts - 1].reg.name);
 }
 
 /* Tells every host that the open barrier failed; sent again with each
@@ -353,7 +379,7 @@ static void barrier_send_broken(struct sched *s)
 	hpsi_sched_init(&m.h, HPSI_SCH_BROKEN, 0);
 	m.h.gen = s->barrier_gen;
 	for (uint32_t i = 0; i < s->nhosts; i++)
-		if (!s->hosts[i].left && !s->hosts[i].dead)
+		if (host_here(&s->hosts[i]))
 			send_to(s, &s->hosts[i].id, &m, sizeof m);
 }
 
@@ -382,7 +408,7 @@ static void join_words(const struct sched *s, struct hpsi_sched_states *m)
 		}
 		uint32_t floor = HPSI_JOIN_CLOCK;
 		for (uint32_t i = 0; i < s->nhosts && floor; i++) {
-			if (i == owner || s->hosts[i].dead || s->hosts[i].left)
+			if (i == owner || !host_here(&s->hosts[i]))
 				continue;
 			uint32_t ack = s->hosts[i].join_ack[n];
 			floor = ack < HPSI_JOIN_CLOCK ? 0 : ack > floor ? ack : floor;
@@ -433,7 +459,7 @@ static void broadcast_states(struct sched *s)
 	for (uint32_t i = 0; i < s->nhosts; i++)
 		m.restarts += s->hosts[i].restarts;
 	for (uint32_t i = 0; i < s->nhosts; i++)
-		if (!s->hosts[i].left && !s->hosts[i].dead)
+		if (host_here(&s->hosts[i]))
 			send_to(s, &s->hosts[i].id, &m, sizeof m);
 	s->states_changed = 0;
 }
@@ -532,7 +558,7 @@ static void barrier_check(struct sched *s)
 		return;
 	for (uint32_t i = 0; i < s->nhosts; i++) {
 		const struct hpsi_host_entry *e = &s->assign.hosts[i];
-		if (e->wrk_hi > e->wrk_lo && !s->hosts[i].dead && !s->hosts[i].left &&
+		if (e->wrk_hi > e->wrk_lo && host_here(&s->hosts[i]) &&
 		    s->hosts[i].barrier_gen != s->barrier_gen + 1)
 			return;
 	}
@@ -541,7 +567,7 @@ static void barrier_check(struct sched *s)
 	r.gen = s->barrier_gen;
 	s->barrier_gen = hpsi_barrier_seq(s->barrier_gen + 1); /* as the bridges count */
 	for (uint32_t i = 0; i < s->nhosts; i++)
-		if (!s->hosts[i].left && !s->hosts[i].dead)
+		if (host_here(&s->hosts[i]))
 			send_to(s, &s->hosts[i].id, &r, sizeof r);
 }
 
@@ -549,12 +575,20 @@ static void barrier_check(struct sched *s)
 
 static int host_gone(const struct sched *s, uint32_t i)
 {
-	return s->hosts[i].dead || s->hosts[i].left;
+	return !host_here(&s->hosts[i]);
 }
 
+/* Whether host i's servers take part in a checkpoint: one of them did
+ * not close. Not its layout: a host whose servers closed after a scale
+ * moved their key ranges away may have left (a free rank no scale
+ * started reads EMPTY; a dead host's servers read DEAD). */
 static int host_serves(const struct sched *s, uint32_t i)
 {
-	return s->assign.hosts[i].srv_hi > s->assign.hosts[i].srv_lo;
+	const struct hpsi_host_entry *e = &s->assign.hosts[i];
+	for (uint32_t n = e->srv_lo; n < e->srv_hi; n++)
+		if (s->state[n] != HPSI_NODE_CLOSED && s->state[n] != HPSI_NODE_EMPTY)
+			return 1;
+	return 0;
 }
 
 static void ckpt_run(struct sched *s, uint32_t host, uint32_t step)
@@ -741,6 +775,117 @@ static void ckpt_watch(struct sched *s)
 	ckpt_advance(s);
 }
 
+/* ---- hosts that join and leave ----------------------------------------- */
+
+/* A registration while the job runs: the host the hosts file marks
+ * later (--later), or refused in one line (logged, counted, and told to
+ * the peer unless it lacks the job's token). Accepted, the host gets the
+ * job's assignment (the open barrier in gen), and every other host the
+ * assignment again with its endpoint, so that their bridges connect to
+ * it (net/bridge_sched.c, peers_joined). Its ranks are the job's room:
+ * its workers join (net/bridge_join.c) and its servers take key ranges
+ * (hps scale) as on a last host that was there from the start. */
+static void late_register(struct sched *s, const struct peer_id *id, const struct hpsi_sched_register *m)
+{
+	struct host *h = host_by_name(s, m->name);
+	char reason[512] = "";
+	int answer = 1;
+	if (s->token && m->token != s->token) {
+		snprintf(reason, sizeof reason,
+			 "a registration as host %s without the job's token (HPS_JOB_TOKEN): not a host of this job", m->name);
+		answer = 0;
+	} else if (!h || !later || strcmp(m->name, later) != 0)
+		snprintf(reason, sizeof reason,
+			 "host %s registered after the job started: only the host the hosts file marks `later` joins a running job",
+			 m->name);
+	else if (!h->absent)
+		snprintf(reason, sizeof reason,
+			 "host name %s is taken: two host groups registered it (set HPS_HOST, or DMLC_NODE_HOST, to a name of its own on each)",
+			 m->name);
+	else if (m->total_servers != s->launched_srv || m->total_workers != s->launched)
+		snprintf(reason, sizeof reason,
+			 "host %s believes the job has %u servers and %u workers, the scheduler %u and %u (HPS_NUM_SERVERS, HPS_NUM_WORKERS)",
+			 m->name, m->total_servers, m->total_workers, s->launched_srv, s->launched);
+	else if (m->nservers || m->nworkers)
+		snprintf(reason, sizeof reason,
+			 "host %s joins later: it brings no server or worker of its own, its part is the job's room (hps scale --workers, --servers there)",
+			 m->name);
+	else
+		settings_differ(s, m, reason, sizeof reason);
+	if (reason[0]) {
+		if (++s->refused <= 10 || s->refused % 1000 == 0)
+			hpsi_error("scheduler: registration refused (%llu so far): %s", (unsigned long long)s->refused,
+				   reason);
+		if (answer)
+			abort_host(s, id, reason);
+		return;
+	}
+	uint32_t idx = (uint32_t)(h - s->hosts);
+	h->id = *id;
+	h->reg = *m;
+	h->absent = 0;
+	h->last_seen = hpsi_now_ns();
+	struct hpsi_sched_assign *a = &s->assign;
+	snprintf(a->hosts[idx].endpoint, sizeof a->hosts[idx].endpoint, "%s", m->endpoint);
+	for (uint32_t i = 0; i < s->nhosts; i++)
+		if (host_here(&s->hosts[i])) {
+			hpsi_sched_init(&a->h, HPSI_SCH_ASSIGN, i);
+			a->h.gen = s->barrier_gen; /* the joining host's barrier opens where the job's is */
+			send_to(s, &s->hosts[i].id, a, sizeof *a);
+		}
+	s->states_changed = 1;
+	hpsi_info("scheduler: host %s joined the running job (%s)", m->name, m->endpoint);
+}
+
+/* ---- hosts that leave ----------------------------------------------------- */
+
+/* Whether node n, as the scheduler last heard of it, still takes part:
+ * not finished (CLOSED, DEAD) and not a free rank nobody took (EMPTY). */
+static int node_unfinished(const struct sched *s, uint32_t n)
+{
+	return s->state[n] != HPSI_NODE_EMPTY && s->state[n] != HPSI_NODE_CLOSED && s->state[n] != HPSI_NODE_DEAD;
+}
+
+static void mark_unfinished_dead(struct sched *s, uint32_t node, const char *host)
+{
+	if (node_unfinished(s, node))
+		set_state(s, node, HPSI_NODE_DEAD, host);
+}
+
+/* Host idx said goodbye (its bridge's BYE, after its last heartbeat).
+ * A clean leave (docs/ARCHITECTURE.md, "Hosts that leave"): every
+ * server of it closed, its key ranges served elsewhere (a scale moved
+ * them, or it never had any), and every worker of it ended; the other
+ * hosts then lose nothing, and the scheduler only stops talking to it.
+ * Anything else is a host stopped in the middle of the job (its bridge
+ * or launcher asked to end, a stop racing its processes' deaths): not a
+ * leave. Its unfinished nodes count as dead, as if it had gone silent,
+ * so that what waits for them fails at once (HPS_EPEERDEAD, or their
+ * backups take over) instead of waiting HPS_TIMEOUT_MS for answers
+ * that cannot come. */
+static void host_bye(struct sched *s, uint32_t idx)
+{
+	struct host *h = &s->hosts[idx];
+	const struct hpsi_host_entry *e = &s->assign.hosts[idx];
+	char what[256] = "";
+	size_t k = 0;
+	for (uint32_t n = e->srv_lo; n < e->srv_hi && k < sizeof what - 40; n++)
+		if (node_unfinished(s, n))
+			k += (size_t)snprintf(what + k, sizeof what - k, "%sserver %u served key ranges", k ? ", " : "", n);
+	for (uint32_t w = e->wrk_lo; w < e->wrk_hi && k < sizeof what - 40; w++)
+		if (node_unfinished(s, s->nservers + w))
+			k += (size_t)snprintf(what + k, sizeof what - k, "%sworker %u ran", k ? ", " : "", w);
+	h->left = 1;
+	if (!what[0]) {
+		hpsi_info("scheduler: host %s left", h->reg.name);
+		return;
+	}
+	hpsi_error("scheduler: host %s left while %s: not a leave (a host leaves once its servers' key ranges serve elsewhere and its workers ended); they count as dead",
+		   h->reg.name, what);
+	host_nodes(s, idx, mark_unfinished_dead, s);
+	barrier_check(s);
+}
+
 static void handle(struct sched *s, const struct peer_id *id, const void *buf, size_t len)
 {
 	const char *why;
@@ -750,6 +895,10 @@ static void handle(struct sched *s, const struct peer_id *id, const void *buf, s
 	}
 	struct host *h = host_by_id(s, id);
 	const struct hpsi_sched_hdr *m = buf;
+	if (!h && m->type == HPSI_SCH_REGISTER) {
+		late_register(s, id, buf);
+		return;
+	}
 	uint32_t idx = h ? (uint32_t)(h - s->hosts) : UINT32_MAX;
 	if (!h || m->host != idx) {
 		bad_message(s, "a message from an unknown host, or naming another");
@@ -800,8 +949,7 @@ static void handle(struct sched *s, const struct peer_id *id, const void *buf, s
 	} else if (m->type == HPSI_SCH_CKPT_DONE) {
 		ckpt_done(s, idx, buf);
 	} else if (m->type == HPSI_SCH_BYE) {
-		h->left = 1;
-		hpsi_info("scheduler: host %s left", h->reg.name);
+		host_bye(s, idx);
 	} else {
 		bad_message(s, "a message a bridge does not send");
 	}
@@ -814,7 +962,8 @@ static void write_hosts_stats(const struct sched *s, const char *job)
 	for (uint32_t i = 0; i < s->nhosts; i++) {
 		const struct host *h = &s->hosts[i];
 		snprintf(rows[i].name, sizeof rows[i].name, "%s", h->reg.name);
-		snprintf(rows[i].state, sizeof rows[i].state, "%s", h->dead ? "dead" : h->left ? "left" : "alive");
+		snprintf(rows[i].state, sizeof rows[i].state, "%s",
+			 h->dead ? "dead" : h->left ? "left" : h->absent ? "later" : "alive");
 		rows[i].t = h->totals;
 	}
 	hpsi_hosts_stats_write(job, rows, s->nhosts);
@@ -825,19 +974,33 @@ int hpsi_cmd_scheduler(int argc, char **argv)
 	hpsi_log_identity("scheduler", -1, NULL);
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-			printf("usage: hps scheduler [--order NAME,NAME,...]\n\n"
+			printf("usage: hps scheduler [--order NAME,NAME,...] [--later NAME]\n\n"
 			       "Runs the scheduler of a multi-host job at HPS_ROOT_URI:HPS_ROOT_PORT\n"
 			       "(DMLC_PS_ROOT_URI, DMLC_PS_ROOT_PORT) for HPS_NUM_SERVERS servers and\n"
 			       "HPS_NUM_WORKERS workers. `hps launch --hosts` starts it.\n"
 			       "Hosts get contiguous ranks in the order of --order (host names, HPS_HOST),\n"
-			       "hosts not named there after them by name; without it, by name.\n");
+			       "hosts not named there after them by name; without it, by name.\n"
+			       "--later NAME: the last host of --order joins the running job; its part is\n"
+			       "the job's room (--max-workers, --max-servers).\n");
 			return 0;
 		}
 		if (strcmp(argv[i], "--order") == 0 && i + 1 < argc) {
 			order = argv[++i];
 			continue;
 		}
+		if (strcmp(argv[i], "--later") == 0 && i + 1 < argc) {
+			later = argv[++i];
+			continue;
+		}
 		fprintf(stderr, "hps scheduler: unexpected '%s'\n", argv[i]);
+		return 2;
+	}
+	size_t last = 0; /* the index of --order's last name */
+	for (const char *p = order; p && *p; p++)
+		last += *p == ',';
+	if (later && (!order || order_of(later) != last)) {
+		fprintf(stderr, "hps scheduler: --later %s must name the last host of --order (the host of the job's room)\n",
+			later);
 		return 2;
 	}
 	struct sched *s = calloc(1, sizeof *s);
@@ -873,6 +1036,12 @@ int hpsi_cmd_scheduler(int argc, char **argv)
 		 * the registered servers; worker node ids follow them */
 		if (cfg.max_servers > s->nservers)
 			s->nservers = cfg.max_servers;
+		if (later && !host_by_name(s, later)) { /* it comes while the job runs */
+			struct host *h = &s->hosts[s->nhosts++];
+			memset(h, 0, sizeof *h);
+			h->absent = 1;
+			snprintf(h->reg.name, sizeof h->reg.name, "%s", later);
+		}
 		send_assignments(s);
 		for (uint32_t n = 0; n < s->nservers + s->nworkers; n++)
 			s->state[n] = HPSI_NODE_EMPTY;
@@ -885,7 +1054,7 @@ int hpsi_cmd_scheduler(int argc, char **argv)
 		for (;;) {
 			uint32_t active = 0;
 			for (uint32_t i = 0; i < s->nhosts; i++)
-				active += !s->hosts[i].left && !s->hosts[i].dead;
+				active += host_here(&s->hosts[i]);
 			if (!active || stop_signal)
 				break;
 			zmq_pollitem_t it = {.socket = s->sock, .events = ZMQ_POLLIN};
@@ -897,7 +1066,7 @@ int hpsi_cmd_scheduler(int argc, char **argv)
 			int64_t now = hpsi_now_ns();
 			for (uint32_t i = 0; i < s->nhosts; i++) {
 				struct host *h = &s->hosts[i];
-				if (h->left || h->dead || now - h->last_seen < s->cc.dead_ms * 1000000)
+				if (!host_here(h) || now - h->last_seen < s->cc.dead_ms * 1000000)
 					continue;
 				h->dead = 1;
 				hpsi_error("scheduler: host %s sent nothing for %lld ms (HPS_DEAD_MS): its unfinished nodes are dead",
