@@ -360,6 +360,7 @@ static void handle_batch(struct hpsi_bridge *b, uint32_t from, const void *buf, 
 		}
 		/* held here for a range handed back from here: its host may have
 		 * ignored the HANDBACK (net/bridge_recover.c) */
+		const struct hpsi_bridge_pair *p = hpsi_bridge_pair_of(b, rec.worker, rec.server);
 		if (!answer && p->used != HPSI_PAIR_INBOUND && b->handed && b->handed[rec.server])
 			hpsi_bridge_handback_again(b, from, rec.server);
 		deliver(b, rec.worker, rec.server, h, answer ? (const void *)v.lens : (const void *)v.keys, v.vals);
