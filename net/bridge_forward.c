@@ -82,6 +82,13 @@ static void batch_failed(struct hpsi_bridge *b, uint32_t host, const struct hpsi
 	if (hpsi_batch_open(&r, f->data, f->len, &why) == 0)
 		while (hpsi_batch_next(&r, &rec, &msg, &why) == 1) {
 			const struct hpsi_msg_hdr *h = msg;
+			/* records of no pair (their worker word is a server rank or
+			 * unused): lost with the batch */
+			if (rec.flags & (HPSI_REC_SYNC | HPSI_REC_FORWARD | HPSI_REC_FENCE | HPSI_REC_HANDBACK | HPSI_REC_RESET) ||
+			    rec.worker >= b->W || rec.server >= b->S) {
+				lost++;
+				continue;
+			}
 			struct hpsi_bridge_pair *p = hpsi_bridge_pair_of(b, rec.worker, rec.server);
 			long k = h->type == HPSI_MSG_RESPONSE || h->type == HPSI_MSG_CLOCK
 					 ? -1

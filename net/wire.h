@@ -24,7 +24,7 @@
 
 #define HPSI_BATCH_MAGIC 0x42535048u /* "HPSB" */
 #define HPSI_SCHED_MAGIC 0x43535048u /* "HPSC" */
-#define HPSI_WIRE_VERSION 5 /* 2: heartbeats carry the host's totals; 3: join words (states), launched (assignment); 4: launched_servers (assignment), the plan of a scale (states); 5: the RESET record */
+#define HPSI_WIRE_VERSION 5 /* 2: heartbeats carry the host's totals; 3: join words (states), launched (assignment); 4: launched_servers (assignment), the plan of a scale (states); 5: the RESET record, the checkpoint UNLOCK, an empty endpoint for a host that joins later */
 #define HPSI_MAX_HOSTS 64
 #define HPSI_ENDPOINT_MAX 128
 

@@ -15,7 +15,9 @@
  *   scaled_away: 3 hosts of one server each (--max-servers 4): host 1's
  *     worker ends, but its server serves a range, so it stays; hps scale
  *     --servers 1 moves its range away, its server closes and the host
- *     leaves; a checkpoint saves after it left; exact sums.
+ *     leaves; a checkpoint saves after it left; a scale back up that
+ *     names its closed rank ends unmoved (nobody starts it), and a
+ *     checkpoint saves after it; exact sums.
  *   last_stays: the last host holds the free ranks (--max-workers): its
  *     worker ended, yet it stays (one line says why) and a later hps
  *     scale --workers there still starts a worker.
@@ -281,6 +283,19 @@ static void test_xhosts_scaled_away(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "saved "));
 	if (rc || !strstr(out, "saved "))
 		fprintf(stderr, "checkpoint after host 1 left: %d\n%s\n", rc, out);
+	/* a scale back up that names the closed rank of the host that left:
+	 * nobody starts it, and the scale ends (review: it never did, and
+	 * held the checkpoint lock for the rest of the job) */
+	snprintf(cmd, sizeof cmd, "%s scale --job %s --host %s2 --servers 2", hps_bin(), job, pfx);
+	rc = on_host(2, out, sizeof out, cmd);
+	CU_ASSERT_EQUAL(rc, 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "has 1 servers, not 2"));
+	if (rc != 1 || !strstr(out, "has 1 servers, not 2"))
+		fprintf(stderr, "hps scale --servers 2 after host 1 left: %d\n%s\n", rc, out);
+	CU_ASSERT(log_has(job_log, "a server of another host the plan names did not run"));
+	rc = save_on(2, job, out, sizeof out);
+	CU_ASSERT_EQUAL(rc, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "saved "));
 	touch_file(go_file);
 	CU_ASSERT_EQUAL(job_sums(p, 120000), 2);
 	const char *o = slurp(job_log);

@@ -658,6 +658,9 @@ struct scaling {
 	 * the scale ends once no copy runs and the tables are still the plan
 	 * (a copy under way when it died changes them after; end_server_scale) */
 	int ending;
+	/* across hosts: when a rank of another host the plan names must run
+	 * (a closed one started again by its host's launcher) */
+	int64_t others_by_ns;
 };
 
 /* Tells the servers how many of them the plan is for: servers_want, then
@@ -814,6 +817,7 @@ static int serve_scale_servers(struct job *j, struct scaling *sc, uint32_t want,
 				atomic_store_explicit(backup_want_entry(s, r, i), bplan[r * K + i], memory_order_relaxed);
 		}
 		publish_plan(s, sc->to);
+		sc->others_by_ns = hpsi_now_ns() + cfg->timeout_ms / 2 * 1000000; /* before hps scale gives up */
 		hpsi_wake_all(s);
 		fprintf(stderr, "hps launch: hps scale: servers %u to %u%s\n", sc->from, sc->to,
 			started ? " (new ones started; key ranges move to them)" : " (key ranges move off the leaving ones)");
@@ -843,6 +847,18 @@ static int serve_scale_servers(struct job *j, struct scaling *sc, uint32_t want,
 	int lost = 0; /* a server it started ended */
 	for (int i = sc->first; i < sc->first + sc->n; i++)
 		lost |= !j->kids[i].running;
+	/* Across hosts a rank of another host that the plan names again is
+	 * started by that host's launcher, which may be gone (the host left:
+	 * runtime/cluster/launch.c, host_part_over) or fail: dead, or not
+	 * running in time, it ends the scale as a server of ours that ended
+	 * (review: nothing else ended it, and the scale kept the checkpoint
+	 * lock for the rest of the job) */
+	for (uint32_t r = 0; !done && s->hdr->bridged && r < sc->to; r++) {
+		uint32_t st = hpsi_node_state(s, r);
+		if (!hpsi_node_local(s, r) && st != HPSI_NODE_ALIVE &&
+		    (st == HPSI_NODE_DEAD || hpsi_now_ns() > sc->others_by_ns))
+			lost = 2;
+	}
 	/* With replicas, a server that dies during the scale ends it: its
 	 * backups take its ranges over by the tables as they are, which
 	 * change only while every replica of a range runs (recover.c,
@@ -858,7 +874,12 @@ static int serve_scale_servers(struct job *j, struct scaling *sc, uint32_t want,
 			sc->ending = 1; /* ends once the copies under way ended */
 			return 0;
 		}
-		else if (!done)
+		else if (!done && lost == 2) {
+			sc->to = sc->from; /* servers_want: new ranks that hold nothing leave */
+			fprintf(stderr, "hps launch: hps scale: a server of another host the plan names did not run in time "
+					"(its host left, or its start failed); the key ranges not moved yet stay "
+					"where they are\n");
+		} else if (!done)
 			fprintf(stderr, "hps launch: hps scale: a server it started ended; the key ranges stay where they are\n");
 		end_server_scale(j, sc);
 	}

@@ -433,7 +433,7 @@ int hpsi_launch_hosts(const char *file, int argc, char **argv, int prog)
 						got_signal = got_signal ? got_signal : -1;
 				}
 			}
-		if (got_join && late && started == n - 1 && !stopping && !got_signal) {
+		if (got_join && late && started == n - 1 && rargv[started] && !stopping && !got_signal) {
 			snprintf(procs[started].out.tag, sizeof procs[started].out.tag, "[%.*s] ", HPSI_NAME_MAX,
 				 hosts[started].name);
 			if (spawn(&procs[started], rargv[started], 1) != 0) {
