@@ -661,6 +661,8 @@ struct scaling {
 	/* across hosts: when a rank of another host the plan names must run
 	 * (a closed one started again by its host's launcher) */
 	int64_t others_by_ns;
+	/* across hosts: a new scale starts from then on (end_server_scale) */
+	int64_t quiet_until_ns;
 };
 
 /* Tells the servers how many of them the plan is for: servers_want, then
@@ -730,6 +732,20 @@ static void end_server_scale(struct job *j, struct scaling *sc)
 	struct hpsi_seg *s = &j->seg;
 	plan_is_tables(s, sc);
 	sc->servers = 0, sc->n = 0, sc->ending = 0;
+	/* Across hosts the next scale waits five heartbeats: the plan of
+	 * this one's end (the tables) reaches another host only through the
+	 * scheduler's states, while the next scale's FINALs come straight
+	 * from bridge to bridge. A target there that read this plan after
+	 * those FINALs moved the ranges back to the servers leaving (CI:
+	 * 2 -> 4 -> 1 with the steps 100 ms apart). Narrowed, not closed: a
+	 * host that lags five heartbeats behind still can (docs/ARCHITECTURE.md,
+	 * "Elastic servers across hosts", Left). */
+	if (s->hdr->bridged) {
+		uint64_t hb = 200;
+		if (hpsi_setting_u64("HEARTBEAT_MS", 10, 600000, &hb))
+			hb = 200;
+		sc->quiet_until_ns = hpsi_now_ns() + 5 * (int64_t)hb * 1000000;
+	}
 	hpsi_ckpt_unlock(&s->hdr->ckpt_lock);
 	atomic_store_explicit(&s->hdr->scale_req, 0, memory_order_release); /* the next scale may run */
 }
@@ -755,6 +771,8 @@ static int serve_scale_servers(struct job *j, struct scaling *sc, uint32_t want,
 	uint32_t M = s->hdr->nservers;
 	int started = 0;
 	if (!sc->servers) {
+		if (hpsi_now_ns() < sc->quiet_until_ns)
+			return 0; /* (end_server_scale) */
 		/* No checkpoint meanwhile: the servers that do their part are
 		 * the owner table's, which a scale changes. The launcher holds the
 		 * checkpoint lock for the scale (a checkpoint running: the scale
