@@ -762,6 +762,8 @@ static void test_bridge_scale_checks(void)
 	for (size_t i = 0; i < (size_t)m.W * m.S; i++)
 		free(m.pairs[i].fifo.e);
 	free(m.host_of_server), free(m.host_of_worker), free(m.pairs), free(m.heaps), free(m.heap_live);
+	for (uint32_t i = 0; i < m.nhosts; i++) /* the RESET records range_to wrote (no dealers here) */
+		free(m.out[i].open);
 	free(m.out), free(m.dealers);
 	hpsi_seg_unlink(&m.seg);
 	hpsi_seg_detach(&m.seg);
