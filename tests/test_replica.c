@@ -1233,7 +1233,7 @@ static void test_replica_room_ack_of_another_rank(void)
 	pid_t wk = job_fork_worker(&j, 0, ACK_WIDTH, ack_rank_worker, &pl);
 	for (int round = 0; round < 2; round++) {
 		CU_ASSERT_FATAL(poll_until(ring_has, &req, 20000));
-		size_t len;
+		size_t len = 0;
 		struct hpsi_msg_hdr h = *(const struct hpsi_msg_hdr *)hpsi_ring_peek(&req, &len);
 		CU_ASSERT_EQUAL(h.type, HPSI_MSG_PUSH);
 		CU_ASSERT(h.flags & HPSI_F_HEAP_VALS); /* it waits for its backup's ack */
