@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -242,7 +243,32 @@ int sh(const char *fmt, ...)
 	return system(cmd);
 }
 
-void ns_down(void)
+/* Every run of these tests on one machine uses the same subnet (NET) on a
+ * bridge of the root namespace, so two runs at once (a suite and CI, two
+ * builds) would route each other's traffic. A case holds this lock from
+ * ns_up to ns_down; the kernel drops it when the process dies. */
+static int netns_lock_fd = -1;
+
+static void netns_lock(void)
+{
+	if (netns_lock_fd >= 0)
+		return;
+	netns_lock_fd = open("/tmp/hps-netns-tests.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+	if (netns_lock_fd >= 0 && flock(netns_lock_fd, LOCK_EX | LOCK_NB) != 0) {
+		printf("\n  waiting for another run's network namespaces (/tmp/hps-netns-tests.lock)\n");
+		fflush(stdout);
+		flock(netns_lock_fd, LOCK_EX);
+	}
+}
+
+static void netns_unlock(void)
+{
+	if (netns_lock_fd >= 0)
+		close(netns_lock_fd);
+	netns_lock_fd = -1;
+}
+
+static void remove_hosts(void)
 {
 	for (int i = 0; i < nhosts; i++) {
 		sh("ip netns pids %s%d 2>/dev/null | xargs -r kill -9 2>/dev/null; ip netns del %s%d 2>/dev/null", pfx, i,
@@ -256,6 +282,12 @@ void ns_down(void)
 	if (nhosts)
 		sh("ip link del %sbr 2>/dev/null", pfx);
 	nhosts = 0;
+}
+
+void ns_down(void)
+{
+	remove_hosts();
+	netns_unlock();
 }
 
 void ns_on_fatal(int sig)
@@ -273,7 +305,8 @@ void ns_on_fatal(int sig)
 /* n hosts PFX0..: 10.78.0.(i+1) and fd78::(i+1); the root namespace is .254 */
 int ns_up(int n)
 {
-	ns_down();
+	netns_lock();
+	remove_hosts();
 	if (sh("ip link add %sbr type bridge 2>/dev/null && ip link set %sbr up && ip addr add " NET ".254/24 dev %sbr",
 	       pfx, pfx, pfx))
 		return -1;
@@ -311,6 +344,17 @@ pid_t start(const char *log, const char *fmt, ...)
 const char *slurp(const char *log)
 {
 	return slurp_into(log, out, sizeof out);
+}
+
+int on_host(int h, char *out, size_t cap, const char *cmd)
+{
+	char log[300];
+	snprintf(log, sizeof log, "%s.cmd", job_log);
+	pid_t p = start(log, "ip netns exec %s%d %s", pfx, h, cmd);
+	int rc = finish(p, 120000);
+	snprintf(out, cap, "%s", slurp(log));
+	unlink(log);
+	return rc;
 }
 
 int log_has(const char *log, const char *text)

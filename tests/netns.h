@@ -52,6 +52,9 @@ int finish(pid_t pid, int ms);
  * how many workers printed "sums ok" (the whole log is shown on failure). */
 int job_sums(pid_t p, int ms);
 void write_hosts(const char *text);
+/* Runs cmd in namespace host PFXh to the end (at most 120 s); its exit
+ * status, and its output in out. */
+int on_host(int h, char *out, size_t cap, const char *cmd);
 /* The pid of `hps WHAT` run for host HOST of the job. */
 pid_t find_proc(const char *what, const char *host);
 /* A job of n hosts of one server each, host i with workers[i] workers

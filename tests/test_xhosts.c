@@ -182,18 +182,6 @@ static pid_t leave_job(const char *port, const char *const *lines, int n, int nw
 		     pfx, port, go_file, short_rank, nworkers, mark_file, hps_bin(), flags, hostsf, self_path);
 }
 
-/* Runs cmd in host h's namespace to the end; its status, its output in out. */
-static int on_host(int h, char *out, size_t cap, const char *cmd)
-{
-	char log[300];
-	snprintf(log, sizeof log, "%s.cmd", job_log);
-	pid_t p = start(log, "ip netns exec %s%d %s", pfx, h, cmd);
-	int rc = finish(p, 120000);
-	snprintf(out, cap, "%s", slurp(log));
-	unlink(log);
-	return rc;
-}
-
 static int has_left(const char *log, int h)
 {
 	char want[64];

@@ -57,18 +57,6 @@ static int members_waiting(void *p)
 	return 1;
 }
 
-/* Runs `fmt` in host h's namespace to the end; its status, its output in out. */
-static int on_host(int h, char *out, size_t cap, const char *cmd)
-{
-	char log[300];
-	snprintf(log, sizeof log, "%s.cmd", job_log);
-	pid_t p = start(log, "ip netns exec %s%d %s", pfx, h, cmd);
-	int rc = finish(p, 60000);
-	snprintf(out, cap, "%s", slurp(log));
-	unlink(log);
-	return rc;
-}
-
 static void xjoin(const char *port_env, const char *staleness, int by_scale)
 {
 	static char out[1 << 16], cmd[8192];

@@ -67,18 +67,6 @@ static unsigned long keys_moved(const char *log, size_t from, int *moves)
 	return sum;
 }
 
-/* Runs cmd in host h's namespace to the end; its status, its output in out. */
-static int on_host(int h, char *out, size_t cap, const char *cmd)
-{
-	char log[300];
-	snprintf(log, sizeof log, "%s.cmd", job_log);
-	pid_t p = start(log, "ip netns exec %s%d %s", pfx, h, cmd);
-	int rc = finish(p, 120000);
-	snprintf(out, cap, "%s", slurp(log));
-	unlink(log);
-	return rc;
-}
-
 static int file_exists(void *path)
 {
 	return access(path, F_OK) == 0;
