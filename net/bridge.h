@@ -137,18 +137,37 @@ struct hpsi_bridge_pair {
 /* One ZeroMQ message to a peer: a batch header and `count` records. */
 struct hpsi_bridge_frame {
 	struct hpsi_bridge_frame *next;
+	/* a batch sent without a copy: the spares it joins when ZeroMQ is
+	 * done with it (NULL: nobody's, the bridge keeps it) */
+	struct hpsi_bridge_out *home;
 	size_t len, cap;
 	uint32_t count;
 	_Alignas(8) unsigned char data[];
 };
 
 /* What goes to one host: the batch being filled, and the batches ZeroMQ
- * refused for now (its queue to that peer is full), in order. */
+ * refused for now (its queue to that peer is full), in order.
+ *
+ * Large batches go without a copy (zmq_msg_init_data): ZeroMQ's thread
+ * hands each back when it has written it, onto `returned` (a push with
+ * release); the bridge's thread takes the whole list at once (exchange,
+ * acquire: ZeroMQ's last read of the frame happens before the bridge
+ * writes into it again) into `spare`, its own list, from which the next
+ * batches are filled. So a stream of batches cycles through a few
+ * buffers whose pages are already mapped, instead of a fresh copy per
+ * message (net/bridge_forward.c, hpsi_bridge_flush). */
 struct hpsi_bridge_out {
 	struct hpsi_bridge_frame *open;
 	struct hpsi_bridge_frame *q, *q_tail;
 	size_t queued; /* bytes in q */
+	_Atomic(struct hpsi_bridge_frame *) returned;
+	struct hpsi_bridge_frame *spare;
+	size_t spare_bytes; /* the caps of the spares */
 };
+
+/* Frees what o holds: the open batch, the queue and the spares; only
+ * once ZeroMQ let go of every frame (its context terminated). */
+void hpsi_bridge_out_free(struct hpsi_bridge_out *o);
 
 struct hpsi_bridge {
 	struct hpsi_config cfg;

@@ -20,6 +20,13 @@
 
 #define ZC_MIN (64u << 10)    /* values this large go without a copy */
 #define BATCH_FLUSH (1u << 20) /* send a batch once it holds this much */
+/* Batches this large go without a copy (send_batch); smaller ones are
+ * copied by zmq_send, which costs less than a free callback for them
+ * (the latency path: a few hundred bytes) and keeps the open batch. */
+#define ZC_BATCH (64u << 10)
+/* Spare batch buffers kept per host, in bytes: about what ZeroMQ holds
+ * in flight to one peer (HPSI_BRIDGE_SNDHWM batches of BATCH_FLUSH) */
+#define SPARE_MAX ((size_t)HPSI_BRIDGE_SNDHWM * 2 * BATCH_FLUSH)
 
 /* ZeroMQ's thread: it no longer reads the values. Release: pairs with the
  * bridge's acquire of done (struct hpsi_bridge_zc). */
@@ -35,8 +42,72 @@ size_t hpsi_bridge_queued(const struct hpsi_bridge *b, uint32_t host)
 	return o->queued + (o->open ? o->open->len : 0);
 }
 
+/* ZeroMQ's thread: it has written batch `hint`, which joins its host's
+ * returned list. Release: pairs with the acquire exchange in
+ * take_returned (struct hpsi_bridge_out). A batch whose send failed has
+ * no home (send_batch) and stays the bridge's. */
+static void batch_done(void *data, void *hint)
+{
+	(void)data;
+	struct hpsi_bridge_frame *f = hint;
+	struct hpsi_bridge_out *o = f->home;
+	if (!o)
+		return;
+	struct hpsi_bridge_frame *top = atomic_load_explicit(&o->returned, memory_order_relaxed);
+	do
+		f->next = top;
+	while (!atomic_compare_exchange_weak_explicit(&o->returned, &top, f, memory_order_release,
+						      memory_order_relaxed));
+}
+
+static void spare_put(struct hpsi_bridge_out *o, struct hpsi_bridge_frame *f)
+{
+	if (o->spare_bytes + f->cap > SPARE_MAX) {
+		free(f);
+		return;
+	}
+	f->next = o->spare;
+	o->spare = f;
+	o->spare_bytes += f->cap;
+}
+
+/* The batches ZeroMQ handed back, into the spares. Acquire: pairs with
+ * batch_done's release. */
+static void take_returned(struct hpsi_bridge_out *o)
+{
+	struct hpsi_bridge_frame *f = atomic_exchange_explicit(&o->returned, NULL, memory_order_acquire), *n;
+	for (; f; f = n) {
+		n = f->next;
+		spare_put(o, f);
+	}
+}
+
+void hpsi_bridge_out_free(struct hpsi_bridge_out *o)
+{
+	struct hpsi_bridge_frame *f, *n;
+	take_returned(o);
+	free(o->open);
+	for (f = o->q; f; f = n)
+		n = f->next, free(f);
+	for (f = o->spare; f; f = n)
+		n = f->next, free(f);
+	o->open = o->q = o->q_tail = o->spare = NULL;
+	o->queued = o->spare_bytes = 0;
+}
+
 int hpsi_bridge_batch_room(struct hpsi_bridge_out *o, size_t more)
 {
+	if (!o->open) { /* a buffer ZeroMQ is done with, its pages mapped */
+		take_returned(o);
+		struct hpsi_bridge_frame *s = o->spare;
+		if (s) {
+			o->spare = s->next;
+			o->spare_bytes -= s->cap;
+			s->next = NULL, s->home = NULL;
+			s->len = 0, s->count = 0;
+			o->open = s;
+		}
+	}
 	struct hpsi_bridge_frame *f = o->open;
 	size_t len = f && f->len ? f->len : sizeof(struct hpsi_batch_hdr);
 	if (f && len + more <= f->cap) {
@@ -50,7 +121,7 @@ int hpsi_bridge_batch_room(struct hpsi_bridge_out *o, size_t more)
 	if (!n)
 		return HPS_ENOMEM;
 	if (!f)
-		n->count = 0, n->next = NULL;
+		n->count = 0, n->next = NULL, n->home = NULL;
 	n->len = len, n->cap = cap;
 	o->open = n;
 	return 0;
@@ -105,6 +176,35 @@ static void batch_failed(struct hpsi_bridge *b, uint32_t host, const struct hpsi
 		   host, zmq_strerror(err), failed, lost);
 }
 
+/* Sends batch f: 0 sent, 1 ZeroMQ's queue to the peer is full, <0 failed
+ * (errno kept). *taken: ZeroMQ holds f now, without a copy, and hands it
+ * back to o's spares (batch_done); else f is still the caller's. */
+static int send_batch(struct hpsi_bridge_out *o, void *sock, struct hpsi_bridge_frame *f, int *taken)
+{
+	*taken = 0;
+	zmq_msg_t m;
+	f->home = o;
+	if (f->len < ZC_BATCH || zmq_msg_init_data(&m, f->data, f->len, batch_done, f) != 0) {
+		f->home = NULL;
+		return send_frame(sock, f->data, f->len, 0); /* small, or no memory for the message: a copy */
+	}
+	for (;;) {
+		if (zmq_msg_send(&m, sock, ZMQ_DONTWAIT) >= 0) {
+			*taken = 1;
+			return 0;
+		}
+		int err = zmq_errno();
+		if (err == EINTR)
+			continue;
+		/* not sent: the message never left this thread, and closing it
+		 * runs batch_done here, which must not give f away */
+		f->home = NULL;
+		zmq_msg_close(&m);
+		errno = err;
+		return err == EAGAIN ? 1 : HPS_ESYS;
+	}
+}
+
 void hpsi_bridge_flush(struct hpsi_bridge *b, uint32_t host)
 {
 	if (!b->dealers[host])
@@ -114,12 +214,16 @@ void hpsi_bridge_flush(struct hpsi_bridge *b, uint32_t host)
 	if (f && f->count) {
 		struct hpsi_batch_hdr h = {HPSI_BATCH_MAGIC, HPSI_WIRE_VERSION, 0, f->count, b->me};
 		memcpy(f->data, &h, sizeof h);
-		int rc = o->q ? 1 : send_frame(b->dealers[host], f->data, f->len, 0);
+		int taken = 0;
+		size_t len = f->len;
+		int rc = o->q ? 1 : send_batch(o, b->dealers[host], f, &taken);
 		if (rc == 0)
-			hpsi_bstat_sent(b, host, f->len);
+			hpsi_bstat_sent(b, host, len);
 		if (rc < 0)
 			batch_failed(b, host, f);
-		if (rc <= 0) { /* keep the buffer for the next batch */
+		if (taken) { /* ZeroMQ's now: the next batch takes a spare */
+			o->open = NULL;
+		} else if (rc <= 0) { /* keep the buffer for the next batch */
 			f->len = 0, f->count = 0;
 		} else { /* wait in the queue, after those already there */
 			f->next = NULL;
@@ -133,18 +237,22 @@ void hpsi_bridge_flush(struct hpsi_bridge *b, uint32_t host)
 		}
 	}
 	while ((f = o->q)) {
-		int rc = send_frame(b->dealers[host], f->data, f->len, 0);
+		int taken = 0;
+		struct hpsi_bridge_frame *next = f->next; /* (batch_done links f into `returned` once taken) */
+		size_t len = f->len;
+		int rc = send_batch(o, b->dealers[host], f, &taken);
 		if (rc > 0)
 			break;
 		if (rc == 0)
-			hpsi_bstat_sent(b, host, f->len);
+			hpsi_bstat_sent(b, host, len);
 		if (rc < 0)
 			batch_failed(b, host, f);
-		o->q = f->next;
+		o->q = next;
 		if (!o->q)
 			o->q_tail = NULL;
-		o->queued -= f->len;
-		free(f);
+		o->queued -= len;
+		if (!taken)
+			spare_put(o, f);
 	}
 	hpsi_bstat_queue(b, host);
 }

@@ -284,6 +284,8 @@ int hpsi_cmd_bridge(int argc, char **argv)
 	hpsi_curve_stop(&b->curve);
 	zmq_ctx_term(b->zctx);
 	hpsi_bridge_failover_free(b); /* after ZeroMQ let go of every frame */
+	for (uint32_t i = 0; b->out && i < b->nhosts; i++)
+		hpsi_bridge_out_free(&b->out[i]);
 	if (b->seg.base)
 		hpsi_seg_detach(&b->seg);
 	free(b->align_buf);

@@ -97,12 +97,8 @@ static void bridge_down(void)
 	zmq_close(peer_out);
 	zmq_close(b.router);
 	zmq_ctx_term(zctx);
-	for (uint32_t h = 0; h < b.nhosts; h++) {
-		struct hpsi_bridge_frame *f = b.out[h].open, *n;
-		free(f);
-		for (f = b.out[h].q; f; f = n)
-			n = f->next, free(f);
-	}
+	for (uint32_t h = 0; h < b.nhosts; h++)
+		hpsi_bridge_out_free(&b.out[h]);
 	for (size_t i = 0; i < (size_t)b.W * b.S; i++) {
 		struct hpsi_bridge_held *m = b.pairs[i].held, *n;
 		for (; m; m = n)
@@ -763,7 +759,7 @@ static void test_bridge_scale_checks(void)
 		free(m.pairs[i].fifo.e);
 	free(m.host_of_server), free(m.host_of_worker), free(m.pairs), free(m.heaps), free(m.heap_live);
 	for (uint32_t i = 0; i < m.nhosts; i++) /* the RESET records range_to wrote (no dealers here) */
-		free(m.out[i].open);
+		hpsi_bridge_out_free(&m.out[i]);
 	free(m.out), free(m.dealers);
 	hpsi_seg_unlink(&m.seg);
 	hpsi_seg_detach(&m.seg);
