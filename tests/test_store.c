@@ -12,6 +12,7 @@
 #include "runtime/common/dtype.h"
 #include "runtime/server/cells.h"
 #include "runtime/server/store.h"
+#include "runtime/server/table.h"
 #include "shm/heap.h"
 #include "tests/harness.h"
 
@@ -623,6 +624,75 @@ static void test_store_copy_into_expected_cells(void)
 	hpsi_store_destroy(src);
 }
 
+/* A copy into a pool that expected it (hpsi_table_expect, at the BEGIN of
+ * a copy from another host): the source's pool shape counts its keys and
+ * bounds their bytes; the destination's records then go into the windows
+ * set aside (mapped by the helper meanwhile), none allocated as they
+ * come, and read back equal. A table that shares (memfds) sets no
+ * windows aside; freeing a table whose helper may still run joins it. */
+static void test_store_copy_into_expected_pool(void)
+{
+	enum { N = 3000, W = 1024 }; /* 4 KiB values: past HPSI_CELL_MAX, in the pool */
+	struct hpsi_updater u;
+	CU_ASSERT_EQUAL_FATAL(hpsi_updater_parse("sum", "t", &u), 0);
+	struct hpsi_store *src = hpsi_store_create(&u, NULL, HPSI_WIRE_F32);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(src);
+	static uint64_t keys[N];
+	static float g[(size_t)N * W];
+	for (size_t i = 0; i < N; i++)
+		keys[i] = 3 * i + 7;
+	for (size_t i = 0; i < (size_t)N * W; i++)
+		g[i] = (float)(i % 11);
+	hps_request r = {.type = HPS_REQ_PUSH, .width = W, .nkeys = N, .keys = keys, .vals = g, .nvals = (size_t)N * W};
+	CU_ASSERT_EQUAL_FATAL(hpsi_store_handle(&r, src), 0);
+	uint64_t pk, pb;
+	hpsi_store_pool_shape(src, &pk, &pb);
+	CU_ASSERT_EQUAL(pk, N);
+	CU_ASSERT(pb >= (uint64_t)N * (sizeof(struct hpsi_rec) + W * 4));
+
+	struct hpsi_table t;
+	CU_ASSERT_EQUAL_FATAL(hpsi_table_init(&t, hpsi_local_arena_flags(), 4), 0);
+	hpsi_table_expect(&t, (size_t)pk, pb);
+	size_t set_aside = t.nspare, nwin0 = t.nwin;
+	CU_ASSERT(set_aside >= (size_t)(pb / (HPSI_WIN_UNITS * 8)));
+	struct hpsi_store_cursor cur = {0, 0, 0};
+	struct hpsi_store_item it;
+	size_t copied = 0;
+	while (hpsi_store_next(src, &cur, &it) == 0) {
+		struct hpsi_table_plan p;
+		CU_ASSERT_EQUAL_FATAL(hpsi_table_reserve_keys(&t, 1), 0);
+		hpsi_table_plan_begin(&t, &p);
+		CU_ASSERT_EQUAL_FATAL(hpsi_table_plan_rec(&t, &p, it.len), 0);
+		memcpy(hpsi_rec_vals(hpsi_table_add(&t, it.key, it.len)), it.bytes, it.nbytes);
+		copied++;
+	}
+	CU_ASSERT_EQUAL(copied, N);
+	/* every window after the first came from those set aside */
+	CU_ASSERT_EQUAL(t.nwin - nwin0, t.spare_next);
+	CU_ASSERT(t.spare_next > 0 && t.spare_next <= set_aside);
+	size_t bad = 0;
+	for (size_t i = 0; i < N; i++) {
+		struct hpsi_rec *e = hpsi_table_find(&t, keys[i]);
+		bad += !e || e->len != W || memcmp(hpsi_rec_vals(e), g + i * W, W * 4) != 0;
+	}
+	CU_ASSERT_EQUAL(bad, 0);
+	hpsi_table_free(&t);
+
+	/* freed at once, the helper maybe still mapping */
+	CU_ASSERT_EQUAL_FATAL(hpsi_table_init(&t, hpsi_local_arena_flags(), 4), 0);
+	hpsi_table_expect(&t, (size_t)pk, pb);
+	CU_ASSERT(t.nspare > 0);
+	hpsi_table_free(&t);
+
+	/* a table that shares: the slots only */
+	CU_ASSERT_EQUAL_FATAL(hpsi_table_init(&t, hpsi_local_arena_flags(), 4), 0);
+	CU_ASSERT_EQUAL_FATAL(hpsi_table_share(&t), 0);
+	hpsi_table_expect(&t, (size_t)pk, pb);
+	CU_ASSERT_EQUAL(t.nspare, 0);
+	CU_ASSERT(t.cap * 3 >= (size_t)pk * 4);
+	hpsi_table_free(&t);
+	hpsi_store_destroy(src);
+}
 
 /* Every key of a equals its key in b (values, state, push count), and
  * both hold as many: by hpsi_store_foreach, which visits cells that go
@@ -862,6 +932,7 @@ int main(void)
 		{"test_store_cells_and_pool", test_store_cells_and_pool},
 		{"test_store_copy_while_serving", test_store_copy_while_serving},
 		{"test_store_copy_into_expected_cells", test_store_copy_into_expected_cells},
+		{"test_store_copy_into_expected_pool", test_store_copy_into_expected_pool},
 		{"test_store_move_whole", test_store_move_whole},
 		{"test_store_by_records", test_store_by_records},
 		{NULL, NULL},

@@ -69,10 +69,15 @@ struct sync_chunk {
 };
 
 /* The source's cells, in a SYNC_BEGIN body (hpsi_store_shape): the
- * replacement sizes its cells for them before the keys come in hash order. */
+ * replacement sizes its cells for them before the keys come in hash order.
+ * After them, an entry of len 0 for its pool (hpsi_store_pool_shape):
+ * keys and the bytes of their records, for which the replacement sets
+ * windows aside and maps them while the records come (hpsi_table_expect;
+ * the first write to fresh memory was most of a move's time across
+ * hosts). */
 struct sync_shape {
 	uint32_t len, pad;
-	uint64_t keys;
+	uint64_t keys, bytes;
 };
 enum { SYNC_SHAPES = 4 };
 
@@ -715,13 +720,18 @@ static int sync_range(struct server *sv, struct range_state *rs)
 		uint32_t lens[SYNC_SHAPES];
 		uint64_t keys[SYNC_SHAPES];
 		size_t n = hpsi_store_shape(rs->store, lens, keys, SYNC_SHAPES);
-		if (!msg_open(sv, rs, SYNC_BEGIN, n * sizeof(struct sync_shape)))
+		struct sync_shape pool = {0};
+		hpsi_store_pool_shape(rs->store, &pool.keys, &pool.bytes);
+		size_t all = n + (pool.keys != 0);
+		if (!msg_open(sv, rs, SYNC_BEGIN, all * sizeof(struct sync_shape)))
 			return 0;
 		for (size_t k = 0; k < n; k++) {
 			struct sync_shape q = {.len = lens[k], .keys = keys[k]};
 			memcpy((unsigned char *)(y->msg + 1) + k * sizeof q, &q, sizeof q);
 		}
-		y->msg_used = n * sizeof(struct sync_shape);
+		if (pool.keys)
+			memcpy((unsigned char *)(y->msg + 1) + n * sizeof pool, &pool, sizeof pool);
+		y->msg_used = all * sizeof(struct sync_shape);
 		msg_close(sv, y);
 		y->phase = PH_COPY;
 		y->cursor = y->next_cursor = (struct hpsi_store_cursor){0, 0, 0};
@@ -1014,6 +1024,10 @@ static void expect_shapes(struct server *sv, struct hpsi_store *st, const unsign
 	for (size_t k = 0; k < n; k++) {
 		struct sync_shape q;
 		memcpy(&q, body + k * sizeof q, sizeof q);
+		if (!q.len && q.keys && q.keys <= mem / 16 && q.bytes <= mem / 4) { /* the pool */
+			hpsi_store_expect_pool(st, q.keys, q.bytes);
+			continue;
+		}
 		if (!q.len || q.keys > mem / 4 / q.len || hpsi_store_expect(st, q.len, q.keys))
 			hpsi_info("server %u: no room set aside for %llu keys of %u values before a copy",
 				  sv->me, (unsigned long long)q.keys, q.len);
@@ -1086,7 +1100,7 @@ static int apply_piece(struct server *sv, struct range_state *rs, const struct h
 {
 	const unsigned char *body = (const unsigned char *)(h + 1);
 	if (h->part == SYNC_BEGIN) {
-		if (h->val_bytes % sizeof(struct sync_shape) || h->val_bytes > SYNC_SHAPES * sizeof(struct sync_shape))
+		if (h->val_bytes % sizeof(struct sync_shape) || h->val_bytes > (SYNC_SHAPES + 1) * sizeof(struct sync_shape))
 			return bad_sync("copy of a key range: a BEGIN of a bad length"), PIECE_BAD;
 		/* Records from another host go into tables of this process's
 		 * arena (huge pages), not into memfds, whose small pages cost a

@@ -441,6 +441,18 @@ int hpsi_store_expect(struct hpsi_store *st, uint32_t len, uint64_t keys)
 	return keys > SIZE_MAX / 2048 || hpsi_cells_reserve(cl, (size_t)keys) < 0 ? HPS_ENOMEM : 0;
 }
 
+void hpsi_store_pool_shape(const struct hpsi_store *st, uint64_t *keys, uint64_t *bytes)
+{
+	*keys = st->dvals ? 0 : st->tab.count;
+	*bytes = st->dvals ? 0 : (st->tab.used - HPSI_TABLE_FIRST) * 8;
+}
+
+void hpsi_store_expect_pool(struct hpsi_store *st, uint64_t keys, uint64_t bytes)
+{
+	if (!st->dvals && keys && keys <= SIZE_MAX / 16)
+		hpsi_table_expect(&st->tab, (size_t)keys, bytes);
+}
+
 /* Starting values and state of a key just added. */
 static void init_vals(struct hpsi_store *st, uint64_t key, void *w, uint32_t len)
 {

@@ -147,6 +147,12 @@ size_t hpsi_store_shape(const struct hpsi_store *st, uint32_t *lens, uint64_t *c
  * or HPS_ENOMEM with nothing changed. Lengths that go to the pool are
  * ignored. */
 int hpsi_store_expect(struct hpsi_store *st, uint32_t len, uint64_t keys);
+/* The same for the pool (table.h): its keys and the bytes of their
+ * records (an upper bound), for the BEGIN of a copy by records; and the
+ * destination's room for them (hpsi_table_expect: the slots, and windows
+ * mapped in the background). */
+void hpsi_store_pool_shape(const struct hpsi_store *st, uint64_t *keys, uint64_t *bytes);
+void hpsi_store_expect_pool(struct hpsi_store *st, uint64_t keys, uint64_t bytes);
 
 const struct hpsi_updater *hpsi_store_updater(const struct hpsi_store *st);
 const struct hpsi_init *hpsi_store_init(const struct hpsi_store *st);

@@ -5,6 +5,7 @@
 
 #include "hps/error.h"
 #include "runtime/server/memfd.h"
+#include "runtime/server/prefault.h"
 #include "shm/heap.h"
 
 #define WIN_BYTES ((size_t)HPSI_WIN_UNITS * 8)
@@ -82,7 +83,8 @@ static int add_windows(struct hpsi_table *t, size_t k)
 		t->span = ns;
 		t->win_cap = ncap;
 	}
-	uint64_t *base = windows_alloc(t, k);
+	/* a window of those set aside (hpsi_table_expect), mapped already or soon */
+	uint64_t *base = k == 1 && t->spare_next < t->nspare ? t->spare[t->spare_next++] : windows_alloc(t, k);
 	if (!base)
 		return HPS_ENOMEM;
 	for (size_t j = 0; j < k; j++) {
@@ -93,8 +95,24 @@ static int add_windows(struct hpsi_table *t, size_t k)
 	return 0;
 }
 
+/* The windows set aside and not taken, and the helper mapping them
+ * (first: it may be in any of them, taken or not). */
+static void drop_spare(struct hpsi_table *t)
+{
+	hpsi_prefault_stop(t->prefault);
+	t->prefault = NULL;
+	for (size_t j = t->spare_next; j < t->nspare; j++)
+		dallocx(t->spare[j], t->flags);
+	if (t->spare)
+		dallocx(t->spare, t->flags);
+	t->spare = NULL;
+	t->nspare = t->spare_next = 0;
+}
+
 static void drop_windows(struct hpsi_table *t, size_t keep)
 {
+	hpsi_prefault_stop(t->prefault); /* it may be in a window freed here */
+	t->prefault = NULL;
 	for (size_t j = keep; j < t->nwin; j++)
 		if (t->span[j] && t->share)
 			hpsi_memfd_free(t->win[j], t->span[j] * WIN_BYTES, -1); /* (the file stays: grown again later) */
@@ -144,6 +162,7 @@ int hpsi_table_init(struct hpsi_table *t, int flags, uint32_t vbytes)
 
 void hpsi_table_free(struct hpsi_table *t)
 {
+	drop_spare(t);
 	if (t->win)
 		drop_windows(t, 0);
 	if (t->win)
@@ -302,6 +321,20 @@ int hpsi_table_reserve_keys(struct hpsi_table *t, size_t keys)
 	t->cap = ncap;
 	t->shift = nshift;
 	return 0;
+}
+
+void hpsi_table_expect(struct hpsi_table *t, size_t keys, uint64_t bytes)
+{
+	if (hpsi_table_reserve_keys(t, keys) || t->share || t->nspare)
+		return;
+	uint64_t n = (bytes + WIN_BYTES - 1) / WIN_BYTES;
+	if (!n || !(t->spare = mallocx(n * sizeof *t->spare, t->flags)))
+		return;
+	/* single windows, each its own allocation as add_windows makes them
+	 * (a record larger than a window still gets fresh ones, in one piece) */
+	while (t->nspare < n && (t->spare[t->nspare] = alloc_big(t, WIN_BYTES, 0)))
+		t->nspare++;
+	t->prefault = hpsi_prefault_start((void *const *)t->spare, t->nspare, WIN_BYTES);
 }
 
 void hpsi_table_plan_begin(const struct hpsi_table *t, struct hpsi_table_plan *p)

@@ -50,6 +50,12 @@ struct hpsi_table {
 	/* hpsi_table_share: the slots in a memfd of their own (sfd), the
 	 * windows in one memfd (wfd), window j at 2 MiB x j of it */
 	int share, sfd, wfd;
+	/* hpsi_table_expect: single windows allocated ahead of a copy's
+	 * records, which add_windows takes in order (spare_next .. nspare - 1
+	 * unused), mapped meanwhile by a helper (runtime/server/prefault.h) */
+	uint64_t **spare;
+	size_t nspare, spare_next;
+	struct hpsi_prefault *prefault;
 };
 
 /* One multiply after folding the high half in: sorted, strided or random
@@ -113,6 +119,14 @@ void hpsi_table_free(struct hpsi_table *t);
  * (a failed plan_rec gives back what the plan took). Records already found
  * do not move. */
 int hpsi_table_reserve_keys(struct hpsi_table *t, size_t keys);
+
+/* Room for `keys` keys whose records take about `bytes` in all, before a
+ * copy sends them (runtime/server/recover.c, a BEGIN from another host):
+ * the slots, and the windows, which a helper thread maps in the
+ * background (runtime/server/prefault.h). A table that shares (memfds)
+ * takes the slots only. Best effort: what cannot be allocated is
+ * allocated as the records come. */
+void hpsi_table_expect(struct hpsi_table *t, size_t keys, uint64_t bytes);
 struct hpsi_table_plan {
 	uint64_t cursor;
 	size_t nwin0;
