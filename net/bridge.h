@@ -163,6 +163,7 @@ struct hpsi_bridge_out {
 	_Atomic(struct hpsi_bridge_frame *) returned;
 	struct hpsi_bridge_frame *spare;
 	size_t spare_bytes; /* the caps of the spares */
+	size_t cap_seen;    /* the largest cap of a batch buffer so far */
 };
 
 /* Frees what o holds: the open batch, the queue and the spares; only

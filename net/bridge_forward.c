@@ -114,9 +114,13 @@ int hpsi_bridge_batch_room(struct hpsi_bridge_out *o, size_t more)
 		f->len = len;
 		return 0;
 	}
-	size_t cap = f ? f->cap : 1 << 16;
+	/* a new buffer as large as the largest one this host's batches took:
+	 * growing one by doubling copies it into fresh pages each time */
+	size_t cap = f ? f->cap : o->cap_seen ? o->cap_seen : 1 << 16;
 	while (cap < len + more)
 		cap *= 2;
+	if (cap > o->cap_seen)
+		o->cap_seen = cap;
 	struct hpsi_bridge_frame *n = realloc(f, sizeof *n + cap);
 	if (!n)
 		return HPS_ENOMEM;

@@ -72,9 +72,18 @@ int hpsi_bridge_fwd_layout(struct hpsi_bridge *b)
 
 int hpsi_bridge_fwd_pending(const struct hpsi_bridge *b)
 {
-	for (size_t i = 0; b->fwd && i < (size_t)b->S * b->S; i++)
-		if (b->fwd[i].used == 1 && hpsi_ring_pending(b->fwd[i].cons.r))
-			return 1;
+	for (size_t i = 0; b->fwd && i < (size_t)b->S * b->S; i++) {
+		const struct hpsi_bridge_pair *f = &b->fwd[i];
+		if (f->used != 1 || !hpsi_ring_pending(f->cons.r))
+			continue;
+		/* batches wait for ZeroMQ's room to the ring's host: what the
+		 * ring holds could only be queued behind them (a copy's records
+		 * wait in the ring, send_ring); that room wakes the bridge
+		 * (idle_wait polls the dealer) */
+		if (b->out[b->host_of_server[i % b->S]].q)
+			continue;
+		return 1;
+	}
 	return 0;
 }
 
@@ -98,6 +107,12 @@ static int send_ring(struct hpsi_bridge *b, uint32_t p, uint32_t q)
 	while ((rec = hpsi_ring_peek(&f->cons, &len))) {
 		const struct hpsi_msg_hdr *h0 = rec;
 		if (len >= sizeof *h0 && h0->type == HPSI_MSG_SYNC) { /* a copy to a replacement */
+			/* a copy waits while ZeroMQ refuses batches to that host, as
+			 * requests do (rings_pending): else the whole range queues
+			 * here in fresh buffers, where waiting lets the batches cycle
+			 * through the spares (hpsi_bridge_flush) */
+			if (b->out[host].q)
+				break;
 			if (hpsi_bridge_sync_send(b, p, q, h0, len))
 				break; /* no memory: it stays in the ring */
 			hpsi_ring_consume(&f->cons, len);
