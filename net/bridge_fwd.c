@@ -96,8 +96,10 @@ static void body_split(const struct hpsi_msg_hdr *h, size_t *n1, size_t *n2)
 	*n2 = clock ? 0 : h->val_bytes;
 }
 
-/* Sends what local server p forwarded to remote server q; 1 when any. */
-static int send_ring(struct hpsi_bridge *b, uint32_t p, uint32_t q)
+/* Sends what local server p forwarded to remote server q; 1 when any.
+ * all: a copy's records too while batches to q's host wait for ZeroMQ
+ * (p died: its forwards go before its FENCE, hpsi_bridge_fwd_left). */
+static int send_ring(struct hpsi_bridge *b, uint32_t p, uint32_t q, int all)
 {
 	struct hpsi_bridge_pair *f = fwd_of(b, p, q);
 	uint32_t host = b->host_of_server[q];
@@ -111,7 +113,7 @@ static int send_ring(struct hpsi_bridge *b, uint32_t p, uint32_t q)
 			 * requests do (rings_pending): else the whole range queues
 			 * here in fresh buffers, where waiting lets the batches cycle
 			 * through the spares (hpsi_bridge_flush) */
-			if (b->out[host].q)
+			if (b->out[host].q && !all)
 				break;
 			if (hpsi_bridge_sync_send(b, p, q, h0, len))
 				break; /* no memory: it stays in the ring */
@@ -159,7 +161,7 @@ int hpsi_bridge_fwd_send(struct hpsi_bridge *b)
 	for (uint32_t p = b->seg.hdr->srv_lo; b->fwd && p < b->seg.hdr->srv_hi; p++)
 		for (uint32_t q = 0; q < b->S; q++)
 			if (fwd_of(b, p, q)->used == 1)
-				moved |= send_ring(b, p, q);
+				moved |= send_ring(b, p, q, 0);
 	return moved;
 }
 
@@ -169,7 +171,7 @@ int hpsi_bridge_fwd_left(struct hpsi_bridge *b, uint32_t p)
 	for (uint32_t q = 0; b->fwd && q < b->S; q++) {
 		struct hpsi_bridge_pair *f = fwd_of(b, p, q);
 		if (f->used == 1) {
-			send_ring(b, p, q);
+			send_ring(b, p, q, 1);
 			left |= hpsi_ring_nonempty(&f->cons);
 		} else if (f->used == 2) {
 			left |= f->held != NULL;
