@@ -137,9 +137,9 @@ struct hpsi_bridge_pair {
 /* One ZeroMQ message to a peer: a batch header and `count` records. */
 struct hpsi_bridge_frame {
 	struct hpsi_bridge_frame *next;
-	/* a batch sent without a copy: the spares it joins when ZeroMQ is
-	 * done with it (NULL: nobody's, the bridge keeps it) */
-	struct hpsi_bridge_out *home;
+	/* a batch sent without a copy: ZeroMQ's thread stores 1 when it no
+	 * longer reads it (struct hpsi_bridge_out) */
+	atomic_int zmq_done;
 	size_t len, cap;
 	uint32_t count;
 	_Alignas(8) unsigned char data[];
@@ -148,19 +148,19 @@ struct hpsi_bridge_frame {
 /* What goes to one host: the batch being filled, and the batches ZeroMQ
  * refused for now (its queue to that peer is full), in order.
  *
- * Large batches go without a copy (zmq_msg_init_data): ZeroMQ's thread
- * hands each back when it has written it, onto `returned` (a push with
- * release); the bridge's thread takes the whole list at once (exchange,
- * acquire: ZeroMQ's last read of the frame happens before the bridge
- * writes into it again) into `spare`, its own list, from which the next
- * batches are filled. So a stream of batches cycles through a few
- * buffers whose pages are already mapped, instead of a fresh copy per
+ * Large batches go without a copy (zmq_msg_init_data) and wait in `sent`
+ * until ZeroMQ's thread stores their zmq_done (release; the only thing
+ * that thread touches); the bridge's thread, which alone reads and links
+ * these lists, moves a done one (acquire: ZeroMQ's last read of it
+ * happens before the bridge writes into it again) to `spare`, from which
+ * the next batches are filled. So a stream of batches cycles through a
+ * few buffers whose pages are already mapped, instead of a fresh copy per
  * message (net/bridge_forward.c, hpsi_bridge_flush). */
 struct hpsi_bridge_out {
 	struct hpsi_bridge_frame *open;
 	struct hpsi_bridge_frame *q, *q_tail;
 	size_t queued; /* bytes in q */
-	_Atomic(struct hpsi_bridge_frame *) returned;
+	struct hpsi_bridge_frame *sent;
 	struct hpsi_bridge_frame *spare;
 	size_t spare_bytes; /* the caps of the spares */
 	size_t cap_seen;    /* the largest cap of a batch buffer so far */

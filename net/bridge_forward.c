@@ -42,22 +42,12 @@ size_t hpsi_bridge_queued(const struct hpsi_bridge *b, uint32_t host)
 	return o->queued + (o->open ? o->open->len : 0);
 }
 
-/* ZeroMQ's thread: it has written batch `hint`, which joins its host's
- * returned list. Release: pairs with the acquire exchange in
- * take_returned (struct hpsi_bridge_out). A batch whose send failed has
- * no home (send_batch) and stays the bridge's. */
+/* ZeroMQ's thread: it no longer reads batch `hint`. Release: pairs with
+ * the acquire in take_returned (struct hpsi_bridge_out). */
 static void batch_done(void *data, void *hint)
 {
 	(void)data;
-	struct hpsi_bridge_frame *f = hint;
-	struct hpsi_bridge_out *o = f->home;
-	if (!o)
-		return;
-	struct hpsi_bridge_frame *top = atomic_load_explicit(&o->returned, memory_order_relaxed);
-	do
-		f->next = top;
-	while (!atomic_compare_exchange_weak_explicit(&o->returned, &top, f, memory_order_release,
-						      memory_order_relaxed));
+	atomic_store_explicit(&((struct hpsi_bridge_frame *)hint)->zmq_done, 1, memory_order_release);
 }
 
 static void spare_put(struct hpsi_bridge_out *o, struct hpsi_bridge_frame *f)
@@ -71,14 +61,18 @@ static void spare_put(struct hpsi_bridge_out *o, struct hpsi_bridge_frame *f)
 	o->spare_bytes += f->cap;
 }
 
-/* The batches ZeroMQ handed back, into the spares. Acquire: pairs with
- * batch_done's release. */
+/* The batches ZeroMQ is done with, from `sent` into the spares.
+ * Acquire: pairs with batch_done's release. */
 static void take_returned(struct hpsi_bridge_out *o)
 {
-	struct hpsi_bridge_frame *f = atomic_exchange_explicit(&o->returned, NULL, memory_order_acquire), *n;
-	for (; f; f = n) {
-		n = f->next;
-		spare_put(o, f);
+	struct hpsi_bridge_frame **at = &o->sent, *f;
+	while ((f = *at)) {
+		if (atomic_load_explicit(&f->zmq_done, memory_order_acquire)) {
+			*at = f->next;
+			spare_put(o, f);
+		} else {
+			at = &f->next;
+		}
 	}
 }
 
@@ -91,7 +85,9 @@ void hpsi_bridge_out_free(struct hpsi_bridge_out *o)
 		n = f->next, free(f);
 	for (f = o->spare; f; f = n)
 		n = f->next, free(f);
-	o->open = o->q = o->q_tail = o->spare = NULL;
+	for (f = o->sent; f; f = n) /* (ZeroMQ's context is gone: done with all) */
+		n = f->next, free(f);
+	o->open = o->q = o->q_tail = o->spare = o->sent = NULL;
 	o->queued = o->spare_bytes = 0;
 }
 
@@ -103,7 +99,7 @@ int hpsi_bridge_batch_room(struct hpsi_bridge_out *o, size_t more)
 		if (s) {
 			o->spare = s->next;
 			o->spare_bytes -= s->cap;
-			s->next = NULL, s->home = NULL;
+			s->next = NULL;
 			s->len = 0, s->count = 0;
 			o->open = s;
 		}
@@ -125,7 +121,7 @@ int hpsi_bridge_batch_room(struct hpsi_bridge_out *o, size_t more)
 	if (!n)
 		return HPS_ENOMEM;
 	if (!f)
-		n->count = 0, n->next = NULL, n->home = NULL;
+		n->count = 0, n->next = NULL;
 	n->len = len, n->cap = cap;
 	o->open = n;
 	return 0;
@@ -181,28 +177,29 @@ static void batch_failed(struct hpsi_bridge *b, uint32_t host, const struct hpsi
 }
 
 /* Sends batch f: 0 sent, 1 ZeroMQ's queue to the peer is full, <0 failed
- * (errno kept). *taken: ZeroMQ holds f now, without a copy, and hands it
- * back to o's spares (batch_done); else f is still the caller's. */
+ * (errno kept). *taken: ZeroMQ holds f now, without a copy, in o->sent
+ * until it is done with it (batch_done); else f is still the caller's.
+ * The caller reads what it needs of f (next, len) before. */
 static int send_batch(struct hpsi_bridge_out *o, void *sock, struct hpsi_bridge_frame *f, int *taken)
 {
 	*taken = 0;
+	if (f->len < ZC_BATCH)
+		return send_frame(sock, f->data, f->len, 0); /* small: zmq_send's copy */
 	zmq_msg_t m;
-	f->home = o;
-	if (f->len < ZC_BATCH || zmq_msg_init_data(&m, f->data, f->len, batch_done, f) != 0) {
-		f->home = NULL;
-		return send_frame(sock, f->data, f->len, 0); /* small, or no memory for the message: a copy */
-	}
+	atomic_store_explicit(&f->zmq_done, 0, memory_order_relaxed); /* (this thread's alone until sent) */
+	if (zmq_msg_init_data(&m, f->data, f->len, batch_done, f) != 0)
+		return send_frame(sock, f->data, f->len, 0); /* no memory for the message: a copy */
 	for (;;) {
 		if (zmq_msg_send(&m, sock, ZMQ_DONTWAIT) >= 0) {
+			f->next = o->sent;
+			o->sent = f;
 			*taken = 1;
 			return 0;
 		}
 		int err = zmq_errno();
 		if (err == EINTR)
 			continue;
-		/* not sent: the message never left this thread, and closing it
-		 * runs batch_done here, which must not give f away */
-		f->home = NULL;
+		/* not sent: closing it runs batch_done here; f stays ours */
 		zmq_msg_close(&m);
 		errno = err;
 		return err == EAGAIN ? 1 : HPS_ESYS;
@@ -242,7 +239,7 @@ void hpsi_bridge_flush(struct hpsi_bridge *b, uint32_t host)
 	}
 	while ((f = o->q)) {
 		int taken = 0;
-		struct hpsi_bridge_frame *next = f->next; /* (batch_done links f into `returned` once taken) */
+		struct hpsi_bridge_frame *next = f->next; /* (send_batch links f into `sent` once taken) */
 		size_t len = f->len;
 		int rc = send_batch(o, b->dealers[host], f, &taken);
 		if (rc > 0)
