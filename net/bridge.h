@@ -149,8 +149,8 @@ struct hpsi_bridge_frame {
  * refused for now (its queue to that peer is full), in order.
  *
  * Large batches go without a copy (zmq_msg_init_data) and wait in `sent`
- * until ZeroMQ's thread stores their zmq_done (release; the only thing
- * that thread touches); the bridge's thread, which alone reads and links
+ * until ZeroMQ's thread stores their zmq_done (release; the only word
+ * that thread writes); the bridge's thread, which alone reads and links
  * these lists, moves a done one (acquire: ZeroMQ's last read of it
  * happens before the bridge writes into it again) to `spare`, from which
  * the next batches are filled. So a stream of batches cycles through a
