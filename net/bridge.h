@@ -387,6 +387,10 @@ void hpsi_bridge_scale_report(struct hpsi_bridge *b, struct hpsi_sched_states *m
 int hpsi_bridge_scale_apply(struct hpsi_bridge *b, const struct hpsi_sched_states *m);
 /* Moves between two local servers, told to every other host; 1 if any. */
 int hpsi_bridge_scale_owners(struct hpsi_bridge *b);
+/* Whether server n of another host, CLOSED in the scheduler's states,
+ * must still count as running here: a key range it owns here is planned
+ * elsewhere, and its hand-over (bridge to bridge) has not come yet. */
+int hpsi_bridge_close_waits(const struct hpsi_bridge *b, uint32_t n);
 
 /* net/bridge_failover.c: key ranges of dead servers go on at their next
  * replicas across hosts (docs/ARCHITECTURE.md, "Failover across hosts"). */

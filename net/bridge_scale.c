@@ -117,6 +117,29 @@ int hpsi_bridge_scale_apply(struct hpsi_bridge *b, const struct hpsi_sched_state
 	return 1;
 }
 
+/* A leaving server closes once its key ranges moved (move.c): its host
+ * sends the hand-over (FINAL, HANDBACK) straight to the other bridges and
+ * the CLOSED through the scheduler, so the CLOSED may come first (CI,
+ * under ASan: the workers here read "key range 3 has no server left" 2 ms
+ * before the FINAL came, and their pushes failed). The scheduler sends
+ * its states every heartbeat, so a CLOSED held back here is taken by a
+ * later one, once the owner table no longer names n. A range still
+ * planned to stay on n (the job's end) does not hold it back. The plan
+ * (want) comes in the same states as the CLOSED or before it: the last
+ * host's heartbeat carries its plan from the scale's start. Relaxed: the
+ * owner entries are stored by this bridge (the FINAL, the HANDBACK) or
+ * acquired by the routing that reads them; only this thread decides. */
+int hpsi_bridge_close_waits(const struct hpsi_bridge *b, uint32_t n)
+{
+	if (!hpsi_seg_movable(&b->seg) || n >= b->S)
+		return 0;
+	for (uint32_t r = 0; r < b->S; r++)
+		if (atomic_load_explicit(&hpsi_seg_owner(&b->seg)[r], memory_order_relaxed) == n &&
+		    atomic_load_explicit(&hpsi_seg_want(&b->seg)[r], memory_order_relaxed) != n)
+			return 1;
+	return 0;
+}
+
 int hpsi_bridge_scale_owners(struct hpsi_bridge *b)
 {
 	if (!hpsi_seg_movable(&b->seg) || !b->serving)
