@@ -8,7 +8,12 @@
  *    heartbeat, numbered by that moves_seq; the scheduler passes it on in
  *    its states, and every other bridge stores the plan and servers_want,
  *    then bumps its own moves_seq (release) and wakes its servers, which
- *    copy as on one host (runtime/server/move.c).
+ *    copy as on one host (runtime/server/move.c). Each entry carries
+ *    its range's move number when the plan was made (shm/segment.h,
+ *    moves_off); a host that knows of a later move of the range (a FINAL
+ *    or HANDBACK, which come bridge to bridge and may overtake the plan
+ *    that comes through the scheduler) keeps its own entry: its servers
+ *    never move a range back by a plan older than the range's last move.
  * 2. New ranks. A free rank of another host the states say ALIVE (a
  *    scale started it there), or a rank an earlier scale closed that the
  *    states say ALIVE with a newer incarnation (a scale back up after a
@@ -51,16 +56,21 @@ void hpsi_bridge_scale_report(struct hpsi_bridge *b, struct hpsi_sched_states *m
 	uint32_t seq = atomic_load_explicit(&b->seg.hdr->moves_seq, memory_order_acquire);
 	if (seq != b->plan_seq) {
 		uint16_t plan[HPSI_MAX_NODES];
-		for (uint32_t r = 0; r < b->S; r++)
+		uint32_t moves[HPSI_MAX_NODES];
+		for (uint32_t r = 0; r < b->S; r++) {
 			plan[r] = (uint16_t)hpsi_range_want(&b->seg, r);
+			moves[r] = atomic_load_explicit(&hpsi_seg_plan_moves(&b->seg)[r], memory_order_relaxed);
+		}
 		uint32_t want = atomic_load_explicit(&b->seg.hdr->servers_want, memory_order_relaxed);
 		if (atomic_load_explicit(&b->seg.hdr->moves_seq, memory_order_acquire) == seq) {
 			memcpy(b->plan, plan, b->S * sizeof *plan);
+			memcpy(b->plan_moves, moves, b->S * sizeof *moves);
 			b->plan_seq = seq, b->plan_servers = want;
 		}
 	}
 	m->plan_seq = b->plan_seq, m->plan_servers = b->plan_servers;
 	memcpy(m->plan, b->plan, b->S * sizeof *b->plan);
+	memcpy(m->plan_moves, b->plan_moves, b->S * sizeof *b->plan_moves);
 }
 
 int hpsi_bridge_scale_apply(struct hpsi_bridge *b, const struct hpsi_sched_states *m)
@@ -109,9 +119,22 @@ int hpsi_bridge_scale_apply(struct hpsi_bridge *b, const struct hpsi_sched_state
 		}
 	b->plan_seq = m->plan_seq;
 	/* relaxed: published by the release of moves_seq, as the launcher's
-	 * own plan is on its host (move.c acquires it) */
-	for (uint32_t r = 0; r < b->S; r++)
+	 * own plan is on its host (move.c acquires it). An entry older than
+	 * the range's last move known here stays as it is (the move stored
+	 * its target there: hpsi_bridge_owner_to); this thread alone raises
+	 * the numbers of ranges no server here holds, and a server here
+	 * moves a range only by a plan this thread stored before. */
+	uint32_t kept = 0;
+	for (uint32_t r = 0; r < b->S; r++) {
+		if (m->plan_moves[r] < atomic_load_explicit(&hpsi_seg_moves(&b->seg)[r], memory_order_relaxed)) {
+			kept++;
+			continue;
+		}
 		atomic_store_explicit(&hpsi_seg_want(&b->seg)[r], m->plan[r], memory_order_relaxed);
+	}
+	if (kept)
+		hpsi_info("bridge %s: plan %u of hps scale: %u key range%s moved since it was made; kept as moved", b->cfg.host,
+			  m->plan_seq, kept, kept == 1 ? "" : "s");
 	atomic_store_explicit(&b->seg.hdr->servers_want, m->plan_servers, memory_order_relaxed);
 	atomic_fetch_add_explicit(&b->seg.hdr->moves_seq, 1, memory_order_release);
 	return 1;
@@ -135,6 +158,9 @@ int hpsi_bridge_scale_owners(struct hpsi_bridge *b)
 			return moved; /* next pass */
 		hpsi_msg_init(&h, HPSI_MSG_CLOCK, was, 0);
 		h.range = r;
+		/* the move's number: the source raised it before it stored the
+		 * owner (release), which hpsi_range_owner acquired above */
+		h.resp_cap = atomic_load_explicit(&hpsi_seg_moves(&b->seg)[r], memory_order_relaxed);
 		for (uint32_t i = 0; i < b->nhosts; i++)
 			if (i != b->me)
 				hpsi_bridge_append(b, i, was, now, HPSI_REC_HANDBACK, &h, NULL, 0, NULL, 0);
