@@ -191,6 +191,19 @@ struct hpsi_bridge {
 	uint32_t plan_seq, plan_servers;
 	uint16_t plan[HPSI_MAX_NODES];
 	uint32_t plan_moves[HPSI_MAX_NODES];
+	/* HPS_FAILPOINT=lateplan:MS (tests; net/bridge_scale.c): a host that
+	 * is not the last stores each plan MS ms after it came, in the order
+	 * they came (up to four waiting), as a host whose states lag behind
+	 * the FINALs would */
+	int64_t late_plan_ns;
+	int late_plan_parsed;
+	uint32_t late_seen, late_n;
+	struct hpsi_late_plan {
+		int64_t due;
+		uint32_t seq, servers;
+		uint16_t plan[HPSI_MAX_NODES];
+		uint32_t moves[HPSI_MAX_NODES];
+	} late_plan[4];
 	/* HPS_FAILPOINT=holdfwd:HOST:N (tests): forwards to other hosts this
 	 * bridge still sends before it holds them all; -1: no failpoint */
 	int64_t fwd_failpoint;

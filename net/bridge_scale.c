@@ -30,11 +30,13 @@
  *
  * One thread (the bridge's) does all of this. */
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "net/bridge.h"
 #include "net/route.h"
+#include "runtime/common/config.h"
 #include "runtime/common/log.h"
 #include "shm/liveness.h"
 #include "shm/node.h"
@@ -73,8 +75,56 @@ void hpsi_bridge_scale_report(struct hpsi_bridge *b, struct hpsi_sched_states *m
 	memcpy(m->plan_moves, b->plan_moves, b->S * sizeof *b->plan_moves);
 }
 
+/* Stores a plan that came through the scheduler; 1. */
+static int store_plan(struct hpsi_bridge *b, uint32_t seq, uint32_t servers, const uint16_t *plan,
+		      const uint32_t *plan_moves)
+{
+	b->plan_seq = seq;
+	/* relaxed: published by the release of moves_seq, as the launcher's
+	 * own plan is on its host (move.c acquires it). An entry older than
+	 * the range's last move known here stays as it is (the move stored
+	 * its target there: hpsi_bridge_owner_to); this thread alone raises
+	 * the numbers of ranges no server here holds, and a server here
+	 * moves a range only by a plan this thread stored before. */
+	uint32_t kept = 0;
+	for (uint32_t r = 0; r < b->S; r++) {
+		if (plan_moves[r] < atomic_load_explicit(&hpsi_seg_moves(&b->seg)[r], memory_order_relaxed)) {
+			kept++;
+			continue;
+		}
+		atomic_store_explicit(&hpsi_seg_want(&b->seg)[r], plan[r], memory_order_relaxed);
+	}
+	if (kept)
+		hpsi_info("bridge %s: plan %u of hps scale: %u key range%s moved since it was made; kept as moved", b->cfg.host,
+			  seq, kept, kept == 1 ? "" : "s");
+	atomic_store_explicit(&b->seg.hdr->servers_want, servers, memory_order_relaxed);
+	atomic_fetch_add_explicit(&b->seg.hdr->moves_seq, 1, memory_order_release);
+	return 1;
+}
+
+/* HPS_FAILPOINT=lateplan:MS (struct hpsi_bridge): the plans due, stored
+ * in the order they came; 1 if one was. */
+static int late_plans_due(struct hpsi_bridge *b)
+{
+	int stored = 0;
+	while (b->late_n && hpsi_now_ns() >= b->late_plan[0].due) {
+		struct hpsi_late_plan *p = &b->late_plan[0];
+		stored = store_plan(b, p->seq, p->servers, p->plan, p->moves);
+		memmove(&b->late_plan[0], &b->late_plan[1], --b->late_n * sizeof *p);
+	}
+	return stored;
+}
+
 int hpsi_bridge_scale_apply(struct hpsi_bridge *b, const struct hpsi_sched_states *m)
 {
+	if (!b->late_plan_parsed) {
+		const char *fp = hpsi_setting("FAILPOINT");
+		unsigned ms;
+		int end = 0;
+		b->late_plan_parsed = 1;
+		if (fp && sscanf(fp, "lateplan:%u%n", &ms, &end) == 1 && fp[end] == 0 && !room_host(b))
+			b->late_plan_ns = (int64_t)ms * 1000000;
+	}
 	if (!hpsi_seg_movable(&b->seg) || b->sched_lost)
 		return 0;
 	int changed = 0;
@@ -106,8 +156,8 @@ int hpsi_bridge_scale_apply(struct hpsi_bridge *b, const struct hpsi_sched_state
 			changed = 1;
 		}
 	}
-	if (room_host(b) || !m->plan_seq || m->plan_seq == b->plan_seq)
-		return changed;
+	if (room_host(b) || !m->plan_seq || m->plan_seq == (b->late_plan_ns ? b->late_seen : b->plan_seq))
+		return changed | late_plans_due(b);
 	if (m->plan_servers < 1 || m->plan_servers > b->S) {
 		hpsi_msg_count_bad("a plan of a scale with a bad count of servers");
 		return changed;
@@ -117,27 +167,17 @@ int hpsi_bridge_scale_apply(struct hpsi_bridge *b, const struct hpsi_sched_state
 			hpsi_msg_count_bad("a plan of a scale naming no server");
 			return changed;
 		}
-	b->plan_seq = m->plan_seq;
-	/* relaxed: published by the release of moves_seq, as the launcher's
-	 * own plan is on its host (move.c acquires it). An entry older than
-	 * the range's last move known here stays as it is (the move stored
-	 * its target there: hpsi_bridge_owner_to); this thread alone raises
-	 * the numbers of ranges no server here holds, and a server here
-	 * moves a range only by a plan this thread stored before. */
-	uint32_t kept = 0;
-	for (uint32_t r = 0; r < b->S; r++) {
-		if (m->plan_moves[r] < atomic_load_explicit(&hpsi_seg_moves(&b->seg)[r], memory_order_relaxed)) {
-			kept++;
-			continue;
+	if (b->late_plan_ns) {
+		if (b->late_n < sizeof b->late_plan / sizeof b->late_plan[0]) { /* full: a later states brings it */
+			struct hpsi_late_plan *p = &b->late_plan[b->late_n++];
+			p->due = hpsi_now_ns() + b->late_plan_ns, p->seq = m->plan_seq, p->servers = m->plan_servers;
+			memcpy(p->plan, m->plan, b->S * sizeof *p->plan);
+			memcpy(p->moves, m->plan_moves, b->S * sizeof *p->moves);
+			b->late_seen = m->plan_seq;
 		}
-		atomic_store_explicit(&hpsi_seg_want(&b->seg)[r], m->plan[r], memory_order_relaxed);
+		return changed | late_plans_due(b);
 	}
-	if (kept)
-		hpsi_info("bridge %s: plan %u of hps scale: %u key range%s moved since it was made; kept as moved", b->cfg.host,
-			  m->plan_seq, kept, kept == 1 ? "" : "s");
-	atomic_store_explicit(&b->seg.hdr->servers_want, m->plan_servers, memory_order_relaxed);
-	atomic_fetch_add_explicit(&b->seg.hdr->moves_seq, 1, memory_order_release);
-	return 1;
+	return store_plan(b, m->plan_seq, m->plan_servers, m->plan, m->plan_moves);
 }
 
 int hpsi_bridge_scale_owners(struct hpsi_bridge *b)

@@ -122,8 +122,15 @@ static void scale_hosts(const char *port, int n, const int *workers, const int *
 	 * worker 0 waits in its last barrier for them longer than the default
 	 * HPS_TIMEOUT_MS (30 s; CI failed so, once). */
 	snprintf(cmd, sizeof cmd, "--max-servers 4 --job %s --env NETNS_TEST_PACE_US", job);
-	pid_t p = hosts_job(port, n, workers, "HPS_LOG=info HPS_TIMEOUT_MS=150000 NETNS_TEST_PACE_US=10000", cmd, "busy",
-			    mark, sizeof mark);
+	/* back to back: heartbeats every 20 ms, so that the last host reports
+	 * the plan of each scale's end before the next scale replaces it,
+	 * and the other hosts store each plan 300 ms after it came
+	 * (HPS_FAILPOINT=lateplan, net/bridge_scale.c), so that it comes
+	 * after the next scale's FINALs, as on a loaded machine */
+	const char *env = back_to_back ? "HPS_LOG=info HPS_TIMEOUT_MS=150000 NETNS_TEST_PACE_US=10000 HPS_HEARTBEAT_MS=20 "
+					 "HPS_FAILPOINT=lateplan:300"
+				       : "HPS_LOG=info HPS_TIMEOUT_MS=150000 NETNS_TEST_PACE_US=10000";
+	pid_t p = hosts_job(port, n, workers, env, cmd, "busy", mark, sizeof mark);
 	int ready = poll_until(file_exists, mark, 60000);
 	CU_ASSERT(ready);
 	if (ready && !back_to_back)
@@ -146,6 +153,11 @@ static void scale_hosts(const char *port, int n, const int *workers, const int *
 			share, ideal[i]);
 		CU_ASSERT(share <= ideal[i] * 1.5 && share >= ideal[i] / 1.5);
 		CU_ASSERT_EQUAL(back, 0);
+		for (const char *at = o + seen; (share > ideal[i] * 1.5 || share < ideal[i] / 1.5) &&
+						(at = strstr(at, " moved key range ")); at++) {
+			const char *end = strchr(at, '\n');
+			fprintf(stderr, "[%.*s]\n", end ? (int)(end - at) : 80, at);
+		}
 		if (!back_to_back)
 			save_on(n, job, i + 1);
 		seen = strlen(slurp(job_log));
@@ -166,6 +178,9 @@ static void scale_hosts(const char *port, int n, const int *workers, const int *
 	for (const char *at = o; (at = strstr(at, "hps launch: hps scale: server ")); at++)
 		started_again += strncmp(strchr(at + 30, ' '), " starts again", 13) == 0;
 	CU_ASSERT_EQUAL(started_again, again);
+	/* back to back, the race happened: a plan came after a later move */
+	if (back_to_back)
+		CU_ASSERT_PTR_NOT_NULL(strstr(o, "moved since it was made; kept as moved"));
 	CU_ASSERT_PTR_NULL(strstr(o, "dropped malformed message"));
 	if (!strstr(o, "sums ok") || strstr(o, "dropped malformed message") || started_again != again)
 		fprintf(stderr, "job:\n%s\n", o);
