@@ -65,7 +65,7 @@ uint32_t hpsi_ring_bytes_for(uint32_t nservers, uint32_t nworkers, uint32_t repl
 
 /* Byte layout of a segment; every multiplication is checked. */
 struct layout {
-	size_t nodes_off, ranges_off, counters_off, bridge_counters_off, stale_off, stale_row, place_off, slots_off, owner_off, rings_off, ring_stride, heap_off, direct_off, total;
+	size_t nodes_off, ranges_off, counters_off, bridge_counters_off, stale_off, stale_row, place_off, slots_off, owner_off, moves_off, rings_off, ring_stride, heap_off, direct_off, total;
 };
 
 /* The dense array of server i's direct range, or 0 bytes. */
@@ -98,8 +98,10 @@ static int plan_layout(const struct hpsi_seg_params *p, struct layout *l)
 	l->place_off = l->stale_off + (size_t)p->nservers * l->stale_row; /* rows are 64-byte multiples */
 	l->slots_off = align_up(l->place_off + (size_t)p->nservers * 2 * sizeof(uint32_t), 64);
 	l->owner_off = l->slots_off + HPSI_SLOTS * sizeof(uint16_t);
-	/* the owner table and its plan, then the backup table and its plan */
-	l->rings_off = align_up(l->owner_off + (size_t)p->nservers * 2 * (1 + p->replicas) * sizeof(_Atomic uint16_t), PAGE);
+	/* the owner table and its plan, then the backup table and its plan;
+	 * then the move numbers and the plan's */
+	l->moves_off = align_up(l->owner_off + (size_t)p->nservers * 2 * (1 + p->replicas) * sizeof(_Atomic uint16_t), 8);
+	l->rings_off = align_up(l->moves_off + (size_t)p->nservers * 2 * sizeof(_Atomic uint32_t), PAGE);
 	l->ring_stride = align_up((size_t)HPSI_RING_HDR + p->ring_bytes, PAGE);
 	size_t fwd = has_fwd(p) ? (size_t)p->nservers * p->nservers : 0;
 	if (__builtin_mul_overflow((size_t)p->nservers * p->nworkers, (size_t)2, &nrings) ||
@@ -342,6 +344,7 @@ int hpsi_seg_create(const struct hpsi_seg_params *params, struct hpsi_seg *seg)
 	h->launched_workers = launched;
 	h->launched_servers = launched_srv;
 	h->owner_off = l.owner_off;
+	h->moves_off = l.moves_off;
 	h->ring_bytes = p->ring_bytes;
 	h->range_mode = p->range_mode;
 	h->replicas = p->replicas;
@@ -461,6 +464,7 @@ static int header_ok(const struct hpsi_seg_hdr *h, size_t size)
 	if (!(h->total_bytes == size && h->direct_bytes <= size && l.total == size - h->direct_bytes &&
 	      h->nodes_off == l.nodes_off && h->rings_off == l.rings_off && h->ranges_off == l.ranges_off &&
 	      h->place_off == l.place_off && h->slots_off == l.slots_off && h->owner_off == l.owner_off &&
+	      h->moves_off == l.moves_off &&
 	      h->counters_off == l.counters_off && h->bridge_counters_off == l.bridge_counters_off &&
 	      h->stale_off == l.stale_off && h->stale_row == l.stale_row &&
 	      h->heap_off == l.heap_off && h->ring_stride == l.ring_stride))

@@ -12,8 +12,12 @@
  *     2) and range 3 within the last host; 4 -> 1 moves ranges 1, 2 and 3
  *     across hosts to rank 0; 1 -> 3 starts the closed ranks 1 and 2
  *     again (a scale back up after a scale down: CLOSED to ALIVE on the
- *     first host by their newer incarnation). Exact sums, and the keys
- *     moved per step within 1.5x of the ideal share.
+ *     first host by their newer incarnation). Exact sums, the keys
+ *     moved per step within 1.5x of the ideal share, and no range moved
+ *     to a server at or above the step's count (a move back).
+ *   scale_back_to_back: the same steps, each asked once the one before
+ *     answered, with no checkpoint between: plans that come after a
+ *     later move's FINAL keep that range's entry (the move numbers).
  *   scale_three_hosts: the same on three hosts of one server each,
  *     3 -> 4 -> 1 -> 4: every move has a third host (the HANDBACK record),
  *     and the last step starts rank 1 again on the middle host, whose
@@ -53,16 +57,24 @@ static void test_xscale_room_no_scale_bsp(void)
 	room_no_scale(ENV("9721"), "bsp", "--max-servers 4 --staleness bsp");
 }
 
-/* The keys the servers' "moved key range R (K keys" lines of log[from..]
- * moved, and how many such lines (runtime/server/move.c). */
-static unsigned long keys_moved(const char *log, size_t from, int *moves)
+/* The keys the servers' "moved key range R (K keys ...) to server T"
+ * lines of log[from..] moved, how many such lines (runtime/server/move.c),
+ * and how many of them went to a server at or above `servers` (one that
+ * leaves, or is not started, at this step: a move back). */
+static unsigned long keys_moved(const char *log, size_t from, int *moves, int servers, int *moved_back)
 {
 	unsigned long sum = 0;
-	*moves = 0;
+	*moves = *moved_back = 0;
 	for (const char *at = log + from; (at = strstr(at, " moved key range ")); at++) {
-		unsigned r, keys;
-		if (sscanf(at, " moved key range %u (%u keys", &r, &keys) == 2)
-			sum += keys, ++*moves;
+		unsigned r, keys, to;
+		const char *end = strchr(at, '\n'), *dest = strstr(at, ") to server ");
+		if (sscanf(at, " moved key range %u (%u keys", &r, &keys) != 2)
+			continue;
+		sum += keys, ++*moves;
+		if (dest && (!end || dest < end) && sscanf(dest, ") to server %u", &to) == 1 && to >= (unsigned)servers) {
+			++*moved_back;
+			fprintf(stderr, "[moved back: %.*s]\n", end ? (int)(end - at) : 80, at);
+		}
 	}
 	return sum;
 }
@@ -95,7 +107,8 @@ static void save_on(int n, const char *job, int step)
  * the workers push; ideal[i]: the share of the keys step i moves; again:
  * how many closed ranks of the other hosts their launchers start again
  * (once each, and none at the job's end, when every server closes). */
-static void scale_hosts(const char *port, int n, const int *workers, const int *steps, const double *ideal, int again)
+static void scale_hosts(const char *port, int n, const int *workers, const int *steps, const double *ideal, int again,
+			int back_to_back)
 {
 	static char out[1 << 16], cmd[4096];
 	CU_ASSERT_EQUAL_FATAL(ns_up(n), 0);
@@ -109,11 +122,18 @@ static void scale_hosts(const char *port, int n, const int *workers, const int *
 	 * worker 0 waits in its last barrier for them longer than the default
 	 * HPS_TIMEOUT_MS (30 s; CI failed so, once). */
 	snprintf(cmd, sizeof cmd, "--max-servers 4 --job %s --env NETNS_TEST_PACE_US", job);
-	pid_t p = hosts_job(port, n, workers, "HPS_LOG=info HPS_TIMEOUT_MS=150000 NETNS_TEST_PACE_US=10000", cmd, "busy",
-			    mark, sizeof mark);
+	/* back to back: heartbeats every 20 ms, so that the last host reports
+	 * the plan of each scale's end before the next scale replaces it,
+	 * and the other hosts store each plan 300 ms after it came
+	 * (HPS_FAILPOINT=lateplan, net/bridge_scale.c), so that it comes
+	 * after the next scale's FINALs, as on a loaded machine */
+	const char *env = back_to_back ? "HPS_LOG=info HPS_TIMEOUT_MS=150000 NETNS_TEST_PACE_US=10000 HPS_HEARTBEAT_MS=20 "
+					 "HPS_FAILPOINT=lateplan:300"
+				       : "HPS_LOG=info HPS_TIMEOUT_MS=150000 NETNS_TEST_PACE_US=10000";
+	pid_t p = hosts_job(port, n, workers, env, cmd, "busy", mark, sizeof mark);
 	int ready = poll_until(file_exists, mark, 60000);
 	CU_ASSERT(ready);
-	if (ready)
+	if (ready && !back_to_back)
 		save_on(n, job, 0);
 	size_t seen = strlen(slurp(job_log));
 	for (int i = 0; ready && i < 3; i++) {
@@ -127,12 +147,19 @@ static void scale_hosts(const char *port, int n, const int *workers, const int *
 		if (rc || strcmp(out, want))
 			fprintf(stderr, "hps scale --servers %d: %d\n%s\n", steps[i], rc, out);
 		const char *o = slurp(job_log);
-		int moves;
-		double share = (double)keys_moved(o, seen, &moves) / (SMALL_KEYS + BIG_KEYS);
+		int moves, back;
+		double share = (double)keys_moved(o, seen, &moves, steps[i], &back) / (SMALL_KEYS + BIG_KEYS);
 		fprintf(stderr, "[step to %d servers: %d ranges moved, %.2f of the keys, ideal %.2f]\n", steps[i], moves,
 			share, ideal[i]);
 		CU_ASSERT(share <= ideal[i] * 1.5 && share >= ideal[i] / 1.5);
-		save_on(n, job, i + 1);
+		CU_ASSERT_EQUAL(back, 0);
+		for (const char *at = o + seen; (share > ideal[i] * 1.5 || share < ideal[i] / 1.5) &&
+						(at = strstr(at, " moved key range ")); at++) {
+			const char *end = strchr(at, '\n');
+			fprintf(stderr, "[%.*s]\n", end ? (int)(end - at) : 80, at);
+		}
+		if (!back_to_back)
+			save_on(n, job, i + 1);
 		seen = strlen(slurp(job_log));
 	}
 	CU_ASSERT_EQUAL(job_sums(p, 180000), 3);
@@ -151,6 +178,9 @@ static void scale_hosts(const char *port, int n, const int *workers, const int *
 	for (const char *at = o; (at = strstr(at, "hps launch: hps scale: server ")); at++)
 		started_again += strncmp(strchr(at + 30, ' '), " starts again", 13) == 0;
 	CU_ASSERT_EQUAL(started_again, again);
+	/* back to back, the race happened: a plan came after a later move */
+	if (back_to_back)
+		CU_ASSERT_PTR_NOT_NULL(strstr(o, "moved since it was made; kept as moved"));
 	CU_ASSERT_PTR_NULL(strstr(o, "dropped malformed message"));
 	if (!strstr(o, "sums ok") || strstr(o, "dropped malformed message") || started_again != again)
 		fprintf(stderr, "job:\n%s\n", o);
@@ -161,7 +191,23 @@ static void test_xscale_scale(void)
 {
 	static const int workers[2] = {2, 1}, steps[] = {4, 1, 3};
 	static const double ideal[] = {0.5, 0.75, 0.5}; /* 2 of 4 ranges, 3 of 4, 2 of 4 */
-	scale_hosts(ENV("9731"), 2, workers, steps, ideal, 0);
+	scale_hosts(ENV("9731"), 2, workers, steps, ideal, 0, 0);
+}
+
+/* The same scales back to back: each hps scale right after the one
+ * before answered, nothing between. The plan of a scale reaches the first
+ * host only through the scheduler's states, the next scale's FINALs come
+ * straight from bridge to bridge, so the first host reads the plan of
+ * the scale before (or of its end) after the FINALs of the next one;
+ * without the move numbers of the plan (net/bridge_scale.c) its server
+ * moved the ranges it had just taken back to the leaving servers: more
+ * keys moved than the step's share, or a copy to a server that closed
+ * (CI, 2 -> 4 -> 1 with the steps 100 ms apart). */
+static void test_xscale_scale_back_to_back(void)
+{
+	static const int workers[2] = {2, 1}, steps[] = {4, 1, 3};
+	static const double ideal[] = {0.5, 0.75, 0.5};
+	scale_hosts(ENV("9751"), 2, workers, steps, ideal, 0, 1);
 }
 
 /* Three hosts: 3 -> 4 moves range 3 from rank 0 (first host) to rank 3
@@ -172,7 +218,7 @@ static void test_xscale_scale_three_hosts(void)
 {
 	static const int workers[3] = {1, 1, 1}, steps[] = {4, 1, 4};
 	static const double ideal[] = {0.25, 0.75, 0.75}; /* 1 of 4 ranges, 3 of 4, 3 of 4 */
-	scale_hosts(ENV("9741"), 3, workers, steps, ideal, 1); /* rank 1, on the middle host */
+	scale_hosts(ENV("9741"), 3, workers, steps, ideal, 1, 0); /* rank 1, on the middle host */
 }
 
 /* A checkpoint across hosts while a scale runs (net/bridge_ckpt.c): the
@@ -245,6 +291,7 @@ int main(int argc, char **argv)
 		{"test_xscale_room_no_scale_bsp", test_xscale_room_no_scale_bsp},
 		{"test_xscale_scale", test_xscale_scale},
 		{"test_xscale_scale_three_hosts", test_xscale_scale_three_hosts},
+		{"test_xscale_scale_back_to_back", test_xscale_scale_back_to_back},
 		{"test_xscale_checkpoint_during_scale", test_xscale_checkpoint_during_scale},
 		{NULL, NULL},
 	};
