@@ -78,6 +78,14 @@ static uint64_t direct_bytes_of(const struct hpsi_seg_params *p, uint32_t i)
 	return hpsi_direct_bytes(&r);
 }
 
+void hpsi_seg_launched_hosts(const uint32_t *host_servers, uint32_t nhosts, uint32_t launched, uint32_t *host_of)
+{
+	uint32_t rank = 0;
+	for (uint32_t h = 0; h < nhosts; h++)
+		for (uint32_t i = 0; i < host_servers[h] && rank < launched; i++)
+			host_of[rank++] = h;
+}
+
 /* Rings between servers: forwards to backups (replicas), copies of key
  * ranges that move (room for servers: fewer launched than ranges). */
 static int has_fwd(const struct hpsi_seg_params *p)
@@ -154,11 +162,22 @@ static int check_params(const struct hpsi_seg_params *p)
 				   p->nhosts, p->nservers);
 			return HPS_ECONFIG;
 		}
-		if (hpsi_place_check(p->nservers, p->host_servers, p->nhosts, p->replicas, &host)) {
+		/* with room the backup table places replicas, over the
+		 * launched ranks (the room is the last host's, VACANT), so
+		 * those are what must be apart (hpsi_backup_build_hosts) */
+		uint32_t launched[HPSI_MAX_NODES], S = p->nservers;
+		const uint32_t *per_host = p->host_servers;
+		if (p->replicas && p->launched_servers < p->nservers && p->nhosts <= HPSI_MAX_NODES &&
+		    p->host_servers[p->nhosts - 1] >= p->nservers - p->launched_servers) {
+			memcpy(launched, p->host_servers, p->nhosts * sizeof *launched);
+			launched[p->nhosts - 1] -= p->nservers - p->launched_servers;
+			S = p->launched_servers, per_host = launched;
+		}
+		if (hpsi_place_check(S, per_host, p->nhosts, p->replicas, &host)) {
 			char why[512], name[32];
 			snprintf(name, sizeof name, "#%u", host);
-			hpsi_place_why(why, sizeof why, p->host_names ? p->host_names[host] : name, p->host_servers[host],
-				       p->nservers, p->replicas);
+			hpsi_place_why(why, sizeof why, p->host_names ? p->host_names[host] : name, per_host[host], S,
+				       p->replicas);
 			hpsi_error("%s", why);
 			return HPS_ECONFIG;
 		}
@@ -279,7 +298,11 @@ int hpsi_seg_create(const struct hpsi_seg_params *params, struct hpsi_seg *seg)
 	if (p->replicas && launched_srv < p->nservers) {
 		uint16_t first[HPSI_MAX_NODES];
 		hpsi_seg_first_owners(p->nservers, launched_srv, p->range_mode, first);
-		if ((rc = hpsi_backup_build(first, bk, p->nservers, p->replicas, launched_srv))) {
+		uint32_t host_of[HPSI_MAX_NODES];
+		if (p->nhosts)
+			hpsi_seg_launched_hosts(p->host_servers, p->nhosts, launched_srv, host_of);
+		if ((rc = hpsi_backup_build_hosts(first, bk, p->nservers, p->replicas, launched_srv,
+						  p->nhosts ? host_of : NULL))) {
 			hpsi_error("%u server%s cannot hold %u backup%s of every key range on other servers: launch at least %u",
 				   launched_srv, launched_srv == 1 ? "" : "s", p->replicas, p->replicas == 1 ? "" : "s",
 				   p->replicas + 1);

@@ -485,6 +485,12 @@ static inline int hpsi_seg_room(const struct hpsi_seg *s)
  * range comes by a copy (runtime/server/server.c). */
 void hpsi_seg_first_owners(uint32_t nranges, uint32_t launched, uint32_t range_mode, uint16_t *own);
 
+/* The host of each launched server rank b < launched, into host_of[b]:
+ * host h runs host_servers[h] ranks after host h - 1's, the room (ranks
+ * from launched on) being the last host's. For the backup table across
+ * hosts (shm/backups.h, hpsi_backup_build_hosts). */
+void hpsi_seg_launched_hosts(const uint32_t *host_servers, uint32_t nhosts, uint32_t launched, uint32_t *host_of);
+
 /* Key ranges move between server processes (hps scale --servers): a job
  * launched with room for more servers (--max-servers above -s), without
  * replicas. Its segment has the forward rings for the copies. */

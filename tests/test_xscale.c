@@ -29,6 +29,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "net/route.h"
 #include "shm/segment.h"
 #include "tests/netns.h"
 
@@ -279,6 +280,103 @@ static void test_xscale_checkpoint_during_scale(void)
 	ns_down();
 }
 
+/* A replicated job with room across hosts (--replicas 1, two hosts of
+ * `per_host` servers each, room for twice as many; step 1 of issue 12
+ * for replicated jobs): the backup table is laid out alike on both hosts
+ * with every range's backup on the other host than its primary
+ * (shm/backups.h, hpsi_backup_build_hosts; with two servers per host the
+ * plain build backs ranges up on their primary's host); hps scale
+ * refuses the job in one line; then kill -9 of a server of host `victim`
+ * while the workers push (held at round 100 by NETNS_TEST_HOLD until the kill):
+ * its ranges go on at their backups on the other host, exact sums. */
+static void replicated_room_kill(const char *port, uint32_t per_host, uint32_t victim)
+{
+	static char out[1 << 14], cmd[1024];
+	CU_ASSERT_EQUAL_FATAL(ns_up(2), 0);
+	char mark[300], job[32], hosts[256];
+	uint32_t S = 2 * per_host, M = 2 * S;
+	snprintf(job, sizeof job, "xr%d", (int)getpid() % 100000);
+	snprintf(hosts, sizeof hosts, "%s0 %u 2 " NET ".1\n%s1 %u 1 " NET ".2\n", pfx, per_host, pfx, per_host);
+	write_hosts(hosts);
+	snprintf(mark, sizeof mark, "%s.running", job_log);
+	unlink(mark);
+	pid_t p = start(job_log,
+			"ip netns exec %s0 " ENV("%s") "HPS_RING_KB=1024 HPS_LOG=info NETNS_TEST_HOLD=1 "
+			"HPS_TIMEOUT_MS=30000 NETNS_TEST_MARK=%s %s launch --max-servers %u --replicas 1 --job %s --hosts %s -- "
+			"%s --cluster-worker busy",
+			pfx, port, mark, hps_bin(), M, job, hostsf, self_path);
+	CU_ASSERT(wait_mark(mark));
+	uint32_t owner[2][16], backup[2][16];
+	for (int h = 0; h < 2; h++) {
+		char host[32];
+		snprintf(host, sizeof host, "%s%d", pfx, h);
+		struct hpsi_seg seg;
+		if (hpsi_seg_attach(job, host, &seg)) {
+			CU_FAIL("a host's segment");
+			continue;
+		}
+		for (uint32_t r = 0; r < M; r++) {
+			owner[h][r] = hpsi_replica(&seg, r, 0), backup[h][r] = hpsi_replica(&seg, r, 1);
+			/* launched ranks, the backup on the other host
+			 * (ranks 0 .. per_host - 1 are the first host's) */
+			CU_ASSERT(owner[h][r] < S && backup[h][r] < S);
+			CU_ASSERT_NOT_EQUAL(owner[h][r] / per_host, backup[h][r] / per_host);
+		}
+		hpsi_seg_detach(&seg);
+	}
+	CU_ASSERT(memcmp(owner[0], owner[1], M * sizeof owner[0][0]) == 0); /* alike on both hosts */
+	CU_ASSERT(memcmp(backup[0], backup[1], M * sizeof backup[0][0]) == 0);
+	snprintf(cmd, sizeof cmd, "%s scale --job %s --host %s1 --servers %u", hps_bin(), job, pfx, S + 1);
+	CU_ASSERT_EQUAL(on_host(1, out, sizeof out, cmd), 1);
+	CU_ASSERT_STRING_EQUAL(out, "hps scale: scaling a replicated job across hosts is not supported yet\n");
+	kill_server_at_mark((int)victim, mark);
+	CU_ASSERT(!log_has(job_log, "rounds done")); /* the workers were still pushing */
+	CU_ASSERT_EQUAL(job_sums(p, 120000), 3);
+	const char *o = slurp(job_log);
+	char says[128];
+	/* which of the victim host's servers was killed: the bridges say */
+	unsigned dead = UINT32_MAX;
+	for (const char *at = o; (at = strstr(at, ": server ")); at++) {
+		int end = 0;
+		if (sscanf(at, ": server %u died: key range%n", &dead, &end) == 1 && end > 0)
+			break;
+		dead = UINT32_MAX;
+	}
+	CU_ASSERT(dead / per_host == victim);
+	int moved = dead / per_host == victim;
+	for (uint32_t r = 0; r < M; r++)
+		if (owner[0][r] == dead) {
+			snprintf(says, sizeof says, "key range %u goes on at server %u (host %u)", r, backup[0][r],
+				 backup[0][r] / per_host);
+			moved &= strstr(o, says) != NULL;
+		}
+	CU_ASSERT(moved);
+	if (!moved || getenv("SHOWLOG"))
+		fprintf(stderr, "job:\n%s\n", o);
+	ns_down();
+}
+
+/* one server per host, -s 2 --max-servers 4: owners 0,1,0,1, backups
+ * 1,0,1,0; the first host's server: host 0's two workers go on at host 1 */
+static void test_xscale_replicated_room_kill_first(void)
+{
+	replicated_room_kill(ENV("9751"), 1, 0);
+}
+
+/* the last host's server, which holds the room's ranks */
+static void test_xscale_replicated_room_kill_last(void)
+{
+	replicated_room_kill(ENV("9761"), 1, 1);
+}
+
+/* two servers per host, -s 4 --max-servers 8: ranks 0 and 1 on the first
+ * host, 2 and 3 (and the room, 4 to 7) on the last; one of the last
+ * host's killed */
+static void test_xscale_replicated_room_two_per_host(void)
+{
+	replicated_room_kill(ENV("9771"), 2, 1);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 3 && strcmp(argv[1], "--cluster-worker") == 0)
@@ -293,6 +391,9 @@ int main(int argc, char **argv)
 		{"test_xscale_scale_three_hosts", test_xscale_scale_three_hosts},
 		{"test_xscale_scale_back_to_back", test_xscale_scale_back_to_back},
 		{"test_xscale_checkpoint_during_scale", test_xscale_checkpoint_during_scale},
+		{"test_xscale_replicated_room_kill_first", test_xscale_replicated_room_kill_first},
+		{"test_xscale_replicated_room_kill_last", test_xscale_replicated_room_kill_last},
+		{"test_xscale_replicated_room_two_per_host", test_xscale_replicated_room_two_per_host},
 		{NULL, NULL},
 	};
 	int rc = run_suite("xscale", cases);

@@ -114,7 +114,8 @@ static void usage(FILE *f)
 		"                        --servers` moves ranges to more or fewer of them while the\n"
 		"                        job trains (HPS_MAX_SERVERS; no --restart-servers\n"
 		"                        or --direct; with --replicas 1 each range is also on a\n"
-		"                        backup, and both move); with\n"
+		"                        backup, and both move; across hosts such a job does\n"
+		"                        not scale yet); with\n"
 		"                        --key-ranges each declared range is cut into its share of\n"
 		"                        the N ranges\n"
 		"  --restart-workers N   start a worker that died (signal or non-zero exit) again, with\n"
@@ -1236,15 +1237,11 @@ int hpsi_cmd_launch(int argc, char **argv)
 	}
 	/* Across hosts the scheduler's HPS_MAX_SERVERS makes the room of
 	 * servers, the last host's (docs/ARCHITECTURE.md, "Elastic servers
-	 * across hosts"); a tracker's scheduler is not ours, and moving the
-	 * ranges of a replicated job across hosts is not built */
-	const char *reps = hpsi_setting("REPLICAS");
+	 * across hosts"); a tracker's scheduler is not ours. A replicated
+	 * job with room launches across hosts; hps scale refuses to move
+	 * its ranges there (runtime/cluster/scale.c) */
 	if (hpsi_setting("MAX_SERVERS") && tracker) {
 		fprintf(stderr, "hps launch: --max-servers works within one host or with --hosts, not with --tracker\n");
-		return 2;
-	}
-	if (hpsi_setting("MAX_SERVERS") && reps && strcmp(reps, "0") && (hosts_file || hpsi_setting("ROOT_URI"))) {
-		fprintf(stderr, "hps launch: --max-servers with --replicas works within one host only, not with --hosts or HPS_ROOT_URI (moving the key ranges of a replicated job across hosts is not built)\n");
 		return 2;
 	}
 	/* Across hosts only under --hosts (which passes the option to every
