@@ -786,6 +786,15 @@ static int serve_scale_servers(struct job *j, struct scaling *sc, uint32_t want,
 			return 0;
 		uint16_t plan[HPSI_MAX_NODES], bplan[HPSI_MAX_NODES * HPSI_MAX_REPLICAS];
 		uint32_t K = s->hdr->replicas, moves[HPSI_MAX_NODES];
+		/* hps scale refuses it (scale.c); a request written into the
+		 * segment some other way must not move a replicated range across
+		 * hosts either: server.c takes the live backup table there for
+		 * the launch's */
+		if (s->hdr->bridged && K) {
+			fprintf(stderr, "hps launch: hps scale: scaling a replicated job across hosts is not supported yet; not scaled\n");
+			end_server_scale(j, sc);
+			return 0;
+		}
 		for (uint32_t r = 0; r < M; r++) {
 			moves[r] = moves_before_owner(s, r);
 			plan[r] = (uint16_t)hpsi_range_owner(s, r);
