@@ -210,6 +210,20 @@ struct hpsi_bridge {
 	 * host) or stored here (the others), by its number */
 	uint32_t plan_seq, plan_servers;
 	uint16_t plan[HPSI_MAX_NODES];
+	uint32_t plan_moves[HPSI_MAX_NODES];
+	/* HPS_FAILPOINT=lateplan:MS (tests; net/bridge_scale.c): a host that
+	 * is not the last stores each plan MS ms after it came, in the order
+	 * they came (up to four waiting), as a host whose states lag behind
+	 * the FINALs would */
+	int64_t late_plan_ns;
+	int late_plan_parsed;
+	uint32_t late_seen, late_n;
+	struct hpsi_late_plan {
+		int64_t due;
+		uint32_t seq, servers;
+		uint16_t plan[HPSI_MAX_NODES];
+		uint32_t moves[HPSI_MAX_NODES];
+	} late_plan[4];
 	/* HPS_FAILPOINT=holdfwd:HOST:N (tests): forwards to other hosts this
 	 * bridge still sends before it holds them all; -1: no failpoint */
 	int64_t fwd_failpoint;
@@ -396,8 +410,9 @@ int hpsi_bridge_late_handback_check(struct hpsi_bridge *b);
  * (the FENCE of the death the replacement replaces came to it later), so
  * it is told again, once per host until the range moves again. */
 void hpsi_bridge_handback_again(struct hpsi_bridge *b, uint32_t from, uint32_t r);
-/* A move of hps scale: key range r's owner here is q from now. */
-void hpsi_bridge_owner_to(struct hpsi_bridge *b, uint32_t r, uint32_t q);
+/* A move of hps scale: key range r's owner here is q from now, and its
+ * move number (its FINAL's or HANDBACK's) at least `moves`. */
+void hpsi_bridge_owner_to(struct hpsi_bridge *b, uint32_t r, uint32_t q, uint32_t moves);
 
 /* net/bridge_scale.c: hps scale --servers across hosts. */
 /* The last host's plan, into its heartbeat. */
@@ -407,6 +422,10 @@ void hpsi_bridge_scale_report(struct hpsi_bridge *b, struct hpsi_sched_states *m
 int hpsi_bridge_scale_apply(struct hpsi_bridge *b, const struct hpsi_sched_states *m);
 /* Moves between two local servers, told to every other host; 1 if any. */
 int hpsi_bridge_scale_owners(struct hpsi_bridge *b);
+/* Whether server n of another host, CLOSED in the scheduler's states,
+ * must still count as running here: a key range it owns here is planned
+ * elsewhere, and its hand-over (bridge to bridge) has not come yet. */
+int hpsi_bridge_close_waits(const struct hpsi_bridge *b, uint32_t n);
 
 /* net/bridge_failover.c: key ranges of dead servers go on at their next
  * replicas across hosts (docs/ARCHITECTURE.md, "Failover across hosts"). */

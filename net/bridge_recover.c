@@ -199,11 +199,12 @@ int hpsi_bridge_sync_send(struct hpsi_bridge *b, uint32_t p, uint32_t q, const s
 		hpsi_msg_init(&hb, HPSI_MSG_CLOCK, p, 0);
 		hb.range = h->range;
 		hb.clock = atomic_load_explicit(&hpsi_seg_node(&b->seg, q)->incarnation, memory_order_relaxed);
+		hb.resp_cap = h->resp_cap; /* a move's number (net/codec.h) */
 		for (uint32_t i = 0; i < b->nhosts; i++)
 			if (i != b->me && i != host)
 				hpsi_bridge_append(b, i, p, q, HPSI_REC_HANDBACK, &hb, NULL, 0, NULL, 0);
 		if (hpsi_seg_movable(&b->seg)) /* (the source stores it too, after the FINAL: move.c) */
-			hpsi_bridge_owner_to(b, h->range, q);
+			hpsi_bridge_owner_to(b, h->range, q, (uint32_t)h->resp_cap);
 		hpsi_bridge_range_to(b, h->range, q);
 		b->handed[h->range] = 1; /* (cleared when it moves again) */
 		b->handed_by[h->range] = p;
@@ -221,7 +222,7 @@ int hpsi_bridge_sync_send(struct hpsi_bridge *b, uint32_t p, uint32_t q, const s
 /* A move of hps scale told by a HANDBACK record (net/bridge_scale.c):
  * from p of host `from` to q of that host (its bridge saw the owner table
  * change) or of a third host (its bridge read the FINAL). */
-static void move_receive(struct hpsi_bridge *b, uint32_t from, uint32_t p, uint32_t q, uint32_t r)
+static void move_receive(struct hpsi_bridge *b, uint32_t from, uint32_t p, uint32_t q, uint32_t r, uint32_t moves)
 {
 	if (p >= b->S || q >= b->S || r >= b->S || b->host_of_server[p] != from || hpsi_bridge_local_server(b, q)) {
 		hpsi_msg_count_bad("a hand-over naming no source of the sending host and target of another");
@@ -231,7 +232,7 @@ static void move_receive(struct hpsi_bridge *b, uint32_t from, uint32_t p, uint3
 		b->stale++;
 		return;
 	}
-	hpsi_bridge_owner_to(b, r, q);
+	hpsi_bridge_owner_to(b, r, q, moves);
 	if (b->host_of_server[q] == from) {
 		b->serving[r] = q; /* the same host: the same pairs */
 		return;
@@ -242,8 +243,12 @@ static void move_receive(struct hpsi_bridge *b, uint32_t from, uint32_t p, uint3
 	hpsi_bridge_range_settled(b, r);
 }
 
-void hpsi_bridge_owner_to(struct hpsi_bridge *b, uint32_t r, uint32_t q)
+void hpsi_bridge_owner_to(struct hpsi_bridge *b, uint32_t r, uint32_t q, uint32_t moves)
 {
+	/* Its move number first: a plan older than this move no longer
+	 * changes the range's entry here (hpsi_bridge_scale_apply, the same
+	 * thread); the owner's release below publishes it to the servers */
+	hpsi_seg_moves_raise(&b->seg, r, moves);
 	/* The plan too, but on the last host (its launcher makes the plans):
 	 * another host may not have the plan of this move yet, and its
 	 * servers must not move the range back by the plan before it
@@ -315,7 +320,7 @@ void hpsi_bridge_handback_receive(struct hpsi_bridge *b, uint32_t from, const st
 {
 	uint32_t p = rec->worker, q = rec->server, r = h->range;
 	if (b->serving && hpsi_seg_movable(&b->seg)) {
-		move_receive(b, from, p, q, r);
+		move_receive(b, from, p, q, r, (uint32_t)h->resp_cap);
 		return;
 	}
 	if (!b->serving || p >= b->S || q >= b->S || r >= b->S || b->host_of_server[p] != from ||
@@ -363,7 +368,7 @@ void hpsi_bridge_sync_receive(struct hpsi_bridge *b, uint32_t from, const struct
 		 * before the FINAL goes into the ring (the target serves the
 		 * range from it), as the source stores it on its own host */
 		if (hpsi_seg_movable(&b->seg))
-			hpsi_bridge_owner_to(b, h->range, q);
+			hpsi_bridge_owner_to(b, h->range, q, (uint32_t)h->resp_cap);
 		hpsi_bridge_range_to(b, h->range, q);
 	}
 	hpsi_bridge_fwd_write(b, p, q, h, h + 1, h + 1);

@@ -8,7 +8,12 @@
  *    heartbeat, numbered by that moves_seq; the scheduler passes it on in
  *    its states, and every other bridge stores the plan and servers_want,
  *    then bumps its own moves_seq (release) and wakes its servers, which
- *    copy as on one host (runtime/server/move.c).
+ *    copy as on one host (runtime/server/move.c). Each entry carries
+ *    its range's move number when the plan was made (shm/segment.h,
+ *    moves_off); a host that knows of a later move of the range (a FINAL
+ *    or HANDBACK, which come bridge to bridge and may overtake the plan
+ *    that comes through the scheduler) keeps its own entry: its servers
+ *    never move a range back by a plan older than the range's last move.
  * 2. New ranks. A free rank of another host the states say ALIVE (a
  *    scale started it there), or a rank an earlier scale closed that the
  *    states say ALIVE with a newer incarnation (a scale back up after a
@@ -25,11 +30,13 @@
  *
  * One thread (the bridge's) does all of this. */
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "net/bridge.h"
 #include "net/route.h"
+#include "runtime/common/config.h"
 #include "runtime/common/log.h"
 #include "shm/liveness.h"
 #include "shm/node.h"
@@ -51,20 +58,73 @@ void hpsi_bridge_scale_report(struct hpsi_bridge *b, struct hpsi_sched_states *m
 	uint32_t seq = atomic_load_explicit(&b->seg.hdr->moves_seq, memory_order_acquire);
 	if (seq != b->plan_seq) {
 		uint16_t plan[HPSI_MAX_NODES];
-		for (uint32_t r = 0; r < b->S; r++)
+		uint32_t moves[HPSI_MAX_NODES];
+		for (uint32_t r = 0; r < b->S; r++) {
 			plan[r] = (uint16_t)hpsi_range_want(&b->seg, r);
+			moves[r] = atomic_load_explicit(&hpsi_seg_plan_moves(&b->seg)[r], memory_order_relaxed);
+		}
 		uint32_t want = atomic_load_explicit(&b->seg.hdr->servers_want, memory_order_relaxed);
 		if (atomic_load_explicit(&b->seg.hdr->moves_seq, memory_order_acquire) == seq) {
 			memcpy(b->plan, plan, b->S * sizeof *plan);
+			memcpy(b->plan_moves, moves, b->S * sizeof *moves);
 			b->plan_seq = seq, b->plan_servers = want;
 		}
 	}
 	m->plan_seq = b->plan_seq, m->plan_servers = b->plan_servers;
 	memcpy(m->plan, b->plan, b->S * sizeof *b->plan);
+	memcpy(m->plan_moves, b->plan_moves, b->S * sizeof *b->plan_moves);
+}
+
+/* Stores a plan that came through the scheduler; 1. */
+static int store_plan(struct hpsi_bridge *b, uint32_t seq, uint32_t servers, const uint16_t *plan,
+		      const uint32_t *plan_moves)
+{
+	b->plan_seq = seq;
+	/* relaxed: published by the release of moves_seq, as the launcher's
+	 * own plan is on its host (move.c acquires it). An entry older than
+	 * the range's last move known here stays as it is (the move stored
+	 * its target there: hpsi_bridge_owner_to); this thread alone raises
+	 * the numbers of ranges no server here holds, and a server here
+	 * moves a range only by a plan this thread stored before. */
+	uint32_t kept = 0;
+	for (uint32_t r = 0; r < b->S; r++) {
+		if (plan_moves[r] < atomic_load_explicit(&hpsi_seg_moves(&b->seg)[r], memory_order_relaxed)) {
+			kept++;
+			continue;
+		}
+		atomic_store_explicit(&hpsi_seg_want(&b->seg)[r], plan[r], memory_order_relaxed);
+	}
+	if (kept)
+		hpsi_info("bridge %s: plan %u of hps scale: %u key range%s moved since it was made; kept as moved", b->cfg.host,
+			  seq, kept, kept == 1 ? "" : "s");
+	atomic_store_explicit(&b->seg.hdr->servers_want, servers, memory_order_relaxed);
+	atomic_fetch_add_explicit(&b->seg.hdr->moves_seq, 1, memory_order_release);
+	return 1;
+}
+
+/* HPS_FAILPOINT=lateplan:MS (struct hpsi_bridge): the plans due, stored
+ * in the order they came; 1 if one was. */
+static int late_plans_due(struct hpsi_bridge *b)
+{
+	int stored = 0;
+	while (b->late_n && hpsi_now_ns() >= b->late_plan[0].due) {
+		struct hpsi_late_plan *p = &b->late_plan[0];
+		stored = store_plan(b, p->seq, p->servers, p->plan, p->moves);
+		memmove(&b->late_plan[0], &b->late_plan[1], --b->late_n * sizeof *p);
+	}
+	return stored;
 }
 
 int hpsi_bridge_scale_apply(struct hpsi_bridge *b, const struct hpsi_sched_states *m)
 {
+	if (!b->late_plan_parsed) {
+		const char *fp = hpsi_setting("FAILPOINT");
+		unsigned ms;
+		int end = 0;
+		b->late_plan_parsed = 1;
+		if (fp && sscanf(fp, "lateplan:%u%n", &ms, &end) == 1 && fp[end] == 0 && !room_host(b))
+			b->late_plan_ns = (int64_t)ms * 1000000;
+	}
 	if (!hpsi_seg_movable(&b->seg) || b->sched_lost)
 		return 0;
 	int changed = 0;
@@ -96,8 +156,8 @@ int hpsi_bridge_scale_apply(struct hpsi_bridge *b, const struct hpsi_sched_state
 			changed = 1;
 		}
 	}
-	if (room_host(b) || !m->plan_seq || m->plan_seq == b->plan_seq)
-		return changed;
+	if (room_host(b) || !m->plan_seq || m->plan_seq == (b->late_plan_ns ? b->late_seen : b->plan_seq))
+		return changed | late_plans_due(b);
 	if (m->plan_servers < 1 || m->plan_servers > b->S) {
 		hpsi_msg_count_bad("a plan of a scale with a bad count of servers");
 		return changed;
@@ -107,14 +167,40 @@ int hpsi_bridge_scale_apply(struct hpsi_bridge *b, const struct hpsi_sched_state
 			hpsi_msg_count_bad("a plan of a scale naming no server");
 			return changed;
 		}
-	b->plan_seq = m->plan_seq;
-	/* relaxed: published by the release of moves_seq, as the launcher's
-	 * own plan is on its host (move.c acquires it) */
+	if (b->late_plan_ns) {
+		if (b->late_n < sizeof b->late_plan / sizeof b->late_plan[0]) { /* full: a later states brings it */
+			struct hpsi_late_plan *p = &b->late_plan[b->late_n++];
+			p->due = hpsi_now_ns() + b->late_plan_ns, p->seq = m->plan_seq, p->servers = m->plan_servers;
+			memcpy(p->plan, m->plan, b->S * sizeof *p->plan);
+			memcpy(p->moves, m->plan_moves, b->S * sizeof *p->moves);
+			b->late_seen = m->plan_seq;
+		}
+		return changed | late_plans_due(b);
+	}
+	return store_plan(b, m->plan_seq, m->plan_servers, m->plan, m->plan_moves);
+}
+
+/* A leaving server closes once its key ranges moved (move.c): its host
+ * sends the hand-over (FINAL, HANDBACK) straight to the other bridges and
+ * the CLOSED through the scheduler, so the CLOSED may come first (CI,
+ * under ASan: the workers here read "key range 3 has no server left" 2 ms
+ * before the FINAL came, and their pushes failed). The scheduler sends
+ * its states every heartbeat, so a CLOSED held back here is taken by a
+ * later one, once the owner table no longer names n. A range still
+ * planned to stay on n (the job's end) does not hold it back. The plan
+ * (want) comes in the same states as the CLOSED or before it: the last
+ * host's heartbeat carries its plan from the scale's start. Relaxed: the
+ * owner entries are stored by this bridge (the FINAL, the HANDBACK) or
+ * acquired by the routing that reads them; only this thread decides. */
+int hpsi_bridge_close_waits(const struct hpsi_bridge *b, uint32_t n)
+{
+	if (!hpsi_seg_movable(&b->seg) || n >= b->S)
+		return 0;
 	for (uint32_t r = 0; r < b->S; r++)
-		atomic_store_explicit(&hpsi_seg_want(&b->seg)[r], m->plan[r], memory_order_relaxed);
-	atomic_store_explicit(&b->seg.hdr->servers_want, m->plan_servers, memory_order_relaxed);
-	atomic_fetch_add_explicit(&b->seg.hdr->moves_seq, 1, memory_order_release);
-	return 1;
+		if (atomic_load_explicit(&hpsi_seg_owner(&b->seg)[r], memory_order_relaxed) == n &&
+		    atomic_load_explicit(&hpsi_seg_want(&b->seg)[r], memory_order_relaxed) != n)
+			return 1;
+	return 0;
 }
 
 int hpsi_bridge_scale_owners(struct hpsi_bridge *b)
@@ -135,6 +221,9 @@ int hpsi_bridge_scale_owners(struct hpsi_bridge *b)
 			return moved; /* next pass */
 		hpsi_msg_init(&h, HPSI_MSG_CLOCK, was, 0);
 		h.range = r;
+		/* the move's number: the source raised it before it stored the
+		 * owner (release), which hpsi_range_owner acquired above */
+		h.resp_cap = atomic_load_explicit(&hpsi_seg_moves(&b->seg)[r], memory_order_relaxed);
 		for (uint32_t i = 0; i < b->nhosts; i++)
 			if (i != b->me)
 				hpsi_bridge_append(b, i, was, now, HPSI_REC_HANDBACK, &h, NULL, 0, NULL, 0);

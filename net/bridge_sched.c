@@ -70,6 +70,8 @@ static void apply_states(struct hpsi_bridge *b, const struct hpsi_sched_states *
 	for (uint32_t n = 0; n < m->nnodes && n < b->S + b->W; n++) {
 		if (hpsi_node_local(&b->seg, n) || (m->state[n] != HPSI_NODE_DEAD && m->state[n] != HPSI_NODE_CLOSED))
 			continue;
+		if (m->state[n] == HPSI_NODE_CLOSED && hpsi_bridge_close_waits(b, n))
+			continue; /* a later states message takes it */
 		struct hpsi_node *node = hpsi_seg_node(&b->seg, n);
 		uint32_t cur = HPSI_NODE_ALIVE;
 		/* release: pairs with the acquire of whoever checks the node */

@@ -48,6 +48,10 @@ enum hpsi_msg_type {
  * reaches the job's workers) moves the key range `range`; recover.c
  * checks that its layout agrees. */
 enum { HPSI_SYNC_FINAL = 2, HPSI_SYNC_WHOLE = 3, HPSI_SYNC_PEER_BYTES = 24 };
+/* A FINAL piece of a move (hps scale) and the HANDBACK record that tells
+ * other hosts of it carry the range's move number after the move in
+ * `resp_cap` (unused without HPSI_F_HEAP_RESP, which neither has): the
+ * hosts that read it raise theirs to it (shm/segment.h, moves_off). */
 
 enum hpsi_msg_flags {
 	HPSI_F_HEAP_KEYS = 1, /* keys|lens at keys_off in the sender's heap */

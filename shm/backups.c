@@ -34,6 +34,20 @@ static int row_names(const uint16_t *owner, const uint16_t *table, uint32_t K, u
 	return 0;
 }
 
+/* Whether rank b is on a host that row r (its owner and its entries other
+ * than column skip) does not name yet; always with one host (host_of
+ * NULL). */
+static int row_apart(const uint16_t *owner, const uint16_t *table, uint32_t K, uint32_t r, uint32_t skip, uint32_t b,
+		     const uint32_t *host_of)
+{
+	if (!host_of || host_of[owner[r]] == host_of[b])
+		return !host_of;
+	for (uint32_t i = 0; i < K; i++)
+		if (i != skip && table[r * K + i] != FREED && host_of[table[r * K + i]] == host_of[b])
+			return 0;
+	return 1;
+}
+
 /* The share of rank b among S of the total backups: floor(total / S),
  * plus one for the first total mod S ranks. */
 static int64_t share(uint32_t b, uint32_t total, uint32_t S)
@@ -44,14 +58,20 @@ static int64_t share(uint32_t b, uint32_t total, uint32_t S)
 /* Gives each FREED entry, ascending, the rank the row does not name that
  * is furthest below its share (the lowest of those), and counts it. One
  * exists: a row names its owner and at most K - 1 other ranks, and S >=
- * K + 1. Then, since the rows that come last may find only ranks at or
- * above their share left (owner tables come in blocks: a late block's
- * owner cannot back itself up), entries given here move from a rank above
- * its share to one below whose row does not name it, until none can: each
+ * K + 1. Across hosts (host_of) a rank on a host the row does not name
+ * comes first whatever the shares: a backup on the primary's host dies
+ * with it when the host does (issue 11), which costs more than an uneven
+ * share of the backups; the moves below keep that (an entry on a host of
+ * its own moves only to another such rank). Then, since the rows that
+ * come last may find only ranks at or above their share left (owner
+ * tables come in blocks: a late block's owner cannot back itself up),
+ * entries given here move from a rank above its share to one below whose
+ * row does not name it, until none can: each
  * such move brings both nearer their share, so this ends. Entries kept
  * from before are never moved again (a rank above its share got there by
  * entries given here, kept ones are within it). */
-static void fill(const uint16_t *owner, uint16_t *table, uint32_t n, uint32_t K, uint32_t S, uint32_t *count)
+static void fill(const uint16_t *owner, uint16_t *table, uint32_t n, uint32_t K, uint32_t S, uint32_t *count,
+		 const uint32_t *host_of)
 {
 	uint32_t total = n * K;
 	unsigned char given[HPSI_MAX_NODES * HPSI_MAX_REPLICAS] = {0};
@@ -59,11 +79,16 @@ static void fill(const uint16_t *owner, uint16_t *table, uint32_t n, uint32_t K,
 		if (table[j] != FREED)
 			continue;
 		uint32_t r = j / K, best = UINT32_MAX;
-		for (uint32_t b = 0; b < S; b++)
-			if (!row_names(owner, table, K, r, j % K, b) &&
-			    (best == UINT32_MAX ||
+		int best_apart = 0;
+		for (uint32_t b = 0; b < S; b++) {
+			if (row_names(owner, table, K, r, j % K, b))
+				continue;
+			int apart = row_apart(owner, table, K, r, j % K, b, host_of);
+			if (best == UINT32_MAX || apart > best_apart ||
+			    (apart == best_apart &&
 			     share(b, total, S) - count[b] > share(best, total, S) - count[best]))
-				best = b;
+				best = b, best_apart = apart;
+		}
 		table[j] = (uint16_t)best;
 		count[best]++;
 		given[j] = 1;
@@ -76,8 +101,10 @@ static void fill(const uint16_t *owner, uint16_t *table, uint32_t n, uint32_t K,
 				uint32_t o = table[j];
 				if ((!any && !given[j]) || count[o] <= share(o, total, S))
 					continue;
+				int was_apart = row_apart(owner, table, K, j / K, j % K, o, host_of);
 				for (uint32_t u = 0; u < S; u++)
-					if (count[u] < share(u, total, S) && !row_names(owner, table, K, j / K, j % K, u)) {
+					if (count[u] < share(u, total, S) && !row_names(owner, table, K, j / K, j % K, u) &&
+					    row_apart(owner, table, K, j / K, j % K, u, host_of) >= was_apart) {
 						table[j] = (uint16_t)u;
 						count[o]--, count[u]++;
 						again = 1;
@@ -87,15 +114,21 @@ static void fill(const uint16_t *owner, uint16_t *table, uint32_t n, uint32_t K,
 		}
 }
 
-int hpsi_backup_build(const uint16_t *owner, uint16_t *table, uint32_t n, uint32_t K, uint32_t S)
+int hpsi_backup_build_hosts(const uint16_t *owner, uint16_t *table, uint32_t n, uint32_t K, uint32_t S,
+			    const uint32_t *host_of)
 {
 	if (!bounds_ok(n, K, S) || !owners_ok(owner, n, S))
 		return HPS_ECONFIG;
 	uint32_t count[HPSI_MAX_NODES] = {0};
 	for (uint32_t j = 0; j < n * K; j++)
 		table[j] = FREED;
-	fill(owner, table, n, K, S, count);
+	fill(owner, table, n, K, S, count, host_of);
 	return 0;
+}
+
+int hpsi_backup_build(const uint16_t *owner, uint16_t *table, uint32_t n, uint32_t K, uint32_t S)
+{
+	return hpsi_backup_build_hosts(owner, table, n, K, S, NULL);
 }
 
 int hpsi_backup_rebalance(const uint16_t *owner, uint16_t *table, uint32_t n, uint32_t K, uint32_t from_S,
@@ -131,7 +164,7 @@ int hpsi_backup_rebalance(const uint16_t *owner, uint16_t *table, uint32_t n, ui
 		if (b != FREED && count[b] > share(b, total, to_S))
 			count[b]--, table[j] = FREED;
 	}
-	fill(owner, table, n, K, to_S, count);
+	fill(owner, table, n, K, to_S, count, NULL);
 	for (uint32_t j = 0; moved && j < total; j++) /* a freed entry may get its rank back */
 		*moved += table[j] != before[j];
 	return 0;

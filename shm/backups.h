@@ -35,6 +35,15 @@
  * or above HPSI_MAX_NODES, or an owner is not below S. */
 int hpsi_backup_build(const uint16_t *owner, uint16_t *table, uint32_t n, uint32_t K, uint32_t S);
 
+/* The same for a job across hosts: host_of[b] the host of rank b < S
+ * (NULL: one host). Each entry goes first to a rank on a host its row
+ * does not name yet, then by the shares, so a range's backups are on
+ * other hosts than its primary wherever the ranks allow it (two hosts
+ * with servers are enough for K = 1); ranks then stay within one of
+ * their share only where the hosts allow it. */
+int hpsi_backup_build_hosts(const uint16_t *owner, uint16_t *table, uint32_t n, uint32_t K, uint32_t S,
+			    const uint32_t *host_of);
+
 /* Turns a backup table of from_S ranks (every entry below from_S) into
  * one of to_S ranks for the new owner table owner (every entry below
  * to_S), as above. Afterwards every row's K entries and its owner are

@@ -65,7 +65,7 @@ uint32_t hpsi_ring_bytes_for(uint32_t nservers, uint32_t nworkers, uint32_t repl
 
 /* Byte layout of a segment; every multiplication is checked. */
 struct layout {
-	size_t nodes_off, ranges_off, counters_off, bridge_counters_off, stale_off, stale_row, place_off, slots_off, owner_off, rings_off, ring_stride, heap_off, direct_off, total;
+	size_t nodes_off, ranges_off, counters_off, bridge_counters_off, stale_off, stale_row, place_off, slots_off, owner_off, moves_off, rings_off, ring_stride, heap_off, direct_off, total;
 };
 
 /* The dense array of server i's direct range, or 0 bytes. */
@@ -76,6 +76,14 @@ static uint64_t direct_bytes_of(const struct hpsi_seg_params *p, uint32_t i)
 	struct hpsi_range r = {.first = p->ranges[i].first, .last = p->ranges[i].last,
 			       .direct_width = p->direct_widths[i]};
 	return hpsi_direct_bytes(&r);
+}
+
+void hpsi_seg_launched_hosts(const uint32_t *host_servers, uint32_t nhosts, uint32_t launched, uint32_t *host_of)
+{
+	uint32_t rank = 0;
+	for (uint32_t h = 0; h < nhosts; h++)
+		for (uint32_t i = 0; i < host_servers[h] && rank < launched; i++)
+			host_of[rank++] = h;
 }
 
 /* Rings between servers: forwards to backups (replicas), copies of key
@@ -98,8 +106,10 @@ static int plan_layout(const struct hpsi_seg_params *p, struct layout *l)
 	l->place_off = l->stale_off + (size_t)p->nservers * l->stale_row; /* rows are 64-byte multiples */
 	l->slots_off = align_up(l->place_off + (size_t)p->nservers * 2 * sizeof(uint32_t), 64);
 	l->owner_off = l->slots_off + HPSI_SLOTS * sizeof(uint16_t);
-	/* the owner table and its plan, then the backup table and its plan */
-	l->rings_off = align_up(l->owner_off + (size_t)p->nservers * 2 * (1 + p->replicas) * sizeof(_Atomic uint16_t), PAGE);
+	/* the owner table and its plan, then the backup table and its plan;
+	 * then the move numbers and the plan's */
+	l->moves_off = align_up(l->owner_off + (size_t)p->nservers * 2 * (1 + p->replicas) * sizeof(_Atomic uint16_t), 8);
+	l->rings_off = align_up(l->moves_off + (size_t)p->nservers * 2 * sizeof(_Atomic uint32_t), PAGE);
 	l->ring_stride = align_up((size_t)HPSI_RING_HDR + p->ring_bytes, PAGE);
 	size_t fwd = has_fwd(p) ? (size_t)p->nservers * p->nservers : 0;
 	if (__builtin_mul_overflow((size_t)p->nservers * p->nworkers, (size_t)2, &nrings) ||
@@ -152,11 +162,22 @@ static int check_params(const struct hpsi_seg_params *p)
 				   p->nhosts, p->nservers);
 			return HPS_ECONFIG;
 		}
-		if (hpsi_place_check(p->nservers, p->host_servers, p->nhosts, p->replicas, &host)) {
+		/* with room the backup table places replicas, over the
+		 * launched ranks (the room is the last host's, VACANT), so
+		 * those are what must be apart (hpsi_backup_build_hosts) */
+		uint32_t launched[HPSI_MAX_NODES], S = p->nservers;
+		const uint32_t *per_host = p->host_servers;
+		if (p->replicas && p->launched_servers < p->nservers && p->nhosts <= HPSI_MAX_NODES &&
+		    p->host_servers[p->nhosts - 1] >= p->nservers - p->launched_servers) {
+			memcpy(launched, p->host_servers, p->nhosts * sizeof *launched);
+			launched[p->nhosts - 1] -= p->nservers - p->launched_servers;
+			S = p->launched_servers, per_host = launched;
+		}
+		if (hpsi_place_check(S, per_host, p->nhosts, p->replicas, &host)) {
 			char why[512], name[32];
 			snprintf(name, sizeof name, "#%u", host);
-			hpsi_place_why(why, sizeof why, p->host_names ? p->host_names[host] : name, p->host_servers[host],
-				       p->nservers, p->replicas);
+			hpsi_place_why(why, sizeof why, p->host_names ? p->host_names[host] : name, per_host[host], S,
+				       p->replicas);
 			hpsi_error("%s", why);
 			return HPS_ECONFIG;
 		}
@@ -277,7 +298,11 @@ int hpsi_seg_create(const struct hpsi_seg_params *params, struct hpsi_seg *seg)
 	if (p->replicas && launched_srv < p->nservers) {
 		uint16_t first[HPSI_MAX_NODES];
 		hpsi_seg_first_owners(p->nservers, launched_srv, p->range_mode, first);
-		if ((rc = hpsi_backup_build(first, bk, p->nservers, p->replicas, launched_srv))) {
+		uint32_t host_of[HPSI_MAX_NODES];
+		if (p->nhosts)
+			hpsi_seg_launched_hosts(p->host_servers, p->nhosts, launched_srv, host_of);
+		if ((rc = hpsi_backup_build_hosts(first, bk, p->nservers, p->replicas, launched_srv,
+						  p->nhosts ? host_of : NULL))) {
 			hpsi_error("%u server%s cannot hold %u backup%s of every key range on other servers: launch at least %u",
 				   launched_srv, launched_srv == 1 ? "" : "s", p->replicas, p->replicas == 1 ? "" : "s",
 				   p->replicas + 1);
@@ -342,6 +367,7 @@ int hpsi_seg_create(const struct hpsi_seg_params *params, struct hpsi_seg *seg)
 	h->launched_workers = launched;
 	h->launched_servers = launched_srv;
 	h->owner_off = l.owner_off;
+	h->moves_off = l.moves_off;
 	h->ring_bytes = p->ring_bytes;
 	h->range_mode = p->range_mode;
 	h->replicas = p->replicas;
@@ -461,6 +487,7 @@ static int header_ok(const struct hpsi_seg_hdr *h, size_t size)
 	if (!(h->total_bytes == size && h->direct_bytes <= size && l.total == size - h->direct_bytes &&
 	      h->nodes_off == l.nodes_off && h->rings_off == l.rings_off && h->ranges_off == l.ranges_off &&
 	      h->place_off == l.place_off && h->slots_off == l.slots_off && h->owner_off == l.owner_off &&
+	      h->moves_off == l.moves_off &&
 	      h->counters_off == l.counters_off && h->bridge_counters_off == l.bridge_counters_off &&
 	      h->stale_off == l.stale_off && h->stale_row == l.stale_row &&
 	      h->heap_off == l.heap_off && h->ring_stride == l.ring_stride))

@@ -16,7 +16,7 @@
 #include "shm/ring.h"
 
 #define HPSI_SEG_MAGIC 0x31474553535048ull /* "HPSSEG1" */
-#define HPSI_SEG_VERSION 19 /* 5: counters (shm/counters.h); 6: JOINING, incarnation; 7: probed_at; 8: place_off; 9: xck_*; 10: slots_off; 11: RESTARTING, clock_done/_bar/_ts, worker_restarts; 12: VACANT, launched_workers, members_seq, scale_req; 13: launched_servers, owner_off; 15: bridge_inflight; 16: join_clock; 17: fenced; 19: the backup table after the owner table (18 was set aside for other work) */
+#define HPSI_SEG_VERSION 20 /* 5: counters (shm/counters.h); 6: JOINING, incarnation; 7: probed_at; 8: place_off; 9: xck_*; 10: slots_off; 11: RESTARTING, clock_done/_bar/_ts, worker_restarts; 12: VACANT, launched_workers, members_seq, scale_req; 13: launched_servers, owner_off; 15: bridge_inflight; 16: join_clock; 17: fenced; 19: the backup table after the owner table (18 was set aside for other work); 20: moves_off, the move numbers of the key ranges */
 #define HPSI_SEG_TMP ".tmp" /* suffix + creator pid while a segment is being built */
 
 enum hpsi_node_state {
@@ -173,6 +173,17 @@ struct hpsi_seg_hdr {
 	 * in a job with room for servers (hpsi_seg_room): other replicated
 	 * jobs place backups by π. */
 	uint64_t owner_off;
+	/* The move numbers (hpsi_seg_moves): nservers _Atomic uint32_t, how
+	 * many times each key range changed owner as far as this host knows
+	 * (raised by whoever stores a new owner: the source server, or the
+	 * bridge told by a FINAL or HANDBACK, which carry the number), then
+	 * nservers more, the numbers the plan of a scale was made at (the
+	 * last host's launcher stores them with the plan; its bridge sends
+	 * them with it). Another host applies a plan's entry for a range
+	 * only if its number is not below the one it holds
+	 * (net/bridge_scale.c): a plan that reaches it after a later move's
+	 * FINAL does not move the range back. Zero at creation. */
+	uint64_t moves_off;
 	uint64_t heap_off, heap_slice; /* one slice per worker */
 	uint64_t direct_bytes;         /* dense arrays of direct ranges, after the heap */
 	/* one struct hpsi_counters per node, then the bridge's (shm/counters.h) */
@@ -421,6 +432,31 @@ static inline _Atomic uint16_t *hpsi_seg_want(const struct hpsi_seg *s)
 	return hpsi_seg_owner(s) + s->hdr->nservers;
 }
 
+/* The move number of each key range, as this host knows it (struct
+ * hpsi_seg_hdr, moves_off); after it, hpsi_seg_plan_moves. */
+static inline _Atomic uint32_t *hpsi_seg_moves(const struct hpsi_seg *s)
+{
+	return (_Atomic uint32_t *)(s->base + s->hdr->moves_off);
+}
+
+/* The move numbers the plan of a scale was made at (the plan's half). */
+static inline _Atomic uint32_t *hpsi_seg_plan_moves(const struct hpsi_seg *s)
+{
+	return hpsi_seg_moves(s) + s->hdr->nservers;
+}
+
+/* Raises range r's move number to at least n (a FINAL or HANDBACK read
+ * twice on one host, by its server and its bridge, counts once).
+ * Relaxed: published by the owner's release that follows it (whoever
+ * acquires the new owner reads the number after). */
+static inline void hpsi_seg_moves_raise(const struct hpsi_seg *s, uint32_t r, uint32_t n)
+{
+	_Atomic uint32_t *m = &hpsi_seg_moves(s)[r];
+	uint32_t cur = atomic_load_explicit(m, memory_order_relaxed);
+	while (cur < n && !atomic_compare_exchange_weak_explicit(m, &cur, n, memory_order_relaxed, memory_order_relaxed))
+		;
+}
+
 /* The backup table (replicas only; struct hpsi_seg_hdr, owner_off):
  * replica i >= 1 of key range r at [r * replicas + i - 1]; the plan's
  * half after it. Read through net/route.h (hpsi_replica). */
@@ -448,6 +484,12 @@ static inline int hpsi_seg_room(const struct hpsi_seg *s)
  * hand it a range between its hps_init and its serving loop, and that
  * range comes by a copy (runtime/server/server.c). */
 void hpsi_seg_first_owners(uint32_t nranges, uint32_t launched, uint32_t range_mode, uint16_t *own);
+
+/* The host of each launched server rank b < launched, into host_of[b]:
+ * host h runs host_servers[h] ranks after host h - 1's, the room (ranks
+ * from launched on) being the last host's. For the backup table across
+ * hosts (shm/backups.h, hpsi_backup_build_hosts). */
+void hpsi_seg_launched_hosts(const uint32_t *host_servers, uint32_t nhosts, uint32_t launched, uint32_t *host_of);
 
 /* Key ranges move between server processes (hps scale --servers): a job
  * launched with room for more servers (--max-servers above -s), without

@@ -672,7 +672,8 @@ static void test_bridge_states_checked(void)
  * a hand-over naming a target here, or a source of another host, is bad;
  * one within host 1 moves the owner only; a rank closed here comes back
  * ALIVE with a newer incarnation only; the old owner's answers after a
- * move are delivered (within its host) or stale (to another host). */
+ * move are delivered (within its host) or stale (to another host); a plan
+ * older than a range's last move known here keeps that range's entry. */
 static void test_bridge_scale_checks(void)
 {
 	static struct hpsi_bridge m;
@@ -732,9 +733,11 @@ static void test_bridge_scale_checks(void)
 	hpsi_bridge_handback_receive(&m, 0, &rec, &h); /* a source not of the sender */
 	CU_ASSERT_EQUAL(hpsi_msg_bad_count(), bad + 2);
 	CU_ASSERT_EQUAL(hpsi_range_owner(&m.seg, 3), 1u);
+	h.resp_cap = 1; /* the range's first move (its number, net/codec.h) */
 	hpsi_bridge_handback_receive(&m, 1, &rec, &h); /* 1 to 3, both on host 1 */
 	CU_ASSERT_EQUAL(hpsi_msg_bad_count(), bad + 2);
 	CU_ASSERT_EQUAL(hpsi_range_owner(&m.seg, 3), 3u);
+	CU_ASSERT_EQUAL(atomic_load(&hpsi_seg_moves(&m.seg)[3]), 1u);
 	CU_ASSERT_EQUAL(m.serving[3], 3u);
 	/* answers to worker 0 here (net/bridge_deliver.c): the old owner's,
 	 * still on their way after that move within host 1, answer requests
@@ -747,12 +750,35 @@ static void test_bridge_scale_checks(void)
 	CU_ASSERT_EQUAL(hpsi_bridge_record_origin(&m, 1, &arec, &ans, &why), 0);
 	CU_ASSERT_EQUAL(hpsi_bridge_record_origin(&m, 0, &arec, &ans, &why), -1); /* not its host */
 	CU_ASSERT_STRING_EQUAL(why, "a record from or to the wrong host");
-	hpsi_bridge_owner_to(&m, 3, 0); /* range 3 moves to server 0, here */
+	hpsi_bridge_owner_to(&m, 3, 0, 2); /* range 3 moves to server 0, here (its second move) */
 	hpsi_bridge_range_to(&m, 3, 0);
 	ans.sender = 3;
 	CU_ASSERT_EQUAL(hpsi_bridge_record_origin(&m, 1, &arec, &ans, &why), 1);
 	ans.sender = 1;
 	CU_ASSERT_EQUAL(hpsi_bridge_record_origin(&m, 1, &arec, &ans, &why), 1);
+	CU_ASSERT_EQUAL(atomic_load(&hpsi_seg_moves(&m.seg)[3]), 2u);
+	CU_ASSERT_EQUAL(atomic_load(&hpsi_seg_want(&m.seg)[3]), 0u); /* the move's target */
+	/* A plan made before that move (range 3 at its first move, to go to
+	 * server 3: the plan of the scale before, or of its end) that comes
+	 * after its FINAL keeps range 3's entry, and takes the others; one
+	 * made at or after the move takes it */
+	seq = atomic_load(&m.seg.hdr->moves_seq);
+	st.plan_seq = 8, st.plan_servers = 1;
+	st.plan[0] = 0, st.plan[1] = 0, st.plan[2] = 0, st.plan[3] = 3;
+	st.plan_moves[0] = 0, st.plan_moves[1] = 0, st.plan_moves[2] = 0, st.plan_moves[3] = 1;
+	CU_ASSERT_EQUAL(hpsi_bridge_scale_apply(&m, &st), 1);
+	CU_ASSERT_EQUAL(atomic_load(&m.seg.hdr->moves_seq), seq + 1);
+	CU_ASSERT_EQUAL(atomic_load(&hpsi_seg_want(&m.seg)[3]), 0u); /* kept: not back to server 3 */
+	CU_ASSERT_EQUAL(atomic_load(&hpsi_seg_want(&m.seg)[2]), 0u);
+	CU_ASSERT_EQUAL(atomic_load(&hpsi_seg_moves(&m.seg)[3]), 2u);
+	st.plan_seq = 9, st.plan_servers = 4, st.plan[3] = 3, st.plan_moves[3] = 2;
+	CU_ASSERT_EQUAL(hpsi_bridge_scale_apply(&m, &st), 1);
+	CU_ASSERT_EQUAL(atomic_load(&hpsi_seg_want(&m.seg)[3]), 3u); /* a plan after the move */
+	/* a number raised twice (the source's server and its bridge both
+	 * read the FINAL) counts once, and never goes down */
+	hpsi_seg_moves_raise(&m.seg, 3, 2);
+	hpsi_seg_moves_raise(&m.seg, 3, 1);
+	CU_ASSERT_EQUAL(atomic_load(&hpsi_seg_moves(&m.seg)[3]), 2u);
 	hpsi_bridge_failover_free(&m);
 	free(m.fwd);
 	for (size_t i = 0; i < (size_t)m.W * m.S; i++)

@@ -737,19 +737,33 @@ static void test_scale_room_refusals(void)
 		{"-s 2 --max-servers 4 --key-ranges 9-0,10-19", "key ranges must be ascending and disjoint (HPS_KEY_RANGES), range 0 is not"},
 		{"-s 2 --max-servers 4 --key-ranges 0-9,10-19 --direct 4", "HPS_MAX_SERVERS with HPS_DIRECT: a direct range is a dense array"},
 		{"-s 2 --max-servers 4 --updater 'sum;sum'", "HPS_MAX_SERVERS with HPS_UPDATER=sum;sum: a list per server is not built"},
-		{"-s 2 --max-servers 4 --replicas 1 --hosts /nonexistent", "hps launch: --max-servers with --replicas works within one host only, not with --hosts or HPS_ROOT_URI"},
+		/* across hosts (a replicated job with room launches there,
+		 * tests/test_xscale.c): K > 1 with room stays refused, and
+		 * replicas that cannot be on distinct hosts (shm/place.h) */
+		{"--max-servers 6 --replicas 2 --hosts HOSTSF", "HPS_MAX_SERVERS with HPS_REPLICAS=2: a job with room for servers keeps one backup of each key range, not more"},
+		{"--max-servers 6 --replicas 1 --hosts HOSTSF", ".hosts: HPS_REPLICAS=1: host ha runs 3 of the job's 4 servers, but the 2 replicas of each key range must be on 2 different hosts"},
 		{"-s 2 --max-servers 4 --tracker", "hps launch: --max-servers works within one host or with --hosts, not with --tracker"},
 		{"-s 2 --max-servers 300", "HPS_MAX_SERVERS"},
 		{"-s 2 --max-servers 4 --restart-servers 2", "hps launch: --restart-servers with --max-servers: a dead server"},
 	};
+	char hostsf[64], args[512];
+	snprintf(hostsf, sizeof hostsf, "/tmp/hps-scale-refusals-%d.hosts", (int)getpid());
+	FILE *hosts = fopen(hostsf, "w");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(hosts);
+	fputs("ha 3 1 127.0.0.1\nhb 1 1 127.0.0.2\n", hosts); /* (nothing starts: refused before) */
+	fclose(hosts);
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		char cmd[8192];
-		snprintf(cmd, sizeof cmd, "%s launch --job sr --host testhost %s -- true", hps_bin(), cases[i].args);
+		const char *at = strstr(cases[i].args, "HOSTSF");
+		if (at)
+			snprintf(args, sizeof args, "%.*s%s%s", (int)(at - cases[i].args), cases[i].args, hostsf, at + 6);
+		snprintf(cmd, sizeof cmd, "%s launch --job sr --host testhost %s -- true", hps_bin(), at ? args : cases[i].args);
 		CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 2);
 		CU_ASSERT_PTR_NOT_NULL(strstr(out2, cases[i].says));
 		if (!strstr(out2, cases[i].says))
 			fprintf(stderr, "%s:\n%s\n", cases[i].args, out2);
 	}
+	unlink(hostsf);
 }
 
 /* ---- Adam under deterministic BSP: a scale-out changes nothing ---- */
@@ -1242,7 +1256,7 @@ static void test_scale_join_then_move(void)
 static void test_scale_servers_refusals(void)
 {
 	char cmd[8192];
-	struct hpsi_seg room, plain, repl, hosts, hroom, hlast;
+	struct hpsi_seg room, plain, repl, hosts, hroom, hlast, hrepl;
 	struct hpsi_seg_params p = {.job = "sq1", .host = "testhost", .nservers = 2, .nworkers = 1, .max_servers = 4,
 				    .heap_slice = 8u << 20, .timeout_ms = 20000};
 	CU_ASSERT_EQUAL_FATAL(hpsi_seg_create(&p, &room), 0);
@@ -1260,6 +1274,13 @@ static void test_scale_servers_refusals(void)
 	p.job = "sq6", p.srv_lo = 1, p.srv_hi = 4, p.wrk_lo = 1, p.wrk_hi = 2;
 	CU_ASSERT_EQUAL_FATAL(hpsi_seg_create(&p, &hlast), 0);
 	atomic_store(&hpsi_seg_node(&hlast, 2)->state, HPSI_NODE_DEAD);
+	/* a replicated job with room on two hosts, this the last: it
+	 * launches (its backups on the other host), it does not scale */
+	static const uint32_t host_servers[2] = {1, 3};
+	p.job = "sq7", p.replicas = 1, p.nhosts = 2, p.host_servers = host_servers;
+	CU_ASSERT_EQUAL_FATAL(hpsi_seg_create(&p, &hrepl), 0);
+	for (uint32_t r = 0; r < 4; r++)
+		CU_ASSERT(hpsi_replica(&hrepl, r, 0) == r % 2 && hpsi_replica(&hrepl, r, 1) == 1 - r % 2);
 	static const struct {
 		const char *args, *says;
 		int rc;
@@ -1272,6 +1293,7 @@ static void test_scale_servers_refusals(void)
 		{"--job sq4 --servers 3", "hps scale: job sq4 was launched without room for more servers; its key ranges cannot move (hps launch --max-servers)\n", 1},
 		{"--job sq5 --servers 3", "hps scale: job sq5 spans hosts (--hosts): its free server ranks are on its last host, not on testhost; run hps scale there\n", 1},
 		{"--job sq6 --servers 3", "hps scale: job sq6 spans hosts (--hosts): server rank 2 is neither free nor closed by a scale (it died); it cannot start again\n", 1},
+		{"--job sq7 --servers 3", "hps scale: scaling a replicated job across hosts is not supported yet\n", 1},
 		{"--job sq1 --servers 0", "hps scale: --servers needs a number from 1 to 255\n", 2},
 		{"--job sq1 --servers 3 --workers 2", "hps scale: say how many workers or servers the job should have (--workers N or --servers N, one of them)\n", 2},
 	};
@@ -1307,7 +1329,7 @@ static void test_scale_servers_refusals(void)
 	}
 	CU_ASSERT_EQUAL(wait_exit(pid, 30000), 0);
 	atomic_store(&hpsi_seg_node(&room, 0)->state, HPSI_NODE_CLOSED);
-	struct hpsi_seg *all[] = {&room, &plain, &repl, &hosts, &hroom, &hlast};
+	struct hpsi_seg *all[] = {&room, &plain, &repl, &hosts, &hroom, &hlast, &hrepl};
 	for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
 		hpsi_seg_unlink(all[i]);
 		hpsi_seg_detach(all[i]);

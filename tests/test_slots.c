@@ -387,6 +387,64 @@ static void test_backups_rebalance_walk(void)
 	CU_ASSERT(moved_total * 100 <= lb_total * 105);
 }
 
+/* Across hosts (hpsi_backup_build_hosts): for every split of S launched
+ * ranks over 2 to 4 hosts laid out host after host (hpsi_seg_launched_hosts,
+ * the room's ranks not counted), every backup is on another host than
+ * its primary and its row's other backups, whenever the hosts hold K + 1
+ * apart: with K = 1, two hosts with servers. The rows stay valid. And
+ * the plain build does put backups on their primary's host (so this
+ * test fails without the hosts): 4 launched ranks on two hosts of 2,
+ * M = 8, plain backups 1,0,3,2,... are within a host. */
+static void test_backups_build_hosts(void)
+{
+	uint16_t own[HPSI_MAX_NODES], b[HPSI_MAX_NODES * 3];
+	uint32_t host_of[HPSI_MAX_NODES], per_host[4];
+	int plain_same_host = 0;
+	for (uint32_t M = 2; M <= 32; M++)
+		for (uint32_t S = 2; S <= M; S++)
+			for (uint32_t nh = 2; nh <= 4 && nh <= S; nh++)
+				for (uint32_t first = 1; first + nh - 1 <= S; first++) {
+					/* host 0 runs `first`, the others share the rest evenly */
+					per_host[0] = first;
+					for (uint32_t h = 1; h < nh; h++)
+						per_host[h] = (S - first) / (nh - 1) + (h <= (S - first) % (nh - 1));
+					hpsi_seg_launched_hosts(per_host, nh, S, host_of);
+					for (uint32_t r = 0; r < M; r++)
+						own[r] = (uint16_t)r;
+					CU_ASSERT_EQUAL_FATAL(hpsi_share_rebalance(own, M, M, S, NULL), 0);
+					CU_ASSERT_EQUAL_FATAL(hpsi_backup_build_hosts(own, b, M, 1, S, host_of), 0);
+					CU_ASSERT(backups_valid(own, b, M, 1, S));
+					int apart = 1;
+					for (uint32_t r = 0; r < M; r++)
+						apart &= host_of[b[r]] != host_of[own[r]];
+					CU_ASSERT(apart);
+					if (!apart)
+						fprintf(stderr, "M %u S %u hosts %u first %u: a backup on its primary's host\n", M,
+							S, nh, first);
+					CU_ASSERT_EQUAL_FATAL(hpsi_backup_build(own, b, M, 1, S), 0);
+					for (uint32_t r = 0; r < M; r++)
+						plain_same_host |= host_of[b[r]] == host_of[own[r]];
+				}
+	CU_ASSERT(plain_same_host);
+	/* K = 2 over three hosts of two: a row's three replicas on three hosts */
+	static const uint32_t three[3] = {2, 2, 2};
+	hpsi_seg_launched_hosts(three, 3, 6, host_of);
+	for (uint32_t r = 0; r < 12; r++)
+		own[r] = (uint16_t)r;
+	CU_ASSERT_EQUAL_FATAL(hpsi_share_rebalance(own, 12, 12, 6, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(hpsi_backup_build_hosts(own, b, 12, 2, 6, host_of), 0);
+	CU_ASSERT(backups_valid(own, b, 12, 2, 6));
+	for (uint32_t r = 0; r < 12; r++) {
+		uint32_t h0 = host_of[own[r]], h1 = host_of[b[2 * r]], h2 = host_of[b[2 * r + 1]];
+		CU_ASSERT(h0 != h1 && h0 != h2 && h1 != h2);
+	}
+	/* the room's ranks are the last host's: launched ranks only */
+	static const uint32_t room[2] = {1, 3}; /* -s 2 --max-servers 4 on two hosts of one */
+	host_of[1] = 99;
+	hpsi_seg_launched_hosts(room, 2, 2, host_of);
+	CU_ASSERT(host_of[0] == 0 && host_of[1] == 1);
+}
+
 static void test_backups_refuses(void)
 {
 	uint16_t own[4] = {0, 1, 0, 1}, b[8] = {1, 0, 1, 0}, keep[8];
@@ -417,6 +475,7 @@ int main(void)
 		{"test_slots_job_exact_sums", test_slots_job_exact_sums},
 		{"test_backups_build", test_backups_build},
 		{"test_backups_rebalance_walk", test_backups_rebalance_walk},
+		{"test_backups_build_hosts", test_backups_build_hosts},
 		{"test_backups_refuses", test_backups_refuses},
 		{NULL, NULL},
 	};

@@ -367,8 +367,13 @@ static void random_kill(unsigned seed)
 	snprintf(port, sizeof port, "%u", 9480 + seed % 16);
 	CU_ASSERT_EQUAL_FATAL(ns_up(n), 0);
 	const int workers[3] = {1, 1, 1};
-	snprintf(env, sizeof env, "HPS_REPLICAS=1 HPS_STALENESS=bsp HPS_TIMEOUT_MS=30000 NETNS_TEST_MARK_ROUND=%d", round);
-	pid_t p = hosts_job(port, n, workers, env, "", mode, mark, sizeof mark);
+	/* busy rounds paced at 3 ms on every host (--env): at least 1.2 s of
+	 * rounds after the mark. Unpaced, CI on a loaded machine once saw the
+	 * mark only after the 1000 rounds had ended (seed 3, "too late") */
+	snprintf(env, sizeof env,
+		 "HPS_REPLICAS=1 HPS_STALENESS=bsp HPS_TIMEOUT_MS=30000 NETNS_TEST_MARK_ROUND=%d NETNS_TEST_PACE_US=3000",
+		 round);
+	pid_t p = hosts_job(port, n, workers, env, "--env NETNS_TEST_PACE_US", mode, mark, sizeof mark);
 	kill_server_at_mark(victim, mark); /* the random moment: after worker 0's round `round` */
 	int late = log_has(job_log, "rounds done");
 	int ok = job_sums(p, 120000) == n;

@@ -12,8 +12,12 @@
  *     2) and range 3 within the last host; 4 -> 1 moves ranges 1, 2 and 3
  *     across hosts to rank 0; 1 -> 3 starts the closed ranks 1 and 2
  *     again (a scale back up after a scale down: CLOSED to ALIVE on the
- *     first host by their newer incarnation). Exact sums, and the keys
- *     moved per step within 1.5x of the ideal share.
+ *     first host by their newer incarnation). Exact sums, the keys
+ *     moved per step within 1.5x of the ideal share, and no range moved
+ *     to a server at or above the step's count (a move back).
+ *   scale_back_to_back: the same steps, each asked once the one before
+ *     answered, with no checkpoint between: plans that come after a
+ *     later move's FINAL keep that range's entry (the move numbers).
  *   scale_three_hosts: the same on three hosts of one server each,
  *     3 -> 4 -> 1 -> 4: every move has a third host (the HANDBACK record),
  *     and the last step starts rank 1 again on the middle host, whose
@@ -25,6 +29,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "net/route.h"
 #include "shm/segment.h"
 #include "tests/netns.h"
 
@@ -53,16 +58,24 @@ static void test_xscale_room_no_scale_bsp(void)
 	room_no_scale(ENV("9721"), "bsp", "--max-servers 4 --staleness bsp");
 }
 
-/* The keys the servers' "moved key range R (K keys" lines of log[from..]
- * moved, and how many such lines (runtime/server/move.c). */
-static unsigned long keys_moved(const char *log, size_t from, int *moves)
+/* The keys the servers' "moved key range R (K keys ...) to server T"
+ * lines of log[from..] moved, how many such lines (runtime/server/move.c),
+ * and how many of them went to a server at or above `servers` (one that
+ * leaves, or is not started, at this step: a move back). */
+static unsigned long keys_moved(const char *log, size_t from, int *moves, int servers, int *moved_back)
 {
 	unsigned long sum = 0;
-	*moves = 0;
+	*moves = *moved_back = 0;
 	for (const char *at = log + from; (at = strstr(at, " moved key range ")); at++) {
-		unsigned r, keys;
-		if (sscanf(at, " moved key range %u (%u keys", &r, &keys) == 2)
-			sum += keys, ++*moves;
+		unsigned r, keys, to;
+		const char *end = strchr(at, '\n'), *dest = strstr(at, ") to server ");
+		if (sscanf(at, " moved key range %u (%u keys", &r, &keys) != 2)
+			continue;
+		sum += keys, ++*moves;
+		if (dest && (!end || dest < end) && sscanf(dest, ") to server %u", &to) == 1 && to >= (unsigned)servers) {
+			++*moved_back;
+			fprintf(stderr, "[moved back: %.*s]\n", end ? (int)(end - at) : 80, at);
+		}
 	}
 	return sum;
 }
@@ -95,7 +108,8 @@ static void save_on(int n, const char *job, int step)
  * the workers push; ideal[i]: the share of the keys step i moves; again:
  * how many closed ranks of the other hosts their launchers start again
  * (once each, and none at the job's end, when every server closes). */
-static void scale_hosts(const char *port, int n, const int *workers, const int *steps, const double *ideal, int again)
+static void scale_hosts(const char *port, int n, const int *workers, const int *steps, const double *ideal, int again,
+			int back_to_back)
 {
 	static char out[1 << 16], cmd[4096];
 	CU_ASSERT_EQUAL_FATAL(ns_up(n), 0);
@@ -109,11 +123,18 @@ static void scale_hosts(const char *port, int n, const int *workers, const int *
 	 * worker 0 waits in its last barrier for them longer than the default
 	 * HPS_TIMEOUT_MS (30 s; CI failed so, once). */
 	snprintf(cmd, sizeof cmd, "--max-servers 4 --job %s --env NETNS_TEST_PACE_US", job);
-	pid_t p = hosts_job(port, n, workers, "HPS_LOG=info HPS_TIMEOUT_MS=150000 NETNS_TEST_PACE_US=10000", cmd, "busy",
-			    mark, sizeof mark);
+	/* back to back: heartbeats every 20 ms, so that the last host reports
+	 * the plan of each scale's end before the next scale replaces it,
+	 * and the other hosts store each plan 300 ms after it came
+	 * (HPS_FAILPOINT=lateplan, net/bridge_scale.c), so that it comes
+	 * after the next scale's FINALs, as on a loaded machine */
+	const char *env = back_to_back ? "HPS_LOG=info HPS_TIMEOUT_MS=150000 NETNS_TEST_PACE_US=10000 HPS_HEARTBEAT_MS=20 "
+					 "HPS_FAILPOINT=lateplan:300"
+				       : "HPS_LOG=info HPS_TIMEOUT_MS=150000 NETNS_TEST_PACE_US=10000";
+	pid_t p = hosts_job(port, n, workers, env, cmd, "busy", mark, sizeof mark);
 	int ready = poll_until(file_exists, mark, 60000);
 	CU_ASSERT(ready);
-	if (ready)
+	if (ready && !back_to_back)
 		save_on(n, job, 0);
 	size_t seen = strlen(slurp(job_log));
 	for (int i = 0; ready && i < 3; i++) {
@@ -127,12 +148,19 @@ static void scale_hosts(const char *port, int n, const int *workers, const int *
 		if (rc || strcmp(out, want))
 			fprintf(stderr, "hps scale --servers %d: %d\n%s\n", steps[i], rc, out);
 		const char *o = slurp(job_log);
-		int moves;
-		double share = (double)keys_moved(o, seen, &moves) / (SMALL_KEYS + BIG_KEYS);
+		int moves, back;
+		double share = (double)keys_moved(o, seen, &moves, steps[i], &back) / (SMALL_KEYS + BIG_KEYS);
 		fprintf(stderr, "[step to %d servers: %d ranges moved, %.2f of the keys, ideal %.2f]\n", steps[i], moves,
 			share, ideal[i]);
 		CU_ASSERT(share <= ideal[i] * 1.5 && share >= ideal[i] / 1.5);
-		save_on(n, job, i + 1);
+		CU_ASSERT_EQUAL(back, 0);
+		for (const char *at = o + seen; (share > ideal[i] * 1.5 || share < ideal[i] / 1.5) &&
+						(at = strstr(at, " moved key range ")); at++) {
+			const char *end = strchr(at, '\n');
+			fprintf(stderr, "[%.*s]\n", end ? (int)(end - at) : 80, at);
+		}
+		if (!back_to_back)
+			save_on(n, job, i + 1);
 		seen = strlen(slurp(job_log));
 	}
 	CU_ASSERT_EQUAL(job_sums(p, 180000), 3);
@@ -151,6 +179,9 @@ static void scale_hosts(const char *port, int n, const int *workers, const int *
 	for (const char *at = o; (at = strstr(at, "hps launch: hps scale: server ")); at++)
 		started_again += strncmp(strchr(at + 30, ' '), " starts again", 13) == 0;
 	CU_ASSERT_EQUAL(started_again, again);
+	/* back to back, the race happened: a plan came after a later move */
+	if (back_to_back)
+		CU_ASSERT_PTR_NOT_NULL(strstr(o, "moved since it was made; kept as moved"));
 	CU_ASSERT_PTR_NULL(strstr(o, "dropped malformed message"));
 	if (!strstr(o, "sums ok") || strstr(o, "dropped malformed message") || started_again != again)
 		fprintf(stderr, "job:\n%s\n", o);
@@ -161,7 +192,23 @@ static void test_xscale_scale(void)
 {
 	static const int workers[2] = {2, 1}, steps[] = {4, 1, 3};
 	static const double ideal[] = {0.5, 0.75, 0.5}; /* 2 of 4 ranges, 3 of 4, 2 of 4 */
-	scale_hosts(ENV("9731"), 2, workers, steps, ideal, 0);
+	scale_hosts(ENV("9731"), 2, workers, steps, ideal, 0, 0);
+}
+
+/* The same scales back to back: each hps scale right after the one
+ * before answered, nothing between. The plan of a scale reaches the first
+ * host only through the scheduler's states, the next scale's FINALs come
+ * straight from bridge to bridge, so the first host reads the plan of
+ * the scale before (or of its end) after the FINALs of the next one;
+ * without the move numbers of the plan (net/bridge_scale.c) its server
+ * moved the ranges it had just taken back to the leaving servers: more
+ * keys moved than the step's share, or a copy to a server that closed
+ * (CI, 2 -> 4 -> 1 with the steps 100 ms apart). */
+static void test_xscale_scale_back_to_back(void)
+{
+	static const int workers[2] = {2, 1}, steps[] = {4, 1, 3};
+	static const double ideal[] = {0.5, 0.75, 0.5};
+	scale_hosts(ENV("9751"), 2, workers, steps, ideal, 0, 1);
 }
 
 /* Three hosts: 3 -> 4 moves range 3 from rank 0 (first host) to rank 3
@@ -172,7 +219,7 @@ static void test_xscale_scale_three_hosts(void)
 {
 	static const int workers[3] = {1, 1, 1}, steps[] = {4, 1, 4};
 	static const double ideal[] = {0.25, 0.75, 0.75}; /* 1 of 4 ranges, 3 of 4, 3 of 4 */
-	scale_hosts(ENV("9741"), 3, workers, steps, ideal, 1); /* rank 1, on the middle host */
+	scale_hosts(ENV("9741"), 3, workers, steps, ideal, 1, 0); /* rank 1, on the middle host */
 }
 
 /* A checkpoint across hosts while a scale runs (net/bridge_ckpt.c): the
@@ -233,6 +280,103 @@ static void test_xscale_checkpoint_during_scale(void)
 	ns_down();
 }
 
+/* A replicated job with room across hosts (--replicas 1, two hosts of
+ * `per_host` servers each, room for twice as many; step 1 of issue 12
+ * for replicated jobs): the backup table is laid out alike on both hosts
+ * with every range's backup on the other host than its primary
+ * (shm/backups.h, hpsi_backup_build_hosts; with two servers per host the
+ * plain build backs ranges up on their primary's host); hps scale
+ * refuses the job in one line; then kill -9 of a server of host `victim`
+ * while the workers push (held at round 100 by NETNS_TEST_HOLD until the kill):
+ * its ranges go on at their backups on the other host, exact sums. */
+static void replicated_room_kill(const char *port, uint32_t per_host, uint32_t victim)
+{
+	static char out[1 << 14], cmd[1024];
+	CU_ASSERT_EQUAL_FATAL(ns_up(2), 0);
+	char mark[300], job[32], hosts[256];
+	uint32_t S = 2 * per_host, M = 2 * S;
+	snprintf(job, sizeof job, "xr%d", (int)getpid() % 100000);
+	snprintf(hosts, sizeof hosts, "%s0 %u 2 " NET ".1\n%s1 %u 1 " NET ".2\n", pfx, per_host, pfx, per_host);
+	write_hosts(hosts);
+	snprintf(mark, sizeof mark, "%s.running", job_log);
+	unlink(mark);
+	pid_t p = start(job_log,
+			"ip netns exec %s0 " ENV("%s") "HPS_RING_KB=1024 HPS_LOG=info NETNS_TEST_HOLD=1 "
+			"HPS_TIMEOUT_MS=30000 NETNS_TEST_MARK=%s %s launch --max-servers %u --replicas 1 --job %s --hosts %s -- "
+			"%s --cluster-worker busy",
+			pfx, port, mark, hps_bin(), M, job, hostsf, self_path);
+	CU_ASSERT(wait_mark(mark));
+	uint32_t owner[2][16], backup[2][16];
+	for (int h = 0; h < 2; h++) {
+		char host[32];
+		snprintf(host, sizeof host, "%s%d", pfx, h);
+		struct hpsi_seg seg;
+		if (hpsi_seg_attach(job, host, &seg)) {
+			CU_FAIL("a host's segment");
+			continue;
+		}
+		for (uint32_t r = 0; r < M; r++) {
+			owner[h][r] = hpsi_replica(&seg, r, 0), backup[h][r] = hpsi_replica(&seg, r, 1);
+			/* launched ranks, the backup on the other host
+			 * (ranks 0 .. per_host - 1 are the first host's) */
+			CU_ASSERT(owner[h][r] < S && backup[h][r] < S);
+			CU_ASSERT_NOT_EQUAL(owner[h][r] / per_host, backup[h][r] / per_host);
+		}
+		hpsi_seg_detach(&seg);
+	}
+	CU_ASSERT(memcmp(owner[0], owner[1], M * sizeof owner[0][0]) == 0); /* alike on both hosts */
+	CU_ASSERT(memcmp(backup[0], backup[1], M * sizeof backup[0][0]) == 0);
+	snprintf(cmd, sizeof cmd, "%s scale --job %s --host %s1 --servers %u", hps_bin(), job, pfx, S + 1);
+	CU_ASSERT_EQUAL(on_host(1, out, sizeof out, cmd), 1);
+	CU_ASSERT_STRING_EQUAL(out, "hps scale: scaling a replicated job across hosts is not supported yet\n");
+	kill_server_at_mark((int)victim, mark);
+	CU_ASSERT(!log_has(job_log, "rounds done")); /* the workers were still pushing */
+	CU_ASSERT_EQUAL(job_sums(p, 120000), 3);
+	const char *o = slurp(job_log);
+	char says[128];
+	/* which of the victim host's servers was killed: the bridges say */
+	unsigned dead = UINT32_MAX;
+	for (const char *at = o; (at = strstr(at, ": server ")); at++) {
+		int end = 0;
+		if (sscanf(at, ": server %u died: key range%n", &dead, &end) == 1 && end > 0)
+			break;
+		dead = UINT32_MAX;
+	}
+	CU_ASSERT(dead / per_host == victim);
+	int moved = dead / per_host == victim;
+	for (uint32_t r = 0; r < M; r++)
+		if (owner[0][r] == dead) {
+			snprintf(says, sizeof says, "key range %u goes on at server %u (host %u)", r, backup[0][r],
+				 backup[0][r] / per_host);
+			moved &= strstr(o, says) != NULL;
+		}
+	CU_ASSERT(moved);
+	if (!moved || getenv("SHOWLOG"))
+		fprintf(stderr, "job:\n%s\n", o);
+	ns_down();
+}
+
+/* one server per host, -s 2 --max-servers 4: owners 0,1,0,1, backups
+ * 1,0,1,0; the first host's server: host 0's two workers go on at host 1 */
+static void test_xscale_replicated_room_kill_first(void)
+{
+	replicated_room_kill(ENV("9751"), 1, 0);
+}
+
+/* the last host's server, which holds the room's ranks */
+static void test_xscale_replicated_room_kill_last(void)
+{
+	replicated_room_kill(ENV("9761"), 1, 1);
+}
+
+/* two servers per host, -s 4 --max-servers 8: ranks 0 and 1 on the first
+ * host, 2 and 3 (and the room, 4 to 7) on the last; one of the last
+ * host's killed */
+static void test_xscale_replicated_room_two_per_host(void)
+{
+	replicated_room_kill(ENV("9771"), 2, 1);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 3 && strcmp(argv[1], "--cluster-worker") == 0)
@@ -245,7 +389,11 @@ int main(int argc, char **argv)
 		{"test_xscale_room_no_scale_bsp", test_xscale_room_no_scale_bsp},
 		{"test_xscale_scale", test_xscale_scale},
 		{"test_xscale_scale_three_hosts", test_xscale_scale_three_hosts},
+		{"test_xscale_scale_back_to_back", test_xscale_scale_back_to_back},
 		{"test_xscale_checkpoint_during_scale", test_xscale_checkpoint_during_scale},
+		{"test_xscale_replicated_room_kill_first", test_xscale_replicated_room_kill_first},
+		{"test_xscale_replicated_room_kill_last", test_xscale_replicated_room_kill_last},
+		{"test_xscale_replicated_room_two_per_host", test_xscale_replicated_room_two_per_host},
 		{NULL, NULL},
 	};
 	int rc = run_suite("xscale", cases);

@@ -114,7 +114,8 @@ static void usage(FILE *f)
 		"                        --servers` moves ranges to more or fewer of them while the\n"
 		"                        job trains (HPS_MAX_SERVERS; no --restart-servers\n"
 		"                        or --direct; with --replicas 1 each range is also on a\n"
-		"                        backup, and both move); with\n"
+		"                        backup, and both move; across hosts such a job does\n"
+		"                        not scale yet); with\n"
 		"                        --key-ranges each declared range is cut into its share of\n"
 		"                        the N ranges\n"
 		"  --restart-workers N   start a worker that died (signal or non-zero exit) again, with\n"
@@ -661,8 +662,6 @@ struct scaling {
 	/* across hosts: when a rank of another host the plan names must run
 	 * (a closed one started again by its host's launcher) */
 	int64_t others_by_ns;
-	/* across hosts: a new scale starts from then on (end_server_scale) */
-	int64_t quiet_until_ns;
 };
 
 /* Tells the servers how many of them the plan is for: servers_want, then
@@ -690,14 +689,28 @@ static void scale_backup_plan_is_table(struct hpsi_seg *s)
 			atomic_store_explicit(backup_want_entry(s, r, i), hpsi_replica(s, r, i + 1), memory_order_relaxed);
 }
 
+/* Range r's move number for a plan (shm/segment.h, moves_off), read
+ * before its owner: acquire, so that the owner read after it is that
+ * move's or a later one's. A plan's entry then never claims a newer
+ * number than its owner's (a move under way when a scale ends: the
+ * target's host knows it and keeps its entry; the other way round it
+ * would take the source as the plan and move the range back). */
+static uint32_t moves_before_owner(const struct hpsi_seg *s, uint32_t r)
+{
+	return atomic_load_explicit(&hpsi_seg_moves(s)[r], memory_order_acquire);
+}
+
 /* Ends a scale of servers: the plan becomes the owner table again where
  * a range did not move (a server it started died), and the command may
  * look at the result. */
 static void plan_is_tables(struct hpsi_seg *s, struct scaling *sc)
 {
 	uint32_t now = hpsi_servers_current(s);
-	for (uint32_t r = 0; r < s->hdr->nservers; r++)
+	for (uint32_t r = 0; r < s->hdr->nservers; r++) {
+		/* relaxed: published by publish_plan's release */
+		atomic_store_explicit(&hpsi_seg_plan_moves(s)[r], moves_before_owner(s, r), memory_order_relaxed);
 		atomic_store_explicit(&hpsi_seg_want(s)[r], hpsi_range_owner(s, r), memory_order_relaxed);
+	}
 	scale_backup_plan_is_table(s);
 	publish_plan(s, now > sc->to ? now : sc->to);
 }
@@ -732,20 +745,13 @@ static void end_server_scale(struct job *j, struct scaling *sc)
 	struct hpsi_seg *s = &j->seg;
 	plan_is_tables(s, sc);
 	sc->servers = 0, sc->n = 0, sc->ending = 0;
-	/* Across hosts the next scale waits five heartbeats: the plan of
+	/* The next scale may start at once, across hosts too: the plan of
 	 * this one's end (the tables) reaches another host only through the
-	 * scheduler's states, while the next scale's FINALs come straight
-	 * from bridge to bridge. A target there that read this plan after
-	 * those FINALs moved the ranges back to the servers leaving (CI:
-	 * 2 -> 4 -> 1 with the steps 100 ms apart). Narrowed, not closed: a
-	 * host that lags five heartbeats behind still can (docs/ARCHITECTURE.md,
-	 * "Elastic servers across hosts", Left). */
-	if (s->hdr->bridged) {
-		uint64_t hb = 200;
-		if (hpsi_setting_u64("HEARTBEAT_MS", 10, 600000, &hb))
-			hb = 200;
-		sc->quiet_until_ns = hpsi_now_ns() + 5 * (int64_t)hb * 1000000;
-	}
+	 * scheduler's states, and may come there after the next scale's
+	 * FINALs (straight from bridge to bridge), but each entry carries its
+	 * range's move number, and a host that knows of a later move keeps
+	 * its entry (net/bridge_scale.c; CI, before: 2 -> 4 -> 1 with the
+	 * steps 100 ms apart moved ranges back to the servers leaving) */
 	hpsi_ckpt_unlock(&s->hdr->ckpt_lock);
 	atomic_store_explicit(&s->hdr->scale_req, 0, memory_order_release); /* the next scale may run */
 }
@@ -771,8 +777,6 @@ static int serve_scale_servers(struct job *j, struct scaling *sc, uint32_t want,
 	uint32_t M = s->hdr->nservers;
 	int started = 0;
 	if (!sc->servers) {
-		if (hpsi_now_ns() < sc->quiet_until_ns)
-			return 0; /* (end_server_scale) */
 		/* No checkpoint meanwhile: the servers that do their part are
 		 * the owner table's, which a scale changes. The launcher holds the
 		 * checkpoint lock for the scale (a checkpoint running: the scale
@@ -781,8 +785,18 @@ static int serve_scale_servers(struct job *j, struct scaling *sc, uint32_t want,
 		if (hpsi_ckpt_lock(&s->hdr->ckpt_lock, &holder))
 			return 0;
 		uint16_t plan[HPSI_MAX_NODES], bplan[HPSI_MAX_NODES * HPSI_MAX_REPLICAS];
-		uint32_t K = s->hdr->replicas;
+		uint32_t K = s->hdr->replicas, moves[HPSI_MAX_NODES];
+		/* hps scale refuses it (scale.c); a request written into the
+		 * segment some other way must not move a replicated range across
+		 * hosts either: server.c takes the live backup table there for
+		 * the launch's */
+		if (s->hdr->bridged && K) {
+			fprintf(stderr, "hps launch: hps scale: scaling a replicated job across hosts is not supported yet; not scaled\n");
+			end_server_scale(j, sc);
+			return 0;
+		}
 		for (uint32_t r = 0; r < M; r++) {
+			moves[r] = moves_before_owner(s, r);
 			plan[r] = (uint16_t)hpsi_range_owner(s, r);
 			for (uint32_t i = 0; i < K; i++)
 				bplan[r * K + i] = (uint16_t)hpsi_replica(s, r, i + 1);
@@ -830,6 +844,7 @@ static int serve_scale_servers(struct job *j, struct scaling *sc, uint32_t want,
 			return started;
 		}
 		for (uint32_t r = 0; r < M; r++) {
+			atomic_store_explicit(&hpsi_seg_plan_moves(s)[r], moves[r], memory_order_relaxed);
 			atomic_store_explicit(&hpsi_seg_want(s)[r], plan[r], memory_order_relaxed);
 			for (uint32_t i = 0; i < K; i++)
 				atomic_store_explicit(backup_want_entry(s, r, i), bplan[r * K + i], memory_order_relaxed);
@@ -1231,15 +1246,11 @@ int hpsi_cmd_launch(int argc, char **argv)
 	}
 	/* Across hosts the scheduler's HPS_MAX_SERVERS makes the room of
 	 * servers, the last host's (docs/ARCHITECTURE.md, "Elastic servers
-	 * across hosts"); a tracker's scheduler is not ours, and moving the
-	 * ranges of a replicated job across hosts is not built */
-	const char *reps = hpsi_setting("REPLICAS");
+	 * across hosts"); a tracker's scheduler is not ours. A replicated
+	 * job with room launches across hosts; hps scale refuses to move
+	 * its ranges there (runtime/cluster/scale.c) */
 	if (hpsi_setting("MAX_SERVERS") && tracker) {
 		fprintf(stderr, "hps launch: --max-servers works within one host or with --hosts, not with --tracker\n");
-		return 2;
-	}
-	if (hpsi_setting("MAX_SERVERS") && reps && strcmp(reps, "0") && (hosts_file || hpsi_setting("ROOT_URI"))) {
-		fprintf(stderr, "hps launch: --max-servers with --replicas works within one host only, not with --hosts or HPS_ROOT_URI (moving the key ranges of a replicated job across hosts is not built)\n");
 		return 2;
 	}
 	/* Across hosts only under --hosts (which passes the option to every

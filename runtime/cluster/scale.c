@@ -155,9 +155,11 @@ static int scale_servers(struct hpsi_seg *seg, uint32_t want)
 			h->job, h->host);
 		return 1;
 	}
-	if (h->bridged && h->replicas) { /* (the launch refuses it: a hand-started host) */
-		fprintf(stderr, "hps scale: job %s spans hosts and keeps backups (--replicas); scaling its servers is not built yet\n",
-			h->job);
+	/* moving a range's primary and backup across hosts is not built: the
+	 * bridges would have to follow the backup table's changes, and the
+	 * servers' launch tables assume it never changes there (server.c) */
+	if (h->bridged && h->replicas) {
+		fprintf(stderr, "hps scale: scaling a replicated job across hosts is not supported yet\n");
 		return 1;
 	}
 	/* Across hosts the new servers take ranks now .. want - 1: free

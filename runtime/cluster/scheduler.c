@@ -94,6 +94,7 @@ struct sched {
 	/* hps scale --servers: the last host's plan (struct hpsi_sched_states) */
 	uint32_t plan_seq, plan_servers;
 	uint16_t plan[HPSI_MAX_NODES];
+	uint32_t plan_moves[HPSI_MAX_NODES];
 };
 
 static volatile sig_atomic_t stop_signal;
@@ -454,6 +455,7 @@ static void broadcast_states(struct sched *s)
 	memcpy(m.join, s->join_own, (size_t)s->nservers * sizeof *m.join); /* servers' words */
 	m.plan_seq = s->plan_seq, m.plan_servers = s->plan_servers;
 	memcpy(m.plan, s->plan, sizeof m.plan);
+	memcpy(m.plan_moves, s->plan_moves, sizeof m.plan_moves);
 	/* the job's restarts: each host's launcher may restart while they
 	 * are below the budget (apply_states, net/bridge_sched.c) */
 	for (uint32_t i = 0; i < s->nhosts; i++)
@@ -923,6 +925,7 @@ static void handle(struct sched *s, const struct peer_id *id, const void *buf, s
 		if (idx == s->nhosts - 1 && s->launched_srv < s->nservers && hb->plan_seq != s->plan_seq) {
 			s->plan_seq = hb->plan_seq, s->plan_servers = hb->plan_servers;
 			memcpy(s->plan, hb->plan, sizeof s->plan);
+			memcpy(s->plan_moves, hb->plan_moves, sizeof s->plan_moves);
 			s->states_changed = 1;
 		}
 		h->totals = hb->totals;

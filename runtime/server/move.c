@@ -132,6 +132,17 @@ int hpsi_move_done_leaving(struct server *sv)
 	for (uint32_t i = 0; i < sv->nranges; i++)
 		if (sv->ranges[i].serving || sv->ranges[i].sync || sv->ranges[i].copy_begun || sv->ranges[i].kept)
 			return 0;
+	/* Its FINALs read off its forward rings first (by a target here, or
+	 * by the bridge, which sends a remote target's on in that pass): its
+	 * CLOSED reaches other hosts through the scheduler, and a worker
+	 * there that saw it before the FINAL took the range for one with no
+	 * server left (test_xscale_scale_three_hosts, once in five runs: the
+	 * bridge read the FINAL 7 ms after the server closed). A target that
+	 * is gone reads nothing more. */
+	for (uint32_t s = 0; sv->movable && s < sv->nservers; s++)
+		if (s != sv->me && sv->fwd_out[s].r && hpsi_ring_pending(sv->fwd_out[s].r) &&
+		    hpsi_node_state(sv->seg, s) == HPSI_NODE_ALIVE)
+			return 0;
 	/* a replicated job's: no table names it (its backups moved too) */
 	for (uint32_t r = 0; sv->replicated_room && r < sv->nservers; r++)
 		if (hpsi_replica_index(sv->seg, r, sv->me) != HPSI_NO_SERVER)

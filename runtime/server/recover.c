@@ -638,6 +638,9 @@ static int send_final(struct server *sv, struct range_state *rs)
 	struct range_sync *y = rs->sync;
 	size_t per = (chunk_room(sv) - sizeof(struct hpsi_msg_hdr)) / sizeof(struct sync_peer);
 	uint32_t ri = (uint32_t)(rs - sv->ranges);
+	/* A move's number (shm/segment.h, moves_off): this one's, in every
+	 * piece; no other process raises it before the last piece is read */
+	uint32_t moved = atomic_load_explicit(&hpsi_seg_moves(sv->seg)[rs->id], memory_order_relaxed) + 1;
 	if (sv->wait_after_handback && y->handback && !y->final_sent && ri > 0 && hpsi_replica_earlier_gone(sv, rs, ri)) {
 		sv->wait_after_handback = 0; /* HPS_FAILPOINT=handback (struct server) */
 		sv->handback_look = (int)ri + 1;
@@ -657,6 +660,8 @@ static int send_final(struct server *sv, struct range_state *rs)
 			uint32_t inc = y->new_backup == sv->me ? incarnation_of(sv, sv->me) : rs->fwd_incarnation[1];
 			y->msg->keys_off = y->new_backup | (uint64_t)inc << 32;
 		}
+		if (sv->movable)
+			y->msg->resp_cap = moved;
 		struct sync_peer *out = (struct sync_peer *)(y->msg + 1);
 		for (uint32_t k = 0; k < n; k++) {
 			const struct peer *p = &rs->peers[y->final_sent + k];
@@ -667,6 +672,10 @@ static int send_final(struct server *sv, struct range_state *rs)
 		y->final_sent += n;
 	}
 	sv->skip_looks = 0; /* HPS_FAILPOINT=nolook (struct server) */
+	/* before the FINAL is published (release): whoever reads it, or the
+	 * new owner after it (hpsi_move_handed), reads this number */
+	if (sv->movable)
+		hpsi_seg_moves_raise(sv->seg, rs->id, moved);
 	hpsi_replica_publish(sv);
 	hpsi_node_wake(sv->seg, y->to);
 	double ms = (double)(hpsi_now_ns() - y->started) / 1e6;

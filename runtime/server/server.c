@@ -362,7 +362,8 @@ static int failpoint(struct server *sv)
 		sv->wait_after_handback = rank == sv->me;
 		return 0;
 	}
-	if (strncmp(fp, "holdfwd:", 8) == 0 || strncmp(fp, "latefence:", 10) == 0) /* a bridge's (net/bridge_failover.c) */
+	if (strncmp(fp, "holdfwd:", 8) == 0 || strncmp(fp, "latefence:", 10) == 0 || /* a bridge's (net/bridge_failover.c) */
+	    strncmp(fp, "lateplan:", 9) == 0) /* (net/bridge_scale.c) */
 		return 0;
 	if (sscanf(fp, "handbackdie:%u%n", &rank, &end) == 1 && fp[end] == 0) {
 		sv->die_at_handback = rank == sv->me;
@@ -445,9 +446,16 @@ static int server_setup(struct server *sv, hps_handler handler, void *arg)
 	uint16_t launch_own[HPSI_MAX_NODES];
 	if (!sv->replicas || hpsi_seg_room(seg))
 		hpsi_seg_first_owners(S, seg->hdr->launched_servers, seg->hdr->range_mode, launch_own);
+	/* Across hosts the launch's backup table depends on the hosts of the
+	 * ranks, which a segment does not keep; but hps scale refuses a
+	 * replicated job that spans hosts, so there the live table is the
+	 * launch's (only a scale's copies store entries, recover.c) */
 	uint16_t launch_bk[HPSI_MAX_NODES];
-	if (sv->replicas && hpsi_seg_room(seg) && first &&
-	    hpsi_backup_build(launch_own, launch_bk, S, 1, seg->hdr->launched_servers))
+	if (sv->replicas && hpsi_seg_room(seg) && first && seg->hdr->bridged)
+		for (uint32_t r = 0; r < S; r++)
+			launch_bk[r] = (uint16_t)hpsi_replica(seg, r, 1);
+	else if (sv->replicas && hpsi_seg_room(seg) && first &&
+		 hpsi_backup_build(launch_own, launch_bk, S, 1, seg->hdr->launched_servers))
 		return HPS_ECONFIG; /* (hpsi_seg_create built the same) */
 	if (sv->replicas && hpsi_seg_room(seg) && first) {
 		/* With replicas and room: every range the launch's owner and
