@@ -209,8 +209,11 @@ int cluster_worker(const char *mode)
 		if (rounds > 4 && !busy)
 			usleep(20000);
 		/* NETNS_TEST_PACE_US: busy rounds that last while a test does
-		 * something slow in the middle of them (a replacement's copy);
-		 * a --hosts job passes it on only with --env NETNS_TEST_PACE_US */
+		 * something slow in the middle of them (a replacement's copy).
+		 * The tests' HPS_RSH (`ip netns exec`) runs each host's command
+		 * as a child of hps launch, so every host inherits it (as
+		 * NETNS_TEST_MARK); a --hosts test that relies on the pace still
+		 * names it with --env, which a real remote shell would need */
 		if (busy && getenv("NETNS_TEST_PACE_US"))
 			usleep((useconds_t)atoi(getenv("NETNS_TEST_PACE_US")));
 		/* the pushes run: a test waiting to kill a server may now */

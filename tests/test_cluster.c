@@ -366,7 +366,7 @@ static void test_cluster_replacement_across_hosts(void)
 	CU_ASSERT_EQUAL_FATAL(ns_up(2), 0);
 	char mark[300];
 	pid_t p = busy_replicated_job("9436", 1, "HPS_TIMEOUT_MS=30000 NETNS_TEST_PACE_US=15000",
-				      "--restart-servers 1", mark, sizeof mark);
+				      "--restart-servers 1 --env NETNS_TEST_PACE_US", mark, sizeof mark);
 	pid_t v = proc_of("server", 1);
 	if (v <= 0)
 		fprintf(stderr, "%s\n", slurp(job_log));

@@ -640,7 +640,7 @@ static void replacement_dies(int own_range)
 	char mark[300];
 	pid_t p = hosts_job("9750", 2, (const int[2]){1, 1},
 			    "HPS_REPLICAS=1 HPS_TIMEOUT_MS=30000 NETNS_TEST_PACE_US=15000 XF_FILL=600000 XF_ROUNDS=1000",
-			    "--job xfr --restart-servers 2", "xfill", mark, sizeof mark);
+			    "--job xfr --restart-servers 2 --env NETNS_TEST_PACE_US", "xfill", mark, sizeof mark);
 	pid_t v = kill_server_at_mark(1, mark);
 	struct srv_watch w = {.incarnation = 1, .own_range = own_range};
 	snprintf(w.host[0], sizeof w.host[0], "%s0", pfx);
@@ -722,7 +722,8 @@ static void test_xfault_handback_before_fence(void)
 	char mark[300], env[200];
 	snprintf(env, sizeof env, "HPS_REPLICAS=1 HPS_TIMEOUT_MS=20000 NETNS_TEST_PACE_US=15000 HPS_FAILPOINT=latefence:%s0",
 		 pfx);
-	pid_t p = hosts_job("9494", 3, (const int[3]){1, 1, 1}, env, "--restart-servers 1", "busy", mark, sizeof mark);
+	pid_t p = hosts_job("9494", 3, (const int[3]){1, 1, 1}, env, "--restart-servers 1 --env NETNS_TEST_PACE_US", "busy",
+			    mark, sizeof mark);
 	kill_server_at_mark(1, mark);
 	int whole = wait_log(job_log, "server 1 (incarnation 1) holds every key range whole", 60000);
 	CU_ASSERT(whole);

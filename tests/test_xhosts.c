@@ -25,8 +25,11 @@
  *     its worker runs did not leave: the scheduler says so in one line
  *     and counts its unfinished nodes dead (--keep-going: the other
  *     hosts' workers see their requests fail, not time out).
- *   join_later: the last host of the file is `later`; it joins the
- *     running job, takes a key range and a worker (below).
+ *   join_later: the last host of the file is `later`; hps scale
+ *     --join-host starts it, it joins the running job, takes a key range
+ *     and a worker (below); each wrong --join-host refused in one line.
+ *   join_later_signal: SIGUSR1 to hps launch starts the `later` host as
+ *     well; hps scale --join-host then says it was started already.
  *   later_refusals: each wrong `later` in a hosts file. */
 #include <signal.h>
 #include <stdio.h>
@@ -316,6 +319,14 @@ static void test_xhosts_last_stays(void)
 	CU_ASSERT_STRING_EQUAL(out, want);
 	if (rc || strcmp(out, want))
 		fprintf(stderr, "hps scale --workers 2: %d\n%s\n", rc, out);
+	/* no `later` line: hps scale --join-host has no host to start */
+	snprintf(cmd, sizeof cmd, "%s scale --job %s --join-host %s1", hps_bin(), job, pfx);
+	rc = on_host(0, out, sizeof out, cmd);
+	snprintf(want, sizeof want, "hps scale: job %s has no host that joins later (no `later` line in its hosts file)\n", job);
+	CU_ASSERT_EQUAL(rc, 1);
+	CU_ASSERT_STRING_EQUAL(out, want);
+	if (rc != 1 || strcmp(out, want))
+		fprintf(stderr, "hps scale --join-host without a later host: %d\n%s\n", rc, out);
 	touch_file(go_file);
 	CU_ASSERT_EQUAL(job_sums(p, 120000), 1);
 	const char *o = slurp(job_log);
@@ -376,8 +387,11 @@ static int seg_exists(void *path)
 /* Host 2 of 3 is `later`: the job starts on two hosts of one server and
  * one worker each (--max-workers 3 --max-servers 3: its part is one
  * server rank and one worker slot). A host group under another name
- * registering while the job runs is refused; SIGUSR1 to hps launch
- * starts host 2, which registers, and the other bridges connect to it;
+ * registering while the job runs is refused; hps scale --join-host,
+ * run where hps launch runs (host 0's namespace), refuses a job that
+ * does not run, a host not marked `later` and a request from another
+ * host, then starts host 2 and says once it registered; the other
+ * bridges connect to it; a second --join-host is refused;
  * hps scale --servers 3 there moves key range 2 to its new server (the
  * others' requests now cross to it), hps scale --workers 3 there starts
  * a worker that pushes 10 rounds through every host and ends; exact
@@ -404,12 +418,49 @@ static void test_xhosts_join_later(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "registered after the job started: only the host the hosts file marks `later` joins a running job"));
 	if (!strstr(out, "marks `later`"))
 		fprintf(stderr, "a stranger's launch: %d\n%s\n", rc, out);
-	pid_t top = top_launcher();
-	CU_ASSERT_FATAL(top > 0);
-	kill(top, SIGUSR1);
+	static const struct {
+		int host;
+		const char *job, *name, *says;
+	} refused[] = {
+		{0, "nosuch", "2", "hps scale: no job nosuch was launched with --hosts on this host\n"},
+		{0, NULL, "1", "is not the host of job %s that joins later; its hosts file marks %s2\n"},
+		{1, NULL, "2", "runs here (host %s"},
+		{1, NULL, "2", "but its `hps launch --hosts` does not: run hps scale --join-host on the host where it runs\n"},
+	};
+	for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+		const char *j = refused[i].job ? refused[i].job : job;
+		snprintf(cmd, sizeof cmd, "%s scale --job %s --join-host %s%s", hps_bin(), j, pfx, refused[i].name);
+		rc = on_host(refused[i].host, out, sizeof out, cmd);
+		char says[300];
+		if (strstr(refused[i].says, "%s2"))
+			snprintf(says, sizeof says, refused[i].says, job, pfx);
+		else if (strstr(refused[i].says, "%s"))
+			snprintf(says, sizeof says, refused[i].says, pfx);
+		else
+			snprintf(says, sizeof says, "%s", refused[i].says);
+		CU_ASSERT_EQUAL(rc, 1);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, says));
+		if (rc != 1 || !strstr(out, says))
+			fprintf(stderr, "--join-host refusal %zu: %d\n%s\n", i, rc, out);
+	}
+	CU_ASSERT(!log_has(job_log, "joins the job")); /* none of them started it */
+	snprintf(cmd, sizeof cmd, "%s scale --job %s --join-host %s2", hps_bin(), job, pfx);
+	rc = on_host(0, out, sizeof out, cmd);
+	snprintf(want, sizeof want, "job %s: host %s2 joined\n", job, pfx);
+	CU_ASSERT_EQUAL(rc, 0);
+	CU_ASSERT_STRING_EQUAL(out, want);
+	if (rc || strcmp(out, want))
+		fprintf(stderr, "hps scale --join-host: %d\n%s\n", rc, out);
 	snprintf(want, sizeof want, "scheduler: host %s2 joined the running job", pfx);
-	int joined = wait_log(job_log, want, 30000);
+	int joined = log_has(job_log, want); /* (the command waited for it) */
 	CU_ASSERT(joined);
+	snprintf(cmd, sizeof cmd, "%s scale --job %s --join-host %s2", hps_bin(), job, pfx);
+	rc = on_host(0, out, sizeof out, cmd);
+	snprintf(want, sizeof want, "hps scale: host %s2 of job %s was started already (see the launcher's output)\n", pfx, job);
+	CU_ASSERT_EQUAL(rc, 1);
+	CU_ASSERT_STRING_EQUAL(out, want);
+	if (rc != 1 || strcmp(out, want))
+		fprintf(stderr, "a second --join-host: %d\n%s\n", rc, out);
 	char seg[512];
 	snprintf(seg, sizeof seg, "%s/hps.%s.%s2", getenv("HPS_SHM_DIR") ? getenv("HPS_SHM_DIR") : "/dev/shm", job, pfx);
 	CU_ASSERT(poll_until(seg_exists, seg, 30000));
@@ -430,6 +481,44 @@ static void test_xhosts_join_later(void)
 	CU_ASSERT(wait_log(job_log, "worker 2: joined, 10 rounds, leaves", 30000));
 	touch_file(go_file);
 	CU_ASSERT_EQUAL(job_sums(p, 120000), 2);
+	const char *o = slurp(job_log);
+	if (!joined || !strstr(o, "sums ok"))
+		fprintf(stderr, "job:\n%s\n", o);
+	assert_clean(o);
+	unlink(go_file);
+	ns_down();
+}
+
+/* Host 1 of 2 is `later` (--max-workers 2: its part is a worker slot);
+ * SIGUSR1 to hps launch starts it, the scheduler says it joined, hps
+ * scale --join-host then refuses to start it again; the job ends with
+ * exact sums. */
+static void test_xhosts_join_later_signal(void)
+{
+	static char out[1 << 14];
+	CU_ASSERT_EQUAL_FATAL(ns_up(2), 0);
+	static const char *const lines[] = {"1 1", "0 0 later"};
+	char flags[96], job[32], cmd[1024], want[200];
+	snprintf(job, sizeof job, "xh%d", (int)getpid() % 100000);
+	snprintf(flags, sizeof flags, "--max-workers 2 --job %s", job);
+	pid_t p = leave_job("9856", lines, 2, 1, -1, flags);
+	snprintf(want, sizeof want, "scheduler: host %s1 joins later", pfx);
+	CU_ASSERT(wait_mark(mark_file) && wait_log(job_log, want, 30000));
+	pid_t top = top_launcher();
+	CU_ASSERT_FATAL(top > 0);
+	kill(top, SIGUSR1);
+	snprintf(want, sizeof want, "scheduler: host %s1 joined the running job", pfx);
+	int joined = wait_log(job_log, want, 30000);
+	CU_ASSERT(joined);
+	snprintf(cmd, sizeof cmd, "%s scale --job %s --join-host %s1", hps_bin(), job, pfx);
+	int rc = on_host(0, out, sizeof out, cmd);
+	snprintf(want, sizeof want, "hps scale: host %s1 of job %s was started already (see the launcher's output)\n", pfx, job);
+	CU_ASSERT_EQUAL(rc, 1);
+	CU_ASSERT_STRING_EQUAL(out, want);
+	if (rc != 1 || strcmp(out, want))
+		fprintf(stderr, "--join-host after SIGUSR1: %d\n%s\n", rc, out);
+	touch_file(go_file);
+	CU_ASSERT_EQUAL(job_sums(p, 120000), 1);
 	const char *o = slurp(job_log);
 	if (!joined || !strstr(o, "sums ok"))
 		fprintf(stderr, "job:\n%s\n", o);
@@ -480,6 +569,7 @@ int main(int argc, char **argv)
 		{"test_xhosts_last_stays", test_xhosts_last_stays},
 		{"test_xhosts_not_a_leave", test_xhosts_not_a_leave},
 		{"test_xhosts_join_later", test_xhosts_join_later},
+		{"test_xhosts_join_later_signal", test_xhosts_join_later_signal},
 		{"test_xhosts_later_refusals", test_xhosts_later_refusals},
 		{NULL, NULL},
 	};

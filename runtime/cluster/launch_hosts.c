@@ -23,6 +23,7 @@
 
 #include "hps/error.h"
 #include "runtime/common/config.h"
+#include "runtime/cluster/join_host.h"
 #include "runtime/cluster/launch.h"
 #include "runtime/cluster/outpipe.h"
 #include "runtime/cluster/remote.h"
@@ -287,6 +288,49 @@ static int set_job_token(void)
 	return 0;
 }
 
+/* Starts the host that joins later (on SIGUSR1 or hps scale --join-host):
+ * the remote command made for it at the start, freed here, tried once. */
+static int start_later(struct proc *p, const struct host_line *h, char ***rargv)
+{
+	snprintf(p->out.tag, sizeof p->out.tag, "[%.*s] ", HPSI_NAME_MAX, h->name);
+	int rc = spawn(p, *rargv, 1);
+	if (rc != 0)
+		fprintf(stderr, "hps launch: cannot start host %s (%s): %s\n", h->name, (*rargv)[0], strerror(errno));
+	else
+		fprintf(stderr, "hps launch: host %s joins the job\n", h->name);
+	hpsi_rsh_free(*rargv);
+	*rargv = NULL;
+	return rc;
+}
+
+/* One request of hps scale --join-host NAME (join_host.h), answered in
+ * one line: the later host is started now, or why not. Returns 1 when it
+ * was started. */
+static int serve_join(int lfd, const char *job, struct proc *p, const struct host_line *h, char ***rargv, int waiting,
+		      int stopping)
+{
+	char name[256];
+	int c = hpsi_join_take(lfd, name, sizeof name);
+	if (c < 0)
+		return 0;
+	if (!h->later)
+		hpsi_join_answer(c, 0, "job %s has no host that joins later (no `later` line in its hosts file)", job);
+	else if (strcmp(name, h->name) != 0)
+		hpsi_join_answer(c, 0, "host %s is not the host of job %s that joins later; its hosts file marks %s", name,
+				 job, h->name);
+	else if (!waiting)
+		hpsi_join_answer(c, 0, "host %s of job %s was started already (see the launcher's output)", name, job);
+	else if (stopping)
+		hpsi_join_answer(c, 0, "job %s is stopping", job);
+	else if (start_later(p, h, rargv) != 0)
+		hpsi_join_answer(c, 0, "cannot start host %s of job %s (see the launcher's output)", name, job);
+	else {
+		hpsi_join_answer(c, 1, "started");
+		return 1;
+	}
+	return 0;
+}
+
 #define GRACE_NS 5000000000ll /* from "stop" to SIGTERM, and SIGTERM to SIGKILL */
 
 int hpsi_launch_hosts(const char *file, int argc, char **argv, int prog)
@@ -375,9 +419,16 @@ int hpsi_launch_hosts(const char *file, int argc, char **argv, int prog)
 	}
 	fprintf(stderr, "hps: job %s on %d host%s (%s): %u server%s, %u worker%s\n", hpsi_setting("JOB_ID"), n,
 		n == 1 ? "" : "s", order, srv, srv == 1 ? "" : "s", wrk, wrk == 1 ? "" : "s");
+	/* hps scale --join-host reaches this launcher here (join_host.h);
+	 * SIGUSR1 works without it */
+	const char *job = hpsi_setting("JOB_ID") ? hpsi_setting("JOB_ID") : "";
+	int lfd = hpsi_join_listen(job);
+	if (late && lfd < 0)
+		fprintf(stderr, "hps launch: cannot take requests of hps scale --join-host for job %s: %s\n", job,
+			errno == EADDRINUSE ? "another launcher of that job id runs here" : strerror(errno));
 	if (late)
-		fprintf(stderr, "hps launch: host %s joins later: `kill -USR1 %d` starts it\n", hosts[n - 1].name,
-			(int)getpid());
+		fprintf(stderr, "hps launch: host %s joins later: `hps scale --job %s --join-host %s` here (or `kill -USR1 %d`) starts it\n",
+			hosts[n - 1].name, job, hosts[n - 1].name, (int)getpid());
 	int started = 0;
 	for (; started < n - late && !got_signal; started++) {
 		snprintf(procs[started].out.tag, sizeof procs[started].out.tag, "[%.*s] ", HPSI_NAME_MAX, hosts[started].name);
@@ -397,8 +448,8 @@ int hpsi_launch_hosts(const char *file, int argc, char **argv, int prog)
 	int code = got_signal < 0 ? 1 : 0, left = started, stopping = 0;
 	int64_t term_at = INT64_MAX, kill_at = INT64_MAX, drain_until = INT64_MAX;
 	for (;;) {
-		struct pollfd pf[MAX_HOSTS + 1];
-		int map[MAX_HOSTS + 1], np = 0, running = 0;
+		struct pollfd pf[MAX_HOSTS + 2];
+		int map[MAX_HOSTS + 2], np = 0, running = 0;
 		for (int i = 0; i <= n; i++) {
 			running += procs[i].running;
 			if (procs[i].out.fd >= 0)
@@ -410,10 +461,17 @@ int hpsi_launch_hosts(const char *file, int argc, char **argv, int prog)
 			break;
 		if (!running && drain_until == INT64_MAX)
 			drain_until = hpsi_now_ns() + 2000000000ll;
+		int nout = np;
+		if (lfd >= 0 && running)
+			pf[np++] = (struct pollfd){.fd = lfd, .events = POLLIN};
+		int join_asked = 0;
 		if (poll(pf, (nfds_t)np, 50) > 0)
-			for (int k = 0; k < np; k++)
-				if (pf[k].revents)
+			for (int k = 0; k < np; k++) {
+				if (k == nout)
+					join_asked = pf[k].revents != 0;
+				else if (pf[k].revents)
 					hpsi_outpipe_pump(&procs[map[k]].out);
+			}
 		int status;
 		pid_t pid;
 		while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
@@ -433,19 +491,14 @@ int hpsi_launch_hosts(const char *file, int argc, char **argv, int prog)
 						got_signal = got_signal ? got_signal : -1;
 				}
 			}
-		if (got_join && late && started == n - 1 && rargv[started] && !stopping && !got_signal) {
-			snprintf(procs[started].out.tag, sizeof procs[started].out.tag, "[%.*s] ", HPSI_NAME_MAX,
-				 hosts[started].name);
-			if (spawn(&procs[started], rargv[started], 1) != 0) {
-				fprintf(stderr, "hps launch: cannot start host %s (%s): %s\n", hosts[started].name,
-					rargv[started][0], strerror(errno));
-			} else {
-				fprintf(stderr, "hps launch: host %s joins the job\n", hosts[started].name);
-				started++, left++;
-			}
-			hpsi_rsh_free(rargv[n - 1]);
-			rargv[n - 1] = NULL;
-		}
+		/* the later host waits while it was not tried (rargv[n - 1] kept) */
+		int waiting = late && started == n - 1 && rargv[n - 1];
+		if (join_asked && serve_join(lfd, job, &procs[n - 1], &hosts[n - 1], &rargv[n - 1], waiting,
+					     stopping || got_signal))
+			started++, left++;
+		else if (got_join && waiting && !stopping && !got_signal &&
+			 start_later(&procs[n - 1], &hosts[n - 1], &rargv[n - 1]) == 0)
+			started++, left++;
 		got_join = 0;
 		int64_t now = hpsi_now_ns();
 		if (got_signal && !stopping) {
@@ -478,5 +531,7 @@ int hpsi_launch_hosts(const char *file, int argc, char **argv, int prog)
 	}
 	if (late && rargv[n - 1]) /* it never joined */
 		hpsi_rsh_free(rargv[n - 1]);
+	if (lfd >= 0)
+		close(lfd);
 	return code;
 }

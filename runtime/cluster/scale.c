@@ -15,6 +15,7 @@
 #include "hps/hps.h"
 #include "net/route.h"
 #include "runtime/client/join.h"
+#include "runtime/cluster/join_host.h"
 #include "runtime/cluster/launch.h"
 #include "runtime/common/config.h"
 #include "shm/liveness.h"
@@ -24,7 +25,8 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: hps scale [--job ID] [--host NAME] --workers N | --servers N\n\n"
+	fprintf(f, "usage: hps scale [--job ID] [--host NAME] --workers N | --servers N\n"
+		   "       hps scale --job ID --join-host NAME\n\n"
 		   "--workers N: grows the running job (HPS_JOB_ID on this host) to N workers: its\n"
 		   "launcher starts N minus the current number of copies of the worker program with\n"
 		   "HPS_JOIN=1; each takes a free rank and starts at the slowest worker's clock. The\n"
@@ -45,7 +47,13 @@ static void usage(FILE *f)
 		   "again by their own launcher. Refused: a replicated job below --replicas + 1\n"
 		   "servers (a range and its backups live on distinct servers), a replicated job\n"
 		   "across hosts, one without --max-servers, a rank that died, and a scale while\n"
-		   "another one of the job runs.\n");
+		   "another one of the job runs.\n"
+		   "--join-host NAME: starts host NAME of a job launched with --hosts, the host its\n"
+		   "hosts file marks `later` (what kill -USR1 to hps launch does). Run it where\n"
+		   "`hps launch --hosts` runs; waits until the scheduler sees the host joined (at\n"
+		   "most HPS_TIMEOUT_MS) and prints one line. Refused: a job whose hps launch\n"
+		   "--hosts does not run on this host, a host not marked `later`, one started\n"
+		   "already. Its servers and workers then come with --servers and --workers there.\n");
 }
 
 /* Waits until the launcher ended the request this command made (it
@@ -208,6 +216,7 @@ static int scale_servers(struct hpsi_seg *seg, uint32_t want)
 int hpsi_cmd_scale(int argc, char **argv)
 {
 	long workers = -1, servers = -1;
+	const char *join_host = NULL;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			usage(stdout);
@@ -215,6 +224,8 @@ int hpsi_cmd_scale(int argc, char **argv)
 		} else if ((strcmp(argv[i], "--job") == 0 || strcmp(argv[i], "--host") == 0) && i + 1 < argc) {
 			setenv(strcmp(argv[i], "--job") == 0 ? "HPS_JOB_ID" : "HPS_HOST", argv[i + 1], 1);
 			i++;
+		} else if (strcmp(argv[i], "--join-host") == 0 && i + 1 < argc) {
+			join_host = argv[++i];
 		} else if (strcmp(argv[i], "--servers") == 0 && i + 1 < argc) {
 			char *end;
 			servers = strtol(argv[++i], &end, 10);
@@ -234,6 +245,12 @@ int hpsi_cmd_scale(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (join_host && (workers > 0 || servers > 0)) {
+		fprintf(stderr, "hps scale: --join-host starts a host with none of its own; scale it with --workers or --servers afterwards, not with it\n");
+		return 2;
+	}
+	if (join_host)
+		return hpsi_join_host_cmd(join_host);
 	if ((workers < 0) == (servers < 0)) {
 		fprintf(stderr, "hps scale: say how many workers or servers the job should have (--workers N or --servers N, one of them)\n");
 		return 2;
