@@ -500,6 +500,16 @@ static void test_join_refusals(void)
 	snprintf(cmd, sizeof cmd, "%s scale --help", hps_bin());
 	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out2, "usage: hps scale"));
+	/* --join-host (its refusals of a running job: tests/test_xhosts.c) */
+	snprintf(cmd, sizeof cmd, "env -u HPS_JOB_ID %s scale --join-host h2", hps_bin());
+	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 2);
+	CU_ASSERT_STRING_EQUAL(out2, "hps scale: --join-host needs --job ID (the job of `hps launch --hosts`)\n");
+	snprintf(cmd, sizeof cmd, "%s scale --job nosuch --join-host h2 --workers 3", hps_bin());
+	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 2);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out2, "hps scale: --join-host starts a host with none of its own"));
+	snprintf(cmd, sizeof cmd, "%s scale --job nosuch --join-host h2", hps_bin());
+	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 1);
+	CU_ASSERT_STRING_EQUAL(out2, "hps scale: no job nosuch was launched with --hosts on this host\n");
 	snprintf(cmd, sizeof cmd, "%s launch --job jb --host testhost -w 2 --max-workers 1 -- true", hps_bin());
 	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 2);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out2, "HPS_MAX_WORKERS=1 is below HPS_NUM_WORKERS=2"));
