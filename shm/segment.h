@@ -445,15 +445,29 @@ static inline _Atomic uint32_t *hpsi_seg_plan_moves(const struct hpsi_seg *s)
 	return hpsi_seg_moves(s) + s->hdr->nservers;
 }
 
+/* The highest move number a peer may send: a number near UINT32_MAX
+ * would wrap at the range's next move and make every later plan look
+ * older than it (a peer's number is range-checked where it is read). */
+#define HPSI_MOVES_MAX (1u << 30)
+
+/* Whether n may be a move's number from a peer (a FINAL, a HANDBACK). */
+static inline int hpsi_moves_valid(uint64_t n)
+{
+	return n >= 1 && n <= HPSI_MOVES_MAX;
+}
+
 /* Raises range r's move number to at least n (a FINAL or HANDBACK read
- * twice on one host, by its server and its bridge, counts once).
- * Relaxed: published by the owner's release that follows it (whoever
- * acquires the new owner reads the number after). */
+ * twice on one host, by its server and its bridge, counts once). Called
+ * after the move's new owner was stored, everywhere: release pairs with
+ * the acquire of whoever reads the number first (the launcher's
+ * moves_before_owner, the bridge's hpsi_bridge_scale_owners), so that
+ * the owner it reads after is this move's or a later one's, never the
+ * source (a plan's entry never pairs the old owner with the new number). */
 static inline void hpsi_seg_moves_raise(const struct hpsi_seg *s, uint32_t r, uint32_t n)
 {
 	_Atomic uint32_t *m = &hpsi_seg_moves(s)[r];
 	uint32_t cur = atomic_load_explicit(m, memory_order_relaxed);
-	while (cur < n && !atomic_compare_exchange_weak_explicit(m, &cur, n, memory_order_relaxed, memory_order_relaxed))
+	while (cur < n && !atomic_compare_exchange_weak_explicit(m, &cur, n, memory_order_release, memory_order_relaxed))
 		;
 }
 
