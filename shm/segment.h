@@ -175,14 +175,17 @@ struct hpsi_seg_hdr {
 	uint64_t owner_off;
 	/* The move numbers (hpsi_seg_moves): nservers _Atomic uint32_t, how
 	 * many times each key range changed owner as far as this host knows
-	 * (raised by whoever stores a new owner: the source server, or the
-	 * bridge told by a FINAL or HANDBACK, which carry the number), then
-	 * nservers more, the numbers the plan of a scale was made at (the
-	 * last host's launcher stores them with the plan; its bridge sends
-	 * them with it). Another host applies a plan's entry for a range
-	 * only if its number is not below the one it holds
-	 * (net/bridge_scale.c): a plan that reaches it after a later move's
-	 * FINAL does not move the range back. Zero at creation. */
+	 * (raised after the new owner is stored, by whoever stores it: the
+	 * source server, or the bridge told by a FINAL or HANDBACK, which
+	 * carry the number), then nservers more, the numbers the plan of a
+	 * scale was made at (the last host's launcher stores them with the
+	 * plan; its bridge sends them with it, and another host's bridge
+	 * stores those of the entries it takes). Another host applies a
+	 * plan's entry for a range only if its number is not below the one
+	 * it holds (net/bridge_scale.c), and a server moves a range only by
+	 * such an entry (runtime/server/move.c): a plan that reaches it after
+	 * a later move's FINAL, or that was read before a move, does not move
+	 * the range back. Zero at creation. */
 	uint64_t moves_off;
 	uint64_t heap_off, heap_slice; /* one slice per worker */
 	uint64_t direct_bytes;         /* dense arrays of direct ranges, after the heap */

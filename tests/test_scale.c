@@ -1012,27 +1012,31 @@ static int late_target(void)
 	return 0;
 }
 
-/* --self-serve for test_scale_end_during_move: server 3 (a scale starts
- * it) joins but never serves, so the copy to it waits for its answer
- * (recover.c, SYNC_WHOLE), until the file <stop>.s3 appears; then it
- * closes, and the launcher ends the scale ("a server it started ended"). */
-static int end_during_move(const char *stop)
+/* --self-serve for test_scale_end_during_move (joins 1): server 3 (a
+ * scale starts it) joins but never serves, so the copy to it waits for
+ * its answer (recover.c, SYNC_WHOLE), until the file <stop>.s3 appears;
+ * then it closes, and the launcher ends the scale ("a server it started
+ * ended"). For test_scale_timed_out_scale_ends (joins 0) it does not
+ * join either (no copy to it starts), and exits at that file. */
+static int end_during_move(const char *stop, int joins)
 {
 	const char *role = getenv("HPS_ROLE"), *rank = getenv("HPS_RANK");
 	if (!role || strcmp(role, "server"))
 		return scale_worker(stop, 2);
-	hps_ctx *ctx;
-	if (hps_init(&ctx, NULL, NULL))
+	hps_ctx *ctx = NULL;
+	int three = rank && atoi(rank) == 3;
+	if ((!three || joins) && hps_init(&ctx, NULL, NULL))
 		return 2;
-	if (rank && atoi(rank) == 3) {
+	if (three) {
 		char path[4200];
 		snprintf(path, sizeof path, "%s.s3", stop);
-		for (int64_t until = hpsi_now_ns() + 30000000000ll; access(path, F_OK) != 0;) {
+		for (int64_t until = hpsi_now_ns() + 60000000000ll; access(path, F_OK) != 0;) {
 			if (hpsi_now_ns() > until)
 				return 3;
 			usleep(1000);
 		}
-		hps_finalize(ctx);
+		if (ctx)
+			hps_finalize(ctx);
 		return 0;
 	}
 	int rc = hps_server_run(ctx, NULL, NULL);
@@ -1099,6 +1103,58 @@ static void test_scale_end_during_move(void)
 	CU_ASSERT_PTR_NULL(strstr(out, "server 2 moved key range"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "[worker 0] sums exact after"));
 	if (rc || !paused || strstr(out, "server 2 moved key range") || !strstr(out, "sums exact"))
+		fprintf(stderr, "hps scale:\n%s\nlauncher:\n%s\n", out2, out);
+}
+
+static int scale_gave_up(void *path)
+{
+	slurp_into(path, out, sizeof out);
+	return strstr(out, "did not all move within HPS_TIMEOUT_MS") != NULL;
+}
+
+/* A scale that outlives HPS_TIMEOUT_MS: 2 -> 4 servers, server 3 never
+ * joins (end_during_move), so no range moves to it; hps scale gives up,
+ * and so does the launcher, in one line: the scale's state and the
+ * checkpoint lock go (before, the launcher kept both for the rest of the
+ * job), so the next hps scale runs: 3 servers hold the ranges, as many
+ * as it asks for. The job trains on to exact sums. */
+static void test_scale_timed_out_scale_ends(void)
+{
+	char cmd[8192], s3[4200];
+	struct launched l;
+	launched_paths(&l, "scale");
+	snprintf(s3, sizeof s3, "%s.s3", l.flag);
+	snprintf(cmd, sizeof cmd,
+		 "exec %s launch --self-serve -s 2 -w 3 --max-servers 4 --job sc17 --host testhost --heap-mb 16 "
+		 "--timeout-ms 3000 --staleness 2 -- %s --never-joins %s",
+		 hps_bin(), self_path, l.flag);
+	l.pid = spawn_logged(l.log, "/bin/sh", cmd);
+	struct watch a = {.job = "sc17", .clock = 10};
+	CU_ASSERT_FATAL(poll_until(workers_past, &a, 30000));
+	snprintf(cmd, sizeof cmd, "%s scale --job sc17 --host testhost --servers 4", hps_bin());
+	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 1);
+	/* (the launcher gives up HPS_TIMEOUT_MS after its plan, hps scale
+	 * that long after its request: the launcher may still come first) */
+	CU_ASSERT(strcmp(out2, "hps scale: the key ranges of job sc17 did not move within HPS_TIMEOUT_MS\n") == 0 ||
+		  strcmp(out2, "hps scale: job sc17 has 3 servers, not 4 (see the launcher's output)\n") == 0);
+	int gave_up = poll_until(scale_gave_up, l.log, 10000);
+	CU_ASSERT(gave_up);
+	CU_ASSERT_EQUAL(atomic_load_explicit(&a.seg.hdr->scale_req, memory_order_acquire), 0u);
+	snprintf(cmd, sizeof cmd, "%s scale --job sc17 --host testhost --servers 3", hps_bin());
+	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 0);
+	CU_ASSERT_STRING_EQUAL(out2, "job sc17 has 3 servers already\n");
+	touch_file(s3); /* server 3 closes */
+	a.clock += 10;
+	CU_ASSERT(poll_until(workers_past, &a, 30000));
+	int rc = launched_finish(&l, 60000, out, sizeof out);
+	if (a.attached)
+		hpsi_seg_detach(&a.seg);
+	unlink(s3);
+	CU_ASSERT_EQUAL(rc, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps launch: hps scale: the key ranges did not all move within HPS_TIMEOUT_MS; "
+					   "those not moved yet stay where they are\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "[worker 0] sums exact after"));
+	if (rc || !gave_up || !strstr(out, "sums exact"))
 		fprintf(stderr, "hps scale:\n%s\nlauncher:\n%s\n", out2, out);
 }
 
@@ -1433,7 +1489,9 @@ int main(int argc, char **argv)
 	if (argc == 3 && strcmp(argv[1], "--failing-servers") == 0)
 		return failing_new_servers(argv[2]);
 	if (argc == 3 && strcmp(argv[1], "--end-during-move") == 0)
-		return end_during_move(argv[2]);
+		return end_during_move(argv[2], 1);
+	if (argc == 3 && strcmp(argv[1], "--never-joins") == 0)
+		return end_during_move(argv[2], 0);
 	if (argc == 2 && strcmp(argv[1], "--late-target") == 0)
 		return late_target();
 	if (argc == 4 && strcmp(argv[1], "--adam-worker") == 0)
@@ -1462,6 +1520,7 @@ int main(int argc, char **argv)
 		{"test_scale_servers_refusals", test_scale_servers_refusals},
 		{"test_scale_in_before_target_serves", test_scale_in_before_target_serves},
 		{"test_scale_end_during_move", test_scale_end_during_move},
+		{"test_scale_timed_out_scale_ends", test_scale_timed_out_scale_ends},
 		{"test_scale_new_server_cannot_start", test_scale_new_server_cannot_start},
 		{"test_scale_join_then_move", test_scale_join_then_move},
 		{"test_scale_open_file_limit", test_scale_open_file_limit},
