@@ -206,6 +206,11 @@ struct hpsi_bridge {
 	 * the pairs here (hpsi_bridge_range_to): other hosts' requests for it
 	 * wait (hpsi_bridge_range_coming) */
 	unsigned char *coming;
+	/* per key range, a movable job: the number of the move that made
+	 * serving[r] its owner, as this bridge last told or was told it (a
+	 * FINAL, a HANDBACK: hpsi_bridge_owner_to; a move within this host:
+	 * hpsi_bridge_scale_owners) */
+	uint32_t serving_moves[HPSI_MAX_NODES];
 	/* net/bridge_scale.c: the plan of a scale last reported (the last
 	 * host) or stored here (the others), by its number */
 	uint32_t plan_seq, plan_servers;

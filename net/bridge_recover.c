@@ -222,17 +222,21 @@ int hpsi_bridge_sync_send(struct hpsi_bridge *b, uint32_t p, uint32_t q, const s
 /* A move of hps scale told by a HANDBACK record (net/bridge_scale.c):
  * from p of host `from` to q of that host (its bridge saw the owner table
  * change) or of a third host (its bridge read the FINAL). */
-static void move_receive(struct hpsi_bridge *b, uint32_t from, uint32_t p, uint32_t q, uint32_t r, uint32_t moves)
+static void move_receive(struct hpsi_bridge *b, uint32_t from, uint32_t p, uint32_t q, uint32_t r, uint64_t moves)
 {
 	if (p >= b->S || q >= b->S || r >= b->S || b->host_of_server[p] != from || hpsi_bridge_local_server(b, q)) {
 		hpsi_msg_count_bad("a hand-over naming no source of the sending host and target of another");
+		return;
+	}
+	if (!hpsi_moves_valid(moves)) { /* (shm/segment.h, HPSI_MOVES_MAX) */
+		hpsi_msg_count_bad("a hand-over with a move number out of range");
 		return;
 	}
 	if (b->serving[r] != p) { /* (it moved on since, as told by a later FINAL here) */
 		b->stale++;
 		return;
 	}
-	hpsi_bridge_owner_to(b, r, q, moves);
+	hpsi_bridge_owner_to(b, r, q, (uint32_t)moves);
 	if (b->host_of_server[q] == from) {
 		b->serving[r] = q; /* the same host: the same pairs */
 		return;
@@ -245,21 +249,26 @@ static void move_receive(struct hpsi_bridge *b, uint32_t from, uint32_t p, uint3
 
 void hpsi_bridge_owner_to(struct hpsi_bridge *b, uint32_t r, uint32_t q, uint32_t moves)
 {
-	/* Its move number first: a plan older than this move no longer
-	 * changes the range's entry here (hpsi_bridge_scale_apply, the same
-	 * thread); the owner's release below publishes it to the servers */
-	hpsi_seg_moves_raise(&b->seg, r, moves);
-	/* The plan too, but on the last host (its launcher makes the plans):
-	 * another host may not have the plan of this move yet, and its
-	 * servers must not move the range back by the plan before it
-	 * (relaxed: the target reads it after it acquired the FINAL, which
-	 * this thread writes into its ring after this) */
+	/* The plan too, but on the last host (its launcher makes the plans
+	 * and keeps an entry older than the range's move there itself:
+	 * runtime/cluster/launch.c, keep_moved_entries): another host may
+	 * not have the plan of this move yet, and its servers must not move
+	 * the range back by the plan before it (relaxed: the target reads it
+	 * after it acquired the FINAL, which this thread writes into its ring
+	 * after this) */
 	if (b->me != b->nhosts - 1)
 		atomic_store_explicit(&hpsi_seg_want(&b->seg)[r], (uint16_t)q, memory_order_relaxed);
 	/* release pairs with routing's acquire (hpsi_range_owner): a worker
 	 * here that sees q as the owner finds the pairs moved (this thread
 	 * moves them right after, before it reads any worker's ring again) */
 	atomic_store_explicit(&hpsi_seg_owner(&b->seg)[r], (uint16_t)q, memory_order_release);
+	/* Its move number after the owner (release, hpsi_seg_moves_raise: the
+	 * launcher that acquires it reads q as the owner after). A plan older
+	 * than this move no longer changes the range's entry here
+	 * (hpsi_bridge_scale_apply, the same thread) */
+	hpsi_seg_moves_raise(&b->seg, r, moves);
+	if (r < HPSI_MAX_NODES && moves > b->serving_moves[r])
+		b->serving_moves[r] = moves;
 	/* hps_membership_epoch: the servers changed (as hpsi_members_changed,
 	 * runtime/client/join.c; release: whoever sees the new epoch sees the
 	 * owner before it) */
@@ -320,7 +329,7 @@ void hpsi_bridge_handback_receive(struct hpsi_bridge *b, uint32_t from, const st
 {
 	uint32_t p = rec->worker, q = rec->server, r = h->range;
 	if (b->serving && hpsi_seg_movable(&b->seg)) {
-		move_receive(b, from, p, q, r, (uint32_t)h->resp_cap);
+		move_receive(b, from, p, q, r, h->resp_cap);
 		return;
 	}
 	if (!b->serving || p >= b->S || q >= b->S || r >= b->S || b->host_of_server[p] != from ||
@@ -355,6 +364,12 @@ void hpsi_bridge_sync_receive(struct hpsi_bridge *b, uint32_t from, const struct
 	if (!b->serving || !sync_ok(b, p, q, h, rec->len) || b->host_of_server[p] != from ||
 	    !hpsi_bridge_local_server(b, q) || hpsi_bridge_local_server(b, p)) {
 		hpsi_msg_count_bad("a range copy naming no remote source and local replacement");
+		return;
+	}
+	/* a move's FINAL carries the range's move number (net/codec.h); one
+	 * out of range would hold the range against every later plan */
+	if (hpsi_seg_movable(&b->seg) && h->part == HPSI_SYNC_FINAL && !hpsi_moves_valid(h->resp_cap)) {
+		hpsi_msg_count_bad("a move's FINAL with a move number out of range");
 		return;
 	}
 	uint32_t st = hpsi_node_state(&b->seg, q);

@@ -93,6 +93,9 @@ static int store_plan(struct hpsi_bridge *b, uint32_t seq, uint32_t servers, con
 			continue;
 		}
 		atomic_store_explicit(&hpsi_seg_want(&b->seg)[r], plan[r], memory_order_relaxed);
+		/* with its number: a server here moves a range only by an entry
+		 * not older than the range's last move (move.c) */
+		atomic_store_explicit(&hpsi_seg_plan_moves(&b->seg)[r], plan_moves[r], memory_order_relaxed);
 	}
 	if (kept)
 		hpsi_info("bridge %s: plan %u of hps scale: %u key range%s moved since it was made; kept as moved", b->cfg.host,
@@ -221,9 +224,22 @@ int hpsi_bridge_scale_owners(struct hpsi_bridge *b)
 			return moved; /* next pass */
 		hpsi_msg_init(&h, HPSI_MSG_CLOCK, was, 0);
 		h.range = r;
-		/* the move's number: the source raised it before it stored the
-		 * owner (release), which hpsi_range_owner acquired above */
-		h.resp_cap = atomic_load_explicit(&hpsi_seg_moves(&b->seg)[r], memory_order_relaxed);
+		/* The move's number, the one its FINAL carried: the source
+		 * raises the host's number after it stored the owner (release,
+		 * move.c hpsi_move_handed), so the number read here (acquire)
+		 * may be the one before the move; that one plus one is the
+		 * FINAL's (the source counted from the number it held the range
+		 * at, serving_moves). Two moves within this host between two
+		 * passes are told as one, numbered one too low if the second's
+		 * number is not raised yet: never too high, so no later plan's
+		 * entry looks older than the range's move on another host */
+		uint32_t moves = atomic_load_explicit(&hpsi_seg_moves(&b->seg)[r], memory_order_acquire);
+		if (hpsi_range_owner(&b->seg, r) != now)
+			continue; /* moved on meanwhile: the number may be a later move's (next pass) */
+		if (moves <= b->serving_moves[r])
+			moves = b->serving_moves[r] + 1;
+		b->serving_moves[r] = moves;
+		h.resp_cap = moves;
 		for (uint32_t i = 0; i < b->nhosts; i++)
 			if (i != b->me)
 				hpsi_bridge_append(b, i, was, now, HPSI_REC_HANDBACK, &h, NULL, 0, NULL, 0);

@@ -175,14 +175,17 @@ struct hpsi_seg_hdr {
 	uint64_t owner_off;
 	/* The move numbers (hpsi_seg_moves): nservers _Atomic uint32_t, how
 	 * many times each key range changed owner as far as this host knows
-	 * (raised by whoever stores a new owner: the source server, or the
-	 * bridge told by a FINAL or HANDBACK, which carry the number), then
-	 * nservers more, the numbers the plan of a scale was made at (the
-	 * last host's launcher stores them with the plan; its bridge sends
-	 * them with it). Another host applies a plan's entry for a range
-	 * only if its number is not below the one it holds
-	 * (net/bridge_scale.c): a plan that reaches it after a later move's
-	 * FINAL does not move the range back. Zero at creation. */
+	 * (raised after the new owner is stored, by whoever stores it: the
+	 * source server, or the bridge told by a FINAL or HANDBACK, which
+	 * carry the number), then nservers more, the numbers the plan of a
+	 * scale was made at (the last host's launcher stores them with the
+	 * plan; its bridge sends them with it, and another host's bridge
+	 * stores those of the entries it takes). Another host applies a
+	 * plan's entry for a range only if its number is not below the one
+	 * it holds (net/bridge_scale.c), and a server moves a range only by
+	 * such an entry (runtime/server/move.c): a plan that reaches it after
+	 * a later move's FINAL, or that was read before a move, does not move
+	 * the range back. Zero at creation. */
 	uint64_t moves_off;
 	uint64_t heap_off, heap_slice; /* one slice per worker */
 	uint64_t direct_bytes;         /* dense arrays of direct ranges, after the heap */
@@ -445,15 +448,29 @@ static inline _Atomic uint32_t *hpsi_seg_plan_moves(const struct hpsi_seg *s)
 	return hpsi_seg_moves(s) + s->hdr->nservers;
 }
 
+/* The highest move number a peer may send: a number near UINT32_MAX
+ * would wrap at the range's next move and make every later plan look
+ * older than it (a peer's number is range-checked where it is read). */
+#define HPSI_MOVES_MAX (1u << 30)
+
+/* Whether n may be a move's number from a peer (a FINAL, a HANDBACK). */
+static inline int hpsi_moves_valid(uint64_t n)
+{
+	return n >= 1 && n <= HPSI_MOVES_MAX;
+}
+
 /* Raises range r's move number to at least n (a FINAL or HANDBACK read
- * twice on one host, by its server and its bridge, counts once).
- * Relaxed: published by the owner's release that follows it (whoever
- * acquires the new owner reads the number after). */
+ * twice on one host, by its server and its bridge, counts once). Called
+ * after the move's new owner was stored, everywhere: release pairs with
+ * the acquire of whoever reads the number first (the launcher's
+ * moves_before_owner, the bridge's hpsi_bridge_scale_owners), so that
+ * the owner it reads after is this move's or a later one's, never the
+ * source (a plan's entry never pairs the old owner with the new number). */
 static inline void hpsi_seg_moves_raise(const struct hpsi_seg *s, uint32_t r, uint32_t n)
 {
 	_Atomic uint32_t *m = &hpsi_seg_moves(s)[r];
 	uint32_t cur = atomic_load_explicit(m, memory_order_relaxed);
-	while (cur < n && !atomic_compare_exchange_weak_explicit(m, &cur, n, memory_order_relaxed, memory_order_relaxed))
+	while (cur < n && !atomic_compare_exchange_weak_explicit(m, &cur, n, memory_order_release, memory_order_relaxed))
 		;
 }
 

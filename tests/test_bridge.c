@@ -673,7 +673,9 @@ static void test_bridge_states_checked(void)
  * one within host 1 moves the owner only; a rank closed here comes back
  * ALIVE with a newer incarnation only; the old owner's answers after a
  * move are delivered (within its host) or stale (to another host); a plan
- * older than a range's last move known here keeps that range's entry. */
+ * older than a range's last move known here keeps that range's entry; a
+ * hand-over or FINAL with a move number out of range is bad; a remote
+ * server's CLOSED waits while a range it owns is planned elsewhere. */
 static void test_bridge_scale_checks(void)
 {
 	static struct hpsi_bridge m;
@@ -733,9 +735,26 @@ static void test_bridge_scale_checks(void)
 	hpsi_bridge_handback_receive(&m, 0, &rec, &h); /* a source not of the sender */
 	CU_ASSERT_EQUAL(hpsi_msg_bad_count(), bad + 2);
 	CU_ASSERT_EQUAL(hpsi_range_owner(&m.seg, 3), 1u);
+	/* a move number out of range (none, or one that would wrap): dropped
+	 * and counted, the owner stays (shm/segment.h, HPSI_MOVES_MAX) */
+	hpsi_bridge_handback_receive(&m, 1, &rec, &h); /* (resp_cap 0) */
+	h.resp_cap = (uint64_t)HPSI_MOVES_MAX + 1;
+	hpsi_bridge_handback_receive(&m, 1, &rec, &h);
+	CU_ASSERT_EQUAL(hpsi_msg_bad_count(), bad + 4);
+	CU_ASSERT_EQUAL(hpsi_range_owner(&m.seg, 3), 1u);
+	CU_ASSERT_EQUAL(atomic_load(&hpsi_seg_moves(&m.seg)[3]), 0u);
+	/* so is a move's FINAL from host 1 to server 0 with one */
+	struct hpsi_msg_hdr fin;
+	hpsi_msg_init(&fin, HPSI_MSG_SYNC, 1, 0);
+	fin.flags = HPSI_F_REPLICA, fin.range = 1, fin.part = HPSI_SYNC_FINAL, fin.width = 1, fin.resp_cap = 0;
+	struct hpsi_rec_hdr frec = {.len = sizeof fin, .worker = 1, .server = 0};
+	hpsi_bridge_sync_receive(&m, 1, &frec, &fin);
+	CU_ASSERT_EQUAL(hpsi_msg_bad_count(), bad + 5);
+	CU_ASSERT_EQUAL(hpsi_range_owner(&m.seg, 1), 1u);
+	bad = hpsi_msg_bad_count();
 	h.resp_cap = 1; /* the range's first move (its number, net/codec.h) */
 	hpsi_bridge_handback_receive(&m, 1, &rec, &h); /* 1 to 3, both on host 1 */
-	CU_ASSERT_EQUAL(hpsi_msg_bad_count(), bad + 2);
+	CU_ASSERT_EQUAL(hpsi_msg_bad_count(), bad);
 	CU_ASSERT_EQUAL(hpsi_range_owner(&m.seg, 3), 3u);
 	CU_ASSERT_EQUAL(atomic_load(&hpsi_seg_moves(&m.seg)[3]), 1u);
 	CU_ASSERT_EQUAL(m.serving[3], 3u);
@@ -771,9 +790,31 @@ static void test_bridge_scale_checks(void)
 	CU_ASSERT_EQUAL(atomic_load(&hpsi_seg_want(&m.seg)[3]), 0u); /* kept: not back to server 3 */
 	CU_ASSERT_EQUAL(atomic_load(&hpsi_seg_want(&m.seg)[2]), 0u);
 	CU_ASSERT_EQUAL(atomic_load(&hpsi_seg_moves(&m.seg)[3]), 2u);
+	/* the numbers of the entries stored go with them (a server moves a
+	 * range only by an entry not older than its last move: move.c) */
+	CU_ASSERT(atomic_load(&hpsi_seg_plan_moves(&m.seg)[3]) < 2u);
 	st.plan_seq = 9, st.plan_servers = 4, st.plan[3] = 3, st.plan_moves[3] = 2;
 	CU_ASSERT_EQUAL(hpsi_bridge_scale_apply(&m, &st), 1);
 	CU_ASSERT_EQUAL(atomic_load(&hpsi_seg_want(&m.seg)[3]), 3u); /* a plan after the move */
+	CU_ASSERT_EQUAL(atomic_load(&hpsi_seg_plan_moves(&m.seg)[3]), 2u);
+	/* hpsi_bridge_close_waits: a remote server's CLOSED waits here while
+	 * a range it owns here is planned elsewhere, not while its ranges
+	 * stay on it, nor for a server owning none or no server at all */
+	for (uint32_t r = 0; r < 4; r++)
+		atomic_store(&hpsi_seg_want(&m.seg)[r], (uint16_t)hpsi_range_owner(&m.seg, r));
+	uint32_t r1 = 4;
+	for (uint32_t r = 0; r < 4 && r1 == 4; r++)
+		if (hpsi_range_owner(&m.seg, r) == 1)
+			r1 = r;
+	CU_ASSERT_FATAL(r1 < 4);
+	CU_ASSERT_EQUAL(hpsi_bridge_close_waits(&m, 1), 0);
+	atomic_store(&hpsi_seg_want(&m.seg)[r1], 2);
+	CU_ASSERT_EQUAL(hpsi_bridge_close_waits(&m, 1), 1);
+	CU_ASSERT_EQUAL(hpsi_bridge_close_waits(&m, 2), 0); /* (owns nothing: the plan's target) */
+	CU_ASSERT_EQUAL(hpsi_bridge_close_waits(&m, 4), 0);
+	CU_ASSERT_EQUAL(hpsi_bridge_close_waits(&m, 100), 0);
+	atomic_store(&hpsi_seg_want(&m.seg)[r1], 1);
+	CU_ASSERT_EQUAL(hpsi_bridge_close_waits(&m, 1), 0);
 	/* a number raised twice (the source's server and its bridge both
 	 * read the FINAL) counts once, and never goes down */
 	hpsi_seg_moves_raise(&m.seg, 3, 2);

@@ -1012,6 +1012,152 @@ static int late_target(void)
 	return 0;
 }
 
+/* --self-serve for test_scale_end_during_move (joins 1): server 3 (a
+ * scale starts it) joins but never serves, so the copy to it waits for
+ * its answer (recover.c, SYNC_WHOLE), until the file <stop>.s3 appears;
+ * then it closes, and the launcher ends the scale ("a server it started
+ * ended"). For test_scale_timed_out_scale_ends (joins 0) it does not
+ * join either (no copy to it starts), and exits at that file. */
+static int end_during_move(const char *stop, int joins)
+{
+	const char *role = getenv("HPS_ROLE"), *rank = getenv("HPS_RANK");
+	if (!role || strcmp(role, "server"))
+		return scale_worker(stop, 2);
+	hps_ctx *ctx = NULL;
+	int three = rank && atoi(rank) == 3;
+	if ((!three || joins) && hps_init(&ctx, NULL, NULL))
+		return 2;
+	if (three) {
+		char path[4200];
+		snprintf(path, sizeof path, "%s.s3", stop);
+		for (int64_t until = hpsi_now_ns() + 60000000000ll; access(path, F_OK) != 0;) {
+			if (hpsi_now_ns() > until)
+				return 3;
+			usleep(1000);
+		}
+		if (ctx)
+			hps_finalize(ctx);
+		return 0;
+	}
+	int rc = hps_server_run(ctx, NULL, NULL);
+	hps_finalize(ctx);
+	return rc ? 1 : 0;
+}
+
+static int final_paused(void *path)
+{
+	slurp_into(path, out, sizeof out);
+	return strstr(out, "HPS_FAILPOINT=finalpause") != NULL;
+}
+
+static int server0_handed(void *path)
+{
+	slurp_into(path, out, sizeof out);
+	return strstr(out, "server 0 moved key range") != NULL;
+}
+
+/* Issue 12, race (1): a scale that ends during a move. 2 -> 4 servers;
+ * server 0 copies a range to server 2, and its FINAL waits 1.5 s
+ * (HPS_FAILPOINT=finalpause:0:1500); meanwhile server 3 closes without
+ * having served, so the launcher ends the scale and makes its plan from
+ * the owner table as it is. Server 0 then hands the range to server 2.
+ * The move's number goes up only after the owner (move.c
+ * hpsi_move_handed): the plan's entry (server 0, the number before the
+ * move) is older than the move, and server 2 keeps the range. Before,
+ * the source raised the number before its FINAL, the plan paired server
+ * 0 with the new number, and server 2 moved the range back to server 0
+ * (an extra copy). The job trains on to exact sums. */
+static void test_scale_end_during_move(void)
+{
+	char cmd[8192], s3[4200];
+	struct launched l;
+	launched_paths(&l, "scale");
+	snprintf(s3, sizeof s3, "%s.s3", l.flag);
+	snprintf(cmd, sizeof cmd,
+		 "HPS_FAILPOINT=finalpause:0:1500 exec %s launch --self-serve -s 2 -w 3 --max-servers 4 --job sc16 "
+		 "--host testhost --heap-mb 16 --timeout-ms 30000 --staleness 2 -- %s --end-during-move %s",
+		 hps_bin(), self_path, l.flag);
+	l.pid = spawn_logged(l.log, "/bin/sh", cmd);
+	struct watch a = {.job = "sc16", .clock = 10};
+	CU_ASSERT_FATAL(poll_until(workers_past, &a, 30000));
+	char scale_log[4200];
+	snprintf(scale_log, sizeof scale_log, "%s.scale", l.flag);
+	snprintf(cmd, sizeof cmd, "exec %s scale --job sc16 --host testhost --servers 4", hps_bin());
+	pid_t scale = spawn_logged(scale_log, "/bin/sh", cmd);
+	int paused = poll_until(final_paused, l.log, 30000);
+	CU_ASSERT(paused);
+	touch_file(s3); /* server 3 closes: the scale ends while server 0's FINAL waits */
+	CU_ASSERT(finish_group(scale, 60000) == 1);
+	slurp_into(scale_log, out2, sizeof out2);
+	CU_ASSERT(poll_until(server0_handed, l.log, 30000)); /* the FINAL went */
+	a.clock += 20; /* a move back would run meanwhile */
+	CU_ASSERT(poll_until(workers_past, &a, 30000));
+	int rc = launched_finish(&l, 60000, out, sizeof out);
+	if (a.attached)
+		hpsi_seg_detach(&a.seg);
+	unlink(s3);
+	unlink(scale_log);
+	CU_ASSERT_EQUAL(rc, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps launch: hps scale: a server it started ended"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "server 0 moved key range"));
+	CU_ASSERT_PTR_NULL(strstr(out, "server 2 moved key range"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "[worker 0] sums exact after"));
+	if (rc || !paused || strstr(out, "server 2 moved key range") || !strstr(out, "sums exact"))
+		fprintf(stderr, "hps scale:\n%s\nlauncher:\n%s\n", out2, out);
+}
+
+static int scale_gave_up(void *path)
+{
+	slurp_into(path, out, sizeof out);
+	return strstr(out, "did not all move within HPS_TIMEOUT_MS") != NULL;
+}
+
+/* A scale that outlives HPS_TIMEOUT_MS: 2 -> 4 servers, server 3 never
+ * joins (end_during_move), so no range moves to it; hps scale gives up,
+ * and so does the launcher, in one line: the scale's state and the
+ * checkpoint lock go (before, the launcher kept both for the rest of the
+ * job), so the next hps scale runs: 3 servers hold the ranges, as many
+ * as it asks for. The job trains on to exact sums. */
+static void test_scale_timed_out_scale_ends(void)
+{
+	char cmd[8192], s3[4200];
+	struct launched l;
+	launched_paths(&l, "scale");
+	snprintf(s3, sizeof s3, "%s.s3", l.flag);
+	snprintf(cmd, sizeof cmd,
+		 "exec %s launch --self-serve -s 2 -w 3 --max-servers 4 --job sc17 --host testhost --heap-mb 16 "
+		 "--timeout-ms 3000 --staleness 2 -- %s --never-joins %s",
+		 hps_bin(), self_path, l.flag);
+	l.pid = spawn_logged(l.log, "/bin/sh", cmd);
+	struct watch a = {.job = "sc17", .clock = 10};
+	CU_ASSERT_FATAL(poll_until(workers_past, &a, 30000));
+	snprintf(cmd, sizeof cmd, "%s scale --job sc17 --host testhost --servers 4", hps_bin());
+	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 1);
+	/* (the launcher gives up HPS_TIMEOUT_MS after its plan, hps scale
+	 * that long after its request: the launcher may still come first) */
+	CU_ASSERT(strcmp(out2, "hps scale: the key ranges of job sc17 did not move within HPS_TIMEOUT_MS\n") == 0 ||
+		  strcmp(out2, "hps scale: job sc17 has 3 servers, not 4 (see the launcher's output)\n") == 0);
+	int gave_up = poll_until(scale_gave_up, l.log, 10000);
+	CU_ASSERT(gave_up);
+	CU_ASSERT_EQUAL(atomic_load_explicit(&a.seg.hdr->scale_req, memory_order_acquire), 0u);
+	snprintf(cmd, sizeof cmd, "%s scale --job sc17 --host testhost --servers 3", hps_bin());
+	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 0);
+	CU_ASSERT_STRING_EQUAL(out2, "job sc17 has 3 servers already\n");
+	touch_file(s3); /* server 3 closes */
+	a.clock += 10;
+	CU_ASSERT(poll_until(workers_past, &a, 30000));
+	int rc = launched_finish(&l, 60000, out, sizeof out);
+	if (a.attached)
+		hpsi_seg_detach(&a.seg);
+	unlink(s3);
+	CU_ASSERT_EQUAL(rc, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hps launch: hps scale: the key ranges did not all move within HPS_TIMEOUT_MS; "
+					   "those not moved yet stay where they are\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "[worker 0] sums exact after"));
+	if (rc || !gave_up || !strstr(out, "sums exact"))
+		fprintf(stderr, "hps scale:\n%s\nlauncher:\n%s\n", out2, out);
+}
+
 /* A range sent to a launched server between its hps_init and its
  * serving loop: it serves the copy, not an empty table of its own. */
 static void test_scale_in_before_target_serves(void)
@@ -1342,6 +1488,10 @@ int main(int argc, char **argv)
 		return room_worker(argv[2]);
 	if (argc == 3 && strcmp(argv[1], "--failing-servers") == 0)
 		return failing_new_servers(argv[2]);
+	if (argc == 3 && strcmp(argv[1], "--end-during-move") == 0)
+		return end_during_move(argv[2], 1);
+	if (argc == 3 && strcmp(argv[1], "--never-joins") == 0)
+		return end_during_move(argv[2], 0);
 	if (argc == 2 && strcmp(argv[1], "--late-target") == 0)
 		return late_target();
 	if (argc == 4 && strcmp(argv[1], "--adam-worker") == 0)
@@ -1369,6 +1519,8 @@ int main(int argc, char **argv)
 		{"test_scale_new_server_fails", test_scale_new_server_fails},
 		{"test_scale_servers_refusals", test_scale_servers_refusals},
 		{"test_scale_in_before_target_serves", test_scale_in_before_target_serves},
+		{"test_scale_end_during_move", test_scale_end_during_move},
+		{"test_scale_timed_out_scale_ends", test_scale_timed_out_scale_ends},
 		{"test_scale_new_server_cannot_start", test_scale_new_server_cannot_start},
 		{"test_scale_join_then_move", test_scale_join_then_move},
 		{"test_scale_open_file_limit", test_scale_open_file_limit},

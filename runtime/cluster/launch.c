@@ -663,6 +663,10 @@ struct scaling {
 	/* across hosts: when a rank of another host the plan names must run
 	 * (a closed one started again by its host's launcher) */
 	int64_t others_by_ns;
+	/* servers: when the scale ends where the ranges are (HPS_TIMEOUT_MS
+	 * from its plan, when hps scale has given up: the scale's state and
+	 * the checkpoint lock go, so that a later scale or checkpoint runs) */
+	int64_t give_up_ns;
 };
 
 /* Tells the servers how many of them the plan is for: servers_want, then
@@ -699,6 +703,32 @@ static void scale_backup_plan_is_table(struct hpsi_seg *s)
 static uint32_t moves_before_owner(const struct hpsi_seg *s, uint32_t r)
 {
 	return atomic_load_explicit(&hpsi_seg_moves(s)[r], memory_order_acquire);
+}
+
+/* The kept rule of other hosts' bridges (net/bridge_scale.c) on this
+ * host, whose launcher makes the plans: an entry made before its range's
+ * last move (the plan's number below the range's) becomes the range's
+ * owner. Such a plan was made from an owner table that did not show the
+ * move yet (a scale that ended during it, a FINAL from another host that
+ * moved the range by an older plan there), and the servers do not move a
+ * range by it (move.c hpsi_move_plan_older): without this the launcher
+ * waited for a move nobody makes. Acquire pairs with the release of the
+ * number after the owner (hpsi_seg_moves_raise): the owner read after it
+ * is that move's or a later one's. This launcher alone writes the plan
+ * on its host, so no store here races with another; the plan's numbers
+ * stay, and the entry follows the owner until the next plan. */
+static void keep_moved_entries(struct hpsi_seg *s)
+{
+	if (!hpsi_seg_movable(s) || s->hdr->replicas)
+		return;
+	for (uint32_t r = 0; r < s->hdr->nservers; r++) {
+		uint32_t moved = atomic_load_explicit(&hpsi_seg_moves(s)[r], memory_order_acquire);
+		if (atomic_load_explicit(&hpsi_seg_plan_moves(s)[r], memory_order_relaxed) >= moved)
+			continue;
+		uint32_t owner = hpsi_range_owner(s, r);
+		if (hpsi_range_want(s, r) != owner)
+			atomic_store_explicit(&hpsi_seg_want(s)[r], (uint16_t)owner, memory_order_relaxed);
+	}
 }
 
 /* Ends a scale of servers: the plan becomes the owner table again where
@@ -852,6 +882,7 @@ static int serve_scale_servers(struct job *j, struct scaling *sc, uint32_t want,
 		}
 		publish_plan(s, sc->to);
 		sc->others_by_ns = hpsi_now_ns() + cfg->timeout_ms / 2 * 1000000; /* before hps scale gives up */
+		sc->give_up_ns = hpsi_now_ns() + (int64_t)cfg->timeout_ms * 1000000;
 		hpsi_wake_all(s);
 		fprintf(stderr, "hps launch: hps scale: servers %u to %u%s\n", sc->from, sc->to,
 			started ? " (new ones started; key ranges move to them)" : " (key ranges move off the leaving ones)");
@@ -868,6 +899,7 @@ static int serve_scale_servers(struct job *j, struct scaling *sc, uint32_t want,
 		end_server_scale(j, sc);
 		return 0;
 	}
+	keep_moved_entries(s);
 	int done = 1;
 	for (uint32_t r = 0; r < M; r++) {
 		done &= hpsi_range_owner(s, r) == hpsi_range_want(s, r);
@@ -900,7 +932,8 @@ static int serve_scale_servers(struct job *j, struct scaling *sc, uint32_t want,
 	int died = 0;
 	for (uint32_t r = 0; s->hdr->replicas && !done && r < (sc->from > sc->to ? sc->from : sc->to); r++)
 		died |= hpsi_node_state(s, r) == HPSI_NODE_DEAD;
-	if (done || lost || died || j->stopping) {
+	int late = !done && hpsi_now_ns() > sc->give_up_ns;
+	if (done || lost || died || late || j->stopping) {
 		if (died && !done && !j->stopping) {
 			fprintf(stderr, "hps launch: hps scale: a server died during the scale; its backups serve its key ranges, and the scale ends there\n");
 			sc->to = sc->from; /* servers_want: new ranks that hold nothing leave */
@@ -913,6 +946,10 @@ static int serve_scale_servers(struct job *j, struct scaling *sc, uint32_t want,
 			fprintf(stderr, "hps launch: hps scale: a server of another host the plan names did not run in time "
 					"(its host left, or its start failed); the key ranges not moved yet stay "
 					"where they are\n");
+		} else if (!done && !lost && late) {
+			sc->to = sc->from; /* servers_want: new ranks that hold nothing leave */
+			fprintf(stderr, "hps launch: hps scale: the key ranges did not all move within HPS_TIMEOUT_MS; "
+					"those not moved yet stay where they are\n");
 		} else if (!done)
 			fprintf(stderr, "hps launch: hps scale: a server it started ended; the key ranges stay where they are\n");
 		end_server_scale(j, sc);
@@ -993,6 +1030,8 @@ static int serve_scale(struct job *j, struct scaling *sc, const char *self, char
 {
 	struct hpsi_seg_hdr *h = j->seg.hdr;
 	int started = 0;
+	if (!sc->servers)
+		keep_moved_entries(&j->seg); /* (a move that ends after its scale) */
 	if (sc->servers) {
 		*servers_started = serve_scale_servers(j, sc, 0, self, srv_argv, cfg);
 		return 0;

@@ -55,13 +55,18 @@ int hpsi_move_pending(struct server *sv)
 
 /* The source's end of a move (recover.c calls it after the FINAL went):
  * the range is the target's from here. */
-void hpsi_move_handed(struct server *sv, struct range_state *rs, uint32_t to, double mb, double ms, uint64_t mapped)
+void hpsi_move_handed(struct server *sv, struct range_state *rs, uint32_t to, uint32_t moved, double mb, double ms,
+		      uint64_t mapped)
 {
 	size_t keys = hpsi_store_size(rs->store);
 	hpsi_serve_stop(sv, rs);
 	/* release pairs with routing's acquire (hpsi_range_owner): a worker
 	 * that wakes the new owner finds the FINAL published before it */
 	atomic_store_explicit(&hpsi_seg_owner(sv->seg)[rs->id], (uint16_t)to, memory_order_release);
+	/* The move's number after the owner (release, hpsi_seg_moves_raise):
+	 * whoever acquires the new number reads the new owner after it (the
+	 * launcher's plans, the bridge's HANDBACK of a move within a host) */
+	hpsi_seg_moves_raise(sv->seg, rs->id, moved);
 	hpsi_members_changed(sv->seg); /* hps_membership_epoch: the servers changed */
 	/* before its memory goes (which takes a while for a large range): the
 	 * line's time is the FINAL's (bench/net_bench scale reads it) */
@@ -79,6 +84,23 @@ void hpsi_move_handed(struct server *sv, struct range_state *rs, uint32_t to, do
 		rs->store = rs->arg = empty;
 	}
 	hpsi_sstat_stores(sv);
+}
+
+int hpsi_move_plan_older(const struct server *sv, const struct range_state *rs)
+{
+	/* Relaxed: the plan's numbers were stored before its moves_seq
+	 * (release), which hpsi_move_step acquired before this server looked
+	 * at the plan; the range's number is its FINAL's (moved_in) or one
+	 * this host's bridge or a source here raised since. A plan made
+	 * before the range's last move (a scale's end that read the owner
+	 * before the move, a plan that came after a FINAL that overtook it)
+	 * would move it back: the range stays, and the launcher or bridge
+	 * stores its owner as the plan (launch.c keep_moved_entries,
+	 * net/bridge_recover.c hpsi_bridge_owner_to) */
+	uint32_t r = rs->id;
+	uint32_t planned = atomic_load_explicit(&hpsi_seg_plan_moves(sv->seg)[r], memory_order_relaxed);
+	uint32_t moved = atomic_load_explicit(&hpsi_seg_moves(sv->seg)[r], memory_order_relaxed);
+	return planned < (moved > rs->moved_in ? moved : rs->moved_in);
 }
 
 struct range_state *hpsi_move_ack_range(struct server *sv)

@@ -275,6 +275,8 @@ static int find_target(struct server *sv, struct range_state *rs, uint32_t *to, 
 		uint32_t t = hpsi_range_want(sv->seg, rs->id);
 		if (t == sv->me || t >= sv->nservers || state_of(sv, t) != HPSI_NODE_ALIVE)
 			return 0; /* (a server a scale starts copies once it runs) */
+		if (hpsi_move_plan_older(sv, rs))
+			return 0;
 		*to = t, *idx = 0, *handback = 1;
 		return 1;
 	}
@@ -639,8 +641,12 @@ static int send_final(struct server *sv, struct range_state *rs)
 	size_t per = (chunk_room(sv) - sizeof(struct hpsi_msg_hdr)) / sizeof(struct sync_peer);
 	uint32_t ri = (uint32_t)(rs - sv->ranges);
 	/* A move's number (shm/segment.h, moves_off): this one's, in every
-	 * piece; no other process raises it before the last piece is read */
-	uint32_t moved = atomic_load_explicit(&hpsi_seg_moves(sv->seg)[rs->id], memory_order_relaxed) + 1;
+	 * piece; no other process raises it before the last piece is read.
+	 * The number of the move that brought the range here counts too: its
+	 * source raises the host's number only after it stored this server
+	 * as the owner (hpsi_move_handed), which may not be visible yet */
+	uint32_t moved = atomic_load_explicit(&hpsi_seg_moves(sv->seg)[rs->id], memory_order_relaxed);
+	moved = (moved > rs->moved_in ? moved : rs->moved_in) + 1;
 	if (sv->wait_after_handback && y->handback && !y->final_sent && ri > 0 && hpsi_replica_earlier_gone(sv, rs, ri)) {
 		sv->wait_after_handback = 0; /* HPS_FAILPOINT=handback (struct server) */
 		sv->handback_look = (int)ri + 1;
@@ -672,15 +678,22 @@ static int send_final(struct server *sv, struct range_state *rs)
 		y->final_sent += n;
 	}
 	sv->skip_looks = 0; /* HPS_FAILPOINT=nolook (struct server) */
-	/* before the FINAL is published (release): whoever reads it, or the
-	 * new owner after it (hpsi_move_handed), reads this number */
-	if (sv->movable)
-		hpsi_seg_moves_raise(sv->seg, rs->id, moved);
+	if (sv->movable && sv->final_pause_ms) { /* HPS_FAILPOINT=finalpause (struct server) */
+		hpsi_warn("server %u: HPS_FAILPOINT=finalpause: the FINAL of key range %u to server %u waits %u ms",
+			  sv->me, rs->id, y->to, sv->final_pause_ms);
+		usleep(sv->final_pause_ms * 1000u);
+		sv->final_pause_ms = 0;
+	}
+	/* The number is raised after the FINAL, by hpsi_move_handed once it
+	 * stored the new owner (shm/segment.h, hpsi_seg_moves_raise): raised
+	 * here, before the owner, a scale's end in between paired the old
+	 * owner with the new number in its plan, and the target moved the
+	 * range back (test_scale_end_during_move) */
 	hpsi_replica_publish(sv);
 	hpsi_node_wake(sv->seg, y->to);
 	double ms = (double)(hpsi_now_ns() - y->started) / 1e6;
 	if (sv->movable) {
-		hpsi_move_handed(sv, rs, y->to, (double)(y->bytes + y->whole_bytes) / 1e6, ms, y->whole_keys);
+		hpsi_move_handed(sv, rs, y->to, moved, (double)(y->bytes + y->whole_bytes) / 1e6, ms, y->whole_keys);
 		sync_free(sv, rs);
 		return 1;
 	}
@@ -1182,6 +1195,12 @@ static int move_apply(struct server *sv, const struct hpsi_msg_hdr *h)
 	if (got == PIECE_AGAIN)
 		return 0; /* (the drain stops at it and comes back) */
 	if (got == PIECE_DONE) {
+		/* the move's number (every FINAL piece carries it; a bridge
+		 * range-checked one from another host): this server's next
+		 * move of the range counts from it (send_final), and a plan
+		 * older than it does not move the range (find_target) */
+		if (h->resp_cap <= HPSI_MOVES_MAX && h->resp_cap > rs->moved_in)
+			rs->moved_in = (uint32_t)h->resp_cap;
 		attach_range(sv, rs);
 		if (hpsi_node_local(sv->seg, h->sender))
 			hpsi_info("server %u serves key range %u now (%zu keys)", sv->me, rs->id, hpsi_store_size(rs->store));

@@ -92,6 +92,11 @@ struct range_state {
 	 * (the log line of a move across hosts, move_apply in recover.c) */
 	int64_t copy_began;
 	uint64_t copy_bytes;
+	/* The number of the move that brought the range here (its FINAL's;
+	 * 0: none yet), which this host's number may not show yet: the
+	 * source raises that only after it stored this server as the owner
+	 * (move.c hpsi_move_handed) */
+	uint32_t moved_in;
 	hps_handler handler;  /* the store's, or the user's */
 	void *arg;
 	struct hpsi_store *store; /* NULL with a user handler */
@@ -171,6 +176,11 @@ struct server {
 	 * tables of a range moved to it (as an fd it cannot open), after it
 	 * mapped the pool: the source sends records instead (recover.c). */
 	int refuse_adopt;
+	/* Tests (HPS_FAILPOINT=finalpause:RANK:MS): this server's first move
+	 * (hps scale) waits MS ms before its FINAL goes out, after the copy:
+	 * a scale that ends meanwhile makes its plan from the owner table as
+	 * it was (recover.c send_final, test_scale_end_during_move). */
+	unsigned final_pause_ms;
 	/* Tests (HPS_FAILPOINT=handbackdie:RANK): this server, a replacement,
 	 * exits (60 ms later) when it read the last FINAL piece of a range
 	 * handed back to it, before it clears its lacking bit or serves a
@@ -247,7 +257,11 @@ struct range_state *hpsi_move_ack_range(struct server *sv);
  * mapped the tables, with fds of its own, before the FINAL went). mb:
  * what moved, records and tables mapped; mapped: the keys of those
  * tables. */
-void hpsi_move_handed(struct server *sv, struct range_state *rs, uint32_t to, double mb, double ms, uint64_t mapped);
+void hpsi_move_handed(struct server *sv, struct range_state *rs, uint32_t to, uint32_t moved, double mb, double ms,
+		      uint64_t mapped);
+/* Whether the plan's entry for rs is older than the range's last move
+ * (shm/segment.h, moves_off): then it does not move it (move.c). */
+int hpsi_move_plan_older(const struct server *sv, const struct range_state *rs);
 
 /* replica.c */
 /* Applies what server `from` sent on its ring to this one. */
