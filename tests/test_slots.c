@@ -445,6 +445,192 @@ static void test_backups_build_hosts(void)
 	CU_ASSERT(host_of[0] == 0 && host_of[1] == 1);
 }
 
+/* How many hosts the ranks below S are on. */
+static uint32_t spanned(const uint32_t *host_of, uint32_t S)
+{
+	uint32_t hosts = 0;
+	for (uint32_t x = 0; x < S; x++) {
+		int seen = 0;
+		for (uint32_t y = 0; y < x && !seen; y++)
+			seen = host_of[y] == host_of[x];
+		hosts += !seen;
+	}
+	return hosts;
+}
+
+/* Hosts the rows of a backup table span: whether each row's owner and
+ * entries are on min(K + 1, hosts with ranks below S) distinct hosts. */
+static int backups_apart(const uint16_t *own, const uint16_t *b, uint32_t n, uint32_t K, uint32_t S,
+			 const uint32_t *host_of)
+{
+	uint32_t hosts = spanned(host_of, S);
+	for (uint32_t r = 0; r < n; r++) {
+		uint32_t distinct = 1;
+		for (uint32_t i = 0; i < K; i++) {
+			int seen = host_of[b[r * K + i]] == host_of[own[r]];
+			for (uint32_t k = 0; k < i && !seen; k++)
+				seen = host_of[b[r * K + k]] == host_of[b[r * K + i]];
+			distinct += !seen;
+		}
+		if (distinct < (K + 1 < hosts ? K + 1 : hosts))
+			return 0;
+	}
+	return 1;
+}
+
+/* Whether no backup could move from a rank above its share of the n * K
+ * to one below its share that its row does not name, keeping the row on
+ * as many hosts: across hosts the shares are even only where the hosts
+ * allow it, and this is what is left of "within one of the share". */
+static int backups_settled(const uint16_t *own, const uint16_t *b, uint32_t n, uint32_t K, uint32_t S,
+			   const uint32_t *host_of)
+{
+	uint32_t count[HPSI_MAX_NODES] = {0}, total = n * K;
+	for (uint32_t j = 0; j < total; j++)
+		count[b[j]]++;
+	for (uint32_t j = 0; j < total; j++) {
+		uint32_t r = j / K, o = b[j];
+		if (count[o] <= total / S + (o < total % S))
+			continue;
+		for (uint32_t u = 0; u < S; u++) {
+			if (count[u] >= total / S + (u < total % S) || u == own[r])
+				continue;
+			int named = 0, o_shared = host_of[o] == host_of[own[r]], u_shared = host_of[u] == host_of[own[r]];
+			for (uint32_t i = 0; i < K; i++) {
+				if (i == j % K)
+					continue;
+				named |= b[r * K + i] == u;
+				o_shared |= host_of[b[r * K + i]] == host_of[o];
+				u_shared |= host_of[b[r * K + i]] == host_of[u];
+			}
+			if (!named && (!u_shared || o_shared))
+				return 0;
+		}
+	}
+	return 1;
+}
+
+/* Across hosts (hpsi_backup_rebalance_hosts): random walks of the server
+ * count of jobs whose first hosts run 1 or 2 ranks and whose last host
+ * has the room (as hps launch --hosts lays them out). After each step
+ * the rows are valid and on as many hosts as the running ranks allow;
+ * every entry that had to move (a leaving rank, the new primary, a
+ * duplicate, a host the row names already where another host runs a
+ * rank) moved, and over all steps the moves stay within 10% of a lower
+ * bound (those, plus entries above a rank's share: an over-count, since
+ * across hosts a rank may have to stay above it). The plain rebalance
+ * on the same steps leaves rows on one host (so this test fails without
+ * the hosts). Then the task's layout: two hosts of one server, M = 4,
+ * 2 -> 4 -> 2: every backup on the other host, one entry moved each way. */
+static void test_backups_rebalance_hosts_walk(void)
+{
+	uint64_t x = 0x9e3779b97f4a7c15ull, moved_total = 0, lb_total = 0;
+	uint16_t own[HPSI_MAX_NODES], b[HPSI_MAX_NODES * 3], was[HPSI_MAX_NODES * 3], plain[HPSI_MAX_NODES * 3];
+	uint32_t host_of[HPSI_MAX_NODES], per_host[3];
+	int plain_near = 0;
+	static const uint32_t Ms[] = {4, 5, 8, 16, 31, 64};
+	for (size_t m = 0; m < sizeof Ms / sizeof Ms[0]; m++)
+		for (uint32_t nh = 2; nh <= 3; nh++)
+			for (uint32_t a = 1; a <= 2; a++)
+				for (uint32_t K = 1; K <= 2; K++) {
+					uint32_t M = Ms[m], first = a * (nh - 1);
+					if (first + 1 > M || K + 1 > M)
+						continue;
+					for (uint32_t h = 0; h + 1 < nh; h++)
+						per_host[h] = a;
+					per_host[nh - 1] = M - first; /* the room is the last host's */
+					hpsi_seg_launched_hosts(per_host, nh, M, host_of);
+					uint32_t S = first + 1 > K + 1 ? first + 1 : K + 1;
+					for (uint32_t r = 0; r < M; r++)
+						own[r] = (uint16_t)r;
+					CU_ASSERT_EQUAL_FATAL(hpsi_share_rebalance(own, M, M, S, NULL), 0);
+					CU_ASSERT_EQUAL_FATAL(hpsi_backup_build_hosts(own, b, M, K, S, host_of), 0);
+					for (int step = 0; step < 60; step++) {
+						x ^= x >> 12, x ^= x << 25, x ^= x >> 27;
+						uint32_t to = K + 1 + (uint32_t)((x * 0x2545f4914f6cdd1dull) >> 33) % (M - K);
+						uint32_t moved = 0, changed = 0, valid[HPSI_MAX_NODES] = {0};
+						memcpy(was, b, sizeof(uint16_t) * M * K);
+						CU_ASSERT_EQUAL_FATAL(hpsi_share_rebalance(own, M, S, to, NULL), 0);
+						memcpy(plain, b, sizeof(uint16_t) * M * K);
+						CU_ASSERT_EQUAL_FATAL(hpsi_backup_rebalance(own, plain, M, K, S, to, NULL), 0);
+						plain_near |= !backups_apart(own, plain, M, K, to, host_of);
+						CU_ASSERT_EQUAL_FATAL(
+							hpsi_backup_rebalance_hosts(own, b, M, K, S, to, host_of, &moved), 0);
+						CU_ASSERT(backups_valid(own, b, M, K, to));
+						CU_ASSERT(backups_settled(own, b, M, K, to, host_of));
+						int apart = backups_apart(own, b, M, K, to, host_of);
+						CU_ASSERT(apart);
+						if (!apart)
+							fprintf(stderr, "M %u hosts %u of %u K %u: %u -> %u, a row on too few hosts\n",
+								M, nh, a, K, S, to);
+						/* Lower bounds of the moves: an entry naming a leaving
+						 * rank, the primary or a rank named before it in the row
+						 * must change (plain); a row whose owner and other entries
+						 * span fewer hosts than it must needs one change per host
+						 * missing (each change adds at most one); and the table
+						 * made needs a rank's valid entries beyond what it holds
+						 * now to change. */
+						uint32_t plain = 0, near = 0, over = 0, now[HPSI_MAX_NODES] = {0};
+						for (uint32_t r = 0; r < M; r++) {
+							uint32_t hosts_row[4], nhr = 0, keep = 0;
+							hosts_row[nhr++] = host_of[own[r]];
+							for (uint32_t i = 0; i < K; i++) {
+								uint32_t j = r * K + i;
+								int invalid = was[j] >= to || was[j] == own[r];
+								for (uint32_t k = 0; k < i; k++)
+									invalid |= was[r * K + k] == was[j];
+								plain += invalid;
+								valid[was[j]] += !invalid;
+								changed += b[j] != was[j];
+								int seen = 0;
+								for (uint32_t k = 0; k < nhr && !invalid; k++)
+									seen |= hosts_row[k] == host_of[was[j]];
+								if (!invalid && !seen)
+									hosts_row[nhr++] = host_of[was[j]];
+								keep += !invalid;
+							}
+							uint32_t need = K + 1 < spanned(host_of, to) ? K + 1 : spanned(host_of, to);
+							/* the valid entries keep nhr hosts; the others are plain */
+							uint32_t missing = need > nhr ? need - nhr : 0, free_ = K - keep;
+							near += missing > free_ ? missing - free_ : 0;
+						}
+						for (uint32_t j = 0; j < M * K; j++)
+							now[b[j]]++;
+						for (uint32_t i = 0; i < to; i++)
+							over += valid[i] > now[i] ? valid[i] - now[i] : 0;
+						uint32_t lb = plain + (near > over ? near : over);
+						CU_ASSERT_EQUAL(moved, changed);
+						CU_ASSERT(moved >= lb);
+						moved_total += moved;
+						lb_total += lb;
+						S = to;
+					}
+				}
+	printf("backups moved over all walks across hosts: %llu, needed by the tables made: %llu\n",
+	       (unsigned long long)moved_total, (unsigned long long)lb_total);
+	CU_ASSERT(moved_total * 100 <= lb_total * 105);
+	CU_ASSERT(plain_near);
+
+	/* -s 2 --max-servers 4 on two hosts of one: 2 -> 4 -> 2 */
+	static const uint32_t two[2] = {1, 3};
+	hpsi_seg_launched_hosts(two, 2, 4, host_of);
+	for (uint32_t r = 0; r < 4; r++)
+		own[r] = (uint16_t)r;
+	CU_ASSERT_EQUAL_FATAL(hpsi_share_rebalance(own, 4, 4, 2, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(hpsi_backup_build_hosts(own, b, 4, 1, 2, host_of), 0);
+	static const uint32_t steps[3] = {2, 4, 2};
+	for (int st = 1; st < 3; st++) {
+		uint32_t moved = 0;
+		CU_ASSERT_EQUAL_FATAL(hpsi_share_rebalance(own, 4, steps[st - 1], steps[st], NULL), 0);
+		CU_ASSERT_EQUAL_FATAL(hpsi_backup_rebalance_hosts(own, b, 4, 1, steps[st - 1], steps[st], host_of, &moved),
+				      0);
+		CU_ASSERT(backups_valid(own, b, 4, 1, steps[st]));
+		for (uint32_t r = 0; r < 4; r++)
+			CU_ASSERT(host_of[b[r]] != host_of[own[r]]);
+		CU_ASSERT_EQUAL(moved, 1);
+	}
+}
+
 static void test_backups_refuses(void)
 {
 	uint16_t own[4] = {0, 1, 0, 1}, b[8] = {1, 0, 1, 0}, keep[8];
@@ -476,6 +662,7 @@ int main(void)
 		{"test_backups_build", test_backups_build},
 		{"test_backups_rebalance_walk", test_backups_rebalance_walk},
 		{"test_backups_build_hosts", test_backups_build_hosts},
+		{"test_backups_rebalance_hosts_walk", test_backups_rebalance_hosts_walk},
 		{"test_backups_refuses", test_backups_refuses},
 		{NULL, NULL},
 	};
