@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "hps/error.h"
 #include "net/route.h"
@@ -631,6 +632,71 @@ static void test_backups_rebalance_hosts_walk(void)
 	}
 }
 
+/* The launch's backup table from the segment (hpsi_seg_launch_backups,
+ * what a launched server sets up): two hosts of two servers with room for
+ * eight (-s 4 --max-servers 8 --replicas 1 --hosts), as the last host's
+ * bridge makes it. The segment keeps the hosts of all eight ranks (the
+ * room the last host's); the table is the one hpsi_seg_create wrote (each
+ * backup on the other host, which the plain build is not), and stays the
+ * launch's after a scale stored entries of the live table. On one host it
+ * is the plain build. */
+static void test_backups_launch_table_from_segment(void)
+{
+	char job[64];
+	snprintf(job, sizeof job, "tbl%d", (int)getpid());
+	static const uint32_t per_host[2] = {2, 6};
+	static const char *const names[2] = {"h0", "h1"};
+	struct hpsi_seg_params sp = {.job = job, .host = "h1", .nservers = 4, .max_servers = 8, .nworkers = 2,
+				     .ring_bytes = 1u << 14, .heap_slice = 8u << 20, .timeout_ms = 20000,
+				     .range_mode = HPSI_RANGE_HASH, .replicas = 1, .bridged = 1, .srv_lo = 2,
+				     .srv_hi = 8, .wrk_lo = 1, .wrk_hi = 2, .nhosts = 2, .host_servers = per_host,
+				     .host_names = names};
+	struct hpsi_seg seg;
+	CU_ASSERT_EQUAL_FATAL(hpsi_seg_create(&sp, &seg), 0);
+	const uint32_t *hosts = hpsi_seg_server_hosts(&seg);
+	CU_ASSERT_FATAL(hosts != NULL);
+	for (uint32_t r = 0; r < 8; r++)
+		CU_ASSERT_EQUAL(hosts[r], r < 2 ? 0u : 1u);
+	uint16_t bk[HPSI_MAX_NODES * HPSI_MAX_REPLICAS], own[HPSI_MAX_NODES], plain[HPSI_MAX_NODES];
+	CU_ASSERT_EQUAL_FATAL(hpsi_seg_launch_backups(&seg, bk), 0);
+	int plain_near = 0;
+	hpsi_seg_first_owners(8, 4, HPSI_RANGE_HASH, own);
+	CU_ASSERT_EQUAL_FATAL(hpsi_backup_build(own, plain, 8, 1, 4), 0);
+	for (uint32_t r = 0; r < 8; r++) {
+		CU_ASSERT_EQUAL(bk[r], hpsi_replica(&seg, r, 1));
+		CU_ASSERT(hosts[bk[r]] != hosts[own[r]]);
+		plain_near |= hosts[plain[r]] == hosts[own[r]];
+	}
+	CU_ASSERT(plain_near);
+	/* a scale's copy stores a new backup of range 0: the launch's stays */
+	uint16_t was = bk[0];
+	atomic_store(&hpsi_seg_backups(&seg)[0], (uint16_t)(was == 0 ? 1 : 0));
+	CU_ASSERT_EQUAL_FATAL(hpsi_seg_launch_backups(&seg, bk), 0);
+	CU_ASSERT_EQUAL(bk[0], was);
+	struct hpsi_seg again; /* another process of the host attaches */
+	CU_ASSERT_EQUAL_FATAL(hpsi_seg_attach(job, "h1", &again), 0);
+	CU_ASSERT_EQUAL(memcmp(hpsi_seg_server_hosts(&again), hosts, 8 * sizeof *hosts), 0);
+	hpsi_seg_detach(&again);
+	hpsi_seg_unlink(&seg);
+	hpsi_seg_detach(&seg);
+
+	/* one host: no hosts, the plain build; no room or no replicas: none */
+	struct hpsi_seg_params one = {.job = job, .host = "testhost", .nservers = 4, .max_servers = 8, .nworkers = 2,
+				      .ring_bytes = 1u << 14, .heap_slice = 8u << 20, .timeout_ms = 20000,
+				      .range_mode = HPSI_RANGE_HASH, .replicas = 1};
+	CU_ASSERT_EQUAL_FATAL(hpsi_seg_create(&one, &seg), 0);
+	CU_ASSERT(hpsi_seg_server_hosts(&seg) == NULL);
+	CU_ASSERT_EQUAL(hpsi_seg_launch_backups(&seg, bk), 0);
+	CU_ASSERT_EQUAL(memcmp(bk, plain, 8 * sizeof *bk), 0);
+	hpsi_seg_unlink(&seg);
+	hpsi_seg_detach(&seg);
+	one.max_servers = 0;
+	CU_ASSERT_EQUAL_FATAL(hpsi_seg_create(&one, &seg), 0);
+	CU_ASSERT_EQUAL(hpsi_seg_launch_backups(&seg, bk), HPS_ECONFIG);
+	hpsi_seg_unlink(&seg);
+	hpsi_seg_detach(&seg);
+}
+
 static void test_backups_refuses(void)
 {
 	uint16_t own[4] = {0, 1, 0, 1}, b[8] = {1, 0, 1, 0}, keep[8];
@@ -663,6 +729,7 @@ int main(void)
 		{"test_backups_rebalance_walk", test_backups_rebalance_walk},
 		{"test_backups_build_hosts", test_backups_build_hosts},
 		{"test_backups_rebalance_hosts_walk", test_backups_rebalance_hosts_walk},
+		{"test_backups_launch_table_from_segment", test_backups_launch_table_from_segment},
 		{"test_backups_refuses", test_backups_refuses},
 		{NULL, NULL},
 	};
