@@ -503,9 +503,10 @@ static inline int hpsi_seg_room(const struct hpsi_seg *s)
  * range comes by a copy (runtime/server/server.c). */
 void hpsi_seg_first_owners(uint32_t nranges, uint32_t launched, uint32_t range_mode, uint16_t *own);
 
-/* The host of each launched server rank b < launched, into host_of[b]:
- * host h runs host_servers[h] ranks after host h - 1's, the room (ranks
- * from launched on) being the last host's. For the backup table across
+/* The host of each server rank b < launched, into host_of[b]: host h
+ * runs host_servers[h] ranks after host h - 1's, the room (the ranks
+ * past the launched ones) being the last host's; launched may be every
+ * rank (the segment's table, hosts_off). For the backup table across
  * hosts (shm/backups.h, hpsi_backup_build_hosts). */
 void hpsi_seg_launched_hosts(const uint32_t *host_servers, uint32_t nhosts, uint32_t launched, uint32_t *host_of);
 
