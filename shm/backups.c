@@ -131,8 +131,56 @@ int hpsi_backup_build(const uint16_t *owner, uint16_t *table, uint32_t n, uint32
 	return hpsi_backup_build_hosts(owner, table, n, K, S, NULL);
 }
 
-int hpsi_backup_rebalance(const uint16_t *owner, uint16_t *table, uint32_t n, uint32_t K, uint32_t from_S,
-			  uint32_t to_S, uint32_t *moved)
+/* How many hosts the ranks below S are on. */
+static uint32_t hosts_spanned(uint32_t S, const uint32_t *host_of)
+{
+	uint32_t hosts = 0;
+	for (uint32_t b = 0; b < S; b++) {
+		int seen = 0;
+		for (uint32_t c = 0; c < b && !seen; c++)
+			seen = host_of[c] == host_of[b];
+		hosts += !seen;
+	}
+	return hosts;
+}
+
+/* Whether entry i of row r (not FREED) is on the host of the row's
+ * owner or of an entry in an earlier column. */
+static int host_named_before(const uint16_t *owner, const uint16_t *table, uint32_t K, uint32_t r, uint32_t i,
+			     const uint32_t *host_of)
+{
+	uint32_t h = host_of[table[r * K + i]];
+	if (host_of[owner[r]] == h)
+		return 1;
+	for (uint32_t k = 0; k < i; k++)
+		if (table[r * K + k] != FREED && host_of[table[r * K + k]] == h)
+			return 1;
+	return 0;
+}
+
+/* Across hosts: frees the fewest entries of row r whose hosts the row
+ * names already (host_named_before), last columns first, so that the
+ * row's hosts and its freed entries reach `need` (fill gives each freed
+ * entry a rank on a host the row does not name while one runs). Entries
+ * freed before (a leaving rank, ...) count. Freeing such an entry keeps
+ * the hosts the row names, so the others stay as they were. */
+static void free_near(const uint16_t *owner, uint16_t *table, uint32_t K, uint32_t r, uint32_t need,
+		      const uint32_t *host_of)
+{
+	uint32_t hosts = 1, freed = 0;
+	for (uint32_t i = 0; i < K; i++) {
+		if (table[r * K + i] == FREED)
+			freed++;
+		else
+			hosts += !host_named_before(owner, table, K, r, i, host_of);
+	}
+	for (uint32_t i = K; i-- > 0 && hosts + freed < need;)
+		if (table[r * K + i] != FREED && host_named_before(owner, table, K, r, i, host_of))
+			table[r * K + i] = FREED, freed++;
+}
+
+int hpsi_backup_rebalance_hosts(const uint16_t *owner, uint16_t *table, uint32_t n, uint32_t K, uint32_t from_S,
+				uint32_t to_S, const uint32_t *host_of, uint32_t *moved)
 {
 	if (moved)
 		*moved = 0;
@@ -146,8 +194,13 @@ int hpsi_backup_rebalance(const uint16_t *owner, uint16_t *table, uint32_t n, ui
 	for (uint32_t j = 0; j < total; j++)
 		before[j] = table[j];
 	/* Entries that cannot stay: a leaving rank, the row's primary, or a
-	 * rank named earlier in the row (the first one stays). */
-	for (uint32_t r = 0; r < n; r++)
+	 * rank named earlier in the row (the first one stays); across hosts
+	 * also as few entries on hosts the row names already as let it reach
+	 * the hosts it can (free_near: a scale that starts the first rank of
+	 * a host, or that made a range's primary its backup's host mate). */
+	uint32_t need = host_of ? hosts_spanned(to_S, host_of) : 1;
+	need = need < K + 1 ? need : K + 1;
+	for (uint32_t r = 0; r < n; r++) {
 		for (uint32_t i = 0; i < K; i++) {
 			uint16_t *e = &table[r * K + i];
 			int dup = 0;
@@ -155,17 +208,32 @@ int hpsi_backup_rebalance(const uint16_t *owner, uint16_t *table, uint32_t n, ui
 				dup |= table[r * K + k] == *e;
 			if (*e >= to_S || *e == owner[r] || dup)
 				*e = FREED;
-			else
-				count[*e]++;
 		}
-	/* The highest entries of ranks above their share of all backups. */
-	for (uint32_t j = total; j-- > 0;) {
+		if (host_of)
+			free_near(owner, table, K, r, need, host_of);
+		for (uint32_t i = 0; i < K; i++)
+			if (table[r * K + i] != FREED)
+				count[table[r * K + i]]++;
+	}
+	/* The highest entries of ranks above their share of all backups.
+	 * Not across hosts: there a rank may be above it because only its
+	 * host is apart from the rows it backs up, and which of its entries
+	 * can go elsewhere depends on the rows, so fill's repair pass moves
+	 * them (only where they stay apart) instead; freeing the highest here
+	 * moved twice what the walks of the test need. */
+	for (uint32_t j = total; !host_of && j-- > 0;) {
 		uint16_t b = table[j];
 		if (b != FREED && count[b] > share(b, total, to_S))
 			count[b]--, table[j] = FREED;
 	}
-	fill(owner, table, n, K, to_S, count, NULL);
+	fill(owner, table, n, K, to_S, count, host_of);
 	for (uint32_t j = 0; moved && j < total; j++) /* a freed entry may get its rank back */
 		*moved += table[j] != before[j];
 	return 0;
+}
+
+int hpsi_backup_rebalance(const uint16_t *owner, uint16_t *table, uint32_t n, uint32_t K, uint32_t from_S,
+			  uint32_t to_S, uint32_t *moved)
+{
+	return hpsi_backup_rebalance_hosts(owner, table, n, K, from_S, to_S, NULL, moved);
 }

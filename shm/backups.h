@@ -53,4 +53,16 @@ int hpsi_backup_build_hosts(const uint16_t *owner, uint16_t *table, uint32_t n, 
 int hpsi_backup_rebalance(const uint16_t *owner, uint16_t *table, uint32_t n, uint32_t K, uint32_t from_S,
 			  uint32_t to_S, uint32_t *moved);
 
+/* The same for a job across hosts: host_of[b] the host of rank b <
+ * max(from_S, to_S) (NULL: one host, hpsi_backup_rebalance). An entry on
+ * a host its row names already (the primary's, an earlier entry's) must
+ * move too where a rank below to_S on another host exists, and freed
+ * entries go as in hpsi_backup_build_hosts: apart first, then by the
+ * shares. So after it each row's replicas are on min(K + 1, hosts with
+ * ranks below to_S) hosts; ranks stay within one of their share only
+ * where the hosts allow it (two hosts of 1 and 3 servers: the first backs
+ * up the three quarters of the ranges the other three own). */
+int hpsi_backup_rebalance_hosts(const uint16_t *owner, uint16_t *table, uint32_t n, uint32_t K, uint32_t from_S,
+				uint32_t to_S, const uint32_t *host_of, uint32_t *moved);
+
 #endif

@@ -65,7 +65,7 @@ uint32_t hpsi_ring_bytes_for(uint32_t nservers, uint32_t nworkers, uint32_t repl
 
 /* Byte layout of a segment; every multiplication is checked. */
 struct layout {
-	size_t nodes_off, ranges_off, counters_off, bridge_counters_off, stale_off, stale_row, place_off, slots_off, owner_off, moves_off, rings_off, ring_stride, heap_off, direct_off, total;
+	size_t nodes_off, ranges_off, counters_off, bridge_counters_off, stale_off, stale_row, place_off, slots_off, owner_off, moves_off, hosts_off, rings_off, ring_stride, heap_off, direct_off, total;
 };
 
 /* The dense array of server i's direct range, or 0 bytes. */
@@ -84,6 +84,27 @@ void hpsi_seg_launched_hosts(const uint32_t *host_servers, uint32_t nhosts, uint
 	for (uint32_t h = 0; h < nhosts; h++)
 		for (uint32_t i = 0; i < host_servers[h] && rank < launched; i++)
 			host_of[rank++] = h;
+}
+
+/* The backup table of a launch with room (shm/backups.h): from the
+ * launch's owners, over the launched ranks, apart across hosts (host_of
+ * of every rank, or NULL). hpsi_seg_create writes it; a launched server
+ * builds it again (hpsi_seg_launch_backups): both must agree. */
+static int launch_backups(uint32_t nservers, uint32_t launched, uint32_t range_mode, uint32_t K,
+			  const uint32_t *host_of, uint16_t *bk)
+{
+	uint16_t first[HPSI_MAX_NODES];
+	hpsi_seg_first_owners(nservers, launched, range_mode, first);
+	return hpsi_backup_build_hosts(first, bk, nservers, K, launched, host_of);
+}
+
+int hpsi_seg_launch_backups(const struct hpsi_seg *s, uint16_t *bk)
+{
+	const struct hpsi_seg_hdr *h = s->hdr;
+	if (!h->replicas || !hpsi_seg_room(s))
+		return HPS_ECONFIG;
+	return launch_backups(h->nservers, h->launched_servers, h->range_mode, h->replicas, hpsi_seg_server_hosts(s),
+			      bk);
 }
 
 /* Rings between servers: forwards to backups (replicas), copies of key
@@ -109,7 +130,9 @@ static int plan_layout(const struct hpsi_seg_params *p, struct layout *l)
 	/* the owner table and its plan, then the backup table and its plan;
 	 * then the move numbers and the plan's */
 	l->moves_off = align_up(l->owner_off + (size_t)p->nservers * 2 * (1 + p->replicas) * sizeof(_Atomic uint16_t), 8);
-	l->rings_off = align_up(l->moves_off + (size_t)p->nservers * 2 * sizeof(_Atomic uint32_t), PAGE);
+	/* then the host of each server rank */
+	l->hosts_off = align_up(l->moves_off + (size_t)p->nservers * 2 * sizeof(_Atomic uint32_t), 8);
+	l->rings_off = align_up(l->hosts_off + (size_t)p->nservers * sizeof(uint32_t), PAGE);
 	l->ring_stride = align_up((size_t)HPSI_RING_HDR + p->ring_bytes, PAGE);
 	size_t fwd = has_fwd(p) ? (size_t)p->nservers * p->nservers : 0;
 	if (__builtin_mul_overflow((size_t)p->nservers * p->nworkers, (size_t)2, &nrings) ||
@@ -296,13 +319,11 @@ int hpsi_seg_create(const struct hpsi_seg_params *params, struct hpsi_seg *seg)
 	 * before anything exists: too few servers for it is refused here */
 	uint16_t bk[HPSI_MAX_NODES * HPSI_MAX_REPLICAS];
 	if (p->replicas && launched_srv < p->nservers) {
-		uint16_t first[HPSI_MAX_NODES];
-		hpsi_seg_first_owners(p->nservers, launched_srv, p->range_mode, first);
 		uint32_t host_of[HPSI_MAX_NODES];
 		if (p->nhosts)
-			hpsi_seg_launched_hosts(p->host_servers, p->nhosts, launched_srv, host_of);
-		if ((rc = hpsi_backup_build_hosts(first, bk, p->nservers, p->replicas, launched_srv,
-						  p->nhosts ? host_of : NULL))) {
+			hpsi_seg_launched_hosts(p->host_servers, p->nhosts, p->nservers, host_of);
+		if ((rc = launch_backups(p->nservers, launched_srv, p->range_mode, p->replicas,
+					 p->nhosts ? host_of : NULL, bk))) {
 			hpsi_error("%u server%s cannot hold %u backup%s of every key range on other servers: launch at least %u",
 				   launched_srv, launched_srv == 1 ? "" : "s", p->replicas, p->replicas == 1 ? "" : "s",
 				   p->replicas + 1);
@@ -368,6 +389,11 @@ int hpsi_seg_create(const struct hpsi_seg_params *params, struct hpsi_seg *seg)
 	h->launched_servers = launched_srv;
 	h->owner_off = l.owner_off;
 	h->moves_off = l.moves_off;
+	h->hosts_off = l.hosts_off;
+	h->nhosts = p->nhosts;
+	if (p->nhosts) /* the room (ranks from launched_srv on) is the last host's */
+		hpsi_seg_launched_hosts(p->host_servers, p->nhosts, p->nservers,
+					(uint32_t *)(seg->base + l.hosts_off));
 	h->ring_bytes = p->ring_bytes;
 	h->range_mode = p->range_mode;
 	h->replicas = p->replicas;
@@ -487,7 +513,7 @@ static int header_ok(const struct hpsi_seg_hdr *h, size_t size)
 	if (!(h->total_bytes == size && h->direct_bytes <= size && l.total == size - h->direct_bytes &&
 	      h->nodes_off == l.nodes_off && h->rings_off == l.rings_off && h->ranges_off == l.ranges_off &&
 	      h->place_off == l.place_off && h->slots_off == l.slots_off && h->owner_off == l.owner_off &&
-	      h->moves_off == l.moves_off &&
+	      h->moves_off == l.moves_off && h->hosts_off == l.hosts_off &&
 	      h->counters_off == l.counters_off && h->bridge_counters_off == l.bridge_counters_off &&
 	      h->stale_off == l.stale_off && h->stale_row == l.stale_row &&
 	      h->heap_off == l.heap_off && h->ring_stride == l.ring_stride))

@@ -16,7 +16,7 @@
 #include "shm/ring.h"
 
 #define HPSI_SEG_MAGIC 0x31474553535048ull /* "HPSSEG1" */
-#define HPSI_SEG_VERSION 20 /* 5: counters (shm/counters.h); 6: JOINING, incarnation; 7: probed_at; 8: place_off; 9: xck_*; 10: slots_off; 11: RESTARTING, clock_done/_bar/_ts, worker_restarts; 12: VACANT, launched_workers, members_seq, scale_req; 13: launched_servers, owner_off; 15: bridge_inflight; 16: join_clock; 17: fenced; 19: the backup table after the owner table (18 was set aside for other work); 20: moves_off, the move numbers of the key ranges */
+#define HPSI_SEG_VERSION 21 /* 5: counters (shm/counters.h); 6: JOINING, incarnation; 7: probed_at; 8: place_off; 9: xck_*; 10: slots_off; 11: RESTARTING, clock_done/_bar/_ts, worker_restarts; 12: VACANT, launched_workers, members_seq, scale_req; 13: launched_servers, owner_off; 15: bridge_inflight; 16: join_clock; 17: fenced; 19: the backup table after the owner table (18 was set aside for other work); 20: moves_off, the move numbers of the key ranges; 21: nhosts, hosts_off, the host of each server rank */
 #define HPSI_SEG_TMP ".tmp" /* suffix + creator pid while a segment is being built */
 
 enum hpsi_node_state {
@@ -187,6 +187,16 @@ struct hpsi_seg_hdr {
 	 * a later move's FINAL, or that was read before a move, does not move
 	 * the range back. Zero at creation. */
 	uint64_t moves_off;
+	/* Multi-host jobs (hps launch --hosts): nhosts (0: one host) and, at
+	 * hosts_off, nservers uint32_t, the host of each server rank as the
+	 * assignment laid them out (host after host, the room the last
+	 * host's; hpsi_seg_launched_hosts). Written by the creator before the
+	 * magic, never changed: a rank stays on its host (a scale starts a
+	 * closed rank again on the host it was on). Whoever plans or rebuilds
+	 * a backup table across hosts reads it (hpsi_seg_launch_backups; the
+	 * launcher's hpsi_backup_rebalance_hosts). */
+	uint32_t nhosts, pad1;
+	uint64_t hosts_off;
 	uint64_t heap_off, heap_slice; /* one slice per worker */
 	uint64_t direct_bytes;         /* dense arrays of direct ranges, after the heap */
 	/* one struct hpsi_counters per node, then the bridge's (shm/counters.h) */
@@ -482,6 +492,14 @@ static inline _Atomic uint16_t *hpsi_seg_backups(const struct hpsi_seg *s)
 	return hpsi_seg_owner(s) + 2 * (size_t)s->hdr->nservers;
 }
 
+/* The host of each server rank (struct hpsi_seg_hdr, hosts_off): NULL
+ * for a job on one host (nhosts 0), so that it can be passed as the
+ * host_of of shm/backups.h as it is. */
+static inline const uint32_t *hpsi_seg_server_hosts(const struct hpsi_seg *s)
+{
+	return s->hdr->nhosts ? (const uint32_t *)(s->base + s->hdr->hosts_off) : NULL;
+}
+
 /* A job launched with room for more servers (--max-servers above -s),
  * replicated or not: its ranges are placed by the owner table, and with
  * replicas their backups by the backup table, not by π. */
@@ -502,11 +520,21 @@ static inline int hpsi_seg_room(const struct hpsi_seg *s)
  * range comes by a copy (runtime/server/server.c). */
 void hpsi_seg_first_owners(uint32_t nranges, uint32_t launched, uint32_t range_mode, uint16_t *own);
 
-/* The host of each launched server rank b < launched, into host_of[b]:
- * host h runs host_servers[h] ranks after host h - 1's, the room (ranks
- * from launched on) being the last host's. For the backup table across
+/* The host of each server rank b < launched, into host_of[b]: host h
+ * runs host_servers[h] ranks after host h - 1's, the room (the ranks
+ * past the launched ones) being the last host's; launched may be every
+ * rank (the segment's table, hosts_off). For the backup table across
  * hosts (shm/backups.h, hpsi_backup_build_hosts). */
 void hpsi_seg_launched_hosts(const uint32_t *host_servers, uint32_t nhosts, uint32_t launched, uint32_t *host_of);
+
+/* The backup table a replicated job with room was launched with (what
+ * hpsi_seg_create wrote; replica 1 of range r at bk[r * replicas]): from
+ * the launch's owners (hpsi_seg_first_owners) and, across hosts, the
+ * hosts of the ranks (hpsi_seg_server_hosts), not from the live table,
+ * which a scale's copies change (runtime/server/recover.c). A launched
+ * server sets up the ranges these name it for. HPS_ECONFIG when the job
+ * has no replicas or no room. */
+int hpsi_seg_launch_backups(const struct hpsi_seg *s, uint16_t *bk);
 
 /* Key ranges move between server processes (hps scale --servers): a job
  * launched with room for more servers (--max-servers above -s), without

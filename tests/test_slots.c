@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "hps/error.h"
 #include "net/route.h"
@@ -445,6 +446,258 @@ static void test_backups_build_hosts(void)
 	CU_ASSERT(host_of[0] == 0 && host_of[1] == 1);
 }
 
+/* How many hosts the ranks below S are on. */
+static uint32_t spanned(const uint32_t *host_of, uint32_t S)
+{
+	uint32_t hosts = 0;
+	for (uint32_t x = 0; x < S; x++) {
+		int seen = 0;
+		for (uint32_t y = 0; y < x && !seen; y++)
+			seen = host_of[y] == host_of[x];
+		hosts += !seen;
+	}
+	return hosts;
+}
+
+/* Hosts the rows of a backup table span: whether each row's owner and
+ * entries are on min(K + 1, hosts with ranks below S) distinct hosts. */
+static int backups_apart(const uint16_t *own, const uint16_t *b, uint32_t n, uint32_t K, uint32_t S,
+			 const uint32_t *host_of)
+{
+	uint32_t hosts = spanned(host_of, S);
+	for (uint32_t r = 0; r < n; r++) {
+		uint32_t distinct = 1;
+		for (uint32_t i = 0; i < K; i++) {
+			int seen = host_of[b[r * K + i]] == host_of[own[r]];
+			for (uint32_t k = 0; k < i && !seen; k++)
+				seen = host_of[b[r * K + k]] == host_of[b[r * K + i]];
+			distinct += !seen;
+		}
+		if (distinct < (K + 1 < hosts ? K + 1 : hosts))
+			return 0;
+	}
+	return 1;
+}
+
+/* Whether no backup could move from a rank above its share of the n * K
+ * to one below its share that its row does not name, keeping the row on
+ * as many hosts: across hosts the shares are even only where the hosts
+ * allow it, and this is what is left of "within one of the share". */
+static int backups_settled(const uint16_t *own, const uint16_t *b, uint32_t n, uint32_t K, uint32_t S,
+			   const uint32_t *host_of)
+{
+	uint32_t count[HPSI_MAX_NODES] = {0}, total = n * K;
+	for (uint32_t j = 0; j < total; j++)
+		count[b[j]]++;
+	for (uint32_t j = 0; j < total; j++) {
+		uint32_t r = j / K, o = b[j];
+		if (count[o] <= total / S + (o < total % S))
+			continue;
+		for (uint32_t u = 0; u < S; u++) {
+			if (count[u] >= total / S + (u < total % S) || u == own[r])
+				continue;
+			int named = 0, o_shared = host_of[o] == host_of[own[r]], u_shared = host_of[u] == host_of[own[r]];
+			for (uint32_t i = 0; i < K; i++) {
+				if (i == j % K)
+					continue;
+				named |= b[r * K + i] == u;
+				o_shared |= host_of[b[r * K + i]] == host_of[o];
+				u_shared |= host_of[b[r * K + i]] == host_of[u];
+			}
+			if (!named && (!u_shared || o_shared))
+				return 0;
+		}
+	}
+	return 1;
+}
+
+/* Across hosts (hpsi_backup_rebalance_hosts): random walks of the server
+ * count of jobs whose first hosts run 1 or 2 ranks and whose last host
+ * has the room (as hps launch --hosts lays them out), K = 1 and 2. After
+ * each step the rows are valid, on as many hosts as the running ranks
+ * allow (backups_apart), and settled (no entry could still move from a
+ * rank above its share to one below, as far apart); the moves are at
+ * least a lower bound for the table made (moved, below), and over all
+ * steps within 5% of it (measured: 12,743 against 12,498; freeing by
+ * shares as on one host, and every entry on a host its row names, moved
+ * 18,499). The plain rebalance on the same steps leaves rows
+ * on one host (so this test fails without the hosts). Then the task's
+ * layout: two hosts of one server, M = 4, 2 -> 4 -> 2: every backup on
+ * the other host, one entry moved each way. */
+static void test_backups_rebalance_hosts_walk(void)
+{
+	uint64_t x = 0x9e3779b97f4a7c15ull, moved_total = 0, lb_total = 0;
+	uint16_t own[HPSI_MAX_NODES], b[HPSI_MAX_NODES * 3], was[HPSI_MAX_NODES * 3], plain[HPSI_MAX_NODES * 3];
+	uint32_t host_of[HPSI_MAX_NODES], per_host[3];
+	int plain_near = 0;
+	static const uint32_t Ms[] = {4, 5, 8, 16, 31, 64};
+	for (size_t m = 0; m < sizeof Ms / sizeof Ms[0]; m++)
+		for (uint32_t nh = 2; nh <= 3; nh++)
+			for (uint32_t a = 1; a <= 2; a++)
+				for (uint32_t K = 1; K <= 2; K++) {
+					uint32_t M = Ms[m], first = a * (nh - 1);
+					if (first + 1 > M || K + 1 > M)
+						continue;
+					for (uint32_t h = 0; h + 1 < nh; h++)
+						per_host[h] = a;
+					per_host[nh - 1] = M - first; /* the room is the last host's */
+					hpsi_seg_launched_hosts(per_host, nh, M, host_of);
+					uint32_t S = first + 1 > K + 1 ? first + 1 : K + 1;
+					for (uint32_t r = 0; r < M; r++)
+						own[r] = (uint16_t)r;
+					CU_ASSERT_EQUAL_FATAL(hpsi_share_rebalance(own, M, M, S, NULL), 0);
+					CU_ASSERT_EQUAL_FATAL(hpsi_backup_build_hosts(own, b, M, K, S, host_of), 0);
+					for (int step = 0; step < 60; step++) {
+						x ^= x >> 12, x ^= x << 25, x ^= x >> 27;
+						uint32_t to = K + 1 + (uint32_t)((x * 0x2545f4914f6cdd1dull) >> 33) % (M - K);
+						uint32_t moved = 0, changed = 0, valid[HPSI_MAX_NODES] = {0};
+						memcpy(was, b, sizeof(uint16_t) * M * K);
+						CU_ASSERT_EQUAL_FATAL(hpsi_share_rebalance(own, M, S, to, NULL), 0);
+						memcpy(plain, b, sizeof(uint16_t) * M * K);
+						CU_ASSERT_EQUAL_FATAL(hpsi_backup_rebalance(own, plain, M, K, S, to, NULL), 0);
+						plain_near |= !backups_apart(own, plain, M, K, to, host_of);
+						CU_ASSERT_EQUAL_FATAL(
+							hpsi_backup_rebalance_hosts(own, b, M, K, S, to, host_of, &moved), 0);
+						CU_ASSERT(backups_valid(own, b, M, K, to));
+						CU_ASSERT(backups_settled(own, b, M, K, to, host_of));
+						int apart = backups_apart(own, b, M, K, to, host_of);
+						CU_ASSERT(apart);
+						if (!apart)
+							fprintf(stderr, "M %u hosts %u of %u K %u: %u -> %u, a row on too few hosts\n",
+								M, nh, a, K, S, to);
+						/* Lower bounds of the moves: an entry naming a leaving
+						 * rank, the primary or a rank named before it in the row
+						 * must change (plain); a row whose owner and other entries
+						 * span fewer hosts than it must needs one change per host
+						 * missing (each change adds at most one); and the table
+						 * made needs a rank's valid entries beyond what it holds
+						 * now to change. */
+						uint32_t must = 0, near = 0, over = 0, now[HPSI_MAX_NODES] = {0};
+						for (uint32_t r = 0; r < M; r++) {
+							uint32_t hosts_row[4], nhr = 0, keep = 0;
+							hosts_row[nhr++] = host_of[own[r]];
+							for (uint32_t i = 0; i < K; i++) {
+								uint32_t j = r * K + i;
+								int invalid = was[j] >= to || was[j] == own[r];
+								for (uint32_t k = 0; k < i; k++)
+									invalid |= was[r * K + k] == was[j];
+								must += invalid;
+								valid[was[j]] += !invalid;
+								changed += b[j] != was[j];
+								int seen = 0;
+								for (uint32_t k = 0; k < nhr && !invalid; k++)
+									seen |= hosts_row[k] == host_of[was[j]];
+								if (!invalid && !seen)
+									hosts_row[nhr++] = host_of[was[j]];
+								keep += !invalid;
+							}
+							uint32_t need = K + 1 < spanned(host_of, to) ? K + 1 : spanned(host_of, to);
+							/* the valid entries keep nhr hosts; the others must move anyway */
+							uint32_t missing = need > nhr ? need - nhr : 0, free_ = K - keep;
+							near += missing > free_ ? missing - free_ : 0;
+						}
+						for (uint32_t j = 0; j < M * K; j++)
+							now[b[j]]++;
+						for (uint32_t i = 0; i < to; i++)
+							over += valid[i] > now[i] ? valid[i] - now[i] : 0;
+						uint32_t lb = must + (near > over ? near : over);
+						CU_ASSERT_EQUAL(moved, changed);
+						CU_ASSERT(moved >= lb);
+						moved_total += moved;
+						lb_total += lb;
+						S = to;
+					}
+				}
+	printf("backups moved over all walks across hosts: %llu, needed by the tables made: %llu\n",
+	       (unsigned long long)moved_total, (unsigned long long)lb_total);
+	CU_ASSERT(moved_total * 100 <= lb_total * 105);
+	CU_ASSERT(plain_near);
+
+	/* -s 2 --max-servers 4 on two hosts of one: 2 -> 4 -> 2 */
+	static const uint32_t two[2] = {1, 3};
+	hpsi_seg_launched_hosts(two, 2, 4, host_of);
+	for (uint32_t r = 0; r < 4; r++)
+		own[r] = (uint16_t)r;
+	CU_ASSERT_EQUAL_FATAL(hpsi_share_rebalance(own, 4, 4, 2, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(hpsi_backup_build_hosts(own, b, 4, 1, 2, host_of), 0);
+	static const uint32_t steps[3] = {2, 4, 2};
+	for (int st = 1; st < 3; st++) {
+		uint32_t moved = 0;
+		CU_ASSERT_EQUAL_FATAL(hpsi_share_rebalance(own, 4, steps[st - 1], steps[st], NULL), 0);
+		CU_ASSERT_EQUAL_FATAL(hpsi_backup_rebalance_hosts(own, b, 4, 1, steps[st - 1], steps[st], host_of, &moved),
+				      0);
+		CU_ASSERT(backups_valid(own, b, 4, 1, steps[st]));
+		for (uint32_t r = 0; r < 4; r++)
+			CU_ASSERT(host_of[b[r]] != host_of[own[r]]);
+		CU_ASSERT_EQUAL(moved, 1);
+	}
+}
+
+/* The launch's backup table from the segment (hpsi_seg_launch_backups,
+ * what a launched server sets up): two hosts of two servers with room for
+ * eight (-s 4 --max-servers 8 --replicas 1 --hosts), as the last host's
+ * bridge makes it. The segment keeps the hosts of all eight ranks (the
+ * room the last host's); the table is the one hpsi_seg_create wrote (each
+ * backup on the other host, which the plain build is not), and stays the
+ * launch's after a scale stored entries of the live table. On one host it
+ * is the plain build. */
+static void test_backups_launch_table_from_segment(void)
+{
+	char job[64];
+	snprintf(job, sizeof job, "tbl%d", (int)getpid());
+	static const uint32_t per_host[2] = {2, 6};
+	static const char *const names[2] = {"h0", "h1"};
+	struct hpsi_seg_params sp = {.job = job, .host = "h1", .nservers = 4, .max_servers = 8, .nworkers = 2,
+				     .ring_bytes = 1u << 14, .heap_slice = 8u << 20, .timeout_ms = 20000,
+				     .range_mode = HPSI_RANGE_HASH, .replicas = 1, .bridged = 1, .srv_lo = 2,
+				     .srv_hi = 8, .wrk_lo = 1, .wrk_hi = 2, .nhosts = 2, .host_servers = per_host,
+				     .host_names = names};
+	struct hpsi_seg seg;
+	CU_ASSERT_EQUAL_FATAL(hpsi_seg_create(&sp, &seg), 0);
+	const uint32_t *hosts = hpsi_seg_server_hosts(&seg);
+	CU_ASSERT_FATAL(hosts != NULL);
+	for (uint32_t r = 0; r < 8; r++)
+		CU_ASSERT_EQUAL(hosts[r], r < 2 ? 0u : 1u);
+	uint16_t bk[HPSI_MAX_NODES * HPSI_MAX_REPLICAS], own[HPSI_MAX_NODES], plain[HPSI_MAX_NODES];
+	CU_ASSERT_EQUAL_FATAL(hpsi_seg_launch_backups(&seg, bk), 0);
+	int plain_near = 0;
+	hpsi_seg_first_owners(8, 4, HPSI_RANGE_HASH, own);
+	CU_ASSERT_EQUAL_FATAL(hpsi_backup_build(own, plain, 8, 1, 4), 0);
+	for (uint32_t r = 0; r < 8; r++) {
+		CU_ASSERT_EQUAL(bk[r], hpsi_replica(&seg, r, 1));
+		CU_ASSERT(hosts[bk[r]] != hosts[own[r]]);
+		plain_near |= hosts[plain[r]] == hosts[own[r]];
+	}
+	CU_ASSERT(plain_near);
+	/* a scale's copy stores a new backup of range 0: the launch's stays */
+	uint16_t was = bk[0];
+	atomic_store(&hpsi_seg_backups(&seg)[0], (uint16_t)(was == 0 ? 1 : 0));
+	CU_ASSERT_EQUAL_FATAL(hpsi_seg_launch_backups(&seg, bk), 0);
+	CU_ASSERT_EQUAL(bk[0], was);
+	struct hpsi_seg again; /* another process of the host attaches */
+	CU_ASSERT_EQUAL_FATAL(hpsi_seg_attach(job, "h1", &again), 0);
+	CU_ASSERT_EQUAL(memcmp(hpsi_seg_server_hosts(&again), hosts, 8 * sizeof *hosts), 0);
+	hpsi_seg_detach(&again);
+	hpsi_seg_unlink(&seg);
+	hpsi_seg_detach(&seg);
+
+	/* one host: no hosts, the plain build; no room or no replicas: none */
+	struct hpsi_seg_params one = {.job = job, .host = "testhost", .nservers = 4, .max_servers = 8, .nworkers = 2,
+				      .ring_bytes = 1u << 14, .heap_slice = 8u << 20, .timeout_ms = 20000,
+				      .range_mode = HPSI_RANGE_HASH, .replicas = 1};
+	CU_ASSERT_EQUAL_FATAL(hpsi_seg_create(&one, &seg), 0);
+	CU_ASSERT(hpsi_seg_server_hosts(&seg) == NULL);
+	CU_ASSERT_EQUAL(hpsi_seg_launch_backups(&seg, bk), 0);
+	CU_ASSERT_EQUAL(memcmp(bk, plain, 8 * sizeof *bk), 0);
+	hpsi_seg_unlink(&seg);
+	hpsi_seg_detach(&seg);
+	one.max_servers = 0;
+	CU_ASSERT_EQUAL_FATAL(hpsi_seg_create(&one, &seg), 0);
+	CU_ASSERT_EQUAL(hpsi_seg_launch_backups(&seg, bk), HPS_ECONFIG);
+	hpsi_seg_unlink(&seg);
+	hpsi_seg_detach(&seg);
+}
+
 static void test_backups_refuses(void)
 {
 	uint16_t own[4] = {0, 1, 0, 1}, b[8] = {1, 0, 1, 0}, keep[8];
@@ -476,6 +729,8 @@ int main(void)
 		{"test_backups_build", test_backups_build},
 		{"test_backups_rebalance_walk", test_backups_rebalance_walk},
 		{"test_backups_build_hosts", test_backups_build_hosts},
+		{"test_backups_rebalance_hosts_walk", test_backups_rebalance_hosts_walk},
+		{"test_backups_launch_table_from_segment", test_backups_launch_table_from_segment},
 		{"test_backups_refuses", test_backups_refuses},
 		{NULL, NULL},
 	};

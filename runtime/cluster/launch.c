@@ -819,8 +819,9 @@ static int serve_scale_servers(struct job *j, struct scaling *sc, uint32_t want,
 		uint32_t K = s->hdr->replicas, moves[HPSI_MAX_NODES];
 		/* hps scale refuses it (scale.c); a request written into the
 		 * segment some other way must not move a replicated range across
-		 * hosts either: server.c takes the live backup table there for
-		 * the launch's */
+		 * hosts either: the other hosts' bridges learn neither the backup
+		 * plan nor the backup entries a copy stores (docs/ARCHITECTURE.md,
+		 * "Replicated jobs with room across hosts") */
 		if (s->hdr->bridged && K) {
 			fprintf(stderr, "hps launch: hps scale: scaling a replicated job across hosts is not supported yet; not scaled\n");
 			end_server_scale(j, sc);
@@ -834,9 +835,12 @@ static int serve_scale_servers(struct job *j, struct scaling *sc, uint32_t want,
 		}
 		sc->from = hpsi_servers_current(s), sc->to = want;
 		sc->servers = 1, sc->first = j->n, sc->n = 0;
-		/* with replicas, then the backups with the fewest moves (shm/backups.h) */
+		/* with replicas, then the backups with the fewest moves, on
+		 * other hosts than their primaries where the ranks allow it
+		 * (shm/backups.h; the segment's hosts of the ranks, NULL on one) */
 		if (hpsi_share_rebalance(plan, M, sc->from, sc->to, NULL) ||
-		    (K && hpsi_backup_rebalance(plan, bplan, M, K, sc->from, sc->to, NULL))) { /* not on 0 .. from - 1 */
+		    (K && hpsi_backup_rebalance_hosts(plan, bplan, M, K, sc->from, sc->to, hpsi_seg_server_hosts(s),
+						      NULL))) { /* not on 0 .. from - 1 */
 			fprintf(stderr, "hps launch: hps scale: the key ranges of job %s are not on servers 0-%u; not scaled\n",
 				s->hdr->job, sc->from - 1);
 			end_server_scale(j, sc);

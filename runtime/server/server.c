@@ -13,7 +13,6 @@
 #include "runtime/server/checkpoint.h"
 #include "runtime/server/memfd.h"
 #include "runtime/server/serve.h"
-#include "shm/backups.h"
 #include "runtime/server/server_stats.h"
 #include "shm/node.h"
 #include "shm/wake.h"
@@ -452,16 +451,11 @@ static int server_setup(struct server *sv, hps_handler handler, void *arg)
 	uint16_t launch_own[HPSI_MAX_NODES];
 	if (!sv->replicas || hpsi_seg_room(seg))
 		hpsi_seg_first_owners(S, seg->hdr->launched_servers, seg->hdr->range_mode, launch_own);
-	/* Across hosts the launch's backup table depends on the hosts of the
-	 * ranks, which a segment does not keep; but hps scale refuses a
-	 * replicated job that spans hosts, so there the live table is the
-	 * launch's (only a scale's copies store entries, recover.c) */
-	uint16_t launch_bk[HPSI_MAX_NODES];
-	if (sv->replicas && hpsi_seg_room(seg) && first && seg->hdr->bridged)
-		for (uint32_t r = 0; r < S; r++)
-			launch_bk[r] = (uint16_t)hpsi_replica(seg, r, 1);
-	else if (sv->replicas && hpsi_seg_room(seg) && first &&
-		 hpsi_backup_build(launch_own, launch_bk, S, 1, seg->hdr->launched_servers))
+	/* The launch's backup table, across hosts too (the segment keeps the
+	 * hosts of the ranks): a scale may store entries of the live one
+	 * before this runs (recover.c). One backup with room (config.c). */
+	uint16_t launch_bk[HPSI_MAX_NODES * HPSI_MAX_REPLICAS];
+	if (sv->replicas && hpsi_seg_room(seg) && first && hpsi_seg_launch_backups(seg, launch_bk))
 		return HPS_ECONFIG; /* (hpsi_seg_create built the same) */
 	if (sv->replicas && hpsi_seg_room(seg) && first) {
 		/* With replicas and room: every range the launch's owner and
