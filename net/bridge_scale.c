@@ -80,8 +80,12 @@ static int store_plan(struct hpsi_bridge *b, uint32_t seq, uint32_t servers, con
 		      const uint32_t *plan_moves)
 {
 	b->plan_seq = seq;
-	/* relaxed: published by the release of moves_seq, as the launcher's
-	 * own plan is on its host (move.c acquires it). An entry older than
+	/* published by the release of moves_seq, as the launcher's own plan
+	 * is on its host (move.c acquires it); and each entry's number after
+	 * its owner, with release: a server that reads a range's entry
+	 * between two plans acquires the number first, so the owner it reads
+	 * after is that plan's or a later one's (review: the old owner paired
+	 * with a new number moved a range back). An entry older than
 	 * the range's last move known here stays as it is (the move stored
 	 * its target there: hpsi_bridge_owner_to); this thread alone raises
 	 * the numbers of ranges no server here holds, and a server here
@@ -95,7 +99,7 @@ static int store_plan(struct hpsi_bridge *b, uint32_t seq, uint32_t servers, con
 		atomic_store_explicit(&hpsi_seg_want(&b->seg)[r], plan[r], memory_order_relaxed);
 		/* with its number: a server here moves a range only by an entry
 		 * not older than the range's last move (move.c) */
-		atomic_store_explicit(&hpsi_seg_plan_moves(&b->seg)[r], plan_moves[r], memory_order_relaxed);
+		atomic_store_explicit(&hpsi_seg_plan_moves(&b->seg)[r], plan_moves[r], memory_order_release);
 	}
 	if (kept)
 		hpsi_info("bridge %s: plan %u of hps scale: %u key range%s moved since it was made; kept as moved", b->cfg.host,
@@ -168,6 +172,9 @@ int hpsi_bridge_scale_apply(struct hpsi_bridge *b, const struct hpsi_sched_state
 	for (uint32_t r = 0; r < b->S; r++)
 		if (m->plan[r] >= b->S) {
 			hpsi_msg_count_bad("a plan of a scale naming no server");
+			return changed;
+		} else if (m->plan_moves[r] > HPSI_MOVES_MAX) { /* would never count as older */
+			hpsi_msg_count_bad("a plan of a scale with a move number out of range");
 			return changed;
 		}
 	if (b->late_plan_ns) {

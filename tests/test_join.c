@@ -10,10 +10,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <errno.h>
+#include <grp.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "runtime/client/ctx.h"
+#include "runtime/cluster/join_host.h"
 #include "shm/node.h"
 #include "shm/segment.h"
 #include "tests/harness.h"
@@ -518,6 +525,96 @@ static void test_join_refusals(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(out2, "hps launch: --max-workers works within one host or with --hosts, not with --tracker"));
 }
 
+/* The socket of hps scale --join-host has an abstract name, which every
+ * user of the network namespace shares: each end checks that the other
+ * runs as its own user (runtime/cluster/join_host.c). Needs root, to be
+ * another user in a child (nobody). */
+static int become_nobody(void)
+{
+	return setgroups(0, NULL) == 0 && setgid(65534) == 0 && setuid(65534) == 0 ? 0 : -1;
+}
+
+static void test_join_host_other_user(void)
+{
+	if (getuid() != 0) {
+		fprintf(stderr, "test_join_host_other_user: skipped (needs root to be another user)\n");
+		return;
+	}
+	char job[64], cmd[8192];
+	/* 1: another user's socket by the job's name answers "started": the
+	 * command refuses it (it waited for the host until its timeout) */
+	snprintf(job, sizeof job, "otheruser%d", (int)getpid());
+	int ready[2];
+	CU_ASSERT_EQUAL_FATAL(pipe(ready), 0);
+	pid_t pid = fork();
+	CU_ASSERT_FATAL(pid >= 0);
+	if (pid == 0) {
+		close(ready[0]);
+		int lfd = become_nobody() == 0 ? hpsi_join_listen(job) : -1;
+		char ok = lfd >= 0 ? 'y' : 'n';
+		if (write(ready[1], &ok, 1) != 1 || lfd < 0)
+			_exit(3);
+		for (;;) {
+			struct pollfd p = {.fd = lfd, .events = POLLIN};
+			char name[64];
+			if (poll(&p, 1, 10000) <= 0)
+				_exit(0);
+			int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+			if (c >= 0 && recv(c, name, sizeof name, 0) > 0)
+				hpsi_join_answer(c, 1, "host started");
+			else if (c >= 0)
+				close(c);
+		}
+	}
+	close(ready[1]);
+	char ok = 0;
+	CU_ASSERT_EQUAL(read(ready[0], &ok, 1), 1);
+	close(ready[0]);
+	CU_ASSERT_EQUAL(ok, 'y');
+	snprintf(cmd, sizeof cmd, "HPS_TIMEOUT_MS=2000 %s scale --job %s --join-host h2", hps_bin(), job);
+	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 1);
+	char want[200];
+	snprintf(want, sizeof want, "hps scale: the socket of job %s is another user's, not its launcher's\n", job);
+	CU_ASSERT_STRING_EQUAL(out2, want);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+
+	/* 2: another user asks the job's launcher: refused in one line */
+	snprintf(job, sizeof job, "otherasks%d", (int)getpid());
+	int lfd = hpsi_join_listen(job);
+	CU_ASSERT_FATAL(lfd >= 0);
+	pid = fork();
+	CU_ASSERT_FATAL(pid >= 0);
+	if (pid == 0) { /* nobody connects to it as the command does */
+		struct sockaddr_un a = {.sun_family = AF_UNIX};
+		int n = snprintf(a.sun_path + 1, sizeof a.sun_path - 1, "hps-join.%s", job);
+		int fd = become_nobody() == 0 ? socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0) : -1;
+		char answer[600];
+		if (fd < 0 || connect(fd, (struct sockaddr *)&a, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n)) != 0 ||
+		    send(fd, "h2", 2, MSG_NOSIGNAL) != 2) {
+			fprintf(stderr, "nobody's request: %s (fd %d)\n", strerror(errno), fd);
+			_exit(3);
+		}
+		ssize_t got = recv(fd, answer, sizeof answer - 1, 0);
+		answer[got > 0 ? got : 0] = 0;
+		if (strcmp(answer, "-the launcher of this job runs as another user") != 0) {
+			fprintf(stderr, "nobody's request: answered %zd \"%s\" (%s)\n", got, answer, got < 0 ? strerror(errno) : "");
+			_exit(4);
+		}
+		_exit(0);
+	}
+	struct pollfd p = {.fd = lfd, .events = POLLIN};
+	CU_ASSERT_EQUAL(poll(&p, 1, 10000), 1);
+	char name[64];
+	CU_ASSERT_EQUAL(hpsi_join_take(lfd, name, sizeof name), -1); /* refused, answered */
+	int st = -1;
+	waitpid(pid, &st, 0);
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		fprintf(stderr, "the other user's request: status %#x\n", st);
+	CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	close(lfd);
+}
+
 /* A segment of a job across hosts (as a bridge makes it) on a host that
  * holds no free rank (those are the last host's): hps scale refuses. */
 static void test_join_scale_across_hosts(void)
@@ -668,6 +765,7 @@ int main(int argc, char **argv)
 		{"test_join_scale_loses_rank", test_join_scale_loses_rank},
 		{"test_join_scale_worker_fails", test_join_scale_worker_fails},
 		{"test_join_refusals", test_join_refusals},
+		{"test_join_host_other_user", test_join_host_other_user},
 		{"test_join_scale_across_hosts", test_join_scale_across_hosts},
 		{"test_join_across_hosts_no_answer", test_join_across_hosts_no_answer},
 		{"test_join_killed_waiting_for_floor", test_join_killed_waiting_for_floor},

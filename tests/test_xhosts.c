@@ -452,7 +452,9 @@ static void test_xhosts_join_later(void)
 	if (rc || strcmp(out, want))
 		fprintf(stderr, "hps scale --join-host: %d\n%s\n", rc, out);
 	snprintf(want, sizeof want, "scheduler: host %s2 joined the running job", pfx);
-	int joined = log_has(job_log, want); /* (the command waited for it) */
+	/* (the command waited for the scheduler's view; its line reaches
+	 * the log through the launcher's pipe, maybe a moment later) */
+	int joined = wait_log(job_log, want, 10000);
 	CU_ASSERT(joined);
 	snprintf(cmd, sizeof cmd, "%s scale --job %s --join-host %s2", hps_bin(), job, pfx);
 	rc = on_host(0, out, sizeof out, cmd);

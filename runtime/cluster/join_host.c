@@ -71,14 +71,10 @@ int hpsi_join_take(int lfd, char *name, size_t cap)
 	int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 	if (c < 0)
 		return -1;
-	struct ucred cr;
-	socklen_t cl = sizeof cr;
-	if (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cr, &cl) != 0 || cr.uid != getuid()) {
-		hpsi_join_answer(c, 0, "the launcher of this job runs as another user");
-		return -1;
-	}
 	/* the command sends the name right after connecting: a peer that
-	 * does not holds the launcher one second at most */
+	 * does not holds the launcher one second at most. Read before any
+	 * answer: a socket closed with its request unread resets the peer,
+	 * which then loses the answer (test_join_host_other_user) */
 	struct timeval tv = {.tv_sec = 1};
 	setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 	ssize_t n = recv(c, name, cap - 1, 0);
@@ -87,6 +83,12 @@ int hpsi_join_take(int lfd, char *name, size_t cap)
 		return -1;
 	}
 	name[n] = 0;
+	struct ucred cr;
+	socklen_t cl = sizeof cr;
+	if (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cr, &cl) != 0 || cr.uid != getuid()) {
+		hpsi_join_answer(c, 0, "the launcher of this job runs as another user");
+		return -1;
+	}
 	return c;
 }
 
@@ -136,10 +138,16 @@ int hpsi_join_host_cmd(const char *name)
 			close(fd);
 		return not_here(job);
 	}
-	/* the launcher's pid (the process that listens), to tell it ended */
+	/* the launcher's pid (the process that listens), to tell it ended;
+	 * abstract names are shared by every user of the network namespace,
+	 * so one of another user is not the job's (review) */
 	struct ucred cr = {0};
 	socklen_t cl = sizeof cr;
-	getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) != 0 || cr.uid != getuid() || cr.pid <= 0) {
+		close(fd);
+		fprintf(stderr, "hps scale: the socket of job %s is another user's, not its launcher's\n", job);
+		return 1;
+	}
 	uint64_t birth = hpsi_proc_birth(cr.pid);
 	struct timeval tv = {.tv_sec = cfg.timeout_ms / 1000, .tv_usec = cfg.timeout_ms % 1000 * 1000};
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);

@@ -656,9 +656,10 @@ struct scaling {
 	int first, n; /* the copies of the running request: kids [first, first + n) */
 	int servers;  /* the running request is one of servers (serve_scale_servers) */
 	uint32_t from, to; /* servers: from and to how many */
-	/* servers, with replicas: a server died, the plan is the tables, and
-	 * the scale ends once no copy runs and the tables are still the plan
-	 * (a copy under way when it died changes them after; end_server_scale) */
+	/* servers: a server died (with replicas) or the scale gave up
+	 * (give_up_ns), the plan is the tables, and the scale ends once no
+	 * copy runs and the tables are still the plan (a copy under way
+	 * then changes them after; end_server_scale) */
 	int ending;
 	/* across hosts: when a rank of another host the plan names must run
 	 * (a closed one started again by its host's launcher) */
@@ -738,9 +739,11 @@ static void plan_is_tables(struct hpsi_seg *s, struct scaling *sc)
 {
 	uint32_t now = hpsi_servers_current(s);
 	for (uint32_t r = 0; r < s->hdr->nservers; r++) {
-		/* relaxed: published by publish_plan's release */
-		atomic_store_explicit(&hpsi_seg_plan_moves(s)[r], moves_before_owner(s, r), memory_order_relaxed);
+		/* the entry, then its number with release (move.c
+		 * hpsi_move_plan_older acquires it before the entry) */
+		uint32_t moved = moves_before_owner(s, r);
 		atomic_store_explicit(&hpsi_seg_want(s)[r], hpsi_range_owner(s, r), memory_order_relaxed);
+		atomic_store_explicit(&hpsi_seg_plan_moves(s)[r], moved, memory_order_release);
 	}
 	scale_backup_plan_is_table(s);
 	publish_plan(s, now > sc->to ? now : sc->to);
@@ -879,8 +882,9 @@ static int serve_scale_servers(struct job *j, struct scaling *sc, uint32_t want,
 			return started;
 		}
 		for (uint32_t r = 0; r < M; r++) {
-			atomic_store_explicit(&hpsi_seg_plan_moves(s)[r], moves[r], memory_order_relaxed);
 			atomic_store_explicit(&hpsi_seg_want(s)[r], plan[r], memory_order_relaxed);
+			/* after the entry (plan_is_tables) */
+			atomic_store_explicit(&hpsi_seg_plan_moves(s)[r], moves[r], memory_order_release);
 			for (uint32_t i = 0; i < K; i++)
 				atomic_store_explicit(backup_want_entry(s, r, i), bplan[r * K + i], memory_order_relaxed);
 		}
@@ -892,7 +896,7 @@ static int serve_scale_servers(struct job *j, struct scaling *sc, uint32_t want,
 			started ? " (new ones started; key ranges move to them)" : " (key ranges move off the leaving ones)");
 		return started;
 	}
-	if (sc->ending) { /* a server died: wait for the copies under way */
+	if (sc->ending) { /* a server died, or it gave up: wait for the copies under way */
 		if (!j->stopping && !scale_settled(s)) {
 			plan_is_tables(s, sc); /* a copy that ended changed them */
 			sc->ending = 1;
@@ -954,6 +958,13 @@ static int serve_scale_servers(struct job *j, struct scaling *sc, uint32_t want,
 			sc->to = sc->from; /* servers_want: new ranks that hold nothing leave */
 			fprintf(stderr, "hps launch: hps scale: the key ranges did not all move within HPS_TIMEOUT_MS; "
 					"those not moved yet stay where they are\n");
+			/* as after a death: the copies under way end first, so
+			 * that the next scale or a checkpoint does not start
+			 * during one, nor a copy that ends after move a range
+			 * away from the plan (review) */
+			plan_is_tables(s, sc);
+			sc->ending = 1;
+			return 0;
 		} else if (!done)
 			fprintf(stderr, "hps launch: hps scale: a server it started ended; the key ranges stay where they are\n");
 		end_server_scale(j, sc);

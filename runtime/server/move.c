@@ -88,9 +88,14 @@ void hpsi_move_handed(struct server *sv, struct range_state *rs, uint32_t to, ui
 
 int hpsi_move_plan_older(const struct server *sv, const struct range_state *rs)
 {
-	/* Relaxed: the plan's numbers were stored before its moves_seq
-	 * (release), which hpsi_move_step acquired before this server looked
-	 * at the plan; the range's number is its FINAL's (moved_in) or one
+	/* Acquire: every writer of the plan (launch.c, the launcher's;
+	 * net/bridge_scale.c store_plan, another host's) stores an entry's
+	 * number after its owner with release, and the caller reads the
+	 * owner after this (recover.c find_target), so the owner it moves
+	 * the range to is this number's plan or a later one's, never the
+	 * entry before it (review: a pass between two plans could pair the
+	 * old entry with the new number and move the range back). The
+	 * range's number is its FINAL's (moved_in) or one
 	 * this host's bridge or a source here raised since. A plan made
 	 * before the range's last move (a scale's end that read the owner
 	 * before the move, a plan that came after a FINAL that overtook it)
@@ -98,7 +103,7 @@ int hpsi_move_plan_older(const struct server *sv, const struct range_state *rs)
 	 * stores its owner as the plan (launch.c keep_moved_entries,
 	 * net/bridge_recover.c hpsi_bridge_owner_to) */
 	uint32_t r = rs->id;
-	uint32_t planned = atomic_load_explicit(&hpsi_seg_plan_moves(sv->seg)[r], memory_order_relaxed);
+	uint32_t planned = atomic_load_explicit(&hpsi_seg_plan_moves(sv->seg)[r], memory_order_acquire);
 	uint32_t moved = atomic_load_explicit(&hpsi_seg_moves(sv->seg)[r], memory_order_relaxed);
 	return planned < (moved > rs->moved_in ? moved : rs->moved_in);
 }

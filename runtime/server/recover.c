@@ -272,11 +272,11 @@ static int find_target(struct server *sv, struct range_state *rs, uint32_t *to, 
 		return 1;
 	}
 	if (sv->movable) { /* the plan of a scale names another server (move.c) */
+		if (hpsi_move_plan_older(sv, rs)) /* its number first: move.c */
+			return 0;
 		uint32_t t = hpsi_range_want(sv->seg, rs->id);
 		if (t == sv->me || t >= sv->nservers || state_of(sv, t) != HPSI_NODE_ALIVE)
 			return 0; /* (a server a scale starts copies once it runs) */
-		if (hpsi_move_plan_older(sv, rs))
-			return 0;
 		*to = t, *idx = 0, *handback = 1;
 		return 1;
 	}
