@@ -797,6 +797,16 @@ static void test_bridge_scale_checks(void)
 	CU_ASSERT_EQUAL(hpsi_bridge_scale_apply(&m, &st), 1);
 	CU_ASSERT_EQUAL(atomic_load(&hpsi_seg_want(&m.seg)[3]), 3u); /* a plan after the move */
 	CU_ASSERT_EQUAL(atomic_load(&hpsi_seg_plan_moves(&m.seg)[3]), 2u);
+	/* a plan with a number that would never count as older: dropped
+	 * and counted, the plan stays (HPSI_MOVES_MAX) */
+	bad = hpsi_msg_bad_count();
+	seq = atomic_load(&m.seg.hdr->moves_seq);
+	st.plan_seq = 10, st.plan[3] = 1, st.plan_moves[3] = HPSI_MOVES_MAX + 1;
+	CU_ASSERT_EQUAL(hpsi_bridge_scale_apply(&m, &st), 0);
+	CU_ASSERT_EQUAL(hpsi_msg_bad_count(), bad + 1);
+	CU_ASSERT_EQUAL(atomic_load(&m.seg.hdr->moves_seq), seq);
+	CU_ASSERT_EQUAL(atomic_load(&hpsi_seg_want(&m.seg)[3]), 3u);
+	st.plan_moves[3] = 2, st.plan[3] = 3;
 	/* hpsi_bridge_close_waits: a remote server's CLOSED waits here while
 	 * a range it owns here is planned elsewhere, not while its ranges
 	 * stay on it, nor for a server owning none or no server at all */
