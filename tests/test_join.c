@@ -15,8 +15,10 @@
 #include <grp.h>
 #include <stddef.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "runtime/client/ctx.h"
@@ -615,6 +617,53 @@ static void test_join_host_other_user(void)
 	close(lfd);
 }
 
+static void on_alarm(int sig)
+{
+	(void)sig;
+}
+
+/* A signal that comes to the launcher while it waits for a request's
+ * name (SIGUSR1, SIGTERM: its handlers have no SA_RESTART) does not lose
+ * the request: the name that comes after it is taken. */
+static void test_join_host_request_signalled(void)
+{
+	char job[64];
+	snprintf(job, sizeof job, "signalled%d", (int)getpid());
+	int lfd = hpsi_join_listen(job);
+	CU_ASSERT_FATAL(lfd >= 0);
+	pid_t pid = fork();
+	CU_ASSERT_FATAL(pid >= 0);
+	if (pid == 0) { /* connects, and sends the name 300 ms later */
+		struct sockaddr_un a = {.sun_family = AF_UNIX};
+		int n = snprintf(a.sun_path + 1, sizeof a.sun_path - 1, "hps-join.%s", job);
+		int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+		if (fd < 0 || connect(fd, (struct sockaddr *)&a, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n)) != 0)
+			_exit(3);
+		nanosleep(&(struct timespec){0, 300000000}, NULL);
+		char answer[600];
+		if (send(fd, "h2", 2, MSG_NOSIGNAL) != 2 || recv(fd, answer, sizeof answer, 0) <= 0 || answer[0] != '+')
+			_exit(4);
+		_exit(0);
+	}
+	struct sigaction sa = {.sa_handler = on_alarm}, old; /* no SA_RESTART */
+	sigaction(SIGALRM, &sa, &old);
+	struct pollfd p = {.fd = lfd, .events = POLLIN};
+	CU_ASSERT_EQUAL(poll(&p, 1, 10000), 1);
+	struct itimerval it = {.it_value = {.tv_usec = 100000}}; /* during the wait for the name */
+	setitimer(ITIMER_REAL, &it, NULL);
+	char name[64] = "";
+	int c = hpsi_join_take(lfd, name, sizeof name);
+	CU_ASSERT(c >= 0);
+	CU_ASSERT_STRING_EQUAL(name, "h2");
+	if (c >= 0)
+		hpsi_join_answer(c, 1, "started");
+	sigaction(SIGALRM, &old, NULL);
+	int st = -1;
+	waitpid(pid, &st, 0);
+	CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	close(lfd);
+}
+
 /* A segment of a job across hosts (as a bridge makes it) on a host that
  * holds no free rank (those are the last host's): hps scale refuses. */
 static void test_join_scale_across_hosts(void)
@@ -766,6 +815,7 @@ int main(int argc, char **argv)
 		{"test_join_scale_worker_fails", test_join_scale_worker_fails},
 		{"test_join_refusals", test_join_refusals},
 		{"test_join_host_other_user", test_join_host_other_user},
+		{"test_join_host_request_signalled", test_join_host_request_signalled},
 		{"test_join_scale_across_hosts", test_join_scale_across_hosts},
 		{"test_join_across_hosts_no_answer", test_join_across_hosts_no_answer},
 		{"test_join_killed_waiting_for_floor", test_join_killed_waiting_for_floor},

@@ -3,6 +3,7 @@
 #include "runtime/cluster/join_host.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -68,16 +69,25 @@ void hpsi_join_answer(int conn, int ok, const char *fmt, ...)
 
 int hpsi_join_take(int lfd, char *name, size_t cap)
 {
-	int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 	if (c < 0)
 		return -1;
 	/* the command sends the name right after connecting: a peer that
-	 * does not holds the launcher one second at most. Read before any
-	 * answer: a socket closed with its request unread resets the peer,
-	 * which then loses the answer (test_join_host_other_user) */
-	struct timeval tv = {.tv_sec = 1};
-	setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-	ssize_t n = recv(c, name, cap - 1, 0);
+	 * does not holds the launcher one second at most; a signal
+	 * meanwhile (SIGUSR1, SIGTERM: no SA_RESTART; its flag is seen by
+	 * the launcher's loop after) does not lose the request (review: a
+	 * blocking recv failed with EINTR). Read before any answer: a socket
+	 * closed with its request unread resets the peer, which then loses
+	 * the answer (test_join_host_other_user) */
+	int64_t until = hpsi_now_ns() + 1000000000;
+	ssize_t n;
+	while ((n = recv(c, name, cap - 1, 0)) < 0 && (errno == EAGAIN || errno == EINTR)) {
+		int64_t left_ms = (until - hpsi_now_ns()) / 1000000;
+		if (left_ms <= 0)
+			break;
+		struct pollfd p = {.fd = c, .events = POLLIN};
+		(void)poll(&p, 1, (int)left_ms);
+	}
 	if (n <= 0) {
 		close(c);
 		return -1;
