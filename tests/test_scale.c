@@ -1123,8 +1123,8 @@ static int scale_ended(void *p)
  * joins (end_during_move), so no range moves to it; hps scale gives up,
  * and so does the launcher, in one line: the scale's state and the
  * checkpoint lock go (before, the launcher kept both for the rest of the
- * job), so the next hps scale runs: 3 servers hold the ranges, as many
- * as it asks for. The job trains on to exact sums. */
+ * job), so a checkpoint and the next hps scale run: 3 servers hold the
+ * ranges, as many as it asks for. The job trains on to exact sums. */
 static void test_scale_timed_out_scale_ends(void)
 {
 	char cmd[8192], s3[4200];
@@ -1148,6 +1148,17 @@ static void test_scale_timed_out_scale_ends(void)
 	CU_ASSERT(gave_up);
 	/* (it ends once no copy runs: the line comes first) */
 	CU_ASSERT(poll_until(scale_ended, &a, 15000));
+	/* the checkpoint lock went with it: a checkpoint of the servers that
+	 * hold the ranges runs (server 3 never came) */
+	char dir[128], why[HPSI_CKPT_WHY] = "";
+	snprintf(dir, sizeof dir, "/tmp/hps-scale-%d.gaveup", (int)getpid());
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	CU_ASSERT_EQUAL(system(cmd), 0);
+	int saved = hpsi_checkpoint_run(&a.seg, HPSI_CKPT_SAVE, dir, 20000000000ll, why);
+	CU_ASSERT_EQUAL(saved, 0);
+	if (saved)
+		fprintf(stderr, "a checkpoint after the scale gave up: %d (%s)\n", saved, why);
+	CU_ASSERT_EQUAL(system(cmd), 0);
 	snprintf(cmd, sizeof cmd, "%s scale --job sc17 --host testhost --servers 3", hps_bin());
 	CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 0);
 	CU_ASSERT_STRING_EQUAL(out2, "job sc17 has 3 servers already\n");
