@@ -13,10 +13,8 @@
 #include <poll.h>
 #include <errno.h>
 #include <grp.h>
-#include <stddef.h>
 #include <sys/socket.h>
 #include <sys/time.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -588,12 +586,9 @@ static void test_join_host_other_user(void)
 	pid = fork();
 	CU_ASSERT_FATAL(pid >= 0);
 	if (pid == 0) { /* nobody connects to it as the command does */
-		struct sockaddr_un a = {.sun_family = AF_UNIX};
-		int n = snprintf(a.sun_path + 1, sizeof a.sun_path - 1, "hps-join.%s", job);
-		int fd = become_nobody() == 0 ? socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0) : -1;
+		int fd = become_nobody() == 0 ? hpsi_join_connect(job) : -1;
 		char answer[600];
-		if (fd < 0 || connect(fd, (struct sockaddr *)&a, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n)) != 0 ||
-		    send(fd, "h2", 2, MSG_NOSIGNAL) != 2) {
+		if (fd < 0 || send(fd, "h2", 2, MSG_NOSIGNAL) != 2) {
 			fprintf(stderr, "nobody's request: %s (fd %d)\n", strerror(errno), fd);
 			_exit(3);
 		}
@@ -634,10 +629,8 @@ static void test_join_host_request_signalled(void)
 	pid_t pid = fork();
 	CU_ASSERT_FATAL(pid >= 0);
 	if (pid == 0) { /* connects, and sends the name 300 ms later */
-		struct sockaddr_un a = {.sun_family = AF_UNIX};
-		int n = snprintf(a.sun_path + 1, sizeof a.sun_path - 1, "hps-join.%s", job);
-		int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-		if (fd < 0 || connect(fd, (struct sockaddr *)&a, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n)) != 0)
+		int fd = hpsi_join_connect(job);
+		if (fd < 0)
 			_exit(3);
 		nanosleep(&(struct timespec){0, 300000000}, NULL);
 		char answer[600];

@@ -51,6 +51,18 @@ int hpsi_join_listen(const char *job)
 	return fd;
 }
 
+int hpsi_join_connect(const char *job)
+{
+	struct sockaddr_un a;
+	socklen_t len = join_addr(&a, job);
+	int fd = len ? socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0) : -1;
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&a, len) != 0) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
 void hpsi_join_answer(int conn, int ok, const char *fmt, ...)
 {
 	char line[600];
@@ -140,14 +152,9 @@ int hpsi_join_host_cmd(const char *name)
 	}
 	if (hpsi_config_load(&cfg, 0))
 		return 1; /* it said which setting is wrong */
-	struct sockaddr_un a;
-	socklen_t len = join_addr(&a, job);
-	int fd = len ? socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0) : -1;
-	if (fd < 0 || connect(fd, (struct sockaddr *)&a, len) != 0) {
-		if (fd >= 0)
-			close(fd);
+	int fd = hpsi_join_connect(job);
+	if (fd < 0)
 		return not_here(job);
-	}
 	/* the launcher's pid (the process that listens), to tell it ended;
 	 * abstract names are shared by every user of the network namespace,
 	 * so one of another user is not the job's (review) */

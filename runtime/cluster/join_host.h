@@ -23,6 +23,9 @@ int hpsi_join_listen(const char *job);
  * with the host's name asked for in name, to be answered with
  * hpsi_join_answer; -1 when there was none (nothing pending, a peer that
  * sent nothing within a second, another user's: answered and closed). */
+/* The command's end: a socket connected to job's launcher, or -1. */
+int hpsi_join_connect(const char *job);
+
 int hpsi_join_take(int lfd, char *name, size_t cap);
 /* Answers and closes the connection: ok, or a refusal whose line says why. */
 void hpsi_join_answer(int conn, int ok, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
