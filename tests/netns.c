@@ -381,14 +381,38 @@ int finish(pid_t pid, int ms)
 }
 
 
+/* The first lines of a failed job's log that tell why (an error, a
+ * sanitizer's report, a process that ended badly), printed after the
+ * whole log: CI shows only the output's last lines. */
+void failure_digest(const char *o)
+{
+	static const char *const signs[] = {" error: ", "Sanitizer", "runtime error", " with status ", "by signal",
+					    "failed in round", "request failed", " holds ", "pull failed", "barrier: "};
+	int shown = 0;
+	fprintf(stderr, "[first lines of the job log that tell why it failed]\n");
+	for (const char *line = o; *line && shown < 12;) {
+		const char *end = strchr(line, '\n');
+		size_t len = end ? (size_t)(end - line) : strlen(line);
+		for (size_t i = 0; i < sizeof signs / sizeof *signs; i++)
+			if (memmem(line, len, signs[i], strlen(signs[i]))) {
+				fprintf(stderr, "[%.*s]\n", (int)len, line);
+				shown++;
+				break;
+			}
+		line += len + (end != NULL);
+	}
+}
+
 /* Waits for a job started with start(); asserts it ended well and returns
  * how many workers printed "sums ok" (the whole log is shown on failure). */
 int job_sums(pid_t p, int ms)
 {
 	int rc = finish(p, ms);
 	const char *o = slurp(job_log);
-	if (rc)
+	if (rc) {
 		fprintf(stderr, "%s\n", o);
+		failure_digest(o);
+	}
 	CU_ASSERT_EQUAL(rc, 0);
 	int ok = 0;
 	for (const char *x = o; (x = strstr(x, "sums ok")); x++)
@@ -511,6 +535,12 @@ void netns_suite_end(void)
 	ns_down();
 	unlink(job_log);
 	unlink(hostsf);
+	/* the marks the suites' jobs leave beside the log (hosts_job, test_xhosts) */
+	char mark[300];
+	snprintf(mark, sizeof mark, "%s.running", job_log);
+	unlink(mark);
+	snprintf(mark, sizeof mark, "%s.go", job_log);
+	unlink(mark);
 }
 
 const char *sibling_prog(const char *name)

@@ -41,6 +41,10 @@ int ns_up(int n);
 void ns_down(void);
 void ns_on_fatal(int sig);
 
+/* The first lines of a failed job's log that say why (CI shows only the
+ * output's last lines). */
+void failure_digest(const char *log);
+
 /* Runs a shell command in the background with output to a file (a new
  * one: what the file held is gone before this returns). */
 pid_t start(const char *log, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -825,6 +825,11 @@ static void test_bridge_scale_checks(void)
 	CU_ASSERT_EQUAL(hpsi_bridge_close_waits(&m, 100), 0);
 	atomic_store(&hpsi_seg_want(&m.seg)[r1], 1);
 	CU_ASSERT_EQUAL(hpsi_bridge_close_waits(&m, 1), 0);
+	/* a plan held back (HPS_FAILPOINT=lateplan) came before the CLOSED:
+	 * the CLOSED waits until it is stored, whatever want says now */
+	m.late_n = 1;
+	CU_ASSERT_EQUAL(hpsi_bridge_close_waits(&m, 1), 1);
+	m.late_n = 0;
 	/* a number raised twice (the source's server and its bridge both
 	 * read the FINAL) counts once, and never goes down */
 	hpsi_seg_moves_raise(&m.seg, 3, 2);

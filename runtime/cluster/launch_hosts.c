@@ -307,7 +307,7 @@ static int start_later(struct proc *p, const struct host_line *h, char ***rargv)
  * one line: the later host is started now, or why not. Returns 1 when it
  * was started. */
 static int serve_join(int lfd, const char *job, struct proc *p, const struct host_line *h, char ***rargv, int waiting,
-		      int stopping)
+		      int start_failed, int stopping)
 {
 	char name[256];
 	int c = hpsi_join_take(lfd, name, sizeof name);
@@ -318,6 +318,9 @@ static int serve_join(int lfd, const char *job, struct proc *p, const struct hos
 	else if (strcmp(name, h->name) != 0)
 		hpsi_join_answer(c, 0, "host %s is not the host of job %s that joins later; its hosts file marks %s", name,
 				 job, h->name);
+	else if (start_failed) /* tried once: its remote command is freed */
+		hpsi_join_answer(c, 0, "host %s of job %s could not be started (see the launcher's output); it is not tried again",
+				 name, job);
 	else if (!waiting)
 		hpsi_join_answer(c, 0, "host %s of job %s was started already (see the launcher's output)", name, job);
 	else if (stopping)
@@ -491,9 +494,11 @@ int hpsi_launch_hosts(const char *file, int argc, char **argv, int prog)
 						got_signal = got_signal ? got_signal : -1;
 				}
 			}
-		/* the later host waits while it was not tried (rargv[n - 1] kept) */
+		/* the later host waits while it was not tried (rargv[n - 1]
+		 * kept); tried, it either runs (started) or failed to start */
 		int waiting = late && started == n - 1 && rargv[n - 1];
-		if (join_asked && serve_join(lfd, job, &procs[n - 1], &hosts[n - 1], &rargv[n - 1], waiting,
+		int start_failed = late && started == n - 1 && !rargv[n - 1];
+		if (join_asked && serve_join(lfd, job, &procs[n - 1], &hosts[n - 1], &rargv[n - 1], waiting, start_failed,
 					     stopping || got_signal))
 			started++, left++;
 		else if (got_join && waiting && !stopping && !got_signal &&
