@@ -143,10 +143,19 @@ int hpsi_bridge_scale_apply(struct hpsi_bridge *b, const struct hpsi_sched_state
 		/* A free rank's first start, or a rank an earlier scale closed
 		 * started again by a later one (a scale back up after a scale
 		 * down): the scheduler takes only a newer incarnation back from
-		 * CLOSED (scheduler.c, server_words), and so does this host */
-		if (!(cur == HPSI_NODE_VACANT && n >= b->seg.hdr->launched_servers) &&
-		    !(cur == HPSI_NODE_CLOSED &&
-		      inc > atomic_load_explicit(&node->incarnation, memory_order_relaxed)))
+		 * CLOSED (scheduler.c, server_words), and so does this host. It
+		 * may not have applied that CLOSED yet (held back while a plan
+		 * or a FINAL was due: hpsi_bridge_close_waits) when the new
+		 * process's ALIVE comes: a newer incarnation of a rank still
+		 * ALIVE here is the same restart (without replicas no other
+		 * takes a rank's place across hosts: launch.c refuses
+		 * --restart-servers with room). Without it this host kept the
+		 * old incarnation, its server's copies named it, and the new
+		 * process dropped them all (TSan, back to back: every request
+		 * to the ranges of the scale back up timed out) */
+		uint32_t known = atomic_load_explicit(&node->incarnation, memory_order_relaxed);
+		int again = inc > known && (cur == HPSI_NODE_CLOSED || (cur == HPSI_NODE_ALIVE && !b->seg.hdr->replicas));
+		if (!(cur == HPSI_NODE_VACANT && n >= b->seg.hdr->launched_servers) && !again)
 			continue;
 		/* relaxed: published by the release of ALIVE below. Its
 		 * incarnation as its host counts it (HPSI_SRV_WORD in the states):
@@ -155,11 +164,10 @@ int hpsi_bridge_scale_apply(struct hpsi_bridge *b, const struct hpsi_sched_state
 		atomic_store_explicit(&node->pid, (int32_t)getpid(), memory_order_relaxed);
 		atomic_store_explicit(&node->birth, hpsi_proc_birth(getpid()), memory_order_relaxed);
 		/* release: pairs with the acquire of whoever checks the node */
-		uint32_t was = cur;
 		if (atomic_compare_exchange_strong_explicit(&node->state, &cur, HPSI_NODE_ALIVE, memory_order_acq_rel,
 							    memory_order_acquire)) {
 			hpsi_info("bridge %s: server %u runs on host %u%s (hps scale)", b->cfg.host, n, b->host_of_server[n],
-				  was == HPSI_NODE_CLOSED ? " again" : "");
+				  again ? " again" : "");
 			changed = 1;
 		}
 	}

@@ -387,7 +387,8 @@ int finish(pid_t pid, int ms)
 void failure_digest(const char *o)
 {
 	static const char *const signs[] = {" error: ", "Sanitizer", "runtime error", " with status ", "by signal",
-					    "failed in round", "request failed", " holds ", "pull failed", "barrier: "};
+					    "failed in round", "request failed", " holds ", "pull failed", "barrier: ",
+					    "dropped a copy of key range"};
 	int shown = 0;
 	fprintf(stderr, "[first lines of the job log that tell why it failed]\n");
 	for (const char *line = o; *line && shown < 12;) {

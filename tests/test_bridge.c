@@ -670,8 +670,8 @@ static void test_bridge_states_checked(void)
  * changes nothing, a good one is stored with moves_seq bumped; a free rank
  * of host 1 the states say ALIVE becomes ALIVE here with its incarnation;
  * a hand-over naming a target here, or a source of another host, is bad;
- * one within host 1 moves the owner only; a rank closed here comes back
- * ALIVE with a newer incarnation only; the old owner's answers after a
+ * one within host 1 moves the owner only; a rank closed here (or whose
+ * CLOSED was held back) comes back ALIVE with a newer incarnation only; the old owner's answers after a
  * move are delivered (within its host) or stale (to another host); a plan
  * older than a range's last move known here keeps that range's entry; a
  * hand-over or FINAL with a move number out of range is bad; a remote
@@ -723,6 +723,14 @@ static void test_bridge_scale_checks(void)
 	CU_ASSERT_EQUAL(hpsi_bridge_scale_apply(&m, &st), 1);
 	CU_ASSERT_EQUAL(hpsi_node_state(&m.seg, 2), HPSI_NODE_ALIVE);
 	CU_ASSERT_EQUAL(atomic_load(&hpsi_seg_node(&m.seg, 2)->incarnation), 2u);
+	/* closed and started again while this host still held its CLOSED
+	 * back (hpsi_bridge_close_waits): a newer incarnation of a rank
+	 * ALIVE here is taken too, the same one again is not */
+	CU_ASSERT_EQUAL(hpsi_bridge_scale_apply(&m, &st), 0);
+	st.join[2] = HPSI_SRV_WORD(3, 0);
+	CU_ASSERT_EQUAL(hpsi_bridge_scale_apply(&m, &st), 1);
+	CU_ASSERT_EQUAL(hpsi_node_state(&m.seg, 2), HPSI_NODE_ALIVE);
+	CU_ASSERT_EQUAL(atomic_load(&hpsi_seg_node(&m.seg, 2)->incarnation), 3u);
 	/* hand-overs: range 3 is rank 1's at launch (hpsi_seg_first_owners) */
 	CU_ASSERT_EQUAL(hpsi_range_owner(&m.seg, 3), 1u);
 	struct hpsi_msg_hdr h;

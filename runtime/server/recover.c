@@ -1287,8 +1287,17 @@ int hpsi_recover_apply(struct server *sv, uint32_t from, const void *rec, size_t
 	    h->flags != HPSI_F_REPLICA || h->val_bytes != len - sizeof *h || h->range >= sv->nservers ||
 	    h->part > SYNC_ADOPTED || h->sender != from || h->width > (sv->replicated_room ? 2u : 1u))
 		return bad_sync("copy of a key range: a malformed message");
-	if (h->clock != incarnation_of(sv, sv->me))
-		return 1; /* left in the ring for a replacement that died before this one */
+	if (h->clock != incarnation_of(sv, sv->me)) {
+		/* left in the ring for a replacement that died before this one,
+		 * or (a scale) a copy its host started for this rank's earlier
+		 * process: said at the 1st, 2nd, 4th, ... such message, so that a
+		 * source that never learned of this process shows in the log */
+		uint32_t n = ++sv->stale_copies;
+		if (sv->movable && !(n & (n - 1)))
+			hpsi_warn("server %u dropped a copy of key range %u from server %u meant for its incarnation %u (it is %u); %u so far",
+				  sv->me, h->range, from, h->clock, incarnation_of(sv, sv->me), n);
+		return 1;
+	}
 	if (h->part == SYNC_ADOPTED)
 		return sv->movable ? take_adopted(sv, from, h) : bad_sync("copy of a key range: an answer to no move");
 	if (sv->movable)

@@ -191,6 +191,8 @@ struct server {
 	int die_at_handback;
 	/* The number of the last SYNC_WHOLE this server sent (recover.c). */
 	uint32_t whole_seq;
+	/* Copy messages dropped for another incarnation of this rank (recover.c). */
+	uint32_t stale_copies;
 	struct hpsi_counters *stats; /* this server's block (server_stats.h) */
 	/* Key ranges move between servers (hpsi_seg_movable, move.c): the
 	 * ranges array has room for every range of the job; the handler
