@@ -657,6 +657,81 @@ static void test_join_host_request_signalled(void)
 	close(lfd);
 }
 
+/* A stand-in for a job's launcher (its own process, listening on the
+ * job's socket as hps launch --hosts does) that takes one request and
+ * then: 'n' never answers, 'c' closes unanswered, 's' answers "started"
+ * and stays, 'e' answers "started" and ends. */
+static pid_t fake_launcher(const char *job, char mode)
+{
+	int ready[2];
+	if (pipe(ready) != 0)
+		return -1;
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(ready[0]);
+		int lfd = hpsi_join_listen(job);
+		char ok = lfd >= 0 ? 'y' : 'n';
+		if (write(ready[1], &ok, 1) != 1 || lfd < 0)
+			_exit(3);
+		struct pollfd p = {.fd = lfd, .events = POLLIN};
+		char name[64];
+		if (poll(&p, 1, 10000) != 1)
+			_exit(4);
+		int c = hpsi_join_take(lfd, name, sizeof name);
+		if (c < 0)
+			_exit(5);
+		if (mode == 'c')
+			close(c);
+		else if (mode == 's' || mode == 'e')
+			hpsi_join_answer(c, 1, "started");
+		if (mode == 'e')
+			_exit(0);
+		pause(); /* until the test kills it */
+		_exit(0);
+	}
+	close(ready[1]);
+	char ok = 0;
+	if (pid < 0 || read(ready[0], &ok, 1) != 1 || ok != 'y') {
+		if (pid > 0)
+			kill(pid, SIGKILL), waitpid(pid, NULL, 0);
+		pid = -1;
+	}
+	close(ready[0]);
+	return pid;
+}
+
+/* hps scale --join-host waits for the launcher's answer and then for
+ * the host to join, each at most HPS_TIMEOUT_MS, and says in one line
+ * which did not come: no answer, a launcher that closed unanswered, a
+ * host that did not join in time, a launcher that ended before it did. */
+static void test_join_host_command_waits(void)
+{
+	static const struct {
+		char mode;
+		const char *says; /* after "hps scale: " (%s: the job) */
+	} cases[] = {
+		{'n', "the launcher of job %s did not answer (Resource temporarily unavailable)\n"},
+		{'c', "the launcher of job %s did not answer (it closed)\n"},
+		{'s', "host h2 of job %s did not join within HPS_TIMEOUT_MS (see the launcher's output)\n"},
+		{'e', "job %s ended before host h2 joined\n"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		char job[64], cmd[8192], want[300], fmt[200];
+		snprintf(job, sizeof job, "waits%c%d", cases[i].mode, (int)getpid());
+		pid_t pid = fake_launcher(job, cases[i].mode);
+		CU_ASSERT_FATAL(pid > 0);
+		snprintf(cmd, sizeof cmd, "HPS_TIMEOUT_MS=1000 %s scale --job %s --join-host h2", hps_bin(), job);
+		CU_ASSERT_EQUAL(run_cmd(cmd, out2, sizeof out2), 1);
+		snprintf(fmt, sizeof fmt, "hps scale: %s", cases[i].says);
+		snprintf(want, sizeof want, fmt, job);
+		CU_ASSERT_STRING_EQUAL(out2, want);
+		if (strcmp(out2, want))
+			fprintf(stderr, "mode %c: %s", cases[i].mode, out2);
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+	}
+}
+
 /* A segment of a job across hosts (as a bridge makes it) on a host that
  * holds no free rank (those are the last host's): hps scale refuses. */
 static void test_join_scale_across_hosts(void)
@@ -809,6 +884,7 @@ int main(int argc, char **argv)
 		{"test_join_refusals", test_join_refusals},
 		{"test_join_host_other_user", test_join_host_other_user},
 		{"test_join_host_request_signalled", test_join_host_request_signalled},
+		{"test_join_host_command_waits", test_join_host_command_waits},
 		{"test_join_scale_across_hosts", test_join_scale_across_hosts},
 		{"test_join_across_hosts_no_answer", test_join_across_hosts_no_answer},
 		{"test_join_killed_waiting_for_floor", test_join_killed_waiting_for_floor},
