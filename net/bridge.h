@@ -229,6 +229,12 @@ struct hpsi_bridge {
 		uint16_t plan[HPSI_MAX_NODES];
 		uint32_t moves[HPSI_MAX_NODES];
 	} late_plan[4];
+	/* HPS_FAILPOINT=holdclosed:MS (tests; net/bridge_scale.c): a host
+	 * that is not the last holds each remote server's first CLOSED MS ms
+	 * after its states first said it (a CLOSED still held back when a
+	 * scale back up starts the rank again); when each was first seen */
+	int64_t hold_closed_ns;
+	int64_t closed_seen[HPSI_MAX_NODES];
 	/* HPS_FAILPOINT=holdfwd:HOST:N (tests): forwards to other hosts this
 	 * bridge still sends before it holds them all; -1: no failpoint */
 	int64_t fwd_failpoint;
@@ -430,7 +436,7 @@ int hpsi_bridge_scale_owners(struct hpsi_bridge *b);
 /* Whether server n of another host, CLOSED in the scheduler's states,
  * must still count as running here: a key range it owns here is planned
  * elsewhere, and its hand-over (bridge to bridge) has not come yet. */
-int hpsi_bridge_close_waits(const struct hpsi_bridge *b, uint32_t n);
+int hpsi_bridge_close_waits(struct hpsi_bridge *b, uint32_t n);
 
 /* net/bridge_failover.c: key ranges of dead servers go on at their next
  * replicas across hosts (docs/ARCHITECTURE.md, "Failover across hosts"). */

@@ -131,6 +131,8 @@ int hpsi_bridge_scale_apply(struct hpsi_bridge *b, const struct hpsi_sched_state
 		b->late_plan_parsed = 1;
 		if (fp && sscanf(fp, "lateplan:%u%n", &ms, &end) == 1 && fp[end] == 0 && !room_host(b))
 			b->late_plan_ns = (int64_t)ms * 1000000;
+		if (fp && sscanf(fp, "holdclosed:%u%n", &ms, &end) == 1 && fp[end] == 0 && !room_host(b))
+			b->hold_closed_ns = (int64_t)ms * 1000000;
 	}
 	if (!hpsi_seg_movable(&b->seg) || b->sched_lost)
 		return 0;
@@ -164,10 +166,11 @@ int hpsi_bridge_scale_apply(struct hpsi_bridge *b, const struct hpsi_sched_state
 		atomic_store_explicit(&node->pid, (int32_t)getpid(), memory_order_relaxed);
 		atomic_store_explicit(&node->birth, hpsi_proc_birth(getpid()), memory_order_relaxed);
 		/* release: pairs with the acquire of whoever checks the node */
+		int held = cur == HPSI_NODE_ALIVE;
 		if (atomic_compare_exchange_strong_explicit(&node->state, &cur, HPSI_NODE_ALIVE, memory_order_acq_rel,
 							    memory_order_acquire)) {
-			hpsi_info("bridge %s: server %u runs on host %u%s (hps scale)", b->cfg.host, n, b->host_of_server[n],
-				  again ? " again" : "");
+			hpsi_info("bridge %s: server %u runs on host %u%s (hps scale%s)", b->cfg.host, n, b->host_of_server[n],
+				  again ? " again" : "", held ? "; its CLOSED was held back here" : "");
 			changed = 1;
 		}
 	}
@@ -210,10 +213,17 @@ int hpsi_bridge_scale_apply(struct hpsi_bridge *b, const struct hpsi_sched_state
  * host's heartbeat carries its plan from the scale's start. Relaxed: the
  * owner entries are stored by this bridge (the FINAL, the HANDBACK) or
  * acquired by the routing that reads them; only this thread decides. */
-int hpsi_bridge_close_waits(const struct hpsi_bridge *b, uint32_t n)
+int hpsi_bridge_close_waits(struct hpsi_bridge *b, uint32_t n)
 {
 	if (!hpsi_seg_movable(&b->seg) || n >= b->S)
 		return 0;
+	if (b->hold_closed_ns) { /* HPS_FAILPOINT=holdclosed:MS (struct hpsi_bridge) */
+		int64_t now = hpsi_now_ns();
+		if (!b->closed_seen[n])
+			b->closed_seen[n] = now;
+		if (now - b->closed_seen[n] < b->hold_closed_ns)
+			return 1;
+	}
 	/* A plan that came before the CLOSED (HPS_FAILPOINT=lateplan holds
 	 * it back) is stored first: want still names n until then, so the
 	 * check below would not hold the CLOSED (TSan, back to back: a FINAL

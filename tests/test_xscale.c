@@ -18,6 +18,9 @@
  *   scale_back_to_back: the same steps, each asked once the one before
  *     answered, with no checkpoint between: plans that come after a
  *     later move's FINAL keep that range's entry (the move numbers).
+ *   scale_held_closed: the same back to back, the first host holding
+ *     each server's first CLOSED back, so that the scale back up starts
+ *     ranks 1 and 2 again while that host has them ALIVE.
  *   scale_three_hosts: the same on three hosts of one server each,
  *     3 -> 4 -> 1 -> 4: every move has a third host (the HANDBACK record),
  *     and the last step starts rank 1 again on the middle host, whose
@@ -108,9 +111,15 @@ static void save_on(int n, const char *job, int step)
  * the workers push; ideal[i]: the share of the keys step i moves; again:
  * how many closed ranks of the other hosts their launchers start again
  * (once each, and none at the job's end, when every server closes). */
+/* How scale_hosts runs the steps: a checkpoint before and after each;
+ * back to back with every plan stored late on the first host; back to
+ * back with every server's first CLOSED held back there. */
+enum pacing { SPACED, LATE_PLANS, HELD_CLOSED };
+
 static void scale_hosts(const char *port, int n, const int *workers, const int *steps, const double *ideal, int again,
-			int back_to_back)
+			enum pacing pacing)
 {
+	int back_to_back = pacing != SPACED;
 	static char out[1 << 16], cmd[4096];
 	CU_ASSERT_EQUAL_FATAL(ns_up(n), 0);
 	char mark[300], job[32];
@@ -135,9 +144,14 @@ static void scale_hosts(const char *port, int n, const int *workers, const int *
 	 * on a loaded machine a scheduler or bridge went a second without a
 	 * heartbeat (new servers starting at once), so a host counted as
 	 * lost and its workers' pushes failed (a local run, with a CPU hog) */
-	const char *env = back_to_back ? "HPS_LOG=info HPS_TIMEOUT_MS=150000 HPS_DEAD_MS=4000 NETNS_TEST_PACE_US=10000 "
-					 "HPS_HEARTBEAT_MS=20 HPS_FAILPOINT=lateplan:300"
-				       : "HPS_LOG=info HPS_TIMEOUT_MS=150000 HPS_DEAD_MS=4000 NETNS_TEST_PACE_US=10000";
+	/* held CLOSED: the first host holds each server's first CLOSED 5 s
+	 * (HPS_FAILPOINT=holdclosed), so that the scale back up starts ranks
+	 * 1 and 2 again while that host still has them ALIVE */
+	const char *env = pacing == LATE_PLANS ? "HPS_LOG=info HPS_TIMEOUT_MS=150000 HPS_DEAD_MS=4000 NETNS_TEST_PACE_US=10000 "
+						 "HPS_HEARTBEAT_MS=20 HPS_FAILPOINT=lateplan:300"
+			  : pacing == HELD_CLOSED ? "HPS_LOG=info HPS_TIMEOUT_MS=150000 HPS_DEAD_MS=4000 NETNS_TEST_PACE_US=10000 "
+						  "HPS_FAILPOINT=holdclosed:5000"
+						: "HPS_LOG=info HPS_TIMEOUT_MS=150000 HPS_DEAD_MS=4000 NETNS_TEST_PACE_US=10000";
 	pid_t p = hosts_job(port, n, workers, env, cmd, "busy", mark, sizeof mark);
 	int ready = poll_until(file_exists, mark, 60000);
 	CU_ASSERT(ready);
@@ -187,8 +201,13 @@ static void scale_hosts(const char *port, int n, const int *workers, const int *
 		started_again += strncmp(strchr(at + 30, ' '), " starts again", 13) == 0;
 	CU_ASSERT_EQUAL(started_again, again);
 	/* back to back, the race happened: a plan came after a later move */
-	if (back_to_back)
+	if (pacing == LATE_PLANS)
 		CU_ASSERT_PTR_NOT_NULL(strstr(o, "moved since it was made; kept as moved"));
+	/* held CLOSED: the first host took the restarted ranks from ALIVE */
+	char held[160];
+	snprintf(held, sizeof held, "bridge %s0: server 1 runs on host 1 again (hps scale; its CLOSED was held back here)", pfx);
+	if (pacing == HELD_CLOSED)
+		CU_ASSERT_PTR_NOT_NULL(strstr(o, held));
 	CU_ASSERT_PTR_NULL(strstr(o, "dropped malformed message"));
 	if (!strstr(o, "sums ok") || strstr(o, "dropped malformed message") || started_again != again) {
 		fprintf(stderr, "job:\n%s\n", o);
@@ -201,7 +220,7 @@ static void test_xscale_scale(void)
 {
 	static const int workers[2] = {2, 1}, steps[] = {4, 1, 3};
 	static const double ideal[] = {0.5, 0.75, 0.5}; /* 2 of 4 ranges, 3 of 4, 2 of 4 */
-	scale_hosts(ENV("9731"), 2, workers, steps, ideal, 0, 0);
+	scale_hosts(ENV("9731"), 2, workers, steps, ideal, 0, SPACED);
 }
 
 /* The same scales back to back: each hps scale right after the one
@@ -217,7 +236,21 @@ static void test_xscale_scale_back_to_back(void)
 {
 	static const int workers[2] = {2, 1}, steps[] = {4, 1, 3};
 	static const double ideal[] = {0.5, 0.75, 0.5};
-	scale_hosts(ENV("9751"), 2, workers, steps, ideal, 0, 1);
+	scale_hosts(ENV("9751"), 2, workers, steps, ideal, 0, LATE_PLANS);
+}
+
+/* The same scales back to back, the first host holding each server's
+ * first CLOSED back 5 s: the scale back up (1 -> 3) starts ranks 1 and 2
+ * again while that host still has them ALIVE with their old incarnation.
+ * Its bridge takes the newer one from ALIVE (net/bridge_scale.c); before,
+ * it kept the old one, server 0's copies to the new processes named it
+ * and were all dropped, and every request to ranges 2 and 3 timed out
+ * (TSan, back to back, once in eight runs; make test once). */
+static void test_xscale_scale_held_closed(void)
+{
+	static const int workers[2] = {2, 1}, steps[] = {4, 1, 3};
+	static const double ideal[] = {0.5, 0.75, 0.5};
+	scale_hosts(ENV("9755"), 2, workers, steps, ideal, 0, HELD_CLOSED);
 }
 
 /* Three hosts: 3 -> 4 moves range 3 from rank 0 (first host) to rank 3
@@ -228,7 +261,7 @@ static void test_xscale_scale_three_hosts(void)
 {
 	static const int workers[3] = {1, 1, 1}, steps[] = {4, 1, 4};
 	static const double ideal[] = {0.25, 0.75, 0.75}; /* 1 of 4 ranges, 3 of 4, 3 of 4 */
-	scale_hosts(ENV("9741"), 3, workers, steps, ideal, 1, 0); /* rank 1, on the middle host */
+	scale_hosts(ENV("9741"), 3, workers, steps, ideal, 1, SPACED); /* rank 1, on the middle host */
 }
 
 /* A checkpoint across hosts while a scale runs (net/bridge_ckpt.c): the
@@ -401,6 +434,7 @@ int main(int argc, char **argv)
 		{"test_xscale_scale", test_xscale_scale},
 		{"test_xscale_scale_three_hosts", test_xscale_scale_three_hosts},
 		{"test_xscale_scale_back_to_back", test_xscale_scale_back_to_back},
+		{"test_xscale_scale_held_closed", test_xscale_scale_held_closed},
 		{"test_xscale_checkpoint_during_scale", test_xscale_checkpoint_during_scale},
 		{"test_xscale_replicated_room_kill_first", test_xscale_replicated_room_kill_first},
 		{"test_xscale_replicated_room_kill_last", test_xscale_replicated_room_kill_last},
