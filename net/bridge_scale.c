@@ -188,6 +188,21 @@ int hpsi_bridge_scale_apply(struct hpsi_bridge *b, const struct hpsi_sched_state
 			hpsi_msg_count_bad("a plan of a scale with a move number out of range");
 			return changed;
 		}
+	/* A plan that moves a range to a rank the states say CLOSED while
+	 * this host still has it ALIVE (its CLOSED held back:
+	 * hpsi_bridge_close_waits) waits: a server here copies only to an
+	 * ALIVE target, and this one is the old process, gone, not the one
+	 * a scale back up is starting (HPS_FAILPOINT=holdclosed, TSan: the
+	 * source copied to it before the new process ran, the copy was
+	 * lost, the scale gave up and the requests to the range timed
+	 * out). Every states message carries the plan: it is stored once
+	 * this host took the CLOSED, or the new process's ALIVE above. */
+	for (uint32_t r = 0; r < b->S; r++) {
+		uint32_t t = m->plan[r];
+		if (t != hpsi_range_owner(&b->seg, r) && t < m->nnodes && m->state[t] == HPSI_NODE_CLOSED &&
+		    !hpsi_node_local(&b->seg, t) && hpsi_node_state(&b->seg, t) == HPSI_NODE_ALIVE)
+			return changed;
+	}
 	if (b->late_plan_ns) {
 		if (b->late_n < sizeof b->late_plan / sizeof b->late_plan[0]) { /* full: a later states brings it */
 			struct hpsi_late_plan *p = &b->late_plan[b->late_n++];

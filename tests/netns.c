@@ -387,14 +387,14 @@ int finish(pid_t pid, int ms)
 void failure_digest(const char *o)
 {
 	static const char *const signs[] = {" error: ", "Sanitizer", "runtime error", " with status ", "by signal",
-					    "failed in round", "request failed", " holds ", "pull failed", "barrier: ",
+					    "failed in round", "request failed", ", expected ", "big value", "pull failed", "barrier: ",
 					    "dropped a copy of key range"};
 	int shown = 0;
 	fprintf(stderr, "[first lines of the job log that tell why it failed]\n");
 	for (const char *line = o; *line && shown < 12;) {
 		const char *end = strchr(line, '\n');
 		size_t len = end ? (size_t)(end - line) : strlen(line);
-		for (size_t i = 0; i < sizeof signs / sizeof *signs; i++)
+		for (size_t i = 0; !memmem(line, len, " info: ", 7) && i < sizeof signs / sizeof *signs; i++)
 			if (memmem(line, len, signs[i], strlen(signs[i]))) {
 				fprintf(stderr, "[%.*s]\n", (int)len, line);
 				shown++;

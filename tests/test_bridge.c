@@ -838,6 +838,21 @@ static void test_bridge_scale_checks(void)
 	m.late_n = 1;
 	CU_ASSERT_EQUAL(hpsi_bridge_close_waits(&m, 1), 1);
 	m.late_n = 0;
+	/* a plan moving a range to a rank the states say CLOSED while it is
+	 * ALIVE here (its CLOSED held back) waits: its old process is gone;
+	 * it is stored once the states bring the new process's ALIVE */
+	CU_ASSERT_EQUAL(hpsi_node_state(&m.seg, 2), HPSI_NODE_ALIVE);
+	seq = atomic_load(&m.seg.hdr->moves_seq);
+	st.state[2] = HPSI_NODE_CLOSED;
+	st.plan_seq = 11, st.plan_servers = 3, st.plan[r1] = 2, st.plan_moves[r1] = 5;
+	CU_ASSERT_EQUAL(hpsi_bridge_scale_apply(&m, &st), 0);
+	CU_ASSERT_EQUAL(atomic_load(&m.seg.hdr->moves_seq), seq);
+	CU_ASSERT_EQUAL(atomic_load(&hpsi_seg_want(&m.seg)[r1]), 1u);
+	st.state[2] = HPSI_NODE_ALIVE, st.join[2] = HPSI_SRV_WORD(4, 0);
+	CU_ASSERT_EQUAL(hpsi_bridge_scale_apply(&m, &st), 1);
+	CU_ASSERT_EQUAL(atomic_load(&m.seg.hdr->moves_seq), seq + 1);
+	CU_ASSERT_EQUAL(atomic_load(&hpsi_seg_want(&m.seg)[r1]), 2u);
+	CU_ASSERT_EQUAL(atomic_load(&hpsi_seg_node(&m.seg, 2)->incarnation), 4u);
 	/* a number raised twice (the source's server and its bridge both
 	 * read the FINAL) counts once, and never goes down */
 	hpsi_seg_moves_raise(&m.seg, 3, 2);
