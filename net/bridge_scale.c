@@ -178,15 +178,15 @@ int hpsi_bridge_scale_apply(struct hpsi_bridge *b, const struct hpsi_sched_state
 		return changed | late_plans_due(b);
 	if (m->plan_servers < 1 || m->plan_servers > b->S) {
 		hpsi_msg_count_bad("a plan of a scale with a bad count of servers");
-		return changed;
+		return changed | late_plans_due(b);
 	}
 	for (uint32_t r = 0; r < b->S; r++)
 		if (m->plan[r] >= b->S) {
 			hpsi_msg_count_bad("a plan of a scale naming no server");
-			return changed;
+			return changed | late_plans_due(b);
 		} else if (m->plan_moves[r] > HPSI_MOVES_MAX) { /* would never count as older */
 			hpsi_msg_count_bad("a plan of a scale with a move number out of range");
-			return changed;
+			return changed | late_plans_due(b);
 		}
 	/* A plan that moves a range to a rank the states say CLOSED while
 	 * this host still has it ALIVE (its CLOSED held back:
@@ -196,12 +196,15 @@ int hpsi_bridge_scale_apply(struct hpsi_bridge *b, const struct hpsi_sched_state
 	 * source copied to it before the new process ran, the copy was
 	 * lost, the scale gave up and the requests to the range timed
 	 * out). Every states message carries the plan: it is stored once
-	 * this host took the CLOSED, or the new process's ALIVE above. */
+	 * this host took the CLOSED, or the new process's ALIVE above. The
+	 * plans held back before it are stored meanwhile (review: with
+	 * lateplan they hold every CLOSED back, and on three hosts two
+	 * hosts each waited for the other's rank) */
 	for (uint32_t r = 0; r < b->S; r++) {
 		uint32_t t = m->plan[r];
 		if (t != hpsi_range_owner(&b->seg, r) && t < m->nnodes && m->state[t] == HPSI_NODE_CLOSED &&
 		    !hpsi_node_local(&b->seg, t) && hpsi_node_state(&b->seg, t) == HPSI_NODE_ALIVE)
-			return changed;
+			return changed | late_plans_due(b);
 	}
 	if (b->late_plan_ns) {
 		if (b->late_n < sizeof b->late_plan / sizeof b->late_plan[0]) { /* full: a later states brings it */

@@ -853,6 +853,21 @@ static void test_bridge_scale_checks(void)
 	CU_ASSERT_EQUAL(atomic_load(&m.seg.hdr->moves_seq), seq + 1);
 	CU_ASSERT_EQUAL(atomic_load(&hpsi_seg_want(&m.seg)[r1]), 2u);
 	CU_ASSERT_EQUAL(atomic_load(&hpsi_seg_node(&m.seg, 2)->incarnation), 4u);
+	/* while such a plan waits, the plans held back before it
+	 * (HPS_FAILPOINT=lateplan) are stored when due: they hold every
+	 * CLOSED back (review: on three hosts two hosts waited for each other) */
+	st.state[2] = HPSI_NODE_CLOSED;
+	st.plan_seq = 13, st.plan[r1] = 2;
+	m.late_plan_ns = 1000000000, m.late_seen = 12, m.late_n = 1;
+	m.late_plan[0] = (struct hpsi_late_plan){.due = 0, .seq = 12, .servers = 3};
+	for (uint32_t r = 0; r < 4; r++)
+		m.late_plan[0].plan[r] = (uint16_t)hpsi_range_owner(&m.seg, r), m.late_plan[0].moves[r] = 5;
+	seq = atomic_load(&m.seg.hdr->moves_seq);
+	CU_ASSERT_EQUAL(hpsi_bridge_scale_apply(&m, &st), 1);
+	CU_ASSERT_EQUAL(m.late_n, 0u);
+	CU_ASSERT_EQUAL(m.late_seen, 12u); /* plan 13 waits, not queued */
+	CU_ASSERT_EQUAL(atomic_load(&m.seg.hdr->moves_seq), seq + 1);
+	m.late_plan_ns = 0, st.state[2] = HPSI_NODE_ALIVE;
 	/* a number raised twice (the source's server and its bridge both
 	 * read the FINAL) counts once, and never goes down */
 	hpsi_seg_moves_raise(&m.seg, 3, 2);
