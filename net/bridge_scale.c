@@ -149,14 +149,14 @@ int hpsi_bridge_scale_apply(struct hpsi_bridge *b, const struct hpsi_sched_state
 		 * may not have applied that CLOSED yet (held back while a plan
 		 * or a FINAL was due: hpsi_bridge_close_waits) when the new
 		 * process's ALIVE comes: a newer incarnation of a rank still
-		 * ALIVE here is the same restart (without replicas no other
-		 * takes a rank's place across hosts: launch.c refuses
-		 * --restart-servers with room). Without it this host kept the
+		 * ALIVE here is the same restart (a movable job has no
+		 * replicas, so no replacement takes a rank's place; launch.c
+		 * refuses --restart-servers with room). Without it this host kept the
 		 * old incarnation, its server's copies named it, and the new
 		 * process dropped them all (TSan, back to back: every request
 		 * to the ranges of the scale back up timed out) */
 		uint32_t known = atomic_load_explicit(&node->incarnation, memory_order_relaxed);
-		int again = inc > known && (cur == HPSI_NODE_CLOSED || (cur == HPSI_NODE_ALIVE && !b->seg.hdr->replicas));
+		int again = inc > known && (cur == HPSI_NODE_CLOSED || cur == HPSI_NODE_ALIVE);
 		if (!(cur == HPSI_NODE_VACANT && n >= b->seg.hdr->launched_servers) && !again)
 			continue;
 		/* relaxed: published by the release of ALIVE below. Its
