@@ -95,6 +95,7 @@ struct hpsi_bridge_unacked {
 	int64_t ts;
 	uint32_t part, at;
 	uint8_t wait;
+	uint16_t backup; /* with room: the rank the primary forwarded it to */
 };
 
 struct hpsi_bridge_fifo {
@@ -211,11 +212,15 @@ struct hpsi_bridge {
 	 * FINAL, a HANDBACK: hpsi_bridge_owner_to; a move within this host:
 	 * hpsi_bridge_scale_owners) */
 	uint32_t serving_moves[HPSI_MAX_NODES];
+	/* per key range, a replicated job with room: its backup as this
+	 * bridge last told or was told it (as serving_moves) */
+	uint32_t serving_backup[HPSI_MAX_NODES];
 	/* net/bridge_scale.c: the plan of a scale last reported (the last
 	 * host) or stored here (the others), by its number */
 	uint32_t plan_seq, plan_servers;
 	uint16_t plan[HPSI_MAX_NODES];
 	uint32_t plan_moves[HPSI_MAX_NODES];
+	uint16_t plan_backup[HPSI_MAX_NODES]; /* with replicas (one backup) */
 	/* HPS_FAILPOINT=lateplan:MS (tests; net/bridge_scale.c): a host that
 	 * is not the last stores each plan MS ms after it came, in the order
 	 * they came (up to four waiting), as a host whose states lag behind
@@ -226,7 +231,7 @@ struct hpsi_bridge {
 	struct hpsi_late_plan {
 		int64_t due;
 		uint32_t seq, servers;
-		uint16_t plan[HPSI_MAX_NODES];
+		uint16_t plan[HPSI_MAX_NODES], backup[HPSI_MAX_NODES];
 		uint32_t moves[HPSI_MAX_NODES];
 	} late_plan[4];
 	/* HPS_FAILPOINT=holdclosed:MS (tests; net/bridge_scale.c): a host
@@ -421,9 +426,10 @@ int hpsi_bridge_late_handback_check(struct hpsi_bridge *b);
  * (the FENCE of the death the replacement replaces came to it later), so
  * it is told again, once per host until the range moves again. */
 void hpsi_bridge_handback_again(struct hpsi_bridge *b, uint32_t from, uint32_t r);
-/* A move of hps scale: key range r's owner here is q from now, and its
+/* A move of hps scale: key range r's owner here is q from now, with
+ * replicas its backup nb (HPSI_NO_SERVER: none, no replicas), and its
  * move number (its FINAL's or HANDBACK's) at least `moves`. */
-void hpsi_bridge_owner_to(struct hpsi_bridge *b, uint32_t r, uint32_t q, uint32_t moves);
+void hpsi_bridge_owner_to(struct hpsi_bridge *b, uint32_t r, uint32_t q, uint32_t nb, uint32_t moves);
 
 /* net/bridge_scale.c: hps scale --servers across hosts. */
 /* The last host's plan, into its heartbeat. */

@@ -51,8 +51,15 @@ void hpsi_bridge_acks_answered(struct hpsi_bridge *b, uint32_t s, struct hpsi_br
 	if (!b->resend || !in->fwd_mask)
 		return;
 	uint8_t wait = 0;
+	/* With room (one backup) the answer names the rank the push went to
+	 * (runtime/server/serve.c, fwd_incarnations' high half): a scale may
+	 * have moved the backup since, and the tables here learn it later */
+	int room = hpsi_seg_room(&b->seg);
+	uint32_t named = in->fwd_incarnations >> 16;
 	for (uint32_t i = 1; i <= b->seg.hdr->replicas && i < 8; i++) {
-		uint32_t q = hpsi_replica(&b->seg, s, i);
+		uint32_t q = room ? named : hpsi_replica(&b->seg, s, i);
+		if (q >= b->S)
+			continue;
 		if ((in->fwd_mask & (1u << i)) && !(e->acked & (1u << i)) && !hpsi_bridge_local_server(b, q) &&
 		    !hpsi_server_gone(&b->seg, q))
 			wait |= (uint8_t)(1u << i);
@@ -68,7 +75,8 @@ void hpsi_bridge_acks_answered(struct hpsi_bridge *b, uint32_t s, struct hpsi_br
 		}
 		p->unacked = n, p->unacked_cap = cap;
 	}
-	p->unacked[p->nunacked++] = (struct hpsi_bridge_unacked){.ts = e->ts, .part = e->part, .at = e->at, .wait = wait};
+	p->unacked[p->nunacked++] =
+		(struct hpsi_bridge_unacked){.ts = e->ts, .part = e->part, .at = e->at, .wait = wait, .backup = (uint16_t)named};
 }
 
 void hpsi_bridge_acks_receive(struct hpsi_bridge *b, uint32_t w, const struct hpsi_msg_hdr *in)
@@ -76,11 +84,14 @@ void hpsi_bridge_acks_receive(struct hpsi_bridge *b, uint32_t w, const struct hp
 	if (!b->resend || in->range >= b->S || !hpsi_bridge_local_worker(b, w))
 		return;
 	struct hpsi_bridge_pair *p = hpsi_bridge_pair_of(b, w, in->range);
-	uint32_t i = hpsi_replica_index(&b->seg, in->range, in->sender);
+	/* with room, replica 1 is whichever rank the answer names */
+	int room = hpsi_seg_room(&b->seg);
+	uint32_t i = room ? (in->sender < b->S ? 1 : HPSI_NO_SERVER) : hpsi_replica_index(&b->seg, in->range, in->sender);
 	if (p->used != HPSI_PAIR_ORIGIN || i == HPSI_NO_SERVER || i == 0 || i >= 8)
 		return;
 	for (size_t k = 0; k < p->nunacked; k++)
-		if (p->unacked[k].ts == in->timestamp && p->unacked[k].part == in->part) {
+		if (p->unacked[k].ts == in->timestamp && p->unacked[k].part == in->part &&
+		    (!room || p->unacked[k].backup == in->sender)) {
 			p->unacked[k].wait &= (uint8_t)~(1u << i);
 			pop_acked(b, w, p);
 			return;
@@ -97,11 +108,13 @@ void hpsi_bridge_acks_dead(struct hpsi_bridge *b, uint32_t dead)
 	for (uint32_t w = b->seg.hdr->wrk_lo; w < b->seg.hdr->wrk_hi && w < b->W; w++)
 		for (uint32_t r = 0; r < b->S; r++) {
 			struct hpsi_bridge_pair *p = hpsi_bridge_pair_of(b, w, r);
-			uint32_t i = hpsi_replica_index(&b->seg, r, dead);
+			int room = hpsi_seg_room(&b->seg);
+			uint32_t i = room ? 1 : hpsi_replica_index(&b->seg, r, dead);
 			if (!p->nunacked || i == HPSI_NO_SERVER || i == 0 || i >= 8)
 				continue;
 			for (size_t k = 0; k < p->nunacked; k++)
-				p->unacked[k].wait &= (uint8_t)~(1u << i);
+				if (!room || p->unacked[k].backup == dead) /* (with room: the rank it went to) */
+					p->unacked[k].wait &= (uint8_t)~(1u << i);
 			pop_acked(b, w, p);
 		}
 }

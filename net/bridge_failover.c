@@ -90,8 +90,11 @@ int hpsi_bridge_failover_layout(struct hpsi_bridge *b)
 	b->retold = calloc(b->S, sizeof *b->retold);
 	if (!b->serving || !b->fence || !b->dead_since || !b->handed || !b->coming || !b->handed_by || !b->retold)
 		return HPS_ENOMEM;
-	for (uint32_t r = 0; r < b->S; r++)
+	for (uint32_t r = 0; r < b->S; r++) {
 		b->serving[r] = hpsi_replica(&b->seg, r, 0);
+		if (hpsi_seg_room(&b->seg) && b->seg.hdr->replicas && r < HPSI_MAX_NODES)
+			b->serving_backup[r] = hpsi_replica(&b->seg, r, 1);
+	}
 	return 0;
 }
 
@@ -506,12 +509,15 @@ int hpsi_bridge_range_coming(struct hpsi_bridge *b, uint32_t s)
 	 * sent again). The copy's first record (coming), or the plan, names
 	 * the target here; the plan reaches a host that is not the last
 	 * through the scheduler, often after a short copy. */
-	if (hpsi_seg_movable(&b->seg)) {
+	if (hpsi_seg_room(&b->seg)) {
 		if (b->coming[s]) /* its copy here began: the plan may come later */
 			return 1;
 		uint32_t q = hpsi_range_want(&b->seg, s);
 		uint32_t st = q < b->S ? hpsi_node_state(&b->seg, q) : HPSI_NODE_DEAD;
-		return q >= b->seg.hdr->srv_lo && q < b->seg.hdr->srv_hi && st != HPSI_NODE_DEAD && st != HPSI_NODE_CLOSED;
+		if (q >= b->seg.hdr->srv_lo && q < b->seg.hdr->srv_hi && st != HPSI_NODE_DEAD && st != HPSI_NODE_CLOSED)
+			return 1;
+		if (!b->seg.hdr->replicas) /* (with replicas: a takeover here too, below) */
+			return 0;
 	}
 	/* A JOINING replica counts: a third host sends a range handed back
 	 * to a replacement here as soon as it read the source's HANDBACK,

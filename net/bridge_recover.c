@@ -146,19 +146,84 @@ int hpsi_bridge_recover_apply(struct hpsi_bridge *b, const struct hpsi_sched_sta
 	return changed;
 }
 
+/* A replicated job with room (one backup: config.c): a scale's copies
+ * (runtime/server/recover.c, find_room) change its owner and backup
+ * tables, one entry per copy, and their FINALs cross hosts. */
+static int room_replicas(const struct hpsi_bridge *b)
+{
+	return b->serving && hpsi_seg_room(&b->seg) && b->seg.hdr->replicas;
+}
+
+/* Whether h is the last FINAL piece of a range's copy. */
+static int last_final(const struct hpsi_bridge *b, const struct hpsi_msg_hdr *h)
+{
+	return h->part == HPSI_SYNC_FINAL && (uint64_t)h->nkeys + h->val_bytes / HPSI_SYNC_PEER_BYTES >= b->W;
+}
+
 /* Whether h is the last FINAL piece of a range handed back. */
 static int last_handback(const struct hpsi_bridge *b, const struct hpsi_msg_hdr *h)
 {
-	return h->part == HPSI_SYNC_FINAL && h->width == 1 &&
-	       (uint64_t)h->nkeys + h->val_bytes / HPSI_SYNC_PEER_BYTES >= b->W;
+	return h->width == 1 && last_final(b, h);
+}
+
+/* The tables after a copy of a replicated job with room from p to q
+ * (recover.c room_handed): width 0 makes q the backup of p's range;
+ * 1 and 2 make q its primary, backed up by the rank in the low half of
+ * keys_off. The FINAL's width; the HANDBACK record's part (a clock
+ * message has no width: net/codec.c). */
+static void room_tables(uint32_t width, uint64_t keys_off, uint32_t p, uint32_t q, uint32_t *owner, uint32_t *backup)
+{
+	*owner = width ? q : p;
+	*backup = width ? (uint32_t)keys_off : q;
 }
 
 /* A SYNC's header as recover.c writes it, from server p to server q. */
 static int sync_ok(const struct hpsi_bridge *b, uint32_t p, uint32_t q, const struct hpsi_msg_hdr *h, size_t len)
 {
+	int room = room_replicas(b);
+	if (room && h->part == HPSI_SYNC_FINAL && h->width && ((uint32_t)h->keys_off >= b->S || (uint32_t)h->keys_off == q))
+		return 0; /* names no backup apart from the new primary */
 	return len >= sizeof *h && h->magic == HPSI_MSG_MAGIC && h->version == HPSI_MSG_VERSION &&
 	       h->type == HPSI_MSG_SYNC && h->flags == HPSI_F_REPLICA && h->sender == p && p < b->S && q < b->S &&
-	       h->val_bytes == len - sizeof *h && h->range < b->S && h->part < HPSI_SYNC_WHOLE && h->width <= 1;
+	       h->val_bytes == len - sizeof *h && h->range < b->S && h->part < HPSI_SYNC_WHOLE &&
+	       h->width <= (room ? 2u : 1u);
+}
+
+/* The source's host of a copy of a replicated job with room: its last
+ * FINAL goes to the target's host, a HANDBACK record with the new tables
+ * to every other host (hpsi_bridge_handback_receive), in one pass or not
+ * at all; then the tables here name them (the source stores the same
+ * once it published the FINAL), and with a new primary the range's pairs
+ * go to it. 1: not now (no room in a batch). */
+static int room_final_send(struct hpsi_bridge *b, uint32_t p, uint32_t q, uint32_t host, const struct hpsi_msg_hdr *h)
+{
+	for (uint32_t i = 0; i < b->nhosts; i++)
+		if (i != b->me && i != host && hpsi_bridge_batch_room(&b->out[i], hpsi_batch_rec_bytes(sizeof *h)))
+			return 1;
+	uint32_t owner, backup, r = h->range;
+	room_tables(h->width, h->keys_off, p, q, &owner, &backup);
+	hpsi_bridge_append(b, host, p, q, HPSI_REC_FORWARD | HPSI_REC_SYNC, h, h + 1, (size_t)h->val_bytes, NULL, 0);
+	struct hpsi_msg_hdr hb;
+	hpsi_msg_init(&hb, HPSI_MSG_CLOCK, p, 0);
+	hb.range = h->range;
+	hb.part = h->width;
+	hb.keys_off = backup;
+	hb.clock = atomic_load_explicit(&hpsi_seg_node(&b->seg, q)->incarnation, memory_order_relaxed);
+	hb.resp_cap = h->resp_cap; /* the copy's number (net/codec.h) */
+	for (uint32_t i = 0; i < b->nhosts; i++)
+		if (i != b->me && i != host)
+			hpsi_bridge_append(b, i, p, q, HPSI_REC_HANDBACK, &hb, NULL, 0, NULL, 0);
+	hpsi_bridge_owner_to(b, r, owner, backup, (uint32_t)h->resp_cap);
+	if (h->width) {
+		hpsi_warn("bridge %s: server %u moved key range %u to server %u (host %u); server %u backs it up", b->cfg.host,
+			  p, r, q, host, backup);
+		hpsi_bridge_range_to(b, r, q);
+		b->handed_by[r] = p;
+		hpsi_bridge_range_settled(b, r); /* (as a move's: bridge_scale.c) */
+	} else {
+		hpsi_info("bridge %s: server %u (host %u) backs up key range %u of server %u", b->cfg.host, q, host, r, p);
+	}
+	return 0;
 }
 
 int hpsi_bridge_sync_send(struct hpsi_bridge *b, uint32_t p, uint32_t q, const struct hpsi_msg_hdr *h, size_t len)
@@ -170,6 +235,11 @@ int hpsi_bridge_sync_send(struct hpsi_bridge *b, uint32_t p, uint32_t q, const s
 		return 0;
 	}
 	uint32_t host = b->host_of_server[q];
+	if (room_replicas(b) && last_final(b, h)) {
+		if (hpsi_bridge_batch_room(&b->out[host], hpsi_batch_rec_bytes(len)))
+			return 1;
+		return room_final_send(b, p, q, host, h);
+	}
 	int back = b->serving && last_handback(b, h);
 	if (back && b->final_hold_rank == q + 1) { /* HPS_FAILPOINT=handbackdie (struct hpsi_bridge) */
 		int64_t now = hpsi_now_ns();
@@ -204,7 +274,7 @@ int hpsi_bridge_sync_send(struct hpsi_bridge *b, uint32_t p, uint32_t q, const s
 			if (i != b->me && i != host)
 				hpsi_bridge_append(b, i, p, q, HPSI_REC_HANDBACK, &hb, NULL, 0, NULL, 0);
 		if (hpsi_seg_movable(&b->seg)) /* (the source stores it too, after the FINAL: move.c) */
-			hpsi_bridge_owner_to(b, h->range, q, (uint32_t)h->resp_cap);
+			hpsi_bridge_owner_to(b, h->range, q, HPSI_NO_SERVER, (uint32_t)h->resp_cap);
 		hpsi_bridge_range_to(b, h->range, q);
 		b->handed[h->range] = 1; /* (cleared when it moves again) */
 		b->handed_by[h->range] = p;
@@ -236,7 +306,7 @@ static void move_receive(struct hpsi_bridge *b, uint32_t from, uint32_t p, uint3
 		b->stale++;
 		return;
 	}
-	hpsi_bridge_owner_to(b, r, q, (uint32_t)moves);
+	hpsi_bridge_owner_to(b, r, q, HPSI_NO_SERVER, (uint32_t)moves);
 	if (b->host_of_server[q] == from) {
 		b->serving[r] = q; /* the same host: the same pairs */
 		return;
@@ -247,8 +317,44 @@ static void move_receive(struct hpsi_bridge *b, uint32_t from, uint32_t p, uint3
 	hpsi_bridge_range_settled(b, r);
 }
 
-void hpsi_bridge_owner_to(struct hpsi_bridge *b, uint32_t r, uint32_t q, uint32_t moves)
+/* A copy of a replicated job with room told by a HANDBACK record: from
+ * the source's host when it read the FINAL (a third host here), or from
+ * the host of both ends (its bridge saw the tables change:
+ * net/bridge_scale.c). width 0: q backs up p's range from now; 1 and 2:
+ * q serves it, backed up by `backup`. */
+static void room_receive(struct hpsi_bridge *b, uint32_t from, uint32_t p, uint32_t q, const struct hpsi_msg_hdr *h)
 {
+	uint32_t r = h->range, owner, backup;
+	room_tables(h->part, h->keys_off, p, q, &owner, &backup);
+	if (p >= b->S || q >= b->S || r >= b->S || b->host_of_server[p] != from || hpsi_bridge_local_server(b, q) ||
+	    h->part > 2 || backup >= b->S || backup == owner) {
+		hpsi_msg_count_bad("a hand-over naming no source of the sending host and tables apart");
+		return;
+	}
+	if (!hpsi_moves_valid(h->resp_cap)) {
+		hpsi_msg_count_bad("a hand-over with a move number out of range");
+		return;
+	}
+	/* it moved on since (a later FINAL here), or told twice */
+	if (b->serving[r] != p ||
+	    h->resp_cap <= atomic_load_explicit(&hpsi_seg_moves(&b->seg)[r], memory_order_relaxed)) {
+		b->stale++;
+		return;
+	}
+	hpsi_bridge_owner_to(b, r, owner, backup, (uint32_t)h->resp_cap);
+	if (!h->part || b->host_of_server[q] == from) {
+		b->serving[r] = owner; /* the same host: the same pairs */
+		return;
+	}
+	hpsi_warn("bridge %s: server %u (host %u) moved key range %u to server %u (host %u); server %u backs it up",
+		  b->cfg.host, p, from, r, q, b->host_of_server[q], backup);
+	hpsi_bridge_range_to(b, r, q);
+	hpsi_bridge_range_settled(b, r);
+}
+
+void hpsi_bridge_owner_to(struct hpsi_bridge *b, uint32_t r, uint32_t q, uint32_t nb, uint32_t moves)
+{
+	int backup = nb != HPSI_NO_SERVER && b->seg.hdr->replicas; /* (one backup with room) */
 	/* The plan too, but on the last host (its launcher makes the plans
 	 * and keeps an entry older than the range's move there itself:
 	 * runtime/cluster/launch.c, keep_moved_entries): another host may
@@ -256,12 +362,22 @@ void hpsi_bridge_owner_to(struct hpsi_bridge *b, uint32_t r, uint32_t q, uint32_
 	 * the range back by the plan before it (relaxed: the target reads it
 	 * after it acquired the FINAL, which this thread writes into its ring
 	 * after this) */
-	if (b->me != b->nhosts - 1)
+	if (b->me != b->nhosts - 1) {
 		atomic_store_explicit(&hpsi_seg_want(&b->seg)[r], (uint16_t)q, memory_order_relaxed);
+		if (backup)
+			atomic_store_explicit(&hpsi_seg_backup_plan(&b->seg)[r], (uint16_t)nb, memory_order_relaxed);
+	}
 	/* release pairs with routing's acquire (hpsi_range_owner): a worker
 	 * here that sees q as the owner finds the pairs moved (this thread
 	 * moves them right after, before it reads any worker's ring again) */
 	atomic_store_explicit(&hpsi_seg_owner(&b->seg)[r], (uint16_t)q, memory_order_release);
+	/* the backup after the owner, as the source stores them (recover.c
+	 * room_handed; release pairs with hpsi_replica's acquire) */
+	if (backup) {
+		atomic_store_explicit(&hpsi_seg_backups(&b->seg)[r], (uint16_t)nb, memory_order_release);
+		if (r < HPSI_MAX_NODES)
+			b->serving_backup[r] = nb;
+	}
 	/* Its move number after the owner (release, hpsi_seg_moves_raise: the
 	 * launcher that acquires it reads q as the owner after). A plan older
 	 * than this move no longer changes the range's entry here
@@ -328,6 +444,10 @@ void hpsi_bridge_handback_receive(struct hpsi_bridge *b, uint32_t from, const st
 				  const struct hpsi_msg_hdr *h)
 {
 	uint32_t p = rec->worker, q = rec->server, r = h->range;
+	if (room_replicas(b)) {
+		room_receive(b, from, p, q, h);
+		return;
+	}
 	if (b->serving && hpsi_seg_movable(&b->seg)) {
 		move_receive(b, from, p, q, r, h->resp_cap);
 		return;
@@ -368,22 +488,32 @@ void hpsi_bridge_sync_receive(struct hpsi_bridge *b, uint32_t from, const struct
 	}
 	/* a move's FINAL carries the range's move number (net/codec.h); one
 	 * out of range would hold the range against every later plan */
-	if (hpsi_seg_movable(&b->seg) && h->part == HPSI_SYNC_FINAL && !hpsi_moves_valid(h->resp_cap)) {
+	if (hpsi_seg_room(&b->seg) && h->part == HPSI_SYNC_FINAL && !hpsi_moves_valid(h->resp_cap)) {
 		hpsi_msg_count_bad("a move's FINAL with a move number out of range");
 		return;
 	}
 	uint32_t st = hpsi_node_state(&b->seg, q);
 	if (st != HPSI_NODE_JOINING && st != HPSI_NODE_ALIVE)
 		return; /* its target is gone: nobody reads it (the source stops) */
-	if (hpsi_seg_movable(&b->seg) && h->range < b->S)
+	if ((hpsi_seg_movable(&b->seg) || (room_replicas(b) && h->width)) && h->range < b->S)
 		b->coming[h->range] = 1; /* until the FINAL (hpsi_bridge_range_coming) */
-	if (last_handback(b, h)) {
+	if (room_replicas(b) && last_final(b, h)) {
+		/* the target's host stores the tables before the FINAL goes
+		 * into the ring, as for a move (below) */
+		uint32_t owner, backup;
+		room_tables(h->width, h->keys_off, p, q, &owner, &backup);
+		hpsi_warn("bridge %s: server %u %s key range %u of server %u", b->cfg.host, q,
+			  h->width ? "takes" : "backs up", h->range, p);
+		hpsi_bridge_owner_to(b, h->range, owner, backup, (uint32_t)h->resp_cap);
+		if (h->width)
+			hpsi_bridge_range_to(b, h->range, q);
+	} else if (last_handback(b, h)) {
 		hpsi_warn("bridge %s: server %u hands key range %u back to server %u", b->cfg.host, p, h->range, q);
 		/* a move (hps scale): the target's host stores the new owner
 		 * before the FINAL goes into the ring (the target serves the
 		 * range from it), as the source stores it on its own host */
 		if (hpsi_seg_movable(&b->seg))
-			hpsi_bridge_owner_to(b, h->range, q, (uint32_t)h->resp_cap);
+			hpsi_bridge_owner_to(b, h->range, q, HPSI_NO_SERVER, (uint32_t)h->resp_cap);
 		hpsi_bridge_range_to(b, h->range, q);
 	}
 	hpsi_bridge_fwd_write(b, p, q, h, h + 1, h + 1);

@@ -49,7 +49,7 @@ static int room_host(const struct hpsi_bridge *b)
 
 void hpsi_bridge_scale_report(struct hpsi_bridge *b, struct hpsi_sched_states *m)
 {
-	if (!hpsi_seg_movable(&b->seg) || !room_host(b))
+	if (!hpsi_seg_room(&b->seg) || !room_host(b))
 		return;
 	/* acquire pairs with the launcher's release of moves_seq (publish_plan,
 	 * runtime/cluster/launch.c): the plan and servers_want stored before
@@ -57,27 +57,31 @@ void hpsi_bridge_scale_report(struct hpsi_bridge *b, struct hpsi_sched_states *m
 	 * we read) goes in the next heartbeat; this one repeats the last. */
 	uint32_t seq = atomic_load_explicit(&b->seg.hdr->moves_seq, memory_order_acquire);
 	if (seq != b->plan_seq) {
-		uint16_t plan[HPSI_MAX_NODES];
+		uint16_t plan[HPSI_MAX_NODES], backup[HPSI_MAX_NODES] = {0};
 		uint32_t moves[HPSI_MAX_NODES];
 		for (uint32_t r = 0; r < b->S; r++) {
 			plan[r] = (uint16_t)hpsi_range_want(&b->seg, r);
 			moves[r] = atomic_load_explicit(&hpsi_seg_plan_moves(&b->seg)[r], memory_order_relaxed);
+			if (b->seg.hdr->replicas) /* (one backup with room: config.c) */
+				backup[r] = (uint16_t)hpsi_backup_want(&b->seg, r, 1);
 		}
 		uint32_t want = atomic_load_explicit(&b->seg.hdr->servers_want, memory_order_relaxed);
 		if (atomic_load_explicit(&b->seg.hdr->moves_seq, memory_order_acquire) == seq) {
 			memcpy(b->plan, plan, b->S * sizeof *plan);
 			memcpy(b->plan_moves, moves, b->S * sizeof *moves);
+			memcpy(b->plan_backup, backup, b->S * sizeof *backup);
 			b->plan_seq = seq, b->plan_servers = want;
 		}
 	}
 	m->plan_seq = b->plan_seq, m->plan_servers = b->plan_servers;
 	memcpy(m->plan, b->plan, b->S * sizeof *b->plan);
 	memcpy(m->plan_moves, b->plan_moves, b->S * sizeof *b->plan_moves);
+	memcpy(m->plan_backup, b->plan_backup, b->S * sizeof *b->plan_backup);
 }
 
 /* Stores a plan that came through the scheduler; 1. */
 static int store_plan(struct hpsi_bridge *b, uint32_t seq, uint32_t servers, const uint16_t *plan,
-		      const uint32_t *plan_moves)
+		      const uint16_t *backup, const uint32_t *plan_moves)
 {
 	b->plan_seq = seq;
 	/* published by the release of moves_seq, as the launcher's own plan
@@ -92,11 +96,19 @@ static int store_plan(struct hpsi_bridge *b, uint32_t seq, uint32_t servers, con
 	 * moves a range only by a plan this thread stored before. */
 	uint32_t kept = 0;
 	for (uint32_t r = 0; r < b->S; r++) {
-		if (plan_moves[r] < atomic_load_explicit(&hpsi_seg_moves(&b->seg)[r], memory_order_relaxed)) {
+		uint32_t moved = atomic_load_explicit(&hpsi_seg_moves(&b->seg)[r], memory_order_relaxed);
+		/* with replicas by bands (shm/segment.h): a plan's own second
+		 * copy of a range does not make it older */
+		if (b->seg.hdr->replicas ? hpsi_moves_band_older(plan_moves[r], moved) : plan_moves[r] < moved) {
 			kept++;
 			continue;
 		}
 		atomic_store_explicit(&hpsi_seg_want(&b->seg)[r], plan[r], memory_order_relaxed);
+		/* with replicas the backup's entry too, kept or taken with the
+		 * owner's: every change of a range's tables (a copy's FINAL,
+		 * recover.c room_handed) raises its one move number */
+		if (b->seg.hdr->replicas)
+			atomic_store_explicit(&hpsi_seg_backup_plan(&b->seg)[r], backup[r], memory_order_relaxed);
 		/* with its number: a server here moves a range only by an entry
 		 * not older than the range's last move (move.c) */
 		atomic_store_explicit(&hpsi_seg_plan_moves(&b->seg)[r], plan_moves[r], memory_order_release);
@@ -116,7 +128,7 @@ static int late_plans_due(struct hpsi_bridge *b)
 	int stored = 0;
 	while (b->late_n && hpsi_now_ns() >= b->late_plan[0].due) {
 		struct hpsi_late_plan *p = &b->late_plan[0];
-		stored = store_plan(b, p->seq, p->servers, p->plan, p->moves);
+		stored = store_plan(b, p->seq, p->servers, p->plan, p->backup, p->moves);
 		memmove(&b->late_plan[0], &b->late_plan[1], --b->late_n * sizeof *p);
 	}
 	return stored;
@@ -134,7 +146,7 @@ int hpsi_bridge_scale_apply(struct hpsi_bridge *b, const struct hpsi_sched_state
 		if (fp && sscanf(fp, "holdclosed:%u%n", &ms, &end) == 1 && fp[end] == 0 && !room_host(b))
 			b->hold_closed_ns = (int64_t)ms * 1000000;
 	}
-	if (!hpsi_seg_movable(&b->seg) || b->sched_lost)
+	if (!hpsi_seg_room(&b->seg) || b->sched_lost)
 		return 0;
 	int changed = 0;
 	for (uint32_t n = 0; n < b->S && n < m->nnodes; n++) {
@@ -149,9 +161,9 @@ int hpsi_bridge_scale_apply(struct hpsi_bridge *b, const struct hpsi_sched_state
 		 * may not have applied that CLOSED yet (held back while a plan
 		 * or a FINAL was due: hpsi_bridge_close_waits) when the new
 		 * process's ALIVE comes: a newer incarnation of a rank still
-		 * ALIVE here is the same restart (a movable job has no
-		 * replicas, so no replacement takes a rank's place; launch.c
-		 * refuses --restart-servers with room). Without it this host kept the
+		 * ALIVE here is the same restart (no replacement takes a
+		 * rank's place in a job with room: launch.c refuses
+		 * --restart-servers there). Without it this host kept the
 		 * old incarnation, its server's copies named it, and the new
 		 * process dropped them all (TSan, back to back: every request
 		 * to the ranges of the scale back up timed out) */
@@ -187,6 +199,9 @@ int hpsi_bridge_scale_apply(struct hpsi_bridge *b, const struct hpsi_sched_state
 		} else if (m->plan_moves[r] > HPSI_MOVES_MAX) { /* would never count as older */
 			hpsi_msg_count_bad("a plan of a scale with a move number out of range");
 			return changed | late_plans_due(b);
+		} else if (b->seg.hdr->replicas && (m->plan_backup[r] >= b->S || m->plan_backup[r] == m->plan[r])) {
+			hpsi_msg_count_bad("a plan of a scale naming no backup apart from the primary");
+			return changed | late_plans_due(b);
 		}
 	/* A plan that moves a range to a rank the states say CLOSED while
 	 * this host still has it ALIVE (its CLOSED held back:
@@ -200,23 +215,25 @@ int hpsi_bridge_scale_apply(struct hpsi_bridge *b, const struct hpsi_sched_state
 	 * plans held back before it are stored meanwhile (review: with
 	 * lateplan they hold every CLOSED back, and on three hosts two
 	 * hosts each waited for the other's rank) */
-	for (uint32_t r = 0; r < b->S; r++) {
-		uint32_t t = m->plan[r];
-		if (t != hpsi_range_owner(&b->seg, r) && t < m->nnodes && m->state[t] == HPSI_NODE_CLOSED &&
-		    !hpsi_node_local(&b->seg, t) && hpsi_node_state(&b->seg, t) == HPSI_NODE_ALIVE)
-			return changed | late_plans_due(b);
-	}
+	for (uint32_t r = 0; r < b->S; r++)
+		for (uint32_t i = 0; i <= (b->seg.hdr->replicas ? 1u : 0u); i++) {
+			uint32_t t = i ? m->plan_backup[r] : m->plan[r];
+			if (t != hpsi_replica(&b->seg, r, i) && t < m->nnodes && m->state[t] == HPSI_NODE_CLOSED &&
+			    !hpsi_node_local(&b->seg, t) && hpsi_node_state(&b->seg, t) == HPSI_NODE_ALIVE)
+				return changed | late_plans_due(b);
+		}
 	if (b->late_plan_ns) {
 		if (b->late_n < sizeof b->late_plan / sizeof b->late_plan[0]) { /* full: a later states brings it */
 			struct hpsi_late_plan *p = &b->late_plan[b->late_n++];
 			p->due = hpsi_now_ns() + b->late_plan_ns, p->seq = m->plan_seq, p->servers = m->plan_servers;
 			memcpy(p->plan, m->plan, b->S * sizeof *p->plan);
 			memcpy(p->moves, m->plan_moves, b->S * sizeof *p->moves);
+			memcpy(p->backup, m->plan_backup, b->S * sizeof *p->backup);
 			b->late_seen = m->plan_seq;
 		}
 		return changed | late_plans_due(b);
 	}
-	return store_plan(b, m->plan_seq, m->plan_servers, m->plan, m->plan_moves);
+	return store_plan(b, m->plan_seq, m->plan_servers, m->plan, m->plan_backup, m->plan_moves);
 }
 
 /* A leaving server closes once its key ranges moved (move.c): its host
@@ -233,7 +250,7 @@ int hpsi_bridge_scale_apply(struct hpsi_bridge *b, const struct hpsi_sched_state
  * acquired by the routing that reads them; only this thread decides. */
 int hpsi_bridge_close_waits(struct hpsi_bridge *b, uint32_t n)
 {
-	if (!hpsi_seg_movable(&b->seg) || n >= b->S)
+	if (!hpsi_seg_room(&b->seg) || n >= b->S)
 		return 0;
 	if (b->hold_closed_ns) { /* HPS_FAILPOINT=holdclosed:MS (struct hpsi_bridge) */
 		int64_t now = hpsi_now_ns();
@@ -253,17 +270,34 @@ int hpsi_bridge_close_waits(struct hpsi_bridge *b, uint32_t n)
 		if (atomic_load_explicit(&hpsi_seg_owner(&b->seg)[r], memory_order_relaxed) == n &&
 		    atomic_load_explicit(&hpsi_seg_want(&b->seg)[r], memory_order_relaxed) != n)
 			return 1;
+	/* with replicas a backup too: the FINAL of the copy that makes
+	 * another rank the backup may still be on its way here */
+	for (size_t r = 0; b->seg.hdr->replicas && r < b->S; r++)
+		if (atomic_load_explicit(&hpsi_seg_backups(&b->seg)[r], memory_order_relaxed) == n &&
+		    atomic_load_explicit(&hpsi_seg_backup_plan(&b->seg)[r], memory_order_relaxed) != n)
+			return 1;
 	return 0;
 }
 
 int hpsi_bridge_scale_owners(struct hpsi_bridge *b)
 {
-	if (!hpsi_seg_movable(&b->seg) || !b->serving)
+	if (!hpsi_seg_room(&b->seg) || !b->serving)
 		return 0;
-	int moved = 0;
+	int moved = 0, K = b->seg.hdr->replicas != 0;
 	for (uint32_t r = 0; r < b->S; r++) {
 		uint32_t was = b->serving[r], now = hpsi_range_owner(&b->seg, r);
-		if (now == was || was >= b->S || !hpsi_bridge_local_server(b, was) || !hpsi_bridge_local_server(b, now))
+		uint32_t nb = K ? hpsi_replica(&b->seg, r, 1) : 0;
+		/* With replicas (one backup) a copy within this host may also
+		 * make a rank here the backup of a range its primary here keeps
+		 * (recover.c, ROOM_BACKUP). Neither after a failover: serving
+		 * names the backup that took the range over, the tables stay */
+		int owner_moved = now != was && was < b->S && hpsi_bridge_local_server(b, was) &&
+				  hpsi_bridge_local_server(b, now);
+		int backup_moved = K && now == was && nb != b->serving_backup[r] && nb < b->S &&
+				   hpsi_bridge_local_server(b, now) && hpsi_bridge_local_server(b, nb);
+		if (K && hpsi_server_gone(&b->seg, now))
+			continue;
+		if (!owner_moved && !backup_moved)
 			continue; /* (a move to another host: its FINAL tells, bridge_recover.c) */
 		struct hpsi_msg_hdr h;
 		int room = 1;
@@ -274,6 +308,8 @@ int hpsi_bridge_scale_owners(struct hpsi_bridge *b)
 			return moved; /* next pass */
 		hpsi_msg_init(&h, HPSI_MSG_CLOCK, was, 0);
 		h.range = r;
+		h.part = (uint32_t)owner_moved; /* 0: the backup only (to: the new backup); a clock message has no width */
+		h.keys_off = nb;       /* with replicas: the backup from now on */
 		/* The move's number, the one its FINAL carried: the source
 		 * raises the host's number after it stored the owner (release,
 		 * move.c hpsi_move_handed), so the number read here (acquire)
@@ -284,7 +320,7 @@ int hpsi_bridge_scale_owners(struct hpsi_bridge *b)
 		 * number is not raised yet: never too high, so no later plan's
 		 * entry looks older than the range's move on another host */
 		uint32_t moves = atomic_load_explicit(&hpsi_seg_moves(&b->seg)[r], memory_order_acquire);
-		if (hpsi_range_owner(&b->seg, r) != now)
+		if (hpsi_range_owner(&b->seg, r) != now || (K && hpsi_replica(&b->seg, r, 1) != nb))
 			continue; /* moved on meanwhile: the number may be a later move's (next pass) */
 		if (moves <= b->serving_moves[r])
 			moves = b->serving_moves[r] + 1;
@@ -292,8 +328,9 @@ int hpsi_bridge_scale_owners(struct hpsi_bridge *b)
 		h.resp_cap = moves;
 		for (uint32_t i = 0; i < b->nhosts; i++)
 			if (i != b->me)
-				hpsi_bridge_append(b, i, was, now, HPSI_REC_HANDBACK, &h, NULL, 0, NULL, 0);
+				hpsi_bridge_append(b, i, was, owner_moved ? now : nb, HPSI_REC_HANDBACK, &h, NULL, 0, NULL, 0);
 		b->serving[r] = now;
+		b->serving_backup[r] = nb;
 		moved = 1;
 	}
 	return moved;

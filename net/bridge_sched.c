@@ -76,8 +76,13 @@ static void apply_states(struct hpsi_bridge *b, const struct hpsi_sched_states *
 		uint32_t cur = HPSI_NODE_ALIVE;
 		/* release: pairs with the acquire of whoever checks the node */
 		if (atomic_compare_exchange_strong_explicit(&node->state, &cur, m->state[n], memory_order_acq_rel,
-							    memory_order_acquire))
+							    memory_order_acquire)) {
 			changed = 1;
+			/* a backup a scale closed (with room): no push here waits
+			 * for its acks any more, as for a dead one */
+			if (m->state[n] == HPSI_NODE_CLOSED && n < b->S && hpsi_seg_room(&b->seg) && b->seg.hdr->replicas)
+				hpsi_bridge_acks_dead(b, n);
+		}
 	}
 	/* The job's restart budget is the scheduler's (runtime/cluster/
 	 * scheduler.c): this host's launcher may restart only while the job

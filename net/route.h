@@ -79,9 +79,7 @@ static inline uint32_t hpsi_replica(const struct hpsi_seg *s, uint32_t r, uint32
  * backup table's plan half); acquire as hpsi_range_want. */
 static inline uint32_t hpsi_backup_want(const struct hpsi_seg *s, uint32_t r, uint32_t i)
 {
-	return atomic_load_explicit(&hpsi_seg_backups(s)[(size_t)s->hdr->nservers * s->hdr->replicas +
-							 r * s->hdr->replicas + i - 1],
-				    memory_order_acquire);
+	return atomic_load_explicit(&hpsi_seg_backup_plan(s)[(size_t)r * s->hdr->replicas + i - 1], memory_order_acquire);
 }
 
 /* Which replica of range r this server is, or HPSI_NO_SERVER (also for

@@ -24,7 +24,7 @@
 
 #define HPSI_BATCH_MAGIC 0x42535048u /* "HPSB" */
 #define HPSI_SCHED_MAGIC 0x43535048u /* "HPSC" */
-#define HPSI_WIRE_VERSION 6 /* 2: heartbeats carry the host's totals; 3: join words (states), launched (assignment); 4: launched_servers (assignment), the plan of a scale (states); 5: the RESET record, the checkpoint UNLOCK, an empty endpoint for a host that joins later; 6: the plan's move numbers (states), a move's number in its FINAL and HANDBACK (resp_cap) */
+#define HPSI_WIRE_VERSION 7 /* 2: heartbeats carry the host's totals; 3: join words (states), launched (assignment); 4: launched_servers (assignment), the plan of a scale (states); 5: the RESET record, the checkpoint UNLOCK, an empty endpoint for a host that joins later; 6: the plan's move numbers (states), a move's number in its FINAL and HANDBACK (resp_cap); 7: the plan's backups (states), the new backup in a HANDBACK (keys_off) */
 #define HPSI_MAX_HOSTS 64
 #define HPSI_ENDPOINT_MAX 128
 
@@ -206,10 +206,13 @@ struct hpsi_sched_states {
 	 * moves_seq when plan_seq moves on. 0: no plan yet. plan_moves[r]:
 	 * range r's move number when the plan was made (struct
 	 * hpsi_seg_hdr, moves_off); a host that knows of a later move of r
-	 * keeps its entry (net/bridge_scale.c). */
+	 * keeps its entry (net/bridge_scale.c). plan_backup[r]: with
+	 * replicas (one backup with room), the rank the plan makes range r's
+	 * backup; 0 without. */
 	uint32_t plan_seq, plan_servers;
 	uint16_t plan[HPSI_MAX_NODES];
 	uint32_t plan_moves[HPSI_MAX_NODES];
+	uint16_t plan_backup[HPSI_MAX_NODES];
 };
 
 /* BROKEN: the outcome of barrier gen (shm/barrier.h) for every host. */

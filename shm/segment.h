@@ -469,6 +469,24 @@ static inline int hpsi_moves_valid(uint64_t n)
 	return n >= 1 && n <= HPSI_MOVES_MAX;
 }
 
+/* A replicated job with room: a scale's plan may change a range's tables
+ * in two or three copies (runtime/server/recover.c, find_room), each
+ * raising its number by one, so a plan's entry carries the first number
+ * of a band of its own, above every copy before it (the launcher's
+ * hpsi_moves_band_next), and is older than the range's last copy only
+ * when that copy's band is higher: a later plan's (the plain rule,
+ * planned < moved, would take the plan's own second copy for a later
+ * plan's). 4096 copies of a range per plan, 2^18 plans. */
+#define HPSI_MOVES_BAND_SHIFT 12
+static inline uint32_t hpsi_moves_band_next(uint32_t moved)
+{
+	return ((moved >> HPSI_MOVES_BAND_SHIFT) + 1) << HPSI_MOVES_BAND_SHIFT;
+}
+static inline int hpsi_moves_band_older(uint32_t planned, uint32_t moved)
+{
+	return moved >> HPSI_MOVES_BAND_SHIFT > planned >> HPSI_MOVES_BAND_SHIFT;
+}
+
 /* Raises range r's move number to at least n (a FINAL or HANDBACK read
  * twice on one host, by its server and its bridge, counts once). Called
  * after the move's new owner was stored, everywhere: release pairs with
@@ -490,6 +508,14 @@ static inline void hpsi_seg_moves_raise(const struct hpsi_seg *s, uint32_t r, ui
 static inline _Atomic uint16_t *hpsi_seg_backups(const struct hpsi_seg *s)
 {
 	return hpsi_seg_owner(s) + 2 * (size_t)s->hdr->nservers;
+}
+
+/* The backup table's plan half (a scale's): replica i >= 1 of key range
+ * r at [r * replicas + i - 1], as hpsi_seg_backups. Read through
+ * net/route.h (hpsi_backup_want). */
+static inline _Atomic uint16_t *hpsi_seg_backup_plan(const struct hpsi_seg *s)
+{
+	return hpsi_seg_backups(s) + (size_t)s->hdr->nservers * s->hdr->replicas;
 }
 
 /* The host of each server rank (struct hpsi_seg_hdr, hosts_off): NULL

@@ -777,7 +777,7 @@ static void test_bridge_scale_checks(void)
 	CU_ASSERT_EQUAL(hpsi_bridge_record_origin(&m, 1, &arec, &ans, &why), 0);
 	CU_ASSERT_EQUAL(hpsi_bridge_record_origin(&m, 0, &arec, &ans, &why), -1); /* not its host */
 	CU_ASSERT_STRING_EQUAL(why, "a record from or to the wrong host");
-	hpsi_bridge_owner_to(&m, 3, 0, 2); /* range 3 moves to server 0, here (its second move) */
+	hpsi_bridge_owner_to(&m, 3, 0, HPSI_NO_SERVER, 2); /* range 3 moves to server 0, here (its second move) */
 	hpsi_bridge_range_to(&m, 3, 0);
 	ans.sender = 3;
 	CU_ASSERT_EQUAL(hpsi_bridge_record_origin(&m, 1, &arec, &ans, &why), 1);
@@ -885,6 +885,133 @@ static void test_bridge_scale_checks(void)
 	hpsi_seg_detach(&m.seg);
 }
 
+/* A replicated job with room across hosts (net/bridge_scale.c,
+ * net/bridge_recover.c), as host 0 of two sees it, -s 2 --max-servers 4
+ * --replicas 1 (server 0 here, 1 to 3 on host 1; owners 0,1,0,1, backups
+ * 1,0,1,0): a plan naming a backup equal to its primary is bad and stored
+ * nowhere, a good one stores both halves; a HANDBACK record of a copy
+ * within host 1 stores the new owner and backup (part 1) or the backup
+ * only (part 0), one naming a bad width, a backup equal to the owner or no
+ * number is bad, one told twice is stale; a plan older than a range's last
+ * copy by its band keeps the range's entries, one of the same band does
+ * not; a remote CLOSED waits while a backup entry names it and the plan
+ * does not; a FINAL of a bad width, or naming the target as its own
+ * backup, is bad. */
+static void test_bridge_room_replicas_checks(void)
+{
+	static struct hpsi_bridge m;
+	memset(&m, 0, sizeof m);
+	char job[64];
+	snprintf(job, sizeof job, "tbr%d", (int)getpid());
+	static const uint32_t host_servers[2] = {1, 3};
+	struct hpsi_seg_params sp = {.job = job, .host = "h0", .nservers = 2, .max_servers = 4, .nworkers = 2,
+				     .replicas = 1, .nhosts = 2, .host_servers = host_servers,
+				     .ring_bytes = RING, .heap_slice = SLICE, .timeout_ms = 20000,
+				     .range_mode = HPSI_RANGE_HASH, .bridged = 1, .srv_lo = 0, .srv_hi = 1, .wrk_lo = 0,
+				     .wrk_hi = 1};
+	CU_ASSERT_EQUAL_FATAL(hpsi_seg_create(&sp, &m.seg), 0);
+	struct hpsi_sched_assign *a = &m.assign;
+	a->h.host = 0, a->nhosts = 2, a->nservers = 4, a->nworkers = 2, a->launched_servers = 2;
+	a->hosts[0].srv_lo = 0, a->hosts[0].srv_hi = 1, a->hosts[0].wrk_lo = 0, a->hosts[0].wrk_hi = 1;
+	a->hosts[1].srv_lo = 1, a->hosts[1].srv_hi = 4, a->hosts[1].wrk_lo = 1, a->hosts[1].wrk_hi = 2;
+	CU_ASSERT_EQUAL_FATAL(hpsi_bridge_layout(&m), 0);
+	for (uint32_t r = 0; r < 4; r++)
+		CU_ASSERT(hpsi_replica(&m.seg, r, 0) == r % 2 && hpsi_replica(&m.seg, r, 1) == 1 - r % 2);
+	static struct hpsi_sched_states st;
+	hpsi_sched_init(&st.h, HPSI_SCH_STATES, 0);
+	st.nnodes = 6;
+	st.state[0] = st.state[1] = st.state[2] = st.state[3] = HPSI_NODE_ALIVE;
+	st.join[2] = st.join[3] = HPSI_SRV_WORD(1, 0);
+	static const uint16_t plan[4] = {0, 1, 2, 3}, backup[4] = {1, 0, 0, 0};
+	memcpy(st.plan, plan, sizeof plan);
+	memcpy(st.plan_backup, backup, sizeof backup);
+	st.plan_backup[2] = 2; /* range 2 backed up by its own primary */
+	for (uint32_t r = 0; r < 4; r++)
+		st.plan_moves[r] = 1u << HPSI_MOVES_BAND_SHIFT;
+	st.plan_seq = 1, st.plan_servers = 4;
+	uint64_t bad = hpsi_msg_bad_count();
+	uint32_t seq = atomic_load(&m.seg.hdr->moves_seq);
+	CU_ASSERT_EQUAL(hpsi_bridge_scale_apply(&m, &st), 1); /* (ranks 2 and 3 ALIVE here) */
+	CU_ASSERT_EQUAL(hpsi_msg_bad_count(), bad + 1);
+	CU_ASSERT_EQUAL(atomic_load(&m.seg.hdr->moves_seq), seq);
+	CU_ASSERT_EQUAL(hpsi_range_want(&m.seg, 2), 0u);
+	st.plan_backup[2] = 0;
+	CU_ASSERT_EQUAL(hpsi_bridge_scale_apply(&m, &st), 1);
+	CU_ASSERT_EQUAL(atomic_load(&m.seg.hdr->moves_seq), seq + 1);
+	CU_ASSERT_EQUAL(hpsi_range_want(&m.seg, 2), 2u);
+	CU_ASSERT_EQUAL(hpsi_backup_want(&m.seg, 2, 1), 0u);
+	CU_ASSERT_EQUAL(hpsi_backup_want(&m.seg, 3, 1), 0u);
+	/* range 3 from server 1 to server 3, both on host 1, backed up by 0 */
+	uint32_t n1 = (1u << HPSI_MOVES_BAND_SHIFT) + 1;
+	struct hpsi_msg_hdr h;
+	hpsi_msg_init(&h, HPSI_MSG_CLOCK, 1, 0);
+	h.range = 3, h.part = 3, h.keys_off = 0, h.resp_cap = n1;
+	struct hpsi_rec_hdr rec = {.len = sizeof h, .worker = 1, .server = 3, .flags = HPSI_REC_HANDBACK};
+	bad = hpsi_msg_bad_count();
+	hpsi_bridge_handback_receive(&m, 1, &rec, &h); /* no such width */
+	h.part = 1, h.keys_off = 3;
+	hpsi_bridge_handback_receive(&m, 1, &rec, &h); /* backed up by its own primary */
+	h.keys_off = 0, h.resp_cap = 0;
+	hpsi_bridge_handback_receive(&m, 1, &rec, &h); /* no number */
+	CU_ASSERT_EQUAL(hpsi_msg_bad_count(), bad + 3);
+	CU_ASSERT_EQUAL(hpsi_range_owner(&m.seg, 3), 1u);
+	h.resp_cap = n1;
+	hpsi_bridge_handback_receive(&m, 1, &rec, &h);
+	CU_ASSERT_EQUAL(hpsi_msg_bad_count(), bad + 3);
+	CU_ASSERT_EQUAL(hpsi_range_owner(&m.seg, 3), 3u);
+	CU_ASSERT_EQUAL(hpsi_replica(&m.seg, 3, 1), 0u);
+	CU_ASSERT_EQUAL(atomic_load(&hpsi_seg_moves(&m.seg)[3]), n1);
+	CU_ASSERT_EQUAL(m.serving[3], 3u);
+	uint64_t stale = m.stale;
+	hpsi_bridge_handback_receive(&m, 1, &rec, &h); /* told twice */
+	CU_ASSERT_EQUAL(m.stale, stale + 1);
+	CU_ASSERT_EQUAL(hpsi_msg_bad_count(), bad + 3);
+	/* range 1 (server 1's) backed up by server 2 from now: part 0 */
+	h.range = 1, h.part = 0, h.keys_off = 2, h.resp_cap = n1;
+	rec.server = 2;
+	hpsi_bridge_handback_receive(&m, 1, &rec, &h);
+	CU_ASSERT_EQUAL(hpsi_range_owner(&m.seg, 1), 1u);
+	CU_ASSERT_EQUAL(hpsi_replica(&m.seg, 1, 1), 2u);
+	CU_ASSERT_EQUAL(hpsi_msg_bad_count(), bad + 3);
+	/* a plan of the band before range 3's copy keeps its entries (not
+	 * back to server 1), one of the same band takes them */
+	st.plan_seq = 2, st.plan[3] = 1, st.plan_backup[3] = 0, st.plan_moves[3] = 0;
+	CU_ASSERT_EQUAL(hpsi_bridge_scale_apply(&m, &st), 1);
+	CU_ASSERT_EQUAL(hpsi_range_want(&m.seg, 3), 3u);
+	st.plan_seq = 3, st.plan_moves[3] = 1u << HPSI_MOVES_BAND_SHIFT;
+	CU_ASSERT_EQUAL(hpsi_bridge_scale_apply(&m, &st), 1);
+	CU_ASSERT_EQUAL(hpsi_range_want(&m.seg, 3), 1u);
+	/* server 2 backs up range 1: its CLOSED waits while the plan moves
+	 * that backup elsewhere */
+	for (uint32_t r = 0; r < 4; r++)
+		atomic_store(&hpsi_seg_want(&m.seg)[r], (uint16_t)hpsi_range_owner(&m.seg, r));
+	atomic_store(&hpsi_seg_backup_plan(&m.seg)[1], 2);
+	CU_ASSERT_EQUAL(hpsi_bridge_close_waits(&m, 2), 0);
+	atomic_store(&hpsi_seg_backup_plan(&m.seg)[1], 0);
+	CU_ASSERT_EQUAL(hpsi_bridge_close_waits(&m, 2), 1);
+	/* FINALs from server 1 (host 1) to server 0 here */
+	struct hpsi_msg_hdr fin;
+	hpsi_msg_init(&fin, HPSI_MSG_SYNC, 1, 0);
+	fin.flags = HPSI_F_REPLICA, fin.range = 1, fin.part = HPSI_SYNC_FINAL, fin.width = 3, fin.resp_cap = n1 + 1;
+	struct hpsi_rec_hdr frec = {.len = sizeof fin, .worker = 1, .server = 0};
+	bad = hpsi_msg_bad_count();
+	hpsi_bridge_sync_receive(&m, 1, &frec, &fin); /* no such width */
+	fin.width = 1, fin.keys_off = 0;
+	hpsi_bridge_sync_receive(&m, 1, &frec, &fin); /* the target as its own backup */
+	CU_ASSERT_EQUAL(hpsi_msg_bad_count(), bad + 2);
+	CU_ASSERT_EQUAL(hpsi_range_owner(&m.seg, 1), 1u);
+	hpsi_bridge_failover_free(&m);
+	free(m.fwd);
+	for (size_t i = 0; i < (size_t)m.W * m.S; i++)
+		free(m.pairs[i].fifo.e);
+	free(m.host_of_server), free(m.host_of_worker), free(m.pairs), free(m.heaps), free(m.heap_live);
+	for (uint32_t i = 0; i < m.nhosts; i++)
+		hpsi_bridge_out_free(&m.out[i]);
+	free(m.out), free(m.dealers);
+	hpsi_seg_unlink(&m.seg);
+	hpsi_seg_detach(&m.seg);
+}
+
 int main(void)
 {
 	static const struct test_case cases[] = {
@@ -899,6 +1026,7 @@ int main(void)
 		{"test_bridge_counts_peer_traffic", test_bridge_counts_peer_traffic},
 		{"test_bridge_forward_record_flags", test_bridge_forward_record_flags},
 		{"test_bridge_scale_checks", test_bridge_scale_checks},
+		{"test_bridge_room_replicas_checks", test_bridge_room_replicas_checks},
 		{NULL, NULL},
 	};
 	return run_suite("bridge", cases);

@@ -1440,7 +1440,8 @@ static void test_scale_servers_refusals(void)
 	CU_ASSERT_EQUAL_FATAL(hpsi_seg_create(&p, &hlast), 0);
 	atomic_store(&hpsi_seg_node(&hlast, 2)->state, HPSI_NODE_DEAD);
 	/* a replicated job with room on two hosts, this the last: it
-	 * launches (its backups on the other host), it does not scale */
+	 * launches (its backups on the other host); it scales (test_xscale
+	 * test_xscale_replicated_room_scale), not below 2 servers */
 	static const uint32_t host_servers[2] = {1, 3};
 	p.job = "sq7", p.replicas = 1, p.nhosts = 2, p.host_servers = host_servers;
 	CU_ASSERT_EQUAL_FATAL(hpsi_seg_create(&p, &hrepl), 0);
@@ -1458,7 +1459,7 @@ static void test_scale_servers_refusals(void)
 		{"--job sq4 --servers 3", "hps scale: job sq4 was launched without room for more servers; its key ranges cannot move (hps launch --max-servers)\n", 1},
 		{"--job sq5 --servers 3", "hps scale: job sq5 spans hosts (--hosts): its free server ranks are on its last host, not on testhost; run hps scale there\n", 1},
 		{"--job sq6 --servers 3", "hps scale: job sq6 spans hosts (--hosts): server rank 2 is neither free nor closed by a scale (it died); it cannot start again\n", 1},
-		{"--job sq7 --servers 3", "hps scale: scaling a replicated job across hosts is not supported yet\n", 1},
+		{"--job sq7 --servers 1", "hps scale: job sq7 keeps 1 backup of every key range on other servers (--replicas), so it needs at least 2 servers, not 1\n", 1},
 		{"--job sq1 --servers 0", "hps scale: --servers needs a number from 1 to 255\n", 2},
 		{"--job sq1 --servers 3 --workers 2", "hps scale: say how many workers or servers the job should have (--workers N or --servers N, one of them)\n", 2},
 	};

@@ -684,7 +684,7 @@ static void publish_plan(struct hpsi_seg *s, uint32_t servers_want)
  * range r (net/route.h, hpsi_backup_want). */
 static _Atomic uint16_t *backup_want_entry(struct hpsi_seg *s, uint32_t r, uint32_t i)
 {
-	return &hpsi_seg_backups(s)[(size_t)s->hdr->nservers * s->hdr->replicas + (size_t)r * s->hdr->replicas + i];
+	return &hpsi_seg_backup_plan(s)[(size_t)r * s->hdr->replicas + i];
 }
 
 /* The backup plan becomes the backup table (no backup moves). */
@@ -820,18 +820,10 @@ static int serve_scale_servers(struct job *j, struct scaling *sc, uint32_t want,
 			return 0;
 		uint16_t plan[HPSI_MAX_NODES], bplan[HPSI_MAX_NODES * HPSI_MAX_REPLICAS];
 		uint32_t K = s->hdr->replicas, moves[HPSI_MAX_NODES];
-		/* hps scale refuses it (scale.c); a request written into the
-		 * segment some other way must not move a replicated range across
-		 * hosts either: the other hosts' bridges learn neither the backup
-		 * plan nor the backup entries a copy stores (docs/ARCHITECTURE.md,
-		 * "Replicated jobs with room across hosts") */
-		if (s->hdr->bridged && K) {
-			fprintf(stderr, "hps launch: hps scale: scaling a replicated job across hosts is not supported yet; not scaled\n");
-			end_server_scale(j, sc);
-			return 0;
-		}
 		for (uint32_t r = 0; r < M; r++) {
 			moves[r] = moves_before_owner(s, r);
+			if (K) /* a band of its own (shm/segment.h) */
+				moves[r] = hpsi_moves_band_next(moves[r]);
 			plan[r] = (uint16_t)hpsi_range_owner(s, r);
 			for (uint32_t i = 0; i < K; i++)
 				bplan[r * K + i] = (uint16_t)hpsi_replica(s, r, i + 1);
@@ -996,7 +988,7 @@ static int restart_closed_servers(struct job *j, struct restarts *rs, const char
 {
 	struct hpsi_seg *s = &j->seg;
 	const struct hpsi_seg_hdr *h = s->hdr;
-	if (j->stopping || !h->bridged || !hpsi_seg_movable(s) || h->replicas || h->srv_hi == h->nservers)
+	if (j->stopping || !h->bridged || !hpsi_seg_room(s) || h->srv_hi == h->nservers)
 		return 0;
 	/* acquire pairs with the bridge's release of moves_seq: the plan and
 	 * servers_want it stored before are read after */
@@ -1008,7 +1000,7 @@ static int restart_closed_servers(struct job *j, struct restarts *rs, const char
 	for (uint32_t r = h->srv_lo; r < h->srv_hi && j->n < MAX_KIDS; r++) {
 		int named = 0, running = 0;
 		for (uint32_t k = 0; k < h->nservers; k++)
-			named |= hpsi_range_want(s, k) == r;
+			named |= hpsi_range_want(s, k) == r || (h->replicas && hpsi_backup_want(s, k, 1) == r);
 		if (fresh)
 			rs->due[r] = named && r < want && !rs->failed[r];
 		if (!rs->due[r])
@@ -1128,7 +1120,7 @@ static int job_workers_running(struct job *j)
 static int holds_room(struct job *j, int multi)
 {
 	const struct hpsi_seg_hdr *h = j->seg.hdr;
-	return multi && (h->wrk_hi > h->launched_workers || (hpsi_seg_movable(&j->seg) && h->srv_hi == h->nservers));
+	return multi && (h->wrk_hi > h->launched_workers || (hpsi_seg_room(&j->seg) && h->srv_hi == h->nservers));
 }
 
 /* Across hosts: whether this host's part is over once its processes
@@ -1456,7 +1448,7 @@ static int launch_here(int self_serve, int keep_going, char **argv, int prog)
 	for (;;) {
 		if ((!multi && (hdr->launched_workers < hdr->nworkers || hpsi_seg_room(&j.seg))) ||
 		    (multi && (hdr->wrk_hi > hdr->launched_workers ||
-			       (hpsi_seg_movable(&j.seg) && hdr->srv_hi == hdr->nservers)))) { /* across hosts: the host with the room */
+			       (hpsi_seg_room(&j.seg) && hdr->srv_hi == hdr->nservers)))) { /* across hosts: the host with the room */
 			int servers = 0;
 			int more = serve_scale(&j, &scaling, self, argv + prog, self_serve ? argv + prog : NULL, &cfg, &servers);
 			workers_left += more, nodes_left += more + servers;

@@ -163,13 +163,6 @@ static int scale_servers(struct hpsi_seg *seg, uint32_t want)
 			h->job, h->host);
 		return 1;
 	}
-	/* moving a range's primary and backup across hosts is not built: the
-	 * bridges would have to follow the backup table's changes, and the
-	 * servers' launch tables assume it never changes there (server.c) */
-	if (h->bridged && h->replicas) {
-		fprintf(stderr, "hps scale: scaling a replicated job across hosts is not supported yet\n");
-		return 1;
-	}
 	/* Across hosts the new servers take ranks now .. want - 1: free
 	 * (VACANT) ranks of this host, which the other hosts know as free, or
 	 * ranks an earlier scale closed (a scale back up after a scale down),

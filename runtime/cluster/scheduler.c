@@ -95,6 +95,7 @@ struct sched {
 	uint32_t plan_seq, plan_servers;
 	uint16_t plan[HPSI_MAX_NODES];
 	uint32_t plan_moves[HPSI_MAX_NODES];
+	uint16_t plan_backup[HPSI_MAX_NODES];
 };
 
 static volatile sig_atomic_t stop_signal;
@@ -456,6 +457,7 @@ static void broadcast_states(struct sched *s)
 	m.plan_seq = s->plan_seq, m.plan_servers = s->plan_servers;
 	memcpy(m.plan, s->plan, sizeof m.plan);
 	memcpy(m.plan_moves, s->plan_moves, sizeof m.plan_moves);
+	memcpy(m.plan_backup, s->plan_backup, sizeof m.plan_backup);
 	/* the job's restarts: each host's launcher may restart while they
 	 * are below the budget (apply_states, net/bridge_sched.c) */
 	for (uint32_t i = 0; i < s->nhosts; i++)
@@ -926,6 +928,7 @@ static void handle(struct sched *s, const struct peer_id *id, const void *buf, s
 			s->plan_seq = hb->plan_seq, s->plan_servers = hb->plan_servers;
 			memcpy(s->plan, hb->plan, sizeof s->plan);
 			memcpy(s->plan_moves, hb->plan_moves, sizeof s->plan_moves);
+			memcpy(s->plan_backup, hb->plan_backup, sizeof s->plan_backup);
 			s->states_changed = 1;
 		}
 		h->totals = hb->totals;

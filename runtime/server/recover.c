@@ -109,6 +109,7 @@ struct range_sync {
 	int handback; /* the range goes to the replacement at the FINAL */
 	int room;            /* ROOM_*: a scale of a replicated job with room */
 	uint32_t new_backup; /* ROOM_HANDBACK, ROOM_SWAP: the range's backup after it */
+	uint32_t room_moves; /* ROOM_*: the copy's number (shm/segment.h, bands) */
 	int phase;
 	struct hpsi_store_cursor cursor, next_cursor; /* PH_COPY: at the record being sent, the one after */
 	size_t rec_off;               /* bytes of the current record sent */
@@ -220,11 +221,25 @@ static int running(const struct server *sv, uint32_t b)
  * it serves (replica.c), so a copy makes a backup only of a server that
  * serves a range, and a server gives up its last range only when no
  * table names it as a backup. */
-static int find_room(struct server *sv, struct range_state *rs, uint32_t *to, int *kind, uint32_t *new_b)
+static int find_room(struct server *sv, struct range_state *rs, uint32_t *to, int *kind, uint32_t *new_b,
+		     uint32_t *number)
 {
 	uint32_t r = rs->id, cb = hpsi_replica(sv->seg, r, 1);
 	if (hpsi_replica(sv->seg, r, 0) != sv->me)
 		return 0; /* a range taken over: its primary died, the tables stay (the launcher ends the scale) */
+	/* A plan older than the range's last copy by its band (shm/
+	 * segment.h) would move it back: across hosts a plan comes through
+	 * the scheduler, after a later plan's FINALs that came straight from
+	 * bridge to bridge. Acquire as move.c hpsi_move_plan_older: every
+	 * writer stores the number after the entries, with release, so the
+	 * entries read below are this plan's or a later one's. The copy's
+	 * number: one above the range's last and the plan's. */
+	uint32_t planned = atomic_load_explicit(&hpsi_seg_plan_moves(sv->seg)[r], memory_order_acquire);
+	uint32_t moved = atomic_load_explicit(&hpsi_seg_moves(sv->seg)[r], memory_order_relaxed);
+	moved = moved > rs->moved_in ? moved : rs->moved_in;
+	if (hpsi_moves_band_older(planned, moved))
+		return 0;
+	*number = (moved > planned ? moved : planned) + 1;
 	uint32_t wo = hpsi_range_want(sv->seg, r), wb = hpsi_backup_want(sv->seg, r, 1);
 	if (wo >= sv->nservers || wb >= sv->nservers || wo == wb || (wo == sv->me && wb == cb) || !running(sv, cb))
 		return 0;
@@ -261,11 +276,11 @@ static int find_room(struct server *sv, struct range_state *rs, uint32_t *to, in
 
 /* Which replica of rs, if any, needs a copy from this server now. */
 static int find_target(struct server *sv, struct range_state *rs, uint32_t *to, uint32_t *idx, int *handback,
-		       int *room, uint32_t *new_b)
+		       int *room, uint32_t *new_b, uint32_t *number)
 {
 	*room = ROOM_NONE;
 	if (sv->replicated_room) {
-		if (!find_room(sv, rs, to, room, new_b))
+		if (!find_room(sv, rs, to, room, new_b, number))
 			return 0;
 		*idx = *room == ROOM_BACKUP ? 1 : 0;
 		*handback = *room != ROOM_BACKUP;
@@ -606,6 +621,7 @@ static void room_handed(struct server *sv, struct range_state *rs, double mb, do
 		rs->fwd_rank[1] = y->to; /* its pushes go there from now */
 		rs->fwd_incarnation[1] = y->incarnation;
 		atomic_store_explicit(backup, (uint16_t)y->to, memory_order_release);
+		hpsi_seg_moves_raise(sv->seg, rs->id, y->room_moves); /* (after the entry, release) */
 		hpsi_warn("server %u copied the backup of key range %u (%zu keys, %.1f MB in %.3f ms) from server %u to server %u",
 			  sv->me, rs->id, keys, mb, ms, old, y->to);
 		return;
@@ -616,6 +632,7 @@ static void room_handed(struct server *sv, struct range_state *rs, double mb, do
 	 * backup (a swap passes through the target named as both) */
 	atomic_store_explicit(&hpsi_seg_owner(sv->seg)[rs->id], (uint16_t)y->to, memory_order_release);
 	atomic_store_explicit(backup, (uint16_t)y->new_backup, memory_order_release);
+	hpsi_seg_moves_raise(sv->seg, rs->id, y->room_moves); /* (after the entries, release) */
 	hpsi_members_changed(sv->seg); /* hps_membership_epoch: the servers changed */
 	if (y->new_backup != sv->me) { /* its memory goes (a copy brings it back) */
 		struct hpsi_store *empty = hpsi_store_create_idle(rs->store);
@@ -668,6 +685,8 @@ static int send_final(struct server *sv, struct range_state *rs)
 		}
 		if (sv->movable)
 			y->msg->resp_cap = moved;
+		else if (y->room)
+			y->msg->resp_cap = y->room_moves;
 		struct sync_peer *out = (struct sync_peer *)(y->msg + 1);
 		for (uint32_t k = 0; k < n; k++) {
 			const struct peer *p = &rs->peers[y->final_sent + k];
@@ -830,13 +849,14 @@ int hpsi_recover_step(struct server *sv)
 		drop_kept(sv, rs, 0);
 		if (!rs->serving || !rs->store)
 			continue;
-		uint32_t to, idx, new_b = 0;
+		uint32_t to, idx, new_b = 0, number = 0;
 		int handback, room;
-		if (!rs->sync && find_target(sv, rs, &to, &idx, &handback, &room, &new_b)) {
+		if (!rs->sync && find_target(sv, rs, &to, &idx, &handback, &room, &new_b, &number)) {
 			if (!(rs->sync = calloc(1, sizeof *rs->sync)))
 				continue;
 			*rs->sync = (struct range_sync){.to = to, .to_index = idx, .incarnation = incarnation_of(sv, to),
 							.handback = handback, .room = room, .new_backup = new_b,
+							.room_moves = number,
 							.phase = PH_BEGIN, .started = hpsi_now_ns()};
 			atomic_fetch_add_explicit(&hpsi_seg_node(sv->seg, sv->me)->copies_started, 1, memory_order_relaxed);
 			hpsi_info("server %u copies key range %u to server %u (%zu keys)", sv->me, rs->id, to,
@@ -890,9 +910,9 @@ int hpsi_recover_pending(struct server *sv)
 		if (!rs->serving || !rs->store)
 			continue;
 		if (!rs->sync) {
-			uint32_t to, idx, new_b;
+			uint32_t to, idx, new_b, number;
 			int handback, room;
-			if (find_target(sv, rs, &to, &idx, &handback, &room, &new_b))
+			if (find_target(sv, rs, &to, &idx, &handback, &room, &new_b, &number))
 				return 1;
 			continue;
 		}
@@ -1242,6 +1262,10 @@ static int room_apply(struct server *sv, uint32_t from, const struct hpsi_msg_hd
 		rs->synced = 0; /* forwards of it are acknowledged, not applied, until the FINAL */
 	if (got != PIECE_DONE)
 		return 1;
+	/* the copy's number (a bridge range-checked one from another host):
+	 * this server's next copy of the range counts from it (find_room) */
+	if (h->resp_cap <= HPSI_MOVES_MAX && h->resp_cap > rs->moved_in)
+		rs->moved_in = (uint32_t)h->resp_cap;
 	if (!h->width) {
 		hpsi_info("server %u holds a whole copy of key range %u (%zu keys) as its backup", sv->me, rs->id,
 			  hpsi_store_size(rs->store));
