@@ -495,6 +495,9 @@ void hpsi_bridge_acks_answered(struct hpsi_bridge *b, uint32_t s, struct hpsi_br
 void hpsi_bridge_acks_receive(struct hpsi_bridge *b, uint32_t w, const struct hpsi_msg_hdr *in);
 /* Server `dead` acks nothing any more: no push waits for it. */
 void hpsi_bridge_acks_dead(struct hpsi_bridge *b, uint32_t dead);
+/* A copy of hps scale moves key range r (a replicated job with room): no
+ * push of it waits for a backup's ack any more. */
+void hpsi_bridge_acks_moved(struct hpsi_bridge *b, uint32_t r);
 /* Where origin pair p's ring is read again from after a failover: its
  * oldest push not acked, else its oldest request not answered, else its
  * head. */

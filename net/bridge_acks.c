@@ -119,6 +119,23 @@ void hpsi_bridge_acks_dead(struct hpsi_bridge *b, uint32_t dead)
 		}
 }
 
+void hpsi_bridge_acks_moved(struct hpsi_bridge *b, uint32_t r)
+{
+	/* Why: the source of a move applied every push it answered and
+	 * copied it to the target before the FINAL, so an answered push is in
+	 * the new primary whatever becomes of the backup's ack; read again
+	 * from the oldest one not acked (hpsi_bridge_range_to), it was
+	 * answered twice, and the worker that took the ack meanwhile counted
+	 * the second answer malformed (TSan, test_xscale_replicated_room_scale:
+	 * the ack came after the FINAL moved the range to a server here) */
+	for (uint32_t w = b->seg.hdr->wrk_lo; b->resend && r < b->S && w < b->seg.hdr->wrk_hi && w < b->W; w++) {
+		struct hpsi_bridge_pair *p = hpsi_bridge_pair_of(b, w, r);
+		for (size_t k = 0; k < p->nunacked; k++)
+			p->unacked[k].wait = 0;
+		pop_acked(b, w, p);
+	}
+}
+
 uint32_t hpsi_bridge_acks_resend_at(struct hpsi_bridge_pair *p)
 {
 	struct hpsi_bridge_entry *e = hpsi_bridge_fifo_front(&p->fifo);

@@ -217,6 +217,7 @@ static int room_final_send(struct hpsi_bridge *b, uint32_t p, uint32_t q, uint32
 	if (h->width) {
 		hpsi_warn("bridge %s: server %u moved key range %u to server %u (host %u); server %u backs it up", b->cfg.host,
 			  p, r, q, host, backup);
+		hpsi_bridge_acks_moved(b, r);
 		hpsi_bridge_range_to(b, r, q);
 		b->handed_by[r] = p;
 		hpsi_bridge_range_settled(b, r); /* (as a move's: bridge_scale.c) */
@@ -348,6 +349,7 @@ static void room_receive(struct hpsi_bridge *b, uint32_t from, uint32_t p, uint3
 	}
 	hpsi_warn("bridge %s: server %u (host %u) moved key range %u to server %u (host %u); server %u backs it up",
 		  b->cfg.host, p, from, r, q, b->host_of_server[q], backup);
+	hpsi_bridge_acks_moved(b, r);
 	hpsi_bridge_range_to(b, r, q);
 	hpsi_bridge_range_settled(b, r);
 }
@@ -505,8 +507,10 @@ void hpsi_bridge_sync_receive(struct hpsi_bridge *b, uint32_t from, const struct
 		hpsi_warn("bridge %s: server %u %s key range %u of server %u", b->cfg.host, q,
 			  h->width ? "takes" : "backs up", h->range, p);
 		hpsi_bridge_owner_to(b, h->range, owner, backup, (uint32_t)h->resp_cap);
-		if (h->width)
+		if (h->width) {
+			hpsi_bridge_acks_moved(b, h->range);
 			hpsi_bridge_range_to(b, h->range, q);
+		}
 	} else if (last_handback(b, h)) {
 		hpsi_warn("bridge %s: server %u hands key range %u back to server %u", b->cfg.host, p, h->range, q);
 		/* a move (hps scale): the target's host stores the new owner

@@ -166,7 +166,7 @@ int hpsi_move_done_leaving(struct server *sv)
 	 * server left (test_xscale_scale_three_hosts, once in five runs: the
 	 * bridge read the FINAL 7 ms after the server closed). A target that
 	 * is gone reads nothing more. */
-	for (uint32_t s = 0; sv->movable && s < sv->nservers; s++)
+	for (uint32_t s = 0; (sv->movable || sv->replicated_room) && s < sv->nservers; s++)
 		if (s != sv->me && sv->fwd_out[s].r && hpsi_ring_pending(sv->fwd_out[s].r) &&
 		    hpsi_node_state(sv->seg, s) == HPSI_NODE_ALIVE)
 			return 0;
