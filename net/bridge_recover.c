@@ -181,12 +181,42 @@ static void room_tables(uint32_t width, uint64_t keys_off, uint32_t p, uint32_t 
 static int sync_ok(const struct hpsi_bridge *b, uint32_t p, uint32_t q, const struct hpsi_msg_hdr *h, size_t len)
 {
 	int room = room_replicas(b);
-	if (room && h->part == HPSI_SYNC_FINAL && h->width && ((uint32_t)h->keys_off >= b->S || (uint32_t)h->keys_off == q))
-		return 0; /* names no backup apart from the new primary */
+	/* (the header first: review, a record shorter than one) */
 	return len >= sizeof *h && h->magic == HPSI_MSG_MAGIC && h->version == HPSI_MSG_VERSION &&
 	       h->type == HPSI_MSG_SYNC && h->flags == HPSI_F_REPLICA && h->sender == p && p < b->S && q < b->S &&
 	       h->val_bytes == len - sizeof *h && h->range < b->S && h->part < HPSI_SYNC_WHOLE &&
-	       h->width <= (room ? 2u : 1u);
+	       h->width <= (room ? 2u : 1u) &&
+	       /* a new primary's FINAL names a backup apart from it */
+	       !(room && h->part == HPSI_SYNC_FINAL && h->width &&
+		 ((uint32_t)h->keys_off >= b->S || (uint32_t)h->keys_off == q));
+}
+
+/* Stores the tables a copy of a replicated job with room made (its
+ * owner, backup and number) unless this host stored a later copy's (a
+ * copy's FINAL and the records of the copies after it come on different
+ * streams: review, a late FINAL of a new backup rolled the owner back),
+ * and points range r's pairs at the owner when they point at another
+ * host (settle: but on the new owner's host, where the FINAL written
+ * after this makes the pairs inbound). 1 when the pairs moved. */
+static int room_tables_to(struct hpsi_bridge *b, uint32_t r, uint32_t owner, uint32_t backup, uint32_t moves, int settle)
+{
+	if (moves < atomic_load_explicit(&hpsi_seg_moves(&b->seg)[r], memory_order_relaxed)) {
+		b->stale++;
+		return 0;
+	}
+	hpsi_bridge_owner_to(b, r, owner, backup, moves);
+	uint32_t was = b->serving[r];
+	if (was == owner)
+		return 0;
+	if (was < b->S && b->host_of_server[was] == b->host_of_server[owner]) {
+		b->serving[r] = owner; /* the same host: the same pairs */
+		return 0;
+	}
+	hpsi_bridge_acks_moved(b, r);
+	hpsi_bridge_range_to(b, r, owner);
+	if (settle)
+		hpsi_bridge_range_settled(b, r); /* (as a move's: bridge_scale.c) */
+	return 1;
 }
 
 /* The source's host of a copy of a replicated job with room: its last
@@ -213,17 +243,11 @@ static int room_final_send(struct hpsi_bridge *b, uint32_t p, uint32_t q, uint32
 	for (uint32_t i = 0; i < b->nhosts; i++)
 		if (i != b->me && i != host)
 			hpsi_bridge_append(b, i, p, q, HPSI_REC_HANDBACK, &hb, NULL, 0, NULL, 0);
-	hpsi_bridge_owner_to(b, r, owner, backup, (uint32_t)h->resp_cap);
-	if (h->width) {
+	if (room_tables_to(b, r, owner, backup, (uint32_t)h->resp_cap, 1))
 		hpsi_warn("bridge %s: server %u moved key range %u to server %u (host %u); server %u backs it up", b->cfg.host,
 			  p, r, q, host, backup);
-		hpsi_bridge_acks_moved(b, r);
-		hpsi_bridge_range_to(b, r, q);
-		b->handed_by[r] = p;
-		hpsi_bridge_range_settled(b, r); /* (as a move's: bridge_scale.c) */
-	} else {
+	else if (!h->width)
 		hpsi_info("bridge %s: server %u (host %u) backs up key range %u of server %u", b->cfg.host, q, host, r, p);
-	}
 	return 0;
 }
 
@@ -336,22 +360,13 @@ static void room_receive(struct hpsi_bridge *b, uint32_t from, uint32_t p, uint3
 		hpsi_msg_count_bad("a hand-over with a move number out of range");
 		return;
 	}
-	/* it moved on since (a later FINAL here), or told twice */
-	if (b->serving[r] != p ||
-	    h->resp_cap <= atomic_load_explicit(&hpsi_seg_moves(&b->seg)[r], memory_order_relaxed)) {
-		b->stale++;
-		return;
-	}
-	hpsi_bridge_owner_to(b, r, owner, backup, (uint32_t)h->resp_cap);
-	if (!h->part || b->host_of_server[q] == from) {
-		b->serving[r] = owner; /* the same host: the same pairs */
-		return;
-	}
-	hpsi_warn("bridge %s: server %u (host %u) moved key range %u to server %u (host %u); server %u backs it up",
-		  b->cfg.host, p, from, r, q, b->host_of_server[q], backup);
-	hpsi_bridge_acks_moved(b, r);
-	hpsi_bridge_range_to(b, r, q);
-	hpsi_bridge_range_settled(b, r);
+	/* by its number alone: a later copy's record or FINAL may have come
+	 * first (another stream), and then this one is stale (review: by
+	 * the source, a third host dropped a copy after the next one's
+	 * backup FINAL and kept its pairs at the old owner's host) */
+	if (room_tables_to(b, r, owner, backup, (uint32_t)h->resp_cap, 1))
+		hpsi_warn("bridge %s: server %u (host %u) moved key range %u to server %u (host %u); server %u backs it up",
+			  b->cfg.host, p, from, r, q, b->host_of_server[q], backup);
 }
 
 void hpsi_bridge_owner_to(struct hpsi_bridge *b, uint32_t r, uint32_t q, uint32_t nb, uint32_t moves)
@@ -420,9 +435,11 @@ int hpsi_bridge_late_handback_check(struct hpsi_bridge *b)
 
 void hpsi_bridge_handback_again(struct hpsi_bridge *b, uint32_t from, uint32_t r)
 {
-	/* A move (hps scale) has its own HANDBACK (move_receive): its target
-	 * does not die and bring the range back */
-	if (!b->serving || r >= b->S || !b->handed[r] || hpsi_seg_movable(&b->seg) || from >= HPSI_MAX_HOSTS)
+	/* A move (hps scale, replicated or not) has its own HANDBACK
+	 * (move_receive, room_receive): its target does not die and bring
+	 * the range back (review: with replicas this retold a third host with
+	 * no move number, counted bad there) */
+	if (!b->serving || r >= b->S || !b->handed[r] || hpsi_seg_room(&b->seg) || from >= HPSI_MAX_HOSTS)
 		return;
 	uint32_t q = b->serving[r], p = b->handed_by[r];
 	if (q >= b->S || b->host_of_server[q] == b->me || b->host_of_server[q] == from ||
@@ -506,11 +523,7 @@ void hpsi_bridge_sync_receive(struct hpsi_bridge *b, uint32_t from, const struct
 		room_tables(h->width, h->keys_off, p, q, &owner, &backup);
 		hpsi_warn("bridge %s: server %u %s key range %u of server %u", b->cfg.host, q,
 			  h->width ? "takes" : "backs up", h->range, p);
-		hpsi_bridge_owner_to(b, h->range, owner, backup, (uint32_t)h->resp_cap);
-		if (h->width) {
-			hpsi_bridge_acks_moved(b, h->range);
-			hpsi_bridge_range_to(b, h->range, q);
-		}
+		room_tables_to(b, h->range, owner, backup, (uint32_t)h->resp_cap, 0);
 	} else if (last_handback(b, h)) {
 		hpsi_warn("bridge %s: server %u hands key range %u back to server %u", b->cfg.host, p, h->range, q);
 		/* a move (hps scale): the target's host stores the new owner

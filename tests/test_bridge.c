@@ -963,8 +963,16 @@ static void test_bridge_room_replicas_checks(void)
 	CU_ASSERT_EQUAL(atomic_load(&hpsi_seg_moves(&m.seg)[3]), n1);
 	CU_ASSERT_EQUAL(m.serving[3], 3u);
 	uint64_t stale = m.stale;
-	hpsi_bridge_handback_receive(&m, 1, &rec, &h); /* told twice */
+	hpsi_bridge_handback_receive(&m, 1, &rec, &h); /* told twice: the same tables */
+	CU_ASSERT_EQUAL(hpsi_range_owner(&m.seg, 3), 3u);
+	CU_ASSERT_EQUAL(hpsi_msg_bad_count(), bad + 3);
+	/* an earlier copy's record coming after it (another stream): stale,
+	 * the tables stay */
+	h.resp_cap = n1 - 1, rec.server = 2;
+	hpsi_bridge_handback_receive(&m, 1, &rec, &h);
 	CU_ASSERT_EQUAL(m.stale, stale + 1);
+	CU_ASSERT_EQUAL(hpsi_range_owner(&m.seg, 3), 3u);
+	CU_ASSERT_EQUAL(m.serving[3], 3u);
 	CU_ASSERT_EQUAL(hpsi_msg_bad_count(), bad + 3);
 	/* range 1 (server 1's) backed up by server 2 from now: part 0 */
 	h.range = 1, h.part = 0, h.keys_off = 2, h.resp_cap = n1;
@@ -998,7 +1006,15 @@ static void test_bridge_room_replicas_checks(void)
 	hpsi_bridge_sync_receive(&m, 1, &frec, &fin); /* no such width */
 	fin.width = 1, fin.keys_off = 0;
 	hpsi_bridge_sync_receive(&m, 1, &frec, &fin); /* the target as its own backup */
-	CU_ASSERT_EQUAL(hpsi_msg_bad_count(), bad + 2);
+	/* a record shorter than a header: counted, nothing read past it
+	 * (ASan: review, the width was read before the length) */
+	unsigned char *shortrec = malloc(8);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(shortrec);
+	memcpy(shortrec, &fin, 8);
+	frec.len = 8;
+	hpsi_bridge_sync_receive(&m, 1, &frec, shortrec);
+	free(shortrec);
+	CU_ASSERT_EQUAL(hpsi_msg_bad_count(), bad + 3);
 	CU_ASSERT_EQUAL(hpsi_range_owner(&m.seg, 1), 1u);
 	hpsi_bridge_failover_free(&m);
 	free(m.fwd);

@@ -163,10 +163,11 @@ static char go_file[300], mark_file[300];
 /* A job on the namespace hosts of hosts (SERVERS WORKERS [later]; name
  * and address added here: line i is host PFXi at NET.(i+1)); short: the
  * rank of the worker that ends early; nworkers: the ranks whose rounds
- * the others read (joiners' slots too). The job's token is TOKEN.
+ * the others read (joiners' slots too); env: settings beside ENV's. The
+ * job's token is TOKEN.
  * Returns the launcher's pid. */
 static pid_t leave_job(const char *port, const char *const *lines, int n, int nworkers, int short_rank,
-		       const char *flags)
+		       const char *flags, const char *env)
 {
 	char hosts[512];
 	size_t at = 0;
@@ -180,9 +181,9 @@ static pid_t leave_job(const char *port, const char *const *lines, int n, int nw
 	unlink(mark_file);
 	return start(job_log,
 		     "ip netns exec %s0 " ENV("%s") "HPS_LOG=info HPS_JOB_TOKEN=" TOKEN " XHOSTS_GO=%s XHOSTS_SHORT=%d XHOSTS_WORKERS=%d "
-		     "NETNS_TEST_MARK=%s %s launch %s --env XHOSTS_GO --env XHOSTS_SHORT --env XHOSTS_WORKERS "
+		     "%s NETNS_TEST_MARK=%s %s launch %s --env XHOSTS_GO --env XHOSTS_SHORT --env XHOSTS_WORKERS "
 		     "--hosts %s -- %s --cluster-worker leave",
-		     pfx, port, go_file, short_rank, nworkers, mark_file, hps_bin(), flags, hostsf, self_path);
+		     pfx, port, go_file, short_rank, nworkers, env, mark_file, hps_bin(), flags, hostsf, self_path);
 }
 
 static int has_left(const char *log, int h)
@@ -218,7 +219,7 @@ static void test_xhosts_no_servers(void)
 {
 	CU_ASSERT_EQUAL_FATAL(ns_up(3), 0);
 	static const char *const lines[] = {"1 1", "0 1", "1 1"};
-	pid_t p = leave_job("9811", lines, 3, 3, 1, "");
+	pid_t p = leave_job("9811", lines, 3, 3, 1, "", "");
 	int left = wait_left(1, 60000);
 	CU_ASSERT(left);
 	CU_ASSERT(log_has(job_log, "worker 1: 10 rounds, leaves"));
@@ -252,7 +253,7 @@ static void test_xhosts_scaled_away(void)
 	char flags[64], job[32], cmd[1024];
 	snprintf(job, sizeof job, "xh%d", (int)getpid() % 100000);
 	snprintf(flags, sizeof flags, "--max-servers 4 --job %s", job);
-	pid_t p = leave_job("9821", lines, 3, 3, 1, flags);
+	pid_t p = leave_job("9821", lines, 3, 3, 1, flags, "");
 	int ready = wait_log(job_log, "worker 1: 10 rounds, leaves", 60000) && wait_mark(mark_file);
 	CU_ASSERT(ready);
 	/* its worker ended, but its server serves key range 1: it stays */
@@ -305,7 +306,7 @@ static void test_xhosts_last_stays(void)
 	char flags[64], job[32], cmd[1024];
 	snprintf(job, sizeof job, "xh%d", (int)getpid() % 100000);
 	snprintf(flags, sizeof flags, "--max-workers 3 --job %s", job);
-	pid_t p = leave_job("9831", lines, 2, 3, 1, flags);
+	pid_t p = leave_job("9831", lines, 2, 3, 1, flags, "");
 	char want[160];
 	snprintf(want, sizeof want, "host %s1 holds the job's free ranks", pfx);
 	int stays = wait_log(job_log, want, 60000);
@@ -341,7 +342,7 @@ static void test_xhosts_not_a_leave(void)
 {
 	CU_ASSERT_EQUAL_FATAL(ns_up(3), 0);
 	static const char *const lines[] = {"1 1", "1 1", "1 1"};
-	pid_t p = leave_job("9841", lines, 3, 3, -1, "--keep-going");
+	pid_t p = leave_job("9841", lines, 3, 3, -1, "--keep-going", "");
 	CU_ASSERT(wait_mark(mark_file));
 	/* its bridge asked to end (as a stop of its launcher does, racing its
 	 * processes' deaths): it says goodbye with its nodes still running */
@@ -404,7 +405,7 @@ static void test_xhosts_join_later(void)
 	char flags[96], job[32], cmd[2048], want[160];
 	snprintf(job, sizeof job, "xh%d", (int)getpid() % 100000);
 	snprintf(flags, sizeof flags, "--max-workers 3 --max-servers 3 --job %s", job);
-	pid_t p = leave_job("9851", lines, 3, 3, -1, flags);
+	pid_t p = leave_job("9851", lines, 3, 3, -1, flags, "");
 	snprintf(want, sizeof want, "scheduler: host %s2 joins later", pfx);
 	int ready = wait_mark(mark_file) && wait_log(job_log, want, 30000);
 	CU_ASSERT(ready);
@@ -491,6 +492,78 @@ static void test_xhosts_join_later(void)
 	ns_down();
 }
 
+/* A replicated job (--replicas 1) whose host 2 of 3 is `later`, the
+ * first two hosts of one server and one worker each. kill: --max-workers
+ * 3; server 0 is killed (kill -9) before host 2 joins, its ranges go on
+ * at their backups on host 1; then host 2 joins, and the worker hps scale
+ * starts there pushes 10 rounds to every range, server 0's through the
+ * failover it learns from the scheduler's states (its bridge never saw
+ * the FENCE). scale: --max-workers 3 --max-servers 3; host 2 joins, hps
+ * scale --servers 3 there moves a range and backups to its new server
+ * (copies across three hosts), then a worker joins there. Exact sums. */
+static void join_later_replicated(const char *port, int kill_first)
+{
+	static char out[1 << 14];
+	CU_ASSERT_EQUAL_FATAL(ns_up(3), 0);
+	static const char *const lines[] = {"1 1", "1 1", "0 0 later"};
+	char flags[128], job[32], cmd[2048], want[160];
+	snprintf(job, sizeof job, "xr%d%c", (int)getpid() % 100000, kill_first ? 'k' : 's');
+	snprintf(flags, sizeof flags, "--max-workers 3 %s--replicas 1 --job %s", kill_first ? "" : "--max-servers 3 ", job);
+	/* a server's part of a push fits a ring record (replicas across hosts) */
+	pid_t p = leave_job(port, lines, 3, 3, -1, flags, "HPS_RING_KB=1024");
+	snprintf(want, sizeof want, "scheduler: host %s2 joins later", pfx);
+	int ready = wait_mark(mark_file) && wait_log(job_log, want, 30000);
+	CU_ASSERT(ready);
+	if (kill_first) {
+		pid_t v = proc_of("server", 0);
+		CU_ASSERT(v > 0);
+		if (v > 0)
+			kill(v, SIGKILL);
+		snprintf(want, sizeof want, "bridge %s1: server 0 died: key range", pfx);
+		CU_ASSERT(wait_log(job_log, want, 30000));
+	}
+	snprintf(cmd, sizeof cmd, "%s scale --job %s --join-host %s2", hps_bin(), job, pfx);
+	int rc = on_host(0, out, sizeof out, cmd);
+	snprintf(want, sizeof want, "job %s: host %s2 joined\n", job, pfx);
+	CU_ASSERT_EQUAL(rc, 0);
+	CU_ASSERT_STRING_EQUAL(out, want);
+	int bad = rc || strcmp(out, want);
+	char seg[512];
+	snprintf(seg, sizeof seg, "%s/hps.%s.%s2", getenv("HPS_SHM_DIR") ? getenv("HPS_SHM_DIR") : "/dev/shm", job, pfx);
+	CU_ASSERT(poll_until(seg_exists, seg, 30000));
+	for (int i = kill_first; i < 2; i++) {
+		snprintf(cmd, sizeof cmd, "%s scale --job %s --host %s2 --%s 3", hps_bin(), job, pfx,
+			 i ? "workers" : "servers");
+		rc = on_host(2, out, sizeof out, cmd);
+		snprintf(want, sizeof want, "job %s has 3 %s\n", job, i ? "workers" : "servers");
+		CU_ASSERT_EQUAL(rc, 0);
+		CU_ASSERT_STRING_EQUAL(out, want);
+		if (rc || strcmp(out, want))
+			fprintf(stderr, "%s: %d\n%s\n", cmd, rc, out), bad = 1;
+	}
+	bad |= !wait_log(job_log, "worker 2: joined, 10 rounds, leaves", 60000);
+	CU_ASSERT(!bad);
+	touch_file(go_file);
+	CU_ASSERT_EQUAL(job_sums(p, 120000), 2);
+	const char *o = slurp(job_log);
+	if (bad || !strstr(o, "sums ok") || getenv("SHOWLOG"))
+		fprintf(stderr, "job:\n%s\n", o);
+	if (!kill_first)
+		assert_clean(o);
+	unlink(go_file);
+	ns_down();
+}
+
+static void test_xhosts_join_later_replicated_after_kill(void)
+{
+	join_later_replicated("9861", 1);
+}
+
+static void test_xhosts_join_later_replicated_scale(void)
+{
+	join_later_replicated("9865", 0);
+}
+
 /* Host 1 of 2 is `later` (--max-workers 2: its part is a worker slot);
  * SIGUSR1 to hps launch starts it, the scheduler says it joined, hps
  * scale --join-host then refuses to start it again; the job ends with
@@ -503,7 +576,7 @@ static void test_xhosts_join_later_signal(void)
 	char flags[96], job[32], cmd[1024], want[200];
 	snprintf(job, sizeof job, "xh%d", (int)getpid() % 100000);
 	snprintf(flags, sizeof flags, "--max-workers 2 --job %s", job);
-	pid_t p = leave_job("9856", lines, 2, 1, -1, flags);
+	pid_t p = leave_job("9856", lines, 2, 1, -1, flags, "");
 	snprintf(want, sizeof want, "scheduler: host %s1 joins later", pfx);
 	CU_ASSERT(wait_mark(mark_file) && wait_log(job_log, want, 30000));
 	pid_t top = top_launcher();
@@ -540,7 +613,6 @@ static void test_xhosts_later_refusals(void)
 		{"a 1 1 10.0.0.1\nb 0 1 10.0.0.2 later\n", "--max-workers 4", ":2: host b joins later: it brings 0 servers and 0 workers, its part is the job's room"},
 		{"a 1 1 10.0.0.1\nb 0 0 10.0.0.2 later\n", "", ": host b joins later, but the job has no room for it (--max-workers, --max-servers)"},
 		{"a 1 1 10.0.0.1\nb 0 0 10.0.0.2 soon\n", "--max-workers 4", ":2: expected `NAME SERVERS WORKERS [ADDRESS [later]]`"},
-		{"a 2 1 10.0.0.1\nb 0 0 10.0.0.2 later\n", "--max-workers 4 --replicas 1", ": host b joins later, with --replicas: not built"},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
 		write_hosts(cases[i].hosts);
@@ -571,6 +643,8 @@ int main(int argc, char **argv)
 		{"test_xhosts_last_stays", test_xhosts_last_stays},
 		{"test_xhosts_not_a_leave", test_xhosts_not_a_leave},
 		{"test_xhosts_join_later", test_xhosts_join_later},
+		{"test_xhosts_join_later_replicated_after_kill", test_xhosts_join_later_replicated_after_kill},
+		{"test_xhosts_join_later_replicated_scale", test_xhosts_join_later_replicated_scale},
 		{"test_xhosts_join_later_signal", test_xhosts_join_later_signal},
 		{"test_xhosts_later_refusals", test_xhosts_later_refusals},
 		{NULL, NULL},

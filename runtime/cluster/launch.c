@@ -732,20 +732,46 @@ static void keep_moved_entries(struct hpsi_seg *s)
 	}
 }
 
+/* A replicated job's plans: a band of their own (shm/segment.h) above
+ * every number this host holds or planned, for every range alike (review:
+ * a band per range, from its own number, gave a range that no plan
+ * copied the same band in two plans, so the older plan, coming late
+ * after the newer one's copy of it, was not older). This launcher alone
+ * makes the plans. A scale's plan takes a new band (fresh); the plan of
+ * its end keeps the band of the plan before if no copy reached it (it is
+ * made again at each poll while a scale ends). */
+static uint32_t plan_band(const struct hpsi_seg *s, int fresh)
+{
+	uint32_t moved = 0, planned = 0;
+	for (uint32_t r = 0; r < s->hdr->nservers; r++) {
+		uint32_t m = atomic_load_explicit(&hpsi_seg_moves(s)[r], memory_order_acquire);
+		uint32_t p = atomic_load_explicit(&hpsi_seg_plan_moves(s)[r], memory_order_relaxed);
+		moved = m > moved ? m : moved;
+		planned = p > planned ? p : planned;
+	}
+	uint32_t band = hpsi_moves_band_next(moved);
+	if (fresh)
+		return planned >= band ? hpsi_moves_band_next(planned) : band;
+	return planned >= band ? planned : band;
+}
+
 /* Ends a scale of servers: the plan becomes the owner table again where
  * a range did not move (a server it started died), and the command may
  * look at the result. */
 static void plan_is_tables(struct hpsi_seg *s, struct scaling *sc)
 {
 	uint32_t now = hpsi_servers_current(s);
+	/* with replicas a band of its own: a copy of the scale before that
+	 * comes after it is older, and the tables go back to this plan */
+	uint32_t band = s->hdr->replicas ? plan_band(s, 0) : 0;
+	scale_backup_plan_is_table(s); /* (before the numbers' release) */
 	for (uint32_t r = 0; r < s->hdr->nservers; r++) {
 		/* the entry, then its number with release (move.c
 		 * hpsi_move_plan_older acquires it before the entry) */
-		uint32_t moved = moves_before_owner(s, r);
+		uint32_t moved = band ? band : moves_before_owner(s, r);
 		atomic_store_explicit(&hpsi_seg_want(s)[r], hpsi_range_owner(s, r), memory_order_relaxed);
 		atomic_store_explicit(&hpsi_seg_plan_moves(s)[r], moved, memory_order_release);
 	}
-	scale_backup_plan_is_table(s);
 	publish_plan(s, now > sc->to ? now : sc->to);
 }
 
@@ -820,10 +846,9 @@ static int serve_scale_servers(struct job *j, struct scaling *sc, uint32_t want,
 			return 0;
 		uint16_t plan[HPSI_MAX_NODES], bplan[HPSI_MAX_NODES * HPSI_MAX_REPLICAS];
 		uint32_t K = s->hdr->replicas, moves[HPSI_MAX_NODES];
+		uint32_t band = K ? plan_band(s, 1) : 0; /* (with replicas: shm/segment.h) */
 		for (uint32_t r = 0; r < M; r++) {
-			moves[r] = moves_before_owner(s, r);
-			if (K) /* a band of its own (shm/segment.h) */
-				moves[r] = hpsi_moves_band_next(moves[r]);
+			moves[r] = band ? band : moves_before_owner(s, r);
 			plan[r] = (uint16_t)hpsi_range_owner(s, r);
 			for (uint32_t i = 0; i < K; i++)
 				bplan[r * K + i] = (uint16_t)hpsi_replica(s, r, i + 1);
@@ -875,10 +900,11 @@ static int serve_scale_servers(struct job *j, struct scaling *sc, uint32_t want,
 		}
 		for (uint32_t r = 0; r < M; r++) {
 			atomic_store_explicit(&hpsi_seg_want(s)[r], plan[r], memory_order_relaxed);
-			/* after the entry (plan_is_tables) */
-			atomic_store_explicit(&hpsi_seg_plan_moves(s)[r], moves[r], memory_order_release);
 			for (uint32_t i = 0; i < K; i++)
 				atomic_store_explicit(backup_want_entry(s, r, i), bplan[r * K + i], memory_order_relaxed);
+			/* after the entries (plan_is_tables; review: the backup's
+			 * after it paired a new number with an old backup) */
+			atomic_store_explicit(&hpsi_seg_plan_moves(s)[r], moves[r], memory_order_release);
 		}
 		publish_plan(s, sc->to);
 		sc->others_by_ns = hpsi_now_ns() + cfg->timeout_ms / 2 * 1000000; /* before hps scale gives up */

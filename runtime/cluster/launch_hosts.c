@@ -221,11 +221,6 @@ static int check_settings(char **argv, int prog, const char *file, const struct 
 			file, h[n - 1].name);
 		return -1;
 	}
-	if (h[n - 1].later && cfg.replicas) {
-		fprintf(stderr, "hps launch: %s: host %s joins later, with --replicas: not built (its bridge would not know the failovers before it came)\n",
-			file, h[n - 1].name);
-		return -1;
-	}
 	uint32_t servers[MAX_HOSTS], host;
 	for (int i = 0; i < n; i++)
 		servers[i] = h[i].servers;
