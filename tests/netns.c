@@ -452,10 +452,17 @@ pid_t find_proc(const char *what, const char *host)
 pid_t hosts_job(const char *port, int n, const int *workers, const char *env, const char *flags,
 		       const char *mode, char *mark, size_t cap)
 {
+	return hosts_job_servers(port, n, 1, workers, env, flags, mode, mark, cap);
+}
+
+pid_t hosts_job_servers(const char *port, int n, int servers, const int *workers, const char *env, const char *flags,
+			const char *mode, char *mark, size_t cap)
+{
 	char hosts[512];
 	size_t at = 0;
 	for (int i = 0; i < n; i++)
-		at += (size_t)snprintf(hosts + at, sizeof hosts - at, "%s%d 1 %d " NET ".%d\n", pfx, i, workers[i], i + 1);
+		at += (size_t)snprintf(hosts + at, sizeof hosts - at, "%s%d %d %d " NET ".%d\n", pfx, i, servers, workers[i],
+				       i + 1);
 	write_hosts(hosts);
 	snprintf(mark, cap, "%s.running", job_log);
 	unlink(mark);

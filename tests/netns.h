@@ -66,6 +66,9 @@ pid_t find_proc(const char *what, const char *host);
  * job_log) once the pushes run. Returns the launcher's pid. */
 pid_t hosts_job(const char *port, int n, const int *workers, const char *env, const char *flags, const char *mode,
 		char *mark, size_t cap);
+/* The same with `servers` servers on each host. */
+pid_t hosts_job_servers(const char *port, int n, int servers, const int *workers, const char *env, const char *flags,
+			const char *mode, char *mark, size_t cap);
 /* find_proc for namespace host PFXi, waiting (bounded) for it to start. */
 pid_t proc_of(const char *what, int i);
 /* The digest lines of a log (HPS_LOG=info; runtime/server/digest.c):

@@ -664,6 +664,44 @@ static void test_bridge_states_checked(void)
 	CU_ASSERT_STRING_EQUAL(why, "unknown node state");
 }
 
+/* A bridge of host 0 of two as the scale checks see it, -s 2
+ * --max-servers 4 (server 0 here, servers 1 to 3 on host 1), with
+ * `replicas` backups (its segment job PREFIX.PID); 0 or an error. */
+static int scale_bridge_up(struct hpsi_bridge *m, const char *prefix, uint32_t replicas)
+{
+	memset(m, 0, sizeof *m);
+	static char job[64];
+	snprintf(job, sizeof job, "%s%d", prefix, (int)getpid());
+	static const uint32_t host_servers[2] = {1, 3};
+	struct hpsi_seg_params sp = {.job = job, .host = "h0", .nservers = 2, .max_servers = 4, .nworkers = 2,
+				     .replicas = replicas, .nhosts = replicas ? 2 : 0,
+				     .host_servers = replicas ? host_servers : NULL, .ring_bytes = RING,
+				     .heap_slice = SLICE, .timeout_ms = 20000, .range_mode = HPSI_RANGE_HASH, .bridged = 1,
+				     .srv_lo = 0, .srv_hi = 1, .wrk_lo = 0, .wrk_hi = 1};
+	int rc = hpsi_seg_create(&sp, &m->seg);
+	if (rc)
+		return rc;
+	struct hpsi_sched_assign *a = &m->assign;
+	a->h.host = 0, a->nhosts = 2, a->nservers = 4, a->nworkers = 2, a->launched_servers = 2;
+	a->hosts[0].srv_lo = 0, a->hosts[0].srv_hi = 1, a->hosts[0].wrk_lo = 0, a->hosts[0].wrk_hi = 1;
+	a->hosts[1].srv_lo = 1, a->hosts[1].srv_hi = 4, a->hosts[1].wrk_lo = 1, a->hosts[1].wrk_hi = 2;
+	return hpsi_bridge_layout(m);
+}
+
+static void scale_bridge_down(struct hpsi_bridge *m)
+{
+	hpsi_bridge_failover_free(m);
+	free(m->fwd);
+	for (size_t i = 0; i < (size_t)m->W * m->S; i++)
+		free(m->pairs[i].fifo.e);
+	free(m->host_of_server), free(m->host_of_worker), free(m->pairs), free(m->heaps), free(m->heap_live);
+	for (uint32_t i = 0; i < m->nhosts; i++) /* the RESET records range_to wrote (no dealers here) */
+		hpsi_bridge_out_free(&m->out[i]);
+	free(m->out), free(m->dealers);
+	hpsi_seg_unlink(&m->seg);
+	hpsi_seg_detach(&m->seg);
+}
+
 /* hps scale --servers across hosts (net/bridge_scale.c), as host 0 of
  * two sees it, -s 2 --max-servers 4 (server 0 here, servers 1 to 3 on
  * host 1): a plan naming too many servers or no server is counted bad and
@@ -679,19 +717,7 @@ static void test_bridge_states_checked(void)
 static void test_bridge_scale_checks(void)
 {
 	static struct hpsi_bridge m;
-	memset(&m, 0, sizeof m);
-	char job[64];
-	snprintf(job, sizeof job, "tbs%d", (int)getpid());
-	struct hpsi_seg_params sp = {.job = job, .host = "h0", .nservers = 2, .max_servers = 4, .nworkers = 2,
-				     .ring_bytes = RING, .heap_slice = SLICE, .timeout_ms = 20000,
-				     .range_mode = HPSI_RANGE_HASH, .bridged = 1, .srv_lo = 0, .srv_hi = 1, .wrk_lo = 0,
-				     .wrk_hi = 1};
-	CU_ASSERT_EQUAL_FATAL(hpsi_seg_create(&sp, &m.seg), 0);
-	struct hpsi_sched_assign *a = &m.assign;
-	a->h.host = 0, a->nhosts = 2, a->nservers = 4, a->nworkers = 2, a->launched_servers = 2;
-	a->hosts[0].srv_lo = 0, a->hosts[0].srv_hi = 1, a->hosts[0].wrk_lo = 0, a->hosts[0].wrk_hi = 1;
-	a->hosts[1].srv_lo = 1, a->hosts[1].srv_hi = 4, a->hosts[1].wrk_lo = 1, a->hosts[1].wrk_hi = 2;
-	CU_ASSERT_EQUAL_FATAL(hpsi_bridge_layout(&m), 0);
+	CU_ASSERT_EQUAL_FATAL(scale_bridge_up(&m, "tbs", 0), 0);
 	CU_ASSERT_EQUAL(hpsi_node_state(&m.seg, 2), HPSI_NODE_VACANT); /* another host's free rank */
 	CU_ASSERT_EQUAL(hpsi_node_state(&m.seg, 1), HPSI_NODE_ALIVE);
 	static struct hpsi_sched_states st;
@@ -873,16 +899,7 @@ static void test_bridge_scale_checks(void)
 	hpsi_seg_moves_raise(&m.seg, 3, 2);
 	hpsi_seg_moves_raise(&m.seg, 3, 1);
 	CU_ASSERT_EQUAL(atomic_load(&hpsi_seg_moves(&m.seg)[3]), 2u);
-	hpsi_bridge_failover_free(&m);
-	free(m.fwd);
-	for (size_t i = 0; i < (size_t)m.W * m.S; i++)
-		free(m.pairs[i].fifo.e);
-	free(m.host_of_server), free(m.host_of_worker), free(m.pairs), free(m.heaps), free(m.heap_live);
-	for (uint32_t i = 0; i < m.nhosts; i++) /* the RESET records range_to wrote (no dealers here) */
-		hpsi_bridge_out_free(&m.out[i]);
-	free(m.out), free(m.dealers);
-	hpsi_seg_unlink(&m.seg);
-	hpsi_seg_detach(&m.seg);
+	scale_bridge_down(&m);
 }
 
 /* A replicated job with room across hosts (net/bridge_scale.c,
@@ -900,21 +917,7 @@ static void test_bridge_scale_checks(void)
 static void test_bridge_room_replicas_checks(void)
 {
 	static struct hpsi_bridge m;
-	memset(&m, 0, sizeof m);
-	char job[64];
-	snprintf(job, sizeof job, "tbr%d", (int)getpid());
-	static const uint32_t host_servers[2] = {1, 3};
-	struct hpsi_seg_params sp = {.job = job, .host = "h0", .nservers = 2, .max_servers = 4, .nworkers = 2,
-				     .replicas = 1, .nhosts = 2, .host_servers = host_servers,
-				     .ring_bytes = RING, .heap_slice = SLICE, .timeout_ms = 20000,
-				     .range_mode = HPSI_RANGE_HASH, .bridged = 1, .srv_lo = 0, .srv_hi = 1, .wrk_lo = 0,
-				     .wrk_hi = 1};
-	CU_ASSERT_EQUAL_FATAL(hpsi_seg_create(&sp, &m.seg), 0);
-	struct hpsi_sched_assign *a = &m.assign;
-	a->h.host = 0, a->nhosts = 2, a->nservers = 4, a->nworkers = 2, a->launched_servers = 2;
-	a->hosts[0].srv_lo = 0, a->hosts[0].srv_hi = 1, a->hosts[0].wrk_lo = 0, a->hosts[0].wrk_hi = 1;
-	a->hosts[1].srv_lo = 1, a->hosts[1].srv_hi = 4, a->hosts[1].wrk_lo = 1, a->hosts[1].wrk_hi = 2;
-	CU_ASSERT_EQUAL_FATAL(hpsi_bridge_layout(&m), 0);
+	CU_ASSERT_EQUAL_FATAL(scale_bridge_up(&m, "tbr", 1), 0);
 	for (uint32_t r = 0; r < 4; r++)
 		CU_ASSERT(hpsi_replica(&m.seg, r, 0) == r % 2 && hpsi_replica(&m.seg, r, 1) == 1 - r % 2);
 	static struct hpsi_sched_states st;
@@ -1016,16 +1019,7 @@ static void test_bridge_room_replicas_checks(void)
 	free(shortrec);
 	CU_ASSERT_EQUAL(hpsi_msg_bad_count(), bad + 3);
 	CU_ASSERT_EQUAL(hpsi_range_owner(&m.seg, 1), 1u);
-	hpsi_bridge_failover_free(&m);
-	free(m.fwd);
-	for (size_t i = 0; i < (size_t)m.W * m.S; i++)
-		free(m.pairs[i].fifo.e);
-	free(m.host_of_server), free(m.host_of_worker), free(m.pairs), free(m.heaps), free(m.heap_live);
-	for (uint32_t i = 0; i < m.nhosts; i++)
-		hpsi_bridge_out_free(&m.out[i]);
-	free(m.out), free(m.dealers);
-	hpsi_seg_unlink(&m.seg);
-	hpsi_seg_detach(&m.seg);
+	scale_bridge_down(&m);
 }
 
 int main(void)

@@ -334,18 +334,14 @@ static void test_xscale_checkpoint_during_scale(void)
 static void replicated_room_kill(const char *port, uint32_t per_host, uint32_t victim)
 {
 	CU_ASSERT_EQUAL_FATAL(ns_up(2), 0);
-	char mark[300], job[32], hosts[256];
+	char mark[300], job[32];
 	uint32_t S = 2 * per_host, M = 2 * S;
 	snprintf(job, sizeof job, "xr%d", (int)getpid() % 100000);
-	snprintf(hosts, sizeof hosts, "%s0 %u 2 " NET ".1\n%s1 %u 1 " NET ".2\n", pfx, per_host, pfx, per_host);
-	write_hosts(hosts);
-	snprintf(mark, sizeof mark, "%s.running", job_log);
-	unlink(mark);
-	pid_t p = start(job_log,
-			"ip netns exec %s0 " ENV("%s") "HPS_RING_KB=1024 HPS_LOG=info NETNS_TEST_HOLD=1 "
-			"HPS_TIMEOUT_MS=30000 NETNS_TEST_MARK=%s %s launch --max-servers %u --replicas 1 --job %s --hosts %s -- "
-			"%s --cluster-worker busy",
-			pfx, port, mark, hps_bin(), M, job, hostsf, self_path);
+	static const int workers[2] = {2, 1};
+	char flags[128];
+	snprintf(flags, sizeof flags, "--max-servers %u --replicas 1 --job %s", M, job);
+	pid_t p = hosts_job_servers(port, 2, (int)per_host, workers, "HPS_LOG=info NETNS_TEST_HOLD=1 HPS_TIMEOUT_MS=30000",
+				    flags, "busy", mark, sizeof mark);
 	CU_ASSERT(wait_mark(mark));
 	uint32_t owner[2][16], backup[2][16];
 	for (int h = 0; h < 2; h++) {
@@ -451,20 +447,18 @@ static void replicated_room_scale(const char *port, const uint32_t *steps, int n
 {
 	static char out[1 << 14], cmd[1024];
 	CU_ASSERT_EQUAL_FATAL(ns_up(2), 0);
-	char mark[300], job[32], hosts[256];
+	char mark[300], job[32];
 	const uint32_t M = 4;
 	static int cases;
 	snprintf(job, sizeof job, "xq%d%c", (int)getpid() % 100000, 'a' + cases++ % 26);
-	snprintf(hosts, sizeof hosts, "%s0 1 2 " NET ".1\n%s1 1 1 " NET ".2\n", pfx, pfx);
-	write_hosts(hosts);
-	snprintf(mark, sizeof mark, "%s.running", job_log);
-	unlink(mark);
-	pid_t p = start(job_log,
-			"ip netns exec %s0 " ENV("%s") "HPS_RING_KB=1024 HPS_LOG=info HPS_DEAD_MS=4000 "
-			"NETNS_TEST_PACE_US=10000 HPS_TIMEOUT_MS=60000 %s NETNS_TEST_MARK=%s %s launch --max-servers %u "
-			"--replicas 1 --job %s --env NETNS_TEST_PACE_US --hosts %s -- %s --cluster-worker busy",
-			pfx, port, late ? "HPS_HEARTBEAT_MS=20 HPS_FAILPOINT=lateplan:300" : "", mark, hps_bin(), M, job,
-			hostsf, self_path);
+	static const int workers[2] = {2, 1};
+	char flags[128];
+	snprintf(flags, sizeof flags, "--max-servers %u --replicas 1 --job %s --env NETNS_TEST_PACE_US", M, job);
+	pid_t p = hosts_job(port, 2, workers,
+			    late ? "HPS_LOG=info HPS_DEAD_MS=4000 NETNS_TEST_PACE_US=10000 HPS_TIMEOUT_MS=60000 "
+				   "HPS_HEARTBEAT_MS=20 HPS_FAILPOINT=lateplan:300"
+				 : "HPS_LOG=info HPS_DEAD_MS=4000 NETNS_TEST_PACE_US=10000 HPS_TIMEOUT_MS=60000",
+			    flags, "busy", mark, sizeof mark);
 	int bad = !wait_mark(mark) || !room_tables_agree(job, M, 2);
 	CU_ASSERT(!bad);
 	for (int i = 0; i < n; i++) {
