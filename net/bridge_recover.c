@@ -197,23 +197,41 @@ static int sync_ok(const struct hpsi_bridge *b, uint32_t p, uint32_t q, const st
  * streams: review, a late FINAL of a new backup rolled the owner back),
  * and points range r's pairs at the owner when they point at another
  * host (settle: but on the new owner's host, where the FINAL written
- * after this makes the pairs inbound). 1 when the pairs moved. */
-static int room_tables_to(struct hpsi_bridge *b, uint32_t r, uint32_t owner, uint32_t backup, uint32_t moves, int settle)
+ * after this makes the pairs inbound). source: the copy's source is a
+ * server here, which stores the same tables and raises the number after
+ * it published the FINAL: the number raised, they are its (review: a
+ * later copy of its own within this host may have stored new ones
+ * since, which these would roll back). 1 when the pairs moved. */
+static int room_tables_to(struct hpsi_bridge *b, uint32_t r, uint32_t owner, uint32_t backup, uint32_t moves, int settle,
+			  int source)
 {
-	if (moves < atomic_load_explicit(&hpsi_seg_moves(&b->seg)[r], memory_order_relaxed)) {
+	uint32_t cur = atomic_load_explicit(&hpsi_seg_moves(&b->seg)[r], memory_order_acquire);
+	if (moves < cur) {
 		b->stale++;
 		return 0;
 	}
-	hpsi_bridge_owner_to(b, r, owner, backup, moves);
+	if (source && moves == cur) { /* (stored by the source) */
+		b->serving_backup[r] = backup;
+		b->serving_moves[r] = moves > b->serving_moves[r] ? moves : b->serving_moves[r];
+	} else {
+		hpsi_bridge_owner_to(b, r, owner, backup, moves);
+	}
+	/* An owner dead already (its FENCE came here before this copy's
+	 * record, on another stream): the range goes on at its first live
+	 * replica, as at the FENCE (review: the pairs went to the dead
+	 * owner, whose host dropped their requests as stale) */
+	uint32_t to = owner;
+	if (hpsi_node_state(&b->seg, owner) == HPSI_NODE_DEAD)
+		to = hpsi_range_first_live(&b->seg, r);
 	uint32_t was = b->serving[r];
-	if (was == owner)
+	if (was == to)
 		return 0;
-	if (was < b->S && b->host_of_server[was] == b->host_of_server[owner]) {
-		b->serving[r] = owner; /* the same host: the same pairs */
+	if (to >= b->S || (was < b->S && b->host_of_server[was] == b->host_of_server[to])) {
+		b->serving[r] = to; /* the same host: the same pairs (or none left: the workers fail it) */
 		return 0;
 	}
 	hpsi_bridge_acks_moved(b, r);
-	hpsi_bridge_range_to(b, r, owner);
+	hpsi_bridge_range_to(b, r, to);
 	if (settle)
 		hpsi_bridge_range_settled(b, r); /* (as a move's: bridge_scale.c) */
 	return 1;
@@ -243,7 +261,7 @@ static int room_final_send(struct hpsi_bridge *b, uint32_t p, uint32_t q, uint32
 	for (uint32_t i = 0; i < b->nhosts; i++)
 		if (i != b->me && i != host)
 			hpsi_bridge_append(b, i, p, q, HPSI_REC_HANDBACK, &hb, NULL, 0, NULL, 0);
-	if (room_tables_to(b, r, owner, backup, (uint32_t)h->resp_cap, 1))
+	if (room_tables_to(b, r, owner, backup, (uint32_t)h->resp_cap, 1, 1))
 		hpsi_warn("bridge %s: server %u moved key range %u to server %u (host %u); server %u backs it up", b->cfg.host,
 			  p, r, q, host, backup);
 	else if (!h->width)
@@ -364,7 +382,7 @@ static void room_receive(struct hpsi_bridge *b, uint32_t from, uint32_t p, uint3
 	 * first (another stream), and then this one is stale (review: by
 	 * the source, a third host dropped a copy after the next one's
 	 * backup FINAL and kept its pairs at the old owner's host) */
-	if (room_tables_to(b, r, owner, backup, (uint32_t)h->resp_cap, 1))
+	if (room_tables_to(b, r, owner, backup, (uint32_t)h->resp_cap, 1, 0))
 		hpsi_warn("bridge %s: server %u (host %u) moved key range %u to server %u (host %u); server %u backs it up",
 			  b->cfg.host, p, from, r, q, b->host_of_server[q], backup);
 }
@@ -523,7 +541,7 @@ void hpsi_bridge_sync_receive(struct hpsi_bridge *b, uint32_t from, const struct
 		room_tables(h->width, h->keys_off, p, q, &owner, &backup);
 		hpsi_warn("bridge %s: server %u %s key range %u of server %u", b->cfg.host, q,
 			  h->width ? "takes" : "backs up", h->range, p);
-		room_tables_to(b, h->range, owner, backup, (uint32_t)h->resp_cap, 0);
+		room_tables_to(b, h->range, owner, backup, (uint32_t)h->resp_cap, 0, 0);
 	} else if (last_handback(b, h)) {
 		hpsi_warn("bridge %s: server %u hands key range %u back to server %u", b->cfg.host, p, h->range, q);
 		/* a move (hps scale): the target's host stores the new owner
