@@ -32,9 +32,12 @@
  * (every floor, and the joiner's own read, is at most that, as clocks
  * only grow). */
 #include <stdatomic.h>
+#include <stdio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "net/bridge.h"
+#include "runtime/common/config.h"
 #include "runtime/common/log.h"
 #include "shm/liveness.h"
 #include "shm/node.h"
@@ -76,6 +79,21 @@ void hpsi_bridge_join_report(struct hpsi_bridge *b, struct hpsi_sched_states *m)
 	}
 }
 
+/* HPS_FAILPOINT=joinslow:MS (tests): the bridge stops MS ms (at most
+ * 10 s) right after another host's claimed slot counts here, as a bridge
+ * preempted there would, so that this host's workers look at the
+ * membership in that window (tests/test_xjoin.c). */
+static void join_slow_failpoint(const struct hpsi_bridge *b)
+{
+	const char *fp = hpsi_setting("FAILPOINT");
+	unsigned ms;
+	int end = 0;
+	if (!fp || sscanf(fp, "joinslow:%u%n", &ms, &end) != 1 || fp[end] || ms > 10000)
+		return;
+	hpsi_warn("bridge %s: HPS_FAILPOINT=joinslow: %u ms between the claimed slot and the floor", b->cfg.host, ms);
+	nanosleep(&(struct timespec){ms / 1000, (long)(ms % 1000) * 1000000}, NULL);
+}
+
 /* Step 2: another host's slot was claimed; our servers hold, then our floor. */
 static void hold_for(struct hpsi_bridge *b, uint32_t w)
 {
@@ -94,6 +112,7 @@ static void hold_for(struct hpsi_bridge *b, uint32_t w)
 	if (!atomic_compare_exchange_strong_explicit(&node->state, &cur, HPSI_NODE_EMPTY, memory_order_acq_rel,
 						     memory_order_acquire))
 		return;
+	join_slow_failpoint(b);
 	/* the Dekker pair with a server's fence before it loads members_seq
 	 * (runtime/client/join.c): the bridge plays the joiner's part here */
 	uint32_t floor = hpsi_members_claim_floor(&b->seg, n);

@@ -9,7 +9,9 @@
  * the barriers after the join count it, and worker 0 checks the exact sums.
  * The third worker joins by hand (HPS_JOIN=1) or by hps scale, under BSP
  * and SSP(2); joining on, or scaling from, the host without free ranks is
- * refused with one line. */
+ * refused with one line. A last case holds the first host's bridge right
+ * after the slot counts there (HPS_FAILPOINT=joinslow): its workers must
+ * see the membership epoch moved as soon as they see three workers. */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,7 +59,9 @@ static int members_waiting(void *p)
 	return 1;
 }
 
-static void xjoin(const char *port_env, const char *staleness, int by_scale)
+/* extra_env: more settings of the job; want: a line its output must
+ * hold (NULL: none) */
+static void xjoin(const char *port_env, const char *staleness, int by_scale, const char *extra_env, const char *want)
 {
 	static char out[1 << 16], cmd[8192];
 	CU_ASSERT_EQUAL_FATAL(ns_up(2), 0);
@@ -66,9 +70,11 @@ static void xjoin(const char *port_env, const char *staleness, int by_scale)
 	write_hosts(hosts);
 	snprintf(job, sizeof job, "xj%d", (int)getpid() % 100000);
 	const char *s = strcmp(staleness, "bsp") ? staleness : "0";
-	/* HPS_LOG=info: the scheduler's and the bridges' lines of the join */
-	pid_t p = start(job_log, "ip netns exec %s0 %sHPS_LOG=info %s launch --job %s --max-workers 3 --staleness %s --hosts %s -- %s --join-worker %s",
-			pfx, port_env, hps_bin(), job, staleness, hostsf, join_prog(), s);
+	/* HPS_LOG=info: the scheduler's and the bridges' lines of the join.
+	 * HPS_DEAD_MS 4 s, not ENV's 1 s: nothing dies here, and under TSan a
+	 * second's silence between a bridge and the scheduler was seen */
+	pid_t p = start(job_log, "ip netns exec %s0 %sHPS_LOG=info HPS_DEAD_MS=4000 %s %s launch --job %s --max-workers 3 --staleness %s --hosts %s -- %s --join-worker %s",
+			pfx, port_env, extra_env, hps_bin(), job, staleness, hostsf, join_prog(), s);
 	struct xwatch a = {.job = job};
 	int ready = poll_until(members_waiting, &a, 60000);
 	CU_ASSERT(ready);
@@ -112,6 +118,8 @@ static void xjoin(const char *port_env, const char *staleness, int by_scale)
 	CU_ASSERT_PTR_NOT_NULL(strstr(o, "worker 2 joined on another host at clock 150"));
 	if (by_scale)
 		CU_ASSERT_PTR_NOT_NULL(strstr(o, "joined as rank 2 at clock 150"));
+	if (want)
+		CU_ASSERT_PTR_NOT_NULL(strstr(o, want));
 	if (rc || !strstr(o, "sums exact") || !strstr(o, "joined at clock 150"))
 		fprintf(stderr, "job (%d):\n%s\n", rc, o);
 	ns_down();
@@ -119,22 +127,32 @@ static void xjoin(const char *port_env, const char *staleness, int by_scale)
 
 static void test_xjoin_bsp_by_hand(void)
 {
-	xjoin(ENV("9611"), "bsp", 0);
+	xjoin(ENV("9611"), "bsp", 0, "", NULL);
 }
 
 static void test_xjoin_ssp_by_hand(void)
 {
-	xjoin(ENV("9621"), "2", 0);
+	xjoin(ENV("9621"), "2", 0, "", NULL);
 }
 
 static void test_xjoin_bsp_by_scale(void)
 {
-	xjoin(ENV("9631"), "bsp", 1);
+	xjoin(ENV("9631"), "bsp", 1, "", NULL);
 }
 
 static void test_xjoin_ssp_by_scale(void)
 {
-	xjoin(ENV("9641"), "2", 1);
+	xjoin(ENV("9641"), "2", 1, "", NULL);
+}
+
+/* The first host's bridge stops 300 ms right after the claimed slot
+ * counts there (HPS_FAILPOINT=joinslow): its workers, waiting for three,
+ * see the third in that window and must see the membership epoch moved
+ * too (it once moved only after: worker 0 ended with "the membership
+ * epoch did not move"). */
+static void test_xjoin_epoch_before_count(void)
+{
+	xjoin(ENV("9651"), "bsp", 1, "HPS_FAILPOINT=joinslow:300", "HPS_FAILPOINT=joinslow: 300 ms");
 }
 
 int main(int argc, char **argv)
@@ -148,6 +166,7 @@ int main(int argc, char **argv)
 		{"test_xjoin_ssp_by_hand", test_xjoin_ssp_by_hand},
 		{"test_xjoin_bsp_by_scale", test_xjoin_bsp_by_scale},
 		{"test_xjoin_ssp_by_scale", test_xjoin_ssp_by_scale},
+		{"test_xjoin_epoch_before_count", test_xjoin_epoch_before_count},
 		{NULL, NULL},
 	};
 	int rc = run_suite("xjoin", cases);

@@ -362,7 +362,8 @@ static int failpoint(struct server *sv)
 		return 0;
 	}
 	if (strncmp(fp, "holdfwd:", 8) == 0 || strncmp(fp, "latefence:", 10) == 0 || /* a bridge's (net/bridge_failover.c) */
-	    strncmp(fp, "lateplan:", 9) == 0 || strncmp(fp, "holdclosed:", 11) == 0) /* (net/bridge_scale.c) */
+	    strncmp(fp, "lateplan:", 9) == 0 || strncmp(fp, "holdclosed:", 11) == 0 || /* (net/bridge_scale.c) */
+	    strncmp(fp, "joinslow:", 9) == 0) /* (net/bridge_join.c) */
 		return 0;
 	if (sscanf(fp, "handbackdie:%u%n", &rank, &end) == 1 && fp[end] == 0) {
 		sv->die_at_handback = rank == sv->me;
