@@ -128,7 +128,9 @@ void hpsi_bridge_acks_moved(struct hpsi_bridge *b, uint32_t r)
 	 * answered twice, and the worker that took the ack meanwhile counted
 	 * the second answer malformed (TSan, test_xscale_replicated_room_scale:
 	 * the ack came after the FINAL moved the range to a server here) */
-	for (uint32_t w = b->seg.hdr->wrk_lo; b->resend && r < b->S && w < b->seg.hdr->wrk_hi && w < b->W; w++) {
+	if (!b->resend || r >= b->S)
+		return;
+	for (uint32_t w = b->seg.hdr->wrk_lo; w < b->seg.hdr->wrk_hi && w < b->W; w++) {
 		struct hpsi_bridge_pair *p = hpsi_bridge_pair_of(b, w, r);
 		for (size_t k = 0; k < p->nunacked; k++)
 			p->unacked[k].wait = 0;
