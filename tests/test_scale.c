@@ -12,6 +12,7 @@
  * that joins before a range moves from a server that had not seen it
  * (HPS_FAILPOINT=nolook): no pull held, exact sums. */
 #include <dirent.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -469,6 +470,50 @@ static void check_replica_tables(struct hpsi_seg *s, uint32_t servers)
 	}
 }
 
+/* A program's view of the membership while a step runs: when the count
+ * of servers it reads (hps_num_servers: the owners in the owner table)
+ * differs from the one before the step, the epoch it reads after it
+ * (hps_membership_epoch) differs too. The baseline is read the other
+ * way round, the epoch first, before the step starts: every move of the
+ * step then moves the epoch after that read. */
+struct epoch_watch {
+	struct hpsi_seg *seg;
+	uint32_t servers0, epoch0;
+	pthread_t thread;
+	atomic_int stop;
+	int stale; /* polls that saw the new count with the epoch of before */
+};
+
+static void *watch_epoch(void *p)
+{
+	struct epoch_watch *e = p;
+	while (!atomic_load_explicit(&e->stop, memory_order_relaxed)) {
+		uint32_t n = hpsi_servers_current(e->seg); /* (acquire loads) */
+		uint32_t epoch = atomic_load_explicit(&e->seg->hdr->members_seq, memory_order_acquire);
+		e->stale += n != e->servers0 && epoch == e->epoch0;
+		usleep(200);
+	}
+	return NULL;
+}
+
+static void epoch_watch_start(struct epoch_watch *e, struct hpsi_seg *seg)
+{
+	e->seg = seg;
+	e->epoch0 = atomic_load_explicit(&seg->hdr->members_seq, memory_order_acquire);
+	e->servers0 = hpsi_servers_current(seg);
+	e->stale = 0;
+	atomic_init(&e->stop, 0);
+	CU_ASSERT_EQUAL_FATAL(pthread_create(&e->thread, NULL, watch_epoch, e), 0);
+}
+
+/* The polls that saw the count change before the epoch (0 is right). */
+static int epoch_watch_end(struct epoch_watch *e)
+{
+	atomic_store_explicit(&e->stop, 1, memory_order_relaxed);
+	pthread_join(e->thread, NULL);
+	return e->stale;
+}
+
 /* run_scales_env, then with victim >= 0 a kill -9 of that server after the
  * last step: the workers train on past it (its backups serve its ranges)
  * and the sums stay exact. A replicated job (--replicas in opts) moves
@@ -497,7 +542,20 @@ static void run_scales_kill(const char *job, const char *staleness, const int *s
 					       memory_order_relaxed);
 		int epoch = (int)atomic_load_explicit(&a.seg.hdr->members_seq, memory_order_acquire);
 		snprintf(cmd, sizeof cmd, "%s scale --job %s --host testhost --servers %d", hps_bin(), job, steps[i]);
+		struct epoch_watch ew;
+		epoch_watch_start(&ew, &a.seg);
 		int rc = run_cmd(cmd, out2, sizeof out2);
+		/* HPS_FAILPOINT=handslow:MS: the sources wait MS ms after the
+		 * owner's store, which hps scale's answer may come in; the
+		 * watch goes on through it, and the checks below come after */
+		const char *slow = strstr(env, "handslow:");
+		if (slow)
+			usleep((useconds_t)(2 * atoi(slow + 9) + 300) * 1000u);
+		int stale = epoch_watch_end(&ew);
+		CU_ASSERT_EQUAL(stale, 0);
+		if (stale)
+			fprintf(stderr, "hps scale --servers %d: %d looks saw %u servers become %u with the epoch still %u\n",
+				steps[i], stale, ew.servers0, hpsi_servers_current(&a.seg), ew.epoch0);
 		char want[128];
 		snprintf(want, sizeof want, "job %s has %d server%s\n", job, steps[i], steps[i] == 1 ? "" : "s");
 		CU_ASSERT_EQUAL(rc, 0);
@@ -644,6 +702,20 @@ static void test_scale_replicated_swap(void)
 	/* both kinds ran (out: the launcher's output) */
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "; this server backs it up now"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "; it held it as the backup, and this server backs it up now"));
+}
+
+/* The membership epoch moves before hps_num_servers changes: with
+ * HPS_FAILPOINT=handslow:300 every source waits 300 ms after it stored
+ * the new owner of a range it handed over, before the epoch's second
+ * move. A program that reads the count (run_scales_kill's epoch watch)
+ * sees it changed only with the epoch moved (the first move, before the
+ * owner's store). 2 -> 4 under BSP, exact sums. */
+static void test_scale_epoch_before_count(void)
+{
+	static const int steps[] = {4};
+	static const double ideal[] = {0.5};
+	run_scales_env("sc18", "bsp", steps, ideal, 1, "", NULL, "HPS_FAILPOINT=handslow:300");
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "HPS_FAILPOINT=handslow: waits 300 ms"));
 }
 
 /* A target that cannot map the tables handed to it (HPS_FAILPOINT=
@@ -1529,6 +1601,7 @@ int main(int argc, char **argv)
 		{"test_scale_out_in_ssp", test_scale_out_in_ssp},
 		{"test_scale_out_bsp", test_scale_out_bsp},
 		{"test_scale_out_adopt_refused", test_scale_out_adopt_refused},
+		{"test_scale_epoch_before_count", test_scale_epoch_before_count},
 		{"test_scale_replicated_out_in_kill", test_scale_replicated_out_in_kill},
 		{"test_scale_replicated_swap", test_scale_replicated_swap},
 		{"test_scale_replicated_dead_server_ends_scale", test_scale_replicated_dead_server_ends_scale},

@@ -76,8 +76,10 @@ HPS_API int hps_num_servers(const hps_ctx *ctx);
 /* A number that grows whenever the job's workers or servers change: a
  * worker joins (it moves by 2: once when the rank is taken, once when the
  * worker runs), closes or dies; a key range moves to another server
- * (hps scale --servers). A program notices a change by comparing it with
- * the value it saw last (then reads hps_num_workers, hps_num_servers). */
+ * (hps scale --servers; by 2: once before hps_num_servers can change,
+ * once after). A program notices a change by comparing it with the value
+ * it saw last (then reads hps_num_workers, hps_num_servers); one that
+ * sees a count change first finds this moved too. */
 HPS_API int hps_membership_epoch(const hps_ctx *ctx);
 
 /* Waits until every worker of the job that has not closed has called

@@ -19,6 +19,8 @@
  * then their sources copy to them. Scale in: the planned owners of a
  * leaving rank's ranges are running servers; once it handed every range
  * over, the leaving rank closes (CLOSED: nobody routes to it any more). */
+#include <unistd.h>
+
 #include "net/route.h"
 #include "runtime/client/join.h"
 #include "runtime/common/log.h"
@@ -60,6 +62,7 @@ void hpsi_move_handed(struct server *sv, struct range_state *rs, uint32_t to, ui
 {
 	size_t keys = hpsi_store_size(rs->store);
 	hpsi_serve_stop(sv, rs);
+	hpsi_members_changing(sv->seg); /* hps_num_servers may change: the epoch first */
 	/* release pairs with routing's acquire (hpsi_range_owner): a worker
 	 * that wakes the new owner finds the FINAL published before it */
 	atomic_store_explicit(&hpsi_seg_owner(sv->seg)[rs->id], (uint16_t)to, memory_order_release);
@@ -67,6 +70,11 @@ void hpsi_move_handed(struct server *sv, struct range_state *rs, uint32_t to, ui
 	 * whoever acquires the new number reads the new owner after it (the
 	 * launcher's plans, the bridge's HANDBACK of a move within a host) */
 	hpsi_seg_moves_raise(sv->seg, rs->id, moved);
+	if (sv->hand_slow_ms) { /* HPS_FAILPOINT=handslow (struct server) */
+		hpsi_warn("server %u: HPS_FAILPOINT=handslow: waits %u ms after the hand-over of key range %u", sv->me,
+			  sv->hand_slow_ms, rs->id);
+		usleep(sv->hand_slow_ms * 1000u);
+	}
 	hpsi_members_changed(sv->seg); /* hps_membership_epoch: the servers changed */
 	/* before its memory goes (which takes a while for a large range): the
 	 * line's time is the FINAL's (bench/net_bench scale reads it) */

@@ -627,6 +627,7 @@ static void room_handed(struct server *sv, struct range_state *rs, double mb, do
 		return;
 	}
 	hpsi_serve_stop(sv, rs);
+	hpsi_members_changing(sv->seg); /* hps_num_servers may change: the epoch first */
 	/* release pairs with routing's acquire (hpsi_range_owner): the owner
 	 * first, so that the two entries never name one rank twice as the
 	 * backup (a swap passes through the target named as both) */

@@ -181,6 +181,11 @@ struct server {
 	 * a scale that ends meanwhile makes its plan from the owner table as
 	 * it was (recover.c send_final, test_scale_end_during_move). */
 	unsigned final_pause_ms;
+	/* Tests (HPS_FAILPOINT=handslow:MS): every server waits MS ms after
+	 * it stored a moved range's new owner, before the membership epoch
+	 * moves again (move.c hpsi_move_handed): a program that reads
+	 * hps_num_servers meanwhile must see the epoch moved already. */
+	unsigned hand_slow_ms;
 	/* Tests (HPS_FAILPOINT=handbackdie:RANK): this server, a replacement,
 	 * exits (60 ms later) when it read the last FINAL piece of a range
 	 * handed back to it, before it clears its lacking bit or serves a

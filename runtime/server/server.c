@@ -347,8 +347,8 @@ static int range_setup(struct server *sv, uint32_t i, uint32_t id, int serving, 
 }
 
 /* HPS_FAILPOINT=forwarded:RANK:N, handback:RANK, nolook:RANK, noadopt:RANK,
- * finalpause:RANK:MS, handbackdie:RANK or clockdie:RANK:WORKER:N (tests only; see struct
- * server). */
+ * finalpause:RANK:MS, handslow:MS, handbackdie:RANK or clockdie:RANK:WORKER:N
+ * (tests only; see struct server). */
 static int failpoint(struct server *sv)
 {
 	const char *fp = hpsi_setting("FAILPOINT");
@@ -389,12 +389,16 @@ static int failpoint(struct server *sv)
 			sv->final_pause_ms = ms;
 		return 0;
 	}
+	if (sscanf(fp, "handslow:%u%n", &ms, &end) == 1 && fp[end] == 0 && ms <= 10000) {
+		sv->hand_slow_ms = ms;
+		return 0;
+	}
 	if (sscanf(fp, "noadopt:%u%n", &rank, &end) == 1 && fp[end] == 0) {
 		sv->refuse_adopt = rank == sv->me;
 		return 0;
 	}
 	if (sscanf(fp, "forwarded:%u:%llu", &rank, &n) != 2 || n == 0) {
-		hpsi_error("HPS_FAILPOINT=%s: expected forwarded:RANK:N (N >= 1), handback:RANK, handbackdie:RANK, nolook:RANK, noadopt:RANK, finalpause:RANK:MS, claimdie:RANK or clockdie:RANK:WORKER:N (N >= 1), a fault injected by tests",
+		hpsi_error("HPS_FAILPOINT=%s: expected forwarded:RANK:N (N >= 1), handback:RANK, handbackdie:RANK, nolook:RANK, noadopt:RANK, finalpause:RANK:MS, handslow:MS (MS <= 10000), claimdie:RANK or clockdie:RANK:WORKER:N (N >= 1), a fault injected by tests",
 			   fp);
 		return HPS_ECONFIG;
 	}
