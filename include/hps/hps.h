@@ -76,10 +76,11 @@ HPS_API int hps_num_servers(const hps_ctx *ctx);
 /* A number that grows whenever the job's workers or servers change: a
  * worker joins (it moves by 2: once when the rank is taken, once when the
  * worker runs), closes or dies; a key range moves to another server
- * (hps scale --servers; by 2: once before hps_num_servers can change,
- * once after). A program notices a change by comparing it with the value
- * it saw last (then reads hps_num_workers, hps_num_servers); one that
- * sees a count change first finds this moved too. */
+ * (hps scale --servers; once before hps_num_servers can change, once
+ * after). A program notices a change by comparing it with the value
+ * it saw last (then reads hps_num_workers, hps_num_servers). One that
+ * sees a count change finds this moved past its value before the change
+ * began, and one that sees a hand-over's second move finds the new count. */
 HPS_API int hps_membership_epoch(const hps_ctx *ctx);
 
 /* Waits until every worker of the job that has not closed has called

@@ -181,8 +181,8 @@ struct server {
 	 * a scale that ends meanwhile makes its plan from the owner table as
 	 * it was (recover.c send_final, test_scale_end_during_move). */
 	unsigned final_pause_ms;
-	/* Tests (HPS_FAILPOINT=handslow:MS): every server waits MS ms after
-	 * it stored a moved range's new owner, before the membership epoch
+	/* Tests (HPS_FAILPOINT=handslow:MS): every server of a job without
+	 * replicas waits MS ms after it stored a moved range's new owner, before the membership epoch
 	 * moves again (move.c hpsi_move_handed): a program that reads
 	 * hps_num_servers meanwhile must see the epoch moved already. */
 	unsigned hand_slow_ms;
