@@ -718,6 +718,16 @@ static void test_scale_epoch_before_count(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "HPS_FAILPOINT=handslow: waits 300 ms"));
 }
 
+/* The same with one backup per range: the primaries move by copies
+ * (recover.c), whose hand-over has the same two moves of the epoch. */
+static void test_scale_replicated_epoch_before_count(void)
+{
+	static const int steps[] = {4};
+	static const double ideal[] = {0.5};
+	run_scales_kill("sc19", "bsp", steps, ideal, 1, "--replicas 1", NULL, "HPS_FAILPOINT=handslow:300", -1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "HPS_FAILPOINT=handslow: waits 300 ms"));
+}
+
 /* A target that cannot map the tables handed to it (HPS_FAILPOINT=
  * noadopt:2: as an fd it cannot open, after it mapped the pool) answers
  * so; its source, the range still frozen, sends records instead, and
@@ -1602,6 +1612,7 @@ int main(int argc, char **argv)
 		{"test_scale_out_bsp", test_scale_out_bsp},
 		{"test_scale_out_adopt_refused", test_scale_out_adopt_refused},
 		{"test_scale_epoch_before_count", test_scale_epoch_before_count},
+		{"test_scale_replicated_epoch_before_count", test_scale_replicated_epoch_before_count},
 		{"test_scale_replicated_out_in_kill", test_scale_replicated_out_in_kill},
 		{"test_scale_replicated_swap", test_scale_replicated_swap},
 		{"test_scale_replicated_dead_server_ends_scale", test_scale_replicated_dead_server_ends_scale},

@@ -55,6 +55,15 @@ int hpsi_move_pending(struct server *sv)
 	       hpsi_recover_pending(sv);
 }
 
+void hpsi_move_hand_slow(struct server *sv, uint32_t range)
+{
+	if (!sv->hand_slow_ms) /* HPS_FAILPOINT=handslow (struct server) */
+		return;
+	hpsi_warn("server %u: HPS_FAILPOINT=handslow: waits %u ms after the hand-over of key range %u", sv->me,
+		  sv->hand_slow_ms, range);
+	usleep(sv->hand_slow_ms * 1000u);
+}
+
 /* The source's end of a move (recover.c calls it after the FINAL went):
  * the range is the target's from here. */
 void hpsi_move_handed(struct server *sv, struct range_state *rs, uint32_t to, uint32_t moved, double mb, double ms,
@@ -70,11 +79,7 @@ void hpsi_move_handed(struct server *sv, struct range_state *rs, uint32_t to, ui
 	 * whoever acquires the new number reads the new owner after it (the
 	 * launcher's plans, the bridge's HANDBACK of a move within a host) */
 	hpsi_seg_moves_raise(sv->seg, rs->id, moved);
-	if (sv->hand_slow_ms) { /* HPS_FAILPOINT=handslow (struct server) */
-		hpsi_warn("server %u: HPS_FAILPOINT=handslow: waits %u ms after the hand-over of key range %u", sv->me,
-			  sv->hand_slow_ms, rs->id);
-		usleep(sv->hand_slow_ms * 1000u);
-	}
+	hpsi_move_hand_slow(sv, rs->id);
 	hpsi_members_changed(sv->seg); /* hps_membership_epoch: the servers changed */
 	/* before its memory goes (which takes a while for a large range): the
 	 * line's time is the FINAL's (bench/net_bench scale reads it) */

@@ -634,6 +634,7 @@ static void room_handed(struct server *sv, struct range_state *rs, double mb, do
 	atomic_store_explicit(&hpsi_seg_owner(sv->seg)[rs->id], (uint16_t)y->to, memory_order_release);
 	atomic_store_explicit(backup, (uint16_t)y->new_backup, memory_order_release);
 	hpsi_seg_moves_raise(sv->seg, rs->id, y->room_moves); /* (after the entries, release) */
+	hpsi_move_hand_slow(sv, rs->id);
 	hpsi_members_changed(sv->seg); /* hps_membership_epoch: the servers changed */
 	if (y->new_backup != sv->me) { /* its memory goes (a copy brings it back) */
 		struct hpsi_store *empty = hpsi_store_create_idle(rs->store);

@@ -181,9 +181,9 @@ struct server {
 	 * a scale that ends meanwhile makes its plan from the owner table as
 	 * it was (recover.c send_final, test_scale_end_during_move). */
 	unsigned final_pause_ms;
-	/* Tests (HPS_FAILPOINT=handslow:MS): every server of a job without
-	 * replicas waits MS ms after it stored a moved range's new owner, before the membership epoch
-	 * moves again (move.c hpsi_move_handed): a program that reads
+	/* Tests (HPS_FAILPOINT=handslow:MS): every server waits MS ms after
+	 * it stored a moved range's new owner, before the membership epoch
+	 * moves again (hpsi_move_hand_slow): a program that reads
 	 * hps_num_servers meanwhile must see the epoch moved already. */
 	unsigned hand_slow_ms;
 	/* Tests (HPS_FAILPOINT=handbackdie:RANK): this server, a replacement,
@@ -269,6 +269,9 @@ void hpsi_move_handed(struct server *sv, struct range_state *rs, uint32_t to, ui
 /* Whether the plan's entry for rs is older than the range's last move
  * (shm/segment.h, moves_off): then it does not move it (move.c). */
 int hpsi_move_plan_older(const struct server *sv, const struct range_state *rs);
+/* HPS_FAILPOINT=handslow:MS: waits MS ms (struct server) between a
+ * hand-over's store of range's new owner and the epoch's second move. */
+void hpsi_move_hand_slow(struct server *sv, uint32_t range);
 
 /* replica.c */
 /* Applies what server `from` sent on its ring to this one. */
