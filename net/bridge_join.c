@@ -107,7 +107,7 @@ static void hold_for(struct hpsi_bridge *b, uint32_t w)
 	 * more worker (its acquire of EMPTY pairs with the CAS below) sees the
 	 * epoch moved too. The bump after it, in the floor, is the one
 	 * the servers' look pairs with. */
-	atomic_fetch_add_explicit(&b->seg.hdr->members_seq, 1, memory_order_release);
+	hpsi_members_changing(&b->seg);
 	/* acq_rel: as every state change (struct hpsi_node) */
 	if (!atomic_compare_exchange_strong_explicit(&node->state, &cur, HPSI_NODE_EMPTY, memory_order_acq_rel,
 						     memory_order_acquire))
@@ -133,7 +133,7 @@ static int joined(struct hpsi_bridge *b, uint32_t w, uint32_t c)
 	/* from VACANT the slot starts counting in hps_num_workers: the epoch
 	 * first (release, as in hold_for) */
 	if (cur == HPSI_NODE_VACANT)
-		atomic_fetch_add_explicit(&b->seg.hdr->members_seq, 1, memory_order_release);
+		hpsi_members_changing(&b->seg);
 	/* relaxed: published by the release of ALIVE below; the pid is ours,
 	 * as for every remote node (liveness probes find us alive) */
 	atomic_store_explicit(&node->pid, (int32_t)getpid(), memory_order_relaxed);

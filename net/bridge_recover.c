@@ -402,10 +402,7 @@ void hpsi_bridge_owner_to(struct hpsi_bridge *b, uint32_t r, uint32_t q, uint32_
 		if (backup)
 			atomic_store_explicit(&hpsi_seg_backup_plan(&b->seg)[r], (uint16_t)nb, memory_order_relaxed);
 	}
-	/* hps_num_servers may change: the epoch moves first (release, as
-	 * hpsi_members_changing; the owner's release below carries it), and
-	 * again after it (below) */
-	atomic_fetch_add_explicit(&b->seg.hdr->members_seq, 1, memory_order_release);
+	hpsi_members_changing(&b->seg); /* hps_num_servers may change: the epoch first, and again below */
 	/* release pairs with routing's acquire (hpsi_range_owner): a worker
 	 * here that sees q as the owner finds the pairs moved (this thread
 	 * moves them right after, before it reads any worker's ring again) */

@@ -27,6 +27,13 @@ void hpsi_node_mark_dead(struct hpsi_seg *seg, uint32_t id)
 	hpsi_wake_all(seg);
 }
 
+void hpsi_members_changing(struct hpsi_seg *seg)
+{
+	/* release; the change is stored after this with release, so whoever
+	 * acquires the changed entry sees the epoch moved too */
+	atomic_fetch_add_explicit(&seg->hdr->members_seq, 1, memory_order_release);
+}
+
 int hpsi_probe_due(struct hpsi_seg *seg, int group, int64_t period_ns)
 {
 	_Atomic int64_t *at = &seg->hdr->probed_at[group];

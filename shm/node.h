@@ -54,6 +54,12 @@ void hpsi_wake_all(struct hpsi_seg *seg);
  * host's servers (net/bridge_deliver.c). */
 uint32_t hpsi_members_min_clock(struct hpsi_seg *seg, uint32_t except);
 
+/* Bumps the membership epoch (release) before a change that
+ * hps_num_servers or hps_num_workers counts is stored (release): a
+ * program that sees the count changed sees the epoch moved, whichever
+ * it reads first. A bump after the change (hpsi_members_changed) follows. */
+void hpsi_members_changing(struct hpsi_seg *seg);
+
 /* A claimed slot's floor: bumps members_seq (seq_cst), issues a seq_cst
  * fence, then reads hpsi_members_min_clock(seg, except). The bump and the
  * fence are the claimer's half of the Dekker pair with a server's fence

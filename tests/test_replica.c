@@ -941,8 +941,8 @@ static void test_replica_refusals(void)
 	}
 	/* a fault injection the servers cannot read stops the job, named
 	 * (clockdie's count starts at 1, as forwarded's) */
-	const char *bad_fp[] = {"soon", "clockdie:1:0:0"};
-	for (size_t i = 0; i < 2; i++) {
+	const char *bad_fp[] = {"soon", "clockdie:1:0:0", "handslow:10001"};
+	for (size_t i = 0; i < 3; i++) {
 		snprintf(cmd, sizeof cmd, "HPS_FAILPOINT=%s exec %s launch -s 2 -w 1 --replicas 1 -- %s", bad_fp[i],
 			 hps_bin(), quick);
 		CU_ASSERT(finish_group(spawn_logged(log, "/bin/sh", cmd), 20000) != 0);

@@ -75,13 +75,6 @@ int hpsi_worker_slot_of(const struct hpsi_seg *seg, int pid)
 	return -1;
 }
 
-void hpsi_members_changing(struct hpsi_seg *seg)
-{
-	/* release; the change is stored after this with release, so whoever
-	 * acquires the changed entry sees the epoch moved too */
-	atomic_fetch_add_explicit(&seg->hdr->members_seq, 1, memory_order_release);
-}
-
 void hpsi_members_changed(struct hpsi_seg *seg)
 {
 	/* release: whoever sees the new epoch sees the state change behind it */

@@ -30,10 +30,5 @@ int hpsi_worker_slot_of(const struct hpsi_seg *seg, int pid);
 
 /* Bumps the membership epoch (release) and wakes every node. */
 void hpsi_members_changed(struct hpsi_seg *seg);
-/* Bumps the membership epoch (release) before a change that
- * hps_num_servers or hps_num_workers counts is stored (release): a
- * program that sees the count changed sees the epoch moved, whichever
- * it reads first. hpsi_members_changed follows the change. */
-void hpsi_members_changing(struct hpsi_seg *seg);
 
 #endif
